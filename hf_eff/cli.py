@@ -1,0 +1,99 @@
+"""The `hf-eff` command: demo, env, push."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import shutil
+import sys
+from pathlib import Path
+
+_KEY_PACKAGES = (
+    "hf-eff", "torch", "transformers", "peft", "accelerate", "datasets", "huggingface_hub",
+    "safetensors", "torch_geometric", "gsplat",
+)
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def gsplat_cuda_status(compile_kernels: bool = False) -> str:
+    """Whether gsplat's CUDA kernels can run here. Compiling them takes minutes, so by default
+    this only checks the prerequisites (a CUDA torch, a GPU and nvcc)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "unusable: no CUDA device (the CPU backend renders instead)"
+    if torch.version.cuda is None:
+        return "unusable: torch is a CPU build"
+    if shutil.which("nvcc") is None:
+        return "unusable: nvcc not found (gsplat JIT-compiles its kernels)"
+    if not compile_kernels:
+        return "prerequisites present (run `hf-eff env --compile` to build the kernels)"
+    try:
+        from gsplat.cuda._backend import _C
+    except Exception as error:  # report, whatever the build failure is
+        return f"unusable: kernel build failed: {error}"
+    return "usable" if _C is not None else "unusable: kernel build failed"
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    import torch
+
+    for name in _KEY_PACKAGES:
+        print(f"{name:18s} {_version(name)}")
+    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    print(f"{'torch device':18s} {device}, {torch.get_num_threads()} threads")
+    print(f"{'gsplat CUDA':18s} {gsplat_cuda_status(args.compile)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hf_eff.demo import run_demo
+
+    only = args.only.split(",") if args.only else None
+    return 0 if run_demo(Path(args.out), only=only, quick=args.quick) else 1
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from hf_eff.hub.push import push_output_dir
+
+    url = push_output_dir(Path(args.output_dir), args.repo_id, private=args.private, token=args.token)
+    print(f"Pushed {args.output_dir} to {url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-eff", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run every method beside its baseline; writes a report folder")
+    demo.add_argument("--out", default="hf_eff_report", help="report folder (report.md, results.json, PNGs)")
+    demo.add_argument("--only", default="", help="comma-separated sections: halora,grant,splat")
+    demo.add_argument("--quick", action="store_true", help="smallest sizes (used by the tests)")
+    demo.set_defaults(func=cmd_demo)
+
+    env = sub.add_parser("env", help="library versions, torch device, gsplat CUDA status")
+    env.add_argument("--compile", action="store_true", help="also build gsplat's CUDA kernels")
+    env.set_defaults(func=cmd_env)
+
+    push = sub.add_parser("push", help="push a finished example run (model + card) to the Hub")
+    push.add_argument("output_dir")
+    push.add_argument("repo_id")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--token", default=None, help="defaults to HF_TOKEN or the stored login")
+    push.set_defaults(func=cmd_push)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""grant."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""halora."""
+
+__all__: list[str] = []

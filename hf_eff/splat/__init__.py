@@ -1,0 +1,3 @@
+"""splat."""
+
+__all__: list[str] = []
