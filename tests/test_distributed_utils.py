@@ -1,0 +1,20 @@
+import os
+
+import pytest
+
+from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
+
+
+def test_multi_process_launch_without_cuda_is_routed_to_gloo(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "False")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    prepare_cpu_distributed()
+    assert os.environ["ACCELERATE_USE_CPU"] == "1"
+
+
+def test_lone_process_in_a_multi_process_launch_is_an_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="started 2 processes but this one trains with world_size 1"):
+        check_world_size(1)
+    check_world_size(2)
