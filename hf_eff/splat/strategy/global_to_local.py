@@ -1,0 +1,110 @@
+"""Global-to-local densification with adaptive opacity pruning (Huang, Liu & Wong, 2025)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from gsplat.strategy.ops import remove, split
+
+from hf_eff.splat.strategy.default import FixedDefaultStrategy
+
+
+def adaptive_opacity_threshold(opacities: torch.Tensor, prune_ratio: float, max_threshold: float) -> float:
+    """tau = min(alpha_sorted[floor(N * p)], tau_u) for post-sigmoid opacities `alpha`.
+
+    The lowest `p` fraction of opacities sets the bar, so pruning follows the opacity
+    distribution, while `tau_u` caps it so that a mostly transparent model is not gutted.
+    """
+    if not 0.0 <= prune_ratio < 1.0:
+        raise ValueError(f"prune_ratio must be in [0, 1), got {prune_ratio}")
+    if opacities.numel() == 0:
+        return max_threshold
+    flat = opacities.detach().flatten()
+    if not torch.isfinite(flat).all():
+        raise ValueError("adaptive pruning: opacities contain NaN or inf")
+    kth = torch.sort(flat).values[math.floor(flat.numel() * prune_ratio)].item()
+    return min(kth, max_threshold)
+
+
+@dataclass
+class GlobalToLocalStrategy(FixedDefaultStrategy):
+    """3DGS densification decomposed into a global and a local phase, plus adaptive pruning.
+
+    Before `global_stop_iter` (the paper's T_2, the first full-resolution step of the
+    energy-guided coarse-to-fine schedule) only SPLIT runs: large Gaussians with high screen-space
+    gradient are split to cover the scene, and clone candidates are left alone. From
+    `global_stop_iter` on, split and clone follow the usual 3DGS rule. With
+    `global_stop_iter=0` growth is exactly the default one.
+
+    With `adaptive_pruning`, a Gaussian is pruned when its opacity is below
+    `tau = min(alpha_sorted[floor(N * prune_ratio)], prune_opa_max)` instead of the fixed
+    `prune_opa`; the paper uses p = 0.03 and tau_u = 0.05. The opacity reset and the pruning of
+    oversized Gaussians are the default ones (the paper does not change them).
+
+    Args:
+        global_stop_iter: T_2; split-only growth before this step. The trainer fills it from the
+            coarse-to-fine schedule when left as None.
+        adaptive_pruning: use the adaptive threshold (True) or the fixed `prune_opa` (False).
+        prune_ratio: p, the fraction of the opacity distribution below the threshold.
+        prune_opa_max: tau_u, the cap on the threshold.
+    """
+
+    global_stop_iter: int | None = None
+    adaptive_pruning: bool = True
+    prune_ratio: float = 0.03
+    prune_opa_max: float = 0.05
+
+    def __post_init__(self):
+        if not 0.0 <= self.prune_ratio < 1.0:
+            raise ValueError(f"prune_ratio must be in [0, 1), got {self.prune_ratio}")
+        if self.global_stop_iter is not None and self.global_stop_iter < 0:
+            raise ValueError(f"global_stop_iter must be >= 0, got {self.global_stop_iter}")
+
+    def is_global_phase(self, step: int) -> bool:
+        if self.global_stop_iter is None:
+            raise ValueError(
+                "GlobalToLocalStrategy.global_stop_iter (T_2) is not set: pass it, or let "
+                "SplatTrainer fill it from the coarse-to-fine schedule"
+            )
+        return step < self.global_stop_iter
+
+    @torch.no_grad()
+    def _grow_gs(self, params, optimizers, state: dict[str, Any], step: int) -> tuple[int, int]:
+        if not self.is_global_phase(step):
+            return super()._grow_gs(params, optimizers, state, step)
+        # Global phase: the parent's split rule with cloning suppressed.
+        grads = state["grad2d"] / state["count"].clamp_min(1)
+        is_large = (
+            torch.exp(params["scales"]).max(dim=-1).values > self.grow_scale3d * state["scene_scale"]
+        )
+        is_split = (grads > self.grow_grad2d) & is_large
+        if step < self.refine_scale2d_stop_iter:
+            is_split |= state["radii"] > self.grow_scale2d
+        n_split = int(is_split.sum().item())
+        if n_split > 0:
+            split(params=params, optimizers=optimizers, state=state, mask=is_split,
+                  revised_opacity=self.revised_opacity)
+        return 0, n_split
+
+    @torch.no_grad()
+    def _prune_gs(self, params, optimizers, state: dict[str, Any], step: int) -> int:
+        if not self.adaptive_pruning:
+            return super()._prune_gs(params, optimizers, state, step)
+        opacities = torch.sigmoid(params["opacities"].flatten())
+        threshold = adaptive_opacity_threshold(opacities, self.prune_ratio, self.prune_opa_max)
+        is_prune = opacities < threshold
+        # Oversized Gaussians are pruned exactly as in the parent.
+        if step > self.reset_every:
+            is_prune |= (
+                torch.exp(params["scales"]).max(dim=-1).values
+                > self.prune_scale3d * state["scene_scale"]
+            )
+            if step < self.refine_scale2d_stop_iter:
+                is_prune |= state["radii"] > self.prune_scale2d
+        n_prune = int(is_prune.sum().item())
+        if n_prune > 0:
+            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
+        return n_prune

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from hf_eff.splat.coarse_to_fine import (
+    EnergyCoarseToFine,
+    downscale_images,
+    energy_schedule,
+    scale_intrinsics,
+    spectral_energy,
+)
+
+
+def textured_images(n=3, size=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    smooth = torch.linspace(0, 1, size)[None, :, None, None].expand(n, size, size, 3)
+    noise = torch.rand(n, size, size, 3, generator=generator)
+    return (0.5 * smooth + 0.5 * noise).contiguous()
+
+
+def test_energy_matches_the_definition_at_full_resolution():
+    images = textured_images()
+    expected = torch.fft.fft2(images.permute(0, 3, 1, 2)).abs().sum(dim=(1, 2, 3)).mean().item()
+    assert spectral_energy(images, 1) == pytest.approx(expected, rel=1e-5)
+
+
+def test_schedule_decreases_with_downscale_and_starts_at_t_densify():
+    schedule = energy_schedule(textured_images(), densify_steps=1000, num_levels=8)
+    assert len(schedule) == 8 and schedule[0] == 1000
+    assert all(a >= b for a, b in zip(schedule, schedule[1:]))
+    # High-frequency noise is removed by downscaling: coarse levels hold much less energy.
+    assert schedule[-1] < schedule[1] < 1000
+
+
+def test_flat_images_spend_their_whole_budget_downscaled():
+    # A constant image has only the DC term, which r^2 keeps equal at every level.
+    schedule = energy_schedule(torch.full((2, 32, 32, 3), 0.5), densify_steps=100, num_levels=4)
+    assert schedule == [100, 100, 100, 100]
+
+
+def test_factor_at_runs_coarsest_first():
+    c2f = EnergyCoarseToFine([100, 60, 30, 10])
+    assert [c2f.factor_at(s) for s in (0, 9, 10, 29, 30, 59, 60, 500)] == [4, 4, 3, 3, 2, 2, 1, 1]
+    assert c2f.full_resolution_step == 60
+    assert EnergyCoarseToFine.from_state_dict(c2f.state_dict()) == c2f
+
+
+def test_downscale_and_intrinsics_agree():
+    images = textured_images(n=1, size=64)
+    Ks = torch.tensor([[50.0, 0, 32], [0, 50.0, 32], [0, 0, 1]])
+    small = downscale_images(images, 4)
+    scaled, width, height = scale_intrinsics(Ks, 64, 64, 4)
+    assert small.shape == (1, 16, 16, 3) and (width, height) == (16, 16)
+    assert torch.allclose(scaled[:2], Ks[:2] / 4) and scaled[2, 2] == 1
+
+
+def test_bad_images_are_rejected():
+    with pytest.raises(ValueError, match="NaN"):
+        energy_schedule(torch.full((1, 8, 8, 3), float("nan")), 10)
+    with pytest.raises(ValueError, match="zero spectral energy"):
+        energy_schedule(torch.zeros(1, 8, 8, 3), 10)
