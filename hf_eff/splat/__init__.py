@@ -1,3 +1,16 @@
 """splat."""
 
-__all__: list[str] = []
+import importlib
+
+# Public name -> defining module, imported on first access so `import hf_eff.splat` stays cheap.
+_LAZY_EXPORTS = {
+    "rasterize": "hf_eff.splat.rendering",
+}
+
+__all__: list[str] = [*_LAZY_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _LAZY_EXPORTS:
+        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hf_eff.splat' has no attribute {name!r}")

@@ -1,0 +1,183 @@
+import math
+
+import pytest
+import torch
+from gsplat.strategy import DefaultStrategy
+
+from hf_eff.splat.rendering import rasterize
+from hf_eff.splat.rendering.reference import rasterize_dense
+
+WIDTH, HEIGHT = 24, 20
+
+
+def random_gaussians(num, dtype=torch.float64, seed=0, opacity_range=(0.05, 0.95), sh_bases=None):
+    generator = torch.Generator().manual_seed(seed)
+    means = torch.rand(num, 3, generator=generator, dtype=dtype) * 2 - 1
+    means[:, 2] *= 0.5
+    quats = torch.randn(num, 4, generator=generator, dtype=dtype)
+    scales = torch.rand(num, 3, generator=generator, dtype=dtype) * 0.15 + 0.02
+    low, high = opacity_range
+    opacities = torch.rand(num, generator=generator, dtype=dtype) * (high - low) + low
+    if sh_bases is None:
+        colors = torch.rand(num, 3, generator=generator, dtype=dtype)
+    else:
+        colors = torch.randn(num, sh_bases, 3, generator=generator, dtype=dtype) * 0.3
+    return means, quats, scales, opacities, colors
+
+
+def two_cameras(dtype=torch.float64):
+    viewmats = torch.eye(4, dtype=dtype).repeat(2, 1, 1)
+    viewmats[:, 2, 3] = 3.0
+    # The second camera is shifted and turned, so the two views differ.
+    angle = 0.3
+    viewmats[1, :3, :3] = torch.tensor(
+        [[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]], dtype=dtype
+    )
+    viewmats[1, 0, 3] = 0.3
+    Ks = torch.tensor([[30.0, 0, 12], [0, 30.0, 10], [0, 0, 1]], dtype=dtype).repeat(2, 1, 1)
+    return viewmats, Ks
+
+
+def render_and_grads(render_fn, params, viewmats, Ks, **kwargs):
+    leaves = [p.detach().clone().requires_grad_() for p in params]
+    colors, alphas, *_ = render_fn(*leaves, viewmats, Ks, WIDTH, HEIGHT, **kwargs)
+    weights = torch.rand(colors.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    weights = weights.to(colors.device, colors.dtype)
+    ((colors * weights).sum() + alphas.square().sum()).backward()
+    return colors.detach(), alphas.detach(), [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["rgb", "sh_degree_1", "opaque_early_stop", "unpacked"],
+)
+def test_cpu_backend_matches_dense_reference_in_values_and_gradients(case):
+    sh_degree = 1 if case == "sh_degree_1" else None
+    opacity_range = (0.9, 0.99) if case == "opaque_early_stop" else (0.05, 0.95)
+    num = 150 if case == "opaque_early_stop" else 60
+    params = random_gaussians(num, opacity_range=opacity_range, sh_bases=4 if sh_degree else None)
+    viewmats, Ks = two_cameras()
+    backgrounds = torch.tensor([[0.2, 0.5, 0.9], [1.0, 0.0, 0.3]], dtype=torch.float64)
+    kwargs = dict(sh_degree=sh_degree, backgrounds=backgrounds)
+
+    cpu = render_and_grads(rasterize, params, viewmats, Ks, packed=case != "unpacked", **kwargs)
+    dense = render_and_grads(rasterize_dense, params, viewmats, Ks, **kwargs)
+
+    assert cpu[1].mean() > 0.2, "the scene should cover a good part of the image"
+    if case == "opaque_early_stop":
+        assert (1 - dense[1]).min() < 1e-3, "some pixel should reach the transmittance stop"
+    torch.testing.assert_close(cpu[0], dense[0], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(cpu[1], dense[1], rtol=1e-9, atol=1e-10)
+    for name, grad_cpu, grad_dense in zip(["means", "quats", "scales", "opacities", "colors"], cpu[2], dense[2]):
+        assert grad_dense.abs().max() > 0, name
+        torch.testing.assert_close(grad_cpu, grad_dense, rtol=1e-7, atol=1e-9, msg=f"gradient of {name}")
+
+
+def test_cpu_backend_matches_reference_in_float32():
+    params = random_gaussians(80, dtype=torch.float32, seed=3)
+    viewmats, Ks = two_cameras(torch.float32)
+    cpu = render_and_grads(rasterize, params, viewmats, Ks)
+    dense = render_and_grads(rasterize_dense, [p.double() for p in params], viewmats.double(), Ks.double())
+    assert cpu[0].dtype == torch.float32
+    torch.testing.assert_close(cpu[0].double(), dense[0], rtol=1e-4, atol=1e-5)
+    for grad_cpu, grad_dense in zip(cpu[2], dense[2]):
+        torch.testing.assert_close(grad_cpu.double(), grad_dense, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_info_has_the_strategy_keys_and_means2d_gradient(packed):
+    params = [p.float().requires_grad_() for p in random_gaussians(40)]
+    viewmats, Ks = two_cameras(torch.float32)
+    colors, alphas, info = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, packed=packed)
+    assert colors.shape == (2, HEIGHT, WIDTH, 3) and alphas.shape == (2, HEIGHT, WIDTH, 1)
+    info["means2d"].retain_grad()
+    colors.sum().backward()
+    grad = info["means2d"].grad
+    assert info["width"] == WIDTH and info["height"] == HEIGHT and info["n_cameras"] == 2
+    if packed:
+        nnz = info["gaussian_ids"].numel()
+        assert grad.shape == (nnz, 2) and info["radii"].shape == (nnz, 2)
+        assert (info["radii"] > 0).all()
+    else:
+        assert grad.shape == (2, 40, 2) and info["radii"].shape == (2, 40, 2)
+    assert grad.abs().sum() > 0
+
+
+def test_default_strategy_densifies_on_the_cpu_backend():
+    means, quats, scales, opacities, colors = random_gaussians(30, dtype=torch.float32)
+    params = torch.nn.ParameterDict(
+        {
+            "means": means,
+            "quats": quats,
+            "scales": scales.log(),
+            "opacities": torch.logit(opacities),
+            "colors": colors,
+        }
+    )
+    optimizers = {name: torch.optim.Adam([param], lr=1e-3) for name, param in params.items()}
+    strategy = DefaultStrategy(refine_start_iter=2, refine_every=2, grow_grad2d=1e-6, verbose=False)
+    strategy.check_sanity(params, optimizers)
+    state = strategy.initialize_state()
+    viewmats, Ks = two_cameras(torch.float32)
+    target = torch.full((2, HEIGHT, WIDTH, 3), 0.5)
+    for step in range(5):
+        colors, _, info = rasterize(
+            params["means"], params["quats"], params["scales"].exp(), params["opacities"].sigmoid(),
+            params["colors"], viewmats, Ks, WIDTH, HEIGHT,
+        )
+        strategy.step_pre_backward(params, optimizers, state, step, info)
+        (colors - target).abs().mean().backward()
+        strategy.step_post_backward(params, optimizers, state, step, info, packed=True)
+        for optimizer in optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad()
+    assert len(params["means"]) > 30
+    assert state["grad2d"].shape == (len(params["means"]),)
+
+
+def test_invisible_scene_renders_background():
+    params = [p.float() for p in random_gaussians(10)]
+    params[0] = params[0] + torch.tensor([0.0, 0.0, -10.0])  # behind both cameras
+    viewmats, Ks = two_cameras(torch.float32)
+    backgrounds = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    colors, alphas, info = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, backgrounds=backgrounds)
+    assert info["gaussian_ids"].numel() == 0
+    assert torch.equal(alphas, torch.zeros_like(alphas))
+    torch.testing.assert_close(colors, backgrounds[:, None, None, :].expand_as(colors))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: {**p, "quats": p["quats"][:, :3]}, "quats must be"),
+        (lambda p: {**p, "Ks": p["Ks"][:1]}, "Ks must be"),
+        (lambda p: {**p, "means": p["means"].clone().index_fill_(0, torch.tensor([2]), float("nan"))}, "NaN"),
+        (lambda p: {**p, "sh_degree": 2}, "SH colors must be"),
+        (lambda p: {**p, "backend": "metal"}, "backend must be"),
+    ],
+)
+def test_bad_input_raises_a_named_error(change, message):
+    means, quats, scales, opacities, colors = [p.float() for p in random_gaussians(5)]
+    viewmats, Ks = two_cameras(torch.float32)
+    arguments = dict(
+        means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
+        viewmats=viewmats, Ks=Ks, width=WIDTH, height=HEIGHT,
+    )
+    with pytest.raises(ValueError, match=message):
+        rasterize(**change(arguments))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("sh_degree", [None, 2])
+def test_cpu_backend_matches_gsplat_cuda(sh_degree):
+    params = random_gaussians(300, dtype=torch.float32, sh_bases=9 if sh_degree else None, seed=5)
+    viewmats, Ks = two_cameras(torch.float32)
+    cpu = render_and_grads(rasterize, params, viewmats, Ks, sh_degree=sh_degree)
+    cuda = render_and_grads(
+        rasterize, [p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), sh_degree=sh_degree
+    )
+    torch.testing.assert_close(cuda[0].cpu(), cpu[0], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(cuda[1].cpu(), cpu[1], rtol=1e-3, atol=1e-4)
+    for name, grad_cuda, grad_cpu in zip(["means", "quats", "scales", "opacities", "colors"], cuda[2], cpu[2]):
+        scale = grad_cpu.abs().max()
+        torch.testing.assert_close(grad_cuda.cpu() / scale, grad_cpu / scale, rtol=1e-2, atol=2e-3, msg=name)
