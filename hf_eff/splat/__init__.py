@@ -5,6 +5,11 @@ import importlib
 # Public name -> defining module, imported on first access so `import hf_eff.splat` stays cheap.
 _LAZY_EXPORTS = {
     "rasterize": "hf_eff.splat.rendering",
+    "GaussianModel": "hf_eff.splat.model",
+    "make_procedural_scene": "hf_eff.splat.procedural",
+    "Scene": "hf_eff.splat.scene",
+    "load_scene": "hf_eff.splat.scene",
+    "scene_views_to_tensors": "hf_eff.splat.scene",
 }
 
 __all__: list[str] = [*_LAZY_EXPORTS]

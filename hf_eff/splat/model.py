@@ -1,0 +1,367 @@
+"""`GaussianModel`: the parameters of a 3D Gaussian splat, Hub-native and `.ply`-compatible.
+
+The parameters live in ``model.splats``, an ``nn.ParameterDict`` with exactly the keys of
+gsplat's ``simple_trainer`` (means, scales, quats, opacities, sh0, shN), so gsplat's
+densification strategies (``gsplat.strategy``) operate on it directly and may change the
+number of Gaussians during training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import PyTorchModelHubMixin, constants
+from torch import nn
+
+__all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
+
+# Zeroth-order real spherical harmonic, Y_0^0 = 1 / (2 sqrt(pi)).
+SH_C0 = 0.28209479177387814
+SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+
+
+def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
+    """Colour in [0, 1] -> DC spherical-harmonic coefficient (gsplat's convention, offset 0.5)."""
+    return (rgb - 0.5) / SH_C0
+
+
+def sh_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
+    return sh0 * SH_C0 + 0.5
+
+
+def _num_sh_rest(sh_degree: int) -> int:
+    return (sh_degree + 1) ** 2 - 1
+
+
+class GaussianModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="hf-eff",
+    tags=["gaussian-splatting", "3d-reconstruction", "gsplat"],
+    repo_url="https://github.com/hf-eff/hf-eff",
+):
+    """A set of 3D Gaussians with spherical-harmonic colour.
+
+    Args:
+        sh_degree: the highest spherical-harmonic degree stored (0-4; shN has
+            ``(sh_degree + 1)**2 - 1`` coefficients per colour channel).
+        num_gaussians: how many Gaussians to allocate. The constructor makes a placeholder
+            (zero means, unit scales, identity rotations); use `from_points`, `random`,
+            `from_ply` or `from_pretrained` for a real model.
+
+    Storage follows gsplat: ``scales`` are log-scales, ``opacities`` are logits and
+    ``quats`` are unnormalised (w, x, y, z); `render` applies exp / sigmoid.
+    """
+
+    def __init__(self, sh_degree: int = 3, num_gaussians: int = 0):
+        super().__init__()
+        if not 0 <= sh_degree <= 4:
+            raise ValueError(f"sh_degree must be in 0..4 (gsplat's range), got {sh_degree}")
+        if num_gaussians < 0:
+            raise ValueError(f"num_gaussians must be >= 0, got {num_gaussians}")
+        self.sh_degree = sh_degree
+        n = num_gaussians
+        quats = torch.zeros(n, 4)
+        quats[:, 0] = 1.0
+        self.splats = nn.ParameterDict(
+            {
+                "means": nn.Parameter(torch.zeros(n, 3)),
+                "scales": nn.Parameter(torch.zeros(n, 3)),
+                "quats": nn.Parameter(quats),
+                "opacities": nn.Parameter(torch.zeros(n)),
+                "sh0": nn.Parameter(torch.zeros(n, 1, 3)),
+                "shN": nn.Parameter(torch.zeros(n, _num_sh_rest(sh_degree), 3)),
+            }
+        )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_tensors(cls, sh_degree: int = 3, **tensors: torch.Tensor) -> GaussianModel:
+        """Builds a model from raw parameter tensors (the keys of ``splats``), checking shapes."""
+        missing = [key for key in SPLAT_KEYS if key not in tensors]
+        extra = [key for key in tensors if key not in SPLAT_KEYS]
+        if missing or extra:
+            raise ValueError(f"GaussianModel tensors: missing {missing}, unexpected {extra}")
+        model = cls(sh_degree=sh_degree, num_gaussians=0)
+        model._set_splats({key: tensors[key] for key in SPLAT_KEYS})
+        return model
+
+    @classmethod
+    def from_points(
+        cls,
+        xyz,
+        rgb,
+        sh_degree: int = 3,
+        init_opacity: float = 0.1,
+        init_scale: float = 1.0,
+    ) -> GaussianModel:
+        """One Gaussian per point, as gsplat's simple_trainer initialises from an SfM cloud.
+
+        Args:
+            xyz: [N, 3] positions.
+            rgb: [N, 3] colours, uint8 in 0..255 or float in [0, 1].
+            init_opacity: initial opacity of every Gaussian (simple_trainer's 0.1).
+            init_scale: multiplier on the isotropic scale, which is the mean distance to
+                the 3 nearest neighbours.
+        """
+        xyz = torch.as_tensor(np.asarray(xyz), dtype=torch.float32)
+        rgb_array = np.asarray(rgb)
+        if xyz.ndim != 2 or xyz.shape[1] != 3 or len(xyz) == 0:
+            raise ValueError(f"from_points: xyz must have shape [N>0, 3], got {tuple(xyz.shape)}")
+        if rgb_array.shape != tuple(xyz.shape):
+            raise ValueError(
+                f"from_points: rgb shape {rgb_array.shape} does not match xyz {tuple(xyz.shape)}"
+            )
+        if rgb_array.dtype == np.uint8:
+            colors = torch.as_tensor(rgb_array, dtype=torch.float32) / 255.0
+        else:
+            colors = torch.as_tensor(rgb_array, dtype=torch.float32)
+            if colors.min() < 0 or colors.max() > 1:
+                raise ValueError("from_points: float rgb must lie in [0, 1] (or pass uint8 0..255)")
+        if not torch.isfinite(xyz).all():
+            raise ValueError("from_points: xyz contains NaN or infinite values")
+        scales = torch.log(_mean_neighbour_distance(xyz) * init_scale).unsqueeze(-1).repeat(1, 3)
+        return cls._initial(xyz, colors, scales, sh_degree, init_opacity)
+
+    @classmethod
+    def random(
+        cls,
+        center,
+        radius: float,
+        num_gaussians: int,
+        sh_degree: int = 3,
+        init_opacity: float = 0.1,
+        init_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> GaussianModel:
+        """Gaussians uniform in the cube ``center +- radius`` with random colours
+        (simple_trainer's ``init_type="random"``)."""
+        if radius <= 0 or not math.isfinite(radius):
+            raise ValueError(f"random: radius must be positive and finite, got {radius}")
+        if num_gaussians <= 0:
+            raise ValueError(f"random: num_gaussians must be positive, got {num_gaussians}")
+        center = torch.as_tensor(center, dtype=torch.float32).reshape(3)
+        xyz = center + radius * (2 * torch.rand(num_gaussians, 3, generator=generator) - 1)
+        colors = torch.rand(num_gaussians, 3, generator=generator)
+        scales = torch.log(_mean_neighbour_distance(xyz) * init_scale).unsqueeze(-1).repeat(1, 3)
+        return cls._initial(xyz, colors, scales, sh_degree, init_opacity, generator)
+
+    @classmethod
+    def _initial(cls, xyz, colors, log_scales, sh_degree, init_opacity, generator=None):
+        if not 0 < init_opacity < 1:
+            raise ValueError(f"init_opacity must be in (0, 1), got {init_opacity}")
+        n = len(xyz)
+        return cls.from_tensors(
+            sh_degree=sh_degree,
+            means=xyz,
+            scales=log_scales,
+            # Random rotations as simple_trainer does; the scales start isotropic anyway.
+            quats=torch.rand(n, 4, generator=generator),
+            opacities=torch.logit(torch.full((n,), init_opacity)),
+            sh0=rgb_to_sh(colors).unsqueeze(1),
+            shN=torch.zeros(n, _num_sh_rest(sh_degree), 3),
+        )
+
+    def _set_splats(self, tensors: dict[str, torch.Tensor]) -> None:
+        n = len(tensors["means"])
+        expected = {
+            "means": (n, 3),
+            "scales": (n, 3),
+            "quats": (n, 4),
+            "opacities": (n,),
+            "sh0": (n, 1, 3),
+            "shN": (n, _num_sh_rest(self.sh_degree), 3),
+        }
+        for key, shape in expected.items():
+            if tuple(tensors[key].shape) != shape:
+                raise ValueError(
+                    f"GaussianModel.{key}: expected shape {shape} for {n} Gaussians with "
+                    f"sh_degree={self.sh_degree}, got {tuple(tensors[key].shape)}"
+                )
+        for key in SPLAT_KEYS:
+            value = tensors[key].detach().to(torch.float32).contiguous()
+            self.splats[key] = nn.Parameter(value)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_gaussians(self) -> int:
+        return len(self.splats["means"])
+
+    def __len__(self) -> int:
+        return self.num_gaussians
+
+    def extra_repr(self) -> str:
+        return f"num_gaussians={self.num_gaussians}, sh_degree={self.sh_degree}"
+
+    def colors(self) -> torch.Tensor:
+        """SH coefficients [N, (sh_degree+1)^2, 3], the layout gsplat's rasterizer takes."""
+        return torch.cat([self.splats["sh0"], self.splats["shN"]], dim=1)
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self,
+        viewmats: torch.Tensor,
+        Ks: torch.Tensor,
+        width: int,
+        height: int,
+        sh_degree: int | None = None,
+        backgrounds: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        """Renders C cameras. Returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)`` from
+        `hf_eff.splat.rendering.rasterize` (gsplat on CUDA, the PyTorch backend on CPU).
+
+        Args:
+            viewmats: [C, 4, 4] world-to-camera matrices (OpenCV).
+            Ks: [C, 3, 3] pinhole intrinsics in pixels.
+            sh_degree: SH degree to evaluate (<= the stored degree); None uses all of it.
+            kwargs: passed to ``rasterize`` (near_plane, packed, absgrad, backend, ...).
+        """
+        from hf_eff.splat.rendering import rasterize
+
+        if sh_degree is None:
+            sh_degree = self.sh_degree
+        if not 0 <= sh_degree <= self.sh_degree:
+            raise ValueError(f"render: sh_degree must be in 0..{self.sh_degree}, got {sh_degree}")
+        return rasterize(
+            means=self.splats["means"],
+            quats=self.splats["quats"],
+            scales=torch.exp(self.splats["scales"]),
+            opacities=torch.sigmoid(self.splats["opacities"]),
+            colors=self.colors(),
+            viewmats=viewmats,
+            Ks=Ks,
+            width=width,
+            height=height,
+            sh_degree=sh_degree,
+            backgrounds=backgrounds,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ Hub serialisation
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)
+        # The mixin would store the constructor's arguments; the count changes in training.
+        config = {"sh_degree": self.sh_degree, "num_gaussians": self.num_gaussians}
+        (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def _load_as_safetensor(cls, model, model_file, map_location, strict):
+        from safetensors.torch import load_file
+
+        device = map_location if isinstance(map_location, str) else str(map_location)
+        state = load_file(model_file, device=device)
+        prefix = "splats."
+        found = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        if sorted(found) != sorted(SPLAT_KEYS) or len(found) != len(state):
+            raise ValueError(
+                f"{model_file}: expected tensors {[prefix + k for k in SPLAT_KEYS]}, "
+                f"found {sorted(state)}"
+            )
+        # The file decides the number of Gaussians, whatever the config says.
+        model._set_splats(found)
+        model.eval()
+        return model
+
+    # ------------------------------------------------------------------ .ply (3DGS format)
+    def ply_property_names(self) -> list[str]:
+        """The standard 3DGS vertex properties, in the reference implementation's order."""
+        n_rest = 3 * _num_sh_rest(self.sh_degree)
+        return (
+            ["x", "y", "z", "nx", "ny", "nz"]
+            + [f"f_dc_{i}" for i in range(3)]
+            + [f"f_rest_{i}" for i in range(n_rest)]
+            + ["opacity"]
+            + [f"scale_{i}" for i in range(3)]
+            + [f"rot_{i}" for i in range(4)]
+        )
+
+    def save_ply(self, path) -> Path:
+        """Writes the standard 3DGS binary `.ply` (read by common splat viewers).
+
+        Values are stored raw as in the reference implementation: log-scales, opacity
+        logits, unnormalised (w, x, y, z) quaternions, and f_rest channel-major.
+        """
+        from plyfile import PlyData, PlyElement
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            s = {key: value.detach().cpu().float() for key, value in self.splats.items()}
+            n = self.num_gaussians
+            columns = torch.cat(
+                [
+                    s["means"],
+                    torch.zeros(n, 3),
+                    s["sh0"].reshape(n, 3),
+                    s["shN"].transpose(1, 2).reshape(n, -1),  # [N, 3, K-1]: channel-major
+                    s["opacities"].reshape(n, 1),
+                    s["scales"],
+                    s["quats"],
+                ],
+                dim=1,
+            ).numpy()
+        vertex = np.empty(n, dtype=[(name, "f4") for name in self.ply_property_names()])
+        for i, name in enumerate(vertex.dtype.names):
+            vertex[name] = columns[:, i]
+        PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
+        return path
+
+    @classmethod
+    def from_ply(cls, path) -> GaussianModel:
+        """Reads a standard 3DGS `.ply`; the SH degree follows from the f_rest count."""
+        from plyfile import PlyData
+
+        path = Path(path)
+        ply = PlyData.read(str(path))
+        if "vertex" not in ply:
+            raise ValueError(f"{path}: no 'vertex' element, not a Gaussian-splat .ply")
+        vertex = ply["vertex"].data
+        names = set(vertex.dtype.names)
+        n_rest = sum(1 for name in names if name.startswith("f_rest_"))
+        sh_degree = round(math.sqrt(n_rest // 3 + 1)) - 1
+        if n_rest % 3 or _num_sh_rest(sh_degree) * 3 != n_rest:
+            raise ValueError(f"{path}: {n_rest} f_rest_* properties match no SH degree")
+        model = cls(sh_degree=sh_degree)
+        missing = [name for name in model.ply_property_names() if name not in names]
+        missing = [name for name in missing if name not in ("nx", "ny", "nz")]
+        if missing:
+            raise ValueError(f"{path}: missing 3DGS vertex properties {missing}")
+
+        n = len(vertex)
+
+        def stack(prefix, count):
+            columns = [np.asarray(vertex[f"{prefix}{i}"], dtype=np.float32) for i in range(count)]
+            return torch.from_numpy(np.stack(columns, 1) if columns else np.zeros((n, 0), np.float32))
+
+        model._set_splats(
+            {
+                "means": torch.from_numpy(
+                    np.stack([np.asarray(vertex[c], dtype=np.float32) for c in "xyz"], 1)
+                ),
+                "scales": stack("scale_", 3),
+                "quats": stack("rot_", 4),
+                "opacities": torch.from_numpy(np.asarray(vertex["opacity"], dtype=np.float32)),
+                "sh0": stack("f_dc_", 3).reshape(n, 1, 3),
+                "shN": stack("f_rest_", n_rest).reshape(n, 3, -1).transpose(1, 2),
+            }
+        )
+        return model
+
+
+def _mean_neighbour_distance(xyz: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Mean distance of each point to its k nearest neighbours (simple_trainer's scale init)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    points = xyz.detach().cpu().numpy()
+    if len(points) < 2:
+        return torch.full((len(points),), 0.01)
+    k = min(k, len(points) - 1)
+    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+    mean = torch.from_numpy(distances[:, 1:].mean(1)).float()
+    # Duplicate points would give log(0); clamp to a tiny positive scale.
+    return mean.clamp_min(1e-7)

@@ -1,0 +1,323 @@
+"""Scenes as `datasets`: posed views, an optional point cloud and a little metadata.
+
+Layout (a Hub dataset repo, or a local folder written by `Scene.save`)::
+
+    README.md                         # YAML `configs`: views (train/test), points (train)
+    scene.json                        # {"center": [x, y, z], "radius": r}
+    views/train-00000-of-00001.parquet
+    views/test-00000-of-00001.parquet
+    points/train-00000-of-00001.parquet
+
+the layout ``Dataset.push_to_hub(repo_id, config_name=...)`` writes. `load_scene` also reads
+a folder holding ``views/`` (``DatasetDict.save_to_disk``), optional ``points/``
+(``Dataset.save_to_disk``) and optional ``scene.json``. Cameras follow OpenCV (x right,
+y down, z forward); ``K`` is in pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Array2D, Dataset, DatasetDict, Features, Image, Sequence, Value
+
+__all__ = [
+    "Scene",
+    "load_scene",
+    "scene_views_to_tensors",
+    "validate_views",
+    "views_dataset",
+    "points_dataset",
+    "VIEW_FEATURES",
+    "POINT_FEATURES",
+]
+
+VIEW_FEATURES = Features(
+    {
+        "image": Image(),
+        "K": Array2D((3, 3), "float32"),
+        "world_to_camera": Array2D((4, 4), "float32"),
+        "width": Value("int32"),
+        "height": Value("int32"),
+    }
+)
+POINT_FEATURES = Features(
+    {"xyz": Sequence(Value("float32"), length=3), "rgb": Sequence(Value("uint8"), length=3)}
+)
+VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
+
+
+def views_dataset(images, Ks, world_to_cameras) -> Dataset:
+    """A views split from images (PIL images, uint8 arrays [H, W, 3] or encoded bytes),
+    intrinsics [3, 3] and world-to-camera poses [4, 4]."""
+    import PIL.Image
+
+    pil_images = []
+    for image in images:
+        if isinstance(image, bytes | bytearray):
+            image = PIL.Image.open(io.BytesIO(image))
+        elif isinstance(image, np.ndarray):
+            image = PIL.Image.fromarray(image)
+        pil_images.append(image.convert("RGB") if image.mode != "RGB" else image)
+    return Dataset.from_dict(
+        {
+            "image": pil_images,
+            "K": [np.asarray(K, dtype=np.float32) for K in Ks],
+            "world_to_camera": [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras],
+            "width": [image.width for image in pil_images],
+            "height": [image.height for image in pil_images],
+        },
+        features=VIEW_FEATURES,
+    )
+
+
+def points_dataset(xyz, rgb) -> Dataset:
+    """A point set from xyz [N, 3] and rgb [N, 3] (uint8 0..255)."""
+    xyz, rgb = np.asarray(xyz, dtype=np.float32), np.asarray(rgb)
+    if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape:
+        raise ValueError(f"points: xyz and rgb must both be [N, 3], got {xyz.shape} and {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"points: rgb must be uint8 in 0..255, got dtype {rgb.dtype}")
+    return Dataset.from_dict({"xyz": xyz, "rgb": rgb}, features=POINT_FEATURES)
+
+
+@dataclass
+class Scene:
+    """Posed views (a `DatasetDict` with at least a ``train`` split), an optional point set
+    for initialisation, the scene centre and the radius of the cameras around it."""
+
+    views: DatasetDict
+    points: Dataset | None
+    center: tuple[float, float, float]
+    radius: float
+
+    def __post_init__(self):
+        validate_views(self.views)
+        if self.points is not None:
+            missing = [c for c in ("xyz", "rgb") if c not in self.points.column_names]
+            if missing:
+                raise ValueError(f"scene points: missing column(s) {missing}")
+        center = np.asarray(self.center, dtype=np.float64)
+        if center.shape != (3,) or not np.isfinite(center).all():
+            raise ValueError(f"scene center must be 3 finite floats, got {self.center}")
+        if not (np.isfinite(self.radius) and self.radius > 0):
+            raise ValueError(f"scene radius must be positive and finite, got {self.radius}")
+        self.center = tuple(float(c) for c in center)
+        self.radius = float(self.radius)
+
+    def __repr__(self) -> str:
+        splits = ", ".join(f"{name}={len(split)}" for name, split in self.views.items())
+        points = "none" if self.points is None else len(self.points)
+        return f"Scene(views: {splits}; points: {points}; center={self.center}, radius={self.radius:.3g})"
+
+    def point_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """xyz float32 [N, 3] and rgb uint8 [N, 3] of the point set."""
+        if self.points is None:
+            raise ValueError("this scene has no point set; initialise Gaussians at random instead")
+        table = self.points.with_format("numpy")
+        return np.asarray(table["xyz"], dtype=np.float32), np.asarray(table["rgb"], dtype=np.uint8)
+
+    def save(self, folder) -> Path:
+        """Writes the Hub layout (parquet files, README.md with configs, scene.json)."""
+        folder = Path(folder)
+        configs = {VIEW_CONFIG: self.views}
+        if self.points is not None:
+            configs[POINT_CONFIG] = DatasetDict({"train": self.points})
+        yaml = ["---", "configs:"]
+        for config_name, dataset_dict in configs.items():
+            yaml += [f"- config_name: {config_name}", "  data_files:"]
+            for split, dataset in dataset_dict.items():
+                path = folder / config_name / f"{split}-00000-of-00001.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _embedded(dataset).to_parquet(str(path))
+                yaml += [f"  - split: {split}", f"    path: {config_name}/{split}-*"]
+        yaml += ["tags:", "- gaussian-splatting", "- hf-eff", "---", ""]
+        card = (
+            "# Scene for 3D reconstruction\n\n"
+            "Posed views (`views`: image, K in pixels, OpenCV world_to_camera, width, height) "
+            "and an initial point set (`points`: xyz, rgb); `scene.json` holds the centre and "
+            "camera radius. Load it with `hf_eff.load_scene(repo_id)`.\n"
+        )
+        (folder / "README.md").write_text("\n".join(yaml) + card)
+        metadata = {"center": list(self.center), "radius": self.radius}
+        (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        return folder
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token=None, commit_message=None, revision=None):
+        """Uploads the `save` layout to a Hub dataset repo in one commit."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save(tmp)
+            return api.upload_folder(
+                repo_id=repo_id,
+                repo_type="dataset",
+                folder_path=tmp,
+                revision=revision,
+                commit_message=commit_message or "Upload scene with hf-eff",
+            )
+
+
+def _embedded(dataset: Dataset) -> Dataset:
+    """Image bytes embedded in the table (as `push_to_hub` does), so no file paths leak out."""
+    from datasets.table import embed_table_storage
+
+    return dataset.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True).with_format(None)
+
+
+REQUIRED_VIEW_COLUMNS = ("image", "K", "world_to_camera", "width", "height")
+
+
+def validate_views(views: DatasetDict) -> None:
+    """Raises ``ValueError`` naming the split, view and problem for a malformed scene."""
+    import PIL.Image
+
+    if not isinstance(views, DatasetDict):
+        raise TypeError(f"scene views must be a datasets.DatasetDict, got {type(views).__name__}")
+    if "train" not in views:
+        raise ValueError(f"scene views need a 'train' split, found {list(views)}")
+    for split, dataset in views.items():
+        missing = [c for c in REQUIRED_VIEW_COLUMNS if c not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"scene views ({split}): missing column(s) {missing}; columns are {dataset.column_names}"
+            )
+        if not isinstance(dataset.features["image"], Image):
+            raise ValueError(
+                f"scene views ({split}): column 'image' must be a datasets.Image feature, "
+                f"got {dataset.features['image']}"
+            )
+        raw = dataset.select_columns(list(REQUIRED_VIEW_COLUMNS)).cast_column("image", Image(decode=False))
+        for index, row in enumerate(raw):
+            where = f"scene view {index} ({split})"
+            K = np.asarray(row["K"], dtype=np.float64)
+            pose = np.asarray(row["world_to_camera"], dtype=np.float64)
+            if K.shape != (3, 3):
+                raise ValueError(f"{where}: K must be 3x3, got shape {K.shape}")
+            if pose.shape != (4, 4):
+                raise ValueError(f"{where}: world_to_camera must be 4x4, got shape {pose.shape}")
+            if not np.isfinite(pose).all():
+                raise ValueError(f"{where}: world_to_camera contains NaN or infinite values")
+            if not np.isfinite(K).all():
+                raise ValueError(f"{where}: K contains NaN or infinite values")
+            if not np.allclose(pose[3], [0, 0, 0, 1], atol=1e-6):
+                raise ValueError(f"{where}: world_to_camera bottom row must be [0, 0, 0, 1], got {pose[3]}")
+            if abs(np.linalg.det(pose[:3, :3])) < 1e-8:
+                raise ValueError(f"{where}: world_to_camera is not invertible (its 3x3 block is singular)")
+            if K[0, 0] <= 0 or K[1, 1] <= 0:
+                raise ValueError(f"{where}: K has a non-positive focal length (fx={K[0, 0]}, fy={K[1, 1]})")
+            width, height = row["width"], row["height"]
+            if width is None or height is None or width <= 0 or height <= 0:
+                raise ValueError(f"{where}: width and height must be positive, got {width}x{height}")
+            image = row["image"]
+            if image is None or (image.get("bytes") is None and image.get("path") is None):
+                raise ValueError(f"{where}: image is missing")
+            source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image["path"]
+            with PIL.Image.open(source) as opened:  # reads the header only
+                size = opened.size
+            if size != (width, height):
+                raise ValueError(
+                    f"{where}: image is {size[0]}x{size[1]} but width x height says {width}x{height}"
+                )
+
+
+def scene_views_to_tensors(views: Dataset, device=None):
+    """Stacks one split for training: images [N, H, W, 3] float in [0, 1], viewmats
+    (world-to-camera) [N, 4, 4] and Ks [N, 3, 3], float32. All views must share one size."""
+    if len(views) == 0:
+        raise ValueError("scene split is empty")
+    sizes = list(zip(views["width"], views["height"]))
+    for index, size in enumerate(sizes):
+        if size != sizes[0]:
+            raise ValueError(
+                f"scene view {index} is {size[0]}x{size[1]} but view 0 is {sizes[0][0]}x{sizes[0][1]}; "
+                "stacking needs one image size"
+            )
+    images = np.stack([np.asarray(image.convert("RGB")) for image in views["image"]])
+    table = views.select_columns(["K", "world_to_camera"]).with_format("numpy")
+    Ks = torch.as_tensor(np.asarray(table["K"], dtype=np.float32), device=device)
+    viewmats = torch.as_tensor(np.asarray(table["world_to_camera"], dtype=np.float32), device=device)
+    images = torch.as_tensor(images, device=device).float() / 255.0
+    return images, viewmats, Ks
+
+
+def camera_centers(views: Dataset) -> np.ndarray:
+    """World positions [N, 3] of the cameras of one split."""
+    poses = np.asarray(views.with_format("numpy")["world_to_camera"], dtype=np.float64)
+    return np.linalg.inv(poses)[:, :3, 3]
+
+
+def _default_metadata(views: DatasetDict) -> dict:
+    # gsplat's simple_trainer / 3DGS normalisation: centre of the training cameras and
+    # the largest camera distance from it.
+    centers = camera_centers(views["train"])
+    center = centers.mean(0)
+    radius = float(np.linalg.norm(centers - center, axis=1).max())
+    return {"center": center.tolist(), "radius": radius if radius > 0 else 1.0}
+
+
+def _scene_from_parts(views, points, metadata) -> Scene:
+    if metadata is None:
+        validate_views(views)
+        metadata = _default_metadata(views)
+    missing = [key for key in ("center", "radius") if key not in metadata]
+    if missing:
+        raise ValueError(f"{METADATA_FILE}: missing key(s) {missing}")
+    return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"])
+
+
+def load_scene(source, revision: str | None = None, token=None) -> Scene:
+    """Loads a scene from a Hub dataset repo id, a local folder in the same parquet layout,
+    or a local folder holding ``views/`` (``save_to_disk``), optional ``points/`` and
+    optional ``scene.json``. Without ``scene.json`` the centre and radius come from the
+    training cameras (their mean, and the largest distance from it).
+    """
+    from datasets import load_dataset, load_from_disk
+
+    path = Path(source)
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"load_scene: {path} is a file; expected a scene folder or a Hub repo id")
+        metadata_file = path / METADATA_FILE
+        metadata = json.loads(metadata_file.read_text()) if metadata_file.exists() else None
+        if (path / VIEW_CONFIG / "dataset_dict.json").exists():
+            views = load_from_disk(str(path / VIEW_CONFIG))
+            points_dir = path / POINT_CONFIG
+            points = load_from_disk(str(points_dir)) if points_dir.exists() else None
+            if isinstance(points, DatasetDict):
+                points = points["train"]
+        elif (path / VIEW_CONFIG).is_dir():
+            views = load_dataset(str(path), name=VIEW_CONFIG)
+            has_points = (path / POINT_CONFIG).is_dir()
+            points = load_dataset(str(path), name=POINT_CONFIG, split="train") if has_points else None
+        else:
+            raise ValueError(
+                f"load_scene: {path} has no views/ folder (expected views/ written by save_to_disk, "
+                "or the parquet layout Scene.save writes)"
+            )
+        return _scene_from_parts(views, points, metadata)
+
+    from datasets import get_dataset_config_names
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    views = load_dataset(str(source), name=VIEW_CONFIG, revision=revision, token=token)
+    configs = get_dataset_config_names(str(source), revision=revision, token=token)
+    points = None
+    if POINT_CONFIG in configs:
+        points = load_dataset(str(source), name=POINT_CONFIG, split="train", revision=revision, token=token)
+    try:
+        metadata_path = hf_hub_download(
+            str(source), METADATA_FILE, repo_type="dataset", revision=revision, token=token
+        )
+        metadata = json.loads(Path(metadata_path).read_text())
+    except EntryNotFoundError:
+        metadata = None
+    return _scene_from_parts(views, points, metadata)

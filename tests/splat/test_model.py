@@ -1,0 +1,128 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from gsplat.strategy import ops
+
+from hf_eff.splat.model import GaussianModel, sh_to_rgb
+
+
+def random_model(num=50, sh_degree=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    model = GaussianModel.random((0.5, 0.0, -1.0), 2.0, num, sh_degree=sh_degree, generator=generator)
+    with torch.no_grad():
+        for param in model.splats.values():
+            param.add_(torch.randn(param.shape, generator=generator))  # every value distinct
+    return model
+
+
+def test_parameters_use_gsplat_simple_trainer_keys_and_shapes():
+    model = GaussianModel(sh_degree=2, num_gaussians=7)
+    shapes = {key: tuple(p.shape) for key, p in model.splats.items()}
+    assert shapes == {
+        "means": (7, 3),
+        "scales": (7, 3),
+        "quats": (7, 4),
+        "opacities": (7,),
+        "sh0": (7, 1, 3),
+        "shN": (7, 8, 3),
+    }
+    assert len(model) == 7
+
+
+def test_from_points_sets_colour_scale_and_opacity():
+    grid = np.stack(np.meshgrid(*[np.arange(4.0)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    rgb = np.random.default_rng(0).integers(0, 256, grid.shape).astype(np.uint8)
+    model = GaussianModel.from_points(grid, rgb, sh_degree=1, init_opacity=0.2)
+    torch.testing.assert_close(model.splats["means"], torch.tensor(grid, dtype=torch.float32))
+    torch.testing.assert_close(sh_to_rgb(model.splats["sh0"][:, 0]), torch.tensor(rgb / 255.0, dtype=torch.float32))
+    # Nearest neighbours on a unit grid are at distance 1: log-scale 0.
+    torch.testing.assert_close(model.splats["scales"], torch.zeros(64, 3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.sigmoid(model.splats["opacities"]), torch.full((64,), 0.2))
+    assert (model.splats["shN"] == 0).all() and model.splats["shN"].shape == (64, 3, 3)
+
+
+def test_from_points_rejects_bad_input():
+    xyz = np.zeros((5, 3))
+    with pytest.raises(ValueError, match="rgb shape"):
+        GaussianModel.from_points(xyz, np.zeros((4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        GaussianModel.from_points(xyz, np.full((5, 3), 2.0))
+    with pytest.raises(ValueError, match="NaN"):
+        GaussianModel.from_points(np.full((5, 3), np.nan), np.zeros((5, 3), np.uint8))
+    with pytest.raises(ValueError, match="sh_degree"):
+        GaussianModel(sh_degree=5)
+
+
+def test_random_init_stays_in_the_cube():
+    model = GaussianModel.random((1.0, 2.0, 3.0), 0.5, 200, sh_degree=0)
+    means = model.splats["means"]
+    assert ((means - torch.tensor([1.0, 2.0, 3.0])).abs() <= 0.5).all()
+    assert model.splats["shN"].shape == (200, 0, 3)
+
+
+@pytest.mark.parametrize("sh_degree", [0, 3])
+def test_ply_round_trip_is_exact(tmp_path, sh_degree):
+    model = random_model(sh_degree=sh_degree)
+    loaded = GaussianModel.from_ply(model.save_ply(tmp_path / "splat.ply"))
+    assert loaded.sh_degree == sh_degree
+    for key, param in model.splats.items():
+        assert torch.equal(loaded.splats[key], param), key
+
+
+def test_ply_uses_the_standard_3dgs_layout(tmp_path):
+    from plyfile import PlyData
+
+    model = random_model(num=3, sh_degree=1)
+    vertex = PlyData.read(str(model.save_ply(tmp_path / "splat.ply")))["vertex"].data
+    expected = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    expected += [f"f_rest_{i}" for i in range(9)] + ["opacity", "scale_0", "scale_1", "scale_2"]
+    expected += ["rot_0", "rot_1", "rot_2", "rot_3"]
+    assert list(vertex.dtype.names) == expected
+    shN = model.splats["shN"].detach()
+    # Channel-major as the reference implementation: f_rest_(c*3 + k) = shN[:, k, c].
+    assert vertex["f_rest_4"][1] == shN[1, 1, 1] and vertex["f_rest_2"][0] == shN[0, 2, 0]
+    assert vertex["f_rest_3"][2] == shN[2, 0, 1]
+    assert vertex["rot_0"][0] == model.splats["quats"][0, 0]  # w first
+
+
+def test_from_ply_names_missing_properties(tmp_path):
+    from plyfile import PlyData, PlyElement
+
+    vertex = np.zeros(2, dtype=[(name, "f4") for name in ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2"]])
+    path = tmp_path / "points.ply"
+    PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
+    with pytest.raises(ValueError, match="opacity"):
+        GaussianModel.from_ply(path)
+
+
+def test_pretrained_round_trip_after_densification_changes_the_count(tmp_path):
+    model = random_model(num=40, sh_degree=1)
+    optimizers = {key: torch.optim.Adam([param], lr=1e-3) for key, param in model.splats.items()}
+    ops.duplicate(model.splats, optimizers, {}, torch.arange(40) < 15)  # gsplat's own surgery
+    assert len(model) == 55
+    model.save_pretrained(tmp_path / "splat")
+    assert json.loads((tmp_path / "splat" / "config.json").read_text()) == {"sh_degree": 1, "num_gaussians": 55}
+    loaded = GaussianModel.from_pretrained(tmp_path / "splat")
+    assert len(loaded) == 55 and loaded.sh_degree == 1
+    for key, param in model.splats.items():
+        assert torch.equal(loaded.splats[key], param), key
+    card = (tmp_path / "splat" / "README.md").read_text()
+    assert "gaussian-splatting" in card and "hf-eff" in card
+
+
+def test_render_returns_images_alpha_and_strategy_info():
+    model = GaussianModel.random((0.0, 0.0, 0.0), 0.5, 30, sh_degree=1, generator=torch.Generator().manual_seed(0))
+    viewmats = torch.eye(4).repeat(2, 1, 1)
+    viewmats[:, 2, 3] = 3.0
+    Ks = torch.tensor([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]]).repeat(2, 1, 1)
+    colors, alphas, info = model.render(viewmats, Ks, 16, 12, sh_degree=0)
+    assert colors.shape == (2, 12, 16, 3) and alphas.shape == (2, 12, 16, 1)
+    assert alphas.max() > 0.1
+    info["means2d"].retain_grad()
+    colors.sum().backward()
+    assert info["means2d"].grad is not None and model.splats["means"].grad.abs().sum() > 0
+    assert model.splats["shN"].grad.abs().sum() == 0, "degree 0 ignores shN"
+    with pytest.raises(ValueError, match="sh_degree"):
+        model.render(viewmats, Ks, 16, 12, sh_degree=2)
