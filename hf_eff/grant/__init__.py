@@ -1,3 +1,49 @@
-"""grant."""
+"""GraNT: graph neural teaching (Zhang et al., ICML 2025) as a `transformers.Trainer`."""
 
-__all__: list[str] = []
+from hf_eff.grant.collator import GraphCollator
+from hf_eff.grant.config import GraNTTrainingArguments
+from hf_eff.grant.data import (
+    check_graph_dataset,
+    generate_graphon_dataset,
+    graphs_from_smiles,
+    load_freesolv,
+    load_qm9,
+    load_smiles_csv,
+    load_solubility,
+    split_dataset,
+)
+from hf_eff.grant.metrics import ValidationCurveCallback, graph_task_metrics, metrics_for, time_to_target
+from hf_eff.grant.model import GrantGCN
+from hf_eff.grant.schedules import plan_epochs, ratio_at, reselection_epochs
+from hf_eff.grant.selection import graph_scores, score_dataset, select, select_batches, select_within_batches
+from hf_eff.grant.tasks import TASKS, GraphTask
+from hf_eff.grant.trainer import GraNTTrainer
+
+__all__ = [
+    "GraNTTrainer",
+    "GraNTTrainingArguments",
+    "GrantGCN",
+    "GraphCollator",
+    "GraphTask",
+    "TASKS",
+    "ValidationCurveCallback",
+    "check_graph_dataset",
+    "generate_graphon_dataset",
+    "graph_scores",
+    "graph_task_metrics",
+    "graphs_from_smiles",
+    "load_freesolv",
+    "load_qm9",
+    "load_smiles_csv",
+    "load_solubility",
+    "metrics_for",
+    "plan_epochs",
+    "ratio_at",
+    "reselection_epochs",
+    "score_dataset",
+    "select",
+    "select_batches",
+    "select_within_batches",
+    "split_dataset",
+    "time_to_target",
+]

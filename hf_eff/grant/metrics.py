@@ -1,0 +1,91 @@
+"""Metrics for the four task kinds, and a validation curve against training wall-clock time.
+
+MAE is the true per-sample mean (over graphs, or over nodes for node tasks), not the public
+code's mean of per-batch averages."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from transformers import EvalPrediction, TrainerCallback
+
+from hf_eff.grant.tasks import GraphTask
+
+
+def primary_metric(task: str) -> tuple[str, bool]:
+    """(metric name, higher is better) used for time-to-target."""
+    return ("roc_auc", True) if GraphTask(task).is_classification else ("mae", False)
+
+
+def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """One-vs-rest ROC-AUC averaged over the classes that have both positives and negatives
+    (sklearn's multi-class mode refuses label sets missing a class)."""
+    aucs = []
+    for c in range(probabilities.shape[1]):
+        positive = labels == c
+        if positive.any() and not positive.all():
+            aucs.append(roc_auc_score(positive, probabilities[:, c]))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def graph_task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    task = GraphTask(task)
+    predictions, labels = np.asarray(predictions, dtype=np.float64), np.asarray(labels)
+    if task.is_classification:
+        labels = labels.astype(np.int64).reshape(-1)
+        shifted = predictions - predictions.max(axis=-1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+        return {
+            "accuracy": float((predictions.argmax(axis=-1) == labels).mean()),
+            "roc_auc": macro_roc_auc(labels, probabilities),
+        }
+    error = predictions.reshape(len(labels), -1) - labels.reshape(len(labels), -1)
+    return {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error**2).mean()))}
+
+
+def metrics_for(task: str):
+    """A `compute_metrics` for `Trainer`."""
+    GraphTask(task)
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        return graph_task_metrics(task, prediction.predictions, prediction.label_ids)
+
+    return compute_metrics
+
+
+class ValidationCurveCallback(TrainerCallback):
+    """Records (training seconds, epoch, eval metrics) at every evaluation during training.
+    The clock excludes the evaluations themselves, which cost the same for every method."""
+
+    def __init__(self):
+        self.curve: list[dict] = []
+        self._start = None
+        self._eval_seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.curve, self._start, self._eval_seconds = [], time.perf_counter(), 0.0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self._start is None:
+            return
+        self._eval_seconds += metrics.get("eval_runtime", 0.0)
+        seconds = time.perf_counter() - self._start - self._eval_seconds
+        self.curve.append({"seconds": seconds, "epoch": state.epoch, "step": state.global_step, **metrics})
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._start = None
+
+
+def best_value(curve: list[dict], metric: str, higher_is_better: bool) -> float:
+    values = [point[metric] for point in curve]
+    return max(values) if higher_is_better else min(values)
+
+
+def time_to_target(curve: list[dict], metric: str, target: float, higher_is_better: bool) -> float | None:
+    """Seconds until `metric` first reaches `target`; None if it never does."""
+    for point in curve:
+        if (point[metric] >= target) if higher_is_better else (point[metric] <= target):
+            return point["seconds"]
+    return None

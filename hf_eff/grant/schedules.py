@@ -1,0 +1,112 @@
+"""GraNT's schedules: the selection ratio per epoch, the epochs at which the teacher
+reselects, and the resulting per-epoch plan (known before training, so that `max_steps` and
+the learning-rate schedule match the steps actually taken)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+RATIO_SCHEDULES = ("step", "linear", "cosine")
+RESELECT_SCHEDULES = ("paper", "constant")
+
+
+def ratio_at(epoch: int, num_epochs: int, start_ratio: float, schedule: str = "step", num_stages: int = 50) -> float:
+    """Fraction of the training set taught at `epoch` (0-based), rising from start_ratio to 1.
+
+    step (the public code): min(r0 + floor(t / (T / stages)) * (1 - r0) / stages, 1);
+    linear: r0 + (1 - r0) t / T; cosine: r0 + (1 - r0) (1 - cos(pi t / T)) / 2.
+    """
+    if not 0 < start_ratio <= 1:
+        raise ValueError(f"start_ratio must be in (0, 1], got {start_ratio}")
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+    progress = epoch / num_epochs
+    if schedule == "step":
+        ratio = start_ratio + math.floor(epoch / (num_epochs / num_stages)) * (1 - start_ratio) / num_stages
+    elif schedule == "linear":
+        ratio = start_ratio + (1 - start_ratio) * progress
+    elif schedule == "cosine":
+        ratio = start_ratio + (1 - start_ratio) * (1 - math.cos(math.pi * progress)) / 2
+    else:
+        raise ValueError(f"ratio_schedule must be one of {RATIO_SCHEDULES}, got {schedule!r}")
+    return min(ratio, 1.0)
+
+
+def reselection_epochs(
+    num_epochs: int,
+    start_ratio: float,
+    schedule: str = "paper",
+    interval_start: int = 5,
+    interval_end: int = 50,
+) -> list[int]:
+    """Epochs at which the teacher rescores the training set.
+
+    paper (the public code): every epoch for the first int(T * r0) epochs, then every
+    interval_start + int((interval_end - interval_start) t / T) epochs (5 -> 50 by default);
+    constant: every interval_start epochs.
+    """
+    if schedule not in RESELECT_SCHEDULES:
+        raise ValueError(f"reselect_schedule must be one of {RESELECT_SCHEDULES}, got {schedule!r}")
+    if interval_start < 1 or interval_end < interval_start:
+        raise ValueError(f"need 1 <= interval_start <= interval_end, got {interval_start}, {interval_end}")
+    epochs, epoch = [], 0
+    while epoch < num_epochs:
+        epochs.append(epoch)
+        if schedule == "constant":
+            epoch += interval_start
+        elif epoch < int(num_epochs * start_ratio):
+            epoch += 1
+        else:
+            epoch += interval_start + int((interval_end - interval_start) * epoch / num_epochs)
+    return epochs
+
+
+def num_selected(ratio: float, count: int) -> int:
+    """ceil(ratio * count), at least 1; rounded first so that 0.3 * 10 gives 3, not 4."""
+    return min(count, max(1, math.ceil(round(ratio * count, 9))))
+
+
+def selected_num_batches(num_graphs: int, batch_size: int, ratio: float, variant: str) -> int:
+    """Batches per epoch after selection: GraNT(B) keeps whole batches; GraNT(S) keeps
+    ceil(ratio * |b|) graphs of every batch b and re-batches them."""
+    full, last = divmod(num_graphs, batch_size)
+    sizes = [batch_size] * full + ([last] if last else [])
+    if variant == "batch":
+        return num_selected(ratio, len(sizes))
+    if variant == "single":
+        return math.ceil(sum(num_selected(ratio, size) for size in sizes) / batch_size)
+    raise ValueError(f"variant must be 'batch' or 'single', got {variant!r}")
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    epoch: int
+    ratio: float  # the ratio of the selection in use during this epoch
+    reselect: bool
+    num_batches: int  # per process
+
+
+def plan_epochs(
+    num_graphs: int,
+    batch_size: int,
+    num_epochs: int,
+    variant: str,
+    start_ratio: float,
+    ratio_schedule: str = "step",
+    ratio_stages: int = 50,
+    reselect_schedule: str = "paper",
+    interval_start: int = 5,
+    interval_end: int = 50,
+    num_processes: int = 1,
+) -> list[EpochPlan]:
+    """What every epoch trains on; the subset (and its size) changes only at reselections."""
+    reselect = set(reselection_epochs(num_epochs, start_ratio, reselect_schedule, interval_start, interval_end))
+    plan, ratio = [], 1.0
+    for epoch in range(num_epochs):
+        if epoch in reselect:
+            ratio = ratio_at(epoch, num_epochs, start_ratio, ratio_schedule, ratio_stages)
+        batches = selected_num_batches(num_graphs, batch_size, ratio, variant)
+        # accelerate's BatchSamplerShard gives each process every n-th batch (even_batches)
+        plan.append(EpochPlan(epoch, ratio, epoch in reselect, math.ceil(batches / num_processes)))
+    return plan

@@ -1,0 +1,94 @@
+"""The teacher: per-graph scores from one deterministic no-grad pass, and exact top-k
+selection by stable dataset index for GraNT(B) and GraNT(S).
+
+Scores are computed for an explicit list of dataset indices in that order, so the pass can be
+sharded across processes and gathered; selection is a pure function of (scores, batches,
+ratio), hence identical on every process.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from torch_geometric.utils import scatter
+
+from hf_eff.grant.schedules import num_selected
+from hf_eff.grant.tasks import GraphTask, output_error
+
+
+def graph_scores(task: str, outputs: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """|dL/df(G_i)| per graph (Alg. 1).
+
+    graph regression: ||f - f*||_2 / number of targets (|f - f*| for one target);
+    graph classification: ||softmax(f) - onehot(y)||_2;
+    node level: ||f - f*||_2 over all nodes (and outputs) of the graph / n_i.
+    """
+    task = GraphTask(task)
+    error = output_error(task, outputs, labels)
+    if task.level == "graph":
+        norm = error.norm(dim=-1)
+        return norm if task.is_classification else norm / error.size(-1)
+    squared = scatter(error.pow(2).sum(dim=-1), batch, dim=0, dim_size=num_graphs, reduce="sum")
+    num_nodes = scatter(torch.ones_like(batch, dtype=error.dtype), batch, dim=0, dim_size=num_graphs, reduce="sum")
+    return squared.sqrt() / num_nodes.clamp(min=1)
+
+
+@torch.no_grad()
+def score_dataset(
+    model: torch.nn.Module,
+    dataset,
+    collator,
+    task: str,
+    indices: list[int] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Scores of dataset[indices] (all rows by default), in that order, with the model in
+    eval mode (no dropout, BatchNorm running statistics) and without shuffling."""
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collator)
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        for start, features in zip(range(0, len(indices), batch_size), loader):
+            num_graphs = min(batch_size, len(indices) - start)
+            features = {k: v.to(device) for k, v in features.items()}
+            outputs = model(x=features["x"], edge_index=features["edge_index"], batch=features["batch"])
+            scores.append(graph_scores(task, outputs, features["labels"], features["batch"], num_graphs).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the k largest scores; ties go to the lower position (stable sort)."""
+    return torch.sort(scores, descending=True, stable=True).indices[:k]
+
+
+def partition_batches(num_graphs: int, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """Dataset indices, shuffled with `seed`, cut into batches (the last may be short)."""
+    order = torch.randperm(num_graphs, generator=torch.Generator().manual_seed(seed))
+    return list(order.split(batch_size))
+
+
+def select_batches(scores: torch.Tensor, batches: list[torch.Tensor], ratio: float) -> list[torch.Tensor]:
+    """GraNT(B): the ceil(ratio * #batches) batches with the largest mean score."""
+    means = torch.stack([scores[b].mean() for b in batches])
+    return [batches[i] for i in top_k(means, num_selected(ratio, len(batches))).tolist()]
+
+
+def select_within_batches(
+    scores: torch.Tensor, batches: list[torch.Tensor], ratio: float, batch_size: int
+) -> list[torch.Tensor]:
+    """GraNT(S): the ceil(ratio * |b|) best-scored graphs of every batch b, re-batched."""
+    kept = [b[top_k(scores[b], num_selected(ratio, len(b)))] for b in batches]
+    return list(torch.cat(kept).split(batch_size))
+
+
+def select(scores: torch.Tensor, batches: list[torch.Tensor], ratio: float, variant: str, batch_size: int) -> list[torch.Tensor]:
+    if variant == "batch":
+        return select_batches(scores, batches, ratio)
+    if variant == "single":
+        return select_within_batches(scores, batches, ratio, batch_size)
+    raise ValueError(f"variant must be 'batch' or 'single', got {variant!r}")

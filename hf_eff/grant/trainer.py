@@ -1,0 +1,202 @@
+"""GraNTTrainer: a `Trainer` whose teacher picks, at each reselection, the training graphs on
+which the learner is most wrong, and trains on them until the next reselection.
+
+Works with `GrantGCN` and with any PyG model whose forward takes (x, edge_index, batch); the
+loss comes from `args.task`. With `teacher="none"` it is plain full-data training through the
+same code path (the baseline).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+
+import torch
+from huggingface_hub import ModelHubMixin
+from torch.utils.data import DataLoader, Sampler
+from transformers import Trainer
+
+from hf_eff.grant.collator import GraphCollator
+from hf_eff.grant.config import GraNTTrainingArguments
+from hf_eff.grant.data import check_graph_dataset
+from hf_eff.grant.metrics import metrics_for
+from hf_eff.grant.schedules import plan_epochs
+from hf_eff.grant.selection import partition_batches, score_dataset, select
+from hf_eff.grant.tasks import GraphTask, task_loss
+
+
+class TeachingBatchSampler(Sampler[list[int]]):
+    """Yields the teacher's current batches (dataset indices), in a seeded order per epoch."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.epoch = 0
+        self.batches: list[list[int]] = []
+
+    def set_batches(self, batches: list[torch.Tensor]) -> None:
+        self.batches = [b.tolist() for b in batches]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.batches), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        for position in order.tolist():
+            yield self.batches[position]
+
+
+class GraNTTrainer(Trainer):
+    args: GraNTTrainingArguments
+
+    def __init__(self, model=None, args: GraNTTrainingArguments | None = None, data_collator=None,
+                 train_dataset=None, eval_dataset=None, compute_metrics=None, **kwargs):
+        if not isinstance(args, GraNTTrainingArguments):
+            raise TypeError("GraNTTrainer needs GraNTTrainingArguments (they name the task and the teacher)")
+        self.task = GraphTask(args.task)
+        if train_dataset is not None:
+            check_graph_dataset(train_dataset, self.task, "train_dataset")
+        evals = eval_dataset if isinstance(eval_dataset, dict) else {"eval_dataset": eval_dataset}
+        for name, dataset in evals.items():
+            if dataset is not None:
+                check_graph_dataset(dataset, self.task, name)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator or GraphCollator(self.task),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            compute_metrics=compute_metrics or metrics_for(self.task),
+            **kwargs,
+        )
+        self._forward_takes_edge_attr = "edge_attr" in inspect.signature(self.model.forward).parameters
+        self._sampler = TeachingBatchSampler(args.seed)
+        self._plan = None
+        self.teaching_log: list[dict] = []
+
+    # --- loss and evaluation -------------------------------------------------------------
+    def _forward(self, model, inputs):
+        features = {"x": inputs["x"], "edge_index": inputs["edge_index"], "batch": inputs["batch"]}
+        if self._forward_takes_edge_attr and "edge_attr" in inputs:
+            features["edge_attr"] = inputs["edge_attr"]
+        return model(**features)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = self._forward(model, inputs)
+        loss = task_loss(self.task, outputs, inputs["labels"])
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        return loss.detach(), outputs.detach(), inputs["labels"]
+
+    def _save(self, output_dir=None, state_dict=None):
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, ModelHubMixin):  # config.json + safetensors, loadable by from_pretrained
+            output_dir = output_dir or self.args.output_dir
+            model.save_pretrained(output_dir)
+            torch.save(self.args, f"{output_dir}/training_args.bin")
+        else:
+            super()._save(output_dir, state_dict)
+
+    # --- teaching ------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if self.args.teacher == "none":
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if resume_from_checkpoint:
+            raise ValueError("GraNTTrainer cannot resume from a checkpoint yet: its epochs have varying lengths")
+        self._plan = plan_epochs(
+            num_graphs=len(self.train_dataset),
+            batch_size=self._train_batch_size,
+            num_epochs=int(self.args.num_train_epochs),
+            variant=self.args.variant,
+            start_ratio=self.args.start_ratio,
+            ratio_schedule=self.args.ratio_schedule,
+            ratio_stages=self.args.ratio_stages,
+            reselect_schedule=self.args.reselect_schedule,
+            interval_start=self.args.reselect_interval_start,
+            interval_end=self.args.reselect_interval_end,
+            num_processes=self.args.world_size,
+        )
+        self.teaching_log = []
+        output = super().train(**kwargs)
+        output.metrics["grant_selection_seconds"] = sum(entry["selection_seconds"] for entry in self.teaching_log)
+        output.metrics["grant_reselections"] = len(self.teaching_log)
+        return output
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.args.teacher == "none":
+            return super().get_train_dataloader()
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self._sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
+
+    def _steps(self, num_batches: int) -> int:
+        return math.ceil(num_batches / self.args.gradient_accumulation_steps)
+
+    def set_initial_training_values(self, args, dataloader):
+        if args.teacher == "none":
+            return super().set_initial_training_values(args, dataloader)
+        # The schedule's real totals (the sampler is still empty here), so that the
+        # learning-rate scheduler spans exactly the steps taken.
+        max_steps = sum(self._steps(entry.num_batches) for entry in self._plan)
+        total_train_batch_size = self.get_total_train_batch_size(args)
+        return (
+            len(self._plan),  # num_train_epochs
+            self._steps(self._plan[0].num_batches),  # num_update_steps_per_epoch (the first)
+            len(self.train_dataset),  # num_examples
+            max_steps * total_train_batch_size,  # num_train_samples
+            total_train_batch_size,
+            self._plan[0].num_batches,  # steps_in_epoch (the first; _run_epoch sets each)
+            max_steps,
+        )
+
+    def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, **kwargs):
+        if self.args.teacher == "grant":
+            self._teach(epoch)
+            steps_in_epoch = len(train_dataloader)
+            if steps_in_epoch != self._plan[epoch].num_batches:
+                raise RuntimeError(
+                    f"epoch {epoch}: the dataloader has {steps_in_epoch} batches, the plan "
+                    f"{self._plan[epoch].num_batches}; the selection and the schedule disagree"
+                )
+            num_update_steps_per_epoch = self._steps(steps_in_epoch)
+        return super()._run_epoch(
+            model=model, epoch=epoch, train_dataloader=train_dataloader, steps_in_epoch=steps_in_epoch,
+            num_update_steps_per_epoch=num_update_steps_per_epoch, **kwargs,
+        )
+
+    def _teach(self, epoch: int) -> None:
+        """At a reselection epoch: score every training graph, keep the top ones."""
+        entry = self._plan[epoch]
+        self._sampler.set_epoch(epoch)
+        if not entry.reselect:
+            return
+        start = time.perf_counter()
+        batch_size = self._train_batch_size
+        batches = partition_batches(len(self.train_dataset), batch_size, seed=self.args.seed + epoch)
+        if entry.ratio < 1:
+            scores = score_dataset(
+                self.model, self.train_dataset, self.data_collator, self.task,
+                batch_size=self.args.score_batch_size, device=self.args.device,
+            )
+            batches = select(scores, batches, entry.ratio, self.args.variant, batch_size)
+        self._sampler.set_batches(batches)
+        seconds = time.perf_counter() - start
+        subset_size = sum(len(b) for b in batches)
+        self.teaching_log.append(
+            {"epoch": epoch, "ratio": entry.ratio, "subset_size": subset_size, "selection_seconds": seconds}
+        )
+        self.log({"grant_ratio": entry.ratio, "grant_subset_size": subset_size, "grant_selection_seconds": seconds})
