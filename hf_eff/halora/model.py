@@ -1,0 +1,33 @@
+"""HaLoRAModel: LoRA's tuner plus the regulariser getter the trainer adds to the loss.
+
+The adapted layers are LoRA's own: HaLoRA changes where W0 lives (noisy RRAM, simulated by
+``hf_eff.halora.noise``) and the training objective, not the layer's computation.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft.tuners.lora import LoraModel
+
+from hf_eff.halora.config import HaLoRAConfig
+from hf_eff.halora.regularizer import halora_regularizer
+
+
+class HaLoRAModel(LoraModel):
+    """Creates a HaLoRA model from a pretrained transformers model (``get_peft_model(model, HaLoRAConfig())``).
+
+    Everything LoRA offers (merge_and_unload, disable_adapter, several adapters, delete_adapter)
+    works unchanged. ``get_regularization_loss`` returns the un-weighted L_reg; ``HaLoRATrainer``
+    adds ``reg_weight * L_reg`` with the scaling gradient accumulation needs (like KaSA's loss getter,
+    rather than AdaLoRA's in-forward addition, which double-counts under token-count loss scaling).
+    """
+
+    prefix: str = "lora_"
+
+    def get_regularization_loss(self, adapter_name: str | None = None) -> torch.Tensor:
+        """L_reg of ``adapter_name`` (default: the active adapter) with its config's norm and reduction."""
+        adapter_name = adapter_name or self.active_adapters[0]
+        config = self.peft_config[adapter_name]
+        if not isinstance(config, HaLoRAConfig):
+            raise ValueError(f"adapter {adapter_name!r} is not a HaLoRA adapter ({type(config).__name__})")
+        return halora_regularizer(self.model, adapter_name, norm=config.reg_norm, reduction=config.reg_reduction)

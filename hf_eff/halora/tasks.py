@@ -1,0 +1,254 @@
+"""Multiple-choice tasks (question, choices, answer index), scored like lm-evaluation-harness.
+
+Each choice is scored by the summed log-likelihood of its tokens after the prompt
+``"Question: {question}\\nAnswer:"``; the highest-scoring choice is the prediction. Training uses the
+same prompt followed by the correct choice, with the loss on the choice tokens only.
+
+Offline, deterministic built-in tasks (arithmetic, comparison, ordering) stand in for the paper's
+commonsense suite; loaders for the real tasks (ARC-e, ARC-c, OBQA, SIQA, WinoGrande, PIQA) need the Hub.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import EvalPrediction, PreTrainedTokenizerBase
+
+MC_COLUMNS = ("question", "choices", "answer")
+BUILTIN_TASKS = ("arithmetic", "comparison", "ordering", "mixed")
+
+
+def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
+    missing = [c for c in MC_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing}; a multiple-choice dataset needs {list(MC_COLUMNS)}")
+
+
+# --- built-in offline tasks -------------------------------------------------------------------
+
+
+def _arithmetic(rng: random.Random) -> dict:
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    op = rng.choice("+-")
+    value = a + b if op == "+" else a - b
+    distractors = {value + d for d in (-10, -2, -1, 1, 2, 10, 11, -11)} - {value}
+    choices = [value, *rng.sample(sorted(distractors), 3)]
+    rng.shuffle(choices)
+    return {"question": f"What is {a} {op} {b}?", "choices": [str(c) for c in choices], "answer": choices.index(value)}
+
+
+def _comparison(rng: random.Random) -> dict:
+    a = rng.randint(100, 999)
+    b = int("".join(rng.sample(str(a), 3))) if len(set(str(a))) == 3 and rng.random() < 0.5 else rng.randint(100, 999)
+    while b == a:
+        b = rng.randint(100, 999)
+    larger = rng.random() < 0.5
+    target = max(a, b) if larger else min(a, b)
+    word = "larger" if larger else "smaller"
+    return {"question": f"Which number is {word}: {a} or {b}?", "choices": [str(a), str(b)], "answer": [a, b].index(target)}
+
+
+def _ordering(rng: random.Random) -> dict:
+    numbers = rng.sample(range(1, 100), 4)
+    ascending = sorted(numbers)
+    choices = [ascending]
+    while len(choices) < 4:
+        shuffled = rng.sample(numbers, 4)
+        if shuffled not in choices:
+            choices.append(shuffled)
+    rng.shuffle(choices)
+    return {
+        "question": "Which list is sorted from smallest to largest?",
+        "choices": [", ".join(map(str, c)) for c in choices],
+        "answer": choices.index(ascending),
+    }
+
+
+_GENERATORS: dict[str, Callable[[random.Random], dict]] = {
+    "arithmetic": _arithmetic,
+    "comparison": _comparison,
+    "ordering": _ordering,
+}
+
+
+def builtin_task(name: str = "mixed", train_size: int = 3000, eval_size: int = 600, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(train, eval) of a built-in task, generated deterministically from ``seed``; no question of
+    the eval split appears in the train split. ``mixed`` cycles through the three kinds."""
+    if name not in BUILTIN_TASKS:
+        raise ValueError(f"task_name must be one of {BUILTIN_TASKS} (or a Hub task), got {name!r}")
+    kinds = list(_GENERATORS) if name == "mixed" else [name]
+    rng = random.Random(f"halora-{name}-{seed}")
+
+    def generate(size: int, exclude: set[str]) -> list[dict]:
+        rows, seen, attempts = [], set(exclude), 0
+        while len(rows) < size:
+            attempts += 1
+            if attempts > 50 * size:
+                raise ValueError(f"built-in task {name!r} cannot produce {size} distinct questions; ask for fewer")
+            row = _GENERATORS[kinds[len(rows) % len(kinds)]](rng)
+            key = row["question"] + "|" + "|".join(row["choices"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+        return rows
+
+    eval_rows = generate(eval_size, set())
+    eval_keys = {r["question"] + "|" + "|".join(r["choices"]) for r in eval_rows}
+    train_rows = generate(train_size, eval_keys)
+    return Dataset.from_list(train_rows), Dataset.from_list(eval_rows)
+
+
+# --- the paper's tasks from the Hub (need internet) -------------------------------------------
+
+
+def arc_to_mc(example: dict) -> dict:
+    labels = list(example["choices"]["label"])
+    return {"question": example["question"], "choices": list(example["choices"]["text"]), "answer": labels.index(example["answerKey"])}
+
+
+def openbookqa_to_mc(example: dict) -> dict:
+    labels = list(example["choices"]["label"])
+    return {"question": example["question_stem"], "choices": list(example["choices"]["text"]), "answer": labels.index(example["answerKey"])}
+
+
+def siqa_to_mc(example: dict) -> dict:
+    return {
+        "question": f"{example['context']} {example['question']}",
+        "choices": [example["answerA"], example["answerB"], example["answerC"]],
+        "answer": int(example["label"]) - 1,
+    }
+
+
+def winogrande_to_mc(example: dict) -> dict:
+    """The sentence up to the blank is the question; each choice is an option plus the rest of the
+    sentence (lm-evaluation-harness scores only the rest, given the option: a small difference)."""
+    before, after = example["sentence"].split("_", 1)
+    return {
+        "question": before.strip(),
+        "choices": [f"{example['option1']}{after}", f"{example['option2']}{after}"],
+        "answer": int(example["answer"]) - 1,
+    }
+
+
+def piqa_to_mc(example: dict) -> dict:
+    return {"question": example["goal"], "choices": [example["sol1"], example["sol2"]], "answer": int(example["label"])}
+
+
+# name: (Hub dataset id, config, eval split, mapping)
+HUB_TASKS: dict[str, tuple[str, str | None, str, Callable[[dict], dict]]] = {
+    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", "test", arc_to_mc),
+    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test", arc_to_mc),
+    "openbookqa": ("allenai/openbookqa", "main", "test", openbookqa_to_mc),
+    "siqa": ("allenai/social_i_qa", None, "validation", siqa_to_mc),
+    "winogrande": ("allenai/winogrande", "winogrande_xl", "validation", winogrande_to_mc),
+    "piqa": ("ybisk/piqa", None, "validation", piqa_to_mc),
+}
+
+
+def load_hub_task(name: str) -> tuple[Dataset, Dataset]:
+    """(train, eval) of one of the paper's tasks, mapped to question/choices/answer (needs the Hub)."""
+    from datasets import load_dataset
+
+    if name not in HUB_TASKS:
+        raise ValueError(f"task_name must be one of {sorted(HUB_TASKS)} or {BUILTIN_TASKS}, got {name!r}")
+    path, config, eval_split, mapping = HUB_TASKS[name]
+    splits = load_dataset(path, config)
+    train, evaluation = splits["train"], splits[eval_split]
+    return (
+        train.map(mapping, remove_columns=train.column_names),
+        evaluation.map(mapping, remove_columns=evaluation.column_names),
+    )
+
+
+def load_task(name: str, seed: int = 0, train_size: int = 3000, eval_size: int = 600) -> tuple[Dataset, Dataset]:
+    if name in BUILTIN_TASKS:
+        return builtin_task(name, train_size=train_size, eval_size=eval_size, seed=seed)
+    return load_hub_task(name)
+
+
+# --- tokenisation and scoring -----------------------------------------------------------------
+
+
+def _prompt(question: str) -> str:
+    return f"Question: {question}\nAnswer:"
+
+
+def encode_choice(tokenizer: PreTrainedTokenizerBase, question: str, choice: str, max_length: int) -> dict:
+    """Prompt + " choice" token ids, labels -100 on the prompt; the prompt is cut from the left if too long."""
+    context = tokenizer(_prompt(question))["input_ids"]
+    continuation = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
+    if len(continuation) >= max_length:
+        raise ValueError(f"choice {choice[:40]!r} alone has {len(continuation)} tokens; raise max_length ({max_length})")
+    context = context[-(max_length - len(continuation)) :]
+    return {
+        "input_ids": context + continuation,
+        "attention_mask": [1] * (len(context) + len(continuation)),
+        "labels": [-100] * len(context) + continuation,
+    }
+
+
+def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> Dataset:
+    """Prompt + correct choice per example (loss on the choice tokens)."""
+    check_multiple_choice(dataset, "train dataset")
+    return dataset.map(
+        lambda ex: encode_choice(tokenizer, ex["question"], ex["choices"][ex["answer"]], max_length),
+        remove_columns=dataset.column_names,
+    )
+
+
+@dataclass
+class MultipleChoiceScorer:
+    """Maps the per-row scores of ``tokenize_for_scoring``'s flattened rows back to questions."""
+
+    example_index: np.ndarray
+    choice_index: np.ndarray
+    answers: np.ndarray
+
+    def accuracy(self, row_scores: np.ndarray) -> float:
+        row_scores = np.asarray(row_scores, dtype=np.float64).reshape(-1)
+        if row_scores.shape[0] != self.example_index.shape[0]:
+            raise ValueError(f"got {row_scores.shape[0]} choice scores for {self.example_index.shape[0]} scored rows")
+        if np.isnan(row_scores).any():
+            raise ValueError("choice log-likelihoods contain NaN (the model diverged?)")
+        best = np.full(len(self.answers), -np.inf)
+        prediction = np.zeros(len(self.answers), dtype=np.int64)
+        for example, choice, score in zip(self.example_index, self.choice_index, row_scores):
+            if score > best[example]:
+                best[example], prediction[example] = score, choice
+        return float((prediction == self.answers).mean())
+
+    def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
+        """``compute_metrics`` for the Trainer (with ``choice_logprob_sums`` as preprocess_logits_for_metrics)."""
+        return {"accuracy": self.accuracy(eval_pred.predictions)}
+
+
+def tokenize_for_scoring(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128
+) -> tuple[Dataset, MultipleChoiceScorer]:
+    """One row per (question, choice), in order, plus the scorer that turns row scores into accuracy."""
+    check_multiple_choice(dataset, "eval dataset")
+    rows, example_index, choice_index = [], [], []
+    for i, example in enumerate(dataset):
+        if not 0 <= example["answer"] < len(example["choices"]):
+            raise ValueError(f"eval dataset row {i}: answer {example['answer']} is not an index into its {len(example['choices'])} choices")
+        for j, choice in enumerate(example["choices"]):
+            rows.append(encode_choice(tokenizer, example["question"], choice, max_length))
+            example_index.append(i)
+            choice_index.append(j)
+    scorer = MultipleChoiceScorer(np.array(example_index), np.array(choice_index), np.array(dataset["answer"]))
+    return Dataset.from_list(rows), scorer
+
+
+def choice_logprob_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed log-probability of the labelled tokens of each row (``preprocess_logits_for_metrics``)."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    logits, targets = logits[:, :-1].float(), labels[:, 1:]
+    mask = targets != -100
+    token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token_logprobs * mask).sum(dim=1)

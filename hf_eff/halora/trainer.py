@@ -1,0 +1,221 @@
+"""HaLoRATrainer: trains on noisy RRAM weights with the robustness regulariser, and evaluates
+every metric at several noise levels over several noise seeds.
+
+With a plain LoRA (or any) model the same trainer trains normally and evaluates under noise the
+same way, which is how LoRA and HaLoRA are compared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import speed_metrics
+
+from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
+from hf_eff.halora.noise import RRAMNoise, rram_noise
+
+# Evaluation draws use their own draw index, so they never coincide with a training draw.
+EVAL_DRAW_INDEX = -1
+_NOT_AVERAGED = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+
+
+@dataclass
+class HaLoRATrainingArguments(TrainingArguments):
+    """TrainingArguments plus the robustness evaluation. The training noise and the regulariser
+    are the adapter's (``HaLoRAConfig``), so they are saved with it."""
+
+    eval_sigmas: list[float] = field(
+        default_factory=lambda: [0.0, 0.005, 0.01, 0.02],
+        metadata={"help": "Noise levels to evaluate at; each gives eval_<metric>_sigma_<s>_mean and _std."},
+    )
+    eval_noise_seeds: int = field(default=5, metadata={"help": "Noise seeds per non-zero sigma (K)."})
+    eval_noise_mode: str | None = field(
+        default=None, metadata={"help": f"Noise model at evaluation, one of {NOISE_MODES}; default: the adapter's (tile_additive for non-HaLoRA models)."}
+    )
+    noise_seed: int | None = field(default=None, metadata={"help": "Seed of every noise draw; default: `seed`."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.eval_sigmas = [float(s) for s in self.eval_sigmas]
+        if not self.eval_sigmas or any(not (s >= 0 and math.isfinite(s)) for s in self.eval_sigmas):
+            raise ValueError(f"eval_sigmas must be a non-empty list of finite values >= 0, got {self.eval_sigmas}")
+        if self.eval_noise_seeds < 1:
+            raise ValueError(f"eval_noise_seeds must be >= 1, got {self.eval_noise_seeds}")
+        if self.eval_noise_mode is not None and self.eval_noise_mode not in NOISE_MODES:
+            raise ValueError(f"eval_noise_mode must be one of {NOISE_MODES}, got {self.eval_noise_mode!r}")
+        if self.noise_seed is None:
+            self.noise_seed = self.seed
+
+
+def sigma_key(prefix: str, metric: str, sigma: float, stat: str) -> str:
+    """``eval_accuracy_sigma_0.01_mean``."""
+    return f"{prefix}_{metric}_sigma_{sigma:g}_{stat}"
+
+
+class HaLoRATrainer(Trainer):
+    """``Trainer`` for HaLoRA adapters (and for LoRA baselines evaluated the same way).
+
+    Training (HaLoRA adapter active): the adapter's RRAM noise is written into the frozen weights
+    and redrawn every ``noise_resample_steps`` optimizer steps from (noise_seed, draw index, layer),
+    identical on every process; the loss gets ``reg_weight * L_reg``. Logs ``task_loss``,
+    ``reg_loss`` and ``noise_sigma`` beside ``loss``. The noise is taken out before evaluation,
+    saving and at the end of training.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, HaLoRATrainingArguments):
+            raise TypeError("HaLoRATrainer needs HaLoRATrainingArguments (eval_sigmas, eval_noise_seeds, noise_seed)")
+        self._train_noise: RRAMNoise | None = None
+        self._train_draw: int | None = None
+        self._reg_sum = 0.0
+        self._reg_count = 0
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def halora_config(self) -> HaLoRAConfig | None:
+        """The active adapter's HaLoRAConfig, or None for LoRA / plain models."""
+        peft_config = getattr(self.model, "peft_config", None)
+        if not peft_config:
+            return None
+        config = peft_config.get(getattr(self.model, "active_adapter", "default"))
+        return config if isinstance(config, HaLoRAConfig) else None
+
+    def regularization_loss(self) -> torch.Tensor:
+        return self.model.base_model.get_regularization_loss(self.model.active_adapter)
+
+    # --- training --------------------------------------------------------------------------
+
+    def _sync_training_noise(self) -> None:
+        config = self.halora_config()
+        if config is None or config.noise_sigma == 0:
+            return
+        draw = self.state.global_step // config.noise_resample_steps
+        if self._train_noise is not None and self._train_noise.active and self._train_draw == draw:
+            return
+        if self._train_noise is None:
+            self._train_noise = RRAMNoise(
+                self.model, config.noise_sigma, config.noise_mode, config.noise_tile_size, config.noise_target_modules
+            )
+        self._train_noise.restore()
+        self._train_noise.apply(seed=self.args.noise_seed, draw_index=draw)
+        self._train_draw = draw
+
+    def remove_training_noise(self) -> None:
+        """Puts the clean weights back (the next training step draws the noise again)."""
+        if self._train_noise is not None:
+            self._train_noise.restore()
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self._sync_training_noise()
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def _loss_is_scaled_for_ga(self, num_items_in_batch) -> bool:
+        # Mirrors Trainer.training_step: when the task loss is already normalised over the whole
+        # accumulated batch, the Trainer does not divide it by the accumulation steps.
+        if self.loss_is_scaled_for_ga is not None:
+            return self.loss_is_scaled_for_ga
+        return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        config = self.halora_config()
+        if config is None or config.reg_weight == 0 or not model.training:
+            return result
+        loss, outputs = result if return_outputs else (result, None)
+        reg = self.regularization_loss()
+        self._reg_sum += reg.item()
+        self._reg_count += 1
+        # L_reg does not depend on the batch: each of the accumulated micro-batches carries 1/GA of
+        # it, so one optimizer step sees mu * L_reg exactly once. It is added after the Trainer's
+        # world-size factor (token averaging across devices), and DDP averages the identical
+        # gradients of every process, so it also counts once across processes.
+        accumulation = self.current_gradient_accumulation_steps if self._loss_is_scaled_for_ga(num_items_in_batch) else 1
+        loss = loss + config.reg_weight * reg / accumulation
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        config = self.halora_config()
+        if config is not None and "loss" in logs:
+            logs["noise_sigma"] = config.noise_sigma
+            if self._reg_count:
+                reg = self._reg_sum / self._reg_count
+                logs["reg_loss"] = reg
+                logs["task_loss"] = logs["loss"] - config.reg_weight * reg
+                self._reg_sum, self._reg_count = 0.0, 0
+        super().log(logs, start_time)
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.remove_training_noise()
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        self.remove_training_noise()
+        super().save_model(output_dir, _internal_call)
+
+    # --- evaluation under noise --------------------------------------------------------------
+
+    def _eval_noise_settings(self) -> dict:
+        config = self.halora_config()
+        return {
+            "mode": self.args.eval_noise_mode or (config.noise_mode if config else "tile_additive"),
+            "tile_size": config.noise_tile_size if config else 64,
+            "target_modules": config.noise_target_modules if config else None,
+        }
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Every metric at each of ``eval_sigmas``, over ``eval_noise_seeds`` noise seeds (one run
+        at sigma 0): ``<prefix>_<metric>_sigma_<s>_mean`` / ``_std`` (std over seeds, ddof 0). The
+        noise-free run's metrics are also reported under their usual names."""
+        if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
+        self.remove_training_noise()
+        self._memory_tracker.start()
+        dataloader = self.get_eval_dataloader(eval_dataset)
+        settings = self._eval_noise_settings()
+        start_time = time.time()
+        metrics: dict[str, float] = {}
+        num_samples = 0
+        for sigma in self.args.eval_sigmas:
+            runs = []
+            for k in range(1 if sigma == 0 else self.args.eval_noise_seeds):
+                noise = (
+                    rram_noise(self.model, sigma, seed=self.args.noise_seed + k, draw_index=EVAL_DRAW_INDEX, **settings)
+                    if sigma > 0
+                    else contextlib.nullcontext()
+                )
+                with noise:
+                    output = self.evaluation_loop(
+                        dataloader,
+                        description=f"Evaluation sigma={sigma:g} seed={k}",
+                        prediction_loss_only=True if self.compute_metrics is None else None,
+                        ignore_keys=ignore_keys,
+                        metric_key_prefix=metric_key_prefix,
+                    )
+                num_samples += output.num_samples
+                runs.append(output.metrics)
+                if sigma == 0 and not any(k.startswith(f"{metric_key_prefix}_") and "_sigma_" not in k for k in metrics):
+                    metrics.update({k: v for k, v in output.metrics.items() if not k.endswith(_NOT_AVERAGED)})
+            for key in runs[0]:
+                if key.endswith(_NOT_AVERAGED) or not isinstance(runs[0][key], (int, float)):
+                    continue
+                name = key.removeprefix(f"{metric_key_prefix}_")
+                values = np.array([run[key] for run in runs], dtype=np.float64)
+                metrics[sigma_key(metric_key_prefix, name, sigma, "mean")] = float(values.mean())
+                metrics[sigma_key(metric_key_prefix, name, sigma, "std")] = float(values.std())
+        total_batch_size = self.args.eval_batch_size * self.args.world_size
+        metrics.update(
+            speed_metrics(metric_key_prefix, start_time, num_samples=num_samples, num_steps=math.ceil(num_samples / total_batch_size))
+        )
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self._memory_tracker.stop_and_update_metrics(metrics)
+        return metrics
