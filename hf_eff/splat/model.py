@@ -256,7 +256,9 @@ class GaussianModel(
         device = map_location if isinstance(map_location, str) else str(map_location)
         state = load_file(model_file, device=device)
         prefix = "splats."
-        found = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        found = {
+            key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
+        }
         if sorted(found) != sorted(SPLAT_KEYS) or len(found) != len(state):
             raise ValueError(
                 f"{model_file}: expected tensors {[prefix + k for k in SPLAT_KEYS]}, "
@@ -336,7 +338,9 @@ class GaussianModel(
 
         def stack(prefix, count):
             columns = [np.asarray(vertex[f"{prefix}{i}"], dtype=np.float32) for i in range(count)]
-            return torch.from_numpy(np.stack(columns, 1) if columns else np.zeros((n, 0), np.float32))
+            return torch.from_numpy(
+                np.stack(columns, 1) if columns else np.zeros((n, 0), np.float32)
+            )
 
         model._set_splats(
             {

@@ -42,7 +42,10 @@ class _Texture:
         elif self.kind == "stripes":
             mix = 0.5 + 0.5 * np.sin(2 * np.pi * self.frequency * points @ self.axis)
         else:
-            mix = sum(0.5**octave * self._value_noise(points * self.frequency * 2**octave) for octave in range(3))
+            mix = sum(
+                0.5**octave * self._value_noise(points * self.frequency * 2**octave)
+                for octave in range(3)
+            )
             mix = np.clip(mix / 1.75, 0.0, 1.0)
         return self.color_a + mix[:, None] * (self.color_b - self.color_a)
 
@@ -163,7 +166,11 @@ class _World:
                 half = size * rng.uniform(0.55, 0.7, 3)
                 angle = rng.uniform(0, np.pi)
                 rotation = np.array(
-                    [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+                    [
+                        [np.cos(angle), -np.sin(angle), 0],
+                        [np.sin(angle), np.cos(angle), 0],
+                        [0, 0, 1],
+                    ]
                 )
                 center = np.array([xy[0], xy[1], half[2]])
                 self.objects.append(_Box(center, half, rotation, texture))
@@ -243,7 +250,9 @@ def make_procedural_scene(
     if num_train < 1 or num_test < 0:
         raise ValueError(f"need num_train >= 1 and num_test >= 0, got {num_train}, {num_test}")
     if width < 1 or height < 1 or supersample < 1:
-        raise ValueError(f"width, height and supersample must be positive, got {width}, {height}, {supersample}")
+        raise ValueError(
+            f"width, height and supersample must be positive, got {width}, {height}, {supersample}"
+        )
     world = _World(seed, num_objects)
     rng = np.random.default_rng([seed, 1])
     center = np.array([0.0, 0.0, 0.3])
@@ -254,12 +263,21 @@ def make_procedural_scene(
     azimuths = rng.uniform(0, 2 * np.pi) + golden * np.arange(total)
     elevations = np.radians(15 + 40 * ((np.arange(total) * 0.618034) % 1.0))
     eyes = center + camera_distance * np.stack(
-        [np.cos(elevations) * np.cos(azimuths), np.cos(elevations) * np.sin(azimuths), np.sin(elevations)], 1
+        [
+            np.cos(elevations) * np.cos(azimuths),
+            np.cos(elevations) * np.sin(azimuths),
+            np.sin(elevations),
+        ],
+        1,
     )
     poses = [look_at(eye, center) for eye in eyes]
     images = [_render(world, pose, K, width, height, supersample) for pose in poses]
     # Interleave: every (total // num_test)-th view is a test view.
-    test_ids = set(np.linspace(0, total - 1, num_test + 2)[1:-1].round().astype(int).tolist()) if num_test else set()
+    test_ids = (
+        set(np.linspace(0, total - 1, num_test + 2)[1:-1].round().astype(int).tolist())
+        if num_test
+        else set()
+    )
     while len(test_ids) < num_test:  # rounding collisions on tiny scenes
         test_ids.add(next(i for i in range(total) if i not in test_ids))
     train_ids = [i for i in range(total) if i not in test_ids]

@@ -53,24 +53,37 @@ VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 
 
 def views_dataset(images, Ks, world_to_cameras) -> Dataset:
-    """A views split from images (PIL images, uint8 arrays [H, W, 3] or encoded bytes),
-    intrinsics [3, 3] and world-to-camera poses [4, 4]."""
+    """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4].
+
+    Images may be PIL images, uint8 arrays [H, W, 3], encoded bytes or file paths. Encoded
+    RGB files are stored as they are (a JPEG is not re-encoded); anything else is
+    converted to RGB and stored as PNG.
+    """
     import PIL.Image
 
-    pil_images = []
+    stored, sizes = [], []
     for image in images:
+        if isinstance(image, str | Path):
+            image = Path(image).read_bytes()
         if isinstance(image, bytes | bytearray):
-            image = PIL.Image.open(io.BytesIO(image))
-        elif isinstance(image, np.ndarray):
+            with PIL.Image.open(io.BytesIO(image)) as opened:
+                keep = opened.mode == "RGB"
+                sizes.append(opened.size)
+                stored.append(
+                    {"bytes": bytes(image), "path": None} if keep else opened.convert("RGB")
+                )
+            continue
+        if isinstance(image, np.ndarray):
             image = PIL.Image.fromarray(image)
-        pil_images.append(image.convert("RGB") if image.mode != "RGB" else image)
+        sizes.append(image.size)
+        stored.append(image if image.mode == "RGB" else image.convert("RGB"))
     return Dataset.from_dict(
         {
-            "image": pil_images,
+            "image": stored,
             "K": [np.asarray(K, dtype=np.float32) for K in Ks],
             "world_to_camera": [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras],
-            "width": [image.width for image in pil_images],
-            "height": [image.height for image in pil_images],
+            "width": [size[0] for size in sizes],
+            "height": [size[1] for size in sizes],
         },
         features=VIEW_FEATURES,
     )
@@ -80,7 +93,9 @@ def points_dataset(xyz, rgb) -> Dataset:
     """A point set from xyz [N, 3] and rgb [N, 3] (uint8 0..255)."""
     xyz, rgb = np.asarray(xyz, dtype=np.float32), np.asarray(rgb)
     if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape:
-        raise ValueError(f"points: xyz and rgb must both be [N, 3], got {xyz.shape} and {rgb.shape}")
+        raise ValueError(
+            f"points: xyz and rgb must both be [N, 3], got {xyz.shape} and {rgb.shape}"
+        )
     if rgb.dtype != np.uint8:
         raise ValueError(f"points: rgb must be uint8 in 0..255, got dtype {rgb.dtype}")
     return Dataset.from_dict({"xyz": xyz, "rgb": rgb}, features=POINT_FEATURES)
@@ -110,6 +125,22 @@ class Scene:
         self.center = tuple(float(c) for c in center)
         self.radius = float(self.radius)
 
+    @classmethod
+    def from_views(
+        cls, views: DatasetDict, points: Dataset | None = None, center=None, radius=None
+    ) -> Scene:
+        """A scene whose missing centre / radius come from the training cameras, as
+        3DGS and gsplat normalise: the mean camera position and the largest camera
+        distance from it."""
+        if center is None or radius is None:
+            validate_views(views)
+            positions = camera_centers(views["train"])
+            mean = positions.mean(0)
+            center = mean if center is None else center
+            if radius is None:
+                radius = float(np.linalg.norm(positions - np.asarray(center), axis=1).max()) or 1.0
+        return cls(views=views, points=points, center=center, radius=radius)
+
     def __repr__(self) -> str:
         splits = ", ".join(f"{name}={len(split)}" for name, split in self.views.items())
         points = "none" if self.points is None else len(self.points)
@@ -125,6 +156,9 @@ class Scene:
     def save(self, folder) -> Path:
         """Writes the Hub layout (parquet files, README.md with configs, scene.json)."""
         folder = Path(folder)
+        for config_name in (VIEW_CONFIG, POINT_CONFIG):  # no stale shards from an earlier save
+            for stale in (folder / config_name).glob("*.parquet"):
+                stale.unlink()
         configs = {VIEW_CONFIG: self.views}
         if self.points is not None:
             configs[POINT_CONFIG] = DatasetDict({"train": self.points})
@@ -148,7 +182,14 @@ class Scene:
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         return folder
 
-    def push_to_hub(self, repo_id: str, private: bool | None = None, token=None, commit_message=None, revision=None):
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool | None = None,
+        token=None,
+        commit_message=None,
+        revision=None,
+    ):
         """Uploads the `save` layout to a Hub dataset repo in one commit."""
         from huggingface_hub import HfApi
 
@@ -169,7 +210,11 @@ def _embedded(dataset: Dataset) -> Dataset:
     """Image bytes embedded in the table (as `push_to_hub` does), so no file paths leak out."""
     from datasets.table import embed_table_storage
 
-    return dataset.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True).with_format(None)
+    return (
+        dataset.with_format("arrow")
+        .map(embed_table_storage, batched=True, keep_in_memory=True)
+        .with_format(None)
+    )
 
 
 REQUIRED_VIEW_COLUMNS = ("image", "K", "world_to_camera", "width", "height")
@@ -194,7 +239,9 @@ def validate_views(views: DatasetDict) -> None:
                 f"scene views ({split}): column 'image' must be a datasets.Image feature, "
                 f"got {dataset.features['image']}"
             )
-        raw = dataset.select_columns(list(REQUIRED_VIEW_COLUMNS)).cast_column("image", Image(decode=False))
+        raw = dataset.select_columns(list(REQUIRED_VIEW_COLUMNS)).cast_column(
+            "image", Image(decode=False)
+        )
         for index, row in enumerate(raw):
             where = f"scene view {index} ({split})"
             K = np.asarray(row["K"], dtype=np.float64)
@@ -208,14 +255,22 @@ def validate_views(views: DatasetDict) -> None:
             if not np.isfinite(K).all():
                 raise ValueError(f"{where}: K contains NaN or infinite values")
             if not np.allclose(pose[3], [0, 0, 0, 1], atol=1e-6):
-                raise ValueError(f"{where}: world_to_camera bottom row must be [0, 0, 0, 1], got {pose[3]}")
+                raise ValueError(
+                    f"{where}: world_to_camera bottom row must be [0, 0, 0, 1], got {pose[3]}"
+                )
             if abs(np.linalg.det(pose[:3, :3])) < 1e-8:
-                raise ValueError(f"{where}: world_to_camera is not invertible (its 3x3 block is singular)")
+                raise ValueError(
+                    f"{where}: world_to_camera is not invertible (its 3x3 block is singular)"
+                )
             if K[0, 0] <= 0 or K[1, 1] <= 0:
-                raise ValueError(f"{where}: K has a non-positive focal length (fx={K[0, 0]}, fy={K[1, 1]})")
+                raise ValueError(
+                    f"{where}: K has a non-positive focal length (fx={K[0, 0]}, fy={K[1, 1]})"
+                )
             width, height = row["width"], row["height"]
             if width is None or height is None or width <= 0 or height <= 0:
-                raise ValueError(f"{where}: width and height must be positive, got {width}x{height}")
+                raise ValueError(
+                    f"{where}: width and height must be positive, got {width}x{height}"
+                )
             image = row["image"]
             if image is None or (image.get("bytes") is None and image.get("path") is None):
                 raise ValueError(f"{where}: image is missing")
@@ -243,7 +298,9 @@ def scene_views_to_tensors(views: Dataset, device=None):
     images = np.stack([np.asarray(image.convert("RGB")) for image in views["image"]])
     table = views.select_columns(["K", "world_to_camera"]).with_format("numpy")
     Ks = torch.as_tensor(np.asarray(table["K"], dtype=np.float32), device=device)
-    viewmats = torch.as_tensor(np.asarray(table["world_to_camera"], dtype=np.float32), device=device)
+    viewmats = torch.as_tensor(
+        np.asarray(table["world_to_camera"], dtype=np.float32), device=device
+    )
     images = torch.as_tensor(images, device=device).float() / 255.0
     return images, viewmats, Ks
 
@@ -254,19 +311,9 @@ def camera_centers(views: Dataset) -> np.ndarray:
     return np.linalg.inv(poses)[:, :3, 3]
 
 
-def _default_metadata(views: DatasetDict) -> dict:
-    # gsplat's simple_trainer / 3DGS normalisation: centre of the training cameras and
-    # the largest camera distance from it.
-    centers = camera_centers(views["train"])
-    center = centers.mean(0)
-    radius = float(np.linalg.norm(centers - center, axis=1).max())
-    return {"center": center.tolist(), "radius": radius if radius > 0 else 1.0}
-
-
 def _scene_from_parts(views, points, metadata) -> Scene:
     if metadata is None:
-        validate_views(views)
-        metadata = _default_metadata(views)
+        return Scene.from_views(views, points)
     missing = [key for key in ("center", "radius") if key not in metadata]
     if missing:
         raise ValueError(f"{METADATA_FILE}: missing key(s) {missing}")
@@ -277,14 +324,17 @@ def load_scene(source, revision: str | None = None, token=None) -> Scene:
     """Loads a scene from a Hub dataset repo id, a local folder in the same parquet layout,
     or a local folder holding ``views/`` (``save_to_disk``), optional ``points/`` and
     optional ``scene.json``. Without ``scene.json`` the centre and radius come from the
-    training cameras (their mean, and the largest distance from it).
+    training cameras (their mean, and the largest distance from it). A local COLMAP
+    project or NeRF-synthetic folder is converted with the converters' defaults.
     """
     from datasets import load_dataset, load_from_disk
 
     path = Path(source)
     if path.exists():
         if not path.is_dir():
-            raise ValueError(f"load_scene: {path} is a file; expected a scene folder or a Hub repo id")
+            raise ValueError(
+                f"load_scene: {path} is a file; expected a scene folder or a Hub repo id"
+            )
         metadata_file = path / METADATA_FILE
         metadata = json.loads(metadata_file.read_text()) if metadata_file.exists() else None
         if (path / VIEW_CONFIG / "dataset_dict.json").exists():
@@ -295,12 +345,27 @@ def load_scene(source, revision: str | None = None, token=None) -> Scene:
                 points = points["train"]
         elif (path / VIEW_CONFIG).is_dir():
             views = load_dataset(str(path), name=VIEW_CONFIG)
-            has_points = (path / POINT_CONFIG).is_dir()
-            points = load_dataset(str(path), name=POINT_CONFIG, split="train") if has_points else None
+            has_points = any((path / POINT_CONFIG).glob("*.parquet"))
+            points = (
+                load_dataset(str(path), name=POINT_CONFIG, split="train") if has_points else None
+            )
+        elif (path / "transforms_train.json").exists() or (path / "transforms.json").exists():
+            from hf_eff.splat.converters import scene_from_nerf_synthetic
+
+            return scene_from_nerf_synthetic(path)
+        elif (
+            any(path.glob("sparse/**/cameras.*"))
+            or (path / "cameras.bin").exists()
+            or (path / "cameras.txt").exists()
+        ):
+            from hf_eff.splat.converters import scene_from_colmap
+
+            return scene_from_colmap(path)
         else:
             raise ValueError(
-                f"load_scene: {path} has no views/ folder (expected views/ written by save_to_disk, "
-                "or the parquet layout Scene.save writes)"
+                f"load_scene: {path} holds no scene: expected views/ (the parquet layout Scene.save "
+                "writes, or a DatasetDict from save_to_disk), a COLMAP project (sparse/) or a "
+                "NeRF-synthetic folder (transforms_train.json)"
             )
         return _scene_from_parts(views, points, metadata)
 
@@ -312,7 +377,9 @@ def load_scene(source, revision: str | None = None, token=None) -> Scene:
     configs = get_dataset_config_names(str(source), revision=revision, token=token)
     points = None
     if POINT_CONFIG in configs:
-        points = load_dataset(str(source), name=POINT_CONFIG, split="train", revision=revision, token=token)
+        points = load_dataset(
+            str(source), name=POINT_CONFIG, split="train", revision=revision, token=token
+        )
     try:
         metadata_path = hf_hub_download(
             str(source), METADATA_FILE, repo_type="dataset", revision=revision, token=token

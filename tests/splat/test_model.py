@@ -10,7 +10,9 @@ from hf_eff.splat.model import GaussianModel, sh_to_rgb
 
 def random_model(num=50, sh_degree=3, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    model = GaussianModel.random((0.5, 0.0, -1.0), 2.0, num, sh_degree=sh_degree, generator=generator)
+    model = GaussianModel.random(
+        (0.5, 0.0, -1.0), 2.0, num, sh_degree=sh_degree, generator=generator
+    )
     with torch.no_grad():
         for param in model.splats.values():
             param.add_(torch.randn(param.shape, generator=generator))  # every value distinct
@@ -36,7 +38,9 @@ def test_from_points_sets_colour_scale_and_opacity():
     rgb = np.random.default_rng(0).integers(0, 256, grid.shape).astype(np.uint8)
     model = GaussianModel.from_points(grid, rgb, sh_degree=1, init_opacity=0.2)
     torch.testing.assert_close(model.splats["means"], torch.tensor(grid, dtype=torch.float32))
-    torch.testing.assert_close(sh_to_rgb(model.splats["sh0"][:, 0]), torch.tensor(rgb / 255.0, dtype=torch.float32))
+    torch.testing.assert_close(
+        sh_to_rgb(model.splats["sh0"][:, 0]), torch.tensor(rgb / 255.0, dtype=torch.float32)
+    )
     # Nearest neighbours on a unit grid are at distance 1: log-scale 0.
     torch.testing.assert_close(model.splats["scales"], torch.zeros(64, 3), atol=1e-6, rtol=0)
     torch.testing.assert_close(torch.sigmoid(model.splats["opacities"]), torch.full((64,), 0.2))
@@ -90,7 +94,9 @@ def test_ply_uses_the_standard_3dgs_layout(tmp_path):
 def test_from_ply_names_missing_properties(tmp_path):
     from plyfile import PlyData, PlyElement
 
-    vertex = np.zeros(2, dtype=[(name, "f4") for name in ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2"]])
+    vertex = np.zeros(
+        2, dtype=[(name, "f4") for name in ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2"]]
+    )
     path = tmp_path / "points.ply"
     PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
     with pytest.raises(ValueError, match="opacity"):
@@ -103,7 +109,10 @@ def test_pretrained_round_trip_after_densification_changes_the_count(tmp_path):
     ops.duplicate(model.splats, optimizers, {}, torch.arange(40) < 15)  # gsplat's own surgery
     assert len(model) == 55
     model.save_pretrained(tmp_path / "splat")
-    assert json.loads((tmp_path / "splat" / "config.json").read_text()) == {"sh_degree": 1, "num_gaussians": 55}
+    assert json.loads((tmp_path / "splat" / "config.json").read_text()) == {
+        "sh_degree": 1,
+        "num_gaussians": 55,
+    }
     loaded = GaussianModel.from_pretrained(tmp_path / "splat")
     assert len(loaded) == 55 and loaded.sh_degree == 1
     for key, param in model.splats.items():
@@ -113,7 +122,9 @@ def test_pretrained_round_trip_after_densification_changes_the_count(tmp_path):
 
 
 def test_render_returns_images_alpha_and_strategy_info():
-    model = GaussianModel.random((0.0, 0.0, 0.0), 0.5, 30, sh_degree=1, generator=torch.Generator().manual_seed(0))
+    model = GaussianModel.random(
+        (0.0, 0.0, 0.0), 0.5, 30, sh_degree=1, generator=torch.Generator().manual_seed(0)
+    )
     viewmats = torch.eye(4).repeat(2, 1, 1)
     viewmats[:, 2, 3] = 3.0
     Ks = torch.tensor([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]]).repeat(2, 1, 1)

@@ -1,0 +1,156 @@
+"""COLMAP sparse models (text or binary) <-> `Scene`, read and written with pycolmap.
+
+COLMAP stores ``cam_from_world`` per image, which is already the OpenCV world-to-camera
+convention, so poses pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from datasets import DatasetDict
+
+from hf_eff.splat.scene import Scene, points_dataset, views_dataset
+
+__all__ = ["scene_from_colmap", "write_colmap"]
+
+
+def _pycolmap():
+    try:
+        import pycolmap
+    except ImportError as error:
+        raise ImportError(
+            "reading COLMAP models needs pycolmap: pip install pycolmap (or hf-eff[colmap])"
+        ) from error
+    return pycolmap
+
+
+def _find_sparse_dir(folder: Path) -> Path:
+    for candidate in (folder / "sparse" / "0", folder / "sparse", folder):
+        if (candidate / "cameras.bin").exists() or (candidate / "cameras.txt").exists():
+            return candidate
+    raise FileNotFoundError(
+        f"no COLMAP model (cameras.bin or cameras.txt) in {folder}, {folder}/sparse or {folder}/sparse/0"
+    )
+
+
+def scene_from_colmap(folder, images_dir=None, sparse_dir=None, test_every: int = 8) -> Scene:
+    """Reads a COLMAP reconstruction and its images into a `Scene`.
+
+    Args:
+        folder: the COLMAP project folder (``sparse/0`` or ``sparse`` and ``images/`` in it).
+        images_dir: the images folder, by default ``folder/images``. A downscaled copy
+            (e.g. ``images_4``) works: K is rescaled to the size of the files.
+        sparse_dir: the model folder, by default found under ``folder``.
+        test_every: every n-th image (sorted by name, starting with the first) goes to the
+            test split, as 3DGS's ``llffhold=8``; 0 puts every image in train.
+
+    Cameras must be undistorted (PINHOLE / SIMPLE_PINHOLE, or zero distortion): run
+    ``colmap image_undistorter`` first, as 3DGS does.
+    """
+    import PIL.Image
+
+    pycolmap = _pycolmap()
+    folder = Path(folder)
+    sparse_dir = Path(sparse_dir) if sparse_dir is not None else _find_sparse_dir(folder)
+    images_dir = Path(images_dir) if images_dir is not None else folder / "images"
+    reconstruction = pycolmap.Reconstruction(str(sparse_dir))
+    registered = [reconstruction.images[i] for i in reconstruction.reg_image_ids()]
+    if not registered:
+        raise ValueError(f"COLMAP model {sparse_dir} has no registered images")
+    registered.sort(key=lambda image: image.name)
+
+    files, Ks, poses = [], [], []
+    for image in registered:
+        camera = reconstruction.cameras[image.camera_id]
+        distortion = np.asarray(camera.params)[camera.extra_params_idxs()]
+        if np.any(distortion != 0):
+            raise ValueError(
+                f"COLMAP camera {image.camera_id} ({camera.model.name}) of image {image.name!r} has lens "
+                "distortion; undistort the images first (colmap image_undistorter)"
+            )
+        path = images_dir / image.name
+        if not path.exists():
+            raise FileNotFoundError(f"COLMAP image {image.name!r} not found in {images_dir}")
+        with PIL.Image.open(path) as opened:
+            width, height = opened.size
+        scale_x, scale_y = width / camera.width, height / camera.height
+        if abs(width - camera.width * scale_y) > 1 or abs(height - camera.height * scale_x) > 1:
+            raise ValueError(
+                f"COLMAP image {image.name!r} is {width}x{height} but its camera is "
+                f"{camera.width}x{camera.height}, not a uniform downscale"
+            )
+        K = np.asarray(camera.calibration_matrix(), dtype=np.float64)
+        K[0] *= scale_x
+        K[1] *= scale_y
+        pose = np.eye(4)
+        pose[:3] = image.cam_from_world().matrix()
+        files.append(path)
+        Ks.append(K)
+        poses.append(pose)
+
+    is_test = [test_every > 0 and index % test_every == 0 for index in range(len(files))]
+    if all(is_test):
+        raise ValueError(f"test_every={test_every} leaves no training image among {len(files)}")
+
+    def split(test: bool):
+        ids = [i for i, flag in enumerate(is_test) if flag == test]
+        return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids])
+
+    points = None
+    if reconstruction.num_points3D():
+        point_list = list(reconstruction.points3D.values())
+        xyz = np.stack([point.xyz for point in point_list])
+        rgb = np.stack([point.color for point in point_list]).astype(np.uint8)
+        points = points_dataset(xyz, rgb)
+    return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points)
+
+
+def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
+    """Writes a scene as a COLMAP project: ``folder/images/*.png`` and ``folder/sparse/0``.
+
+    Views from every split are written in split order (train first), named
+    ``00001.png``, ...; identical intrinsics share one PINHOLE camera. Points become 3D
+    points without tracks.
+    """
+    pycolmap = _pycolmap()
+    folder = Path(folder)
+    images_dir, sparse_dir = folder / "images", folder / "sparse" / "0"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    sparse_dir.mkdir(parents=True, exist_ok=True)
+    reconstruction = pycolmap.Reconstruction()
+    camera_ids: dict[tuple, int] = {}
+    image_id = 0
+    for split in scene.views.values():
+        for row in split:
+            K, pose = (
+                np.asarray(row["K"], dtype=np.float64),
+                np.asarray(row["world_to_camera"], dtype=np.float64),
+            )
+            key = (row["width"], row["height"], K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+            if key not in camera_ids:
+                camera_ids[key] = len(camera_ids) + 1
+                width, height, *params = key
+                camera = pycolmap.Camera(
+                    model="PINHOLE",
+                    width=width,
+                    height=height,
+                    params=params,
+                    camera_id=camera_ids[key],
+                )
+                reconstruction.add_camera_with_trivial_rig(camera)
+            image_id += 1
+            name = f"{image_id:05d}.png"
+            row["image"].convert("RGB").save(images_dir / name)
+            cam_from_world = pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:3, :3]), pose[:3, 3])
+            image = pycolmap.Image(name=name, camera_id=camera_ids[key], image_id=image_id)
+            reconstruction.add_image_with_trivial_frame(image, cam_from_world)
+    if scene.points is not None:
+        for xyz, rgb in zip(*scene.point_arrays()):
+            reconstruction.add_point3D(xyz.astype(np.float64), pycolmap.Track(), rgb)
+    if binary:
+        reconstruction.write_binary(str(sparse_dir))
+    else:
+        reconstruction.write_text(str(sparse_dir))
+    return folder

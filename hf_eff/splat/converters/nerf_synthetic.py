@@ -1,0 +1,136 @@
+"""NeRF-synthetic (Blender) ``transforms_*.json`` folders <-> `Scene`.
+
+Their ``transform_matrix`` is camera-to-world in the OpenGL/Blender convention (x right,
+y up, looking down -z); scenes here use OpenCV world-to-camera, so y and z are flipped
+and the matrix inverted. No reader in the field's libraries returns posed views in this
+form (nerfstudio's dataparser pulls in the whole nerfstudio stack), and the format is a
+short JSON file, so it is read here directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from hf_eff.splat.cameras import OPENGL_TO_OPENCV
+from hf_eff.splat.scene import Scene, views_dataset
+
+__all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
+
+
+def _read_split(folder: Path, transforms_file: Path, background: np.ndarray) -> Dataset:
+    import PIL.Image
+
+    meta = json.loads(transforms_file.read_text())
+    frames = meta.get("frames")
+    if not frames:
+        raise ValueError(f"{transforms_file}: no 'frames'")
+    images, Ks, poses = [], [], []
+    for index, frame in enumerate(frames):
+        where = f"{transforms_file.name} frame {index}"
+        for key in ("file_path", "transform_matrix"):
+            if key not in frame:
+                raise ValueError(f"{where}: missing '{key}'")
+        path = folder / frame["file_path"]
+        if not path.suffix:  # Blender's files name the image without its extension
+            path = path.with_suffix(".png")
+        if not path.exists():
+            raise FileNotFoundError(f"{where}: image {path} not found")
+        with PIL.Image.open(path) as opened:
+            rgba = np.asarray(opened.convert("RGBA"), dtype=np.float64) / 255.0
+        # Transparent background composited onto a solid colour (3DGS: black by default).
+        alpha = rgba[..., 3:]
+        rgb = rgba[..., :3] * alpha + background * (1 - alpha)
+        height, width = rgb.shape[:2]
+        images.append(np.round(rgb * 255).astype(np.uint8))
+        Ks.append(_intrinsics(meta, frame, width, height, where))
+        camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
+        if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
+            raise ValueError(f"{where}: transform_matrix must be a finite 4x4 matrix")
+        poses.append(np.linalg.inv(camera_to_world @ OPENGL_TO_OPENCV))
+    return views_dataset(images, Ks, poses)
+
+
+def _intrinsics(meta: dict, frame: dict, width: int, height: int, where: str) -> np.ndarray:
+    # Per-frame keys win over file-level ones (instant-ngp / nerfstudio style fl_x, cx, ...).
+    def get(key):
+        return frame.get(key, meta.get(key))
+
+    if get("fl_x") is not None:
+        fx = float(get("fl_x"))
+        fy = float(get("fl_y") if get("fl_y") is not None else fx)
+    elif get("camera_angle_x") is not None:
+        fx = fy = 0.5 * width / math.tan(0.5 * float(get("camera_angle_x")))
+    else:
+        raise ValueError(f"{where}: needs 'camera_angle_x' or 'fl_x' for the focal length")
+    cx = float(get("cx") if get("cx") is not None else width / 2)
+    cy = float(get("cy") if get("cy") is not None else height / 2)
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def scene_from_nerf_synthetic(folder, background=(0.0, 0.0, 0.0)) -> Scene:
+    """Reads ``transforms_train.json`` and ``transforms_test.json`` (or one
+    ``transforms.json``, all in train) with their images into a `Scene`.
+
+    Args:
+        background: RGB in [0, 1] under transparent pixels (black as 3DGS's default;
+            (1, 1, 1) for its ``--white_background``).
+
+    The scene has no point set (3DGS initialises these scenes at random).
+    """
+    folder = Path(folder)
+    background = np.asarray(background, dtype=np.float64).reshape(3)
+    if (folder / "transforms_train.json").exists():
+        train = _read_split(folder, folder / "transforms_train.json", background)
+        test_file = folder / "transforms_test.json"
+        test = (
+            _read_split(folder, test_file, background)
+            if test_file.exists()
+            else views_dataset([], [], [])
+        )
+    elif (folder / "transforms.json").exists():
+        train = _read_split(folder, folder / "transforms.json", background)
+        test = views_dataset([], [], [])
+    else:
+        raise FileNotFoundError(f"no transforms_train.json or transforms.json in {folder}")
+    return Scene.from_views(DatasetDict({"train": train, "test": test}))
+
+
+def write_nerf_synthetic(scene: Scene, folder) -> Path:
+    """Writes ``transforms_<split>.json`` and ``<split>/r_<i>.png`` for every split.
+
+    ``camera_angle_x`` is written for Blender-style readers, and ``fl_x``, ``fl_y``,
+    ``cx``, ``cy``, ``w``, ``h`` per frame so non-square or off-centre intrinsics survive.
+    """
+    folder = Path(folder)
+    for split_name, split in scene.views.items():
+        (folder / split_name).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for index, row in enumerate(split):
+            K = np.asarray(row["K"], dtype=np.float64)
+            world_to_camera = np.asarray(row["world_to_camera"], dtype=np.float64)
+            file_path = f"./{split_name}/r_{index}"
+            row["image"].convert("RGB").save(folder / f"{file_path}.png")
+            frames.append(
+                {
+                    "file_path": file_path,
+                    "transform_matrix": (
+                        np.linalg.inv(world_to_camera) @ OPENGL_TO_OPENCV
+                    ).tolist(),
+                    "fl_x": K[0, 0],
+                    "fl_y": K[1, 1],
+                    "cx": K[0, 2],
+                    "cy": K[1, 2],
+                    "w": row["width"],
+                    "h": row["height"],
+                }
+            )
+        meta = {"frames": frames}
+        if frames:
+            meta["camera_angle_x"] = 2 * math.atan(frames[0]["w"] / (2 * frames[0]["fl_x"]))
+        (folder / f"transforms_{split_name}.json").write_text(json.dumps(meta, indent=1))
+    return folder

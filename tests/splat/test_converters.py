@@ -1,0 +1,127 @@
+import json
+
+import numpy as np
+import pytest
+from datasets import concatenate_datasets
+from PIL import Image
+
+from hf_eff.splat.converters import (
+    scene_from_colmap,
+    scene_from_nerf_synthetic,
+    write_colmap,
+    write_nerf_synthetic,
+)
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.scene import load_scene, scene_views_to_tensors
+
+pycolmap = pytest.importorskip("pycolmap")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(
+        seed=3, num_train=4, num_test=2, width=20, height=16, num_points=50, supersample=1
+    )
+
+
+def all_views(scene):
+    return concatenate_datasets([scene.views["train"], scene.views["test"]])
+
+
+def assert_views_match(a, b, atol=1e-5):
+    images_a, viewmats_a, Ks_a = scene_views_to_tensors(a)
+    images_b, viewmats_b, Ks_b = scene_views_to_tensors(b)
+    assert (images_a == images_b).all()
+    np.testing.assert_allclose(viewmats_a.numpy(), viewmats_b.numpy(), atol=atol)
+    np.testing.assert_allclose(Ks_a.numpy(), Ks_b.numpy(), atol=atol)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_colmap_round_trip(tmp_path, scene, binary):
+    write_colmap(scene, tmp_path, binary=binary)
+    suffix = ".bin" if binary else ".txt"
+    assert (tmp_path / "sparse" / "0" / f"images{suffix}").exists()
+    loaded = scene_from_colmap(tmp_path, test_every=0)
+    assert len(loaded.views["test"]) == 0
+    assert_views_match(all_views(scene), loaded.views["train"])
+    xyz, rgb = scene.point_arrays()
+    loaded_xyz, loaded_rgb = loaded.point_arrays()
+    order = np.lexsort(xyz.T), np.lexsort(loaded_xyz.T)  # COLMAP does not keep point order
+    assert (xyz[order[0]] == loaded_xyz[order[1]]).all() and (
+        rgb[order[0]] == loaded_rgb[order[1]]
+    ).all()
+
+
+def test_colmap_split_downscaled_images_and_auto_detection(tmp_path, scene):
+    write_colmap(scene, tmp_path)
+    loaded = scene_from_colmap(tmp_path, test_every=3)  # 3DGS's llffhold: views 0 and 3 are test
+    views = all_views(scene)
+    assert_views_match(views.select([0, 3]), loaded.views["test"])
+    assert_views_match(views.select([1, 2, 4, 5]), loaded.views["train"])
+
+    (tmp_path / "images_2").mkdir()
+    for path in (tmp_path / "images").iterdir():
+        Image.open(path).resize((10, 8)).save(tmp_path / "images_2" / path.name)
+    half = scene_from_colmap(tmp_path, images_dir=tmp_path / "images_2", test_every=0)
+    _, _, Ks = scene_views_to_tensors(half.views["train"])
+    _, _, full_Ks = scene_views_to_tensors(views)
+    np.testing.assert_allclose(Ks[:, :2].numpy(), full_Ks[:, :2].numpy() / 2, rtol=1e-6)
+
+    assert len(load_scene(tmp_path).views["train"]) == 5  # default test_every=8: view 0 is test
+
+
+def test_colmap_rejects_distorted_cameras_and_missing_images(tmp_path, scene):
+    write_colmap(scene, tmp_path)
+    sparse = tmp_path / "sparse" / "0"
+    reconstruction = pycolmap.Reconstruction(str(sparse))
+    camera = reconstruction.cameras[1]
+    distorted = pycolmap.Camera(
+        model="OPENCV",
+        width=camera.width,
+        height=camera.height,
+        params=[*camera.params, 0.1, 0.0, 0.0, 0.0],
+        camera_id=1,
+    )
+    reconstruction.cameras[1] = distorted
+    reconstruction.write_binary(str(sparse))
+    with pytest.raises(ValueError, match="OPENCV.*lens distortion"):
+        scene_from_colmap(tmp_path)
+    write_colmap(scene, tmp_path)
+    (tmp_path / "images" / "00002.png").unlink()
+    with pytest.raises(FileNotFoundError, match="00002.png"):
+        scene_from_colmap(tmp_path)
+
+
+def test_nerf_synthetic_round_trip_and_opengl_convention(tmp_path, scene):
+    write_nerf_synthetic(scene, tmp_path)
+    meta = json.loads((tmp_path / "transforms_train.json").read_text())
+    camera_to_world = np.asarray(meta["frames"][0]["transform_matrix"])
+    to_center = np.asarray(scene.center) - camera_to_world[:3, 3]
+    assert camera_to_world[:3, 2] @ to_center < 0, "OpenGL cameras look down -z"
+    assert camera_to_world[:3, 1] @ np.array([0, 0, 1.0]) > 0, "and their y axis points up"
+    assert meta["camera_angle_x"] == pytest.approx(np.radians(50.0))
+    loaded = load_scene(tmp_path)
+    assert loaded.points is None
+    for split in ("train", "test"):
+        assert_views_match(scene.views[split], loaded.views[split])
+
+
+def test_nerf_synthetic_composites_alpha_and_names_missing_fields(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom half transparent
+    (tmp_path / "train").mkdir()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "train" / "r_0.png")
+    frame = {"file_path": "./train/r_0", "transform_matrix": np.eye(4).tolist()}
+    (tmp_path / "transforms_train.json").write_text(
+        json.dumps({"camera_angle_x": 0.8, "frames": [frame]})
+    )
+    loaded = scene_from_nerf_synthetic(tmp_path, background=(1.0, 1.0, 1.0))
+    image = np.asarray(loaded.views["train"][0]["image"])
+    assert image[0, 0].tolist() == [200, 0, 0] and image[3, 0].tolist() == [255, 255, 255]
+    K = np.asarray(loaded.views["train"][0]["K"])
+    assert K[0, 0] == pytest.approx(2 / np.tan(0.4), rel=1e-6)
+
+    (tmp_path / "transforms_train.json").write_text(json.dumps({"frames": [frame]}))
+    with pytest.raises(ValueError, match="frame 0: needs 'camera_angle_x'"):
+        scene_from_nerf_synthetic(tmp_path)

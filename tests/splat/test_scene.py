@@ -1,0 +1,170 @@
+import json
+
+import numpy as np
+import pytest
+from datasets import Dataset, DatasetDict
+
+from hf_eff.splat.cameras import look_at, pinhole_intrinsics
+from hf_eff.splat.scene import (
+    VIEW_FEATURES,
+    Scene,
+    load_scene,
+    points_dataset,
+    scene_views_to_tensors,
+    validate_views,
+    views_dataset,
+)
+
+WIDTH, HEIGHT = 8, 6
+
+
+def view_columns(count=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(count)]
+    Ks = [pinhole_intrinsics(WIDTH, HEIGHT, 60.0)] * count
+    poses = [
+        look_at((3 * np.cos(a), 3 * np.sin(a), 1.0), (0, 0, 0)) for a in np.linspace(0, 3, count)
+    ]
+    return images, Ks, poses
+
+
+def small_scene(with_points=True):
+    train, test = views_dataset(*view_columns(3)), views_dataset(*view_columns(2, seed=1))
+    rng = np.random.default_rng(2)
+    points = points_dataset(rng.normal(size=(20, 3)), rng.integers(0, 256, (20, 3), dtype=np.uint8))
+    return Scene(
+        views=DatasetDict({"train": train, "test": test}),
+        points=points if with_points else None,
+        center=(0.0, 0.5, 0.0),
+        radius=3.2,
+    )
+
+
+def assert_same_views(a: DatasetDict, b: DatasetDict):
+    assert sorted(a) == sorted(b)
+    for split in a:
+        for x, y in zip(scene_views_to_tensors(a[split]), scene_views_to_tensors(b[split])):
+            assert (x == y).all()
+
+
+def test_save_writes_the_hub_layout_and_loads_back(tmp_path):
+    scene = small_scene()
+    scene.save(tmp_path)
+    assert (tmp_path / "views" / "train-00000-of-00001.parquet").exists()
+    assert (tmp_path / "points" / "train-00000-of-00001.parquet").exists()
+    assert "config_name: points" in (tmp_path / "README.md").read_text()
+    loaded = load_scene(tmp_path)
+    assert_same_views(scene.views, loaded.views)
+    for x, y in zip(scene.point_arrays(), loaded.point_arrays()):
+        assert (x == y).all()
+    assert loaded.center == (0.0, 0.5, 0.0) and loaded.radius == pytest.approx(3.2)
+
+
+def test_saving_again_without_points_drops_the_old_ones(tmp_path):
+    small_scene().save(tmp_path)
+    small_scene(with_points=False).save(tmp_path)
+    assert load_scene(tmp_path).points is None
+
+
+def test_loads_save_to_disk_folders_with_and_without_metadata(tmp_path):
+    scene = small_scene()
+    scene.views.save_to_disk(str(tmp_path / "views"))
+    scene.points.save_to_disk(str(tmp_path / "points"))
+    loaded = load_scene(tmp_path)
+    assert_same_views(scene.views, loaded.views)
+    assert len(loaded.points) == 20
+    # No scene.json: centre = mean training camera position, radius = largest distance.
+    positions = np.stack([np.linalg.inv(pose)[:3, 3] for pose in view_columns(3)[2]])
+    np.testing.assert_allclose(loaded.center, positions.mean(0), atol=1e-5)
+    assert loaded.radius == pytest.approx(
+        np.linalg.norm(positions - positions.mean(0), axis=1).max(), rel=1e-5
+    )
+
+    (tmp_path / "scene.json").write_text(json.dumps({"center": [1, 2, 3], "radius": 5}))
+    assert load_scene(tmp_path).center == (1.0, 2.0, 3.0)
+
+
+def tampered(column, value, index=1):
+    images, Ks, poses = view_columns()
+    columns = {
+        "image": images,
+        "K": Ks,
+        "world_to_camera": poses,
+        "width": [WIDTH] * 3,
+        "height": [HEIGHT] * 3,
+    }
+    columns[column] = [value if i == index else entry for i, entry in enumerate(columns[column])]
+    from PIL import Image
+
+    columns["image"] = [Image.fromarray(image) for image in columns["image"]]
+    return DatasetDict({"train": Dataset.from_dict(columns, features=VIEW_FEATURES)})
+
+
+def singular_pose():
+    pose = np.eye(4)
+    pose[2, :3] = 0
+    return pose
+
+
+@pytest.mark.parametrize(
+    "views, message",
+    [
+        (
+            tampered("world_to_camera", np.full((4, 4), np.nan)),
+            r"scene view 1 \(train\): world_to_camera contains NaN",
+        ),
+        (
+            tampered("world_to_camera", singular_pose()),
+            r"scene view 1 \(train\): world_to_camera is not invertible",
+        ),
+        (
+            tampered("width", WIDTH + 1),
+            r"scene view 1 \(train\): image is 8x6 but width x height says 9x6",
+        ),
+        (
+            tampered("K", np.diag([-10.0, 10.0, 1.0])),
+            r"scene view 1 \(train\): K has a non-positive focal length",
+        ),
+        (
+            tampered("K", np.diag([10.0, 0.0, 1.0]), index=2),
+            r"scene view 2 \(train\): K has a non-positive",
+        ),
+        (
+            DatasetDict({"train": views_dataset(*view_columns()).remove_columns("K")}),
+            r"\(train\): missing column.*'K'",
+        ),
+        (DatasetDict({"test": views_dataset(*view_columns())}), "need a 'train' split"),
+    ],
+)
+def test_validation_names_the_view_and_the_problem(views, message):
+    with pytest.raises(ValueError, match=message):
+        validate_views(views)
+
+
+def test_loading_a_bad_scene_raises_the_named_error(tmp_path):
+    tampered("world_to_camera", np.full((4, 4), np.nan)).save_to_disk(str(tmp_path / "views"))
+    with pytest.raises(ValueError, match=r"scene view 1 \(train\): world_to_camera contains NaN"):
+        load_scene(tmp_path)
+
+
+def test_scene_views_to_tensors_stacks_and_checks_sizes():
+    images, Ks, poses = view_columns()
+    split = views_dataset(images, Ks, poses)
+    stacked, viewmats, intrinsics = scene_views_to_tensors(split)
+    assert stacked.shape == (3, HEIGHT, WIDTH, 3) and stacked.max() <= 1.0
+    assert (stacked[0] * 255).round().byte().numpy().tolist() == images[0].tolist()
+    np.testing.assert_allclose(viewmats[2].numpy(), poses[2], atol=1e-6)
+    np.testing.assert_allclose(intrinsics[0].numpy(), Ks[0], atol=1e-5)
+    mixed = views_dataset([images[0], np.zeros((4, 4, 3), np.uint8)], Ks[:2], poses[:2])
+    with pytest.raises(ValueError, match="scene view 1 is 4x4 but view 0 is 8x6"):
+        scene_views_to_tensors(mixed)
+
+
+def test_rejects_bad_metadata_and_unknown_folders(tmp_path):
+    views = small_scene().views
+    with pytest.raises(ValueError, match="radius"):
+        Scene(views=views, points=None, center=(0, 0, 0), radius=0.0)
+    with pytest.raises(ValueError, match="center"):
+        Scene(views=views, points=None, center=(0, 0), radius=1.0)
+    with pytest.raises(ValueError, match="holds no scene"):
+        load_scene(tmp_path)
