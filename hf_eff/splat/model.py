@@ -24,6 +24,7 @@ SH_C0 = 0.28209479177387814
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 
+# gsplat ships these two conversions only in its examples, not in the package.
 def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
     """Colour in [0, 1] -> DC spherical-harmonic coefficient (gsplat's convention, offset 0.5)."""
     return (rgb - 0.5) / SH_C0
@@ -98,6 +99,7 @@ class GaussianModel(
         sh_degree: int = 3,
         init_opacity: float = 0.1,
         init_scale: float = 1.0,
+        generator: torch.Generator | None = None,
     ) -> GaussianModel:
         """One Gaussian per point, as gsplat's simple_trainer initialises from an SfM cloud.
 
@@ -107,6 +109,7 @@ class GaussianModel(
             init_opacity: initial opacity of every Gaussian (simple_trainer's 0.1).
             init_scale: multiplier on the isotropic scale, which is the mean distance to
                 the 3 nearest neighbours.
+            generator: seeds the random initial rotations.
         """
         xyz = torch.as_tensor(np.asarray(xyz), dtype=torch.float32)
         rgb_array = np.asarray(rgb)
@@ -125,7 +128,7 @@ class GaussianModel(
         if not torch.isfinite(xyz).all():
             raise ValueError("from_points: xyz contains NaN or infinite values")
         scales = torch.log(_mean_neighbour_distance(xyz) * init_scale).unsqueeze(-1).repeat(1, 3)
-        return cls._initial(xyz, colors, scales, sh_degree, init_opacity)
+        return cls._initial(xyz, colors, scales, sh_degree, init_opacity, generator)
 
     @classmethod
     def random(

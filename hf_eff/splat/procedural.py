@@ -272,7 +272,7 @@ def make_procedural_scene(
     )
     poses = [look_at(eye, center) for eye in eyes]
     images = [_render(world, pose, K, width, height, supersample) for pose in poses]
-    # Interleave: every (total // num_test)-th view is a test view.
+    # Test views spread evenly through the sequence, so they sit between training views.
     test_ids = (
         set(np.linspace(0, total - 1, num_test + 2)[1:-1].round().astype(int).tolist())
         if num_test

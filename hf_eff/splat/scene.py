@@ -117,6 +117,10 @@ class Scene:
             missing = [c for c in ("xyz", "rgb") if c not in self.points.column_names]
             if missing:
                 raise ValueError(f"scene points: missing column(s) {missing}")
+            xyz = np.asarray(self.points.with_format("numpy")["xyz"], dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(xyz).all(-1)) if xyz.size else []
+            if len(bad):
+                raise ValueError(f"scene point {bad[0]}: xyz contains NaN or infinite values")
         center = np.asarray(self.center, dtype=np.float64)
         if center.shape != (3,) or not np.isfinite(center).all():
             raise ValueError(f"scene center must be 3 finite floats, got {self.center}")
@@ -331,6 +335,10 @@ def load_scene(source, revision: str | None = None, token=None) -> Scene:
 
     path = Path(source)
     if path.exists():
+        if revision is not None:
+            raise ValueError(
+                f"load_scene: revision={revision!r} applies to Hub repos, not to {path}"
+            )
         if not path.is_dir():
             raise ValueError(
                 f"load_scene: {path} is a file; expected a scene folder or a Hub repo id"

@@ -166,5 +166,12 @@ def test_rejects_bad_metadata_and_unknown_folders(tmp_path):
         Scene(views=views, points=None, center=(0, 0, 0), radius=0.0)
     with pytest.raises(ValueError, match="center"):
         Scene(views=views, points=None, center=(0, 0), radius=1.0)
+    xyz = np.zeros((4, 3))
+    xyz[2, 1] = np.nan
+    bad_points = points_dataset(xyz, np.zeros((4, 3), np.uint8))
+    with pytest.raises(ValueError, match="scene point 2: xyz contains NaN"):
+        Scene(views=views, points=bad_points, center=(0, 0, 0), radius=1.0)
     with pytest.raises(ValueError, match="holds no scene"):
         load_scene(tmp_path)
+    with pytest.raises(ValueError, match="revision"):
+        load_scene(tmp_path, revision="main")
