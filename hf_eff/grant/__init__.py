@@ -12,10 +12,21 @@ from hf_eff.grant.data import (
     load_solubility,
     split_dataset,
 )
-from hf_eff.grant.metrics import ValidationCurveCallback, graph_task_metrics, metrics_for, time_to_target
+from hf_eff.grant.metrics import (
+    ValidationCurveCallback,
+    graph_task_metrics,
+    metrics_for,
+    time_to_target,
+)
 from hf_eff.grant.model import GrantGCN
 from hf_eff.grant.schedules import plan_epochs, ratio_at, reselection_epochs
-from hf_eff.grant.selection import graph_scores, score_dataset, select, select_batches, select_within_batches
+from hf_eff.grant.selection import (
+    graph_scores,
+    score_dataset,
+    select,
+    select_batches,
+    select_within_batches,
+)
 from hf_eff.grant.tasks import TASKS, GraphTask
 from hf_eff.grant.trainer import GraNTTrainer
 

@@ -61,7 +61,7 @@ def _package_data_dir(package: str) -> Path:
 
 
 def atom_features(categorical: torch.Tensor) -> torch.Tensor:
-    """One-hot encodes the 9 categorical atom columns of `from_smiles` (66 floats per atom)."""
+    """One-hot encodes the 9 categorical atom columns of `from_smiles` (71 floats per atom)."""
     from torch_geometric.utils.smiles import x_map
 
     element_slot = torch.full((categorical.size(0),), len(_ELEMENTS), dtype=torch.long)

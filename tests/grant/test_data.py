@@ -1,0 +1,102 @@
+import datasets
+import numpy as np
+import pytest
+
+from hf_eff.grant.data import (
+    cache_dir,
+    check_graph_dataset,
+    generate_graphon_dataset,
+    graphs_from_smiles,
+    load_freesolv,
+    load_qm9,
+    load_smiles_csv,
+    load_solubility,
+    split_dataset,
+)
+
+
+def test_smiles_become_one_hot_atom_graphs():
+    dataset = graphs_from_smiles(["CCO", "C"], [[1.0], [2.0]])
+    first = dataset[0]
+    assert first["num_nodes"] == 3 and np.asarray(first["x"]).shape == (3, 71)
+    assert np.asarray(first["x"]).sum(axis=1).tolist() == [9.0] * 3  # one hot per categorical column
+    assert np.asarray(first["edge_index"]).shape == (2, 4)
+    assert dataset[1]["edge_index"] == [[], []]
+
+
+def test_unparsable_smiles_names_the_row():
+    with pytest.raises(ValueError, match="row 1"):
+        graphs_from_smiles(["CCO", "not a molecule"], [[1.0], [2.0]])
+
+
+def test_graphon_generator_is_cached_and_reproducible():
+    first = generate_graphon_dataset("classification", 6, min_nodes=5, max_nodes=9, num_classes=4, seed=1)
+    assert any(cache_dir().iterdir())
+    again = generate_graphon_dataset("classification", 6, min_nodes=5, max_nodes=9, num_classes=4, seed=1)
+    assert first["y"] == again["y"]
+    for row in first:
+        assert 5 <= row["num_nodes"] <= 9 and len(row["y"]) == row["num_nodes"]
+        assert np.asarray(row["x"]).shape == (row["num_nodes"], 40)
+        assert set(row["y"]) <= set(range(4))
+    check_graph_dataset(first, "node_classification")
+    regression = generate_graphon_dataset("regression", 3, min_nodes=4, max_nodes=4, seed=2)
+    check_graph_dataset(regression, "node_regression")
+
+
+def test_bundled_molecule_sets_read_offline():
+    freesolv = load_freesolv()
+    assert len(freesolv) == 642
+    check_graph_dataset(freesolv, "graph_regression")
+    solubility = load_solubility("test", classification=True)
+    assert len(solubility) == 257 and set(solubility["y"]) == {0, 1, 2}
+    qm9 = load_qm9("HOMO_LUMO_gap_au", max_graphs=20)
+    assert len(qm9) == 20 and qm9[0]["y"] == pytest.approx([0.5048])  # methane's gap
+    with pytest.raises(KeyError, match="no target"):
+        load_qm9("not_a_column", max_graphs=5)
+
+
+def test_smiles_csv_with_classes(tmp_path):
+    path = tmp_path / "mols.csv"
+    path.write_text("smi,label,logp\nCCO,b,0.1\nCCC,a,0.2\nCCN,b,0.3\n")
+    classes = load_smiles_csv(path, "smi", ["label"], classification=True)
+    assert classes["y"] == [1, 0, 1]
+    regression = load_smiles_csv(path, "smi", ["logp", "logp"])
+    assert np.asarray(regression["y"]).shape == (3, 2)
+    with pytest.raises(KeyError, match="no SMILES column"):
+        load_smiles_csv(path, "smiles", ["logp"])
+
+
+def _graph(**overrides):
+    row = {"x": [[0.0], [1.0]], "edge_index": [[0, 1], [1, 0]], "y": [1.0], "num_nodes": 2}
+    row.update(overrides)
+    return datasets.Dataset.from_list([row])
+
+
+def test_missing_column_is_named():
+    dataset = _graph().remove_columns("edge_index")
+    with pytest.raises(KeyError, match="edge_index"):
+        check_graph_dataset(dataset, "graph_regression")
+
+
+def test_edge_index_outside_the_graph_is_reported():
+    with pytest.raises(ValueError, match="row 0: edge_index refers to node 2"):
+        check_graph_dataset(_graph(edge_index=[[0, 2], [1, 0]]), "graph_regression")
+    with pytest.raises(ValueError, match=r"expected \[2, num_edges\]"):
+        check_graph_dataset(_graph(edge_index=[[0, 1, 1]]), "graph_regression")
+
+
+def test_nan_target_is_reported():
+    with pytest.raises(ValueError, match="y contains NaN"):
+        check_graph_dataset(_graph(y=[float("nan")]), "graph_regression", "train_dataset")
+
+
+def test_node_labels_must_cover_every_node():
+    with pytest.raises(ValueError, match="one label per node"):
+        check_graph_dataset(_graph(y=[1.0]), "node_regression")
+    with pytest.raises(ValueError, match="x has shape"):
+        check_graph_dataset(_graph(x=[[0.0]]), "graph_regression")
+
+
+def test_split_sizes():
+    parts = split_dataset(datasets.Dataset.from_dict({"a": list(range(100))}), 0.1, 0.2, seed=0)
+    assert [len(parts[k]) for k in ("train", "validation", "test")] == [70, 10, 20]

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from hf_eff.grant.metrics import graph_task_metrics, macro_roc_auc, primary_metric, time_to_target
+
+
+def test_mae_is_per_sample_not_per_batch():
+    # batch averages of |err| ([0, 0, 0] and [9]) would give 4.5; per sample it is 2.25
+    predictions = np.array([[0.0], [0.0], [0.0], [9.0]])
+    labels = np.zeros((4, 1))
+    assert graph_task_metrics("graph_regression", predictions, labels)["mae"] == pytest.approx(2.25)
+    node = graph_task_metrics("node_regression", np.array([[1.0], [3.0]]), np.array([0.0, 0.0]))
+    assert node["mae"] == pytest.approx(2.0)
+
+
+def test_classification_accuracy_and_auc():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.5, 0.0], [0.0, 3.0]])
+    metrics = graph_task_metrics("graph_classification", logits, np.array([0, 1, 1, 1]))
+    assert metrics["accuracy"] == pytest.approx(0.75)
+    assert metrics["roc_auc"] == pytest.approx(1.0)
+
+
+def test_macro_auc_skips_classes_absent_from_the_labels():
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    assert macro_roc_auc(np.array([0, 1, 0]), probabilities) == pytest.approx(1.0)
+
+
+def test_time_to_target():
+    curve = [{"seconds": 1.0, "eval_mae": 3.0}, {"seconds": 2.0, "eval_mae": 1.0}, {"seconds": 3.0, "eval_mae": 0.5}]
+    assert time_to_target(curve, "eval_mae", 1.0, higher_is_better=False) == 2.0
+    assert time_to_target(curve, "eval_mae", 0.1, higher_is_better=False) is None
+    assert primary_metric("node_classification") == ("roc_auc", True)

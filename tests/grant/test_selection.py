@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from hf_eff.grant.collator import GraphCollator
+from hf_eff.grant.model import GrantGCN
+from hf_eff.grant.selection import (
+    graph_scores,
+    partition_batches,
+    score_dataset,
+    select_batches,
+    select_within_batches,
+    top_k,
+)
+
+
+def test_batch_variant_keeps_exactly_the_batches_with_the_largest_mean_score():
+    scores = torch.rand(97, generator=torch.Generator().manual_seed(0))
+    batches = partition_batches(97, 8, seed=3)
+    chosen = select_batches(scores, batches, 0.3)
+    means = sorted(((scores[b].mean().item(), i) for i, b in enumerate(batches)), reverse=True)
+    expected = {i for _, i in means[: math.ceil(0.3 * len(batches))]}
+    assert {next(i for i, b in enumerate(batches) if torch.equal(b, c)) for c in chosen} == expected
+
+
+def test_single_variant_keeps_exactly_the_top_graphs_of_every_batch():
+    scores = torch.rand(50, generator=torch.Generator().manual_seed(1))
+    batches = partition_batches(50, 12, seed=4)
+    chosen = torch.cat(select_within_batches(scores, batches, 0.25, 12)).tolist()
+    expected = []
+    for b in batches:
+        k = math.ceil(0.25 * len(b))
+        expected += sorted(b.tolist(), key=lambda i: -scores[i].item())[:k]
+    assert sorted(chosen) == sorted(expected)
+
+
+def test_single_variant_with_one_batch_is_the_global_top_k():
+    scores = torch.rand(40, generator=torch.Generator().manual_seed(2))
+    chosen = torch.cat(select_within_batches(scores, partition_batches(40, 40, seed=0), 0.1, 40))
+    assert set(chosen.tolist()) == set(scores.argsort(descending=True)[:4].tolist())
+
+
+def test_top_k_breaks_ties_by_lower_index():
+    assert top_k(torch.tensor([1.0, 3.0, 3.0, 0.0, 3.0]), 2).tolist() == [1, 2]
+
+
+def test_node_scores_normalise_by_node_count():
+    # two graphs (3 and 12 nodes), every node off by 2: ||err||_2 / n = 2 sqrt(n) / n
+    outputs = torch.zeros(15, 1)
+    labels = torch.full((15,), 2.0)
+    batch = torch.tensor([0] * 3 + [1] * 12)
+    scores = graph_scores("node_regression", outputs, labels, batch, num_graphs=2)
+    assert scores.tolist() == pytest.approx([2 / math.sqrt(3), 2 / math.sqrt(12)])
+
+
+def test_graph_scores_for_multi_targets_and_classes():
+    reg = graph_scores("graph_regression", torch.tensor([[1.0, 1.0]]), torch.tensor([[4.0, 5.0]]), None, 1)
+    assert reg.item() == pytest.approx(5.0 / 2)
+    logits = torch.tensor([[0.0, 0.0]])
+    cls = graph_scores("graph_classification", logits, torch.tensor([1]), None, 1)
+    assert cls.item() == pytest.approx(math.sqrt(0.5**2 * 2))
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "node_classification"])
+def test_scoring_pass_follows_dataset_order(task, make_graphs):
+    dataset = make_graphs(23, task, seed=5)
+    collator = GraphCollator(task)
+    model = GrantGCN(6, 1 if task == "graph_regression" else 3, level=task.split("_")[0], hidden_channels=8)
+    model.eval()
+    batched = score_dataset(model, dataset, collator, task, batch_size=5)
+    one_by_one = torch.cat([score_dataset(model, dataset, collator, task, indices=[i], batch_size=1) for i in range(23)])
+    assert torch.allclose(batched, one_by_one, atol=1e-5)
+    subset = score_dataset(model, dataset, collator, task, indices=[7, 2, 19], batch_size=2)
+    assert torch.allclose(subset, one_by_one[[7, 2, 19]], atol=1e-5)
+    assert model.training is False

@@ -1,0 +1,107 @@
+import math
+
+import pytest
+import torch
+from torch_geometric.nn.models import GCN
+
+from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments, ValidationCurveCallback
+from hf_eff.grant.collator import GraphCollator
+from hf_eff.grant.schedules import num_selected
+from hf_eff.grant.selection import partition_batches, score_dataset
+
+OUTPUTS = {"graph_regression": 1, "graph_classification": 2, "node_regression": 1, "node_classification": 3}
+
+
+def _args(tmp_path, task, **overrides):
+    settings = dict(
+        output_dir=str(tmp_path / "out"), task=task, num_train_epochs=4, per_device_train_batch_size=8,
+        per_device_eval_batch_size=32, learning_rate=1e-2, save_strategy="no", report_to="none",
+        use_cpu=True, disable_tqdm=True, logging_strategy="epoch", start_ratio=0.25,
+        reselect_schedule="constant", reselect_interval_start=2, seed=0,
+    )
+    settings.update(overrides)
+    return GraNTTrainingArguments(**settings)
+
+
+@pytest.mark.parametrize("task", list(OUTPUTS))
+def test_short_run_on_each_task_kind(tmp_path, make_graphs, task):
+    train, validation = make_graphs(40, task, seed=1), make_graphs(12, task, seed=2)
+    model = GrantGCN(6, OUTPUTS[task], hidden_channels=16, level=task.split("_")[0])
+    curve = ValidationCurveCallback()
+    args = _args(tmp_path, task, eval_strategy="epoch")
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation, callbacks=[curve])
+    output = trainer.train()
+    # the learning-rate schedule spans exactly the planned steps: it ends at zero
+    planned = sum(p.num_batches for p in trainer._plan)  # one batch per step
+    assert output.global_step == trainer.state.max_steps == planned
+    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0)
+    assert [e["epoch"] for e in trainer.teaching_log] == [0, 2]
+    assert [e["subset_size"] for e in trainer.teaching_log][0] == 8 * num_selected(0.25, 5)
+    logged = [entry for entry in trainer.state.log_history if "grant_ratio" in entry]
+    assert len(logged) == 2 and {"grant_subset_size", "grant_selection_seconds"} <= set(logged[0])
+    assert output.metrics["grant_reselections"] == 2
+    assert len(curve.curve) == 4 and all(math.isfinite(p["seconds"]) for p in curve.curve)
+    metric = "eval_roc_auc" if task.endswith("classification") else "eval_mae"
+    assert math.isfinite(trainer.evaluate()[metric])
+
+
+def test_trainer_trains_on_exactly_the_top_scoring_graphs(tmp_path, make_graphs):
+    # learning rate 0 and no BatchNorm: the learner never changes, so the scores at every
+    # reselection are those of a fresh unshuffled pass, and the sampler must hold their top-k.
+    task = "graph_regression"
+    train = make_graphs(30, task, seed=3)
+    model = GrantGCN(6, 1, hidden_channels=8, batch_norm=False)
+    args = _args(tmp_path, task, learning_rate=0.0, variant="single", per_device_train_batch_size=30,
+                 num_train_epochs=2, start_ratio=0.2, reselect_interval_start=1)
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train)
+    trainer.train()
+    scores = score_dataset(model, train, GraphCollator(task), task)
+    chosen = {i for batch in trainer._sampler.batches for i in batch}
+    ratio = trainer.teaching_log[-1]["ratio"]
+    assert chosen == set(scores.argsort(descending=True)[: num_selected(ratio, 30)].tolist())
+
+
+def test_batch_variant_in_the_trainer_keeps_top_mean_batches(tmp_path, make_graphs):
+    task = "node_regression"
+    train = make_graphs(32, task, seed=4)
+    model = GrantGCN(6, 1, hidden_channels=8, level="node", batch_norm=False)
+    args = _args(tmp_path, task, learning_rate=0.0, num_train_epochs=1, start_ratio=0.5)
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train)
+    trainer.train()
+    scores = score_dataset(model, train, GraphCollator(task), task)
+    batches = partition_batches(32, 8, seed=args.seed)
+    means = torch.stack([scores[b].mean() for b in batches])
+    expected = sorted(batches[i].tolist() for i in means.argsort(descending=True)[:2].tolist())
+    assert sorted(trainer._sampler.batches) == expected
+
+
+def test_any_pyg_model_and_full_training(tmp_path, make_graphs):
+    task = "node_regression"
+    train = make_graphs(24, task, seed=5)
+    model = GCN(in_channels=6, hidden_channels=8, num_layers=2, out_channels=1)
+    args = _args(tmp_path, task, teacher="none", num_train_epochs=2)
+    output = GraNTTrainer(model=model, args=args, train_dataset=train).train()
+    assert output.global_step == 2 * 3
+    grant = GraNTTrainer(model=model, args=_args(tmp_path, task), train_dataset=train).train()
+    assert grant.metrics["grant_reselections"] == 2
+
+
+def test_saved_model_reloads(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_classification", seed=6)
+    trainer = GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8), args=_args(tmp_path, "graph_classification", num_train_epochs=1), train_dataset=train)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "saved"))
+    assert GrantGCN.from_pretrained(tmp_path / "saved").head.out_features == 2
+
+
+def test_bad_input_errors(tmp_path, make_graphs):
+    train = make_graphs(8, "graph_regression")
+    with pytest.raises(KeyError, match="missing column"):
+        GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression"), train_dataset=train.remove_columns("y"))
+    with pytest.raises(ValueError, match="task must be one of"):
+        _args(tmp_path, "edge_regression")
+    with pytest.raises(ValueError, match="max_steps"):
+        _args(tmp_path, "graph_regression", max_steps=10)
+    with pytest.raises(ValueError, match="one output row per graph"):
+        # a node-level model on a graph-level task
+        GraNTTrainer(model=GrantGCN(6, 1, level="node"), args=_args(tmp_path, "graph_regression", num_train_epochs=1), train_dataset=train).train()
