@@ -137,3 +137,22 @@ def test_render_returns_images_alpha_and_strategy_info():
     assert model.splats["shN"].grad.abs().sum() == 0, "degree 0 ignores shN"
     with pytest.raises(ValueError, match="sh_degree"):
         model.render(viewmats, Ks, 16, 12, sh_degree=2)
+
+
+@pytest.mark.gpu
+def test_model_on_cuda_renders_with_gsplat_like_the_cpu_backend(tmp_path):
+    model = GaussianModel.random(
+        (0.0, 0.0, 0.0), 0.5, 200, sh_degree=1, generator=torch.Generator().manual_seed(0)
+    )
+    viewmats = torch.eye(4).repeat(2, 1, 1)
+    viewmats[:, 2, 3] = 3.0
+    Ks = torch.tensor([[40.0, 0, 16], [0, 40.0, 12], [0, 0, 1]]).repeat(2, 1, 1)
+    with torch.no_grad():
+        cpu_colors, cpu_alphas, _ = model.render(viewmats, Ks, 32, 24)
+    model.save_pretrained(tmp_path / "splat")
+    cuda_model = GaussianModel.from_pretrained(tmp_path / "splat", map_location="cuda")
+    assert cuda_model.splats["means"].is_cuda
+    with torch.no_grad():
+        colors, alphas, _ = cuda_model.render(viewmats.cuda(), Ks.cuda(), 32, 24)
+    torch.testing.assert_close(colors.cpu(), cpu_colors, atol=1e-3, rtol=0)
+    torch.testing.assert_close(alphas.cpu(), cpu_alphas, atol=1e-3, rtol=0)
