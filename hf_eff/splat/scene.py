@@ -135,7 +135,7 @@ class Scene:
     ) -> Scene:
         """A scene whose missing centre / radius come from the training cameras, as
         3DGS and gsplat normalise: the mean camera position and the largest camera
-        distance from it."""
+        distance from it (1 for a single camera)."""
         if center is None or radius is None:
             validate_views(views)
             positions = camera_centers(views["train"])
@@ -206,6 +206,8 @@ class Scene:
                 repo_type="dataset",
                 folder_path=tmp,
                 revision=revision,
+                # A re-push replaces the scene: shards of the old one must not linger.
+                delete_patterns=[f"{VIEW_CONFIG}/*", f"{POINT_CONFIG}/*"],
                 commit_message=commit_message or "Upload scene with hf-eff",
             )
 
