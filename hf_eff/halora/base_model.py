@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -42,8 +41,11 @@ def smollm2_gguf_path() -> Path:
 
 
 def converted_model_dir() -> Path:
-    """Cache folder of the converted float model (follows HF_HOME, then XDG_CACHE_HOME)."""
-    return Path(constants.HF_HOME) / "hf_eff" / DEFAULT_BASE_MODEL
+    """Cache folder of the converted float model: $HF_HOME/hf_eff/..., where HF_HOME defaults to
+    $XDG_CACHE_HOME/huggingface, then ~/.cache/huggingface (read at call time, like the Hub cache)."""
+    xdg_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    hf_home = os.environ.get("HF_HOME") or os.path.join(xdg_cache, "huggingface")
+    return Path(os.path.expanduser(hf_home)) / "hf_eff" / DEFAULT_BASE_MODEL
 
 
 def ensure_converted_smollm2() -> Path:

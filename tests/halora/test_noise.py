@@ -1,0 +1,109 @@
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from hf_eff import HaLoRAConfig, RRAMNoise, rram_linear_modules, rram_noise
+from hf_eff.halora.noise import canonical_layer_name, draw_seed
+from tests.halora.conftest import make_tiny_llama
+
+MODES = ("tile_additive", "multiplicative", "absolute", "stuck_at")
+
+
+def _snapshot(model):
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+def _bit_equal(a, b):
+    return a.dtype == b.dtype and torch.equal(a.view(torch.uint8), b.view(torch.uint8))
+
+
+def test_default_targets_are_block_linears_without_adapter_weights():
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "up_proj"]))
+    names = {canonical_layer_name(n) for n in rram_linear_modules(model)}
+    assert len(names) == 2 * 7  # q, k, v, o, gate, up, down per block
+    assert "model.layers.0.self_attn.q_proj" in names and "model.layers.1.mlp.down_proj" in names
+    assert not any("lora" in n or "lm_head" in n for n in names)
+    assert set(map(canonical_layer_name, rram_linear_modules(model, ["down_proj"]))) == {
+        "model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"}
+    with pytest.raises(ValueError, match="matches no"):
+        rram_linear_modules(model, ["nothing_here"])
+
+
+def test_tile_noise_statistics_match_sigma():
+    torch.manual_seed(0)
+    layer = nn.Linear(256, 256, bias=False)
+    with torch.no_grad():  # tiles with very different magnitudes: the noise must follow each tile's max
+        layer.weight.mul_(torch.logspace(-2, 1, 4).repeat_interleave(64).unsqueeze(1))
+    model = nn.Sequential(layer)
+    clean = layer.weight.detach().clone()
+    with rram_noise(model, sigma=0.02, seed=5, target_modules=["0"]):
+        delta = layer.weight.detach() - clean
+    tiles = delta.view(4, 64, 4, 64).permute(0, 2, 1, 3).reshape(16, -1)
+    tile_max = clean.abs().view(4, 64, 4, 64).amax(dim=(1, 3)).reshape(16)
+    relative_std = tiles.std(dim=1) / tile_max
+    torch.testing.assert_close(relative_std, torch.full_like(relative_std, 0.02), rtol=0.05, atol=0)
+    assert tiles.mean(dim=1).abs().div(tile_max).max() < 0.002  # zero mean
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lora_untouched_and_clean_weights_restored_bit_exactly(mode, dtype):
+    model = get_peft_model(make_tiny_llama().to(dtype), HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    before = _snapshot(model)
+    with rram_noise(model, sigma=0.02, mode=mode, seed=1) as noise:
+        during = _snapshot(model)
+        assert noise.overhead_bytes > 0
+    changed = {n for n in before if not torch.equal(before[n], during[n])}
+    assert changed and not any("lora_" in n for n in changed)
+    assert all("layers" in n for n in changed)  # embeddings, norms and lm_head stay exact
+    after = _snapshot(model)
+    assert all(_bit_equal(before[n], after[n]) for n in before)
+
+
+def test_restored_even_when_the_body_raises():
+    model = make_tiny_llama()
+    before = _snapshot(model)
+    with pytest.raises(KeyError), rram_noise(model, sigma=0.05, seed=0):
+        raise KeyError("boom")
+    assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+
+
+def test_draws_are_reproducible_and_independent_of_wrappers():
+    plain, adapted = make_tiny_llama(), get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
+    name = "model.layers.1.self_attn.q_proj"
+    with rram_noise(plain, 0.01, seed=7):
+        plain_noisy = plain.get_submodule(name).weight.detach().clone()
+    with rram_noise(adapted, 0.01, seed=7):
+        adapted_noisy = adapted.base_model.model.get_submodule(name).base_layer.weight.detach().clone()
+    with rram_noise(plain, 0.01, seed=8):
+        other_seed = plain.get_submodule(name).weight.detach().clone()
+    assert torch.equal(plain_noisy, adapted_noisy)
+    assert not torch.equal(plain_noisy, other_seed)
+    assert draw_seed(1, 2, "module.base_model.model." + name) == draw_seed(1, 2, name) != draw_seed(1, 3, name)
+
+
+def test_overhead_is_a_small_fraction_of_the_noised_weights():
+    model = make_tiny_llama(hidden_size=128)
+    with torch.no_grad():  # trained-like weights: Gaussian, not the tiny init's uniform
+        for module in rram_linear_modules(model).values():
+            module.weight.normal_(0, 0.05)
+    with rram_noise(model, sigma=0.01, seed=0) as noise:
+        fraction = noise.overhead_bytes / noise.noised_weight_bytes
+    assert fraction < 0.15
+
+
+def test_bad_input_raises():
+    model = make_tiny_llama()
+    with pytest.raises(ValueError, match="noise_mode"):
+        RRAMNoise(model, 0.01, mode="pink")
+    model.model.layers[0].mlp.up_proj.weight.data[0, 0] = float("nan")
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="layers.0.mlp.up_proj.*NaN"):
+        RRAMNoise(model, 0.01).apply(seed=0)
+    after = _snapshot(model)  # layers noised before the NaN one were put back
+    assert all(_bit_equal(before[n], after[n]) for n in before if "up_proj" not in n)
+    noise = RRAMNoise(make_tiny_llama(), 0.01)
+    noise.apply(seed=0)
+    with pytest.raises(RuntimeError, match="already applied"):
+        noise.apply(seed=1)

@@ -1,0 +1,53 @@
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
+
+from hf_eff import HaLoRAConfig, halora_regularizer
+from tests.halora.conftest import make_tiny_llama
+
+
+def _adapted(**kwargs):
+    config = HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, **kwargs)
+    return get_peft_model(make_tiny_llama(), config)
+
+
+def _layers(model):
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def test_spectral_sum_matches_singular_values():
+    model = _adapted()
+    expected = sum(
+        torch.linalg.svdvals(layer.lora_A["default"].weight)[0] ** 2 + torch.linalg.svdvals(layer.lora_B["default"].weight)[0] ** 2
+        for layer in _layers(model)
+    )
+    torch.testing.assert_close(model.base_model.get_regularization_loss(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_frobenius_and_mean_options():
+    model = _adapted(reg_norm="frobenius", reg_reduction="mean")
+    layers = _layers(model)
+    expected = sum(
+        torch.linalg.matrix_norm(layer.lora_A["default"].weight @ layer.lora_A["default"].weight.T)
+        + torch.linalg.matrix_norm(layer.lora_B["default"].weight.T @ layer.lora_B["default"].weight)
+        for layer in layers
+    ) / len(layers)
+    torch.testing.assert_close(model.base_model.get_regularization_loss(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_reach_a_and_b():
+    model = _adapted()
+    model.base_model.get_regularization_loss().backward()
+    for layer in _layers(model):
+        for weight in (layer.lora_A["default"].weight, layer.lora_B["default"].weight):
+            assert weight.grad is not None and weight.grad.abs().sum() > 0
+    base_grads = [p.grad for n, p in model.named_parameters() if "lora_" not in n]
+    assert all(g is None for g in base_grads)
+
+
+def test_works_on_plain_lora_and_rejects_unknown_adapter():
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
+    assert halora_regularizer(model).item() > 0
+    with pytest.raises(ValueError, match="'other'"):
+        halora_regularizer(model, adapter_name="other")

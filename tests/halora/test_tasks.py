@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from hf_eff.halora.tasks import (
+    MultipleChoiceScorer,
+    arc_to_mc,
+    builtin_task,
+    choice_logprob_sums,
+    openbookqa_to_mc,
+    piqa_to_mc,
+    siqa_to_mc,
+    tokenize_for_scoring,
+    tokenize_for_training,
+    winogrande_to_mc,
+)
+
+
+def _key(row):
+    return row["question"] + "|" + "|".join(row["choices"])
+
+
+def test_builtin_task_is_deterministic_disjoint_and_well_formed():
+    train, evaluation = builtin_task()
+    assert (len(train), len(evaluation)) == (3000, 600)
+    assert builtin_task()[1].to_list() == evaluation.to_list()
+    assert not {_key(r) for r in train} & {_key(r) for r in evaluation}
+    for row in evaluation:
+        assert 0 <= row["answer"] < len(row["choices"]) and len(set(row["choices"])) == len(row["choices"])
+    # the answers are spread over the positions, so "always pick choice 0" is not a good strategy
+    assert np.mean(np.array(evaluation["answer"]) == 0) < 0.45
+    arithmetic = builtin_task("arithmetic", train_size=10, eval_size=10)[1][0]
+    a, op, b = arithmetic["question"].removeprefix("What is ").removesuffix("?").split()
+    assert int(arithmetic["choices"][arithmetic["answer"]]) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+    with pytest.raises(ValueError, match="task_name"):
+        builtin_task("poetry")
+
+
+def test_hub_mappings_on_tiny_examples():
+    arc = {"question": "Q?", "choices": {"text": ["a", "b", "c"], "label": ["A", "B", "C"]}, "answerKey": "C"}
+    assert arc_to_mc(arc) == {"question": "Q?", "choices": ["a", "b", "c"], "answer": 2}
+    obqa = {"question_stem": "S", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "B"}
+    assert openbookqa_to_mc(obqa)["answer"] == 1
+    siqa = {"context": "C.", "question": "Q?", "answerA": "a", "answerB": "b", "answerC": "c", "label": "3"}
+    assert siqa_to_mc(siqa) == {"question": "C. Q?", "choices": ["a", "b", "c"], "answer": 2}
+    wino = {"sentence": "The cup fell because _ was heavy.", "option1": "the cup", "option2": "the table", "answer": "2"}
+    assert winogrande_to_mc(wino) == {"question": "The cup fell because",
+                                      "choices": ["the cup was heavy.", "the table was heavy."], "answer": 1}
+    assert piqa_to_mc({"goal": "g", "sol1": "s1", "sol2": "s2", "label": 0}) == {"question": "g", "choices": ["s1", "s2"], "answer": 0}
+
+
+def test_tokenisation_labels_only_the_choice(char_tokenizer):
+    data = Dataset.from_list([{"question": "1+1?", "choices": ["2", "11"], "answer": 0}])
+    train = tokenize_for_training(data, char_tokenizer, max_length=64)[0]
+    labelled = [t for t in train["labels"] if t != -100]
+    assert char_tokenizer.decode(labelled) == char_tokenizer.decode(char_tokenizer(" 2", add_special_tokens=False)["input_ids"])
+    scoring, scorer = tokenize_for_scoring(data, char_tokenizer, max_length=64)
+    assert len(scoring) == 2 and scorer.example_index.tolist() == [0, 0] and scorer.choice_index.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="answer"):
+        tokenize_for_training(Dataset.from_list([{"question": "q", "choices": ["a"]}]), char_tokenizer)
+
+
+def test_scorer_and_logprob_sums():
+    scorer = MultipleChoiceScorer(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 2]), np.array([1, 2]))
+    assert scorer.accuracy(np.array([-5.0, -1.0, -3.0, -9.0, -2.0])) == 1.0
+    assert scorer.accuracy(np.array([-1.0, -5.0, -3.0, -9.0, -2.0])) == 0.5
+    with pytest.raises(ValueError, match="NaN"):
+        scorer.accuracy(np.array([np.nan, -1.0, -3.0, -9.0, -2.0]))
+    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
+    labels = torch.tensor([[-100, 1, 0]])
+    torch.testing.assert_close(choice_logprob_sums(logits, labels), torch.log(torch.tensor([0.5 * 0.25])))

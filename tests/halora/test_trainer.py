@@ -1,0 +1,108 @@
+import pytest
+import torch
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model
+from transformers import DataCollatorForSeq2Seq, default_data_collator
+
+from hf_eff import HaLoRAConfig
+from hf_eff.halora import noise as noise_module
+from hf_eff.halora.tasks import (
+    builtin_task,
+    choice_logprob_sums,
+    tokenize_for_scoring,
+    tokenize_for_training,
+)
+from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments
+from tests.halora.conftest import make_tiny_llama
+
+
+def _args(tmp_path, **kwargs):
+    defaults = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+                    dataloader_num_workers=0, seed=0)
+    return HaLoRATrainingArguments(**{**defaults, **kwargs})
+
+
+def _token_dataset(rows=8, length=12):
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 128, (rows, length), generator=generator).tolist()
+    return Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * length] * rows, "labels": ids})
+
+
+def _lora_after_one_step(tmp_path, batch_size, accumulation, reg_weight, token_normalised):
+    torch.manual_seed(0)
+    config = HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, noise_sigma=0.0, reg_weight=reg_weight)
+    model = get_peft_model(make_tiny_llama(), config)
+    args = _args(tmp_path, per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation, max_steps=1,
+                 optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0)
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset(), data_collator=default_data_collator)
+    # Both of the Trainer's paths: the model normalises by the accumulated token count (the
+    # Trainer then does not divide by the accumulation steps), or returns a per-batch mean.
+    trainer.model_accepts_loss_kwargs = token_normalised
+    trainer.train()
+    return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_" in n])
+
+
+@pytest.mark.parametrize("token_normalised", [True, False])
+def test_regulariser_counts_once_per_optimizer_step_under_accumulation(tmp_path, token_normalised):
+    one_batch = _lora_after_one_step(tmp_path, 4, 1, reg_weight=1.0, token_normalised=token_normalised)
+    accumulated = _lora_after_one_step(tmp_path, 2, 2, reg_weight=1.0, token_normalised=token_normalised)
+    without_reg = _lora_after_one_step(tmp_path, 2, 2, reg_weight=0.0, token_normalised=token_normalised)
+    reg_effect = (one_batch - without_reg).abs().max()
+    assert reg_effect > 1e-3  # the regulariser moved the adapter
+    assert (one_batch - accumulated).abs().max() < 1e-3 * reg_effect
+
+
+def test_training_draws_noise_per_interval_logs_and_ends_clean(tmp_path, monkeypatch):
+    draws = []
+    original_apply = noise_module.RRAMNoise.apply
+    monkeypatch.setattr(noise_module.RRAMNoise, "apply",
+                        lambda self, seed, draw_index=0: (draws.append((seed, draw_index)), original_apply(self, seed, draw_index))[1])
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=0.05, noise_resample_steps=2))
+    clean = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    args = _args(tmp_path, per_device_train_batch_size=2, max_steps=5, logging_steps=1, noise_seed=11)
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset(), data_collator=default_data_collator)
+    trainer.train()
+    assert draws == [(11, 0), (11, 1), (11, 2)]
+    assert all(torch.equal(p, clean[n]) for n, p in model.named_parameters() if "lora_" not in n)
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 5
+    for entry in logged:
+        assert entry["noise_sigma"] == 0.05 and entry["reg_loss"] > 0
+        assert entry["task_loss"] == pytest.approx(entry["loss"] - 0.1 * entry["reg_loss"])
+
+
+def _eval_trainer(tmp_path, tokenizer, model, **kwargs):
+    train, evaluation = builtin_task(train_size=16, eval_size=12)
+    scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length=96)
+    args = _args(tmp_path, per_device_eval_batch_size=16, eval_sigmas=[0.0, 0.05], eval_noise_seeds=2, **kwargs)
+    return HaLoRATrainer(model=model, args=args, train_dataset=tokenize_for_training(train, tokenizer, 96),
+                         eval_dataset=scoring, data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+                         compute_metrics=scorer.compute_metrics, preprocess_logits_for_metrics=choice_logprob_sums)
+
+
+def _model_metrics(metrics):
+    return {k: v for k, v in metrics.items() if not k.endswith(("runtime", "per_second"))}
+
+
+def test_evaluation_under_noise_is_reproducible(tmp_path, char_tokenizer):
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+    trainer = _eval_trainer(tmp_path, char_tokenizer, model, noise_seed=3)
+    first, second = _model_metrics(trainer.evaluate()), _model_metrics(trainer.evaluate())
+    assert first == second
+    for key in ("eval_accuracy", "eval_loss", "eval_accuracy_sigma_0_mean", "eval_accuracy_sigma_0.05_mean",
+                "eval_accuracy_sigma_0.05_std", "eval_loss_sigma_0.05_std"):
+        assert key in first, key
+    assert first["eval_loss_sigma_0.05_mean"] != first["eval_loss"]
+    assert first["eval_loss_sigma_0.05_std"] > 0
+    other_seed = _model_metrics(_eval_trainer(tmp_path, char_tokenizer, model, noise_seed=4).evaluate())
+    assert other_seed["eval_loss_sigma_0.05_mean"] != first["eval_loss_sigma_0.05_mean"]
+    assert other_seed["eval_loss"] == first["eval_loss"]
+
+
+def test_arguments_validate(tmp_path):
+    with pytest.raises(ValueError, match="eval_sigmas"):
+        _args(tmp_path, eval_sigmas=[-0.1])
+    with pytest.raises(ValueError, match="eval_noise_seeds"):
+        _args(tmp_path, eval_noise_seeds=0)
+    with pytest.raises(ValueError, match="eval_noise_mode"):
+        _args(tmp_path, eval_noise_mode="pink")
