@@ -1,3 +1,23 @@
-"""hub."""
+"""Hub-native artifacts: model/dataset cards filled from measured results, and `hf-eff push`."""
 
-__all__: list[str] = []
+from hf_eff.hub.cards import (
+    grant_card,
+    halora_card,
+    model_card_template,
+    scene_card,
+    splat_card,
+    template_path,
+)
+from hf_eff.hub.push import build_card, detect_artifact, push_output_dir
+
+__all__ = [
+    "build_card",
+    "detect_artifact",
+    "grant_card",
+    "halora_card",
+    "model_card_template",
+    "push_output_dir",
+    "scene_card",
+    "splat_card",
+    "template_path",
+]

@@ -1,0 +1,225 @@
+"""Model and dataset cards for every hf-eff artifact, filled from a run's measured results.
+
+Cards are `huggingface_hub` ``ModelCard`` / ``DatasetCard`` objects rendered from the Jinja
+templates in ``model_cards/`` (one per artifact kind). The same template text serves as the
+``model_card_template`` of the ``PyTorchModelHubMixin`` classes, where the results are absent
+and the template leaves their sections out.
+
+Results are the flat dict an example writes to ``all_results.json``. What each kind reads:
+
+- HaLoRA adapter: ``[eval_]<metric>_sigma_<s>`` (optionally ``..._std``) -> the accuracy-vs-sigma
+  table and one model-index entry per (metric, sigma); ``eval_*`` and ``train_*`` -> a run table.
+- GraNT model: ``train_runtime``, any ``*time_to_target*`` key and ``eval_*`` metrics.
+- Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
+  (and ``eval_lpips`` when present).
+Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+
+LIBRARY_NAME = "hf-eff"
+DEFAULT_LICENSE = "apache-2.0"
+KINDS = ("halora_adapter", "grant_model", "splat_model", "scene_dataset")
+TAGS = {
+    "halora_adapter": ["hf-eff", "peft", "halora", "compute-in-memory", "rram", "noise-robust"],
+    "lora_adapter": ["hf-eff", "peft", "lora"],
+    "grant_model": ["hf-eff", "graph-neural-teaching", "grant", "gnn", "graph-ml"],
+    "splat_model": ["hf-eff", "gaussian-splatting", "3d-reconstruction", "gsplat"],
+    "scene_dataset": ["hf-eff", "gaussian-splatting", "3d-reconstruction", "posed-images"],
+}
+_SIGMA_KEY = re.compile(r"^(?:eval_)?(?P<metric>.+?)[_@]sigma[_=]?(?P<sigma>\d+(?:\.\d+)?(?:e-?\d+)?)(?P<std>_std)?$")
+# Trainer bookkeeping, not a quality metric: kept out of model-index.
+_BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "epoch", "flos", "memory")
+
+
+def templates_dir() -> Path:
+    """``hf_eff/_model_cards`` in an installed wheel (pyproject force-includes it), else the
+    repository's ``model_cards/`` (editable install or source checkout)."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir / "_model_cards", package_dir.parent / "model_cards"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"hf-eff model card templates not found in {package_dir / '_model_cards'} (wheel) or "
+        f"{package_dir.parent / 'model_cards'} (source checkout); reinstall hf-eff"
+    )
+
+
+def template_path(kind: str) -> Path:
+    if kind not in KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}; expected one of {KINDS}")
+    return templates_dir() / f"{kind}.md"
+
+
+def model_card_template(kind: str) -> str:
+    """Template text, for ``PyTorchModelHubMixin``'s ``model_card_template=`` class keyword."""
+    return template_path(kind).read_text(encoding="utf-8")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"
+
+
+def markdown_table(columns: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(results: dict, key: str):
+    value = results.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"all_results.json: {key} is {value}; a card cannot report a non-finite metric")
+    return value
+
+
+def noise_table(results: dict) -> dict[str, dict[float, dict[str, float]]]:
+    """{metric: {sigma: {"mean": v, "std": s?}}} from the ``<metric>_sigma_<s>[_std]`` keys."""
+    table: dict[str, dict[float, dict[str, float]]] = {}
+    for key in results:
+        match = _SIGMA_KEY.match(key)
+        value = _number(results, key)
+        if match is None or value is None:
+            continue
+        cell = table.setdefault(match["metric"], {}).setdefault(float(match["sigma"]), {})
+        cell["std" if match["std"] else "mean"] = value
+    return table
+
+
+def _eval_metrics(results: dict) -> dict[str, float]:
+    metrics = {}
+    for key in sorted(results):
+        if not key.startswith("eval_") or _SIGMA_KEY.match(key) or any(b in key for b in _BOOKKEEPING):
+            continue
+        value = _number(results, key)
+        if value is not None:
+            metrics[key.removeprefix("eval_")] = value
+    return metrics
+
+
+def _dataset(results: dict, default: str) -> tuple[str, list[str] | None]:
+    """(display name, card `datasets` list); only a Hub-style id goes into the metadata."""
+    name = results.get("dataset_name") or results.get("dataset")
+    if isinstance(name, str) and name:
+        hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists()
+        return name, [name] if hub_id else None
+    return default, None
+
+
+def _hub_model_id(name) -> str | None:
+    """A base model id worth linking: a Hub id, not a local cache path."""
+    if isinstance(name, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists():
+        return name
+    return None
+
+
+def halora_card(results: dict, repo_id: str, base_model: str | None = None,
+                peft_type: str = "HALORA", license: str = DEFAULT_LICENSE) -> ModelCard:
+    """Card of a HaLoRA (or plain LoRA baseline) adapter, with its accuracy-vs-sigma table."""
+    kind_tags = TAGS["halora_adapter" if peft_type.upper() == "HALORA" else "lora_adapter"]
+    base_model = _hub_model_id(base_model or results.get("base_model"))
+    dataset_name, datasets = _dataset(results, "hf-eff built-in multiple-choice tasks")
+    table, eval_results, rows = noise_table(results), [], []
+    sigmas = sorted({s for cells in table.values() for s in cells})
+    for sigma in sigmas:
+        row = [sigma]
+        for metric, cells in sorted(table.items()):
+            cell = cells.get(sigma, {})
+            mean, std = cell.get("mean"), cell.get("std")
+            row.append("" if mean is None else _fmt(mean) + (f" ± {_fmt(std)}" if std is not None else ""))
+            if mean is not None:
+                eval_results.append(EvalResult(
+                    task_type="multiple-choice", dataset_type=datasets[0] if datasets else "hf-eff/builtin",
+                    dataset_name=dataset_name, metric_type=metric, metric_value=mean,
+                    metric_name=f"{metric} (sigma={sigma:g})", metric_config=f"sigma={sigma:g}",
+                ))
+        rows.append(row)
+    run_rows = [[k, v] for k, v in sorted(results.items())
+                if (k.startswith(("eval_", "train_")) and not _SIGMA_KEY.match(k) and _number(results, k) is not None)]
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets, license=license,
+        tags=list(kind_tags) + (["base_model:adapter:" + base_model] if base_model else []),
+        pipeline_tag="text-generation", model_name=repo_id.split("/")[-1],
+        eval_results=eval_results or None,
+    )
+    return ModelCard.from_template(
+        card_data, template_path=str(template_path("halora_adapter")), repo_id=repo_id,
+        base_model=base_model, noise_mode=results.get("noise_mode"), num_seeds=results.get("num_noise_seeds"),
+        results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",
+        other_metrics_table=markdown_table(["metric", "value"], run_rows) if run_rows else "",
+    )
+
+
+def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> ModelCard:
+    """Card of a GrantGCN, with its time-to-target table."""
+    dataset_name, datasets = _dataset(results, "hf-eff built-in graphs")
+    metrics = _eval_metrics(results)
+    rows = [[key, results[key]] for key in sorted(results)
+            if ("time_to_target" in key or key in ("train_runtime", "target")) and _number(results, key) is not None]
+    rows += [[f"eval {name}", value] for name, value in metrics.items()]
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME, datasets=datasets, license=license, tags=list(TAGS["grant_model"]),
+        pipeline_tag="graph-ml", model_name=repo_id.split("/")[-1],
+        eval_results=[EvalResult(task_type="graph-ml", dataset_type=datasets[0] if datasets else "hf-eff/builtin",
+                                 dataset_name=dataset_name, metric_type=name, metric_value=value)
+                      for name, value in metrics.items()] or None,
+    )
+    return ModelCard.from_template(
+        card_data, template_path=str(template_path("grant_model")), repo_id=repo_id,
+        teacher=results.get("teacher"),
+        results_table=markdown_table(["measure", "value"], rows) if rows else "",
+    )
+
+
+def splat_card(results: dict, repo_id: str, preview: str | None = None,
+               license: str = DEFAULT_LICENSE) -> ModelCard:
+    """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time."""
+    dataset_name, datasets = _dataset(results, "hf-eff procedural scene")
+    columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": "SSIM", "eval_lpips": "LPIPS",
+               "num_gaussians": "Gaussians", "train_runtime": "training time (s)"}
+    present = [key for key in columns if _number(results, key) is not None]
+    row = [results[key] for key in present]
+    if results.get("strategy"):
+        present, row = ["strategy"] + present, [results["strategy"]] + row
+    eval_results = [EvalResult(task_type="image-to-3d", dataset_type=datasets[0] if datasets else "hf-eff/procedural",
+                               dataset_name=dataset_name, metric_type=key.removeprefix("eval_"),
+                               metric_value=results[key], dataset_split="test")
+                    for key in ("eval_psnr", "eval_ssim", "eval_lpips") if _number(results, key) is not None]
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME, datasets=datasets, license=license, tags=list(TAGS["splat_model"]),
+        pipeline_tag="image-to-3d", model_name=repo_id.split("/")[-1], eval_results=eval_results or None,
+    )
+    return ModelCard.from_template(
+        card_data, template_path=str(template_path("splat_model")), repo_id=repo_id,
+        strategy=results.get("strategy"), preview=preview,
+        results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
+    )
+
+
+def scene_card(repo_id: str, contents: dict, metadata: dict | None = None,
+               license: str = DEFAULT_LICENSE) -> DatasetCard:
+    """Card of a scene dataset repo. ``metadata`` is the YAML the ``datasets`` upload wrote
+    (``configs``, ``dataset_info``), kept as it is so that ``load_dataset`` still finds both
+    configurations; ``contents`` ({"train views": 40, ...}) becomes the contents table."""
+    data = dict(metadata or {})
+    data["tags"] = sorted(set(data.get("tags") or []) | set(TAGS["scene_dataset"]))
+    data.setdefault("license", license)
+    data.setdefault("task_categories", ["image-to-3d"])
+    data.setdefault("pretty_name", repo_id.split("/")[-1])
+    card_data = DatasetCardData(**data)
+    return DatasetCard.from_template(
+        card_data, template_path=str(template_path("scene_dataset")), repo_id=repo_id,
+        results_table=markdown_table(["part", "size"], [[k, v] for k, v in contents.items()]) if contents else "",
+    )

@@ -1,0 +1,103 @@
+"""`hf-eff push OUTPUT_DIR REPO_ID`: upload a finished example run, with its card, to the Hub."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, HfApi, get_token
+
+from hf_eff.hub.cards import grant_card, halora_card, scene_card, splat_card
+
+RESULTS_FILE = "all_results.json"
+# Training leftovers that do not belong in a model repo: checkpoints (the Trainer pushes those
+# itself with hub_strategy="checkpoint"), TensorBoard logs and pickles, which nobody should load.
+IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
+
+
+def detect_artifact(output_dir: Path) -> str:
+    """Which artifact an example run folder holds, from the files the examples save."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"{output_dir} is not a folder; pass the output_dir of a finished example run")
+    if (output_dir / "adapter_config.json").is_file():
+        return "halora_adapter"
+    has_weights = (output_dir / "model.safetensors").is_file() and (output_dir / "config.json").is_file()
+    if has_weights and any(output_dir.glob("*.ply")):
+        return "splat_model"
+    if has_weights:
+        return "grant_model"
+    if (output_dir / "views").is_dir():
+        return "scene_dataset"
+    raise ValueError(
+        f"{output_dir} holds no hf-eff artifact: expected adapter_config.json (HaLoRA adapter), "
+        "config.json + model.safetensors (GrantGCN; with a .ply: Gaussian splats) or views/ (a scene)"
+    )
+
+
+def _read_results(output_dir: Path) -> dict:
+    path = output_dir / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: push the output_dir of a finished example run")
+    results = json.loads(path.read_text())
+    if not isinstance(results, dict):
+        raise ValueError(f"{path} must hold a JSON object of metrics, got {type(results).__name__}")
+    return results
+
+
+def build_card(kind: str, output_dir: Path, repo_id: str):
+    """The filled card of a model run folder."""
+    results = _read_results(output_dir)
+    if kind == "halora_adapter":
+        adapter = json.loads((output_dir / "adapter_config.json").read_text())
+        return halora_card(results, repo_id, base_model=adapter.get("base_model_name_or_path"),
+                           peft_type=str(adapter.get("peft_type", "HALORA")))
+    if kind == "grant_model":
+        return grant_card(results, repo_id)
+    if kind == "splat_model":
+        previews = sorted(p.name for p in output_dir.glob("*.png"))
+        preview = "preview.png" if "preview.png" in previews else (previews[0] if previews else None)
+        return splat_card(results, repo_id, preview=preview)
+    raise ValueError(f"no model card for artifact kind {kind!r}")
+
+
+def _stage_scene(output_dir: Path, staging: Path, repo_id: str) -> None:
+    """Writes the scene's Hub layout into staging, with its dataset card."""
+    from hf_eff.splat import load_scene
+
+    scene = load_scene(output_dir)
+    scene.save(staging)
+    metadata = DatasetCard.load(staging / "README.md").data.to_dict()
+    contents = {f"{split} views": len(views) for split, views in scene.views.items()}
+    if scene.points is not None:
+        contents["points"] = len(scene.points)
+    contents["camera radius"] = scene.radius
+    scene_card(repo_id, contents, metadata).save(staging / "README.md")
+
+
+def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
+                    kind: str | None = None, commit_message: str | None = None) -> str:
+    """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL.
+
+    ``token`` defaults to ``HF_TOKEN`` or the stored login. The card is written into the run
+    folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload.
+    """
+    output_dir = Path(output_dir)
+    kind = kind or detect_artifact(output_dir)
+    if (token or get_token()) is None:
+        raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
+    api = HfApi(token=token)
+    repo_type = "dataset" if kind == "scene_dataset" else "model"
+    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
+    if kind == "scene_dataset":
+        with tempfile.TemporaryDirectory() as staging:
+            _stage_scene(output_dir, Path(staging), repo_id)
+            api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=staging, commit_message=message)
+    else:
+        build_card(kind, output_dir, repo_id).save(output_dir / "README.md")
+        api.upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message=message,
+                          ignore_patterns=list(IGNORE_PATTERNS))
+    return str(url)
+

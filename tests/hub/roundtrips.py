@@ -1,0 +1,366 @@
+"""Artifact round trips against the local Hub, run in a fresh process by ``LocalHub.run``.
+
+``python tests/hub/roundtrips.py SCENARIO '{"repo_id": ...}'`` runs one scenario with the
+ecosystem's own calls (push_to_hub, from_pretrained, PeftModel.from_pretrained, Trainer,
+load_scene, the hf-eff CLI) and prints ``ROUNDTRIP-RESULT {json}``: what it observed. The tests
+assert on that. The environment (HF_ENDPOINT, HF_TOKEN, HF_HOME) comes from the test.
+
+An audit hook records every file opened under HF_HOME and every torch.load call, so that the
+tests can check that only safetensors, JSON (and the card) are read from a repo, and torch.load
+only with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+HF_HOME = os.environ["HF_HOME"]
+OPENED: set[str] = set()
+TORCH_LOADS: list[bool] = []
+
+
+def _audit(event, args):
+    # Reads only: downloads write temporary and blob files. (safetensors opens files in Rust,
+    # which the hook does not see; pickles would be opened from Python.)
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        path, mode, flags = os.fsdecode(args[0]), args[1], args[2]
+        reading = not any(c in mode for c in "wax+") if isinstance(mode, str) else not flags & (os.O_WRONLY | os.O_RDWR)
+        if reading and path.startswith(HF_HOME) and "/.locks/" not in path:
+            OPENED.add(path)
+
+
+def _recording_torch_load(original):
+    def load(*args, **kwargs):
+        TORCH_LOADS.append(kwargs.get("weights_only") is True)
+        return original(*args, **kwargs)
+
+    return load
+
+
+sys.addaudithook(_audit)
+torch.load = _recording_torch_load(torch.load)
+
+
+def opened_repo_files(repo_id: str, repo_type: str = "model") -> list[str]:
+    """Repo paths of the files this process read from the Hub cache. Loaders open either the
+    snapshot link or the blob it points to; blobs are named by their oid (sha256 for LFS)."""
+    from huggingface_hub import HfApi
+
+    api, path_of_blob = HfApi(), {}
+    for commit in api.list_repo_commits(repo_id, repo_type=repo_type):
+        for entry in api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit.commit_id, recursive=True):
+            if hasattr(entry, "blob_id"):
+                path_of_blob[entry.lfs.sha256 if entry.lfs else entry.blob_id] = entry.path
+    names, folder = set(), f"s--{repo_id.replace('/', '--')}"
+    for path in OPENED:
+        parts = Path(path).parts
+        if not any(part.endswith(folder) for part in parts):
+            continue
+        if "snapshots" in parts:
+            names.add("/".join(parts[parts.index("snapshots") + 2 :]))
+        elif "blobs" in parts:
+            names.add(path_of_blob.get(parts[-1], f"<unknown blob {parts[-1]}>"))
+    return sorted(names)
+
+
+def _equal_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _repo_state(repo_id: str, repo_type: str = "model") -> dict:
+    from huggingface_hub import HfApi
+
+    info = HfApi().repo_info(repo_id, repo_type=repo_type)
+    return {"sha": info.sha, "files": sorted(s.rfilename for s in info.siblings)}
+
+
+# --- artifacts ---------------------------------------------------------------------------
+
+
+def _tiny_llama(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+    return LlamaForCausalLM(config).eval()
+
+
+def _adapter_config():
+    """HaLoRA when it exists, else PEFT's LoRA (the round trip is the same PEFT machinery)."""
+    import hf_eff
+
+    try:
+        return hf_eff.HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    except AttributeError:
+        from peft import LoraConfig
+
+        return LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+
+
+def _mixin_model(kind: str, seed: int):
+    import hf_eff
+
+    torch.manual_seed(seed)
+    if kind == "splat":
+        return hf_eff.GaussianModel.random(center=(0.0, 0.0, 0.0), radius=1.0, num_gaussians=50 + seed, sh_degree=1)
+    if kind == "grant":
+        try:
+            return hf_eff.GrantGCN(in_channels=5, hidden_channels=8, out_channels=1)
+        except AttributeError:
+            return _placeholder_graph_model()
+    raise ValueError(f"unknown mixin model kind {kind!r}")
+
+
+def _placeholder_graph_model():
+    from huggingface_hub import PyTorchModelHubMixin
+
+    class TinyGraphModel(torch.nn.Module, PyTorchModelHubMixin, library_name="hf-eff"):
+        def __init__(self, in_channels: int = 5, out_channels: int = 1):
+            super().__init__()
+            self.lin = torch.nn.Linear(in_channels, out_channels)
+
+    return TinyGraphModel()
+
+
+def _perturbed(model: torch.nn.Module, amount: float):
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(amount)
+    return model
+
+
+# --- scenarios ---------------------------------------------------------------------------
+
+
+def scenario_mixin_models(repo_ids: dict[str, str]) -> dict:
+    """For each PyTorchModelHubMixin artifact: push_to_hub, from_pretrained, a re-push that
+    updates files, and revision pinning."""
+    from huggingface_hub import HfApi, constants
+
+    results = {}
+    for kind, repo_id in repo_ids.items():
+        v1 = _mixin_model(kind, seed=1)
+        cls = type(v1)
+        v1.push_to_hub(repo_id)
+        first = _repo_state(repo_id)
+        loaded = cls.from_pretrained(repo_id)
+        v2 = _perturbed(_mixin_model(kind, seed=2), 0.5)
+        v2.push_to_hub(repo_id, commit_message="second version")
+        second = _repo_state(repo_id)
+        result = {
+            "class": cls.__name__,
+            "first": first,
+            "second": second,
+            "v1_roundtrip": _equal_state(v1, loaded),
+            "latest_is_v2": _equal_state(v2, cls.from_pretrained(repo_id)),
+            "pinned_is_v1": _equal_state(v1, cls.from_pretrained(repo_id, revision=first["sha"])),
+        }
+        HfApi().delete_file(constants.SAFETENSORS_SINGLE_FILE, repo_id)
+        try:
+            cls.from_pretrained(repo_id)
+            result["missing_weights_error"] = None
+        except Exception as error:  # the test checks which error, and its message
+            result["missing_weights_error"] = f"{type(error).__name__}: {error}"
+        result["pinned_after_delete_is_v2"] = _equal_state(v2, cls.from_pretrained(repo_id, revision=second["sha"]))
+        result["opened"] = opened_repo_files(repo_id)
+        results[kind] = result
+    return {"kinds": results, "torch_loads_weights_only": TORCH_LOADS}
+
+
+def scenario_peft_adapter(repo_id: str) -> dict:
+    """PEFT's push_to_hub / PeftModel.from_pretrained(base, repo_id), re-push, revision pinning."""
+    from peft import PeftModel, get_peft_model
+
+    inputs = torch.arange(12).reshape(2, 6)
+    peft_model = get_peft_model(_tiny_llama(), _adapter_config())
+    peft_model.push_to_hub(repo_id)
+    first = _repo_state(repo_id)
+    logits_v1 = peft_model(inputs).logits
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:
+                parameter.add_(0.25)
+    logits_v2 = peft_model(inputs).logits
+    peft_model.push_to_hub(repo_id, commit_message="second version")
+    second = _repo_state(repo_id)
+
+    def logits(revision=None):
+        model = PeftModel.from_pretrained(_tiny_llama(), repo_id, revision=revision).eval()
+        return model(inputs).logits
+
+    return {
+        "peft_type": str(peft_model.peft_config["default"].peft_type),
+        "first": first,
+        "second": second,
+        "adapters_differ": not torch.allclose(logits_v1, logits_v2),
+        "latest_is_v2": torch.allclose(logits(), logits_v2, atol=1e-6),
+        "pinned_is_v1": torch.allclose(logits(first["sha"]), logits_v1, atol=1e-6),
+        "opened": opened_repo_files(repo_id),
+        "torch_loads_weights_only": TORCH_LOADS,
+    }
+
+
+def scenario_trainer_checkpoints(repo_id: str, output_dir: str) -> dict:
+    """Trainer(push_to_hub=True, hub_strategy="checkpoint"), then a new run resumed from the
+    Hub's last-checkpoint continues where it stopped."""
+    from datasets import Dataset
+    from huggingface_hub import snapshot_download
+    from peft import get_peft_model
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    rows = torch.randint(0, 64, (16, 8), generator=torch.Generator().manual_seed(0))
+    data = Dataset.from_dict({"input_ids": rows.tolist(), "labels": rows.tolist()})
+
+    def trainer(max_steps: int, out: str) -> Trainer:
+        args = TrainingArguments(
+            output_dir=out, max_steps=max_steps, save_steps=2, per_device_train_batch_size=4,
+            learning_rate=1e-2, logging_steps=1, report_to=[], push_to_hub=True, hub_model_id=repo_id,
+            hub_strategy="checkpoint", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+        )
+        return Trainer(model=get_peft_model(_tiny_llama(), _adapter_config()), args=args, train_dataset=data)
+
+    class StepCounter(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            StepCounter.steps += 1
+
+    first = trainer(4, f"{output_dir}/first")
+    first.train()
+    pushed = _repo_state(repo_id)
+    local = snapshot_download(repo_id, allow_patterns=["last-checkpoint/*"])
+    checkpoint = Path(local) / "last-checkpoint"
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    resumed = trainer(6, f"{output_dir}/resumed")
+    resumed.add_callback(StepCounter)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    def loss_steps(history):
+        return [e["step"] for e in history if "loss" in e]
+
+    return {
+        "pushed": pushed,
+        "checkpoint_step": state["global_step"],
+        "first_run_steps": loss_steps(first.state.log_history),
+        "resumed_steps": loss_steps(resumed.state.log_history),
+        "resumed_global_step": resumed.state.global_step,
+        "resumed_trained_steps": StepCounter.steps,
+        "opened": opened_repo_files(repo_id),
+        "torch_loads_weights_only": TORCH_LOADS,
+    }
+
+
+def _tiny_scene(seed: int):
+    from hf_eff import make_procedural_scene
+
+    return make_procedural_scene(seed=seed, num_train=3, num_test=1, width=16, height=16,
+                                 num_objects=1, num_points=30, supersample=1)
+
+
+def _scene_signature(scene) -> dict:
+    train = scene.views["train"].with_format("numpy")
+    return {"splits": {k: len(v) for k, v in scene.views.items()},
+            "points": None if scene.points is None else len(scene.points),
+            "center": list(scene.center), "radius": scene.radius,
+            "pixel_sum": float(sum(float(img.sum()) for img in train["image"])),
+            "K": train["K"][0].tolist()}
+
+
+def scenario_scene(repo_id: str) -> dict:
+    """Scene.push_to_hub / load_scene as a dataset repo with views and points configurations."""
+    from datasets import get_dataset_config_names
+
+    from hf_eff import load_scene
+
+    scene_v1, scene_v2 = _tiny_scene(1), _tiny_scene(2)
+    scene_v1.push_to_hub(repo_id)
+    first = _repo_state(repo_id, "dataset")
+    loaded_v1 = load_scene(repo_id)
+    scene_v2.push_to_hub(repo_id)
+    second = _repo_state(repo_id, "dataset")
+    return {
+        "first": first, "second": second,
+        "configs": sorted(get_dataset_config_names(repo_id)),
+        "v1": _scene_signature(scene_v1), "v2": _scene_signature(scene_v2),
+        "loaded_v1": _scene_signature(loaded_v1),
+        "latest": _scene_signature(load_scene(repo_id)),
+        "pinned": _scene_signature(load_scene(repo_id, revision=first["sha"])),
+    }
+
+
+def _write_run_folder(out: Path, kind: str):
+    """A run folder like the examples leave: the saved artifact, all_results.json, and
+    leftovers that must not be uploaded (a checkpoint, a pickled training_args.bin)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if kind == "halora":
+        from peft import get_peft_model
+
+        model = get_peft_model(_tiny_llama(), _adapter_config())
+        model.save_pretrained(out)
+        results = {"eval_accuracy_sigma_0.0": 0.62, "eval_accuracy_sigma_0.02": 0.58,
+                   "eval_accuracy_sigma_0.02_std": 0.01, "train_runtime": 3.5, "train_loss": 1.25}
+    elif kind == "splat":
+        model = _mixin_model("splat", seed=3)
+        model.save_pretrained(out)
+        model.save_ply(out / "splats.ply")
+        (out / "preview.png").write_bytes(_png_bytes())
+        results = {"eval_psnr": 24.5, "eval_ssim": 0.81, "num_gaussians": model.num_gaussians,
+                   "train_runtime": 42.0, "strategy": "g2l"}
+    else:
+        model = _mixin_model("grant", seed=3)
+        model.save_pretrained(out)
+        results = {"train_runtime": 12.0, "time_to_target": 7.5, "eval_mae": 0.31, "teacher": "grant"}
+    (out / "all_results.json").write_text(json.dumps(results))
+    (out / "checkpoint-2").mkdir(exist_ok=True)
+    (out / "checkpoint-2" / "optimizer.pt").write_bytes(b"not for the hub")
+    (out / "training_args.bin").write_bytes(b"pickle, not for the hub")
+    return model
+
+
+def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool = False) -> dict:
+    """`hf-eff push OUTPUT_DIR REPO_ID` of each kind of run folder, then loading it back with
+    the ecosystem's call for that artifact."""
+    from huggingface_hub import ModelCard
+    from peft import PeftModel
+
+    from hf_eff.cli import main as cli_main
+
+    results = {}
+    for kind, repo_id in repo_ids.items():
+        out = Path(output_dir) / kind
+        model = _write_run_folder(out, kind)
+        exit_code = cli_main(["push", str(out), repo_id] + (["--private"] if private else []))
+        card = ModelCard.load(repo_id)
+        if kind == "halora":
+            inputs = torch.arange(12).reshape(2, 6)
+            loaded = PeftModel.from_pretrained(_tiny_llama(), repo_id).eval()
+            equal = torch.allclose(loaded(inputs).logits, model.eval()(inputs).logits, atol=1e-6)
+        else:
+            equal = _equal_state(model, type(model).from_pretrained(repo_id))
+        results[kind] = {
+            "exit_code": exit_code, "state": _repo_state(repo_id), "roundtrip": equal,
+            "card_text": str(card), "card_data": card.data.to_dict(), "opened": opened_repo_files(repo_id),
+        }
+    return {"kinds": results, "torch_loads_weights_only": TORCH_LOADS}
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 80, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    scenario, kwargs = sys.argv[1], json.loads(sys.argv[2])
+    result = globals()[f"scenario_{scenario}"](**kwargs)
+    print("ROUNDTRIP-RESULT " + json.dumps(result), flush=True)

@@ -1,0 +1,105 @@
+"""Cards filled from measured results: metadata, model-index, method tables, how to load."""
+
+import importlib.util
+import shutil
+
+import pytest
+from huggingface_hub import DatasetCard, ModelCard, ModelCardData
+
+from hf_eff.hub import cards
+
+HALORA_RESULTS = {
+    "eval_accuracy_sigma_0.0": 0.62, "eval_accuracy_sigma_0.01": 0.61, "eval_accuracy_sigma_0.01_std": 0.004,
+    "eval_accuracy_sigma_0.02": 0.57, "train_runtime": 31.5, "eval_loss": 1.1, "noise_mode": "tile_relative",
+}
+
+
+def _metrics(card):
+    return {(r.metric_type, r.metric_config): r.metric_value for r in ModelCard(str(card)).data.eval_results}
+
+
+def test_halora_card_has_metadata_noise_table_and_two_line_loading():
+    card = cards.halora_card(HALORA_RESULTS, "me/adapter", base_model="HuggingFaceTB/SmolLM2-135M")
+    data = ModelCard(str(card)).data
+    assert data.library_name == "hf-eff" and data.license == "apache-2.0"
+    assert data.base_model == "HuggingFaceTB/SmolLM2-135M"
+    assert {"halora", "compute-in-memory", "base_model:adapter:HuggingFaceTB/SmolLM2-135M"} <= set(data.tags)
+    assert _metrics(card) == {("accuracy", "sigma=0"): 0.62, ("accuracy", "sigma=0.01"): 0.61,
+                              ("accuracy", "sigma=0.02"): 0.57}
+    assert "| 0.01 | 0.61 ± 0.004 |" in card.text and "| 0.02 | 0.57 |" in card.text
+    assert "| train_runtime | 31.5 |" in card.text
+    loading = card.text.split("```python\n")[1].split("```")[0].strip().splitlines()
+    assert len(loading) == 2 and '"me/adapter"' in loading[1] and "HuggingFaceTB/SmolLM2-135M" in loading[1]
+
+
+def test_lora_baseline_and_local_base_model_are_not_tagged_as_halora(tmp_path):
+    card = cards.halora_card(HALORA_RESULTS, "me/lora", base_model=str(tmp_path), peft_type="LORA")
+    data = ModelCard(str(card)).data
+    assert "halora" not in data.tags and "lora" in data.tags
+    assert data.base_model is None  # a local path is not a Hub id
+
+
+def test_grant_card_reports_time_to_target_and_eval_metrics():
+    results = {"train_runtime": 20.0, "time_to_target": 8.25, "eval_mae": 0.3, "eval_runtime": 0.5,
+               "eval_samples_per_second": 100.0, "epoch": 3.0, "teacher": "grant", "dataset_name": "me/graphs"}
+    card = cards.grant_card(results, "me/gcn")
+    data = ModelCard(str(card)).data
+    assert data.pipeline_tag == "graph-ml" and "graph-neural-teaching" in data.tags
+    assert data.datasets == ["me/graphs"]
+    assert _metrics(card) == {("mae", None): 0.3}  # bookkeeping (runtime, throughput) stays out
+    assert "| time_to_target | 8.25 |" in card.text and "| train_runtime | 20 |" in card.text
+    assert 'GrantGCN.from_pretrained("me/gcn")' in card.text
+
+
+def test_splat_card_table_and_preview():
+    results = {"eval_psnr": 25.25, "eval_ssim": 0.83, "num_gaussians": 12345, "train_runtime": 61.0,
+               "strategy": "g2l"}
+    card = cards.splat_card(results, "me/splats", preview="preview.png")
+    assert _metrics(card) == {("psnr", None): 25.25, ("ssim", None): 0.83}
+    assert "gaussian-splatting" in ModelCard(str(card)).data.tags
+    assert "| strategy | PSNR (dB) | SSIM | Gaussians | training time (s) |" in card.text
+    assert "| g2l | 25.25 | 0.83 | 12,345 | 61 |" in card.text
+    assert "![preview](preview.png)" in card.text
+
+
+def test_scene_card_keeps_the_dataset_configs():
+    configs = [{"config_name": "views", "data_files": [{"split": "train", "path": "views/train-*"}]},
+               {"config_name": "points", "data_files": [{"split": "train", "path": "points/train-*"}]}]
+    card = cards.scene_card("me/scene", {"train views": 24, "points": 2000}, {"configs": configs, "tags": ["x"]})
+    data = DatasetCard(str(card)).data
+    assert data.configs == configs
+    assert {"x", "gaussian-splatting", "hf-eff"} <= set(data.tags)
+    assert "| train views | 24 |" in card.text and 'load_scene("me/scene")' in card.text
+
+
+def test_non_finite_metric_is_refused_by_name():
+    with pytest.raises(ValueError, match="eval_psnr is nan"):
+        cards.splat_card({"eval_psnr": float("nan")}, "me/splats")
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown artifact kind 'adapter'"):
+        cards.template_path("adapter")
+
+
+def test_mixin_template_renders_without_results():
+    """The same text serves as PyTorchModelHubMixin's model_card_template: no results there."""
+    for kind in ("grant_model", "splat_model"):
+        card = ModelCard.from_template(ModelCardData(library_name="hf-eff"),
+                                       template_str=cards.model_card_template(kind))
+        assert "## How to load" in card.text and "<repo_id>" in card.text
+        assert "|---|" not in card.text and "## Time to target" not in card.text
+
+
+def test_templates_are_found_in_a_wheel_layout(tmp_path):
+    """In a wheel, pyproject force-includes model_cards/ as hf_eff/_model_cards."""
+    package = tmp_path / "site-packages" / "hf_eff"
+    (package / "hub").mkdir(parents=True)
+    shutil.copy(cards.__file__, package / "hub" / "cards.py")
+    shutil.copytree(cards.templates_dir(), package / "_model_cards")
+    spec = importlib.util.spec_from_file_location("wheel_cards", package / "hub" / "cards.py")
+    wheel_cards = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wheel_cards)
+    assert wheel_cards.templates_dir() == package / "_model_cards"
+    assert cards.templates_dir().name == "model_cards"  # this checkout: the repository's folder
+    assert sorted(p.stem for p in wheel_cards.templates_dir().glob("*.md")) == sorted(cards.KINDS)

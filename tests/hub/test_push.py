@@ -1,0 +1,51 @@
+"""`hf_eff.hub.push`: which artifact a run folder holds, and the errors before any upload.
+The uploads themselves run against the local Hub in test_roundtrips.py (through the CLI)."""
+
+import json
+
+import pytest
+
+from hf_eff.hub import push
+
+
+def _touch(folder, *names):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("files", "kind"),
+    [
+        (["adapter_config.json", "adapter_model.safetensors"], "halora_adapter"),
+        (["config.json", "model.safetensors"], "grant_model"),
+        (["config.json", "model.safetensors", "splats.ply", "preview.png"], "splat_model"),
+        (["views/dataset_dict.json", "scene.json"], "scene_dataset"),
+    ],
+)
+def test_detects_the_artifact_of_a_run_folder(tmp_path, files, kind):
+    assert push.detect_artifact(_touch(tmp_path, *files)) == kind
+
+
+def test_folder_without_an_artifact_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="holds no hf-eff artifact"):
+        push.detect_artifact(_touch(tmp_path, "all_results.json"))
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        push.detect_artifact(tmp_path / "absent")
+
+
+def test_unfinished_run_without_results_is_refused(tmp_path):
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    with pytest.raises(FileNotFoundError, match="all_results.json is missing"):
+        push.build_card("grant_model", folder, "me/gcn")
+    (folder / "all_results.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        push.build_card("grant_model", folder, "me/gcn")
+
+
+def test_push_without_any_token_says_how_to_give_one(tmp_path, monkeypatch):
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    monkeypatch.setattr(push, "get_token", lambda: None)
+    with pytest.raises(PermissionError, match="set HF_TOKEN"):
+        push.push_output_dir(folder, "me/gcn")
