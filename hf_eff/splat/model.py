@@ -43,7 +43,6 @@ class GaussianModel(
     PyTorchModelHubMixin,
     library_name="hf-eff",
     tags=["gaussian-splatting", "3d-reconstruction", "gsplat"],
-    repo_url="https://github.com/hf-eff/hf-eff",
 ):
     """A set of 3D Gaussians with spherical-harmonic colour.
 
