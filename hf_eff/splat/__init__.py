@@ -14,6 +14,11 @@ _LAZY_EXPORTS = {
     "write_colmap": "hf_eff.splat.converters",
     "scene_from_nerf_synthetic": "hf_eff.splat.converters",
     "write_nerf_synthetic": "hf_eff.splat.converters",
+    "SplatTrainer": "hf_eff.splat.trainer",
+    "SplatTrainingArguments": "hf_eff.splat.config",
+    "FixedDefaultStrategy": "hf_eff.splat.strategy",
+    "GlobalToLocalStrategy": "hf_eff.splat.strategy",
+    "EnergyCoarseToFine": "hf_eff.splat.coarse_to_fine",
 }
 
 __all__: list[str] = [*_LAZY_EXPORTS]

@@ -4,7 +4,11 @@ import pytest
 import torch
 from gsplat.strategy import DefaultStrategy
 
-from hf_eff.splat.strategy import FixedDefaultStrategy, GlobalToLocalStrategy, adaptive_opacity_threshold
+from hf_eff.splat.strategy import (
+    FixedDefaultStrategy,
+    GlobalToLocalStrategy,
+    adaptive_opacity_threshold,
+)
 
 
 def make_gaussians(scales: torch.Tensor, opacities: torch.Tensor):

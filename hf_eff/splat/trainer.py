@@ -1,0 +1,367 @@
+"""`SplatTrainer`: a `transformers.Trainer` that fits a `GaussianModel` to a scene's views.
+
+Densification goes through gsplat's `Strategy` API, so any gsplat strategy plugs in. The parts
+Trainer cannot do by itself are:
+- one Adam per Gaussian parameter (gsplat's ops resize each one's state when Gaussians are
+  added or removed), behind the single optimizer Trainer expects (`GaussianOptimizers`);
+- a densification step after each optimizer step (`_DensifyCallback`), as in gsplat's
+  simple_trainer;
+- checkpoints whose number of Gaussians differs from the model's at start-up.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback
+
+from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
+from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.losses import photometric_loss, psnr, ssim
+
+DENSIFICATION_STATE_NAME = "densification_state.pt"
+
+
+class SceneViews(Dataset):
+    """The views of one scene split as tensors: image [H, W, 3] in [0, 1], viewmat [4, 4]
+    (world-to-camera, OpenCV) and K [3, 3] per item. Built once from the `datasets` split, so
+    training does not decode PNGs at every step."""
+
+    def __init__(self, views):
+        from hf_eff.splat.scene import scene_views_to_tensors
+
+        if isinstance(views, SceneViews):
+            self.images, self.viewmats, self.Ks = views.images, views.viewmats, views.Ks
+            return
+        self.images, self.viewmats, self.Ks = scene_views_to_tensors(views)
+        for name, values in (("world_to_camera", self.viewmats), ("K", self.Ks)):
+            bad = (~torch.isfinite(values.flatten(1))).any(dim=1).nonzero()
+            if len(bad):
+                raise ValueError(f"scene view {bad[0].item()}: {name} contains NaN or inf")
+
+    @property
+    def width(self) -> int:
+        return self.images.shape[2]
+
+    @property
+    def height(self) -> int:
+        return self.images.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[index], "viewmat": self.viewmats[index], "K": self.Ks[index]}
+
+
+def camera_scene_scale(viewmats: torch.Tensor) -> float:
+    """gsplat simple_trainer's scene scale: 1.1 x the largest distance of a camera centre from
+    the mean centre. It scales the means LR and the strategies' 3D size thresholds."""
+    centers = torch.linalg.inv(viewmats.double())[:, :3, 3]
+    radius = (centers - centers.mean(dim=0)).norm(dim=-1).max().item()
+    return 1.1 * (radius if radius > 0 else 1.0)
+
+
+class GaussianOptimizers(torch.optim.Optimizer):
+    """One optimizer per Gaussian parameter, seen by Trainer and accelerate as one.
+
+    gsplat's densification ops replace each parameter and resize its own optimizer's state, so
+    the per-key optimizers stay the source of truth: `param_groups` and `state` are read
+    through from them (as accelerate's `AcceleratedOptimizer` does for the one it wraps, it
+    skips `Optimizer.__init__`). Learning-rate changes on these groups reach the real optimizers.
+    """
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
+        self.optimizers = optimizers
+        self.defaults = {}
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for optimizer in self.optimizers.values() for group in optimizer.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {param: value for optimizer in self.optimizers.values() for param, value in optimizer.state.items()}
+
+    def step(self, closure=None):
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {key: optimizer.state_dict() for key, optimizer in self.optimizers.items()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if set(state_dict) != set(self.optimizers):
+            raise ValueError(f"optimizer state has keys {sorted(state_dict)}, expected {sorted(self.optimizers)}")
+        for key, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state_dict[key])
+
+    def __repr__(self) -> str:
+        return f"GaussianOptimizers({', '.join(self.optimizers)})"
+
+
+class _DensifyCallback(TrainerCallback):
+    """Runs the strategy right after each optimizer step, before the step counter moves on."""
+
+    def __init__(self, trainer: SplatTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._train_clock_start = time.perf_counter()
+        self.trainer._eval_seconds = 0.0
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer._densify()
+
+
+class SplatTrainer(Trainer):
+    """Fits a `GaussianModel` to the views of a `Scene` with 3DGS's recipe.
+
+    Args:
+        model: the `GaussianModel` to train (e.g. `GaussianModel.from_points` on the scene's cloud).
+        args: `SplatTrainingArguments` (max_steps must be set; the schedules scale with it).
+        train_dataset: the scene's train split (`scene.views["train"]`) or a `SceneViews`.
+        eval_dataset: the test split; evaluation reports PSNR and SSIM on it and saves renders.
+        strategy: any gsplat `Strategy`; None builds the one `args` describes. A
+            `GlobalToLocalStrategy` without `global_stop_iter` gets T_2 of the energy schedule.
+        kwargs: passed to `transformers.Trainer` (callbacks, ...).
+
+    Per step: the views are rendered at the coarse-to-fine resolution of the step, the loss is
+    (1 - lambda) L1 + lambda D-SSIM, one Adam per parameter steps (3DGS learning rates; the means
+    LR decays exponentially to `means_lr_final_ratio`, held constant while coarse-to-fine
+    downsamples), then the strategy densifies and prunes. The SH degree grows by one every
+    `sh_degree_interval` steps up to the model's.
+    """
+
+    def __init__(self, model: nn.Module, args: SplatTrainingArguments, train_dataset=None, eval_dataset=None,
+                 strategy=None, **kwargs):
+        if not isinstance(args, SplatTrainingArguments):
+            raise TypeError(f"SplatTrainer needs SplatTrainingArguments, got {type(args).__name__}")
+        if train_dataset is None:
+            raise ValueError("SplatTrainer needs a train_dataset: a scene's train split")
+        if not hasattr(model, "splats") or not hasattr(model, "render"):
+            raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")
+        train_views = SceneViews(train_dataset)
+        eval_views = SceneViews(eval_dataset) if eval_dataset is not None else None
+        super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
+        self.scene_scale = camera_scene_scale(train_views.viewmats)
+        self.strategy = strategy if strategy is not None else args.build_strategy()
+        self.coarse_to_fine = None
+        needs_t2 = getattr(self.strategy, "global_stop_iter", 0) is None
+        if args.uses_coarse_to_fine or needs_t2:
+            # G2L alone still hands over at T_2 of the energy schedule; only C2F changes resolution.
+            schedule = EnergyCoarseToFine.from_images(
+                train_views.images, densify_steps=args.densify_stop_steps, num_levels=args.c2f_levels
+            )
+            if needs_t2:
+                self.strategy.global_stop_iter = schedule.full_resolution_step
+            if args.uses_coarse_to_fine:
+                self.coarse_to_fine = schedule
+        if "scene_scale" in inspect.signature(self.strategy.initialize_state).parameters:
+            self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        else:
+            self.strategy_state = self.strategy.initialize_state()
+        self.optimizers_by_key: dict[str, torch.optim.Optimizer] = {}
+        self._last_info: dict[str, Any] | None = None
+        self._train_clock_start = time.perf_counter()
+        self._eval_seconds = 0.0
+        self.add_callback(_DensifyCallback(self))
+
+    # ------------------------------------------------------------------ schedules
+    @property
+    def splats(self) -> nn.ParameterDict:
+        return self.accelerator.unwrap_model(self.model).splats
+
+    def resolution_factor(self, step: int) -> int:
+        return self.coarse_to_fine.factor_at(step) if self.coarse_to_fine is not None else 1
+
+    def active_sh_degree(self, step: int) -> int:
+        return min(step // self.args.active_sh_interval, self.accelerator.unwrap_model(self.model).sh_degree)
+
+    def means_lr_factor(self, step: int) -> float:
+        """1 while coarse-to-fine downsamples, then exponential decay to means_lr_final_ratio."""
+        hold = self.coarse_to_fine.full_resolution_step if self.coarse_to_fine is not None else 0
+        if step < hold:
+            return 1.0
+        progress = min(1.0, (step - hold) / max(1, self.args.max_steps - hold))
+        return self.args.means_lr_final_ratio ** progress
+
+    # ------------------------------------------------------------------ optimizer hooks
+    def create_optimizer(self, model=None):
+        args = self.args
+        learning_rates = {
+            "means": args.means_lr * self.scene_scale, "scales": args.scales_lr, "quats": args.quats_lr,
+            "opacities": args.opacities_lr, "sh0": args.sh0_lr, "shN": args.shN_lr,
+        }
+        unknown = [key for key in self.splats if key not in learning_rates]
+        if unknown:
+            raise ValueError(f"SplatTrainer: no learning rate for Gaussian parameters {unknown}")
+        # eps 1e-15 as 3DGS: gradients of single Gaussians are tiny.
+        self.optimizers_by_key = {
+            key: torch.optim.Adam([{"params": [param], "lr": learning_rates[key], "name": key}], eps=1e-15)
+            for key, param in self.splats.items()
+        }
+        self.strategy.check_sanity(self.splats, self.optimizers_by_key)
+        self.optimizer = GaussianOptimizers(self.optimizers_by_key)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            # Only the means LR is scheduled; the others are constant in 3DGS.
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizers_by_key["means"], self.means_lr_factor)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    # ------------------------------------------------------------------ training step
+    def _render(self, model, viewmats, Ks, width, height, sh_degree):
+        return self.accelerator.unwrap_model(model).render(
+            viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
+            backend=self.args.render_backend,
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        step = self.state.global_step
+        images, viewmats, Ks = inputs["image"], inputs["viewmat"], inputs["K"]
+        height, width = images.shape[1:3]
+        factor = self.resolution_factor(step)
+        if factor > 1:
+            images = downscale_images(images, factor)
+            Ks, width, height = scale_intrinsics(Ks, width, height, factor)
+        renders, _, info = self._render(model, viewmats, Ks, width, height, self.active_sh_degree(step))
+        self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
+        self._last_info = info
+        loss = photometric_loss(renders, images, self.args.ssim_weight)
+        return (loss, {"renders": renders}) if return_outputs else loss
+
+    def _densify(self) -> None:
+        from gsplat.strategy import MCMCStrategy
+
+        if self._last_info is None:
+            return
+        extra = {"lr": self.lr_scheduler.get_last_lr()[0]} if isinstance(self.strategy, MCMCStrategy) else {"packed": self.args.packed}
+        self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state,
+                                         self.state.global_step, self._last_info, **extra)
+        self._last_info = None
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        logs = {**logs, "num_gaussians": len(self.splats["means"])}
+        if "loss" in logs:
+            logs["resolution_factor"] = self.resolution_factor(self.state.global_step)
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Renders every test view at full resolution; returns (and logs) mean PSNR and SSIM,
+        the number of Gaussians and `train_seconds` (training wall time so far, evaluations
+        excluded). Saves render|target pairs of the first `eval_render_images` views as a PNG."""
+        started = time.perf_counter()
+        views = SceneViews(eval_dataset) if eval_dataset is not None else self.eval_dataset
+        if views is None:
+            raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        device = self.args.device
+        sh_degree = self.active_sh_degree(self.state.global_step)
+        psnrs, ssims, pairs = [], [], []
+        for index in range(len(views)):
+            item = views[index]
+            target = item["image"][None].to(device)
+            render, _, _ = self._render(model, item["viewmat"][None].to(device), item["K"][None].to(device),
+                                        views.width, views.height, sh_degree)
+            render = render.clamp(0, 1)
+            psnrs.append(psnr(render, target).item())
+            ssims.append(ssim(render, target).item())
+            if index < self.args.eval_render_images:
+                pairs.append(torch.cat([render[0], target[0]], dim=1).cpu())
+        model.train(was_training)
+        metrics = {
+            f"{metric_key_prefix}_psnr": sum(psnrs) / len(psnrs),
+            f"{metric_key_prefix}_ssim": sum(ssims) / len(ssims),
+            f"{metric_key_prefix}_num_gaussians": len(self.splats["means"]),
+            f"{metric_key_prefix}_train_seconds": time.perf_counter() - self._train_clock_start - self._eval_seconds,
+        }
+        if pairs and self.args.should_save:
+            self._save_eval_renders(pairs, metric_key_prefix)
+        self._eval_seconds += time.perf_counter() - started
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _save_eval_renders(self, pairs: list[torch.Tensor], prefix: str) -> None:
+        from PIL import Image
+
+        folder = Path(self.args.output_dir) / f"{prefix}_renders"
+        folder.mkdir(parents=True, exist_ok=True)
+        grid = torch.cat(pairs, dim=0)  # views stacked vertically, render | target side by side
+        pixels = (grid.numpy() * 255).round().astype("uint8")
+        Image.fromarray(pixels).save(folder / f"step-{self.state.global_step:06d}.png")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Saves the model with `save_pretrained` (safetensors + config, loadable with
+        `GaussianModel.from_pretrained`) and the training arguments."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save:
+            state = {
+                "strategy_state": self.strategy_state,
+                "coarse_to_fine": self.coarse_to_fine.state_dict() if self.coarse_to_fine is not None else None,
+                "global_stop_iter": getattr(self.strategy, "global_stop_iter", None),
+            }
+            torch.save(state, os.path.join(output_dir, DENSIFICATION_STATE_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """The checkpoint decides the number of Gaussians: the parameters are replaced, not
+        copied into (Trainer's default `load_state_dict` would fail on the shape change)."""
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        loaded = type(target).from_pretrained(resume_from_checkpoint)
+        if loaded.sh_degree != target.sh_degree:
+            raise ValueError(f"checkpoint {resume_from_checkpoint} has sh_degree {loaded.sh_degree}, "
+                             f"the model {target.sh_degree}")
+        device = next(iter(target.splats.values())).device
+        for key, value in loaded.splats.items():
+            target.splats[key] = nn.Parameter(value.detach().to(device))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, DENSIFICATION_STATE_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} is missing: not a SplatTrainer checkpoint")
+        state = torch.load(path, map_location=self.args.device, weights_only=True)
+        self.strategy_state = state["strategy_state"]
+        if state["coarse_to_fine"] is not None:
+            self.coarse_to_fine = EnergyCoarseToFine.from_state_dict(state["coarse_to_fine"])
+        if state["global_stop_iter"] is not None:
+            self.strategy.global_stop_iter = state["global_stop_iter"]
+
+
+def train_seconds_to_reach(log_history: list[dict], target_psnr: float, key: str = "eval_psnr") -> float:
+    """Training wall time (evaluations excluded) of the first evaluation with PSNR >= target;
+    inf when none reached it."""
+    for entry in log_history:
+        if key in entry and entry[key] >= target_psnr:
+            return entry[key.replace("psnr", "train_seconds")]
+    return math.inf

@@ -1,0 +1,91 @@
+import pytest
+import torch
+from gsplat.strategy import DefaultStrategy
+
+from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.model import GaussianModel
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.strategy import GlobalToLocalStrategy
+from hf_eff.splat.trainer import GaussianOptimizers, SplatTrainer
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(seed=1, num_train=6, num_test=2, width=32, height=32, num_points=300)
+
+
+def make_trainer(scene, output_dir, custom_strategy=None, **overrides):
+    torch.manual_seed(0)
+    xyz, rgb = scene.point_arrays()
+    model = GaussianModel.from_points(xyz, rgb, sh_degree=1)
+    settings = dict(output_dir=str(output_dir), max_steps=40, refine_every=4, refine_start_steps=2,
+                    reset_every=16, sh_degree_interval=10, seed=0, disable_tqdm=True, logging_steps=10,
+                    eval_render_images=1)
+    settings.update(overrides)
+    args = SplatTrainingArguments(**settings)
+    return SplatTrainer(model=model, args=args, train_dataset=scene.views["train"],
+                        eval_dataset=scene.views["test"], strategy=custom_strategy)
+
+
+def test_g2l_training_fits_the_views_and_follows_the_schedules(scene, tmp_path):
+    # No opacity reset here: 40 steps cannot recover from one (the resume test covers it).
+    trainer = make_trainer(scene, tmp_path, reset_every=1000)
+    assert isinstance(trainer.strategy, GlobalToLocalStrategy)
+    t2 = trainer.coarse_to_fine.full_resolution_step
+    assert trainer.strategy.global_stop_iter == t2 > 0
+    assert trainer.resolution_factor(0) == 8 and trainer.resolution_factor(t2) == 1
+    before = trainer.evaluate()
+    start = len(trainer.model)
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_psnr"] > before["eval_psnr"] + 1.0
+    assert len(trainer.model) != start
+    assert isinstance(trainer.optimizer.optimizer, GaussianOptimizers)
+    for key, param in trainer.model.splats.items():
+        assert trainer.optimizers_by_key[key].param_groups[0]["params"][0] is param
+    factors = [entry["resolution_factor"] for entry in trainer.state.log_history if "resolution_factor" in entry]
+    assert factors[0] > 1 and factors[-1] == 1
+    # Means LR: held while downsampled, then decayed to 1% at max_steps.
+    assert trainer.means_lr_factor(t2 - 1) == 1.0
+    assert trainer.means_lr_factor(40) == pytest.approx(0.01)
+    assert list((tmp_path / "eval_renders").glob("step-*.png"))
+
+
+def test_resume_mid_densification_continues_the_same_run(scene, tmp_path):
+    full = make_trainer(scene, tmp_path / "full", save_strategy="steps", save_steps=20)
+    full.train()
+    checkpoint = tmp_path / "full" / "checkpoint-20"
+    assert (checkpoint / "densification_state.pt").is_file()
+    assert full.strategy.refine_stop_iter > 20  # the checkpoint is in the middle of densification
+    resumed = make_trainer(scene, tmp_path / "resumed", save_strategy="no")
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert len(resumed.model) == len(full.model)
+    for key in full.model.splats:
+        torch.testing.assert_close(resumed.model.splats[key], full.model.splats[key], rtol=1e-5, atol=1e-6)
+
+
+def test_any_gsplat_strategy_plugs_in(scene, tmp_path):
+    strategy = DefaultStrategy(refine_start_iter=2, refine_every=4, refine_stop_iter=10)
+    trainer = make_trainer(scene, tmp_path, custom_strategy=strategy, max_steps=10, strategy="default")
+    trainer.train()
+    assert trainer.strategy is strategy and trainer.coarse_to_fine is None
+    assert trainer.strategy_state["grad2d"] is not None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(max_steps=-1), "max_steps"),
+    (dict(gradient_accumulation_steps=2), "gradient_accumulation_steps"),
+    (dict(strategy="mcmc"), "strategy"),
+])
+def test_bad_arguments_are_named(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        SplatTrainingArguments(output_dir=str(tmp_path), **{"max_steps": 10, **overrides})
+
+
+def test_paper_schedule_scales_with_max_steps(tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000)
+    strategy = args.build_strategy()
+    assert (strategy.refine_start_iter, strategy.refine_every, strategy.reset_every) == (50, 10, 300)
+    assert strategy.refine_stop_iter == 2500 and args.active_sh_interval == 100
+    default = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, strategy="default").build_strategy()
+    assert default.refine_stop_iter == 1500
