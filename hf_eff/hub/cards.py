@@ -7,7 +7,7 @@ and the template leaves their sections out.
 
 Results are the flat dict an example writes to ``all_results.json``. What each kind reads:
 
-- HaLoRA adapter: ``[eval_]<metric>_sigma_<s>`` (optionally ``..._std``) -> the accuracy-vs-sigma
+- HaLoRA adapter: ``[eval_]<metric>_sigma_<s>[_mean|_std]`` (HaLoRATrainer's keys) -> the accuracy-vs-sigma
   table and one model-index entry per (metric, sigma); ``eval_*`` and ``train_*`` -> a run table.
 - GraNT model: ``train_runtime``, any ``*time_to_target*`` key and ``eval_*`` metrics.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
@@ -33,7 +33,7 @@ TAGS = {
     "splat_model": ["hf-eff", "gaussian-splatting", "3d-reconstruction", "gsplat"],
     "scene_dataset": ["hf-eff", "gaussian-splatting", "3d-reconstruction", "posed-images"],
 }
-_SIGMA_KEY = re.compile(r"^(?:eval_)?(?P<metric>.+?)[_@]sigma[_=]?(?P<sigma>\d+(?:\.\d+)?(?:e-?\d+)?)(?P<std>_std)?$")
+_SIGMA_KEY = re.compile(r"^(?:eval_)?(?P<metric>.+?)[_@]sigma[_=]?(?P<sigma>\d+(?:\.\d+)?(?:e-?\d+)?)(?P<stat>_mean|_std)?$")
 # Trainer bookkeeping, not a quality metric: kept out of model-index.
 _BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "epoch", "flos", "memory")
 
@@ -94,7 +94,7 @@ def noise_table(results: dict) -> dict[str, dict[float, dict[str, float]]]:
         if match is None or value is None:
             continue
         cell = table.setdefault(match["metric"], {}).setdefault(float(match["sigma"]), {})
-        cell["std" if match["std"] else "mean"] = value
+        cell["std" if match["stat"] == "_std" else "mean"] = value
     return table
 
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
+from filelock import FileLock
 from huggingface_hub import HfApi, constants
+
+from tests.hub.hub_server import HubServer
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -99,3 +101,21 @@ def local_hub(tmp_path_factory):
 @pytest.fixture
 def hub_cache(tmp_path) -> Path:
     return tmp_path / "hub-cache"
+
+
+@pytest.fixture(scope="session")
+def run_once(local_hub, tmp_path_factory):
+    """``run_once(name, scenario, **kwargs)``: the scenario's result, computed by whichever
+    xdist worker asks first and read from a file by the others (pytest-xdist's recipe for
+    session fixtures that must run once), so that tests sharing a costly scenario can land on
+    different workers."""
+    shared = tmp_path_factory.getbasetemp().parent
+
+    def run(name: str, scenario: str, **kwargs) -> dict:
+        result_file = shared / f"hub-scenario-{name}.json"
+        with FileLock(str(result_file) + ".lock"):
+            if not result_file.is_file():
+                result_file.write_text(json.dumps(local_hub.run(scenario, **kwargs)))
+            return json.loads(result_file.read_text())
+
+    return run

@@ -77,7 +77,7 @@ def _repo_state(repo_id: str, repo_type: str = "model") -> dict:
     from huggingface_hub import HfApi
 
     info = HfApi().repo_info(repo_id, repo_type=repo_type)
-    return {"sha": info.sha, "files": sorted(s.rfilename for s in info.siblings)}
+    return {"repo_id": repo_id, "sha": info.sha, "files": sorted(s.rfilename for s in info.siblings)}
 
 
 # --- artifacts ---------------------------------------------------------------------------
@@ -207,53 +207,128 @@ def scenario_peft_adapter(repo_id: str) -> dict:
     }
 
 
-def scenario_trainer_checkpoints(repo_id: str, output_dir: str) -> dict:
-    """Trainer(push_to_hub=True, hub_strategy="checkpoint"), then a new run resumed from the
-    Hub's last-checkpoint continues where it stopped."""
+def _random_graphs(num_graphs: int, feature_dim: int = 6, seed: int = 0):
+    import numpy as np
     from datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    rows = {"x": [], "edge_index": [], "y": [], "num_nodes": []}
+    for _ in range(num_graphs):
+        n = int(rng.integers(2, 8))
+        rows["x"].append(rng.normal(size=(n, feature_dim)).astype("float32"))
+        rows["edge_index"].append(rng.integers(0, n, size=(2, 2 * n)))
+        rows["y"].append([float(rows["x"][-1][:, 0].mean())])
+        rows["num_nodes"].append(n)
+    return Dataset.from_dict(rows)
+
+
+def _trainer_factory(kind: str, repo_id: str):
+    """(make_trainer(output_dir, callbacks), steps per run) for one of the hf-eff trainers,
+    pushing checkpoints to repo_id."""
+    hub = {"push_to_hub": True, "hub_model_id": repo_id, "hub_strategy": "checkpoint", "save_steps": 2,
+           "report_to": [], "use_cpu": True, "disable_tqdm": True, "logging_steps": 1, "seed": 0}
+    if kind == "halora":
+        from datasets import Dataset
+        from peft import get_peft_model
+
+        from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments
+
+        rows = torch.randint(0, 64, (16, 8), generator=torch.Generator().manual_seed(0)).tolist()
+        data = Dataset.from_dict({"input_ids": rows, "labels": rows})
+
+        def make(out, callbacks):
+            args = HaLoRATrainingArguments(output_dir=out, max_steps=6, per_device_train_batch_size=4,
+                                           learning_rate=1e-2, eval_noise_seeds=1, **hub)
+            model = get_peft_model(_tiny_llama(), _adapter_config())
+            return HaLoRATrainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
+
+        return make
+    if kind == "grant":
+        from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+
+        data = _random_graphs(32)
+
+        def make(out, callbacks):
+            args = GraNTTrainingArguments(output_dir=out, task="graph_regression", num_train_epochs=6,
+                                          per_device_train_batch_size=8, learning_rate=1e-2, start_ratio=0.5,
+                                          reselect_schedule="constant", reselect_interval_start=2, **hub)
+            model = GrantGCN(6, 1, hidden_channels=8)
+            return GraNTTrainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
+
+        return make
+    if kind == "splat":
+        from hf_eff import GaussianModel
+        from hf_eff.splat.config import SplatTrainingArguments
+        from hf_eff.splat.trainer import SplatTrainer
+
+        scene = _tiny_scene(1)
+
+        def make(out, callbacks):
+            torch.manual_seed(0)
+            xyz, rgb = scene.point_arrays()
+            args = SplatTrainingArguments(output_dir=out, max_steps=6, refine_every=2, refine_start_steps=1,
+                                          reset_every=100, sh_degree_interval=3, eval_render_images=0, **hub)
+            return SplatTrainer(model=GaussianModel.from_points(xyz, rgb, sh_degree=1), args=args,
+                                train_dataset=scene.views["train"], callbacks=callbacks)
+
+        return make
+    raise ValueError(f"unknown trainer kind {kind!r}")
+
+
+def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> dict:
+    """For each hf-eff Trainer: a run with push_to_hub=True, hub_strategy="checkpoint" stops
+    after its first checkpoint; a new run resumed from the Hub's last-checkpoint continues and
+    trains only the remaining steps."""
     from huggingface_hub import snapshot_download
-    from peft import get_peft_model
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback
 
-    rows = torch.randint(0, 64, (16, 8), generator=torch.Generator().manual_seed(0))
-    data = Dataset.from_dict({"input_ids": rows.tolist(), "labels": rows.tolist()})
-
-    def trainer(max_steps: int, out: str) -> Trainer:
-        args = TrainingArguments(
-            output_dir=out, max_steps=max_steps, save_steps=2, per_device_train_batch_size=4,
-            learning_rate=1e-2, logging_steps=1, report_to=[], push_to_hub=True, hub_model_id=repo_id,
-            hub_strategy="checkpoint", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
-        )
-        return Trainer(model=get_peft_model(_tiny_llama(), _adapter_config()), args=args, train_dataset=data)
+    class StopAfterFirstCheckpoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= args.save_steps:
+                control.should_save = control.should_training_stop = True
 
     class StepCounter(TrainerCallback):
-        steps = 0
+        def __init__(self):
+            self.steps = 0
 
         def on_step_end(self, args, state, control, **kwargs):
-            StepCounter.steps += 1
+            self.steps += 1
 
-    first = trainer(4, f"{output_dir}/first")
-    first.train()
-    pushed = _repo_state(repo_id)
-    local = snapshot_download(repo_id, allow_patterns=["last-checkpoint/*"])
-    checkpoint = Path(local) / "last-checkpoint"
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    resumed = trainer(6, f"{output_dir}/resumed")
-    resumed.add_callback(StepCounter)
-    resumed.train(resume_from_checkpoint=str(checkpoint))
     def loss_steps(history):
         return [e["step"] for e in history if "loss" in e]
 
-    return {
-        "pushed": pushed,
-        "checkpoint_step": state["global_step"],
-        "first_run_steps": loss_steps(first.state.log_history),
-        "resumed_steps": loss_steps(resumed.state.log_history),
-        "resumed_global_step": resumed.state.global_step,
-        "resumed_trained_steps": StepCounter.steps,
-        "opened": opened_repo_files(repo_id),
-        "torch_loads_weights_only": TORCH_LOADS,
-    }
+    results = {}
+    for kind, repo_id in repo_ids.items():
+        make = _trainer_factory(kind, repo_id)
+        reference = make(f"{output_dir}/{kind}/reference", [])
+        reference.push_to_hub = lambda *args, **kwargs: None  # an uninterrupted run, for the step count only
+        reference.args.push_to_hub = False
+        reference.train()
+        interrupted = make(f"{output_dir}/{kind}/interrupted", [StopAfterFirstCheckpoint()])
+        interrupted.train()
+        pushed = _repo_state(repo_id)
+        checkpoint = Path(snapshot_download(repo_id, allow_patterns=["last-checkpoint/*"])) / "last-checkpoint"
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        counter = StepCounter()
+        resumed = make(f"{output_dir}/{kind}/resumed", [counter])
+        try:
+            resumed.train(resume_from_checkpoint=str(checkpoint))
+            resume_error = None
+        except Exception as error:  # reported to the test, which says what it expects
+            resume_error = f"{type(error).__name__}: {error}"
+        results[kind] = {
+            "trainer": type(resumed).__name__,
+            "pushed": pushed,
+            "checkpoint_step": state["global_step"],
+            "total_steps": reference.state.global_step,
+            "interrupted_steps": loss_steps(interrupted.state.log_history),
+            "resume_error": resume_error,
+            "resumed_steps": loss_steps(resumed.state.log_history),
+            "resumed_global_step": resumed.state.global_step,
+            "resumed_trained_steps": counter.steps,
+            "opened": opened_repo_files(repo_id),
+        }
+    return {"kinds": results, "torch_loads_weights_only": TORCH_LOADS}
 
 
 def _tiny_scene(seed: int):
@@ -294,6 +369,12 @@ def scenario_scene(repo_id: str) -> dict:
     }
 
 
+def scenario_artifacts(mixin_repo_ids: dict[str, str], adapter_repo_id: str, scene_repo_id: str) -> dict:
+    """The three artifact round trips in one process (imports dominate the cost)."""
+    return {"mixin": scenario_mixin_models(mixin_repo_ids), "adapter": scenario_peft_adapter(adapter_repo_id),
+            "scene": scenario_scene(scene_repo_id), "torch_loads_weights_only": TORCH_LOADS}
+
+
 def _write_run_folder(out: Path, kind: str):
     """A run folder like the examples leave: the saved artifact, all_results.json, and
     leftovers that must not be uploaded (a checkpoint, a pickled training_args.bin)."""
@@ -303,7 +384,7 @@ def _write_run_folder(out: Path, kind: str):
 
         model = get_peft_model(_tiny_llama(), _adapter_config())
         model.save_pretrained(out)
-        results = {"eval_accuracy_sigma_0.0": 0.62, "eval_accuracy_sigma_0.02": 0.58,
+        results = {"eval_accuracy_sigma_0_mean": 0.62, "eval_accuracy_sigma_0.02_mean": 0.58,
                    "eval_accuracy_sigma_0.02_std": 0.01, "train_runtime": 3.5, "train_loss": 1.25}
     elif kind == "splat":
         model = _mixin_model("splat", seed=3)

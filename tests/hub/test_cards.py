@@ -8,9 +8,10 @@ from huggingface_hub import DatasetCard, ModelCard, ModelCardData
 
 from hf_eff.hub import cards
 
+# HaLoRATrainer's keys: eval_<metric>_sigma_<s>_mean / _std
 HALORA_RESULTS = {
-    "eval_accuracy_sigma_0.0": 0.62, "eval_accuracy_sigma_0.01": 0.61, "eval_accuracy_sigma_0.01_std": 0.004,
-    "eval_accuracy_sigma_0.02": 0.57, "train_runtime": 31.5, "eval_loss": 1.1, "noise_mode": "tile_relative",
+    "eval_accuracy_sigma_0_mean": 0.62, "eval_accuracy_sigma_0.01_mean": 0.61, "eval_accuracy_sigma_0.01_std": 0.004,
+    "eval_accuracy_sigma_0.02_mean": 0.57, "train_runtime": 31.5, "eval_loss": 1.1, "noise_mode": "tile_relative",
 }
 
 
