@@ -8,7 +8,7 @@ transmittance would fall to 1e-4, exactly like gsplat's CUDA kernel.
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -87,6 +87,7 @@ def rasterize_cpu(
         width,
         height,
         backgrounds,
+        tile_size=TILE_SIZE,
         absgrad_target=absgrad_target,
     )
     info = {
@@ -101,7 +102,8 @@ def rasterize_cpu(
         "height": height,
         "n_cameras": num_cameras,
         "n_batches": 1,
-        # Not a gsplat key: (Gaussian, pixel) pairs composited, what time and memory scale with.
+        # Not a gsplat key: (Gaussian, pixel) pairs evaluated (tile rows x tile pixels), what
+        # the CPU backend's time and memory scale with.
         "n_pairs": n_pairs,
     }
     return render_colors, render_alphas, info
@@ -161,7 +163,13 @@ class TileLayout:
 
 
 class TileChunk:
-    """Rows [row_start, row_stop) covering tiles [tile_start, tile_stop), with tile-local indices."""
+    """Rows [row_start, row_stop) covering tiles [tile_start, tile_stop), with tile-local indices.
+
+    Per (pixel, row) values are laid out [tile_size**2, rows], so that sums over a tile's rows
+    run along the contiguous dimension. The Gaussian exponent at a pixel is a quadratic in the
+    pixel's offset from its tile centre, so it is evaluated, and differentiated, as one small
+    matrix product with the offsets' monomials instead of a dozen elementwise passes.
+    """
 
     def __init__(self, layout: TileLayout, tile_start: int, tile_stop: int, row_start: int, row_stop: int):
         self.tile_start, self.tile_stop, self.row_start, self.row_stop = tile_start, tile_stop, row_start, row_stop
@@ -170,30 +178,55 @@ class TileChunk:
         self.row_tiles = global_tiles - tile_start
         self.tile_ends = layout.tile_ends[tile_start:tile_stop] - row_start
         tile = layout.tile_size
-        local = torch.arange(tile * tile)
-        self.origin_x = (global_tiles % layout.tiles_x) * tile
-        self.origin_y = ((global_tiles // layout.tiles_x) % layout.tiles_y) * tile
-        self.offset_x, self.offset_y = local % tile, local // tile
+        # Pixel centres sit at +0.5, as in gsplat; offsets are taken from the tile centre.
+        self.centre_x = (global_tiles % layout.tiles_x) * tile + tile / 2
+        self.centre_y = ((global_tiles // layout.tiles_x) % layout.tiles_y) * tile + tile / 2
+        local = torch.arange(tile * tile, dtype=torch.float64)
+        self.offset_x = local % tile + 0.5 - tile / 2
+        self.offset_y = torch.div(local, tile, rounding_mode="floor") + 0.5 - tile / 2
+        self.monomials = torch.stack(
+            [torch.ones_like(local), self.offset_x, self.offset_y,
+             self.offset_x**2, self.offset_x * self.offset_y, self.offset_y**2],
+            dim=1,
+        )  # [P, 6]
 
-    @property
-    def num_tiles(self) -> int:
-        return self.tile_stop - self.tile_start
+    def centre_offsets(self, row_means2d: Tensor) -> Tuple[Tensor, Tensor]:
+        """Each row's Gaussian centre relative to its tile centre: u, v [rows]."""
+        return row_means2d[:, 0] - self.centre_x, row_means2d[:, 1] - self.centre_y
 
-    def falloff(self, row_means2d: Tensor, row_conics: Tensor):
-        """Offsets from each row's Gaussian centre to its tile's pixel centres (at +0.5, as in
-        gsplat) and the exponent sigma, laid out [tile_size**2, rows] so that sums over a
-        tile's rows run along the contiguous dimension."""
-        pixel_x = (self.offset_x[:, None] + self.origin_x[None, :]).to(row_means2d.dtype) + 0.5
-        pixel_y = (self.offset_y[:, None] + self.origin_y[None, :]).to(row_means2d.dtype) + 0.5
-        dx = row_means2d[None, :, 0] - pixel_x
-        dy = row_means2d[None, :, 1] - pixel_y
-        a, b, c = row_conics[None, :, 0], row_conics[None, :, 1], row_conics[None, :, 2]
-        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-        return dx, dy, sigma
+    def sigma(self, row_means2d: Tensor, row_conics: Tensor) -> Tensor:
+        """Exponent 0.5 d^T conic d at every (pixel, row), with d = mean - pixel: [P, rows]."""
+        u, v = self.centre_offsets(row_means2d)
+        a, b, c = row_conics.unbind(-1)
+        au_bv, bu_cv = a * u + b * v, b * u + c * v
+        coefficients = torch.stack([0.5 * (u * au_bv + v * bu_cv), -au_bv, -bu_cv, 0.5 * a, b, 0.5 * c])
+        return self.monomials.to(row_means2d.dtype) @ coefficients
+
+    def sigma_backward(self, grad_sigma: Tensor, row_means2d: Tensor, row_conics: Tensor):
+        """Sums over each row's pixels of dL/dsigma times dsigma/d(mean, conic): [rows, 5]."""
+        m00, m10, m01, m20, m11, m02 = self.monomials.t().to(grad_sigma.dtype) @ grad_sigma
+        u, v = self.centre_offsets(row_means2d)
+        a, b, c = row_conics.unbind(-1)
+        # With d = (u - ox, v - oy): sums of g * d and g * d d^T from the moments of g.
+        sum_dx, sum_dy = u * m00 - m10, v * m00 - m01
+        sum_dxdx = u * u * m00 - 2 * u * m10 + m20
+        sum_dxdy = u * v * m00 - u * m01 - v * m10 + m11
+        sum_dydy = v * v * m00 - 2 * v * m01 + m02
+        return torch.stack(
+            [a * sum_dx + b * sum_dy, b * sum_dx + c * sum_dy, 0.5 * sum_dxdx, sum_dxdy, 0.5 * sum_dydy], dim=1
+        )
+
+    def mean_grad_per_pixel(self, grad_sigma: Tensor, row_means2d: Tensor, row_conics: Tensor):
+        """dL/dmeans2d at every (pixel, row), [P, rows] each (for gsplat's absgrad)."""
+        u, v = self.centre_offsets(row_means2d)
+        dx = u[None, :] - self.offset_x.to(u.dtype)[:, None]
+        dy = v[None, :] - self.offset_y.to(v.dtype)[:, None]
+        a, b, c = row_conics.unbind(-1)
+        return grad_sigma * (a * dx + b * dy), grad_sigma * (b * dx + c * dy)
 
 
 class _TileSums:
-    """Sums over the rows of each tile of a chunk, for values laid out [K, rows].
+    """Running sums over the rows of each tile of a chunk, for values laid out [K, rows].
 
     One float64 cumsum over the chunk serves all its tiles; per-tile quantities are
     differences of it (float32 would lose small differences of a long running sum).
@@ -202,28 +235,27 @@ class _TileSums:
     """
 
     def __init__(self, values: Tensor, chunk: TileChunk):
-        flat = values.reshape(-1, values.shape[-1]).double()
+        # A copy even for float64 input: the running sum is accumulated in place.
+        flat = values.reshape(-1, values.shape[-1]).to(torch.float64, copy=True)
         self.row_tiles = chunk.row_tiles
-        self.running = flat.cumsum(-1)
-        num_rows = flat.shape[-1]
         tile_starts = torch.nn.functional.pad(chunk.tile_ends[:-1], (1, 0))
-        first = tile_starts.clamp(max=num_rows - 1)
+        first = tile_starts.clamp(max=flat.shape[-1] - 1)
         last = (chunk.tile_ends - 1).clamp(min=0)
-        self.before_tile = self.running.index_select(1, first) - flat.index_select(1, first)
+        first_values = flat.index_select(1, first)
+        self.running = flat.cumsum_(-1)
+        self.before_tile = self.running.index_select(1, first).sub_(first_values)
         occupied = chunk.tile_ends > tile_starts
         self.tile_end = torch.where(occupied, self.running.index_select(1, last), self.before_tile)
 
-    def within_tile(self) -> Tensor:
-        """Inclusive sum over the rows up to each row, in the same tile: [K, rows]."""
-        return self.running - self.before_tile.index_select(1, self.row_tiles)
+    def within_tile_(self) -> Tensor:
+        """Inclusive sum over the rows up to each row, in the same tile: [K, rows] (consumes
+        the running sum)."""
+        return self.running.sub_(self.before_tile.index_select(1, self.row_tiles))
 
-    def after_row(self) -> Tensor:
-        """Sum over the rows after each row, in the same tile: [K, rows]."""
-        return self.tile_end.index_select(1, self.row_tiles) - self.running
-
-    def per_tile(self) -> Tensor:
-        """Sum over all rows of each tile: [K, tiles]."""
-        return self.tile_end - self.before_tile
+    def after_row_(self) -> Tensor:
+        """Sum over the rows after each row, in the same tile: [K, rows] (consumes the running
+        sum)."""
+        return self.running.neg_().add_(self.tile_end.index_select(1, self.row_tiles))
 
 
 @torch.no_grad()
@@ -263,52 +295,47 @@ def tile_layout(
 class _CompositeTiles(torch.autograd.Function):
     """Alpha compositing with a hand-written backward (as gsplat's CUDA kernel has): autograd
     through the per-pair tensors would store every intermediate and scatter its gradients pair
-    by pair, which dominates the run time on a CPU."""
+    by pair, which dominates the run time on a CPU. Operations are in place where possible:
+    each fresh allocation of a chunk-sized tensor costs page faults."""
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, layout: TileLayout, absgrad_target):
         channels = colors.shape[-1]
-        render = means2d.new_zeros(layout.num_tiles, layout.tile_pixels, channels)
-        accumulated = means2d.new_zeros(layout.num_tiles, layout.tile_pixels, 1)
+        tile_pixels = layout.tile_pixels
+        # Per tile and pixel: weighted colour sums and the weight sum (the alpha).
+        per_tile = means2d.new_zeros(layout.num_tiles, tile_pixels, channels + 1)
         chunks = layout.chunks(CHUNK_ELEMENTS)
+        log_opacities = torch.log(opacities)
         saved = []
-        n_pairs = 0
         for chunk in chunks:
             rows = chunk.row_entries
             if rows.numel() == 0:
                 saved.append((None, None))
                 continue
-            row_colors = colors[rows]
-            _, _, sigma = chunk.falloff(means2d[rows], conics[rows])
-            alphas = torch.clamp_max(opacities[rows][None, :] * torch.exp(-sigma), MAX_ALPHA)
-            alphas = torch.where((sigma >= 0) & (alphas >= ALPHA_THRESHOLD), alphas, 0.0)
-            log_survival = torch.log1p(-alphas)
-            log_transmittance_after = _TileSums(log_survival, chunk).within_tile()
+            # gsplat also skips sigma < 0, which a positive-definite conic only gives by rounding.
+            alphas = chunk.sigma(means2d[rows], conics[rows]).neg_().add_(log_opacities[rows]).exp_()
+            alphas.clamp_max_(MAX_ALPHA).masked_fill_(alphas < ALPHA_THRESHOLD, 0.0)
+            log_survival = alphas.neg().log1p_()
+            log_transmittance_after = _TileSums(log_survival, chunk).within_tile_()
             # Transmittance only decreases along a pixel, so this drops a suffix of each pixel.
-            alphas = torch.where(log_transmittance_after > math.log(MIN_TRANSMITTANCE), alphas, 0.0)
-            transmittance = torch.exp(log_transmittance_after - log_survival).to(alphas.dtype)
-            weights = alphas * transmittance  # [P, rows]
-            stacked = weights.new_empty(weights.shape[0], channels + 1, weights.shape[1])
-            torch.mul(weights[:, None, :], row_colors.t()[None], out=stacked[:, :channels])
-            stacked[:, channels] = weights
-            per_tile = _TileSums(stacked, chunk).per_tile().view(weights.shape[0], channels + 1, -1)
-            per_tile = per_tile.permute(2, 0, 1).to(render.dtype)  # [tiles, P, D + 1]
-            render[chunk.tile_start : chunk.tile_stop] = per_tile[..., :channels]
-            accumulated[chunk.tile_start : chunk.tile_stop] = per_tile[..., channels:]
+            alphas.masked_fill_(log_transmittance_after <= math.log(MIN_TRANSMITTANCE), 0.0)
+            transmittance = log_transmittance_after.sub_(log_survival).to(alphas.dtype).exp_()
+            weights = (alphas * transmittance).t()  # [rows, P]
+            stacked = weights.new_empty(rows.numel(), tile_pixels, channels + 1)
+            torch.mul(weights[:, :, None], colors[rows][:, None, :], out=stacked[:, :, :channels])
+            stacked[:, :, channels] = weights
+            per_tile.index_add_(0, chunk.row_tiles + chunk.tile_start, stacked)
             saved.append((alphas, transmittance))
-            n_pairs += int(torch.count_nonzero(alphas))
         ctx.layout, ctx.chunks, ctx.chunk_tensors, ctx.absgrad_target = layout, chunks, saved, absgrad_target
         ctx.save_for_backward(means2d, conics, opacities, colors)
-        n_pairs = torch.tensor(n_pairs)
-        ctx.mark_non_differentiable(n_pairs)
-        return render, accumulated, n_pairs
+        return per_tile[:, :, :channels], per_tile[:, :, channels:]
 
     @staticmethod
-    def backward(ctx, grad_render, grad_accumulated, _grad_n_pairs):
+    def backward(ctx, grad_render, grad_accumulated):
         means2d, conics, opacities, colors = ctx.saved_tensors
         channels = colors.shape[-1]
-        grad_render = grad_render.permute(1, 2, 0)  # [P, D, tiles]
-        grad_accumulated = grad_accumulated[:, :, 0].t()  # [P, tiles]
+        # Per tile: [P, D + 1, tiles], the gradients of the colour channels and of the alpha.
+        grad_tiles = torch.cat([grad_render, grad_accumulated], dim=2).permute(1, 2, 0).contiguous()
         with_absgrad = ctx.absgrad_target is not None
         per_row = means2d.new_empty(ctx.layout.row_entries.numel(), 6 + 2 * with_absgrad + channels)
         for chunk, (alphas, transmittance) in zip(ctx.chunks, ctx.chunk_tensors):
@@ -317,34 +344,28 @@ class _CompositeTiles(torch.autograd.Function):
                 continue
             row_means2d, row_conics, row_opacities, row_colors = means2d[rows], conics[rows], opacities[rows], colors[rows]
             weights = alphas * transmittance
-            chunk_tiles = chunk.row_tiles + chunk.tile_start
-            grad_render_rows = grad_render.index_select(2, chunk_tiles)
-            grad_weights = grad_accumulated.index_select(1, chunk_tiles)
-            # Channel by channel: with few channels this beats einsum's batched matmuls.
+            grad_rows = grad_tiles.index_select(2, chunk.row_tiles + chunk.tile_start)  # [P, D + 1, rows]
+            # dL/dw for each pair: colour gradient . colour + alpha gradient, channel by channel
+            # (with few channels this beats einsum's batched matmuls).
+            grad_weights = grad_rows[:, channels].clone()
             for channel in range(channels):
-                grad_weights = grad_weights + grad_render_rows[:, channel] * row_colors[None, :, channel]
-            grad_colors = (weights[:, None, :] * grad_render_rows).sum(0).t()
+                grad_weights.addcmul_(grad_rows[:, channel], row_colors[None, :, channel])
+            grad_colors = (grad_rows[:, :channels].mul_(weights[:, None, :])).sum(0).t()
             # Pixel value = sum_i w_i g_i with w_i = a_i prod_{j<i} (1 - a_j), so
             # dL/da_i = T_i g_i - (sum_{j>i} w_j g_j) / (1 - a_i).
-            behind = _TileSums(weights * grad_weights, chunk).after_row().to(alphas.dtype)
-            grad_alphas = transmittance * grad_weights - behind / (1.0 - alphas)
+            behind = _TileSums(weights.mul_(grad_weights), chunk).after_row_().to(alphas.dtype)
+            grad_alphas = grad_weights.mul_(transmittance).sub_(behind.div_(1.0 - alphas))
             # Clamped (alpha = 0.999) and culled (alpha = 0) pairs pass no gradient, as in gsplat.
-            grad_alphas = torch.where((alphas > 0) & (alphas < MAX_ALPHA), grad_alphas, 0.0)
-            dx, dy, _ = chunk.falloff(row_means2d, row_conics)
-            grad_sigma = -alphas * grad_alphas
-            a, b, c = row_conics[None, :, 0], row_conics[None, :, 1], row_conics[None, :, 2]
-            grad_mean_x = grad_sigma * (a * dx + b * dy)
-            grad_mean_y = grad_sigma * (c * dy + b * dx)
+            grad_alphas.masked_fill_((alphas <= 0) | (alphas >= MAX_ALPHA), 0.0)
+            grad_sigma = grad_alphas.mul_(alphas).neg_()
             out = per_row[chunk.row_start : chunk.row_stop]
-            out[:, 0] = grad_mean_x.sum(0)
-            out[:, 1] = grad_mean_y.sum(0)
-            out[:, 2] = (0.5 * grad_sigma * dx * dx).sum(0)
-            out[:, 3] = (grad_sigma * dx * dy).sum(0)
-            out[:, 4] = (0.5 * grad_sigma * dy * dy).sum(0)
-            out[:, 5] = (alphas * grad_alphas).sum(0) / row_opacities
+            out[:, 0:5] = chunk.sigma_backward(grad_sigma, row_means2d, row_conics)
+            # dalpha/dopacity = alpha / opacity and dalpha/dsigma = -alpha.
+            out[:, 5] = -grad_sigma.sum(0) / row_opacities
             if with_absgrad:
-                out[:, 6] = grad_mean_x.abs().sum(0)
-                out[:, 7] = grad_mean_y.abs().sum(0)
+                grad_x, grad_y = chunk.mean_grad_per_pixel(grad_sigma, row_means2d, row_conics)
+                out[:, 6] = grad_x.abs().sum(0)
+                out[:, 7] = grad_y.abs().sum(0)
             out[:, -channels:] = grad_colors
         per_entry = per_row.new_zeros(means2d.shape[0], per_row.shape[1]).index_add_(
             0, ctx.layout.row_entries, per_row
@@ -366,19 +387,17 @@ def composite(
     width: int,
     height: int,
     backgrounds: Optional[Tensor],
-    tile_size: int = TILE_SIZE,
+    tile_size: int,
     absgrad_target: Optional[Callable[[Tensor], None]] = None,
 ):
     """Front-to-back alpha compositing of the visible entries into [C, H, W, D] images.
 
-    Returns (render_colors, render_alphas, number of contributing (Gaussian, pixel) pairs).
+    Returns (render_colors, render_alphas, number of (Gaussian, pixel) pairs evaluated).
     """
     layout = tile_layout(means2d.detach(), radii, depths, camera_ids, num_cameras, width, height, tile_size)
-    render_tiles, accumulated_tiles, n_pairs = _CompositeTiles.apply(
-        means2d, conics, opacities, colors, layout, absgrad_target
-    )
+    render_tiles, accumulated_tiles = _CompositeTiles.apply(means2d, conics, opacities, colors, layout, absgrad_target)
     render = layout.tiles_to_images(render_tiles, width, height)
     accumulated = layout.tiles_to_images(accumulated_tiles, width, height)
     if backgrounds is not None:
         render = render + backgrounds[:, None, None, :] * (1.0 - accumulated)
-    return render, accumulated, int(n_pairs)
+    return render, accumulated, layout.row_entries.numel() * layout.tile_pixels
