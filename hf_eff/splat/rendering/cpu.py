@@ -230,8 +230,8 @@ class _TileSums:
 
     One float64 cumsum over the chunk serves all its tiles; per-tile quantities are
     differences of it (float32 would lose small differences of a long running sum).
-    ``index_select`` along the last dimension is used throughout: on CPU it is several times
-    faster than advanced indexing ``x[:, idx]``.
+    Per-tile values are spread over the rows with ``torch.gather``, which on CPU is several
+    times faster here than ``index_select`` or advanced indexing along the last dimension.
     """
 
     def __init__(self, values: Tensor, chunk: TileChunk):
@@ -247,15 +247,18 @@ class _TileSums:
         occupied = chunk.tile_ends > tile_starts
         self.tile_end = torch.where(occupied, self.running.index_select(1, last), self.before_tile)
 
+    def _per_row(self, per_tile: Tensor) -> Tensor:
+        return torch.gather(per_tile, 1, self.row_tiles.expand(per_tile.shape[0], -1))
+
     def within_tile_(self) -> Tensor:
         """Inclusive sum over the rows up to each row, in the same tile: [K, rows] (consumes
         the running sum)."""
-        return self.running.sub_(self.before_tile.index_select(1, self.row_tiles))
+        return self.running.sub_(self._per_row(self.before_tile))
 
     def after_row_(self) -> Tensor:
         """Sum over the rows after each row, in the same tile: [K, rows] (consumes the running
         sum)."""
-        return self.running.neg_().add_(self.tile_end.index_select(1, self.row_tiles))
+        return self.running.neg_().add_(self._per_row(self.tile_end))
 
 
 @torch.no_grad()
@@ -334,8 +337,8 @@ class _CompositeTiles(torch.autograd.Function):
     def backward(ctx, grad_render, grad_accumulated):
         means2d, conics, opacities, colors = ctx.saved_tensors
         channels = colors.shape[-1]
-        # Per tile: [P, D + 1, tiles], the gradients of the colour channels and of the alpha.
-        grad_tiles = torch.cat([grad_render, grad_accumulated], dim=2).permute(1, 2, 0).contiguous()
+        # Per tile: [tiles, D + 1, P], the gradients of the colour channels and of the alpha.
+        grad_tiles = torch.cat([grad_render, grad_accumulated], dim=2).transpose(1, 2).contiguous()
         with_absgrad = ctx.absgrad_target is not None
         per_row = means2d.new_empty(ctx.layout.row_entries.numel(), 6 + 2 * with_absgrad + channels)
         for chunk, (alphas, transmittance) in zip(ctx.chunks, ctx.chunk_tensors):
@@ -344,20 +347,22 @@ class _CompositeTiles(torch.autograd.Function):
                 continue
             row_means2d, row_conics, row_opacities, row_colors = means2d[rows], conics[rows], opacities[rows], colors[rows]
             weights = alphas * transmittance
-            grad_rows = grad_tiles.index_select(2, chunk.row_tiles + chunk.tile_start)  # [P, D + 1, rows]
-            # dL/dw for each pair: colour gradient . colour + alpha gradient, channel by channel
-            # (with few channels this beats einsum's batched matmuls).
-            grad_weights = grad_rows[:, channels].clone()
+            # Whole-row gathers of the per-tile table are much faster than gathers along the
+            # last dimension; one transposing copy then gives [D + 1, P, rows].
+            grad_rows = grad_tiles.index_select(0, chunk.row_tiles + chunk.tile_start).permute(1, 2, 0).contiguous()
+            # dL/dw for each pair: colour gradient . colour + alpha gradient.
+            grad_weights = grad_rows[channels].clone()
+            grad_colors = torch.empty_like(row_colors)
             for channel in range(channels):
-                grad_weights.addcmul_(grad_rows[:, channel], row_colors[None, :, channel])
-            grad_colors = (grad_rows[:, :channels].mul_(weights[:, None, :])).sum(0).t()
+                grad_weights.addcmul_(grad_rows[channel], row_colors[None, :, channel])
+                grad_colors[:, channel] = (grad_rows[channel] * weights).sum(0)
             # Pixel value = sum_i w_i g_i with w_i = a_i prod_{j<i} (1 - a_j), so
             # dL/da_i = T_i g_i - (sum_{j>i} w_j g_j) / (1 - a_i).
             behind = _TileSums(weights.mul_(grad_weights), chunk).after_row_().to(alphas.dtype)
             grad_alphas = grad_weights.mul_(transmittance).sub_(behind.div_(1.0 - alphas))
-            # Clamped (alpha = 0.999) and culled (alpha = 0) pairs pass no gradient, as in gsplat.
-            grad_alphas.masked_fill_((alphas <= 0) | (alphas >= MAX_ALPHA), 0.0)
-            grad_sigma = grad_alphas.mul_(alphas).neg_()
+            # dalpha/dsigma = -alpha, so culled pairs (alpha = 0) pass nothing; clamped ones
+            # (alpha = 0.999) pass nothing either, as in gsplat.
+            grad_sigma = grad_alphas.mul_(alphas).neg_().masked_fill_(alphas >= MAX_ALPHA, 0.0)
             out = per_row[chunk.row_start : chunk.row_stop]
             out[:, 0:5] = chunk.sigma_backward(grad_sigma, row_means2d, row_conics)
             # dalpha/dopacity = alpha / opacity and dalpha/dsigma = -alpha.
