@@ -9,8 +9,10 @@ from hf_eff.hub.cards import (
     template_path,
 )
 from hf_eff.hub.push import build_card, detect_artifact, push_output_dir
+from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 
 __all__ = [
+    "TokenFreeArgumentsMixin",
     "build_card",
     "detect_artifact",
     "grant_card",

@@ -222,11 +222,12 @@ def _random_graphs(num_graphs: int, feature_dim: int = 6, seed: int = 0):
     return Dataset.from_dict(rows)
 
 
-def _trainer_factory(kind: str, repo_id: str):
-    """(make_trainer(output_dir, callbacks), steps per run) for one of the hf-eff trainers,
-    pushing checkpoints to repo_id."""
+def _trainer_factory(kind: str, repo_id: str, hub_token: str):
+    """make_trainer(output_dir, callbacks) for one of the hf-eff trainers, pushing checkpoints
+    to repo_id with the token given as ``--hub_token`` would give it."""
     hub = {"push_to_hub": True, "hub_model_id": repo_id, "hub_strategy": "checkpoint", "save_steps": 2,
-           "report_to": [], "use_cpu": True, "disable_tqdm": True, "logging_steps": 1, "seed": 0}
+           "hub_token": hub_token, "report_to": [], "use_cpu": True, "disable_tqdm": True, "logging_steps": 1,
+           "seed": 0}
     if kind == "halora":
         from datasets import Dataset
         from peft import get_peft_model
@@ -275,6 +276,11 @@ def _trainer_factory(kind: str, repo_id: str):
     raise ValueError(f"unknown trainer kind {kind!r}")
 
 
+def _files_holding(folder: Path, token: str) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and token.encode() in p.read_bytes())
+
+
 def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> dict:
     """For each hf-eff Trainer: a run with push_to_hub=True, hub_strategy="checkpoint" stops
     after its first checkpoint; a new run resumed from the Hub's last-checkpoint continues and
@@ -297,9 +303,11 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
     def loss_steps(history):
         return [e["step"] for e in history if "loss" in e]
 
+    # The token as users pass it on the command line (--hub_token), not from the environment.
+    hub_token = os.environ.pop("HF_TOKEN")
     results = {}
     for kind, repo_id in repo_ids.items():
-        make = _trainer_factory(kind, repo_id)
+        make = _trainer_factory(kind, repo_id, hub_token)
         reference = make(f"{output_dir}/{kind}/reference", [])
         reference.push_to_hub = lambda *args, **kwargs: None  # an uninterrupted run, for the step count only
         reference.args.push_to_hub = False
@@ -327,6 +335,8 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
             "resumed_global_step": resumed.state.global_step,
             "resumed_trained_steps": counter.steps,
             "opened": opened_repo_files(repo_id),
+            "repo_files_with_token": _files_holding(Path(snapshot_download(repo_id)), hub_token),
+            "saved_files_with_token": _files_holding(Path(output_dir) / kind, hub_token),
         }
     return {"kinds": results, "torch_loads_weights_only": TORCH_LOADS}
 
