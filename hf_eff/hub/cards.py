@@ -194,9 +194,10 @@ def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> M
     )
 
 
-def splat_card(results: dict, repo_id: str, preview: str | None = None,
+def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
                license: str = DEFAULT_LICENSE) -> ModelCard:
-    """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time."""
+    """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
+    ``preview`` name the repo's .ply file and preview image, when it has them."""
     dataset_name, datasets = _dataset(results, "hf-eff procedural scene")
     columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": "SSIM", "eval_lpips": "LPIPS",
                "num_gaussians": "Gaussians", "train_runtime": "training time (s)"}
@@ -214,7 +215,7 @@ def splat_card(results: dict, repo_id: str, preview: str | None = None,
     )
     return ModelCard.from_template(
         card_data, template_path=str(template_path("splat_model")), repo_id=repo_id,
-        strategy=results.get("strategy"), preview=preview,
+        strategy=results.get("strategy"), ply=ply, preview=preview,
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 

@@ -58,7 +58,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str):
     if kind == "splat_model":
         previews = sorted(p.name for p in output_dir.glob("*.png"))
         preview = "preview.png" if "preview.png" in previews else (previews[0] if previews else None)
-        return splat_card(results, repo_id, preview=preview)
+        ply = min(p.name for p in output_dir.glob("*.ply"))
+        return splat_card(results, repo_id, ply=ply, preview=preview)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 

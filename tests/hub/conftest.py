@@ -103,6 +103,13 @@ def hub_cache(tmp_path) -> Path:
     return tmp_path / "hub-cache"
 
 
+@pytest.fixture
+def inject_fault(local_hub):
+    """``inject_fault(kind, status=None, after=0)`` on the server; unused faults are cleared."""
+    yield local_hub.server.inject_fault
+    local_hub.server.clear_faults()
+
+
 @pytest.fixture(scope="session")
 def run_once(local_hub, tmp_path_factory):
     """``run_once(name, scenario, **kwargs)``: the scenario's result, computed by whichever

@@ -12,7 +12,7 @@ Access: every repo belongs to its namespace's user. Reads of a private repo, and
 need that user's Bearer token; anything else gets the Hub's 401 ``RepoNotFound`` answer.
 
 Faults for the tests: ``HubServer.inject_fault(kind, status=None, after=0)`` makes a request of
-a kind ("commit", "lfs-upload", "preupload", "resolve") fail with ``status`` or, with
+a kind ("commit" or "lfs-upload") fail with ``status`` or, with
 ``status=None``, drop the connection after reading the request, as a crashed upload would.
 """
 
@@ -377,8 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         if segments[0] in ("datasets", "spaces"):
             repo_type, segments = REPO_TYPES[segments[0]], segments[1:]
         if len(segments) >= 4 and segments[2] == "resolve" and method in ("GET", "HEAD"):
-            return self._resolve(method, repo_type, f"{segments[0]}/{segments[1]}", segments[3],
-                                 "/".join(segments[4:]))
+            return self._resolve(repo_type, f"{segments[0]}/{segments[1]}", segments[3], "/".join(segments[4:]))
         if len(segments) == 6 and segments[1].endswith(".git") and segments[2:] == ["info", "lfs", "objects", "batch"]:
             return self._lfs_batch(repo_type, f"{segments[0]}/{segments[1][:-4]}")
         raise HubError(404, f"the test hub server does not implement {method} {path}")
@@ -525,7 +524,6 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send_json(200, items)
 
     def _preupload(self, repo_type: str, repo_id: str, revision: str) -> int:
-        self._maybe_fault("preupload")
         files = self._json_body().get("files", [])
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id, write=True)
@@ -643,8 +641,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(405, f"{method} is not allowed on a tag")
         return self._send_json(200, {})
 
-    def _resolve(self, method: str, repo_type: str, repo_id: str, revision: str, path: str) -> int:
-        self._maybe_fault("resolve")
+    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> int:
         with self.hub.lock:
             repo = self._repo(repo_type, repo_id)
             commit = self._revision(repo, revision)

@@ -63,12 +63,12 @@ def test_grant_card_reports_time_to_target_and_eval_metrics():
 def test_splat_card_table_and_preview():
     results = {"eval_psnr": 25.25, "eval_ssim": 0.83, "num_gaussians": 12345, "train_runtime": 61.0,
                "strategy": "g2l"}
-    card = cards.splat_card(results, "me/splats", preview="preview.png")
+    card = cards.splat_card(results, "me/splats", ply="splats.ply", preview="preview.png")
     assert _metrics(card) == {("psnr", None): 25.25, ("ssim", None): 0.83}
     assert "gaussian-splatting" in ModelCard(str(card)).data.tags
     assert "| strategy | PSNR (dB) | SSIM | Gaussians | training time (s) |" in card.text
     assert "| g2l | 25.25 | 0.83 | 12,345 | 61 |" in card.text
-    assert "![preview](preview.png)" in card.text
+    assert "![preview](preview.png)" in card.text and "(`splats.ply`)" in card.text
 
 
 def test_scene_card_keeps_the_dataset_configs():

@@ -125,23 +125,24 @@ def _assert_repo_holds(api, repo_id, folder):
     assert remote == local
 
 
-def test_connection_dropped_mid_upload_is_retried_to_a_consistent_repo(local_hub, tmp_path):
+def test_connection_dropped_mid_upload_is_retried_to_a_consistent_repo(local_hub, inject_fault, tmp_path):
     api, repo_id = local_hub.api(), local_hub.repo_id("drop")
     api.create_repo(repo_id)
     folder = _shards(tmp_path)
-    local_hub.server.inject_fault("lfs-upload", status=None, after=1)  # the 2nd upload's connection drops
+    inject_fault("lfs-upload", status=None, after=1)  # the 2nd upload's connection drops
     start = len(local_hub.server.request_log)
     api.upload_folder(repo_id=repo_id, folder_path=folder)
     assert len(_requests_since(local_hub, start, "/lfs-upload/", "PUT")) == 4  # one sent again
     _assert_repo_holds(api, repo_id, folder)
 
 
-def test_failed_commit_leaves_the_repo_unchanged_and_the_retry_skips_uploaded_files(local_hub, tmp_path):
+def test_failed_commit_leaves_the_repo_unchanged_and_the_retry_skips_uploaded_files(local_hub, inject_fault,
+                                                                                    tmp_path):
     api, repo_id = local_hub.api(), local_hub.repo_id("commit-fault")
     api.create_repo(repo_id)
     before = api.model_info(repo_id).sha
     folder = _shards(tmp_path)
-    local_hub.server.inject_fault("commit", status=500)
+    inject_fault("commit", status=500)
     with pytest.raises(HfHubHTTPError, match="500"):
         api.upload_folder(repo_id=repo_id, folder_path=folder)
     after_failure = api.model_info(repo_id)
