@@ -597,8 +597,6 @@ class _Handler(BaseHTTPRequestHandler):
                 "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": s} for n, s in repo.tags.items()],
                 "converts": [],
             }
-            if self.query.get("include_prs"):
-                refs["pullRequests"] = []
         return self._send_json(200, refs)
 
     def _commits(self, repo_type: str, repo_id: str, revision: str) -> int:

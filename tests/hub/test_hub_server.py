@@ -74,8 +74,15 @@ def test_repush_updates_files_and_revision_pins_old_ones(local_hub, tmp_path, hu
     assert read("sub/note.txt", revision=old.oid[:10]) == b"v1"  # a short sha pins too
     assert [c.commit_id for c in api.list_repo_commits(repo_id)][:2] == [new.oid, old.oid]
     api.create_branch(repo_id, branch="v1-branch", revision=old.oid)
+    api.create_tag(repo_id, tag="v1.0", revision=old.oid)
     assert read("model.safetensors", revision="v1-branch") == b"\0old"
-    assert {b.name for b in api.list_repo_refs(repo_id).branches} == {"main", "v1-branch"}
+    assert read("model.safetensors", revision="v1.0") == b"\0old"
+    refs = api.list_repo_refs(repo_id)
+    assert {b.name for b in refs.branches} == {"main", "v1-branch"} and [t.name for t in refs.tags] == ["v1.0"]
+    api.delete_branch(repo_id, branch="v1-branch")
+    api.delete_tag(repo_id, tag="v1.0")
+    refs = api.list_repo_refs(repo_id)
+    assert [b.name for b in refs.branches] == ["main"] and refs.tags == []
 
 
 def test_private_repo_refuses_requests_without_the_owners_token(local_hub, tmp_path, hub_cache):
@@ -98,7 +105,7 @@ def test_private_repo_refuses_requests_without_the_owners_token(local_hub, tmp_p
                                 token=local_hub.token), "rb").read() == b"secret"
 
 
-def test_public_repo_refuses_writes_from_others(local_hub):
+def test_public_repo_refuses_writes_from_others_and_can_turn_private(local_hub):
     api, repo_id = local_hub.api(), local_hub.repo_id("public")
     api.create_repo(repo_id)
     assert local_hub.api(token=False).model_info(repo_id).id == repo_id
@@ -107,6 +114,9 @@ def test_public_repo_refuses_writes_from_others(local_hub):
             path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo_id)
     with pytest.raises(HfHubHTTPError, match="403"):
         local_hub.api(token=local_hub.other_token).create_repo(f"hf-eff-tester/{repo_id.split('/')[1]}-2")
+    api.update_repo_settings(repo_id, private=True)
+    with pytest.raises(RepositoryNotFoundError):
+        local_hub.api(token=False).model_info(repo_id)
 
 
 def _shards(tmp_path):
