@@ -2,8 +2,10 @@
 
 Renders N random Gaussians (a cube of side 2 seen from distance 3, world scales 0.01-0.04,
 opacities 0.1-0.9) into one square image and back-propagates an L1 loss, for each size in
---num_gaussians x --resolutions, on the CPU backend and, when CUDA is available, on gsplat.
-Prints a table and writes JSON.
+--num_gaussians x --resolutions, on the CPU backend and, when CUDA is available, on gsplat. Each configuration runs in a fresh
+process: peak memory is its peak resident set (CPU) or max_memory_allocated (CUDA) above
+the inputs. "cpu s" is process CPU time (all threads), steadier than wall time on a shared
+machine. Prints a table and writes JSON.
 
     OMP_NUM_THREADS=2 python benchmarks/render_speed.py --quick
     python benchmarks/render_speed.py --num_gaussians 10000 --resolutions 256 --repeats 5
@@ -12,13 +14,13 @@ Prints a table and writes JSON.
 import argparse
 import json
 import math
+import multiprocessing
 import os
-import platform
 import resource
 import statistics
 import sys
-import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -40,34 +42,6 @@ def benchmark_scene(num_gaussians: int, resolution: int, device: str, seed: int 
     return [t.to(device) for t in tensors]
 
 
-class PeakRSS:
-    """Samples resident memory in a thread: the CPU counterpart of max_memory_allocated."""
-
-    def __init__(self, interval=0.002):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    @staticmethod
-    def current_bytes():
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * resource.getpagesize()
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.current_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.baseline = self.current_bytes()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.current_bytes())
-
-
 def forward_backward(inputs, resolution, backend):
     means, quats, log_scales, opacities, colors, viewmats, Ks = inputs
     leaves = [t.detach().clone().requires_grad_() for t in (means, quats, log_scales, opacities, colors)]
@@ -80,39 +54,41 @@ def forward_backward(inputs, resolution, backend):
 
 
 def measure(num_gaussians, resolution, backend, repeats):
+    """Runs in a fresh process, so that ru_maxrss is this configuration's own peak."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     device = "cuda" if backend == "gsplat" else "cpu"
+    # A tiny render first loads and initialises everything (gsplat's JIT on CUDA) outside the peak.
+    forward_backward(benchmark_scene(16, 32, device), 32, backend)
     inputs = benchmark_scene(num_gaussians, resolution, device)
-    forward_backward(inputs, resolution, backend)  # warm-up (gsplat JIT, allocator)
-    times = []
+    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    info = forward_backward(inputs, resolution, backend)
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            forward_backward(inputs, resolution, backend)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        forward_backward(inputs, resolution, backend)
+        if device == "cuda":
             torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    if device == "cuda":
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak_mib = 0.0
-        for _ in range(repeats):
-            with PeakRSS() as rss:
-                start = time.perf_counter()
-                info = forward_backward(inputs, resolution, backend)
-                times.append(time.perf_counter() - start)
-            peak_mib = max(peak_mib, (rss.peak - rss.baseline) / 2**20)
-    info = forward_backward(inputs, resolution, backend)
+        peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
     return {
         "backend": backend,
-        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "threads": torch.get_num_threads(),
         "num_gaussians": num_gaussians,
         "resolution": resolution,
         "visible": int(info["gaussian_ids"].numel()),
-        "pairs": int(info["n_pairs"]) if "n_pairs" in info else None,
-        "seconds_median": statistics.median(times),
-        "seconds_min": min(times),
-        "seconds_all": times,
+        "pairs": info.get("n_pairs"),
+        "seconds_median": statistics.median(wall),
+        "seconds_min": min(wall),
+        "seconds_all": wall,
+        "cpu_seconds_median": statistics.median(cpu),
         "peak_memory_mib": peak_mib,
     }
 
@@ -129,22 +105,26 @@ def main(argv=None):
     if args.quick:
         args.num_gaussians, args.resolutions, args.repeats = [10_000], [128, 256], 2
     backends = args.backends or (["cpu", "gsplat"] if torch.cuda.is_available() else ["cpu"])
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-
     results = []
-    print(f"{'backend':8} {'N':>7} {'res':>5} {'visible':>8} {'pairs':>10} {'median s':>9} {'min s':>8} {'peak MiB':>9}")
+    print(
+        f"{'backend':8} {'N':>7} {'res':>5} {'visible':>8} {'pairs':>10} {'median s':>9} {'min s':>8} "
+        f"{'cpu s':>7} {'peak MiB':>9}"
+    )
     for backend in backends:
         for num_gaussians in args.num_gaussians:
             for resolution in args.resolutions:
-                row = measure(num_gaussians, resolution, backend, args.repeats)
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    row = pool.submit(measure, num_gaussians, resolution, backend, args.repeats).result()
                 results.append(row)
                 print(
                     f"{backend:8} {num_gaussians:>7} {resolution:>5} {row['visible']:>8} {row['pairs'] or '-':>10} "
-                    f"{row['seconds_median']:>9.3f} {row['seconds_min']:>8.3f} {row['peak_memory_mib']:>9.1f}",
+                    f"{row['seconds_median']:>9.3f} {row['seconds_min']:>8.3f} {row['cpu_seconds_median']:>7.3f} "
+                    f"{row['peak_memory_mib']:>9.1f}",
                     flush=True,
                 )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"python": sys.version, "torch": torch.__version__, "results": results}, indent=2))
+    environment = {"python": sys.version, "torch": torch.__version__, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    args.output.write_text(json.dumps({**environment, "results": results}, indent=2))
     print(f"wrote {args.output}")
 
 
