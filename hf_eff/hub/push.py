@@ -23,16 +23,15 @@ def detect_artifact(output_dir: Path) -> str:
         raise FileNotFoundError(f"{output_dir} is not a folder; pass the output_dir of a finished example run")
     if (output_dir / "adapter_config.json").is_file():
         return "halora_adapter"
-    has_weights = (output_dir / "model.safetensors").is_file() and (output_dir / "config.json").is_file()
-    if has_weights and any(output_dir.glob("*.ply")):
-        return "splat_model"
-    if has_weights:
-        return "grant_model"
+    if (output_dir / "model.safetensors").is_file() and (output_dir / "config.json").is_file():
+        # Both are PyTorchModelHubMixin models; GaussianModel's config is its SH degree and size.
+        config = json.loads((output_dir / "config.json").read_text())
+        return "splat_model" if "sh_degree" in config else "grant_model"
     if (output_dir / "views").is_dir():
         return "scene_dataset"
     raise ValueError(
         f"{output_dir} holds no hf-eff artifact: expected adapter_config.json (HaLoRA adapter), "
-        "config.json + model.safetensors (GrantGCN; with a .ply: Gaussian splats) or views/ (a scene)"
+        "config.json + model.safetensors (GrantGCN or GaussianModel) or views/ (a scene)"
     )
 
 
@@ -56,10 +55,12 @@ def build_card(kind: str, output_dir: Path, repo_id: str):
     if kind == "grant_model":
         return grant_card(results, repo_id)
     if kind == "splat_model":
-        previews = sorted(p.name for p in output_dir.glob("*.png"))
-        preview = "preview.png" if "preview.png" in previews else (previews[0] if previews else None)
-        ply = min(p.name for p in output_dir.glob("*.ply"))
-        return splat_card(results, repo_id, ply=ply, preview=preview)
+        def first(pattern: str, preferred: str) -> str | None:
+            found = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob(pattern)
+                           if not any(part.startswith(("checkpoint-", "runs")) for part in p.parts))
+            return preferred if preferred in found else (found[0] if found else None)
+
+        return splat_card(results, repo_id, ply=first("*.ply", "splats.ply"), preview=first("*.png", "preview.png"))
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 

@@ -21,11 +21,15 @@ def _touch(folder, *names):
         (["adapter_config.json", "adapter_model.safetensors"], "halora_adapter"),
         (["config.json", "model.safetensors"], "grant_model"),
         (["config.json", "model.safetensors", "splats.ply", "preview.png"], "splat_model"),
+        (["config.json", "model.safetensors"], "splat_model"),
         (["views/dataset_dict.json", "scene.json"], "scene_dataset"),
     ],
 )
 def test_detects_the_artifact_of_a_run_folder(tmp_path, files, kind):
-    assert push.detect_artifact(_touch(tmp_path, *files)) == kind
+    folder = _touch(tmp_path, *files)
+    if kind == "splat_model":  # GaussianModel's config; GrantGCN's has no SH degree
+        (folder / "config.json").write_text(json.dumps({"sh_degree": 3, "num_gaussians": 10}))
+    assert push.detect_artifact(folder) == kind
 
 
 def test_folder_without_an_artifact_is_refused(tmp_path):
