@@ -4,6 +4,7 @@ import pytest
 import torch
 from gsplat.strategy import DefaultStrategy
 
+from hf_eff.splat.rendering import cpu as cpu_backend
 from hf_eff.splat.rendering import rasterize
 from hf_eff.splat.rendering.reference import rasterize_dense
 
@@ -71,6 +72,35 @@ def test_cpu_backend_matches_dense_reference_in_values_and_gradients(case):
     for name, grad_cpu, grad_dense in zip(["means", "quats", "scales", "opacities", "colors"], cpu[2], dense[2]):
         assert grad_dense.abs().max() > 0, name
         torch.testing.assert_close(grad_cpu, grad_dense, rtol=1e-7, atol=1e-9, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("tile_size, chunk_elements", [(2, 16), (4, 64), (8, 64)])
+def test_tile_sizes_and_many_chunks_give_the_reference_result(monkeypatch, tile_size, chunk_elements):
+    # Tiny chunks split the work into many runs of tiles; results must not depend on them.
+    monkeypatch.setattr(cpu_backend, "TILE_SIZE", tile_size)
+    monkeypatch.setattr(cpu_backend, "CHUNK_ELEMENTS", chunk_elements)
+    params = random_gaussians(40, seed=7, opacity_range=(0.5, 0.99))
+    viewmats, Ks = two_cameras()
+    cpu = render_and_grads(rasterize, params, viewmats, Ks)
+    dense = render_and_grads(rasterize_dense, params, viewmats, Ks)
+    torch.testing.assert_close(cpu[0], dense[0], rtol=1e-9, atol=1e-10)
+    for grad_cpu, grad_dense in zip(cpu[2], dense[2]):
+        torch.testing.assert_close(grad_cpu, grad_dense, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_absgrad_sums_absolute_per_pixel_gradients(packed):
+    params = [p.requires_grad_() for p in random_gaussians(40, seed=2)]
+    viewmats, Ks = two_cameras()
+    colors, _, info = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, packed=packed, absgrad=True)
+    info["means2d"].retain_grad()
+    weights = torch.randn(colors.shape, generator=torch.Generator().manual_seed(3), dtype=colors.dtype)
+    (colors * weights).sum().backward()
+    grad, absgrad = info["means2d"].grad, info["means2d"].absgrad
+    assert absgrad.shape == grad.shape
+    # |sum of per-pixel terms| <= sum of |terms|, strictly where the signs differ.
+    assert (absgrad >= grad.abs() - 1e-12).all()
+    assert (absgrad > grad.abs() + 1e-6).any()
 
 
 def test_cpu_backend_matches_reference_in_float32():

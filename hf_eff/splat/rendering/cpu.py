@@ -1,9 +1,14 @@
 """Pure-PyTorch differentiable Gaussian rasterizer for CPUs (gsplat has no CPU path).
 
-Pipeline: project (gsplat's PyTorch maths), enumerate the (Gaussian, pixel) pairs inside each
-Gaussian's bounding box, order them by pixel then depth, drop pairs with alpha < 1/255, and
-alpha-composite front to back with a segmented log-cumsum, stopping each pixel where its
-transmittance would fall to 1e-4, exactly like gsplat's CUDA kernel.
+Pipeline, following gsplat's CUDA kernels:
+1. project with gsplat's own PyTorch maths (autograd differentiates it);
+2. bin the visible Gaussians into small pixel tiles: (Gaussian, tile) rows sorted by tile
+   and, within a tile, front to back (a sort of int32 tile keys, no per-pixel sort);
+3. composite chunk by chunk of whole tiles, each row evaluated densely over its tile's pixels:
+   alpha = min(0.999, opacity * exp(-sigma)), dropped below 1/255, transmittance from a
+   float64 log-cumsum within the tile, each pixel stopped before its transmittance reaches
+   1e-4; a hand-written backward (``_CompositeTiles``) returns gradients to the 2D means,
+   conics, opacities and colours, and autograd carries them through the projection.
 """
 
 import math
@@ -19,7 +24,8 @@ from hf_eff.splat.rendering.projection import ALPHA_THRESHOLD, project, view_dep
 MAX_ALPHA = 0.999
 # gsplat stops compositing a pixel before its transmittance falls to this value.
 MIN_TRANSMITTANCE = 1e-4
-# Side of the square pixel tiles Gaussians are binned into (see benchmarks/render_speed.py).
+# Side of the square pixel tiles Gaussians are binned into: 4 beat 2 and 8 on the render
+# benchmark (smaller tiles waste fewer pixel evaluations but make more rows).
 TILE_SIZE = 4
 # (row, pixel) pairs processed per chunk: temporaries of ~1 MB stay in cache (see TileLayout.chunks).
 CHUNK_ELEMENTS = 2**18
