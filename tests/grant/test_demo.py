@@ -1,0 +1,13 @@
+import pytest
+
+from hf_eff.demo import grant
+
+
+@pytest.mark.slow
+def test_quick_demo_section(tmp_path):
+    result = grant.run(tmp_path, quick=True)
+    assert [row["method"] for row in result.rows] == ["full", "GraNT(S)"]
+    assert (tmp_path / "grant_curves.png").stat().st_size > 0
+    full, teaching = result.rows
+    assert teaching["steps"] == full["steps"]  # one step per epoch for both: same epoch budget
+    assert teaching["selection_s"] > 0 and full["selection_s"] == 0
