@@ -178,6 +178,22 @@ class GraNTTrainer(Trainer):
             num_update_steps_per_epoch=num_update_steps_per_epoch, **kwargs,
         )
 
+    def _score_training_set(self) -> torch.Tensor:
+        """Scores of every training graph in dataset order. Each process scores one contiguous
+        shard and all gather the same full vector, so every process selects the same graphs
+        (no per-process floating-point drift can split the selection)."""
+        num_graphs = len(self.train_dataset)
+        shard_size = math.ceil(num_graphs / self.accelerator.num_processes)
+        start = self.accelerator.process_index * shard_size
+        local = score_dataset(
+            self.model, self.train_dataset, self.data_collator, self.task,
+            indices=range(start, min(num_graphs, start + shard_size)),
+            batch_size=self.args.score_batch_size, device=self.args.device,
+        )
+        padded = torch.zeros(shard_size, device=self.args.device)
+        padded[: len(local)] = local.to(self.args.device)
+        return self.accelerator.gather(padded).cpu()[:num_graphs]
+
     def _teach(self, epoch: int) -> None:
         """At a reselection epoch: score every training graph, keep the top ones."""
         entry = self._plan[epoch]
@@ -188,11 +204,7 @@ class GraNTTrainer(Trainer):
         batch_size = self._train_batch_size
         batches = partition_batches(len(self.train_dataset), batch_size, seed=self.args.seed + epoch)
         if entry.ratio < 1:
-            scores = score_dataset(
-                self.model, self.train_dataset, self.data_collator, self.task,
-                batch_size=self.args.score_batch_size, device=self.args.device,
-            )
-            batches = select(scores, batches, entry.ratio, self.args.variant, batch_size)
+            batches = select(self._score_training_set(), batches, entry.ratio, self.args.variant, batch_size)
         self._sampler.set_batches(batches)
         seconds = time.perf_counter() - start
         subset_size = sum(len(b) for b in batches)
