@@ -43,6 +43,12 @@ class SplatTrainingArguments(TrainingArguments):
         metadata={"help": "End of densification as a fraction of max_steps. None: 15k/30k for 'default' (3DGS) "
                           "and 25k/30k for 'g2l' (the paper extends densification to T_densify = 25k)."},
     )
+    reset_stop_fraction: float | None = field(
+        default=None,
+        metadata={"help": "No opacity reset after this fraction of max_steps. None: 15k/30k, 3DGS's window. The "
+                          "paper extends densification to 25k but does not say it extends the reset; a reset near "
+                          "the end needs ~150 steps at the opacity LR to recover, which short runs do not have."},
+    )
     refine_start_steps: int | None = field(default=None, metadata={"help": "First densification step (3DGS: 500 of 30k)."})
     refine_every: int | None = field(
         default=None,
@@ -93,8 +99,10 @@ class SplatTrainingArguments(TrainingArguments):
             )
         if self.c2f_levels < 1:
             raise ValueError(f"SplatTrainingArguments.c2f_levels must be >= 1, got {self.c2f_levels}")
-        if self.densify_stop_fraction is not None and not 0 <= self.densify_stop_fraction <= 1:
-            raise ValueError(f"SplatTrainingArguments.densify_stop_fraction must be in [0, 1], got {self.densify_stop_fraction}")
+        for name in ("densify_stop_fraction", "reset_stop_fraction"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"SplatTrainingArguments.{name} must be in [0, 1], got {value}")
         if not 0 < self.means_lr_final_ratio <= 1:
             raise ValueError(f"SplatTrainingArguments.means_lr_final_ratio must be in (0, 1], got {self.means_lr_final_ratio}")
         if self.render_backend not in ("auto", "cpu", "gsplat"):
@@ -134,6 +142,8 @@ class SplatTrainingArguments(TrainingArguments):
             refine_stop_iter=self.densify_stop_steps,
             refine_every=self.refine_every or max(10, self.scaled_steps(100)),
             reset_every=self.reset_every or self.scaled_steps(3000),
+            reset_stop_iter=(round(self.reset_stop_fraction * self.max_steps) if self.reset_stop_fraction is not None
+                             else self.scaled_steps(15_000)),
         )
         if self.strategy == "default":
             return FixedDefaultStrategy(**common)

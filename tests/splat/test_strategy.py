@@ -129,3 +129,13 @@ def test_adaptive_pruning_removes_the_lowest_fraction():
     fixed.step_post_backward(params, optimizers, fixed.initialize_state(), step=100,
                              info=fake_info(torch.zeros(n)))
     assert len(params["means"]) == int((opacities >= 0.005).sum())
+
+
+def test_reset_stops_at_reset_stop_iter():
+    params, optimizers = make_gaussians(torch.full((4, 3), 0.5), torch.full((4,), 0.9))
+    strategy = FixedDefaultStrategy(reset_every=10, refine_stop_iter=100, reset_stop_iter=50, refine_start_iter=1000)
+    state = strategy.initialize_state()
+    strategy.step_post_backward(params, optimizers, state, step=60, info=fake_info(torch.zeros(4)))
+    assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((4,), 0.9), atol=1e-3)
+    strategy.step_post_backward(params, optimizers, state, step=40, info=fake_info(torch.zeros(4)))
+    assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((4,), 0.01))

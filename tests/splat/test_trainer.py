@@ -87,5 +87,6 @@ def test_paper_schedule_scales_with_max_steps(tmp_path):
     strategy = args.build_strategy()
     assert (strategy.refine_start_iter, strategy.refine_every, strategy.reset_every) == (50, 10, 300)
     assert strategy.refine_stop_iter == 2500 and args.active_sh_interval == 100
+    assert strategy.reset_stop_iter == 1500
     default = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, strategy="default").build_strategy()
     assert default.refine_stop_iter == 1500

@@ -19,7 +19,12 @@ class FixedDefaultStrategy(DefaultStrategy):
     upstream in gsplat 1.6). The parent's growth, pruning and statistics are kept unchanged; this
     class only adds the reset, every `reset_every` steps while refinement runs, clamping opacities
     to `2 * prune_opa` as 3DGS does.
+
+    Args:
+        reset_stop_iter: no reset from this step on; None: `refine_stop_iter` (3DGS).
     """
+
+    reset_stop_iter: int | None = None
 
     def step_post_backward(
         self,
@@ -31,5 +36,6 @@ class FixedDefaultStrategy(DefaultStrategy):
         packed: bool = False,
     ):
         super().step_post_backward(params, optimizers, state, step, info, packed=packed)
-        if 0 < step < self.refine_stop_iter and step % self.reset_every == 0:
+        reset_stop = self.refine_stop_iter if self.reset_stop_iter is None else self.reset_stop_iter
+        if 0 < step < min(reset_stop, self.refine_stop_iter) and step % self.reset_every == 0:
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)

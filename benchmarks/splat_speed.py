@@ -1,0 +1,201 @@
+"""Default densification vs the paper's method (G2L + C2F + adaptive pruning), and its ablation.
+
+Every variant trains on the same procedural scenes with the same steps, seeds, initial point
+cloud and renderer (the pure-PyTorch CPU backend, or gsplat on CUDA when a GPU is present). Test
+PSNR is measured every `eval_every` steps; the evaluation time is excluded from the training
+wall clock (`train_seconds`), so time-to-PSNR is the training time each run needs to first
+reach the default's final test PSNR.
+
+    python benchmarks/splat_speed.py --output_dir bench_splat           # ~15-20 min on 2 cores
+    python benchmarks/splat_speed.py --output_dir bench_splat --quick   # ~2 min
+
+Writes results.json (every run's history and the summary tables), summary.md and one
+psnr_vs_time_scene<k>.png per scene.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser
+
+from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.model import GaussianModel
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.trainer import SplatTrainer, train_seconds_to_reach
+
+# Each ablation row switches on one part of the method; "g2l" is all of them.
+VARIANTS = {
+    "default": {"strategy": "default"},
+    "g2l": {"strategy": "g2l"},
+    "G2L only": {"strategy": "g2l", "c2f": False, "adaptive_pruning": False},
+    "C2F only": {"strategy": "g2l", "g2l": False, "adaptive_pruning": False},
+    "pruning only": {"strategy": "g2l", "g2l": False, "c2f": False},
+}
+
+
+@dataclass
+class BenchmarkArguments:
+    output_dir: str = field(default="bench_splat", metadata={"help": "Where results.json and the plots go."})
+    num_scenes: int = field(default=3, metadata={"help": "Procedural scenes (seeds 0..n-1)."})
+    max_steps: int = field(default=600, metadata={"help": "Training steps of every run."})
+    resolution: int = field(default=40, metadata={"help": "Image width and height in pixels."})
+    num_train: int = field(default=10, metadata={"help": "Training views per scene."})
+    num_test: int = field(default=3, metadata={"help": "Test views per scene."})
+    num_points: int = field(default=500, metadata={"help": "Initial point cloud size."})
+    sh_degree: int = field(default=1, metadata={"help": "SH degree of the models."})
+    grow_grad2d: float = field(
+        default=0.0015,
+        metadata={"help": "Densification gradient threshold. 3DGS's 2e-4 is about the median initial gradient at "
+                          "~1k-pixel images; the median grows as images shrink (measured on these scenes: 1.8e-3 at "
+                          "32 px, 1.1e-3 at 64 px), so tiny benchmark images use the median at their size. The same "
+                          "value for every variant."},
+    )
+    eval_every: int = field(default=60, metadata={"help": "Test evaluation period in steps (excluded from timing)."})
+    variants: str = field(default=",".join(VARIANTS), metadata={"help": f"Comma-separated subset of {list(VARIANTS)}."})
+    quick: bool = field(default=False, metadata={"help": "Smallest sizes: 2 scenes, default vs g2l only, short runs."})
+    seed: int = field(default=0, metadata={"help": "Training seed (the same for every variant)."})
+    threads: int = field(default=2, metadata={"help": "torch threads."})
+
+    def __post_init__(self):
+        if self.quick:
+            self.num_scenes, self.max_steps, self.resolution, self.eval_every = 2, 300, 32, 30
+            self.num_train, self.num_test, self.num_points = 8, 3, 300
+            self.variants = "default,g2l"
+        unknown = [v for v in self.variant_list if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+        if "default" not in self.variant_list:
+            raise ValueError("variants must include 'default': time-to-PSNR is measured against it")
+
+    @property
+    def variant_list(self) -> list[str]:
+        return [v.strip() for v in self.variants.split(",") if v.strip()]
+
+
+def train_variant(bench: BenchmarkArguments, scene, variant: str, output_dir: Path) -> dict:
+    torch.manual_seed(bench.seed)
+    xyz, rgb = scene.point_arrays()
+    model = GaussianModel.from_points(xyz, rgb, sh_degree=bench.sh_degree)
+    args = SplatTrainingArguments(
+        output_dir=str(output_dir), max_steps=bench.max_steps, seed=bench.seed, eval_strategy="steps",
+        eval_steps=bench.eval_every, logging_steps=bench.eval_every, eval_render_images=2,
+        grow_grad2d=bench.grow_grad2d, disable_tqdm=False, **VARIANTS[variant],
+    )
+    trainer = SplatTrainer(model=model, args=args, train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
+    started = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - started
+    if trainer.state.global_step % bench.eval_every:
+        trainer.evaluate()
+    history = [
+        {"step": e["step"], "train_seconds": e["eval_train_seconds"], "psnr": e["eval_psnr"],
+         "ssim": e["eval_ssim"], "num_gaussians": e["eval_num_gaussians"]}
+        for e in trainer.state.log_history if "eval_psnr" in e
+    ]
+    final = history[-1]
+    return {"variant": variant, "history": history, "psnr": final["psnr"], "ssim": final["ssim"],
+            "num_gaussians": final["num_gaussians"], "train_seconds": final["train_seconds"],
+            "wall_seconds_with_eval": wall}
+
+
+def summarise(runs: dict[str, list[dict]], variants: list[str]) -> list[dict]:
+    """Per variant: means over scenes, and time-to-PSNR against each scene's default run."""
+    rows = []
+    for variant in variants:
+        per_scene = runs[variant]
+        speedups, reached = [], 0
+        for run, default in zip(per_scene, runs["default"]):
+            target = default["psnr"]
+            log = [{"eval_psnr": h["psnr"], "eval_train_seconds": h["train_seconds"]} for h in run["history"]]
+            seconds = train_seconds_to_reach(log, target)
+            default_log = [{"eval_psnr": h["psnr"], "eval_train_seconds": h["train_seconds"]} for h in default["history"]]
+            default_seconds = train_seconds_to_reach(default_log, target)
+            run["time_to_default_psnr"] = seconds
+            if math.isfinite(seconds):
+                reached += 1
+                speedups.append(default_seconds / seconds)
+        rows.append({
+            "variant": variant,
+            "psnr": statistics.mean(r["psnr"] for r in per_scene),
+            "psnr_minus_default": statistics.mean(r["psnr"] - d["psnr"] for r, d in zip(per_scene, runs["default"])),
+            "ssim": statistics.mean(r["ssim"] for r in per_scene),
+            "gaussians_vs_default": statistics.mean(
+                r["num_gaussians"] / d["num_gaussians"] for r, d in zip(per_scene, runs["default"])),
+            "num_gaussians": statistics.mean(r["num_gaussians"] for r in per_scene),
+            "train_seconds": statistics.mean(r["train_seconds"] for r in per_scene),
+            "speedup_to_default_psnr": statistics.geometric_mean(speedups) if speedups else float("nan"),
+            "scenes_reaching_default_psnr": f"{reached}/{len(per_scene)}",
+        })
+    return rows
+
+
+def plot(runs: dict[str, list[dict]], output_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for scene_index in range(len(runs["default"])):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for variant, per_scene in runs.items():
+            history = per_scene[scene_index]["history"]
+            ax.plot([h["train_seconds"] for h in history], [h["psnr"] for h in history], marker=".", label=variant)
+        ax.axhline(runs["default"][scene_index]["psnr"], color="grey", linestyle=":", linewidth=1)
+        ax.set(xlabel="training wall time (s, evaluation excluded)", ylabel="test PSNR (dB)",
+               title=f"procedural scene {scene_index}")
+        ax.legend()
+        fig.tight_layout()
+        path = output_dir / f"psnr_vs_time_scene{scene_index}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path.name)
+    return paths
+
+
+def markdown(rows: list[dict]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    return "\n".join(lines)
+
+
+def run_benchmark(bench: BenchmarkArguments) -> dict:
+    torch.set_num_threads(bench.threads)
+    output_dir = Path(bench.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    variants = bench.variant_list
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for scene_index in range(bench.num_scenes):
+        scene = make_procedural_scene(seed=scene_index, num_train=bench.num_train, num_test=bench.num_test,
+                                      width=bench.resolution, height=bench.resolution, num_points=bench.num_points)
+        for variant in variants:
+            run_dir = output_dir / "runs" / f"scene{scene_index}" / variant.replace(" ", "_")
+            runs[variant].append(train_variant(bench, scene, variant, run_dir))
+    rows = summarise(runs, variants)
+    plots = plot(runs, output_dir)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {bench.threads} threads"
+    results = {"arguments": asdict(bench), "device": device, "summary": rows, "runs": runs, "plots": plots}
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (output_dir / "summary.md").write_text(
+        f"# Splatting speed benchmark ({device})\n\n{markdown(rows)}\n\n"
+        + "\n".join(f"![{p}]({p})" for p in plots) + "\n")
+    return results
+
+
+def main():
+    (bench,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses()
+    results = run_benchmark(bench)
+    print(markdown(results["summary"]))
+
+
+if __name__ == "__main__":
+    main()
