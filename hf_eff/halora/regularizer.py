@@ -15,34 +15,37 @@ from torch import nn
 from hf_eff.halora.config import REG_NORMS, REG_REDUCTIONS
 
 
-def lora_gram_matrices(layer: LoraLayer, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A A^T, B^T B) of one adapted layer, both r x r, in float32."""
-    lora_a = layer.lora_A[adapter_name].weight.float()  # (r, in)
-    lora_b = layer.lora_B[adapter_name].weight.float()  # (out, r)
-    return lora_a @ lora_a.T, lora_b.T @ lora_b
-
-
 def halora_regularizer(
     model: nn.Module, adapter_name: str = "default", norm: str = "spectral", reduction: str = "sum"
 ) -> torch.Tensor:
     """L_reg over every LoRA layer of ``adapter_name`` in ``model`` (any LoRA-family PEFT model).
 
-    The norms are taken batched per rank: one linear-algebra call per distinct r instead of two
-    per layer, which keeps the cost negligible on GPUs (small per-layer SVDs are launch-bound).
+    Factors of equal shape are stacked, so the Gram matrices and their norms take a handful of
+    batched kernels instead of several per layer: the cost is launch-bound, not arithmetic-bound
+    (r x r matrices), and a per-layer loop made a GPU training step about 1.3x slower than LoRA's.
     """
     if norm not in REG_NORMS:
         raise ValueError(f"reg_norm must be one of {REG_NORMS}, got {norm!r}")
     if reduction not in REG_REDUCTIONS:
         raise ValueError(f"reg_reduction must be one of {REG_REDUCTIONS}, got {reduction!r}")
-    grams_by_rank: dict[int, list[torch.Tensor]] = defaultdict(list)
+    factors_a: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (r, in)
+    factors_b: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (out, r)
     n_layers = 0
     for module in model.modules():
         if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
-            gram_a, gram_b = lora_gram_matrices(module, adapter_name)
-            grams_by_rank[gram_a.shape[0]] += [gram_a, gram_b]
+            lora_a, lora_b = module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
+            factors_a[tuple(lora_a.shape)].append(lora_a)
+            factors_b[tuple(lora_b.shape)].append(lora_b)
             n_layers += 1
     if n_layers == 0:
         raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
+    grams_by_rank: dict[int, list[torch.Tensor]] = defaultdict(list)
+    for group in factors_a.values():
+        stacked = torch.stack(group).float()  # (k, r, in)
+        grams_by_rank[stacked.shape[1]].append(stacked @ stacked.transpose(1, 2))  # A A^T
+    for group in factors_b.values():
+        stacked = torch.stack(group).float()  # (k, out, r)
+        grams_by_rank[stacked.shape[2]].append(stacked.transpose(1, 2) @ stacked)  # B^T B
     ord_ = 2 if norm == "spectral" else "fro"
-    total = sum(torch.linalg.matrix_norm(torch.stack(grams), ord=ord_).sum() for grams in grams_by_rank.values())
+    total = sum(torch.linalg.matrix_norm(torch.cat(grams), ord=ord_).sum() for grams in grams_by_rank.values())
     return total / n_layers if reduction == "mean" else total

