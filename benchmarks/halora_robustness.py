@@ -18,18 +18,14 @@ import gc
 import json
 from pathlib import Path
 
-import matplotlib
+import torch
+import transformers
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-
-from hf_eff.demo.report import markdown_table  # noqa: E402
-from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model  # noqa: E402
-from hf_eff.halora.experiment import adapter_config, train_and_evaluate  # noqa: E402
-from hf_eff.halora.tasks import load_task  # noqa: E402
-from hf_eff.halora.trainer import HaLoRATrainingArguments, sigma_key  # noqa: E402
+from hf_eff.demo.report import markdown_table
+from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
+from hf_eff.halora.experiment import adapter_config, plot_accuracy_vs_sigma, train_and_evaluate
+from hf_eff.halora.tasks import load_task
+from hf_eff.halora.trainer import HaLoRATrainingArguments, sigma_key
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -112,20 +108,6 @@ def summarise(runs: dict[str, dict], sigmas: list[float]) -> tuple[str, dict]:
     return "\n".join(lines), {"targets": targets, "checks": checks}
 
 
-def plot(runs: dict[str, dict], sigmas: list[float], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for method, results in runs.items():
-        ax.errorbar(sigmas, [accuracy(results, s) for s in sigmas], yerr=[accuracy(results, s, "std") for s in sigmas],
-                    marker="o", capsize=3, label=method.upper() if method == "lora" else "HaLoRA")
-    ax.set_xlabel("RRAM noise sigma (tile-relative)")
-    ax.set_ylabel("accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
@@ -140,7 +122,7 @@ def main(argv=None) -> dict:
     (out / "halora_robustness.md").write_text(header + "\n\n" + table + "\n")
     (out / "halora_robustness.json").write_text(json.dumps(
         {"settings": vars(args), "device": device, "runs": runs, **verdict}, indent=2, default=str))
-    plot(runs, args.sigmas, out / "halora_robustness.png")
+    plot_accuracy_vs_sigma(runs, args.sigmas, out / "halora_robustness.png")
     print(header)
     print(table)
     return {"runs": runs, **verdict}

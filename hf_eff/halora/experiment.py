@@ -20,7 +20,7 @@ from transformers import (
 from hf_eff.halora.config import HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise
 from hf_eff.halora.tasks import choice_logprob_sums, tokenize_for_scoring, tokenize_for_training
-from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments
+from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_key
 
 METHODS = ("lora", "halora")
 PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
@@ -103,3 +103,24 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
     settings = trainer.eval_noise_settings()
     results.update(noise_mode=settings["mode"], num_noise_seeds=args.eval_noise_seeds)
     return trainer, results
+
+
+def plot_accuracy_vs_sigma(runs: dict[str, dict], sigmas: list[float], path) -> None:
+    """Accuracy (mean +- std over noise seeds) against sigma, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for method, results in runs.items():
+        means = [results[sigma_key("eval", "accuracy", s, "mean")] for s in sigmas]
+        stds = [results[sigma_key("eval", "accuracy", s, "std")] for s in sigmas]
+        ax.errorbar(sigmas, means, yerr=stds, marker="o", capsize=3, label="LoRA" if method == "lora" else "HaLoRA")
+    ax.set_xlabel("RRAM noise sigma (tile-relative)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
