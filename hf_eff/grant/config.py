@@ -34,6 +34,11 @@ class GraNTTrainingArguments(TrainingArguments):
     reselect_interval_start: int = field(default=5, metadata={"help": "first interval (or the constant one)"})
     reselect_interval_end: int = field(default=50, metadata={"help": "last interval of the 'paper' schedule"})
     score_batch_size: int = field(default=256, metadata={"help": "graphs per batch in the scoring pass"})
+    cache_scoring_batches: bool = field(
+        default=True,
+        metadata={"help": "collate the training set once and keep it for every scoring pass (each reselection is "
+                  "then one forward pass); turn off when the collated set does not fit in memory"},
+    )
     # Graph rows hold x / edge_index / y, which a model's forward signature does not name.
     remove_unused_columns: bool = field(default=False, metadata={"help": "keep graph columns for the collator"})
 

@@ -33,32 +33,35 @@ def graph_scores(task: str, outputs: torch.Tensor, labels: torch.Tensor, batch: 
     return squared.sqrt() / num_nodes.clamp(min=1)
 
 
-@torch.no_grad()
-def score_dataset(
-    model: torch.nn.Module,
-    dataset,
-    collator,
-    task: str,
-    indices: list[int] | None = None,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """Scores of dataset[indices] (all rows by default), in that order, with the model in
-    eval mode (no dropout, BatchNorm running statistics) and without shuffling."""
+def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> list[tuple[dict, int]]:
+    """dataset[indices] (all rows by default) collated in order, unshuffled: a list of
+    (features, number of graphs). The trainer keeps it between reselections."""
     indices = list(range(len(dataset))) if indices is None else list(indices)
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collator)
+    sizes = [min(batch_size, len(indices) - start) for start in range(0, len(indices), batch_size)]
+    return list(zip(loader, sizes))
+
+
+@torch.no_grad()
+def score_batches(model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device="cpu") -> torch.Tensor:
+    """Per-graph scores of `scoring_batches` output, with the model in eval mode (no dropout,
+    BatchNorm running statistics)."""
     was_training = model.training
     model.eval()
     scores = []
     try:
-        for start, features in zip(range(0, len(indices), batch_size), loader):
-            num_graphs = min(batch_size, len(indices) - start)
+        for features, num_graphs in batches:
             features = {k: v.to(device) for k, v in features.items()}
             outputs = model(x=features["x"], edge_index=features["edge_index"], batch=features["batch"])
             scores.append(graph_scores(task, outputs, features["labels"], features["batch"], num_graphs).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def score_dataset(model, dataset, collator, task: str, indices=None, batch_size: int = 256, device="cpu") -> torch.Tensor:
+    """Scores of dataset[indices] (all rows by default), in that order."""
+    return score_batches(model, scoring_batches(dataset, collator, indices, batch_size), task, device)
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:

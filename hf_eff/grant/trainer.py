@@ -22,7 +22,7 @@ from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import check_graph_dataset
 from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import plan_epochs
-from hf_eff.grant.selection import partition_batches, score_dataset, select
+from hf_eff.grant.selection import partition_batches, score_batches, scoring_batches, select
 from hf_eff.grant.tasks import GraphTask, task_loss
 
 
@@ -75,6 +75,7 @@ class GraNTTrainer(Trainer):
         self._forward_takes_edge_attr = "edge_attr" in inspect.signature(self.model.forward).parameters
         self._sampler = TeachingBatchSampler(args.seed)
         self._plan = None
+        self._scoring_batches = None
         self.teaching_log: list[dict] = []
 
     # --- loss and evaluation -------------------------------------------------------------
@@ -126,6 +127,7 @@ class GraNTTrainer(Trainer):
             num_processes=self.args.world_size,
         )
         self.teaching_log = []
+        self._scoring_batches = None
         output = super().train(**kwargs)
         output.metrics["grant_selection_seconds"] = sum(entry["selection_seconds"] for entry in self.teaching_log)
         output.metrics["grant_reselections"] = len(self.teaching_log)
@@ -184,12 +186,14 @@ class GraNTTrainer(Trainer):
         (no per-process floating-point drift can split the selection)."""
         num_graphs = len(self.train_dataset)
         shard_size = math.ceil(num_graphs / self.accelerator.num_processes)
-        start = self.accelerator.process_index * shard_size
-        local = score_dataset(
-            self.model, self.train_dataset, self.data_collator, self.task,
-            indices=range(start, min(num_graphs, start + shard_size)),
-            batch_size=self.args.score_batch_size, device=self.args.device,
-        )
+        batches = self._scoring_batches
+        if batches is None:
+            start = self.accelerator.process_index * shard_size
+            shard = range(start, min(num_graphs, start + shard_size))
+            batches = scoring_batches(self.train_dataset, self.data_collator, shard, self.args.score_batch_size)
+            if self.args.cache_scoring_batches:
+                self._scoring_batches = batches
+        local = score_batches(self.model, batches, self.task, self.args.device)
         padded = torch.zeros(shard_size, device=self.args.device)
         padded[: len(local)] = local.to(self.args.device)
         return self.accelerator.gather(padded).cpu()[:num_graphs]
