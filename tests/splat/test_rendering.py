@@ -133,7 +133,8 @@ def test_info_has_the_strategy_keys_and_means2d_gradient(packed):
     assert grad.abs().sum() > 0
 
 
-def test_default_strategy_densifies_on_the_cpu_backend():
+@pytest.mark.parametrize("packed", [True, False])
+def test_default_strategy_densifies_on_the_cpu_backend(packed):
     means, quats, scales, opacities, colors = random_gaussians(30, dtype=torch.float32)
     params = torch.nn.ParameterDict(
         {
@@ -153,11 +154,11 @@ def test_default_strategy_densifies_on_the_cpu_backend():
     for step in range(5):
         colors, _, info = rasterize(
             params["means"], params["quats"], params["scales"].exp(), params["opacities"].sigmoid(),
-            params["colors"], viewmats, Ks, WIDTH, HEIGHT,
+            params["colors"], viewmats, Ks, WIDTH, HEIGHT, packed=packed,
         )
         strategy.step_pre_backward(params, optimizers, state, step, info)
         (colors - target).abs().mean().backward()
-        strategy.step_post_backward(params, optimizers, state, step, info, packed=True)
+        strategy.step_post_backward(params, optimizers, state, step, info, packed=packed)
         for optimizer in optimizers.values():
             optimizer.step()
             optimizer.zero_grad()
@@ -202,12 +203,18 @@ def test_bad_input_raises_a_named_error(change, message):
 def test_cpu_backend_matches_gsplat_cuda(sh_degree):
     params = random_gaussians(300, dtype=torch.float32, sh_bases=9 if sh_degree else None, seed=5)
     viewmats, Ks = two_cameras(torch.float32)
-    cpu = render_and_grads(rasterize, params, viewmats, Ks, sh_degree=sh_degree)
-    cuda = render_and_grads(
-        rasterize, [p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), sh_degree=sh_degree
-    )
-    torch.testing.assert_close(cuda[0].cpu(), cpu[0], rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(cuda[1].cpu(), cpu[1], rtol=1e-3, atol=1e-4)
+    kwargs = dict(sh_degree=sh_degree, packed=False)
+    cpu = render_and_grads(rasterize, params, viewmats, Ks, **kwargs)
+    cuda = render_and_grads(rasterize, [p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), **kwargs)
+    _, _, cpu_info = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, **kwargs)
+    _, _, cuda_info = rasterize(*[p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), WIDTH, HEIGHT, **kwargs)
+    # Both cull by the same opacity-aware bounding box; ceil() may flip on rounding.
+    assert (cuda_info["radii"].cpu() == cpu_info["radii"]).float().mean() > 0.99
+    # gsplat computes in float32 with fast-math exp; a pair near the alpha = 1/255 or the
+    # transmittance = 1e-4 cut-off may flip, which moves a pixel by at most ~1/255.
+    for cuda_image, cpu_image in ((cuda[0], cpu[0]), (cuda[1], cpu[1])):
+        difference = (cuda_image.cpu() - cpu_image).abs()
+        assert difference.max() < 1e-2 and difference.mean() < 1e-4
     for name, grad_cuda, grad_cpu in zip(["means", "quats", "scales", "opacities", "colors"], cuda[2], cpu[2]):
-        scale = grad_cpu.abs().max()
-        torch.testing.assert_close(grad_cuda.cpu() / scale, grad_cpu / scale, rtol=1e-2, atol=2e-3, msg=name)
+        relative = (grad_cuda.cpu() - grad_cpu).norm() / grad_cpu.norm()
+        assert relative < 2e-2, f"gradient of {name} differs by {relative:.2%}"
