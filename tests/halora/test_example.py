@@ -1,0 +1,45 @@
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from tests.halora.conftest import make_tiny_llama
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "halora_finetune.py"
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("halora_finetune", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module's annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({
+        "model_name_or_path": str(model_dir), "method": "halora", "task_name": "comparison", "train_size": 32,
+        "eval_size": 8, "max_length": 64, "output_dir": str(out), "max_steps": 2, "per_device_train_batch_size": 4,
+        "eval_sigmas": [0.0, 0.02], "eval_noise_seeds": 2, "noise_resample_steps": 1, "report_to": "none",
+        "use_cpu": True, "save_strategy": "no", "disable_tqdm": True,
+    }))
+    _load_example().main([str(recipe)])
+    results = json.loads((out / "all_results.json").read_text())
+    for key in ("train_loss", "eval_accuracy_sigma_0_mean", "eval_accuracy_sigma_0.02_mean", "eval_accuracy_sigma_0.02_std"):
+        assert key in results, key
+    assert results["noise_mode"] == "tile_additive" and results["num_noise_seeds"] == 2
+    assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "HALORA"
+
+
+def test_recipes_parse():
+    example = _load_example()
+    for name, method in (("smollm2_mixed.yaml", "halora"), ("smollm2_mixed_lora.yaml", "lora")):
+        model_args, data_args, training_args = example.parse_args([str(EXAMPLE.parents[1] / "trainers" / "halora" / name)])
+        assert model_args.method == method and model_args.lora_r == 4
+        assert model_args.target_modules == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+        assert training_args.eval_sigmas == [0.0, 0.005, 0.01, 0.02] and training_args.eval_noise_seeds == 5
