@@ -42,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--noise_seeds", type=int, default=5)
     parser.add_argument("--train_sigma", type=float, default=0.01)
     parser.add_argument("--reg_weight", type=float, default=0.1)
+    parser.add_argument("--reg_reduction", default="sum", choices=["sum", "mean"])
     parser.add_argument("--resample_steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -51,7 +52,8 @@ def run_method(method: str, args: argparse.Namespace, train, evaluation) -> dict
     transformers.set_seed(args.seed)
     model, tokenizer = load_base_model(args.model_name_or_path)
     peft_config = adapter_config(method, **({} if method == "lora" else dict(
-        noise_sigma=args.train_sigma, noise_resample_steps=args.resample_steps, reg_weight=args.reg_weight)))
+        noise_sigma=args.train_sigma, noise_resample_steps=args.resample_steps, reg_weight=args.reg_weight,
+        reg_reduction=args.reg_reduction)))
     training_args = HaLoRATrainingArguments(
         output_dir=str(Path(args.out) / method), max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=64, learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=50,
