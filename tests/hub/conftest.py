@@ -60,7 +60,6 @@ class LocalHub:
             HF_HUB_DOWNLOAD_TIMEOUT="60",
             HF_HUB_DISABLE_PROGRESS_BARS="1",
             HF_HUB_DISABLE_TELEMETRY="1",
-            HF_HUB_DISABLE_IMPLICIT_TOKEN="0",
             TOKENIZERS_PARALLELISM="false",
             OMP_NUM_THREADS="1",
             PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),

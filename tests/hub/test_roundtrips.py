@@ -117,7 +117,9 @@ def test_run_resumed_from_the_hubs_last_checkpoint_continues(trainer_runs, kind)
 def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_hub, tmp_path):
     kinds = ("halora", "grant", "splat", "scene")
     repo_ids = {kind: local_hub.repo_id(f"push-{kind}") for kind in kinds}
-    result = local_hub.run("push_cli", repo_ids=repo_ids, output_dir=str(tmp_path / "runs"), private=True)
+    home = tmp_path / "hf_home"  # its own cache, to search for the token below
+    env = local_hub.env(HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"), HF_DATASETS_CACHE=str(home / "datasets"))
+    result = local_hub.run("push_cli", env=env, repo_ids=repo_ids, output_dir=str(tmp_path / "runs"), private=True)
     expected_files = {
         "halora": {"adapter_config.json", "adapter_model.safetensors", "all_results.json"},
         "grant": {"config.json", "model.safetensors", "all_results.json"},
@@ -149,8 +151,12 @@ def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_h
     token = local_hub.token
     assert token not in result["_logs"]
     assert all(token not in observed["card_text"] for observed in result["kinds"].values())
-    for folder in (tmp_path / "runs", local_hub.home):
+    for folder in (tmp_path / "runs", home):
         for path in folder.rglob("*"):
             if path.is_file():
                 assert token.encode() not in path.read_bytes(), path
-    assert all(token.encode() not in blob for blob in local_hub.server.blobs.values())
+    for kind, repo_id in repo_ids.items():
+        repo = local_hub.server.repos[("dataset" if kind == "scene" else "model", repo_id)]
+        for commit in repo.commits.values():
+            for path, entry in commit.tree.items():
+                assert token.encode() not in local_hub.server.blobs[entry.sha256], (repo_id, path)
