@@ -90,3 +90,24 @@ def test_paper_schedule_scales_with_max_steps(tmp_path):
     assert strategy.reset_stop_iter == 1500
     default = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, strategy="default").build_strategy()
     assert default.refine_stop_iter == 1500
+
+
+def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypatch):
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    script = Path(__file__).resolve().parents[2] / "examples" / "splat_train.py"
+    monkeypatch.setattr(sys, "argv", [
+        str(script), "--procedural_resolution", "16", "--procedural_num_train", "3", "--procedural_num_test", "1",
+        "--sh_degree", "0", "--max_steps", "6", "--output_dir", str(out), "--disable_tqdm", "True",
+    ])
+    runpy.run_path(str(script), run_name="__main__")
+    results = json.loads((out / "all_results.json").read_text())
+    assert {"train_runtime", "eval_psnr", "eval_ssim", "num_gaussians"} <= set(results)
+    assert results["strategy"] == "g2l"
+    assert GaussianModel.from_pretrained(str(out)).num_gaussians == results["num_gaussians"]
+    assert GaussianModel.from_ply(out / "splats.ply").num_gaussians == results["num_gaussians"]
+    assert (out / "preview.png").is_file()
