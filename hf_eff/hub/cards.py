@@ -9,7 +9,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
 
 - HaLoRA adapter: ``[eval_]<metric>_sigma_<s>[_mean|_std]`` (HaLoRATrainer's keys) -> the accuracy-vs-sigma
   table and one model-index entry per (metric, sigma); ``eval_*`` and ``train_*`` -> a run table.
-- GraNT model: ``train_runtime``, any ``*time_to_target*`` key and ``eval_*`` metrics.
+- GraNT model: ``train_runtime``, ``*time_to_target*``, ``grant_*`` (the teacher's cost), and
+  ``eval_*`` / ``test_*`` metrics.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
 Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher``.
@@ -101,14 +102,15 @@ def noise_table(results: dict) -> dict[str, dict[float, dict[str, float]]]:
     return table
 
 
-def _eval_metrics(results: dict) -> dict[str, float]:
+def _split_metrics(results: dict, prefix: str = "eval_") -> dict[str, float]:
+    """{metric: value} from the ``<prefix><metric>`` keys, bookkeeping left out."""
     metrics = {}
     for key in sorted(results):
-        if not key.startswith("eval_") or _SIGMA_KEY.match(key) or any(b in key for b in _BOOKKEEPING):
+        if not key.startswith(prefix) or _SIGMA_KEY.match(key) or any(b in key for b in _BOOKKEEPING):
             continue
         value = _number(results, key)
         if value is not None:
-            metrics[key.removeprefix("eval_")] = value
+            metrics[key.removeprefix(prefix)] = value
     return metrics
 
 
@@ -174,23 +176,27 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
 
 
 def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> ModelCard:
-    """Card of a GrantGCN, with its time-to-target table."""
+    """Card of a GrantGCN: time to target (and the teacher's own cost), validation and test metrics."""
     dataset_name, datasets = _dataset(results, "hf-eff built-in graphs")
-    metrics = _eval_metrics(results)
-    rows = [[key, results[key]] for key in sorted(results)
-            if ("time_to_target" in key or key in ("train_runtime", "target")) and _number(results, key) is not None]
-    rows += [[f"eval {name}", value] for name, value in metrics.items()]
+    splits = {"validation": _split_metrics(results, "eval_"), "test": _split_metrics(results, "test_")}
+    timing = [[key, results[key]] for key in sorted(results)
+              if (key == "train_runtime" or "time_to_target" in key or key.startswith("grant_"))
+              and _number(results, key) is not None]
+    names = sorted(set(splits["validation"]) | set(splits["test"]))
+    metric_rows = [[name] + [splits[split].get(name, "") for split in splits] for name in names]
     card_data = ModelCardData(
         library_name=LIBRARY_NAME, datasets=datasets, license=license, tags=list(TAGS["grant_model"]),
         pipeline_tag="graph-ml", model_name=repo_id.split("/")[-1],
-        eval_results=[EvalResult(task_type="graph-ml", dataset_type=datasets[0] if datasets else "hf-eff/builtin",
-                                 dataset_name=dataset_name, metric_type=name, metric_value=value)
-                      for name, value in metrics.items()] or None,
+        eval_results=[EvalResult(task_type="graph-ml", task_name=results.get("task"), dataset_name=dataset_name,
+                                 dataset_type=datasets[0] if datasets else "hf-eff/builtin", dataset_split=split,
+                                 metric_type=name, metric_value=value)
+                      for split, metrics in splits.items() for name, value in metrics.items()] or None,
     )
     return ModelCard.from_template(
         card_data, template_path=str(template_path("grant_model")), repo_id=repo_id,
-        teacher=results.get("teacher"),
-        results_table=markdown_table(["measure", "value"], rows) if rows else "",
+        teacher=results.get("teacher"), task=results.get("task"),
+        results_table=markdown_table(["measure", "value"], timing) if timing else "",
+        metrics_table=markdown_table(["metric", "validation", "test"], metric_rows) if metric_rows else "",
     )
 
 

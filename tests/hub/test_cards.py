@@ -49,14 +49,18 @@ def test_lora_baseline_and_local_base_model_are_not_tagged_as_halora(tmp_path):
 
 
 def test_grant_card_reports_time_to_target_and_eval_metrics():
-    results = {"train_runtime": 20.0, "time_to_target": 8.25, "eval_mae": 0.3, "eval_runtime": 0.5,
-               "eval_samples_per_second": 100.0, "epoch": 3.0, "teacher": "grant", "dataset_name": "me/graphs"}
+    # The keys examples/grant_train.py writes.
+    results = {"train_runtime": 20.0, "time_to_target": 8.25, "grant_selection_seconds": 0.5, "eval_mae": 0.3,
+               "test_mae": 0.35, "eval_runtime": 0.5, "eval_samples_per_second": 100.0, "epoch": 3.0,
+               "teacher": "grant", "task": "graph_regression", "dataset_name": "me/graphs"}
     card = cards.grant_card(results, "me/gcn")
     data = ModelCard(str(card)).data
     assert data.pipeline_tag == "graph-ml" and "graph-neural-teaching" in data.tags
     assert data.datasets == ["me/graphs"]
-    assert _metrics(card) == {("mae", None): 0.3}  # bookkeeping (runtime, throughput) stays out
+    splits = {(r.metric_type, r.dataset_split): r.metric_value for r in data.eval_results}
+    assert splits == {("mae", "validation"): 0.3, ("mae", "test"): 0.35}  # bookkeeping stays out
     assert "| time_to_target | 8.25 |" in card.text and "| train_runtime | 20 |" in card.text
+    assert "| grant_selection_seconds | 0.5 |" in card.text and "| mae | 0.3 | 0.35 |" in card.text
     assert 'GrantGCN.from_pretrained("me/gcn")' in card.text
 
 
