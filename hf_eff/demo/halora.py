@@ -57,7 +57,7 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
             output_dir=str(out_dir / "halora_runs" / method), max_steps=sizes["steps"],
             per_device_train_batch_size=sizes["batch"], per_device_eval_batch_size=32, learning_rate=1e-3,
             lr_scheduler_type="cosine", warmup_steps=0, logging_steps=max(1, sizes["steps"] // 4),
-            save_strategy="no", eval_strategy="no", report_to=[], seed=0, dataloader_num_workers=0,
+            save_strategy="no", eval_strategy="no", report_to=[], seed=0, dataloader_num_workers=0, disable_tqdm=False,
             eval_sigmas=sizes["sigmas"], eval_noise_seeds=sizes["seeds"],
         )
         peft_config = adapter_config(method, **({} if method == "lora" else {"noise_resample_steps": sizes["resample"]}))

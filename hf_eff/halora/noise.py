@@ -149,30 +149,32 @@ class RRAMNoise:
         """Memory held while the noise is applied (tile scales + exact fix-ups)."""
         return sum(state.nbytes for state in (self._applied or {}).values())
 
-    def _noisy(self, clean: torch.Tensor, seed: int, tile_scale: torch.Tensor | None) -> torch.Tensor:
-        generator = torch.Generator(device=clean.device).manual_seed(seed)
+    def _draw(self, weight: torch.Tensor, seed: int) -> torch.Tensor:
+        """The layer's random numbers: uniform for stuck_at, standard normal otherwise."""
+        generator = torch.Generator(device=weight.device).manual_seed(seed)
+        sample = torch.rand if self.mode == "stuck_at" else torch.randn
+        return sample(weight.shape, generator=generator, device=weight.device)
+
+    def _additive_scale(self, tile_scale: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | float:
+        return self.sigma if self.mode == "absolute" else self.sigma * _expand_tiles(tile_scale, self.tile_size, shape)
+
+    def _noisy(self, clean: torch.Tensor, draw: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
         if self.mode == "stuck_at":
-            uniform = torch.rand(clean.shape, generator=generator, device=clean.device)
-            stuck_high = uniform < self.sigma / 2
-            stuck_zero = (uniform >= self.sigma / 2) & (uniform < self.sigma)
+            stuck_high = draw < self.sigma / 2
+            stuck_zero = (draw >= self.sigma / 2) & (draw < self.sigma)
             high = torch.sign(clean) * _expand_tiles(tile_scale, self.tile_size, clean.shape)
             return torch.where(stuck_high, high, torch.where(stuck_zero, torch.zeros_like(clean), clean))
-        eps = torch.randn(clean.shape, generator=generator, device=clean.device)
         if self.mode == "multiplicative":
-            return clean * (1 + self.sigma * eps)
-        scale = self.sigma if self.mode == "absolute" else self.sigma * _expand_tiles(tile_scale, self.tile_size, clean.shape)
-        return clean + scale * eps
+            return clean * (1 + self.sigma * draw)
+        return clean + self._additive_scale(tile_scale, clean.shape) * draw
 
-    def _approx_clean(self, noisy: torch.Tensor, seed: int, tile_scale: torch.Tensor | None) -> torch.Tensor:
+    def _approx_clean(self, noisy: torch.Tensor, draw: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
         """Inverse of ``_noisy`` up to float rounding (stuck cells are left to the fix-ups)."""
         if self.mode == "stuck_at":
             return noisy
-        generator = torch.Generator(device=noisy.device).manual_seed(seed)
-        eps = torch.randn(noisy.shape, generator=generator, device=noisy.device)
         if self.mode == "multiplicative":
-            return noisy / (1 + self.sigma * eps)
-        scale = self.sigma if self.mode == "absolute" else self.sigma * _expand_tiles(tile_scale, self.tile_size, noisy.shape)
-        return noisy - scale * eps
+            return noisy / (1 + self.sigma * draw)
+        return noisy - self._additive_scale(tile_scale, noisy.shape) * draw
 
     @torch.no_grad()
     def apply(self, seed: int, draw_index: int = 0) -> None:
@@ -190,8 +192,9 @@ class RRAMNoise:
                 seed_l = draw_seed(seed, draw_index, name)
                 clean32 = weight.float()
                 tile_scale = _tile_abs_max(clean32, self.tile_size) if self.mode in ("tile_additive", "stuck_at") else None
-                noisy = self._noisy(clean32, seed_l, tile_scale).to(weight.dtype)
-                back = self._approx_clean(noisy.float(), seed_l, tile_scale).to(weight.dtype)
+                draw = self._draw(weight, seed_l)
+                noisy = self._noisy(clean32, draw, tile_scale).to(weight.dtype)
+                back = self._approx_clean(noisy.float(), draw, tile_scale).to(weight.dtype)
                 int_dtype = _INT_VIEW[weight.element_size()]
                 # Bitwise comparison: catches -0.0 vs 0.0 too.
                 mismatch = (back.view(int_dtype) != weight.view(int_dtype)).flatten().nonzero().squeeze(1)
@@ -211,7 +214,8 @@ class RRAMNoise:
         """Puts the clean weights back, bit-exactly."""
         for name, state in (self._applied or {}).items():
             weight = self.layers[name].weight.data
-            back = self._approx_clean(weight.float(), state.seed, state.tile_scale).to(weight.dtype)
+            draw = self._draw(weight, state.seed)
+            back = self._approx_clean(weight.float(), draw, state.tile_scale).to(weight.dtype)
             back.view(-1)[state.fix_index.long()] = state.fix_values
             weight.copy_(back)
         self._applied = None
