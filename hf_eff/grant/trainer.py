@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import time
 
 import torch
 from huggingface_hub import ModelHubMixin
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.config import GraNTTrainingArguments
@@ -103,7 +105,7 @@ class GraNTTrainer(Trainer):
         if isinstance(model, ModelHubMixin):  # config.json + safetensors, loadable by from_pretrained
             output_dir = output_dir or self.args.output_dir
             model.save_pretrained(output_dir)
-            torch.save(self.args, f"{output_dir}/training_args.bin")
+            torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
         else:
             super()._save(output_dir, state_dict)
 
