@@ -431,7 +431,13 @@ def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool =
     for kind, repo_id in repo_ids.items():
         out = Path(output_dir) / kind
         model = _write_run_folder(out, kind)
-        exit_code = cli_main(["push", str(out), repo_id] + (["--private"] if private else []))
+        argv = ["push", str(out), repo_id] + (["--private"] if private else [])
+        if kind == "grant":  # --token instead of HF_TOKEN
+            token = os.environ.pop("HF_TOKEN")
+            exit_code = cli_main(argv + ["--token", token])
+            os.environ["HF_TOKEN"] = token
+        else:
+            exit_code = cli_main(argv)
         if kind == "scene":
             card = DatasetCard.load(repo_id)
             equal = _scene_signature(load_scene(repo_id)) == _scene_signature(model)
