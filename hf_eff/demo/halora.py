@@ -52,7 +52,7 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
         base_name = "SmolLM2-135M-Instruct"
     else:
         # SmolLM2 costs seconds per step on 2 cores: a short run, one noise seed per sigma.
-        sizes = dict(train=2000, eval=48, steps=30, batch=8, sigmas=[0.0, 0.01, 0.02], seeds=1, resample=10)
+        sizes = dict(train=2000, eval=40, steps=20, batch=8, sigmas=[0.0, 0.01, 0.02], seeds=1, resample=10)
         load = load_base_model
         base_name = "SmolLM2-135M-Instruct"
     train, evaluation = builtin_task("comparison", train_size=sizes["train"], eval_size=sizes["eval"], seed=0)

@@ -121,6 +121,8 @@ class RRAMNoise:
     ``mode``: ``tile_additive`` (W + sigma * max|W_tile| * eps), ``multiplicative``
     (W * (1 + sigma * eps)), ``absolute`` (W + sigma * eps) or ``stuck_at`` (a fraction sigma of the
     cells stuck, half at 0 and half at the tile's max magnitude with the cell's sign).
+    The noised weights must stay frozen while the noise is applied (restore undoes the recorded
+    draw); merge adapters only after ``restore()``. Sharded (FSDP) weights are not supported.
     """
 
     def __init__(
