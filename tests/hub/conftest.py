@@ -110,14 +110,20 @@ def inject_fault(local_hub):
 
 
 @pytest.fixture(scope="session")
-def run_once(local_hub, tmp_path_factory):
+def run_once(local_hub, tmp_path_factory, worker_id):
     """``run_once(name, scenario, **kwargs)``: the scenario's result, computed by whichever
     xdist worker asks first and read from a file by the others (pytest-xdist's recipe for
     session fixtures that must run once), so that tests sharing a costly scenario can land on
     different workers."""
-    shared = tmp_path_factory.getbasetemp().parent
+    results: dict[str, dict] = {}
+    # Under xdist each worker's base temp folder sits in the session's own folder.
+    shared = tmp_path_factory.getbasetemp().parent if worker_id != "master" else None
 
     def run(name: str, scenario: str, **kwargs) -> dict:
+        if shared is None:
+            if name not in results:
+                results[name] = local_hub.run(scenario, **kwargs)
+            return results[name]
         result_file = shared / f"hub-scenario-{name}.json"
         with FileLock(str(result_file) + ".lock"):
             if not result_file.is_file():

@@ -89,7 +89,7 @@ def test_trainer_pushes_its_checkpoints_to_the_hub(trainer_runs, kind):
 
 
 @pytest.mark.parametrize("kind", [
-    pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=(
+    pytest.param(kind, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
         "transformers pickles --hub_token into training_args.bin, which the Trainer pushes; "
         "the trainer's TrainingArguments must inherit hf_eff.hub.TokenFreeArgumentsMixin")))
     for kind in TRAINERS
@@ -103,7 +103,8 @@ def test_token_given_to_a_trainer_stays_out_of_its_checkpoints(trainer_runs, kin
     "halora",
     "splat",
     pytest.param("grant", marks=pytest.mark.xfail(
-        strict=True, reason="GraNTTrainer refuses resume_from_checkpoint (its epochs vary in length)")),
+        strict=True, raises=AssertionError,
+        reason="GraNTTrainer refuses resume_from_checkpoint (its epochs vary in length)")),
 ])
 def test_run_resumed_from_the_hubs_last_checkpoint_continues(trainer_runs, kind):
     observed = trainer_runs["kinds"][kind]
