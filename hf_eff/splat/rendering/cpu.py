@@ -310,30 +310,31 @@ class _CompositeTiles(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, layout: TileLayout, absgrad_target):
         channels = colors.shape[-1]
-        tile_pixels = layout.tile_pixels
         # Per tile and pixel: weighted colour sums and the weight sum (the alpha).
-        per_tile = means2d.new_zeros(layout.num_tiles, tile_pixels, channels + 1)
+        per_tile = means2d.new_zeros(layout.num_tiles, layout.tile_pixels, channels + 1)
         chunks = layout.chunks(CHUNK_ELEMENTS)
-        log_opacities = torch.log(opacities)
+        # One table of per-entry values, gathered once per chunk (index_select beats several
+        # advanced-indexing gathers): mean (2), conic (3), log-opacity, colours and a one.
+        entries = torch.cat(
+            [means2d, conics, torch.log(opacities)[:, None], colors, torch.ones_like(opacities)[:, None]], dim=1
+        )
         saved = []
         for chunk in chunks:
-            rows = chunk.row_entries
-            if rows.numel() == 0:
+            if chunk.row_entries.numel() == 0:
                 saved.append((None, None))
                 continue
+            rows = entries.index_select(0, chunk.row_entries)
             # gsplat also skips sigma < 0, which a positive-definite conic only gives by rounding.
-            alphas = chunk.sigma(means2d[rows], conics[rows]).neg_().add_(log_opacities[rows]).exp_()
+            alphas = chunk.sigma(rows[:, 0:2], rows[:, 2:5]).neg_().add_(rows[:, 5]).exp_()
             alphas.clamp_max_(MAX_ALPHA).masked_fill_(alphas < ALPHA_THRESHOLD, 0.0)
             log_survival = alphas.neg().log1p_()
             log_transmittance_after = _TileSums(log_survival, chunk).within_tile_()
             # Transmittance only decreases along a pixel, so this drops a suffix of each pixel.
             alphas.masked_fill_(log_transmittance_after <= math.log(MIN_TRANSMITTANCE), 0.0)
             transmittance = log_transmittance_after.sub_(log_survival).to(alphas.dtype).exp_()
-            weights = (alphas * transmittance).t()  # [rows, P]
-            stacked = weights.new_empty(rows.numel(), tile_pixels, channels + 1)
-            torch.mul(weights[:, :, None], colors[rows][:, None, :], out=stacked[:, :, :channels])
-            stacked[:, :, channels] = weights
-            per_tile.index_add_(0, chunk.row_tiles + chunk.tile_start, stacked)
+            weights = (alphas * transmittance).t().contiguous()  # [rows, P]
+            # [rows, P, D + 1]: weighted colours and the weight itself (times the trailing one).
+            per_tile.index_add_(0, chunk.row_tiles + chunk.tile_start, weights[:, :, None] * rows[:, None, 6:])
             saved.append((alphas, transmittance))
         ctx.layout, ctx.chunks, ctx.chunk_tensors, ctx.absgrad_target = layout, chunks, saved, absgrad_target
         ctx.save_for_backward(means2d, conics, opacities, colors)
@@ -345,23 +346,24 @@ class _CompositeTiles(torch.autograd.Function):
         channels = colors.shape[-1]
         # Per tile: [tiles, D + 1, P], the gradients of the colour channels and of the alpha.
         grad_tiles = torch.cat([grad_render, grad_accumulated], dim=2).transpose(1, 2).contiguous()
+        entries = torch.cat([means2d, conics, opacities[:, None], colors], dim=1)
         with_absgrad = ctx.absgrad_target is not None
         per_row = means2d.new_empty(ctx.layout.row_entries.numel(), 6 + 2 * with_absgrad + channels)
         for chunk, (alphas, transmittance) in zip(ctx.chunks, ctx.chunk_tensors):
-            rows = chunk.row_entries
-            if rows.numel() == 0:
+            if chunk.row_entries.numel() == 0:
                 continue
-            row_means2d, row_conics, row_opacities, row_colors = means2d[rows], conics[rows], opacities[rows], colors[rows]
+            rows = entries.index_select(0, chunk.row_entries)
+            row_means2d, row_conics, row_opacities, row_colors = rows[:, 0:2], rows[:, 2:5], rows[:, 5], rows[:, 6:]
             weights = alphas * transmittance
-            # Whole-row gathers of the per-tile table are much faster than gathers along the
-            # last dimension; one transposing copy then gives [D + 1, P, rows].
-            grad_rows = grad_tiles.index_select(0, chunk.row_tiles + chunk.tile_start).permute(1, 2, 0).contiguous()
+            # Whole-row gathers of the per-tile table ([rows, D + 1, P]) are much faster than
+            # gathers along the last dimension; only the results are transposed to [P, rows].
+            grad_rows = grad_tiles.index_select(0, chunk.row_tiles + chunk.tile_start)
             # dL/dw for each pair: colour gradient . colour + alpha gradient.
-            grad_weights = grad_rows[channels].clone()
-            grad_colors = torch.empty_like(row_colors)
+            grad_weights = grad_rows[:, channels].clone()
             for channel in range(channels):
-                grad_weights.addcmul_(grad_rows[channel], row_colors[None, :, channel])
-                grad_colors[:, channel] = (grad_rows[channel] * weights).sum(0)
+                grad_weights.addcmul_(grad_rows[:, channel], row_colors[:, channel, None])
+            grad_weights = grad_weights.t().contiguous()
+            grad_colors = (grad_rows[:, :channels] * weights.t().contiguous()[:, None, :]).sum(-1)
             # Pixel value = sum_i w_i g_i with w_i = a_i prod_{j<i} (1 - a_j), so
             # dL/da_i = T_i g_i - (sum_{j>i} w_j g_j) / (1 - a_i).
             behind = _TileSums(weights.mul_(grad_weights), chunk).after_row_().to(alphas.dtype)
