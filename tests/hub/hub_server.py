@@ -255,16 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- plumbing -----------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
+        # huggingface_hub always sends a Content-Length (no chunked bodies).
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
@@ -314,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
         if error_code:
             headers["X-Error-Code"] = error_code
         if error_message:
-            headers["X-Error-Message"] = error_message
+            headers["X-Error-Message"] = " ".join(error_message.split())  # one header line
         return self._send(status, json.dumps(payload).encode(), content_type, headers)
 
     def _json_body(self) -> dict:

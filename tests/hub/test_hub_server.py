@@ -83,6 +83,19 @@ def test_repush_updates_files_and_revision_pins_old_ones(local_hub, tmp_path, hu
     api.delete_tag(repo_id, tag="v1.0")
     refs = api.list_repo_refs(repo_id)
     assert [b.name for b in refs.branches] == ["main"] and refs.tags == []
+    api.delete_folder("sub", repo_id=repo_id)
+    assert sorted(f.path for f in api.list_repo_tree(repo_id, recursive=True)) == [
+        ".gitattributes", "config.json", "model.safetensors"]
+    assert read("sub/note.txt", revision=new.oid) == b"v2"
+
+
+def test_card_with_invalid_yaml_is_refused_before_upload(local_hub):
+    api, repo_id = local_hub.api(), local_hub.repo_id("yaml")
+    api.create_repo(repo_id)
+    with pytest.raises(ValueError, match="Invalid metadata in README.md"):
+        api.upload_file(path_or_fileobj=b"---\ntags: [unclosed\n---\n# card\n", path_in_repo="README.md",
+                        repo_id=repo_id)
+    assert [s.rfilename for s in api.model_info(repo_id).siblings] == [".gitattributes"]
 
 
 def test_private_repo_refuses_requests_without_the_owners_token(local_hub, tmp_path, hub_cache):
