@@ -39,6 +39,19 @@ def _register() -> None:
 
 _register()
 
+# Imported on first use: the trainer pulls in transformers.Trainer, too heavy for `import hf_eff`.
+_LAZY = {
+    "HaLoRATrainer": "trainer",
+    "HaLoRATrainingArguments": "trainer",
+    "load_base_model": "base_model",
+    "MultipleChoiceScorer": "tasks",
+    "builtin_task": "tasks",
+    "choice_logprob_sums": "tasks",
+    "load_task": "tasks",
+    "tokenize_for_scoring": "tasks",
+    "tokenize_for_training": "tasks",
+}
+
 __all__ = [
     "HaLoRAConfig",
     "HaLoRAModel",
@@ -46,4 +59,13 @@ __all__ = [
     "halora_regularizer",
     "rram_linear_modules",
     "rram_noise",
+    *_LAZY,
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"hf_eff.halora.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'hf_eff.halora' has no attribute {name!r}")

@@ -61,3 +61,16 @@ def test_adapter_config_records_type_and_every_field(tiny_llama, tmp_path):
         assert saved[field] == getattr(config, field), field
     loaded = PeftConfig.from_pretrained(tmp_path)
     assert type(loaded).__name__ == "HaLoRAConfig" and loaded.reg_norm == "frobenius" and loaded.noise_tile_size == 32
+
+
+def test_public_names_export_from_hf_eff():
+    from hf_eff import (
+        HaLoRATrainer,
+        HaLoRATrainingArguments,
+        builtin_task,
+        load_base_model,
+        rram_noise,
+    )
+
+    assert HaLoRATrainer.__name__ == "HaLoRATrainer" and HaLoRATrainingArguments.__name__ == "HaLoRATrainingArguments"
+    assert callable(builtin_task) and callable(load_base_model) and callable(rram_noise)
