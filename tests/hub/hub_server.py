@@ -415,7 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 yaml.safe_load(match.group(1))
             except yaml.YAMLError as error:
-                raise HubError(400, f"Invalid YAML metadata: {error}") from error
+                message = f"Invalid YAML metadata: {' '.join(str(error).split())}"
+                return self._send_json(400, {"errors": [{"message": message}], "warnings": []})
         return self._send_json(200, {"errors": [], "warnings": []})
 
     def _create_repo(self) -> int:

@@ -92,7 +92,7 @@ def test_repush_updates_files_and_revision_pins_old_ones(local_hub, tmp_path, hu
 def test_card_with_invalid_yaml_is_refused_before_upload(local_hub):
     api, repo_id = local_hub.api(), local_hub.repo_id("yaml")
     api.create_repo(repo_id)
-    with pytest.raises(ValueError, match="Invalid metadata in README.md"):
+    with pytest.raises(ValueError, match="Invalid metadata in README.md.\n- Invalid YAML metadata"):
         api.upload_file(path_or_fileobj=b"---\ntags: [unclosed\n---\n# card\n", path_in_repo="README.md",
                         repo_id=repo_id)
     assert [s.rfilename for s in api.model_info(repo_id).siblings] == [".gitattributes"]
