@@ -6,6 +6,7 @@ from gsplat.strategy import DefaultStrategy
 
 from hf_eff.splat.rendering import cpu as cpu_backend
 from hf_eff.splat.rendering import rasterize
+from hf_eff.splat.rendering.projection import project
 from hf_eff.splat.rendering.reference import rasterize_dense
 
 WIDTH, HEIGHT = 24, 20
@@ -39,6 +40,18 @@ def two_cameras(dtype=torch.float64):
     return viewmats, Ks
 
 
+def max_pair_alpha(params, viewmats, Ks):
+    """Largest opacity * exp(-sigma) over visible (Gaussian, pixel centre) pairs."""
+    means, quats, scales, opacities, _ = params
+    projection = project(means, quats, scales, opacities, viewmats, Ks, WIDTH, HEIGHT)
+    ys, xs = torch.meshgrid(torch.arange(HEIGHT), torch.arange(WIDTH), indexing="ij")
+    centres = torch.stack([xs, ys], dim=-1).reshape(-1, 1, 1, 2).to(means.dtype) + 0.5
+    dx, dy = (projection.means2d - centres).unbind(-1)  # [P, C, N]
+    a, b, c = projection.conics.unbind(-1)
+    alphas = projection.opacities * torch.exp(-(0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy))
+    return alphas[:, (projection.radii > 0).all(-1)].max()
+
+
 def render_and_grads(render_fn, params, viewmats, Ks, **kwargs):
     leaves = [p.detach().clone().requires_grad_() for p in params]
     colors, alphas, *_ = render_fn(*leaves, viewmats, Ks, WIDTH, HEIGHT, **kwargs)
@@ -50,13 +63,15 @@ def render_and_grads(render_fn, params, viewmats, Ks, **kwargs):
 
 @pytest.mark.parametrize(
     "case",
-    ["rgb", "sh_degree_1", "opaque_early_stop", "unpacked"],
+    ["rgb", "sh_degree_1", "opaque_early_stop", "clamped_alpha", "unpacked"],
 )
 def test_cpu_backend_matches_dense_reference_in_values_and_gradients(case):
     sh_degree = 1 if case == "sh_degree_1" else None
-    opacity_range = (0.9, 0.99) if case == "opaque_early_stop" else (0.05, 0.95)
+    opacity_range = {"opaque_early_stop": (0.9, 0.99), "clamped_alpha": (0.9995, 1.0)}.get(case, (0.05, 0.95))
     num = 150 if case == "opaque_early_stop" else 60
-    params = random_gaussians(num, opacity_range=opacity_range, sh_bases=4 if sh_degree else None)
+    params = list(random_gaussians(num, opacity_range=opacity_range, sh_bases=4 if sh_degree else None))
+    if case == "clamped_alpha":
+        params[2] *= 5  # wide Gaussians: their alpha reaches 0.999 over some pixel centre
     viewmats, Ks = two_cameras()
     backgrounds = torch.tensor([[0.2, 0.5, 0.9], [1.0, 0.0, 0.3]], dtype=torch.float64)
     kwargs = dict(sh_degree=sh_degree, backgrounds=backgrounds)
@@ -67,6 +82,8 @@ def test_cpu_backend_matches_dense_reference_in_values_and_gradients(case):
     assert cpu[1].mean() > 0.2, "the scene should cover a good part of the image"
     if case == "opaque_early_stop":
         assert (1 - dense[1]).min() < 1e-3, "some pixel should reach the transmittance stop"
+    if case == "clamped_alpha":
+        assert max_pair_alpha(params, viewmats, Ks) >= 0.999, "some pair should hit the 0.999 alpha clamp"
     torch.testing.assert_close(cpu[0], dense[0], rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(cpu[1], dense[1], rtol=1e-9, atol=1e-10)
     for name, grad_cpu, grad_dense in zip(["means", "quats", "scales", "opacities", "colors"], cpu[2], dense[2]):
