@@ -49,6 +49,7 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0, help="dataset size multiplier")
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--variant", default="single", choices=["single", "batch"])
+    parser.add_argument("--batch_size", type=int, default=0, help="graphs per step; 0 = the whole training set")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (small graphs: 1 is fastest)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -67,7 +68,7 @@ def main(argv=None):
         # The public code's regime: one optimiser step per epoch over the taught set (full-batch).
         training = dict(
             output_dir=str(out / task), num_train_epochs=args.epochs,
-            per_device_train_batch_size=len(splits["train"]), per_device_eval_batch_size=512,
+            per_device_train_batch_size=args.batch_size or len(splits["train"]), per_device_eval_batch_size=512,
             learning_rate=5e-3, weight_decay=5e-4, lr_scheduler_type="cosine", seed=0,
             eval_strategy="steps", eval_steps=5, logging_strategy="no", save_strategy="no",
             report_to="none", use_cpu=True, disable_tqdm=True,
@@ -83,7 +84,8 @@ def main(argv=None):
     columns = list(dict.fromkeys(key for row in rows for key in row))
     (out / "grant_speed.md").write_text(markdown_table(columns, rows) + "\n")
     serialisable = [
-        {k: v for k, v in r.items() if k != "runs"} | {"curves": {t: run.curve for t, run in r["runs"].items()}}
+        {k: v for k, v in r.items() if k != "runs"} | {"curves": {t: run.curve for t, run in r["runs"].items()},
+                                                     "teaching_log": r["runs"]["grant"].teaching_log}
         for r in results
     ]
     (out / "grant_speed.json").write_text(json.dumps(serialisable, indent=2, default=float))

@@ -25,6 +25,7 @@ class RunResult:
     selection_seconds: float
     optimizer_steps: int
     test_metrics: dict
+    teaching_log: list[dict]  # ratio, subset size and selection seconds at every reselection
 
 
 def train_and_test(model_fn: Callable[[], torch.nn.Module], splits, args: GraNTTrainingArguments) -> RunResult:
@@ -45,6 +46,7 @@ def train_and_test(model_fn: Callable[[], torch.nn.Module], splits, args: GraNTT
         selection_seconds=output.metrics.get("grant_selection_seconds", 0.0),
         optimizer_steps=output.global_step,
         test_metrics=trainer.evaluate(splits["test"], metric_key_prefix="test"),
+        teaching_log=trainer.teaching_log,
     )
 
 
@@ -66,15 +68,16 @@ def compare(task: str, model_fn, splits, training: dict, teaching: dict) -> dict
             "train_s": round(run.train_seconds, 2),
             "selection_s": round(run.selection_seconds, 2),
             "steps": run.optimizer_steps,
-            f"best_val_{name}": round(best_value(run.curve, f"eval_{name}", higher), 4),
+            "metric": name,
+            "best_val": round(best_value(run.curve, f"eval_{name}", higher), 4),
             "time_to_target_s": None if reached is None else round(reached, 2),
-            f"test_{name}": round(run.test_metrics[f"test_{name}"], 4),
+            "test": round(run.test_metrics[f"test_{name}"], 4),
         })
     full, grant = rows
     grant["time_to_target_x"] = (
         None if grant["time_to_target_s"] is None else round(grant["time_to_target_s"] / full["time_to_target_s"], 3)
     )
-    grant["test_change_%"] = round(100 * (grant[f"test_{name}"] - full[f"test_{name}"]) / abs(full[f"test_{name}"]), 2)
+    grant["test_change_%"] = round(100 * (grant["test"] - full["test"]) / abs(full["test"]), 2)
     return {"task": task, "metric": name, "higher_is_better": higher, "target": target, "rows": rows, "runs": runs}
 
 
