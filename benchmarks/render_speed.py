@@ -32,21 +32,35 @@ def benchmark_scene(num_gaussians: int, resolution: int, device: str, seed: int 
     generator = torch.Generator().manual_seed(seed)
     means = torch.rand(num_gaussians, 3, generator=generator) * 2 - 1
     quats = torch.randn(num_gaussians, 4, generator=generator)
-    log_scales = torch.empty(num_gaussians, 3).uniform_(math.log(0.01), math.log(0.04), generator=generator)
+    log_scales = torch.empty(num_gaussians, 3).uniform_(
+        math.log(0.01), math.log(0.04), generator=generator
+    )
     opacities = torch.empty(num_gaussians).uniform_(0.1, 0.9, generator=generator)
     colors = torch.rand(num_gaussians, 3, generator=generator)
     viewmat = torch.eye(4)
     viewmat[2, 3] = 3.0
-    K = torch.tensor([[resolution, 0.0, resolution / 2], [0.0, resolution, resolution / 2], [0.0, 0.0, 1.0]])
+    K = torch.tensor(
+        [[resolution, 0.0, resolution / 2], [0.0, resolution, resolution / 2], [0.0, 0.0, 1.0]]
+    )
     tensors = [means, quats, log_scales, opacities, colors, viewmat[None], K[None]]
     return [t.to(device) for t in tensors]
 
 
 def forward_backward(inputs, resolution, backend):
     means, quats, log_scales, opacities, colors, viewmats, Ks = inputs
-    leaves = [t.detach().clone().requires_grad_() for t in (means, quats, log_scales, opacities, colors)]
+    leaves = [
+        t.detach().clone().requires_grad_() for t in (means, quats, log_scales, opacities, colors)
+    ]
     render, _, info = rasterize(
-        leaves[0], leaves[1], leaves[2].exp(), leaves[3], leaves[4], viewmats, Ks, resolution, resolution,
+        leaves[0],
+        leaves[1],
+        leaves[2].exp(),
+        leaves[3],
+        leaves[4],
+        viewmats,
+        Ks,
+        resolution,
+        resolution,
         backend=backend,
     )
     render.abs().mean().backward()
@@ -79,7 +93,9 @@ def measure(num_gaussians, resolution, backend, repeats):
         peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
     return {
         "backend": backend,
-        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "device": torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"cpu ({os.cpu_count()} cores)",
         "threads": torch.get_num_threads(),
         "num_gaussians": num_gaussians,
         "resolution": resolution,
@@ -94,12 +110,18 @@ def measure(num_gaussians, resolution, backend, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--num_gaussians", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 512])
-    parser.add_argument("--backends", nargs="+", default=None, help="cpu and/or gsplat (default: all available)")
+    parser.add_argument(
+        "--backends", nargs="+", default=None, help="cpu and/or gsplat (default: all available)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="10k Gaussians at 128 and 256 only, 2 repeats")
+    parser.add_argument(
+        "--quick", action="store_true", help="10k Gaussians at 128 and 256 only, 2 repeats"
+    )
     parser.add_argument("--output", type=Path, default=Path("render_speed.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -113,8 +135,12 @@ def main(argv=None):
     for backend in backends:
         for num_gaussians in args.num_gaussians:
             for resolution in args.resolutions:
-                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    row = pool.submit(measure, num_gaussians, resolution, backend, args.repeats).result()
+                with ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn")
+                ) as pool:
+                    row = pool.submit(
+                        measure, num_gaussians, resolution, backend, args.repeats
+                    ).result()
                 results.append(row)
                 print(
                     f"{backend:8} {num_gaussians:>7} {resolution:>5} {row['visible']:>8} {row['pairs'] or '-':>10} "
@@ -123,7 +149,11 @@ def main(argv=None):
                     flush=True,
                 )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    environment = {"python": sys.version, "torch": torch.__version__, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    environment = {
+        "python": sys.version,
+        "torch": torch.__version__,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
     args.output.write_text(json.dumps({**environment, "results": results}, indent=2))
     print(f"wrote {args.output}")
 

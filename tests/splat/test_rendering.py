@@ -33,7 +33,8 @@ def two_cameras(dtype=torch.float64):
     # The second camera is shifted and turned, so the two views differ.
     angle = 0.3
     viewmats[1, :3, :3] = torch.tensor(
-        [[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]], dtype=dtype
+        [[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]],
+        dtype=dtype,
     )
     viewmats[1, 0, 3] = 0.3
     Ks = torch.tensor([[30.0, 0, 12], [0, 30.0, 10], [0, 0, 1]], dtype=dtype).repeat(2, 1, 1)
@@ -55,7 +56,9 @@ def max_pair_alpha(params, viewmats, Ks):
 def render_and_grads(render_fn, params, viewmats, Ks, **kwargs):
     leaves = [p.detach().clone().requires_grad_() for p in params]
     colors, alphas, *_ = render_fn(*leaves, viewmats, Ks, WIDTH, HEIGHT, **kwargs)
-    weights = torch.rand(colors.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    weights = torch.rand(
+        colors.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
     weights = weights.to(colors.device, colors.dtype)
     ((colors * weights).sum() + alphas.square().sum()).backward()
     return colors.detach(), alphas.detach(), [leaf.grad for leaf in leaves]
@@ -67,9 +70,13 @@ def render_and_grads(render_fn, params, viewmats, Ks, **kwargs):
 )
 def test_cpu_backend_matches_dense_reference_in_values_and_gradients(case):
     sh_degree = 1 if case == "sh_degree_1" else None
-    opacity_range = {"opaque_early_stop": (0.9, 0.99), "clamped_alpha": (0.9995, 1.0)}.get(case, (0.05, 0.95))
+    opacity_range = {"opaque_early_stop": (0.9, 0.99), "clamped_alpha": (0.9995, 1.0)}.get(
+        case, (0.05, 0.95)
+    )
     num = 150 if case == "opaque_early_stop" else 60
-    params = list(random_gaussians(num, opacity_range=opacity_range, sh_bases=4 if sh_degree else None))
+    params = list(
+        random_gaussians(num, opacity_range=opacity_range, sh_bases=4 if sh_degree else None)
+    )
     if case == "clamped_alpha":
         params[2] *= 5  # wide Gaussians: their alpha reaches 0.999 over some pixel centre
     viewmats, Ks = two_cameras()
@@ -83,16 +90,24 @@ def test_cpu_backend_matches_dense_reference_in_values_and_gradients(case):
     if case == "opaque_early_stop":
         assert (1 - dense[1]).min() < 1e-3, "some pixel should reach the transmittance stop"
     if case == "clamped_alpha":
-        assert max_pair_alpha(params, viewmats, Ks) >= 0.999, "some pair should hit the 0.999 alpha clamp"
+        assert max_pair_alpha(params, viewmats, Ks) >= 0.999, (
+            "some pair should hit the 0.999 alpha clamp"
+        )
     torch.testing.assert_close(cpu[0], dense[0], rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(cpu[1], dense[1], rtol=1e-9, atol=1e-10)
-    for name, grad_cpu, grad_dense in zip(["means", "quats", "scales", "opacities", "colors"], cpu[2], dense[2]):
+    for name, grad_cpu, grad_dense in zip(
+        ["means", "quats", "scales", "opacities", "colors"], cpu[2], dense[2]
+    ):
         assert grad_dense.abs().max() > 0, name
-        torch.testing.assert_close(grad_cpu, grad_dense, rtol=1e-7, atol=1e-9, msg=f"gradient of {name}")
+        torch.testing.assert_close(
+            grad_cpu, grad_dense, rtol=1e-7, atol=1e-9, msg=f"gradient of {name}"
+        )
 
 
 @pytest.mark.parametrize("tile_size, chunk_elements", [(2, 16), (4, 64), (8, 64)])
-def test_tile_sizes_and_many_chunks_give_the_reference_result(monkeypatch, tile_size, chunk_elements):
+def test_tile_sizes_and_many_chunks_give_the_reference_result(
+    monkeypatch, tile_size, chunk_elements
+):
     # Tiny chunks split the work into many runs of tiles; results must not depend on them.
     monkeypatch.setattr(cpu_backend, "TILE_SIZE", tile_size)
     monkeypatch.setattr(cpu_backend, "CHUNK_ELEMENTS", chunk_elements)
@@ -111,7 +126,9 @@ def test_absgrad_sums_absolute_per_pixel_gradients(packed):
     viewmats, Ks = two_cameras()
     colors, _, info = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, packed=packed, absgrad=True)
     info["means2d"].retain_grad()
-    weights = torch.randn(colors.shape, generator=torch.Generator().manual_seed(3), dtype=colors.dtype)
+    weights = torch.randn(
+        colors.shape, generator=torch.Generator().manual_seed(3), dtype=colors.dtype
+    )
     (colors * weights).sum().backward()
     grad, absgrad = info["means2d"].grad, info["means2d"].absgrad
     assert absgrad.shape == grad.shape
@@ -124,7 +141,9 @@ def test_cpu_backend_matches_reference_in_float32():
     params = random_gaussians(80, dtype=torch.float32, seed=3)
     viewmats, Ks = two_cameras(torch.float32)
     cpu = render_and_grads(rasterize, params, viewmats, Ks)
-    dense = render_and_grads(rasterize_dense, [p.double() for p in params], viewmats.double(), Ks.double())
+    dense = render_and_grads(
+        rasterize_dense, [p.double() for p in params], viewmats.double(), Ks.double()
+    )
     assert cpu[0].dtype == torch.float32
     torch.testing.assert_close(cpu[0].double(), dense[0], rtol=1e-4, atol=1e-5)
     for grad_cpu, grad_dense in zip(cpu[2], dense[2]):
@@ -170,8 +189,16 @@ def test_default_strategy_densifies_on_the_cpu_backend(packed):
     target = torch.full((2, HEIGHT, WIDTH, 3), 0.5)
     for step in range(5):
         colors, _, info = rasterize(
-            params["means"], params["quats"], params["scales"].exp(), params["opacities"].sigmoid(),
-            params["colors"], viewmats, Ks, WIDTH, HEIGHT, packed=packed,
+            params["means"],
+            params["quats"],
+            params["scales"].exp(),
+            params["opacities"].sigmoid(),
+            params["colors"],
+            viewmats,
+            Ks,
+            WIDTH,
+            HEIGHT,
+            packed=packed,
         )
         strategy.step_pre_backward(params, optimizers, state, step, info)
         (colors - target).abs().mean().backward()
@@ -199,7 +226,13 @@ def test_invisible_scene_renders_background():
     [
         (lambda p: {**p, "quats": p["quats"][:, :3]}, "quats must be"),
         (lambda p: {**p, "Ks": p["Ks"][:1]}, "Ks must be"),
-        (lambda p: {**p, "means": p["means"].clone().index_fill_(0, torch.tensor([2]), float("nan"))}, "NaN"),
+        (
+            lambda p: {
+                **p,
+                "means": p["means"].clone().index_fill_(0, torch.tensor([2]), float("nan")),
+            },
+            "NaN",
+        ),
         (lambda p: {**p, "sh_degree": 2}, "SH colors must be"),
         (lambda p: {**p, "backend": "metal"}, "backend must be"),
     ],
@@ -208,8 +241,15 @@ def test_bad_input_raises_a_named_error(change, message):
     means, quats, scales, opacities, colors = [p.float() for p in random_gaussians(5)]
     viewmats, Ks = two_cameras(torch.float32)
     arguments = dict(
-        means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
-        viewmats=viewmats, Ks=Ks, width=WIDTH, height=HEIGHT,
+        means=means,
+        quats=quats,
+        scales=scales,
+        opacities=opacities,
+        colors=colors,
+        viewmats=viewmats,
+        Ks=Ks,
+        width=WIDTH,
+        height=HEIGHT,
     )
     with pytest.raises(ValueError, match=message):
         rasterize(**change(arguments))
@@ -222,9 +262,13 @@ def test_cpu_backend_matches_gsplat_cuda(sh_degree):
     viewmats, Ks = two_cameras(torch.float32)
     kwargs = dict(sh_degree=sh_degree, packed=False)
     cpu = render_and_grads(rasterize, params, viewmats, Ks, **kwargs)
-    cuda = render_and_grads(rasterize, [p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), **kwargs)
+    cuda = render_and_grads(
+        rasterize, [p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), **kwargs
+    )
     _, _, cpu_info = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, **kwargs)
-    _, _, cuda_info = rasterize(*[p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), WIDTH, HEIGHT, **kwargs)
+    _, _, cuda_info = rasterize(
+        *[p.cuda() for p in params], viewmats.cuda(), Ks.cuda(), WIDTH, HEIGHT, **kwargs
+    )
     # Both cull by the same opacity-aware bounding box; ceil() may flip on rounding.
     assert (cuda_info["radii"].cpu() == cpu_info["radii"]).float().mean() > 0.99
     # gsplat computes in float32 with fast-math exp; a pair near the alpha = 1/255 or the
@@ -232,6 +276,8 @@ def test_cpu_backend_matches_gsplat_cuda(sh_degree):
     for cuda_image, cpu_image in ((cuda[0], cpu[0]), (cuda[1], cpu[1])):
         difference = (cuda_image.cpu() - cpu_image).abs()
         assert difference.max() < 1e-2 and difference.mean() < 1e-4
-    for name, grad_cuda, grad_cpu in zip(["means", "quats", "scales", "opacities", "colors"], cuda[2], cpu[2]):
+    for name, grad_cuda, grad_cpu in zip(
+        ["means", "quats", "scales", "opacities", "colors"], cuda[2], cpu[2]
+    ):
         relative = (grad_cuda.cpu() - grad_cpu).norm() / grad_cpu.norm()
         assert relative < 2e-2, f"gradient of {name} differs by {relative:.2%}"

@@ -6,7 +6,7 @@ the CPU go to the pure-PyTorch backend in :mod:`hf_eff.splat.rendering.cpu`, who
 carries the keys gsplat's densification strategies read.
 """
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -18,7 +18,9 @@ __all__ = ["rasterize", "rasterize_cpu"]
 Backend = Literal["auto", "cpu", "gsplat"]
 
 
-def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds):
+def _check_inputs(
+    means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds
+):
     num_gaussians = means.shape[0] if means.dim() == 2 else -1
     if means.dim() != 2 or means.shape[1] != 3:
         raise ValueError(f"means must be [N, 3], got {tuple(means.shape)}")
@@ -28,12 +30,18 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, 
         ("opacities", opacities, (num_gaussians,)),
     ):
         if tuple(tensor.shape) != shape:
-            raise ValueError(f"{name} must be {list(shape)} for {num_gaussians} Gaussians, got {tuple(tensor.shape)}")
+            raise ValueError(
+                f"{name} must be {list(shape)} for {num_gaussians} Gaussians, got {tuple(tensor.shape)}"
+            )
     if viewmats.dim() != 3 or viewmats.shape[1:] != (4, 4):
-        raise ValueError(f"viewmats must be [C, 4, 4] world-to-camera matrices, got {tuple(viewmats.shape)}")
+        raise ValueError(
+            f"viewmats must be [C, 4, 4] world-to-camera matrices, got {tuple(viewmats.shape)}"
+        )
     num_cameras = viewmats.shape[0]
     if tuple(Ks.shape) != (num_cameras, 3, 3):
-        raise ValueError(f"Ks must be [{num_cameras}, 3, 3] to match viewmats, got {tuple(Ks.shape)}")
+        raise ValueError(
+            f"Ks must be [{num_cameras}, 3, 3] to match viewmats, got {tuple(Ks.shape)}"
+        )
     if width <= 0 or height <= 0:
         raise ValueError(f"width and height must be positive, got {width}x{height}")
     if sh_degree is None:
@@ -43,14 +51,23 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, 
             )
     else:
         if colors.dim() not in (3, 4) or colors.shape[-3] != num_gaussians or colors.shape[-1] != 3:
-            raise ValueError(f"SH colors must be [N, K, 3] or [C, N, K, 3], got {tuple(colors.shape)}")
+            raise ValueError(
+                f"SH colors must be [N, K, 3] or [C, N, K, 3], got {tuple(colors.shape)}"
+            )
         if (sh_degree + 1) ** 2 > colors.shape[-2]:
             raise ValueError(
                 f"sh_degree {sh_degree} needs {(sh_degree + 1) ** 2} SH coefficients, colors has {colors.shape[-2]}"
             )
     if backgrounds is not None and tuple(backgrounds.shape) != (num_cameras, colors.shape[-1]):
-        raise ValueError(f"backgrounds must be [{num_cameras}, {colors.shape[-1]}], got {tuple(backgrounds.shape)}")
-    for name, tensor in (("means", means), ("quats", quats), ("scales", scales), ("opacities", opacities)):
+        raise ValueError(
+            f"backgrounds must be [{num_cameras}, {colors.shape[-1]}], got {tuple(backgrounds.shape)}"
+        )
+    for name, tensor in (
+        ("means", means),
+        ("quats", quats),
+        ("scales", scales),
+        ("opacities", opacities),
+    ):
         if not torch.isfinite(tensor).all():
             raise ValueError(f"{name} contains NaN or infinite values")
 
@@ -69,9 +86,9 @@ def rasterize(
     far_plane: float = 1e10,
     radius_clip: float = 0.0,
     eps2d: float = 0.3,
-    sh_degree: Optional[int] = None,
+    sh_degree: int | None = None,
     packed: bool = True,
-    backgrounds: Optional[Tensor] = None,
+    backgrounds: Tensor | None = None,
     render_mode: str = "RGB",
     absgrad: bool = False,
     rasterize_mode: Literal["classic", "antialiased"] = "classic",
@@ -90,27 +107,63 @@ def rasterize(
     """
     if backend not in ("auto", "cpu", "gsplat"):
         raise ValueError(f"backend must be 'auto', 'cpu' or 'gsplat', got {backend!r}")
-    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds)
+    _check_inputs(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds
+    )
     if backend == "auto":
         backend = "gsplat" if means.is_cuda else "cpu"
     if backend == "gsplat":
         from hf_eff.splat.rendering.gsplat_cuda import rasterize_gsplat
 
         return rasterize_gsplat(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-            near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
-            sh_degree=sh_degree, packed=packed, backgrounds=backgrounds, render_mode=render_mode,
-            absgrad=absgrad, rasterize_mode=rasterize_mode, **gsplat_kwargs,
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            near_plane=near_plane,
+            far_plane=far_plane,
+            radius_clip=radius_clip,
+            eps2d=eps2d,
+            sh_degree=sh_degree,
+            packed=packed,
+            backgrounds=backgrounds,
+            render_mode=render_mode,
+            absgrad=absgrad,
+            rasterize_mode=rasterize_mode,
+            **gsplat_kwargs,
         )
     if gsplat_kwargs:
-        raise ValueError(f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options")
+        raise ValueError(
+            f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options"
+        )
     if render_mode != "RGB":
         raise ValueError(f"the CPU backend renders render_mode='RGB' only, got {render_mode!r}")
     if means.is_cuda:
-        raise ValueError("backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'")
+        raise ValueError(
+            "backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'"
+        )
     return rasterize_cpu(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
-        sh_degree=sh_degree, packed=packed, backgrounds=backgrounds,
-        absgrad=absgrad, rasterize_mode=rasterize_mode,
+        means,
+        quats,
+        scales,
+        opacities,
+        colors,
+        viewmats,
+        Ks,
+        width,
+        height,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        radius_clip=radius_clip,
+        eps2d=eps2d,
+        sh_degree=sh_degree,
+        packed=packed,
+        backgrounds=backgrounds,
+        absgrad=absgrad,
+        rasterize_mode=rasterize_mode,
     )

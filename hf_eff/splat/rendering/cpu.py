@@ -12,8 +12,8 @@ Pipeline, following gsplat's CUDA kernels:
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -45,9 +45,9 @@ def rasterize_cpu(
     far_plane: float = 1e10,
     radius_clip: float = 0.0,
     eps2d: float = 0.3,
-    sh_degree: Optional[int] = None,
+    sh_degree: int | None = None,
     packed: bool = True,
-    backgrounds: Optional[Tensor] = None,
+    backgrounds: Tensor | None = None,
     render_mode: str = "RGB",
     absgrad: bool = False,
     rasterize_mode: str = "classic",
@@ -55,8 +55,18 @@ def rasterize_cpu(
     """Same arguments and outputs as ``gsplat.rasterization`` (pinhole, RGB)."""
     num_cameras = viewmats.shape[0]
     projection = project(
-        means, quats, scales, opacities, viewmats, Ks, width, height,
-        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
+        means,
+        quats,
+        scales,
+        opacities,
+        viewmats,
+        Ks,
+        width,
+        height,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        radius_clip=radius_clip,
+        eps2d=eps2d,
         antialiased=rasterize_mode == "antialiased",
     )
     camera_ids, gaussian_ids = torch.nonzero((projection.radii > 0).all(dim=-1), as_tuple=True)
@@ -68,7 +78,9 @@ def rasterize_cpu(
         means2d = projection.means2d
         entry_means2d = means2d[camera_ids, gaussian_ids]
         radii = projection.radii
-    entry_colors = view_dependent_colors(colors, sh_degree, means, viewmats, camera_ids, gaussian_ids)
+    entry_colors = view_dependent_colors(
+        colors, sh_degree, means, viewmats, camera_ids, gaussian_ids
+    )
     absgrad_target = None
     if absgrad:
         # gsplat's convention: the backward pass leaves |dL/dmeans2d| summed over pixels in
@@ -103,7 +115,9 @@ def rasterize_cpu(
         "means2d": means2d,
         "depths": projection.depths[camera_ids, gaussian_ids] if packed else projection.depths,
         "conics": projection.conics[camera_ids, gaussian_ids] if packed else projection.conics,
-        "opacities": projection.opacities[camera_ids, gaussian_ids] if packed else projection.opacities,
+        "opacities": projection.opacities[camera_ids, gaussian_ids]
+        if packed
+        else projection.opacities,
         "width": width,
         "height": height,
         "n_cameras": num_cameras,
@@ -139,7 +153,7 @@ class TileLayout:
     def tile_pixels(self) -> int:
         return self.tile_size**2
 
-    def chunks(self, max_elements: int) -> List["TileChunk"]:
+    def chunks(self, max_elements: int) -> list["TileChunk"]:
         """Consecutive runs of whole tiles with about max_elements (row, pixel) pairs each.
 
         Working chunk by chunk keeps every temporary small enough to stay in cache and in
@@ -148,14 +162,18 @@ class TileLayout:
         num_rows = self.row_entries.numel()
         rows_per_chunk = max(1, max_elements // self.tile_pixels)
         targets = torch.arange(1, num_rows // rows_per_chunk + 1) * rows_per_chunk
-        splits = torch.unique(torch.searchsorted(self.tile_ends, targets) + 1).clamp(max=self.num_tiles)
+        splits = torch.unique(torch.searchsorted(self.tile_ends, targets) + 1).clamp(
+            max=self.num_tiles
+        )
         tile_bounds = [0, *splits.tolist(), self.num_tiles]
         ends = self.tile_ends.tolist()
         chunks = []
         for tile_start, tile_stop in zip(tile_bounds[:-1], tile_bounds[1:]):
             if tile_stop > tile_start:
                 row_start = ends[tile_start - 1] if tile_start > 0 else 0
-                chunks.append(TileChunk(self, tile_start, tile_stop, row_start, ends[tile_stop - 1]))
+                chunks.append(
+                    TileChunk(self, tile_start, tile_stop, row_start, ends[tile_stop - 1])
+                )
         return chunks
 
     def tiles_to_images(self, tiles: Tensor, width: int, height: int) -> Tensor:
@@ -177,8 +195,15 @@ class TileChunk:
     matrix product with the offsets' monomials instead of a dozen elementwise passes.
     """
 
-    def __init__(self, layout: TileLayout, tile_start: int, tile_stop: int, row_start: int, row_stop: int):
-        self.tile_start, self.tile_stop, self.row_start, self.row_stop = tile_start, tile_stop, row_start, row_stop
+    def __init__(
+        self, layout: TileLayout, tile_start: int, tile_stop: int, row_start: int, row_stop: int
+    ):
+        self.tile_start, self.tile_stop, self.row_start, self.row_stop = (
+            tile_start,
+            tile_stop,
+            row_start,
+            row_stop,
+        )
         self.row_entries = layout.row_entries[row_start:row_stop]
         global_tiles = layout.row_tiles[row_start:row_stop]
         self.row_tiles = global_tiles - tile_start
@@ -191,12 +216,18 @@ class TileChunk:
         self.offset_x = local % tile + 0.5 - tile / 2
         self.offset_y = torch.div(local, tile, rounding_mode="floor") + 0.5 - tile / 2
         self.monomials = torch.stack(
-            [torch.ones_like(local), self.offset_x, self.offset_y,
-             self.offset_x**2, self.offset_x * self.offset_y, self.offset_y**2],
+            [
+                torch.ones_like(local),
+                self.offset_x,
+                self.offset_y,
+                self.offset_x**2,
+                self.offset_x * self.offset_y,
+                self.offset_y**2,
+            ],
             dim=1,
         )  # [P, 6]
 
-    def centre_offsets(self, row_means2d: Tensor) -> Tuple[Tensor, Tensor]:
+    def centre_offsets(self, row_means2d: Tensor) -> tuple[Tensor, Tensor]:
         """Each row's Gaussian centre relative to its tile centre: u, v [rows]."""
         return row_means2d[:, 0] - self.centre_x, row_means2d[:, 1] - self.centre_y
 
@@ -205,7 +236,9 @@ class TileChunk:
         u, v = self.centre_offsets(row_means2d)
         a, b, c = row_conics.unbind(-1)
         au_bv, bu_cv = a * u + b * v, b * u + c * v
-        coefficients = torch.stack([0.5 * (u * au_bv + v * bu_cv), -au_bv, -bu_cv, 0.5 * a, b, 0.5 * c])
+        coefficients = torch.stack(
+            [0.5 * (u * au_bv + v * bu_cv), -au_bv, -bu_cv, 0.5 * a, b, 0.5 * c]
+        )
         return self.monomials.to(row_means2d.dtype) @ coefficients
 
     def sigma_backward(self, grad_sigma: Tensor, row_means2d: Tensor, row_conics: Tensor):
@@ -219,7 +252,14 @@ class TileChunk:
         sum_dxdy = u * v * m00 - u * m01 - v * m10 + m11
         sum_dydy = v * v * m00 - 2 * v * m01 + m02
         return torch.stack(
-            [a * sum_dx + b * sum_dy, b * sum_dx + c * sum_dy, 0.5 * sum_dxdx, sum_dxdy, 0.5 * sum_dydy], dim=1
+            [
+                a * sum_dx + b * sum_dy,
+                b * sum_dx + c * sum_dy,
+                0.5 * sum_dxdx,
+                sum_dxdy,
+                0.5 * sum_dydy,
+            ],
+            dim=1,
         )
 
     def mean_grad_per_pixel(self, grad_sigma: Tensor, row_means2d: Tensor, row_conics: Tensor):
@@ -269,8 +309,14 @@ class _TileSums:
 
 @torch.no_grad()
 def tile_layout(
-    means2d: Tensor, radii: Tensor, depths: Tensor, camera_ids: Tensor,
-    num_cameras: int, width: int, height: int, tile_size: int,
+    means2d: Tensor,
+    radii: Tensor,
+    depths: Tensor,
+    camera_ids: Tensor,
+    num_cameras: int,
+    width: int,
+    height: int,
+    tile_size: int,
 ) -> TileLayout:
     tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
     # Pixels whose centre (at +0.5, as in gsplat) lies in the entry's bounding box.
@@ -292,12 +338,15 @@ def tile_layout(
     row_tiles = (
         camera_ids[row_entries] * (tiles_y * tiles_x)
         + (tile_y0[row_entries] + local // row_span_x) * tiles_x
-        + tile_x0[row_entries] + local % row_span_x
+        + tile_x0[row_entries]
+        + local % row_span_x
     )
     # int32 keys: PyTorch's CPU sort is several times faster on them than on int64.
     by_tile = torch.sort(row_tiles.int(), stable=True).indices
     row_entries, row_tiles = row_entries[by_tile], row_tiles[by_tile]
-    tile_ends = torch.cumsum(torch.bincount(row_tiles, minlength=num_cameras * tiles_y * tiles_x), 0)
+    tile_ends = torch.cumsum(
+        torch.bincount(row_tiles, minlength=num_cameras * tiles_y * tiles_x), 0
+    )
     return TileLayout(tile_size, tiles_x, tiles_y, num_cameras, row_entries, row_tiles, tile_ends)
 
 
@@ -316,7 +365,14 @@ class _CompositeTiles(torch.autograd.Function):
         # One table of per-entry values, gathered once per chunk (index_select beats several
         # advanced-indexing gathers): mean (2), conic (3), log-opacity, colours and a one.
         entries = torch.cat(
-            [means2d, conics, torch.log(opacities)[:, None], colors, torch.ones_like(opacities)[:, None]], dim=1
+            [
+                means2d,
+                conics,
+                torch.log(opacities)[:, None],
+                colors,
+                torch.ones_like(opacities)[:, None],
+            ],
+            dim=1,
         )
         saved = []
         for chunk in chunks:
@@ -335,9 +391,16 @@ class _CompositeTiles(torch.autograd.Function):
             transmittance = log_transmittance_after.sub_(log_survival).to(alphas.dtype).exp_()
             weights = (alphas * transmittance).t().contiguous()  # [rows, P]
             # [rows, P, D + 1]: weighted colours and the weight itself (times the trailing one).
-            per_tile.index_add_(0, chunk.row_tiles + chunk.tile_start, weights[:, :, None] * rows[:, None, 6:])
+            per_tile.index_add_(
+                0, chunk.row_tiles + chunk.tile_start, weights[:, :, None] * rows[:, None, 6:]
+            )
             saved.append((alphas, transmittance, bool(alphas.max() >= MAX_ALPHA)))
-        ctx.layout, ctx.chunks, ctx.chunk_tensors, ctx.absgrad_target = layout, chunks, saved, absgrad_target
+        ctx.layout, ctx.chunks, ctx.chunk_tensors, ctx.absgrad_target = (
+            layout,
+            chunks,
+            saved,
+            absgrad_target,
+        )
         ctx.save_for_backward(means2d, conics, opacities, colors)
         return per_tile[:, :, :channels], per_tile[:, :, channels:]
 
@@ -354,7 +417,12 @@ class _CompositeTiles(torch.autograd.Function):
             if chunk.row_entries.numel() == 0:
                 continue
             rows = entries.index_select(0, chunk.row_entries)
-            row_means2d, row_conics, row_opacities, row_colors = rows[:, 0:2], rows[:, 2:5], rows[:, 5], rows[:, 6:]
+            row_means2d, row_conics, row_opacities, row_colors = (
+                rows[:, 0:2],
+                rows[:, 2:5],
+                rows[:, 5],
+                rows[:, 6:],
+            )
             weights = alphas * transmittance
             # Whole-row gathers of the per-tile table ([rows, D + 1, P]) are much faster than
             # gathers along the last dimension; only the results are transposed to [P, rows].
@@ -388,7 +456,14 @@ class _CompositeTiles(torch.autograd.Function):
         )
         if with_absgrad:
             ctx.absgrad_target(per_entry[:, 6:8])
-        return per_entry[:, 0:2], per_entry[:, 2:5], per_entry[:, 5], per_entry[:, -channels:], None, None
+        return (
+            per_entry[:, 0:2],
+            per_entry[:, 2:5],
+            per_entry[:, 5],
+            per_entry[:, -channels:],
+            None,
+            None,
+        )
 
 
 def composite(
@@ -402,16 +477,20 @@ def composite(
     num_cameras: int,
     width: int,
     height: int,
-    backgrounds: Optional[Tensor],
+    backgrounds: Tensor | None,
     tile_size: int,
-    absgrad_target: Optional[Callable[[Tensor], None]] = None,
+    absgrad_target: Callable[[Tensor], None] | None = None,
 ):
     """Front-to-back alpha compositing of the visible entries into [C, H, W, D] images.
 
     Returns (render_colors, render_alphas, number of (Gaussian, pixel) pairs evaluated).
     """
-    layout = tile_layout(means2d.detach(), radii, depths, camera_ids, num_cameras, width, height, tile_size)
-    render_tiles, accumulated_tiles = _CompositeTiles.apply(means2d, conics, opacities, colors, layout, absgrad_target)
+    layout = tile_layout(
+        means2d.detach(), radii, depths, camera_ids, num_cameras, width, height, tile_size
+    )
+    render_tiles, accumulated_tiles = _CompositeTiles.apply(
+        means2d, conics, opacities, colors, layout, absgrad_target
+    )
     render = layout.tiles_to_images(render_tiles, width, height)
     accumulated = layout.tiles_to_images(accumulated_tiles, width, height)
     if backgrounds is not None:

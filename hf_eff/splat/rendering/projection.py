@@ -7,7 +7,6 @@ flattening the visible (camera, Gaussian) pairs as gsplat's packed mode does.
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from gsplat.cuda._torch_impl import (
@@ -90,7 +89,7 @@ def project(
 
 def view_dependent_colors(
     colors: Tensor,
-    sh_degree: Optional[int],
+    sh_degree: int | None,
     means: Tensor,
     viewmats: Tensor,
     camera_ids: Tensor,

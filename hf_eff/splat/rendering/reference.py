@@ -5,8 +5,6 @@ Too slow for training; it exists as the plainest statement of gsplat's compositi
 tests can check the sparse CPU backend's images and gradients against it.
 """
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -26,14 +24,22 @@ def rasterize_dense(
     height: int,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
-    sh_degree: Optional[int] = None,
-    backgrounds: Optional[Tensor] = None,
+    sh_degree: int | None = None,
+    backgrounds: Tensor | None = None,
 ):
     """Returns (render_colors [C, H, W, D], render_alphas [C, H, W, 1], means2d [C, N, 2])."""
     num_cameras, num_gaussians = viewmats.shape[0], means.shape[0]
     projection = project(
-        means, quats, scales, opacities, viewmats, Ks, width, height,
-        near_plane=near_plane, far_plane=far_plane,
+        means,
+        quats,
+        scales,
+        opacities,
+        viewmats,
+        Ks,
+        width,
+        height,
+        near_plane=near_plane,
+        far_plane=far_plane,
     )
     camera_ids = torch.arange(num_cameras).repeat_interleave(num_gaussians)
     gaussian_ids = torch.arange(num_gaussians).repeat(num_cameras)
