@@ -39,6 +39,7 @@ from hf_eff.grant import (
     time_to_target,
 )
 from hf_eff.grant.metrics import best_value, primary_metric
+from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    prepare_cpu_distributed()
     model_args, data_args, training_args = parse_args(argv)
+    check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
