@@ -120,6 +120,23 @@ def test_tile_sizes_and_many_chunks_give_the_reference_result(
         torch.testing.assert_close(grad_cpu, grad_dense, rtol=1e-7, atol=1e-9)
 
 
+def test_tile_culling_bound_is_the_minimum_of_sigma_over_the_square():
+    generator = torch.Generator().manual_seed(4)
+    u, v = (torch.rand(2, 500, generator=generator, dtype=torch.float64) - 0.5) * 12
+    factor = torch.randn(500, 2, 2, generator=generator, dtype=torch.float64)
+    precision = factor @ factor.transpose(1, 2) + 0.05 * torch.eye(2, dtype=torch.float64)
+    conics = torch.stack([precision[:, 0, 0], precision[:, 0, 1], precision[:, 1, 1]], dim=1)
+    bound = cpu_backend._min_sigma_over_square(u, v, conics, 1.5)
+    grid = torch.linspace(-1.5, 1.5, 61, dtype=torch.float64)
+    dx = u[:, None, None] + grid[None, :, None]
+    dy = v[:, None, None] + grid[None, None, :]
+    a, b, c = (conics[:, i, None, None] for i in range(3))
+    sampled = (0.5 * a * dx * dx + b * dx * dy + 0.5 * c * dy * dy).flatten(1).amin(1)
+    # Never above any point of the square (the culling stays exact), and tight.
+    assert (bound <= sampled + 1e-12).all()
+    assert (sampled - bound).max() < 0.05 * sampled.max()
+
+
 @pytest.mark.parametrize("packed", [True, False])
 def test_absgrad_sums_absolute_per_pixel_gradients(packed):
     params = [p.requires_grad_() for p in random_gaussians(40, seed=2)]

@@ -307,9 +307,32 @@ class _TileSums:
         return self.running.neg_().add_(self._per_row(self.tile_end))
 
 
+def _min_sigma_over_square(u: Tensor, v: Tensor, conics: Tensor, half: float) -> Tensor:
+    """Minimum of sigma(d) = 0.5 d^T conic d over d in [u - half, u + half] x [v - half, v + half].
+
+    sigma is convex (the conic is positive definite): 0 if the square holds the origin,
+    else its minimum lies on one of the four edges, where sigma is a 1D quadratic.
+    """
+    a, b, c = conics.unbind(-1)
+
+    def sigma(dx, dy):
+        return 0.5 * a * dx * dx + b * dx * dy + 0.5 * c * dy * dy
+
+    candidates = []
+    for edge in (-half, half):
+        x = u + edge
+        candidates.append(sigma(x, torch.minimum(torch.maximum(-b * x / c, v - half), v + half)))
+        y = v + edge
+        candidates.append(sigma(torch.minimum(torch.maximum(-b * y / a, u - half), u + half), y))
+    inside = (u.abs() <= half) & (v.abs() <= half)
+    return torch.where(inside, 0.0, torch.stack(candidates).amin(0))
+
+
 @torch.no_grad()
 def tile_layout(
     means2d: Tensor,
+    conics: Tensor,
+    opacities: Tensor,
     radii: Tensor,
     depths: Tensor,
     camera_ids: Tensor,
@@ -335,12 +358,23 @@ def tile_layout(
     starts = torch.cumsum(counts, 0) - counts
     local = torch.arange(row_entries.numel()) - torch.repeat_interleave(starts, counts)
     row_span_x = span_x[row_entries]
-    row_tiles = (
-        camera_ids[row_entries] * (tiles_y * tiles_x)
-        + (tile_y0[row_entries] + local // row_span_x) * tiles_x
-        + tile_x0[row_entries]
-        + local % row_span_x
+    tile_column = tile_x0[row_entries] + local % row_span_x
+    tile_row = tile_y0[row_entries] + local // row_span_x
+    # About a quarter of the tiles in a bounding box miss the ellipse itself: drop the rows
+    # where alpha < 1/255 at every pixel centre of the tile, a conservative test on the
+    # exponent's minimum over the rectangle those centres span.
+    half_span = (tile_size - 1) / 2
+    min_sigma = _min_sigma_over_square(
+        means2d[row_entries, 0] - (tile_column * tile_size + tile_size / 2),
+        means2d[row_entries, 1] - (tile_row * tile_size + tile_size / 2),
+        conics[row_entries],
+        half_span,
     )
+    reachable = min_sigma <= torch.log(opacities[row_entries] / ALPHA_THRESHOLD) + 1e-3
+    row_entries = row_entries[reachable]
+    row_tiles = (camera_ids[row_entries] * tiles_y + tile_row[reachable]) * tiles_x + tile_column[
+        reachable
+    ]
     # int32 keys: PyTorch's CPU sort is several times faster on them than on int64.
     by_tile = torch.sort(row_tiles.int(), stable=True).indices
     row_entries, row_tiles = row_entries[by_tile], row_tiles[by_tile]
@@ -486,7 +520,16 @@ def composite(
     Returns (render_colors, render_alphas, number of (Gaussian, pixel) pairs evaluated).
     """
     layout = tile_layout(
-        means2d.detach(), radii, depths, camera_ids, num_cameras, width, height, tile_size
+        means2d.detach(),
+        conics.detach(),
+        opacities.detach(),
+        radii,
+        depths,
+        camera_ids,
+        num_cameras,
+        width,
+        height,
+        tile_size,
     )
     render_tiles, accumulated_tiles = _CompositeTiles.apply(
         means2d, conics, opacities, colors, layout, absgrad_target
