@@ -161,8 +161,10 @@ class SplatTrainer(Trainer):
         needs_t2 = getattr(self.strategy, "global_stop_iter", 0) is None
         if args.uses_coarse_to_fine or needs_t2:
             # G2L alone still hands over at T_2 of the energy schedule; only C2F changes resolution.
+            # T_densify is the strategy's own end of densification when it has one.
+            densify_steps = getattr(self.strategy, "refine_stop_iter", args.densify_stop_steps)
             schedule = EnergyCoarseToFine.from_images(
-                train_views.images, densify_steps=args.densify_stop_steps, num_levels=args.c2f_levels
+                train_views.images, densify_steps=densify_steps, num_levels=args.c2f_levels
             )
             if needs_t2:
                 self.strategy.global_stop_iter = schedule.full_resolution_step
