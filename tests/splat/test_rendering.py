@@ -252,6 +252,7 @@ def test_invisible_scene_renders_background():
         ),
         (lambda p: {**p, "sh_degree": 2}, "SH colors must be"),
         (lambda p: {**p, "backend": "metal"}, "backend must be"),
+        (lambda p: {**p, "render_mode": "RGB+D"}, "render_mode='RGB' only"),
     ],
 )
 def test_bad_input_raises_a_named_error(change, message):

@@ -141,8 +141,6 @@ def rasterize(
         raise ValueError(
             f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options"
         )
-    if render_mode != "RGB":
-        raise ValueError(f"the CPU backend renders render_mode='RGB' only, got {render_mode!r}")
     if means.is_cuda:
         raise ValueError(
             "backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'"
@@ -164,6 +162,7 @@ def rasterize(
         sh_degree=sh_degree,
         packed=packed,
         backgrounds=backgrounds,
+        render_mode=render_mode,
         absgrad=absgrad,
         rasterize_mode=rasterize_mode,
     )

@@ -2,8 +2,9 @@
 
 Pipeline, following gsplat's CUDA kernels:
 1. project with gsplat's own PyTorch maths (autograd differentiates it);
-2. bin the visible Gaussians into small pixel tiles: (Gaussian, tile) rows sorted by tile
-   and, within a tile, front to back (a sort of int32 tile keys, no per-pixel sort);
+2. bin the visible Gaussians into 4x4-pixel tiles: (Gaussian, tile) rows, minus tiles of
+   the bounding box that the ellipse misses, sorted by tile and, within a tile, front to
+   back (one sort of int32 tile keys, no per-pixel sort);
 3. composite chunk by chunk of whole tiles, each row evaluated densely over its tile's pixels:
    alpha = min(0.999, opacity * exp(-sigma)), dropped below 1/255, transmittance from a
    float64 log-cumsum within the tile, each pixel stopped before its transmittance reaches
@@ -53,6 +54,8 @@ def rasterize_cpu(
     rasterize_mode: str = "classic",
 ):
     """Same arguments and outputs as ``gsplat.rasterization`` (pinhole, RGB)."""
+    if render_mode != "RGB":
+        raise ValueError(f"the CPU backend renders render_mode='RGB' only, got {render_mode!r}")
     num_cameras = viewmats.shape[0]
     projection = project(
         means,
