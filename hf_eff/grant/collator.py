@@ -35,7 +35,7 @@ def row_to_data(row: dict, task: GraphTask) -> Data:
 class GraphCollator:
     """Batches graphs of any size (also graphs without edges) for `task`.
 
-    Returns x [nodes, d], edge_index [2, edges], batch [nodes] (graph id of each node),
+    Returns num_nodes [graphs], x [nodes, d], edge_index [2, edges], batch [nodes] (graph id of each node),
     labels ([graphs, targets], [graphs] class ids, or per-node labels) and edge_attr when the
     rows have it.
     """
@@ -47,7 +47,12 @@ class GraphCollator:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         batch = Batch.from_data_list([row_to_data(row, self.task) for row in rows])
-        features = {"x": batch.x, "edge_index": batch.edge_index, "batch": batch.batch, "labels": batch.y}
+        # num_nodes comes first: Trainer reads the batch size off the first tensor, and it must
+        # count graphs (as every process sees the same number), not nodes
+        features = {
+            "num_nodes": batch.ptr.diff(), "x": batch.x, "edge_index": batch.edge_index, "batch": batch.batch,
+            "labels": batch.y,
+        }
         if "edge_attr" in batch:
             features["edge_attr"] = batch.edge_attr
         return features

@@ -16,6 +16,8 @@ import importlib.util
 import json
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -44,7 +46,15 @@ def _cached(name: str, params: dict, build: Callable[[], datasets.Dataset]) -> d
     path = cache_dir() / f"{name}-{key}"
     if not (path / "dataset_info.json").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        build().save_to_disk(str(path))
+        # written aside and renamed into place, so that processes building the same set at
+        # once (accelerate launch) never read a half-written copy
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        build().save_to_disk(str(staging / "data"))
+        try:
+            os.rename(staging / "data", path)
+        except OSError:  # another process got there first; its copy is identical
+            pass
+        shutil.rmtree(staging, ignore_errors=True)
     return datasets.load_from_disk(str(path))
 
 

@@ -31,8 +31,14 @@ def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def graph_task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """predictions [rows, outputs] and labels [rows(, targets)]; node-level tasks may also come
+    as [graphs, max nodes, ...] padded with -100 (how `GraNTTrainer` evaluates)."""
     task = GraphTask(task)
     predictions, labels = np.asarray(predictions, dtype=np.float64), np.asarray(labels)
+    if task.level == "node" and predictions.ndim == 3:
+        labels = labels.reshape(predictions.shape[0] * predictions.shape[1], -1)
+        real = ~(labels == -100).all(axis=1)
+        predictions, labels = predictions.reshape(len(labels), -1)[real], labels[real].squeeze(-1)
     if task.is_classification:
         labels = labels.astype(np.int64).reshape(-1)
         shifted = predictions - predictions.max(axis=-1, keepdims=True)

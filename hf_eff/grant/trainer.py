@@ -16,6 +16,7 @@ import time
 import torch
 from huggingface_hub import ModelHubMixin
 from torch.utils.data import DataLoader, Sampler
+from torch_geometric.utils import to_dense_batch
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
@@ -98,7 +99,14 @@ class GraNTTrainer(Trainer):
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
         if prediction_loss_only:
             return loss.detach(), None, None
-        return loss.detach(), outputs.detach(), inputs["labels"]
+        labels = inputs["labels"]
+        if self.task.level == "node":
+            # [graphs, max nodes, ...] padded with -100: the Trainer pads and gathers along the node
+            # axis across processes, and drops the duplicated graphs of uneven shards
+            num_graphs = inputs["num_nodes"].numel()
+            outputs = to_dense_batch(outputs, inputs["batch"], fill_value=-100, batch_size=num_graphs)[0]
+            labels = to_dense_batch(labels, inputs["batch"], fill_value=-100, batch_size=num_graphs)[0]
+        return loss.detach(), outputs.detach(), labels
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)

@@ -20,7 +20,8 @@ def test_graph_level_batch_offsets_edges_and_stacks_targets():
     assert batch["batch"].tolist() == [0, 0, 0, 1, 2, 2]
     assert batch["edge_index"].tolist() == [[0, 1, 4, 5], [1, 2, 5, 4]]
     assert batch["labels"].shape == (3, 2)
-    assert set(batch) == {"x", "edge_index", "batch", "labels"}
+    assert list(batch) == ["num_nodes", "x", "edge_index", "batch", "labels"]
+    assert batch["num_nodes"].tolist() == [3, 1, 2]
 
 
 def test_node_level_labels_concatenate_per_node():

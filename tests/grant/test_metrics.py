@@ -13,6 +13,16 @@ def test_mae_is_per_sample_not_per_batch():
     assert node["mae"] == pytest.approx(2.0)
 
 
+def test_node_metrics_drop_the_padding_of_dense_batches():
+    # two graphs (2 nodes and 1 node) padded to [graphs, 2 nodes, outputs] with -100
+    predictions = np.array([[[1.0], [3.0]], [[5.0], [-100.0]]])
+    labels = np.array([[0.0, 0.0], [4.0, -100.0]])
+    assert graph_task_metrics("node_regression", predictions, labels)["mae"] == pytest.approx(5 / 3)
+    logits = np.array([[[2.0, 0.0], [0.0, 2.0]], [[2.0, 0.0], [-100.0, -100.0]]])
+    classes = np.array([[0, 1], [1, -100]])
+    assert graph_task_metrics("node_classification", logits, classes)["accuracy"] == pytest.approx(2 / 3)
+
+
 def test_classification_accuracy_and_auc():
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.5, 0.0], [0.0, 3.0]])
     metrics = graph_task_metrics("graph_classification", logits, np.array([0, 1, 1, 1]))

@@ -80,8 +80,16 @@ def test_any_pyg_model_and_full_training(tmp_path, make_graphs):
     train = make_graphs(24, task, seed=5)
     model = GCN(in_channels=6, hidden_channels=8, num_layers=2, out_channels=1)
     args = _args(tmp_path, task, teacher="none", num_train_epochs=2)
-    output = GraNTTrainer(model=model, args=args, train_dataset=train).train()
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train, eval_dataset=train)
+    output = trainer.train()
     assert output.global_step == 2 * 3
+    # evaluation pads node outputs per graph; the MAE is still the mean over every node
+    features = GraphCollator(task)(list(train))
+    model.eval()
+    with torch.no_grad():
+        flat = model(features["x"], features["edge_index"], batch=features["batch"]).squeeze(-1)
+    expected = (flat - features["labels"]).abs().mean().item()
+    assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-4)
     grant = GraNTTrainer(model=model, args=_args(tmp_path, task), train_dataset=train).train()
     assert grant.metrics["grant_reselections"] == 2
 
