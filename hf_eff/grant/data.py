@@ -144,7 +144,7 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
         for part in ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv"):
             header = pd.read_csv(data_dir / part, nrows=0).columns
             if target not in header:
-                raise KeyError(f"QM9 has no target {target!r}; choose one of {list(header[9:])}")
+                raise KeyError(f"QM9 has no target {target!r}; choose one of {list(header[10:])}")
             frame = pd.read_csv(data_dir / part, usecols=["SMILES", target], nrows=remaining)
             frames.append(frame)
             if remaining is not None:
