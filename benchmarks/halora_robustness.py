@@ -7,8 +7,9 @@ writes ``halora_robustness.md`` (table), ``halora_robustness.json`` and ``halora
 (accuracy against sigma) into ``--out``.
 
     python benchmarks/halora_robustness.py --out halora_bench            # GPU: a few minutes
-    OMP_NUM_THREADS=2 python benchmarks/halora_robustness.py --out halora_bench --max_steps 150 \\
-        --eval_size 200 --train_size 2000                                # CPU: long
+    OMP_NUM_THREADS=1 python benchmarks/halora_robustness.py --out halora_bench --max_steps 60 --batch_size 8 \\
+        --warmup_steps 5 --learning_rate 1e-3 --resample_steps 20 --eval_size 150 --train_size 2000 \\
+        --max_length 64 --sigmas 0 0.01 0.02 --noise_seeds 2     # CPU: about 15 minutes on a busy 2-core machine
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_steps", type=int, default=1200)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=5e-4)
+    parser.add_argument("--warmup_steps", type=int, default=50)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.005, 0.01, 0.02])
     parser.add_argument("--noise_seeds", type=int, default=5)
     parser.add_argument("--train_sigma", type=float, default=0.01)
     parser.add_argument("--reg_weight", type=float, default=0.1)
     parser.add_argument("--reg_reduction", default="sum", choices=["sum", "mean"])
+    parser.add_argument("--reg_application", default="decoupled", choices=["decoupled", "loss"])
+    parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--resample_steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -53,14 +57,15 @@ def run_method(method: str, args: argparse.Namespace, train, evaluation) -> dict
     model, tokenizer = load_base_model(args.model_name_or_path)
     peft_config = adapter_config(method, **({} if method == "lora" else dict(
         noise_sigma=args.train_sigma, noise_resample_steps=args.resample_steps, reg_weight=args.reg_weight,
-        reg_reduction=args.reg_reduction)))
+        reg_reduction=args.reg_reduction, reg_application=args.reg_application)))
     training_args = HaLoRATrainingArguments(
         output_dir=str(Path(args.out) / method), max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=64, learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=50,
-        weight_decay=0.0, logging_steps=100, save_strategy="no", eval_strategy="no", report_to=[], seed=args.seed,
+        per_device_eval_batch_size=64, learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=args.warmup_steps,
+        weight_decay=0.0, logging_steps=max(1, args.max_steps // 10), save_strategy="no", eval_strategy="no", report_to=[], seed=args.seed,
         eval_sigmas=args.sigmas, eval_noise_seeds=args.noise_seeds, dataloader_num_workers=0,
     )
-    _, results = train_and_evaluate(method, model, tokenizer, train, evaluation, training_args, peft_config=peft_config)
+    _, results = train_and_evaluate(method, model, tokenizer, train, evaluation, training_args, peft_config=peft_config,
+                                    max_length=args.max_length)
     del model
     gc.collect()
     if torch.cuda.is_available():

@@ -7,6 +7,7 @@ task (arithmetic, comparison, ordering). Examples:
 
     python examples/halora_finetune.py trainers/halora/smollm2_mixed.yaml
     accelerate launch examples/halora_finetune.py --method lora --output_dir out/lora --max_steps 200
+    accelerate launch --config_file trainers/accelerate/cpu_2proc.yaml examples/halora_finetune.py ...  # 2 CPU ranks
     python examples/halora_finetune.py --model_name_or_path meta-llama/Llama-3.2-1B --task_name arc_easy \\
         --output_dir out/arc --max_steps 2000
 
@@ -24,7 +25,7 @@ import transformers
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
-from hf_eff.halora.config import NOISE_MODES, REG_NORMS
+from hf_eff.halora.config import NOISE_MODES, REG_APPLICATIONS, REG_NORMS
 from hf_eff.halora.experiment import (
     METHODS,
     PAPER_TARGET_MODULES,
@@ -33,6 +34,7 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments
+from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class ModelArguments:
     noise_resample_steps: int = field(default=400, metadata={"help": "Optimizer steps between noise draws."})
     reg_weight: float = field(default=0.1, metadata={"help": "mu, weight of the HaLoRA regulariser."})
     reg_norm: str = field(default="spectral", metadata={"help": f"One of {REG_NORMS}."})
+    reg_application: str = field(
+        default="decoupled",
+        metadata={"help": f"One of {REG_APPLICATIONS}: a plain lr * mu * grad step after each optimizer step, or in the loss."},
+    )
 
 
 @dataclass
@@ -80,7 +86,9 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
     model_args, data_args, training_args = parse_args(argv)
+    check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
@@ -91,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
         **({} if model_args.method == "lora" else dict(
             noise_sigma=model_args.noise_sigma, noise_mode=model_args.noise_mode,
             noise_tile_size=model_args.noise_tile_size, noise_resample_steps=model_args.noise_resample_steps,
-            reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm)),
+            reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm,
+            reg_application=model_args.reg_application)),
     )
     train, evaluation = load_task(data_args.task_name, seed=training_args.data_seed or 0,
                                   train_size=data_args.train_size, eval_size=data_args.eval_size)

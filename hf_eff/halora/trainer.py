@@ -63,7 +63,8 @@ class HaLoRATrainer(Trainer):
 
     Training (HaLoRA adapter active): the adapter's RRAM noise is written into the frozen weights
     and redrawn every ``noise_resample_steps`` optimizer steps from (noise_seed, draw index, layer),
-    identical on every process; the loss gets ``reg_weight * L_reg``. Logs ``task_loss``,
+    identical on every process; ``reg_weight * L_reg`` reaches the adapter as the config's
+    ``reg_application`` says (a decoupled step after each optimizer step, or in the loss). Logs ``task_loss``,
     ``reg_loss`` and ``noise_sigma`` beside ``loss``. The noise is taken out before evaluation,
     saving and at the end of training.
     """
@@ -76,6 +77,7 @@ class HaLoRATrainer(Trainer):
         self._train_draw: int | None = None
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
         self._reg_count = 0
+        self._hooked_optimizer: torch.optim.Optimizer | None = None
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -112,6 +114,34 @@ class HaLoRATrainer(Trainer):
         if self._train_noise is not None:
             self._train_noise.restore()
 
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        config = self.halora_config()
+        decoupled = config is not None and config.reg_application == "decoupled" and config.reg_weight > 0
+        if decoupled and self._hooked_optimizer is not optimizer:
+            # A hook on the torch optimizer fires only on real steps (not on accumulation micro-steps
+            # nor on steps a gradient scaler skips).
+            optimizer.register_step_post_hook(lambda optimizer, args, kwargs: self._decoupled_regulariser_step(optimizer))
+            self._hooked_optimizer = optimizer
+        return optimizer
+
+    def _decoupled_regulariser_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``p -= lr * mu * dL_reg/dp`` on the adapter's factors. L_reg depends only on the parameters,
+        which DDP keeps identical on every process, so every process takes the same step: it counts
+        once, with no communication."""
+        config = self.halora_config()
+        learning_rates = {p: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        with torch.enable_grad():
+            reg = self.regularization_loss()
+            params = [p for p in learning_rates if p.requires_grad]
+            grads = torch.autograd.grad(reg, params, allow_unused=True)
+        with torch.no_grad():
+            for param, grad in zip(params, grads):
+                if grad is not None:
+                    param.add_(grad, alpha=-learning_rates[param] * config.reg_weight)
+        self._reg_sum = self._reg_sum + reg.detach()
+        self._reg_count += 1
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         self._sync_training_noise()
         return super().training_step(model, inputs, num_items_in_batch)
@@ -126,7 +156,7 @@ class HaLoRATrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         config = self.halora_config()
-        if config is None or config.reg_weight == 0 or not model.training:
+        if config is None or config.reg_weight == 0 or config.reg_application != "loss" or not model.training:
             return result
         loss, outputs = result if return_outputs else (result, None)
         reg = self.regularization_loss()
@@ -149,7 +179,8 @@ class HaLoRATrainer(Trainer):
             if self._reg_count:
                 reg = float(self._reg_sum) / self._reg_count
                 logs["reg_loss"] = reg
-                logs["task_loss"] = logs["loss"] - config.reg_weight * reg
+                in_loss = config.reg_application == "loss"
+                logs["task_loss"] = logs["loss"] - config.reg_weight * reg if in_loss else logs["loss"]
                 self._reg_sum, self._reg_count = 0.0, 0
         super().log(logs, start_time)
 

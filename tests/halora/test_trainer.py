@@ -28,36 +28,64 @@ def _token_dataset(rows=8, length=12):
     return Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * length] * rows, "labels": ids})
 
 
-def _lora_after_one_step(tmp_path, batch_size, accumulation, reg_weight, token_normalised):
+def _halora_model(reg_weight, reg_application):
     torch.manual_seed(0)
-    config = HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, noise_sigma=0.0, reg_weight=reg_weight)
-    model = get_peft_model(make_tiny_llama(), config)
+    config = HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, noise_sigma=0.0,
+                          reg_weight=reg_weight, reg_application=reg_application)
+    return get_peft_model(make_tiny_llama(), config)
+
+
+def _lora_params(model):
+    return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_" in n])
+
+
+def _lora_after_one_step(tmp_path, batch_size, accumulation, reg_weight, token_normalised, reg_application="loss",
+                         optim="sgd", learning_rate=0.5):
+    model = _halora_model(reg_weight, reg_application)
     args = _args(tmp_path, per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation, max_steps=1,
-                 optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0)
+                 optim=optim, learning_rate=learning_rate, lr_scheduler_type="constant", max_grad_norm=0.0)
     trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset(), data_collator=default_data_collator)
     # Both of the Trainer's paths: the model normalises by the accumulated token count (the
     # Trainer then does not divide by the accumulation steps), or returns a per-batch mean.
     trainer.model_accepts_loss_kwargs = token_normalised
     trainer.train()
-    return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_" in n])
+    return _lora_params(model)
 
 
+@pytest.mark.parametrize("reg_application", ["loss", "decoupled"])
 @pytest.mark.parametrize("token_normalised", [True, False])
-def test_regulariser_counts_once_per_optimizer_step_under_accumulation(tmp_path, token_normalised):
-    one_batch = _lora_after_one_step(tmp_path, 4, 1, reg_weight=1.0, token_normalised=token_normalised)
-    accumulated = _lora_after_one_step(tmp_path, 2, 2, reg_weight=1.0, token_normalised=token_normalised)
-    without_reg = _lora_after_one_step(tmp_path, 2, 2, reg_weight=0.0, token_normalised=token_normalised)
+def test_regulariser_counts_once_per_optimizer_step_under_accumulation(tmp_path, token_normalised, reg_application):
+    one_batch = _lora_after_one_step(tmp_path, 4, 1, 1.0, token_normalised, reg_application)
+    accumulated = _lora_after_one_step(tmp_path, 2, 2, 1.0, token_normalised, reg_application)
+    without_reg = _lora_after_one_step(tmp_path, 2, 2, 0.0, token_normalised, reg_application)
     reg_effect = (one_batch - without_reg).abs().max()
     assert reg_effect > 1e-3  # the regulariser moved the adapter
     assert (one_batch - accumulated).abs().max() < 1e-3 * reg_effect
 
 
-def test_training_draws_noise_per_interval_logs_and_ends_clean(tmp_path, monkeypatch):
+def test_decoupled_regulariser_is_a_plain_gradient_step_after_adam(tmp_path):
+    lr, mu = 1e-2, 0.5
+    adam_only = _lora_after_one_step(tmp_path, 4, 1, 0.0, True, "decoupled", optim="adamw_torch", learning_rate=lr)
+    with_reg = _lora_after_one_step(tmp_path, 4, 1, mu, True, "decoupled", optim="adamw_torch", learning_rate=lr)
+    # Expected: Adam's task step, then -lr * mu * grad(L_reg) taken at the parameters Adam left.
+    model = _halora_model(mu, "decoupled")
+    lora_params = [p for n, p in model.named_parameters() if "lora_" in n]
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(adam_only, lora_params)
+    grads = torch.autograd.grad(model.base_model.get_regularization_loss(), lora_params)
+    expected = adam_only - lr * mu * torch.cat([g.flatten() for g in grads])
+    assert (with_reg - adam_only).abs().max() > 1e-4
+    torch.testing.assert_close(with_reg, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("reg_application", ["loss", "decoupled"])
+def test_training_draws_noise_per_interval_logs_and_ends_clean(tmp_path, monkeypatch, reg_application):
     draws = []
     original_apply = noise_module.RRAMNoise.apply
     monkeypatch.setattr(noise_module.RRAMNoise, "apply",
                         lambda self, seed, draw_index=0: (draws.append((seed, draw_index)), original_apply(self, seed, draw_index))[1])
-    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=0.05, noise_resample_steps=2))
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=0.05, noise_resample_steps=2,
+                                                           reg_application=reg_application))
     clean = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     args = _args(tmp_path, per_device_train_batch_size=2, max_steps=5, logging_steps=1, noise_seed=11)
     trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset(), data_collator=default_data_collator)
@@ -68,7 +96,8 @@ def test_training_draws_noise_per_interval_logs_and_ends_clean(tmp_path, monkeyp
     assert len(logged) == 5
     for entry in logged:
         assert entry["noise_sigma"] == 0.05 and entry["reg_loss"] > 0
-        assert entry["task_loss"] == pytest.approx(entry["loss"] - 0.1 * entry["reg_loss"])
+        in_loss = 0.1 * entry["reg_loss"] if reg_application == "loss" else 0.0
+        assert entry["task_loss"] == pytest.approx(entry["loss"] - in_loss)
 
 
 def _eval_trainer(tmp_path, tokenizer, model, **kwargs):
