@@ -79,7 +79,8 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
     summary = (
         f"{base_name}, built-in comparison task ({sizes['eval']} eval questions), {sizes['steps']} steps x "
         f"{sizes['batch']}, rank 4 on q,k,v,up,down. HaLoRA trains under tile-relative noise sigma=0.01 "
-        f"(redrawn every {sizes['resample']} steps) with mu=0.1 spectral regulariser; accuracy is the mean over "
+        f"(redrawn every {sizes['resample']} steps) with the mu=0.1 spectral regulariser as a step decoupled "
+        "from Adam; accuracy is the mean over "
         f"{sizes['seeds']} noise seeds at each sigma. benchmarks/halora_robustness.py is the full comparison."
     )
     return SectionResult(
