@@ -241,7 +241,7 @@ def generate_graphon_dataset(
             rows["num_nodes"].append(num_nodes)
         return datasets.Dataset.from_dict(rows)
 
-    return _cached(f"gen-{kind[:3]}", params, build)
+    return _cached("gen-cls" if kind == "classification" else "gen-reg", params, build)
 
 
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:
