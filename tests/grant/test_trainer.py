@@ -113,3 +113,12 @@ def test_bad_input_errors(tmp_path, make_graphs):
     with pytest.raises(ValueError, match="one output row per graph"):
         # a node-level model on a graph-level task
         GraNTTrainer(model=GrantGCN(6, 1, level="node"), args=_args(tmp_path, "graph_regression", num_train_epochs=1), train_dataset=train).train()
+
+
+def test_saved_arguments_leave_the_hub_token_out(tmp_path, make_graphs):
+    train = make_graphs(8, "graph_regression")
+    args = _args(tmp_path, "graph_regression", num_train_epochs=1, hub_token="hf_do_not_save_me")
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train)
+    trainer.save_model(str(tmp_path / "saved"))
+    assert b"hf_do_not_save_me" not in (tmp_path / "saved" / "training_args.bin").read_bytes()
+    assert trainer.args.hub_token == "hf_do_not_save_me"  # the live arguments keep it for pushes
