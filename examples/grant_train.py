@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
         callbacks=[curve],
     )
-    results = dict(trainer.train().metrics)
+    results = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
     results.update(trainer.evaluate())
     results.update(trainer.evaluate(splits["test"], metric_key_prefix="test"))
     metric, higher = primary_metric(task)

@@ -9,6 +9,7 @@ same code path (the baseline).
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import time
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch_geometric.utils import to_dense_batch
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.config import GraNTTrainingArguments
@@ -27,6 +29,8 @@ from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import plan_epochs
 from hf_eff.grant.selection import partition_batches, score_batches, scoring_batches, select
 from hf_eff.grant.tasks import GraphTask, task_loss
+
+TEACHER_STATE_NAME = "grant_teacher.json"
 
 
 class TeachingBatchSampler(Sampler[list[int]]):
@@ -121,8 +125,6 @@ class GraNTTrainer(Trainer):
     def train(self, resume_from_checkpoint=None, **kwargs):
         if self.args.teacher == "none":
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-        if resume_from_checkpoint:
-            raise ValueError("GraNTTrainer cannot resume from a checkpoint yet: its epochs have varying lengths")
         self._plan = plan_epochs(
             num_graphs=len(self.train_dataset),
             batch_size=self._train_batch_size,
@@ -138,7 +140,13 @@ class GraNTTrainer(Trainer):
         )
         self.teaching_log = []
         self._scoring_batches = None
-        output = super().train(**kwargs)
+        if resume_from_checkpoint:
+            if resume_from_checkpoint is True:
+                resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+                if resume_from_checkpoint is None:
+                    raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
+            self._load_teacher_state(resume_from_checkpoint)
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
         output.metrics["grant_selection_seconds"] = sum(entry["selection_seconds"] for entry in self.teaching_log)
         output.metrics["grant_reselections"] = len(self.teaching_log)
         return output
@@ -175,9 +183,54 @@ class GraNTTrainer(Trainer):
             max_steps,
         )
 
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
+        epochs_trained, steps_trained_in_current_epoch = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        if self.args.teacher == "none" or resume_from_checkpoint is None:
+            return epochs_trained, steps_trained_in_current_epoch
+        # The Trainer divides global_step by the first epoch's length; GraNT's epochs vary, so
+        # walk the plan to the epoch (and the batch inside it) the checkpoint stopped in.
+        steps_before = 0
+        for entry in self._plan:
+            steps = self._steps(entry.num_batches)
+            if self.state.global_step < steps_before + steps:
+                skipped = 0 if self.args.ignore_data_skip else self.state.global_step - steps_before
+                return entry.epoch, skipped * self.args.gradient_accumulation_steps
+            steps_before += steps
+        return len(self._plan), 0
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        # The teacher's subset belongs with the optimizer's state: resuming needs both, and it
+        # cannot be recomputed later (it was scored by the model as it was at the reselection).
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.teacher == "grant" and self.args.should_save:
+            state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log}
+            with open(os.path.join(output_dir, TEACHER_STATE_NAME), "w") as file:
+                json.dump(state, file)
+
+    def _load_teacher_state(self, checkpoint: str) -> None:
+        path = os.path.join(checkpoint, TEACHER_STATE_NAME)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"cannot resume GraNT from {checkpoint}: it has no {TEACHER_STATE_NAME} (the subset being taught); "
+                "it was saved by another trainer or with save_only_model=True"
+            )
+        with open(path) as file:
+            state = json.load(file)
+        self._sampler.batches = state["batches"]
+        self.teaching_log = state["teaching_log"]
+
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, **kwargs):
         if self.args.teacher == "grant":
-            self._teach(epoch)
+            resumed_inside_epoch = (
+                kwargs["resume_from_checkpoint"] is not None and epoch == kwargs["epochs_trained"]
+                and kwargs["steps_trained_in_current_epoch"] > 0
+            )
+            if resumed_inside_epoch:  # keep the checkpoint's subset: its reselection already happened
+                self._sampler.set_epoch(epoch)
+            else:
+                self._teach(epoch)
             steps_in_epoch = len(train_dataloader)
             if steps_in_epoch != self._plan[epoch].num_batches:
                 raise RuntimeError(

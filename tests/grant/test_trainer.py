@@ -122,3 +122,37 @@ def test_saved_arguments_leave_the_hub_token_out(tmp_path, make_graphs):
     trainer.save_model(str(tmp_path / "saved"))
     assert b"hf_do_not_save_me" not in (tmp_path / "saved" / "training_args.bin").read_bytes()
     assert trainer.args.hub_token == "hf_do_not_save_me"  # the live arguments keep it for pushes
+
+
+def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, make_graphs):
+    # 32 graphs in 4 batches, GraNT(B) reselecting every 2 epochs: 2, 2, 3, 3, 4, 4 steps per epoch.
+    # checkpoint-5 is inside a reselection epoch (the saved subset must be reused, not rescored),
+    # checkpoint-10 ends an epoch before a reselection, checkpoint-15 is inside a later epoch.
+    train = make_graphs(32, "graph_regression", seed=7)
+    settings = dict(num_train_epochs=6, start_ratio=0.5, variant="batch", save_strategy="steps", save_steps=5)
+    torch.manual_seed(0)
+    full = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression", **settings),
+                        train_dataset=train)
+    full.train()
+    assert full.state.global_step == 18
+    expected = {name: p.detach().clone() for name, p in full.model.named_parameters()}
+    subsets = [log["subset_size"] for log in full.teaching_log]
+    for step in (5, 10, 15):
+        torch.manual_seed(step)  # another initialisation: the checkpoint's weights must replace it
+        resumed = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8),
+                               args=_args(tmp_path, "graph_regression", **settings), train_dataset=train)
+        resumed.train(resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{step}"))
+        assert resumed.state.global_step == 18
+        assert [log["subset_size"] for log in resumed.teaching_log] == subsets
+        for name, value in resumed.model.named_parameters():
+            torch.testing.assert_close(value, expected[name], msg=f"resumed at step {step}: {name}")
+
+
+def test_resume_without_the_teachers_state_is_refused(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_regression")
+    args = _args(tmp_path, "graph_regression", num_train_epochs=2, save_strategy="steps", save_steps=1)
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train()
+    (tmp_path / "out" / "checkpoint-1" / "grant_teacher.json").unlink()
+    with pytest.raises(ValueError, match="grant_teacher.json"):
+        GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train(
+            resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-1"))
