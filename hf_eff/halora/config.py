@@ -42,8 +42,9 @@ class HaLoRAConfig(LoraConfig):
             as AdamW decouples weight decay. ``loss``: it is added to the training loss, so Adam rescales its
             gradient too. The paper states the objective but not the optimizer; its bound is derived for SGD
             steps. Under Adam the ``loss`` form shrinks A at about ``lr`` per element per step whatever mu is
-            (LoRA starts with B = 0, so at first A gets no task gradient to normalise against), which cost
-            SmolLM2-135M 21 points of clean accuracy; the decoupled step keeps the regulariser's size set by mu.
+            (LoRA starts with B = 0, so at first A gets no task gradient to normalise against): on SmolLM2-135M
+            L_reg fell from 53 to 15 in 50 steps and both clean and noisy accuracy fell below LoRA's. The
+            decoupled step keeps the regulariser's strength set by mu.
     """
 
     noise_sigma: float = field(default=0.01, metadata={"help": "Training noise level (fraction of stuck cells for stuck_at)."})
