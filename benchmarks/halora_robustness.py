@@ -7,9 +7,12 @@ writes ``halora_robustness.md`` (table), ``halora_robustness.json`` and ``halora
 (accuracy against sigma) into ``--out``.
 
     python benchmarks/halora_robustness.py --out halora_bench            # GPU: a few minutes
-    OMP_NUM_THREADS=1 python benchmarks/halora_robustness.py --out halora_bench --max_steps 60 --batch_size 8 \\
-        --warmup_steps 5 --learning_rate 1e-3 --resample_steps 20 --eval_size 150 --train_size 2000 \\
-        --max_length 64 --sigmas 0 0.01 0.02 --noise_seeds 2     # CPU: about 15 minutes on a busy 2-core machine
+    OMP_NUM_THREADS=1 python benchmarks/halora_robustness.py --out halora_cpu --max_steps 50 --batch_size 8 \\
+        --warmup_steps 5 --learning_rate 1e-3 --resample_steps 20 --eval_size 80 --train_size 2000 \\
+        --max_length 64 --sigmas 0 0.02 --noise_seeds 2    # CPU: 15-30 minutes on a busy 2-core machine
+
+On a CPU shared with other jobs use OMP_NUM_THREADS=1: two threads per process made a SmolLM2 step
+about 10x slower there. ``--reg_application loss`` puts the regulariser in the loss (see HaLoRAConfig).
 """
 
 from __future__ import annotations
