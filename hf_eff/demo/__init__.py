@@ -47,7 +47,7 @@ def run_demo(out_dir: Path, only: list[str] | None = None, quick: bool = False) 
             continue
         module_name = f"hf_eff.demo.{name}"
         if importlib.util.find_spec(module_name) is None:
-            outcomes[title] = "Not built yet: this section arrives with its method."
+            outcomes[name] = f"{title}: not built yet; this section arrives with its method."
             console.print(f"[yellow]{title}: not built yet[/yellow]")
             continue
         console.rule(title)
@@ -56,7 +56,7 @@ def run_demo(out_dir: Path, only: list[str] | None = None, quick: bool = False) 
             result = importlib.import_module(module_name).run(out_dir, quick=quick)
         except Exception:  # a failed section is reported; the others still run
             ok = False
-            outcomes[title] = "FAILED:\n\n```\n" + traceback.format_exc() + "```"
+            outcomes[name] = f"{title}: FAILED\n\n```\n{traceback.format_exc()}```"
             console.print_exception()
             continue
         result.extra.setdefault("section_seconds", round(time.perf_counter() - start, 1))
