@@ -7,12 +7,15 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch_geometric.nn import TAGConv, global_mean_pool
 
+from hf_eff.hub.cards import model_card_template
+
 
 class GrantGCN(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="hf-eff",
     tags=["graph-neural-teaching", "graph-neural-network", "torch_geometric", "grant"],
+    model_card_template=model_card_template("grant_model"),
 ):
     """Each layer maps [X, ÂX, ..., Â^(kappa-1) X] (Â: GCN-normalised adjacency without self
     loops) through a Linear, then BatchNorm, ReLU and dropout. That is exactly PyG's `TAGConv`

@@ -17,6 +17,8 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin, constants
 from torch import nn
 
+from hf_eff.hub.cards import model_card_template
+
 __all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
 
 # Zeroth-order real spherical harmonic, Y_0^0 = 1 / (2 sqrt(pi)).
@@ -43,6 +45,7 @@ class GaussianModel(
     PyTorchModelHubMixin,
     library_name="hf-eff",
     tags=["gaussian-splatting", "3d-reconstruction", "gsplat"],
+    model_card_template=model_card_template("splat_model"),
 ):
     """A set of 3D Gaussians with spherical-harmonic colour.
 

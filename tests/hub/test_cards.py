@@ -116,3 +116,17 @@ def test_templates_are_found_in_a_wheel_layout(tmp_path):
     assert wheel_cards.templates_dir() == package / "_model_cards"
     assert cards.templates_dir().name == "model_cards"  # this checkout: the repository's folder
     assert sorted(p.stem for p in wheel_cards.templates_dir().glob("*.md")) == sorted(cards.KINDS)
+
+
+@pytest.mark.parametrize(("kind", "load_line"), [
+    ("grant_model", 'model = GrantGCN.from_pretrained("me/model")'),
+    ("splat_model", 'splats = GaussianModel.from_pretrained("me/model")'),
+])
+def test_mixin_classes_write_the_hf_eff_card(kind, load_line):
+    from hf_eff import GaussianModel, GrantGCN
+
+    cls = {"grant_model": GrantGCN, "splat_model": GaussianModel}[kind]
+    assert cls._hub_mixin_info.model_card_template == cards.model_card_template(kind)
+    model = GrantGCN(4, 1) if cls is GrantGCN else GaussianModel(sh_degree=0, num_gaussians=2)
+    card = model.generate_model_card(repo_id="me/model")
+    assert card.data.library_name == "hf-eff" and load_line in card.text
