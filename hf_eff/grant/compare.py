@@ -13,7 +13,13 @@ import torch
 from transformers import PrinterCallback, set_seed
 
 from hf_eff.grant.config import GraNTTrainingArguments
-from hf_eff.grant.metrics import ValidationCurveCallback, best_value, primary_metric, time_to_target
+from hf_eff.grant.metrics import (
+    ValidationCurveCallback,
+    best_value,
+    primary_metric,
+    relaxed_target,
+    time_to_target,
+)
 from hf_eff.grant.trainer import GraNTTrainer
 
 
@@ -50,9 +56,10 @@ def train_and_test(model_fn: Callable[[], torch.nn.Module], splits, args: GraNTT
     )
 
 
-def compare(task: str, model_fn, splits, training: dict, teaching: dict) -> dict:
+def compare(task: str, model_fn, splits, training: dict, teaching: dict, tolerance: float = 0.0) -> dict:
     """Runs teacher="none" then teacher="grant" (with `teaching` settings on top of the shared
-    `training` ones) and returns both runs plus the summary row for each."""
+    `training` ones) and returns both runs plus the summary row for each. With `tolerance` > 0
+    the rows also give the time to come within that relative distance of the full run's best."""
     name, higher = primary_metric(task)
     runs = {}
     for teacher, extra in (("none", {}), ("grant", teaching)):
@@ -73,10 +80,18 @@ def compare(task: str, model_fn, splits, training: dict, teaching: dict) -> dict
             "time_to_target_s": None if reached is None else round(reached, 2),
             "test": round(run.test_metrics[f"test_{name}"], 4),
         })
+        if tolerance > 0:
+            near = time_to_target(run.curve, f"eval_{name}", relaxed_target(target, tolerance, higher), higher)
+            rows[-1][f"time_to_{tolerance:.0%}_s"] = None if near is None else round(near, 2)
     full, grant = rows
     grant["time_to_target_x"] = (
         None if grant["time_to_target_s"] is None else round(grant["time_to_target_s"] / full["time_to_target_s"], 3)
     )
+    if tolerance > 0:
+        key = f"time_to_{tolerance:.0%}_s"
+        grant[f"time_to_{tolerance:.0%}_x"] = (
+            None if grant[key] is None or full[key] is None else round(grant[key] / full[key], 3)
+        )
     grant["test_change_%"] = round(100 * (grant["test"] - full["test"]) / abs(full["test"]), 2)
     return {"task": task, "metric": name, "higher_is_better": higher, "target": target, "rows": rows, "runs": runs}
 

@@ -95,3 +95,11 @@ def time_to_target(curve: list[dict], metric: str, target: float, higher_is_bett
         if (point[metric] >= target) if higher_is_better else (point[metric] <= target):
             return point["seconds"]
     return None
+
+
+def relaxed_target(target: float, tolerance: float, higher_is_better: bool) -> float:
+    """`target` loosened by a relative `tolerance` (0.01: within 1%). A validation curve that
+    has plateaued wanders around its best value, so the exact best marks one noisy point."""
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    return target - tolerance * abs(target) if higher_is_better else target + tolerance * abs(target)

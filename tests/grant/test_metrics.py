@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hf_eff.grant.metrics import graph_task_metrics, macro_roc_auc, primary_metric, time_to_target
+from hf_eff.grant.metrics import graph_task_metrics, macro_roc_auc, primary_metric, relaxed_target, time_to_target
 
 
 def test_mae_is_per_sample_not_per_batch():
@@ -40,3 +40,12 @@ def test_time_to_target():
     assert time_to_target(curve, "eval_mae", 1.0, higher_is_better=False) == 2.0
     assert time_to_target(curve, "eval_mae", 0.1, higher_is_better=False) is None
     assert primary_metric("node_classification") == ("roc_auc", True)
+
+
+def test_relaxed_target_loosens_towards_worse_values():
+    assert relaxed_target(0.5, 0.01, higher_is_better=False) == pytest.approx(0.505)
+    assert relaxed_target(0.9, 0.01, higher_is_better=True) == pytest.approx(0.891)
+    curve = [{"seconds": 1.0, "eval_mae": 0.504}, {"seconds": 2.0, "eval_mae": 0.5}]
+    assert time_to_target(curve, "eval_mae", relaxed_target(0.5, 0.01, False), higher_is_better=False) == 1.0
+    with pytest.raises(ValueError, match="tolerance"):
+        relaxed_target(0.5, -0.1, higher_is_better=False)
