@@ -8,12 +8,15 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
 
     python examples/splat_train.py trainers/splat/procedural_g2l.yaml
     accelerate launch examples/splat_train.py --strategy default --max_steps 3000 --output_dir out/splat_default
+    accelerate launch --config_file trainers/accelerate/cpu_2proc.yaml examples/splat_train.py --max_steps 300 --output_dir out/splat_ddp
     python examples/splat_train.py --scene user/my-scene --strategy g2l --max_steps 30000 --output_dir out/scene
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
 view: render | ground truth) and all_results.json (train_runtime, eval_psnr, eval_ssim,
 num_gaussians, strategy).
+Under several processes each rank renders its share of the views and all ranks keep the same
+Gaussians; the main process writes the files.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from hf_eff.splat import (
     load_scene,
     make_procedural_scene,
 )
+from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +94,9 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
 
 
 def main():
+    prepare_cpu_distributed()
     scene_args, model_args, training_args = parse_args()
+    check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)

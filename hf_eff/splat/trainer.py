@@ -6,7 +6,10 @@ Trainer cannot do by itself are:
   added or removed), behind the single optimizer Trainer expects (`GaussianOptimizers`);
 - a densification step after each optimizer step (`_DensifyCallback`), as in gsplat's
   simple_trainer;
-- checkpoints whose number of Gaussians differs from the model's at start-up.
+- checkpoints whose number of Gaussians differs from the model's at start-up;
+- data parallelism (`accelerate launch`): DDP's wrapper assumes parameters of fixed shape, and
+  densification resizes them, so the model is kept out of DistributedDataParallel and the ranks
+  are synchronised by hand (`_average_gradients`, `_gather_densification_info`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback
@@ -120,6 +124,7 @@ class _DensifyCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.trainer._reset_train_clocks()
+        self.trainer._broadcast_gaussians()
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.trainer._densify()
@@ -155,6 +160,13 @@ class SplatTrainer(Trainer):
         train_views = SceneViews(train_dataset)
         eval_views = SceneViews(eval_dataset) if eval_dataset is not None else None
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
+        if self.is_distributed:
+            if args.packed:
+                raise ValueError("SplatTrainingArguments.packed is not supported with several processes: "
+                                 "the ranks' densification statistics are merged per camera (packed=False)")
+            # accelerate returns a model marked as prepared unchanged: no DistributedDataParallel,
+            # whose buckets would break at the first densification.
+            model._is_accelerate_prepared = True
         self.scene_scale = camera_scene_scale(train_views.viewmats)
         self.strategy = strategy if strategy is not None else args.build_strategy()
         self.coarse_to_fine = None
@@ -184,6 +196,58 @@ class SplatTrainer(Trainer):
         # less disturbed than wall time when other processes share the machine.
         self._train_clock_start, self._train_cpu_start = time.perf_counter(), time.process_time()
         self._eval_seconds = self._eval_cpu_seconds = 0.0
+
+    # ------------------------------------------------------------------ data parallelism
+    @property
+    def is_distributed(self) -> bool:
+        return self.args.world_size > 1
+
+    @torch.no_grad()
+    def _broadcast_gaussians(self) -> None:
+        """Every rank starts from rank 0's Gaussians, whatever seed each one built its model with."""
+        if self.is_distributed:
+            for param in self.splats.values():
+                dist.broadcast(param.data, src=0)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.is_distributed and self.accelerator.sync_gradients:
+            self._average_gradients()
+        return loss
+
+    @torch.no_grad()
+    def _average_gradients(self) -> None:
+        """What DDP would do, for parameters whose number changes: after the last backward of the
+        step (before clipping and the optimizer step), each gradient becomes the mean over ranks,
+        so every rank applies the same update to the same Gaussians."""
+        for param in self.splats.values():
+            if param.grad is not None:
+                dist.all_reduce(param.grad, op=dist.ReduceOp.AVG)
+
+    def _gather_densification_info(self, info: dict[str, Any], step: int) -> dict[str, Any]:
+        """The rasterization info of all ranks' cameras, as if one process had rendered them all.
+
+        gsplat's strategies accumulate per-Gaussian screen-space gradient norms, visibility counts
+        and max radii from `info` (`DefaultStrategy._update_state`); with each rank's cameras
+        concatenated, every rank accumulates the same statistics and takes the same densify and
+        prune decisions. Each rank's gradient is divided by the world size: it is then the
+        gradient of the mean loss over ranks, the loss whose parameter gradients are applied.
+        """
+        key = getattr(self.strategy, "key_for_gradient", None)
+        # MCMC keeps no screen-space statistics; gsplat's strategies read none after refine_stop_iter.
+        if key is None or step >= getattr(self.strategy, "refine_stop_iter", math.inf):
+            return info
+        grad_name = "absgrad" if getattr(self.strategy, "absgrad", False) else "grad"
+        world_size = self.args.world_size
+        grads = self.accelerator.gather(getattr(info[key], grad_name).contiguous()) / world_size
+        means2d = torch.zeros_like(grads)
+        setattr(means2d, grad_name, grads)
+        return {
+            **info,
+            key: means2d,
+            "radii": self.accelerator.gather(info["radii"].contiguous()),
+            "n_cameras": info["n_cameras"] * world_size,
+        }
 
     # ------------------------------------------------------------------ schedules
     @property
@@ -257,9 +321,19 @@ class SplatTrainer(Trainer):
         if self._last_info is None:
             return
         extra = {"lr": self.lr_scheduler.get_last_lr()[0]} if isinstance(self.strategy, MCMCStrategy) else {"packed": self.args.packed}
-        self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state,
-                                         self.state.global_step, self._last_info, **extra)
+        step, info = self.state.global_step, self._last_info
         self._last_info = None
+        if not self.is_distributed:
+            self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
+            return
+        # Splitting draws new positions with torch.randn (MCMC relocates at random too): every rank
+        # seeds its draws with (seed, step), so the ranks draw the same numbers without sending the
+        # new Gaussians from rank 0 after each densification.
+        info = self._gather_densification_info(info, step)
+        device = self.args.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.args.seed + step)
+            self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs = {**logs, "num_gaussians": len(self.splats["means"])}

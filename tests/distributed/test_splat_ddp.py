@@ -1,0 +1,125 @@
+"""SplatTrainer on 2 CPU DDP processes (gloo): one set of Gaussians trained by two ranks.
+
+Run by pytest, this file launches itself with ``accelerate launch`` (trainers/accelerate/cpu_2proc.yaml);
+each rank writes what it saw (world size, the model type it trained, the train views it rendered
+and its number of Gaussians at every step, its final Gaussians) and the test compares the ranks.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[2]
+NUM_TRAIN_VIEWS, MAX_STEPS = 8, 32
+
+
+def run_worker(out_dir: Path) -> None:
+    from transformers import TrainerCallback, set_seed
+
+    from hf_eff.splat import (
+        GaussianModel,
+        SplatTrainer,
+        SplatTrainingArguments,
+        make_procedural_scene,
+    )
+    from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
+
+    prepare_cpu_distributed()
+    scene = make_procedural_scene(seed=1, num_train=NUM_TRAIN_VIEWS, num_test=2, width=32, height=32, num_points=300)
+
+    class RecordingTrainer(SplatTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.step_views, self.step_gaussians = [], []
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            matches = (inputs["viewmat"][:, None] == self.train_dataset.viewmats[None]).flatten(2).all(dim=-1)
+            self.step_views.append(matches.nonzero()[:, 1].tolist())
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    class CountGaussians(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            # Draws that differ per rank (augmentation, ...) must not change densification's draws.
+            torch.rand(rank + 1)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            trainer.step_gaussians.append(len(trainer.splats["means"]))
+
+    args = SplatTrainingArguments(
+        output_dir=str(out_dir / "run"), max_steps=MAX_STEPS, refine_every=4, refine_start_steps=2,
+        reset_every=1000, sh_degree_interval=10, seed=0, disable_tqdm=True, logging_steps=8,
+        save_strategy="steps", save_steps=MAX_STEPS, report_to=[],
+    )
+    check_world_size(args.world_size)
+    rank = int(os.environ.get("RANK", "0"))
+    # A different model on each rank: training must start from rank 0's Gaussians.
+    set_seed(rank)
+    xyz, rgb = scene.point_arrays()
+    model = GaussianModel.from_points(xyz, rgb, sh_degree=1)
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=scene.views["train"],
+                               eval_dataset=scene.views["test"], callbacks=[CountGaussians()])
+    trainer.train()
+    report = {"world_size": args.world_size, "model_type": type(trainer.model_wrapped).__name__,
+              "step_views": trainer.step_views, "step_gaussians": trainer.step_gaussians,
+              "global_stop_iter": trainer.strategy.global_stop_iter}
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
+    torch.save({key: value.detach().clone() for key, value in trainer.splats.items()}, out_dir / f"rank{rank}.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_splat_ddp_ranks_render_different_views_and_keep_identical_gaussians(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    launch = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/accelerate/cpu_2proc.yaml"),
+         "--main_process_port", str(_free_port()), __file__, str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert launch.returncode == 0, launch.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [rank["world_size"] for rank in ranks] == [2, 2]
+    assert [rank["model_type"] for rank in ranks] == ["GaussianModel"] * 2  # not wrapped in DDP
+
+    # each step the ranks rendered different views; each epoch covers every train view once
+    views = [rank["step_views"] for rank in ranks]
+    assert len(views[0]) == len(views[1]) == MAX_STEPS
+    epoch_steps = NUM_TRAIN_VIEWS // 2
+    for start in range(0, MAX_STEPS, epoch_steps):
+        seen = [v for step in range(start, start + epoch_steps) for rank in (0, 1) for v in views[rank][step]]
+        assert sorted(seen) == list(range(NUM_TRAIN_VIEWS))
+
+    # densification ran during training, with the same decisions on both ranks
+    counts = [rank["step_gaussians"] for rank in ranks]
+    assert counts[0] == counts[1]
+    assert len(set(counts[0])) > 2
+    assert ranks[0]["global_stop_iter"] < MAX_STEPS  # the local phase (clone and split) ran too
+
+    # the same Gaussians on both ranks, bit for bit
+    splats = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert splats[0].keys() == splats[1].keys()
+    for key, value in splats[0].items():
+        assert torch.equal(value, splats[1][key]), key
+    assert len(splats[0]["means"]) == counts[0][-1]
+
+    # one checkpoint, written by the main process, holding those Gaussians
+    from hf_eff.splat import GaussianModel
+
+    checkpoint = tmp_path / "run" / f"checkpoint-{MAX_STEPS}"
+    assert (checkpoint / "densification_state.pt").is_file()
+    saved = GaussianModel.from_pretrained(checkpoint)
+    assert torch.equal(saved.splats["means"], splats[0]["means"])
+
+
+if __name__ == "__main__":
+    run_worker(Path(sys.argv[1]))
