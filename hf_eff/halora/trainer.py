@@ -19,6 +19,7 @@ from transformers.trainer_utils import speed_metrics
 
 from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise, rram_noise
+from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
 EVAL_DRAW_INDEX = -1
@@ -26,7 +27,7 @@ _NOT_AVERAGED = ("runtime", "samples_per_second", "steps_per_second", "model_pre
 
 
 @dataclass
-class HaLoRATrainingArguments(TrainingArguments):
+class HaLoRATrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     """TrainingArguments plus the robustness evaluation. The training noise and the regulariser
     are the adapter's (``HaLoRAConfig``), so they are saved with it."""
 
