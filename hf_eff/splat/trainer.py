@@ -432,7 +432,10 @@ class SplatTrainer(Trainer):
         path = os.path.join(checkpoint, DENSIFICATION_STATE_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} is missing: not a SplatTrainer checkpoint")
-        state = torch.load(path, map_location=self.args.device, weights_only=True)
+        # The Gaussians' device, not args.device: accelerate's CPU ranks report cpu:<rank>, which
+        # torch.load cannot map to.
+        device = next(iter(self.splats.values())).device
+        state = torch.load(path, map_location=device, weights_only=True)
         self.strategy_state = state["strategy_state"]
         if state["coarse_to_fine"] is not None:
             self.coarse_to_fine = EnergyCoarseToFine.from_state_dict(state["coarse_to_fine"])

@@ -3,6 +3,7 @@
 Run by pytest, this file launches itself with ``accelerate launch`` (trainers/accelerate/cpu_2proc.yaml);
 each rank writes what it saw (world size, the model type it trained, the train views it rendered
 and its number of Gaussians at every step, its final Gaussians) and the test compares the ranks.
+A second launch resumes from the mid-densification checkpoint and must end with the same Gaussians.
 """
 
 import json
@@ -19,7 +20,7 @@ ROOT = Path(__file__).parents[2]
 NUM_TRAIN_VIEWS, MAX_STEPS = 8, 32
 
 
-def run_worker(out_dir: Path) -> None:
+def run_worker(out_dir: Path, resume_from_checkpoint: str | None = None) -> None:
     from transformers import TrainerCallback, set_seed
 
     from hf_eff.splat import (
@@ -54,7 +55,7 @@ def run_worker(out_dir: Path) -> None:
     args = SplatTrainingArguments(
         output_dir=str(out_dir / "run"), max_steps=MAX_STEPS, refine_every=4, refine_start_steps=2,
         reset_every=1000, sh_degree_interval=10, seed=0, disable_tqdm=True, logging_steps=8,
-        save_strategy="steps", save_steps=MAX_STEPS, report_to=[],
+        save_strategy="steps", save_steps=MAX_STEPS // 2, report_to=[],
     )
     check_world_size(args.world_size)
     rank = int(os.environ.get("RANK", "0"))
@@ -64,7 +65,7 @@ def run_worker(out_dir: Path) -> None:
     model = GaussianModel.from_points(xyz, rgb, sh_degree=1)
     trainer = RecordingTrainer(model=model, args=args, train_dataset=scene.views["train"],
                                eval_dataset=scene.views["test"], callbacks=[CountGaussians()])
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     report = {"world_size": args.world_size, "model_type": type(trainer.model_wrapped).__name__,
               "step_views": trainer.step_views, "step_gaussians": trainer.step_gaussians,
               "global_stop_iter": trainer.strategy.global_stop_iter}
@@ -112,7 +113,7 @@ def test_splat_ddp_ranks_render_different_views_and_keep_identical_gaussians(tmp
         assert torch.equal(value, splats[1][key]), key
     assert len(splats[0]["means"]) == counts[0][-1]
 
-    # one checkpoint, written by the main process, holding those Gaussians
+    # the main process wrote the checkpoints; the last one holds those Gaussians
     from hf_eff.splat import GaussianModel
 
     checkpoint = tmp_path / "run" / f"checkpoint-{MAX_STEPS}"
@@ -120,6 +121,24 @@ def test_splat_ddp_ranks_render_different_views_and_keep_identical_gaussians(tmp
     saved = GaussianModel.from_pretrained(checkpoint)
     assert torch.equal(saved.splats["means"], splats[0]["means"])
 
+    # resumed in the middle of densification, two ranks end where the uninterrupted run ended
+    middle = tmp_path / "run" / f"checkpoint-{MAX_STEPS // 2}"
+    assert counts[0][MAX_STEPS // 2 - 1] == len(GaussianModel.from_pretrained(middle))
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    launch = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/accelerate/cpu_2proc.yaml"),
+         "--main_process_port", str(_free_port()), __file__, str(resumed_dir), str(middle)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert launch.returncode == 0, launch.stderr[-4000:]
+    resumed = [json.loads((resumed_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert resumed[0]["step_gaussians"] == resumed[1]["step_gaussians"] == counts[0][MAX_STEPS // 2:]
+    for rank in (0, 1):
+        resumed_splats = torch.load(resumed_dir / f"rank{rank}.pt")
+        for key, value in splats[0].items():
+            torch.testing.assert_close(resumed_splats[key], value, rtol=1e-5, atol=1e-6)
+
 
 if __name__ == "__main__":
-    run_worker(Path(sys.argv[1]))
+    run_worker(Path(sys.argv[1]), *sys.argv[2:])
