@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hf_eff.demo.report import SectionResult, write_report
+from hf_eff.demo.report import SectionResult, format_cell, write_report
 
 SECTIONS = {
     "halora": "HaLoRA: LoRA vs HaLoRA accuracy under RRAM noise",
@@ -30,7 +30,7 @@ def _print_section(console: Console, result: SectionResult) -> None:
     for column in result.columns:
         table.add_column(column)
     for row in result.rows:
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in (row.get(c, "") for c in result.columns)))
+        table.add_row(*(format_cell(row.get(c, "")) for c in result.columns))
     console.print(table)
     if result.summary:
         console.print(result.summary)

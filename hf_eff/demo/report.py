@@ -23,7 +23,9 @@ class SectionResult:
     extra: dict = field(default_factory=dict)
 
 
-def _fmt(value) -> str:
+def format_cell(value) -> str:
+    if value is None:  # e.g. a target never reached
+        return "—"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -31,7 +33,7 @@ def _fmt(value) -> str:
 
 def markdown_table(columns: list[str], rows: list[dict]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.trainer_utils import SaveStrategy
 
+from hf_eff.hub.tokens import TokenFreeArgumentsMixin
+
 # The reference run both 3DGS and the paper use; step counts below are given at this length and
 # scaled by max_steps / PAPER_STEPS, so a short run keeps the same proportions.
 PAPER_STEPS = 30_000
 
 
 @dataclass
-class SplatTrainingArguments(TrainingArguments):
+class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     """Training arguments for `SplatTrainer`.
 
     Every step count left as None is the published value (3DGS / gsplat simple_trainer / the

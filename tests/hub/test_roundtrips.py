@@ -88,15 +88,9 @@ def test_trainer_pushes_its_checkpoints_to_the_hub(trainer_runs, kind):
     _assert_safe_reads(trainer_runs, observed["opened"])
 
 
-# GraNT's and HaLoRA's arguments inherit TokenFreeArgumentsMixin; the splat trainer's not yet.
-TOKEN_IN_TRAINING_ARGS = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "transformers pickles --hub_token into training_args.bin, which the Trainer pushes; "
-    "the trainer's TrainingArguments must inherit hf_eff.hub.TokenFreeArgumentsMixin"))
-
-
-@pytest.mark.parametrize("kind", [
-    pytest.param(kind, marks=[TOKEN_IN_TRAINING_ARGS] if kind == "splat" else []) for kind in TRAINERS
-])
+# Every trainer's arguments inherit hf_eff.hub.TokenFreeArgumentsMixin: transformers pickles
+# --hub_token into training_args.bin, which the Trainer pushes.
+@pytest.mark.parametrize("kind", list(TRAINERS))
 def test_token_given_to_a_trainer_stays_out_of_its_checkpoints(trainer_runs, kind):
     observed = trainer_runs["kinds"][kind]
     assert observed["saved_files_with_token"] == [] and observed["repo_files_with_token"] == []
