@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from hf_eff.grant.metrics import graph_task_metrics, macro_roc_auc, primary_metric, relaxed_target, time_to_target
+from hf_eff.grant.metrics import (
+    graph_task_metrics,
+    macro_roc_auc,
+    primary_metric,
+    relaxed_target,
+    time_to_target,
+)
 
 
 def test_mae_is_per_sample_not_per_batch():
