@@ -40,6 +40,7 @@ from hf_eff.grant import (
 )
 from hf_eff.grant.metrics import best_value, primary_metric
 from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
+from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
     results.update(teacher=training_args.teacher, task=task, dataset_name=data_args.builtin or data_args.dataset)
     trainer.save_model()
-    numeric = {k: v for k, v in results.items() if isinstance(v, (int, float))}
-    trainer.log_metrics("all", numeric)
-    trainer.save_metrics("all", results, combined=False)
+    save_all_results(trainer, results)
     return results
 
 

@@ -35,6 +35,7 @@ from hf_eff.halora.experiment import (
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments
 from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
+from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
     results.update(base_model=model_args.model_name_or_path, dataset_name=data_args.task_name)
-    numeric = {k: v for k, v in results.items() if isinstance(v, (int, float))}
-    trainer.log_metrics("all", numeric)
-    trainer.save_metrics("all", results, combined=False)
+    save_all_results(trainer, results)
     return results
 
 

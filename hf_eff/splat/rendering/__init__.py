@@ -112,49 +112,7 @@ def rasterize(
     )
     if backend == "auto":
         backend = "gsplat" if means.is_cuda else "cpu"
-    if backend == "gsplat":
-        from hf_eff.splat.rendering.gsplat_cuda import rasterize_gsplat
-
-        return rasterize_gsplat(
-            means,
-            quats,
-            scales,
-            opacities,
-            colors,
-            viewmats,
-            Ks,
-            width,
-            height,
-            near_plane=near_plane,
-            far_plane=far_plane,
-            radius_clip=radius_clip,
-            eps2d=eps2d,
-            sh_degree=sh_degree,
-            packed=packed,
-            backgrounds=backgrounds,
-            render_mode=render_mode,
-            absgrad=absgrad,
-            rasterize_mode=rasterize_mode,
-            **gsplat_kwargs,
-        )
-    if gsplat_kwargs:
-        raise ValueError(
-            f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options"
-        )
-    if means.is_cuda:
-        raise ValueError(
-            "backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'"
-        )
-    return rasterize_cpu(
-        means,
-        quats,
-        scales,
-        opacities,
-        colors,
-        viewmats,
-        Ks,
-        width,
-        height,
+    options = dict(
         near_plane=near_plane,
         far_plane=far_plane,
         radius_clip=radius_clip,
@@ -166,3 +124,19 @@ def rasterize(
         absgrad=absgrad,
         rasterize_mode=rasterize_mode,
     )
+    if backend == "gsplat":
+        from hf_eff.splat.rendering.gsplat_cuda import rasterize_gsplat
+
+        return rasterize_gsplat(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+            **options, **gsplat_kwargs,
+        )
+    if gsplat_kwargs:
+        raise ValueError(
+            f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options"
+        )
+    if means.is_cuda:
+        raise ValueError(
+            "backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'"
+        )
+    return rasterize_cpu(means, quats, scales, opacities, colors, viewmats, Ks, width, height, **options)
