@@ -136,6 +136,13 @@ class RRAMNoise:
         validate_noise(sigma, mode, tile_size)
         self.sigma, self.mode, self.tile_size = float(sigma), mode, tile_size
         self.layers = rram_linear_modules(model, target_modules)
+        for name, module in self.layers.items():
+            # FSDP leaves each rank a flat shard (or an empty view): tiles and draws need whole weights.
+            if module.weight.dim() != 2 or module.weight.numel() == 0 or type(module.weight).__name__ == "DTensor":
+                raise ValueError(
+                    f"layer {name}: weight is sharded or not a 2-D matrix (shape {tuple(module.weight.shape)}); "
+                    "RRAM noise needs whole weights on every process: use DDP (or one process), not FSDP"
+                )
         self._applied: dict[str, _LayerNoise] | None = None
 
     @property

@@ -107,3 +107,11 @@ def test_bad_input_raises():
     noise.apply(seed=0)
     with pytest.raises(RuntimeError, match="already applied"):
         noise.apply(seed=1)
+
+
+def test_sharded_weights_are_refused():
+    model = make_tiny_llama()
+    # what FSDP leaves on a rank that does not hold this weight: an empty flat view
+    model.model.layers[0].self_attn.q_proj.weight = nn.Parameter(torch.empty(0), requires_grad=False)
+    with pytest.raises(ValueError, match="layers.0.self_attn.q_proj.*sharded.*not FSDP"):
+        RRAMNoise(model, 0.01)
