@@ -39,7 +39,7 @@ from hf_eff.grant import (
     time_to_target,
 )
 from hf_eff.grant.metrics import best_value, primary_metric
-from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
+from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
@@ -174,3 +174,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+    finish_distributed()

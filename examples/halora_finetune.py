@@ -34,7 +34,7 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments
-from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
+from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
@@ -122,3 +122,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+    finish_distributed()

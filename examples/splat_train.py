@@ -37,7 +37,7 @@ from hf_eff.splat import (
     load_scene,
     make_procedural_scene,
 )
-from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
+from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +141,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    finish_distributed()

@@ -18,3 +18,14 @@ def test_lone_process_in_a_multi_process_launch_is_an_error(monkeypatch):
     with pytest.raises(RuntimeError, match="started 2 processes but this one trains with world_size 1"):
         check_world_size(1)
     check_world_size(2)
+
+
+def test_finish_distributed_ends_the_process_group(tmp_path):
+    import torch.distributed as dist
+
+    from hf_eff.utils.distributed import finish_distributed
+
+    finish_distributed()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    finish_distributed()
+    assert not dist.is_initialized()

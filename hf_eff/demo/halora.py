@@ -8,32 +8,21 @@ random Llama with a character tokenizer, which only shows that the pipeline runs
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import torch
 import transformers
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from hf_eff.demo.report import SectionResult
 from hf_eff.halora.base_model import load_base_model
 from hf_eff.halora.experiment import adapter_config, plot_accuracy_vs_sigma, train_and_evaluate
-from hf_eff.halora.tasks import builtin_task
+from hf_eff.halora.tasks import builtin_task, character_tokenizer
 from hf_eff.halora.trainer import HaLoRATrainingArguments, sigma_key
 
 
-def _character_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2}
-    for char in string.printable:
-        vocab.setdefault(char, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>")
-
-
 def _tiny_model_and_tokenizer():
-    tokenizer = _character_tokenizer()
+    tokenizer = character_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)
     transformers.set_seed(0)

@@ -11,13 +11,15 @@ commonsense suite; loaders for the real tasks (ARC-e, ARC-c, OBQA, SIQA, WinoGra
 from __future__ import annotations
 
 import random
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import EvalPrediction, PreTrainedTokenizerBase
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+from transformers import EvalPrediction, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 MC_COLUMNS = ("question", "choices", "answer")
 BUILTIN_TASKS = ("arithmetic", "comparison", "ordering", "mixed")
@@ -252,3 +254,13 @@ def choice_logprob_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     mask = targets != -100
     token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (token_logprobs * mask).sum(dim=1)
+
+
+def character_tokenizer() -> PreTrainedTokenizerFast:
+    """One token per printable character: a tokenizer for tiny random models, needing no download."""
+    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2}
+    for char in string.printable:
+        vocab.setdefault(char, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>")

@@ -34,3 +34,13 @@ def check_world_size(num_processes: int) -> None:
             "`accelerate launch --config_file trainers/accelerate/cpu_2proc.yaml` or set "
             "ACCELERATE_USE_CPU=1 (torchrun works too)."
         )
+
+
+def finish_distributed() -> None:
+    """Ends the process group once every rank is done. A rank that exits with gloo's threads still
+    running is aborted ("terminate called without an active exception") and fails the launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -8,8 +8,6 @@ the ranks with each other and with a one-process run that accumulates the same t
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from hf_eff.utils.distributed import finish_distributed
+from tests.distributed.launch import launch_two_ranks
 from tests.grant.conftest import random_graphs
 
-ROOT = Path(__file__).parents[2]
 # 96 graphs in batches of 6, GraNT(S) at ratios 0.5 then 0.75: 8 then 14 batches per epoch, even
 # counts, so that accelerate's even_batches never repeats a batch on the second rank (which one
 # process would not train on) and two ranks take exactly the pairs one process accumulates.
@@ -76,24 +75,13 @@ def run_worker(out_dir: Path, accumulation: int) -> None:
     torch.save({n: p.detach().clone() for n, p in model.named_parameters()}, out_dir / f"rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_grant_ddp_selects_the_same_graphs_shards_batches_and_matches_one_process(tmp_path):
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     ddp_dir.mkdir()
     single_dir.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    launch = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/accelerate/cpu_2proc.yaml"),
-         "--main_process_port", str(_free_port()), __file__, str(ddp_dir)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert launch.returncode == 0, launch.stderr[-4000:]
+    launch_two_ranks(__file__, str(ddp_dir))
     run_worker(single_dir, accumulation=2)
 
     ranks = [json.loads((ddp_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -134,3 +122,4 @@ def test_grant_ddp_selects_the_same_graphs_shards_batches_and_matches_one_proces
 
 if __name__ == "__main__":
     run_worker(Path(sys.argv[1]), accumulation=1)
+    finish_distributed()

@@ -8,17 +8,16 @@ accumulates the same two micro-batches per step.
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from hf_eff.utils.distributed import finish_distributed
+from tests.distributed.launch import launch_two_ranks
 from tests.halora.conftest import char_tokenizer, make_tiny_llama  # noqa: F401  (char_tokenizer: a fixture)
 
-ROOT = Path(__file__).parents[2]
 STEPS = 3
 APPLICATIONS = ("loss", "decoupled")
 
@@ -86,11 +85,6 @@ def run_worker(model_dir: Path, out_dir: Path, per_device_batch: int, accumulati
     torch.save(adapters, out_dir / f"rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_halora_ddp_matches_one_process(tmp_path, char_tokenizer):  # noqa: F811
@@ -100,13 +94,7 @@ def test_halora_ddp_matches_one_process(tmp_path, char_tokenizer):  # noqa: F811
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     ddp_dir.mkdir()
     single_dir.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    launch = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/accelerate/cpu_2proc.yaml"),
-         "--main_process_port", str(_free_port()), __file__, str(model_dir), str(ddp_dir)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert launch.returncode == 0, launch.stderr[-4000:]
+    launch_two_ranks(__file__, str(model_dir), str(ddp_dir))
     run_worker(model_dir, single_dir, per_device_batch=2, accumulation=2)
 
     ranks = [json.loads((ddp_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -132,3 +120,4 @@ def test_halora_ddp_matches_one_process(tmp_path, char_tokenizer):  # noqa: F811
 
 if __name__ == "__main__":
     run_worker(Path(sys.argv[1]), Path(sys.argv[2]), per_device_batch=2, accumulation=1)
+    finish_distributed()

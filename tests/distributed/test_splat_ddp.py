@@ -8,15 +8,15 @@ A second launch resumes from the mid-densification checkpoint and must end with 
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).parents[2]
+from hf_eff.utils.distributed import finish_distributed
+from tests.distributed.launch import launch_two_ranks
+
 NUM_TRAIN_VIEWS, MAX_STEPS = 8, 32
 
 
@@ -73,21 +73,10 @@ def run_worker(out_dir: Path, resume_from_checkpoint: str | None = None) -> None
     torch.save({key: value.detach().clone() for key, value in trainer.splats.items()}, out_dir / f"rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_splat_ddp_ranks_render_different_views_and_keep_identical_gaussians(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    launch = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/accelerate/cpu_2proc.yaml"),
-         "--main_process_port", str(_free_port()), __file__, str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert launch.returncode == 0, launch.stderr[-4000:]
+    launch_two_ranks(__file__, str(tmp_path))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [rank["world_size"] for rank in ranks] == [2, 2]
     assert [rank["model_type"] for rank in ranks] == ["GaussianModel"] * 2  # not wrapped in DDP
@@ -126,12 +115,7 @@ def test_splat_ddp_ranks_render_different_views_and_keep_identical_gaussians(tmp
     assert counts[0][MAX_STEPS // 2 - 1] == len(GaussianModel.from_pretrained(middle))
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
-    launch = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "trainers/accelerate/cpu_2proc.yaml"),
-         "--main_process_port", str(_free_port()), __file__, str(resumed_dir), str(middle)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert launch.returncode == 0, launch.stderr[-4000:]
+    launch_two_ranks(__file__, str(resumed_dir), str(middle))
     resumed = [json.loads((resumed_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert resumed[0]["step_gaussians"] == resumed[1]["step_gaussians"] == counts[0][MAX_STEPS // 2:]
     for rank in (0, 1):
@@ -142,3 +126,4 @@ def test_splat_ddp_ranks_render_different_views_and_keep_identical_gaussians(tmp
 
 if __name__ == "__main__":
     run_worker(Path(sys.argv[1]), *sys.argv[2:])
+    finish_distributed()

@@ -1,13 +1,11 @@
 """Tiny random Llama models and a character-level tokenizer: fast, offline HaLoRA tests."""
 
-import string
-
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM
 
 import hf_eff  # noqa: F401  (registers HALORA)
+from hf_eff.halora.tasks import character_tokenizer
 
 
 def make_tiny_llama(seed: int = 0, vocab_size: int = 128, hidden_size: int = 64) -> LlamaForCausalLM:
@@ -31,10 +29,5 @@ def tiny_llama():
 
 
 @pytest.fixture(scope="session")
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2}
-    for char in string.printable:
-        vocab.setdefault(char, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>")
+def char_tokenizer():
+    return character_tokenizer()
