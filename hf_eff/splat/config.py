@@ -76,7 +76,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     packed: bool = field(default=False, metadata={"help": "Packed rasterization (gsplat's memory-saving mode)."})
     render_backend: str = field(default="auto", metadata={"help": "'auto' (gsplat on CUDA, PyTorch on CPU), 'cpu', 'gsplat'."})
     eval_render_images: int = field(
-        default=4, metadata={"help": "Test views saved as render|target PNGs in output_dir/eval_renders at each evaluation."}
+        default=4,
+        metadata={"help": "Test views rendered as render|target pairs at each evaluation: saved as a PNG in "
+                          "output_dir/eval_renders and logged as an image to TensorBoard / wandb under report_to."},
     )
 
     # Trainer defaults changed for splatting (see the class docstring).

@@ -346,7 +346,9 @@ class SplatTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Renders every test view at full resolution; returns (and logs) mean PSNR and SSIM,
         the number of Gaussians, `train_seconds` and `train_cpu_seconds` (training wall and
-        process CPU time so far, evaluations excluded). Saves render|target pairs of the first `eval_render_images` views as a PNG."""
+        process CPU time so far, evaluations excluded). The render|target pairs of the first
+        `eval_render_images` views are saved as a PNG in output_dir/<prefix>_renders and sent to
+        the image-capable `report_to` loggers (TensorBoard, wandb)."""
         started, started_cpu = time.perf_counter(), time.process_time()
         views = SceneViews(eval_dataset) if eval_dataset is not None else self.eval_dataset
         if views is None:
@@ -375,22 +377,43 @@ class SplatTrainer(Trainer):
             f"{metric_key_prefix}_train_seconds": time.perf_counter() - self._train_clock_start - self._eval_seconds,
             f"{metric_key_prefix}_train_cpu_seconds": time.process_time() - self._train_cpu_start - self._eval_cpu_seconds,
         }
+        # Logged first: the loggers' writers are opened by their first on_log (after training
+        # ends too), and the images go to the writers that exist.
+        self.log(metrics)
         if pairs and self.args.should_save:
-            self._save_eval_renders(pairs, metric_key_prefix)
+            pixels = (torch.cat(pairs, dim=0).numpy() * 255).round().astype("uint8")
+            self._save_eval_renders(pixels, metric_key_prefix)
+            self._log_eval_renders(pixels, metric_key_prefix)
         self._eval_seconds += time.perf_counter() - started
         self._eval_cpu_seconds += time.process_time() - started_cpu
-        self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-    def _save_eval_renders(self, pairs: list[torch.Tensor], prefix: str) -> None:
+    def _save_eval_renders(self, pixels, prefix: str) -> None:
+        """`pixels` [views * H, 2 W, 3] uint8: views stacked vertically, render | target side by side."""
         from PIL import Image
 
         folder = Path(self.args.output_dir) / f"{prefix}_renders"
         folder.mkdir(parents=True, exist_ok=True)
-        grid = torch.cat(pairs, dim=0)  # views stacked vertically, render | target side by side
-        pixels = (grid.numpy() * 255).round().astype("uint8")
         Image.fromarray(pixels).save(folder / f"step-{self.state.global_step:06d}.png")
+
+    def _log_eval_renders(self, pixels, prefix: str) -> None:
+        """Sends the render|target grid to the image-capable loggers of `report_to`.
+
+        Trainer's logging callbacks only take scalars and text, so, as TRL's trainers do for their
+        completion tables, the image goes straight to each enabled logger's own client: the
+        TensorBoard `SummaryWriter` and the wandb run. Other integrations get the metrics only.
+        """
+        from transformers.integrations import TensorBoardCallback, WandbCallback
+
+        tag, step = f"{prefix}/renders", self.state.global_step
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+                callback.tb_writer.add_image(tag, pixels, step, dataformats="HWC")
+                callback.tb_writer.flush()
+            elif isinstance(callback, WandbCallback) and callback._initialized and callback._wandb.run is not None:
+                image = callback._wandb.Image(pixels, caption="render | target, one test view per row")
+                callback._wandb.log({tag: image, "train/global_step": step})
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:

@@ -14,7 +14,7 @@ def scene():
     return make_procedural_scene(seed=1, num_train=6, num_test=2, width=32, height=32, num_points=300)
 
 
-def make_trainer(scene, output_dir, custom_strategy=None, **overrides):
+def make_trainer(scene, output_dir, custom_strategy=None, callbacks=None, **overrides):
     torch.manual_seed(0)
     xyz, rgb = scene.point_arrays()
     model = GaussianModel.from_points(xyz, rgb, sh_degree=1)
@@ -24,7 +24,7 @@ def make_trainer(scene, output_dir, custom_strategy=None, **overrides):
     settings.update(overrides)
     args = SplatTrainingArguments(**settings)
     return SplatTrainer(model=model, args=args, train_dataset=scene.views["train"],
-                        eval_dataset=scene.views["test"], strategy=custom_strategy)
+                        eval_dataset=scene.views["test"], strategy=custom_strategy, callbacks=callbacks)
 
 
 def test_g2l_training_fits_the_views_and_follows_the_schedules(scene, tmp_path):
@@ -111,3 +111,44 @@ def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypat
     assert GaussianModel.from_pretrained(str(out)).num_gaussians == results["num_gaussians"]
     assert GaussianModel.from_ply(out / "splats.ply").num_gaussians == results["num_gaussians"]
     assert (out / "preview.png").is_file()
+
+
+def test_evaluation_logs_the_renders_to_tensorboard(scene, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = make_trainer(scene, tmp_path, max_steps=8, eval_strategy="steps", eval_steps=4,
+                           report_to="tensorboard", eval_render_images=2)
+    trainer.train()
+    trainer.evaluate()  # after training, when TensorBoardCallback has closed its writer
+    height, width = scene.views["test"][0]["height"], scene.views["test"][0]["width"]
+    images = []
+    for events in tmp_path.glob("runs/*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        if "eval/renders" in accumulator.Tags()["images"]:
+            images += accumulator.Images("eval/renders")
+        assert "eval/psnr" in accumulator.Tags()["scalars"]
+    assert [image.step for image in images] == [4, 8, 8]
+    assert {(image.height, image.width) for image in images} == {(2 * height, 2 * width)}
+
+
+def test_evaluation_logs_the_renders_to_wandb(scene, tmp_path):
+    from types import SimpleNamespace
+
+    from transformers.integrations import WandbCallback
+
+    class FakeWandb:  # wandb's module interface that WandbCallback and the trainer use
+        def __init__(self):
+            self.run, self.logged = SimpleNamespace(summary={}), []
+            self.Image = lambda pixels, caption: ("image", pixels.shape)
+
+        def log(self, values):
+            self.logged.append(values)
+
+    callback = WandbCallback.__new__(WandbCallback)  # its __init__ needs wandb installed
+    callback._wandb, callback._initialized = FakeWandb(), True
+    trainer = make_trainer(scene, tmp_path, callbacks=[callback], eval_render_images=1)
+    trainer.evaluate()
+    images = [values["eval/renders"] for values in callback._wandb.logged if "eval/renders" in values]
+    assert images == [("image", (32, 64, 3))]
