@@ -232,7 +232,10 @@ class MultipleChoiceScorer:
 def tokenize_for_scoring(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128
 ) -> tuple[Dataset, MultipleChoiceScorer]:
-    """One row per (question, choice), in order, plus the scorer that turns row scores into accuracy."""
+    """One row per (question, choice), plus the scorer that turns row scores into accuracy.
+
+    Rows are sorted by length (stably), so the Trainer's sequential evaluation batches pad little (on
+    the built-in tasks unsorted batches of 64 carried about 20% padding). The scorer maps rows back to questions."""
     check_multiple_choice(dataset, "eval dataset")
     rows, example_index, choice_index = [], [], []
     for i, example in enumerate(dataset):
@@ -242,8 +245,11 @@ def tokenize_for_scoring(
             rows.append(encode_choice(tokenizer, example["question"], choice, max_length))
             example_index.append(i)
             choice_index.append(j)
-    scorer = MultipleChoiceScorer(np.array(example_index), np.array(choice_index), np.array(dataset["answer"]))
-    return Dataset.from_list(rows), scorer
+    order = sorted(range(len(rows)), key=lambda k: len(rows[k]["input_ids"]))
+    scorer = MultipleChoiceScorer(
+        np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"])
+    )
+    return Dataset.from_list([rows[k] for k in order]), scorer
 
 
 def choice_logprob_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

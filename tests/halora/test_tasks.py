@@ -61,6 +61,17 @@ def test_tokenisation_labels_only_the_choice(char_tokenizer):
         tokenize_for_training(Dataset.from_list([{"question": "q", "choices": ["a"]}]), char_tokenizer)
 
 
+def test_scoring_rows_are_sorted_by_length_and_mapped_back(char_tokenizer):
+    data = Dataset.from_list([{"question": "long?", "choices": ["333", "1"], "answer": 1},
+                              {"question": "q?", "choices": ["22", "4444"], "answer": 0}])
+    scoring, scorer = tokenize_for_scoring(data, char_tokenizer, max_length=64)
+    lengths = [len(ids) for ids in scoring["input_ids"]]
+    assert lengths == sorted(lengths)
+    assert list(zip(scorer.example_index.tolist(), scorer.choice_index.tolist())) == [(1, 0), (0, 1), (1, 1), (0, 0)]
+    # a score that favours short choices picks "1" (right) for question 0 and "22" (right) for question 1
+    assert scorer.accuracy(-np.array(lengths, dtype=float)) == 1.0
+
+
 def test_scorer_and_logprob_sums():
     scorer = MultipleChoiceScorer(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 2]), np.array([1, 2]))
     assert scorer.accuracy(np.array([-5.0, -1.0, -3.0, -9.0, -2.0])) == 1.0
