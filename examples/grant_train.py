@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["best_eval_" + metric] = best
         results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
     results.update(teacher=training_args.teacher, task=task, dataset_name=data_args.builtin or data_args.dataset)
-    trainer.save_model()
     save_all_results(trainer, results)
+    trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
     return results
 
 

@@ -112,11 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     trainer, results = train_and_evaluate(model_args.method, model, tokenizer, train, evaluation, training_args,
                                           peft_config=peft_config, max_length=data_args.max_length)
-    trainer.save_model()
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
     results.update(base_model=model_args.model_name_or_path, dataset_name=data_args.task_name)
     save_all_results(trainer, results)
+    trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
     return results
 
 

@@ -123,7 +123,6 @@ def main():
     logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
 
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()
     metrics = dict(train_result.metrics)
     metrics["num_gaussians"] = len(trainer.model)
     metrics["strategy"] = training_args.strategy
@@ -136,7 +135,8 @@ def main():
         output_dir = Path(training_args.output_dir)
         trainer.model.save_ply(output_dir / "splats.ply")
         save_preview(trainer, output_dir / "preview.png")
-        logger.info("Saved the model, splats.ply, preview.png and all_results.json to %s", output_dir)
+    trainer.save_model()  # last: with --push_to_hub it pushes the .ply, the preview and the card of the results
+    logger.info("Saved the model, splats.ply, preview.png and all_results.json to %s", training_args.output_dir)
 
 
 if __name__ == "__main__":

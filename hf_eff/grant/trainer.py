@@ -29,6 +29,7 @@ from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import plan_epochs
 from hf_eff.grant.selection import partition_batches, score_batches, scoring_batches, select
 from hf_eff.grant.tasks import GraphTask, task_loss
+from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
 TEACHER_STATE_NAME = "grant_teacher.json"
 
@@ -56,8 +57,9 @@ class TeachingBatchSampler(Sampler[list[int]]):
             yield self.batches[position]
 
 
-class GraNTTrainer(Trainer):
+class GraNTTrainer(HubCardTrainerMixin, Trainer):
     args: GraNTTrainingArguments
+    card_kind = "grant_model"
 
     def __init__(self, model=None, args: GraNTTrainingArguments | None = None, data_collator=None,
                  train_dataset=None, eval_dataset=None, compute_metrics=None, **kwargs):

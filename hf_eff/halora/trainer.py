@@ -20,6 +20,7 @@ from transformers.trainer_utils import speed_metrics
 from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise, rram_noise
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
+from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
 EVAL_DRAW_INDEX = -1
@@ -59,7 +60,7 @@ def sigma_key(prefix: str, metric: str, sigma: float, stat: str) -> str:
     return f"{prefix}_{metric}_sigma_{sigma:g}_{stat}"
 
 
-class HaLoRATrainer(Trainer):
+class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     """``Trainer`` for HaLoRA adapters (and for LoRA baselines evaluated the same way).
 
     Training (HaLoRA adapter active): the adapter's RRAM noise is written into the frozen weights
@@ -69,6 +70,8 @@ class HaLoRATrainer(Trainer):
     ``reg_loss`` and ``noise_sigma`` beside ``loss``. The noise is taken out before evaluation,
     saving and at the end of training.
     """
+
+    card_kind = "halora_adapter"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -10,8 +10,10 @@ from hf_eff.hub.cards import (
 )
 from hf_eff.hub.push import build_card, detect_artifact, push_output_dir
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
+from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
 __all__ = [
+    "HubCardTrainerMixin",
     "TokenFreeArgumentsMixin",
     "build_card",
     "detect_artifact",

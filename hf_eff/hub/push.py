@@ -35,7 +35,7 @@ def detect_artifact(output_dir: Path) -> str:
     )
 
 
-def _read_results(output_dir: Path) -> dict:
+def read_results(output_dir: Path) -> dict:
     path = output_dir / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: push the output_dir of a finished example run")
@@ -45,9 +45,10 @@ def _read_results(output_dir: Path) -> dict:
     return results
 
 
-def build_card(kind: str, output_dir: Path, repo_id: str):
-    """The filled card of a model run folder."""
-    results = _read_results(output_dir)
+def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None):
+    """The filled card of a model run folder, from ``results`` or else its ``all_results.json``."""
+    output_dir = Path(output_dir)
+    results = read_results(output_dir) if results is None else results
     if kind == "halora_adapter":
         adapter = json.loads((output_dir / "adapter_config.json").read_text())
         return halora_card(results, repo_id, base_model=adapter.get("base_model_name_or_path"),

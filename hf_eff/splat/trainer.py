@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback
 
+from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
@@ -130,7 +131,7 @@ class _DensifyCallback(TrainerCallback):
         self.trainer._densify()
 
 
-class SplatTrainer(Trainer):
+class SplatTrainer(HubCardTrainerMixin, Trainer):
     """Fits a `GaussianModel` to the views of a `Scene` with 3DGS's recipe.
 
     Args:
@@ -148,6 +149,8 @@ class SplatTrainer(Trainer):
     downsamples), then the strategy densifies and prunes. The SH degree grows by one every
     `sh_degree_interval` steps up to the model's.
     """
+
+    card_kind = "splat_model"
 
     def __init__(self, model: nn.Module, args: SplatTrainingArguments, train_dataset=None, eval_dataset=None,
                  strategy=None, **kwargs):

@@ -93,15 +93,9 @@ def _tiny_llama(seed: int = 0):
 
 
 def _adapter_config():
-    """HaLoRA when it exists, else PEFT's LoRA (the round trip is the same PEFT machinery)."""
     import hf_eff
 
-    try:
-        return hf_eff.HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    except AttributeError:
-        from peft import LoraConfig
-
-        return LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    return hf_eff.HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
 
 
 def _mixin_model(kind: str, seed: int):
@@ -111,22 +105,8 @@ def _mixin_model(kind: str, seed: int):
     if kind == "splat":
         return hf_eff.GaussianModel.random(center=(0.0, 0.0, 0.0), radius=1.0, num_gaussians=50 + seed, sh_degree=1)
     if kind == "grant":
-        try:
-            return hf_eff.GrantGCN(in_channels=5, hidden_channels=8, out_channels=1)
-        except AttributeError:
-            return _placeholder_graph_model()
+        return hf_eff.GrantGCN(in_channels=5, hidden_channels=8, out_channels=1)
     raise ValueError(f"unknown mixin model kind {kind!r}")
-
-
-def _placeholder_graph_model():
-    from huggingface_hub import PyTorchModelHubMixin
-
-    class TinyGraphModel(torch.nn.Module, PyTorchModelHubMixin, library_name="hf-eff"):
-        def __init__(self, in_channels: int = 5, out_channels: int = 1):
-            super().__init__()
-            self.lin = torch.nn.Linear(in_channels, out_channels)
-
-    return TinyGraphModel()
 
 
 def _perturbed(model: torch.nn.Module, amount: float):
@@ -285,7 +265,7 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
     """For each hf-eff Trainer: a run with push_to_hub=True, hub_strategy="checkpoint" stops
     after its first checkpoint; a new run resumed from the Hub's last-checkpoint continues and
     trains only the remaining steps."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import ModelCard, hf_hub_download, snapshot_download
     from transformers import TrainerCallback
 
     class StopAfterFirstCheckpoint(TrainerCallback):
@@ -324,6 +304,8 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
             resume_error = None
         except Exception as error:  # reported to the test, which says what it expects
             resume_error = f"{type(error).__name__}: {error}"
+        resumed.push_to_hub(tags=["user-tag"])
+        card = ModelCard.load(hf_hub_download(repo_id, "README.md"))
         results[kind] = {
             "trainer": type(resumed).__name__,
             "pushed": pushed,
@@ -334,6 +316,8 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
             "resumed_steps": loss_steps(resumed.state.log_history),
             "resumed_global_step": resumed.state.global_step,
             "resumed_trained_steps": counter.steps,
+            "card_tags": card.data.tags, "card_library": card.data.library_name,
+            "card_text": card.text,
             "opened": opened_repo_files(repo_id),
             "repo_files_with_token": _files_holding(Path(snapshot_download(repo_id)), hub_token),
             "saved_files_with_token": _files_holding(Path(output_dir) / kind, hub_token),

@@ -106,6 +106,18 @@ def test_run_resumed_from_the_hubs_last_checkpoint_continues(trainer_runs, kind)
     assert observed["resumed_steps"][:step] == observed["interrupted_steps"]
 
 
+CARD_TAGS = {"halora": "halora", "grant": "grant", "splat": "gaussian-splatting"}
+TRAINING_TIME_ROW = {"halora": "| train_runtime |", "grant": "| train_runtime |", "splat": "training time (s)"}
+
+
+@pytest.mark.parametrize("kind", list(TRAINERS))
+def test_trainer_push_to_hub_writes_the_hf_eff_card(trainer_runs, kind):
+    observed = trainer_runs["kinds"][kind]
+    assert observed["card_library"] == "hf-eff"
+    assert {"hf-eff", CARD_TAGS[kind], "user-tag"} <= set(observed["card_tags"])
+    assert TRAINING_TIME_ROW[kind] in observed["card_text"]  # measured results, not a bare template
+
+
 def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_hub, tmp_path):
     kinds = ("halora", "grant", "splat", "scene")
     repo_ids = {kind: local_hub.repo_id(f"push-{kind}") for kind in kinds}
