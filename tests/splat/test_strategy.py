@@ -87,6 +87,18 @@ def test_global_phase_splits_only_then_clones(step, expected):
     assert int(small.sum()) == (2 if step < 500 else 4) + 1
 
 
+def test_densification_is_counted_per_phase():
+    torch.manual_seed(0)
+    strategy = GlobalToLocalStrategy(global_stop_iter=500, refine_start_iter=0, refine_every=100,
+                                     reset_every=10_000, adaptive_pruning=False)
+    _, _, state = grow_once(strategy, 200)
+    assert state["densification_counts"] == {"global": {"cloned": 0, "split": 2, "pruned": 0}}
+    _, _, state = grow_once(strategy, 600)
+    assert state["densification_counts"] == {"local": {"cloned": 2, "split": 2, "pruned": 0}}
+    _, _, state = grow_once(FixedDefaultStrategy(refine_start_iter=0, reset_every=10_000), 100)
+    assert state["densification_counts"] == {"densify": {"cloned": 2, "split": 2, "pruned": 0}}
+
+
 def test_global_stop_at_zero_grows_like_the_default():
     torch.manual_seed(0)
     g2l = GlobalToLocalStrategy(global_stop_iter=0, refine_start_iter=0, reset_every=10_000,

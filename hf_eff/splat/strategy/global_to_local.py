@@ -71,10 +71,12 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
             )
         return step < self.global_stop_iter
 
-    @torch.no_grad()
-    def _grow_gs(self, params, optimizers, state: dict[str, Any], step: int) -> tuple[int, int]:
+    def phase(self, step: int) -> str:
+        return "global" if self.is_global_phase(step) else "local"
+
+    def _grow(self, params, optimizers, state: dict[str, Any], step: int) -> tuple[int, int]:
         if not self.is_global_phase(step):
-            return super()._grow_gs(params, optimizers, state, step)
+            return super()._grow(params, optimizers, state, step)
         # Global phase: the parent's split rule with cloning suppressed.
         grads = state["grad2d"] / state["count"].clamp_min(1)
         is_large = (
@@ -89,10 +91,9 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
                   revised_opacity=self.revised_opacity)
         return 0, n_split
 
-    @torch.no_grad()
-    def _prune_gs(self, params, optimizers, state: dict[str, Any], step: int) -> int:
+    def _prune(self, params, optimizers, state: dict[str, Any], step: int) -> int:
         if not self.adaptive_pruning:
-            return super()._prune_gs(params, optimizers, state, step)
+            return super()._prune(params, optimizers, state, step)
         opacities = torch.sigmoid(params["opacities"].flatten())
         threshold = adaptive_opacity_threshold(opacities, self.prune_ratio, self.prune_opa_max)
         is_prune = opacities < threshold
