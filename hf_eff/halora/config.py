@@ -11,6 +11,7 @@ NOISE_MODES = ("tile_additive", "multiplicative", "absolute", "stuck_at")
 REG_NORMS = ("spectral", "frobenius")
 REG_REDUCTIONS = ("sum", "mean")
 REG_APPLICATIONS = ("decoupled", "loss")
+SIGMA_SAMPLINGS = ("fixed", "uniform")
 
 
 @dataclass
@@ -33,7 +34,14 @@ class HaLoRAConfig(LoraConfig):
         noise_tile_size (`int`): side of the square RRAM tile the relative noise scale is taken over.
         noise_target_modules (`list[str]` or `str`, optional): which frozen ``nn.Linear`` modules are on
             RRAM: module-name suffixes or one regex; ``None`` means every ``nn.Linear`` in the transformer blocks.
-        noise_resample_steps (`int`): optimizer steps between two noise draws in training (paper: 400).
+        noise_resample_steps (`int`): optimizer steps between two noise draws in training (paper: 400, out of many
+            thousands of steps). Short runs need a short interval: with a few draws the adapter learns to compensate
+            those draws and loses clean accuracy.
+        noise_sigma_sampling (`str`): ``fixed`` (default): every draw uses ``noise_sigma``. ``uniform``: each draw's
+            level is drawn from U(0, ``noise_sigma``) (seeded by the noise seed and draw index), so training sees
+            weights from clean to the full noise level.
+        noise_warmup_steps (`int`): the training noise level ramps linearly from 0 at step 0 to ``noise_sigma`` at
+            this step (taken at each draw's first step), so the adapter learns the task before the noise; 0: no ramp.
         reg_weight (`float`): mu, the weight of the regulariser (paper: 0.1); 0 disables it.
         reg_norm (`str`): ``spectral`` (paper) or ``frobenius`` norm of the r x r Gram matrices.
         reg_reduction (`str`): ``sum`` (default) or ``mean`` over the adapted layers.
@@ -55,6 +63,12 @@ class HaLoRAConfig(LoraConfig):
         metadata={"help": "Frozen nn.Linear modules on RRAM (name suffixes or a regex); None: all in the transformer blocks."},
     )
     noise_resample_steps: int = field(default=400, metadata={"help": "Optimizer steps between noise draws in training."})
+    noise_sigma_sampling: str = field(
+        default="fixed", metadata={"help": f"One of {SIGMA_SAMPLINGS}: every draw at noise_sigma, or at a level drawn from U(0, noise_sigma)."}
+    )
+    noise_warmup_steps: int = field(
+        default=0, metadata={"help": "Steps over which the training noise level ramps linearly from 0 to noise_sigma; 0: none."}
+    )
     reg_weight: float = field(default=0.1, metadata={"help": "mu: weight of the regulariser."})
     reg_norm: str = field(default="spectral", metadata={"help": f"Norm of the r x r Gram matrices, one of {REG_NORMS}."})
     reg_reduction: str = field(default="sum", metadata={"help": f"Reduction over adapted layers, one of {REG_REDUCTIONS}."})
@@ -74,6 +88,10 @@ class HaLoRAConfig(LoraConfig):
             self.noise_target_modules = list(self.noise_target_modules)
         if int(self.noise_resample_steps) != self.noise_resample_steps or self.noise_resample_steps < 1:
             raise ValueError(f"HaLoRAConfig.noise_resample_steps must be a positive integer, got {self.noise_resample_steps!r}")
+        if self.noise_sigma_sampling not in SIGMA_SAMPLINGS:
+            raise ValueError(f"HaLoRAConfig.noise_sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.noise_sigma_sampling!r}")
+        if int(self.noise_warmup_steps) != self.noise_warmup_steps or self.noise_warmup_steps < 0:
+            raise ValueError(f"HaLoRAConfig.noise_warmup_steps must be an integer >= 0, got {self.noise_warmup_steps!r}")
         if not self.reg_weight >= 0:  # also catches NaN
             raise ValueError(f"HaLoRAConfig.reg_weight must be >= 0, got {self.reg_weight!r}")
         if self.reg_norm not in REG_NORMS:

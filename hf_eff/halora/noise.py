@@ -186,10 +186,14 @@ class RRAMNoise:
         return noisy - self._additive_scale(tile_scale, noisy.shape) * draw
 
     @torch.no_grad()
-    def apply(self, seed: int, draw_index: int = 0) -> None:
-        """Noises every RRAM layer in place with draw (seed, draw_index, layer name)."""
+    def apply(self, seed: int, draw_index: int = 0, sigma: float | None = None) -> None:
+        """Noises every RRAM layer in place with draw (seed, draw_index, layer name); ``sigma``, if
+        given, becomes the noise level from this draw on (``restore`` undoes the draw at its level)."""
         if self._applied is not None:
             raise RuntimeError("RRAM noise is already applied; restore() it before drawing new noise")
+        if sigma is not None:
+            validate_noise(sigma, self.mode, self.tile_size)
+            self.sigma = float(sigma)
         applied: dict[str, _LayerNoise] = {}
         try:
             for name, module in self.layers.items():

@@ -18,7 +18,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
 from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
-from hf_eff.halora.noise import RRAMNoise, rram_noise
+from hf_eff.halora.noise import RRAMNoise, draw_seed, rram_noise
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
@@ -55,6 +55,18 @@ class HaLoRATrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             self.noise_seed = self.seed
 
 
+def training_noise_sigma(config: HaLoRAConfig, draw: int, seed: int) -> float:
+    """The noise level of training draw ``draw`` (it starts at step ``draw * noise_resample_steps``):
+    ``noise_sigma``, ramped over ``noise_warmup_steps``, times a U(0, 1) factor seeded by (seed, draw)
+    when ``noise_sigma_sampling`` is ``uniform``. The same on every process."""
+    sigma = config.noise_sigma
+    if config.noise_warmup_steps:
+        sigma *= min(1.0, draw * config.noise_resample_steps / config.noise_warmup_steps)
+    if config.noise_sigma_sampling == "uniform":
+        sigma *= draw_seed(seed, draw, "noise_sigma") / 2**63
+    return sigma
+
+
 def sigma_key(prefix: str, metric: str, sigma: float, stat: str) -> str:
     """``eval_accuracy_sigma_0.01_mean``."""
     return f"{prefix}_{metric}_sigma_{sigma:g}_{stat}"
@@ -65,10 +77,11 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     Training (HaLoRA adapter active): the adapter's RRAM noise is written into the frozen weights
     and redrawn every ``noise_resample_steps`` optimizer steps from (noise_seed, draw index, layer),
-    identical on every process; ``reg_weight * L_reg`` reaches the adapter as the config's
-    ``reg_application`` says (a decoupled step after each optimizer step, or in the loss). Logs ``task_loss``,
-    ``reg_loss`` and ``noise_sigma`` beside ``loss``. The noise is taken out before evaluation,
-    saving and at the end of training.
+    at the level ``training_noise_sigma`` gives (warm-up, sampled level), identical on every process;
+    ``reg_weight * L_reg`` reaches the adapter as the config's ``reg_application`` says (a decoupled
+    step after each optimizer step, or in the loss). Logs ``task_loss``, ``reg_loss`` and
+    ``noise_sigma`` (the current draw's level) beside ``loss``. The noise is taken out before
+    evaluation, saving and at the end of training.
     """
 
     card_kind = "halora_adapter"
@@ -110,7 +123,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
                 self.model, config.noise_sigma, config.noise_mode, config.noise_tile_size, config.noise_target_modules
             )
         self._train_noise.restore()
-        self._train_noise.apply(seed=self.args.noise_seed, draw_index=draw)
+        self._train_noise.apply(seed=self.args.noise_seed, draw_index=draw,
+                                sigma=training_noise_sigma(config, draw, self.args.noise_seed))
         self._train_draw = draw
 
     def remove_training_noise(self) -> None:
@@ -179,7 +193,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         config = self.halora_config()
         if config is not None and "loss" in logs:
-            logs["noise_sigma"] = config.noise_sigma
+            logs["noise_sigma"] = self._train_noise.sigma if self._train_noise is not None else config.noise_sigma
             if self._reg_count:
                 reg = float(self._reg_sum) / self._reg_count
                 logs["reg_loss"] = reg

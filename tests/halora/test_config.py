@@ -20,6 +20,9 @@ from hf_eff import HaLoRAConfig, HaLoRAModel
         ({"noise_mode": "stuck_at", "noise_sigma": 1.5}, "noise_sigma"),
         ({"noise_tile_size": 0}, "noise_tile_size"),
         ({"noise_resample_steps": 0}, "noise_resample_steps"),
+        ({"noise_sigma_sampling": "normal"}, "noise_sigma_sampling"),
+        ({"noise_warmup_steps": -1}, "noise_warmup_steps"),
+        ({"noise_warmup_steps": 2.5}, "noise_warmup_steps"),
         ({"reg_weight": -1.0}, "reg_weight"),
         ({"reg_norm": "nuclear"}, "reg_norm"),
         ({"reg_reduction": "max"}, "reg_reduction"),
@@ -50,14 +53,14 @@ def test_registration_is_idempotent_and_leaves_peft_types_alone():
 def test_adapter_config_records_type_and_every_field(tiny_llama, tmp_path):
     config = HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], noise_sigma=0.02, noise_mode="stuck_at",
                           noise_tile_size=32, noise_target_modules=["down_proj"], noise_resample_steps=7,
-                          reg_weight=0.3, reg_norm="frobenius", reg_reduction="mean", reg_application="loss")
+                          noise_sigma_sampling="uniform", noise_warmup_steps=20, reg_weight=0.3, reg_norm="frobenius", reg_reduction="mean", reg_application="loss")
     model = get_peft_model(tiny_llama, config)
     assert isinstance(model.base_model, HaLoRAModel)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
     for field in ("noise_sigma", "noise_mode", "noise_tile_size", "noise_target_modules", "noise_resample_steps",
-                  "reg_weight", "reg_norm", "reg_reduction", "reg_application"):
+                  "noise_sigma_sampling", "noise_warmup_steps", "reg_weight", "reg_norm", "reg_reduction", "reg_application"):
         assert saved[field] == getattr(config, field), field
     loaded = PeftConfig.from_pretrained(tmp_path)
     assert type(loaded).__name__ == "HaLoRAConfig" and loaded.reg_norm == "frobenius" and loaded.noise_tile_size == 32

@@ -61,6 +61,24 @@ def test_lora_untouched_and_clean_weights_restored_bit_exactly(mode, dtype):
     assert all(_bit_equal(before[n], after[n]) for n in before)
 
 
+def test_a_draw_at_another_level_is_restored_bit_exactly():
+    model = make_tiny_llama()
+    before = _snapshot(model)
+    noise = RRAMNoise(model, sigma=0.01)
+    layer = next(iter(noise.layers.values()))
+    clean = layer.weight.detach().clone()
+    deltas = {}
+    for sigma in (None, 0.03):  # None: the level given at construction
+        noise.apply(seed=0, sigma=sigma)
+        deltas[sigma] = (layer.weight.detach() - clean).std().item()
+        noise.restore()
+        assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+    assert noise.sigma == 0.03
+    assert deltas[0.03] / deltas[None] == pytest.approx(3.0, rel=1e-3)  # same draw, three times the level
+    with pytest.raises(ValueError, match="noise_sigma"):
+        noise.apply(seed=0, sigma=-1.0)
+
+
 def test_restored_even_when_the_body_raises():
     model = make_tiny_llama()
     before = _snapshot(model)

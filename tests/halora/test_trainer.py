@@ -12,7 +12,7 @@ from hf_eff.halora.tasks import (
     tokenize_for_scoring,
     tokenize_for_training,
 )
-from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments
+from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, training_noise_sigma
 from tests.halora.conftest import make_tiny_llama
 
 
@@ -83,7 +83,8 @@ def test_training_draws_noise_per_interval_logs_and_ends_clean(tmp_path, monkeyp
     draws = []
     original_apply = noise_module.RRAMNoise.apply
     monkeypatch.setattr(noise_module.RRAMNoise, "apply",
-                        lambda self, seed, draw_index=0: (draws.append((seed, draw_index)), original_apply(self, seed, draw_index))[1])
+                        lambda self, seed, draw_index=0, sigma=None: (draws.append((seed, draw_index)),
+                                                                   original_apply(self, seed, draw_index, sigma))[1])
     model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=0.05, noise_resample_steps=2,
                                                            reg_application=reg_application))
     clean = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
@@ -98,6 +99,35 @@ def test_training_draws_noise_per_interval_logs_and_ends_clean(tmp_path, monkeyp
         assert entry["noise_sigma"] == 0.05 and entry["reg_loss"] > 0
         in_loss = 0.1 * entry["reg_loss"] if reg_application == "loss" else 0.0
         assert entry["task_loss"] == pytest.approx(entry["loss"] - in_loss)
+
+
+def test_training_noise_sigma_warms_up_and_samples_per_draw():
+    fixed = HaLoRAConfig(noise_sigma=0.02, noise_resample_steps=2)
+    assert [training_noise_sigma(fixed, draw, seed=0) for draw in range(3)] == [0.02] * 3
+    ramp = HaLoRAConfig(noise_sigma=0.02, noise_resample_steps=2, noise_warmup_steps=8)
+    # draw d starts at step 2d: the level is 0.02 * min(1, 2d / 8)
+    assert [training_noise_sigma(ramp, draw, seed=0) for draw in range(6)] == pytest.approx([0, 0.005, 0.01, 0.015, 0.02, 0.02])
+    uniform = HaLoRAConfig(noise_sigma=0.02, noise_resample_steps=1, noise_sigma_sampling="uniform")
+    levels = [training_noise_sigma(uniform, draw, seed=0) for draw in range(400)]
+    assert levels == [training_noise_sigma(uniform, draw, seed=0) for draw in range(400)]  # seeded
+    assert levels != [training_noise_sigma(uniform, draw, seed=1) for draw in range(400)]
+    assert all(0 <= s < 0.02 for s in levels) and len(set(levels)) == 400
+    assert sum(levels) / 400 == pytest.approx(0.01, abs=0.001)  # U(0, 0.02) has mean 0.01, sd of the mean 0.0003
+
+
+def test_trainer_draws_each_interval_at_the_scheduled_level(tmp_path, monkeypatch):
+    levels = []
+    original_apply = noise_module.RRAMNoise.apply
+    monkeypatch.setattr(noise_module.RRAMNoise, "apply",
+                        lambda self, seed, draw_index=0, sigma=None: (levels.append(sigma), original_apply(self, seed, draw_index, sigma))[1])
+    config = HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=0.04, noise_resample_steps=1, noise_warmup_steps=4)
+    model = get_peft_model(make_tiny_llama(), config)
+    args = _args(tmp_path, per_device_train_batch_size=2, max_steps=6, logging_steps=1)
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset(), data_collator=default_data_collator)
+    trainer.train()
+    assert levels == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04, 0.04])
+    logged = [entry["noise_sigma"] for entry in trainer.state.log_history if "loss" in entry]
+    assert logged == pytest.approx(levels)
 
 
 def _eval_trainer(tmp_path, tokenizer, model, **kwargs):
