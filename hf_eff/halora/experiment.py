@@ -37,11 +37,14 @@ def adapter_config(method: str, r: int = 4, lora_alpha: int = 8, target_modules:
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of each optimizer step (data loading excluded), synchronised with the GPU."""
+    """Wall time of each optimizer step (data loading excluded), synchronised with the GPU, and the
+    process CPU time of each step: on a CPU shared with other jobs the wall time varies with their load,
+    while a one-thread run's CPU time does not."""
 
     def __init__(self):
         self.durations: list[float] = []
-        self._start = None
+        self.cpu_durations: list[float] = []
+        self._start = self._cpu_start = None
 
     @staticmethod
     def _sync():
@@ -50,16 +53,17 @@ class StepTimer(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._sync()
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_step_end(self, args, state, control, **kwargs):
         self._sync()
         self.durations.append(time.perf_counter() - self._start)
+        self.cpu_durations.append(time.process_time() - self._cpu_start)
 
-    def mean_step_seconds(self, skip_first: int = 3) -> float:
-        """Mean over the steps after the first few (noise redraws included, amortised)."""
-        kept = self.durations[skip_first:] or self.durations
-        return statistics.fmean(kept)
+    def mean_step_seconds(self, skip_first: int = 3, cpu: bool = False) -> float:
+        """Mean over the steps after the first few (noise redraws included, amortised); ``cpu``: process CPU time."""
+        durations = self.cpu_durations if cpu else self.durations
+        return statistics.fmean(durations[skip_first:] or durations)
 
 
 def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
@@ -89,7 +93,8 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     train_output = trainer.train()
-    results = {"method": method, **train_output.metrics, "train_step_seconds": timer.mean_step_seconds()}
+    results = {"method": method, **train_output.metrics, "train_step_seconds": timer.mean_step_seconds(),
+               "train_step_cpu_seconds": timer.mean_step_seconds(cpu=True)}
     if torch.cuda.is_available():
         results["train_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     config = trainer.halora_config()
