@@ -25,7 +25,7 @@ import transformers
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
-from hf_eff.halora.config import NOISE_MODES, REG_APPLICATIONS, REG_NORMS
+from hf_eff.halora.config import NOISE_MODES, REG_APPLICATIONS, REG_NORMS, SIGMA_SAMPLINGS
 from hf_eff.halora.experiment import (
     METHODS,
     PAPER_TARGET_MODULES,
@@ -56,7 +56,13 @@ class ModelArguments:
     noise_sigma: float = field(default=0.01, metadata={"help": "HaLoRA training noise level."})
     noise_mode: str = field(default="tile_additive", metadata={"help": f"RRAM noise model, one of {NOISE_MODES}."})
     noise_tile_size: int = field(default=64, metadata={"help": "RRAM tile side."})
-    noise_resample_steps: int = field(default=400, metadata={"help": "Optimizer steps between noise draws."})
+    noise_resample_steps: int = field(
+        default=400, metadata={"help": "Optimizer steps between noise draws (paper: 400 of many thousands; short runs need a few)."}
+    )
+    noise_sigma_sampling: str = field(
+        default="fixed", metadata={"help": f"One of {SIGMA_SAMPLINGS}: each draw at noise_sigma, or at a level from U(0, noise_sigma)."}
+    )
+    noise_warmup_steps: int = field(default=0, metadata={"help": "Steps over which the training noise ramps from 0 to noise_sigma."})
     reg_weight: float = field(default=0.1, metadata={"help": "mu, weight of the HaLoRA regulariser."})
     reg_norm: str = field(default="spectral", metadata={"help": f"One of {REG_NORMS}."})
     reg_application: str = field(
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         **({} if model_args.method == "lora" else dict(
             noise_sigma=model_args.noise_sigma, noise_mode=model_args.noise_mode,
             noise_tile_size=model_args.noise_tile_size, noise_resample_steps=model_args.noise_resample_steps,
+            noise_sigma_sampling=model_args.noise_sigma_sampling, noise_warmup_steps=model_args.noise_warmup_steps,
             reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm,
             reg_application=model_args.reg_application)),
     )
