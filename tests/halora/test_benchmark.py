@@ -1,0 +1,36 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "halora_robustness.py"
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("halora_robustness", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(clean, noisy, step_s, step_cpu_s):
+    return {"eval_accuracy_sigma_0_mean": clean, "eval_accuracy_sigma_0_std": 0.0,
+            "eval_accuracy_sigma_0.02_mean": noisy, "eval_accuracy_sigma_0.02_std": 0.01,
+            "train_step_seconds": step_s, "train_step_cpu_seconds": step_cpu_s}
+
+
+def test_summary_checks_the_issue_targets_on_wall_and_cpu_time():
+    benchmark = _load_benchmark()
+    runs = {"lora": _run(0.70, 0.55, 2.0, 2.0), "halora": _run(0.695, 0.66, 2.6, 2.2)}
+    table, verdict = benchmark.summarise(runs, [0.0, 0.02])
+    targets, checks = verdict["targets"], verdict["checks"]
+    assert targets["drop_ratio"] == pytest.approx(0.035 / 0.15)
+    assert targets["clean_accuracy_difference"] == pytest.approx(-0.005)
+    assert targets["step_time_ratio"] == pytest.approx(1.3) and targets["step_cpu_time_ratio"] == pytest.approx(1.1)
+    assert checks == {"drop ratio <= 1/3": True, "clean accuracy >= LoRA - 1 point": True,
+                      "step time <= 1.15x": False, "step CPU time <= 1.15x": True}
+    assert "step CPU s" in table
+    args = benchmark.parse_args(["--sigma_sampling", "uniform", "--noise_warmup_steps", "10"])
+    assert (args.sigma_sampling, args.noise_warmup_steps) == ("uniform", 10)
