@@ -1,6 +1,7 @@
 import datasets
 import pytest
 import torch
+from torch_geometric.data import Batch, Data
 
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.data import graphs_from_smiles
@@ -41,7 +42,10 @@ def test_edge_attr_survives_a_molecule_without_bonds():
 def test_collator_rejects_edges_outside_the_graph():
     rows = _rows()
     rows[2]["edge_index"] = [[0, 5], [1, 0]]
-    with pytest.raises(ValueError, match="refers to node 5"):
+    with pytest.raises(ValueError, match="graph 2 of the batch: edge_index refers to node 5"):
+        GraphCollator("graph_regression")(rows)
+    rows[2]["edge_index"] = [[0, -1], [1, 0]]
+    with pytest.raises(ValueError, match="refers to node -1"):
         GraphCollator("graph_regression")(rows)
 
 
@@ -49,3 +53,33 @@ def test_collator_reads_torch_formatted_datasets():
     dataset = datasets.Dataset.from_list(_rows()).with_format("torch")
     batch = GraphCollator("graph_regression")([dataset[0], dataset[1]])
     assert batch["x"].shape == (4, 2)
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "graph_classification", "node_regression", "node_classification"])
+def test_collator_matches_pyg_batching(task, make_graphs):
+    rows = list(make_graphs(12, task, seed=3))  # the first graph has no edges
+    batch = GraphCollator(task)(rows)
+    labels = [torch.as_tensor(r["y"]) for r in rows]
+    if task == "graph_regression":
+        labels = [y.reshape(1, -1) for y in labels]
+    reference = Batch.from_data_list([
+        Data(x=torch.as_tensor(r["x"]), edge_index=torch.as_tensor(r["edge_index"]).reshape(2, -1), y=y,
+             num_nodes=r["num_nodes"])
+        for r, y in zip(rows, labels)
+    ])
+    assert torch.equal(batch["x"], reference.x)
+    assert torch.equal(batch["edge_index"], reference.edge_index)
+    assert torch.equal(batch["batch"], reference.batch)
+    assert torch.equal(batch["labels"], reference.y.to(batch["labels"].dtype))
+    assert batch["labels"].dtype == (torch.long if task.endswith("classification") else torch.float32)
+
+
+def test_collator_keeps_categorical_edge_attr_ids():
+    dataset = graphs_from_smiles(["C", "CCO"], [[0.0], [1.0]])  # methane first: an empty edge_attr
+    batch = GraphCollator("graph_regression")(list(dataset))
+    assert batch["edge_attr"].dtype == torch.long and batch["edge_attr"].shape == (4, 3)
+
+
+def test_collator_rejects_an_empty_batch():
+    with pytest.raises(ValueError, match="empty list"):
+        GraphCollator("graph_regression")([])
