@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from hf_eff.grant.schedules import RATIO_SCHEDULES, RESELECT_SCHEDULES
+from hf_eff.grant.selection import NODE_NORMALIZATIONS
 from hf_eff.grant.tasks import TASKS
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 
@@ -34,6 +35,11 @@ class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     )
     reselect_interval_start: int = field(default=5, metadata={"help": "first interval (or the constant one)"})
     reselect_interval_end: int = field(default=50, metadata={"help": "last interval of the 'paper' schedule"})
+    node_score_normalization: str = field(
+        default="nodes",
+        metadata={"help": "node-level score ||f - f*||_2 divided by 'nodes' (n, the paper) or 'sqrt_nodes' (sqrt(n), "
+                  "the root-mean-square node error); the paper's score favours small graphs"},
+    )
     score_batch_size: int = field(default=256, metadata={"help": "graphs per batch in the scoring pass"})
     cache_scoring_batches: bool = field(
         default=True,
@@ -59,6 +65,10 @@ class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             raise ValueError(f"reselect_schedule must be one of {RESELECT_SCHEDULES}, got {self.reselect_schedule!r}")
         if not 1 <= self.reselect_interval_start <= self.reselect_interval_end:
             raise ValueError("need 1 <= reselect_interval_start <= reselect_interval_end")
+        if self.node_score_normalization not in NODE_NORMALIZATIONS:
+            raise ValueError(
+                f"node_score_normalization must be one of {NODE_NORMALIZATIONS}, got {self.node_score_normalization!r}"
+            )
         if self.ratio_stages < 1 or self.score_batch_size < 1:
             raise ValueError("ratio_stages and score_batch_size must be >= 1")
         if self.teacher == "grant" and self.max_steps > 0:

@@ -62,23 +62,51 @@ def metrics_for(task: str):
 
 
 class ValidationCurveCallback(TrainerCallback):
-    """Records (training seconds, epoch, eval metrics) at every evaluation during training.
-    The clock excludes the evaluations themselves, which cost the same for every method."""
+    """Records (training seconds, training CPU seconds, epoch, eval metrics) at every
+    evaluation during training. Both clocks exclude the evaluations, which cost the same for
+    every method: an evaluation spans the time from the last training event (step or epoch end)
+    to `on_evaluate`. CPU time is the process's (`time.process_time`), which, on one thread,
+    stays steady when other processes load the machine. Several eval datasets evaluated
+    together (`eval_dataset` as a dict) share one point of the curve."""
 
     def __init__(self):
         self.curve: list[dict] = []
         self._start = None
-        self._eval_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.curve, self._start, self._eval_seconds = [], time.perf_counter(), 0.0
+        self.curve, self._start = [], (time.perf_counter(), time.process_time())
+        self.eval_seconds, self.eval_cpu_seconds = 0.0, 0.0
+        self._mark, self._trained_since_eval = self._start, True
+
+    def _training_event(self):
+        self._mark, self._trained_since_eval = (time.perf_counter(), time.process_time()), True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._start is not None:
+            self._training_event()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self._start is not None:
+            self._training_event()
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self._start is None:
             return
-        self._eval_seconds += metrics.get("eval_runtime", 0.0)
-        seconds = time.perf_counter() - self._start - self._eval_seconds
-        self.curve.append({"seconds": seconds, "epoch": state.epoch, "step": state.global_step, **metrics})
+        now = (time.perf_counter(), time.process_time())
+        self.eval_seconds += now[0] - self._mark[0]
+        self.eval_cpu_seconds += now[1] - self._mark[1]
+        self._mark = now
+        if not self._trained_since_eval and self.curve:  # another eval dataset of the same evaluation
+            self.curve[-1].update(metrics)
+            return
+        self._trained_since_eval = False
+        self.curve.append({
+            "seconds": now[0] - self._start[0] - self.eval_seconds,
+            "cpu_seconds": now[1] - self._start[1] - self.eval_cpu_seconds,
+            "epoch": state.epoch,
+            "step": state.global_step,
+            **metrics,
+        })
 
     def on_train_end(self, args, state, control, **kwargs):
         self._start = None
@@ -89,12 +117,20 @@ def best_value(curve: list[dict], metric: str, higher_is_better: bool) -> float:
     return max(values) if higher_is_better else min(values)
 
 
-def time_to_target(curve: list[dict], metric: str, target: float, higher_is_better: bool) -> float | None:
-    """Seconds until `metric` first reaches `target`; None if it never does."""
+def first_reaching(curve: list[dict], metric: str, target: float, higher_is_better: bool) -> dict | None:
+    """The first point of the curve where `metric` reaches `target`; None if none does."""
     for point in curve:
         if (point[metric] >= target) if higher_is_better else (point[metric] <= target):
-            return point["seconds"]
+            return point
     return None
+
+
+def time_to_target(
+    curve: list[dict], metric: str, target: float, higher_is_better: bool, clock: str = "seconds"
+) -> float | None:
+    """`clock` ("seconds" or "cpu_seconds") until `metric` first reaches `target`; None if it never does."""
+    point = first_reaching(curve, metric, target, higher_is_better)
+    return None if point is None else point[clock]
 
 
 def relaxed_target(target: float, tolerance: float, higher_is_better: bool) -> float:

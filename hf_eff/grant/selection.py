@@ -15,22 +15,32 @@ from torch_geometric.utils import scatter
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.tasks import GraphTask, output_error
 
+NODE_NORMALIZATIONS = ("nodes", "sqrt_nodes")
 
-def graph_scores(task: str, outputs: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+
+def graph_scores(
+    task: str, outputs: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor, num_graphs: int,
+    node_normalization: str = "nodes",
+) -> torch.Tensor:
     """|dL/df(G_i)| per graph (Alg. 1).
 
     graph regression: ||f - f*||_2 / number of targets (|f - f*| for one target);
     graph classification: ||softmax(f) - onehot(y)||_2;
-    node level: ||f - f*||_2 over all nodes (and outputs) of the graph / n_i.
+    node level: ||f - f*||_2 over all nodes (and outputs) of the graph / n_i (the paper), or
+    / sqrt(n_i) with node_normalization="sqrt_nodes" (the root-mean-square node error). With
+    equal per-node errors the paper's score falls as 1/sqrt(n_i), so it favours small graphs.
     """
     task = GraphTask(task)
+    if node_normalization not in NODE_NORMALIZATIONS:
+        raise ValueError(f"node_normalization must be one of {NODE_NORMALIZATIONS}, got {node_normalization!r}")
     error = output_error(task, outputs, labels)
     if task.level == "graph":
         norm = error.norm(dim=-1)
         return norm if task.is_classification else norm / error.size(-1)
     squared = scatter(error.pow(2).sum(dim=-1), batch, dim=0, dim_size=num_graphs, reduce="sum")
     num_nodes = scatter(torch.ones_like(batch, dtype=error.dtype), batch, dim=0, dim_size=num_graphs, reduce="sum")
-    return squared.sqrt() / num_nodes.clamp(min=1)
+    num_nodes = num_nodes.clamp(min=1)
+    return squared.sqrt() / (num_nodes if node_normalization == "nodes" else num_nodes.sqrt())
 
 
 def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> list[tuple[dict, int]]:
@@ -43,7 +53,9 @@ def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> l
 
 
 @torch.no_grad()
-def score_batches(model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device="cpu") -> torch.Tensor:
+def score_batches(
+    model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device="cpu", node_normalization: str = "nodes"
+) -> torch.Tensor:
     """Per-graph scores of `scoring_batches` output, with the model in eval mode (no dropout,
     BatchNorm running statistics)."""
     was_training = model.training
@@ -53,15 +65,21 @@ def score_batches(model: torch.nn.Module, batches: list[tuple[dict, int]], task:
         for features, num_graphs in batches:
             features = {k: v.to(device) for k, v in features.items()}
             outputs = model(x=features["x"], edge_index=features["edge_index"], batch=features["batch"])
-            scores.append(graph_scores(task, outputs, features["labels"], features["batch"], num_graphs).float().cpu())
+            scores.append(graph_scores(
+                task, outputs, features["labels"], features["batch"], num_graphs, node_normalization
+            ).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
-def score_dataset(model, dataset, collator, task: str, indices=None, batch_size: int = 256, device="cpu") -> torch.Tensor:
+def score_dataset(
+    model, dataset, collator, task: str, indices=None, batch_size: int = 256, device="cpu",
+    node_normalization: str = "nodes",
+) -> torch.Tensor:
     """Scores of dataset[indices] (all rows by default), in that order."""
-    return score_batches(model, scoring_batches(dataset, collator, indices, batch_size), task, device)
+    batches = scoring_batches(dataset, collator, indices, batch_size)
+    return score_batches(model, batches, task, device, node_normalization)
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:

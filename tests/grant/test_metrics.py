@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from hf_eff.grant.metrics import (
+    first_reaching,
     graph_task_metrics,
     macro_roc_auc,
     primary_metric,
@@ -45,6 +46,10 @@ def test_time_to_target():
     curve = [{"seconds": 1.0, "eval_mae": 3.0}, {"seconds": 2.0, "eval_mae": 1.0}, {"seconds": 3.0, "eval_mae": 0.5}]
     assert time_to_target(curve, "eval_mae", 1.0, higher_is_better=False) == 2.0
     assert time_to_target(curve, "eval_mae", 0.1, higher_is_better=False) is None
+    for point, cpu in zip(curve, (0.5, 0.9, 1.4)):
+        point["cpu_seconds"] = cpu
+    assert time_to_target(curve, "eval_mae", 1.0, higher_is_better=False, clock="cpu_seconds") == 0.9
+    assert first_reaching(curve, "eval_mae", 1.0, higher_is_better=False) is curve[1]
     assert primary_metric("node_classification") == ("roc_auc", True)
 
 

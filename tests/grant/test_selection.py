@@ -52,6 +52,11 @@ def test_node_scores_normalise_by_node_count():
     batch = torch.tensor([0] * 3 + [1] * 12)
     scores = graph_scores("node_regression", outputs, labels, batch, num_graphs=2)
     assert scores.tolist() == pytest.approx([2 / math.sqrt(3), 2 / math.sqrt(12)])
+    # the root-mean-square node error does not depend on the graph's size
+    rms = graph_scores("node_regression", outputs, labels, batch, num_graphs=2, node_normalization="sqrt_nodes")
+    assert rms.tolist() == pytest.approx([2.0, 2.0])
+    with pytest.raises(ValueError, match="node_normalization"):
+        graph_scores("node_regression", outputs, labels, batch, num_graphs=2, node_normalization="n")
 
 
 def test_graph_scores_for_multi_targets_and_classes():

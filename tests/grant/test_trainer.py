@@ -61,14 +61,16 @@ def test_trainer_trains_on_exactly_the_top_scoring_graphs(tmp_path, make_graphs)
     assert chosen == set(scores.argsort(descending=True)[: num_selected(ratio, 30)].tolist())
 
 
-def test_batch_variant_in_the_trainer_keeps_top_mean_batches(tmp_path, make_graphs):
+@pytest.mark.parametrize("normalization", ["nodes", "sqrt_nodes"])
+def test_batch_variant_in_the_trainer_keeps_top_mean_batches(tmp_path, make_graphs, normalization):
     task = "node_regression"
     train = make_graphs(32, task, seed=4)
     model = GrantGCN(6, 1, hidden_channels=8, level="node", batch_norm=False)
-    args = _args(tmp_path, task, learning_rate=0.0, num_train_epochs=1, start_ratio=0.5)
+    args = _args(tmp_path, task, learning_rate=0.0, num_train_epochs=1, start_ratio=0.5,
+                 node_score_normalization=normalization)
     trainer = GraNTTrainer(model=model, args=args, train_dataset=train)
     trainer.train()
-    scores = score_dataset(model, train, GraphCollator(task), task)
+    scores = score_dataset(model, train, GraphCollator(task), task, node_normalization=normalization)
     batches = partition_batches(32, 8, seed=args.seed)
     means = torch.stack([scores[b].mean() for b in batches])
     expected = sorted(batches[i].tolist() for i in means.argsort(descending=True)[:2].tolist())
@@ -110,6 +112,8 @@ def test_bad_input_errors(tmp_path, make_graphs):
         _args(tmp_path, "edge_regression")
     with pytest.raises(ValueError, match="max_steps"):
         _args(tmp_path, "graph_regression", max_steps=10)
+    with pytest.raises(ValueError, match="node_score_normalization"):
+        _args(tmp_path, "node_regression", node_score_normalization="n")
     with pytest.raises(ValueError, match="one output row per graph"):
         # a node-level model on a graph-level task
         GraNTTrainer(model=GrantGCN(6, 1, level="node"), args=_args(tmp_path, "graph_regression", num_train_epochs=1), train_dataset=train).train()
@@ -156,3 +160,40 @@ def test_resume_without_the_teachers_state_is_refused(tmp_path, make_graphs):
     with pytest.raises(ValueError, match="grant_teacher.json"):
         GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train(
             resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-1"))
+
+
+def test_curve_has_cpu_seconds_and_one_point_per_evaluation_of_several_sets(tmp_path, make_graphs):
+    task = "graph_regression"
+    train = make_graphs(40, task, seed=1)
+    curve = ValidationCurveCallback()
+    trainer = GraNTTrainer(
+        model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, task, eval_strategy="epoch"),
+        train_dataset=train, eval_dataset={"validation": make_graphs(12, task, seed=2), "test": make_graphs(12, task, seed=3)},
+        callbacks=[curve],
+    )
+    trainer.train()
+    assert len(curve.curve) == 4  # validation and test of one epoch share a point
+    assert {"eval_validation_mae", "eval_test_mae", "cpu_seconds"} <= set(curve.curve[0])
+    seconds = [p["seconds"] for p in curve.curve]
+    assert seconds == sorted(seconds) and all(p["cpu_seconds"] > 0 for p in curve.curve)
+    assert curve.eval_seconds > 0 and curve.eval_cpu_seconds > 0
+
+
+def test_compare_reports_wall_and_cpu_time_to_target(tmp_path, make_graphs):
+    from hf_eff.grant.compare import compare
+
+    task = "graph_regression"
+    splits = {"train": make_graphs(40, task, seed=1), "validation": make_graphs(12, task, seed=2),
+              "test": make_graphs(12, task, seed=3)}
+    training = dict(output_dir=str(tmp_path / "cmp"), num_train_epochs=4, per_device_train_batch_size=8,
+                    learning_rate=1e-2, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+                    logging_strategy="no", eval_strategy="epoch", seed=0)
+    result = compare(task, lambda: GrantGCN(6, 1, hidden_channels=8), splits, training,
+                     dict(start_ratio=0.25, reselect_schedule="constant", reselect_interval_start=2), tolerance=0.5)
+    full, grant = result["rows"]
+    assert full["best_val"] == pytest.approx(result["target"], abs=1e-4)
+    assert full["time_to_target_s"] is not None and full["test_at_target"] is not None
+    # a looser target is reached no later than the exact one
+    assert full["time_to_target_50%_cpu_s"] <= full["time_to_target_cpu_s"]
+    assert {"time_to_target_x", "time_to_target_cpu_x", "time_to_target_50%_x", "test_change_%"} <= set(grant)
+    assert grant["steps"] < full["steps"]
