@@ -100,6 +100,16 @@ def _expand_tiles(tile_values: torch.Tensor, tile: int, shape: torch.Size) -> to
     return tile_values.repeat_interleave(tile, 0)[: shape[0]].repeat_interleave(tile, 1)[:, : shape[1]]
 
 
+def _scale_by_tiles_(values: torch.Tensor, tile_values: torch.Tensor, tile: int) -> torch.Tensor:
+    """``values *= expand(tile_values)`` in place. When the shape tiles evenly (every layer of the
+    usual LLMs) the tile values broadcast over a blocked view: no weight-sized expanded copy."""
+    rows, cols = values.shape
+    if rows % tile or cols % tile:
+        return values.mul_(_expand_tiles(tile_values, tile, values.shape))
+    values.view(rows // tile, tile, cols // tile, tile).mul_(tile_values[:, None, :, None])
+    return values
+
+
 @dataclass
 class _LayerNoise:
     """What undoing one layer's noise needs: its generator seed, tile scales, exact fix-ups."""
@@ -158,14 +168,19 @@ class RRAMNoise:
         """Memory held while the noise is applied (tile scales + exact fix-ups)."""
         return sum(state.nbytes for state in (self._applied or {}).values())
 
-    def _draw(self, weight: torch.Tensor, seed: int) -> torch.Tensor:
-        """The layer's random numbers: uniform for stuck_at, standard normal otherwise."""
+    def _draw(self, weight: torch.Tensor, seed: int, tile_scale: torch.Tensor | None) -> torch.Tensor:
+        """The layer's random operand: uniform numbers for stuck_at, standard normal ones for
+        multiplicative, and the additive noise itself (sigma x tile scale x normal) for the additive
+        modes, so that apply and restore each build it once."""
         generator = torch.Generator(device=weight.device).manual_seed(seed)
-        sample = torch.rand if self.mode == "stuck_at" else torch.randn
-        return sample(weight.shape, generator=generator, device=weight.device)
-
-    def _additive_scale(self, tile_scale: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | float:
-        return self.sigma if self.mode == "absolute" else self.sigma * _expand_tiles(tile_scale, self.tile_size, shape)
+        if self.mode == "stuck_at":
+            return torch.rand(weight.shape, generator=generator, device=weight.device)
+        draw = torch.randn(weight.shape, generator=generator, device=weight.device)
+        if self.mode == "multiplicative":
+            return draw
+        if self.mode == "absolute":
+            return draw.mul_(self.sigma)
+        return _scale_by_tiles_(draw, self.sigma * tile_scale, self.tile_size)
 
     def _noisy(self, clean: torch.Tensor, draw: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
         if self.mode == "stuck_at":
@@ -175,7 +190,7 @@ class RRAMNoise:
             return torch.where(stuck_high, high, torch.where(stuck_zero, torch.zeros_like(clean), clean))
         if self.mode == "multiplicative":
             return clean * (1 + self.sigma * draw)
-        return clean + self._additive_scale(tile_scale, clean.shape) * draw
+        return clean + draw
 
     def _approx_clean(self, noisy: torch.Tensor, draw: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
         """Inverse of ``_noisy`` up to float rounding (stuck cells are left to the fix-ups)."""
@@ -183,7 +198,7 @@ class RRAMNoise:
             return noisy
         if self.mode == "multiplicative":
             return noisy / (1 + self.sigma * draw)
-        return noisy - self._additive_scale(tile_scale, noisy.shape) * draw
+        return noisy - draw
 
     @torch.no_grad()
     def apply(self, seed: int, draw_index: int = 0, sigma: float | None = None) -> None:
@@ -205,7 +220,7 @@ class RRAMNoise:
                 seed_l = draw_seed(seed, draw_index, name)
                 clean32 = weight.float()
                 tile_scale = _tile_abs_max(clean32, self.tile_size) if self.mode in ("tile_additive", "stuck_at") else None
-                draw = self._draw(weight, seed_l)
+                draw = self._draw(weight, seed_l, tile_scale)
                 noisy = self._noisy(clean32, draw, tile_scale).to(weight.dtype)
                 back = self._approx_clean(noisy.float(), draw, tile_scale).to(weight.dtype)
                 int_dtype = _INT_VIEW[weight.element_size()]
@@ -227,7 +242,7 @@ class RRAMNoise:
         """Puts the clean weights back, bit-exactly."""
         for name, state in (self._applied or {}).items():
             weight = self.layers[name].weight.data
-            draw = self._draw(weight, state.seed)
+            draw = self._draw(weight, state.seed, state.tile_scale)
             back = self._approx_clean(weight.float(), draw, state.tile_scale).to(weight.dtype)
             back.view(-1)[state.fix_index.long()] = state.fix_values
             weight.copy_(back)

@@ -4,7 +4,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from hf_eff import HaLoRAConfig, RRAMNoise, rram_linear_modules, rram_noise
-from hf_eff.halora.noise import canonical_layer_name, draw_seed
+from hf_eff.halora.noise import _expand_tiles, _scale_by_tiles_, canonical_layer_name, draw_seed
 from tests.halora.conftest import make_tiny_llama
 
 MODES = ("tile_additive", "multiplicative", "absolute", "stuck_at")
@@ -44,6 +44,12 @@ def test_tile_noise_statistics_match_sigma():
     relative_std = tiles.std(dim=1) / tile_max
     torch.testing.assert_close(relative_std, torch.full_like(relative_std, 0.02), rtol=0.05, atol=0)
     assert tiles.mean(dim=1).abs().div(tile_max).max() < 0.002  # zero mean
+
+
+def test_even_tiles_broadcast_to_the_same_bits_as_the_expanded_scales():
+    values, tile_values = torch.randn(128, 192), torch.rand(2, 3)
+    expected = _expand_tiles(tile_values, 64, values.shape) * values
+    assert torch.equal(_scale_by_tiles_(values.clone(), tile_values, 64), expected)
 
 
 @pytest.mark.parametrize("mode", MODES)
