@@ -11,15 +11,16 @@ writes ``halora_robustness.md`` (table), ``halora_robustness.json`` and ``halora
         --warmup_steps 5 --learning_rate 1e-3 --resample_steps 4 --train_sigma 0.02 --sigma_sampling uniform \\
         --eval_size 300 --train_size 2000 --max_length 64 --sigmas 0 0.02 --noise_seeds 3   # CPU: 25 min
 
-Measured with that CPU command (one thread, 2 shared cores under a load of about 3; 1110 s CPU, 25 min wall):
+Measured with that CPU command (one thread, quiet 2-core machine, 21 min wall):
 
     | method | acc@0 | acc@0.02 (3 seeds) | step s (wall) | step CPU s |
-    | LoRA   | 0.753 | 0.609 +- 0.022     | 5.75          | 3.69       |
-    | HaLoRA | 0.723 | 0.626 +- 0.010     | 6.56          | 4.47       |
+    | LoRA   | 0.753 | 0.609 +- 0.022     | 4.32          | 4.31       |
+    | HaLoRA | 0.723 | 0.626 +- 0.010     | 4.21          | 4.21       |
 
 Drop ratio 0.68 (target <= 1/3) and clean accuracy -3.0 points (target >= -1): both not met at this size.
-Step time 1.14x wall, 1.21x CPU: each redraw of the noise costs about 2 s of one CPU core (two draws
-of 106M Gaussian numbers, to restore and to apply), hence a draw every 4 steps. Screened before (50
+Step time 0.98x (target <= 1.15x). A redraw of the noise (restore, then apply: two draws of 106M
+Gaussian numbers) costs about 1.85 s of one CPU core, hence a draw every 4 steps; before the draw
+was built in place it cost 2.6 s and the step 1.21x LoRA's CPU time. Screened before (50
 steps x 8, a draw every step, 300 questions, one noise seed at 0.02; LoRA 0.713 / 0.600): training
 sigma fixed 0.01 0.717 / 0.580 (mu 0: 0.717 / 0.583, the decoupled regulariser changes nothing here),
 fixed 0.02 0.553 / 0.550, U(0, 0.02) per draw 0.713 / 0.600, 0.02 ramped in over 25 steps 0.680 / 0.593.
