@@ -192,7 +192,7 @@ class RRAMNoise:
             return clean * (1 + self.sigma * draw)
         return clean + draw
 
-    def _approx_clean(self, noisy: torch.Tensor, draw: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
+    def _approx_clean(self, noisy: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
         """Inverse of ``_noisy`` up to float rounding (stuck cells are left to the fix-ups)."""
         if self.mode == "stuck_at":
             return noisy
@@ -222,7 +222,7 @@ class RRAMNoise:
                 tile_scale = _tile_abs_max(clean32, self.tile_size) if self.mode in ("tile_additive", "stuck_at") else None
                 draw = self._draw(weight, seed_l, tile_scale)
                 noisy = self._noisy(clean32, draw, tile_scale).to(weight.dtype)
-                back = self._approx_clean(noisy.float(), draw, tile_scale).to(weight.dtype)
+                back = self._approx_clean(noisy.float(), draw).to(weight.dtype)
                 int_dtype = _INT_VIEW[weight.element_size()]
                 # Bitwise comparison: catches -0.0 vs 0.0 too.
                 mismatch = (back.view(int_dtype) != weight.view(int_dtype)).flatten().nonzero().squeeze(1)
@@ -243,7 +243,7 @@ class RRAMNoise:
         for name, state in (self._applied or {}).items():
             weight = self.layers[name].weight.data
             draw = self._draw(weight, state.seed, state.tile_scale)
-            back = self._approx_clean(weight.float(), draw, state.tile_scale).to(weight.dtype)
+            back = self._approx_clean(weight.float(), draw).to(weight.dtype)
             back.view(-1)[state.fix_index.long()] = state.fix_values
             weight.copy_(back)
         self._applied = None
