@@ -10,6 +10,7 @@ import time
 import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
 from transformers import (
     DataCollatorForSeq2Seq,
     PreTrainedModel,
@@ -66,6 +67,23 @@ class StepTimer(TrainerCallback):
         return statistics.fmean(durations[skip_first:] or durations)
 
 
+@torch.no_grad()
+def adapter_relative_norms(model: torch.nn.Module, adapter_name: str = "default") -> dict[str, float]:
+    """||scaling * B A||_F / ||W0||_F per adapted layer: how far the adapter has moved the weights.
+    The adapter can raise signal over RRAM noise (whose scale is set by W0 alone) only by moving
+    far from zero, so this is the diagnostic beside the accuracy drop. Mean, max and layer count."""
+    ratios = []
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
+            lora_a, lora_b = module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
+            delta = (lora_b.float() @ lora_a.float()) * module.scaling[adapter_name]
+            ratios.append(float(delta.norm() / module.get_base_layer().weight.float().norm()))
+    if not ratios:
+        raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it")
+    return {"adapter_relative_norm_mean": statistics.fmean(ratios), "adapter_relative_norm_max": max(ratios),
+            "adapter_layers": len(ratios)}
+
+
 def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
                   evaluation: Dataset, args: HaLoRATrainingArguments, max_length: int = 128) -> HaLoRATrainer:
     scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length)
@@ -84,7 +102,8 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
                        evaluation: Dataset, args: HaLoRATrainingArguments, peft_config: LoraConfig | None = None,
                        max_length: int = 128) -> tuple[HaLoRATrainer, dict]:
     """Adapts ``model`` with ``method``, trains, evaluates under noise; returns the trainer and the
-    flat results (train_*, eval_*_sigma_*, step time, peak memory, noise memory overhead)."""
+    flat results (train_*, eval_*_sigma_*, step time, peak memory, noise memory overhead, adapter size
+    ``adapter_relative_norm_*``)."""
     peft_model = get_peft_model(model, peft_config or adapter_config(method))
     trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
     timer = StepTimer()
@@ -97,6 +116,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
                "train_step_cpu_seconds": timer.mean_step_seconds(cpu=True)}
     if torch.cuda.is_available():
         results["train_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    results.update(adapter_relative_norms(peft_model, peft_model.active_adapter))
     config = trainer.halora_config()
     if config is not None and config.noise_sigma > 0:
         noise = RRAMNoise(peft_model, config.noise_sigma, config.noise_mode, config.noise_tile_size, config.noise_target_modules)

@@ -2,6 +2,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from peft import get_peft_model
 
@@ -61,3 +62,21 @@ def test_several_adapters_and_delete():
     model.delete_adapter("second")
     assert set(model.peft_config) == {"default"}
     assert not any("second" in name for name, _ in model.named_parameters())
+
+
+def test_adapter_relative_norms_measure_the_merged_weight_change():
+    from hf_eff.halora.experiment import adapter_relative_norms
+
+    fresh = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"]))
+    assert adapter_relative_norms(fresh)["adapter_relative_norm_max"] == 0.0  # B starts at zero
+    model = _adapted()
+    norms = adapter_relative_norms(model)
+    base = make_tiny_llama()
+    merged = model.merge_and_unload()
+    ratios = [float((merged.get_submodule(name).weight - module.weight).norm() / module.weight.norm())
+              for name, module in base.named_modules() if name.endswith(("q_proj", "v_proj", "up_proj"))]
+    assert norms["adapter_layers"] == len(ratios) == 6
+    assert abs(norms["adapter_relative_norm_max"] - max(ratios)) < 1e-5
+    assert abs(norms["adapter_relative_norm_mean"] - sum(ratios) / len(ratios)) < 1e-5
+    with pytest.raises(ValueError, match="no LoRA layer"):
+        adapter_relative_norms(base)
