@@ -102,12 +102,15 @@ def accuracy(results: dict, sigma: float, stat: str = "mean") -> float:
 
 
 def summarise(runs: dict[str, dict], sigmas: list[float]) -> tuple[str, dict]:
-    columns = ["method"] + [f"acc@{s:g}" for s in sigmas] + ["step s", "step CPU s", "peak MB", "noise overhead MB"]
+    columns = (["method"] + [f"acc@{s:g}" for s in sigmas]
+               + ["step s", "step CPU s", "peak MB", "noise overhead MB", "|dW|/|W0| mean", "|dW|/|W0| max"])
     rows = []
     for method, results in runs.items():
         row = {"method": method, "step s": results["train_step_seconds"], "step CPU s": results["train_step_cpu_seconds"],
                "peak MB": results.get("train_peak_memory_mb", float("nan")),
-               "noise overhead MB": results.get("noise_overhead_mb", 0.0)}
+               "noise overhead MB": results.get("noise_overhead_mb", 0.0),
+               "|dW|/|W0| mean": results.get("adapter_relative_norm_mean", float("nan")),
+               "|dW|/|W0| max": results.get("adapter_relative_norm_max", float("nan"))}
         row.update({f"acc@{s:g}": f"{accuracy(results, s):.4f} ± {accuracy(results, s, 'std'):.4f}" for s in sigmas})
         rows.append(row)
     lora, halora = runs["lora"], runs["halora"]

@@ -18,7 +18,8 @@ def _load_benchmark():
 def _run(clean, noisy, step_s, step_cpu_s):
     return {"eval_accuracy_sigma_0_mean": clean, "eval_accuracy_sigma_0_std": 0.0,
             "eval_accuracy_sigma_0.02_mean": noisy, "eval_accuracy_sigma_0.02_std": 0.01,
-            "train_step_seconds": step_s, "train_step_cpu_seconds": step_cpu_s}
+            "train_step_seconds": step_s, "train_step_cpu_seconds": step_cpu_s,
+            "adapter_relative_norm_mean": 0.0123, "adapter_relative_norm_max": 0.0456}
 
 
 def test_summary_checks_the_issue_targets_on_wall_and_cpu_time():
@@ -31,6 +32,6 @@ def test_summary_checks_the_issue_targets_on_wall_and_cpu_time():
     assert targets["step_time_ratio"] == pytest.approx(1.3) and targets["step_cpu_time_ratio"] == pytest.approx(1.1)
     assert checks == {"drop ratio <= 1/3": True, "clean accuracy >= LoRA - 1 point": True,
                       "step time <= 1.15x": False, "step CPU time <= 1.15x": True}
-    assert "step CPU s" in table
+    assert "step CPU s" in table and "|dW|/|W0| mean" in table and "0.0456" in table
     args = benchmark.parse_args(["--sigma_sampling", "uniform", "--noise_warmup_steps", "10"])
     assert (args.sigma_sampling, args.noise_warmup_steps) == ("uniform", 10)
