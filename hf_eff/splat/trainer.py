@@ -145,8 +145,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     Per step: the views are rendered at the coarse-to-fine resolution of the step, the loss is
     (1 - lambda) L1 + lambda D-SSIM, one Adam per parameter steps (3DGS learning rates; the means
-    LR decays exponentially to `means_lr_final_ratio`, held constant while coarse-to-fine
-    downsamples), then the strategy densifies and prunes. The SH degree grows by one every
+    LR decays exponentially towards `means_lr_final_ratio`, held constant while coarse-to-fine
+    downsamples, see `means_lr_decay`), then the strategy densifies and prunes. The SH degree grows by one every
     `sh_degree_interval` steps up to the model's.
     """
 
@@ -261,14 +261,21 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return self.coarse_to_fine.factor_at(step) if self.coarse_to_fine is not None else 1
 
     def active_sh_degree(self, step: int) -> int:
-        return min(step // self.args.active_sh_interval, self.accelerator.unwrap_model(self.model).sh_degree)
+        start = 0
+        if self.coarse_to_fine is not None and self.args.sh_degree_start == "full_resolution":
+            start = self.coarse_to_fine.full_resolution_step
+        degree = max(0, step - start) // self.args.active_sh_interval
+        return min(degree, self.accelerator.unwrap_model(self.model).sh_degree)
 
     def means_lr_factor(self, step: int) -> float:
-        """1 while coarse-to-fine downsamples, then exponential decay to means_lr_final_ratio."""
+        """1 while coarse-to-fine downsamples, then exponential decay: to means_lr_final_ratio at
+        max_steps ('remaining'), or along the full-length schedule with its clock paused while
+        coarse ('paused')."""
         hold = self.coarse_to_fine.full_resolution_step if self.coarse_to_fine is not None else 0
         if step < hold:
             return 1.0
-        progress = min(1.0, (step - hold) / max(1, self.args.max_steps - hold))
+        span = self.args.max_steps if self.args.means_lr_decay == "paused" else self.args.max_steps - hold
+        progress = min(1.0, (step - hold) / max(1, span))
         return self.args.means_lr_final_ratio ** progress
 
     # ------------------------------------------------------------------ optimizer hooks

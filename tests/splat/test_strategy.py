@@ -151,3 +151,57 @@ def test_reset_stops_at_reset_stop_iter():
     assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((4,), 0.9), atol=1e-3)
     strategy.step_post_backward(params, optimizers, state, step=40, info=fake_info(torch.zeros(4)))
     assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((4,), 0.01))
+
+
+def low_opacity_gaussians(n=200):
+    params, optimizers = make_gaussians(torch.full((n, 3), 0.001), torch.linspace(0.001, 0.02, n))
+    return params, optimizers, fake_info(torch.zeros(n))
+
+
+def test_pruning_continues_after_densification_until_prune_stop_iter():
+    for prune_stop_iter, step, expect_pruned in ((None, 100, False), (200, 100, True), (200, 105, False),
+                                                 (200, 200, False)):
+        params, optimizers, info = low_opacity_gaussians()
+        strategy = GlobalToLocalStrategy(global_stop_iter=0, refine_start_iter=0, refine_every=10,
+                                         refine_stop_iter=50, reset_every=10_000, prune_stop_iter=prune_stop_iter)
+        state = strategy.initialize_state()
+        strategy.step_post_backward(params, optimizers, state, step=step, info=info)
+        assert (len(params["means"]) < 200) == expect_pruned, (prune_stop_iter, step)
+        if expect_pruned:
+            assert state["densification_counts"] == {"post": {"cloned": 0, "split": 0, "pruned": 6}}
+            assert optimizers["opacities"].state[params["opacities"]]["exp_avg"].shape == (194,)
+    # The fixed rule stops with densification whatever prune_stop_iter says.
+    params, optimizers, info = low_opacity_gaussians()
+    fixed = GlobalToLocalStrategy(global_stop_iter=0, refine_stop_iter=50, reset_every=10_000, prune_stop_iter=200,
+                                  adaptive_pruning=False)
+    fixed.step_post_backward(params, optimizers, fixed.initialize_state(), step=100, info=info)
+    assert len(params["means"]) == 200
+
+
+@pytest.mark.parametrize("step, expect_pruned", [(50, True), (100, True), (110, False), (120, False), (130, True)])
+def test_adaptive_pruning_pauses_after_a_reset(step, expect_pruned):
+    params, optimizers, info = low_opacity_gaussians()
+    strategy = GlobalToLocalStrategy(global_stop_iter=0, refine_start_iter=0, refine_every=10, refine_stop_iter=1000,
+                                     reset_every=100, prune_pause_after_reset=30)
+    state = strategy.initialize_state()
+    # Step 100 prunes before its own reset; 110 and 120 fall within the 30-step pause.
+    strategy.step_post_backward(params, optimizers, state, step=step, info=info)
+    assert (len(params["means"]) < 200) == expect_pruned
+    assert strategy.steps_since_reset(step) == (None if step <= 100 else step - 100)
+
+
+@pytest.mark.parametrize("step, expect_pruned", [(30, False), (40, True)])
+def test_pause_longer_than_the_reset_period_prunes_before_each_reset(step, expect_pruned):
+    params, optimizers, info = low_opacity_gaussians()
+    strategy = GlobalToLocalStrategy(global_stop_iter=0, refine_start_iter=0, refine_every=10, refine_stop_iter=1000,
+                                     reset_every=20, prune_pause_after_reset=100)
+    strategy.step_post_backward(params, optimizers, strategy.initialize_state(), step=step, info=info)
+    assert (len(params["means"]) < 200) == expect_pruned
+
+
+def test_pause_counts_only_resets_that_happened():
+    strategy = GlobalToLocalStrategy(global_stop_iter=0, refine_stop_iter=1000, reset_every=100, reset_stop_iter=250)
+    assert strategy.steps_since_reset(210) == 10
+    assert strategy.steps_since_reset(310) is None  # no reset at 300: resets stopped at 250
+    with pytest.raises(ValueError, match="prune_pause_after_reset"):
+        GlobalToLocalStrategy(prune_pause_after_reset=-1)

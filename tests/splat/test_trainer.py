@@ -45,9 +45,9 @@ def test_g2l_training_fits_the_views_and_follows_the_schedules(scene, tmp_path):
         assert trainer.optimizers_by_key[key].param_groups[0]["params"][0] is param
     factors = [entry["resolution_factor"] for entry in trainer.state.log_history if "resolution_factor" in entry]
     assert factors[0] > 1 and factors[-1] == 1
-    # Means LR: held while downsampled, then decayed to 1% at max_steps.
+    # Means LR: held while downsampled, then along the 3DGS decay with its clock paused while coarse.
     assert trainer.means_lr_factor(t2 - 1) == 1.0
-    assert trainer.means_lr_factor(40) == pytest.approx(0.01)
+    assert trainer.means_lr_factor(40) == pytest.approx(0.01 ** ((40 - t2) / 40))
     assert list((tmp_path / "eval_renders").glob("step-*.png"))
 
 
@@ -72,10 +72,30 @@ def test_any_gsplat_strategy_plugs_in(scene, tmp_path):
     assert trainer.strategy_state["grad2d"] is not None
 
 
+def test_schedules_after_coarse_to_fine_options(scene, tmp_path):
+    remaining = make_trainer(scene, tmp_path / "remaining", means_lr_decay="remaining")
+    t2 = remaining.coarse_to_fine.full_resolution_step
+    assert 10 < t2 < 40  # SH steps every 10 under coarse-to-fine
+    assert remaining.means_lr_factor(40) == pytest.approx(0.01)
+    assert remaining.active_sh_degree(t2 - 1) == 1
+    paused = make_trainer(scene, tmp_path / "paused", means_lr_decay="paused", sh_degree_start="full_resolution")
+    assert paused.means_lr_factor(t2 - 1) == 1.0
+    assert paused.means_lr_factor(40) == pytest.approx(0.01 ** ((40 - t2) / 40))
+    assert paused.active_sh_degree(t2 - 1) == 0 and paused.active_sh_degree(t2 + 10) == 1
+    # Without coarse-to-fine there is no hold: both options are the 3DGS schedules.
+    flat = make_trainer(scene, tmp_path / "flat", c2f=False, g2l=False, means_lr_decay="paused",
+                        sh_degree_start="full_resolution")
+    assert flat.means_lr_factor(20) == pytest.approx(0.01 ** 0.5) and flat.active_sh_degree(10) == 1
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(max_steps=-1), "max_steps"),
     (dict(gradient_accumulation_steps=2), "gradient_accumulation_steps"),
     (dict(strategy="mcmc"), "strategy"),
+    (dict(prune_stop_fraction=1.5), "prune_stop_fraction"),
+    (dict(prune_pause_after_reset=-1), "prune_pause_after_reset"),
+    (dict(means_lr_decay="linear"), "means_lr_decay"),
+    (dict(sh_degree_start="end"), "sh_degree_start"),
 ])
 def test_bad_arguments_are_named(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -93,6 +113,12 @@ def test_paper_schedule_scales_with_max_steps(tmp_path):
     assert default.refine_stop_iter == 1500 and default.reset_stop_iter is None
     capped = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, reset_stop_fraction=0.5).build_strategy()
     assert capped.reset_stop_iter == 1500
+    # Adaptive pruning runs to the end, and waits 100 steps after each reset at any max_steps.
+    assert (strategy.prune_stop_iter, strategy.prune_pause_after_reset) == (3000, 100)
+    # The pruning schedule: the stop is scaled, the pause after a reset is not.
+    pruning = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, prune_stop_fraction=0.9,
+                                     prune_pause_after_reset=40).build_strategy()
+    assert (pruning.prune_stop_iter, pruning.prune_pause_after_reset) == (2700, 40)
 
 
 def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypatch):

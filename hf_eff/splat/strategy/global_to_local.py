@@ -44,22 +44,40 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
     `prune_opa`; the paper uses p = 0.03 and tau_u = 0.05. The opacity reset and the pruning of
     oversized Gaussians are the default ones (the paper does not change them).
 
+    The paper does not say whether adaptive pruning stops with densification. With
+    `prune_stop_iter` beyond `refine_stop_iter`, it (and nothing else) keeps running every
+    `refine_every` steps until `prune_stop_iter`; its steps are counted under the phase "post".
+
+    Nor does it say how soon after an opacity reset the adaptive rule may prune. Just after a
+    reset every opacity sits near `2 * prune_opa`, under tau_u, so the rule removes the lowest `p`
+    of Gaussians that have had only a few steps to recover. With `prune_pause_after_reset`, the
+    opacity criterion waits that many steps after each reset, or until the next reset step when
+    resets come sooner (3DGS's first prune comes 100 steps after its reset; Adam's per-step
+    recovery does not shrink with a shorter run).
+
     Args:
         global_stop_iter: T_2; split-only growth before this step. The trainer fills it from the
             coarse-to-fine schedule when left as None.
         adaptive_pruning: use the adaptive threshold (True) or the fixed `prune_opa` (False).
         prune_ratio: p, the fraction of the opacity distribution below the threshold.
         prune_opa_max: tau_u, the cap on the threshold.
+        prune_stop_iter: no adaptive pruning from this step on; None: `refine_stop_iter` (as gsplat
+            and 3DGS prune). The fixed rule always stops with densification.
+        prune_pause_after_reset: steps after an opacity reset without adaptive opacity pruning.
     """
 
     global_stop_iter: int | None = None
     adaptive_pruning: bool = True
     prune_ratio: float = 0.03
     prune_opa_max: float = 0.05
+    prune_stop_iter: int | None = None
+    prune_pause_after_reset: int = 0
 
     def __post_init__(self):
         if not 0.0 <= self.prune_ratio < 1.0:
             raise ValueError(f"prune_ratio must be in [0, 1), got {self.prune_ratio}")
+        if self.prune_pause_after_reset < 0:
+            raise ValueError(f"prune_pause_after_reset must be >= 0, got {self.prune_pause_after_reset}")
         if self.global_stop_iter is not None and self.global_stop_iter < 0:
             raise ValueError(f"global_stop_iter must be >= 0, got {self.global_stop_iter}")
 
@@ -72,7 +90,16 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
         return step < self.global_stop_iter
 
     def phase(self, step: int) -> str:
+        if step >= self.refine_stop_iter:
+            return "post"
         return "global" if self.is_global_phase(step) else "local"
+
+    def step_post_backward(self, params, optimizers, state: dict[str, Any], step: int, info: dict[str, Any],
+                           packed: bool = False):
+        super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        prune_stop = self.refine_stop_iter if self.prune_stop_iter is None else self.prune_stop_iter
+        if self.adaptive_pruning and self.refine_stop_iter <= step < prune_stop and step % self.refine_every == 0:
+            self._prune_gs(params, optimizers, state, step)
 
     def _grow(self, params, optimizers, state: dict[str, Any], step: int) -> tuple[int, int]:
         if not self.is_global_phase(step):
@@ -91,12 +118,25 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
                   revised_opacity=self.revised_opacity)
         return 0, n_split
 
+    def steps_since_reset(self, step: int) -> int | None:
+        """Steps since the last opacity reset before `step`; None when none happened yet."""
+        last = (step - 1) // self.reset_every * self.reset_every
+        reset_stop = self.refine_stop_iter if self.reset_stop_iter is None else self.reset_stop_iter
+        if not 0 < last < min(reset_stop, self.refine_stop_iter):
+            return None
+        return step - last
+
     def _prune(self, params, optimizers, state: dict[str, Any], step: int) -> int:
         if not self.adaptive_pruning:
             return super()._prune(params, optimizers, state, step)
         opacities = torch.sigmoid(params["opacities"].flatten())
-        threshold = adaptive_opacity_threshold(opacities, self.prune_ratio, self.prune_opa_max)
-        is_prune = opacities < threshold
+        since_reset = self.steps_since_reset(step)
+        # A reset period shorter than the pause still prunes once, at its end, before the next reset.
+        if since_reset is not None and since_reset < min(self.prune_pause_after_reset, self.reset_every):
+            is_prune = torch.zeros_like(opacities, dtype=torch.bool)
+        else:
+            threshold = adaptive_opacity_threshold(opacities, self.prune_ratio, self.prune_opa_max)
+            is_prune = opacities < threshold
         # Oversized Gaussians are pruned exactly as in the parent.
         if step > self.reset_every:
             is_prune |= (
