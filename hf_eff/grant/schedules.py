@@ -67,9 +67,16 @@ def num_selected(ratio: float, count: int) -> int:
     return min(count, max(1, math.ceil(round(ratio * count, 9))))
 
 
-def selected_num_batches(num_graphs: int, batch_size: int, ratio: float, variant: str) -> int:
+def selected_num_batches(
+    num_graphs: int, batch_size: int, ratio: float, variant: str, strata_sizes: list[int] | None = None
+) -> int:
     """Batches per epoch after selection: GraNT(B) keeps whole batches; GraNT(S) keeps
-    ceil(ratio * |b|) graphs of every batch b and re-batches them."""
+    ceil(ratio * |b|) graphs of every batch b (of every class, given `strata_sizes`) and
+    re-batches them."""
+    if strata_sizes is not None:
+        if variant != "single":
+            raise ValueError(f"stratified selection is a GraNT(S) rule, got variant {variant!r}")
+        return math.ceil(sum(num_selected(ratio, size) for size in strata_sizes) / batch_size)
     full, last = divmod(num_graphs, batch_size)
     sizes = [batch_size] * full + ([last] if last else [])
     if variant == "batch":
@@ -99,14 +106,16 @@ def plan_epochs(
     interval_start: int = 5,
     interval_end: int = 50,
     num_processes: int = 1,
+    strata_sizes: list[int] | None = None,
 ) -> list[EpochPlan]:
-    """What every epoch trains on; the subset (and its size) changes only at reselections."""
+    """What every epoch trains on; the subset (and its size) changes only at reselections.
+    `strata_sizes`: the class sizes of stratified selection."""
     reselect = set(reselection_epochs(num_epochs, start_ratio, reselect_schedule, interval_start, interval_end))
     plan, ratio = [], 1.0
     for epoch in range(num_epochs):
         if epoch in reselect:
             ratio = ratio_at(epoch, num_epochs, start_ratio, ratio_schedule, ratio_stages)
-        batches = selected_num_batches(num_graphs, batch_size, ratio, variant)
+        batches = selected_num_batches(num_graphs, batch_size, ratio, variant, strata_sizes)
         # accelerate's BatchSamplerShard gives each process every n-th batch (even_batches)
         plan.append(EpochPlan(epoch, ratio, epoch in reselect, math.ceil(batches / num_processes)))
     return plan

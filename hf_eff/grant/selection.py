@@ -107,6 +107,26 @@ def select_within_batches(
     return list(torch.cat(kept).split(batch_size))
 
 
+def class_strata(labels) -> list[torch.Tensor]:
+    """Dataset indices of every class (ascending class id), from one class id per graph."""
+    labels = torch.as_tensor(labels)
+    if labels.dim() > 1 and labels[0].numel() != 1:
+        raise ValueError(f"stratified selection needs one class id per graph, got labels of shape {tuple(labels.shape)}")
+    labels = labels.reshape(-1).long()
+    return [torch.nonzero(labels == c).flatten() for c in labels.unique().tolist()]
+
+
+def select_stratified(
+    scores: torch.Tensor, strata: list[torch.Tensor], ratio: float, batch_size: int, seed: int
+) -> list[torch.Tensor]:
+    """GraNT(S) with classes in place of batches: the ceil(ratio * |c|) best-scored graphs of
+    every class c, shuffled with `seed` (batches mix the classes) and re-batched. The subset
+    keeps the class proportions; the global top-k need not (it can be a single class)."""
+    kept = torch.cat([c[top_k(scores[c], num_selected(ratio, len(c)))] for c in strata])
+    kept = kept[torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))]
+    return list(kept.split(batch_size))
+
+
 def select(scores: torch.Tensor, batches: list[torch.Tensor], ratio: float, variant: str, batch_size: int) -> list[torch.Tensor]:
     if variant == "batch":
         return select_batches(scores, batches, ratio)

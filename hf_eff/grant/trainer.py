@@ -27,7 +27,14 @@ from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import check_graph_dataset
 from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import plan_epochs
-from hf_eff.grant.selection import partition_batches, score_batches, scoring_batches, select
+from hf_eff.grant.selection import (
+    class_strata,
+    partition_batches,
+    score_batches,
+    scoring_batches,
+    select,
+    select_stratified,
+)
 from hf_eff.grant.tasks import GraphTask, task_loss
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
@@ -85,6 +92,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         self._sampler = TeachingBatchSampler(args.seed)
         self._plan = None
         self._scoring_batches = None
+        self._strata = None
         self.teaching_log: list[dict] = []
 
     # --- loss and evaluation -------------------------------------------------------------
@@ -127,6 +135,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
     def train(self, resume_from_checkpoint=None, **kwargs):
         if self.args.teacher == "none":
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        self._strata = class_strata(self.train_dataset["y"]) if self.args.stratify_selection else None
         self._plan = plan_epochs(
             num_graphs=len(self.train_dataset),
             batch_size=self._train_batch_size,
@@ -139,6 +148,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             interval_start=self.args.reselect_interval_start,
             interval_end=self.args.reselect_interval_end,
             num_processes=self.args.world_size,
+            strata_sizes=None if self._strata is None else [len(c) for c in self._strata],
         )
         self.teaching_log = []
         self._scoring_batches = None
@@ -272,7 +282,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         start = time.perf_counter()
         batch_size = self._train_batch_size
         batches = partition_batches(len(self.train_dataset), batch_size, seed=self.args.seed + epoch)
-        if entry.ratio < 1:
+        if entry.ratio < 1 and self._strata is not None:
+            batches = select_stratified(
+                self._score_training_set(), self._strata, entry.ratio, batch_size, seed=self.args.seed + epoch
+            )
+        elif entry.ratio < 1:
             batches = select(self._score_training_set(), batches, entry.ratio, self.args.variant, batch_size)
         self._sampler.set_batches(batches)
         seconds = time.perf_counter() - start

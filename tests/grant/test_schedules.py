@@ -10,7 +10,7 @@ from hf_eff.grant.schedules import (
     reselection_epochs,
     selected_num_batches,
 )
-from hf_eff.grant.selection import partition_batches, select
+from hf_eff.grant.selection import class_strata, partition_batches, select, select_stratified
 
 
 def test_step_ratio_follows_the_public_code():
@@ -63,6 +63,17 @@ def test_planned_batches_match_the_selection(variant, ratio):
     batches = partition_batches(num_graphs, batch_size, seed=1)
     selection = select(torch.rand(num_graphs), batches, ratio, variant, batch_size)
     assert len(selection) == selected_num_batches(num_graphs, batch_size, ratio, variant)
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.37])
+def test_planned_batches_match_the_stratified_selection(ratio):
+    labels = [i % 3 for i in range(103)]
+    strata = class_strata(labels)
+    selection = select_stratified(torch.rand(103), strata, ratio, 10, seed=0)
+    sizes = [len(c) for c in strata]
+    assert len(selection) == selected_num_batches(103, 10, ratio, "single", sizes)
+    with pytest.raises(ValueError, match="GraNT\\(S\\)"):
+        selected_num_batches(103, 10, ratio, "batch", sizes)
 
 
 def test_plan_keeps_the_subset_between_reselections_and_shards_batches():

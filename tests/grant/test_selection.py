@@ -6,10 +6,12 @@ import torch
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.model import GrantGCN
 from hf_eff.grant.selection import (
+    class_strata,
     graph_scores,
     partition_batches,
     score_dataset,
     select_batches,
+    select_stratified,
     select_within_batches,
     top_k,
 )
@@ -39,6 +41,23 @@ def test_single_variant_with_one_batch_is_the_global_top_k():
     scores = torch.rand(40, generator=torch.Generator().manual_seed(2))
     chosen = torch.cat(select_within_batches(scores, partition_batches(40, 40, seed=0), 0.1, 40))
     assert set(chosen.tolist()) == set(scores.argsort(descending=True)[:4].tolist())
+
+
+def test_stratified_selection_keeps_the_top_graphs_of_every_class():
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.tensor([0] * 30 + [1] * 20 + [2] * 10)[torch.randperm(60, generator=generator)]
+    scores = torch.rand(60, generator=generator) + 10 * labels  # the global top 6 are all class 2
+    chosen = torch.cat(select_stratified(scores, class_strata(labels.tolist()), 0.1, 4, seed=0))
+    assert len(chosen) == 3 + 2 + 1
+    for c in range(3):
+        members = torch.nonzero(labels == c).flatten()
+        expected = members[scores[members].argsort(descending=True)[: math.ceil(0.1 * len(members))]]
+        assert set(chosen[labels[chosen] == c].tolist()) == set(expected.tolist())
+    order = labels[chosen].tolist()
+    assert order != sorted(order)  # shuffled, so that batches mix the classes
+    assert [len(c) for c in class_strata([[1], [0], [1]])] == [1, 2]
+    with pytest.raises(ValueError, match="one class id per graph"):
+        class_strata([[0, 1], [1, 0]])
 
 
 def test_top_k_breaks_ties_by_lower_index():

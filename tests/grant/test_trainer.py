@@ -61,6 +61,27 @@ def test_trainer_trains_on_exactly_the_top_scoring_graphs(tmp_path, make_graphs)
     assert chosen == set(scores.argsort(descending=True)[: num_selected(ratio, 30)].tolist())
 
 
+def test_stratified_selection_in_the_trainer_keeps_the_top_graphs_of_every_class(tmp_path, make_graphs):
+    task = "graph_classification"
+    train = make_graphs(30, task, seed=3)
+    model = GrantGCN(6, 2, hidden_channels=8, batch_norm=False)
+    args = _args(tmp_path, task, learning_rate=0.0, variant="single", num_train_epochs=1, start_ratio=0.2,
+                 stratify_selection=True)
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train)
+    trainer.train()
+    scores = score_dataset(model, train, GraphCollator(task), task)
+    labels = torch.tensor(train["y"])
+    expected = set()
+    for c in (0, 1):
+        members = torch.nonzero(labels == c).flatten()
+        expected |= set(members[scores[members].argsort(descending=True)[: num_selected(0.2, len(members))]].tolist())
+    assert {i for batch in trainer._sampler.batches for i in batch} == expected
+    with pytest.raises(ValueError, match="stratify_selection"):
+        _args(tmp_path, "graph_regression", variant="single", stratify_selection=True)
+    with pytest.raises(ValueError, match="stratify_selection"):
+        _args(tmp_path, task, variant="batch", stratify_selection=True)
+
+
 @pytest.mark.parametrize("normalization", ["nodes", "sqrt_nodes"])
 def test_batch_variant_in_the_trainer_keeps_top_mean_batches(tmp_path, make_graphs, normalization):
     task = "node_regression"
