@@ -107,8 +107,8 @@ def test_paper_schedule_scales_with_max_steps(tmp_path):
     strategy = args.build_strategy()
     assert (strategy.refine_start_iter, strategy.refine_every, strategy.reset_every) == (50, 10, 300)
     assert strategy.refine_stop_iter == 2500 and args.active_sh_interval == 100
-    # Opacity resets run through densification (3DGS), which the paper extends to 25k of 30k.
-    assert strategy.reset_stop_iter is None
+    # Opacity resets stop at 21k of 30k under g2l (the last at 18k), and with densification (15k) under default.
+    assert strategy.reset_stop_iter == 2100
     default = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, strategy="default").build_strategy()
     assert default.refine_stop_iter == 1500 and default.reset_stop_iter is None
     capped = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, reset_stop_fraction=0.5).build_strategy()
