@@ -18,16 +18,21 @@ psnr_vs_time_scene<seed>.png per scene. A second table counts, per run and phase
 other scene seeds (--first_scene_seed 10), never on the reported scenes 0-2.
 
 Measured (2026-11-26, CPU backend, 1 thread, a 2-core machine shared with 2 other benchmarks, load
-~3; `--variants default,g2l`, 12.3 min wall). CPU time is the steadier clock; wall time beside it.
+~2-2.5; `--variants default,g2l`, 10.3 min wall), with g2l's opacity resets stopping at 21k/30k
+(the last at 18k). CPU time is the steadier clock; wall time beside it.
 
 | scene | default PSNR / Gaussians / CPU s | g2l PSNR / Gaussians / CPU s | speedup to default's PSNR, CPU / wall |
 |---|---|---|---|
-| 0 | 22.13 / 15198 / 99.1 | 23.18 (+1.05) / 11990 (0.79x) / 69.3 | 2.84x / 2.90x |
-| 1 | 28.16 / 11550 / 94.5 | 28.58 (+0.42) / 8233 (0.71x) / 60.6 | 1.73x / 1.76x |
-| 2 | 23.60 / 13194 / 91.2 | 23.99 (+0.40) / 9992 (0.76x) / 62.2 | 2.05x / 2.00x |
+| 0 | 22.13 / 15198 / 101.1 | 23.29 (+1.16) / 12250 (0.81x) / 75.4 | 2.62x / 2.07x |
+| 1 | 28.16 / 11550 / 91.7 | 28.62 (+0.46) / 8173 (0.71x) / 53.4 | 2.31x / 2.29x |
+| 2 | 23.60 / 13194 / 85.7 | 24.06 (+0.46) / 10137 (0.77x) / 59.4 | 1.89x / 1.89x |
+
+g2l first reaches the default's final PSNR at step 1000 / 1250 / 1250 of 1500 (with resets through
+25k, the previous setting: 1000 / 1400 / 1200; on scene 2 it is 0.01 dB short at step 1200). Within
+0.1 dB of it: 2.62x / 2.31x / 2.15x in CPU time.
 
 Ablation, each part alone on the same scenes (`--variants "default,G2L only,C2F only,pruning only"
---ablation_scenes 3`, 26.6 min wall, same load); PSNR and Gaussians against the default, speedup
+--ablation_scenes 3`, 26.6 min wall, load ~3); PSNR and Gaussians against the default, speedup
 to the default's final PSNR in CPU time per scene 0 / 1 / 2 (-: not reached):
 
 | variant | PSNR (dB) | Gaussians | speedup |
@@ -36,8 +41,8 @@ to the default's final PSNR in CPU time per scene 0 / 1 / 2 (-: not reached):
 | C2F only | +0.84 / +1.02 / +0.42 | 1.10x / 0.91x / 1.07x | 1.83x / 2.84x / 1.70x |
 | pruning only | -0.37 / -0.00 / +0.07 | 0.71x / 0.70x / 0.70x | - / - / 1.26x |
 
-The ablation rows keep the paper's densification window (25k of 30k, scaled) and its opacity
-resets; the default stops both at 15k.
+The ablation rows were measured with opacity resets through the paper's densification window
+(25k of 30k, scaled), before they stopped at 21k; the default stops both at 15k.
 """
 
 from __future__ import annotations
