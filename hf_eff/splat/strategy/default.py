@@ -67,6 +67,11 @@ class FixedDefaultStrategy(DefaultStrategy):
         """Number pruned: 3DGS pruning. Subclasses change the rule here."""
         return DefaultStrategy._prune_gs(self, params, optimizers, state, step)
 
+    def is_reset_step(self, step: int) -> bool:
+        """Whether opacities are reset after `step`'s update."""
+        reset_stop = self.refine_stop_iter if self.reset_stop_iter is None else self.reset_stop_iter
+        return 0 < step < min(reset_stop, self.refine_stop_iter) and step % self.reset_every == 0
+
     def step_post_backward(
         self,
         params: dict[str, torch.nn.Parameter] | torch.nn.ParameterDict,
@@ -77,6 +82,5 @@ class FixedDefaultStrategy(DefaultStrategy):
         packed: bool = False,
     ):
         super().step_post_backward(params, optimizers, state, step, info, packed=packed)
-        reset_stop = self.refine_stop_iter if self.reset_stop_iter is None else self.reset_stop_iter
-        if 0 < step < min(reset_stop, self.refine_stop_iter) and step % self.reset_every == 0:
+        if self.is_reset_step(step):
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)

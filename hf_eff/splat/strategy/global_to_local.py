@@ -121,8 +121,7 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
     def steps_since_reset(self, step: int) -> int | None:
         """Steps since the last opacity reset before `step`; None when none happened yet."""
         last = (step - 1) // self.reset_every * self.reset_every
-        reset_stop = self.refine_stop_iter if self.reset_stop_iter is None else self.reset_stop_iter
-        if not 0 < last < min(reset_stop, self.refine_stop_iter):
+        if not self.is_reset_step(last):
             return None
         return step - last
 
