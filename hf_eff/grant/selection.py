@@ -99,12 +99,16 @@ def select_batches(scores: torch.Tensor, batches: list[torch.Tensor], ratio: flo
     return [batches[i] for i in top_k(means, num_selected(ratio, len(batches))).tolist()]
 
 
+def top_of_each(scores: torch.Tensor, groups: list[torch.Tensor], ratio: float) -> torch.Tensor:
+    """The ceil(ratio * |g|) best-scored dataset indices of every group g, group after group."""
+    return torch.cat([g[top_k(scores[g], num_selected(ratio, len(g)))] for g in groups])
+
+
 def select_within_batches(
     scores: torch.Tensor, batches: list[torch.Tensor], ratio: float, batch_size: int
 ) -> list[torch.Tensor]:
     """GraNT(S): the ceil(ratio * |b|) best-scored graphs of every batch b, re-batched."""
-    kept = [b[top_k(scores[b], num_selected(ratio, len(b)))] for b in batches]
-    return list(torch.cat(kept).split(batch_size))
+    return list(top_of_each(scores, batches, ratio).split(batch_size))
 
 
 def class_strata(labels) -> list[torch.Tensor]:
@@ -122,7 +126,7 @@ def select_stratified(
     """GraNT(S) with classes in place of batches: the ceil(ratio * |c|) best-scored graphs of
     every class c, shuffled with `seed` (batches mix the classes) and re-batched. The subset
     keeps the class proportions; the global top-k need not (it can be a single class)."""
-    kept = torch.cat([c[top_k(scores[c], num_selected(ratio, len(c)))] for c in strata])
+    kept = top_of_each(scores, strata, ratio)
     kept = kept[torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))]
     return list(kept.split(batch_size))
 

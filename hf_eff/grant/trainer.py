@@ -281,13 +281,13 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             return
         start = time.perf_counter()
         batch_size = self._train_batch_size
-        batches = partition_batches(len(self.train_dataset), batch_size, seed=self.args.seed + epoch)
+        seed = self.args.seed + epoch
         if entry.ratio < 1 and self._strata is not None:
-            batches = select_stratified(
-                self._score_training_set(), self._strata, entry.ratio, batch_size, seed=self.args.seed + epoch
-            )
-        elif entry.ratio < 1:
-            batches = select(self._score_training_set(), batches, entry.ratio, self.args.variant, batch_size)
+            batches = select_stratified(self._score_training_set(), self._strata, entry.ratio, batch_size, seed)
+        else:
+            batches = partition_batches(len(self.train_dataset), batch_size, seed)
+            if entry.ratio < 1:
+                batches = select(self._score_training_set(), batches, entry.ratio, self.args.variant, batch_size)
         self._sampler.set_batches(batches)
         seconds = time.perf_counter() - start
         subset_size = sum(len(b) for b in batches)
