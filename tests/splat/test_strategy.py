@@ -110,6 +110,30 @@ def test_global_stop_at_zero_grows_like_the_default():
         assert torch.equal(params_g2l[key], params_default[key])
 
 
+def test_local_clone_threshold_holds_back_cloning_only():
+    # grow_once gives the 4 candidates a gradient of 1.0: above grow_grad2d, and here below clone_grad2d.
+    strategy = GlobalToLocalStrategy(global_stop_iter=500, refine_start_iter=0, refine_every=100,
+                                     reset_every=10_000, adaptive_pruning=False, clone_grad2d=2.0)
+    params, optimizers, state = grow_once(strategy, 600)
+    assert state["densification_counts"] == {"local": {"cloned": 0, "split": 2, "pruned": 0}}
+    assert len(params["means"]) == 6 + 2
+    for key, param in params.items():
+        assert optimizers[key].state[param]["exp_avg"].shape == param.shape
+    strategy.clone_grad2d = 0.5
+    _, _, state = grow_once(strategy, 600)
+    assert state["densification_counts"] == {"local": {"cloned": 2, "split": 2, "pruned": 0}}
+    # At grow_grad2d itself it is the 3DGS rule, Gaussian for Gaussian.
+    results = []
+    for clone_grad2d in (None, 0.0002):
+        torch.manual_seed(0)
+        results.append(grow_once(GlobalToLocalStrategy(global_stop_iter=0, refine_start_iter=0, reset_every=10_000,
+                                                       adaptive_pruning=False, clone_grad2d=clone_grad2d), 100)[0])
+    for key in results[0]:
+        assert torch.equal(results[0][key], results[1][key])
+    with pytest.raises(ValueError, match="clone_grad2d"):
+        GlobalToLocalStrategy(clone_grad2d=0.0)
+
+
 def test_unset_global_stop_iter_is_an_error():
     with pytest.raises(ValueError, match="global_stop_iter"):
         grow_once(GlobalToLocalStrategy(refine_start_iter=0), 100)

@@ -94,6 +94,7 @@ def test_schedules_after_coarse_to_fine_options(scene, tmp_path):
     (dict(strategy="mcmc"), "strategy"),
     (dict(prune_stop_fraction=1.5), "prune_stop_fraction"),
     (dict(prune_pause_after_reset=-1), "prune_pause_after_reset"),
+    (dict(clone_grad2d_factor=0), "clone_grad2d_factor"),
     (dict(means_lr_decay="linear"), "means_lr_decay"),
     (dict(sh_degree_start="end"), "sh_degree_start"),
 ])
@@ -119,6 +120,12 @@ def test_paper_schedule_scales_with_max_steps(tmp_path):
     pruning = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, prune_stop_fraction=0.9,
                                      prune_pause_after_reset=40).build_strategy()
     assert (pruning.prune_stop_iter, pruning.prune_pause_after_reset) == (2700, 40)
+    # Cloning's own threshold in the local phase is a multiple of grow_grad2d, and part of G2L.
+    clone = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, grow_grad2d=0.001, clone_grad2d_factor=3)
+    assert clone.build_strategy().clone_grad2d == pytest.approx(0.003)
+    for off in (dict(g2l=False), dict(clone_grad2d_factor=1.0)):
+        kwargs = {"clone_grad2d_factor": 3, **off}
+        assert SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, **kwargs).build_strategy().clone_grad2d is None
 
 
 def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypatch):

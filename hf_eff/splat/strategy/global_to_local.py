@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from gsplat.strategy.ops import remove, split
+from gsplat.strategy.ops import duplicate, remove, split
 
 from hf_eff.splat.strategy.default import FixedDefaultStrategy
 
@@ -36,8 +36,9 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
     Before `global_stop_iter` (the paper's T_2, the first full-resolution step of the
     energy-guided coarse-to-fine schedule) only SPLIT runs: large Gaussians with high screen-space
     gradient are split to cover the scene, and clone candidates are left alone. From
-    `global_stop_iter` on, split and clone follow the usual 3DGS rule. With
-    `global_stop_iter=0` growth is exactly the default one.
+    `global_stop_iter` on, split and clone follow the usual 3DGS rule, unless `clone_grad2d`
+    gives cloning its own (higher) gradient threshold. With `global_stop_iter=0` and no
+    `clone_grad2d`, growth is exactly the default one.
 
     With `adaptive_pruning`, a Gaussian is pruned when its opacity is below
     `tau = min(alpha_sorted[floor(N * prune_ratio)], prune_opa_max)` instead of the fixed
@@ -64,6 +65,8 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
         prune_stop_iter: no adaptive pruning from this step on; None: `refine_stop_iter` (as gsplat
             and 3DGS prune). The fixed rule always stops with densification.
         prune_pause_after_reset: steps after an opacity reset without adaptive opacity pruning.
+        clone_grad2d: in the local phase, clone only above this screen-space gradient (splitting
+            keeps `grow_grad2d`); None: `grow_grad2d` (the paper's and 3DGS's rule).
     """
 
     global_stop_iter: int | None = None
@@ -72,12 +75,15 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
     prune_opa_max: float = 0.05
     prune_stop_iter: int | None = None
     prune_pause_after_reset: int = 0
+    clone_grad2d: float | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.prune_ratio < 1.0:
             raise ValueError(f"prune_ratio must be in [0, 1), got {self.prune_ratio}")
         if self.prune_pause_after_reset < 0:
             raise ValueError(f"prune_pause_after_reset must be >= 0, got {self.prune_pause_after_reset}")
+        if self.clone_grad2d is not None and self.clone_grad2d <= 0:
+            raise ValueError(f"clone_grad2d must be > 0 or None, got {self.clone_grad2d}")
         if self.global_stop_iter is not None and self.global_stop_iter < 0:
             raise ValueError(f"global_stop_iter must be >= 0, got {self.global_stop_iter}")
 
@@ -102,21 +108,31 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
             self._prune_gs(params, optimizers, state, step)
 
     def _grow(self, params, optimizers, state: dict[str, Any], step: int) -> tuple[int, int]:
-        if not self.is_global_phase(step):
+        global_phase = self.is_global_phase(step)
+        if not global_phase and self.clone_grad2d is None:
             return super()._grow(params, optimizers, state, step)
-        # Global phase: the parent's split rule with cloning suppressed.
+        # gsplat's rule (clone small, split large), with cloning suppressed in the global phase
+        # and held to its own threshold in the local one.
         grads = state["grad2d"] / state["count"].clamp_min(1)
-        is_large = (
-            torch.exp(params["scales"]).max(dim=-1).values > self.grow_scale3d * state["scene_scale"]
+        is_small = (
+            torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
         )
-        is_split = (grads > self.grow_grad2d) & is_large
+        if global_phase:
+            is_dupli = torch.zeros_like(is_small)
+        else:
+            is_dupli = (grads > self.clone_grad2d) & is_small
+        is_split = (grads > self.grow_grad2d) & ~is_small
         if step < self.refine_scale2d_stop_iter:
             is_split |= state["radii"] > self.grow_scale2d
-        n_split = int(is_split.sum().item())
+        n_dupli, n_split = int(is_dupli.sum().item()), int(is_split.sum().item())
+        if n_dupli > 0:
+            duplicate(params=params, optimizers=optimizers, state=state, mask=is_dupli)
+        # As in gsplat, the copies just made are not split.
+        is_split = torch.cat([is_split, torch.zeros(n_dupli, dtype=torch.bool, device=is_split.device)])
         if n_split > 0:
             split(params=params, optimizers=optimizers, state=state, mask=is_split,
                   revised_opacity=self.revised_opacity)
-        return 0, n_split
+        return n_dupli, n_split
 
     def steps_since_reset(self, step: int) -> int | None:
         """Steps since the last opacity reset before `step`; None when none happened yet."""
