@@ -180,6 +180,10 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
         if self.render_backend not in ("auto", "cpu", "gsplat"):
             raise ValueError(f"SplatTrainingArguments.render_backend must be auto, cpu or gsplat, got {self.render_backend!r}")
 
+    def steps_at(self, fraction: float | None) -> int | None:
+        """The step at this fraction of max_steps; None stays None."""
+        return None if fraction is None else round(fraction * self.max_steps)
+
     def scaled_steps(self, paper_value: int) -> int:
         """A step count of the 30k-step reference run, scaled to max_steps (at least 1)."""
         return max(1, round(paper_value * self.max_steps / PAPER_STEPS))
@@ -192,15 +196,15 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     def densify_stop_steps(self) -> int:
         """T_densify."""
         if self.densify_stop_fraction is not None:
-            return round(self.densify_stop_fraction * self.max_steps)
+            return self.steps_at(self.densify_stop_fraction)
         return self.scaled_steps(25_000 if self.strategy == "g2l" else 15_000)
 
     @property
     def reset_stop_steps(self) -> int | None:
         """No opacity reset from this step on; None: the end of densification."""
         if self.reset_stop_fraction is not None:
-            return round(self.reset_stop_fraction * self.max_steps)
-        return round(0.7 * self.max_steps) if self.strategy == "g2l" else None
+            return self.steps_at(self.reset_stop_fraction)
+        return self.steps_at(0.7) if self.strategy == "g2l" else None
 
     @property
     def active_sh_interval(self) -> int:
@@ -232,8 +236,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             adaptive_pruning=self.adaptive_pruning,
             prune_ratio=self.prune_ratio,
             prune_opa_max=self.prune_opa_max,
-            prune_stop_iter=(round(self.prune_stop_fraction * self.max_steps) if self.prune_stop_fraction is not None
-                             else None),
+            prune_stop_iter=self.steps_at(self.prune_stop_fraction),
             prune_pause_after_reset=self.prune_pause_after_reset,
             # Part of G2L's local phase: without --g2l cloning keeps the 3DGS rule.
             clone_grad2d=(self.clone_grad2d_factor * self.grow_grad2d
