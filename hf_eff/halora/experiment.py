@@ -1,11 +1,13 @@
 """One LoRA-or-HaLoRA fine-tuning run on a multiple-choice task, shared by the example script,
 the demo section and the benchmark: build the adapter, train, evaluate under noise, and measure
-training step time and peak accelerator memory."""
+training step time and peak memory (accelerator memory on a GPU, resident memory on a Linux CPU)."""
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -67,6 +69,37 @@ class StepTimer(TrainerCallback):
         return statistics.fmean(durations[skip_first:] or durations)
 
 
+class ResidentMemory:
+    """Peak resident memory (RSS) of this process over a block: the CPU counterpart of
+    ``torch.cuda.max_memory_allocated``, which torch lacks for CPU tensors. Linux only: writing 5 to
+    /proc/self/clear_refs resets the kernel's high-water mark (VmHWM), so the peak is exact, not polled."""
+
+    STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+    @classmethod
+    def available(cls) -> bool:
+        return sys.platform.startswith("linux") and cls.CLEAR_REFS.exists()
+
+    @classmethod
+    def current_mb(cls) -> float:
+        return cls._status_mb("VmRSS")
+
+    @classmethod
+    def _status_mb(cls, field: str) -> float:
+        for line in cls.STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # the kernel reports kB
+        raise RuntimeError(f"{cls.STATUS} has no {field} line")
+
+    def __enter__(self) -> ResidentMemory:
+        self.CLEAR_REFS.write_text("5")
+        self.start_mb = self.current_mb()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.peak_mb = self._status_mb("VmHWM")
+
+
 @torch.no_grad()
 def adapter_relative_norms(model: torch.nn.Module, adapter_name: str = "default") -> dict[str, float]:
     """||scaling * B A||_F / ||W0||_F per adapted layer: how far the adapter has moved the weights.
@@ -103,19 +136,28 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
                        max_length: int = 128) -> tuple[HaLoRATrainer, dict]:
     """Adapts ``model`` with ``method``, trains, evaluates under noise; returns the trainer and the
     flat results (train_*, eval_*_sigma_*, step time, peak memory, noise memory overhead, adapter size
-    ``adapter_relative_norm_*``)."""
+    ``adapter_relative_norm_*``). Peak memory: ``train_peak_memory_mb`` (allocated) on a GPU; on a Linux
+    CPU ``train_peak_rss_mb`` and ``train_start_rss_mb``, the process's resident memory at its peak
+    during training and when training began (a baseline taken before the model was loaded turns
+    them into the CPU counterpart of the GPU figure: see benchmarks/halora_robustness.py)."""
     peft_model = get_peft_model(model, peft_config or adapter_config(method))
     trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
     timer = StepTimer()
     trainer.add_callback(timer)
+    results = {"method": method}
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    train_output = trainer.train()
-    results = {"method": method, **train_output.metrics, "train_step_seconds": timer.mean_step_seconds(),
-               "train_step_cpu_seconds": timer.mean_step_seconds(cpu=True)}
-    if torch.cuda.is_available():
+        train_output = trainer.train()
         results["train_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    elif ResidentMemory.available():
+        with ResidentMemory() as resident:
+            train_output = trainer.train()
+        results.update(train_peak_rss_mb=resident.peak_mb, train_start_rss_mb=resident.start_mb)
+    else:
+        train_output = trainer.train()
+    results.update(train_output.metrics, train_step_seconds=timer.mean_step_seconds(),
+                   train_step_cpu_seconds=timer.mean_step_seconds(cpu=True))
     results.update(adapter_relative_norms(peft_model, peft_model.active_adapter))
     config = trainer.halora_config()
     if config is not None and config.noise_sigma > 0:

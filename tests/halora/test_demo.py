@@ -1,4 +1,5 @@
 from hf_eff.demo import halora as demo
+from hf_eff.halora.experiment import ResidentMemory
 
 
 def test_quick_demo_section_runs_and_reports_both_methods(tmp_path):
@@ -8,4 +9,7 @@ def test_quick_demo_section_runs_and_reports_both_methods(tmp_path):
         for column in ("acc@0", "acc@0.02"):
             assert 0.0 <= row[column] <= 1.0
     assert (tmp_path / result.plots[0]).is_file()
-    assert result.extra["runs"]["halora"]["noise_overhead_fraction"] > 0
+    runs = result.extra["runs"]
+    assert runs["halora"]["noise_overhead_fraction"] > 0
+    if ResidentMemory.available():  # the CPU's peak memory of training
+        assert all(r["train_peak_rss_mb"] >= r["train_start_rss_mb"] > 0 for r in runs.values())
