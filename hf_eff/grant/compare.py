@@ -4,6 +4,7 @@ metric. Shared by `hf-eff demo` and benchmarks/grant_speed.py."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +112,10 @@ def compare(task: str, model_fn, splits, training: dict, teaching: dict, toleran
             seconds = f"time_to_target{suffix}{clock}_s"
             grant[f"time_to_target{suffix}{clock}_x"] = _ratio(grant[seconds], full[seconds])
     grant["test_change_%"] = round(100 * (grant["test"] - full["test"]) / abs(full["test"]), 2)
+    scored = [entry for entry in runs["grant"].teaching_log if entry["ratio"] < 1]
+    if scored:  # how much of the summed scores the subsets carried, beside their size
+        grant["ratio_mean"] = round(statistics.fmean(e["ratio"] for e in scored), 3)
+        grant["score_share_mean"] = round(statistics.fmean(e["score_share"] for e in scored), 3)
     return {"task": task, "metric": name, "higher_is_better": higher, "target": target, "rows": rows, "runs": runs}
 
 

@@ -282,16 +282,21 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         start = time.perf_counter()
         batch_size = self._train_batch_size
         seed = self.args.seed + epoch
-        if entry.ratio < 1 and self._strata is not None:
-            batches = select_stratified(self._score_training_set(), self._strata, entry.ratio, batch_size, seed)
+        scores = self._score_training_set() if entry.ratio < 1 else None
+        if scores is not None and self._strata is not None:
+            batches = select_stratified(scores, self._strata, entry.ratio, batch_size, seed)
         else:
             batches = partition_batches(len(self.train_dataset), batch_size, seed)
-            if entry.ratio < 1:
-                batches = select(self._score_training_set(), batches, entry.ratio, self.args.variant, batch_size)
+            if scores is not None:
+                batches = select(scores, batches, entry.ratio, self.args.variant, batch_size)
         self._sampler.set_batches(batches)
         seconds = time.perf_counter() - start
         subset_size = sum(len(b) for b in batches)
-        self.teaching_log.append(
-            {"epoch": epoch, "ratio": entry.ratio, "subset_size": subset_size, "selection_seconds": seconds}
-        )
-        self.log({"grant_ratio": entry.ratio, "grant_subset_size": subset_size, "grant_selection_seconds": seconds})
+        # The subset's share of the summed scores (|dL/df| per graph): far above the ratio, the subset
+        # carries most of the learning signal; near it, the errors are spread evenly and the subset's
+        # step is worth little more than a random subset's.
+        score_share = 1.0 if scores is None else float(scores[torch.cat(batches)].sum() / scores.sum().clamp_min(1e-12))
+        self.teaching_log.append({"epoch": epoch, "ratio": entry.ratio, "subset_size": subset_size,
+                                  "score_share": score_share, "selection_seconds": seconds})
+        self.log({"grant_ratio": entry.ratio, "grant_subset_size": subset_size, "grant_score_share": score_share,
+                  "grant_selection_seconds": seconds})

@@ -38,7 +38,7 @@ def test_short_run_on_each_task_kind(tmp_path, make_graphs, task):
     assert [e["epoch"] for e in trainer.teaching_log] == [0, 2]
     assert [e["subset_size"] for e in trainer.teaching_log][0] == 8 * num_selected(0.25, 5)
     logged = [entry for entry in trainer.state.log_history if "grant_ratio" in entry]
-    assert len(logged) == 2 and {"grant_subset_size", "grant_selection_seconds"} <= set(logged[0])
+    assert len(logged) == 2 and {"grant_subset_size", "grant_score_share", "grant_selection_seconds"} <= set(logged[0])
     assert output.metrics["grant_reselections"] == 2
     assert len(curve.curve) == 4 and all(math.isfinite(p["seconds"]) for p in curve.curve)
     metric = "eval_roc_auc" if task.endswith("classification") else "eval_mae"
@@ -59,6 +59,9 @@ def test_trainer_trains_on_exactly_the_top_scoring_graphs(tmp_path, make_graphs)
     chosen = {i for batch in trainer._sampler.batches for i in batch}
     ratio = trainer.teaching_log[-1]["ratio"]
     assert chosen == set(scores.argsort(descending=True)[: num_selected(ratio, 30)].tolist())
+    share = trainer.teaching_log[-1]["score_share"]
+    assert share == pytest.approx(float(scores[sorted(chosen)].sum() / scores.sum()), rel=1e-5)
+    assert ratio < share < 1  # the top graphs carry more than their number's share
 
 
 def test_stratified_selection_in_the_trainer_keeps_the_top_graphs_of_every_class(tmp_path, make_graphs):
@@ -218,3 +221,4 @@ def test_compare_reports_wall_and_cpu_time_to_target(tmp_path, make_graphs):
     assert full["time_to_target_50%_cpu_s"] <= full["time_to_target_cpu_s"]
     assert {"time_to_target_x", "time_to_target_cpu_x", "time_to_target_50%_x", "test_change_%"} <= set(grant)
     assert grant["steps"] < full["steps"]
+    assert grant["ratio_mean"] <= grant["score_share_mean"] <= 1 and "score_share_mean" not in full
