@@ -143,6 +143,8 @@ def main(argv=None):
                              "the paper's rule taught one class of the solubility set at a time")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="also report the time to come within this relative distance of the full run's best")
+    parser.add_argument("--random_baseline", action="store_true",
+                        help="also run GraNT's schedule on random subsets (teacher='random'): the selection's own share")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (small graphs: 1 is fastest)")
     parser.add_argument("--seed", type=int, default=0,
                         help="training seed of both runs (model initialisation, GraNT's shuffles); the data splits stay fixed")
@@ -186,7 +188,8 @@ def main(argv=None):
                         node_score_normalization=args.node_score_normalization,
                         stratify_selection=(task == "graph_classification" and args.variant == "single"
                                             and not args.no_stratify))
-        result = compare(task, model_fn, splits, training, teaching, tolerance=args.tolerance)
+        result = compare(task, model_fn, splits, training, teaching, tolerance=args.tolerance,
+                         random_baseline=args.random_baseline)
         result["epochs"] = epochs[task]
         result["reselect_interval"] = interval
         print(markdown_table(list(result["rows"][1]), result["rows"]), flush=True)
@@ -196,7 +199,8 @@ def main(argv=None):
     (out / "grant_speed.md").write_text(markdown_table(columns, rows) + "\n")
     serialisable = [
         {k: v for k, v in r.items() if k != "runs"} | {"curves": {t: run.curve for t, run in r["runs"].items()},
-                                                     "teaching_log": r["runs"]["grant"].teaching_log}
+                                                     "teaching_logs": {t: run.teaching_log for t, run in r["runs"].items()
+                                                                       if t != "none"}}
         for r in results
     ]
     (out / "grant_speed.json").write_text(json.dumps({"settings": vars(args), "results": serialisable},

@@ -66,20 +66,24 @@ def _ratio(numerator, denominator):
     return None if numerator is None or not denominator else round(numerator / denominator, 3)
 
 
-def compare(task: str, model_fn, splits, training: dict, teaching: dict, tolerance: float = 0.0) -> dict:
-    """Runs teacher="none" then teacher="grant" (with `teaching` settings on top of the shared
-    `training` ones) and returns both runs plus the summary row for each.
+def compare(task: str, model_fn, splits, training: dict, teaching: dict, tolerance: float = 0.0,
+            random_baseline: bool = False) -> dict:
+    """Runs teacher="none", then teacher="grant" (with `teaching` settings on top of the shared
+    `training` ones) and, with `random_baseline`, teacher="random" (the same schedule on random
+    subsets); returns the runs plus a summary row for each, full's first.
 
     The target is the full run's best validation metric; each row gives the wall and CPU
-    seconds until a run first reaches it, and the test metric at that moment. With
-    `tolerance` > 0 the rows also give the times to come within that relative distance of
-    the target (a plateaued curve wanders around its best, so the exact best is one noisy
-    point)."""
+    seconds until a run first reaches it, and the test metric at that moment, and every taught
+    row its times and test metric relative to full's. With `tolerance` > 0 the rows also give
+    the times to come within that relative distance of the target (a plateaued curve wanders
+    around its best, so the exact best is one noisy point)."""
     name, higher = primary_metric(task)
     key, test_key = f"eval_validation_{name}", f"eval_test_{name}"
+    variant = training_variant(teaching)
+    methods = {"none": "full", "grant": f"GraNT({variant})"} | ({"random": f"random({variant})"} if random_baseline else {})
     runs = {}
-    for teacher, extra in (("none", {}), ("grant", teaching)):
-        args = GraNTTrainingArguments(task=task, teacher=teacher, **training, **extra)
+    for teacher in methods:
+        args = GraNTTrainingArguments(task=task, teacher=teacher, **training, **({} if teacher == "none" else teaching))
         runs[teacher] = train_and_test(model_fn, splits, args)
     target = best_value(runs["none"].curve, key, higher)
     targets = {"target": target}
@@ -89,7 +93,7 @@ def compare(task: str, model_fn, splits, training: dict, teaching: dict, toleran
     for teacher, run in runs.items():
         row = {
             "task": task,
-            "method": "full" if teacher == "none" else f"GraNT({training_variant(teaching)})",
+            "method": methods[teacher],
             "train_s": round(run.train_seconds, 2),
             "train_cpu_s": round(run.train_cpu_seconds, 2),
             "selection_s": round(run.selection_seconds, 2),
@@ -105,17 +109,18 @@ def compare(task: str, model_fn, splits, training: dict, teaching: dict, toleran
             row[f"test_at_target{suffix}"] = None if point is None else round(point[test_key], 4)
         row["test"] = round(run.test_metrics[f"test_{name}"], 4)
         rows.append(row)
-    full, grant = rows
-    for label in targets:
-        suffix = "" if label == "target" else f"_{label}"
-        for clock in ("", "_cpu"):
-            seconds = f"time_to_target{suffix}{clock}_s"
-            grant[f"time_to_target{suffix}{clock}_x"] = _ratio(grant[seconds], full[seconds])
-    grant["test_change_%"] = round(100 * (grant["test"] - full["test"]) / abs(full["test"]), 2)
-    scored = [entry for entry in runs["grant"].teaching_log if entry["ratio"] < 1]
-    if scored:  # how much of the summed scores the subsets carried, beside their size
-        grant["ratio_mean"] = round(statistics.fmean(e["ratio"] for e in scored), 3)
-        grant["score_share_mean"] = round(statistics.fmean(e["score_share"] for e in scored), 3)
+    full = rows[0]
+    for taught, run in zip(rows[1:], list(runs.values())[1:]):
+        for label in targets:
+            suffix = "" if label == "target" else f"_{label}"
+            for clock in ("", "_cpu"):
+                seconds = f"time_to_target{suffix}{clock}_s"
+                taught[f"time_to_target{suffix}{clock}_x"] = _ratio(taught[seconds], full[seconds])
+        taught["test_change_%"] = round(100 * (taught["test"] - full["test"]) / abs(full["test"]), 2)
+        scored = [entry for entry in run.teaching_log if entry["ratio"] < 1 and "score_share" in entry]
+        if scored:  # how much of the summed scores the subsets carried, beside their size
+            taught["ratio_mean"] = round(statistics.fmean(e["ratio"] for e in scored), 3)
+            taught["score_share_mean"] = round(statistics.fmean(e["score_share"] for e in scored), 3)
     return {"task": task, "metric": name, "higher_is_better": higher, "target": target, "rows": rows, "runs": runs}
 
 
@@ -124,7 +129,7 @@ def training_variant(teaching: dict) -> str:
 
 
 def plot_curves(results: list[dict], path: Path) -> None:
-    """One panel per task: validation metric against training seconds, both runs."""
+    """One panel per task: validation metric against training seconds, every run."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -11,6 +11,8 @@ from hf_eff.grant.selection import NODE_NORMALIZATIONS
 from hf_eff.grant.tasks import TASKS
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 
+TEACHERS = ("grant", "none", "random")
+
 
 @dataclass
 class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
@@ -20,7 +22,10 @@ class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
 
     task: str | None = field(default=None, metadata={"help": f"one of {TASKS}"})
     teacher: str = field(
-        default="grant", metadata={"help": "'grant' (graph neural teaching) or 'none' (full-data training)"}
+        default="grant",
+        metadata={"help": "'grant' (graph neural teaching), 'none' (full-data training) or 'random' (the ablation "
+                  "baseline: GraNT's schedule and subset sizes, graphs drawn at random instead of scored, so "
+                  "the gain of the selection itself can be told from that of the smaller epochs)"},
     )
     variant: str = field(
         default="batch",
@@ -60,8 +65,8 @@ class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
         super().__post_init__()
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.teacher not in ("grant", "none"):
-            raise ValueError(f"teacher must be 'grant' or 'none', got {self.teacher!r}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.variant not in ("batch", "single"):
             raise ValueError(f"variant must be 'batch' or 'single', got {self.variant!r}")
         if not 0 < self.start_ratio <= 1:
@@ -83,9 +88,9 @@ class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             )
         if self.ratio_stages < 1 or self.score_batch_size < 1:
             raise ValueError("ratio_stages and score_batch_size must be >= 1")
-        if self.teacher == "grant" and self.max_steps > 0:
+        if self.teacher != "none" and self.max_steps > 0:
             raise ValueError(
                 "GraNT's budget is num_train_epochs: max_steps is derived from the ratio schedule, leave it unset"
             )
-        if self.teacher == "grant" and self.num_train_epochs != int(self.num_train_epochs):
+        if self.teacher != "none" and self.num_train_epochs != int(self.num_train_epochs):
             raise ValueError(f"GraNT needs a whole number of epochs, got num_train_epochs={self.num_train_epochs}")

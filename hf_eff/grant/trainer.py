@@ -3,7 +3,8 @@ which the learner is most wrong, and trains on them until the next reselection.
 
 Works with `GrantGCN` and with any PyG model whose forward takes (x, edge_index, batch); the
 loss comes from `args.task`. With `teacher="none"` it is plain full-data training through the
-same code path (the baseline).
+same code path (the baseline); with `teacher="random"`, GraNT's schedule on random subsets (the
+ablation of the selection).
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # The teacher's subset belongs with the optimizer's state: resuming needs both, and it
         # cannot be recomputed later (it was scored by the model as it was at the reselection).
         super()._save_optimizer_and_scheduler(output_dir)
-        if self.args.teacher == "grant" and self.args.should_save:
+        if self.args.teacher != "none" and self.args.should_save:
             state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log}
             with open(os.path.join(output_dir, TEACHER_STATE_NAME), "w") as file:
                 json.dump(state, file)
@@ -234,7 +235,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         self.teaching_log = state["teaching_log"]
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, **kwargs):
-        if self.args.teacher == "grant":
+        if self.args.teacher != "none":
             resumed_inside_epoch = (
                 kwargs["resume_from_checkpoint"] is not None and epoch == kwargs["epochs_trained"]
                 and kwargs["steps_trained_in_current_epoch"] > 0
@@ -274,7 +275,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         return self.accelerator.gather(padded).cpu()[:num_graphs]
 
     def _teach(self, epoch: int) -> None:
-        """At a reselection epoch: score every training graph, keep the top ones."""
+        """At a reselection epoch: score every training graph, keep the top ones. The random teacher
+        draws i.i.d. uniform scores instead (seeded, so every process draws the same), so its subsets
+        have GraNT's sizes and structure (per batch, per class) with the graphs picked at random."""
         entry = self._plan[epoch]
         self._sampler.set_epoch(epoch)
         if not entry.reselect:
@@ -282,7 +285,10 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         start = time.perf_counter()
         batch_size = self._train_batch_size
         seed = self.args.seed + epoch
-        scores = self._score_training_set() if entry.ratio < 1 else None
+        scores = None
+        if entry.ratio < 1:
+            scores = (self._score_training_set() if self.args.teacher == "grant"
+                      else torch.rand(len(self.train_dataset), generator=torch.Generator().manual_seed(seed)))
         if scores is not None and self._strata is not None:
             batches = select_stratified(scores, self._strata, entry.ratio, batch_size, seed)
         else:
@@ -295,8 +301,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # The subset's share of the summed scores (|dL/df| per graph): far above the ratio, the subset
         # carries most of the learning signal; near it, the errors are spread evenly and the subset's
         # step is worth little more than a random subset's.
-        score_share = 1.0 if scores is None else float(scores[torch.cat(batches)].sum() / scores.sum().clamp_min(1e-12))
-        self.teaching_log.append({"epoch": epoch, "ratio": entry.ratio, "subset_size": subset_size,
-                                  "score_share": score_share, "selection_seconds": seconds})
-        self.log({"grant_ratio": entry.ratio, "grant_subset_size": subset_size, "grant_score_share": score_share,
-                  "grant_selection_seconds": seconds})
+        logged = {"ratio": entry.ratio, "subset_size": subset_size, "selection_seconds": seconds}
+        if self.args.teacher == "grant":
+            logged["score_share"] = 1.0 if scores is None else float(scores[torch.cat(batches)].sum() / scores.sum().clamp_min(1e-12))
+        self.teaching_log.append({"epoch": epoch, **logged})
+        self.log({f"grant_{name}": value for name, value in logged.items()})

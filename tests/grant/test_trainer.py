@@ -101,6 +101,32 @@ def test_batch_variant_in_the_trainer_keeps_top_mean_batches(tmp_path, make_grap
     assert sorted(trainer._sampler.batches) == expected
 
 
+def test_random_teacher_keeps_grants_subset_sizes_with_graphs_drawn_by_seed(tmp_path, make_graphs):
+    task = "graph_regression"
+    train = make_graphs(30, task, seed=3)
+
+    def chosen_sets(teacher, seed=0):
+        model = GrantGCN(6, 1, hidden_channels=8, batch_norm=False)
+        args = _args(tmp_path, task, teacher=teacher, learning_rate=0.0, variant="single", num_train_epochs=3,
+                     start_ratio=0.2, reselect_interval_start=1, seed=seed, output_dir=str(tmp_path / teacher))
+        trainer = GraNTTrainer(model=model, args=args, train_dataset=train)
+        trainer.train()
+        return trainer, [entry["subset_size"] for entry in trainer.teaching_log]
+
+    grant, grant_sizes = chosen_sets("grant")
+    random, random_sizes = chosen_sets("random")
+    assert random_sizes == grant_sizes  # the same schedule, batch by batch
+    assert "score_share" not in random.teaching_log[0] and "score_share" in grant.teaching_log[0]
+    picked = {i for batch in random._sampler.batches for i in batch}
+    assert picked != {i for batch in grant._sampler.batches for i in batch}  # not the top-scoring graphs
+    again, _ = chosen_sets("random")
+    assert {i for batch in again._sampler.batches for i in batch} == picked
+    other_seed, _ = chosen_sets("random", seed=1)
+    assert {i for batch in other_seed._sampler.batches for i in batch} != picked
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        _args(tmp_path, task, teacher="oracle")
+
+
 def test_any_pyg_model_and_full_training(tmp_path, make_graphs):
     task = "node_regression"
     train = make_graphs(24, task, seed=5)
@@ -213,8 +239,11 @@ def test_compare_reports_wall_and_cpu_time_to_target(tmp_path, make_graphs):
                     learning_rate=1e-2, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
                     logging_strategy="no", eval_strategy="epoch", seed=0)
     result = compare(task, lambda: GrantGCN(6, 1, hidden_channels=8), splits, training,
-                     dict(start_ratio=0.25, reselect_schedule="constant", reselect_interval_start=2), tolerance=0.5)
-    full, grant = result["rows"]
+                     dict(start_ratio=0.25, reselect_schedule="constant", reselect_interval_start=2), tolerance=0.5,
+                     random_baseline=True)
+    full, grant, random = result["rows"]
+    assert [row["method"] for row in result["rows"]] == ["full", "GraNT(B)", "random(B)"]
+    assert random["steps"] == grant["steps"] and "test_change_%" in random and "score_share_mean" not in random
     assert full["best_val"] == pytest.approx(result["target"], abs=1e-4)
     assert full["time_to_target_s"] is not None and full["test_at_target"] is not None
     # a looser target is reached no later than the exact one
