@@ -49,7 +49,7 @@ class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
         default=False,
         metadata={"help": "graph classification with GraNT(S): keep the ceil(ratio * |c|) best-scored graphs of every "
                   "class c instead of every batch, so that the taught subset keeps the class proportions. The "
-                  "paper's rule can teach a single class: on the solubility classes the top 5% (and 20%) at "
+                  "paper's rule can teach a single class: on the solubility classes the top 5%% (and 20%%) at "
                   "initialisation were all of one class, and validation ROC-AUC fell while they were taught"},
     )
     score_batch_size: int = field(default=256, metadata={"help": "graphs per batch in the scoring pass"})
