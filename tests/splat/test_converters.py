@@ -125,3 +125,19 @@ def test_nerf_synthetic_composites_alpha_and_names_missing_fields(tmp_path):
     (tmp_path / "transforms_train.json").write_text(json.dumps({"frames": [frame]}))
     with pytest.raises(ValueError, match="frame 0: needs 'camera_angle_x'"):
         scene_from_nerf_synthetic(tmp_path)
+
+
+def test_nerf_synthetic_names_the_frame_of_a_singular_transform_matrix(tmp_path):
+    (tmp_path / "train").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "train" / "r_1.png")
+    singular = np.diag([0.0, 0.0, 0.0, 1.0]).tolist()  # a zeroed rotation block
+    frames = [{"file_path": "./train/r_1", "transform_matrix": np.eye(4).tolist()},
+              {"file_path": "./train/r_1", "transform_matrix": singular}]
+    (tmp_path / "transforms_train.json").write_text(
+        json.dumps({"camera_angle_x": 0.8, "frames": frames})
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"transforms_train.json frame 1 \(\./train/r_1\): transform_matrix is singular",
+    ):
+        scene_from_nerf_synthetic(tmp_path)

@@ -51,7 +51,10 @@ def _read_split(folder: Path, transforms_file: Path, background: np.ndarray) -> 
         camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
         if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
             raise ValueError(f"{where}: transform_matrix must be a finite 4x4 matrix")
-        poses.append(np.linalg.inv(camera_to_world @ OPENGL_TO_OPENCV))
+        try:
+            poses.append(np.linalg.inv(camera_to_world @ OPENGL_TO_OPENCV))
+        except np.linalg.LinAlgError:
+            raise ValueError(f"{where} ({frame['file_path']}): transform_matrix is singular") from None
     return views_dataset(images, Ks, poses)
 
 
