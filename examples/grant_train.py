@@ -40,6 +40,7 @@ from hf_eff.grant import (
 )
 from hf_eff.grant.metrics import best_value, primary_metric
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
+from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
@@ -84,16 +85,22 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, GraNTTrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    # `--task qm9` names a built-in data set; GraNTTrainingArguments.task is the task kind.
-    if "--task" in argv and argv[argv.index("--task") + 1] in BUILTIN_TASKS:
-        name = argv[argv.index("--task") + 1]
-        argv = argv[: argv.index("--task")] + ["--builtin", name, "--task", BUILTIN_TASKS[name]] + argv[argv.index("--task") + 2:]
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
-    return parser.parse_args_into_dataclasses(argv)
+    return parse_recipe_and_flags(parser, builtin_task_flags(sys.argv[1:] if argv is None else argv))
+
+
+def builtin_task_flags(argv: list[str]) -> list[str]:
+    """`--task qm9` (or `--builtin qm9`) names a built-in data set, while GraNTTrainingArguments.task is
+    the task kind: rewrite to `--builtin qm9 --task graph_regression`, unless a task kind is given."""
+    flags = [part for arg in argv for part in (arg.split("=", 1) if arg.startswith(("--task=", "--builtin=")) else [arg])]
+    name = None
+    for flag in ("--task", "--builtin"):
+        if flag in flags[:-1] and flags[flags.index(flag) + 1] in BUILTIN_TASKS:
+            position = flags.index(flag)
+            name = flags[position + 1]
+            del flags[position: position + 2]
+    if name is None:
+        return flags
+    return flags + ["--builtin", name] + ([] if "--task" in flags else ["--task", BUILTIN_TASKS[name]])
 
 
 def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset:

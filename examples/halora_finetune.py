@@ -35,6 +35,7 @@ from hf_eff.halora.experiment import (
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
+from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
@@ -84,12 +85,7 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, HaLoRATrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
-    return parser.parse_args_into_dataclasses(argv)
+    return parse_recipe_and_flags(parser, sys.argv[1:] if argv is None else argv)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -38,6 +38,7 @@ from hf_eff.splat import (
     make_procedural_scene,
 )
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
+from hf_eff.utils.recipes import parse_recipe_and_flags
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,7 @@ class ModelArguments:
 
 def parse_args():
     parser = HfArgumentParser((SceneArguments, ModelArguments, SplatTrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(json_file=sys.argv[1])
-    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(yaml_file=sys.argv[1])
-    return parser.parse_args_into_dataclasses()
+    return parse_recipe_and_flags(parser, sys.argv[1:])
 
 
 def build_model(scene, model_args: ModelArguments) -> GaussianModel:

@@ -45,3 +45,14 @@ def test_user_csv_with_two_targets(tmp_path):
 def test_data_source_is_required(tmp_path):
     with pytest.raises(ValueError, match="exactly one of"):
         _example().main(["--task", "graph_regression", "--output_dir", str(tmp_path), *COMMON])
+
+
+def test_recipe_with_overriding_flags_and_the_builtin_name_forms():
+    example = _example()
+    recipe = str(ROOT / "trainers" / "grant" / "gen_reg.yaml")
+    _, data_args, training_args = example.parse_args([recipe, "--num_train_epochs", "2", "--builtin", "gen-cls"])
+    assert (data_args.builtin, training_args.task, training_args.num_train_epochs) == ("gen-cls", "node_classification", 2)
+    assert data_args.num_generated_graphs == 400  # from the recipe
+    for argv in (["--task=gen-reg"], ["--builtin", "gen-reg"], ["--builtin=gen-reg", "--task", "node_regression"]):
+        _, data_args, training_args = example.parse_args([*argv, "--output_dir", "unused"])
+        assert (data_args.builtin, training_args.task) == ("gen-reg", "node_regression"), argv

@@ -46,3 +46,9 @@ def test_recipes_parse():
         assert model_args.method == method and model_args.lora_r == 4
         assert model_args.target_modules == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
         assert training_args.eval_sigmas == [0.0, 0.005, 0.01, 0.02] and training_args.eval_noise_seeds == 5
+
+
+def test_recipe_with_overriding_flags():
+    recipe = str(EXAMPLE.parents[1] / "trainers" / "halora" / "smollm2_mixed.yaml")
+    model_args, _, training_args = _load_example().parse_args([recipe, "--method", "lora", "--max_steps", "7"])
+    assert (model_args.method, training_args.max_steps, model_args.lora_r) == ("lora", 7, 4)

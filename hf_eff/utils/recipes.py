@@ -1,0 +1,39 @@
+"""The examples' command line: a recipe file from trainers/ (YAML or JSON) followed by flags that
+override it, as in `accelerate launch examples/grant_train.py trainers/grant/gen_reg.yaml --seed 1`.
+HfArgumentParser reads a recipe or flags, not both; TRL's TrlParser layers them the same way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_recipe(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    text = path.read_text()
+    recipe = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {path} must hold a mapping of argument names to values, got {type(recipe).__name__}")
+    return recipe
+
+
+def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
+    """The dataclasses of `parser` from an optional leading recipe file and then flags, which win."""
+    if argv and argv[0].endswith(RECIPE_SUFFIXES):
+        recipe = load_recipe(argv[0])
+        actions = {action.dest: action for action in parser._actions}
+        unknown = sorted(set(recipe) - set(actions))
+        if unknown:
+            raise ValueError(f"recipe {argv[0]}: unknown argument(s) {unknown}; see --help for the names")
+        for name in recipe:
+            actions[name].required = False  # the recipe gives it
+        parser.set_defaults(**recipe)
+        argv = argv[1:]
+    return parser.parse_args_into_dataclasses(argv)

@@ -1,0 +1,70 @@
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from transformers import HfArgumentParser
+
+from hf_eff.utils.recipes import parse_recipe_and_flags
+
+
+@dataclass
+class Settings:
+    name: str  # required on the command line unless the recipe gives it
+    steps: int = 10
+    sigmas: list[float] = field(default_factory=lambda: [0.0])
+    noisy: bool = True
+
+
+def _parse(argv):
+    return parse_recipe_and_flags(HfArgumentParser(Settings), argv)[0]
+
+
+def test_flags_after_a_recipe_override_it(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: run\nsteps: 50\nsigmas: [0.0, 0.02]\nnoisy: false\n")
+    assert _parse([str(recipe)]) == Settings("run", 50, [0.0, 0.02], False)
+    assert _parse([str(recipe), "--steps", "3", "--noisy"]) == Settings("run", 3, [0.0, 0.02], True)
+    assert _parse(["--name", "cli"]) == Settings("cli")
+    as_json = tmp_path / "recipe.json"
+    as_json.write_text(json.dumps({"name": "j", "steps": 2}))
+    assert _parse([str(as_json), "--name", "k"]) == Settings("k", 2)
+
+
+def test_bad_recipes_name_the_problem(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: run\nstpes: 5\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['stpes'\]"):
+        _parse([str(recipe)])
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        _parse([str(tmp_path / "missing.yaml")])
+    recipe.write_text("- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        _parse([str(recipe)])
+    recipe.write_text("name: run\n")
+    with pytest.raises(ValueError, match="not used"):
+        _parse([str(recipe), "--unknown_flag", "1"])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = {"halora": "halora_finetune.py", "grant": "grant_train.py", "splat": "splat_train.py"}
+
+
+def _example(name):
+    script = ROOT / "examples" / EXAMPLES[name]
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while decorating
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT / "trainers") for p in (ROOT / "trainers").glob("*/*.yaml")
+                                          if p.parent.name in EXAMPLES), ids=str)
+def test_every_shipped_recipe_parses_with_an_override(recipe, monkeypatch):
+    argv = [str(ROOT / "trainers" / recipe), "--seed", "5"]
+    monkeypatch.setattr(sys, "argv", ["example", *argv])
+    parsed = _example(recipe.parent.name).parse_args()
+    assert parsed[-1].seed == 5
