@@ -23,6 +23,8 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from huggingface_hub import constants as hub_constants
 
@@ -244,9 +246,60 @@ def generate_graphon_dataset(
     return _cached("gen-cls" if kind == "classification" else "gen-reg", params, build)
 
 
+def _values_per_row(column: pa.ChunkedArray) -> np.ndarray:
+    """How many scalars each row of a (possibly nested) list column holds; 1 per scalar row."""
+    array = column.combine_chunks()
+    if isinstance(array, pa.ExtensionArray):  # datasets' fixed-shape ArrayND features
+        array = array.storage
+    rows = np.arange(len(array))
+    while isinstance(array.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)):
+        rows = rows[pc.list_parent_indices(array).to_numpy()]
+        array = pc.list_flatten(array)
+    return np.bincount(rows, minlength=len(column))
+
+
+def _check_target_sizes(dataset: datasets.Dataset, task: GraphTask, name: str) -> None:
+    """y's length against the task on every row, counted on the Arrow columns (no row is
+    decoded): graph-level y is one class id, or the same number of targets, per graph;
+    node-level y has one entry per node. Node labels given to a graph task otherwise only
+    fail inside the collator ("stack expects each tensor to be equal size")."""
+    table = dataset.select_columns(["y", "num_nodes"]).with_format("arrow")[:]
+    sizes = _values_per_row(table.column("y"))
+    num_nodes = table.column("num_nodes").to_numpy().astype(np.int64)
+    if not len(sizes):
+        return
+    per_node = sizes == num_nodes
+    if task.level == "node":
+        bad = np.flatnonzero(~per_node)
+        if bad.size:
+            row = int(bad[0])
+            hint = ""
+            if (sizes == sizes[0]).all():
+                hint = (f"; y has {sizes[0]} value(s) on every row, as graph-level targets do: use task "
+                        f"'graph_{task.split('_')[1]}'")
+            raise ValueError(
+                f"{name} row {row}: {task} needs one label per node, got {sizes[row]} y values for "
+                f"num_nodes={num_nodes[row]}{hint}"
+            )
+        return
+    expected = 1 if task.is_classification else int(sizes[0])
+    bad = np.flatnonzero(sizes != expected)
+    if bad.size:
+        row = int(bad[0])
+        need = "one class id per graph" if task.is_classification else (
+            f"the same number of targets on every graph (row 0 has {expected})")
+        hint = ""
+        if per_node.all():
+            hint = f"; y has one entry per node on every row (node labels): use task 'node_{task.split('_')[1]}'"
+        raise ValueError(f"{name} row {row}: {task} needs {need}, got {sizes[row]} y values "
+                         f"(num_nodes={num_nodes[row]}){hint}")
+
+
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:
     """Raises a clear error for a missing column, an edge_index that does not fit its graph,
-    node features or node labels of the wrong length, and NaN targets or features."""
+    node features of the wrong length, y of the wrong length for the task (graph-level: one
+    class id or a fixed number of targets per graph; node-level: one label per node), and NaN
+    targets or features."""
     task = GraphTask(task)
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
     if missing:
@@ -254,6 +307,7 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
             f"{name}: missing column(s) {missing}; a graph dataset needs {list(REQUIRED_COLUMNS)} "
             f"(has {dataset.column_names})"
         )
+    _check_target_sizes(dataset, task, name)
     for row, graph in enumerate(dataset.with_format("numpy")):
         num_nodes = int(graph["num_nodes"])
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
@@ -273,8 +327,6 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
             raise ValueError(f"{where}: y contains NaN; drop or impute unlabelled graphs first")
         if x.dtype.kind == "f" and np.isnan(x).any():
             raise ValueError(f"{where}: x contains NaN")
-        if task.level == "node" and y.shape[0] != num_nodes:
-            raise ValueError(f"{where}: {task} needs one label per node, got {y.shape[0]} for {num_nodes} nodes")
         if task.is_classification and (y != np.round(y)).any():
             raise ValueError(f"{where}: {task} needs integer class ids in y, got {y.tolist()[:5]}")
 

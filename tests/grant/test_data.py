@@ -97,6 +97,25 @@ def test_node_labels_must_cover_every_node():
         check_graph_dataset(_graph(x=[[0.0]]), "graph_regression")
 
 
+def test_node_labels_given_to_a_graph_task_are_named(make_graphs):
+    node_data = make_graphs(12, "node_regression", min_nodes=2)
+    for kind in ("regression", "classification"):
+        with pytest.raises(ValueError, match=rf"row \d+: graph_{kind} needs .* \(node labels\): use task 'node_{kind}'"):
+            check_graph_dataset(node_data.shuffle(seed=0), f"graph_{kind}")
+
+
+def test_graph_targets_must_have_one_size():
+    rows = [{"x": [[0.0]] * 2, "edge_index": [[], []], "y": y, "num_nodes": 2} for y in ([1.0], [1.0], [1.0, 2.0])]
+    with pytest.raises(ValueError, match=r"row 2: graph_regression needs the same number of targets .* got 2"):
+        check_graph_dataset(datasets.Dataset.from_list(rows), "graph_regression")
+    with pytest.raises(ValueError, match=r"row 0: graph_classification needs one class id per graph, got 2"):
+        check_graph_dataset(_graph(y=[0, 1]), "graph_classification")
+    check_graph_dataset(_graph(y=[1.0, 2.0, 3.0]), "graph_regression")  # a fixed number of targets is fine
+    check_graph_dataset(_graph(y=1), "graph_classification")
+    with pytest.raises(ValueError, match="one label per node.*graph-level targets do: use task 'graph_regression'"):
+        check_graph_dataset(datasets.Dataset.from_list(rows[:2]), "node_regression")
+
+
 def test_split_sizes():
     parts = split_dataset(datasets.Dataset.from_dict({"a": list(range(100))}), 0.1, 0.2, seed=0)
     assert [len(parts[k]) for k in ("train", "validation", "test")] == [70, 10, 20]
