@@ -268,6 +268,21 @@ def validate_views(views: DatasetDict) -> None:
                 raise ValueError(
                     f"{where}: world_to_camera is not invertible (its 3x3 block is singular)"
                 )
+            rotation = pose[:3, :3]
+            # Rigid poses only: the rasterizer reads the 3x3 block as a rotation. Real poses
+            # (COLMAP quaternions, Blender's printed matrices) stored as float32 are orthonormal to
+            # ~1e-7; 1e-3 rejects scaled, sheared or reflected poses, not rounding.
+            deviation = np.abs(rotation @ rotation.T - np.eye(3)).max()
+            if deviation > 1e-3:
+                raise ValueError(
+                    f"{where}: world_to_camera rotation is not orthonormal "
+                    f"(R R^T differs from I by {deviation:.3g}); scale belongs in the scene, not the pose"
+                )
+            if np.linalg.det(rotation) < 0:
+                raise ValueError(
+                    f"{where}: world_to_camera rotation is a reflection (det R = -1); "
+                    "flip an axis of the camera convention instead (OpenCV: x right, y down, z forward)"
+                )
             if K[0, 0] <= 0 or K[1, 1] <= 0:
                 raise ValueError(
                     f"{where}: K has a non-positive focal length (fx={K[0, 0]}, fy={K[1, 1]})"

@@ -118,6 +118,14 @@ def singular_pose():
             r"scene view 1 \(train\): world_to_camera is not invertible",
         ),
         (
+            tampered("world_to_camera", np.diag([2.0, 2.0, 2.0, 1.0])),
+            r"scene view 1 \(train\): world_to_camera rotation is not orthonormal \(R R\^T differs from I by 3\)",
+        ),
+        (
+            tampered("world_to_camera", np.diag([1.0, 1.0, -1.0, 1.0]), index=0),
+            r"scene view 0 \(train\): world_to_camera rotation is a reflection \(det R = -1\)",
+        ),
+        (
             tampered("width", WIDTH + 1),
             r"scene view 1 \(train\): image is 8x6 but width x height says 9x6",
         ),
@@ -139,6 +147,13 @@ def singular_pose():
 def test_validation_names_the_view_and_the_problem(views, message):
     with pytest.raises(ValueError, match=message):
         validate_views(views)
+
+
+def test_validation_accepts_poses_rounded_like_real_files():
+    # Blender's transforms JSON and float32 storage round the rotation to ~6 digits.
+    pose = look_at((2.0, -1.0, 0.5), (0, 0, 0))
+    pose[:3, :3] = np.round(pose[:3, :3], 6)
+    validate_views(tampered("world_to_camera", pose))
 
 
 def test_loading_a_bad_scene_raises_the_named_error(tmp_path):
