@@ -223,6 +223,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                 json.dump(state, file)
 
     def _load_teacher_state(self, checkpoint: str) -> None:
+        if not os.path.isdir(checkpoint):
+            raise FileNotFoundError(
+                f"cannot resume GraNT from {checkpoint}: the folder does not exist; pass a checkpoint-<step> "
+                "folder of output_dir, or resume_from_checkpoint=True for the last one"
+            )
         path = os.path.join(checkpoint, TEACHER_STATE_NAME)
         if not os.path.isfile(path):
             raise ValueError(

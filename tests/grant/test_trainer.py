@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -210,6 +211,15 @@ def test_resume_without_the_teachers_state_is_refused(tmp_path, make_graphs):
     with pytest.raises(ValueError, match="grant_teacher.json"):
         GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train(
             resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-1"))
+
+
+def test_resume_from_a_missing_folder_names_it(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_regression")
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression"),
+                           train_dataset=train)
+    missing = str(tmp_path / "out" / "checkpoint-7")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{missing}: the folder does not exist")):
+        trainer.train(resume_from_checkpoint=missing)
 
 
 def test_curve_has_cpu_seconds_and_one_point_per_evaluation_of_several_sets(tmp_path, make_graphs):
