@@ -138,7 +138,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     eval_render_images: int = field(
         default=4,
         metadata={"help": "Test views rendered as render|target pairs at each evaluation: saved as a PNG in "
-                          "output_dir/eval_renders and logged as an image to TensorBoard / wandb under report_to."},
+                          "output_dir/eval_renders and logged as an image to TensorBoard / wandb under report_to; 0 renders none."},
     )
 
     # Trainer defaults changed for splatting (see the class docstring).
@@ -177,6 +177,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             raise ValueError(f"SplatTrainingArguments.sh_degree_start must be 'start' or 'full_resolution', got {self.sh_degree_start!r}")
         if self.means_lr_decay not in ("remaining", "paused"):
             raise ValueError(f"SplatTrainingArguments.means_lr_decay must be 'remaining' or 'paused', got {self.means_lr_decay!r}")
+        if self.eval_render_images < 0:
+            raise ValueError(f"SplatTrainingArguments.eval_render_images must be >= 0 (0 renders none), got {self.eval_render_images}")
         if self.render_backend not in ("auto", "cpu", "gsplat"):
             raise ValueError(f"SplatTrainingArguments.render_backend must be auto, cpu or gsplat, got {self.render_backend!r}")
 

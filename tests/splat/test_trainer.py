@@ -97,10 +97,16 @@ def test_schedules_after_coarse_to_fine_options(scene, tmp_path):
     (dict(clone_grad2d_factor=0), "clone_grad2d_factor"),
     (dict(means_lr_decay="linear"), "means_lr_decay"),
     (dict(sh_degree_start="end"), "sh_degree_start"),
+    (dict(eval_render_images=-1), r"eval_render_images must be >= 0 \(0 renders none\), got -1"),
 ])
 def test_bad_arguments_are_named(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         SplatTrainingArguments(output_dir=str(tmp_path), **{"max_steps": 10, **overrides})
+
+
+def test_zero_eval_render_images_evaluates_without_renders(scene, tmp_path):
+    metrics = make_trainer(scene, tmp_path, eval_render_images=0).evaluate()
+    assert "eval_psnr" in metrics and not (tmp_path / "eval_renders").exists()
 
 
 def test_paper_schedule_scales_with_max_steps(tmp_path):
