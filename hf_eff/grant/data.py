@@ -11,6 +11,7 @@ classification), or one value / class id per node (node-level tasks).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -85,8 +86,11 @@ def atom_features(categorical: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=1).float()
 
 
-def graphs_from_smiles(smiles: Sequence[str], targets: Sequence) -> datasets.Dataset:
-    """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id)."""
+def graphs_from_smiles(
+    smiles: Sequence[str], targets: Sequence, row_name: Callable[[int], str] = "row {}".format
+) -> datasets.Dataset:
+    """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id).
+    `row_name(i)` names molecule i in errors (a CSV loader names the file and its row)."""
     from torch_geometric.utils import from_smiles
 
     if len(smiles) != len(targets):
@@ -95,7 +99,7 @@ def graphs_from_smiles(smiles: Sequence[str], targets: Sequence) -> datasets.Dat
     for row, (text, target) in enumerate(zip(smiles, targets)):
         graph = from_smiles(str(text))
         if graph.num_nodes == 0:
-            raise ValueError(f"row {row}: SMILES {text!r} could not be parsed into a molecule")
+            raise ValueError(f"{row_name(row)}: SMILES {text!r} could not be parsed into a molecule")
         rows["x"].append(atom_features(graph.x).numpy())
         rows["edge_index"].append(graph.edge_index.numpy())
         rows["edge_attr"].append(graph.edge_attr.numpy())
@@ -104,34 +108,69 @@ def graphs_from_smiles(smiles: Sequence[str], targets: Sequence) -> datasets.Dat
     return datasets.Dataset.from_dict(rows)
 
 
-def _targets_from_frame(frame, target_columns: Sequence[str], classification: bool, source: str) -> list:
+def _csv_row(path, column: str, index: int) -> str:
+    # a data row, not a file line: pandas skips blank lines and a quoted cell may span lines
+    return f"{path}, column {column!r}, data row {index + 1} (1-based, header not counted)"
+
+
+def _first(mask) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _targets_from_frame(frame, target_columns: Sequence[str], classification: bool, path) -> list:
+    """Class ids (0..C-1 in the labels' sorted order) or float target lists, checked at load
+    time so that an empty or non-numeric cell is named by its CSV row, not by a row of a
+    shuffled split later."""
+    import pandas as pd
+
     missing = [c for c in target_columns if c not in frame.columns]
     if missing:
-        raise KeyError(f"{source}: no column {missing}; columns are {list(frame.columns)}")
-    values = frame[list(target_columns)]
+        raise KeyError(f"{path}: no column {missing}; columns are {list(frame.columns)}")
     if classification:
         if len(target_columns) != 1:
             raise ValueError("classification takes exactly one target column (class labels)")
-        classes = sorted(values.iloc[:, 0].unique().tolist())
-        return [classes.index(v) for v in values.iloc[:, 0]]
-    return values.astype("float32").values.tolist()
+        labels = frame[target_columns[0]]
+        if labels.isna().any():
+            raise ValueError(
+                f"{_csv_row(path, target_columns[0], _first(labels.isna()))}: the class label is empty (or a "
+                "missing-value marker such as NA); drop or label that molecule"
+            )
+        classes = sorted(labels.unique().tolist())
+        return [classes.index(v) for v in labels]
+    columns = []
+    for column in target_columns:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            index = _first(bad)
+            raw = frame[column].iloc[index]
+            problem = ("is empty (or a missing-value marker such as NA)" if pd.isna(raw)
+                       else f"{raw!r} is not a finite number")
+            raise ValueError(f"{_csv_row(path, column, index)}: the target {problem}; drop or fix that molecule")
+        columns.append(values)
+    return np.stack(columns, axis=1).astype(np.float32).tolist()
 
 
 def load_smiles_csv(
     path: str | Path, smiles_column: str, target_columns: Sequence[str], classification: bool = False
 ) -> datasets.Dataset:
     """A CSV of SMILES with one or more regression targets, or one column of class labels
-    (mapped to 0..C-1 in sorted order)."""
+    (mapped to 0..C-1 in sorted order). An empty, non-numeric or unparsable cell raises an
+    error naming the file, the column and the data row (1-based, header not counted)."""
     import pandas as pd
 
     frame = pd.read_csv(path)
     if smiles_column not in frame.columns:
         raise KeyError(f"{path}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
-    targets = _targets_from_frame(frame, target_columns, classification, str(path))
+    smiles = frame[smiles_column]
+    if smiles.isna().any():
+        raise ValueError(f"{_csv_row(path, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
+    targets = _targets_from_frame(frame, target_columns, classification, path)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
               "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
-    return _cached("csv", params, lambda: graphs_from_smiles(frame[smiles_column].tolist(), targets))
+    row_name = functools.partial(_csv_row, path, smiles_column)
+    return _cached("csv", params, lambda: graphs_from_smiles(smiles.tolist(), targets, row_name))
 
 
 def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> datasets.Dataset:

@@ -66,6 +66,26 @@ def test_smiles_csv_with_classes(tmp_path):
         load_smiles_csv(path, "smiles", ["logp"])
 
 
+@pytest.mark.parametrize(
+    ("cells", "classification", "message"),
+    [
+        ("CCO,a,0.1\nCCC,,0.2\n", True, r"column 'label', data row 2 .*: the class label is empty"),
+        ("CCO,a,0.1\nCCC,b,n/a?\n", False, r"column 'logp', data row 2 .*: the target 'n/a\?' is not a finite number"),
+        ("CCO,a,0.1\nCCC,b,0.2\nCCN,b,\n", False, r"column 'logp', data row 3 .*: the target is empty"),
+        ("CCO,a,0.1\n,b,0.2\n", False, r"column 'smi', data row 2 .*: the SMILES cell is empty"),
+        ("CCO,a,0.1\nCCC,b,0.2\nnot a molecule,b,0.3\n", False,
+         r"column 'smi', data row 3 .*: SMILES 'not a molecule' could not be parsed"),
+    ],
+    ids=["empty class", "text target", "empty target", "empty smiles", "bad smiles"],
+)
+def test_bad_csv_cells_name_the_file_column_and_row(tmp_path, cells, classification, message):
+    path = tmp_path / "mols.csv"
+    path.write_text("smi,label,logp\n" + cells)
+    target = ["label"] if classification else ["logp"]
+    with pytest.raises(ValueError, match=f"mols.csv, {message}"):
+        load_smiles_csv(path, "smi", target, classification=classification)
+
+
 def _graph(**overrides):
     row = {"x": [[0.0], [1.0]], "edge_index": [[0, 1], [1, 0]], "y": [1.0], "num_nodes": 2}
     row.update(overrides)
