@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hf_eff.hub.push import RESULTS_FILE, build_card, read_results
+from hf_eff.hub.push import build_card
 
 
 class HubCardTrainerMixin:
@@ -14,13 +14,19 @@ class HubCardTrainerMixin:
     model, calls ``create_model_card`` and uploads the output folder. transformers' own card is a
     generic training summary that knows nothing of noise tables, teaching or splats; this one is
     the card ``hf-eff push`` writes. Its results are the latest value of every key in the log
-    history, overridden by ``all_results.json`` when an example has written it.
+    history, overridden by what this trainer passed to ``save_metrics`` (the examples' closing
+    ``all_results.json``). A results file an earlier run left in a reused ``output_dir`` is not read:
+    its figures would describe another model.
 
     Use: ``class MyTrainer(HubCardTrainerMixin, Trainer)`` with ``card_kind`` set to one of
     ``hf_eff.hub.cards.KINDS``.
     """
 
     card_kind: str
+
+    def save_metrics(self, split, metrics, combined=True):
+        super().save_metrics(split, metrics, combined)
+        self._saved_metrics = {**getattr(self, "_saved_metrics", {}), **metrics}
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
                           tags: str | list[str] | None = None, model_name: str | None = None,
@@ -31,8 +37,7 @@ class HubCardTrainerMixin:
         results: dict = {}
         for entry in self.state.log_history:
             results.update(entry)
-        if (output_dir / RESULTS_FILE).is_file():
-            results.update(read_results(output_dir))
+        results.update(getattr(self, "_saved_metrics", {}))
         repo_id = self.hub_model_id or self.args.hub_model_id or model_name or output_dir.name
         card = build_card(self.card_kind, output_dir, repo_id, results)
         if language is not None:

@@ -1,6 +1,7 @@
 """Cards filled from measured results: metadata, model-index, method tables, how to load."""
 
 import importlib.util
+import json
 import shutil
 
 import pytest
@@ -130,3 +131,26 @@ def test_mixin_classes_write_the_hf_eff_card(kind, load_line):
     model = GrantGCN(4, 1) if cls is GrantGCN else GaussianModel(sh_degree=0, num_gaussians=2)
     card = model.generate_model_card(repo_id="me/model")
     assert card.data.library_name == "hf-eff" and load_line in card.text
+
+
+def test_trainer_card_ignores_results_an_earlier_run_left_in_output_dir(tmp_path):
+    from hf_eff.grant import (
+        GrantGCN,
+        GraNTTrainer,
+        GraNTTrainingArguments,
+        generate_graphon_dataset,
+    )
+
+    graphs = generate_graphon_dataset("regression", 12, 4, 6, seed=7)
+    (tmp_path / "all_results.json").write_text(json.dumps({"eval_mae": 123.25, "teacher": "stale"}))
+    args = GraNTTrainingArguments(output_dir=str(tmp_path), task="node_regression", num_train_epochs=1, report_to="none",
+                                  per_device_train_batch_size=4, use_cpu=True, save_strategy="no")
+    trainer = GraNTTrainer(model=GrantGCN(40, 1, hidden_channels=4, level="node"), args=args, train_dataset=graphs)
+    trainer.train()
+    fresh = trainer.evaluate(graphs)["eval_mae"]
+    trainer.create_model_card()  # as push_to_hub from a user's own script: no save_metrics call
+    card = (tmp_path / "README.md").read_text()
+    assert "123.25" not in card and "stale" not in card and f"{fresh:.4f}" in card
+    trainer.save_metrics("train", {"teacher": "grant"})  # what this run saves does reach the card
+    trainer.create_model_card()
+    assert "`grant`" in (tmp_path / "README.md").read_text()
