@@ -449,6 +449,15 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """The checkpoint decides the number of Gaussians: the parameters are replaced, not
         copied into (Trainer's default `load_state_dict` would fail on the shape change)."""
+        # Checked here, the first use: `from_pretrained` would take a missing folder for a Hub repo id
+        # and fail on its form, yet Trainer reads the rest of the state (trainer_state.json, optimizer,
+        # RNG) from a local folder only, so a Hub id cannot resume either.
+        if not os.path.isdir(resume_from_checkpoint):
+            raise FileNotFoundError(
+                f"resume_from_checkpoint {resume_from_checkpoint!r}: no such checkpoint folder. Pass a folder "
+                "written by save_strategy (output_dir/checkpoint-N), or True for the last one in output_dir; "
+                "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
+            )
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
         loaded = type(target).from_pretrained(resume_from_checkpoint)
         if loaded.sh_degree != target.sh_degree:

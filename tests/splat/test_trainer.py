@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from gsplat.strategy import DefaultStrategy
@@ -102,6 +104,15 @@ def test_schedules_after_coarse_to_fine_options(scene, tmp_path):
 def test_bad_arguments_are_named(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         SplatTrainingArguments(output_dir=str(tmp_path), **{"max_steps": 10, **overrides})
+
+
+@pytest.mark.parametrize("checkpoint", ["{tmp}/run/checkpoint-15", "someone/splat-checkpoint"])
+def test_resuming_from_a_missing_checkpoint_names_it(scene, tmp_path, checkpoint):
+    # A wrong local path used to reach the Hub client ("Repo id must be in the form ...").
+    checkpoint = checkpoint.format(tmp=tmp_path)
+    trainer = make_trainer(scene, tmp_path / "out", save_strategy="no")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"resume_from_checkpoint '{checkpoint}': no such checkpoint folder")):
+        trainer.train(resume_from_checkpoint=checkpoint)
 
 
 def test_zero_eval_render_images_evaluates_without_renders(scene, tmp_path):
