@@ -29,6 +29,10 @@ def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
     missing = [c for c in MC_COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValueError(f"{name}: missing column(s) {missing}; a multiple-choice dataset needs {list(MC_COLUMNS)}")
+    # Checked before any use: a negative answer (-1 often marks "unlabelled") would index from the end.
+    for row, (answer, choices) in enumerate(zip(dataset["answer"], dataset["choices"])):
+        if answer is None or not 0 <= answer < len(choices):
+            raise ValueError(f"{name} row {row}: answer {answer} is not an index into its {len(choices)} choices")
 
 
 # --- built-in offline tasks -------------------------------------------------------------------
@@ -239,8 +243,6 @@ def tokenize_for_scoring(
     check_multiple_choice(dataset, "eval dataset")
     rows, example_index, choice_index = [], [], []
     for i, example in enumerate(dataset):
-        if not 0 <= example["answer"] < len(example["choices"]):
-            raise ValueError(f"eval dataset row {i}: answer {example['answer']} is not an index into its {len(example['choices'])} choices")
         for j, choice in enumerate(example["choices"]):
             rows.append(encode_choice(tokenizer, example["question"], choice, max_length))
             example_index.append(i)

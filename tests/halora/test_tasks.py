@@ -59,6 +59,12 @@ def test_tokenisation_labels_only_the_choice(char_tokenizer):
     assert len(scoring) == 2 and scorer.example_index.tolist() == [0, 0] and scorer.choice_index.tolist() == [0, 1]
     with pytest.raises(ValueError, match="answer"):
         tokenize_for_training(Dataset.from_list([{"question": "q", "choices": ["a"]}]), char_tokenizer)
+    for answer in (-1, 2):  # -1 would otherwise train on the last choice
+        bad = Dataset.from_list([{"question": "q", "choices": ["a", "b"], "answer": 0},
+                                 {"question": "r", "choices": ["a", "b"], "answer": answer}])
+        for tokenize, name in ((tokenize_for_training, "train dataset"), (tokenize_for_scoring, "eval dataset")):
+            with pytest.raises(ValueError, match=f"{name} row 1: answer {answer} is not an index into its 2 choices"):
+                tokenize(bad, char_tokenizer, max_length=64)
 
 
 def test_scoring_rows_are_sorted_by_length_and_mapped_back(char_tokenizer):
