@@ -17,7 +17,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,14 +49,16 @@ def _cached(name: str, params: dict, build: Callable[[], datasets.Dataset]) -> d
     if not (path / "dataset_info.json").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # written aside and renamed into place, so that processes building the same set at
-        # once (accelerate launch) never read a half-written copy
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        build().save_to_disk(str(staging / "data"))
-        try:
-            os.rename(staging / "data", path)
-        except OSError:  # another process got there first; its copy is identical
-            pass
-        shutil.rmtree(staging, ignore_errors=True)
+        # once (accelerate launch) never read a half-written copy; the staging folder goes
+        # away also when the build fails (e.g. on a bad SMILES)
+        with tempfile.TemporaryDirectory(
+            prefix=f".{path.name}-", dir=path.parent, ignore_cleanup_errors=True
+        ) as staging:
+            build().save_to_disk(os.path.join(staging, "data"))
+            try:
+                os.rename(os.path.join(staging, "data"), path)
+            except OSError:  # another process got there first; its copy is identical
+                pass
     return datasets.load_from_disk(str(path))
 
 

@@ -86,6 +86,17 @@ def test_bad_csv_cells_name_the_file_column_and_row(tmp_path, cells, classificat
         load_smiles_csv(path, "smi", target, classification=classification)
 
 
+def test_failed_build_leaves_no_staging_folder(tmp_path):
+    path = tmp_path / "mols.csv"
+    path.write_text("smi,logp\nCCO,0.1\nnot a molecule,0.2\n")
+    with pytest.raises(ValueError, match="could not be parsed"):
+        load_smiles_csv(path, "smi", ["logp"])
+    assert list(cache_dir().iterdir()) == []
+    path.write_text("smi,logp\nCCO,0.1\nCCC,0.2\n")
+    assert len(load_smiles_csv(path, "smi", ["logp"])) == 2
+    assert [p.name.startswith("csv-") for p in cache_dir().iterdir()] == [True]  # the renamed copy only
+
+
 def _graph(**overrides):
     row = {"x": [[0.0], [1.0]], "edge_index": [[0, 1], [1, 0]], "y": [1.0], "num_nodes": 2}
     row.update(overrides)
