@@ -10,6 +10,7 @@ import torch
 from peft.tuners.lora import LoraModel
 
 from hf_eff.halora.config import HaLoRAConfig
+from hf_eff.halora.noise import rram_linear_modules
 from hf_eff.halora.regularizer import halora_regularizer
 
 
@@ -23,6 +24,13 @@ class HaLoRAModel(LoraModel):
     """
 
     prefix: str = "lora_"
+
+    def inject_adapter(self, model: torch.nn.Module, adapter_name: str, *args, **kwargs) -> None:
+        super().inject_adapter(model, adapter_name, *args, **kwargs)
+        config = self.peft_config[adapter_name]
+        if isinstance(config, HaLoRAConfig) and config.noise_target_modules is not None:
+            # A name that matches nothing fails here, not at the first noisy step of training.
+            rram_linear_modules(model, config.noise_target_modules)
 
     def get_regularization_loss(self, adapter_name: str | None = None) -> torch.Tensor:
         """L_reg of ``adapter_name`` (default: the active adapter) with its config's norm and reduction."""

@@ -80,3 +80,11 @@ def test_adapter_relative_norms_measure_the_merged_weight_change():
     assert abs(norms["adapter_relative_norm_mean"] - sum(ratios) / len(ratios)) < 1e-5
     with pytest.raises(ValueError, match="no LoRA layer"):
         adapter_relative_norms(base)
+
+
+def test_noise_targets_matching_no_layer_are_refused_when_the_adapter_is_built():
+    with pytest.raises(ValueError, match=r"noise_target_modules=\['nonexistent'\] matches no frozen nn.Linear"):
+        get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2, target_modules=["q_proj"], noise_target_modules=["nonexistent"]))
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2, target_modules=["q_proj"], noise_target_modules=["o_proj"]))
+    with pytest.raises(ValueError, match="matches no frozen"):
+        model.add_adapter("second", HaLoRAConfig(r=2, target_modules=["q_proj"], noise_target_modules="nothing.*"))
