@@ -45,6 +45,7 @@ from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
 
+SPLITS = ("train", "validation", "test")
 BUILTIN_TASKS = {
     "qm9": "graph_regression",
     "freesolv": "graph_regression",
@@ -70,7 +71,9 @@ class DataArguments:
         default=None, metadata={"help": f"Built-in data set, one of {tuple(BUILTIN_TASKS)} (sets --task)."}
     )
     dataset: str | None = field(
-        default=None, metadata={"help": "Your data: a .csv of SMILES, or a folder written by save_to_disk."}
+        default=None,
+        metadata={"help": "Your data: a .csv of SMILES, or a folder written by save_to_disk (a Dataset, split here, or "
+                  "a DatasetDict with train, validation and test splits, used as saved)."},
     )
     smiles_column: str = field(default="smiles", metadata={"help": "CSV: the SMILES column."})
     target_column: str = field(default="", metadata={"help": "CSV: target column(s), comma-separated."})
@@ -103,7 +106,20 @@ def builtin_task_flags(argv: list[str]) -> list[str]:
     return flags + ["--builtin", name] + ([] if "--task" in flags else ["--task", BUILTIN_TASKS[name]])
 
 
-def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset:
+def saved_splits(graphs: datasets.DatasetDict, path: Path, max_graphs: int | None) -> datasets.DatasetDict:
+    """A saved DatasetDict is used as split (every split cut to max_graphs); it needs all three."""
+    missing = [name for name in SPLITS if name not in graphs]
+    if missing:
+        raise ValueError(
+            f"--dataset {path} holds a DatasetDict with splits {sorted(graphs)}, missing {missing}: save one with "
+            f"{list(SPLITS)}, or a single Dataset (split by --validation_fraction and --test_fraction)"
+        )
+    if max_graphs is not None:
+        graphs = datasets.DatasetDict({n: d.select(range(min(len(d), max_graphs))) for n, d in graphs.items()})
+    return datasets.DatasetDict({name: graphs[name] for name in SPLITS})
+
+
+def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset | datasets.DatasetDict:
     if (data_args.builtin is None) == (data_args.dataset is None):
         raise ValueError("give exactly one of --task <built-in name> and --dataset <csv or folder>")
     if data_args.dataset is not None:
@@ -115,6 +131,8 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
             graphs = load_smiles_csv(path, data_args.smiles_column, targets, classification=task.endswith("classification"))
         else:
             graphs = datasets.load_from_disk(str(path))
+            if isinstance(graphs, datasets.DatasetDict):
+                return saved_splits(graphs, path, data_args.max_graphs)
     elif data_args.builtin == "qm9":
         return load_qm9(data_args.qm9_target, max_graphs=data_args.max_graphs)
     elif data_args.builtin == "freesolv":
@@ -151,7 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(training_args.seed)
     task = training_args.task
     graphs = load_graphs(data_args, task, training_args.seed)
-    splits = split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=training_args.seed)
+    if isinstance(graphs, datasets.DatasetDict):
+        splits, graphs = graphs, datasets.concatenate_datasets(list(graphs.values()))
+    else:
+        splits = split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=training_args.seed)
     logger.info("%s (%s): %s", data_args.builtin or data_args.dataset, task, {k: len(v) for k, v in splits.items()})
 
     model = GrantGCN(

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -56,3 +57,20 @@ def test_recipe_with_overriding_flags_and_the_builtin_name_forms():
     for argv in (["--task=gen-reg"], ["--builtin", "gen-reg"], ["--builtin=gen-reg", "--task", "node_regression"]):
         _, data_args, training_args = example.parse_args([*argv, "--output_dir", "unused"])
         assert (data_args.builtin, training_args.task) == ("gen-reg", "node_regression"), argv
+
+
+def test_saved_dataset_dict_is_used_as_split(tmp_path):
+    from datasets import DatasetDict
+
+    from hf_eff.grant import generate_graphon_dataset, split_dataset
+
+    graphs = generate_graphon_dataset("regression", 30, 4, 6, seed=3)
+    split_dataset(graphs, 0.2, 0.2, seed=0).save_to_disk(str(tmp_path / "splits"))
+    out = tmp_path / "run"
+    results = _example().main(["--dataset", str(tmp_path / "splits"), "--task", "node_regression", "--output_dir", str(out),
+                               *COMMON])
+    assert math.isfinite(results["test_mae"])
+    DatasetDict(train=graphs).save_to_disk(str(tmp_path / "train_only"))
+    with pytest.raises(ValueError, match=r"DatasetDict with splits \['train'\], missing \['validation', 'test'\]"):
+        _example().main(["--dataset", str(tmp_path / "train_only"), "--task", "node_regression", "--output_dir", str(out),
+                         *COMMON])
