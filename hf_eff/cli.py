@@ -55,8 +55,18 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hf_eff.demo import run_demo
 
-    only = args.only.split(",") if args.only else None
-    return 0 if run_demo(Path(args.out), only=only, quick=args.quick) else 1
+    return 0 if run_demo(Path(args.out), only=args.only or None, quick=args.quick) else 1
+
+
+def demo_sections(text: str) -> list[str]:
+    """--only's value: comma-separated names of demo sections, each checked here so a typo stops the CLI."""
+    from hf_eff.demo import SECTIONS
+
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {unknown}; choose from {','.join(SECTIONS)}")
+    return names
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -73,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run every method beside its baseline; writes a report folder")
     demo.add_argument("--out", default="hf_eff_report", help="report folder (report.md, results.json, PNGs)")
-    demo.add_argument("--only", default="", help="comma-separated sections: halora,grant,splat")
+    demo.add_argument("--only", type=demo_sections, default=[], help="comma-separated sections: halora,grant,splat")
     demo.add_argument("--quick", action="store_true", help="smallest sizes (used by the tests)")
     demo.set_defaults(func=cmd_demo)
 

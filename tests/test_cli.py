@@ -2,7 +2,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from hf_eff.cli import build_parser, main
+from hf_eff.demo import run_demo
 from hf_eff.demo.report import SectionResult, markdown_table, write_report
 
 
@@ -26,6 +29,20 @@ def test_unknown_command_is_refused():
         assert exit_.code == 2
     else:
         raise AssertionError("an unknown command was accepted")
+
+
+def test_misspelt_demo_section_is_refused(capsys, tmp_path):
+    try:
+        main(["demo", "--only", "grant,spalt", "--out", str(tmp_path)])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    else:
+        raise AssertionError("a misspelt section was accepted")
+    assert "unknown section(s) ['spalt']" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing ran
+    assert build_parser().parse_args(["demo", "--only", "grant,splat"]).only == ["grant", "splat"]
+    with pytest.raises(ValueError, match="unknown demo section"):
+        run_demo(tmp_path, only=["spalt"])
 
 
 def test_report_writes_markdown_and_json(tmp_path):
