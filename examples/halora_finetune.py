@@ -25,7 +25,13 @@ import transformers
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
-from hf_eff.halora.config import NOISE_MODES, REG_APPLICATIONS, REG_NORMS, SIGMA_SAMPLINGS
+from hf_eff.halora.config import (
+    NOISE_MODES,
+    REG_APPLICATIONS,
+    REG_NORMS,
+    REG_REDUCTIONS,
+    SIGMA_SAMPLINGS,
+)
 from hf_eff.halora.experiment import (
     METHODS,
     PAPER_TARGET_MODULES,
@@ -66,6 +72,7 @@ class ModelArguments:
     noise_warmup_steps: int = field(default=0, metadata={"help": "Steps over which the training noise ramps from 0 to noise_sigma."})
     reg_weight: float = field(default=0.1, metadata={"help": "mu, weight of the HaLoRA regulariser."})
     reg_norm: str = field(default="spectral", metadata={"help": f"One of {REG_NORMS}."})
+    reg_reduction: str = field(default="sum", metadata={"help": f"Over the adapted layers, one of {REG_REDUCTIONS}."})
     reg_application: str = field(
         default="decoupled",
         metadata={"help": f"One of {REG_APPLICATIONS}: a plain lr * mu * grad step after each optimizer step, or in the loss."},
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
             noise_sigma=model_args.noise_sigma, noise_mode=model_args.noise_mode,
             noise_tile_size=model_args.noise_tile_size, noise_resample_steps=model_args.noise_resample_steps,
             noise_sigma_sampling=model_args.noise_sigma_sampling, noise_warmup_steps=model_args.noise_warmup_steps,
-            reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm,
+            reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm, reg_reduction=model_args.reg_reduction,
             reg_application=model_args.reg_application)),
     )
     train, evaluation = load_task(data_args.task_name, seed=training_args.data_seed or 0,

@@ -26,7 +26,7 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
         "model_name_or_path": str(model_dir), "method": "halora", "task_name": "comparison", "train_size": 32,
         "eval_size": 8, "max_length": 64, "output_dir": str(out), "max_steps": 2, "per_device_train_batch_size": 4,
         "eval_sigmas": [0.0, 0.02], "eval_noise_seeds": 2, "noise_resample_steps": 1, "noise_sigma_sampling": "uniform",
-        "noise_warmup_steps": 1, "report_to": "none",
+        "noise_warmup_steps": 1, "reg_reduction": "mean", "report_to": "none",
         "use_cpu": True, "save_strategy": "no", "disable_tqdm": True,
     }))
     _load_example().main([str(recipe)])
@@ -36,7 +36,7 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     assert results["noise_mode"] == "tile_additive" and results["num_noise_seeds"] == 2
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
-    assert (saved["noise_sigma_sampling"], saved["noise_warmup_steps"]) == ("uniform", 1)
+    assert (saved["noise_sigma_sampling"], saved["noise_warmup_steps"], saved["reg_reduction"]) == ("uniform", 1, "mean")
 
 
 def test_recipes_parse():
