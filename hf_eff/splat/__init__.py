@@ -1,4 +1,7 @@
-"""splat."""
+"""Fast Gaussian splatting: scenes as `datasets` (scene.py, converters/, procedural.py), the
+Gaussians (model.py), renderers (rendering/: gsplat on CUDA, PyTorch on CPU), densification
+strategies (strategy/: 3DGS default, global-to-local), energy-guided coarse-to-fine
+(coarse_to_fine.py) and `SplatTrainer` with `SplatTrainingArguments`."""
 
 import importlib
 
