@@ -286,15 +286,18 @@ def generate_graphon_dataset(
     return _cached("gen-cls" if kind == "classification" else "gen-reg", params, build)
 
 
-def _values_per_row(column: pa.ChunkedArray) -> np.ndarray:
-    """How many scalars each row of a (possibly nested) list column holds; 1 per scalar row."""
+def _values_per_row(column: pa.ChunkedArray, levels: int | None = None) -> np.ndarray:
+    """How many entries each row of a (possibly nested) list column holds, counting `levels` list
+    levels deep (None: every level, i.e. scalars); 1 per scalar row."""
     array = column.combine_chunks()
     if isinstance(array, pa.ExtensionArray):  # datasets' fixed-shape ArrayND features
         array = array.storage
     rows = np.arange(len(array))
-    while isinstance(array.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)):
+    depth = 0
+    while isinstance(array.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)) and depth != levels:
         rows = rows[pc.list_parent_indices(array).to_numpy()]
         array = pc.list_flatten(array)
+        depth += 1
     return np.bincount(rows, minlength=len(column))
 
 
@@ -304,7 +307,8 @@ def _check_target_sizes(dataset: datasets.Dataset, task: GraphTask, name: str) -
     node-level y has one entry per node. Node labels given to a graph task otherwise only
     fail inside the collator ("stack expects each tensor to be equal size")."""
     table = dataset.select_columns(["y", "num_nodes"]).with_format("arrow")[:]
-    sizes = _values_per_row(table.column("y"))
+    # node level: y's first axis is the node (several targets per node are [num_nodes, k])
+    sizes = _values_per_row(table.column("y"), levels=1 if task.level == "node" else None)
     num_nodes = table.column("num_nodes").to_numpy().astype(np.int64)
     if not len(sizes):
         return

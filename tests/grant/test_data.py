@@ -126,6 +126,9 @@ def test_node_labels_must_cover_every_node():
         check_graph_dataset(_graph(y=[1.0]), "node_regression")
     with pytest.raises(ValueError, match="x has shape"):
         check_graph_dataset(_graph(x=[[0.0]]), "graph_regression")
+    check_graph_dataset(_graph(y=[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), "node_regression")  # 3 targets per node
+    with pytest.raises(ValueError, match="got 3 y values for num_nodes=2"):
+        check_graph_dataset(_graph(y=[[1.0, 2.0]] * 3), "node_regression")
 
 
 def test_node_labels_given_to_a_graph_task_are_named(make_graphs):
