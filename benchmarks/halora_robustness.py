@@ -46,7 +46,9 @@ noised layers), ten to twenty-five times the adapter's change; HaLoRA's adapter 
 LoRA's. So the adapter cannot raise W0's signal over the noise at this scale, and the gain at sigma 0.02
 does not grow with steps or learning rate here: +5.8, -1.8, +0.3 points over LoRA; the lower drop ratios
 come mostly from a lower clean accuracy. mu 1 left the adapter 13% smaller and 0.8 points lower at 0.02
-than mu 0.1, within the ~3-point sampling error of 200 questions. Next, on a GPU, the same comparison far longer, with the adapter size in the table:
+than mu 0.1, within the ~3-point sampling error of 200 questions. Next, on a GPU, the same comparison far longer,
+with the adapter size in the table (on the lent machine, which has no internet and carries 64 MiB a call:
+benchmarks/gpu/pack_halora.sh, then benchmarks/gpu/run_halora_gpu.sh, which runs):
 
     python benchmarks/halora_robustness.py --out halora_gpu --max_steps 2000 --batch_size 16 --warmup_steps 50 \
         --learning_rate 1e-3 --resample_steps 4 --train_sigma 0.02 --sigma_sampling uniform \
