@@ -18,10 +18,11 @@ Measured with that CPU command (one thread, quiet 2-core machine, 21 min wall):
     | HaLoRA | 0.723 | 0.626 +- 0.010     | 4.21          | 4.21       |
 
 Drop ratio 0.68 (target <= 1/3) and clean accuracy -3.0 points (target >= -1): both not met at this size.
-Step time 0.98x (target <= 1.15x). Peak memory on the CPU (fifth session; the same setting for 20 steps,
-60 questions, one noise seed; peak resident memory during training over the bare runtime's, each method
-in a fresh process): LoRA 1856 MB, HaLoRA 1895 MB, 1.02x (target <= 1.10x); the noise's own overhead
-(tile scales and exact fix-ups) is 36 MB; step time 1.11x wall and CPU in that run. A redraw of the
+Step time 0.98x (target <= 1.15x). Peak memory on the CPU (fifth session: peak resident memory
+during training over the bare runtime's, each method in a fresh process), the command above rerun
+with the same accuracies (load 2-3): LoRA 1814 MB, HaLoRA 1902 MB, 1.05x (target <= 1.10x), step
+0.94x; the noise's own overhead (tile scales and exact fix-ups) is 36 MB. Resident peaks vary from
+run to run (20 steps: 1856 vs 1895 MB, 1.02x; a 2-step check: 0.87x), so read them to about 10%. A redraw of the
 noise (restore, then apply: two draws of 106M Gaussian numbers) costs about 1.85 s of one CPU core,
 hence a draw every 4 steps; before the draw was built in place it cost 2.6 s and the step 1.21x
 LoRA's CPU time. Screened before (50
