@@ -73,7 +73,9 @@ class StepTimer(TrainerCallback):
 class ResidentMemory:
     """Peak resident memory (RSS) of this process over a block: the CPU counterpart of
     ``torch.cuda.max_memory_allocated``, which torch lacks for CPU tensors. Linux only: writing 5 to
-    /proc/self/clear_refs resets the kernel's high-water mark (VmHWM), so the peak is exact, not polled."""
+    /proc/self/clear_refs resets the kernel's high-water mark (VmHWM), so the peak is not polled. It is
+    the resident footprint: an allocation the allocator serves from freed memory still resident in the
+    process adds nothing to it, hence the benchmark's fresh process per method."""
 
     STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
@@ -98,7 +100,9 @@ class ResidentMemory:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.peak_mb = self._status_mb("VmHWM")
+        # The kernel's counters are approximate (per-CPU batches): the mark can read a little under
+        # the resident size read just after the reset.
+        self.peak_mb = max(self._status_mb("VmHWM"), self.start_mb)
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
+import mmap
+
 import pytest
-import torch
 
 from hf_eff.halora.experiment import ResidentMemory
 
@@ -7,14 +8,19 @@ pytestmark = pytest.mark.skipif(not ResidentMemory.available(), reason="needs Li
 MIB = 2**20
 
 
+def _touch_fresh_pages(mebibytes: int) -> None:
+    # Anonymous mmap: pages new to the process whatever malloc holds (a test worker's heap may serve
+    # a large tensor from memory freed, yet still resident, by earlier tests).
+    with mmap.mmap(-1, mebibytes * MIB) as block:
+        for offset in range(0, len(block), mmap.PAGESIZE):
+            block[offset] = 1
+
+
 def test_resident_memory_catches_a_peak_already_freed_and_forgets_earlier_ones():
-    earlier = torch.ones(300 * MIB // 4)  # freed before the block: outside its peak
-    del earlier
+    _touch_fresh_pages(300)  # unmapped before the block: outside its peak
     with ResidentMemory() as quiet:
         pass
-    # other threads of a test worker may allocate a little meanwhile; nothing near the earlier 300 MiB
-    assert quiet.peak_mb - quiet.start_mb < 100
+    assert quiet.peak_mb - quiet.start_mb < 100  # other threads of a test worker may allocate a little
     with ResidentMemory() as resident:
-        transient = torch.ones(200 * MIB // 4)  # freed inside the block
-        del transient
+        _touch_fresh_pages(200)  # unmapped inside the block
     assert resident.peak_mb - resident.start_mb >= 190
