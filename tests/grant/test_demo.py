@@ -6,8 +6,8 @@ from hf_eff.demo import grant
 @pytest.mark.slow
 def test_quick_demo_section(tmp_path):
     result = grant.run(tmp_path, quick=True)
-    assert [row["method"] for row in result.rows] == ["full", "GraNT(S)"]
+    assert [row["method"] for row in result.rows] == ["full", "GraNT(S)", "random(S)"]
     assert (tmp_path / "grant_curves.png").stat().st_size > 0
-    full, teaching = result.rows
-    assert teaching["steps"] == full["steps"]  # one step per epoch for both: same epoch budget
+    full, teaching, random = result.rows
+    assert teaching["steps"] == full["steps"] == random["steps"]  # one step per epoch: same epoch budget
     assert teaching["selection_s"] > 0 and full["selection_s"] == 0
