@@ -23,8 +23,6 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from huggingface_hub import constants as hub_constants
 
@@ -286,57 +284,27 @@ def generate_graphon_dataset(
     return _cached("gen-cls" if kind == "classification" else "gen-reg", params, build)
 
 
-def _values_per_row(column: pa.ChunkedArray, levels: int | None = None) -> np.ndarray:
-    """How many entries each row of a (possibly nested) list column holds, counting `levels` list
-    levels deep (None: every level, i.e. scalars); 1 per scalar row."""
-    array = column.combine_chunks()
-    if isinstance(array, pa.ExtensionArray):  # datasets' fixed-shape ArrayND features
-        array = array.storage
-    rows = np.arange(len(array))
-    depth = 0
-    while isinstance(array.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)) and depth != levels:
-        rows = rows[pc.list_parent_indices(array).to_numpy()]
-        array = pc.list_flatten(array)
-        depth += 1
-    return np.bincount(rows, minlength=len(column))
-
-
-def _check_target_sizes(dataset: datasets.Dataset, task: GraphTask, name: str) -> None:
-    """y's length against the task on every row, counted on the Arrow columns (no row is
-    decoded): graph-level y is one class id, or the same number of targets, per graph;
-    node-level y has one entry per node. Node labels given to a graph task otherwise only
-    fail inside the collator ("stack expects each tensor to be equal size")."""
-    table = dataset.select_columns(["y", "num_nodes"]).with_format("arrow")[:]
-    # node level: y's first axis is the node (several targets per node are [num_nodes, k])
-    sizes = _values_per_row(table.column("y"), levels=1 if task.level == "node" else None)
-    num_nodes = table.column("num_nodes").to_numpy().astype(np.int64)
-    if not len(sizes):
-        return
-    per_node = sizes == num_nodes
+def _check_target_size(y: np.ndarray, num_nodes: int, task: GraphTask, where: str, graph_targets: int) -> None:
+    """y's length against the task: graph-level y is one class id, or `graph_targets` targets (row 0's
+    count), per graph; node-level y has one entry per node ([num_nodes] or [num_nodes, k]). Node labels
+    given to a graph task otherwise only fail inside the collator ("stack expects each tensor ...")."""
+    kind = task.split("_")[1]
     if task.level == "node":
-        bad = np.flatnonzero(~per_node)
-        if bad.size:
-            row = int(bad[0])
-            hint = ""
-            if (sizes == sizes[0]).all():
-                hint = (f"; y has {sizes[0]} value(s) on every row, as graph-level targets do: use task "
-                        f"'graph_{task.split('_')[1]}'")
+        count = y.shape[0] if y.ndim else 1
+        if count != num_nodes:
             raise ValueError(
-                f"{name} row {row}: {task} needs one label per node, got {sizes[row]} y values for "
-                f"num_nodes={num_nodes[row]}{hint}"
+                f"{where}: {task} needs one label per node, got {count} y values for num_nodes={num_nodes}; "
+                f"if y has {count} value(s) per graph, as graph-level targets do: use task 'graph_{kind}'"
             )
         return
-    expected = 1 if task.is_classification else int(sizes[0])
-    bad = np.flatnonzero(sizes != expected)
-    if bad.size:
-        row = int(bad[0])
+    expected = 1 if task.is_classification else graph_targets
+    if y.size != expected:
         need = "one class id per graph" if task.is_classification else (
             f"the same number of targets on every graph (row 0 has {expected})")
-        hint = ""
-        if per_node.all():
-            hint = f"; y has one entry per node on every row (node labels): use task 'node_{task.split('_')[1]}'"
-        raise ValueError(f"{name} row {row}: {task} needs {need}, got {sizes[row]} y values "
-                         f"(num_nodes={num_nodes[row]}){hint}")
+        raise ValueError(
+            f"{where}: {task} needs {need}, got {y.size} y values (num_nodes={num_nodes}); "
+            f"if y holds one label per node (node labels): use task 'node_{kind}'"
+        )
 
 
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:
@@ -351,12 +319,14 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
             f"{name}: missing column(s) {missing}; a graph dataset needs {list(REQUIRED_COLUMNS)} "
             f"(has {dataset.column_names})"
         )
-    _check_target_sizes(dataset, task, name)
+    graph_targets = None
     for row, graph in enumerate(dataset.with_format("numpy")):
         num_nodes = int(graph["num_nodes"])
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
         y = np.asarray(graph["y"], dtype=np.float64)
         where = f"{name} row {row}"
+        graph_targets = y.size if graph_targets is None else graph_targets
+        _check_target_size(y, num_nodes, task, where, graph_targets)
         if x.ndim != 2 or x.shape[0] != num_nodes:
             if not (num_nodes == 0 and x.size == 0):
                 raise ValueError(f"{where}: x has shape {x.shape}, expected [num_nodes={num_nodes}, features]")
