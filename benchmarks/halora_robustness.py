@@ -4,11 +4,11 @@ Rank 4 on q, k, v, up, down (as in the paper), SmolLM2-135M-Instruct from the ll
 the built-in ``mixed`` multiple-choice task. Reports accuracy at each sigma over the noise seeds,
 training step time and peak accelerator memory for each method, checks the issue's targets, and
 writes ``halora_robustness.md`` (table), ``halora_robustness.json`` and ``halora_robustness.png``
-(accuracy against sigma) into ``--out``.
+(accuracy against sigma) into ``--output_dir``.
 
-    python benchmarks/halora_robustness.py --out halora_bench            # GPU: a few minutes
-    OMP_NUM_THREADS=1 python benchmarks/halora_robustness.py --out halora_cpu --max_steps 50 --batch_size 16 \\
-        --warmup_steps 5 --learning_rate 1e-3 --resample_steps 4 --train_sigma 0.02 --sigma_sampling uniform \\
+    python benchmarks/halora_robustness.py --output_dir halora_bench            # GPU: a few minutes
+    OMP_NUM_THREADS=1 python benchmarks/halora_robustness.py --output_dir halora_cpu --max_steps 50 --batch_size 16 \\
+        --warmup_steps 5 --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform \\
         --eval_size 300 --train_size 2000 --max_length 64 --sigmas 0 0.02 --noise_seeds 3   # CPU: 25 min
 
 Measured with that CPU command (one thread, quiet 2-core machine, 21 min wall):
@@ -51,8 +51,8 @@ than mu 0.1, within the ~3-point sampling error of 200 questions. Next, on a GPU
 with the adapter size in the table (on the lent machine, which has no internet and carries 64 MiB a call:
 benchmarks/gpu/pack_halora.sh, then benchmarks/gpu/run_halora_gpu.sh, which runs):
 
-    python benchmarks/halora_robustness.py --out halora_gpu --max_steps 2000 --batch_size 16 --warmup_steps 50 \
-        --learning_rate 1e-3 --resample_steps 4 --train_sigma 0.02 --sigma_sampling uniform \
+    python benchmarks/halora_robustness.py --output_dir halora_gpu --max_steps 2000 --batch_size 16 --warmup_steps 50 \
+        --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform \
         --train_size 3000 --eval_size 600 --max_length 64 --noise_seeds 5
 
 On a CPU shared with other jobs use OMP_NUM_THREADS=1: two threads per process made a SmolLM2 step
@@ -84,7 +84,7 @@ from hf_eff.halora.trainer import HaLoRATrainingArguments, sigma_key
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="halora_bench")
+    parser.add_argument("--output_dir", "--out", dest="output_dir", default="halora_bench")
     parser.add_argument("--model_name_or_path", default=DEFAULT_BASE_MODEL)
     parser.add_argument("--task_name", default="mixed")
     parser.add_argument("--train_size", type=int, default=3000)
@@ -95,16 +95,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup_steps", type=int, default=50)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.005, 0.01, 0.02])
     parser.add_argument("--noise_seeds", type=int, default=5)
-    parser.add_argument("--train_sigma", type=float, default=0.01)
-    parser.add_argument("--sigma_sampling", default="fixed", choices=["fixed", "uniform"],
-                        help="HaLoRA: every draw at --train_sigma, or at a level from U(0, --train_sigma).")
+    parser.add_argument("--noise_sigma", "--train_sigma", dest="noise_sigma", type=float, default=0.01,
+                        help="HaLoRA training noise level (the HaLoRAConfig field of that name).")
+    parser.add_argument("--noise_sigma_sampling", "--sigma_sampling", dest="noise_sigma_sampling", default="fixed", choices=["fixed", "uniform"],
+                        help="HaLoRA: every draw at --noise_sigma, or at a level from U(0, --noise_sigma).")
     parser.add_argument("--noise_warmup_steps", type=int, default=0,
-                        help="HaLoRA: steps over which the training noise level ramps from 0 to --train_sigma.")
+                        help="HaLoRA: steps over which the training noise level ramps from 0 to --noise_sigma.")
     parser.add_argument("--reg_weight", type=float, default=0.1)
     parser.add_argument("--reg_reduction", default="sum", choices=["sum", "mean"])
     parser.add_argument("--reg_application", default="decoupled", choices=["decoupled", "loss"])
     parser.add_argument("--max_length", type=int, default=128)
-    parser.add_argument("--resample_steps", type=int, default=400)
+    parser.add_argument("--noise_resample_steps", "--resample_steps", dest="noise_resample_steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -115,11 +116,12 @@ def run_method(method: str, args: argparse.Namespace, train, evaluation) -> dict
     transformers.set_seed(args.seed)
     model, tokenizer = load_base_model(args.model_name_or_path)
     peft_config = adapter_config(method, **({} if method == "lora" else dict(
-        noise_sigma=args.train_sigma, noise_resample_steps=args.resample_steps, noise_sigma_sampling=args.sigma_sampling,
+        noise_sigma=args.noise_sigma, noise_resample_steps=args.noise_resample_steps,
+        noise_sigma_sampling=args.noise_sigma_sampling,
         noise_warmup_steps=args.noise_warmup_steps, reg_weight=args.reg_weight,
         reg_reduction=args.reg_reduction, reg_application=args.reg_application)))
     training_args = HaLoRATrainingArguments(
-        output_dir=str(Path(args.out) / method), max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
+        output_dir=str(Path(args.output_dir) / method), max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=64, learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=args.warmup_steps,
         weight_decay=0.0, logging_steps=max(1, args.max_steps // 10), save_strategy="no", eval_strategy="no", report_to=[], seed=args.seed,
         eval_sigmas=args.sigmas, eval_noise_seeds=args.noise_seeds, dataloader_num_workers=0,
@@ -189,7 +191,7 @@ def summarise(runs: dict[str, dict], sigmas: list[float]) -> tuple[str, dict]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, evaluation = load_task(args.task_name, seed=args.seed, train_size=args.train_size, eval_size=args.eval_size)
     runs = {method: run_isolated(method, args, train, evaluation) for method in ("lora", "halora")}

@@ -28,6 +28,6 @@ for wheel in /tmp/halora-wheels/*.whl; do
 done
 export PYTHONPATH=/tmp/site:$PWD
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$OUT/environment.txt"
-python3 benchmarks/halora_robustness.py --out "$OUT" --max_steps "${STEPS:-2000}" --batch_size 16 --warmup_steps 50 \
-    --learning_rate 1e-3 --resample_steps 4 --train_sigma 0.02 --sigma_sampling uniform --train_size 3000 \
+python3 benchmarks/halora_robustness.py --output_dir "$OUT" --max_steps "${STEPS:-2000}" --batch_size 16 --warmup_steps 50 \
+    --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform --train_size 3000 \
     --eval_size "${EVAL:-600}" --max_length 64 --noise_seeds "${SEEDS:-5}" 2>&1 | tail -n 60 | tee "$OUT/halora_gpu.log"
