@@ -33,5 +33,12 @@ def test_summary_checks_the_issue_targets_on_wall_and_cpu_time():
     assert checks == {"drop ratio <= 1/3": True, "clean accuracy >= LoRA - 1 point": True,
                       "step time <= 1.15x": False, "step CPU time <= 1.15x": True}
     assert "step CPU s" in table and "|dW|/|W0| mean" in table and "0.0456" in table
-    args = benchmark.parse_args(["--sigma_sampling", "uniform", "--noise_warmup_steps", "10"])
-    assert (args.sigma_sampling, args.noise_warmup_steps) == ("uniform", 10)
+    args = benchmark.parse_args(["--noise_sigma_sampling", "uniform", "--noise_warmup_steps", "10"])
+    assert (args.noise_sigma_sampling, args.noise_warmup_steps) == ("uniform", 10)
+
+
+def test_old_flag_names_still_parse():
+    args = _load_benchmark().parse_args(["--out", "bench", "--train_sigma", "0.02", "--sigma_sampling", "uniform",
+                                         "--resample_steps", "4"])
+    assert (args.output_dir, args.noise_sigma, args.noise_sigma_sampling, args.noise_resample_steps) == (
+        "bench", 0.02, "uniform", 4)
