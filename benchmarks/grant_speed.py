@@ -48,6 +48,10 @@ on the solubility classes, and it hurts gen-reg, where random subsets come close
 (or reach it) and generalise better. The paper's node score favours small graphs on both node kinds (at
 initialisation the top 23% average 12.3 nodes on gen-reg, 10.9 on gen-cls, against 15.0), so that
 bias alone does not explain the difference.
+With the paper's graph sizes (--tasks node_regression --num_generated_graphs 200 --generated_nodes 50,150
+--random_baseline, sixth session): full is still improving at its last epoch (best MAE .0147 at 300), GraNT
+reaches .0167 and random subsets .0159, so neither reaches the target (test +22.5% / +20.3%): with one
+full-batch step per epoch and the same epoch budget, subsets lose on gen-reg whatever the graph size.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
 every test metric within 0.5%. Run one benchmark at a time: on
