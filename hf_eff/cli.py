@@ -63,6 +63,8 @@ def demo_sections(text: str) -> list[str]:
     from hf_eff.demo import SECTIONS
 
     names = [name for name in text.split(",") if name]
+    if not names:  # "" or ",": refused rather than read as "every section"
+        raise argparse.ArgumentTypeError(f"no section named; choose from {','.join(SECTIONS)} or leave --only out")
     unknown = [name for name in names if name not in SECTIONS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown section(s) {unknown}; choose from {','.join(SECTIONS)}")
@@ -70,9 +72,19 @@ def demo_sections(text: str) -> list[str]:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
     from hf_eff.hub.push import push_output_dir
 
-    url = push_output_dir(Path(args.output_dir), args.repo_id, private=args.private, token=args.token)
+    try:
+        url = push_output_dir(Path(args.output_dir), args.repo_id, private=args.private, token=args.token)
+    except HfHubHTTPError as error:  # the Hub refused (a bad token, no access): exit 1, on one line
+        print(f"{args.parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:
+        # What the user passed is wrong (no run folder, no results, no token, a bad repo id): argparse's
+        # usage error, exit 2. (HfHubHTTPError is an OSError too, hence the order.)
+        args.parser.error(str(error))
     print(f"Pushed {args.output_dir} to {url}")
     return 0
 
@@ -85,23 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="hf_eff_report", help="report folder (report.md, results.json, PNGs)")
     demo.add_argument("--only", type=demo_sections, default=[], help="comma-separated sections: halora,grant,splat")
     demo.add_argument("--quick", action="store_true", help="smallest sizes (used by the tests)")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo, parser=demo)
 
     env = sub.add_parser("env", help="library versions, torch device, gsplat CUDA status")
     env.add_argument("--compile", action="store_true", help="also build gsplat's CUDA kernels")
-    env.set_defaults(func=cmd_env)
+    env.set_defaults(func=cmd_env, parser=env)
 
     push = sub.add_parser("push", help="push a finished example run (model + card) to the Hub")
     push.add_argument("output_dir")
     push.add_argument("repo_id")
     push.add_argument("--private", action="store_true")
     push.add_argument("--token", default=None, help="defaults to HF_TOKEN or the stored login")
-    push.set_defaults(func=cmd_push)
+    push.set_defaults(func=cmd_push, parser=push)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # parse_known_args, so that an unknown option is reported with its command's usage, not the top level's.
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args.func(args)
 
 

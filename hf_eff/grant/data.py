@@ -265,9 +265,13 @@ def generate_graphon_dataset(
     @torch.no_grad()
     def build() -> datasets.Dataset:
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # the teacher's initialisation
         out_dim = num_classes if kind == "classification" else 1
-        first, second = GCNConv(feature_dim, teacher_hidden), GCNConv(teacher_hidden, out_dim)
+        # The teacher's initialisation draws from the global CPU RNG, seeded here and restored
+        # afterwards: the caller's seed (the learner's initialisation) must not depend on
+        # whether the set was built or read from the cache.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            first, second = GCNConv(feature_dim, teacher_hidden), GCNConv(teacher_hidden, out_dim)
         rows: dict[str, list] = {"x": [], "edge_index": [], "y": [], "num_nodes": []}
         for _ in range(num_graphs):
             num_nodes = int(torch.randint(min_nodes, max_nodes + 1, (1,), generator=generator))

@@ -225,7 +225,9 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Every metric at each of ``eval_sigmas``, over ``eval_noise_seeds`` noise seeds (one run
         at sigma 0): ``<prefix>_<metric>_sigma_<s>_mean`` / ``_std`` (std over seeds, ddof 0). The
-        noise-free run's metrics are also reported under their usual names."""
+        noise-free run's metrics are also reported under their usual names. Accuracy is exact on
+        any number of processes; the loss is transformers' own, which over several processes
+        weighs an uneven last batch as a full one (transformers issue #16716)."""
         if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
         self.remove_training_noise()
