@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
 from torch import nn
 from torch_geometric.nn import TAGConv, global_mean_pool
 
@@ -51,6 +54,27 @@ class GrantGCN(
         )
         self.head = nn.Linear(hidden_channels, out_channels)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> GrantGCN:
+        """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id, same keyword
+        arguments), with errors that name the folder or repo when it holds no GrantGCN."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except HFValidationError as error:  # what huggingface_hub says of a folder that does not exist
+            raise FileNotFoundError(
+                f"cannot load a GrantGCN from {str(pretrained_model_name_or_path)!r}: there is no such folder, "
+                f"and it is not a Hub repo id ({error})"
+            ) from error
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, config: dict | None = None, **kwargs) -> GrantGCN:
+        # huggingface_hub goes on without config.json (a folder or repo saved by another model, or a
+        # Hub repo it could not reach), which would end in "__init__() missing 2 required arguments"
+        missing = [name for name in ("in_channels", "out_channels") if name not in kwargs]
+        if missing:
+            raise _not_a_grantgcn(model_id, config, missing, kwargs)
+        return super()._from_pretrained(model_id=model_id, **kwargs)
+
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
             x = nn.functional.dropout(norm(conv(x, edge_index)).relu(), self.dropout, self.training)
@@ -59,3 +83,25 @@ class GrantGCN(
                 batch = x.new_zeros(x.size(0), dtype=torch.long)
             x = global_mean_pool(x, batch)
         return self.head(x)
+
+
+def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_kwargs: dict) -> Exception:
+    where = f"the folder {model_id}" if os.path.isdir(model_id) else f"the Hub repo {model_id}"
+    if config is not None:
+        return ValueError(
+            f"{where} holds no GrantGCN: its {constants.CONFIG_NAME} has no {missing} (its keys: {sorted(config)}); "
+            "it was saved by another model"
+        )
+    if os.path.isdir(model_id):
+        return ValueError(
+            f"{where} holds no GrantGCN: it has no {constants.CONFIG_NAME} (GrantGCN.save_pretrained and "
+            "GraNTTrainer.save_model write one)"
+        )
+    # huggingface_hub only logged why config.json could not be fetched: ask again, so that a
+    # missing or private repo, or an unreachable Hub, raises its own error here
+    download = {name: hub_kwargs[name] for name in ("revision", "cache_dir", "force_download", "token", "local_files_only")}
+    try:
+        hf_hub_download(model_id, constants.CONFIG_NAME, **download)
+    except RemoteEntryNotFoundError as error:
+        return ValueError(f"{where} holds no GrantGCN: it has no {constants.CONFIG_NAME} ({error})")
+    return OSError(f"{constants.CONFIG_NAME} of {where} could not be fetched a moment ago, and can be now: try again")

@@ -1,6 +1,13 @@
+import json
+import re
+
+import pytest
 import torch
+from huggingface_hub import HfApi, constants
+from huggingface_hub.errors import RepositoryNotFoundError
 
 from hf_eff.grant.model import GrantGCN
+from tests.hub.hub_server import HubServer
 
 
 def _graph():
@@ -42,3 +49,33 @@ def test_save_and_load_pretrained(tmp_path):
     loaded = GrantGCN.from_pretrained(tmp_path).eval()
     assert loaded.level == "graph"
     assert torch.allclose(model(x, edge_index, batch), loaded(x, edge_index, batch))
+
+
+def test_loading_a_folder_without_a_grantgcn_names_it(tmp_path):
+    with pytest.raises(ValueError, match=f"the folder {re.escape(str(tmp_path))} holds no GrantGCN: it has no config.json"):
+        GrantGCN.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"sh_degree": 3}))  # a Gaussian scene's, say
+    with pytest.raises(ValueError, match=r"its config.json has no \['in_channels', 'out_channels'\] \(its keys: \['sh_degree'\]\)"):
+        GrantGCN.from_pretrained(tmp_path)
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(FileNotFoundError, match=f"{re.escape(str(missing))}': there is no such folder"):
+        GrantGCN.from_pretrained(missing)
+
+
+def test_loading_a_hub_repo_without_a_grantgcn_names_it(tmp_path, monkeypatch):
+    server = HubServer({"hf_token": "me"}).start()
+    try:
+        # huggingface_hub read its endpoint at import: point it at the local server
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        api = HfApi(endpoint=server.url, token="hf_token")
+        api.create_repo("me/scene")
+        api.upload_file(path_or_fileobj=b"ply", path_in_repo="scene.ply", repo_id="me/scene")
+        hub = dict(token="hf_token", cache_dir=tmp_path / "cache")
+        with pytest.raises(ValueError, match="the Hub repo me/scene holds no GrantGCN: it has no config.json"):
+            GrantGCN.from_pretrained("me/scene", **hub)
+        with pytest.raises(RepositoryNotFoundError, match="me/nonexistent"):
+            GrantGCN.from_pretrained("me/nonexistent", **hub)
+    finally:
+        server.stop()
