@@ -5,13 +5,17 @@ code's mean of per-batch averages."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 from transformers import EvalPrediction, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from hf_eff.grant.tasks import GraphTask
+
+logger = logging.getLogger(__name__)
 
 
 def primary_metric(task: str) -> tuple[str, bool]:
@@ -61,55 +65,90 @@ def metrics_for(task: str):
     return compute_metrics
 
 
-class ValidationCurveCallback(TrainerCallback):
+class ValidationCurveCallback(TrainerCallback, ExportableState):
     """Records (training seconds, training CPU seconds, epoch, eval metrics) at every
     evaluation during training. Both clocks exclude the evaluations, which cost the same for
     every method: an evaluation spans the time from the last training event (step or epoch end)
     to `on_evaluate`. CPU time is the process's (`time.process_time`), which, on one thread,
     stays steady when other processes load the machine. Several eval datasets evaluated
-    together (`eval_dataset` as a dict) share one point of the curve."""
+    together (`eval_dataset` as a dict) share one point of the curve.
+
+    Every checkpoint stores the curve and the clocks (in trainer_state.json, as transformers
+    does for any `ExportableState` callback), and a run resumed from it carries them on, so the
+    curve, its best value and time-to-target cover the whole run. Leave
+    `restore_callback_states_from_checkpoint` off (the default): it would replace this object
+    by a new one in the trainer, and the curve would grow on that one instead."""
 
     def __init__(self):
         self.curve: list[dict] = []
-        self._start = None
+        # the clocks so far: training (evaluations excluded) and evaluation, wall and CPU seconds
+        self.train_seconds = self.train_cpu_seconds = 0.0
+        self.eval_seconds = self.eval_cpu_seconds = 0.0
+        self._mark = None  # (wall, CPU) time of the last event; None outside training
+        self._trained_since_eval = True
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {
+            "curve": self.curve, "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
+            "eval_seconds": self.eval_seconds, "eval_cpu_seconds": self.eval_cpu_seconds,
+        }}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.curve, self._start = [], (time.perf_counter(), time.process_time())
-        self.eval_seconds, self.eval_cpu_seconds = 0.0, 0.0
-        self._mark, self._trained_since_eval = self._start, True
-
-    def _training_event(self):
+        saved = {}
+        if state.global_step > 0:  # resumed: the checkpoint's trainer state holds the curve so far
+            saved = state.stateful_callbacks.get(type(self).__name__)
+            if isinstance(saved, dict):
+                saved = saved["attributes"]
+            else:
+                logger.warning(
+                    "resuming at step %d from a checkpoint without %s (or with several): the validation curve "
+                    "and its clocks start at the resumed step", state.global_step, type(self).__name__,
+                )
+                saved = {}
+        self.curve = list(saved.get("curve", []))
+        self.train_seconds, self.train_cpu_seconds = saved.get("train_seconds", 0.0), saved.get("train_cpu_seconds", 0.0)
+        self.eval_seconds, self.eval_cpu_seconds = saved.get("eval_seconds", 0.0), saved.get("eval_cpu_seconds", 0.0)
         self._mark, self._trained_since_eval = (time.perf_counter(), time.process_time()), True
 
+    def _elapsed(self) -> tuple[float, float]:
+        now = (time.perf_counter(), time.process_time())
+        elapsed = (now[0] - self._mark[0], now[1] - self._mark[1])
+        self._mark = now
+        return elapsed
+
+    def _training_event(self):
+        if self._mark is not None:
+            wall, cpu = self._elapsed()
+            self.train_seconds += wall
+            self.train_cpu_seconds += cpu
+            self._trained_since_eval = True
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self._start is not None:
-            self._training_event()
+        self._training_event()
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if self._start is not None:
-            self._training_event()
+        self._training_event()
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self._start is None:
+        if self._mark is None:
             return
-        now = (time.perf_counter(), time.process_time())
-        self.eval_seconds += now[0] - self._mark[0]
-        self.eval_cpu_seconds += now[1] - self._mark[1]
-        self._mark = now
+        wall, cpu = self._elapsed()
+        self.eval_seconds += wall
+        self.eval_cpu_seconds += cpu
         if not self._trained_since_eval and self.curve:  # another eval dataset of the same evaluation
             self.curve[-1].update(metrics)
             return
         self._trained_since_eval = False
         self.curve.append({
-            "seconds": now[0] - self._start[0] - self.eval_seconds,
-            "cpu_seconds": now[1] - self._start[1] - self.eval_cpu_seconds,
+            "seconds": self.train_seconds,
+            "cpu_seconds": self.train_cpu_seconds,
             "epoch": state.epoch,
             "step": state.global_step,
             **metrics,
         })
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._start = None
+        self._mark = None
 
 
 def best_value(curve: list[dict], metric: str, higher_is_better: bool) -> float:

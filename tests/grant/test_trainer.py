@@ -1,3 +1,4 @@
+import json
 import math
 import re
 
@@ -237,6 +238,32 @@ def test_curve_has_cpu_seconds_and_one_point_per_evaluation_of_several_sets(tmp_
     seconds = [p["seconds"] for p in curve.curve]
     assert seconds == sorted(seconds) and all(p["cpu_seconds"] > 0 for p in curve.curve)
     assert curve.eval_seconds > 0 and curve.eval_cpu_seconds > 0
+
+
+def test_resumed_run_carries_the_validation_curve_on(tmp_path, make_graphs):
+    # epochs of 2, 2, 3, 3, 4, 4 steps, evaluated and saved at every epoch end: checkpoint-7 ends epoch 3
+    task = "graph_regression"
+    train, validation = make_graphs(32, task, seed=7), make_graphs(12, task, seed=8)
+    settings = dict(num_train_epochs=6, start_ratio=0.5, variant="batch", save_strategy="epoch", eval_strategy="epoch")
+    full_curve = ValidationCurveCallback()
+    torch.manual_seed(0)
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, task, **settings), train_dataset=train,
+                 eval_dataset=validation, callbacks=[full_curve]).train()
+    curve = ValidationCurveCallback()
+    resumed = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, task, **settings),
+                           train_dataset=train, eval_dataset=validation, callbacks=[curve])
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-7"))
+    assert [p["step"] for p in curve.curve] == [p["step"] for p in full_curve.curve] == [2, 4, 7, 10, 14, 18]
+    assert curve.curve[:3] == full_curve.curve[:3]  # the checkpoint's points, clocks included
+    for point, expected in zip(curve.curve[3:], full_curve.curve[3:]):
+        assert point["eval_mae"] == pytest.approx(expected["eval_mae"], rel=1e-5)
+    for clock in ("seconds", "cpu_seconds"):
+        times = [p[clock] for p in curve.curve]
+        assert times == sorted(times) and times[3] > times[2] > 0  # the resumed part starts from the checkpoint's clock
+    saved = json.loads((tmp_path / "out" / "checkpoint-7" / "trainer_state.json").read_text())
+    clocks = saved["stateful_callbacks"]["ValidationCurveCallback"]["attributes"]
+    assert clocks["train_seconds"] >= curve.curve[2]["seconds"]
+    assert curve.eval_seconds > clocks["eval_seconds"] > 0 and curve.eval_cpu_seconds > clocks["eval_cpu_seconds"] > 0
 
 
 def test_compare_reports_wall_and_cpu_time_to_target(tmp_path, make_graphs):
