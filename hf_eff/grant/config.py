@@ -20,7 +20,12 @@ class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     growing from 5 to 50 epochs). The training budget is `num_train_epochs`; GraNT derives
     `max_steps` from the ratio schedule, so `max_steps` must stay unset."""
 
-    task: str | None = field(default=None, metadata={"help": f"one of {TASKS}"})
+    task: str | None = field(
+        default=None,
+        metadata={"help": f"the task kind, one of {TASKS}. examples/grant_train.py also takes the name of a built-in "
+                  "data set here (qm9, freesolv, solubility, solubility-cls, gen-reg or gen-cls, e.g. `--task qm9`), "
+                  "which loads that set and sets its task kind"},
+    )
     teacher: str = field(
         default="grant",
         metadata={"help": "'grant' (graph neural teaching), 'none' (full-data training) or 'random' (the ablation "

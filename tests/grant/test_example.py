@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -74,3 +75,16 @@ def test_saved_dataset_dict_is_used_as_split(tmp_path):
     with pytest.raises(ValueError, match=r"DatasetDict with splits \['train'\], missing \['validation', 'test'\]"):
         _example().main(["--dataset", str(tmp_path / "train_only"), "--task", "node_regression", "--output_dir", str(out),
                          *COMMON])
+
+
+def test_task_help_names_the_task_kinds_and_the_builtin_sets():
+    from transformers import HfArgumentParser
+
+    from hf_eff.grant import GraNTTrainingArguments
+    from hf_eff.grant.tasks import TASKS
+
+    example = _example()
+    parser = HfArgumentParser((example.ModelArguments, example.DataArguments, GraNTTrainingArguments))
+    (task_help,) = [action.help for action in parser._actions if "--task" in action.option_strings]
+    assert {*TASKS, *example.BUILTIN_TASKS} <= set(re.findall(r"[\w-]+", task_help))
+    assert "--task qm9" in " ".join(parser.format_help().split())
