@@ -54,3 +54,42 @@ def test_report_writes_markdown_and_json(tmp_path):
     assert results["t"]["rows"] == [{"method": "a", "score": 0.5}]
     assert results["Later"]["status"] == "Not built yet"
     assert markdown_table(["x"], [{}]).endswith("|  |")
+
+
+def _usage_error(capsys, argv) -> str:
+    """Runs the CLI, expects argparse's usage error (exit 2) and returns its one error line."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_empty_demo_selection_is_refused(capsys, tmp_path):
+    for only in (",", ""):
+        line = _usage_error(capsys, ["demo", "--only", only, "--out", str(tmp_path)])
+        assert line.startswith("hf-eff demo: error: argument --only: no section named")
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_unknown_option_is_reported_with_its_commands_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["env", "--bogus"])
+    err = capsys.readouterr().err
+    assert "usage: hf-eff env" in err and "hf-eff env: error: unrecognized arguments: --bogus" in err
+
+
+def test_push_errors_are_one_line_usage_errors(capsys, tmp_path, monkeypatch):
+    from hf_eff.hub import push
+
+    assert _usage_error(capsys, ["push", str(tmp_path / "absent"), "me/x"]) == (
+        f"hf-eff push: error: {tmp_path / 'absent'} is not a folder; pass the output_dir of a finished example run")
+    assert "holds no hf-eff artifact" in _usage_error(capsys, ["push", str(tmp_path), "me/x"])
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_text("{}")
+    assert "all_results.json is missing" in _usage_error(capsys, ["push", str(tmp_path), "me/x", "--token", "hf_x"])
+    (tmp_path / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    assert "Repo id must" in _usage_error(capsys, ["push", str(tmp_path), "not a/repo id", "--token", "hf_x"])
+    monkeypatch.setattr(push, "get_token", lambda: None)
+    assert "no Hugging Face token" in _usage_error(capsys, ["push", str(tmp_path), "me/x"])

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, HfApi, get_token
+from huggingface_hub.utils import validate_repo_id
 
 from hf_eff.hub.cards import grant_card, halora_card, scene_card, splat_card
 
@@ -88,8 +89,11 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     """
     output_dir = Path(output_dir)
     kind = kind or detect_artifact(output_dir)
+    validate_repo_id(repo_id)  # before the Hub is asked: its answer to a malformed id is a bare 400
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
+    # The card first: a run folder without its results is refused before any repo is created.
+    card = None if kind == "scene_dataset" else build_card(kind, output_dir, repo_id)
     api = HfApi(token=token)
     repo_type = "dataset" if kind == "scene_dataset" else "model"
     url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
@@ -99,7 +103,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
             _stage_scene(output_dir, Path(staging), repo_id)
             api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=staging, commit_message=message)
     else:
-        build_card(kind, output_dir, repo_id).save(output_dir / "README.md")
+        card.save(output_dir / "README.md")
         api.upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message=message,
                           ignore_patterns=list(IGNORE_PATTERNS))
     return str(url)

@@ -53,3 +53,17 @@ def test_push_without_any_token_says_how_to_give_one(tmp_path, monkeypatch):
     monkeypatch.setattr(push, "get_token", lambda: None)
     with pytest.raises(PermissionError, match="set HF_TOKEN"):
         push.push_output_dir(folder, "me/gcn")
+
+
+def test_cli_push_refused_by_the_hub_is_one_line_with_exit_1(local_hub, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    from hf_eff.cli import main
+
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    assert main(["push", str(folder), local_hub.repo_id("gcn"), "--token", "hf_not_a_valid_token"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("hf-eff push: error: ") and "401" in err
