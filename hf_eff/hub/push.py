@@ -53,7 +53,7 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     if kind == "halora_adapter":
         adapter = json.loads((output_dir / "adapter_config.json").read_text())
         return halora_card(results, repo_id, base_model=adapter.get("base_model_name_or_path"),
-                           peft_type=str(adapter.get("peft_type", "HALORA")))
+                           peft_type=str(adapter.get("peft_type", "HALORA")), tile_size=adapter.get("noise_tile_size"))
     if kind == "grant_model":
         return grant_card(results, repo_id)
     if kind == "splat_model":

@@ -12,7 +12,7 @@ from hf_eff.hub import cards
 # HaLoRATrainer's keys: eval_<metric>_sigma_<s>_mean / _std
 HALORA_RESULTS = {
     "eval_accuracy_sigma_0_mean": 0.62, "eval_accuracy_sigma_0.01_mean": 0.61, "eval_accuracy_sigma_0.01_std": 0.004,
-    "eval_accuracy_sigma_0.02_mean": 0.57, "train_runtime": 31.5, "eval_loss": 1.1, "noise_mode": "tile_relative",
+    "eval_accuracy_sigma_0.02_mean": 0.57, "train_runtime": 31.5, "eval_loss": 1.1, "noise_mode": "tile_additive",
 }
 
 
@@ -47,6 +47,59 @@ def test_lora_baseline_and_local_base_model_are_not_tagged_as_halora(tmp_path):
     data = ModelCard(str(card)).data
     assert "halora" not in data.tags and "lora" in data.tags
     assert data.base_model is None  # a local path is not a Hub id
+
+
+def test_lora_baseline_card_says_plain_lora_without_halora_training_claims():
+    card = cards.halora_card({"eval_accuracy_sigma_0_mean": 0.5}, "me/lora", peft_type="LORA")
+    assert "plain **LoRA** adapter" in card.text and "baseline of HaLoRA" in card.text
+    assert "# LoRA adapter (HaLoRA baseline)" in card.text and "# HaLoRA adapter" not in card.text
+    assert "Training injects" not in card.text and "regulariser on the adapter" not in card.text
+    assert "HALORA` adapter type" not in card.text  # PEFT loads plain LoRA without hf-eff
+    halora = cards.halora_card({"eval_accuracy_sigma_0_mean": 0.5}, "me/h")
+    assert "A **HaLoRA** adapter" in halora.text and "Training injects the RRAM noise" in halora.text
+
+
+@pytest.mark.parametrize(("mode", "phrase"), [
+    ("tile_additive", "std of sigma times the largest |weight| of each 32x32 tile"),
+    ("absolute", "std of sigma, in the weights' own units"),
+    ("multiplicative", "W * (1 + sigma * eps)"),
+    ("stuck_at", "a fraction sigma of the frozen weights' cells is stuck"),
+])
+def test_noise_section_describes_the_mode_used(mode, phrase):
+    results = {**HALORA_RESULTS, "noise_mode": mode, "num_noise_seeds": 5, "eval_accuracy_sigma_0_std": 0.0}
+    card = cards.halora_card(results, "me/adapter", tile_size=32)
+    assert phrase in card.text
+    assert mode == "tile_additive" or "relative to each tile's largest weight" not in card.text
+    assert "| 0 | 0.62 |" in card.text  # sigma 0: one noise-free run, no spread shown
+    assert "Mean ± std over 5 noise seed(s); sigma 0 is a single noise-free run." in card.text
+
+
+def test_local_base_model_is_named_by_its_folder_with_a_placeholder_path(tmp_path):
+    base = tmp_path / "my-llama"
+    base.mkdir()
+    card = cards.halora_card(HALORA_RESULTS, "me/adapter", base_model=str(base))
+    assert str(tmp_path) not in card.text and "<base_model>" not in card.text
+    assert "for a local model (`my-llama`)" in card.text
+    assert 'load_base_model("/path/to/my-llama")[0]' in card.text
+    assert "replace `/path/to/my-llama` with the path of your copy" in card.text
+    # Trained elsewhere: the path need not exist here to be recognised as one.
+    elsewhere = cards.halora_card({**HALORA_RESULTS, "base_model": "/data/models/llama-3/"}, "me/adapter")
+    assert "/data/models" not in elsewhere.text and 'load_base_model("/path/to/llama-3")' in elsewhere.text
+    assert ModelCard(str(elsewhere)).data.base_model is None
+
+
+def test_local_dataset_path_stays_out_of_the_card(tmp_path):
+    csv = tmp_path / "mols.csv"
+    csv.write_text("smiles,y\n")
+    for dataset in (str(csv), "/data/elsewhere/mols.csv"):
+        card = cards.grant_card({"eval_mae": 0.3, "dataset_name": dataset}, "me/gcn")
+        data = ModelCard(str(card)).data
+        assert dataset not in str(card) and data.datasets is None
+        assert {r.dataset_name for r in data.eval_results} == {"local data (mols.csv)"}
+    splats = cards.splat_card({"eval_psnr": 25.0, "dataset": str(tmp_path)}, "me/splats")
+    assert str(tmp_path) not in str(splats) and ModelCard(str(splats)).data.datasets is None
+    builtin = cards.grant_card({"eval_mae": 0.3, "dataset_name": "qm9"}, "me/gcn")
+    assert ModelCard(str(builtin)).data.eval_results[0].dataset_name == "qm9"
 
 
 def test_grant_card_reports_time_to_target_and_eval_metrics():
