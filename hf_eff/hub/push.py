@@ -12,9 +12,12 @@ from huggingface_hub.utils import validate_repo_id
 from hf_eff.hub.cards import grant_card, halora_card, scene_card, splat_card
 
 RESULTS_FILE = "all_results.json"
+# Pickles that only a full (unsafe) torch.load / pickle.load reads, such as the Trainer's
+# training_args.bin: no hf-eff upload sends them, neither `hf-eff push` nor the Trainers' own pushes.
+PICKLE_PATTERNS = ["*.bin", "*.pkl", "*.ckpt"]
 # Training leftovers that do not belong in a model repo: checkpoints (the Trainer pushes those
-# itself with hub_strategy="checkpoint"), TensorBoard logs and pickles, which nobody should load.
-IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
+# itself with hub_strategy="checkpoint"), TensorBoard logs and the Trainer's states (*.pt, *.pth).
+IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.pt", "*.pth", *PICKLE_PATTERNS]
 
 
 def detect_artifact(output_dir: Path) -> str:

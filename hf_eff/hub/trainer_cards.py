@@ -1,14 +1,47 @@
-"""`Trainer.push_to_hub` with the hf-eff card of the trained artifact."""
+"""`Trainer.push_to_hub` with the hf-eff card of the trained artifact, and without pickles."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
-from hf_eff.hub.push import build_card
+import transformers.trainer as transformers_trainer
+from transformers.trainer_utils import HubStrategy
+
+from hf_eff.hub.push import PICKLE_PATTERNS, build_card
+
+
+class _UploadsIgnoring:
+    """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns."""
+
+    def __init__(self, api, patterns: list[str]):
+        self._api, self._patterns = api, patterns
+
+    def upload_folder(self, *args, ignore_patterns=None, **kwargs):
+        ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+        return self._api.upload_folder(*args, ignore_patterns=ignore + self._patterns, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._api, name)
+
+
+@contextlib.contextmanager
+def _trainer_uploads_ignoring(patterns: list[str]):
+    """While the Trainer pushes: its ``hf_api()`` uploads leave ``patterns`` out. transformers hard-codes
+    the ignore_patterns of its three uploads (none at all for the checkpoint folder), so this is the one
+    place to add to them without copying ``push_to_hub`` and ``_push_from_checkpoint``. The patterns are
+    bound when each upload is called, so its background thread needs nothing from here."""
+    original = transformers_trainer.hf_api
+    transformers_trainer.hf_api = lambda: _UploadsIgnoring(original(), patterns)
+    try:
+        yield
+    finally:
+        transformers_trainer.hf_api = original
 
 
 class HubCardTrainerMixin:
-    """Base for the hf-eff trainers: ``create_model_card`` writes the artifact's hf-eff card.
+    """Base for the hf-eff trainers: the Trainer's pushes carry the artifact's hf-eff card and no pickles.
 
     ``Trainer.push_to_hub`` (also called by ``save_model`` when ``push_to_hub=True``) saves the
     model, calls ``create_model_card`` and uploads the output folder. transformers' own card is a
@@ -17,6 +50,13 @@ class HubCardTrainerMixin:
     history, overridden by what this trainer passed to ``save_metrics`` (the examples' closing
     ``all_results.json``). A results file an earlier run left in a reused ``output_dir`` is not read:
     its figures would describe another model.
+
+    The checkpoint pushes (``hub_strategy`` ``checkpoint``, ``all_checkpoints``, ``every_save``) carry
+    the same card, built from the results so far, in place of the one the model's ``save_pretrained``
+    wrote into the checkpoint. Like ``hf-eff push``, no push uploads ``hf_eff.hub.push.PICKLE_PATTERNS``:
+    ``training_args.bin`` stays in the local folders (for tools that read it) but not on the Hub. A pushed
+    checkpoint keeps the optimizer, scheduler and RNG states (``*.pt``, ``*.pth``): resuming from it needs
+    them, and transformers reads them with ``torch.load(weights_only=True)``.
 
     Use: ``class MyTrainer(HubCardTrainerMixin, Trainer)`` with ``card_kind`` set to one of
     ``hf_eff.hub.cards.KINDS``.
@@ -28,18 +68,21 @@ class HubCardTrainerMixin:
         super().save_metrics(split, metrics, combined)
         self._saved_metrics = {**getattr(self, "_saved_metrics", {}), **metrics}
 
+    def _hf_eff_card(self, folder: Path, model_name: str | None = None):
+        results: dict = {}
+        for entry in self.state.log_history:
+            results.update(entry)
+        results.update(getattr(self, "_saved_metrics", {}))
+        repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name
+        return build_card(self.card_kind, folder, repo_id, results)
+
     def create_model_card(self, language: str | None = None, license: str | None = None,
                           tags: str | list[str] | None = None, model_name: str | None = None,
                           finetuned_from: str | None = None, dataset: str | list[str] | None = None) -> None:
         if not self.is_world_process_zero():
             return
         output_dir = Path(self.args.output_dir)
-        results: dict = {}
-        for entry in self.state.log_history:
-            results.update(entry)
-        results.update(getattr(self, "_saved_metrics", {}))
-        repo_id = self.hub_model_id or self.args.hub_model_id or model_name or output_dir.name
-        card = build_card(self.card_kind, output_dir, repo_id, results)
+        card = self._hf_eff_card(output_dir, model_name)
         if language is not None:
             card.data.language = language
         if license is not None:
@@ -52,3 +95,17 @@ class HubCardTrainerMixin:
             extra = [tags] if isinstance(tags, str) else list(tags)
             card.data.tags = list(card.data.tags or []) + [t for t in extra if t not in (card.data.tags or [])]
         card.save(output_dir / "README.md")
+
+    def push_to_hub(self, *args, **kwargs):
+        with _trainer_uploads_ignoring(PICKLE_PATTERNS):
+            return super().push_to_hub(*args, **kwargs)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        if self.is_world_process_zero() and self.args.hub_strategy != HubStrategy.END:
+            # The checkpoint's README.md is the model's own card (PEFT's, or PyTorchModelHubMixin's with
+            # a "<repo_id>" placeholder); the output folder, pushed beside it, gets the same hf-eff card.
+            card_path = Path(checkpoint_folder) / "README.md"
+            self._hf_eff_card(Path(checkpoint_folder)).save(card_path)
+            shutil.copy(card_path, Path(self.args.output_dir) / "README.md")
+        with _trainer_uploads_ignoring(PICKLE_PATTERNS):
+            super()._push_from_checkpoint(checkpoint_folder)

@@ -296,6 +296,7 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
         interrupted.train()
         pushed = _repo_state(repo_id)
         checkpoint = Path(snapshot_download(repo_id, allow_patterns=["last-checkpoint/*"])) / "last-checkpoint"
+        checkpoint_card = ModelCard.load(checkpoint / "README.md")
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         counter = StepCounter()
         resumed = make(f"{output_dir}/{kind}/resumed", [counter])
@@ -318,6 +319,10 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
             "resumed_trained_steps": counter.steps,
             "card_tags": card.data.tags, "card_library": card.data.library_name,
             "card_text": card.text,
+            "checkpoint_card_library": checkpoint_card.data.library_name,
+            "checkpoint_card_text": checkpoint_card.text,
+            "final_files": _repo_state(repo_id)["files"],
+            "local_files": sorted(str(f.relative_to(output_dir)) for f in Path(output_dir, kind).rglob("*.bin")),
             "opened": opened_repo_files(repo_id),
             "repo_files_with_token": _files_holding(Path(snapshot_download(repo_id)), hub_token),
             "saved_files_with_token": _files_holding(Path(output_dir) / kind, hub_token),

@@ -96,6 +96,20 @@ def test_token_given_to_a_trainer_stays_out_of_its_checkpoints(trainer_runs, kin
     assert observed["saved_files_with_token"] == [] and observed["repo_files_with_token"] == []
 
 
+# Like `hf-eff push`: no pickle reaches the Hub (training_args.bin stays local), and the pushed
+# checkpoint carries the hf-eff card, not the model's own one with its "<repo_id>" placeholder.
+@pytest.mark.parametrize("kind", list(TRAINERS))
+def test_trainer_pushes_no_pickles_and_the_checkpoint_has_the_hf_eff_card(trainer_runs, kind):
+    observed = trainer_runs["kinds"][kind]
+    for files in (observed["pushed"]["files"], observed["final_files"]):
+        assert not any(f.endswith(".bin") for f in files), files
+    assert f"{kind}/interrupted/training_args.bin" in observed["local_files"]
+    assert observed["checkpoint_card_library"] == "hf-eff"
+    assert "<repo_id>" not in observed["checkpoint_card_text"]
+    assert f'"{observed["pushed"]["repo_id"]}"' in observed["checkpoint_card_text"]
+    assert {"last-checkpoint/README.md", "README.md"} <= set(observed["pushed"]["files"])
+
+
 @pytest.mark.parametrize("kind", list(TRAINERS))
 def test_run_resumed_from_the_hubs_last_checkpoint_continues(trainer_runs, kind):
     observed = trainer_runs["kinds"][kind]
