@@ -13,7 +13,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
   ``eval_*`` / ``test_*`` metrics.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
-Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher``.
+Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher``; for adapters ``noise_mode``,
+``noise_tile_size`` and ``num_noise_seeds``. A local path (base model or data) is named by its last part only.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
                 peft_type: str = "HALORA", license: str = DEFAULT_LICENSE, tile_size: int | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
     accuracy-vs-sigma table. ``results["base_model"]`` (what the example was given) wins over
-    ``base_model`` (the adapter config's). ``tile_size``: the RRAM tile side the noise was scaled over."""
+    ``base_model`` (the adapter config's). ``tile_size``: the RRAM tile side the noise was scaled over
+    (a plain LoRA adapter's config has none: then ``results["noise_tile_size"]``, when the run wrote it)."""
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
@@ -209,7 +211,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     return ModelCard.from_template(
         card_data, template_path=str(template_path("halora_adapter")), repo_id=repo_id, is_halora=is_halora,
         base_model=base_model, builtin_base=load_name == DEFAULT_BASE_MODEL, local_base=local_base,
-        load_name=load_name, noise=noise_description(results.get("noise_mode"), tile_size),
+        load_name=load_name, noise=noise_description(results.get("noise_mode"), tile_size or results.get("noise_tile_size")),
         num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",
         other_metrics_table=markdown_table(["metric", "value"], run_rows) if run_rows else "",
