@@ -173,7 +173,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
         noise.restore()
     results.update(trainer.evaluate())
     settings = trainer.eval_noise_settings()
-    results.update(noise_mode=settings["mode"], num_noise_seeds=args.eval_noise_seeds)
+    results.update(noise_mode=settings["mode"], noise_tile_size=settings["tile_size"], num_noise_seeds=args.eval_noise_seeds)
     return trainer, results
 
 

@@ -173,12 +173,25 @@ def noise_description(mode: str | None, tile_size: int | None = None) -> str | N
     return text.format(tile=tile) if text else f"noise mode `{mode}`"
 
 
+def regulariser_description(reg_weight: float | None, reg_norm: str | None) -> str | None:
+    """What the HaLoRA run added to its training, from the adapter config's ``reg_weight`` and
+    ``reg_norm``; None when they are not known."""
+    if reg_weight is None:
+        return None
+    if reg_weight == 0:
+        return "no regulariser (mu = 0)"
+    return f"a {reg_norm or 'spectral'}-norm regulariser (mu = {reg_weight:g}) on the adapter"
+
+
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
-                peft_type: str = "HALORA", license: str = DEFAULT_LICENSE, tile_size: int | None = None) -> ModelCard:
+                peft_type: str = "HALORA", license: str = DEFAULT_LICENSE, tile_size: int | None = None,
+                regulariser: str | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
     accuracy-vs-sigma table. ``results["base_model"]`` (what the example was given) wins over
     ``base_model`` (the adapter config's). ``tile_size``: the RRAM tile side the noise was scaled over
-    (a plain LoRA adapter's config has none: then ``results["noise_tile_size"]``, when the run wrote it)."""
+    (a plain LoRA adapter's config has none: then ``results["noise_tile_size"]``, when the run wrote it).
+    ``regulariser``: what HaLoRA training added (``regulariser_description``; the paper's spectral
+    norm when not given)."""
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
@@ -210,7 +223,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     )
     return ModelCard.from_template(
         card_data, template_path=str(template_path("halora_adapter")), repo_id=repo_id, is_halora=is_halora,
-        base_model=base_model, builtin_base=load_name == DEFAULT_BASE_MODEL, local_base=local_base,
+        base_model=base_model, builtin_base=load_name == DEFAULT_BASE_MODEL, local_base=local_base, regulariser=regulariser,
         load_name=load_name, noise=noise_description(results.get("noise_mode"), tile_size or results.get("noise_tile_size")),
         num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",

@@ -9,7 +9,13 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, HfApi, get_token
 from huggingface_hub.utils import validate_repo_id
 
-from hf_eff.hub.cards import grant_card, halora_card, scene_card, splat_card
+from hf_eff.hub.cards import (
+    grant_card,
+    halora_card,
+    regulariser_description,
+    scene_card,
+    splat_card,
+)
 
 RESULTS_FILE = "all_results.json"
 # Pickles that only a full (unsafe) torch.load / pickle.load reads, such as the Trainer's
@@ -56,7 +62,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     if kind == "halora_adapter":
         adapter = json.loads((output_dir / "adapter_config.json").read_text())
         return halora_card(results, repo_id, base_model=adapter.get("base_model_name_or_path"),
-                           peft_type=str(adapter.get("peft_type", "HALORA")), tile_size=adapter.get("noise_tile_size"))
+                           peft_type=str(adapter.get("peft_type", "HALORA")), tile_size=adapter.get("noise_tile_size"),
+                           regulariser=regulariser_description(adapter.get("reg_weight"), adapter.get("reg_norm")))
     if kind == "grant_model":
         return grant_card(results, repo_id)
     if kind == "splat_model":

@@ -33,7 +33,7 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     results = json.loads((out / "all_results.json").read_text())
     for key in ("train_loss", "eval_accuracy_sigma_0_mean", "eval_accuracy_sigma_0.02_mean", "eval_accuracy_sigma_0.02_std"):
         assert key in results, key
-    assert results["noise_mode"] == "tile_additive" and results["num_noise_seeds"] == 2
+    assert (results["noise_mode"], results["noise_tile_size"], results["num_noise_seeds"]) == ("tile_additive", 64, 2)
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
     assert (saved["noise_sigma_sampling"], saved["noise_warmup_steps"], saved["reg_reduction"]) == ("uniform", 1, "mean")

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from huggingface_hub import DatasetCard, ModelCard, ModelCardData
 
-from hf_eff.hub import cards
+from hf_eff.hub import cards, push
 
 # HaLoRATrainer's keys: eval_<metric>_sigma_<s>_mean / _std
 HALORA_RESULTS = {
@@ -59,6 +59,18 @@ def test_lora_baseline_card_says_plain_lora_without_halora_training_claims():
     assert "of each 16x16 tile" in cards.halora_card(lora_results, "me/lora", peft_type="LORA").text
     halora = cards.halora_card({"eval_accuracy_sigma_0_mean": 0.5}, "me/h")
     assert "A **HaLoRA** adapter" in halora.text and "Training injects the RRAM noise" in halora.text
+
+
+@pytest.mark.parametrize(("reg_weight", "reg_norm", "phrase"), [
+    (0.1, "spectral", "adds a spectral-norm regulariser (mu = 0.1) on the adapter"),
+    (0.5, "frobenius", "adds a frobenius-norm regulariser (mu = 0.5) on the adapter"),
+    (0.0, "spectral", "adds no regulariser (mu = 0)"),
+])
+def test_halora_card_names_the_regulariser_the_adapter_was_trained_with(tmp_path, reg_weight, reg_norm, phrase):
+    config = {"peft_type": "HALORA", "reg_weight": reg_weight, "reg_norm": reg_norm, "noise_tile_size": 64}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    card = push.build_card("halora_adapter", tmp_path, "me/h", HALORA_RESULTS)
+    assert phrase in " ".join(card.text.split())
 
 
 @pytest.mark.parametrize(("mode", "phrase"), [
