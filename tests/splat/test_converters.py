@@ -141,3 +141,66 @@ def test_nerf_synthetic_names_the_frame_of_a_singular_transform_matrix(tmp_path)
         match=r"transforms_train.json frame 1 \(\./train/r_1\): transform_matrix is singular",
     ):
         scene_from_nerf_synthetic(tmp_path)
+
+
+def write_transforms(folder, meta, size=(64, 48)):
+    (folder / "images").mkdir(exist_ok=True)
+    camera_to_world = np.eye(4)
+    camera_to_world[2, 3] = 4
+    meta = {
+        "frames": [
+            {"file_path": f"images/f{i}.png", "transform_matrix": camera_to_world.tolist()}
+            for i in range(2)
+        ],
+        **meta,
+    }
+    for i in range(2):
+        Image.new("RGB", size).save(folder / "images" / f"f{i}.png")
+    (folder / "transforms.json").write_text(json.dumps(meta))
+    return meta
+
+
+NERFSTUDIO_CAMERA = {"fl_x": 66.0, "fl_y": 58.0, "cx": 30.0, "cy": 26.0, "w": 64, "h": 48}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"camera_model": "OPENCV", "k1": -0.2, "k2": 0.05}, r"transforms.json: k1=-0.2 is lens distortion"),
+        ({"camera_model": "OPENCV", "p2": 0.01}, r"transforms.json: p2=0.01 is lens distortion"),
+        (
+            {"camera_model": "OPENCV_FISHEYE", "k1": 0, "k2": 0, "k3": 0, "k4": 0},
+            r"transforms.json: camera_model='OPENCV_FISHEYE' is not a pinhole camera",
+        ),
+        ({"camera_model": "EQUIRECTANGULAR"}, "'EQUIRECTANGULAR' is not a pinhole"),
+    ],
+)
+def test_transforms_json_refuses_lens_distortion_and_non_pinhole_models(tmp_path, extra, message):
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, **extra})
+    with pytest.raises(ValueError, match=message + ".*undistort the images first"):
+        load_scene(tmp_path)
+
+
+def test_transforms_json_names_the_frame_of_per_frame_distortion(tmp_path):
+    meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
+    meta["frames"][1]["k1"] = 0.1
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"transforms.json frame 1: k1=0.1 is lens distortion"):
+        scene_from_nerf_synthetic(tmp_path)
+
+
+def test_transforms_json_accepts_zero_distortion_and_rescales_K_to_the_images(tmp_path):
+    zero = {"camera_model": "OPENCV", "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0}
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, **zero})
+    K = np.asarray(scene_from_nerf_synthetic(tmp_path).views["train"][0]["K"])
+    np.testing.assert_allclose(K, [[66, 0, 30], [0, 58, 26], [0, 0, 1]])
+
+    # Images at half the declared 128x96 (a downscaled copy): K follows the files.
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "fl_x": 132.0, "fl_y": 116.0, "cx": 60.0,
+                                "cy": 52.0, "w": 128, "h": 96})
+    K = np.asarray(scene_from_nerf_synthetic(tmp_path).views["train"][0]["K"])
+    np.testing.assert_allclose(K, [[66, 0, 30], [0, 58, 26], [0, 0, 1]])
+
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "w": 64, "h": 64})
+    with pytest.raises(ValueError, match="image is 64x48 but w x h says 64x64, not a uniform"):
+        scene_from_nerf_synthetic(tmp_path)

@@ -47,7 +47,7 @@ def _read_split(folder: Path, transforms_file: Path, background: np.ndarray) -> 
         rgb = rgba[..., :3] * alpha + background * (1 - alpha)
         height, width = rgb.shape[:2]
         images.append(np.round(rgb * 255).astype(np.uint8))
-        Ks.append(_intrinsics(meta, frame, width, height, where))
+        Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
         if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
             raise ValueError(f"{where}: transform_matrix must be a finite 4x4 matrix")
@@ -58,21 +58,59 @@ def _read_split(folder: Path, transforms_file: Path, background: np.ndarray) -> 
     return views_dataset(images, Ks, poses)
 
 
-def _intrinsics(meta: dict, frame: dict, width: int, height: int, where: str) -> np.ndarray:
+# nerfstudio's perspective camera models: with every distortion coefficient zero they are a
+# pinhole. Fisheye, equirectangular and the rest never are.
+PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "SIMPLE_RADIAL", "RADIAL")
+DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+
+
+def _intrinsics(
+    meta: dict, frame: dict, width: int, height: int, where: str, file_name: str
+) -> np.ndarray:
     # Per-frame keys win over file-level ones (instant-ngp / nerfstudio style fl_x, cx, ...).
     def get(key):
         return frame.get(key, meta.get(key))
 
+    def named(key):  # where a key's value comes from, for errors
+        return f"{where}: {key}" if key in frame else f"{file_name}: {key}"
+
+    undistort = "undistort the images first (ns-process-data, or colmap image_undistorter)"
+    model = get("camera_model")
+    if model is not None and str(model).upper() not in PINHOLE_MODELS:
+        raise ValueError(
+            f"{named('camera_model')}={model!r} is not a pinhole camera; {undistort} "
+            f"and write camera_model PINHOLE"
+        )
+    for key in DISTORTION_KEYS:
+        value = get(key)
+        if value is not None and float(value) != 0:
+            raise ValueError(f"{named(key)}={value} is lens distortion; {undistort}")
+
+    # fl_x, cx, cy are in pixels of the declared w x h (the image's own size by default).
+    declared_w = float(get("w")) if get("w") is not None else float(width)
+    declared_h = float(get("h")) if get("h") is not None else float(height)
+    if not (declared_w > 0 and declared_h > 0):
+        raise ValueError(f"{where}: w and h must be positive, got {get('w')}x{get('h')}")
     if get("fl_x") is not None:
         fx = float(get("fl_x"))
         fy = float(get("fl_y") if get("fl_y") is not None else fx)
     elif get("camera_angle_x") is not None:
-        fx = fy = 0.5 * width / math.tan(0.5 * float(get("camera_angle_x")))
+        fx = fy = 0.5 * declared_w / math.tan(0.5 * float(get("camera_angle_x")))
     else:
         raise ValueError(f"{where}: needs 'camera_angle_x' or 'fl_x' for the focal length")
-    cx = float(get("cx") if get("cx") is not None else width / 2)
-    cy = float(get("cy") if get("cy") is not None else height / 2)
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    cx = float(get("cx") if get("cx") is not None else declared_w / 2)
+    cy = float(get("cy") if get("cy") is not None else declared_h / 2)
+    # A downscaled copy of the images (e.g. images_2) keeps the declared intrinsics: rescale K to
+    # the file, as the COLMAP converter does; a different aspect ratio is not a downscale.
+    scale_x, scale_y = width / declared_w, height / declared_h
+    if abs(width - declared_w * scale_y) > 1 or abs(height - declared_h * scale_x) > 1:
+        raise ValueError(
+            f"{where}: image is {width}x{height} but w x h says {get('w')}x{get('h')}, "
+            "not a uniform downscale"
+        )
+    return np.array(
+        [[fx * scale_x, 0.0, cx * scale_x], [0.0, fy * scale_y, cy * scale_y], [0.0, 0.0, 1.0]]
+    )
 
 
 def scene_from_nerf_synthetic(folder, background=(0.0, 0.0, 0.0)) -> Scene:
@@ -83,7 +121,11 @@ def scene_from_nerf_synthetic(folder, background=(0.0, 0.0, 0.0)) -> Scene:
         background: RGB in [0, 1] under transparent pixels (black as 3DGS's default;
             (1, 1, 1) for its ``--white_background``).
 
-    The scene has no point set (3DGS initialises these scenes at random).
+    The scene has no point set (3DGS initialises these scenes at random). Cameras must be
+    pinholes: a ``camera_model`` other than a perspective one (fisheye, equirectangular) or a
+    non-zero distortion coefficient (``k1``..``k4``, ``p1``, ``p2``) is refused; undistort
+    first. Images whose size differs from the declared ``w`` x ``h`` by a uniform scale get K
+    rescaled to them.
     """
     folder = Path(folder)
     background = np.asarray(background, dtype=np.float64).reshape(3)
