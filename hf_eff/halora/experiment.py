@@ -161,6 +161,9 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
         results.update(train_peak_rss_mb=resident.peak_mb, train_start_rss_mb=resident.start_mb)
     else:
         train_output = trainer.train()
+    if trainer.is_world_process_zero():
+        # Saved before the (long) evaluation under noise, so that a failure there loses no training.
+        peft_model.save_pretrained(args.output_dir)
     results.update(train_output.metrics, train_step_seconds=timer.mean_step_seconds(),
                    train_step_cpu_seconds=timer.mean_step_seconds(cpu=True))
     results.update(adapter_relative_norms(peft_model, peft_model.active_adapter))

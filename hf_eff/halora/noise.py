@@ -22,8 +22,13 @@ from dataclasses import dataclass
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from hf_eff.halora.config import validate_noise
+
+# transformers' Conv1D (the GPT-2 family) is a Linear whose weight is stored transposed; a tile of
+# the transpose is the transpose of a tile, so tile-relative noise means the same on both.
+RRAM_LAYER_TYPES = (nn.Linear, Conv1D)
 
 _INT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -41,10 +46,11 @@ def draw_seed(seed: int, draw_index: int, layer_name: str) -> int:
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
-def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None = None) -> dict[str, nn.Linear]:
-    """The frozen ``nn.Linear`` modules that sit on RRAM, by module name; never adapter weights.
+def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None = None) -> dict[str, nn.Module]:
+    """The frozen ``nn.Linear`` (or transformers ``Conv1D``) modules that sit on RRAM, by module name;
+    never adapter weights.
 
-    ``target_modules=None`` takes every ``nn.Linear`` inside the transformer blocks (the classes the
+    ``target_modules=None`` takes every such layer inside the transformer blocks (the classes the
     model lists in ``_no_split_modules``); a list matches name suffixes, a string is a regex matched
     against the canonical name.
     """
@@ -74,17 +80,17 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
         selected = lambda name, module: any(  # noqa: E731
             canonical_layer_name(name) == s or canonical_layer_name(name).endswith("." + s) for s in suffixes
         )
-    layers: dict[str, nn.Linear] = {}
+    layers: dict[str, nn.Module] = {}
     seen_weights: set[int] = set()
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or id(module) in adapter_modules or not selected(name, module):
+        if not isinstance(module, RRAM_LAYER_TYPES) or id(module) in adapter_modules or not selected(name, module):
             continue
         if module.weight.data_ptr() in seen_weights:  # tied weights are one physical array
             continue
         seen_weights.add(module.weight.data_ptr())
         layers[name] = module
     if not layers:
-        raise ValueError(f"noise_target_modules={target_modules!r} matches no frozen nn.Linear layer of the model")
+        raise ValueError(f"noise_target_modules={target_modules!r} matches no frozen nn.Linear (or Conv1D) layer of the model")
     return layers
 
 
@@ -126,7 +132,7 @@ class _LayerNoise:
 
 
 class RRAMNoise:
-    """Writes RRAM noise into a model's frozen Linear weights and takes it out again bit-exactly.
+    """Writes RRAM noise into a model's frozen Linear (or Conv1D) weights and takes it out again bit-exactly.
 
     ``mode``: ``tile_additive`` (W + sigma * max|W_tile| * eps), ``multiplicative``
     (W * (1 + sigma * eps)), ``absolute`` (W + sigma * eps) or ``stuck_at`` (a fraction sigma of the

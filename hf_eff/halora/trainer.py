@@ -18,7 +18,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
 from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
-from hf_eff.halora.noise import RRAMNoise, draw_seed, rram_noise
+from hf_eff.halora.noise import RRAMNoise, draw_seed, rram_linear_modules, rram_noise
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
@@ -95,6 +95,9 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
         self._reg_count = 0
         self._hooked_optimizer: torch.optim.Optimizer | None = None
+        if any(sigma > 0 for sigma in self.args.eval_sigmas):
+            # Found now, not after training: a model without noisable layers would fail only at evaluation.
+            rram_linear_modules(self.model, self.eval_noise_settings()["target_modules"])
 
     # --- configuration ---------------------------------------------------------------------
 

@@ -139,3 +139,20 @@ def test_sharded_weights_are_refused():
     model.model.layers[0].self_attn.q_proj.weight = nn.Parameter(torch.empty(0), requires_grad=False)
     with pytest.raises(ValueError, match="layers.0.self_attn.q_proj.*sharded.*not FSDP"):
         RRAMNoise(model, 0.01)
+
+
+def test_gpt2_conv1d_layers_are_noised_and_restored_bit_exactly():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+    model = get_peft_model(gpt2, LoraConfig(r=2, target_modules=["c_attn"], init_lora_weights=False))
+    names = {canonical_layer_name(n) for n in rram_linear_modules(model)}
+    assert names == {f"transformer.h.{i}.{layer}" for i in range(2)
+                     for layer in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+    before = _snapshot(model)
+    with rram_noise(model, sigma=0.02, seed=0):
+        during = _snapshot(model)
+    changed = {n for n in before if not torch.equal(before[n], during[n])}
+    assert changed and not any("lora_" in n for n in changed)
+    assert all(_bit_equal(before[n], tensor) for n, tensor in _snapshot(model).items())

@@ -165,3 +165,14 @@ def test_arguments_validate(tmp_path):
         _args(tmp_path, eval_noise_seeds=0)
     with pytest.raises(ValueError, match="eval_noise_mode"):
         _args(tmp_path, eval_noise_mode="pink")
+
+
+def test_a_model_without_noisable_layers_is_refused_before_training(tmp_path):
+    class NoBlocks(torch.nn.Module):  # declares no transformer blocks: nothing to put on RRAM by default
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+
+    with pytest.raises(ValueError, match="noise_target_modules"):
+        HaLoRATrainer(model=NoBlocks(), args=_args(tmp_path, eval_sigmas=[0.0, 0.01]))
+    HaLoRATrainer(model=NoBlocks(), args=_args(tmp_path, eval_sigmas=[0.0]))  # no noise asked for: fine
