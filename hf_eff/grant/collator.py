@@ -3,6 +3,7 @@ so that `Trainer` moves it to the device."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -76,3 +77,18 @@ class GraphCollator:
             stored = next((torch.as_tensor(a) for a in attrs if len(a)), torch.zeros(0, 0))
             batch["edge_attr"] = torch.cat(_stack(attrs, stored.dtype, stored.reshape(len(stored), -1).size(1)))
         return batch
+
+
+def takes_edge_attr(model: torch.nn.Module) -> bool:
+    """Whether the model's forward has an `edge_attr` parameter (e.g. one built on GINEConv)."""
+    return "edge_attr" in inspect.signature(model.forward).parameters
+
+
+def model_inputs(features: dict[str, torch.Tensor], edge_attr: bool) -> dict[str, torch.Tensor]:
+    """The forward's keyword arguments from a collated batch: x, edge_index, batch, and edge_attr
+    when the model takes it (`takes_edge_attr`) and the batch has it. Training, evaluation and
+    the teacher's scoring all call the model with these, so they score the function trained."""
+    inputs = {"x": features["x"], "edge_index": features["edge_index"], "batch": features["batch"]}
+    if edge_attr and "edge_attr" in features:
+        inputs["edge_attr"] = features["edge_attr"]
+    return inputs

@@ -1,15 +1,15 @@
 """GraNTTrainer: a `Trainer` whose teacher picks, at each reselection, the training graphs on
 which the learner is most wrong, and trains on them until the next reselection.
 
-Works with `GrantGCN` and with any PyG model whose forward takes (x, edge_index, batch); the
-loss comes from `args.task`. With `teacher="none"` it is plain full-data training through the
+Works with `GrantGCN` and with any PyG model whose forward takes (x, edge_index, batch), and
+edge_attr if it names it (training, evaluation and the teacher pass the same inputs); the loss
+comes from `args.task`. With `teacher="none"` it is plain full-data training through the
 same code path (the baseline); with `teacher="random"`, GraNT's schedule on random subsets (the
 ablation of the selection).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -23,7 +23,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_eff.grant.collator import GraphCollator
+from hf_eff.grant.collator import GraphCollator, model_inputs, takes_edge_attr
 from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import check_graph_dataset
 from hf_eff.grant.metrics import metrics_for
@@ -89,7 +89,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             compute_metrics=compute_metrics or metrics_for(self.task),
             **kwargs,
         )
-        self._forward_takes_edge_attr = "edge_attr" in inspect.signature(self.model.forward).parameters
+        self._forward_takes_edge_attr = takes_edge_attr(self.model)
         self._sampler = TeachingBatchSampler(args.seed)
         self._plan = None
         self._scoring_batches = None
@@ -98,10 +98,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     # --- loss and evaluation -------------------------------------------------------------
     def _forward(self, model, inputs):
-        features = {"x": inputs["x"], "edge_index": inputs["edge_index"], "batch": inputs["batch"]}
-        if self._forward_takes_edge_attr and "edge_attr" in inputs:
-            features["edge_attr"] = inputs["edge_attr"]
-        return model(**features)
+        return model(**model_inputs(inputs, self._forward_takes_edge_attr))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = self._forward(model, inputs)

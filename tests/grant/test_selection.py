@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch_geometric.nn import GINEConv, global_mean_pool
 
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.model import GrantGCN
@@ -98,3 +99,35 @@ def test_scoring_pass_follows_dataset_order(task, make_graphs):
     subset = score_dataset(model, dataset, collator, task, indices=[7, 2, 19], batch_size=2)
     assert torch.allclose(subset, one_by_one[[7, 2, 19]], atol=1e-5)
     assert model.training is False
+
+
+class _EdgeAwareGraphModel(torch.nn.Module):
+    """GINEConv needs edge_attr: the teacher must call it as training does."""
+
+    def __init__(self, in_channels: int, edge_dim: int):
+        super().__init__()
+        mlp = torch.nn.Sequential(torch.nn.Linear(in_channels, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8))
+        self.conv = GINEConv(mlp, edge_dim=edge_dim)
+        self.head = torch.nn.Linear(8, 1)
+
+    def forward(self, x, edge_index, batch, edge_attr=None):
+        if edge_attr is None:
+            raise AssertionError("called without edge_attr")
+        return self.head(global_mean_pool(self.conv(x, edge_index, edge_attr), batch))
+
+
+def test_teacher_scores_with_edge_attr_when_the_model_takes_it(make_graphs):
+    dataset = make_graphs(9, "graph_regression", seed=0)
+    rng = torch.Generator().manual_seed(0)
+    dataset = dataset.add_column(
+        "edge_attr", [torch.randn(len(e[0]), 3, generator=rng).tolist() for e in dataset["edge_index"]]
+    )
+    collator = GraphCollator("graph_regression")
+    model = _EdgeAwareGraphModel(6, 3)
+    scores = score_dataset(model, dataset, collator, "graph_regression", batch_size=4)
+    features = collator([dataset[i] for i in range(9)])
+    model.eval()
+    with torch.no_grad():
+        outputs = model(features["x"], features["edge_index"], features["batch"], edge_attr=features["edge_attr"])
+    expected = (outputs - features["labels"]).abs().flatten()
+    assert torch.allclose(scores, expected, atol=1e-5)
