@@ -92,6 +92,29 @@ def test_colmap_rejects_distorted_cameras_and_missing_images(tmp_path, scene):
         scene_from_colmap(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "model, extra",
+    [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],
+)
+def test_colmap_refuses_fisheye_models_even_without_distortion(tmp_path, scene, model, extra):
+    write_colmap(scene, tmp_path)
+    sparse = tmp_path / "sparse" / "0"
+    reconstruction = pycolmap.Reconstruction(str(sparse))
+    camera = reconstruction.cameras[1]
+    fx, fy, cx, cy = camera.params
+    focal = [fx] if model.startswith("SIMPLE") else [fx, fy]
+    reconstruction.cameras[1] = pycolmap.Camera(
+        model=model,
+        width=camera.width,
+        height=camera.height,
+        params=[*focal, cx, cy, *[0.0] * extra],
+        camera_id=1,
+    )
+    reconstruction.write_binary(str(sparse))
+    with pytest.raises(ValueError, match=rf"COLMAP camera 1 \({model}\).*not a pinhole camera model"):
+        scene_from_colmap(tmp_path)
+
+
 def test_nerf_synthetic_round_trip_and_opengl_convention(tmp_path, scene):
     write_nerf_synthetic(scene, tmp_path)
     meta = json.loads((tmp_path / "transforms_train.json").read_text())

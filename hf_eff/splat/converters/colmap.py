@@ -15,6 +15,10 @@ from hf_eff.splat.scene import Scene, points_dataset, views_dataset
 
 __all__ = ["scene_from_colmap", "write_colmap"]
 
+# COLMAP's perspective models, pinholes once their distortion coefficients are all zero. A
+# fisheye (OPENCV_FISHEYE, FOV, THIN_PRISM_FISHEYE, ...) or equirectangular camera never is.
+PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
+
 
 def _pycolmap():
     try:
@@ -46,8 +50,8 @@ def scene_from_colmap(folder, images_dir=None, sparse_dir=None, test_every: int 
         test_every: every n-th image (sorted by name, starting with the first) goes to the
             test split, as 3DGS's ``llffhold=8``; 0 puts every image in train.
 
-    Cameras must be undistorted (PINHOLE / SIMPLE_PINHOLE, or zero distortion): run
-    ``colmap image_undistorter`` first, as 3DGS does.
+    Cameras must be undistorted (PINHOLE / SIMPLE_PINHOLE, or a perspective model with zero
+    distortion; never a fisheye): run ``colmap image_undistorter`` first, as 3DGS does.
     """
     import PIL.Image
 
@@ -64,6 +68,12 @@ def scene_from_colmap(folder, images_dir=None, sparse_dir=None, test_every: int 
     files, Ks, poses = [], [], []
     for image in registered:
         camera = reconstruction.cameras[image.camera_id]
+        if camera.model.name not in PINHOLE_MODELS:
+            raise ValueError(
+                f"COLMAP camera {image.camera_id} ({camera.model.name}) of image {image.name!r} is "
+                f"not a pinhole camera model ({', '.join(PINHOLE_MODELS)}); undistort the images "
+                "first (colmap image_undistorter)"
+            )
         distortion = np.asarray(camera.params)[camera.extra_params_idxs()]
         if np.any(distortion != 0):
             raise ValueError(
