@@ -283,6 +283,17 @@ def validate_views(views: DatasetDict) -> None:
                     f"{where}: world_to_camera rotation is a reflection (det R = -1); "
                     "flip an axis of the camera convention instead (OpenCV: x right, y down, z forward)"
                 )
+            # The rasterizer reads only fx, fy, cx, cy: any other layout (a transposed K, skew,
+            # a bottom row other than [0, 0, 1]) would be trained as something else.
+            if not np.allclose(K[2], [0, 0, 1], atol=1e-6):
+                raise ValueError(f"{where}: K bottom row must be [0, 0, 1], got {K[2]}")
+            for i, j in ((0, 1), (1, 0)):
+                if abs(K[i, j]) > 1e-6:
+                    skew = " (skew)" if (i, j) == (0, 1) else ""
+                    raise ValueError(
+                        f"{where}: K[{i}, {j}] must be 0{skew}, got {K[i, j]}; K is "
+                        "[[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels"
+                    )
             if K[0, 0] <= 0 or K[1, 1] <= 0:
                 raise ValueError(
                     f"{where}: K has a non-positive focal length (fx={K[0, 0]}, fy={K[1, 1]})"

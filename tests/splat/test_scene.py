@@ -138,6 +138,22 @@ def singular_pose():
             r"scene view 2 \(train\): K has a non-positive",
         ),
         (
+            tampered("K", np.array([[50.0, 0, 0], [0, 50, 0], [4, 3, 1]])),
+            r"scene view 1 \(train\): K bottom row must be \[0, 0, 1\], got \[4. 3. 1.\]",
+        ),
+        (
+            tampered("K", np.array([[50.0, 0, 4], [0, 50, 3], [0, 0, 0]])),
+            r"scene view 1 \(train\): K bottom row must be \[0, 0, 1\]",
+        ),
+        (
+            tampered("K", np.array([[50.0, 5, 4], [0, 50, 3], [0, 0, 1]])),
+            r"scene view 1 \(train\): K\[0, 1\] must be 0 \(skew\), got 5.0",
+        ),
+        (
+            tampered("K", np.array([[50.0, 0, 4], [2, 50, 3], [0, 0, 1]]), index=0),
+            r"scene view 0 \(train\): K\[1, 0\] must be 0, got 2.0",
+        ),
+        (
             DatasetDict({"train": views_dataset(*view_columns()).remove_columns("K")}),
             r"\(train\): missing column.*'K'",
         ),
