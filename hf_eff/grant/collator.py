@@ -25,8 +25,8 @@ class GraphCollator:
     """Batches graphs of any size (also graphs without edges) for `task`.
 
     Returns num_nodes [graphs], x [nodes, d], edge_index [2, edges] (offset per graph),
-    batch [nodes] (graph id of each node), labels ([graphs, targets], [graphs] class ids, or
-    per-node labels) and edge_attr when the rows have it. The same layout as PyG's
+    batch [nodes] (graph id of each node), labels ([graphs, targets] or [nodes, targets] for
+    regression, [graphs] or [nodes] class ids for classification) and edge_attr when the rows have it. The same layout as PyG's
     `Batch.from_data_list`, built with one concatenation per field: collating was most of a
     CPU training step on small graphs.
     """
@@ -57,10 +57,14 @@ class GraphCollator:
             )
         offsets = torch.cumsum(num_nodes, 0) - num_nodes
         dtype = torch.long if self.task.is_classification else torch.float32
-        if self.task.level == "node" or self.task.is_classification:
-            labels = torch.cat([t.reshape(-1) for t in _stack([row["y"] for row in rows], dtype)])
+        ys = [row["y"] for row in rows]
+        if self.task.is_classification:  # one class id per graph or per node
+            labels = torch.cat([t.reshape(-1) for t in _stack(ys, dtype)])
+        elif self.task.level == "node":  # [num_nodes, targets], row 0's target count
+            targets = next((torch.as_tensor(y).numel() // n for y, n in zip(ys, num_nodes.tolist()) if n), 1)
+            labels = torch.cat(_stack(ys, dtype, targets))
         else:  # one row per graph: [num_graphs, targets]
-            labels = torch.stack([t.reshape(-1) for t in _stack([row["y"] for row in rows], dtype)])
+            labels = torch.stack([t.reshape(-1) for t in _stack(ys, dtype)])
         # num_nodes comes first: Trainer reads the batch size off the first tensor, and it must
         # count graphs (as every process sees the same number), not nodes
         batch = {

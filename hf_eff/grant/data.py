@@ -290,7 +290,8 @@ def generate_graphon_dataset(
 
 def _check_target_size(y: np.ndarray, num_nodes: int, task: GraphTask, where: str, graph_targets: int) -> None:
     """y's length against the task: graph-level y is one class id, or `graph_targets` targets (row 0's
-    count), per graph; node-level y has one entry per node ([num_nodes] or [num_nodes, k]). Node labels
+    count), per graph; node-level y has one entry per node (a class id, or [num_nodes] or [num_nodes, k]
+regression targets with the same k on every graph: `graph_targets` is then k). Node labels
     given to a graph task otherwise only fail inside the collator ("stack expects each tensor ...")."""
     kind = task.split("_")[1]
     if task.level == "node":
@@ -299,6 +300,14 @@ def _check_target_size(y: np.ndarray, num_nodes: int, task: GraphTask, where: st
             raise ValueError(
                 f"{where}: {task} needs one label per node, got {count} y values for num_nodes={num_nodes}; "
                 f"if y has {count} value(s) per graph, as graph-level targets do: use task 'graph_{kind}'"
+            )
+        per_node = y.size // num_nodes if num_nodes else graph_targets
+        if task.is_classification and y.size != num_nodes:
+            raise ValueError(f"{where}: {task} needs one class id per node, got y of shape {y.shape}")
+        if per_node != graph_targets:
+            raise ValueError(
+                f"{where}: {task} needs the same number of targets per node on every graph, got {per_node} "
+                f"(y of shape {y.shape}); the first graph has {graph_targets}"
             )
         return
     expected = 1 if task.is_classification else graph_targets
@@ -329,7 +338,8 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
         y = np.asarray(graph["y"], dtype=np.float64)
         where = f"{name} row {row}"
-        graph_targets = y.size if graph_targets is None else graph_targets
+        if graph_targets is None and (task.level == "graph" or num_nodes):  # targets per graph, or per node
+            graph_targets = y.size // num_nodes if task.level == "node" else y.size
         _check_target_size(y, num_nodes, task, where, graph_targets)
         if x.ndim != 2 or x.shape[0] != num_nodes:
             if not (num_nodes == 0 and x.size == 0):

@@ -42,7 +42,7 @@ def graph_task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -
     if task.level == "node" and predictions.ndim == 3:
         labels = labels.reshape(predictions.shape[0] * predictions.shape[1], -1)
         real = ~(labels == -100).all(axis=1)
-        predictions, labels = predictions.reshape(len(labels), -1)[real], labels[real].squeeze(-1)
+        predictions, labels = predictions.reshape(len(labels), -1)[real], labels[real]
     if task.is_classification:
         labels = labels.astype(np.int64).reshape(-1)
         shifted = predictions - predictions.max(axis=-1, keepdims=True)

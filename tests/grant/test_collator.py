@@ -32,6 +32,13 @@ def test_node_level_labels_concatenate_per_node():
     assert batch["labels"].dtype == torch.long
 
 
+def test_node_regression_keeps_several_targets_per_node():
+    rows = [dict(r, y=[[float(i), -float(i)] for i in range(r["num_nodes"])]) for r in _rows()]
+    batch = GraphCollator("node_regression")(rows)
+    assert batch["labels"].shape == (6, 2)
+    assert batch["labels"][:, 0].tolist() == [0, 1, 2, 0, 0, 1] and batch["labels"][:, 1].tolist() == [0, -1, -2, 0, 0, -1]
+
+
 def test_edge_attr_survives_a_molecule_without_bonds():
     dataset = graphs_from_smiles(["CCO", "C", "c1ccccc1"], [[0.0], [1.0], [2.0]])
     batch = GraphCollator("graph_regression")(list(dataset))
@@ -60,8 +67,8 @@ def test_collator_matches_pyg_batching(task, make_graphs):
     rows = list(make_graphs(12, task, seed=3))  # the first graph has no edges
     batch = GraphCollator(task)(rows)
     labels = [torch.as_tensor(r["y"]) for r in rows]
-    if task == "graph_regression":
-        labels = [y.reshape(1, -1) for y in labels]
+    if task.endswith("regression"):  # [graphs or nodes, targets]
+        labels = [y.reshape(len(y) if task == "node_regression" else 1, -1) for y in labels]
     reference = Batch.from_data_list([
         Data(x=torch.as_tensor(r["x"]), edge_index=torch.as_tensor(r["edge_index"]).reshape(2, -1), y=y,
              num_nodes=r["num_nodes"])

@@ -167,3 +167,13 @@ def test_graph_targets_must_have_one_size():
 def test_split_sizes():
     parts = split_dataset(datasets.Dataset.from_dict({"a": list(range(100))}), 0.1, 0.2, seed=0)
     assert [len(parts[k]) for k in ("train", "validation", "test")] == [70, 10, 20]
+
+
+def test_node_targets_must_have_one_count_per_node():
+    rows = [{"x": [[0.0]] * 2, "edge_index": [[], []], "y": y, "num_nodes": 2}
+            for y in ([[1.0, 2.0]] * 2, [[1.0, 2.0]] * 2, [[1.0, 2.0, 3.0]] * 2)]
+    check_graph_dataset(datasets.Dataset.from_list(rows[:2]), "node_regression")
+    with pytest.raises(ValueError, match=r"row 2: node_regression needs the same number of targets per node .* got 3"):
+        check_graph_dataset(datasets.Dataset.from_list(rows), "node_regression")
+    with pytest.raises(ValueError, match=r"row 0: node_classification needs one class id per node"):
+        check_graph_dataset(_graph(y=[[0, 1], [1, 0]]), "node_classification")

@@ -79,6 +79,14 @@ def test_node_scores_normalise_by_node_count():
         graph_scores("node_regression", outputs, labels, batch, num_graphs=2, node_normalization="n")
 
 
+def test_node_scores_cover_every_target_of_every_node():
+    # one graph of 2 nodes with 2 targets: ||f - f*||_2 over the 4 values / 2 nodes
+    outputs = torch.zeros(2, 2)
+    labels = torch.tensor([[1.0, 2.0], [2.0, 4.0]])
+    score = graph_scores("node_regression", outputs, labels, torch.zeros(2, dtype=torch.long), num_graphs=1)
+    assert score.item() == pytest.approx(5.0 / 2)
+
+
 def test_graph_scores_for_multi_targets_and_classes():
     reg = graph_scores("graph_regression", torch.tensor([[1.0, 1.0]]), torch.tensor([[4.0, 5.0]]), None, 1)
     assert reg.item() == pytest.approx(5.0 / 2)

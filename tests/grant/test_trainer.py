@@ -141,11 +141,28 @@ def test_any_pyg_model_and_full_training(tmp_path, make_graphs):
     features = GraphCollator(task)(list(train))
     model.eval()
     with torch.no_grad():
-        flat = model(features["x"], features["edge_index"], batch=features["batch"]).squeeze(-1)
+        flat = model(features["x"], features["edge_index"], batch=features["batch"])
     expected = (flat - features["labels"]).abs().mean().item()
     assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-4)
     grant = GraNTTrainer(model=model, args=_args(tmp_path, task), train_dataset=train).train()
     assert grant.metrics["grant_reselections"] == 2
+
+
+def test_node_regression_with_several_targets_per_node(tmp_path, make_graphs):
+    task = "node_regression"
+    train = make_graphs(24, task, seed=5)
+    train = train.map(lambda row: {"y": [[v, 2 * v] for v in row["y"]]})  # [num_nodes, 2]
+    model = GrantGCN(6, 2, hidden_channels=8, level="node")
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, task), train_dataset=train, eval_dataset=train)
+    assert trainer.train().metrics["grant_reselections"] == 2
+    features = GraphCollator(task)(list(train))
+    model.eval()
+    with torch.no_grad():
+        outputs = model(features["x"], features["edge_index"], batch=features["batch"])
+    assert features["labels"].shape == outputs.shape == (features["x"].size(0), 2)
+    # the MAE over every node and target
+    expected = (outputs - features["labels"]).abs().mean().item()
+    assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_saved_model_reloads(tmp_path, make_graphs):
