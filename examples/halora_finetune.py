@@ -8,6 +8,7 @@ task (arithmetic, comparison, ordering). Examples:
     python examples/halora_finetune.py trainers/halora/smollm2_mixed.yaml
     accelerate launch examples/halora_finetune.py --method lora --output_dir out/lora --max_steps 200
     accelerate launch --config_file trainers/accelerate/cpu_2proc.yaml examples/halora_finetune.py ...  # 2 CPU ranks
+    python examples/halora_finetune.py --dataset my_questions.jsonl --output_dir out/mine   # question, choices, answer
     python examples/halora_finetune.py --model_name_or_path meta-llama/Llama-3.2-1B --task_name arc_easy \\
         --output_dir out/arc --max_steps 2000
 
@@ -38,7 +39,7 @@ from hf_eff.halora.experiment import (
     adapter_config,
     train_and_evaluate,
 )
-from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_task
+from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -84,8 +85,18 @@ class DataArguments:
     task_name: str = field(
         default="mixed", metadata={"help": f"Built-in {BUILTIN_TASKS} or a Hub task {tuple(HUB_TASKS)}."}
     )
-    train_size: int = field(default=3000, metadata={"help": "Built-in tasks: training questions."})
-    eval_size: int = field(default=600, metadata={"help": "Built-in tasks: evaluation questions."})
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Your own data instead of --task_name: a save_to_disk folder, a .json/.jsonl/.parquet/.csv file "
+                          "or a Hub dataset id, with the columns question, choices (list of strings), answer (index). "
+                          "Its train and validation (else test) splits are used; a single split is divided 90/10."},
+    )
+    train_size: int | None = field(
+        default=None, metadata={"help": "Training questions (built-in tasks: 3000 if not given; other data: all)."}
+    )
+    eval_size: int | None = field(
+        default=None, metadata={"help": "Evaluation questions (built-in tasks: 600 if not given; other data: all)."}
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N questions only."})
     max_length: int = field(default=128, metadata={"help": "Tokens per prompt + choice."})
 
@@ -113,18 +124,25 @@ def main(argv: list[str] | None = None) -> dict:
             reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm, reg_reduction=model_args.reg_reduction,
             reg_application=model_args.reg_application)),
     )
-    train, evaluation = load_task(data_args.task_name, seed=training_args.data_seed or 0,
-                                  train_size=data_args.train_size, eval_size=data_args.eval_size)
+    data_seed = training_args.data_seed or 0
+    if data_args.dataset is not None:
+        train, evaluation = load_multiple_choice_dataset(data_args.dataset, train_size=data_args.train_size,
+                                                         eval_size=data_args.eval_size, seed=data_seed)
+    else:
+        train, evaluation = load_task(data_args.task_name, seed=data_seed, train_size=data_args.train_size,
+                                      eval_size=data_args.eval_size)
     if data_args.max_eval_samples is not None:
         evaluation = evaluation.select(range(min(len(evaluation), data_args.max_eval_samples)))
     model, tokenizer = load_base_model(model_args.model_name_or_path)
-    logger.info("%s on %s: %d train / %d eval questions", model_args.method, data_args.task_name, len(train), len(evaluation))
+    logger.info("%s on %s: %d train / %d eval questions", model_args.method, data_args.dataset or data_args.task_name,
+                len(train), len(evaluation))
 
     trainer, results = train_and_evaluate(model_args.method, model, tokenizer, train, evaluation, training_args,
                                           peft_config=peft_config, max_length=data_args.max_length)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
-    results.update(base_model=model_args.model_name_or_path, dataset_name=data_args.task_name)
+    results.update(base_model=model_args.model_name_or_path, dataset_name=data_args.dataset or data_args.task_name,
+                   train_questions=len(train), eval_questions=len(evaluation))
     save_all_results(trainer, results)
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
     return results

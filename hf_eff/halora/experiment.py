@@ -4,6 +4,7 @@ training step time and peak memory (accelerator memory on a GPU, resident memory
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import sys
@@ -125,12 +126,16 @@ def adapter_relative_norms(model: torch.nn.Module, adapter_name: str = "default"
 def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
                   evaluation: Dataset, args: HaLoRATrainingArguments, max_length: int = 128) -> HaLoRATrainer:
     scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length)
+    # Padded on the right whatever the tokenizer's habit: with left padding an absolute-position
+    # model (GPT-2) would score a choice differently in a batch than alone.
+    right_padding = copy.copy(tokenizer)
+    right_padding.padding_side = "right"
     return HaLoRATrainer(
         model=model,
         args=args,
         train_dataset=tokenize_for_training(train, tokenizer, max_length),
         eval_dataset=scoring,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        data_collator=DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100),
         compute_metrics=scorer.compute_metrics,
         preprocess_logits_for_metrics=choice_logprob_sums,
     )

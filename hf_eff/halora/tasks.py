@@ -14,6 +14,7 @@ import random
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,13 +27,20 @@ BUILTIN_TASKS = ("arithmetic", "comparison", "ordering", "mixed")
 
 
 def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
+    """Columns and types of a multiple-choice dataset: ``question`` a string, ``choices`` a list of
+    at least two strings, ``answer`` an int index into them. Every row is checked before any use."""
     missing = [c for c in MC_COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValueError(f"{name}: missing column(s) {missing}; a multiple-choice dataset needs {list(MC_COLUMNS)}")
-    # Checked before any use: a negative answer (-1 often marks "unlabelled") would index from the end.
-    for row, (answer, choices) in enumerate(zip(dataset["answer"], dataset["choices"])):
-        if answer is None or not 0 <= answer < len(choices):
-            raise ValueError(f"{name} row {row}: answer {answer} is not an index into its {len(choices)} choices")
+    for row, (question, choices, answer) in enumerate(zip(dataset["question"], dataset["choices"], dataset["answer"])):
+        if not isinstance(question, str):
+            raise ValueError(f"{name} row {row}: question must be a string, got {question!r}")
+        # A single string would be scored as one choice per character.
+        if not isinstance(choices, (list, tuple)) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+            raise ValueError(f"{name} row {row}: choices must be a list of at least two strings, got {choices!r}")
+        # A negative answer (-1 often marks "unlabelled") would index from the end.
+        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+            raise ValueError(f"{name} row {row}: answer {answer!r} is not an int index into its {len(choices)} choices")
 
 
 # --- built-in offline tasks -------------------------------------------------------------------
@@ -145,36 +153,92 @@ def piqa_to_mc(example: dict) -> dict:
     return {"question": example["goal"], "choices": [example["sol1"], example["sol2"]], "answer": int(example["label"])}
 
 
-# name: (Hub dataset id, config, eval split, mapping)
-HUB_TASKS: dict[str, tuple[str, str | None, str, Callable[[dict], dict]]] = {
-    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", "test", arc_to_mc),
-    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test", arc_to_mc),
-    "openbookqa": ("allenai/openbookqa", "main", "test", openbookqa_to_mc),
-    "siqa": ("allenai/social_i_qa", None, "validation", siqa_to_mc),
-    "winogrande": ("allenai/winogrande", "winogrande_xl", "validation", winogrande_to_mc),
-    "piqa": ("ybisk/piqa", None, "validation", piqa_to_mc),
+# The Hub's parquet conversion of a repo whose main branch still holds a loading script, which
+# datasets >= 4 no longer runs (its config is then named "default").
+PARQUET_REVISION = "refs/convert/parquet"
+
+# name: (Hub dataset id, config, revision, eval split, mapping)
+HUB_TASKS: dict[str, tuple[str, str | None, str | None, str, Callable[[dict], dict]]] = {
+    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", None, "test", arc_to_mc),
+    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", None, "test", arc_to_mc),
+    "openbookqa": ("allenai/openbookqa", "main", None, "test", openbookqa_to_mc),
+    "siqa": ("allenai/social_i_qa", "default", PARQUET_REVISION, "validation", siqa_to_mc),
+    "winogrande": ("allenai/winogrande", "winogrande_xl", None, "validation", winogrande_to_mc),
+    "piqa": ("ybisk/piqa", "default", PARQUET_REVISION, "validation", piqa_to_mc),
 }
 
 
-def load_hub_task(name: str) -> tuple[Dataset, Dataset]:
-    """(train, eval) of one of the paper's tasks, mapped to question/choices/answer (needs the Hub)."""
+def _first(dataset: Dataset, size: int | None) -> Dataset:
+    return dataset if size is None else dataset.select(range(min(size, len(dataset))))
+
+
+def load_hub_task(name: str, train_size: int | None = None, eval_size: int | None = None,
+                  seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(train, eval) of one of the paper's tasks, mapped to question/choices/answer (needs the Hub).
+    ``train_size`` keeps that many training questions (a seeded shuffle first), ``eval_size`` the
+    first questions of the eval split; None keeps all."""
     from datasets import load_dataset
 
     if name not in HUB_TASKS:
         raise ValueError(f"task_name must be one of {sorted(HUB_TASKS)} or {BUILTIN_TASKS}, got {name!r}")
-    path, config, eval_split, mapping = HUB_TASKS[name]
-    splits = load_dataset(path, config)
+    path, config, revision, eval_split, mapping = HUB_TASKS[name]
+    splits = load_dataset(path, config, revision=revision)
     train, evaluation = splits["train"], splits[eval_split]
+    if train_size is not None:
+        train = _first(train.shuffle(seed=seed), train_size)
+    evaluation = _first(evaluation, eval_size)
     return (
         train.map(mapping, remove_columns=train.column_names),
         evaluation.map(mapping, remove_columns=evaluation.column_names),
     )
 
 
-def load_task(name: str, seed: int = 0, train_size: int = 3000, eval_size: int = 600) -> tuple[Dataset, Dataset]:
+def load_multiple_choice_dataset(source: str, train_size: int | None = None, eval_size: int | None = None,
+                                 seed: int = 0, eval_fraction: float = 0.1) -> tuple[Dataset, Dataset]:
+    """(train, eval) of a user's own data with the columns question, choices, answer: a folder written
+    by ``save_to_disk``, a ``.json``/``.jsonl``/``.parquet``/``.csv`` file (``choices`` must be a list, so
+    CSV only suits data that stores it as one), or a Hub dataset repo id. A DatasetDict gives its
+    ``train`` split and its ``validation`` (else ``test``) split; a single split is divided, a seeded
+    ``eval_fraction`` held out. Sizes as in ``load_hub_task``."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        data = load_from_disk(str(path))
+    elif path.is_file():
+        builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+        builder = builders.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(f"dataset {source}: cannot read {path.suffix!r} files; use one of {sorted(builders)} "
+                             "or a folder written by save_to_disk")
+        data = load_dataset(builder, data_files=str(path))
+    else:
+        data = load_dataset(source)  # a Hub repo id
+    if isinstance(data, DatasetDict):
+        eval_split = next((s for s in ("validation", "test") if s in data), None)
+        if "train" in data and eval_split is not None:
+            train, evaluation = data["train"], data[eval_split]
+        elif len(data) == 1:
+            data = next(iter(data.values()))
+        else:
+            raise ValueError(f"dataset {source}: splits {sorted(data)}; need train plus validation or test, or one split")
+    if not isinstance(data, DatasetDict):
+        halves = data.train_test_split(test_size=eval_fraction, seed=seed)
+        train, evaluation = halves["train"], halves["test"]
+    check_multiple_choice(train, f"dataset {source} (train)")
+    check_multiple_choice(evaluation, f"dataset {source} (eval)")
+    if train_size is not None:
+        train = _first(train.shuffle(seed=seed), train_size)
+    return train, _first(evaluation, eval_size)
+
+
+def load_task(name: str, seed: int = 0, train_size: int | None = None, eval_size: int | None = None) -> tuple[Dataset, Dataset]:
+    """A built-in task (``train_size`` / ``eval_size`` default 3000 / 600) or one of the paper's
+    tasks from the Hub (all questions unless sizes are given)."""
     if name in BUILTIN_TASKS:
-        return builtin_task(name, train_size=train_size, eval_size=eval_size, seed=seed)
-    return load_hub_task(name)
+        return builtin_task(name, train_size=3000 if train_size is None else train_size,
+                            eval_size=600 if eval_size is None else eval_size, seed=seed)
+    return load_hub_task(name, train_size=train_size, eval_size=eval_size, seed=seed)
 
 
 # --- tokenisation and scoring -----------------------------------------------------------------

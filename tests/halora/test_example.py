@@ -52,3 +52,22 @@ def test_recipe_with_overriding_flags():
     recipe = str(EXAMPLE.parents[1] / "trainers" / "halora" / "smollm2_mixed.yaml")
     model_args, _, training_args = _load_example().parse_args([recipe, "--method", "lora", "--max_steps", "7"])
     assert (model_args.method, training_args.max_steps, model_args.lora_r) == ("lora", 7, 4)
+
+
+def test_example_trains_on_the_users_own_dataset(tmp_path, char_tokenizer):
+    from datasets import Dataset
+
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    rows = [{"question": f"Is {i} even?", "choices": ["yes", "no"], "answer": i % 2} for i in range(30)]
+    Dataset.from_list(rows).save_to_disk(tmp_path / "mine")
+    out = tmp_path / "run"
+    results = _load_example().main([
+        "--model_name_or_path", str(model_dir), "--dataset", str(tmp_path / "mine"), "--method", "lora",
+        "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4", "--max_length", "48",
+        "--eval_sigmas", "0", "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true",
+    ])
+    assert (results["train_questions"], results["eval_questions"]) == (27, 3)  # a single split: 10% held out
+    assert results["dataset_name"] == str(tmp_path / "mine")
+    assert (out / "adapter_config.json").is_file()

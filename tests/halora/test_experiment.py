@@ -43,3 +43,24 @@ def test_the_adapter_is_saved_before_the_evaluation_under_noise(tmp_path, monkey
         train_and_evaluate("halora", make_tiny_llama(vocab_size=len(char_tokenizer)), char_tokenizer, train, evaluation,
                            args, max_length=64)
     assert (tmp_path / "adapter_config.json").is_file() and (tmp_path / "adapter_model.safetensors").is_file()
+
+
+def test_batches_are_padded_on_the_right_whatever_the_tokenizer_says(tmp_path, char_tokenizer):
+    import copy
+
+    from hf_eff.halora.experiment import build_trainer
+    from hf_eff.halora.tasks import builtin_task
+    from hf_eff.halora.trainer import HaLoRATrainingArguments
+    from tests.halora.conftest import make_tiny_llama
+
+    left = copy.deepcopy(char_tokenizer)
+    left.padding_side = "left"
+    train, evaluation = builtin_task("comparison", train_size=4, eval_size=2)
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, eval_sigmas=[0.0])
+    trainer = build_trainer(make_tiny_llama(vocab_size=len(left)), left, train, evaluation, args, max_length=64)
+    rows = [trainer.train_dataset[i] for i in range(2)] + [{**trainer.train_dataset[0],
+                                                           "input_ids": trainer.train_dataset[0]["input_ids"][:3],
+                                                           "attention_mask": [1] * 3, "labels": [-100] * 3}]
+    batch = trainer.data_collator(rows)
+    assert batch["attention_mask"][2].tolist()[:3] == [1, 1, 1] and batch["attention_mask"][2, -1] == 0
+    assert left.padding_side == "left"  # the caller's tokenizer is left as it was

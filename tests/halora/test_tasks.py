@@ -1,13 +1,19 @@
+import json
+
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 
 from hf_eff.halora.tasks import (
+    HUB_TASKS,
     MultipleChoiceScorer,
     arc_to_mc,
     builtin_task,
+    check_multiple_choice,
     choice_logprob_sums,
+    load_hub_task,
+    load_multiple_choice_dataset,
     openbookqa_to_mc,
     piqa_to_mc,
     siqa_to_mc,
@@ -63,7 +69,7 @@ def test_tokenisation_labels_only_the_choice(char_tokenizer):
         bad = Dataset.from_list([{"question": "q", "choices": ["a", "b"], "answer": 0},
                                  {"question": "r", "choices": ["a", "b"], "answer": answer}])
         for tokenize, name in ((tokenize_for_training, "train dataset"), (tokenize_for_scoring, "eval dataset")):
-            with pytest.raises(ValueError, match=f"{name} row 1: answer {answer} is not an index into its 2 choices"):
+            with pytest.raises(ValueError, match=f"{name} row 1: answer {answer} is not an int index into its 2 choices"):
                 tokenize(bad, char_tokenizer, max_length=64)
 
 
@@ -87,3 +93,50 @@ def test_scorer_and_logprob_sums():
     logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
     labels = torch.tensor([[-100, 1, 0]])
     torch.testing.assert_close(choice_logprob_sums(logits, labels), torch.log(torch.tensor([0.5 * 0.25])))
+
+
+@pytest.mark.parametrize(("column", "values", "problem"), [
+    ("answer", ["1", "0"], "answer '1' is not an int index"),
+    ("answer", [1.0, 0.0], "answer 1.0 is not an int index"),
+    ("choices", ["yes/no", "a/b"], "choices must be a list of at least two strings"),
+    ("question", [None, None], "question must be a string"),
+])
+def test_badly_typed_rows_are_named(column, values, problem):
+    columns = {"question": ["q", "r"], "choices": [["a", "b"], ["c", "d"]], "answer": [1, 0], column: values}
+    with pytest.raises(ValueError, match=f"mine row 0: {problem}"):
+        check_multiple_choice(Dataset.from_dict(columns), "mine")
+
+
+def test_hub_tasks_load_script_free_revisions_and_honour_sizes(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, config=None, revision=None):
+        calls.append((path, config, revision))
+        rows = [{"goal": f"goal {i}", "sol1": "a", "sol2": "b", "label": i % 2} for i in range(10)]
+        return datasets.DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:6])})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    train, evaluation = load_hub_task("piqa", train_size=4, eval_size=3, seed=1)
+    assert calls == [("ybisk/piqa", "default", "refs/convert/parquet")]
+    assert (len(train), len(evaluation)) == (4, 3)
+    assert evaluation[2] == {"question": "goal 2", "choices": ["a", "b"], "answer": 0}
+    assert len(load_hub_task("piqa")[0]) == 10  # no size: every question
+    assert HUB_TASKS["siqa"][2] == "refs/convert/parquet"
+
+
+def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
+    rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": i % 2} for i in range(20)]
+    DatasetDict({"train": Dataset.from_list(rows[:15]), "test": Dataset.from_list(rows[15:])}).save_to_disk(tmp_path / "dd")
+    train, evaluation = load_multiple_choice_dataset(str(tmp_path / "dd"), eval_size=3)
+    assert (len(train), evaluation["question"]) == (15, ["q15", "q16", "q17"])
+    (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    train, evaluation = load_multiple_choice_dataset(str(tmp_path / "mine.jsonl"), seed=0)
+    assert (len(train), len(evaluation)) == (18, 2) and not set(train["question"]) & set(evaluation["question"])
+    (tmp_path / "mine.txt").write_text("")
+    with pytest.raises(ValueError, match="cannot read '.txt'"):
+        load_multiple_choice_dataset(str(tmp_path / "mine.txt"))
+    Dataset.from_list([{"question": "q", "choices": ["a"], "answer": 0}] * 4).save_to_disk(tmp_path / "one_choice")
+    with pytest.raises(ValueError, match="choices must be a list of at least two"):
+        load_multiple_choice_dataset(str(tmp_path / "one_choice"))
