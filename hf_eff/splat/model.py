@@ -291,27 +291,38 @@ class GaussianModel(
         """Writes the standard 3DGS binary `.ply` (read by common splat viewers).
 
         Values are stored raw as in the reference implementation: log-scales, opacity
-        logits, unnormalised (w, x, y, z) quaternions, and f_rest channel-major.
+        logits, unnormalised (w, x, y, z) quaternions, and f_rest channel-major. A model with
+        no Gaussian writes a valid file with 0 vertices; NaN or infinite parameters are refused
+        (viewers cannot draw them; gsplat's export drops them).
         """
         from plyfile import PlyData, PlyElement
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
             s = {key: value.detach().cpu().float() for key, value in self.splats.items()}
+            for key, value in s.items():
+                bad = ~torch.isfinite(value)
+                bad = (bad.flatten(1).any(1) if bad.dim() > 1 else bad).nonzero()
+                if len(bad):
+                    raise ValueError(
+                        f"GaussianModel.save_ply: {key} of {len(bad)} Gaussian(s) (first: index "
+                        f"{bad[0].item()}) contains NaN or infinite values"
+                    )
             n = self.num_gaussians
+            n_rest = 3 * _num_sh_rest(self.sh_degree)
             columns = torch.cat(
                 [
                     s["means"],
                     torch.zeros(n, 3),
                     s["sh0"].reshape(n, 3),
-                    s["shN"].transpose(1, 2).reshape(n, -1),  # [N, 3, K-1]: channel-major
+                    s["shN"].transpose(1, 2).reshape(n, n_rest),  # [N, 3, K-1]: channel-major
                     s["opacities"].reshape(n, 1),
                     s["scales"],
                     s["quats"],
                 ],
                 dim=1,
             ).numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
         vertex = np.empty(n, dtype=[(name, "f4") for name in self.ply_property_names()])
         for i, name in enumerate(vertex.dtype.names):
             vertex[name] = columns[:, i]
@@ -356,7 +367,7 @@ class GaussianModel(
                 "quats": stack("rot_", 4),
                 "opacities": torch.from_numpy(np.asarray(vertex["opacity"], dtype=np.float32)),
                 "sh0": stack("f_dc_", 3).reshape(n, 1, 3),
-                "shN": stack("f_rest_", n_rest).reshape(n, 3, -1).transpose(1, 2),
+                "shN": stack("f_rest_", n_rest).reshape(n, 3, n_rest // 3).transpose(1, 2),
             }
         )
         return model

@@ -91,6 +91,22 @@ def test_ply_uses_the_standard_3dgs_layout(tmp_path):
     assert vertex["rot_0"][0] == model.splats["quats"][0, 0]  # w first
 
 
+def test_ply_of_an_empty_model_is_valid_and_reads_back(tmp_path):
+    model = random_model(num=5, sh_degree=2)
+    model._set_splats({key: value[:0] for key, value in model.splats.items()})
+    loaded = GaussianModel.from_ply(model.save_ply(tmp_path / "empty.ply"))
+    assert loaded.num_gaussians == 0 and loaded.sh_degree == 2
+
+
+def test_save_ply_refuses_non_finite_parameters(tmp_path):
+    model = random_model(num=5, sh_degree=1)
+    with torch.no_grad():
+        model.splats["scales"][3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"save_ply: scales of 1 Gaussian\(s\) \(first: index 3\)"):
+        model.save_ply(tmp_path / "nan.ply")
+    assert not (tmp_path / "nan.ply").exists()
+
+
 def test_from_ply_names_missing_properties(tmp_path):
     from plyfile import PlyData, PlyElement
 
