@@ -120,6 +120,9 @@ def main():
     logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
 
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    output_dir = Path(training_args.output_dir)
+    if training_args.should_save:  # the model first: nothing that fails below can lose it
+        trainer.model.save_pretrained(output_dir)
     metrics = dict(train_result.metrics)
     metrics["num_gaussians"] = len(trainer.model)
     metrics["strategy"] = training_args.strategy
@@ -129,10 +132,9 @@ def main():
     trainer.save_metrics("eval", eval_metrics)
 
     if training_args.should_save:
-        output_dir = Path(training_args.output_dir)
         trainer.model.save_ply(output_dir / "splats.ply")
         save_preview(trainer, output_dir / "preview.png")
-    trainer.save_model()  # last: with --push_to_hub it pushes the .ply, the preview and the card of the results
+    trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
     logger.info("Saved the model, splats.ply, preview.png and all_results.json to %s", training_args.output_dir)
 
 

@@ -38,7 +38,11 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     c2f_levels: int = field(default=8, metadata={"help": "K, the coarsest downscale factor (paper: 8)."})
     prune_ratio: float = field(default=0.03, metadata={"help": "p of adaptive pruning (paper: 0.03)."})
     prune_opa_max: float = field(default=0.05, metadata={"help": "tau_u of adaptive pruning (paper: 0.05)."})
-    prune_opa: float = field(default=0.005, metadata={"help": "Fixed opacity pruning threshold (3DGS: 0.005)."})
+    prune_opa: float = field(
+        default=0.005,
+        metadata={"help": "Fixed opacity pruning threshold (3DGS: 0.005), in (0, 0.5): the opacity reset sets every "
+                          "opacity to 2 * prune_opa, which must stay under 1."},
+    )
     grow_grad2d: float = field(default=0.0002, metadata={"help": "Screen-space gradient threshold to densify (3DGS)."})
     clone_grad2d_factor: float = field(
         default=3.0,
@@ -160,6 +164,11 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             raise ValueError(
                 "SplatTrainingArguments.gradient_accumulation_steps must be 1: densification reads the screen-space "
                 "gradient of each render; use per_device_train_batch_size for several views per step"
+            )
+        if not 0 < self.prune_opa < 0.5:
+            raise ValueError(
+                f"SplatTrainingArguments.prune_opa must be in (0, 0.5), got {self.prune_opa}: the opacity reset "
+                "sets opacities to 2 * prune_opa"
             )
         if self.c2f_levels < 1:
             raise ValueError(f"SplatTrainingArguments.c2f_levels must be >= 1, got {self.c2f_levels}")

@@ -335,6 +335,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._last_info = None
         if not self.is_distributed:
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
+            self._check_not_empty(step)
             return
         # Splitting draws new positions with torch.randn (MCMC relocates at random too): every rank
         # seeds its draws with (seed, step), so the ranks draw the same numbers without sending the
@@ -344,6 +345,20 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.args.seed + step)
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
+        self._check_not_empty(step)
+
+    def _check_not_empty(self, step: int) -> None:
+        # Rendering nothing would train on without a gradient and save an empty model: stop here,
+        # naming the pruning settings that did it (checkpoints already written are kept).
+        if len(self.splats["means"]):
+            return
+        names = ("prune_opa", "prune_scale3d", "prune_scale2d", "adaptive_pruning", "prune_ratio", "prune_opa_max",
+                 "refine_start_iter", "refine_every")
+        settings = ", ".join(f"{name}={getattr(self.strategy, name)}" for name in names if hasattr(self.strategy, name))
+        raise RuntimeError(
+            f"step {step}: densification and pruning left no Gaussian ({type(self.strategy).__name__}: {settings}); "
+            "lower prune_opa or start refining later (refine_start_steps)"
+        )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs = {**logs, "num_gaussians": len(self.splats["means"])}

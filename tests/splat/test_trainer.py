@@ -100,10 +100,20 @@ def test_schedules_after_coarse_to_fine_options(scene, tmp_path):
     (dict(means_lr_decay="linear"), "means_lr_decay"),
     (dict(sh_degree_start="end"), "sh_degree_start"),
     (dict(eval_render_images=-1), r"eval_render_images must be >= 0 \(0 renders none\), got -1"),
+    (dict(prune_opa=0.5), r"prune_opa must be in \(0, 0.5\), got 0.5"),
+    (dict(prune_opa=0.0), r"prune_opa must be in \(0, 0.5\), got 0.0"),
 ])
 def test_bad_arguments_are_named(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         SplatTrainingArguments(output_dir=str(tmp_path), **{"max_steps": 10, **overrides})
+
+
+def test_training_stops_with_a_named_error_when_pruning_leaves_no_gaussian(scene, tmp_path):
+    # Every Gaussian starts at opacity 0.1, under prune_opa: the first refinement prunes them all.
+    trainer = make_trainer(scene, tmp_path, strategy="default", prune_opa=0.45, max_steps=20)
+    with pytest.raises(RuntimeError, match=r"step 4: densification and pruning left no Gaussian "
+                                           r"\(FixedDefaultStrategy: prune_opa=0.45, .*lower prune_opa"):
+        trainer.train()
 
 
 @pytest.mark.parametrize("checkpoint", ["{tmp}/run/checkpoint-15", "someone/splat-checkpoint"])
@@ -164,6 +174,26 @@ def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypat
     assert GaussianModel.from_pretrained(str(out)).num_gaussians == results["num_gaussians"]
     assert GaussianModel.from_ply(out / "splats.ply").num_gaussians == results["num_gaussians"]
     assert (out / "preview.png").is_file()
+
+
+def test_example_script_saves_the_model_before_anything_that_can_fail(tmp_path, monkeypatch):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    def broken_save_ply(self, path):
+        raise ValueError("save_ply failed")
+
+    monkeypatch.setattr(GaussianModel, "save_ply", broken_save_ply)
+    out = tmp_path / "run"
+    script = Path(__file__).resolve().parents[2] / "examples" / "splat_train.py"
+    monkeypatch.setattr(sys, "argv", [
+        str(script), "--procedural_resolution", "16", "--procedural_num_train", "3", "--procedural_num_test", "1",
+        "--sh_degree", "0", "--max_steps", "4", "--output_dir", str(out), "--disable_tqdm", "True",
+    ])
+    with pytest.raises(ValueError, match="save_ply failed"):
+        runpy.run_path(str(script), run_name="__main__")
+    assert GaussianModel.from_pretrained(str(out)).num_gaussians > 0
 
 
 def test_evaluation_logs_the_renders_to_tensorboard(scene, tmp_path):
