@@ -126,16 +126,17 @@ def _local_name(path: str) -> str:
     return Path(path.rstrip("/\\")).name or path
 
 
-def _dataset(results: dict, default: str) -> tuple[str, list[str] | None]:
-    """(display name, card `datasets` list). Only a Hub id (``owner/name``) goes into the `datasets`
-    metadata; a built-in name is shown as it is, a local file or folder by its name only, so that a
-    card never publishes a path of the machine it was trained on."""
+def _dataset(results: dict, default: str, builtin_type: str) -> tuple[str, list[str] | None, str]:
+    """(display name, card `datasets` list, model-index dataset type). Only a Hub id (``owner/name``)
+    goes into the `datasets` metadata and is its own type; a built-in name is shown as it is (type
+    ``builtin_type``), a local file or folder by its name only (type ``local``), so that a card never
+    publishes a path of the machine it was trained on."""
     name = results.get("dataset_name") or results.get("dataset")
     if not isinstance(name, str) or not name:
-        return default, None
+        return default, None, builtin_type
     if _is_hub_id(name):
-        return name, [name] if "/" in name else None
-    return f"local data ({_local_name(name)})", None
+        return (name, [name], name) if "/" in name else (name, None, builtin_type)
+    return f"local data ({_local_name(name)})", None, "local"
 
 
 def _base_model(name) -> tuple[str | None, str | None, str | None]:
@@ -195,7 +196,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
-    dataset_name, datasets = _dataset(results, "hf-eff built-in multiple-choice tasks")
+    dataset_name, datasets, dataset_type = _dataset(results, "hf-eff built-in multiple-choice tasks", "hf-eff/builtin")
     table, eval_results, rows = noise_table(results), [], []
     sigmas = sorted({s for cells in table.values() for s in cells})
     for sigma in sigmas:
@@ -208,7 +209,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
             row.append("" if mean is None else _fmt(mean) + spread)
             if mean is not None:
                 eval_results.append(EvalResult(
-                    task_type="multiple-choice", dataset_type=datasets[0] if datasets else "hf-eff/builtin",
+                    task_type="multiple-choice", dataset_type=dataset_type,
                     dataset_name=dataset_name, metric_type=metric, metric_value=mean,
                     metric_name=f"{metric} (sigma={sigma:g})", metric_config=f"sigma={sigma:g}",
                 ))
@@ -233,7 +234,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
 
 def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> ModelCard:
     """Card of a GrantGCN: time to target (and the teacher's own cost), validation and test metrics."""
-    dataset_name, datasets = _dataset(results, "hf-eff built-in graphs")
+    dataset_name, datasets, dataset_type = _dataset(results, "hf-eff built-in graphs", "hf-eff/builtin")
     splits = {"validation": _split_metrics(results, "eval_"), "test": _split_metrics(results, "test_")}
     timing = [[key, results[key]] for key in sorted(results)
               if (key == "train_runtime" or "time_to_target" in key or key.startswith("grant_"))
@@ -244,7 +245,7 @@ def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> M
         library_name=LIBRARY_NAME, datasets=datasets, license=license, tags=list(TAGS["grant_model"]),
         pipeline_tag="graph-ml", model_name=repo_id.split("/")[-1],
         eval_results=[EvalResult(task_type="graph-ml", task_name=results.get("task"), dataset_name=dataset_name,
-                                 dataset_type=datasets[0] if datasets else "hf-eff/builtin", dataset_split=split,
+                                 dataset_type=dataset_type, dataset_split=split,
                                  metric_type=name, metric_value=value)
                       for split, metrics in splits.items() for name, value in metrics.items()] or None,
     )
@@ -260,14 +261,14 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
                license: str = DEFAULT_LICENSE) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
     ``preview`` name the repo's .ply file and preview image, when it has them."""
-    dataset_name, datasets = _dataset(results, "hf-eff procedural scene")
+    dataset_name, datasets, dataset_type = _dataset(results, "hf-eff procedural scene", "hf-eff/procedural")
     columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": "SSIM", "eval_lpips": "LPIPS",
                "num_gaussians": "Gaussians", "train_runtime": "training time (s)"}
     present = [key for key in columns if _number(results, key) is not None]
     row = [results[key] for key in present]
     if results.get("strategy"):
         present, row = ["strategy"] + present, [results["strategy"]] + row
-    eval_results = [EvalResult(task_type="image-to-3d", dataset_type=datasets[0] if datasets else "hf-eff/procedural",
+    eval_results = [EvalResult(task_type="image-to-3d", dataset_type=dataset_type,
                                dataset_name=dataset_name, metric_type=key.removeprefix("eval_"),
                                metric_value=results[key], dataset_split="test")
                     for key in ("eval_psnr", "eval_ssim", "eval_lpips") if _number(results, key) is not None]

@@ -109,11 +109,18 @@ def test_local_dataset_path_stays_out_of_the_card(tmp_path):
         card = cards.grant_card({"eval_mae": 0.3, "dataset_name": dataset}, "me/gcn")
         data = ModelCard(str(card)).data
         assert dataset not in str(card) and data.datasets is None
-        assert {r.dataset_name for r in data.eval_results} == {"local data (mols.csv)"}
-    splats = cards.splat_card({"eval_psnr": 25.0, "dataset": str(tmp_path)}, "me/splats")
-    assert str(tmp_path) not in str(splats) and ModelCard(str(splats)).data.datasets is None
-    builtin = cards.grant_card({"eval_mae": 0.3, "dataset_name": "qm9"}, "me/gcn")
-    assert ModelCard(str(builtin)).data.eval_results[0].dataset_name == "qm9"
+        assert {(r.dataset_name, r.dataset_type) for r in data.eval_results} == {("local data (mols.csv)", "local")}
+    splats = ModelCard(str(cards.splat_card({"eval_psnr": 25.0, "dataset": str(tmp_path)}, "me/splats")))
+    assert str(tmp_path) not in str(splats) and splats.data.datasets is None
+    assert splats.data.eval_results[0].dataset_type == "local"  # not the built-in procedural scene
+    procedural = ModelCard(str(cards.splat_card({"eval_psnr": 25.0}, "me/splats")))
+    assert procedural.data.eval_results[0].dataset_type == "hf-eff/procedural"
+    lora = ModelCard(str(cards.halora_card({**HALORA_RESULTS, "dataset_name": str(csv)}, "me/lora", peft_type="LORA")))
+    assert lora.data.eval_results[0].dataset_type == "local"
+    builtin = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": "qm9"}, "me/gcn"))).data.eval_results[0]
+    assert (builtin.dataset_name, builtin.dataset_type) == ("qm9", "hf-eff/builtin")
+    hub = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": "me/mols"}, "me/gcn"))).data
+    assert (hub.datasets, hub.eval_results[0].dataset_type) == (["me/mols"], "me/mols")
 
 
 def test_grant_card_reports_time_to_target_and_eval_metrics():
