@@ -34,15 +34,35 @@ def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def graph_task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """predictions [rows, outputs] and labels [rows(, targets)]; node-level tasks may also come
-    as [graphs, max nodes, ...] padded with -100 (how `GraNTTrainer` evaluates)."""
+def graph_task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray, node_mask=None) -> dict[str, float]:
+    """predictions [rows, outputs] and labels [rows(, targets)]. Node-level tasks may also come
+    padded to [graphs, max nodes, ...], as `GraNTTrainer` evaluates: `node_mask` [graphs, max
+    nodes] is 1 on real nodes (the trainer's); without it, padding is -100 for class ids (never
+    a class) and NaN for regression targets (-100 can be a real target)."""
     task = GraphTask(task)
     predictions, labels = np.asarray(predictions, dtype=np.float64), np.asarray(labels)
     if task.level == "node" and predictions.ndim == 3:
-        labels = labels.reshape(predictions.shape[0] * predictions.shape[1], -1)
-        real = ~(labels == -100).all(axis=1)
-        predictions, labels = predictions.reshape(len(labels), -1)[real], labels[real]
+        rows = predictions.shape[0] * predictions.shape[1]
+        labels = labels.reshape(rows, -1)
+        predictions = predictions.reshape(rows, -1)
+        if node_mask is not None:
+            node_mask = np.asarray(node_mask)
+            if node_mask.size != rows:
+                raise ValueError(
+                    f"node_mask has {node_mask.size} entries for predictions padded to {rows} nodes "
+                    f"(shape {tuple(node_mask.shape)}); it needs one per [graph, node] position"
+                )
+            real = node_mask.reshape(-1) == 1
+        elif task.is_classification:
+            real = labels[:, 0] != -100
+        else:
+            real = ~np.isnan(labels.astype(np.float64)).all(axis=1)
+            if ((labels[real] == -100).all(axis=1) & (predictions[real] == -100).all(axis=1)).any():
+                raise ValueError(
+                    "node regression labels padded with -100: a target can be -100; pad with NaN, or pass "
+                    "node_mask (1 on real nodes)"
+                )
+        predictions, labels = predictions[real], labels[real]
     if task.is_classification:
         labels = labels.astype(np.int64).reshape(-1)
         shifted = predictions - predictions.max(axis=-1, keepdims=True)
@@ -60,7 +80,10 @@ def metrics_for(task: str):
     GraphTask(task)
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        return graph_task_metrics(task, prediction.predictions, prediction.label_ids)
+        labels, node_mask = prediction.label_ids, None
+        if isinstance(labels, (tuple, list)):  # node-level: (padded labels, node mask), from GraNTTrainer
+            labels, node_mask = labels
+        return graph_task_metrics(task, prediction.predictions, labels, node_mask)
 
     return compute_metrics
 

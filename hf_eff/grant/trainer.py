@@ -113,11 +113,14 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             return loss.detach(), None, None
         labels = inputs["labels"]
         if self.task.level == "node":
-            # [graphs, max nodes, ...] padded with -100: the Trainer pads and gathers along the node
-            # axis across processes, and drops the duplicated graphs of uneven shards
+            # [graphs, max nodes, ...]: the Trainer pads (with -100) and gathers along the node axis
+            # across batches and processes, and drops the duplicated graphs of uneven shards. The
+            # labels travel with a node mask (1 on real nodes, 0 or -100 on padding), since -100 can
+            # be a real regression target.
             num_graphs = inputs["num_nodes"].numel()
             outputs = to_dense_batch(outputs, inputs["batch"], fill_value=-100, batch_size=num_graphs)[0]
-            labels = to_dense_batch(labels, inputs["batch"], fill_value=-100, batch_size=num_graphs)[0]
+            labels, mask = to_dense_batch(labels, inputs["batch"], fill_value=-100, batch_size=num_graphs)
+            labels = (labels, mask.long())
         return loss.detach(), outputs.detach(), labels
 
     def _save(self, output_dir=None, state_dict=None):

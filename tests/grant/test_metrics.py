@@ -21,13 +21,30 @@ def test_mae_is_per_sample_not_per_batch():
 
 
 def test_node_metrics_drop_the_padding_of_dense_batches():
-    # two graphs (2 nodes and 1 node) padded to [graphs, 2 nodes, outputs] with -100
+    # two graphs (2 nodes and 1 node) padded to [graphs, 2 nodes, outputs]: NaN labels for regression
     predictions = np.array([[[1.0], [3.0]], [[5.0], [-100.0]]])
-    labels = np.array([[0.0, 0.0], [4.0, -100.0]])
+    labels = np.array([[0.0, 0.0], [4.0, np.nan]])
     assert graph_task_metrics("node_regression", predictions, labels)["mae"] == pytest.approx(5 / 3)
+    mask = np.array([[1, 1], [1, -100]])  # the trainer's node mask, padded by the Trainer with -100
+    padded = np.array([[0.0, 0.0], [4.0, -100.0]])
+    assert graph_task_metrics("node_regression", predictions, padded, node_mask=mask)["mae"] == pytest.approx(5 / 3)
+    with pytest.raises(ValueError, match="a target can be -100; pad with NaN, or pass node_mask"):
+        graph_task_metrics("node_regression", predictions, padded)
+    with pytest.raises(ValueError, match="node_mask has 3 entries"):
+        graph_task_metrics("node_regression", predictions, padded, node_mask=mask[:, :1].tolist() + [[1]])
     logits = np.array([[[2.0, 0.0], [0.0, 2.0]], [[2.0, 0.0], [-100.0, -100.0]]])
     classes = np.array([[0, 1], [1, -100]])
     assert graph_task_metrics("node_classification", logits, classes)["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_a_real_node_target_of_minus_100_counts():
+    predictions = np.array([[[1.0], [2.0], [3.0]], [[5.0], [-100.0], [-100.0]]])
+    labels = np.array([[-100.0, 1.0, 1.0], [0.0, -100.0, -100.0]])
+    mask = np.array([[1, 1, 1], [1, 0, 0]])
+    expected = np.mean([101, 1, 2, 5])
+    assert graph_task_metrics("node_regression", predictions, labels, node_mask=mask)["mae"] == pytest.approx(expected)
+    nan_padded = np.where(mask == 1, labels, np.nan)
+    assert graph_task_metrics("node_regression", predictions, nan_padded)["mae"] == pytest.approx(expected)
 
 
 def test_classification_accuracy_and_auc():

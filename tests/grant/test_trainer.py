@@ -305,3 +305,19 @@ def test_compare_reports_wall_and_cpu_time_to_target(tmp_path, make_graphs):
     assert {"time_to_target_x", "time_to_target_cpu_x", "time_to_target_50%_x", "test_change_%"} <= set(grant)
     assert grant["steps"] < full["steps"]
     assert grant["ratio_mean"] <= grant["score_share_mean"] <= 1 and "score_share_mean" not in full
+
+
+def test_node_targets_of_minus_100_count_in_evaluation(tmp_path, make_graphs):
+    task = "node_regression"
+    data = make_graphs(13, task, seed=6, min_nodes=2)
+    data = data.map(lambda row, i: {"y": [-100.0] + row["y"][1:] if i % 2 else row["y"]}, with_indices=True)
+    model = GrantGCN(6, 1, hidden_channels=8, level="node")
+    # eval batches of 4 graphs: the Trainer pads the node axis across batches with -100
+    args = _args(tmp_path, task, per_device_eval_batch_size=4)
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=data, eval_dataset=data)
+    features = GraphCollator(task)(list(data))
+    model.eval()
+    with torch.no_grad():
+        outputs = model(features["x"], features["edge_index"], batch=features["batch"])
+    expected = (outputs - features["labels"]).abs().mean().item()
+    assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-5)
