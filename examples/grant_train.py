@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import transformers
 from transformers import HfArgumentParser, set_seed
 
@@ -30,6 +31,8 @@ from hf_eff.grant import (
     GraNTTrainer,
     GraNTTrainingArguments,
     ValidationCurveCallback,
+    class_names,
+    encode_class_labels,
     generate_graphon_dataset,
     load_freesolv,
     load_qm9,
@@ -131,6 +134,8 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
             graphs = load_smiles_csv(path, data_args.smiles_column, targets, classification=task.endswith("classification"))
         else:
             graphs = datasets.load_from_disk(str(path))
+            if task.endswith("classification"):  # class names to ids, as the CSV path maps them
+                graphs = encode_class_labels(graphs)
             if isinstance(graphs, datasets.DatasetDict):
                 return saved_splits(graphs, path, data_args.max_graphs)
     elif data_args.builtin == "qm9":
@@ -150,14 +155,15 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
 
 
 def output_channels(graphs: datasets.Dataset, task: str) -> int:
+    """Classes (from the class names when y has them, else the largest id + 1), or targets per
+    graph or node. y may be a scalar or a list per graph (e.g. [c] for a class id)."""
     if task.endswith("classification"):
-        labels = graphs["y"]
-        flat = [v for y in labels for v in y] if task.startswith("node") else labels
-        return int(max(flat)) + 1
-    first = graphs[0]["y"]
+        names = class_names(graphs)
+        return len(names) if names else int(max(np.ravel(y).max() for y in graphs.with_format("numpy")["y"])) + 1
     if task.startswith("graph"):
-        return len(first) if isinstance(first, list) else 1
-    return len(first[0]) if first and isinstance(first[0], list) else 1
+        return int(np.size(graphs[0]["y"]))
+    first = next((g for g in graphs if g["num_nodes"]), graphs[0])
+    return int(np.size(first["y"])) // max(int(first["num_nodes"]), 1)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -4,6 +4,8 @@ from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import (
     check_graph_dataset,
+    class_names,
+    encode_class_labels,
     generate_graphon_dataset,
     graphs_from_smiles,
     load_freesolv,
@@ -39,6 +41,8 @@ __all__ = [
     "TASKS",
     "ValidationCurveCallback",
     "check_graph_dataset",
+    "class_names",
+    "encode_class_labels",
     "generate_graphon_dataset",
     "graph_scores",
     "graph_task_metrics",

@@ -117,7 +117,8 @@ def _first(mask) -> int:
 
 
 def _targets_from_frame(frame, target_columns: Sequence[str], classification: bool, path) -> list:
-    """Class ids (0..C-1 in the labels' sorted order) or float target lists, checked at load
+    """(targets, class names): class ids (0..C-1 in the labels' sorted order) and the sorted
+    labels, or float target lists and None. Checked at load
     time so that an empty or non-numeric cell is named by its CSV row, not by a row of a
     shuffled split later."""
     import pandas as pd
@@ -135,7 +136,7 @@ def _targets_from_frame(frame, target_columns: Sequence[str], classification: bo
                 "missing-value marker such as NA); drop or label that molecule"
             )
         classes = sorted(labels.unique().tolist())
-        return [classes.index(v) for v in labels]
+        return [classes.index(v) for v in labels], [str(c) for c in classes]
     columns = []
     for column in target_columns:
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
@@ -147,14 +148,15 @@ def _targets_from_frame(frame, target_columns: Sequence[str], classification: bo
                        else f"{raw!r} is not a finite number")
             raise ValueError(f"{_csv_row(path, column, index)}: the target {problem}; drop or fix that molecule")
         columns.append(values)
-    return np.stack(columns, axis=1).astype(np.float32).tolist()
+    return np.stack(columns, axis=1).astype(np.float32).tolist(), None
 
 
 def load_smiles_csv(
     path: str | Path, smiles_column: str, target_columns: Sequence[str], classification: bool = False
 ) -> datasets.Dataset:
     """A CSV of SMILES with one or more regression targets, or one column of class labels
-    (mapped to 0..C-1 in sorted order). An empty, non-numeric or unparsable cell raises an
+    (mapped to 0..C-1 in sorted order; y is then a `datasets.ClassLabel` whose names are the
+    labels, see `class_names`). An empty, non-numeric or unparsable cell raises an
     error naming the file, the column and the data row (1-based, header not counted)."""
     import pandas as pd
 
@@ -164,12 +166,14 @@ def load_smiles_csv(
     smiles = frame[smiles_column]
     if smiles.isna().any():
         raise ValueError(f"{_csv_row(path, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
-    targets = _targets_from_frame(frame, target_columns, classification, path)
+    targets, names = _targets_from_frame(frame, target_columns, classification, path)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
               "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
+    if names is not None:
+        params["class_names"] = names
     row_name = functools.partial(_csv_row, path, smiles_column)
-    return _cached("csv", params, lambda: graphs_from_smiles(smiles.tolist(), targets, row_name))
+    return _cached("csv", params, lambda: _named_classes(graphs_from_smiles(smiles.tolist(), targets, row_name), names))
 
 
 def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> datasets.Dataset:
@@ -224,9 +228,10 @@ def load_solubility(split: str = "train", classification: bool = False) -> datas
                 targets.append(SOLUBILITY_CLASSES.index(mol.GetProp("SOL_classification")))
             else:
                 targets.append([float(mol.GetProp("SOL"))])
-        return graphs_from_smiles(smiles, targets)
+        return _named_classes(graphs_from_smiles(smiles, targets), list(SOLUBILITY_CLASSES) if classification else None)
 
-    return _cached("solubility", {"split": split, "cls": classification}, build)
+    params = {"split": split, "cls": classification, **({"class_names": True} if classification else {})}
+    return _cached("solubility", params, build)
 
 
 def graphon_edges(num_nodes: int, generator: torch.Generator) -> torch.Tensor:
@@ -320,6 +325,48 @@ regression targets with the same k on every graph: `graph_targets` is then k). N
         )
 
 
+def _named_classes(dataset: datasets.Dataset, names: list[str] | None) -> datasets.Dataset:
+    """y as a ClassLabel (or a list of them) with these class names; the ids are unchanged."""
+    if names is None:
+        return dataset
+    label = datasets.ClassLabel(names=names)
+    nested = isinstance(dataset.features["y"], (datasets.List, datasets.Sequence))
+    return dataset.cast_column("y", datasets.List(label) if nested else label)
+
+
+def class_names(dataset: datasets.Dataset) -> list[str] | None:
+    """The class names of y (class id i is names[i]) when y is a `datasets.ClassLabel` (or a
+    list of them): `load_smiles_csv`, `load_solubility` and `encode_class_labels` record them."""
+    feature = dataset.features["y"]
+    feature = getattr(feature, "feature", feature)
+    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+def encode_class_labels(graphs: datasets.Dataset | datasets.DatasetDict):
+    """Class names in y (strings, one per graph, a one-element list per graph, or one per node) to
+    ids 0..C-1 in the names' sorted order, as `load_smiles_csv` maps them; y becomes a ClassLabel
+    (`class_names` reads the names back). A DatasetDict's splits share one mapping. Numeric y is
+    returned unchanged."""
+    splits = graphs.values() if isinstance(graphs, datasets.DatasetDict) else [graphs]
+    feature = next(iter(splits)).features["y"]
+    if getattr(feature, "feature", feature) != datasets.Value("string"):
+        return graphs
+    nested = feature is not getattr(feature, "feature", feature)
+    names = sorted({v for split in splits for y in split["y"] for v in (y if nested else [y])})
+    ids = {name: i for i, name in enumerate(names)}
+
+    label = datasets.ClassLabel(names=names)
+
+    def encode(dataset: datasets.Dataset) -> datasets.Dataset:
+        features = dataset.features.copy()
+        features["y"] = datasets.List(label) if nested else label
+        return dataset.map(lambda row: {"y": [ids[v] for v in row["y"]] if nested else ids[row["y"]]}, features=features)
+
+    if isinstance(graphs, datasets.DatasetDict):
+        return datasets.DatasetDict({name: encode(split) for name, split in graphs.items()})
+    return encode(graphs)
+
+
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:
     """Raises a clear error for a missing column, an edge_index that does not fit its graph,
     node features of the wrong length, y of the wrong length for the task (graph-level: one
@@ -336,8 +383,13 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
     for row, graph in enumerate(dataset.with_format("numpy")):
         num_nodes = int(graph["num_nodes"])
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
-        y = np.asarray(graph["y"], dtype=np.float64)
         where = f"{name} row {row}"
+        try:
+            y = np.asarray(graph["y"], dtype=np.float64)
+        except (TypeError, ValueError):
+            need = ("integer class ids: map class names to ids first (hf_eff.grant.encode_class_labels does, in "
+                    "sorted order, as the CSV loader)" if task.is_classification else "numeric targets")
+            raise ValueError(f"{where}: column 'y' holds {np.asarray(graph['y']).tolist()!r}, not numbers; {task} needs {need}") from None
         if graph_targets is None and (task.level == "graph" or num_nodes):  # targets per graph, or per node
             graph_targets = y.size // num_nodes if task.level == "node" else y.size
         _check_target_size(y, num_nodes, task, where, graph_targets)

@@ -6,6 +6,8 @@ import torch
 from hf_eff.grant.data import (
     cache_dir,
     check_graph_dataset,
+    class_names,
+    encode_class_labels,
     generate_graphon_dataset,
     graphs_from_smiles,
     load_freesolv,
@@ -177,3 +179,19 @@ def test_node_targets_must_have_one_count_per_node():
         check_graph_dataset(datasets.Dataset.from_list(rows), "node_regression")
     with pytest.raises(ValueError, match=r"row 0: node_classification needs one class id per node"):
         check_graph_dataset(_graph(y=[[0, 1], [1, 0]]), "node_classification")
+
+
+def test_class_names_are_refused_by_the_check_and_encoded_in_sorted_order():
+    rows = [{"x": [[0.0]], "edge_index": [[], []], "y": y, "num_nodes": 1} for y in ("b", "a", "c", "a")]
+    named = datasets.Dataset.from_list(rows)
+    with pytest.raises(ValueError, match=r"row 0: column 'y' holds 'b', not numbers; .*encode_class_labels"):
+        check_graph_dataset(named, "graph_classification")
+    encoded = encode_class_labels(named)
+    assert encoded["y"][:] == [1, 0, 2, 0] and class_names(encoded) == ["a", "b", "c"]
+    check_graph_dataset(encoded, "graph_classification")
+    splits = encode_class_labels(datasets.DatasetDict(train=named.select([0, 1]), test=named.select([2])))
+    assert splits["test"]["y"][:] == [2] and class_names(splits["test"]) == ["a", "b", "c"]  # one mapping
+    nodes = datasets.Dataset.from_list([dict(rows[0], y=["b"]), dict(rows[0], y=["a"])])
+    assert encode_class_labels(nodes)["y"][:] == [[1], [0]]
+    with pytest.raises(ValueError, match="graph_regression needs numeric targets"):
+        check_graph_dataset(named, "graph_regression")

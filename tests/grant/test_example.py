@@ -88,3 +88,22 @@ def test_task_help_names_the_task_kinds_and_the_builtin_sets():
     (task_help,) = [action.help for action in parser._actions if "--task" in action.option_strings]
     assert {*TASKS, *example.BUILTIN_TASKS} <= set(re.findall(r"[\w-]+", task_help))
     assert "--task qm9" in " ".join(parser.format_help().split())
+
+
+def _saved_graphs(path, labels):
+    import datasets
+
+    rows = [{"x": [[float(i)], [1.0]], "edge_index": [[0, 1], [1, 0]], "y": y, "num_nodes": 2}
+            for i, y in enumerate(labels)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(path))
+    return path
+
+
+@pytest.mark.parametrize("labels", [[[i % 3] for i in range(20)], [["inactive", "active"][i % 2] for i in range(20)]])
+def test_saved_folder_with_class_ids_in_lists_or_class_names(tmp_path, labels):
+    folder = _saved_graphs(tmp_path / "graphs", labels)
+    results = _example().main(["--dataset", str(folder), "--task", "graph_classification", "--output_dir",
+                               str(tmp_path / "out"), "--validation_fraction", "0.2", "--test_fraction", "0.2", *COMMON])
+    assert "test_accuracy" in results
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["out_channels"] == (3 if isinstance(labels[0], list) else 2)
