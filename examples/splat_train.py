@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Fit 3D Gaussian splats to a scene with default densification or the paper's fast method.
 
---scene takes a folder written by `Scene.save` or a Hub dataset repo id; without it, a built-in
-procedural scene is generated. --strategy g2l is the full method of Huang, Liu & Wong (2025):
+--scene takes a folder written by `Scene.save`, a COLMAP project, a NeRF folder (transforms_train.json
+/ transforms_test.json, or one transforms.json split by --test_every) or a Hub dataset repo id; without
+it, a built-in procedural scene is generated. --white_background True composites transparent pixels
+onto white and renders onto white (3DGS's --white_background). --strategy g2l is the full method of Huang, Liu & Wong (2025):
 global-to-local densification, energy-guided coarse-to-fine and adaptive pruning, each switched
 off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
 
@@ -46,9 +48,17 @@ logger = logging.getLogger(__name__)
 @dataclass
 class SceneArguments:
     scene: str | None = field(
-        default=None, metadata={"help": "Scene folder (Scene.save) or Hub dataset repo id; none: a procedural scene."}
+        default=None,
+        metadata={"help": "Scene folder (Scene.save), COLMAP project (sparse/ and images/), NeRF folder "
+                          "(Blender's transforms_train.json / transforms_test.json, or one instant-ngp / nerfstudio "
+                          "transforms.json) or Hub dataset repo id; none: a procedural scene."},
     )
     scene_revision: str | None = field(default=None, metadata={"help": "Hub revision of --scene."})
+    test_every: int | None = field(
+        default=None,
+        metadata={"help": "For a COLMAP or NeRF --scene without its own test split: every n-th view is held out "
+                          "for evaluation. None: 8 (3DGS's llffhold); Blender folders keep transforms_test.json."},
+    )
     procedural_seed: int = field(default=0, metadata={"help": "Seed of the procedural scene."})
     procedural_resolution: int = field(default=64, metadata={"help": "Width and height of the procedural views."})
     procedural_num_train: int = field(default=16, metadata={"help": "Procedural training views."})
@@ -84,8 +94,10 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
     views = trainer.eval_dataset
     item = views[0]
     device = trainer.args.device
+    backgrounds = torch.ones(1, 3, device=device) if trainer.args.white_background else None
     render, _, _ = trainer.model.render(item["viewmat"][None].to(device), item["K"][None].to(device),
-                                        views.width, views.height, backend=trainer.args.render_backend)
+                                        views.width, views.height, backend=trainer.args.render_backend,
+                                        backgrounds=backgrounds)
     pair = torch.cat([render[0].clamp(0, 1).cpu(), item["image"]], dim=1)
     Image.fromarray((pair.numpy() * 255).round().astype("uint8")).save(path)
 
@@ -101,6 +113,9 @@ def main():
     set_seed(training_args.seed)
 
     if scene_args.scene is None:
+        if scene_args.test_every is not None:
+            raise ValueError("--test_every applies to a COLMAP or NeRF --scene; the procedural scene has "
+                             "--procedural_num_test")
         scene = make_procedural_scene(
             seed=scene_args.procedural_seed, num_train=scene_args.procedural_num_train,
             num_test=scene_args.procedural_num_test, width=scene_args.procedural_resolution,
@@ -108,10 +123,13 @@ def main():
         )
         scene_name = f"procedural (seed {scene_args.procedural_seed})"
     else:
-        scene = load_scene(scene_args.scene, revision=scene_args.scene_revision)
+        background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
+        scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
+                           background=background)
         scene_name = scene_args.scene
     if "test" not in scene.views or len(scene.views["test"]) == 0:
-        raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split")
+        raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "
+                         "(--test_every holds views out of a COLMAP or NeRF folder)")
     logger.info("Scene %s: %s", scene_name, scene)
 
     model = build_model(scene, model_args)

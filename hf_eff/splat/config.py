@@ -38,6 +38,12 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     c2f_levels: int = field(default=8, metadata={"help": "K, the coarsest downscale factor (paper: 8)."})
     prune_ratio: float = field(default=0.03, metadata={"help": "p of adaptive pruning (paper: 0.03)."})
     prune_opa_max: float = field(default=0.05, metadata={"help": "tau_u of adaptive pruning (paper: 0.05)."})
+    white_background: bool = field(
+        default=False,
+        metadata={"help": "Render onto white instead of black (3DGS's --white_background), for scenes whose "
+                          "transparent pixels were composited onto white; the example then composites a converted "
+                          "folder's RGBA images onto white too."},
+    )
     prune_opa: float = field(
         default=0.005,
         metadata={"help": "Fixed opacity pruning threshold (3DGS: 0.005), in (0, 0.5): the opacity reset sets every "

@@ -89,6 +89,20 @@ def views_dataset(images, Ks, world_to_cameras) -> Dataset:
     )
 
 
+def composite_alpha(image, background) -> np.ndarray:
+    """An image's transparent pixels composited onto ``background`` (RGB in [0, 1]): uint8
+    [H, W, 3], as 3DGS loads RGBA views."""
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
+    alpha = rgba[..., 3:]
+    rgb = rgba[..., :3] * alpha + np.asarray(background, dtype=np.float64).reshape(3) * (1 - alpha)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def has_alpha(image) -> bool:
+    """Whether a PIL image carries transparency (an alpha band or a transparent palette entry)."""
+    return "A" in image.getbands() or "transparency" in image.info
+
+
 def points_dataset(xyz, rgb) -> Dataset:
     """A point set from xyz [N, 3] and rgb [N, 3] (uint8 0..255)."""
     xyz, rgb = np.asarray(xyz, dtype=np.float32), np.asarray(rgb)
@@ -352,16 +366,51 @@ def _scene_from_parts(views, points, metadata) -> Scene:
     return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"])
 
 
-def load_scene(source, revision: str | None = None, token=None) -> Scene:
+def _has_colmap_model(path: Path) -> bool:
+    from hf_eff.splat.converters.colmap import find_colmap_model
+
+    return find_colmap_model(path) is not None
+
+
+def load_scene(
+    source,
+    revision: str | None = None,
+    token=None,
+    test_every: int | None = None,
+    background=(0.0, 0.0, 0.0),
+) -> Scene:
     """Loads a scene from a Hub dataset repo id, a local folder in the same parquet layout,
     or a local folder holding ``views/`` (``save_to_disk``), optional ``points/`` and
     optional ``scene.json``. Without ``scene.json`` the centre and radius come from the
     training cameras (their mean, and the largest distance from it). A local COLMAP
-    project or NeRF-synthetic folder is converted with the converters' defaults.
+    project or NeRF folder (Blender's ``transforms_train.json`` / ``transforms_test.json``,
+    or one instant-ngp / nerfstudio ``transforms.json``) is converted.
+
+    Args:
+        test_every: for a converted folder without its own test split, every n-th view goes
+            to test (0: none); None: the converter's default (8, as 3DGS's ``llffhold``, for
+            COLMAP and a single ``transforms.json``). Refused for a stored scene, whose split
+            is fixed.
+        background: RGB in [0, 1] composited under transparent pixels of a converted folder's
+            images (black, 3DGS's default; (1, 1, 1) for ``--white_background``). A stored
+            scene's images are already RGB.
     """
     from datasets import load_dataset, load_from_disk
 
+    converter_options = {"background": background}
+    if test_every is not None:
+        converter_options["test_every"] = test_every
     path = Path(source)
+    is_converted = path.is_dir() and not (path / VIEW_CONFIG).is_dir() and (
+        (path / "transforms_train.json").exists()
+        or (path / "transforms.json").exists()
+        or _has_colmap_model(path)
+    )
+    if test_every is not None and not is_converted:
+        raise ValueError(
+            f"load_scene: test_every={test_every} applies to COLMAP and NeRF folders; {source} is "
+            "a stored scene whose train/test split is fixed"
+        )
     if path.exists():
         if revision is not None:
             raise ValueError(
@@ -388,20 +437,16 @@ def load_scene(source, revision: str | None = None, token=None) -> Scene:
         elif (path / "transforms_train.json").exists() or (path / "transforms.json").exists():
             from hf_eff.splat.converters import scene_from_nerf_synthetic
 
-            return scene_from_nerf_synthetic(path)
-        elif (
-            any(path.glob("sparse/**/cameras.*"))
-            or (path / "cameras.bin").exists()
-            or (path / "cameras.txt").exists()
-        ):
+            return scene_from_nerf_synthetic(path, **converter_options)
+        elif _has_colmap_model(path):
             from hf_eff.splat.converters import scene_from_colmap
 
-            return scene_from_colmap(path)
+            return scene_from_colmap(path, **converter_options)
         else:
             raise ValueError(
                 f"load_scene: {path} holds no scene: expected views/ (the parquet layout Scene.save "
                 "writes, or a DatasetDict from save_to_disk), a COLMAP project (sparse/) or a "
-                "NeRF-synthetic folder (transforms_train.json)"
+                "NeRF folder (transforms_train.json or transforms.json)"
             )
         return _scene_from_parts(views, points, metadata)
 

@@ -306,9 +306,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     # ------------------------------------------------------------------ training step
     def _render(self, model, viewmats, Ks, width, height, sh_degree):
+        backgrounds = viewmats.new_ones(len(viewmats), 3) if self.args.white_background else None
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
-            backend=self.args.render_backend,
+            backend=self.args.render_backend, backgrounds=backgrounds,
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

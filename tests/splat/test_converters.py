@@ -1,5 +1,7 @@
 import json
+import shutil
 
+import datasets
 import numpy as np
 import pytest
 from datasets import concatenate_datasets
@@ -11,6 +13,7 @@ from hf_eff.splat.converters import (
     write_colmap,
     write_nerf_synthetic,
 )
+from hf_eff.splat.converters.colmap import find_colmap_model
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.scene import load_scene, scene_views_to_tensors
 
@@ -166,19 +169,15 @@ def test_nerf_synthetic_names_the_frame_of_a_singular_transform_matrix(tmp_path)
         scene_from_nerf_synthetic(tmp_path)
 
 
-def write_transforms(folder, meta, size=(64, 48)):
+def write_transforms(folder, meta, size=(64, 48), count=2, mode="RGB"):
     (folder / "images").mkdir(exist_ok=True)
-    camera_to_world = np.eye(4)
-    camera_to_world[2, 3] = 4
-    meta = {
-        "frames": [
-            {"file_path": f"images/f{i}.png", "transform_matrix": camera_to_world.tolist()}
-            for i in range(2)
-        ],
-        **meta,
-    }
-    for i in range(2):
-        Image.new("RGB", size).save(folder / "images" / f"f{i}.png")
+    frames = []
+    for i in range(count):
+        camera_to_world = np.eye(4)
+        camera_to_world[:3, 3] = [0.1 * i, 0, 4]  # frame i is told apart by its position
+        frames.append({"file_path": f"images/f{i}.png", "transform_matrix": camera_to_world.tolist()})
+        Image.new(mode, size).save(folder / "images" / f"f{i}.png")
+    meta = {"frames": frames, **meta}
     (folder / "transforms.json").write_text(json.dumps(meta))
     return meta
 
@@ -227,3 +226,69 @@ def test_transforms_json_accepts_zero_distortion_and_rescales_K_to_the_images(tm
     write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "w": 64, "h": 64})
     with pytest.raises(ValueError, match="image is 64x48 but w x h says 64x64, not a uniform"):
         scene_from_nerf_synthetic(tmp_path)
+
+
+def frame_ids(views):
+    # write_transforms puts frame i at x = 0.1 i (camera-to-world; world-to-camera negates it).
+    poses = np.asarray(views.with_format("numpy")["world_to_camera"])
+    return [round(-10 * x) for x in poses[:, 0, 3]]
+
+
+def test_single_transforms_json_holds_out_every_nth_frame(tmp_path):
+    write_transforms(tmp_path, NERFSTUDIO_CAMERA, count=10)
+    scene = load_scene(tmp_path)  # default 8, as COLMAP's llffhold
+    assert frame_ids(scene.views["test"]) == [0, 8]
+    assert frame_ids(scene.views["train"]) == [1, 2, 3, 4, 5, 6, 7, 9]
+    assert frame_ids(load_scene(tmp_path, test_every=3).views["test"]) == [0, 3, 6, 9]
+    everything = load_scene(tmp_path, test_every=0)
+    assert len(everything.views["train"]) == 10 and len(everything.views["test"]) == 0
+    with pytest.raises(ValueError, match="test_every=1 leaves no training view among the 10"):
+        load_scene(tmp_path, test_every=1)
+    with pytest.raises(ValueError, match="test_every must be an integer >= 0"):
+        scene_from_nerf_synthetic(tmp_path, test_every=-2)
+
+
+def test_test_every_is_refused_where_the_split_is_fixed(tmp_path, scene):
+    write_nerf_synthetic(scene, tmp_path / "blender")
+    with pytest.raises(ValueError, match="has its own test split \\(transforms_test.json\\)"):
+        load_scene(tmp_path / "blender", test_every=4)
+    scene.save(tmp_path / "stored")
+    with pytest.raises(ValueError, match="test_every=4 applies to COLMAP and NeRF folders"):
+        load_scene(tmp_path / "stored", test_every=4)
+    # A COLMAP project takes it through load_scene.
+    write_colmap(scene, tmp_path / "colmap")
+    assert len(load_scene(tmp_path / "colmap", test_every=2).views["test"]) == 3
+
+
+def test_load_scene_composites_transparent_images_onto_the_background(tmp_path):
+    write_transforms(tmp_path, NERFSTUDIO_CAMERA, mode="RGBA")  # fully transparent images
+    white = load_scene(tmp_path, test_every=0, background=(1.0, 1.0, 1.0))
+    assert (np.asarray(white.views["train"][0]["image"]) == 255).all()
+
+
+def test_colmap_composites_rgba_images_and_finds_numbered_models(tmp_path, scene):
+    write_colmap(scene, tmp_path)
+    rgba = np.zeros((16, 20, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:8, :, 3] = 255  # top half opaque red, bottom half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "images" / "00001.png")
+    loaded = load_scene(tmp_path, test_every=0, background=(1.0, 1.0, 1.0))
+    image = np.asarray(loaded.views["train"][0]["image"])
+    assert image[0, 0].tolist() == [200, 0, 0] and image[15, 0].tolist() == [255, 255, 255]
+    # RGB files are stored byte for byte.
+    stored = loaded.views["train"].cast_column("image", datasets.Image(decode=False))
+    assert stored[1]["image"]["bytes"] == (tmp_path / "images" / "00002.png").read_bytes()
+
+    # COLMAP's mapper writes sparse/1, sparse/2, ... for further models: with no sparse/0,
+    # the lowest one is read, by load_scene and scene_from_colmap alike.
+    (tmp_path / "sparse" / "0").rename(tmp_path / "sparse" / "10")
+    write_colmap(scene, tmp_path / "other")
+    (tmp_path / "other" / "sparse" / "0").rename(tmp_path / "sparse" / "2")
+    assert find_colmap_model(tmp_path) == tmp_path / "sparse" / "2"  # 2 < 10, numerically
+    assert len(load_scene(tmp_path, test_every=0).views["train"]) == 6
+    (tmp_path / "sparse" / "2").rename(tmp_path / "sparse" / "x")
+    assert len(scene_from_colmap(tmp_path, test_every=0).views["train"]) == 6
+    for model in ("10", "x"):
+        shutil.rmtree(tmp_path / "sparse" / model)
+    with pytest.raises(FileNotFoundError, match="no COLMAP model .* in .*/sparse/<n>"):
+        scene_from_colmap(tmp_path)

@@ -116,6 +116,15 @@ def test_training_stops_with_a_named_error_when_pruning_leaves_no_gaussian(scene
         trainer.train()
 
 
+def test_white_background_renders_onto_white(scene, tmp_path):
+    trainer = make_trainer(scene, tmp_path, white_background=True)
+    with torch.no_grad():
+        trainer.model.splats["opacities"].fill_(-30.0)  # every Gaussian transparent
+    viewmats, Ks = (trainer.train_dataset[0][key][None] for key in ("viewmat", "K"))
+    render, _, _ = trainer._render(trainer.model, viewmats, Ks, 32, 32, 0)
+    torch.testing.assert_close(render, torch.ones_like(render))
+
+
 @pytest.mark.parametrize("checkpoint", ["{tmp}/run/checkpoint-15", "someone/splat-checkpoint"])
 def test_resuming_from_a_missing_checkpoint_names_it(scene, tmp_path, checkpoint):
     # A wrong local path used to reach the Hub client ("Repo id must be in the form ...").
@@ -174,6 +183,29 @@ def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypat
     assert GaussianModel.from_pretrained(str(out)).num_gaussians == results["num_gaussians"]
     assert GaussianModel.from_ply(out / "splats.ply").num_gaussians == results["num_gaussians"]
     assert (out / "preview.png").is_file()
+
+
+def test_example_script_trains_a_single_transforms_json_on_white(tmp_path, monkeypatch):
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from hf_eff.splat.converters import write_nerf_synthetic
+
+    small = make_procedural_scene(seed=2, num_train=5, num_test=0, width=16, height=16, num_points=20)
+    write_nerf_synthetic(small, tmp_path / "nerf")
+    (tmp_path / "nerf" / "transforms_train.json").rename(tmp_path / "nerf" / "transforms.json")
+    (tmp_path / "nerf" / "transforms_test.json").unlink()
+    out = tmp_path / "run"
+    script = Path(__file__).resolve().parents[2] / "examples" / "splat_train.py"
+    monkeypatch.setattr(sys, "argv", [
+        str(script), "--scene", str(tmp_path / "nerf"), "--test_every", "2", "--white_background", "True",
+        "--init_random_points", "50", "--sh_degree", "0", "--max_steps", "2", "--output_dir", str(out),
+        "--disable_tqdm", "True", "--c2f", "False",
+    ])
+    runpy.run_path(str(script), run_name="__main__")
+    assert "eval_psnr" in json.loads((out / "all_results.json").read_text())
 
 
 def test_example_script_saves_the_model_before_anything_that_can_fail(tmp_path, monkeypatch):

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from datasets import DatasetDict
 
-from hf_eff.splat.scene import Scene, points_dataset, views_dataset
+from hf_eff.splat.scene import Scene, composite_alpha, has_alpha, points_dataset, views_dataset
 
-__all__ = ["scene_from_colmap", "write_colmap"]
+__all__ = ["find_colmap_model", "scene_from_colmap", "write_colmap"]
 
 # COLMAP's perspective models, pinholes once their distortion coefficients are all zero. A
 # fisheye (OPENCV_FISHEYE, FOV, THIN_PRISM_FISHEYE, ...) or equirectangular camera never is.
@@ -30,31 +30,52 @@ def _pycolmap():
     return pycolmap
 
 
-def _find_sparse_dir(folder: Path) -> Path:
-    for candidate in (folder / "sparse" / "0", folder / "sparse", folder):
+def find_colmap_model(folder) -> Path | None:
+    """The model folder COLMAP's mapper leaves in a project: ``sparse/0`` (3DGS's choice), else
+    the lowest-numbered other ``sparse/<n>``, else ``sparse`` or the folder itself; None if
+    none holds cameras.bin or cameras.txt."""
+    folder = Path(folder)
+    numbered = sorted(
+        (p for p in (folder / "sparse").glob("*") if p.is_dir() and p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+    for candidate in (*numbered, folder / "sparse", folder):
         if (candidate / "cameras.bin").exists() or (candidate / "cameras.txt").exists():
             return candidate
-    raise FileNotFoundError(
-        f"no COLMAP model (cameras.bin or cameras.txt) in {folder}, {folder}/sparse or {folder}/sparse/0"
-    )
+    return None
 
 
-def scene_from_colmap(folder, images_dir=None, sparse_dir=None, test_every: int = 8) -> Scene:
+def _find_sparse_dir(folder: Path) -> Path:
+    found = find_colmap_model(folder)
+    if found is None:
+        raise FileNotFoundError(
+            f"no COLMAP model (cameras.bin or cameras.txt) in {folder}/sparse/<n>, {folder}/sparse or {folder}"
+        )
+    return found
+
+
+def scene_from_colmap(
+    folder, images_dir=None, sparse_dir=None, test_every: int = 8, background=(0.0, 0.0, 0.0)
+) -> Scene:
     """Reads a COLMAP reconstruction and its images into a `Scene`.
 
     Args:
         folder: the COLMAP project folder (``sparse/0`` or ``sparse`` and ``images/`` in it).
         images_dir: the images folder, by default ``folder/images``. A downscaled copy
             (e.g. ``images_4``) works: K is rescaled to the size of the files.
-        sparse_dir: the model folder, by default found under ``folder``.
+        sparse_dir: the model folder, by default `find_colmap_model` of ``folder``.
         test_every: every n-th image (sorted by name, starting with the first) goes to the
             test split, as 3DGS's ``llffhold=8``; 0 puts every image in train.
+        background: RGB in [0, 1] under the transparent pixels of RGBA images (black, as
+            3DGS; (1, 1, 1) for its ``--white_background``).
 
     Cameras must be undistorted (PINHOLE / SIMPLE_PINHOLE, or a perspective model with zero
     distortion; never a fisheye): run ``colmap image_undistorter`` first, as 3DGS does.
     """
     import PIL.Image
 
+    if isinstance(test_every, bool) or not isinstance(test_every, int) or test_every < 0:
+        raise ValueError(f"test_every must be an integer >= 0 (0: no test split), got {test_every!r}")
     pycolmap = _pycolmap()
     folder = Path(folder)
     sparse_dir = Path(sparse_dir) if sparse_dir is not None else _find_sparse_dir(folder)
@@ -85,6 +106,8 @@ def scene_from_colmap(folder, images_dir=None, sparse_dir=None, test_every: int 
             raise FileNotFoundError(f"COLMAP image {image.name!r} not found in {images_dir}")
         with PIL.Image.open(path) as opened:
             width, height = opened.size
+            # RGB files are stored as they are; transparency is composited, not dropped.
+            image_data = composite_alpha(opened, background) if has_alpha(opened) else path
         scale_x, scale_y = width / camera.width, height / camera.height
         if abs(width - camera.width * scale_y) > 1 or abs(height - camera.height * scale_x) > 1:
             raise ValueError(
@@ -96,7 +119,7 @@ def scene_from_colmap(folder, images_dir=None, sparse_dir=None, test_every: int 
         K[1] *= scale_y
         pose = np.eye(4)
         pose[:3] = image.cam_from_world().matrix()
-        files.append(path)
+        files.append(image_data)
         Ks.append(K)
         poses.append(pose)
 

@@ -17,7 +17,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
-from hf_eff.splat.scene import Scene, views_dataset
+from hf_eff.splat.scene import Scene, composite_alpha, views_dataset
 
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
@@ -41,12 +41,10 @@ def _read_split(folder: Path, transforms_file: Path, background: np.ndarray) -> 
         if not path.exists():
             raise FileNotFoundError(f"{where}: image {path} not found")
         with PIL.Image.open(path) as opened:
-            rgba = np.asarray(opened.convert("RGBA"), dtype=np.float64) / 255.0
-        # Transparent background composited onto a solid colour (3DGS: black by default).
-        alpha = rgba[..., 3:]
-        rgb = rgba[..., :3] * alpha + background * (1 - alpha)
+            # Transparent background composited onto a solid colour (3DGS: black by default).
+            rgb = composite_alpha(opened, background)
         height, width = rgb.shape[:2]
-        images.append(np.round(rgb * 255).astype(np.uint8))
+        images.append(rgb)
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
         if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
@@ -113,13 +111,22 @@ def _intrinsics(
     )
 
 
-def scene_from_nerf_synthetic(folder, background=(0.0, 0.0, 0.0)) -> Scene:
-    """Reads ``transforms_train.json`` and ``transforms_test.json`` (or one
-    ``transforms.json``, all in train) with their images into a `Scene`.
+def scene_from_nerf_synthetic(
+    folder, background=(0.0, 0.0, 0.0), test_every: int | None = None
+) -> Scene:
+    """Reads ``transforms_train.json`` and ``transforms_test.json`` (Blender's own split), or
+    one ``transforms.json`` (instant-ngp / nerfstudio) split by ``test_every``, with their
+    images into a `Scene`.
 
     Args:
         background: RGB in [0, 1] under transparent pixels (black as 3DGS's default;
             (1, 1, 1) for its ``--white_background``).
+        test_every: for a single ``transforms.json``, every n-th frame (in file order, starting
+            with the first) goes to the test split, as the COLMAP converter's (3DGS's
+            ``llffhold``); 0 puts every frame in train. None: 8 for ``transforms.json``, and
+            the files' own split for ``transforms_train.json`` / ``transforms_test.json``
+            (a ``test_every`` is refused where ``transforms_test.json`` exists; with a train
+            file alone it holds views out of it, and None keeps them all in train).
 
     The scene has no point set (3DGS initialises these scenes at random). Cameras must be
     pinholes: a ``camera_model`` other than a perspective one (fisheye, equirectangular) or a
@@ -129,20 +136,43 @@ def scene_from_nerf_synthetic(folder, background=(0.0, 0.0, 0.0)) -> Scene:
     """
     folder = Path(folder)
     background = np.asarray(background, dtype=np.float64).reshape(3)
+    if test_every is not None and (
+        isinstance(test_every, bool) or not isinstance(test_every, int) or test_every < 0
+    ):
+        raise ValueError(f"test_every must be an integer >= 0 (0: no test split), got {test_every!r}")
     if (folder / "transforms_train.json").exists():
         train = _read_split(folder, folder / "transforms_train.json", background)
         test_file = folder / "transforms_test.json"
-        test = (
-            _read_split(folder, test_file, background)
-            if test_file.exists()
-            else views_dataset([], [], [])
-        )
+        if test_file.exists():
+            if test_every is not None:
+                raise ValueError(
+                    f"test_every={test_every}: {folder} has its own test split ({test_file.name}); "
+                    "leave test_every unset"
+                )
+            return Scene.from_views(
+                DatasetDict({"train": train, "test": _read_split(folder, test_file, background)})
+            )
+        views, default_every = train, 0  # no test file: every view trains unless test_every says
     elif (folder / "transforms.json").exists():
-        train = _read_split(folder, folder / "transforms.json", background)
-        test = views_dataset([], [], [])
+        views = _read_split(folder, folder / "transforms.json", background)
+        default_every = 8
     else:
         raise FileNotFoundError(f"no transforms_train.json or transforms.json in {folder}")
-    return Scene.from_views(DatasetDict({"train": train, "test": test}))
+    test_every = default_every if test_every is None else test_every
+    is_test = [test_every > 0 and index % test_every == 0 for index in range(len(views))]
+    if all(is_test):
+        raise ValueError(
+            f"test_every={test_every} leaves no training view among the {len(views)} of {folder} "
+            "(test_every=0 trains on all of them)"
+        )
+    return Scene.from_views(
+        DatasetDict(
+            {
+                "train": views.select([i for i, test in enumerate(is_test) if not test]),
+                "test": views.select([i for i, test in enumerate(is_test) if test]),
+            }
+        )
+    )
 
 
 def write_nerf_synthetic(scene: Scene, folder) -> Path:
