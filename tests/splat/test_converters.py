@@ -195,6 +195,7 @@ NERFSTUDIO_CAMERA = {"fl_x": 66.0, "fl_y": 58.0, "cx": 30.0, "cy": 26.0, "w": 64
             r"transforms.json: camera_model='OPENCV_FISHEYE' is not a pinhole camera",
         ),
         ({"camera_model": "EQUIRECTANGULAR"}, "'EQUIRECTANGULAR' is not a pinhole"),
+        ({"is_fisheye": True}, r"transforms.json: is_fisheye=True is not a pinhole camera"),
     ],
 )
 def test_transforms_json_refuses_lens_distortion_and_non_pinhole_models(tmp_path, extra, message):

@@ -79,6 +79,8 @@ def _intrinsics(
             f"{named('camera_model')}={model!r} is not a pinhole camera; {undistort} "
             f"and write camera_model PINHOLE"
         )
+    if get("is_fisheye"):  # instant-ngp's flag
+        raise ValueError(f"{named('is_fisheye')}={get('is_fisheye')} is not a pinhole camera; {undistort}")
     for key in DISTORTION_KEYS:
         value = get(key)
         if value is not None and float(value) != 0:
@@ -129,7 +131,8 @@ def scene_from_nerf_synthetic(
             file alone it holds views out of it, and None keeps them all in train).
 
     The scene has no point set (3DGS initialises these scenes at random). Cameras must be
-    pinholes: a ``camera_model`` other than a perspective one (fisheye, equirectangular) or a
+    pinholes: a ``camera_model`` other than a perspective one (fisheye, equirectangular),
+    instant-ngp's ``is_fisheye`` or a
     non-zero distortion coefficient (``k1``..``k4``, ``p1``, ``p2``) is refused; undistort
     first. Images whose size differs from the declared ``w`` x ``h`` by a uniform scale get K
     rescaled to them.
