@@ -132,9 +132,8 @@ def scene_from_nerf_synthetic(
 
     The scene has no point set (3DGS initialises these scenes at random). Cameras must be
     pinholes: a ``camera_model`` other than a perspective one (fisheye, equirectangular),
-    instant-ngp's ``is_fisheye`` or a
-    non-zero distortion coefficient (``k1``..``k4``, ``p1``, ``p2``) is refused; undistort
-    first. Images whose size differs from the declared ``w`` x ``h`` by a uniform scale get K
+    instant-ngp's ``is_fisheye`` or a non-zero distortion coefficient (``k1``..``k4``,
+    ``p1``, ``p2``) is refused; undistort first. Images whose size differs from the declared ``w`` x ``h`` by a uniform scale get K
     rescaled to them.
     """
     folder = Path(folder)
