@@ -9,9 +9,14 @@ Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, or a fol
     python examples/grant_train.py --dataset mols.csv --smiles_column smiles --target_column logp,tpsa \\
         --output_dir out/mols --num_train_epochs 50
 
-Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it) and
-`all_results.json` (train_runtime, grant_selection_seconds, time_to_target, eval_* and test_*
-metrics) into --output_dir.
+--dataset is read as a CSV when its name ends in .csv, .csv.gz, .csv.bz2, .csv.xz or .csv.zip
+(any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
+Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused.
+
+Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
+classifier's config.json has its class_names) and `all_results.json` (train_runtime,
+grant_selection_seconds, time_to_target, eval_* and test_* metrics, target_columns where the
+data names its targets, class_names for classification) into --output_dir.
 """
 
 from __future__ import annotations
@@ -75,7 +80,8 @@ class DataArguments:
     )
     dataset: str | None = field(
         default=None,
-        metadata={"help": "Your data: a .csv of SMILES, or a folder written by save_to_disk (a Dataset, split here, or "
+        metadata={"help": "Your data: a CSV of SMILES (.csv, or compressed .csv.gz, .csv.bz2, .csv.xz, .csv.zip; any "
+                  "case), or a folder written by save_to_disk (a Dataset, split here, or "
                   "a DatasetDict with train, validation and test splits, used as saved)."},
     )
     smiles_column: str = field(default="smiles", metadata={"help": "CSV: the SMILES column."})
@@ -122,12 +128,58 @@ def saved_splits(graphs: datasets.DatasetDict, path: Path, max_graphs: int | Non
     return datasets.DatasetDict({name: graphs[name] for name in SPLITS})
 
 
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas infers the compression
+# the DataArguments that only some data read, and which data that is
+ONLY_FOR = {
+    "smiles_column": "a CSV --dataset", "target_column": "a CSV --dataset", "qm9_target": "--task qm9",
+    "num_generated_graphs": "--task gen-reg or gen-cls", "min_nodes": "--task gen-reg or gen-cls",
+    "max_nodes": "--task gen-reg or gen-cls",
+}
+BUILTIN_TARGETS = {"freesolv": ["expt"], "solubility": ["SOL"], "solubility-cls": ["SOL_classification"]}
+
+
+def is_csv(path: Path) -> bool:
+    return not path.is_dir() and path.name.lower().endswith(CSV_SUFFIXES)
+
+
+def check_options_apply(data_args: DataArguments) -> None:
+    """Refuses data options that the chosen data would silently ignore (e.g. --qm9_target with
+    --task freesolv)."""
+    uses = {"a CSV --dataset": data_args.dataset is not None and is_csv(Path(data_args.dataset)),
+            "--task qm9": data_args.builtin == "qm9",
+            "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls")}
+    defaults = DataArguments()
+    ignored = [name for name, needs in ONLY_FOR.items()
+               if not uses[needs] and getattr(data_args, name) != getattr(defaults, name)]
+    if ignored:
+        data = f"--task {data_args.builtin}" if data_args.builtin else f"--dataset {data_args.dataset}"
+        raise ValueError(
+            f"{' and '.join('--' + n for n in ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to {data}: "
+            + "; ".join(f"--{n} is for {ONLY_FOR[n]}" for n in ignored)
+        )
+
+
+def target_columns(data_args: DataArguments) -> list[str] | None:
+    """The names of the predicted targets, where the data names them (a saved folder's y does not)."""
+    if data_args.dataset is not None:
+        return [c for c in data_args.target_column.split(",") if c] if is_csv(Path(data_args.dataset)) else None
+    if data_args.builtin == "qm9":
+        return [data_args.qm9_target]
+    return BUILTIN_TARGETS.get(data_args.builtin)
+
+
 def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset | datasets.DatasetDict:
     if (data_args.builtin is None) == (data_args.dataset is None):
         raise ValueError("give exactly one of --task <built-in name> and --dataset <csv or folder>")
+    check_options_apply(data_args)
     if data_args.dataset is not None:
         path = Path(data_args.dataset)
-        if path.suffix == ".csv":
+        if path.is_file() and not is_csv(path):
+            raise ValueError(
+                f"--dataset {path} is a file but not a CSV ({', '.join(CSV_SUFFIXES)}, any case): give a CSV of "
+                "SMILES, or a folder written by datasets' save_to_disk"
+            )
+        if is_csv(path):
             targets = [c for c in data_args.target_column.split(",") if c]
             if not targets:
                 raise ValueError("--dataset <csv> needs --target_column (one or more, comma-separated)")
@@ -181,10 +233,11 @@ def main(argv: list[str] | None = None) -> dict:
         splits = split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=training_args.seed)
     logger.info("%s (%s): %s", data_args.builtin or data_args.dataset, task, {k: len(v) for k, v in splits.items()})
 
+    names = class_names(graphs) if task.endswith("classification") else None
     model = GrantGCN(
         in_channels=len(splits["train"][0]["x"][0]), out_channels=output_channels(graphs, task),
         hidden_channels=model_args.hidden_channels, num_layers=model_args.num_layers, kappa=model_args.kappa,
-        level=task.split("_")[0], dropout=model_args.dropout, batch_norm=model_args.batch_norm,
+        level=task.split("_")[0], dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names,
     )
     curve = ValidationCurveCallback()
     trainer = GraNTTrainer(
@@ -201,6 +254,11 @@ def main(argv: list[str] | None = None) -> dict:
         results["best_eval_" + metric] = best
         results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
     results.update(teacher=training_args.teacher, task=task, dataset_name=data_args.builtin or data_args.dataset)
+    targets = target_columns(data_args)
+    if targets:
+        results["target_columns"] = targets
+    if names:
+        results["class_names"] = names  # class id i (model output i) is class_names[i]
     save_all_results(trainer, results)
     trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
     return results

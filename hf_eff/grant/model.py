@@ -26,7 +26,8 @@ class GrantGCN(
     nodes before the linear head.
 
     forward(x, edge_index, batch) returns [num_graphs, out_channels] (level="graph") or
-    [num_nodes, out_channels] (level="node").
+    [num_nodes, out_channels] (level="node"). A classifier may carry `class_names` (output i
+    is class_names[i]); they are saved in config.json.
     """
 
     def __init__(
@@ -39,10 +40,15 @@ class GrantGCN(
         level: str = "graph",
         dropout: float = 0.0,
         batch_norm: bool = True,
+        class_names: list[str] | None = None,
     ):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
+        if class_names is not None and len(class_names) != out_channels:
+            raise ValueError(f"class_names has {len(class_names)} names for out_channels={out_channels} classes")
+        # saved in config.json with the other arguments: output i of a classifier is class_names[i]
+        self.class_names = None if class_names is None else [str(name) for name in class_names]
         if kappa < 1 or num_layers < 1:
             raise ValueError(f"kappa and num_layers must be >= 1, got kappa={kappa}, num_layers={num_layers}")
         self.level = level

@@ -42,6 +42,38 @@ def test_user_csv_with_two_targets(tmp_path):
                                "--teacher", "none", "--output_dir", str(out), "--validation_fraction", "0.2",
                                "--test_fraction", "0.2", *COMMON])
     assert "test_mae" in results and "grant_selection_seconds" not in results
+    assert results["target_columns"] == ["a", "b"] and "class_names" not in results
+
+
+@pytest.mark.parametrize("name", ["MOLS.CSV", "mols.csv.gz"])
+def test_user_csv_any_case_or_compressed_with_class_names(tmp_path, name):
+    import gzip
+
+    smiles = ["CCO", "CCC", "CCN", "c1ccccc1", "CC(=O)O", "CCCl", "CO", "CN", "CCCC", "OCCO"] * 2
+    text = "smiles,kind\n" + "\n".join(f"{s},{['low', 'high', 'mid'][i % 3]}" for i, s in enumerate(smiles))
+    csv = tmp_path / name
+    csv.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    out = tmp_path / "csv"
+    results = _example().main(["--dataset", str(csv), "--target_column", "kind", "--task", "graph_classification",
+                               "--teacher", "none", "--output_dir", str(out), "--validation_fraction", "0.2",
+                               "--test_fraction", "0.2", *COMMON])
+    assert results["class_names"] == ["high", "low", "mid"] and results["target_columns"] == ["kind"]
+    assert json.loads((out / "config.json").read_text())["class_names"] == ["high", "low", "mid"]
+
+
+def test_options_the_data_would_ignore_are_refused(tmp_path):
+    example = _example()
+    with pytest.raises(ValueError, match="--target_column and --qm9_target do not apply to --task freesolv"):
+        example.main(["--task", "freesolv", "--qm9_target", "HOMO_LUMO_gap_au", "--target_column", "calc",
+                      "--output_dir", str(tmp_path), *COMMON])
+    folder = _saved_graphs(tmp_path / "graphs", [0.5] * 4)
+    with pytest.raises(ValueError, match="--target_column does not apply to --dataset .*: --target_column is for a CSV --dataset"):
+        example.main(["--dataset", str(folder), "--target_column", "y", "--task", "graph_regression",
+                      "--output_dir", str(tmp_path), *COMMON])
+    parquet = tmp_path / "mols.parquet"
+    parquet.write_text("")
+    with pytest.raises(ValueError, match="is a file but not a CSV"):
+        example.main(["--dataset", str(parquet), "--task", "graph_regression", "--output_dir", str(tmp_path), *COMMON])
 
 
 def test_data_source_is_required(tmp_path):

@@ -51,6 +51,14 @@ def test_save_and_load_pretrained(tmp_path):
     assert torch.allclose(model(x, edge_index, batch), loaded(x, edge_index, batch))
 
 
+def test_class_names_are_saved_with_the_model(tmp_path):
+    GrantGCN(4, 2, hidden_channels=8, class_names=["active", "inactive"]).save_pretrained(tmp_path)
+    assert GrantGCN.from_pretrained(tmp_path).class_names == ["active", "inactive"]
+    assert GrantGCN(4, 1).class_names is None
+    with pytest.raises(ValueError, match="class_names has 3 names for out_channels=2"):
+        GrantGCN(4, 2, class_names=["a", "b", "c"])
+
+
 def test_loading_a_folder_without_a_grantgcn_names_it(tmp_path):
     with pytest.raises(ValueError, match=f"the folder {re.escape(str(tmp_path))} holds no GrantGCN: it has no config.json"):
         GrantGCN.from_pretrained(tmp_path)
