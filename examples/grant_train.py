@@ -16,7 +16,9 @@ Options that the chosen data would ignore (e.g. --qm9_target without --task qm9)
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
 classifier's config.json has its class_names) and `all_results.json` (train_runtime,
 grant_selection_seconds, time_to_target, eval_* and test_* metrics, target_columns where the
-data names its targets, class_names for classification) into --output_dir.
+data names its targets, class_names for classification) into --output_dir. With several
+regression targets, mae (the best value and time-to-target use it) is the mean over all targets,
+whatever their units; mae_<target> is each target's own.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from hf_eff.grant import (
     split_dataset,
     time_to_target,
 )
-from hf_eff.grant.metrics import best_value, primary_metric
+from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results
@@ -240,9 +242,10 @@ def main(argv: list[str] | None = None) -> dict:
         level=task.split("_")[0], dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names,
     )
     curve = ValidationCurveCallback()
+    targets = target_columns(data_args)
     trainer = GraNTTrainer(
         model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
-        callbacks=[curve],
+        callbacks=[curve], compute_metrics=metrics_for(task, None if names else targets),
     )
     results = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
     results.update(trainer.evaluate())
@@ -254,7 +257,6 @@ def main(argv: list[str] | None = None) -> dict:
         results["best_eval_" + metric] = best
         results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
     results.update(teacher=training_args.teacher, task=task, dataset_name=data_args.builtin or data_args.dataset)
-    targets = target_columns(data_args)
     if targets:
         results["target_columns"] = targets
     if names:

@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 def primary_metric(task: str) -> tuple[str, bool]:
-    """(metric name, higher is better) used for time-to-target."""
+    """(metric name, higher is better) used for the best value and time-to-target. For several
+    regression targets "mae" is the mean over all of them (of whatever units, as the paper's
+    multi-target MAE); the per-target "mae_<name>" are reported besides."""
     return ("roc_auc", True) if GraphTask(task).is_classification else ("mae", False)
 
 
@@ -34,8 +36,12 @@ def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def graph_task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray, node_mask=None) -> dict[str, float]:
-    """predictions [rows, outputs] and labels [rows(, targets)]. Node-level tasks may also come
+def graph_task_metrics(
+    task: str, predictions: np.ndarray, labels: np.ndarray, node_mask=None, target_names=None
+) -> dict[str, float]:
+    """predictions [rows, outputs] and labels [rows(, targets)]. Regression gives mae and rmse
+    over every row and target and, with several targets, mae_<name> per target (`target_names`,
+    by default the target's index). Node-level tasks may also come
     padded to [graphs, max nodes, ...], as `GraNTTrainer` evaluates: `node_mask` [graphs, max
     nodes] is 1 on real nodes (the trainer's); without it, padding is -100 for class ids (never
     a class) and NaN for regression targets (-100 can be a real target)."""
@@ -72,18 +78,25 @@ def graph_task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray, n
             "roc_auc": macro_roc_auc(labels, probabilities),
         }
     error = predictions.reshape(len(labels), -1) - labels.reshape(len(labels), -1)
-    return {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error**2).mean()))}
+    metrics = {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error**2).mean()))}
+    if error.shape[1] > 1:
+        names = [str(i) for i in range(error.shape[1])] if target_names is None else list(target_names)
+        if len(names) != error.shape[1]:
+            raise ValueError(f"target_names has {len(names)} names for {error.shape[1]} targets: {names}")
+        metrics.update({f"mae_{name}": float(value) for name, value in zip(names, np.abs(error).mean(axis=0))})
+    return metrics
 
 
-def metrics_for(task: str):
-    """A `compute_metrics` for `Trainer`."""
+def metrics_for(task: str, target_names=None):
+    """A `compute_metrics` for `Trainer`; `target_names` name the per-target MAEs of several
+    regression targets (mae_<name>; by default their indices)."""
     GraphTask(task)
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         labels, node_mask = prediction.label_ids, None
         if isinstance(labels, (tuple, list)):  # node-level: (padded labels, node mask), from GraNTTrainer
             labels, node_mask = labels
-        return graph_task_metrics(task, prediction.predictions, labels, node_mask)
+        return graph_task_metrics(task, prediction.predictions, labels, node_mask, target_names)
 
     return compute_metrics
 

@@ -43,6 +43,8 @@ def test_user_csv_with_two_targets(tmp_path):
                                "--test_fraction", "0.2", *COMMON])
     assert "test_mae" in results and "grant_selection_seconds" not in results
     assert results["target_columns"] == ["a", "b"] and "class_names" not in results
+    assert {"test_mae_a", "test_mae_b"} <= set(results)  # per target, besides the mean over both
+    assert results["test_mae"] == pytest.approx((results["test_mae_a"] + results["test_mae_b"]) / 2)
 
 
 @pytest.mark.parametrize("name", ["MOLS.CSV", "mols.csv.gz"])

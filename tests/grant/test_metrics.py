@@ -37,6 +37,18 @@ def test_node_metrics_drop_the_padding_of_dense_batches():
     assert graph_task_metrics("node_classification", logits, classes)["accuracy"] == pytest.approx(2 / 3)
 
 
+def test_several_targets_get_one_mae_each_besides_the_mean():
+    predictions = np.array([[1.0, 10.0], [3.0, 10.0]])
+    labels = np.array([[0.0, 0.0], [0.0, 0.0]])
+    metrics = graph_task_metrics("graph_regression", predictions, labels, target_names=["logp", "tpsa"])
+    assert metrics["mae"] == pytest.approx(6.0)
+    assert (metrics["mae_logp"], metrics["mae_tpsa"]) == pytest.approx((2.0, 10.0))
+    assert graph_task_metrics("graph_regression", predictions, labels)["mae_1"] == pytest.approx(10.0)
+    assert "mae_0" not in graph_task_metrics("graph_regression", predictions[:, :1], labels[:, :1])
+    with pytest.raises(ValueError, match="target_names has 1 names for 2 targets"):
+        graph_task_metrics("graph_regression", predictions, labels, target_names=["logp"])
+
+
 def test_a_real_node_target_of_minus_100_counts():
     predictions = np.array([[[1.0], [2.0], [3.0]], [[5.0], [-100.0], [-100.0]]])
     labels = np.array([[-100.0, 1.0, 1.0], [0.0, -100.0, -100.0]])
