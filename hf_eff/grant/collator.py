@@ -26,15 +26,32 @@ class GraphCollator:
 
     Returns num_nodes [graphs], x [nodes, d], edge_index [2, edges] (offset per graph),
     batch [nodes] (graph id of each node), labels ([graphs, targets] or [nodes, targets] for
-    regression, [graphs] or [nodes] class ids for classification) and edge_attr when the rows have it. The same layout as PyG's
-    `Batch.from_data_list`, built with one concatenation per field: collating was most of a
-    CPU training step on small graphs.
+    regression, [graphs] or [nodes] class ids for classification) and edge_attr when the rows
+    have it. The same layout as PyG's `Batch.from_data_list`, built with one concatenation per
+    field: collating was most of a CPU training step on small graphs.
+
+    A batch without any edge (e.g. a lone single-atom molecule) has an empty edge_attr whose
+    width and dtype no row shows: `edge_attr_dim` and `edge_attr_dtype` give them, and
+    `for_dataset` reads them off the data (GraNTTrainer's default collator does).
     """
 
     task: str
+    edge_attr_dim: int | None = None
+    edge_attr_dtype: torch.dtype | None = None
 
     def __post_init__(self):
         self.task = GraphTask(self.task)
+
+    @classmethod
+    def for_dataset(cls, task: str, dataset) -> GraphCollator:
+        """A collator with the edge_attr width and dtype of the dataset's first graph that has edges."""
+        if "edge_attr" not in dataset.column_names:
+            return cls(task)
+        first = next((torch.as_tensor(row["edge_attr"]) for row in dataset.select_columns(["edge_attr"])
+                      if len(row["edge_attr"])), None)
+        if first is None:
+            return cls(task)
+        return cls(task, first.reshape(len(first), -1).size(1), first.dtype)
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         if not rows:
@@ -78,8 +95,16 @@ class GraphCollator:
             attrs = [row["edge_attr"] for row in rows]
             # the stored dtype (from_smiles' bond features are categorical ids), taken from a
             # non-empty row since an empty list reads as float
-            stored = next((torch.as_tensor(a) for a in attrs if len(a)), torch.zeros(0, 0))
-            batch["edge_attr"] = torch.cat(_stack(attrs, stored.dtype, stored.reshape(len(stored), -1).size(1)))
+            stored = next((torch.as_tensor(a) for a in attrs if len(a)), None)
+            if stored is not None:
+                batch["edge_attr"] = torch.cat(_stack(attrs, stored.dtype, stored.reshape(len(stored), -1).size(1)))
+            elif self.edge_attr_dim is not None:
+                batch["edge_attr"] = torch.zeros(0, self.edge_attr_dim, dtype=self.edge_attr_dtype or torch.float32)
+            else:
+                raise ValueError(
+                    "no graph of the batch has an edge, so the width of its empty edge_attr is unknown: build the "
+                    "collator with GraphCollator.for_dataset(task, dataset), or give edge_attr_dim and edge_attr_dtype"
+                )
         return batch
 
 

@@ -80,10 +80,13 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         for name, dataset in evals.items():
             if dataset is not None:
                 check_graph_dataset(dataset, self.task, name)
+        if data_collator is None:  # one that knows the data's edge_attr width, for batches without edges
+            reference = next((d for d in (train_dataset, *evals.values()) if d is not None), None)
+            data_collator = GraphCollator(self.task) if reference is None else GraphCollator.for_dataset(self.task, reference)
         super().__init__(
             model=model,
             args=args,
-            data_collator=data_collator or GraphCollator(self.task),
+            data_collator=data_collator,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             compute_metrics=compute_metrics or metrics_for(self.task),

@@ -90,3 +90,14 @@ def test_collator_keeps_categorical_edge_attr_ids():
 def test_collator_rejects_an_empty_batch():
     with pytest.raises(ValueError, match="empty list"):
         GraphCollator("graph_regression")([])
+
+
+def test_a_batch_without_edges_gets_an_empty_edge_attr_of_the_datasets_width():
+    dataset = graphs_from_smiles(["C", "CCO", "O"], [[0.0], [1.0], [2.0]])  # methane and water: no bonds
+    with pytest.raises(ValueError, match="no graph of the batch has an edge.*GraphCollator.for_dataset"):
+        GraphCollator("graph_regression")([dataset[0], dataset[2]])
+    collator = GraphCollator.for_dataset("graph_regression", dataset)
+    batch = collator([dataset[0], dataset[2]])
+    assert batch["edge_attr"].shape == (0, 3) and batch["edge_attr"].dtype == torch.long
+    assert collator([dataset[1]])["edge_attr"].shape == (4, 3)
+    assert GraphCollator.for_dataset("graph_regression", dataset.remove_columns("edge_attr")).edge_attr_dim is None
