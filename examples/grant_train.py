@@ -213,7 +213,9 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
     graph or node. y may be a scalar or a list per graph (e.g. [c] for a class id)."""
     if task.endswith("classification"):
         names = class_names(graphs)
-        return len(names) if names else int(max(np.ravel(y).max() for y in graphs.with_format("numpy")["y"])) + 1
+        if names:
+            return len(names)
+        return int(max((np.max(y) for y in graphs.with_format("numpy")["y"] if np.size(y)), default=0)) + 1
     if task.startswith("graph"):
         return int(np.size(graphs[0]["y"]))
     first = next((g for g in graphs if g["num_nodes"]), graphs[0])
