@@ -232,6 +232,13 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     )
 
 
+def _names(values) -> str | None:
+    """A results list (target columns, class names) as one line of code spans."""
+    if isinstance(values, str):
+        values = [values]
+    return ", ".join(f"`{v}`" for v in values) if isinstance(values, (list, tuple)) and values else None
+
+
 def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> ModelCard:
     """Card of a GrantGCN: time to target (and the teacher's own cost), validation and test metrics."""
     dataset_name, datasets, dataset_type = _dataset(results, "hf-eff built-in graphs", "hf-eff/builtin")
@@ -252,6 +259,7 @@ def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> M
     return ModelCard.from_template(
         card_data, template_path=str(template_path("grant_model")), repo_id=repo_id,
         teacher=results.get("teacher"), task=results.get("task"),
+        targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
         results_table=markdown_table(["measure", "value"], timing) if timing else "",
         metrics_table=markdown_table(["metric", "validation", "test"], metric_rows) if metric_rows else "",
     )

@@ -228,3 +228,10 @@ def test_trainer_card_ignores_results_an_earlier_run_left_in_output_dir(tmp_path
     trainer.save_metrics("train", {"teacher": "grant"})  # what this run saves does reach the card
     trainer.create_model_card()
     assert "`grant`" in (tmp_path / "README.md").read_text()
+
+
+def test_grant_card_names_its_targets_and_classes():
+    card = cards.grant_card({"eval_roc_auc": 0.9, "target_columns": ["solubility class"],
+                             "class_names": ["high", "low", "medium"]}, "me/gcn").text
+    assert "Targets: `solubility class`." in card and "Classes (output i is the i-th): `high`, `low`, `medium`" in card
+    assert "Targets:" not in cards.grant_card({"eval_mae": 0.3}, "me/gcn").text
