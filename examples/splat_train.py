@@ -57,7 +57,8 @@ class SceneArguments:
     test_every: int | None = field(
         default=None,
         metadata={"help": "For a COLMAP or NeRF --scene without its own test split: every n-th view is held out "
-                          "for evaluation. None: 8 (3DGS's llffhold); Blender folders keep transforms_test.json."},
+                          "for evaluation. None: 8 (3DGS's llffhold) for a COLMAP model or a single transforms.json; a Blender "
+                          "folder keeps its transforms_test.json, and with transforms_train.json alone every view trains."},
     )
     procedural_seed: int = field(default=0, metadata={"help": "Seed of the procedural scene."})
     procedural_resolution: int = field(default=64, metadata={"help": "Width and height of the procedural views."})

@@ -77,7 +77,7 @@ class GraphCollator:
         ys = [row["y"] for row in rows]
         if self.task.is_classification:  # one class id per graph or per node
             labels = torch.cat([t.reshape(-1) for t in _stack(ys, dtype)])
-        elif self.task.level == "node":  # [num_nodes, targets], row 0's target count
+        elif self.task.level == "node":  # [num_nodes, targets], the first graph with nodes gives the count
             targets = next((torch.as_tensor(y).numel() // n for y, n in zip(ys, num_nodes.tolist()) if n), 1)
             labels = torch.cat(_stack(ys, dtype, targets))
         else:  # one row per graph: [num_graphs, targets]

@@ -116,7 +116,7 @@ def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
-def _targets_from_frame(frame, target_columns: Sequence[str], classification: bool, path) -> list:
+def _targets_from_frame(frame, target_columns: Sequence[str], classification: bool, path) -> tuple[list, list[str] | None]:
     """(targets, class names): class ids (0..C-1 in the labels' sorted order) and the sorted
     labels, or float target lists and None. Checked at load
     time so that an empty or non-numeric cell is named by its CSV row, not by a row of a
@@ -296,7 +296,7 @@ def generate_graphon_dataset(
 def _check_target_size(y: np.ndarray, num_nodes: int, task: GraphTask, where: str, graph_targets: int) -> None:
     """y's length against the task: graph-level y is one class id, or `graph_targets` targets (row 0's
     count), per graph; node-level y has one entry per node (a class id, or [num_nodes] or [num_nodes, k]
-regression targets with the same k on every graph: `graph_targets` is then k). Node labels
+    regression targets with the same k on every graph: `graph_targets` is then k). Node labels
     given to a graph task otherwise only fail inside the collator ("stack expects each tensor ...")."""
     kind = task.split("_")[1]
     if task.level == "node":

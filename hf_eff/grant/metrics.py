@@ -132,14 +132,17 @@ class ValidationCurveCallback(TrainerCallback, ExportableState):
     def on_train_begin(self, args, state, control, **kwargs):
         saved = {}
         if state.global_step > 0:  # resumed: the checkpoint's trainer state holds the curve so far
-            saved = state.stateful_callbacks.get(type(self).__name__)
+            name = type(self).__name__
+            saved = state.stateful_callbacks.get(name)
             if isinstance(saved, dict):
                 saved = saved["attributes"]
             else:
                 logger.warning(
                     "resuming at step %d from a checkpoint without %s (or with several): the validation curve "
-                    "and its clocks start at the resumed step", state.global_step, type(self).__name__,
+                    "and its clocks start at the resumed step", state.global_step, name,
                 )
+                if saved is None:  # transformers' next checkpoint save expects an entry for every such callback
+                    state.stateful_callbacks[name] = self.state()
                 saved = {}
         self.curve = list(saved.get("curve", []))
         self.train_seconds, self.train_cpu_seconds = saved.get("train_seconds", 0.0), saved.get("train_cpu_seconds", 0.0)

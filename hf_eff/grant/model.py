@@ -110,4 +110,6 @@ def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_
         hf_hub_download(model_id, constants.CONFIG_NAME, **download)
     except RemoteEntryNotFoundError as error:
         return ValueError(f"{where} holds no GrantGCN: it has no {constants.CONFIG_NAME} ({error})")
-    return OSError(f"{constants.CONFIG_NAME} of {where} could not be fetched a moment ago, and can be now: try again")
+    # fetched now: the first try failed on something transient (the network, a rate limit)
+    return OSError(f"{constants.CONFIG_NAME} of {where} could not be fetched while loading (a transient Hub or "
+                   "network failure); it can be now: load again")

@@ -6,6 +6,10 @@ edge_attr if it names it (training, evaluation and the teacher pass the same inp
 comes from `args.task`. With `teacher="none"` it is plain full-data training through the
 same code path (the baseline); with `teacher="random"`, GraNT's schedule on random subsets (the
 ablation of the selection).
+
+Node-level evaluation (`evaluate`, `predict`) pads per graph: predictions are [graphs, max nodes,
+outputs] and `label_ids` is a pair (labels [graphs, max nodes(, targets)], node mask [graphs, max
+nodes], 1 on real nodes), which a user's own `compute_metrics` must unpack as `metrics_for` does.
 """
 
 from __future__ import annotations

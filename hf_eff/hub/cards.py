@@ -115,10 +115,16 @@ def _split_metrics(results: dict, prefix: str = "eval_") -> dict[str, float]:
     return metrics
 
 
+# What a Hub repo id never ends with but a local data file does.
+_FILE_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".arrow", ".txt", ".gz", ".bz2", ".xz", ".zip", ".safetensors")
+
+
 def _is_hub_id(name) -> bool:
-    """``name`` or ``owner/name``, and no local file or folder of that name here."""
-    return (isinstance(name, str) and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
-            and name.strip(".") != "" and not Path(name).exists())
+    """``name`` or ``owner/name``, not shaped like a local path (``./x``, ``~/x``, a data file's
+    suffix), and no local file or folder of that name here. A relative ``a/b`` that does not exist
+    here is read as a Hub id: nothing tells the two apart."""
+    return (isinstance(name, str) and re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", name) is not None
+            and not name.lower().endswith(_FILE_SUFFIXES) and not Path(name).exists())
 
 
 def _local_name(path: str) -> str:

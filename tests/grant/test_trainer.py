@@ -321,3 +321,24 @@ def test_node_targets_of_minus_100_count_in_evaluation(tmp_path, make_graphs):
         outputs = model(features["x"], features["edge_index"], batch=features["batch"])
     expected = (outputs - features["labels"]).abs().mean().item()
     assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_resume_from_a_checkpoint_saved_without_the_curve_goes_on_saving(tmp_path, make_graphs):
+    # A checkpoint from a run without ValidationCurveCallback (or from before it kept state):
+    # transformers' next save looks up an entry for every stateful callback.
+    task = "graph_regression"
+    train, validation = make_graphs(32, task, seed=7), make_graphs(12, task, seed=8)
+    settings = dict(num_train_epochs=6, start_ratio=0.5, variant="batch", save_strategy="epoch", eval_strategy="epoch")
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, task, **settings), train_dataset=train,
+                 eval_dataset=validation).train()
+    state_file = tmp_path / "out" / "checkpoint-7" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["stateful_callbacks"].pop("ValidationCurveCallback", None)
+    state_file.write_text(json.dumps(state))
+    curve = ValidationCurveCallback()
+    resumed = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, task, **settings),
+                           train_dataset=train, eval_dataset=validation, callbacks=[curve])
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-7"))
+    assert resumed.state.global_step == 18 and [p["step"] for p in curve.curve] == [10, 14, 18]
+    saved = json.loads((tmp_path / "out" / "checkpoint-18" / "trainer_state.json").read_text())
+    assert [p["step"] for p in saved["stateful_callbacks"]["ValidationCurveCallback"]["attributes"]["curve"]] == [10, 14, 18]

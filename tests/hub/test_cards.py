@@ -83,7 +83,8 @@ def test_noise_section_describes_the_mode_used(mode, phrase):
     results = {**HALORA_RESULTS, "noise_mode": mode, "num_noise_seeds": 5, "eval_accuracy_sigma_0_std": 0.0}
     card = cards.halora_card(results, "me/adapter", tile_size=32)
     assert phrase in card.text
-    assert mode == "tile_additive" or "relative to each tile's largest weight" not in card.text
+    other_phrases = [cards.noise_description(other, 32) for other in cards.NOISE_MODE_TEXT if other != mode]
+    assert not any(other in card.text for other in other_phrases)  # only the mode used is described
     assert "| 0 | 0.62 |" in card.text  # sigma 0: one noise-free run, no spread shown
     assert "Mean ± std over 5 noise seed(s); sigma 0 is a single noise-free run." in card.text
 
@@ -235,3 +236,13 @@ def test_grant_card_names_its_targets_and_classes():
                              "class_names": ["high", "low", "medium"]}, "me/gcn").text
     assert "Targets: `solubility class`." in card and "Classes (output i is the i-th): `high`, `low`, `medium`" in card
     assert "Targets:" not in cards.grant_card({"eval_mae": 0.3}, "me/gcn").text
+
+
+@pytest.mark.parametrize("name", ["./mols.csv", "data/mols.csv", "mols.csv", "~/data/mols", "../scenes/garden", "a/b/c"])
+def test_relative_local_paths_are_not_published_as_hub_ids(name):
+    card = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": name}, "me/gcn")))
+    adapter = ModelCard(str(cards.halora_card({**HALORA_RESULTS, "base_model": name}, "me/adapter")))
+    assert card.data.datasets is None and card.data.eval_results[0].dataset_type == "local"
+    assert adapter.data.base_model is None
+    if "/" in name:  # a path never shows; a bare file name may
+        assert name not in str(card) and name not in str(adapter)

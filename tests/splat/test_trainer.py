@@ -191,12 +191,19 @@ def test_example_script_trains_a_single_transforms_json_on_white(tmp_path, monke
     import sys
     from pathlib import Path
 
+    from PIL import Image
+
     from hf_eff.splat.converters import write_nerf_synthetic
 
     small = make_procedural_scene(seed=2, num_train=5, num_test=0, width=16, height=16, num_points=20)
     write_nerf_synthetic(small, tmp_path / "nerf")
     (tmp_path / "nerf" / "transforms_train.json").rename(tmp_path / "nerf" / "transforms.json")
     (tmp_path / "nerf" / "transforms_test.json").unlink()
+    frame_1 = tmp_path / "nerf" / json.loads((tmp_path / "nerf" / "transforms.json").read_text())["frames"][1]["file_path"]
+    frame_1 = frame_1.with_suffix(".png")
+    rgba = Image.open(frame_1).convert("RGBA")
+    rgba.putpixel((0, 0), (10, 20, 30, 0))
+    rgba.save(frame_1)
     out = tmp_path / "run"
     script = Path(__file__).resolve().parents[2] / "examples" / "splat_train.py"
     monkeypatch.setattr(sys, "argv", [
@@ -204,8 +211,21 @@ def test_example_script_trains_a_single_transforms_json_on_white(tmp_path, monke
         "--init_random_points", "50", "--sh_degree", "0", "--max_steps", "2", "--output_dir", str(out),
         "--disable_tqdm", "True", "--c2f", "False",
     ])
+    import hf_eff.splat
+
+    loaded = []
+
+    def recording_load_scene(*args, **kwargs):
+        loaded.append(load_scene(*args, **kwargs))
+        return loaded[-1]
+
+    load_scene = hf_eff.splat.load_scene
+    monkeypatch.setattr(hf_eff.splat, "load_scene", recording_load_scene)
     runpy.run_path(str(script), run_name="__main__")
     assert "eval_psnr" in json.loads((out / "all_results.json").read_text())
+    scene = loaded[0]
+    assert (len(scene.views["train"]), len(scene.views["test"])) == (2, 3)  # frames 0, 2 and 4 held out
+    assert scene.views["train"][0]["image"].getpixel((0, 0)) == (255, 255, 255)  # frame 1's transparent corner
 
 
 def test_example_script_saves_the_model_before_anything_that_can_fail(tmp_path, monkeypatch):
