@@ -89,6 +89,12 @@ def views_dataset(images, Ks, world_to_cameras) -> Dataset:
     )
 
 
+def check_test_every(test_every) -> None:
+    """A converter's ``test_every``: None (the converter's default) or an int >= 0 (0: no test split)."""
+    if test_every is not None and (isinstance(test_every, bool) or not isinstance(test_every, int) or test_every < 0):
+        raise ValueError(f"test_every must be an integer >= 0 (0: no test split), got {test_every!r}")
+
+
 def composite_alpha(image, background) -> np.ndarray:
     """An image's transparent pixels composited onto ``background`` (RGB in [0, 1]): uint8
     [H, W, 3], as 3DGS loads RGBA views."""

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 from datasets import DatasetDict
 
-from hf_eff.splat.scene import Scene, composite_alpha, has_alpha, points_dataset, views_dataset
+from hf_eff.splat.scene import (
+    Scene,
+    check_test_every,
+    composite_alpha,
+    has_alpha,
+    points_dataset,
+    views_dataset,
+)
 
 __all__ = ["find_colmap_model", "scene_from_colmap", "write_colmap"]
 
@@ -55,7 +62,7 @@ def _find_sparse_dir(folder: Path) -> Path:
 
 
 def scene_from_colmap(
-    folder, images_dir=None, sparse_dir=None, test_every: int = 8, background=(0.0, 0.0, 0.0)
+    folder, images_dir=None, sparse_dir=None, test_every: int | None = 8, background=(0.0, 0.0, 0.0)
 ) -> Scene:
     """Reads a COLMAP reconstruction and its images into a `Scene`.
 
@@ -65,7 +72,7 @@ def scene_from_colmap(
             (e.g. ``images_4``) works: K is rescaled to the size of the files.
         sparse_dir: the model folder, by default `find_colmap_model` of ``folder``.
         test_every: every n-th image (sorted by name, starting with the first) goes to the
-            test split, as 3DGS's ``llffhold=8``; 0 puts every image in train.
+            test split, as 3DGS's ``llffhold=8`` (None: 8); 0 puts every image in train.
         background: RGB in [0, 1] under the transparent pixels of RGBA images (black, as
             3DGS; (1, 1, 1) for its ``--white_background``).
 
@@ -74,8 +81,8 @@ def scene_from_colmap(
     """
     import PIL.Image
 
-    if isinstance(test_every, bool) or not isinstance(test_every, int) or test_every < 0:
-        raise ValueError(f"test_every must be an integer >= 0 (0: no test split), got {test_every!r}")
+    check_test_every(test_every)
+    test_every = 8 if test_every is None else test_every
     pycolmap = _pycolmap()
     folder = Path(folder)
     sparse_dir = Path(sparse_dir) if sparse_dir is not None else _find_sparse_dir(folder)

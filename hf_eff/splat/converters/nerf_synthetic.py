@@ -17,7 +17,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
-from hf_eff.splat.scene import Scene, composite_alpha, views_dataset
+from hf_eff.splat.scene import Scene, check_test_every, composite_alpha, views_dataset
 
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
@@ -138,10 +138,7 @@ def scene_from_nerf_synthetic(
     """
     folder = Path(folder)
     background = np.asarray(background, dtype=np.float64).reshape(3)
-    if test_every is not None and (
-        isinstance(test_every, bool) or not isinstance(test_every, int) or test_every < 0
-    ):
-        raise ValueError(f"test_every must be an integer >= 0 (0: no test split), got {test_every!r}")
+    check_test_every(test_every)
     if (folder / "transforms_train.json").exists():
         train = _read_split(folder, folder / "transforms_train.json", background)
         test_file = folder / "transforms_test.json"
