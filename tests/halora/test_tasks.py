@@ -140,3 +140,14 @@ def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
     Dataset.from_list([{"question": "q", "choices": ["a"], "answer": 0}] * 4).save_to_disk(tmp_path / "one_choice")
     with pytest.raises(ValueError, match="choices must be a list of at least two"):
         load_multiple_choice_dataset(str(tmp_path / "one_choice"))
+
+
+def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(11, 7, 50, generator=generator, dtype=torch.float64).to(torch.bfloat16)
+    labels = torch.randint(0, 50, (11, 7), generator=generator)
+    labels[:, :3] = -100
+    full = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, labels[:, 1:].clamp(min=0).unsqueeze(-1))
+    expected = (full.squeeze(-1) * (labels[:, 1:] != -100)).sum(dim=1)
+    for rows_per_chunk in (1, 4, 64):  # chunks that do and do not divide the batch
+        torch.testing.assert_close(choice_logprob_sums(logits, labels, rows_per_chunk), expected)
