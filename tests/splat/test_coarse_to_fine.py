@@ -31,6 +31,21 @@ def test_schedule_decreases_with_downscale_and_starts_at_t_densify():
     assert schedule[-1] < schedule[1] < 1000
 
 
+def test_chunked_energies_equal_the_all_at_once_ones():
+    # Odd sizes so that the downscales do not divide evenly; 7 images split unevenly by 3.
+    images = textured_images(n=7, size=45, seed=1)[:, :, :38]
+    all_at_once = [spectral_energy(images, factor, chunk_size=len(images)) for factor in range(1, 6)]
+    for chunk_size in (1, 3):
+        chunked = [spectral_energy(images, factor, chunk_size=chunk_size) for factor in range(1, 6)]
+        assert chunked == pytest.approx(all_at_once, rel=1e-6)
+        assert energy_schedule(images, 10_000, 5, chunk_size=chunk_size) == energy_schedule(
+            images, 10_000, 5, chunk_size=len(images)
+        )
+    # The mean is over images, not chunks: a chunking that weighted chunks equally would differ.
+    per_image = [spectral_energy(images[i : i + 1], 2, chunk_size=1) for i in range(len(images))]
+    assert all_at_once[1] == pytest.approx(sum(per_image) / len(per_image), rel=1e-6)
+
+
 def test_flat_images_spend_their_whole_budget_downscaled():
     # A constant image has only the DC term, which r^2 keeps equal at every level.
     schedule = energy_schedule(torch.full((2, 32, 32, 3), 0.5), densify_steps=100, num_levels=4)
@@ -58,3 +73,10 @@ def test_bad_images_are_rejected():
         energy_schedule(torch.full((1, 8, 8, 3), float("nan")), 10)
     with pytest.raises(ValueError, match="zero spectral energy"):
         energy_schedule(torch.zeros(1, 8, 8, 3), 10)
+    with pytest.raises(ValueError, match="image 3 contains NaN"):
+        # A bad image in a later chunk is found and named.
+        energy_schedule(torch.cat([torch.rand(3, 8, 8, 3), torch.full((1, 8, 8, 3), float("inf"))]), 10, chunk_size=2)
+    with pytest.raises(ValueError, match="chunk_size"):
+        energy_schedule(torch.rand(2, 8, 8, 3), 10, chunk_size=0)
+    with pytest.raises(ValueError, match="non-empty"):
+        energy_schedule(torch.rand(0, 8, 8, 3), 10)
