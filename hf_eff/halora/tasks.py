@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,27 +248,37 @@ def _prompt(question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
-def encode_choice(tokenizer: PreTrainedTokenizerBase, question: str, choice: str, max_length: int) -> dict:
-    """Prompt + " choice" token ids, labels -100 on the prompt; the prompt is cut from the left if too long."""
-    context = tokenizer(_prompt(question))["input_ids"]
-    continuation = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
-    if len(continuation) >= max_length:
-        raise ValueError(f"choice {choice[:40]!r} alone has {len(continuation)} tokens; raise max_length ({max_length})")
-    context = context[-(max_length - len(continuation)) :]
-    return {
-        "input_ids": context + continuation,
-        "attention_mask": [1] * (len(context) + len(continuation)),
-        "labels": [-100] * len(context) + continuation,
-    }
+def encode_choices(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], choices: Sequence[str],
+                   max_length: int) -> list[dict]:
+    """Prompt + " choice" token ids for each (question, choice) pair, labels -100 on the prompt;
+    the prompt is cut from the left if too long. Each distinct prompt is tokenized once and the
+    texts go to the tokenizer in batches: a call per pair took 17 s for 20k questions."""
+    distinct = list(dict.fromkeys(questions))
+    prompts = dict(zip(distinct, tokenizer([_prompt(q) for q in distinct])["input_ids"])) if distinct else {}
+    continuations = tokenizer([" " + c for c in choices], add_special_tokens=False)["input_ids"] if choices else []
+    rows = []
+    for question, choice, continuation in zip(questions, choices, continuations):
+        if len(continuation) >= max_length:
+            raise ValueError(f"choice {choice[:40]!r} alone has {len(continuation)} tokens; raise max_length ({max_length})")
+        context = prompts[question][-(max_length - len(continuation)) :]
+        rows.append({
+            "input_ids": context + continuation,
+            "attention_mask": [1] * (len(context) + len(continuation)),
+            "labels": [-100] * len(context) + continuation,
+        })
+    return rows
 
 
 def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> Dataset:
     """Prompt + correct choice per example (loss on the choice tokens)."""
     check_multiple_choice(dataset, "train dataset")
-    return dataset.map(
-        lambda ex: encode_choice(tokenizer, ex["question"], ex["choices"][ex["answer"]], max_length),
-        remove_columns=dataset.column_names,
-    )
+
+    def encode(batch: dict) -> dict:
+        correct = [choices[answer] for choices, answer in zip(batch["choices"], batch["answer"])]
+        rows = encode_choices(tokenizer, batch["question"], correct, max_length)
+        return {key: [row[key] for row in rows] for key in ("input_ids", "attention_mask", "labels")}
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
 
 
 @dataclass
@@ -305,12 +315,14 @@ def tokenize_for_scoring(
     Rows are sorted by length (stably), so the Trainer's sequential evaluation batches pad little (on
     the built-in tasks unsorted batches of 64 carried about 20% padding). The scorer maps rows back to questions."""
     check_multiple_choice(dataset, "eval dataset")
-    rows, example_index, choice_index = [], [], []
-    for i, example in enumerate(dataset):
-        for j, choice in enumerate(example["choices"]):
-            rows.append(encode_choice(tokenizer, example["question"], choice, max_length))
+    questions, texts, example_index, choice_index = [], [], [], []
+    for i, (question, choices) in enumerate(zip(dataset["question"], dataset["choices"])):
+        for j, choice in enumerate(choices):
+            questions.append(question)
+            texts.append(choice)
             example_index.append(i)
             choice_index.append(j)
+    rows = encode_choices(tokenizer, questions, texts, max_length)
     order = sorted(range(len(rows)), key=lambda k: len(rows[k]["input_ids"]))
     scorer = MultipleChoiceScorer(
         np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"])

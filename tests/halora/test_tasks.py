@@ -151,3 +151,16 @@ def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
     expected = (full.squeeze(-1) * (labels[:, 1:] != -100)).sum(dim=1)
     for rows_per_chunk in (1, 4, 64):  # chunks that do and do not divide the batch
         torch.testing.assert_close(choice_logprob_sums(logits, labels, rows_per_chunk), expected)
+
+
+def test_batched_encoding_equals_one_tokenizer_call_per_pair(char_tokenizer):
+    from hf_eff.halora.tasks import encode_choices
+
+    questions, choices = ["What is 2 + 2?", "What is 2 + 2?", "Which is larger: 13 or 31?"], ["4", "22", "31"]
+    for max_length in (64, 20):  # 20 cuts the prompts from the left
+        rows = encode_choices(char_tokenizer, questions, choices, max_length)
+        for row, question, choice in zip(rows, questions, choices):
+            continuation = char_tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
+            context = char_tokenizer(f"Question: {question}\nAnswer:")["input_ids"][-(max_length - len(continuation)):]
+            assert row == {"input_ids": context + continuation, "attention_mask": [1] * (len(context) + len(continuation)),
+                           "labels": [-100] * len(context) + continuation}
