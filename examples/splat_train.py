@@ -95,10 +95,8 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
     views = trainer.eval_dataset
     item = views[0]
     device = trainer.args.device
-    backgrounds = torch.ones(1, 3, device=device) if trainer.args.white_background else None
-    render, _, _ = trainer.model.render(item["viewmat"][None].to(device), item["K"][None].to(device),
-                                        views.width, views.height, backend=trainer.args.render_backend,
-                                        backgrounds=backgrounds)
+    render, _, _ = trainer.render(trainer.model, item["viewmat"][None].to(device), item["K"][None].to(device),
+                                  views.width, views.height)
     pair = torch.cat([render[0].clamp(0, 1).cpu(), item["image"]], dim=1)
     Image.fromarray((pair.numpy() * 255).round().astype("uint8")).save(path)
 

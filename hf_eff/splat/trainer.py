@@ -305,7 +305,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return self.lr_scheduler
 
     # ------------------------------------------------------------------ training step
-    def _render(self, model, viewmats, Ks, width, height, sh_degree):
+    def render(self, model, viewmats, Ks, width, height, sh_degree=None):
+        """``model.render`` with this run's backend, packing and background (white with
+        ``white_background``); ``sh_degree`` None renders every SH degree."""
         backgrounds = viewmats.new_ones(len(viewmats), 3) if self.args.white_background else None
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
@@ -320,7 +322,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if factor > 1:
             images = downscale_images(images, factor)
             Ks, width, height = scale_intrinsics(Ks, width, height, factor)
-        renders, _, info = self._render(model, viewmats, Ks, width, height, self.active_sh_degree(step))
+        renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step))
         self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
         self._last_info = info
         loss = photometric_loss(renders, images, self.args.ssim_weight)
@@ -388,8 +390,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         for index in range(len(views)):
             item = views[index]
             target = item["image"][None].to(device)
-            render, _, _ = self._render(model, item["viewmat"][None].to(device), item["K"][None].to(device),
-                                        views.width, views.height, sh_degree)
+            render, _, _ = self.render(model, item["viewmat"][None].to(device), item["K"][None].to(device),
+                                       views.width, views.height, sh_degree)
             render = render.clamp(0, 1)
             psnrs.append(psnr(render, target).item())
             ssims.append(ssim(render, target).item())

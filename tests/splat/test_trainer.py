@@ -121,7 +121,7 @@ def test_white_background_renders_onto_white(scene, tmp_path):
     with torch.no_grad():
         trainer.model.splats["opacities"].fill_(-30.0)  # every Gaussian transparent
     viewmats, Ks = (trainer.train_dataset[0][key][None] for key in ("viewmat", "K"))
-    render, _, _ = trainer._render(trainer.model, viewmats, Ks, 32, 32, 0)
+    render, _, _ = trainer.render(trainer.model, viewmats, Ks, 32, 32, 0)
     torch.testing.assert_close(render, torch.ones_like(render))
 
 
