@@ -10,12 +10,13 @@ from hf_eff.grant.schedules import RATIO_SCHEDULES, RESELECT_SCHEDULES
 from hf_eff.grant.selection import NODE_NORMALIZATIONS
 from hf_eff.grant.tasks import TASKS
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
+from hf_eff.utils.best_model import BestModelArgumentsMixin
 
 TEACHERS = ("grant", "none", "random")
 
 
 @dataclass
-class GraNTTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
+class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, TrainingArguments):
     """Defaults follow the public code (r0 = 0.05, 50-stage step ratio, reselection interval
     growing from 5 to 50 epochs). The training budget is `num_train_epochs`; GraNT derives
     `max_steps` from the ratio schedule, so `max_steps` must stay unset."""

@@ -21,6 +21,7 @@ from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise, draw_seed, rram_linear_modules, rram_noise
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
+from hf_eff.utils.best_model import BestModelArgumentsMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
 EVAL_DRAW_INDEX = -1
@@ -28,7 +29,7 @@ _NOT_AVERAGED = ("runtime", "samples_per_second", "steps_per_second", "model_pre
 
 
 @dataclass
-class HaLoRATrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
+class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, TrainingArguments):
     """TrainingArguments plus the robustness evaluation. The training noise and the regulariser
     are the adapter's (``HaLoRAConfig``), so they are saved with it."""
 
