@@ -299,3 +299,14 @@ def test_cpu_backend_matches_gsplat_cuda(sh_degree):
     ):
         relative = (grad_cuda.cpu() - grad_cpu).norm() / grad_cpu.norm()
         assert relative < 2e-2, f"gradient of {name} differs by {relative:.2%}"
+
+
+def test_float64_cameras_render_like_float32_ones():
+    params = [p.float() for p in random_gaussians(10)]
+    viewmats, Ks = two_cameras(torch.float64)
+    backgrounds = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], dtype=torch.float64)
+    colors, alphas, _ = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, backgrounds=backgrounds)
+    expected, expected_alphas, _ = rasterize(*params, viewmats.float(), Ks.float(), WIDTH, HEIGHT,
+                                             backgrounds=backgrounds.float())
+    assert colors.dtype == torch.float32
+    assert torch.equal(colors, expected) and torch.equal(alphas, expected_alphas)

@@ -110,6 +110,10 @@ def rasterize(
     _check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds
     )
+    # Cameras often come from numpy as float64; both backends need the Gaussians' dtype.
+    viewmats, Ks = viewmats.to(means.dtype), Ks.to(means.dtype)
+    if backgrounds is not None:
+        backgrounds = backgrounds.to(means.dtype)
     if backend == "auto":
         backend = "gsplat" if means.is_cuda else "cpu"
     options = dict(
