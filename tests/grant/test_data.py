@@ -218,3 +218,104 @@ def test_class_names_are_refused_by_the_check_and_encoded_in_sorted_order():
     assert encode_class_labels(nodes)["y"][:] == [[1], [0]]
     with pytest.raises(ValueError, match="graph_regression needs numeric targets"):
         check_graph_dataset(named, "graph_regression")
+
+
+def _with_edge_attr(dataset):
+    return dataset.add_column("edge_attr", [[[1.0] * 3] * len(e[0]) for e in dataset["edge_index"]])
+
+
+def _corrupt(task, kind):
+    """A change to one row dict that the check refuses, for `task`."""
+    def change(row):
+        n = row["num_nodes"]
+        if kind == "edge":
+            row["edge_index"] = [[0, n], [n, 0]]
+        elif kind == "x rows":
+            row["x"] = row["x"][:-1]
+        elif kind == "x nan":
+            row["x"][0][0] = float("nan")
+        elif kind == "y nan":
+            row["y"] = [float("nan")] * len(row["y"]) if task.startswith("node") or task == "graph_regression" else float("nan")
+        elif kind == "y size":
+            row["y"] = row["y"] + row["y"][:1] if isinstance(row["y"], list) else row["y"]
+        elif kind == "class id":
+            row["y"] = [v + 0.5 for v in row["y"]] if isinstance(row["y"], list) else row["y"] + 0.5
+        return row
+    return change
+
+
+def _row_loop_error(dataset, task, name, monkeypatch):
+    """The error the row-by-row check raises (the one every message was written for), or None."""
+    with monkeypatch.context() as patch:
+        patch.setattr(data, "_chunk_passes", lambda *args: (False, None))
+        try:
+            check_graph_dataset(dataset, task, name)
+        except ValueError as error:
+            return str(error)
+    return None
+
+
+TASKS = ("graph_regression", "graph_classification", "node_regression", "node_classification")
+
+
+@pytest.mark.parametrize("edge_attr", [False, True], ids=["no edge_attr", "edge_attr"])
+@pytest.mark.parametrize("task", TASKS)
+def test_column_checks_pass_valid_sets_without_the_row_loop(make_graphs, monkeypatch, task, edge_attr):
+    dataset = make_graphs(300, task)
+    dataset = _with_edge_attr(dataset) if edge_attr else dataset
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 64)
+    monkeypatch.setattr(data, "_check_rows", lambda *args: pytest.fail("a valid set fell back to the row loop"))
+    assert check_graph_dataset(dataset, task) is None
+    assert check_graph_dataset(dataset.shuffle(seed=1).select(range(100)), task) is None
+
+
+@pytest.mark.parametrize(
+    ("task", "kind"),
+    [(task, kind) for task in TASKS for kind in ("edge", "x rows", "x nan", "y nan", "y size", "class id")
+     if not (kind == "class id" and task.endswith("regression") or kind == "y size" and task == "graph_classification")],
+)
+def test_a_bad_last_row_of_a_large_set_is_named_as_by_the_row_loop(make_graphs, monkeypatch, task, kind):
+    good = make_graphs(2999, task, min_nodes=2, max_nodes=5)
+    if kind in ("y nan", "class id") and task.endswith("classification"):  # class ids stored as floats
+        label = datasets.Value("float64")
+        good = good.cast_column("y", datasets.List(label) if task.startswith("node") else label)
+    row = _corrupt(task, kind)(good[-1])
+    dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([row], features=good.features)])
+    if kind == "edge":  # also with an edge_attr column, which the check ignores
+        dataset = _with_edge_attr(dataset)
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 512)
+    with pytest.raises(ValueError, match=r"^train row 2999: ") as error:
+        check_graph_dataset(dataset, task, "train")
+    assert str(error.value) == _row_loop_error(dataset, task, "train", monkeypatch)
+
+
+def test_selected_rows_are_checked_by_their_position_in_the_subset(make_graphs, monkeypatch):
+    good = make_graphs(1999, "graph_regression")
+    bad = datasets.Dataset.from_list([dict(good[0], y=[float("nan")])], features=good.features)
+    dataset = datasets.concatenate_datasets([good, bad])  # row 1999 is bad
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 300)
+    order = np.random.default_rng(0).permutation(1999).tolist()  # the good rows, shuffled
+    outside = dataset.select(order)
+    assert check_graph_dataset(outside, "graph_regression") is None
+    inside = dataset.select(order[:1000] + [1999] + order[1000:1500])
+    with pytest.raises(ValueError, match=r"^dataset row 1000: y contains NaN"):
+        check_graph_dataset(inside, "graph_regression")
+    split = dataset.train_test_split(test_size=0.5, seed=0)
+    position = [i for i, name in enumerate(("train", "test")) if 1999 in split[name]._indices.column(0).to_pylist()][0]
+    part = split[("train", "test")[position]]
+    row = part._indices.column(0).to_pylist().index(1999)
+    with pytest.raises(ValueError, match=rf"^part row {row}: y contains NaN"):
+        check_graph_dataset(part, "graph_regression", "part")
+    assert check_graph_dataset(split[("train", "test")[1 - position]], "graph_regression", "part") is None
+
+
+def test_layouts_the_column_checks_skip_go_through_the_row_loop(monkeypatch):
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 2)
+    # x widths that differ between graphs, an empty graph without x rows, y stored as one float
+    rows = [{"x": [[0.0, 1.0]] * 2, "edge_index": [[0], [1]], "y": 1.0, "num_nodes": 2},
+            {"x": [[0.0]] * 3, "edge_index": [[], []], "y": 2.0, "num_nodes": 3},
+            {"x": [], "edge_index": [[], []], "y": 3.0, "num_nodes": 0}]
+    assert check_graph_dataset(datasets.Dataset.from_list(rows), "graph_regression") is None
+    named = datasets.Dataset.from_list([dict(rows[0], y="a"), dict(rows[1], y="b"), dict(rows[2], y="c")])
+    with pytest.raises(ValueError, match=r"^dataset row 0: column 'y' holds 'c', not numbers"):
+        check_graph_dataset(named.select([2, 0]), "graph_classification")
