@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torch_geometric.utils import scatter
 
-from hf_eff.grant.collator import model_inputs, takes_edge_attr
+from hf_eff.grant.collator import arrow_batches, model_inputs, takes_edge_attr
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.tasks import GraphTask, output_error
 
@@ -46,9 +46,11 @@ def graph_scores(
 
 def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> list[tuple[dict, int]]:
     """dataset[indices] (all rows by default) collated in order, unshuffled: a list of
-    (features, number of graphs). The trainer keeps it between reselections."""
+    (features, number of graphs). The trainer keeps it between reselections. GraphCollator
+    reads a `datasets.Dataset`'s batches as Arrow columns (`arrow_batches`): same tensors."""
     indices = list(range(len(dataset))) if indices is None else list(indices)
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collator)
+    rows = Subset(arrow_batches(dataset, collator), indices)
+    loader = DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collator)
     sizes = [min(batch_size, len(indices) - start) for start in range(0, len(indices), batch_size)]
     return list(zip(loader, sizes))
 

@@ -27,7 +27,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_eff.grant.collator import GraphCollator, model_inputs, takes_edge_attr
+from hf_eff.grant.collator import GraphCollator, arrow_batches, model_inputs, takes_edge_attr
 from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import check_graph_dataset
 from hf_eff.grant.metrics import metrics_for
@@ -171,11 +171,21 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         output.metrics["grant_reselections"] = len(self.teaching_log)
         return output
 
+    def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
+                        dataloader_key=None) -> DataLoader:
+        # The Trainer's loaders (full-data training, evaluation, prediction) read a
+        # `datasets.Dataset`'s batches as Arrow columns when the default GraphCollator collates
+        # them (`arrow_batches`: same tensors, ~7x faster on QM9), except where the Trainer reads
+        # the dataset itself: removing unused columns, length-grouped samplers.
+        if not self.args.remove_unused_columns and self.args.train_sampling_strategy in ("random", "sequential"):
+            dataset = arrow_batches(dataset, self.data_collator)
+        return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
+
     def get_train_dataloader(self) -> DataLoader:
         if self.args.teacher == "none":
             return super().get_train_dataloader()
         loader = DataLoader(
-            self.train_dataset,
+            arrow_batches(self.train_dataset, self.data_collator),
             batch_sampler=self._sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,

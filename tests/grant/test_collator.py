@@ -1,10 +1,13 @@
 import datasets
+import pyarrow as pa
 import pytest
 import torch
+from torch.utils.data import DataLoader
 from torch_geometric.data import Batch, Data
 
-from hf_eff.grant.collator import GraphCollator
-from hf_eff.grant.data import graphs_from_smiles
+from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+from hf_eff.grant.collator import ArrowBatches, GraphCollator, arrow_batches
+from hf_eff.grant.data import encode_class_labels, generate_graphon_dataset, graphs_from_smiles
 
 
 def _rows():
@@ -101,3 +104,144 @@ def test_a_batch_without_edges_gets_an_empty_edge_attr_of_the_datasets_width():
     assert batch["edge_attr"].shape == (0, 3) and batch["edge_attr"].dtype == torch.long
     assert collator([dataset[1]])["edge_attr"].shape == (4, 3)
     assert GraphCollator.for_dataset("graph_regression", dataset.remove_columns("edge_attr")).edge_attr_dim is None
+
+
+MOLECULES = ["CCO", "C", "c1ccccc1", "O", "CC(=O)N", "C#N", "[Na+].[Cl-]", "CCCC"]  # methane, water, salt: no bonds
+
+
+def _graph_sets(make_graphs):
+    """(task, dataset) for every layout the collator reads, each with a graph without edges."""
+    node_targets = make_graphs(9, "node_regression", seed=4)
+    node_targets = node_targets.map(lambda row: {"y": [[v, 2 * v] for v in row["y"]]})  # 2 targets per node
+    names = graphs_from_smiles(MOLECULES, ["b", "a", "c", "a", "b", "c", "a", "b"])
+    return [
+        ("graph_regression", graphs_from_smiles(MOLECULES, [[float(i), -0.1 * i] for i in range(8)])),
+        ("node_regression", generate_graphon_dataset("regression", 6, min_nodes=2, max_nodes=9, feature_dim=3)),
+        ("node_classification", generate_graphon_dataset("classification", 6, min_nodes=2, max_nodes=9, feature_dim=3,
+                                                         num_classes=4)),
+        ("node_regression", node_targets),
+        ("graph_classification", encode_class_labels(names)),  # y a ClassLabel
+        ("graph_classification", make_graphs(9, "graph_classification", seed=5)),
+        ("graph_regression", make_graphs(9, "graph_regression", seed=6).shuffle(seed=0)),  # an indices mapping
+    ]
+
+
+def _assert_same_batch(expected, batch):
+    assert list(batch) == list(expected)
+    for key, value in expected.items():
+        assert batch[key].dtype == value.dtype and torch.equal(batch[key], value), key
+
+
+def test_arrow_batches_collate_to_the_same_tensors_as_rows(make_graphs):
+    sets = _graph_sets(make_graphs)
+    assert isinstance(sets[4][1].features["y"], datasets.ClassLabel)
+    for task, dataset in sets:
+        collator = GraphCollator.for_dataset(task, dataset)
+        view = arrow_batches(dataset, collator)
+        assert isinstance(view, ArrowBatches), task
+        for indices in ([0], [1], list(range(len(dataset))), [5, 2, 3, 1], [1, 3]):  # [1, 3]: bond-less molecules
+            table = view.__getitems__(indices)
+            assert isinstance(table, pa.Table)
+            _assert_same_batch(collator([dataset[i] for i in indices]), collator(table))
+        # a DataLoader over the view hands the collator the batch's table
+        for start, batch in zip(range(0, len(dataset), 4), DataLoader(view, batch_size=4, collate_fn=collator)):
+            _assert_same_batch(collator([dataset[i] for i in range(start, min(start + 4, len(dataset)))]), batch)
+        assert view[2] == dataset[2]
+
+
+def test_arrow_batches_keep_float_and_bool_edge_attr_dtypes(make_graphs):
+    dataset = make_graphs(6, "graph_regression", seed=1)
+    widths = [len(e[0]) for e in dataset["edge_index"]]
+    for values in ([[0.25 * i, -1.5] for i in range(w)] for w in widths), ([i % 2 == 0 for i in range(w)] for w in widths):
+        attrs = dataset.add_column("edge_attr", list(values))
+        collator = GraphCollator.for_dataset("graph_regression", attrs)
+        table = arrow_batches(attrs, collator).__getitems__(list(range(6)))
+        _assert_same_batch(collator([attrs[i] for i in range(6)]), collator(table))
+
+
+def test_arrow_batches_only_for_graph_collator_on_a_datasets_dataset_in_python_format(make_graphs):
+    dataset = make_graphs(5, "graph_regression")
+    collator = GraphCollator("graph_regression")
+
+    class RowCollator(GraphCollator):  # a subclass may rely on rows
+        pass
+
+    def custom(rows):
+        return rows
+
+    rows = [dataset[i] for i in range(5)]
+    assert arrow_batches(rows, collator) is rows  # a torch-style dataset (a list of rows)
+    for kept in (dataset.with_format("torch"), dataset.with_format("numpy"), dataset.select_columns(["x", "y"])):
+        assert arrow_batches(kept, collator) is kept
+    # rows without their edge_attr column: the collator must not see it
+    attrs = dataset.add_column("edge_attr", [[[1, 2]] * len(e[0]) for e in dataset["edge_index"]])
+    assert isinstance(arrow_batches(attrs, collator), ArrowBatches)
+    hidden = attrs.with_format(None, columns=["x", "edge_index", "y", "num_nodes"])
+    assert arrow_batches(hidden, collator) is hidden
+    assert arrow_batches(dataset, RowCollator("graph_regression")) is dataset
+    assert arrow_batches(dataset, custom) is dataset
+    strings = dataset.cast_column("num_nodes", datasets.Value("string"))
+    assert arrow_batches(strings, collator) is strings
+
+
+def test_arrow_batches_reject_bad_graphs_as_rows_do():
+    rows = [dict(r) for r in _rows()]
+    rows[2]["edge_index"] = [[0, 5], [1, 0]]
+    collator = GraphCollator("graph_regression")
+    table = arrow_batches(datasets.Dataset.from_list(rows), collator).__getitems__([0, 1, 2])
+    with pytest.raises(ValueError, match="graph 2 of the batch: edge_index refers to node 5"):
+        collator(table)
+    ragged = pa.Table.from_pylist([dict(rows[0], edge_index=[[0, 1], [1]])])
+    with pytest.raises(ValueError, match=r"graph 0 of the batch: edge_index must be \[\[sources\], \[targets\]\]"):
+        collator(ragged)
+    uneven = pa.Table.from_pylist([rows[0], dict(rows[1], x=[[2.0, 2.0, 2.0]])])
+    with pytest.raises(ValueError, match="graph 1 of the batch: x has a row of 3 values"):
+        collator(uneven)
+    missing = pa.Table.from_pylist([rows[0], dict(rows[1], y=None)])
+    with pytest.raises(ValueError, match="missing"):
+        collator(missing)
+    with pytest.raises(ValueError, match="empty list"):
+        collator(table.slice(0, 0))
+
+
+class _RowsOnly:
+    """A user's collator: GraphCollator on the rows it is given, which must be a list of dicts."""
+
+    def __init__(self, task):
+        self.collator = GraphCollator(task)
+        self.calls = 0
+
+    def __call__(self, rows):
+        assert isinstance(rows, list) and all(isinstance(row, dict) for row in rows)
+        self.calls += 1
+        return self.collator(rows)
+
+
+@pytest.mark.parametrize("teacher", ["none", "grant"])
+def test_trainer_loaders_use_arrow_batches_or_the_users_collator(tmp_path, make_graphs, teacher):
+    task = "graph_regression"
+    train, validation = make_graphs(24, task, seed=1), make_graphs(10, task, seed=2)
+    args = GraNTTrainingArguments(
+        output_dir=str(tmp_path / "out"), task=task, teacher=teacher, num_train_epochs=2, per_device_train_batch_size=8,
+        per_device_eval_batch_size=4, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+        start_ratio=0.5, seed=0,
+    )
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train,
+                           eval_dataset=validation)
+    loader = trainer.get_eval_dataloader()
+    assert isinstance(loader.dataset, ArrowBatches)
+    for start, batch in zip(range(0, 10, 4), loader):
+        _assert_same_batch(trainer.data_collator([validation[i] for i in range(start, min(start + 4, 10))]), batch)
+    if teacher == "none":
+        assert isinstance(trainer.get_train_dataloader().dataset, ArrowBatches)
+    trainer.train()
+
+    collator = _RowsOnly(task)
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train,
+                           eval_dataset=validation, data_collator=collator)
+    trainer.train()
+    # every training batch, and for GraNT the teacher's scoring pass (one batch, kept for the next)
+    trained = collator.calls
+    assert trained == (6 if teacher == "none" else sum(entry.num_batches for entry in trainer._plan) + 1)
+    trainer.evaluate()
+    assert collator.calls == trained + 3

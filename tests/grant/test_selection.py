@@ -11,6 +11,7 @@ from hf_eff.grant.selection import (
     graph_scores,
     partition_batches,
     score_dataset,
+    scoring_batches,
     select_batches,
     select_stratified,
     select_within_batches,
@@ -139,3 +140,23 @@ def test_teacher_scores_with_edge_attr_when_the_model_takes_it(make_graphs):
         outputs = model(features["x"], features["edge_index"], features["batch"], edge_attr=features["edge_attr"])
     expected = (outputs - features["labels"]).abs().flatten()
     assert torch.allclose(scores, expected, atol=1e-5)
+
+
+def test_scoring_batches_read_arrow_columns_with_the_same_tensors_and_keep_a_users_collator(make_graphs):
+    dataset = make_graphs(11, "node_classification", seed=2)
+    collator = GraphCollator("node_classification")
+    indices = [7, 2, 10, 0, 5]
+    seen = []
+
+    def users_collator(rows):  # a plain function gets the rows, as before
+        seen.append(type(rows))
+        return collator(rows)
+
+    batches = scoring_batches(dataset, collator, indices, batch_size=2)
+    from_rows = scoring_batches(dataset, users_collator, indices, batch_size=2)
+    assert seen == [list] * 3
+    assert [size for _, size in batches] == [size for _, size in from_rows] == [2, 2, 1]
+    for (features, _), (expected, _), start in zip(batches, from_rows, range(0, 5, 2)):
+        assert torch.equal(features["num_nodes"], torch.tensor([dataset[i]["num_nodes"] for i in indices[start:start + 2]]))
+        assert list(features) == list(expected)
+        assert all(torch.equal(features[k], expected[k]) and features[k].dtype == expected[k].dtype for k in expected)
