@@ -9,6 +9,11 @@ invert (plus stuck cells) are stored as a sparse list of exact values. The overh
 Each layer's draw comes from (seed, draw index, layer name) only, never from the global RNG, so
 every process of a distributed run draws identical noise, and LoRA, HaLoRA and plain models see the
 same noise for the same seed (layer names are taken without PEFT/DDP wrapper prefixes).
+
+Only frozen weights are on RRAM. Adapter-side weights (SRAM) are never noised: the LoRA factors,
+the trainable copies peft keeps for ``modules_to_save`` (a classifier head), and in a PEFT model
+every other weight that requires grad. Noising a weight that is being trained would also be wrong
+mechanically: restore writes back the pre-noise values and so undoes the optimizer's updates.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from dataclasses import dataclass
 
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.utils import ModulesToSaveWrapper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from hf_eff.halora.config import validate_noise
+from hf_eff.halora.config import HaLoRAConfig, validate_noise
 
 # transformers' Conv1D (the GPT-2 family) is a Linear whose weight is stored transposed; a tile of
 # the transpose is the transpose of a tile, so tile-relative noise means the same on both.
@@ -34,9 +40,37 @@ _INT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def canonical_layer_name(name: str) -> str:
-    """Module name without DDP / PEFT wrapper parts, so a layer draws the same noise however wrapped."""
+    """Module name without DDP / PEFT wrapper parts, so a layer draws the same noise however wrapped
+    (``base_layer`` of a LoRA layer, ``original_module`` of a ``modules_to_save`` wrapper)."""
     name = name.removeprefix("module.").removeprefix("base_model.model.")
-    return ".".join(part for part in name.split(".") if part != "base_layer")
+    return ".".join(part for part in name.split(".") if part not in ("base_layer", "original_module"))
+
+
+def active_halora_config(model: nn.Module) -> HaLoRAConfig | None:
+    """The active adapter's ``HaLoRAConfig`` of a PEFT model (or its tuner), or None."""
+    peft_config, adapter = getattr(model, "peft_config", None), getattr(model, "active_adapter", None)
+    if not isinstance(peft_config, dict) or not isinstance(adapter, str):
+        return None
+    config = peft_config.get(adapter)
+    return config if isinstance(config, HaLoRAConfig) else None
+
+
+def _adapter_side_modules(model: nn.Module) -> tuple[set[int], bool]:
+    """ids of the modules that live on SRAM (LoRA factors and peft's trainable ``modules_to_save``
+    copies, of every adapter, active or not), and whether the model carries PEFT adapters at all.
+    A wrapper's ``original_module`` is the frozen pretrained layer: it stays on RRAM (it is what runs
+    when the adapter is disabled)."""
+    adapter_modules: set[int] = set()
+    peft_adapted = False
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            peft_adapted = True
+            for attr in module.adapter_layer_names:
+                adapter_modules.update(id(m) for m in getattr(module, attr).modules())
+        elif isinstance(module, ModulesToSaveWrapper):
+            peft_adapted = True
+            adapter_modules.update(id(m) for m in module.modules_to_save.modules())
+    return adapter_modules, peft_adapted
 
 
 def draw_seed(seed: int, draw_index: int, layer_name: str) -> int:
@@ -48,17 +82,18 @@ def draw_seed(seed: int, draw_index: int, layer_name: str) -> int:
 
 def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None = None) -> dict[str, nn.Module]:
     """The frozen ``nn.Linear`` (or transformers ``Conv1D``) modules that sit on RRAM, by module name;
-    never adapter weights.
+    never adapter-side weights.
 
     ``target_modules=None`` takes every such layer inside the transformer blocks (the classes the
     model lists in ``_no_split_modules``); a list matches name suffixes, a string is a regex matched
-    against the canonical name.
+    against the canonical name. Adapter-side layers that the selection also matches are left out
+    silently (RoBERTa's ``dense`` names attention, MLP and classifier-head layers alike): the LoRA
+    factors, peft's trainable ``modules_to_save`` copies, and in a PEFT model any other layer whose
+    weight requires grad (unfrozen by hand, so trained). A plain model (no PEFT layers) is taken as
+    deployed whole, whatever its ``requires_grad`` flags. A selection that matches only adapter-side
+    layers raises ``ValueError`` naming them.
     """
-    adapter_modules: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, BaseTunerLayer):
-            for attr in module.adapter_layer_names:
-                adapter_modules.update(id(m) for m in getattr(module, attr).modules())
+    adapter_modules, peft_adapted = _adapter_side_modules(model)
     if target_modules is None:
         block_classes = {
             cls_name for m in model.modules() for cls_name in (getattr(m, "_no_split_modules", None) or ())
@@ -81,16 +116,24 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
             canonical_layer_name(name) == s or canonical_layer_name(name).endswith("." + s) for s in suffixes
         )
     layers: dict[str, nn.Module] = {}
+    adapter_side: list[str] = []
     seen_weights: set[int] = set()
     for name, module in model.named_modules():
-        if not isinstance(module, RRAM_LAYER_TYPES) or id(module) in adapter_modules or not selected(name, module):
+        if not isinstance(module, RRAM_LAYER_TYPES) or not selected(name, module):
+            continue
+        if id(module) in adapter_modules or (peft_adapted and module.weight.requires_grad):
+            adapter_side.append(name)
             continue
         if module.weight.data_ptr() in seen_weights:  # tied weights are one physical array
             continue
         seen_weights.add(module.weight.data_ptr())
         layers[name] = module
     if not layers:
-        raise ValueError(f"noise_target_modules={target_modules!r} matches no frozen nn.Linear (or Conv1D) layer of the model")
+        more = f" and {len(adapter_side) - 3} more" if len(adapter_side) > 3 else ""
+        trained = f"; it matches only adapter-side (trained, SRAM) layers, never noised: {adapter_side[:3]}{more}" if adapter_side else ""
+        raise ValueError(
+            f"noise_target_modules={target_modules!r} matches no frozen nn.Linear (or Conv1D) layer of the model{trained}"
+        )
     return layers
 
 
@@ -137,6 +180,10 @@ class RRAMNoise:
     ``mode``: ``tile_additive`` (W + sigma * max|W_tile| * eps), ``multiplicative``
     (W * (1 + sigma * eps)), ``absolute`` (W + sigma * eps) or ``stuck_at`` (a fraction sigma of the
     cells stuck, half at 0 and half at the tile's max magnitude with the cell's sign).
+    ``mode``, ``tile_size`` and ``target_modules`` left as None take the active adapter's
+    ``noise_mode``, ``noise_tile_size`` and ``noise_target_modules`` when it is a ``HaLoRAConfig``
+    (so a model is evaluated on the hardware it was trained for), else ``tile_additive``, 64 and
+    every Linear in the transformer blocks; explicit values win.
     The noised weights must stay frozen while the noise is applied (restore undoes the recorded
     draw); merge adapters only after ``restore()``. Sharded (FSDP) weights are not supported.
     """
@@ -145,10 +192,17 @@ class RRAMNoise:
         self,
         model: nn.Module,
         sigma: float,
-        mode: str = "tile_additive",
-        tile_size: int = 64,
+        mode: str | None = None,
+        tile_size: int | None = None,
         target_modules: list[str] | str | None = None,
     ):
+        config = active_halora_config(model)
+        if config is not None:
+            mode = config.noise_mode if mode is None else mode
+            tile_size = config.noise_tile_size if tile_size is None else tile_size
+            target_modules = config.noise_target_modules if target_modules is None else target_modules
+        mode = "tile_additive" if mode is None else mode
+        tile_size = 64 if tile_size is None else tile_size
         validate_noise(sigma, mode, tile_size)
         self.sigma, self.mode, self.tile_size = float(sigma), mode, tile_size
         self.layers = rram_linear_modules(model, target_modules)
@@ -259,15 +313,19 @@ class RRAMNoise:
 def rram_noise(
     model: nn.Module,
     sigma: float,
-    mode: str = "tile_additive",
+    mode: str | None = None,
     seed: int = 0,
-    tile_size: int = 64,
+    tile_size: int | None = None,
     target_modules: list[str] | str | None = None,
     draw_index: int = 0,
 ) -> Iterator[RRAMNoise]:
     """``with rram_noise(model, sigma=0.02, seed=3): ...`` runs the body on noisy RRAM weights.
 
-    LoRA / adapter weights are never touched; the clean weights come back bit-exactly on exit.
+    On a PEFT model whose active adapter is a ``HaLoRAConfig``, ``mode``, ``tile_size`` and
+    ``target_modules`` left as None are the adapter's (``noise_mode``, ``noise_tile_size``,
+    ``noise_target_modules``), as ``HaLoRATrainer.evaluate`` uses them; otherwise ``tile_additive``,
+    64 and every Linear in the transformer blocks. Explicit arguments win. LoRA / adapter-side weights
+    are never touched; the clean weights come back bit-exactly on exit.
     """
     noise = RRAMNoise(model, sigma, mode=mode, tile_size=tile_size, target_modules=target_modules)
     noise.apply(seed, draw_index)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -18,7 +19,13 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
 from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
-from hf_eff.halora.noise import RRAMNoise, draw_seed, rram_linear_modules, rram_noise
+from hf_eff.halora.noise import (
+    RRAMNoise,
+    active_halora_config,
+    draw_seed,
+    rram_linear_modules,
+    rram_noise,
+)
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
@@ -35,7 +42,9 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
 
     eval_sigmas: list[float] = field(
         default_factory=lambda: [0.0, 0.005, 0.01, 0.02],
-        metadata={"help": "Noise levels to evaluate at; each gives eval_<metric>_sigma_<s>_mean and _std."},
+        metadata={"help": "Noise levels to evaluate at; each gives eval_<metric>_sigma_<s>_mean and _std. The plain "
+                          "eval_<metric> names come only from sigma 0, so metric_for_best_model must be a noisy name "
+                          "when 0 is left out (checked when the arguments are built)."},
     )
     eval_noise_seeds: int = field(default=5, metadata={"help": "Noise seeds per non-zero sigma (K)."})
     eval_noise_mode: str | None = field(
@@ -54,6 +63,28 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
             raise ValueError(f"eval_noise_mode must be one of {NOISE_MODES}, got {self.eval_noise_mode!r}")
         if self.noise_seed is None:
             self.noise_seed = self.seed
+        self._check_metric_for_best_model()
+
+    def _check_metric_for_best_model(self) -> None:
+        """Refuses, before training, a metric that ``HaLoRATrainer.evaluate`` will not report (the
+        Trainer would raise KeyError at the first evaluation). Plain names (``loss``, ``accuracy``)
+        come only from the run at sigma 0; every sigma gives ``<metric>_sigma_<s>_mean`` / ``_std``."""
+        if self.metric_for_best_model is None:
+            return
+        name = self.metric_for_best_model.removeprefix("eval_")
+        reported = [f"{sigma:g}" for sigma in self.eval_sigmas]
+        noisy = re.fullmatch(r".+_sigma_(.+)_(?:mean|std)", name)
+        if noisy is None and 0.0 not in self.eval_sigmas:
+            raise ValueError(
+                f"metric_for_best_model={self.metric_for_best_model!r} is reported only when 0 is in eval_sigmas "
+                f"(got eval_sigmas={self.eval_sigmas}): add 0 to eval_sigmas, or pick a noisy metric such as "
+                f"{sigma_key('eval', name, self.eval_sigmas[0], 'mean')!r}"
+            )
+        if noisy is not None and noisy.group(1) not in reported:
+            raise ValueError(
+                f"metric_for_best_model={self.metric_for_best_model!r} names sigma {noisy.group(1)}, which eval_sigmas "
+                f"does not evaluate (eval_sigmas={self.eval_sigmas}, spelled {reported} in metric names)"
+            )
 
 
 def training_noise_sigma(config: HaLoRAConfig, draw: int, seed: int) -> float:
@@ -104,11 +135,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     def halora_config(self) -> HaLoRAConfig | None:
         """The active adapter's HaLoRAConfig, or None for LoRA / plain models."""
-        peft_config = getattr(self.model, "peft_config", None)
-        if not peft_config:
-            return None
-        config = peft_config.get(getattr(self.model, "active_adapter", "default"))
-        return config if isinstance(config, HaLoRAConfig) else None
+        return active_halora_config(self.model)
 
     def regularization_loss(self) -> torch.Tensor:
         return self.model.base_model.get_regularization_loss(self.model.active_adapter)

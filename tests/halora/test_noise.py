@@ -156,3 +156,54 @@ def test_gpt2_conv1d_layers_are_noised_and_restored_bit_exactly():
     changed = {n for n in before if not torch.equal(before[n], during[n])}
     assert changed and not any("lora_" in n for n in changed)
     assert all(_bit_equal(before[n], tensor) for n, tensor in _snapshot(model).items())
+
+
+def _tiny_roberta_classifier(seed=0, **halora):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = RobertaConfig(vocab_size=100, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128,
+                           num_labels=2, max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    # task_type SEQ_CLS puts the classifier head in modules_to_save: a trainable copy, adapter-side.
+    return get_peft_model(RobertaForSequenceClassification(config),
+                          HaLoRAConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"], **halora))
+
+
+def test_trainable_head_copy_and_unfrozen_weights_are_never_on_rram():
+    model = _tiny_roberta_classifier()
+    head = model.base_model.model.classifier
+    assert "classifier" in model.modules_to_save and head.modules_to_save["default"].dense.weight.requires_grad
+    layers = rram_linear_modules(model, ["dense"])  # RoBERTa's attention, MLP and head layers are all "dense"
+    assert not any(module.weight.requires_grad for module in layers.values())
+    assert head.modules_to_save["default"].dense not in layers.values()
+    # The wrapper's frozen original is the pretrained head (it runs when the adapter is disabled): on
+    # RRAM, drawing the noise a plain model's classifier.dense draws.
+    assert set(map(canonical_layer_name, layers)) == {
+        "roberta.encoder.layer.0.attention.output.dense", "roberta.encoder.layer.0.intermediate.dense",
+        "roberta.encoder.layer.0.output.dense", "classifier.dense"}
+    before = {n: p.detach().clone() for n, p in head.modules_to_save.named_parameters()}
+    with rram_noise(model, 0.1, seed=0, target_modules=["dense"]):
+        assert all(torch.equal(p, before[n]) for n, p in head.modules_to_save.named_parameters())
+    # A layer unfrozen by hand in a PEFT model is being trained: left out too, and a selection of
+    # only adapter-side layers is refused, naming them.
+    unfrozen = model.base_model.model.roberta.encoder.layer[0].output.dense
+    unfrozen.weight.requires_grad_(True)
+    assert unfrozen not in rram_linear_modules(model, ["dense"]).values()
+    with pytest.raises(ValueError, match=r"matches only adapter-side.*layer\.0\.output\.dense"):
+        rram_linear_modules(model, ["layer.0.output.dense"])
+    with pytest.raises(ValueError, match="matches only adapter-side.*lora_A"):
+        rram_linear_modules(model, r".*\.lora_A\..*")
+
+
+def test_defaults_come_from_the_active_halora_adapter_and_explicit_arguments_win():
+    config = HaLoRAConfig(r=4, target_modules=["q_proj"], noise_target_modules=["q_proj", "k_proj"],
+                          noise_mode="multiplicative", noise_tile_size=32)
+    halora = get_peft_model(make_tiny_llama(), config)
+    with rram_noise(halora, sigma=0.02) as noise:
+        assert (noise.mode, noise.tile_size, len(noise.layers)) == ("multiplicative", 32, 4)
+    with rram_noise(halora, sigma=0.02, mode="absolute", tile_size=16, target_modules=["v_proj"]) as noise:
+        assert (noise.mode, noise.tile_size, len(noise.layers)) == ("absolute", 16, 2)
+    lora = get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
+    for model in (lora, make_tiny_llama()):  # no HaLoRA adapter: the documented defaults
+        noise = RRAMNoise(model, sigma=0.02)
+        assert (noise.mode, noise.tile_size, len(noise.layers)) == ("tile_additive", 64, 14)

@@ -14,6 +14,7 @@ from hf_eff.halora.tasks import (
 )
 from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, training_noise_sigma
 from tests.halora.conftest import make_tiny_llama
+from tests.halora.test_noise import _tiny_roberta_classifier
 
 
 def _args(tmp_path, **kwargs):
@@ -33,6 +34,10 @@ def _halora_model(reg_weight, reg_application):
     config = HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, noise_sigma=0.0,
                           reg_weight=reg_weight, reg_application=reg_application)
     return get_peft_model(make_tiny_llama(), config)
+
+
+def _bit_equal(a, b):
+    return a.dtype == b.dtype and torch.equal(a.view(torch.uint8), b.view(torch.uint8))
 
 
 def _lora_params(model):
@@ -165,6 +170,56 @@ def test_arguments_validate(tmp_path):
         _args(tmp_path, eval_noise_seeds=0)
     with pytest.raises(ValueError, match="eval_noise_mode"):
         _args(tmp_path, eval_noise_mode="pink")
+
+
+@pytest.mark.parametrize(("sigmas", "metric"), [([0.02], "loss"), ([0.02], "eval_accuracy"), ([0.0, 0.02], "loss_sigma_0.05_mean")])
+def test_a_best_model_metric_evaluation_does_not_report_is_refused(tmp_path, sigmas, metric):
+    with pytest.raises(ValueError, match="metric_for_best_model.*eval_sigmas"):
+        _args(tmp_path, eval_sigmas=sigmas, metric_for_best_model=metric)
+    with pytest.raises(ValueError, match="metric_for_best_model.*eval_sigmas"):  # "loss" is load_best's default
+        _args(tmp_path, eval_sigmas=[0.02], load_best_model_at_end=True, eval_strategy="steps", save_strategy="steps")
+
+
+def test_best_model_on_a_noisy_metric_without_a_clean_run(tmp_path):
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=0.02))
+    args = _args(tmp_path, per_device_train_batch_size=4, max_steps=2, eval_sigmas=[0.02], eval_noise_seeds=1,
+                 eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1, load_best_model_at_end=True,
+                 metric_for_best_model="loss_sigma_0.02_mean")
+    assert args.greater_is_better is False
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset(), eval_dataset=_token_dataset(4),
+                            data_collator=default_data_collator)
+    trainer.train()
+    evaluated = [entry["eval_loss_sigma_0.02_mean"] for entry in trainer.state.log_history if "eval_loss_sigma_0.02_mean" in entry]
+    assert trainer.state.best_metric == min(evaluated[:2])
+
+
+def test_a_trainable_head_keeps_its_update_under_training_noise(tmp_path):
+    """SEQ_CLS trains a copy of the classifier head (modules_to_save), on SRAM: noise_target_modules
+    naming "dense" must not noise it, or restoring the clean weights would undo its updates."""
+    lr, sigma = 0.5, 0.1
+    halora = dict(noise_target_modules=["dense"], noise_sigma=sigma, noise_resample_steps=1, reg_weight=0.0)
+    generator = torch.Generator().manual_seed(0)
+    data = Dataset.from_dict({"input_ids": torch.randint(3, 100, (8, 12), generator=generator).tolist(),
+                              "labels": torch.randint(0, 2, (8,), generator=generator).tolist()})
+    model = _tiny_roberta_classifier(**halora)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    args = _args(tmp_path, per_device_train_batch_size=8, max_steps=1, optim="sgd", learning_rate=lr,
+                 lr_scheduler_type="constant", max_grad_norm=0.0)
+    HaLoRATrainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator).train()
+    assert all(_bit_equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+
+    # The same SGD step by hand: backbone under the same draw, the head (and the adapter) exact.
+    reference = _tiny_roberta_classifier(**halora)
+    head_params = dict(reference.base_model.model.classifier.modules_to_save.named_parameters())
+    start = {n: p.detach().clone() for n, p in head_params.items()}
+    batch = default_data_collator([data[i] for i in range(8)])
+    with noise_module.rram_noise(reference, sigma, seed=args.noise_seed, draw_index=0):
+        reference(**batch).loss.backward()
+    trained = dict(model.base_model.model.classifier.modules_to_save.named_parameters())
+    for name, param in head_params.items():
+        expected = start[name] - lr * param.grad
+        assert not torch.equal(expected, start[name])
+        torch.testing.assert_close(trained[name].detach(), expected, rtol=0, atol=1e-6)
 
 
 def test_a_model_without_noisable_layers_is_refused_before_training(tmp_path):
