@@ -50,12 +50,16 @@ ENERGY_CHUNK_SIZE = 16
 def _per_image_energies(images: torch.Tensor, factors: list[int], chunk_size: int) -> list[torch.Tensor]:
     """For each factor, the [N] float32 per-image sums of |FFT2| over pixels and channels of the
     downscaled images, computed `chunk_size` images at a time. Each image's sum does not depend
-    on the chunking, so the averages are those of a single all-images batch."""
+    on the chunking, so the averages are those of a single all-images batch. uint8 images (the
+    trainer's `SceneViews.images`) are read as value / 255, one chunk at a time."""
+    from hf_eff.splat.scene import images_to_float
+
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     sums: list[list[torch.Tensor]] = [[] for _ in factors]
     for start in range(0, len(images), chunk_size):
-        chunk = images[start : start + chunk_size].float()
+        chunk = images[start : start + chunk_size]
+        chunk = images_to_float(chunk) if chunk.dtype == torch.uint8 else chunk.float()
         bad = (~torch.isfinite(chunk.flatten(1))).any(dim=1).nonzero()
         if len(bad):
             raise ValueError(f"coarse-to-fine: training image {start + bad[0].item()} contains NaN or inf")
@@ -82,8 +86,9 @@ def _energies(images: torch.Tensor, factors: list[int], chunk_size: int) -> list
 def spectral_energy(images: torch.Tensor, factor: int, chunk_size: int = ENERGY_CHUNK_SIZE) -> float:
     """E_r: the L1 norm of the unnormalised 2D FFT magnitude of the images downscaled by
     `factor`, times factor^2, averaged over the images (the paper leaves per-image vs average
-    open; the average is the robust choice). Channels are summed. The FFT runs on `chunk_size`
-    images at a time to bound peak memory; the result does not depend on it.
+    open; the average is the robust choice). Channels are summed. Images are [N, H, W, C], float
+    in [0, 1] or uint8 (read as value / 255). The FFT runs on `chunk_size` images at a time
+    to bound peak memory; the result does not depend on it.
 
     factor^2 is taken as the exact pixel-count ratio (H * W) / (H_r * W_r), which equals r^2 when
     r divides the size and keeps a flat image's energy equal across levels when it does not."""
@@ -97,8 +102,9 @@ def energy_schedule(
 
     Downscaling removes high frequencies, so E_r decreases with r and the schedule is
     non-increasing; it is made so explicitly (a running minimum) because resampling noise can
-    make neighbouring levels cross on nearly flat images. The images are read `chunk_size` at a
-    time (all K levels per chunk), so peak memory does not grow with the number of views.
+    make neighbouring levels cross on nearly flat images. The images ([N, H, W, C], float in
+    [0, 1] or uint8 read as value / 255) are read `chunk_size` at a time (all K levels per
+    chunk), so peak memory does not grow with the number of views.
     """
     if num_levels < 1:
         raise ValueError(f"num_levels (K) must be >= 1, got {num_levels}")

@@ -29,6 +29,7 @@ from datasets import Array2D, Dataset, DatasetDict, Features, Image, Sequence, V
 __all__ = [
     "Scene",
     "load_scene",
+    "images_to_float",
     "scene_views_to_tensors",
     "validate_views",
     "views_dataset",
@@ -336,8 +337,10 @@ def validate_views(views: DatasetDict) -> None:
 
 
 def scene_views_to_tensors(views: Dataset, device=None):
-    """Stacks one split for training: images [N, H, W, 3] float in [0, 1], viewmats
-    (world-to-camera) [N, 4, 4] and Ks [N, 3, 3], float32. All views must share one size."""
+    """Stacks one split for training: images [N, H, W, 3] uint8 (0..255, as stored; 4x smaller
+    than float), viewmats (world-to-camera) [N, 4, 4] and Ks [N, 3, 3] float32. All views must
+    share one size. `images_to_float` gives an image's values in [0, 1]; the trainer converts
+    each view when it is read (`SceneViews`), not the whole stack."""
     if len(views) == 0:
         raise ValueError("scene split is empty")
     sizes = list(zip(views["width"], views["height"]))
@@ -347,14 +350,24 @@ def scene_views_to_tensors(views: Dataset, device=None):
                 f"scene view {index} is {size[0]}x{size[1]} but view 0 is {sizes[0][0]}x{sizes[0][1]}; "
                 "stacking needs one image size"
             )
-    images = np.stack([np.asarray(image.convert("RGB")) for image in views["image"]])
+    width, height = sizes[0]
+    # Decoded one view at a time into the stack: no list of all decoded images beside it.
+    images = np.empty((len(views), height, width, 3), dtype=np.uint8)
+    for index, row in enumerate(views.select_columns(["image"])):
+        images[index] = np.asarray(row["image"].convert("RGB"))
     table = views.select_columns(["K", "world_to_camera"]).with_format("numpy")
     Ks = torch.as_tensor(np.asarray(table["K"], dtype=np.float32), device=device)
     viewmats = torch.as_tensor(
         np.asarray(table["world_to_camera"], dtype=np.float32), device=device
     )
-    images = torch.as_tensor(images, device=device).float() / 255.0
-    return images, viewmats, Ks
+    return torch.as_tensor(images, device=device), viewmats, Ks
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255, as `scene_views_to_tensors` stacks them) as float32 in [0, 1]."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images_to_float expects uint8 images (0..255), got {images.dtype}")
+    return images.float() / 255.0
 
 
 def camera_centers(views: Dataset) -> np.ndarray:

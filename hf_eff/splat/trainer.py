@@ -31,18 +31,26 @@ from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
+from hf_eff.splat.scene import images_to_float, scene_views_to_tensors
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
 
 
 class SceneViews(Dataset):
-    """The views of one scene split as tensors: image [H, W, 3] in [0, 1], viewmat [4, 4]
+    """The views of one scene split as tensors: image [H, W, 3] float in [0, 1], viewmat [4, 4]
     (world-to-camera, OpenCV) and K [3, 3] per item. Built once from the `datasets` split, so
-    training does not decode PNGs at every step."""
+    training does not decode PNGs at every step.
+
+    `images` holds the whole split in host memory as uint8 [N, H, W, 3], the stored pixels, as
+    gsplat's simple_trainer reads them (300 views at 1600x1200: 1.7 GB, not 6.9 GB of float32;
+    kept off the GPU, whose memory goes to the Gaussians). Each item's image becomes float in
+    [0, 1] when it is read (`images_to_float`), so a batch holds its own views only and Trainer
+    moves just the batch to the training device. The conversion stays on the CPU: CUDA divides
+    by a scalar as a multiplication by its reciprocal, which differs in the last bit for 126 of
+    the 256 values; the CPU division gives the same values whatever the training device.
+    """
 
     def __init__(self, views):
-        from hf_eff.splat.scene import scene_views_to_tensors
-
         if isinstance(views, SceneViews):
             self.images, self.viewmats, self.Ks = views.images, views.viewmats, views.Ks
             return
@@ -64,7 +72,7 @@ class SceneViews(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[index], "viewmat": self.viewmats[index], "K": self.Ks[index]}
+        return {"image": images_to_float(self.images[index]), "viewmat": self.viewmats[index], "K": self.Ks[index]}
 
 
 def camera_scene_scale(viewmats: torch.Tensor) -> float:

@@ -2,12 +2,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset, DatasetDict
 
 from hf_eff.splat.cameras import look_at, pinhole_intrinsics
 from hf_eff.splat.scene import (
     VIEW_FEATURES,
     Scene,
+    images_to_float,
     load_scene,
     points_dataset,
     scene_views_to_tensors,
@@ -182,13 +184,24 @@ def test_scene_views_to_tensors_stacks_and_checks_sizes():
     images, Ks, poses = view_columns()
     split = views_dataset(images, Ks, poses)
     stacked, viewmats, intrinsics = scene_views_to_tensors(split)
-    assert stacked.shape == (3, HEIGHT, WIDTH, 3) and stacked.max() <= 1.0
-    assert (stacked[0] * 255).round().byte().numpy().tolist() == images[0].tolist()
+    # The stored pixels as they are: uint8, a quarter of float32's memory.
+    assert stacked.shape == (3, HEIGHT, WIDTH, 3) and stacked.dtype == torch.uint8
+    assert (stacked.numpy() == np.stack(images)).all()
     np.testing.assert_allclose(viewmats[2].numpy(), poses[2], atol=1e-6)
     np.testing.assert_allclose(intrinsics[0].numpy(), Ks[0], atol=1e-5)
     mixed = views_dataset([images[0], np.zeros((4, 4, 3), np.uint8)], Ks[:2], poses[:2])
     with pytest.raises(ValueError, match="scene view 1 is 4x4 but view 0 is 8x6"):
         scene_views_to_tensors(mixed)
+
+
+def test_images_to_float_is_the_division_by_255_and_refuses_float_input():
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16, 1).expand(2, 16, 16, 3)
+    converted = images_to_float(pixels)
+    assert converted.dtype == torch.float32 and converted.min() == 0.0 and converted.max() == 1.0
+    expected = torch.tensor([value / 255.0 for value in range(256)], dtype=torch.float64).float()
+    assert torch.equal(converted[0, ..., 0].flatten(), expected)
+    with pytest.raises(TypeError, match="images_to_float expects uint8 images"):
+        images_to_float(converted)
 
 
 def test_rejects_bad_metadata_and_unknown_folders(tmp_path):

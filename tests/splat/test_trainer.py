@@ -1,9 +1,11 @@
 import re
 
+import numpy as np
 import pytest
 import torch
 from gsplat.strategy import DefaultStrategy
 
+from hf_eff.splat.coarse_to_fine import energy_schedule
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
@@ -51,6 +53,24 @@ def test_g2l_training_fits_the_views_and_follows_the_schedules(scene, tmp_path):
     assert trainer.means_lr_factor(t2 - 1) == 1.0
     assert trainer.means_lr_factor(40) == pytest.approx(0.01 ** ((40 - t2) / 40))
     assert list((tmp_path / "eval_renders").glob("step-*.png"))
+
+
+def test_views_are_held_as_uint8_and_batches_get_the_old_float_values(scene, tmp_path):
+    trainer = make_trainer(scene, tmp_path, per_device_train_batch_size=3)
+    views = trainer.train_dataset
+    assert views.images.dtype == torch.uint8 and views.images.shape == (6, 32, 32, 3)
+    # What the whole stack used to be: every image as float32 / 255 up front.
+    pixels = np.stack([np.asarray(image.convert("RGB")) for image in scene.views["train"]["image"]])
+    old_floats = torch.as_tensor(pixels).float() / 255.0
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["image"].dtype == torch.float32 and batch["image"].shape == (3, 32, 32, 3)
+    for image, viewmat in zip(batch["image"], batch["viewmat"]):
+        index = next(i for i in range(len(views)) if torch.equal(views.viewmats[i], viewmat))
+        assert torch.equal(image, old_floats[index])
+    # The energy schedule reads the uint8 stack chunk by chunk, with the same values.
+    densify_steps = trainer.strategy.refine_stop_iter
+    assert trainer.coarse_to_fine.thresholds == energy_schedule(old_floats, densify_steps, trainer.args.c2f_levels)
+    assert energy_schedule(views.images, 1000, 4, chunk_size=4) == energy_schedule(old_floats, 1000, 4)
 
 
 def test_resume_mid_densification_continues_the_same_run(scene, tmp_path):
