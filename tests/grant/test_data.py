@@ -1,3 +1,5 @@
+import math
+
 import datasets
 import numpy as np
 import pytest
@@ -5,11 +7,13 @@ import torch
 
 from hf_eff.grant import data
 from hf_eff.grant.data import (
+    atom_features,
     cache_dir,
     check_graph_dataset,
     class_names,
     encode_class_labels,
     generate_graphon_dataset,
+    graphs_from_pyg,
     graphs_from_smiles,
     load_freesolv,
     load_qm9,
@@ -275,7 +279,7 @@ def test_column_checks_pass_valid_sets_without_the_row_loop(make_graphs, monkeyp
      if not (kind == "class id" and task.endswith("regression") or kind == "y size" and task == "graph_classification")],
 )
 def test_a_bad_last_row_of_a_large_set_is_named_as_by_the_row_loop(make_graphs, monkeypatch, task, kind):
-    good = make_graphs(2999, task, min_nodes=2, max_nodes=5)
+    good = make_graphs(1999, task, min_nodes=2, max_nodes=5)
     if kind in ("y nan", "class id") and task.endswith("classification"):  # class ids stored as floats
         label = datasets.Value("float64")
         good = good.cast_column("y", datasets.List(label) if task.startswith("node") else label)
@@ -283,8 +287,8 @@ def test_a_bad_last_row_of_a_large_set_is_named_as_by_the_row_loop(make_graphs, 
     dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([row], features=good.features)])
     if kind == "edge":  # also with an edge_attr column, which the check ignores
         dataset = _with_edge_attr(dataset)
-    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 512)
-    with pytest.raises(ValueError, match=r"^train row 2999: ") as error:
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 384)  # 5 full chunks, the bad row in a 6th
+    with pytest.raises(ValueError, match=r"^train row 1999: ") as error:
         check_graph_dataset(dataset, task, "train")
     assert str(error.value) == _row_loop_error(dataset, task, "train", monkeypatch)
 
@@ -319,3 +323,104 @@ def test_layouts_the_column_checks_skip_go_through_the_row_loop(monkeypatch):
     named = datasets.Dataset.from_list([dict(rows[0], y="a"), dict(rows[1], y="b"), dict(rows[2], y="c")])
     with pytest.raises(ValueError, match=r"^dataset row 0: column 'y' holds 'c', not numbers"):
         check_graph_dataset(named.select([2, 0]), "graph_classification")
+
+
+def _fake(task, edge_dim, num_graphs=12, seed=0):
+    from torch_geometric.datasets import FakeDataset
+
+    torch.manual_seed(seed)  # FakeDataset draws from the global RNG
+    return FakeDataset(num_graphs=num_graphs, avg_num_nodes=6, num_channels=5, edge_dim=edge_dim, num_classes=3, task=task)
+
+
+@pytest.mark.parametrize(("level", "edge_dim"), [("graph", 2), ("node", 0)])
+def test_pyg_graphs_round_trip(level, edge_dim):
+    fake = _fake(level, edge_dim)
+    converted = graphs_from_pyg(fake, f"{level}_classification")
+    assert len(converted) == len(fake) and ("edge_attr" in converted.column_names) == bool(edge_dim)
+    label = datasets.Value("int64")
+    assert converted.features["y"] == (label if level == "graph" else datasets.List(label))
+    assert converted.features["x"] == datasets.List(datasets.List(datasets.Value("float32")))
+    for row, graph in zip(converted.with_format("torch"), fake):
+        assert torch.equal(row["x"], graph.x) and torch.equal(row["edge_index"], graph.edge_index)
+        assert torch.equal(row["y"].reshape(-1), graph.y) and row["num_nodes"] == graph.num_nodes
+        if edge_dim:
+            assert torch.equal(row["edge_attr"], graph.edge_attr)
+
+
+def test_pyg_regression_lists_keep_their_targets():
+    from torch_geometric.data import Data
+
+    edges = torch.tensor([[0, 1], [1, 0]])
+    graphs = [Data(x=torch.rand(2, 3), edge_index=edges, y=torch.tensor([[0.5, -1.0]])),
+              Data(x=torch.rand(3, 3), edge_index=None, edge_attr=None, y=torch.tensor([2.0, 3.0]))]
+    converted = graphs_from_pyg(graphs, "graph_regression")
+    assert converted["y"] == [[0.5, -1.0], [2.0, 3.0]] and converted[1]["edge_index"] == [[], []]
+    assert converted.features["y"] == datasets.List(datasets.Value("float32"))
+    nodes = [Data(x=torch.rand(n, 3), edge_index=edges, y=torch.arange(2.0 * n).reshape(n, 2)) for n in (2, 4)]
+    per_node = graphs_from_pyg(iter(nodes), "node_regression")  # a one-shot iterator is read once
+    assert np.asarray(per_node[1]["y"]).tolist() == nodes[1].y.tolist()
+    scalar = graphs_from_pyg([Data(x=torch.rand(2, 1), edge_index=edges, y=torch.tensor([1.0, 2.0]))], "node_regression")
+    assert scalar.features["y"] == datasets.List(datasets.Value("float32")) and scalar["y"] == [[1.0, 2.0]]
+    check_graph_dataset(per_node, "node_regression")
+
+
+def test_pyg_molecules_get_the_smiles_builders_features():
+    from torch_geometric.utils import from_smiles
+
+    molecules = []
+    for i, smiles in enumerate(["CCO", "C", "c1ccccc1"]):
+        graph = from_smiles(smiles)  # what PyG's MoleculeNet stores: 9 categorical int64 columns
+        graph.y = torch.tensor([[float(i)]])
+        molecules.append(graph)
+    converted = graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
+    reference = graphs_from_smiles(["CCO", "C", "c1ccccc1"], [[0.0], [1.0], [2.0]])
+    for column in ("x", "edge_index", "edge_attr", "num_nodes"):
+        assert converted[column] == reference[column]
+    assert converted.features["edge_attr"] == reference.features["edge_attr"]  # int64 bond categories
+    raw = graphs_from_pyg(molecules, "graph_regression")  # without node_features: the ids as floats
+    assert raw[0]["x"] == molecules[0].x.float().tolist()
+
+
+def test_pyg_graphs_that_cannot_be_converted_are_named():
+    from torch_geometric.data import Data
+    from torch_geometric.datasets import FakeDataset
+
+    edges = torch.tensor([[0, 1], [1, 0]])
+    good = Data(x=torch.rand(2, 3), edge_index=edges, y=torch.tensor([1]))
+    featureless = FakeDataset(num_graphs=2, avg_num_nodes=5, num_channels=0)
+    with pytest.raises(ValueError, match=r"data_list row 0: the graph has no node features .*transforms.Constant\(\)"):
+        graphs_from_pyg(featureless, "graph_classification")
+    with pytest.raises(ValueError, match="data_list row 1: the graph has no labels"):
+        graphs_from_pyg([good, Data(x=torch.rand(2, 3), edge_index=edges)], "graph_classification")
+    with pytest.raises(ValueError, match=r"row 1: graph_classification needs one class id per graph, got y of shape \(2,\)"):
+        graphs_from_pyg([good, good.clone().update({"y": torch.tensor([0, 1])})], "graph_classification")
+    with pytest.raises(ValueError, match=r"row 0: node_classification needs integer class ids in y, got \[0.5, 1.0\]"):
+        graphs_from_pyg([good.clone().update({"y": torch.tensor([0.5, 1.0])})], "node_classification")
+    with pytest.raises(ValueError, match="row 1: the graph has edge_attr but the first graph has none"):
+        graphs_from_pyg([good, good.clone().update({"edge_attr": torch.ones(2, 1)})], "graph_classification")
+    with pytest.raises(TypeError, match="row 0: expected a torch_geometric.data.Data, got dict"):
+        graphs_from_pyg([{"x": [[1.0]]}], "graph_regression")
+    with pytest.raises(ValueError, match="no graphs"):
+        graphs_from_pyg([], "graph_regression")
+    # checked as a graph dataset once written: NaN targets and edges outside the graph name the graph
+    nan = good.clone().update({"y": torch.tensor([float("nan")])})
+    with pytest.raises(ValueError, match="^data_list row 2: y contains NaN"):
+        graphs_from_pyg([good, good, nan], "graph_regression")
+    with pytest.raises(ValueError, match="^data_list row 1: edge_index refers to node 2"):
+        graphs_from_pyg([good, good.clone().update({"edge_index": torch.tensor([[0], [2]])})], "graph_classification")
+
+
+def test_converted_pyg_graphs_train(tmp_path):
+    from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+
+    train, validation = (graphs_from_pyg(_fake("graph", 2, 24, seed), "graph_classification") for seed in (1, 2))
+    args = GraNTTrainingArguments(
+        output_dir=str(tmp_path / "out"), task="graph_classification", num_train_epochs=2, per_device_train_batch_size=8,
+        learning_rate=1e-2, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, start_ratio=0.5,
+        seed=0,
+    )
+    model = GrantGCN(5, 3, hidden_channels=8, level="graph")
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation)
+    output = trainer.train()
+    assert output.global_step > 0 and math.isfinite(output.training_loss)
+    assert math.isfinite(trainer.evaluate()["eval_loss"])
