@@ -26,6 +26,15 @@ class HaLoRAConfig(LoraConfig):
     ``noise_sigma * max|W0|`` per ``noise_tile_size`` x ``noise_tile_size`` tile, every ``nn.Linear``
     inside the transformer blocks is on RRAM (adapted or not), and the regulariser sums spectral norms.
 
+    The noise and the regulariser are applied by [`HaLoRATrainer`] (``training_step``, ``compute_loss``
+    and an optimizer hook), not by the model's forward. Any other trainer (a plain ``Trainer``, TRL's
+    ``SFTTrainer(peft_config=HaLoRAConfig(...))``) trains this adapter as a plain LoRA: no noise, no
+    regulariser, though the saved adapter is still typed HALORA (the model warns once at the first such
+    training forward). To keep another trainer's data handling, put ``HaLoRATrainer`` first in a
+    subclass (``class T(HaLoRATrainer, SFTTrainer)``, arguments ``class A(HaLoRATrainingArguments,
+    SFTConfig)``). ``rram_noise`` and ``HaLoRATrainer.evaluate`` read the noise model (mode, tile,
+    layers) from this config.
+
     Args:
         noise_sigma (`float`): noise level used in training (paper: 0.01). For ``stuck_at`` it is the
             fraction of stuck cells.

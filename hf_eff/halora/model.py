@@ -6,6 +6,9 @@ The adapted layers are LoRA's own: HaLoRA changes where W0 lives (noisy RRAM, si
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
+
 import torch
 from peft.tuners.lora import LoraModel
 
@@ -21,9 +24,29 @@ class HaLoRAModel(LoraModel):
     works unchanged. ``get_regularization_loss`` returns the un-weighted L_reg; ``HaLoRATrainer``
     adds ``reg_weight * L_reg`` with the scaling gradient accumulation needs (like KaSA's loss getter,
     rather than AdaLoRA's in-forward addition, which double-counts under token-count loss scaling).
+    The noise and the regulariser come from ``HaLoRATrainer``: a training forward (train mode, grad
+    enabled) outside its steps, as under a plain ``Trainer`` or TRL's ``SFTTrainer``, warns once.
     """
 
     prefix: str = "lora_"
+    # Set by HaLoRATrainer around its training steps; a training forward without it gets one warning.
+    halora_trainer_step: bool = False
+    _warned_plain_training: bool = False
+
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args, **kwargs):
+        # PeftModel enters this around every forward with an active adapter, whatever the task type.
+        if self.training and torch.is_grad_enabled() and not self.halora_trainer_step and not self._warned_plain_training:
+            if isinstance(self.peft_config.get(self.active_adapters[0]), HaLoRAConfig):
+                self._warned_plain_training = True
+                warnings.warn(
+                    "A HaLoRA adapter is being trained outside HaLoRATrainer: no RRAM noise and no regulariser are "
+                    "applied, so it trains as a plain LoRA. Train with HaLoRATrainer (or a subclass that puts it "
+                    "first, e.g. class T(HaLoRATrainer, SFTTrainer)); ignore this if your loop applies both itself.",
+                    stacklevel=3,
+                )
+        with super()._enable_peft_forward_hooks(*args, **kwargs):
+            yield
 
     def inject_adapter(self, model: torch.nn.Module, adapter_name: str, *args, **kwargs) -> None:
         super().inject_adapter(model, adapter_name, *args, **kwargs)

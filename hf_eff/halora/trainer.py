@@ -193,7 +193,14 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         self._sync_training_noise()
-        return super().training_step(model, inputs, num_items_in_batch)
+        tuner = getattr(self.model, "base_model", None)
+        if not hasattr(tuner, "halora_trainer_step"):  # LoRA / plain models
+            return super().training_step(model, inputs, num_items_in_batch)
+        tuner.halora_trainer_step = True  # tells HaLoRAModel its training forward is HaLoRA's
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            tuner.halora_trainer_step = False
 
     def _loss_is_scaled_for_ga(self, num_items_in_batch) -> bool:
         # Mirrors Trainer.training_step: when the task loss is already normalised over the whole

@@ -231,3 +231,18 @@ def test_a_model_without_noisable_layers_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="noise_target_modules"):
         HaLoRATrainer(model=NoBlocks(), args=_args(tmp_path, eval_sigmas=[0.0, 0.01]))
     HaLoRATrainer(model=NoBlocks(), args=_args(tmp_path, eval_sigmas=[0.0]))  # no noise asked for: fine
+
+
+def test_training_a_halora_adapter_outside_halora_trainer_warns_once(tmp_path, recwarn):
+    from transformers import Trainer, TrainingArguments
+
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=0.05))
+    args = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", per_device_train_batch_size=2,
+                max_steps=2)
+    HaLoRATrainer(model=model, args=_args(tmp_path, **args), train_dataset=_token_dataset(),
+                  data_collator=default_data_collator).train()
+    with torch.no_grad():
+        model(**default_data_collator([_token_dataset()[0]]))  # inference in train mode: no warning either
+    assert not [w for w in recwarn if "outside HaLoRATrainer" in str(w.message)]
+    Trainer(model=model, args=TrainingArguments(**args), train_dataset=_token_dataset(), data_collator=default_data_collator).train()
+    assert len([w for w in recwarn if "outside HaLoRATrainer" in str(w.message)]) == 1
