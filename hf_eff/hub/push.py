@@ -55,28 +55,49 @@ def read_results(output_dir: Path) -> dict:
     return results
 
 
-def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None):
-    """The filled card of a model run folder, from ``results`` or else its ``all_results.json``."""
+def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
+               license: str | None = None, dataset: str | list[str] | None = None, base_model: str | None = None,
+               adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True):
+    """The filled card of a model run folder, from ``results`` or else its ``all_results.json``.
+
+    ``license``, ``dataset`` and ``base_model`` (a Trainer's ``finetuned_from``) are what the user said
+    of the run, and win over what the results say. An adapter's card reads ``adapter_config`` (a Trainer
+    passes its model's config: the model may not be saved yet, as when TRL's trainers write a checkpoint's
+    card before its files), else the folder's adapter_config.json. ``model_class`` and ``hub_mixin``: a
+    GraNT model's class (``grant_card``)."""
     output_dir = Path(output_dir)
     results = read_results(output_dir) if results is None else results
+    if base_model is not None:
+        results = {**results, "base_model": base_model}
     if kind == "halora_adapter":
-        adapter = json.loads((output_dir / "adapter_config.json").read_text())
-        return halora_card(results, repo_id, base_model=adapter.get("base_model_name_or_path"),
-                           peft_type=str(adapter.get("peft_type", "HALORA")), tile_size=adapter.get("noise_tile_size"),
-                           regulariser=regulariser_description(adapter.get("reg_weight"), adapter.get("reg_norm")))
+        config_file = output_dir / "adapter_config.json"
+        if adapter_config is None:
+            if not config_file.is_file():
+                raise FileNotFoundError(f"{config_file} is missing and no adapter config was given: save the "
+                                        "adapter first, or pass its config as adapter_config")
+            adapter_config = json.loads(config_file.read_text())
+        return halora_card(results, repo_id, base_model=adapter_config.get("base_model_name_or_path"),
+                           peft_type=str(adapter_config.get("peft_type", "HALORA")),
+                           tile_size=adapter_config.get("noise_tile_size"),
+                           regulariser=regulariser_description(adapter_config.get("reg_weight"),
+                                                               adapter_config.get("reg_norm")),
+                           task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
+                           license=license, dataset=dataset)
     if kind == "grant_model":
-        return grant_card(results, repo_id)
+        return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
+                          hub_mixin=hub_mixin)
     if kind == "splat_model":
         def first(pattern: str, preferred: str) -> str | None:
             found = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob(pattern)
                            if not any(part.startswith(("checkpoint-", "runs")) for part in p.parts))
             return preferred if preferred in found else (found[0] if found else None)
 
-        return splat_card(results, repo_id, ply=first("*.ply", "splats.ply"), preview=first("*.png", "preview.png"))
+        return splat_card(results, repo_id, ply=first("*.ply", "splats.ply"), preview=first("*.png", "preview.png"),
+                          license=license, dataset=dataset)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 
-def _stage_scene(output_dir: Path, staging: Path, repo_id: str) -> None:
+def _stage_scene(output_dir: Path, staging: Path, repo_id: str, license: str | None = None) -> None:
     """Writes the scene's Hub layout into staging, with its dataset card."""
     from hf_eff.splat import load_scene
 
@@ -87,15 +108,16 @@ def _stage_scene(output_dir: Path, staging: Path, repo_id: str) -> None:
     if scene.points is not None:
         contents["points"] = len(scene.points)
     contents["camera radius"] = scene.radius
-    scene_card(repo_id, contents, metadata).save(staging / "README.md")
+    scene_card(repo_id, contents, metadata, license=license).save(staging / "README.md")
 
 
 def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
-                    kind: str | None = None, commit_message: str | None = None) -> str:
+                    kind: str | None = None, commit_message: str | None = None, license: str | None = None) -> str:
     """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL.
 
     ``token`` defaults to ``HF_TOKEN`` or the stored login. The card is written into the run
-    folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload.
+    folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload. ``license``:
+    the card's license (a Hub license id); without it only an adapter of the built-in base states one.
     """
     output_dir = Path(output_dir)
     kind = kind or detect_artifact(output_dir)
@@ -103,14 +125,14 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
     # The card first: a run folder without its results is refused before any repo is created.
-    card = None if kind == "scene_dataset" else build_card(kind, output_dir, repo_id)
+    card = None if kind == "scene_dataset" else build_card(kind, output_dir, repo_id, license=license)
     api = HfApi(token=token)
     repo_type = "dataset" if kind == "scene_dataset" else "model"
     url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
     if kind == "scene_dataset":
         with tempfile.TemporaryDirectory() as staging:
-            _stage_scene(output_dir, Path(staging), repo_id)
+            _stage_scene(output_dir, Path(staging), repo_id, license)
             api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=staging, commit_message=message)
     else:
         card.save(output_dir / "README.md")

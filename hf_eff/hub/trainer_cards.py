@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import transformers.trainer as transformers_trainer
+from huggingface_hub import ModelHubMixin
 from transformers.trainer_utils import HubStrategy
 
 from hf_eff.hub.push import PICKLE_PATTERNS, build_card
@@ -68,32 +69,50 @@ class HubCardTrainerMixin:
         super().save_metrics(split, metrics, combined)
         self._saved_metrics = {**getattr(self, "_saved_metrics", {}), **metrics}
 
-    def _hf_eff_card(self, folder: Path, model_name: str | None = None):
+    def _card_model_args(self) -> dict:
+        """What the card needs to know of the model in memory: it may not be saved yet (TRL's trainers
+        write the card of a checkpoint before its files), and a reused ``output_dir`` may hold another
+        run's files. An adapter's config (enums as PEFT saves them; for a config without a task type, the
+        base class PEFT would record in ``auto_mapping``); a GraNT model's class and whether it is a
+        ``PyTorchModelHubMixin``."""
+        model = self.accelerator.unwrap_model(self.model)
+        if self.card_kind == "halora_adapter" and getattr(model, "peft_config", None):
+            name = model.active_adapter
+            config = model.peft_config[name[0] if isinstance(name, list) else name].to_dict()
+            config = {key: getattr(value, "value", value) for key, value in config.items()}
+            if config.get("task_type") is None:
+                base = type(model.get_base_model())
+                config["auto_mapping"] = {"base_model_class": base.__name__, "parent_library": base.__module__}
+            return {"adapter_config": config}
+        if self.card_kind == "grant_model":
+            return {"model_class": type(model).__name__, "hub_mixin": isinstance(model, ModelHubMixin)}
+        return {}
+
+    def _hf_eff_card(self, folder: Path, model_name: str | None = None, **user_args):
         results: dict = {}
         for entry in self.state.log_history:
             results.update(entry)
         results.update(getattr(self, "_saved_metrics", {}))
         repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name
-        return build_card(self.card_kind, folder, repo_id, results)
+        return build_card(self.card_kind, folder, repo_id, results, **user_args, **self._card_model_args())
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
                           tags: str | list[str] | None = None, model_name: str | None = None,
                           finetuned_from: str | None = None, dataset: str | list[str] | None = None) -> None:
+        """The hf-eff card, as README.md of ``output_dir``, before or after ``save_model``. ``license``,
+        ``finetuned_from`` (the base model) and ``dataset`` (what the model was trained and evaluated on)
+        go into the metadata, the model-index and the card's text; ``language`` and ``tags`` into the
+        metadata."""
         if not self.is_world_process_zero():
             return
         output_dir = Path(self.args.output_dir)
-        card = self._hf_eff_card(output_dir, model_name)
+        card = self._hf_eff_card(output_dir, model_name, license=license, dataset=dataset, base_model=finetuned_from)
         if language is not None:
             card.data.language = language
-        if license is not None:
-            card.data.license = license
-        if finetuned_from is not None:
-            card.data.base_model = finetuned_from
-        if dataset is not None:
-            card.data.datasets = [dataset] if isinstance(dataset, str) else list(dataset)
         if tags is not None:
             extra = [tags] if isinstance(tags, str) else list(tags)
             card.data.tags = list(card.data.tags or []) + [t for t in extra if t not in (card.data.tags or [])]
+        output_dir.mkdir(parents=True, exist_ok=True)
         card.save(output_dir / "README.md")
 
     def push_to_hub(self, *args, **kwargs):

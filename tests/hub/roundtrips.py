@@ -384,14 +384,15 @@ def _write_run_folder(out: Path, kind: str):
         model = get_peft_model(_tiny_llama(), _adapter_config())
         model.save_pretrained(out)
         results = {"eval_accuracy_sigma_0_mean": 0.62, "eval_accuracy_sigma_0.02_mean": 0.58,
-                   "eval_accuracy_sigma_0.02_std": 0.01, "train_runtime": 3.5, "train_loss": 1.25}
+                   "eval_accuracy_sigma_0.02_std": 0.01, "train_runtime": 3.5, "train_loss": 1.25,
+                   "dataset_name": "arithmetic", "eval_questions": 8}
     elif kind == "splat":
         model = _mixin_model("splat", seed=3)
         model.save_pretrained(out)
         model.save_ply(out / "splats.ply")
         (out / "preview.png").write_bytes(_png_bytes())
         results = {"eval_psnr": 24.5, "eval_ssim": 0.81, "num_gaussians": model.num_gaussians,
-                   "train_runtime": 42.0, "strategy": "g2l"}
+                   "train_runtime": 42.0, "strategy": "g2l", "dataset": "procedural (seed 0)"}
     elif kind == "scene":
         scene = _tiny_scene(4)
         scene.save(out)
@@ -399,7 +400,8 @@ def _write_run_folder(out: Path, kind: str):
     else:
         model = _mixin_model("grant", seed=3)
         model.save_pretrained(out)
-        results = {"train_runtime": 12.0, "time_to_target": 7.5, "eval_mae": 0.31, "teacher": "grant"}
+        results = {"train_runtime": 12.0, "time_to_target": 7.5, "eval_mae": 0.31, "teacher": "grant",
+                   "dataset_name": "gen-reg"}
     (out / "all_results.json").write_text(json.dumps(results))
     (out / "checkpoint-2").mkdir(exist_ok=True)
     (out / "checkpoint-2" / "optimizer.pt").write_bytes(b"not for the hub")

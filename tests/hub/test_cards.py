@@ -9,10 +9,11 @@ from huggingface_hub import DatasetCard, ModelCard, ModelCardData
 
 from hf_eff.hub import cards, push
 
-# HaLoRATrainer's keys: eval_<metric>_sigma_<s>_mean / _std
+# HaLoRATrainer's keys: eval_<metric>_sigma_<s>_mean / _std; the data examples/halora_finetune.py names.
 HALORA_RESULTS = {
     "eval_accuracy_sigma_0_mean": 0.62, "eval_accuracy_sigma_0.01_mean": 0.61, "eval_accuracy_sigma_0.01_std": 0.004,
     "eval_accuracy_sigma_0.02_mean": 0.57, "train_runtime": 31.5, "eval_loss": 1.1, "noise_mode": "tile_additive",
+    "dataset_name": "arithmetic", "eval_questions": 64,
 }
 
 
@@ -23,8 +24,8 @@ def _metrics(card):
 def test_halora_card_has_metadata_noise_table_and_two_line_loading():
     card = cards.halora_card(HALORA_RESULTS, "me/adapter", base_model="HuggingFaceTB/SmolLM2-135M")
     data = ModelCard(str(card)).data
-    assert data.library_name == "hf-eff" and data.license == "apache-2.0"
-    assert data.base_model == "HuggingFaceTB/SmolLM2-135M"
+    assert data.library_name == "hf-eff" and data.license is None  # not the built-in base: no license known
+    assert data.base_model == "HuggingFaceTB/SmolLM2-135M" and data.pipeline_tag == "text-generation"
     assert {"halora", "compute-in-memory", "base_model:adapter:HuggingFaceTB/SmolLM2-135M"} <= set(data.tags)
     assert _metrics(card) == {("accuracy", "sigma=0"): 0.62, ("accuracy", "sigma=0.01"): 0.61,
                               ("accuracy", "sigma=0.02"): 0.57}
@@ -38,7 +39,8 @@ def test_halora_card_has_metadata_noise_table_and_two_line_loading():
 def test_builtin_base_model_links_its_hub_origin_and_loads_through_hf_eff(tmp_path):
     results = {**HALORA_RESULTS, "base_model": "smollm2-135m-instruct"}
     card = cards.halora_card(results, "me/adapter", base_model=str(tmp_path))  # adapter config: a cache path
-    assert ModelCard(str(card)).data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    data = ModelCard(str(card)).data
+    assert data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and data.license == "apache-2.0"  # SmolLM2's
     assert 'load_base_model("smollm2-135m-instruct")[0]' in card.text
 
 
@@ -114,8 +116,8 @@ def test_local_dataset_path_stays_out_of_the_card(tmp_path):
     splats = ModelCard(str(cards.splat_card({"eval_psnr": 25.0, "dataset": str(tmp_path)}, "me/splats")))
     assert str(tmp_path) not in str(splats) and splats.data.datasets is None
     assert splats.data.eval_results[0].dataset_type == "local"  # not the built-in procedural scene
-    procedural = ModelCard(str(cards.splat_card({"eval_psnr": 25.0}, "me/splats")))
-    assert procedural.data.eval_results[0].dataset_type == "hf-eff/procedural"
+    procedural = ModelCard(str(cards.splat_card({"eval_psnr": 25.0, "dataset": "procedural (seed 3)"}, "me/splats")))
+    assert procedural.data.eval_results[0].dataset_type == "hf-eff/procedural"  # examples/splat_train.py's name
     lora = ModelCard(str(cards.halora_card({**HALORA_RESULTS, "dataset_name": str(csv)}, "me/lora", peft_type="LORA")))
     assert lora.data.eval_results[0].dataset_type == "local"
     builtin = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": "qm9"}, "me/gcn"))).data.eval_results[0]
@@ -142,7 +144,7 @@ def test_grant_card_reports_time_to_target_and_eval_metrics():
 
 def test_splat_card_table_and_preview():
     results = {"eval_psnr": 25.25, "eval_ssim": 0.83, "num_gaussians": 12345, "train_runtime": 61.0,
-               "strategy": "g2l"}
+               "strategy": "g2l", "dataset": "procedural (seed 0)"}
     card = cards.splat_card(results, "me/splats", ply="splats.ply", preview="preview.png")
     assert _metrics(card) == {("psnr", None): 25.25, ("ssim", None): 0.83}
     assert "gaussian-splatting" in ModelCard(str(card)).data.tags
@@ -246,3 +248,115 @@ def test_relative_local_paths_are_not_published_as_hub_ids(name):
     assert adapter.data.base_model is None
     if "/" in name:  # a path never shows; a bare file name may
         assert name not in str(card) and name not in str(adapter)
+
+
+def _loading_lines(card) -> list[str]:
+    return card.text.split("```python\n")[1].split("```")[0].strip().splitlines()
+
+
+@pytest.mark.parametrize(("task_type", "pipeline_tag", "auto_class"), [
+    ("SEQ_CLS", "text-classification", "AutoModelForSequenceClassification"),
+    ("TOKEN_CLS", "token-classification", "AutoModelForTokenClassification"),
+    ("SEQ_2_SEQ_LM", "text2text-generation", "AutoModelForSeq2SeqLM"),
+    ("QUESTION_ANS", "question-answering", "AutoModelForQuestionAnswering"),
+    ("FEATURE_EXTRACTION", "feature-extraction", "AutoModel"),
+])
+def test_adapter_card_follows_the_peft_task_type(task_type, pipeline_tag, auto_class):
+    results = {"eval_f1_sigma_0_mean": 0.8, "eval_loss_sigma_0_mean": 0.4, "dataset_name": "user/sentiment"}
+    card = cards.halora_card(results, "me/adapter", base_model="FacebookAI/roberta-base", task_type=task_type)
+    data = ModelCard(str(card)).data
+    assert data.pipeline_tag == pipeline_tag
+    assert {r.task_type for r in data.eval_results} == {pipeline_tag}
+    assert _loading_lines(card) == [
+        f"import hf_eff; from peft import PeftModel; from transformers import {auto_class}",
+        f'model = PeftModel.from_pretrained({auto_class}.from_pretrained("FacebookAI/roberta-base"), "me/adapter")',
+    ]
+    assert "load_base_model" not in card.text
+    assert ("pass it `num_labels`" in card.text) == (task_type in ("SEQ_CLS", "TOKEN_CLS"))
+
+
+def test_causal_adapter_is_scored_as_multiple_choice_only_for_the_examples_runs():
+    example = ModelCard(str(cards.halora_card(HALORA_RESULTS, "me/a", task_type="CAUSAL_LM"))).data
+    own = {k: v for k, v in HALORA_RESULTS.items() if k != "eval_questions"}
+    own_run = ModelCard(str(cards.halora_card(own, "me/a", task_type="CAUSAL_LM"))).data
+    assert example.pipeline_tag == own_run.pipeline_tag == "text-generation"
+    assert {r.task_type for r in example.eval_results} == {"multiple-choice"}
+    assert {r.task_type for r in own_run.eval_results} == {"text-generation"}
+
+
+def test_adapter_without_a_task_type_loads_its_base_with_the_class_peft_recorded():
+    mapping = {"base_model_class": "LlamaForCausalLM", "parent_library": "transformers.models.llama.modeling_llama"}
+    card = cards.halora_card(HALORA_RESULTS, "me/a", base_model="me/llama", task_type=None, auto_mapping=mapping)
+    assert ModelCard(str(card)).data.pipeline_tag is None
+    assert 'LlamaForCausalLM.from_pretrained("me/llama")' in card.text
+    assert "AutoModel.from_pretrained" in cards.halora_card(HALORA_RESULTS, "me/a", task_type=None).text
+    with pytest.raises(ValueError, match="task_type 'SEQ_CLASSIFICATION' is not a PEFT task type"):
+        cards.halora_card(HALORA_RESULTS, "me/a", task_type="SEQ_CLASSIFICATION")
+
+
+def test_builtin_base_of_a_classifier_loads_from_hf_eff_converted_copy():
+    results = {**HALORA_RESULTS, "base_model": "smollm2-135m-instruct"}
+    lines = _loading_lines(cards.halora_card(results, "me/a", task_type="SEQ_CLS"))
+    assert lines[0].startswith("from hf_eff.halora.base_model import ensure_converted_smollm2;")
+    assert "AutoModelForSequenceClassification.from_pretrained(ensure_converted_smollm2())" in lines[1]
+
+
+def test_noise_table_heading_names_the_metrics_it_shows():
+    card = cards.halora_card({"eval_f1_sigma_0_mean": 0.8, "eval_loss_sigma_0_mean": 0.4}, "me/a")
+    assert "## f1 and loss under RRAM weight noise" in card.text and "Accuracy" not in card.text
+    assert "## accuracy under RRAM weight noise" in cards.halora_card(HALORA_RESULTS, "me/a").text
+
+
+def test_dataset_given_to_the_card_names_the_eval_results_and_the_metadata():
+    given = ModelCard(str(cards.halora_card(HALORA_RESULTS, "me/a", dataset="user/sentiment"))).data
+    assert given.datasets == ["user/sentiment"]
+    assert {(r.dataset_name, r.dataset_type) for r in given.eval_results} == {("user/sentiment", "user/sentiment")}
+    bare = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": "qm9"}, "me/gcn", dataset="imdb"))).data
+    assert bare.datasets == ["imdb"]  # a bare name a caller gives is a (canonical) Hub id
+    several = ModelCard(str(cards.splat_card({"eval_psnr": 25.0}, "me/s", dataset=["me/a", "me/b"]))).data
+    assert several.datasets == ["me/a", "me/b"] and [r.dataset_name for r in several.eval_results] == ["me/a", "me/b"]
+
+
+def test_no_dataset_means_no_model_index_rather_than_a_guessed_one():
+    plain = {k: v for k, v in HALORA_RESULTS.items() if k != "dataset_name"}
+    for card in (cards.halora_card(plain, "me/a"), cards.grant_card({"eval_mae": 0.3}, "me/g"),
+                 cards.splat_card({"eval_psnr": 25.0}, "me/s")):
+        data = ModelCard(str(card)).data
+        assert data.eval_results is None and data.datasets is None
+        assert not any(guess in str(card) for guess in ("hf-eff/builtin", "hf-eff/procedural", "built-in graphs"))
+        assert "|---|" in card.text  # the measured tables stay
+    assert "# HaLoRA adapter" in cards.halora_card(plain, "me/a").text  # same heading with or without model-index
+
+
+def test_license_is_stated_only_when_given_or_known_for_the_builtin_base():
+    hub_base = cards.halora_card(HALORA_RESULTS, "me/a", base_model="me/llama")
+    builtin = cards.halora_card({**HALORA_RESULTS, "base_model": "smollm2-135m-instruct"}, "me/a")
+    given = cards.halora_card(HALORA_RESULTS, "me/a", base_model="me/llama", license="mit")
+    assert [ModelCard(str(c)).data.license for c in (hub_base, builtin, given)] == [None, "apache-2.0", "mit"]
+    assert ModelCard(str(cards.grant_card({"eval_mae": 0.3}, "me/g"))).data.license is None
+    assert ModelCard(str(cards.splat_card({"eval_psnr": 25.0}, "me/s", license="cc-by-4.0"))).data.license == "cc-by-4.0"
+    assert DatasetCard(str(cards.scene_card("me/scene", {}))).data.license is None
+    assert DatasetCard(str(cards.scene_card("me/scene", {}, license="cc0-1.0"))).data.license == "cc0-1.0"
+
+
+def test_adapter_card_from_a_given_config_when_none_is_saved(tmp_path):
+    config = {"peft_type": "HALORA", "task_type": "SEQ_CLS", "base_model_name_or_path": "FacebookAI/roberta-base"}
+    card = push.build_card("halora_adapter", tmp_path, "me/a", HALORA_RESULTS, adapter_config=config,
+                           base_model="me/roberta-tuned", license="mit")
+    data = ModelCard(str(card)).data
+    assert (data.base_model, data.pipeline_tag, data.license) == ("me/roberta-tuned", "text-classification", "mit")
+    assert "base_model:adapter:me/roberta-tuned" in data.tags and "roberta-base" not in str(card)
+    with pytest.raises(FileNotFoundError, match="adapter_config.json is missing and no adapter config was given"):
+        push.build_card("halora_adapter", tmp_path, "me/a", HALORA_RESULTS)
+
+
+@pytest.mark.parametrize(("hub_mixin", "lines"), [
+    (False, ["from huggingface_hub import hf_hub_download; from safetensors.torch import load_model",
+             "model = MyGIN(...)  # built as for training",
+             'load_model(model, hf_hub_download("me/gin", "model.safetensors"))']),
+    (True, ['model = MyGIN.from_pretrained("me/gin")']),
+])
+def test_grant_card_of_a_users_own_model_loads_it_with_their_class(hub_mixin, lines):
+    card = cards.grant_card({"eval_mae": 0.3}, "me/gin", model_class="MyGIN", hub_mixin=hub_mixin)
+    assert _loading_lines(card) == lines
+    assert "GrantGCN" not in card.text and "`MyGIN` is not part of hf-eff" in card.text

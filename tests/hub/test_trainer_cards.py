@@ -1,0 +1,122 @@
+"""`HubCardTrainerMixin.create_model_card`: the card of a user's own run, before or after `save_model`,
+whose loading lines load what the trainer trained."""
+
+import huggingface_hub
+import pytest
+import torch
+from datasets import Dataset
+from huggingface_hub import ModelCard
+from torch import nn
+
+import hf_eff  # noqa: F401  (registers the HALORA peft_type)
+
+
+def _loading_code(readme) -> str:
+    return ModelCard.load(readme).text.split("```python\n")[1].split("```")[0]
+
+
+@pytest.fixture
+def seq_cls_run(tmp_path):
+    """A SEQ_CLS HaLoRA adapter on a tiny local RoBERTa, trained two steps by HaLoRATrainer."""
+    from peft import get_peft_model
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from hf_eff.halora import HaLoRAConfig, HaLoRATrainer, HaLoRATrainingArguments
+
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, num_labels=3, max_position_embeddings=32)
+    base_dir = tmp_path / "tiny-roberta"
+    RobertaForSequenceClassification(config).save_pretrained(base_dir)
+    model = get_peft_model(RobertaForSequenceClassification.from_pretrained(base_dir),
+                           HaLoRAConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"]))
+    data = Dataset.from_dict({"input_ids": [[0, 5 + i % 7, 9, 2] for i in range(8)], "labels": [i % 3 for i in range(8)]})
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=2,
+                                   report_to=[], eval_sigmas=[0, 0.02], eval_noise_seeds=1, use_cpu=True,
+                                   save_strategy="no")
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=data, eval_dataset=data,
+                            compute_metrics=lambda p: {"f1": 0.5})
+    trainer.train()
+    trainer.evaluate()
+    return trainer, base_dir, tmp_path / "out"
+
+
+def test_adapter_card_before_save_model_then_its_lines_load_the_classifier(seq_cls_run):
+    from peft import PeftModelForSequenceClassification
+    from transformers import RobertaForSequenceClassification
+
+    trainer, base_dir, out = seq_cls_run
+    assert not (out / "adapter_config.json").exists()
+    trainer.create_model_card(dataset="user/sentiment")  # as TRL's trainers do at each checkpoint, before saving
+    data = ModelCard.load(out / "README.md").data
+    assert data.pipeline_tag == "text-classification" and data.datasets == ["user/sentiment"]
+    assert {(r.task_type, r.dataset_name) for r in data.eval_results} == {("text-classification", "user/sentiment")}
+    assert {r.metric_type for r in data.eval_results} == {"f1", "loss"}
+
+    trainer.save_model()
+    trainer.create_model_card(dataset="user/sentiment")
+    code = _loading_code(out / "README.md")
+    assert "AutoModelForSequenceClassification" in code and "load_base_model" not in code
+    # The lines as a user runs them, with this machine's copies of the base and the adapter repo.
+    namespace: dict = {}
+    exec(code.replace('"/path/to/tiny-roberta"', f'"{base_dir}"').replace('"out"', f'"{out}"'), namespace)
+    loaded = namespace["model"].eval()
+    assert isinstance(loaded, PeftModelForSequenceClassification)
+    assert isinstance(loaded.get_base_model(), RobertaForSequenceClassification)
+    trained = trainer.model.eval()
+    inputs = torch.tensor([[0, 7, 9, 2]])
+    torch.testing.assert_close(loaded(input_ids=inputs).logits, trained(input_ids=inputs).logits)
+
+
+def test_finetuned_from_and_license_reach_the_metadata_tags_and_text(seq_cls_run):
+    trainer, _, out = seq_cls_run
+    trainer.create_model_card(finetuned_from="FacebookAI/roberta-base", license="mit", tags="sentiment")
+    card = ModelCard.load(out / "README.md")
+    assert (card.data.base_model, card.data.license) == ("FacebookAI/roberta-base", "mit")
+    assert {"base_model:adapter:FacebookAI/roberta-base", "sentiment", "halora"} <= set(card.data.tags)
+    assert "for [`FacebookAI/roberta-base`]" in card.text and "tiny-roberta" not in card.text
+    assert 'AutoModelForSequenceClassification.from_pretrained("FacebookAI/roberta-base")' in card.text
+    trainer.create_model_card()
+    assert ModelCard.load(out / "README.md").data.license is None  # a local base: no license known
+
+
+class MyGIN(nn.Module):
+    """A user's own graph model: a plain nn.Module, saved as model.safetensors only."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        from torch_geometric.nn import GINConv
+
+        self.conv = GINConv(nn.Linear(channels, 8))
+        self.out = nn.Linear(8, 1)
+
+    def forward(self, x, edge_index, batch):
+        from torch_geometric.nn import global_add_pool
+
+        return self.out(global_add_pool(self.conv(x, edge_index), batch))
+
+
+def test_grant_card_of_a_users_model_loads_its_weights_into_their_class(tmp_path, monkeypatch):
+    from hf_eff.grant import GraNTTrainer, GraNTTrainingArguments
+
+    torch.manual_seed(0)
+    channels = 5
+    graphs = Dataset.from_list([{"x": torch.randn(4, channels).tolist(), "edge_index": [[0, 1, 2], [1, 2, 3]],
+                                 "y": [float(i % 3)], "num_nodes": 4} for i in range(12)])
+    out = tmp_path / "gin"
+    args = GraNTTrainingArguments(output_dir=str(out), task="graph_regression", num_train_epochs=1, report_to=[],
+                                  per_device_train_batch_size=4, use_cpu=True, save_strategy="no")
+    trainer = GraNTTrainer(model=MyGIN(channels), args=args, train_dataset=graphs, eval_dataset=graphs)
+    trainer.train()
+    trainer.evaluate()
+    trainer.create_model_card(dataset="me/my-graphs")  # before save_model: nothing read from the folder
+    trainer.save_model()
+    card = ModelCard.load(out / "README.md")
+    assert {r.dataset_name for r in card.data.eval_results} == {"me/my-graphs"}
+    code = _loading_code(out / "README.md")
+    assert "GrantGCN" not in code
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename: str(out / filename))
+    namespace = {"MyGIN": MyGIN}
+    exec(code.replace("MyGIN(...)", f"MyGIN({channels})"), namespace)
+    for loaded, trained in zip(namespace["model"].state_dict().values(), trainer.model.state_dict().values()):
+        torch.testing.assert_close(loaded, trained)
