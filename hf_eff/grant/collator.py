@@ -292,16 +292,29 @@ def arrow_batches(dataset, collate_fn):
     return ArrowBatches(dataset)
 
 
-def takes_edge_attr(model: torch.nn.Module) -> bool:
-    """Whether the model's forward has an `edge_attr` parameter (e.g. one built on GINEConv)."""
-    return "edge_attr" in inspect.signature(model.forward).parameters
+def forward_inputs(model: torch.nn.Module, task: str) -> tuple[str, ...]:
+    """The collated fields the model's forward is called with: x, edge_index, batch (optional for
+    node-level models) and edge_attr (when the forward names it, e.g. a model built on GINEConv;
+    a forward with **kwargs gets all four). Raises a TypeError naming the contract when the
+    forward cannot take them, e.g. PyG's habit `forward(self, data)`, instead of failing at the
+    first training step."""
+    parameters = inspect.signature(model.forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return ("x", "edge_index", "batch", "edge_attr")
+    needed = ("x", "edge_index", "batch") if GraphTask(task).level == "graph" else ("x", "edge_index")
+    missing = [name for name in needed if name not in parameters]
+    if missing:
+        raise TypeError(
+            f"{type(model).__name__}.forward{inspect.signature(model.forward)} does not take {missing}: GraNT calls "
+            "model(x=..., edge_index=..., batch=...) with the batch's node features, edges and graph id per node "
+            "(and edge_attr when the forward names it); a forward(self, data) model needs a wrapper whose forward "
+            "takes these keywords"
+        )
+    return tuple(name for name in ("x", "edge_index", "batch", "edge_attr") if name in parameters)
 
 
-def model_inputs(features: dict[str, torch.Tensor], edge_attr: bool) -> dict[str, torch.Tensor]:
-    """The forward's keyword arguments from a collated batch: x, edge_index, batch, and edge_attr
-    when the model takes it (`takes_edge_attr`) and the batch has it. Training, evaluation and
-    the teacher's scoring all call the model with these, so they score the function trained."""
-    inputs = {"x": features["x"], "edge_index": features["edge_index"], "batch": features["batch"]}
-    if edge_attr and "edge_attr" in features:
-        inputs["edge_attr"] = features["edge_attr"]
-    return inputs
+def model_inputs(features: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The forward's keyword arguments from a collated batch: the fields `forward_inputs` names
+    that the batch has (edge_attr only when the data has it). Training, evaluation and the
+    teacher's scoring all call the model with these, so they score the function trained."""
+    return {name: features[name] for name in names if name in features}

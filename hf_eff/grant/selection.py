@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torch_geometric.utils import scatter
 
-from hf_eff.grant.collator import arrow_batches, model_inputs, takes_edge_attr
+from hf_eff.grant.collator import arrow_batches, forward_inputs, model_inputs
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.tasks import GraphTask, output_error
 
@@ -61,14 +61,14 @@ def score_batches(
 ) -> torch.Tensor:
     """Per-graph scores of `scoring_batches` output, with the model in eval mode (no dropout,
     BatchNorm running statistics), called with the inputs training gives it (`model_inputs`)."""
-    edge_attr = takes_edge_attr(model)
+    inputs = forward_inputs(model, task)
     was_training = model.training
     model.eval()
     scores = []
     try:
         for features, num_graphs in batches:
             features = {k: v.to(device) for k, v in features.items()}
-            outputs = model(**model_inputs(features, edge_attr))
+            outputs = model(**model_inputs(features, inputs))
             scores.append(graph_scores(
                 task, outputs, features["labels"], features["batch"], num_graphs, node_normalization
             ).float().cpu())

@@ -27,7 +27,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_eff.grant.collator import GraphCollator, arrow_batches, model_inputs, takes_edge_attr
+from hf_eff.grant.collator import GraphCollator, arrow_batches, forward_inputs, model_inputs
 from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import check_graph_dataset
 from hf_eff.grant.metrics import metrics_for
@@ -96,7 +96,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             compute_metrics=compute_metrics or metrics_for(self.task),
             **kwargs,
         )
-        self._forward_takes_edge_attr = takes_edge_attr(self.model)
+        self._forward_inputs = forward_inputs(self.model, self.task)
         self._sampler = TeachingBatchSampler(args.seed)
         self._plan = None
         self._scoring_batches = None
@@ -105,7 +105,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     # --- loss and evaluation -------------------------------------------------------------
     def _forward(self, model, inputs):
-        return model(**model_inputs(inputs, self._forward_takes_edge_attr))
+        return model(**model_inputs(inputs, self._forward_inputs))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = self._forward(model, inputs)

@@ -188,6 +188,40 @@ def test_bad_input_errors(tmp_path, make_graphs):
         GraNTTrainer(model=GrantGCN(6, 1, level="node"), args=_args(tmp_path, "graph_regression", num_train_epochs=1), train_dataset=train).train()
 
 
+class _DataForward(torch.nn.Module):  # PyG's habit: forward(self, data)
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 1)
+
+    def forward(self, data):
+        return self.linear(data.x)
+
+
+class _NodeModelWithoutBatch(torch.nn.Module):  # a node-level forward(x, edge_index), as in PyG's tutorials
+    def __init__(self):
+        super().__init__()
+        self.gcn = GCN(in_channels=6, hidden_channels=8, num_layers=2, out_channels=1)
+
+    def forward(self, x, edge_index):
+        return self.gcn(x, edge_index)
+
+
+def test_a_forward_that_cannot_take_the_batch_is_refused_at_construction(tmp_path, make_graphs):
+    train = make_graphs(8, "graph_regression")
+    with pytest.raises(TypeError, match=r"_DataForward.forward\(data\) does not take \['x', 'edge_index', 'batch'\]"):
+        GraNTTrainer(model=_DataForward(), args=_args(tmp_path, "graph_regression"), train_dataset=train)
+    with pytest.raises(TypeError, match=r"does not take \['batch'\]"):  # a graph-level task needs the graph ids
+        GraNTTrainer(model=_NodeModelWithoutBatch(), args=_args(tmp_path, "graph_regression"), train_dataset=train)
+
+
+def test_a_node_model_without_a_batch_parameter_trains(tmp_path, make_graphs):
+    train = make_graphs(16, "node_regression", seed=5)
+    trainer = GraNTTrainer(model=_NodeModelWithoutBatch(), args=_args(tmp_path, "node_regression", num_train_epochs=2),
+                           train_dataset=train, eval_dataset=train)
+    assert trainer.train().metrics["grant_reselections"] == 1
+    assert math.isfinite(trainer.evaluate()["eval_mae"])
+
+
 def test_saved_arguments_leave_the_hub_token_out(tmp_path, make_graphs):
     train = make_graphs(8, "graph_regression")
     args = _args(tmp_path, "graph_regression", num_train_epochs=1, hub_token="hf_do_not_save_me")
