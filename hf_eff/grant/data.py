@@ -100,17 +100,34 @@ def _package_data_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def atom_features(categorical: torch.Tensor) -> torch.Tensor:
-    """One-hot encodes the 9 categorical atom columns of `from_smiles` (71 floats per atom)."""
+@functools.cache
+def _atom_layout() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(element slot of each atomic number, with every number from max(_ELEMENTS) + 1 up in the
+    last slot; each column's first position in the 71 features; each column's size)."""
     from torch_geometric.utils.smiles import x_map
 
-    element_slot = torch.full((categorical.size(0),), len(_ELEMENTS), dtype=torch.long)
-    for slot, atomic_num in enumerate(_ELEMENTS):
-        element_slot[categorical[:, 0] == atomic_num] = slot
-    parts = [torch.nn.functional.one_hot(element_slot, len(_ELEMENTS) + 1)]
-    for column, values in enumerate(list(x_map.values())[1:], start=1):
-        parts.append(torch.nn.functional.one_hot(categorical[:, column], len(values)))
-    return torch.cat(parts, dim=1).float()
+    slots = torch.full((max(_ELEMENTS) + 2,), len(_ELEMENTS), dtype=torch.long)
+    slots[list(_ELEMENTS)] = torch.arange(len(_ELEMENTS))
+    sizes = torch.tensor([len(_ELEMENTS) + 1] + [len(values) for values in list(x_map.values())[1:]])
+    return slots, torch.cumsum(sizes, 0) - sizes, sizes
+
+
+def atom_features(categorical: torch.Tensor) -> torch.Tensor:
+    """One-hot encodes the 9 categorical atom columns of `from_smiles` (71 floats per atom)."""
+    slots, offsets, sizes = _atom_layout()
+    categories = categorical.clone()
+    categories[:, 0] = slots[categorical[:, 0].clamp(0, len(slots) - 1)]
+    bad = (categories < 0) | (categories >= sizes)
+    if bad.any():
+        from torch_geometric.utils.smiles import x_map
+
+        atom, column = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"atom {atom}: column {column} ({list(x_map)[column]}) holds {int(categorical[atom, column])}, "
+            f"outside 0..{int(sizes[column]) - 1}; atom_features takes the 9 columns of from_smiles' x"
+        )
+    # one scatter of the 9 ones per atom instead of 9 one_hot calls and a concatenation
+    return torch.zeros(len(categories), int(sizes.sum())).scatter_(1, categories + offsets, 1.0)
 
 
 def graphs_from_smiles(

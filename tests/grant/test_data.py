@@ -32,6 +32,25 @@ def test_smiles_become_one_hot_atom_graphs():
     assert dataset[1]["edge_index"] == [[], []]
 
 
+def test_atom_features_are_one_one_hot_block_per_column():
+    from torch_geometric.utils.smiles import x_map
+
+    sizes = [len(values) for values in x_map.values()]
+    generator = torch.Generator().manual_seed(0)
+    categorical = torch.stack([torch.randint(0, n, (500,), generator=generator) for n in sizes], dim=1)
+    categorical[:12, 0] = torch.tensor([1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53])  # every listed element
+    element = torch.full((500,), 12)  # other elements share the last slot
+    for slot, atomic_num in enumerate((1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53)):
+        element[categorical[:, 0] == atomic_num] = slot
+    blocks = [torch.nn.functional.one_hot(element, 13)]
+    blocks += [torch.nn.functional.one_hot(categorical[:, c], n) for c, n in enumerate(sizes) if c]
+    features = atom_features(categorical)
+    assert features.dtype == torch.float32 and torch.equal(features, torch.cat(blocks, dim=1).float())
+    assert atom_features(categorical[:0]).shape == (0, 71)
+    with pytest.raises(ValueError, match=r"atom 1: column 5 \(num_radical_electrons\) holds 99, outside 0..4"):
+        atom_features(torch.tensor([[6, 0, 0, 0, 0, 0, 0, 0, 0], [6, 0, 0, 0, 0, 99, 0, 0, 0]]))
+
+
 def test_unparsable_smiles_names_the_row():
     with pytest.raises(ValueError, match="row 1"):
         graphs_from_smiles(["CCO", "not a molecule"], [[1.0], [2.0]])
