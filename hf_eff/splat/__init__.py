@@ -13,6 +13,7 @@ _LAZY_EXPORTS = {
     "Scene": "hf_eff.splat.scene",
     "load_scene": "hf_eff.splat.scene",
     "scene_views_to_tensors": "hf_eff.splat.scene",
+    "images_to_float": "hf_eff.splat.scene",
     "scene_from_colmap": "hf_eff.splat.converters",
     "write_colmap": "hf_eff.splat.converters",
     "scene_from_nerf_synthetic": "hf_eff.splat.converters",
