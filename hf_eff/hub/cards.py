@@ -39,6 +39,7 @@ from peft import (
 from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL
+from hf_eff.halora.tasks import HUB_TASKS
 
 # Every card, adapters included, says `library_name: hf-eff`. A HALORA adapter does not load with PEFT
 # alone (importing hf_eff registers the HALORA peft_type), so `peft` would make the Hub show a PEFT
@@ -150,15 +151,16 @@ def _local_name(path: str) -> str:
     return Path(path.rstrip("/\\")).name or path
 
 
-def _datasets(results: dict, builtin_type: str, dataset=None,
-              builtin: re.Pattern | None = None) -> tuple[list[str] | None, list[tuple[str, str]]]:
-    """(card `datasets` list, [(model-index dataset name, type)]) of the data a run was evaluated on:
+def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Pattern | None = None,
+              hub_tasks: dict | None = None) -> tuple[list[str] | None, list[dict]]:
+    """(card `datasets` list, [model-index dataset fields]) of the data a run was evaluated on:
     ``dataset`` (one name or several, as a caller gave them) or else the results' ``dataset_name`` /
     ``dataset`` (the examples'). Only a Hub id goes into the `datasets` metadata and is its own type; a
     local file or folder is shown by its name only (type ``local``), so that a card never publishes a
     path of the machine it was trained on. A bare name (no owner) in the results is an example's built-in
-    data (type ``builtin_type``), as is a name ``builtin`` matches; a bare name a caller gave is a Hub id,
-    as transformers' cards read it."""
+    data (type ``builtin_type``), as is a name ``builtin`` matches, unless ``hub_tasks`` ({name: (Hub id,
+    config)}) says which Hub dataset it is read from; a bare name a caller gave is a Hub id, as
+    transformers' cards read it."""
     given = dataset is not None
     names = dataset if given else (results.get("dataset_name") or results.get("dataset"))
     names = [names] if isinstance(names, str) else list(names or [])
@@ -166,16 +168,20 @@ def _datasets(results: dict, builtin_type: str, dataset=None,
     for name in names:
         if not isinstance(name, str) or not name:
             continue
-        if builtin is not None and builtin.fullmatch(name):
-            entries.append((name, builtin_type))
+        if not given and name in (hub_tasks or {}):
+            hub_id, config = hub_tasks[name]
+            hub_ids.append(hub_id)
+            entries.append(dict(dataset_name=name, dataset_type=hub_id, dataset_config=config))
+        elif builtin is not None and builtin.fullmatch(name):
+            entries.append(dict(dataset_name=name, dataset_type=builtin_type))
         elif not _is_hub_id(name):
-            entries.append((f"local data ({_local_name(name)})", "local"))
+            entries.append(dict(dataset_name=f"local data ({_local_name(name)})", dataset_type="local"))
         elif "/" in name or given:
             hub_ids.append(name)
-            entries.append((name, name))
+            entries.append(dict(dataset_name=name, dataset_type=name))
         else:
-            entries.append((name, builtin_type))
-    return hub_ids or None, entries
+            entries.append(dict(dataset_name=name, dataset_type=builtin_type))
+    return list(dict.fromkeys(hub_ids)) or None, entries
 
 
 def _base_model(name) -> tuple[str | None, str | None, str | None]:
@@ -223,11 +229,11 @@ def regulariser_description(reg_weight: float | None, reg_norm: str | None) -> s
     return f"a {reg_norm or 'spectral'}-norm regulariser (mu = {reg_weight:g}) on the adapter"
 
 
-# The Hub pipeline tag of each PEFT task type (transformers' card names the same tasks).
+# The Hub pipeline tag of each PEFT task type. SEQ_2_SEQ_LM has none: transformers 5 removed the
+# text2text-generation pipeline, and which tag the Hub now gives an encoder-decoder depends on the model.
 PIPELINE_TAGS = {
-    "CAUSAL_LM": "text-generation", "SEQ_2_SEQ_LM": "text2text-generation", "SEQ_CLS": "text-classification",
-    "TOKEN_CLS": "token-classification", "QUESTION_ANS": "question-answering",
-    "FEATURE_EXTRACTION": "feature-extraction",
+    "CAUSAL_LM": "text-generation", "SEQ_CLS": "text-classification", "TOKEN_CLS": "token-classification",
+    "QUESTION_ANS": "question-answering", "FEATURE_EXTRACTION": "feature-extraction",
 }
 _AUTO_PEFT_CLASSES = (AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
                       AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
@@ -261,10 +267,9 @@ def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _eval_results(task_type: str, datasets: list[tuple[str, str]], metrics: list[dict]) -> list[EvalResult] | None:
+def _eval_results(task_type: str, datasets: list[dict], metrics: list[dict]) -> list[EvalResult] | None:
     """One model-index entry per (dataset, metric); none without a dataset."""
-    return [EvalResult(task_type=task_type, dataset_name=name, dataset_type=kind, **metric)
-            for name, kind in datasets for metric in metrics] or None
+    return [EvalResult(task_type=task_type, **dataset, **metric) for dataset in datasets for metric in metrics] or None
 
 
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
@@ -289,7 +294,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     auto_class = base_model_class(task_type, auto_mapping)
     pipeline_tag = PIPELINE_TAGS.get(task_type)
     eval_task = "multiple-choice" if "eval_questions" in results else (pipeline_tag or "other")
-    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
+    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
+                                        hub_tasks={name: (task[0], task[1]) for name, task in HUB_TASKS.items()})
     table, metrics, rows = noise_table(results), [], []
     sigmas = sorted({s for cells in table.values() for s in cells})
     for sigma in sigmas:
