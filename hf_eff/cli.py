@@ -77,7 +77,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from hf_eff.hub.push import push_output_dir
 
     try:
-        url = push_output_dir(Path(args.output_dir), args.repo_id, private=args.private, token=args.token)
+        url = push_output_dir(Path(args.output_dir), args.repo_id, private=args.private, token=args.token,
+                              license=args.license)
     except HfHubHTTPError as error:  # the Hub refused (a bad token, no access): exit 1, on one line
         print(f"{args.parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("output_dir")
     push.add_argument("repo_id")
     push.add_argument("--private", action="store_true")
+    push.add_argument("--license", default=None,
+                      help="the card's license (a Hub license id, e.g. apache-2.0); without it only an adapter of the "
+                      "built-in SmolLM2 base states one")
     push.add_argument("--token", default=None, help="defaults to HF_TOKEN or the stored login")
     push.set_defaults(func=cmd_push, parser=push)
     return parser

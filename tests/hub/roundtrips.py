@@ -423,9 +423,9 @@ def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool =
         out = Path(output_dir) / kind
         model = _write_run_folder(out, kind)
         argv = ["push", str(out), repo_id] + (["--private"] if private else [])
-        if kind == "grant":  # --token instead of HF_TOKEN
+        if kind == "grant":  # --token instead of HF_TOKEN, and a license
             token = os.environ.pop("HF_TOKEN")
-            exit_code = cli_main(argv + ["--token", token])
+            exit_code = cli_main(argv + ["--token", token, "--license", "mit"])
             os.environ["HF_TOKEN"] = token
         else:
             exit_code = cli_main(argv)

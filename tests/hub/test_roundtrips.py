@@ -158,6 +158,8 @@ def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_h
         else:
             assert observed["card_data"]["library_name"] == "hf-eff"
             assert observed["card_data"]["model-index"], kind
+        # a license only when given (these bases are not the built-in SmolLM2)
+        assert observed["card_data"].get("license") == ("mit" if kind == "grant" else None), kind
         _assert_safe_reads(result, observed["opened"])
         # --private: the repo refuses anonymous and foreign requests.
         repo_type = "dataset" if kind == "scene" else "model"
