@@ -207,7 +207,8 @@ def graphs_from_pyg(
             )
         if graph.y is None:
             raise ValueError(f"{where}: the graph has no labels (y is None); {task} needs y")
-        x = torch.as_tensor(node_features(graph.x) if node_features is not None else graph.x).detach().cpu()
+        x = torch.as_tensor(graph.x).detach().cpu()
+        x = torch.as_tensor(node_features(x)) if node_features is not None else x
         if x.dim() != 2:
             raise ValueError(f"{where}: x has shape {tuple(x.shape)}, expected [num_nodes, features]")
         y = torch.as_tensor(graph.y).detach().cpu()
