@@ -24,6 +24,8 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from huggingface_hub import constants as hub_constants
 
@@ -538,8 +540,8 @@ def encode_class_labels(graphs: datasets.Dataset | datasets.DatasetDict):
 
 
 # Rows that check_graph_dataset reads into memory at once (Arrow columns and their flat numpy
-# values): memory stays bounded on large sets, e.g. a few MB per chunk of QM9 molecules and
-# ~100 MB of 150-node graphon graphs with 40 features.
+# values): memory stays bounded on large sets, e.g. ~10 MB of Arrow buffers per chunk of QM9
+# molecules and ~100 MB of 150-node graphon graphs with 40 features.
 CHECK_CHUNK_ROWS = 4096
 
 
@@ -573,9 +575,6 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
 def _nested_numbers(column, depth: int) -> tuple[list[np.ndarray], np.ndarray] | None:
     """The list lengths at each of `depth` levels and the flat values of a column of nested lists
     of numbers, or None when the column has another type or any null."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     array = column.combine_chunks()
     lengths = []
     for _ in range(depth):
@@ -601,8 +600,6 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
     """(True, graph_targets after these rows) when every row of this Arrow table passes the checks
     of `_check_rows`; (False, None) when a row fails or the layout is not one handled here: the
     row loop then decides. Never passes a row that the row loop refuses."""
-    import pyarrow as pa
-
     fail = False, None
     nodes = table.column("num_nodes")
     if not pa.types.is_integer(nodes.type) or nodes.null_count:
