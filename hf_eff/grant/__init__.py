@@ -3,6 +3,7 @@
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import (
+    atom_features,
     check_graph_dataset,
     class_names,
     encode_class_labels,
@@ -41,6 +42,7 @@ __all__ = [
     "GraphTask",
     "TASKS",
     "ValidationCurveCallback",
+    "atom_features",
     "check_graph_dataset",
     "class_names",
     "encode_class_labels",

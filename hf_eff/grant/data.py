@@ -32,6 +32,13 @@ from huggingface_hub import constants as hub_constants
 from hf_eff.grant.tasks import GraphTask
 
 REQUIRED_COLUMNS = ("x", "edge_index", "y", "num_nodes")
+# Transductive node splits (PyG's Planetoid layout): the trainer and metrics use every node of every
+# graph, so such masks would be ignored silently and test nodes trained on.
+SPLIT_MASKS = ("train_mask", "val_mask", "valid_mask", "test_mask")
+_SPLIT_MASK_ADVICE = (
+    "hf-eff trains and evaluates on every node of every graph (GraNT selects among many graphs), so a "
+    "split of one graph's nodes would be ignored; split the graphs into train / validation / test datasets"
+)
 
 # Elements of organic molecules; anything else shares the last one-hot slot.
 _ELEMENTS = (1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53)
@@ -186,7 +193,7 @@ def graphs_from_pyg(
       Class ids must be whole numbers (float y is accepted if it holds only those).
     - edge_attr, when the graphs have it, as [num_edges, d] (PyG's 1-D edge weights become
       d = 1), int64 if the first graph's is integer, else float32.
-    Other attributes (pos, smiles, ...) are not kept.
+    Other attributes (pos, smiles, ...) are not kept; node split masks (`SPLIT_MASKS`) are refused.
 
     A graph without node features (x None) or labels (y None), or with edge_attr where the first
     graph has none (or the reverse), raises an error naming its position in `data_list`. The
@@ -209,6 +216,9 @@ def graphs_from_pyg(
             )
         if graph.y is None:
             raise ValueError(f"{where}: the graph has no labels (y is None); {task} needs y")
+        masks = [name for name in SPLIT_MASKS if getattr(graph, name, None) is not None]
+        if masks:
+            raise ValueError(f"{where}: the graph has {masks}; {_SPLIT_MASK_ADVICE}")
         x = torch.as_tensor(graph.x).detach().cpu()
         x = torch.as_tensor(node_features(x)) if node_features is not None else x
         if x.dim() != 2:
@@ -548,8 +558,8 @@ CHECK_CHUNK_ROWS = 4096
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:
     """Raises a clear error for a missing column, an edge_index that does not fit its graph,
     node features of the wrong length, y of the wrong length for the task (graph-level: one
-    class id or a fixed number of targets per graph; node-level: one label per node), and NaN
-    targets or features.
+    class id or a fixed number of targets per graph; node-level: one label per node), NaN
+    targets or features, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
 
     Checks `CHECK_CHUNK_ROWS` rows at a time over the Arrow columns; a chunk that fails there (or
     has a layout those column-wise checks do not cover, such as string labels) is checked again
@@ -561,6 +571,9 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
             f"{name}: missing column(s) {missing}; a graph dataset needs {list(REQUIRED_COLUMNS)} "
             f"(has {dataset.column_names})"
         )
+    masks = [c for c in SPLIT_MASKS if c in dataset.column_names]
+    if masks:
+        raise ValueError(f"{name}: column(s) {masks}; {_SPLIT_MASK_ADVICE}")
     columns = dataset.with_format("arrow", columns=list(REQUIRED_COLUMNS))  # follows a select's indices
     graph_targets = None
     for start in range(0, len(dataset), CHECK_CHUNK_ROWS):

@@ -429,6 +429,20 @@ def test_pyg_graphs_that_cannot_be_converted_are_named():
         graphs_from_pyg([good, good.clone().update({"edge_index": torch.tensor([[0], [2]])})], "graph_classification")
 
 
+def test_node_split_masks_are_refused_not_ignored(make_graphs):
+    from torch_geometric.data import Data
+
+    # Planetoid's layout: one graph whose nodes are split by masks, which training would ignore
+    planetoid = Data(x=torch.rand(4, 3), edge_index=torch.tensor([[0, 1], [1, 0]]), y=torch.tensor([0, 1, 0, 1]),
+                     train_mask=torch.tensor([True, True, False, False]), test_mask=torch.tensor([False, False, True, True]))
+    with pytest.raises(ValueError, match=r"data_list row 0: the graph has \['train_mask', 'test_mask'\]; .*split the graphs"):
+        graphs_from_pyg([planetoid], "node_classification")
+    graphs = make_graphs(4, "node_classification")
+    graphs = graphs.add_column("train_mask", [[True] * n for n in graphs["num_nodes"]])
+    with pytest.raises(ValueError, match=r"^train: column\(s\) \['train_mask'\]; hf-eff trains and evaluates on every node"):
+        check_graph_dataset(graphs, "node_classification", "train")
+
+
 def test_converted_pyg_graphs_train(tmp_path):
     from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
 
