@@ -17,10 +17,22 @@ TEACHERS = ("grant", "none", "random")
 
 @dataclass
 class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, TrainingArguments):
-    """Defaults follow the public code (r0 = 0.05, 50-stage step ratio, reselection interval
-    growing from 5 to 50 epochs). The training budget is `num_train_epochs`; GraNT derives
-    `max_steps` from the ratio schedule, so `max_steps` must stay unset."""
+    """Defaults follow the paper and its public code (r0 = 0.05, 50-stage step ratio, reselection
+    interval growing from 5 to 50 epochs, AdamW with weight decay 5e-4). The training budget is
+    `num_train_epochs`; GraNT derives `max_steps` from the ratio schedule, so `max_steps` must stay
+    unset.
 
+    Batches are mini-batches of `per_device_train_batch_size` graphs (transformers' default, 8).
+    The public code takes one full-batch step per epoch over the taught subset: set
+    `per_device_train_batch_size` to the training set's size for that regime (as
+    benchmarks/grant_speed.py does by default)."""
+
+    learning_rate: float = field(
+        default=1e-3,
+        metadata={"help": "AdamW learning rate. The paper does not state one; 1e-3 is the recipes' value for a GCN "
+                  "trained from scratch (transformers' default, 5e-5, suits fine-tuning pretrained models)"},
+    )
+    weight_decay: float = field(default=5e-4, metadata={"help": "AdamW weight decay: the paper's 5e-4"})
     task: str | None = field(
         default=None,
         metadata={"help": f"the task kind, one of {TASKS}. examples/grant_train.py also takes the name of a built-in "
