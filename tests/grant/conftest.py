@@ -21,6 +21,10 @@ def random_graphs(num_graphs: int, task: str, feature_dim: int = 6, seed: int = 
             rows["y"].append([float(rows["x"][-1][:, 0].mean())])
         elif task == "graph_classification":
             rows["y"].append(int(rows["x"][-1][:, 0].mean() > 0))
+        elif task == "graph_multilabel":  # 3 binary targets; target 0 always labelled, 1 and 2 missing (NaN) at 40%
+            labels = (rows["x"][-1][:, :3].mean(axis=0) > 0).astype(float)
+            labels[1:][rng.random(2) < 0.4] = float("nan")
+            rows["y"].append(labels.tolist())
         elif task == "node_regression":
             rows["y"].append(rows["x"][-1][:, 0].tolist())
         else:

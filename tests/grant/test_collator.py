@@ -84,6 +84,18 @@ def test_collator_matches_pyg_batching(task, make_graphs):
     assert batch["labels"].dtype == (torch.long if task.endswith("classification") else torch.float32)
 
 
+def test_multilabel_labels_are_float_graphs_by_targets_with_nan_kept(make_graphs):
+    dataset = make_graphs(9, "graph_multilabel", seed=2)
+    expected = torch.tensor(dataset["y"], dtype=torch.float32)
+    assert expected.isnan().any()
+    collator = GraphCollator("graph_multilabel")
+    view = arrow_batches(dataset, collator)
+    assert isinstance(view, ArrowBatches)
+    for batch in (collator(list(dataset)), collator(view.__getitems__(list(range(9))))):
+        assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (9, 3)
+        torch.testing.assert_close(batch["labels"], expected, equal_nan=True)
+
+
 def test_collator_keeps_categorical_edge_attr_ids():
     dataset = graphs_from_smiles(["C", "CCO"], [[0.0], [1.0]])  # methane first: an empty edge_attr
     batch = GraphCollator("graph_regression")(list(dataset))

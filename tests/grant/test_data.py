@@ -183,6 +183,25 @@ def test_nan_target_is_reported():
         check_graph_dataset(_graph(y=[float("nan")]), "graph_regression", "train_dataset")
 
 
+def test_multilabel_takes_nan_as_unlabelled_and_refuses_other_labels(make_graphs, monkeypatch):
+    nan = float("nan")
+    dataset = make_graphs(40, "graph_multilabel")
+    assert np.isnan(np.array(dataset["y"], dtype=float)).any()
+    assert check_graph_dataset(dataset, "graph_multilabel") is None
+    assert _row_loop_error(dataset, "graph_multilabel", "train", monkeypatch) is None  # the row loop accepts it too
+    check_graph_dataset(_graph(y=[nan, nan]), "graph_multilabel")  # a graph without any label is allowed
+    for kind in ("regression", "classification"):
+        with pytest.raises(ValueError, match=r"y contains NaN.*task 'graph_multilabel' takes NaN as unlabelled"):
+            check_graph_dataset(_graph(y=[nan] if kind == "regression" else nan), f"graph_{kind}")
+    with pytest.raises(ValueError, match=r"row 0: graph_multilabel needs 0/1 labels \(NaN where unlabelled\) in y, got \[2.0\]"):
+        check_graph_dataset(_graph(y=[1.0, nan, 2.0]), "graph_multilabel")
+    with pytest.raises(ValueError, match="x contains NaN"):
+        check_graph_dataset(_graph(x=[[nan], [0.0]], y=[1.0, nan]), "graph_multilabel")
+    with pytest.raises(ValueError, match=r"graph_multilabel needs the same number of targets .* got 3 y values \(num_nodes=2\)$"):
+        check_graph_dataset(datasets.Dataset.from_list([dict(_graph(y=[1.0, 0.0])[0]), dict(_graph(y=[1.0, 0.0, 1.0])[0])]),
+                            "graph_multilabel")
+
+
 def test_node_labels_must_cover_every_node():
     with pytest.raises(ValueError, match="one label per node"):
         check_graph_dataset(_graph(y=[1.0]), "node_regression")
@@ -278,7 +297,7 @@ def _row_loop_error(dataset, task, name, monkeypatch):
     return None
 
 
-TASKS = ("graph_regression", "graph_classification", "node_regression", "node_classification")
+TASKS = ("graph_regression", "graph_classification", "graph_multilabel", "node_regression", "node_classification")
 
 
 @pytest.mark.parametrize("edge_attr", [False, True], ids=["no edge_attr", "edge_attr"])
@@ -295,7 +314,8 @@ def test_column_checks_pass_valid_sets_without_the_row_loop(make_graphs, monkeyp
 @pytest.mark.parametrize(
     ("task", "kind"),
     [(task, kind) for task in TASKS for kind in ("edge", "x rows", "x nan", "y nan", "y size", "class id")
-     if not (kind == "class id" and task.endswith("regression") or kind == "y size" and task == "graph_classification")],
+     if not (kind == "class id" and task.endswith("regression") or kind == "y size" and task == "graph_classification"
+             or kind == "y nan" and task == "graph_multilabel")],  # NaN is graph_multilabel's "unlabelled"
 )
 def test_a_bad_last_row_of_a_large_set_is_named_as_by_the_row_loop(make_graphs, monkeypatch, task, kind):
     good = make_graphs(1999, task, min_nodes=2, max_nodes=5)
@@ -381,6 +401,26 @@ def test_pyg_regression_lists_keep_their_targets():
     scalar = graphs_from_pyg([Data(x=torch.rand(2, 1), edge_index=edges, y=torch.tensor([1.0, 2.0]))], "node_regression")
     assert scalar.features["y"] == datasets.List(datasets.Value("float32")) and scalar["y"] == [[1.0, 2.0]]
     check_graph_dataset(per_node, "node_regression")
+
+
+def test_pyg_molecules_with_missing_labels_convert_for_multilabel():
+    from torch_geometric.utils import from_smiles
+
+    nan = float("nan")
+    labels = [[1.0, nan, 0.0], [nan, nan, nan], [0.0, 1.0, nan]]
+    molecules = []
+    for smiles, y in zip(["CCO", "C", "c1ccccc1"], labels):
+        graph = from_smiles(smiles)
+        graph.y = torch.tensor([y])  # MoleculeNet PCBA's layout: [1, T] float, NaN where not measured
+        molecules.append(graph)
+    converted = graphs_from_pyg(molecules, "graph_multilabel", node_features=atom_features)
+    assert converted.features["y"] == datasets.List(datasets.Value("float32"))
+    np.testing.assert_array_equal(np.array(converted["y"], dtype=float), np.array(labels))
+    with pytest.raises(ValueError, match="data_list row 0: y contains NaN"):
+        graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
+    molecules[2].y = torch.tensor([[0.0, 0.5, nan]])
+    with pytest.raises(ValueError, match=r"data_list row 2: graph_multilabel needs 0/1 labels"):
+        graphs_from_pyg(molecules, "graph_multilabel", node_features=atom_features)
 
 
 def test_pyg_molecules_get_the_smiles_builders_features():

@@ -1,10 +1,13 @@
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+from transformers import EvalPrediction
 
 from hf_eff.grant.metrics import (
     first_reaching,
     graph_task_metrics,
     macro_roc_auc,
+    metrics_for,
     primary_metric,
     relaxed_target,
     time_to_target,
@@ -69,6 +72,42 @@ def test_classification_accuracy_and_auc():
 def test_macro_auc_skips_classes_absent_from_the_labels():
     probabilities = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
     assert macro_roc_auc(np.array([0, 1, 0]), probabilities) == pytest.approx(1.0)
+
+
+def test_multilabel_auc_and_ap_average_the_targets_with_both_classes_among_labelled_rows():
+    nan = float("nan")
+    labels = np.array([
+        [1.0, 0.0, 1.0, nan],
+        [0.0, nan, 1.0, nan],
+        [1.0, 1.0, 1.0, nan],
+        [0.0, 0.0, nan, nan],
+        [1.0, nan, nan, nan],
+        [nan, 1.0, 0.0, nan],  # target 2's only negative: labelled, so target 2 counts
+    ])
+    logits = np.array([
+        [2.0, -1.0, 0.3, 0.0],
+        [-0.5, 5.0, 0.1, 0.0],
+        [0.1, 0.2, 0.7, 0.0],
+        [0.4, 0.9, 9.0, 0.0],
+        [0.3, 5.0, -9.0, 0.0],
+        [7.0, -0.3, 0.5, 0.0],
+    ])
+    metrics = graph_task_metrics("graph_multilabel", logits, labels)
+    aucs, aps = [], []
+    for t in range(3):  # target 3 is never labelled: skipped
+        labelled = ~np.isnan(labels[:, t])
+        aucs.append(roc_auc_score(labels[labelled, t], logits[labelled, t]))
+        aps.append(average_precision_score(labels[labelled, t], logits[labelled, t]))
+    assert metrics == pytest.approx({"roc_auc": np.mean(aucs), "ap": np.mean(aps), "scored_targets": 3})
+    one_class = labels.copy()
+    one_class[5, 2] = nan  # target 2's labelled rows are now all positive: skipped too
+    metrics = graph_task_metrics("graph_multilabel", logits, one_class)
+    assert metrics["scored_targets"] == 2
+    assert metrics["ap"] == pytest.approx(np.mean(aps[:2])) and metrics["roc_auc"] == pytest.approx(np.mean(aucs[:2]))
+    nothing = graph_task_metrics("graph_multilabel", logits, np.full_like(labels, nan))
+    assert np.isnan(nothing["ap"]) and nothing["scored_targets"] == 0
+    assert primary_metric("graph_multilabel") == ("ap", True)
+    assert metrics_for("graph_multilabel")(EvalPrediction(logits, one_class)) == metrics
 
 
 def test_time_to_target():

@@ -96,11 +96,22 @@ def test_graph_scores_for_multi_targets_and_classes():
     assert cls.item() == pytest.approx(math.sqrt(0.5**2 * 2))
 
 
-@pytest.mark.parametrize("task", ["graph_regression", "node_classification"])
+def test_multilabel_scores_normalise_by_the_labelled_count():
+    nan = float("nan")
+    logits = torch.tensor([[0.0, 0.0, 0.0], [0.0, 2.0, -1.0], [1.0, 1.0, 1.0]])
+    labels = torch.tensor([[1.0, nan, 0.0], [nan, 1.0, nan], [nan, nan, nan]])
+    scores = graph_scores("graph_multilabel", logits, labels, None, 3)
+    # graph 0: (0.5 - 1, 0.5 - 0) over 2 labelled targets; graph 1: sigmoid(2) - 1 over 1; graph 2: none labelled
+    expected = [math.sqrt(0.5**2 + 0.5**2) / 2, (1 - 1 / (1 + math.exp(-2.0))) / 1, 0.0]
+    assert scores.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "graph_multilabel", "node_classification"])
 def test_scoring_pass_follows_dataset_order(task, make_graphs):
     dataset = make_graphs(23, task, seed=5)
     collator = GraphCollator(task)
-    model = GrantGCN(6, 1 if task == "graph_regression" else 3, level=task.split("_")[0], hidden_channels=8)
+    outputs = {"graph_regression": 1, "graph_multilabel": 3, "node_classification": 3}[task]
+    model = GrantGCN(6, outputs, level=task.split("_")[0], hidden_channels=8)
     model.eval()
     batched = score_dataset(model, dataset, collator, task, batch_size=5)
     one_by_one = torch.cat([score_dataset(model, dataset, collator, task, indices=[i], batch_size=1) for i in range(23)])

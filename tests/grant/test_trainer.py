@@ -11,7 +11,10 @@ from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.selection import partition_batches, score_dataset
 
-OUTPUTS = {"graph_regression": 1, "graph_classification": 2, "node_regression": 1, "node_classification": 3}
+OUTPUTS = {"graph_regression": 1, "graph_classification": 2, "graph_multilabel": 3, "node_regression": 1,
+           "node_classification": 3}
+PRIMARY = {"graph_regression": "mae", "graph_classification": "roc_auc", "graph_multilabel": "ap",
+           "node_regression": "mae", "node_classification": "roc_auc"}
 
 
 def _args(tmp_path, task, **overrides):
@@ -36,6 +39,7 @@ def test_short_run_on_each_task_kind(tmp_path, make_graphs, task):
     # the learning-rate schedule spans exactly the planned steps: it ends at zero
     planned = sum(p.num_batches for p in trainer._plan)  # one batch per step
     assert output.global_step == trainer.state.max_steps == planned
+    assert math.isfinite(output.training_loss)  # graph_multilabel: NaN labels never reach the loss
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0)
     assert [e["epoch"] for e in trainer.teaching_log] == [0, 2]
     assert [e["subset_size"] for e in trainer.teaching_log][0] == 8 * num_selected(0.25, 5)
@@ -43,16 +47,15 @@ def test_short_run_on_each_task_kind(tmp_path, make_graphs, task):
     assert len(logged) == 2 and {"grant_subset_size", "grant_score_share", "grant_selection_seconds"} <= set(logged[0])
     assert output.metrics["grant_reselections"] == 2
     assert len(curve.curve) == 4 and all(math.isfinite(p["seconds"]) for p in curve.curve)
-    metric = "eval_roc_auc" if task.endswith("classification") else "eval_mae"
-    assert math.isfinite(trainer.evaluate()[metric])
+    assert math.isfinite(trainer.evaluate()[f"eval_{PRIMARY[task]}"])
 
 
-def test_trainer_trains_on_exactly_the_top_scoring_graphs(tmp_path, make_graphs):
+@pytest.mark.parametrize("task", ["graph_regression", "graph_multilabel"])
+def test_trainer_trains_on_exactly_the_top_scoring_graphs(tmp_path, make_graphs, task):
     # learning rate 0 and no BatchNorm: the learner never changes, so the scores at every
     # reselection are those of a fresh unshuffled pass, and the sampler must hold their top-k.
-    task = "graph_regression"
     train = make_graphs(30, task, seed=3)
-    model = GrantGCN(6, 1, hidden_channels=8, batch_norm=False)
+    model = GrantGCN(6, OUTPUTS[task], hidden_channels=8, batch_norm=False)
     args = _args(tmp_path, task, learning_rate=0.0, variant="single", per_device_train_batch_size=30,
                  num_train_epochs=2, start_ratio=0.2, reselect_interval_start=1)
     trainer = GraNTTrainer(model=model, args=args, train_dataset=train)

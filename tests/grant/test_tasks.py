@@ -1,0 +1,51 @@
+import math
+
+import pytest
+import torch
+
+from hf_eff.grant.tasks import TASKS, GraphTask, output_error, task_loss
+
+NAN = float("nan")
+
+
+def test_multilabel_is_a_graph_task_of_its_own():
+    task = GraphTask("graph_multilabel")
+    assert "graph_multilabel" in TASKS
+    assert task.level == "graph" and task.is_multilabel and not task.is_classification
+    assert not GraphTask("graph_classification").is_multilabel
+
+
+def test_multilabel_loss_is_bce_over_the_labelled_entries_only():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], requires_grad=True)
+    labels = torch.tensor([[1.0, NAN, 0.0], [NAN, NAN, 1.0]])
+    loss = task_loss(GraphTask("graph_multilabel"), logits, labels)
+
+    def bce(f, y):  # -[y log sigmoid(f) + (1 - y) log(1 - sigmoid(f))]
+        p = 1 / (1 + math.exp(-f))
+        return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+    expected = (bce(2.0, 1) + bce(0.5, 0) + bce(-2.0, 1)) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert logits.grad[0, 1] == 0 and logits.grad[1, 0] == 0 and logits.grad[1, 1] == 0  # unlabelled: no signal
+    assert logits.grad[0, 0] == pytest.approx((torch.sigmoid(torch.tensor(2.0)).item() - 1) / 3, rel=1e-6)
+
+
+def test_multilabel_batch_without_labels_has_zero_loss_not_nan():
+    logits = torch.randn(2, 3, requires_grad=True)
+    loss = task_loss(GraphTask("graph_multilabel"), logits, torch.full((2, 3), NAN))
+    loss.backward()
+    assert loss.item() == 0 and torch.equal(logits.grad, torch.zeros(2, 3))
+
+
+def test_multilabel_output_error_is_sigmoid_minus_label_and_zero_where_unlabelled():
+    logits = torch.tensor([[0.0, 1.0], [-1.0, 2.0]])
+    labels = torch.tensor([[1.0, NAN], [0.0, 1.0]])
+    error = output_error(GraphTask("graph_multilabel"), logits, labels)
+    expected = torch.tensor([[0.5 - 1, 0.0], [torch.sigmoid(torch.tensor(-1.0)).item(), torch.sigmoid(torch.tensor(2.0)).item() - 1]])
+    torch.testing.assert_close(error, expected)
+
+
+def test_multilabel_needs_one_logit_per_target():
+    with pytest.raises(ValueError, match="returned 2 logits per graph for 3 labels"):
+        task_loss(GraphTask("graph_multilabel"), torch.zeros(4, 2), torch.zeros(4, 3))
