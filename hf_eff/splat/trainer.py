@@ -333,7 +333,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step))
         self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
         self._last_info = info
-        loss = photometric_loss(renders, images, self.args.ssim_weight)
+        loss = photometric_loss(renders, images, self.args.ssim_weight, self.args.ssim_padding)
         return (loss, {"renders": renders}) if return_outputs else loss
 
     def _densify(self) -> None:
@@ -380,9 +380,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Renders every test view at full resolution; returns (and logs) mean PSNR and SSIM,
+        """Renders every test view at full resolution; returns (and logs) mean PSNR and SSIM (in
+        the `eval_ssim_padding` convention: 'same' is 3DGS's and the paper's, 'valid' gsplat's),
         the number of Gaussians, `train_seconds` and `train_cpu_seconds` (training wall and
-        process CPU time so far, evaluations excluded). The render|target pairs of the first
+        process CPU time so far, evaluations excluded). No LPIPS: it needs pretrained AlexNet /
+        VGG weights, which the library does not download. The render|target pairs of the first
         `eval_render_images` views are saved as a PNG in output_dir/<prefix>_renders and sent to
         the image-capable `report_to` loggers (TensorBoard, wandb)."""
         started, started_cpu = time.perf_counter(), time.process_time()
@@ -402,7 +404,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                        views.width, views.height, sh_degree)
             render = render.clamp(0, 1)
             psnrs.append(psnr(render, target).item())
-            ssims.append(ssim(render, target).item())
+            ssims.append(ssim(render, target, self.args.eval_ssim_padding).item())
             if index < self.args.eval_render_images:
                 pairs.append(torch.cat([render[0], target[0]], dim=1).cpu())
         model.train(was_training)

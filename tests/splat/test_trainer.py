@@ -5,8 +5,9 @@ import pytest
 import torch
 from gsplat.strategy import DefaultStrategy
 
-from hf_eff.splat.coarse_to_fine import energy_schedule
+from hf_eff.splat.coarse_to_fine import downscale_images, energy_schedule, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.losses import photometric_loss, ssim
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.strategy import GlobalToLocalStrategy
@@ -307,3 +308,34 @@ def test_evaluation_logs_the_renders_to_wandb(scene, tmp_path):
     trainer.evaluate()
     images = [values["eval/renders"] for values in callback._wandb.logged if "eval/renders" in values]
     assert images == [("image", (32, 64, 3))]
+
+
+@pytest.mark.parametrize("name", ["ssim_padding", "eval_ssim_padding"])
+def test_unknown_ssim_convention_is_named(tmp_path, name):
+    with pytest.raises(ValueError, match=rf"{name} must be 'same' \(3DGS\) or 'valid' \(gsplat\), got 'reflect'"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **{name: "reflect"})
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_loss_and_evaluation_follow_their_ssim_conventions(scene, tmp_path, padding):
+    other = "valid" if padding == "same" else "same"
+    trainer = make_trainer(scene, tmp_path, ssim_padding=padding, eval_ssim_padding=other, eval_render_images=0)
+    batch = next(iter(trainer.get_train_dataloader()))
+    loss = trainer.compute_loss(trainer.model, batch)  # with gradients: the strategy retains them
+    factor = trainer.resolution_factor(0)
+    images, Ks = downscale_images(batch["image"], factor), batch["K"]
+    Ks, width, height = scale_intrinsics(Ks, 32, 32, factor)
+    renders, _, _ = trainer.render(trainer.model, batch["viewmat"], Ks, width, height, 0)
+    assert loss.item() == pytest.approx(photometric_loss(renders, images, ssim_padding=padding).item(), rel=1e-5)
+    assert loss.item() != pytest.approx(photometric_loss(renders, images, ssim_padding=other).item(), rel=1e-5)
+
+    metrics = trainer.evaluate()
+    views = trainer.eval_dataset
+    expected = []
+    for index in range(len(views)):
+        item = views[index]
+        render, _, _ = trainer.render(trainer.model, item["viewmat"][None], item["K"][None], 32, 32, 0)
+        expected.append(ssim(render.clamp(0, 1), item["image"][None], other).item())
+    assert metrics["eval_ssim"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
+    # LPIPS needs pretrained weights the library does not download: no value is made up.
+    assert not [key for key in metrics if "lpips" in key]
