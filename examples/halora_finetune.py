@@ -13,7 +13,9 @@ task (arithmetic, comparison, ordering). Examples:
         --output_dir out/arc --max_steps 2000
 
 Writes the adapter, the tokenizer and ``all_results.json`` (train metrics and
-``eval_accuracy_sigma_<s>_mean`` / ``_std`` for each evaluated sigma) into ``--output_dir``.
+``eval_accuracy_sigma_<s>_mean`` / ``_std`` for each evaluated sigma, with ``eval_accuracy_norm_*``
+beside them: lm-evaluation-harness's acc and acc_norm) into ``--output_dir``. Each Hub task is prompted
+as the harness's task YAML prompts it (hf_eff/halora/tasks.py).
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ class DataArguments:
     dataset: str | None = field(
         default=None,
         metadata={"help": "Your own data instead of --task_name: a save_to_disk folder, a .json/.jsonl/.parquet/.csv file "
-                          "or a Hub dataset id, with the columns question, choices (list of strings), answer (index). "
+                          "or a Hub dataset id, with the columns question, choices (list of strings), answer (index), "
+                          "scored after \"Question: {question}\\nAnswer:\"; an optional column contexts (per row null "
+                          "or one string per choice) replaces that prompt, as for WinoGrande's partial scoring. "
                           "Its train and validation (else test) splits are used; a single split is divided 90/10."},
     )
     train_size: int | None = field(

@@ -1,8 +1,11 @@
 """Multiple-choice tasks (question, choices, answer index), scored like lm-evaluation-harness.
 
-Each choice is scored by the summed log-likelihood of its tokens after the prompt
-``"Question: {question}\\nAnswer:"``; the highest-scoring choice is the prediction. Training uses the
-same prompt followed by the correct choice, with the loss on the choice tokens only.
+Each choice is scored by the summed log-likelihood of its tokens (``" " + choice``, the harness's
+``target_delimiter``) after a context; the highest-scoring choice is the prediction (``accuracy``), and
+the highest score per character of the choice gives ``accuracy_norm`` (the harness's ``acc_norm``).
+Training uses the same context followed by the correct choice, with the loss on the choice tokens only.
+The context is ``DEFAULT_PROMPT`` (``"Question: {question}\\nAnswer:"``) unless a row has a ``contexts``
+column: one context per choice, written as the task's harness prompt (the Hub tasks' mappers fill it).
 
 Offline, deterministic built-in tasks (arithmetic, comparison, ordering) stand in for the paper's
 commonsense suite; loaders for the real tasks (ARC-e, ARC-c, OBQA, SIQA, WinoGrande, PIQA) need the Hub.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,24 +26,55 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import EvalPrediction, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 MC_COLUMNS = ("question", "choices", "answer")
+# Optional: per row, None (DEFAULT_PROMPT applies) or one context string per choice.
+CONTEXTS_COLUMN = "contexts"
+# The context of rows without ``contexts``: built-in tasks and users' data. It is the harness's
+# ARC and PIQA prompt (arc_easy.yaml, piqa.yaml: doc_to_text: "Question: {{question}}\nAnswer:").
+DEFAULT_PROMPT = "Question: {question}\nAnswer:"
 BUILTIN_TASKS = ("arithmetic", "comparison", "ordering", "mixed")
 
 
 def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
     """Columns and types of a multiple-choice dataset: ``question`` a string, ``choices`` a list of
-    at least two strings, ``answer`` an int index into them. Every row is checked before any use."""
+    at least two non-empty strings, ``answer`` an int index into them, and, if the optional
+    ``contexts`` column exists, per row None or a list of one string per choice (the text each choice
+    is scored after, in place of ``DEFAULT_PROMPT``). Every row is checked before any use."""
     missing = [c for c in MC_COLUMNS if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"{name}: missing column(s) {missing}; a multiple-choice dataset needs {list(MC_COLUMNS)}")
-    for row, (question, choices, answer) in enumerate(zip(dataset["question"], dataset["choices"], dataset["answer"])):
+        raise ValueError(f"{name}: missing column(s) {missing}; a multiple-choice dataset needs {list(MC_COLUMNS)}"
+                         f" (and optionally {CONTEXTS_COLUMN!r})")
+    contexts_column = _contexts_column(dataset)
+    for row, (question, choices, answer, contexts) in enumerate(
+        zip(dataset["question"], dataset["choices"], dataset["answer"], contexts_column)
+    ):
         if not isinstance(question, str):
             raise ValueError(f"{name} row {row}: question must be a string, got {question!r}")
         # A single string would be scored as one choice per character.
         if not isinstance(choices, (list, tuple)) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
             raise ValueError(f"{name} row {row}: choices must be a list of at least two strings, got {choices!r}")
+        # accuracy_norm divides by the choice's length.
+        if not all(choices):
+            raise ValueError(f"{name} row {row}: choice {choices.index('')} is an empty string")
         # A negative answer (-1 often marks "unlabelled") would index from the end.
         if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
             raise ValueError(f"{name} row {row}: answer {answer!r} is not an int index into its {len(choices)} choices")
+        if contexts is not None and (not isinstance(contexts, (list, tuple)) or len(contexts) != len(choices)
+                                     or not all(isinstance(c, str) for c in contexts)):
+            raise ValueError(f"{name} row {row}: {CONTEXTS_COLUMN} must be None or a list of one string per choice "
+                             f"({len(choices)}), got {contexts!r}")
+
+
+def _contexts_column(dataset: Dataset | Mapping) -> list:
+    """The ``contexts`` column of a Dataset or of a batch dict, all None when there is none."""
+    names = dataset.column_names if isinstance(dataset, Dataset) else list(dataset)
+    return dataset[CONTEXTS_COLUMN] if CONTEXTS_COLUMN in names else [None] * len(dataset["question"])
+
+
+def choice_contexts(question: str, choices: Sequence[str], contexts: Sequence[str] | None) -> list[str]:
+    """The text each choice is scored after: the row's ``contexts``, else ``DEFAULT_PROMPT`` for every choice."""
+    if contexts is not None:
+        return list(contexts)
+    return [DEFAULT_PROMPT.format(question=question)] * len(choices)
 
 
 # --- built-in offline tasks -------------------------------------------------------------------
@@ -120,37 +154,60 @@ def builtin_task(name: str = "mixed", train_size: int = 3000, eval_size: int = 6
 # --- the paper's tasks from the Hub (need internet) -------------------------------------------
 
 
+# The mappers write each task's lm-evaluation-harness prompt (lm_eval/tasks/<task>/*.yaml, quoted
+# below) into ``contexts``; the harness then scores " " + choice (its default target_delimiter).
+
+
 def arc_to_mc(example: dict) -> dict:
+    """arc_easy.yaml / arc_challenge: ``doc_to_text: "Question: {{question}}\\nAnswer:"``,
+    ``doc_to_choice: "{{choices.text}}"``."""
     labels = list(example["choices"]["label"])
-    return {"question": example["question"], "choices": list(example["choices"]["text"]), "answer": labels.index(example["answerKey"])}
+    choices = list(example["choices"]["text"])
+    return {"question": example["question"], "choices": choices, "answer": labels.index(example["answerKey"]),
+            "contexts": [f"Question: {example['question']}\nAnswer:"] * len(choices)}
 
 
 def openbookqa_to_mc(example: dict) -> dict:
+    """openbookqa.yaml: ``doc_to_text: question_stem`` (the bare stem), ``doc_to_choice: "{{choices.text}}"``,
+    ``doc_to_target: "{{choices.label.index(answerKey.lstrip())}}"``."""
     labels = list(example["choices"]["label"])
-    return {"question": example["question_stem"], "choices": list(example["choices"]["text"]), "answer": labels.index(example["answerKey"])}
+    choices = list(example["choices"]["text"])
+    return {"question": example["question_stem"], "choices": choices,
+            "answer": labels.index(example["answerKey"].lstrip()), "contexts": [example["question_stem"]] * len(choices)}
 
 
 def siqa_to_mc(example: dict) -> dict:
+    """siqa.yaml: ``doc_to_text: "Q: {{context}} {{question}}\\nA:"``, ``doc_to_choice: answerA/B/C``,
+    ``doc_to_target: "{{ (label|int) - 1 }}"``."""
+    question = f"{example['context']} {example['question']}"
     return {
-        "question": f"{example['context']} {example['question']}",
+        "question": question,
         "choices": [example["answerA"], example["answerB"], example["answerC"]],
         "answer": int(example["label"]) - 1,
+        "contexts": [f"Q: {question}\nA:"] * 3,
     }
 
 
 def winogrande_to_mc(example: dict) -> dict:
-    """The sentence up to the blank is the question; each choice is an option plus the rest of the
-    sentence (lm-evaluation-harness scores only the rest, given the option: a small difference)."""
-    before, after = example["sentence"].split("_", 1)
+    """Partial scoring, as winogrande/preprocess_winogrande.py: one context per option,
+    ``doc["sentence"][:idx] + opt`` (idx: the blank), and the same target for both,
+    ``doc["sentence"][idx + 1:].strip()``; so only the rest of the sentence is scored, given each option.
+    ``choices`` holds that rest twice (what is scored), ``question`` the sentence with its blank."""
+    sentence = example["sentence"]
+    blank = sentence.index("_")
+    rest = sentence[blank + 1 :].strip()
     return {
-        "question": before.strip(),
-        "choices": [f"{example['option1']}{after}", f"{example['option2']}{after}"],
-        "answer": int(example["answer"]) - 1,
+        "question": sentence,
+        "choices": [rest, rest],
+        "answer": {"1": 0, "2": 1}[example["answer"]],
+        "contexts": [sentence[:blank] + example["option1"], sentence[:blank] + example["option2"]],
     }
 
 
 def piqa_to_mc(example: dict) -> dict:
-    return {"question": example["goal"], "choices": [example["sol1"], example["sol2"]], "answer": int(example["label"])}
+    """piqa.yaml: ``doc_to_text: "Question: {{goal}}\\nAnswer:"``, ``doc_to_choice: "{{[sol1, sol2]}}"``."""
+    return {"question": example["goal"], "choices": [example["sol1"], example["sol2"]], "answer": int(example["label"]),
+            "contexts": [f"Question: {example['goal']}\nAnswer:"] * 2}
 
 
 # The Hub's parquet conversion of a repo whose main branch still holds a loading script, which
@@ -244,23 +301,19 @@ def load_task(name: str, seed: int = 0, train_size: int | None = None, eval_size
 # --- tokenisation and scoring -----------------------------------------------------------------
 
 
-def _prompt(question: str) -> str:
-    return f"Question: {question}\nAnswer:"
-
-
-def encode_choices(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], choices: Sequence[str],
+def encode_choices(tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str], choices: Sequence[str],
                    max_length: int) -> list[dict]:
-    """Prompt + " choice" token ids for each (question, choice) pair, labels -100 on the prompt;
-    the prompt is cut from the left if too long. Each distinct prompt is tokenized once and the
+    """Context + " choice" token ids for each (context, choice) pair, labels -100 on the context;
+    the context is cut from the left if too long. Each distinct context is tokenized once and the
     texts go to the tokenizer in batches: a call per pair took 17 s for 20k questions."""
-    distinct = list(dict.fromkeys(questions))
-    prompts = dict(zip(distinct, tokenizer([_prompt(q) for q in distinct])["input_ids"])) if distinct else {}
+    distinct = list(dict.fromkeys(contexts))
+    encoded = dict(zip(distinct, tokenizer(distinct)["input_ids"])) if distinct else {}
     continuations = tokenizer([" " + c for c in choices], add_special_tokens=False)["input_ids"] if choices else []
     rows = []
-    for question, choice, continuation in zip(questions, choices, continuations):
+    for text, choice, continuation in zip(contexts, choices, continuations):
         if len(continuation) >= max_length:
             raise ValueError(f"choice {choice[:40]!r} alone has {len(continuation)} tokens; raise max_length ({max_length})")
-        context = prompts[question][-(max_length - len(continuation)) :]
+        context = encoded[text][-(max_length - len(continuation)) :]
         rows.append({
             "input_ids": context + continuation,
             "attention_mask": [1] * (len(context) + len(continuation)),
@@ -270,12 +323,17 @@ def encode_choices(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str],
 
 
 def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> Dataset:
-    """Prompt + correct choice per example (loss on the choice tokens)."""
+    """Context + correct choice per example (loss on the choice tokens)."""
     check_multiple_choice(dataset, "train dataset")
 
     def encode(batch: dict) -> dict:
-        correct = [choices[answer] for choices, answer in zip(batch["choices"], batch["answer"])]
-        rows = encode_choices(tokenizer, batch["question"], correct, max_length)
+        contexts, correct = [], []
+        for question, choices, answer, row_contexts in zip(
+            batch["question"], batch["choices"], batch["answer"], _contexts_column(batch)
+        ):
+            contexts.append(choice_contexts(question, choices, row_contexts)[answer])
+            correct.append(choices[answer])
+        rows = encode_choices(tokenizer, contexts, correct, max_length)
         return {key: [row[key] for row in rows] for key in ("input_ids", "attention_mask", "labels")}
 
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
@@ -283,28 +341,41 @@ def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, 
 
 @dataclass
 class MultipleChoiceScorer:
-    """Maps the per-row scores of ``tokenize_for_scoring``'s flattened rows back to questions."""
+    """Maps the per-row scores of ``tokenize_for_scoring``'s flattened rows back to questions.
+    ``choice_lengths``: characters of each row's choice, for ``accuracy_norm``."""
 
     example_index: np.ndarray
     choice_index: np.ndarray
     answers: np.ndarray
+    choice_lengths: np.ndarray
 
-    def accuracy(self, row_scores: np.ndarray) -> float:
+    def _predictions(self, row_scores: np.ndarray) -> np.ndarray:
+        """Best choice per question; ties go to the lowest choice index (np.argmax, as the harness)."""
         row_scores = np.asarray(row_scores, dtype=np.float64).reshape(-1)
         if row_scores.shape[0] != self.example_index.shape[0]:
             raise ValueError(f"got {row_scores.shape[0]} choice scores for {self.example_index.shape[0]} scored rows")
         if np.isnan(row_scores).any():
             raise ValueError("choice log-likelihoods contain NaN (the model diverged?)")
-        best = np.full(len(self.answers), -np.inf)
-        prediction = np.zeros(len(self.answers), dtype=np.int64)
-        for example, choice, score in zip(self.example_index, self.choice_index, row_scores):
-            if score > best[example]:
-                best[example], prediction[example] = score, choice
-        return float((prediction == self.answers).mean())
+        table = np.full((len(self.answers), int(self.choice_index.max(initial=0)) + 1), -np.inf)
+        table[self.example_index, self.choice_index] = row_scores
+        return table.argmax(axis=1)
+
+    def accuracy(self, row_scores: np.ndarray) -> float:
+        """The harness's ``acc``: the choice of highest summed log-likelihood."""
+        return float((self._predictions(row_scores) == self.answers).mean())
+
+    def accuracy_norm(self, row_scores: np.ndarray) -> float:
+        """The harness's ``acc_norm`` (lm_eval/api/task.py, ConfigurableTask.process_results):
+        ``completion_len = np.array([float(len(i)) for i in choices])``,
+        ``pred_norm = np.argmax(lls / completion_len)``: the summed log-likelihood divided by the
+        choice's length in characters (``len`` of the str, without the leading space; the harness's
+        separate ``acc_bytes`` divides by UTF-8 bytes instead)."""
+        return float((self._predictions(np.asarray(row_scores, dtype=np.float64).reshape(-1) / self.choice_lengths)
+                      == self.answers).mean())
 
     def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
         """``compute_metrics`` for the Trainer (with ``choice_logprob_sums`` as preprocess_logits_for_metrics)."""
-        return {"accuracy": self.accuracy(eval_pred.predictions)}
+        return {"accuracy": self.accuracy(eval_pred.predictions), "accuracy_norm": self.accuracy_norm(eval_pred.predictions)}
 
 
 def tokenize_for_scoring(
@@ -315,17 +386,20 @@ def tokenize_for_scoring(
     Rows are sorted by length (stably), so the Trainer's sequential evaluation batches pad little (on
     the built-in tasks unsorted batches of 64 carried about 20% padding). The scorer maps rows back to questions."""
     check_multiple_choice(dataset, "eval dataset")
-    questions, texts, example_index, choice_index = [], [], [], []
-    for i, (question, choices) in enumerate(zip(dataset["question"], dataset["choices"])):
-        for j, choice in enumerate(choices):
-            questions.append(question)
+    contexts, texts, example_index, choice_index = [], [], [], []
+    for i, (question, choices, row_contexts) in enumerate(
+        zip(dataset["question"], dataset["choices"], _contexts_column(dataset))
+    ):
+        for j, (context, choice) in enumerate(zip(choice_contexts(question, choices, row_contexts), choices)):
+            contexts.append(context)
             texts.append(choice)
             example_index.append(i)
             choice_index.append(j)
-    rows = encode_choices(tokenizer, questions, texts, max_length)
+    rows = encode_choices(tokenizer, contexts, texts, max_length)
     order = sorted(range(len(rows)), key=lambda k: len(rows[k]["input_ids"]))
     scorer = MultipleChoiceScorer(
-        np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"])
+        np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"]),
+        np.array([float(len(texts[k])) for k in order]),
     )
     return Dataset.from_list([rows[k] for k in order]), scorer
 

@@ -1,17 +1,21 @@
+import hashlib
 import json
 
 import numpy as np
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
+from transformers import EvalPrediction
 
 from hf_eff.halora.tasks import (
+    DEFAULT_PROMPT,
     HUB_TASKS,
     MultipleChoiceScorer,
     arc_to_mc,
     builtin_task,
     check_multiple_choice,
     choice_logprob_sums,
+    encode_choices,
     load_hub_task,
     load_multiple_choice_dataset,
     openbookqa_to_mc,
@@ -43,17 +47,102 @@ def test_builtin_task_is_deterministic_disjoint_and_well_formed():
         builtin_task("poetry")
 
 
-def test_hub_mappings_on_tiny_examples():
-    arc = {"question": "Q?", "choices": {"text": ["a", "b", "c"], "label": ["A", "B", "C"]}, "answerKey": "C"}
-    assert arc_to_mc(arc) == {"question": "Q?", "choices": ["a", "b", "c"], "answer": 2}
-    obqa = {"question_stem": "S", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "B"}
-    assert openbookqa_to_mc(obqa)["answer"] == 1
-    siqa = {"context": "C.", "question": "Q?", "answerA": "a", "answerB": "b", "answerC": "c", "label": "3"}
-    assert siqa_to_mc(siqa) == {"question": "C. Q?", "choices": ["a", "b", "c"], "answer": 2}
-    wino = {"sentence": "The cup fell because _ was heavy.", "option1": "the cup", "option2": "the table", "answer": "2"}
-    assert winogrande_to_mc(wino) == {"question": "The cup fell because",
-                                      "choices": ["the cup was heavy.", "the table was heavy."], "answer": 1}
-    assert piqa_to_mc({"goal": "g", "sol1": "s1", "sol2": "s2", "label": 0}) == {"question": "g", "choices": ["s1", "s2"], "answer": 0}
+def _text(tokenizer, ids):
+    return "".join(tokenizer.convert_ids_to_tokens(ids))
+
+
+def _scored_pairs(dataset, tokenizer):
+    """(context, scored continuation) of each scoring row, in (question, choice) order."""
+    scoring, scorer = tokenize_for_scoring(dataset, tokenizer, max_length=256)
+    pairs = {}
+    for row, example, choice in zip(scoring, scorer.example_index, scorer.choice_index):
+        context = [t for t, label in zip(row["input_ids"], row["labels"]) if label == -100]
+        pairs[(int(example), int(choice))] = (_text(tokenizer, context), _text(tokenizer, [t for t in row["labels"] if t != -100]))
+    return [pairs[key] for key in sorted(pairs)]
+
+
+# Rows shaped like each Hub dataset, and the (context, continuation) requests lm-evaluation-harness
+# builds for them from its task YAMLs (continuation = target_delimiter " " + choice).
+HARNESS_REQUESTS = [
+    # arc_easy.yaml: doc_to_text: "Question: {{question}}\nAnswer:", doc_to_choice: "{{choices.text}}"
+    (arc_to_mc, {"question": "Which is a metal?", "choices": {"text": ["wood", "iron", "glass"], "label": ["A", "B", "C"]},
+                 "answerKey": "B"},
+     1, [("Question: Which is a metal?\nAnswer:", " wood"), ("Question: Which is a metal?\nAnswer:", " iron"),
+         ("Question: Which is a metal?\nAnswer:", " glass")]),
+    # openbookqa.yaml: doc_to_text: question_stem (the bare stem)
+    (openbookqa_to_mc, {"question_stem": "The sun is responsible for",
+                        "choices": {"text": ["puppies learning new tricks", "plants sprouting"], "label": ["A", "B"]},
+                        "answerKey": "B"},
+     1, [("The sun is responsible for", " puppies learning new tricks"), ("The sun is responsible for", " plants sprouting")]),
+    # siqa.yaml: doc_to_text: "Q: {{context}} {{question}}\nA:", doc_to_choice: answerA/B/C, target (label|int) - 1
+    (siqa_to_mc, {"context": "Tracy didn't go home that evening.", "question": "What does Tracy need to do before this?",
+                  "answerA": "make a new plan", "answerB": "Go home", "answerC": "Find somewhere to go", "label": "3"},
+     2, [("Q: Tracy didn't go home that evening. What does Tracy need to do before this?\nA:", " make a new plan"),
+         ("Q: Tracy didn't go home that evening. What does Tracy need to do before this?\nA:", " Go home"),
+         ("Q: Tracy didn't go home that evening. What does Tracy need to do before this?\nA:", " Find somewhere to go")]),
+    # preprocess_winogrande.py: contexts sentence[:idx] + opt, target sentence[idx + 1:].strip() for both
+    (winogrande_to_mc, {"sentence": "Sarah was a much better surgeon than Maria so _ always got the harder cases.",
+                        "option1": "Sarah", "option2": "Maria", "answer": "1"},
+     0, [("Sarah was a much better surgeon than Maria so Sarah", " always got the harder cases."),
+         ("Sarah was a much better surgeon than Maria so Maria", " always got the harder cases.")]),
+    # piqa.yaml: doc_to_text: "Question: {{goal}}\nAnswer:", doc_to_choice: "{{[sol1, sol2]}}", target label
+    (piqa_to_mc, {"goal": "Dry wet shoes", "sol1": "Stuff them with newspaper.", "sol2": "Put them in the freezer.", "label": 0},
+     0, [("Question: Dry wet shoes\nAnswer:", " Stuff them with newspaper."),
+         ("Question: Dry wet shoes\nAnswer:", " Put them in the freezer.")]),
+]
+
+
+@pytest.mark.parametrize(("mapping", "example", "answer", "requests"), HARNESS_REQUESTS,
+                         ids=[m.__name__ for m, *_ in HARNESS_REQUESTS])
+def test_hub_mappings_score_the_harness_requests(char_tokenizer, mapping, example, answer, requests):
+    row = mapping(example)
+    assert row["answer"] == answer
+    data = Dataset.from_list([row])
+    assert _scored_pairs(data, char_tokenizer) == requests
+    # training: the correct choice's request, loss on its continuation only
+    train = tokenize_for_training(data, char_tokenizer, max_length=256)[0]
+    context = _text(char_tokenizer, [t for t, label in zip(train["input_ids"], train["labels"]) if label == -100])
+    assert (context, _text(char_tokenizer, [t for t in train["labels"] if t != -100])) == requests[answer]
+
+
+def test_winogrande_partial_scoring_scores_only_the_shared_rest(char_tokenizer):
+    row = winogrande_to_mc({"sentence": "The cup fell off the table because _ was heavy.", "option1": "the cup",
+                            "option2": "the table", "answer": "1"})
+    scoring, scorer = tokenize_for_scoring(Dataset.from_list([row]), char_tokenizer, max_length=256)
+    scored = [[t for t in labels if t != -100] for labels in scoring["labels"]]
+    assert scored[0] == scored[1] and _text(char_tokenizer, scored[0]) == " was heavy."
+    # the options sit in the unscored contexts, so their own likelihood does not enter
+    assert sorted(_text(char_tokenizer, ids[: -len(scored[0])]) for ids in scoring["input_ids"]) == [
+        "The cup fell off the table because the cup", "The cup fell off the table because the table"]
+    assert scorer.choice_lengths.tolist() == [len("was heavy.")] * 2
+
+
+def test_builtin_tokenisation_is_unchanged_by_contexts(char_tokenizer):
+    """Built-in tasks and users' data without ``contexts`` keep the "Question: ...\nAnswer:" prompt:
+    the digests were taken before per-task contexts existed."""
+    train, evaluation = builtin_task("mixed", train_size=200, eval_size=100, seed=0)
+
+    def digest(dataset, scorer=None):
+        h = hashlib.sha256(json.dumps(dataset.to_dict(), sort_keys=True).encode())
+        if scorer is not None:
+            h.update(json.dumps([scorer.example_index.tolist(), scorer.choice_index.tolist(), scorer.answers.tolist()]).encode())
+        return h.hexdigest()
+
+    expected = {
+        128: ("dd48167db5eb8cb8779da733f22f828624c185a82385a9447b247780a62413c6",
+              "2ad6e8573c6e332ae13e11fa3508e030e7c7bcc74e0388b095d38775588681ff"),
+        24: ("c74c2760fc94b7ecebc8b13ebc0d27282464c9a7dd865607897c86958c7b8e85",
+             "199a68abe782e99fc6bd470849223f4d8d1e3a3f910c67af421c7b24aecdb4ed"),
+    }
+    for max_length, (train_digest, scoring_digest) in expected.items():
+        assert digest(tokenize_for_training(train, char_tokenizer, max_length)) == train_digest
+        assert digest(*tokenize_for_scoring(evaluation, char_tokenizer, max_length)) == scoring_digest
+    first = tokenize_for_training(train.select([0]), char_tokenizer, 128)[0]
+    assert _text(char_tokenizer, first["input_ids"]) == (
+        DEFAULT_PROMPT.format(question=train[0]["question"]) + " " + train[0]["choices"][train[0]["answer"]])
+    # a contexts column of None rows is the same as none
+    with_none = train.add_column("contexts", [None] * len(train))
+    assert digest(tokenize_for_training(with_none, char_tokenizer, 24)) == expected[24][0]
 
 
 def test_tokenisation_labels_only_the_choice(char_tokenizer):
@@ -85,9 +174,10 @@ def test_scoring_rows_are_sorted_by_length_and_mapped_back(char_tokenizer):
 
 
 def test_scorer_and_logprob_sums():
-    scorer = MultipleChoiceScorer(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 2]), np.array([1, 2]))
+    scorer = MultipleChoiceScorer(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 2]), np.array([1, 2]), np.ones(5))
     assert scorer.accuracy(np.array([-5.0, -1.0, -3.0, -9.0, -2.0])) == 1.0
     assert scorer.accuracy(np.array([-1.0, -5.0, -3.0, -9.0, -2.0])) == 0.5
+    assert scorer.accuracy(np.array([-1.0, -1.0, -3.0, -3.0, -3.0])) == 0.0  # ties: the lowest index, as np.argmax
     with pytest.raises(ValueError, match="NaN"):
         scorer.accuracy(np.array([np.nan, -1.0, -3.0, -9.0, -2.0]))
     logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
@@ -95,11 +185,35 @@ def test_scorer_and_logprob_sums():
     torch.testing.assert_close(choice_logprob_sums(logits, labels), torch.log(torch.tensor([0.5 * 0.25])))
 
 
+def test_accuracy_norm_divides_by_the_choice_length_in_characters(char_tokenizer):
+    choices = ["yes", "a long but correct answer", "no"]
+    data = Dataset.from_list([{"question": "Pick one.", "choices": choices, "answer": 1},
+                              {"question": "Again?", "choices": ["ja", "nein"], "answer": 0}])
+    _, scorer = tokenize_for_scoring(data, char_tokenizer, max_length=64)
+    by_choice = {(0, 0): -3.0, (0, 1): -9.0, (0, 2): -2.5, (1, 0): -4.0, (1, 1): -5.0}
+    row_scores = np.array([by_choice[(int(e), int(c))] for e, c in zip(scorer.example_index, scorer.choice_index)])
+    # lm-evaluation-harness: pred_norm = np.argmax(lls / completion_len), completion_len = len(choice)
+    harness = [np.argmax(np.array([by_choice[(0, j)] for j in range(3)]) / np.array([float(len(c)) for c in choices])),
+               np.argmax(np.array([-4.0, -5.0]) / np.array([2.0, 4.0]))]
+    assert harness == [1, 1]
+    assert scorer.accuracy_norm(row_scores) == np.mean(np.array(harness) == data["answer"]) == 0.5
+    assert scorer.accuracy(row_scores) == 0.5  # the raw sums pick "no" and "ja"
+    metrics = scorer.compute_metrics(EvalPrediction(predictions=row_scores, label_ids=None))
+    assert metrics == {"accuracy": 0.5, "accuracy_norm": 0.5}
+    only_first = data.select([0])
+    _, scorer = tokenize_for_scoring(only_first, char_tokenizer, max_length=64)
+    row_scores = np.array([by_choice[(0, int(c))] for c in scorer.choice_index])
+    assert (scorer.accuracy(row_scores), scorer.accuracy_norm(row_scores)) == (0.0, 1.0)
+
+
 @pytest.mark.parametrize(("column", "values", "problem"), [
     ("answer", ["1", "0"], "answer '1' is not an int index"),
     ("answer", [1.0, 0.0], "answer 1.0 is not an int index"),
     ("choices", ["yes/no", "a/b"], "choices must be a list of at least two strings"),
     ("question", [None, None], "question must be a string"),
+    ("choices", [["", "b"], ["c", "d"]], "choice 0 is an empty string"),
+    ("contexts", [["only one"], None], r"contexts must be None or a list of one string per choice \(2\)"),
+    ("contexts", ["one string", None], "contexts must be None or a list of one string per choice"),
 ])
 def test_badly_typed_rows_are_named(column, values, problem):
     columns = {"question": ["q", "r"], "choices": [["a", "b"], ["c", "d"]], "answer": [1, 0], column: values}
@@ -121,7 +235,8 @@ def test_hub_tasks_load_script_free_revisions_and_honour_sizes(monkeypatch):
     train, evaluation = load_hub_task("piqa", train_size=4, eval_size=3, seed=1)
     assert calls == [("ybisk/piqa", "default", "refs/convert/parquet")]
     assert (len(train), len(evaluation)) == (4, 3)
-    assert evaluation[2] == {"question": "goal 2", "choices": ["a", "b"], "answer": 0}
+    assert evaluation[2] == {"question": "goal 2", "choices": ["a", "b"], "answer": 0,
+                             "contexts": ["Question: goal 2\nAnswer:"] * 2}
     assert len(load_hub_task("piqa")[0]) == 10  # no size: every question
     assert HUB_TASKS["siqa"][2] == "refs/convert/parquet"
 
@@ -154,13 +269,24 @@ def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
 
 
 def test_batched_encoding_equals_one_tokenizer_call_per_pair(char_tokenizer):
-    from hf_eff.halora.tasks import encode_choices
-
-    questions, choices = ["What is 2 + 2?", "What is 2 + 2?", "Which is larger: 13 or 31?"], ["4", "22", "31"]
-    for max_length in (64, 20):  # 20 cuts the prompts from the left
-        rows = encode_choices(char_tokenizer, questions, choices, max_length)
-        for row, question, choice in zip(rows, questions, choices):
+    contexts = ["Question: What is 2 + 2?\nAnswer:", "Question: What is 2 + 2?\nAnswer:", "Which is larger: 13 or 31?"]
+    choices = ["4", "22", "31"]
+    for max_length in (64, 20):  # 20 cuts the contexts from the left
+        rows = encode_choices(char_tokenizer, contexts, choices, max_length)
+        for row, text, choice in zip(rows, contexts, choices):
             continuation = char_tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
-            context = char_tokenizer(f"Question: {question}\nAnswer:")["input_ids"][-(max_length - len(continuation)):]
+            context = char_tokenizer(text)["input_ids"][-(max_length - len(continuation)):]
             assert row == {"input_ids": context + continuation, "attention_mask": [1] * (len(context) + len(continuation)),
                            "labels": [-100] * len(context) + continuation}
+
+
+def test_own_data_may_give_contexts_per_row(tmp_path, char_tokenizer):
+    rows = [{"question": "2+2?", "choices": ["4", "5"], "answer": 0, "contexts": None},
+            {"question": "ignored", "choices": ["cat", "dog"], "answer": 1, "contexts": ["A cat says", "A dog says"]}]
+    (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows * 5))
+    _, evaluation = load_multiple_choice_dataset(str(tmp_path / "mine.jsonl"), eval_fraction=0.2, seed=0)
+    pairs = _scored_pairs(Dataset.from_list(rows), char_tokenizer)
+    assert pairs == [("Question: 2+2?\nAnswer:", " 4"), ("Question: 2+2?\nAnswer:", " 5"),
+                     ("A cat says", " cat"), ("A dog says", " dog")]
+    expected = [pair for row in evaluation for pair in (pairs[:2] if row["contexts"] is None else pairs[2:])]
+    assert len(evaluation) == 2 and _scored_pairs(evaluation, char_tokenizer) == expected
