@@ -296,9 +296,11 @@ def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
-def _targets_from_frame(frame, target_columns: Sequence[str], classification: bool, path) -> tuple[list, list[str] | None]:
+def _targets_from_frame(
+    frame, target_columns: Sequence[str], classification: bool, path, multilabel: bool = False
+) -> tuple[list, list[str] | None]:
     """(targets, class names): class ids (0..C-1 in the labels' sorted order) and the sorted
-    labels, or float target lists and None. Checked at load
+    labels, or float target lists and None (multilabel: 0/1, NaN for an empty cell). Checked at load
     time so that an empty or non-numeric cell is named by its CSV row, not by a row of a
     shuffled split later."""
     import pandas as pd
@@ -320,6 +322,14 @@ def _targets_from_frame(frame, target_columns: Sequence[str], classification: bo
     columns = []
     for column in target_columns:
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        if multilabel:  # an empty cell (or NA) is an unlabelled target; anything else must be 0 or 1
+            bad = frame[column].notna().to_numpy() & ~np.isin(values, (0.0, 1.0))
+            if bad.any():
+                index = _first(bad)
+                raise ValueError(f"{_csv_row(path, column, index)}: the label {str(frame[column].iloc[index])!r} is not 0 or 1 "
+                                 "(leave the cell empty where the molecule is not labelled)")
+            columns.append(values)
+            continue
         bad = ~np.isfinite(values)
         if bad.any():
             index = _first(bad)
@@ -332,12 +342,17 @@ def _targets_from_frame(frame, target_columns: Sequence[str], classification: bo
 
 
 def load_smiles_csv(
-    path: str | Path, smiles_column: str, target_columns: Sequence[str], classification: bool = False
+    path: str | Path, smiles_column: str, target_columns: Sequence[str], classification: bool = False,
+    multilabel: bool = False,
 ) -> datasets.Dataset:
     """A CSV of SMILES with one or more regression targets, or one column of class labels
     (mapped to 0..C-1 in sorted order; y is then a `datasets.ClassLabel` whose names are the
-    labels, see `class_names`). An empty, non-numeric or unparsable cell raises an
+    labels, see `class_names`), or with multilabel=True (task graph_multilabel) several columns
+    of 0/1 labels whose empty cells (or NA) are unlabelled, stored as NaN. An empty (but for
+    multilabel), non-numeric or unparsable cell raises an
     error naming the file, the column and the data row (1-based, header not counted)."""
+    if classification and multilabel:
+        raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
     import pandas as pd
 
     frame = pd.read_csv(path)
@@ -346,12 +361,14 @@ def load_smiles_csv(
     smiles = frame[smiles_column]
     if smiles.isna().any():
         raise ValueError(f"{_csv_row(path, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
-    targets, names = _targets_from_frame(frame, target_columns, classification, path)
+    targets, names = _targets_from_frame(frame, target_columns, classification, path, multilabel)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
               "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
     if names is not None:
         params["class_names"] = names
+    if multilabel:  # only then, so that the other builds keep their cache keys
+        params["multilabel"] = True
     row_name = functools.partial(_csv_row, path, smiles_column)
     return _cached("csv", params, lambda workdir: _named_classes(
         graphs_from_smiles(smiles.tolist(), targets, row_name, cache_dir=workdir), names))

@@ -148,6 +148,22 @@ def test_bad_csv_cells_name_the_file_column_and_row(tmp_path, cells, classificat
         load_smiles_csv(path, "smi", target, classification=classification)
 
 
+def test_smiles_csv_with_binary_labels_and_empty_cells(tmp_path):
+    path = tmp_path / "assays.csv"
+    path.write_text("smi,a,b,c\nCCO,1,,0\nCCC,,,\nCCN,0,1,NA\n")
+    labels = load_smiles_csv(path, "smi", ["a", "b", "c"], multilabel=True)
+    nan = float("nan")
+    np.testing.assert_array_equal(np.array(labels["y"], dtype=float), [[1, nan, 0], [nan, nan, nan], [0, 1, nan]])
+    check_graph_dataset(labels, "graph_multilabel")
+    with pytest.raises(ValueError, match=r"column 'b', data row 1 .*: the target is empty"):
+        load_smiles_csv(path, "smi", ["b"])  # regression still refuses an empty cell
+    path.write_text("smi,a,b\nCCO,1,\nCCC,0,0.5\n")
+    with pytest.raises(ValueError, match=r"assays.csv, column 'b', data row 2 .*: the label '0.5' is not 0 or 1"):
+        load_smiles_csv(path, "smi", ["a", "b"], multilabel=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        load_smiles_csv(path, "smi", ["a"], classification=True, multilabel=True)
+
+
 def test_failed_build_leaves_no_staging_folder(tmp_path):
     path = tmp_path / "mols.csv"
     path.write_text("smi,logp\nCCO,0.1\nnot a molecule,0.2\n")
