@@ -31,7 +31,8 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     }))
     _load_example().main([str(recipe)])
     results = json.loads((out / "all_results.json").read_text())
-    for key in ("train_loss", "eval_accuracy_sigma_0_mean", "eval_accuracy_sigma_0.02_mean", "eval_accuracy_sigma_0.02_std"):
+    for key in ("train_loss", "eval_accuracy_sigma_0_mean", "eval_accuracy_sigma_0.02_mean", "eval_accuracy_sigma_0.02_std",
+                "eval_accuracy_norm_sigma_0.02_mean"):
         assert key in results, key
     assert (results["noise_mode"], results["noise_tile_size"], results["num_noise_seeds"]) == ("tile_additive", 64, 2)
     saved = json.loads((out / "adapter_config.json").read_text())
