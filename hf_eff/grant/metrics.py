@@ -57,15 +57,15 @@ def multilabel_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, floa
             aucs.append(roc_auc_score(truth, logits[labelled, target]))
             aps.append(average_precision_score(truth, logits[labelled, target]))
     if not aucs:
-        return {"roc_auc": float("nan"), "ap": float("nan"), "scored_targets": 0}
-    return {"roc_auc": float(np.mean(aucs)), "ap": float(np.mean(aps)), "scored_targets": len(aucs)}
+        return {"roc_auc": float("nan"), "ap": float("nan")}
+    return {"roc_auc": float(np.mean(aucs)), "ap": float(np.mean(aps))}
 
 
 def graph_task_metrics(
     task: str, predictions: np.ndarray, labels: np.ndarray, node_mask=None, target_names=None
 ) -> dict[str, float]:
-    """predictions [rows, outputs] and labels [rows(, targets)]. graph_multilabel gives roc_auc, ap
-    and scored_targets (`multilabel_metrics`). Regression gives mae and rmse
+    """predictions [rows, outputs] and labels [rows(, targets)]. graph_multilabel gives roc_auc and
+    ap (`multilabel_metrics`). Regression gives mae and rmse
     over every row and target and, with several targets, mae_<name> per target (`target_names`,
     by default the target's index). Node-level tasks may also come
     padded to [graphs, max nodes, ...], as `GraNTTrainer` evaluates: `node_mask` [graphs, max
