@@ -704,6 +704,9 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
 def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: str, graph_targets: int | None) -> int | None:
     """The checks, one row at a time (row numbers start at `offset`); returns graph_targets: the
     targets per graph (or per node) of the first labelled row, or the one passed in."""
+    nulls = None
+    if task.is_multilabel:  # the numpy format reads a null label as NaN, which the collator's Arrow path refuses
+        nulls = [value is None or (isinstance(value, list) and None in value) for value in dataset.with_format(None)["y"]]
     for row, graph in enumerate(dataset.with_format("numpy"), start=offset):
         num_nodes = int(graph["num_nodes"])
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
@@ -728,6 +731,9 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
                 f"the graph has num_nodes={num_nodes}"
             )
         if task.is_multilabel:  # NaN = not labelled for that target (ogbg-molpcba's layout)
+            if nulls[row - offset]:
+                raise ValueError(f"{where}: y holds a missing (null) label; {task} marks an unlabelled target with NaN, "
+                                 "store float('nan') there")
             labelled = y[~np.isnan(y)]
             if ((labelled != 0) & (labelled != 1)).any():
                 raise ValueError(

@@ -213,6 +213,8 @@ def test_multilabel_takes_nan_as_unlabelled_and_refuses_other_labels(make_graphs
         check_graph_dataset(_graph(y=[1.0, nan, 2.0]), "graph_multilabel")
     with pytest.raises(ValueError, match="x contains NaN"):
         check_graph_dataset(_graph(x=[[nan], [0.0]], y=[1.0, nan]), "graph_multilabel")
+    with pytest.raises(ValueError, match=r"row 0: y holds a missing \(null\) label; .* store float\('nan'\)"):
+        check_graph_dataset(_graph(y=[1.0, None]), "graph_multilabel")  # the collator could not read it
     with pytest.raises(ValueError, match=r"graph_multilabel needs the same number of targets .* got 3 y values \(num_nodes=2\)$"):
         check_graph_dataset(datasets.Dataset.from_list([dict(_graph(y=[1.0, 0.0])[0]), dict(_graph(y=[1.0, 0.0, 1.0])[0])]),
                             "graph_multilabel")
