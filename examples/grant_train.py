@@ -185,7 +185,8 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
             targets = [c for c in data_args.target_column.split(",") if c]
             if not targets:
                 raise ValueError("--dataset <csv> needs --target_column (one or more, comma-separated)")
-            graphs = load_smiles_csv(path, data_args.smiles_column, targets, classification=task.endswith("classification"))
+            graphs = load_smiles_csv(path, data_args.smiles_column, targets, classification=task.endswith("classification"),
+                                     multilabel=task == "graph_multilabel")
         else:
             graphs = datasets.load_from_disk(str(path))
             if task.endswith("classification"):  # class names to ids, as the CSV path maps them

@@ -47,6 +47,21 @@ def test_user_csv_with_two_targets(tmp_path):
     assert results["test_mae"] == pytest.approx((results["test_mae_a"] + results["test_mae_b"]) / 2)
 
 
+def test_user_csv_with_several_labels_and_missing_cells(tmp_path):
+    csv = tmp_path / "tox.csv"
+    smiles = ["CCO", "CCC", "CCN", "c1ccccc1", "CC(=O)O", "CCCl", "CO", "CN", "CCCC", "OCCO"] * 3
+    cells = ["0", "1", ""]  # an empty cell: not labelled
+    csv.write_text("smiles,a,b,c\n" + "\n".join(
+        f"{s},{cells[i % 2]},{cells[(i + 1) % 3]},{cells[i % 3]}" for i, s in enumerate(smiles)))
+    out = tmp_path / "multilabel"
+    results = _example().main(["--dataset", str(csv), "--target_column", "a,b,c", "--task", "graph_multilabel",
+                               "--output_dir", str(out), "--validation_fraction", "0.3", "--test_fraction", "0.3",
+                               *COMMON])
+    assert results["task"] == "graph_multilabel" and results["target_columns"] == ["a", "b", "c"]
+    assert {"test_ap", "test_roc_auc", "grant_selection_seconds"} <= set(results)
+    assert json.loads((out / "config.json").read_text())["out_channels"] == 3
+
+
 @pytest.mark.parametrize("name", ["MOLS.CSV", "mols.csv.gz"])
 def test_user_csv_any_case_or_compressed_with_class_names(tmp_path, name):
     import gzip
