@@ -8,7 +8,7 @@ from hf_eff.utils.best_model import lower_is_better
 @pytest.mark.parametrize(
     ("metric", "lower"),
     [("mae", True), ("eval_rmse", True), ("mae_dipole", True), ("loss", True), ("eval_loss", True),
-     ("loss_sigma_0.02_mean", True), ("train_loss", True), ("roc_auc", False), ("accuracy", False),
+     ("loss_sigma_0.02_mean", True), ("train_loss", True), ("eval_validation_mae", True), ("val_mae_dipole", True), ("roc_auc", False), ("accuracy", False),
      ("accuracy_sigma_0.02_mean", False), ("psnr", False)],
 )
 def test_lower_is_better(metric, lower):

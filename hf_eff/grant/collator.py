@@ -296,12 +296,17 @@ def arrow_batches(dataset, collate_fn):
 def forward_inputs(model: torch.nn.Module, task: str) -> tuple[str, ...]:
     """The collated fields the model's forward is called with: x, edge_index, batch (optional for
     node-level models) and edge_attr (when the forward names it, e.g. a model built on GINEConv;
-    a forward with **kwargs gets all four). Raises a TypeError naming the contract when the
+    a forward with **kwargs gets the first three). A torch.compile or DDP wrapper is looked
+    through to the model's own forward. Raises a TypeError naming the contract when the
     forward cannot take them, e.g. PyG's habit `forward(self, data)`, instead of failing at the
     first training step."""
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    while isinstance(model, wrappers) or isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+        model = model.module if isinstance(model, wrappers) else model._orig_mod  # DDP / torch.compile
     parameters = inspect.signature(model.forward).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return ("x", "edge_index", "batch", "edge_attr")
+        named = ("edge_attr",) if "edge_attr" in parameters else ()
+        return ("x", "edge_index", "batch", *named)
     needed = ("x", "edge_index", "batch") if GraphTask(task).level == "graph" else ("x", "edge_index")
     missing = [name for name in needed if name not in parameters]
     if missing:

@@ -52,6 +52,11 @@ def cache_dir() -> Path:
     return Path(root) / "grant"
 
 
+def _conversions_dir() -> str:
+    """Where graphs_from_pyg writes its Arrow files by default: each call writes a new copy."""
+    return str(cache_dir() / "converted")
+
+
 # Rows buffered before the Arrow writer flushes them (the library's default is 1000): a few
 # MB of graphs, so that building a large set holds little more than one batch in memory.
 WRITER_BATCH_SIZE = 100
@@ -179,9 +184,10 @@ def graphs_from_pyg(
 ) -> datasets.Dataset:
     """PyG graphs (`torch_geometric.data.Data`: a list, a generator, or a PyG dataset such as
     TUDataset, MoleculeNet or FakeDataset, whose transform applies) as a graph dataset for `task`,
-    one row per graph in order, streamed to Arrow files under `cache_dir` (default: the datasets
-    library's cache). `GraNTTrainer` takes it, and `examples/grant_train.py --dataset <folder>`
-    once it is written with `save_to_disk(folder)`.
+    one row per graph in order, streamed to Arrow files under `cache_dir` (default: hf-eff's
+    cache, `cache_dir()/converted`, a new copy per call: `save_to_disk` the result and clear old
+    copies). `GraNTTrainer` takes it, and `examples/grant_train.py --dataset <folder>` once it is
+    written with `save_to_disk(folder)`.
 
     Stored as the other builders store them:
     - x as float32 (the collator feeds float32 to the model): integer features, such as the 9
@@ -197,9 +203,10 @@ def graphs_from_pyg(
       d = 1), int64 if the first graph's is integer, else float32.
     Other attributes (pos, smiles, ...) are not kept; node split masks (`SPLIT_MASKS`) are refused.
 
-    A graph without node features (x None) or labels (y None), or with edge_attr where the first
-    graph has none (or the reverse), raises an error naming its position in `data_list`. The
-    result is then checked with `check_graph_dataset`, whose errors (NaN targets or features, y
+    A graph without node features (x None) or labels (y None), with edge_attr where the first
+    graph has none (or the reverse), with edge_attr rows that do not match its edges, a width
+    other than the earlier graphs' or float values after integer ones, raises an error naming its
+    position in `data_list`. The result is then checked with `check_graph_dataset`, whose errors (NaN targets or features, y
     of the wrong length, edges outside the graph) name the same position as "data_list row i".
     The conversion always reruns: a PyG dataset's contents are not hashed to find an earlier copy.
     """
@@ -247,6 +254,8 @@ def graphs_from_pyg(
                "num_nodes": int(graph.num_nodes)}
         if graph.edge_attr is not None:
             edge_attr = graph.edge_attr.detach().cpu()
+            if edge_attr.size(0) != edge_index.size(1):
+                raise ValueError(f"{where}: edge_attr has {edge_attr.size(0)} rows for {edge_index.size(1)} edges")
             row["edge_attr"] = (edge_attr[:, None] if edge_attr.dim() == 1 else edge_attr.flatten(1)).numpy()
         return row
 
@@ -261,9 +270,13 @@ def graphs_from_pyg(
     else:
         y_feature = datasets.List(label) if np.ndim(first["y"]) == 1 else datasets.List(datasets.List(label))
     features = {**_GRAPH_FEATURES, "y": y_feature, "num_nodes": datasets.Value("int64")}
+    kind = None
     if "edge_attr" in first:
         kind = "int64" if first["edge_attr"].dtype.kind in "iub" else "float32"
         features["edge_attr"] = datasets.List(datasets.List(datasets.Value(kind)))
+
+    # the width of edge_attr, from the first graph with edges
+    edge_widths = {"first": first["edge_attr"].shape[1]} if len(first.get("edge_attr", ())) else {}
 
     def rows() -> Iterator[dict]:
         yield first
@@ -273,6 +286,14 @@ def graphs_from_pyg(
                 which = "has edge_attr but the first graph has none" if "edge_attr" in row else (
                     "has no edge_attr but the first graph has")
                 raise ValueError(f"data_list row {index}: the graph {which}; give all graphs edge_attr or none")
+            if "edge_attr" in row and len(row["edge_attr"]):
+                if kind == "int64" and row["edge_attr"].dtype.kind == "f":
+                    raise ValueError(f"data_list row {index}: float edge_attr, but the first graph's is integer (stored "
+                                     "as int64); cast them all to one dtype")
+                width = edge_widths.setdefault("first", row["edge_attr"].shape[1])
+                if row["edge_attr"].shape[1] != width:
+                    raise ValueError(f"data_list row {index}: edge_attr has {row['edge_attr'].shape[1]} features per "
+                                     f"edge, earlier graphs {width}")
             if np.ndim(row["y"]) != np.ndim(first["y"]):
                 raise ValueError(
                     f"data_list row {index}: y has shape {np.shape(row['y'])}, but the first graph's has "
@@ -282,7 +303,7 @@ def graphs_from_pyg(
 
     # a random fingerprint: hashing the graphs to find an earlier build would read them all
     # (and cannot read a generator twice)
-    dataset = _stream(rows, features, cache_dir, fingerprint=uuid.uuid4().hex)
+    dataset = _stream(rows, features, cache_dir or _conversions_dir(), fingerprint=uuid.uuid4().hex)
     check_graph_dataset(dataset, task, "data_list")
     return dataset
 

@@ -177,7 +177,10 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # `datasets.Dataset`'s batches as Arrow columns when the default GraphCollator collates
         # them (`arrow_batches`: same tensors, ~7x faster on QM9), except where the Trainer reads
         # the dataset itself: removing unused columns, length-grouped samplers.
-        if not self.args.remove_unused_columns and self.args.train_sampling_strategy in ("random", "sequential"):
+        # train_sampling_strategy is new in transformers 5 (group_by_length before it)
+        sampling = getattr(self.args, "train_sampling_strategy", None) or (
+            "group_by_length" if getattr(self.args, "group_by_length", False) else "random")
+        if not self.args.remove_unused_columns and sampling in ("random", "sequential"):
             dataset = arrow_batches(dataset, self.data_collator)
         return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
 

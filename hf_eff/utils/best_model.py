@@ -11,10 +11,10 @@ LOWER_IS_BETTER_WORDS = ("loss", "mae", "rmse", "mse")
 
 
 def lower_is_better(metric: str) -> bool:
-    """Whether `metric` (with or without the "eval_" prefix) is an error: its first word is one of
-    LOWER_IS_BETTER_WORDS (e.g. "mae_dipole", "loss_sigma_0.02_mean"), or it ends in "loss"."""
-    name = metric.removeprefix("eval_")
-    return name.split("_")[0] in LOWER_IS_BETTER_WORDS or name.endswith("loss")
+    """Whether `metric` is an error: one of its words is in LOWER_IS_BETTER_WORDS (e.g.
+    "mae_dipole", "eval_validation_mae" of a dict of eval sets, "loss_sigma_0.02_mean"), or it
+    ends in "loss" as transformers' rule has it."""
+    return any(word in LOWER_IS_BETTER_WORDS for word in metric.split("_")) or metric.endswith("loss")
 
 
 class BestModelArgumentsMixin:

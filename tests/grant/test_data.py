@@ -475,6 +475,15 @@ def test_pyg_graphs_that_cannot_be_converted_are_named():
         graphs_from_pyg([good.clone().update({"y": torch.tensor([0.5, 1.0])})], "node_classification")
     with pytest.raises(ValueError, match="row 1: the graph has edge_attr but the first graph has none"):
         graphs_from_pyg([good, good.clone().update({"edge_attr": torch.ones(2, 1)})], "graph_classification")
+    with pytest.raises(ValueError, match="row 1: edge_attr has 1 rows for 2 edges"):
+        graphs_from_pyg([good.clone().update({"edge_attr": torch.ones(2, 1)}),
+                         good.clone().update({"edge_attr": torch.ones(1, 1)})], "graph_classification")
+    with pytest.raises(ValueError, match="row 1: float edge_attr, but the first graph's is integer"):
+        graphs_from_pyg([good.clone().update({"edge_attr": torch.tensor([[1], [2]])}),
+                         good.clone().update({"edge_attr": torch.tensor([[0.5], [2.7]])})], "graph_classification")
+    with pytest.raises(ValueError, match="row 1: edge_attr has 3 features per edge, earlier graphs 1"):
+        graphs_from_pyg([good.clone().update({"edge_attr": torch.ones(2, 1)}),
+                         good.clone().update({"edge_attr": torch.ones(2, 3)})], "graph_classification")
     with pytest.raises(TypeError, match="row 0: expected a torch_geometric.data.Data, got dict"):
         graphs_from_pyg([{"x": [[1.0]]}], "graph_regression")
     with pytest.raises(ValueError, match="no graphs"):

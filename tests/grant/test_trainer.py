@@ -217,6 +217,19 @@ def test_a_forward_that_cannot_take_the_batch_is_refused_at_construction(tmp_pat
         GraNTTrainer(model=_NodeModelWithoutBatch(), args=_args(tmp_path, "graph_regression"), train_dataset=train)
 
 
+def test_compiled_models_are_called_with_their_own_forwards_inputs(tmp_path):
+    from hf_eff.grant import graphs_from_smiles
+
+    molecules = graphs_from_smiles(["CCO", "CCN", "c1ccccc1", "CC(=O)O"], [[1.0], [2.0], [3.0], [4.0]])  # with edge_attr
+    model = torch.compile(GrantGCN(len(molecules[0]["x"][0]), 1, hidden_channels=8), backend="eager")
+    args = _args(tmp_path, "graph_regression", teacher="none", num_train_epochs=1, per_device_train_batch_size=2)
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=molecules)
+    assert trainer._forward_inputs == ("x", "edge_index", "batch")  # GrantGCN takes no edge_attr
+    assert trainer.train().global_step == 2
+    with pytest.raises(TypeError, match=r"_DataForward.forward\(data\) does not take"):
+        GraNTTrainer(model=torch.compile(_DataForward(), backend="eager"), args=args, train_dataset=molecules)
+
+
 def test_a_node_model_without_a_batch_parameter_trains(tmp_path, make_graphs):
     train = make_graphs(16, "node_regression", seed=5)
     trainer = GraNTTrainer(model=_NodeModelWithoutBatch(), args=_args(tmp_path, "node_regression", num_train_epochs=2),
