@@ -130,6 +130,9 @@ def _atom_layout() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def atom_features(categorical: torch.Tensor) -> torch.Tensor:
     """One-hot encodes the 9 categorical atom columns of `from_smiles` (71 floats per atom)."""
     slots, offsets, sizes = _atom_layout()
+    if categorical.dim() != 2 or categorical.size(1) != len(sizes):
+        raise ValueError(f"atom_features takes the {len(sizes)} categorical columns of from_smiles' x "
+                         f"([atoms, {len(sizes)}]), got shape {tuple(categorical.shape)}")
     categories = categorical.clone()
     categories[:, 0] = slots[categorical[:, 0].clamp(0, len(slots) - 1)]
     bad = (categories < 0) | (categories >= sizes)

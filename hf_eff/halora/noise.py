@@ -8,7 +8,9 @@ invert (plus stuck cells) are stored as a sparse list of exact values. The overh
 
 Each layer's draw comes from (seed, draw index, layer name) only, never from the global RNG, so
 every process of a distributed run draws identical noise, and LoRA, HaLoRA and plain models see the
-same noise for the same seed (layer names are taken without PEFT/DDP wrapper prefixes).
+same noise for the same seed and settings (layer names are taken without PEFT/DDP wrapper prefixes).
+Without explicit settings a HaLoRA model uses its adapter's mode, tile size and layers, other models
+the defaults: pass them explicitly (as HaLoRATrainer does) to compare models under one noise.
 
 Only frozen weights are on RRAM. Adapter-side weights (SRAM) are never noised: the LoRA factors,
 the trainable copies peft keeps for ``modules_to_save`` (a classifier head), and in a PEFT model

@@ -76,6 +76,7 @@ class HubCardTrainerMixin:
         base class PEFT would record in ``auto_mapping``); a GraNT model's class and whether it is a
         ``PyTorchModelHubMixin``."""
         model = self.accelerator.unwrap_model(self.model)
+        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the card names the user's class
         if self.card_kind == "halora_adapter" and getattr(model, "peft_config", None):
             name = model.active_adapter
             config = model.peft_config[name[0] if isinstance(name, list) else name].to_dict()
@@ -98,13 +99,18 @@ class HubCardTrainerMixin:
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
                           tags: str | list[str] | None = None, model_name: str | None = None,
-                          finetuned_from: str | None = None, dataset: str | list[str] | None = None) -> None:
+                          finetuned_from: str | None = None, tasks: str | list[str] | None = None,
+                          dataset_tags: str | list[str] | None = None, dataset: str | list[str] | None = None,
+                          dataset_args: str | list[str] | None = None) -> None:
         """The hf-eff card, as README.md of ``output_dir``, before or after ``save_model``. ``license``,
-        ``finetuned_from`` (the base model) and ``dataset`` (what the model was trained and evaluated on)
-        go into the metadata, the model-index and the card's text; ``language`` and ``tags`` into the
-        metadata."""
+        ``finetuned_from`` (the base model) and ``dataset`` (what the model was trained and evaluated on;
+        ``dataset_tags``, the Hub ids, when ``dataset`` is not given) go into the metadata, the model-index
+        and the card's text; ``language`` and ``tags`` into the metadata. transformers' ``tasks`` and
+        ``dataset_args`` are accepted, so ``push_to_hub(**kwargs)`` calls work, but not used: the task
+        comes from the run."""
         if not self.is_world_process_zero():
             return
+        dataset = dataset if dataset is not None else dataset_tags
         output_dir = Path(self.args.output_dir)
         card = self._hf_eff_card(output_dir, model_name, license=license, dataset=dataset, base_model=finetuned_from)
         if language is not None:

@@ -49,6 +49,8 @@ def test_atom_features_are_one_one_hot_block_per_column():
     assert atom_features(categorical[:0]).shape == (0, 71)
     with pytest.raises(ValueError, match=r"atom 1: column 5 \(num_radical_electrons\) holds 99, outside 0..4"):
         atom_features(torch.tensor([[6, 0, 0, 0, 0, 0, 0, 0, 0], [6, 0, 0, 0, 0, 99, 0, 0, 0]]))
+    with pytest.raises(ValueError, match=r"takes the 9 categorical columns .* got shape \(2, 10\)"):
+        atom_features(torch.zeros(2, 10, dtype=torch.long))
 
 
 def test_unparsable_smiles_names_the_row():

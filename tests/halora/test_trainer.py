@@ -176,6 +176,9 @@ def test_arguments_validate(tmp_path):
 def test_a_best_model_metric_evaluation_does_not_report_is_refused(tmp_path, sigmas, metric):
     with pytest.raises(ValueError, match="metric_for_best_model.*eval_sigmas"):
         _args(tmp_path, eval_sigmas=sigmas, metric_for_best_model=metric)
+
+
+def test_load_best_models_default_metric_needs_a_clean_evaluation(tmp_path):
     with pytest.raises(ValueError, match="metric_for_best_model.*eval_sigmas"):  # "loss" is load_best's default
         _args(tmp_path, eval_sigmas=[0.02], load_best_model_at_end=True, eval_strategy="steps", save_strategy="steps")
 

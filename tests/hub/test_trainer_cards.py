@@ -120,3 +120,20 @@ def test_grant_card_of_a_users_model_loads_its_weights_into_their_class(tmp_path
     exec(code.replace("MyGIN(...)", f"MyGIN({channels})"), namespace)
     for loaded, trained in zip(namespace["model"].state_dict().values(), trainer.model.state_dict().values()):
         torch.testing.assert_close(loaded, trained)
+
+
+def test_card_of_a_compiled_model_names_its_class_and_takes_transformers_card_arguments(tmp_path):
+    from hf_eff.grant import GraNTTrainer, GraNTTrainingArguments
+
+    graphs = Dataset.from_list([{"x": torch.randn(3, 4).tolist(), "edge_index": [[0, 1], [1, 2]], "y": [1.0],
+                                 "num_nodes": 3} for _ in range(4)])
+    out = tmp_path / "compiled"
+    args = GraNTTrainingArguments(output_dir=str(out), task="graph_regression", teacher="none", num_train_epochs=1,
+                                  report_to=[], use_cpu=True, save_strategy="no")
+    trainer = GraNTTrainer(model=torch.compile(MyGIN(4), backend="eager"), args=args, train_dataset=graphs)
+    trainer.train()
+    # the keywords transformers' push_to_hub passes on
+    trainer.create_model_card(dataset_tags="me/graphs", tasks="graph-ml", dataset_args="default")
+    card = ModelCard.load(out / "README.md")
+    assert "MyGIN" in _loading_code(out / "README.md") and "OptimizedModule" not in card.text
+    assert card.data.datasets == ["me/graphs"]
