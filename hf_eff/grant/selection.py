@@ -64,11 +64,14 @@ def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> l
 
 @torch.no_grad()
 def score_batches(
-    model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device="cpu", node_normalization: str = "nodes"
+    model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device=None, node_normalization: str = "nodes"
 ) -> torch.Tensor:
     """Per-graph scores of `scoring_batches` output, with the model in eval mode (no dropout,
-    BatchNorm running statistics), called with the inputs training gives it (`model_inputs`)."""
+    BatchNorm running statistics), called with the inputs training gives it (`model_inputs`).
+    `device`: where the batches go, by default the model's (its first parameter's)."""
     inputs = forward_inputs(model, task)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     scores = []
@@ -85,7 +88,7 @@ def score_batches(
 
 
 def score_dataset(
-    model, dataset, collator, task: str, indices=None, batch_size: int = 256, device="cpu",
+    model, dataset, collator, task: str, indices=None, batch_size: int = 256, device=None,
     node_normalization: str = "nodes",
 ) -> torch.Tensor:
     """Scores of dataset[indices] (all rows by default), in that order."""

@@ -11,6 +11,9 @@ every process of a distributed run draws identical noise, and LoRA, HaLoRA and p
 same noise for the same seed and settings (layer names are taken without PEFT/DDP wrapper prefixes).
 Without explicit settings a HaLoRA model uses its adapter's mode, tile size and layers, other models
 the defaults: pass them explicitly (as HaLoRATrainer does) to compare models under one noise.
+Draws come from a generator on the weight's device, so they are identical across processes on one
+kind of device, but CPU and CUDA draws differ (CUDA's can also differ between GPU models): compare
+noisy accuracies measured on the same hardware.
 
 Only frozen weights are on RRAM. Adapter-side weights (SRAM) are never noised: the LoRA factors,
 the trainable copies peft keeps for ``modules_to_save`` (a classifier head), and in a PEFT model
@@ -209,6 +212,13 @@ class RRAMNoise:
         self.sigma, self.mode, self.tile_size = float(sigma), mode, tile_size
         self.layers = rram_linear_modules(model, target_modules)
         for name, module in self.layers.items():
+            # bitsandbytes' Linear4bit / Linear8bitLt are nn.Linear subclasses holding packed integer codes
+            if not module.weight.is_floating_point():
+                raise ValueError(
+                    f"layer {name}: weight is {module.weight.dtype} (a quantised layer, e.g. bitsandbytes' "
+                    "Linear4bit): RRAM noise is defined on float weights; load the base model in a float dtype, or "
+                    "leave quantised layers out with target_modules / noise_target_modules"
+                )
             # FSDP leaves each rank a flat shard (or an empty view): tiles and draws need whole weights.
             if module.weight.dim() != 2 or module.weight.numel() == 0 or type(module.weight).__name__ == "DTensor":
                 raise ValueError(

@@ -28,24 +28,29 @@ def halora_regularizer(
         raise ValueError(f"reg_norm must be one of {REG_NORMS}, got {norm!r}")
     if reduction not in REG_REDUCTIONS:
         raise ValueError(f"reg_reduction must be one of {REG_REDUCTIONS}, got {reduction!r}")
-    factors_a: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (r, in)
-    factors_b: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (out, r)
+    factors_a: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, r, in)
+    factors_b: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, out, r)
     n_layers = 0
     for module in model.modules():
         if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
             lora_a, lora_b = module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
-            factors_a[tuple(lora_a.shape)].append(lora_a)
-            factors_b[tuple(lora_b.shape)].append(lora_b)
+            # grouped by device too: a model split over GPUs (device_map) has factors on each
+            factors_a[(lora_a.device, *lora_a.shape)].append(lora_a)
+            factors_b[(lora_b.device, *lora_b.shape)].append(lora_b)
             n_layers += 1
     if n_layers == 0:
         raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
-    grams_by_rank: dict[int, list[torch.Tensor]] = defaultdict(list)
-    for group in factors_a.values():
-        stacked = torch.stack(group).float()  # (k, r, in)
-        grams_by_rank[stacked.shape[1]].append(stacked @ stacked.transpose(1, 2))  # A A^T
-    for group in factors_b.values():
-        stacked = torch.stack(group).float()  # (k, out, r)
-        grams_by_rank[stacked.shape[2]].append(stacked.transpose(1, 2) @ stacked)  # B^T B
     ord_ = 2 if norm == "spectral" else "fro"
-    total = sum(torch.linalg.matrix_norm(torch.cat(grams), ord=ord_).sum() for grams in grams_by_rank.values())
+    first_device = next(iter(factors_a))[0]
+    # float32 whatever the surrounding autocast: matrix_norm(ord=2) refuses bf16/fp16
+    with torch.autocast(first_device.type, enabled=False):
+        grams: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, r)
+        for (device, *_), group in factors_a.items():
+            stacked = torch.stack(group).float()  # (k, r, in)
+            grams[(device, stacked.shape[1])].append(stacked @ stacked.transpose(1, 2))  # A A^T
+        for (device, *_), group in factors_b.items():
+            stacked = torch.stack(group).float()  # (k, out, r)
+            grams[(device, stacked.shape[2])].append(stacked.transpose(1, 2) @ stacked)  # B^T B
+        total = sum(torch.linalg.matrix_norm(torch.cat(group), ord=ord_).sum().to(first_device)
+                    for group in grams.values())
     return total / n_layers if reduction == "mean" else total

@@ -141,6 +141,15 @@ def test_sharded_weights_are_refused():
         RRAMNoise(model, 0.01)
 
 
+def test_quantised_weights_are_refused():
+    model = make_tiny_llama()
+    # what bitsandbytes' Linear4bit holds: packed uint8 codes in an nn.Linear subclass
+    layer = model.model.layers[1].mlp.up_proj
+    layer.weight = nn.Parameter(torch.zeros(layer.weight.numel() // 2, 1, dtype=torch.uint8), requires_grad=False)
+    with pytest.raises(ValueError, match=r"layers.1.mlp.up_proj: weight is torch.uint8 \(a quantised layer"):
+        RRAMNoise(model, 0.01)
+
+
 def test_gpt2_conv1d_layers_are_noised_and_restored_bit_exactly():
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -36,6 +36,14 @@ def test_frobenius_and_mean_options():
     torch.testing.assert_close(model.base_model.get_regularization_loss(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_inside_bf16_autocast_it_is_the_float32_value():
+    model = _adapted()
+    expected = model.base_model.get_regularization_loss()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # spectral norms refuse bf16
+        inside = model.base_model.get_regularization_loss()
+    assert inside.dtype == torch.float32 and torch.equal(inside, expected)
+
+
 def test_gradients_reach_a_and_b():
     model = _adapted()
     model.base_model.get_regularization_loss().backward()
