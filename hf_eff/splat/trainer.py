@@ -315,11 +315,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     # ------------------------------------------------------------------ training step
     def render(self, model, viewmats, Ks, width, height, sh_degree=None):
         """``model.render`` with this run's backend, packing and background (white with
-        ``white_background``); ``sh_degree`` None renders every SH degree."""
+        ``white_background``), and absolute gradients when the strategy densifies on them
+        (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree."""
         backgrounds = viewmats.new_ones(len(viewmats), 3) if self.args.white_background else None
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
-            backend=self.args.render_backend, backgrounds=backgrounds,
+            backend=self.args.render_backend, backgrounds=backgrounds, absgrad=getattr(self.strategy, "absgrad", False),
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

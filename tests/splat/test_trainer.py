@@ -95,6 +95,13 @@ def test_any_gsplat_strategy_plugs_in(scene, tmp_path):
     assert trainer.strategy_state["grad2d"] is not None
 
 
+def test_an_absgrad_strategy_gets_absolute_gradients(scene, tmp_path):
+    strategy = DefaultStrategy(absgrad=True, grow_grad2d=0.0008, refine_start_iter=2, refine_every=4, refine_stop_iter=10)
+    trainer = make_trainer(scene, tmp_path, custom_strategy=strategy, max_steps=10, strategy="default")
+    trainer.train()  # gsplat's strategy reads info["means2d"].absgrad, set only when rendering asks for it
+    assert trainer.strategy_state["grad2d"] is not None and float(trainer.strategy_state["grad2d"].sum()) > 0
+
+
 def test_schedules_after_coarse_to_fine_options(scene, tmp_path):
     remaining = make_trainer(scene, tmp_path / "remaining", means_lr_decay="remaining")
     t2 = remaining.coarse_to_fine.full_resolution_step
