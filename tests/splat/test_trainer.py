@@ -317,6 +317,14 @@ def test_evaluation_logs_the_renders_to_wandb(scene, tmp_path):
     assert images == [("image", (32, 64, 3))]
 
 
+def test_fp16_is_refused_with_the_reason(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="fp16 mixed precision is not supported: its loss scaling"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, fp16=True)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch --mixed_precision fp16
+    with pytest.raises(ValueError, match="fp16 mixed precision is not supported"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10)
+
+
 @pytest.mark.parametrize("name", ["ssim_padding", "eval_ssim_padding"])
 def test_unknown_ssim_convention_is_named(tmp_path, name):
     with pytest.raises(ValueError, match=rf"{name} must be 'same' \(3DGS\) or 'valid' \(gsplat\), got 'reflect'"):
