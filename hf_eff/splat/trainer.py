@@ -9,11 +9,13 @@ Trainer cannot do by itself are:
 - checkpoints whose number of Gaussians differs from the model's at start-up;
 - data parallelism (`accelerate launch`): DDP's wrapper assumes parameters of fixed shape, and
   densification resizes them, so the model is kept out of DistributedDataParallel and the ranks
-  are synchronised by hand (`_average_gradients`, `_gather_densification_info`).
+  are synchronised by hand (`_average_gradients`, `_gather_densification_info`,
+  `_synced_statistics`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -260,6 +262,39 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             "n_cameras": info["n_cameras"] * world_size,
         }
 
+    @contextlib.contextmanager
+    def _synced_statistics(self):
+        """While the strategy runs: its running statistics (grad2d, count, radii) are rank 0's after
+        every update. Each rank accumulates the same gathered info, but CUDA's index_add_ adds in
+        no fixed order, so the sums can differ in the last bits between ranks; a Gaussian near a
+        threshold would then be split on one rank only, and the ranks would hold different models."""
+        update = getattr(self.strategy, "_update_state", None)
+        if update is None:  # MCMC keeps no screen-space statistics
+            yield
+            return
+
+        def update_then_broadcast(params, state, info, packed=False):
+            update(params, state, info, packed=packed)
+            for key in ("grad2d", "count", "radii"):
+                if isinstance(state.get(key), torch.Tensor):
+                    dist.broadcast(state[key], src=0)
+
+        self.strategy._update_state = update_then_broadcast  # an instance attribute shadows the method
+        try:
+            yield
+        finally:
+            del self.strategy._update_state
+
+    @torch.no_grad()
+    def _check_ranks_agree(self, step: int) -> None:
+        counts = self.accelerator.gather(torch.tensor([len(self.splats["means"])], device=self.args.device))
+        if (counts != counts[0]).any():
+            raise RuntimeError(
+                f"step {step}: after densification the ranks hold {counts.tolist()} Gaussians; their random draws "
+                "differ (GPUs of different models draw different CUDA random numbers for the same seed): train on "
+                "GPUs of one model"
+            )
+
     # ------------------------------------------------------------------ schedules
     @property
     def splats(self) -> nn.ParameterDict:
@@ -354,9 +389,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # new Gaussians from rank 0 after each densification.
         info = self._gather_densification_info(info, step)
         device = self.args.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self._synced_statistics():
             torch.manual_seed(self.args.seed + step)
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
+        self._check_ranks_agree(step)
         self._check_not_empty(step)
 
     def _check_not_empty(self, step: int) -> None:

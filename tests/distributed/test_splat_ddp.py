@@ -59,6 +59,18 @@ def run_worker(out_dir: Path, resume_from_checkpoint: str | None = None) -> None
     )
     check_world_size(args.world_size)
     rank = int(os.environ.get("RANK", "0"))
+    if rank == 1:
+        # On CUDA, index_add_'s unordered sums can leave the ranks' densification statistics apart in
+        # the last bits; exaggerated here, the trainer must still take rank 0's decisions everywhere.
+        from hf_eff.splat.strategy import GlobalToLocalStrategy
+
+        update = GlobalToLocalStrategy._update_state
+
+        def drifting_update(self, params, state, info, packed=False):
+            update(self, params, state, info, packed=packed)
+            state["grad2d"].mul_(1.5)
+
+        GlobalToLocalStrategy._update_state = drifting_update
     # A different model on each rank: training must start from rank 0's Gaussians.
     set_seed(rank)
     xyz, rgb = scene.point_arrays()
