@@ -18,7 +18,9 @@ classifier's config.json has its class_names) and `all_results.json` (train_runt
 grant_selection_seconds, time_to_target, eval_* and test_* metrics, target_columns where the
 data names its targets, class_names for classification) into --output_dir. With several
 regression targets, mae (the best value and time-to-target use it) is the mean over all targets,
-whatever their units; mae_<target> is each target's own.
+whatever their units; mae_<target> is each target's own. With --task graph_multilabel the CSV's
+target columns hold 0/1 labels, an empty cell meaning "not labelled"; ap is then the primary
+metric (best value and time-to-target), roc_auc reported beside it.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class DataArguments:
                   "a DatasetDict with train, validation and test splits, used as saved)."},
     )
     smiles_column: str = field(default="smiles", metadata={"help": "CSV: the SMILES column."})
-    target_column: str = field(default="", metadata={"help": "CSV: target column(s), comma-separated."})
+    target_column: str = field(default="", metadata={"help": "CSV: target column(s), comma-separated (graph_multilabel: "
+                                                               "0/1 label columns, empty cells unlabelled)."})
     max_graphs: int | None = field(default=None, metadata={"help": "Use the first N graphs only (QM9: rows read)."})
     qm9_target: str = field(default="Dipole_debye", metadata={"help": "QM9 column to predict (PyG's target 0)."})
     num_generated_graphs: int = field(default=2000, metadata={"help": "gen-reg / gen-cls: number of graphs."})

@@ -132,12 +132,13 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)
+        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: save the user's module and keys
         if isinstance(model, ModelHubMixin):  # config.json + safetensors, loadable by from_pretrained
             output_dir = output_dir or self.args.output_dir
             model.save_pretrained(output_dir)
             torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
         else:
-            super()._save(output_dir, state_dict)
+            super()._save(output_dir, model.state_dict() if state_dict is None else state_dict)
 
     # --- teaching ------------------------------------------------------------------------
     def train(self, resume_from_checkpoint=None, **kwargs):

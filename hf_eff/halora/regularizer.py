@@ -6,6 +6,7 @@ one SGD step moves BA by about -eta (B B^T G + G A^T A) (Wu et al., arXiv 2502.1
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 
 import torch
@@ -42,8 +43,11 @@ def halora_regularizer(
         raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
     ord_ = 2 if norm == "spectral" else "fro"
     first_device = next(iter(factors_a))[0]
-    # float32 whatever the surrounding autocast: matrix_norm(ord=2) refuses bf16/fp16
-    with torch.autocast(first_device.type, enabled=False):
+    # float32 whatever the surrounding autocast (on every device type holding factors): matrix_norm(ord=2)
+    # refuses bf16/fp16
+    with contextlib.ExitStack() as no_autocast:
+        for device_type in {device.type for device, *_ in (*factors_a, *factors_b)}:
+            no_autocast.enter_context(torch.autocast(device_type, enabled=False))
         grams: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, r)
         for (device, *_), group in factors_a.items():
             stacked = torch.stack(group).float()  # (k, r, in)

@@ -62,6 +62,11 @@ def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
                                      or not all(isinstance(c, str) for c in contexts)):
             raise ValueError(f"{name} row {row}: {CONTEXTS_COLUMN} must be None or a list of one string per choice "
                              f"({len(choices)}), got {contexts!r}")
+        # the first continuation token is predicted from the context's last one: an empty context has none
+        # (lm-evaluation-harness puts the end-of-text token there)
+        if contexts is not None and not all(contexts):
+            raise ValueError(f"{name} row {row}: {CONTEXTS_COLUMN} {list(contexts).index('')} is an empty string; "
+                             "give every choice a non-empty context")
 
 
 def _contexts_column(dataset: Dataset | Mapping) -> list:
@@ -342,12 +347,12 @@ def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, 
 @dataclass
 class MultipleChoiceScorer:
     """Maps the per-row scores of ``tokenize_for_scoring``'s flattened rows back to questions.
-    ``choice_lengths``: characters of each row's choice, for ``accuracy_norm``."""
+    ``choice_lengths``: characters of each row's choice, for ``accuracy_norm`` (None: accuracy only)."""
 
     example_index: np.ndarray
     choice_index: np.ndarray
     answers: np.ndarray
-    choice_lengths: np.ndarray
+    choice_lengths: np.ndarray | None = None
 
     def _predictions(self, row_scores: np.ndarray) -> np.ndarray:
         """Best choice per question; ties go to the lowest choice index (np.argmax, as the harness)."""
@@ -370,12 +375,17 @@ class MultipleChoiceScorer:
         ``pred_norm = np.argmax(lls / completion_len)``: the summed log-likelihood divided by the
         choice's length in characters (``len`` of the str, without the leading space; the harness's
         separate ``acc_bytes`` divides by UTF-8 bytes instead)."""
+        if self.choice_lengths is None:
+            raise ValueError("accuracy_norm needs choice_lengths (tokenize_for_scoring's scorer has them)")
         return float((self._predictions(np.asarray(row_scores, dtype=np.float64).reshape(-1) / self.choice_lengths)
                       == self.answers).mean())
 
     def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
         """``compute_metrics`` for the Trainer (with ``choice_logprob_sums`` as preprocess_logits_for_metrics)."""
-        return {"accuracy": self.accuracy(eval_pred.predictions), "accuracy_norm": self.accuracy_norm(eval_pred.predictions)}
+        metrics = {"accuracy": self.accuracy(eval_pred.predictions)}
+        if self.choice_lengths is not None:
+            metrics["accuracy_norm"] = self.accuracy_norm(eval_pred.predictions)
+        return metrics
 
 
 def tokenize_for_scoring(

@@ -392,7 +392,10 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
     ``preview`` name the repo's .ply file and preview image, when it has them."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
-    columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": "SSIM", "eval_lpips": "LPIPS",
+    # the two SSIM conventions differ by as much as methods do: name the one measured
+    ssim = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's interior)"}.get(
+        results.get("eval_ssim_padding"), "SSIM")
+    columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": ssim, "eval_lpips": "LPIPS",
                "num_gaussians": "Gaussians", "train_runtime": "training time (s)"}
     present = [key for key in columns if _number(results, key) is not None]
     row = [results[key] for key in present]

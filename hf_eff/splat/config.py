@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -206,7 +205,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
         # fp16's GradScaler scales the loss, so the screen-space gradients densification reads from the
         # rasterizer's info (not optimizer parameters, never unscaled) would pass every threshold.
         # bf16 needs no scaler; gsplat renders in float32 either way.
-        if self.fp16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "fp16":
+        # mixed_precision (transformers 5) also holds accelerate launch's --mixed_precision
+        if self.fp16 or getattr(self, "mixed_precision", None) == "fp16":
             raise ValueError(
                 "SplatTrainingArguments: fp16 mixed precision is not supported: its loss scaling also scales the "
                 "screen-space gradients that densification thresholds (every Gaussian would be split); train in "

@@ -392,7 +392,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self._synced_statistics():
             torch.manual_seed(self.args.seed + step)
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
-        self._check_ranks_agree(step)
+        if step % getattr(self.strategy, "refine_every", 1) == 0:  # the steps that can add or remove Gaussians
+            self._check_ranks_agree(step)
         self._check_not_empty(step)
 
     def _check_not_empty(self, step: int) -> None:

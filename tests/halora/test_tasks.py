@@ -180,6 +180,13 @@ def test_scorer_and_logprob_sums():
     assert scorer.accuracy(np.array([-1.0, -1.0, -3.0, -3.0, -3.0])) == 0.0  # ties: the lowest index, as np.argmax
     with pytest.raises(ValueError, match="NaN"):
         scorer.accuracy(np.array([np.nan, -1.0, -3.0, -9.0, -2.0]))
+    # built without choice lengths (the three-field form): accuracy only
+    plain = MultipleChoiceScorer(scorer.example_index, scorer.choice_index, scorer.answers)
+    from transformers import EvalPrediction
+
+    assert plain.compute_metrics(EvalPrediction(np.array([-5.0, -1.0, -3.0, -9.0, -2.0]), None)) == {"accuracy": 1.0}
+    with pytest.raises(ValueError, match="accuracy_norm needs choice_lengths"):
+        plain.accuracy_norm(np.zeros(5))
     logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
     labels = torch.tensor([[-100, 1, 0]])
     torch.testing.assert_close(choice_logprob_sums(logits, labels), torch.log(torch.tensor([0.5 * 0.25])))
@@ -214,6 +221,7 @@ def test_accuracy_norm_divides_by_the_choice_length_in_characters(char_tokenizer
     ("choices", [["", "b"], ["c", "d"]], "choice 0 is an empty string"),
     ("contexts", [["only one"], None], r"contexts must be None or a list of one string per choice \(2\)"),
     ("contexts", ["one string", None], "contexts must be None or a list of one string per choice"),
+    ("contexts", [["ctx", ""], None], "contexts 1 is an empty string"),
 ])
 def test_badly_typed_rows_are_named(column, values, problem):
     columns = {"question": ["q", "r"], "choices": [["a", "b"], ["c", "d"]], "answer": [1, 0], column: values}

@@ -151,6 +151,8 @@ def test_splat_card_table_and_preview():
     assert "| strategy | PSNR (dB) | SSIM | Gaussians | training time (s) |" in card.text
     assert "| g2l | 25.25 | 0.83 | 12,345 | 61 |" in card.text
     assert "![preview](preview.png)" in card.text and "(`splats.ply`)" in card.text
+    measured = cards.splat_card({**results, "eval_ssim_padding": "same"}, "me/splats")
+    assert "| strategy | PSNR (dB) | SSIM (3DGS's zero-padded) | Gaussians |" in measured.text
 
 
 def test_scene_card_keeps_the_dataset_configs():

@@ -123,7 +123,7 @@ def test_grant_card_of_a_users_model_loads_its_weights_into_their_class(tmp_path
 
 
 def test_card_of_a_compiled_model_names_its_class_and_takes_transformers_card_arguments(tmp_path):
-    from hf_eff.grant import GraNTTrainer, GraNTTrainingArguments
+    from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
 
     graphs = Dataset.from_list([{"x": torch.randn(3, 4).tolist(), "edge_index": [[0, 1], [1, 2]], "y": [1.0],
                                  "num_nodes": 3} for _ in range(4)])
@@ -137,3 +137,11 @@ def test_card_of_a_compiled_model_names_its_class_and_takes_transformers_card_ar
     card = ModelCard.load(out / "README.md")
     assert "MyGIN" in _loading_code(out / "README.md") and "OptimizedModule" not in card.text
     assert card.data.datasets == ["me/graphs"]
+    trainer.save_model()  # the user's module's keys, which the card's load_model(MyGIN(...), ...) reads
+    from safetensors.torch import load_model
+
+    load_model(MyGIN(4), out / "model.safetensors")
+    compiled_gcn = GraNTTrainer(model=torch.compile(GrantGCN(4, 1, hidden_channels=8), backend="eager"), args=args,
+                                train_dataset=graphs)
+    compiled_gcn.save_model(str(tmp_path / "gcn"))
+    assert GrantGCN.from_pretrained(tmp_path / "gcn").head.out_features == 1

@@ -208,6 +208,7 @@ def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypat
     results = json.loads((out / "all_results.json").read_text())
     assert {"train_runtime", "eval_psnr", "eval_ssim", "num_gaussians"} <= set(results)
     assert results["strategy"] == "g2l"
+    assert (results["ssim_padding"], results["eval_ssim_padding"]) == ("valid", "same")  # the conventions used
     assert GaussianModel.from_pretrained(str(out)).num_gaussians == results["num_gaussians"]
     assert GaussianModel.from_ply(out / "splats.ply").num_gaussians == results["num_gaussians"]
     assert (out / "preview.png").is_file()
