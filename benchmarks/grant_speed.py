@@ -11,15 +11,20 @@ selecting; writes a table, JSON and a plot.
     OMP_NUM_THREADS=1 python benchmarks/grant_speed.py --output_dir grant_bench [--tasks node_regression,...]
     OMP_NUM_THREADS=1 python benchmarks/grant_speed.py --output_dir grant_bench_mb --regime mini_batch
 
-The default regime is the public code's (full_batch, see REGIMES). Sized for about 20 minutes
-on 2 CPU cores, one thread per run (14 min wall, 13.6 min CPU under a load of 2).
+The default regime is the public code's (full_batch, see REGIMES): 3.3 min wall on 2 CPU cores,
+one thread per run, since the loaders read Arrow columns (seventh session; 14 min before).
 
 Measured in full_batch (GraNT / full time to the full run's best validation metric, wall / CPU;
-final test metric full -> GraNT):
-    log solubility        0.41x / 0.37x   MAE .677 -> .637 (at the target GraNT .688, +1.7%)
-    solubility classes    0.32x / 0.32x   ROC-AUC .9146 -> .9252 (best val .9624 vs .9589)
+final test metric full -> GraNT), seventh session, load ~1.5; every metric identical to the
+earlier runs, the time ratios moved with the faster collation (full training gained more than
+GraNT, whose selection time stays):
+    log solubility        0.375x / 0.376x   MAE .677 -> .637 (at the target GraNT .688, +1.7%)
+    solubility classes    0.44x / 0.439x    ROC-AUC .9146 -> .9252 (best val .9624 vs .9589;
+                                            selection 12.0 of GraNT's 29.9 s; 0.32x before)
     gen-reg               never (best .0567 vs .0513) MAE .0559 -> .0617 (+10.4%)
-    gen-cls               0.21x / 0.21x   ROC-AUC .9105 -> .9335
+    gen-cls               0.216x / 0.216x   ROC-AUC .9105 -> .9335
+The seed 1 / 2 and random-baseline tables below were measured before the faster loaders (their
+metrics do not depend on it; their time ratios do, as above).
 With --seed 1 (the same data, another initialisation; quiet machine, two runs at a time):
     log solubility        0.33x / 0.33x   MAE .737 -> .650
     solubility classes    never (best .947 vs .950)   ROC-AUC .9332 -> .9202 (-1.4%)
