@@ -12,10 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from hf_eff.grant.data import REQUIRED_COLUMNS
 from hf_eff.grant.tasks import GraphTask
-
-# The columns GraphCollator reads (edge_attr when the data has it).
-GRAPH_COLUMNS = ("num_nodes", "x", "edge_index", "y")
 
 
 def _stack(values: list, dtype: torch.dtype | None, width: int | None = None) -> list[torch.Tensor]:
@@ -262,7 +260,7 @@ class ArrowBatches(torch.utils.data.Dataset):
 
     def __init__(self, dataset: datasets.Dataset):
         self.dataset = dataset
-        columns = [c for c in (*GRAPH_COLUMNS, "edge_attr") if c in dataset.column_names]
+        columns = [c for c in (*REQUIRED_COLUMNS, "edge_attr") if c in dataset.column_names]
         self.columns = dataset.with_format("arrow", columns=columns)
 
     def __len__(self) -> int:
@@ -284,7 +282,7 @@ def arrow_batches(dataset, collate_fn):
     if type(collate_fn) is not GraphCollator or not isinstance(dataset, datasets.Dataset):
         return dataset
     default_format = dataset.format["type"] is None and set(dataset.format["columns"]) == set(dataset.column_names)
-    if not default_format or not set(GRAPH_COLUMNS) <= set(dataset.column_names):
+    if not default_format or not set(REQUIRED_COLUMNS) <= set(dataset.column_names):
         return dataset
     schema = dataset.features.arrow_schema
     columns = [c for c in _ARROW_DEPTHS if c in dataset.column_names]

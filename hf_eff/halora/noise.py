@@ -60,6 +60,19 @@ def active_halora_config(model: nn.Module) -> HaLoRAConfig | None:
     return config if isinstance(config, HaLoRAConfig) else None
 
 
+def noise_settings(model: nn.Module, mode: str | None = None, tile_size: int | None = None,
+                   target_modules: list[str] | str | None = None) -> dict:
+    """mode, tile_size and target_modules for noising ``model``: the values given, else the active
+    HaLoRA adapter's, else the defaults (tile_additive, 64, every Linear inside the blocks)."""
+    config = active_halora_config(model)
+    if config is not None:
+        mode = config.noise_mode if mode is None else mode
+        tile_size = config.noise_tile_size if tile_size is None else tile_size
+        target_modules = config.noise_target_modules if target_modules is None else target_modules
+    return {"mode": "tile_additive" if mode is None else mode, "tile_size": 64 if tile_size is None else tile_size,
+            "target_modules": target_modules}
+
+
 def _adapter_side_modules(model: nn.Module) -> tuple[set[int], bool]:
     """ids of the modules that live on SRAM (LoRA factors and peft's trainable ``modules_to_save``
     copies, of every adapter, active or not), and whether the model carries PEFT adapters at all.
@@ -201,13 +214,8 @@ class RRAMNoise:
         tile_size: int | None = None,
         target_modules: list[str] | str | None = None,
     ):
-        config = active_halora_config(model)
-        if config is not None:
-            mode = config.noise_mode if mode is None else mode
-            tile_size = config.noise_tile_size if tile_size is None else tile_size
-            target_modules = config.noise_target_modules if target_modules is None else target_modules
-        mode = "tile_additive" if mode is None else mode
-        tile_size = 64 if tile_size is None else tile_size
+        settings = noise_settings(model, mode, tile_size, target_modules)
+        mode, tile_size, target_modules = settings["mode"], settings["tile_size"], settings["target_modules"]
         validate_noise(sigma, mode, tile_size)
         self.sigma, self.mode, self.tile_size = float(sigma), mode, tile_size
         self.layers = rram_linear_modules(model, target_modules)

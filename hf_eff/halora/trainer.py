@@ -23,6 +23,7 @@ from hf_eff.halora.noise import (
     RRAMNoise,
     active_halora_config,
     draw_seed,
+    noise_settings,
     rram_linear_modules,
     rram_noise,
 )
@@ -253,12 +254,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     # --- evaluation under noise --------------------------------------------------------------
 
     def eval_noise_settings(self) -> dict:
-        config = self.halora_config()
-        return {
-            "mode": self.args.eval_noise_mode or (config.noise_mode if config else "tile_additive"),
-            "tile_size": config.noise_tile_size if config else 64,
-            "target_modules": config.noise_target_modules if config else None,
-        }
+        return noise_settings(self.model, mode=self.args.eval_noise_mode)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Every metric at each of ``eval_sigmas``, over ``eval_noise_seeds`` noise seeds (one run

@@ -28,6 +28,14 @@ def _args(tmp_path, task, **overrides):
     return GraNTTrainingArguments(**settings)
 
 
+def _outputs_and_labels(model, task, graphs):
+    """The model's outputs and the labels over every node of `graphs`, in one eval-mode forward pass."""
+    features = GraphCollator(task)(list(graphs))
+    model.eval()
+    with torch.no_grad():
+        return model(features["x"], features["edge_index"], batch=features["batch"]), features["labels"]
+
+
 @pytest.mark.parametrize("task", list(OUTPUTS))
 def test_short_run_on_each_task_kind(tmp_path, make_graphs, task):
     train, validation = make_graphs(40, task, seed=1), make_graphs(12, task, seed=2)
@@ -141,11 +149,8 @@ def test_any_pyg_model_and_full_training(tmp_path, make_graphs):
     output = trainer.train()
     assert output.global_step == 2 * 3
     # evaluation pads node outputs per graph; the MAE is still the mean over every node
-    features = GraphCollator(task)(list(train))
-    model.eval()
-    with torch.no_grad():
-        flat = model(features["x"], features["edge_index"], batch=features["batch"])
-    expected = (flat - features["labels"]).abs().mean().item()
+    flat, labels = _outputs_and_labels(model, task, train)
+    expected = (flat - labels).abs().mean().item()
     assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-4)
     grant = GraNTTrainer(model=model, args=_args(tmp_path, task), train_dataset=train).train()
     assert grant.metrics["grant_reselections"] == 2
@@ -158,13 +163,10 @@ def test_node_regression_with_several_targets_per_node(tmp_path, make_graphs):
     model = GrantGCN(6, 2, hidden_channels=8, level="node")
     trainer = GraNTTrainer(model=model, args=_args(tmp_path, task), train_dataset=train, eval_dataset=train)
     assert trainer.train().metrics["grant_reselections"] == 2
-    features = GraphCollator(task)(list(train))
-    model.eval()
-    with torch.no_grad():
-        outputs = model(features["x"], features["edge_index"], batch=features["batch"])
-    assert features["labels"].shape == outputs.shape == (features["x"].size(0), 2)
+    outputs, labels = _outputs_and_labels(model, task, train)
+    assert labels.shape == outputs.shape == (sum(train["num_nodes"]), 2)
     # the MAE over every node and target
-    expected = (outputs - features["labels"]).abs().mean().item()
+    expected = (outputs - labels).abs().mean().item()
     assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-4)
 
 
@@ -365,11 +367,8 @@ def test_node_targets_of_minus_100_count_in_evaluation(tmp_path, make_graphs):
     # eval batches of 4 graphs: the Trainer pads the node axis across batches with -100
     args = _args(tmp_path, task, per_device_eval_batch_size=4)
     trainer = GraNTTrainer(model=model, args=args, train_dataset=data, eval_dataset=data)
-    features = GraphCollator(task)(list(data))
-    model.eval()
-    with torch.no_grad():
-        outputs = model(features["x"], features["edge_index"], batch=features["batch"])
-    expected = (outputs - features["labels"]).abs().mean().item()
+    outputs, labels = _outputs_and_labels(model, task, data)
+    expected = (outputs - labels).abs().mean().item()
     assert trainer.evaluate()["eval_mae"] == pytest.approx(expected, rel=1e-5)
 
 
