@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
@@ -151,10 +152,36 @@ def _local_name(path: str) -> str:
     return Path(path.rstrip("/\\")).name or path
 
 
+@dataclass(frozen=True)
+class CardDataset:
+    """A Hub dataset as transformers' ``create_model_card`` names it: ``hub_id`` (its ``dataset_tags``),
+    the ``name`` shown (its ``dataset``) and the ``config`` (its ``dataset_args``)."""
+
+    hub_id: str
+    name: str | None = None
+    config: str | None = None
+
+
+def card_datasets(dataset_tags, dataset=None, dataset_args=None) -> list[CardDataset]:
+    """transformers' three parallel dataset arguments (each one value or a list) as ``CardDataset``s."""
+    tags = [dataset_tags] if isinstance(dataset_tags, str) else list(dataset_tags)
+
+    def one_per_tag(label: str, value) -> list:
+        if value is None:
+            return [None] * len(tags)
+        values = [value] if isinstance(value, str) else list(value)
+        if len(values) != len(tags):
+            raise ValueError(f"{label} names {len(values)} datasets and dataset_tags {len(tags)}: give one per tag")
+        return values
+
+    return [CardDataset(tag, name, config) for tag, name, config in
+            zip(tags, one_per_tag("dataset", dataset), one_per_tag("dataset_args", dataset_args))]
+
+
 def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Pattern | None = None,
               hub_tasks: dict | None = None) -> tuple[list[str] | None, list[dict]]:
     """(card `datasets` list, [model-index dataset fields]) of the data a run was evaluated on:
-    ``dataset`` (one name or several, as a caller gave them) or else the results' ``dataset_name`` /
+    ``dataset`` (one name or several, as a caller gave them, or ``CardDataset``s) or else the results' ``dataset_name`` /
     ``dataset`` (the examples'). Only a Hub id goes into the `datasets` metadata and is its own type; a
     local file or folder is shown by its name only (type ``local``), so that a card never publishes a
     path of the machine it was trained on. A bare name (no owner) in the results is an example's built-in
@@ -166,6 +193,12 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
     names = [names] if isinstance(names, str) else list(names or [])
     hub_ids, entries = [], []
     for name in names:
+        if isinstance(name, CardDataset) and _is_hub_id(name.hub_id):
+            hub_ids.append(name.hub_id)
+            entries.append(dict(dataset_name=name.name or name.hub_id, dataset_type=name.hub_id,
+                                dataset_config=name.config))
+            continue
+        name = name.hub_id if isinstance(name, CardDataset) else name
         if not isinstance(name, str) or not name:
             continue
         if not given and name in (hub_tasks or {}):
@@ -275,7 +308,7 @@ def _eval_results(task_type: str, datasets: list[dict], metrics: list[dict]) -> 
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
                 peft_type: str = "HALORA", license: str | None = None, tile_size: int | None = None,
                 regulariser: str | None = None, task_type: str | None = "CAUSAL_LM", auto_mapping: dict | None = None,
-                dataset: str | list[str] | None = None) -> ModelCard:
+                dataset: str | list[str | CardDataset] | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
     metrics-vs-sigma table. ``results["base_model"]`` (what the example was given, or a Trainer's
     ``finetuned_from``) wins over ``base_model`` (the adapter config's); the metadata, tags, text and
@@ -351,7 +384,7 @@ def _names(values) -> str | None:
     return ", ".join(f"`{v}`" for v in values) if isinstance(values, (list, tuple)) and values else None
 
 
-def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str] | None = None,
+def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
                model_class: str = "GrantGCN", hub_mixin: bool = True) -> ModelCard:
     """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
     validation and test metrics. ``model_class``: the class trained, hf-eff's ``GrantGCN`` or a user's;
@@ -388,7 +421,7 @@ _PROCEDURAL_SCENE = re.compile(r"procedural \(seed \d+\)")
 
 
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
-               license: str | None = None, dataset: str | list[str] | None = None) -> ModelCard:
+               license: str | None = None, dataset: str | list[str | CardDataset] | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
     ``preview`` name the repo's .ply file and preview image, when it has them."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)

@@ -56,7 +56,7 @@ def read_results(output_dir: Path) -> dict:
 
 
 def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
-               license: str | None = None, dataset: str | list[str] | None = None, base_model: str | None = None,
+               license: str | None = None, dataset: str | list | None = None, base_model: str | None = None,
                adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True):
     """The filled card of a model run folder, from ``results`` or else its ``all_results.json``.
 

@@ -10,6 +10,7 @@ import transformers.trainer as transformers_trainer
 from huggingface_hub import ModelHubMixin
 from transformers.trainer_utils import HubStrategy
 
+from hf_eff.hub.cards import card_datasets
 from hf_eff.hub.push import PICKLE_PATTERNS, build_card
 
 
@@ -103,14 +104,16 @@ class HubCardTrainerMixin:
                           dataset_tags: str | list[str] | None = None, dataset: str | list[str] | None = None,
                           dataset_args: str | list[str] | None = None) -> None:
         """The hf-eff card, as README.md of ``output_dir``, before or after ``save_model``. ``license``,
-        ``finetuned_from`` (the base model) and ``dataset`` (what the model was trained and evaluated on;
-        ``dataset_tags``, the Hub ids, when ``dataset`` is not given) go into the metadata, the model-index
-        and the card's text; ``language`` and ``tags`` into the metadata. transformers' ``tasks`` and
-        ``dataset_args`` are accepted, so ``push_to_hub(**kwargs)`` calls work, but not used: the task
-        comes from the run."""
+        ``finetuned_from`` (the base model) and the datasets the model was trained and evaluated on go into
+        the metadata, the model-index and the card's text; ``language`` and ``tags`` into the metadata.
+        The datasets are read as transformers reads them: ``dataset_tags`` the Hub ids, ``dataset`` their
+        shown names and ``dataset_args`` their configs, one per tag; ``dataset`` alone names Hub ids (or
+        local data). transformers' ``tasks`` is accepted, so ``push_to_hub(**kwargs)`` calls work, but not
+        used: the task comes from the run."""
         if not self.is_world_process_zero():
             return
-        dataset = dataset if dataset is not None else dataset_tags
+        if dataset_tags is not None:
+            dataset = card_datasets(dataset_tags, dataset, dataset_args)
         output_dir = Path(self.args.output_dir)
         card = self._hf_eff_card(output_dir, model_name, license=license, dataset=dataset, base_model=finetuned_from)
         if language is not None:

@@ -52,6 +52,12 @@ def test_adapter_card_before_save_model_then_its_lines_load_the_classifier(seq_c
     assert data.pipeline_tag == "text-classification" and data.datasets == ["user/sentiment"]
     assert {(r.task_type, r.dataset_name) for r in data.eval_results} == {("text-classification", "user/sentiment")}
     assert {r.metric_type for r in data.eval_results} == {"f1", "loss"}
+    # transformers' own arguments: Hub ids, their shown names and configs
+    trainer.create_model_card(dataset_tags="user/sentiment", dataset="Sentiment", dataset_args="v2")
+    data = ModelCard.load(out / "README.md").data
+    assert data.datasets == ["user/sentiment"]
+    assert {(r.dataset_name, r.dataset_type, r.dataset_config) for r in data.eval_results} == {
+        ("Sentiment", "user/sentiment", "v2")}
 
     trainer.save_model()
     trainer.create_model_card(dataset="user/sentiment")
