@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from datasets.fingerprint import get_temporary_cache_files_directory
 from huggingface_hub import constants as hub_constants
 
 from hf_eff.grant.tasks import GraphTask
@@ -50,11 +51,6 @@ def cache_dir() -> Path:
     """$HF_EFF_CACHE, else <HF_HOME>/hf_eff (HF_HOME follows XDG_CACHE_HOME), then /grant."""
     root = os.environ.get("HF_EFF_CACHE") or os.path.join(hub_constants.HF_HOME, "hf_eff")
     return Path(root) / "grant"
-
-
-def _conversions_dir() -> str:
-    """Where graphs_from_pyg writes its Arrow files by default: each call writes a new copy."""
-    return str(cache_dir() / "converted")
 
 
 # Rows buffered before the Arrow writer flushes them (the library's default is 1000): a few
@@ -187,10 +183,12 @@ def graphs_from_pyg(
 ) -> datasets.Dataset:
     """PyG graphs (`torch_geometric.data.Data`: a list, a generator, or a PyG dataset such as
     TUDataset, MoleculeNet or FakeDataset, whose transform applies) as a graph dataset for `task`,
-    one row per graph in order, streamed to Arrow files under `cache_dir` (default: hf-eff's
-    cache, `cache_dir()/converted`, a new copy per call: `save_to_disk` the result and clear old
-    copies). `GraNTTrainer` takes it, and `examples/grant_train.py --dataset <folder>` once it is
-    written with `save_to_disk(folder)`.
+    one row per graph in order, streamed to Arrow files under `cache_dir`. By default they go to
+    the datasets library's temporary folder, deleted when the Python session ends (as its own
+    uncached results are), so that repeated conversions leave no copies behind: `save_to_disk`
+    the result to keep it, or give `cache_dir` (a new copy per call) when the temporary folder
+    ($TMPDIR) is too small. `GraNTTrainer` takes it, and `examples/grant_train.py --dataset
+    <folder>` once it is written with `save_to_disk(folder)`.
 
     Stored as the other builders store them:
     - x as float32 (the collator feeds float32 to the model): integer features, such as the 9
@@ -306,7 +304,7 @@ def graphs_from_pyg(
 
     # a random fingerprint: hashing the graphs to find an earlier build would read them all
     # (and cannot read a generator twice)
-    dataset = _stream(rows, features, cache_dir or _conversions_dir(), fingerprint=uuid.uuid4().hex)
+    dataset = _stream(rows, features, cache_dir or get_temporary_cache_files_directory(), fingerprint=uuid.uuid4().hex)
     check_graph_dataset(dataset, task, "data_list")
     return dataset
 

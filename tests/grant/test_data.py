@@ -1,4 +1,7 @@
 import math
+import os
+import subprocess
+import sys
 
 import datasets
 import numpy as np
@@ -404,6 +407,22 @@ def test_pyg_graphs_round_trip(level, edge_dim):
         assert torch.equal(row["y"].reshape(-1), graph.y) and row["num_nodes"] == graph.num_nodes
         if edge_dim:
             assert torch.equal(row["edge_attr"], graph.edge_attr)
+
+
+def test_pyg_conversions_leave_no_copies_behind(tmp_path):
+    """The default Arrow files live in the datasets library's session folder, not hf-eff's cache."""
+    script = (
+        "import torch; from torch_geometric.data import Data; from hf_eff.grant import graphs_from_pyg\n"
+        "graphs = [Data(x=torch.rand(3, 2), edge_index=torch.tensor([[0, 1], [1, 2]]), y=torch.tensor([1.0]))]\n"
+        "files = [f['filename'] for _ in range(2) for f in graphs_from_pyg(graphs, 'graph_regression').cache_files]\n"
+        "print(len(set(files)), all(__import__('os').path.exists(f) for f in files)); print(*files, sep='\\n')\n"
+    )
+    env = {**os.environ, "HF_EFF_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    summary, *files = result.stdout.split("\n")[:3]
+    assert summary == "2 True"  # two conversions, two live copies while the session runs
+    assert not any(os.path.exists(f) for f in files)  # both gone with the session
+    assert not (tmp_path / "cache").exists()
 
 
 def test_pyg_regression_lists_keep_their_targets():
