@@ -1,11 +1,13 @@
 import hashlib
 import json
+import string
 
 import numpy as np
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import EvalPrediction
+from tokenizers import Tokenizer, models
+from transformers import EvalPrediction, PreTrainedTokenizerFast
 
 from hf_eff.halora.tasks import (
     DEFAULT_PROMPT,
@@ -119,7 +121,8 @@ def test_winogrande_partial_scoring_scores_only_the_shared_rest(char_tokenizer):
 
 def test_builtin_tokenisation_is_unchanged_by_contexts(char_tokenizer):
     """Built-in tasks and users' data without ``contexts`` keep the "Question: ...\nAnswer:" prompt:
-    the digests were taken before per-task contexts existed."""
+    the digests at 128 were taken before per-task contexts existed (and before harness-exact encoding,
+    which changes no uncut row of the built-in tasks: no prompt ends in a space)."""
     train, evaluation = builtin_task("mixed", train_size=200, eval_size=100, seed=0)
 
     def digest(dataset, scorer=None):
@@ -131,8 +134,10 @@ def test_builtin_tokenisation_is_unchanged_by_contexts(char_tokenizer):
     expected = {
         128: ("dd48167db5eb8cb8779da733f22f828624c185a82385a9447b247780a62413c6",
               "2ad6e8573c6e332ae13e11fa3508e030e7c7bcc74e0388b095d38775588681ff"),
-        24: ("c74c2760fc94b7ecebc8b13ebc0d27282464c9a7dd865607897c86958c7b8e85",
-             "199a68abe782e99fc6bd470849223f4d8d1e3a3f910c67af421c7b24aecdb4ed"),
+        # cut rows keep max_length + 1 tokens since they follow the harness's window (every row here is
+        # cut at 24, so each holds one more context character than before)
+        24: ("e0778ab00e2ebb132129bbed8628f7863b5c2fc6b64aab58516c7f7a7783cb2b",
+             "356d5b52162f26762043dbb204b27fa89dc3bc759a9828f2e84ffc8e762a22fb"),
     }
     for max_length, (train_digest, scoring_digest) in expected.items():
         assert digest(tokenize_for_training(train, char_tokenizer, max_length)) == train_digest
@@ -221,7 +226,7 @@ def test_accuracy_norm_divides_by_the_choice_length_in_characters(char_tokenizer
     ("choices", [["", "b"], ["c", "d"]], "choice 0 is an empty string"),
     ("contexts", [["only one"], None], r"contexts must be None or a list of one string per choice \(2\)"),
     ("contexts", ["one string", None], "contexts must be None or a list of one string per choice"),
-    ("contexts", [["ctx", ""], None], "contexts 1 is an empty string"),
+    ("contexts", [["ctx", " \n"], None], "contexts 1 is only whitespace"),
 ])
 def test_badly_typed_rows_are_named(column, values, problem):
     columns = {"question": ["q", "r"], "choices": [["a", "b"], ["c", "d"]], "answer": [1, 0], column: values}
@@ -276,16 +281,77 @@ def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
         torch.testing.assert_close(choice_logprob_sums(logits, labels, rows_per_chunk), expected)
 
 
-def test_batched_encoding_equals_one_tokenizer_call_per_pair(char_tokenizer):
-    contexts = ["Question: What is 2 + 2?\nAnswer:", "Question: What is 2 + 2?\nAnswer:", "Which is larger: 13 or 31?"]
-    choices = ["4", "22", "31"]
-    for max_length in (64, 20):  # 20 cuts the contexts from the left
-        rows = encode_choices(char_tokenizer, contexts, choices, max_length)
-        for row, text, choice in zip(rows, contexts, choices):
-            continuation = char_tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
-            context = char_tokenizer(text)["input_ids"][-(max_length - len(continuation)):]
-            assert row == {"input_ids": context + continuation, "attention_mask": [1] * (len(context) + len(continuation)),
-                           "labels": [-100] * len(context) + continuation}
+def _harness_request(tokenizer, context, continuation, max_length):
+    """lm-evaluation-harness, one request at a time (a causal HFLM, add_bos_token off): TemplateLM.loglikelihood
+    and _encode_pair with tok_encode(add_special_tokens=False), then _loglikelihood_tokens' window, as
+    rows: (context + continuation)[-(max_length + 1):], the continuation's tokens labelled."""
+    if context == "":
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        context_enc, continuation_enc = [prefix], tokenizer.encode(continuation, add_special_tokens=False)
+    else:
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole_enc = tokenizer.encode(context + continuation, add_special_tokens=False)
+        context_enc = tokenizer.encode(context, add_special_tokens=False)
+        continuation_enc = whole_enc[len(context_enc):]
+    assert 0 < len(continuation_enc) <= max_length
+    tokens = (context_enc + continuation_enc)[-(max_length + 1):]
+    return {"input_ids": tokens, "attention_mask": [1] * len(tokens),
+            "labels": [-100] * (len(tokens) - len(continuation_enc)) + continuation_enc}
+
+
+def boundary_bpe_tokenizer():
+    """Characters plus two BPE merges, ":" + " " and "A" + "n": the first crosses the boundary between a
+    "...Answer:" context and its " choice" continuation, so tokenising the two apart differs from the harness."""
+    vocab = {"<s>": 0, "<unk>": 1}
+    for char in string.ascii_letters + string.digits + " :?\n,.+-":
+        vocab.setdefault(char, len(vocab))
+    merges = [(":", " "), ("A", "n")]
+    vocab.update({a + b: len(vocab) + k for k, (a, b) in enumerate(merges)})
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", unk_token="<unk>")
+
+
+HARNESS_PAIRS = [
+    ("Question: What is 2 + 2?\nAnswer:", "4"), ("Question: What is 2 + 2?\nAnswer:", "22"),
+    ("Which is larger: 13 or 31? ", "31"),  # a trailing space: moved onto the continuation
+    ("Ends in two spaces  ", "x"), ("", "no context"),  # an empty context: scored after BOS
+    ("Answer:", "4"), ("Answer:", "4"),  # a repeated pair
+]
+
+
+@pytest.mark.parametrize("tokenizer_name", ["char", "bpe"])
+def test_encoding_equals_the_harness_one_request_at_a_time(char_tokenizer, tokenizer_name):
+    tokenizer = char_tokenizer if tokenizer_name == "char" else boundary_bpe_tokenizer()
+    contexts, choices = zip(*HARNESS_PAIRS)
+    for max_length in (64, 20, 12):  # 20 and 12 cut the longer contexts from the left
+        expected = [_harness_request(tokenizer, c, " " + k, max_length) for c, k in HARNESS_PAIRS]
+        assert encode_choices(tokenizer, contexts, choices, max_length) == expected
+
+
+def test_encoding_across_a_merged_boundary_and_a_trailing_space(char_tokenizer):
+    bpe = boundary_bpe_tokenizer()
+    row = encode_choices(bpe, ["Answer:"], ["4"], 64)[0]
+    # the full text merges ": " into one token, so (as in the harness) the continuation is the "4" alone
+    assert bpe.convert_ids_to_tokens(row["input_ids"]) == ["An", "s", "w", "e", "r", ":", "4"]
+    assert bpe.convert_ids_to_tokens([t for t in row["labels"] if t != -100]) == ["4"]
+    # a context's trailing space is scored as part of the choice, not conditioned on
+    row = encode_choices(char_tokenizer, ["Pick: "], ["yes"], 64)[0]
+    assert _text(char_tokenizer, [t for t in row["labels"] if t != -100]) == "  yes"
+    assert _text(char_tokenizer, row["input_ids"]) == "Pick:  yes"
+    # an empty context is the BOS token; a context of spaces only leaves no token and is refused
+    row = encode_choices(char_tokenizer, [""], ["yes"], 64)[0]
+    assert row["input_ids"][0] == char_tokenizer.bos_token_id and row["labels"][0] == -100
+    with pytest.raises(ValueError, match="only whitespace"):
+        encode_choices(char_tokenizer, ["   "], ["yes"], 64)
+    # the window holds max_length + 1 tokens (the last only a target); a longer choice is refused
+    row = encode_choices(char_tokenizer, ["abcdef"], ["xy"], 4)[0]
+    assert _text(char_tokenizer, row["input_ids"]) == "ef xy"
+    assert len(encode_choices(char_tokenizer, ["abc"], ["xyz"], 4)[0]["labels"]) == 5
+    with pytest.raises(ValueError, match="alone has 5 tokens; raise max_length"):
+        encode_choices(char_tokenizer, ["abc"], ["wxyz"], 4)
 
 
 def test_own_data_may_give_contexts_per_row(tmp_path, char_tokenizer):
