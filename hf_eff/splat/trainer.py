@@ -9,8 +9,16 @@ Trainer cannot do by itself are:
 - checkpoints whose number of Gaussians differs from the model's at start-up;
 - data parallelism (`accelerate launch`): DDP's wrapper assumes parameters of fixed shape, and
   densification resizes them, so the model is kept out of DistributedDataParallel and the ranks
-  are synchronised by hand (`_average_gradients`, `_gather_densification_info`,
-  `_synced_statistics`).
+  are synchronised by hand. Each step all-reduces the gradients (`_average_gradients`). Each rank
+  accumulates gsplat's densification statistics from its own views, and the ranks combine them
+  only where the strategy reads them (`_combined_statistics`): once per refine interval, not
+  once per step.
+
+The training step never waits for the GPU by itself: the NaN / inf checks of `rasterize` and
+`photometric_loss` (host reads, each a CUDA synchronisation) are replaced by a device-side
+record of the first step whose Gaussians or render went non-finite (`NonFiniteWatch`), read
+every `finite_check_steps` steps and wherever the host reads the device anyway (logging,
+densification steps, evaluation, checkpoints, the end of training).
 """
 
 from __future__ import annotations
@@ -127,6 +135,53 @@ class GaussianOptimizers(torch.optim.Optimizer):
         return f"GaussianOptimizers({', '.join(self.optimizers)})"
 
 
+class NonFiniteWatch:
+    """Remembers on the device the first step at which a watched tensor held NaN or inf, and which
+    ones did, without reading the device: `update` queues a few small kernels, `first` reads the
+    record (one host read: on CUDA, a synchronisation).
+
+    Args:
+        names: the watched tensors, in the order errors name them.
+    """
+
+    def __init__(self, names: list[str]):
+        self.names = list(names)
+        self.first_step: torch.Tensor | None = None  # int64 scalar, -1 while all were finite
+        self.bad: torch.Tensor | None = None  # bool [len(names)], at first_step
+
+    @torch.no_grad()
+    def update(self, step: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Records `step` if it is the first at which one of `tensors` (a subset of `names`) is non-finite."""
+        unknown = set(tensors) - set(self.names)
+        if unknown:
+            raise ValueError(f"NonFiniteWatch: {sorted(unknown)} are not watched ({self.names})")
+        device = next(iter(tensors.values())).device
+        if self.first_step is None or self.first_step.device != device:
+            self.first_step = torch.full((), -1, dtype=torch.long, device=device)
+            self.bad = torch.zeros(len(self.names), dtype=torch.bool, device=device)
+        none = self.bad.new_zeros(())
+        bad = torch.stack([~torch.isfinite(tensors[name]).all() if name in tensors else none for name in self.names])
+        # Python scalars go to the kernels as arguments: no host-to-device copy, no synchronisation.
+        fresh = (self.first_step < 0) & bad.any()
+        self.first_step = torch.where(fresh, step, self.first_step)
+        self.bad = torch.where(fresh, bad, self.bad)
+
+    def record(self) -> torch.Tensor | None:
+        """[first_step, bad...] as one int64 tensor on the device (None before any update)."""
+        if self.first_step is None:
+            return None
+        return torch.cat([self.first_step[None], self.bad.long()])
+
+    def first(self, records: torch.Tensor) -> tuple[int, list[str]] | None:
+        """(step, names) of the earliest non-finite step among `records` [R, 1 + len(names)] (the
+        `record`s of R ranks), or None when every watched tensor stayed finite. Reads the device."""
+        found = [row for row in records.tolist() if row[0] >= 0]
+        if not found:
+            return None
+        step, *bad = min(found)
+        return step, [name for name, flag in zip(self.names, bad) if flag]
+
+
 class _DensifyCallback(TrainerCallback):
     """Runs the strategy right after each optimizer step, before the step counter moves on."""
 
@@ -139,6 +194,9 @@ class _DensifyCallback(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.trainer._densify()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.trainer._check_finite(current=True)
 
 
 class SplatTrainer(HubCardTrainerMixin, Trainer):
@@ -174,9 +232,6 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         eval_views = SceneViews(eval_dataset) if eval_dataset is not None else None
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
         if self.is_distributed:
-            if args.packed:
-                raise ValueError("SplatTrainingArguments.packed is not supported with several processes: "
-                                 "the ranks' densification statistics are merged per camera (packed=False)")
             # accelerate returns a model marked as prepared unchanged: no DistributedDataParallel,
             # whose buckets would break at the first densification.
             model._is_accelerate_prepared = True
@@ -201,6 +256,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             self.strategy_state = self.strategy.initialize_state()
         self.optimizers_by_key: dict[str, torch.optim.Optimizer] = {}
         self._last_info: dict[str, Any] | None = None
+        self._non_finite = NonFiniteWatch([*self.splats.keys(), "render"])
+        # Whether the ranks' densification statistics hold their own views' parts, not yet summed.
+        self._statistics_partial = False
         self._reset_train_clocks()
         self.add_callback(_DensifyCallback(self))
 
@@ -237,53 +295,61 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             if param.grad is not None:
                 dist.all_reduce(param.grad, op=dist.ReduceOp.AVG)
 
-    def _gather_densification_info(self, info: dict[str, Any], step: int) -> dict[str, Any]:
-        """The rasterization info of all ranks' cameras, as if one process had rendered them all.
-
-        gsplat's strategies accumulate per-Gaussian screen-space gradient norms, visibility counts
-        and max radii from `info` (`DefaultStrategy._update_state`); with each rank's cameras
-        concatenated, every rank accumulates the same statistics and takes the same densify and
-        prune decisions. Each rank's gradient is divided by the world size: it is then the
-        gradient of the mean loss over ranks, the loss whose parameter gradients are applied.
-        """
-        key = getattr(self.strategy, "key_for_gradient", None)
-        # MCMC keeps no screen-space statistics; gsplat's strategies read none after refine_stop_iter.
-        if key is None or step >= getattr(self.strategy, "refine_stop_iter", math.inf):
-            return info
-        grad_name = "absgrad" if getattr(self.strategy, "absgrad", False) else "grad"
-        world_size = self.args.world_size
-        grads = self.accelerator.gather(getattr(info[key], grad_name).contiguous()) / world_size
-        means2d = torch.zeros_like(grads)
-        setattr(means2d, grad_name, grads)
-        return {
-            **info,
-            key: means2d,
-            "radii": self.accelerator.gather(info["radii"].contiguous()),
-            "n_cameras": info["n_cameras"] * world_size,
-        }
-
     @contextlib.contextmanager
-    def _synced_statistics(self):
-        """While the strategy runs: its running statistics (grad2d, count, radii) are rank 0's after
-        every update. Each rank accumulates the same gathered info, but CUDA's index_add_ adds in
-        no fixed order, so the sums can differ in the last bits between ranks; a Gaussian near a
-        threshold would then be split on one rank only, and the ranks would hold different models."""
-        update = getattr(self.strategy, "_update_state", None)
+    def _combined_statistics(self):
+        """While the strategy runs: each rank accumulates gsplat's densification statistics
+        (grad2d, count, radii) from its own views with the strategy's own `_update_state`, and the
+        ranks combine them where the strategy reads them (`_grow_gs`, `_prune_gs`): grad2d and
+        count summed, radii maxed. That is what one process rendering every rank's views would
+        hold: `_update_state` scales each camera's gradient by its width, height and `n_cameras`,
+        and a rank's `n_cameras` is its share of the batch while its gradient, that of its mean
+        loss, is world_size times its share of the averaged loss; the two factors cancel. The
+        all-reduce hands every rank the same bits, so all take the same decisions.
+
+        Between two reads the total is the sum over ranks: after a combination every rank holds
+        it, so on the next update rank 0 keeps it and the others restart from zero (gsplat zeroes
+        them after each refine anyway; this also holds when a read leaves them, and after a resume,
+        when every rank loads the saved total)."""
+        strategy = self.strategy
+        update = getattr(strategy, "_update_state", None)
         if update is None:  # MCMC keeps no screen-space statistics
             yield
             return
+        readers = {name: getattr(strategy, name) for name in ("_grow_gs", "_prune_gs") if hasattr(strategy, name)}
 
-        def update_then_broadcast(params, state, info, packed=False):
+        def update_own_views(params, state, info, packed=False):
+            if not self._statistics_partial and self.args.process_index != 0:
+                for key in ("grad2d", "count"):
+                    if isinstance(state.get(key), torch.Tensor):
+                        state[key].zero_()
             update(params, state, info, packed=packed)
-            for key in ("grad2d", "count", "radii"):
-                if isinstance(state.get(key), torch.Tensor):
-                    dist.broadcast(state[key], src=0)
+            self._statistics_partial = True
 
-        self.strategy._update_state = update_then_broadcast  # an instance attribute shadows the method
+        def combine_then(read):
+            def combined_read(params, optimizers, state, step):
+                self._combine_statistics(state)
+                return read(params, optimizers, state, step)
+            return combined_read
+
+        # Instance attributes shadow the strategy's methods.
+        strategy._update_state = update_own_views
+        for name, read in readers.items():
+            setattr(strategy, name, combine_then(read))
         try:
             yield
         finally:
-            del self.strategy._update_state
+            for name in ("_update_state", *readers):
+                delattr(strategy, name)
+
+    @torch.no_grad()
+    def _combine_statistics(self, state: dict[str, Any]) -> None:
+        """Every rank's densification statistics become their total over ranks (see `_combined_statistics`)."""
+        if not self._statistics_partial:
+            return
+        for key, op in (("grad2d", dist.ReduceOp.SUM), ("count", dist.ReduceOp.SUM), ("radii", dist.ReduceOp.MAX)):
+            if isinstance(state.get(key), torch.Tensor):
+                dist.all_reduce(state[key], op=op)
+        self._statistics_partial = False
 
     @torch.no_grad()
     def _check_ranks_agree(self, step: int) -> None:
@@ -348,14 +414,16 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return self.lr_scheduler
 
     # ------------------------------------------------------------------ training step
-    def render(self, model, viewmats, Ks, width, height, sh_degree=None):
+    def render(self, model, viewmats, Ks, width, height, sh_degree=None, check_finite=True):
         """``model.render`` with this run's backend, packing and background (white with
         ``white_background``), and absolute gradients when the strategy densifies on them
-        (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree."""
+        (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree. ``check_finite``:
+        `rasterize`'s NaN check (a host read of the device)."""
         backgrounds = viewmats.new_ones(len(viewmats), 3) if self.args.white_background else None
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
             backend=self.args.render_backend, backgrounds=backgrounds, absgrad=getattr(self.strategy, "absgrad", False),
+            check_finite=check_finite,
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -366,10 +434,14 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if factor > 1:
             images = downscale_images(images, factor)
             Ks, width, height = scale_intrinsics(Ks, width, height, factor)
-        renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step))
+        # No NaN check that reads the device here (it would wait for the GPU at every step): the
+        # watch records the first non-finite step on the device, and `_check_finite` reads it.
+        renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step),
+                                       check_finite=False)
+        self._non_finite.update(step, {**self.splats, "render": renders})
         self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
         self._last_info = info
-        loss = photometric_loss(renders, images, self.args.ssim_weight, self.args.ssim_padding)
+        loss = photometric_loss(renders, images, self.args.ssim_weight, self.args.ssim_padding, check_finite=False)
         return (loss, {"renders": renders}) if return_outputs else loss
 
     def _densify(self) -> None:
@@ -380,6 +452,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         extra = {"lr": self.lr_scheduler.get_last_lr()[0]} if isinstance(self.strategy, MCMCStrategy) else {"packed": self.args.packed}
         step, info = self.state.global_step, self._last_info
         self._last_info = None
+        refine_every = getattr(self.strategy, "refine_every", None)
+        # Densification steps read the device anyway (the strategy counts what it grows and prunes).
+        if step % self.args.finite_check_steps == 0 or (refine_every is not None and step % refine_every == 0):
+            self._check_finite()
         if not self.is_distributed:
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
             self._check_not_empty(step)
@@ -387,14 +463,35 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # Splitting draws new positions with torch.randn (MCMC relocates at random too): every rank
         # seeds its draws with (seed, step), so the ranks draw the same numbers without sending the
         # new Gaussians from rank 0 after each densification.
-        info = self._gather_densification_info(info, step)
         device = self.args.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self._synced_statistics():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self._combined_statistics():
             torch.manual_seed(self.args.seed + step)
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
         if step % getattr(self.strategy, "refine_every", 1) == 0:  # the steps that can add or remove Gaussians
             self._check_ranks_agree(step)
         self._check_not_empty(step)
+
+    @torch.no_grad()
+    def _check_finite(self, current: bool = False) -> None:
+        """Raises at the first step at which the Gaussians or the render went NaN or inf, as
+        recorded by `compute_loss` on the device; `current` also checks the Gaussians as they are
+        now (before a save or an evaluation). Reads the device once; with several processes every
+        rank raises the same error (one gather)."""
+        if current:
+            self._non_finite.update(self.state.global_step, dict(self.splats))
+        record = self._non_finite.record()
+        if record is None:  # nothing rendered yet
+            return
+        found = self._non_finite.first(self.accelerator.gather(record[None]) if self.is_distributed else record[None])
+        if found is None:
+            return
+        step, names = found
+        raise RuntimeError(
+            f"step {step}: the Gaussians diverged: {', '.join(names)} went NaN or inf at this step (recorded on the "
+            f"device every step, read every finite_check_steps={self.args.finite_check_steps} steps and at logging, "
+            "densification, evaluation and checkpoints; no checkpoint was written from then on, earlier ones are "
+            "kept). Lower the learning rates (means_lr, scales_lr, opacities_lr) or check the cameras"
+        )
 
     def _check_not_empty(self, step: int) -> None:
         # Rendering nothing would train on without a gradient and save an empty model: stop here,
@@ -411,7 +508,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs = {**logs, "num_gaussians": len(self.splats["means"])}
-        if "loss" in logs:
+        if "loss" in logs:  # a training log: Trainer has just read the loss from the device
+            self._check_finite()
             logs["resolution_factor"] = self.resolution_factor(self.state.global_step)
         super().log(logs, start_time)
 
@@ -429,6 +527,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         views = SceneViews(eval_dataset) if eval_dataset is not None else self.eval_dataset
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
+        self._check_finite(current=True)
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -492,18 +591,30 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 callback._wandb.log({tag: image, "train/global_step": step})
 
     # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, model, trial) -> None:
+        # Before anything is written: a diverged run raises here, keeping the checkpoints before it.
+        self._check_finite(current=True)
+        super()._save_checkpoint(model, trial)
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """Saves the model with `save_pretrained` (safetensors + config, loadable with
-        `GaussianModel.from_pretrained`) and the training arguments."""
+        `GaussianModel.from_pretrained`) and the training arguments; refuses Gaussians holding
+        NaN or inf."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
+        # Local (save_model runs on the main process only); _save_checkpoint has named the step.
+        bad = [key for key, value in self.splats.items() if not torch.isfinite(value).all()]
+        if bad:
+            raise RuntimeError(f"not saved to {output_dir}: the Gaussians' {', '.join(bad)} contain NaN or inf")
         os.makedirs(output_dir, exist_ok=True)
         self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
+        if self.is_distributed:  # every rank is here: the saved statistics are the ranks' total
+            self._combine_statistics(self.strategy_state)
         if self.args.should_save:
             state = {
                 "strategy_state": self.strategy_state,
@@ -545,6 +656,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         device = next(iter(self.splats.values())).device
         state = torch.load(path, map_location=device, weights_only=True)
         self.strategy_state = state["strategy_state"]
+        self._statistics_partial = False  # every rank holds the saved total
         if state["coarse_to_fine"] is not None:
             self.coarse_to_fine = EnergyCoarseToFine.from_state_dict(state["coarse_to_fine"])
         if state["global_stop_iter"] is not None:

@@ -60,8 +60,9 @@ def run_worker(out_dir: Path, resume_from_checkpoint: str | None = None) -> None
     check_world_size(args.world_size)
     rank = int(os.environ.get("RANK", "0"))
     if rank == 1:
-        # On CUDA, index_add_'s unordered sums can leave the ranks' densification statistics apart in
-        # the last bits; exaggerated here, the trainer must still take rank 0's decisions everywhere.
+        # Each rank accumulates densification statistics from its own views (on CUDA index_add_ even
+        # sums them in no fixed order); made far apart here, the ranks must still take the same
+        # decisions, from statistics combined across ranks where the strategy reads them.
         from hf_eff.splat.strategy import GlobalToLocalStrategy
 
         update = GlobalToLocalStrategy._update_state

@@ -19,7 +19,8 @@ Backend = Literal["auto", "cpu", "gsplat"]
 
 
 def _check_inputs(
-    means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds
+    means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds,
+    check_finite,
 ):
     num_gaussians = means.shape[0] if means.dim() == 2 else -1
     if means.dim() != 2 or means.shape[1] != 3:
@@ -62,6 +63,8 @@ def _check_inputs(
         raise ValueError(
             f"backgrounds must be [{num_cameras}, {colors.shape[-1]}], got {tuple(backgrounds.shape)}"
         )
+    if not check_finite:
+        return
     for name, tensor in (
         ("means", means),
         ("quats", quats),
@@ -93,6 +96,7 @@ def rasterize(
     absgrad: bool = False,
     rasterize_mode: Literal["classic", "antialiased"] = "classic",
     backend: Backend = "auto",
+    check_finite: bool = True,
     **gsplat_kwargs,
 ):
     """Render Gaussians into C images, like ``gsplat.rasterization``.
@@ -102,13 +106,17 @@ def rasterize(
     [N, K, 3] with ``sh_degree``, viewmats [C, 4, 4] (world-to-camera, OpenCV), Ks [C, 3, 3].
     ``backend`` "auto" picks gsplat on CUDA tensors and the PyTorch backend on CPU tensors.
     ``gsplat_kwargs`` (e.g. ``tile_size``, ``camera_model``) pass through to gsplat only.
+    ``check_finite`` False skips the NaN / inf check of the Gaussians: on CUDA it reads the GPU
+    from the host (a synchronisation), which a training loop that watches for NaN itself, without
+    waiting on the GPU at every step (`SplatTrainer`), does not pay.
 
     Returns (render_colors [C, H, W, D], render_alphas [C, H, W, 1], info).
     """
     if backend not in ("auto", "cpu", "gsplat"):
         raise ValueError(f"backend must be 'auto', 'cpu' or 'gsplat', got {backend!r}")
     _check_inputs(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds,
+        check_finite,
     )
     # Cameras often come from numpy as float64; both backends need the Gaussians' dtype.
     viewmats, Ks = viewmats.to(means.dtype), Ks.to(means.dtype)

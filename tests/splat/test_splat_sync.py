@@ -1,0 +1,129 @@
+"""SplatTrainer's training step does not read the device from the host (on CUDA each read waits
+for the GPU), and still stops a diverged run with an error naming the first non-finite step."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from hf_eff.splat.losses import photometric_loss
+from hf_eff.splat.model import GaussianModel
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.rendering import rasterize
+from hf_eff.splat.trainer import NonFiniteWatch
+from tests.splat.test_trainer import make_trainer
+
+# Tensor methods that copy a value to the host: on CUDA, each waits for the GPU's queued work.
+HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy")
+SPLAT = Path(__import__("hf_eff.splat", fromlist=["_"]).__file__).parent
+# The PyTorch rasterizer runs on CPU tensors only (CUDA goes to gsplat), so its reads never wait on a GPU.
+CPU_BACKEND = (SPLAT / "rendering" / "cpu.py", SPLAT / "rendering" / "projection.py")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(seed=1, num_train=6, num_test=2, width=32, height=32, num_points=300)
+
+
+def record_host_reads(monkeypatch, trainer) -> list[tuple[int, str, str]]:
+    """(global step, caller file, method) of each host read made by the splat code (outside the CPU
+    backend), gsplat or Trainer's training loop. Adam's step counters and the like live on the CPU
+    on any device and are not counted."""
+    reads = []
+    counted = [str(SPLAT), "gsplat", str(Path("transformers") / "trainer.py")]
+
+    def wrap(name, method):
+        def read(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if any(part in caller for part in counted) and Path(caller) not in CPU_BACKEND:
+                reads.append((trainer.state.global_step, caller, name))
+            return method(self, *args, **kwargs)
+        return read
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, wrap(name, getattr(torch.Tensor, name)))
+    return reads
+
+
+def test_training_steps_read_the_device_only_at_check_and_refine_steps(scene, tmp_path, monkeypatch):
+    trainer = make_trainer(scene, tmp_path, max_steps=24, refine_every=8, finite_check_steps=5, logging_steps=1000,
+                           eval_strategy="no", reset_every=1000)
+    reads = record_host_reads(monkeypatch, trainer)
+    trainer.train()
+    monkeypatch.undo()
+    assert any(step % 8 == 0 for step, _, _ in reads)  # the counter works: densification reads counts
+    allowed = {step for step in range(25) if step % 5 == 0 or step % 8 == 0}
+    stray = sorted({(step, Path(caller).name, name) for step, caller, name in reads if step not in allowed})
+    assert stray == []
+
+
+def test_a_nan_mid_training_names_the_step_and_keeps_the_earlier_checkpoints(scene, tmp_path):
+    class InjectNaN(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 7:  # the Gaussians rendered from step 7 on
+                with torch.no_grad():
+                    trainer.splats["means"][3, 0] = float("nan")
+
+    trainer = make_trainer(scene, tmp_path, max_steps=20, refine_every=1000, finite_check_steps=100,
+                           logging_steps=1000, save_strategy="steps", save_steps=3, callbacks=[InjectNaN()])
+    with pytest.raises(RuntimeError, match=r"step 7: .*means went NaN or inf") as error:
+        trainer.train()
+    assert "render" not in str(error.value).split("went")[0]
+    # Read late (at the checkpoint of step 9), before anything of it was written.
+    assert trainer.state.global_step == 9
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    saved = GaussianModel.from_pretrained(tmp_path / "checkpoint-6")
+    assert all(torch.isfinite(value).all() for value in saved.splats.values())
+
+
+def test_a_nan_is_read_every_finite_check_steps(scene, tmp_path):
+    class InjectNaN(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 6:
+                with torch.no_grad():
+                    trainer.splats["opacities"][0] = float("inf")
+
+    trainer = make_trainer(scene, tmp_path, max_steps=20, refine_every=1000, finite_check_steps=4,
+                           logging_steps=1000, callbacks=[InjectNaN()])
+    with pytest.raises(RuntimeError, match=r"step 6: .*opacities.* went NaN or inf"):
+        trainer.train()
+    assert trainer.state.global_step == 8
+
+
+def test_finite_check_steps_must_be_positive(tmp_path):
+    from hf_eff.splat.config import SplatTrainingArguments
+
+    with pytest.raises(ValueError, match="finite_check_steps must be >= 1"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, finite_check_steps=0)
+
+
+def test_the_watch_keeps_the_first_non_finite_step_and_what_went_non_finite():
+    watch = NonFiniteWatch(["means", "render"])
+    finite, nan = torch.zeros(3), torch.tensor([0.0, float("nan")])
+    watch.update(1, {"means": finite, "render": finite})
+    assert watch.first(watch.record()[None]) is None
+    watch.update(2, {"means": finite, "render": nan})
+    watch.update(3, {"means": nan, "render": nan})
+    assert watch.first(watch.record()[None]) == (2, ["render"])
+    # Several ranks: the earliest is reported.
+    other = NonFiniteWatch(["means", "render"])
+    other.update(1, {"means": nan})
+    assert watch.first(torch.stack([watch.record(), other.record()])) == (1, ["means"])
+    with pytest.raises(ValueError, match="not watched"):
+        watch.update(4, {"scales": finite})
+
+
+def test_direct_callers_keep_the_nan_errors_and_can_skip_them():
+    means = torch.tensor([[0.0, 0.0, 2.0], [float("nan"), 0.0, 2.0]])
+    quats, scales = torch.tensor([[1.0, 0, 0, 0]] * 2), torch.full((2, 3), 0.1)
+    opacities, colors = torch.full((2,), 0.5), torch.rand(2, 3)
+    viewmats, Ks = torch.eye(4)[None], torch.tensor([[[16.0, 0, 8], [0, 16, 8], [0, 0, 1]]])
+    with pytest.raises(ValueError, match="means contains NaN"):
+        rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 16, 16)
+    rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 16, 16, check_finite=False)
+    render = torch.full((1, 8, 8, 3), float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        photometric_loss(render, torch.zeros(1, 8, 8, 3))
+    assert photometric_loss(render, torch.zeros(1, 8, 8, 3), check_finite=False).isnan()
