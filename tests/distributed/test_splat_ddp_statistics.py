@@ -7,7 +7,8 @@ the views it rendered and the `torch.distributed` collectives it called at each 
 replays the same views in one process (two views per step) and compares the statistics.
 
 Run by hand, ``accelerate launch --config_file trainers/accelerate/cpu_2proc.yaml
-tests/distributed/test_splat_ddp_statistics.py OUT 100`` counts the collectives of a 100-step run.
+tests/distributed/test_splat_ddp_statistics.py OUT 100`` counts the collectives of a 100-step run
+(a third argument 1 renders packed).
 """
 
 import dataclasses
@@ -24,6 +25,7 @@ from hf_eff.utils.distributed import finish_distributed
 from tests.distributed.launch import launch_two_ranks
 
 NUM_TRAIN_VIEWS, MAX_STEPS, REFINE_EVERY = 8, 13, 4
+STATISTICS = ("grad2d", "count", "radii")
 COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gather_object", "broadcast",
                "broadcast_object_list", "reduce", "reduce_scatter_tensor", "gather", "scatter", "barrier")
 
@@ -45,15 +47,17 @@ def make_args(output_dir, max_steps: int, **overrides):
 
 
 def recording_strategy(args):
-    """The strategy `args` builds, recording the statistics each refine step reads."""
+    """The strategy `args` builds, recording the statistics each refine step reads, radii included
+    (tracked, and splitting large screen-space footprints, through the whole run)."""
     built = args.build_strategy()
 
     class Recording(type(built)):
         def _grow_gs(self, params, optimizers, state, step):
-            self.reads.append({"step": step, "grad2d": state["grad2d"].clone(), "count": state["count"].clone()})
+            self.reads.append({"step": step, **{key: state[key].clone() for key in STATISTICS}})
             return super()._grow_gs(params, optimizers, state, step)
 
-    strategy = Recording(**{field.name: getattr(built, field.name) for field in dataclasses.fields(built)})
+    fields = {field.name: getattr(built, field.name) for field in dataclasses.fields(built)}
+    strategy = Recording(**{**fields, "refine_scale2d_stop_iter": MAX_STEPS})
     strategy.reads = []
     return strategy
 
@@ -69,7 +73,7 @@ def make_model():
     return GaussianModel.from_points(xyz, rgb, sh_degree=1)
 
 
-def run_worker(out_dir: Path, max_steps: str = str(MAX_STEPS)) -> None:
+def run_worker(out_dir: Path, max_steps: str = str(MAX_STEPS), packed: str = "0") -> None:
     import torch.distributed as dist
 
     from hf_eff.splat import SplatTrainer
@@ -77,7 +81,7 @@ def run_worker(out_dir: Path, max_steps: str = str(MAX_STEPS)) -> None:
 
     prepare_cpu_distributed()
     scene = make_scene()
-    args = make_args(out_dir / "run", int(max_steps))
+    args = make_args(out_dir / "run", int(max_steps), packed=packed == "1")
     check_world_size(args.world_size)
     rank = int(os.environ.get("RANK", "0"))
     calls: list[tuple[int, str]] = []  # (global step, collective); step -1 before training
@@ -114,8 +118,9 @@ def run_worker(out_dir: Path, max_steps: str = str(MAX_STEPS)) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_statistics_are_combined_at_refine_steps_only_and_equal_one_process_over_the_same_views(tmp_path):
-    launch_two_ranks(__file__, str(tmp_path))
+@pytest.mark.parametrize("packed", [False, True])
+def test_ddp_statistics_are_combined_at_refine_steps_only_and_equal_one_process_over_the_same_views(tmp_path, packed):
+    launch_two_ranks(__file__, str(tmp_path), str(MAX_STEPS), str(int(packed)))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     reads = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     read_steps = ranks[0]["read_steps"]
@@ -123,12 +128,12 @@ def test_ddp_statistics_are_combined_at_refine_steps_only_and_equal_one_process_
 
     # Every rank read the same combined statistics, bit for bit.
     for read0, read1 in zip(*reads, strict=True):
-        for key in ("grad2d", "count"):
+        for key in STATISTICS:
             assert torch.equal(read0[key], read1[key]), (read0["step"], key)
 
     # Collectives: outside the refine steps only the gradient average (one all_reduce per parameter);
     # at each refine step (densification until 11, then adaptive pruning at 12) the statistics are
-    # combined once (grad2d, count) and the NaN record and the Gaussian counts are gathered.
+    # combined once (grad2d, count, radii) and the NaN record and the Gaussian counts are gathered.
     for rank in ranks:
         per_step: dict[int, Counter] = {}
         for step, name in rank["collectives"]:
@@ -136,7 +141,7 @@ def test_ddp_statistics_are_combined_at_refine_steps_only_and_equal_one_process_
         for step in range(1, MAX_STEPS):
             expected = {"all_reduce": rank["parameters"]}
             if step % REFINE_EVERY == 0:
-                expected = {"all_reduce": rank["parameters"] + 2, "all_gather": 2}
+                expected = {"all_reduce": rank["parameters"] + len(STATISTICS), "all_gather": 2}
             assert dict(per_step[step]) == expected, step
 
     # One process rendering both ranks' views of each step reads the same statistics (up to float order).
@@ -153,13 +158,14 @@ def test_ddp_statistics_are_combined_at_refine_steps_only_and_equal_one_process_
     scene = make_scene()
     # The same schedules (they scale with max_steps); only the first read is compared: the split it
     # triggers draws different random numbers in one process.
-    args = make_args(tmp_path / "single", MAX_STEPS, per_device_train_batch_size=2)
+    args = make_args(tmp_path / "single", MAX_STEPS, per_device_train_batch_size=2, packed=packed)
     single = Replay(model=make_model(), args=args, train_dataset=scene.views["train"], strategy=recording_strategy(args))
     single.train()
     expected = single.strategy.reads[0]
     assert expected["step"] == read_steps[0]
     assert torch.equal(reads[0][0]["count"], expected["count"])
-    assert expected["count"].sum() > 0
+    assert torch.equal(reads[0][0]["radii"], expected["radii"])
+    assert expected["count"].sum() > 0 and expected["radii"].max() > 0
     torch.testing.assert_close(reads[0][0]["grad2d"], expected["grad2d"], rtol=1e-4, atol=1e-9)
 
 

@@ -6,17 +6,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from gsplat.strategy import DefaultStrategy
 from transformers import TrainerCallback
 
 from hf_eff.splat.losses import photometric_loss
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.rendering import rasterize
+from hf_eff.splat.strategy import FixedDefaultStrategy
 from hf_eff.splat.trainer import NonFiniteWatch
 from tests.splat.test_trainer import make_trainer
 
 # Tensor methods that copy a value to the host: on CUDA, each waits for the GPU's queued work.
 HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy")
+# Operations whose output size depends on the values (the host reads it), counted at every call...
+SIZED_BY_VALUES = ("nonzero", "masked_select")
+# ... or with one argument (torch.where(mask) is nonzero), or a boolean mask as the index.
 SPLAT = Path(__import__("hf_eff.splat", fromlist=["_"]).__file__).parent
 # The PyTorch rasterizer runs on CPU tensors only (CUDA goes to gsplat), so its reads never wait on a GPU.
 CPU_BACKEND = (SPLAT / "rendering" / "cpu.py", SPLAT / "rendering" / "projection.py")
@@ -34,16 +39,26 @@ def record_host_reads(monkeypatch, trainer) -> list[tuple[int, str, str]]:
     reads = []
     counted = [str(SPLAT), "gsplat", str(Path("transformers") / "trainer.py")]
 
-    def wrap(name, method):
-        def read(self, *args, **kwargs):
+    def wrap(name, method, reads_host=lambda *args: True):
+        def read(*args, **kwargs):
             caller = sys._getframe(1).f_code.co_filename
-            if any(part in caller for part in counted) and Path(caller) not in CPU_BACKEND:
+            if (reads_host(*args) and any(part in caller for part in counted)
+                    and Path(caller) not in CPU_BACKEND):
                 reads.append((trainer.state.global_step, caller, name))
-            return method(self, *args, **kwargs)
+            return method(*args, **kwargs)
         return read
 
-    for name in HOST_READS:
+    def is_mask(index):
+        indices = index if isinstance(index, tuple) else (index,)
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
+
+    for name in HOST_READS + SIZED_BY_VALUES:
         monkeypatch.setattr(torch.Tensor, name, wrap(name, getattr(torch.Tensor, name)))
+    for name in SIZED_BY_VALUES:
+        monkeypatch.setattr(torch, name, wrap(name, getattr(torch, name)))
+    monkeypatch.setattr(torch, "where", wrap("where", torch.where, lambda *args: len(args) == 1))
+    monkeypatch.setattr(torch.Tensor, "__getitem__",
+                        wrap("mask index", torch.Tensor.__getitem__, lambda self, index: is_mask(index)))
     return reads
 
 
@@ -127,3 +142,38 @@ def test_direct_callers_keep_the_nan_errors_and_can_skip_them():
     with pytest.raises(ValueError, match="NaN"):
         photometric_loss(render, torch.zeros(1, 8, 8, 3))
     assert photometric_loss(render, torch.zeros(1, 8, 8, 3), check_finite=False).isnan()
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("num_cameras", [1, 3])
+def test_statistics_update_without_a_mask_is_gsplats(num_cameras, packed):
+    torch.manual_seed(0)
+    n = 50
+    full_radii = radii = torch.randint(0, 4, (num_cameras, n, 2), dtype=torch.int32)
+    visible = (radii > 0).all(dim=-1)
+    grads = torch.randn(num_cameras, n, 2) * visible[..., None]
+    if packed:
+        gaussian_ids = visible.nonzero()[:, 1]
+        radii, grads = radii[visible], grads[visible]
+    else:
+        gaussian_ids = None
+    means2d = torch.zeros_like(grads, requires_grad=True)
+    means2d.grad = grads
+    info = {"width": 32, "height": 24, "n_cameras": num_cameras, "radii": radii, "gaussian_ids": gaussian_ids,
+            "means2d": means2d}
+    params = {"means": torch.zeros(n, 3)}
+    ours, theirs = (cls(refine_scale2d_stop_iter=100) for cls in (FixedDefaultStrategy, DefaultStrategy))
+    states = [strategy.initialize_state() for strategy in (ours, theirs)]
+    for _ in range(2):
+        ours._update_state(params, states[0], info, packed=packed)
+        theirs._update_state(params, states[1], info, packed=packed)
+    if num_cameras == 1 or packed:  # the same sums in the same order
+        assert torch.equal(states[0]["grad2d"], states[1]["grad2d"])
+    else:
+        torch.testing.assert_close(states[0]["grad2d"], states[1]["grad2d"])
+    assert torch.equal(states[0]["count"], states[1]["count"])
+    # radii: the maximum over the cameras that see each Gaussian (gsplat keeps one camera's)
+    expected = torch.where(visible, full_radii.max(dim=-1).values / 32.0, 0.0).amax(dim=0)
+    assert torch.equal(states[0]["radii"], expected)
+    if num_cameras == 1:
+        assert torch.equal(states[1]["radii"], expected)

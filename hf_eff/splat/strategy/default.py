@@ -20,7 +20,8 @@ class FixedDefaultStrategy(DefaultStrategy):
     class only adds the reset, every `reset_every` steps while refinement runs, clamping opacities
     to `2 * prune_opa` as 3DGS does.
 
-    It also counts what densification did: `state["densification_counts"][phase]` holds the
+    Its running statistics are gsplat's, gathered without reading the device from the host
+    (`_update_state`), and it also counts what densification did: `state["densification_counts"][phase]` holds the
     Gaussians cloned, split and pruned so far in each phase (`phase(step)`; one phase, "densify",
     here), which is how the benchmark tells where each strategy's Gaussians come from.
 
@@ -35,6 +36,46 @@ class FixedDefaultStrategy(DefaultStrategy):
         # Plain ints, not tensors: gsplat's ops resize every tensor of the state per Gaussian.
         state["densification_counts"] = {}
         return state
+
+    @torch.no_grad()
+    def _update_state(self, params, state: dict[str, Any], info: dict[str, Any], packed: bool = False) -> None:
+        """gsplat's running statistics, without a host read of the device.
+
+        For unpacked renders gsplat picks the visible (camera, Gaussian) pairs with a boolean mask,
+        whose size the host must read: on CUDA, a synchronisation at every step. Here the invisible
+        pairs are zeroed and the cameras summed: with one camera the same bits as gsplat's, with
+        several the same sums in another order. Packed renders carry the Gaussians' indices and
+        are summed as gsplat does. radii is the true maximum over cameras (a scatter max, which
+        gsplat notes it should be: its indexed assignment keeps one camera's value when several see
+        a Gaussian).
+        """
+        for key in ("width", "height", "n_cameras", "radii", "gaussian_ids", self.key_for_gradient):
+            if key not in info:
+                raise KeyError(f"{type(self).__name__}: the render's info lacks {key!r}, which densification needs")
+        means2d = info[self.key_for_gradient]
+        grads = (means2d.absgrad if self.absgrad else means2d.grad).clone()  # [C, N, 2], packed [nnz, 2]
+        grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+        grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+        n_gaussians = len(params["means"])
+        track_radii = self.refine_scale2d_stop_iter > 0
+        for key in ("grad2d", "count") + (("radii",) if track_radii else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(n_gaussians, device=grads.device)
+        # Normalised to [0, 1] screen space, as gsplat does.
+        radii = info["radii"].max(dim=-1).values / float(max(info["width"], info["height"]))
+        if packed:
+            ids = info["gaussian_ids"]
+            norms = grads.norm(dim=-1)
+            state["grad2d"].index_add_(0, ids, norms)
+            state["count"].index_add_(0, ids, torch.ones_like(norms))
+            if track_radii:
+                state["radii"].scatter_reduce_(0, ids, radii, reduce="amax")
+            return
+        visible = (info["radii"] > 0.0).all(dim=-1)  # [C, N]
+        state["grad2d"] += torch.where(visible, grads.norm(dim=-1), 0.0).sum(dim=0)
+        state["count"] += visible.sum(dim=0)
+        if track_radii:
+            torch.maximum(state["radii"], torch.where(visible, radii, 0.0).amax(dim=0), out=state["radii"])
 
     def phase(self, step: int) -> str:
         """The name under which `step`'s densification is counted."""
