@@ -177,18 +177,31 @@ def _scale_by_tiles_(values: torch.Tensor, tile_values: torch.Tensor, tile: int)
     return values
 
 
+# Rows per band of the redraw: apply and restore hold one full-size float32 draw (one generator call per
+# layer) plus a few float32 temporaries of one band; 2**18 elements keep those near 1 MB each.
+_BAND_ELEMENTS = 2**18
+
+
+def _row_bands(shape: torch.Size, tile: int) -> Iterator[slice]:
+    """Slices of whole rows, a multiple of ``tile`` rows each (so every band holds whole tiles)."""
+    rows = max(tile, _BAND_ELEMENTS // max(1, shape[1]) // tile * tile)
+    return (slice(start, min(start + rows, shape[0])) for start in range(0, shape[0], rows))
+
+
 @dataclass
 class _LayerNoise:
-    """What undoing one layer's noise needs: its generator seed, tile scales, exact fix-ups."""
+    """What undoing one layer's noise needs: its generator seed, tile scales, and the exact fix-ups
+    of each row band written so far (flat indices within the band), so an apply interrupted part-way
+    is undone exactly."""
 
     seed: int
     tile_scale: torch.Tensor | None
-    fix_index: torch.Tensor
-    fix_values: torch.Tensor
+    fix_index: list[torch.Tensor]
+    fix_values: list[torch.Tensor]
 
     @property
     def nbytes(self) -> int:
-        tensors = [self.fix_index, self.fix_values] + ([self.tile_scale] if self.tile_scale is not None else [])
+        tensors = [*self.fix_index, *self.fix_values] + ([self.tile_scale] if self.tile_scale is not None else [])
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -248,42 +261,53 @@ class RRAMNoise:
         """Memory held while the noise is applied (tile scales + exact fix-ups)."""
         return sum(state.nbytes for state in (self._applied or {}).values())
 
-    def _draw(self, weight: torch.Tensor, seed: int, tile_scale: torch.Tensor | None) -> torch.Tensor:
-        """The layer's random operand: uniform numbers for stuck_at, standard normal ones for
-        multiplicative, and the additive noise itself (sigma x tile scale x normal) for the additive
-        modes, so that apply and restore each build it once."""
+    def _draw(self, weight: torch.Tensor, seed: int) -> torch.Tensor:
+        """The layer's random numbers, in one generator call: uniform for stuck_at, standard normal
+        otherwise."""
         generator = torch.Generator(device=weight.device).manual_seed(seed)
-        if self.mode == "stuck_at":
-            return torch.rand(weight.shape, generator=generator, device=weight.device)
-        draw = torch.randn(weight.shape, generator=generator, device=weight.device)
+        sample = torch.rand if self.mode == "stuck_at" else torch.randn
+        return sample(weight.shape, generator=generator, device=weight.device)
+
+    def _operand_(self, draw: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        """Turns one band of the draw, in place, into the operand of ``_noisy``: the additive noise
+        itself (sigma x tile scale x normal), ``1 + sigma x normal`` for multiplicative, the uniform
+        numbers for stuck_at. ``scale`` is sigma x the band's tile scales (tile_additive)."""
         if self.mode == "multiplicative":
-            return draw
+            return draw.mul_(self.sigma).add_(1)
         if self.mode == "absolute":
             return draw.mul_(self.sigma)
-        return _scale_by_tiles_(draw, self.sigma * tile_scale, self.tile_size)
+        if self.mode == "tile_additive":
+            return _scale_by_tiles_(draw, scale, self.tile_size)
+        return draw
 
-    def _noisy(self, clean: torch.Tensor, draw: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
+    def _noisy(self, clean: torch.Tensor, operand: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
         if self.mode == "stuck_at":
-            stuck_high = draw < self.sigma / 2
-            stuck_zero = (draw >= self.sigma / 2) & (draw < self.sigma)
+            stuck_high = operand < self.sigma / 2
+            stuck_zero = (operand >= self.sigma / 2) & (operand < self.sigma)
             high = torch.sign(clean) * _expand_tiles(tile_scale, self.tile_size, clean.shape)
             return torch.where(stuck_high, high, torch.where(stuck_zero, torch.zeros_like(clean), clean))
         if self.mode == "multiplicative":
-            return clean * (1 + self.sigma * draw)
-        return clean + draw
+            return clean * operand
+        return clean + operand
 
-    def _approx_clean(self, noisy: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
+    def _approx_clean(self, noisy: torch.Tensor, operand: torch.Tensor) -> torch.Tensor:
         """Inverse of ``_noisy`` up to float rounding (stuck cells are left to the fix-ups)."""
         if self.mode == "stuck_at":
             return noisy
         if self.mode == "multiplicative":
-            return noisy / (1 + self.sigma * draw)
-        return noisy - draw
+            return noisy / operand
+        return noisy - operand
+
+    def _band_tiles(self, band: slice) -> slice:
+        return slice(band.start // self.tile_size, -(-band.stop // self.tile_size))
 
     @torch.no_grad()
     def apply(self, seed: int, draw_index: int = 0, sigma: float | None = None) -> None:
         """Noises every RRAM layer in place with draw (seed, draw_index, layer name); ``sigma``, if
-        given, becomes the noise level from this draw on (``restore`` undoes the draw at its level)."""
+        given, becomes the noise level from this draw on (``restore`` undoes the draw at its level).
+
+        Each layer is drawn in one generator call, then noised band by band of rows (whole tiles):
+        besides the float32 draw, the transient memory is a few band-sized temporaries."""
         if self._applied is not None:
             raise RuntimeError("RRAM noise is already applied; restore() it before drawing new noise")
         if sigma is not None:
@@ -295,22 +319,32 @@ class RRAMNoise:
                 weight = module.weight.data
                 if self.sigma == 0:
                     continue
-                if not torch.isfinite(weight).all():
+                bands = list(_row_bands(weight.shape, self.tile_size))
+                # by bands: isfinite of a whole float32 layer holds 1.75x its bytes in temporaries
+                if not all(torch.isfinite(weight[band]).all() for band in bands):
                     raise ValueError(f"layer {name}: weight contains NaN or inf; cannot simulate RRAM noise on it")
                 seed_l = draw_seed(seed, draw_index, name)
-                clean32 = weight.float()
-                tile_scale = _tile_abs_max(clean32, self.tile_size) if self.mode in ("tile_additive", "stuck_at") else None
-                draw = self._draw(weight, seed_l, tile_scale)
-                noisy = self._noisy(clean32, draw, tile_scale).to(weight.dtype)
-                back = self._approx_clean(noisy.float(), draw).to(weight.dtype)
+                tiled = self.mode in ("tile_additive", "stuck_at")
+                tile_scale = None
+                if tiled:  # band by band too: a whole-layer abs() would be a full-size temporary
+                    tile_scale = torch.cat([_tile_abs_max(weight[band], self.tile_size) for band in bands]).float()
+                scale = self.sigma * tile_scale if self.mode == "tile_additive" else None
+                state = applied[name] = _LayerNoise(seed_l, tile_scale, [], [])
+                draw = self._draw(weight, seed_l)
                 int_dtype = _INT_VIEW[weight.element_size()]
-                # Bitwise comparison: catches -0.0 vs 0.0 too.
-                mismatch = (back.view(int_dtype) != weight.view(int_dtype)).flatten().nonzero().squeeze(1)
                 index_dtype = torch.int32 if weight.numel() < 2**31 else torch.int64
-                applied[name] = _LayerNoise(
-                    seed_l, tile_scale, mismatch.to(index_dtype), weight.flatten()[mismatch].clone()
-                )
-                weight.copy_(noisy)
+                for band in bands:
+                    tiles = self._band_tiles(band)
+                    clean = weight[band]
+                    operand = self._operand_(draw[band], scale[tiles] if scale is not None else None)
+                    noisy = self._noisy(clean.float(), operand, tile_scale[tiles] if tiled else None).to(weight.dtype)
+                    back = self._approx_clean(noisy.float(), operand).to(weight.dtype)
+                    # Bitwise comparison: catches -0.0 vs 0.0 too.
+                    mismatch = (back.view(int_dtype) != clean.view(int_dtype)).flatten().nonzero().squeeze(1)
+                    fix_values = clean.flatten()[mismatch]
+                    clean.copy_(noisy)
+                    state.fix_index.append(mismatch.to(index_dtype))
+                    state.fix_values.append(fix_values)
         except BaseException:
             self._applied = applied
             self.restore()
@@ -322,10 +356,15 @@ class RRAMNoise:
         """Puts the clean weights back, bit-exactly."""
         for name, state in (self._applied or {}).items():
             weight = self.layers[name].weight.data
-            draw = self._draw(weight, state.seed, state.tile_scale)
-            back = self._approx_clean(weight.float(), draw).to(weight.dtype)
-            back.view(-1)[state.fix_index.long()] = state.fix_values
-            weight.copy_(back)
+            draw = self._draw(weight, state.seed)
+            scale = self.sigma * state.tile_scale if self.mode == "tile_additive" else None
+            # zip stops after the bands written (all of them unless apply was interrupted)
+            for band, fix_index, fix_values in zip(_row_bands(weight.shape, self.tile_size), state.fix_index,
+                                                   state.fix_values):
+                operand = self._operand_(draw[band], scale[self._band_tiles(band)] if scale is not None else None)
+                back = self._approx_clean(weight[band].float(), operand).to(weight.dtype)
+                back.view(-1)[fix_index.long()] = fix_values
+                weight[band] = back
         self._applied = None
 
 

@@ -4,6 +4,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from hf_eff import HaLoRAConfig, RRAMNoise, rram_linear_modules, rram_noise
+from hf_eff.halora import noise as noise_module
 from hf_eff.halora.noise import _expand_tiles, _scale_by_tiles_, canonical_layer_name, draw_seed
 from tests.halora.conftest import make_tiny_llama
 
@@ -216,3 +217,68 @@ def test_defaults_come_from_the_active_halora_adapter_and_explicit_arguments_win
     for model in (lora, make_tiny_llama()):  # no HaLoRA adapter: the documented defaults
         noise = RRAMNoise(model, sigma=0.02)
         assert (noise.mode, noise.tile_size, len(noise.layers)) == ("tile_additive", 64, 14)
+
+
+def _noisy_by_the_whole_layer_formula(clean, mode, sigma, tile, seed):
+    """The noisy weight computed on the whole layer at once (the formula before the redraw went band by
+    band): one generator call, float32 arithmetic, one rounding to the weight's dtype."""
+    generator = torch.Generator().manual_seed(seed)
+    clean32 = clean.float()
+    rows, cols = clean.shape
+    tile_max = torch.zeros_like(clean32)
+    for r in range(0, rows, tile):
+        for c in range(0, cols, tile):
+            tile_max[r:r + tile, c:c + tile] = clean32[r:r + tile, c:c + tile].abs().max()
+    if mode == "stuck_at":
+        uniform = torch.rand(clean.shape, generator=generator)
+        stuck = torch.where(uniform < sigma / 2, torch.sign(clean32) * tile_max, torch.zeros_like(clean32))
+        return torch.where(uniform < sigma, stuck, clean32).to(clean.dtype)
+    normal = torch.randn(clean.shape, generator=generator)
+    if mode == "multiplicative":
+        return (clean32 * (1 + sigma * normal)).to(clean.dtype)
+    if mode == "absolute":
+        return (clean32 + normal * sigma).to(clean.dtype)
+    return (clean32 + normal * (sigma * tile_max)).to(clean.dtype)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(256, 192), (200, 130)])  # whole tiles, and ragged ones
+def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dtype, shape):
+    monkeypatch.setattr(noise_module, "_BAND_ELEMENTS", 64 * 192)  # bands of 64 rows: several per layer
+    torch.manual_seed(0)
+    layer = nn.Linear(shape[1], shape[0], bias=False).to(dtype)
+    with torch.no_grad():  # tiles of different magnitudes, and exact zeros
+        layer.weight.mul_(torch.logspace(-2, 1, shape[0]).unsqueeze(1).to(dtype))
+        layer.weight[:5, :7] = 0
+    clean = layer.weight.detach().clone()
+    noise = RRAMNoise(nn.Sequential(layer), sigma=0.3 if mode == "stuck_at" else 0.05, mode=mode, target_modules=["0"])
+    assert len(list(noise_module._row_bands(layer.weight.shape, 64))) > 2
+    noise.apply(seed=4)
+    expected = _noisy_by_the_whole_layer_formula(clean, mode, noise.sigma, 64, draw_seed(4, 0, "0"))
+    assert _bit_equal(layer.weight.detach(), expected) and not torch.equal(expected, clean)
+    noise.restore()
+    assert _bit_equal(layer.weight.detach(), clean)
+
+
+def test_an_apply_interrupted_between_bands_is_undone_bit_exactly(monkeypatch):
+    monkeypatch.setattr(noise_module, "_BAND_ELEMENTS", 64 * 64)  # bands of 64 rows
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 256))  # one band, then four
+    before = _snapshot(model)
+    noise = RRAMNoise(model, 0.05, target_modules=["0", "1"])
+    bands_seen = []
+    original = RRAMNoise._approx_clean
+
+    def fail_on_the_third_band(self, noisy, operand):  # the second band of the second layer
+        bands_seen.append(noisy.shape)
+        if len(bands_seen) == 3:
+            raise KeyboardInterrupt
+        return original(self, noisy, operand)
+
+    monkeypatch.setattr(RRAMNoise, "_approx_clean", fail_on_the_third_band)
+    with pytest.raises(KeyboardInterrupt):
+        noise.apply(seed=0)
+    monkeypatch.setattr(RRAMNoise, "_approx_clean", original)
+    assert bands_seen[:3] == [(64, 64)] * 3
+    assert not noise.active and all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
