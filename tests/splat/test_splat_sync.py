@@ -83,9 +83,8 @@ def test_a_nan_mid_training_names_the_step_and_keeps_the_earlier_checkpoints(sce
 
     trainer = make_trainer(scene, tmp_path, max_steps=20, refine_every=1000, finite_check_steps=100,
                            logging_steps=1000, save_strategy="steps", save_steps=3, callbacks=[InjectNaN()])
-    with pytest.raises(RuntimeError, match=r"step 7: .*means went NaN or inf") as error:
+    with pytest.raises(RuntimeError, match=r"step 7: the Gaussians diverged: means\b.* went NaN or inf"):
         trainer.train()
-    assert "render" not in str(error.value).split("went")[0]
     # Read late (at the checkpoint of step 9), before anything of it was written.
     assert trainer.state.global_step == 9
     assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
