@@ -370,21 +370,17 @@ def _encode_pairs(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str], pa
     rows = []
     for choice, (stripped, continuation) in zip(choices, pairs):
         if stripped:
-            context_ids, whole = tokens[stripped], tokens[stripped + continuation]
-            continuation_ids = whole[len(context_ids) :]
+            context_ids = tokens[stripped]
+            continuation_ids = tokens[stripped + continuation][len(context_ids) :]
         else:
             if prefix is None:
                 raise ValueError("an empty context is scored after the tokenizer's BOS (or EOS) token; this tokenizer has neither")
-            context_ids, whole = [prefix], None
-            continuation_ids = tokens[continuation]
+            context_ids, continuation_ids = [prefix], tokens[continuation]
         if not continuation_ids:
             raise ValueError(f"choice {choice[:40]!r} adds no token to its context {stripped[-40:]!r}")
         if len(continuation_ids) > max_length:
             raise ValueError(f"choice {choice[:40]!r} alone has {len(continuation_ids)} tokens; raise max_length ({max_length})")
-        cut = max(0, len(context_ids) + len(continuation_ids) - max_length - 1)
-        # the usual case (no merge across the boundary, no cut) reuses the full text's token list
-        input_ids = whole if not cut and whole and whole[: len(context_ids)] == context_ids else (
-            context_ids[cut:] + continuation_ids)
+        input_ids = context_ids[max(0, len(context_ids) + len(continuation_ids) - max_length - 1) :] + continuation_ids
         rows.append({
             "input_ids": input_ids,
             "attention_mask": [1] * len(input_ids),
