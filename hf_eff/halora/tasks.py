@@ -1,7 +1,8 @@
 """Multiple-choice tasks (question, choices, answer index), scored like lm-evaluation-harness.
 
 Each choice is scored by the summed log-likelihood of its tokens (``" " + choice``, the harness's
-``target_delimiter``) after a context; the highest-scoring choice is the prediction (``accuracy``), and
+``target_delimiter``, tokenised after its context as the harness does: see ``encode_choices``) after a
+context; the highest-scoring choice is the prediction (``accuracy``), and
 the highest score per character of the choice gives ``accuracy_norm`` (the harness's ``acc_norm``).
 Training uses the same context followed by the correct choice, with the loss on the choice tokens only.
 The context is ``DEFAULT_PROMPT`` (``"Question: {question}\\nAnswer:"``) unless a row has a ``contexts``

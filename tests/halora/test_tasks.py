@@ -364,3 +364,22 @@ def test_own_data_may_give_contexts_per_row(tmp_path, char_tokenizer):
                      ("A cat says", " cat"), ("A dog says", " dog")]
     expected = [pair for row in evaluation for pair in (pairs[:2] if row["contexts"] is None else pairs[2:])]
     assert len(evaluation) == 2 and _scored_pairs(evaluation, char_tokenizer) == expected
+
+
+@pytest.mark.slow
+def test_smollm2_encoding_equals_the_harness_one_request_at_a_time():
+    from transformers import AutoTokenizer
+
+    from hf_eff.halora.base_model import ensure_converted_smollm2
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_converted_smollm2())
+    pairs = list(HARNESS_PAIRS)
+    for mapping, example, _, _ in HARNESS_REQUESTS:  # the Hub tasks' prompts
+        row = mapping(example)
+        pairs += list(zip(row["contexts"], row["choices"]))
+    for row in builtin_task("mixed", train_size=10, eval_size=60)[1]:
+        pairs += [(DEFAULT_PROMPT.format(question=row["question"]), choice) for choice in row["choices"]]
+    contexts, choices = zip(*pairs)
+    for max_length in (128, 24):  # 24 cuts most prompts; the longest choice has 15 tokens
+        expected = [_harness_request(tokenizer, c, " " + k, max_length) for c, k in pairs]
+        assert encode_choices(tokenizer, contexts, choices, max_length) == expected
