@@ -253,6 +253,18 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     # --- evaluation under noise --------------------------------------------------------------
 
+    def _take_cotrainer_eval_metrics(self, prefix: str) -> dict[str, float]:
+        """Metrics a trainer combined with this one gathers during an evaluation run and would log only
+        at the end: TRL's (``class T(HaLoRATrainer, SFTTrainer)``) keep them in ``self._metrics["eval"]``
+        (``entropy``, ``mean_token_accuracy``) and average them in ``log``, which would pool every sigma
+        and seed under the noise-free names. Taken after each run, they are reported per sigma."""
+        pending = getattr(self, "_metrics", None)
+        if not isinstance(pending, dict) or not pending.get("eval"):
+            return {}
+        run = {f"{prefix}_{key}": sum(values) / len(values) for key, values in pending["eval"].items() if values}
+        pending["eval"].clear()
+        return run
+
     def eval_noise_settings(self) -> dict:
         return noise_settings(self.model, mode=self.args.eval_noise_mode)
 
@@ -288,6 +300,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
                         metric_key_prefix=metric_key_prefix,
                     )
                 num_samples += output.num_samples
+                output.metrics.update(self._take_cotrainer_eval_metrics(metric_key_prefix))
                 runs.append(output.metrics)
                 if sigma == 0 and not any(k.startswith(f"{metric_key_prefix}_") and "_sigma_" not in k for k in metrics):
                     metrics.update({k: v for k, v in output.metrics.items() if not k.endswith(_NOT_AVERAGED)})

@@ -75,12 +75,14 @@ def test_sft_trainer_with_a_halora_config_warns_and_trains_as_plain_lora(tmp_pat
     assert len(logged) == 4 and not {"reg_loss", "noise_sigma", "task_loss"} & set().union(*logged)
 
 
-def test_halora_first_keeps_noise_regulariser_and_sft_metrics(tmp_path):
-    args = HaLoRASFTConfig(**_common_args(tmp_path), eval_sigmas=[0.0])
+def test_halora_first_keeps_noise_regulariser_sft_metrics_and_noisy_evaluation(tmp_path):
+    args = HaLoRASFTConfig(**_common_args(tmp_path), eval_sigmas=[0.0, 0.5], eval_noise_seeds=2,
+                           per_device_eval_batch_size=16)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = HaLoRASFTTrainer(model=make_tiny_llama(), args=args, train_dataset=_text_dataset(),
-                                   processing_class=_tokenizer(), peft_config=_halora_config())
+                                   eval_dataset=_text_dataset(), processing_class=_tokenizer(),
+                                   peft_config=_halora_config())
         layer = trainer.model.base_model.model.model.layers[0].mlp.up_proj
         clean = layer.weight.detach().clone()
         seen = _weights_seen_in_training(layer)
@@ -95,6 +97,13 @@ def test_halora_first_keeps_noise_regulariser_and_sft_metrics(tmp_path):
     for entry in logged:
         assert entry["noise_sigma"] == 0.05 and entry["reg_loss"] > 0
         assert "task_loss" in entry and "mean_token_accuracy" in entry  # HaLoRA's and SFT's metrics
+    # SFT's evaluation metrics are reported per sigma too; the plain names are the noise-free run's
+    metrics = trainer.evaluate()
+    for name in ("loss", "entropy", "mean_token_accuracy"):
+        assert metrics[f"eval_{name}"] == metrics[f"eval_{name}_sigma_0_mean"]
+        assert f"eval_{name}_sigma_0.5_std" in metrics
+    assert metrics["eval_entropy_sigma_0.5_mean"] != metrics["eval_entropy_sigma_0_mean"]
+    assert torch.equal(layer.weight, clean)
     trainer.save_model(str(tmp_path / "adapter"))
     saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA" and saved["noise_sigma"] == 0.05 and saved["reg_weight"] == 0.1
