@@ -343,9 +343,10 @@ def encode_choices(tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str], 
     " " + choice; context + continuation is tokenised as one text and the context alone, and the
     continuation's tokens are ``whole[len(context_tokens):]`` (a merge across the boundary is
     tokenised as in the full text). An empty context is the tokenizer's BOS token (else its EOS), and the
-    continuation is then tokenised alone. Too long a pair keeps its last ``max_length + 1`` tokens, as
-    ``_loglikelihood_tokens`` does before dropping the last: the model's window is ``max_length``
-    positions, the final token is only a target.
+    continuation is then tokenised alone. A row holds at most ``max_length`` tokens, the length the
+    model is given: a longer pair is cut from the left, as ``_loglikelihood_tokens`` cuts to its window
+    (which keeps one token more, its last a target only, since it shifts the inputs itself; a row here
+    is one model input, so its cut never exceeds ``max_length`` positions).
 
     Distinct contexts and texts are tokenised once each and go to the tokenizer in batches: a call per
     pair took 17 s for 20k questions."""
@@ -379,9 +380,9 @@ def _encode_pairs(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str], pa
             context_ids, continuation_ids = [prefix], tokens[continuation]
         if not continuation_ids:
             raise ValueError(f"choice {choice[:40]!r} adds no token to its context {stripped[-40:]!r}")
-        if len(continuation_ids) > max_length:
+        if len(continuation_ids) >= max_length:  # the first choice token is predicted from a context token
             raise ValueError(f"choice {choice[:40]!r} alone has {len(continuation_ids)} tokens; raise max_length ({max_length})")
-        input_ids = context_ids[max(0, len(context_ids) + len(continuation_ids) - max_length - 1) :] + continuation_ids
+        input_ids = context_ids[max(0, len(context_ids) + len(continuation_ids) - max_length) :] + continuation_ids
         rows.append({
             "input_ids": input_ids,
             "attention_mask": [1] * len(input_ids),

@@ -134,10 +134,8 @@ def test_builtin_tokenisation_is_unchanged_by_contexts(char_tokenizer):
     expected = {
         128: ("dd48167db5eb8cb8779da733f22f828624c185a82385a9447b247780a62413c6",
               "2ad6e8573c6e332ae13e11fa3508e030e7c7bcc74e0388b095d38775588681ff"),
-        # cut rows keep max_length + 1 tokens since they follow the harness's window (every row here is
-        # cut at 24, so each holds one more context character than before)
-        24: ("e0778ab00e2ebb132129bbed8628f7863b5c2fc6b64aab58516c7f7a7783cb2b",
-             "356d5b52162f26762043dbb204b27fa89dc3bc759a9828f2e84ffc8e762a22fb"),
+        24: ("c74c2760fc94b7ecebc8b13ebc0d27282464c9a7dd865607897c86958c7b8e85",
+             "199a68abe782e99fc6bd470849223f4d8d1e3a3f910c67af421c7b24aecdb4ed"),
     }
     for max_length, (train_digest, scoring_digest) in expected.items():
         assert digest(tokenize_for_training(train, char_tokenizer, max_length)) == train_digest
@@ -283,8 +281,8 @@ def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
 
 def _harness_request(tokenizer, context, continuation, max_length):
     """lm-evaluation-harness, one request at a time (a causal HFLM, add_bos_token off): TemplateLM.loglikelihood
-    and _encode_pair with tok_encode(add_special_tokens=False), then _loglikelihood_tokens' window, as
-    rows: (context + continuation)[-(max_length + 1):], the continuation's tokens labelled."""
+    and _encode_pair with tok_encode(add_special_tokens=False), cut from the left as _loglikelihood_tokens
+    cuts to its window, to rows of max_length tokens (one model input each), the continuation's tokens labelled."""
     if context == "":
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         context_enc, continuation_enc = [prefix], tokenizer.encode(continuation, add_special_tokens=False)
@@ -296,8 +294,8 @@ def _harness_request(tokenizer, context, continuation, max_length):
         whole_enc = tokenizer.encode(context + continuation, add_special_tokens=False)
         context_enc = tokenizer.encode(context, add_special_tokens=False)
         continuation_enc = whole_enc[len(context_enc):]
-    assert 0 < len(continuation_enc) <= max_length
-    tokens = (context_enc + continuation_enc)[-(max_length + 1):]
+    assert 0 < len(continuation_enc) < max_length
+    tokens = (context_enc + continuation_enc)[-max_length:]
     return {"input_ids": tokens, "attention_mask": [1] * len(tokens),
             "labels": [-100] * (len(tokens) - len(continuation_enc)) + continuation_enc}
 
@@ -346,12 +344,12 @@ def test_encoding_across_a_merged_boundary_and_a_trailing_space(char_tokenizer):
     assert row["input_ids"][0] == char_tokenizer.bos_token_id and row["labels"][0] == -100
     with pytest.raises(ValueError, match="only whitespace"):
         encode_choices(char_tokenizer, ["   "], ["yes"], 64)
-    # the window holds max_length + 1 tokens (the last only a target); a longer choice is refused
+    # a row holds max_length tokens at most, one of them context; a longer choice is refused
     row = encode_choices(char_tokenizer, ["abcdef"], ["xy"], 4)[0]
-    assert _text(char_tokenizer, row["input_ids"]) == "ef xy"
-    assert len(encode_choices(char_tokenizer, ["abc"], ["xyz"], 4)[0]["labels"]) == 5
-    with pytest.raises(ValueError, match="alone has 5 tokens; raise max_length"):
-        encode_choices(char_tokenizer, ["abc"], ["wxyz"], 4)
+    assert _text(char_tokenizer, row["input_ids"]) == "f xy"
+    assert len(encode_choices(char_tokenizer, ["abc"], ["xy"], 4)[0]["labels"]) == 4
+    with pytest.raises(ValueError, match="alone has 4 tokens; raise max_length"):
+        encode_choices(char_tokenizer, ["abc"], ["xyz"], 4)
 
 
 def test_own_data_may_give_contexts_per_row(tmp_path, char_tokenizer):
