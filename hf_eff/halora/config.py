@@ -31,8 +31,9 @@ class HaLoRAConfig(LoraConfig):
     ``SFTTrainer(peft_config=HaLoRAConfig(...))``) trains this adapter as a plain LoRA: no noise, no
     regulariser, though the saved adapter is still typed HALORA (the model warns once at the first such
     training forward). To keep another trainer's data handling, put ``HaLoRATrainer`` first in a
-    subclass (``class T(HaLoRATrainer, SFTTrainer)``, arguments ``class A(HaLoRATrainingArguments,
-    SFTConfig)``). ``rram_noise`` and ``HaLoRATrainer.evaluate`` read the noise model (mode, tile,
+    subclass (``class T(HaLoRATrainer, SFTTrainer)``, arguments a dataclass of both: ``@dataclass class
+    A(HaLoRATrainingArguments, SFTConfig)``, which takes transformers' defaults over SFTConfig's, so set the
+    learning rate, logging_steps and bf16 yourself). ``rram_noise`` and ``HaLoRATrainer.evaluate`` read the noise model (mode, tile,
     layers) from this config.
 
     Args:

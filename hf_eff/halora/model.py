@@ -42,7 +42,8 @@ class HaLoRAModel(LoraModel):
                 warnings.warn(
                     "A HaLoRA adapter is being trained outside HaLoRATrainer: no RRAM noise and no regulariser are "
                     "applied, so it trains as a plain LoRA. Train with HaLoRATrainer (or a subclass that puts it "
-                    "first, e.g. class T(HaLoRATrainer, SFTTrainer)); ignore this if your loop applies both itself.",
+                    "first, e.g. class T(HaLoRATrainer, SFTTrainer) with arguments @dataclass class A(HaLoRATrainingArguments, "
+                    "SFTConfig)); ignore this if your loop applies both itself.",
                     stacklevel=3,
                 )
         with super()._enable_peft_forward_hooks(*args, **kwargs):

@@ -4,16 +4,14 @@ import json
 import warnings
 from dataclasses import dataclass
 
-import pytest
 import torch
+import trl
 from datasets import Dataset
 
 from hf_eff import HaLoRAConfig
 from hf_eff.halora.tasks import character_tokenizer
 from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments
 from tests.halora.conftest import make_tiny_llama
-
-trl = pytest.importorskip("trl")
 
 OUTSIDE = "outside HaLoRATrainer"
 
