@@ -34,6 +34,9 @@ from hf_eff.utils.best_model import BestModelArgumentsMixin
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
 EVAL_DRAW_INDEX = -1
 _NOT_AVERAGED = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+# TRL's running count of training tokens, which it also files under the evaluation metrics: one value,
+# logged once by TRL itself, not a metric of the noise.
+_COTRAINER_TOTALS = ("num_tokens",)
 
 
 @dataclass
@@ -257,13 +260,14 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         """Metrics a trainer combined with this one gathers during an evaluation run and would log only
         at the end: TRL's (``class T(HaLoRATrainer, SFTTrainer)``) keep them in ``self._metrics["eval"]``
         (``entropy``, ``mean_token_accuracy``) and average them in ``log``, which would pool every sigma
-        and seed under the noise-free names. Taken after each run, they are reported per sigma."""
+        and seed under the noise-free names. Taken after each run, they are reported per sigma (TRL's
+        token count, ``_COTRAINER_TOTALS``, is left to TRL)."""
         pending = getattr(self, "_metrics", None)
         if not isinstance(pending, dict) or not pending.get("eval"):
             return {}
-        run = {f"{prefix}_{key}": sum(values) / len(values) for key, values in pending["eval"].items() if values}
-        pending["eval"].clear()
-        return run
+        taken = [key for key, values in pending["eval"].items() if values and key not in _COTRAINER_TOTALS]
+        return {f"{prefix}_{key}": sum(values) / len(values) for key, values in
+                ((key, pending["eval"].pop(key)) for key in taken)}
 
     def eval_noise_settings(self) -> dict:
         return noise_settings(self.model, mode=self.args.eval_noise_mode)
@@ -277,6 +281,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
         self.remove_training_noise()
+        self._take_cotrainer_eval_metrics(metric_key_prefix)  # left by an earlier predict(): not this evaluation's
         self._memory_tracker.start()
         dataloader = self.get_eval_dataloader(eval_dataset)
         settings = self.eval_noise_settings()

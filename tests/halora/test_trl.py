@@ -96,7 +96,11 @@ def test_halora_first_keeps_noise_regulariser_sft_metrics_and_noisy_evaluation(t
         assert entry["noise_sigma"] == 0.05 and entry["reg_loss"] > 0
         assert "task_loss" in entry and "mean_token_accuracy" in entry  # HaLoRA's and SFT's metrics
     # SFT's evaluation metrics are reported per sigma too; the plain names are the noise-free run's
+    first = trainer.evaluate()
+    trainer.predict(trainer.eval_dataset.select(range(4)))  # leaves SFT metrics that are not the evaluation's
     metrics = trainer.evaluate()
+    assert metrics["eval_entropy"] == first["eval_entropy"]  # the noise-free run, not pooled with predict's
+    assert metrics["eval_num_tokens"] > 0 and not [k for k in metrics if "num_tokens_sigma" in k]
     for name in ("loss", "entropy", "mean_token_accuracy"):
         assert metrics[f"eval_{name}"] == metrics[f"eval_{name}_sigma_0_mean"]
         assert f"eval_{name}_sigma_0.5_std" in metrics
