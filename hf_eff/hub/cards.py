@@ -155,7 +155,9 @@ def _local_name(path: str) -> str:
 @dataclass(frozen=True)
 class CardDataset:
     """A Hub dataset as transformers' ``create_model_card`` names it: ``hub_id`` (its ``dataset_tags``),
-    the ``name`` shown (its ``dataset``) and the ``config`` (its ``dataset_args``)."""
+    the ``name`` shown (its ``dataset``) and the ``config`` (its ``dataset_args``, which transformers
+    writes as the model-index's ``dataset.args``; the Hub's model-index field for a config name is
+    ``dataset.config``)."""
 
     hub_id: str
     name: str | None = None
@@ -163,16 +165,16 @@ class CardDataset:
 
 
 def card_datasets(dataset_tags, dataset=None, dataset_args=None) -> list[CardDataset]:
-    """transformers' three parallel dataset arguments (each one value or a list) as ``CardDataset``s."""
+    """transformers' three parallel dataset arguments (each one value or a list) as ``CardDataset``s.
+    As transformers does, a tag without a name or config gets none (the name shown is then the tag);
+    more names or configs than tags are refused, since there is no telling which tag they belong to."""
     tags = [dataset_tags] if isinstance(dataset_tags, str) else list(dataset_tags)
 
     def one_per_tag(label: str, value) -> list:
-        if value is None:
-            return [None] * len(tags)
-        values = [value] if isinstance(value, str) else list(value)
-        if len(values) != len(tags):
-            raise ValueError(f"{label} names {len(values)} datasets and dataset_tags {len(tags)}: give one per tag")
-        return values
+        values = [] if value is None else [value] if isinstance(value, str) else list(value)
+        if len(values) > len(tags):
+            raise ValueError(f"{label} has {len(values)} entries for {len(tags)} dataset_tags: give at most one per tag")
+        return values + [None] * (len(tags) - len(values))
 
     return [CardDataset(tag, name, config) for tag, name, config in
             zip(tags, one_per_tag("dataset", dataset), one_per_tag("dataset_args", dataset_args))]
@@ -194,9 +196,11 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
     hub_ids, entries = [], []
     for name in names:
         if isinstance(name, CardDataset) and _is_hub_id(name.hub_id):
+            shown = name.name or name.hub_id
             hub_ids.append(name.hub_id)
-            entries.append(dict(dataset_name=name.name or name.hub_id, dataset_type=name.hub_id,
-                                dataset_config=name.config))
+            # a shown name that is a local path is named by its last part, as local data is
+            entries.append(dict(dataset_name=_local_name(shown) if Path(shown).exists() else shown,
+                                dataset_type=name.hub_id, dataset_config=name.config))
             continue
         name = name.hub_id if isinstance(name, CardDataset) else name
         if not isinstance(name, str) or not name:

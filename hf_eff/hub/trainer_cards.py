@@ -107,13 +107,15 @@ class HubCardTrainerMixin:
         ``finetuned_from`` (the base model) and the datasets the model was trained and evaluated on go into
         the metadata, the model-index and the card's text; ``language`` and ``tags`` into the metadata.
         The datasets are read as transformers reads them: ``dataset_tags`` the Hub ids, ``dataset`` their
-        shown names and ``dataset_args`` their configs, one per tag; ``dataset`` alone names Hub ids (or
-        local data). transformers' ``tasks`` is accepted, so ``push_to_hub(**kwargs)`` calls work, but not
-        used: the task comes from the run."""
+        shown names and ``dataset_args`` their configs, at most one per tag; ``dataset`` alone names Hub ids
+        (or local data), with ``dataset_args`` their configs. transformers' ``tasks`` is accepted, so
+        ``push_to_hub(**kwargs)`` calls work, but not used: the task comes from the run."""
         if not self.is_world_process_zero():
             return
         if dataset_tags is not None:
             dataset = card_datasets(dataset_tags, dataset, dataset_args)
+        elif dataset is not None and dataset_args is not None:
+            dataset = card_datasets(dataset, dataset_args=dataset_args)
         output_dir = Path(self.args.output_dir)
         card = self._hf_eff_card(output_dir, model_name, license=license, dataset=dataset, base_model=finetuned_from)
         if language is not None:

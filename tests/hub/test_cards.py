@@ -376,13 +376,19 @@ def test_paper_task_of_the_example_names_the_hub_dataset_it_is_read_from():
     assert builtin.datasets is None and builtin.eval_results[0].dataset_type == "hf-eff/builtin"
 
 
-def test_transformers_dataset_arguments_give_hub_ids_shown_names_and_configs():
+def test_transformers_dataset_arguments_give_hub_ids_shown_names_and_configs(tmp_path):
     datasets = cards.card_datasets(["me/mols", "/data/extra"], dataset=["Molecules", "extra"],
                                    dataset_args=["v2", None])
     data = ModelCard(str(cards.grant_card({"eval_mae": 0.3}, "me/gcn", dataset=datasets))).data
     assert data.datasets == ["me/mols"]  # a local tag stays out of the metadata
     shown = {(r.dataset_name, r.dataset_type, r.dataset_config) for r in data.eval_results}
     assert shown == {("Molecules", "me/mols", "v2"), ("local data (extra)", "local", None)}
-    assert [d.name for d in cards.card_datasets("me/mols")] == [None]
-    with pytest.raises(ValueError, match="dataset names 1 datasets and dataset_tags 2"):
-        cards.card_datasets(["me/a", "me/b"], dataset="A")
+    # as transformers: a tag without a name or config has none; more entries than tags are refused
+    assert cards.card_datasets(["me/a", "me/b"], dataset="A", dataset_args="x") == [
+        cards.CardDataset("me/a", "A", "x"), cards.CardDataset("me/b")]
+    with pytest.raises(ValueError, match="dataset_args has 2 entries for 1 dataset_tags"):
+        cards.card_datasets("me/a", dataset_args=["x", "y"])
+    # a shown name that is a local path is named by its last part only
+    local = cards.card_datasets("me/mols", dataset=str(tmp_path))
+    data = ModelCard(str(cards.grant_card({"eval_mae": 0.3}, "me/gcn", dataset=local))).data
+    assert data.eval_results[0].dataset_name == tmp_path.name
