@@ -102,7 +102,7 @@ class DataArguments:
         default=None, metadata={"help": "Evaluation questions (built-in tasks: 600 if not given; other data: all)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N questions only."})
-    max_length: int = field(default=128, metadata={"help": "Tokens per prompt + choice row (the model input), cut from the prompt's left as lm-evaluation-harness cuts to its window."})
+    max_length: int = field(default=128, metadata={"help": "Tokens per prompt + choice row (the model input), cut from the prompt's left (the harness keeps one token more, its last a target only)."})
 
 
 def parse_args(argv: list[str] | None = None):

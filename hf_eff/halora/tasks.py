@@ -339,7 +339,7 @@ def encode_choices(tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str], 
     labels -100 on the context (training and scoring both use these rows).
 
     As ``TemplateLM._encode_pair`` / ``loglikelihood`` with ``HFLM.tok_encode``'s causal default
-    (``add_special_tokens=False``, no BOS): the context's trailing spaces move onto the continuation
+    (``add_special_tokens=False``, no BOS; the harness turns BOS on only for Gemma models or when asked): the context's trailing spaces move onto the continuation
     " " + choice; context + continuation is tokenised as one text and the context alone, and the
     continuation's tokens are ``whole[len(context_tokens):]`` (a merge across the boundary is
     tokenised as in the full text). An empty context is the tokenizer's BOS token (else its EOS), and the
