@@ -174,13 +174,13 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     render_backend: str = field(default="auto", metadata={"help": "'auto' (gsplat on CUDA, PyTorch on CPU), 'cpu', 'gsplat'."})
     finite_check_steps: int = field(
         default=100,
-        metadata={"help": "Read the device-side NaN / inf record of the Gaussians and renders every this many steps "
-                          "(it is also read at logging, densification, evaluation and checkpoint steps and at the end); "
-                          "the error names the first step that went non-finite. Each read waits for the GPU to finish "
-                          "its queued work, which a per-step check paid at every step. Default 100: a read costs at most "
-                          "one GPU pipeline drain per 100 steps (3DGS densifies, reading the device, every 100 steps "
-                          "anyway), and a diverged run is stopped at most 100 steps late, with no checkpoint written "
-                          "after the divergence. 1 reads at every step."},
+        metadata={"help": "Read the device-side NaN / inf record of the Gaussians and renders at least every this many "
+                          "steps (it is also read at every refine_every step, at logging, evaluation and checkpoint steps "
+                          "and at the end, so values above refine_every change nothing); the error names the first step "
+                          "that went non-finite. Each read waits for the GPU to finish its queued work; the checks it "
+                          "replaces paid six such waits per step (gsplat's rasteriser still reads one count per render). "
+                          "Default 100: 3DGS's refine interval, and a diverged run is stopped at most 100 steps late, "
+                          "with no checkpoint written after the divergence. 1 reads at every step."},
     )
     eval_render_images: int = field(
         default=4,

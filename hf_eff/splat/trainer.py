@@ -14,11 +14,12 @@ Trainer cannot do by itself are:
   only where the strategy reads them (`_combined_statistics`): once per refine interval, not
   once per step.
 
-The training step never waits for the GPU by itself: the NaN / inf checks of `rasterize` and
-`photometric_loss` (host reads, each a CUDA synchronisation) are replaced by a device-side
-record of the first step whose Gaussians or render went non-finite (`NonFiniteWatch`), read
-every `finite_check_steps` steps and wherever the host reads the device anyway (logging,
-densification steps, evaluation, checkpoints, the end of training).
+The training step adds no host read of its own (gsplat's rasteriser still reads one count per
+render): the NaN / inf checks of `rasterize` and `photometric_loss` (host reads, each a CUDA
+synchronisation) are replaced by a device-side record of the first step whose Gaussians or
+render went non-finite (`NonFiniteWatch`), read every `finite_check_steps` steps and wherever
+the host reads the device anyway (logging, refine steps, evaluation, checkpoints, the end of
+training).
 """
 
 from __future__ import annotations
@@ -166,6 +167,10 @@ class NonFiniteWatch:
         self.first_step = torch.where(fresh, step, self.first_step)
         self.bad = torch.where(fresh, bad, self.bad)
 
+    def reset(self) -> None:
+        """Forgets what was recorded (a new training run, e.g. resumed from a checkpoint before a divergence)."""
+        self.first_step = self.bad = None
+
     def record(self) -> torch.Tensor | None:
         """[first_step, bad...] as one int64 tensor on the device (None before any update)."""
         if self.first_step is None:
@@ -174,12 +179,14 @@ class NonFiniteWatch:
 
     def first(self, records: torch.Tensor) -> tuple[int, list[str]] | None:
         """(step, names) of the earliest non-finite step among `records` [R, 1 + len(names)] (the
-        `record`s of R ranks), or None when every watched tensor stayed finite. Reads the device."""
+        `record`s of R ranks; the names any of them flagged at that step), or None when every watched
+        tensor stayed finite. Reads the device."""
         found = [row for row in records.tolist() if row[0] >= 0]
         if not found:
             return None
-        step, *bad = min(found)
-        return step, [name for name, flag in zip(self.names, bad) if flag]
+        step = min(row[0] for row in found)
+        flagged = [any(flags) for flags in zip(*(row[1:] for row in found if row[0] == step))]
+        return step, [name for name, flag in zip(self.names, flagged) if flag]
 
 
 class _DensifyCallback(TrainerCallback):
@@ -189,6 +196,7 @@ class _DensifyCallback(TrainerCallback):
         self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._non_finite.reset()
         self.trainer._reset_train_clocks()
         self.trainer._broadcast_gaussians()
 
@@ -452,9 +460,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         extra = {"lr": self.lr_scheduler.get_last_lr()[0]} if isinstance(self.strategy, MCMCStrategy) else {"packed": self.args.packed}
         step, info = self.state.global_step, self._last_info
         self._last_info = None
-        refine_every = getattr(self.strategy, "refine_every", None)
-        # Densification steps read the device anyway (the strategy counts what it grows and prunes).
-        if step % self.args.finite_check_steps == 0 or (refine_every is not None and step % refine_every == 0):
+        # Within the refine window the strategy reads the device anyway (it counts what it grows and prunes).
+        if step % self.args.finite_check_steps == 0 or self._is_refine_step(step):
             self._check_finite()
         if not self.is_distributed:
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
@@ -467,9 +474,15 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self._combined_statistics():
             torch.manual_seed(self.args.seed + step)
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
-        if step % getattr(self.strategy, "refine_every", 1) == 0:  # the steps that can add or remove Gaussians
+        if self._is_refine_step(step):  # the steps that can add or remove Gaussians
             self._check_ranks_agree(step)
         self._check_not_empty(step)
+
+    def _is_refine_step(self, step: int) -> bool:
+        """Whether the strategy may grow or prune at ``step``: every ``refine_every`` steps, whatever the
+        window (g2l's adaptive pruning runs past ``refine_stop_iter``)."""
+        every = getattr(self.strategy, "refine_every", None)
+        return every is not None and step % every == 0
 
     @torch.no_grad()
     def _check_finite(self, current: bool = False) -> None:

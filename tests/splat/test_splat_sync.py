@@ -92,6 +92,26 @@ def test_a_nan_mid_training_names_the_step_and_keeps_the_earlier_checkpoints(sce
     assert all(torch.isfinite(value).all() for value in saved.splats.values())
 
 
+def test_a_run_resumed_before_the_divergence_starts_clean(scene, tmp_path):
+    class InjectNaN(TrainerCallback):
+        armed = True
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.armed and state.global_step == 7:
+                with torch.no_grad():
+                    trainer.splats["means"][3, 0] = float("nan")
+
+    inject = InjectNaN()
+    trainer = make_trainer(scene, tmp_path, max_steps=12, refine_every=1000, finite_check_steps=100,
+                           logging_steps=1000, save_strategy="steps", save_steps=3, callbacks=[inject])
+    with pytest.raises(RuntimeError, match="step 7: the Gaussians diverged"):
+        trainer.train()
+    inject.armed = False
+    trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-6"))  # the same trainer, finite again
+    assert trainer.state.global_step == 12
+    assert all(torch.isfinite(value).all() for value in trainer.splats.values())
+
+
 def test_a_nan_is_read_every_finite_check_steps(scene, tmp_path):
     class InjectNaN(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -125,6 +145,12 @@ def test_the_watch_keeps_the_first_non_finite_step_and_what_went_non_finite():
     other = NonFiniteWatch(["means", "render"])
     other.update(1, {"means": nan})
     assert watch.first(torch.stack([watch.record(), other.record()])) == (1, ["means"])
+    # ranks that went bad at the same step: every name any of them flagged
+    same_step = NonFiniteWatch(["means", "render"])
+    same_step.update(2, {"means": nan})
+    assert watch.first(torch.stack([watch.record(), same_step.record()])) == (2, ["means", "render"])
+    watch.reset()
+    assert watch.record() is None
     with pytest.raises(ValueError, match="not watched"):
         watch.update(4, {"scales": finite})
 
