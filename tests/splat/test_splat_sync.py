@@ -176,7 +176,7 @@ def test_statistics_update_without_a_mask_is_gsplats(num_cameras, packed):
     n = 50
     full_radii = radii = torch.randint(0, 4, (num_cameras, n, 2), dtype=torch.int32)
     visible = (radii > 0).all(dim=-1)
-    grads = torch.randn(num_cameras, n, 2) * visible[..., None]
+    grads = torch.randn(num_cameras, n, 2)  # hidden pairs too: gsplat skips them, ours must zero them
     if packed:
         gaussian_ids = visible.nonzero()[:, 1]
         radii, grads = radii[visible], grads[visible]
