@@ -1,7 +1,9 @@
 """SplatTrainer's training step does not read the device from the host (on CUDA each read waits
 for the GPU), and still stops a diverged run with an error naming the first non-finite step."""
 
+import statistics
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,39 @@ def test_statistics_update_without_a_mask_is_gsplats(num_cameras, packed):
     assert torch.equal(states[0]["radii"], expected)
     if num_cameras == 1:
         assert torch.equal(states[1]["radii"], expected)
+
+
+@pytest.mark.gpu
+def test_cuda_training_steps_wait_for_the_gpu_no_more_than_gsplat_does(scene, tmp_path):
+    """Every CUDA synchronisation counted (torch.cuda.set_sync_debug_mode): a typical training step
+    waits no more often than one gsplat render and backward, plus the copies of its three inputs
+    (image, viewmat, K) to the device. The NaN checks this replaced added six per step."""
+    trainer = make_trainer(scene, tmp_path, max_steps=24, refine_every=8, finite_check_steps=100,
+                           logging_steps=1000, eval_strategy="no", reset_every=1000)
+    assert trainer.args.device.type == "cuda"
+    model = trainer.model
+    viewmats = torch.eye(4, device="cuda")[None].clone()
+    viewmats[:, 2, 3] = 3.0
+    Ks = torch.tensor([[[40.0, 0, 16], [0, 40.0, 12], [0, 0, 1]]], device="cuda")
+    caught: list = []
+    ends: list[int] = []
+
+    class MarkSteps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(len(caught))
+
+    trainer.add_callback(MarkSteps())
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            colors, _, _ = model.render(viewmats, Ks, 32, 24, check_finite=False)
+            colors.sum().backward()
+            per_render = len(caught)
+            caught.clear()
+            model.zero_grad(set_to_none=True)
+            trainer.train()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    per_step = [b - a for a, b in zip([0, *ends], ends)]
+    assert statistics.median(per_step) <= per_render + 3, (per_render, per_step)
