@@ -1,4 +1,6 @@
-"""Transient memory and time of one RRAM noise redraw (``RRAMNoise.apply`` / ``restore``) on one layer.
+"""Transient memory and time of one RRAM noise redraw (``RRAMNoise.apply`` / ``restore``) of a model of
+``--layers`` equal layers (2 by default: what one layer's work still holds while the next layer allocates
+counts, as in a real model).
 
 The peak is read from ``torch.profiler`` (``profile_memory=True``): every CPU allocation and free of
 a tensor is a ``[memory]`` event with its signed size; their running sum in time order, from zero when ``apply``
@@ -13,25 +15,27 @@ one, e.g. the one before the banded redraw:
     OMP_NUM_THREADS=1 python benchmarks/halora_noise_memory.py --compare_with /tmp/noise_whole_layer.py
 
 writes ``halora_noise_memory.json`` into ``--output_dir`` and prints the table (peak in MB and as a
-multiple of the layer's own bytes).
+multiple of one layer's bytes).
 
-Measured with that command (2048x8192 layer, sigma 0.02, one thread, 2-core machine at load ~2;
-redraw = apply + restore, median of 3, CPU time; whole-layer = 55851f6, banded = this version):
+Measured with that command (a model of two 2048x8192 layers, sigma 0.02, one thread, 2-core machine at
+load ~1-2; peaks as a multiple of ONE layer's bytes; redraw = apply + restore of both layers, median of
+3, CPU time; whole-layer = 55851f6, banded = this version: bands of >= 2**22 elements, <= 4 per layer):
 
     | dtype | mode           | apply peak MB, whole-layer -> banded | restore peak MB   | redraw CPU s |
-    | bf16  | tile_additive  | 302.0 (9.00x) -> 79.9 (2.38x)         | 201.3 -> 72.4     | 0.64 -> 0.35 |
-    | bf16  | multiplicative | 369.1 (11.0x) -> 74.8 (2.23x)         | 268.4 -> 72.4     | 0.72 -> 0.30 |
-    | bf16  | absolute       | 302.0 (9.00x) -> 107.1 (3.19x)        | 201.3 -> 72.4     | 0.71 -> 0.37 |
-    | bf16  | stuck_at       | 369.1 (11.0x) -> 80.7 (2.41x)         | 167.8 -> 71.3     | 0.78 -> 0.27 |
-    | fp32  | tile_additive  | 234.0 (3.49x) -> 86.5 (1.29x)         | 147.3 -> 71.3     | 0.51 -> 0.30 |
-    | fp32  | multiplicative | 268.4 (4.00x) -> 75.2 (1.12x)         | 201.3 -> 71.3     | 0.65 -> 0.21 |
-    | fp32  | absolute       | 320.4 (4.77x) -> 121.0 (1.80x)        | 181.9 -> 71.3     | 0.55 -> 0.35 |
-    | fp32  | stuck_at       | 302.0 (4.50x) -> 79.3 (1.18x)         | 69.8 -> 67.2      | 0.64 -> 0.27 |
+    | bf16  | tile_additive  | 350.4 (10.4x) -> 120.2 (3.58x)        | 234.9 -> 107.5    | 1.33 -> 0.73 |
+    | bf16  | multiplicative | 405.9 (12.1x) -> 111.5 (3.32x)        | 302.0 -> 108.7    | 1.59 -> 0.66 |
+    | bf16  | absolute       | 413.3 (12.3x) -> 167.4 (4.99x)        | 234.9 -> 100.7    | 1.32 -> 0.86 |
+    | bf16  | stuck_at       | 441.0 (13.1x) -> 129.4 (3.86x)        | 201.3 -> 100.2    | 1.38 -> 0.61 |
+    | fp32  | tile_additive  | 361.7 (5.39x) -> 131.0 (1.95x)        | 201.3 -> 97.4     | 1.08 -> 0.69 |
+    | fp32  | multiplicative | 339.1 (5.05x) -> 108.4 (1.62x)        | 268.4 -> 100.2    | 1.20 -> 0.68 |
+    | fp32  | absolute       | 414.1 (6.17x) -> 207.9 (3.10x)        | 201.3 -> 95.8     | 1.03 -> 0.79 |
+    | fp32  | stuck_at       | 374.5 (5.58x) -> 113.8 (1.70x)        | 134.2 -> 67.8     | 1.19 -> 0.71 |
 
-What remains is the float32 draw itself (67.1 MB: one generator call per layer), the kept fix-ups
-(6.4 MB for bf16 tile_additive; 33-48 MB for absolute noise, whose rounding inverts least often)
-and about 5 MB of band temporaries. A whole SmolLM2-shaped model (30 blocks, float32) redraws in
-1.7 s of CPU either way.
+What remains is one layer's float32 draw (67.1 MB: one generator call per layer; the previous layer's
+is freed first), the fix-ups kept so far (both layers': 2.8-13 MB, 67-95 MB for absolute noise, whose
+rounding inverts least often) and up to about 3.5 float32 band-sized temporaries (a band here is a
+quarter layer, 16.8 MB float32). The 2**18-element bands of c65c850 peaked at 4.1-5.1x (bf16) and
+2.0-2.8x (fp32) on this model, with 128 host synchronisations per layer of this size (64 bands) instead of 5.
 """
 
 from __future__ import annotations
@@ -77,15 +81,18 @@ def peak_and_kept_bytes(call) -> tuple[int, int]:
     return peak, running
 
 
-def measure(module, shape: tuple[int, int], dtype: torch.dtype, mode: str, sigma: float, repeats: int) -> dict:
+def measure(module, shape: tuple[int, int], n_layers: int, dtype: torch.dtype, mode: str, sigma: float,
+            repeats: int) -> dict:
     torch.manual_seed(0)
-    layer = nn.Linear(shape[1], shape[0], bias=False).to(dtype).requires_grad_(False)
-    layer.weight.normal_(0, 0.02)
-    clean = layer.weight.clone()
-    noise = module.RRAMNoise(nn.Sequential(layer), sigma=sigma, mode=mode, target_modules=["0"])
+    model = nn.Sequential(*(nn.Linear(shape[1], shape[0], bias=False) for _ in range(n_layers)))
+    model.to(dtype).requires_grad_(False)
+    for layer in model:
+        layer.weight.normal_(0, 0.02)
+    clean = [layer.weight.clone() for layer in model]
+    noise = module.RRAMNoise(model, sigma=sigma, mode=mode, target_modules=[str(i) for i in range(n_layers)])
     apply_peak, kept = peak_and_kept_bytes(lambda: noise.apply(seed=0))
     restore_peak, _ = peak_and_kept_bytes(noise.restore)
-    if not torch.equal(layer.weight.view(torch.uint8), clean.view(torch.uint8)):
+    if not all(torch.equal(layer.weight.view(torch.uint8), c.view(torch.uint8)) for layer, c in zip(model, clean)):
         raise RuntimeError(f"{mode} {dtype}: restore did not give the clean weights back")
     walls, cpus = [], []
     for _ in range(repeats):
@@ -94,7 +101,7 @@ def measure(module, shape: tuple[int, int], dtype: torch.dtype, mode: str, sigma
         noise.restore()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    layer_bytes = layer.weight.numel() * layer.weight.element_size()
+    layer_bytes = model[0].weight.numel() * model[0].weight.element_size()  # one layer's
     return {"layer_bytes": layer_bytes, "apply_peak_bytes": apply_peak, "restore_peak_bytes": restore_peak,
             "kept_bytes": kept, "apply_peak_x_layer": apply_peak / layer_bytes,
             "restore_peak_x_layer": restore_peak / layer_bytes,
@@ -106,6 +113,7 @@ def main() -> None:
     parser.add_argument("--output_dir", default="halora_noise_memory")
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--cols", type=int, default=8192)
+    parser.add_argument("--layers", type=int, default=2, help="Layers of the model (at least 2: see above).")
     parser.add_argument("--sigma", type=float, default=0.02)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
@@ -117,17 +125,20 @@ def main() -> None:
     versions = {"current": current_noise}
     if args.compare_with:
         versions["compared"] = load_noise_module(args.compare_with)
+    if args.layers < 2:
+        parser.error("--layers must be at least 2: one layer alone hides what a model's next layer adds to the peak")
     shape = (args.rows, args.cols)
     results = []
     for dtype_name in args.dtypes:
         for mode in args.modes:
             for version, module in versions.items():
-                row = {"version": version, "dtype": dtype_name, "mode": mode, "shape": list(shape)}
-                row.update(measure(module, shape, DTYPES[dtype_name], mode, args.sigma, args.repeats))
+                row = {"version": version, "dtype": dtype_name, "mode": mode, "shape": list(shape), "layers": args.layers}
+                row.update(measure(module, shape, args.layers, DTYPES[dtype_name], mode, args.sigma, args.repeats))
                 results.append(row)
 
     mb = 1e6
-    print(f"layer {shape[0]}x{shape[1]}, sigma {args.sigma}, {torch.get_num_threads()} thread(s)")
+    print(f"model of {args.layers} layers of {shape[0]}x{shape[1]}, sigma {args.sigma}, {torch.get_num_threads()} thread(s); "
+          "peaks also as a multiple of ONE layer's bytes; kept and times for the whole model")
     print("| dtype | mode | version | apply peak MB (x layer) | restore peak MB (x layer) | kept MB | redraw wall s | redraw CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
@@ -137,7 +148,7 @@ def main() -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "halora_noise_memory.json").write_text(json.dumps(
-        {"shape": list(shape), "sigma": args.sigma, "compare_with": args.compare_with, "results": results}, indent=2))
+        {"shape": list(shape), "layers": args.layers, "sigma": args.sigma, "compare_with": args.compare_with, "results": results}, indent=2))
     print(f"wrote {out / 'halora_noise_memory.json'}")
 
 

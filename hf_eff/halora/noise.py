@@ -177,31 +177,41 @@ def _scale_by_tiles_(values: torch.Tensor, tile_values: torch.Tensor, tile: int)
     return values
 
 
-# Rows per band of the redraw: apply and restore hold one full-size float32 draw (one generator call per
-# layer) plus a few float32 temporaries of one band; 2**18 elements keep those near 1 MB each.
-_BAND_ELEMENTS = 2**18
+# The redraw works in row bands to cut its transient memory; each band costs one host synchronisation
+# on CUDA (the `nonzero` of its fix-ups), plus one finiteness read per layer. Beside the layer's float32
+# draw (4 bytes a weight, one generator call) a band holds up to about 3.5 float32 band-sized
+# temporaries, so smaller bands hold less but sync more: 2**18-element bands made a 7B model's apply
+# sync ~40k times (whole layers: 2 per layer, ~450). Bands of at least 2**22 elements and at most 4 per
+# layer sync at most 5 times per layer (~1.1k for a 7B model's 224 layers); a model of 2048x8192
+# layers then peaks at 3.3-5.0x one bf16 layer (1.6-3.1x float32; the top is absolute noise's large
+# fix-ups), vs 4.1-5.1x with 2**18-element bands and 10-13x whole-layer (benchmarks/halora_noise_memory.py).
+_MIN_BAND_ELEMENTS = 2**22
+_MAX_BANDS = 4
 
 
-def _row_bands(shape: torch.Size, tile: int) -> Iterator[slice]:
-    """Slices of whole rows, a multiple of ``tile`` rows each (so every band holds whole tiles)."""
-    rows = max(tile, _BAND_ELEMENTS // max(1, shape[1]) // tile * tile)
-    return (slice(start, min(start + rows, shape[0])) for start in range(0, shape[0], rows))
+def _row_bands(shape: torch.Size, tile: int) -> list[slice]:
+    """At most ``_MAX_BANDS`` slices of whole rows, each a multiple of ``tile`` rows (so whole tiles)
+    and, but for the last, at least ``_MIN_BAND_ELEMENTS`` elements."""
+    rows, cols = shape
+    per_band = max(-(-rows // _MAX_BANDS), -(-_MIN_BAND_ELEMENTS // cols))
+    per_band = -(-per_band // tile) * tile
+    return [slice(start, min(start + per_band, rows)) for start in range(0, rows, per_band)]
 
 
 @dataclass
 class _LayerNoise:
-    """What undoing one layer's noise needs: its generator seed, tile scales, and the exact fix-ups
-    of each row band written so far (flat indices within the band), so an apply interrupted part-way
-    is undone exactly."""
+    """What undoing one layer's noise needs: its generator seed, tile scales, and per row band written
+    so far its exact fix-ups (flat indices within the band, and values), so an apply interrupted
+    part-way is undone exactly. Restore drops each band's record once the band is clean again."""
 
     seed: int
     tile_scale: torch.Tensor | None
-    fix_index: list[torch.Tensor]
-    fix_values: list[torch.Tensor]
+    bands: list[tuple[slice, torch.Tensor, torch.Tensor]]
 
     @property
     def nbytes(self) -> int:
-        tensors = [*self.fix_index, *self.fix_values] + ([self.tile_scale] if self.tile_scale is not None else [])
+        tensors = [t for _, index, values in self.bands for t in (index, values)]
+        tensors += [self.tile_scale] if self.tile_scale is not None else []
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -268,24 +278,24 @@ class RRAMNoise:
         sample = torch.rand if self.mode == "stuck_at" else torch.randn
         return sample(weight.shape, generator=generator, device=weight.device)
 
-    def _operand_(self, draw: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    def _band_operand(self, draw: torch.Tensor, band: slice, tile_scale: torch.Tensor | None) -> torch.Tensor:
         """Turns one band of the draw, in place, into the operand of ``_noisy``: the additive noise
         itself (sigma x tile scale x normal), ``1 + sigma x normal`` for multiplicative, the uniform
-        numbers for stuck_at. ``scale`` is sigma x the band's tile scales (tile_additive)."""
+        numbers for stuck_at."""
+        band_draw = draw[band]
         if self.mode == "multiplicative":
-            return draw.mul_(self.sigma).add_(1)
+            return band_draw.mul_(self.sigma).add_(1)
         if self.mode == "absolute":
-            return draw.mul_(self.sigma)
+            return band_draw.mul_(self.sigma)
         if self.mode == "tile_additive":
-            return _scale_by_tiles_(draw, scale, self.tile_size)
-        return draw
+            return _scale_by_tiles_(band_draw, self.sigma * tile_scale[self._band_tiles(band)], self.tile_size)
+        return band_draw
 
     def _noisy(self, clean: torch.Tensor, operand: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
         if self.mode == "stuck_at":
-            stuck_high = operand < self.sigma / 2
+            high = _scale_by_tiles_(torch.sign(clean), tile_scale, self.tile_size)
             stuck_zero = (operand >= self.sigma / 2) & (operand < self.sigma)
-            high = torch.sign(clean) * _expand_tiles(tile_scale, self.tile_size, clean.shape)
-            return torch.where(stuck_high, high, torch.where(stuck_zero, torch.zeros_like(clean), clean))
+            return torch.where(operand < self.sigma / 2, high, clean).masked_fill_(stuck_zero, 0.0)
         if self.mode == "multiplicative":
             return clean * operand
         return clean + operand
@@ -307,7 +317,8 @@ class RRAMNoise:
         given, becomes the noise level from this draw on (``restore`` undoes the draw at its level).
 
         Each layer is drawn in one generator call, then noised band by band of rows (whole tiles):
-        besides the float32 draw, the transient memory is a few band-sized temporaries."""
+        besides the float32 draw, the transient memory is a few band-sized temporaries. If it fails
+        part-way (out of memory, an interrupt), what was written is undone before the error propagates."""
         if self._applied is not None:
             raise RuntimeError("RRAM noise is already applied; restore() it before drawing new noise")
         if sigma is not None:
@@ -315,57 +326,69 @@ class RRAMNoise:
             self.sigma = float(sigma)
         applied: dict[str, _LayerNoise] = {}
         try:
-            for name, module in self.layers.items():
-                weight = module.weight.data
-                if self.sigma == 0:
-                    continue
-                bands = list(_row_bands(weight.shape, self.tile_size))
-                # by bands: isfinite of a whole float32 layer holds 1.75x its bytes in temporaries
-                if not all(torch.isfinite(weight[band]).all() for band in bands):
-                    raise ValueError(f"layer {name}: weight contains NaN or inf; cannot simulate RRAM noise on it")
-                seed_l = draw_seed(seed, draw_index, name)
-                tiled = self.mode in ("tile_additive", "stuck_at")
-                tile_scale = None
-                if tiled:  # band by band too: a whole-layer abs() would be a full-size temporary
-                    tile_scale = torch.cat([_tile_abs_max(weight[band], self.tile_size) for band in bands]).float()
-                scale = self.sigma * tile_scale if self.mode == "tile_additive" else None
-                state = applied[name] = _LayerNoise(seed_l, tile_scale, [], [])
-                draw = self._draw(weight, seed_l)
-                int_dtype = _INT_VIEW[weight.element_size()]
-                index_dtype = torch.int32 if weight.numel() < 2**31 else torch.int64
-                for band in bands:
-                    tiles = self._band_tiles(band)
-                    clean = weight[band]
-                    operand = self._operand_(draw[band], scale[tiles] if scale is not None else None)
-                    noisy = self._noisy(clean.float(), operand, tile_scale[tiles] if tiled else None).to(weight.dtype)
-                    back = self._approx_clean(noisy.float(), operand).to(weight.dtype)
-                    # Bitwise comparison: catches -0.0 vs 0.0 too.
-                    mismatch = (back.view(int_dtype) != clean.view(int_dtype)).flatten().nonzero().squeeze(1)
-                    fix_values = clean.flatten()[mismatch]
-                    clean.copy_(noisy)
-                    state.fix_index.append(mismatch.to(index_dtype))
-                    state.fix_values.append(fix_values)
+            if self.sigma != 0:
+                for name, module in self.layers.items():
+                    self._apply_layer(name, module.weight.data, draw_seed(seed, draw_index, name), applied)
         except BaseException:
             self._applied = applied
             self.restore()
             raise
         self._applied = applied
 
+    def _apply_layer(self, name: str, weight: torch.Tensor, seed: int, applied: dict[str, _LayerNoise]) -> None:
+        """Noises one layer; its draw and band temporaries are freed when this returns, before the next
+        layer allocates its own."""
+        bands = _row_bands(weight.shape, self.tile_size)
+        # band by band (isfinite of a whole float32 layer holds 1.75x its bytes), read once per layer
+        if not torch.stack([torch.isfinite(weight[band]).all() for band in bands]).all():
+            raise ValueError(f"layer {name}: weight contains NaN or inf; cannot simulate RRAM noise on it")
+        tile_scale = None
+        if self.mode in ("tile_additive", "stuck_at"):  # by bands too: a whole-layer abs() is a full-size temporary
+            tile_scale = torch.cat([_tile_abs_max(weight[band], self.tile_size) for band in bands]).float()
+        # registered before anything is written; restore skips it while no band is recorded
+        state = applied[name] = _LayerNoise(seed, tile_scale, [])
+        draw = self._draw(weight, seed)
+        for band in bands:
+            self._apply_band(weight, band, draw, state)
+
+    def _apply_band(self, weight: torch.Tensor, band: slice, draw: torch.Tensor, state: _LayerNoise) -> None:
+        """Writes one band's noise and records its fix-ups. Everything the record holds is computed
+        before the write, so a failure leaves the band either clean or noisy and recorded."""
+        clean = weight[band]
+        operand = self._band_operand(draw, band, state.tile_scale)
+        tiles = state.tile_scale[self._band_tiles(band)] if self.mode == "stuck_at" else None
+        noisy = self._noisy(clean.float(), operand, tiles).to(weight.dtype)
+        back = self._approx_clean(noisy.float(), operand).to(weight.dtype)
+        int_dtype = _INT_VIEW[weight.element_size()]
+        # Bitwise comparison: catches -0.0 vs 0.0 too.
+        mismatch = (back.view(int_dtype) != clean.view(int_dtype)).flatten().nonzero().squeeze(1)
+        # flat within the band: int32 but for a band of 2**31 elements (a layer of over 2**33 weights)
+        index = mismatch.to(torch.int32 if clean.numel() < 2**31 else torch.int64)
+        values = clean.flatten()[mismatch]
+        clean.copy_(noisy)
+        state.bands.append((band, index, values))
+
     @torch.no_grad()
     def restore(self) -> None:
-        """Puts the clean weights back, bit-exactly."""
-        for name, state in (self._applied or {}).items():
-            weight = self.layers[name].weight.data
-            draw = self._draw(weight, state.seed)
-            scale = self.sigma * state.tile_scale if self.mode == "tile_additive" else None
-            # zip stops after the bands written (all of them unless apply was interrupted)
-            for band, fix_index, fix_values in zip(_row_bands(weight.shape, self.tile_size), state.fix_index,
-                                                   state.fix_values):
-                operand = self._operand_(draw[band], scale[self._band_tiles(band)] if scale is not None else None)
-                back = self._approx_clean(weight[band].float(), operand).to(weight.dtype)
-                back.view(-1)[fix_index.long()] = fix_values
-                weight[band] = back
+        """Puts the clean weights back, bit-exactly. Each band's and each layer's record is dropped as
+        soon as it is undone, so a restore that fails part-way (out of memory) can be called again."""
+        applied = self._applied or {}
+        for name in list(applied):
+            if applied[name].bands:  # an apply may have failed before writing this layer
+                self._restore_layer(self.layers[name].weight.data, applied[name])
+            del applied[name]
         self._applied = None
+
+    def _restore_layer(self, weight: torch.Tensor, state: _LayerNoise) -> None:
+        """Undoes one layer's recorded bands, the last first, dropping each record once its band is clean."""
+        draw = self._draw(weight, state.seed)
+        while state.bands:
+            band, index, values = state.bands[-1]
+            operand = self._band_operand(draw, band, state.tile_scale)
+            back = self._approx_clean(weight[band].float(), operand).to(weight.dtype)
+            back.view(-1)[index.long()] = values
+            weight[band] = back
+            state.bands.pop()
 
 
 @contextmanager

@@ -245,7 +245,7 @@ def _noisy_by_the_whole_layer_formula(clean, mode, sigma, tile, seed):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(256, 192), (200, 130)])  # whole tiles, and ragged ones
 def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dtype, shape):
-    monkeypatch.setattr(noise_module, "_BAND_ELEMENTS", 64 * 192)  # bands of 64 rows: several per layer
+    monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)  # four bands per layer
     torch.manual_seed(0)
     layer = nn.Linear(shape[1], shape[0], bias=False).to(dtype)
     with torch.no_grad():  # tiles of different magnitudes, and exact zeros
@@ -253,7 +253,7 @@ def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dt
         layer.weight[:5, :7] = 0
     clean = layer.weight.detach().clone()
     noise = RRAMNoise(nn.Sequential(layer), sigma=0.3 if mode == "stuck_at" else 0.05, mode=mode, target_modules=["0"])
-    assert len(list(noise_module._row_bands(layer.weight.shape, 64))) > 2
+    assert len(noise_module._row_bands(layer.weight.shape, 64)) == 4
     noise.apply(seed=4)
     expected = _noisy_by_the_whole_layer_formula(clean, mode, noise.sigma, 64, draw_seed(4, 0, "0"))
     assert _bit_equal(layer.weight.detach(), expected) and not torch.equal(expected, clean)
@@ -261,24 +261,105 @@ def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dt
     assert _bit_equal(layer.weight.detach(), clean)
 
 
-def test_an_apply_interrupted_between_bands_is_undone_bit_exactly(monkeypatch):
-    monkeypatch.setattr(noise_module, "_BAND_ELEMENTS", 64 * 64)  # bands of 64 rows
+def test_bands_hold_whole_tiles_and_at_least_min_band_elements_and_are_at_most_four():
+    for shape in [(2048, 8192), (4096, 4096), (11008, 4096), (896, 4864), (200, 130), (64, 64)]:
+        bands = noise_module._row_bands(torch.Size(shape), 64)
+        sizes = [(band.stop - band.start) * shape[1] for band in bands]
+        assert 1 <= len(bands) <= 4 and bands[0].start == 0 and bands[-1].stop == shape[0]
+        assert all(a.stop == b.start for a, b in zip(bands, bands[1:]))
+        assert all(band.start % 64 == 0 for band in bands)
+        assert all(size >= 2**22 for size in sizes[:-1])
+    assert len(noise_module._row_bands(torch.Size((2048, 8192)), 64)) == 4
+    assert len(noise_module._row_bands(torch.Size((896, 4864)), 64)) == 1  # 4.4M elements: one band
+
+
+def _two_layer_model():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 256))  # one band, then four
+    return nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 256))  # one band, then four (bands of 64 rows)
+
+
+def _fail_on_call(n, error, wrapped, counted=lambda *args, **kwargs: True):
+    """``wrapped`` raising ``error`` on its n-th counted call (once), with the counted calls' first arguments."""
+    calls = []
+
+    def failing(*args, **kwargs):
+        if len(calls) < n and counted(*args, **kwargs):
+            calls.append(args[1] if isinstance(args[0], RRAMNoise) else args[0])
+            if len(calls) == n:
+                raise error
+        return wrapped(*args, **kwargs)
+
+    return failing, calls
+
+
+@pytest.mark.parametrize("point", ["approx_clean", "index_conversion"])
+def test_an_apply_interrupted_between_bands_is_undone_bit_exactly(monkeypatch, point):
+    monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)
+    model = _two_layer_model()
     before = _snapshot(model)
     noise = RRAMNoise(model, 0.05, target_modules=["0", "1"])
-    bands_seen = []
-    original = RRAMNoise._approx_clean
-
-    def fail_on_the_third_band(self, noisy, operand):  # the second band of the second layer
-        bands_seen.append(noisy.shape)
-        if len(bands_seen) == 3:
-            raise KeyboardInterrupt
-        return original(self, noisy, operand)
-
-    monkeypatch.setattr(RRAMNoise, "_approx_clean", fail_on_the_third_band)
+    # the second band of the second layer: before anything of it is written, or while converting its
+    # fix-up indices (which must come before the write)
+    if point == "approx_clean":
+        failing, calls = _fail_on_call(3, KeyboardInterrupt, RRAMNoise._approx_clean)
+        monkeypatch.setattr(RRAMNoise, "_approx_clean", failing)
+    else:
+        failing, calls = _fail_on_call(3, KeyboardInterrupt, torch.Tensor.to,
+                                       lambda tensor, *args, **kwargs: args[:1] in ((torch.int32,), (torch.int64,)))
+        monkeypatch.setattr(torch.Tensor, "to", failing)
     with pytest.raises(KeyboardInterrupt):
         noise.apply(seed=0)
-    monkeypatch.setattr(RRAMNoise, "_approx_clean", original)
-    assert bands_seen[:3] == [(64, 64)] * 3
+    monkeypatch.undo()
+    assert len(calls) == 3
     assert not noise.active and all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+
+
+def test_an_apply_out_of_memory_in_a_draw_is_undone_and_leaves_no_noise_applied(monkeypatch):
+    model = _two_layer_model()
+    before = _snapshot(model)
+    noise = RRAMNoise(model, 0.05, target_modules=["0", "1"])
+    original = RRAMNoise._draw
+
+    def out_of_memory_on_the_larger_layer(self, weight, seed):  # every time, as a real OOM would
+        if weight.shape[0] == 256:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return original(self, weight, seed)
+
+    monkeypatch.setattr(RRAMNoise, "_draw", out_of_memory_on_the_larger_layer)
+    with pytest.raises(torch.OutOfMemoryError):
+        noise.apply(seed=0)
+    assert not noise.active and all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+    noise.restore()  # nothing left to undo: the clean layers stay clean
+    assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+
+
+# restore undoes layer "0" (one band), then layer "1" from its last band: its draw is the second draw,
+# its second band undone the third _approx_clean call
+@pytest.mark.parametrize(("method", "n"), [("_draw", 2), ("_approx_clean", 3)])
+def test_a_restore_that_fails_part_way_can_be_retried(monkeypatch, method, n):
+    monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)
+    model = _two_layer_model()
+    before = _snapshot(model)
+    noise = RRAMNoise(model, 0.05, target_modules=["0", "1"])
+    noise.apply(seed=0)
+    failing, calls = _fail_on_call(n, torch.OutOfMemoryError("CUDA out of memory"), getattr(RRAMNoise, method))
+    monkeypatch.setattr(RRAMNoise, method, failing)
+    with pytest.raises(torch.OutOfMemoryError):
+        noise.restore()
+    assert len(calls) == n and noise.active
+    noise.restore()  # neither the first layer nor the last band of the second is undone twice
+    assert not noise.active and all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+
+
+def test_apply_reads_the_device_at_most_once_per_band_plus_once_per_layer(monkeypatch):
+    monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)
+    model = _two_layer_model()
+    noise = RRAMNoise(model, 0.05, target_modules=["0", "1"])
+    reads = []
+    for name in ("__bool__", "item", "tolist", "nonzero"):  # what makes a CUDA host synchronisation here
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
+    noise.apply(seed=0)
+    noise.restore()
+    monkeypatch.undo()
+    assert sorted(reads) == sorted(["__bool__"] * 2 + ["nonzero"] * (1 + 4))  # (bands + 1) per layer, none in restore
