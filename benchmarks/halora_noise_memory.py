@@ -108,7 +108,7 @@ def measure(module, shape: tuple[int, int], n_layers: int, dtype: torch.dtype, m
             "redraw_wall_s": statistics.median(walls), "redraw_cpu_s": statistics.median(cpus)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="halora_noise_memory")
     parser.add_argument("--rows", type=int, default=2048)
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compare_with", default=None, help="Path of another noise.py to measure beside the current one.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     versions = {"current": current_noise}
