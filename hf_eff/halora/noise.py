@@ -385,7 +385,8 @@ class RRAMNoise:
         while state.bands:
             band, index, values = state.bands[-1]
             operand = self._band_operand(draw, band, state.tile_scale)
-            back = self._approx_clean(weight[band].float(), operand).to(weight.dtype)
+            # contiguous: the fix-up indices are flat in row-major order, whatever the weight's strides
+            back = self._approx_clean(weight[band].float(), operand).to(weight.dtype).contiguous()
             back.view(-1)[index.long()] = values
             weight[band] = back
             state.bands.pop()

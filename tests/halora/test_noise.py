@@ -242,6 +242,17 @@ def _noisy_by_the_whole_layer_formula(clean, mode, sigma, tile, seed):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_transposed_weight_is_restored_bit_exactly(mode):
+    layer = nn.Linear(96, 160, bias=False).to(torch.bfloat16)
+    layer.weight = nn.Parameter(torch.randn(96, 160, dtype=torch.bfloat16).t(), requires_grad=False)
+    assert not layer.weight.is_contiguous()
+    clean = layer.weight.detach().contiguous()
+    with rram_noise(nn.Sequential(layer), sigma=0.3 if mode == "stuck_at" else 0.05, mode=mode, target_modules=["0"]):
+        assert not torch.equal(layer.weight, clean)
+    assert _bit_equal(layer.weight.detach().contiguous(), clean)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(256, 192), (200, 130)])  # whole tiles, and ragged ones
 def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dtype, shape):
