@@ -626,7 +626,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
-        if self.is_distributed:  # every rank is here: the saved statistics are the ranks' total
+        # Every rank is here: the saved statistics are the ranks' total, so a resume continues exactly.
+        # Summing here also changes the order of the live run's sums (last bits only), so a run that
+        # saves checkpoints may take a near-threshold densification decision differently from one that does not.
+        if self.is_distributed:
             self._combine_statistics(self.strategy_state)
         if self.args.should_save:
             state = {
