@@ -50,6 +50,7 @@ _LAZY = {
     "load_task": "tasks",
     "tokenize_for_scoring": "tasks",
     "tokenize_for_training": "tasks",
+    "harness_adds_bos": "tasks",
 }
 
 __all__ = [

@@ -24,7 +24,12 @@ from transformers import (
 
 from hf_eff.halora.config import HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise
-from hf_eff.halora.tasks import choice_logprob_sums, tokenize_for_scoring, tokenize_for_training
+from hf_eff.halora.tasks import (
+    choice_logprob_sums,
+    harness_adds_bos,
+    tokenize_for_scoring,
+    tokenize_for_training,
+)
 from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_key
 
 METHODS = ("lora", "halora")
@@ -125,7 +130,9 @@ def adapter_relative_norms(model: torch.nn.Module, adapter_name: str = "default"
 
 def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
                   evaluation: Dataset, args: HaLoRATrainingArguments, max_length: int = 128) -> HaLoRATrainer:
-    scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length)
+    """Encoded as lm-evaluation-harness encodes for this model (a BOS token for Gemma only)."""
+    add_bos_token = harness_adds_bos(model)
+    scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length, add_bos_token)
     # Padded on the right whatever the tokenizer's habit: with left padding an absolute-position
     # model (GPT-2) would score a choice differently in a batch than alone.
     right_padding = copy.copy(tokenizer)
@@ -133,7 +140,7 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
     return HaLoRATrainer(
         model=model,
         args=args,
-        train_dataset=tokenize_for_training(train, tokenizer, max_length),
+        train_dataset=tokenize_for_training(train, tokenizer, max_length, add_bos_token),
         eval_dataset=scoring,
         data_collator=DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100),
         compute_metrics=scorer.compute_metrics,

@@ -334,12 +334,14 @@ def _harness_pair(context: str, choice: str) -> tuple[str, str]:
 
 
 def encode_choices(tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str], choices: Sequence[str],
-                   max_length: int) -> list[dict]:
+                   max_length: int, add_bos_token: bool = False) -> list[dict]:
     """Token ids of each (context, choice) pair as lm-evaluation-harness builds them for a causal LM,
     labels -100 on the context (training and scoring both use these rows).
 
     As ``TemplateLM._encode_pair`` / ``loglikelihood`` with ``HFLM.tok_encode``'s causal default
-    (``add_special_tokens=False``, no BOS; the harness turns BOS on only for Gemma models or when asked): the context's trailing spaces move onto the continuation
+    (``add_special_tokens=False``, no BOS; ``add_bos_token`` True is the harness's ``add_bos_token``, which
+    it turns on for Gemma models, see ``harness_adds_bos``: every text is then tokenised with the
+    tokenizer's special tokens, the bare continuation of an empty context too, as the harness does): the context's trailing spaces move onto the continuation
     " " + choice; context + continuation is tokenised as one text and the context alone, and the
     continuation's tokens are ``whole[len(context_tokens):]`` (a merge across the boundary is
     tokenised as in the full text). An empty context is the tokenizer's BOS token (else its EOS), and the
@@ -357,16 +359,17 @@ def encode_choices(tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str], 
         if context and not stripped:
             raise ValueError(f"context {context!r} is only whitespace: the harness would score it after no token")
     with _gc_paused():
-        return _encode_pairs(tokenizer, choices, pairs, max_length)
+        return _encode_pairs(tokenizer, choices, pairs, max_length, add_bos_token)
 
 
 def _encode_pairs(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str], pairs: list[tuple[str, str]],
-                  max_length: int) -> list[dict]:
+                  max_length: int, add_bos_token: bool) -> list[dict]:
     # every key of ``tokens`` is one text of the requests: stripped contexts, their full texts, and the
     # bare continuations of empty contexts
     texts = dict.fromkeys(text for stripped, continuation in pairs
                           for text in ((stripped, stripped + continuation) if stripped else (continuation,)))
-    encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False) if texts else {"input_ids": []}
+    encoded = (tokenizer(list(texts), add_special_tokens=add_bos_token, return_attention_mask=False) if texts
+               else {"input_ids": []})
     tokens = dict(zip(texts, encoded["input_ids"]))
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     rows = []
@@ -391,8 +394,17 @@ def _encode_pairs(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str], pa
     return rows
 
 
-def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128) -> Dataset:
-    """Context + correct choice per example (loss on the choice tokens)."""
+def harness_adds_bos(model) -> bool:
+    """Whether lm-evaluation-harness would encode for ``model`` with a BOS token: it turns ``add_bos_token``
+    on for the Gemma family (its model_type holds "gemma"), which underperforms without one."""
+    config = getattr(model, "config", None)
+    return "gemma" in str(getattr(config, "model_type", ""))
+
+
+def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128,
+                          add_bos_token: bool = False) -> Dataset:
+    """Context + correct choice per example (loss on the choice tokens); ``add_bos_token`` as in
+    ``encode_choices``."""
     check_multiple_choice(dataset, "train dataset")
 
     def encode(batch: dict) -> dict:
@@ -402,7 +414,7 @@ def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, 
         ):
             contexts.append(choice_contexts(question, choices, row_contexts)[answer])
             correct.append(choices[answer])
-        rows = encode_choices(tokenizer, contexts, correct, max_length)
+        rows = encode_choices(tokenizer, contexts, correct, max_length, add_bos_token)
         return {key: [row[key] for row in rows] for key in ("input_ids", "attention_mask", "labels")}
 
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
@@ -453,9 +465,10 @@ class MultipleChoiceScorer:
 
 
 def tokenize_for_scoring(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128, add_bos_token: bool = False
 ) -> tuple[Dataset, MultipleChoiceScorer]:
-    """One row per (question, choice), plus the scorer that turns row scores into accuracy.
+    """One row per (question, choice), plus the scorer that turns row scores into accuracy
+    (``add_bos_token`` as in ``encode_choices``).
 
     Rows are sorted by length (stably), so the Trainer's sequential evaluation batches pad little (on
     the built-in tasks unsorted batches of 64 carried about 20% padding). The scorer maps rows back to questions."""
@@ -469,7 +482,7 @@ def tokenize_for_scoring(
             texts.append(choice)
             example_index.append(i)
             choice_index.append(j)
-    rows = encode_choices(tokenizer, contexts, texts, max_length)
+    rows = encode_choices(tokenizer, contexts, texts, max_length, add_bos_token)
     order = sorted(range(len(rows)), key=lambda k: len(rows[k]["input_ids"]))
     scorer = MultipleChoiceScorer(
         np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"]),

@@ -1,12 +1,13 @@
 import hashlib
 import json
 import string
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
-from tokenizers import Tokenizer, models
+from tokenizers import Tokenizer, models, processors
 from transformers import EvalPrediction, PreTrainedTokenizerFast
 
 from hf_eff.halora.tasks import (
@@ -18,6 +19,7 @@ from hf_eff.halora.tasks import (
     check_multiple_choice,
     choice_logprob_sums,
     encode_choices,
+    harness_adds_bos,
     load_hub_task,
     load_multiple_choice_dataset,
     openbookqa_to_mc,
@@ -279,20 +281,20 @@ def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
         torch.testing.assert_close(choice_logprob_sums(logits, labels, rows_per_chunk), expected)
 
 
-def _harness_request(tokenizer, context, continuation, max_length):
+def _harness_request(tokenizer, context, continuation, max_length, add_bos_token=False):
     """lm-evaluation-harness, one request at a time (a causal HFLM, add_bos_token off): TemplateLM.loglikelihood
     and _encode_pair with tok_encode(add_special_tokens=False), cut from the left as _loglikelihood_tokens
     cuts to its window, to rows of max_length tokens (one model input each), the continuation's tokens labelled."""
     if context == "":
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        context_enc, continuation_enc = [prefix], tokenizer.encode(continuation, add_special_tokens=False)
+        context_enc, continuation_enc = [prefix], tokenizer.encode(continuation, add_special_tokens=add_bos_token)
     else:
         n_spaces = len(context) - len(context.rstrip())
         if n_spaces > 0:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
-        whole_enc = tokenizer.encode(context + continuation, add_special_tokens=False)
-        context_enc = tokenizer.encode(context, add_special_tokens=False)
+        whole_enc = tokenizer.encode(context + continuation, add_special_tokens=add_bos_token)
+        context_enc = tokenizer.encode(context, add_special_tokens=add_bos_token)
         continuation_enc = whole_enc[len(context_enc):]
     assert 0 < len(continuation_enc) < max_length
     tokens = (context_enc + continuation_enc)[-max_length:]
@@ -327,6 +329,19 @@ def test_encoding_equals_the_harness_one_request_at_a_time(char_tokenizer, token
     for max_length in (64, 20, 12):  # 20 and 12 cut the longer contexts from the left
         expected = [_harness_request(tokenizer, c, " " + k, max_length) for c, k in HARNESS_PAIRS]
         assert encode_choices(tokenizer, contexts, choices, max_length) == expected
+
+
+def test_encoding_with_the_harness_bos_token_as_for_gemma():
+    tokenizer = boundary_bpe_tokenizer()
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    contexts, choices = zip(*HARNESS_PAIRS)
+    for max_length in (64, 14):  # 14 cuts the longer contexts
+        expected = [_harness_request(tokenizer, c, " " + k, max_length, add_bos_token=True) for c, k in HARNESS_PAIRS]
+        assert encode_choices(tokenizer, contexts, choices, max_length, add_bos_token=True) == expected
+    with_bos = encode_choices(tokenizer, ["Answer:"], ["4"], 64, add_bos_token=True)[0]
+    assert with_bos["input_ids"] == [0] + encode_choices(tokenizer, ["Answer:"], ["4"], 64)[0]["input_ids"]
+    assert harness_adds_bos(SimpleNamespace(config=SimpleNamespace(model_type="gemma2")))
+    assert not harness_adds_bos(SimpleNamespace(config=SimpleNamespace(model_type="llama")))
 
 
 def test_encoding_across_a_merged_boundary_and_a_trailing_space(char_tokenizer):
