@@ -34,8 +34,9 @@ load ~1-2; peaks as a multiple of ONE layer's bytes; redraw = apply + restore of
 What remains is one layer's float32 draw (67.1 MB: one generator call per layer; the previous layer's
 is freed first), the fix-ups kept so far (both layers': 2.8-13 MB, 67-95 MB for absolute noise, whose
 rounding inverts least often) and up to about 3.5 float32 band-sized temporaries (a band here is a
-quarter layer, 16.8 MB float32). The 2**18-element bands of c65c850 peaked at 4.1-5.1x (bf16) and
-2.0-2.8x (fp32) on this model, with 128 host synchronisations per layer of this size (64 bands) instead of 5.
+quarter layer, 16.8 MB float32). The bands of c65c850 (2**18 elements, at least 64 rows) peaked at
+4.1-5.1x (bf16) and 2.0-2.8x (fp32) on this model, with 64 host synchronisations per layer of this size
+(32 bands of 64 rows, two reads each) instead of 5.
 """
 
 from __future__ import annotations
@@ -122,11 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
+    if args.layers < 2:
+        parser.error("--layers must be at least 2: one layer alone hides what a model's next layer adds to the peak")
     versions = {"current": current_noise}
     if args.compare_with:
         versions["compared"] = load_noise_module(args.compare_with)
-    if args.layers < 2:
-        parser.error("--layers must be at least 2: one layer alone hides what a model's next layer adds to the peak")
     shape = (args.rows, args.cols)
     results = []
     for dtype_name in args.dtypes:

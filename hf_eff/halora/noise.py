@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,11 +181,12 @@ def _scale_by_tiles_(values: torch.Tensor, tile_values: torch.Tensor, tile: int)
 # The redraw works in row bands to cut its transient memory; each band costs one host synchronisation
 # on CUDA (the `nonzero` of its fix-ups), plus one finiteness read per layer. Beside the layer's float32
 # draw (4 bytes a weight, one generator call) a band holds up to about 3.5 float32 band-sized
-# temporaries, so smaller bands hold less but sync more: 2**18-element bands made a 7B model's apply
-# sync ~40k times (whole layers: 2 per layer, ~450). Bands of at least 2**22 elements and at most 4 per
-# layer sync at most 5 times per layer (~1.1k for a 7B model's 224 layers); a model of 2048x8192
-# layers then peaks at 3.3-5.0x one bf16 layer (1.6-3.1x float32; the top is absolute noise's large
-# fix-ups), vs 4.1-5.1x with 2**18-element bands and 10-13x whole-layer (benchmarks/halora_noise_memory.py).
+# temporaries, so smaller bands hold less but sync more: bands of 2**18 elements (at least 64 rows)
+# made a 7B model's apply sync ~40k times (whole layers: 2 per layer, ~450). Bands of at least 2**22
+# elements and at most 4 per layer sync at most 5 times per layer (~1.1k for a 7B model's 224 layers);
+# a model of 2048x8192 layers then peaks at 3.3-5.0x one bf16 layer (1.6-3.1x float32; the top is
+# absolute noise's large fix-ups), vs 4.1-5.1x with the smaller bands and 10-13x whole-layer
+# (benchmarks/halora_noise_memory.py).
 _MIN_BAND_ELEMENTS = 2**22
 _MAX_BANDS = 4
 
@@ -329,7 +331,10 @@ class RRAMNoise:
             if self.sigma != 0:
                 for name, module in self.layers.items():
                     self._apply_layer(name, module.weight.data, draw_seed(seed, draw_index, name), applied)
-        except BaseException:
+        except BaseException as error:
+            # The traceback holds the failed layer's frames and with them its draw and band temporaries:
+            # freed before restore draws again, or recovering from an out-of-memory error would need more.
+            traceback.clear_frames(error.__traceback__)
             self._applied = applied
             self.restore()
             raise

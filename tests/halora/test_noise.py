@@ -1,3 +1,5 @@
+import weakref
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -322,6 +324,39 @@ def test_an_apply_interrupted_between_bands_is_undone_bit_exactly(monkeypatch, p
         noise.apply(seed=0)
     monkeypatch.undo()
     assert len(calls) == 3
+    assert not noise.active and all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+
+
+def test_an_apply_out_of_memory_in_a_band_frees_that_layers_draw_before_restoring(monkeypatch):
+    """Recovering from an out-of-memory error must not need more memory than the apply held: the failed
+    layer's draw (referenced by the traceback's frames) is gone before restore draws again."""
+    model = _two_layer_model()
+    before = _snapshot(model)
+    noise = RRAMNoise(model, 0.05, target_modules=["0", "1"])
+    draws, alive_at_restore = [], []
+    original_draw, original_restore_layer = RRAMNoise._draw, RRAMNoise._restore_layer
+
+    def recorded_draw(self, weight, seed):
+        draw = original_draw(self, weight, seed)
+        draws.append(weakref.ref(draw))
+        return draw
+
+    def restore_layer(self, weight, state):
+        alive_at_restore.append([ref() is not None for ref in draws])
+        return original_restore_layer(self, weight, state)
+
+    def out_of_memory_in_the_second_layer(self, weight, band, draw, state):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    original_band = RRAMNoise._apply_band
+    monkeypatch.setattr(RRAMNoise, "_draw", recorded_draw)
+    monkeypatch.setattr(RRAMNoise, "_restore_layer", restore_layer)
+    monkeypatch.setattr(RRAMNoise, "_apply_band", lambda self, weight, band, draw, state: (
+        out_of_memory_in_the_second_layer if len(draws) == 2 else original_band)(self, weight, band, draw, state))
+    with pytest.raises(torch.OutOfMemoryError):
+        noise.apply(seed=0)
+    assert len(draws) == 3  # two in apply, one by restore for the first layer
+    assert alive_at_restore == [[False, False]]  # both apply-time draws freed when restore began
     assert not noise.active and all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
 
 
