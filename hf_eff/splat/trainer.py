@@ -460,7 +460,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         extra = {"lr": self.lr_scheduler.get_last_lr()[0]} if isinstance(self.strategy, MCMCStrategy) else {"packed": self.args.packed}
         step, info = self.state.global_step, self._last_info
         self._last_info = None
-        # Within the refine window the strategy reads the device anyway (it counts what it grows and prunes).
+        # At refine steps the strategy mostly reads the device anyway (it counts what it grows and prunes);
+        # past its window the read is an extra one every refine_every steps.
         if step % self.args.finite_check_steps == 0 or self._is_refine_step(step):
             self._check_finite()
         if not self.is_distributed:
@@ -480,9 +481,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _is_refine_step(self, step: int) -> bool:
         """Whether the strategy may grow or prune at ``step``: every ``refine_every`` steps, whatever the
-        window (g2l's adaptive pruning runs past ``refine_stop_iter``)."""
-        every = getattr(self.strategy, "refine_every", None)
-        return every is not None and step % every == 0
+        window (g2l's adaptive pruning runs past ``refine_stop_iter``); every step for a strategy that
+        names no interval."""
+        return step % getattr(self.strategy, "refine_every", 1) == 0
 
     @torch.no_grad()
     def _check_finite(self, current: bool = False) -> None:
