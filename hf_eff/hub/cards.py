@@ -147,6 +147,17 @@ def _is_hub_id(name) -> bool:
             and not name.lower().endswith(_FILE_SUFFIXES) and not Path(name).exists())
 
 
+def _looks_like_path(name: str) -> bool:
+    """Whether a free-text name reads as a local path (absolute, home- or dot-relative, or present here),
+    which a card names by its last part only."""
+    if name.startswith(("/", "~", ".", "\\")) or re.match(r"[A-Za-z]:[\\/]", name):
+        return True
+    try:
+        return Path(name).exists()
+    except OSError:  # e.g. a name longer than the file system allows
+        return False
+
+
 def _local_name(path: str) -> str:
     """The folder or file name of a local path: what a card may say of it, never the path itself."""
     return Path(path.rstrip("/\\")).name or path
@@ -164,16 +175,17 @@ class CardDataset:
     config: str | None = None
 
 
-def card_datasets(dataset_tags, dataset=None, dataset_args=None) -> list[CardDataset]:
+def card_datasets(dataset_tags, dataset=None, dataset_args=None, tags_label: str = "dataset_tags") -> list[CardDataset]:
     """transformers' three parallel dataset arguments (each one value or a list) as ``CardDataset``s.
-    As transformers does, a tag without a name or config gets none (the name shown is then the tag);
-    more names or configs than tags are refused, since there is no telling which tag they belong to."""
+    A tag without a config gets none, as transformers pads them; a tag without a name is shown by its id
+    (transformers leaves it out of the model-index). More names or configs than tags are refused, since
+    there is no telling which tag they belong to; ``tags_label`` is what the error calls the tags."""
     tags = [dataset_tags] if isinstance(dataset_tags, str) else list(dataset_tags)
 
     def one_per_tag(label: str, value) -> list:
         values = [] if value is None else [value] if isinstance(value, str) else list(value)
         if len(values) > len(tags):
-            raise ValueError(f"{label} has {len(values)} entries for {len(tags)} dataset_tags: give at most one per tag")
+            raise ValueError(f"{label} has {len(values)} entries for {len(tags)} {tags_label}: give at most one per entry")
         return values + [None] * (len(tags) - len(values))
 
     return [CardDataset(tag, name, config) for tag, name, config in
@@ -198,8 +210,7 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
         if isinstance(name, CardDataset) and _is_hub_id(name.hub_id):
             shown = name.name or name.hub_id
             hub_ids.append(name.hub_id)
-            # a shown name that is a local path is named by its last part, as local data is
-            entries.append(dict(dataset_name=_local_name(shown) if Path(shown).exists() else shown,
+            entries.append(dict(dataset_name=_local_name(shown) if _looks_like_path(shown) else shown,
                                 dataset_type=name.hub_id, dataset_config=name.config))
             continue
         name = name.hub_id if isinstance(name, CardDataset) else name

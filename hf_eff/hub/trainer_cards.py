@@ -115,7 +115,7 @@ class HubCardTrainerMixin:
         if dataset_tags is not None:
             dataset = card_datasets(dataset_tags, dataset, dataset_args)
         elif dataset is not None and dataset_args is not None:
-            dataset = card_datasets(dataset, dataset_args=dataset_args)
+            dataset = card_datasets(dataset, dataset_args=dataset_args, tags_label="dataset")
         output_dir = Path(self.args.output_dir)
         card = self._hf_eff_card(output_dir, model_name, license=license, dataset=dataset, base_model=finetuned_from)
         if language is not None:

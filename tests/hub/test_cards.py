@@ -388,7 +388,11 @@ def test_transformers_dataset_arguments_give_hub_ids_shown_names_and_configs(tmp
         cards.CardDataset("me/a", "A", "x"), cards.CardDataset("me/b")]
     with pytest.raises(ValueError, match="dataset_args has 2 entries for 1 dataset_tags"):
         cards.card_datasets("me/a", dataset_args=["x", "y"])
-    # a shown name that is a local path is named by its last part only
-    local = cards.card_datasets("me/mols", dataset=str(tmp_path))
-    data = ModelCard(str(cards.grant_card({"eval_mae": 0.3}, "me/gcn", dataset=local))).data
-    assert data.eval_results[0].dataset_name == tmp_path.name
+    # a shown name that is a local path (here or not) is named by its last part only; free text is kept
+    long_text = "A long descriptive name " * 12
+    shown = {str(tmp_path): tmp_path.name, "/home/alice/private/mols_v2": "mols_v2", "~/mols": "mols",
+             long_text: long_text, "Molecules v2": "Molecules v2"}
+    for name, expected in shown.items():
+        data = ModelCard(str(cards.grant_card({"eval_mae": 0.3}, "me/gcn",
+                                              dataset=cards.card_datasets("me/mols", dataset=name)))).data
+        assert data.eval_results[0].dataset_name == expected

@@ -60,6 +60,8 @@ def test_adapter_card_before_save_model_then_its_lines_load_the_classifier(seq_c
         ("Sentiment", "user/sentiment", "v2")}
     trainer.create_model_card(dataset="user/sentiment", dataset_args="v3")  # dataset alone: the Hub ids
     assert {r.dataset_config for r in ModelCard.load(out / "README.md").data.eval_results} == {"v3"}
+    with pytest.raises(ValueError, match="dataset_args has 2 entries for 1 dataset:"):
+        trainer.create_model_card(dataset="user/sentiment", dataset_args=["v2", "v3"])
 
     trainer.save_model()
     trainer.create_model_card(dataset="user/sentiment")
