@@ -339,9 +339,7 @@ def encode_choices(tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str], 
     labels -100 on the context (training and scoring both use these rows).
 
     As ``TemplateLM._encode_pair`` / ``loglikelihood`` with ``HFLM.tok_encode``'s causal default
-    (``add_special_tokens=False``, no BOS; ``add_bos_token`` True is the harness's ``add_bos_token``, which
-    it turns on for Gemma models, see ``harness_adds_bos``: every text is then tokenised with the
-    tokenizer's special tokens, the bare continuation of an empty context too, as the harness does): the context's trailing spaces move onto the continuation
+    (``add_special_tokens=False``, no BOS): the context's trailing spaces move onto the continuation
     " " + choice; context + continuation is tokenised as one text and the context alone, and the
     continuation's tokens are ``whole[len(context_tokens):]`` (a merge across the boundary is
     tokenised as in the full text). An empty context is the tokenizer's BOS token (else its EOS), and the
@@ -349,6 +347,10 @@ def encode_choices(tokenizer: PreTrainedTokenizerBase, contexts: Sequence[str], 
     model is given: a longer pair is cut from the left, as ``_loglikelihood_tokens`` cuts to its window
     (which keeps one token more, its last a target only, since it shifts the inputs itself; a row here
     is one model input, so its cut never exceeds ``max_length`` positions).
+
+    ``add_bos_token`` True is the harness's ``add_bos_token``, which it turns on for Gemma models
+    (``harness_adds_bos``): every text is then tokenised with the tokenizer's special tokens, the bare
+    continuation of an empty context too, as the harness does.
 
     Distinct contexts and texts are tokenised once each and go to the tokenizer in batches: a call per
     pair took 17 s for 20k questions."""

@@ -64,3 +64,30 @@ def test_batches_are_padded_on_the_right_whatever_the_tokenizer_says(tmp_path, c
     batch = trainer.data_collator(rows)
     assert batch["attention_mask"][2].tolist()[:3] == [1, 1, 1] and batch["attention_mask"][2, -1] == 0
     assert left.padding_side == "left"  # the caller's tokenizer is left as it was
+
+
+def test_rows_start_with_bos_for_gemma_only_as_the_harness_encodes(tmp_path, char_tokenizer):
+    import copy
+
+    from tokenizers import processors
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    from hf_eff.halora.experiment import build_trainer
+    from hf_eff.halora.tasks import builtin_task
+    from hf_eff.halora.trainer import HaLoRATrainingArguments
+    from tests.halora.conftest import make_tiny_llama
+
+    tokenizer = copy.deepcopy(char_tokenizer)
+    bos = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{tokenizer.bos_token} $A", special_tokens=[(tokenizer.bos_token, bos)])
+    gemma = GemmaForCausalLM(GemmaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                         head_dim=8, max_position_embeddings=128))
+    train, evaluation = builtin_task("comparison", train_size=4, eval_size=2)
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, eval_sigmas=[0.0])
+    for model, starts_with_bos in ((gemma, True), (make_tiny_llama(vocab_size=len(tokenizer)), False)):
+        trainer = build_trainer(model, tokenizer, train, evaluation, args, max_length=64)
+        firsts = {row["input_ids"][0] == bos for dataset in (trainer.train_dataset, trainer.eval_dataset)
+                  for row in dataset}
+        assert firsts == {starts_with_bos}

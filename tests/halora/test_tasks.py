@@ -282,8 +282,8 @@ def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
 
 
 def _harness_request(tokenizer, context, continuation, max_length, add_bos_token=False):
-    """lm-evaluation-harness, one request at a time (a causal HFLM, add_bos_token off): TemplateLM.loglikelihood
-    and _encode_pair with tok_encode(add_special_tokens=False), cut from the left as _loglikelihood_tokens
+    """lm-evaluation-harness, one request at a time (a causal HFLM with ``add_bos_token``): TemplateLM.loglikelihood
+    and _encode_pair with tok_encode(add_special_tokens=add_bos_token), cut from the left as _loglikelihood_tokens
     cuts to its window, to rows of max_length tokens (one model input each), the continuation's tokens labelled."""
     if context == "":
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
