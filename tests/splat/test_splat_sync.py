@@ -34,6 +34,18 @@ def scene():
     return make_procedural_scene(seed=1, num_train=6, num_test=2, width=32, height=32, num_points=300)
 
 
+class NonFiniteAt(TrainerCallback):
+    """Writes ``value`` into one entry of the Gaussians' ``key`` at the end of ``step`` (while ``armed``)."""
+
+    def __init__(self, step: int, key: str, value: float):
+        self.step, self.key, self.value, self.armed = step, key, value, True
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.armed and state.global_step == self.step:
+            with torch.no_grad():
+                model.splats[self.key].view(-1)[-1] = self.value
+
+
 def record_host_reads(monkeypatch, trainer) -> list[tuple[int, str, str]]:
     """(global step, caller file, method) of each host read made by the splat code (outside the CPU
     backend), gsplat or Trainer's training loop. Adam's step counters and the like live on the CPU
@@ -77,14 +89,10 @@ def test_training_steps_read_the_device_only_at_check_and_refine_steps(scene, tm
 
 
 def test_a_nan_mid_training_names_the_step_and_keeps_the_earlier_checkpoints(scene, tmp_path):
-    class InjectNaN(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 7:  # the Gaussians rendered from step 7 on
-                with torch.no_grad():
-                    trainer.splats["means"][3, 0] = float("nan")
-
+    # the Gaussians rendered from step 7 on
     trainer = make_trainer(scene, tmp_path, max_steps=20, refine_every=1000, finite_check_steps=100,
-                           logging_steps=1000, save_strategy="steps", save_steps=3, callbacks=[InjectNaN()])
+                           logging_steps=1000, save_strategy="steps", save_steps=3,
+                           callbacks=[NonFiniteAt(7, "means", float("nan"))])
     with pytest.raises(RuntimeError, match=r"step 7: the Gaussians diverged: means\b.* went NaN or inf"):
         trainer.train()
     # Read late (at the checkpoint of step 9), before anything of it was written.
@@ -95,15 +103,7 @@ def test_a_nan_mid_training_names_the_step_and_keeps_the_earlier_checkpoints(sce
 
 
 def test_a_run_resumed_before_the_divergence_starts_clean(scene, tmp_path):
-    class InjectNaN(TrainerCallback):
-        armed = True
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.armed and state.global_step == 7:
-                with torch.no_grad():
-                    trainer.splats["means"][3, 0] = float("nan")
-
-    inject = InjectNaN()
+    inject = NonFiniteAt(7, "means", float("nan"))
     trainer = make_trainer(scene, tmp_path, max_steps=12, refine_every=1000, finite_check_steps=100,
                            logging_steps=1000, save_strategy="steps", save_steps=3, callbacks=[inject])
     with pytest.raises(RuntimeError, match="step 7: the Gaussians diverged"):
@@ -115,14 +115,8 @@ def test_a_run_resumed_before_the_divergence_starts_clean(scene, tmp_path):
 
 
 def test_a_nan_is_read_every_finite_check_steps(scene, tmp_path):
-    class InjectNaN(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 6:
-                with torch.no_grad():
-                    trainer.splats["opacities"][0] = float("inf")
-
     trainer = make_trainer(scene, tmp_path, max_steps=20, refine_every=1000, finite_check_steps=4,
-                           logging_steps=1000, callbacks=[InjectNaN()])
+                           logging_steps=1000, callbacks=[NonFiniteAt(6, "opacities", float("inf"))])
     with pytest.raises(RuntimeError, match=r"step 6: .*opacities.* went NaN or inf"):
         trainer.train()
     assert trainer.state.global_step == 8
