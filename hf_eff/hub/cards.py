@@ -144,7 +144,7 @@ def _is_hub_id(name) -> bool:
     suffix), and no local file or folder of that name here. A relative ``a/b`` that does not exist
     here is read as a Hub id: nothing tells the two apart."""
     return (isinstance(name, str) and re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", name) is not None
-            and not name.lower().endswith(_FILE_SUFFIXES) and not Path(name).exists())
+            and not name.lower().endswith(_FILE_SUFFIXES) and not _looks_like_path(name))
 
 
 def _looks_like_path(name: str) -> bool:
