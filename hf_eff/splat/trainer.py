@@ -45,6 +45,8 @@ from hf_eff.splat.losses import photometric_loss, psnr, ssim
 from hf_eff.splat.scene import images_to_float, scene_views_to_tensors
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
+# The keywords `SplatTrainer.render` passes to the model's render.
+RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "check_finite")
 
 
 class SceneViews(Dataset):
@@ -236,6 +238,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             raise ValueError("SplatTrainer needs a train_dataset: a scene's train split")
         if not hasattr(model, "splats") or not hasattr(model, "render"):
             raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")
+        render_parameters = inspect.signature(model.render).parameters
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in render_parameters.values()):
+            missing = [name for name in RENDER_KEYWORDS if name not in render_parameters]
+            if missing:
+                raise TypeError(f"SplatTrainer: model.render must accept the keywords {', '.join(missing)} "
+                                "(GaussianModel.render passes them to rasterize)")
         train_views = SceneViews(train_dataset)
         eval_views = SceneViews(eval_dataset) if eval_dataset is not None else None
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)

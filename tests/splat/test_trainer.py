@@ -136,6 +136,33 @@ def test_bad_arguments_are_named(tmp_path, overrides, message):
         SplatTrainingArguments(output_dir=str(tmp_path), **{"max_steps": 10, **overrides})
 
 
+@pytest.mark.parametrize(("cuda", "overrides", "pinned", "non_blocking"), [
+    (False, {}, False, False),
+    (True, {}, True, True),
+    (True, dict(use_cpu=True), False, False),
+    (True, dict(dataloader_pin_memory=False), False, False),
+    (True, dict(accelerator_config={"non_blocking": False}), True, False),
+])
+def test_batches_are_pinned_and_copied_without_waiting_only_on_cuda(tmp_path, monkeypatch, cuda, overrides,
+                                                                    pinned, non_blocking):
+    device = torch.device("cuda" if cuda else "cpu")
+    monkeypatch.setattr(SplatTrainingArguments, "device", property(lambda args: torch.device("cpu") if args.use_cpu else device))
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **overrides)
+    assert args.dataloader_pin_memory is pinned
+    assert args.accelerator_config.non_blocking is non_blocking
+
+
+def test_a_model_whose_render_lacks_the_trainers_keywords_is_refused_by_name(scene, tmp_path):
+    class FixedBackendModel(GaussianModel):
+        def render(self, viewmats, Ks, width, height, sh_degree=None, backgrounds=None, packed=False):
+            return super().render(viewmats, Ks, width, height, sh_degree, backgrounds, packed=packed)
+
+    xyz, rgb = scene.point_arrays()
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10)
+    with pytest.raises(TypeError, match="model.render must accept the keywords backend, absgrad, check_finite"):
+        SplatTrainer(model=FixedBackendModel.from_points(xyz, rgb), args=args, train_dataset=scene.views["train"])
+
+
 def test_training_stops_with_a_named_error_when_pruning_leaves_no_gaussian(scene, tmp_path):
     # Every Gaussian starts at opacity 0.1, under prune_opa: the first refinement prunes them all.
     trainer = make_trainer(scene, tmp_path, strategy="default", prune_opa=0.45, max_steps=20)
