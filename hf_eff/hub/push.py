@@ -124,19 +124,20 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     validate_repo_id(repo_id)  # before the Hub is asked: its answer to a malformed id is a bare 400
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
-    # The card first: a run folder without its results is refused before any repo is created.
-    card = None if kind == "scene_dataset" else build_card(kind, output_dir, repo_id, license=license)
     api = HfApi(token=token)
-    repo_type = "dataset" if kind == "scene_dataset" else "model"
-    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
+    # What is uploaded is read first (the scene, or the run's card and results): a folder that does
+    # not load is refused before any repo is created.
     if kind == "scene_dataset":
         with tempfile.TemporaryDirectory() as staging:
             _stage_scene(output_dir, Path(staging), repo_id, license)
-            api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=staging, commit_message=message)
-    else:
-        card.save(output_dir / "README.md")
-        api.upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message=message,
-                          ignore_patterns=list(IGNORE_PATTERNS))
+            url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=staging, commit_message=message)
+        return str(url)
+    card = build_card(kind, output_dir, repo_id, license=license)
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    card.save(output_dir / "README.md")
+    api.upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message=message,
+                      ignore_patterns=list(IGNORE_PATTERNS))
     return str(url)
 

@@ -67,3 +67,20 @@ def test_cli_push_refused_by_the_hub_is_one_line_with_exit_1(local_hub, tmp_path
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.startswith("hf-eff push: error: ") and "401" in err
+
+
+def test_scene_folder_that_does_not_load_is_refused_before_any_repo_is_created(local_hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    import hf_eff.splat
+
+    def unreadable(folder):
+        raise ValueError(f"{folder}: views/ is unreadable")  # as an unfinished copy of a scene
+
+    (tmp_path / "views").mkdir()
+    monkeypatch.setattr(hf_eff.splat, "load_scene", unreadable)
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    repo_id = local_hub.repo_id("broken-scene")
+    with pytest.raises(ValueError, match="views/ is unreadable"):
+        push.push_output_dir(tmp_path, repo_id, token=local_hub.token)
+    assert not local_hub.api().repo_exists(repo_id, repo_type="dataset")
