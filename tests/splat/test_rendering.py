@@ -251,6 +251,14 @@ def test_invisible_scene_renders_background():
             "NaN",
         ),
         (lambda p: {**p, "sh_degree": 2}, "SH colors must be"),
+        (
+            lambda p: {**p, "colors": p["colors"].expand(3, -1, -1)},
+            r"colors \(3, 5, 3\) are per camera for 3 cameras, but viewmats \(2, 4, 4\) has 2",
+        ),
+        (
+            lambda p: {**p, "colors": p["colors"][None, :, None].expand(1, -1, 4, -1), "sh_degree": 1},
+            r"colors \(1, 5, 4, 3\) are per camera for 1 cameras, but viewmats \(2, 4, 4\) has 2",
+        ),
         (lambda p: {**p, "backend": "metal"}, "backend must be"),
         (lambda p: {**p, "render_mode": "RGB+D"}, "render_mode='RGB' only"),
     ],

@@ -59,6 +59,13 @@ def _check_inputs(
             raise ValueError(
                 f"sh_degree {sh_degree} needs {(sh_degree + 1) ** 2} SH coefficients, colors has {colors.shape[-2]}"
             )
+    # Per-camera colours ([C, N, D] or SH [C, N, K, 3]) need one entry per camera, as gsplat asserts.
+    per_camera = colors.dim() == (3 if sh_degree is None else 4)
+    if per_camera and colors.shape[0] != num_cameras:
+        raise ValueError(
+            f"colors {tuple(colors.shape)} are per camera for {colors.shape[0]} cameras, but viewmats "
+            f"{tuple(viewmats.shape)} has {num_cameras}"
+        )
     if backgrounds is not None and tuple(backgrounds.shape) != (num_cameras, colors.shape[-1]):
         raise ValueError(
             f"backgrounds must be [{num_cameras}, {colors.shape[-1]}], got {tuple(backgrounds.shape)}"
