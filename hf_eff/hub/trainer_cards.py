@@ -13,6 +13,11 @@ from transformers.trainer_utils import HubStrategy
 from hf_eff.hub.cards import card_datasets
 from hf_eff.hub.push import PICKLE_PATTERNS, build_card
 
+# Settings of the run that a card shows (the splats' densification strategy and SSIM convention, GraNT's
+# teacher), as the trainer's arguments name them. The log history holds none of them; only the examples'
+# closing save_metrics does, so a user's own script would get a card without them.
+CARD_ARGUMENTS = {"splat_model": ("strategy", "eval_ssim_padding"), "grant_model": ("teacher",)}
+
 
 class _UploadsIgnoring:
     """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns."""
@@ -50,8 +55,9 @@ class HubCardTrainerMixin:
     generic training summary that knows nothing of noise tables, teaching or splats; this one is
     the card ``hf-eff push`` writes. Its results are the latest value of every key in the log
     history, overridden by what this trainer passed to ``save_metrics`` (the examples' closing
-    ``all_results.json``). A results file an earlier run left in a reused ``output_dir`` is not read:
-    its figures would describe another model.
+    ``all_results.json``); the run settings the card shows and the results lack come from the
+    trainer's arguments (``CARD_ARGUMENTS``). A results file an earlier run left in a reused
+    ``output_dir`` is not read: its figures would describe another model.
 
     The checkpoint pushes (``hub_strategy`` ``checkpoint``, ``all_checkpoints``, ``every_save``) carry
     the same card, built from the results so far, in place of the one the model's ``save_pretrained``
@@ -95,6 +101,9 @@ class HubCardTrainerMixin:
         for entry in self.state.log_history:
             results.update(entry)
         results.update(getattr(self, "_saved_metrics", {}))
+        for name in CARD_ARGUMENTS.get(self.card_kind, ()):
+            if results.get(name) is None:
+                results[name] = getattr(self.args, name, None)
         repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name
         return build_card(self.card_kind, folder, repo_id, results, **user_args, **self._card_model_args())
 

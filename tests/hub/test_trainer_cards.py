@@ -123,6 +123,7 @@ def test_grant_card_of_a_users_model_loads_its_weights_into_their_class(tmp_path
     trainer.save_model()
     card = ModelCard.load(out / "README.md")
     assert {r.dataset_name for r in card.data.eval_results} == {"me/my-graphs"}
+    assert "(teacher: `grant`)" in card.text  # from the arguments: no save_metrics named it
     code = _loading_code(out / "README.md")
     assert "GrantGCN" not in code
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename: str(out / filename))
@@ -155,3 +156,23 @@ def test_card_of_a_compiled_model_names_its_class_and_takes_transformers_card_ar
                                 train_dataset=graphs)
     compiled_gcn.save_model(str(tmp_path / "gcn"))
     assert GrantGCN.from_pretrained(tmp_path / "gcn").head.out_features == 1
+
+
+def test_splat_card_of_a_users_run_names_the_ssim_convention_and_strategy_of_its_arguments(tmp_path):
+    from hf_eff import GaussianModel, make_procedural_scene
+    from hf_eff.splat import SplatTrainer, SplatTrainingArguments
+
+    scene = make_procedural_scene(seed=1, num_train=3, num_test=1, width=16, height=16, num_objects=1,
+                                  num_points=30, supersample=1)
+    out = tmp_path / "splats"
+    args = SplatTrainingArguments(output_dir=str(out), max_steps=2, refine_every=2, refine_start_steps=1,
+                                  reset_every=100, eval_render_images=0, report_to=[], use_cpu=True,
+                                  save_strategy="no", eval_ssim_padding="valid", strategy="default")
+    trainer = SplatTrainer(model=GaussianModel.from_points(*scene.point_arrays(), sh_degree=1), args=args,
+                           train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
+    trainer.train()
+    trainer.evaluate()
+    trainer.create_model_card(dataset="me/scene")  # no save_metrics: the results are the log history's
+    text = ModelCard.load(out / "README.md").text
+    assert "| strategy | PSNR (dB) | SSIM (gsplat's interior) |" in text
+    assert "(densification: `default`)" in text
