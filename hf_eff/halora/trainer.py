@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from accelerate.optimizer import AcceleratedOptimizer
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
@@ -171,11 +172,14 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         optimizer = super().create_optimizer(model)
         config = self.halora_config()
         decoupled = config is not None and config.reg_application == "decoupled" and config.reg_weight > 0
-        if decoupled and self._hooked_optimizer is not optimizer:
+        # From the second train() (or a resume) on the same trainer, the optimizer is accelerate's wrapper:
+        # the hook belongs on the torch optimizer inside, once.
+        torch_optimizer = optimizer.optimizer if isinstance(optimizer, AcceleratedOptimizer) else optimizer
+        if decoupled and self._hooked_optimizer is not torch_optimizer:
             # A hook on the torch optimizer fires only on real steps (not on accumulation micro-steps
             # nor on steps a gradient scaler skips).
-            optimizer.register_step_post_hook(lambda optimizer, args, kwargs: self._decoupled_regulariser_step(optimizer))
-            self._hooked_optimizer = optimizer
+            torch_optimizer.register_step_post_hook(lambda optimizer, args, kwargs: self._decoupled_regulariser_step(optimizer))
+            self._hooked_optimizer = torch_optimizer
         return optimizer
 
     def _decoupled_regulariser_step(self, optimizer: torch.optim.Optimizer) -> None:

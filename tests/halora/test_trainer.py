@@ -83,6 +83,21 @@ def test_decoupled_regulariser_is_a_plain_gradient_step_after_adam(tmp_path):
     torch.testing.assert_close(with_reg, expected, rtol=0, atol=1e-6)
 
 
+def test_decoupled_regulariser_steps_once_per_optimizer_step_across_train_calls(tmp_path, monkeypatch):
+    """A second train() (and a resume) on the same trainer finds accelerate's wrapper as its optimizer:
+    the regulariser must still step once per optimizer step, on the torch optimizer."""
+    model = _halora_model(0.1, "decoupled")
+    args = _args(tmp_path, per_device_train_batch_size=4, max_steps=4, save_strategy="steps", save_steps=2)
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset(), data_collator=default_data_collator)
+    steps, original = [], trainer._decoupled_regulariser_step
+    monkeypatch.setattr(trainer, "_decoupled_regulariser_step",
+                        lambda optimizer: (steps.append((trainer.state.global_step, type(optimizer).__name__)), original(optimizer)))
+    trainer.train()
+    trainer.train()
+    trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert steps == [(step, "AdamW") for step in (0, 1, 2, 3, 0, 1, 2, 3, 2, 3)]
+
+
 @pytest.mark.parametrize("reg_application", ["loss", "decoupled"])
 def test_training_draws_noise_per_interval_logs_and_ends_clean(tmp_path, monkeypatch, reg_application):
     draws = []
