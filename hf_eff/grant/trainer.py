@@ -84,6 +84,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         for name, dataset in evals.items():
             if dataset is not None:
                 check_graph_dataset(dataset, self.task, name)
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError("GraNTTrainer takes its loss from args.task (task_loss); compute_loss_func would not be used")
         if data_collator is None:  # one that knows the data's edge_attr width, for batches without edges
             reference = next((d for d in (train_dataset, *evals.values()) if d is not None), None)
             data_collator = GraphCollator(self.task) if reference is None else GraphCollator.for_dataset(self.task, reference)
@@ -96,6 +98,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             compute_metrics=compute_metrics or metrics_for(self.task),
             **kwargs,
         )
+        # compute_loss returns the batch mean and ignores num_items_in_batch: the Trainer must divide it by the
+        # accumulation steps, which it skips for a model taking loss kwargs (any forward with **kwargs)
+        self.model_accepts_loss_kwargs = False
         self._forward_inputs = forward_inputs(self.model, self.task)
         self._sampler = TeachingBatchSampler(args.seed)
         self._plan = None

@@ -391,3 +391,31 @@ def test_resume_from_a_checkpoint_saved_without_the_curve_goes_on_saving(tmp_pat
     assert resumed.state.global_step == 18 and [p["step"] for p in curve.curve] == [10, 14, 18]
     saved = json.loads((tmp_path / "out" / "checkpoint-18" / "trainer_state.json").read_text())
     assert [p["step"] for p in saved["stateful_callbacks"]["ValidationCurveCallback"]["attributes"]["curve"]] == [10, 14, 18]
+
+
+class _KwargsForward(GrantGCN):  # transformers counts a **kwargs forward as one that normalises its own loss
+    def forward(self, x, edge_index, batch=None, **kwargs):
+        return super().forward(x, edge_index, batch)
+
+
+@pytest.mark.parametrize("teacher", ["none", "grant"])
+def test_a_kwargs_forward_trains_as_a_plain_one_under_gradient_accumulation(tmp_path, make_graphs, teacher):
+    train = make_graphs(32, "graph_regression", seed=1)
+
+    def trained(model_class):
+        torch.manual_seed(0)
+        model = model_class(6, 1, hidden_channels=8, batch_norm=False)
+        # plain SGD without clipping: a gradient twice too large shows in the weights (AdamW would hide it)
+        args = _args(tmp_path, "graph_regression", teacher=teacher, num_train_epochs=3, start_ratio=0.5,
+                     per_device_train_batch_size=4, gradient_accumulation_steps=2, optim="sgd", learning_rate=0.1,
+                     max_grad_norm=0)
+        GraNTTrainer(model=model, args=args, train_dataset=train).train()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.testing.assert_close(trained(_KwargsForward), trained(GrantGCN))
+
+
+def test_a_compute_loss_func_is_refused(tmp_path, make_graphs):
+    with pytest.raises(ValueError, match="compute_loss_func would not be used"):
+        GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression"),
+                     train_dataset=make_graphs(8, "graph_regression"), compute_loss_func=lambda *a, **k: 0)
