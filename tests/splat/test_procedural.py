@@ -57,3 +57,12 @@ def test_rejects_bad_arguments():
         make_procedural_scene(num_train=0)
     with pytest.raises(ValueError, match="width"):
         make_procedural_scene(width=0)
+    with pytest.raises(ValueError, match="num_objects must be >= 0"):
+        make_procedural_scene(num_objects=-1)
+
+
+@pytest.mark.timeout(60)  # the placement loop used to retry without end
+def test_too_many_objects_raise_instead_of_retrying_forever():
+    # Seed 0 places 10 objects without overlap in the allowed tries, not 12.
+    with pytest.raises(ValueError, match=r"num_objects=12: only \d+ non-overlapping objects fit .* 20000 random"):
+        make_procedural_scene(seed=0, num_objects=12, **SMALL)
