@@ -154,6 +154,10 @@ def test_splat_card_table_and_preview():
     assert "![preview](preview.png)" in card.text and "(`splats.ply`)" in card.text
     measured = cards.splat_card({**results, "eval_ssim_padding": "same"}, "me/splats")
     assert "| strategy | PSNR (dB) | SSIM (3DGS's zero-padded) | Gaussians |" in measured.text
+    assert "global-to-local phases" in card.text and "DefaultStrategy" not in card.text
+    default = cards.splat_card({**results, "strategy": "default"}, "me/splats", ply="splats.ply")
+    assert "DefaultStrategy with a working opacity reset). The repo holds the splats" in default.text
+    assert "global-to-local" not in default.text
 
 
 def test_scene_card_keeps_the_dataset_configs():
