@@ -134,30 +134,37 @@ _GENERATORS: dict[str, Callable[[random.Random], dict]] = {
 }
 
 
+def _question_key(row: dict) -> tuple[str, str]:
+    """What makes two built-in questions the same: the text and the correct answer, whatever the
+    distractors (an arithmetic question asked again with other wrong choices is the same question;
+    the ordering task asks one text, and its numbers are in the correct choice)."""
+    return row["question"], row["choices"][row["answer"]]
+
+
 def builtin_task(name: str = "mixed", train_size: int = 3000, eval_size: int = 600, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """(train, eval) of a built-in task, generated deterministically from ``seed``; no question of
-    the eval split appears in the train split. ``mixed`` cycles through the three kinds."""
+    """(train, eval) of a built-in task, generated deterministically from ``seed``; each split asks
+    each question once, and no question of the eval split appears in the train split, whatever its
+    distractors (``_question_key``). ``mixed`` cycles through the three kinds."""
     if name not in BUILTIN_TASKS:
         raise ValueError(f"task_name must be one of {BUILTIN_TASKS} (or a Hub task), got {name!r}")
     kinds = list(_GENERATORS) if name == "mixed" else [name]
     rng = random.Random(f"halora-{name}-{seed}")
 
-    def generate(size: int, exclude: set[str]) -> list[dict]:
+    def generate(size: int, exclude: set[tuple[str, str]]) -> list[dict]:
         rows, seen, attempts = [], set(exclude), 0
         while len(rows) < size:
             attempts += 1
             if attempts > 50 * size:
                 raise ValueError(f"built-in task {name!r} cannot produce {size} distinct questions; ask for fewer")
             row = _GENERATORS[kinds[len(rows) % len(kinds)]](rng)
-            key = row["question"] + "|" + "|".join(row["choices"])
+            key = _question_key(row)
             if key not in seen:
                 seen.add(key)
                 rows.append(row)
         return rows
 
     eval_rows = generate(eval_size, set())
-    eval_keys = {r["question"] + "|" + "|".join(r["choices"]) for r in eval_rows}
-    train_rows = generate(train_size, eval_keys)
+    train_rows = generate(train_size, {_question_key(row) for row in eval_rows})
     return Dataset.from_list(train_rows), Dataset.from_list(eval_rows)
 
 
