@@ -26,8 +26,10 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     trainers/grant use 1e-3 to 5e-3. Batches are mini-batches of `per_device_train_batch_size`
     graphs (transformers' default, 8).
     The public code takes one full-batch step per epoch over the taught subset: set
-    `per_device_train_batch_size` to the training set's size for that regime (as
-    benchmarks/grant_speed.py does by default)."""
+    `per_device_train_batch_size` to the training set's size and `variant="single"` for that regime
+    (as benchmarks/grant_speed.py does by default). GraNT(B) keeps whole batches, so its kept
+    fraction moves in steps of 1/number of batches; on a single batch it would select nothing and is
+    refused."""
 
     weight_decay: float = field(
         default=5e-4,
@@ -47,7 +49,9 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     )
     variant: str = field(
         default="batch",
-        metadata={"help": "'batch' = GraNT(B), keep whole batches; 'single' = GraNT(S), keep graphs inside batches"},
+        metadata={"help": "'batch' = GraNT(B), keep whole batches, so the kept fraction moves in steps of 1/number of "
+                  "batches (refused when the training set is one batch: nothing would be selected); 'single' = GraNT(S), "
+                  "keep graphs inside batches (the full-batch regime's variant)"},
     )
     start_ratio: float = field(default=0.05, metadata={"help": "r0, the fraction of graphs taught at epoch 0"})
     ratio_schedule: str = field(default="step", metadata={"help": f"one of {RATIO_SCHEDULES}"})

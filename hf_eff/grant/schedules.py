@@ -109,7 +109,14 @@ def plan_epochs(
     strata_sizes: list[int] | None = None,
 ) -> list[EpochPlan]:
     """What every epoch trains on; the subset (and its size) changes only at reselections.
-    `strata_sizes`: the class sizes of stratified selection."""
+    `strata_sizes`: the class sizes of stratified selection. GraNT(B) on a training set that is one batch
+    is refused: keeping whole batches, it would teach every graph at every ratio."""
+    if variant == "batch" and start_ratio < 1 and num_graphs <= batch_size:
+        raise ValueError(
+            f"variant='batch' (GraNT(B)) keeps whole batches, and the {num_graphs} training graphs are one batch of "
+            f"{batch_size} (per_device_train_batch_size): it would select nothing. For full-batch training use "
+            "variant='single' (GraNT(S), which keeps the top graphs inside the batch), or make several batches"
+        )
     reselect = set(reselection_epochs(num_epochs, start_ratio, reselect_schedule, interval_start, interval_end))
     plan, ratio = [], 1.0
     for epoch in range(num_epochs):

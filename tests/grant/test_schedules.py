@@ -90,3 +90,12 @@ def test_bad_schedule_names_raise():
         reselection_epochs(10, 0.1, "sometimes")
     with pytest.raises(ValueError, match="start_ratio"):
         ratio_at(0, 10, 0.0)
+
+
+def test_batch_variant_on_a_single_batch_is_refused():
+    # GraNT(B) keeps ceil(ratio * 1) = 1 of one batch: the full-batch regime would select nothing
+    with pytest.raises(ValueError, match=r"variant='batch'.*one batch of 40.*variant='single'"):
+        plan_epochs(40, 40, 20, "batch", 0.05)
+    assert plan_epochs(40, 40, 20, "single", 0.05)[0].ratio == 0.05
+    assert [p.num_batches for p in plan_epochs(40, 40, 2, "batch", 1.0)] == [1, 1]  # no selection asked for
+    assert plan_epochs(41, 40, 2, "batch", 0.05)[0].num_batches == 1  # two batches: one kept

@@ -188,9 +188,13 @@ def test_bad_input_errors(tmp_path, make_graphs):
         _args(tmp_path, "graph_regression", max_steps=10)
     with pytest.raises(ValueError, match="node_score_normalization"):
         _args(tmp_path, "node_regression", node_score_normalization="n")
+    with pytest.raises(ValueError, match="variant='single'"):  # the full-batch regime with GraNT(B)
+        GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression", per_device_train_batch_size=8),
+                     train_dataset=train).train()
     with pytest.raises(ValueError, match="one output row per graph"):
         # a node-level model on a graph-level task
-        GraNTTrainer(model=GrantGCN(6, 1, level="node"), args=_args(tmp_path, "graph_regression", num_train_epochs=1), train_dataset=train).train()
+        args = _args(tmp_path, "graph_regression", num_train_epochs=1, per_device_train_batch_size=4)
+        GraNTTrainer(model=GrantGCN(6, 1, level="node"), args=args, train_dataset=train).train()
 
 
 class _DataForward(torch.nn.Module):  # PyG's habit: forward(self, data)
