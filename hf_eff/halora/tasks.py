@@ -482,6 +482,8 @@ def tokenize_for_scoring(
     Rows are sorted by length (stably), so the Trainer's sequential evaluation batches pad little (on
     the built-in tasks unsorted batches of 64 carried about 20% padding). The scorer maps rows back to questions."""
     check_multiple_choice(dataset, "eval dataset")
+    if len(dataset) == 0:  # refused here, before training: the scorer has nothing to score
+        raise ValueError("eval dataset: no questions to evaluate (an eval_size or max_eval_samples of 0?)")
     contexts, texts, example_index, choice_index = [], [], [], []
     for i, (question, choices, row_contexts) in enumerate(
         zip(dataset["question"], dataset["choices"], _contexts_column(dataset))

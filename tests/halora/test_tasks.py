@@ -160,6 +160,12 @@ def test_builtin_tokenisation_is_unchanged_by_contexts(char_tokenizer):
     assert digest(tokenize_for_training(with_none, char_tokenizer, 24)) == expected[24][0]
 
 
+def test_an_empty_eval_dataset_is_refused_when_given(char_tokenizer):
+    evaluation = builtin_task("comparison", train_size=4, eval_size=4)[1]
+    with pytest.raises(ValueError, match="eval dataset: no questions"):
+        tokenize_for_scoring(evaluation.select([]), char_tokenizer)
+
+
 def test_tokenisation_labels_only_the_choice(char_tokenizer):
     data = Dataset.from_list([{"question": "1+1?", "choices": ["2", "11"], "answer": 0}])
     train = tokenize_for_training(data, char_tokenizer, max_length=64)[0]
