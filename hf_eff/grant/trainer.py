@@ -173,8 +173,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                     raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
             self._load_teacher_state(resume_from_checkpoint)
         output = super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
-        output.metrics["grant_selection_seconds"] = sum(entry["selection_seconds"] for entry in self.teaching_log)
-        output.metrics["grant_reselections"] = len(self.teaching_log)
+        # The run's totals, logged as well so that every card (read from the log history) reports them
+        totals = {"grant_selection_seconds": sum(entry["selection_seconds"] for entry in self.teaching_log),
+                  "grant_reselections": len(self.teaching_log)}
+        self.log(totals)
+        output.metrics.update(totals)
         return output
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
@@ -336,4 +339,6 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         if self.args.teacher == "grant":
             logged["score_share"] = 1.0 if scores is None else float(scores[torch.cat(batches)].sum() / scores.sum().clamp_min(1e-12))
         self.teaching_log.append({"epoch": epoch, **logged})
-        self.log({f"grant_{name}": value for name, value in logged.items()})
+        # grant_reselection_seconds: this reselection's; grant_selection_seconds is the run's total (train's end)
+        self.log({f"grant_{'reselection_seconds' if name == 'selection_seconds' else name}": value
+                  for name, value in logged.items()})

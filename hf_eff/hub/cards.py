@@ -405,11 +405,13 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     validation and test metrics. ``model_class``: the class trained, hf-eff's ``GrantGCN`` or a user's;
     ``hub_mixin``: whether it saves and loads with ``PyTorchModelHubMixin`` (config.json +
     model.safetensors). A user's plain ``nn.Module`` saves model.safetensors only: its loading lines build
-    the user's class and load the weights into it."""
+    the user's class and load the weights into it. The teacher's cost is the run's totals
+    (``grant_selection_seconds``, ``grant_reselections``); what GraNTTrainer logs at each reselection
+    (``grant_ratio``, ``grant_subset_size``, ...) describes that reselection, not the run, and stays out."""
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
     splits = {"validation": _split_metrics(results, "eval_"), "test": _split_metrics(results, "test_")}
     timing = [[key, results[key]] for key in sorted(results)
-              if (key == "train_runtime" or "time_to_target" in key or key.startswith("grant_"))
+              if (key in ("train_runtime", "grant_selection_seconds", "grant_reselections") or "time_to_target" in key)
               and _number(results, key) is not None]
     names = sorted(set(splits["validation"]) | set(splits["test"]))
     metric_rows = [[name] + [splits[split].get(name, "") for split in splits] for name in names]

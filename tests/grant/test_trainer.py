@@ -52,7 +52,7 @@ def test_short_run_on_each_task_kind(tmp_path, make_graphs, task):
     assert [e["epoch"] for e in trainer.teaching_log] == [0, 2]
     assert [e["subset_size"] for e in trainer.teaching_log][0] == 8 * num_selected(0.25, 5)
     logged = [entry for entry in trainer.state.log_history if "grant_ratio" in entry]
-    assert len(logged) == 2 and {"grant_subset_size", "grant_score_share", "grant_selection_seconds"} <= set(logged[0])
+    assert len(logged) == 2 and {"grant_subset_size", "grant_score_share", "grant_reselection_seconds"} <= set(logged[0])
     assert output.metrics["grant_reselections"] == 2
     assert len(curve.curve) == 4 and all(math.isfinite(p["seconds"]) for p in curve.curve)
     assert math.isfinite(trainer.evaluate()[f"eval_{PRIMARY[task]}"])
@@ -423,3 +423,24 @@ def test_a_compute_loss_func_is_refused(tmp_path, make_graphs):
     with pytest.raises(ValueError, match="compute_loss_func would not be used"):
         GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression"),
                      train_dataset=make_graphs(8, "graph_regression"), compute_loss_func=lambda *a, **k: 0)
+
+
+def test_every_card_reports_the_runs_selection_totals(tmp_path, make_graphs):
+    from hf_eff.hub.push import build_card
+
+    task = "graph_regression"
+    args = _args(tmp_path, task, num_train_epochs=6)  # reselections at epochs 0, 2 and 4
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=make_graphs(40, task, seed=1))
+    output = trainer.train()
+    assert output.metrics["grant_selection_seconds"] == sum(e["selection_seconds"] for e in trainer.teaching_log)
+
+    def measures(card_text):
+        return dict(re.findall(r"^\| (grant_\w+) \| (.+) \|$", card_text, flags=re.MULTILINE))
+
+    trainer.save_model()
+    trainer.create_model_card()  # the trainer's own card (push_to_hub), read from the log history
+    own = measures((tmp_path / "out" / "README.md").read_text())
+    trainer.save_metrics("train", output.metrics)  # all_results.json, which `hf-eff push` reads
+    pushed = measures(build_card("grant_model", tmp_path / "out", "user/run").text)
+    assert own == pushed and set(own) == {"grant_selection_seconds", "grant_reselections"}
+    assert own["grant_reselections"] == "3"
