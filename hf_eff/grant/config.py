@@ -110,6 +110,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
             )
         if self.ratio_stages < 1 or self.score_batch_size < 1:
             raise ValueError("ratio_stages and score_batch_size must be >= 1")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:  # transformers would train no step, GraNT plan no epoch
+            raise ValueError(f"num_train_epochs must be > 0 (the training budget when max_steps is unset), got {self.num_train_epochs}")
         if self.teacher != "none" and self.max_steps > 0:
             raise ValueError(
                 "GraNT's budget is num_train_epochs: max_steps is derived from the ratio schedule, leave it unset"

@@ -600,7 +600,7 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
     """Raises a clear error for a missing column, an edge_index that does not fit its graph,
     node features of the wrong length, y of the wrong length for the task (graph-level: one
     class id or a fixed number of targets per graph; node-level: one label per node), NaN
-    targets or features, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
+    targets or features, negative class ids, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
     graph_multilabel takes NaN in y (unlabelled), and needs 0 or 1 elsewhere.
 
     Checks `CHECK_CHUNK_ROWS` rows at a time over the Arrow columns; a chunk that fails there (or
@@ -719,7 +719,7 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
         labelled = y_values[~np.isnan(y_values)]
         if ((labelled != 0) & (labelled != 1)).any():
             return fail
-    elif np.isnan(y_values).any() or (task.is_classification and (y_values != np.round(y_values)).any()):
+    elif np.isnan(y_values).any() or (task.is_classification and ((y_values != np.round(y_values)) | (y_values < 0)).any()):
         return fail
     return True, graph_targets
 
@@ -772,6 +772,11 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
             raise ValueError(f"{where}: x contains NaN")
         if task.is_classification and (y != np.round(y)).any():
             raise ValueError(f"{where}: {task} needs integer class ids in y, got {np.atleast_1d(y).tolist()[:5]}")
+        if task.is_classification and (y < 0).any():
+            raise ValueError(
+                f"{where}: {task} needs class ids 0, 1, ... in y, got {y[y < 0].astype(np.int64).tolist()[:5]}; a negative "
+                "id is no class (cross-entropy would skip -100, its ignore_index, silently)"
+            )
     return graph_targets
 
 

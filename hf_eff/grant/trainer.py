@@ -149,6 +149,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
     def train(self, resume_from_checkpoint=None, **kwargs):
         if self.args.teacher == "none":
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if self.train_dataset is None:
+            raise ValueError("GraNTTrainer: training requires a train_dataset (the graphs the teacher selects from)")
         self._strata = class_strata(self.train_dataset["y"]) if self.args.stratify_selection else None
         self._plan = plan_epochs(
             num_graphs=len(self.train_dataset),

@@ -269,6 +269,13 @@ def test_node_targets_must_have_one_count_per_node():
         check_graph_dataset(_graph(y=[[0, 1], [1, 0]]), "node_classification")
 
 
+def test_negative_class_ids_are_refused():
+    with pytest.raises(ValueError, match=r"row 0: graph_classification needs class ids 0, 1, ... in y, got \[-1\]"):
+        check_graph_dataset(_graph(y=-1), "graph_classification")
+    with pytest.raises(ValueError, match=r"row 0: node_classification needs class ids .* got \[-100\].*ignore_index"):
+        check_graph_dataset(_graph(y=[0, -100]), "node_classification")
+
+
 def test_class_names_are_refused_by_the_check_and_encoded_in_sorted_order():
     rows = [{"x": [[0.0]], "edge_index": [[], []], "y": y, "num_nodes": 1} for y in ("b", "a", "c", "a")]
     named = datasets.Dataset.from_list(rows)
@@ -305,6 +312,8 @@ def _corrupt(task, kind):
             row["y"] = row["y"] + row["y"][:1] if isinstance(row["y"], list) else row["y"]
         elif kind == "class id":
             row["y"] = [v + 0.5 for v in row["y"]] if isinstance(row["y"], list) else row["y"] + 0.5
+        elif kind == "negative class":  # -100: cross-entropy's ignore_index, which would skip it silently
+            row["y"] = [-100] + row["y"][1:] if isinstance(row["y"], list) else -100
         return row
     return change
 
@@ -336,8 +345,8 @@ def test_column_checks_pass_valid_sets_without_the_row_loop(make_graphs, monkeyp
 
 @pytest.mark.parametrize(
     ("task", "kind"),
-    [(task, kind) for task in TASKS for kind in ("edge", "x rows", "x nan", "y nan", "y size", "class id")
-     if not (kind == "class id" and task.endswith("regression") or kind == "y size" and task == "graph_classification"
+    [(task, kind) for task in TASKS for kind in ("edge", "x rows", "x nan", "y nan", "y size", "class id", "negative class")
+     if not (kind in ("class id", "negative class") and not task.endswith("classification") or kind == "y size" and task == "graph_classification"
              or kind == "y nan" and task == "graph_multilabel")],  # NaN is graph_multilabel's "unlabelled"
 )
 def test_a_bad_last_row_of_a_large_set_is_named_as_by_the_row_loop(make_graphs, monkeypatch, task, kind):

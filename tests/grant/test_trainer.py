@@ -186,6 +186,11 @@ def test_bad_input_errors(tmp_path, make_graphs):
         _args(tmp_path, "edge_regression")
     with pytest.raises(ValueError, match="max_steps"):
         _args(tmp_path, "graph_regression", max_steps=10)
+    for teacher in ("grant", "none"):
+        with pytest.raises(ValueError, match="num_train_epochs must be > 0"):
+            _args(tmp_path, "graph_regression", teacher=teacher, num_train_epochs=0)
+        with pytest.raises(ValueError, match="training requires a train_dataset"):
+            GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression", teacher=teacher)).train()
     with pytest.raises(ValueError, match="node_score_normalization"):
         _args(tmp_path, "node_regression", node_score_normalization="n")
     with pytest.raises(ValueError, match="variant='single'"):  # the full-batch regime with GraNT(B)
