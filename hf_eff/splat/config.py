@@ -111,15 +111,20 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
                           "0.73x / 0.67x. A reset period shorter than the pause still prunes once, just before the "
                           "next reset. 0: prune at every refine interval."},
     )
-    refine_start_steps: int | None = field(default=None, metadata={"help": "First densification step (3DGS: 500 of 30k)."})
+    refine_start_steps: int | None = field(
+        default=None, metadata={"help": "First densification step, >= 0 (3DGS: 500 of 30k)."}
+    )
     refine_every: int | None = field(
         default=None,
-        metadata={"help": "Densify every this many steps (3DGS: 100 of 30k), but at least 10 when scaled: 3DGS "
-                          "averages the densification gradient over 100 views, and 1-3 views are too noisy."},
+        metadata={"help": "Densify every this many steps, >= 1 (3DGS: 100 of 30k), but at least 10 when scaled: "
+                          "3DGS averages the densification gradient over 100 views, and 1-3 views are too noisy."},
     )
-    reset_every: int | None = field(default=None, metadata={"help": "Opacity reset period (3DGS: 3000 of 30k)."})
+    reset_every: int | None = field(
+        default=None,
+        metadata={"help": "Opacity reset period, >= 1 (3DGS: 3000 of 30k); --reset_stop_fraction 0 turns resets off."},
+    )
     sh_degree_interval: int | None = field(
-        default=None, metadata={"help": "SH degree +1 every this many steps (3DGS: 1000 of 30k)."}
+        default=None, metadata={"help": "SH degree +1 every this many steps, >= 1 (3DGS: 1000 of 30k)."}
     )
     sh_degree_start: str = field(
         default="start",
@@ -242,6 +247,13 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
                 "screen-space gradients that densification thresholds (every Gaussian would be split); train in "
                 "float32 (or bf16, which gsplat's float32 rendering ignores)"
             )
+        # None is the scaled default (not any falsy value: 0 is refused); a period under 1 divides by zero.
+        for name, least in (("refine_start_steps", 0), ("refine_every", 1), ("reset_every", 1), ("sh_degree_interval", 1)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                how_to_stop = "; to turn opacity resets off, set reset_stop_fraction=0" if name == "reset_every" else ""
+                raise ValueError(f"SplatTrainingArguments.{name} must be None (the paper's value scaled by max_steps) "
+                                 f"or >= {least}, got {value}{how_to_stop}")
         if self.c2f_levels < 1:
             raise ValueError(f"SplatTrainingArguments.c2f_levels must be >= 1, got {self.c2f_levels}")
         for name in ("densify_stop_fraction", "reset_stop_fraction", "prune_stop_fraction"):
@@ -297,7 +309,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
 
     @property
     def active_sh_interval(self) -> int:
-        return self.sh_degree_interval or self.scaled_steps(1000)
+        return self.sh_degree_interval if self.sh_degree_interval is not None else self.scaled_steps(1000)
 
     def build_strategy(self):
         """The densification strategy these arguments describe (a gsplat `Strategy`).
@@ -312,8 +324,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             grow_grad2d=self.grow_grad2d,
             refine_start_iter=self.refine_start_steps if self.refine_start_steps is not None else self.scaled_steps(500),
             refine_stop_iter=self.densify_stop_steps,
-            refine_every=self.refine_every or max(10, self.scaled_steps(100)),
-            reset_every=self.reset_every or self.scaled_steps(3000),
+            refine_every=self.refine_every if self.refine_every is not None else max(10, self.scaled_steps(100)),
+            reset_every=self.reset_every if self.reset_every is not None else self.scaled_steps(3000),
             # None: FixedDefaultStrategy resets until refine_stop_iter.
             reset_stop_iter=self.reset_stop_steps,
         )
