@@ -91,12 +91,15 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     )
     prune_stop_fraction: float | None = field(
         default=1.0,
-        metadata={"help": "Under strategy=g2l with adaptive pruning: it (alone) keeps running every refine "
-                          "interval after densification ends, until this fraction of max_steps; None stops it with "
-                          "densification (gsplat, 3DGS). The paper does not say. Default 1.0: Gaussians still under the opacity "
-                          "bar after the last reset are dropped; on validation scenes (seeds 10, 11; 64 px, 1500 "
-                          "steps, with the pause below) 0.74x / 0.63x the default's Gaussians instead of 0.80x / "
-                          "0.66x, at the same PSNR (+0.01 / -0.01 dB)."},
+        metadata={"help": "Under strategy=g2l with adaptive pruning: pruning, without growth, keeps running every "
+                          "refine interval after densification ends, until this fraction of max_steps; None stops it "
+                          "with densification (gsplat, 3DGS). The paper does not say. Each such step removes the "
+                          "Gaussians under the adaptive opacity bar and, as gsplat's pruning does, the oversized ones "
+                          "(largest scale above prune_scale3d, 0.1, times the scene scale). Default 1.0: "
+                          "Gaussians still under the opacity bar after the last reset, or grown too large, are "
+                          "dropped; on validation scenes (seeds 10, 11; 64 px, 1500 steps, with the pause below) "
+                          "0.74x / 0.63x the default's Gaussians instead of 0.80x / 0.66x, at the same PSNR "
+                          "(+0.01 / -0.01 dB)."},
     )
     prune_pause_after_reset: int = field(
         default=100,

@@ -1,4 +1,7 @@
+import dataclasses
+
 import pytest
+import torch
 
 from hf_eff.splat.config import SplatTrainingArguments
 
@@ -32,3 +35,32 @@ def test_reset_every_error_names_the_way_to_turn_resets_off_and_that_way_works(t
     built = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, strategy=strategy,
                                    reset_stop_fraction=0).build_strategy()
     assert not any(built.is_reset_step(step) for step in range(3001))
+
+
+def test_pruning_after_densification_also_removes_oversized_gaussians_as_the_help_says(tmp_path):
+    help_text = next(f.metadata["help"] for f in dataclasses.fields(SplatTrainingArguments)
+                     if f.name == "prune_stop_fraction")
+    assert "oversized" in help_text and "prune_scale3d" in help_text
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000)
+    strategy = dataclasses.replace(args.build_strategy(), global_stop_iter=0)
+    step = 2800  # a refine step after densification (2500), before prune_stop_iter (3000), no reset pause
+    assert strategy.refine_stop_iter < step < strategy.prune_stop_iter and step % strategy.refine_every == 0
+    n = 100
+    scales = torch.full((n, 3), 0.01)
+    scales[0] = 0.5  # above prune_scale3d (0.1) times the scene scale (1)
+    params = torch.nn.ParameterDict({
+        "means": torch.nn.Parameter(torch.randn(n, 3)),
+        "scales": torch.nn.Parameter(scales.log()),
+        "quats": torch.nn.Parameter(torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1)),
+        "opacities": torch.nn.Parameter(torch.full((n,), 0.9).logit()),  # none under the adaptive opacity bar
+        "sh0": torch.nn.Parameter(torch.rand(n, 1, 3)),
+    })
+    optimizers = {key: torch.optim.Adam([param], lr=1e-3) for key, param in params.items()}
+    state = strategy.initialize_state(scene_scale=1.0)
+    means2d = torch.zeros(1, n, 2, requires_grad=True)
+    means2d.grad = torch.zeros(1, n, 2)
+    info = {"means2d": means2d, "radii": torch.ones(1, n, 2, dtype=torch.int32), "width": 100, "height": 100,
+            "n_cameras": 1, "gaussian_ids": None}
+    strategy.step_post_backward(params, optimizers, state, step=step, info=info)
+    assert len(params["means"]) == n - 1
+    assert params["scales"].exp().max().item() == pytest.approx(0.01)
