@@ -66,6 +66,7 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
             raise ValueError(f"eval_noise_seeds must be >= 1, got {self.eval_noise_seeds}")
         if self.eval_noise_mode is not None and self.eval_noise_mode not in NOISE_MODES:
             raise ValueError(f"eval_noise_mode must be one of {NOISE_MODES}, got {self.eval_noise_mode!r}")
+        check_eval_sigmas(self.eval_sigmas, self.eval_noise_mode, "eval_noise_mode")
         if self.noise_seed is None:
             self.noise_seed = self.seed
         self._check_metric_for_best_model()
@@ -90,6 +91,14 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
                 f"metric_for_best_model={self.metric_for_best_model!r} names sigma {noisy.group(1)}, which eval_sigmas "
                 f"does not evaluate (eval_sigmas={self.eval_sigmas}, spelled {reported} in metric names)"
             )
+
+
+def check_eval_sigmas(sigmas: list[float], mode: str | None, source: str) -> None:
+    """Refuses, before training, a stuck_at evaluation level above 1 (there sigma is the fraction of
+    stuck cells); ``source`` names where the mode came from."""
+    if mode == "stuck_at" and any(sigma > 1 for sigma in sigmas):
+        raise ValueError(f"eval_sigmas: with stuck_at noise ({source}) each sigma is the fraction of stuck cells "
+                         f"and must be <= 1, got {sigmas}")
 
 
 def training_noise_sigma(config: HaLoRAConfig, draw: int, seed: int) -> float:
@@ -133,8 +142,12 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         self._reg_count = 0
         self._hooked_optimizer: torch.optim.Optimizer | None = None
         if any(sigma > 0 for sigma in self.args.eval_sigmas):
-            # Found now, not after training: a model without noisable layers would fail only at evaluation.
-            rram_linear_modules(self.model, self.eval_noise_settings()["target_modules"])
+            # Checked now, not after training: a model without noisable layers, or stuck_at levels above
+            # 1 from the adapter's mode, would fail only at evaluation.
+            settings = self.eval_noise_settings()
+            rram_linear_modules(self.model, settings["target_modules"])
+            check_eval_sigmas(self.args.eval_sigmas, settings["mode"],
+                              "eval_noise_mode" if self.args.eval_noise_mode is not None else "the adapter's noise_mode")
 
     # --- configuration ---------------------------------------------------------------------
 

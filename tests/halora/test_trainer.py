@@ -187,6 +187,16 @@ def test_arguments_validate(tmp_path):
         _args(tmp_path, eval_noise_mode="pink")
 
 
+def test_stuck_at_fractions_above_one_are_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="eval_sigmas: with stuck_at noise"):
+        _args(tmp_path, eval_sigmas=[0.0, 2.0], eval_noise_mode="stuck_at")
+    # the adapter's stuck_at mode: refused when the trainer is built
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj"], noise_mode="stuck_at"))
+    with pytest.raises(ValueError, match="eval_sigmas: with stuck_at noise .the adapter's noise_mode"):
+        HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0, 2.0]))
+    HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0, 2.0], eval_noise_mode="absolute"))
+
+
 @pytest.mark.parametrize(("sigmas", "metric"), [([0.02], "loss"), ([0.02], "eval_accuracy"), ([0.0, 0.02], "loss_sigma_0.05_mean")])
 def test_a_best_model_metric_evaluation_does_not_report_is_refused(tmp_path, sigmas, metric):
     with pytest.raises(ValueError, match="metric_for_best_model.*eval_sigmas"):
