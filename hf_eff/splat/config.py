@@ -24,8 +24,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     paper leaves open are documented on each field. Trainer defaults changed for splatting: one
     view per step (3DGS), no gradient clipping (3DGS has none, and it would couple the
     per-parameter Adams), unused columns kept, no reporting integrations unless asked, no NaN
-    filter of the logged loss (it reads the device at every step; `finite_check_steps`), and on CUDA
-    batches pinned and copied without waiting (`dataloader_pin_memory`).
+    filter of the logged loss (it reads the device at every step; `finite_check_steps`), on CUDA
+    batches pinned and copied without waiting (`dataloader_pin_memory`), and `metric_for_best_model`
+    "psnr" under `load_best_model_at_end` (the evaluation reports no loss).
 
     Evaluation reports PSNR and SSIM (in the convention `eval_ssim_padding` names), not LPIPS: LPIPS
     needs pretrained AlexNet / VGG weights, which the library does not download.
@@ -212,6 +213,12 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
                           "only warns. With no accelerator_config given, pinning also turns on accelerate's "
                           "non_blocking copies, without which the pinned copy still waits."},
     )
+    metric_for_best_model: str | None = field(
+        default=None,
+        metadata={"help": "The metric load_best_model_at_end and early stopping compare, as in TrainingArguments. "
+                          "None: 'psnr' (greater is better) under load_best_model_at_end; Trainer's default there, "
+                          "'loss', is not among SplatTrainer's evaluation metrics."},
+    )
     logging_nan_inf_filter: bool = field(
         default=False,
         metadata={"help": "Trainer's NaN filter of the logged loss reads the loss from the device at every step (a "
@@ -221,6 +228,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
 
     def __post_init__(self):
         accelerator_config_given = self.accelerator_config is not None
+        # Before Trainer's __post_init__, which would default it to "loss"; "psnr" then gets greater_is_better.
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            self.metric_for_best_model = "psnr"
         super().__post_init__()
         if self.dataloader_pin_memory is None:
             self.dataloader_pin_memory = self.device.type == "cuda"

@@ -4,6 +4,9 @@ import pytest
 import torch
 
 from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.model import GaussianModel
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.trainer import SplatTrainer
 
 
 @pytest.mark.parametrize("name, value, least", [
@@ -35,6 +38,23 @@ def test_reset_every_error_names_the_way_to_turn_resets_off_and_that_way_works(t
     built = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, strategy=strategy,
                                    reset_stop_fraction=0).build_strategy()
     assert not any(built.is_reset_step(step) for step in range(3001))
+
+
+def test_load_best_model_at_end_compares_psnr_unless_told_otherwise(tmp_path):
+    best = dict(output_dir=str(tmp_path), max_steps=10, load_best_model_at_end=True, eval_strategy="steps",
+                save_strategy="steps", eval_render_images=0)
+    args = SplatTrainingArguments(**best)
+    assert (args.metric_for_best_model, args.greater_is_better) == ("psnr", True)
+    explicit = SplatTrainingArguments(**best, metric_for_best_model="num_gaussians", greater_is_better=False)
+    assert (explicit.metric_for_best_model, explicit.greater_is_better) == ("num_gaussians", False)
+    assert SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10).metric_for_best_model is None
+    # The default names a metric the evaluation reports (Trainer's "loss" is not one).
+    scene = make_procedural_scene(seed=1, num_train=2, num_test=1, width=16, height=16, num_points=50)
+    xyz, rgb = scene.point_arrays()
+    trainer = SplatTrainer(model=GaussianModel.from_points(xyz, rgb, sh_degree=0),
+                           args=args,
+                           train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
+    assert f"eval_{args.metric_for_best_model}" in trainer.evaluate()
 
 
 def test_pruning_after_densification_also_removes_oversized_gaussians_as_the_help_says(tmp_path):
