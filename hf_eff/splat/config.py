@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from transformers import TrainingArguments
 from transformers.trainer_utils import SaveStrategy
@@ -13,6 +13,15 @@ from hf_eff.splat.losses import SSIM_PADDINGS
 # The reference run both 3DGS and the paper use; step counts below are given at this length and
 # scaled by max_steps / PAPER_STEPS, so a short run keeps the same proportions.
 PAPER_STEPS = 30_000
+
+# Trainer's optimizer and LR-schedule options, at their defaults (warmup_ratio only before transformers 5).
+# SplatTrainer builds its own optimizers and schedule, so any other value would be silently ignored.
+TRAINER_OPTIMIZER_DEFAULTS = {
+    f.name: f.default if f.default is not MISSING else f.default_factory()
+    for f in fields(TrainingArguments)
+    if f.name in ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio",
+                  "weight_decay", "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon")
+}
 
 
 @dataclass
@@ -26,7 +35,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     per-parameter Adams), unused columns kept, no reporting integrations unless asked, no NaN
     filter of the logged loss (it reads the device at every step; `finite_check_steps`), on CUDA
     batches pinned and copied without waiting (`dataloader_pin_memory`), and `metric_for_best_model`
-    "psnr" under `load_best_model_at_end` (the evaluation reports no loss).
+    "psnr" under `load_best_model_at_end` (the evaluation reports no loss). Trainer's optimizer and
+    schedule options (learning_rate, lr_scheduler_type, warmup, weight_decay, optim, adam_*) must stay
+    at their defaults: the per-parameter Adams take the 3DGS learning rates of the `*_lr` fields.
 
     Evaluation reports PSNR and SSIM (in the convention `eval_ssim_padding` names), not LPIPS: LPIPS
     needs pretrained AlexNet / VGG weights, which the library does not download.
@@ -232,6 +243,20 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
         if self.load_best_model_at_end and self.metric_for_best_model is None:
             self.metric_for_best_model = "psnr"
         super().__post_init__()
+        unused = {}
+        for name, default in TRAINER_OPTIMIZER_DEFAULTS.items():
+            value = getattr(self, name)
+            # None and an empty dict / string both mean no scheduler or optimizer arguments.
+            if value != default and (value or default):
+                unused[name] = getattr(value, "value", value)  # the name given, not Trainer's enum
+        if unused:
+            given = ", ".join(f"{name}={value!r}" for name, value in unused.items())
+            raise ValueError(
+                f"SplatTrainingArguments: {given} would be ignored: SplatTrainer trains one Adam per Gaussian "
+                "parameter with the 3DGS learning rates, set by means_lr, scales_lr, quats_lr, opacities_lr, "
+                "sh0_lr and shN_lr, and decays the means LR by means_lr_final_ratio and means_lr_decay; leave "
+                f"{', '.join(unused)} at Trainer's default"
+            )
         if self.dataloader_pin_memory is None:
             self.dataloader_pin_memory = self.device.type == "cuda"
         if self.dataloader_pin_memory and not accelerator_config_given:

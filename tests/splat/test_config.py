@@ -40,6 +40,27 @@ def test_reset_every_error_names_the_way_to_turn_resets_off_and_that_way_works(t
     assert not any(built.is_reset_step(step) for step in range(3001))
 
 
+@pytest.mark.parametrize("option", [
+    dict(learning_rate=1.0),
+    dict(lr_scheduler_type="constant"),
+    dict(lr_scheduler_kwargs={"min_lr": 1e-6}),
+    dict(warmup_steps=10),
+    dict(weight_decay=0.5),
+    dict(optim="sgd"),
+    dict(adam_epsilon=1e-15),
+])
+def test_trainer_optimizer_options_that_splat_ignores_are_refused(tmp_path, option):
+    ((name, value),) = option.items()
+    with pytest.raises(ValueError, match=rf"{name}={value!r} would be ignored: SplatTrainer trains one Adam per "
+                                         r"Gaussian parameter with the 3DGS learning rates, set by means_lr, .*shN_lr"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **option)
+
+
+def test_trainer_optimizer_options_at_their_defaults_are_accepted(tmp_path):
+    SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, learning_rate=5e-5, lr_scheduler_type="linear",
+                           lr_scheduler_kwargs={}, warmup_steps=0, weight_decay=0.0)
+
+
 def test_load_best_model_at_end_compares_psnr_unless_told_otherwise(tmp_path):
     best = dict(output_dir=str(tmp_path), max_steps=10, load_best_model_at_end=True, eval_strategy="steps",
                 save_strategy="steps", eval_render_images=0)
