@@ -12,6 +12,9 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
     accelerate launch examples/splat_train.py --strategy default --max_steps 3000 --output_dir out/splat_default
     accelerate launch --config_file trainers/accelerate/cpu_2proc.yaml examples/splat_train.py --max_steps 300 --output_dir out/splat_ddp
     python examples/splat_train.py --scene user/my-scene --strategy g2l --max_steps 30000 --output_dir out/scene
+    python examples/splat_train.py trainers/splat/procedural_g2l.yaml --resume_from_checkpoint True
+
+--resume_from_checkpoint takes a checkpoint folder, or True for the last checkpoint in --output_dir.
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
@@ -80,6 +83,15 @@ def parse_args():
     return parse_recipe_and_flags(parser, sys.argv[1:])
 
 
+def checkpoint_to_resume(value: str | bool | None) -> str | bool | None:
+    """--resume_from_checkpoint as `Trainer.train` takes it: a checkpoint folder, or True for the last
+    checkpoint in output_dir. The command line gives the string "True" (a recipe's `true` arrives as a
+    bool); "False" resumes nothing."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
 def build_model(scene, model_args: ModelArguments) -> GaussianModel:
     if scene.points is not None:
         xyz, rgb = scene.point_arrays()
@@ -136,7 +148,7 @@ def main():
                            eval_dataset=scene.views["test"])
     logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
 
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args.resume_from_checkpoint))
     output_dir = Path(training_args.output_dir)
     if training_args.should_save:  # the model first: nothing that fails below can lose it
         trainer.model.save_pretrained(output_dir)
