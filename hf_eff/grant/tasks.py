@@ -74,6 +74,17 @@ def task_loss(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> t
     return F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype))
 
 
+def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of every node of a node-level task, whose mean is `task_loss`: the squared error
+    averaged over the node's targets, or the cross-entropy. Shape [nodes]."""
+    if GraphTask(task).level != "node":
+        raise ValueError(f"node_losses needs a node-level task, got {task!r}")
+    _check_outputs(task, outputs, labels)
+    if task.is_classification:
+        return F.cross_entropy(outputs, labels.long(), reduction="none")
+    return F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype), reduction="none").mean(dim=-1)
+
+
 def output_error(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """dL/df per row, up to the loss's constant: f - f* for regression, softmax(f) - onehot(y)
     for classification, sigmoid(f) - y for graph_multilabel with 0 on unlabelled (NaN) entries

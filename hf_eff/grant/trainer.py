@@ -10,6 +10,7 @@ ablation of the selection).
 Node-level evaluation (`evaluate`, `predict`) pads per graph: predictions are [graphs, max nodes,
 outputs] and `label_ids` is a pair (labels [graphs, max nodes(, targets)], node mask [graphs, max
 nodes], 1 on real nodes), which a user's own `compute_metrics` must unpack as `metrics_for` does.
+Their `eval_loss` is the mean over nodes (over graphs for graph tasks).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import torch
 from huggingface_hub import ModelHubMixin
 from torch.utils.data import DataLoader, Sampler
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import scatter, to_dense_batch
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
@@ -40,7 +41,7 @@ from hf_eff.grant.selection import (
     select,
     select_stratified,
 )
-from hf_eff.grant.tasks import GraphTask, task_loss
+from hf_eff.grant.tasks import GraphTask, node_losses, task_loss
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
 TEACHER_STATE_NAME = "grant_teacher.json"
@@ -106,6 +107,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         self._plan = None
         self._scoring_batches = None
         self._strata = None
+        self._node_loss_sums: list[torch.Tensor] | None = None  # during a node task's evaluation_loop
         self.teaching_log: list[dict] = []
 
     # --- loss and evaluation -------------------------------------------------------------
@@ -117,10 +119,31 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         loss = task_loss(self.task, outputs, inputs["labels"])
         return (loss, outputs) if return_outputs else loss
 
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        # The Trainer weights each batch's loss by its number of graphs; a node task's loss is the mean over
+        # nodes: the sum of every graph's node losses over the number of nodes.
+        self._node_loss_sums = [] if self.task.level == "node" else None
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+            if self._node_loss_sums:
+                loss_sum, num_nodes = torch.cat(self._node_loss_sums).sum(dim=0)
+                output.metrics[f"{metric_key_prefix}_loss"] = (loss_sum / num_nodes.clamp(min=1)).item()
+        finally:
+            self._node_loss_sums = None
+        return output
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+            if self._node_loss_sums is not None:
+                # per graph (node-loss sum, node count), gathered as the Trainer gathers graphs: without the
+                # duplicates that even out the last batch across processes
+                sums = scatter(node_losses(self.task, outputs, inputs["labels"]), inputs["batch"], dim=0,
+                               dim_size=inputs["num_nodes"].numel(), reduce="sum")
+                per_graph = torch.stack([sums, inputs["num_nodes"].to(sums.dtype)], dim=-1)
+                self._node_loss_sums.append(self.accelerator.gather_for_metrics(per_graph).cpu())
         if prediction_loss_only:
             return loss.detach(), None, None
         labels = inputs["labels"]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from hf_eff.grant.tasks import TASKS, GraphTask, output_error, task_loss
+from hf_eff.grant.tasks import TASKS, GraphTask, node_losses, output_error, task_loss
 
 NAN = float("nan")
 
@@ -49,3 +49,14 @@ def test_multilabel_output_error_is_sigmoid_minus_label_and_zero_where_unlabelle
 def test_multilabel_needs_one_logit_per_target():
     with pytest.raises(ValueError, match="returned 2 logits per graph for 3 labels"):
         task_loss(GraphTask("graph_multilabel"), torch.zeros(4, 2), torch.zeros(4, 3))
+
+
+@pytest.mark.parametrize("task", ["node_regression", "node_classification"])
+def test_node_losses_average_to_the_task_loss(task):
+    outputs = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 2, 1, 1, 0]) if task == "node_classification" else torch.randn(5, 3)
+    losses = node_losses(GraphTask(task), outputs, labels)
+    assert losses.shape == (5,)
+    torch.testing.assert_close(losses.mean(), task_loss(GraphTask(task), outputs, labels))
+    with pytest.raises(ValueError, match="node-level task"):
+        node_losses(GraphTask("graph_regression"), outputs, labels)

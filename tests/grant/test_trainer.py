@@ -449,3 +449,16 @@ def test_every_card_reports_the_runs_selection_totals(tmp_path, make_graphs):
     pushed = measures(build_card("grant_model", tmp_path / "out", "user/run").text)
     assert own == pushed and set(own) == {"grant_selection_seconds", "grant_reselections"}
     assert own["grant_reselections"] == "3"
+
+
+@pytest.mark.parametrize("task", ["node_regression", "node_classification", "graph_regression"])
+def test_eval_loss_is_the_mean_over_nodes_or_graphs(tmp_path, make_graphs, task):
+    # eval batches of 4 graphs of 1 to 12 nodes: weighting each batch by its graphs is not the node mean
+    data = make_graphs(13, task, seed=6, min_nodes=1, max_nodes=12)
+    model = GrantGCN(6, OUTPUTS[task], hidden_channels=8, level=task.split("_")[0])
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, task, per_device_eval_batch_size=4), eval_dataset=data)
+    outputs, labels = _outputs_and_labels(model, task, data)
+    expected = (torch.nn.functional.cross_entropy(outputs, labels) if task.endswith("classification")
+                else torch.nn.functional.mse_loss(outputs, labels.view_as(outputs)))
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert trainer.predict(data).metrics["test_loss"] == pytest.approx(expected.item(), rel=1e-5)
