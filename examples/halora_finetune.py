@@ -34,6 +34,7 @@ from hf_eff.halora.config import (
     REG_NORMS,
     REG_REDUCTIONS,
     SIGMA_SAMPLINGS,
+    validate_noise,
 )
 from hf_eff.halora.experiment import (
     METHODS,
@@ -64,8 +65,15 @@ class ModelArguments:
         default_factory=lambda: list(PAPER_TARGET_MODULES), metadata={"help": "Adapted modules (paper: q, k, v, up, down)."}
     )
     noise_sigma: float = field(default=0.01, metadata={"help": "HaLoRA training noise level."})
-    noise_mode: str = field(default="tile_additive", metadata={"help": f"RRAM noise model, one of {NOISE_MODES}."})
-    noise_tile_size: int = field(default=64, metadata={"help": "RRAM tile side."})
+    noise_mode: str = field(
+        default="tile_additive",
+        metadata={"help": f"RRAM noise model, one of {NOISE_MODES}: HaLoRA's training noise, and the evaluation noise "
+                          "of both methods unless --eval_noise_mode is given."},
+    )
+    noise_tile_size: int = field(
+        default=64, metadata={"help": "RRAM tile side: in HaLoRA's training, and in both methods' evaluation unless "
+                                      "--eval_noise_tile_size is given."}
+    )
     noise_resample_steps: int = field(
         default=400, metadata={"help": "Optimizer steps between noise draws (paper: 400 of many thousands; short runs need a few)."}
     )
@@ -80,6 +88,10 @@ class ModelArguments:
         default="decoupled",
         metadata={"help": f"One of {REG_APPLICATIONS}: a plain lr * mu * grad step after each optimizer step, or in the loss."},
     )
+
+    def __post_init__(self):
+        # checked for LoRA too: the mode and tile size are its evaluation noise
+        validate_noise(self.noise_sigma, self.noise_mode, self.noise_tile_size)
 
 
 @dataclass
@@ -107,7 +119,14 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, HaLoRATrainingArguments))
-    return parse_recipe_and_flags(parser, sys.argv[1:] if argv is None else argv)
+    model_args, data_args, training_args = parse_recipe_and_flags(parser, sys.argv[1:] if argv is None else argv)
+    # One evaluation noise for both methods (a LoRA adapter has no noise settings of its own): the RRAM
+    # noise model of --noise_mode / --noise_tile_size unless --eval_noise_mode / --eval_noise_tile_size are given.
+    if training_args.eval_noise_mode is None:
+        training_args.eval_noise_mode = model_args.noise_mode
+    if training_args.eval_noise_tile_size is None:
+        training_args.eval_noise_tile_size = model_args.noise_tile_size
+    return model_args, data_args, training_args
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -34,7 +34,7 @@ class HaLoRAConfig(LoraConfig):
     subclass (``class T(HaLoRATrainer, SFTTrainer)``, arguments a dataclass of both: ``@dataclass class
     A(HaLoRATrainingArguments, SFTConfig)``, which takes transformers' defaults over SFTConfig's, so set the
     learning rate, logging_steps, bf16 and gradient_checkpointing yourself). ``rram_noise`` and ``HaLoRATrainer.evaluate`` read the noise model (mode, tile,
-    layers) from this config.
+    layers) from this config where not given explicitly (``HaLoRATrainingArguments.eval_noise_*``).
 
     Args:
         noise_sigma (`float`): noise level used in training (paper: 0.01). For ``stuck_at`` it is the

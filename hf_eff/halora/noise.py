@@ -10,7 +10,7 @@ Each layer's draw comes from (seed, draw index, layer name) only, never from the
 every process of a distributed run draws identical noise, and LoRA, HaLoRA and plain models see the
 same noise for the same seed and settings (layer names are taken without PEFT/DDP wrapper prefixes).
 Without explicit settings a HaLoRA model uses its adapter's mode, tile size and layers, other models
-the defaults: pass them explicitly (as HaLoRATrainer does) to compare models under one noise.
+the defaults: pass them explicitly (HaLoRATrainer's ``eval_noise_*`` arguments) to compare models under one noise.
 Draws come from a generator on the weight's device, so they are identical across processes on one
 kind of device, but CPU and CUDA draws differ (CUDA's can also differ between GPU models): compare
 noisy accuracies measured on the same hardware.

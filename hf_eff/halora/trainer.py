@@ -43,7 +43,10 @@ _COTRAINER_TOTALS = ("num_tokens",)
 @dataclass
 class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, TrainingArguments):
     """TrainingArguments plus the robustness evaluation. The training noise and the regulariser
-    are the adapter's (``HaLoRAConfig``), so they are saved with it."""
+    are the adapter's (``HaLoRAConfig``), so they are saved with it. The evaluation noise
+    (``eval_noise_mode``, ``eval_noise_tile_size``, ``eval_noise_target_modules``) is the adapter's
+    where left as None: set it to evaluate a LoRA baseline, which has no noise settings of its own,
+    under the same noise as a HaLoRA adapter."""
 
     eval_sigmas: list[float] = field(
         default_factory=lambda: [0.0, 0.005, 0.01, 0.02],
@@ -54,6 +57,14 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
     eval_noise_seeds: int = field(default=5, metadata={"help": "Noise seeds per non-zero sigma (K)."})
     eval_noise_mode: str | None = field(
         default=None, metadata={"help": f"Noise model at evaluation, one of {NOISE_MODES}; default: the adapter's (tile_additive for non-HaLoRA models)."}
+    )
+    eval_noise_tile_size: int | None = field(
+        default=None, metadata={"help": "RRAM tile side at evaluation; default: the adapter's (64 for non-HaLoRA models)."}
+    )
+    eval_noise_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Frozen nn.Linear modules noised at evaluation (name suffixes); default: the adapter's "
+                          "(every nn.Linear in the transformer blocks for non-HaLoRA models)."},
     )
     noise_seed: int | None = field(default=None, metadata={"help": "Seed of every noise draw; default: `seed`."})
 
@@ -67,6 +78,9 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         if self.eval_noise_mode is not None and self.eval_noise_mode not in NOISE_MODES:
             raise ValueError(f"eval_noise_mode must be one of {NOISE_MODES}, got {self.eval_noise_mode!r}")
         check_eval_sigmas(self.eval_sigmas, self.eval_noise_mode, "eval_noise_mode")
+        tile = self.eval_noise_tile_size
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+            raise ValueError(f"eval_noise_tile_size must be a positive integer, got {tile!r}")
         if self.noise_seed is None:
             self.noise_seed = self.seed
         self._check_metric_for_best_model()
@@ -287,7 +301,10 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
                 ((key, pending["eval"].pop(key)) for key in taken)}
 
     def eval_noise_settings(self) -> dict:
-        return noise_settings(self.model, mode=self.args.eval_noise_mode)
+        """mode, tile_size and target_modules of the evaluation noise: the arguments' ``eval_noise_*``
+        where given, else the active HaLoRA adapter's, else the defaults (``noise.noise_settings``)."""
+        return noise_settings(self.model, mode=self.args.eval_noise_mode, tile_size=self.args.eval_noise_tile_size,
+                              target_modules=self.args.eval_noise_target_modules)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Every metric at each of ``eval_sigmas``, over ``eval_noise_seeds`` noise seeds (one run

@@ -40,13 +40,32 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     assert (saved["noise_sigma_sampling"], saved["noise_warmup_steps"], saved["reg_reduction"]) == ("uniform", 1, "mean")
 
 
+def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokenizer):
+    """--noise_mode / --noise_tile_size are LoRA's evaluation noise too (not only HaLoRA's training
+    noise); --eval_noise_tile_size overrides the tile size for either."""
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    common = ["--model_name_or_path", str(model_dir), "--task_name", "comparison", "--train_size", "8", "--eval_size", "4",
+              "--max_length", "64", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_sigmas", "0", "0.02",
+              "--eval_noise_seeds", "1", "--noise_mode", "multiplicative", "--noise_tile_size", "16", "--report_to", "none",
+              "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true"]
+    for method, extra, tile in (("lora", [], 16), ("halora", [], 16), ("lora", ["--eval_noise_tile_size", "8"], 8)):
+        results = _load_example().main(common + ["--method", method, "--output_dir", str(tmp_path / method)] + extra)
+        assert (results["noise_mode"], results["noise_tile_size"]) == ("multiplicative", tile), (method, extra)
+
+
 def test_recipes_parse():
     example = _load_example()
+    evaluation_noise = set()  # LoRA and HaLoRA are evaluated under the same noise, the recipes' noise model
     for name, method in (("smollm2_mixed.yaml", "halora"), ("smollm2_mixed_lora.yaml", "lora")):
         model_args, data_args, training_args = example.parse_args([str(EXAMPLE.parents[1] / "trainers" / "halora" / name)])
         assert model_args.method == method and model_args.lora_r == 4
         assert model_args.target_modules == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
         assert training_args.eval_sigmas == [0.0, 0.005, 0.01, 0.02] and training_args.eval_noise_seeds == 5
+        evaluation_noise.add((model_args.noise_mode, model_args.noise_tile_size, training_args.eval_noise_mode,
+                              training_args.eval_noise_tile_size, str(training_args.eval_noise_target_modules)))
+    assert evaluation_noise == {("tile_additive", 64, "tile_additive", 64, "None")}
 
 
 def test_recipe_with_overriding_flags():

@@ -178,6 +178,27 @@ def test_evaluation_under_noise_is_reproducible(tmp_path, char_tokenizer):
     assert other_seed["eval_loss"] == first["eval_loss"]
 
 
+def test_evaluation_noise_of_the_arguments_applies_to_lora_and_halora_alike(tmp_path, char_tokenizer):
+    """One adapter, loaded once as LoRA and once as HaLoRA (whose own noise settings differ): with the
+    evaluation noise given in the arguments both are scored under the same noise; without it, HaLoRA's
+    adapter settings apply."""
+    evaluation_noise = dict(eval_noise_mode="multiplicative", eval_noise_tile_size=16, eval_noise_target_modules=["up_proj"])
+    halora = dict(noise_mode="absolute", noise_tile_size=32, noise_target_modules=["q_proj"])
+    metrics = {}
+    for name, config in (("lora", LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)),
+                         ("halora", HaLoRAConfig(r=4, target_modules=["q_proj"], init_lora_weights=False, **halora))):
+        torch.manual_seed(0)
+        model = get_peft_model(make_tiny_llama(vocab_size=len(char_tokenizer)), config)
+        trainer = _eval_trainer(tmp_path, char_tokenizer, model, **evaluation_noise)
+        assert trainer.eval_noise_settings() == {"mode": "multiplicative", "tile_size": 16, "target_modules": ["up_proj"]}
+        metrics[name] = _model_metrics(trainer.evaluate())
+        if name == "halora":
+            adapter_noise = _eval_trainer(tmp_path, char_tokenizer, model).eval_noise_settings()
+            assert adapter_noise == {"mode": "absolute", "tile_size": 32, "target_modules": ["q_proj"]}
+    assert metrics["lora"]["eval_loss_sigma_0.05_mean"] != metrics["lora"]["eval_loss"]
+    assert metrics["lora"] == metrics["halora"]
+
+
 def test_arguments_validate(tmp_path):
     with pytest.raises(ValueError, match="eval_sigmas"):
         _args(tmp_path, eval_sigmas=[-0.1])
@@ -185,6 +206,8 @@ def test_arguments_validate(tmp_path):
         _args(tmp_path, eval_noise_seeds=0)
     with pytest.raises(ValueError, match="eval_noise_mode"):
         _args(tmp_path, eval_noise_mode="pink")
+    with pytest.raises(ValueError, match="eval_noise_tile_size"):
+        _args(tmp_path, eval_noise_tile_size=0)
 
 
 def test_stuck_at_fractions_above_one_are_refused_before_training(tmp_path):
