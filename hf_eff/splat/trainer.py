@@ -266,10 +266,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 self.strategy.global_stop_iter = schedule.full_resolution_step
             if args.uses_coarse_to_fine:
                 self.coarse_to_fine = schedule
-        if "scene_scale" in inspect.signature(self.strategy.initialize_state).parameters:
-            self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
-        else:
-            self.strategy_state = self.strategy.initialize_state()
+        self.strategy_state = self._initial_strategy_state()
         self.optimizers_by_key: dict[str, torch.optim.Optimizer] = {}
         self._last_info: dict[str, Any] | None = None
         self._non_finite = NonFiniteWatch([*self.splats.keys(), "render"])
@@ -277,6 +274,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._statistics_partial = False
         self._reset_train_clocks()
         self.add_callback(_DensifyCallback(self))
+
+    def _initial_strategy_state(self) -> dict[str, Any]:
+        if "scene_scale" in inspect.signature(self.strategy.initialize_state).parameters:
+            return self.strategy.initialize_state(scene_scale=self.scene_scale)
+        return self.strategy.initialize_state()
 
     def _reset_train_clocks(self) -> None:
         # Wall and process CPU time; evaluation time is subtracted from both. CPU time is much
@@ -649,8 +651,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             torch.save(state, os.path.join(output_dir, DENSIFICATION_STATE_NAME))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """The checkpoint decides the number of Gaussians: the parameters are replaced, not
-        copied into (Trainer's default `load_state_dict` would fail on the shape change)."""
+        """Resumes with the checkpoint's Gaussians (`_load_gaussians`)."""
         # Checked here, the first use: `from_pretrained` would take a missing folder for a Hub repo id
         # and fail on its form, yet Trainer reads the rest of the state (trainer_state.json, optimizer,
         # RNG) from a local folder only, so a Hub id cannot resume either.
@@ -660,26 +661,48 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "written by save_strategy (output_dir/checkpoint-N), or True for the last one in output_dir; "
                 "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
             )
+        self._load_gaussians(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        """`load_best_model_at_end`: the best checkpoint's Gaussians (`_load_gaussians`; Trainer's
+        version copies into the parameters, whose number has changed since), with the densification
+        state saved beside them, so that the trainer's state describes them (a fresh state for a
+        `save_only_model` checkpoint, which holds none)."""
+        checkpoint = self.state.best_model_checkpoint
+        self._load_gaussians(checkpoint)
+        if os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
+            self._load_densification_state(checkpoint)
+        else:
+            self.strategy_state = self._initial_strategy_state()
+
+    def _load_gaussians(self, checkpoint: str, model=None) -> None:
+        """The checkpoint decides the number of Gaussians: the parameters are replaced, not
+        copied into (Trainer's default `load_state_dict` would fail on the shape change)."""
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        loaded = type(target).from_pretrained(resume_from_checkpoint)
+        loaded = type(target).from_pretrained(checkpoint)
         if loaded.sh_degree != target.sh_degree:
-            raise ValueError(f"checkpoint {resume_from_checkpoint} has sh_degree {loaded.sh_degree}, "
-                             f"the model {target.sh_degree}")
+            raise ValueError(f"checkpoint {checkpoint} has sh_degree {loaded.sh_degree}, the model {target.sh_degree}")
         device = next(iter(target.splats.values())).device
         for key, value in loaded.splats.items():
             target.splats[key] = nn.Parameter(value.detach().to(device))
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
+            model = type(self.accelerator.unwrap_model(self.model)).__name__
+            raise FileNotFoundError(
+                f"checkpoint {checkpoint} holds no optimizer or densification state ({DENSIFICATION_STATE_NAME} is "
+                "missing; saved with save_only_model=True?), so training cannot resume from it; to start a new run "
+                f"from its Gaussians, load the model with {model}.from_pretrained({checkpoint!r}) instead"
+            )
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        path = os.path.join(checkpoint, DENSIFICATION_STATE_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} is missing: not a SplatTrainer checkpoint")
+        if checkpoint is not None:
+            self._load_densification_state(checkpoint)
+
+    def _load_densification_state(self, checkpoint: str) -> None:
         # The Gaussians' device, not args.device: accelerate's CPU ranks report cpu:<rank>, which
         # torch.load cannot map to.
         device = next(iter(self.splats.values())).device
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(os.path.join(checkpoint, DENSIFICATION_STATE_NAME), map_location=device, weights_only=True)
         self.strategy_state = state["strategy_state"]
         self._statistics_partial = False  # every rank holds the saved total
         if state["coarse_to_fine"] is not None:

@@ -87,6 +87,24 @@ def test_resume_mid_densification_continues_the_same_run(scene, tmp_path):
         torch.testing.assert_close(resumed.model.splats[key], full.model.splats[key], rtol=1e-5, atol=1e-6)
 
 
+def test_load_best_model_at_end_ends_with_the_best_checkpoints_gaussians(scene, tmp_path):
+    # The opacity reset at step 16 costs PSNR that 24 steps do not win back: the best checkpoint is an early one.
+    trainer = make_trainer(scene, tmp_path, max_steps=24, eval_strategy="steps", eval_steps=8, save_strategy="steps",
+                           save_steps=8, load_best_model_at_end=True, metric_for_best_model="psnr", eval_render_images=0)
+    trainer.train()
+    evals = {entry["step"]: entry for entry in trainer.state.log_history if "eval_psnr" in entry}
+    best = max(evals, key=lambda step: evals[step]["eval_psnr"])
+    assert trainer.state.best_model_checkpoint == str(tmp_path / f"checkpoint-{best}")
+    # What Trainer's own reload failed on: the number of Gaussians changed after the best checkpoint.
+    assert evals[best]["eval_num_gaussians"] != evals[24]["eval_num_gaussians"]
+    assert len(trainer.model) == evals[best]["eval_num_gaussians"]
+    saved = GaussianModel.from_pretrained(trainer.state.best_model_checkpoint)
+    for key, value in saved.splats.items():
+        assert torch.equal(trainer.model.splats[key], value)
+    assert len(trainer.strategy_state["grad2d"]) == len(trainer.model)  # its densification state came along
+    assert trainer.evaluate()["eval_psnr"] == pytest.approx(evals[best]["eval_psnr"], abs=1e-6)
+
+
 def test_any_gsplat_strategy_plugs_in(scene, tmp_path):
     strategy = DefaultStrategy(refine_start_iter=2, refine_every=4, refine_stop_iter=10)
     trainer = make_trainer(scene, tmp_path, custom_strategy=strategy, max_steps=10, strategy="default")
@@ -178,6 +196,16 @@ def test_white_background_renders_onto_white(scene, tmp_path):
     viewmats, Ks = (trainer.train_dataset[0][key][None] for key in ("viewmat", "K"))
     render, _, _ = trainer.render(trainer.model, viewmats, Ks, 32, 32, 0)
     torch.testing.assert_close(render, torch.ones_like(render))
+
+
+def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_path):
+    make_trainer(scene, tmp_path / "run", max_steps=4, save_strategy="steps", save_steps=4, save_only_model=True).train()
+    checkpoint = str(tmp_path / "run" / "checkpoint-4")
+    message = (f"checkpoint {checkpoint} holds no optimizer or densification state (densification_state.pt is "
+               "missing; saved with save_only_model=True?), so training cannot resume from it; to start a new run "
+               f"from its Gaussians, load the model with GaussianModel.from_pretrained('{checkpoint}') instead")
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
+        make_trainer(scene, tmp_path / "resumed", max_steps=4).train(resume_from_checkpoint=checkpoint)
 
 
 @pytest.mark.parametrize("checkpoint", ["{tmp}/run/checkpoint-15", "someone/splat-checkpoint"])
