@@ -556,7 +556,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         was_training = model.training
         model.eval()
         device = self.args.device
-        sh_degree = self.active_sh_degree(self.state.global_step)
+        # Every SH degree of the model, not the step's active one, so that a model trained or loaded
+        # elsewhere is measured with its view-dependent colour. During a training from `from_points`
+        # (shN zeros) this equals the active degree: the degrees not yet active get a zero gradient,
+        # which keeps them exactly zero (Adam's update of a zero gradient on zero moments is 0, without
+        # weight decay), and new Gaussians copy their parents' coefficients.
+        sh_degree = None
         psnrs, ssims, pairs = [], [], []
         for index in range(len(views)):
             item = views[index]

@@ -7,7 +7,7 @@ from gsplat.strategy import DefaultStrategy
 
 from hf_eff.splat.coarse_to_fine import downscale_images, energy_schedule, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
-from hf_eff.splat.losses import photometric_loss, ssim
+from hf_eff.splat.losses import photometric_loss, psnr, ssim
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.strategy import GlobalToLocalStrategy
@@ -19,10 +19,10 @@ def scene():
     return make_procedural_scene(seed=1, num_train=6, num_test=2, width=32, height=32, num_points=300)
 
 
-def make_trainer(scene, output_dir, custom_strategy=None, callbacks=None, **overrides):
+def make_trainer(scene, output_dir, custom_strategy=None, callbacks=None, sh_degree=1, **overrides):
     torch.manual_seed(0)
     xyz, rgb = scene.point_arrays()
-    model = GaussianModel.from_points(xyz, rgb, sh_degree=1)
+    model = GaussianModel.from_points(xyz, rgb, sh_degree=sh_degree)
     settings = dict(output_dir=str(output_dir), max_steps=40, refine_every=4, refine_start_steps=2,
                     reset_every=16, sh_degree_interval=10, seed=0, disable_tqdm=True, logging_steps=10,
                     eval_render_images=1)
@@ -215,6 +215,35 @@ def test_resuming_from_a_missing_checkpoint_names_it(scene, tmp_path, checkpoint
     trainer = make_trainer(scene, tmp_path / "out", save_strategy="no")
     with pytest.raises(FileNotFoundError, match=re.escape(f"resume_from_checkpoint '{checkpoint}': no such checkpoint folder")):
         trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def mean_psnr(trainer, sh_degree):
+    views = trainer.eval_dataset
+    values = []
+    with torch.no_grad():
+        for index in range(len(views)):
+            item = views[index]
+            render, _, _ = trainer.render(trainer.model, item["viewmat"][None], item["K"][None], views.width,
+                                          views.height, sh_degree)
+            values.append(psnr(render.clamp(0, 1), item["image"][None]).item())
+    return sum(values) / len(values)
+
+
+def test_evaluation_renders_every_sh_degree_which_in_training_equals_the_active_one(scene, tmp_path):
+    # Degree 1 is active from step 10, degree 2 would be from step 20: still inactive at the end.
+    trainer = make_trainer(scene, tmp_path / "train", sh_degree=2, max_steps=15, eval_render_images=0)
+    start = len(trainer.model)
+    trainer.train()
+    assert trainer.active_sh_degree(15) == 1 and len(trainer.model) != start  # Gaussians were split and cloned
+    shN = trainer.model.splats["shN"]  # [N, 8, 3]: degree 1 in [:, :3], degree 2 in [:, 3:]
+    assert shN[:, :3].abs().sum() > 0
+    assert torch.equal(shN[:, 3:], torch.zeros_like(shN[:, 3:]))  # no gradient, no Adam step, copied zeros
+    assert trainer.evaluate()["eval_psnr"] == mean_psnr(trainer, 1)
+    # A fresh trainer (step 0, where degree 0 is active) measures the trained model with its view-dependent colour.
+    fresh = SplatTrainer(model=trainer.model, args=trainer.args, train_dataset=scene.views["train"],
+                         eval_dataset=scene.views["test"])
+    assert fresh.active_sh_degree(0) == 0 and mean_psnr(fresh, 0) != mean_psnr(fresh, 1)
+    assert fresh.evaluate()["eval_psnr"] == mean_psnr(fresh, 1)
 
 
 def test_zero_eval_render_images_evaluates_without_renders(scene, tmp_path):
