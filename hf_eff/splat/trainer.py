@@ -25,6 +25,7 @@ training).
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import os
@@ -217,8 +218,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         args: `SplatTrainingArguments` (max_steps must be set; the schedules scale with it).
         train_dataset: the scene's train split (`scene.views["train"]`) or a `SceneViews`.
         eval_dataset: the test split; evaluation reports PSNR and SSIM on it and saves renders.
-        strategy: any gsplat `Strategy`; None builds the one `args` describes. A
-            `GlobalToLocalStrategy` without `global_stop_iter` gets T_2 of the energy schedule.
+        strategy: any gsplat `Strategy`; None builds the one `args` describes. A strategy that is not
+            a `GlobalToLocalStrategy` needs `SplatTrainingArguments(strategy="default")`. The trainer
+            works on a copy (`trainer.strategy`); a `GlobalToLocalStrategy` without `global_stop_iter`
+            gets T_2 of the energy schedule there.
         kwargs: passed to `transformers.Trainer` (callbacks, ...).
 
     Per step: the views are rendered at the coarse-to-fine resolution of the step, the loss is
@@ -232,8 +235,17 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def __init__(self, model: nn.Module, args: SplatTrainingArguments, train_dataset=None, eval_dataset=None,
                  strategy=None, **kwargs):
+        from hf_eff.splat.strategy import GlobalToLocalStrategy
+
         if not isinstance(args, SplatTrainingArguments):
             raise TypeError(f"SplatTrainer needs SplatTrainingArguments, got {type(args).__name__}")
+        if strategy is not None and args.strategy == "g2l" and not isinstance(strategy, GlobalToLocalStrategy):
+            # Coarse-to-fine and the held means LR belong to G2L; a custom strategy would get them silently.
+            raise ValueError(
+                f"SplatTrainer: a {type(strategy).__name__} was passed with SplatTrainingArguments(strategy='g2l') "
+                "(the default), whose coarse-to-fine schedule and means LR hold are global-to-local's; for a "
+                "custom strategy pass SplatTrainingArguments(strategy=\"default\", ...)"
+            )
         if train_dataset is None:
             raise ValueError("SplatTrainer needs a train_dataset: a scene's train split")
         if not hasattr(model, "splats") or not hasattr(model, "render"):
@@ -252,7 +264,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # whose buckets would break at the first densification.
             model._is_accelerate_prepared = True
         self.scene_scale = camera_scene_scale(train_views.viewmats)
-        self.strategy = strategy if strategy is not None else args.build_strategy()
+        # A copy: T_2 is written on it below and on resume, which a strategy object the caller shares
+        # between scenes must not keep.
+        self.strategy = copy.copy(strategy) if strategy is not None else args.build_strategy()
         self.coarse_to_fine = None
         needs_t2 = getattr(self.strategy, "global_stop_iter", 0) is None
         if args.uses_coarse_to_fine or needs_t2:

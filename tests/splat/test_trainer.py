@@ -10,7 +10,7 @@ from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
-from hf_eff.splat.strategy import GlobalToLocalStrategy
+from hf_eff.splat.strategy import FixedDefaultStrategy, GlobalToLocalStrategy
 from hf_eff.splat.trainer import GaussianOptimizers, SplatTrainer
 
 
@@ -109,8 +109,29 @@ def test_any_gsplat_strategy_plugs_in(scene, tmp_path):
     strategy = DefaultStrategy(refine_start_iter=2, refine_every=4, refine_stop_iter=10)
     trainer = make_trainer(scene, tmp_path, custom_strategy=strategy, max_steps=10, strategy="default")
     trainer.train()
-    assert trainer.strategy is strategy and trainer.coarse_to_fine is None
+    assert trainer.strategy == strategy and trainer.coarse_to_fine is None  # a copy (see the test below)
     assert trainer.strategy_state["grad2d"] is not None
+
+
+def test_a_strategy_object_shared_by_the_trainers_of_two_scenes_is_not_changed(tmp_path):
+    strategy = GlobalToLocalStrategy(refine_start_iter=50, refine_every=10, refine_stop_iter=2500, reset_every=300)
+    t2 = []
+    for seed in (1, 5):
+        scene = make_procedural_scene(seed=seed, num_train=4, num_test=1, width=32, height=32, num_points=300)
+        trainer = make_trainer(scene, tmp_path / str(seed), custom_strategy=strategy, max_steps=3000)
+        assert trainer.strategy.global_stop_iter == trainer.coarse_to_fine.full_resolution_step
+        assert strategy.global_stop_iter is None  # the caller's object keeps no scene's T_2
+        t2.append(trainer.strategy.global_stop_iter)
+    assert t2[0] != t2[1]  # the two scenes' schedules differ
+
+
+@pytest.mark.parametrize("strategy", [DefaultStrategy(), FixedDefaultStrategy()])
+def test_a_custom_strategy_under_the_g2l_arguments_is_refused_with_the_fix(scene, tmp_path, strategy):
+    # It used to get coarse-to-fine and the held means LR of the default strategy="g2l" silently.
+    with pytest.raises(ValueError, match=re.escape(
+            f"a {type(strategy).__name__} was passed with SplatTrainingArguments(strategy='g2l') (the default)")
+            + ".*" + re.escape('for a custom strategy pass SplatTrainingArguments(strategy="default", ...)')):
+        make_trainer(scene, tmp_path, custom_strategy=strategy)
 
 
 def test_an_absgrad_strategy_gets_absolute_gradients(scene, tmp_path):
