@@ -200,7 +200,7 @@ class _DensifyCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.trainer._non_finite.reset()
-        self.trainer._reset_train_clocks()
+        self.trainer._start_train_clocks(state.log_history)
         self.trainer._broadcast_gaussians()
 
     def on_optimizer_step(self, args, state, control, **kwargs):
@@ -286,7 +286,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._non_finite = NonFiniteWatch([*self.splats.keys(), "render"])
         # Whether the ranks' densification statistics hold their own views' parts, not yet summed.
         self._statistics_partial = False
-        self._reset_train_clocks()
+        self._start_train_clocks([])
         self.add_callback(_DensifyCallback(self))
 
     def _initial_strategy_state(self) -> dict[str, Any]:
@@ -294,10 +294,19 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             return self.strategy.initialize_state(scene_scale=self.scene_scale)
         return self.strategy.initialize_state()
 
-    def _reset_train_clocks(self) -> None:
-        # Wall and process CPU time; evaluation time is subtracted from both. CPU time is much
-        # less disturbed than wall time when other processes share the machine.
-        self._train_clock_start, self._train_cpu_start = time.perf_counter(), time.process_time()
+    def _start_train_clocks(self, log_history: list[dict]) -> None:
+        """Starts the training clocks, wall and process CPU time (CPU time is much less disturbed when
+        other processes share the machine; evaluation time is subtracted from both), at the last
+        values an evaluation logged in `log_history`: a run resumed from a checkpoint goes on from
+        the times logged before it, a new run (empty history) starts at 0. The steps between a
+        checkpoint's last evaluation and the checkpoint are not counted (none when checkpoints are
+        saved at evaluation steps)."""
+
+        def last(key: str) -> float:
+            return next((entry[key] for entry in reversed(log_history) if key in entry), 0.0)
+
+        self._train_clock_start = time.perf_counter() - last("eval_train_seconds")
+        self._train_cpu_start = time.process_time() - last("eval_train_cpu_seconds")
         self._eval_seconds = self._eval_cpu_seconds = 0.0
 
     # ------------------------------------------------------------------ data parallelism

@@ -219,6 +219,18 @@ def test_white_background_renders_onto_white(scene, tmp_path):
     torch.testing.assert_close(render, torch.ones_like(render))
 
 
+def test_a_resumed_run_continues_the_training_clocks(scene, tmp_path):
+    settings = dict(max_steps=20, eval_strategy="steps", eval_steps=2, eval_render_images=0)
+    make_trainer(scene, tmp_path / "full", save_strategy="steps", save_steps=18, **settings).train()
+    resumed = make_trainer(scene, tmp_path / "resumed", save_strategy="no", **settings)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-18"))
+    # The evaluations at steps 2..18 come from the checkpoint; the one at 20 goes on from them (its
+    # 2 steps alone took far less than the 18 before).
+    for clock in ("eval_train_seconds", "eval_train_cpu_seconds"):
+        times = [entry[clock] for entry in resumed.state.log_history if clock in entry]
+        assert len(times) == 10 and times == sorted(times), clock
+
+
 def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_path):
     make_trainer(scene, tmp_path / "run", max_steps=4, save_strategy="steps", save_steps=4, save_only_model=True).train()
     checkpoint = str(tmp_path / "run" / "checkpoint-4")
