@@ -46,8 +46,11 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
     oversized Gaussians are the default ones (the paper does not change them).
 
     The paper does not say whether adaptive pruning stops with densification. With
-    `prune_stop_iter` beyond `refine_stop_iter`, it (and nothing else) keeps running every
-    `refine_every` steps until `prune_stop_iter`; its steps are counted under the phase "post".
+    `prune_stop_iter` beyond `refine_stop_iter`, the pruning step keeps running every
+    `refine_every` steps until `prune_stop_iter`, without growth or opacity reset. It removes
+    both what the adaptive opacity threshold prunes and the oversized Gaussians (3D scale above
+    `prune_scale3d` times the scene scale; gsplat no longer gathers the screen-space radii then,
+    so none is pruned by radius). Its steps are counted under the phase "post".
 
     Nor does it say how soon after an opacity reset the adaptive rule may prune. Just after a
     reset every opacity sits near `2 * prune_opa`, under tau_u, so the rule removes the lowest `p`
@@ -62,8 +65,8 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
         adaptive_pruning: use the adaptive threshold (True) or the fixed `prune_opa` (False).
         prune_ratio: p, the fraction of the opacity distribution below the threshold.
         prune_opa_max: tau_u, the cap on the threshold.
-        prune_stop_iter: no adaptive pruning from this step on; None: `refine_stop_iter` (as gsplat
-            and 3DGS prune). The fixed rule always stops with densification.
+        prune_stop_iter: no adaptive pruning (opacity or oversized) from this step on; None:
+            `refine_stop_iter` (as gsplat and 3DGS prune). The fixed rule always stops with densification.
         prune_pause_after_reset: steps after an opacity reset without adaptive opacity pruning.
         clone_grad2d: in the local phase, clone only above this screen-space gradient (splitting
             keeps `grow_grad2d`); None: `grow_grad2d` (the paper's and 3DGS's rule).
