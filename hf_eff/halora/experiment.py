@@ -20,6 +20,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
+    set_seed,
 )
 
 from hf_eff.halora.config import HaLoRAConfig
@@ -157,6 +158,10 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
     CPU ``train_peak_rss_mb`` and ``train_start_rss_mb``, the process's resident memory at its peak
     during training and when training began (a baseline taken before the model was loaded turns
     them into the CPU counterpart of the GPU figure: see benchmarks/halora_robustness.py)."""
+    # Seeded here, where the example, the demo and the benchmark all build their adapters: LoRA and HaLoRA
+    # runs of one seed start from the same adapter whatever ran before (the Trainer seeds only once the
+    # model exists).
+    set_seed(args.seed)
     peft_model = get_peft_model(model, peft_config or adapter_config(method))
     trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
     timer = StepTimer()

@@ -91,3 +91,34 @@ def test_rows_start_with_bos_for_gemma_only_as_the_harness_encodes(tmp_path, cha
         firsts = {row["input_ids"][0] == bos for dataset in (trainer.train_dataset, trainer.eval_dataset)
                   for row in dataset}
         assert firsts == {starts_with_bos}
+
+
+def test_lora_and_halora_start_from_the_same_adapter_whatever_ran_before(tmp_path, monkeypatch, char_tokenizer):
+    import copy
+
+    import torch
+
+    from hf_eff.halora import experiment
+    from hf_eff.halora.tasks import builtin_task
+    from hf_eff.halora.trainer import HaLoRATrainingArguments
+    from tests.halora.conftest import make_tiny_llama
+
+    initial = {}
+    build = experiment.get_peft_model
+
+    def recording(model, config):
+        peft_model = build(model, config)
+        initial[type(config).__name__] = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
+        return peft_model
+
+    monkeypatch.setattr(experiment, "get_peft_model", recording)
+    base = make_tiny_llama(vocab_size=len(char_tokenizer))
+    train, evaluation = builtin_task("comparison", train_size=4, eval_size=2)
+    for method in ("lora", "halora"):
+        torch.rand(7)  # whatever ran before moved the global RNG
+        args = HaLoRATrainingArguments(output_dir=str(tmp_path / method), max_steps=1, per_device_train_batch_size=2,
+                                       report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, eval_sigmas=[0.0])
+        experiment.train_and_evaluate(method, copy.deepcopy(base), char_tokenizer, train, evaluation, args, max_length=64)
+    lora, halora = initial["LoraConfig"], initial["HaLoRAConfig"]
+    assert lora.keys() == halora.keys() and any(p.abs().sum() > 0 for p in lora.values())
+    assert all(torch.equal(lora[name], halora[name]) for name in lora)
