@@ -29,7 +29,12 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     `per_device_train_batch_size` to the training set's size and `variant="single"` for that regime
     (as benchmarks/grant_speed.py does by default). GraNT(B) keeps whole batches, so its kept
     fraction moves in steps of 1/number of batches; on a single batch it would select nothing and is
-    refused."""
+    refused.
+
+    `data_seed` (else `seed`) seeds the teacher's batches, their order in each epoch and the random
+    teacher's draws. The teacher plans every epoch's batches before training, so
+    `dataloader_drop_last` and `auto_find_batch_size` (which would change them) are refused unless
+    `teacher="none"`; `label_smoothing_factor` is refused: the task losses do not apply it."""
 
     weight_decay: float = field(
         default=5e-4,
@@ -112,6 +117,14 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
             raise ValueError("ratio_stages and score_batch_size must be >= 1")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:  # transformers would train no step, GraNT plan no epoch
             raise ValueError(f"num_train_epochs must be > 0 (the training budget when max_steps is unset), got {self.num_train_epochs}")
+        if self.label_smoothing_factor != 0:
+            raise ValueError("label_smoothing_factor: GraNT's task losses do not apply label smoothing; leave it 0")
+        for option in ("dataloader_drop_last", "auto_find_batch_size"):
+            if self.teacher != "none" and getattr(self, option):
+                raise ValueError(
+                    f"{option}=True would change the batches the teacher plans before training (the learning-rate "
+                    "schedule spans their steps); leave it False, or use teacher='none'"
+                )
         if self.teacher != "none" and self.max_steps > 0:
             raise ValueError(
                 "GraNT's budget is num_train_epochs: max_steps is derived from the ratio schedule, leave it unset"

@@ -103,7 +103,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # accumulation steps, which it skips for a model taking loss kwargs (any forward with **kwargs)
         self.model_accepts_loss_kwargs = False
         self._forward_inputs = forward_inputs(self.model, self.task)
-        self._sampler = TeachingBatchSampler(args.seed)
+        self._data_seed = args.seed if args.data_seed is None else args.data_seed  # as transformers' samplers
+        self._sampler = TeachingBatchSampler(self._data_seed)
         self._plan = None
         self._scoring_batches = None
         self._strata = None
@@ -227,6 +228,10 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
+            # the sampler's batches are read in this process at each epoch: persistent workers see the new ones
+            persistent_workers=self.args.dataloader_persistent_workers,
+            prefetch_factor=self.args.dataloader_prefetch_factor,
+            multiprocessing_context=getattr(self.args, "dataloader_multiprocessing_context", None),
         )
         return self.accelerator.prepare(loader)
 
@@ -343,7 +348,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             return
         start = time.perf_counter()
         batch_size = self._train_batch_size
-        seed = self.args.seed + epoch
+        seed = self._data_seed + epoch
         scores = None
         if entry.ratio < 1:
             scores = (self._score_training_set() if self.args.teacher == "grant"

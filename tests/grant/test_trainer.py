@@ -462,3 +462,43 @@ def test_eval_loss_is_the_mean_over_nodes_or_graphs(tmp_path, make_graphs, task)
                 else torch.nn.functional.mse_loss(outputs, labels.view_as(outputs)))
     assert trainer.evaluate()["eval_loss"] == pytest.approx(expected.item(), rel=1e-5)
     assert trainer.predict(data).metrics["test_loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_training_loader_options_are_passed_on_or_refused(tmp_path, make_graphs):
+    task = "graph_regression"
+    train = make_graphs(32, task, seed=1)
+
+    def trained(**options):
+        torch.manual_seed(0)
+        model = GrantGCN(6, 1, hidden_channels=8, batch_norm=False)
+        trainer = GraNTTrainer(model=model, args=_args(tmp_path, task, num_train_epochs=4, **options), train_dataset=train)
+        output = trainer.train()
+        assert output.global_step == sum(p.num_batches for p in trainer._plan)
+        return trainer, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    # one worker kept across epochs whose batches change at every reselection
+    workers, weights = trained(dataloader_num_workers=1, dataloader_persistent_workers=True, dataloader_prefetch_factor=3)
+    loader = workers.get_train_dataloader()
+    assert loader.persistent_workers and loader.prefetch_factor == 3
+    torch.testing.assert_close(weights, trained()[1])
+    for option, value in (("dataloader_drop_last", True), ("auto_find_batch_size", True), ("label_smoothing_factor", 0.1)):
+        with pytest.raises(ValueError, match=option):
+            _args(tmp_path, task, **{option: value})
+    _args(tmp_path, task, teacher="none", dataloader_drop_last=True, auto_find_batch_size=True)  # transformers' loader
+    with pytest.raises(ValueError, match="label_smoothing_factor"):
+        _args(tmp_path, task, teacher="none", label_smoothing_factor=0.1)
+
+
+def test_data_seed_seeds_the_teachers_batches(tmp_path, make_graphs):
+    task = "graph_regression"
+    train = make_graphs(30, task, seed=3)
+
+    def batches(**seeds):
+        args = _args(tmp_path, task, teacher="random", variant="single", num_train_epochs=1, start_ratio=0.5, **seeds)
+        trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train)
+        trainer.train()
+        return trainer._sampler.batches, list(trainer._sampler)
+
+    assert batches(seed=0, data_seed=7) == batches(seed=1, data_seed=7)  # the model's seed leaves the data alone
+    assert batches(seed=0, data_seed=7) != batches(seed=0, data_seed=8)
+    assert batches(seed=0) == batches(seed=5, data_seed=0)  # without data_seed, seed seeds the data
