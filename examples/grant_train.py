@@ -16,9 +16,9 @@ Options that the chosen data would ignore (e.g. --qm9_target without --task qm9)
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
 classifier's config.json has its class_names) and `all_results.json` (train_runtime, the teacher's
 totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
-target_columns where the data names its targets, class_names for classification) into --output_dir. With several
-regression targets, mae (the best value and time-to-target use it) is the mean over all targets,
-whatever their units; mae_<target> is each target's own. With --task graph_multilabel the CSV's
+target_columns where the data names its targets, class_names for classification) into --output_dir.
+With several regression targets, mae (the best value and time-to-target use it) is the mean over all
+targets, whatever their units; mae_<target> is each target's own. With --task graph_multilabel the CSV's
 target columns hold 0/1 labels, an empty cell meaning "not labelled"; ap is then the primary
 metric (best value and time-to-target), roc_auc reported beside it.
 """
