@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel, get_peft_model
-from peft.tuners.lora import LoraLayer
 from transformers import (
     DataCollatorForSeq2Seq,
     PreTrainedModel,
@@ -25,6 +24,7 @@ from transformers import (
 
 from hf_eff.halora.config import HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise
+from hf_eff.halora.regularizer import lora_factors
 from hf_eff.halora.tasks import (
     choice_logprob_sums,
     harness_adds_bos,
@@ -118,11 +118,10 @@ def adapter_relative_norms(model: torch.nn.Module, adapter_name: str = "default"
     The adapter can raise signal over RRAM noise (whose scale is set by W0 alone) only by moving
     far from zero, so this is the diagnostic beside the accuracy drop. Mean, max and layer count."""
     ratios = []
-    for module in model.modules():
-        if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
-            lora_a, lora_b = module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
-            delta = (lora_b.float() @ lora_a.float()) * module.scaling[adapter_name]
-            ratios.append(float(delta.norm() / module.get_base_layer().weight.float().norm()))
+    for module, lora_a, lora_b in lora_factors(model, adapter_name):
+        # an embedding's delta is the transpose of B A: the same norm
+        delta = (lora_b.float() @ lora_a.float()) * module.scaling[adapter_name]
+        ratios.append(float(delta.norm() / module.get_base_layer().weight.float().norm()))
     if not ratios:
         raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it")
     return {"adapter_relative_norm_mean": statistics.fmean(ratios), "adapter_relative_norm_max": max(ratios),

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 
 import torch
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from hf_eff.halora.config import REG_NORMS, REG_REDUCTIONS
+
+
+def lora_factors(model: nn.Module, adapter_name: str = "default") -> Iterator[tuple[LoraLayer, torch.Tensor, torch.Tensor]]:
+    """(layer, A, B) of every LoRA layer of ``adapter_name`` in ``model``, A of shape [r, in] and B [out, r]:
+    the factor modules' weights, or for an adapted embedding peft's factor parameters
+    (``lora_embedding_A`` [r, num_embeddings], ``lora_embedding_B`` [embedding_dim, r])."""
+    for module in model.modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        if adapter_name in module.lora_A:
+            yield module, module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
+        elif adapter_name in module.lora_embedding_A:
+            yield module, module.lora_embedding_A[adapter_name], module.lora_embedding_B[adapter_name]
 
 
 def halora_regularizer(
@@ -32,13 +46,11 @@ def halora_regularizer(
     factors_a: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, r, in)
     factors_b: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, out, r)
     n_layers = 0
-    for module in model.modules():
-        if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
-            lora_a, lora_b = module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
-            # grouped by device too: a model split over GPUs (device_map) has factors on each
-            factors_a[(lora_a.device, *lora_a.shape)].append(lora_a)
-            factors_b[(lora_b.device, *lora_b.shape)].append(lora_b)
-            n_layers += 1
+    for _, lora_a, lora_b in lora_factors(model, adapter_name):
+        # grouped by device too: a model split over GPUs (device_map) has factors on each
+        factors_a[(lora_a.device, *lora_a.shape)].append(lora_a)
+        factors_b[(lora_b.device, *lora_b.shape)].append(lora_b)
+        n_layers += 1
     if n_layers == 0:
         raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
     ord_ = 2 if norm == "spectral" else "fro"

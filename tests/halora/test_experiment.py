@@ -122,3 +122,18 @@ def test_lora_and_halora_start_from_the_same_adapter_whatever_ran_before(tmp_pat
     lora, halora = initial["LoraConfig"], initial["HaLoRAConfig"]
     assert lora.keys() == halora.keys() and any(p.abs().sum() > 0 for p in lora.values())
     assert all(torch.equal(lora[name], halora[name]) for name in lora)
+
+
+def test_adapter_relative_norms_count_an_adapted_embedding():
+    from peft import get_peft_model
+
+    from hf_eff import HaLoRAConfig
+    from hf_eff.halora.experiment import adapter_relative_norms
+    from tests.halora.conftest import make_tiny_llama
+
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["embed_tokens"], init_lora_weights=False))
+    embedding = model.base_model.model.model.embed_tokens
+    delta = embedding.lora_embedding_B["default"] @ embedding.lora_embedding_A["default"] * embedding.scaling["default"]
+    norms = adapter_relative_norms(model)
+    assert norms["adapter_layers"] == 1
+    assert norms["adapter_relative_norm_max"] == pytest.approx(float(delta.norm() / embedding.get_base_layer().weight.norm()))

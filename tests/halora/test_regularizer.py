@@ -59,3 +59,25 @@ def test_works_on_plain_lora_and_rejects_unknown_adapter():
     assert halora_regularizer(model).item() > 0
     with pytest.raises(ValueError, match="'other'"):
         halora_regularizer(model, adapter_name="other")
+
+
+def test_embedding_factors_are_regularised_like_linear_ones():
+    """peft keeps an adapted embedding's factors as parameters (lora_embedding_A [r, num_embeddings],
+    lora_embedding_B [embedding_dim, r]): they count in L_reg, its mean and its gradient."""
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj", "embed_tokens"],
+                                                           init_lora_weights=False, reg_reduction="mean"))
+    embedding = model.base_model.model.model.embed_tokens
+    embedding_a, embedding_b = embedding.lora_embedding_A["default"], embedding.lora_embedding_B["default"]
+    factors = [(layer.lora_A["default"].weight, layer.lora_B["default"].weight)
+               for layer in _layers(model) if "default" in layer.lora_A] + [(embedding_a, embedding_b)]
+    assert len(factors) == 3  # q_proj of both blocks and the embedding
+    expected = sum(torch.linalg.svdvals(a)[0] ** 2 + torch.linalg.svdvals(b)[0] ** 2 for a, b in factors) / 3
+    loss = model.base_model.get_regularization_loss()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    loss.backward()
+    for factor in (embedding_a, embedding_b):
+        assert factor.grad is not None and factor.grad.abs().sum() > 0
+    only = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["embed_tokens"], init_lora_weights=False))
+    embedding = only.base_model.model.model.embed_tokens
+    expected = sum(torch.linalg.svdvals(f["default"])[0] ** 2 for f in (embedding.lora_embedding_A, embedding.lora_embedding_B))
+    torch.testing.assert_close(only.base_model.get_regularization_loss(), expected, rtol=1e-5, atol=1e-6)
