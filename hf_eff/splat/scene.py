@@ -110,15 +110,47 @@ def has_alpha(image) -> bool:
     return "A" in image.getbands() or "transparency" in image.info
 
 
-def points_dataset(xyz, rgb) -> Dataset:
-    """A point set from xyz [N, 3] and rgb [N, 3] (uint8 0..255)."""
-    xyz, rgb = np.asarray(xyz, dtype=np.float32), np.asarray(rgb)
+def check_points(xyz, rgb) -> None:
+    """Raises ``ValueError`` naming the problem unless xyz is finite [N, 3] and rgb uint8 [N, 3]:
+    a float colour in [0, 1] would round to black, and 300 or -5 would wrap, when stored as uint8."""
+    xyz, rgb = np.asarray(xyz), np.asarray(rgb)
+    if len(xyz) == 0:
+        raise ValueError("scene points: the point set is empty; use points=None (random initialisation)")
     if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape:
         raise ValueError(
-            f"points: xyz and rgb must both be [N, 3], got {xyz.shape} and {rgb.shape}"
+            f"scene points: xyz and rgb must both be [N, 3], got {xyz.shape} and {rgb.shape}"
         )
     if rgb.dtype != np.uint8:
-        raise ValueError(f"points: rgb must be uint8 in 0..255, got dtype {rgb.dtype}")
+        raise ValueError(
+            f"scene points: rgb must be uint8 in 0..255, got dtype {rgb.dtype} "
+            "(colours in [0, 1]: multiply by 255 and round first)"
+        )
+    bad = np.flatnonzero(~np.isfinite(xyz.astype(np.float64)).all(-1))
+    if len(bad):
+        raise ValueError(f"scene point {bad[0]}: xyz contains NaN or infinite values")
+
+
+def _stored_rows(dataset: Dataset, column: str) -> np.ndarray:
+    """A list column as stored: [N, k] in its own dtype, read from arrow in one piece (the numpy
+    format widens every integer to int64 and float to float32, row by row: about a minute for
+    a million points), or [N] objects when rows are missing or differ in length."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = dataset.with_format("arrow")[:].column(column).combine_chunks()
+    kind = values.type
+    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    if is_list and len(values) and not values.null_count:
+        lengths = pc.min_max(pc.list_value_length(values)).as_py()
+        if lengths["min"] == lengths["max"]:
+            return values.flatten().to_numpy(zero_copy_only=False).reshape(len(values), lengths["max"])
+    return values.to_numpy(zero_copy_only=False)
+
+
+def points_dataset(xyz, rgb) -> Dataset:
+    """A point set from xyz [N, 3] and rgb [N, 3] (uint8 0..255), checked by `check_points`."""
+    xyz, rgb = np.asarray(xyz, dtype=np.float32), np.asarray(rgb)
+    check_points(xyz, rgb)
     return Dataset.from_dict({"xyz": xyz, "rgb": rgb}, features=POINT_FEATURES)
 
 
@@ -138,10 +170,7 @@ class Scene:
             missing = [c for c in ("xyz", "rgb") if c not in self.points.column_names]
             if missing:
                 raise ValueError(f"scene points: missing column(s) {missing}")
-            xyz = np.asarray(self.points.with_format("numpy")["xyz"], dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(xyz).all(-1)) if xyz.size else []
-            if len(bad):
-                raise ValueError(f"scene point {bad[0]}: xyz contains NaN or infinite values")
+            check_points(_stored_rows(self.points, "xyz"), _stored_rows(self.points, "rgb"))
         center = np.asarray(self.center, dtype=np.float64)
         if center.shape != (3,) or not np.isfinite(center).all():
             raise ValueError(f"scene center must be 3 finite floats, got {self.center}")
@@ -175,16 +204,21 @@ class Scene:
         """xyz float32 [N, 3] and rgb uint8 [N, 3] of the point set."""
         if self.points is None:
             raise ValueError("this scene has no point set; initialise Gaussians at random instead")
-        table = self.points.with_format("numpy")
-        return np.asarray(table["xyz"], dtype=np.float32), np.asarray(table["rgb"], dtype=np.uint8)
+        xyz, rgb = _stored_rows(self.points, "xyz"), _stored_rows(self.points, "rgb")
+        return xyz.astype(np.float32), rgb
 
     def save(self, folder) -> Path:
-        """Writes the Hub layout (parquet files, README.md with configs, scene.json)."""
+        """Writes the Hub layout (parquet files, README.md with configs, scene.json).
+
+        An empty split (a converted folder's test split with ``test_every=0``) is not written:
+        `datasets` cannot load a split without rows, so the loaded scene has no such split, as
+        `SplatTrainer` (``eval_dataset=None``) and the example expect. What an earlier scene saved
+        in ``views/`` and ``points/`` (parquet shards, or ``save_to_disk`` files) is removed first.
+        """
         folder = Path(folder)
-        for config_name in (VIEW_CONFIG, POINT_CONFIG):  # no stale shards from an earlier save
-            for stale in (folder / config_name).glob("*.parquet"):
-                stale.unlink()
-        configs = {VIEW_CONFIG: self.views}
+        for config_name in (VIEW_CONFIG, POINT_CONFIG):
+            _remove_saved_dataset(folder / config_name)
+        configs = {VIEW_CONFIG: DatasetDict({k: v for k, v in self.views.items() if len(v)})}
         if self.points is not None:
             configs[POINT_CONFIG] = DatasetDict({"train": self.points})
         yaml = ["---", "configs:"]
@@ -215,11 +249,15 @@ class Scene:
         commit_message=None,
         revision=None,
     ):
-        """Uploads the `save` layout to a Hub dataset repo in one commit."""
+        """Uploads the `save` layout to a Hub dataset repo in one commit; ``revision``: a
+        branch, created from main if it does not exist."""
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision is not None and not revision.startswith("refs/pr/"):
+            # As datasets' push_to_hub: the branch is created if missing (a PR ref cannot be).
+            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save(tmp)
             return api.upload_folder(
@@ -231,6 +269,27 @@ class Scene:
                 delete_patterns=[f"{VIEW_CONFIG}/*", f"{POINT_CONFIG}/*"],
                 commit_message=commit_message or "Upload scene with hf-eff",
             )
+
+
+# What `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write (and `map` caches beside them).
+SAVE_TO_DISK_FILES = ("dataset_dict.json", "dataset_info.json", "state.json", "data-*.arrow", "cache-*.arrow")
+
+
+def _remove_saved_dataset(directory: Path) -> None:
+    """Removes the parquet shards `Scene.save` wrote in ``directory``, or the files
+    ``save_to_disk`` wrote there (and in its split folders); other files stay."""
+    if not directory.is_dir():
+        return
+    # A DatasetDict's splits are folders holding their own state.json.
+    splits = [child for child in directory.iterdir() if (child / "state.json").is_file()]
+    stale = list(directory.glob("*.parquet"))
+    for saved in [directory, *splits]:
+        stale += [path for pattern in SAVE_TO_DISK_FILES for path in saved.glob(pattern)]
+    for path in stale:
+        path.unlink()
+    for split in splits:
+        if not any(split.iterdir()):
+            split.rmdir()
 
 
 def _embedded(dataset: Dataset) -> Dataset:
@@ -255,6 +314,8 @@ def validate_views(views: DatasetDict) -> None:
         raise TypeError(f"scene views must be a datasets.DatasetDict, got {type(views).__name__}")
     if "train" not in views:
         raise ValueError(f"scene views need a 'train' split, found {list(views)}")
+    if len(views["train"]) == 0:
+        raise ValueError("scene views: the 'train' split is empty; a scene needs a training view")
     for split, dataset in views.items():
         missing = [c for c in REQUIRED_VIEW_COLUMNS if c not in dataset.column_names]
         if missing:
@@ -385,6 +446,20 @@ def _scene_from_parts(views, points, metadata) -> Scene:
     return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"])
 
 
+def _load_local_config(folder: Path, config_name: str) -> DatasetDict:
+    """One README config of a local folder, as its files are now.
+
+    ``load_dataset(folder, name=...)`` keys its cache on the README's configs alone, so a scene
+    saved again into the same folder would load as the old one (in later processes too). The
+    config's files, resolved by the builder with their modification times, go to the parquet
+    builder instead, whose cache key includes those times.
+    """
+    from datasets import load_dataset, load_dataset_builder
+
+    data_files = load_dataset_builder(str(folder), name=config_name).config.data_files
+    return load_dataset("parquet", data_files=data_files)
+
+
 def _has_colmap_model(path: Path) -> bool:
     from hf_eff.splat.converters.colmap import find_colmap_model
 
@@ -414,7 +489,7 @@ def load_scene(
             images (black, 3DGS's default; (1, 1, 1) for ``--white_background``). A stored
             scene's images are already RGB.
     """
-    from datasets import load_dataset, load_from_disk
+    from datasets import get_dataset_config_names, load_dataset, load_from_disk
 
     converter_options = {"background": background}
     if test_every is not None:
@@ -448,11 +523,9 @@ def load_scene(
             if isinstance(points, DatasetDict):
                 points = points["train"]
         elif (path / VIEW_CONFIG).is_dir():
-            views = load_dataset(str(path), name=VIEW_CONFIG)
-            has_points = any((path / POINT_CONFIG).glob("*.parquet"))
-            points = (
-                load_dataset(str(path), name=POINT_CONFIG, split="train") if has_points else None
-            )
+            views = _load_local_config(path, VIEW_CONFIG)
+            has_points = POINT_CONFIG in get_dataset_config_names(str(path))
+            points = _load_local_config(path, POINT_CONFIG)["train"] if has_points else None
         elif (path / "transforms_train.json").exists() or (path / "transforms.json").exists():
             from hf_eff.splat.converters import scene_from_nerf_synthetic
 
@@ -469,7 +542,6 @@ def load_scene(
             )
         return _scene_from_parts(views, points, metadata)
 
-    from datasets import get_dataset_config_names
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 

@@ -1,4 +1,8 @@
 import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,9 +34,10 @@ def view_columns(count=3, seed=0):
     return images, Ks, poses
 
 
-def small_scene(with_points=True):
-    train, test = views_dataset(*view_columns(3)), views_dataset(*view_columns(2, seed=1))
-    rng = np.random.default_rng(2)
+def small_scene(with_points=True, seed=0):
+    train = views_dataset(*view_columns(3, seed=seed))
+    test = views_dataset(*view_columns(2, seed=seed + 1))
+    rng = np.random.default_rng(seed + 2)
     points = points_dataset(rng.normal(size=(20, 3)), rng.integers(0, 256, (20, 3), dtype=np.uint8))
     return Scene(
         views=DatasetDict({"train": train, "test": test}),
@@ -66,6 +71,47 @@ def test_saving_again_without_points_drops_the_old_ones(tmp_path):
     small_scene().save(tmp_path)
     small_scene(with_points=False).save(tmp_path)
     assert load_scene(tmp_path).points is None
+
+
+def test_saving_another_scene_into_the_folder_loads_the_new_one(tmp_path):
+    # datasets caches a folder's README configs by the configs alone: the second load used to
+    # return the first scene (in later processes too).
+    first, second = small_scene(), small_scene(seed=5)
+    first.save(tmp_path)
+    assert_same_views(first.views, load_scene(tmp_path).views)
+    second.save(tmp_path)
+    loaded = load_scene(tmp_path)
+    assert_same_views(second.views, loaded.views)
+    assert (loaded.point_arrays()[0] == second.point_arrays()[0]).all()
+
+
+def test_saving_over_a_save_to_disk_folder_leaves_only_the_new_layout(tmp_path):
+    old = small_scene()
+    old.views.save_to_disk(str(tmp_path / "views"))
+    old.points.save_to_disk(str(tmp_path / "points"))
+    load_scene(tmp_path)  # may leave datasets' cache files beside the arrow shards
+    (tmp_path / "views" / "notes.txt").write_text("mine")
+    new = small_scene(seed=5)
+    new.save(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "views").iterdir()) == [
+        "notes.txt", "test-00000-of-00001.parquet", "train-00000-of-00001.parquet",
+    ]
+    assert [p.name for p in (tmp_path / "points").iterdir()] == ["train-00000-of-00001.parquet"]
+    assert_same_views(new.views, load_scene(tmp_path).views)
+
+
+def test_an_empty_split_is_not_saved_and_the_scene_loads_without_it(tmp_path):
+    scene = small_scene()
+    scene.save(tmp_path)  # a test split first: saving again must drop its shard
+    no_test = Scene(
+        views=DatasetDict({"train": scene.views["train"], "test": scene.views["test"].select([])}),
+        points=scene.points, center=scene.center, radius=scene.radius,
+    )
+    no_test.save(tmp_path)
+    assert not (tmp_path / "views" / "test-00000-of-00001.parquet").exists()
+    assert "split: test" not in (tmp_path / "README.md").read_text()
+    loaded = load_scene(tmp_path)
+    assert list(loaded.views) == ["train"] and len(loaded.views["train"]) == 3
 
 
 def test_loads_save_to_disk_folders_with_and_without_metadata(tmp_path):
@@ -204,18 +250,108 @@ def test_images_to_float_is_the_division_by_255_and_refuses_float_input():
         images_to_float(converted)
 
 
+def nan_xyz():
+    xyz = np.zeros((4, 3))
+    xyz[2, 1] = np.nan
+    return xyz
+
+
+@pytest.mark.parametrize(
+    "xyz, rgb, message",
+    [
+        (nan_xyz(), np.zeros((4, 3), np.uint8), "scene point 2: xyz contains NaN"),
+        # Float colours in [0, 1] used to be stored as uint8 zeros (black); 300 and -5 wrapped.
+        (np.zeros((4, 3)), np.full((4, 3), 0.5), "scene points: rgb must be uint8 in 0..255, got dtype float64"),
+        (np.zeros((4, 3)), np.full((4, 3), 300), "scene points: rgb must be uint8 in 0..255, got dtype int64"),
+        (np.zeros((4, 2)), np.zeros((4, 3), np.uint8), r"xyz and rgb must both be \[N, 3\], got \(4, 2\) and \(4, 3\)"),
+        (np.zeros((0, 3)), np.zeros((0, 3), np.uint8), "the point set is empty; use points=None"),
+    ],
+)
+def test_point_sets_are_checked_alike_by_points_dataset_scenes_and_loading(tmp_path, xyz, rgb, message):
+    with pytest.raises(ValueError, match=message):
+        points_dataset(xyz, rgb)
+    # A user's own Dataset, with the column types its values give.
+    points = Dataset.from_dict({"xyz": xyz, "rgb": rgb})
+    views = small_scene().views
+    with pytest.raises(ValueError, match=message):
+        Scene(views=views, points=points, center=(0, 0, 0), radius=1.0)
+    if len(points) == 0:
+        return  # datasets' load_from_disk cannot read back a Dataset without rows
+    views.save_to_disk(str(tmp_path / "views"))
+    points.save_to_disk(str(tmp_path / "points"))
+    with pytest.raises(ValueError, match=message):
+        load_scene(tmp_path)
+
+
+def test_an_empty_train_split_is_refused_by_name():
+    views = small_scene().views
+    empty = DatasetDict({"train": views["train"].select([]), "test": views["test"]})
+    with pytest.raises(ValueError, match="the 'train' split is empty"):
+        Scene(views=empty, points=None, center=(0, 0, 0), radius=1.0)
+    with pytest.raises(ValueError, match="the 'train' split is empty"):  # was a LinAlgError
+        Scene.from_views(empty)
+
+
 def test_rejects_bad_metadata_and_unknown_folders(tmp_path):
     views = small_scene().views
     with pytest.raises(ValueError, match="radius"):
         Scene(views=views, points=None, center=(0, 0, 0), radius=0.0)
     with pytest.raises(ValueError, match="center"):
         Scene(views=views, points=None, center=(0, 0), radius=1.0)
-    xyz = np.zeros((4, 3))
-    xyz[2, 1] = np.nan
-    bad_points = points_dataset(xyz, np.zeros((4, 3), np.uint8))
-    with pytest.raises(ValueError, match="scene point 2: xyz contains NaN"):
-        Scene(views=views, points=bad_points, center=(0, 0, 0), radius=1.0)
     with pytest.raises(ValueError, match="holds no scene"):
         load_scene(tmp_path)
     with pytest.raises(ValueError, match="revision"):
         load_scene(tmp_path, revision="main")
+
+
+HUB_SCRIPT = """
+import json, os, secrets, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from tests.hub.hub_server import HubServer
+
+token = f"hf_{secrets.token_hex(16)}"
+server = HubServer({token: "me"}).start()
+home = tempfile.mkdtemp(prefix="hf-home-")
+for key in [k for k in os.environ if k.startswith(("HF_", "HUGGINGFACE_"))]:
+    del os.environ[key]
+os.environ.update(HF_ENDPOINT=server.url, HF_HUB_DISABLE_XET="1", HF_HOME=home, HF_TOKEN=token,
+                  HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.scene import load_scene
+
+def tiny(seed, num_test):
+    return make_procedural_scene(seed=seed, num_train=3, num_test=num_test, width=16, height=16,
+                                 num_objects=1, num_points=10, supersample=1)
+
+def splits(scene):
+    return {name: len(split) for name, split in scene.views.items()}
+
+result = {}
+tiny(1, 0).push_to_hub("me/no-test")
+result["no_test"] = splits(load_scene("me/no-test"))
+tiny(2, 1).push_to_hub("me/fresh", revision="v2")  # the branch does not exist yet
+result["fresh_v2"] = splits(load_scene("me/fresh", revision="v2"))
+tiny(1, 1).push_to_hub("me/existing")
+tiny(2, 2).push_to_hub("me/existing", revision="v2")
+result["existing_main"] = splits(load_scene("me/existing"))
+result["existing_v2"] = splits(load_scene("me/existing", revision="v2"))
+server.stop()
+print("RESULT " + json.dumps(result))
+"""
+
+
+def test_hub_push_of_an_empty_split_and_to_a_new_branch_loads_back(tmp_path):
+    # A fresh process: huggingface_hub and datasets read the endpoint when first imported.
+    repo_root = Path(__file__).resolve().parents[2]
+    process = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(HUB_SCRIPT), str(repo_root)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    assert process.returncode == 0 and lines, process.stderr[-4000:]
+    assert json.loads(lines[-1][len("RESULT "):]) == {
+        "no_test": {"train": 3},  # pushed with an empty test split: used to fail to load
+        "fresh_v2": {"train": 3, "test": 1},  # push_to_hub(revision=) used to need the branch
+        "existing_main": {"train": 3, "test": 1},
+        "existing_v2": {"train": 3, "test": 2},
+    }
