@@ -15,7 +15,7 @@ from hf_eff.splat.converters import (
 )
 from hf_eff.splat.converters.colmap import find_colmap_model
 from hf_eff.splat.procedural import make_procedural_scene
-from hf_eff.splat.scene import load_scene, scene_views_to_tensors
+from hf_eff.splat.scene import Scene, load_scene, scene_views_to_tensors
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -130,6 +130,17 @@ def test_nerf_synthetic_round_trip_and_opengl_convention(tmp_path, scene):
     assert loaded.points is None
     for split in ("train", "test"):
         assert_views_match(scene.views[split], loaded.views[split])
+
+
+def test_nerf_synthetic_writer_and_reader_agree_on_an_empty_test_split(tmp_path, scene):
+    views = datasets.DatasetDict({"train": scene.views["train"], "test": scene.views["test"].select([])})
+    no_test = Scene(views=views, points=None, center=scene.center, radius=scene.radius)
+    write_nerf_synthetic(no_test, tmp_path)
+    # The reader used to refuse the "frames": [] that the writer writes for an empty split.
+    assert json.loads((tmp_path / "transforms_test.json").read_text())["frames"] == []
+    loaded = load_scene(tmp_path)
+    assert len(loaded.views["test"]) == 0
+    assert_views_match(scene.views["train"], loaded.views["train"])
 
 
 def test_nerf_synthetic_composites_alpha_and_names_missing_fields(tmp_path):

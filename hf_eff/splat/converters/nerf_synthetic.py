@@ -22,12 +22,14 @@ from hf_eff.splat.scene import Scene, check_test_every, composite_alpha, views_d
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
 
-def _read_split(folder: Path, transforms_file: Path, background: np.ndarray) -> Dataset:
+def _read_split(
+    folder: Path, transforms_file: Path, background: np.ndarray, allow_empty: bool = False
+) -> Dataset:
     import PIL.Image
 
     meta = json.loads(transforms_file.read_text())
     frames = meta.get("frames")
-    if not frames:
+    if frames is None or not (frames or allow_empty):
         raise ValueError(f"{transforms_file}: no 'frames'")
     images, Ks, poses = [], [], []
     for index, frame in enumerate(frames):
@@ -148,9 +150,9 @@ def scene_from_nerf_synthetic(
                     f"test_every={test_every}: {folder} has its own test split ({test_file.name}); "
                     "leave test_every unset"
                 )
-            return Scene.from_views(
-                DatasetDict({"train": train, "test": _read_split(folder, test_file, background)})
-            )
+            # "frames": [] is an empty test split, as `write_nerf_synthetic` writes one.
+            test = _read_split(folder, test_file, background, allow_empty=True)
+            return Scene.from_views(DatasetDict({"train": train, "test": test}))
         views, default_every = train, 0  # no test file: every view trains unless test_every says
     elif (folder / "transforms.json").exists():
         views = _read_split(folder, folder / "transforms.json", background)
