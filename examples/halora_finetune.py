@@ -43,7 +43,7 @@ from hf_eff.halora.experiment import (
     train_and_evaluate,
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
-from hf_eff.halora.trainer import HaLoRATrainingArguments
+from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results
@@ -126,6 +126,7 @@ def parse_args(argv: list[str] | None = None):
         training_args.eval_noise_mode = model_args.noise_mode
     if training_args.eval_noise_tile_size is None:
         training_args.eval_noise_tile_size = model_args.noise_tile_size
+    check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
     return model_args, data_args, training_args
 
 

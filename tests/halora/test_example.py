@@ -3,6 +3,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.halora.conftest import make_tiny_llama
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "halora_finetune.py"
@@ -53,6 +55,12 @@ def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokeniz
     for method, extra, tile in (("lora", [], 16), ("halora", [], 16), ("lora", ["--eval_noise_tile_size", "8"], 8)):
         results = _load_example().main(common + ["--method", method, "--output_dir", str(tmp_path / method)] + extra)
         assert (results["noise_mode"], results["noise_tile_size"]) == ("multiplicative", tile), (method, extra)
+
+
+def test_stuck_at_fractions_above_one_are_refused_when_parsed():
+    with pytest.raises(ValueError, match="eval_sigmas: with stuck_at noise"):
+        _load_example().parse_args(["--output_dir", "unused", "--method", "lora", "--noise_mode", "stuck_at",
+                                    "--eval_sigmas", "0", "2"])
 
 
 def test_recipes_parse():
