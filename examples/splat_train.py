@@ -83,15 +83,6 @@ def parse_args():
     return parse_recipe_and_flags(parser, sys.argv[1:])
 
 
-def checkpoint_to_resume(value: str | bool | None) -> str | bool | None:
-    """--resume_from_checkpoint as `Trainer.train` takes it: a checkpoint folder, or True for the last
-    checkpoint in output_dir. The command line gives the string "True" (a recipe's `true` arrives as a
-    bool); "False" resumes nothing."""
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value
-
-
 def build_model(scene, model_args: ModelArguments) -> GaussianModel:
     if scene.points is not None:
         xyz, rgb = scene.point_arrays()
@@ -148,7 +139,7 @@ def main():
                            eval_dataset=scene.views["test"])
     logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
 
-    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args.resume_from_checkpoint))
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     output_dir = Path(training_args.output_dir)
     if training_args.should_save:  # the model first: nothing that fails below can lose it
         trainer.model.save_pretrained(output_dir)

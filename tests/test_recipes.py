@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
 from hf_eff.utils.recipes import parse_recipe_and_flags
 
@@ -68,3 +68,17 @@ def test_every_shipped_recipe_parses_with_an_override(recipe, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["example", *argv])
     parsed = _example(recipe.parent.name).parse_args()
     assert parsed[-1].seed == 5
+
+
+@pytest.mark.parametrize(("given", "passed"), [
+    (["--resume_from_checkpoint", "True"], True), (["--resume_from_checkpoint", "true"], True),
+    (["--resume_from_checkpoint", "False"], False), ([], None),
+    (["--resume_from_checkpoint", "out/checkpoint-3"], "out/checkpoint-3"),
+])
+def test_resume_from_checkpoint_arrives_as_train_takes_it(tmp_path, given, passed):
+    parser = HfArgumentParser(TrainingArguments)
+    (args,) = parse_recipe_and_flags(parser, ["--output_dir", str(tmp_path), *given])
+    assert args.resume_from_checkpoint == passed and type(args.resume_from_checkpoint) is type(passed)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp_path}\nresume_from_checkpoint: true\n")
+    assert parse_recipe_and_flags(parser, [str(recipe)])[0].resume_from_checkpoint is True

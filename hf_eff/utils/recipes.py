@@ -36,4 +36,13 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
             actions[name].required = False  # the recipe gives it
         parser.set_defaults(**recipe)
         argv = argv[1:]
-    return parser.parse_args_into_dataclasses(argv)
+    return tuple(_resume_as_train_takes_it(args) for args in parser.parse_args_into_dataclasses(argv))
+
+
+def _resume_as_train_takes_it(args):
+    """`--resume_from_checkpoint True` arrives as the string "True"; `Trainer.train` takes True (the
+    last checkpoint in output_dir), False, or a checkpoint folder."""
+    value = getattr(args, "resume_from_checkpoint", None)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        args.resume_from_checkpoint = value.lower() == "true"
+    return args

@@ -2,8 +2,6 @@ import runpy
 import sys
 from pathlib import Path
 
-import pytest
-
 from hf_eff.splat.trainer import SplatTrainer
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "splat_train.py"
@@ -34,13 +32,3 @@ def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, 
                 "--output_dir", str(out), "--resume_from_checkpoint", "True")
     assert loaded == [str(out / "checkpoint-6")]
     assert (out / "checkpoint-9").is_dir()
-
-
-@pytest.mark.parametrize("given, passed", [
-    ("True", True), ("true", True), ("False", False), (True, True), (None, None),
-    ("out/checkpoint-3", "out/checkpoint-3"),
-])
-def test_resume_from_checkpoint_reaches_the_trainer_as_train_takes_it(given, passed):
-    checkpoint_to_resume = runpy.run_path(str(SCRIPT), run_name="splat_train")["checkpoint_to_resume"]
-    result = checkpoint_to_resume(given)
-    assert result == passed and type(result) is type(passed)
