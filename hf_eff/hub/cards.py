@@ -331,8 +331,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     pipeline tag, the model-index task and the class the loading lines build the base with; a run of
     examples/halora_finetune.py (``eval_questions`` in the results) is scored as multiple choice.
     ``auto_mapping``: the adapter config's, where PEFT records the base class of an adapter without a task
-    type. ``tile_size``: the RRAM tile side the noise was scaled over (a plain LoRA adapter's config has
-    none: then ``results["noise_tile_size"]``, when the run wrote it). ``regulariser``: what HaLoRA
+    type. ``tile_size``: the RRAM tile side the noise was scaled over, when the results do not say
+    (``results["noise_tile_size"]``, the evaluation's, wins over the adapter's training tile). ``regulariser``: what HaLoRA
     training added (``regulariser_description``; the paper's spectral norm when not given). ``license``:
     the user's; without one, only an adapter of the built-in base states SmolLM2's."""
     is_halora = peft_type.upper() == "HALORA"
@@ -384,7 +384,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         base_model=base_model, builtin_base=builtin_base, local_base=local_base, regulariser=regulariser,
         load_name=load_name, imports=imports, base_expr=base_expr, uses_load_base_model="load_base_model" in imports,
         needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"),
-        noise=noise_description(results.get("noise_mode"), tile_size or results.get("noise_tile_size")),
+        noise=noise_description(results.get("noise_mode"), results.get("noise_tile_size") or tile_size),
         num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
         metric_names=_join(sorted(table)) if table else "",
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",

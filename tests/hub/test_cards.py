@@ -60,6 +60,8 @@ def test_lora_baseline_card_says_plain_lora_without_halora_training_claims():
     assert "HALORA` adapter type" not in card.text  # PEFT loads plain LoRA without hf-eff
     lora_results = {"eval_accuracy_sigma_0_mean": 0.5, "noise_mode": "tile_additive", "noise_tile_size": 16}
     assert "of each 16x16 tile" in cards.halora_card(lora_results, "me/lora", peft_type="LORA").text
+    # the table's noise is the evaluation's, whatever tile the adapter trained with
+    assert "of each 16x16 tile" in cards.halora_card(lora_results, "me/h", tile_size=64).text
     halora = cards.halora_card({"eval_accuracy_sigma_0_mean": 0.5}, "me/h")
     assert "A **HaLoRA** adapter" in halora.text and "Training injects the RRAM noise" in halora.text
 
