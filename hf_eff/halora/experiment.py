@@ -169,14 +169,14 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        train_output = trainer.train()
+        train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         results["train_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     elif ResidentMemory.available():
         with ResidentMemory() as resident:
-            train_output = trainer.train()
+            train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         results.update(train_peak_rss_mb=resident.peak_mb, train_start_rss_mb=resident.start_mb)
     else:
-        train_output = trainer.train()
+        train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if trainer.is_world_process_zero():
         # Saved before the (long) evaluation under noise, so that a failure there loses no training.
         peft_model.save_pretrained(args.output_dir)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import Trainer
 
 from tests.halora.conftest import make_tiny_llama
 
@@ -55,6 +56,29 @@ def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokeniz
     for method, extra, tile in (("lora", [], 16), ("halora", [], 16), ("lora", ["--eval_noise_tile_size", "8"], 8)):
         results = _load_example().main(common + ["--method", method, "--output_dir", str(tmp_path / method)] + extra)
         assert (results["noise_mode"], results["noise_tile_size"]) == ("multiplicative", tile), (method, extra)
+
+
+def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, char_tokenizer, monkeypatch):
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    common = ["--model_name_or_path", str(model_dir), "--method", "halora", "--task_name", "comparison",
+              "--train_size", "16", "--eval_size", "4", "--max_length", "64", "--per_device_train_batch_size", "4",
+              "--eval_sigmas", "0", "--eval_noise_seeds", "1", "--report_to", "none", "--use_cpu",
+              "--disable_tqdm", "true", "--output_dir", str(out), "--save_strategy", "steps", "--save_steps", "2"]
+    _load_example().main(common + ["--max_steps", "2"])
+    loaded = []
+    load = Trainer._load_from_checkpoint
+
+    def recording_load(self, resume_from_checkpoint, model=None):
+        loaded.append(resume_from_checkpoint)
+        return load(self, resume_from_checkpoint, model)
+
+    monkeypatch.setattr(Trainer, "_load_from_checkpoint", recording_load)
+    _load_example().main(common + ["--max_steps", "3", "--resume_from_checkpoint", "True"])
+    assert loaded == [str(out / "checkpoint-2")]
+    assert (out / "checkpoint-3").is_dir()
 
 
 def test_stuck_at_fractions_above_one_are_refused_when_parsed():
