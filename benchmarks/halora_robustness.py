@@ -11,7 +11,9 @@ writes ``halora_robustness.md`` (table), ``halora_robustness.json`` and ``halora
         --warmup_steps 5 --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform \\
         --eval_size 300 --train_size 2000 --max_length 64 --sigmas 0 0.02 --noise_seeds 3   # CPU: 25 min
 
-Measured with that CPU command (one thread, quiet 2-core machine, 21 min wall):
+Measured with that CPU command (one thread, quiet 2-core machine, 21 min wall), before the ninth session
+seeded each method's adapter initialisation alike and removed from the train split the 13 eval questions
+of the mixed task it shared (with other distractors); the figures below are not rerun since:
 
     | method | acc@0 | acc@0.02 (3 seeds) | step s (wall) | step CPU s |
     | LoRA   | 0.753 | 0.609 +- 0.022     | 4.32          | 4.31       |
