@@ -20,3 +20,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def checkpoint_loads(monkeypatch):
+    """``record(trainer_class)`` returns the list of checkpoint folders that class then resumes from."""
+
+    def record(trainer_class) -> list[str]:
+        loaded = []
+        load = trainer_class._load_from_checkpoint
+
+        def recording_load(self, resume_from_checkpoint, model=None):
+            loaded.append(resume_from_checkpoint)
+            return load(self, resume_from_checkpoint, model)
+
+        monkeypatch.setattr(trainer_class, "_load_from_checkpoint", recording_load)
+        return loaded
+
+    return record
+

@@ -58,7 +58,7 @@ def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokeniz
         assert (results["noise_mode"], results["noise_tile_size"]) == ("multiplicative", tile), (method, extra)
 
 
-def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, char_tokenizer, monkeypatch):
+def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, char_tokenizer, checkpoint_loads):
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
     char_tokenizer.save_pretrained(model_dir)
@@ -68,14 +68,7 @@ def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, 
               "--eval_sigmas", "0", "--eval_noise_seeds", "1", "--report_to", "none", "--use_cpu",
               "--disable_tqdm", "true", "--output_dir", str(out), "--save_strategy", "steps", "--save_steps", "2"]
     _load_example().main(common + ["--max_steps", "2"])
-    loaded = []
-    load = Trainer._load_from_checkpoint
-
-    def recording_load(self, resume_from_checkpoint, model=None):
-        loaded.append(resume_from_checkpoint)
-        return load(self, resume_from_checkpoint, model)
-
-    monkeypatch.setattr(Trainer, "_load_from_checkpoint", recording_load)
+    loaded = checkpoint_loads(Trainer)
     _load_example().main(common + ["--max_steps", "3", "--resume_from_checkpoint", "True"])
     assert loaded == [str(out / "checkpoint-2")]
     assert (out / "checkpoint-3").is_dir()

@@ -15,19 +15,12 @@ def run_example(monkeypatch, *flags):
     runpy.run_path(str(SCRIPT), run_name="__main__")
 
 
-def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, monkeypatch):
+def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, monkeypatch, checkpoint_loads):
     # The trainer's error for a missing folder suggests True, which the script used to pass on as a path.
     out = tmp_path / "run"
     run_example(monkeypatch, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3",
                 "--output_dir", str(out))
-    loaded = []
-    load = SplatTrainer._load_from_checkpoint
-
-    def recording_load(self, resume_from_checkpoint, model=None):
-        loaded.append(resume_from_checkpoint)
-        return load(self, resume_from_checkpoint, model)
-
-    monkeypatch.setattr(SplatTrainer, "_load_from_checkpoint", recording_load)
+    loaded = checkpoint_loads(SplatTrainer)
     run_example(monkeypatch, "--max_steps", "9", "--save_strategy", "steps", "--save_steps", "3",
                 "--output_dir", str(out), "--resume_from_checkpoint", "True")
     assert loaded == [str(out / "checkpoint-6")]
