@@ -120,6 +120,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         loss = task_loss(self.task, outputs, inputs["labels"])
         return (loss, outputs) if return_outputs else loss
 
+    def card_run_settings(self) -> dict:
+        return {"teacher": self.args.teacher}
+
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         # The Trainer weights each batch's loss by its number of graphs; a node task's loss is the mean over

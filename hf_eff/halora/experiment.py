@@ -191,8 +191,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
         results["noise_overhead_fraction"] = noise.overhead_bytes / noise.noised_weight_bytes
         noise.restore()
     results.update(trainer.evaluate())
-    settings = trainer.eval_noise_settings()
-    results.update(noise_mode=settings["mode"], noise_tile_size=settings["tile_size"], num_noise_seeds=args.eval_noise_seeds)
+    results.update(trainer.card_run_settings())
     return trainer, results
 
 

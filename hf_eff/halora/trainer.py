@@ -306,6 +306,11 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         return noise_settings(self.model, mode=self.args.eval_noise_mode, tile_size=self.args.eval_noise_tile_size,
                               target_modules=self.args.eval_noise_target_modules)
 
+    def card_run_settings(self) -> dict:
+        settings = self.eval_noise_settings()
+        return {"noise_mode": settings["mode"], "noise_tile_size": settings["tile_size"],
+                "num_noise_seeds": self.args.eval_noise_seeds}
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Every metric at each of ``eval_sigmas``, over ``eval_noise_seeds`` noise seeds (one run
         at sigma 0): ``<prefix>_<metric>_sigma_<s>_mean`` / ``_std`` (std over seeds, ddof 0). The

@@ -13,11 +13,6 @@ from transformers.trainer_utils import HubStrategy
 from hf_eff.hub.cards import card_datasets
 from hf_eff.hub.push import PICKLE_PATTERNS, build_card
 
-# Settings of the run that a card shows (the splats' densification strategy and SSIM convention, GraNT's
-# teacher), as the trainer's arguments name them. The log history holds none of them; only the examples'
-# closing save_metrics does, so a user's own script would get a card without them.
-CARD_ARGUMENTS = {"splat_model": ("strategy", "eval_ssim_padding"), "grant_model": ("teacher",)}
-
 
 class _UploadsIgnoring:
     """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns."""
@@ -55,8 +50,8 @@ class HubCardTrainerMixin:
     generic training summary that knows nothing of noise tables, teaching or splats; this one is
     the card ``hf-eff push`` writes. Its results are the latest value of every key in the log
     history, overridden by what this trainer passed to ``save_metrics`` (the examples' closing
-    ``all_results.json``); the run settings the card shows and the results lack come from the
-    trainer's arguments (``CARD_ARGUMENTS``). A results file an earlier run left in a reused
+    ``all_results.json``); the run settings the card shows and the results lack come from
+    ``card_run_settings``. A results file an earlier run left in a reused
     ``output_dir`` is not read: its figures would describe another model.
 
     The checkpoint pushes (``hub_strategy`` ``checkpoint``, ``all_checkpoints``, ``every_save``) carry
@@ -96,14 +91,20 @@ class HubCardTrainerMixin:
             return {"model_class": type(model).__name__, "hub_mixin": isinstance(model, ModelHubMixin)}
         return {}
 
+    def card_run_settings(self) -> dict:
+        """Settings of the run that its card shows, by result name (the splats' strategy, GraNT's teacher,
+        HaLoRA's evaluation noise). The log history holds none of them; only the examples' closing
+        ``save_metrics`` does, so without this a user's own script would get a card without them."""
+        return {}
+
     def _hf_eff_card(self, folder: Path, model_name: str | None = None, **user_args):
         results: dict = {}
         for entry in self.state.log_history:
             results.update(entry)
         results.update(getattr(self, "_saved_metrics", {}))
-        for name in CARD_ARGUMENTS.get(self.card_kind, ()):
+        for name, value in self.card_run_settings().items():
             if results.get(name) is None:
-                results[name] = getattr(self.args, name, None)
+                results[name] = value
         repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name
         return build_card(self.card_kind, folder, repo_id, results, **user_args, **self._card_model_args())
 

@@ -455,6 +455,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return self.lr_scheduler
 
     # ------------------------------------------------------------------ training step
+    def card_run_settings(self) -> dict:
+        return {"strategy": self.args.strategy, "eval_ssim_padding": self.args.eval_ssim_padding}
+
     def render(self, model, viewmats, Ks, width, height, sh_degree=None, check_finite=True):
         """``model.render`` with this run's backend, packing and background (white with
         ``white_background``), and absolute gradients when the strategy densifies on them

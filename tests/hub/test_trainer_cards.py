@@ -78,6 +78,14 @@ def test_adapter_card_before_save_model_then_its_lines_load_the_classifier(seq_c
     torch.testing.assert_close(loaded(input_ids=inputs).logits, trained(input_ids=inputs).logits)
 
 
+def test_adapter_card_of_a_users_run_names_the_evaluation_noise_of_its_arguments(seq_cls_run):
+    trainer, _, out = seq_cls_run
+    trainer.args.eval_noise_tile_size = 16  # the table's noise is the evaluation's, not the adapter's (64)
+    trainer.create_model_card()
+    text = ModelCard.load(out / "README.md").text
+    assert "of each 16x16 tile" in text and "Mean ± std over 1 noise seed(s)" in text
+
+
 def test_finetuned_from_and_license_reach_the_metadata_tags_and_text(seq_cls_run):
     trainer, _, out = seq_cls_run
     trainer.create_model_card(finetuned_from="FacebookAI/roberta-base", license="mit", tags="sentiment")
