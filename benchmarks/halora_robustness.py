@@ -11,9 +11,10 @@ writes ``halora_robustness.md`` (table), ``halora_robustness.json`` and ``halora
         --warmup_steps 5 --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform \\
         --eval_size 300 --train_size 2000 --max_length 64 --sigmas 0 0.02 --noise_seeds 3   # CPU: 25 min
 
-Measured with that CPU command (one thread, quiet 2-core machine, 21 min wall), before the ninth session
-seeded each method's adapter initialisation alike and removed from the train split the 13 eval questions
-of the mixed task it shared (with other distractors); the figures below are not rerun since:
+Measured with that CPU command (one thread, quiet 2-core machine, 21 min wall) on the built-in split of
+before the ninth session, whose train split shared 3 of these 300 eval questions (with other distractors);
+the ninth session's split (24 of the 300 eval rows and 975 of the 2000 train rows differ) is measured below
+these figures:
 
     | method | acc@0 | acc@0.02 (3 seeds) | step s (wall) | step CPU s |
     | LoRA   | 0.753 | 0.609 +- 0.022     | 4.32          | 4.31       |

@@ -28,8 +28,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     The public code takes one full-batch step per epoch over the taught subset: set
     `per_device_train_batch_size` to the training set's size and `variant="single"` for that regime
     (as benchmarks/grant_speed.py does by default). GraNT(B) keeps whole batches, so its kept
-    fraction moves in steps of 1/number of batches; on a single batch it would select nothing and is
-    refused.
+    fraction moves in steps of 1/number of batches; on a single batch it would keep every graph at every
+    ratio, and is refused.
 
     `data_seed` (else `seed`) seeds the teacher's batches, their order in each epoch and the random
     teacher's draws. The teacher plans every epoch's batches before training, so
@@ -55,7 +55,7 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     variant: str = field(
         default="batch",
         metadata={"help": "'batch' = GraNT(B), keep whole batches, so the kept fraction moves in steps of 1/number of "
-                  "batches (refused when the training set is one batch: nothing would be selected); 'single' = GraNT(S), "
+                  "batches (refused when the training set is one batch: every graph would be kept); 'single' = GraNT(S), "
                   "keep graphs inside batches (the full-batch regime's variant)"},
     )
     start_ratio: float = field(default=0.05, metadata={"help": "r0, the fraction of graphs taught at epoch 0"})

@@ -114,7 +114,7 @@ def plan_epochs(
     if variant == "batch" and start_ratio < 1 and num_graphs <= batch_size:
         raise ValueError(
             f"variant='batch' (GraNT(B)) keeps whole batches, and the {num_graphs} training graphs are one batch of "
-            f"{batch_size} (per_device_train_batch_size): it would select nothing. For full-batch training use "
+            f"{batch_size} (per_device_train_batch_size): it would keep every graph at every ratio. For full-batch training use "
             "variant='single' (GraNT(S), which keeps the top graphs inside the batch), or make several batches"
         )
     reselect = set(reselection_epochs(num_epochs, start_ratio, reselect_schedule, interval_start, interval_end))

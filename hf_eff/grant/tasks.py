@@ -77,7 +77,7 @@ def task_loss(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> t
 def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The loss of every node of a node-level task, whose mean is `task_loss`: the squared error
     averaged over the node's targets, or the cross-entropy. Shape [nodes]."""
-    if GraphTask(task).level != "node":
+    if task.level != "node":
         raise ValueError(f"node_losses needs a node-level task, got {task!r}")
     _check_outputs(task, outputs, labels)
     if task.is_classification:

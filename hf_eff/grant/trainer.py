@@ -235,6 +235,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             persistent_workers=self.args.dataloader_persistent_workers,
             prefetch_factor=self.args.dataloader_prefetch_factor,
             multiprocessing_context=getattr(self.args, "dataloader_multiprocessing_context", None),
+            in_order=getattr(self.args, "dataloader_in_order", True),
         )
         return self.accelerator.prepare(loader)
 

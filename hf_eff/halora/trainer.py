@@ -56,10 +56,10 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
     )
     eval_noise_seeds: int = field(default=5, metadata={"help": "Noise seeds per non-zero sigma (K)."})
     eval_noise_mode: str | None = field(
-        default=None, metadata={"help": f"Noise model at evaluation, one of {NOISE_MODES}; default: the adapter's (tile_additive for non-HaLoRA models)."}
+        default=None, metadata={"help": f"Noise model at evaluation, one of {NOISE_MODES}; default: the adapter's (tile_additive for non-HaLoRA models; examples/halora_finetune.py gives both methods --noise_mode)."}
     )
     eval_noise_tile_size: int | None = field(
-        default=None, metadata={"help": "RRAM tile side at evaluation; default: the adapter's (64 for non-HaLoRA models)."}
+        default=None, metadata={"help": "RRAM tile side at evaluation; default: the adapter's (64 for non-HaLoRA models; examples/halora_finetune.py gives both methods --noise_tile_size)."}
     )
     eval_noise_target_modules: list[str] | None = field(
         default=None,

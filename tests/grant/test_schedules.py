@@ -93,7 +93,7 @@ def test_bad_schedule_names_raise():
 
 
 def test_batch_variant_on_a_single_batch_is_refused():
-    # GraNT(B) keeps ceil(ratio * 1) = 1 of one batch: the full-batch regime would select nothing
+    # GraNT(B) keeps ceil(ratio * 1) = 1 of one batch: the full-batch regime would keep every graph
     with pytest.raises(ValueError, match=r"variant='batch'.*one batch of 40.*variant='single'"):
         plan_epochs(40, 40, 20, "batch", 0.05)
     assert plan_epochs(40, 40, 20, "single", 0.05)[0].ratio == 0.05

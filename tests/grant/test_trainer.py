@@ -477,9 +477,10 @@ def test_training_loader_options_are_passed_on_or_refused(tmp_path, make_graphs)
         return trainer, torch.cat([p.detach().flatten() for p in model.parameters()])
 
     # one worker kept across epochs whose batches change at every reselection
-    workers, weights = trained(dataloader_num_workers=1, dataloader_persistent_workers=True, dataloader_prefetch_factor=3)
+    workers, weights = trained(dataloader_num_workers=1, dataloader_persistent_workers=True, dataloader_prefetch_factor=3,
+                               dataloader_in_order=False)
     loader = workers.get_train_dataloader()
-    assert loader.persistent_workers and loader.prefetch_factor == 3
+    assert loader.persistent_workers and loader.prefetch_factor == 3 and not loader.in_order
     torch.testing.assert_close(weights, trained()[1])
     for option, value in (("dataloader_drop_last", True), ("auto_find_batch_size", True), ("label_smoothing_factor", 0.1)):
         with pytest.raises(ValueError, match=option):
