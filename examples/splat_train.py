@@ -145,8 +145,7 @@ def main():
         trainer.model.save_pretrained(output_dir)
     metrics = dict(train_result.metrics)
     metrics["num_gaussians"] = len(trainer.model)
-    metrics["strategy"] = training_args.strategy
-    metrics["ssim_padding"], metrics["eval_ssim_padding"] = training_args.ssim_padding, training_args.eval_ssim_padding
+    metrics.update(trainer.card_run_settings(), ssim_padding=training_args.ssim_padding)
     metrics["dataset"] = scene_name
     trainer.save_metrics("train", metrics)
     eval_metrics = trainer.evaluate()

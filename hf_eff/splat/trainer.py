@@ -267,6 +267,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # A copy: T_2 is written on it below and on resume, which a strategy object the caller shares
         # between scenes must not keep.
         self.strategy = copy.copy(strategy) if strategy is not None else args.build_strategy()
+        self._strategy_from_args = strategy is None
         self.coarse_to_fine = None
         needs_t2 = getattr(self.strategy, "global_stop_iter", 0) is None
         if args.uses_coarse_to_fine or needs_t2:
@@ -456,7 +457,17 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     # ------------------------------------------------------------------ training step
     def card_run_settings(self) -> dict:
-        return {"strategy": self.args.strategy, "eval_ssim_padding": self.args.eval_ssim_padding}
+        return {"strategy": self.strategy_name(), "eval_ssim_padding": self.args.eval_ssim_padding}
+
+    def strategy_name(self) -> str:
+        """How cards and results name this run's densification: ``default``; ``g2l``, with the parts an
+        ablation switched off (``g2l (no c2f)``); or a strategy object's class name."""
+        if not self._strategy_from_args:
+            return type(self.strategy).__name__
+        if self.args.strategy != "g2l":
+            return self.args.strategy
+        off = [part.replace("_", " ") for part in ("g2l", "c2f", "adaptive_pruning") if not getattr(self.args, part)]
+        return f"g2l (no {', no '.join(off)})" if off else "g2l"
 
     def render(self, model, viewmats, Ks, width, height, sh_degree=None, check_finite=True):
         """``model.render`` with this run's backend, packing and background (white with

@@ -184,3 +184,28 @@ def test_splat_card_of_a_users_run_names_the_ssim_convention_and_strategy_of_its
     text = ModelCard.load(out / "README.md").text
     assert "| strategy | PSNR (dB) | SSIM (gsplat's interior) |" in text
     assert "(densification: `default`)" in text
+
+
+@pytest.mark.parametrize(("settings", "custom", "name", "phrase"), [
+    ({}, False, "g2l", "prunes by adaptive opacity (Huang, Liu, Wong, arXiv 2507.20239). The repo"),
+    (dict(c2f=False), False, "g2l (no c2f)", "this run switched parts off."),
+    (dict(g2l=False, adaptive_pruning=False), False, "g2l (no g2l, no adaptive pruning)", "switched parts off."),
+    (dict(strategy="default"), False, "default", "gsplat's DefaultStrategy with a working opacity reset"),
+    (dict(strategy="default"), True, "DefaultStrategy", "Densified by the user's `DefaultStrategy` strategy."),
+])
+def test_splat_card_describes_the_strategy_the_run_used(tmp_path, settings, custom, name, phrase):
+    from gsplat.strategy import DefaultStrategy
+
+    from hf_eff import GaussianModel, make_procedural_scene
+    from hf_eff.splat import SplatTrainer, SplatTrainingArguments
+
+    scene = make_procedural_scene(seed=1, num_train=2, num_test=1, width=16, height=16, num_objects=1,
+                                  num_points=30, supersample=1)
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, report_to=[], use_cpu=True, **settings)
+    trainer = SplatTrainer(model=GaussianModel.from_points(*scene.point_arrays(), sh_degree=1), args=args,
+                           train_dataset=scene.views["train"], strategy=DefaultStrategy() if custom else None)
+    assert trainer.card_run_settings()["strategy"] == name
+    trainer.create_model_card()
+    text = ModelCard.load(tmp_path / "README.md").text
+    assert f"(densification: `{name}`)" in text and phrase in text
+    assert ("global-to-local" in text) == name.startswith("g2l")
