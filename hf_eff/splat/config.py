@@ -34,8 +34,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     view per step (3DGS), no gradient clipping (3DGS has none, and it would couple the
     per-parameter Adams), unused columns kept, no reporting integrations unless asked, no NaN
     filter of the logged loss (it reads the device at every step; `finite_check_steps`), on CUDA
-    batches pinned and copied without waiting (`dataloader_pin_memory`), and `metric_for_best_model`
-    "psnr" under `load_best_model_at_end` (the evaluation reports no loss). Trainer's optimizer and
+    batches pinned (`dataloader_pin_memory`, dropped off CUDA) and copied without waiting (accelerate's
+    `non_blocking`, unless an `accelerator_config` is given), and `metric_for_best_model` "psnr" under
+    `load_best_model_at_end` or `save_strategy="best"` (the evaluation reports no loss). Trainer's optimizer and
     schedule options (learning_rate, lr_scheduler_type, warmup, weight_decay, optim, adam_*) must stay
     at their defaults: the per-parameter Adams take the 3DGS learning rates of the `*_lr` fields.
 
@@ -216,18 +217,10 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Reporting integrations."})
     logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
     save_strategy: SaveStrategy | str = field(default="no", metadata={"help": "Checkpointing, as in TrainingArguments."})
-    dataloader_pin_memory: bool | None = field(
-        default=None,
-        metadata={"help": "Pin each batch's views in host memory. A view's copy from pinned memory lets the CPU go on "
-                          "queueing work; from unpinned memory it waits for the GPU's queued work (a 1600x1200 float "
-                          "view is 23 MB). None: on when training on CUDA, off on the CPU, where pinning "
-                          "only warns. With no accelerator_config given, pinning also turns on accelerate's "
-                          "non_blocking copies, without which the pinned copy still waits."},
-    )
     metric_for_best_model: str | None = field(
         default=None,
         metadata={"help": "The metric load_best_model_at_end and early stopping compare, as in TrainingArguments. "
-                          "None: 'psnr' (greater is better) under load_best_model_at_end; Trainer's default there, "
+                          "None: 'psnr' (greater is better) under load_best_model_at_end or save_strategy='best'; Trainer's default there, "
                           "'loss', is not among SplatTrainer's evaluation metrics."},
     )
     logging_nan_inf_filter: bool = field(
@@ -240,7 +233,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
     def __post_init__(self):
         accelerator_config_given = self.accelerator_config is not None
         # Before Trainer's __post_init__, which would default it to "loss"; "psnr" then gets greater_is_better.
-        if self.load_best_model_at_end and self.metric_for_best_model is None:
+        if (self.load_best_model_at_end or self.save_strategy == "best") and self.metric_for_best_model is None:
             self.metric_for_best_model = "psnr"
         super().__post_init__()
         unused = {}
@@ -257,8 +250,10 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
                 "sh0_lr and shN_lr, and decays the means LR by means_lr_final_ratio and means_lr_decay; leave "
                 f"{', '.join(unused)} at Trainer's default"
             )
-        if self.dataloader_pin_memory is None:
-            self.dataloader_pin_memory = self.device.type == "cuda"
+        # Pinning pays only for copies to CUDA (an unpinned copy waits for the GPU's queued work; a view at
+        # 1600x1200 is 23 MB) and only warns elsewhere; the copy runs without waiting only with non_blocking.
+        if self.device.type != "cuda":
+            self.dataloader_pin_memory = False
         if self.dataloader_pin_memory and not accelerator_config_given:
             self.accelerator_config.non_blocking = True
         if self.max_steps is None or self.max_steps <= 0:

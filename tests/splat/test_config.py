@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 import torch
+from transformers import HfArgumentParser
 
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.model import GaussianModel
@@ -69,6 +70,8 @@ def test_load_best_model_at_end_compares_psnr_unless_told_otherwise(tmp_path):
     explicit = SplatTrainingArguments(**best, metric_for_best_model="num_gaussians", greater_is_better=False)
     assert (explicit.metric_for_best_model, explicit.greater_is_better) == ("num_gaussians", False)
     assert SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10).metric_for_best_model is None
+    kept_best = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, save_strategy="best", eval_strategy="steps")
+    assert (kept_best.metric_for_best_model, kept_best.greater_is_better) == ("psnr", True)
     # The default names a metric the evaluation reports (Trainer's "loss" is not one).
     scene = make_procedural_scene(seed=1, num_train=2, num_test=1, width=16, height=16, num_points=50)
     xyz, rgb = scene.point_arrays()
@@ -105,3 +108,11 @@ def test_pruning_after_densification_also_removes_oversized_gaussians_as_the_hel
     strategy.step_post_backward(params, optimizers, state, step=step, info=info)
     assert len(params["means"]) == n - 1
     assert params["scales"].exp().max().item() == pytest.approx(0.01)
+
+
+def test_the_bare_pin_memory_flag_parses_and_pinning_is_dropped_off_cuda(tmp_path):
+    parser = HfArgumentParser(SplatTrainingArguments)
+    (args,) = parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--max_steps", "5",
+                                                  "--dataloader_pin_memory"])
+    assert args.device.type == "cpu" and args.dataloader_pin_memory is False
+
