@@ -201,11 +201,12 @@ class Scene:
         return f"Scene(views: {splits}; points: {points}; center={self.center}, radius={self.radius:.3g})"
 
     def point_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """xyz float32 [N, 3] and rgb uint8 [N, 3] of the point set."""
+        """xyz float32 [N, 3] and rgb uint8 [N, 3] of the point set, writable copies (arrow's
+        buffers are read-only)."""
         if self.points is None:
             raise ValueError("this scene has no point set; initialise Gaussians at random instead")
         xyz, rgb = _stored_rows(self.points, "xyz"), _stored_rows(self.points, "rgb")
-        return xyz.astype(np.float32), rgb
+        return xyz.astype(np.float32), rgb.astype(np.uint8)
 
     def save(self, folder) -> Path:
         """Writes the Hub layout (parquet files, README.md with configs, scene.json).

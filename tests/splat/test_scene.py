@@ -283,6 +283,21 @@ def test_point_sets_are_checked_alike_by_points_dataset_scenes_and_loading(tmp_p
         load_scene(tmp_path)
 
 
+def test_point_arrays_are_writable_and_initialise_without_warnings(tmp_path):
+    import warnings
+
+    from hf_eff import GaussianModel
+
+    for scene in (small_scene(), load_scene(small_scene().save(tmp_path))):
+        xyz, rgb = scene.point_arrays()
+        assert (xyz.dtype, rgb.dtype) == (np.float32, np.uint8)
+        rgb[0] = 1  # was a read-only view of the arrow buffer
+        xyz[0] = 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch warned "The given NumPy array is not writable"
+            GaussianModel.from_points(xyz, rgb)
+
+
 def test_an_empty_train_split_is_refused_by_name():
     views = small_scene().views
     empty = DatasetDict({"train": views["train"].select([]), "test": views["test"]})
