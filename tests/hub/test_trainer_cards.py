@@ -209,3 +209,28 @@ def test_splat_card_describes_the_strategy_the_run_used(tmp_path, settings, cust
     text = ModelCard.load(tmp_path / "README.md").text
     assert f"(densification: `{name}`)" in text and phrase in text
     assert ("global-to-local" in text) == name.startswith("g2l")
+
+
+def test_card_after_the_best_checkpoint_was_reloaded_reports_its_evaluation(tmp_path):
+    from hf_eff import GaussianModel, make_procedural_scene
+    from hf_eff.splat import SplatTrainer, SplatTrainingArguments
+
+    scene = make_procedural_scene(seed=1, num_train=2, num_test=1, width=16, height=16, num_objects=1,
+                                  num_points=30, supersample=1)
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=8, report_to=[], use_cpu=True,
+                                  load_best_model_at_end=True, eval_strategy="steps", save_strategy="steps",
+                                  eval_steps=4, save_steps=4)
+    trainer = SplatTrainer(model=GaussianModel.from_points(*scene.point_arrays(), sh_degree=1), args=args,
+                           train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
+    trainer.state.log_history = [{"eval_psnr": 20.0, "step": 4}, {"eval_psnr": 18.0, "step": 8},
+                                 {"train_runtime": 1.0, "step": 8}]
+    trainer.state.best_global_step = 4
+
+    def card_psnr() -> str:
+        trainer.create_model_card()
+        return ModelCard.load(tmp_path / "README.md").text.split("| g2l | ")[1].split(" |")[0]
+
+    assert card_psnr() == "20"  # the reloaded best checkpoint's, not the last evaluation's
+    trainer.state.log_history.append({"eval_psnr": 20.5, "step": 8})  # evaluate() after training: the model held
+    assert card_psnr() == "20.5"
+
