@@ -49,7 +49,7 @@ class HubCardTrainerMixin:
     model, calls ``create_model_card`` and uploads the output folder. transformers' own card is a
     generic training summary that knows nothing of noise tables, teaching or splats; this one is
     the card ``hf-eff push`` writes. Its results are the latest value of every key in the log
-    history, overridden by what this trainer passed to ``save_metrics`` (the examples' closing
+    history (once training reloaded its best checkpoint, that checkpoint's evaluation), overridden by what this trainer passed to ``save_metrics`` (the examples' closing
     ``all_results.json``); the run settings the card shows and the results lack come from
     ``card_run_settings``. A results file an earlier run left in a reused
     ``output_dir`` is not read: its figures would describe another model.
