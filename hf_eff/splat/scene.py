@@ -111,8 +111,10 @@ def has_alpha(image) -> bool:
 
 
 def check_points(xyz, rgb) -> None:
-    """Raises ``ValueError`` naming the problem unless xyz is finite [N, 3] and rgb uint8 [N, 3]:
-    a float colour in [0, 1] would round to black, and 300 or -5 would wrap, when stored as uint8."""
+    """Raises ``ValueError`` naming the problem unless xyz is finite [N, 3] and rgb integers in
+    0..255 [N, 3] (any integer dtype: other tools' scenes and `Dataset.from_dict` of Python ints
+    give int64, cast to uint8 where the colours are read): a float colour in [0, 1] would round to
+    black, and 300 or -5 would wrap, when stored as uint8."""
     xyz, rgb = np.asarray(xyz), np.asarray(rgb)
     if len(xyz) == 0:
         raise ValueError("scene points: the point set is empty; use points=None (random initialisation)")
@@ -120,10 +122,18 @@ def check_points(xyz, rgb) -> None:
         raise ValueError(
             f"scene points: xyz and rgb must both be [N, 3], got {xyz.shape} and {rgb.shape}"
         )
-    if rgb.dtype != np.uint8:
+    if rgb.dtype.kind == "f":
         raise ValueError(
-            f"scene points: rgb must be uint8 in 0..255, got dtype {rgb.dtype} "
+            f"scene points: rgb must be integers in 0..255, got dtype {rgb.dtype} "
             "(colours in [0, 1]: multiply by 255 and round first)"
+        )
+    if rgb.dtype.kind not in "iu":
+        raise ValueError(f"scene points: rgb must be integers in 0..255, got dtype {rgb.dtype}")
+    low, high = int(rgb.min()), int(rgb.max())
+    if low < 0 or high > 255:
+        hint = "16-bit colours: divide by 257 and round" if low >= 0 and high <= 65535 else "clip them"
+        raise ValueError(
+            f"scene points: rgb must lie in 0..255, got values from {low} to {high} ({hint} first)"
         )
     bad = np.flatnonzero(~np.isfinite(xyz.astype(np.float64)).all(-1))
     if len(bad):
@@ -148,10 +158,11 @@ def _stored_rows(dataset: Dataset, column: str) -> np.ndarray:
 
 
 def points_dataset(xyz, rgb) -> Dataset:
-    """A point set from xyz [N, 3] and rgb [N, 3] (uint8 0..255), checked by `check_points`."""
+    """A point set from xyz [N, 3] and rgb [N, 3] (integers in 0..255, stored as uint8), checked
+    by `check_points`."""
     xyz, rgb = np.asarray(xyz, dtype=np.float32), np.asarray(rgb)
     check_points(xyz, rgb)
-    return Dataset.from_dict({"xyz": xyz, "rgb": rgb}, features=POINT_FEATURES)
+    return Dataset.from_dict({"xyz": xyz, "rgb": rgb.astype(np.uint8)}, features=POINT_FEATURES)
 
 
 @dataclass

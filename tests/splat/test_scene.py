@@ -261,8 +261,12 @@ def nan_xyz():
     [
         (nan_xyz(), np.zeros((4, 3), np.uint8), "scene point 2: xyz contains NaN"),
         # Float colours in [0, 1] used to be stored as uint8 zeros (black); 300 and -5 wrapped.
-        (np.zeros((4, 3)), np.full((4, 3), 0.5), "scene points: rgb must be uint8 in 0..255, got dtype float64"),
-        (np.zeros((4, 3)), np.full((4, 3), 300), "scene points: rgb must be uint8 in 0..255, got dtype int64"),
+        (np.zeros((4, 3)), np.full((4, 3), 0.5),
+         r"rgb must be integers in 0..255, got dtype float64 \(colours in \[0, 1\]: multiply by 255"),
+        (np.zeros((4, 3)), np.full((4, 3), 300),
+         r"rgb must lie in 0..255, got values from 300 to 300 \(16-bit colours: divide by 257"),
+        (np.zeros((4, 3)), np.full((4, 3), -5), r"rgb must lie in 0..255, got values from -5 to -5 \(clip them"),
+        (np.zeros((4, 3)), np.ones((4, 3), bool), "rgb must be integers in 0..255, got dtype bool"),
         (np.zeros((4, 2)), np.zeros((4, 3), np.uint8), r"xyz and rgb must both be \[N, 3\], got \(4, 2\) and \(4, 3\)"),
         (np.zeros((0, 3)), np.zeros((0, 3), np.uint8), "the point set is empty; use points=None"),
     ],
@@ -281,6 +285,23 @@ def test_point_sets_are_checked_alike_by_points_dataset_scenes_and_loading(tmp_p
     points.save_to_disk(str(tmp_path / "points"))
     with pytest.raises(ValueError, match=message):
         load_scene(tmp_path)
+
+
+def test_integer_colours_of_any_dtype_are_accepted_and_read_as_uint8(tmp_path):
+    rng = np.random.default_rng(0)
+    xyz, rgb = rng.normal(size=(6, 3)), rng.integers(0, 256, (6, 3))
+    rgb[0] = (0, 255, 7)
+    views = small_scene().views
+    # Python ints give an int64 column, as other tools' scenes may store their colours.
+    from_ints = Dataset.from_dict({"xyz": xyz.tolist(), "rgb": rgb.tolist()})
+    scenes = [
+        Scene(views=views, points=from_ints, center=(0, 0, 0), radius=1.0),
+        Scene(views=views, points=points_dataset(xyz, rgb.astype(np.int16)), center=(0, 0, 0), radius=1.0),
+    ]
+    scenes.append(load_scene(scenes[0].save(tmp_path)))
+    for scene in scenes:
+        read = scene.point_arrays()[1]
+        assert read.dtype == np.uint8 and (read == rgb).all()
 
 
 def test_point_arrays_are_writable_and_initialise_without_warnings(tmp_path):
