@@ -24,14 +24,6 @@ def test_step_counts_are_none_or_valid(tmp_path, name, value, least):
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, **{name: value})
 
 
-def test_the_smallest_step_counts_are_taken_as_given(tmp_path):
-    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, refine_start_steps=0, refine_every=1,
-                                  reset_every=1, sh_degree_interval=1)
-    strategy = args.build_strategy()
-    assert (strategy.refine_start_iter, strategy.refine_every, strategy.reset_every) == (0, 1, 1)
-    assert args.active_sh_interval == 1
-
-
 @pytest.mark.parametrize("strategy", ["default", "g2l"])
 def test_reset_every_error_names_the_way_to_turn_resets_off_and_that_way_works(tmp_path, strategy):
     with pytest.raises(ValueError, match="to turn opacity resets off, set reset_stop_fraction=0"):
