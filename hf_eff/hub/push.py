@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
-from huggingface_hub import DatasetCard, HfApi, get_token
+from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import validate_repo_id
 
 from hf_eff.hub.cards import (
     grant_card,
     halora_card,
     regulariser_description,
-    scene_card,
     splat_card,
 )
 
@@ -97,20 +95,6 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 
-def _stage_scene(output_dir: Path, staging: Path, repo_id: str, license: str | None = None) -> None:
-    """Writes the scene's Hub layout into staging, with its dataset card."""
-    from hf_eff.splat import load_scene
-
-    scene = load_scene(output_dir)
-    scene.save(staging)
-    metadata = DatasetCard.load(staging / "README.md").data.to_dict()
-    contents = {f"{split} views": len(views) for split, views in scene.views.items()}
-    if scene.points is not None:
-        contents["points"] = len(scene.points)
-    contents["camera radius"] = scene.radius
-    scene_card(repo_id, contents, metadata, license=license).save(staging / "README.md")
-
-
 def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
                     kind: str | None = None, commit_message: str | None = None, license: str | None = None) -> str:
     """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL.
@@ -124,17 +108,18 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     validate_repo_id(repo_id)  # before the Hub is asked: its answer to a malformed id is a bare 400
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
-    api = HfApi(token=token)
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
     # What is uploaded is read first (the scene, or the run's card and results): a folder that does
     # not load is refused before any repo is created.
     if kind == "scene_dataset":
-        with tempfile.TemporaryDirectory() as staging:
-            _stage_scene(output_dir, Path(staging), repo_id, license)
-            url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=staging, commit_message=message)
-        return str(url)
+        from hf_eff.splat import load_scene
+
+        scene = load_scene(output_dir)
+        # The scene's own push: one place stages, carries the card and replaces an earlier scene's shards.
+        commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license)
+        return str(commit.repo_url)
     card = build_card(kind, output_dir, repo_id, license=license)
+    api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     card.save(output_dir / "README.md")
     api.upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message=message,

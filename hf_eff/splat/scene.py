@@ -260,10 +260,15 @@ class Scene:
         token=None,
         commit_message=None,
         revision=None,
+        license: str | None = None,
     ):
-        """Uploads the `save` layout to a Hub dataset repo in one commit; ``revision``: a
-        branch, created from main if it does not exist."""
-        from huggingface_hub import HfApi
+        """Uploads the `save` layout, with the hf-eff scene card, to a Hub dataset repo in one
+        commit (what `hf-eff push` of a scene folder does too); ``revision``: a branch, created from
+        main if it does not exist; ``license``: the card's license (a Hub license id: the images
+        are the user's, so none is stated without it)."""
+        from huggingface_hub import DatasetCard, HfApi
+
+        from hf_eff.hub.cards import scene_card
 
         api = HfApi(token=token)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -272,6 +277,14 @@ class Scene:
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save(tmp)
+            readme = Path(tmp) / "README.md"
+            contents = {f"{split} views": len(views) for split, views in self.views.items()}
+            if self.points is not None:
+                contents["points"] = len(self.points)
+            contents["camera radius"] = self.radius
+            # The card keeps save's YAML (its configs are how load_dataset finds views and points).
+            metadata = DatasetCard.load(readme).data.to_dict()
+            scene_card(repo_id, contents, metadata, license=license).save(readme)
             return api.upload_folder(
                 repo_id=repo_id,
                 repo_type="dataset",

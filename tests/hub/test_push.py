@@ -4,6 +4,7 @@ The uploads themselves run against the local Hub in test_roundtrips.py (through 
 import json
 
 import pytest
+from huggingface_hub import DatasetCard
 
 from hf_eff.hub import push
 
@@ -84,3 +85,26 @@ def test_scene_folder_that_does_not_load_is_refused_before_any_repo_is_created(l
     with pytest.raises(ValueError, match="views/ is unreadable"):
         push.push_output_dir(tmp_path, repo_id, token=local_hub.token)
     assert not local_hub.api().repo_exists(repo_id, repo_type="dataset")
+
+
+def test_cli_push_of_a_scene_again_leaves_none_of_the_old_scene_in_the_repo(local_hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from hf_eff.splat.procedural import make_procedural_scene
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    repo_id = local_hub.repo_id("repushed-scene")
+    tiny = dict(num_train=2, width=8, height=8, num_objects=1, supersample=1)
+    make_procedural_scene(seed=1, num_test=1, num_points=20, **tiny).save(tmp_path / "first")
+    # No points and no test views: their shards from the first push must go.
+    make_procedural_scene(seed=2, num_test=0, num_points=0, **tiny).save(tmp_path / "second")
+    for folder in ("first", "second"):
+        push.push_output_dir(tmp_path / folder, repo_id, token=local_hub.token, license="cc-by-4.0")
+    api = local_hub.api()
+    files = set(api.list_repo_files(repo_id, repo_type="dataset"))
+    assert {f for f in files if f.endswith(".parquet")} == {"views/train-00000-of-00001.parquet"}
+    repo = local_hub.server.repos[("dataset", repo_id)]
+    readme = repo.commits[repo.branches["main"]].tree["README.md"]
+    card = DatasetCard(local_hub.server.blobs[readme.sha256].decode())
+    assert card.data.license == "cc-by-4.0" and "gaussian-splatting" in card.data.tags
+    assert [c["config_name"] for c in card.data.configs] == ["views"]
