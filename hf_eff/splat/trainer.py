@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainerState
 
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
@@ -200,7 +200,7 @@ class _DensifyCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.trainer._non_finite.reset()
-        self.trainer._start_train_clocks(state.log_history)
+        self.trainer._start_train_clocks(state)
         self.trainer._broadcast_gaussians()
 
     def on_optimizer_step(self, args, state, control, **kwargs):
@@ -287,7 +287,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._non_finite = NonFiniteWatch([*self.splats.keys(), "render"])
         # Whether the ranks' densification statistics hold their own views' parts, not yet summed.
         self._statistics_partial = False
-        self._start_train_clocks([])
+        self._checkpoint_clocks: tuple[float, float] | None = None  # what a resumed checkpoint saved
+        self._start_train_clocks()
         self.add_callback(_DensifyCallback(self))
 
     def _initial_strategy_state(self) -> dict[str, Any]:
@@ -295,20 +296,26 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             return self.strategy.initialize_state(scene_scale=self.scene_scale)
         return self.strategy.initialize_state()
 
-    def _start_train_clocks(self, log_history: list[dict]) -> None:
+    def _start_train_clocks(self, state: TrainerState | None = None) -> None:
         """Starts the training clocks, wall and process CPU time (CPU time is much less disturbed when
-        other processes share the machine; evaluation time is subtracted from both), at the last
-        values an evaluation logged in `log_history`: a run resumed from a checkpoint goes on from
-        the times logged before it, a new run (empty history) starts at 0. The steps between a
-        checkpoint's last evaluation and the checkpoint are not counted (none when checkpoints are
-        saved at evaluation steps)."""
-
-        def last(key: str) -> float:
-            return next((entry[key] for entry in reversed(log_history) if key in entry), 0.0)
-
-        self._train_clock_start = time.perf_counter() - last("eval_train_seconds")
-        self._train_cpu_start = time.process_time() - last("eval_train_cpu_seconds")
+        other processes share the machine; evaluation time is subtracted from both): at 0 for a new
+        run, at the times saved with the checkpoint for a resumed one (``state.global_step`` > 0).
+        A checkpoint saved before the clocks were goes on from its last logged evaluation."""
+        wall = cpu = 0.0
+        if state is not None and state.global_step:
+            if self._checkpoint_clocks is not None:
+                wall, cpu = self._checkpoint_clocks
+            else:
+                wall, cpu = (next((entry[key] for entry in reversed(state.log_history) if key in entry), 0.0)
+                             for key in ("eval_train_seconds", "eval_train_cpu_seconds"))
+        self._train_clock_start = time.perf_counter() - wall
+        self._train_cpu_start = time.process_time() - cpu
         self._eval_seconds = self._eval_cpu_seconds = 0.0
+
+    def _train_clocks(self) -> tuple[float, float]:
+        """Training wall and process CPU seconds so far, evaluations excluded."""
+        return (time.perf_counter() - self._train_clock_start - self._eval_seconds,
+                time.process_time() - self._train_cpu_start - self._eval_cpu_seconds)
 
     # ------------------------------------------------------------------ data parallelism
     @property
@@ -611,12 +618,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             if index < self.args.eval_render_images:
                 pairs.append(torch.cat([render[0], target[0]], dim=1).cpu())
         model.train(was_training)
+        train_seconds, train_cpu_seconds = self._train_clocks()
         metrics = {
             f"{metric_key_prefix}_psnr": sum(psnrs) / len(psnrs),
             f"{metric_key_prefix}_ssim": sum(ssims) / len(ssims),
             f"{metric_key_prefix}_num_gaussians": len(self.splats["means"]),
-            f"{metric_key_prefix}_train_seconds": time.perf_counter() - self._train_clock_start - self._eval_seconds,
-            f"{metric_key_prefix}_train_cpu_seconds": time.process_time() - self._train_cpu_start - self._eval_cpu_seconds,
+            f"{metric_key_prefix}_train_seconds": train_seconds,
+            f"{metric_key_prefix}_train_cpu_seconds": train_cpu_seconds,
         }
         # Logged first: the loggers' writers are opened by their first on_log (after training
         # ends too), and the images go to the writers that exist.
@@ -689,6 +697,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "strategy_state": self.strategy_state,
                 "coarse_to_fine": self.coarse_to_fine.state_dict() if self.coarse_to_fine is not None else None,
                 "global_stop_iter": getattr(self.strategy, "global_stop_iter", None),
+                # A resumed run goes on from these, not from the last evaluation (steps after it count).
+                "train_clocks": self._train_clocks(),
             }
             torch.save(state, os.path.join(output_dir, DENSIFICATION_STATE_NAME))
 
@@ -751,6 +761,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             self.coarse_to_fine = EnergyCoarseToFine.from_state_dict(state["coarse_to_fine"])
         if state["global_stop_iter"] is not None:
             self.strategy.global_stop_iter = state["global_stop_iter"]
+        self._checkpoint_clocks = state.get("train_clocks")
 
 
 def train_seconds_to_reach(log_history: list[dict], target_psnr: float, clock: str = "eval_train_seconds") -> float:

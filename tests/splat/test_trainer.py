@@ -219,16 +219,32 @@ def test_white_background_renders_onto_white(scene, tmp_path):
     torch.testing.assert_close(render, torch.ones_like(render))
 
 
-def test_a_resumed_run_continues_the_training_clocks(scene, tmp_path):
-    settings = dict(max_steps=20, eval_strategy="steps", eval_steps=2, eval_render_images=0)
-    make_trainer(scene, tmp_path / "full", save_strategy="steps", save_steps=18, **settings).train()
-    resumed = make_trainer(scene, tmp_path / "resumed", save_strategy="no", **settings)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-18"))
-    # The evaluations at steps 2..18 come from the checkpoint; the one at 20 goes on from them (its
-    # 2 steps alone took far less than the 18 before).
-    for clock in ("eval_train_seconds", "eval_train_cpu_seconds"):
-        times = [entry[clock] for entry in resumed.state.log_history if clock in entry]
-        assert len(times) == 10 and times == sorted(times), clock
+def test_a_resumed_run_continues_the_training_clocks_saved_with_its_checkpoint(scene, tmp_path):
+    # Evaluated every 4 steps, saved at 18: the steps after the last evaluation (16) count too.
+    settings = dict(max_steps=20, eval_strategy="steps", eval_steps=4, eval_render_images=0)
+    full = make_trainer(scene, tmp_path / "full", save_strategy="steps", save_steps=18, **settings)
+    full.train()
+    clocks = ("eval_train_seconds", "eval_train_cpu_seconds")
+    at_16 = next(entry for entry in full.state.log_history if entry["step"] == 16 and clocks[0] in entry)
+    state_file = tmp_path / "full" / "checkpoint-18" / "densification_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    saved = state["train_clocks"]
+    assert all(saved[i] > at_16[clock] for i, clock in enumerate(clocks))
+
+    def resumed_times(**overrides):
+        resumed = make_trainer(scene, tmp_path / "resumed", save_strategy="no", **{**settings, **overrides})
+        resumed.train(resume_from_checkpoint=str(state_file.parent))
+        return {clock: [entry[clock] for entry in resumed.state.log_history if clock in entry] for clock in clocks}
+
+    # An hour added to the saved clocks shows that the resumed run goes on from them.
+    torch.save({**state, "train_clocks": (saved[0] + 3600, saved[1] + 3600)}, state_file)
+    for i, (clock, times) in enumerate(resumed_times().items()):
+        assert len(times) == 5 and times[:4] == sorted(times[:4]), clock  # steps 4..16 from the checkpoint
+        assert saved[i] + 3600 < times[4] < saved[i] + 3600 + 600, clock
+    # A checkpoint saved before the clocks were goes on from its last evaluation.
+    torch.save({key: value for key, value in state.items() if key != "train_clocks"}, state_file)
+    for clock, times in resumed_times().items():
+        assert len(times) == 5 and times == sorted(times), clock
 
 
 def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_path):
