@@ -11,7 +11,7 @@ from hf_eff.splat.losses import photometric_loss, psnr, ssim
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.strategy import FixedDefaultStrategy, GlobalToLocalStrategy
-from hf_eff.splat.trainer import GaussianOptimizers, SplatTrainer
+from hf_eff.splat.trainer import RENDER_KEYWORDS, GaussianOptimizers, SplatTrainer
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +200,19 @@ def test_a_model_whose_render_lacks_the_trainers_keywords_is_refused_by_name(sce
     args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10)
     with pytest.raises(TypeError, match="model.render must accept the keywords backend, absgrad, check_finite"):
         SplatTrainer(model=FixedBackendModel.from_points(xyz, rgb), args=args, train_dataset=scene.views["train"])
+
+    # The keywords checked are exactly those the trainer passes.
+    passed = []
+
+    class RecordingModel(GaussianModel):
+        def render(self, viewmats, Ks, width, height, **kwargs):
+            passed.append(set(kwargs))
+            return super().render(viewmats, Ks, width, height, **kwargs)
+
+    trainer = SplatTrainer(model=RecordingModel.from_points(xyz, rgb), args=args, train_dataset=scene.views["train"])
+    views = trainer.train_dataset
+    trainer.render(trainer.model, views.viewmats[:1], views.Ks[:1], views.width, views.height)
+    assert passed == [set(RENDER_KEYWORDS)]
 
 
 def test_training_stops_with_a_named_error_when_pruning_leaves_no_gaussian(scene, tmp_path):
