@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat import procedural
+from hf_eff.splat.procedural import _random_texture, _World, make_procedural_scene
 from hf_eff.splat.scene import scene_views_to_tensors
 
 SMALL = dict(num_train=4, num_test=2, width=32, height=24, num_points=300, supersample=1)
@@ -61,8 +62,40 @@ def test_rejects_bad_arguments():
         make_procedural_scene(num_objects=-1)
 
 
+def one_at_a_time(seed, num_objects):
+    """Object centres and light of the placement loop before batching (one try per draw, no cap)."""
+    rng = np.random.default_rng(seed)
+    _random_texture(rng, "checkers")
+    placed = []
+    while len(placed) < num_objects:
+        size, xy = rng.uniform(0.3, 0.6), rng.uniform(-1.4, 1.4, 2)
+        if any(np.linalg.norm(xy - other) < size + r + 0.1 for other, r in placed):
+            continue
+        placed.append((xy, size))
+        _random_texture(rng)
+        if rng.uniform() >= 0.5:  # a box: half sizes and angle
+            rng.uniform(0.55, 0.7, 3), rng.uniform(0, np.pi)
+    light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(1.2, 2.0)])
+    return [xy for xy, _ in placed], light / np.linalg.norm(light)
+
+
+# The defaults and seeds the repo's tests and benchmarks use, and ones the 20000-try cap refused.
+@pytest.mark.parametrize("seed, num_objects", [(0, 4), (1, 4), (2, 4), (37, 8), (57, 9), (5, 10)])
+def test_objects_are_placed_as_the_one_at_a_time_loop_placed_them(seed, num_objects):
+    world = _World(seed, num_objects)
+    centres, light = one_at_a_time(seed, num_objects)
+    assert [tuple(obj.center[:2]) for obj in world.objects[1:]] == [tuple(xy) for xy in centres]
+    assert (world.light == light).all()
+
+
 @pytest.mark.timeout(60)  # the placement loop used to retry without end
-def test_too_many_objects_raise_instead_of_retrying_forever():
-    # Seed 0 places 10 objects without overlap in the allowed tries, not 12.
-    with pytest.raises(ValueError, match=r"num_objects=12: only \d+ non-overlapping objects fit .* 20000 random"):
+def test_objects_without_room_left_fail_at_once_naming_num_objects():
+    # Seed 0 has no room left after 11 objects.
+    with pytest.raises(ValueError, match=r"num_objects=12: could not place them \(seed 0\): the 11 placed leave no room"):
         make_procedural_scene(seed=0, num_objects=12, **SMALL)
+
+
+def test_placement_gives_up_after_the_tries_allowed(monkeypatch):
+    monkeypatch.setattr(procedural, "_PLACEMENT_TRIES", 1000)  # seed 37 takes more for its 8th object
+    with pytest.raises(ValueError, match=r"num_objects=8: could not place them \(seed 37\): 7 placed after 1000 random"):
+        make_procedural_scene(seed=37, num_objects=8, **SMALL)
