@@ -386,12 +386,15 @@ class RRAMNoise:
 
     def _restore_layer(self, weight: torch.Tensor, state: _LayerNoise) -> None:
         """Undoes one layer's recorded bands, the last first, dropping each record once its band is clean."""
-        draw = self._draw(weight, state.seed)
+        # stuck_at needs no draw: its fix-ups hold every stuck cell's clean value
+        draw = None if self.mode == "stuck_at" else self._draw(weight, state.seed)
         while state.bands:
             band, index, values = state.bands[-1]
-            operand = self._band_operand(draw, band, state.tile_scale)
+            noisy = weight[band].float()
+            if draw is not None:
+                noisy = self._approx_clean(noisy, self._band_operand(draw, band, state.tile_scale))
             # contiguous: the fix-up indices are flat in row-major order, whatever the weight's strides
-            back = self._approx_clean(weight[band].float(), operand).to(weight.dtype).contiguous()
+            back = noisy.to(weight.dtype).contiguous()
             back.view(-1)[index.long()] = values
             weight[band] = back
             state.bands.pop()
