@@ -235,7 +235,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             persistent_workers=self.args.dataloader_persistent_workers,
             prefetch_factor=self.args.dataloader_prefetch_factor,
             multiprocessing_context=getattr(self.args, "dataloader_multiprocessing_context", None),
-            in_order=getattr(self.args, "dataloader_in_order", True),
+            # as transformers passes it: only where the arguments have it (torch >= 2.6's DataLoader)
+            **({"in_order": self.args.dataloader_in_order} if hasattr(self.args, "dataloader_in_order") else {}),
         )
         return self.accelerator.prepare(loader)
 
