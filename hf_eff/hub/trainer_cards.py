@@ -100,14 +100,15 @@ class HubCardTrainerMixin:
     def _hf_eff_card(self, folder: Path, model_name: str | None = None, **user_args):
         results: dict = {}
         best_step = self.state.best_global_step if self.args.load_best_model_at_end else None
+        best_evaluations = [entry for entry in self.state.log_history if best_step is not None
+                            and entry.get("step") == best_step and any(key.startswith("eval_") for key in entry)]
         for entry in self.state.log_history:
             results.update(entry)
-            if best_step is not None and "train_runtime" in entry:
+            if "train_runtime" in entry:
                 # Training ended by reloading the best checkpoint: its evaluation describes the model now
                 # held (a later evaluate() comes after this entry and wins).
-                for best in self.state.log_history:
-                    if best.get("step") == best_step and any(key.startswith("eval_") for key in best):
-                        results.update(best)
+                for best in best_evaluations:
+                    results.update(best)
         results.update(getattr(self, "_saved_metrics", {}))
         for name, value in self.card_run_settings().items():
             if results.get(name) is None:
