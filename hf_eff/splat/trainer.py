@@ -163,7 +163,8 @@ class NonFiniteWatch:
         if self.first_step is None or self.first_step.device != device:
             self.first_step = torch.full((), -1, dtype=torch.long, device=device)
             self.bad = torch.zeros(len(self.names), dtype=torch.bool, device=device)
-        none = self.bad.new_zeros(())
+        # a placeholder only for a partial update (the training step passes every name)
+        none = self.bad.new_zeros(()) if len(tensors) < len(self.names) else None
         bad = torch.stack([~torch.isfinite(tensors[name]).all() if name in tensors else none for name in self.names])
         # Python scalars go to the kernels as arguments: no host-to-device copy, no synchronisation.
         fresh = (self.first_step < 0) & bad.any()
@@ -690,8 +691,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # Every rank is here: the saved statistics are the ranks' total, so a resume continues exactly.
         # Summing here also changes the order of the live run's sums (last bits only), so a run that
         # saves checkpoints may take a near-threshold densification decision differently from one that does not.
-        if self.is_distributed:
-            self._combine_statistics(self.strategy_state)
+        self._combine_statistics(self.strategy_state)
         if self.args.should_save:
             state = {
                 "strategy_state": self.strategy_state,
