@@ -204,11 +204,14 @@ def _row_bands(shape: torch.Size, tile: int) -> list[slice]:
 class _LayerNoise:
     """What undoing one layer's noise needs: its generator seed, tile scales, and per row band written
     so far its exact fix-ups (flat indices within the band, and values), so an apply interrupted
-    part-way is undone exactly. Restore drops each band's record once the band is clean again."""
+    part-way is undone exactly. Restore drops each band's record once the band is clean again.
+    ``written``: the weight's storage and autograd version counter when the noise went in (the noise is
+    written through ``.data``, which leaves the counter alone), to tell whether anything else wrote since."""
 
     seed: int
     tile_scale: torch.Tensor | None
     bands: list[tuple[slice, torch.Tensor, torch.Tensor]]
+    written: tuple[int, int]
 
     @property
     def nbytes(self) -> int:
@@ -228,7 +231,7 @@ class RRAMNoise:
     (so a model is evaluated on the hardware it was trained for), else ``tile_additive``, 64 and
     every Linear in the transformer blocks; explicit values win.
     The noised weights must stay frozen while the noise is applied (restore undoes the recorded
-    draw); merge adapters only after ``restore()``. Sharded (FSDP) weights are not supported.
+    draw, and raises naming a weight changed meanwhile); merge adapters only after ``restore()``. Sharded (FSDP) weights are not supported.
     """
 
     def __init__(
@@ -251,6 +254,14 @@ class RRAMNoise:
                     f"layer {name}: weight is {module.weight.dtype} (a quantised layer, e.g. bitsandbytes' "
                     "Linear4bit): RRAM noise is defined on float weights; load the base model in a float dtype, or "
                     "leave quantised layers out with target_modules / noise_target_modules"
+                )
+            # accelerate's disk / CPU offloading (device_map with offload) and empty-weight initialisation
+            # leave meta placeholders, loaded only inside each forward: there is nothing to write noise into.
+            if module.weight.is_meta:
+                raise ValueError(
+                    f"layer {name}: weight is on the meta device (not loaded, or offloaded by a device_map with "
+                    "accelerate hooks): RRAM noise is written into the weights in memory; load the model without "
+                    "offloading, or leave offloaded layers out with target_modules / noise_target_modules"
                 )
             # FSDP leaves each rank a flat shard (or an empty view): tiles and draws need whole weights.
             if module.weight.dim() != 2 or module.weight.numel() == 0 or type(module.weight).__name__ == "DTensor":
@@ -330,7 +341,7 @@ class RRAMNoise:
         try:
             if self.sigma != 0:
                 for name, module in self.layers.items():
-                    self._apply_layer(name, module.weight.data, draw_seed(seed, draw_index, name), applied)
+                    self._apply_layer(name, module.weight, draw_seed(seed, draw_index, name), applied)
         except BaseException as error:
             # The traceback holds the failed layer's frames and with them its draw and band temporaries:
             # freed before restore draws again, or recovering from an out-of-memory error would need more.
@@ -340,9 +351,10 @@ class RRAMNoise:
             raise
         self._applied = applied
 
-    def _apply_layer(self, name: str, weight: torch.Tensor, seed: int, applied: dict[str, _LayerNoise]) -> None:
+    def _apply_layer(self, name: str, parameter: torch.Tensor, seed: int, applied: dict[str, _LayerNoise]) -> None:
         """Noises one layer; its draw and band temporaries are freed when this returns, before the next
         layer allocates its own."""
+        weight = parameter.data
         bands = _row_bands(weight.shape, self.tile_size)
         # band by band (isfinite of a whole float32 layer holds 1.75x its bytes), read once per layer
         if not torch.stack([torch.isfinite(weight[band]).all() for band in bands]).all():
@@ -351,7 +363,7 @@ class RRAMNoise:
         if self.mode in ("tile_additive", "stuck_at"):  # by bands too: a whole-layer abs() is a full-size temporary
             tile_scale = torch.cat([_tile_abs_max(weight[band], self.tile_size) for band in bands]).float()
         # registered before anything is written; restore skips it while no band is recorded
-        state = applied[name] = _LayerNoise(seed, tile_scale, [])
+        state = applied[name] = _LayerNoise(seed, tile_scale, [], (weight.data_ptr(), parameter._version))
         draw = self._draw(weight, seed)
         for band in bands:
             self._apply_band(weight, band, draw, state)
@@ -376,13 +388,29 @@ class RRAMNoise:
     @torch.no_grad()
     def restore(self) -> None:
         """Puts the clean weights back, bit-exactly. Each band's and each layer's record is dropped as
-        soon as it is undone, so a restore that fails part-way (out of memory) can be called again."""
+        soon as it is undone, so a restore that fails part-way (out of memory) can be called again.
+
+        A noised weight that something else changed in place meanwhile (an optimizer step on a weight
+        that requires grad, a merge) cannot come back exactly: it is restored as far as the record allows
+        (the change kept, but for the fix-up cells, which get their clean values) and RuntimeError names it."""
         applied = self._applied or {}
+        changed = []
         for name in list(applied):
+            parameter = self.layers[name].weight
             if applied[name].bands:  # an apply may have failed before writing this layer
-                self._restore_layer(self.layers[name].weight.data, applied[name])
+                if (parameter.data_ptr(), parameter._version) != applied[name].written:
+                    changed.append(name)
+                self._restore_layer(parameter.data, applied[name])
             del applied[name]
         self._applied = None
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise RuntimeError(
+                f"RRAM noise: {changed[:3]}{more} changed in place while the noise was applied (an optimizer step on "
+                "weights that require grad?), so their clean weights could not be restored exactly. The noise "
+                "simulates fixed deployed weights: freeze them (requires_grad_(False)) and train an adapter, with "
+                "HaLoRATrainer for noise-aware training"
+            )
 
     def _restore_layer(self, weight: torch.Tensor, state: _LayerNoise) -> None:
         """Undoes one layer's recorded bands, the last first, dropping each record once its band is clean."""

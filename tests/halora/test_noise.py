@@ -96,6 +96,19 @@ def test_restored_even_when_the_body_raises():
     assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
 
 
+def test_a_weight_trained_while_noised_is_named_at_restore_and_the_others_come_back_exactly():
+    model = make_tiny_llama()  # a plain model: every block Linear is on RRAM, whatever requires_grad says
+    before = _snapshot(model)
+    trained = model.model.layers[1].mlp.up_proj.weight
+    optimizer = torch.optim.SGD([trained], lr=0.1)
+    ids = torch.randint(0, 128, (2, 8))
+    with pytest.raises(RuntimeError, match=r"\['model.layers.1.mlp.up_proj'\] changed in place.*could not be restored"):
+        with rram_noise(model, sigma=0.02, seed=0):
+            model(ids, labels=ids).loss.backward()
+            optimizer.step()
+    assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items() if n != "model.layers.1.mlp.up_proj.weight")
+
+
 def test_draws_are_reproducible_and_independent_of_wrappers():
     plain, adapted = make_tiny_llama(), get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
     name = "model.layers.1.self_attn.q_proj"
@@ -142,6 +155,24 @@ def test_sharded_weights_are_refused():
     model.model.layers[0].self_attn.q_proj.weight = nn.Parameter(torch.empty(0), requires_grad=False)
     with pytest.raises(ValueError, match="layers.0.self_attn.q_proj.*sharded.*not FSDP"):
         RRAMNoise(model, 0.01)
+
+
+def test_offloaded_and_meta_weights_are_refused_by_name(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    make_tiny_llama().save_pretrained(tmp_path / "model")
+    # accelerate keeps a disk-offloaded layer's weights as meta placeholders, loaded inside each forward
+    device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
+                  "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    offloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model", device_map=device_map,
+                                                     offload_folder=str(tmp_path / "offload"))
+    with pytest.raises(ValueError, match=r"layers.1.self_attn.q_proj: weight is on the meta device.*offloaded"):
+        RRAMNoise(offloaded, 0.01)
+    assert len(RRAMNoise(offloaded, 0.01, target_modules=r"model\.layers\.0\..*").layers) == 7
+    with torch.device("meta"):
+        empty = make_tiny_llama()
+    with pytest.raises(ValueError, match="layers.0.self_attn.q_proj: weight is on the meta device"):
+        RRAMNoise(empty, 0.01)
 
 
 def test_quantised_weights_are_refused():
