@@ -53,31 +53,42 @@ POINT_FEATURES = Features(
 VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 
 
-def views_dataset(images, Ks, world_to_cameras) -> Dataset:
-    """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4].
+def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> Dataset:
+    """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4] (OpenCV:
+    x right, y down, z forward; an OpenGL / Blender camera-to-world ``c2w`` becomes
+    ``inv(c2w @ OPENGL_TO_OPENCV)``, see `hf_eff.splat.cameras`).
 
-    Images may be PIL images, uint8 arrays [H, W, 3], encoded bytes or file paths. Encoded
-    RGB files are stored as they are (a JPEG is not re-encoded); anything else is
-    converted to RGB and stored as PNG.
+    Images may be PIL images, arrays or CPU tensors [H, W], [H, W, 3] or [H, W, 4] (uint8 in
+    0..255, or float in [0, 1] as renders are, rounded to 8 bits), encoded bytes or file paths.
+    Transparent pixels (an alpha channel, RGBA arrays) are composited onto ``background`` (RGB in
+    [0, 1]; black, 3DGS's default, or white for ``white_background``), as the converters do:
+    dropping the alpha would train on whatever colour the masked-out pixels hold. Encoded RGB
+    files are stored as they are (a JPEG is not re-encoded); anything else is stored as PNG.
     """
     import PIL.Image
 
     stored, sizes = [], []
-    for image in images:
+    for index, image in enumerate(images):
         if isinstance(image, str | Path):
             image = Path(image).read_bytes()
         if isinstance(image, bytes | bytearray):
             with PIL.Image.open(io.BytesIO(image)) as opened:
-                keep = opened.mode == "RGB"
                 sizes.append(opened.size)
                 stored.append(
-                    {"bytes": bytes(image), "path": None} if keep else opened.convert("RGB")
+                    {"bytes": bytes(image), "path": None}
+                    if opened.mode == "RGB"
+                    else _rgb_image(opened, background)
                 )
             continue
-        if isinstance(image, np.ndarray):
-            image = PIL.Image.fromarray(image)
+        if isinstance(image, torch.Tensor | np.ndarray):
+            image = PIL.Image.fromarray(_uint8_pixels(image, index))
+        if not isinstance(image, PIL.Image.Image):
+            raise TypeError(
+                f"views_dataset image {index}: expected a PIL image, an array or tensor [H, W, 3], "
+                f"bytes or a file path, got {type(image).__name__}"
+            )
         sizes.append(image.size)
-        stored.append(image if image.mode == "RGB" else image.convert("RGB"))
+        stored.append(image if image.mode == "RGB" else _rgb_image(image, background))
     return Dataset.from_dict(
         {
             "image": stored,
@@ -88,6 +99,45 @@ def views_dataset(images, Ks, world_to_cameras) -> Dataset:
         },
         features=VIEW_FEATURES,
     )
+
+
+def _uint8_pixels(image, index: int) -> np.ndarray:
+    """An array or tensor image as uint8 [H, W] or [H, W, 3 or 4]; float values in [0, 1] are
+    rounded to 0..255. Anything PIL would misread (other layouts, 16-bit or out-of-range values)
+    is refused, naming the view."""
+    where = f"views_dataset image {index}"
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
+        raise ValueError(
+            f"{where}: expected [H, W], [H, W, 3] or [H, W, 4] (channels last), got shape {image.shape}"
+        )
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype.kind == "f":
+        if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
+            raise ValueError(
+                f"{where}: float pixels must be finite and in [0, 1], got values from "
+                f"{np.nanmin(image):.4g} to {np.nanmax(image):.4g}"
+            )
+        return np.round(image.astype(np.float64) * 255).astype(np.uint8)
+    if image.dtype.kind in "iu" and image.size and image.min() >= 0 and image.max() <= 255:
+        return image.astype(np.uint8)
+    raise ValueError(
+        f"{where}: pixels must be uint8 in 0..255 or float in [0, 1], got {image.dtype} "
+        + (f"with values from {image.min()} to {image.max()}" if image.size else "(empty)")
+    )
+
+
+def _rgb_image(image, background):
+    """A PIL image as RGB: transparency composited onto ``background``, other modes converted."""
+    import PIL.Image
+
+    if has_alpha(image):
+        return PIL.Image.fromarray(composite_alpha(image, background))
+    return image.convert("RGB")
 
 
 def check_test_every(test_every) -> None:

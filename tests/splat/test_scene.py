@@ -240,6 +240,46 @@ def test_scene_views_to_tensors_stacks_and_checks_sizes():
         scene_views_to_tensors(mixed)
 
 
+def test_views_dataset_takes_float_and_tensor_images_as_renders_are():
+    images, Ks, poses = view_columns(1)
+    pixels = images[0]
+    as_float = pixels.astype(np.float32) / 255
+    for image in (as_float, torch.from_numpy(pixels), torch.from_numpy(as_float), pixels[..., :1]):
+        stored = np.asarray(views_dataset([image], Ks, poses)[0]["image"])
+        expected = np.repeat(pixels[..., :1], 3, -1) if image.shape[-1] == 1 else pixels
+        assert (stored == expected).all()
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.full((HEIGHT, WIDTH, 3), 1.5, np.float32), r"float pixels must be finite and in \[0, 1\]"),
+        (np.full((HEIGHT, WIDTH, 3), 300, np.uint16), "got uint16 with values from 300 to 300"),
+        (np.zeros((3, HEIGHT, WIDTH), np.uint8), r"channels last\), got shape \(3, 6, 8\)"),
+        (7, "expected a PIL image, an array or tensor"),
+    ],
+)
+def test_views_dataset_names_images_it_cannot_store(image, message):
+    images, Ks, poses = view_columns(2)
+    with pytest.raises((ValueError, TypeError), match=f"views_dataset image 1: .*{message}"):
+        views_dataset([images[0], image], Ks, poses)
+
+
+@pytest.mark.parametrize("form", ["array", "pil", "png"])
+def test_views_dataset_composites_transparent_pixels_onto_the_background(tmp_path, form):
+    import PIL.Image
+
+    images, Ks, poses = view_columns(1)
+    rgba = np.concatenate([images[0], np.zeros((HEIGHT, WIDTH, 1), np.uint8)], axis=-1)
+    rgba[0, 0, 3] = 255  # one opaque pixel keeps its colour
+    image = {"array": rgba, "pil": PIL.Image.fromarray(rgba), "png": tmp_path / "view.png"}[form]
+    PIL.Image.fromarray(rgba).save(tmp_path / "view.png")
+    for background, fill in (((0, 0, 0), 0), ((1, 1, 1), 255)):
+        stored = np.asarray(views_dataset([image], Ks, poses, background=background)[0]["image"])
+        assert (stored[0, 0] == images[0][0, 0]).all()
+        assert (stored.reshape(-1, 3)[1:] == fill).all()
+
+
 def test_images_to_float_is_the_division_by_255_and_refuses_float_input():
     pixels = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16, 1).expand(2, 16, 16, 3)
     converted = images_to_float(pixels)

@@ -14,8 +14,6 @@ from datasets import DatasetDict
 from hf_eff.splat.scene import (
     Scene,
     check_test_every,
-    composite_alpha,
-    has_alpha,
     points_dataset,
     views_dataset,
 )
@@ -111,10 +109,8 @@ def scene_from_colmap(
         path = images_dir / image.name
         if not path.exists():
             raise FileNotFoundError(f"COLMAP image {image.name!r} not found in {images_dir}")
-        with PIL.Image.open(path) as opened:
+        with PIL.Image.open(path) as opened:  # reads the header only
             width, height = opened.size
-            # RGB files are stored as they are; transparency is composited, not dropped.
-            image_data = composite_alpha(opened, background) if has_alpha(opened) else path
         scale_x, scale_y = width / camera.width, height / camera.height
         if abs(width - camera.width * scale_y) > 1 or abs(height - camera.height * scale_x) > 1:
             raise ValueError(
@@ -126,7 +122,7 @@ def scene_from_colmap(
         K[1] *= scale_y
         pose = np.eye(4)
         pose[:3] = image.cam_from_world().matrix()
-        files.append(image_data)
+        files.append(path)
         Ks.append(K)
         poses.append(pose)
 
@@ -136,7 +132,8 @@ def scene_from_colmap(
 
     def split(test: bool):
         ids = [i for i, flag in enumerate(is_test) if flag == test]
-        return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids])
+        # RGB files are stored as they are; transparency is composited onto background, not dropped.
+        return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids], background)
 
     points = None
     if reconstruction.num_points3D():

@@ -17,7 +17,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
-from hf_eff.splat.scene import Scene, check_test_every, composite_alpha, views_dataset
+from hf_eff.splat.scene import Scene, check_test_every, views_dataset
 
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
@@ -42,11 +42,9 @@ def _read_split(
             path = path.with_suffix(".png")
         if not path.exists():
             raise FileNotFoundError(f"{where}: image {path} not found")
-        with PIL.Image.open(path) as opened:
-            # Transparent background composited onto a solid colour (3DGS: black by default).
-            rgb = composite_alpha(opened, background)
-        height, width = rgb.shape[:2]
-        images.append(rgb)
+        with PIL.Image.open(path) as opened:  # reads the header only
+            width, height = opened.size
+        images.append(path)
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
         if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
@@ -55,7 +53,8 @@ def _read_split(
             poses.append(np.linalg.inv(camera_to_world @ OPENGL_TO_OPENCV))
         except np.linalg.LinAlgError:
             raise ValueError(f"{where} ({frame['file_path']}): transform_matrix is singular") from None
-    return views_dataset(images, Ks, poses)
+    # Transparent background composited onto a solid colour (3DGS: black by default).
+    return views_dataset(images, Ks, poses, background)
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
