@@ -9,8 +9,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
 
 - HaLoRA adapter: ``[eval_]<metric>_sigma_<s>[_mean|_std]`` (HaLoRATrainer's keys) -> the accuracy-vs-sigma
   table and one model-index entry per (metric, sigma); ``eval_*`` and ``train_*`` -> a run table.
-- GraNT model: ``train_runtime``, ``*time_to_target*``, ``grant_*`` (the teacher's cost), and
-  ``eval_*`` / ``test_*`` metrics.
+- GraNT model: ``train_runtime``, ``*time_to_target*`` (its target: ``best_eval_<metric>``), ``grant_*`` (the
+  teacher's cost), and ``eval_*`` / ``test_*`` metrics.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
 Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher``; for adapters ``noise_mode``,
@@ -399,6 +399,27 @@ def _names(values) -> str | None:
     return ", ".join(f"`{v}`" for v in values) if isinstance(values, (list, tuple)) and values else None
 
 
+# What each timing key of a GraNT run measures: the keys keep all_results.json's names, so the card's figures can be
+# found there; the two clocks differ (train_runtime counts the evaluations, time_to_target does not).
+_GRANT_TIMING = {
+    "train_runtime": "seconds of training, evaluations included (Trainer's clock)",
+    "grant_selection_seconds": "seconds the teacher spent selecting graphs (part of training)",
+    "grant_reselections": "times the teacher reselected the training graphs",
+}
+
+
+def _timing_meaning(key: str, results: dict) -> str:
+    """What a GraNT timing figure measures; a time to target names its target, the run's own best validation value
+    (``best_eval_<metric>``, as examples/grant_train.py records it)."""
+    if key in _GRANT_TIMING:
+        return _GRANT_TIMING[key]
+    best = [(name.removeprefix("best_eval_"), _number(results, name)) for name in sorted(results)
+            if name.startswith("best_eval_") and _number(results, name) is not None]
+    target = (f"validation {best[0][0]} first reached the run's best, {_fmt(best[0][1])}" if len(best) == 1
+              else "the validation metric first reached its target")
+    return f"seconds of training (evaluations excluded) until {target}"
+
+
 def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
                model_class: str = "GrantGCN", hub_mixin: bool = True) -> ModelCard:
     """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
@@ -410,9 +431,8 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     (``grant_ratio``, ``grant_subset_size``, ...) describes that reselection, not the run, and stays out."""
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
     splits = {"validation": _split_metrics(results, "eval_"), "test": _split_metrics(results, "test_")}
-    timing = [[key, results[key]] for key in sorted(results)
-              if (key in ("train_runtime", "grant_selection_seconds", "grant_reselections") or "time_to_target" in key)
-              and _number(results, key) is not None]
+    timing = [[key, results[key], _timing_meaning(key, results)] for key in sorted(results)
+              if (key in _GRANT_TIMING or "time_to_target" in key) and _number(results, key) is not None]
     names = sorted(set(splits["validation"]) | set(splits["test"]))
     metric_rows = [[name] + [splits[split].get(name, "") for split in splits] for name in names]
     card_data = ModelCardData(
@@ -428,7 +448,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
         targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
-        results_table=markdown_table(["measure", "value"], timing) if timing else "",
+        results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
         metrics_table=markdown_table(["metric", "validation", "test"], metric_rows) if metric_rows else "",
     )
 

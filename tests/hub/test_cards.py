@@ -143,6 +143,12 @@ def test_grant_card_reports_time_to_target_and_eval_metrics():
     assert "| time_to_target | 8.25 |" in card.text and "| train_runtime | 20 |" in card.text
     assert "| grant_selection_seconds | 0.5 |" in card.text and "| mae | 0.3 | 0.35 |" in card.text
     assert 'GrantGCN.from_pretrained("me/gcn")' in card.text
+    # each timing figure says what it measures: the two clocks differ, and a time to target names its target
+    assert "| train_runtime | 20 | seconds of training, evaluations included (Trainer's clock) |" in card.text
+    assert "| time_to_target | 8.25 | seconds of training (evaluations excluded) until the validation metric" in card.text
+    best = cards.grant_card({**results, "best_eval_mae": 0.2875}, "me/gcn").text
+    assert ("| time_to_target | 8.25 | seconds of training (evaluations excluded) until validation mae first "
+            "reached the run's best, 0.2875 |") in best
 
 
 def test_splat_card_table_and_preview():
