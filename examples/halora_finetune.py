@@ -62,7 +62,9 @@ class ModelArguments:
     lora_alpha: int = field(default=8, metadata={"help": "LoRA scaling numerator."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input."})
     target_modules: list[str] = field(
-        default_factory=lambda: list(PAPER_TARGET_MODULES), metadata={"help": "Adapted modules (paper: q, k, v, up, down)."}
+        default_factory=lambda: list(PAPER_TARGET_MODULES),
+        metadata={"help": "Adapted modules: name suffixes (paper: q, k, v, up, down; names vary by model, e.g. GPT-2's "
+                          "c_attn c_fc), or all-linear: every linear layer but the output head (PEFT's shorthand)."},
     )
     noise_sigma: float = field(default=0.01, metadata={"help": "HaLoRA training noise level."})
     noise_mode: str = field(

@@ -116,3 +116,15 @@ def test_example_trains_on_the_users_own_dataset(tmp_path, char_tokenizer):
     assert (results["train_questions"], results["eval_questions"]) == (27, 3)  # a single split: 10% held out
     assert results["dataset_name"] == str(tmp_path / "mine")
     assert (out / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("method", ["lora", "halora"])
+def test_target_modules_all_linear_from_the_command_line_adapts_every_linear_layer(method):
+    from peft import get_peft_model
+
+    from hf_eff.halora.experiment import adapter_config
+
+    model_args, _, _ = _load_example().parse_args(["--target_modules", "all-linear", "--output_dir", "unused"])
+    model = get_peft_model(make_tiny_llama(), adapter_config(method, target_modules=model_args.target_modules))
+    adapted = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
