@@ -54,7 +54,8 @@ class SceneArguments:
         default=None,
         metadata={"help": "Scene folder (Scene.save), COLMAP project (sparse/ and images/), NeRF folder "
                           "(Blender's transforms_train.json / transforms_test.json, or one instant-ngp / nerfstudio "
-                          "transforms.json) or Hub dataset repo id; none: a procedural scene."},
+                          "transforms.json; nerfstudio's ply_file_path point cloud initialises the Gaussians) or "
+                          "Hub dataset repo id; none: a procedural scene."},
     )
     scene_revision: str | None = field(default=None, metadata={"help": "Hub revision of --scene."})
     test_every: int | None = field(

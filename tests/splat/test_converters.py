@@ -127,7 +127,10 @@ def test_nerf_synthetic_round_trip_and_opengl_convention(tmp_path, scene):
     assert camera_to_world[:3, 1] @ np.array([0, 0, 1.0]) > 0, "and their y axis points up"
     assert meta["camera_angle_x"] == pytest.approx(np.radians(50.0))
     loaded = load_scene(tmp_path)
-    assert loaded.points is None
+    # The points travel as nerfstudio's sparse_pc.ply, named by ply_file_path.
+    assert meta["ply_file_path"] == "sparse_pc.ply"
+    for stored, read in zip(scene.point_arrays(), loaded.point_arrays()):
+        assert stored.dtype == read.dtype and (stored == read).all()
     for split in ("train", "test"):
         assert_views_match(scene.views[split], loaded.views[split])
 
@@ -258,6 +261,26 @@ def test_single_transforms_json_holds_out_every_nth_frame(tmp_path):
         load_scene(tmp_path, test_every=1)
     with pytest.raises(ValueError, match="test_every must be an integer >= 0"):
         scene_from_nerf_synthetic(tmp_path, test_every=-2)
+
+
+def test_transforms_json_reads_nerfstudios_point_cloud(tmp_path):
+    from plyfile import PlyData, PlyElement
+
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "ply_file_path": "sparse_pc.ply"}, count=3)
+    with pytest.raises(FileNotFoundError, match="transforms.json: ply_file_path: point cloud .* not found"):
+        load_scene(tmp_path)
+    # As ns-process-data writes it (open3d): float xyz, uchar colours.
+    keys = ("x", "y", "z", "red", "green", "blue")
+    vertex = np.zeros(4, dtype=[(key, "f4" if len(key) == 1 else "u1") for key in keys])
+    vertex["x"], vertex["red"], vertex["blue"] = [0.5, 1, 2, 3], [10, 20, 30, 255], 7
+    PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp_path / "sparse_pc.ply"))
+    xyz, rgb = load_scene(tmp_path).point_arrays()
+    assert (xyz[:, 0] == [0.5, 1, 2, 3]).all() and (xyz[:, 1:] == 0).all()
+    assert (rgb == np.stack([[10, 20, 30, 255], [0] * 4, [7] * 4], axis=1)).all()
+    uncoloured = vertex[["x", "y", "z"]].astype([("x", "f4"), ("y", "f4"), ("z", "f4")])
+    PlyData([PlyElement.describe(uncoloured, "vertex")]).write(str(tmp_path / "sparse_pc.ply"))
+    with pytest.raises(ValueError, match=r"has no vertex properties \['red', 'green', 'blue'\]"):
+        load_scene(tmp_path)
 
 
 def test_test_every_is_refused_where_the_split_is_fixed(tmp_path, scene):

@@ -17,7 +17,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
-from hf_eff.splat.scene import Scene, check_test_every, views_dataset
+from hf_eff.splat.scene import Scene, check_test_every, points_dataset, views_dataset
 
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
@@ -114,6 +114,35 @@ def _intrinsics(
     )
 
 
+# Where nerfstudio's ns-process-data puts the SfM points (splatfacto initialises from them).
+POINTS_KEY, POINTS_FILE = "ply_file_path", "sparse_pc.ply"
+
+
+def _read_points(folder: Path, transforms_file: Path):
+    """The point set a transforms file names with nerfstudio's ``ply_file_path`` (in the frame of
+    its ``transform_matrix`` poses, as nerfstudio writes both), or None when it names none."""
+    from plyfile import PlyData
+
+    name = json.loads(transforms_file.read_text()).get(POINTS_KEY)
+    if name is None:
+        return None
+    path = folder / name
+    where = f"{transforms_file.name}: {POINTS_KEY}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: point cloud {path} not found")
+    ply = PlyData.read(str(path))
+    names = set(ply["vertex"].data.dtype.names) if "vertex" in ply else set()
+    missing = [key for key in ("x", "y", "z", "red", "green", "blue") if key not in names]
+    if missing:
+        raise ValueError(
+            f"{where}: {path} has no vertex properties {missing} (a coloured point cloud is needed)"
+        )
+    vertex = ply["vertex"].data
+    xyz = np.stack([vertex[key] for key in "xyz"], axis=1).astype(np.float32)
+    rgb = np.stack([vertex[key] for key in ("red", "green", "blue")], axis=1)
+    return points_dataset(xyz, rgb)
+
+
 def scene_from_nerf_synthetic(
     folder, background=(0.0, 0.0, 0.0), test_every: int | None = None
 ) -> Scene:
@@ -131,7 +160,10 @@ def scene_from_nerf_synthetic(
             (a ``test_every`` is refused where ``transforms_test.json`` exists; with a train
             file alone it holds views out of it, and None keeps them all in train).
 
-    The scene has no point set (3DGS initialises these scenes at random). Cameras must be
+    The point set is the coloured ``.ply`` that the train file (or ``transforms.json``) names
+    with nerfstudio's ``ply_file_path`` (``ns-process-data`` writes ``sparse_pc.ply``, from
+    which splatfacto initialises); without one the scene has none (3DGS initialises these
+    scenes at random). Cameras must be
     pinholes: a ``camera_model`` other than a perspective one (fisheye, equirectangular),
     instant-ngp's ``is_fisheye`` or a non-zero distortion coefficient (``k1``..``k4``,
     ``p1``, ``p2``) is refused; undistort first. Images whose size differs from the declared ``w`` x ``h`` by a uniform scale get K
@@ -142,6 +174,7 @@ def scene_from_nerf_synthetic(
     check_test_every(test_every)
     if (folder / "transforms_train.json").exists():
         train = _read_split(folder, folder / "transforms_train.json", background)
+        points = _read_points(folder, folder / "transforms_train.json")
         test_file = folder / "transforms_test.json"
         if test_file.exists():
             if test_every is not None:
@@ -151,10 +184,11 @@ def scene_from_nerf_synthetic(
                 )
             # "frames": [] is an empty test split, as `write_nerf_synthetic` writes one.
             test = _read_split(folder, test_file, background, allow_empty=True)
-            return Scene.from_views(DatasetDict({"train": train, "test": test}))
+            return Scene.from_views(DatasetDict({"train": train, "test": test}), points)
         views, default_every = train, 0  # no test file: every view trains unless test_every says
     elif (folder / "transforms.json").exists():
         views = _read_split(folder, folder / "transforms.json", background)
+        points = _read_points(folder, folder / "transforms.json")
         default_every = 8
     else:
         raise FileNotFoundError(f"no transforms_train.json or transforms.json in {folder}")
@@ -171,17 +205,30 @@ def scene_from_nerf_synthetic(
                 "train": views.select([i for i, test in enumerate(is_test) if not test]),
                 "test": views.select([i for i, test in enumerate(is_test) if test]),
             }
-        )
+        ),
+        points,
     )
 
 
 def write_nerf_synthetic(scene: Scene, folder) -> Path:
-    """Writes ``transforms_<split>.json`` and ``<split>/r_<i>.png`` for every split.
+    """Writes ``transforms_<split>.json`` and ``<split>/r_<i>.png`` for every split, and the
+    point set, if any, as ``sparse_pc.ply`` named by the train file's ``ply_file_path``
+    (nerfstudio's layout).
 
     ``camera_angle_x`` is written for Blender-style readers, and ``fl_x``, ``fl_y``,
     ``cx``, ``cy``, ``w``, ``h`` per frame so non-square or off-centre intrinsics survive.
     """
+    from plyfile import PlyData, PlyElement
+
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if scene.points is not None:
+        xyz, rgb = scene.point_arrays()
+        keys = ("x", "y", "z", "red", "green", "blue")
+        vertex = np.empty(len(xyz), dtype=[(key, "f4" if len(key) == 1 else "u1") for key in keys])
+        for index, key in enumerate(keys):
+            vertex[key] = (xyz if index < 3 else rgb)[:, index % 3]
+        PlyData([PlyElement.describe(vertex, "vertex")]).write(str(folder / POINTS_FILE))
     for split_name, split in scene.views.items():
         (folder / split_name).mkdir(parents=True, exist_ok=True)
         frames = []
@@ -205,6 +252,8 @@ def write_nerf_synthetic(scene: Scene, folder) -> Path:
                 }
             )
         meta = {"frames": frames}
+        if split_name == "train" and scene.points is not None:
+            meta[POINTS_KEY] = POINTS_FILE
         if frames:
             meta["camera_angle_x"] = 2 * math.atan(frames[0]["w"] / (2 * frames[0]["fl_x"]))
         (folder / f"transforms_{split_name}.json").write_text(json.dumps(meta, indent=1))
