@@ -8,7 +8,7 @@ invert (plus stuck cells) are stored as a sparse list of exact values. The overh
 
 Each layer's draw comes from (seed, draw index, layer name) only, never from the global RNG, so
 every process of a distributed run draws identical noise, and LoRA, HaLoRA and plain models see the
-same noise for the same seed and settings (layer names are taken without PEFT/DDP wrapper prefixes).
+same noise for the same seed and settings (layer names are taken without PEFT/DDP/torch.compile wrapper parts).
 Without explicit settings a HaLoRA model uses its adapter's mode, tile size and layers, other models
 the defaults: pass them explicitly (HaLoRATrainer's ``eval_noise_*`` arguments) to compare models under one noise.
 Draws come from a generator on the weight's device, so they are identical across processes on one
@@ -46,8 +46,10 @@ _INT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def canonical_layer_name(name: str) -> str:
-    """Module name without DDP / PEFT wrapper parts, so a layer draws the same noise however wrapped
-    (``base_layer`` of a LoRA layer, ``original_module`` of a ``modules_to_save`` wrapper)."""
+    """Module name without DDP / PEFT / torch.compile wrapper parts, so a layer draws the same noise
+    however wrapped (``base_layer`` of a LoRA layer, ``original_module`` of a ``modules_to_save`` wrapper,
+    ``_orig_mod`` of a compiled model)."""
+    name = ".".join(part for part in name.split(".") if part != "_orig_mod")
     name = name.removeprefix("module.").removeprefix("base_model.model.")
     return ".".join(part for part in name.split(".") if part not in ("base_layer", "original_module"))
 

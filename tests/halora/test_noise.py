@@ -123,6 +123,18 @@ def test_draws_are_reproducible_and_independent_of_wrappers():
     assert draw_seed(1, 2, "module.base_model.model." + name) == draw_seed(1, 2, name) != draw_seed(1, 3, name)
 
 
+def test_a_compiled_model_draws_the_same_noise_and_matches_the_same_names():
+    plain = make_tiny_llama()
+    compiled = torch.compile(make_tiny_llama())  # wraps lazily: nothing is compiled here
+    name = "model.layers.1.self_attn.q_proj"
+    with rram_noise(plain, 0.01, seed=7):
+        plain_noisy = plain.get_submodule(name).weight.detach().clone()
+    with rram_noise(compiled, 0.01, seed=7):
+        compiled_noisy = compiled.get_submodule("_orig_mod." + name).weight.detach().clone()
+    assert torch.equal(plain_noisy, compiled_noisy)
+    assert len(rram_linear_modules(compiled, r"model\.layers\.0\..*")) == 7
+
+
 def test_overhead_is_a_small_fraction_of_the_noised_weights():
     model = make_tiny_llama(hidden_size=128)
     with torch.no_grad():  # trained-like weights: Gaussian, not the tiny init's uniform
