@@ -63,18 +63,22 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
         _, runs[method] = train_and_evaluate(method, model, tokenizer, train, evaluation, args, peft_config=peft_config,
                                              max_length=64)
     plot_accuracy_vs_sigma(runs, sizes["sigmas"], out_dir / "halora_accuracy_vs_sigma.png")
-    columns = ["method"] + [f"acc@{s:g}" for s in sizes["sigmas"]] + ["train_step_s"]
+    accuracy = {s: f"accuracy at sigma {s:g}" for s in sizes["sigmas"]}
+    columns = ["method", *accuracy.values(), "train step (s)"]
     rows = []
     for method, results in runs.items():
-        row = {"method": "LoRA" if method == "lora" else "HaLoRA", "train_step_s": results["train_step_seconds"]}
-        row.update({f"acc@{s:g}": results[sigma_key("eval", "accuracy", s, "mean")] for s in sizes["sigmas"]})
+        row = {"method": "LoRA" if method == "lora" else "HaLoRA", "train step (s)": results["train_step_seconds"]}
+        row.update({label: results[sigma_key("eval", "accuracy", s, "mean")] for s, label in accuracy.items()})
         rows.append(row)
     summary = (
         f"{base_name}, built-in comparison task ({sizes['eval']} eval questions), {sizes['steps']} steps x "
         f"{sizes['batch']}, rank 4 on q,k,v,up,down. HaLoRA trains under tile-relative noise at a level drawn "
         f"from U(0, {HALORA_TRAINING['noise_sigma']:g}) for each draw (redrawn every {sizes['resample']} steps) with "
-        "the mu=0.1 spectral regulariser as a step decoupled from Adam; accuracy is the mean over "
-        f"{sizes['seeds']} noise seeds at each sigma. benchmarks/halora_robustness.py is the full comparison."
+        "the mu=0.1 spectral regulariser as a step decoupled from Adam. Accuracy is the fraction of eval questions "
+        "answered right (log-likelihood of each choice), under noise on the frozen weights with a std of sigma times "
+        f"the largest |weight| of each 64x64 tile, the mean over {sizes['seeds']} noise seeds at each sigma > 0 (both "
+        "methods, same noise). Train step: mean wall seconds per optimizer step after the first three. benchmarks/halora_robustness.py is "
+        "the full comparison."
     )
     return SectionResult(
         title="HaLoRA: LoRA vs HaLoRA accuracy under RRAM noise",
