@@ -38,12 +38,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.utils import logging
 
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
 from hf_eff.splat.scene import images_to_float, scene_views_to_tensors
+
+logger = logging.get_logger(__name__)
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
 # The keywords `SplatTrainer.render` passes to the model's render.
@@ -95,6 +98,25 @@ def camera_scene_scale(viewmats: torch.Tensor) -> float:
     centers = torch.linalg.inv(viewmats.double())[:, :3, 3]
     radius = (centers - centers.mean(dim=0)).norm(dim=-1).max().item()
     return 1.1 * (radius if radius > 0 else 1.0)
+
+
+@torch.no_grad()
+def views_seeing_no_gaussian(views: SceneViews, means: torch.Tensor, max_gaussians: int = 65536) -> list[int]:
+    """Indices of the views in which no Gaussian centre lies in front of the camera and inside the
+    image: a pose in another convention (OpenGL, or camera-to-world for world-to-camera) looks
+    away from the scene. Checks at most ``max_gaussians`` centres, evenly spaced, so that the
+    cost stays small on large scenes."""
+    means = means.detach()[:: max(1, math.ceil(len(means) / max_gaussians))].to("cpu", torch.float64)
+    blind = []
+    for index, (viewmat, K) in enumerate(zip(views.viewmats.double(), views.Ks.double())):
+        points = means @ viewmat[:3, :3].T + viewmat[:3, 3]
+        depth = points[:, 2]
+        front = depth > 0
+        pixels = points[front] @ K.T
+        u, v = pixels[:, 0] / depth[front], pixels[:, 1] / depth[front]
+        if not ((u >= 0) & (u < views.width) & (v >= 0) & (v < views.height)).any():
+            blind.append(index)
+    return blind
 
 
 class GaussianOptimizers(torch.optim.Optimizer):
@@ -259,6 +281,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                 "(GaussianModel.render passes them to rasterize)")
         train_views = SceneViews(train_dataset)
         eval_views = SceneViews(eval_dataset) if eval_dataset is not None else None
+        self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
         if self.is_distributed:
             # accelerate returns a model marked as prepared unchanged: no DistributedDataParallel,
@@ -291,6 +314,32 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._checkpoint_clocks: tuple[float, float] | None = None  # what a resumed checkpoint saved
         self._start_train_clocks()
         self.add_callback(_DensifyCallback(self))
+
+    @staticmethod
+    def _check_cameras_see_gaussians(views: SceneViews, model) -> None:
+        """A view that sees no Gaussian gives no gradient: when no training view sees one, the
+        poses are wrong (training would only prune, and end with an error that blames pruning)."""
+        means = model.splats["means"]
+        if not len(means):
+            return
+        blind = views_seeing_no_gaussian(views, means)
+        if not blind:
+            return
+        hint = (
+            "check the poses: world_to_camera maps world to camera points in OpenCV's convention (x right, "
+            "y down, z forward); an OpenGL / Blender camera-to-world c2w becomes inv(c2w @ OPENGL_TO_OPENCV) "
+            "(hf_eff.splat.cameras), and a camera-to-world matrix must be inverted"
+        )
+        if len(blind) == len(views):
+            raise ValueError(
+                f"SplatTrainer: none of the {len(views)} training views sees any of the model's {len(means)} "
+                f"Gaussians (every centre is behind the camera or outside the image); {hint}"
+            )
+        logger.warning(
+            f"SplatTrainer: training views {blind[:10]}{' ...' if len(blind) > 10 else ''} ({len(blind)} of "
+            f"{len(views)}) see none of the model's {len(means)} Gaussians at the start; if that is not "
+            f"expected, {hint}"
+        )
 
     def _initial_strategy_state(self) -> dict[str, Any]:
         if "scene_scale" in inspect.signature(self.strategy.initialize_state).parameters:

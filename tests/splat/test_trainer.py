@@ -1,8 +1,10 @@
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 import torch
+from datasets import DatasetDict
 from gsplat.strategy import DefaultStrategy
 
 from hf_eff.splat.coarse_to_fine import downscale_images, energy_schedule, scale_intrinsics
@@ -54,6 +56,38 @@ def test_g2l_training_fits_the_views_and_follows_the_schedules(scene, tmp_path):
     assert trainer.means_lr_factor(t2 - 1) == 1.0
     assert trainer.means_lr_factor(40) == pytest.approx(0.01 ** ((40 - t2) / 40))
     assert list((tmp_path / "eval_renders").glob("step-*.png"))
+
+
+def flipped_views(views, indices):
+    """The views with the poses of ``indices`` in the OpenGL convention, a user's usual mistake."""
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])
+
+    def pose(row, index):
+        pose = np.asarray(row["world_to_camera"], dtype=np.float32)
+        return {"world_to_camera": flip @ pose if index in indices else pose}
+
+    return views.map(pose, with_indices=True, features=views.features)
+
+
+def test_poses_in_another_convention_are_named_before_training(scene, tmp_path):
+    from transformers.testing_utils import CaptureLogger
+
+    from hf_eff.splat import trainer as trainer_module
+
+    def with_flipped(indices):
+        train = flipped_views(scene.views["train"], indices)
+        return dataclasses.replace(scene, views=DatasetDict({"train": train, "test": scene.views["test"]}))
+
+    with pytest.raises(ValueError, match="none of the 6 training views sees any of the model's 300 Gaussians.*"
+                                         r"OpenCV's convention .*inv\(c2w @ OPENGL_TO_OPENCV\)"):
+        make_trainer(with_flipped(range(6)), tmp_path)
+    # One view off: a warning naming it (a view may legitimately look away from the initial points).
+    with CaptureLogger(trainer_module.logger) as captured:
+        make_trainer(with_flipped([4]), tmp_path)
+    assert "training views [4] (1 of 6) see none of the model's 300 Gaussians" in captured.out
+    with CaptureLogger(trainer_module.logger) as captured:
+        make_trainer(scene, tmp_path)
+    assert "see none" not in captured.out
 
 
 def test_views_are_held_as_uint8_and_batches_get_the_old_float_values(scene, tmp_path):
