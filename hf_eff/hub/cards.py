@@ -351,8 +351,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         for metric, cells in sorted(table.items()):
             cell = cells.get(sigma, {})
             mean, std = cell.get("mean"), cell.get("std")
-            # sigma 0 is one noise-free run: its std over "seeds" is no spread.
-            spread = f" ± {_fmt(std)}" if std is not None and sigma > 0 else ""
+            # sigma 0 is one noise-free run, as is every sigma of a one-seed run: their std (0) is no spread.
+            spread = f" ± {_fmt(std)}" if std is not None and sigma > 0 and results.get("num_noise_seeds") != 1 else ""
             row.append("" if mean is None else _fmt(mean) + spread)
             if mean is not None:
                 metrics.append(dict(metric_type=metric, metric_value=mean, metric_name=f"{metric} (sigma={sigma:g})",
