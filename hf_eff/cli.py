@@ -105,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     env.set_defaults(func=cmd_env, parser=env)
 
     push = sub.add_parser("push", help="push a finished example run (model + card) to the Hub")
-    push.add_argument("output_dir")
-    push.add_argument("repo_id")
-    push.add_argument("--private", action="store_true")
+    push.add_argument("output_dir", help="--output_dir of a finished example run (with its all_results.json), or a "
+                      "scene folder written by Scene.save")
+    push.add_argument("repo_id", help="USER/NAME or ORG/NAME; created if missing (a scene goes to a dataset repo)")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its "
+                      "visibility)")
     push.add_argument("--license", default=None,
                       help="the card's license (a Hub license id, e.g. apache-2.0); without it only an adapter of the "
                       "built-in SmolLM2 base states one")

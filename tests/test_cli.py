@@ -93,3 +93,11 @@ def test_push_errors_are_one_line_usage_errors(capsys, tmp_path, monkeypatch):
     assert "Repo id must" in _usage_error(capsys, ["push", str(tmp_path), "not a/repo id", "--token", "hf_x"])
     monkeypatch.setattr(push, "get_token", lambda: None)
     assert "no Hugging Face token" in _usage_error(capsys, ["push", str(tmp_path), "me/x"])
+
+
+def test_push_help_says_what_each_argument_takes(capsys):
+    with pytest.raises(SystemExit):
+        main(["push", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "output_dir --output_dir of a finished example run" in out and "scene folder written by Scene.save" in out
+    assert "repo_id USER/NAME or ORG/NAME" in out and "--private create the repo private" in out
