@@ -68,7 +68,13 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
         metadata={"help": "Fixed opacity pruning threshold (3DGS: 0.005), in (0, 0.5): the opacity reset sets every "
                           "opacity to 2 * prune_opa, which must stay under 1."},
     )
-    grow_grad2d: float = field(default=0.0002, metadata={"help": "Screen-space gradient threshold to densify (3DGS)."})
+    grow_grad2d: float = field(
+        default=0.0002,
+        metadata={"help": "Screen-space gradient threshold to densify (3DGS's 2e-4, about the median initial gradient "
+                          "at ~1k-pixel images). The gradients grow as images shrink (median 1.8e-3 at 32 px, 1.1e-3 "
+                          "at 64 px on the procedural scenes, benchmarks/splat_speed.py), so under 2e-4 small images "
+                          "densify most of their Gaussians at every refine step: the 48 px recipes use 1.5e-3."},
+    )
     clone_grad2d_factor: float = field(
         default=3.0,
         metadata={"help": "Under strategy=g2l with --g2l: in the local phase (from T_2) a small Gaussian is cloned "

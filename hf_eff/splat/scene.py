@@ -484,7 +484,8 @@ def scene_views_to_tensors(views: Dataset, device=None):
         if size != sizes[0]:
             raise ValueError(
                 f"scene view {index} is {size[0]}x{size[1]} but view 0 is {sizes[0][0]}x{sizes[0][1]}; "
-                "stacking needs one image size"
+                "stacking needs one image size (SplatTrainer trains each split at one size: resize those views "
+                "and scale their K alike, or leave them out)"
             )
     width, height = sizes[0]
     # Decoded one view at a time into the stack: no list of all decoded images beside it.
