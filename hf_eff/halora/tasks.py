@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import EvalPrediction, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -35,6 +35,7 @@ CONTEXTS_COLUMN = "contexts"
 # ARC and PIQA prompt (arc_easy.yaml, piqa.yaml: doc_to_text: "Question: {{question}}\nAnswer:").
 DEFAULT_PROMPT = "Question: {question}\nAnswer:"
 BUILTIN_TASKS = ("arithmetic", "comparison", "ordering", "mixed")
+MC_FEATURES = Features({"question": Value("string"), "choices": List(Value("string")), "answer": Value("int64")})
 
 
 def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
@@ -165,7 +166,9 @@ def builtin_task(name: str = "mixed", train_size: int = 3000, eval_size: int = 6
 
     eval_rows = generate(eval_size, set())
     train_rows = generate(train_size, {_question_key(row) for row in eval_rows})
-    return Dataset.from_list(train_rows), Dataset.from_list(eval_rows)
+    # by columns and typed, so that a split of size 0 still has them (and is refused as empty, not as malformed)
+    return tuple(Dataset.from_dict({c: [row[c] for row in rows] for c in MC_COLUMNS}, features=MC_FEATURES)
+                 for rows in (train_rows, eval_rows))
 
 
 # --- the paper's tasks from the Hub (need internet) -------------------------------------------
@@ -415,6 +418,8 @@ def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, 
     """Context + correct choice per example (loss on the choice tokens); ``add_bos_token`` as in
     ``encode_choices``."""
     check_multiple_choice(dataset, "train dataset")
+    if len(dataset) == 0:  # else the Trainer's error names no-columns-matching, not the cause
+        raise ValueError("train dataset: no questions to train on (a train_size of 0?)")
 
     def encode(batch: dict) -> dict:
         contexts, correct = [], []

@@ -166,6 +166,14 @@ def test_an_empty_eval_dataset_is_refused_when_given(char_tokenizer):
         tokenize_for_scoring(evaluation.select([]), char_tokenizer)
 
 
+def test_a_builtin_split_of_size_zero_is_refused_as_empty(char_tokenizer):
+    train, evaluation = builtin_task("comparison", train_size=0, eval_size=0)
+    with pytest.raises(ValueError, match="eval dataset: no questions to evaluate"):
+        tokenize_for_scoring(evaluation, char_tokenizer)
+    with pytest.raises(ValueError, match="train dataset: no questions to train on"):
+        tokenize_for_training(train, char_tokenizer)
+
+
 def test_tokenisation_labels_only_the_choice(char_tokenizer):
     data = Dataset.from_list([{"question": "1+1?", "choices": ["2", "11"], "answer": 0}])
     train = tokenize_for_training(data, char_tokenizer, max_length=64)[0]
