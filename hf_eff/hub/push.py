@@ -37,6 +37,15 @@ def detect_artifact(output_dir: Path) -> str:
         return "splat_model" if "sh_degree" in config else "grant_model"
     if (output_dir / "views").is_dir():
         return "scene_dataset"
+    from hf_eff.splat.converters.colmap import find_colmap_model
+
+    if any((output_dir / name).is_file() for name in ("transforms.json", "transforms_train.json")) or (
+            find_colmap_model(output_dir) is not None):
+        # load_scene reads these folders, so a user may expect push to take them too: say how
+        raise ValueError(
+            f"{output_dir} is a COLMAP or NeRF folder, not a stored scene: convert it first with "
+            "`load_scene(folder).save(scene_folder)` and push that folder, or call `load_scene(folder).push_to_hub(repo_id)`"
+        )
     raise ValueError(
         f"{output_dir} holds no hf-eff artifact: expected adapter_config.json (HaLoRA adapter), "
         "config.json + model.safetensors (GrantGCN or GaussianModel) or views/ (a scene)"

@@ -40,6 +40,13 @@ def test_folder_without_an_artifact_is_refused(tmp_path):
         push.detect_artifact(tmp_path / "absent")
 
 
+@pytest.mark.parametrize("files", [["transforms.json"], ["transforms_train.json"], ["sparse/0/cameras.bin"]])
+def test_colmap_or_nerf_folder_is_refused_with_how_to_push_it(tmp_path, files):
+    # load_scene reads these folders; push takes a stored scene, and says how to make one
+    with pytest.raises(ValueError, match=r"is a COLMAP or NeRF folder, not a stored scene: convert it first"):
+        push.detect_artifact(_touch(tmp_path, *files))
+
+
 def test_unfinished_run_without_results_is_refused(tmp_path):
     folder = _touch(tmp_path, "config.json", "model.safetensors")
     with pytest.raises(FileNotFoundError, match="all_results.json is missing"):
