@@ -460,6 +460,15 @@ def validate_views(views: DatasetDict) -> None:
                 raise ValueError(
                     f"{where}: width and height must be positive, got {width}x{height}"
                 )
+            # A principal point outside the image is almost always K of another resolution (the
+            # images were downscaled, K was not): training would fit views it cannot see.
+            cx, cy = K[0, 2], K[1, 2]
+            if not (0 <= cx <= width and 0 <= cy <= height):
+                raise ValueError(
+                    f"{where}: K's principal point (cx, cy) = ({cx:g}, {cy:g}) lies outside the "
+                    f"{width}x{height} image; K must be in pixels of this image (for images downscaled "
+                    "by s, divide fx, fy, cx and cy by s)"
+                )
             image = row["image"]
             if image is None or (image.get("bytes") is None and image.get("path") is None):
                 raise ValueError(f"{where}: image is missing")

@@ -202,6 +202,11 @@ def singular_pose():
             r"scene view 0 \(train\): K\[1, 0\] must be 0, got 2.0",
         ),
         (
+            # K of the full-size images kept for a 4x downscale
+            tampered("K", np.array([[200.0, 0, 16], [0, 200, 12], [0, 0, 1]])),
+            r"scene view 1 \(train\): K's principal point \(cx, cy\) = \(16, 12\) lies outside the 8x6 image",
+        ),
+        (
             DatasetDict({"train": views_dataset(*view_columns()).remove_columns("K")}),
             r"\(train\): missing column.*'K'",
         ),
