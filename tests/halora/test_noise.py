@@ -31,6 +31,8 @@ def test_default_targets_are_block_linears_without_adapter_weights():
         "model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"}
     with pytest.raises(ValueError, match="matches no"):
         rram_linear_modules(model, ["nothing_here"])
+    with pytest.raises(ValueError, match=r"'all-linear' matches no .*a string is a regex .*a list holds name suffixes"):
+        rram_linear_modules(model, "all-linear")  # PEFT's shorthand is not a noise selection
 
 
 def test_tile_noise_statistics_match_sigma():
