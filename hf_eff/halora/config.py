@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from peft import LoraConfig
@@ -95,6 +96,7 @@ class HaLoRAConfig(LoraConfig):
         if self.use_dora:
             raise ValueError("HaLoRAConfig.use_dora: HaLoRA regularises plain LoRA factors; DoRA is not supported")
         validate_noise(self.noise_sigma, self.noise_mode, self.noise_tile_size, prefix="HaLoRAConfig.")
+        self.noise_sigma = float(self.noise_sigma)  # a NumPy scalar would not serialise to adapter_config.json
         if isinstance(self.noise_target_modules, list):
             self.noise_target_modules = list(self.noise_target_modules)
         if int(self.noise_resample_steps) != self.noise_resample_steps or self.noise_resample_steps < 1:
@@ -117,7 +119,8 @@ def validate_noise(sigma: float, mode: str, tile_size: int, prefix: str = "") ->
     """Raises ValueError naming the field for an invalid noise setting (shared by the config and rram_noise)."""
     if mode not in NOISE_MODES:
         raise ValueError(f"{prefix}noise_mode must be one of {NOISE_MODES}, got {mode!r}")
-    if not (isinstance(sigma, (int, float)) and sigma >= 0 and sigma != float("inf")):
+    # any real number (a NumPy float32 from a sweep too), not a bool
+    if not (isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and sigma >= 0 and sigma != float("inf")):
         raise ValueError(f"{prefix}noise_sigma must be a finite number >= 0, got {sigma!r}")
     if mode == "stuck_at" and sigma > 1:
         raise ValueError(f"{prefix}noise_sigma is the stuck-cell fraction for stuck_at and must be <= 1, got {sigma!r}")

@@ -16,6 +16,7 @@ from hf_eff import HaLoRAConfig, HaLoRAModel
     [
         ({"noise_sigma": -0.1}, "noise_sigma"),
         ({"noise_sigma": float("nan")}, "noise_sigma"),
+        ({"noise_sigma": True}, "noise_sigma"),
         ({"noise_mode": "gaussian"}, "noise_mode"),
         ({"noise_mode": "stuck_at", "noise_sigma": 1.5}, "noise_sigma"),
         ({"noise_tile_size": 0}, "noise_tile_size"),
@@ -33,6 +34,19 @@ from hf_eff import HaLoRAConfig, HaLoRAModel
 def test_invalid_values_raise_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         HaLoRAConfig(**kwargs)
+
+
+def test_a_numpy_noise_level_is_accepted_and_saved_as_a_float(tiny_llama, tmp_path):
+    import numpy as np
+
+    from hf_eff import rram_noise
+
+    for sigma in np.linspace(0, 0.02, 3, dtype=np.float32):  # a sweep's levels
+        with rram_noise(tiny_llama, sigma, seed=0) as noise:
+            assert noise.sigma == float(sigma)
+    config = HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=np.float32(0.02))
+    get_peft_model(tiny_llama, config).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["noise_sigma"] == float(np.float32(0.02))
 
 
 def test_defaults_follow_the_paper():
