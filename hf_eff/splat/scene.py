@@ -54,8 +54,8 @@ VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 
 
 def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> Dataset:
-    """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4] (OpenCV:
-    x right, y down, z forward; an OpenGL / Blender camera-to-world ``c2w`` becomes
+    """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4] or [3, 4]
+    (OpenCV: x right, y down, z forward; an OpenGL / Blender camera-to-world ``c2w`` becomes
     ``inv(c2w @ OPENGL_TO_OPENCV)``, see `hf_eff.splat.cameras`).
 
     Images may be PIL images, arrays or CPU tensors [H, W], [H, W, 3] or [H, W, 4] (uint8 in
@@ -89,11 +89,30 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> D
             )
         sizes.append(image.size)
         stored.append(image if image.mode == "RGB" else _rgb_image(image, background))
+    Ks = [np.asarray(K, dtype=np.float32) for K in Ks]
+    poses = [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras]
+    if not len(stored) == len(Ks) == len(poses):
+        raise ValueError(
+            f"views_dataset: {len(stored)} images, {len(Ks)} intrinsics and {len(poses)} poses; "
+            "one of each per view"
+        )
+    for index, (K, pose) in enumerate(zip(Ks, poses)):
+        if K.shape != (3, 3):
+            raise ValueError(
+                f"views_dataset view {index}: K must be 3x3, got shape {K.shape} "
+                "(from fx, fy, cx, cy: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])"
+            )
+        if pose.shape == (3, 4):  # [R | t], as COLMAP and OpenCV give it
+            poses[index] = np.concatenate([pose, np.array([[0, 0, 0, 1]], dtype=np.float32)])
+        elif pose.shape != (4, 4):
+            raise ValueError(
+                f"views_dataset view {index}: world_to_camera must be 4x4 or 3x4, got shape {pose.shape}"
+            )
     return Dataset.from_dict(
         {
             "image": stored,
-            "K": [np.asarray(K, dtype=np.float32) for K in Ks],
-            "world_to_camera": [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras],
+            "K": Ks,
+            "world_to_camera": poses,
             "width": [size[0] for size in sizes],
             "height": [size[1] for size in sizes],
         },

@@ -270,6 +270,18 @@ def test_views_dataset_names_images_it_cannot_store(image, message):
         views_dataset([images[0], image], Ks, poses)
 
 
+def test_views_dataset_takes_3x4_poses_and_names_wrong_camera_shapes():
+    images, Ks, poses = view_columns(2)
+    stored = views_dataset(images, Ks, [poses[0][:3], poses[1]]).with_format("numpy")["world_to_camera"]
+    np.testing.assert_allclose(stored, np.stack(poses), atol=1e-6)
+    with pytest.raises(ValueError, match=r"view 1: K must be 3x3, got shape \(4,\) \(from fx, fy, cx, cy"):
+        views_dataset(images, [Ks[0], [50.0, 50.0, 4.0, 3.0]], poses)
+    with pytest.raises(ValueError, match=r"view 0: world_to_camera must be 4x4 or 3x4, got shape \(3, 3\)"):
+        views_dataset(images, Ks, [poses[0][:3, :3], poses[1]])
+    with pytest.raises(ValueError, match="2 images, 2 intrinsics and 1 poses; one of each per view"):
+        views_dataset(images, Ks, poses[:1])
+
+
 @pytest.mark.parametrize("form", ["array", "pil", "png"])
 def test_views_dataset_composites_transparent_pixels_onto_the_background(tmp_path, form):
     import PIL.Image
