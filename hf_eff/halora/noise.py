@@ -395,9 +395,10 @@ class RRAMNoise:
         """Puts the clean weights back, bit-exactly. Each band's and each layer's record is dropped as
         soon as it is undone, so a restore that fails part-way (out of memory) can be called again.
 
-        A noised weight that something else changed in place meanwhile (an optimizer step on a weight
-        that requires grad, a merge) cannot come back exactly: it is restored as far as the record allows
-        (the change kept, but for the fix-up cells, which get their clean values) and RuntimeError names it."""
+        A noised weight that an autograd-visible in-place write changed meanwhile (an optimizer step on a
+        weight that requires grad; writes through ``.data``, as PEFT's unsafe merge makes, go unseen) cannot
+        come back exactly: it is restored as far as the record allows (the change kept, but for the fix-up
+        cells, which get their clean values) and RuntimeError names it."""
         applied = self._applied or {}
         changed = []
         for name in list(applied):
