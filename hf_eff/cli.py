@@ -55,7 +55,13 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hf_eff.demo import run_demo
 
-    return 0 if run_demo(Path(args.out), only=args.only or None, quick=args.quick) else 1
+    out = Path(args.out)
+    # checked before the sections run (minutes), so that the report has a place to go
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        args.parser.error(f"--out {out}: cannot create the report folder: {error.strerror}")
+    return 0 if run_demo(out, only=args.only or None, quick=args.quick) else 1
 
 
 def demo_sections(text: str) -> list[str]:

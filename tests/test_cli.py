@@ -101,3 +101,12 @@ def test_push_help_says_what_each_argument_takes(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "output_dir --output_dir of a finished example run" in out and "scene folder written by Scene.save" in out
     assert "repo_id USER/NAME or ORG/NAME" in out and "--private create the repo private" in out
+
+
+def test_demo_report_folder_that_cannot_be_made_is_a_usage_error(capsys, tmp_path):
+    a_file = tmp_path / "report.md"
+    a_file.write_text("an earlier report")
+    for out in (a_file, a_file / "sub"):
+        line = _usage_error(capsys, ["demo", "--only", "grant", "--out", str(out)])
+        assert line.startswith(f"hf-eff demo: error: --out {out}: cannot create the report folder:")
+    assert a_file.read_text() == "an earlier report"
