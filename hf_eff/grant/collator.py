@@ -4,6 +4,7 @@ so that `Trainer` moves it to the device."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import datasets
@@ -14,6 +15,9 @@ import torch
 
 from hf_eff.grant.data import REQUIRED_COLUMNS
 from hf_eff.grant.tasks import GraphTask
+
+# what a graph needs to be collated: y is left out of the graphs to predict on
+GRAPH_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c != "y")
 
 
 def _stack(values: list, dtype: torch.dtype | None, width: int | None = None) -> list[torch.Tensor]:
@@ -96,8 +100,8 @@ class GraphCollator:
     Returns num_nodes [graphs], x [nodes, d], edge_index [2, edges] (offset per graph),
     batch [nodes] (graph id of each node), labels ([graphs, targets] or [nodes, targets] for
     regression, [graphs] or [nodes] class ids for classification, float32 [graphs, targets] of
-    0/1 with NaN kept where unlabelled for graph_multilabel) and edge_attr when the rows
-    have it. The same layout as PyG's `Batch.from_data_list`, built with one concatenation per
+    0/1 with NaN kept where unlabelled for graph_multilabel; left out when the rows have no y,
+    e.g. new molecules to predict on) and edge_attr when the rows have it. The same layout as PyG's `Batch.from_data_list`, built with one concatenation per
     field: collating was most of a CPU training step on small graphs.
 
     Takes a list of rows (dicts of lists, arrays or tensors), or the same rows as one
@@ -151,8 +155,9 @@ class GraphCollator:
             "x": x,
             "edge_index": edge_index + offsets[graph_of_edge],
             "batch": torch.repeat_interleave(torch.arange(len(num_nodes)), num_nodes),
-            "labels": labels,
         }
+        if labels is not None:
+            batch["labels"] = labels
         if edge_attr is not None:
             batch["edge_attr"] = edge_attr
         return batch
@@ -163,15 +168,7 @@ class GraphCollator:
         x = torch.cat(_stack([row["x"] for row in rows], torch.float32, features))
         edges = [e.reshape(2, -1) for e in _stack([row["edge_index"] for row in rows], torch.long)]
         num_edges = torch.tensor([e.size(1) for e in edges])
-        dtype = torch.long if self.task.is_classification else torch.float32
-        ys = [row["y"] for row in rows]
-        if self.task.is_classification:  # one class id per graph or per node
-            labels = torch.cat([t.reshape(-1) for t in _stack(ys, dtype)])
-        elif self.task.level == "node":  # [num_nodes, targets], the first graph with nodes gives the count
-            targets = next((torch.as_tensor(y).numel() // n for y, n in zip(ys, num_nodes.tolist()) if n), 1)
-            labels = torch.cat(_stack(ys, dtype, targets))
-        else:  # one row per graph: [num_graphs, targets]
-            labels = torch.stack([t.reshape(-1) for t in _stack(ys, dtype)])
+        labels = None if "y" not in rows[0] else self._labels_from_rows([row["y"] for row in rows], num_nodes)
         edge_attr = None
         if rows[0].get("edge_attr") is not None:
             attrs = [row["edge_attr"] for row in rows]
@@ -183,6 +180,15 @@ class GraphCollator:
             else:
                 edge_attr = torch.cat(_stack(attrs, stored.dtype, stored.reshape(len(stored), -1).size(1)))
         return num_nodes, x, torch.cat(edges, dim=1), num_edges, labels, edge_attr
+
+    def _labels_from_rows(self, ys: list, num_nodes: torch.Tensor) -> torch.Tensor:
+        dtype = torch.long if self.task.is_classification else torch.float32
+        if self.task.is_classification:  # one class id per graph or per node
+            return torch.cat([t.reshape(-1) for t in _stack(ys, dtype)])
+        if self.task.level == "node":  # [num_nodes, targets], the first graph with nodes gives the count
+            targets = next((torch.as_tensor(y).numel() // n for y, n in zip(ys, num_nodes.tolist()) if n), 1)
+            return torch.cat(_stack(ys, dtype, targets))
+        return torch.stack([t.reshape(-1) for t in _stack(ys, dtype)])  # one row per graph: [num_graphs, targets]
 
     def _from_arrow(self, table: pa.Table) -> tuple:
         """What `_from_rows` builds from the same rows as python lists, from the Arrow columns:
@@ -208,25 +214,7 @@ class GraphCollator:
         source = np.arange(int(num_edges.sum())) + np.repeat(edges.bounds[:-1] - (np.cumsum(num_edges) - num_edges),
                                                              num_edges)
         edge_index = np.stack((edges.values[source], edges.values[source + np.repeat(num_edges, num_edges)]))
-        y = _Column.read(table, "y")
-        if self.task.is_classification:  # one class id per graph or per node
-            labels = torch.from_numpy(y.values.astype(np.int64))
-        elif self.task.level == "node":  # [num_nodes, targets], the first graph with nodes gives the count
-            with_nodes = np.flatnonzero(sizes)
-            targets = int(y.counts[with_nodes[0]] // sizes[with_nodes[0]]) if len(with_nodes) else 1
-            if targets == 0:
-                raise ValueError(f"graph {int(with_nodes[0])} of the batch has {int(sizes[with_nodes[0]])} nodes but no label")
-            indivisible = np.flatnonzero(y.counts % targets)
-            if len(indivisible):
-                graph = int(indivisible[0])
-                raise ValueError(f"graph {graph} of the batch has {int(y.counts[graph])} labels, not {targets} per node")
-            labels = torch.from_numpy(y.values.astype(np.float32)).reshape(-1, targets)
-        else:  # one row per graph: [num_graphs, targets]
-            uneven = np.flatnonzero(y.counts != y.counts[0])
-            if len(uneven):
-                graph = int(uneven[0])
-                raise ValueError(f"graph {graph} of the batch has {int(y.counts[graph])} targets, graph 0 {int(y.counts[0])}")
-            labels = torch.from_numpy(y.values.astype(np.float32)).reshape(len(sizes), int(y.counts[0]))
+        labels = self._labels_from_arrow(_Column.read(table, "y"), sizes) if "y" in table.column_names else None
         edge_attr = None
         if "edge_attr" in table.column_names:
             attrs = _Column.read(table, "edge_attr")
@@ -240,6 +228,25 @@ class GraphCollator:
                 edge_attr = torch.from_numpy(matrix)
         return (torch.from_numpy(sizes), torch.from_numpy(x), torch.from_numpy(edge_index.astype(np.int64)),
                 torch.from_numpy(num_edges), labels, edge_attr)
+
+    def _labels_from_arrow(self, y: _Column, sizes: np.ndarray) -> torch.Tensor:
+        if self.task.is_classification:  # one class id per graph or per node
+            return torch.from_numpy(y.values.astype(np.int64))
+        if self.task.level == "node":  # [num_nodes, targets], the first graph with nodes gives the count
+            with_nodes = np.flatnonzero(sizes)
+            targets = int(y.counts[with_nodes[0]] // sizes[with_nodes[0]]) if len(with_nodes) else 1
+            if targets == 0:
+                raise ValueError(f"graph {int(with_nodes[0])} of the batch has {int(sizes[with_nodes[0]])} nodes but no label")
+            indivisible = np.flatnonzero(y.counts % targets)
+            if len(indivisible):
+                graph = int(indivisible[0])
+                raise ValueError(f"graph {graph} of the batch has {int(y.counts[graph])} labels, not {targets} per node")
+            return torch.from_numpy(y.values.astype(np.float32)).reshape(-1, targets)
+        uneven = np.flatnonzero(y.counts != y.counts[0])  # one row per graph: [num_graphs, targets]
+        if len(uneven):
+            graph = int(uneven[0])
+            raise ValueError(f"graph {graph} of the batch has {int(y.counts[graph])} targets, graph 0 {int(y.counts[0])}")
+        return torch.from_numpy(y.values.astype(np.float32)).reshape(len(sizes), int(y.counts[0]))
 
     def _edgeless_edge_attr(self) -> torch.Tensor:
         if self.edge_attr_dim is None:
@@ -282,7 +289,7 @@ def arrow_batches(dataset, collate_fn):
     if type(collate_fn) is not GraphCollator or not isinstance(dataset, datasets.Dataset):
         return dataset
     default_format = dataset.format["type"] is None and set(dataset.format["columns"]) == set(dataset.column_names)
-    if not default_format or not set(REQUIRED_COLUMNS) <= set(dataset.column_names):
+    if not default_format or not set(GRAPH_COLUMNS) <= set(dataset.column_names):
         return dataset
     schema = dataset.features.arrow_schema
     columns = [c for c in _ARROW_DEPTHS if c in dataset.column_names]
@@ -322,3 +329,21 @@ def model_inputs(features: dict[str, torch.Tensor], names: tuple[str, ...]) -> d
     that the batch has (edge_attr only when the data has it). Training, evaluation and the
     teacher's scoring all call the model with these, so they score the function trained."""
     return {name: features[name] for name in names if name in features}
+
+
+def model_prediction(outputs, model: torch.nn.Module) -> torch.Tensor:
+    """The prediction tensor in what the model's forward returned: the tensor itself, the first
+    element of a tuple or list (e.g. `(out, node_embeddings)`), or the "logits" of a dict or
+    transformers `ModelOutput`, as `Trainer` reads a model's outputs. Anything else raises a
+    TypeError naming what came back."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], torch.Tensor):
+        return outputs[0]
+    if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), torch.Tensor):
+        return outputs["logits"]
+    what = f"a dict with keys {list(outputs)}" if isinstance(outputs, Mapping) else type(outputs).__name__
+    raise TypeError(
+        f"{type(model).__name__}.forward returned {what}; GraNT needs the prediction tensor [rows, outputs]: "
+        "return it, a tuple whose first element it is, or a dict with it under 'logits'"
+    )

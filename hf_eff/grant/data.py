@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -147,31 +148,35 @@ def atom_features(categorical: torch.Tensor) -> torch.Tensor:
 
 def graphs_from_smiles(
     smiles: Sequence[str],
-    targets: Sequence,
+    targets: Sequence | None = None,
     row_name: Callable[[int], str] = "row {}".format,
     cache_dir: str | None = None,
 ) -> datasets.Dataset:
     """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id).
+    Without targets the rows have no y: new molecules for `GraNTTrainer.predict` (or a
+    `GraphCollator` and a loaded model) to predict on.
     `row_name(i)` names molecule i in errors (a CSV loader names the file and its row).
     The graphs are streamed to Arrow files under `cache_dir` (default: the datasets library's
     cache), never all held in memory."""
     from torch_geometric.utils import from_smiles
 
-    if len(smiles) != len(targets):
+    if targets is not None and len(smiles) != len(targets):
         raise ValueError(f"{len(smiles)} SMILES but {len(targets)} targets")
-    # y's type as the whole column infers it (e.g. float64 for Python floats); the targets are
-    # small next to the graphs
-    target_feature = datasets.Dataset.from_dict({"y": list(targets)}).features["y"]
     edge_attr = datasets.List(datasets.List(datasets.Value("int64")))
-    features = {**_GRAPH_FEATURES, "edge_attr": edge_attr, "y": target_feature, "num_nodes": datasets.Value("int64")}
+    features = {**_GRAPH_FEATURES, "edge_attr": edge_attr, "num_nodes": datasets.Value("int64")}
+    if targets is not None:
+        # y's type as the whole column infers it (e.g. float64 for Python floats); the targets are
+        # small next to the graphs
+        features["y"] = datasets.Dataset.from_dict({"y": list(targets)}).features["y"]
 
     def rows() -> Iterator[dict]:
-        for row, (text, target) in enumerate(zip(smiles, targets)):
+        for row, (text, target) in enumerate(zip(smiles, itertools.repeat(None) if targets is None else targets)):
             graph = from_smiles(str(text))
             if graph.num_nodes == 0:
                 raise ValueError(f"{row_name(row)}: SMILES {text!r} could not be parsed into a molecule")
             yield {"x": atom_features(graph.x).numpy(), "edge_index": graph.edge_index.numpy(),
-                   "edge_attr": graph.edge_attr.numpy(), "y": target, "num_nodes": graph.num_nodes}
+                   "edge_attr": graph.edge_attr.numpy(), "num_nodes": graph.num_nodes,
+                   **({} if targets is None else {"y": target})}
 
     return _stream(rows, features, cache_dir)
 
@@ -563,6 +568,16 @@ def class_names(dataset: datasets.Dataset) -> list[str] | None:
     feature = dataset.features["y"]
     feature = getattr(feature, "feature", feature)
     return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+def largest_class_id(dataset: datasets.Dataset) -> int:
+    """The largest class id in y (one per graph or per node), -1 for a dataset without any; read
+    from the Arrow column, y checked as `check_graph_dataset` does (whole, non-negative ids)."""
+    column = dataset.with_format("arrow", columns=["y"])[:]["y"]  # follows a select's indices
+    while pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        column = pc.list_flatten(column)
+    largest = pc.max(column).as_py()
+    return -1 if largest is None else int(largest)
 
 
 def encode_class_labels(graphs: datasets.Dataset | datasets.DatasetDict):

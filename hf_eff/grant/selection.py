@@ -12,9 +12,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torch_geometric.utils import scatter
 
-from hf_eff.grant.collator import arrow_batches, forward_inputs, model_inputs
+from hf_eff.grant.collator import arrow_batches, forward_inputs, model_inputs, model_prediction
 from hf_eff.grant.schedules import num_selected
-from hf_eff.grant.tasks import GraphTask, output_error
+from hf_eff.grant.tasks import GraphTask, check_class_count, output_error
 
 NODE_NORMALIZATIONS = ("nodes", "sqrt_nodes")
 
@@ -69,6 +69,7 @@ def score_batches(
     """Per-graph scores of `scoring_batches` output, with the model in eval mode (no dropout,
     BatchNorm running statistics), called with the inputs training gives it (`model_inputs`).
     `device`: where the batches go, by default the model's (its first parameter's)."""
+    task = GraphTask(task)
     inputs = forward_inputs(model, task)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -77,8 +78,11 @@ def score_batches(
     scores = []
     try:
         for features, num_graphs in batches:
+            labels = features["labels"]
             features = {k: v.to(device) for k, v in features.items()}
-            outputs = model(**model_inputs(features, inputs))
+            outputs = model_prediction(model(**model_inputs(features, inputs)), model)
+            if task.is_classification and labels.numel():  # the batch's labels, read before they left the CPU
+                check_class_count(task, outputs.size(-1), int(labels.max()) + 1)
             scores.append(graph_scores(
                 task, outputs, features["labels"], features["batch"], num_graphs, node_normalization
             ).float().cpu())

@@ -44,6 +44,26 @@ def _check_outputs(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor)
             f"{task}: the model returned {outputs.size(0)} rows for {labels.size(0)} {unit}; "
             f"a {task.level}-level task needs one output row per {task.level}"
         )
+    if task.endswith("regression") and labels.size(0):
+        targets = labels.numel() // labels.size(0)
+        if targets != outputs.size(1):
+            raise ValueError(
+                f"{task}: the model returned {outputs.size(1)} outputs per {task.level} for {targets} targets; it needs "
+                f"one output per target (out_channels={targets})"
+            )
+
+
+def check_class_count(task: GraphTask, num_outputs: int, num_classes: int) -> None:
+    """Raises when a classifier returns fewer logits than the data has classes (class ids 0 ..
+    num_classes - 1): cross-entropy would fail on an out-of-range id without naming the model's
+    width (on a GPU, as a device-side assert)."""
+    if task.is_classification and num_outputs < num_classes:
+        binary = (" A single-logit binary classifier trains as task 'graph_multilabel' (BCE-with-logits) with y [0.] "
+                  "or [1.] per graph." if task.level == "graph" and num_outputs == 1 else "")
+        raise ValueError(
+            f"{task}: the model returns {num_outputs} logit(s) per {task.level}, but the data has class ids up to "
+            f"{num_classes - 1}: it needs one logit per class (out_channels={num_classes}).{binary}"
+        )
 
 
 def _multilabel_shapes(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

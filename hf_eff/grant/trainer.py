@@ -2,15 +2,18 @@
 which the learner is most wrong, and trains on them until the next reselection.
 
 Works with `GrantGCN` and with any PyG model whose forward takes (x, edge_index, batch), and
-edge_attr if it names it (training, evaluation and the teacher pass the same inputs); the loss
-comes from `args.task`. With `teacher="none"` it is plain full-data training through the
+edge_attr if it names it (training, evaluation and the teacher pass the same inputs), and returns
+the prediction, a tuple whose first element it is, or a dict with it under "logits"; the loss
+comes from `args.task`. A model narrower than the data's targets or class ids is refused at its
+first forward, by name. With `teacher="none"` it is plain full-data training through the
 same code path (the baseline); with `teacher="random"`, GraNT's schedule on random subsets (the
 ablation of the selection).
 
 Node-level evaluation (`evaluate`, `predict`) pads per graph: predictions are [graphs, max nodes,
 outputs] and `label_ids` is a pair (labels [graphs, max nodes(, targets)], node mask [graphs, max
 nodes], 1 on real nodes), which a user's own `compute_metrics` must unpack as `metrics_for` does.
-Their `eval_loss` is the mean over nodes (over graphs for graph tasks).
+Their `eval_loss` is the mean over nodes (over graphs for graph tasks). `predict` also takes graphs
+without y (e.g. `graphs_from_smiles(new_smiles)`): predictions only, `label_ids` None and no loss.
 """
 
 from __future__ import annotations
@@ -28,9 +31,15 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_eff.grant.collator import GraphCollator, arrow_batches, forward_inputs, model_inputs
+from hf_eff.grant.collator import (
+    GraphCollator,
+    arrow_batches,
+    forward_inputs,
+    model_inputs,
+    model_prediction,
+)
 from hf_eff.grant.config import GraNTTrainingArguments
-from hf_eff.grant.data import check_graph_dataset
+from hf_eff.grant.data import check_graph_dataset, largest_class_id
 from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import plan_epochs
 from hf_eff.grant.selection import (
@@ -41,7 +50,7 @@ from hf_eff.grant.selection import (
     select,
     select_stratified,
 )
-from hf_eff.grant.tasks import GraphTask, node_losses, task_loss
+from hf_eff.grant.tasks import GraphTask, check_class_count, node_losses, task_loss
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
 TEACHER_STATE_NAME = "grant_teacher.json"
@@ -87,8 +96,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                 check_graph_dataset(dataset, self.task, name)
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError("GraNTTrainer takes its loss from args.task (task_loss); compute_loss_func would not be used")
+        reference = next((d for d in (train_dataset, *evals.values()) if d is not None), None)
         if data_collator is None:  # one that knows the data's edge_attr width, for batches without edges
-            reference = next((d for d in (train_dataset, *evals.values()) if d is not None), None)
             data_collator = GraphCollator(self.task) if reference is None else GraphCollator.for_dataset(self.task, reference)
         super().__init__(
             model=model,
@@ -103,6 +112,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # accumulation steps, which it skips for a model taking loss kwargs (any forward with **kwargs)
         self.model_accepts_loss_kwargs = False
         self._forward_inputs = forward_inputs(self.model, self.task)
+        # classes in the data, against which a classifier's width is checked (shapes only: no read from the device)
+        self._num_classes = (max(largest_class_id(d) for d in (train_dataset, *evals.values()) if d is not None) + 1
+                             if self.task.is_classification and reference is not None else 0)
         self._data_seed = args.seed if args.data_seed is None else args.data_seed  # as transformers' samplers
         self._sampler = TeachingBatchSampler(self._data_seed)
         self._plan = None
@@ -113,7 +125,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     # --- loss and evaluation -------------------------------------------------------------
     def _forward(self, model, inputs):
-        return model(**model_inputs(inputs, self._forward_inputs))
+        outputs = model_prediction(model(**model_inputs(inputs, self._forward_inputs)), model)
+        check_class_count(self.task, outputs.size(-1), self._num_classes)
+        return outputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = self._forward(model, inputs)
@@ -139,6 +153,14 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
+        if "labels" not in inputs:  # graphs without y (new molecules): predictions only, as Trainer gives them
+            with torch.no_grad():
+                outputs = self._forward(model, inputs)
+            if prediction_loss_only:
+                return None, None, None
+            if self.task.level == "node":
+                outputs = to_dense_batch(outputs, inputs["batch"], fill_value=-100, batch_size=inputs["num_nodes"].numel())[0]
+            return None, outputs.detach(), None
         with torch.no_grad():
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
             if self._node_loss_sums is not None:

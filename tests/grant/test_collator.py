@@ -257,3 +257,13 @@ def test_trainer_loaders_use_arrow_batches_or_the_users_collator(tmp_path, make_
     assert trained == (6 if teacher == "none" else sum(entry.num_batches for entry in trainer._plan) + 1)
     trainer.evaluate()
     assert collator.calls == trained + 3
+
+
+def test_graphs_without_y_collate_without_labels(make_graphs):
+    graphs = make_graphs(6, "node_regression").remove_columns("y")
+    rows = GraphCollator("node_regression")(list(graphs))
+    columns = GraphCollator("node_regression")(ArrowBatches(graphs).__getitems__(range(6)))
+    assert list(rows) == list(columns) == ["num_nodes", "x", "edge_index", "batch"]
+    for name, value in rows.items():
+        torch.testing.assert_close(columns[name], value, msg=name)
+    assert isinstance(arrow_batches(graphs, GraphCollator("node_regression")), ArrowBatches)

@@ -503,3 +503,69 @@ def test_data_seed_seeds_the_teachers_batches(tmp_path, make_graphs):
     assert batches(seed=0, data_seed=7) == batches(seed=1, data_seed=7)  # the model's seed leaves the data alone
     assert batches(seed=0, data_seed=7) != batches(seed=0, data_seed=8)
     assert batches(seed=0) == batches(seed=5, data_seed=0)  # without data_seed, seed seeds the data
+
+
+class _WrappedOutputs(torch.nn.Module):
+    """GrantGCN whose forward returns (prediction, node count) or {"logits": prediction, "hidden": ...}."""
+
+    def __init__(self, wrap: str):
+        super().__init__()
+        self.gcn, self.wrap = GrantGCN(6, 2, hidden_channels=8), wrap
+
+    def forward(self, x, edge_index, batch):
+        out = self.gcn(x, edge_index, batch)
+        if self.wrap == "tuple":
+            return out, x.size(0)
+        return {"logits": out, "hidden": x} if self.wrap == "dict" else {"out": out}
+
+
+@pytest.mark.parametrize("wrap", ["tuple", "dict"])
+def test_a_model_returning_a_tuple_or_a_dict_trains_on_its_prediction(tmp_path, make_graphs, wrap):
+    task = "graph_classification"
+    train = make_graphs(24, task, seed=3)
+    torch.manual_seed(0)
+    plain = GrantGCN(6, 2, hidden_channels=8)
+    torch.manual_seed(0)
+    wrapped = _WrappedOutputs(wrap)
+    metrics = []
+    for model in (plain, wrapped):  # the teacher scores, training and evaluation all read the prediction
+        trainer = GraNTTrainer(model=model, args=_args(tmp_path, task), train_dataset=train, eval_dataset=train)
+        trainer.train()
+        metrics.append(trainer.evaluate())
+    assert metrics[1]["eval_loss"] == pytest.approx(metrics[0]["eval_loss"])
+    assert metrics[1]["eval_accuracy"] == metrics[0]["eval_accuracy"]
+    for (name, value), expected in zip(wrapped.gcn.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(value, expected, msg=name)
+    with pytest.raises(TypeError, match=r"returned a dict with keys \['out'\]; GraNT needs the prediction tensor"):
+        GraNTTrainer(model=_WrappedOutputs("other"), args=_args(tmp_path, task), train_dataset=train).train()
+
+
+@pytest.mark.parametrize("teacher", ["grant", "none"])
+def test_a_model_narrower_than_the_targets_or_classes_is_named(tmp_path, make_graphs, teacher):
+    # the teacher scores before the first step, training (teacher none) computes the loss first
+    regression = make_graphs(16, "graph_regression").map(lambda row: {"y": row["y"] * 3})
+    args = _args(tmp_path, "graph_regression", teacher=teacher, per_device_train_batch_size=4)
+    with pytest.raises(ValueError, match=r"returned 2 outputs per graph for 3 targets; it needs one output per target \(out_channels=3\)"):
+        GraNTTrainer(model=GrantGCN(6, 2), args=args, train_dataset=regression).train()
+    binary = make_graphs(16, "graph_classification")
+    args = _args(tmp_path, "graph_classification", teacher=teacher, per_device_train_batch_size=4)
+    with pytest.raises(ValueError, match=r"returns 1 logit\(s\) per graph, but the data has class ids up to 1: .*"
+                                         r"\(out_channels=2\)\. A single-logit binary classifier trains as task 'graph_multilabel'"):
+        GraNTTrainer(model=GrantGCN(6, 1), args=args, train_dataset=binary).train()
+    nodes = make_graphs(16, "node_classification")  # class ids 0, 1, 2
+    args = _args(tmp_path, "node_classification", teacher=teacher, per_device_train_batch_size=4)
+    with pytest.raises(ValueError, match=r"returns 2 logit\(s\) per node, but the data has class ids up to 2: it needs one "
+                                         r"logit per class \(out_channels=3\)\.$"):
+        GraNTTrainer(model=GrantGCN(6, 2, level="node"), args=args, train_dataset=nodes).train()
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "node_classification"])
+def test_predict_on_graphs_without_labels(tmp_path, make_graphs, task):
+    train, new = make_graphs(16, task, seed=1), make_graphs(6, task, seed=2)
+    trainer = GraNTTrainer(model=GrantGCN(6, OUTPUTS[task], hidden_channels=8, level=task.split("_")[0]),
+                           args=_args(tmp_path, task, num_train_epochs=1, per_device_eval_batch_size=4), train_dataset=train)
+    trainer.train()
+    labelled, unlabelled = trainer.predict(new), trainer.predict(new.remove_columns("y"))
+    assert unlabelled.label_ids is None and "test_loss" not in unlabelled.metrics
+    assert unlabelled.predictions.shape == labelled.predictions.shape  # node tasks: padded per graph, as with labels
+    assert (unlabelled.predictions == labelled.predictions).all()
