@@ -241,7 +241,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         args: `SplatTrainingArguments` (max_steps must be set; the schedules scale with it).
         train_dataset: the scene's train split (`scene.views["train"]`) or a `SceneViews`.
         eval_dataset: the test split; evaluation reports PSNR and SSIM on it and saves renders.
-        strategy: any gsplat `Strategy`; None builds the one `args` describes. A strategy that is not
+        strategy: any gsplat `Strategy` (`MCMCStrategy` on CUDA only: it calls gsplat's kernels itself);
+            None builds the one `args` describes. A strategy that is not
             a `GlobalToLocalStrategy` needs `SplatTrainingArguments(strategy="default")`. The trainer
             works on a copy (`trainer.strategy`); a `GlobalToLocalStrategy` without `global_stop_iter`
             gets T_2 of the energy schedule there.
@@ -292,6 +293,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # between scenes must not keep.
         self.strategy = copy.copy(strategy) if strategy is not None else args.build_strategy()
         self._strategy_from_args = strategy is None
+        self._check_strategy_runs_here()
         self.coarse_to_fine = None
         needs_t2 = getattr(self.strategy, "global_stop_iter", 0) is None
         if args.uses_coarse_to_fine or needs_t2:
@@ -314,6 +316,18 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._checkpoint_clocks: tuple[float, float] | None = None  # what a resumed checkpoint saved
         self._start_train_clocks()
         self.add_callback(_DensifyCallback(self))
+
+    def _check_strategy_runs_here(self) -> None:
+        """gsplat's MCMCStrategy calls gsplat's CUDA kernels itself (noise injection and relocation), not
+        through `rasterize`; on a CPU it would fail at its first refine step, after trying to compile them."""
+        from gsplat.strategy import MCMCStrategy
+
+        if isinstance(self.strategy, MCMCStrategy) and self.args.device.type != "cuda":
+            raise ValueError(
+                f"SplatTrainer: gsplat's MCMCStrategy needs gsplat's CUDA kernels (its noise injection and "
+                f"relocation call them), and training runs on {self.args.device}; on a CPU use "
+                "SplatTrainingArguments(strategy='default' or 'g2l'), or a DefaultStrategy"
+            )
 
     @staticmethod
     def _check_cameras_see_gaussians(views: SceneViews, model) -> None:

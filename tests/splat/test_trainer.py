@@ -147,6 +147,16 @@ def test_any_gsplat_strategy_plugs_in(scene, tmp_path):
     assert trainer.strategy_state["grad2d"] is not None
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for CPU training")
+def test_mcmc_is_refused_on_a_cpu_before_training(scene, tmp_path):
+    from gsplat.strategy import MCMCStrategy
+
+    # Its noise injection and relocation call gsplat's CUDA kernels directly: it used to fail at the
+    # first refine step, after trying to JIT-compile them.
+    with pytest.raises(ValueError, match="MCMCStrategy needs gsplat's CUDA kernels .* training runs on cpu"):
+        make_trainer(scene, tmp_path, custom_strategy=MCMCStrategy(), strategy="default")
+
+
 def test_a_strategy_object_shared_by_the_trainers_of_two_scenes_is_not_changed(tmp_path):
     strategy = GlobalToLocalStrategy(refine_start_iter=50, refine_every=10, refine_stop_iter=2500, reset_every=300)
     t2 = []
