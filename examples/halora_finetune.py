@@ -171,6 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
                    train_questions=len(train), eval_questions=len(evaluation))
     save_all_results(trainer, results)
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
+    if not training_args.push_to_hub:
+        # As transformers' examples do: a run kept local gets the card a push writes (the noise table and how to
+        # load the adapter), in place of PEFT's empty template
+        trainer.create_model_card()
     return results
 
 

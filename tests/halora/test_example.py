@@ -40,6 +40,8 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     assert (results["noise_mode"], results["noise_tile_size"], results["num_noise_seeds"]) == ("tile_additive", 64, 2)
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
+    card = (out / "README.md").read_text()  # hf-eff's card, not PEFT's template
+    assert "under RRAM weight noise" in card and "PeftModel.from_pretrained(" in card and "More Information Needed" not in card
     assert (saved["noise_sigma_sampling"], saved["noise_warmup_steps"], saved["reg_reduction"]) == ("uniform", 1, "mean")
 
 
