@@ -466,7 +466,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     ssim = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's interior)"}.get(
         results.get("eval_ssim_padding"), "SSIM")
     columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": ssim, "eval_lpips": "LPIPS",
-               "num_gaussians": "Gaussians", "train_runtime": "training time (s)"}
+               "num_gaussians": "Gaussians", "train_runtime": "training time, evaluations included (s)"}
     present = [key for key in columns if _number(results, key) is not None]
     row = [results[key] for key in present]
     if results.get("strategy"):

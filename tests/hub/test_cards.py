@@ -164,7 +164,7 @@ def test_splat_card_table_and_preview():
     card = cards.splat_card(results, "me/splats", ply="splats.ply", preview="preview.png")
     assert _metrics(card) == {("psnr", None): 25.25, ("ssim", None): 0.83}
     assert "gaussian-splatting" in ModelCard(str(card)).data.tags
-    assert "| strategy | PSNR (dB) | SSIM | Gaussians | training time (s) |" in card.text
+    assert "| strategy | PSNR (dB) | SSIM | Gaussians | training time, evaluations included (s) |" in card.text
     assert "| g2l | 25.25 | 0.83 | 12,345 | 61 |" in card.text
     assert "![preview](preview.png)" in card.text and "(`splats.ply`)" in card.text
     measured = cards.splat_card({**results, "eval_ssim_padding": "same"}, "me/splats")
