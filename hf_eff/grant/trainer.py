@@ -19,6 +19,7 @@ without y (e.g. `graphs_from_smiles(new_smiles)`): predictions only, `label_ids`
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -52,6 +53,8 @@ from hf_eff.grant.selection import (
 )
 from hf_eff.grant.tasks import GraphTask, check_class_count, node_losses, task_loss
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
+
+logger = logging.getLogger(__name__)
 
 TEACHER_STATE_NAME = "grant_teacher.json"
 
@@ -215,6 +218,14 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             num_processes=self.args.world_size,
             strata_sizes=None if self._strata is None else [len(c) for c in self._strata],
         )
+        if self._plan[0].ratio < 1 and not any(entry.reselect for entry in self._plan[1:]):
+            logger.warning(
+                "GraNT selects once in this run: with num_train_epochs=%d the first reselection would come after it, so "
+                "every epoch trains on the same %.0f%% of the training graphs, picked at epoch 0 (the paper's schedule "
+                "spans hundreds of epochs). For a short run lower reselect_interval_start (e.g. 1), raise start_ratio, "
+                "or use teacher='none'.",
+                len(self._plan), 100 * self._plan[0].ratio,
+            )
         self.teaching_log = []
         self._scoring_batches = None
         if resume_from_checkpoint:

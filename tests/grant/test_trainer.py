@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import re
 
@@ -569,3 +570,13 @@ def test_predict_on_graphs_without_labels(tmp_path, make_graphs, task):
     assert unlabelled.label_ids is None and "test_loss" not in unlabelled.metrics
     assert unlabelled.predictions.shape == labelled.predictions.shape  # node tasks: padded per graph, as with labels
     assert (unlabelled.predictions == labelled.predictions).all()
+
+
+def test_a_run_too_short_to_reselect_is_warned_of(tmp_path, make_graphs, caplog):
+    train = make_graphs(32, "graph_regression")
+    for epochs, warned in ((2, True), (3, False)):  # reselections every 2 epochs: at 0 only, then at 0 and 2
+        caplog.clear()
+        args = _args(tmp_path, "graph_regression", num_train_epochs=epochs)
+        with caplog.at_level(logging.WARNING, logger="hf_eff.grant.trainer"):
+            GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train()
+        assert ("every epoch trains on the same 25% of the training graphs" in caplog.text) == warned
