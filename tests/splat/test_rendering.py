@@ -104,6 +104,46 @@ def test_cpu_backend_matches_dense_reference_in_values_and_gradients(case):
         )
 
 
+def dense_with_depth(means, quats, scales, opacities, colors, viewmats, Ks, width, height, render_mode,
+                     backgrounds):
+    """gsplat's depth modes stated through the dense reference: the camera-space z as a channel
+    composited onto 0, divided by the alpha for the expected depth."""
+    depths = (means @ viewmats[:, :3, :3].transpose(1, 2) + viewmats[:, None, :3, 3])[..., 2:]  # [C, N, 1]
+    zeros = backgrounds.new_zeros(len(viewmats), 1)
+    if render_mode in ("D", "ED"):
+        channels, backgrounds = depths, zeros
+    else:
+        channels = torch.cat([colors.expand(len(viewmats), -1, -1), depths], dim=-1)
+        backgrounds = torch.cat([backgrounds, zeros], dim=1)
+    render, alphas, means2d = rasterize_dense(means, quats, scales, opacities, channels, viewmats, Ks, width,
+                                              height, backgrounds=backgrounds)
+    if render_mode.endswith("ED"):
+        render = torch.cat([render[..., :-1], render[..., -1:] / alphas.clamp(min=1e-10)], dim=-1)
+    return render, alphas, means2d
+
+
+@pytest.mark.parametrize("render_mode", ["D", "ED", "RGB+D", "RGB+ED"])
+@pytest.mark.parametrize("packed", [True, False])
+def test_depth_render_modes_match_gsplats_definition(render_mode, packed):
+    # Depth maps are gsplat's render_mode; the CPU backend refused every mode but RGB.
+    params = random_gaussians(60, seed=3)
+    viewmats, Ks = two_cameras()
+    backgrounds = torch.tensor([[0.2, 0.5, 0.9], [1.0, 0.0, 0.3]], dtype=torch.float64)
+    cpu = render_and_grads(rasterize, params, viewmats, Ks, render_mode=render_mode, backgrounds=backgrounds,
+                           packed=packed)
+    dense = render_and_grads(dense_with_depth, params, viewmats, Ks, render_mode=render_mode,
+                             backgrounds=backgrounds)
+    assert cpu[0].shape == (2, HEIGHT, WIDTH, 1 if render_mode in ("D", "ED") else 4)
+    assert cpu[0][..., -1].max() > 2.0  # depths of a scene 3 units away, not colours
+    torch.testing.assert_close(cpu[0], dense[0], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(cpu[1], dense[1], rtol=1e-9, atol=1e-10)
+    for name, grad_cpu, grad_dense in zip(["means", "quats", "scales", "opacities", "colors"], cpu[2], dense[2]):
+        if name == "colors" and render_mode in ("D", "ED"):
+            assert grad_cpu is None and grad_dense is None  # depth alone reads no colour
+            continue
+        torch.testing.assert_close(grad_cpu, grad_dense, rtol=1e-7, atol=1e-9, msg=f"gradient of {name}")
+
+
 @pytest.mark.parametrize("tile_size, chunk_elements", [(2, 16), (4, 64), (8, 64)])
 def test_tile_sizes_and_many_chunks_give_the_reference_result(
     monkeypatch, tile_size, chunk_elements
@@ -260,7 +300,7 @@ def test_invisible_scene_renders_background():
             r"colors \(1, 5, 4, 3\) are per camera for 1 cameras, but viewmats \(2, 4, 4\) has 2",
         ),
         (lambda p: {**p, "backend": "metal"}, "backend must be"),
-        (lambda p: {**p, "render_mode": "RGB+D"}, "render_mode='RGB' only"),
+        (lambda p: {**p, "render_mode": "RGB+N"}, r"render_mode must be one of \('RGB', 'D'"),
     ],
 )
 def test_bad_input_raises_a_named_error(change, message):

@@ -112,6 +112,7 @@ def rasterize(
     (activated), opacities [N] (activated), colors [N, D] / [C, N, D] or SH coefficients
     [N, K, 3] with ``sh_degree``, viewmats [C, 4, 4] (world-to-camera, OpenCV), Ks [C, 3, 3].
     ``backend`` "auto" picks gsplat on CUDA tensors and the PyTorch backend on CPU tensors.
+    ``render_mode`` "D" / "ED" (accumulated / expected depth) and "RGB+D" / "RGB+ED" work on both.
     ``gsplat_kwargs`` (e.g. ``tile_size``, ``camera_model``) pass through to gsplat only.
     ``check_finite`` False skips the NaN / inf check of the Gaussians: on CUDA it reads the GPU
     from the host (a synchronisation), which a training loop that watches for NaN itself, without

@@ -30,6 +30,8 @@ MIN_TRANSMITTANCE = 1e-4
 TILE_SIZE = 4
 # (row, pixel) pairs processed per chunk: temporaries of ~1 MB stay in cache (see TileLayout.chunks).
 CHUNK_ELEMENTS = 2**18
+# gsplat's render modes: colours, accumulated depth (D), expected depth (ED), or both.
+RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 
 
 def rasterize_cpu(
@@ -53,9 +55,12 @@ def rasterize_cpu(
     absgrad: bool = False,
     rasterize_mode: str = "classic",
 ):
-    """Same arguments and outputs as ``gsplat.rasterization`` (pinhole, RGB)."""
-    if render_mode != "RGB":
-        raise ValueError(f"the CPU backend renders render_mode='RGB' only, got {render_mode!r}")
+    """Same arguments and outputs as ``gsplat.rasterization`` (pinhole cameras). ``render_mode``
+    as gsplat: "RGB"; "D", the accumulated camera-space depth sum_i w_i z_i; "ED", the expected
+    depth (D divided by the alpha); "RGB+D" / "RGB+ED", the depth as a last channel after the
+    colours. Depth channels composite onto a background of 0."""
+    if render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
     num_cameras = viewmats.shape[0]
     projection = project(
         means,
@@ -81,9 +86,20 @@ def rasterize_cpu(
         means2d = projection.means2d
         entry_means2d = means2d[camera_ids, gaussian_ids]
         radii = projection.radii
-    entry_colors = view_dependent_colors(
-        colors, sh_degree, means, viewmats, camera_ids, gaussian_ids
-    )
+    entry_depths = projection.depths[camera_ids, gaussian_ids]
+    # As gsplat: depth is composited like one more colour channel, with a background of 0.
+    if render_mode in ("D", "ED"):
+        entry_colors = entry_depths[:, None]
+        if backgrounds is not None:
+            backgrounds = backgrounds.new_zeros(num_cameras, 1)
+    else:
+        entry_colors = view_dependent_colors(
+            colors, sh_degree, means, viewmats, camera_ids, gaussian_ids
+        )
+        if render_mode in ("RGB+D", "RGB+ED"):
+            entry_colors = torch.cat([entry_colors, entry_depths[:, None]], dim=1)
+            if backgrounds is not None:
+                backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(num_cameras, 1)], dim=1)
     absgrad_target = None
     if absgrad:
         # gsplat's convention: the backward pass leaves |dL/dmeans2d| summed over pixels in
@@ -101,7 +117,7 @@ def rasterize_cpu(
         projection.conics[camera_ids, gaussian_ids],
         projection.opacities[camera_ids, gaussian_ids],
         entry_colors,
-        projection.depths[camera_ids, gaussian_ids].detach(),
+        entry_depths.detach(),
         projection.radii[camera_ids, gaussian_ids],
         camera_ids,
         num_cameras,
@@ -111,6 +127,10 @@ def rasterize_cpu(
         tile_size=TILE_SIZE,
         absgrad_target=absgrad_target,
     )
+    if render_mode in ("ED", "RGB+ED"):
+        # gsplat's expected depth: the accumulated depth over the accumulated weight.
+        expected = render_colors[..., -1:] / render_alphas.clamp(min=1e-10)
+        render_colors = torch.cat([render_colors[..., :-1], expected], dim=-1)
     info = {
         "camera_ids": camera_ids if packed else None,
         "gaussian_ids": gaussian_ids if packed else None,
