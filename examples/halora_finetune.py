@@ -76,6 +76,12 @@ class ModelArguments:
         default=64, metadata={"help": "RRAM tile side: in HaLoRA's training, and in both methods' evaluation unless "
                                       "--eval_noise_tile_size is given."}
     )
+    noise_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Frozen nn.Linear modules on RRAM (name suffixes): in HaLoRA's training, and in both methods' "
+                          "evaluation unless --eval_noise_target_modules is given; default: every nn.Linear in the "
+                          "transformer blocks."},
+    )
     noise_resample_steps: int = field(
         default=400, metadata={"help": "Optimizer steps between noise draws (paper: 400 of many thousands; short runs need a few)."}
     )
@@ -123,11 +129,13 @@ def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, HaLoRATrainingArguments))
     model_args, data_args, training_args = parse_recipe_and_flags(parser, sys.argv[1:] if argv is None else argv)
     # One evaluation noise for both methods (a LoRA adapter has no noise settings of its own): the RRAM
-    # noise model of --noise_mode / --noise_tile_size unless --eval_noise_mode / --eval_noise_tile_size are given.
+    # noise model of --noise_mode / --noise_tile_size / --noise_target_modules unless the --eval_noise_* flags are given.
     if training_args.eval_noise_mode is None:
         training_args.eval_noise_mode = model_args.noise_mode
     if training_args.eval_noise_tile_size is None:
         training_args.eval_noise_tile_size = model_args.noise_tile_size
+    if training_args.eval_noise_target_modules is None:
+        training_args.eval_noise_target_modules = model_args.noise_target_modules
     check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
     return model_args, data_args, training_args
 
@@ -145,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         target_modules=model_args.target_modules, lora_dropout=model_args.lora_dropout,
         **({} if model_args.method == "lora" else dict(
             noise_sigma=model_args.noise_sigma, noise_mode=model_args.noise_mode,
-            noise_tile_size=model_args.noise_tile_size, noise_resample_steps=model_args.noise_resample_steps,
+            noise_tile_size=model_args.noise_tile_size, noise_target_modules=model_args.noise_target_modules,
+            noise_resample_steps=model_args.noise_resample_steps,
             noise_sigma_sampling=model_args.noise_sigma_sampling, noise_warmup_steps=model_args.noise_warmup_steps,
             reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm, reg_reduction=model_args.reg_reduction,
             reg_application=model_args.reg_application)),

@@ -60,6 +60,22 @@ def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokeniz
         assert (results["noise_mode"], results["noise_tile_size"]) == ("multiplicative", tile), (method, extra)
 
 
+def test_noise_target_modules_flag_sets_the_training_and_both_methods_evaluation_layers(tmp_path, char_tokenizer):
+    example = _load_example()
+    _, _, training_args = example.parse_args(["--noise_target_modules", "q_proj", "up_proj", "--output_dir", "unused"])
+    assert training_args.eval_noise_target_modules == ["q_proj", "up_proj"]
+    _, _, training_args = example.parse_args(["--noise_target_modules", "q_proj", "--eval_noise_target_modules", "v_proj",
+                                              "--output_dir", "unused"])
+    assert training_args.eval_noise_target_modules == ["v_proj"]
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    example.main(["--model_name_or_path", str(model_dir), "--task_name", "comparison", "--train_size", "8", "--eval_size", "4",
+                  "--max_length", "64", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_sigmas", "0",
+                  "--noise_target_modules", "q_proj", "up_proj", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
+                  "--disable_tqdm", "true", "--output_dir", str(tmp_path / "run")])
+    saved = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
+    assert saved["noise_target_modules"] == ["q_proj", "up_proj"]
 def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, char_tokenizer, checkpoint_loads):
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
