@@ -155,7 +155,9 @@ def parse_epochs(text: str, defaults: dict[str, int]) -> dict[str, int]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", "--out", dest="output_dir", default="grant_bench")
-    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--tasks", default=",".join(TASKS),
+                        help=f"comma-separated task kinds, of {TASKS} (not the data names gen-cls, qm9 ...: "
+                        "--graph_regression picks that set)")
     parser.add_argument("--regime", default="full_batch", choices=list(REGIMES),
                         help="settings (REGIMES) of the flags below that are not given")
     parser.add_argument("--graph_regression", default="solubility", choices=["solubility", "qm9", "freesolv"],
