@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run every method beside its baseline; writes a report folder")
     demo.add_argument("--out", default="hf_eff_report", help="report folder (report.md, results.json, PNGs)")
-    demo.add_argument("--only", type=demo_sections, default=[], help="comma-separated sections: halora,grant,splat")
+    demo.add_argument("--only", type=demo_sections, default=[], help="comma-separated sections: halora,grant,splat; "
+                      "the other sections of a report already in --out are kept")
     demo.add_argument("--quick", action="store_true", help="smallest sizes (used by the tests)")
     demo.set_defaults(func=cmd_demo, parser=demo)
 

@@ -1,3 +1,4 @@
+import importlib
 import json
 import subprocess
 import sys
@@ -30,3 +31,24 @@ def test_quick_demo_runs_every_section_and_writes_the_report(tmp_path):
     for name, section in results.items():
         assert not any("_" in column or "@" in column for column in section["columns"]), (name, section["columns"])
         assert "evaluations excluded" in section["summary"] or name == "halora"
+
+
+def test_only_rewrites_its_sections_and_keeps_the_rest_of_an_earlier_report(tmp_path, monkeypatch):
+    from hf_eff import demo
+    from hf_eff.demo.report import SectionResult
+
+    def fake(name, score):
+        def run(out_dir, quick=False):
+            return SectionResult(f"{name} title", ["method", "score"], [{"method": name, "score": score}], summary=name)
+        monkeypatch.setattr(importlib.import_module(f"hf_eff.demo.{name}"), "run", run)
+
+    for name in demo.SECTIONS:
+        fake(name, 1.0)
+    assert demo.run_demo(tmp_path)
+    fake("grant", 2.0)
+    assert demo.run_demo(tmp_path, only=["grant"])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results) == list(demo.SECTIONS)  # the sections not rerun are still there, in order
+    assert [results[name]["rows"][0]["score"] for name in demo.SECTIONS] == [1.0, 2.0, 1.0]
+    report = (tmp_path / "report.md").read_text()
+    assert "| halora | 1 |" in report and "| grant | 2 |" in report and "| splat | 1 |" in report

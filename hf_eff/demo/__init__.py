@@ -6,7 +6,9 @@ SectionResult``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 import platform
 import time
 import traceback
@@ -35,17 +37,33 @@ def _print_section(console: Console, result: SectionResult) -> None:
         console.print(result.summary)
 
 
+def earlier_sections(out_dir: Path) -> dict[str, SectionResult | str]:
+    """The sections of the report an earlier run left in ``out_dir`` (its results.json), as ``write_report`` takes
+    them; none when there is no readable report."""
+    try:
+        results = json.loads((out_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    fields = {f.name for f in dataclasses.fields(SectionResult)}
+    return {name: SectionResult(**{k: v for k, v in section.items() if k in fields}) if section.get("status") == "ok"
+            else str(section.get("status")) for name, section in results.items() if name in SECTIONS}
+
+
 def run_demo(out_dir: Path, only: list[str] | None = None, quick: bool = False) -> bool:
-    """Runs the sections (all, or those named in `only`); returns False if any raised."""
+    """Runs the sections (all, or those named in `only`); returns False if any raised. With `only`, the other
+    sections of a report already in `out_dir` are kept (each section's summary gives its own sizes)."""
     unknown = sorted(set(only or ()) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown demo section(s) {unknown}; choose from {list(SECTIONS)}")
     console = Console()
     out_dir.mkdir(parents=True, exist_ok=True)
+    kept = earlier_sections(out_dir) if only else {}
     outcomes: dict[str, SectionResult | str] = {}
     ok = True
     for name, title in SECTIONS.items():
         if only and name not in only:
+            if name in kept:
+                outcomes[name] = kept[name]
             continue
         console.rule(title)
         start = time.perf_counter()
