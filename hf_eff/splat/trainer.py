@@ -44,13 +44,34 @@ from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
-from hf_eff.splat.scene import images_to_float, scene_views_to_tensors
+from hf_eff.splat.scene import REQUIRED_VIEW_COLUMNS, Scene, images_to_float, scene_views_to_tensors
 
 logger = logging.get_logger(__name__)
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
 # The keywords `SplatTrainer.render` passes to the model's render.
 RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "check_finite")
+
+
+def check_views_split(views) -> None:
+    """Raises naming the fix unless ``views`` is one split of a scene's views (a `datasets.Dataset`
+    with the view columns): a whole `Scene` or its `DatasetDict` failed deep inside with a bare
+    KeyError or TypeError."""
+    from datasets import Dataset as HFDataset
+    from datasets import DatasetDict
+
+    if isinstance(views, DatasetDict | Scene):
+        raise TypeError(
+            f"SplatTrainer takes one split of the scene's views, got a {type(views).__name__}: pass "
+            "train_dataset=scene.views['train'] and eval_dataset=scene.views['test']"
+        )
+    if not isinstance(views, HFDataset):
+        raise TypeError(
+            f"SplatTrainer takes a split of a scene's views (a datasets.Dataset), got {type(views).__name__}"
+        )
+    missing = [column for column in REQUIRED_VIEW_COLUMNS if column not in views.column_names]
+    if missing:
+        raise ValueError(f"scene views: missing column(s) {missing}; columns are {views.column_names}")
 
 
 class SceneViews(Dataset):
@@ -71,6 +92,7 @@ class SceneViews(Dataset):
         if isinstance(views, SceneViews):
             self.images, self.viewmats, self.Ks = views.images, views.viewmats, views.Ks
             return
+        check_views_split(views)
         self.images, self.viewmats, self.Ks = scene_views_to_tensors(views)
         for name, values in (("world_to_camera", self.viewmats), ("K", self.Ks)):
             bad = (~torch.isfinite(values.flatten(1))).any(dim=1).nonzero()

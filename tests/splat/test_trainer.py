@@ -90,6 +90,17 @@ def test_poses_in_another_convention_are_named_before_training(scene, tmp_path):
     assert "see none" not in captured.out
 
 
+def test_a_whole_scene_or_a_split_without_the_view_columns_is_refused_with_the_fix(scene, tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5)
+    model = GaussianModel.from_points(*scene.point_arrays())
+    for whole in (scene, scene.views):  # a bare KeyError 'width' / TypeError before
+        with pytest.raises(TypeError, match=re.escape(f"got a {type(whole).__name__}: pass "
+                                                      "train_dataset=scene.views['train']")):
+            SplatTrainer(model=model, args=args, train_dataset=whole)
+    with pytest.raises(ValueError, match=r"scene views: missing column\(s\) \['K'\]"):
+        SplatTrainer(model=model, args=args, train_dataset=scene.views["train"].remove_columns("K"))
+
+
 def test_views_are_held_as_uint8_and_batches_get_the_old_float_values(scene, tmp_path):
     trainer = make_trainer(scene, tmp_path, per_device_train_batch_size=3)
     views = trainer.train_dataset
