@@ -86,7 +86,11 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
                   "then one forward pass); turn off when the collated set does not fit in memory"},
     )
     # Graph rows hold x / edge_index / y, which a model's forward signature does not name.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "keep graph columns for the collator"})
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "keep the graph columns for the collator (True, which would drop num_nodes and y, is refused "
+                  "with the default GraphCollator)"},
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -102,6 +102,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         reference = next((d for d in (train_dataset, *evals.values()) if d is not None), None)
         if data_collator is None:  # one that knows the data's edge_attr width, for batches without edges
             data_collator = GraphCollator(self.task) if reference is None else GraphCollator.for_dataset(self.task, reference)
+        if args.remove_unused_columns and type(data_collator) is GraphCollator:
+            raise ValueError(
+                "remove_unused_columns=True would drop the columns GraphCollator batches that the model's forward does "
+                "not name (num_nodes, y); leave it False, GraNTTrainingArguments' default"
+            )
         super().__init__(
             model=model,
             args=args,

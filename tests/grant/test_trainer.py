@@ -425,6 +425,14 @@ def test_a_kwargs_forward_trains_as_a_plain_one_under_gradient_accumulation(tmp_
     torch.testing.assert_close(trained(_KwargsForward), trained(GrantGCN))
 
 
+@pytest.mark.parametrize("teacher", ["grant", "none"])
+def test_removing_unused_columns_is_refused_with_the_default_collator(tmp_path, make_graphs, teacher):
+    train = make_graphs(16, "graph_regression")
+    args = _args(tmp_path, "graph_regression", teacher=teacher, remove_unused_columns=True)
+    with pytest.raises(ValueError, match=r"remove_unused_columns=True would drop the columns GraphCollator batches"):
+        GraNTTrainer(model=GrantGCN(6, 1), args=args, train_dataset=train)
+
+
 def test_a_compute_loss_func_is_refused(tmp_path, make_graphs):
     with pytest.raises(ValueError, match="compute_loss_func would not be used"):
         GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression"),
