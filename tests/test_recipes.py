@@ -46,6 +46,15 @@ def test_bad_recipes_name_the_problem(tmp_path):
     recipe.write_text("name: run\n")
     with pytest.raises(ValueError, match="not used"):
         _parse([str(recipe), "--unknown_flag", "1"])
+    # after the flags, the recipe is named (not the required field it would have given)
+    with pytest.raises(ValueError, match=r"recipe .*recipe.yaml must come right after the script, before the flags"):
+        _parse(["--steps", "3", str(recipe)])
+
+
+def test_recipe_suffix_in_any_case(tmp_path):
+    for name, text in (("RECIPE.YAML", "name: run\nsteps: 4\n"), ("recipe.JSON", '{"name": "run", "steps": 4}')):
+        (tmp_path / name).write_text(text)
+        assert _parse([str(tmp_path / name)]) == Settings("run", 4)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ def load_recipe(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} does not exist")
     text = path.read_text()
-    recipe = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    recipe = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {path} must hold a mapping of argument names to values, got {type(recipe).__name__}")
     return recipe
@@ -26,7 +26,7 @@ def load_recipe(path: str | Path) -> dict:
 
 def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
     """The dataclasses of `parser` from an optional leading recipe file and then flags, which win."""
-    if argv and argv[0].endswith(RECIPE_SUFFIXES):
+    if argv and _is_recipe(argv[0]):
         recipe = load_recipe(argv[0])
         actions = {action.dest: action for action in parser._actions}
         unknown = sorted(set(recipe) - set(actions))
@@ -36,7 +36,23 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
             actions[name].required = False  # the recipe gives it
         parser.set_defaults(**recipe)
         argv = argv[1:]
+    # A recipe after the flags would be left over, but the dataclasses are checked first, so the user would
+    # see a required setting missing (argparse's, or e.g. GraNT's task) instead: the left-overs are looked at first.
+    required = [action for action in parser._actions if action.required]
+    for action in required:
+        action.required = False
+    try:
+        misplaced = [arg for arg in parser.parse_known_args(argv)[1] if _is_recipe(arg)]
+    finally:
+        for action in required:
+            action.required = True
+    if misplaced:
+        raise ValueError(f"recipe {misplaced[0]} must come right after the script, before the flags that override it")
     return tuple(_resume_as_train_takes_it(args) for args in parser.parse_args_into_dataclasses(argv))
+
+
+def _is_recipe(arg: str) -> bool:
+    return not arg.startswith("-") and arg.lower().endswith(RECIPE_SUFFIXES)
 
 
 def _resume_as_train_takes_it(args):
