@@ -24,6 +24,7 @@ import math
 import os
 import time
 
+import datasets
 import torch
 from huggingface_hub import ModelHubMixin
 from torch.utils.data import DataLoader, Sampler
@@ -144,6 +145,20 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     def card_run_settings(self) -> dict:
         return {"teacher": self.args.teacher}
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        self._check_given_dataset(eval_dataset, metric_key_prefix)
+        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+        self._check_given_dataset(test_dataset, metric_key_prefix)
+        return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+
+    def _check_given_dataset(self, dataset, prefix: str) -> None:
+        """A labelled dataset given to evaluate or predict is checked as the constructor checks its own: a NaN
+        target would make every metric NaN, a node split mask be ignored. Graphs without y are to predict on."""
+        if isinstance(dataset, datasets.Dataset) and "y" in dataset.column_names:
+            check_graph_dataset(dataset, self.task, f"{prefix} dataset")
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):

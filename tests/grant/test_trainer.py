@@ -588,3 +588,15 @@ def test_a_run_too_short_to_reselect_is_warned_of(tmp_path, make_graphs, caplog)
         with caplog.at_level(logging.WARNING, logger="hf_eff.grant.trainer"):
             GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train()
         assert ("every epoch trains on the same 25% of the training graphs" in caplog.text) == warned
+
+
+def test_a_labelled_set_given_to_evaluate_or_predict_is_checked(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_regression")
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression"), train_dataset=train)
+    test_set = make_graphs(6, "graph_regression", seed=1).map(lambda row, i: {"y": [float("nan")] if i == 2 else row["y"]},
+                                                              with_indices=True)
+    with pytest.raises(ValueError, match="test dataset row 2: y contains NaN"):  # the metrics would be NaN
+        trainer.evaluate(test_set, metric_key_prefix="test")
+    with pytest.raises(ValueError, match="test dataset row 2: y contains NaN"):
+        trainer.predict(test_set)
+    assert trainer.predict(test_set.remove_columns("y")).predictions.shape == (6, 1)  # graphs to predict on
