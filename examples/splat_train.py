@@ -64,6 +64,11 @@ class SceneArguments:
                           "for evaluation. None: 8 (3DGS's llffhold) for a COLMAP model or a single transforms.json; a Blender "
                           "folder keeps its transforms_test.json, and with transforms_train.json alone every view trains."},
     )
+    images: str | None = field(
+        default=None,
+        metadata={"help": "For a COLMAP --scene: the images folder inside it (default images); images_4 trains on "
+                          "the 4x downscaled copy, with K rescaled (3DGS's --images, gsplat's --data_factor 4)."},
+    )
     procedural_seed: int = field(default=0, metadata={"help": "Seed of the procedural scene."})
     procedural_resolution: int = field(default=64, metadata={"help": "Width and height of the procedural views."})
     procedural_num_train: int = field(default=16, metadata={"help": "Procedural training views."})
@@ -119,6 +124,8 @@ def main():
         if scene_args.test_every is not None:
             raise ValueError("--test_every applies to a COLMAP or NeRF --scene; the procedural scene has "
                              "--procedural_num_test")
+        if scene_args.images is not None:
+            raise ValueError("--images applies to a COLMAP --scene; the procedural scene has --procedural_resolution")
         scene = make_procedural_scene(
             seed=scene_args.procedural_seed, num_train=scene_args.procedural_num_train,
             num_test=scene_args.procedural_num_test, width=scene_args.procedural_resolution,
@@ -128,7 +135,7 @@ def main():
     else:
         background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
         scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
-                           background=background)
+                           background=background, images=scene_args.images)
         scene_name = scene_args.scene
     if "test" not in scene.views or len(scene.views["test"]) == 0:
         raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "

@@ -570,12 +570,20 @@ def _has_colmap_model(path: Path) -> bool:
     return find_colmap_model(path) is not None
 
 
+def _check_no_images_option(images, source) -> None:
+    if images is not None:
+        raise ValueError(
+            f"load_scene: images={images!r} picks the images folder of a COLMAP project; {source} is not one"
+        )
+
+
 def load_scene(
     source,
     revision: str | None = None,
     token=None,
     test_every: int | None = None,
     background=(0.0, 0.0, 0.0),
+    images: str | None = None,
 ) -> Scene:
     """Loads a scene from a Hub dataset repo id, a local folder in the same parquet layout,
     or a local folder holding ``views/`` (``save_to_disk``), optional ``points/`` and
@@ -592,6 +600,9 @@ def load_scene(
         background: RGB in [0, 1] composited under transparent pixels of a converted folder's
             images (black, 3DGS's default; (1, 1, 1) for ``--white_background``). A stored
             scene's images are already RGB.
+        images: for a COLMAP project, the images folder inside it (default ``images``):
+            ``images_4`` trains on the 4x downscaled copy that Mip-NeRF 360 ships, with K
+            rescaled to it (3DGS's ``--images``, gsplat's ``--data_factor``).
     """
     from datasets import get_dataset_config_names, load_dataset, load_from_disk
 
@@ -604,6 +615,8 @@ def load_scene(
         or (path / "transforms.json").exists()
         or _has_colmap_model(path)
     )
+    if images is not None and not is_converted:
+        _check_no_images_option(images, source)
     if test_every is not None and not is_converted:
         raise ValueError(
             f"load_scene: test_every={test_every} applies to COLMAP and NeRF folders; {source} is "
@@ -633,11 +646,15 @@ def load_scene(
         elif (path / "transforms_train.json").exists() or (path / "transforms.json").exists():
             from hf_eff.splat.converters import scene_from_nerf_synthetic
 
+            _check_no_images_option(images, path)
             return scene_from_nerf_synthetic(path, **converter_options)
         elif _has_colmap_model(path):
             from hf_eff.splat.converters import scene_from_colmap
 
-            return scene_from_colmap(path, **converter_options)
+            images_dir = None if images is None else path / images
+            if images_dir is not None and not images_dir.is_dir():
+                raise FileNotFoundError(f"load_scene: images={images!r}: no folder {images_dir}")
+            return scene_from_colmap(path, images_dir=images_dir, **converter_options)
         else:
             raise ValueError(
                 f"load_scene: {path} holds no scene: expected views/ (the parquet layout Scene.save "

@@ -69,6 +69,13 @@ def test_colmap_split_downscaled_images_and_auto_detection(tmp_path, scene):
     _, _, Ks = scene_views_to_tensors(half.views["train"])
     _, _, full_Ks = scene_views_to_tensors(views)
     np.testing.assert_allclose(Ks[:, :2].numpy(), full_Ks[:, :2].numpy() / 2, rtol=1e-6)
+    # The same through load_scene (and the example's --images), as 3DGS's --images images_2.
+    assert_views_match(load_scene(tmp_path, test_every=0, images="images_2").views["train"], half.views["train"])
+    with pytest.raises(FileNotFoundError, match="images='images_8': no folder"):
+        load_scene(tmp_path, images="images_8")
+    scene.save(tmp_path / "stored")
+    with pytest.raises(ValueError, match="picks the images folder of a COLMAP project; .*stored is not one"):
+        load_scene(tmp_path / "stored", images="images_2")
 
     assert len(load_scene(tmp_path).views["train"]) == 5  # default test_every=8: view 0 is test
 
