@@ -13,7 +13,8 @@ Node-level evaluation (`evaluate`, `predict`) pads per graph: predictions are [g
 outputs] and `label_ids` is a pair (labels [graphs, max nodes(, targets)], node mask [graphs, max
 nodes], 1 on real nodes), which a user's own `compute_metrics` must unpack as `metrics_for` does.
 Their `eval_loss` is the mean over nodes (over graphs for graph tasks). `predict` also takes graphs
-without y (e.g. `graphs_from_smiles(new_smiles)`): predictions only, `label_ids` None and no loss.
+without y (e.g. `graphs_from_smiles(new_smiles)`): predictions only, `label_ids` None and no loss
+(node-level: graph g's nodes are predictions[g, :num_nodes[g]], the rest padding).
 """
 
 from __future__ import annotations
