@@ -95,6 +95,14 @@ def test_push_errors_are_one_line_usage_errors(capsys, tmp_path, monkeypatch):
     assert "no Hugging Face token" in _usage_error(capsys, ["push", str(tmp_path), "me/x"])
 
 
+def test_demo_help_says_what_quick_shows(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--quick smallest sizes, under a minute on 2 cores: shows that every pipeline runs" in out
+    assert "not the methods' gains" in out and "a report already in --out are kept" in out
+
+
 def test_push_help_says_what_each_argument_takes(capsys):
     with pytest.raises(SystemExit):
         main(["push", "--help"])
