@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,14 @@ def _read_split(
     frames = meta.get("frames")
     if frames is None or not (frames or allow_empty):
         raise ValueError(f"{transforms_file}: no 'frames'")
+    masked = sum("mask_path" in frame for frame in frames)
+    if masked:
+        # nerfstudio's masks exclude pixels from the loss; SplatTrainer has no such masks.
+        warnings.warn(
+            f"{transforms_file}: {masked} frame(s) name a mask_path, which is not read: every pixel is "
+            "trained on (for transparent backgrounds give the images an alpha channel instead)",
+            stacklevel=3,
+        )
     images, Ks, poses = [], [], []
     for index, frame in enumerate(frames):
         where = f"{transforms_file.name} frame {index}"
