@@ -398,24 +398,30 @@ class RRAMNoise:
         A noised weight that an autograd-visible in-place write changed meanwhile (an optimizer step on a
         weight that requires grad; writes through ``.data``, as PEFT's unsafe merge makes, go unseen) cannot
         come back exactly: it is restored as far as the record allows (the change kept, but for the fix-up
-        cells, which get their clean values) and RuntimeError names it."""
+        cells, which get their clean values). One replaced meanwhile (``model.to(dtype)``, a move) keeps its
+        noise: the record is of the old tensor. Either way RuntimeError names it, once every other layer is clean."""
         applied = self._applied or {}
         changed = []
         for name in list(applied):
             parameter = self.layers[name].weight
             if applied[name].bands:  # an apply may have failed before writing this layer
-                if (parameter.data_ptr(), parameter._version) != applied[name].written:
+                storage, version = applied[name].written
+                if parameter.data_ptr() != storage:
                     changed.append(name)
-                self._restore_layer(parameter.data, applied[name])
+                else:
+                    if parameter._version != version:
+                        changed.append(name)
+                    self._restore_layer(parameter.data, applied[name])
             del applied[name]
         self._applied = None
         if changed:
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             raise RuntimeError(
-                f"RRAM noise: {changed[:3]}{more} changed in place while the noise was applied (an optimizer step on "
-                "weights that require grad?), so their clean weights could not be restored exactly. The noise "
-                "simulates fixed deployed weights: freeze them (requires_grad_(False)) and train an adapter, with "
-                "HaLoRATrainer for noise-aware training"
+                f"RRAM noise: {changed[:3]}{more} changed or replaced while the noise was applied (an optimizer step on "
+                "weights that require grad, a dtype cast or a move?), so their clean weights could not be restored "
+                "exactly. The noise simulates fixed deployed weights: cast or move the model before the noise goes in, "
+                "freeze the noised weights (requires_grad_(False)) and train an adapter, with HaLoRATrainer for "
+                "noise-aware training"
             )
 
     def _restore_layer(self, weight: torch.Tensor, state: _LayerNoise) -> None:

@@ -104,11 +104,18 @@ def test_a_weight_trained_while_noised_is_named_at_restore_and_the_others_come_b
     trained = model.model.layers[1].mlp.up_proj.weight
     optimizer = torch.optim.SGD([trained], lr=0.1)
     ids = torch.randint(0, 128, (2, 8))
-    with pytest.raises(RuntimeError, match=r"\['model.layers.1.mlp.up_proj'\] changed in place.*could not be restored"):
+    with pytest.raises(RuntimeError, match=r"\['model.layers.1.mlp.up_proj'\] changed or replaced.*could not be restored"):
         with rram_noise(model, sigma=0.02, seed=0):
             model(ids, labels=ids).loss.backward()
             optimizer.step()
     assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items() if n != "model.layers.1.mlp.up_proj.weight")
+
+
+def test_weights_cast_while_noised_are_named_at_restore_not_written_with_the_old_record():
+    model = make_tiny_llama()
+    with pytest.raises(RuntimeError, match=r"model.layers.0.self_attn.q_proj.*\] and 11 more changed or replaced.*a dtype cast"):
+        with rram_noise(model, sigma=0.02, seed=0):
+            model.to(torch.bfloat16)  # new tensors: the fix-up record is of the float32 ones
 
 
 def test_draws_are_reproducible_and_independent_of_wrappers():
