@@ -320,6 +320,10 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
         self.remove_training_noise()
+        if not self.is_in_train and (self.args.fp16_full_eval or self.args.bf16_full_eval):
+            # evaluation_loop casts the model at its first call, which would come inside the first noisy run: the
+            # noise must go into (and come out of) the weights the evaluation runs on
+            self.model.to(dtype=torch.float16 if self.args.fp16_full_eval else torch.bfloat16, device=self.args.device)
         self._take_cotrainer_eval_metrics(metric_key_prefix)  # left by an earlier predict(): not this evaluation's
         self._memory_tracker.start()
         dataloader = self.get_eval_dataloader(eval_dataset)

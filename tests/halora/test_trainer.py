@@ -178,6 +178,18 @@ def test_evaluation_under_noise_is_reproducible(tmp_path, char_tokenizer):
     assert other_seed["eval_loss"] == first["eval_loss"]
 
 
+@pytest.mark.parametrize("full_eval", ["bf16_full_eval", "fp16_full_eval"])
+def test_a_half_precision_evaluation_noises_and_restores_the_cast_weights(tmp_path, char_tokenizer, full_eval):
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+    trainer = _eval_trainer(tmp_path, char_tokenizer, model, **{full_eval: True})
+    trainer.args.eval_sigmas = [0.05, 0.0]  # the first run noisy: the Trainer casts the model inside it
+    dtype = torch.bfloat16 if full_eval == "bf16_full_eval" else torch.float16
+    clean = {name: tensor.to(dtype) for name, tensor in model.state_dict().items()}
+    metrics = trainer.evaluate()
+    assert metrics["eval_loss_sigma_0.05_mean"] != metrics["eval_loss"]
+    assert all(_bit_equal(clean[name], tensor) for name, tensor in model.state_dict().items())
+
+
 def test_evaluation_noise_of_the_arguments_applies_to_lora_and_halora_alike(tmp_path, char_tokenizer):
     """One adapter, loaded once as LoRA and once as HaLoRA (whose own noise settings differ): with the
     evaluation noise given in the arguments both are scored under the same noise; without it, HaLoRA's
