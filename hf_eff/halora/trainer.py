@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import re
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
 
     def __post_init__(self):
         super().__post_init__()
+        if isinstance(self.eval_sigmas, (str, numbers.Real)):  # one level, where a list is meant
+            raise ValueError(f"eval_sigmas must be a list of noise levels (e.g. [0.0, 0.02]), got {self.eval_sigmas!r}")
         self.eval_sigmas = [float(s) for s in self.eval_sigmas]
         if not self.eval_sigmas or any(not (s >= 0 and math.isfinite(s)) for s in self.eval_sigmas):
             raise ValueError(f"eval_sigmas must be a non-empty list of finite values >= 0, got {self.eval_sigmas}")

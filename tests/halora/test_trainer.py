@@ -214,6 +214,9 @@ def test_evaluation_noise_of_the_arguments_applies_to_lora_and_halora_alike(tmp_
 def test_arguments_validate(tmp_path):
     with pytest.raises(ValueError, match="eval_sigmas"):
         _args(tmp_path, eval_sigmas=[-0.1])
+    for one_level in (0.02, "0.02"):  # a list is meant
+        with pytest.raises(ValueError, match=r"eval_sigmas must be a list of noise levels \(e.g. \[0.0, 0.02\]\)"):
+            _args(tmp_path, eval_sigmas=one_level)
     with pytest.raises(ValueError, match="eval_noise_seeds"):
         _args(tmp_path, eval_noise_seeds=0)
     with pytest.raises(ValueError, match="eval_noise_mode"):
