@@ -91,6 +91,9 @@ def test_push_errors_are_one_line_usage_errors(capsys, tmp_path, monkeypatch):
     assert "all_results.json is missing" in _usage_error(capsys, ["push", str(tmp_path), "me/x", "--token", "hf_x"])
     (tmp_path / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
     assert "Repo id must" in _usage_error(capsys, ["push", str(tmp_path), "not a/repo id", "--token", "hf_x"])
+    # the CLI has no repo_type argument: push picks the type, and says so
+    line = _usage_error(capsys, ["push", str(tmp_path), "datasets/me/x", "--token", "hf_x"])
+    assert "repo_type" not in line and "a scene goes to a dataset repo, so give no 'datasets/' prefix" in line
     monkeypatch.setattr(push, "get_token", lambda: None)
     assert "no Hugging Face token" in _usage_error(capsys, ["push", str(tmp_path), "me/x"])
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from hf_eff.hub.cards import (
@@ -114,7 +115,13 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     """
     output_dir = Path(output_dir)
     kind = kind or detect_artifact(output_dir)
-    validate_repo_id(repo_id)  # before the Hub is asked: its answer to a malformed id is a bare 400
+    try:
+        validate_repo_id(repo_id)  # before the Hub is asked: its answer to a malformed id is a bare 400
+    except HFValidationError as error:
+        # its hint names a Python argument; push chooses the repo type itself
+        reason = str(error).replace(" Use `repo_type` argument if needed.", "")
+        raise ValueError(f"{reason} (the repo type is the artifact's: a scene goes to a dataset repo, "
+                         "so give no 'datasets/' prefix or URL)") from None
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
