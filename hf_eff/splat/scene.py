@@ -493,10 +493,16 @@ def validate_views(views: DatasetDict) -> None:
                 raise ValueError(f"{where}: image is missing")
             source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image["path"]
             with PIL.Image.open(source) as opened:  # reads the header only
-                size = opened.size
+                size, transparent = opened.size, has_alpha(opened)
             if size != (width, height):
                 raise ValueError(
                     f"{where}: image is {size[0]}x{size[1]} but width x height says {width}x{height}"
+                )
+            if transparent:
+                # Training reads RGB: the alpha would be dropped, and the hidden colours trained on.
+                raise ValueError(
+                    f"{where}: image has transparency (an alpha channel); scenes hold RGB views: build the "
+                    "split with views_dataset(images, Ks, poses, background=...), which composites it"
                 )
 
 

@@ -282,6 +282,20 @@ def test_views_dataset_takes_3x4_poses_and_names_wrong_camera_shapes():
         views_dataset(images, Ks, poses[:1])
 
 
+def test_a_views_split_built_without_views_dataset_may_not_hold_transparent_images(tmp_path):
+    import PIL.Image
+
+    images, Ks, poses = view_columns(2)
+    rgba = np.concatenate([images[1], np.zeros((HEIGHT, WIDTH, 1), np.uint8)], axis=-1)
+    PIL.Image.fromarray(rgba).save(tmp_path / "view.png")
+    columns = {"image": [PIL.Image.fromarray(images[0]), str(tmp_path / "view.png")], "K": [np.float32(K) for K in Ks],
+               "world_to_camera": [np.float32(pose) for pose in poses], "width": [WIDTH] * 2, "height": [HEIGHT] * 2}
+    split = Dataset.from_dict(columns, features=VIEW_FEATURES)
+    # It was accepted, and training dropped the alpha: the hidden colours were fitted.
+    with pytest.raises(ValueError, match=r"scene view 1 \(train\): image has transparency .*views_dataset"):
+        Scene.from_views(DatasetDict({"train": split}))
+
+
 @pytest.mark.parametrize("form", ["array", "pil", "png"])
 def test_views_dataset_composites_transparent_pixels_onto_the_background(tmp_path, form):
     import PIL.Image
