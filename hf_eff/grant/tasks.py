@@ -86,12 +86,19 @@ def task_loss(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> t
     if task.is_classification:
         return F.cross_entropy(outputs, labels.long())
     if task.is_multilabel:
-        labels = _multilabel_shapes(task, outputs, labels)
-        labelled = ~labels.isnan()
-        losses = F.binary_cross_entropy_with_logits(outputs, labels.nan_to_num(0.0), reduction="none")
-        # where, not a product with the mask: an infinite loss on an unlabelled entry times 0 is NaN
-        return torch.where(labelled, losses, 0.0).sum() / labelled.sum().clamp(min=1)
+        sums, counts = multilabel_losses(task, outputs, labels)
+        return sums.sum() / counts.sum().clamp(min=1)
     return F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype))
+
+
+def multilabel_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """graph_multilabel's BCE-with-logits summed over each graph's labelled (non-NaN) entries, and
+    their number: (sums [graphs], counts [graphs]); `task_loss` is their totals' ratio."""
+    labels = _multilabel_shapes(task, outputs, labels)
+    labelled = ~labels.isnan()
+    losses = F.binary_cross_entropy_with_logits(outputs, labels.nan_to_num(0.0), reduction="none")
+    # where, not a product with the mask: an infinite loss on an unlabelled entry times 0 is NaN
+    return torch.where(labelled, losses, 0.0).sum(dim=-1), labelled.sum(dim=-1).to(outputs.dtype)
 
 
 def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

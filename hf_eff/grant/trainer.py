@@ -12,9 +12,10 @@ ablation of the selection).
 Node-level evaluation (`evaluate`, `predict`) pads per graph: predictions are [graphs, max nodes,
 outputs] and `label_ids` is a pair (labels [graphs, max nodes(, targets)], node mask [graphs, max
 nodes], 1 on real nodes), which a user's own `compute_metrics` must unpack as `metrics_for` does.
-Their `eval_loss` is the mean over nodes (over graphs for graph tasks). `predict` also takes graphs
-without y (e.g. `graphs_from_smiles(new_smiles)`): predictions only, `label_ids` None and no loss
-(node-level: graph g's nodes are predictions[g, :num_nodes[g]], the rest padding).
+`eval_loss` is the mean over nodes for node tasks, over labelled entries for graph_multilabel,
+over graphs otherwise. `predict` also takes graphs without y (e.g.
+`graphs_from_smiles(new_smiles)`): predictions only, `label_ids` None and no loss (node-level:
+graph g's nodes are predictions[g, :num_nodes[g]], the rest padding).
 """
 
 from __future__ import annotations
@@ -53,7 +54,13 @@ from hf_eff.grant.selection import (
     select,
     select_stratified,
 )
-from hf_eff.grant.tasks import GraphTask, check_class_count, node_losses, task_loss
+from hf_eff.grant.tasks import (
+    GraphTask,
+    check_class_count,
+    multilabel_losses,
+    node_losses,
+    task_loss,
+)
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 
 logger = logging.getLogger(__name__)
@@ -130,7 +137,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         self._plan = None
         self._scoring_batches = None
         self._strata = None
-        self._node_loss_sums: list[torch.Tensor] | None = None  # during a node task's evaluation_loop
+        self._loss_sums: list[torch.Tensor] | None = None  # during a node or multilabel task's evaluation_loop
         self.teaching_log: list[dict] = []
 
     # --- loss and evaluation -------------------------------------------------------------
@@ -164,15 +171,16 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         # The Trainer weights each batch's loss by its number of graphs; a node task's loss is the mean over
-        # nodes: the sum of every graph's node losses over the number of nodes.
-        self._node_loss_sums = [] if self.task.level == "node" else None
+        # nodes (the sum of every graph's node losses over the number of nodes), graph_multilabel's the mean
+        # over the labelled entries, which batches hold in different numbers.
+        self._loss_sums = [] if self.task.level == "node" or self.task.is_multilabel else None
         try:
             output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-            if self._node_loss_sums:
-                loss_sum, num_nodes = torch.cat(self._node_loss_sums).sum(dim=0)
-                output.metrics[f"{metric_key_prefix}_loss"] = (loss_sum / num_nodes.clamp(min=1)).item()
+            if self._loss_sums:
+                loss_sum, count = torch.cat(self._loss_sums).sum(dim=0)
+                output.metrics[f"{metric_key_prefix}_loss"] = (loss_sum / count.clamp(min=1)).item()
         finally:
-            self._node_loss_sums = None
+            self._loss_sums = None
         return output
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -187,13 +195,16 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             return None, outputs.detach(), None
         with torch.no_grad():
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
-            if self._node_loss_sums is not None:
-                # per graph (node-loss sum, node count), gathered as the Trainer gathers graphs: without the
-                # duplicates that even out the last batch across processes
-                sums = scatter(node_losses(self.task, outputs, inputs["labels"]), inputs["batch"], dim=0,
-                               dim_size=inputs["num_nodes"].numel(), reduce="sum")
-                per_graph = torch.stack([sums, inputs["num_nodes"].to(sums.dtype)], dim=-1)
-                self._node_loss_sums.append(self.accelerator.gather_for_metrics(per_graph).cpu())
+            if self._loss_sums is not None:
+                # per graph (loss sum, node or labelled-entry count), gathered as the Trainer gathers graphs:
+                # without the duplicates that even out the last batch across processes
+                if self.task.is_multilabel:
+                    sums, counts = multilabel_losses(self.task, outputs, inputs["labels"])
+                else:
+                    sums = scatter(node_losses(self.task, outputs, inputs["labels"]), inputs["batch"], dim=0,
+                                   dim_size=inputs["num_nodes"].numel(), reduce="sum")
+                    counts = inputs["num_nodes"].to(sums.dtype)
+                self._loss_sums.append(self.accelerator.gather_for_metrics(torch.stack([sums, counts], dim=-1)).cpu())
         if prediction_loss_only:
             return loss.detach(), None, None
         labels = inputs["labels"]

@@ -460,15 +460,21 @@ def test_every_card_reports_the_runs_selection_totals(tmp_path, make_graphs):
     assert own["grant_reselections"] == "3"
 
 
-@pytest.mark.parametrize("task", ["node_regression", "node_classification", "graph_regression"])
+@pytest.mark.parametrize("task", ["node_regression", "node_classification", "graph_regression", "graph_multilabel"])
 def test_eval_loss_is_the_mean_over_nodes_or_graphs(tmp_path, make_graphs, task):
-    # eval batches of 4 graphs of 1 to 12 nodes: weighting each batch by its graphs is not the node mean
+    # eval batches of 4 graphs of 1 to 12 nodes: weighting each batch by its graphs is not the node mean, nor
+    # (graph_multilabel, 40% of two targets unlabelled) the mean over labelled entries
     data = make_graphs(13, task, seed=6, min_nodes=1, max_nodes=12)
     model = GrantGCN(6, OUTPUTS[task], hidden_channels=8, level=task.split("_")[0])
     trainer = GraNTTrainer(model=model, args=_args(tmp_path, task, per_device_eval_batch_size=4), eval_dataset=data)
     outputs, labels = _outputs_and_labels(model, task, data)
-    expected = (torch.nn.functional.cross_entropy(outputs, labels) if task.endswith("classification")
-                else torch.nn.functional.mse_loss(outputs, labels.view_as(outputs)))
+    if task.endswith("multilabel"):
+        labelled = ~labels.isnan()
+        expected = torch.nn.functional.binary_cross_entropy_with_logits(outputs[labelled], labels[labelled])
+    elif task.endswith("classification"):
+        expected = torch.nn.functional.cross_entropy(outputs, labels)
+    else:
+        expected = torch.nn.functional.mse_loss(outputs, labels.view_as(outputs))
     assert trainer.evaluate()["eval_loss"] == pytest.approx(expected.item(), rel=1e-5)
     assert trainer.predict(data).metrics["test_loss"] == pytest.approx(expected.item(), rel=1e-5)
 
