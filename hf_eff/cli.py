@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="hf_eff_report", help="report folder (report.md, results.json, PNGs)")
     demo.add_argument("--only", type=demo_sections, default=[], help="comma-separated sections: halora,grant,splat; "
                       "the other sections of a report already in --out are kept")
-    demo.add_argument("--quick", action="store_true", help="smallest sizes, under a minute on 2 cores: shows that every "
-                      "pipeline runs (HaLoRA on a tiny random Llama), not the methods' gains")
+    demo.add_argument("--quick", action="store_true",
+                      help="smallest sizes, under a minute on 2 cores: shows that every pipeline runs (HaLoRA "
+                      "on a tiny random Llama), not the methods' gains")
     demo.set_defaults(func=cmd_demo, parser=demo)
 
     env = sub.add_parser("env", help="library versions, torch device, gsplat CUDA status")

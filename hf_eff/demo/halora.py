@@ -76,9 +76,9 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
         f"from U(0, {HALORA_TRAINING['noise_sigma']:g}) for each draw (redrawn every {sizes['resample']} steps) with "
         "the mu=0.1 spectral regulariser as a step decoupled from Adam. Accuracy is the fraction of eval questions "
         "answered right (log-likelihood of each choice), under noise on the frozen weights with a std of sigma times "
-        f"the largest |weight| of each 64x64 tile, the mean over {sizes['seeds']} noise seeds at each sigma > 0 (both "
-        "methods, same noise). Train step: mean wall seconds per optimizer step after the first three. benchmarks/halora_robustness.py is "
-        "the full comparison."
+        f"the largest |weight| of each 64x64 tile, the mean over {sizes['seeds']} noise "
+        f"seed{'s' if sizes['seeds'] > 1 else ''} at each sigma > 0 (both methods, same noise). Train step: mean wall "
+        "seconds per optimizer step after the first three. benchmarks/halora_robustness.py is the full comparison."
     )
     return SectionResult(
         title="HaLoRA: LoRA vs HaLoRA accuracy under RRAM noise",

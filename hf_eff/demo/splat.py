@@ -13,7 +13,8 @@ import torch
 from hf_eff.demo.report import SectionResult
 
 TITLE = "Gaussian splatting: default densification vs G2L + C2F + adaptive pruning"
-# The SSIM conventions (SplatTrainingArguments.eval_ssim_padding) differ by as much as the methods do: name the one measured.
+# The SSIM conventions (SplatTrainingArguments.eval_ssim_padding) differ by as much as the methods do:
+# name the one measured.
 SSIM_LABEL = {"same": "test SSIM (3DGS's zero-padded)", "valid": "test SSIM (gsplat's interior)"}
 
 
@@ -87,9 +88,9 @@ def run(out_dir: Path, quick: bool) -> SectionResult:
         f"present. The fast method trains in {fast_row['train time (s)'] / default_row['train time (s)']:.2f}x the "
         f"default's wall time ({fast_row['train CPU time (s)'] / default_row['train CPU time (s)']:.2f}x its process "
         f"CPU time) with {fast_row['Gaussians'] / default_row['Gaussians']:.2f}x its Gaussians, at "
-        f"{fast_row['test PSNR (dB)'] - default_row['test PSNR (dB)']:+.2f} dB. Times are training seconds, evaluations "
-        "excluded; PSNR and SSIM are the last evaluation's, on the test views. Wall times share the machine with "
-        "whatever else runs on it; CPU time is steadier. Runs this short are far from converged: "
+        f"{fast_row['test PSNR (dB)'] - default_row['test PSNR (dB)']:+.2f} dB. Times are training seconds, "
+        "evaluations excluded; PSNR and SSIM are the last evaluation's, on the test views. Wall times share the "
+        "machine with whatever else runs on it; CPU time is steadier. Runs this short are far from converged: "
         "benchmarks/splat_speed.py compares 1500 steps on 3 scenes."
     )
     return SectionResult(

@@ -45,7 +45,8 @@ def detect_artifact(output_dir: Path) -> str:
         # load_scene reads these folders, so a user may expect push to take them too: say how
         raise ValueError(
             f"{output_dir} is a COLMAP or NeRF folder, not a stored scene: convert it first with "
-            "`load_scene(folder).save(scene_folder)` and push that folder, or call `load_scene(folder).push_to_hub(repo_id)`"
+            "`load_scene(folder).save(scene_folder)` and push that folder, or call "
+            "`load_scene(folder).push_to_hub(repo_id)`"
         )
     raise ValueError(
         f"{output_dir} holds no hf-eff artifact: expected adapter_config.json (HaLoRA adapter), "
