@@ -265,13 +265,24 @@ class Scene:
     ) -> Scene:
         """A scene whose missing centre / radius come from the training cameras, as
         3DGS and gsplat normalise: the mean camera position and the largest camera
-        distance from it (1 for a single camera)."""
+        distance from it (1 for a single camera). Several cameras at one point are refused:
+        that is what camera-to-world matrices given as world_to_camera look like for cameras
+        aimed at one target, and a capture without camera motion has no parallax to fit."""
         if center is None or radius is None:
             validate_views(views)
             positions = camera_centers(views["train"])
             mean = positions.mean(0)
             center = mean if center is None else center
             if radius is None:
+                spread = float(np.linalg.norm(positions - mean, axis=1).max())
+                # Relative to the distance from the origin: float32 poses place one point ~1e-7 apart.
+                if len(positions) > 1 and spread <= 1e-5 * (1.0 + float(np.linalg.norm(mean))):
+                    raise ValueError(
+                        f"scene: the {len(positions)} training cameras all sit at one point "
+                        f"({', '.join(f'{c:.4g}' for c in mean)}): world_to_camera must map world points into "
+                        "the camera, the inverse of a camera-to-world pose (invert the matrices); a capture "
+                        "without camera motion cannot be reconstructed"
+                    )
                 radius = float(np.linalg.norm(positions - np.asarray(center), axis=1).max()) or 1.0
         return cls(views=views, points=points, center=center, radius=radius)
 

@@ -282,6 +282,17 @@ def test_views_dataset_takes_3x4_poses_and_names_wrong_camera_shapes():
         views_dataset(images, Ks, poses[:1])
 
 
+def test_cameras_at_one_point_are_refused_naming_the_inverted_poses():
+    images, Ks, poses = view_columns(3)
+    # Camera-to-world matrices of cameras aimed at the origin, given as world_to_camera: every
+    # "camera centre" lands on one point (and a random initialisation in a cube of that radius diverged).
+    inverted = views_dataset(images, Ks, [np.linalg.inv(pose) for pose in poses])
+    with pytest.raises(ValueError, match=r"the 3 training cameras all sit at one point .*invert the matrices"):
+        Scene.from_views(DatasetDict({"train": inverted}))
+    single = Scene.from_views(DatasetDict({"train": views_dataset(images[:1], Ks[:1], poses[:1])}))
+    assert single.radius == 1.0  # one camera is no mistake
+
+
 def test_a_views_split_built_without_views_dataset_may_not_hold_transparent_images(tmp_path):
     import PIL.Image
 
