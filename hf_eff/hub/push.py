@@ -1,4 +1,4 @@
-"""`hf-eff push OUTPUT_DIR REPO_ID`: upload a finished example run, with its card, to the Hub."""
+"""`hf-eff push OUTPUT_DIR REPO_ID`: upload a finished example run or a saved scene, with its card, to the Hub."""
 
 from __future__ import annotations
 
@@ -108,7 +108,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
 
 def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
                     kind: str | None = None, commit_message: str | None = None, license: str | None = None) -> str:
-    """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL.
+    """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL; a scene
+    folder (``Scene.save``'s) goes to a dataset repo through ``Scene.push_to_hub``, with the scene card.
 
     ``token`` defaults to ``HF_TOKEN`` or the stored login. The card is written into the run
     folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload. ``license``:
