@@ -295,15 +295,17 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
         eval_split = next((s for s in ("validation", "test") if s in data), None)
         if "train" in data and eval_split is not None:
             train, evaluation = data["train"], data[eval_split]
+            check_multiple_choice(train, f"dataset {source} (train split)")
+            check_multiple_choice(evaluation, f"dataset {source} ({eval_split} split)")
         elif len(data) == 1:
             data = next(iter(data.values()))
         else:
             raise ValueError(f"dataset {source}: splits {sorted(data)}; need train plus validation or test, or one split")
     if not isinstance(data, DatasetDict):
+        # checked before the seeded split shuffles it, so that a bad row's number is its row in the user's data
+        check_multiple_choice(data, f"dataset {source}")
         halves = data.train_test_split(test_size=eval_fraction, seed=seed)
         train, evaluation = halves["train"], halves["test"]
-    check_multiple_choice(train, f"dataset {source} (train)")
-    check_multiple_choice(evaluation, f"dataset {source} (eval)")
     if train_size is not None:
         train = _first(train.shuffle(seed=seed), train_size)
     return train, _first(evaluation, eval_size)

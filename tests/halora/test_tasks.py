@@ -294,6 +294,17 @@ def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
         load_multiple_choice_dataset(str(tmp_path / "one_choice"))
 
 
+def test_a_bad_row_of_ones_own_data_is_named_by_its_row_in_the_file(tmp_path):
+    rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": 0} for i in range(20)]
+    rows[13]["answer"] = 5
+    (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(ValueError, match=r"mine.jsonl row 13: answer 5 is not an int index"):
+        load_multiple_choice_dataset(str(tmp_path / "mine.jsonl"))
+    DatasetDict({"train": Dataset.from_list(rows[:10]), "validation": Dataset.from_list(rows[10:])}).save_to_disk(tmp_path / "dd")
+    with pytest.raises(ValueError, match=r"\(validation split\) row 3: answer 5"):
+        load_multiple_choice_dataset(str(tmp_path / "dd"))
+
+
 def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(11, 7, 50, generator=generator, dtype=torch.float64).to(torch.bfloat16)
