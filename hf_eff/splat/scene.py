@@ -76,7 +76,7 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> D
                 sizes.append(opened.size)
                 stored.append(
                     {"bytes": bytes(image), "path": None}
-                    if opened.mode == "RGB"
+                    if opened.mode == "RGB" and not has_alpha(opened)
                     else _rgb_image(opened, background)
                 )
             continue
@@ -88,7 +88,7 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> D
                 f"bytes or a file path, got {type(image).__name__}"
             )
         sizes.append(image.size)
-        stored.append(image if image.mode == "RGB" else _rgb_image(image, background))
+        stored.append(image if image.mode == "RGB" and not has_alpha(image) else _rgb_image(image, background))
     Ks = [np.asarray(K, dtype=np.float32) for K in Ks]
     poses = [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras]
     if not len(stored) == len(Ks) == len(poses):

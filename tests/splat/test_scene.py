@@ -307,15 +307,19 @@ def test_a_views_split_built_without_views_dataset_may_not_hold_transparent_imag
         Scene.from_views(DatasetDict({"train": split}))
 
 
-@pytest.mark.parametrize("form", ["array", "pil", "png"])
+@pytest.mark.parametrize("form", ["array", "pil", "png", "png_colour_key"])
 def test_views_dataset_composites_transparent_pixels_onto_the_background(tmp_path, form):
     import PIL.Image
 
     images, Ks, poses = view_columns(1)
     rgba = np.concatenate([images[0], np.zeros((HEIGHT, WIDTH, 1), np.uint8)], axis=-1)
     rgba[0, 0, 3] = 255  # one opaque pixel keeps its colour
-    image = {"array": rgba, "pil": PIL.Image.fromarray(rgba), "png": tmp_path / "view.png"}[form]
+    image = {"array": rgba, "pil": PIL.Image.fromarray(rgba)}.get(form, tmp_path / "view.png")
     PIL.Image.fromarray(rgba).save(tmp_path / "view.png")
+    if form == "png_colour_key":  # an RGB PNG whose transparent pixels are one colour (tRNS)
+        keyed = images[0].copy()
+        keyed.reshape(-1, 3)[1:] = (1, 2, 3)
+        PIL.Image.fromarray(keyed).save(tmp_path / "view.png", transparency=(1, 2, 3))
     for background, fill in (((0, 0, 0), 0), ((1, 1, 1), 255)):
         stored = np.asarray(views_dataset([image], Ks, poses, background=background)[0]["image"])
         assert (stored[0, 0] == images[0][0, 0]).all()
