@@ -23,7 +23,9 @@ class GrantGCN(
     """Each layer maps [X, ÂX, ..., Â^(kappa-1) X] (Â: GCN-normalised adjacency without self
     loops) through a Linear, then BatchNorm, ReLU and dropout. That is exactly PyG's `TAGConv`
     with K = kappa - 1 (one linear map per hop, summed). Graph-level tasks mean-pool the
-    nodes before the linear head.
+    nodes before the linear head. A training batch of a single node (one single-atom molecule)
+    is normalised with BatchNorm's running statistics, as PyG's
+    `BatchNorm(allow_single_element=True)` does, instead of failing.
 
     forward(x, edge_index, batch) returns [num_graphs, out_channels] (level="graph") or
     [num_nodes, out_channels] (level="node"). A classifier may carry `class_names` (output i
@@ -83,12 +85,20 @@ class GrantGCN(
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
-            x = nn.functional.dropout(norm(conv(x, edge_index)).relu(), self.dropout, self.training)
+            x = nn.functional.dropout(self._normalize(norm, conv(x, edge_index)).relu(), self.dropout, self.training)
         if self.level == "graph":
             if batch is None:
                 batch = x.new_zeros(x.size(0), dtype=torch.long)
             x = global_mean_pool(x, batch)
         return self.head(x)
+
+    def _normalize(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # BatchNorm has no batch statistics of a single node (a training batch of one single-atom molecule):
+        # it normalises that node with the running ones, as PyG's BatchNorm(allow_single_element=True) does
+        if self.training and x.size(0) == 1 and isinstance(norm, nn.BatchNorm1d):
+            return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                                             training=False, eps=norm.eps)
+        return norm(x)
 
 
 def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_kwargs: dict) -> Exception:

@@ -87,3 +87,16 @@ def test_loading_a_hub_repo_without_a_grantgcn_names_it(tmp_path, monkeypatch):
             GrantGCN.from_pretrained("me/nonexistent", **hub)
     finally:
         server.stop()
+
+
+def test_a_training_batch_of_one_single_node_graph_uses_the_running_statistics():
+    # e.g. the last batch holds one single-atom molecule: BatchNorm has no batch statistics of one node
+    model = GrantGCN(4, 1, hidden_channels=8)
+    model.train()
+    model(torch.randn(6, 4), torch.tensor([[0, 1, 2], [1, 2, 3]]), torch.tensor([0, 0, 0, 0, 1, 1]))  # moves the statistics
+    running = [norm.running_mean.clone() for norm in model.norms]
+    node, no_edges = torch.randn(1, 4), torch.zeros(2, 0, dtype=torch.long)
+    trained = model(node, no_edges)
+    assert all(torch.equal(norm.running_mean, mean) for norm, mean in zip(model.norms, running))  # left as they were
+    model.eval()
+    torch.testing.assert_close(trained, model(node, no_edges))
