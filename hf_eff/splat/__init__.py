@@ -12,6 +12,9 @@ _LAZY_EXPORTS = {
     "make_procedural_scene": "hf_eff.splat.procedural",
     "Scene": "hf_eff.splat.scene",
     "load_scene": "hf_eff.splat.scene",
+    # Packaging your own scene: views (images, K, world_to_camera) and an optional point set.
+    "views_dataset": "hf_eff.splat.scene",
+    "points_dataset": "hf_eff.splat.scene",
     "scene_views_to_tensors": "hf_eff.splat.scene",
     "images_to_float": "hf_eff.splat.scene",
     "scene_from_colmap": "hf_eff.splat.converters",

@@ -237,7 +237,11 @@ def points_dataset(xyz, rgb) -> Dataset:
 @dataclass
 class Scene:
     """Posed views (a `DatasetDict` with at least a ``train`` split), an optional point set
-    for initialisation, the scene centre and the radius of the cameras around it."""
+    for initialisation, the scene centre and the radius of the cameras around it.
+
+    From your own images and cameras: ``Scene.from_views(DatasetDict({"train": views_dataset(
+    images, Ks, world_to_cameras), "test": views_dataset(...)}), points_dataset(xyz, rgb))``
+    (the point set is optional), then `save` or `push_to_hub`."""
 
     views: DatasetDict
     points: Dataset | None

@@ -245,6 +245,14 @@ def test_scene_views_to_tensors_stacks_and_checks_sizes():
         scene_views_to_tensors(mixed)
 
 
+def test_the_scene_packaging_functions_are_public():
+    import hf_eff
+
+    # What a user packaging their own images and cameras needs, without knowing the module layout.
+    assert hf_eff.views_dataset is views_dataset and hf_eff.points_dataset is points_dataset
+    assert hf_eff.Scene is Scene and hf_eff.load_scene is load_scene
+
+
 def test_views_dataset_takes_float_and_tensor_images_as_renders_are():
     images, Ks, poses = view_columns(1)
     pixels = images[0]
