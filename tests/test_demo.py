@@ -53,3 +53,8 @@ def test_only_rewrites_its_sections_and_keeps_the_rest_of_an_earlier_report(tmp_
     assert [results[name]["rows"][0]["score"] for name in demo.SECTIONS] == [1.0, 2.0, 1.0]
     report = (tmp_path / "report.md").read_text()
     assert "| halora | 1 |" in report and "| grant | 2 |" in report and "| splat | 1 |" in report
+    # an earlier results.json that does not read back is no reason to stop: its sections are left out
+    for text in ('{"halora": {"status": "ok"}, "splat": 3}', "[1, 2]", "not json"):
+        (tmp_path / "results.json").write_text(text)
+        assert demo.run_demo(tmp_path, only=["grant"])
+        assert list(json.loads((tmp_path / "results.json").read_text())) == ["grant"]

@@ -39,14 +39,23 @@ def _print_section(console: Console, result: SectionResult) -> None:
 
 def earlier_sections(out_dir: Path) -> dict[str, SectionResult | str]:
     """The sections of the report an earlier run left in ``out_dir`` (its results.json), as ``write_report`` takes
-    them; none when there is no readable report."""
+    them; none when there is no readable report, and none of a section that does not read back (e.g. a results.json
+    of another shape): a rerun of all sections rewrites it."""
     try:
         results = json.loads((out_dir / "results.json").read_text())
     except (OSError, ValueError):
         return {}
     fields = {f.name for f in dataclasses.fields(SectionResult)}
-    return {name: SectionResult(**{k: v for k, v in section.items() if k in fields}) if section.get("status") == "ok"
-            else str(section.get("status")) for name, section in results.items() if name in SECTIONS}
+    sections = {}
+    for name, section in results.items() if isinstance(results, dict) else ():
+        if name not in SECTIONS or not isinstance(section, dict):
+            continue
+        try:
+            sections[name] = (SectionResult(**{k: v for k, v in section.items() if k in fields})
+                              if section.get("status") == "ok" else str(section.get("status")))
+        except TypeError:  # fields missing
+            continue
+    return sections
 
 
 def run_demo(out_dir: Path, only: list[str] | None = None, quick: bool = False) -> bool:
