@@ -24,8 +24,10 @@ mechanically: restore writes back the pre-noise values and so undoes the optimiz
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +103,29 @@ def draw_seed(seed: int, draw_index: int, layer_name: str) -> int:
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
+def _warn_of_unsimulated_block_weights(model: nn.Module, inside_blocks: set[int], adapter_modules: set[int],
+                                       peft_adapted: bool) -> None:
+    """Warns when the transformer blocks hold frozen weight matrices that are not ``RRAM_LAYER_TYPES`` (the
+    3-D fused experts of transformers' MoE models, convolutions): they stay exact, so the blocks are not wholly
+    on RRAM as the default selection means."""
+    left_out = [
+        (f"{name}.{param_name}", tuple(param.shape))
+        for name, module in model.named_modules()
+        if id(module) in inside_blocks and id(module) not in adapter_modules and not isinstance(module, RRAM_LAYER_TYPES)
+        for param_name, param in module.named_parameters(recurse=False)
+        if param.dim() >= 2 and not (peft_adapted and param.requires_grad)
+    ]
+    if left_out:
+        total = sum(math.prod(shape) for _, shape in left_out)
+        name, shape = max(left_out, key=lambda item: math.prod(item[1]))
+        warnings.warn(
+            f"RRAM noise: {len(left_out)} weight tensor(s) inside the transformer blocks ({total} weights, e.g. "
+            f"{name} {shape}) are not nn.Linear / Conv1D layers (fused MoE experts, convolutions) "
+            "and are not simulated on RRAM: they stay exact",
+            stacklevel=3,
+        )
+
+
 def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None = None) -> dict[str, nn.Module]:
     """The frozen ``nn.Linear`` (or transformers ``Conv1D``) modules that sit on RRAM, by module name;
     never adapter-side weights.
@@ -112,7 +137,9 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
     factors, peft's trainable ``modules_to_save`` copies, and in a PEFT model any other layer whose
     weight requires grad (unfrozen by hand, so trained). A plain model (no PEFT layers) is taken as
     deployed whole, whatever its ``requires_grad`` flags. A selection that matches only adapter-side
-    layers raises ``ValueError`` naming them.
+    layers raises ``ValueError`` naming them. Only these two layer types are simulated: with
+    ``target_modules=None`` other frozen weight matrices in the blocks (the fused 3-D experts of MoE models)
+    stay exact, with a warning.
     """
     adapter_modules, peft_adapted = _adapter_side_modules(model)
     if target_modules is None:
@@ -128,6 +155,7 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
             id(sub) for m in model.modules() if type(m).__name__ in block_classes for sub in m.modules()
         }
         selected = lambda name, module: id(module) in inside_blocks  # noqa: E731
+        _warn_of_unsimulated_block_weights(model, inside_blocks, adapter_modules, peft_adapted)
     elif isinstance(target_modules, str):
         pattern = re.compile(target_modules)
         selected = lambda name, module: pattern.fullmatch(canonical_layer_name(name)) is not None  # noqa: E731

@@ -35,6 +35,19 @@ def test_default_targets_are_block_linears_without_adapter_weights():
         rram_linear_modules(model, "all-linear")  # PEFT's shorthand is not a noise selection
 
 
+def test_block_weights_that_are_not_linear_layers_are_named_in_a_warning(recwarn):
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    moe = MixtralForCausalLM(MixtralConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4))
+    # transformers keeps each block's experts as fused 3-D parameters, not nn.Linear layers
+    with pytest.warns(UserWarning, match=r"6 weight tensor\(s\) .*model.layers.0.mlp.experts.gate_up_proj \(4, 256, 64\).*stay exact"):
+        assert len(rram_linear_modules(moe)) == 8  # the attention projections only
+    rram_linear_modules(make_tiny_llama())
+    assert not [w for w in recwarn if "RRAM noise" in str(w.message)]
+
+
 def test_tile_noise_statistics_match_sigma():
     torch.manual_seed(0)
     layer = nn.Linear(256, 256, bias=False)
