@@ -101,8 +101,9 @@ class GraphCollator:
     batch [nodes] (graph id of each node), labels ([graphs, targets] or [nodes, targets] for
     regression, [graphs] or [nodes] class ids for classification, float32 [graphs, targets] of
     0/1 with NaN kept where unlabelled for graph_multilabel; left out when the rows have no y,
-    e.g. new molecules to predict on) and edge_attr when the rows have it. The same layout as PyG's `Batch.from_data_list`, built with one concatenation per
-    field: collating was most of a CPU training step on small graphs.
+    e.g. new molecules to predict on) and edge_attr when the rows have it. The same layout as
+    PyG's `Batch.from_data_list`, built with one concatenation per field: collating was most of
+    a CPU training step on small graphs.
 
     Takes a list of rows (dicts of lists, arrays or tensors), or the same rows as one
     `pyarrow.Table` (`dataset.with_format("arrow")[indices]`, what `arrow_batches` gives a
