@@ -107,11 +107,13 @@ def _warn_of_unsimulated_block_weights(model: nn.Module, inside_blocks: set[int]
                                        peft_adapted: bool) -> None:
     """Warns when the transformer blocks hold frozen weight matrices that are not ``RRAM_LAYER_TYPES`` (the
     3-D fused experts of transformers' MoE models, convolutions): they stay exact, so the blocks are not wholly
-    on RRAM as the default selection means."""
+    on RRAM as the default selection means. Embeddings (tables looked up, not multiplied; BERT lists its
+    embeddings among its blocks, T5 its relative position biases) are not matrix products to simulate."""
     left_out = [
         (f"{name}.{param_name}", tuple(param.shape))
         for name, module in model.named_modules()
-        if id(module) in inside_blocks and id(module) not in adapter_modules and not isinstance(module, RRAM_LAYER_TYPES)
+        if id(module) in inside_blocks and id(module) not in adapter_modules
+        and not isinstance(module, (*RRAM_LAYER_TYPES, nn.Embedding))
         for param_name, param in module.named_parameters(recurse=False)
         if param.dim() >= 2 and not (peft_adapted and param.requires_grad)
     ]
@@ -138,8 +140,8 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
     weight requires grad (unfrozen by hand, so trained). A plain model (no PEFT layers) is taken as
     deployed whole, whatever its ``requires_grad`` flags. A selection that matches only adapter-side
     layers raises ``ValueError`` naming them. Only these two layer types are simulated: with
-    ``target_modules=None`` other frozen weight matrices in the blocks (the fused 3-D experts of MoE models)
-    stay exact, with a warning.
+    ``target_modules=None`` other frozen weight matrices in the blocks (the fused 3-D experts of MoE models;
+    not embeddings) stay exact, with a warning.
     """
     adapter_modules, peft_adapted = _adapter_side_modules(model)
     if target_modules is None:
