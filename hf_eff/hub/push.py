@@ -96,12 +96,18 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
         return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
                           hub_mixin=hub_mixin)
     if kind == "splat_model":
-        def first(pattern: str, preferred: str) -> str | None:
-            found = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob(pattern)
-                           if not any(part.startswith(("checkpoint-", "runs")) for part in p.parts))
-            return preferred if preferred in found else (found[0] if found else None)
+        def newest(pattern: str, preferred: str) -> str | None:
+            # Without the preferred file, the last one written: the eval renders of the trained model,
+            # not the first evaluation's (step-000010.png sorts first by name).
+            found = [p.relative_to(output_dir) for p in output_dir.rglob(pattern)]
+            found = [p for p in found if not any(part.startswith(("checkpoint-", "runs")) for part in p.parts)]
+            if not found:
+                return None
+            if Path(preferred) in found:
+                return preferred
+            return max(found, key=lambda p: ((output_dir / p).stat().st_mtime_ns, p.as_posix())).as_posix()
 
-        return splat_card(results, repo_id, ply=first("*.ply", "splats.ply"), preview=first("*.png", "preview.png"),
+        return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           license=license, dataset=dataset)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 

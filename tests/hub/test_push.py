@@ -2,6 +2,7 @@
 The uploads themselves run against the local Hub in test_roundtrips.py (through the CLI)."""
 
 import json
+import os
 
 import pytest
 from huggingface_hub import DatasetCard
@@ -54,6 +55,22 @@ def test_unfinished_run_without_results_is_refused(tmp_path):
     (folder / "all_results.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ValueError, match="must hold a JSON object"):
         push.build_card("grant_model", folder, "me/gcn")
+
+
+def test_splat_card_without_a_preview_shows_the_last_eval_render(tmp_path):
+    # a run folder under a folder named "runs..." is still searched: only its own runs/ logs are skipped
+    folder = _touch(tmp_path / "runs_2026" / "splat", "config.json", "model.safetensors", "all_results.json",
+                    "checkpoint-10/splats.ply", "runs/x/splats.ply")
+    renders = folder / "eval_renders"
+    renders.mkdir()
+    for index, step in enumerate([10, 100]):
+        (renders / f"step-{step:06d}.png").write_bytes(b"png")
+        os.utime(renders / f"step-{step:06d}.png", ns=(index * 10**9, index * 10**9))
+    card = push.build_card("splat_model", folder, "me/splats")
+    assert "![preview](eval_renders/step-000100.png)" in card.text
+    assert "splats.ply" not in card.text  # the checkpoint's and the logs' files are not the run's
+    (folder / "preview.png").write_bytes(b"png")
+    assert "![preview](preview.png)" in push.build_card("splat_model", folder, "me/splats").text
 
 
 def test_push_without_any_token_says_how_to_give_one(tmp_path, monkeypatch):
