@@ -18,7 +18,7 @@ noisy accuracies measured on the same hardware.
 Only frozen weights are on RRAM. Adapter-side weights (SRAM) are never noised: the LoRA factors,
 the trainable copies peft keeps for ``modules_to_save`` (a classifier head), and in a PEFT model
 every other weight that requires grad. Noising a weight that is being trained would also be wrong
-mechanically: restore writes back the pre-noise values and so undoes the optimizer's updates.
+mechanically: restore cannot give back exact weights that changed meanwhile (it names them instead).
 """
 
 from __future__ import annotations
