@@ -450,7 +450,9 @@ class MultipleChoiceScorer:
         """Best choice per question; ties go to the lowest choice index (np.argmax, as the harness)."""
         row_scores = np.asarray(row_scores, dtype=np.float64).reshape(-1)
         if row_scores.shape[0] != self.example_index.shape[0]:
-            raise ValueError(f"got {row_scores.shape[0]} choice scores for {self.example_index.shape[0]} scored rows")
+            # e.g. trainer.evaluate(other_dataset) with the compute_metrics of the trainer's own eval dataset
+            raise ValueError(f"got {row_scores.shape[0]} choice scores for {self.example_index.shape[0]} scored rows: "
+                             "a scorer scores only the dataset tokenize_for_scoring returned with it")
         if np.isnan(row_scores).any():
             raise ValueError("choice log-likelihoods contain NaN (the model diverged?)")
         table = np.full((len(self.answers), int(self.choice_index.max(initial=0)) + 1), -np.inf)

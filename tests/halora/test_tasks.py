@@ -209,6 +209,8 @@ def test_scorer_and_logprob_sums():
     assert scorer.accuracy(np.array([-1.0, -1.0, -3.0, -3.0, -3.0])) == 0.0  # ties: the lowest index, as np.argmax
     with pytest.raises(ValueError, match="NaN"):
         scorer.accuracy(np.array([np.nan, -1.0, -3.0, -9.0, -2.0]))
+    with pytest.raises(ValueError, match="got 4 choice scores for 5 scored rows: a scorer scores only the dataset"):
+        scorer.accuracy(np.zeros(4))  # another eval dataset's rows
     # built without choice lengths (the three-field form): accuracy only
     plain = MultipleChoiceScorer(scorer.example_index, scorer.choice_index, scorer.answers)
     from transformers import EvalPrediction
