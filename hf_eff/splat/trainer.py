@@ -253,6 +253,7 @@ class _DensifyCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.trainer._check_finite(current=True)
+        self.trainer._stop_train_clocks()
 
 
 class SplatTrainer(HubCardTrainerMixin, Trainer):
@@ -397,9 +398,17 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._train_clock_start = time.perf_counter() - wall
         self._train_cpu_start = time.process_time() - cpu
         self._eval_seconds = self._eval_cpu_seconds = 0.0
+        self._stopped_clocks = None
+
+    def _stop_train_clocks(self) -> None:
+        """Stops the clocks when training ends: the saves and evaluations an example runs afterwards
+        are not training time."""
+        self._stopped_clocks = self._train_clocks()
 
     def _train_clocks(self) -> tuple[float, float]:
-        """Training wall and process CPU seconds so far, evaluations excluded."""
+        """Training wall and process CPU seconds so far (until training ended), evaluations excluded."""
+        if self._stopped_clocks is not None:
+            return self._stopped_clocks
         return (time.perf_counter() - self._train_clock_start - self._eval_seconds,
                 time.process_time() - self._train_cpu_start - self._eval_cpu_seconds)
 

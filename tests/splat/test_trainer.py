@@ -1,5 +1,6 @@
 import dataclasses
 import re
+import time
 
 import numpy as np
 import pytest
@@ -313,6 +314,20 @@ def test_a_resumed_run_continues_the_training_clocks_saved_with_its_checkpoint(s
     torch.save({key: value for key, value in state.items() if key != "train_clocks"}, state_file)
     for clock, times in resumed_times().items():
         assert len(times) == 5 and times == sorted(times), clock
+
+
+def test_the_training_clocks_stop_when_training_ends(scene, tmp_path):
+    # An example saves the model and its PLY before its final evaluate: that is not training time.
+    trainer = make_trainer(scene, tmp_path, max_steps=4, eval_render_images=0)
+    trainer.train()
+    first = trainer.evaluate()
+    started = time.process_time()
+    time.sleep(0.2)
+    while time.process_time() - started < 0.2:  # CPU time too
+        pass
+    second = trainer.evaluate()
+    for clock in ("eval_train_seconds", "eval_train_cpu_seconds"):
+        assert second[clock] == first[clock], clock
 
 
 def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_path):
