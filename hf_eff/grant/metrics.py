@@ -117,16 +117,35 @@ def graph_task_metrics(
 
 def metrics_for(task: str, target_names=None):
     """A `compute_metrics` for `Trainer`; `target_names` name the per-target MAEs of several
-    regression targets (mae_<name>; by default their indices)."""
+    regression targets (mae_<name>; by default their indices). It takes the evaluation's batches
+    concatenated (the default) or one by one (`eval_do_concat_batches=False`)."""
     GraphTask(task)
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        labels, node_mask = prediction.label_ids, None
-        if isinstance(labels, (tuple, list)):  # node-level: (padded labels, node mask), from GraNTTrainer
+        predictions, labels, node_mask = prediction.predictions, prediction.label_ids, None
+        if isinstance(predictions, list):  # eval_do_concat_batches=False: one entry per batch
+            predictions, labels, node_mask = _joined_batches(predictions, labels)
+        elif isinstance(labels, (tuple, list)):  # node-level: (padded labels, node mask), from GraNTTrainer
             labels, node_mask = labels
-        return graph_task_metrics(task, prediction.predictions, labels, node_mask, target_names)
+        return graph_task_metrics(task, predictions, labels, node_mask, target_names)
 
     return compute_metrics
+
+
+def _joined_batches(predictions: list, labels: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The batches of an evaluation left unconcatenated, as one set: graph-level rows stacked;
+    node-level batches (each padded to its own largest graph, labels as (labels, node mask)) as
+    their real nodes, every node one row (a mask of ones)."""
+    if not isinstance(labels[0], (tuple, list)):
+        return np.concatenate(predictions), np.concatenate(labels), None
+    rows, targets = [], []
+    for batch, (batch_labels, mask) in zip(predictions, labels):
+        real = np.asarray(mask).reshape(-1) == 1
+        rows.append(np.asarray(batch).reshape(real.size, -1)[real])
+        targets.append(np.asarray(batch_labels).reshape(real.size, -1)[real])
+    nodes = np.concatenate(rows)
+    # [1 graph, nodes, ...] with every position real: graph_task_metrics' padded node layout
+    return nodes[None], np.concatenate(targets)[None], np.ones((1, len(nodes)))
 
 
 class ValidationCurveCallback(TrainerCallback, ExportableState):

@@ -606,3 +606,14 @@ def test_a_labelled_set_given_to_evaluate_or_predict_is_checked(tmp_path, make_g
     with pytest.raises(ValueError, match="test dataset row 2: y contains NaN"):
         trainer.predict(test_set)
     assert trainer.predict(test_set.remove_columns("y")).predictions.shape == (6, 1)  # graphs to predict on
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "graph_multilabel", "node_classification", "node_regression"])
+def test_metrics_of_unconcatenated_evaluation_batches_are_the_sets(tmp_path, make_graphs, task):
+    data = make_graphs(13, task, seed=6, min_nodes=1, max_nodes=12)  # batches of 4 graphs, each padded to its own size
+    model = GrantGCN(6, OUTPUTS[task], hidden_channels=8, level=task.split("_")[0])
+    metrics = [GraNTTrainer(model=model, args=_args(tmp_path, task, per_device_eval_batch_size=4, eval_do_concat_batches=concat),
+                            eval_dataset=data).evaluate() for concat in (True, False)]
+    for name, value in metrics[0].items():
+        if not name.endswith(("runtime", "per_second", "time")):  # clocks
+            assert metrics[1][name] == pytest.approx(value), name
