@@ -34,7 +34,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     `data_seed` (else `seed`) seeds the teacher's batches, their order in each epoch and the random
     teacher's draws. The teacher plans every epoch's batches before training, so
     `dataloader_drop_last` and `auto_find_batch_size` (which would change them) are refused unless
-    `teacher="none"`; `label_smoothing_factor` is refused: the task losses do not apply it."""
+    `teacher="none"`; `label_smoothing_factor` is refused: the task losses do not apply it, and so is
+    `include_for_metrics=["inputs"]`: a graph batch has no single input tensor to pass on."""
 
     weight_decay: float = field(
         default=5e-4,
@@ -121,6 +122,11 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
             raise ValueError("ratio_stages and score_batch_size must be >= 1")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:  # transformers would train no step, GraNT plan no epoch
             raise ValueError(f"num_train_epochs must be > 0 (the training budget when max_steps is unset), got {self.num_train_epochs}")
+        if "inputs" in self.include_for_metrics:  # transformers would look the batch up under input_ids: KeyError
+            raise ValueError(
+                "include_for_metrics=['inputs']: a graph batch has no single input tensor (input_ids) for the Trainer to "
+                "pass on; read what compute_metrics needs from the evaluation dataset, in order"
+            )
         if self.label_smoothing_factor != 0:
             raise ValueError("label_smoothing_factor: GraNT's task losses do not apply label smoothing; leave it 0")
         for option in ("dataloader_drop_last", "auto_find_batch_size"):

@@ -1,3 +1,4 @@
+import pytest
 from transformers import HfArgumentParser
 
 from hf_eff.grant import GraNTTrainingArguments
@@ -7,3 +8,9 @@ def test_help_renders():
     # argparse %-formats every help string: a bare "%" crashes `--help`
     text = " ".join(HfArgumentParser(GraNTTrainingArguments).format_help().split())
     assert "--stratify_selection" in text and "top 5% (and 20%)" in text
+
+
+def test_inputs_for_metrics_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"include_for_metrics=\['inputs'\]: a graph batch has no single input tensor"):
+        GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", include_for_metrics=["inputs"])
+    assert GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", include_for_metrics=["loss"])
