@@ -598,6 +598,41 @@ def _check_no_images_option(images, source) -> None:
         )
 
 
+def _check_hub_scene(repo_id: str, revision: str | None, token) -> None:
+    """Refuses a Hub repo that holds no scene at ``revision`` or that ``token`` cannot read.
+
+    datasets answers any Hub error by loading its cached copy of the repo, whatever revision or
+    token asked for it: a scene pushed to another branch, or a private one its owner cached on this
+    machine, would load. One listing tells those cases apart; offline (no answer at all), datasets'
+    cache stays the fallback."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        HFValidationError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    at = f"revision {revision!r}" if revision is not None else "its main branch"
+    try:
+        files = HfApi().list_repo_files(repo_id, repo_type="dataset", revision=revision, token=token)
+    except RevisionNotFoundError as error:
+        raise FileNotFoundError(f"load_scene: dataset repo {repo_id} has no {at}") from error
+    except RepositoryNotFoundError as error:  # gated repos included
+        raise FileNotFoundError(
+            f"load_scene: no dataset repo {repo_id} that this token can read (a private or gated repo needs "
+            "its owner's or a granted token: pass token= or log in)"
+        ) from error
+    except HFValidationError:
+        raise FileNotFoundError(f"load_scene: {repo_id} is neither a folder nor a Hub repo id") from None
+    except Exception:  # offline or the Hub unreachable (the HTTP client's errors vary by version)
+        return
+    if not any(name.startswith(f"{VIEW_CONFIG}/") for name in files):
+        raise FileNotFoundError(
+            f"load_scene: dataset repo {repo_id} holds no scene at {at} (no {VIEW_CONFIG}/): push one with "
+            "Scene.push_to_hub, or give the revision it was pushed to"
+        )
+
+
 def load_scene(
     source,
     revision: str | None = None,
@@ -687,6 +722,7 @@ def load_scene(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    _check_hub_scene(str(source), revision, token)
     views = load_dataset(str(source), name=VIEW_CONFIG, revision=revision, token=token)
     configs = get_dataset_config_names(str(source), revision=revision, token=token)
     points = None

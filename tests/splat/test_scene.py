@@ -432,6 +432,8 @@ def test_rejects_bad_metadata_and_unknown_folders(tmp_path):
         load_scene(tmp_path)
     with pytest.raises(ValueError, match="revision"):
         load_scene(tmp_path, revision="main")
+    with pytest.raises(FileNotFoundError, match=r"missing is neither a folder nor a Hub repo id"):
+        load_scene(tmp_path / "missing")  # a mistyped folder
 
 
 HUB_SCRIPT = """
@@ -439,8 +441,8 @@ import json, os, secrets, sys, tempfile
 sys.path.insert(0, sys.argv[1])
 from tests.hub.hub_server import HubServer
 
-token = f"hf_{secrets.token_hex(16)}"
-server = HubServer({token: "me"}).start()
+token, other_token = f"hf_{secrets.token_hex(16)}", f"hf_{secrets.token_hex(16)}"
+server = HubServer({token: "me", other_token: "other"}).start()
 home = tempfile.mkdtemp(prefix="hf-home-")
 for key in [k for k in os.environ if k.startswith(("HF_", "HUGGINGFACE_"))]:
     del os.environ[key]
@@ -465,12 +467,22 @@ tiny(1, 1).push_to_hub("me/existing")
 tiny(2, 2).push_to_hub("me/existing", revision="v2")
 result["existing_main"] = splits(load_scene("me/existing"))
 result["existing_v2"] = splits(load_scene("me/existing", revision="v2"))
+# datasets would answer these from its cache (the scenes above, and the owner's private one)
+def refusal(*args, **kwargs):
+    try:
+        load_scene(*args, **kwargs)
+    except FileNotFoundError as error:
+        return str(error)
+tiny(3, 1).push_to_hub("me/private", private=True)
+load_scene("me/private")  # cached by its owner
+result["refused"] = [refusal("me/fresh"), refusal("me/existing", revision="v3"),
+                     refusal("me/private", token=other_token)]
 server.stop()
 print("RESULT " + json.dumps(result))
 """
 
 
-def test_hub_push_of_an_empty_split_and_to_a_new_branch_loads_back(tmp_path):
+def test_hub_scenes_load_from_their_branch_and_what_the_cache_would_answer_is_refused(tmp_path):
     # A fresh process: huggingface_hub and datasets read the endpoint when first imported.
     repo_root = Path(__file__).resolve().parents[2]
     process = subprocess.run(
@@ -484,4 +496,11 @@ def test_hub_push_of_an_empty_split_and_to_a_new_branch_loads_back(tmp_path):
         "fresh_v2": {"train": 3, "test": 1},  # push_to_hub(revision=) used to need the branch
         "existing_main": {"train": 3, "test": 1},
         "existing_v2": {"train": 3, "test": 2},
+        "refused": [  # each used to load a cached copy of the repo
+            "load_scene: dataset repo me/fresh holds no scene at its main branch (no views/): push one with "
+            "Scene.push_to_hub, or give the revision it was pushed to",
+            "load_scene: dataset repo me/existing has no revision 'v3'",
+            "load_scene: no dataset repo me/private that this token can read (a private or gated repo needs its "
+            "owner's or a granted token: pass token= or log in)",
+        ],
     }
