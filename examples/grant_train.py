@@ -52,7 +52,7 @@ from hf_eff.grant import (
 )
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
-from hf_eff.utils.recipes import parse_recipe_and_flags
+from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,13 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, GraNTTrainingArguments))
-    return parse_recipe_and_flags(parser, builtin_task_flags(sys.argv[1:] if argv is None else argv))
+    flags = builtin_task_flags(sys.argv[1:] if argv is None else argv)
+    if "--task" not in flags and not (flags and is_recipe(flags[0])) and not {"-h", "--help"} & set(flags):
+        # else GraNTTrainingArguments would refuse task=None, saying nothing of the data
+        parser.error(f"no data: give --task with a built-in data set, one of {tuple(BUILTIN_TASKS)}; or --dataset "
+                     "(a CSV of SMILES or a saved graph dataset) with --task and the task kind; or a recipe from "
+                     "trainers/grant/ first")
+    return parse_recipe_and_flags(parser, flags)
 
 
 def builtin_task_flags(argv: list[str]) -> list[str]:

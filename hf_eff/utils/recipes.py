@@ -26,7 +26,7 @@ def load_recipe(path: str | Path) -> dict:
 
 def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
     """The dataclasses of `parser` from an optional leading recipe file and then flags, which win."""
-    if argv and _is_recipe(argv[0]):
+    if argv and is_recipe(argv[0]):
         recipe = load_recipe(argv[0])
         actions = {action.dest: action for action in parser._actions}
         unknown = sorted(set(recipe) - set(actions))
@@ -42,7 +42,7 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
     for action in required:
         action.required = False
     try:
-        misplaced = [arg for arg in parser.parse_known_args(argv)[1] if _is_recipe(arg)]
+        misplaced = [arg for arg in parser.parse_known_args(argv)[1] if is_recipe(arg)]
     finally:
         for action in required:
             action.required = True
@@ -51,7 +51,7 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
     return tuple(_resume_as_train_takes_it(args) for args in parser.parse_args_into_dataclasses(argv))
 
 
-def _is_recipe(arg: str) -> bool:
+def is_recipe(arg: str) -> bool:
     return not arg.startswith("-") and arg.lower().endswith(RECIPE_SUFFIXES)
 
 

@@ -93,9 +93,12 @@ def test_options_the_data_would_ignore_are_refused(tmp_path):
         example.main(["--dataset", str(parquet), "--task", "graph_regression", "--output_dir", str(tmp_path), *COMMON])
 
 
-def test_data_source_is_required(tmp_path):
+def test_data_source_is_required(tmp_path, capsys):
     with pytest.raises(ValueError, match="exactly one of"):
         _example().main(["--task", "graph_regression", "--output_dir", str(tmp_path), *COMMON])
+    with pytest.raises(SystemExit):  # was GraNTTrainingArguments' "task must be one of ..., got None"
+        _example().main(["--output_dir", str(tmp_path), *COMMON])
+    assert "no data: give --task with a built-in data set, one of ('qm9'" in capsys.readouterr().err
 
 
 def test_recipe_with_overriding_flags_and_the_builtin_name_forms():
