@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["class_names"] = names  # class id i (model output i) is class_names[i]
     save_all_results(trainer, results)
     trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
+    if not training_args.push_to_hub:  # as transformers' examples: a local run gets the card a push writes
+        trainer.create_model_card()
     return results
 
 

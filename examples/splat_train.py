@@ -163,6 +163,8 @@ def main():
         trainer.model.save_ply(output_dir / "splats.ply")
         save_preview(trainer, output_dir / "preview.png")
     trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
+    if not training_args.push_to_hub:  # as transformers' examples: a local run gets the card a push writes
+        trainer.create_model_card()
     logger.info("Saved the model, splats.ply, preview.png and all_results.json to %s", training_args.output_dir)
 
 

@@ -31,6 +31,8 @@ def test_builtin_generator_run_writes_results_and_model(tmp_path):
     assert results["teacher"] == "grant" and results["task"] == "node_classification"
     assert {"train_runtime", "eval_roc_auc", "test_accuracy", "time_to_target", "grant_selection_seconds"} <= set(results)
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    card = (out / "README.md").read_text()  # the card a push writes, not the mixin's template
+    assert "## Metrics" in card and f"| time_to_target | {results['time_to_target']:.4g} |" in card
 
 
 def test_user_csv_with_two_targets(tmp_path):

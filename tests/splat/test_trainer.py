@@ -428,6 +428,8 @@ def test_example_script_writes_model_ply_preview_and_results(tmp_path, monkeypat
     assert GaussianModel.from_pretrained(str(out)).num_gaussians == results["num_gaussians"]
     assert GaussianModel.from_ply(out / "splats.ply").num_gaussians == results["num_gaussians"]
     assert (out / "preview.png").is_file()
+    card = (out / "README.md").read_text()  # the card a push writes, not the mixin's template
+    assert f"| g2l | {results['eval_psnr']:.4g} |" in card and "![preview](preview.png)" in card
 
 
 def test_example_script_trains_a_single_transforms_json_on_white(tmp_path, monkeypatch):
