@@ -304,11 +304,17 @@ def base_model_class(task_type: str | None, auto_mapping: dict | None = None) ->
     return "AutoModel"  # no class recorded: transformers' generic base
 
 
-def _render(kind: str, card_data: ModelCardData, **kwargs) -> ModelCard:
+def revision_argument(revision: str | None) -> str:
+    """What the cards' loading lines add after the repo id: a push to a branch loads from that branch."""
+    return f', revision="{revision}"' if revision not in (None, "main") else ""
+
+
+def _render(kind: str, card_data: ModelCardData, revision: str | None = None, **kwargs) -> ModelCard:
     # The templates head a card with its kind ("HaLoRA adapter"). ModelCardData hands its model_name to the
     # template only when the card has no model-index; model_name=None keeps the heading the same whether or
     # not a dataset was named.
-    return ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=None, **kwargs)
+    return ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=None,
+                                   revision_argument=revision_argument(revision), **kwargs)
 
 
 def _join(names: list[str]) -> str:
@@ -323,7 +329,7 @@ def _eval_results(task_type: str, datasets: list[dict], metrics: list[dict]) -> 
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
                 peft_type: str = "HALORA", license: str | None = None, tile_size: int | None = None,
                 regulariser: str | None = None, task_type: str | None = "CAUSAL_LM", auto_mapping: dict | None = None,
-                dataset: str | list[str | CardDataset] | None = None) -> ModelCard:
+                dataset: str | list[str | CardDataset] | None = None, revision: str | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
     metrics-vs-sigma table. ``results["base_model"]`` (what the example was given, or a Trainer's
     ``finetuned_from``) wins over ``base_model`` (the adapter config's); the metadata, tags, text and
@@ -380,7 +386,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         source = "ensure_converted_smollm2()" if builtin_base else f'"{load_name or "<base_model>"}"'
         base_expr = f"{auto_class}.from_pretrained({source})"
     return _render(
-        "halora_adapter", card_data, repo_id=repo_id, is_halora=is_halora,
+        "halora_adapter", card_data, revision, repo_id=repo_id, is_halora=is_halora,
         base_model=base_model, builtin_base=builtin_base, local_base=local_base, regulariser=regulariser,
         load_name=load_name, imports=imports, base_expr=base_expr, uses_load_base_model="load_base_model" in imports,
         needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"),
@@ -421,7 +427,7 @@ def _timing_meaning(key: str, results: dict) -> str:
 
 
 def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
-               model_class: str = "GrantGCN", hub_mixin: bool = True) -> ModelCard:
+               model_class: str = "GrantGCN", hub_mixin: bool = True, revision: str | None = None) -> ModelCard:
     """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
     validation and test metrics. ``model_class``: the class trained, hf-eff's ``GrantGCN`` or a user's;
     ``hub_mixin``: whether it saves and loads with ``PyTorchModelHubMixin`` (config.json +
@@ -444,7 +450,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
             for split, metrics in splits.items() for name, value in metrics.items()]),
     )
     return _render(
-        "grant_model", card_data, repo_id=repo_id,
+        "grant_model", card_data, revision, repo_id=repo_id,
         model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
         targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
@@ -458,7 +464,8 @@ _PROCEDURAL_SCENE = re.compile(r"procedural \(seed \d+\)")
 
 
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
-               license: str | None = None, dataset: str | list[str | CardDataset] | None = None) -> ModelCard:
+               license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
+               revision: str | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
     ``preview`` name the repo's .ply file and preview image, when it has them."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
@@ -480,14 +487,14 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
             for key in ("eval_psnr", "eval_ssim", "eval_lpips") if _number(results, key) is not None]),
     )
     return _render(
-        "splat_model", card_data, repo_id=repo_id,
+        "splat_model", card_data, revision, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview,
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 
 
 def scene_card(repo_id: str, contents: dict, metadata: dict | None = None,
-               license: str | None = None) -> DatasetCard:
+               license: str | None = None, revision: str | None = None) -> DatasetCard:
     """Card of a scene dataset repo. ``metadata`` is the YAML the ``datasets`` upload wrote
     (``configs``, ``dataset_info``), kept as it is so that ``load_dataset`` still finds both
     configurations; ``contents`` ({"train views": 40, ...}) becomes the contents table."""
@@ -500,5 +507,6 @@ def scene_card(repo_id: str, contents: dict, metadata: dict | None = None,
     card_data = DatasetCardData(**data)
     return DatasetCard.from_template(
         card_data, template_path=str(template_path("scene_dataset")), repo_id=repo_id,
+        revision_argument=revision_argument(revision),
         results_table=markdown_table(["part", "size"], [[k, v] for k, v in contents.items()]) if contents else "",
     )

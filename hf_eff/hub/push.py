@@ -66,8 +66,10 @@ def read_results(output_dir: Path) -> dict:
 
 def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
                license: str | None = None, dataset: str | list | None = None, base_model: str | None = None,
-               adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True):
+               adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True,
+               revision: str | None = None):
     """The filled card of a model run folder, from ``results`` or else its ``all_results.json``.
+    ``revision``: the branch it is pushed to, which its loading lines then name.
 
     ``license``, ``dataset`` and ``base_model`` (a Trainer's ``finetuned_from``) are what the user said
     of the run, and win over what the results say. An adapter's card reads ``adapter_config`` (a Trainer
@@ -91,10 +93,10 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                            regulariser=regulariser_description(adapter_config.get("reg_weight"),
                                                                adapter_config.get("reg_norm")),
                            task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
-                           license=license, dataset=dataset)
+                           license=license, dataset=dataset, revision=revision)
     if kind == "grant_model":
         return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
-                          hub_mixin=hub_mixin)
+                          hub_mixin=hub_mixin, revision=revision)
     if kind == "splat_model":
         def newest(pattern: str, preferred: str) -> str | None:
             # Without the preferred file, the last one written: the eval renders of the trained model,
@@ -108,7 +110,7 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
             return max(found, key=lambda p: ((output_dir / p).stat().st_mtime_ns, p.as_posix())).as_posix()
 
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
-                          license=license, dataset=dataset)
+                          license=license, dataset=dataset, revision=revision)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 

@@ -114,7 +114,8 @@ class HubCardTrainerMixin:
             if results.get(name) is None:
                 results[name] = value
         repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name
-        return build_card(self.card_kind, folder, repo_id, results, **user_args, **self._card_model_args())
+        return build_card(self.card_kind, folder, repo_id, results, revision=self.args.hub_revision, **user_args,
+                          **self._card_model_args())
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
                           tags: str | list[str] | None = None, model_name: str | None = None,

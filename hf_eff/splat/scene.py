@@ -368,7 +368,7 @@ class Scene:
             contents["camera radius"] = self.radius
             # The card keeps save's YAML (its configs are how load_dataset finds views and points).
             metadata = DatasetCard.load(readme).data.to_dict()
-            scene_card(repo_id, contents, metadata, license=license).save(readme)
+            scene_card(repo_id, contents, metadata, license=license, revision=revision).save(readme)
             return api.upload_folder(
                 repo_id=repo_id,
                 repo_type="dataset",

@@ -175,6 +175,22 @@ def test_splat_card_table_and_preview():
     assert "global-to-local" not in default.text
 
 
+@pytest.mark.parametrize("revision", ["v1", "main", None])
+def test_loading_lines_name_the_branch_pushed_to(revision):
+    cards_of_each_kind = {
+        'PeftModel.from_pretrained(load_base_model("base")[0], "me/x"': cards.halora_card(
+            {"base_model": "base"}, "me/x", revision=revision),
+        'GrantGCN.from_pretrained("me/x"': cards.grant_card({}, "me/x", revision=revision),
+        'hf_hub_download("me/x", "model.safetensors"': cards.grant_card({}, "me/x", model_class="Net", hub_mixin=False,
+                                                                         revision=revision),
+        'GaussianModel.from_pretrained("me/x"': cards.splat_card({}, "me/x", revision=revision),
+        'load_scene("me/x"': cards.scene_card("me/x", {}, revision=revision),
+    }
+    named = ', revision="v1")' if revision == "v1" else ")"  # main is what a plain load reads
+    for call, card in cards_of_each_kind.items():
+        assert call + named in card.text, call
+
+
 def test_scene_card_keeps_the_dataset_configs():
     configs = [{"config_name": "views", "data_files": [{"split": "train", "path": "views/train-*"}]},
                {"config_name": "points", "data_files": [{"split": "train", "path": "points/train-*"}]}]

@@ -64,6 +64,10 @@ def test_adapter_card_before_save_model_then_its_lines_load_the_classifier(seq_c
         trainer.create_model_card(dataset="user/sentiment", dataset_args=["v2", "v3"])
 
     trainer.save_model()
+    trainer.args.hub_revision = "v1"  # a push to a branch: the lines load from it
+    trainer.create_model_card()
+    assert f'"{out.name}", revision="v1")' in _loading_code(out / "README.md")
+    trainer.args.hub_revision = None
     trainer.create_model_card(dataset="user/sentiment")
     code = _loading_code(out / "README.md")
     assert "AutoModelForSequenceClassification" in code and "load_base_model" not in code

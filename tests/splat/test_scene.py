@@ -463,6 +463,9 @@ tiny(1, 0).push_to_hub("me/no-test")
 result["no_test"] = splits(load_scene("me/no-test"))
 tiny(2, 1).push_to_hub("me/fresh", revision="v2")  # the branch does not exist yet
 result["fresh_v2"] = splits(load_scene("me/fresh", revision="v2"))
+from huggingface_hub import hf_hub_download
+card = open(hf_hub_download("me/fresh", "README.md", repo_type="dataset", revision="v2")).read()
+result["fresh_v2_card"] = 'load_scene("me/fresh", revision="v2")' in card
 tiny(1, 1).push_to_hub("me/existing")
 tiny(2, 2).push_to_hub("me/existing", revision="v2")
 result["existing_main"] = splits(load_scene("me/existing"))
@@ -494,6 +497,7 @@ def test_hub_scenes_load_from_their_branch_and_what_the_cache_would_answer_is_re
     assert json.loads(lines[-1][len("RESULT "):]) == {
         "no_test": {"train": 3},  # pushed with an empty test split: used to fail to load
         "fresh_v2": {"train": 3, "test": 1},  # push_to_hub(revision=) used to need the branch
+        "fresh_v2_card": True,  # its card loads from that branch
         "existing_main": {"train": 3, "test": 1},
         "existing_v2": {"train": 3, "test": 2},
         "refused": [  # each used to load a cached copy of the repo
