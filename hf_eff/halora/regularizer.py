@@ -20,12 +20,13 @@ from hf_eff.halora.config import REG_NORMS, REG_REDUCTIONS
 def lora_factors(model: nn.Module, adapter_name: str = "default") -> Iterator[tuple[LoraLayer, torch.Tensor, torch.Tensor]]:
     """(layer, A, B) of every LoRA layer of ``adapter_name`` in ``model``, A of shape [r, in] and B [out, r]:
     the factor modules' weights, or for an adapted embedding peft's factor parameters
-    (``lora_embedding_A`` [r, num_embeddings], ``lora_embedding_B`` [embedding_dim, r])."""
+    (``lora_embedding_A`` [r, num_embeddings], ``lora_embedding_B`` [embedding_dim, r]). A convolution's
+    factors are flattened to those shapes (A [r, in * kernel], B [out, r]: peft's B is a 1x1 convolution)."""
     for module in model.modules():
         if not isinstance(module, LoraLayer):
             continue
         if adapter_name in module.lora_A:
-            yield module, module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
+            yield module, module.lora_A[adapter_name].weight.flatten(1), module.lora_B[adapter_name].weight.flatten(1)
         elif adapter_name in module.lora_embedding_A:
             yield module, module.lora_embedding_A[adapter_name], module.lora_embedding_B[adapter_name]
 

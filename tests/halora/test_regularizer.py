@@ -81,3 +81,29 @@ def test_embedding_factors_are_regularised_like_linear_ones():
     embedding = only.base_model.model.model.embed_tokens
     expected = sum(torch.linalg.svdvals(f["default"])[0] ** 2 for f in (embedding.lora_embedding_A, embedding.lora_embedding_B))
     torch.testing.assert_close(only.base_model.get_regularization_loss(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_convolution_factors_are_regularised_as_matrices():
+    """peft's conv LoRA holds A [r, in, kh, kw] and B as a 1x1 convolution [out, r, 1, 1]: L_reg takes them as
+    the matrices [r, in * kh * kw] and [out, r], whose product is the convolution's update."""
+
+    class ConvNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+            self.fc = torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    model = get_peft_model(ConvNet(), HaLoRAConfig(r=2, target_modules=["conv", "fc"], noise_target_modules=["fc"],
+                                                   init_lora_weights=False))
+    conv = model.base_model.model.conv
+    conv_a, conv_b = conv.lora_A["default"].weight, conv.lora_B["default"].weight
+    fc = model.base_model.model.fc
+    expected = sum(torch.linalg.svdvals(factor.flatten(1))[0] ** 2
+                   for factor in (conv_a, conv_b, fc.lora_A["default"].weight, fc.lora_B["default"].weight))
+    loss = halora_regularizer(model)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert conv_a.grad.abs().sum() > 0 and conv_b.grad.abs().sum() > 0
