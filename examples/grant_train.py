@@ -53,7 +53,7 @@ from hf_eff.grant import (
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
-from hf_eff.utils.results import save_all_results
+from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -278,8 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["class_names"] = names  # class id i (model output i) is class_names[i]
     save_all_results(trainer, results)
     trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
-    if not training_args.push_to_hub:  # as transformers' examples: a local run gets the card a push writes
-        trainer.create_model_card()
+    save_local_model_card(trainer)  # the card a push writes, for a run kept local
     return results
 
 

@@ -46,7 +46,7 @@ from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_d
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import parse_recipe_and_flags
-from hf_eff.utils.results import save_all_results
+from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -180,10 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
                    train_questions=len(train), eval_questions=len(evaluation))
     save_all_results(trainer, results)
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
-    if not training_args.push_to_hub:
-        # As transformers' examples do: a run kept local gets the card a push writes (the noise table and how to
-        # load the adapter), in place of PEFT's empty template
-        trainer.create_model_card()
+    save_local_model_card(trainer)  # the card a push writes, for a run kept local
     return results
 
 

@@ -44,6 +44,7 @@ from hf_eff.splat import (
 )
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import parse_recipe_and_flags
+from hf_eff.utils.results import save_local_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +164,7 @@ def main():
         trainer.model.save_ply(output_dir / "splats.ply")
         save_preview(trainer, output_dir / "preview.png")
     trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
-    if not training_args.push_to_hub:  # as transformers' examples: a local run gets the card a push writes
-        trainer.create_model_card()
+    save_local_model_card(trainer)  # the card a push writes, for a run kept local
     logger.info("Saved the model, splats.ply, preview.png and all_results.json to %s", training_args.output_dir)
 
 

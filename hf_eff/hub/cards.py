@@ -101,12 +101,17 @@ def markdown_table(columns: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+class NonFiniteMetricError(ValueError):
+    """A result a card cannot report (model-index holds numbers): a diverged run, or a metric undefined on
+    its data (ROC-AUC of a split with one class)."""
+
+
 def _number(results: dict, key: str):
     value = results.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"all_results.json: {key} is {value}; a card cannot report a non-finite metric")
+        raise NonFiniteMetricError(f"all_results.json: {key} is {value}; a card cannot report a non-finite metric")
     return value
 
 
