@@ -57,18 +57,21 @@ def test_unfinished_run_without_results_is_refused(tmp_path):
         push.build_card("grant_model", folder, "me/gcn")
 
 
-def test_splat_card_without_a_preview_shows_the_last_eval_render(tmp_path):
+def test_splat_card_without_a_preview_shows_the_last_render_written(tmp_path):
     # a run folder under a folder named "runs..." is still searched: only its own runs/ logs are skipped
     folder = _touch(tmp_path / "runs_2026" / "splat", "config.json", "model.safetensors", "all_results.json",
                     "checkpoint-10/splats.ply", "runs/x/splats.ply")
-    renders = folder / "eval_renders"
-    renders.mkdir()
-    for index, step in enumerate([10, 100]):
-        (renders / f"step-{step:06d}.png").write_bytes(b"png")
-        os.utime(renders / f"step-{step:06d}.png", ns=(index * 10**9, index * 10**9))
+    # written in this order: the name order (eval_ before test_, step 10 before 100) is not the time order
+    for index, name in enumerate(["test_renders/step-000010.png", "eval_renders/step-000010.png",
+                                  "eval_renders/step-000100.png"]):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"png")
+        os.utime(folder / name, ns=(index * 10**9, index * 10**9))
     card = push.build_card("splat_model", folder, "me/splats")
     assert "![preview](eval_renders/step-000100.png)" in card.text
     assert "splats.ply" not in card.text  # the checkpoint's and the logs' files are not the run's
+    os.utime(folder / "test_renders/step-000010.png", ns=(9 * 10**9, 9 * 10**9))  # the final test evaluation
+    assert "![preview](test_renders/step-000010.png)" in push.build_card("splat_model", folder, "me/splats").text
     (folder / "preview.png").write_bytes(b"png")
     assert "![preview](preview.png)" in push.build_card("splat_model", folder, "me/splats").text
 
