@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import shutil
 from pathlib import Path
 
@@ -114,7 +115,8 @@ class HubCardTrainerMixin:
             if results.get(name) is None:
                 results[name] = value
         repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name
-        return build_card(self.card_kind, folder, repo_id, results, revision=self.args.hub_revision, **user_args,
+        revision = getattr(self, "_push_revision", None) or self.args.hub_revision
+        return build_card(self.card_kind, folder, repo_id, results, revision=revision, **user_args,
                           **self._card_model_args())
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
@@ -146,8 +148,14 @@ class HubCardTrainerMixin:
         card.save(output_dir / "README.md")
 
     def push_to_hub(self, *args, **kwargs):
-        with _trainer_uploads_ignoring(PICKLE_PATTERNS):
-            return super().push_to_hub(*args, **kwargs)
+        # transformers uploads to this call's revision (else hub_revision) but builds the card without it
+        self._push_revision = inspect.signature(transformers_trainer.Trainer.push_to_hub).bind(
+            self, *args, **kwargs).arguments.get("revision")
+        try:
+            with _trainer_uploads_ignoring(PICKLE_PATTERNS):
+                return super().push_to_hub(*args, **kwargs)
+        finally:
+            self._push_revision = None
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         if self.is_world_process_zero() and self.args.hub_strategy != HubStrategy.END:

@@ -265,7 +265,7 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
     """For each hf-eff Trainer: a run with push_to_hub=True, hub_strategy="checkpoint" stops
     after its first checkpoint; a new run resumed from the Hub's last-checkpoint continues and
     trains only the remaining steps."""
-    from huggingface_hub import ModelCard, hf_hub_download, snapshot_download
+    from huggingface_hub import HfApi, ModelCard, hf_hub_download, snapshot_download
     from transformers import TrainerCallback
 
     class StopAfterFirstCheckpoint(TrainerCallback):
@@ -307,6 +307,9 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
             resume_error = f"{type(error).__name__}: {error}"
         resumed.push_to_hub(tags=["user-tag"])
         card = ModelCard.load(hf_hub_download(repo_id, "README.md"))
+        HfApi(token=hub_token).create_branch(repo_id, branch="v1")
+        resumed.push_to_hub(revision="v1")
+        branch_card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision="v1"))
         results[kind] = {
             "trainer": type(resumed).__name__,
             "pushed": pushed,
@@ -318,7 +321,7 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
             "resumed_global_step": resumed.state.global_step,
             "resumed_trained_steps": counter.steps,
             "card_tags": card.data.tags, "card_library": card.data.library_name,
-            "card_text": card.text,
+            "card_text": card.text, "branch_card_text": branch_card.text,
             "checkpoint_card_library": checkpoint_card.data.library_name,
             "checkpoint_card_text": checkpoint_card.text,
             "final_files": _repo_state(repo_id)["files"],

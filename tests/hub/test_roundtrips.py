@@ -130,6 +130,8 @@ def test_trainer_push_to_hub_writes_the_hf_eff_card(trainer_runs, kind):
     assert observed["card_library"] == "hf-eff"
     assert {"hf-eff", CARD_TAGS[kind], "user-tag"} <= set(observed["card_tags"])
     assert TRAINING_TIME_ROW[kind] in observed["card_text"]  # measured results, not a bare template
+    # push_to_hub(revision=) uploads to that branch: its card loads from it, main's from main
+    assert ', revision="v1")' in observed["branch_card_text"] and "revision=" not in observed["card_text"]
 
 
 def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_hub, tmp_path):
