@@ -241,12 +241,13 @@ class _LayerNoise:
     so far its exact fix-ups (flat indices within the band, and values), so an apply interrupted
     part-way is undone exactly. Restore drops each band's record once the band is clean again.
     ``written``: the weight's storage and autograd version counter when the noise went in (the noise is
-    written through ``.data``, which leaves the counter alone), to tell whether anything else wrote since."""
+    written through ``.data``, which leaves the counter alone), to tell whether anything else wrote since;
+    no version for an inference tensor (a model built under ``torch.inference_mode()``), which has no counter."""
 
     seed: int
     tile_scale: torch.Tensor | None
     bands: list[tuple[slice, torch.Tensor, torch.Tensor]]
-    written: tuple[int, int]
+    written: tuple[int, int | None]
 
     @property
     def nbytes(self) -> int:
@@ -398,7 +399,8 @@ class RRAMNoise:
         if self.mode in ("tile_additive", "stuck_at"):  # by bands too: a whole-layer abs() is a full-size temporary
             tile_scale = torch.cat([_tile_abs_max(weight[band], self.tile_size) for band in bands]).float()
         # registered before anything is written; restore skips it while no band is recorded
-        state = applied[name] = _LayerNoise(seed, tile_scale, [], (weight.data_ptr(), parameter._version))
+        version = None if parameter.is_inference() else parameter._version
+        state = applied[name] = _LayerNoise(seed, tile_scale, [], (weight.data_ptr(), version))
         draw = self._draw(weight, seed)
         for band in bands:
             self._apply_band(weight, band, draw, state)
@@ -439,7 +441,7 @@ class RRAMNoise:
                 if parameter.data_ptr() != storage:
                     changed.append(name)
                 else:
-                    if parameter._version != version:
+                    if version is not None and parameter._version != version:
                         changed.append(name)
                     self._restore_layer(parameter.data, applied[name])
             del applied[name]

@@ -112,6 +112,17 @@ def test_restored_even_when_the_body_raises():
     assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
 
 
+def test_a_model_built_under_inference_mode_is_noised_and_restored_bit_exactly():
+    with torch.inference_mode():  # its weights are inference tensors: no autograd version counter
+        model = make_tiny_llama()
+        before = _snapshot(model)
+        ids = torch.randint(0, 128, (1, 8))
+        clean = model(ids).logits
+        with rram_noise(model, sigma=0.02, seed=0):
+            assert not torch.equal(model(ids).logits, clean)
+    assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+
+
 def test_a_weight_trained_while_noised_is_named_at_restore_and_the_others_come_back_exactly():
     model = make_tiny_llama()  # a plain model: every block Linear is on RRAM, whatever requires_grad says
     before = _snapshot(model)
