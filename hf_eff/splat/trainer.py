@@ -687,6 +687,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         `eval_render_images` views are saved as a PNG in output_dir/<prefix>_renders and sent to
         the image-capable `report_to` loggers (TensorBoard, wandb)."""
         started, started_cpu = time.perf_counter(), time.process_time()
+        # Read before rendering: this evaluation's own time is not training time.
+        train_seconds, train_cpu_seconds = self._train_clocks()
         views = SceneViews(eval_dataset) if eval_dataset is not None else self.eval_dataset
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
@@ -713,7 +715,6 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             if index < self.args.eval_render_images:
                 pairs.append(torch.cat([render[0], target[0]], dim=1).cpu())
         model.train(was_training)
-        train_seconds, train_cpu_seconds = self._train_clocks()
         metrics = {
             f"{metric_key_prefix}_psnr": sum(psnrs) / len(psnrs),
             f"{metric_key_prefix}_ssim": sum(ssims) / len(ssims),

@@ -330,6 +330,27 @@ def test_the_training_clocks_stop_when_training_ends(scene, tmp_path):
         assert second[clock] == first[clock], clock
 
 
+def test_an_evaluations_training_clocks_leave_out_its_own_rendering(scene, tmp_path, monkeypatch):
+    # A slow evaluation at the last step: the clocks it reports stop where it starts, so they are no
+    # later than the clocks that stop with training just after it (they included its rendering).
+    from hf_eff.splat import trainer as trainer_module
+
+    def slow_psnr(render, target):
+        started_wall, started_cpu = time.perf_counter(), time.process_time()
+        while time.perf_counter() - started_wall < 0.2 or time.process_time() - started_cpu < 0.2:
+            pass
+        return psnr(render, target)
+
+    monkeypatch.setattr(trainer_module, "psnr", slow_psnr)
+    trainer = make_trainer(scene, tmp_path, max_steps=4, eval_strategy="steps", eval_steps=4,
+                           eval_render_images=0, save_strategy="no")
+    trainer.train()
+    in_training = next(entry for entry in trainer.state.log_history if "eval_train_seconds" in entry)
+    after = trainer.evaluate()
+    for clock in ("eval_train_seconds", "eval_train_cpu_seconds"):
+        assert in_training[clock] <= after[clock], clock
+
+
 def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_path):
     make_trainer(scene, tmp_path / "run", max_steps=4, save_strategy="steps", save_steps=4, save_only_model=True).train()
     checkpoint = str(tmp_path / "run" / "checkpoint-4")
