@@ -95,18 +95,25 @@ class HaLoRAConfig(LoraConfig):
         self.peft_type = PeftType.HALORA
         if self.use_dora:
             raise ValueError("HaLoRAConfig.use_dora: HaLoRA regularises plain LoRA factors; DoRA is not supported")
+        # NumPy numbers (a sweep's values) become Python ones: they would not serialise to adapter_config.json
+        for name, kind, cast in (("noise_sigma", numbers.Real, float), ("reg_weight", numbers.Real, float),
+                                 ("noise_tile_size", numbers.Integral, int),
+                                 ("noise_resample_steps", numbers.Integral, int),
+                                 ("noise_warmup_steps", numbers.Integral, int)):
+            value = getattr(self, name)
+            if isinstance(value, kind) and not isinstance(value, bool):
+                setattr(self, name, cast(value))
         validate_noise(self.noise_sigma, self.noise_mode, self.noise_tile_size, prefix="HaLoRAConfig.")
-        self.noise_sigma = float(self.noise_sigma)  # a NumPy scalar would not serialise to adapter_config.json
         if isinstance(self.noise_target_modules, list):
             self.noise_target_modules = list(self.noise_target_modules)
-        if int(self.noise_resample_steps) != self.noise_resample_steps or self.noise_resample_steps < 1:
+        if not _is_int(self.noise_resample_steps) or self.noise_resample_steps < 1:
             raise ValueError(f"HaLoRAConfig.noise_resample_steps must be a positive integer, got {self.noise_resample_steps!r}")
         if self.noise_sigma_sampling not in SIGMA_SAMPLINGS:
             raise ValueError(f"HaLoRAConfig.noise_sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.noise_sigma_sampling!r}")
-        if int(self.noise_warmup_steps) != self.noise_warmup_steps or self.noise_warmup_steps < 0:
+        if not _is_int(self.noise_warmup_steps) or self.noise_warmup_steps < 0:
             raise ValueError(f"HaLoRAConfig.noise_warmup_steps must be an integer >= 0, got {self.noise_warmup_steps!r}")
-        if not self.reg_weight >= 0:  # also catches NaN
-            raise ValueError(f"HaLoRAConfig.reg_weight must be >= 0, got {self.reg_weight!r}")
+        if not (isinstance(self.reg_weight, float) and self.reg_weight >= 0):  # also catches NaN
+            raise ValueError(f"HaLoRAConfig.reg_weight must be a number >= 0, got {self.reg_weight!r}")
         if self.reg_norm not in REG_NORMS:
             raise ValueError(f"HaLoRAConfig.reg_norm must be one of {REG_NORMS}, got {self.reg_norm!r}")
         if self.reg_reduction not in REG_REDUCTIONS:
@@ -124,5 +131,10 @@ def validate_noise(sigma: float, mode: str, tile_size: int, prefix: str = "") ->
         raise ValueError(f"{prefix}noise_sigma must be a finite number >= 0, got {sigma!r}")
     if mode == "stuck_at" and sigma > 1:
         raise ValueError(f"{prefix}noise_sigma is the stuck-cell fraction for stuck_at and must be <= 1, got {sigma!r}")
-    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+    if not _is_int(tile_size) or tile_size < 1:
         raise ValueError(f"{prefix}noise_tile_size must be a positive integer, got {tile_size!r}")
+
+
+def _is_int(value) -> bool:
+    """An integer (a NumPy one too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

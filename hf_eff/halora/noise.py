@@ -281,7 +281,7 @@ class RRAMNoise:
         settings = noise_settings(model, mode, tile_size, target_modules)
         mode, tile_size, target_modules = settings["mode"], settings["tile_size"], settings["target_modules"]
         validate_noise(sigma, mode, tile_size)
-        self.sigma, self.mode, self.tile_size = float(sigma), mode, tile_size
+        self.sigma, self.mode, self.tile_size = float(sigma), mode, int(tile_size)
         self.layers = rram_linear_modules(model, target_modules)
         for name, module in self.layers.items():
             # bitsandbytes' Linear4bit / Linear8bitLt are nn.Linear subclasses holding packed integer codes

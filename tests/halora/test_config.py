@@ -20,11 +20,14 @@ from hf_eff import HaLoRAConfig, HaLoRAModel
         ({"noise_mode": "gaussian"}, "noise_mode"),
         ({"noise_mode": "stuck_at", "noise_sigma": 1.5}, "noise_sigma"),
         ({"noise_tile_size": 0}, "noise_tile_size"),
+        ({"noise_tile_size": 64.0}, "noise_tile_size"),
         ({"noise_resample_steps": 0}, "noise_resample_steps"),
+        ({"noise_resample_steps": True}, "noise_resample_steps"),
         ({"noise_sigma_sampling": "normal"}, "noise_sigma_sampling"),
         ({"noise_warmup_steps": -1}, "noise_warmup_steps"),
         ({"noise_warmup_steps": 2.5}, "noise_warmup_steps"),
         ({"reg_weight": -1.0}, "reg_weight"),
+        ({"reg_weight": "0.1"}, "reg_weight"),
         ({"reg_norm": "nuclear"}, "reg_norm"),
         ({"reg_reduction": "max"}, "reg_reduction"),
         ({"reg_application": "adam"}, "reg_application"),
@@ -36,17 +39,20 @@ def test_invalid_values_raise_naming_the_field(kwargs, field):
         HaLoRAConfig(**kwargs)
 
 
-def test_a_numpy_noise_level_is_accepted_and_saved_as_a_float(tiny_llama, tmp_path):
+def test_numpy_numbers_are_accepted_and_saved_as_python_numbers(tiny_llama, tmp_path):
     import numpy as np
 
     from hf_eff import rram_noise
 
     for sigma in np.linspace(0, 0.02, 3, dtype=np.float32):  # a sweep's levels
-        with rram_noise(tiny_llama, sigma, seed=0) as noise:
-            assert noise.sigma == float(sigma)
-    config = HaLoRAConfig(r=4, target_modules=["q_proj"], noise_sigma=np.float32(0.02))
+        with rram_noise(tiny_llama, sigma, seed=0, tile_size=np.int64(32)) as noise:
+            assert noise.sigma == float(sigma) and noise.tile_size == 32
+    numbers = {"noise_sigma": np.float32(0.02), "reg_weight": np.float32(0.1), "noise_tile_size": np.int64(32),
+               "noise_resample_steps": np.int32(5), "noise_warmup_steps": np.int64(10)}
+    config = HaLoRAConfig(r=4, target_modules=["q_proj"], **numbers)
     get_peft_model(tiny_llama, config).save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "adapter_config.json").read_text())["noise_sigma"] == float(np.float32(0.02))
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert {name: saved[name] for name in numbers} == {name: value.item() for name, value in numbers.items()}
 
 
 def test_defaults_follow_the_paper():
