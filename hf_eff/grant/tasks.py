@@ -93,12 +93,14 @@ def task_loss(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> t
 
 def multilabel_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """graph_multilabel's BCE-with-logits summed over each graph's labelled (non-NaN) entries, and
-    their number: (sums [graphs], counts [graphs]); `task_loss` is their totals' ratio."""
+    their number: (sums [graphs] in float32, counts [graphs] as integers); `task_loss` is their
+    totals' ratio. float32 and integers whatever the model's dtype: a half-precision count passes
+    65504 (fp16: inf, a loss of 0) or rounds (bf16) on a batch of a few hundred molpcba graphs."""
     labels = _multilabel_shapes(task, outputs, labels)
     labelled = ~labels.isnan()
-    losses = F.binary_cross_entropy_with_logits(outputs, labels.nan_to_num(0.0), reduction="none")
+    losses = F.binary_cross_entropy_with_logits(outputs.float(), labels.float().nan_to_num(0.0), reduction="none")
     # where, not a product with the mask: an infinite loss on an unlabelled entry times 0 is NaN
-    return torch.where(labelled, losses, 0.0).sum(dim=-1), labelled.sum(dim=-1).to(outputs.dtype)
+    return torch.where(labelled, losses, 0.0).sum(dim=-1), labelled.sum(dim=-1)
 
 
 def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -177,7 +177,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         try:
             output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
             if self._loss_sums:
-                loss_sum, count = torch.cat(self._loss_sums).sum(dim=0)
+                # one copy to the CPU after the loop (not a sync per batch), summed there in float64: a set's
+                # count passes float32's exact integers (2**24 labelled entries) on molpcba
+                loss_sum, count = torch.cat(self._loss_sums).cpu().double().sum(dim=0)
                 output.metrics[f"{metric_key_prefix}_loss"] = (loss_sum / count.clamp(min=1)).item()
         finally:
             self._loss_sums = None
@@ -197,14 +199,15 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
             if self._loss_sums is not None:
                 # per graph (loss sum, node or labelled-entry count), gathered as the Trainer gathers graphs:
-                # without the duplicates that even out the last batch across processes
+                # without the duplicates that even out the last batch across processes. In float32 whatever the
+                # model's dtype (bf16_full_eval, fp16_full_eval): bf16 rounds a count past 256, fp16 overflows
                 if self.task.is_multilabel:
                     sums, counts = multilabel_losses(self.task, outputs, inputs["labels"])
                 else:
-                    sums = scatter(node_losses(self.task, outputs, inputs["labels"]), inputs["batch"], dim=0,
+                    sums = scatter(node_losses(self.task, outputs.float(), inputs["labels"]), inputs["batch"], dim=0,
                                    dim_size=inputs["num_nodes"].numel(), reduce="sum")
-                    counts = inputs["num_nodes"].to(sums.dtype)
-                self._loss_sums.append(self.accelerator.gather_for_metrics(torch.stack([sums, counts], dim=-1)).cpu())
+                    counts = inputs["num_nodes"]
+                self._loss_sums.append(self.accelerator.gather_for_metrics(torch.stack([sums, counts.float()], dim=-1)))
         if prediction_loss_only:
             return loss.detach(), None, None
         labels = inputs["labels"]

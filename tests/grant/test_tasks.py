@@ -60,3 +60,20 @@ def test_node_losses_average_to_the_task_loss(task):
     torch.testing.assert_close(losses.mean(), task_loss(GraphTask(task), outputs, labels))
     with pytest.raises(ValueError, match="node-level task"):
         node_losses(GraphTask("graph_regression"), outputs, labels)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_multilabel_loss_under_half_precision_autocast_counts_every_labelled_entry(dtype):
+    # 601 graphs x 128 targets: 76928 labelled entries, past fp16's largest number (65504), rounded in bf16 (to 76800)
+    generator = torch.Generator().manual_seed(0)
+    layer, x = torch.nn.Linear(8, 128), torch.randn(601, 8, generator=generator)
+    labels = torch.randint(0, 2, (601, 128), generator=generator).float()
+    task = GraphTask("graph_multilabel")
+    with torch.autocast("cpu", dtype=dtype):
+        outputs = layer(x)
+        loss = task_loss(task, outputs, labels)
+    assert outputs.dtype == dtype
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(outputs.float(), labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert layer.weight.grad.abs().sum() > 0
