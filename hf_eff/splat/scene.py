@@ -417,8 +417,6 @@ REQUIRED_VIEW_COLUMNS = ("image", "K", "world_to_camera", "width", "height")
 
 def validate_views(views: DatasetDict) -> None:
     """Raises ``ValueError`` naming the split, view and problem for a malformed scene."""
-    import PIL.Image
-
     if not isinstance(views, DatasetDict):
         raise TypeError(f"scene views must be a datasets.DatasetDict, got {type(views).__name__}")
     if "train" not in views:
@@ -426,106 +424,110 @@ def validate_views(views: DatasetDict) -> None:
     if len(views["train"]) == 0:
         raise ValueError("scene views: the 'train' split is empty; a scene needs a training view")
     for split, dataset in views.items():
-        missing = [c for c in REQUIRED_VIEW_COLUMNS if c not in dataset.column_names]
-        if missing:
-            raise ValueError(
-                f"scene views ({split}): missing column(s) {missing}; columns are {dataset.column_names}"
-            )
-        if not isinstance(dataset.features["image"], Image):
-            raise ValueError(
-                f"scene views ({split}): column 'image' must be a datasets.Image feature, "
-                f"got {dataset.features['image']}"
-            )
-        raw = dataset.select_columns(list(REQUIRED_VIEW_COLUMNS)).cast_column(
-            "image", Image(decode=False)
+        validate_views_split(dataset, split)
+
+
+def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
+    """Raises ``ValueError`` naming the view (and ``split``) and the problem for a malformed split:
+    its columns, cameras and image sizes. `validate_views` checks a scene's splits with it, and
+    `SplatTrainer` the splits it is given. Transparency needs the decoded pixels: it is checked
+    where they are decoded (`scene_views_to_tensors`)."""
+    import PIL.Image
+
+    label = f" ({split})" if split is not None else ""
+    missing = [c for c in REQUIRED_VIEW_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"scene views{label}: missing column(s) {missing}; columns are {dataset.column_names}"
         )
-        for index, row in enumerate(raw):
-            where = f"scene view {index} ({split})"
-            K = np.asarray(row["K"], dtype=np.float64)
-            pose = np.asarray(row["world_to_camera"], dtype=np.float64)
-            if K.shape != (3, 3):
-                raise ValueError(f"{where}: K must be 3x3, got shape {K.shape}")
-            if pose.shape != (4, 4):
-                raise ValueError(f"{where}: world_to_camera must be 4x4, got shape {pose.shape}")
-            if not np.isfinite(pose).all():
-                raise ValueError(f"{where}: world_to_camera contains NaN or infinite values")
-            if not np.isfinite(K).all():
-                raise ValueError(f"{where}: K contains NaN or infinite values")
-            if not np.allclose(pose[3], [0, 0, 0, 1], atol=1e-6):
+    if not isinstance(dataset.features["image"], Image):
+        raise ValueError(
+            f"scene views{label}: column 'image' must be a datasets.Image feature, "
+            f"got {dataset.features['image']}"
+        )
+    raw = dataset.select_columns(list(REQUIRED_VIEW_COLUMNS)).cast_column("image", Image(decode=False))
+    for index, row in enumerate(raw):
+        where = f"scene view {index}{label}"
+        K = np.asarray(row["K"], dtype=np.float64)
+        pose = np.asarray(row["world_to_camera"], dtype=np.float64)
+        if K.shape != (3, 3):
+            raise ValueError(f"{where}: K must be 3x3, got shape {K.shape}")
+        if pose.shape != (4, 4):
+            raise ValueError(f"{where}: world_to_camera must be 4x4, got shape {pose.shape}")
+        if not np.isfinite(pose).all():
+            raise ValueError(f"{where}: world_to_camera contains NaN or infinite values")
+        if not np.isfinite(K).all():
+            raise ValueError(f"{where}: K contains NaN or infinite values")
+        if not np.allclose(pose[3], [0, 0, 0, 1], atol=1e-6):
+            raise ValueError(
+                f"{where}: world_to_camera bottom row must be [0, 0, 0, 1], got {pose[3]}"
+            )
+        if abs(np.linalg.det(pose[:3, :3])) < 1e-8:
+            raise ValueError(
+                f"{where}: world_to_camera is not invertible (its 3x3 block is singular)"
+            )
+        rotation = pose[:3, :3]
+        # Rigid poses only: the rasterizer reads the 3x3 block as a rotation. Real poses
+        # (COLMAP quaternions, Blender's printed matrices) stored as float32 are orthonormal to
+        # ~1e-7; 1e-3 rejects scaled, sheared or reflected poses, not rounding.
+        deviation = np.abs(rotation @ rotation.T - np.eye(3)).max()
+        if deviation > 1e-3:
+            raise ValueError(
+                f"{where}: world_to_camera rotation is not orthonormal "
+                f"(R R^T differs from I by {deviation:.3g}); scale belongs in the scene, not the pose"
+            )
+        if np.linalg.det(rotation) < 0:
+            raise ValueError(
+                f"{where}: world_to_camera rotation is a reflection (det R = -1); "
+                "flip an axis of the camera convention instead (OpenCV: x right, y down, z forward)"
+            )
+        # The rasterizer reads only fx, fy, cx, cy: any other layout (a transposed K, skew,
+        # a bottom row other than [0, 0, 1]) would be trained as something else.
+        if not np.allclose(K[2], [0, 0, 1], atol=1e-6):
+            raise ValueError(f"{where}: K bottom row must be [0, 0, 1], got {K[2]}")
+        for i, j in ((0, 1), (1, 0)):
+            if abs(K[i, j]) > 1e-6:
+                skew = " (skew)" if (i, j) == (0, 1) else ""
                 raise ValueError(
-                    f"{where}: world_to_camera bottom row must be [0, 0, 0, 1], got {pose[3]}"
+                    f"{where}: K[{i}, {j}] must be 0{skew}, got {K[i, j]}; K is "
+                    "[[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels"
                 )
-            if abs(np.linalg.det(pose[:3, :3])) < 1e-8:
-                raise ValueError(
-                    f"{where}: world_to_camera is not invertible (its 3x3 block is singular)"
-                )
-            rotation = pose[:3, :3]
-            # Rigid poses only: the rasterizer reads the 3x3 block as a rotation. Real poses
-            # (COLMAP quaternions, Blender's printed matrices) stored as float32 are orthonormal to
-            # ~1e-7; 1e-3 rejects scaled, sheared or reflected poses, not rounding.
-            deviation = np.abs(rotation @ rotation.T - np.eye(3)).max()
-            if deviation > 1e-3:
-                raise ValueError(
-                    f"{where}: world_to_camera rotation is not orthonormal "
-                    f"(R R^T differs from I by {deviation:.3g}); scale belongs in the scene, not the pose"
-                )
-            if np.linalg.det(rotation) < 0:
-                raise ValueError(
-                    f"{where}: world_to_camera rotation is a reflection (det R = -1); "
-                    "flip an axis of the camera convention instead (OpenCV: x right, y down, z forward)"
-                )
-            # The rasterizer reads only fx, fy, cx, cy: any other layout (a transposed K, skew,
-            # a bottom row other than [0, 0, 1]) would be trained as something else.
-            if not np.allclose(K[2], [0, 0, 1], atol=1e-6):
-                raise ValueError(f"{where}: K bottom row must be [0, 0, 1], got {K[2]}")
-            for i, j in ((0, 1), (1, 0)):
-                if abs(K[i, j]) > 1e-6:
-                    skew = " (skew)" if (i, j) == (0, 1) else ""
-                    raise ValueError(
-                        f"{where}: K[{i}, {j}] must be 0{skew}, got {K[i, j]}; K is "
-                        "[[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels"
-                    )
-            if K[0, 0] <= 0 or K[1, 1] <= 0:
-                raise ValueError(
-                    f"{where}: K has a non-positive focal length (fx={K[0, 0]}, fy={K[1, 1]})"
-                )
-            width, height = row["width"], row["height"]
-            if width is None or height is None or width <= 0 or height <= 0:
-                raise ValueError(
-                    f"{where}: width and height must be positive, got {width}x{height}"
-                )
-            # A principal point outside the image is almost always K of another resolution (the
-            # images were downscaled, K was not): training would fit views it cannot see.
-            cx, cy = K[0, 2], K[1, 2]
-            if not (0 <= cx <= width and 0 <= cy <= height):
-                raise ValueError(
-                    f"{where}: K's principal point (cx, cy) = ({cx:g}, {cy:g}) lies outside the "
-                    f"{width}x{height} image; K must be in pixels of this image (for images downscaled "
-                    "by s, divide fx, fy, cx and cy by s)"
-                )
-            image = row["image"]
-            if image is None or (image.get("bytes") is None and image.get("path") is None):
-                raise ValueError(f"{where}: image is missing")
-            source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image["path"]
-            with PIL.Image.open(source) as opened:  # reads the header only
-                size, transparent = opened.size, has_alpha(opened)
-            if size != (width, height):
-                raise ValueError(
-                    f"{where}: image is {size[0]}x{size[1]} but width x height says {width}x{height}"
-                )
-            if transparent:
-                # Training reads RGB: the alpha would be dropped, and the hidden colours trained on.
-                raise ValueError(
-                    f"{where}: image has transparency (an alpha channel); scenes hold RGB views: build the "
-                    "split with views_dataset(images, Ks, poses, background=...), which composites it"
-                )
+        if K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(
+                f"{where}: K has a non-positive focal length (fx={K[0, 0]}, fy={K[1, 1]})"
+            )
+        width, height = row["width"], row["height"]
+        if width is None or height is None or width <= 0 or height <= 0:
+            raise ValueError(
+                f"{where}: width and height must be positive, got {width}x{height}"
+            )
+        # A principal point outside the image is almost always K of another resolution (the
+        # images were downscaled, K was not): training would fit views it cannot see.
+        cx, cy = K[0, 2], K[1, 2]
+        if not (0 <= cx <= width and 0 <= cy <= height):
+            raise ValueError(
+                f"{where}: K's principal point (cx, cy) = ({cx:g}, {cy:g}) lies outside the "
+                f"{width}x{height} image; K must be in pixels of this image (for images downscaled "
+                "by s, divide fx, fy, cx and cy by s)"
+            )
+        image = row["image"]
+        if image is None or (image.get("bytes") is None and image.get("path") is None):
+            raise ValueError(f"{where}: image is missing")
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image["path"]
+        with PIL.Image.open(source) as opened:  # reads the header only
+            size = opened.size
+        if size != (width, height):
+            raise ValueError(
+                f"{where}: image is {size[0]}x{size[1]} but width x height says {width}x{height}"
+            )
 
 
 def scene_views_to_tensors(views: Dataset, device=None):
     """Stacks one split for training: images [N, H, W, 3] uint8 (0..255, as stored; 4x smaller
     than float), viewmats (world-to-camera) [N, 4, 4] and Ks [N, 3, 3] float32. All views must
-    share one size. `images_to_float` gives an image's values in [0, 1]; the trainer converts
-    each view when it is read (`SceneViews`), not the whole stack."""
+    share one size, and no image may have transparent pixels (`views_dataset` composites them).
+    `images_to_float` gives an image's values in [0, 1]; the trainer converts each view when it is
+    read (`SceneViews`), not the whole stack."""
     if len(views) == 0:
         raise ValueError("scene split is empty")
     sizes = list(zip(views["width"], views["height"]))
@@ -540,7 +542,16 @@ def scene_views_to_tensors(views: Dataset, device=None):
     # Decoded one view at a time into the stack: no list of all decoded images beside it.
     images = np.empty((len(views), height, width, 3), dtype=np.uint8)
     for index, row in enumerate(views.select_columns(["image"])):
-        images[index] = np.asarray(row["image"].convert("RGB"))
+        image = row["image"]
+        # RGB is what trains: a transparent pixel's hidden colour would be fitted. An alpha at 255
+        # everywhere (many writers' default) is opaque, and dropping it loses nothing.
+        if has_alpha(image) and image.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+            raise ValueError(
+                f"scene view {index}: image has transparent pixels (alpha below 255), which training "
+                "would read as their hidden colours: build the split with views_dataset(images, Ks, "
+                "poses, background=...), which composites them onto the background"
+            )
+        images[index] = np.asarray(image.convert("RGB"))
     table = views.select_columns(["K", "world_to_camera"]).with_format("numpy")
     Ks = torch.as_tensor(np.asarray(table["K"], dtype=np.float32), device=device)
     viewmats = torch.as_tensor(

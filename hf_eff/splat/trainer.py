@@ -44,7 +44,7 @@ from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
-from hf_eff.splat.scene import REQUIRED_VIEW_COLUMNS, Scene, images_to_float, scene_views_to_tensors
+from hf_eff.splat.scene import Scene, images_to_float, scene_views_to_tensors, validate_views_split
 
 logger = logging.get_logger(__name__)
 
@@ -55,8 +55,9 @@ RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "
 
 def check_views_split(views) -> None:
     """Raises naming the fix unless ``views`` is one split of a scene's views (a `datasets.Dataset`
-    with the view columns): a whole `Scene` or its `DatasetDict` failed deep inside with a bare
-    KeyError or TypeError."""
+    that passes a scene's checks of a split, `validate_views_split`: a split built by hand is passed
+    here directly): a whole `Scene` or its `DatasetDict` failed deep inside with a bare KeyError or
+    TypeError."""
     from datasets import Dataset as HFDataset
     from datasets import DatasetDict
 
@@ -69,9 +70,7 @@ def check_views_split(views) -> None:
         raise TypeError(
             f"SplatTrainer takes a split of a scene's views (a datasets.Dataset), got {type(views).__name__}"
         )
-    missing = [column for column in REQUIRED_VIEW_COLUMNS if column not in views.column_names]
-    if missing:
-        raise ValueError(f"scene views: missing column(s) {missing}; columns are {views.column_names}")
+    validate_views_split(views)
 
 
 class SceneViews(Dataset):
@@ -94,10 +93,6 @@ class SceneViews(Dataset):
             return
         check_views_split(views)
         self.images, self.viewmats, self.Ks = scene_views_to_tensors(views)
-        for name, values in (("world_to_camera", self.viewmats), ("K", self.Ks)):
-            bad = (~torch.isfinite(values.flatten(1))).any(dim=1).nonzero()
-            if len(bad):
-                raise ValueError(f"scene view {bad[0].item()}: {name} contains NaN or inf")
 
     @property
     def width(self) -> int:

@@ -301,18 +301,24 @@ def test_cameras_at_one_point_are_refused_naming_the_inverted_poses():
     assert single.radius == 1.0  # one camera is no mistake
 
 
-def test_a_views_split_built_without_views_dataset_may_not_hold_transparent_images(tmp_path):
+def test_a_views_split_built_without_views_dataset_may_not_hold_transparent_pixels(tmp_path):
     import PIL.Image
 
     images, Ks, poses = view_columns(2)
-    rgba = np.concatenate([images[1], np.zeros((HEIGHT, WIDTH, 1), np.uint8)], axis=-1)
-    PIL.Image.fromarray(rgba).save(tmp_path / "view.png")
+    rgba = np.concatenate([images[1], np.full((HEIGHT, WIDTH, 1), 255, np.uint8)], axis=-1)
     columns = {"image": [PIL.Image.fromarray(images[0]), str(tmp_path / "view.png")], "K": [np.float32(K) for K in Ks],
                "world_to_camera": [np.float32(pose) for pose in poses], "width": [WIDTH] * 2, "height": [HEIGHT] * 2}
+    # An alpha at 255 everywhere (many writers' default) is opaque: its RGB trains, as before.
+    PIL.Image.fromarray(rgba).save(tmp_path / "view.png")
+    opaque = Scene.from_views(DatasetDict({"train": Dataset.from_dict(columns, features=VIEW_FEATURES)}))
+    stacked, _, _ = scene_views_to_tensors(opaque.views["train"])
+    assert (stacked.numpy() == np.stack(images)).all()
+    # Transparent pixels: training dropped the alpha and fitted the hidden colours.
+    rgba[0, 0, 3] = 254
+    PIL.Image.fromarray(rgba).save(tmp_path / "view.png")
     split = Dataset.from_dict(columns, features=VIEW_FEATURES)
-    # It was accepted, and training dropped the alpha: the hidden colours were fitted.
-    with pytest.raises(ValueError, match=r"scene view 1 \(train\): image has transparency .*views_dataset"):
-        Scene.from_views(DatasetDict({"train": split}))
+    with pytest.raises(ValueError, match=r"scene view 1: image has transparent pixels .*views_dataset\(.*background="):
+        scene_views_to_tensors(split)
 
 
 @pytest.mark.parametrize("form", ["array", "pil", "png", "png_colour_key"])

@@ -102,6 +102,34 @@ def test_a_whole_scene_or_a_split_without_the_view_columns_is_refused_with_the_f
         SplatTrainer(model=model, args=args, train_dataset=scene.views["train"].remove_columns("K"))
 
 
+def test_a_split_passed_to_the_trainer_gets_the_checks_of_a_scenes_split(scene, tmp_path):
+    import io
+
+    import PIL.Image
+    from datasets import Dataset
+
+    from hf_eff.splat.scene import VIEW_FEATURES
+
+    # A split built by hand with Dataset.from_dict goes to the trainer without a Scene.
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5)
+    model = GaussianModel.from_points(*scene.point_arrays())
+    train = scene.views["train"]
+    columns = {name: list(train[name]) for name in ("K", "world_to_camera", "width", "height")}
+    columns["K"][1] = [[200.0, 0, 64], [0, 200, 64], [0, 0, 1]]  # K of 4x larger images
+    with pytest.raises(ValueError, match=r"scene view 1: K's principal point \(cx, cy\) = \(64, 64\) lies outside"):
+        SplatTrainer(model=model, args=args, train_dataset=Dataset.from_dict(
+            {"image": train["image"], **columns}, features=VIEW_FEATURES))
+    columns["K"] = list(train["K"])
+    rgba = np.asarray(train[2]["image"].convert("RGBA")).copy()
+    rgba[:16, :, 3] = 0
+    encoded = io.BytesIO()
+    PIL.Image.fromarray(rgba).save(encoded, format="PNG")
+    images = [*train["image"][:2], {"bytes": encoded.getvalue(), "path": None}, *train["image"][3:]]
+    with pytest.raises(ValueError, match="scene view 2: image has transparent pixels"):
+        SplatTrainer(model=model, args=args, train_dataset=Dataset.from_dict(
+            {"image": images, **columns}, features=VIEW_FEATURES))
+
+
 def test_views_are_held_as_uint8_and_batches_get_the_old_float_values(scene, tmp_path):
     trainer = make_trainer(scene, tmp_path, per_device_train_batch_size=3)
     views = trainer.train_dataset
