@@ -615,9 +615,10 @@ def _check_hub_scene(repo_id: str, revision: str | None, token) -> None:
     datasets answers any Hub error by loading its cached copy of the repo, whatever revision or
     token asked for it: a scene pushed to another branch, or a private one its owner cached on this
     machine, would load. One listing tells those cases apart; offline (no answer at all), datasets'
-    cache stays the fallback."""
+    cache stays the fallback. `load_scene` asks only for a source that is no local folder."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import (
+        HfHubHTTPError,
         HFValidationError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -629,12 +630,15 @@ def _check_hub_scene(repo_id: str, revision: str | None, token) -> None:
     except RevisionNotFoundError as error:
         raise FileNotFoundError(f"load_scene: dataset repo {repo_id} has no {at}") from error
     except RepositoryNotFoundError as error:  # gated repos included
+        # A mistyped relative folder (data/garden) is a valid repo id too.
         raise FileNotFoundError(
-            f"load_scene: no dataset repo {repo_id} that this token can read (a private or gated repo needs "
-            "its owner's or a granted token: pass token= or log in)"
+            f"load_scene: no folder {Path(repo_id).absolute()} and no dataset repo {repo_id} that this token "
+            "can read (a private or gated repo needs its owner's or a granted token: pass token= or log in)"
         ) from error
     except HFValidationError:
         raise FileNotFoundError(f"load_scene: {repo_id} is neither a folder nor a Hub repo id") from None
+    except HfHubHTTPError:  # the Hub answered (an expired token's 401, a 5xx): no cached copy instead
+        raise
     except Exception:  # offline or the Hub unreachable (the HTTP client's errors vary by version)
         return
     if not any(name.startswith(f"{VIEW_CONFIG}/") for name in files):

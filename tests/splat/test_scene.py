@@ -486,6 +486,10 @@ tiny(3, 1).push_to_hub("me/private", private=True)
 load_scene("me/private")  # cached by its owner
 result["refused"] = [refusal("me/fresh"), refusal("me/existing", revision="v3"),
                      refusal("me/private", token=other_token)]
+try:  # the Hub's answer to an expired token, not the owner's cached copy
+    load_scene("me/private", token=f"hf_{secrets.token_hex(16)}")
+except Exception as error:
+    result["expired_token"] = [type(error).__name__, error.response.status_code]
 server.stop()
 print("RESULT " + json.dumps(result))
 """
@@ -510,7 +514,25 @@ def test_hub_scenes_load_from_their_branch_and_what_the_cache_would_answer_is_re
             "load_scene: dataset repo me/fresh holds no scene at its main branch (no views/): push one with "
             "Scene.push_to_hub, or give the revision it was pushed to",
             "load_scene: dataset repo me/existing has no revision 'v3'",
-            "load_scene: no dataset repo me/private that this token can read (a private or gated repo needs its "
-            "owner's or a granted token: pass token= or log in)",
+            f"load_scene: no folder {tmp_path / 'me' / 'private'} and no dataset repo me/private that this token "
+            "can read (a private or gated repo needs its owner's or a granted token: pass token= or log in)",
         ],
+        "expired_token": ["HfHubHTTPError", 401],  # it loaded the cached copy
     }
+
+
+def test_a_mistyped_relative_folder_is_named_as_neither_folder_nor_readable_repo(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    def not_found(self, repo_id, **kwargs):  # the Hub's answer, without a server
+        raise RepositoryNotFoundError("Repository Not Found", response=SimpleNamespace(headers={}, request=None))
+
+    monkeypatch.setattr(HfApi, "list_repo_files", not_found)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "gardens").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=f"no folder {tmp_path / 'data' / 'garden'} and no dataset repo "
+                                                "data/garden that this token can read"):
+        load_scene("data/garden")
