@@ -23,13 +23,16 @@ mechanically: restore cannot give back exact weights that changed meanwhile (it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
 import re
+import sys
 import traceback
 import warnings
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -103,28 +106,46 @@ def draw_seed(seed: int, draw_index: int, layer_name: str) -> int:
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# Modules the warning below has named: it is shown once per model, not at every draw (HaLoRATrainer checks the
+# selection when it is built, then each noise it draws selects again).
+_REPORTED_UNSIMULATED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that credits a warning raised by the caller of this function to the first frame outside
+    hf-eff (and contextlib, which enters ``rram_noise``): the user's line, however deep the library's call."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+                                        or frame.f_code.co_filename == contextlib.__file__):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 def _warn_of_unsimulated_block_weights(model: nn.Module, inside_blocks: set[int], adapter_modules: set[int],
                                        peft_adapted: bool) -> None:
-    """Warns when the transformer blocks hold frozen weight matrices that are not ``RRAM_LAYER_TYPES`` (the
-    3-D fused experts of transformers' MoE models, convolutions): they stay exact, so the blocks are not wholly
-    on RRAM as the default selection means. Embeddings (tables looked up, not multiplied; BERT lists its
-    embeddings among its blocks, T5 its relative position biases) are not matrix products to simulate."""
+    """Warns, once per model, when the transformer blocks hold frozen weight matrices that are not
+    ``RRAM_LAYER_TYPES`` (the 3-D fused experts of transformers' MoE models, convolutions): they stay exact, so
+    the blocks are not wholly on RRAM as the default selection means. Embeddings (tables looked up, not
+    multiplied; BERT lists its embeddings among its blocks, T5 its relative position biases) are not matrix
+    products to simulate."""
     left_out = [
-        (f"{name}.{param_name}", tuple(param.shape))
+        (module, f"{canonical_layer_name(name)}.{param_name}", tuple(param.shape))
         for name, module in model.named_modules()
         if id(module) in inside_blocks and id(module) not in adapter_modules
         and not isinstance(module, (*RRAM_LAYER_TYPES, nn.Embedding))
         for param_name, param in module.named_parameters(recurse=False)
         if param.dim() >= 2 and not (peft_adapted and param.requires_grad)
     ]
-    if left_out:
-        total = sum(math.prod(shape) for _, shape in left_out)
-        name, shape = max(left_out, key=lambda item: math.prod(item[1]))
+    if left_out and not all(module in _REPORTED_UNSIMULATED for module, _, _ in left_out):
+        _REPORTED_UNSIMULATED.update(module for module, _, _ in left_out)
+        total = sum(math.prod(shape) for _, _, shape in left_out)
+        _, name, shape = max(left_out, key=lambda item: math.prod(item[2]))
         warnings.warn(
             f"RRAM noise: {len(left_out)} weight tensor(s) inside the transformer blocks ({total} weights, e.g. "
             f"{name} {shape}) are not nn.Linear / Conv1D layers (fused MoE experts, convolutions) "
             "and are not simulated on RRAM: they stay exact",
-            stacklevel=3,
+            stacklevel=_user_stacklevel(),
         )
 
 
@@ -141,7 +162,7 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
     deployed whole, whatever its ``requires_grad`` flags. A selection that matches only adapter-side
     layers raises ``ValueError`` naming them. Only these two layer types are simulated: with
     ``target_modules=None`` other frozen weight matrices in the blocks (the fused 3-D experts of MoE models;
-    not embeddings) stay exact, with a warning.
+    not embeddings) stay exact, with a warning (once per model).
     """
     adapter_modules, peft_adapted = _adapter_side_modules(model)
     if target_modules is None:
@@ -472,7 +493,7 @@ class RRAMNoise:
             state.bands.pop()
 
 
-@contextmanager
+@contextlib.contextmanager
 def rram_noise(
     model: nn.Module,
     sigma: float,

@@ -1,3 +1,4 @@
+import warnings
 import weakref
 
 import pytest
@@ -35,18 +36,38 @@ def test_default_targets_are_block_linears_without_adapter_weights():
         rram_linear_modules(model, "all-linear")  # PEFT's shorthand is not a noise selection
 
 
-def test_block_weights_that_are_not_linear_layers_are_named_in_a_warning(recwarn):
+def _tiny_mixtral():
     from transformers import MixtralConfig, MixtralForCausalLM
 
     torch.manual_seed(0)
-    moe = MixtralForCausalLM(MixtralConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4))
+    return MixtralForCausalLM(MixtralConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                            num_attention_heads=4, num_key_value_heads=2, num_local_experts=4))
+
+
+def test_block_weights_that_are_not_linear_layers_are_named_in_a_warning(recwarn):
+    moe = _tiny_mixtral()
     # transformers keeps each block's experts as fused 3-D parameters, not nn.Linear layers
     with pytest.warns(UserWarning, match=r"6 weight tensor\(s\) .*model.layers.0.mlp.experts.gate_up_proj \(4, 256, 64\).*stay exact"):
         assert len(rram_linear_modules(moe)) == 8  # the attention projections only
     rram_linear_modules(make_tiny_llama())
     rram_linear_modules(_tiny_roberta_classifier())  # its blocks include the embeddings: lookups, not matrix products
     assert not [w for w in recwarn if "RRAM noise" in str(w.message)]
+
+
+def test_the_unsimulated_weights_warning_is_shown_once_per_model_at_the_users_line(tmp_path):
+    from hf_eff import HaLoRATrainer, HaLoRATrainingArguments
+
+    model = get_peft_model(_tiny_mixtral(), LoraConfig(r=4, target_modules=["q_proj"]))
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path), eval_sigmas=[0.0, 0.01], report_to=[], use_cpu=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # not Python's once per code line: hf-eff's own once per model
+        HaLoRATrainer(model=model, args=args)  # checks the noise selection
+        for seed in range(2):
+            with rram_noise(model, 0.01, seed=seed):
+                pass
+    unsimulated = [w for w in caught if "not simulated on RRAM" in str(w.message)]
+    assert len(unsimulated) == 1 and unsimulated[0].filename == __file__
+    assert "e.g. model.layers.0.mlp.experts.gate_up_proj (4, 256, 64)" in str(unsimulated[0].message)
 
 
 def test_tile_noise_statistics_match_sigma():
