@@ -15,11 +15,12 @@ nodes], 1 on real nodes), which a user's own `compute_metrics` must unpack as `m
 `eval_loss` is the mean over nodes for node tasks, over labelled entries for graph_multilabel,
 over graphs otherwise. `predict` also takes graphs without y (e.g.
 `graphs_from_smiles(new_smiles)`): predictions only, `label_ids` None and no loss (node-level:
-graph g's nodes are predictions[g, :num_nodes[g]], the rest padding).
+graph g's nodes are predictions[g, :num_nodes[g]], the rest padding); `evaluate` refuses them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -155,18 +156,34 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         return {"teacher": self.args.teacher}
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        self._check_given_dataset(eval_dataset, metric_key_prefix)
-        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        with self._given_dataset(eval_dataset, metric_key_prefix, needs_labels=True):
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
 
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
-        self._check_given_dataset(test_dataset, metric_key_prefix)
-        return super().predict(test_dataset, ignore_keys, metric_key_prefix)
+        with self._given_dataset(test_dataset, metric_key_prefix, needs_labels=False):
+            return super().predict(test_dataset, ignore_keys, metric_key_prefix)
 
-    def _check_given_dataset(self, dataset, prefix: str) -> None:
+    @contextlib.contextmanager
+    def _given_dataset(self, dataset, prefix: str, needs_labels: bool):
         """A labelled dataset given to evaluate or predict is checked as the constructor checks its own: a NaN
-        target would make every metric NaN, a node split mask be ignored. Graphs without y are to predict on."""
-        if isinstance(dataset, datasets.Dataset) and "y" in dataset.column_names:
-            check_graph_dataset(dataset, self.task, f"{prefix} dataset")
+        target would make every metric NaN, a node split mask be ignored. Its class ids join the count the
+        model's width is checked against at each forward (`_forward`) while it is evaluated. Graphs without y
+        are to predict on; evaluate refuses them, which it would evaluate without a loss or a metric."""
+        num_classes = self._num_classes
+        if isinstance(dataset, datasets.Dataset):
+            if "y" in dataset.column_names:
+                check_graph_dataset(dataset, self.task, f"{prefix} dataset")
+                if self.task.is_classification:
+                    self._num_classes = max(num_classes, largest_class_id(dataset) + 1)
+            elif needs_labels:
+                raise ValueError(
+                    f"{prefix} dataset has no column y (it has {dataset.column_names}): evaluate needs y; predict takes "
+                    "graphs without y"
+                )
+        try:
+            yield
+        finally:
+            self._num_classes = num_classes
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):

@@ -645,3 +645,25 @@ def test_eval_loss_of_a_half_precision_evaluation_is_summed_in_float32(tmp_path,
     else:
         expected = torch.nn.functional.cross_entropy(outputs, labels)
     assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_evaluate_refuses_graphs_without_y(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_regression")
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression"), train_dataset=train)
+    renamed = train.rename_column("y", "label")  # evaluated, it gave the clocks alone: no loss, no metric
+    with pytest.raises(ValueError, match=r"test dataset has no column y \(it has \['x', 'edge_index', 'label', "
+                                         r"'num_nodes'\]\): evaluate needs y; predict takes graphs without y"):
+        trainer.evaluate(renamed, metric_key_prefix="test")
+    assert trainer.predict(renamed).predictions.shape == (16, 1)
+
+
+def test_a_given_set_with_more_classes_than_the_model_is_named(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_classification")  # class ids 0 and 1
+    other = train.map(lambda row, i: {"y": 2 if i == 5 else row["y"]}, with_indices=True)
+    trainer = GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8), args=_args(tmp_path, "graph_classification"),
+                           train_dataset=train)
+    for run in (trainer.evaluate, trainer.predict):  # was IndexError: Target 2 is out of bounds
+        with pytest.raises(ValueError, match=r"returns 2 logit\(s\) per graph, but the data has class ids up to 2: it needs "
+                                             r"one logit per class \(out_channels=3\)"):
+            run(other)
+    assert "eval_loss" in trainer.evaluate(train)  # the other set's classes count while it is evaluated only
