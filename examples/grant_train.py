@@ -50,6 +50,7 @@ from hf_eff.grant import (
     split_dataset,
     time_to_target,
 )
+from hf_eff.grant.data import largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
@@ -225,7 +226,7 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
         names = class_names(graphs)
         if names:
             return len(names)
-        return int(max((np.max(y) for y in graphs.with_format("numpy")["y"] if np.size(y)), default=0)) + 1
+        return max(largest_class_id(graphs), 0) + 1
     if task.startswith("graph"):
         return int(np.size(graphs[0]["y"]))
     first = next((g for g in graphs if g["num_nodes"]), graphs[0])

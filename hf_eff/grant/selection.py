@@ -64,11 +64,14 @@ def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> l
 
 @torch.no_grad()
 def score_batches(
-    model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device=None, node_normalization: str = "nodes"
+    model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device=None, node_normalization: str = "nodes",
+    num_classes: int | None = None,
 ) -> torch.Tensor:
     """Per-graph scores of `scoring_batches` output, with the model in eval mode (no dropout,
     BatchNorm running statistics), called with the inputs training gives it (`model_inputs`).
-    `device`: where the batches go, by default the model's (its first parameter's)."""
+    `device`: where the batches go, by default the model's (its first parameter's).
+    `num_classes`: the classes a classifier's width is checked against, the trainer's count for its
+    data (as training's check, so both name the same width); by default each batch's largest id + 1."""
     task = GraphTask(task)
     inputs = forward_inputs(model, task)
     if device is None:
@@ -81,7 +84,9 @@ def score_batches(
             labels = features["labels"]
             features = {k: v.to(device) for k, v in features.items()}
             outputs = model_prediction(model(**model_inputs(features, inputs)), model)
-            if task.is_classification and labels.numel():  # the batch's labels, read before they left the CPU
+            if num_classes is not None:
+                check_class_count(task, outputs.size(-1), num_classes)
+            elif task.is_classification and labels.numel():  # the batch's labels, read before they left the CPU
                 check_class_count(task, outputs.size(-1), int(labels.max()) + 1)
             scores.append(graph_scores(
                 task, outputs, features["labels"], features["batch"], num_graphs, node_normalization

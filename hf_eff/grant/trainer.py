@@ -423,7 +423,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             batches = scoring_batches(self.train_dataset, self.data_collator, shard, self.args.score_batch_size)
             if self.args.cache_scoring_batches:
                 self._scoring_batches = batches
-        local = score_batches(self.model, batches, self.task, self.args.device, self.args.node_score_normalization)
+        local = score_batches(self.model, batches, self.task, self.args.device, self.args.node_score_normalization,
+                              num_classes=self._num_classes)
         padded = torch.zeros(shard_size, device=self.args.device)
         padded[: len(local)] = local.to(self.args.device)
         return self.accelerator.gather(padded).cpu()[:num_graphs]

@@ -667,3 +667,11 @@ def test_a_given_set_with_more_classes_than_the_model_is_named(tmp_path, make_gr
                                              r"one logit per class \(out_channels=3\)"):
             run(other)
     assert "eval_loss" in trainer.evaluate(train)  # the other set's classes count while it is evaluated only
+
+
+def test_the_teacher_checks_the_classifier_against_the_datasets_classes(tmp_path, make_graphs):
+    # scoring batches of 4 graphs: the first holds class ids 0 to 3, the set 0 to 4; training names the set's
+    train = make_graphs(16, "graph_classification").map(lambda row, i: {"y": i % 4 if i < 15 else 4}, with_indices=True)
+    args = _args(tmp_path, "graph_classification", score_batch_size=4)
+    with pytest.raises(ValueError, match=r"class ids up to 4: it needs one logit per class \(out_channels=5\)"):
+        GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8), args=args, train_dataset=train).train()
