@@ -41,13 +41,15 @@ PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 def adapter_config(method: str, r: int = 4, lora_alpha: int = 8, target_modules: list[str] | str | None = None,
                    lora_dropout: float = 0.0, **halora_fields) -> LoraConfig:
     """LoraConfig for ``lora``, HaLoRAConfig (with ``halora_fields``) for ``halora``; same rank and targets.
-    ``target_modules``: module-name suffixes, or PEFT's ``"all-linear"`` (also as the one item of a list,
-    as a command line gives it: PEFT knows the shorthand only as a string)."""
+    ``target_modules``: as PEFT reads them (a list of module-name suffixes, a string a regex over the module names
+    or ``"all-linear"``); ``["all-linear"]``, as a command line gives it, is PEFT's shorthand too (PEFT knows it
+    only as a string)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    targets = list(target_modules or PAPER_TARGET_MODULES) if not isinstance(target_modules, str) else [target_modules]
-    common = dict(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type="CAUSAL_LM",
-                  target_modules=targets[0] if targets == [INCLUDE_LINEAR_LAYERS_SHORTHAND] else targets)
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules or PAPER_TARGET_MODULES)
+    if targets == [INCLUDE_LINEAR_LAYERS_SHORTHAND]:
+        targets = INCLUDE_LINEAR_LAYERS_SHORTHAND
+    common = dict(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type="CAUSAL_LM", target_modules=targets)
     return HaLoRAConfig(**common, **halora_fields) if method == "halora" else LoraConfig(**common)
 
 

@@ -203,9 +203,11 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
     if not layers:
         more = f" and {len(adapter_side) - 3} more" if len(adapter_side) > 3 else ""
         trained = f"; it matches only adapter-side (trained, SRAM) layers, never noised: {adapter_side[:3]}{more}" if adapter_side else ""
-        # PEFT habits ("all-linear", or one name as a string) meet the regex reading of a string here
+        # PEFT habits ("all-linear", also as a command line's one-item list, or one name as a string) meet the
+        # regex reading of a string here
         regex = (" (a string is a regex matched against the whole module name, e.g. r'.*\\.q_proj'; a list holds "
-                 "name suffixes; None takes every Linear in the transformer blocks)") if isinstance(target_modules, str) else ""
+                 "name suffixes; None takes every Linear in the transformer blocks)"
+                 ) if isinstance(target_modules, str) or target_modules == ["all-linear"] else ""
         raise ValueError(
             f"noise_target_modules={target_modules!r} matches no frozen nn.Linear (or Conv1D) layer of the model{trained}{regex}"
         )

@@ -137,3 +137,16 @@ def test_adapter_relative_norms_count_an_adapted_embedding():
     norms = adapter_relative_norms(model)
     assert norms["adapter_layers"] == 1
     assert norms["adapter_relative_norm_max"] == pytest.approx(float(delta.norm() / embedding.get_base_layer().weight.norm()))
+
+
+def test_a_target_modules_string_reaches_peft_as_the_regex_it_is():
+    from peft import get_peft_model
+
+    from hf_eff.halora.experiment import adapter_config
+    from tests.halora.conftest import make_tiny_llama
+
+    pattern = r".*layers\.0\.self_attn\.q_proj"
+    model = get_peft_model(make_tiny_llama(), adapter_config("halora", target_modules=pattern))
+    assert model.peft_config["default"].target_modules == pattern
+    assert [name for name, module in model.named_modules() if hasattr(module, "lora_A")] == [
+        "base_model.model.model.layers.0.self_attn.q_proj"]

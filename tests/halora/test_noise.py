@@ -34,6 +34,8 @@ def test_default_targets_are_block_linears_without_adapter_weights():
         rram_linear_modules(model, ["nothing_here"])
     with pytest.raises(ValueError, match=r"'all-linear' matches no .*a string is a regex .*a list holds name suffixes"):
         rram_linear_modules(model, "all-linear")  # PEFT's shorthand is not a noise selection
+    with pytest.raises(ValueError, match=r"\['all-linear'\] matches no .*None takes every Linear in the transformer blocks"):
+        rram_linear_modules(model, ["all-linear"])  # as a command line gives it
 
 
 def _tiny_mixtral():
