@@ -12,10 +12,11 @@ task (arithmetic, comparison, ordering). Examples:
     python examples/halora_finetune.py --model_name_or_path meta-llama/Llama-3.2-1B --task_name arc_easy \\
         --output_dir out/arc --max_steps 2000
 
-Writes the adapter, the tokenizer and ``all_results.json`` (train metrics and
+Writes the adapter, the tokenizer, ``all_results.json`` (train metrics and
 ``eval_accuracy_sigma_<s>_mean`` / ``_std`` for each evaluated sigma, with ``eval_accuracy_norm_*``
-beside them: lm-evaluation-harness's acc and acc_norm) into ``--output_dir``. Each Hub task is prompted
-as the harness's task YAML prompts it (hf_eff/halora/tasks.py).
+beside them: lm-evaluation-harness's acc and acc_norm) and the adapter's card (``README.md``: the
+accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
+Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py).
 """
 
 from __future__ import annotations
