@@ -274,13 +274,13 @@ class Scene:
         aimed at one target, and a capture without camera motion has no parallax to fit."""
         if center is None or radius is None:
             validate_views(views)
-            positions = camera_centers(views["train"])
+            poses = np.asarray(views["train"].with_format("numpy")["world_to_camera"], dtype=np.float64)
+            positions = np.linalg.inv(poses)[:, :3, 3]
             mean = positions.mean(0)
             center = mean if center is None else center
             if radius is None:
                 spread = float(np.linalg.norm(positions - mean, axis=1).max())
-                # Relative to the distance from the origin: float32 poses place one point ~1e-7 apart.
-                if len(positions) > 1 and spread <= 1e-5 * (1.0 + float(np.linalg.norm(mean))):
+                if len(positions) > 1 and spread <= 10 * _centre_rounding(poses):
                     raise ValueError(
                         f"scene: the {len(positions)} training cameras all sit at one point "
                         f"({', '.join(f'{c:.4g}' for c in mean)}): world_to_camera must map world points into "
@@ -567,10 +567,15 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255.0
 
 
-def camera_centers(views: Dataset) -> np.ndarray:
-    """World positions [N, 3] of the cameras of one split."""
-    poses = np.asarray(views.with_format("numpy")["world_to_camera"], dtype=np.float64)
-    return np.linalg.inv(poses)[:, :3, 3]
+def _centre_rounding(poses: np.ndarray) -> float:
+    """How far the rounding of world-to-camera poses [N, 4, 4] moves a camera centre (-R^T t): the
+    largest translation times the rotations' rounding, float32's or the coarser rounding of values
+    printed with fewer digits, which their deviation from orthonormal shows. Inverted poses of an object
+    capture (cameras aimed at the origin from one distance) put every centre at one point up to this; a
+    capture far from the origin (georegistered) spreads its cameras far above it."""
+    rotations = poses[:, :3, :3]
+    deviation = np.abs(rotations @ rotations.transpose(0, 2, 1) - np.eye(3)).max()
+    return float((deviation + np.finfo(np.float32).eps) * np.linalg.norm(poses[:, :3, 3], axis=1).max())
 
 
 def _scene_from_parts(views, points, metadata) -> Scene:
