@@ -156,8 +156,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", "--out", dest="output_dir", default="grant_bench")
     parser.add_argument("--tasks", default=",".join(TASKS),
-                        help=f"comma-separated task kinds, of {TASKS} (not the data names gen-cls, qm9 ...: "
-                        "--graph_regression picks that set)")
+                        help=f"comma-separated task kinds, of {TASKS}, not data names: gen-reg and gen-cls come "
+                        "with the node tasks, solubility's classes with graph_classification, and --graph_regression "
+                        "picks qm9, freesolv or solubility")
     parser.add_argument("--regime", default="full_batch", choices=list(REGIMES),
                         help="settings (REGIMES) of the flags below that are not given")
     parser.add_argument("--graph_regression", default="solubility", choices=["solubility", "qm9", "freesolv"],

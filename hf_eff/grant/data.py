@@ -156,8 +156,9 @@ def graphs_from_smiles(
     x is `atom_features` (71 one-hot floats per atom); edge_attr keeps from_smiles' 3 categorical
     bond columns (bond type, stereo, conjugation) as int64 ids, as PyG does: embed them (an
     `nn.Embedding` per column, OGB's `BondEncoder`) before a layer that takes float edge
-    features, such as `GINEConv(..., edge_dim=3)`. Without targets the rows have no y: new molecules for `GraNTTrainer.predict` (or a
-    `GraphCollator` and a loaded model) to predict on.
+    features, such as `GINEConv(..., edge_dim=D)` with D the embedding width. Without targets the
+    rows have no y: new molecules for `GraNTTrainer.predict` (or a `GraphCollator` and a loaded
+    model) to predict on.
     `row_name(i)` names molecule i in errors (a CSV loader names the file and its row).
     The graphs are streamed to Arrow files under `cache_dir` (default: the datasets library's
     cache), never all held in memory."""

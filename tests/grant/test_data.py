@@ -556,7 +556,6 @@ def test_converted_pyg_graphs_train(tmp_path):
     assert math.isfinite(trainer.evaluate()["eval_loss"])
 
 
-
 def test_smiles_without_targets_are_graphs_to_predict_on():
     molecules = graphs_from_smiles(["CCO", "C"])  # "C": one atom, no bond
     assert "y" not in molecules.column_names and molecules["num_nodes"] == [3, 1]
