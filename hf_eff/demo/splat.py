@@ -13,9 +13,6 @@ import torch
 from hf_eff.demo.report import SectionResult
 
 TITLE = "Gaussian splatting: default densification vs G2L + C2F + adaptive pruning"
-# The SSIM conventions (SplatTrainingArguments.eval_ssim_padding) differ by as much as the methods do:
-# name the one measured.
-SSIM_LABEL = {"same": "test SSIM (3DGS's zero-padded)", "valid": "test SSIM (gsplat's interior)"}
 
 
 def _train(scene, strategy: str, out_dir: Path, steps: int, eval_every: int, grow_grad2d: float) -> dict:
@@ -56,6 +53,7 @@ def _plot(runs: dict[str, dict], path: Path) -> None:
 
 
 def run(out_dir: Path, quick: bool) -> SectionResult:
+    from hf_eff.hub.cards import SSIM_LABELS
     from hf_eff.splat import make_procedural_scene
 
     # The benchmark's regime (benchmarks/splat_speed.py), shorter: 64 px views from 200 points, so
@@ -77,7 +75,7 @@ def run(out_dir: Path, quick: bool) -> SectionResult:
         final = run["final"]
         reached = next((e["eval_train_seconds"] for e in run["history"] if e["eval_psnr"] >= target), None)
         rows.append({
-            "method": name, "test PSNR (dB)": final["eval_psnr"], SSIM_LABEL[run["ssim_padding"]]: final["eval_ssim"],
+            "method": name, "test PSNR (dB)": final["eval_psnr"], "test " + SSIM_LABELS[run["ssim_padding"]]: final["eval_ssim"],
             "Gaussians": final["eval_num_gaussians"], "train time (s)": final["eval_train_seconds"],
             "train CPU time (s)": final["eval_train_cpu_seconds"],
             "time to default's PSNR (s)": reached if reached is not None else "not reached",

@@ -466,6 +466,9 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
 
 # How examples/splat_train.py names its built-in scene.
 _PROCEDURAL_SCENE = re.compile(r"procedural \(seed \d+\)")
+# The SSIM conventions (SplatTrainingArguments.eval_ssim_padding) differ by as much as methods do:
+# results name the one measured.
+SSIM_LABELS = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's interior)"}
 
 
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
@@ -474,9 +477,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
     ``preview`` name the repo's .ply file and preview image, when it has them."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
-    # the two SSIM conventions differ by as much as methods do: name the one measured
-    ssim = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's interior)"}.get(
-        results.get("eval_ssim_padding"), "SSIM")
+    ssim = SSIM_LABELS.get(results.get("eval_ssim_padding"), "SSIM")
     columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": ssim, "eval_lpips": "LPIPS",
                "num_gaussians": "Gaussians", "train_runtime": "training time, evaluations included (s)"}
     present = [key for key in columns if _number(results, key) is not None]

@@ -25,7 +25,8 @@ __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
 def _read_split(
     folder: Path, transforms_file: Path, background: np.ndarray, allow_empty: bool = False
-) -> Dataset:
+) -> tuple[Dataset, dict]:
+    """The views of a transforms file, and the file's parsed contents."""
     import PIL.Image
 
     meta = json.loads(transforms_file.read_text())
@@ -63,7 +64,7 @@ def _read_split(
         except np.linalg.LinAlgError:
             raise ValueError(f"{where} ({frame['file_path']}): transform_matrix is singular") from None
     # Transparent background composited onto a solid colour (3DGS: black by default).
-    return views_dataset(images, Ks, poses, background)
+    return views_dataset(images, Ks, poses, background), meta
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
@@ -127,12 +128,13 @@ def _intrinsics(
 POINTS_KEY, POINTS_FILE = "ply_file_path", "sparse_pc.ply"
 
 
-def _read_points(folder: Path, transforms_file: Path):
-    """The point set a transforms file names with nerfstudio's ``ply_file_path`` (in the frame of
-    its ``transform_matrix`` poses, as nerfstudio writes both), or None when it names none."""
+def _read_points(folder: Path, transforms_file: Path, meta: dict):
+    """The point set a transforms file (parsed: ``meta``) names with nerfstudio's ``ply_file_path``
+    (in the frame of its ``transform_matrix`` poses, as nerfstudio writes both), or None when it
+    names none."""
     from plyfile import PlyData
 
-    name = json.loads(transforms_file.read_text()).get(POINTS_KEY)
+    name = meta.get(POINTS_KEY)
     if name is None:
         return None
     path = folder / name
@@ -182,8 +184,8 @@ def scene_from_nerf_synthetic(
     background = np.asarray(background, dtype=np.float64).reshape(3)
     check_test_every(test_every)
     if (folder / "transforms_train.json").exists():
-        train = _read_split(folder, folder / "transforms_train.json", background)
-        points = _read_points(folder, folder / "transforms_train.json")
+        train, meta = _read_split(folder, folder / "transforms_train.json", background)
+        points = _read_points(folder, folder / "transforms_train.json", meta)
         test_file = folder / "transforms_test.json"
         if test_file.exists():
             if test_every is not None:
@@ -192,12 +194,12 @@ def scene_from_nerf_synthetic(
                     "leave test_every unset"
                 )
             # "frames": [] is an empty test split, as `write_nerf_synthetic` writes one.
-            test = _read_split(folder, test_file, background, allow_empty=True)
+            test, _ = _read_split(folder, test_file, background, allow_empty=True)
             return Scene.from_views(DatasetDict({"train": train, "test": test}), points)
         views, default_every = train, 0  # no test file: every view trains unless test_every says
     elif (folder / "transforms.json").exists():
-        views = _read_split(folder, folder / "transforms.json", background)
-        points = _read_points(folder, folder / "transforms.json")
+        views, meta = _read_split(folder, folder / "transforms.json", background)
+        points = _read_points(folder, folder / "transforms.json", meta)
         default_every = 8
     else:
         raise FileNotFoundError(f"no transforms_train.json or transforms.json in {folder}")
