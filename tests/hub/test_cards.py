@@ -98,7 +98,8 @@ def test_one_noise_seed_shows_no_spread():
     # examples/halora_finetune.py writes a std of 0 at every sigma of a one-seed run: that is no measured spread
     results = {**HALORA_RESULTS, "num_noise_seeds": 1, "eval_accuracy_sigma_0.01_std": 0.0}
     card = cards.halora_card(results, "me/adapter")
-    assert "| 0.01 | 0.61 |" in card.text and "±" not in card.text.split("| sigma |")[1]
+    assert "| 0.01 | 0.61 |" in card.text and "±" not in card.text
+    assert "One noise seed per sigma (no spread); sigma 0 is a noise-free run." in card.text
 
 
 def test_local_base_model_is_named_by_its_folder_with_a_placeholder_path(tmp_path):

@@ -87,7 +87,7 @@ def test_adapter_card_of_a_users_run_names_the_evaluation_noise_of_its_arguments
     trainer.args.eval_noise_tile_size = 16  # the table's noise is the evaluation's, not the adapter's (64)
     trainer.create_model_card()
     text = ModelCard.load(out / "README.md").text
-    assert "of each 16x16 tile" in text and "Mean ± std over 1 noise seed(s)" in text
+    assert "of each 16x16 tile" in text and "One noise seed per sigma (no spread)" in text
 
 
 def test_finetuned_from_and_license_reach_the_metadata_tags_and_text(seq_cls_run):
