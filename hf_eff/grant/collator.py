@@ -325,11 +325,18 @@ def forward_inputs(model: torch.nn.Module, task: str) -> tuple[str, ...]:
     return tuple(name for name in ("x", "edge_index", "batch", "edge_attr") if name in parameters)
 
 
-def model_inputs(features: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+def model_inputs(features: dict[str, torch.Tensor], names: tuple[str, ...], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The forward's keyword arguments from a collated batch: the fields `forward_inputs` names
     that the batch has (edge_attr only when the data has it). Training, evaluation and the
-    teacher's scoring all call the model with these, so they score the function trained."""
-    return {name: features[name] for name in names if name in features}
+    teacher's scoring all call the model with these, so they score the function trained.
+    Float fields take the dtype of the model's weights (its first floating parameter's): the
+    batch is float32, and bf16_full_eval / fp16_full_eval cast the model only (float32 weights,
+    autocast's included, leave the batch as it is)."""
+    inputs = {name: features[name] for name in names if name in features}
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is None:
+        return inputs
+    return {name: value.to(dtype) if value.is_floating_point() else value for name, value in inputs.items()}
 
 
 def model_prediction(outputs, model: torch.nn.Module) -> torch.Tensor:

@@ -83,14 +83,14 @@ def score_batches(
         for features, num_graphs in batches:
             labels = features["labels"]
             features = {k: v.to(device) for k, v in features.items()}
-            outputs = model_prediction(model(**model_inputs(features, inputs)), model)
+            outputs = model_prediction(model(**model_inputs(features, inputs, model)), model)
             if num_classes is not None:
                 check_class_count(task, outputs.size(-1), num_classes)
             elif task.is_classification and labels.numel():  # the batch's labels, read before they left the CPU
                 check_class_count(task, outputs.size(-1), int(labels.max()) + 1)
-            scores.append(graph_scores(
-                task, outputs, features["labels"], features["batch"], num_graphs, node_normalization
-            ).float().cpu())
+            scores.append(graph_scores(  # in float32: a half-precision model's node counts round past 256 (bf16)
+                task, outputs.float(), features["labels"], features["batch"], num_graphs, node_normalization
+            ).cpu())
     finally:
         model.train(was_training)
     return torch.cat(scores) if scores else torch.zeros(0)

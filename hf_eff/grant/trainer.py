@@ -143,13 +143,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     # --- loss and evaluation -------------------------------------------------------------
     def _forward(self, model, inputs):
-        features = model_inputs(inputs, self._forward_inputs)
-        # bf16_full_eval / fp16_full_eval cast the model, not the batch: float features follow its weights' dtype
-        # (float32 otherwise, autocast included, where this changes nothing)
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-        if dtype is not None:
-            features = {name: value.to(dtype) if value.is_floating_point() else value for name, value in features.items()}
-        outputs = model_prediction(model(**features), model)
+        outputs = model_prediction(model(**model_inputs(inputs, self._forward_inputs, model)), model)
         check_class_count(self.task, outputs.size(-1), self._num_classes)
         return outputs
 

@@ -171,3 +171,15 @@ def test_scoring_batches_read_arrow_columns_with_the_same_tensors_and_keep_a_use
         assert torch.equal(features["num_nodes"], torch.tensor([dataset[i]["num_nodes"] for i in indices[start:start + 2]]))
         assert list(features) == list(expected)
         assert all(torch.equal(features[k], expected[k]) and features[k].dtype == expected[k].dtype for k in expected)
+
+
+def test_a_half_precision_model_is_scored_on_its_float32_outputs(make_graphs):
+    # the float32 features failed a bf16 model's first layer; in bf16 a graph's node count rounds past 256
+    task = "node_regression"
+    dataset = make_graphs(4, task, seed=5, min_nodes=300, max_nodes=400)
+    model = GrantGCN(6, 1, level="node", hidden_channels=8).to(torch.bfloat16).eval()
+    features = GraphCollator(task)(list(dataset))
+    with torch.no_grad():
+        outputs = model(features["x"].bfloat16(), features["edge_index"], features["batch"]).float()
+    expected = graph_scores(task, outputs, features["labels"], features["batch"], 4)
+    torch.testing.assert_close(score_dataset(model, dataset, GraphCollator(task), task), expected)
