@@ -607,13 +607,6 @@ def _has_colmap_model(path: Path) -> bool:
     return find_colmap_model(path) is not None
 
 
-def _check_no_images_option(images, source) -> None:
-    if images is not None:
-        raise ValueError(
-            f"load_scene: images={images!r} picks the images folder of a COLMAP project; {source} is not one"
-        )
-
-
 def _check_hub_scene(repo_id: str, revision: str | None, token) -> None:
     """Refuses a Hub repo that holds no scene at ``revision`` or that ``token`` cannot read.
 
@@ -686,13 +679,16 @@ def load_scene(
     if test_every is not None:
         converter_options["test_every"] = test_every
     path = Path(source)
-    is_converted = path.is_dir() and not (path / VIEW_CONFIG).is_dir() and (
-        (path / "transforms_train.json").exists()
-        or (path / "transforms.json").exists()
-        or _has_colmap_model(path)
+    unstored = path.is_dir() and not (path / VIEW_CONFIG).is_dir()
+    is_nerf = unstored and (
+        (path / "transforms_train.json").exists() or (path / "transforms.json").exists()
     )
-    if images is not None and not is_converted:
-        _check_no_images_option(images, source)
+    is_colmap = unstored and not is_nerf and _has_colmap_model(path)
+    is_converted = is_nerf or is_colmap
+    if images is not None and not is_colmap:
+        raise ValueError(
+            f"load_scene: images={images!r} picks the images folder of a COLMAP project; {source} is not one"
+        )
     if test_every is not None and not is_converted:
         raise ValueError(
             f"load_scene: test_every={test_every} applies to COLMAP and NeRF folders; {source} is "
@@ -719,17 +715,14 @@ def load_scene(
             views = _load_local_config(path, VIEW_CONFIG)
             has_points = POINT_CONFIG in get_dataset_config_names(str(path))
             points = _load_local_config(path, POINT_CONFIG)["train"] if has_points else None
-        elif (path / "transforms_train.json").exists() or (path / "transforms.json").exists():
+        elif is_nerf:
             from hf_eff.splat.converters import scene_from_nerf_synthetic
 
-            _check_no_images_option(images, path)
             return scene_from_nerf_synthetic(path, **converter_options)
-        elif _has_colmap_model(path):
+        elif is_colmap:
             from hf_eff.splat.converters import scene_from_colmap
 
             images_dir = None if images is None else path / images
-            if images_dir is not None and not images_dir.is_dir():
-                raise FileNotFoundError(f"load_scene: images={images!r}: no folder {images_dir}")
             return scene_from_colmap(path, images_dir=images_dir, **converter_options)
         else:
             raise ValueError(

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import datasets
@@ -71,7 +72,7 @@ def test_colmap_split_downscaled_images_and_auto_detection(tmp_path, scene):
     np.testing.assert_allclose(Ks[:, :2].numpy(), full_Ks[:, :2].numpy() / 2, rtol=1e-6)
     # The same through load_scene (and the example's --images), as 3DGS's --images images_2.
     assert_views_match(load_scene(tmp_path, test_every=0, images="images_2").views["train"], half.views["train"])
-    with pytest.raises(FileNotFoundError, match="images='images_8': no folder"):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP images folder {tmp_path / 'images_8'} not found")):
         load_scene(tmp_path, images="images_8")
     scene.save(tmp_path / "stored")
     with pytest.raises(ValueError, match="picks the images folder of a COLMAP project; .*stored is not one"):
@@ -100,6 +101,9 @@ def test_colmap_rejects_distorted_cameras_and_missing_images(tmp_path, scene):
     (tmp_path / "images" / "00002.png").unlink()
     with pytest.raises(FileNotFoundError, match="00002.png"):
         scene_from_colmap(tmp_path)
+    # A missing folder is named as such, not as its first image.
+    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP images folder {tmp_path / 'images_8'} not found")):
+        scene_from_colmap(tmp_path, images_dir=tmp_path / "images_8")
 
 
 @pytest.mark.parametrize(

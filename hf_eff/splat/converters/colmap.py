@@ -85,6 +85,8 @@ def scene_from_colmap(
     folder = Path(folder)
     sparse_dir = Path(sparse_dir) if sparse_dir is not None else _find_sparse_dir(folder)
     images_dir = Path(images_dir) if images_dir is not None else folder / "images"
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"COLMAP images folder {images_dir} not found")
     reconstruction = pycolmap.Reconstruction(str(sparse_dir))
     registered = [reconstruction.images[i] for i in reconstruction.reg_image_ids()]
     if not registered:
