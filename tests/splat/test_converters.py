@@ -77,6 +77,11 @@ def test_colmap_split_downscaled_images_and_auto_detection(tmp_path, scene):
     scene.save(tmp_path / "stored")
     with pytest.raises(ValueError, match="picks the images folder of a COLMAP project; .*stored is not one"):
         load_scene(tmp_path / "stored", images="images_2")
+    # A NeRF folder is read as one even with a COLMAP model beside it, so images= is refused there too.
+    write_nerf_synthetic(scene, tmp_path / "nerf")
+    write_colmap(scene, tmp_path / "nerf")
+    with pytest.raises(ValueError, match="picks the images folder of a COLMAP project; .*nerf is not one"):
+        load_scene(tmp_path / "nerf", images="images")
 
     assert len(load_scene(tmp_path).views["train"]) == 5  # default test_every=8: view 0 is test
 
