@@ -57,6 +57,7 @@ from hf_eff.grant.selection import (
 )
 from hf_eff.grant.tasks import (
     GraphTask,
+    _check_outputs,
     check_class_count,
     multilabel_losses,
     node_losses,
@@ -204,30 +205,32 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
-        if "labels" not in inputs:  # graphs without y (new molecules): predictions only, as Trainer gives them
-            with torch.no_grad():
-                outputs = self._forward(model, inputs)
-            if prediction_loss_only:
-                return None, None, None
-            if self.task.level == "node":
-                outputs = to_dense_batch(outputs, inputs["batch"], fill_value=-100, batch_size=inputs["num_nodes"].numel())[0]
-            return None, outputs.detach(), None
+        labels = inputs.get("labels")  # None on graphs without y (new molecules): predictions only, as Trainer gives them
         with torch.no_grad():
-            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
-            if self._loss_sums is not None:
+            if labels is None:
+                loss, outputs = None, self._forward(model, inputs)
+            elif self._loss_sums is None:
+                loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+            else:
                 # per graph (loss sum, node or labelled-entry count), gathered as the Trainer gathers graphs:
                 # without the duplicates that even out the last batch across processes. In float32 whatever the
                 # model's dtype (bf16_full_eval, fp16_full_eval): bf16 rounds a count past 256, fp16 overflows
+                outputs = self._forward(model, inputs)
                 if self.task.is_multilabel:
-                    sums, counts = multilabel_losses(self.task, outputs, inputs["labels"])
+                    _check_outputs(self.task, outputs, labels)  # as task_loss: rows named before the shapes
+                    sums, counts = multilabel_losses(self.task, outputs, labels)
+                    loss = sums.sum() / counts.sum().clamp(min=1)  # task_loss's, from the same sums
                 else:
-                    sums = scatter(node_losses(self.task, outputs.float(), inputs["labels"]), inputs["batch"], dim=0,
+                    # the batch loss as compute_loss gives it, in the model's dtype (compute_metrics sees it with
+                    # include_for_metrics=["loss"]); eval_loss is the sums' ratio (evaluation_loop)
+                    loss = task_loss(self.task, outputs, labels)
+                    sums = scatter(node_losses(self.task, outputs.float(), labels), inputs["batch"], dim=0,
                                    dim_size=inputs["num_nodes"].numel(), reduce="sum")
                     counts = inputs["num_nodes"]
                 self._loss_sums.append(self.accelerator.gather_for_metrics(torch.stack([sums, counts.float()], dim=-1)))
+        loss = None if loss is None else loss.detach()
         if prediction_loss_only:
-            return loss.detach(), None, None
-        labels = inputs["labels"]
+            return loss, None, None
         if self.task.level == "node":
             # [graphs, max nodes, ...]: the Trainer pads (with -100) and gathers along the node axis
             # across batches and processes, and drops the duplicated graphs of uneven shards. The
@@ -235,9 +238,10 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             # be a real regression target.
             num_graphs = inputs["num_nodes"].numel()
             outputs = to_dense_batch(outputs, inputs["batch"], fill_value=-100, batch_size=num_graphs)[0]
-            labels, mask = to_dense_batch(labels, inputs["batch"], fill_value=-100, batch_size=num_graphs)
-            labels = (labels, mask.long())
-        return loss.detach(), outputs.detach(), labels
+            if labels is not None:
+                labels, mask = to_dense_batch(labels, inputs["batch"], fill_value=-100, batch_size=num_graphs)
+                labels = (labels, mask.long())
+        return loss, outputs.detach(), labels
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)

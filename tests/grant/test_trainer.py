@@ -11,6 +11,7 @@ from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments, Validat
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.selection import partition_batches, score_dataset
+from hf_eff.grant.tasks import GraphTask, task_loss
 
 OUTPUTS = {"graph_regression": 1, "graph_classification": 2, "graph_multilabel": 3, "node_regression": 1,
            "node_classification": 3}
@@ -595,6 +596,44 @@ def test_a_run_too_short_to_reselect_is_warned_of(tmp_path, make_graphs, caplog)
             GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train()
         assert ("every epoch trains on the same 25% of the training graphs" in caplog.text) == warned
 
+
+
+@pytest.mark.parametrize("task", ["graph_multilabel", "node_classification", "node_regression", "graph_regression"])
+def test_the_batch_losses_compute_metrics_sees_are_task_loss(tmp_path, make_graphs, task):
+    # evaluation takes graph_multilabel's batch loss from the per-graph sums it gathers (one BCE pass, not two)
+    data = make_graphs(10, task, seed=6, min_nodes=1, max_nodes=12)
+    model = GrantGCN(6, OUTPUTS[task], hidden_channels=8, level=task.split("_")[0])
+    seen = {}
+
+    def keep_losses(prediction):
+        seen["losses"] = prediction.losses
+        return {}
+
+    args = _args(tmp_path, task, per_device_eval_batch_size=4, include_for_metrics=["loss"])
+    GraNTTrainer(model=model, args=args, eval_dataset=data, compute_metrics=keep_losses).evaluate()
+    expected = []
+    for start in range(0, len(data), 4):
+        graphs = data.select(range(start, min(start + 4, len(data))))
+        expected += [task_loss(GraphTask(task), *_outputs_and_labels(model, task, graphs)).item()] * len(graphs)
+    assert seen["losses"].tolist() == expected
+
+
+class _OneRowShort(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gcn = GrantGCN(6, 3, hidden_channels=8)
+
+    def forward(self, x, edge_index, batch):
+        return self.gcn(x, edge_index, batch)[:-1]
+
+
+def test_a_multilabel_model_returning_too_few_rows_is_named_at_evaluation(tmp_path, make_graphs):
+    data = make_graphs(8, "graph_multilabel")
+    trainer = GraNTTrainer(model=_OneRowShort(), args=_args(tmp_path, "graph_multilabel", per_device_eval_batch_size=4),
+                           eval_dataset=data)
+    with pytest.raises(ValueError, match=r"graph_multilabel: the model returned 3 rows for 4 graphs; a graph-level task "
+                                         r"needs one output row per graph"):
+        trainer.evaluate()
 
 def test_a_labelled_set_given_to_evaluate_or_predict_is_checked(tmp_path, make_graphs):
     train = make_graphs(16, "graph_regression")
