@@ -82,12 +82,12 @@ def task_loss(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> t
     (the paper's convex losses). graph_multilabel averages over the labelled (non-NaN) entries
     only, as OGB's molpcba example; a batch without any labelled entry has loss 0 (and zero
     gradient) rather than the NaN of an empty mean."""
-    _check_outputs(task, outputs, labels)
-    if task.is_classification:
-        return F.cross_entropy(outputs, labels.long())
     if task.is_multilabel:
         sums, counts = multilabel_losses(task, outputs, labels)
         return sums.sum() / counts.sum().clamp(min=1)
+    _check_outputs(task, outputs, labels)
+    if task.is_classification:
+        return F.cross_entropy(outputs, labels.long())
     return F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype))
 
 
@@ -96,6 +96,7 @@ def multilabel_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tens
     their number: (sums [graphs] in float32, counts [graphs] as integers); `task_loss` is their
     totals' ratio. float32 and integers whatever the model's dtype: a half-precision count passes
     65504 (fp16: inf, a loss of 0) or rounds (bf16) on a batch of a few hundred molpcba graphs."""
+    _check_outputs(task, outputs, labels)  # rows named before the shapes
     labels = _multilabel_shapes(task, outputs, labels)
     labelled = ~labels.isnan()
     losses = F.binary_cross_entropy_with_logits(outputs.float(), labels.float().nan_to_num(0.0), reduction="none")
