@@ -70,13 +70,14 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
         row = {"method": "LoRA" if method == "lora" else "HaLoRA", "train step (s)": results["train_step_seconds"]}
         row.update({label: results[sigma_key("eval", "accuracy", s, "mean")] for s, label in accuracy.items()})
         rows.append(row)
+    tile = runs["halora"]["noise_tile_size"]
     summary = (
         f"{base_name}, built-in comparison task ({sizes['eval']} eval questions), {sizes['steps']} steps x "
         f"{sizes['batch']}, rank 4 on q,k,v,up,down. HaLoRA trains under tile-relative noise at a level drawn "
         f"from U(0, {HALORA_TRAINING['noise_sigma']:g}) for each draw (redrawn every {sizes['resample']} steps) with "
         "the mu=0.1 spectral regulariser as a step decoupled from Adam. Accuracy is the fraction of eval questions "
         "answered right (log-likelihood of each choice), under noise on the frozen weights with a std of sigma times "
-        f"the largest |weight| of each 64x64 tile, the mean over {sizes['seeds']} noise "
+        f"the largest |weight| of each {tile}x{tile} tile, the mean over {sizes['seeds']} noise "
         f"seed{'s' if sizes['seeds'] > 1 else ''} at each sigma > 0 (both methods, same noise). Train step: mean wall "
         "seconds per optimizer step after the first three. benchmarks/halora_robustness.py is the full comparison."
     )

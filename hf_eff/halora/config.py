@@ -131,8 +131,13 @@ def validate_noise(sigma: float, mode: str, tile_size: int, prefix: str = "") ->
         raise ValueError(f"{prefix}noise_sigma must be a finite number >= 0, got {sigma!r}")
     if mode == "stuck_at" and sigma > 1:
         raise ValueError(f"{prefix}noise_sigma is the stuck-cell fraction for stuck_at and must be <= 1, got {sigma!r}")
+    check_tile_size(tile_size, f"{prefix}noise_tile_size")
+
+
+def check_tile_size(tile_size, field: str) -> None:
+    """Raises ValueError naming ``field`` unless ``tile_size`` is a positive integer (a NumPy one too)."""
     if not _is_int(tile_size) or tile_size < 1:
-        raise ValueError(f"{prefix}noise_tile_size must be a positive integer, got {tile_size!r}")
+        raise ValueError(f"{field} must be a positive integer, got {tile_size!r}")
 
 
 def _is_int(value) -> bool:

@@ -4,6 +4,7 @@ training step time and peak memory (accelerator memory on a GPU, resident memory
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import statistics
@@ -172,17 +173,17 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
     timer = StepTimer()
     trainer.add_callback(timer)
     results = {"method": method}
-    if torch.cuda.is_available():
+    on_cuda = torch.cuda.is_available()
+    if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    resident = ResidentMemory() if not on_cuda and ResidentMemory.available() else None
+    with resident or contextlib.nullcontext():
         train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    if on_cuda:
         results["train_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    elif ResidentMemory.available():
-        with ResidentMemory() as resident:
-            train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    elif resident is not None:
         results.update(train_peak_rss_mb=resident.peak_mb, train_start_rss_mb=resident.start_mb)
-    else:
-        train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if trainer.is_world_process_zero():
         # Saved before the (long) evaluation under noise, so that a failure there loses no training.
         peft_model.save_pretrained(args.output_dir)

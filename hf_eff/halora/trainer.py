@@ -20,7 +20,7 @@ from accelerate.optimizer import AcceleratedOptimizer
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
-from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig
+from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig, check_tile_size
 from hf_eff.halora.noise import (
     RRAMNoise,
     active_halora_config,
@@ -81,9 +81,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         if self.eval_noise_mode is not None and self.eval_noise_mode not in NOISE_MODES:
             raise ValueError(f"eval_noise_mode must be one of {NOISE_MODES}, got {self.eval_noise_mode!r}")
         check_eval_sigmas(self.eval_sigmas, self.eval_noise_mode, "eval_noise_mode")
-        tile = self.eval_noise_tile_size
-        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-            raise ValueError(f"eval_noise_tile_size must be a positive integer, got {tile!r}")
+        if self.eval_noise_tile_size is not None:
+            check_tile_size(self.eval_noise_tile_size, "eval_noise_tile_size")
         if self.noise_seed is None:
             self.noise_seed = self.seed
         self._check_metric_for_best_model()
