@@ -88,7 +88,7 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> D
                 f"bytes or a file path, got {type(image).__name__}"
             )
         sizes.append(image.size)
-        stored.append(image if image.mode == "RGB" and not has_alpha(image) else _rgb_image(image, background))
+        stored.append(_rgb_image(image, background))
     Ks = [np.asarray(K, dtype=np.float32) for K in Ks]
     poses = [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras]
     if not len(stored) == len(Ks) == len(poses):
@@ -156,7 +156,7 @@ def _rgb_image(image, background):
 
     if has_alpha(image):
         return PIL.Image.fromarray(composite_alpha(image, background))
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def check_test_every(test_every) -> None:

@@ -692,18 +692,14 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         was_training = model.training
         model.eval()
         device = self.args.device
-        # Every SH degree of the model, not the step's active one, so that a model trained or loaded
-        # elsewhere is measured with its view-dependent colour. During a training from `from_points`
-        # (shN zeros) this equals the active degree: the degrees not yet active get a zero gradient,
-        # which keeps them exactly zero (Adam's update of a zero gradient on zero moments is 0, without
-        # weight decay), and new Gaussians copy their parents' coefficients.
-        sh_degree = None
         psnrs, ssims, pairs = [], [], []
         for index in range(len(views)):
             item = views[index]
             target = item["image"][None].to(device)
+            # every SH degree of the model (render's default), not the step's active one: a model trained or
+            # loaded elsewhere is measured with its view-dependent colour (degrees not yet active stay zero)
             render, _, _ = self.render(model, item["viewmat"][None].to(device), item["K"][None].to(device),
-                                       views.width, views.height, sh_degree)
+                                       views.width, views.height)
             render = render.clamp(0, 1)
             psnrs.append(psnr(render, target).item())
             ssims.append(ssim(render, target, self.args.eval_ssim_padding).item())
