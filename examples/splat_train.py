@@ -15,11 +15,13 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
     python examples/splat_train.py trainers/splat/procedural_g2l.yaml --resume_from_checkpoint True
 
 --resume_from_checkpoint takes a checkpoint folder, or True for the last checkpoint in --output_dir.
+--render_trajectory ellipse (the default) orbits the point the training cameras look at, interpolated follows the
+training cameras in their order, none skips the video (as gsplat's simple_trainer renders a path after training).
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
-view: render | ground truth) and all_results.json (train_runtime, eval_psnr, eval_ssim,
-num_gaussians, strategy).
+view: render | ground truth), trajectory.gif (a novel-view video along --render_trajectory) and
+all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy).
 Under several processes each rank renders its share of the views and all ranks keep the same
 Gaussians; the main process writes the files.
 """
@@ -30,7 +32,9 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import torch
 import transformers
 from transformers import HfArgumentParser, set_seed
@@ -39,8 +43,11 @@ from hf_eff.splat import (
     GaussianModel,
     SplatTrainer,
     SplatTrainingArguments,
+    camera_path,
     load_scene,
     make_procedural_scene,
+    render_trajectory,
+    write_gif,
 )
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -85,8 +92,33 @@ class ModelArguments:
     )
 
 
+@dataclass
+class TrajectoryArguments:
+    render_trajectory: Literal["ellipse", "interpolated", "none"] = field(
+        default="ellipse",
+        metadata={"help": "Camera path of trajectory.gif, built from the training cameras: ellipse orbits the point "
+                          "they look at (for scenes captured around an object), interpolated is a smooth spline "
+                          "through them in their order (for a walk-through or a forward-facing capture), none writes "
+                          "no video. The path is built before training, so a scene it does not suit fails at once."},
+    )
+    trajectory_frames: int = field(
+        default=48, metadata={"help": "Frames of trajectory.gif (shown at 20 per second)."},
+    )
+    trajectory_size: int = field(
+        default=320,
+        metadata={"help": "Longest side of trajectory.gif in pixels; smaller views render at their own size. A GIF "
+                          "keeps 256 colours and grows with each frame's pixels, as a CPU's rendering time does, so the "
+                          "default stays small: raise it for a sharper video."},
+    )
+
+    def __post_init__(self):
+        if self.trajectory_frames < 1 or self.trajectory_size < 1:
+            raise ValueError(f"--trajectory_frames and --trajectory_size must be positive, got "
+                             f"{self.trajectory_frames} and {self.trajectory_size}")
+
+
 def parse_args():
-    parser = HfArgumentParser((SceneArguments, ModelArguments, SplatTrainingArguments))
+    parser = HfArgumentParser((SceneArguments, ModelArguments, TrajectoryArguments, SplatTrainingArguments))
     return parse_recipe_and_flags(parser, sys.argv[1:])
 
 
@@ -96,6 +128,25 @@ def build_model(scene, model_args: ModelArguments) -> GaussianModel:
         return GaussianModel.from_points(xyz, rgb, sh_degree=model_args.sh_degree)
     logger.info("The scene has no point cloud: %d random Gaussians", model_args.init_random_points)
     return GaussianModel.random(scene.center, scene.radius, model_args.init_random_points, sh_degree=model_args.sh_degree)
+
+
+def trajectory_camera(views, max_size: int):
+    """K, width and height of the first view, scaled down so the longest side is at most ``max_size``."""
+    factor = min(1.0, max_size / max(views.width, views.height))
+    width, height = max(1, round(views.width * factor)), max(1, round(views.height * factor))
+    K = views.Ks[0].double().cpu().numpy().copy()
+    K[0] *= width / views.width
+    K[1] *= height / views.height
+    return K, width, height
+
+
+def save_trajectory(trainer: SplatTrainer, path_poses: np.ndarray, max_size: int, path: Path) -> None:
+    K, width, height = trajectory_camera(trainer.train_dataset, max_size)
+    background = (1.0, 1.0, 1.0) if trainer.args.white_background else None
+    frames = render_trajectory(trainer.model, path_poses, K, width, height, background=background,
+                               backend=trainer.args.render_backend, packed=trainer.args.packed)
+    count = write_gif(frames, path)
+    logger.info("Wrote %s: %d frames of %dx%d", path, count, width, height)
 
 
 @torch.no_grad()
@@ -113,7 +164,7 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
 
 def main():
     prepare_cpu_distributed()
-    scene_args, model_args, training_args = parse_args()
+    scene_args, model_args, trajectory_args, training_args = parse_args()
     check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
@@ -142,6 +193,14 @@ def main():
         raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "
                          "(--test_every holds views out of a COLMAP or NeRF folder)")
     logger.info("Scene %s: %s", scene_name, scene)
+    path_poses = None
+    if trajectory_args.render_trajectory != "none":
+        try:
+            path_poses = camera_path(scene.views["train"], trajectory_args.render_trajectory,
+                                     trajectory_args.trajectory_frames)
+        except ValueError as error:
+            raise ValueError(f"--render_trajectory {trajectory_args.render_trajectory}: {error} (--render_trajectory "
+                             "none trains without the video)") from error
 
     model = build_model(scene, model_args)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
@@ -163,9 +222,12 @@ def main():
     if training_args.should_save:
         trainer.model.save_ply(output_dir / "splats.ply")
         save_preview(trainer, output_dir / "preview.png")
+        if path_poses is not None:
+            save_trajectory(trainer, path_poses, trajectory_args.trajectory_size, output_dir / "trajectory.gif")
     trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
     save_local_model_card(trainer)  # the card a push writes, for a run kept local
-    logger.info("Saved the model, splats.ply, preview.png and all_results.json to %s", training_args.output_dir)
+    logger.info("Saved the model, splats.ply, preview.png%s and all_results.json to %s",
+                ", trajectory.gif" if path_poses is not None else "", training_args.output_dir)
 
 
 if __name__ == "__main__":

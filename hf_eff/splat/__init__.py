@@ -1,7 +1,8 @@
 """Fast Gaussian splatting: scenes as `datasets` (scene.py, converters/, procedural.py), the
 Gaussians (model.py), renderers (rendering/: gsplat on CUDA, PyTorch on CPU), densification
 strategies (strategy/: 3DGS default, global-to-local), energy-guided coarse-to-fine
-(coarse_to_fine.py) and `SplatTrainer` with `SplatTrainingArguments`."""
+(coarse_to_fine.py), `SplatTrainer` with `SplatTrainingArguments`, and novel-view camera paths
+rendered into a GIF (trajectory.py)."""
 
 import importlib
 
@@ -26,6 +27,12 @@ _LAZY_EXPORTS = {
     "FixedDefaultStrategy": "hf_eff.splat.strategy",
     "GlobalToLocalStrategy": "hf_eff.splat.strategy",
     "EnergyCoarseToFine": "hf_eff.splat.coarse_to_fine",
+    # Novel-view videos: camera paths from the training cameras, rendered into a GIF.
+    "camera_path": "hf_eff.splat.trajectory",
+    "ellipse_path": "hf_eff.splat.trajectory",
+    "interpolated_path": "hf_eff.splat.trajectory",
+    "render_trajectory": "hf_eff.splat.trajectory",
+    "write_gif": "hf_eff.splat.trajectory",
 }
 
 __all__: list[str] = [*_LAZY_EXPORTS]

@@ -1,0 +1,397 @@
+"""Novel-view camera paths through a trained scene, rendered into an animated GIF.
+
+What gsplat's ``examples/simple_trainer.py`` does after training (``render_traj``): a camera
+path built from the training cameras, rendered frame by frame. gsplat ships its path code
+(``examples/datasets/traj.py``, borrowed from Google's multinerf) only in its examples, so the
+two paths are rewritten here:
+
+- `interpolated_path`: a smoothing B-spline through the training poses, in their order
+  (gsplat's ``generate_interpolated_path``).
+- `ellipse_path`: an orbit around the point the training cameras look at (gsplat's
+  ``generate_ellipse_path_z``), with the up axis taken from the cameras instead of world z.
+
+Poses are camera-to-world [N, 4, 4] (or [N, 3, 4]) in the OpenCV convention of hf-eff's
+scenes: x right, y down, z forward (a scene stores their inverses, ``world_to_camera``).
+`render_trajectory` renders a path with the model's own ``render`` (gsplat on CUDA, the
+PyTorch rasteriser on CPU) and `write_gif` writes the frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "views_camera_to_world",
+    "focus_point",
+    "interpolated_path",
+    "ellipse_path",
+    "camera_path",
+    "render_trajectory",
+    "write_gif",
+]
+
+PATH_KINDS = ("ellipse", "interpolated")
+
+
+def _check_poses(poses, what: str, minimum: int) -> np.ndarray:
+    """Camera-to-world poses as float64 [N, 4, 4], checked for shape, count and finiteness."""
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] not in ((3, 4), (4, 4)):
+        raise ValueError(
+            f"{what}: poses must be camera-to-world [N, 4, 4] or [N, 3, 4], got {poses.shape}"
+        )
+    if len(poses) < minimum:
+        raise ValueError(f"{what} needs at least {minimum} camera pose(s), got {len(poses)}")
+    bad = np.flatnonzero(~np.isfinite(poses).reshape(len(poses), -1).all(1))
+    if len(bad):
+        raise ValueError(
+            f"{what}: pose {bad[0]} contains NaN or infinite values ({len(bad)} such pose(s))"
+        )
+    if poses.shape[1] == 3:
+        bottom = np.broadcast_to([0.0, 0.0, 0.0, 1.0], (len(poses), 1, 4))
+        poses = np.concatenate([poses, bottom], axis=1)
+    return poses
+
+
+def _check_num_frames(num_frames) -> int:
+    if isinstance(num_frames, bool) or int(num_frames) != num_frames or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    return int(num_frames)
+
+
+def _camera(forward, down, position) -> np.ndarray:
+    """Camera-to-world [4, 4] (OpenCV) looking along ``forward``, with ``down`` as close to its
+    y axis as orthogonality allows."""
+    z = forward / np.linalg.norm(forward)
+    x = np.cross(down, z)
+    norm = np.linalg.norm(x)
+    if not norm > 1e-9:
+        raise ValueError(f"camera path: viewing direction {z} is parallel to the up axis")
+    x /= norm
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
+    pose[:3, 3] = position
+    return pose
+
+
+def views_camera_to_world(views) -> np.ndarray:
+    """Camera-to-world [N, 4, 4] float64 of a scene split (a views `Dataset`), in its order."""
+    world_to_camera = np.asarray(views.with_format("numpy")["world_to_camera"], dtype=np.float64)
+    return np.linalg.inv(world_to_camera)
+
+
+def focus_point(camera_to_world) -> np.ndarray:
+    """The point nearest to every camera's optical axis (least squares): where the cameras look.
+
+    multinerf's ``focus_point_fn``, as gsplat uses it for its ellipse. Cameras whose axes are all
+    parallel (a forward-facing capture) look at no point, and are refused."""
+    poses = _check_poses(camera_to_world, "focus_point", 2)
+    directions = poses[:, :3, 2]
+    directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    # Projections onto the plane orthogonal to each axis: the distance from a point to axis i
+    # is |P_i (x - o_i)|, and the normal equations sum these projectors.
+    projectors = np.eye(3) - directions[:, :, None] * directions[:, None, :]
+    system = projectors.mean(0)
+    eigenvalues = np.linalg.eigvalsh(system)
+    if eigenvalues[0] < 1e-6 * eigenvalues[-1]:
+        raise ValueError(
+            "focus_point: the cameras' optical axes are parallel, so they look at no common point "
+            "(a forward-facing capture): use interpolated_path"
+        )
+    return np.linalg.solve(system, (projectors @ poses[:, :3, 3, None]).mean(0))[:, 0]
+
+
+def interpolated_path(
+    camera_to_world,
+    num_frames: int,
+    spline_degree: int = 5,
+    smoothness: float = 0.03,
+    rot_weight: float = 0.1,
+) -> np.ndarray:
+    """A smooth path through the training poses, in their order (first camera to last).
+
+    gsplat's ``generate_interpolated_path`` (multinerf): each pose becomes three points (its
+    position, a point ``rot_weight`` ahead of it, one ``rot_weight`` below it), one smoothing
+    B-spline (``scipy.interpolate.splprep``) runs through them, and the frames are sampled evenly
+    along it. Ours differs in two ways: ``num_frames`` is the total (gsplat asks frames per
+    segment), and positions are divided by the cameras' spread first, so ``smoothness`` and
+    ``rot_weight`` mean the same in any world scale (multinerf's scenes are normalised to about
+    unit size, where its defaults were tuned). Consecutive identical poses are merged.
+
+    Args:
+        camera_to_world: [N, 4, 4] or [N, 3, 4] training poses (OpenCV), N >= 2, in capture order.
+        num_frames: poses on the path.
+        spline_degree: degree of the B-spline (at most N - 1 is used).
+        smoothness: spline smoothing (splprep's ``s``); 0 passes exactly through every pose.
+        rot_weight: weight of the viewing direction against the position in the fit.
+
+    Returns:
+        [num_frames, 4, 4] camera-to-world poses (OpenCV).
+    """
+    from scipy.interpolate import splev, splprep
+
+    num_frames = _check_num_frames(num_frames)
+    poses = _check_poses(camera_to_world, "interpolated_path", 2)
+    if not (smoothness >= 0 and rot_weight > 0 and spline_degree >= 1):
+        raise ValueError(
+            f"interpolated_path: need smoothness >= 0, rot_weight > 0 and spline_degree >= 1, got "
+            f"{smoothness}, {rot_weight}, {spline_degree}"
+        )
+    keep = np.ones(len(poses), dtype=bool)
+    keep[1:] = np.abs(np.diff(poses, axis=0)).reshape(len(poses) - 1, -1).max(1) > 1e-9
+    poses = poses[keep]
+    if len(poses) < 2:
+        raise ValueError(
+            "interpolated_path: every training pose is the same; a path needs two different ones"
+        )
+    positions = poses[:, :3, 3]
+    origin = positions.mean(0)
+    scale = (
+        float(np.linalg.norm(positions - origin, axis=1).max()) or 1.0
+    )  # 1: cameras that only turn
+    positions = (positions - origin) / scale
+    points = np.stack(
+        [
+            positions,
+            positions + rot_weight * poses[:, :3, 2],
+            positions + rot_weight * poses[:, :3, 1],
+        ],
+        axis=1,
+    )
+    tck, _ = splprep(
+        points.reshape(len(points), 9).T, k=min(spline_degree, len(points) - 1), s=smoothness
+    )
+    samples = np.stack(splev(np.linspace(0.0, 1.0, num_frames), tck), axis=1).reshape(
+        num_frames, 3, 3
+    )
+    return np.stack(
+        [
+            _camera(ahead - position, below - position, origin + scale * position)
+            for position, ahead, below in samples
+        ]
+    )
+
+
+def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
+    """An orbit around the point the training cameras look at, always looking at it.
+
+    After gsplat's ``generate_ellipse_path_z`` (multinerf): the centre is `focus_point`, the
+    ellipse's half-axes are the 90th percentile of the cameras' offsets from it, and the path
+    sits at the cameras' mean height. gsplat assumes its normalised world's z is up; hf-eff
+    does not normalise scenes (a COLMAP world's up is arbitrary), so here up is the mean of the
+    cameras' up vectors (-y in OpenCV; nerfstudio's ``orientation_method="up"``), and the ellipse
+    lies in the plane orthogonal to it, along the principal directions of the camera positions.
+    The minor half-axis is at least half the major one, so cameras spread along one side still
+    give an orbit that keeps its distance from the focus. The path starts at the first
+    camera's angle and turns counter-clockwise seen from above.
+
+    Args:
+        camera_to_world: [N, 4, 4] or [N, 3, 4] training poses (OpenCV), N >= 2.
+        num_frames: poses on the orbit (one full turn; the last frame leads back to the first).
+
+    Returns:
+        [num_frames, 4, 4] camera-to-world poses (OpenCV).
+    """
+    num_frames = _check_num_frames(num_frames)
+    poses = _check_poses(camera_to_world, "ellipse_path", 2)
+    center = focus_point(poses)
+    up = -poses[:, :3, 1].mean(0)
+    if not np.linalg.norm(up) > 1e-6:
+        raise ValueError(
+            "ellipse_path: the training cameras' up vectors cancel out, so the scene has no up axis"
+        )
+    up /= np.linalg.norm(up)
+    offsets = poses[:, :3, 3] - center
+    height = float((offsets @ up).mean())
+    flat = offsets - np.outer(offsets @ up, up)
+    # Principal directions of the horizontal offsets: the ellipse's axes.
+    _, _, directions = np.linalg.svd(flat, full_matrices=True)
+    major = directions[0] - (directions[0] @ up) * up
+    major /= np.linalg.norm(major)
+    minor = np.cross(up, major)
+    radii = np.percentile(np.abs(flat @ np.stack([major, minor], 1)), 90, axis=0)
+    if not radii.max() > 1e-9 * max(1.0, abs(height)):
+        raise ValueError(
+            "ellipse_path: every training camera sits on the up axis through the focus point"
+        )
+    radii = np.maximum(radii, 0.5 * radii.max())
+    start = np.arctan2((flat[0] @ minor) / radii[1], (flat[0] @ major) / radii[0])
+    angles = start + np.linspace(0.0, 2.0 * np.pi, num_frames, endpoint=False)
+    positions = (
+        center
+        + height * up
+        + np.outer(radii[0] * np.cos(angles), major)
+        + np.outer(radii[1] * np.sin(angles), minor)
+    )
+    return np.stack([_camera(center - position, -up, position) for position in positions])
+
+
+def camera_path(views, kind: str, num_frames: int) -> np.ndarray:
+    """``kind`` ('ellipse' or 'interpolated') path of ``num_frames`` through a scene split's cameras
+    (e.g. ``scene.views["train"]``): [num_frames, 4, 4] camera-to-world."""
+    if kind not in PATH_KINDS:
+        raise ValueError(f"camera path kind must be one of {PATH_KINDS}, got {kind!r}")
+    poses = views_camera_to_world(views)
+    return (
+        ellipse_path(poses, num_frames)
+        if kind == "ellipse"
+        else interpolated_path(poses, num_frames)
+    )
+
+
+def render_trajectory(
+    model,
+    camera_to_world,
+    K,
+    width: int,
+    height: int,
+    batch_size: int = 4,
+    background=None,
+    sh_degree: int | None = None,
+    **render_kwargs,
+) -> Iterator[np.ndarray]:
+    """Renders a camera path with ``model.render``, ``batch_size`` cameras at a time.
+
+    The arguments are checked when this is called; the frames come lazily, so a long path
+    holds one batch of renders in memory at a time.
+
+    Args:
+        model: a `GaussianModel` (rendered on the device of its parameters).
+        camera_to_world: [F, 4, 4] or [F, 3, 4] path poses (OpenCV), F >= 1.
+        K: [3, 3] pinhole intrinsics, in pixels of ``width`` x ``height``, shared by every frame.
+        background: RGB in [0, 1] behind the Gaussians (None: black, as ``render``).
+        sh_degree: SH degree to evaluate (None: every stored degree).
+        render_kwargs: passed to ``model.render`` (backend, packed, near_plane, ...).
+
+    Yields:
+        uint8 [height, width, 3] frames, in path order.
+    """
+    poses = _check_poses(camera_to_world, "render_trajectory", 1)
+    K = np.asarray(K.detach().cpu() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(
+            f"render_trajectory: K must be a [3, 3] intrinsics matrix, got shape {K.shape}"
+        )
+    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+        raise ValueError(
+            f"render_trajectory: K must be finite with positive focal lengths, got {K.tolist()}"
+        )
+    for name, value in (("width", width), ("height", height), ("batch_size", batch_size)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"render_trajectory: {name} must be a positive integer, got {value!r}")
+    if background is not None:
+        background = np.asarray(background, dtype=np.float32)
+        if background.shape != (3,) or not np.isfinite(background).all():
+            raise ValueError(
+                f"render_trajectory: background must be 3 finite floats, got {background.tolist()}"
+            )
+    return _render_frames(
+        model,
+        poses,
+        K,
+        int(width),
+        int(height),
+        int(batch_size),
+        background,
+        sh_degree,
+        render_kwargs,
+    )
+
+
+def _render_frames(
+    model, poses, K, width, height, batch_size, background, sh_degree, render_kwargs
+):
+    device = model.splats["means"].device
+    viewmats = torch.as_tensor(np.linalg.inv(poses), dtype=torch.float32)
+    K = torch.as_tensor(K, dtype=torch.float32, device=device)
+    for start in range(0, len(viewmats), batch_size):
+        batch = viewmats[start : start + batch_size].to(device)
+        backgrounds = (
+            None
+            if background is None
+            else torch.as_tensor(background, device=device).expand(len(batch), 3)
+        )
+        with torch.no_grad():
+            colors, _, _ = model.render(
+                batch,
+                K.expand(len(batch), 3, 3),
+                width,
+                height,
+                sh_degree=sh_degree,
+                backgrounds=backgrounds,
+                **render_kwargs,
+            )
+        frames = (colors[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        del colors
+        yield from frames
+
+
+def write_gif(frames: Iterable, path, fps: float = 20.0, frames_dir=None) -> int:
+    """Writes frames (uint8 [H, W, 3] arrays, e.g. from `render_trajectory`) as a looping GIF.
+
+    The GIF is written beside ``path`` and moved over it only once complete, so a failure keeps
+    an earlier file. Pillow palettises each frame (256 colours) and holds the palettised frames
+    (H x W bytes each) until it writes them; identical consecutive frames become one longer frame.
+    Browsers slow GIF frames under 20 ms down, so keep ``fps`` <= 50.
+
+    Args:
+        fps: frames per second (each frame lasts ``round(1000 / fps)`` ms).
+        frames_dir: also write every frame there as ``frame_00000.png``, ... (a folder made if
+            missing), losslessly and as the frames arrive.
+
+    Returns:
+        the number of frames written.
+    """
+    from PIL import Image
+
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ValueError(f"write_gif: fps must be positive, got {fps}")
+    path = Path(path)
+    if frames_dir is not None:
+        frames_dir = Path(frames_dir)
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    count = 0
+    size = None
+
+    def images():
+        nonlocal count, size
+        for frame in frames:
+            frame = np.asarray(frame)
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+                raise ValueError(
+                    f"write_gif: frame {count} must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}"
+                )
+            if size is None:
+                size = frame.shape
+            elif frame.shape != size:
+                raise ValueError(f"write_gif: frame {count} is {frame.shape}, frame 0 is {size}")
+            image = Image.fromarray(frame)
+            if frames_dir is not None:
+                image.save(frames_dir / f"frame_{count:05d}.png")
+            count += 1
+            yield image
+
+    stream = images()
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("write_gif: no frames to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        first.save(
+            partial,
+            format="GIF",
+            save_all=True,
+            append_images=stream,
+            duration=round(1000 / fps),
+            loop=0,
+        )
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count

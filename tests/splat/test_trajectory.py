@@ -1,0 +1,273 @@
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_eff.splat import GaussianModel, make_procedural_scene
+from hf_eff.splat.cameras import look_at, pinhole_intrinsics
+from hf_eff.splat.trajectory import (
+    camera_path,
+    ellipse_path,
+    focus_point,
+    interpolated_path,
+    render_trajectory,
+    views_camera_to_world,
+    write_gif,
+)
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "splat_train.py"
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(seed=2, num_train=8, num_test=1, width=24, height=20, num_points=300, supersample=1)
+
+
+@pytest.fixture(scope="module")
+def model(scene):
+    xyz, rgb = scene.point_arrays()
+    return GaussianModel.from_points(xyz, rgb, sh_degree=0)
+
+
+def rigid(seed=0, scale=1.0):
+    """A random similarity transform [4, 4]: a world whose up is not z (as a COLMAP world)."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    transform = np.eye(4)
+    transform[:3, :3] = scale * q
+    transform[:3, 3] = [3.0, -7.0, 11.0]
+    return transform
+
+
+def moved(camera_to_world, transform):
+    """Camera-to-world poses moved by a similarity transform, keeping rotations orthonormal."""
+    poses = transform @ camera_to_world
+    poses[:, :3, :3] /= np.cbrt(np.linalg.det(transform[:3, :3]))
+    return poses
+
+
+def assert_camera_poses(poses, num_frames):
+    assert poses.shape == (num_frames, 4, 4)
+    rotations = poses[:, :3, :3]
+    np.testing.assert_allclose(rotations.transpose(0, 2, 1) @ rotations, np.broadcast_to(np.eye(3), rotations.shape),
+                               atol=1e-9)
+    np.testing.assert_allclose(np.linalg.det(rotations), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(poses[:, 3], np.broadcast_to([0.0, 0.0, 0.0, 1.0], (num_frames, 4)))
+
+
+@pytest.mark.parametrize("kind", ["ellipse", "interpolated"])
+def test_paths_are_orthonormal_camera_to_world_poses(scene, kind):
+    assert_camera_poses(camera_path(scene.views["train"], kind, 13), 13)
+
+
+def test_focus_point_is_where_the_cameras_look():
+    target = np.array([0.5, -2.0, 1.0])
+    eyes = [(4, 0, 1), (0, 5, 3), (-3, -1, 2), (1, 1, 6)]
+    poses = np.linalg.inv(np.stack([look_at(eye, target) for eye in eyes]))
+    np.testing.assert_allclose(focus_point(poses), target, atol=1e-9)
+
+
+def test_interpolated_path_goes_through_the_training_cameras_in_order(scene):
+    poses = views_camera_to_world(scene.views["train"])
+    path = interpolated_path(poses, 600, smoothness=0.0)
+    # Starts at the first camera and ends at the last.
+    np.testing.assert_allclose(path[[0, -1]], poses[[0, -1]], atol=1e-6)
+    # Every camera lies on the path: within one frame's step of a frame, looking the same way.
+    step = np.linalg.norm(np.diff(path[:, :3, 3], axis=0), axis=1).max()
+    distances = np.linalg.norm(poses[:, None, :3, 3] - path[None, :, :3, 3], axis=-1)
+    assert distances.min(1).max() < step
+    nearest = distances.argmin(1)
+    assert (np.diff(nearest) > 0).all()  # in the training order
+    cosines = np.einsum("ci,ci->c", poses[:, :3, 2], path[nearest, :3, 2])
+    assert cosines.min() > np.cos(np.radians(2))
+
+
+def test_interpolated_path_smooths_in_scene_units(scene):
+    """The spline is fitted in units of the camera spread: a scaled, turned world gives the same path."""
+    poses = views_camera_to_world(scene.views["train"])
+    transform = rigid(seed=1, scale=250.0)
+    np.testing.assert_allclose(moved(interpolated_path(poses, 40), transform),
+                               interpolated_path(moved(poses, transform), 40), rtol=1e-6, atol=1e-6 * 250)
+
+
+@pytest.mark.parametrize("turned", [False, True], ids=["procedural", "turned-world"])
+def test_ellipse_path_keeps_the_focus_in_view(scene, turned):
+    poses = views_camera_to_world(scene.views["train"])
+    if turned:  # up is no longer world z: the orbit must follow the cameras' up
+        poses = moved(poses, rigid(seed=0))
+    num_frames = 30
+    path = ellipse_path(poses, num_frames)
+    assert_camera_poses(path, num_frames)
+    focus = focus_point(poses)
+    K = np.asarray(scene.views["train"][0]["K"])
+    width, height = 24, 20
+    camera_points = np.einsum("fij,j->fi", np.linalg.inv(path), np.append(focus, 1.0))[:, :3]
+    assert (camera_points[:, 2] > 0).all()
+    pixels = (camera_points @ K.T)[:, :2] / camera_points[:, 2:]
+    assert ((pixels >= 0) & (pixels < [width, height])).all()
+    # A full turn about the cameras' up axis, level (no roll), at the cameras' height.
+    up = -poses[:, :3, 1].mean(0)
+    up /= np.linalg.norm(up)
+    np.testing.assert_allclose(path[:, :3, 0] @ up, 0.0, atol=1e-9)
+    offsets = path[:, :3, 3] - focus
+    np.testing.assert_allclose(offsets @ up, ((poses[:, :3, 3] - focus) @ up).mean(), rtol=1e-9)
+    horizontal = offsets - np.outer(offsets @ up, up)
+    turn = np.cross(horizontal, np.roll(horizontal, -1, axis=0)) @ up
+    assert (turn > 0).all()  # counter-clockwise seen from above, each step
+    directions = horizontal / np.linalg.norm(horizontal, axis=1, keepdims=True)
+    angles = np.arccos(np.clip(np.einsum("fi,fi->f", directions, np.roll(directions, -1, axis=0)), -1, 1))
+    np.testing.assert_allclose(angles.sum(), 2 * np.pi, rtol=1e-6)
+
+
+def test_render_trajectory_renders_the_path_poses_in_batches(scene, model, monkeypatch):
+    views = scene.views["train"]
+    poses = views_camera_to_world(views)[:5]
+    K = np.asarray(views[0]["K"])
+    calls = []
+    render = model.render
+
+    def recording_render(viewmats, *args, **kwargs):
+        calls.append(len(viewmats))
+        return render(viewmats, *args, **kwargs)
+
+    monkeypatch.setattr(model, "render", recording_render)
+    frames = render_trajectory(model, poses, K, 24, 20, batch_size=2)
+    assert calls == []  # lazy: nothing rendered until frames are read
+    frames = list(frames)
+    assert calls == [2, 2, 1]
+    assert len(frames) == 5 and all(f.dtype == np.uint8 and f.shape == (20, 24, 3) for f in frames)
+    # The frame of a training camera's pose is that camera's render.
+    viewmats = torch.as_tensor(np.asarray(views.with_format("numpy")["world_to_camera"][:5]), dtype=torch.float32)
+    with torch.no_grad():
+        expected, _, _ = render(viewmats, torch.as_tensor(K, dtype=torch.float32).expand(5, 3, 3), 24, 20)
+    expected = (expected.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    assert np.abs(np.stack(frames).astype(int) - expected.astype(int)).max() <= 1
+    assert np.stack(frames).std() > 0
+    white = next(render_trajectory(model, ellipse_path(poses, 3)[[0]], K, 24, 20, background=(1.0, 1.0, 1.0)))
+    black = next(render_trajectory(model, ellipse_path(poses, 3)[[0]], K, 24, 20))
+    assert (white.astype(int) >= black.astype(int)).all() and (white != black).any()
+
+
+def test_write_gif_writes_every_frame_and_the_pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (10, 14, 3), dtype=np.uint8) for _ in range(7)]
+    count = write_gif(iter(frames), tmp_path / "out" / "path.gif", fps=25, frames_dir=tmp_path / "frames")
+    assert count == 7
+    with Image.open(tmp_path / "out" / "path.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 7 and gif.size == (14, 10)
+        assert gif.info["duration"] == 40 and gif.info["loop"] == 0
+    pngs = sorted((tmp_path / "frames").glob("*.png"))
+    assert [p.name for p in pngs] == [f"frame_{i:05d}.png" for i in range(7)]
+    for png, frame in zip(pngs, frames):
+        np.testing.assert_array_equal(np.asarray(Image.open(png)), frame)
+
+
+def test_write_gif_refuses_bad_frames_and_keeps_the_earlier_file(tmp_path):
+    path = tmp_path / "path.gif"
+    good = [np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)]
+    write_gif(good, path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="no frames"):
+        write_gif([], path)
+    with pytest.raises(ValueError, match=r"frame 1 is \(8, 9, 3\), frame 0 is \(8, 8, 3\)"):
+        write_gif([good[0], np.zeros((8, 9, 3), np.uint8)], path)
+    with pytest.raises(ValueError, match="frame 0 must be uint8"):
+        write_gif([np.zeros((8, 8, 3), np.float32)], path)
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_bad_inputs_are_named(scene, model):
+    poses = views_camera_to_world(scene.views["train"])
+    K = np.asarray(scene.views["train"][0]["K"])
+    with pytest.raises(ValueError, match="interpolated_path needs at least 2 camera pose"):
+        interpolated_path(poses[:1], 10)
+    with pytest.raises(ValueError, match="ellipse_path needs at least 2 camera pose"):
+        ellipse_path(poses[:1], 10)
+    with pytest.raises(ValueError, match="render_trajectory needs at least 1 camera pose"):
+        render_trajectory(model, poses[:0], K, 24, 20)
+    bad = poses.copy()
+    bad[3, 0, 3] = np.nan
+    for build in (interpolated_path, ellipse_path):
+        with pytest.raises(ValueError, match="pose 3 contains NaN or infinite"):
+            build(bad, 10)
+    with pytest.raises(ValueError, match="pose 3 contains NaN or infinite"):
+        render_trajectory(model, bad, K, 24, 20)
+    for frames in (0, -3, 2.5):
+        for build in (interpolated_path, ellipse_path):
+            with pytest.raises(ValueError, match="num_frames must be a positive integer"):
+                build(poses, frames)
+    with pytest.raises(ValueError, match=r"K must be a \[3, 3\] intrinsics matrix, got shape \(4, 4\)"):
+        render_trajectory(model, poses, np.eye(4), 24, 20)
+    with pytest.raises(ValueError, match="poses must be camera-to-world"):
+        render_trajectory(model, poses[0], K, 24, 20)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        render_trajectory(model, poses, K, 0, 20)
+    with pytest.raises(ValueError, match="camera path kind must be one of"):
+        camera_path(scene.views["train"], "spiral", 10)
+    with pytest.raises(ValueError, match="every training pose is the same"):
+        interpolated_path(np.stack([poses[0]] * 3), 10)
+
+
+def test_ellipse_refuses_a_forward_facing_capture():
+    # Parallel optical axes (an LLFF-style capture) look at no point to orbit.
+    poses = np.linalg.inv(np.stack([look_at((x, 0.0, 0.0), (x, 5.0, 0.0)) for x in (-1.0, 0.0, 1.0)]))
+    with pytest.raises(ValueError, match="optical axes are parallel.*interpolated_path"):
+        ellipse_path(poses, 10)
+    assert_camera_poses(interpolated_path(poses, 10), 10)
+
+
+def run_example(monkeypatch, out, *flags):
+    monkeypatch.setattr(sys, "argv", [
+        str(SCRIPT), "--procedural_resolution", "16", "--procedural_num_train", "3", "--procedural_num_test", "1",
+        "--sh_degree", "0", "--disable_tqdm", "True", "--eval_render_images", "0", "--max_steps", "2",
+        "--report_to", "none", "--output_dir", str(out), *flags,
+    ])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+
+
+def test_example_writes_the_trajectory_gif(tmp_path, monkeypatch):
+    run_example(monkeypatch, tmp_path / "ellipse", "--trajectory_frames", "6", "--trajectory_size", "12")
+    with Image.open(tmp_path / "ellipse" / "trajectory.gif") as gif:
+        assert gif.n_frames == 6 and gif.size == (12, 12)
+    run_example(monkeypatch, tmp_path / "interpolated", "--render_trajectory", "interpolated",
+                "--trajectory_frames", "5")
+    with Image.open(tmp_path / "interpolated" / "trajectory.gif") as gif:
+        assert gif.n_frames == 5 and gif.size == (16, 16)
+    run_example(monkeypatch, tmp_path / "none", "--render_trajectory", "none")
+    assert (tmp_path / "none" / "model.safetensors").is_file()
+    assert not (tmp_path / "none" / "trajectory.gif").exists()
+
+
+def test_example_refuses_a_path_the_scene_cannot_give_before_training(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="--render_trajectory ellipse: ellipse_path needs at least 2 .*none"):
+        run_example(monkeypatch, tmp_path / "one", "--procedural_num_train", "1")
+    assert not (tmp_path / "one" / "model.safetensors").exists()
+
+
+def test_trajectory_camera_scales_the_intrinsics():
+    from types import SimpleNamespace
+
+    example = runpy.run_path(str(SCRIPT))
+    K = pinhole_intrinsics(640, 480, 60.0)
+    views = SimpleNamespace(width=640, height=480, Ks=torch.as_tensor(K)[None])
+    scaled, width, height = example["trajectory_camera"](views, 320)
+    assert (width, height) == (320, 240)
+    np.testing.assert_allclose(scaled, pinhole_intrinsics(320, 240, 60.0))
+    assert example["trajectory_camera"](views, 1000)[1:] == (640, 480)  # never upscaled
+
+
+def test_ellipse_of_a_capture_from_one_side_keeps_its_distance():
+    # Cameras on a 60-degree arc: their offsets span little across the arc, but the orbit must
+    # not pass next to the focus (the minor half-axis is at least half the major one).
+    azimuths = np.radians(np.linspace(-30, 30, 7))
+    eyes = np.stack([4 * np.cos(azimuths), 4 * np.sin(azimuths), np.full(7, 1.5)], 1)
+    poses = np.linalg.inv(np.stack([look_at(eye, (0.0, 0.0, 0.0)) for eye in eyes]))
+    path = ellipse_path(poses, 24)
+    horizontal = np.linalg.norm(path[:, :2, 3], axis=1)
+    assert horizontal.min() >= 0.5 * horizontal.max() - 1e-9
+    assert horizontal.min() > 1.0
