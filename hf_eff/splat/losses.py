@@ -15,6 +15,12 @@ SplatTrainer's loss defaults to "valid" (its other defaults were tuned with it) 
 to "same" (the paper's comparisons). The two differ by about 0.002-0.01 on 256 px images, the size of the gaps between methods in
 the paper's table. LPIPS is not computed: it needs pretrained AlexNet / VGG weights, which the
 library does not download.
+
+Masked views (a scene's optional ``mask`` column; [N, H, W, 1], 1 = kept, 0 = ignored): `psnr` and
+`ssim` count the kept pixels only. PSNR is the MSE over the kept pixels; SSIM compares the two
+images with the ignored pixels set to 0 in both (so their content cannot change the value) and
+averages its map over the windows centred on kept pixels. With every pixel kept, both equal the
+unmasked metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as _ms_ssim
+from pytorch_msssim.ssim import gaussian_filter
 
 SSIM_PADDINGS = ("same", "valid")
 _WINDOW = 11
@@ -34,13 +41,24 @@ def _valid_window_size(height: int, width: int) -> int:
     return size if size % 2 == 1 else size - 1
 
 
-def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same") -> torch.Tensor:
+def _check_mask(mask: torch.Tensor, render: torch.Tensor) -> None:
+    if mask.shape != (*render.shape[:3], 1):
+        raise ValueError(
+            f"mask {tuple(mask.shape)} must be [N, H, W, 1] for images {tuple(render.shape)}"
+        )
+
+
+def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same",
+         mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean SSIM of [N, H, W, 3] images in [0, 1] under the ``padding`` convention ("same": 3DGS,
-    "valid": gsplat; see the module docstring). Differentiable."""
+    "valid": gsplat; see the module docstring). Differentiable. ``mask`` [N, H, W, 1] (1 = kept,
+    0 = ignored): the SSIM of the kept pixels (module docstring), over the whole batch."""
     if render.shape != target.shape:
         raise ValueError(f"render {tuple(render.shape)} and target {tuple(target.shape)} differ in shape")
     if padding not in SSIM_PADDINGS:
         raise ValueError(f"SSIM padding must be one of {SSIM_PADDINGS} ('same': 3DGS, 'valid': gsplat), got {padding!r}")
+    if mask is not None:
+        return _masked_ssim(render, target, padding, mask)
     render, target = render.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)
     if padding == "same":
         # pytorch-msssim only filters 'valid'; its windows over zero-padded images are exactly
@@ -50,6 +68,40 @@ def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same") -> t
         return _ms_ssim(F.pad(render, pad), F.pad(target, pad), data_range=1.0, size_average=True, win_size=_WINDOW)
     height, width = render.shape[2:]
     return _ms_ssim(render, target, data_range=1.0, size_average=True, win_size=_valid_window_size(height, width))
+
+
+def _masked_ssim(render, target, padding: str, mask: torch.Tensor) -> torch.Tensor:
+    # pytorch-msssim averages its SSIM map inside; the map is rebuilt here from its Gaussian filter
+    # (window 11, sigma 1.5, K = (0.01, 0.03), data range 1, as above) to average it over kept pixels.
+    _check_mask(mask, render)
+    mask = mask.to(render.dtype).permute(0, 3, 1, 2)
+    # where() rather than a product: an ignored pixel's NaN or inf must not count either
+    render, target = (torch.where(mask > 0, image.permute(0, 3, 1, 2), 0) for image in (render, target))
+    height, width = render.shape[2:]
+    if padding == "same":
+        size = _WINDOW
+        pad = (size // 2,) * 4
+        render, target = F.pad(render, pad), F.pad(target, pad)
+        centres = mask  # one window per pixel of the image
+    else:
+        size = _valid_window_size(height, width)
+        half = size // 2
+        centres = mask[:, :, half : height - half, half : width - half]  # the windows inside the image
+    if not centres.any():
+        raise ValueError(
+            f"SSIM padding {padding!r}: the mask keeps no pixel at least {size // 2} pixels from the border, "
+            "where the windows of this convention are centred; use padding 'same'"
+        )
+    coords = torch.arange(size, dtype=render.dtype, device=render.device) - size // 2
+    window = torch.exp(-(coords**2) / (2 * 1.5**2))
+    window = (window / window.sum()).reshape(1, 1, 1, size).repeat(render.shape[1], 1, 1, 1)
+    c1, c2 = 0.01**2, 0.03**2
+    mu1, mu2 = gaussian_filter(render, window), gaussian_filter(target, window)
+    sigma1 = gaussian_filter(render * render, window) - mu1**2
+    sigma2 = gaussian_filter(target * target, window) - mu2**2
+    sigma12 = gaussian_filter(render * target, window) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + c1) / (mu1**2 + mu2**2 + c1)) * ((2 * sigma12 + c2) / (sigma1 + sigma2 + c2))
+    return (ssim_map * centres).sum() / (centres.sum() * ssim_map.shape[1])
 
 
 def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2,
@@ -65,7 +117,16 @@ def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: fl
     return (1.0 - ssim_weight) * l1 + ssim_weight * (1.0 - ssim(render, target, ssim_padding))
 
 
-def psnr(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of [N, H, W, 3] images in [0, 1]: shape [N]."""
-    mse = ((render.clamp(0, 1) - target) ** 2).flatten(1).mean(dim=1)
+def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image PSNR in dB of [N, H, W, 3] images in [0, 1]: shape [N]. ``mask`` [N, H, W, 1]
+    (1 = kept, 0 = ignored): the MSE is taken over each image's kept pixels only."""
+    error = (render.clamp(0, 1) - target) ** 2
+    if mask is None:
+        mse = error.flatten(1).mean(dim=1)
+    else:
+        _check_mask(mask, render)
+        mask = mask.to(error.dtype)
+        kept = mask.flatten(1).sum(dim=1) * error.shape[-1]
+        # where() rather than a product: an ignored pixel's NaN or inf must not count either
+        mse = torch.where(mask > 0, error, 0).flatten(1).sum(dim=1) / kept
     return -10.0 * torch.log10(mse.clamp_min(1e-10))

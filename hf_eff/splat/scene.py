@@ -12,6 +12,10 @@ the layout ``Dataset.push_to_hub(repo_id, config_name=...)`` writes. `load_scene
 a folder holding ``views/`` (``DatasetDict.save_to_disk``), optional ``points/``
 (``Dataset.save_to_disk``) and optional ``scene.json``. Cameras follow OpenCV (x right,
 y down, z forward); ``K`` is in pixels.
+
+A views split may hold an optional ``mask`` column (`MASK_FEATURE`, see `views_dataset`): one
+single-channel 8-bit image per view, the size of its image, where 0 marks pixels that training
+ignores (nerfstudio's ``mask_path`` convention). A split without the column costs nothing.
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ __all__ = [
     "load_scene",
     "images_to_float",
     "scene_views_to_tensors",
+    "scene_views_masks",
     "validate_views",
     "views_dataset",
     "points_dataset",
     "VIEW_FEATURES",
+    "MASK_FEATURE",
     "POINT_FEATURES",
 ]
 
@@ -47,13 +53,17 @@ VIEW_FEATURES = Features(
         "height": Value("int32"),
     }
 )
+# The optional per-view mask column: a grayscale PNG (mode L), 255 where the view is trained and
+# 0 where it is ignored, stored like the images (any non-zero value reads as trained, as
+# nerfstudio reads its mask files).
+MASK_COLUMN, MASK_FEATURE = "mask", Image()
 POINT_FEATURES = Features(
     {"xyz": Sequence(Value("float32"), length=3), "rgb": Sequence(Value("uint8"), length=3)}
 )
 VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 
 
-def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> Dataset:
+def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), masks=None) -> Dataset:
     """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4] or [3, 4]
     (OpenCV: x right, y down, z forward; an OpenGL / Blender camera-to-world ``c2w`` becomes
     ``inv(c2w @ OPENGL_TO_OPENCV)``, see `hf_eff.splat.cameras`).
@@ -64,6 +74,15 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> D
     [0, 1]; black, 3DGS's default, or white for ``white_background``), as the converters do:
     dropping the alpha would train on whatever colour the masked-out pixels hold. Encoded RGB
     files are stored as they are (a JPEG is not re-encoded); anything else is stored as PNG.
+
+    ``masks`` (optional, one per view, each the size of its image, or None for a view trained on
+    every pixel): the pixels training ignores, as nerfstudio's and gsplat's masks: 0 = ignored,
+    anything else = trained. A mask is a
+    single-channel PIL image, file path or encoded bytes (nerfstudio's mask files), or an array
+    or tensor [H, W] of bools, integers or floats; floats must be 0 or 1 (masks are binary: soft
+    weights are refused rather than thresholded silently). Stored in a ``mask`` column as
+    grayscale PNGs of 0 and 255. Masks are not transparency: an RGBA image's alpha is still
+    composited onto ``background``.
     """
     import PIL.Image
 
@@ -108,16 +127,73 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0)) -> D
             raise ValueError(
                 f"views_dataset view {index}: world_to_camera must be 4x4 or 3x4, got shape {pose.shape}"
             )
-    return Dataset.from_dict(
-        {
-            "image": stored,
-            "K": Ks,
-            "world_to_camera": poses,
-            "width": [size[0] for size in sizes],
-            "height": [size[1] for size in sizes],
-        },
-        features=VIEW_FEATURES,
-    )
+    columns = {
+        "image": stored,
+        "K": Ks,
+        "world_to_camera": poses,
+        "width": [size[0] for size in sizes],
+        "height": [size[1] for size in sizes],
+    }
+    features = VIEW_FEATURES
+    if masks is not None:
+        columns[MASK_COLUMN] = _mask_images(masks, sizes)
+        features = Features({**VIEW_FEATURES, MASK_COLUMN: MASK_FEATURE})
+    return Dataset.from_dict(columns, features=features)
+
+
+def _mask_images(masks, sizes: list[tuple[int, int]]) -> list:
+    """`views_dataset`'s masks as grayscale PIL images of 0 (ignored) and 255 (trained), one per
+    view of the given (width, height) sizes; anything that is not a binary single-channel mask of
+    its view's size is refused, naming the view."""
+    import PIL.Image
+
+    masks = list(masks)
+    if len(masks) != len(sizes):
+        raise ValueError(f"views_dataset: {len(masks)} masks for {len(sizes)} images; one mask per view")
+    stored = []
+    for index, (mask, size) in enumerate(zip(masks, sizes)):
+        where = f"views_dataset mask {index}"
+        if mask is None:  # this view trains on every pixel
+            stored.append(None)
+            continue
+        if isinstance(mask, str | Path):
+            mask = Path(mask).read_bytes()
+        if isinstance(mask, bytes | bytearray):
+            with PIL.Image.open(io.BytesIO(mask)) as opened:
+                opened.load()
+                mask = opened.copy()
+        if isinstance(mask, PIL.Image.Image):
+            if len(mask.getbands()) != 1:
+                raise ValueError(
+                    f"{where}: a mask has one channel, got a {mask.mode} image (0 = ignored, anything else "
+                    "= trained); convert it to grayscale first"
+                )
+            mask = np.asarray(mask)
+        elif isinstance(mask, torch.Tensor):
+            mask = mask.detach().cpu().numpy()
+        elif not isinstance(mask, np.ndarray):
+            raise TypeError(
+                f"{where}: expected a single-channel PIL image, an array or tensor [H, W], bytes or a file "
+                f"path, got {type(mask).__name__}"
+            )
+        if mask.ndim == 3 and mask.shape[-1] == 1:
+            mask = mask[..., 0]
+        if mask.ndim != 2:
+            raise ValueError(f"{where}: expected [H, W] (one channel), got shape {mask.shape}")
+        if (mask.shape[1], mask.shape[0]) != size:
+            raise ValueError(
+                f"{where}: the mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}"
+            )
+        if mask.dtype.kind == "f" and not np.isin(mask, (0.0, 1.0)).all():
+            raise ValueError(
+                f"{where}: float masks must hold only 0 (ignored) and 1 (trained), got values from "
+                f"{np.nanmin(mask):.4g} to {np.nanmax(mask):.4g}; masks are binary: threshold soft ones first "
+                "(e.g. mask > 0.5)"
+            )
+        if mask.dtype.kind not in "biuf":
+            raise ValueError(f"{where}: mask values must be bools or numbers, got {mask.dtype}")
+        stored.append(PIL.Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8)))
+    return stored
 
 
 def _uint8_pixels(image, index: int) -> np.ndarray:
@@ -328,7 +404,8 @@ class Scene:
         yaml += ["tags:", "- gaussian-splatting", "- hf-eff", "---", ""]
         card = (
             "# Scene for 3D reconstruction\n\n"
-            "Posed views (`views`: image, K in pixels, OpenCV world_to_camera, width, height) "
+            "Posed views (`views`: image, K in pixels, OpenCV world_to_camera, width, height, and an "
+            "optional mask whose 0 pixels training ignores) "
             "and an initial point set (`points`: xyz, rgb); `scene.json` holds the centre and "
             "camera radius. Load it with `hf_eff.load_scene(repo_id)`.\n"
         )
@@ -429,9 +506,11 @@ def validate_views(views: DatasetDict) -> None:
 
 def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
     """Raises ``ValueError`` naming the view (and ``split``) and the problem for a malformed split:
-    its columns, cameras and image sizes. `validate_views` checks a scene's splits with it, and
-    `SplatTrainer` the splits it is given. Transparency needs the decoded pixels: it is checked
-    where they are decoded (`scene_views_to_tensors`)."""
+    its columns, cameras, image sizes and the optional ``mask`` column (per view a single-channel
+    8-bit image of its view's size, or None: no mask). `validate_views` checks a scene's splits with it, and
+    `SplatTrainer` the splits it is given. Transparency and masks that keep no pixel need the
+    decoded pixels: they are checked where those are decoded (`scene_views_to_tensors`,
+    `scene_views_masks`)."""
     import PIL.Image
 
     label = f" ({split})" if split is not None else ""
@@ -445,7 +524,17 @@ def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
             f"scene views{label}: column 'image' must be a datasets.Image feature, "
             f"got {dataset.features['image']}"
         )
-    raw = dataset.select_columns(list(REQUIRED_VIEW_COLUMNS)).cast_column("image", Image(decode=False))
+    columns = list(REQUIRED_VIEW_COLUMNS)
+    if MASK_COLUMN in dataset.column_names:
+        if not isinstance(dataset.features[MASK_COLUMN], Image):
+            raise ValueError(
+                f"scene views{label}: column '{MASK_COLUMN}' must be a datasets.Image feature, "
+                f"got {dataset.features[MASK_COLUMN]} (build the split with views_dataset(..., masks=...))"
+            )
+        columns.append(MASK_COLUMN)
+    raw = dataset.select_columns(columns).cast_column("image", Image(decode=False))
+    if MASK_COLUMN in columns:
+        raw = raw.cast_column(MASK_COLUMN, Image(decode=False))
     for index, row in enumerate(raw):
         where = f"scene view {index}{label}"
         K = np.asarray(row["K"], dtype=np.float64)
@@ -520,6 +609,30 @@ def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
             raise ValueError(
                 f"{where}: image is {size[0]}x{size[1]} but width x height says {width}x{height}"
             )
+        if MASK_COLUMN in row:
+            _check_stored_mask(row[MASK_COLUMN], size, where)
+
+
+def _check_stored_mask(mask, size: tuple[int, int], where: str) -> None:
+    """A stored mask (undecoded) is a single-channel 8-bit image of its view's size: reads its header."""
+    import PIL.Image
+
+    if mask is None:  # no mask: every pixel trains (a saved scene's unmasked split gets such rows)
+        return
+    if mask.get("bytes") is None and mask.get("path") is None:
+        raise ValueError(f"{where}: mask has neither bytes nor a path")
+    source = io.BytesIO(mask["bytes"]) if mask.get("bytes") is not None else mask["path"]
+    with PIL.Image.open(source) as opened:
+        mode, mask_size = opened.mode, opened.size
+    if mode not in ("1", "L"):
+        raise ValueError(
+            f"{where}: mask must be a single-channel 8-bit image (mode L or 1), got mode {mode} "
+            "(views_dataset(..., masks=...) stores masks as grayscale PNGs)"
+        )
+    if mask_size != size:
+        raise ValueError(
+            f"{where}: mask is {mask_size[0]}x{mask_size[1]} but the image is {size[0]}x{size[1]}"
+        )
 
 
 def scene_views_to_tensors(views: Dataset, device=None):
@@ -558,6 +671,38 @@ def scene_views_to_tensors(views: Dataset, device=None):
         np.asarray(table["world_to_camera"], dtype=np.float32), device=device
     )
     return torch.as_tensor(images, device=device), viewmats, Ks
+
+
+def scene_views_masks(views: Dataset, device=None) -> torch.Tensor | None:
+    """The masks of one split as bool [N, H, W] (True where the view is trained: a non-zero stored
+    value; every pixel of a view whose mask is None), or None when no view has a mask. A mask that
+    keeps no pixel is refused, naming the view: the view would train on nothing and have no metric.
+
+    A split saved in one configuration with a masked one (a scene's test split beside a masked
+    train split) is loaded back with a ``mask`` column of None: such views are unmasked."""
+    if MASK_COLUMN not in views.column_names:
+        return None
+    column = views.select_columns([MASK_COLUMN])
+    if all(row[MASK_COLUMN] is None for row in column.cast_column(MASK_COLUMN, Image(decode=False))):
+        return None
+    first = views.select_columns(["width", "height"])[0]
+    width, height = first["width"], first["height"]
+    masks = np.ones((len(views), height, width), dtype=bool)
+    for index, row in enumerate(column):
+        mask = row[MASK_COLUMN]
+        if mask is None:
+            continue
+        if (mask.width, mask.height) != (width, height):
+            raise ValueError(
+                f"scene view {index}: mask is {mask.width}x{mask.height} but view 0 is {width}x{height}"
+            )
+        masks[index] = np.asarray(mask) != 0
+        if not masks[index].any():
+            raise ValueError(
+                f"scene view {index}: its mask keeps no pixel (0 everywhere: nothing to train on or measure); "
+                "leave the view out, or mark the pixels to train on with non-zero values"
+            )
+    return torch.as_tensor(masks, device=device)
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,13 @@ from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
-from hf_eff.splat.scene import Scene, images_to_float, scene_views_to_tensors, validate_views_split
+from hf_eff.splat.scene import (
+    Scene,
+    images_to_float,
+    scene_views_masks,
+    scene_views_to_tensors,
+    validate_views_split,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -85,14 +91,23 @@ class SceneViews(Dataset):
     moves just the batch to the training device. The conversion stays on the CPU: CUDA divides
     by a scalar as a multiplication by its reciprocal, which differs in the last bit for 126 of
     the 256 values; the CPU division gives the same values whatever the training device.
+
+    A split with a ``mask`` column keeps its masks as bool `masks` [N, H, W] (None without one), and
+    each item gets ``mask`` [H, W, 1] float (1 = trained, 0 = ignored). The ignored pixels of
+    `images` are set to 0 here, once: their content then reaches nothing downstream (the loss, the
+    coarse-to-fine downscaling and energy schedule, the evaluation's target).
     """
 
     def __init__(self, views):
         if isinstance(views, SceneViews):
             self.images, self.viewmats, self.Ks = views.images, views.viewmats, views.Ks
+            self.masks = views.masks
             return
         check_views_split(views)
         self.images, self.viewmats, self.Ks = scene_views_to_tensors(views)
+        self.masks = scene_views_masks(views)
+        if self.masks is not None:
+            self.images[~self.masks] = 0
 
     @property
     def width(self) -> int:
@@ -106,7 +121,10 @@ class SceneViews(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": images_to_float(self.images[index]), "viewmat": self.viewmats[index], "K": self.Ks[index]}
+        item = {"image": images_to_float(self.images[index]), "viewmat": self.viewmats[index], "K": self.Ks[index]}
+        if self.masks is not None:
+            item["mask"] = self.masks[index, :, :, None].float()
+        return item
 
 
 def camera_scene_scale(viewmats: torch.Tensor) -> float:
@@ -267,7 +285,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         kwargs: passed to `transformers.Trainer` (callbacks, ...).
 
     Per step: the views are rendered at the coarse-to-fine resolution of the step, the loss is
-    (1 - lambda) L1 + lambda D-SSIM, one Adam per parameter steps (3DGS learning rates; the means
+    (1 - lambda) L1 + lambda D-SSIM (on a split with masks, render and target multiplied by the
+    mask, as gsplat's simple_trainer and nerfstudio's splatfacto do: ignored pixels give no
+    gradient, so they do not drive densification either), one Adam per parameter steps (3DGS learning rates; the means
     LR decays exponentially towards `means_lr_final_ratio`, held constant while coarse-to-fine
     downsamples, see `means_lr_decay`), then the strategy densifies and prunes. The SH degree grows by one every
     `sh_degree_interval` steps up to the model's.
@@ -581,10 +601,16 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step
         images, viewmats, Ks = inputs["image"], inputs["viewmat"], inputs["K"]
+        # [N, H, W, 1], 1 = trained; the images are already 0 where it is 0 (SceneViews)
+        masks = inputs.get("mask")
         height, width = images.shape[1:3]
         factor = self.resolution_factor(step)
         if factor > 1:
             images = downscale_images(images, factor)
+            if masks is not None:
+                # The fraction of each coarse pixel that is trained; the image was zeroed before it was
+                # downscaled, so an ignored pixel's colour does not leak into its trained neighbours.
+                masks = downscale_images(masks, factor)
             Ks, width, height = scale_intrinsics(Ks, width, height, factor)
         # No NaN check that reads the device here (it would wait for the GPU at every step): the
         # watch records the first non-finite step on the device, and `_check_finite` reads it.
@@ -593,7 +619,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._non_finite.update(step, {**self.splats, "render": renders})
         self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
         self._last_info = info
-        loss = photometric_loss(renders, images, self.args.ssim_weight, self.args.ssim_padding, check_finite=False)
+        # Masks as gsplat's simple_trainer and splatfacto apply them: render and target both multiplied by
+        # the mask (the target was zeroed in SceneViews), means still over every pixel. Ignored pixels give
+        # no gradient, and each trained pixel weighs what it weighs in an unmasked view, so the densification
+        # gradients keep the scale their thresholds were set for (a mean over the trained pixels only would
+        # inflate them by the view's ignored fraction).
+        fitted = renders if masks is None else renders * masks
+        loss = photometric_loss(fitted, images, self.args.ssim_weight, self.args.ssim_padding, check_finite=False)
         return (loss, {"renders": renders}) if return_outputs else loss
 
     def _densify(self) -> None:
@@ -675,7 +707,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     @torch.no_grad()
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Renders every test view at full resolution; returns (and logs) mean PSNR and SSIM (in
-        the `eval_ssim_padding` convention: 'same' is 3DGS's and the paper's, 'valid' gsplat's),
+        the `eval_ssim_padding` convention: 'same' is 3DGS's and the paper's, 'valid' gsplat's; on
+        masked views over the kept pixels only, see `hf_eff.splat.losses`; the saved targets show
+        ignored pixels black),
         the number of Gaussians, `train_seconds` and `train_cpu_seconds` (training wall and
         process CPU time so far, evaluations excluded). No LPIPS: it needs pretrained AlexNet /
         VGG weights, which the library does not download. The render|target pairs of the first
@@ -696,13 +730,15 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         for index in range(len(views)):
             item = views[index]
             target = item["image"][None].to(device)
+            # masked views: the metrics count the kept pixels only (hf_eff.splat.losses)
+            masked = {"mask": item["mask"][None].to(device)} if "mask" in item else {}
             # every SH degree of the model (render's default), not the step's active one: a model trained or
             # loaded elsewhere is measured with its view-dependent colour (degrees not yet active stay zero)
             render, _, _ = self.render(model, item["viewmat"][None].to(device), item["K"][None].to(device),
                                        views.width, views.height)
             render = render.clamp(0, 1)
-            psnrs.append(psnr(render, target).item())
-            ssims.append(ssim(render, target, self.args.eval_ssim_padding).item())
+            psnrs.append(psnr(render, target, **masked).item())
+            ssims.append(ssim(render, target, self.args.eval_ssim_padding, **masked).item())
             if index < self.args.eval_render_images:
                 pairs.append(torch.cat([render[0], target[0]], dim=1).cpu())
         model.train(was_training)

@@ -279,14 +279,6 @@ def test_single_transforms_json_holds_out_every_nth_frame(tmp_path):
         scene_from_nerf_synthetic(tmp_path, test_every=-2)
 
 
-def test_transforms_json_says_that_nerfstudios_masks_are_not_read(tmp_path):
-    meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA, count=3)
-    meta["frames"][1]["mask_path"] = "masks/f1.png"
-    (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    with pytest.warns(UserWarning, match="transforms.json: 1 frame\\(s\\) name a mask_path, which is not read"):
-        load_scene(tmp_path)
-
-
 def test_transforms_json_reads_nerfstudios_point_cloud(tmp_path):
     from plyfile import PlyData, PlyElement
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
-from hf_eff.splat.scene import Scene, check_test_every, points_dataset, views_dataset
+from hf_eff.splat.scene import MASK_COLUMN, Scene, check_test_every, points_dataset, views_dataset
 
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
@@ -33,15 +32,16 @@ def _read_split(
     frames = meta.get("frames")
     if frames is None or not (frames or allow_empty):
         raise ValueError(f"{transforms_file}: no 'frames'")
-    masked = sum("mask_path" in frame for frame in frames)
-    if masked:
-        # nerfstudio's masks exclude pixels from the loss; SplatTrainer has no such masks.
-        warnings.warn(
-            f"{transforms_file}: {masked} frame(s) name a mask_path, which is not read: every pixel is "
-            "trained on (for transparent backgrounds give the images an alpha channel instead)",
-            stacklevel=3,
+    # nerfstudio's masks (0 = pixel ignored by the loss): every frame names one, or none does (its
+    # dataparser asserts the same).
+    masked = [index for index, frame in enumerate(frames) if "mask_path" in frame]
+    if masked and len(masked) != len(frames):
+        unmasked = [index for index in range(len(frames)) if index not in set(masked)]
+        raise ValueError(
+            f"{transforms_file.name}: {len(masked)} of {len(frames)} frames name a mask_path, frame(s) "
+            f"{unmasked[:10]} do not; give every frame a mask (all white to train on every pixel) or none"
         )
-    images, Ks, poses = [], [], []
+    images, Ks, poses, masks = [], [], [], []
     for index, frame in enumerate(frames):
         where = f"{transforms_file.name} frame {index}"
         for key in ("file_path", "transform_matrix"):
@@ -55,6 +55,8 @@ def _read_split(
         with PIL.Image.open(path) as opened:  # reads the header only
             width, height = opened.size
         images.append(path)
+        if masked:
+            masks.append(_mask_path(folder, frame, (width, height), where))
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
         if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
@@ -64,7 +66,29 @@ def _read_split(
         except np.linalg.LinAlgError:
             raise ValueError(f"{where} ({frame['file_path']}): transform_matrix is singular") from None
     # Transparent background composited onto a solid colour (3DGS: black by default).
-    return views_dataset(images, Ks, poses, background), meta
+    return views_dataset(images, Ks, poses, background, masks=masks if masked else None), meta
+
+
+def _mask_path(folder: Path, frame: dict, size: tuple[int, int], where: str) -> Path:
+    """A frame's ``mask_path``, resolved as nerfstudio does (relative to the transforms file's
+    folder), checked to exist and to be its image's size (header only)."""
+    import PIL.Image
+
+    path = folder / frame["mask_path"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: mask {path} not found")
+    with PIL.Image.open(path) as opened:  # reads the header only
+        mask_size, mode, bands = opened.size, opened.mode, opened.getbands()
+    if len(bands) != 1:
+        raise ValueError(
+            f"{where}: mask {path.name} is a {mode} image; a mask has one channel (0 = ignored, anything "
+            "else = trained): save it as grayscale"
+        )
+    if mask_size != size:
+        raise ValueError(
+            f"{where}: mask {path.name} is {mask_size[0]}x{mask_size[1]} but its image is {size[0]}x{size[1]}"
+        )
+    return path
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
@@ -179,6 +203,11 @@ def scene_from_nerf_synthetic(
     instant-ngp's ``is_fisheye`` or a non-zero distortion coefficient (``k1``..``k4``,
     ``p1``, ``p2``) is refused; undistort first. Images whose size differs from the declared ``w`` x ``h`` by a uniform scale get K
     rescaled to them.
+
+    nerfstudio's per-frame ``mask_path`` (relative to the transforms file's folder, as nerfstudio
+    resolves it) is read into the views' ``mask`` column: 0 = a pixel the loss ignores, anything
+    else = trained (nerfstudio reads its masks the same way). Every frame of a file names one or
+    none does; a missing mask file, or one whose size is not its image's, is refused by frame.
     """
     folder = Path(folder)
     background = np.asarray(background, dtype=np.float64).reshape(3)
@@ -224,11 +253,13 @@ def scene_from_nerf_synthetic(
 def write_nerf_synthetic(scene: Scene, folder) -> Path:
     """Writes ``transforms_<split>.json`` and ``<split>/r_<i>.png`` for every split, and the
     point set, if any, as ``sparse_pc.ply`` named by the train file's ``ply_file_path``
-    (nerfstudio's layout).
+    (nerfstudio's layout). Views with a mask get it as ``masks/<split>/r_<i>.png``, named by the
+    frame's ``mask_path`` (a view of a masked split without one: all white).
 
     ``camera_angle_x`` is written for Blender-style readers, and ``fl_x``, ``fl_y``,
     ``cx``, ``cy``, ``w``, ``h`` per frame so non-square or off-centre intrinsics survive.
     """
+    from PIL import Image
     from plyfile import PlyData, PlyElement
 
     folder = Path(folder)
@@ -242,12 +273,21 @@ def write_nerf_synthetic(scene: Scene, folder) -> Path:
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(folder / POINTS_FILE))
     for split_name, split in scene.views.items():
         (folder / split_name).mkdir(parents=True, exist_ok=True)
+        masked = any(mask is not None for mask in split[MASK_COLUMN]) if MASK_COLUMN in split.column_names else False
+        if masked:
+            (folder / "masks" / split_name).mkdir(parents=True, exist_ok=True)
         frames = []
         for index, row in enumerate(split):
             K = np.asarray(row["K"], dtype=np.float64)
             world_to_camera = np.asarray(row["world_to_camera"], dtype=np.float64)
             file_path = f"./{split_name}/r_{index}"
             row["image"].convert("RGB").save(folder / f"{file_path}.png")
+            mask_entry = {}
+            if masked:  # nerfstudio reads masks for every frame or none
+                mask_entry["mask_path"] = f"./masks/{split_name}/r_{index}.png"
+                mask = row[MASK_COLUMN]
+                mask = mask if mask is not None else Image.new("L", (row["width"], row["height"]), 255)
+                mask.save(folder / mask_entry["mask_path"])
             frames.append(
                 {
                     "file_path": file_path,
@@ -260,6 +300,7 @@ def write_nerf_synthetic(scene: Scene, folder) -> Path:
                     "cy": K[1, 2],
                     "w": row["width"],
                     "h": row["height"],
+                    **mask_entry,
                 }
             )
         meta = {"frames": frames}
