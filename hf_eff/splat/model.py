@@ -1,4 +1,5 @@
-"""`GaussianModel`: the parameters of a 3D Gaussian splat, Hub-native and `.ply`-compatible.
+"""`GaussianModel`: the parameters of a 3D Gaussian splat, Hub-native, `.ply`-compatible and
+exported for web viewers (`export`: antimatter15's `.splat`, SuperSplat's compressed `.ply`).
 
 The parameters live in ``model.splats``, an ``nn.ParameterDict`` with exactly the keys of
 gsplat's ``simple_trainer`` (means, scales, quats, opacities, sh0, shN), so gsplat's
@@ -24,6 +25,11 @@ __all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
 # Zeroth-order real spherical harmonic, Y_0^0 = 1 / (2 sqrt(pi)).
 SH_C0 = 0.28209479177387814
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+# GaussianModel.export's formats, and the file names it recognises them by (the longest first).
+EXPORT_FORMATS = ("ply", "splat", "ply_compressed")
+_EXPORT_SUFFIXES = ((".compressed.ply", "ply_compressed"), (".splat", "splat"), (".ply", "ply"))
+# gsplat's compressed PLY drops the Gaussians at or below this opacity (splat2ply_bytes_compressed's default).
+COMPRESSED_PLY_MIN_OPACITY = 1 / 255
 
 
 # gsplat ships these two conversions only in its examples, not in the package.
@@ -298,16 +304,8 @@ class GaussianModel(
         from plyfile import PlyData, PlyElement
 
         path = Path(path)
+        s = self._finite_splats("save_ply")
         with torch.no_grad():
-            s = {key: value.detach().cpu().float() for key, value in self.splats.items()}
-            for key, value in s.items():
-                bad = ~torch.isfinite(value)
-                bad = (bad.flatten(1).any(1) if bad.dim() > 1 else bad).nonzero()
-                if len(bad):
-                    raise ValueError(
-                        f"GaussianModel.save_ply: {key} of {len(bad)} Gaussian(s) (first: index "
-                        f"{bad[0].item()}) contains NaN or infinite values"
-                    )
             n = self.num_gaussians
             n_rest = 3 * _num_sh_rest(self.sh_degree)
             columns = torch.cat(
@@ -327,6 +325,75 @@ class GaussianModel(
         for i, name in enumerate(vertex.dtype.names):
             vertex[name] = columns[:, i]
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
+        return path
+
+    def _finite_splats(self, caller: str) -> dict[str, torch.Tensor]:
+        """The parameters as float32 CPU tensors, refusing NaN or infinite values by name."""
+        s = {key: value.detach().cpu().float() for key, value in self.splats.items()}
+        for key, value in s.items():
+            bad = ~torch.isfinite(value)
+            bad = (bad.flatten(1).any(1) if bad.dim() > 1 else bad).nonzero()
+            if len(bad):
+                raise ValueError(
+                    f"GaussianModel.{caller}: {key} of {len(bad)} Gaussian(s) (first: index "
+                    f"{bad[0].item()}) contains NaN or infinite values"
+                )
+        return s
+
+    def export(self, path, format: str | None = None) -> Path:
+        """Writes the Gaussians in a web viewer's format, through gsplat's exporter
+        (``gsplat.exporter.export_splats``, which runs on the CPU).
+
+        Formats (None: from the file name, ``.splat``, ``.compressed.ply`` or ``.ply``):
+
+        - ``"splat"``: antimatter15's splat viewer. 32 bytes a Gaussian: position and scale
+          (float32), RGBA and the normalised (w, x, y, z) rotation (uint8), in Morton order. Colour
+          is the SH DC term only (no view dependence), opacity and colour are truncated to 1/255.
+        - ``"ply_compressed"``: SuperSplat / PlayCanvas's compressed PLY. Chunks of 256 Gaussians
+          (Morton order) store float bounds; each Gaussian packs its position and log-scale into
+          11/10/11 bits, its rotation into 2 + 3 x 10 bits, its colour and opacity into 8 bits each,
+          and higher SH coefficients into one byte each (range +-4). Gaussians with opacity at or
+          below 1/255 are dropped, as gsplat does.
+        - ``"ply"``: the standard 3DGS `.ply`, written by `save_ply` (gsplat's own lacks the
+          reference implementation's normals; `save_ply` round-trips through `from_ply`).
+
+        NaN or infinite parameters are refused, naming the parameter. gsplat's exporter would drop
+        those Gaussians, but it reduces the opacity check over all Gaussians, so one non-finite
+        opacity drops every Gaussian. gsplat cannot write an empty set: a model with no Gaussian
+        to write is refused for ``splat`` and ``ply_compressed``. A refused export leaves an
+        earlier file at ``path`` as it was.
+        """
+        from gsplat.exporter import export_splats
+
+        path = Path(path)
+        if format is None:
+            format = next(
+                (fmt for suffix, fmt in _EXPORT_SUFFIXES if path.name.lower().endswith(suffix)),
+                None,
+            )
+            if format is None:
+                raise ValueError(
+                    f"GaussianModel.export: cannot tell the format from {path.name!r}; pass format= one of "
+                    f"{EXPORT_FORMATS} (or name the file *.splat, *.compressed.ply or *.ply)"
+                )
+        if format not in EXPORT_FORMATS:
+            raise ValueError(
+                f"GaussianModel.export: format must be one of {EXPORT_FORMATS}, got {format!r}"
+            )
+        if format == "ply":
+            return self.save_ply(path)
+        s = self._finite_splats("export")
+        kept = self.num_gaussians
+        if format == "ply_compressed":
+            kept = int((torch.sigmoid(s["opacities"]) > COMPRESSED_PLY_MIN_OPACITY).sum())
+        if kept == 0:
+            raise ValueError(
+                f"GaussianModel.export: no Gaussian to write as {format!r} (the model has "
+                f"{self.num_gaussians}; the compressed PLY drops those with opacity <= 1/255)"
+            )
+        data = export_splats(**s, format=format)  # encoded in memory: a failure writes nothing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
         return path
 
     @classmethod
