@@ -798,6 +798,7 @@ def load_scene(
     test_every: int | None = None,
     background=(0.0, 0.0, 0.0),
     images: str | None = None,
+    masks: str | None = None,
 ) -> Scene:
     """Loads a scene from a Hub dataset repo id, a local folder in the same parquet layout,
     or a local folder holding ``views/`` (``save_to_disk``), optional ``points/`` and
@@ -817,6 +818,9 @@ def load_scene(
         images: for a COLMAP project, the images folder inside it (default ``images``):
             ``images_4`` trains on the 4x downscaled copy that Mip-NeRF 360 ships, with K
             rescaled to it (3DGS's ``--images``, gsplat's ``--data_factor``).
+        masks: for a COLMAP project, the folder inside it holding per-image masks (nerfstudio's
+            COLMAP ``--masks-path``): ``<masks>/<image name>.png``, 0 = a pixel the loss ignores.
+            A NeRF folder's frames name their masks themselves (nerfstudio's ``mask_path``).
     """
     from datasets import get_dataset_config_names, load_dataset, load_from_disk
 
@@ -830,10 +834,11 @@ def load_scene(
     )
     is_colmap = unstored and not is_nerf and _has_colmap_model(path)
     is_converted = is_nerf or is_colmap
-    if images is not None and not is_colmap:
-        raise ValueError(
-            f"load_scene: images={images!r} picks the images folder of a COLMAP project; {source} is not one"
-        )
+    for name, value in (("images", images), ("masks", masks)):
+        if value is not None and not is_colmap:
+            raise ValueError(
+                f"load_scene: {name}={value!r} picks the {name} folder of a COLMAP project; {source} is not one"
+            )
     if test_every is not None and not is_converted:
         raise ValueError(
             f"load_scene: test_every={test_every} applies to COLMAP and NeRF folders; {source} is "
@@ -868,7 +873,8 @@ def load_scene(
             from hf_eff.splat.converters import scene_from_colmap
 
             images_dir = None if images is None else path / images
-            return scene_from_colmap(path, images_dir=images_dir, **converter_options)
+            masks_dir = None if masks is None else path / masks
+            return scene_from_colmap(path, images_dir=images_dir, masks_dir=masks_dir, **converter_options)
         else:
             raise ValueError(
                 f"load_scene: {path} holds no scene: expected views/ (the parquet layout Scene.save "

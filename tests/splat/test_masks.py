@@ -11,7 +11,7 @@ from PIL import Image
 
 from hf_eff.splat.coarse_to_fine import downscale_images
 from hf_eff.splat.config import SplatTrainingArguments
-from hf_eff.splat.converters import scene_from_nerf_synthetic, write_nerf_synthetic
+from hf_eff.splat.converters import scene_from_nerf_synthetic, write_colmap, write_nerf_synthetic
 from hf_eff.splat.losses import photometric_loss, psnr, ssim
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
@@ -327,3 +327,26 @@ def test_bad_masks_are_named(scene, tmp_path):
     empty = rebuilt(train, masks[:2] + [np.zeros((SIZE, SIZE), dtype=bool)] + masks[3:])
     with pytest.raises(ValueError, match="scene view 2: its mask keeps no pixel"):
         SceneViews(empty)
+
+
+def test_colmap_masks_are_read_as_nerfstudio_reads_them(scene, tmp_path):
+    # nerfstudio's COLMAP dataparser: --masks-path masks reads masks/<image name>.png
+    pytest.importorskip("pycolmap")
+    saved = masked_scene(scene)
+    folder = write_colmap(saved, tmp_path / "colmap")
+    converted = load_scene(folder, masks="masks", test_every=0)
+    train_masks = stored_masks(saved.views["train"])
+    white = np.full((SIZE, SIZE), 255, dtype=np.uint8)  # the unmasked test views, written all white
+    assert_same_masks(stored_masks(converted.views["train"]), train_masks + [white] * len(saved.views["test"]))
+    assert "mask" not in load_scene(folder, test_every=0).views["train"].column_names  # masks only when asked
+
+    with pytest.raises(ValueError, match="masks='masks' picks the masks folder of a COLMAP project"):
+        load_scene(saved.save(tmp_path / "stored"), masks="masks")
+    with pytest.raises(FileNotFoundError, match="COLMAP masks folder .*elsewhere not found"):
+        load_scene(folder, masks="elsewhere")
+    Image.new("L", (SIZE, 8)).save(folder / "masks" / "00002.png")
+    with pytest.raises(ValueError, match=r"COLMAP image '00002.png': mask 00002.png is 32x8 but the image is 32x32"):
+        load_scene(folder, masks="masks")
+    (folder / "masks" / "00002.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"COLMAP image '00002.png': mask .*00002.png not found"):
+        load_scene(folder, masks="masks")

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from datasets import DatasetDict
+from datasets import DatasetDict, Image
 
 from hf_eff.splat.scene import (
+    MASK_COLUMN,
     Scene,
     check_test_every,
     points_dataset,
@@ -60,7 +61,8 @@ def _find_sparse_dir(folder: Path) -> Path:
 
 
 def scene_from_colmap(
-    folder, images_dir=None, sparse_dir=None, test_every: int | None = 8, background=(0.0, 0.0, 0.0)
+    folder, images_dir=None, sparse_dir=None, test_every: int | None = 8, background=(0.0, 0.0, 0.0),
+    masks_dir=None,
 ) -> Scene:
     """Reads a COLMAP reconstruction and its images into a `Scene`.
 
@@ -73,6 +75,10 @@ def scene_from_colmap(
             test split, as 3DGS's ``llffhold=8`` (None: 8); 0 puts every image in train.
         background: RGB in [0, 1] under the transparent pixels of RGBA images (black, as
             3DGS; (1, 1, 1) for its ``--white_background``).
+        masks_dir: a folder of per-image masks, as nerfstudio's COLMAP dataparser reads them
+            (``--masks-path``): ``<masks_dir>/<image name>`` with a ``.png`` suffix, single-channel,
+            the size of its image, 0 = a pixel the loss ignores (the views' ``mask`` column). Every
+            registered image needs one. None (the default): no masks.
 
     Cameras must be undistorted (PINHOLE / SIMPLE_PINHOLE, or a perspective model with zero
     distortion; never a fisheye): run ``colmap image_undistorter`` first, as 3DGS does.
@@ -87,13 +93,15 @@ def scene_from_colmap(
     images_dir = Path(images_dir) if images_dir is not None else folder / "images"
     if not images_dir.is_dir():
         raise FileNotFoundError(f"COLMAP images folder {images_dir} not found")
+    if masks_dir is not None and not Path(masks_dir).is_dir():
+        raise FileNotFoundError(f"COLMAP masks folder {masks_dir} not found")
     reconstruction = pycolmap.Reconstruction(str(sparse_dir))
     registered = [reconstruction.images[i] for i in reconstruction.reg_image_ids()]
     if not registered:
         raise ValueError(f"COLMAP model {sparse_dir} has no registered images")
     registered.sort(key=lambda image: image.name)
 
-    files, Ks, poses = [], [], []
+    files, Ks, poses, masks = [], [], [], []
     for image in registered:
         camera = reconstruction.cameras[image.camera_id]
         if camera.model.name not in PINHOLE_MODELS:
@@ -127,6 +135,8 @@ def scene_from_colmap(
         files.append(path)
         Ks.append(K)
         poses.append(pose)
+        if masks_dir is not None:
+            masks.append(_mask_file(Path(masks_dir), image.name, (width, height)))
 
     is_test = [test_every > 0 and index % test_every == 0 for index in range(len(files))]
     if all(is_test):
@@ -135,7 +145,8 @@ def scene_from_colmap(
     def split(test: bool):
         ids = [i for i, flag in enumerate(is_test) if flag == test]
         # RGB files are stored as they are; transparency is composited onto background, not dropped.
-        return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids], background)
+        return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids], background,
+                             masks=[masks[i] for i in ids] if masks_dir is not None else None)
 
     points = None
     if reconstruction.num_points3D():
@@ -146,18 +157,51 @@ def scene_from_colmap(
     return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points)
 
 
+def _mask_file(masks_dir: Path, image_name: str, size: tuple[int, int]) -> Path:
+    """nerfstudio's mask of a COLMAP image: ``masks_dir/<image name>.png``, checked to exist, to have
+    one channel and to be the image's size (header only)."""
+    import PIL.Image
+
+    path = (masks_dir / image_name).with_suffix(".png")
+    if not path.is_file():
+        raise FileNotFoundError(f"COLMAP image {image_name!r}: mask {path} not found")
+    with PIL.Image.open(path) as opened:  # reads the header only
+        mask_size, mode, bands = opened.size, opened.mode, opened.getbands()
+    if len(bands) != 1:
+        raise ValueError(
+            f"COLMAP image {image_name!r}: mask {path.name} is a {mode} image; a mask has one channel "
+            "(0 = ignored, anything else = trained): save it as grayscale"
+        )
+    if mask_size != size:
+        raise ValueError(
+            f"COLMAP image {image_name!r}: mask {path.name} is {mask_size[0]}x{mask_size[1]} but the image is "
+            f"{size[0]}x{size[1]}"
+        )
+    return path
+
+
 def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
     """Writes a scene as a COLMAP project: ``folder/images/*.png`` and ``folder/sparse/0``.
 
     Views from every split are written in split order (train first), named
     ``00001.png``, ...; identical intrinsics share one PINHOLE camera. Points become 3D
-    points without tracks.
+    points without tracks. A scene with masks gets them as ``folder/masks/00001.png``, ... (all
+    white for a view without one), what ``scene_from_colmap(folder, masks_dir=folder / "masks")``
+    and nerfstudio's ``--masks-path masks`` read.
     """
+    import PIL.Image
+
     pycolmap = _pycolmap()
     folder = Path(folder)
     images_dir, sparse_dir = folder / "images", folder / "sparse" / "0"
     images_dir.mkdir(parents=True, exist_ok=True)
     sparse_dir.mkdir(parents=True, exist_ok=True)
+    masked = any(
+        mask is not None for split in scene.views.values() if MASK_COLUMN in split.column_names
+        for mask in split.cast_column(MASK_COLUMN, Image(decode=False))[MASK_COLUMN]
+    )
+    if masked:
+        (folder / "masks").mkdir(exist_ok=True)
     reconstruction = pycolmap.Reconstruction()
     camera_ids: dict[tuple, int] = {}
     image_id = 0
@@ -182,6 +226,10 @@ def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
             image_id += 1
             name = f"{image_id:05d}.png"
             row["image"].convert("RGB").save(images_dir / name)
+            if masked:
+                mask = row.get(MASK_COLUMN)
+                mask = mask if mask is not None else PIL.Image.new("L", (row["width"], row["height"]), 255)
+                mask.save(folder / "masks" / name)
             cam_from_world = pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:3, :3]), pose[:3, 3])
             image = pycolmap.Image(name=name, camera_id=camera_ids[key], image_id=image_id)
             reconstruction.add_image_with_trivial_frame(image, cam_from_world)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict
+from datasets import Image as DatasetImage
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
 from hf_eff.splat.scene import MASK_COLUMN, Scene, check_test_every, points_dataset, views_dataset
@@ -273,7 +274,9 @@ def write_nerf_synthetic(scene: Scene, folder) -> Path:
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(folder / POINTS_FILE))
     for split_name, split in scene.views.items():
         (folder / split_name).mkdir(parents=True, exist_ok=True)
-        masked = any(mask is not None for mask in split[MASK_COLUMN]) if MASK_COLUMN in split.column_names else False
+        masked = MASK_COLUMN in split.column_names and any(
+            mask is not None for mask in split.cast_column(MASK_COLUMN, DatasetImage(decode=False))[MASK_COLUMN]
+        )
         if masked:
             (folder / "masks" / split_name).mkdir(parents=True, exist_ok=True)
         frames = []
