@@ -57,6 +57,23 @@ With the paper's graph sizes (--tasks node_regression --num_generated_graphs 200
 --random_baseline, sixth session): full is still improving at its last epoch (best MAE .0147 at 300), GraNT
 reaches .0167 and random subsets .0159, so neither reaches the target (test +22.5% / +20.3%): with one
 full-batch step per epoch and the same epoch budget, subsets lose on gen-reg whatever the graph size.
+The cost side (eighth session, seed 0, --random_baseline): at the default gen-reg size a GraNT(S) step costs
+about its ratio of a full step (47 ms CPU; 9.7 ms at ratio .23, 4.1 ms at .05: ~2 ms is fixed per step), so
+GraNT's 300 epochs cost 0.50x of full's (random 0.52x), and at that CPU time full is already at .0515: the
+subset steps are worth less, not dearer. With the paper's graph sizes and a budget to full's plateau, chosen
+before the comparison (200 graphs of 50-150 nodes; 400 epochs, the first multiple of 100 whose last fifth
+improves on the best before it by < 1% in a full-only run; full's best .01439 at step 350):
+    OMP_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=8000000000 MALLOC_TOP_PAD_=536870912 \
+        python benchmarks/grant_speed.py --tasks node_regression --num_generated_graphs 200 --generated_nodes 50,150 \
+        --epochs node_regression=400 --random_baseline
+    GraNT(S)    never (best .0163, full's at step 210)   whole run 0.43x full's CPU   MAE .0132 -> .0161 (+22.0%)
+    random(S)   never (best .0149, full's at step 288)   whole run 0.51x              MAE .0132 -> .0143 (+8.3%)
+Per CPU second both stay ahead of full (GraNT .0163 at 30.7 s, full .0169), and GraNT's late steps cost less
+than their ratio (its score picks small graphs, whose edges grow as n^2), but the step schedule (mean ratio
+.52) ends GraNT's run at 0.43x of full's CPU, 13% above the target that it needs by 0.5x (31.7 of full's 63.3
+CPU s). The malloc settings keep glibc's heap: without them each full-batch step maps fresh pages for its
+per-edge tensors (over glibc's 32 MB mmap ceiling) and costs 2.2x as much, a saving that would not be
+GraNT's; the metrics do not depend on them.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
 every test metric within 0.5%. Run one benchmark at a time: on
