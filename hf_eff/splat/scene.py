@@ -81,7 +81,8 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     single-channel PIL image, file path or encoded bytes (nerfstudio's mask files), or an array
     or tensor [H, W] of bools, integers or floats; floats must be 0 or 1 (masks are binary: soft
     weights are refused rather than thresholded silently). Stored in a ``mask`` column as
-    grayscale PNGs of 0 and 255. Masks are not transparency: an RGBA image's alpha is still
+    grayscale PNGs of 0 and 255 (keep mask files lossless too: JPEG noise makes ignored pixels
+    non-zero, hence trained). Masks are not transparency: an RGBA image's alpha is still
     composited onto ``background``.
     """
     import PIL.Image
