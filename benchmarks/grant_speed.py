@@ -57,7 +57,7 @@ With the paper's graph sizes (--tasks node_regression --num_generated_graphs 200
 --random_baseline, sixth session): full is still improving at its last epoch (best MAE .0147 at 300), GraNT
 reaches .0167 and random subsets .0159, so neither reaches the target (test +22.5% / +20.3%): with one
 full-batch step per epoch and the same epoch budget, subsets lose on gen-reg whatever the graph size.
-The cost side (eighth session, seed 0, --random_baseline): at the default gen-reg size a GraNT(S) step costs
+The cost side (eleventh session, seed 0, --random_baseline): at the default gen-reg size a GraNT(S) step costs
 about its ratio of a full step (47 ms CPU; 9.7 ms at ratio .23, 4.1 ms at .05: ~2 ms is fixed per step), so
 GraNT's 300 epochs cost 0.50x of full's (random 0.52x), and at that CPU time full is already at .0515: the
 subset steps are worth less, not dearer. With the paper's graph sizes and a budget to full's plateau, chosen
