@@ -118,10 +118,11 @@ def interpolated_path(
     gsplat's ``generate_interpolated_path`` (multinerf): each pose becomes three points (its
     position, a point ``rot_weight`` ahead of it, one ``rot_weight`` below it), one smoothing
     B-spline (``scipy.interpolate.splprep``) runs through them, and the frames are sampled evenly
-    along it. Ours differs in two ways: ``num_frames`` is the total (gsplat asks frames per
-    segment), and positions are divided by the cameras' spread first, so ``smoothness`` and
-    ``rot_weight`` mean the same in any world scale (multinerf's scenes are normalised to about
-    unit size, where its defaults were tuned). Consecutive identical poses are merged.
+    in its chord-length parameter (about evenly along the path). Ours differs in two ways:
+    ``num_frames`` is the total (gsplat asks frames per segment), and positions are divided by
+    the cameras' spread first, so ``smoothness`` and ``rot_weight`` mean the same in any world
+    scale (multinerf's scenes are normalised to about unit size, where its defaults were tuned).
+    Consecutive identical poses are merged.
 
     Args:
         camera_to_world: [N, 4, 4] or [N, 3, 4] training poses (OpenCV), N >= 2, in capture order.
@@ -151,9 +152,8 @@ def interpolated_path(
         )
     positions = poses[:, :3, 3]
     origin = positions.mean(0)
-    scale = (
-        float(np.linalg.norm(positions - origin, axis=1).max()) or 1.0
-    )  # 1: cameras that only turn
+    # 1 for cameras that only turn (a panorama): their spline fits the directions alone.
+    scale = float(np.linalg.norm(positions - origin, axis=1).max()) or 1.0
     positions = (positions - origin) / scale
     points = np.stack(
         [
