@@ -70,7 +70,10 @@ def loss_and_gradients(trainer):
         weights = downscale_images(batch["mask"], trainer.resolution_factor(0)).expand_as(renders)
         assert (weights == 0).any() and renders.grad[weights == 0].abs().max() == 0
         assert renders.grad[weights > 0].abs().max() > 0
-    return loss.detach(), {key: param.grad.clone() for key, param in trainer.splats.items()}
+    gradients = {key: param.grad.clone() for key, param in trainer.splats.items()}
+    # what densification accumulates (gsplat's grad2d): the screen-space means' gradient
+    gradients["means2d"] = trainer._last_info["means2d"].grad.clone()
+    return loss.detach(), gradients
 
 
 @pytest.mark.parametrize("c2f", [False, True], ids=["full-resolution", "coarse-to-fine"])
