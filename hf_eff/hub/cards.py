@@ -473,9 +473,10 @@ SSIM_LABELS = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's int
 
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
                license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
-               revision: str | None = None) -> ModelCard:
-    """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply`` and
-    ``preview`` name the repo's .ply file and preview image, when it has them."""
+               revision: str | None = None, trajectory: str | None = None) -> ModelCard:
+    """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply``,
+    ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
+    (the example's ``trajectory.gif``), when it has them."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
     ssim = SSIM_LABELS.get(results.get("eval_ssim_padding"), "SSIM")
     columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": ssim, "eval_lpips": "LPIPS",
@@ -494,7 +495,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     )
     return _render(
         "splat_model", card_data, revision, repo_id=repo_id,
-        strategy=results.get("strategy"), ply=ply, preview=preview,
+        strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 

@@ -109,8 +109,9 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                 return preferred
             return max(found, key=lambda p: ((output_dir / p).stat().st_mtime_ns, p.as_posix())).as_posix()
 
+        trajectory = "trajectory.gif" if (output_dir / "trajectory.gif").is_file() else None
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
-                          license=license, dataset=dataset, revision=revision)
+                          trajectory=trajectory, license=license, dataset=dataset, revision=revision)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 

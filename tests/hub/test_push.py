@@ -135,3 +135,11 @@ def test_cli_push_of_a_scene_again_leaves_none_of_the_old_scene_in_the_repo(loca
     card = DatasetCard(local_hub.server.blobs[readme.sha256].decode())
     assert card.data.license == "cc-by-4.0" and "gaussian-splatting" in card.data.tags
     assert [c["config_name"] for c in card.data.configs] == ["views"]
+
+
+def test_splat_card_shows_the_novel_view_video_when_the_run_wrote_one(tmp_path):
+    folder = _touch(tmp_path, "config.json", "model.safetensors", "all_results.json", "splats.ply", "preview.png")
+    assert "trajectory" not in push.build_card("splat_model", folder, "me/splats").text
+    (folder / "trajectory.gif").write_bytes(b"GIF89a")
+    text = push.build_card("splat_model", folder, "me/splats").text
+    assert "![novel views](trajectory.gif)" in text and "![preview](preview.png)" in text
