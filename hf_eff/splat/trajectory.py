@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hf_eff.splat.cameras import look_at
+
 __all__ = [
     "views_camera_to_world",
     "focus_point",
@@ -64,19 +66,9 @@ def _check_num_frames(num_frames) -> int:
     return int(num_frames)
 
 
-def _camera(forward, down, position) -> np.ndarray:
-    """Camera-to-world [4, 4] (OpenCV) looking along ``forward``, with ``down`` as close to its
-    y axis as orthogonality allows."""
-    z = forward / np.linalg.norm(forward)
-    x = np.cross(down, z)
-    norm = np.linalg.norm(x)
-    if not norm > 1e-9:
-        raise ValueError(f"camera path: viewing direction {z} is parallel to the up axis")
-    x /= norm
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-    pose[:3, 3] = position
-    return pose
+def _camera(position, target, up) -> np.ndarray:
+    """Camera-to-world [4, 4] (OpenCV) at ``position`` looking at ``target``, level about ``up``."""
+    return np.linalg.inv(look_at(position, target, up))
 
 
 def views_camera_to_world(views) -> np.ndarray:
@@ -171,7 +163,7 @@ def interpolated_path(
     )
     return np.stack(
         [
-            _camera(ahead - position, below - position, origin + scale * position)
+            _camera(origin + scale * position, origin + scale * ahead, position - below)
             for position, ahead, below in samples
         ]
     )
@@ -228,7 +220,7 @@ def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
         + np.outer(radii[0] * np.cos(angles), major)
         + np.outer(radii[1] * np.sin(angles), minor)
     )
-    return np.stack([_camera(center - position, -up, position) for position in positions])
+    return np.stack([_camera(position, center, up) for position in positions])
 
 
 def camera_path(views, kind: str, num_frames: int) -> np.ndarray:
