@@ -329,10 +329,11 @@ def write_gif(frames: Iterable, path, fps: float = 20.0, frames_dir=None) -> int
     The GIF is written beside ``path`` and moved over it only once complete, so a failure keeps
     an earlier file. Pillow palettises each frame (256 colours) and holds the palettised frames
     (H x W bytes each) until it writes them; identical consecutive frames become one longer frame.
-    Browsers slow GIF frames under 20 ms down, so keep ``fps`` <= 50.
 
     Args:
-        fps: frames per second (each frame lasts ``round(1000 / fps)`` ms).
+        fps: frames per second, at most 50. A GIF stores delays in whole 1/100 s, so frame i ends
+            at ``round(100 * (i + 1) / fps)`` hundredths (30 fps: 3, 4, 3, 3, 4, 3, ...), which
+            keeps the stated rate; browsers play delays under 2/100 s at 10 fps, hence the cap.
         frames_dir: also write every frame there as ``frame_00000.png``, ... (a folder made if
             missing), losslessly and as the frames arrive.
 
@@ -341,8 +342,10 @@ def write_gif(frames: Iterable, path, fps: float = 20.0, frames_dir=None) -> int
     """
     from PIL import Image
 
-    if not (fps > 0 and np.isfinite(fps)):
-        raise ValueError(f"write_gif: fps must be positive, got {fps}")
+    if not 0 < fps <= 50:
+        raise ValueError(
+            f"write_gif: fps must be in (0, 50] (a GIF's shortest delay browsers honour is 20 ms), got {fps}"
+        )
     path = Path(path)
     if frames_dir is not None:
         frames_dir = Path(frames_dir)
@@ -366,6 +369,9 @@ def write_gif(frames: Iterable, path, fps: float = 20.0, frames_dir=None) -> int
             if frames_dir is not None:
                 image.save(frames_dir / f"frame_{count:05d}.png")
             count += 1
+            # Pillow truncates milliseconds to hundredths: whole hundredths, rounded on the
+            # running total, keep the rate for any fps (a constant round(1000 / fps) did not).
+            image.info["duration"] = 10 * (round(100 * count / fps) - round(100 * (count - 1) / fps))
             yield image
 
     stream = images()
@@ -380,7 +386,6 @@ def write_gif(frames: Iterable, path, fps: float = 20.0, frames_dir=None) -> int
             format="GIF",
             save_all=True,
             append_images=stream,
-            duration=round(1000 / fps),
             loop=0,
         )
         os.replace(partial, path)

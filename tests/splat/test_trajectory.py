@@ -166,6 +166,29 @@ def test_write_gif_writes_every_frame_and_the_pngs(tmp_path):
         np.testing.assert_array_equal(np.asarray(Image.open(png)), frame)
 
 
+@pytest.mark.parametrize("fps", [30, 24, 15])
+def test_write_gif_plays_at_the_stated_rate(tmp_path, fps):
+    # A GIF's delays are whole hundredths: a constant round(1000 / fps) ms played 30 fps at 33.3.
+    frames = [np.full((4, 4, 3), i, np.uint8) for i in range(3 * fps)]
+    write_gif(frames, tmp_path / "rate.gif", fps=fps)
+    with Image.open(tmp_path / "rate.gif") as gif:
+        durations = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            durations.append(gif.info["duration"])
+    assert len(durations) == 3 * fps and sum(durations) == 3000
+    assert max(durations) - min(durations) <= 10
+
+
+def test_write_gif_refuses_a_rate_browsers_slow_down(tmp_path):
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 2
+    write_gif(frames, tmp_path / "fifty.gif", fps=50)
+    for fps in (60, 0, float("nan")):
+        with pytest.raises(ValueError, match=r"fps must be in \(0, 50\]"):
+            write_gif(frames, tmp_path / "fast.gif", fps=fps)
+    assert not (tmp_path / "fast.gif").exists()
+
+
 def test_write_gif_refuses_bad_frames_and_keeps_the_earlier_file(tmp_path):
     path = tmp_path / "path.gif"
     good = [np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)]
