@@ -80,8 +80,10 @@ def views_camera_to_world(views) -> np.ndarray:
 def focus_point(camera_to_world) -> np.ndarray:
     """The point nearest to every camera's optical axis (least squares): where the cameras look.
 
-    multinerf's ``focus_point_fn``, as gsplat uses it for its ellipse. Cameras whose axes are all
-    parallel (a forward-facing capture) look at no point, and are refused."""
+    multinerf's ``focus_point_fn``, as gsplat uses it for its ellipse. Cameras that look at no
+    common point are refused: axes all parallel, or (a forward-facing capture turned a little
+    each way) a nearest point behind at least half of the cameras, which an orbit about it would
+    face away from the scene."""
     poses = _check_poses(camera_to_world, "focus_point", 2)
     directions = poses[:, :3, 2]
     directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
@@ -95,7 +97,15 @@ def focus_point(camera_to_world) -> np.ndarray:
             "focus_point: the cameras' optical axes are parallel, so they look at no common point "
             "(a forward-facing capture): use interpolated_path"
         )
-    return np.linalg.solve(system, (projectors @ poses[:, :3, 3, None]).mean(0))[:, 0]
+    focus = np.linalg.solve(system, (projectors @ poses[:, :3, 3, None]).mean(0))[:, 0]
+    behind = int((np.einsum("ni,ni->n", focus - poses[:, :3, 3], directions) <= 0).sum())
+    if 2 * behind >= len(poses):
+        raise ValueError(
+            f"focus_point: the point nearest to the cameras' optical axes is behind {behind} of the "
+            f"{len(poses)} cameras, so they look at no common point (a forward-facing capture): use "
+            "interpolated_path"
+        )
+    return focus
 
 
 def interpolated_path(
@@ -175,9 +185,12 @@ def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
     After gsplat's ``generate_ellipse_path_z`` (multinerf): the centre is `focus_point`, the
     ellipse's half-axes are the 90th percentile of the cameras' offsets from it, and the path
     sits at the cameras' mean height. gsplat assumes its normalised world's z is up; hf-eff
-    does not normalise scenes (a COLMAP world's up is arbitrary), so here up is the mean of the
-    cameras' up vectors (-y in OpenCV; nerfstudio's ``orientation_method="up"``), and the ellipse
-    lies in the plane orthogonal to it, along the principal directions of the camera positions.
+    does not normalise scenes (a COLMAP world's up is arbitrary), so here up is the direction
+    orthogonal to the cameras' right (x) axes, which a camera held level keeps horizontal at any
+    pitch, signed like their mean up vector (-y in OpenCV). That mean alone (nerfstudio's
+    ``orientation_method="up"``) leans toward the side a one-sided capture stands on and tilts the
+    horizon; it serves only when every right axis is parallel (up is then free about them). The
+    ellipse lies in the plane orthogonal to up, along the principal directions of the camera positions.
     The minor half-axis is at least half the major one, so cameras spread along one side still
     give an orbit that keeps its distance from the focus. The path starts at the first
     camera's angle and turns counter-clockwise seen from above.
@@ -192,12 +205,7 @@ def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
     num_frames = _check_num_frames(num_frames)
     poses = _check_poses(camera_to_world, "ellipse_path", 2)
     center = focus_point(poses)
-    up = -poses[:, :3, 1].mean(0)
-    if not np.linalg.norm(up) > 1e-6:
-        raise ValueError(
-            "ellipse_path: the training cameras' up vectors cancel out, so the scene has no up axis"
-        )
-    up /= np.linalg.norm(up)
+    up = _up_axis(poses)
     offsets = poses[:, :3, 3] - center
     height = float((offsets @ up).mean())
     flat = offsets - np.outer(offsets @ up, up)
@@ -221,6 +229,25 @@ def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
         + np.outer(radii[1] * np.sin(angles), minor)
     )
     return np.stack([_camera(position, center, up) for position in positions])
+
+
+def _up_axis(poses: np.ndarray) -> np.ndarray:
+    """The unit vector most orthogonal to the cameras' right axes, signed like their mean up."""
+    rights = poses[:, :3, 0] / np.linalg.norm(poses[:, :3, 0], axis=1, keepdims=True)
+    mean_up = -poses[:, :3, 1].mean(0)
+    eigenvalues, eigenvectors = np.linalg.eigh(rights.T @ rights)
+    # Right axes spread over less than a few degrees pin up down no better than their noise.
+    if eigenvalues[1] > 1e-2 * eigenvalues[2]:
+        up = eigenvectors[:, 0]
+    else:
+        right = eigenvectors[:, 2]
+        up = mean_up - (mean_up @ right) * right
+    up /= np.linalg.norm(up)
+    if not abs(up @ mean_up) > 1e-6:
+        raise ValueError(
+            "ellipse_path: the training cameras' up vectors cancel out, so the scene has no up axis"
+        )
+    return up * np.sign(up @ mean_up)
 
 
 def camera_path(views, kind: str, num_frames: int) -> np.ndarray:

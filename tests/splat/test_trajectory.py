@@ -97,8 +97,10 @@ def test_interpolated_path_smooths_in_scene_units(scene):
 @pytest.mark.parametrize("turned", [False, True], ids=["procedural", "turned-world"])
 def test_ellipse_path_keeps_the_focus_in_view(scene, turned):
     poses = views_camera_to_world(scene.views["train"])
+    up = np.array([0.0, 0.0, 1.0])  # the procedural scene's
     if turned:  # up is no longer world z: the orbit must follow the cameras' up
         poses = moved(poses, rigid(seed=0))
+        up = rigid(seed=0)[:3, :3] @ up
     num_frames = 30
     path = ellipse_path(poses, num_frames)
     assert_camera_poses(path, num_frames)
@@ -109,12 +111,11 @@ def test_ellipse_path_keeps_the_focus_in_view(scene, turned):
     assert (camera_points[:, 2] > 0).all()
     pixels = (camera_points @ K.T)[:, :2] / camera_points[:, 2:]
     assert ((pixels >= 0) & (pixels < [width, height])).all()
-    # A full turn about the cameras' up axis, level (no roll), at the cameras' height.
-    up = -poses[:, :3, 1].mean(0)
-    up /= np.linalg.norm(up)
-    np.testing.assert_allclose(path[:, :3, 0] @ up, 0.0, atol=1e-9)
+    # A full turn about the world's up axis, level (no roll; the scene's poses are float32), at
+    # the cameras' height.
+    np.testing.assert_allclose(path[:, :3, 0] @ up, 0.0, atol=1e-6)
     offsets = path[:, :3, 3] - focus
-    np.testing.assert_allclose(offsets @ up, ((poses[:, :3, 3] - focus) @ up).mean(), rtol=1e-9)
+    np.testing.assert_allclose(offsets @ up, ((poses[:, :3, 3] - focus) @ up).mean(), rtol=1e-6)
     horizontal = offsets - np.outer(offsets @ up, up)
     turn = np.cross(horizontal, np.roll(horizontal, -1, axis=0)) @ up
     assert (turn > 0).all()  # counter-clockwise seen from above, each step
@@ -242,6 +243,33 @@ def test_ellipse_refuses_a_forward_facing_capture():
     with pytest.raises(ValueError, match="optical axes are parallel.*interpolated_path"):
         ellipse_path(poses, 10)
     assert_camera_poses(interpolated_path(poses, 10), 10)
+
+
+def test_ellipse_refuses_a_forward_facing_capture_that_turns_a_little():
+    # Axes turned a few degrees each way meet nearest behind the cameras: an orbit about that
+    # point looked away from the scene half the time.
+    rng = np.random.default_rng(0)
+    eyes = [(x, -4.0, z) for x in np.linspace(-0.6, 0.6, 5) for z in np.linspace(0.6, 1.4, 4)]
+    targets = [np.array([x, 0.0, z]) + rng.normal(0.0, 0.15, 3) for x, _, z in eyes]
+    poses = np.linalg.inv(np.stack([look_at(eye, target) for eye, target in zip(eyes, targets)]))
+    with pytest.raises(ValueError, match="behind 20 of the 20 cameras.*interpolated_path"):
+        ellipse_path(poses, 10)
+
+
+@pytest.mark.parametrize("turned", [False, True], ids=["z-up", "turned-world"])
+def test_ellipse_of_a_one_sided_capture_keeps_the_horizon_level(turned):
+    # Cameras on a half circle, looking down at the object: their mean up vector leans 13 degrees
+    # toward the side they stand on, but their right axes stay horizontal.
+    azimuths = np.radians(np.linspace(0, 180, 9))
+    eyes = np.stack([4 * np.cos(azimuths), 4 * np.sin(azimuths), np.full(9, 1.5)], 1)
+    poses = np.linalg.inv(np.stack([look_at(eye, (0.0, 0.0, 0.0)) for eye in eyes]))
+    up = np.array([0.0, 0.0, 1.0])
+    if turned:
+        poses, up = moved(poses, rigid(seed=3, scale=20.0)), rigid(seed=3)[:3, :3] @ up
+    path = ellipse_path(poses, 16)
+    np.testing.assert_allclose(path[:, :3, 0] @ up, 0.0, atol=1e-9)
+    heights = (path[:, :3, 3] - focus_point(poses)) @ up
+    np.testing.assert_allclose(heights, heights[0], atol=1e-9 * (20 if turned else 1))
 
 
 def run_example(monkeypatch, out, *flags):
