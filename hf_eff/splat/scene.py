@@ -385,13 +385,23 @@ class Scene:
 
         An empty split (a converted folder's test split with ``test_every=0``) is not written:
         `datasets` cannot load a split without rows, so the loaded scene has no such split, as
-        `SplatTrainer` (``eval_dataset=None``) and the example expect. What an earlier scene saved
-        in ``views/`` and ``points/`` (parquet shards, or ``save_to_disk`` files) is removed first.
+        `SplatTrainer` (``eval_dataset=None``) and the example expect. When some split has masks,
+        the others are saved with a ``mask`` column of None. What an earlier scene saved in
+        ``views/`` and ``points/`` (parquet shards, or ``save_to_disk`` files) is removed first.
         """
         folder = Path(folder)
         for config_name in (VIEW_CONFIG, POINT_CONFIG):
             _remove_saved_dataset(folder / config_name)
-        configs = {VIEW_CONFIG: DatasetDict({k: v for k, v in self.views.items() if len(v)})}
+        views = {name: split for name, split in self.views.items() if len(split)}
+        if any(MASK_COLUMN in split.column_names for split in views.values()):
+            # One configuration, one set of columns: datasets refuses to load splits whose columns
+            # differ, so an unmasked split gets a mask column of None (every pixel trains).
+            views = {
+                name: split if MASK_COLUMN in split.column_names
+                else split.add_column(MASK_COLUMN, [None] * len(split), feature=MASK_FEATURE)
+                for name, split in views.items()
+            }
+        configs = {VIEW_CONFIG: DatasetDict(views)}
         if self.points is not None:
             configs[POINT_CONFIG] = DatasetDict({"train": self.points})
         yaml = ["---", "configs:"]
