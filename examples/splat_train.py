@@ -16,7 +16,8 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
 
 --resume_from_checkpoint takes a checkpoint folder, or True for the last checkpoint in --output_dir.
 --render_trajectory ellipse (the default) orbits the point the training cameras look at, interpolated follows the
-training cameras in their order, none skips the video (as gsplat's simple_trainer renders a path after training).
+training cameras in their order and comes back (the GIF loops), none skips the video (as gsplat's simple_trainer
+renders a path after training).
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
@@ -98,8 +99,9 @@ class TrajectoryArguments:
         default="ellipse",
         metadata={"help": "Camera path of trajectory.gif, built from the training cameras: ellipse orbits the point "
                           "they look at (for scenes captured around an object), interpolated is a smooth spline "
-                          "through them in their order (for a walk-through or a forward-facing capture), none writes "
-                          "no video. The path is built before training, so a scene it does not suit fails at once."},
+                          "through them in their order and back, so the looping GIF has no jump (for a walk-through "
+                          "or a forward-facing capture), none writes no video. The path is built before training, so "
+                          "a scene it does not suit fails at once."},
     )
     trajectory_frames: int = field(
         default=48, metadata={"help": "Frames of trajectory.gif (shown at 20 per second)."},

@@ -114,6 +114,7 @@ def interpolated_path(
     spline_degree: int = 5,
     smoothness: float = 0.03,
     rot_weight: float = 0.1,
+    round_trip: bool = False,
 ) -> np.ndarray:
     """A smooth path through the training poses, in their order (first camera to last).
 
@@ -132,6 +133,8 @@ def interpolated_path(
         spline_degree: degree of the B-spline (at most N - 1 is used).
         smoothness: spline smoothing (splprep's ``s``); 0 passes exactly through every pose.
         rot_weight: weight of the viewing direction against the position in the fit.
+        round_trip: go to the last camera and back along the same spline, so a looping video
+            (`write_gif`) has no jump from the last pose to the first.
 
     Returns:
         [num_frames, 4, 4] camera-to-world poses (OpenCV).
@@ -168,9 +171,14 @@ def interpolated_path(
     tck, _ = splprep(
         points.reshape(len(points), 9).T, k=min(spline_degree, len(points) - 1), s=smoothness
     )
-    samples = np.stack(splev(np.linspace(0.0, 1.0, num_frames), tck), axis=1).reshape(
-        num_frames, 3, 3
-    )
+    if round_trip:
+        # Even steps of 2 / num_frames out and back (a triangle wave); an odd count starts a quarter
+        # step in, or the turn would repeat a frame.
+        travelled = (2.0 * np.arange(num_frames) + 0.5 * (num_frames % 2)) / num_frames
+        params = 1.0 - np.abs(1.0 - travelled)
+    else:
+        params = np.linspace(0.0, 1.0, num_frames)
+    samples = np.stack(splev(params, tck), axis=1).reshape(num_frames, 3, 3)
     return np.stack(
         [
             _camera(origin + scale * position, origin + scale * ahead, position - below)
@@ -252,14 +260,15 @@ def _up_axis(poses: np.ndarray) -> np.ndarray:
 
 def camera_path(views, kind: str, num_frames: int) -> np.ndarray:
     """``kind`` ('ellipse' or 'interpolated') path of ``num_frames`` through a scene split's cameras
-    (e.g. ``scene.views["train"]``): [num_frames, 4, 4] camera-to-world."""
+    (e.g. ``scene.views["train"]``): [num_frames, 4, 4] camera-to-world. Both loop, as `write_gif`
+    does: the ellipse is one turn, the interpolated path goes to the last camera and back."""
     if kind not in PATH_KINDS:
         raise ValueError(f"camera path kind must be one of {PATH_KINDS}, got {kind!r}")
     poses = views_camera_to_world(views)
     return (
         ellipse_path(poses, num_frames)
         if kind == "ellipse"
-        else interpolated_path(poses, num_frames)
+        else interpolated_path(poses, num_frames, round_trip=True)
     )
 
 

@@ -86,6 +86,27 @@ def test_interpolated_path_goes_through_the_training_cameras_in_order(scene):
     assert cosines.min() > np.cos(np.radians(2))
 
 
+def test_camera_paths_loop_without_a_jump():
+    """write_gif loops: the interpolated path goes out and back, the last frame a step from the first."""
+    from hf_eff.splat import views_dataset
+
+    azimuths = np.radians(np.linspace(0, 180, 9))  # a half circle, in capture order
+    world_to_camera = np.stack([look_at((4 * np.cos(a), 4 * np.sin(a), 1.5), (0.0, 0.0, 0.0)) for a in azimuths])
+    views = views_dataset([np.zeros((4, 4, 3), np.uint8)] * 9, [pinhole_intrinsics(4, 4, 60.0)] * 9, world_to_camera)
+    for kind in ("ellipse", "interpolated"):
+        for num_frames in (40, 41):
+            path = camera_path(views, kind, num_frames)
+            positions = np.concatenate([path[:, :3, 3], path[:1, :3, 3]])
+            steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+            assert steps.max() <= 1.2 * np.median(steps)
+            # No frame repeated at a turn (an odd count turns between two frames: half a step).
+            assert steps.min() >= 0.4 * np.median(steps)
+    path = camera_path(views, "interpolated", 40)
+    np.testing.assert_allclose(path[1:], path[:0:-1], atol=1e-9)  # back the way it came
+    one_way = interpolated_path(views_camera_to_world(views), 21)
+    np.testing.assert_allclose(path[[0, 20]], one_way[[0, -1]], atol=1e-9)
+
+
 def test_interpolated_path_smooths_in_scene_units(scene):
     """The spline is fitted in units of the camera spread: a scaled, turned world gives the same path."""
     poses = views_camera_to_world(scene.views["train"])
