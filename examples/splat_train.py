@@ -78,6 +78,13 @@ class SceneArguments:
         metadata={"help": "For a COLMAP --scene: the images folder inside it (default images); images_4 trains on "
                           "the 4x downscaled copy, with K rescaled (3DGS's --images, gsplat's --data_factor 4)."},
     )
+    masks: str | None = field(
+        default=None,
+        metadata={"help": "For a COLMAP --scene: the folder inside it holding one mask per image, "
+                          "<masks>/<image name with a .png suffix> (IMG_1.jpg: IMG_1.png), single-channel, 0 = a pixel the loss ignores (nerfstudio's COLMAP "
+                          "--masks-path). A NeRF folder's frames name their masks themselves (mask_path in "
+                          "transforms.json), and a stored scene keeps its own."},
+    )
     procedural_seed: int = field(default=0, metadata={"help": "Seed of the procedural scene."})
     procedural_resolution: int = field(default=64, metadata={"help": "Width and height of the procedural views."})
     procedural_num_train: int = field(default=16, metadata={"help": "Procedural training views."})
@@ -180,6 +187,8 @@ def main():
                              "--procedural_num_test")
         if scene_args.images is not None:
             raise ValueError("--images applies to a COLMAP --scene; the procedural scene has --procedural_resolution")
+        if scene_args.masks is not None:
+            raise ValueError("--masks applies to a COLMAP --scene; the procedural scene has no masks")
         scene = make_procedural_scene(
             seed=scene_args.procedural_seed, num_train=scene_args.procedural_num_train,
             num_test=scene_args.procedural_num_test, width=scene_args.procedural_resolution,
@@ -189,7 +198,7 @@ def main():
     else:
         background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
         scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
-                           background=background, images=scene_args.images)
+                           background=background, images=scene_args.images, masks=scene_args.masks)
         scene_name = scene_args.scene
     if "test" not in scene.views or len(scene.views["test"]) == 0:
         raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "

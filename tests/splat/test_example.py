@@ -25,3 +25,41 @@ def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, 
                 "--output_dir", str(out), "--resume_from_checkpoint", "True")
     assert loaded == [str(out / "checkpoint-6")]
     assert (out / "checkpoint-9").is_dir()
+
+
+def test_masks_reach_load_scene_for_a_colmap_scene(tmp_path, monkeypatch):
+    import numpy as np
+    import pytest
+    from datasets import DatasetDict
+
+    import hf_eff.splat.scene as scene_module
+    from hf_eff.splat import Scene, make_procedural_scene, views_dataset
+    from hf_eff.splat.converters import write_colmap
+
+    pytest.importorskip("pycolmap")
+    procedural = make_procedural_scene(seed=0, num_train=3, num_test=1, width=16, height=16, num_points=100,
+                                       supersample=1)
+    mask = np.ones((16, 16), dtype=bool)
+    mask[:, :8] = False
+    train = procedural.views["train"].with_format("numpy")
+    masked = views_dataset(list(procedural.views["train"]["image"]), train["K"], train["world_to_camera"],
+                           masks=[mask] * 3)
+    folder = write_colmap(Scene.from_views(DatasetDict({"train": masked, "test": procedural.views["test"]}),
+                                           procedural.points), tmp_path / "colmap")
+    loaded = []
+    load_scene = scene_module.load_scene
+
+    def recording_load_scene(*args, **kwargs):
+        loaded.append(load_scene(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(scene_module, "load_scene", recording_load_scene)
+    run_example(monkeypatch, "--scene", str(folder), "--masks", "masks", "--test_every", "4", "--max_steps", "2",
+                "--render_trajectory", "none", "--report_to", "none", "--output_dir", str(tmp_path / "run"))
+    # --test_every 4 holds out the first image: images 2 and 3 train with their masks, and the
+    # unmasked test view, written with an all-white mask, trains on every pixel.
+    masks = [np.asarray(m) != 0 for m in loaded[0].views["train"]["mask"]]
+    np.testing.assert_array_equal(masks, [mask, mask, np.ones_like(mask)])
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="--masks applies to a COLMAP --scene"):
+        run_example(monkeypatch, "--masks", "masks", "--max_steps", "2", "--output_dir", str(tmp_path / "procedural"))
