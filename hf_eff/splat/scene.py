@@ -751,10 +751,20 @@ def _load_local_config(folder: Path, config_name: str) -> DatasetDict:
     config's files, resolved by the builder with their modification times, go to the parquet
     builder instead, whose cache key includes those times.
     """
-    from datasets import load_dataset, load_dataset_builder
+    from datasets import load_dataset_builder
 
     data_files = load_dataset_builder(str(folder), name=config_name).config.data_files
-    return load_dataset("parquet", data_files=data_files)
+    return _splits_with_rows(load_dataset_builder("parquet", data_files=data_files))
+
+
+def _splits_with_rows(builder) -> DatasetDict:
+    """What ``load_dataset`` returns for ``builder``, less the splits without rows: scenes saved or
+    pushed by earlier versions hold an empty test split, which datasets refuses to load ('Instruction
+    "test" corresponds to no data'); such a scene loads without it, as one saved now."""
+    builder.download_and_prepare()
+    return DatasetDict(
+        {name: builder.as_dataset(split=name) for name, split in builder.info.splits.items() if split.num_examples}
+    )
 
 
 def _has_colmap_model(path: Path) -> bool:
@@ -833,7 +843,12 @@ def load_scene(
             COLMAP ``--masks-path``): ``<masks>/<image name>.png``, 0 = a pixel the loss ignores.
             A NeRF folder's frames name their masks themselves (nerfstudio's ``mask_path``).
     """
-    from datasets import get_dataset_config_names, load_dataset, load_from_disk
+    from datasets import (
+        get_dataset_config_names,
+        load_dataset,
+        load_dataset_builder,
+        load_from_disk,
+    )
 
     converter_options = {"background": background}
     if test_every is not None:
@@ -898,7 +913,7 @@ def load_scene(
     from huggingface_hub.errors import EntryNotFoundError
 
     _check_hub_scene(str(source), revision, token)
-    views = load_dataset(str(source), name=VIEW_CONFIG, revision=revision, token=token)
+    views = _splits_with_rows(load_dataset_builder(str(source), name=VIEW_CONFIG, revision=revision, token=token))
     configs = get_dataset_config_names(str(source), revision=revision, token=token)
     points = None
     if POINT_CONFIG in configs:

@@ -114,6 +114,29 @@ def test_an_empty_split_is_not_saved_and_the_scene_loads_without_it(tmp_path):
     assert list(loaded.views) == ["train"] and len(loaded.views["train"]) == 3
 
 
+def save_with_an_empty_test_split(scene: Scene, folder: Path) -> Path:
+    """The layout earlier versions (before d51bafa) saved and pushed for ``scene``'s train views
+    without test views: an empty test shard, listed in the README's configs."""
+    from hf_eff.splat.scene import _embedded
+
+    Scene(views=DatasetDict({"train": scene.views["train"]}), points=scene.points, center=scene.center,
+          radius=scene.radius).save(folder)
+    _embedded(scene.views["train"].select([])).to_parquet(str(folder / "views" / "test-00000-of-00001.parquet"))
+    readme = folder / "README.md"
+    train = "  - split: train\n    path: views/train-*\n"
+    readme.write_text(readme.read_text().replace(train, train + "  - split: test\n    path: views/test-*\n", 1))
+    return folder
+
+
+def test_a_scene_saved_by_earlier_versions_with_an_empty_test_split_loads_without_it(tmp_path):
+    scene = small_scene()
+    folder = save_with_an_empty_test_split(scene, tmp_path / "old")
+    assert "split: test" in (folder / "README.md").read_text()
+    loaded = load_scene(folder)  # failed: Instruction "test" corresponds to no data
+    assert list(loaded.views) == ["train"]
+    assert_same_views(DatasetDict({"train": scene.views["train"]}), loaded.views)
+
+
 def test_loads_save_to_disk_folders_with_and_without_metadata(tmp_path):
     scene = small_scene()
     scene.views.save_to_disk(str(tmp_path / "views"))
@@ -455,6 +478,7 @@ def test_rejects_bad_metadata_and_unknown_folders(tmp_path):
 
 HUB_SCRIPT = """
 import json, os, secrets, sys, tempfile
+from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from tests.hub.hub_server import HubServer
 
@@ -478,6 +502,12 @@ def splits(scene):
 result = {}
 tiny(1, 0).push_to_hub("me/no-test")
 result["no_test"] = splits(load_scene("me/no-test"))
+from huggingface_hub import HfApi
+from tests.splat.test_scene import save_with_an_empty_test_split
+old = save_with_an_empty_test_split(tiny(1, 0), Path(tempfile.mkdtemp()))
+HfApi().create_repo("me/old-no-test", repo_type="dataset")
+HfApi().upload_folder(repo_id="me/old-no-test", repo_type="dataset", folder_path=str(old))
+result["old_no_test"] = splits(load_scene("me/old-no-test"))
 tiny(2, 1).push_to_hub("me/fresh", revision="v2")  # the branch does not exist yet
 result["fresh_v2"] = splits(load_scene("me/fresh", revision="v2"))
 from huggingface_hub import hf_hub_download
@@ -517,6 +547,7 @@ def test_hub_scenes_load_from_their_branch_and_what_the_cache_would_answer_is_re
     assert process.returncode == 0 and lines, process.stderr[-4000:]
     assert json.loads(lines[-1][len("RESULT "):]) == {
         "no_test": {"train": 3},  # pushed with an empty test split: used to fail to load
+        "old_no_test": {"train": 3},  # an empty test split pushed by an earlier version: failed to load
         "fresh_v2": {"train": 3, "test": 1},  # push_to_hub(revision=) used to need the branch
         "fresh_v2_card": True,  # its card loads from that branch
         "existing_main": {"train": 3, "test": 1},
