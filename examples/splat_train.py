@@ -80,10 +80,10 @@ class SceneArguments:
     )
     masks: str | None = field(
         default=None,
-        metadata={"help": "For a COLMAP --scene: the folder inside it holding one mask per image, "
-                          "<masks>/<image name with a .png suffix> (IMG_1.jpg: IMG_1.png), single-channel, 0 = a pixel the loss ignores (nerfstudio's COLMAP "
-                          "--masks-path). A NeRF folder's frames name their masks themselves (mask_path in "
-                          "transforms.json), and a stored scene keeps its own."},
+        metadata={"help": "For a COLMAP --scene: the folder inside it holding one mask per image, <masks>/<image "
+                          "name with a .png suffix> (IMG_1.jpg: IMG_1.png), single-channel, 0 = a pixel the loss "
+                          "ignores (nerfstudio's COLMAP --masks-path). A NeRF folder's frames name their masks "
+                          "themselves (mask_path in transforms.json), and a stored scene keeps its own."},
     )
     procedural_seed: int = field(default=0, metadata={"help": "Seed of the procedural scene."})
     procedural_resolution: int = field(default=64, metadata={"help": "Width and height of the procedural views."})
