@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as _ms_ssim
-from pytorch_msssim.ssim import gaussian_filter
+from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
 SSIM_PADDINGS = ("same", "valid")
 _WINDOW = 11
@@ -46,6 +46,20 @@ def _check_mask(mask: torch.Tensor, render: torch.Tensor) -> None:
         raise ValueError(
             f"mask {tuple(mask.shape)} must be [N, H, W, 1] for images {tuple(render.shape)}"
         )
+    empty = (mask.flatten(1) == 0).all(dim=1).nonzero()
+    if len(empty):
+        raise ValueError(f"the mask of image {empty[0].item()} keeps no pixel: it has no metric")
+
+
+def ssim_window_centres(mask: torch.Tensor, padding: str) -> torch.Tensor:
+    """The pixels of ``mask`` [N, H, W, 1] on which the SSIM windows of ``padding`` are centred: every
+    pixel ("same"), or those at least half a window from the border ("valid"). Masked SSIM averages
+    its map over the kept ones: an image whose mask keeps none of them has no masked SSIM."""
+    if padding == "same":
+        return mask
+    height, width = mask.shape[1:3]
+    half = _valid_window_size(height, width) // 2
+    return mask[:, half : height - half, half : width - half]
 
 
 def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same",
@@ -74,33 +88,30 @@ def _masked_ssim(render, target, padding: str, mask: torch.Tensor) -> torch.Tens
     # pytorch-msssim averages its SSIM map inside; the map is rebuilt here from its Gaussian filter
     # (window 11, sigma 1.5, K = (0.01, 0.03), data range 1, as above) to average it over kept pixels.
     _check_mask(mask, render)
-    mask = mask.to(render.dtype).permute(0, 3, 1, 2)
+    centres = ssim_window_centres(mask, padding).permute(0, 3, 1, 2)
+    blind = (centres.flatten(1) == 0).all(dim=1).nonzero()
+    if len(blind):
+        margin = (mask.shape[1] - centres.shape[2]) // 2
+        raise ValueError(
+            f"SSIM padding {padding!r}: the mask of image {blind[0].item()} keeps no pixel at least {margin} pixels "
+            "from the border, where the windows of this convention are centred; use padding 'same'"
+        )
+    mask = mask.permute(0, 3, 1, 2)
     # where() rather than a product: an ignored pixel's NaN or inf must not count either
     render, target = (torch.where(mask > 0, image.permute(0, 3, 1, 2), 0) for image in (render, target))
     height, width = render.shape[2:]
-    if padding == "same":
-        size = _WINDOW
+    size = _WINDOW if padding == "same" else _valid_window_size(height, width)
+    if padding == "same":  # one window per pixel of the image, as above
         pad = (size // 2,) * 4
         render, target = F.pad(render, pad), F.pad(target, pad)
-        centres = mask  # one window per pixel of the image
-    else:
-        size = _valid_window_size(height, width)
-        half = size // 2
-        centres = mask[:, :, half : height - half, half : width - half]  # the windows inside the image
-    if not centres.any():
-        raise ValueError(
-            f"SSIM padding {padding!r}: the mask keeps no pixel at least {size // 2} pixels from the border, "
-            "where the windows of this convention are centred; use padding 'same'"
-        )
-    coords = torch.arange(size, dtype=render.dtype, device=render.device) - size // 2
-    window = torch.exp(-(coords**2) / (2 * 1.5**2))
-    window = (window / window.sum()).reshape(1, 1, 1, size).repeat(render.shape[1], 1, 1, 1)
+    window = _fspecial_gauss_1d(size, 1.5).to(render).repeat(render.shape[1], 1, 1, 1)
     c1, c2 = 0.01**2, 0.03**2
     mu1, mu2 = gaussian_filter(render, window), gaussian_filter(target, window)
     sigma1 = gaussian_filter(render * render, window) - mu1**2
     sigma2 = gaussian_filter(target * target, window) - mu2**2
     sigma12 = gaussian_filter(render * target, window) - mu1 * mu2
     ssim_map = ((2 * mu1 * mu2 + c1) / (mu1**2 + mu2**2 + c1)) * ((2 * sigma12 + c2) / (sigma1 + sigma2 + c2))
+    centres = centres.to(ssim_map.dtype)
     return (ssim_map * centres).sum() / (centres.sum() * ssim_map.shape[1])
 
 

@@ -43,7 +43,7 @@ from transformers.utils import logging
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
-from hf_eff.splat.losses import photometric_loss, psnr, ssim
+from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_window_centres
 from hf_eff.splat.scene import (
     Scene,
     images_to_float,
@@ -319,7 +319,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 raise TypeError(f"SplatTrainer: model.render must accept the keywords {', '.join(missing)} "
                                 "(GaussianModel.render passes them to rasterize)")
         train_views = SceneViews(train_dataset)
-        eval_views = SceneViews(eval_dataset) if eval_dataset is not None else None
+        eval_views = self._eval_views(eval_dataset, args) if eval_dataset is not None else None
         self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
         if self.is_distributed:
@@ -366,6 +366,23 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 f"relocation call them), and training runs on {self.args.device}; on a CPU use "
                 "SplatTrainingArguments(strategy='default' or 'g2l'), or a DefaultStrategy"
             )
+
+    @staticmethod
+    def _eval_views(dataset, args: SplatTrainingArguments) -> SceneViews:
+        """An evaluation split's views, whose masks must each keep a pixel where `eval_ssim_padding` centres
+        SSIM's windows: checked when the split is given, not when training has ended."""
+        views = SceneViews(dataset)
+        if views.masks is not None:
+            centres = ssim_window_centres(views.masks[..., None], args.eval_ssim_padding)
+            blind = (~centres.flatten(1).any(dim=1)).nonzero().flatten().tolist()
+            if blind:
+                margin = (views.height - centres.shape[1]) // 2
+                raise ValueError(
+                    f"SplatTrainer: the masks of evaluation views {blind[:10]} keep no pixel at least {margin} pixels "
+                    f"from the border, where eval_ssim_padding={args.eval_ssim_padding!r} centres SSIM's windows, so "
+                    "those views have no SSIM: use eval_ssim_padding='same' (3DGS's) or leave them out"
+                )
+        return views
 
     @staticmethod
     def _check_cameras_see_gaussians(views: SceneViews, model) -> None:
@@ -718,7 +735,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         started, started_cpu = time.perf_counter(), time.process_time()
         # Read before rendering: this evaluation's own time is not training time.
         train_seconds, train_cpu_seconds = self._train_clocks()
-        views = SceneViews(eval_dataset) if eval_dataset is not None else self.eval_dataset
+        views = self._eval_views(eval_dataset, self.args) if eval_dataset is not None else self.eval_dataset
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
         self._check_finite(current=True)

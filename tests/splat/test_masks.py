@@ -176,6 +176,28 @@ def test_masked_metrics_count_the_kept_pixels_only(scene, tmp_path):
     assert masked != evaluated(rebuilt(scene.views["test"], None, scribble=ignored))
 
 
+def test_masks_without_an_ssim_window_are_refused_before_training(scene, tmp_path):
+    border = np.zeros((SIZE, SIZE), dtype=bool)
+    border[:, :3] = True  # no pixel 5 px (half of 'valid''s window) from the border
+    border_masks = [np.ones((SIZE, SIZE), dtype=bool), border]
+    with pytest.raises(ValueError, match="SSIM padding 'valid': the mask of image 1 keeps no pixel at least 5 pixels"):
+        ssim(torch.rand(2, SIZE, SIZE, 3), torch.rand(2, SIZE, SIZE, 3), "valid",
+             torch.as_tensor(np.stack(border_masks))[..., None].float())
+    with pytest.raises(ValueError, match="the mask of image 0 keeps no pixel"):  # was a NaN PSNR
+        psnr(torch.rand(1, SIZE, SIZE, 3), torch.rand(1, SIZE, SIZE, 3), torch.zeros(1, SIZE, SIZE, 1))
+    # The trainer refuses such test views when given them: the evaluation failed after training.
+    test = rebuilt(scene.views["test"], border_masks)
+    message = r"the masks of evaluation views \[1\] keep no pixel at least 5 pixels from the border, where " \
+              "eval_ssim_padding='valid'"
+    with pytest.raises(ValueError, match=message):
+        make_trainer(scene.views["train"], test, tmp_path, eval_ssim_padding="valid")
+    trainer = make_trainer(scene.views["train"], None, tmp_path, eval_ssim_padding="valid")
+    with pytest.raises(ValueError, match=message):
+        trainer.evaluate(test)
+    # 3DGS's padding centres a window on every pixel
+    assert make_trainer(scene.views["train"], test, tmp_path, eval_ssim_padding="same").evaluate()["eval_ssim"] > 0
+
+
 def masked_scene(scene):
     train_masks = left_half_ignored(len(scene.views["train"]))
     train_masks[1] = np.ones((SIZE, SIZE), dtype=np.uint8) * 255  # 8-bit masks: non-zero trains
