@@ -80,9 +80,9 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     anything else = trained. A mask is a
     single-channel PIL image, file path or encoded bytes (nerfstudio's mask files), or an array
     or tensor [H, W] of bools, integers or floats; floats must be 0 or 1 (masks are binary: soft
-    weights are refused rather than thresholded silently). Stored in a ``mask`` column as
-    grayscale PNGs of 0 and 255 (keep mask files lossless too: JPEG noise makes ignored pixels
-    non-zero, hence trained). Masks are not transparency: an RGBA image's alpha is still
+    weights are refused rather than thresholded silently; so are JPEG files, whose noise makes
+    ignored pixels non-zero, hence trained). Stored in a ``mask`` column as grayscale PNGs of 0 and
+    255. Masks are not transparency: an RGBA image's alpha is still
     composited onto ``background``.
     """
     import PIL.Image
@@ -157,18 +157,12 @@ def _mask_images(masks, sizes: list[tuple[int, int]]) -> list:
         if mask is None:  # this view trains on every pixel
             stored.append(None)
             continue
-        if isinstance(mask, str | Path):
-            mask = Path(mask).read_bytes()
-        if isinstance(mask, bytes | bytearray):
-            with PIL.Image.open(io.BytesIO(mask)) as opened:
-                opened.load()
-                mask = opened.copy()
-        if isinstance(mask, PIL.Image.Image):
-            if len(mask.getbands()) != 1:
-                raise ValueError(
-                    f"{where}: a mask has one channel, got a {mask.mode} image (0 = ignored, anything else "
-                    "= trained); convert it to grayscale first"
-                )
+        if isinstance(mask, str | Path | bytes | bytearray):
+            with PIL.Image.open(mask if isinstance(mask, str | Path) else io.BytesIO(mask)) as opened:
+                check_mask_image(opened, size, where)
+                mask = np.asarray(opened)
+        elif isinstance(mask, PIL.Image.Image):
+            check_mask_image(mask, size, where)
             mask = np.asarray(mask)
         elif isinstance(mask, torch.Tensor):
             mask = mask.detach().cpu().numpy()
@@ -195,6 +189,27 @@ def _mask_images(masks, sizes: list[tuple[int, int]]) -> list:
             raise ValueError(f"{where}: mask values must be bools or numbers, got {mask.dtype}")
         stored.append(PIL.Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8)))
     return stored
+
+
+def check_mask_image(image, size: tuple[int, int], where: str) -> None:
+    """Refuses, naming ``where``, a mask (a PIL image, as opened: its header suffices) with more than
+    one channel, of another size than its image's (width, height) ``size``, or stored as JPEG, whose
+    compression turns ignored pixels (0) into small values that read as trained."""
+    name = f" {Path(image.filename).name}" if getattr(image, "filename", "") else ""
+    if image.format in ("JPEG", "MPO"):
+        raise ValueError(
+            f"{where}: mask{name} is a JPEG, whose compression makes some ignored pixels (0) non-zero, hence "
+            "trained (as nerfstudio reads masks, any non-zero value trains): save masks losslessly, as PNG"
+        )
+    if len(image.getbands()) != 1:
+        raise ValueError(
+            f"{where}: mask{name} is a {image.mode} image; a mask has one channel (0 = ignored, anything else "
+            "= trained): save it as grayscale"
+        )
+    if image.size != tuple(size):
+        raise ValueError(
+            f"{where}: mask{name} is {image.size[0]}x{image.size[1]} but its image is {size[0]}x{size[1]}"
+        )
 
 
 def _uint8_pixels(image, index: int) -> np.ndarray:
@@ -518,7 +533,7 @@ def validate_views(views: DatasetDict) -> None:
 def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
     """Raises ``ValueError`` naming the view (and ``split``) and the problem for a malformed split:
     its columns, cameras, image sizes and the optional ``mask`` column (per view a single-channel
-    8-bit image of its view's size, or None: no mask). `validate_views` checks a scene's splits with it, and
+    lossless image of its view's size, `check_mask_image`, or None: no mask). `validate_views` checks a scene's splits with it, and
     `SplatTrainer` the splits it is given. Transparency and masks that keep no pixel need the
     decoded pixels: they are checked where those are decoded (`scene_views_to_tensors`,
     `scene_views_masks`)."""
@@ -625,7 +640,7 @@ def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
 
 
 def _check_stored_mask(mask, size: tuple[int, int], where: str) -> None:
-    """A stored mask (undecoded) is a single-channel 8-bit image of its view's size: reads its header."""
+    """A stored mask (undecoded), checked by `check_mask_image` from its header."""
     import PIL.Image
 
     if mask is None:  # no mask: every pixel trains (a saved scene's unmasked split gets such rows)
@@ -634,16 +649,7 @@ def _check_stored_mask(mask, size: tuple[int, int], where: str) -> None:
         raise ValueError(f"{where}: mask has neither bytes nor a path")
     source = io.BytesIO(mask["bytes"]) if mask.get("bytes") is not None else mask["path"]
     with PIL.Image.open(source) as opened:
-        mode, mask_size = opened.mode, opened.size
-    if mode not in ("1", "L"):
-        raise ValueError(
-            f"{where}: mask must be a single-channel 8-bit image (mode L or 1), got mode {mode} "
-            "(views_dataset(..., masks=...) stores masks as grayscale PNGs)"
-        )
-    if mask_size != size:
-        raise ValueError(
-            f"{where}: mask is {mask_size[0]}x{mask_size[1]} but the image is {size[0]}x{size[1]}"
-        )
+        check_mask_image(opened, size, where)
 
 
 def scene_views_to_tensors(views: Dataset, device=None):

@@ -332,6 +332,13 @@ def test_bad_masks_are_named(scene, tmp_path):
     write_nerfstudio(tmp_path / "colour", mask_mode="RGB")
     with pytest.raises(ValueError, match=r"transforms.json frame 0: mask frame_0.png is a RGB image; a mask has one"):
         load_scene(tmp_path / "colour")
+    meta, _ = write_nerfstudio(tmp_path / "jpeg")  # JPEG noise makes ignored pixels non-zero: trained
+    Image.open(tmp_path / "jpeg" / "masks" / "frame_1.png").save(tmp_path / "jpeg" / "masks" / "frame_1.jpg")
+    meta["frames"][1]["mask_path"] = "masks/frame_1.jpg"
+    (tmp_path / "jpeg" / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"transforms.json frame 1: mask frame_1.jpg is a JPEG, .* save masks "
+                                         "losslessly, as PNG"):
+        load_scene(tmp_path / "jpeg")
     meta, _ = write_nerfstudio(tmp_path / "some")
     del meta["frames"][0]["mask_path"], meta["frames"][2]["mask_path"]
     (tmp_path / "some" / "transforms.json").write_text(json.dumps(meta))
@@ -347,8 +354,13 @@ def test_bad_masks_are_named(scene, tmp_path):
         rebuilt(train, masks[:2] + [masks[2][:, :16]] + masks[3:])
     with pytest.raises(ValueError, match="views_dataset mask 0: float masks must hold only 0 .* and 1"):
         rebuilt(train, [np.full((SIZE, SIZE), 0.5)] + masks[1:])
-    with pytest.raises(ValueError, match="views_dataset mask 1: a mask has one channel, got a RGB image"):
+    with pytest.raises(ValueError, match="views_dataset mask 1: mask is a RGB image; a mask has one channel"):
         rebuilt(train, masks[:1] + [Image.new("RGB", (SIZE, SIZE))] + masks[2:])
+    jpeg = tmp_path / "mask.jpg"
+    Image.fromarray(masks[0]).convert("L").save(jpeg)
+    for given in (jpeg, str(jpeg), jpeg.read_bytes(), Image.open(jpeg)):
+        with pytest.raises(ValueError, match="views_dataset mask 3: mask( mask.jpg)? is a JPEG"):
+            rebuilt(train, masks[:3] + [given])
 
     # a split built by hand: a colour mask, or one of another size, is named by view
     good = rebuilt(train, masks)
@@ -356,8 +368,9 @@ def test_bad_masks_are_named(scene, tmp_path):
     def replace_view_3(row, index, bad):
         return {"mask": bad} if index == 3 else {}
 
-    for bad, message in ((Image.new("RGB", (SIZE, SIZE)), "mask must be a single-channel 8-bit image"),
-                         (Image.new("L", (SIZE, 8)), "mask is 32x8 but the image is 32x32")):
+    for bad, message in ((Image.new("RGB", (SIZE, SIZE)), "mask is a RGB image; a mask has one channel"),
+                         (Image.new("L", (SIZE, 8)), "mask is 32x8 but its image is 32x32"),
+                         ({"bytes": jpeg.read_bytes(), "path": None}, "mask is a JPEG")):
         split = good.map(replace_view_3, with_indices=True, fn_kwargs={"bad": bad}, features=good.features)
         with pytest.raises(ValueError, match=f"scene view 3 \\(train\\): {message}"):
             validate_views_split(split, "train")
@@ -383,7 +396,7 @@ def test_colmap_masks_are_read_as_nerfstudio_reads_them(scene, tmp_path):
     with pytest.raises(FileNotFoundError, match="COLMAP masks folder .*elsewhere not found"):
         load_scene(folder, masks="elsewhere")
     Image.new("L", (SIZE, 8)).save(folder / "masks" / "00002.png")
-    with pytest.raises(ValueError, match=r"COLMAP image '00002.png': mask 00002.png is 32x8 but the image is 32x32"):
+    with pytest.raises(ValueError, match=r"COLMAP image '00002.png': mask 00002.png is 32x8 but its image is 32x32"):
         load_scene(folder, masks="masks")
     (folder / "masks" / "00002.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"COLMAP image '00002.png': mask .*00002.png not found"):

@@ -14,6 +14,7 @@ from datasets import DatasetDict, Image
 from hf_eff.splat.scene import (
     MASK_COLUMN,
     Scene,
+    check_mask_image,
     check_test_every,
     points_dataset,
     views_dataset,
@@ -158,25 +159,15 @@ def scene_from_colmap(
 
 
 def _mask_file(masks_dir: Path, image_name: str, size: tuple[int, int]) -> Path:
-    """nerfstudio's mask of a COLMAP image: ``masks_dir/<image name>.png``, checked to exist, to have
-    one channel and to be the image's size (header only)."""
+    """nerfstudio's mask of a COLMAP image: ``masks_dir/<image name>.png``, checked to exist and
+    from its header (`check_mask_image`)."""
     import PIL.Image
 
     path = (masks_dir / image_name).with_suffix(".png")
     if not path.is_file():
         raise FileNotFoundError(f"COLMAP image {image_name!r}: mask {path} not found")
-    with PIL.Image.open(path) as opened:  # reads the header only
-        mask_size, mode, bands = opened.size, opened.mode, opened.getbands()
-    if len(bands) != 1:
-        raise ValueError(
-            f"COLMAP image {image_name!r}: mask {path.name} is a {mode} image; a mask has one channel "
-            "(0 = ignored, anything else = trained): save it as grayscale"
-        )
-    if mask_size != size:
-        raise ValueError(
-            f"COLMAP image {image_name!r}: mask {path.name} is {mask_size[0]}x{mask_size[1]} but the image is "
-            f"{size[0]}x{size[1]}"
-        )
+    with PIL.Image.open(path) as opened:
+        check_mask_image(opened, size, f"COLMAP image {image_name!r}")
     return path
 
 

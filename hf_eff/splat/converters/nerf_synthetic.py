@@ -18,7 +18,14 @@ from datasets import Dataset, DatasetDict
 from datasets import Image as DatasetImage
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
-from hf_eff.splat.scene import MASK_COLUMN, Scene, check_test_every, points_dataset, views_dataset
+from hf_eff.splat.scene import (
+    MASK_COLUMN,
+    Scene,
+    check_mask_image,
+    check_test_every,
+    points_dataset,
+    views_dataset,
+)
 
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
@@ -72,23 +79,14 @@ def _read_split(
 
 def _mask_path(folder: Path, frame: dict, size: tuple[int, int], where: str) -> Path:
     """A frame's ``mask_path``, resolved as nerfstudio does (relative to the transforms file's
-    folder), checked to exist and to be its image's size (header only)."""
+    folder), checked from its header (`check_mask_image`)."""
     import PIL.Image
 
     path = folder / frame["mask_path"]
     if not path.is_file():
         raise FileNotFoundError(f"{where}: mask {path} not found")
-    with PIL.Image.open(path) as opened:  # reads the header only
-        mask_size, mode, bands = opened.size, opened.mode, opened.getbands()
-    if len(bands) != 1:
-        raise ValueError(
-            f"{where}: mask {path.name} is a {mode} image; a mask has one channel (0 = ignored, anything "
-            "else = trained): save it as grayscale"
-        )
-    if mask_size != size:
-        raise ValueError(
-            f"{where}: mask {path.name} is {mask_size[0]}x{mask_size[1]} but its image is {size[0]}x{size[1]}"
-        )
+    with PIL.Image.open(path) as opened:
+        check_mask_image(opened, size, where)
     return path
 
 
