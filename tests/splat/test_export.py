@@ -92,6 +92,23 @@ def test_compressed_ply_chunks_and_decodes_to_the_gaussians(tmp_path, sh_degree)
     red = chunks[chunk, 12] + ((packed[:, 3] >> 24) & 0xFF) / 255 * (chunks[chunk, 15] - chunks[chunk, 12])
     rgb = sh_to_rgb(torch.from_numpy(s["sh0"][order, 0])).numpy()
     assert np.abs(red - rgb[:, 0]).max() <= (chunks[:, 15] - chunks[:, 12]).max() / 255 + 1e-6
+    # Log-scales in the chunk's range, 11/10/11 bits like the position.
+    packed_scale = packed[:, 2]
+    unit = np.stack([(packed_scale >> 21) & 0x7FF, (packed_scale >> 11) & 0x3FF, packed_scale & 0x7FF], 1)
+    log_scale = chunks[chunk, 6:9] + unit / [2047, 1023, 2047] * (chunks[chunk, 9:12] - chunks[chunk, 6:9])
+    assert np.abs(log_scale - s["scales"][order]).max() <= (chunks[:, 9:12] - chunks[:, 6:9]).max() / 1023
+    # The normalised (w, x, y, z) rotation: the largest component's index in the top 2 bits, the
+    # other three in 10 bits each over +-1/sqrt(2); the largest follows from the unit norm.
+    rotation = packed[:, 1]
+    others = (np.stack([(rotation >> 20) & 0x3FF, (rotation >> 10) & 0x3FF, rotation & 0x3FF], 1) / 1023 - 0.5)
+    others *= np.sqrt(2)
+    largest = rotation >> 30
+    quats = np.zeros((kept, 4))
+    quats[np.arange(kept), largest] = np.sqrt(np.clip(1 - (others**2).sum(1), 0, None))
+    rest = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
+    quats[np.arange(kept)[:, None], rest] = others
+    expected_quats = s["quats"][order] / np.linalg.norm(s["quats"][order], axis=1, keepdims=True)
+    assert np.abs(np.einsum("ni,ni->n", quats, expected_quats)).min() > 0.999  # q and -q: one rotation
     if n_rest:
         sh = np.frombuffer(body[-kept * n_rest :], dtype=np.uint8).reshape(kept, n_rest)
         # f_rest channel-major, as in the standard .ply; quantised (v / 8 + 0.5) * 256.
