@@ -81,8 +81,8 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     single-channel PIL image, file path or encoded bytes (nerfstudio's mask files), or an array
     or tensor [H, W] of bools, integers or floats; floats must be 0 or 1 (masks are binary: soft
     weights are refused rather than thresholded silently; so are JPEG files, whose noise makes
-    ignored pixels non-zero, hence trained). Stored in a ``mask`` column as grayscale PNGs of 0 and
-    255. Masks are not transparency: an RGBA image's alpha is still
+    ignored pixels non-zero, hence trained; and a mask that keeps no pixel). Stored in a ``mask``
+    column as grayscale PNGs of 0 and 255. Masks are not transparency: an RGBA image's alpha is still
     composited onto ``background``.
     """
     import PIL.Image
@@ -187,6 +187,11 @@ def _mask_images(masks, sizes: list[tuple[int, int]]) -> list:
             )
         if mask.dtype.kind not in "biuf":
             raise ValueError(f"{where}: mask values must be bools or numbers, got {mask.dtype}")
+        if not mask.any():  # refused here, where its view is named as the caller counts it
+            raise ValueError(
+                f"{where}: the mask keeps no pixel (0 everywhere: nothing to train on or measure); leave the view "
+                "out, or mark the pixels to train on with non-zero values"
+            )
         stored.append(PIL.Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8)))
     return stored
 

@@ -374,9 +374,17 @@ def test_bad_masks_are_named(scene, tmp_path):
         split = good.map(replace_view_3, with_indices=True, fn_kwargs={"bad": bad}, features=good.features)
         with pytest.raises(ValueError, match=f"scene view 3 \\(train\\): {message}"):
             validate_views_split(split, "train")
-    # a mask that keeps no pixel: nothing to train on or measure
-    empty = rebuilt(train, masks[:2] + [np.zeros((SIZE, SIZE), dtype=bool)] + masks[3:])
-    with pytest.raises(ValueError, match="scene view 2: its mask keeps no pixel"):
+    # a mask that keeps no pixel: nothing to train on or measure (refused when built, a nerfstudio frame's by
+    # its number: the trainer could only count the views of a split)
+    with pytest.raises(ValueError, match="views_dataset mask 2: the mask keeps no pixel"):
+        rebuilt(train, masks[:2] + [np.zeros((SIZE, SIZE), dtype=bool)] + masks[3:])
+    write_nerfstudio(tmp_path / "black")
+    Image.new("L", (24, 16)).save(tmp_path / "black" / "masks" / "frame_2.png")
+    with pytest.raises(ValueError, match="views_dataset mask 2: the mask keeps no pixel"):
+        load_scene(tmp_path / "black")
+    empty = good.map(replace_view_3, with_indices=True, fn_kwargs={"bad": Image.new("L", (SIZE, SIZE))},
+                     features=good.features)
+    with pytest.raises(ValueError, match="scene view 3: its mask keeps no pixel"):
         SceneViews(empty)
 
 
