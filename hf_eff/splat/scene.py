@@ -695,6 +695,14 @@ def scene_views_to_tensors(views: Dataset, device=None):
     return torch.as_tensor(images, device=device), viewmats, Ks
 
 
+def has_masks(views: Dataset) -> bool:
+    """Whether some view of a split has a mask (not None), read without decoding them."""
+    if MASK_COLUMN not in views.column_names:
+        return False
+    column = views.select_columns([MASK_COLUMN]).cast_column(MASK_COLUMN, Image(decode=False))
+    return any(mask is not None for mask in column[MASK_COLUMN])
+
+
 def scene_views_masks(views: Dataset, device=None) -> torch.Tensor | None:
     """The masks of one split as bool [N, H, W] (True where the view is trained: a non-zero stored
     value; every pixel of a view whose mask is None), or None when no view has a mask. A mask that
@@ -702,11 +710,9 @@ def scene_views_masks(views: Dataset, device=None) -> torch.Tensor | None:
 
     A split saved in one configuration with a masked one (a scene's test split beside a masked
     train split) is loaded back with a ``mask`` column of None: such views are unmasked."""
-    if MASK_COLUMN not in views.column_names:
+    if not has_masks(views):
         return None
     column = views.select_columns([MASK_COLUMN])
-    if all(row[MASK_COLUMN] is None for row in column.cast_column(MASK_COLUMN, Image(decode=False))):
-        return None
     first = views.select_columns(["width", "height"])[0]
     width, height = first["width"], first["height"]
     masks = np.ones((len(views), height, width), dtype=bool)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from datasets import DatasetDict, Image
+from datasets import DatasetDict
 
 from hf_eff.splat.scene import (
     MASK_COLUMN,
     Scene,
     check_mask_image,
     check_test_every,
+    has_masks,
     points_dataset,
     views_dataset,
 )
@@ -187,10 +188,7 @@ def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
     images_dir, sparse_dir = folder / "images", folder / "sparse" / "0"
     images_dir.mkdir(parents=True, exist_ok=True)
     sparse_dir.mkdir(parents=True, exist_ok=True)
-    masked = any(
-        mask is not None for split in scene.views.values() if MASK_COLUMN in split.column_names
-        for mask in split.cast_column(MASK_COLUMN, Image(decode=False))[MASK_COLUMN]
-    )
+    masked = any(has_masks(split) for split in scene.views.values())
     if masked:
         (folder / "masks").mkdir(exist_ok=True)
     reconstruction = pycolmap.Reconstruction()

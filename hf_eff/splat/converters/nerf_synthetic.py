@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from datasets import Image as DatasetImage
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV
 from hf_eff.splat.scene import (
@@ -23,6 +22,7 @@ from hf_eff.splat.scene import (
     Scene,
     check_mask_image,
     check_test_every,
+    has_masks,
     points_dataset,
     views_dataset,
 )
@@ -272,9 +272,7 @@ def write_nerf_synthetic(scene: Scene, folder) -> Path:
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(folder / POINTS_FILE))
     for split_name, split in scene.views.items():
         (folder / split_name).mkdir(parents=True, exist_ok=True)
-        masked = MASK_COLUMN in split.column_names and any(
-            mask is not None for mask in split.cast_column(MASK_COLUMN, DatasetImage(decode=False))[MASK_COLUMN]
-        )
+        masked = has_masks(split)
         if masked:
             (folder / "masks" / split_name).mkdir(parents=True, exist_ok=True)
         frames = []
