@@ -66,7 +66,8 @@ def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same",
          mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean SSIM of [N, H, W, 3] images in [0, 1] under the ``padding`` convention ("same": 3DGS,
     "valid": gsplat; see the module docstring). Differentiable. ``mask`` [N, H, W, 1] (1 = kept,
-    0 = ignored): the SSIM of the kept pixels (module docstring), over the whole batch."""
+    0 = ignored): the SSIM of the kept pixels (module docstring), over the whole batch; an image whose
+    mask keeps no pixel where the windows are centred (`ssim_window_centres`) is refused."""
     if render.shape != target.shape:
         raise ValueError(f"render {tuple(render.shape)} and target {tuple(target.shape)} differ in shape")
     if padding not in SSIM_PADDINGS:
