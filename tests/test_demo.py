@@ -29,6 +29,10 @@ def test_quick_demo_runs_every_section_and_writes_the_report(tmp_path):
     grant = {"train time (s)", "time to full's best validation (s)", "test ROC-AUC (end of training)"}
     assert grant <= set(headers["grant"])
     assert "test SSIM (3DGS's zero-padded)" in headers["splat"]
+    from PIL import Image
+
+    with Image.open(out / "splat_g2l_orbit.gif") as orbit:  # the fast run's novel views
+        assert orbit.n_frames == 12 and "![splat_g2l_orbit](splat_g2l_orbit.gif)" in report
     for name, section in results.items():
         assert not any("_" in column or "@" in column for column in section["columns"]), (name, section["columns"])
         assert "evaluations excluded" in section["summary"] or name == "halora"

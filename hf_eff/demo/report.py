@@ -12,7 +12,7 @@ class SectionResult:
     """One method beside its baseline.
 
     rows: one dict per run (e.g. {"method": "LoRA", "acc@0.02": 0.41, ...}); ``columns`` fixes
-    their order in the table. plots: PNG paths relative to the report folder.
+    their order in the table. plots: images (PNG plots, GIF renders) relative to the report folder.
     """
 
     title: str

@@ -31,7 +31,17 @@ def _train(scene, strategy: str, out_dir: Path, steps: int, eval_every: int, gro
     trainer = SplatTrainer(model=model, args=args, train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
     trainer.train()
     history = [e for e in trainer.state.log_history if "eval_psnr" in e]
-    return {"history": history, "final": history[-1], "ssim_padding": args.eval_ssim_padding}
+    return {"history": history, "final": history[-1], "ssim_padding": args.eval_ssim_padding, "model": trainer.model}
+
+
+def _write_orbit(model, scene, path: Path, frames: int) -> None:
+    """The fast run's novel-view orbit, as the example's trajectory.gif (at the views' size)."""
+    from hf_eff.splat import camera_path, render_trajectory, write_gif
+
+    views = scene.views["train"]
+    first = views.select_columns(["K", "width", "height"])[0]
+    write_gif(render_trajectory(model, camera_path(views, "ellipse", frames), first["K"], first["width"],
+                                first["height"]), path)
 
 
 def _plot(runs: dict[str, dict], path: Path) -> None:
@@ -66,8 +76,9 @@ def run(out_dir: Path, quick: bool) -> SectionResult:
         "default (3DGS)": _train(scene, "default", out_dir, steps, eval_every, threshold),
         "G2L + C2F + pruning": _train(scene, "g2l", out_dir, steps, eval_every, threshold),
     }
-    plot_name = "splat_psnr_vs_time.png"
+    plot_name, orbit_name = "splat_psnr_vs_time.png", "splat_g2l_orbit.gif"
     _plot(runs, out_dir / plot_name)
+    _write_orbit(runs["G2L + C2F + pruning"]["model"], scene, out_dir / orbit_name, 12 if quick else 48)
 
     target = runs["default (3DGS)"]["final"]["eval_psnr"]
     rows = []
@@ -92,6 +103,6 @@ def run(out_dir: Path, quick: bool) -> SectionResult:
         "benchmarks/splat_speed.py compares 1500 steps on 3 scenes."
     )
     return SectionResult(
-        title=TITLE, columns=list(rows[0]), rows=rows, summary=summary, plots=[plot_name],
+        title=TITLE, columns=list(rows[0]), rows=rows, summary=summary, plots=[plot_name, orbit_name],
         extra={"steps": steps, "resolution": size, "train_views": views},
     )
