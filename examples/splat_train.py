@@ -47,6 +47,7 @@ from hf_eff.splat import (
     camera_path,
     load_scene,
     make_procedural_scene,
+    path_intrinsics,
     render_trajectory,
     write_gif,
 )
@@ -139,18 +140,8 @@ def build_model(scene, model_args: ModelArguments) -> GaussianModel:
     return GaussianModel.random(scene.center, scene.radius, model_args.init_random_points, sh_degree=model_args.sh_degree)
 
 
-def trajectory_camera(views, max_size: int):
-    """K, width and height of the first view, scaled down so the longest side is at most ``max_size``."""
-    factor = min(1.0, max_size / max(views.width, views.height))
-    width, height = max(1, round(views.width * factor)), max(1, round(views.height * factor))
-    K = views.Ks[0].double().cpu().numpy().copy()
-    K[0] *= width / views.width
-    K[1] *= height / views.height
-    return K, width, height
-
-
-def save_trajectory(trainer: SplatTrainer, path_poses: np.ndarray, max_size: int, path: Path) -> None:
-    K, width, height = trajectory_camera(trainer.train_dataset, max_size)
+def save_trajectory(trainer: SplatTrainer, views, path_poses: np.ndarray, max_size: int, path: Path) -> None:
+    K, width, height = path_intrinsics(views, max_size)
     background = (1.0, 1.0, 1.0) if trainer.args.white_background else None
     frames = render_trajectory(trainer.model, path_poses, K, width, height, background=background,
                                backend=trainer.args.render_backend, packed=trainer.args.packed)
@@ -234,7 +225,8 @@ def main():
         trainer.model.save_ply(output_dir / "splats.ply")
         save_preview(trainer, output_dir / "preview.png")
         if path_poses is not None:
-            save_trajectory(trainer, path_poses, trajectory_args.trajectory_size, output_dir / "trajectory.gif")
+            save_trajectory(trainer, scene.views["train"], path_poses, trajectory_args.trajectory_size,
+                            output_dir / "trajectory.gif")
     trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
     save_local_model_card(trainer)  # the card a push writes, for a run kept local
     logger.info("Saved the model, splats.ply, preview.png%s and all_results.json to %s",

@@ -36,12 +36,10 @@ def _train(scene, strategy: str, out_dir: Path, steps: int, eval_every: int, gro
 
 def _write_orbit(model, scene, path: Path, frames: int) -> None:
     """The fast run's novel-view orbit, as the example's trajectory.gif (at the views' size)."""
-    from hf_eff.splat import camera_path, render_trajectory, write_gif
+    from hf_eff.splat import camera_path, path_intrinsics, render_trajectory, write_gif
 
     views = scene.views["train"]
-    first = views.select_columns(["K", "width", "height"])[0]
-    write_gif(render_trajectory(model, camera_path(views, "ellipse", frames), first["K"], first["width"],
-                                first["height"]), path)
+    write_gif(render_trajectory(model, camera_path(views, "ellipse", frames), *path_intrinsics(views)), path)
 
 
 def _plot(runs: dict[str, dict], path: Path) -> None:

@@ -31,6 +31,7 @@ _LAZY_EXPORTS = {
     "camera_path": "hf_eff.splat.trajectory",
     "ellipse_path": "hf_eff.splat.trajectory",
     "interpolated_path": "hf_eff.splat.trajectory",
+    "path_intrinsics": "hf_eff.splat.trajectory",
     "render_trajectory": "hf_eff.splat.trajectory",
     "write_gif": "hf_eff.splat.trajectory",
 }

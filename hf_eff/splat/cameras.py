@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["look_at", "pinhole_intrinsics", "OPENGL_TO_OPENCV"]
+__all__ = ["look_at", "look_at_camera_to_world", "pinhole_intrinsics", "OPENGL_TO_OPENCV"]
 
 # Flips y and z: OpenGL/Blender cameras look down -z with y up, OpenCV ones down +z, y down.
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -13,6 +13,11 @@ OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """World-to-camera [4, 4] (OpenCV) of a camera at ``eye`` looking at ``target``."""
+    return np.linalg.inv(look_at_camera_to_world(eye, target, up))
+
+
+def look_at_camera_to_world(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Camera-to-world [4, 4] (OpenCV) of a camera at ``eye`` looking at ``target``, level about ``up``."""
     eye = np.asarray(eye, dtype=np.float64)
     forward = np.asarray(target, dtype=np.float64) - eye
     forward /= np.linalg.norm(forward)
@@ -25,7 +30,7 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     camera_to_world = np.eye(4)
     camera_to_world[:3, :3] = np.stack([right, down, forward], axis=1)
     camera_to_world[:3, 3] = eye
-    return np.linalg.inv(camera_to_world)
+    return camera_to_world
 
 
 def pinhole_intrinsics(width: int, height: int, fov_x_degrees: float) -> np.ndarray:

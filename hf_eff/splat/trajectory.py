@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hf_eff.splat.cameras import look_at
+from hf_eff.splat.cameras import look_at_camera_to_world
 
 __all__ = [
     "views_camera_to_world",
@@ -33,6 +33,7 @@ __all__ = [
     "interpolated_path",
     "ellipse_path",
     "camera_path",
+    "path_intrinsics",
     "render_trajectory",
     "write_gif",
 ]
@@ -64,11 +65,6 @@ def _check_num_frames(num_frames) -> int:
     if isinstance(num_frames, bool) or int(num_frames) != num_frames or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
     return int(num_frames)
-
-
-def _camera(position, target, up) -> np.ndarray:
-    """Camera-to-world [4, 4] (OpenCV) at ``position`` looking at ``target``, level about ``up``."""
-    return np.linalg.inv(look_at(position, target, up))
 
 
 def views_camera_to_world(views) -> np.ndarray:
@@ -181,7 +177,7 @@ def interpolated_path(
     samples = np.stack(splev(params, tck), axis=1).reshape(num_frames, 3, 3)
     return np.stack(
         [
-            _camera(origin + scale * position, origin + scale * ahead, position - below)
+            look_at_camera_to_world(origin + scale * position, origin + scale * ahead, position - below)
             for position, ahead, below in samples
         ]
     )
@@ -236,7 +232,7 @@ def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
         + np.outer(radii[0] * np.cos(angles), major)
         + np.outer(radii[1] * np.sin(angles), minor)
     )
-    return np.stack([_camera(position, center, up) for position in positions])
+    return np.stack([look_at_camera_to_world(position, center, up) for position in positions])
 
 
 def _up_axis(poses: np.ndarray) -> np.ndarray:
@@ -270,6 +266,19 @@ def camera_path(views, kind: str, num_frames: int) -> np.ndarray:
         if kind == "ellipse"
         else interpolated_path(poses, num_frames, round_trip=True)
     )
+
+
+def path_intrinsics(views, max_size: int | None = None) -> tuple[np.ndarray, int, int]:
+    """K [3, 3], width and height of a scene split's first view, scaled down (never up) so that
+    the longest side is at most ``max_size`` (None: the view's own size): the camera a path is
+    rendered with."""
+    first = views.select_columns(["K", "width", "height"])[0]
+    K, view_width, view_height = np.array(first["K"], dtype=np.float64), first["width"], first["height"]
+    factor = 1.0 if max_size is None else min(1.0, max_size / max(view_width, view_height))
+    width, height = max(1, round(view_width * factor)), max(1, round(view_height * factor))
+    K[0] *= width / view_width
+    K[1] *= height / view_height
+    return K, width, height
 
 
 def render_trajectory(

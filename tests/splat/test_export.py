@@ -54,6 +54,11 @@ def test_splat_file_holds_every_gaussian_as_a_32_byte_record(tmp_path):
     assert np.abs(records["rotation"] - np.clip(quats * 128 + 128, 0, 255)).max() <= 1  # (w, x, y, z)
 
 
+def unpack_111011(words):
+    """[N, 3] values in [0, 1] from gsplat's pack_111011: 11, 10 and 11 bits, x in the top bits."""
+    return np.stack([(words >> 21) & 0x7FF, (words >> 11) & 0x3FF, words & 0x7FF], 1) / [2047, 1023, 2047]
+
+
 @pytest.mark.parametrize("sh_degree", [0, 2])
 def test_compressed_ply_chunks_and_decodes_to_the_gaussians(tmp_path, sh_degree):
     num = 600  # chunks of 256, 256 and 88
@@ -78,8 +83,7 @@ def test_compressed_ply_chunks_and_decodes_to_the_gaussians(tmp_path, sh_degree)
     chunk = np.arange(kept) // 256
     low, high = chunks[chunk, 0:3], chunks[chunk, 3:6]
     position = packed[:, 0]
-    unit = np.stack([(position >> 21) & 0x7FF, (position >> 11) & 0x3FF, position & 0x7FF], 1) / [2047, 1023, 2047]
-    decoded = low + unit * (high - low)
+    decoded = low + unpack_111011(position) * (high - low)
     s = splats(model)
     order = match_rows(decoded, s["means"], atol=2.0 * 4 / 1023)  # the scene spans 4: 10 bits at worst
     assert (1 / (1 + np.exp(-s["opacities"][order])) > 1 / 255).all()  # the transparent ones are gone
@@ -94,8 +98,7 @@ def test_compressed_ply_chunks_and_decodes_to_the_gaussians(tmp_path, sh_degree)
     assert np.abs(red - rgb[:, 0]).max() <= (chunks[:, 15] - chunks[:, 12]).max() / 255 + 1e-6
     # Log-scales in the chunk's range, 11/10/11 bits like the position.
     packed_scale = packed[:, 2]
-    unit = np.stack([(packed_scale >> 21) & 0x7FF, (packed_scale >> 11) & 0x3FF, packed_scale & 0x7FF], 1)
-    log_scale = chunks[chunk, 6:9] + unit / [2047, 1023, 2047] * (chunks[chunk, 9:12] - chunks[chunk, 6:9])
+    log_scale = chunks[chunk, 6:9] + unpack_111011(packed_scale) * (chunks[chunk, 9:12] - chunks[chunk, 6:9])
     assert np.abs(log_scale - s["scales"][order]).max() <= (chunks[:, 9:12] - chunks[:, 6:9]).max() / 1023
     # The normalised (w, x, y, z) rotation: the largest component's index in the top 2 bits, the
     # other three in 10 bits each over +-1/sqrt(2); the largest follows from the unit norm.

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from hf_eff.splat import GaussianModel, make_procedural_scene
-from hf_eff.splat.cameras import look_at, pinhole_intrinsics
+from hf_eff.splat.cameras import look_at_camera_to_world, pinhole_intrinsics
 from hf_eff.splat.trajectory import (
     camera_path,
     ellipse_path,
@@ -50,6 +50,13 @@ def moved(camera_to_world, transform):
     return poses
 
 
+def arc_poses(start_degrees, end_degrees, count):
+    """Camera-to-world poses on an arc of radius 4 at height 1.5, looking at the origin."""
+    azimuths = np.radians(np.linspace(start_degrees, end_degrees, count))
+    eyes = np.stack([4 * np.cos(azimuths), 4 * np.sin(azimuths), np.full(count, 1.5)], 1)
+    return np.stack([look_at_camera_to_world(eye, (0.0, 0.0, 0.0)) for eye in eyes])
+
+
 def assert_camera_poses(poses, num_frames):
     assert poses.shape == (num_frames, 4, 4)
     rotations = poses[:, :3, :3]
@@ -67,7 +74,7 @@ def test_paths_are_orthonormal_camera_to_world_poses(scene, kind):
 def test_focus_point_is_where_the_cameras_look():
     target = np.array([0.5, -2.0, 1.0])
     eyes = [(4, 0, 1), (0, 5, 3), (-3, -1, 2), (1, 1, 6)]
-    poses = np.linalg.inv(np.stack([look_at(eye, target) for eye in eyes]))
+    poses = np.stack([look_at_camera_to_world(eye, target) for eye in eyes])
     np.testing.assert_allclose(focus_point(poses), target, atol=1e-9)
 
 
@@ -90,8 +97,7 @@ def test_camera_paths_loop_without_a_jump():
     """write_gif loops: the interpolated path goes out and back, the last frame a step from the first."""
     from hf_eff.splat import views_dataset
 
-    azimuths = np.radians(np.linspace(0, 180, 9))  # a half circle, in capture order
-    world_to_camera = np.stack([look_at((4 * np.cos(a), 4 * np.sin(a), 1.5), (0.0, 0.0, 0.0)) for a in azimuths])
+    world_to_camera = np.linalg.inv(arc_poses(0, 180, 9))  # a half circle, in capture order
     views = views_dataset([np.zeros((4, 4, 3), np.uint8)] * 9, [pinhole_intrinsics(4, 4, 60.0)] * 9, world_to_camera)
     for kind in ("ellipse", "interpolated"):
         for num_frames in (40, 41):
@@ -260,7 +266,7 @@ def test_bad_inputs_are_named(scene, model):
 
 def test_ellipse_refuses_a_forward_facing_capture():
     # Parallel optical axes (an LLFF-style capture) look at no point to orbit.
-    poses = np.linalg.inv(np.stack([look_at((x, 0.0, 0.0), (x, 5.0, 0.0)) for x in (-1.0, 0.0, 1.0)]))
+    poses = np.stack([look_at_camera_to_world((x, 0.0, 0.0), (x, 5.0, 0.0)) for x in (-1.0, 0.0, 1.0)])
     with pytest.raises(ValueError, match="optical axes are parallel.*interpolated_path"):
         ellipse_path(poses, 10)
     assert_camera_poses(interpolated_path(poses, 10), 10)
@@ -272,7 +278,7 @@ def test_ellipse_refuses_a_forward_facing_capture_that_turns_a_little():
     rng = np.random.default_rng(0)
     eyes = [(x, -4.0, z) for x in np.linspace(-0.6, 0.6, 5) for z in np.linspace(0.6, 1.4, 4)]
     targets = [np.array([x, 0.0, z]) + rng.normal(0.0, 0.15, 3) for x, _, z in eyes]
-    poses = np.linalg.inv(np.stack([look_at(eye, target) for eye, target in zip(eyes, targets)]))
+    poses = np.stack([look_at_camera_to_world(eye, target) for eye, target in zip(eyes, targets)])
     with pytest.raises(ValueError, match="behind 20 of the 20 cameras.*interpolated_path"):
         ellipse_path(poses, 10)
 
@@ -281,9 +287,7 @@ def test_ellipse_refuses_a_forward_facing_capture_that_turns_a_little():
 def test_ellipse_of_a_one_sided_capture_keeps_the_horizon_level(turned):
     # Cameras on a half circle, looking down at the object: their mean up vector leans 13 degrees
     # toward the side they stand on, but their right axes stay horizontal.
-    azimuths = np.radians(np.linspace(0, 180, 9))
-    eyes = np.stack([4 * np.cos(azimuths), 4 * np.sin(azimuths), np.full(9, 1.5)], 1)
-    poses = np.linalg.inv(np.stack([look_at(eye, (0.0, 0.0, 0.0)) for eye in eyes]))
+    poses = arc_poses(0, 180, 9)
     up = np.array([0.0, 0.0, 1.0])
     if turned:
         poses, up = moved(poses, rigid(seed=3, scale=20.0)), rigid(seed=3)[:3, :3] @ up
@@ -321,24 +325,21 @@ def test_example_refuses_a_path_the_scene_cannot_give_before_training(tmp_path, 
     assert not (tmp_path / "one" / "model.safetensors").exists()
 
 
-def test_trajectory_camera_scales_the_intrinsics():
-    from types import SimpleNamespace
+def test_path_intrinsics_scale_the_first_view_down_never_up():
+    from hf_eff.splat import path_intrinsics, views_dataset
 
-    example = runpy.run_path(str(SCRIPT))
     K = pinhole_intrinsics(640, 480, 60.0)
-    views = SimpleNamespace(width=640, height=480, Ks=torch.as_tensor(K)[None])
-    scaled, width, height = example["trajectory_camera"](views, 320)
+    views = views_dataset([np.zeros((480, 640, 3), np.uint8)], [K], [np.eye(4)])
+    scaled, width, height = path_intrinsics(views, 320)
     assert (width, height) == (320, 240)
-    np.testing.assert_allclose(scaled, pinhole_intrinsics(320, 240, 60.0))
-    assert example["trajectory_camera"](views, 1000)[1:] == (640, 480)  # never upscaled
+    np.testing.assert_allclose(scaled, pinhole_intrinsics(320, 240, 60.0), rtol=1e-6)
+    assert path_intrinsics(views, 1000)[1:] == path_intrinsics(views)[1:] == (640, 480)
 
 
 def test_ellipse_of_a_capture_from_one_side_keeps_its_distance():
     # Cameras on a 60-degree arc: their offsets span little across the arc, but the orbit must
     # not pass next to the focus (the minor half-axis is at least half the major one).
-    azimuths = np.radians(np.linspace(-30, 30, 7))
-    eyes = np.stack([4 * np.cos(azimuths), 4 * np.sin(azimuths), np.full(7, 1.5)], 1)
-    poses = np.linalg.inv(np.stack([look_at(eye, (0.0, 0.0, 0.0)) for eye in eyes]))
+    poses = arc_poses(-30, 30, 7)
     path = ellipse_path(poses, 24)
     horizontal = np.linalg.norm(path[:, :2, 3], axis=1)
     assert horizontal.min() >= 0.5 * horizontal.max() - 1e-9
