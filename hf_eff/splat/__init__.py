@@ -17,6 +17,7 @@ _LAZY_EXPORTS = {
     "views_dataset": "hf_eff.splat.scene",
     "points_dataset": "hf_eff.splat.scene",
     "scene_views_to_tensors": "hf_eff.splat.scene",
+    "scene_views_masks": "hf_eff.splat.scene",
     "images_to_float": "hf_eff.splat.scene",
     "scene_from_colmap": "hf_eff.splat.converters",
     "write_colmap": "hf_eff.splat.converters",

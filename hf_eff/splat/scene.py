@@ -470,7 +470,11 @@ class Scene:
         with tempfile.TemporaryDirectory() as tmp:
             self.save(tmp)
             readme = Path(tmp) / "README.md"
-            contents = {f"{split} views": len(views) for split, views in self.views.items()}
+            contents = {}
+            for split, views in self.views.items():
+                contents[f"{split} views"] = len(views)
+                if masked := masked_view_count(views):
+                    contents[f"{split} views with a mask"] = masked
             if self.points is not None:
                 contents["points"] = len(self.points)
             contents["camera radius"] = self.radius
@@ -695,12 +699,17 @@ def scene_views_to_tensors(views: Dataset, device=None):
     return torch.as_tensor(images, device=device), viewmats, Ks
 
 
-def has_masks(views: Dataset) -> bool:
-    """Whether some view of a split has a mask (not None), read without decoding them."""
+def masked_view_count(views: Dataset) -> int:
+    """How many views of a split have a mask (not None), read without decoding them."""
     if MASK_COLUMN not in views.column_names:
-        return False
+        return 0
     column = views.select_columns([MASK_COLUMN]).cast_column(MASK_COLUMN, Image(decode=False))
-    return any(mask is not None for mask in column[MASK_COLUMN])
+    return sum(mask is not None for mask in column[MASK_COLUMN])
+
+
+def has_masks(views: Dataset) -> bool:
+    """Whether some view of a split has a mask."""
+    return masked_view_count(views) > 0
 
 
 def scene_views_masks(views: Dataset, device=None) -> torch.Tensor | None:

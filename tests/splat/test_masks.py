@@ -253,6 +253,8 @@ scene.push_to_hub(repo_id)
 pulled = load_scene(repo_id)
 print("MASKS " + json.dumps({split: [None if m is None else np.asarray(m).tolist() for m in views["mask"]]
                              for split, views in pulled.views.items()}))
+from huggingface_hub import DatasetCard
+print("CARD " + json.dumps(DatasetCard.load(repo_id).text))
 """
 
 
@@ -281,6 +283,9 @@ def test_masks_survive_a_push_to_the_hub_and_back(scene, tmp_path):
     finally:
         server.stop()
     pulled = json.loads(lines[-1][len("MASKS "):])
+    card = json.loads(next(line for line in process.stdout.splitlines() if line.startswith("CARD "))[len("CARD "):])
+    masked = sum(mask is not None for mask in stored_masks(saved.views["train"]))
+    assert 0 < masked and f"| train views with a mask | {masked} |" in card and "test views with a mask" not in card
     assert_same_masks([None if m is None else np.asarray(m, dtype=np.uint8) for m in pulled["train"]],
                       stored_masks(saved.views["train"]))
     assert pulled["test"] == [None] * len(saved.views["test"])
