@@ -63,7 +63,8 @@ POINT_FEATURES = Features(
 VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 
 
-def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), masks=None) -> Dataset:
+def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), masks=None,
+                  mask_names=None) -> Dataset:
     """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4] or [3, 4]
     (OpenCV: x right, y down, z forward; an OpenGL / Blender camera-to-world ``c2w`` becomes
     ``inv(c2w @ OPENGL_TO_OPENCV)``, see `hf_eff.splat.cameras`).
@@ -83,7 +84,8 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     weights are refused rather than thresholded silently; so are JPEG files, whose noise makes
     ignored pixels non-zero, hence trained; and a mask that keeps no pixel). Stored in a ``mask``
     column as grayscale PNGs of 0 and 255. Masks are not transparency: an RGBA image's alpha is still
-    composited onto ``background``.
+    composited onto ``background``. ``mask_names``: what an error about each mask calls it (default
+    ``views_dataset mask <i>``; the converters give the frame or COLMAP image).
     """
     import PIL.Image
 
@@ -137,12 +139,12 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     }
     features = VIEW_FEATURES
     if masks is not None:
-        columns[MASK_COLUMN] = _mask_images(masks, sizes)
+        columns[MASK_COLUMN] = _mask_images(masks, sizes, mask_names)
         features = Features({**VIEW_FEATURES, MASK_COLUMN: MASK_FEATURE})
     return Dataset.from_dict(columns, features=features)
 
 
-def _mask_images(masks, sizes: list[tuple[int, int]]) -> list:
+def _mask_images(masks, sizes: list[tuple[int, int]], names=None) -> list:
     """`views_dataset`'s masks as grayscale PIL images of 0 (ignored) and 255 (trained), one per
     view of the given (width, height) sizes; anything that is not a binary single-channel mask of
     its view's size is refused, naming the view."""
@@ -153,10 +155,12 @@ def _mask_images(masks, sizes: list[tuple[int, int]]) -> list:
         raise ValueError(f"views_dataset: {len(masks)} masks for {len(sizes)} images; one mask per view")
     stored = []
     for index, (mask, size) in enumerate(zip(masks, sizes)):
-        where = f"views_dataset mask {index}"
+        where = f"views_dataset mask {index}" if names is None else names[index]
         if mask is None:  # this view trains on every pixel
             stored.append(None)
             continue
+        if isinstance(mask, str | Path) and not Path(mask).is_file():
+            raise FileNotFoundError(f"{where}: mask {mask} not found")
         if isinstance(mask, str | Path | bytes | bytearray):
             with PIL.Image.open(mask if isinstance(mask, str | Path) else io.BytesIO(mask)) as opened:
                 check_mask_image(opened, size, where)

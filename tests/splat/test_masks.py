@@ -385,7 +385,7 @@ def test_bad_masks_are_named(scene, tmp_path):
         rebuilt(train, masks[:2] + [np.zeros((SIZE, SIZE), dtype=bool)] + masks[3:])
     write_nerfstudio(tmp_path / "black")
     Image.new("L", (24, 16)).save(tmp_path / "black" / "masks" / "frame_2.png")
-    with pytest.raises(ValueError, match="views_dataset mask 2: the mask keeps no pixel"):
+    with pytest.raises(ValueError, match="transforms.json frame 2: the mask keeps no pixel"):
         load_scene(tmp_path / "black")
     empty = good.map(replace_view_3, with_indices=True, fn_kwargs={"bad": Image.new("L", (SIZE, SIZE))},
                      features=good.features)
@@ -408,6 +408,11 @@ def test_colmap_masks_are_read_as_nerfstudio_reads_them(scene, tmp_path):
         load_scene(saved.save(tmp_path / "stored"), masks="masks")
     with pytest.raises(FileNotFoundError, match="COLMAP masks folder .*elsewhere not found"):
         load_scene(folder, masks="elsewhere")
+    # named by image, not by its place in its split (00003.png is the second test view with test_every=2)
+    Image.new("L", (SIZE, SIZE)).save(folder / "masks" / "00003.png")
+    with pytest.raises(ValueError, match=r"COLMAP image '00003.png': the mask keeps no pixel"):
+        load_scene(folder, masks="masks", test_every=2)
+    Image.fromarray(white).save(folder / "masks" / "00003.png")
     Image.new("L", (SIZE, 8)).save(folder / "masks" / "00002.png")
     with pytest.raises(ValueError, match=r"COLMAP image '00002.png': mask 00002.png is 32x8 but its image is 32x32"):
         load_scene(folder, masks="masks")

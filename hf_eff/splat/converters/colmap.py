@@ -14,7 +14,6 @@ from datasets import DatasetDict
 from hf_eff.splat.scene import (
     MASK_COLUMN,
     Scene,
-    check_mask_image,
     check_test_every,
     has_masks,
     points_dataset,
@@ -138,7 +137,7 @@ def scene_from_colmap(
         Ks.append(K)
         poses.append(pose)
         if masks_dir is not None:
-            masks.append(_mask_file(Path(masks_dir), image.name, (width, height)))
+            masks.append((Path(masks_dir) / image.name).with_suffix(".png"))  # nerfstudio's --masks-path
 
     is_test = [test_every > 0 and index % test_every == 0 for index in range(len(files))]
     if all(is_test):
@@ -148,7 +147,8 @@ def scene_from_colmap(
         ids = [i for i, flag in enumerate(is_test) if flag == test]
         # RGB files are stored as they are; transparency is composited onto background, not dropped.
         return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids], background,
-                             masks=[masks[i] for i in ids] if masks_dir is not None else None)
+                             masks=[masks[i] for i in ids] if masks_dir is not None else None,
+                             mask_names=[f"COLMAP image {registered[i].name!r}" for i in ids])
 
     points = None
     if reconstruction.num_points3D():
@@ -157,19 +157,6 @@ def scene_from_colmap(
         rgb = np.stack([point.color for point in point_list]).astype(np.uint8)
         points = points_dataset(xyz, rgb)
     return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points)
-
-
-def _mask_file(masks_dir: Path, image_name: str, size: tuple[int, int]) -> Path:
-    """nerfstudio's mask of a COLMAP image: ``masks_dir/<image name>.png``, checked to exist and
-    from its header (`check_mask_image`)."""
-    import PIL.Image
-
-    path = (masks_dir / image_name).with_suffix(".png")
-    if not path.is_file():
-        raise FileNotFoundError(f"COLMAP image {image_name!r}: mask {path} not found")
-    with PIL.Image.open(path) as opened:
-        check_mask_image(opened, size, f"COLMAP image {image_name!r}")
-    return path
 
 
 def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:

@@ -20,7 +20,6 @@ from hf_eff.splat.cameras import OPENGL_TO_OPENCV
 from hf_eff.splat.scene import (
     MASK_COLUMN,
     Scene,
-    check_mask_image,
     check_test_every,
     has_masks,
     points_dataset,
@@ -44,7 +43,7 @@ def _read_split(
     # dataparser asserts the same).
     masked = [index for index, frame in enumerate(frames) if "mask_path" in frame]
     if masked and len(masked) != len(frames):
-        unmasked = [index for index in range(len(frames)) if index not in set(masked)]
+        unmasked = [index for index, frame in enumerate(frames) if "mask_path" not in frame]
         raise ValueError(
             f"{transforms_file.name}: {len(masked)} of {len(frames)} frames name a mask_path, frame(s) "
             f"{unmasked[:10]} do not; give every frame a mask (all white to train on every pixel) or none"
@@ -64,7 +63,7 @@ def _read_split(
             width, height = opened.size
         images.append(path)
         if masked:
-            masks.append(_mask_path(folder, frame, (width, height), where))
+            masks.append(folder / frame["mask_path"])  # relative to the transforms file, as nerfstudio reads it
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
         if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
@@ -74,20 +73,8 @@ def _read_split(
         except np.linalg.LinAlgError:
             raise ValueError(f"{where} ({frame['file_path']}): transform_matrix is singular") from None
     # Transparent background composited onto a solid colour (3DGS: black by default).
-    return views_dataset(images, Ks, poses, background, masks=masks if masked else None), meta
-
-
-def _mask_path(folder: Path, frame: dict, size: tuple[int, int], where: str) -> Path:
-    """A frame's ``mask_path``, resolved as nerfstudio does (relative to the transforms file's
-    folder), checked from its header (`check_mask_image`)."""
-    import PIL.Image
-
-    path = folder / frame["mask_path"]
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: mask {path} not found")
-    with PIL.Image.open(path) as opened:
-        check_mask_image(opened, size, where)
-    return path
+    names = [f"{transforms_file.name} frame {index}" for index in range(len(frames))]
+    return views_dataset(images, Ks, poses, background, masks=masks if masked else None, mask_names=names), meta
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
