@@ -9,6 +9,7 @@ from transformers.trainer_utils import SaveStrategy
 
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.splat.losses import SSIM_PADDINGS
+from hf_eff.splat.rendering import RASTERIZE_MODES
 
 # The reference run both 3DGS and the paper use; step counts below are given at this length and
 # scaled by max_steps / PAPER_STEPS, so a short run keeps the same proportions.
@@ -198,6 +199,18 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
                           "with 3DGS, 3DGS-accel and DashGaussian, which evaluate with 3DGS's metrics.py; the two "
                           "differ by about 0.002-0.01 on 256 px images, as much as the methods differ."},
     )
+    rasterize_mode: str = field(
+        default="classic",
+        metadata={"help": "gsplat's rasterize_mode for every render of the run (training, evaluation, previews). "
+                          "'classic': 3DGS's (each projected Gaussian dilated by 0.3 pixel^2 so none is thinner than "
+                          "a pixel). 'antialiased': gsplat simple_trainer's --antialiased, Mip-Splatting's 2D filter: "
+                          "the same dilation with the opacity scaled by sqrt(det(cov2d) / det(cov2d + 0.3 I)), so "
+                          "that Gaussians small on screen keep their weight instead of growing; a model trained so "
+                          "renders without dilation artefacts at other resolutions and distances than its views'. "
+                          "The trained model keeps the mode (GaussianModel.rasterize_mode, saved in config.json, "
+                          "used by from_pretrained and render_trajectory); the .ply and .splat exports cannot "
+                          "record it. Default 'classic': 3DGS's and the paper's."},
+    )
     packed: bool = field(default=False, metadata={"help": "Packed rasterization (gsplat's memory-saving mode)."})
     render_backend: str = field(default="auto", metadata={"help": "'auto' (gsplat on CUDA, PyTorch on CPU), 'cpu', 'gsplat'."})
     finite_check_steps: int = field(
@@ -317,6 +330,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
             if getattr(self, name) not in SSIM_PADDINGS:
                 raise ValueError(f"SplatTrainingArguments.{name} must be 'same' (3DGS) or 'valid' (gsplat), "
                                  f"got {getattr(self, name)!r}")
+        if self.rasterize_mode not in RASTERIZE_MODES:
+            raise ValueError(f"SplatTrainingArguments.rasterize_mode must be 'classic' or 'antialiased' (gsplat's "
+                             f"--antialiased), got {self.rasterize_mode!r}")
         if self.render_backend not in ("auto", "cpu", "gsplat"):
             raise ValueError(f"SplatTrainingArguments.render_backend must be auto, cpu or gsplat, got {self.render_backend!r}")
 

@@ -61,18 +61,30 @@ class GaussianModel(
         num_gaussians: how many Gaussians to allocate. The constructor makes a placeholder
             (zero means, unit scales, identity rotations); use `from_points`, `random`,
             `from_ply` or `from_pretrained` for a real model.
+        rasterize_mode: how `render` rasterizes unless told otherwise: "classic" or "antialiased"
+            (gsplat's modes, see `hf_eff.splat.rendering.rasterize`). A model renders best in the
+            mode it was trained in: `SplatTrainer` sets this to its ``rasterize_mode``, and it is
+            saved in config.json, so `from_pretrained` and `render_trajectory` render in that mode
+            (a config.json without it, saved before this field, loads as "classic";
+            ``from_pretrained(..., rasterize_mode=...)`` overrides it). The `.ply` and `.splat`
+            exports cannot record it: viewers render them classic.
 
     Storage follows gsplat: ``scales`` are log-scales, ``opacities`` are logits and
     ``quats`` are unnormalised (w, x, y, z); `render` applies exp / sigmoid.
     """
 
-    def __init__(self, sh_degree: int = 3, num_gaussians: int = 0):
+    def __init__(self, sh_degree: int = 3, num_gaussians: int = 0, rasterize_mode: str = "classic"):
+        from hf_eff.splat.rendering import RASTERIZE_MODES
+
         super().__init__()
         if not 0 <= sh_degree <= 4:
             raise ValueError(f"sh_degree must be in 0..4 (gsplat's range), got {sh_degree}")
         if num_gaussians < 0:
             raise ValueError(f"num_gaussians must be >= 0, got {num_gaussians}")
+        if rasterize_mode not in RASTERIZE_MODES:
+            raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
         self.sh_degree = sh_degree
+        self.rasterize_mode = rasterize_mode
         n = num_gaussians
         quats = torch.zeros(n, 4)
         quats[:, 0] = 1.0
@@ -206,7 +218,7 @@ class GaussianModel(
         return self.num_gaussians
 
     def extra_repr(self) -> str:
-        return f"num_gaussians={self.num_gaussians}, sh_degree={self.sh_degree}"
+        return f"num_gaussians={self.num_gaussians}, sh_degree={self.sh_degree}, rasterize_mode={self.rasterize_mode!r}"
 
     def colors(self) -> torch.Tensor:
         """SH coefficients [N, (sh_degree+1)^2, 3], the layout gsplat's rasterizer takes."""
@@ -230,7 +242,8 @@ class GaussianModel(
             viewmats: [C, 4, 4] world-to-camera matrices (OpenCV).
             Ks: [C, 3, 3] pinhole intrinsics in pixels.
             sh_degree: SH degree to evaluate (<= the stored degree); None uses all of it.
-            kwargs: passed to ``rasterize`` (near_plane, packed, absgrad, backend, ...).
+            kwargs: passed to ``rasterize`` (near_plane, packed, absgrad, backend, ...);
+                ``rasterize_mode`` defaults to the model's (`rasterize_mode`).
         """
         from hf_eff.splat.rendering import rasterize
 
@@ -250,14 +263,15 @@ class GaussianModel(
             height=height,
             sh_degree=sh_degree,
             backgrounds=backgrounds,
-            **kwargs,
+            **{"rasterize_mode": self.rasterize_mode, **kwargs},
         )
 
     # ------------------------------------------------------------------ Hub serialisation
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)
         # The mixin would store the constructor's arguments; the count changes in training.
-        config = {"sh_degree": self.sh_degree, "num_gaussians": self.num_gaussians}
+        config = {"sh_degree": self.sh_degree, "num_gaussians": self.num_gaussians,
+                  "rasterize_mode": self.rasterize_mode}
         (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
     @classmethod
@@ -299,7 +313,8 @@ class GaussianModel(
         Values are stored raw as in the reference implementation: log-scales, opacity
         logits, unnormalised (w, x, y, z) quaternions, and f_rest channel-major. A model with
         no Gaussian writes a valid file with 0 vertices; NaN or infinite parameters are refused
-        (viewers cannot draw them; gsplat's export drops them).
+        (viewers cannot draw them; gsplat's export drops them). The format cannot record
+        `rasterize_mode` (`from_ply` loads "classic"): `save_pretrained` keeps it.
         """
         from plyfile import PlyData, PlyElement
 
@@ -356,6 +371,10 @@ class GaussianModel(
           below 1/255 are dropped, as gsplat does.
         - ``"ply"``: the standard 3DGS `.ply`, written by `save_ply` (gsplat's own lacks the
           reference implementation's normals; `save_ply` round-trips through `from_ply`).
+
+        None of these formats records `rasterize_mode`: viewers render classic, so a model trained
+        antialiased looks slightly different there (its small Gaussians a little larger and more
+        opaque); `save_pretrained` keeps the mode.
 
         NaN or infinite parameters are refused, naming the parameter. gsplat's exporter would drop
         those Gaussians, but it reduces the opacity check over all Gaussians, so one non-finite

@@ -56,7 +56,7 @@ logger = logging.get_logger(__name__)
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
 # The keywords `SplatTrainer.render` passes to the model's render.
-RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "check_finite")
+RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "check_finite", "rasterize_mode")
 
 
 def check_views_split(views) -> None:
@@ -320,6 +320,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                 "(GaussianModel.render passes them to rasterize)")
         train_views = SceneViews(train_dataset)
         eval_views = self._eval_views(eval_dataset, args) if eval_dataset is not None else None
+        self._adopt_rasterize_mode(model, args.rasterize_mode)
         self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
         if self.is_distributed:
@@ -366,6 +367,20 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 f"relocation call them), and training runs on {self.args.device}; on a CPU use "
                 "SplatTrainingArguments(strategy='default' or 'g2l'), or a DefaultStrategy"
             )
+
+    @staticmethod
+    def _adopt_rasterize_mode(model, rasterize_mode: str) -> None:
+        """The model renders in the mode it is trained in once saved (`GaussianModel.rasterize_mode`, kept in
+        config.json); a model that rendered antialiased before is named, as training it classic changes it."""
+        if not hasattr(model, "rasterize_mode"):  # a custom model: the trainer's renders still pass the mode
+            return
+        if model.rasterize_mode != rasterize_mode and model.rasterize_mode != "classic":
+            logger.warning(
+                f"SplatTrainer: the model renders {model.rasterize_mode!r} (it was trained so?) and this run trains "
+                f"it with rasterize_mode={rasterize_mode!r}, which it will keep; pass "
+                f"rasterize_mode={model.rasterize_mode!r} to train it as before"
+            )
+        model.rasterize_mode = rasterize_mode
 
     @staticmethod
     def _eval_views(dataset, args: SplatTrainingArguments) -> SceneViews:
@@ -604,7 +619,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return f"g2l (no {', no '.join(off)})" if off else "g2l"
 
     def render(self, model, viewmats, Ks, width, height, sh_degree=None, check_finite=True):
-        """``model.render`` with this run's backend, packing and background (white with
+        """``model.render`` with this run's backend, packing, ``rasterize_mode`` and background (white with
         ``white_background``), and absolute gradients when the strategy densifies on them
         (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree. ``check_finite``:
         `rasterize`'s NaN check (a host read of the device)."""
@@ -612,7 +627,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
             backend=self.args.render_backend, backgrounds=backgrounds, absgrad=getattr(self.strategy, "absgrad", False),
-            check_finite=check_finite,
+            check_finite=check_finite, rasterize_mode=self.args.rasterize_mode,
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -128,6 +128,7 @@ def test_pretrained_round_trip_after_densification_changes_the_count(tmp_path):
     assert json.loads((tmp_path / "splat" / "config.json").read_text()) == {
         "sh_degree": 1,
         "num_gaussians": 55,
+        "rasterize_mode": "classic",
     }
     loaded = GaussianModel.from_pretrained(tmp_path / "splat")
     assert len(loaded) == 55 and loaded.sh_degree == 1

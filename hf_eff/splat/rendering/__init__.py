@@ -13,9 +13,14 @@ from torch import Tensor
 
 from hf_eff.splat.rendering.cpu import rasterize_cpu
 
-__all__ = ["rasterize", "rasterize_cpu"]
+__all__ = ["RASTERIZE_MODES", "rasterize", "rasterize_cpu"]
 
 Backend = Literal["auto", "cpu", "gsplat"]
+# gsplat's modes: "antialiased" is Mip-Splatting's 2D filter with opacity compensation (see `rasterize`).
+RASTERIZE_MODES = ("classic", "antialiased")
+# Half precision is rendered from float32 copies: gsplat's kernels take float32 and float64 only, and
+# the CPU backend's projection inverts matrices, which PyTorch does not do in half precision.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _check_inputs(
@@ -113,6 +118,14 @@ def rasterize(
     [N, K, 3] with ``sh_degree``, viewmats [C, 4, 4] (world-to-camera, OpenCV), Ks [C, 3, 3].
     ``backend`` "auto" picks gsplat on CUDA tensors and the PyTorch backend on CPU tensors.
     ``render_mode`` "D" / "ED" (accumulated / expected depth) and "RGB+D" / "RGB+ED" work on both.
+    ``rasterize_mode``, as gsplat: both modes add ``eps2d`` (0.3 pixel^2) to each projected 2D
+    covariance, so that no Gaussian is thinner than a pixel; "antialiased" (Mip-Splatting's 2D
+    filter, gsplat's ``--antialiased``) also multiplies its opacity by
+    ``sqrt(det(cov2d) / det(cov2d + eps2d I))``, so that the dilation keeps its total weight
+    instead of making small or distant Gaussians look larger and more opaque. A model trained in one
+    mode should be rendered in it.
+    Gaussians in float16 / bfloat16 are rendered in float32 (neither backend computes in half
+    precision) and the images and alphas come back in their dtype.
     ``gsplat_kwargs`` (e.g. ``tile_size``, ``camera_model``) pass through to gsplat only.
     ``check_finite`` False skips the NaN / inf check of the Gaussians: on CUDA it reads the GPU
     from the host (a synchronisation), which a training loop that watches for NaN itself, without
@@ -122,6 +135,20 @@ def rasterize(
     """
     if backend not in ("auto", "cpu", "gsplat"):
         raise ValueError(f"backend must be 'auto', 'cpu' or 'gsplat', got {backend!r}")
+    # gsplat takes any other string for "classic" without a word
+    if rasterize_mode not in RASTERIZE_MODES:
+        raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
+    if means.dtype in LOW_PRECISION:
+        dtype = means.dtype
+        tensors = (means, quats, scales, opacities, colors, viewmats, Ks)
+        render_colors, render_alphas, info = rasterize(
+            *(tensor.float() for tensor in tensors), width, height, near_plane=near_plane, far_plane=far_plane,
+            radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree, packed=packed,
+            backgrounds=None if backgrounds is None else backgrounds.float(), render_mode=render_mode,
+            absgrad=absgrad, rasterize_mode=rasterize_mode, backend=backend, check_finite=check_finite,
+            **gsplat_kwargs,
+        )
+        return render_colors.to(dtype), render_alphas.to(dtype), info
     _check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds,
         check_finite,
