@@ -282,7 +282,7 @@ def test_a_model_whose_render_lacks_the_trainers_keywords_is_refused_by_name(sce
 
     xyz, rgb = scene.point_arrays()
     args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10)
-    with pytest.raises(TypeError, match="model.render must accept the keywords backend, absgrad, check_finite"):
+    with pytest.raises(TypeError, match="model.render must accept the keywords backend, absgrad, check_finite, rasterize_mode"):
         SplatTrainer(model=FixedBackendModel.from_points(xyz, rgb), args=args, train_dataset=scene.views["train"])
 
     # The keywords checked are exactly those the trainer passes.
