@@ -51,7 +51,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
 
     eval_sigmas: list[float] = field(
         default_factory=lambda: [0.0, 0.005, 0.01, 0.02],
-        metadata={"help": "Noise levels to evaluate at; each gives eval_<metric>_sigma_<s>_mean and _std. The plain "
+        metadata={"help": "Noise levels to evaluate at, each once; each gives eval_<metric>_sigma_<s>_mean and _std (<s> "
+                          "written with Python's :g format, e.g. 0.0025, 1e-05). The plain "
                           "eval_<metric> names come only from sigma 0, so metric_for_best_model must be a noisy name "
                           "when 0 is left out (checked when the arguments are built)."},
     )
@@ -73,9 +74,14 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         super().__post_init__()
         if isinstance(self.eval_sigmas, (str, numbers.Real)):  # one level, where a list is meant
             raise ValueError(f"eval_sigmas must be a list of noise levels (e.g. [0.0, 0.02]), got {self.eval_sigmas!r}")
-        self.eval_sigmas = [float(s) for s in self.eval_sigmas]
+        self.eval_sigmas = [float(s) + 0.0 for s in self.eval_sigmas]  # + 0.0: -0.0 would be named sigma_-0
         if not self.eval_sigmas or any(not (s >= 0 and math.isfinite(s)) for s in self.eval_sigmas):
             raise ValueError(f"eval_sigmas must be a non-empty list of finite values >= 0, got {self.eval_sigmas}")
+        names = [f"{sigma:g}" for sigma in self.eval_sigmas]
+        if len(set(names)) < len(names):  # one level's metrics would overwrite another's
+            twice = sorted({(name, sigma) for name, sigma in zip(names, self.eval_sigmas) if names.count(name) > 1})
+            raise ValueError(f"eval_sigmas: levels that metric names spell alike (sigma_<s> keeps 6 significant digits) "
+                             f"would overwrite each other's metrics: {twice}; list each level once")
         if self.eval_noise_seeds < 1:
             raise ValueError(f"eval_noise_seeds must be >= 1, got {self.eval_noise_seeds}")
         if self.eval_noise_mode is not None and self.eval_noise_mode not in NOISE_MODES:
@@ -318,7 +324,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         at sigma 0): ``<prefix>_<metric>_sigma_<s>_mean`` / ``_std`` (std over seeds, ddof 0). The
         noise-free run's metrics are also reported under their usual names. Accuracy is exact on
         any number of processes; the loss is transformers' own, which over several processes
-        weighs an uneven last batch as a full one (transformers issue #16716)."""
+        weighs an uneven last batch as a full one (transformers issue #16716). Evaluate the unmerged
+        adapter: merged weights would put BA on RRAM with W0 (see ``rram_noise``)."""
         if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
         self.remove_training_noise()

@@ -225,6 +225,15 @@ def test_arguments_validate(tmp_path):
         _args(tmp_path, eval_noise_tile_size=0)
 
 
+def test_eval_sigmas_get_one_metric_name_each(tmp_path):
+    # a level listed twice, or two that sigma_<s>'s 6 significant digits spell alike, would overwrite each other
+    for sigmas in ([0.0, 0.01, 0.01], [0.01, 0.010000001]):
+        with pytest.raises(ValueError, match=r"eval_sigmas: levels that metric names spell alike .*\('0.01', 0.01\)"):
+            _args(tmp_path, eval_sigmas=sigmas)
+    args = _args(tmp_path, eval_sigmas=[-0.0, 0.0025, 1e-3], metric_for_best_model="loss_sigma_0_mean")
+    assert [f"{sigma:g}" for sigma in args.eval_sigmas] == ["0", "0.0025", "0.001"]  # not sigma_-0
+
+
 def test_stuck_at_fractions_above_one_are_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="eval_sigmas: with stuck_at noise"):
         _args(tmp_path, eval_sigmas=[0.0, 2.0], eval_noise_mode="stuck_at")
