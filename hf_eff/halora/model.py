@@ -21,7 +21,8 @@ class HaLoRAModel(LoraModel):
     """Creates a HaLoRA model from a pretrained transformers model (``get_peft_model(model, HaLoRAConfig())``).
 
     Everything LoRA offers (merge_and_unload, disable_adapter, several adapters, delete_adapter)
-    works unchanged. ``get_regularization_loss`` returns the un-weighted L_reg; ``HaLoRATrainer``
+    works unchanged; but evaluate under RRAM noise before merging: merged weights put BA on RRAM with W0
+    (``rram_noise`` explains, and warns after ``merge_adapter()``). ``get_regularization_loss`` returns the un-weighted L_reg; ``HaLoRATrainer``
     adds ``reg_weight * L_reg`` with the scaling gradient accumulation needs (like KaSA's loss getter,
     rather than AdaLoRA's in-forward addition, which double-counts under token-count loss scaling).
     The noise and the regulariser come from ``HaLoRATrainer``: a training forward (train mode, grad

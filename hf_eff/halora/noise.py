@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from peft.utils import ModulesToSaveWrapper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -57,6 +57,12 @@ def canonical_layer_name(name: str) -> str:
     name = ".".join(part for part in name.split(".") if part != "_orig_mod")
     name = name.removeprefix("module.").removeprefix("base_model.model.")
     return ".".join(part for part in name.split(".") if part not in ("base_layer", "original_module"))
+
+
+def _layer_root(model: nn.Module) -> nn.Module:
+    """The module whose layer names draw the noise: a PEFT tuner given on its own (``peft_model.base_model``)
+    stands for its PeftModel, whose names carry one more ``model.`` (the tuner's own names would draw other noise)."""
+    return model.model if isinstance(model, BaseTuner) else model
 
 
 def active_halora_config(model: nn.Module) -> HaLoRAConfig | None:
@@ -164,6 +170,7 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
     ``target_modules=None`` other frozen weight matrices in the blocks (the fused 3-D experts of MoE models;
     not embeddings) stay exact, with a warning (once per model).
     """
+    model = _layer_root(model)
     adapter_modules, peft_adapted = _adapter_side_modules(model)
     if target_modules is None:
         block_classes = {
@@ -291,6 +298,7 @@ class RRAMNoise:
     every Linear in the transformer blocks; explicit values win.
     The noised weights must stay frozen while the noise is applied (restore undoes the recorded
     draw, and raises naming a weight changed meanwhile); merge adapters only after ``restore()``. Sharded (FSDP) weights are not supported.
+    A merged adapter is noised with W0 (see ``rram_noise``): simulate the hybrid chip on the unmerged model.
     """
 
     def __init__(
@@ -328,6 +336,10 @@ class RRAMNoise:
                     f"layer {name}: weight is sharded or not a 2-D matrix (shape {tuple(module.weight.shape)}); "
                     "RRAM noise needs whole weights on every process: use DDP (or one process), not FSDP"
                 )
+        # PEFT layers around a noised weight: merged (merge_adapter) it holds W0 + BA, checked at each apply
+        noised = {id(module) for module in self.layers.values()}
+        self._tuner_layers = {canonical_layer_name(name): module for name, module in _layer_root(model).named_modules()
+                              if isinstance(module, BaseTunerLayer) and id(module.get_base_layer()) in noised}
         self._applied: dict[str, _LayerNoise] | None = None
 
     @property
@@ -383,7 +395,6 @@ class RRAMNoise:
     def _band_tiles(self, band: slice) -> slice:
         return slice(band.start // self.tile_size, -(-band.stop // self.tile_size))
 
-    @torch.no_grad()
     def apply(self, seed: int, draw_index: int = 0, sigma: float | None = None) -> None:
         """Noises every RRAM layer in place with draw (seed, draw_index, layer name); ``sigma``, if
         given, becomes the noise level from this draw on (``restore`` undoes the draw at its level).
@@ -396,6 +407,16 @@ class RRAMNoise:
         if sigma is not None:
             validate_noise(sigma, self.mode, self.tile_size)
             self.sigma = float(sigma)
+        merged = [name for name, layer in self._tuner_layers.items() if layer.merged]
+        if merged and self.sigma != 0 and self.mode != "absolute":  # absolute noise does not depend on the weight
+            more = f" and {len(merged) - 1} more" if len(merged) > 1 else ""
+            warnings.warn(
+                f"RRAM noise: {merged[0]}{more} hold their merged adapter (merge_adapter), so the noise hits W0 + BA as if "
+                "the adapter were on RRAM too; on a hybrid chip it stays on exact SRAM and only W0 is noisy. Call "
+                "unmerge_adapter() before simulating the chip (a merge_and_unload() model is a plain model: it is "
+                "simulated wholly on RRAM, without a warning)",
+                stacklevel=_user_stacklevel(),
+            )
         applied: dict[str, _LayerNoise] = {}
         try:
             if self.sigma != 0:
@@ -410,6 +431,7 @@ class RRAMNoise:
             raise
         self._applied = applied
 
+    @torch.no_grad()  # here, not on apply: its warning names the user's line, which a decorator's frame would hide
     def _apply_layer(self, name: str, parameter: torch.Tensor, seed: int, applied: dict[str, _LayerNoise]) -> None:
         """Noises one layer; its draw and band temporaries are freed when this returns, before the next
         layer allocates its own."""
@@ -512,6 +534,12 @@ def rram_noise(
     ``noise_target_modules``), as ``HaLoRATrainer.evaluate`` uses them; otherwise ``tile_additive``,
     64 and every Linear in the transformer blocks. Explicit arguments win. LoRA / adapter-side weights
     are never touched; the clean weights come back bit-exactly on exit.
+
+    Simulate the hybrid chip on the unmerged adapter model. Merged weights hold W0 + BA, and the noise then
+    hits the adapter too (its tile scale, its share of a multiplicative draw, its stuck cells): a different
+    number, for a chip with the adapter on RRAM (but for ``absolute`` noise, which does not depend on the
+    weight). A PEFT model after ``merge_adapter()`` gets a warning; a
+    model from ``merge_and_unload()`` is a plain model and cannot be told apart, so evaluate before merging.
     """
     noise = RRAMNoise(model, sigma, mode=mode, tile_size=tile_size, target_modules=target_modules)
     noise.apply(seed, draw_index)

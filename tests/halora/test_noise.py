@@ -180,6 +180,38 @@ def test_draws_are_reproducible_and_independent_of_wrappers():
     assert draw_seed(1, 2, "module.base_model.model." + name) == draw_seed(1, 2, name) != draw_seed(1, 3, name)
 
 
+def test_a_peft_tuner_given_on_its_own_draws_its_peft_models_noise():
+    adapted = get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
+    name = "model.layers.1.self_attn.q_proj"
+    weight = adapted.base_model.model.get_submodule(name).base_layer.weight
+    with rram_noise(adapted, 0.01, seed=7):
+        through_peft_model = weight.detach().clone()
+    with rram_noise(adapted.base_model, 0.01, seed=7):  # the tuner's own names carry one more "model."
+        through_tuner = weight.detach().clone()
+    assert torch.equal(through_peft_model, through_tuner)
+    assert set(map(canonical_layer_name, rram_linear_modules(adapted.base_model, r"model\.layers\.1\.self_attn\.q_proj"))) == {name}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_noising_merged_adapters_warns_but_for_absolute_noise(mode):
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with rram_noise(model, 0.02, mode=mode, seed=0):  # unmerged: the adapter stays on SRAM
+            pass
+    model.merge_adapter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with rram_noise(model, 0.02, mode=mode, seed=0):
+            pass
+    merged = [w for w in caught if "merged adapter" in str(w.message)]
+    if mode == "absolute":  # W0 + BA + n == (W0 + n) + BA: the simulation is the chip's
+        assert not merged
+    else:
+        assert len(merged) == 1 and merged[0].filename == __file__
+        assert "model.layers.0.self_attn.q_proj and 3 more hold their merged adapter" in str(merged[0].message)
+
+
 def test_a_compiled_model_draws_the_same_noise_and_matches_the_same_names():
     plain = make_tiny_llama()
     compiled = torch.compile(make_tiny_llama())  # wraps lazily: nothing is compiled here
