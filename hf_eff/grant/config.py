@@ -29,7 +29,9 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     `per_device_train_batch_size` to the training set's size and `variant="single"` for that regime
     (as benchmarks/grant_speed.py does by default). GraNT(B) keeps whole batches, so its kept
     fraction moves in steps of 1/number of batches; on a single batch it would keep every graph at every
-    ratio, and is refused.
+    ratio, and is refused. GraNT(S) keeps at least one graph of every batch, so batches of one graph are
+    refused too, as is a training set of one graph (a Planetoid-style node split: GraNT selects whole
+    graphs, and one graph leaves it none to leave out).
 
     `data_seed` (else `seed`) seeds the teacher's batches, their order in each epoch and the random
     teacher's draws. The teacher plans every epoch's batches before training, so
@@ -57,7 +59,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
         default="batch",
         metadata={"help": "'batch' = GraNT(B), keep whole batches, so the kept fraction moves in steps of 1/number of "
                   "batches (refused when the training set is one batch: every graph would be kept); 'single' = GraNT(S), "
-                  "keep graphs inside batches (the full-batch regime's variant)"},
+                  "keep ceil(ratio * |b|) graphs of every batch b, at least one (refused on batches of one graph: every graph would "
+                  "be kept; the full-batch regime's variant)"},
     )
     start_ratio: float = field(default=0.05, metadata={"help": "r0, the fraction of graphs taught at epoch 0"})
     ratio_schedule: str = field(default="step", metadata={"help": f"one of {RATIO_SCHEDULES}"})

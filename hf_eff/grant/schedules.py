@@ -4,8 +4,11 @@ the learning-rate schedule match the steps actually taken)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 RATIO_SCHEDULES = ("step", "linear", "cosine")
 RESELECT_SCHEDULES = ("paper", "constant")
@@ -67,23 +70,78 @@ def num_selected(ratio: float, count: int) -> int:
     return min(count, max(1, math.ceil(round(ratio * count, 9))))
 
 
+def kept_units(
+    num_graphs: int, batch_size: int, ratio: float, variant: str, strata_sizes: list[int] | None = None
+) -> tuple[int, int]:
+    """(kept, of): the batches GraNT(B) keeps of the training set's batches, or the graphs GraNT(S)
+    keeps of its graphs, ceil(ratio * |b|) of every batch b (of every class, given `strata_sizes`)."""
+    if strata_sizes is not None:
+        if variant != "single":
+            raise ValueError(f"stratified selection is a GraNT(S) rule, got variant {variant!r}")
+        return sum(num_selected(ratio, size) for size in strata_sizes), num_graphs
+    full, last = divmod(num_graphs, batch_size)
+    sizes = [batch_size] * full + ([last] if last else [])
+    if variant == "batch":
+        return num_selected(ratio, len(sizes)), len(sizes)
+    if variant == "single":
+        return sum(num_selected(ratio, size) for size in sizes), num_graphs
+    raise ValueError(f"variant must be 'batch' or 'single', got {variant!r}")
+
+
 def selected_num_batches(
     num_graphs: int, batch_size: int, ratio: float, variant: str, strata_sizes: list[int] | None = None
 ) -> int:
     """Batches per epoch after selection: GraNT(B) keeps whole batches; GraNT(S) keeps
     ceil(ratio * |b|) graphs of every batch b (of every class, given `strata_sizes`) and
     re-batches them."""
-    if strata_sizes is not None:
-        if variant != "single":
-            raise ValueError(f"stratified selection is a GraNT(S) rule, got variant {variant!r}")
-        return math.ceil(sum(num_selected(ratio, size) for size in strata_sizes) / batch_size)
-    full, last = divmod(num_graphs, batch_size)
-    sizes = [batch_size] * full + ([last] if last else [])
+    kept, _ = kept_units(num_graphs, batch_size, ratio, variant, strata_sizes)
+    return kept if variant == "batch" else math.ceil(kept / batch_size)
+
+
+def _check_selection_can_drop_graphs(
+    num_graphs: int, batch_size: int, start_ratio: float, variant: str, strata_sizes: list[int] | None
+) -> None:
+    """Refuse a run whose first (hence smallest) selection keeps every graph: it would log GraNT's ratios
+    while training on the full set. Warn where it keeps at least twice start_ratio's share."""
+    if start_ratio >= 1:
+        return
+    kept, of = kept_units(num_graphs, batch_size, start_ratio, variant, strata_sizes)
+    if kept < of:
+        if kept / of >= 2 * start_ratio:
+            logger.warning(
+                "GraNT's first selection keeps %d of the %d %s (%.0f%%), not start_ratio=%g of them: it keeps at least "
+                "one %s. Use %s to teach start_ratio's share.",
+                kept, of, "batches" if variant == "batch" else "graphs", 100 * kept / of, start_ratio,
+                "batch" if variant == "batch" else ("graph of every class" if strata_sizes else "graph of every batch"),
+                "smaller batches (more of them)" if variant == "batch" else "larger batches",
+            )
+        return
+    if num_graphs == 1:
+        raise ValueError(
+            "the training set is a single graph, and GraNT selects whole graphs: it has none to leave out, so it "
+            "would train on the whole graph at every ratio. A node split of one graph (Planetoid's train_mask) "
+            "cannot be taught by graph selection: cut the graph into many subgraphs (e.g. "
+            "torch_geometric.loader.ClusterData) as the training set, or train on it with teacher='none'"
+        )
     if variant == "batch":
-        return num_selected(ratio, len(sizes))
-    if variant == "single":
-        return math.ceil(sum(num_selected(ratio, size) for size in sizes) / batch_size)
-    raise ValueError(f"variant must be 'batch' or 'single', got {variant!r}")
+        raise ValueError(
+            f"variant='batch' (GraNT(B)) keeps whole batches, and the {num_graphs} training graphs are {of} batch(es) "
+            f"of {batch_size} (per_device_train_batch_size): start_ratio={start_ratio} keeps {kept} of them, every "
+            "graph at every ratio. For full-batch training use variant='single' (GraNT(S), which keeps the top "
+            "graphs inside the batch), or make more batches"
+        )
+    if strata_sizes is not None:
+        raise ValueError(
+            f"stratify_selection keeps ceil(ratio * |c|) graphs of every class c, and with classes of {strata_sizes} "
+            f"graphs start_ratio={start_ratio} keeps all {num_graphs}: raise the number of graphs per class or "
+            "lower start_ratio"
+        )
+    raise ValueError(
+        f"variant='single' (GraNT(S)) keeps ceil(ratio * |b|) graphs of every batch b, at least one, and with batches of "
+        f"{batch_size} graphs (per_device_train_batch_size) start_ratio={start_ratio} keeps all {num_graphs}: every "
+        "graph at every ratio. Use larger batches (the public code's regime is one batch of the whole training set), "
+        "or variant='batch'"
+    )
 
 
 @dataclass(frozen=True)
@@ -109,14 +167,10 @@ def plan_epochs(
     strata_sizes: list[int] | None = None,
 ) -> list[EpochPlan]:
     """What every epoch trains on; the subset (and its size) changes only at reselections.
-    `strata_sizes`: the class sizes of stratified selection. GraNT(B) on a training set that is one batch
-    is refused: keeping whole batches, it would teach every graph at every ratio."""
-    if variant == "batch" and start_ratio < 1 and num_graphs <= batch_size:
-        raise ValueError(
-            f"variant='batch' (GraNT(B)) keeps whole batches, and the {num_graphs} training graphs are one batch of "
-            f"{batch_size} (per_device_train_batch_size): it would keep every graph at every ratio. For full-batch training use "
-            "variant='single' (GraNT(S), which keeps the top graphs inside the batch), or make several batches"
-        )
+    `strata_sizes`: the class sizes of stratified selection. A run whose first selection would keep every
+    graph is refused (one training graph, GraNT(B) on one batch, GraNT(S) on batches of one graph): it would
+    teach every graph at every ratio; one keeping at least twice start_ratio's share is warned of."""
+    _check_selection_can_drop_graphs(num_graphs, batch_size, start_ratio, variant, strata_sizes)
     reselect = set(reselection_epochs(num_epochs, start_ratio, reselect_schedule, interval_start, interval_end))
     plan, ratio = [], 1.0
     for epoch in range(num_epochs):

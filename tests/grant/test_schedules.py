@@ -1,4 +1,6 @@
+import logging
 import math
+import re
 
 import pytest
 import torch
@@ -94,8 +96,37 @@ def test_bad_schedule_names_raise():
 
 def test_batch_variant_on_a_single_batch_is_refused():
     # GraNT(B) keeps ceil(ratio * 1) = 1 of one batch: the full-batch regime would keep every graph
-    with pytest.raises(ValueError, match=r"variant='batch'.*one batch of 40.*variant='single'"):
+    with pytest.raises(ValueError, match=r"variant='batch'.*1 batch\(es\) of 40.*variant='single'"):
         plan_epochs(40, 40, 20, "batch", 0.05)
     assert plan_epochs(40, 40, 20, "single", 0.05)[0].ratio == 0.05
     assert [p.num_batches for p in plan_epochs(40, 40, 2, "batch", 1.0)] == [1, 1]  # no selection asked for
     assert plan_epochs(41, 40, 2, "batch", 0.05)[0].num_batches == 1  # two batches: one kept
+
+
+@pytest.mark.parametrize("variant", ["batch", "single"])
+def test_a_single_training_graph_is_refused(variant):
+    # a Planetoid-style graph: GraNT selects whole graphs, so it would train on the one graph at every ratio
+    with pytest.raises(ValueError, match=r"single graph.*ClusterData.*teacher='none'"):
+        plan_epochs(1, 8, 4, variant, 0.25)
+
+
+def test_single_variant_on_batches_of_one_graph_is_refused():
+    # GraNT(S) keeps at least one graph of every batch: batches of one keep them all, at any ratio
+    with pytest.raises(ValueError, match=r"variant='single'.*batches of 1 graphs.*keeps all 40"):
+        plan_epochs(40, 1, 4, "single", 0.05)
+    with pytest.raises(ValueError, match=r"batches of 2 graphs.*start_ratio=0.6 keeps all 40"):
+        plan_epochs(40, 2, 4, "single", 0.6)
+    with pytest.raises(ValueError, match=r"stratify_selection.*\[1, 1\]"):
+        plan_epochs(2, 2, 4, "single", 0.5, strata_sizes=[1, 1])
+    assert plan_epochs(40, 1, 4, "batch", 0.05)[0].num_batches == 2  # GraNT(B) keeps 2 of 40 batches of one
+
+
+def test_a_first_selection_of_at_least_twice_start_ratio_is_warned_of(caplog):
+    with caplog.at_level(logging.WARNING, logger="hf_eff.grant.schedules"):
+        plan_epochs(40, 8, 4, "single", 0.05)  # one graph of each batch of 8: 5 of 40, 12.5%
+    assert re.search(r"keeps 5 of the 40 graphs \(12%\), not start_ratio=0.05.*one graph of every batch", caplog.text)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_eff.grant.schedules"):
+        plan_epochs(400, 8, 4, "single", 0.25)  # 2 of 8: the share asked for
+        plan_epochs(400, 400, 4, "single", 0.05)
+    assert not caplog.text
