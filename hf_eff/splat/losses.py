@@ -62,6 +62,15 @@ def ssim_window_centres(mask: torch.Tensor, padding: str) -> torch.Tensor:
     return mask[:, half : height - half, half : width - half]
 
 
+def ssim_blind_images(mask: torch.Tensor, padding: str) -> tuple[list[int], int]:
+    """The images of ``mask`` [N, H, W, 1] that have no masked SSIM under ``padding``: their masks keep no
+    pixel where its windows are centred (`ssim_window_centres`). Returns their indices and the margin,
+    how many pixels from the border no window is centred (0 for "same"). Reads the device."""
+    centres = ssim_window_centres(mask, padding)
+    blind = (centres.flatten(1) == 0).all(dim=1).nonzero().flatten().tolist()
+    return blind, (mask.shape[1] - centres.shape[1]) // 2
+
+
 def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same",
          mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean SSIM of [N, H, W, 3] images in [0, 1] under the ``padding`` convention ("same": 3DGS,
@@ -89,14 +98,13 @@ def _masked_ssim(render, target, padding: str, mask: torch.Tensor) -> torch.Tens
     # pytorch-msssim averages its SSIM map inside; the map is rebuilt here from its Gaussian filter
     # (window 11, sigma 1.5, K = (0.01, 0.03), data range 1, as above) to average it over kept pixels.
     _check_mask(mask, render)
-    centres = ssim_window_centres(mask, padding).permute(0, 3, 1, 2)
-    blind = (centres.flatten(1) == 0).all(dim=1).nonzero()
-    if len(blind):
-        margin = (mask.shape[1] - centres.shape[2]) // 2
+    blind, margin = ssim_blind_images(mask, padding)
+    if blind:
         raise ValueError(
-            f"SSIM padding {padding!r}: the mask of image {blind[0].item()} keeps no pixel at least {margin} pixels "
+            f"SSIM padding {padding!r}: the mask of image {blind[0]} keeps no pixel at least {margin} pixels "
             "from the border, where the windows of this convention are centred; use padding 'same'"
         )
+    centres = ssim_window_centres(mask, padding).permute(0, 3, 1, 2)
     mask = mask.permute(0, 3, 1, 2)
     # where() rather than a product: an ignored pixel's NaN or inf must not count either
     render, target = (torch.where(mask > 0, image.permute(0, 3, 1, 2), 0) for image in (render, target))

@@ -43,7 +43,7 @@ from transformers.utils import logging
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
-from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_window_centres
+from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_blind_images
 from hf_eff.splat.scene import (
     Scene,
     images_to_float,
@@ -93,7 +93,8 @@ class SceneViews(Dataset):
     the 256 values; the CPU division gives the same values whatever the training device.
 
     A split with a ``mask`` column keeps its masks as bool `masks` [N, H, W] (None without one), and
-    each item gets ``mask`` [H, W, 1] float (1 = trained, 0 = ignored). The ignored pixels of
+    each item gets ``mask`` [H, W, 1] bool (True = trained, False = ignored: exact, and a byte a pixel
+    on the way to the device; `SplatTrainer.compute_loss` makes it float). The ignored pixels of
     `images` are set to 0 here, once: their content then reaches nothing downstream (the loss, the
     coarse-to-fine downscaling and energy schedule, the evaluation's target).
     """
@@ -123,7 +124,7 @@ class SceneViews(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = {"image": images_to_float(self.images[index]), "viewmat": self.viewmats[index], "K": self.Ks[index]}
         if self.masks is not None:
-            item["mask"] = self.masks[index, :, :, None].float()
+            item["mask"] = self.masks[index, :, :, None]
         return item
 
 
@@ -388,10 +389,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         SSIM's windows: checked when the split is given, not when training has ended."""
         views = SceneViews(dataset)
         if views.masks is not None:
-            centres = ssim_window_centres(views.masks[..., None], args.eval_ssim_padding)
-            blind = (~centres.flatten(1).any(dim=1)).nonzero().flatten().tolist()
+            blind, margin = ssim_blind_images(views.masks[..., None], args.eval_ssim_padding)
             if blind:
-                margin = (views.height - centres.shape[1]) // 2
                 raise ValueError(
                     f"SplatTrainer: the masks of evaluation views {blind[:10]} keep no pixel at least {margin} pixels "
                     f"from the border, where eval_ssim_padding={args.eval_ssim_padding!r} centres SSIM's windows, so "
@@ -633,8 +632,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step
         images, viewmats, Ks = inputs["image"], inputs["viewmat"], inputs["K"]
-        # [N, H, W, 1], 1 = trained; the images are already 0 where it is 0 (SceneViews)
+        # [N, H, W, 1] bool, True = trained; the images are already 0 where it is False (SceneViews)
         masks = inputs.get("mask")
+        if masks is not None:
+            masks = masks.to(images.dtype)
         height, width = images.shape[1:3]
         factor = self.resolution_factor(step)
         if factor > 1:

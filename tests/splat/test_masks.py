@@ -67,7 +67,7 @@ def loss_and_gradients(trainer):
     renders.retain_grad()
     loss.backward()
     if "mask" in batch:  # the render's ignored pixels get no gradient: they are not fitted (to black or anything)
-        weights = downscale_images(batch["mask"], trainer.resolution_factor(0)).expand_as(renders)
+        weights = downscale_images(batch["mask"].float(), trainer.resolution_factor(0)).expand_as(renders)
         assert (weights == 0).any() and renders.grad[weights == 0].abs().max() == 0
         assert renders.grad[weights > 0].abs().max() > 0
     gradients = {key: param.grad.clone() for key, param in trainer.splats.items()}
@@ -227,7 +227,11 @@ def test_masks_survive_save_and_load(scene, tmp_path):
     # The unmasked test split is stored in the same configuration: its views come back without masks.
     assert all(mask is None for mask in stored_masks(loaded.views["test"]))
     assert SceneViews(loaded.views["test"]).masks is None
-    assert torch.equal(SceneViews(loaded.views["train"]).masks, torch.as_tensor(np.stack(masks) > 0))
+    train_views = SceneViews(loaded.views["train"])
+    assert torch.equal(train_views.masks, torch.as_tensor(np.stack(masks) > 0))
+    # each batch carries its masks as bool, a byte a pixel (the loss makes them float on the device)
+    item_mask = train_views[1]["mask"]
+    assert item_mask.dtype == torch.bool and torch.equal(item_mask, train_views.masks[1, :, :, None])
 
 
 def test_masks_on_the_test_split_only_survive_save_and_load(scene, tmp_path):
