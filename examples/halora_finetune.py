@@ -89,7 +89,8 @@ class ModelArguments:
     noise_sigma_sampling: str = field(
         default="fixed", metadata={"help": f"One of {SIGMA_SAMPLINGS}: each draw at noise_sigma, or at a level from U(0, noise_sigma)."}
     )
-    noise_warmup_steps: int = field(default=0, metadata={"help": "Steps over which the training noise ramps from 0 to noise_sigma."})
+    noise_warmup_steps: int = field(default=0, metadata={"help": "Steps over which the training noise ramps from 0 to noise_sigma "
+                                                                 "(by draws: make it several noise_resample_steps)."})
     reg_weight: float = field(default=0.1, metadata={"help": "mu, weight of the HaLoRA regulariser."})
     reg_norm: str = field(default="spectral", metadata={"help": f"One of {REG_NORMS}."})
     reg_reduction: str = field(default="sum", metadata={"help": f"Over the adapted layers, one of {REG_REDUCTIONS}."})

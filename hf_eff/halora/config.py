@@ -54,6 +54,8 @@ class HaLoRAConfig(LoraConfig):
             questions): a fixed 0.02 left clean accuracy 16 points below LoRA's, U(0, 0.02) level with it.
         noise_warmup_steps (`int`): the training noise level ramps linearly from 0 at step 0 to ``noise_sigma`` at
             this step (taken at each draw's first step), so the adapter learns the task before the noise; 0: no ramp.
+            It ramps only over several draws: one not longer than ``noise_resample_steps`` leaves the first draw
+            noise-free and the next at the full level (``HaLoRATrainer`` warns).
         reg_weight (`float`): mu, the weight of the regulariser (paper: 0.1); 0 disables it.
         reg_norm (`str`): ``spectral`` (paper) or ``frobenius`` norm of the r x r Gram matrices.
         reg_reduction (`str`): ``sum`` (default) or ``mean`` over the adapted layers.

@@ -12,6 +12,7 @@ import math
 import numbers
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,6 +164,16 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
         self._reg_count = 0
         self._hooked_optimizer: torch.optim.Optimizer | None = None
+        config = self.halora_config()
+        if config is not None and config.noise_sigma > 0 and 0 < config.noise_warmup_steps <= config.noise_resample_steps:
+            # the level is taken at each draw's first step: draw 0 is at 0, draw 1 (past the warm-up) at the full level
+            warnings.warn(
+                f"HaLoRAConfig.noise_warmup_steps={config.noise_warmup_steps} is not longer than noise_resample_steps="
+                f"{config.noise_resample_steps}: training runs noise-free for the first {config.noise_resample_steps} "
+                "steps, then at the full noise_sigma, with no ramp between (any such warm-up trains the same); for a "
+                "ramp, draw several times within the warm-up (noise_resample_steps a fraction of noise_warmup_steps)",
+                stacklevel=2,
+            )
         if any(sigma > 0 for sigma in self.args.eval_sigmas):
             # Checked now, not after training: a model without noisable layers, or stuck_at levels above
             # 1 from the adapter's mode, would fail only at evaluation.

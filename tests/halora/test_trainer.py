@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 from datasets import Dataset
@@ -148,6 +150,21 @@ def test_trainer_draws_each_interval_at_the_scheduled_level(tmp_path, monkeypatc
     assert levels == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04, 0.04])
     logged = [entry["noise_sigma"] for entry in trainer.state.log_history if "loss" in entry]
     assert logged == pytest.approx(levels)
+
+
+def test_a_warm_up_within_the_first_draw_is_named(tmp_path):
+    def trainer(warmup, resample):
+        config = HaLoRAConfig(r=4, target_modules=["q_proj"], noise_resample_steps=resample, noise_warmup_steps=warmup)
+        return HaLoRATrainer(model=get_peft_model(make_tiny_llama(), config), args=_args(tmp_path, eval_sigmas=[0.0]))
+
+    # draws at steps 0 and 400, at levels 0 and 0.01: 400 noise-free steps, then the full level
+    with pytest.warns(UserWarning, match="noise_warmup_steps=100 is not longer than noise_resample_steps=400: training "
+                                         "runs noise-free for the first 400 steps, then at the full noise_sigma"):
+        trainer(100, 400)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*noise_warmup_steps")
+        trainer(400, 100)  # levels 0, 1/4, 1/2, 3/4, then 1
+        trainer(0, 400)
 
 
 def _eval_trainer(tmp_path, tokenizer, model, **kwargs):
