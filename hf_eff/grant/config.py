@@ -35,8 +35,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
 
     `data_seed` (else `seed`) seeds the teacher's batches, their order in each epoch and the random
     teacher's draws. The teacher plans every epoch's batches before training, so
-    `dataloader_drop_last` and `auto_find_batch_size` (which would change them) are refused unless
-    `teacher="none"`; `label_smoothing_factor` is refused: the task losses do not apply it, and so is
+    `dataloader_drop_last`, `auto_find_batch_size` (which would change them) and a `train_sampling_strategy`
+    other than "random" (which it would ignore) are refused unless `teacher="none"`; `label_smoothing_factor` is refused: the task losses do not apply it, and so is
     `include_for_metrics=["inputs"]`: a graph batch has no single input tensor to pass on."""
 
     weight_decay: float = field(
@@ -138,6 +138,14 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
                     f"{option}=True would change the batches the teacher plans before training (the learning-rate "
                     "schedule spans their steps); leave it False, or use teacher='none'"
                 )
+        # transformers 5 names the sampler train_sampling_strategy (group_by_length before it)
+        sampling = getattr(self, "train_sampling_strategy", None) or (
+            "group_by_length" if getattr(self, "group_by_length", False) else "random")
+        if self.teacher != "none" and sampling != "random":
+            raise ValueError(
+                f"train_sampling_strategy={sampling!r}: the teacher orders its own batches (seeded by data_seed, else "
+                "seed), so it would be ignored; leave it 'random', or use teacher='none'"
+            )
         if self.teacher != "none" and self.max_steps > 0:
             raise ValueError(
                 "GraNT's budget is num_train_epochs: max_steps is derived from the ratio schedule, leave it unset"

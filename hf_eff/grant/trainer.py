@@ -92,6 +92,17 @@ class TeachingBatchSampler(Sampler[list[int]]):
             yield self.batches[position]
 
 
+def _check_length_column(args, dataset, name: str, strategies: tuple[str, ...]) -> None:
+    """The length-grouped samplers (train and, for group_by_length, evaluation) read each row's length from
+    `length_column_name`; without that column transformers looks for input_ids, which graph rows lack."""
+    sampling = getattr(args, "train_sampling_strategy", None)
+    if sampling in strategies and isinstance(dataset, datasets.Dataset) and args.length_column_name not in dataset.column_names:
+        raise ValueError(
+            f"train_sampling_strategy={sampling!r} reads each graph's length from the column "
+            f"length_column_name={args.length_column_name!r}, which {name} lacks; set length_column_name='num_nodes'"
+        )
+
+
 class GraNTTrainer(HubCardTrainerMixin, Trainer):
     args: GraNTTrainingArguments
     card_kind = "grant_model"
@@ -107,6 +118,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         for name, dataset in evals.items():
             if dataset is not None:
                 check_graph_dataset(dataset, self.task, name)
+        _check_length_column(args, train_dataset, "train_dataset", ("group_by_length", "batch_rebalance"))
+        for name, dataset in evals.items():
+            _check_length_column(args, dataset, name, ("group_by_length",))
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError("GraNTTrainer takes its loss from args.task (task_loss); compute_loss_func would not be used")
         reference = next((d for d in (train_dataset, *evals.values()) if d is not None), None)
@@ -170,6 +184,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         model's width is checked against at each forward (`_forward`) while it is evaluated. Graphs without y
         are to predict on; evaluate refuses them, which it would evaluate without a loss or a metric."""
         num_classes = self._num_classes
+        _check_length_column(self.args, dataset, f"{prefix} dataset", ("group_by_length",))
         if isinstance(dataset, datasets.Dataset):
             if "y" in dataset.column_names:
                 check_graph_dataset(dataset, self.task, f"{prefix} dataset")
