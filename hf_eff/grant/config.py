@@ -36,7 +36,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
     `data_seed` (else `seed`) seeds the teacher's batches, their order in each epoch and the random
     teacher's draws. The teacher plans every epoch's batches before training, so
     `dataloader_drop_last`, `auto_find_batch_size` (which would change them) and a `train_sampling_strategy`
-    other than "random" (which it would ignore) are refused unless `teacher="none"`; `label_smoothing_factor` is refused: the task losses do not apply it, and so is
+    other than "random" (which it would ignore) are refused unless `teacher="none"` (or `start_ratio=1`, which
+    is full-data training); `label_smoothing_factor` is refused: the task losses do not apply it, and so is
     `include_for_metrics=["inputs"]`: a graph batch has no single input tensor to pass on."""
 
     weight_decay: float = field(
@@ -62,7 +63,11 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
                   "keep ceil(ratio * |b|) graphs of every batch b, at least one (refused on batches of one graph: every graph would "
                   "be kept; the full-batch regime's variant)"},
     )
-    start_ratio: float = field(default=0.05, metadata={"help": "r0, the fraction of graphs taught at epoch 0"})
+    start_ratio: float = field(
+        default=0.05,
+        metadata={"help": "r0, the fraction of graphs taught at epoch 0; 1 teaches every graph at every epoch, which is "
+                  "full-data training: the run is teacher='none''s, batch for batch"},
+    )
     ratio_schedule: str = field(default="step", metadata={"help": f"one of {RATIO_SCHEDULES}"})
     ratio_stages: int = field(default=50, metadata={"help": "number of stages of the 'step' ratio schedule"})
     reselect_schedule: str = field(
@@ -95,6 +100,12 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
         metadata={"help": "keep the graph columns for the collator (True, which would drop num_nodes and y, is refused "
                   "with the default GraphCollator)"},
     )
+
+    @property
+    def selects(self) -> bool:
+        """Whether a teacher selects graphs: not with teacher='none', nor with start_ratio=1, which teaches every
+        graph at every epoch: that run is teacher='none''s full-data training, batch for batch."""
+        return self.teacher != "none" and self.start_ratio < 1
 
     def __post_init__(self):
         super().__post_init__()
@@ -133,7 +144,7 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
         if self.label_smoothing_factor != 0:
             raise ValueError("label_smoothing_factor: GraNT's task losses do not apply label smoothing; leave it 0")
         for option in ("dataloader_drop_last", "auto_find_batch_size"):
-            if self.teacher != "none" and getattr(self, option):
+            if self.selects and getattr(self, option):
                 raise ValueError(
                     f"{option}=True would change the batches the teacher plans before training (the learning-rate "
                     "schedule spans their steps); leave it False, or use teacher='none'"
@@ -141,14 +152,14 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
         # transformers 5 names the sampler train_sampling_strategy (group_by_length before it)
         sampling = getattr(self, "train_sampling_strategy", None) or (
             "group_by_length" if getattr(self, "group_by_length", False) else "random")
-        if self.teacher != "none" and sampling != "random":
+        if self.selects and sampling != "random":
             raise ValueError(
                 f"train_sampling_strategy={sampling!r}: the teacher orders its own batches (seeded by data_seed, else "
                 "seed), so it would be ignored; leave it 'random', or use teacher='none'"
             )
-        if self.teacher != "none" and self.max_steps > 0:
+        if self.selects and self.max_steps > 0:
             raise ValueError(
                 "GraNT's budget is num_train_epochs: max_steps is derived from the ratio schedule, leave it unset"
             )
-        if self.teacher != "none" and self.num_train_epochs != int(self.num_train_epochs):
+        if self.selects and self.num_train_epochs != int(self.num_train_epochs):
             raise ValueError(f"GraNT needs a whole number of epochs, got num_train_epochs={self.num_train_epochs}")

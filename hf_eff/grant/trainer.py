@@ -5,8 +5,8 @@ Works with `GrantGCN` and with any PyG model whose forward takes (x, edge_index,
 edge_attr if it names it (training, evaluation and the teacher pass the same inputs), and returns
 the prediction, a tuple whose first element it is, or a dict with it under "logits"; the loss
 comes from `args.task`. A model narrower than the data's targets or class ids is refused at its
-first forward, by name. With `teacher="none"` it is plain full-data training through the
-same code path (the baseline); with `teacher="random"`, GraNT's schedule on random subsets (the
+first forward, by name. With `teacher="none"` (or `start_ratio=1`, every graph at every
+epoch) it is plain full-data training through the same code path (the baseline); with `teacher="random"`, GraNT's schedule on random subsets (the
 ablation of the selection).
 
 Node-level evaluation (`evaluate`, `predict`) pads per graph: predictions are [graphs, max nodes,
@@ -268,7 +268,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     # --- teaching ------------------------------------------------------------------------
     def train(self, resume_from_checkpoint=None, **kwargs):
-        if self.args.teacher == "none":
+        if not self.args.selects:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         if self.train_dataset is None:
             raise ValueError("GraNTTrainer: training requires a train_dataset (the graphs the teacher selects from)")
@@ -325,7 +325,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
 
     def get_train_dataloader(self) -> DataLoader:
-        if self.args.teacher == "none":
+        if not self.args.selects:
             return super().get_train_dataloader()
         loader = DataLoader(
             arrow_batches(self.train_dataset, self.data_collator),
@@ -346,7 +346,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         return math.ceil(num_batches / self.args.gradient_accumulation_steps)
 
     def set_initial_training_values(self, args, dataloader):
-        if args.teacher == "none":
+        if not args.selects:
             return super().set_initial_training_values(args, dataloader)
         # The schedule's real totals (the sampler is still empty here), so that the
         # learning-rate scheduler spans exactly the steps taken.
@@ -366,7 +366,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         epochs_trained, steps_trained_in_current_epoch = super()._init_training_state(
             max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
         )
-        if self.args.teacher == "none" or resume_from_checkpoint is None:
+        if not self.args.selects or resume_from_checkpoint is None:
             return epochs_trained, steps_trained_in_current_epoch
         # The Trainer divides global_step by the first epoch's length; GraNT's epochs vary, so
         # walk the plan to the epoch (and the batch inside it) the checkpoint stopped in.
@@ -383,7 +383,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # The teacher's subset belongs with the optimizer's state: resuming needs both, and it
         # cannot be recomputed later (it was scored by the model as it was at the reselection).
         super()._save_optimizer_and_scheduler(output_dir)
-        if self.args.teacher != "none" and self.args.should_save:
+        if self.args.selects and self.args.should_save:
             state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log}
             with open(os.path.join(output_dir, TEACHER_STATE_NAME), "w") as file:
                 json.dump(state, file)
@@ -406,7 +406,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         self.teaching_log = state["teaching_log"]
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, **kwargs):
-        if self.args.teacher != "none":
+        if self.args.selects:
             resumed_inside_epoch = (
                 kwargs["resume_from_checkpoint"] is not None and epoch == kwargs["epochs_trained"]
                 and kwargs["steps_trained_in_current_epoch"] > 0

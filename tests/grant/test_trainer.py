@@ -531,6 +531,27 @@ def test_length_grouped_full_training_is_pointed_to_num_nodes(tmp_path, make_gra
         GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args).evaluate(validation)
 
 
+@pytest.mark.parametrize("teacher", ["grant", "random"])
+def test_start_ratio_one_is_full_training_batch_for_batch(tmp_path, make_graphs, teacher):
+    # GraNT's own batches at ratio 1 were another order than the Trainer's: another loss, other weights
+    task = "graph_regression"
+    train = make_graphs(40, task, seed=1)
+
+    def trained(**options):
+        torch.manual_seed(0)
+        model = GrantGCN(6, 1, hidden_channels=8)
+        trainer = GraNTTrainer(model=model, args=_args(tmp_path, task, **options), train_dataset=train)
+        trainer.train()
+        return [e["loss"] for e in trainer.state.log_history if "loss" in e], list(model.parameters())
+
+    full_losses, full_weights = trained(teacher="none")
+    losses, weights = trained(teacher=teacher, start_ratio=1.0)
+    assert losses == full_losses
+    for weight, full_weight in zip(weights, full_weights):
+        assert torch.equal(weight, full_weight)
+    _args(tmp_path, task, teacher=teacher, start_ratio=1.0, max_steps=3, dataloader_drop_last=True)  # as teacher='none'
+
+
 def test_data_seed_seeds_the_teachers_batches(tmp_path, make_graphs):
     task = "graph_regression"
     train = make_graphs(30, task, seed=3)
