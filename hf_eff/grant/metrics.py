@@ -32,13 +32,29 @@ def primary_metric(task: str) -> tuple[str, bool]:
 
 def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     """One-vs-rest ROC-AUC averaged over the classes that have both positives and negatives
-    (sklearn's multi-class mode refuses label sets missing a class)."""
+    (sklearn's multi-class mode refuses label sets missing a class); NaN, with a warning, when the
+    labels hold a single class."""
     aucs = []
     for c in range(probabilities.shape[1]):
         positive = labels == c
         if positive.any() and not positive.all():
             aucs.append(roc_auc_score(positive, probabilities[:, c]))
-    return float(np.mean(aucs)) if aucs else float("nan")
+    if not aucs:
+        _warn_nan_roc_auc(
+            (f"every label is class {int(labels[0])}" if len(labels) else "there are no labels")
+            + " (split an imbalanced set stratified: datasets' class_encode_column('y'), then "
+            "train_test_split(stratify_by_column='y'))"
+        )
+        return float("nan")
+    return float(np.mean(aucs))
+
+
+def _warn_nan_roc_auc(reason: str) -> None:
+    # NaN compares false, so metric_for_best_model and EarlyStoppingCallback cannot rank it
+    logger.warning(
+        "roc_auc is NaN: %s, and ROC-AUC ranks positives against negatives: an evaluation set needs both. "
+        "metric_for_best_model and EarlyStoppingCallback cannot rank NaN.", reason,
+    )
 
 
 def multilabel_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
@@ -57,6 +73,7 @@ def multilabel_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, floa
             aucs.append(roc_auc_score(truth, logits[labelled, target]))
             aps.append(average_precision_score(truth, logits[labelled, target]))
     if not aucs:
+        _warn_nan_roc_auc("no target's labelled rows hold both 0 and 1")
         return {"roc_auc": float("nan"), "ap": float("nan")}
     return {"roc_auc": float(np.mean(aucs)), "ap": float(np.mean(aps))}
 

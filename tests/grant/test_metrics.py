@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -72,6 +74,24 @@ def test_classification_accuracy_and_auc():
 def test_macro_auc_skips_classes_absent_from_the_labels():
     probabilities = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
     assert macro_roc_auc(np.array([0, 1, 0]), probabilities) == pytest.approx(1.0)
+
+
+def test_a_nan_roc_auc_of_a_single_class_is_warned_of(caplog):
+    # an imbalanced set split at random can leave the evaluation set no positive: NaN, which best-model and
+    # early-stopping comparisons cannot rank
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.5, 0.0]])
+    with caplog.at_level(logging.WARNING, logger="hf_eff.grant.metrics"):
+        metrics = graph_task_metrics("graph_classification", logits, np.array([0, 0, 0]))
+    assert metrics["accuracy"] == pytest.approx(2 / 3) and np.isnan(metrics["roc_auc"])
+    assert "roc_auc is NaN: every label is class 0" in caplog.text and "stratify_by_column" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_eff.grant.metrics"):
+        metrics = graph_task_metrics("graph_multilabel", np.zeros((2, 2)), np.array([[1.0, float("nan")], [1.0, 0.0]]))
+        assert np.isnan(metrics["roc_auc"]) and np.isnan(metrics["ap"])
+        assert "no target's labelled rows hold both 0 and 1" in caplog.text
+        caplog.clear()
+        graph_task_metrics("graph_classification", logits, np.array([0, 1, 0]))
+    assert not caplog.text
 
 
 def test_multilabel_auc_and_ap_average_the_targets_with_both_classes_among_labelled_rows():
