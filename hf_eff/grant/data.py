@@ -41,7 +41,8 @@ REQUIRED_COLUMNS = ("x", "edge_index", "y", "num_nodes")
 SPLIT_MASKS = ("train_mask", "val_mask", "valid_mask", "test_mask")
 _SPLIT_MASK_ADVICE = (
     "hf-eff trains and evaluates on every node of every graph (GraNT selects among many graphs), so a "
-    "split of one graph's nodes would be ignored; split the graphs into train / validation / test datasets"
+    "split of one graph's nodes would be ignored; split the graphs into train / validation / test datasets (one big "
+    "graph: cut it into subgraphs first, e.g. list(torch_geometric.loader.RandomNodeLoader(graph, num_parts)))"
 )
 
 # Elements of organic molecules; anything else shares the last one-hot slot.

@@ -120,8 +120,9 @@ def _check_selection_can_drop_graphs(
         raise ValueError(
             "the training set is a single graph, and GraNT selects whole graphs: it has none to leave out, so it "
             "would train on the whole graph at every ratio. A node split of one graph (Planetoid's train_mask) "
-            "cannot be taught by graph selection: cut the graph into many subgraphs (e.g. "
-            "torch_geometric.loader.ClusterData) as the training set, or train on it with teacher='none'"
+            "cannot be taught by graph selection: cut the graph into many subgraphs as the training set (e.g. "
+            "list(torch_geometric.loader.RandomNodeLoader(graph, num_parts)), or ClusterData's parts where METIS is "
+            "installed), or train on it with teacher='none'"
         )
     if variant == "batch":
         raise ValueError(

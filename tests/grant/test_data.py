@@ -532,7 +532,7 @@ def test_node_split_masks_are_refused_not_ignored(make_graphs):
     # Planetoid's layout: one graph whose nodes are split by masks, which training would ignore
     planetoid = Data(x=torch.rand(4, 3), edge_index=torch.tensor([[0, 1], [1, 0]]), y=torch.tensor([0, 1, 0, 1]),
                      train_mask=torch.tensor([True, True, False, False]), test_mask=torch.tensor([False, False, True, True]))
-    with pytest.raises(ValueError, match=r"data_list row 0: the graph has \['train_mask', 'test_mask'\]; .*split the graphs"):
+    with pytest.raises(ValueError, match=r"data_list row 0: the graph has \['train_mask', 'test_mask'\]; .*split the graphs.*RandomNodeLoader"):
         graphs_from_pyg([planetoid], "node_classification")
     graphs = make_graphs(4, "node_classification")
     graphs = graphs.add_column("train_mask", [[True] * n for n in graphs["num_nodes"]])

@@ -106,7 +106,7 @@ def test_batch_variant_on_a_single_batch_is_refused():
 @pytest.mark.parametrize("variant", ["batch", "single"])
 def test_a_single_training_graph_is_refused(variant):
     # a Planetoid-style graph: GraNT selects whole graphs, so it would train on the one graph at every ratio
-    with pytest.raises(ValueError, match=r"single graph.*ClusterData.*teacher='none'"):
+    with pytest.raises(ValueError, match=r"single graph.*RandomNodeLoader.*teacher='none'"):
         plan_epochs(1, 8, 4, variant, 0.25)
 
 
