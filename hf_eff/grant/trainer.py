@@ -121,6 +121,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         _check_length_column(args, train_dataset, "train_dataset", ("group_by_length", "batch_rebalance"))
         for name, dataset in evals.items():
             _check_length_column(args, dataset, name, ("group_by_length",))
+        if args.batch_eval_metrics and compute_metrics is None:  # transformers blamed "your compute_metrics"
+            raise ValueError(
+                "batch_eval_metrics=True: the default metrics (metrics_for: ROC-AUC, AP, MAE) rank or average the whole "
+                "evaluation set, not batch by batch; leave it False, or pass a compute_metrics taking compute_result"
+            )
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError("GraNTTrainer takes its loss from args.task (task_loss); compute_loss_func would not be used")
         reference = next((d for d in (train_dataset, *evals.values()) if d is not None), None)

@@ -434,6 +434,12 @@ def test_removing_unused_columns_is_refused_with_the_default_collator(tmp_path, 
         GraNTTrainer(model=GrantGCN(6, 1), args=args, train_dataset=train)
 
 
+def test_batch_eval_metrics_without_a_compute_metrics_of_ones_own_is_refused(tmp_path, make_graphs):
+    args = _args(tmp_path, "graph_classification", batch_eval_metrics=True)
+    with pytest.raises(ValueError, match="batch_eval_metrics=True: the default metrics.*whole evaluation set"):
+        GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8), args=args, train_dataset=make_graphs(16, "graph_classification"))
+
+
 def test_a_compute_loss_func_is_refused(tmp_path, make_graphs):
     with pytest.raises(ValueError, match="compute_loss_func would not be used"):
         GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression"),
