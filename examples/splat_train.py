@@ -15,6 +15,9 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
     python examples/splat_train.py trainers/splat/procedural_g2l.yaml --resume_from_checkpoint True
 
 --resume_from_checkpoint takes a checkpoint folder, or True for the last checkpoint in --output_dir.
+--rasterize_mode antialiased trains, evaluates and renders the previews and the video as gsplat's --antialiased
+(Mip-Splatting's 2D filter), for a model that will be viewed at other resolutions than its views'; the saved model
+keeps the mode (config.json), splats.ply cannot, and most viewers render it classic.
 --render_trajectory ellipse (the default) orbits the point the training cameras look at, interpolated follows the
 training cameras in their order and comes back (the GIF loops), none skips the video (as gsplat's simple_trainer
 renders a path after training).

@@ -151,3 +151,20 @@ def test_half_precision_gaussians_render_in_float32(scene, dtype):
         full = rasterize(*(tensor.float() for tensor in inputs), SIZE, SIZE, rasterize_mode=mode)
         for got, expected in zip(half[:2], full[:2]):
             torch.testing.assert_close(got, expected.to(dtype), atol=0, rtol=0)
+
+
+def test_the_example_takes_rasterize_mode_from_the_training_arguments(tmp_path, monkeypatch):
+    from tests.splat.test_example import run_example
+
+    modes = []
+
+    def recording_rasterize(*args, **kwargs):
+        modes.append(kwargs.get("rasterize_mode"))
+        return rasterize(*args, **kwargs)
+
+    monkeypatch.setattr(rendering, "rasterize", recording_rasterize)
+    run_example(monkeypatch, "--rasterize_mode", "antialiased", "--max_steps", "2", "--trajectory_frames", "2",
+                "--report_to", "none", "--output_dir", str(tmp_path / "run"))
+    # 2 steps, the evaluation, the preview and the trajectory's one batch of 2 frames
+    assert len(modes) >= 5 and set(modes) == {"antialiased"}
+    assert GaussianModel.from_pretrained(tmp_path / "run").rasterize_mode == "antialiased"
