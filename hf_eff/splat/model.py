@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -320,6 +321,7 @@ class GaussianModel(
 
         path = Path(path)
         s = self._finite_splats("save_ply")
+        self._warn_mode_not_exported(path)
         with torch.no_grad():
             n = self.num_gaussians
             n_rest = 3 * _num_sh_rest(self.sh_degree)
@@ -341,6 +343,15 @@ class GaussianModel(
             vertex[name] = columns[:, i]
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
         return path
+
+    def _warn_mode_not_exported(self, path: Path) -> None:
+        if self.rasterize_mode != "classic":
+            warnings.warn(
+                f"{path.name} cannot record rasterize_mode={self.rasterize_mode!r}: most viewers render it classic, "
+                "which shows this model's small Gaussians larger and more opaque than trained; save_pretrained "
+                "keeps the mode",
+                stacklevel=3,
+            )
 
     def _finite_splats(self, caller: str) -> dict[str, torch.Tensor]:
         """The parameters as float32 CPU tensors, refusing NaN or infinite values by name."""
@@ -403,6 +414,7 @@ class GaussianModel(
         if format == "ply":
             return self.save_ply(path)
         s = self._finite_splats("export")
+        self._warn_mode_not_exported(path)
         kept = self.num_gaussians
         if format == "ply_compressed":
             kept = int((torch.sigmoid(s["opacities"]) > COMPRESSED_PLY_MIN_OPACITY).sum())

@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -94,6 +95,14 @@ def test_a_model_renders_and_saves_its_mode(scene, tmp_path):
     np.testing.assert_array_equal(frame, (antialiased[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy())
     assert GaussianModel.from_pretrained(tmp_path / "saved", rasterize_mode="classic").rasterize_mode == "classic"
 
+    # the viewers' formats cannot carry the mode: said when they are written
+    for name in ("splats.ply", "splats.splat", "splats.compressed.ply"):
+        with pytest.warns(UserWarning, match=f"{name} cannot record rasterize_mode='antialiased'"):
+            loaded.export(tmp_path / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GaussianModel.from_pretrained(tmp_path / "saved", rasterize_mode="classic").save_ply(tmp_path / "classic.ply")
+
     # a model saved before the field existed renders as it was trained then: classic
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
     del config["rasterize_mode"]
@@ -163,8 +172,9 @@ def test_the_example_takes_rasterize_mode_from_the_training_arguments(tmp_path, 
         return rasterize(*args, **kwargs)
 
     monkeypatch.setattr(rendering, "rasterize", recording_rasterize)
-    run_example(monkeypatch, "--rasterize_mode", "antialiased", "--max_steps", "2", "--trajectory_frames", "2",
-                "--report_to", "none", "--output_dir", str(tmp_path / "run"))
+    with pytest.warns(UserWarning, match="splats.ply cannot record rasterize_mode='antialiased'"):
+        run_example(monkeypatch, "--rasterize_mode", "antialiased", "--max_steps", "2", "--trajectory_frames", "2",
+                    "--report_to", "none", "--output_dir", str(tmp_path / "run"))
     # 2 steps, the evaluation, the preview and the trajectory's one batch of 2 frames
     assert len(modes) >= 5 and set(modes) == {"antialiased"}
     assert GaussianModel.from_pretrained(tmp_path / "run").rasterize_mode == "antialiased"
