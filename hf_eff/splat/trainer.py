@@ -313,6 +313,14 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             raise ValueError("SplatTrainer needs a train_dataset: a scene's train split")
         if not hasattr(model, "splats") or not hasattr(model, "render"):
             raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")
+        half = sorted({str(param.dtype) for param in model.splats.values() if param.dtype in (torch.float16, torch.bfloat16)})
+        if half:
+            # Renders work (from float32 copies), but Adam's steps would round away in the parameters themselves.
+            raise ValueError(
+                f"SplatTrainer: the Gaussians are {', '.join(half)}, whose resolution (about 1% of a value) is coarser "
+                "than the 3DGS learning rates' steps, which would round away; train them in float32 (model.float(); "
+                "bf16=True mixed precision keeps float32 parameters)"
+            )
         render_parameters = inspect.signature(model.render).parameters
         if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in render_parameters.values()):
             missing = [name for name in RENDER_KEYWORDS if name not in render_parameters]

@@ -153,6 +153,10 @@ def test_half_precision_gaussians_render_in_float32(scene, dtype):
     colors, alphas, _ = model.render(viewmats, Ks, SIZE, SIZE)
     assert colors.dtype == alphas.dtype == dtype
     torch.testing.assert_close(colors.float(), reference, atol=2 / 255, rtol=0)
+    # training them is refused: Adam's steps would round away in the parameters
+    args = SplatTrainingArguments(output_dir="unused", max_steps=1, report_to=[])
+    with pytest.raises(ValueError, match=f"the Gaussians are {str(dtype)}, .* train them in float32"):
+        SplatTrainer(model=model, args=args, train_dataset=scene.views["train"])
     # the rasterizer itself: the same pixels as from float32 copies of the same values
     inputs = [tensor.to(dtype) for tensor in one_gaussian()]
     for mode in ("classic", "antialiased"):
