@@ -496,6 +496,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     return _render(
         "splat_model", card_data, revision, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
+        antialiased=results.get("rasterize_mode") == "antialiased",
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 

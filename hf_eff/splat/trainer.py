@@ -613,7 +613,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     # ------------------------------------------------------------------ training step
     def card_run_settings(self) -> dict:
-        return {"strategy": self.strategy_name(), "eval_ssim_padding": self.args.eval_ssim_padding}
+        return {"strategy": self.strategy_name(), "eval_ssim_padding": self.args.eval_ssim_padding,
+                "rasterize_mode": self.args.rasterize_mode}
 
     def strategy_name(self) -> str:
         """How cards and results name this run's densification: ``default``; ``g2l``, with the parts an

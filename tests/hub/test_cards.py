@@ -168,6 +168,10 @@ def test_splat_card_table_and_preview():
     assert "| strategy | PSNR (dB) | SSIM | Gaussians | training time, evaluations included (s) |" in card.text
     assert "| g2l | 25.25 | 0.83 | 12,345 | 61 |" in card.text
     assert "![preview](preview.png)" in card.text and "(`splats.ply`)" in card.text
+    assert "antialiased" not in card.text and "antialiased" not in cards.splat_card(
+        {**results, "rasterize_mode": "classic"}, "me/splats").text
+    antialiased = cards.splat_card({**results, "rasterize_mode": "antialiased"}, "me/splats", ply="splats.ply")
+    assert 'Trained antialiased (gsplat\'s `rasterize_mode="antialiased"`' in antialiased.text
     measured = cards.splat_card({**results, "eval_ssim_padding": "same"}, "me/splats")
     assert "| strategy | PSNR (dB) | SSIM (3DGS's zero-padded) | Gaussians |" in measured.text
     assert "global-to-local phases" in card.text and "DefaultStrategy" not in card.text

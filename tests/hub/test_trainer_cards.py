@@ -238,3 +238,17 @@ def test_card_after_the_best_checkpoint_was_reloaded_reports_its_evaluation(tmp_
     trainer.state.log_history.append({"eval_psnr": 20.5, "step": 8})  # evaluate() after training: the model held
     assert card_psnr() == "20.5"
 
+
+
+def test_splat_card_of_an_antialiased_run_says_how_to_render_it(tmp_path):
+    from hf_eff import GaussianModel, make_procedural_scene
+    from hf_eff.splat import SplatTrainer, SplatTrainingArguments
+
+    scene = make_procedural_scene(seed=1, num_train=2, num_test=1, width=16, height=16, num_objects=1,
+                                  num_points=30, supersample=1)
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, report_to=[], use_cpu=True,
+                                  rasterize_mode="antialiased")
+    trainer = SplatTrainer(model=GaussianModel.from_points(*scene.point_arrays(), sh_degree=1), args=args,
+                           train_dataset=scene.views["train"])
+    trainer.create_model_card()
+    assert "Trained antialiased" in ModelCard.load(tmp_path / "README.md").text
