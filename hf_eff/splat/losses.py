@@ -41,11 +41,15 @@ def _valid_window_size(height: int, width: int) -> int:
     return size if size % 2 == 1 else size - 1
 
 
-def _check_mask(mask: torch.Tensor, render: torch.Tensor) -> None:
+def _check_mask_shape(mask: torch.Tensor, render: torch.Tensor) -> None:
     if mask.shape != (*render.shape[:3], 1):
         raise ValueError(
             f"mask {tuple(mask.shape)} must be [N, H, W, 1] for images {tuple(render.shape)}"
         )
+
+
+def _check_mask(mask: torch.Tensor, render: torch.Tensor) -> None:
+    _check_mask_shape(mask, render)
     empty = (mask.flatten(1) == 0).all(dim=1).nonzero()
     if len(empty):
         raise ValueError(f"the mask of image {empty[0].item()} keeps no pixel: it has no metric")
@@ -83,22 +87,28 @@ def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same",
         raise ValueError(f"SSIM padding must be one of {SSIM_PADDINGS} ('same': 3DGS, 'valid': gsplat), got {padding!r}")
     if mask is not None:
         return _masked_ssim(render, target, padding, mask)
-    render, target = render.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)
+    render, target, size = _windowed(render.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), padding)
+    return _ms_ssim(render, target, data_range=1.0, size_average=True, win_size=size)
+
+
+def _windowed(render, target, padding: str):
+    """[N, 3, H, W] images as pytorch-msssim's interior-only filter reads them under ``padding``, and
+    the window size. pytorch-msssim only filters 'valid'; its windows over zero-padded images are
+    exactly 3DGS's zero-padded convolution (padding zeros adds nothing to x, x^2 or x*y), and the map
+    it averages is then one value per pixel of the original image."""
     if padding == "same":
-        # pytorch-msssim only filters 'valid'; its windows over zero-padded images are exactly
-        # 3DGS's zero-padded convolution (padding zeros adds nothing to x, x^2 or x*y), and the
-        # map it averages is then one value per pixel of the original image.
         pad = (_WINDOW // 2,) * 4
-        return _ms_ssim(F.pad(render, pad), F.pad(target, pad), data_range=1.0, size_average=True, win_size=_WINDOW)
-    height, width = render.shape[2:]
-    return _ms_ssim(render, target, data_range=1.0, size_average=True, win_size=_valid_window_size(height, width))
+        return F.pad(render, pad), F.pad(target, pad), _WINDOW
+    return render, target, _valid_window_size(*render.shape[2:])
 
 
 def _masked_ssim(render, target, padding: str, mask: torch.Tensor) -> torch.Tensor:
     # pytorch-msssim averages its SSIM map inside; the map is rebuilt here from its Gaussian filter
     # (window 11, sigma 1.5, K = (0.01, 0.03), data range 1, as above) to average it over kept pixels.
-    _check_mask(mask, render)
-    blind, margin = ssim_blind_images(mask, padding)
+    _check_mask_shape(mask, render)
+    blind, margin = ssim_blind_images(mask, padding)  # for "same": the masks that keep no pixel
+    if blind and not margin:
+        raise ValueError(f"the mask of image {blind[0]} keeps no pixel: it has no metric")
     if blind:
         raise ValueError(
             f"SSIM padding {padding!r}: the mask of image {blind[0]} keeps no pixel at least {margin} pixels "
@@ -108,11 +118,7 @@ def _masked_ssim(render, target, padding: str, mask: torch.Tensor) -> torch.Tens
     mask = mask.permute(0, 3, 1, 2)
     # where() rather than a product: an ignored pixel's NaN or inf must not count either
     render, target = (torch.where(mask > 0, image.permute(0, 3, 1, 2), 0) for image in (render, target))
-    height, width = render.shape[2:]
-    size = _WINDOW if padding == "same" else _valid_window_size(height, width)
-    if padding == "same":  # one window per pixel of the image, as above
-        pad = (size // 2,) * 4
-        render, target = F.pad(render, pad), F.pad(target, pad)
+    render, target, size = _windowed(render, target, padding)
     window = _fspecial_gauss_1d(size, 1.5).to(render).repeat(render.shape[1], 1, 1, 1)
     c1, c2 = 0.01**2, 0.03**2
     mu1, mu2 = gaussian_filter(render, window), gaussian_filter(target, window)

@@ -44,6 +44,7 @@ from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_blind_images
+from hf_eff.splat.rendering import LOW_PRECISION
 from hf_eff.splat.scene import (
     Scene,
     images_to_float,
@@ -313,7 +314,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             raise ValueError("SplatTrainer needs a train_dataset: a scene's train split")
         if not hasattr(model, "splats") or not hasattr(model, "render"):
             raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")
-        half = sorted({str(param.dtype) for param in model.splats.values() if param.dtype in (torch.float16, torch.bfloat16)})
+        half = sorted({str(param.dtype) for param in model.splats.values() if param.dtype in LOW_PRECISION})
         if half:
             # Renders work (from float32 copies), but Adam's steps would round away in the parameters themselves.
             raise ValueError(

@@ -110,7 +110,9 @@ def test_a_model_renders_and_saves_its_mode(scene, tmp_path):
     assert GaussianModel.from_pretrained(tmp_path / "saved").rasterize_mode == "classic"
 
 
-def test_the_trainer_renders_saves_and_names_its_mode(scene, tmp_path, monkeypatch, caplog):
+@pytest.fixture
+def rendered_modes(monkeypatch):
+    """The rasterize_mode of every render, in order."""
     modes = []
 
     def recording_rasterize(*args, **kwargs):
@@ -118,6 +120,10 @@ def test_the_trainer_renders_saves_and_names_its_mode(scene, tmp_path, monkeypat
         return rasterize(*args, **kwargs)
 
     monkeypatch.setattr(rendering, "rasterize", recording_rasterize)
+    return modes
+
+
+def test_the_trainer_renders_saves_and_names_its_mode(scene, tmp_path, rendered_modes, caplog):
     model = trained_model(scene)
     args = SplatTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=3, refine_start_steps=1, refine_every=1,
                                   rasterize_mode="antialiased", disable_tqdm=True, report_to=[], eval_render_images=1)
@@ -126,7 +132,7 @@ def test_the_trainer_renders_saves_and_names_its_mode(scene, tmp_path, monkeypat
     assert model.rasterize_mode == "antialiased"
     trainer.train()
     trainer.evaluate()
-    assert len(modes) == 4 and set(modes) == {"antialiased"}  # 3 steps, 1 test view
+    assert len(rendered_modes) == 4 and set(rendered_modes) == {"antialiased"}  # 3 steps, 1 test view
     trainer.save_model()
     assert GaussianModel.from_pretrained(tmp_path / "run").rasterize_mode == "antialiased"
 
@@ -166,19 +172,12 @@ def test_half_precision_gaussians_render_in_float32(scene, dtype):
             torch.testing.assert_close(got, expected.to(dtype), atol=0, rtol=0)
 
 
-def test_the_example_takes_rasterize_mode_from_the_training_arguments(tmp_path, monkeypatch):
+def test_the_example_takes_rasterize_mode_from_the_training_arguments(tmp_path, monkeypatch, rendered_modes):
     from tests.splat.test_example import run_example
 
-    modes = []
-
-    def recording_rasterize(*args, **kwargs):
-        modes.append(kwargs.get("rasterize_mode"))
-        return rasterize(*args, **kwargs)
-
-    monkeypatch.setattr(rendering, "rasterize", recording_rasterize)
     with pytest.warns(UserWarning, match="splats.ply cannot record rasterize_mode='antialiased'"):
         run_example(monkeypatch, "--rasterize_mode", "antialiased", "--max_steps", "2", "--trajectory_frames", "2",
                     "--report_to", "none", "--output_dir", str(tmp_path / "run"))
     # 2 steps, the evaluation, the preview and the trajectory's one batch of 2 frames
-    assert len(modes) >= 5 and set(modes) == {"antialiased"}
+    assert len(rendered_modes) >= 5 and set(rendered_modes) == {"antialiased"}
     assert GaussianModel.from_pretrained(tmp_path / "run").rasterize_mode == "antialiased"

@@ -138,17 +138,9 @@ def rasterize(
     # gsplat takes any other string for "classic" without a word
     if rasterize_mode not in RASTERIZE_MODES:
         raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
-    if means.dtype in LOW_PRECISION:
-        dtype = means.dtype
-        tensors = (means, quats, scales, opacities, colors, viewmats, Ks)
-        render_colors, render_alphas, info = rasterize(
-            *(tensor.float() for tensor in tensors), width, height, near_plane=near_plane, far_plane=far_plane,
-            radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree, packed=packed,
-            backgrounds=None if backgrounds is None else backgrounds.float(), render_mode=render_mode,
-            absgrad=absgrad, rasterize_mode=rasterize_mode, backend=backend, check_finite=check_finite,
-            **gsplat_kwargs,
-        )
-        return render_colors.to(dtype), render_alphas.to(dtype), info
+    half = means.dtype if means.dtype in LOW_PRECISION else None
+    if half is not None:
+        means, quats, scales, opacities, colors = (t.float() for t in (means, quats, scales, opacities, colors))
     _check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds,
         check_finite,
@@ -174,16 +166,22 @@ def rasterize(
     if backend == "gsplat":
         from hf_eff.splat.rendering.gsplat_cuda import rasterize_gsplat
 
-        return rasterize_gsplat(
+        render_colors, render_alphas, info = rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             **options, **gsplat_kwargs,
         )
-    if gsplat_kwargs:
-        raise ValueError(
-            f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options"
+    else:
+        if gsplat_kwargs:
+            raise ValueError(
+                f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options"
+            )
+        if means.is_cuda:
+            raise ValueError(
+                "backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'"
+            )
+        render_colors, render_alphas, info = rasterize_cpu(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height, **options
         )
-    if means.is_cuda:
-        raise ValueError(
-            "backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'"
-        )
-    return rasterize_cpu(means, quats, scales, opacities, colors, viewmats, Ks, width, height, **options)
+    if half is not None:
+        render_colors, render_alphas = render_colors.to(half), render_alphas.to(half)
+    return render_colors, render_alphas, info
