@@ -101,6 +101,19 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
                   "with the default GraphCollator)"},
     )
 
+    # Graph rows have no input_ids, by which transformers' length-grouped samplers measure rows by default.
+    length_column_name: str = field(
+        default="num_nodes",
+        metadata={"help": "column the length-grouped samplers (train_sampling_strategy group_by_length, "
+                  "batch_rebalance) read each graph's size from: its node count"},
+    )
+
+    @property
+    def sampling_strategy(self) -> str:
+        """The training sampler: transformers 5's train_sampling_strategy (group_by_length before it)."""
+        return getattr(self, "train_sampling_strategy", None) or (
+            "group_by_length" if getattr(self, "group_by_length", False) else "random")
+
     @property
     def selects(self) -> bool:
         """Whether a teacher selects graphs: not with teacher='none', nor with start_ratio=1, which teaches every
@@ -149,12 +162,9 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
                     f"{option}=True would change the batches the teacher plans before training (the learning-rate "
                     "schedule spans their steps); leave it False, or use teacher='none'"
                 )
-        # transformers 5 names the sampler train_sampling_strategy (group_by_length before it)
-        sampling = getattr(self, "train_sampling_strategy", None) or (
-            "group_by_length" if getattr(self, "group_by_length", False) else "random")
-        if self.selects and sampling != "random":
+        if self.selects and self.sampling_strategy != "random":
             raise ValueError(
-                f"train_sampling_strategy={sampling!r}: the teacher orders its own batches (seeded by data_seed, else "
+                f"train_sampling_strategy={self.sampling_strategy!r}: the teacher orders its own batches (seeded by data_seed, else "
                 "seed), so it would be ignored; leave it 'random', or use teacher='none'"
             )
         if self.selects and self.max_steps > 0:

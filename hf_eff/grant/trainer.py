@@ -95,7 +95,7 @@ class TeachingBatchSampler(Sampler[list[int]]):
 def _check_length_column(args, dataset, name: str, strategies: tuple[str, ...]) -> None:
     """The length-grouped samplers (train and, for group_by_length, evaluation) read each row's length from
     `length_column_name`; without that column transformers looks for input_ids, which graph rows lack."""
-    sampling = getattr(args, "train_sampling_strategy", None)
+    sampling = args.sampling_strategy
     if sampling in strategies and isinstance(dataset, datasets.Dataset) and args.length_column_name not in dataset.column_names:
         raise ValueError(
             f"train_sampling_strategy={sampling!r} reads each graph's length from the column "
@@ -292,7 +292,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             num_processes=self.args.world_size,
             strata_sizes=None if self._strata is None else [len(c) for c in self._strata],
         )
-        if self._plan[0].ratio < 1 and not any(entry.reselect for entry in self._plan[1:]):
+        if not any(entry.reselect for entry in self._plan[1:]):
             logger.warning(
                 "GraNT selects once in this run: with num_train_epochs=%d the first reselection would come after it, so "
                 "every epoch trains on the same %.0f%% of the training graphs, picked at epoch 0 (the paper's schedule "
@@ -322,10 +322,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # `datasets.Dataset`'s batches as Arrow columns when the default GraphCollator collates
         # them (`arrow_batches`: same tensors, ~7x faster on QM9), except where the Trainer reads
         # the dataset itself: removing unused columns, length-grouped samplers.
-        # train_sampling_strategy is new in transformers 5 (group_by_length before it)
-        sampling = getattr(self.args, "train_sampling_strategy", None) or (
-            "group_by_length" if getattr(self.args, "group_by_length", False) else "random")
-        if not self.args.remove_unused_columns and sampling in ("random", "sequential"):
+        if not self.args.remove_unused_columns and self.args.sampling_strategy in ("random", "sequential"):
             dataset = arrow_batches(dataset, self.data_collator)
         return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
 

@@ -13,6 +13,7 @@ import numbers
 import re
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,9 +79,10 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         self.eval_sigmas = [float(s) + 0.0 for s in self.eval_sigmas]  # + 0.0: -0.0 would be named sigma_-0
         if not self.eval_sigmas or any(not (s >= 0 and math.isfinite(s)) for s in self.eval_sigmas):
             raise ValueError(f"eval_sigmas must be a non-empty list of finite values >= 0, got {self.eval_sigmas}")
-        names = [f"{sigma:g}" for sigma in self.eval_sigmas]
-        if len(set(names)) < len(names):  # one level's metrics would overwrite another's
-            twice = sorted({(name, sigma) for name, sigma in zip(names, self.eval_sigmas) if names.count(name) > 1})
+        names = [sigma_name(sigma) for sigma in self.eval_sigmas]
+        counts = Counter(names)
+        if len(counts) < len(names):  # one level's metrics would overwrite another's
+            twice = sorted({(name, sigma) for name, sigma in zip(names, self.eval_sigmas) if counts[name] > 1})
             raise ValueError(f"eval_sigmas: levels that metric names spell alike (sigma_<s> keeps 6 significant digits) "
                              f"would overwrite each other's metrics: {twice}; list each level once")
         if self.eval_noise_seeds < 1:
@@ -92,16 +94,16 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
             check_tile_size(self.eval_noise_tile_size, "eval_noise_tile_size")
         if self.noise_seed is None:
             self.noise_seed = self.seed
-        self._check_metric_for_best_model()
+        self._check_metric_for_best_model(names)
 
-    def _check_metric_for_best_model(self) -> None:
+    def _check_metric_for_best_model(self, reported: list[str]) -> None:
         """Refuses, before training, a metric that ``HaLoRATrainer.evaluate`` will not report (the
         Trainer would raise KeyError at the first evaluation). Plain names (``loss``, ``accuracy``)
-        come only from the run at sigma 0; every sigma gives ``<metric>_sigma_<s>_mean`` / ``_std``."""
+        come only from the run at sigma 0; every sigma gives ``<metric>_sigma_<s>_mean`` / ``_std``
+        (``reported``: the levels as metric names spell them)."""
         if self.metric_for_best_model is None:
             return
         name = self.metric_for_best_model.removeprefix("eval_")
-        reported = [f"{sigma:g}" for sigma in self.eval_sigmas]
         noisy = re.fullmatch(r".+_sigma_(.+)_(?:mean|std)", name)
         if noisy is None and 0.0 not in self.eval_sigmas:
             raise ValueError(
@@ -136,9 +138,14 @@ def training_noise_sigma(config: HaLoRAConfig, draw: int, seed: int) -> float:
     return sigma
 
 
+def sigma_name(sigma: float) -> str:
+    """A noise level as metric names spell it (6 significant digits): ``0.01``."""
+    return f"{sigma:g}"
+
+
 def sigma_key(prefix: str, metric: str, sigma: float, stat: str) -> str:
     """``eval_accuracy_sigma_0.01_mean``."""
-    return f"{prefix}_{metric}_sigma_{sigma:g}_{stat}"
+    return f"{prefix}_{metric}_sigma_{sigma_name(sigma)}_{stat}"
 
 
 class HaLoRATrainer(HubCardTrainerMixin, Trainer):

@@ -519,20 +519,20 @@ def test_a_training_sampler_the_teacher_would_ignore_is_refused(tmp_path, sampli
     _args(tmp_path, "graph_regression", train_sampling_strategy=sampling, teacher="none")
 
 
-def test_length_grouped_full_training_is_pointed_to_num_nodes(tmp_path, make_graphs):
+def test_length_grouped_full_training_measures_graphs_by_num_nodes(tmp_path, make_graphs):
     # transformers measured the rows by their input_ids, which graphs lack: "Can only automatically infer lengths"
     task = "graph_regression"
     train, validation = make_graphs(24, task, seed=1), make_graphs(8, task, seed=2)
     for sampling, given in (("group_by_length", {"eval_dataset": validation}), ("batch_rebalance", {})):
-        args = _args(tmp_path, task, teacher="none", train_sampling_strategy=sampling)
+        args = _args(tmp_path, task, teacher="none", train_sampling_strategy=sampling, length_column_name="length")
         with pytest.raises(ValueError, match=f"'{sampling}'.*length_column_name='length'.*train_dataset.*'num_nodes'"):
             GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train, **given)
-        args = _args(tmp_path, task, teacher="none", train_sampling_strategy=sampling, length_column_name="num_nodes")
+        args = _args(tmp_path, task, teacher="none", train_sampling_strategy=sampling)  # num_nodes by default
         trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train, **given)
         assert trainer.train().global_step == 12
     assert math.isfinite(trainer.evaluate(validation)["eval_mae"])
     # a set given to evaluate later, to a trainer built without one: evaluation groups by length too
-    args = _args(tmp_path, task, teacher="none", train_sampling_strategy="group_by_length")
+    args = _args(tmp_path, task, teacher="none", train_sampling_strategy="group_by_length", length_column_name="length")
     with pytest.raises(ValueError, match="'group_by_length'.*which eval dataset lacks"):
         GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args).evaluate(validation)
 
