@@ -122,6 +122,9 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
 
     def __post_init__(self):
         super().__post_init__()
+        # Pinning pays only for copies to CUDA; elsewhere torch warns of it on every loader.
+        if self.device.type != "cuda":
+            self.dataloader_pin_memory = False
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.teacher not in TEACHERS:

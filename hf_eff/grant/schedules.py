@@ -138,8 +138,8 @@ def _check_selection_can_drop_graphs(
             "lower start_ratio"
         )
     raise ValueError(
-        f"variant='single' (GraNT(S)) keeps ceil(ratio * |b|) graphs of every batch b, at least one, and with batches of "
-        f"{batch_size} graphs (per_device_train_batch_size) start_ratio={start_ratio} keeps all {num_graphs}: every "
+        f"variant='single' (GraNT(S)) keeps ceil(ratio * |b|) graphs of every batch b, at least one, and with "
+        f"{batch_size} graph(s) per batch (per_device_train_batch_size) start_ratio={start_ratio} keeps all {num_graphs}: every "
         "graph at every ratio. Use larger batches (the public code's regime is one batch of the whole training set), "
         "or variant='batch'"
     )

@@ -112,7 +112,7 @@ def test_a_single_training_graph_is_refused(variant):
 
 def test_single_variant_on_batches_of_one_graph_is_refused():
     # GraNT(S) keeps at least one graph of every batch: batches of one keep them all, at any ratio
-    with pytest.raises(ValueError, match=r"variant='single'.*batches of 1 graphs.*keeps all 40"):
+    with pytest.raises(ValueError, match=r"variant='single'.*with 1 graph\(s\) per batch.*keeps all 40"):
         plan_epochs(40, 1, 4, "single", 0.05)
     with pytest.raises(ValueError, match=r"batches of 2 graphs.*start_ratio=0.6 keeps all 40"):
         plan_epochs(40, 2, 4, "single", 0.6)

@@ -759,3 +759,20 @@ def test_the_teacher_checks_the_classifier_against_the_datasets_classes(tmp_path
     args = _args(tmp_path, "graph_classification", score_batch_size=4)
     with pytest.raises(ValueError, match=r"class ids up to 4: it needs one logit per class \(out_channels=5\)"):
         GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8), args=args, train_dataset=train).train()
+
+
+@pytest.mark.parametrize("teacher", ["none", "grant"])
+def test_loaders_do_not_pin_memory_off_cuda(tmp_path, make_graphs, teacher):
+    # torch warned "'pin_memory' argument is set as true but no accelerator is found" on every CPU run
+    import warnings
+
+    if torch.cuda.is_available():
+        pytest.skip("pinning pays on CUDA")
+    task = "graph_regression"
+    args = _args(tmp_path, task, teacher=teacher, use_cpu=False)  # use_cpu=True turns pinning off itself
+    assert args.dataloader_pin_memory is False
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=make_graphs(16, task, seed=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    assert not [str(w.message) for w in caught if "pin_memory" in str(w.message)]
