@@ -114,7 +114,7 @@ def test_single_variant_on_batches_of_one_graph_is_refused():
     # GraNT(S) keeps at least one graph of every batch: batches of one keep them all, at any ratio
     with pytest.raises(ValueError, match=r"variant='single'.*with 1 graph\(s\) per batch.*keeps all 40"):
         plan_epochs(40, 1, 4, "single", 0.05)
-    with pytest.raises(ValueError, match=r"batches of 2 graphs.*start_ratio=0.6 keeps all 40"):
+    with pytest.raises(ValueError, match=r"2 graph\(s\) per batch.*start_ratio=0.6 keeps all 40"):
         plan_epochs(40, 2, 4, "single", 0.6)
     with pytest.raises(ValueError, match=r"stratify_selection.*\[1, 1\]"):
         plan_epochs(2, 2, 4, "single", 0.5, strata_sizes=[1, 1])
