@@ -11,12 +11,14 @@ from hf_eff.grant.selection import NODE_NORMALIZATIONS
 from hf_eff.grant.tasks import TASKS
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
+from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 
 TEACHERS = ("grant", "none", "random")
 
 
 @dataclass
-class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, TrainingArguments):
+class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
+                             TrainingArguments):
     """Defaults follow the paper and its public code (r0 = 0.05, 50-stage step ratio, reselection
     interval growing from 5 to 50 epochs, AdamW with weight decay 5e-4). The training budget is
     `num_train_epochs`; GraNT derives `max_steps` from the ratio schedule, so `max_steps` must stay
@@ -122,9 +124,6 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, T
 
     def __post_init__(self):
         super().__post_init__()
-        # Pinning pays only for copies to CUDA; elsewhere torch warns of it on every loader.
-        if self.device.type != "cuda":
-            self.dataloader_pin_memory = False
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.teacher not in TEACHERS:

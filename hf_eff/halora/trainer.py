@@ -34,6 +34,7 @@ from hf_eff.halora.noise import (
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
+from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
 EVAL_DRAW_INDEX = -1
@@ -44,7 +45,8 @@ _COTRAINER_TOTALS = ("num_tokens",)
 
 
 @dataclass
-class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, TrainingArguments):
+class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
+                              TrainingArguments):
     """TrainingArguments plus the robustness evaluation. The training noise and the regulariser
     are the adapter's (``HaLoRAConfig``), so they are saved with it. The evaluation noise
     (``eval_noise_mode``, ``eval_noise_tile_size``, ``eval_noise_target_modules``) is the adapter's

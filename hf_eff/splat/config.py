@@ -10,6 +10,7 @@ from transformers.trainer_utils import SaveStrategy
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.splat.losses import SSIM_PADDINGS
 from hf_eff.splat.rendering import RASTERIZE_MODES
+from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 
 # The reference run both 3DGS and the paper use; step counts below are given at this length and
 # scaled by max_steps / PAPER_STEPS, so a short run keeps the same proportions.
@@ -26,7 +27,7 @@ TRAINER_OPTIMIZER_DEFAULTS = {
 
 
 @dataclass
-class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
+class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin, TrainingArguments):
     """Training arguments for `SplatTrainer`.
 
     Every step count left as None is the published value (3DGS / gsplat simple_trainer / the
@@ -278,10 +279,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, TrainingArguments):
                 "sh0_lr and shN_lr, and decays the means LR by means_lr_final_ratio and means_lr_decay; leave "
                 f"{', '.join(unused)} at Trainer's default"
             )
-        # Pinning pays only for copies to CUDA (an unpinned copy waits for the GPU's queued work; a view at
-        # 1600x1200 is 23 MB) and only warns elsewhere; the copy runs without waiting only with non_blocking.
-        if self.device.type != "cuda":
-            self.dataloader_pin_memory = False
+        # Pinned on CUDA (CudaPinningArgumentsMixin: an unpinned copy waits for the GPU's queued work; a view
+        # at 1600x1200 is 23 MB), where the copy runs without waiting only with non_blocking.
         if self.dataloader_pin_memory and not accelerator_config_given:
             self.accelerator_config.non_blocking = True
         if self.max_steps is None or self.max_steps <= 0:
