@@ -800,11 +800,51 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
     return graph_targets
 
 
-def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int):
-    """Random train / validation / test split as a `datasets.DatasetDict`."""
+def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int,
+                  stratify_by_class: bool = False):
+    """Random train / validation / test split as a `datasets.DatasetDict`. `stratify_by_class` (single-label
+    graph classification: one class id per graph in y) keeps each class's share in every split, with datasets'
+    stratified `train_test_split`, so that a rare class is not left out of the validation or test split."""
     if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 1:
         raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
-    first = dataset.train_test_split(test_size=test_fraction, seed=seed)
     held = math.ceil(validation_fraction * len(dataset))
-    second = first["train"].train_test_split(test_size=held, seed=seed)
-    return datasets.DatasetDict(train=second["train"], validation=second["test"], test=first["test"])
+    if not stratify_by_class:
+        first = dataset.train_test_split(test_size=test_fraction, seed=seed)
+        second = first["train"].train_test_split(test_size=held, seed=seed)
+        return datasets.DatasetDict(train=second["train"], validation=second["test"], test=first["test"])
+    # datasets stratifies by a ClassLabel column: split a table of (row, class) and select the graphs' rows,
+    # which leaves the graph dataset itself as it is (y may be a plain integer or a one-element list)
+    ids = _graph_class_ids(dataset)
+    rows = datasets.Dataset.from_dict(
+        {"row": np.arange(len(dataset)), "class": ids},
+        features=datasets.Features(row=datasets.Value("int64"), **{"class": datasets.ClassLabel(num_classes=int(ids.max()) + 1)}),
+    )
+    try:
+        first = rows.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column="class")
+        second = first["train"].train_test_split(test_size=held, seed=seed, stratify_by_column="class")
+    except ValueError as error:
+        counts = dict(enumerate(np.bincount(ids).tolist()))
+        raise ValueError(
+            f"cannot split by class (graphs per class id: {counts}): {error} Each class needs a few graphs in every "
+            "split; split at random instead (stratify_by_class=False; examples/grant_train.py: --stratify False)"
+        ) from None
+    return datasets.DatasetDict({name: dataset.select(part["row"]) for name, part in
+                                 (("train", second["train"]), ("validation", second["test"]), ("test", first["test"]))})
+
+
+def _graph_class_ids(dataset: datasets.Dataset) -> np.ndarray:
+    """The class id of every graph: y as one whole, non-negative number per graph (or a one-element list)."""
+    column = dataset.with_format("arrow", columns=["y"])[:]["y"]  # follows a select's indices
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        if (pc.list_value_length(column).to_numpy(zero_copy_only=False) != 1).any():
+            raise ValueError("stratify_by_class needs one class id per graph (single-label graph classification); "
+                             "y holds lists of another length")
+        column = pc.list_flatten(column)
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)) or column.null_count:
+        raise ValueError(f"stratify_by_class needs numeric class ids in y, got {column.type}; map class names to ids "
+                         "first (encode_class_labels)")
+    ids = column.to_numpy(zero_copy_only=False)
+    if (ids < 0).any() or (ids != np.round(ids)).any():
+        raise ValueError("stratify_by_class needs class ids 0, 1, ... in y, got "
+                         f"{ids[(ids < 0) | (ids != np.round(ids))][:5].tolist()}")
+    return ids.astype(np.int64)

@@ -560,3 +560,38 @@ def test_smiles_without_targets_are_graphs_to_predict_on():
     molecules = graphs_from_smiles(["CCO", "C"])  # "C": one atom, no bond
     assert "y" not in molecules.column_names and molecules["num_nodes"] == [3, 1]
     assert molecules["x"] == graphs_from_smiles(["CCO", "C"], [[1.0], [2.0]])["x"]
+
+
+def _rare_class_graphs():
+    """100 graphs: class 0 has 40, class 1 50, class 2 (rare) 10; "graph" numbers them."""
+    return datasets.Dataset.from_dict({"graph": list(range(100)), "y": [2 if i % 10 == 0 else i % 2 for i in range(100)]})
+
+
+def test_default_split_is_the_random_split_the_benchmarks_use():
+    graphs = _rare_class_graphs()
+    parts = split_dataset(graphs, 0.1, 0.1, seed=1)
+    first = graphs.train_test_split(test_size=0.1, seed=1)
+    second = first["train"].train_test_split(test_size=10, seed=1)
+    assert parts["test"]["graph"] == first["test"]["graph"] and parts["validation"]["graph"] == second["test"]["graph"]
+    assert 2 not in parts["validation"]["y"]  # what stratifying is for: the rare class is left out
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_stratified_split_keeps_every_class_in_each_split_in_proportion(nested):
+    graphs = _rare_class_graphs()
+    if nested:  # one class id in a one-element list per graph, as a saved folder may hold it
+        graphs = graphs.map(lambda row: {"y": [row["y"]]})
+    parts = split_dataset(graphs, 0.1, 0.1, seed=1, stratify_by_class=True)
+    counts = {name: np.bincount(np.ravel(part["y"])).tolist() for name, part in parts.items()}
+    assert counts == {"train": [32, 40, 8], "validation": [4, 5, 1], "test": [4, 5, 1]}
+    assert sorted(g for part in parts.values() for g in part["graph"]) == list(range(100))  # every graph once
+    assert parts["train"].column_names == ["graph", "y"]
+
+
+def test_stratified_split_refuses_what_it_cannot_split_by_class():
+    with pytest.raises(ValueError, match=r"cannot split by class \(graphs per class id: \{0: 20, 1: 1\}\).*--stratify False"):
+        split_dataset(datasets.Dataset.from_dict({"y": [0] * 20 + [1]}), 0.1, 0.1, seed=0, stratify_by_class=True)
+    with pytest.raises(ValueError, match="needs one class id per graph"):
+        split_dataset(datasets.Dataset.from_dict({"y": [[0, 1]] * 20}), 0.1, 0.1, seed=0, stratify_by_class=True)
+    with pytest.raises(ValueError, match=r"needs class ids 0, 1, ... in y, got \[0.5\]"):
+        split_dataset(datasets.Dataset.from_dict({"y": [0.0] * 19 + [0.5]}), 0.1, 0.1, seed=0, stratify_by_class=True)
