@@ -13,7 +13,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
   teacher's cost), and ``eval_*`` / ``test_*`` metrics.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
-Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher``; for adapters ``noise_mode``,
+Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher`` (GraNT: with ``start_ratio``, whose
+1 is full-data training whatever the teacher); for adapters ``noise_mode``,
 ``noise_tile_size``, ``num_noise_seeds`` and ``eval_questions`` (examples/halora_finetune.py's multiple-choice runs).
 A local path (base model or data) is named by its last part only. The ``dataset`` argument of the card functions
 (what a Trainer's ``create_model_card(dataset=...)`` names) wins over the results' dataset keys. Without any dataset
@@ -431,6 +432,13 @@ def _timing_meaning(key: str, results: dict) -> str:
     return f"seconds of training (evaluations excluded) until {target}"
 
 
+def _teacher_without_selection(results: dict) -> str | None:
+    """The teacher (grant or random) of a run with start_ratio 1, which teaches every graph at every epoch: full-data
+    training, as with teacher none (GraNTTrainingArguments.selects); None for a run whose teacher selected."""
+    teacher, start_ratio = results.get("teacher"), _number(results, "start_ratio")
+    return teacher if teacher not in (None, "none") and start_ratio is not None and start_ratio >= 1 else None
+
+
 def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
                model_class: str = "GrantGCN", hub_mixin: bool = True, revision: str | None = None) -> ModelCard:
     """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
@@ -458,6 +466,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         "grant_model", card_data, revision, repo_id=repo_id,
         model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
+        full_data_with=_teacher_without_selection(results),
         targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
         results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
         metrics_table=markdown_table(["metric", "validation", "test"], metric_rows) if metric_rows else "",

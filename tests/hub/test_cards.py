@@ -436,3 +436,14 @@ def test_transformers_dataset_arguments_give_hub_ids_shown_names_and_configs(tmp
         data = ModelCard(str(cards.grant_card({"eval_mae": 0.3}, "me/gcn",
                                               dataset=cards.card_datasets("me/mols", dataset=name)))).data
         assert data.eval_results[0].dataset_name == expected
+
+
+@pytest.mark.parametrize("teacher", ["grant", "random"])
+def test_grant_card_of_a_start_ratio_1_run_says_it_trained_on_every_graph(teacher):
+    # start_ratio 1 teaches every graph at every epoch: the run is full-data training, whatever the teacher
+    card = cards.grant_card({"eval_mae": 0.3, "teacher": teacher, "start_ratio": 1.0}, "me/gcn").text
+    assert f"(teacher: `{teacher}`)." in card
+    assert (f"trained on every graph at every epoch: `start_ratio` 1 leaves the teacher `{teacher}` nothing to\n"
+            "select, so this is full-data training, as with teacher `none`") in card
+    for selecting in ({"teacher": teacher, "start_ratio": 0.05}, {"teacher": "none", "start_ratio": 1.0}, {"teacher": teacher}):
+        assert "every graph at every epoch" not in cards.grant_card({"eval_mae": 0.3, **selecting}, "me/gcn").text

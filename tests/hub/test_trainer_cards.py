@@ -252,3 +252,18 @@ def test_splat_card_of_an_antialiased_run_says_how_to_render_it(tmp_path):
                            train_dataset=scene.views["train"])
     trainer.create_model_card()
     assert "Trained antialiased" in ModelCard.load(tmp_path / "README.md").text
+
+
+def test_grant_card_of_a_users_start_ratio_1_run_says_it_trained_on_every_graph(tmp_path):
+    from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+
+    graphs = Dataset.from_list([{"x": [[float(i)], [1.0]], "edge_index": [[0], [1]], "y": [float(i)], "num_nodes": 2}
+                                for i in range(8)])
+    args = GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", start_ratio=1.0, num_train_epochs=1,
+                                  report_to=[], per_device_train_batch_size=4, use_cpu=True, save_strategy="no")
+    trainer = GraNTTrainer(model=GrantGCN(1, 1, hidden_channels=4), args=args, train_dataset=graphs, eval_dataset=graphs)
+    trainer.train()
+    trainer.evaluate()
+    trainer.create_model_card()  # no save_metrics: the start_ratio comes from the arguments
+    text = ModelCard.load(tmp_path / "README.md").text
+    assert "(teacher: `grant`)" in text and "leaves the teacher `grant` nothing to\nselect" in text
