@@ -33,7 +33,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     Every step count left as None is the published value (3DGS / gsplat simple_trainer / the
     paper, all at 30k steps) scaled by ``max_steps / 30_000`` and rounded, at least 1. Choices the
     paper leaves open are documented on each field. Trainer defaults changed for splatting: one
-    view per step (3DGS), no gradient clipping (3DGS has none, and it would couple the
+    view per step (3DGS), training on (`do_train`: Trainer ignores it, the example only evaluates a trained
+    model when it is False), no gradient clipping (3DGS has none, and it would couple the
     per-parameter Adams), unused columns kept, no reporting integrations unless asked, no NaN
     filter of the logged loss (it reads the device at every step; `finite_check_steps`), on CUDA
     batches pinned (`dataloader_pin_memory`, dropped off CUDA) and copied without waiting (accelerate's
@@ -240,6 +241,14 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     )
 
     # Trainer defaults changed for splatting (see the class docstring).
+    do_train: bool = field(
+        default=True,
+        metadata={"help": "Train (Trainer itself ignores this flag; examples/splat_train.py reads it). False: the "
+                          "example only evaluates the model --model_name_or_path names on the scene's test views "
+                          "(PSNR, SSIM, preview.png, trajectory.gif, all_results.json, with the training run's "
+                          "--white_background) and saves no model, so --push_to_hub is refused; max_steps may then be "
+                          "left unset."},
+    )
     per_device_train_batch_size: int = field(default=1, metadata={"help": "Views per step (3DGS: 1)."})
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping; 3DGS uses none."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the view columns."})
@@ -283,8 +292,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         # at 1600x1200 is 23 MB), where the copy runs without waiting only with non_blocking.
         if self.dataloader_pin_memory and not accelerator_config_given:
             self.accelerator_config.non_blocking = True
-        if self.max_steps is None or self.max_steps <= 0:
-            raise ValueError("SplatTrainingArguments.max_steps must be > 0: the paper's schedule is scaled by it")
+        if self.do_train and (self.max_steps is None or self.max_steps <= 0):
+            raise ValueError("SplatTrainingArguments.max_steps must be > 0: the paper's schedule is scaled by it "
+                             "(do_train=False, evaluation only, needs none)")
         if self.strategy not in ("default", "g2l"):
             raise ValueError(f"SplatTrainingArguments.strategy must be 'default' or 'g2l', got {self.strategy!r}")
         if self.gradient_accumulation_steps != 1:

@@ -276,7 +276,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     Args:
         model: the `GaussianModel` to train (e.g. `GaussianModel.from_points` on the scene's cloud).
-        args: `SplatTrainingArguments` (max_steps must be set; the schedules scale with it).
+        args: `SplatTrainingArguments` (max_steps must be set to train; the schedules scale with it).
         train_dataset: the scene's train split (`scene.views["train"]`) or a `SceneViews`.
         eval_dataset: the test split; evaluation reports PSNR and SSIM on it and saves renders.
         strategy: any gsplat `Strategy` (`MCMCStrategy` on CUDA only: it calls gsplat's kernels itself);
@@ -613,6 +613,15 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return self.lr_scheduler
 
     # ------------------------------------------------------------------ training step
+    def train(self, *args, **kwargs):
+        # The arguments check max_steps only with do_train (an evaluation needs none); Trainer would
+        # run num_train_epochs on a schedule scaled by max_steps=-1.
+        if self.args.max_steps <= 0:
+            raise ValueError(f"SplatTrainer.train needs max_steps > 0 (the paper's schedule is scaled by it), got "
+                             f"{self.args.max_steps}: SplatTrainingArguments(do_train=False) leaves it unset for "
+                             "evaluation only")
+        return super().train(*args, **kwargs)
+
     def card_run_settings(self) -> dict:
         return {"strategy": self.strategy_name(), "eval_ssim_padding": self.args.eval_ssim_padding,
                 "rasterize_mode": self.args.rasterize_mode}
