@@ -15,6 +15,10 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
     python examples/splat_train.py trainers/splat/procedural_g2l.yaml --resume_from_checkpoint True
 
 --resume_from_checkpoint takes a checkpoint folder, or True for the last checkpoint in --output_dir.
+--model_name_or_path takes a trained model (a folder this script wrote, or a Hub model repo id): training
+starts from its Gaussians, or with --do_train False the run only evaluates it on the scene's test views:
+
+    python examples/splat_train.py --scene user/my-scene --model_name_or_path user/my-splats --do_train False --output_dir out/eval
 --rasterize_mode antialiased trains, evaluates and renders the previews and the video as gsplat's --antialiased
 (Mip-Splatting's 2D filter), for a model that will be viewed at other resolutions than its views'; the saved model
 keeps the mode (config.json), splats.ply cannot, and most viewers render it classic.
@@ -25,7 +29,9 @@ renders a path after training).
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
 view: render | ground truth), trajectory.gif (a novel-view video along --render_trajectory) and
-all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy).
+all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy). An evaluation
+(--do_train False) writes preview.png, trajectory.gif and all_results.json (eval_psnr, eval_ssim, model,
+model_revision, dataset) only.
 Under several processes each rank renders its share of the views and all ranks keep the same
 Gaussians; the main process writes the files.
 """
@@ -41,7 +47,9 @@ from typing import Literal
 import numpy as np
 import torch
 import transformers
+from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from transformers import HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.splat import (
     GaussianModel,
@@ -95,13 +103,38 @@ class SceneArguments:
     procedural_num_test: int = field(default=4, metadata={"help": "Procedural test views."})
 
 
+DEFAULT_SH_DEGREE = 3
+
+
 @dataclass
 class ModelArguments:
-    sh_degree: int = field(default=3, metadata={"help": "Highest spherical-harmonic degree (0-4)."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A trained model: a folder this script wrote (its --output_dir or a checkpoint-N in it), "
+                          "or GaussianModel.save_pretrained did, or a Hub model repo id. With --do_train False the "
+                          "run evaluates it, in the rasterize_mode its config.json names. With training, training "
+                          "starts from its Gaussians and SH degree instead of the scene's point cloud or random "
+                          "points, and everything else starts over: new Adam moments and densification statistics, "
+                          "and the whole schedule from step 0 (coarse-to-fine, densification, opacity resets, SH "
+                          "degree, means LR); --resume_from_checkpoint continues a run instead."},
+    )
+    model_revision: str | None = field(
+        default=None, metadata={"help": "Hub revision (branch, tag or commit) of --model_name_or_path."},
+    )
+    sh_degree: int | None = field(
+        default=None,
+        metadata={"help": f"Highest spherical-harmonic degree (0-4); None: {DEFAULT_SH_DEGREE}. A "
+                          "--model_name_or_path keeps its own degree (a different --sh_degree is ignored, with a "
+                          "warning)."},
+    )
     init_random_points: int = field(
         default=10_000,
         metadata={"help": "Gaussians drawn uniformly in the scene's bounds when it has no point cloud (3DGS random init)."},
     )
+
+    def __post_init__(self):
+        if self.model_revision is not None and self.model_name_or_path is None:
+            raise ValueError("--model_revision is the Hub revision of --model_name_or_path, which is not given")
 
 
 @dataclass
@@ -135,12 +168,127 @@ def parse_args():
     return parse_recipe_and_flags(parser, sys.argv[1:])
 
 
+def check_evaluation_only(model_args: ModelArguments, training_args: SplatTrainingArguments) -> None:
+    """--do_train False evaluates a given model and saves none: refused combinations fail before any work."""
+    if training_args.do_train:
+        return
+    if model_args.model_name_or_path is None:
+        raise ValueError("--do_train False evaluates a trained model: name it with --model_name_or_path (a folder "
+                         "this script wrote, or a Hub model repo id)")
+    if training_args.push_to_hub:
+        raise ValueError("--push_to_hub with --do_train False: an evaluation saves no model, so there is nothing to "
+                         "push; train with --do_train True, or push the evaluated model's own folder")
+    if training_args.resume_from_checkpoint:
+        raise ValueError("--resume_from_checkpoint resumes training, and --do_train False trains nothing; to "
+                         "evaluate a checkpoint, pass its folder as --model_name_or_path")
+
+
+def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArguments):
+    """The scene and the name results give it."""
+    if scene_args.scene is None:
+        if scene_args.test_every is not None:
+            raise ValueError("--test_every applies to a COLMAP or NeRF --scene; the procedural scene has "
+                             "--procedural_num_test")
+        if scene_args.images is not None:
+            raise ValueError("--images applies to a COLMAP --scene; the procedural scene has --procedural_resolution")
+        if scene_args.masks is not None:
+            raise ValueError("--masks applies to a COLMAP --scene; the procedural scene has no masks")
+        scene = make_procedural_scene(
+            seed=scene_args.procedural_seed, num_train=scene_args.procedural_num_train,
+            num_test=scene_args.procedural_num_test, width=scene_args.procedural_resolution,
+            height=scene_args.procedural_resolution,
+        )
+        scene_name = f"procedural (seed {scene_args.procedural_seed})"
+    else:
+        background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
+        scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
+                           background=background, images=scene_args.images, masks=scene_args.masks)
+        scene_name = scene_args.scene
+    if "test" not in scene.views or len(scene.views["test"]) == 0:
+        raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "
+                         "(--test_every holds views out of a COLMAP or NeRF folder)")
+    logger.info("Scene %s: %s", scene_name, scene)
+    return scene, scene_name
+
+
+def build_camera_path(scene, trajectory_args: TrajectoryArguments) -> np.ndarray | None:
+    """The poses of trajectory.gif, built before training so that a scene the path does not suit fails at once."""
+    if trajectory_args.render_trajectory == "none":
+        return None
+    try:
+        return camera_path(scene.views["train"], trajectory_args.render_trajectory, trajectory_args.trajectory_frames)
+    except ValueError as error:
+        raise ValueError(f"--render_trajectory {trajectory_args.render_trajectory}: {error} (--render_trajectory "
+                         "none trains without the video)") from error
+
+
+def load_model(model_args: ModelArguments) -> GaussianModel:
+    source = model_args.model_name_or_path
+    folder = Path(source)
+    if folder.is_dir():
+        if model_args.model_revision is not None:
+            raise ValueError(f"--model_revision applies to a Hub repo id; --model_name_or_path {source} is a local "
+                             "folder")
+        if not (folder / SAFETENSORS_SINGLE_FILE).is_file():
+            checkpoint = get_last_checkpoint(source)
+            hint = f"; its last checkpoint holds one: {checkpoint}" if checkpoint else ""
+            raise FileNotFoundError(
+                f"--model_name_or_path {source}: no {SAFETENSORS_SINGLE_FILE} in this folder (the weights this script "
+                f"and GaussianModel.save_pretrained write beside config.json){hint}"
+            )
+    model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
+    logger.info("Loaded %s: %d Gaussians, SH degree %d, rasterize_mode %s", source, len(model), model.sh_degree,
+                model.rasterize_mode)
+    return model
+
+
 def build_model(scene, model_args: ModelArguments) -> GaussianModel:
+    if model_args.model_name_or_path is not None:
+        model = load_model(model_args)
+        if model_args.sh_degree is not None and model_args.sh_degree != model.sh_degree:
+            logger.warning("--sh_degree %d ignored: %s keeps its SH degree, %d", model_args.sh_degree,
+                           model_args.model_name_or_path, model.sh_degree)
+        return model
+    sh_degree = model_args.sh_degree if model_args.sh_degree is not None else DEFAULT_SH_DEGREE
     if scene.points is not None:
         xyz, rgb = scene.point_arrays()
-        return GaussianModel.from_points(xyz, rgb, sh_degree=model_args.sh_degree)
+        return GaussianModel.from_points(xyz, rgb, sh_degree=sh_degree)
     logger.info("The scene has no point cloud: %d random Gaussians", model_args.init_random_points)
-    return GaussianModel.random(scene.center, scene.radius, model_args.init_random_points, sh_degree=model_args.sh_degree)
+    return GaussianModel.random(scene.center, scene.radius, model_args.init_random_points, sh_degree=sh_degree)
+
+
+def evaluate_as_trained(model: GaussianModel, training_args: SplatTrainingArguments) -> None:
+    """An evaluation renders in the model's own rasterize_mode (its config.json), as its training run did:
+    SplatTrainer renders in, and gives the model, its arguments' mode."""
+    if training_args.rasterize_mode != model.rasterize_mode:
+        logger.info("Evaluating in the model's rasterize_mode %r, not --rasterize_mode %r", model.rasterize_mode,
+                    training_args.rasterize_mode)
+    training_args.rasterize_mode = model.rasterize_mode
+
+
+def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) -> None:
+    args = trainer.args
+    train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    if args.should_save:  # the model first: nothing that fails below can lose it
+        trainer.model.save_pretrained(args.output_dir)
+    metrics = dict(train_result.metrics)
+    metrics["num_gaussians"] = len(trainer.model)
+    metrics.update(trainer.card_run_settings(), ssim_padding=args.ssim_padding)
+    if model_args.model_name_or_path is not None:  # the card's base_model
+        metrics.update(base_model=model_args.model_name_or_path, base_model_revision=model_args.model_revision)
+    metrics["dataset"] = scene_name
+    trainer.save_metrics("train", metrics)
+
+
+def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) -> None:
+    metrics = trainer.evaluate()
+    if not trainer.args.do_train:
+        # Its training clocks ran from the trainer's start, and nothing was trained.
+        del metrics["eval_train_seconds"], metrics["eval_train_cpu_seconds"]
+        metrics.update(model=model_args.model_name_or_path, model_revision=model_args.model_revision,
+                       dataset=scene_name, rasterize_mode=trainer.args.rasterize_mode,
+                       eval_ssim_padding=trainer.args.eval_ssim_padding)
+    trainer.save_metrics("eval", metrics)
 
 
 def save_trajectory(trainer: SplatTrainer, views, path_poses: np.ndarray, max_size: int, path: Path) -> None:
@@ -168,6 +316,7 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
 def main():
     prepare_cpu_distributed()
     scene_args, model_args, trajectory_args, training_args = parse_args()
+    check_evaluation_only(model_args, training_args)
     check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
@@ -175,65 +324,32 @@ def main():
     transformers.utils.logging.set_verbosity(log_level)
     set_seed(training_args.seed)
 
-    if scene_args.scene is None:
-        if scene_args.test_every is not None:
-            raise ValueError("--test_every applies to a COLMAP or NeRF --scene; the procedural scene has "
-                             "--procedural_num_test")
-        if scene_args.images is not None:
-            raise ValueError("--images applies to a COLMAP --scene; the procedural scene has --procedural_resolution")
-        if scene_args.masks is not None:
-            raise ValueError("--masks applies to a COLMAP --scene; the procedural scene has no masks")
-        scene = make_procedural_scene(
-            seed=scene_args.procedural_seed, num_train=scene_args.procedural_num_train,
-            num_test=scene_args.procedural_num_test, width=scene_args.procedural_resolution,
-            height=scene_args.procedural_resolution,
-        )
-        scene_name = f"procedural (seed {scene_args.procedural_seed})"
-    else:
-        background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
-        scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
-                           background=background, images=scene_args.images, masks=scene_args.masks)
-        scene_name = scene_args.scene
-    if "test" not in scene.views or len(scene.views["test"]) == 0:
-        raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "
-                         "(--test_every holds views out of a COLMAP or NeRF folder)")
-    logger.info("Scene %s: %s", scene_name, scene)
-    path_poses = None
-    if trajectory_args.render_trajectory != "none":
-        try:
-            path_poses = camera_path(scene.views["train"], trajectory_args.render_trajectory,
-                                     trajectory_args.trajectory_frames)
-        except ValueError as error:
-            raise ValueError(f"--render_trajectory {trajectory_args.render_trajectory}: {error} (--render_trajectory "
-                             "none trains without the video)") from error
-
+    scene, scene_name = build_scene(scene_args, training_args)
+    path_poses = build_camera_path(scene, trajectory_args)
     model = build_model(scene, model_args)
+    if not training_args.do_train:
+        evaluate_as_trained(model, training_args)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
                            eval_dataset=scene.views["test"])
-    logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
-
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     output_dir = Path(training_args.output_dir)
-    if training_args.should_save:  # the model first: nothing that fails below can lose it
-        trainer.model.save_pretrained(output_dir)
-    metrics = dict(train_result.metrics)
-    metrics["num_gaussians"] = len(trainer.model)
-    metrics.update(trainer.card_run_settings(), ssim_padding=training_args.ssim_padding)
-    metrics["dataset"] = scene_name
-    trainer.save_metrics("train", metrics)
-    eval_metrics = trainer.evaluate()
-    trainer.save_metrics("eval", eval_metrics)
+    if training_args.do_train:
+        logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
+        train(trainer, model_args, scene_name)
+    evaluate(trainer, model_args, scene_name)
 
     if training_args.should_save:
-        trainer.model.save_ply(output_dir / "splats.ply")
+        written = ["preview.png"] + (["trajectory.gif"] if path_poses is not None else []) + ["all_results.json"]
+        if training_args.do_train:
+            trainer.model.save_ply(output_dir / "splats.ply")
+            written = ["the model", "splats.ply", *written]
         save_preview(trainer, output_dir / "preview.png")
         if path_poses is not None:
             save_trajectory(trainer, scene.views["train"], path_poses, trajectory_args.trajectory_size,
                             output_dir / "trajectory.gif")
-    trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
-    save_local_model_card(trainer)  # the card a push writes, for a run kept local
-    logger.info("Saved the model, splats.ply, preview.png%s and all_results.json to %s",
-                ", trajectory.gif" if path_poses is not None else "", training_args.output_dir)
+        logger.info("Wrote %s to %s", ", ".join(written), output_dir)
+    if training_args.do_train:
+        trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
+        save_local_model_card(trainer)  # the card a push writes, for a run kept local
 
 
 if __name__ == "__main__":

@@ -1,0 +1,164 @@
+"""examples/splat_train.py with --model_name_or_path: evaluating a trained model (--do_train False), or
+training from its Gaussians."""
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hf_eff.splat import GaussianModel, SplatTrainer, SplatTrainingArguments, make_procedural_scene
+from tests.hub.conftest import OWNER, local_hub  # noqa: F401 (the fixture)
+from tests.splat.test_example import SCRIPT, run_example
+
+# run_example's tiny procedural scene; every run here evaluates on it.
+SCENE_FLAGS = ["--procedural_resolution", "16", "--procedural_num_train", "3", "--procedural_num_test", "1",
+               "--sh_degree", "0", "--disable_tqdm", "True", "--eval_render_images", "0"]
+FEW_FRAMES = ["--trajectory_frames", "2", "--trajectory_size", "16"]
+MODEL_FILES = ("model.safetensors", "config.json", "splats.ply", "README.md", "training_args.bin")
+
+
+def results(folder):
+    return json.loads((folder / "all_results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three trained runs of the tiny scene: 'run', 'other' (fewer steps) and 'antialiased'."""
+    root = tmp_path_factory.mktemp("runs")
+    flags = {"run": ["--max_steps", "12"], "other": ["--max_steps", "6"],
+             "antialiased": ["--max_steps", "12", "--rasterize_mode", "antialiased"]}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, extra in flags.items():
+            run_example(monkeypatch, *extra, *FEW_FRAMES, "--output_dir", str(root / name))
+    return root
+
+
+def test_evaluating_a_saved_run_reports_its_numbers_and_saves_no_model(runs, tmp_path, monkeypatch):
+    for name, do_train in (("run", ["--do_train", "False"]), ("other", ["--no_do_train"])):
+        out = tmp_path / name
+        run_example(monkeypatch, *do_train, "--model_name_or_path", str(runs / name), *FEW_FRAMES,
+                    "--output_dir", str(out))
+        reported, evaluated = results(runs / name), results(out)
+        assert evaluated["eval_psnr"] == pytest.approx(reported["eval_psnr"], rel=1e-6)
+        assert evaluated["eval_ssim"] == pytest.approx(reported["eval_ssim"], rel=1e-6)
+        assert evaluated["eval_num_gaussians"] == reported["num_gaussians"]
+        assert {key: evaluated[key] for key in ("model", "model_revision", "dataset", "rasterize_mode")} == {
+            "model": str(runs / name), "model_revision": None, "dataset": "procedural (seed 0)",
+            "rasterize_mode": "classic"}
+        # nothing trained: no train metrics, nor the training clocks evaluate reports during a run
+        assert not [key for key in evaluated if "train" in key]
+        assert not [file for file in MODEL_FILES if (out / file).exists()]
+        assert (out / "preview.png").is_file() and (out / "trajectory.gif").is_file()
+    # the Gaussians were loaded: the two models score differently
+    assert results(tmp_path / "run")["eval_psnr"] != pytest.approx(results(tmp_path / "other")["eval_psnr"], rel=1e-3)
+
+
+def test_evaluation_renders_in_the_mode_the_model_was_trained_in(runs, tmp_path, monkeypatch):
+    # --rasterize_mode is left at its default, classic; config.json says antialiased.
+    run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(runs / "antialiased"),
+                "--render_trajectory", "none", "--output_dir", str(tmp_path / "eval"))
+    evaluated, reported = results(tmp_path / "eval"), results(runs / "antialiased")
+    assert evaluated["rasterize_mode"] == "antialiased"
+    assert evaluated["eval_psnr"] == pytest.approx(reported["eval_psnr"], rel=1e-6)
+
+
+def test_training_from_a_model_starts_from_its_gaussians_and_keeps_its_sh_degree(runs, tmp_path, monkeypatch,
+                                                                                   caplog):
+    started_from = []
+    init = SplatTrainer.__init__
+
+    def recording_init(self, model, *args, **kwargs):
+        started_from.append({key: value.detach().clone() for key, value in model.splats.items()})
+        init(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(SplatTrainer, "__init__", recording_init)
+    out = tmp_path / "further"
+    with caplog.at_level(logging.WARNING):
+        run_example(monkeypatch, "--model_name_or_path", str(runs / "run"), "--sh_degree", "2", "--max_steps", "2",
+                    "--render_trajectory", "none", "--output_dir", str(out))
+    pretrained = GaussianModel.from_pretrained(runs / "run")
+    assert started_from[0].keys() == pretrained.splats.keys()
+    for key, value in pretrained.splats.items():
+        torch.testing.assert_close(started_from[0][key], value, rtol=0, atol=0)
+    assert "--sh_degree 2 ignored" in caplog.text
+    assert GaussianModel.from_pretrained(out).sh_degree == 0 == pretrained.sh_degree
+    trained = results(out)
+    assert trained["base_model"] == str(runs / "run") and "train_runtime" in trained
+    assert (out / "model.safetensors").is_file()
+
+
+def test_refused_evaluations_fail_before_any_work(runs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    refusals = [
+        (["--do_train", "False"], ValueError, "--do_train False evaluates a trained model: name it with "
+                                              "--model_name_or_path"),
+        (["--do_train", "False", "--model_name_or_path", str(runs / "run"), "--push_to_hub", "True",
+          "--hub_model_id", f"{OWNER}/never"], ValueError, "--push_to_hub with --do_train False: an evaluation saves "
+                                                           "no model"),
+        (["--do_train", "False", "--model_name_or_path", str(runs / "run"), "--resume_from_checkpoint", "True"],
+         ValueError, "--resume_from_checkpoint resumes training"),
+        (["--do_train", "False", "--model_revision", "v2"], ValueError, "--model_revision is the Hub revision of "
+                                                                         "--model_name_or_path, which is not given"),
+    ]
+    for flags, error, message in refusals:
+        with pytest.raises(error, match=message):
+            run_example(monkeypatch, *flags, "--output_dir", str(out))
+        assert not out.exists()
+
+
+def test_a_model_folder_without_weights_is_named(runs, tmp_path, monkeypatch):
+    folder = tmp_path / "crashed"
+    folder.mkdir()
+    shutil.copy(runs / "run" / "config.json", folder)
+    for checkpoint in ("checkpoint-9", "checkpoint-10"):
+        shutil.copytree(runs / "run", folder / checkpoint)
+    for do_train in ("True", "False"):
+        with pytest.raises(FileNotFoundError, match=rf"--model_name_or_path {folder}: no model.safetensors in this "
+                                                    rf"folder .*its last checkpoint holds one: {folder}/checkpoint-10"):
+            run_example(monkeypatch, "--do_train", do_train, "--max_steps", "2", "--model_name_or_path", str(folder),
+                        "--output_dir", str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=f"--model_revision applies to a Hub repo id; --model_name_or_path "
+                                         f"{runs / 'run'} is a local folder"):
+        run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(runs / "run"),
+                    "--model_revision", "v2", "--output_dir", str(tmp_path / "out"))
+
+
+def test_max_steps_is_needed_to_train_only(tmp_path):
+    scene = make_procedural_scene(seed=0, num_train=2, num_test=1, width=16, height=16, num_points=50, supersample=1)
+    with pytest.raises(ValueError, match="max_steps must be > 0"):
+        SplatTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    args = SplatTrainingArguments(output_dir=str(tmp_path), report_to="none", do_train=False, eval_render_images=0)
+    xyz, rgb = scene.point_arrays()
+    trainer = SplatTrainer(GaussianModel.from_points(xyz, rgb, sh_degree=0), args, train_dataset=scene.views["train"],
+                           eval_dataset=scene.views["test"])
+    assert trainer.evaluate()["eval_psnr"] > 0
+    with pytest.raises(ValueError, match="SplatTrainer.train needs max_steps > 0 .* got -1"):
+        trainer.train()
+
+
+def test_a_model_on_the_hub_is_evaluated_at_its_revision(runs, tmp_path, local_hub):  # noqa: F811
+    repo_id = local_hub.repo_id("splats")
+    api = local_hub.api()
+    api.create_repo(repo_id)
+    api.upload_folder(repo_id=repo_id, folder_path=str(runs / "run"), allow_patterns=["*.json", "*.safetensors"])
+    api.create_branch(repo_id, branch="v2")
+    api.upload_folder(repo_id=repo_id, folder_path=str(runs / "other"), revision="v2",
+                      allow_patterns=["*.json", "*.safetensors"])
+    # A fresh process: huggingface_hub reads the endpoint when first imported.
+    for revision, trained in ((None, "run"), ("v2", "other")):
+        out = tmp_path / (revision or "main")
+        revision_flags = ["--model_revision", revision] if revision else []
+        process = subprocess.run(
+            [sys.executable, str(SCRIPT), *SCENE_FLAGS, *FEW_FRAMES, "--do_train", "False", "--model_name_or_path",
+             repo_id, *revision_flags, "--output_dir", str(out)],
+            env=local_hub.env(), capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )
+        assert process.returncode == 0, process.stderr[-4000:]
+        evaluated = results(out)
+        assert evaluated["eval_psnr"] == pytest.approx(results(runs / trained)["eval_psnr"], rel=1e-6)
+        assert (evaluated["model"], evaluated["model_revision"]) == (repo_id, revision)
+        assert not [file for file in MODEL_FILES if (out / file).exists()]
