@@ -1,6 +1,7 @@
 """One LoRA-or-HaLoRA fine-tuning run on a multiple-choice task, shared by the example script,
 the demo section and the benchmark: build the adapter, train, evaluate under noise, and measure
-training step time and peak memory (accelerator memory on a GPU, resident memory on a Linux CPU)."""
+training step time and peak memory (accelerator memory on a GPU, resident memory on a Linux CPU);
+or evaluate an existing adapter (or a bare base model) under the same noise, with no training."""
 
 from __future__ import annotations
 
@@ -135,9 +136,10 @@ def adapter_relative_norms(model: torch.nn.Module, adapter_name: str = "default"
             "adapter_layers": len(ratios)}
 
 
-def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, train: Dataset | None,
                   evaluation: Dataset, args: HaLoRATrainingArguments, max_length: int = 128) -> HaLoRATrainer:
-    """Encoded as lm-evaluation-harness encodes for this model (a BOS token for Gemma only)."""
+    """Encoded as lm-evaluation-harness encodes for this model (a BOS token for Gemma only); ``train`` None: a
+    trainer that only evaluates."""
     add_bos_token = harness_adds_bos(model)
     scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length, add_bos_token)
     # Padded on the right whatever the tokenizer's habit: with left padding an absolute-position
@@ -147,7 +149,7 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
     return HaLoRATrainer(
         model=model,
         args=args,
-        train_dataset=tokenize_for_training(train, tokenizer, max_length, add_bos_token),
+        train_dataset=None if train is None else tokenize_for_training(train, tokenizer, max_length, add_bos_token),
         eval_dataset=scoring,
         data_collator=DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100),
         compute_metrics=scorer.compute_metrics,
@@ -155,20 +157,23 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
     )
 
 
-def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train: Dataset,
-                       evaluation: Dataset, args: HaLoRATrainingArguments, peft_config: LoraConfig | None = None,
-                       max_length: int = 128) -> tuple[HaLoRATrainer, dict]:
-    """Adapts ``model`` with ``method``, trains, evaluates under noise; returns the trainer and the
+def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
+                       train: Dataset, evaluation: Dataset, args: HaLoRATrainingArguments,
+                       peft_config: LoraConfig | None = None, max_length: int = 128) -> tuple[HaLoRATrainer, dict]:
+    """Adapts ``model`` with ``method`` (a PeftModel, e.g. an adapter loaded trainable, is trained as it is:
+    ``peft_config`` must then be None), trains, evaluates under noise; returns the trainer and the
     flat results (train_*, eval_*_sigma_*, step time, peak memory, noise memory overhead, adapter size
     ``adapter_relative_norm_*``). Peak memory: ``train_peak_memory_mb`` (allocated) on a GPU; on a Linux
     CPU ``train_peak_rss_mb`` and ``train_start_rss_mb``, the process's resident memory at its peak
     during training and when training began (a baseline taken before the model was loaded turns
     them into the CPU counterpart of the GPU figure: see benchmarks/halora_robustness.py)."""
+    if isinstance(model, PeftModel) and peft_config is not None:
+        raise ValueError("train_and_evaluate: model already carries its adapter; pass peft_config=None")
     # Seeded here, where the example, the demo and the benchmark all build their adapters: LoRA and HaLoRA
     # runs of one seed start from the same adapter whatever ran before (the Trainer seeds only once the
     # model exists).
     set_seed(args.seed)
-    peft_model = get_peft_model(model, peft_config or adapter_config(method))
+    peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, peft_config or adapter_config(method))
     trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
     timer = StepTimer()
     trainer.add_callback(timer)
@@ -197,6 +202,19 @@ def train_and_evaluate(method: str, model: PreTrainedModel, tokenizer: PreTraine
         results["noise_overhead_mb"] = noise.overhead_bytes / 2**20
         results["noise_overhead_fraction"] = noise.overhead_bytes / noise.noised_weight_bytes
         noise.restore()
+    results.update(trainer.evaluate())
+    results.update(trainer.card_run_settings())
+    return trainer, results
+
+
+def evaluate_under_noise(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, evaluation: Dataset,
+                         args: HaLoRATrainingArguments, max_length: int = 128) -> tuple[HaLoRATrainer, dict]:
+    """What ``train_and_evaluate`` reports after training, with no training: ``model`` (a PeftModel with its
+    adapter, or a bare base model, the baseline an adapter is measured against) evaluated under noise the same
+    way; returns the trainer and the flat results (eval_*_sigma_*, the noise settings and, for an adapter,
+    ``adapter_relative_norm_*``)."""
+    trainer = build_trainer(model, tokenizer, None, evaluation, args, max_length)
+    results = adapter_relative_norms(model, model.active_adapter) if isinstance(model, PeftModel) else {}
     results.update(trainer.evaluate())
     results.update(trainer.card_run_settings())
     return trainer, results

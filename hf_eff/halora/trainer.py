@@ -73,6 +73,12 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
                           "(every nn.Linear in the transformer blocks for non-HaLoRA models)."},
     )
     noise_seed: int | None = field(default=None, metadata={"help": "Seed of every noise draw; default: `seed`."})
+    # transformers leaves do_train to the scripts, False by default; hf-eff's examples train unless told not to
+    do_train: bool = field(
+        default=True,
+        metadata={"help": "Train, then evaluate under noise. False (or --no_do_train): evaluate only, write "
+                          "all_results.json and no model (examples/halora_finetune.py)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
