@@ -11,7 +11,14 @@ Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, or a fol
 
 --dataset is read as a CSV when its name ends in .csv, .csv.gz, .csv.bz2, .csv.xz or .csv.zip
 (any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
-Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused.
+Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
+classification sets are split by class (--stratify False: at random), so that every class is in each split.
+
+--model_name_or_path (a folder written by a GraNT run, or a Hub repo id) starts from that trained GrantGCN
+instead of a fresh one: it is fine-tuned on the data, or with --do_train False only evaluated
+(all_results.json then holds the validation and test metrics and what was evaluated; no model is written):
+
+    python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
 classifier's config.json has its class_names) and `all_results.json` (train_runtime, the teacher's
@@ -69,13 +76,26 @@ BUILTIN_TASKS = {
 }
 
 
+FROM_SAVED = " Ignored with --model_name_or_path (its config.json sets the architecture)."
+
+
 @dataclass
 class ModelArguments:
-    hidden_channels: int = field(default=64, metadata={"help": "Width of every GCN layer."})
-    num_layers: int = field(default=3, metadata={"help": "Number of kappa-hop GCN layers."})
-    kappa: int = field(default=3, metadata={"help": "Hops per layer: [X, AX, ..., A^(kappa-1) X]."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout after every layer."})
-    batch_norm: bool = field(default=True, metadata={"help": "BatchNorm after every layer."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Start from this trained GrantGCN instead of a fresh one: a folder written by a GraNT run "
+                  "(GrantGCN.save_pretrained) or a Hub repo id. It is fine-tuned on the data, or only evaluated with "
+                  "--do_train False; its architecture comes from its config.json, and the architecture flags "
+                  "(--hidden_channels, --num_layers, --kappa, --dropout, --batch_norm) are then ignored."},
+    )
+    model_revision: str | None = field(
+        default=None, metadata={"help": "The branch, tag or commit of a Hub --model_name_or_path (default: main)."}
+    )
+    hidden_channels: int = field(default=64, metadata={"help": "Width of every GCN layer." + FROM_SAVED})
+    num_layers: int = field(default=3, metadata={"help": "Number of kappa-hop GCN layers." + FROM_SAVED})
+    kappa: int = field(default=3, metadata={"help": "Hops per layer: [X, AX, ..., A^(kappa-1) X]." + FROM_SAVED})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout after every layer." + FROM_SAVED})
+    batch_norm: bool = field(default=True, metadata={"help": "BatchNorm after every layer." + FROM_SAVED})
 
 
 @dataclass
@@ -99,6 +119,11 @@ class DataArguments:
     max_nodes: int = field(default=150, metadata={"help": "gen-reg / gen-cls: largest graph."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Held out for validation."})
     test_fraction: float = field(default=0.1, metadata={"help": "Held out for the final test."})
+    stratify: bool = field(
+        default=True,
+        metadata={"help": "graph_classification: split by class, so that every class is in each split in proportion "
+                  "(datasets' stratified train_test_split); False splits at random, as for the other tasks."},
+    )
 
 
 def parse_args(argv: list[str] | None = None):
@@ -233,10 +258,69 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
     return int(np.size(first["y"])) // max(int(first["num_nodes"]), 1)
 
 
+def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArguments) -> None:
+    """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do."""
+    if not training_args.do_train and model_args.model_name_or_path is None:
+        raise ValueError("--do_train False evaluates a trained model: give it with --model_name_or_path (a folder "
+                         "written by a GraNT run, or a Hub repo id)")
+    if not training_args.do_train and training_args.push_to_hub:
+        raise ValueError("--push_to_hub with --do_train False: an evaluation-only run writes no model to push; drop "
+                         "--push_to_hub (its all_results.json holds the metrics)")
+    if model_args.model_revision is not None and (model_args.model_name_or_path is None
+                                                  or Path(model_args.model_name_or_path).is_dir()):
+        raise ValueError(f"--model_revision is for a Hub repo id in --model_name_or_path, got "
+                         f"{model_args.model_name_or_path!r}" + (", a local folder" if model_args.model_name_or_path else ""))
+
+
+def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: int, names: list[str] | None) -> list[str]:
+    """How a trained GrantGCN does not fit the data: node-feature width, graph or node level, task kind,
+    and its outputs against the data's targets or classes (a classifier may have more classes than
+    the unnamed class ids that the data holds)."""
+    level, classification = task.split("_")[0], task.endswith("classification")
+    misfits = []
+    if model.convs[0].in_channels != in_channels:
+        misfits.append(f"the model takes {model.convs[0].in_channels} node features, the data has {in_channels}")
+    if model.level != level:
+        misfits.append(f"the model predicts per {model.level}, {task} per {level}")
+    if model.task is not None and model.task != task:
+        misfits.append(f"the model was trained for {model.task}, the data is {task}")
+    elif model.class_names is not None and not classification:
+        misfits.append(f"the model is a classifier (classes {model.class_names}), the data is {task}")
+    outputs = model.head.out_features
+    if classification and names is not None and model.class_names is not None:
+        if names != model.class_names:
+            misfits.append(f"the model's classes are {model.class_names}, the data's {names}")
+    elif classification and names is None:
+        if outputs < out_channels:
+            misfits.append(f"the model has {outputs} classes, the data has class ids up to {out_channels - 1}")
+    elif outputs != out_channels:
+        kind = "classes" if classification else f"targets per {level}"
+        misfits.append(f"the model has {outputs} outputs, the data has {out_channels} {kind}")
+    return misfits
+
+
+def build_model(model_args: ModelArguments, task: str, in_channels: int, out_channels: int,
+                names: list[str] | None, data: str) -> GrantGCN:
+    """A fresh GrantGCN, or the trained one of --model_name_or_path once it is checked against the data."""
+    if model_args.model_name_or_path is None:
+        return GrantGCN(
+            in_channels=in_channels, out_channels=out_channels, hidden_channels=model_args.hidden_channels,
+            num_layers=model_args.num_layers, kappa=model_args.kappa, level=task.split("_")[0],
+            dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names, task=task,
+        )
+    model = GrantGCN.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    misfits = model_misfits(model, task, in_channels, out_channels, names)
+    if misfits:
+        raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} does not fit {data} ({task}): "
+                         + "; ".join(misfits))
+    return model
+
+
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()
     model_args, data_args, training_args = parse_args(argv)
     check_world_size(training_args.world_size)
+    check_run_mode(model_args, training_args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
@@ -248,22 +332,22 @@ def main(argv: list[str] | None = None) -> dict:
     if isinstance(graphs, datasets.DatasetDict):
         splits, graphs = graphs, datasets.concatenate_datasets(list(graphs.values()))
     else:
-        splits = split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=training_args.seed)
-    logger.info("%s (%s): %s", data_args.builtin or data_args.dataset, task, {k: len(v) for k, v in splits.items()})
+        splits = split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=training_args.seed,
+                               stratify_by_class=data_args.stratify and task == "graph_classification")
+    data = f"--task {data_args.builtin}" if data_args.builtin else f"--dataset {data_args.dataset}"
+    logger.info("%s (%s): %s", data, task, {k: len(v) for k, v in splits.items()})
 
     names = class_names(graphs) if task.endswith("classification") else None
-    model = GrantGCN(
-        in_channels=len(splits["train"][0]["x"][0]), out_channels=output_channels(graphs, task),
-        hidden_channels=model_args.hidden_channels, num_layers=model_args.num_layers, kappa=model_args.kappa,
-        level=task.split("_")[0], dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names,
-    )
+    model = build_model(model_args, task, len(splits["train"][0]["x"][0]), output_channels(graphs, task), names, data)
     curve = ValidationCurveCallback()
     targets = target_columns(data_args)
     trainer = GraNTTrainer(
-        model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
-        callbacks=[curve], compute_metrics=metrics_for(task, None if names else targets),
+        model=model, args=training_args, train_dataset=splits["train"] if training_args.do_train else None,
+        eval_dataset=splits["validation"], callbacks=[curve], compute_metrics=metrics_for(task, None if names else targets),
     )
-    results = dict(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+    results = {}
+    if training_args.do_train:
+        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
     results.update(trainer.evaluate())
     results.update(trainer.evaluate(splits["test"], metric_key_prefix="test"))
     metric, higher = primary_metric(task)
@@ -272,14 +356,21 @@ def main(argv: list[str] | None = None) -> dict:
         best = best_value(curve.curve, f"eval_{metric}", higher)
         results["best_eval_" + metric] = best
         results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
-    results.update(teacher=training_args.teacher, task=task, dataset_name=data_args.builtin or data_args.dataset)
+    if training_args.do_train:
+        results.update(teacher=training_args.teacher, start_ratio=training_args.start_ratio)
+    results.update(task=task, dataset_name=data_args.builtin or data_args.dataset)
+    if model_args.model_name_or_path is not None:  # what was evaluated, or fine-tuned (the card's base model)
+        results.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision)
+        if training_args.do_train:
+            results["base_model"] = model_args.model_name_or_path
     if targets:
         results["target_columns"] = targets
     if names:
         results["class_names"] = names  # class id i (model output i) is class_names[i]
     save_all_results(trainer, results)
-    trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
-    save_local_model_card(trainer)  # the card a push writes, for a run kept local
+    if training_args.do_train:
+        trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
+        save_local_model_card(trainer)  # the card a push writes, for a run kept local
     return results
 
 

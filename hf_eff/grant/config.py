@@ -42,6 +42,12 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
     is full-data training); `label_smoothing_factor` is refused: the task losses do not apply it, and so is
     `include_for_metrics=["inputs"]`: a graph batch has no single input tensor to pass on."""
 
+    # transformers' do_train defaults to False and Trainer ignores it; examples/grant_train.py reads it
+    do_train: bool = field(
+        default=True,
+        metadata={"help": "examples/grant_train.py: train (the default), or with False (--no_do_train) only evaluate the "
+                  "model of --model_name_or_path on the validation and test splits"},
+    )
     weight_decay: float = field(
         default=5e-4,
         metadata={"help": "AdamW weight decay: the paper's 5e-4 (Trainer exempts biases and norm layers from it)"},

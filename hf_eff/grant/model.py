@@ -10,6 +10,7 @@ from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
 from torch import nn
 from torch_geometric.nn import TAGConv, global_mean_pool
 
+from hf_eff.grant.tasks import GraphTask
 from hf_eff.hub.cards import model_card_template
 
 
@@ -29,7 +30,9 @@ class GrantGCN(
 
     forward(x, edge_index, batch) returns [num_graphs, out_channels] (level="graph") or
     [num_nodes, out_channels] (level="node"). A classifier may carry `class_names` (output i
-    is class_names[i]); they are saved in config.json.
+    is class_names[i]); they are saved in config.json, as is `task`, the task kind the model is
+    built for (examples/grant_train.py records it), by which a loaded model is checked against
+    new data: its level tells graph from node outputs, not regression from classification.
     """
 
     def __init__(
@@ -43,12 +46,16 @@ class GrantGCN(
         dropout: float = 0.0,
         batch_norm: bool = True,
         class_names: list[str] | None = None,
+        task: str | None = None,
     ):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
         if class_names is not None and len(class_names) != out_channels:
             raise ValueError(f"class_names has {len(class_names)} names for out_channels={out_channels} classes")
+        if task is not None and GraphTask(task).level != level:
+            raise ValueError(f"task {task!r} is {GraphTask(task).level}-level, but level={level!r}")
+        self.task = task
         # saved in config.json with the other arguments: output i of a classifier is class_names[i]
         self.class_names = None if class_names is None else [str(name) for name in class_names]
         if kappa < 1 or num_layers < 1:

@@ -14,3 +14,12 @@ def test_inputs_for_metrics_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"include_for_metrics=\['inputs'\]: a graph batch has no single input tensor"):
         GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", include_for_metrics=["inputs"])
     assert GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", include_for_metrics=["loss"])
+
+
+def test_do_train_defaults_to_true_and_turns_off_by_either_flag(tmp_path):
+    # transformers' do_train defaults to False (Trainer ignores it); examples/grant_train.py trains unless told not to
+    parser = HfArgumentParser(GraNTTrainingArguments)
+    common = ["--output_dir", str(tmp_path), "--task", "graph_regression"]
+    assert parser.parse_args_into_dataclasses(common)[0].do_train is True
+    for flags in (["--do_train", "False"], ["--no_do_train"]):
+        assert parser.parse_args_into_dataclasses([*common, *flags])[0].do_train is False

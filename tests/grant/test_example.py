@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from tests.grant.conftest import random_graphs
+from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,3 +168,144 @@ def test_saved_folder_with_class_ids_in_lists_or_class_names(tmp_path, labels, c
     assert bool(undefined) == ("No model card written" in caplog.text)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["out_channels"] == (3 if isinstance(labels[0], list) else 2)
+
+
+# --- a trained model: evaluate only, or fine-tune ------------------------------------------------------------------
+
+# BatchNorm off: a run at learning rate 0 then leaves the weights exactly as loaded
+EVAL_COMMON = [*COMMON[:COMMON.index("--start_ratio")], "--teacher", "none", "--batch_norm", "False"]
+
+
+def _saved_folder(path, task, num_graphs=40, feature_dim=6):
+    random_graphs(num_graphs, task, feature_dim=feature_dim).save_to_disk(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A graph regression run on a saved folder: (data folder, output folder, its all_results)."""
+    root = tmp_path_factory.mktemp("trained")
+    data = _saved_folder(root / "graphs", "graph_regression")
+    results = _example().main(["--dataset", data, "--task", "graph_regression", "--output_dir", str(root / "run"),
+                               *EVAL_COMMON])
+    return data, root / "run", results
+
+
+MODEL_FILES = ("config.json", "model.safetensors", "README.md")
+
+
+def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_model(trained, tmp_path):
+    data, run, trained_results = trained
+    out = tmp_path / "eval"
+    results = _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(run),
+                               "--no_do_train", "--output_dir", str(out), *EVAL_COMMON])
+    assert results["test_mae"] == pytest.approx(trained_results["test_mae"], rel=1e-6)  # the weights were loaded
+    assert results["eval_mae"] == pytest.approx(trained_results["eval_mae"], rel=1e-6)
+    assert not [key for key in results if key.startswith("train_") or key in ("teacher", "time_to_target")]
+    saved = json.loads((out / "all_results.json").read_text())
+    assert (saved["model_name_or_path"], saved["dataset_name"], saved["task"]) == (str(run), data, "graph_regression")
+    assert not [name for name in MODEL_FILES if (out / name).exists()]
+
+
+def test_fine_tuning_starts_from_the_saved_weights(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    data, run, trained_results = trained
+    out = tmp_path / "tuned"
+    # architecture flags are ignored: the saved model's config.json sets them
+    results = _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(run),
+                               "--learning_rate", "0", "--hidden_channels", "3", "--output_dir", str(out), *EVAL_COMMON])
+    assert results["test_mae"] == pytest.approx(trained_results["test_mae"], rel=1e-6) and "train_runtime" in results
+    assert results["base_model"] == str(run)
+    saved, tuned = load_file(run / "model.safetensors"), load_file(out / "model.safetensors")
+    assert saved.keys() == tuned.keys() and all(torch.equal(saved[k], tuned[k]) for k in saved)
+
+
+def test_evaluate_only_of_a_hub_model_at_a_revision(trained, tmp_path, local_hub):  # noqa: F811 (the fixture)
+    import subprocess
+
+    from hf_eff.grant import GrantGCN
+
+    data, run, trained_results = trained
+    api, repo_id = local_hub.api(), local_hub.repo_id("gcn")
+    api.create_repo(repo_id)
+    trained_commit = api.upload_folder(folder_path=str(run), repo_id=repo_id, allow_patterns=["*.json", "*.safetensors"]).oid
+    GrantGCN(6, 1, hidden_channels=8, batch_norm=False, task="graph_regression").save_pretrained(tmp_path / "other")
+    api.upload_folder(folder_path=str(tmp_path / "other"), repo_id=repo_id)  # main now holds another model
+    out = tmp_path / "eval"
+    # huggingface_hub reads the endpoint when imported: a fresh process pointed at the local Hub
+    subprocess.run([sys.executable, str(ROOT / "examples" / "grant_train.py"), "--dataset", data, "--task",
+                    "graph_regression", "--model_name_or_path", repo_id, "--model_revision", trained_commit,
+                    "--do_train", "False", "--output_dir", str(out), *EVAL_COMMON],
+                   env={**local_hub.env(), "HF_EFF_CACHE": str(tmp_path / "cache")}, cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["test_mae"] == pytest.approx(trained_results["test_mae"], rel=1e-6)
+    assert (results["model_name_or_path"], results["model_revision"]) == (repo_id, trained_commit)
+    assert not [name for name in MODEL_FILES if (out / name).exists()]
+
+
+@pytest.mark.parametrize(("model", "task", "data", "message"), [
+    (dict(in_channels=5), "graph_regression", {}, "the model takes 5 node features, the data has 6"),
+    (dict(out_channels=2), "graph_regression", {}, "the model has 2 outputs, the data has 1 targets per graph"),
+    ({}, "node_regression", {}, "the model predicts per graph, node_regression per node; the model was trained for "
+                                "graph_regression, the data is node_regression"),
+    ({}, "graph_classification", {}, "the model was trained for graph_regression, the data is graph_classification"),
+    (dict(task=None, out_channels=2, class_names=["a", "b"]), "graph_regression", {},
+     r"the model is a classifier \(classes \['a', 'b'\]\), the data is graph_regression"),
+    (dict(task="graph_classification", out_channels=1), "graph_classification", {},
+     "the model has 1 classes, the data has class ids up to 1"),
+    (dict(task="graph_classification", out_channels=2, class_names=["a", "c"]), "graph_classification",
+     dict(names=["a", "b"]), r"the model's classes are \['a', 'c'\], the data's \['a', 'b'\]"),
+])
+def test_a_model_that_does_not_fit_the_data_is_refused_naming_both_sides(tmp_path, model, task, data, message):
+    from hf_eff.grant import GrantGCN
+
+    GrantGCN(**{"in_channels": 6, "out_channels": 1, "hidden_channels": 4, "task": "graph_regression", **model}
+             ).save_pretrained(tmp_path / "model")
+    graphs = random_graphs(20, task)
+    if "names" in data:  # class names in y, as a saved folder of labelled graphs holds them
+        graphs = graphs.map(lambda row: {"y": data["names"][row["y"]]})
+    graphs.save_to_disk(str(tmp_path / "graphs"))
+    with pytest.raises(ValueError, match=rf"--model_name_or_path {tmp_path / 'model'} does not fit --dataset "
+                                         rf"{tmp_path / 'graphs'} \({task}\): {message}"):
+        _example().main(["--dataset", str(tmp_path / "graphs"), "--task", task, "--model_name_or_path",
+                         str(tmp_path / "model"), "--do_train", "False", "--output_dir", str(tmp_path / "out"),
+                         "--validation_fraction", "0.2", "--test_fraction", "0.2", *EVAL_COMMON])
+
+
+def test_evaluate_only_needs_a_model_and_pushes_nothing(tmp_path):
+    example = _example()
+    missing = ["--dataset", str(tmp_path / "absent"), "--task", "graph_regression", "--output_dir", str(tmp_path / "out"),
+               *EVAL_COMMON]  # refused before the data is read
+    with pytest.raises(ValueError, match="--do_train False evaluates a trained model: give it with --model_name_or_path"):
+        example.main([*missing, "--do_train", "False"])
+    with pytest.raises(ValueError, match="--push_to_hub with --do_train False: an evaluation-only run writes no model"):
+        example.main([*missing, "--do_train", "False", "--model_name_or_path", "me/gcn", "--push_to_hub", "True",
+                      "--hub_model_id", "me/gcn-eval"])
+    with pytest.raises(ValueError, match=f"--model_revision is for a Hub repo id in --model_name_or_path, got "
+                                         f"'{tmp_path}', a local folder"):
+        example.main([*missing, "--model_name_or_path", str(tmp_path), "--model_revision", "v1"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("task", "flags", "stratified"), [
+    ("graph_classification", [], True), ("graph_classification", ["--stratify", "False"], False),
+    ("graph_regression", [], False),
+])
+def test_graph_classes_are_split_by_class_unless_told_otherwise(tmp_path, monkeypatch, task, flags, stratified):
+    example = _example()
+    calls = []
+
+    class SplitSeen(Exception):
+        pass
+
+    def recording_split(*args, **kwargs):
+        calls.append(kwargs["stratify_by_class"])
+        raise SplitSeen  # the split is all this test needs
+
+    monkeypatch.setattr(example, "split_dataset", recording_split)
+    with pytest.raises(SplitSeen):
+        example.main(["--dataset", _saved_folder(tmp_path / "graphs", task), "--task", task, "--output_dir",
+                      str(tmp_path / "out"), *flags, *EVAL_COMMON])
+    assert calls == [stratified]

@@ -100,3 +100,11 @@ def test_a_training_batch_of_one_single_node_graph_uses_the_running_statistics()
     assert all(torch.equal(norm.running_mean, mean) for norm, mean in zip(model.norms, running))  # left as they were
     model.eval()
     torch.testing.assert_close(trained, model(node, no_edges))
+
+
+def test_task_is_saved_and_must_match_the_level(tmp_path):
+    GrantGCN(4, 2, level="node", task="node_classification").save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["task"] == "node_classification"
+    assert GrantGCN.from_pretrained(tmp_path).task == "node_classification"
+    with pytest.raises(ValueError, match="task 'node_regression' is node-level, but level='graph'"):
+        GrantGCN(4, 1, task="node_regression")
