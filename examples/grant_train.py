@@ -21,8 +21,8 @@ instead of a fresh one: it is fine-tuned on the data, or with --do_train False o
     python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
-classifier's config.json has its class_names) and `all_results.json` (train_runtime, the teacher's
-totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
+classifier's config.json has its class_names) and `all_results.json` (train_runtime, teacher and start_ratio, the
+teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
 target_columns where the data names its targets, class_names for classification) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
 targets, whatever their units; mae_<target> is each target's own. With --task graph_multilabel the CSV's
