@@ -266,6 +266,9 @@ def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArgum
     if not training_args.do_train and training_args.push_to_hub:
         raise ValueError("--push_to_hub with --do_train False: an evaluation-only run writes no model to push; drop "
                          "--push_to_hub (its all_results.json holds the metrics)")
+    if not training_args.do_train and training_args.resume_from_checkpoint is not None:
+        raise ValueError("--resume_from_checkpoint resumes training, which --do_train False skips: evaluate the "
+                         "checkpoint's folder with --model_name_or_path instead")
     if model_args.model_revision is not None and (model_args.model_name_or_path is None
                                                   or Path(model_args.model_name_or_path).is_dir()):
         raise ValueError(f"--model_revision is for a Hub repo id in --model_name_or_path, got "

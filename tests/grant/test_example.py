@@ -283,6 +283,8 @@ def test_evaluate_only_needs_a_model_and_pushes_nothing(tmp_path):
     with pytest.raises(ValueError, match="--push_to_hub with --do_train False: an evaluation-only run writes no model"):
         example.main([*missing, "--do_train", "False", "--model_name_or_path", "me/gcn", "--push_to_hub", "True",
                       "--hub_model_id", "me/gcn-eval"])
+    with pytest.raises(ValueError, match="--resume_from_checkpoint resumes training, which --do_train False skips"):
+        example.main([*missing, "--do_train", "False", "--model_name_or_path", "me/gcn", "--resume_from_checkpoint", "x"])
     with pytest.raises(ValueError, match=f"--model_revision is for a Hub repo id in --model_name_or_path, got "
                                          f"'{tmp_path}', a local folder"):
         example.main([*missing, "--model_name_or_path", str(tmp_path), "--model_revision", "v1"])
