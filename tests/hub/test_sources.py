@@ -1,0 +1,57 @@
+"""A model source that is neither a local folder nor a loadable Hub repo gets one error naming both."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from huggingface_hub.errors import (
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
+
+from hf_eff.hub.sources import naming_missing_folder
+
+# What HfHubHTTPError reads of its response (its HTTP client differs across huggingface_hub versions).
+NOT_FOUND_RESPONSE = SimpleNamespace(headers={}, request=None, status_code=404)
+
+
+@pytest.mark.parametrize(
+    "hub_error, says",
+    [
+        (HFValidationError("Repo id must be in the form 'repo_name'"), "it is not a Hub repo id either"),
+        (RepositoryNotFoundError("404", response=NOT_FOUND_RESPONSE), "no Hub repo runs/out that this token can read"),
+        (LocalEntryNotFoundError("no connection"), "the Hub could not be reached to look for a repo runs/out"),
+    ],
+)
+def test_a_missing_folder_read_as_a_repo_id_names_the_folder(tmp_path, monkeypatch, hub_error, says):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="--model_name_or_path runs/out: there is no such folder") as caught:
+        with naming_missing_folder("--model_name_or_path", "runs/out"):
+            raise hub_error
+    assert str(tmp_path / "runs" / "out") in str(caught.value) and says in str(caught.value)
+    assert caught.value.__cause__ is hub_error
+
+
+def test_a_library_that_rewraps_the_hub_error_is_named_too(tmp_path, monkeypatch):
+    """PEFT raises ValueError("Can't find 'adapter_config.json' ...") from huggingface_hub's error."""
+    from peft import PeftConfig
+
+    import hf_eff  # noqa: F401  (registers HaLoRA with PEFT)
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"--adapter_name_or_path \./runs/out: there is no such folder .*not a Hub repo id"):
+        with naming_missing_folder("--adapter_name_or_path", "./runs/out"):
+            PeftConfig.from_pretrained("./runs/out")
+
+
+def test_errors_of_an_existing_folder_and_other_errors_pass_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "out").mkdir(parents=True)
+    with pytest.raises(HFValidationError):
+        with naming_missing_folder("--model_name_or_path", "runs/out"):
+            raise HFValidationError("a folder that exists but holds no model")
+    with pytest.raises(KeyError):
+        with naming_missing_folder("--model_name_or_path", "elsewhere/out"):
+            raise KeyError("not a Hub error")
