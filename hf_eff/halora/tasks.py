@@ -280,15 +280,17 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     path = Path(source).expanduser()
+    builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
     if path.is_dir():
         data = load_from_disk(str(path))
     elif path.is_file():
-        builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
         builder = builders.get(path.suffix.lower())
         if builder is None:
             raise ValueError(f"dataset {source}: cannot read {path.suffix!r} files; use one of {sorted(builders)} "
                              "or a folder written by save_to_disk")
         data = load_dataset(builder, data_files=str(path))
+    elif path.suffix.lower() in builders:  # else datasets reads it as a Hub repo id and names only the Hub
+        raise FileNotFoundError(f"dataset {source}: no such file ({path.absolute()})")
     else:
         data = load_dataset(source)  # a Hub repo id
     if isinstance(data, DatasetDict):

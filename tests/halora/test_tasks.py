@@ -296,6 +296,13 @@ def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
         load_multiple_choice_dataset(str(tmp_path / "one_choice"))
 
 
+def test_a_missing_data_file_is_named_not_looked_up_on_the_hub(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"dataset data/mine.JSONL: no such file \({tmp_path}"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path)
+            load_multiple_choice_dataset("data/mine.JSONL")
+
+
 def test_a_bad_row_of_ones_own_data_is_named_by_its_row_in_the_file(tmp_path):
     rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": 0} for i in range(20)]
     rows[13]["answer"] = 5
