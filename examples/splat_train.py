@@ -283,8 +283,6 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) ->
 def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) -> None:
     metrics = trainer.evaluate()
     if not trainer.args.do_train:
-        # Its training clocks ran from the trainer's start, and nothing was trained.
-        del metrics["eval_train_seconds"], metrics["eval_train_cpu_seconds"]
         metrics.update(model=model_args.model_name_or_path, model_revision=model_args.model_revision,
                        dataset=scene_name, rasterize_mode=trainer.args.rasterize_mode,
                        eval_ssim_padding=trainer.args.eval_ssim_padding)

@@ -363,7 +363,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # Whether the ranks' densification statistics hold their own views' parts, not yet summed.
         self._statistics_partial = False
         self._checkpoint_clocks: tuple[float, float] | None = None  # what a resumed checkpoint saved
-        self._start_train_clocks()
+        # Started by training (_DensifyCallback): an evaluation before it has no training time to report.
+        self._train_clock_start: float | None = None
+        self._stopped_clocks = None
+        self._eval_seconds = self._eval_cpu_seconds = 0.0
         self.add_callback(_DensifyCallback(self))
 
     def _check_strategy_runs_here(self) -> None:
@@ -460,10 +463,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         are not training time."""
         self._stopped_clocks = self._train_clocks()
 
-    def _train_clocks(self) -> tuple[float, float]:
-        """Training wall and process CPU seconds so far (until training ended), evaluations excluded."""
+    def _train_clocks(self) -> tuple[float, float] | None:
+        """Training wall and process CPU seconds so far (until training ended), evaluations excluded; None
+        before training has begun."""
         if self._stopped_clocks is not None:
             return self._stopped_clocks
+        if self._train_clock_start is None:
+            return None
         return (time.perf_counter() - self._train_clock_start - self._eval_seconds,
                 time.process_time() - self._train_cpu_start - self._eval_cpu_seconds)
 
@@ -763,13 +769,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         masked views over the kept pixels only, see `hf_eff.splat.losses`; the saved targets show
         ignored pixels black),
         the number of Gaussians, `train_seconds` and `train_cpu_seconds` (training wall and
-        process CPU time so far, evaluations excluded). No LPIPS: it needs pretrained AlexNet /
+        process CPU time so far, evaluations excluded; left out before training has begun). No LPIPS: it needs pretrained AlexNet /
         VGG weights, which the library does not download. The render|target pairs of the first
         `eval_render_images` views are saved as a PNG in output_dir/<prefix>_renders and sent to
         the image-capable `report_to` loggers (TensorBoard, wandb)."""
         started, started_cpu = time.perf_counter(), time.process_time()
         # Read before rendering: this evaluation's own time is not training time.
-        train_seconds, train_cpu_seconds = self._train_clocks()
+        train_clocks = self._train_clocks()
         views = self._eval_views(eval_dataset, self.args) if eval_dataset is not None else self.eval_dataset
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
@@ -798,9 +804,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             f"{metric_key_prefix}_psnr": sum(psnrs) / len(psnrs),
             f"{metric_key_prefix}_ssim": sum(ssims) / len(ssims),
             f"{metric_key_prefix}_num_gaussians": len(self.splats["means"]),
-            f"{metric_key_prefix}_train_seconds": train_seconds,
-            f"{metric_key_prefix}_train_cpu_seconds": train_cpu_seconds,
         }
+        if train_clocks is not None:
+            wall, cpu = train_clocks
+            metrics.update({f"{metric_key_prefix}_train_seconds": wall, f"{metric_key_prefix}_train_cpu_seconds": cpu})
         # Logged first: the loggers' writers are opened by their first on_log (after training
         # ends too), and the images go to the writers that exist.
         self.log(metrics)

@@ -162,3 +162,18 @@ def test_a_model_on_the_hub_is_evaluated_at_its_revision(runs, tmp_path, local_h
         assert evaluated["eval_psnr"] == pytest.approx(results(runs / trained)["eval_psnr"], rel=1e-6)
         assert (evaluated["model"], evaluated["model_revision"]) == (repo_id, revision)
         assert not [file for file in MODEL_FILES if (out / file).exists()]
+
+
+def test_an_evaluation_before_training_reports_no_training_time(tmp_path):
+    # The console line and all_results.json of an evaluate-only run showed the time since the trainer was built.
+    scene = make_procedural_scene(seed=0, num_train=2, num_test=1, width=16, height=16, num_points=50, supersample=1)
+    args = SplatTrainingArguments(output_dir=str(tmp_path), report_to="none", max_steps=2, eval_render_images=0,
+                                  disable_tqdm=True)
+    xyz, rgb = scene.point_arrays()
+    trainer = SplatTrainer(GaussianModel.from_points(xyz, rgb, sh_degree=0), args, train_dataset=scene.views["train"],
+                           eval_dataset=scene.views["test"])
+    clocks = {"eval_train_seconds", "eval_train_cpu_seconds"}
+    assert not clocks & trainer.evaluate().keys()
+    assert not clocks & trainer.state.log_history[-1].keys()  # what the console shows
+    trainer.train()
+    assert clocks <= trainer.evaluate().keys()
