@@ -7,8 +7,10 @@ import os
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
+from safetensors import safe_open
 from torch import nn
 from torch_geometric.nn import TAGConv, global_mean_pool
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.grant.tasks import GraphTask
 from hf_eff.hub.cards import model_card_template
@@ -72,7 +74,10 @@ class GrantGCN(
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> GrantGCN:
         """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id, same keyword
-        arguments), with errors that name the folder or repo when it holds no GrantGCN."""
+        arguments), with errors that name the folder or repo when it holds no GrantGCN. Weights load
+        strictly unless `strict=False` is given: huggingface_hub's default would leave the layers of a
+        GrantGCN at random when the file holds another model's weights."""
+        kwargs.setdefault("strict", True)
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         except HFValidationError as error:  # what huggingface_hub says of a folder that does not exist
@@ -89,6 +94,27 @@ class GrantGCN(
         if missing:
             raise _not_a_grantgcn(model_id, config, missing, kwargs)
         return super()._from_pretrained(model_id=model_id, **kwargs)
+
+    @classmethod
+    def _load_as_safetensor(cls, model: GrantGCN, model_file: str, map_location: str, strict: bool) -> GrantGCN:
+        # huggingface_hub assumes a local folder has the file, and safetensors' own errors name neither the
+        # folder nor the model class that saved other weights
+        if not os.path.isfile(model_file):  # a Hub download raises its own error first
+            folder = os.path.dirname(model_file)
+            raise FileNotFoundError(f"the folder {folder} holds no GrantGCN weights: it has no "
+                                    f"{constants.SAFETENSORS_SINGLE_FILE} beside its {constants.CONFIG_NAME}"
+                                    + _last_checkpoint_hint(folder))
+        if strict:
+            with safe_open(model_file, framework="pt") as weights:
+                saved = set(weights.keys())
+            expected = set(model.state_dict())
+            if saved != expected:
+                raise ValueError(
+                    f"{model_file} holds no GrantGCN weights (a model of another class, saved with the same "
+                    f"{constants.CONFIG_NAME} keys?): it lacks {sorted(expected - saved)[:4]} and has "
+                    f"{sorted(saved - expected)[:4]}; load it with the class that saved it"
+                )
+        return super()._load_as_safetensor(model, model_file, map_location, strict)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
@@ -118,7 +144,7 @@ def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_
     if os.path.isdir(model_id):
         return ValueError(
             f"{where} holds no GrantGCN: it has no {constants.CONFIG_NAME} (GrantGCN.save_pretrained and "
-            "GraNTTrainer.save_model write one)"
+            "GraNTTrainer.save_model write one)" + _last_checkpoint_hint(model_id)
         )
     # huggingface_hub only logged why config.json could not be fetched: ask again, so that a
     # missing or private repo, or an unreachable Hub, raises its own error here
@@ -130,3 +156,9 @@ def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_
     # fetched now: the first try failed on something transient (the network, a rate limit)
     return OSError(f"{constants.CONFIG_NAME} of {where} could not be fetched while loading (a transient Hub or "
                    "network failure); it can be now: load again")
+
+
+def _last_checkpoint_hint(folder: str) -> str:
+    """For the output folder of a run that ended before saving its model: the checkpoint that holds one."""
+    checkpoint = get_last_checkpoint(folder)
+    return f"; its last checkpoint holds one: {checkpoint}" if checkpoint else ""

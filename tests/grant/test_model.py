@@ -3,8 +3,9 @@ import re
 
 import pytest
 import torch
-from huggingface_hub import HfApi, constants
+from huggingface_hub import HfApi, PyTorchModelHubMixin, constants
 from huggingface_hub.errors import RepositoryNotFoundError
+from torch import nn
 
 from hf_eff.grant.model import GrantGCN
 from tests.hub.hub_server import HubServer
@@ -70,6 +71,34 @@ def test_loading_a_folder_without_a_grantgcn_names_it(tmp_path):
         GrantGCN.from_pretrained(missing)
 
 
+class _UsersGNN(nn.Module, PyTorchModelHubMixin):
+    """A user's own model, whose config.json has the in_channels and out_channels a GrantGCN needs."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.lin = nn.Linear(in_channels, out_channels)
+
+
+def test_another_models_weights_are_refused_not_left_at_random(tmp_path):
+    _UsersGNN(4, 2).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'model.safetensors'))} holds no GrantGCN weights "
+                                         r"\(a model of another class.*it lacks \['convs.0.*and has \['lin.bias', "
+                                         r"'lin.weight'\]; load it with the class that saved it"):
+        GrantGCN.from_pretrained(tmp_path)
+    assert GrantGCN.from_pretrained(tmp_path, strict=False).head.out_features == 2  # asked for, as huggingface_hub's
+
+
+def test_a_run_folder_without_its_weights_names_the_checkpoint_that_has_them(tmp_path):
+    GrantGCN(4, 2).save_pretrained(tmp_path / "checkpoint-12")
+    with pytest.raises(ValueError, match=f"holds no GrantGCN: it has no config.json .*; its last checkpoint holds "
+                                         f"one: {re.escape(str(tmp_path / 'checkpoint-12'))}$"):
+        GrantGCN.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text((tmp_path / "checkpoint-12" / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match=f"the folder {re.escape(str(tmp_path))} holds no GrantGCN weights: it "
+                                                f"has no model.safetensors beside its config.json; its last checkpoint"):
+        GrantGCN.from_pretrained(tmp_path)
+
+
 def test_loading_a_hub_repo_without_a_grantgcn_names_it(tmp_path, monkeypatch):
     server = HubServer({"hf_token": "me"}).start()
     try:
@@ -83,6 +112,9 @@ def test_loading_a_hub_repo_without_a_grantgcn_names_it(tmp_path, monkeypatch):
         hub = dict(token="hf_token", cache_dir=tmp_path / "cache")
         with pytest.raises(ValueError, match="the Hub repo me/scene holds no GrantGCN: it has no config.json"):
             GrantGCN.from_pretrained("me/scene", **hub)
+        _UsersGNN(4, 2).push_to_hub("me/users-gnn", token="hf_token")
+        with pytest.raises(ValueError, match="holds no GrantGCN weights"):
+            GrantGCN.from_pretrained("me/users-gnn", **hub)
         with pytest.raises(RepositoryNotFoundError, match="me/nonexistent"):
             GrantGCN.from_pretrained("me/nonexistent", **hub)
     finally:
