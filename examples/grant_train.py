@@ -302,21 +302,32 @@ def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: in
     return misfits
 
 
-def build_model(model_args: ModelArguments, task: str, in_channels: int, out_channels: int,
+def load_trained_model(model_args: ModelArguments) -> GrantGCN:
+    """The GrantGCN of --model_name_or_path, loaded before the data is read, so that a wrong folder or repo fails at
+    once."""
+    source = model_args.model_name_or_path
+    try:
+        return GrantGCN.from_pretrained(source, revision=model_args.model_revision)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--model_name_or_path {source}: {error}") from error
+    except ValueError as error:
+        raise ValueError(f"--model_name_or_path {source}: {error}") from error
+
+
+def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str, in_channels: int, out_channels: int,
                 names: list[str] | None, data: str) -> GrantGCN:
     """A fresh GrantGCN, or the trained one of --model_name_or_path once it is checked against the data."""
-    if model_args.model_name_or_path is None:
+    if trained is None:
         return GrantGCN(
             in_channels=in_channels, out_channels=out_channels, hidden_channels=model_args.hidden_channels,
             num_layers=model_args.num_layers, kappa=model_args.kappa, level=task.split("_")[0],
             dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names, task=task,
         )
-    model = GrantGCN.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    misfits = model_misfits(model, task, in_channels, out_channels, names)
+    misfits = model_misfits(trained, task, in_channels, out_channels, names)
     if misfits:
         raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} does not fit {data} ({task}): "
                          + "; ".join(misfits))
-    return model
+    return trained
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -328,6 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
     task = training_args.task
+    trained = load_trained_model(model_args) if model_args.model_name_or_path is not None else None
     # The first process builds (and caches) the data while the others wait, then they read the cache:
     # on an empty cache every process would build the whole set (QM9: 2 min and 3.7 GB each).
     with training_args.main_process_first(desc="building the graph dataset"):
@@ -341,7 +353,8 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("%s (%s): %s", data, task, {k: len(v) for k, v in splits.items()})
 
     names = class_names(graphs) if task.endswith("classification") else None
-    model = build_model(model_args, task, len(splits["train"][0]["x"][0]), output_channels(graphs, task), names, data)
+    model = build_model(model_args, trained, task, len(splits["train"][0]["x"][0]), output_channels(graphs, task), names,
+                        data)
     curve = ValidationCurveCallback()
     targets = target_columns(data_args)
     trainer = GraNTTrainer(

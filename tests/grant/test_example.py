@@ -291,6 +291,25 @@ def test_evaluate_only_needs_a_model_and_pushes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_without_a_grantgcn_is_refused_naming_the_flag_before_the_data_is_read(tmp_path):
+    from huggingface_hub import PyTorchModelHubMixin
+    from torch import nn
+
+    class UsersGNN(nn.Module, PyTorchModelHubMixin):  # config.json has what a GrantGCN needs, the weights do not
+        def __init__(self, in_channels: int, out_channels: int):
+            super().__init__()
+            self.lin = nn.Linear(in_channels, out_channels)
+
+    UsersGNN(6, 1).save_pretrained(tmp_path / "users")
+    (tmp_path / "empty").mkdir()
+    absent_data = ["--dataset", str(tmp_path / "absent"), "--task", "graph_regression", "--output_dir",
+                   str(tmp_path / "out"), "--do_train", "False", *EVAL_COMMON]
+    for folder, message in (("users", "holds no GrantGCN weights"), ("empty", "holds no GrantGCN: it has no config.json")):
+        with pytest.raises(ValueError, match=rf"^--model_name_or_path {tmp_path / folder}: .*{message}"):
+            _example().main([*absent_data, "--model_name_or_path", str(tmp_path / folder)])
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("task", "flags", "stratified"), [
     ("graph_classification", [], True), ("graph_classification", ["--stratify", "False"], False),
     ("graph_regression", [], False),
