@@ -73,8 +73,8 @@ class ModelArguments:
         metadata={"help": "A PEFT adapter (LoRA or HaLoRA; a folder or Hub id) to evaluate (--do_train False) or to "
                           "continue training (loaded trainable: its rank, targets and HaLoRA settings are kept, the "
                           "adapter flags below are not used). Evaluated under the noise of the noise flags, as a "
-                          "trained adapter is (a HaLoRA adapter's own noise_target_modules apply unless "
-                          "--noise_target_modules or --eval_noise_target_modules is given). Without it, --do_train "
+                          "trained adapter is and whatever noise a HaLoRA adapter was trained under (unless "
+                          "--eval_noise_from_adapter True). Without it, --do_train "
                           "False evaluates the bare base model under noise: the baseline an adapter's robustness is "
                           "measured against."},
     )
@@ -155,15 +155,18 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, HaLoRATrainingArguments))
+    # One evaluation noise for every adapter, LoRA or HaLoRA, trained here or loaded with --adapter_name_or_path:
+    # the RRAM noise model of --noise_mode / --noise_tile_size / --noise_target_modules unless the --eval_noise_*
+    # flags are given, never a loaded HaLoRA adapter's own (unless --eval_noise_from_adapter True)
+    parser.set_defaults(eval_noise_from_adapter=False)
     model_args, data_args, training_args = parse_recipe_and_flags(parser, sys.argv[1:] if argv is None else argv)
-    # One evaluation noise for both methods (a LoRA adapter has no noise settings of its own): the RRAM
-    # noise model of --noise_mode / --noise_tile_size / --noise_target_modules unless the --eval_noise_* flags are given.
-    if training_args.eval_noise_mode is None:
-        training_args.eval_noise_mode = model_args.noise_mode
-    if training_args.eval_noise_tile_size is None:
-        training_args.eval_noise_tile_size = model_args.noise_tile_size
-    if training_args.eval_noise_target_modules is None:
-        training_args.eval_noise_target_modules = model_args.noise_target_modules
+    if not training_args.eval_noise_from_adapter:
+        if training_args.eval_noise_mode is None:
+            training_args.eval_noise_mode = model_args.noise_mode
+        if training_args.eval_noise_tile_size is None:
+            training_args.eval_noise_tile_size = model_args.noise_tile_size
+        if training_args.eval_noise_target_modules is None:
+            training_args.eval_noise_target_modules = model_args.noise_target_modules
     check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
     if training_args.push_to_hub and not training_args.do_train:
         raise ValueError("--push_to_hub with --do_train False: an evaluation writes no adapter to push; "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from accelerate.optimizer import AcceleratedOptimizer
+from peft import PeftModel
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
@@ -50,8 +51,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
     """TrainingArguments plus the robustness evaluation. The training noise and the regulariser
     are the adapter's (``HaLoRAConfig``), so they are saved with it. The evaluation noise
     (``eval_noise_mode``, ``eval_noise_tile_size``, ``eval_noise_target_modules``) is the adapter's
-    where left as None: set it to evaluate a LoRA baseline, which has no noise settings of its own,
-    under the same noise as a HaLoRA adapter."""
+    where left as None (the defaults' with ``eval_noise_from_adapter=False``): set it to evaluate a LoRA
+    baseline, which has no noise settings of its own, under the same noise as a HaLoRA adapter."""
 
     eval_sigmas: list[float] = field(
         default_factory=lambda: [0.0, 0.005, 0.01, 0.02],
@@ -71,6 +72,12 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         default=None,
         metadata={"help": "Frozen nn.Linear modules noised at evaluation (name suffixes); default: the adapter's "
                           "(every nn.Linear in the transformer blocks for non-HaLoRA models)."},
+    )
+    eval_noise_from_adapter: bool = field(
+        default=True,
+        metadata={"help": "Where an eval_noise_* field is None: the active HaLoRA adapter's setting (True), or the "
+                          "defaults (False: tile_additive, 64, every nn.Linear in the transformer blocks), so that "
+                          "adapters trained under different noise, and LoRA ones, are evaluated under the same noise."},
     )
     noise_seed: int | None = field(default=None, metadata={"help": "Seed of every noise draw; default: `seed`."})
     # transformers leaves do_train to the scripts, False by default; hf-eff's examples train unless told not to
@@ -193,7 +200,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
             # Checked now, not after training: a model without noisable layers, or stuck_at levels above
             # 1 from the adapter's mode, would fail only at evaluation.
             settings = self.eval_noise_settings()
-            rram_linear_modules(self.model, settings["target_modules"])
+            rram_linear_modules(self._eval_noise_model(), settings["target_modules"])
             check_eval_sigmas(self.args.eval_sigmas, settings["mode"],
                               "eval_noise_mode" if self.args.eval_noise_mode is not None else "the adapter's noise_mode")
 
@@ -336,9 +343,18 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     def eval_noise_settings(self) -> dict:
         """mode, tile_size and target_modules of the evaluation noise: the arguments' ``eval_noise_*``
-        where given, else the active HaLoRA adapter's, else the defaults (``noise.noise_settings``)."""
-        return noise_settings(self.model, mode=self.args.eval_noise_mode, tile_size=self.args.eval_noise_tile_size,
-                              target_modules=self.args.eval_noise_target_modules)
+        where given, else the active HaLoRA adapter's (unless ``eval_noise_from_adapter`` is False), else the
+        defaults (``noise.noise_settings``)."""
+        return noise_settings(self._eval_noise_model(), mode=self.args.eval_noise_mode,
+                              tile_size=self.args.eval_noise_tile_size, target_modules=self.args.eval_noise_target_modules)
+
+    def _eval_noise_model(self) -> torch.nn.Module:
+        """What the evaluation noise is drawn on. With ``eval_noise_from_adapter`` False, the model inside the
+        PeftModel: the same layers, canonical names (so the same draws) and adapter-side modules, but no adapter
+        config for ``RRAMNoise`` to read the settings left as None from."""
+        if self.args.eval_noise_from_adapter or not isinstance(self.model, PeftModel):
+            return self.model
+        return self.model.get_base_model()
 
     def card_run_settings(self) -> dict:
         settings = self.eval_noise_settings()
@@ -370,7 +386,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
             runs = []
             for k in range(1 if sigma == 0 else self.args.eval_noise_seeds):
                 noise = (
-                    rram_noise(self.model, sigma, seed=self.args.noise_seed + k, draw_index=EVAL_DRAW_INDEX, **settings)
+                    rram_noise(self._eval_noise_model(), sigma, seed=self.args.noise_seed + k, draw_index=EVAL_DRAW_INDEX, **settings)
                     if sigma > 0
                     else contextlib.nullcontext()
                 )

@@ -121,6 +121,24 @@ def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, bas
     assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]
 
 
+def test_lora_and_halora_adapters_are_evaluated_under_the_same_noise(tmp_path, base_dir):
+    """The same factors, as a LoRA adapter and as a HaLoRA adapter trained with noise on q_proj alone: the same
+    flags noise the same layers of both (every Linear in the blocks), so they score alike at every sigma."""
+    save_adapter(base_dir, tmp_path / "lora", lora_config())
+    halora = halora_config()
+    halora.noise_target_modules = ["q_proj"]
+    save_adapter(base_dir, tmp_path / "halora", halora)
+
+    def evaluated(name: str, *flags: str) -> dict:
+        return noisy_metrics(_load_example().main(["--adapter_name_or_path", str(tmp_path / name), "--no_do_train",
+                                                   "--output_dir", str(tmp_path / f"eval-{name}{len(flags)}"),
+                                                   *flags] + TASK + RUN))
+
+    assert evaluated("halora") == evaluated("lora")
+    # the library's default, asked for: the HaLoRA adapter under its own training noise (q_proj only)
+    assert evaluated("halora", "--eval_noise_from_adapter", "True") != evaluated("lora")
+
+
 @pytest.mark.parametrize("config", [lora_config, halora_config])
 def test_continued_training_starts_from_the_adapters_weights(tmp_path, base_dir, config):
     saved = save_adapter(base_dir, tmp_path / "adapter", config())
