@@ -112,11 +112,14 @@ class ModelArguments:
         default=None,
         metadata={"help": "A trained model: a folder this script wrote (its --output_dir or a checkpoint-N in it), "
                           "or GaussianModel.save_pretrained did, or a Hub model repo id. With --do_train False the "
-                          "run evaluates it, in the rasterize_mode its config.json names. With training, training "
+                          "run evaluates it in the rasterize_mode and onto the background (white_background) its "
+                          "config.json records, whatever the flags say. With training, training "
                           "starts from its Gaussians and SH degree instead of the scene's point cloud or random "
                           "points, and everything else starts over: new Adam moments and densification statistics, "
                           "and the whole schedule from step 0 (coarse-to-fine, densification, opacity resets, SH "
-                          "degree, means LR); --resume_from_checkpoint continues a run instead."},
+                          "degree, means LR), in --rasterize_mode and onto --white_background (a model that rendered "
+                          "antialiased or onto white is named when they change that); --resume_from_checkpoint "
+                          "continues a run instead."},
     )
     model_revision: str | None = field(
         default=None, metadata={"help": "Hub revision (branch, tag or commit) of --model_name_or_path."},
@@ -237,18 +240,15 @@ def load_model(model_args: ModelArguments) -> GaussianModel:
                 f"and GaussianModel.save_pretrained write beside config.json){hint}"
             )
     model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
-    logger.info("Loaded %s: %d Gaussians, SH degree %d, rasterize_mode %s", source, len(model), model.sh_degree,
-                model.rasterize_mode)
+    logger.info("Loaded %s: %d Gaussians, SH degree %d, rasterize_mode %s, white_background %s", source, len(model),
+                model.sh_degree, model.rasterize_mode, model.white_background)
+    if model_args.sh_degree is not None and model_args.sh_degree != model.sh_degree:
+        logger.warning("--sh_degree %d ignored: %s keeps its SH degree, %d", model_args.sh_degree, source,
+                       model.sh_degree)
     return model
 
 
-def build_model(scene, model_args: ModelArguments) -> GaussianModel:
-    if model_args.model_name_or_path is not None:
-        model = load_model(model_args)
-        if model_args.sh_degree is not None and model_args.sh_degree != model.sh_degree:
-            logger.warning("--sh_degree %d ignored: %s keeps its SH degree, %d", model_args.sh_degree,
-                           model_args.model_name_or_path, model.sh_degree)
-        return model
+def initial_model(scene, model_args: ModelArguments) -> GaussianModel:
     sh_degree = model_args.sh_degree if model_args.sh_degree is not None else DEFAULT_SH_DEGREE
     if scene.points is not None:
         xyz, rgb = scene.point_arrays()
@@ -258,12 +258,18 @@ def build_model(scene, model_args: ModelArguments) -> GaussianModel:
 
 
 def evaluate_as_trained(model: GaussianModel, training_args: SplatTrainingArguments) -> None:
-    """An evaluation renders in the model's own rasterize_mode (its config.json), as its training run did:
-    SplatTrainer renders in, and gives the model, its arguments' mode."""
-    if training_args.rasterize_mode != model.rasterize_mode:
-        logger.info("Evaluating in the model's rasterize_mode %r, not --rasterize_mode %r", model.rasterize_mode,
-                    training_args.rasterize_mode)
-    training_args.rasterize_mode = model.rasterize_mode
+    """An evaluation renders as the model's training run did, in its rasterize_mode and onto its background
+    (its config.json): SplatTrainer renders with, and gives the model, its arguments' settings. A config.json
+    older than white_background leaves --white_background to say."""
+    for name in ("rasterize_mode", "white_background"):
+        trained, given = getattr(model, name), getattr(training_args, name)
+        if trained is None:
+            logger.warning("The model's config.json does not record %s (saved before it did): evaluating with --%s "
+                           "%s", name, name, given)
+            continue
+        if trained != given:
+            logger.info("Evaluating with the model's %s %s, not --%s %s", name, trained, name, given)
+        setattr(training_args, name, trained)
 
 
 def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) -> None:
@@ -285,6 +291,7 @@ def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str)
     if not trainer.args.do_train:
         metrics.update(model=model_args.model_name_or_path, model_revision=model_args.model_revision,
                        dataset=scene_name, rasterize_mode=trainer.args.rasterize_mode,
+                       white_background=trainer.args.white_background,
                        eval_ssim_padding=trainer.args.eval_ssim_padding)
     trainer.save_metrics("eval", metrics)
 
@@ -322,11 +329,14 @@ def main():
     transformers.utils.logging.set_verbosity(log_level)
     set_seed(training_args.seed)
 
+    model = load_model(model_args) if model_args.model_name_or_path is not None else None
+    if model is not None and not training_args.do_train:
+        # Before the scene, whose transparent pixels are composited onto the model's background.
+        evaluate_as_trained(model, training_args)
     scene, scene_name = build_scene(scene_args, training_args)
     path_poses = build_camera_path(scene, trajectory_args)
-    model = build_model(scene, model_args)
-    if not training_args.do_train:
-        evaluate_as_trained(model, training_args)
+    if model is None:
+        model = initial_model(scene, model_args)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
                            eval_dataset=scene.views["test"])
     output_dir = Path(training_args.output_dir)

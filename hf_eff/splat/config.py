@@ -64,7 +64,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         default=False,
         metadata={"help": "Render onto white instead of black (3DGS's --white_background), for scenes whose "
                           "transparent pixels were composited onto white; the example then composites a converted "
-                          "folder's RGBA images onto white too."},
+                          "folder's RGBA images onto white too. The saved model keeps it (config.json), and renders "
+                          "onto white by default."},
     )
     prune_opa: float = field(
         default=0.005,
@@ -245,9 +246,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         default=True,
         metadata={"help": "Train (Trainer itself ignores this flag; examples/splat_train.py reads it). False: the "
                           "example only evaluates the model --model_name_or_path names on the scene's test views "
-                          "(PSNR, SSIM, preview.png, trajectory.gif, all_results.json, with the training run's "
-                          "--white_background) and saves no model, so --push_to_hub is refused; max_steps may then be "
-                          "left unset."},
+                          "(PSNR, SSIM, preview.png, trajectory.gif, all_results.json) in the rasterize_mode and onto "
+                          "the background its config.json records, and saves no model, so --push_to_hub is refused; "
+                          "max_steps may then be left unset."},
     )
     per_device_train_batch_size: int = field(default=1, metadata={"help": "Views per step (3DGS: 1)."})
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping; 3DGS uses none."})

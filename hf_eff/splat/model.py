@@ -69,12 +69,17 @@ class GaussianModel(
             (a config.json without it, saved before this field, loads as "classic";
             ``from_pretrained(..., rasterize_mode=...)`` overrides it). The `.ply` and `.splat`
             exports cannot record it: most viewers render them classic.
+        white_background: whether the model was fitted against white (3DGS's ``--white_background``:
+            transparent pixels composited onto white), so that `render` draws onto white by default.
+            `SplatTrainer` sets it from its arguments, and config.json keeps it. None: not known (a
+            config.json saved before this field, a `.ply`); `render` draws onto black.
 
     Storage follows gsplat: ``scales`` are log-scales, ``opacities`` are logits and
     ``quats`` are unnormalised (w, x, y, z); `render` applies exp / sigmoid.
     """
 
-    def __init__(self, sh_degree: int = 3, num_gaussians: int = 0, rasterize_mode: str = "classic"):
+    def __init__(self, sh_degree: int = 3, num_gaussians: int = 0, rasterize_mode: str = "classic",
+                 white_background: bool | None = None):
         from hf_eff.splat.rendering import RASTERIZE_MODES
 
         super().__init__()
@@ -86,6 +91,7 @@ class GaussianModel(
             raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
         self.sh_degree = sh_degree
         self.rasterize_mode = rasterize_mode
+        self.white_background = white_background
         n = num_gaussians
         quats = torch.zeros(n, 4)
         quats[:, 0] = 1.0
@@ -219,7 +225,8 @@ class GaussianModel(
         return self.num_gaussians
 
     def extra_repr(self) -> str:
-        return f"num_gaussians={self.num_gaussians}, sh_degree={self.sh_degree}, rasterize_mode={self.rasterize_mode!r}"
+        return (f"num_gaussians={self.num_gaussians}, sh_degree={self.sh_degree}, "
+                f"rasterize_mode={self.rasterize_mode!r}, white_background={self.white_background}")
 
     def colors(self) -> torch.Tensor:
         """SH coefficients [N, (sh_degree+1)^2, 3], the layout gsplat's rasterizer takes."""
@@ -243,6 +250,7 @@ class GaussianModel(
             viewmats: [C, 4, 4] world-to-camera matrices (OpenCV).
             Ks: [C, 3, 3] pinhole intrinsics in pixels.
             sh_degree: SH degree to evaluate (<= the stored degree); None uses all of it.
+            backgrounds: [C, 3] colours behind the Gaussians; None: white with `white_background`, else black.
             kwargs: passed to ``rasterize`` (near_plane, packed, absgrad, backend, ...);
                 ``rasterize_mode`` defaults to the model's (`rasterize_mode`).
         """
@@ -252,6 +260,8 @@ class GaussianModel(
             sh_degree = self.sh_degree
         if not 0 <= sh_degree <= self.sh_degree:
             raise ValueError(f"render: sh_degree must be in 0..{self.sh_degree}, got {sh_degree}")
+        if backgrounds is None and self.white_background:
+            backgrounds = viewmats.new_ones(len(viewmats), 3)
         return rasterize(
             means=self.splats["means"],
             quats=self.splats["quats"],
@@ -272,7 +282,7 @@ class GaussianModel(
         super()._save_pretrained(save_directory)
         # The mixin would store the constructor's arguments; the count changes in training.
         config = {"sh_degree": self.sh_degree, "num_gaussians": self.num_gaussians,
-                  "rasterize_mode": self.rasterize_mode}
+                  "rasterize_mode": self.rasterize_mode, "white_background": self.white_background}
         (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
     @classmethod

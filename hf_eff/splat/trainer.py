@@ -330,7 +330,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                 "(GaussianModel.render passes them to rasterize)")
         train_views = SceneViews(train_dataset)
         eval_views = self._eval_views(eval_dataset, args) if eval_dataset is not None else None
-        self._adopt_rasterize_mode(model, args.rasterize_mode)
+        self._adopt_render_settings(model, args)
         self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
         if self.is_distributed:
@@ -382,18 +382,26 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             )
 
     @staticmethod
-    def _adopt_rasterize_mode(model, rasterize_mode: str) -> None:
-        """The model renders in the mode it is trained in once saved (`GaussianModel.rasterize_mode`, kept in
-        config.json); a model that rendered antialiased before is named, as training it classic changes it."""
-        if not hasattr(model, "rasterize_mode"):  # a custom model: the trainer's renders still pass the mode
-            return
-        if model.rasterize_mode != rasterize_mode and model.rasterize_mode != "classic":
-            logger.warning(
-                f"SplatTrainer: the model renders {model.rasterize_mode!r} (it was trained so?) and this run trains "
-                f"it with rasterize_mode={rasterize_mode!r}, which it will keep; pass "
-                f"rasterize_mode={model.rasterize_mode!r} to train it as before"
-            )
-        model.rasterize_mode = rasterize_mode
+    def _adopt_render_settings(model, args: SplatTrainingArguments) -> None:
+        """The model renders in the mode and onto the background it is trained with once saved
+        (`GaussianModel.rasterize_mode` and `white_background`, kept in config.json); a model that rendered
+        antialiased or onto white before is named, as this run changes it. A custom model without them still
+        gets both from the trainer's renders."""
+        if hasattr(model, "rasterize_mode"):
+            if model.rasterize_mode != args.rasterize_mode and model.rasterize_mode != "classic":
+                logger.warning(
+                    f"SplatTrainer: the model renders {model.rasterize_mode!r} (it was trained so?) and this run "
+                    f"trains it with rasterize_mode={args.rasterize_mode!r}, which it will keep; pass "
+                    f"rasterize_mode={model.rasterize_mode!r} to train it as before"
+                )
+            model.rasterize_mode = args.rasterize_mode
+        if hasattr(model, "white_background"):
+            if model.white_background and not args.white_background:
+                logger.warning(
+                    "SplatTrainer: the model renders onto white (it was trained with white_background?) and this run "
+                    "trains it onto black, which it will keep; pass white_background=True to train it as before"
+                )
+            model.white_background = args.white_background
 
     @staticmethod
     def _eval_views(dataset, args: SplatTrainingArguments) -> SceneViews:

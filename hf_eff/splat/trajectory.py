@@ -301,7 +301,8 @@ def render_trajectory(
         model: a `GaussianModel` (rendered on the device of its parameters).
         camera_to_world: [F, 4, 4] or [F, 3, 4] path poses (OpenCV), F >= 1.
         K: [3, 3] pinhole intrinsics, in pixels of ``width`` x ``height``, shared by every frame.
-        background: RGB in [0, 1] behind the Gaussians (None: black, as ``render``).
+        background: RGB in [0, 1] behind the Gaussians (None: ``render``'s, white for a model fitted with
+            ``white_background``, else black).
         sh_degree: SH degree to evaluate (None: every stored degree).
         render_kwargs: passed to ``model.render`` (backend, packed, near_plane, ...).
 

@@ -177,3 +177,54 @@ def test_an_evaluation_before_training_reports_no_training_time(tmp_path):
     assert not clocks & trainer.state.log_history[-1].keys()  # what the console shows
     trainer.train()
     assert clocks <= trainer.evaluate().keys()
+
+
+@pytest.fixture(scope="module")
+def white_scene(tmp_path_factory):
+    """A NeRF folder whose frames are transparent in their lower half and masked in their left quarter."""
+    import numpy as np
+    from datasets import DatasetDict
+    from PIL import Image
+
+    from hf_eff.splat import Scene, views_dataset
+    from hf_eff.splat.converters import write_nerf_synthetic
+
+    procedural = make_procedural_scene(seed=0, num_train=3, num_test=1, width=16, height=16, num_points=100,
+                                       supersample=1)
+    mask = np.ones((16, 16), dtype=bool)
+    mask[:, :4] = False
+    splits = {}
+    for name, split in procedural.views.items():
+        arrays = split.with_format("numpy")
+        splits[name] = views_dataset(list(split["image"]), arrays["K"], arrays["world_to_camera"],
+                                     masks=[mask] * len(split))
+    folder = write_nerf_synthetic(Scene.from_views(DatasetDict(splits), procedural.points),
+                                  tmp_path_factory.mktemp("white") / "nerf")
+    for frame in folder.glob("t*/r_*.png"):  # train/, test/: not masks/
+        rgba = np.asarray(Image.open(frame).convert("RGBA")).copy()
+        rgba[8:, :, 3] = 0
+        Image.fromarray(rgba).save(frame)
+    return folder
+
+
+def test_an_evaluation_composites_and_renders_onto_the_background_the_model_was_trained_on(white_scene, tmp_path,
+                                                                                          monkeypatch, caplog):
+    # Trained on white, masked and antialiased; evaluated with none of those flags.
+    scene_flags = ["--scene", str(white_scene), *FEW_FRAMES]
+    trained = tmp_path / "trained"
+    run_example(monkeypatch, *scene_flags, "--white_background", "True", "--rasterize_mode", "antialiased",
+                "--max_steps", "6", "--output_dir", str(trained))
+    assert json.loads((trained / "config.json").read_text())["white_background"] is True
+    out = tmp_path / "eval"
+    run_example(monkeypatch, *scene_flags, "--do_train", "False", "--model_name_or_path", str(trained),
+                "--output_dir", str(out))
+    evaluated, reported = results(out), results(trained)
+    assert evaluated["eval_psnr"] == pytest.approx(reported["eval_psnr"], rel=1e-6)
+    assert evaluated["eval_ssim"] == pytest.approx(reported["eval_ssim"], rel=1e-6)
+    assert (evaluated["white_background"], evaluated["rasterize_mode"]) == (True, "antialiased")
+    # Training it further onto black is the user's choice, but named.
+    with caplog.at_level(logging.WARNING):
+        run_example(monkeypatch, *scene_flags, "--model_name_or_path", str(trained), "--rasterize_mode", "antialiased",
+                    "--max_steps", "2", "--output_dir", str(tmp_path / "black"))
+    assert "the model renders onto white" in caplog.text
+    assert json.loads((tmp_path / "black" / "config.json").read_text())["white_background"] is False

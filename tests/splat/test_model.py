@@ -129,6 +129,7 @@ def test_pretrained_round_trip_after_densification_changes_the_count(tmp_path):
         "sh_degree": 1,
         "num_gaussians": 55,
         "rasterize_mode": "classic",
+        "white_background": None,
     }
     loaded = GaussianModel.from_pretrained(tmp_path / "splat")
     assert len(loaded) == 55 and loaded.sh_degree == 1
@@ -154,6 +155,29 @@ def test_render_returns_images_alpha_and_strategy_info():
     assert model.splats["shN"].grad.abs().sum() == 0, "degree 0 ignores shN"
     with pytest.raises(ValueError, match="sh_degree"):
         model.render(viewmats, Ks, 16, 12, sh_degree=2)
+
+
+def test_a_model_fitted_on_white_renders_onto_white_and_keeps_it_in_its_config(tmp_path):
+    model = GaussianModel.random((0.0, 0.0, 0.0), 0.1, 5, sh_degree=0)
+    model.white_background = True  # as SplatTrainer(white_background=True) sets it
+    viewmats = torch.eye(4)[None].clone()
+    viewmats[0, 2, 3] = 3.0
+    Ks = torch.tensor([[[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]])
+    corner = (0, 0, 0)  # far from the small cluster at the centre: background only
+    with torch.no_grad():
+        torch.testing.assert_close(model.render(viewmats, Ks, 16, 16)[0][corner], torch.ones(3))
+        black = viewmats.new_zeros(1, 3)
+        torch.testing.assert_close(model.render(viewmats, Ks, 16, 16, backgrounds=black)[0][corner], torch.zeros(3))
+    model.save_pretrained(tmp_path / "white")
+    assert GaussianModel.from_pretrained(tmp_path / "white").white_background is True
+    # A config.json saved before the field: not known, rendered onto black.
+    config = tmp_path / "white" / "config.json"
+    config.write_text(json.dumps({key: value for key, value in json.loads(config.read_text()).items()
+                                  if key != "white_background"}))
+    old = GaussianModel.from_pretrained(tmp_path / "white")
+    assert old.white_background is None
+    with torch.no_grad():
+        torch.testing.assert_close(old.render(viewmats, Ks, 16, 16)[0][corner], torch.zeros(3))
 
 
 @pytest.mark.gpu
