@@ -330,6 +330,16 @@ def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str,
     return trained
 
 
+def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments, task: str,
+                 seed: int) -> datasets.DatasetDict:
+    """A saved DatasetDict as saved; else a split by --validation_fraction and --test_fraction, by class for
+    graph classification unless --stratify False."""
+    if isinstance(graphs, datasets.DatasetDict):
+        return graphs
+    return split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=seed,
+                         stratify_by_class=data_args.stratify and task == "graph_classification")
+
+
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()
     model_args, data_args, training_args = parse_args(argv)
@@ -344,11 +354,9 @@ def main(argv: list[str] | None = None) -> dict:
     # on an empty cache every process would build the whole set (QM9: 2 min and 3.7 GB each).
     with training_args.main_process_first(desc="building the graph dataset"):
         graphs = load_graphs(data_args, task, training_args.seed)
-    if isinstance(graphs, datasets.DatasetDict):
-        splits, graphs = graphs, datasets.concatenate_datasets(list(graphs.values()))
-    else:
-        splits = split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=training_args.seed,
-                               stratify_by_class=data_args.stratify and task == "graph_classification")
+    splits = split_graphs(graphs, data_args, task, training_args.seed)
+    if isinstance(graphs, datasets.DatasetDict):  # the classes and targets are read from every split
+        graphs = datasets.concatenate_datasets(list(graphs.values()))
     data = f"--task {data_args.builtin}" if data_args.builtin else f"--dataset {data_args.dataset}"
     logger.info("%s (%s): %s", data, task, {k: len(v) for k, v in splits.items()})
 

@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 
@@ -310,23 +311,37 @@ def test_a_folder_without_a_grantgcn_is_refused_naming_the_flag_before_the_data_
     assert not (tmp_path / "out").exists()
 
 
+def _rare_class_graphs(task):
+    """100 graphs with y for `task`: classes 0 (40 graphs), 1 (50) and 2 (10), or those numbers as regression targets
+    or one-hot multilabel rows."""
+    classes = [2 if i % 10 == 0 else i % 2 for i in range(100)]
+    labels = {"graph_classification": classes, "graph_regression": [[float(c)] for c in classes],
+              "graph_multilabel": [[float(c == k) for k in range(3)] for c in classes]}[task]
+    return datasets.Dataset.from_dict({"graph": list(range(100)), "y": labels})
+
+
 @pytest.mark.parametrize(("task", "flags", "stratified"), [
     ("graph_classification", [], True), ("graph_classification", ["--stratify", "False"], False),
-    ("graph_regression", [], False),
+    ("graph_regression", [], False), ("graph_multilabel", [], False),
 ])
-def test_graph_classes_are_split_by_class_unless_told_otherwise(tmp_path, monkeypatch, task, flags, stratified):
+def test_graph_classes_are_split_by_class_unless_told_otherwise(tmp_path, task, flags, stratified):
+    from hf_eff.grant import split_dataset
+
     example = _example()
-    calls = []
+    _, data_args, _ = example.parse_args(["--dataset", "graphs", "--task", task, "--output_dir", str(tmp_path), *flags])
+    graphs = _rare_class_graphs(task)
+    splits = example.split_graphs(graphs, data_args, task, seed=1)
+    assert splits["test"]["graph"] == split_dataset(graphs, 0.1, 0.1, seed=1, stratify_by_class=stratified)["test"]["graph"]
+    # seed 1 at random leaves class 2 out of validation (tests/grant/test_data.py), which a split by class cannot
+    rare = [graph for graph in splits["validation"]["graph"] if graph % 10 == 0]
+    assert bool(rare) == stratified
 
-    class SplitSeen(Exception):
-        pass
 
-    def recording_split(*args, **kwargs):
-        calls.append(kwargs["stratify_by_class"])
-        raise SplitSeen  # the split is all this test needs
-
-    monkeypatch.setattr(example, "split_dataset", recording_split)
-    with pytest.raises(SplitSeen):
-        example.main(["--dataset", _saved_folder(tmp_path / "graphs", task), "--task", task, "--output_dir",
-                      str(tmp_path / "out"), *flags, *EVAL_COMMON])
-    assert calls == [stratified]
+def test_a_saved_dataset_dict_is_not_split_again(tmp_path):
+    example = _example()
+    _, data_args, _ = example.parse_args(["--dataset", "graphs", "--task", "graph_classification", "--output_dir",
+                                          str(tmp_path)])
+    saved = datasets.DatasetDict(train=_rare_class_graphs("graph_classification"),
+                                 validation=_rare_class_graphs("graph_classification").select([1]),
+                                 test=_rare_class_graphs("graph_classification").select([3]))
+    assert example.split_graphs(saved, data_args, "graph_classification", seed=1) is saved
