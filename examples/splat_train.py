@@ -184,6 +184,13 @@ def check_evaluation_only(model_args: ModelArguments, training_args: SplatTraini
     if training_args.resume_from_checkpoint:
         raise ValueError("--resume_from_checkpoint resumes training, and --do_train False trains nothing; to "
                          "evaluate a checkpoint, pass its folder as --model_name_or_path")
+    # Trainer.save_metrics merges into all_results.json: a training run's results would take the evaluation's.
+    trained = [name for name in (SAFETENSORS_SINGLE_FILE, "train_results.json")
+               if (Path(training_args.output_dir) / name).is_file()]
+    if trained:
+        raise ValueError(f"--output_dir {training_args.output_dir} holds a training run ({', '.join(trained)}), whose "
+                         "all_results.json, preview.png and trajectory.gif an evaluation would overwrite; pass "
+                         "another --output_dir")
 
 
 def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArguments):

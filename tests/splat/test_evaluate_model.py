@@ -110,6 +110,20 @@ def test_refused_evaluations_fail_before_any_work(runs, tmp_path, monkeypatch):
         assert not out.exists()
 
 
+def test_an_evaluation_into_a_training_runs_folder_is_refused_before_it_writes(runs, tmp_path, monkeypatch):
+    # A recipe's --output_dir is its training run's folder, and save_metrics merges into its all_results.json.
+    run = tmp_path / "run"
+    shutil.copytree(runs / "run", run)
+    shutil.copytree(runs / "run", run / "checkpoint-12")
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    for model in (run, run / "checkpoint-12"):
+        with pytest.raises(ValueError, match=rf"--output_dir {run} holds a training run \(model.safetensors, "
+                                             r"train_results.json\), whose all_results.json"):
+            run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(model), "--output_dir",
+                        str(run))
+        assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
 def test_a_model_folder_without_weights_is_named(runs, tmp_path, monkeypatch):
     folder = tmp_path / "crashed"
     folder.mkdir()
