@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
     results.update(trainer.evaluate())
     results.update(trainer.evaluate(splits["test"], metric_key_prefix="test"))
+    if not training_args.do_train:
+        del results["epoch"]  # the unused trainer's 0, not how long the evaluated model trained
     metric, higher = primary_metric(task)
     if curve.curve:
         # the run's own best validation value and when it was first reached (training seconds)
