@@ -4,7 +4,7 @@
 --scene takes a folder written by `Scene.save`, a COLMAP project, a NeRF folder (transforms_train.json
 / transforms_test.json, or one transforms.json split by --test_every) or a Hub dataset repo id; without
 it, a built-in procedural scene is generated. --white_background True composites transparent pixels
-onto white and renders onto white (3DGS's --white_background). --strategy g2l is the full method of Huang, Liu & Wong (2025):
+onto white and renders onto white (3DGS's --white_background; the saved model keeps it). --strategy g2l is the full method of Huang, Liu & Wong (2025):
 global-to-local densification, energy-guided coarse-to-fine and adaptive pruning, each switched
 off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
 
@@ -19,6 +19,7 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
 starts from its Gaussians, or with --do_train False the run only evaluates it on the scene's test views:
 
     python examples/splat_train.py --scene user/my-scene --model_name_or_path user/my-splats --do_train False --output_dir out/eval
+
 --rasterize_mode antialiased trains, evaluates and renders the previews and the video as gsplat's --antialiased
 (Mip-Splatting's 2D filter), for a model that will be viewed at other resolutions than its views'; the saved model
 keeps the mode (config.json), splats.ply cannot, and most viewers render it classic.
@@ -29,9 +30,11 @@ renders a path after training).
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
 view: render | ground truth), trajectory.gif (a novel-view video along --render_trajectory) and
-all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy). An evaluation
-(--do_train False) writes preview.png, trajectory.gif and all_results.json (eval_psnr, eval_ssim, model,
-model_revision, dataset) only.
+all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy), with the evaluation's
+eval_results.json and eval_renders/. An evaluation (--do_train False) writes no model: preview.png,
+trajectory.gif, eval_results.json, eval_renders/ and all_results.json (eval_psnr, eval_ssim, model,
+model_revision, dataset, and the rasterize_mode and white_background it rendered with, the model's), into
+an --output_dir that holds no training run.
 Under several processes each rank renders its share of the views and all ranks keep the same
 Gaussians; the main process writes the files.
 """
