@@ -59,6 +59,13 @@ from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
 ADAPTER_METHODS = {"LORA": "lora", "HALORA": "halora"}  # an adapter's peft_type -> --method
+# The flags a new adapter is built from, by the config field each sets: a loaded adapter keeps its own.
+LORA_FLAGS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+              "target_modules": "target_modules"}
+HALORA_FLAGS = ("noise_sigma", "noise_resample_steps", "noise_sigma_sampling", "noise_warmup_steps", "reg_weight",
+                "reg_norm", "reg_reduction", "reg_application")
+# HaLoRA's training noise, and every adapter's evaluation noise: so not ignored when an adapter is only evaluated
+NOISE_FLAGS = ("noise_mode", "noise_tile_size", "noise_target_modules")
 
 
 @dataclass
@@ -72,7 +79,7 @@ class ModelArguments:
         default=None,
         metadata={"help": "A PEFT adapter (LoRA or HaLoRA; a folder or Hub id) to evaluate (--do_train False) or to "
                           "continue training (loaded trainable: its rank, targets and HaLoRA settings are kept, the "
-                          "adapter flags below are not used). Evaluated under the noise of the noise flags, as a "
+                          "adapter flags below are not used: a warning names each set otherwise). Evaluated under the noise of the noise flags, as a "
                           "trained adapter is and whatever noise a HaLoRA adapter was trained under (unless "
                           "--eval_noise_from_adapter True). Without it, --do_train "
                           "False evaluates the bare base model under noise: the baseline an adapter's robustness is "
@@ -184,10 +191,10 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
     (no method for an evaluation of the bare base model)."""
     path = model_args.adapter_name_or_path
     if path is None:
-        if not do_train and model_args.method is not None:
-            raise ValueError(f"--method {model_args.method} with --do_train False and no --adapter_name_or_path: "
-                             "there is no adapter to evaluate (the bare base model is evaluated); give the adapter")
-        model_args.method = model_args.method or ("halora" if do_train else None)
+        if not do_train and model_args.method is not None:  # as a training recipe gives it
+            logger.warning("--method %s is not used: with --do_train False and no --adapter_name_or_path the bare "
+                           "base model is evaluated", model_args.method)
+        model_args.method = (model_args.method or "halora") if do_train else None
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE_MODEL
         return
     try:
@@ -203,11 +210,33 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
                          f"{tuple(ADAPTER_METHODS)} adapters are supported")
     if model_args.method not in (None, method):
         raise ValueError(f"--method {model_args.method} contradicts --adapter_name_or_path {path!r}, a {peft_type} "
-                         f"adapter (method {method}); leave --method out")
+                         f"adapter (method {method}); leave --method out (after a recipe that sets it: --method {method})")
     model_args.method = method
     model_args.model_name_or_path = model_args.model_name_or_path or config.base_model_name_or_path
     if model_args.model_name_or_path is None:
         raise ValueError(f"--adapter_name_or_path {path!r} records no base model: give --model_name_or_path")
+    warn_of_unused_adapter_flags(model_args, config, do_train)
+
+
+def warn_of_unused_adapter_flags(model_args: ModelArguments, config: PeftConfig, do_train: bool) -> None:
+    """Warns of each adapter flag set (away from its default, as a flag or by a recipe) to other than the loaded
+    adapter's value, which the adapter keeps."""
+    defaults = ModelArguments()
+    flags = dict(LORA_FLAGS)
+    if model_args.method == "halora":
+        flags.update({flag: flag for flag in HALORA_FLAGS + (NOISE_FLAGS if do_train else ())})
+    for flag, config_field in flags.items():
+        given, kept = getattr(model_args, flag), getattr(config, config_field)
+        if comparable(given) in (comparable(getattr(defaults, flag)), comparable(kept)):
+            continue
+        use = "sets the evaluation noise only" if flag in NOISE_FLAGS else "is not used"
+        logger.warning("--%s %s %s: --adapter_name_or_path %r keeps its own %s=%s", flag, given, use,
+                       model_args.adapter_name_or_path, config_field, kept)
+
+
+def comparable(value):
+    """Module lists as sets, whatever their order or container (PEFT keeps target_modules as a set)."""
+    return sorted(value) if isinstance(value, (list, set, tuple)) else value
 
 
 def load_model(model_args: ModelArguments, trainable: bool) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase]:
@@ -241,10 +270,10 @@ def new_adapter_config(model_args: ModelArguments):
 
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
-    model_args, data_args, training_args = parse_args(argv)
-    check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
+    model_args, data_args, training_args = parse_args(argv)  # it warns of flags an adapter does not use
+    check_world_size(training_args.world_size)
     set_seed(training_args.seed)
 
     data_seed = training_args.data_seed or 0

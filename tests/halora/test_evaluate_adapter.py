@@ -2,6 +2,7 @@
 (--do_train False), or continue training it."""
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -167,7 +168,6 @@ def test_adapter_of_the_builtin_base_reloads_it_by_name(monkeypatch, tmp_path, b
 @pytest.mark.parametrize("flags, message", [
     (["--adapter_name_or_path", "{empty}"], r"--adapter_name_or_path '.*empty' holds no PEFT adapter \(adapter_config.json\)"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
-    (["--model_name_or_path", "{base}", "--method", "lora", "--no_do_train"], "no adapter to evaluate"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--push_to_hub"], "--push_to_hub with --do_train False"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--resume_from_checkpoint", "True"],
      "--resume_from_checkpoint resumes training, and --do_train False trains nothing"),
@@ -180,6 +180,37 @@ def test_bad_input_is_refused_before_any_work(tmp_path, base_dir, flags, message
     with pytest.raises(ValueError, match=message):
         _load_example().main([flag.format(**paths) for flag in flags] + ["--output_dir", str(out)] + TASK + RUN)
     assert not out.exists()
+
+
+def test_adapter_flags_that_a_loaded_adapter_does_not_use_are_named(tmp_path, base_dir, caplog):
+    save_adapter(base_dir, tmp_path / "adapter", halora_config())  # r 4, alpha 8, noise_sigma 0.02 (default 0.01)
+    common = ["--adapter_name_or_path", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "out")] + TASK + RUN
+
+    def warnings_of(*flags: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            _load_example().parse_args(common + list(flags))
+        return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+    adapter = repr(str(tmp_path / "adapter"))
+    assert warnings_of("--lora_r", "8", "--lora_alpha", "8", "--noise_sigma", "0.05", "--noise_mode", "multiplicative") == [
+        f"--lora_r 8 is not used: --adapter_name_or_path {adapter} keeps its own r=4",
+        f"--noise_sigma 0.05 is not used: --adapter_name_or_path {adapter} keeps its own noise_sigma=0.02",
+        f"--noise_mode multiplicative sets the evaluation noise only: --adapter_name_or_path {adapter} keeps its own "
+        "noise_mode=tile_additive",
+    ]  # --lora_alpha 8 is the adapter's own
+    assert warnings_of() == []  # defaults are not flags given
+    assert warnings_of("--no_do_train", "--noise_mode", "multiplicative") == []  # the evaluation's noise
+
+
+def test_a_training_recipe_evaluates_the_bare_base_model(tmp_path, caplog):
+    """A recipe sets --method, which --do_train False without an adapter does not use: a warning, not a refusal."""
+    recipe = str(REPO_ROOT / "trainers" / "halora" / "smollm2_mixed.yaml")
+    with caplog.at_level(logging.WARNING):
+        model_args, _, training_args = _load_example().parse_args([recipe, "--no_do_train", "--output_dir",
+                                                                   str(tmp_path / "out")])
+    assert (model_args.method, model_args.adapter_name_or_path, training_args.do_train) == (None, None, False)
+    assert "--method halora is not used" in caplog.text
 
 
 def test_adapter_that_does_not_fit_the_base_model_is_refused(tmp_path, base_dir, char_tokenizer):
