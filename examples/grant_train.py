@@ -12,18 +12,21 @@ Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, or a fol
 --dataset is read as a CSV when its name ends in .csv, .csv.gz, .csv.bz2, .csv.xz or .csv.zip
 (any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
-classification sets are split by class (--stratify False: at random), so that every class is in each split.
+classification sets are split by class (--stratify False: at random, as the other tasks), so that every class is
+in each split; a saved DatasetDict is used as saved.
 
---model_name_or_path (a folder written by a GraNT run, or a Hub repo id) starts from that trained GrantGCN
-instead of a fresh one: it is fine-tuned on the data, or with --do_train False only evaluated
-(all_results.json then holds the validation and test metrics and what was evaluated; no model is written):
+--model_name_or_path (a folder written by a GraNT run or a checkpoint-N in it, or a Hub repo id) starts from that
+trained GrantGCN instead of a fresh one: it is fine-tuned on the data, or with --do_train False only evaluated
+(all_results.json then holds the validation and test metrics and what was evaluated; no model or card is written).
+The test split is the one its training held out only with that run's --seed, fractions and --stratify:
 
     python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
 classifier's config.json has its class_names) and `all_results.json` (train_runtime, teacher and start_ratio, the
 teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
-target_columns where the data names its targets, class_names for classification) into --output_dir.
+target_columns where the data names its targets, class_names for classification; model_name_or_path,
+model_revision and, as the card's base_model, base_model for a fine-tuned model) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
 targets, whatever their units; mae_<target> is each target's own. With --task graph_multilabel the CSV's
 target columns hold 0/1 labels, an empty cell meaning "not labelled"; ap is then the primary
@@ -84,9 +87,11 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Start from this trained GrantGCN instead of a fresh one: a folder written by a GraNT run "
-                  "(GrantGCN.save_pretrained) or a Hub repo id. It is fine-tuned on the data, or only evaluated with "
-                  "--do_train False; its architecture comes from its config.json, and the architecture flags "
-                  "(--hidden_channels, --num_layers, --kappa, --dropout, --batch_norm) are then ignored."},
+                  "(its --output_dir or a checkpoint-N in it; GrantGCN.save_pretrained) or a Hub repo id. It is "
+                  "fine-tuned on the data, or only evaluated with --do_train False (on the test graphs its training "
+                  "held out only with that run's --seed, fractions and --stratify); its architecture comes from its "
+                  "config.json, and the architecture flags (--hidden_channels, --num_layers, --kappa, --dropout, "
+                  "--batch_norm) are then ignored."},
     )
     model_revision: str | None = field(
         default=None, metadata={"help": "The branch, tag or commit of a Hub --model_name_or_path (default: main)."}
@@ -122,7 +127,8 @@ class DataArguments:
     stratify: bool = field(
         default=True,
         metadata={"help": "graph_classification: split by class, so that every class is in each split in proportion "
-                  "(datasets' stratified train_test_split); False splits at random, as for the other tasks."},
+                  "(datasets' stratified train_test_split); False splits at random, as for the other tasks. A saved "
+                  "DatasetDict is used as saved."},
     )
 
 
