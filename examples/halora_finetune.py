@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import transformers
 from peft import PeftConfig, PeftModel, PeftType
@@ -181,6 +182,10 @@ def parse_args(argv: list[str] | None = None):
     if training_args.resume_from_checkpoint and not training_args.do_train:
         raise ValueError("--resume_from_checkpoint resumes training, and --do_train False trains nothing; to evaluate "
                          "a checkpoint's adapter, give its folder as --adapter_name_or_path")
+    adapter = model_args.adapter_name_or_path
+    if adapter is not None and Path(adapter).is_dir() and Path(adapter).resolve() == Path(training_args.output_dir).resolve():
+        raise ValueError(f"--output_dir {training_args.output_dir!r} is the folder of --adapter_name_or_path: the run "
+                         "would overwrite the adapter (or the all_results.json) it starts from; give another --output_dir")
     resolve_method_and_base_model(model_args, training_args.do_train)
     return model_args, data_args, training_args
 

@@ -165,6 +165,18 @@ def test_adapter_of_the_builtin_base_reloads_it_by_name(monkeypatch, tmp_path, b
     assert (results["base_model"], results["method"]) == (DEFAULT_BASE_MODEL, "lora")
 
 
+def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
+    """Evaluating (or training on) an adapter into its own folder would overwrite its all_results.json (or it)."""
+    saved = save_adapter(base_dir, tmp_path / "adapter", lora_config())
+    (tmp_path / "adapter" / "all_results.json").write_text('{"train_loss": 1.0}')
+    for training in (["--no_do_train"], ["--max_steps", "1"]):
+        with pytest.raises(ValueError, match=r"--output_dir '.*adapter/' is the folder of --adapter_name_or_path"):
+            _load_example().main(["--adapter_name_or_path", str(tmp_path / "adapter"),
+                                  "--output_dir", f"{tmp_path / 'adapter'}/"] + training + TASK + RUN)
+    assert json.loads((tmp_path / "adapter" / "all_results.json").read_text()) == {"train_loss": 1.0}
+    torch.testing.assert_close(load_file(tmp_path / "adapter" / "adapter_model.safetensors"), saved, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--adapter_name_or_path", "{empty}"], r"--adapter_name_or_path '.*empty' holds no PEFT adapter \(adapter_config.json\)"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
