@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import transformers
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
+from huggingface_hub.errors import RevisionNotFoundError
 from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -249,7 +250,13 @@ def load_model(model_args: ModelArguments) -> GaussianModel:
                 f"--model_name_or_path {source}: no {SAFETENSORS_SINGLE_FILE} in this folder (the weights this script "
                 f"and GaussianModel.save_pretrained write beside config.json){hint}"
             )
-    model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
+    try:
+        model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
+    except RevisionNotFoundError as error:
+        raise FileNotFoundError(f"--model_revision {model_args.model_revision}: the Hub repo {source} has no such "
+                                "branch, tag or commit") from error
+    except ValueError as error:  # weights or config.json of something else than Gaussian splats
+        raise ValueError(f"--model_name_or_path {source}: {error}") from error
     logger.info("Loaded %s: %d Gaussians, SH degree %d, rasterize_mode %s, white_background %s", source, len(model),
                 model.sh_degree, model.rasterize_mode, model.white_background)
     if model_args.sh_degree is not None and model_args.sh_degree != model.sh_degree:

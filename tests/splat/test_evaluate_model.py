@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from hf_eff.splat import GaussianModel, SplatTrainer, SplatTrainingArguments, make_procedural_scene
 from tests.hub.conftest import OWNER, local_hub  # noqa: F401 (the fixture)
@@ -135,6 +136,14 @@ def test_a_model_folder_without_weights_is_named(runs, tmp_path, monkeypatch):
                                                     rf"folder .*its last checkpoint holds one: {folder}/checkpoint-10"):
             run_example(monkeypatch, "--do_train", do_train, "--max_steps", "2", "--model_name_or_path", str(folder),
                         "--output_dir", str(tmp_path / "out"))
+    not_splats = tmp_path / "not_splats"
+    not_splats.mkdir()
+    shutil.copy(runs / "run" / "config.json", not_splats)
+    save_file({"weight": torch.zeros(2)}, not_splats / "model.safetensors")
+    with pytest.raises(ValueError, match=rf"--model_name_or_path {not_splats}: .*model.safetensors: expected tensors "
+                                         r"\['splats.means'"):
+        run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(not_splats), "--output_dir",
+                    str(tmp_path / "out"))
     with pytest.raises(ValueError, match=f"--model_revision applies to a Hub repo id; --model_name_or_path "
                                          f"{runs / 'run'} is a local folder"):
         run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(runs / "run"),
@@ -176,6 +185,14 @@ def test_a_model_on_the_hub_is_evaluated_at_its_revision(runs, tmp_path, local_h
         assert evaluated["eval_psnr"] == pytest.approx(results(runs / trained)["eval_psnr"], rel=1e-6)
         assert (evaluated["model"], evaluated["model_revision"]) == (repo_id, revision)
         assert not [file for file in MODEL_FILES if (out / file).exists()]
+    process = subprocess.run(
+        [sys.executable, str(SCRIPT), *SCENE_FLAGS, "--do_train", "False", "--model_name_or_path", repo_id,
+         "--model_revision", "v3", "--output_dir", str(tmp_path / "v3")],
+        env=local_hub.env(), capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert process.returncode != 0
+    assert f"FileNotFoundError: --model_revision v3: the Hub repo {repo_id} has no such branch" in process.stderr
+    assert not (tmp_path / "v3").exists()
 
 
 def test_an_evaluation_before_training_reports_no_training_time(tmp_path):
