@@ -202,12 +202,16 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
         model_args.method = (model_args.method or "halora") if do_train else None
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE_MODEL
         return
+    if model_args.adapter_revision is not None and Path(path).is_dir():  # PEFT would read the folder as it is
+        raise ValueError(f"--adapter_revision {model_args.adapter_revision!r} names a version of a Hub adapter, and "
+                         f"--adapter_name_or_path {path!r} is a local folder; leave --adapter_revision out")
     try:
         config = PeftConfig.from_pretrained(path, revision=model_args.adapter_revision)
     except ValueError as error:
         revision = f" at revision {model_args.adapter_revision!r}" if model_args.adapter_revision else ""
-        raise ValueError(f"--adapter_name_or_path {path!r}{revision} holds no PEFT adapter (adapter_config.json): "
-                         f"{error}") from error
+        full_model = " (a full model: give it as --model_name_or_path)" if Path(path, "config.json").is_file() else ""
+        raise ValueError(f"--adapter_name_or_path {path!r}{revision} holds no PEFT adapter (adapter_config.json)"
+                         f"{full_model}: {error}") from error
     peft_type = PeftType(config.peft_type).value  # the enum member or, from some configs, its string
     method = ADAPTER_METHODS.get(peft_type)
     if method is None:

@@ -179,6 +179,10 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
 
 @pytest.mark.parametrize("flags, message", [
     (["--adapter_name_or_path", "{empty}"], r"--adapter_name_or_path '.*empty' holds no PEFT adapter \(adapter_config.json\)"),
+    (["--adapter_name_or_path", "{base}"], r"'.*base' holds no PEFT adapter \(adapter_config.json\) \(a full model: give "
+                                           "it as --model_name_or_path\)"),
+    (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
+     r"--adapter_revision 'v1' names a version of a Hub adapter, and --adapter_name_or_path '.*adapter' is a local folder"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--push_to_hub"], "--push_to_hub with --do_train False"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--resume_from_checkpoint", "True"],
