@@ -19,9 +19,11 @@ beside them: lm-evaluation-harness's acc and acc_norm) and the adapter's card (`
 accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
 Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py).
 
-``--adapter_name_or_path`` (a LoRA or HaLoRA adapter: a folder or a Hub id) continues training that adapter, or
-with ``--do_train False`` only evaluates it: then ``all_results.json`` (the eval metrics, and the base model,
-adapter, revision and data evaluated) is all that is written.
+``--adapter_name_or_path`` (a LoRA or HaLoRA adapter: a folder, a checkpoint-N folder or a Hub id) continues
+training that adapter (its rank, targets and HaLoRA settings kept), or with ``--do_train False`` only evaluates it;
+without it, ``--do_train False`` evaluates the bare base model, the baseline. Every evaluation is under the noise
+flags' noise, whatever noise a loaded HaLoRA adapter was trained under, and an evaluation writes only
+``all_results.json`` (the eval metrics, and the base model, adapter, revision and data evaluated).
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ class ModelArguments:
     adapter_revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub adapter."})
     method: str | None = field(
         default=None,
-        metadata={"help": f"One of {METHODS}; default: the type of --adapter_name_or_path, else halora."},
+        metadata={"help": f"One of {METHODS}; default: the type of --adapter_name_or_path, else halora (with "
+                          "--do_train False and no adapter, none: the bare base model is evaluated)."},
     )
     lora_r: int = field(default=4, metadata={"help": "Adapter rank (paper: 4)."})
     lora_alpha: int = field(default=8, metadata={"help": "LoRA scaling numerator."})
