@@ -454,8 +454,9 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
               if (key in _GRANT_TIMING or "time_to_target" in key) and _number(results, key) is not None]
     names = sorted(set(splits["validation"]) | set(splits["test"]))
     metric_rows = [[name] + [splits[split].get(name, "") for split in splits] for name in names]
+    base_model, _, local_base = _base_model(results.get("base_model"))
     card_data = ModelCardData(
-        library_name=LIBRARY_NAME, base_model=_base_model(results.get("base_model"))[0], datasets=datasets,
+        library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license, tags=list(TAGS["grant_model"]),
         pipeline_tag="graph-ml", model_name=repo_id.split("/")[-1],
         eval_results=_eval_results("graph-ml", eval_datasets, [
@@ -467,6 +468,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
         full_data_with=_teacher_without_selection(results),
+        base_model=base_model, local_base=local_base,
         targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
         results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
         metrics_table=markdown_table(["metric", "validation", "test"], metric_rows) if metric_rows else "",

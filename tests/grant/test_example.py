@@ -218,6 +218,7 @@ def test_fine_tuning_starts_from_the_saved_weights(trained, tmp_path):
                                "--learning_rate", "0", "--hidden_channels", "3", "--output_dir", str(out), *EVAL_COMMON])
     assert results["test_mae"] == pytest.approx(trained_results["test_mae"], rel=1e-6) and "train_runtime" in results
     assert results["base_model"] == str(run)
+    assert f"It is a fine-tuned version of a local model (`{run.name}`)" in (out / "README.md").read_text()
     saved, tuned = load_file(run / "model.safetensors"), load_file(out / "model.safetensors")
     assert saved.keys() == tuned.keys() and all(torch.equal(saved[k], tuned[k]) for k in saved)
 

@@ -447,3 +447,13 @@ def test_grant_card_of_a_start_ratio_1_run_says_it_trained_on_every_graph(teache
             "select, so this is full-data training, as with teacher `none`") in card
     for selecting in ({"teacher": teacher, "start_ratio": 0.05}, {"teacher": "none", "start_ratio": 1.0}, {"teacher": teacher}):
         assert "every graph at every epoch" not in cards.grant_card({"eval_mae": 0.3, **selecting}, "me/gcn").text
+
+
+def test_grant_card_of_a_fine_tuned_model_names_the_model_it_started_from():
+    hub = cards.grant_card({"eval_mae": 0.3, "base_model": "me/gcn-base"}, "me/gcn")
+    assert hub.data.base_model == "me/gcn-base"
+    assert ("It is a fine-tuned version of [`me/gcn-base`](https://huggingface.co/me/gcn-base):\n"
+            "the times and metrics below are the fine-tuning's.") in hub.text
+    local = cards.grant_card({"eval_mae": 0.3, "base_model": "/runs/gcn-qm9"}, "me/gcn")
+    assert local.data.base_model is None and "fine-tuned version of a local model (`gcn-qm9`)" in local.text
+    assert "/runs" not in local.text and "fine-tuned" not in cards.grant_card({"eval_mae": 0.3}, "me/gcn").text
