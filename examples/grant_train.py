@@ -265,7 +265,8 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
 
 
 def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArguments) -> None:
-    """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do."""
+    """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do, and a revision of no
+    Hub repo."""
     if not training_args.do_train and model_args.model_name_or_path is None:
         raise ValueError("--do_train False evaluates a trained model: give it with --model_name_or_path (a folder "
                          "written by a GraNT run, or a Hub repo id)")
@@ -275,10 +276,12 @@ def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArgum
     if not training_args.do_train and training_args.resume_from_checkpoint is not None:
         raise ValueError("--resume_from_checkpoint resumes training, which --do_train False skips: evaluate the "
                          "checkpoint's folder with --model_name_or_path instead")
-    if model_args.model_revision is not None and (model_args.model_name_or_path is None
-                                                  or Path(model_args.model_name_or_path).is_dir()):
-        raise ValueError(f"--model_revision is for a Hub repo id in --model_name_or_path, got "
-                         f"{model_args.model_name_or_path!r}" + (", a local folder" if model_args.model_name_or_path else ""))
+    if model_args.model_revision is not None:
+        if model_args.model_name_or_path is None:
+            raise ValueError("--model_revision is for a Hub repo id in --model_name_or_path, which is not given")
+        if Path(model_args.model_name_or_path).is_dir():
+            raise ValueError(f"--model_revision is for a Hub repo id in --model_name_or_path, got "
+                             f"{model_args.model_name_or_path!r}, a local folder")
 
 
 def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: int, names: list[str] | None) -> list[str]:

@@ -290,6 +290,8 @@ def test_evaluate_only_needs_a_model_and_pushes_nothing(tmp_path):
     with pytest.raises(ValueError, match=f"--model_revision is for a Hub repo id in --model_name_or_path, got "
                                          f"'{tmp_path}', a local folder"):
         example.main([*missing, "--model_name_or_path", str(tmp_path), "--model_revision", "v1"])
+    with pytest.raises(ValueError, match="--model_revision is for a Hub repo id in --model_name_or_path, which is not given"):
+        example.main([*missing, "--model_revision", "v1"])
     assert not (tmp_path / "out").exists()
 
 
