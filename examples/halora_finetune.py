@@ -45,6 +45,7 @@ from hf_eff.halora.config import (
     REG_NORMS,
     REG_REDUCTIONS,
     SIGMA_SAMPLINGS,
+    HaLoRAConfig,
     validate_noise,
 )
 from hf_eff.halora.experiment import (
@@ -67,8 +68,9 @@ LORA_FLAGS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_d
               "target_modules": "target_modules"}
 HALORA_FLAGS = ("noise_sigma", "noise_resample_steps", "noise_sigma_sampling", "noise_warmup_steps", "reg_weight",
                 "reg_norm", "reg_reduction", "reg_application")
-# HaLoRA's training noise, and every adapter's evaluation noise: so not ignored when an adapter is only evaluated
-NOISE_FLAGS = ("noise_mode", "noise_tile_size", "noise_target_modules")
+# A HaLoRA adapter's training noise, which the noise flags set for a new adapter: the evaluation noise's fields
+NOISE_FIELDS = {"noise_mode": "eval_noise_mode", "noise_tile_size": "eval_noise_tile_size",
+                "noise_target_modules": "eval_noise_target_modules"}
 
 
 @dataclass
@@ -189,14 +191,18 @@ def parse_args(argv: list[str] | None = None):
     if adapter is not None and Path(adapter).is_dir() and Path(adapter).resolve() == Path(training_args.output_dir).resolve():
         raise ValueError(f"--output_dir {training_args.output_dir!r} is the folder of --adapter_name_or_path: the run "
                          "would overwrite the adapter (or the all_results.json) it starts from; give another --output_dir")
-    resolve_method_and_base_model(model_args, training_args.do_train)
+    loaded = resolve_method_and_base_model(model_args, training_args.do_train)
+    if loaded is not None:
+        warn_of_unused_adapter_flags(model_args, loaded, training_args.eval_noise_from_adapter)
+        if isinstance(loaded, HaLoRAConfig) and not training_args.eval_noise_from_adapter:
+            warn_of_other_evaluation_noise(model_args.adapter_name_or_path, loaded, training_args)
     return model_args, data_args, training_args
 
 
-def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) -> None:
+def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) -> PeftConfig | None:
     """The method and base model an adapter given by --adapter_name_or_path implies (its peft_type and
     base_model_name_or_path, read with PEFT), unless given; without an adapter, halora and the offline SmolLM2
-    (no method for an evaluation of the bare base model)."""
+    (no method for an evaluation of the bare base model). Returns the adapter's config, if any."""
     path = model_args.adapter_name_or_path
     if path is None:
         if not do_train and model_args.method is not None:  # as a training recipe gives it
@@ -204,7 +210,7 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
                            "base model is evaluated", model_args.method)
         model_args.method = (model_args.method or "halora") if do_train else None
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE_MODEL
-        return
+        return None
     if model_args.adapter_revision is not None and Path(path).is_dir():  # PEFT would read the folder as it is
         raise ValueError(f"--adapter_revision {model_args.adapter_revision!r} names a version of a Hub adapter, and "
                          f"--adapter_name_or_path {path!r} is a local folder; leave --adapter_revision out")
@@ -227,23 +233,33 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
     model_args.model_name_or_path = model_args.model_name_or_path or config.base_model_name_or_path
     if model_args.model_name_or_path is None:
         raise ValueError(f"--adapter_name_or_path {path!r} records no base model: give --model_name_or_path")
-    warn_of_unused_adapter_flags(model_args, config, do_train)
+    return config
 
 
-def warn_of_unused_adapter_flags(model_args: ModelArguments, config: PeftConfig, do_train: bool) -> None:
+def warn_of_unused_adapter_flags(model_args: ModelArguments, config: PeftConfig, eval_noise_from_adapter: bool) -> None:
     """Warns of each adapter flag set (away from its default, as a flag or by a recipe) to other than the loaded
-    adapter's value, which the adapter keeps."""
+    adapter's value, which the adapter keeps (the noise flags set the evaluation noise unless it is the adapter's)."""
     defaults = ModelArguments()
     flags = dict(LORA_FLAGS)
     if model_args.method == "halora":
-        flags.update({flag: flag for flag in HALORA_FLAGS + (NOISE_FLAGS if do_train else ())})
+        flags.update({flag: flag for flag in HALORA_FLAGS + (tuple(NOISE_FIELDS) if eval_noise_from_adapter else ())})
     for flag, config_field in flags.items():
         given, kept = getattr(model_args, flag), getattr(config, config_field)
         if comparable(given) in (comparable(getattr(defaults, flag)), comparable(kept)):
             continue
-        use = "sets the evaluation noise only" if flag in NOISE_FLAGS else "is not used"
-        logger.warning("--%s %s %s: --adapter_name_or_path %r keeps its own %s=%s", flag, given, use,
+        logger.warning("--%s %s is not used: --adapter_name_or_path %r keeps its own %s=%s", flag, given,
                        model_args.adapter_name_or_path, config_field, kept)
+
+
+def warn_of_other_evaluation_noise(path: str, config: HaLoRAConfig, training_args: HaLoRATrainingArguments) -> None:
+    """A HaLoRA adapter is evaluated under the noise flags' noise, as any adapter is: named where it differs from
+    the noise it was trained under, so that its numbers are not read as those of its own training run."""
+    for config_field, eval_field in NOISE_FIELDS.items():
+        trained, evaluated = getattr(config, config_field), getattr(training_args, eval_field)
+        if comparable(trained) != comparable(evaluated):
+            logger.warning("--adapter_name_or_path %r was trained under %s=%s (kept if trained further) and is evaluated "
+                           "under %s, as every adapter is with these flags (--eval_noise_from_adapter True: under its own)",
+                           path, config_field, trained, evaluated)
 
 
 def comparable(value):

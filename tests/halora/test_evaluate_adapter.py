@@ -122,7 +122,7 @@ def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, bas
     assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]
 
 
-def test_lora_and_halora_adapters_are_evaluated_under_the_same_noise(tmp_path, base_dir):
+def test_lora_and_halora_adapters_are_evaluated_under_the_same_noise(tmp_path, base_dir, caplog):
     """The same factors, as a LoRA adapter and as a HaLoRA adapter trained with noise on q_proj alone: the same
     flags noise the same layers of both (every Linear in the blocks), so they score alike at every sigma."""
     save_adapter(base_dir, tmp_path / "lora", lora_config())
@@ -131,11 +131,16 @@ def test_lora_and_halora_adapters_are_evaluated_under_the_same_noise(tmp_path, b
     save_adapter(base_dir, tmp_path / "halora", halora)
 
     def evaluated(name: str, *flags: str) -> dict:
+        caplog.clear()
         return noisy_metrics(_load_example().main(["--adapter_name_or_path", str(tmp_path / name), "--no_do_train",
                                                    "--output_dir", str(tmp_path / f"eval-{name}{len(flags)}"),
                                                    *flags] + TASK + RUN))
 
-    assert evaluated("halora") == evaluated("lora")
+    halora_metrics = evaluated("halora")
+    assert "was trained under noise_target_modules=['q_proj'] (kept if trained further) and is evaluated under None" \
+        in caplog.text  # its numbers are not those of its training run
+    assert halora_metrics == evaluated("lora")
+    assert "was trained under" not in caplog.text
     # the library's default, asked for: the HaLoRA adapter under its own training noise (q_proj only)
     assert evaluated("halora", "--eval_noise_from_adapter", "True") != evaluated("lora")
 
@@ -212,11 +217,13 @@ def test_adapter_flags_that_a_loaded_adapter_does_not_use_are_named(tmp_path, ba
     assert warnings_of("--lora_r", "8", "--lora_alpha", "8", "--noise_sigma", "0.05", "--noise_mode", "multiplicative") == [
         f"--lora_r 8 is not used: --adapter_name_or_path {adapter} keeps its own r=4",
         f"--noise_sigma 0.05 is not used: --adapter_name_or_path {adapter} keeps its own noise_sigma=0.02",
-        f"--noise_mode multiplicative sets the evaluation noise only: --adapter_name_or_path {adapter} keeps its own "
-        "noise_mode=tile_additive",
+        f"--adapter_name_or_path {adapter} was trained under noise_mode=tile_additive (kept if trained further) and is "
+        "evaluated under multiplicative, as every adapter is with these flags (--eval_noise_from_adapter True: under "
+        "its own)",
     ]  # --lora_alpha 8 is the adapter's own
-    assert warnings_of() == []  # defaults are not flags given
-    assert warnings_of("--no_do_train", "--noise_mode", "multiplicative") == []  # the evaluation's noise
+    assert warnings_of() == []  # defaults are not flags given, and its noise is the default evaluation noise
+    assert warnings_of("--eval_noise_from_adapter", "True", "--noise_mode", "multiplicative") == [
+        f"--noise_mode multiplicative is not used: --adapter_name_or_path {adapter} keeps its own noise_mode=tile_additive"]
 
 
 def test_a_training_recipe_evaluates_the_bare_base_model(tmp_path, caplog):
