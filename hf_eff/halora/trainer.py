@@ -77,7 +77,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         default=True,
         metadata={"help": "Where an eval_noise_* field is None: the active HaLoRA adapter's setting (True), or the "
                           "defaults (False: tile_additive, 64, every nn.Linear in the transformer blocks), so that "
-                          "adapters trained under different noise, and LoRA ones, are evaluated under the same noise."},
+                          "adapters trained under different noise, and LoRA ones, are evaluated under the same noise "
+                          "(examples/halora_finetune.py: False, and its --noise_* flags fill the None fields)."},
     )
     noise_seed: int | None = field(default=None, metadata={"help": "Seed of every noise draw; default: `seed`."})
     # transformers leaves do_train to the scripts, False by default; hf-eff's examples train unless told not to
