@@ -35,6 +35,7 @@ from pathlib import Path
 
 import transformers
 from peft import PeftConfig, PeftModel, PeftType
+from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 from transformers import HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 import hf_eff  # noqa: F401  (registers PEFT's HALORA type, so HaLoRA adapters load)
@@ -221,6 +222,10 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
         full_model = " (a full model: give it as --model_name_or_path)" if Path(path, "config.json").is_file() else ""
         raise ValueError(f"--adapter_name_or_path {path!r}{revision} holds no PEFT adapter (adapter_config.json)"
                          f"{full_model}: {error}") from error
+    weights = (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)
+    if Path(path).is_dir() and not any(Path(path, name).is_file() for name in weights):
+        raise ValueError(f"--adapter_name_or_path {path!r} holds adapter_config.json but no adapter weights "
+                         f"({' or '.join(weights)})")
     peft_type = PeftType(config.peft_type).value  # the enum member or, from some configs, its string
     method = ADAPTER_METHODS.get(peft_type)
     if method is None:

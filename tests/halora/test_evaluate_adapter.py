@@ -3,6 +3,7 @@
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 
@@ -186,6 +187,8 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
     (["--adapter_name_or_path", "{empty}"], r"--adapter_name_or_path '.*empty' holds no PEFT adapter \(adapter_config.json\)"),
     (["--adapter_name_or_path", "{base}"], r"'.*base' holds no PEFT adapter \(adapter_config.json\) \(a full model: give "
                                            "it as --model_name_or_path\)"),
+    (["--adapter_name_or_path", "{config_only}"],
+     r"'.*config_only' holds adapter_config.json but no adapter weights \(adapter_model.safetensors or adapter_model.bin\)"),
     (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
      r"--adapter_revision 'v1' names a version of a Hub adapter, and --adapter_name_or_path '.*adapter' is a local folder"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
@@ -196,7 +199,10 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
 def test_bad_input_is_refused_before_any_work(tmp_path, base_dir, flags, message):
     save_adapter(base_dir, tmp_path / "adapter", lora_config())
     (tmp_path / "empty").mkdir()
-    paths = {"empty": tmp_path / "empty", "adapter": tmp_path / "adapter", "base": base_dir}
+    (tmp_path / "config_only").mkdir()
+    shutil.copy(tmp_path / "adapter" / "adapter_config.json", tmp_path / "config_only")
+    paths = {"empty": tmp_path / "empty", "adapter": tmp_path / "adapter", "base": base_dir,
+             "config_only": tmp_path / "config_only"}
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=message):
         _load_example().main([flag.format(**paths) for flag in flags] + ["--output_dir", str(out)] + TASK + RUN)
