@@ -383,8 +383,6 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
     results.update(trainer.evaluate())
     results.update(trainer.evaluate(splits["test"], metric_key_prefix="test"))
-    if not training_args.do_train:
-        del results["epoch"]  # the unused trainer's 0, not how long the evaluated model trained
     metric, higher = primary_metric(task)
     if curve.curve:
         # the run's own best validation value and when it was first reached (training seconds)
@@ -393,6 +391,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
     if training_args.do_train:
         results.update(teacher=training_args.teacher, start_ratio=training_args.start_ratio)
+    else:
+        results.pop("epoch", None)  # the unused trainer's 0, not how long the evaluated model trained
     results.update(task=task, dataset_name=data_args.builtin or data_args.dataset)
     if model_args.model_name_or_path is not None:  # what was evaluated, or fine-tuned (the card's base model)
         results.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision)
