@@ -83,13 +83,12 @@ class ModelArguments:
     )
     adapter_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A PEFT adapter (LoRA or HaLoRA; a folder or Hub id) to evaluate (--do_train False) or to "
-                          "continue training (loaded trainable: its rank, targets and HaLoRA settings are kept, the "
-                          "adapter flags below are not used: a warning names each set otherwise). Evaluated under the noise of the noise flags, as a "
-                          "trained adapter is and whatever noise a HaLoRA adapter was trained under (unless "
-                          "--eval_noise_from_adapter True). Without it, --do_train "
-                          "False evaluates the bare base model under noise: the baseline an adapter's robustness is "
-                          "measured against."},
+        metadata={"help": "A PEFT adapter (LoRA or HaLoRA; a folder, a checkpoint-N folder or a Hub id) to evaluate "
+                          "(--do_train False) or to continue training (its rank, targets and HaLoRA settings are kept; "
+                          "a warning names each adapter flag below set otherwise). Evaluated under the noise flags' "
+                          "noise, as a trained adapter is, whatever noise a HaLoRA adapter was trained under (unless "
+                          "--eval_noise_from_adapter True). Without it, --do_train False evaluates the bare base model "
+                          "under noise: the baseline an adapter's robustness is measured against."},
     )
     adapter_revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub adapter."})
     method: str | None = field(
