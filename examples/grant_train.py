@@ -80,6 +80,7 @@ BUILTIN_TASKS = {
 
 
 FROM_SAVED = " Ignored with --model_name_or_path (its config.json sets the architecture)."
+ARCHITECTURE_FLAGS = ("hidden_channels", "num_layers", "kappa", "dropout", "batch_norm")
 
 
 @dataclass
@@ -336,6 +337,13 @@ def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str,
     if misfits:
         raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} does not fit {data} ({task}): "
                          + "; ".join(misfits))
+    defaults = ModelArguments()
+    ignored = [f"--{name} {getattr(model_args, name)} (the model's: {getattr(trained, name)})"
+               for name in ARCHITECTURE_FLAGS if getattr(model_args, name) not in (getattr(defaults, name),
+                                                                                   getattr(trained, name))]
+    if ignored:  # a recipe's own architecture, say
+        logger.warning("%s ignored: --model_name_or_path %s keeps the architecture of its config.json",
+                       ", ".join(ignored), model_args.model_name_or_path)
     return trained
 
 

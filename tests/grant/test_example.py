@@ -208,16 +208,18 @@ def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_mode
     assert not [name for name in MODEL_FILES if (out / name).exists()]
 
 
-def test_fine_tuning_starts_from_the_saved_weights(trained, tmp_path):
+def test_fine_tuning_starts_from_the_saved_weights(trained, tmp_path, caplog):
     from safetensors.torch import load_file
 
     data, run, trained_results = trained
     out = tmp_path / "tuned"
-    # architecture flags are ignored: the saved model's config.json sets them
+    # architecture flags are ignored (after EVAL_COMMON's --hidden_channels 8): the saved model's config.json sets them
     results = _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(run),
-                               "--learning_rate", "0", "--hidden_channels", "3", "--output_dir", str(out), *EVAL_COMMON])
+                               "--learning_rate", "0", "--output_dir", str(out), *EVAL_COMMON, "--hidden_channels", "3"])
     assert results["test_mae"] == pytest.approx(trained_results["test_mae"], rel=1e-6) and "train_runtime" in results
     assert results["base_model"] == str(run)
+    assert f"--hidden_channels 3 (the model's: 8) ignored: --model_name_or_path {run} keeps the architecture" in caplog.text
+    assert "--batch_norm" not in caplog.text  # given, but as the model has it
     assert f"It is a fine-tuned version of a local model (`{run.name}`)" in (out / "README.md").read_text()
     saved, tuned = load_file(run / "model.safetensors"), load_file(out / "model.safetensors")
     assert saved.keys() == tuned.keys() and all(torch.equal(saved[k], tuned[k]) for k in saved)
