@@ -79,7 +79,7 @@ BUILTIN_TASKS = {
 }
 
 
-FROM_SAVED = " Ignored with --model_name_or_path (its config.json sets the architecture)."
+FROM_SAVED = " Ignored with --model_name_or_path (its config.json sets the architecture; another value is warned of)."
 ARCHITECTURE_FLAGS = ("hidden_channels", "num_layers", "kappa", "dropout", "batch_norm")
 
 
@@ -92,7 +92,7 @@ class ModelArguments:
                   "fine-tuned on the data, or only evaluated with --do_train False (on the test graphs its training "
                   "held out only with that run's --seed, fractions and --stratify); its architecture comes from its "
                   "config.json, and the architecture flags (--hidden_channels, --num_layers, --kappa, --dropout, "
-                  "--batch_norm) are then ignored."},
+                  "--batch_norm) are then ignored, with a warning where they differ."},
     )
     model_revision: str | None = field(
         default=None, metadata={"help": "The branch, tag or commit of a Hub --model_name_or_path (default: main)."}
