@@ -825,8 +825,9 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
     except ValueError as error:
         counts = dict(enumerate(np.bincount(ids).tolist()))
         raise ValueError(
-            f"cannot split by class (graphs per class id: {counts}): {error} Each class needs a few graphs in every "
-            "split; split at random instead (stratify_by_class=False; examples/grant_train.py: --stratify False)"
+            f"cannot split by class (graphs per class id: {counts}): {str(error).rstrip('.')}. Each class needs a few "
+            "graphs in every split: hold out larger fractions, or split at random (stratify_by_class=False; "
+            "examples/grant_train.py: --stratify False)"
         ) from None
     return datasets.DatasetDict({name: dataset.select(part["row"]) for name, part in
                                  (("train", second["train"]), ("validation", second["test"]), ("test", first["test"]))})

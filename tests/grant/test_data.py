@@ -591,6 +591,10 @@ def test_stratified_split_keeps_every_class_in_each_split_in_proportion(nested):
 def test_stratified_split_refuses_what_it_cannot_split_by_class():
     with pytest.raises(ValueError, match=r"cannot split by class \(graphs per class id: \{0: 20, 1: 1\}\).*--stratify False"):
         split_dataset(datasets.Dataset.from_dict({"y": [0] * 20 + [1]}), 0.1, 0.1, seed=0, stratify_by_class=True)
+    with pytest.raises(ValueError, match=r"\{0: 7, 1: 7, 2: 6\}\): The test_size = 2 should be greater or equal to the "
+                                         r"number of classes = 3\. Each class needs a few graphs in every split: hold "
+                                         r"out larger fractions, or split at random"):
+        split_dataset(datasets.Dataset.from_dict({"y": [i % 3 for i in range(20)]}), 0.1, 0.1, seed=0, stratify_by_class=True)
     with pytest.raises(ValueError, match="needs one class id per graph"):
         split_dataset(datasets.Dataset.from_dict({"y": [[0, 1]] * 20}), 0.1, 0.1, seed=0, stratify_by_class=True)
     with pytest.raises(ValueError, match=r"needs class ids 0, 1, ... in y, got \[0.5\]"):
