@@ -287,8 +287,8 @@ def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArgum
 
 def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: int, names: list[str] | None) -> list[str]:
     """How a trained GrantGCN does not fit the data: node-feature width, graph or node level, task kind,
-    and its outputs against the data's targets or classes (a classifier may have more classes than
-    the unnamed class ids that the data holds)."""
+    and its outputs against the data's targets or classes (a classifier may have classes that the data
+    lacks)."""
     level, classification = task.split("_")[0], task.endswith("classification")
     misfits = []
     if model.convs[0].in_channels != in_channels:
@@ -301,8 +301,9 @@ def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: in
         misfits.append(f"the model is a classifier (classes {model.class_names}), the data is {task}")
     outputs = model.head.out_features
     if classification and names is not None and model.class_names is not None:
-        if names != model.class_names:
-            misfits.append(f"the model's classes are {model.class_names}, the data's {names}")
+        if not set(names) <= set(model.class_names):
+            misfits.append(f"the data has classes the model lacks, {sorted(set(names) - set(model.class_names))} (the "
+                           f"model's: {model.class_names})")
     elif classification and names is None:
         if outputs < out_channels:
             misfits.append(f"the model has {outputs} classes, the data has class ids up to {out_channels - 1}")
@@ -347,6 +348,17 @@ def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str,
     return trained
 
 
+def as_model_classes(graphs: datasets.Dataset | datasets.DatasetDict,
+                     model_names: list[str]) -> datasets.Dataset | datasets.DatasetDict:
+    """Data holding some of a trained classifier's classes (a test set without one, say) with class ids renumbered
+    as the model's outputs; the data's own ids follow its own sorted names. Data with other names is left for
+    model_misfits to refuse."""
+    names = class_names(next(iter(graphs.values())) if isinstance(graphs, datasets.DatasetDict) else graphs)
+    if names is None or names == model_names or not set(names) <= set(model_names):
+        return graphs
+    return graphs.align_labels_with_mapping({name: i for i, name in enumerate(model_names)}, "y")
+
+
 def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments, task: str,
                  seed: int) -> datasets.DatasetDict:
     """A saved DatasetDict as saved; else a split by --validation_fraction and --test_fraction, by class for
@@ -371,6 +383,8 @@ def main(argv: list[str] | None = None) -> dict:
     # on an empty cache every process would build the whole set (QM9: 2 min and 3.7 GB each).
     with training_args.main_process_first(desc="building the graph dataset"):
         graphs = load_graphs(data_args, task, training_args.seed)
+    if trained is not None and trained.class_names is not None:
+        graphs = as_model_classes(graphs, trained.class_names)
     splits = split_graphs(graphs, data_args, task, training_args.seed)
     if isinstance(graphs, datasets.DatasetDict):  # the classes and targets are read from every split
         graphs = datasets.concatenate_datasets(list(graphs.values()))

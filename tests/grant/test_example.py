@@ -260,7 +260,7 @@ def test_evaluate_only_of_a_hub_model_at_a_revision(trained, tmp_path, local_hub
     (dict(task="graph_classification", out_channels=1), "graph_classification", {},
      "the model has 1 classes, the data has class ids up to 1"),
     (dict(task="graph_classification", out_channels=2, class_names=["a", "c"]), "graph_classification",
-     dict(names=["a", "b"]), r"the model's classes are \['a', 'c'\], the data's \['a', 'b'\]"),
+     dict(names=["a", "b"]), r"the data has classes the model lacks, \['b'\] \(the model's: \['a', 'c'\]\)"),
 ])
 def test_a_model_that_does_not_fit_the_data_is_refused_naming_both_sides(tmp_path, model, task, data, message):
     from hf_eff.grant import GrantGCN
@@ -276,6 +276,22 @@ def test_a_model_that_does_not_fit_the_data_is_refused_naming_both_sides(tmp_pat
         _example().main(["--dataset", str(tmp_path / "graphs"), "--task", task, "--model_name_or_path",
                          str(tmp_path / "model"), "--do_train", "False", "--output_dir", str(tmp_path / "out"),
                          "--validation_fraction", "0.2", "--test_fraction", "0.2", *EVAL_COMMON])
+
+
+def test_a_classifier_is_evaluated_on_data_holding_some_of_its_classes(tmp_path):
+    from hf_eff.grant import GrantGCN, class_names, encode_class_labels
+
+    GrantGCN(6, 3, hidden_channels=4, class_names=["a", "b", "c"], task="graph_classification",
+             batch_norm=False).save_pretrained(tmp_path / "model")
+    graphs = random_graphs(20, "graph_classification").map(lambda row: {"y": ["a", "c"][row["y"]]})  # no "b"
+    encoded = encode_class_labels(graphs)  # as the example reads them: "c" is class id 1 of this data
+    aligned = _example().as_model_classes(encoded, ["a", "b", "c"])
+    assert class_names(aligned) == ["a", "b", "c"] and aligned["y"] == [2 * encoded_id for encoded_id in encoded["y"]]
+    graphs.save_to_disk(str(tmp_path / "graphs"))
+    results = _example().main(["--dataset", str(tmp_path / "graphs"), "--task", "graph_classification",
+                               "--model_name_or_path", str(tmp_path / "model"), "--do_train", "False", "--output_dir",
+                               str(tmp_path / "out"), "--validation_fraction", "0.2", "--test_fraction", "0.2", *EVAL_COMMON])
+    assert results["class_names"] == ["a", "b", "c"] and "test_accuracy" in results
 
 
 def test_evaluate_only_needs_a_model_and_pushes_nothing(tmp_path):
