@@ -63,6 +63,7 @@ from hf_eff.grant import (
 from hf_eff.grant.data import largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
+from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
@@ -268,15 +269,7 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
 def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArguments) -> None:
     """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do, and a revision of no
     Hub repo."""
-    if not training_args.do_train and model_args.model_name_or_path is None:
-        raise ValueError("--do_train False evaluates a trained model: give it with --model_name_or_path (a folder "
-                         "written by a GraNT run, or a Hub repo id)")
-    if not training_args.do_train and training_args.push_to_hub:
-        raise ValueError("--push_to_hub with --do_train False: an evaluation-only run writes no model to push; drop "
-                         "--push_to_hub (its all_results.json holds the metrics)")
-    if not training_args.do_train and training_args.resume_from_checkpoint is not None:
-        raise ValueError("--resume_from_checkpoint resumes training, which --do_train False skips: evaluate the "
-                         "checkpoint's folder with --model_name_or_path instead")
+    check_evaluation_only(training_args, "--model_name_or_path", model_args.model_name_or_path)
     if model_args.model_revision is not None:
         if model_args.model_name_or_path is None:
             raise ValueError("--model_revision is for a Hub repo id in --model_name_or_path, which is not given")

@@ -59,6 +59,7 @@ from hf_eff.halora.experiment import (
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
+from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
@@ -181,12 +182,7 @@ def parse_args(argv: list[str] | None = None):
         if training_args.eval_noise_target_modules is None:
             training_args.eval_noise_target_modules = model_args.noise_target_modules
     check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
-    if training_args.push_to_hub and not training_args.do_train:
-        raise ValueError("--push_to_hub with --do_train False: an evaluation writes no adapter to push; "
-                         "leave --push_to_hub out (all_results.json is written to --output_dir)")
-    if training_args.resume_from_checkpoint and not training_args.do_train:
-        raise ValueError("--resume_from_checkpoint resumes training, and --do_train False trains nothing; to evaluate "
-                         "a checkpoint's adapter, give its folder as --adapter_name_or_path")
+    check_evaluation_only(training_args, "--adapter_name_or_path", model_args.adapter_name_or_path, needs_model=False)
     adapter = model_args.adapter_name_or_path
     if adapter is not None and Path(adapter).is_dir() and Path(adapter).resolve() == Path(training_args.output_dir).resolve():
         raise ValueError(f"--output_dir {training_args.output_dir!r} is the folder of --adapter_name_or_path: the run "

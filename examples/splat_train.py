@@ -67,6 +67,7 @@ from hf_eff.splat import (
     write_gif,
 )
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
+from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_local_model_card
 
@@ -173,28 +174,6 @@ class TrajectoryArguments:
 def parse_args():
     parser = HfArgumentParser((SceneArguments, ModelArguments, TrajectoryArguments, SplatTrainingArguments))
     return parse_recipe_and_flags(parser, sys.argv[1:])
-
-
-def check_evaluation_only(model_args: ModelArguments, training_args: SplatTrainingArguments) -> None:
-    """--do_train False evaluates a given model and saves none: refused combinations fail before any work."""
-    if training_args.do_train:
-        return
-    if model_args.model_name_or_path is None:
-        raise ValueError("--do_train False evaluates a trained model: name it with --model_name_or_path (a folder "
-                         "this script wrote, or a Hub model repo id)")
-    if training_args.push_to_hub:
-        raise ValueError("--push_to_hub with --do_train False: an evaluation saves no model, so there is nothing to "
-                         "push; train with --do_train True, or push the evaluated model's own folder")
-    if training_args.resume_from_checkpoint:
-        raise ValueError("--resume_from_checkpoint resumes training, and --do_train False trains nothing; to "
-                         "evaluate a checkpoint, pass its folder as --model_name_or_path")
-    # Trainer.save_metrics merges into all_results.json: a training run's results would take the evaluation's.
-    trained = [name for name in (SAFETENSORS_SINGLE_FILE, "train_results.json")
-               if (Path(training_args.output_dir) / name).is_file()]
-    if trained:
-        raise ValueError(f"--output_dir {training_args.output_dir} holds a training run ({', '.join(trained)}), whose "
-                         "all_results.json, preview.png and trajectory.gif an evaluation would overwrite; pass "
-                         "another --output_dir")
 
 
 def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArguments):
@@ -338,7 +317,7 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
 def main():
     prepare_cpu_distributed()
     scene_args, model_args, trajectory_args, training_args = parse_args()
-    check_evaluation_only(model_args, training_args)
+    check_evaluation_only(training_args, "--model_name_or_path", model_args.model_name_or_path)
     check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()

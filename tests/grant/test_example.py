@@ -298,12 +298,12 @@ def test_evaluate_only_needs_a_model_and_pushes_nothing(tmp_path):
     example = _example()
     missing = ["--dataset", str(tmp_path / "absent"), "--task", "graph_regression", "--output_dir", str(tmp_path / "out"),
                *EVAL_COMMON]  # refused before the data is read
-    with pytest.raises(ValueError, match="--do_train False evaluates a trained model: give it with --model_name_or_path"):
+    with pytest.raises(ValueError, match="--do_train False evaluates a trained model: name it with --model_name_or_path"):
         example.main([*missing, "--do_train", "False"])
-    with pytest.raises(ValueError, match="--push_to_hub with --do_train False: an evaluation-only run writes no model"):
+    with pytest.raises(ValueError, match="--push_to_hub with --do_train False: an evaluation writes no model to push"):
         example.main([*missing, "--do_train", "False", "--model_name_or_path", "me/gcn", "--push_to_hub", "True",
                       "--hub_model_id", "me/gcn-eval"])
-    with pytest.raises(ValueError, match="--resume_from_checkpoint resumes training, which --do_train False skips"):
+    with pytest.raises(ValueError, match="--resume_from_checkpoint resumes training, and --do_train False trains nothing"):
         example.main([*missing, "--do_train", "False", "--model_name_or_path", "me/gcn", "--resume_from_checkpoint", "x"])
     with pytest.raises(ValueError, match=f"--model_revision is for a Hub repo id in --model_name_or_path, got "
                                          f"'{tmp_path}', a local folder"):

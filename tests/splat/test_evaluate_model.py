@@ -98,8 +98,8 @@ def test_refused_evaluations_fail_before_any_work(runs, tmp_path, monkeypatch):
         (["--do_train", "False"], ValueError, "--do_train False evaluates a trained model: name it with "
                                               "--model_name_or_path"),
         (["--do_train", "False", "--model_name_or_path", str(runs / "run"), "--push_to_hub", "True",
-          "--hub_model_id", f"{OWNER}/never"], ValueError, "--push_to_hub with --do_train False: an evaluation saves "
-                                                           "no model"),
+          "--hub_model_id", f"{OWNER}/never"], ValueError, "--push_to_hub with --do_train False: an evaluation writes "
+                                                           "no model to push"),
         (["--do_train", "False", "--model_name_or_path", str(runs / "run"), "--resume_from_checkpoint", "True"],
          ValueError, "--resume_from_checkpoint resumes training"),
         (["--do_train", "False", "--model_revision", "v2"], ValueError, "--model_revision is the Hub revision of "
@@ -118,8 +118,8 @@ def test_an_evaluation_into_a_training_runs_folder_is_refused_before_it_writes(r
     shutil.copytree(runs / "run", run / "checkpoint-12")
     before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
     for model in (run, run / "checkpoint-12"):
-        with pytest.raises(ValueError, match=rf"--output_dir {run} holds a training run \(model.safetensors, "
-                                             r"train_results.json\), whose all_results.json"):
+        with pytest.raises(ValueError, match=rf"--output_dir {run} holds a training run \(train metrics in its results\), which an evaluation would "
+                                             "overwrite"):
             run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(model), "--output_dir",
                         str(run))
         assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
