@@ -58,6 +58,7 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
+from hf_eff.hub.sources import naming_missing_folder
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -211,7 +212,8 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
         raise ValueError(f"--adapter_revision {model_args.adapter_revision!r} names a version of a Hub adapter, and "
                          f"--adapter_name_or_path {path!r} is a local folder; leave --adapter_revision out")
     try:
-        config = PeftConfig.from_pretrained(path, revision=model_args.adapter_revision)
+        with naming_missing_folder("--adapter_name_or_path", path):
+            config = PeftConfig.from_pretrained(path, revision=model_args.adapter_revision)
     except ValueError as error:
         revision = f" at revision {model_args.adapter_revision!r}" if model_args.adapter_revision else ""
         full_model = " (a full model: give it as --model_name_or_path)" if Path(path, "config.json").is_file() else ""

@@ -50,10 +50,8 @@ from typing import Literal
 import numpy as np
 import torch
 import transformers
-from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from huggingface_hub.errors import RevisionNotFoundError
 from transformers import HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.splat import (
     GaussianModel,
@@ -217,23 +215,15 @@ def build_camera_path(scene, trajectory_args: TrajectoryArguments) -> np.ndarray
 
 def load_model(model_args: ModelArguments) -> GaussianModel:
     source = model_args.model_name_or_path
-    folder = Path(source)
-    if folder.is_dir():
-        if model_args.model_revision is not None:
-            raise ValueError(f"--model_revision applies to a Hub repo id; --model_name_or_path {source} is a local "
-                             "folder")
-        if not (folder / SAFETENSORS_SINGLE_FILE).is_file():
-            checkpoint = get_last_checkpoint(source)
-            hint = f"; its last checkpoint holds one: {checkpoint}" if checkpoint else ""
-            raise FileNotFoundError(
-                f"--model_name_or_path {source}: no {SAFETENSORS_SINGLE_FILE} in this folder (the weights this script "
-                f"and GaussianModel.save_pretrained write beside config.json){hint}"
-            )
+    if model_args.model_revision is not None and Path(source).is_dir():
+        raise ValueError(f"--model_revision applies to a Hub repo id; --model_name_or_path {source} is a local folder")
     try:
         model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
     except RevisionNotFoundError as error:
         raise FileNotFoundError(f"--model_revision {model_args.model_revision}: the Hub repo {source} has no such "
                                 "branch, tag or commit") from error
+    except FileNotFoundError as error:  # no such folder or repo, or no weights in it
+        raise FileNotFoundError(f"--model_name_or_path {source}: {error}") from error
     except ValueError as error:  # weights or config.json of something else than Gaussian splats
         raise ValueError(f"--model_name_or_path {source}: {error}") from error
     logger.info("Loaded %s: %d Gaussians, SH degree %d, rasterize_mode %s, white_background %s", source, len(model),

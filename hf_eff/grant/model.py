@@ -6,14 +6,14 @@ import os
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
+from huggingface_hub.errors import RemoteEntryNotFoundError
 from safetensors import safe_open
 from torch import nn
 from torch_geometric.nn import TAGConv, global_mean_pool
-from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.grant.tasks import GraphTask
 from hf_eff.hub.cards import model_card_template
+from hf_eff.hub.sources import last_checkpoint_hint, naming_missing_folder
 
 
 class GrantGCN(
@@ -80,13 +80,8 @@ class GrantGCN(
         strictly unless `strict=False` is given: huggingface_hub's default would leave the layers of a
         GrantGCN at random when the file holds another model's weights."""
         kwargs.setdefault("strict", True)
-        try:
+        with naming_missing_folder("cannot load a GrantGCN", pretrained_model_name_or_path):
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except HFValidationError as error:  # what huggingface_hub says of a folder that does not exist
-            raise FileNotFoundError(
-                f"cannot load a GrantGCN from {str(pretrained_model_name_or_path)!r}: there is no such folder, "
-                f"and it is not a Hub repo id ({error})"
-            ) from error
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, config: dict | None = None, **kwargs) -> GrantGCN:
@@ -105,7 +100,7 @@ class GrantGCN(
             folder = os.path.dirname(model_file)
             raise FileNotFoundError(f"the folder {folder} holds no GrantGCN weights: it has no "
                                     f"{constants.SAFETENSORS_SINGLE_FILE} beside its {constants.CONFIG_NAME}"
-                                    + _last_checkpoint_hint(folder))
+                                    + last_checkpoint_hint(folder))
         if strict:
             with safe_open(model_file, framework="pt") as weights:
                 saved = set(weights.keys())
@@ -146,7 +141,7 @@ def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_
     if os.path.isdir(model_id):
         return ValueError(
             f"{where} holds no GrantGCN: it has no {constants.CONFIG_NAME} (GrantGCN.save_pretrained and "
-            "GraNTTrainer.save_model write one)" + _last_checkpoint_hint(model_id)
+            "GraNTTrainer.save_model write one)" + last_checkpoint_hint(model_id)
         )
     # huggingface_hub only logged why config.json could not be fetched: ask again, so that a
     # missing or private repo, or an unreachable Hub, raises its own error here
@@ -158,9 +153,3 @@ def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_
     # fetched now: the first try failed on something transient (the network, a rate limit)
     return OSError(f"{constants.CONFIG_NAME} of {where} could not be fetched while loading (a transient Hub or "
                    "network failure); it can be now: load again")
-
-
-def _last_checkpoint_hint(folder: str) -> str:
-    """For the output folder of a run that ended before saving its model: the checkpoint that holds one."""
-    checkpoint = get_last_checkpoint(folder)
-    return f"; its last checkpoint holds one: {checkpoint}" if checkpoint else ""

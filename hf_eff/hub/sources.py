@@ -1,4 +1,5 @@
-"""One error for a model source that is neither a local folder nor a Hub repo that could be loaded."""
+"""Errors that name what a model source is not: a local folder, a Hub repo that could be loaded, or a folder
+holding the weights."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from huggingface_hub.errors import (
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
 )
+from transformers.trainer_utils import get_last_checkpoint
 
 # What huggingface_hub raises for a source it reads as a repo id: no repo id at all, no such repo (or
 # none this token can read), or no connection and no cached copy.
@@ -22,8 +24,8 @@ def naming_missing_folder(what: str, source):
     names both readings of it.
 
     A mistyped relative folder (``runs/out``) is a valid repo id, so huggingface_hub answers with a
-    connection or repo error that says nothing of the folder the user meant. ``what`` names the loader
-    or the flag. Errors for a path that exists, and any other error, pass unchanged.
+    connection or repo error that says nothing of the folder the user meant. ``what`` (a flag, or what
+    was being loaded) starts the message. Errors for a path that exists, and any other error, pass unchanged.
     """
     try:
         yield
@@ -38,6 +40,11 @@ def naming_missing_folder(what: str, source):
             hub = f"no Hub repo {source} that this token can read"
         else:
             hub = f"the Hub could not be reached to look for a repo {source}, which is not in the local cache"
-        raise FileNotFoundError(
-            f"{what} {source}: there is no such folder ({Path(source).absolute()}), and {hub}"
-        ) from error
+        folder = str(source) if Path(source).is_absolute() else f"{source} ({Path(source).absolute()})"
+        raise FileNotFoundError(f"{what}: there is no such folder {folder}, and {hub}") from error
+
+
+def last_checkpoint_hint(folder) -> str:
+    """For the output folder of a run that ended before saving its model: the checkpoint that holds one."""
+    checkpoint = get_last_checkpoint(str(folder))
+    return f"; its last checkpoint holds one: {checkpoint}" if checkpoint else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from huggingface_hub import PyTorchModelHubMixin, constants
 from torch import nn
 
 from hf_eff.hub.cards import model_card_template
+from hf_eff.hub.sources import last_checkpoint_hint, naming_missing_folder
 
 __all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
 
@@ -286,9 +288,24 @@ class GaussianModel(
         (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> GaussianModel:
+        """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id, same keyword
+        arguments), with errors that name a path that is neither, or a folder without the weights."""
+        with naming_missing_folder("cannot load a GaussianModel", pretrained_model_name_or_path):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
     def _load_as_safetensor(cls, model, model_file, map_location, strict):
         from safetensors.torch import load_file
 
+        # huggingface_hub assumes a local folder has the file (a Hub download raises its own error first)
+        if not os.path.isfile(model_file):
+            folder = os.path.dirname(model_file)
+            raise FileNotFoundError(
+                f"the folder {folder} holds no GaussianModel weights: it has no "
+                f"{constants.SAFETENSORS_SINGLE_FILE} beside its {constants.CONFIG_NAME}"
+                + last_checkpoint_hint(folder)
+            )
         device = map_location if isinstance(map_location, str) else str(map_location)
         state = load_file(model_file, device=device)
         prefix = "splats."

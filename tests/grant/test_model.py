@@ -67,7 +67,8 @@ def test_loading_a_folder_without_a_grantgcn_names_it(tmp_path):
     with pytest.raises(ValueError, match=r"its config.json has no \['in_channels', 'out_channels'\] \(its keys: \['sh_degree'\]\)"):
         GrantGCN.from_pretrained(tmp_path)
     missing = tmp_path / "no-such-folder"
-    with pytest.raises(FileNotFoundError, match=f"{re.escape(str(missing))}': there is no such folder"):
+    with pytest.raises(FileNotFoundError, match=f"cannot load a GrantGCN: there is no such folder {re.escape(str(missing))}, "
+                                                "and it is not a Hub repo id either"):
         GrantGCN.from_pretrained(missing)
 
 
@@ -115,8 +116,10 @@ def test_loading_a_hub_repo_without_a_grantgcn_names_it(tmp_path, monkeypatch):
         _UsersGNN(4, 2).push_to_hub("me/users-gnn", token="hf_token")
         with pytest.raises(ValueError, match="holds no GrantGCN weights"):
             GrantGCN.from_pretrained("me/users-gnn", **hub)
-        with pytest.raises(RepositoryNotFoundError, match="me/nonexistent"):
+        with pytest.raises(FileNotFoundError, match="cannot load a GrantGCN: there is no such folder me/nonexistent "
+                                                    r"\(.*\), and no Hub repo me/nonexistent that this token can read") as caught:
             GrantGCN.from_pretrained("me/nonexistent", **hub)
+        assert isinstance(caught.value.__cause__, RepositoryNotFoundError)
     finally:
         server.stop()
 

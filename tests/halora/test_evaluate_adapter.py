@@ -209,6 +209,14 @@ def test_bad_input_is_refused_before_any_work(tmp_path, base_dir, flags, message
     assert not out.exists()
 
 
+def test_an_adapter_folder_that_does_not_exist_is_named(tmp_path):
+    out, missing = tmp_path / "out", tmp_path / "runs" / "lora"
+    with pytest.raises(FileNotFoundError, match=f"--adapter_name_or_path: there is no such folder {missing}, and it "
+                                                "is not a Hub repo id either"):
+        _load_example().main(["--adapter_name_or_path", str(missing), "--output_dir", str(out)] + TASK + RUN)
+    assert not out.exists()
+
+
 def test_adapter_flags_that_a_loaded_adapter_does_not_use_are_named(tmp_path, base_dir, caplog):
     save_adapter(base_dir, tmp_path / "adapter", halora_config())  # r 4, alpha 8, noise_sigma 0.02 (default 0.01)
     common = ["--adapter_name_or_path", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "out")] + TASK + RUN

@@ -27,7 +27,7 @@ NOT_FOUND_RESPONSE = SimpleNamespace(headers={}, request=None, status_code=404)
 )
 def test_a_missing_folder_read_as_a_repo_id_names_the_folder(tmp_path, monkeypatch, hub_error, says):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="--model_name_or_path runs/out: there is no such folder") as caught:
+    with pytest.raises(FileNotFoundError, match="--model_name_or_path: there is no such folder runs/out ") as caught:
         with naming_missing_folder("--model_name_or_path", "runs/out"):
             raise hub_error
     assert str(tmp_path / "runs" / "out") in str(caught.value) and says in str(caught.value)
@@ -41,7 +41,7 @@ def test_a_library_that_rewraps_the_hub_error_is_named_too(tmp_path, monkeypatch
     import hf_eff  # noqa: F401  (registers HaLoRA with PEFT)
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"--adapter_name_or_path \./runs/out: there is no such folder .*not a Hub repo id"):
+    with pytest.raises(FileNotFoundError, match=r"--adapter_name_or_path: there is no such folder \./runs/out .*not a Hub repo id"):
         with naming_missing_folder("--adapter_name_or_path", "./runs/out"):
             PeftConfig.from_pretrained("./runs/out")
 

@@ -197,3 +197,17 @@ def test_model_on_cuda_renders_with_gsplat_like_the_cpu_backend(tmp_path):
         colors, alphas, _ = cuda_model.render(viewmats.cuda(), Ks.cuda(), 32, 24)
     torch.testing.assert_close(colors.cpu(), cpu_colors, atol=1e-3, rtol=0)
     torch.testing.assert_close(alphas.cpu(), cpu_alphas, atol=1e-3, rtol=0)
+
+
+def test_loading_what_is_no_model_folder_names_it(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(FileNotFoundError, match=f"cannot load a GaussianModel: there is no such folder {missing}, "
+                                                "and it is not a Hub repo id either"):
+        GaussianModel.from_pretrained(missing)
+    crashed = tmp_path / "crashed"  # a run's output_dir that ended before its final save
+    GaussianModel.random(torch.zeros(3), 1.0, 5, sh_degree=0).save_pretrained(crashed / "checkpoint-4")
+    (crashed / "config.json").write_text((crashed / "checkpoint-4" / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match=f"the folder {crashed} holds no GaussianModel weights: it has no "
+                                                f"model.safetensors beside its config.json; its last checkpoint holds "
+                                                f"one: {crashed}/checkpoint-4"):
+        GaussianModel.from_pretrained(crashed)
