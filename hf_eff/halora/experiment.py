@@ -216,6 +216,7 @@ def evaluate_under_noise(model: PreTrainedModel | PeftModel, tokenizer: PreTrain
     trainer = build_trainer(model, tokenizer, None, evaluation, args, max_length)
     results = adapter_relative_norms(model, model.active_adapter) if isinstance(model, PeftModel) else {}
     results.update(trainer.evaluate())
+    results.pop("epoch", None)  # the unused trainer's 0, not how long the evaluated adapter trained
     results.update(trainer.card_run_settings())
     return trainer, results
 
