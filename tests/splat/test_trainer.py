@@ -359,8 +359,10 @@ def test_the_training_clocks_stop_when_training_ends(scene, tmp_path):
 
 
 def test_an_evaluations_training_clocks_leave_out_its_own_rendering(scene, tmp_path, monkeypatch):
-    # A slow evaluation at the last step: the clocks it reports stop where it starts, so they are no
-    # later than the clocks that stop with training just after it (they included its rendering).
+    # A slow evaluation (0.2 s) at the last step: the clocks it reports stop where it starts, so they are no
+    # later than the clocks that stop with training just after it (they included its rendering). Both leave
+    # that evaluation out and differ by the few steps' bookkeeping after it, so a loaded machine's timer noise
+    # gets 0.1 s, half of what a clock that counted the rendering would be over.
     from hf_eff.splat import trainer as trainer_module
 
     def slow_psnr(render, target):
@@ -376,7 +378,7 @@ def test_an_evaluations_training_clocks_leave_out_its_own_rendering(scene, tmp_p
     in_training = next(entry for entry in trainer.state.log_history if "eval_train_seconds" in entry)
     after = trainer.evaluate()
     for clock in ("eval_train_seconds", "eval_train_cpu_seconds"):
-        assert in_training[clock] <= after[clock], clock
+        assert in_training[clock] <= after[clock] + 0.1, clock
 
 
 def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_path):
