@@ -62,6 +62,7 @@ from hf_eff.grant import (
 )
 from hf_eff.grant.data import largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
+from hf_eff.hub.sources import check_model_source
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
@@ -267,15 +268,11 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
 
 
 def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArguments) -> None:
-    """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do, and a revision of no
-    Hub repo."""
+    """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do, and what
+    --model_name_or_path with --model_revision and --output_dir cannot."""
     check_evaluation_only(training_args, "--model_name_or_path", model_args.model_name_or_path)
-    if model_args.model_revision is not None:
-        if model_args.model_name_or_path is None:
-            raise ValueError("--model_revision is for a Hub repo id in --model_name_or_path, which is not given")
-        if Path(model_args.model_name_or_path).is_dir():
-            raise ValueError(f"--model_revision is for a Hub repo id in --model_name_or_path, got "
-                             f"{model_args.model_name_or_path!r}, a local folder")
+    check_model_source("--model_name_or_path", model_args.model_name_or_path, "--model_revision",
+                       model_args.model_revision, training_args.output_dir)
 
 
 def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: int, names: list[str] | None) -> list[str]:

@@ -58,7 +58,7 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
-from hf_eff.hub.sources import naming_missing_folder
+from hf_eff.hub.sources import check_model_source, naming_missing_folder
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -184,10 +184,8 @@ def parse_args(argv: list[str] | None = None):
             training_args.eval_noise_target_modules = model_args.noise_target_modules
     check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
     check_evaluation_only(training_args, "--adapter_name_or_path", model_args.adapter_name_or_path, needs_model=False)
-    adapter = model_args.adapter_name_or_path
-    if adapter is not None and Path(adapter).is_dir() and Path(adapter).resolve() == Path(training_args.output_dir).resolve():
-        raise ValueError(f"--output_dir {training_args.output_dir!r} is the folder of --adapter_name_or_path: the run "
-                         "would overwrite the adapter (or the all_results.json) it starts from; give another --output_dir")
+    check_model_source("--adapter_name_or_path", model_args.adapter_name_or_path, "--adapter_revision",
+                       model_args.adapter_revision, training_args.output_dir)
     loaded = resolve_method_and_base_model(model_args, training_args.do_train)
     if loaded is not None:
         warn_of_unused_adapter_flags(model_args, loaded, training_args.eval_noise_from_adapter)
@@ -208,9 +206,6 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
         model_args.method = (model_args.method or "halora") if do_train else None
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE_MODEL
         return None
-    if model_args.adapter_revision is not None and Path(path).is_dir():  # PEFT would read the folder as it is
-        raise ValueError(f"--adapter_revision {model_args.adapter_revision!r} names a version of a Hub adapter, and "
-                         f"--adapter_name_or_path {path!r} is a local folder; leave --adapter_revision out")
     try:
         with naming_missing_folder("--adapter_name_or_path", path):
             config = PeftConfig.from_pretrained(path, revision=model_args.adapter_revision)

@@ -53,6 +53,7 @@ import transformers
 from huggingface_hub.errors import RevisionNotFoundError
 from transformers import HfArgumentParser, set_seed
 
+from hf_eff.hub.sources import check_model_source
 from hf_eff.splat import (
     GaussianModel,
     SplatTrainer,
@@ -138,10 +139,6 @@ class ModelArguments:
         metadata={"help": "Gaussians drawn uniformly in the scene's bounds when it has no point cloud (3DGS random init)."},
     )
 
-    def __post_init__(self):
-        if self.model_revision is not None and self.model_name_or_path is None:
-            raise ValueError("--model_revision is the Hub revision of --model_name_or_path, which is not given")
-
 
 @dataclass
 class TrajectoryArguments:
@@ -215,8 +212,6 @@ def build_camera_path(scene, trajectory_args: TrajectoryArguments) -> np.ndarray
 
 def load_model(model_args: ModelArguments) -> GaussianModel:
     source = model_args.model_name_or_path
-    if model_args.model_revision is not None and Path(source).is_dir():
-        raise ValueError(f"--model_revision applies to a Hub repo id; --model_name_or_path {source} is a local folder")
     try:
         model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
     except RevisionNotFoundError as error:
@@ -308,6 +303,8 @@ def main():
     prepare_cpu_distributed()
     scene_args, model_args, trajectory_args, training_args = parse_args()
     check_evaluation_only(training_args, "--model_name_or_path", model_args.model_name_or_path)
+    check_model_source("--model_name_or_path", model_args.model_name_or_path, "--model_revision",
+                       model_args.model_revision, training_args.output_dir)
     check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()

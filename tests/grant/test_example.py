@@ -305,10 +305,10 @@ def test_evaluate_only_needs_a_model_and_pushes_nothing(tmp_path):
                       "--hub_model_id", "me/gcn-eval"])
     with pytest.raises(ValueError, match="--resume_from_checkpoint resumes training, and --do_train False trains nothing"):
         example.main([*missing, "--do_train", "False", "--model_name_or_path", "me/gcn", "--resume_from_checkpoint", "x"])
-    with pytest.raises(ValueError, match=f"--model_revision is for a Hub repo id in --model_name_or_path, got "
-                                         f"'{tmp_path}', a local folder"):
+    with pytest.raises(ValueError, match=f"--model_revision v1 is a Hub revision, and --model_name_or_path "
+                                         f"{tmp_path} is a local folder"):
         example.main([*missing, "--model_name_or_path", str(tmp_path), "--model_revision", "v1"])
-    with pytest.raises(ValueError, match="--model_revision is for a Hub repo id in --model_name_or_path, which is not given"):
+    with pytest.raises(ValueError, match="--model_revision v1 is a Hub revision of --model_name_or_path, which is not given"):
         example.main([*missing, "--model_revision", "v1"])
     assert not (tmp_path / "out").exists()
 

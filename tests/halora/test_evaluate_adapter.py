@@ -176,7 +176,7 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
     saved = save_adapter(base_dir, tmp_path / "adapter", lora_config())
     (tmp_path / "adapter" / "all_results.json").write_text('{"train_loss": 1.0}')
     for training in (["--no_do_train"], ["--max_steps", "1"]):
-        with pytest.raises(ValueError, match=r"--output_dir '.*adapter/' is the folder of --adapter_name_or_path"):
+        with pytest.raises(ValueError, match=r"--output_dir .*adapter/ is the folder of --adapter_name_or_path"):
             _load_example().main(["--adapter_name_or_path", str(tmp_path / "adapter"),
                                   "--output_dir", f"{tmp_path / 'adapter'}/"] + training + TASK + RUN)
     assert json.loads((tmp_path / "adapter" / "all_results.json").read_text()) == {"train_loss": 1.0}
@@ -190,7 +190,7 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
     (["--adapter_name_or_path", "{config_only}"],
      r"'.*config_only' holds adapter_config.json but no adapter weights \(adapter_model.safetensors or adapter_model.bin\)"),
     (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
-     r"--adapter_revision 'v1' names a version of a Hub adapter, and --adapter_name_or_path '.*adapter' is a local folder"),
+     r"--adapter_revision v1 is a Hub revision, and --adapter_name_or_path .*adapter is a local folder"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--push_to_hub"], "--push_to_hub with --do_train False"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--resume_from_checkpoint", "True"],

@@ -55,3 +55,20 @@ def test_errors_of_an_existing_folder_and_other_errors_pass_unchanged(tmp_path, 
     with pytest.raises(KeyError):
         with naming_missing_folder("--model_name_or_path", "elsewhere/out"):
             raise KeyError("not a Hub error")
+
+
+def test_a_revision_needs_a_hub_source_and_a_folder_is_not_the_runs_output(tmp_path):
+    from hf_eff.hub.sources import check_model_source
+
+    folder, out = tmp_path / "run", str(tmp_path / "out")
+    folder.mkdir()
+    with pytest.raises(ValueError, match="--adapter_revision v1 is a Hub revision of --adapter, which is not given"):
+        check_model_source("--adapter", None, "--adapter_revision", "v1", out)
+    with pytest.raises(ValueError, match=f"--model_revision v1 is a Hub revision, and --model {folder} is a local folder"):
+        check_model_source("--model", str(folder), "--model_revision", "v1", out)
+    for output_dir in (str(folder), f"{folder}/", str(tmp_path / "x" / ".." / "run")):
+        with pytest.raises(ValueError, match=f"--output_dir {output_dir} is the folder of --model: the run would overwrite"):
+            check_model_source("--model", str(folder), "--model_revision", None, output_dir)
+    check_model_source("--model", str(folder), "--model_revision", None, out)
+    check_model_source("--model", "me/model", "--model_revision", "v1", str(tmp_path / "me" / "model"))  # a repo id
+    check_model_source("--model", None, "--model_revision", None, out)

@@ -102,7 +102,7 @@ def test_refused_evaluations_fail_before_any_work(runs, tmp_path, monkeypatch):
                                                            "no model to push"),
         (["--do_train", "False", "--model_name_or_path", str(runs / "run"), "--resume_from_checkpoint", "True"],
          ValueError, "--resume_from_checkpoint resumes training"),
-        (["--do_train", "False", "--model_revision", "v2"], ValueError, "--model_revision is the Hub revision of "
+        (["--max_steps", "2", "--model_revision", "v2"], ValueError, "--model_revision v2 is a Hub revision of "
                                                                          "--model_name_or_path, which is not given"),
     ]
     for flags, error, message in refusals:
@@ -145,7 +145,7 @@ def test_a_model_folder_without_weights_is_named(runs, tmp_path, monkeypatch):
                                          r"\['splats.means'"):
         run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(not_splats), "--output_dir",
                     str(tmp_path / "out"))
-    with pytest.raises(ValueError, match=f"--model_revision applies to a Hub repo id; --model_name_or_path "
+    with pytest.raises(ValueError, match=f"--model_revision v2 is a Hub revision, and --model_name_or_path "
                                          f"{runs / 'run'} is a local folder"):
         run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(runs / "run"),
                     "--model_revision", "v2", "--output_dir", str(tmp_path / "out"))
