@@ -58,7 +58,7 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
-from hf_eff.hub.sources import check_model_source, naming_missing_folder
+from hf_eff.hub.sources import check_model_source, last_checkpoint_hint, naming_missing_folder
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -217,7 +217,7 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
     weights = (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)
     if Path(path).is_dir() and not any(Path(path, name).is_file() for name in weights):
         raise ValueError(f"--adapter_name_or_path {path!r} holds adapter_config.json but no adapter weights "
-                         f"({' or '.join(weights)})")
+                         f"({' or '.join(weights)})" + last_checkpoint_hint(path))
     peft_type = PeftType(config.peft_type).value  # the enum member or, from some configs, its string
     method = ADAPTER_METHODS.get(peft_type)
     if method is None:

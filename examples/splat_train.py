@@ -32,7 +32,7 @@ Writes into --output_dir: the model (config.json + model.safetensors, loadable w
 view: render | ground truth), trajectory.gif (a novel-view video along --render_trajectory) and
 all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy), with the evaluation's
 eval_results.json and eval_renders/. An evaluation (--do_train False) writes no model: preview.png,
-trajectory.gif, eval_results.json, eval_renders/ and all_results.json (eval_psnr, eval_ssim, model,
+trajectory.gif, eval_results.json, eval_renders/ and all_results.json (eval_psnr, eval_ssim, model_name_or_path,
 model_revision, dataset, and the rasterize_mode and white_background it rendered with, the model's), into
 an --output_dir that holds no training run.
 Under several processes each rank renders its share of the views and all ranks keep the same
@@ -270,7 +270,7 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) ->
 def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) -> None:
     metrics = trainer.evaluate()
     if not trainer.args.do_train:
-        metrics.update(model=model_args.model_name_or_path, model_revision=model_args.model_revision,
+        metrics.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision,
                        dataset=scene_name, rasterize_mode=trainer.args.rasterize_mode,
                        white_background=trainer.args.white_background,
                        eval_ssim_padding=trainer.args.eval_ssim_padding)

@@ -188,7 +188,8 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
     (["--adapter_name_or_path", "{base}"], r"'.*base' holds no PEFT adapter \(adapter_config.json\) \(a full model: give "
                                            "it as --model_name_or_path\)"),
     (["--adapter_name_or_path", "{config_only}"],
-     r"'.*config_only' holds adapter_config.json but no adapter weights \(adapter_model.safetensors or adapter_model.bin\)"),
+     r"'.*config_only' holds adapter_config.json but no adapter weights \(adapter_model.safetensors or adapter_model.bin\); "
+     r"its last checkpoint holds one: .*config_only/checkpoint-3"),
     (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
      r"--adapter_revision v1 is a Hub revision, and --adapter_name_or_path .*adapter is a local folder"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
@@ -201,6 +202,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path, base_dir, flags, message
     (tmp_path / "empty").mkdir()
     (tmp_path / "config_only").mkdir()
     shutil.copy(tmp_path / "adapter" / "adapter_config.json", tmp_path / "config_only")
+    shutil.copytree(tmp_path / "adapter", tmp_path / "config_only" / "checkpoint-3")  # a run stopped before its save
     paths = {"empty": tmp_path / "empty", "adapter": tmp_path / "adapter", "base": base_dir,
              "config_only": tmp_path / "config_only"}
     out = tmp_path / "out"

@@ -47,8 +47,8 @@ def test_evaluating_a_saved_run_reports_its_numbers_and_saves_no_model(runs, tmp
         assert evaluated["eval_psnr"] == pytest.approx(reported["eval_psnr"], rel=1e-6)
         assert evaluated["eval_ssim"] == pytest.approx(reported["eval_ssim"], rel=1e-6)
         assert evaluated["eval_num_gaussians"] == reported["num_gaussians"]
-        assert {key: evaluated[key] for key in ("model", "model_revision", "dataset", "rasterize_mode")} == {
-            "model": str(runs / name), "model_revision": None, "dataset": "procedural (seed 0)",
+        assert {key: evaluated[key] for key in ("model_name_or_path", "model_revision", "dataset", "rasterize_mode")} == {
+            "model_name_or_path": str(runs / name), "model_revision": None, "dataset": "procedural (seed 0)",
             "rasterize_mode": "classic"}
         # nothing trained: no train metrics, nor the training clocks evaluate reports during a run
         assert not [key for key in evaluated if "train" in key]
@@ -184,7 +184,7 @@ def test_a_model_on_the_hub_is_evaluated_at_its_revision(runs, tmp_path, local_h
         assert process.returncode == 0, process.stderr[-4000:]
         evaluated = results(out)
         assert evaluated["eval_psnr"] == pytest.approx(results(runs / trained)["eval_psnr"], rel=1e-6)
-        assert (evaluated["model"], evaluated["model_revision"]) == (repo_id, revision)
+        assert (evaluated["model_name_or_path"], evaluated["model_revision"]) == (repo_id, revision)
         assert not [file for file in MODEL_FILES if (out / file).exists()]
     process = subprocess.run(
         [sys.executable, str(SCRIPT), *SCENE_FLAGS, "--do_train", "False", "--model_name_or_path", repo_id,
