@@ -12,13 +12,14 @@ Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, or a fol
 --dataset is read as a CSV when its name ends in .csv, .csv.gz, .csv.bz2, .csv.xz or .csv.zip
 (any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
-classification sets are split by class (--stratify False: at random, as the other tasks), so that every class is
-in each split; a saved DatasetDict is used as saved.
+classification sets are split by class (--stratify False: at random, as the other tasks): each class in proportion
+as far as rounding allows (a class of fewer than about 1/fraction graphs can still miss a split); a saved
+DatasetDict is used as saved.
 
 --model_name_or_path (a folder written by a GraNT run or a checkpoint-N in it, or a Hub repo id) starts from that
 trained GrantGCN instead of a fresh one: it is fine-tuned on the data, or with --do_train False only evaluated
 (all_results.json then holds the validation and test metrics and what was evaluated; no model or card is written).
-The test split is the one its training held out only with that run's --seed, fractions and --stratify:
+The test split is the one its training held out only with that run's --seed, fractions, --stratify and data flags:
 
     python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
@@ -92,7 +93,7 @@ class ModelArguments:
         metadata={"help": "Start from this trained GrantGCN instead of a fresh one: a folder written by a GraNT run "
                   "(its --output_dir or a checkpoint-N in it; GrantGCN.save_pretrained) or a Hub repo id. It is "
                   "fine-tuned on the data, or only evaluated with --do_train False (on the test graphs its training "
-                  "held out only with that run's --seed, fractions and --stratify); its architecture comes from its "
+                  "held out only with that run's --seed, fractions, --stratify and data flags); its architecture comes from its "
                   "config.json, and the architecture flags (--hidden_channels, --num_layers, --kappa, --dropout, "
                   "--batch_norm) are then ignored, with a warning where they differ."},
     )
@@ -129,8 +130,8 @@ class DataArguments:
     test_fraction: float = field(default=0.1, metadata={"help": "Held out for the final test."})
     stratify: bool = field(
         default=True,
-        metadata={"help": "graph_classification: split by class, so that every class is in each split in proportion "
-                  "(datasets' stratified train_test_split); False splits at random, as for the other tasks. A saved "
+        metadata={"help": "graph_classification: split by class, each class in proportion as far as rounding allows (a class of "
+                  "fewer than about 1/fraction graphs can still miss a split; datasets' stratified train_test_split); False splits at random, as for the other tasks. A saved "
                   "DatasetDict is used as saved."},
     )
 

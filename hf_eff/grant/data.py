@@ -804,7 +804,8 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
                   stratify_by_class: bool = False):
     """Random train / validation / test split as a `datasets.DatasetDict`. `stratify_by_class` (single-label
     graph classification: one class id per graph in y) keeps each class's share in every split, with datasets'
-    stratified `train_test_split`, so that a rare class is not left out of the validation or test split."""
+    stratified `train_test_split`, as far as rounding allows: a class of fewer than about 1/fraction graphs can
+    still miss a split."""
     if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 1:
         raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
     held = math.ceil(validation_fraction * len(dataset))
