@@ -13,7 +13,7 @@ from torch_geometric.nn import TAGConv, global_mean_pool
 
 from hf_eff.grant.tasks import GraphTask
 from hf_eff.hub.cards import model_card_template
-from hf_eff.hub.sources import last_checkpoint_hint, naming_missing_folder
+from hf_eff.hub.sources import check_weights_file, last_checkpoint_hint, naming_missing_folder
 
 
 class GrantGCN(
@@ -94,13 +94,8 @@ class GrantGCN(
 
     @classmethod
     def _load_as_safetensor(cls, model: GrantGCN, model_file: str, map_location: str, strict: bool) -> GrantGCN:
-        # huggingface_hub assumes a local folder has the file, and safetensors' own errors name neither the
-        # folder nor the model class that saved other weights
-        if not os.path.isfile(model_file):  # a Hub download raises its own error first
-            folder = os.path.dirname(model_file)
-            raise FileNotFoundError(f"the folder {folder} holds no GrantGCN weights: it has no "
-                                    f"{constants.SAFETENSORS_SINGLE_FILE} beside its {constants.CONFIG_NAME}"
-                                    + last_checkpoint_hint(folder))
+        check_weights_file(model_file, "GrantGCN")
+        # safetensors' own error would name neither the file nor the model class that saved other weights
         if strict:
             with safe_open(model_file, framework="pt") as weights:
                 saved = set(weights.keys())

@@ -3,9 +3,11 @@ holding the weights."""
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from huggingface_hub import constants
 from huggingface_hub.errors import (
     HFValidationError,
     LocalEntryNotFoundError,
@@ -42,6 +44,16 @@ def naming_missing_folder(what: str, source):
             hub = f"the Hub could not be reached to look for a repo {source}, which is not in the local cache"
         folder = str(source) if Path(source).is_absolute() else f"{source} ({Path(source).absolute()})"
         raise FileNotFoundError(f"{what}: there is no such folder {folder}, and {hub}") from error
+
+
+def check_weights_file(model_file: str, model_class: str) -> None:
+    """For ``PyTorchModelHubMixin._load_as_safetensor``: huggingface_hub assumes a local folder holds the
+    weights (a Hub download raises its own error first), and safetensors' error names no folder."""
+    if not os.path.isfile(model_file):
+        folder = os.path.dirname(model_file)
+        raise FileNotFoundError(f"the folder {folder} holds no {model_class} weights: it has no "
+                                f"{constants.SAFETENSORS_SINGLE_FILE} beside its {constants.CONFIG_NAME}"
+                                + last_checkpoint_hint(folder))
 
 
 def last_checkpoint_hint(folder) -> str:

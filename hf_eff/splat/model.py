@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from huggingface_hub import PyTorchModelHubMixin, constants
 from torch import nn
 
 from hf_eff.hub.cards import model_card_template
-from hf_eff.hub.sources import last_checkpoint_hint, naming_missing_folder
+from hf_eff.hub.sources import check_weights_file, naming_missing_folder
 
 __all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
 
@@ -298,14 +297,7 @@ class GaussianModel(
     def _load_as_safetensor(cls, model, model_file, map_location, strict):
         from safetensors.torch import load_file
 
-        # huggingface_hub assumes a local folder has the file (a Hub download raises its own error first)
-        if not os.path.isfile(model_file):
-            folder = os.path.dirname(model_file)
-            raise FileNotFoundError(
-                f"the folder {folder} holds no GaussianModel weights: it has no "
-                f"{constants.SAFETENSORS_SINGLE_FILE} beside its {constants.CONFIG_NAME}"
-                + last_checkpoint_hint(folder)
-            )
+        check_weights_file(model_file, "GaussianModel")
         device = map_location if isinstance(map_location, str) else str(map_location)
         state = load_file(model_file, device=device)
         prefix = "splats."
