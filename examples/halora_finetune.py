@@ -88,9 +88,10 @@ class ModelArguments:
         metadata={"help": "A PEFT adapter (LoRA or HaLoRA; a folder, a checkpoint-N folder or a Hub id) to evaluate "
                           "(--do_train False) or to continue training (its rank, targets and HaLoRA settings are kept; "
                           "a warning names each adapter flag below set otherwise). Evaluated under the noise flags' "
-                          "noise, as a trained adapter is, whatever noise a HaLoRA adapter was trained under (unless "
-                          "--eval_noise_from_adapter True). Without it, --do_train False evaluates the bare base model "
-                          "under noise: the baseline an adapter's robustness is measured against."},
+                          "noise, as a trained adapter is, whatever noise a HaLoRA adapter was trained under (with "
+                          "--eval_noise_from_adapter True, a HaLoRA adapter's own; LoRA has none). Without it, "
+                          "--do_train False evaluates the bare base model under noise: the baseline an adapter's "
+                          "robustness is measured against."},
     )
     adapter_revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of a Hub adapter."})
     method: str | None = field(
@@ -169,29 +170,37 @@ class DataArguments:
 
 
 def parse_args(argv: list[str] | None = None):
+    """The flags (after a recipe), and what they refuse on their own; resolve_adapter reads the adapter."""
     parser = HfArgumentParser((ModelArguments, DataArguments, HaLoRATrainingArguments))
-    # One evaluation noise for every adapter, LoRA or HaLoRA, trained here or loaded with --adapter_name_or_path:
-    # the RRAM noise model of --noise_mode / --noise_tile_size / --noise_target_modules unless the --eval_noise_*
-    # flags are given, never a loaded HaLoRA adapter's own (unless --eval_noise_from_adapter True)
-    parser.set_defaults(eval_noise_from_adapter=False)
+    parser.set_defaults(eval_noise_from_adapter=False)  # the example's one evaluation noise: fill_evaluation_noise
     model_args, data_args, training_args = parse_recipe_and_flags(parser, sys.argv[1:] if argv is None else argv)
-    if not training_args.eval_noise_from_adapter:
-        if training_args.eval_noise_mode is None:
-            training_args.eval_noise_mode = model_args.noise_mode
-        if training_args.eval_noise_tile_size is None:
-            training_args.eval_noise_tile_size = model_args.noise_tile_size
-        if training_args.eval_noise_target_modules is None:
-            training_args.eval_noise_target_modules = model_args.noise_target_modules
-    check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
     check_evaluation_only(training_args, "--adapter_name_or_path", model_args.adapter_name_or_path, needs_model=False)
     check_model_source("--adapter_name_or_path", model_args.adapter_name_or_path, "--adapter_revision",
                        model_args.adapter_revision, training_args.output_dir)
+    return model_args, data_args, training_args
+
+
+def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> PeftConfig | None:
+    """The method, base model and evaluation noise the flags and --adapter_name_or_path imply, set on the arguments,
+    with a warning for each flag the adapter does not use. Returns the adapter's config, if any."""
     loaded = resolve_method_and_base_model(model_args, training_args.do_train)
+    fill_evaluation_noise(model_args, training_args)
     if loaded is not None:
         warn_of_unused_adapter_flags(model_args, loaded, training_args.eval_noise_from_adapter)
         if isinstance(loaded, HaLoRAConfig) and not training_args.eval_noise_from_adapter:
             warn_of_other_evaluation_noise(model_args.adapter_name_or_path, loaded, training_args)
-    return model_args, data_args, training_args
+    return loaded
+
+
+def fill_evaluation_noise(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> None:
+    """One evaluation noise for every adapter, LoRA or HaLoRA, trained here or loaded, and for the bare base model:
+    where an --eval_noise_* flag is unset, its --noise_* flag's value. Only --eval_noise_from_adapter True with a
+    HaLoRA adapter leaves them unset, for the adapter's own: LoRA and the bare base model have no noise settings."""
+    if not (training_args.eval_noise_from_adapter and model_args.method == "halora"):
+        for config_field, eval_field in NOISE_FIELDS.items():
+            if getattr(training_args, eval_field) is None:
+                setattr(training_args, eval_field, getattr(model_args, config_field))
+    check_eval_sigmas(training_args.eval_sigmas, training_args.eval_noise_mode, "eval_noise_mode or noise_mode")
 
 
 def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) -> PeftConfig | None:
@@ -297,9 +306,12 @@ def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    model_args, data_args, training_args = parse_args(argv)  # it warns of flags an adapter does not use
+    model_args, data_args, training_args = parse_args(argv)
     check_world_size(training_args.world_size)
     set_seed(training_args.seed)
+    resolve_adapter(model_args, training_args)
+    # before the data (a Hub task is downloaded): an adapter that does not fit the base model is refused first
+    model, tokenizer = load_model(model_args, trainable=training_args.do_train)
 
     data_seed = training_args.data_seed or 0
     if data_args.dataset is not None:
@@ -310,7 +322,6 @@ def main(argv: list[str] | None = None) -> dict:
                                       eval_size=data_args.eval_size)
     if data_args.max_eval_samples is not None:
         evaluation = evaluation.select(range(min(len(evaluation), data_args.max_eval_samples)))
-    model, tokenizer = load_model(model_args, trainable=training_args.do_train)
     dataset_name = data_args.dataset or data_args.task_name
     evaluated = dict(base_model=model_args.model_name_or_path, adapter_name_or_path=model_args.adapter_name_or_path,
                      adapter_revision=model_args.adapter_revision, dataset_name=dataset_name,

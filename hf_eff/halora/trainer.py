@@ -78,7 +78,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         metadata={"help": "Where an eval_noise_* field is None: the active HaLoRA adapter's setting (True), or the "
                           "defaults (False: tile_additive, 64, every nn.Linear in the transformer blocks), so that "
                           "adapters trained under different noise, and LoRA ones, are evaluated under the same noise "
-                          "(examples/halora_finetune.py: False, and its --noise_* flags fill the None fields)."},
+                          "(examples/halora_finetune.py: False, and its --noise_* flags fill the None fields; True there keeps a HaLoRA adapter's "
+                          "own, and the flags still fill them for LoRA and the bare base model)."},
     )
     noise_seed: int | None = field(default=None, metadata={"help": "Seed of every noise draw; default: `seed`."})
     # transformers leaves do_train to the scripts, False by default; hf-eff's examples train unless told not to

@@ -18,7 +18,7 @@ from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
 from hf_eff.halora.experiment import build_trainer, train_and_evaluate
 from hf_eff.halora.tasks import load_task
 from tests.halora.conftest import make_tiny_llama
-from tests.halora.test_example import EXAMPLE, _load_example
+from tests.halora.test_example import EXAMPLE, _load_example, parse_and_resolve
 from tests.hub.conftest import REPO_ROOT, local_hub  # noqa: F401  (the local Hub server fixture)
 
 TASK = ["--task_name", "comparison", "--train_size", "8", "--eval_size", "8", "--max_length", "64"]
@@ -61,8 +61,8 @@ def halora_config():
 
 def direct_evaluation(base_folder, adapter_folder, output_dir) -> dict:
     """HaLoRATrainer.evaluate on the adapter loaded with PEFT, under the example's arguments."""
-    _, _, args = _load_example().parse_args(["--model_name_or_path", str(base_folder), "--output_dir", str(output_dir),
-                                             "--no_do_train"] + RUN)
+    _, _, args = parse_and_resolve(["--model_name_or_path", str(base_folder), "--output_dir", str(output_dir),
+                                    "--no_do_train"] + RUN)
     model, tokenizer = load_base_model(str(base_folder))
     model = PeftModel.from_pretrained(model, str(adapter_folder))
     _, evaluation = load_task("comparison", seed=0, train_size=8, eval_size=8)
@@ -226,7 +226,7 @@ def test_adapter_flags_that_a_loaded_adapter_does_not_use_are_named(tmp_path, ba
     def warnings_of(*flags: str) -> list[str]:
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            _load_example().parse_args(common + list(flags))
+            parse_and_resolve(common + list(flags))
         return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
 
     adapter = repr(str(tmp_path / "adapter"))
@@ -246,20 +246,35 @@ def test_a_training_recipe_evaluates_the_bare_base_model(tmp_path, caplog):
     """A recipe sets --method, which --do_train False without an adapter does not use: a warning, not a refusal."""
     recipe = str(REPO_ROOT / "trainers" / "halora" / "smollm2_mixed.yaml")
     with caplog.at_level(logging.WARNING):
-        model_args, _, training_args = _load_example().parse_args([recipe, "--no_do_train", "--output_dir",
-                                                                   str(tmp_path / "out")])
+        model_args, _, training_args = parse_and_resolve([recipe, "--no_do_train", "--output_dir", str(tmp_path / "out")])
     assert (model_args.method, model_args.adapter_name_or_path, training_args.do_train) == (None, None, False)
     assert "--method halora is not used" in caplog.text
 
 
-def test_adapter_that_does_not_fit_the_base_model_is_refused(tmp_path, base_dir, char_tokenizer):
+def test_adapter_that_does_not_fit_the_base_model_is_refused_before_the_data_is_read(tmp_path, base_dir,
+                                                                                      char_tokenizer):
     save_adapter(base_dir, tmp_path / "adapter", lora_config())
     narrow = tmp_path / "narrow"
     make_tiny_llama(vocab_size=len(char_tokenizer), hidden_size=32).save_pretrained(narrow)
     char_tokenizer.save_pretrained(narrow)
+    example = _load_example()
+    data_read = []  # a Hub task would be downloaded
+    example.load_task = lambda *args, **kwargs: data_read.append(args) or load_task(*args, **kwargs)
     with pytest.raises(ValueError, match=r"--adapter_name_or_path '.*adapter' does not fit the base model '.*narrow'"):
-        _load_example().main(["--adapter_name_or_path", str(tmp_path / "adapter"), "--model_name_or_path", str(narrow),
-                              "--no_do_train", "--output_dir", str(tmp_path / "out")] + TASK + RUN)
+        example.main(["--adapter_name_or_path", str(tmp_path / "adapter"), "--model_name_or_path", str(narrow),
+                      "--no_do_train", "--output_dir", str(tmp_path / "out")] + TASK + RUN)
+    assert data_read == []
+
+
+def test_parsing_reads_no_adapter(tmp_path):
+    """parse_args parses (and refuses what the flags alone show); main's resolve_adapter reads the adapter."""
+    missing = tmp_path / "runs" / "lora"
+    example = _load_example()
+    model_args, _, training_args = example.parse_args(["--adapter_name_or_path", str(missing), "--output_dir",
+                                                       str(tmp_path / "out")] + TASK + RUN)
+    assert (model_args.method, model_args.model_name_or_path, training_args.eval_noise_mode) == (None, None, None)
+    with pytest.raises(FileNotFoundError, match=f"there is no such folder {missing}"):
+        example.resolve_adapter(model_args, training_args)
 
 
 def test_train_and_evaluate_refuses_a_second_adapter_config_for_a_peft_model(base_dir, tmp_path, char_tokenizer):

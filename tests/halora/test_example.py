@@ -19,6 +19,14 @@ def _load_example():
     return module
 
 
+def parse_and_resolve(argv: list[str]):
+    """The example's arguments as main uses them: parsed, then the adapter, method and evaluation noise resolved."""
+    example = _load_example()
+    model_args, data_args, training_args = example.parse_args(argv)
+    example.resolve_adapter(model_args, training_args)
+    return model_args, data_args, training_args
+
+
 def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
@@ -47,7 +55,8 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
 
 def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokenizer):
     """--noise_mode / --noise_tile_size are LoRA's evaluation noise too (not only HaLoRA's training
-    noise); --eval_noise_tile_size overrides the tile size for either."""
+    noise); --eval_noise_tile_size overrides the tile size for either. --eval_noise_from_adapter True leaves them to
+    the adapter: a new HaLoRA adapter's are the flags, and a LoRA adapter, which has none, still gets the flags'."""
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
     char_tokenizer.save_pretrained(model_dir)
@@ -55,25 +64,27 @@ def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokeniz
               "--max_length", "64", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_sigmas", "0", "0.02",
               "--eval_noise_seeds", "1", "--noise_mode", "multiplicative", "--noise_tile_size", "16", "--report_to", "none",
               "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true"]
-    for method, extra, tile in (("lora", [], 16), ("halora", [], 16), ("lora", ["--eval_noise_tile_size", "8"], 8)):
+    from_adapter = ["--eval_noise_from_adapter", "True"]
+    for method, extra, tile in (("lora", [], 16), ("halora", [], 16), ("lora", ["--eval_noise_tile_size", "8"], 8),
+                                ("lora", from_adapter, 16), ("halora", from_adapter, 16)):
         results = _load_example().main(common + ["--method", method, "--output_dir", str(tmp_path / method)] + extra)
         assert (results["noise_mode"], results["noise_tile_size"]) == ("multiplicative", tile), (method, extra)
 
 
 def test_noise_target_modules_flag_sets_the_training_and_both_methods_evaluation_layers(tmp_path, char_tokenizer):
-    example = _load_example()
-    _, _, training_args = example.parse_args(["--noise_target_modules", "q_proj", "up_proj", "--output_dir", "unused"])
+    _, _, training_args = parse_and_resolve(["--noise_target_modules", "q_proj", "up_proj", "--output_dir", "unused"])
     assert training_args.eval_noise_target_modules == ["q_proj", "up_proj"]
-    _, _, training_args = example.parse_args(["--noise_target_modules", "q_proj", "--eval_noise_target_modules", "v_proj",
-                                              "--output_dir", "unused"])
+    _, _, training_args = parse_and_resolve(["--noise_target_modules", "q_proj", "--eval_noise_target_modules", "v_proj",
+                                             "--output_dir", "unused"])
     assert training_args.eval_noise_target_modules == ["v_proj"]
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
     char_tokenizer.save_pretrained(model_dir)
-    example.main(["--model_name_or_path", str(model_dir), "--task_name", "comparison", "--train_size", "8", "--eval_size", "4",
-                  "--max_length", "64", "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_sigmas", "0",
-                  "--noise_target_modules", "q_proj", "up_proj", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
-                  "--disable_tqdm", "true", "--output_dir", str(tmp_path / "run")])
+    _load_example().main(["--model_name_or_path", str(model_dir), "--task_name", "comparison", "--train_size", "8",
+                          "--eval_size", "4", "--max_length", "64", "--max_steps", "1", "--per_device_train_batch_size",
+                          "4", "--eval_sigmas", "0", "--noise_target_modules", "q_proj", "up_proj", "--report_to", "none",
+                          "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true", "--output_dir",
+                          str(tmp_path / "run")])
     saved = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
     assert saved["noise_target_modules"] == ["q_proj", "up_proj"]
 def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, char_tokenizer, checkpoint_loads):
@@ -92,17 +103,16 @@ def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, 
     assert (out / "checkpoint-3").is_dir()
 
 
-def test_stuck_at_fractions_above_one_are_refused_when_parsed():
+def test_stuck_at_fractions_above_one_are_refused_before_any_work():
     with pytest.raises(ValueError, match="eval_sigmas: with stuck_at noise"):
-        _load_example().parse_args(["--output_dir", "unused", "--method", "lora", "--noise_mode", "stuck_at",
-                                    "--eval_sigmas", "0", "2"])
+        parse_and_resolve(["--output_dir", "unused", "--method", "lora", "--noise_mode", "stuck_at",
+                           "--eval_sigmas", "0", "2"])
 
 
 def test_recipes_parse():
-    example = _load_example()
     evaluation_noise = set()  # LoRA and HaLoRA are evaluated under the same noise, the recipes' noise model
     for name, method in (("smollm2_mixed.yaml", "halora"), ("smollm2_mixed_lora.yaml", "lora")):
-        model_args, data_args, training_args = example.parse_args([str(EXAMPLE.parents[1] / "trainers" / "halora" / name)])
+        model_args, data_args, training_args = parse_and_resolve([str(EXAMPLE.parents[1] / "trainers" / "halora" / name)])
         assert model_args.method == method and model_args.lora_r == 4
         assert model_args.target_modules == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
         assert training_args.eval_sigmas == [0.0, 0.005, 0.01, 0.02] and training_args.eval_noise_seeds == 5
