@@ -35,6 +35,10 @@ class GrantGCN(
     is class_names[i]); they are saved in config.json, as is `task`, the task kind the model is
     built for (examples/grant_train.py records it), by which a loaded model is checked against
     new data: its level tells graph from node outputs, not regression from classification.
+    `data_split` is the example's record of how its training run split the data (seed, fractions,
+    data flags), by which an evaluation tells whether its test graphs were held out. config.json
+    saves the `task` and `data_split` the model has when saved, so that fine-tuning a loaded model
+    records its own.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class GrantGCN(
         batch_norm: bool = True,
         class_names: list[str] | None = None,
         task: str | None = None,
+        data_split: dict | None = None,
     ):
         super().__init__()
         if level not in ("graph", "node"):
@@ -57,7 +62,7 @@ class GrantGCN(
             raise ValueError(f"class_names has {len(class_names)} names for out_channels={out_channels} classes")
         if task is not None and GraphTask(task).level != level:
             raise ValueError(f"task {task!r} is {GraphTask(task).level}-level, but level={level!r}")
-        self.task = task
+        self.task, self.data_split = task, data_split
         # saved in config.json with the other arguments: output i of a classifier is class_names[i]
         self.class_names = None if class_names is None else [str(name) for name in class_names]
         if kappa < 1 or num_layers < 1:
@@ -82,6 +87,13 @@ class GrantGCN(
         kwargs.setdefault("strict", True)
         with naming_missing_folder("cannot load a GrantGCN", pretrained_model_name_or_path):
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
+        """`PyTorchModelHubMixin.save_pretrained`; config.json has the model's current `task` and `data_split`
+        (the mixin's config holds the values it was built with: a model saved before `task` was recorded has none)."""
+        if config is None:
+            config = {**self._hub_mixin_config, "task": self.task, "data_split": self.data_split}
+        return super().save_pretrained(save_directory, config=config, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, config: dict | None = None, **kwargs) -> GrantGCN:

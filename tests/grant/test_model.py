@@ -52,6 +52,14 @@ def test_save_and_load_pretrained(tmp_path):
     assert torch.allclose(model(x, edge_index, batch), loaded(x, edge_index, batch))
 
 
+def test_config_json_has_the_task_and_data_split_the_model_has_when_saved(tmp_path):
+    model = GrantGCN(4, 1)  # as loaded from a config.json older than task
+    model.task, model.data_split = "graph_regression", {"seed": 3}
+    model.save_pretrained(tmp_path)
+    loaded = GrantGCN.from_pretrained(tmp_path)
+    assert (loaded.task, loaded.data_split) == ("graph_regression", {"seed": 3})
+
+
 def test_class_names_are_saved_with_the_model(tmp_path):
     GrantGCN(4, 2, hidden_channels=8, class_names=["active", "inactive"]).save_pretrained(tmp_path)
     assert GrantGCN.from_pretrained(tmp_path).class_names == ["active", "inactive"]
