@@ -15,7 +15,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
   (and ``eval_lpips`` when present).
 Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher`` (GraNT: with ``start_ratio``, whose
 1 is full-data training whatever the teacher); for adapters ``noise_mode``,
-``noise_tile_size``, ``num_noise_seeds`` and ``eval_questions`` (examples/halora_finetune.py's multiple-choice runs).
+``noise_tile_size``, ``num_noise_seeds``, ``eval_questions`` (examples/halora_finetune.py's multiple-choice runs) and
+``adapter_name_or_path`` / ``adapter_revision`` (the adapter a run trained further).
 A local path (base model or data) is named by its last part only. The ``dataset`` argument of the card functions
 (what a Trainer's ``create_model_card(dataset=...)`` names) wins over the results' dataset keys. Without any dataset
 the card has no model-index (its metrics stay in the tables), as transformers drops results without a dataset.
@@ -346,10 +347,13 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     type. ``tile_size``: the RRAM tile side the noise was scaled over, when the results do not say
     (``results["noise_tile_size"]``, the evaluation's, wins over the adapter's training tile). ``regulariser``: what HaLoRA
     training added (``regulariser_description``; the paper's spectral norm when not given). ``license``:
-    the user's; without one, only an adapter of the built-in base states SmolLM2's."""
+    the user's; without one, only an adapter of the built-in base states SmolLM2's. ``results["adapter_name_or_path"]``
+    (at ``adapter_revision``): the adapter this one was trained further from, which the card names, as a GraNT
+    card names the model it was fine-tuned from: its training figures are the continuation's alone."""
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
+    start_adapter, _, local_start_adapter = _base_model(results.get("adapter_name_or_path"))
     builtin_base = load_name == DEFAULT_BASE_MODEL
     auto_class = base_model_class(task_type, auto_mapping)
     pipeline_tag = PIPELINE_TAGS.get(task_type)
@@ -394,6 +398,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     return _render(
         "halora_adapter", card_data, revision, repo_id=repo_id, is_halora=is_halora,
         base_model=base_model, builtin_base=builtin_base, local_base=local_base, regulariser=regulariser,
+        start_adapter=start_adapter, local_start_adapter=local_start_adapter,
+        start_revision=results.get("adapter_revision") if start_adapter else None,
         load_name=load_name, imports=imports, base_expr=base_expr, uses_load_base_model="load_base_model" in imports,
         needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"),
         noise=noise_description(results.get("noise_mode"), results.get("noise_tile_size") or tile_size),
@@ -487,8 +493,10 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
                revision: str | None = None, trajectory: str | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply``,
     ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
-    (the example's ``trajectory.gif``), when it has them."""
+    (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``base_model_revision``):
+    the model whose Gaussians training started from, which the card names, as a GraNT card does."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
+    base_model, _, local_base = _base_model(results.get("base_model"))
     ssim = SSIM_LABELS.get(results.get("eval_ssim_padding"), "SSIM")
     columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": ssim, "eval_lpips": "LPIPS",
                "num_gaussians": "Gaussians", "train_runtime": "training time, evaluations included (s)"}
@@ -497,7 +505,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     if results.get("strategy"):
         present, row = ["strategy"] + present, [results["strategy"]] + row
     card_data = ModelCardData(
-        library_name=LIBRARY_NAME, base_model=_base_model(results.get("base_model"))[0], datasets=datasets,
+        library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license, tags=list(TAGS["splat_model"]),
         pipeline_tag="image-to-3d", model_name=repo_id.split("/")[-1],
         eval_results=_eval_results("image-to-3d", eval_datasets, [
@@ -507,7 +515,8 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     return _render(
         "splat_model", card_data, revision, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
-        antialiased=results.get("rasterize_mode") == "antialiased",
+        antialiased=results.get("rasterize_mode") == "antialiased", base_model=base_model, local_base=local_base,
+        base_revision=results.get("base_model_revision") if base_model else None,
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 

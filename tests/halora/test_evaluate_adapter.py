@@ -157,6 +157,7 @@ def test_continued_training_starts_from_the_adapters_weights(tmp_path, base_dir,
         return load_file(tmp_path / name / "adapter_model.safetensors")
 
     torch.testing.assert_close(continued("still", "0"), saved, rtol=0, atol=0)  # a step of size 0 leaves it as loaded
+    assert "It is a fine-tuned version of a local adapter (`adapter`)" in (tmp_path / "still" / "README.md").read_text()
     moved = continued("moved", "0.01")  # and it is trainable
     assert moved.keys() == saved.keys() and all(not torch.equal(moved[key], saved[key]) for key in saved)
 

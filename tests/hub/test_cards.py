@@ -45,6 +45,18 @@ def test_builtin_base_model_links_its_hub_origin_and_loads_through_hf_eff(tmp_pa
     assert 'load_base_model("smollm2-135m-instruct")[0]' in card.text
 
 
+def test_adapter_card_of_a_continued_training_names_the_adapter_it_started_from():
+    """As a GraNT card names the model it was fine-tuned from: the train metrics cover only the continuation."""
+    hub = cards.halora_card({**HALORA_RESULTS, "adapter_name_or_path": "me/lora-v1", "adapter_revision": "abc123"},
+                            "me/lora-v2", base_model="me/llama", peft_type="LORA")
+    assert ("It is a fine-tuned version of the adapter [`me/lora-v1`](https://huggingface.co/me/lora-v1) (revision "
+            "`abc123`),\ntrained further: the training run's figures below are the continuation's.") in hub.text
+    assert hub.data.base_model == "me/llama"  # the metadata's base model stays the adapter's base model
+    local = cards.halora_card({**HALORA_RESULTS, "adapter_name_or_path": "/runs/halora/checkpoint-4"}, "me/h").text
+    assert "fine-tuned version of a local adapter (`checkpoint-4`)" in local and "/runs" not in local
+    assert "fine-tuned version" not in cards.halora_card(HALORA_RESULTS, "me/h").text
+
+
 def test_lora_baseline_and_local_base_model_are_not_tagged_as_halora(tmp_path):
     card = cards.halora_card(HALORA_RESULTS, "me/lora", base_model=str(tmp_path), peft_type="LORA")
     data = ModelCard(str(card)).data
