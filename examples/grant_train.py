@@ -19,14 +19,16 @@ DatasetDict is used as saved.
 --model_name_or_path (a folder written by a GraNT run or a checkpoint-N in it, or a Hub repo id) starts from that
 trained GrantGCN instead of a fresh one: it is fine-tuned on the data, or with --do_train False only evaluated
 (all_results.json then holds the validation and test metrics and what was evaluated; no model or card is written).
-The test split is the one its training held out only with that run's --seed, fractions, --stratify and data flags:
+The test split is the one its training held out only with that run's --seed, fractions, --stratify and data flags
+(a training run records them as data_split in all_results.json and config.json; other values on the same data are
+warned of, naming the flags):
 
     python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
 classifier's config.json has its class_names) and `all_results.json` (train_runtime, teacher and start_ratio, the
 teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
-target_columns where the data names its targets, class_names for classification; model_name_or_path,
+target_columns where the data names its targets, class_names for classification, data_split; model_name_or_path,
 model_revision and, as the card's base_model, base_model for a fine-tuned model) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
 targets, whatever their units; mae_<target> is each target's own. With --task graph_multilabel the CSV's
@@ -44,6 +46,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import transformers
+from huggingface_hub.errors import RevisionNotFoundError
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.grant import (
@@ -189,15 +192,20 @@ def is_csv(path: Path) -> bool:
     return not path.is_dir() and path.name.lower().endswith(CSV_SUFFIXES)
 
 
-def check_options_apply(data_args: DataArguments) -> None:
-    """Refuses data options that the chosen data would silently ignore (e.g. --qm9_target with
-    --task freesolv)."""
+def applies(data_args: DataArguments, name: str) -> bool:
+    """Whether the chosen data reads the DataArguments field `name`."""
     uses = {"a CSV --dataset": data_args.dataset is not None and is_csv(Path(data_args.dataset)),
             "--task qm9": data_args.builtin == "qm9",
             "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls")}
+    return name not in ONLY_FOR or uses[ONLY_FOR[name]]
+
+
+def check_options_apply(data_args: DataArguments) -> None:
+    """Refuses data options that the chosen data would silently ignore (e.g. --qm9_target with
+    --task freesolv)."""
     defaults = DataArguments()
-    ignored = [name for name, needs in ONLY_FOR.items()
-               if not uses[needs] and getattr(data_args, name) != getattr(defaults, name)]
+    ignored = [name for name in ONLY_FOR
+               if not applies(data_args, name) and getattr(data_args, name) != getattr(defaults, name)]
     if ignored:
         data = f"--task {data_args.builtin}" if data_args.builtin else f"--dataset {data_args.dataset}"
         raise ValueError(
@@ -310,6 +318,9 @@ def load_trained_model(model_args: ModelArguments) -> GrantGCN:
     source = model_args.model_name_or_path
     try:
         return GrantGCN.from_pretrained(source, revision=model_args.model_revision)
+    except RevisionNotFoundError as error:
+        raise FileNotFoundError(f"--model_revision {model_args.model_revision}: the Hub repo {source} has no such "
+                                "branch, tag or commit") from error
     except FileNotFoundError as error:
         raise FileNotFoundError(f"--model_name_or_path {source}: {error}") from error
     except ValueError as error:
@@ -360,6 +371,56 @@ def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: Dat
                          stratify_by_class=data_args.stratify and task == "graph_classification")
 
 
+# the data flags that change which graphs there are, and so which land in the test split
+DATA_SET_FLAGS = ("max_graphs", "qm9_target", "num_generated_graphs", "min_nodes", "max_nodes")
+
+
+def split_settings(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments, task: str,
+                   seed: int) -> dict:
+    """What decides which graphs are held out for validation and test: the data, its flags and, unless the data is
+    a saved DatasetDict (split as saved), the split's seed, fractions and --stratify."""
+    settings = {"dataset_name": data_args.builtin or data_args.dataset}
+    if not isinstance(graphs, datasets.DatasetDict):
+        settings.update(seed=seed, validation_fraction=data_args.validation_fraction,
+                        test_fraction=data_args.test_fraction)
+        if task == "graph_classification":
+            settings["stratify"] = data_args.stratify
+    settings.update({name: getattr(data_args, name) for name in DATA_SET_FLAGS if applies(data_args, name)})
+    return settings
+
+
+def warn_unless_held_out(model: GrantGCN, settings: dict, source: str) -> None:
+    """Warns when the split settings differ from those the trained model records for the same data (a model saved
+    before they were recorded, or trained on other data, has nothing to compare)."""
+    recorded = model.data_split
+    if recorded is None or recorded.get("dataset_name") != settings["dataset_name"]:
+        return
+    differing = [f"--{name} {settings.get(name)} (the model's: {recorded.get(name)})"
+                 for name in sorted(set(recorded) | set(settings)) if recorded.get(name) != settings.get(name)]
+    if differing:
+        logger.warning("%s differ from the training run of --model_name_or_path %s: its test graphs may include the "
+                       "model's training graphs; give that run's values to evaluate on the graphs it held out",
+                       ", ".join(differing), source)
+
+
+def described_run(model_args: ModelArguments, data_args: DataArguments, task: str, targets: list[str] | None,
+                  names: list[str] | None, split: dict) -> dict:
+    """What all_results.json says of the run besides its metrics: the task, the data and its split, and the trained
+    model it started from or evaluated."""
+    described = {"task": task, "dataset_name": data_args.builtin or data_args.dataset, "data_split": split}
+    if model_args.model_name_or_path is not None:
+        described.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision)
+    if targets:
+        described["target_columns"] = targets
+    if names:
+        described["class_names"] = names  # class id i (model output i) is class_names[i]
+    return described
+
+
+def validation_and_test(trainer: GraNTTrainer, test: datasets.Dataset) -> dict:
+    return {**trainer.evaluate(), **trainer.evaluate(test, metric_key_prefix="test")}
+
+
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()
     model_args, data_args, training_args = parse_args(argv)
@@ -377,6 +438,9 @@ def main(argv: list[str] | None = None) -> dict:
     if trained is not None and trained.class_names is not None:
         graphs = as_model_classes(graphs, trained.class_names)
     splits = split_graphs(graphs, data_args, task, training_args.seed)
+    split = split_settings(graphs, data_args, task, training_args.seed)
+    if trained is not None:
+        warn_unless_held_out(trained, split, model_args.model_name_or_path)
     if isinstance(graphs, datasets.DatasetDict):  # the classes and targets are read from every split
         graphs = datasets.concatenate_datasets(list(graphs.values()))
     data = f"--task {data_args.builtin}" if data_args.builtin else f"--dataset {data_args.dataset}"
@@ -391,34 +455,30 @@ def main(argv: list[str] | None = None) -> dict:
         model=model, args=training_args, train_dataset=splits["train"] if training_args.do_train else None,
         eval_dataset=splits["validation"], callbacks=[curve], compute_metrics=metrics_for(task, None if names else targets),
     )
-    results = {}
-    if training_args.do_train:
-        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
-    results.update(trainer.evaluate())
-    results.update(trainer.evaluate(splits["test"], metric_key_prefix="test"))
+    described = described_run(model_args, data_args, task, targets, names, split)
+    if not training_args.do_train:  # evaluation only: the metrics and what was evaluated; no model is written
+        results = validation_and_test(trainer, splits["test"])
+        results.pop("epoch", None)  # the unused trainer's 0, not how long the evaluated model trained
+        results.update(described)
+        save_all_results(trainer, results)
+        return results
+
+    # config.json records them: a model saved before GrantGCN kept its task gets it, and the split is this run's
+    model.task, model.data_split = task, split
+    results = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
+    results.update(validation_and_test(trainer, splits["test"]))
     metric, higher = primary_metric(task)
     if curve.curve:
         # the run's own best validation value and when it was first reached (training seconds)
         best = best_value(curve.curve, f"eval_{metric}", higher)
         results["best_eval_" + metric] = best
         results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
-    if training_args.do_train:
-        results.update(teacher=training_args.teacher, start_ratio=training_args.start_ratio)
-    else:
-        results.pop("epoch", None)  # the unused trainer's 0, not how long the evaluated model trained
-    results.update(task=task, dataset_name=data_args.builtin or data_args.dataset)
-    if model_args.model_name_or_path is not None:  # what was evaluated, or fine-tuned (the card's base model)
-        results.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision)
-        if training_args.do_train:
-            results["base_model"] = model_args.model_name_or_path
-    if targets:
-        results["target_columns"] = targets
-    if names:
-        results["class_names"] = names  # class id i (model output i) is class_names[i]
+    results.update(teacher=training_args.teacher, start_ratio=training_args.start_ratio, **described)
+    if model_args.model_name_or_path is not None:  # the card's base model
+        results["base_model"] = model_args.model_name_or_path
     save_all_results(trainer, results)
-    if training_args.do_train:
-        trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
-        save_local_model_card(trainer)  # the card a push writes, for a run kept local
+    trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
+    save_local_model_card(trainer)  # the card a push writes, for a run kept local
     return results
 
 

@@ -2,6 +2,7 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -195,17 +196,52 @@ def trained(tmp_path_factory):
 MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 
 
-def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_model(trained, tmp_path):
+def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_model(trained, tmp_path, caplog):
     data, run, trained_results = trained
     out = tmp_path / "eval"
     results = _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(run),
                                "--no_do_train", "--output_dir", str(out), *EVAL_COMMON])
+    assert "differ from the training run" not in caplog.text  # the run's own split: its test graphs were held out
     assert results["test_mae"] == pytest.approx(trained_results["test_mae"], rel=1e-6)  # the weights were loaded
     assert results["eval_mae"] == pytest.approx(trained_results["eval_mae"], rel=1e-6)
     saved = json.loads((out / "all_results.json").read_text())
     assert not [key for key in saved if key.startswith("train_") or key in ("teacher", "time_to_target", "epoch")]
     assert (saved["model_name_or_path"], saved["dataset_name"], saved["task"]) == (str(run), data, "graph_regression")
     assert not [name for name in MODEL_FILES if (out / name).exists()]
+
+
+def test_the_training_run_records_its_split_and_an_evaluation_on_another_is_warned_of(trained, tmp_path, caplog):
+    data, run, trained_results = trained
+    split = {"dataset_name": data, "seed": 42, "validation_fraction": 0.1, "test_fraction": 0.1, "max_graphs": None}
+    assert trained_results["data_split"] == split
+    assert json.loads((run / "all_results.json").read_text())["data_split"] == split
+    assert json.loads((run / "config.json").read_text())["data_split"] == split
+    _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(run), "--do_train",
+                     "False", "--output_dir", str(tmp_path / "eval"), *EVAL_COMMON, "--seed", "1", "--max_graphs", "30"])
+    assert (f"--max_graphs 30 (the model's: None), --seed 1 (the model's: 42) differ from the training run of "
+            f"--model_name_or_path {run}: its test graphs may include the model's training graphs") in caplog.text
+
+
+def test_generated_data_records_the_flags_that_make_its_graphs(tmp_path):
+    results = _example().main(["--task", "gen-cls", "--num_generated_graphs", "30", "--min_nodes", "4", "--max_nodes",
+                               "6", "--output_dir", str(tmp_path / "run"), *COMMON])
+    assert results["data_split"] == {"dataset_name": "gen-cls", "seed": 42, "validation_fraction": 0.1,
+                                     "test_fraction": 0.1, "max_graphs": None, "num_generated_graphs": 30,
+                                     "min_nodes": 4, "max_nodes": 6}
+
+
+def test_fine_tuning_a_model_saved_without_its_task_saves_it(trained, tmp_path):
+    data, run, _ = trained
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    config = json.loads((older / "config.json").read_text())
+    del config["task"], config["data_split"]  # as GrantGCN saved it before it recorded them
+    (older / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "tuned"
+    _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(older),
+                     "--learning_rate", "0", "--output_dir", str(out), *EVAL_COMMON])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["task"] == "graph_regression" and saved["data_split"]["dataset_name"] == data
 
 
 def test_fine_tuning_starts_from_the_saved_weights(trained, tmp_path, caplog):
@@ -247,6 +283,15 @@ def test_evaluate_only_of_a_hub_model_at_a_revision(trained, tmp_path, local_hub
     assert results["test_mae"] == pytest.approx(trained_results["test_mae"], rel=1e-6)
     assert (results["model_name_or_path"], results["model_revision"]) == (repo_id, trained_commit)
     assert not [name for name in MODEL_FILES if (out / name).exists()]
+    # a revision the repo lacks names the flag (huggingface_hub's RevisionNotFoundError did not)
+    run_absent = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "grant_train.py"), "--dataset", data, "--task", "graph_regression",
+         "--model_name_or_path", repo_id, "--model_revision", "v9", "--do_train", "False", "--output_dir",
+         str(tmp_path / "absent"), *EVAL_COMMON],
+        env={**local_hub.env(), "HF_EFF_CACHE": str(tmp_path / "cache")}, cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert run_absent.returncode != 0
+    assert f"FileNotFoundError: --model_revision v9: the Hub repo {repo_id} has no such branch, tag or commit" in run_absent.stderr
 
 
 @pytest.mark.parametrize(("model", "task", "data", "message"), [
