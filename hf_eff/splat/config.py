@@ -244,8 +244,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     # Trainer defaults changed for splatting (see the class docstring).
     do_train: bool = field(
         default=True,
-        metadata={"help": "Train (Trainer itself ignores this flag; examples/splat_train.py reads it). False: the "
-                          "example only evaluates the model --model_name_or_path names on the scene's test views "
+        metadata={"help": "Train (Trainer itself ignores this flag; examples/splat_train.py reads it, and "
+                          "SplatTrainer builds the energy schedule from every training image only when it is True or "
+                          "train() is called). False: the example only evaluates the model --model_name_or_path names on the scene's test views "
                           "(PSNR, SSIM, preview.png, trajectory.gif, all_results.json) in the rasterize_mode and onto "
                           "the background its config.json records, and saves no model, so --push_to_hub is refused; "
                           "max_steps may then be left unset."},

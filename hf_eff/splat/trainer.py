@@ -344,18 +344,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._strategy_from_args = strategy is None
         self._check_strategy_runs_here()
         self.coarse_to_fine = None
-        needs_t2 = getattr(self.strategy, "global_stop_iter", 0) is None
-        if args.uses_coarse_to_fine or needs_t2:
-            # G2L alone still hands over at T_2 of the energy schedule; only C2F changes resolution.
-            # T_densify is the strategy's own end of densification when it has one.
-            densify_steps = getattr(self.strategy, "refine_stop_iter", args.densify_stop_steps)
-            schedule = EnergyCoarseToFine.from_images(
-                train_views.images, densify_steps=densify_steps, num_levels=args.c2f_levels
-            )
-            if needs_t2:
-                self.strategy.global_stop_iter = schedule.full_resolution_step
-            if args.uses_coarse_to_fine:
-                self.coarse_to_fine = schedule
+        # An evaluation-only run does no training-only work: the energy schedule reads every training image
+        # (seconds for tens of large views); train() builds it if it is called anyway.
+        self._schedule_built = False
+        if args.do_train:
+            self._build_schedule()
         self.strategy_state = self._initial_strategy_state()
         self.optimizers_by_key: dict[str, torch.optim.Optimizer] = {}
         self._last_info: dict[str, Any] | None = None
@@ -368,6 +361,23 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._stopped_clocks = None
         self._eval_seconds = self._eval_cpu_seconds = 0.0
         self.add_callback(_DensifyCallback(self))
+
+    def _build_schedule(self) -> None:
+        """The energy schedule of the training images: the coarse-to-fine resolutions and, for G2L, T_2."""
+        args = self.args
+        needs_t2 = getattr(self.strategy, "global_stop_iter", 0) is None
+        if args.uses_coarse_to_fine or needs_t2:
+            # G2L alone still hands over at T_2 of the energy schedule; only C2F changes resolution.
+            # T_densify is the strategy's own end of densification when it has one.
+            densify_steps = getattr(self.strategy, "refine_stop_iter", args.densify_stop_steps)
+            schedule = EnergyCoarseToFine.from_images(
+                self.train_dataset.images, densify_steps=densify_steps, num_levels=args.c2f_levels
+            )
+            if needs_t2:
+                self.strategy.global_stop_iter = schedule.full_resolution_step
+            if args.uses_coarse_to_fine:
+                self.coarse_to_fine = schedule
+        self._schedule_built = True
 
     def _check_strategy_runs_here(self) -> None:
         """gsplat's MCMCStrategy calls gsplat's CUDA kernels itself (noise injection and relocation), not
@@ -634,6 +644,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             raise ValueError(f"SplatTrainer.train needs max_steps > 0 (the paper's schedule is scaled by it), got "
                              f"{self.args.max_steps}: SplatTrainingArguments(do_train=False) leaves it unset for "
                              "evaluation only")
+        if not self._schedule_built:  # do_train=False left it out; a resumed checkpoint's replaces it
+            self._build_schedule()
         return super().train(*args, **kwargs)
 
     def card_run_settings(self) -> dict:

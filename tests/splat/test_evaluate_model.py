@@ -164,6 +164,26 @@ def test_max_steps_is_needed_to_train_only(tmp_path):
         trainer.train()
 
 
+def test_an_evaluation_only_trainer_builds_no_training_schedule(tmp_path, monkeypatch):
+    # The energy schedule reads every training image (seconds for tens of large views).
+    from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine
+
+    scene = make_procedural_scene(seed=0, num_train=2, num_test=1, width=16, height=16, num_points=50, supersample=1)
+    xyz, rgb = scene.point_arrays()
+    built = []
+    from_images = EnergyCoarseToFine.from_images.__func__
+    monkeypatch.setattr(EnergyCoarseToFine, "from_images",
+                        classmethod(lambda cls, *args, **kwargs: built.append(1) or from_images(cls, *args, **kwargs)))
+    args = SplatTrainingArguments(output_dir=str(tmp_path), report_to="none", do_train=False, max_steps=4,
+                                  eval_render_images=0, disable_tqdm=True)
+    trainer = SplatTrainer(GaussianModel.from_points(xyz, rgb, sh_degree=0), args, train_dataset=scene.views["train"],
+                           eval_dataset=scene.views["test"])
+    trainer.evaluate()
+    assert not built and trainer.coarse_to_fine is None and trainer.strategy.global_stop_iter is None
+    trainer.train()  # called anyway: it trains on the schedule
+    assert built == [1] and trainer.strategy.global_stop_iter == trainer.coarse_to_fine.full_resolution_step
+
+
 def test_a_model_on_the_hub_is_evaluated_at_its_revision(runs, tmp_path, local_hub):  # noqa: F811
     repo_id = local_hub.repo_id("splats")
     api = local_hub.api()
