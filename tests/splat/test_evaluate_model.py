@@ -90,6 +90,19 @@ def test_training_from_a_model_starts_from_its_gaussians_and_keeps_its_sh_degree
     trained = results(out)
     assert trained["base_model"] == str(runs / "run") and "train_runtime" in trained
     assert (out / "model.safetensors").is_file()
+    # the card names the start by its folder's name only (a Hub id gets a link: the test below)
+    card = (out / "README.md").read_text()
+    assert "It is a fine-tuned version of a local model (`run`)" in card and str(runs) not in card
+
+
+def test_the_card_of_a_model_trained_from_a_hub_model_links_it_at_its_revision():
+    from hf_eff.hub.cards import splat_card
+
+    card = splat_card({"eval_psnr": 25.0, "base_model": "me/start", "base_model_revision": "v2"}, "me/further")
+    assert ("It is a fine-tuned version of [`me/start`](https://huggingface.co/me/start) (revision `v2`)"
+            in card.text)
+    assert card.data.base_model == "me/start"
+    assert "fine-tuned" not in splat_card({"eval_psnr": 25.0}, "me/splats").text
 
 
 def test_refused_evaluations_fail_before_any_work(runs, tmp_path, monkeypatch):
