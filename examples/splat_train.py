@@ -24,8 +24,8 @@ starts from its Gaussians, or with --do_train False the run only evaluates it on
 (Mip-Splatting's 2D filter), for a model that will be viewed at other resolutions than its views'; the saved model
 keeps the mode (config.json), splats.ply cannot, and most viewers render it classic.
 --render_trajectory ellipse (the default) orbits the point the training cameras look at, interpolated follows the
-training cameras in their order and comes back (the GIF loops), none skips the video (as gsplat's simple_trainer
-renders a path after training).
+training cameras in their order (the procedural scene's, placed at golden-angle azimuths, nearest-first) and comes
+back (the GIF loops), none skips the video (as gsplat's simple_trainer renders a path after training).
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
@@ -147,7 +147,9 @@ class TrajectoryArguments:
         metadata={"help": "Camera path of trajectory.gif, built from the training cameras: ellipse orbits the point "
                           "they look at (for scenes captured around an object), interpolated is a smooth spline "
                           "through them in their order and back, so the looping GIF has no jump (for a walk-through "
-                          "or a forward-facing capture), none writes no video. The path is built before training, so "
+                          "or a forward-facing capture; the procedural scene's views, placed at golden-angle azimuths, "
+                          "are chained nearest-first instead: in order they zigzag round the scene), none writes no "
+                          "video. The path is built before training, so "
                           "a scene it does not suit fails at once."},
     )
     trajectory_frames: int = field(
@@ -199,12 +201,15 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
     return scene, scene_name
 
 
-def build_camera_path(scene, trajectory_args: TrajectoryArguments) -> np.ndarray | None:
-    """The poses of trajectory.gif, built before training so that a scene the path does not suit fails at once."""
+def build_camera_path(scene, trajectory_args: TrajectoryArguments, procedural: bool) -> np.ndarray | None:
+    """The poses of trajectory.gif, built before training so that a scene the path does not suit fails at once.
+    A capture's order is its walk; the procedural views are placed at golden-angle azimuths, so an interpolated
+    path chains them nearest-first."""
     if trajectory_args.render_trajectory == "none":
         return None
     try:
-        return camera_path(scene.views["train"], trajectory_args.render_trajectory, trajectory_args.trajectory_frames)
+        return camera_path(scene.views["train"], trajectory_args.render_trajectory, trajectory_args.trajectory_frames,
+                           order="nearest" if procedural else "capture")
     except ValueError as error:
         raise ValueError(f"--render_trajectory {trajectory_args.render_trajectory}: {error} (--render_trajectory "
                          "none trains without the video)") from error
@@ -317,7 +322,7 @@ def main():
         # Before the scene, whose transparent pixels are composited onto the model's background.
         evaluate_as_trained(model, training_args)
     scene, scene_name = build_scene(scene_args, training_args)
-    path_poses = build_camera_path(scene, trajectory_args)
+    path_poses = build_camera_path(scene, trajectory_args, procedural=scene_args.scene is None)
     if model is None:
         model = initial_model(scene, model_args)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],

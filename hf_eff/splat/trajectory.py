@@ -6,7 +6,8 @@ path built from the training cameras, rendered frame by frame. gsplat ships its 
 two paths are rewritten here:
 
 - `interpolated_path`: a smoothing B-spline through the training poses, in their order
-  (gsplat's ``generate_interpolated_path``).
+  (gsplat's ``generate_interpolated_path``), or chained nearest-first for cameras whose order
+  is not a walk (``order="nearest"``).
 - `ellipse_path`: an orbit around the point the training cameras look at (gsplat's
   ``generate_ellipse_path_z``), with the up axis taken from the cameras instead of world z.
 
@@ -31,6 +32,7 @@ __all__ = [
     "views_camera_to_world",
     "focus_point",
     "interpolated_path",
+    "nearest_first_order",
     "ellipse_path",
     "camera_path",
     "path_intrinsics",
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 PATH_KINDS = ("ellipse", "interpolated")
+# How interpolated_path visits the cameras: as given (a capture's order is its walk), or each next the
+# nearest not yet visited (cameras placed in another order, e.g. the procedural scene's golden-angle azimuths).
+PATH_ORDERS = ("capture", "nearest")
 
 
 def _check_poses(poses, what: str, minimum: int) -> np.ndarray:
@@ -111,8 +116,9 @@ def interpolated_path(
     smoothness: float = 0.03,
     rot_weight: float = 0.1,
     round_trip: bool = False,
+    order: str = "capture",
 ) -> np.ndarray:
-    """A smooth path through the training poses, in their order (first camera to last).
+    """A smooth path through the training poses, in their order (first camera to last) or nearest-first.
 
     gsplat's ``generate_interpolated_path`` (multinerf): each pose becomes three points (its
     position, a point ``rot_weight`` ahead of it, one ``rot_weight`` below it), one smoothing
@@ -131,6 +137,9 @@ def interpolated_path(
         rot_weight: weight of the viewing direction against the position in the fit.
         round_trip: go to the last camera and back along the same spline, so a looping video
             (`write_gif`) has no jump from the last pose to the first.
+        order: 'capture' follows the poses as given; 'nearest' starts at the first and goes on to the
+            nearest camera not yet visited (by position; greedy, so it may still jump back to a camera
+            it passed by, but not around the scene at every step as golden-angle views do in order).
 
     Returns:
         [num_frames, 4, 4] camera-to-world poses (OpenCV).
@@ -139,6 +148,10 @@ def interpolated_path(
 
     num_frames = _check_num_frames(num_frames)
     poses = _check_poses(camera_to_world, "interpolated_path", 2)
+    if order not in PATH_ORDERS:
+        raise ValueError(f"interpolated_path: order must be one of {PATH_ORDERS}, got {order!r}")
+    if order == "nearest":
+        poses = poses[nearest_first_order(poses)]
     if not (smoothness >= 0 and rot_weight > 0 and spline_degree >= 1):
         raise ValueError(
             f"interpolated_path: need smoothness >= 0, rot_weight > 0 and spline_degree >= 1, got "
@@ -181,6 +194,17 @@ def interpolated_path(
             for position, ahead, below in samples
         ]
     )
+
+
+def nearest_first_order(camera_to_world) -> np.ndarray:
+    """Indices of the poses [N, 4, 4] chained nearest-first by camera position: the first, then each
+    time the nearest one not yet visited (the lower index among equally near ones)."""
+    positions = np.asarray(camera_to_world, dtype=np.float64)[:, :3, 3]
+    order, left = [0], list(range(1, len(positions)))
+    while left:
+        distances = np.linalg.norm(positions[left] - positions[order[-1]], axis=1)
+        order.append(left.pop(int(np.argmin(distances))))
+    return np.asarray(order)
 
 
 def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
@@ -254,17 +278,18 @@ def _up_axis(poses: np.ndarray) -> np.ndarray:
     return up * np.sign(up @ mean_up)
 
 
-def camera_path(views, kind: str, num_frames: int) -> np.ndarray:
+def camera_path(views, kind: str, num_frames: int, order: str = "capture") -> np.ndarray:
     """``kind`` ('ellipse' or 'interpolated') path of ``num_frames`` through a scene split's cameras
     (e.g. ``scene.views["train"]``): [num_frames, 4, 4] camera-to-world. Both loop, as `write_gif`
-    does: the ellipse is one turn, the interpolated path goes to the last camera and back."""
+    does: the ellipse is one turn, the interpolated path goes to the last camera and back, visiting
+    them in ``order`` (`interpolated_path`'s)."""
     if kind not in PATH_KINDS:
         raise ValueError(f"camera path kind must be one of {PATH_KINDS}, got {kind!r}")
     poses = views_camera_to_world(views)
     return (
         ellipse_path(poses, num_frames)
         if kind == "ellipse"
-        else interpolated_path(poses, num_frames, round_trip=True)
+        else interpolated_path(poses, num_frames, round_trip=True, order=order)
     )
 
 

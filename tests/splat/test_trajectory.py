@@ -14,6 +14,7 @@ from hf_eff.splat.trajectory import (
     ellipse_path,
     focus_point,
     interpolated_path,
+    nearest_first_order,
     render_trajectory,
     views_camera_to_world,
     write_gif,
@@ -111,6 +112,32 @@ def test_camera_paths_loop_without_a_jump():
     np.testing.assert_allclose(path[1:], path[:0:-1], atol=1e-9)  # back the way it came
     one_way = interpolated_path(views_camera_to_world(views), 21)
     np.testing.assert_allclose(path[[0, 20]], one_way[[0, -1]], atol=1e-9)
+
+
+def test_interpolated_path_can_chain_the_cameras_nearest_first():
+    in_order = arc_poses(0, 180, 9)
+    shuffled = in_order[[0, 5, 2, 8, 1, 7, 3, 6, 4]]  # the first stays first
+    np.testing.assert_array_equal(nearest_first_order(shuffled), [0, 4, 2, 6, 8, 1, 7, 5, 3])
+    np.testing.assert_allclose(interpolated_path(shuffled, 30, order="nearest"), interpolated_path(in_order, 30),
+                               atol=1e-9)
+    with pytest.raises(ValueError, match="interpolated_path: order must be one of \\('capture', 'nearest'\\), got 'sorted'"):
+        interpolated_path(in_order, 30, order="sorted")
+
+
+def test_the_example_chains_the_procedural_views_nearest_first():
+    # The procedural cameras sit at golden-angle azimuths: in order, the path zigzags round the scene.
+    example = runpy.run_path(str(SCRIPT))
+    scene = make_procedural_scene(seed=0, num_train=16, num_test=1, width=8, height=8, num_points=50, supersample=1)
+    arguments = example["TrajectoryArguments"](render_trajectory="interpolated", trajectory_frames=48)
+    procedural = example["build_camera_path"](scene, arguments, procedural=True)
+    np.testing.assert_allclose(procedural, camera_path(scene.views["train"], "interpolated", 48, order="nearest"))
+    captured = example["build_camera_path"](scene, arguments, procedural=False)  # a capture's order is its walk
+    np.testing.assert_allclose(captured, camera_path(scene.views["train"], "interpolated", 48))
+
+    def length(path):
+        return np.linalg.norm(np.diff(path[:, :3, 3], axis=0), axis=1).sum()
+
+    assert length(procedural) < length(captured) / 3
 
 
 def test_interpolated_path_smooths_in_scene_units(scene):
