@@ -180,16 +180,15 @@ def parse_args(argv: list[str] | None = None):
     return model_args, data_args, training_args
 
 
-def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> PeftConfig | None:
+def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> None:
     """The method, base model and evaluation noise the flags and --adapter_name_or_path imply, set on the arguments,
-    with a warning for each flag the adapter does not use. Returns the adapter's config, if any."""
+    with a warning for each flag the adapter does not use."""
     loaded = resolve_method_and_base_model(model_args, training_args.do_train)
     fill_evaluation_noise(model_args, training_args)
     if loaded is not None:
         warn_of_unused_adapter_flags(model_args, loaded, training_args.eval_noise_from_adapter)
         if isinstance(loaded, HaLoRAConfig) and not training_args.eval_noise_from_adapter:
             warn_of_other_evaluation_noise(model_args.adapter_name_or_path, loaded, training_args)
-    return loaded
 
 
 def fill_evaluation_noise(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> None:
