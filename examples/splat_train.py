@@ -4,7 +4,8 @@
 --scene takes a folder written by `Scene.save`, a COLMAP project, a NeRF folder (transforms_train.json
 / transforms_test.json, or one transforms.json split by --test_every) or a Hub dataset repo id; without
 it, a built-in procedural scene is generated. --white_background True composites transparent pixels
-onto white and renders onto white (3DGS's --white_background; the saved model keeps it). --strategy g2l is the full method of Huang, Liu & Wong (2025):
+onto white and renders onto white (3DGS's --white_background; the saved model keeps it, and a run starting from
+it keeps it unless --white_background False says otherwise). --strategy g2l is the full method of Huang, Liu & Wong (2025):
 global-to-local densification, energy-guided coarse-to-fine and adaptive pruning, each switched
 off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
 
@@ -121,7 +122,8 @@ class ModelArguments:
                           "starts from its Gaussians and SH degree instead of the scene's point cloud or random "
                           "points, and everything else starts over: new Adam moments and densification statistics, "
                           "and the whole schedule from step 0 (coarse-to-fine, densification, opacity resets, SH "
-                          "degree, means LR), in --rasterize_mode and onto --white_background (a model that rendered "
+                          "degree, means LR), in the model's rasterize_mode and onto its background (white_background) "
+                          "unless --rasterize_mode or --white_background say otherwise (a model that rendered "
                           "antialiased or onto white is named when they change that); --resume_from_checkpoint "
                           "continues a run instead."},
     )
@@ -251,9 +253,9 @@ def evaluate_as_trained(model: GaussianModel, training_args: SplatTrainingArgume
         trained, given = getattr(model, name), getattr(training_args, name)
         if trained is None:
             logger.warning("The model's config.json does not record %s (saved before it did): evaluating with --%s "
-                           "%s", name, name, given)
+                           "%s", name, name, False if given is None else given)
             continue
-        if trained != given:
+        if given is not None and trained != given:
             logger.info("Evaluating with the model's %s %s, not --%s %s", name, trained, name, given)
         setattr(training_args, name, trained)
 
@@ -318,9 +320,11 @@ def main():
     set_seed(training_args.seed)
 
     model = load_model(model_args) if model_args.model_name_or_path is not None else None
+    # Before the scene, whose transparent pixels are composited onto the model's background.
     if model is not None and not training_args.do_train:
-        # Before the scene, whose transparent pixels are composited onto the model's background.
         evaluate_as_trained(model, training_args)
+    elif model is not None:
+        training_args.take_model_render_settings(model)
     scene, scene_name = build_scene(scene_args, training_args)
     path_poses = build_camera_path(scene, trajectory_args, procedural=scene_args.scene is None)
     if model is None:

@@ -60,12 +60,13 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     c2f_levels: int = field(default=8, metadata={"help": "K, the coarsest downscale factor (paper: 8)."})
     prune_ratio: float = field(default=0.03, metadata={"help": "p of adaptive pruning (paper: 0.03)."})
     prune_opa_max: float = field(default=0.05, metadata={"help": "tau_u of adaptive pruning (paper: 0.05)."})
-    white_background: bool = field(
-        default=False,
+    white_background: bool | None = field(
+        default=None,
         metadata={"help": "Render onto white instead of black (3DGS's --white_background), for scenes whose "
                           "transparent pixels were composited onto white; the example then composites a converted "
                           "folder's RGBA images onto white too. The saved model keeps it (config.json), and renders "
-                          "onto white by default."},
+                          "onto white by default. None: the trained model's (a GaussianModel loaded with "
+                          "from_pretrained keeps its background), else False (black, 3DGS's default)."},
     )
     prune_opa: float = field(
         default=0.005,
@@ -202,8 +203,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                           "with 3DGS, 3DGS-accel and DashGaussian, which evaluate with 3DGS's metrics.py; the two "
                           "differ by about 0.002-0.01 on 256 px images, as much as the methods differ."},
     )
-    rasterize_mode: str = field(
-        default="classic",
+    rasterize_mode: str | None = field(
+        default=None,
         metadata={"help": "gsplat's rasterize_mode for every render of the run (training, evaluation, previews). "
                           "'classic': 3DGS's (each projected Gaussian dilated by 0.3 pixel^2 so none is thinner than "
                           "a pixel). 'antialiased': gsplat simple_trainer's --antialiased, Mip-Splatting's 2D filter: "
@@ -220,8 +221,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                           "(GaussianModel.rasterize_mode, saved in config.json, used by from_pretrained and "
                           "render_trajectory); the .ply and .splat exports cannot record it, and most viewers render classic, "
                           "which cost these antialiased g2l models 2.3 / 2.9 / 2.3 dB at the views' resolution. "
-                          "Default 'classic': 3DGS's and the paper's, and the one every other default here was "
-                          "tuned with."},
+                          "None: the trained model's (a GaussianModel loaded with from_pretrained keeps its "
+                          "mode; a new one is 'classic', 3DGS's and the paper's, and the one every other default "
+                          "here was tuned with)."},
     )
     packed: bool = field(default=False, metadata={"help": "Packed rasterization (gsplat's memory-saving mode)."})
     render_backend: str = field(default="auto", metadata={"help": "'auto' (gsplat on CUDA, PyTorch on CPU), 'cpu', 'gsplat'."})
@@ -350,11 +352,19 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
             if getattr(self, name) not in SSIM_PADDINGS:
                 raise ValueError(f"SplatTrainingArguments.{name} must be 'same' (3DGS) or 'valid' (gsplat), "
                                  f"got {getattr(self, name)!r}")
-        if self.rasterize_mode not in RASTERIZE_MODES:
+        if self.rasterize_mode is not None and self.rasterize_mode not in RASTERIZE_MODES:
             raise ValueError(f"SplatTrainingArguments.rasterize_mode must be 'classic' or 'antialiased' (gsplat's "
                              f"--antialiased), got {self.rasterize_mode!r}")
         if self.render_backend not in ("auto", "cpu", "gsplat"):
             raise ValueError(f"SplatTrainingArguments.render_backend must be auto, cpu or gsplat, got {self.render_backend!r}")
+
+    def take_model_render_settings(self, model) -> None:
+        """``rasterize_mode`` and ``white_background`` left None become ``model``'s (a `GaussianModel`'s: a
+        loaded one keeps how it was trained), else 'classic' and False; values given win."""
+        if self.rasterize_mode is None:
+            self.rasterize_mode = getattr(model, "rasterize_mode", None) or "classic"
+        if self.white_background is None:
+            self.white_background = bool(getattr(model, "white_background", None))
 
     def steps_at(self, fraction: float | None) -> int | None:
         """The step at this fraction of max_steps; None stays None."""

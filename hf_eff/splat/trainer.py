@@ -394,9 +394,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     @staticmethod
     def _adopt_render_settings(model, args: SplatTrainingArguments) -> None:
         """The model renders in the mode and onto the background it is trained with once saved
-        (`GaussianModel.rasterize_mode` and `white_background`, kept in config.json); a model that rendered
-        antialiased or onto white before is named, as this run changes it. A custom model without them still
-        gets both from the trainer's renders."""
+        (`GaussianModel.rasterize_mode` and `white_background`, kept in config.json): the arguments' when given,
+        else the model's own (`SplatTrainingArguments.take_model_render_settings`); a model that rendered
+        antialiased or onto white before is named when the arguments change it. A custom model without them
+        still gets both from the trainer's renders."""
+        args.take_model_render_settings(model)
         if hasattr(model, "rasterize_mode"):
             if model.rasterize_mode != args.rasterize_mode and model.rasterize_mode != "classic":
                 logger.warning(

@@ -136,8 +136,12 @@ def test_the_trainer_renders_saves_and_names_its_mode(scene, tmp_path, rendered_
     trainer.save_model()
     assert GaussianModel.from_pretrained(tmp_path / "run").rasterize_mode == "antialiased"
 
+    # unset, the mode is the model's
+    unset = SplatTrainingArguments(output_dir=str(tmp_path / "kept"), max_steps=1, disable_tqdm=True, report_to=[])
+    assert SplatTrainer(model=model, args=unset, train_dataset=scene.views["train"]).args.rasterize_mode == "antialiased"
     # training an antialiased model classic changes its mode: said, not silent
-    args = SplatTrainingArguments(output_dir=str(tmp_path / "again"), max_steps=1, disable_tqdm=True, report_to=[])
+    args = SplatTrainingArguments(output_dir=str(tmp_path / "again"), max_steps=1, disable_tqdm=True, report_to=[],
+                                  rasterize_mode="classic")
     from transformers.utils import logging
 
     logging.enable_propagation()

@@ -108,3 +108,20 @@ def test_the_bare_pin_memory_flag_parses_and_pinning_is_dropped_off_cuda(tmp_pat
                                                   "--dataloader_pin_memory"])
     assert args.device.type == "cpu" and args.dataloader_pin_memory is False
 
+
+
+def test_unset_render_settings_are_the_models():
+    from types import SimpleNamespace
+
+    antialiased_on_white = SimpleNamespace(rasterize_mode="antialiased", white_background=True)
+    unset = SplatTrainingArguments(output_dir="unused", max_steps=10)
+    assert (unset.rasterize_mode, unset.white_background) == (None, None)
+    unset.take_model_render_settings(antialiased_on_white)
+    assert (unset.rasterize_mode, unset.white_background) == ("antialiased", True)
+    given = SplatTrainingArguments(output_dir="unused", max_steps=10, rasterize_mode="classic", white_background=False)
+    given.take_model_render_settings(antialiased_on_white)
+    assert (given.rasterize_mode, given.white_background) == ("classic", False)
+    # a model that records neither (a .ply's, or an older config.json's background): 3DGS's defaults
+    default = SplatTrainingArguments(output_dir="unused", max_steps=10)
+    default.take_model_render_settings(SimpleNamespace(white_background=None))
+    assert (default.rasterize_mode, default.white_background) == ("classic", False)

@@ -287,9 +287,14 @@ def test_an_evaluation_composites_and_renders_onto_the_background_the_model_was_
     assert evaluated["eval_psnr"] == pytest.approx(reported["eval_psnr"], rel=1e-6)
     assert evaluated["eval_ssim"] == pytest.approx(reported["eval_ssim"], rel=1e-6)
     assert (evaluated["white_background"], evaluated["rasterize_mode"]) == (True, "antialiased")
-    # Training it further onto black is the user's choice, but named.
+    # Training it further keeps its mode and background unless the flags say otherwise, which is named.
+    run_example(monkeypatch, *scene_flags, "--model_name_or_path", str(trained), "--max_steps", "2",
+                "--output_dir", str(tmp_path / "kept"))
+    kept = json.loads((tmp_path / "kept" / "config.json").read_text())
+    assert (kept["white_background"], kept["rasterize_mode"]) == (True, "antialiased")
     with caplog.at_level(logging.WARNING):
-        run_example(monkeypatch, *scene_flags, "--model_name_or_path", str(trained), "--rasterize_mode", "antialiased",
-                    "--max_steps", "2", "--output_dir", str(tmp_path / "black"))
-    assert "the model renders onto white" in caplog.text
-    assert json.loads((tmp_path / "black" / "config.json").read_text())["white_background"] is False
+        run_example(monkeypatch, *scene_flags, "--model_name_or_path", str(trained), "--white_background", "False",
+                    "--rasterize_mode", "classic", "--max_steps", "2", "--output_dir", str(tmp_path / "black"))
+    assert "the model renders onto white" in caplog.text and "the model renders 'antialiased'" in caplog.text
+    black = json.loads((tmp_path / "black" / "config.json").read_text())
+    assert (black["white_background"], black["rasterize_mode"]) == (False, "classic")
