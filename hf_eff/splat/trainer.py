@@ -330,6 +330,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                 "(GaussianModel.render passes them to rasterize)")
         train_views = SceneViews(train_dataset)
         eval_views = self._eval_views(eval_dataset, args) if eval_dataset is not None else None
+        if args.rasterize_mode is None or args.white_background is None:
+            args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
         self._adopt_render_settings(model, args)
         self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)

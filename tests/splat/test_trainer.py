@@ -624,3 +624,17 @@ def test_loss_and_evaluation_follow_their_ssim_conventions(scene, tmp_path, padd
     assert metrics["eval_ssim"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
     # LPIPS needs pretrained weights the library does not download: no value is made up.
     assert not [key for key in metrics if "lpips" in key]
+
+
+def test_one_model_render_settings_stay_out_of_arguments_shared_with_another(scene, tmp_path):
+    xyz, rgb = scene.point_arrays()
+    trained = GaussianModel.from_points(xyz, rgb, sh_degree=1)
+    trained.rasterize_mode, trained.white_background = "antialiased", True
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True)
+    first = SplatTrainer(model=trained, args=args, train_dataset=scene.views["train"])
+    fresh = GaussianModel.from_points(xyz, rgb, sh_degree=1)
+    second = SplatTrainer(model=fresh, args=args, train_dataset=scene.views["train"])
+    assert (first.args.rasterize_mode, first.args.white_background) == ("antialiased", True)
+    assert (second.args.rasterize_mode, second.args.white_background) == ("classic", False)
+    assert (fresh.rasterize_mode, fresh.white_background) == ("classic", False)
+    assert (args.rasterize_mode, args.white_background) == (None, None)  # still the models' to fill
