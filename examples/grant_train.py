@@ -46,7 +46,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import transformers
-from huggingface_hub.errors import RevisionNotFoundError
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.grant import (
@@ -66,7 +65,7 @@ from hf_eff.grant import (
 )
 from hf_eff.grant.data import largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
-from hf_eff.hub.sources import check_model_source
+from hf_eff.hub.sources import check_model_source, naming_missing_revision
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
@@ -317,10 +316,8 @@ def load_trained_model(model_args: ModelArguments) -> GrantGCN:
     once."""
     source = model_args.model_name_or_path
     try:
-        return GrantGCN.from_pretrained(source, revision=model_args.model_revision)
-    except RevisionNotFoundError as error:
-        raise FileNotFoundError(f"--model_revision {model_args.model_revision}: the Hub repo {source} has no such "
-                                "branch, tag or commit") from error
+        with naming_missing_revision("--model_revision", model_args.model_revision, source):
+            return GrantGCN.from_pretrained(source, revision=model_args.model_revision)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"--model_name_or_path {source}: {error}") from error
     except ValueError as error:

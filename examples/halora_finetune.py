@@ -58,7 +58,12 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
-from hf_eff.hub.sources import check_model_source, last_checkpoint_hint, naming_missing_folder
+from hf_eff.hub.sources import (
+    check_model_source,
+    last_checkpoint_hint,
+    naming_missing_folder,
+    naming_missing_revision,
+)
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -215,7 +220,8 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE_MODEL
         return None
     try:
-        with naming_missing_folder("--adapter_name_or_path", path):
+        with naming_missing_folder("--adapter_name_or_path", path), \
+                naming_missing_revision("--adapter_revision", model_args.adapter_revision, path):
             config = PeftConfig.from_pretrained(path, revision=model_args.adapter_revision)
     except ValueError as error:
         revision = f" at revision {model_args.adapter_revision!r}" if model_args.adapter_revision else ""

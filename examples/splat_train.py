@@ -51,10 +51,9 @@ from typing import Literal
 import numpy as np
 import torch
 import transformers
-from huggingface_hub.errors import RevisionNotFoundError
 from transformers import HfArgumentParser, set_seed
 
-from hf_eff.hub.sources import check_model_source
+from hf_eff.hub.sources import check_model_source, naming_missing_revision
 from hf_eff.splat import (
     GaussianModel,
     SplatTrainer,
@@ -220,10 +219,8 @@ def build_camera_path(scene, trajectory_args: TrajectoryArguments, procedural: b
 def load_model(model_args: ModelArguments) -> GaussianModel:
     source = model_args.model_name_or_path
     try:
-        model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
-    except RevisionNotFoundError as error:
-        raise FileNotFoundError(f"--model_revision {model_args.model_revision}: the Hub repo {source} has no such "
-                                "branch, tag or commit") from error
+        with naming_missing_revision("--model_revision", model_args.model_revision, source):
+            model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
     except FileNotFoundError as error:  # no such folder or repo, or no weights in it
         raise FileNotFoundError(f"--model_name_or_path {source}: {error}") from error
     except ValueError as error:  # weights or config.json of something else than Gaussian splats

@@ -12,6 +12,7 @@ from huggingface_hub.errors import (
     HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
+    RevisionNotFoundError,
 )
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -44,6 +45,19 @@ def naming_missing_folder(what: str, source):
             hub = f"the Hub could not be reached to look for a repo {source}, which is not in the local cache"
         folder = str(source) if Path(source).is_absolute() else f"{source} ({Path(source).absolute()})"
         raise FileNotFoundError(f"{what}: there is no such folder {folder}, and {hub}") from error
+
+
+@contextmanager
+def naming_missing_revision(revision_flag: str, revision: str | None, source):
+    """Re-raises a revision the Hub repo ``source`` lacks, also when a library wraps huggingface_hub's error
+    in its own (PEFT raises a ValueError saying the repo holds no adapter), as an error naming the flag."""
+    try:
+        yield
+    except Exception as error:
+        if not isinstance(error, RevisionNotFoundError) and not isinstance(error.__cause__, RevisionNotFoundError):
+            raise
+        raise FileNotFoundError(f"{revision_flag} {revision}: the Hub repo {source} has no such branch, tag or "
+                                "commit") from error
 
 
 def check_weights_file(model_file: str, model_class: str) -> None:

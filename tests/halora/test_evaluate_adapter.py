@@ -121,6 +121,13 @@ def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, bas
     assert (results["method"], results["base_model"], results["adapter_name_or_path"], results["adapter_revision"]) == (
         "halora", str(base_dir), repo_id, first)
     assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]
+    missing = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--adapter_name_or_path", repo_id, "--adapter_revision", "v9", "--no_do_train",
+         "--output_dir", str(tmp_path / "eval-v9")] + TASK + RUN,
+        env=local_hub.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert f"--adapter_revision v9: the Hub repo {repo_id} has no such branch, tag or commit" in missing.stderr, (
+        missing.stderr[-4000:])
 
 
 def test_lora_and_halora_adapters_are_evaluated_under_the_same_noise(tmp_path, base_dir, caplog):
