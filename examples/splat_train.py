@@ -266,7 +266,8 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) ->
     metrics["num_gaussians"] = len(trainer.model)
     metrics.update(trainer.card_run_settings(), ssim_padding=args.ssim_padding)
     if model_args.model_name_or_path is not None:  # the card's base_model
-        metrics.update(base_model=model_args.model_name_or_path, base_model_revision=model_args.model_revision)
+        metrics.update(base_model=model_args.model_name_or_path, model_name_or_path=model_args.model_name_or_path,
+                       model_revision=model_args.model_revision)
     metrics["dataset"] = scene_name
     trainer.save_metrics("train", metrics)
 

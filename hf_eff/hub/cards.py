@@ -474,8 +474,8 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
         full_data_with=_teacher_without_selection(results),
-        base_model=base_model, local_base=local_base,
-        targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
+        base_model=base_model, base_revision=results.get("model_revision") if base_model else None,
+        local_base=local_base, targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
         results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
         metrics_table=markdown_table(["metric", "validation", "test"], metric_rows) if metric_rows else "",
     )
@@ -493,7 +493,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
                revision: str | None = None, trajectory: str | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply``,
     ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
-    (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``base_model_revision``):
+    (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``model_revision``):
     the model whose Gaussians training started from, which the card names, as a GraNT card does."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
     base_model, _, local_base = _base_model(results.get("base_model"))
@@ -516,7 +516,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
         "splat_model", card_data, revision, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
         antialiased=results.get("rasterize_mode") == "antialiased", base_model=base_model, local_base=local_base,
-        base_revision=results.get("base_model_revision") if base_model else None,
+        base_revision=results.get("model_revision") if base_model else None,
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 

@@ -466,6 +466,8 @@ def test_grant_card_of_a_fine_tuned_model_names_the_model_it_started_from():
     assert hub.data.base_model == "me/gcn-base"
     assert ("It is a fine-tuned version of [`me/gcn-base`](https://huggingface.co/me/gcn-base):\n"
             "the times and metrics below are the fine-tuning's.") in hub.text
+    pinned = cards.grant_card({"eval_mae": 0.3, "base_model": "me/gcn-base", "model_revision": "v2"}, "me/gcn")
+    assert "fine-tuned version of [`me/gcn-base`](https://huggingface.co/me/gcn-base) (revision `v2`):" in pinned.text
     local = cards.grant_card({"eval_mae": 0.3, "base_model": "/runs/gcn-qm9"}, "me/gcn")
     assert local.data.base_model is None and "fine-tuned version of a local model (`gcn-qm9`)" in local.text
     assert "/runs" not in local.text and "fine-tuned" not in cards.grant_card({"eval_mae": 0.3}, "me/gcn").text

@@ -98,7 +98,7 @@ def test_training_from_a_model_starts_from_its_gaussians_and_keeps_its_sh_degree
 def test_the_card_of_a_model_trained_from_a_hub_model_links_it_at_its_revision():
     from hf_eff.hub.cards import splat_card
 
-    card = splat_card({"eval_psnr": 25.0, "base_model": "me/start", "base_model_revision": "v2"}, "me/further")
+    card = splat_card({"eval_psnr": 25.0, "base_model": "me/start", "model_revision": "v2"}, "me/further")
     assert ("It is a fine-tuned version of [`me/start`](https://huggingface.co/me/start) (revision `v2`)"
             in card.text)
     assert card.data.base_model == "me/start"
