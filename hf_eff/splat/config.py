@@ -66,7 +66,10 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                           "transparent pixels were composited onto white; the example then composites a converted "
                           "folder's RGBA images onto white too. The saved model keeps it (config.json), and renders "
                           "onto white by default. None: the trained model's (a GaussianModel loaded with "
-                          "from_pretrained keeps its background), else False (black, 3DGS's default)."},
+                          "from_pretrained keeps its background), else False (black, 3DGS's default).",
+                  # a bare --white_background means True, as in 3DGS (HfArgumentParser asks a value of a bool
+                  # defaulting to None)
+                  "nargs": "?", "const": True},
     )
     prune_opa: float = field(
         default=0.005,

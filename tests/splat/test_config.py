@@ -125,3 +125,10 @@ def test_unset_render_settings_are_the_models():
     default = SplatTrainingArguments(output_dir="unused", max_steps=10)
     default.take_model_render_settings(SimpleNamespace(white_background=None))
     assert (default.rasterize_mode, default.white_background) == ("classic", False)
+
+
+def test_a_bare_white_background_flag_means_true_as_in_3dgs():
+    parser = HfArgumentParser(SplatTrainingArguments)
+    for flags, expected in ((["--white_background"], True), (["--white_background", "False"], False), ([], None)):
+        (args,) = parser.parse_args_into_dataclasses(["--output_dir", "out", "--max_steps", "3", *flags])
+        assert args.white_background is expected, flags
