@@ -79,8 +79,9 @@ def last_checkpoint_hint(folder) -> str:
 def check_model_source(source_flag: str, source: str | None, revision_flag: str, revision: str | None,
                        output_dir: str) -> None:
     """Refuses, before any work: a revision without the source it is a revision of, a revision of a local
-    folder (loaders read a folder as it is, whatever the revision), and an ``output_dir`` that is the
-    source's own folder (the run would overwrite the model it starts from, or the results beside it)."""
+    folder (loaders read a folder as it is, whatever the revision), and an ``output_dir`` that is or holds
+    the source's folder (a run's own checkpoint-N: the run would overwrite the model it starts from, or the
+    results beside it)."""
     if revision is not None and source is None:
         raise ValueError(f"{revision_flag} {revision} is a Hub revision of {source_flag}, which is not given")
     if source is None or not Path(source).is_dir():
@@ -88,6 +89,7 @@ def check_model_source(source_flag: str, source: str | None, revision_flag: str,
     if revision is not None:
         raise ValueError(f"{revision_flag} {revision} is a Hub revision, and {source_flag} {source} is a local folder "
                          f"(read as it is); leave {revision_flag} out")
-    if Path(source).resolve() == Path(output_dir).resolve():
-        raise ValueError(f"--output_dir {output_dir} is the folder of {source_flag}: the run would overwrite the model "
-                         "it starts from (or the results beside it); give another --output_dir")
+    source_folder, output_folder = Path(source).resolve(), Path(output_dir).resolve()
+    if source_folder == output_folder or output_folder in source_folder.parents:  # a checkpoint-N of the run
+        raise ValueError(f"--output_dir {output_dir} is or holds the folder of {source_flag}: the run would overwrite "
+                         "the model it starts from (or the results beside it); give another --output_dir")

@@ -67,8 +67,12 @@ def test_a_revision_needs_a_hub_source_and_a_folder_is_not_the_runs_output(tmp_p
     with pytest.raises(ValueError, match=f"--model_revision v1 is a Hub revision, and --model {folder} is a local folder"):
         check_model_source("--model", str(folder), "--model_revision", "v1", out)
     for output_dir in (str(folder), f"{folder}/", str(tmp_path / "x" / ".." / "run")):
-        with pytest.raises(ValueError, match=f"--output_dir {output_dir} is the folder of --model: the run would overwrite"):
+        with pytest.raises(ValueError, match=f"--output_dir {output_dir} is or holds the folder of --model: the run"):
             check_model_source("--model", str(folder), "--model_revision", None, output_dir)
+    (folder / "checkpoint-4").mkdir()  # starting from a run's checkpoint, into that run's folder
+    with pytest.raises(ValueError, match=f"--output_dir {folder} is or holds the folder of --model"):
+        check_model_source("--model", str(folder / "checkpoint-4"), "--model_revision", None, str(folder))
+    check_model_source("--model", str(folder), "--model_revision", None, str(folder / "checkpoint-4"))  # a fresh one
     check_model_source("--model", str(folder), "--model_revision", None, out)
     check_model_source("--model", "me/model", "--model_revision", "v1", str(tmp_path / "me" / "model"))  # a repo id
     check_model_source("--model", None, "--model_revision", None, out)
