@@ -395,8 +395,8 @@ def warn_unless_held_out(model: GrantGCN, settings: dict, source: str) -> None:
     differing = [f"--{name} {settings.get(name)} (the model's: {recorded.get(name)})"
                  for name in sorted(set(recorded) | set(settings)) if recorded.get(name) != settings.get(name)]
     if differing:
-        logger.warning("%s differ from the training run of --model_name_or_path %s: its test graphs may include the "
-                       "model's training graphs; give that run's values to evaluate on the graphs it held out",
+        logger.warning("%s differ from the training run of --model_name_or_path %s: its validation or test graphs may "
+                       "include the model's training graphs; give that run's values to evaluate on the graphs it held out",
                        ", ".join(differing), source)
 
 

@@ -219,7 +219,7 @@ def test_the_training_run_records_its_split_and_an_evaluation_on_another_is_warn
     _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(run), "--do_train",
                      "False", "--output_dir", str(tmp_path / "eval"), *EVAL_COMMON, "--seed", "1", "--max_graphs", "30"])
     assert (f"--max_graphs 30 (the model's: None), --seed 1 (the model's: 42) differ from the training run of "
-            f"--model_name_or_path {run}: its test graphs may include the model's training graphs") in caplog.text
+            f"--model_name_or_path {run}: its validation or test graphs may include the model's training graphs") in caplog.text
 
 
 def test_generated_data_records_the_flags_that_make_its_graphs(tmp_path):
