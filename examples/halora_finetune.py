@@ -22,8 +22,9 @@ Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/t
 ``--adapter_name_or_path`` (a LoRA or HaLoRA adapter: a folder, a checkpoint-N folder or a Hub id) continues
 training that adapter (its rank, targets and HaLoRA settings kept), or with ``--do_train False`` only evaluates it;
 without it, ``--do_train False`` evaluates the bare base model, the baseline. Every evaluation is under the noise
-flags' noise, whatever noise a loaded HaLoRA adapter was trained under, and an evaluation writes only
-``all_results.json`` (the eval metrics, and the base model, adapter, revision and data evaluated).
+flags' noise, whatever noise a loaded HaLoRA adapter was trained under (``--eval_noise_from_adapter True``: a HaLoRA
+adapter's own), and an evaluation writes only ``all_results.json`` (the eval metrics, and the base model, adapter,
+revision and data evaluated). The card of an adapter trained further names the adapter it started from.
 """
 
 from __future__ import annotations

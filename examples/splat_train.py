@@ -25,13 +25,16 @@ starts from its Gaussians, or with --do_train False the run only evaluates it on
 (Mip-Splatting's 2D filter), for a model that will be viewed at other resolutions than its views'; the saved model
 keeps the mode (config.json), splats.ply cannot, and most viewers render it classic.
 --render_trajectory ellipse (the default) orbits the point the training cameras look at, interpolated follows the
-training cameras in their order (the procedural scene's, placed at golden-angle azimuths, nearest-first) and comes
-back (the GIF loops), none skips the video (as gsplat's simple_trainer renders a path after training).
+training cameras in --trajectory_order (capture order; the procedural scene's, placed at golden-angle azimuths,
+nearest-first) and comes back (the GIF loops), none skips the video (as gsplat's simple_trainer renders a path after
+training).
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
 view: render | ground truth), trajectory.gif (a novel-view video along --render_trajectory) and
-all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy), with the evaluation's
+all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy, rasterize_mode; base_model,
+model_name_or_path and model_revision for a run from a model, which keeps its rasterize_mode and background
+unless the flags say otherwise), with the evaluation's
 eval_results.json and eval_renders/. An evaluation (--do_train False) writes no model: preview.png,
 trajectory.gif, eval_results.json, eval_renders/ and all_results.json (eval_psnr, eval_ssim, model_name_or_path,
 model_revision, dataset, and the rasterize_mode and white_background it rendered with, the model's), into
@@ -147,11 +150,16 @@ class TrajectoryArguments:
         default="ellipse",
         metadata={"help": "Camera path of trajectory.gif, built from the training cameras: ellipse orbits the point "
                           "they look at (for scenes captured around an object), interpolated is a smooth spline "
-                          "through them in their order and back, so the looping GIF has no jump (for a walk-through "
-                          "or a forward-facing capture; the procedural scene's views, placed at golden-angle azimuths, "
-                          "are chained nearest-first instead: in order they zigzag round the scene), none writes no "
-                          "video. The path is built before training, so "
-                          "a scene it does not suit fails at once."},
+                          "through them (in --trajectory_order) and back, so the looping GIF has no jump (for a "
+                          "walk-through or a forward-facing capture), none writes no video. The path is built before "
+                          "training, so a scene it does not suit fails at once."},
+    )
+    trajectory_order: Literal["capture", "nearest"] | None = field(
+        default=None,
+        metadata={"help": "Order of the cameras an interpolated path goes through: capture (the training views' order, "
+                          "a capture's walk) or nearest (chained nearest-first, for views placed in no walking order, "
+                          "e.g. Blender's random hemisphere). None: nearest for the procedural scene (its views, at "
+                          "golden-angle azimuths, zigzag round it in order), else capture."},
     )
     trajectory_frames: int = field(
         default=48, metadata={"help": "Frames of trajectory.gif (shown at 20 per second)."},
@@ -203,14 +211,13 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
 
 
 def build_camera_path(scene, trajectory_args: TrajectoryArguments, procedural: bool) -> np.ndarray | None:
-    """The poses of trajectory.gif, built before training so that a scene the path does not suit fails at once.
-    A capture's order is its walk; the procedural views are placed at golden-angle azimuths, so an interpolated
-    path chains them nearest-first."""
+    """The poses of trajectory.gif, built before training so that a scene the path does not suit fails at once."""
     if trajectory_args.render_trajectory == "none":
         return None
+    order = trajectory_args.trajectory_order or ("nearest" if procedural else "capture")
     try:
         return camera_path(scene.views["train"], trajectory_args.render_trajectory, trajectory_args.trajectory_frames,
-                           order="nearest" if procedural else "capture")
+                           order=order)
     except ValueError as error:
         raise ValueError(f"--render_trajectory {trajectory_args.render_trajectory}: {error} (--render_trajectory "
                          "none trains without the video)") from error

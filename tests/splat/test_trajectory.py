@@ -138,6 +138,11 @@ def test_the_example_chains_the_procedural_views_nearest_first():
         return np.linalg.norm(np.diff(path[:, :3, 3], axis=0), axis=1).sum()
 
     assert length(procedural) < length(captured) / 3
+    for order, expected in (("capture", captured), ("nearest", procedural)):  # the flag wins for any scene
+        given = example["TrajectoryArguments"](render_trajectory="interpolated", trajectory_frames=48,
+                                               trajectory_order=order)
+        for is_procedural in (True, False):
+            np.testing.assert_allclose(example["build_camera_path"](scene, given, procedural=is_procedural), expected)
 
 
 def test_interpolated_path_smooths_in_scene_units(scene):
