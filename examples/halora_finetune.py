@@ -25,6 +25,12 @@ without it, ``--do_train False`` evaluates the bare base model, the baseline. Ev
 flags' noise, whatever noise a loaded HaLoRA adapter was trained under (``--eval_noise_from_adapter True``: a HaLoRA
 adapter's own), and an evaluation writes only ``all_results.json`` (the eval metrics, and the base model, adapter,
 revision and data evaluated). The card of an adapter trained further names the adapter it started from.
+
+A training run records what held its evaluation questions out (``data_split`` in ``all_results.json``, and for each
+training run the adapter went through, ``training_data_splits.json`` beside it): a built-in task draws the evaluation
+questions first (``--data_seed``, ``--eval_size``) and the training questions after them, and a ``--dataset`` of one
+split is divided by ``--data_seed``. Evaluating (or training further) such an adapter on the same data with another
+``--data_seed`` or more questions would score questions it trained on: a warning names the flags.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ from hf_eff.halora.experiment import (
     train_and_evaluate,
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
-from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas
+from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
 from hf_eff.hub.sources import (
     check_model_source,
     last_checkpoint_hint,
@@ -308,6 +314,45 @@ def new_adapter_config(model_args: ModelArguments):
     )
 
 
+def data_split(data_args: DataArguments, data_seed: int, held_out: int) -> dict:
+    """What decides which questions of the data are held out from training: a built-in task's are the first
+    ``held_out`` it draws with the seed; data of one split is divided by the seed (data with its own evaluation
+    split is not, but the example cannot tell them apart); a Hub task's are its evaluation split whatever the flags."""
+    if data_args.dataset is not None:
+        return {"dataset": data_args.dataset, "data_seed": data_seed}
+    if data_args.task_name in BUILTIN_TASKS:
+        return {"task_name": data_args.task_name, "data_seed": data_seed, "eval_size": held_out}
+    return {"task_name": data_args.task_name}
+
+
+def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_args: DataArguments,
+                         evaluated: int) -> None:
+    """One warning when a training run the adapter records on the same data held out other questions than these
+    ``evaluated`` ones: by another seed, or fewer of them. An adapter that records none has nothing to compare."""
+    seeds, sizes = set(), set()
+    for run in recorded:
+        if (run.get("task_name"), run.get("dataset")) != (split.get("task_name"), split.get("dataset")):
+            continue
+        if "data_seed" in run and run["data_seed"] != split["data_seed"]:
+            seeds.add(run["data_seed"])
+        if "eval_size" in run and evaluated > run["eval_size"]:
+            sizes.add(run["eval_size"])
+    differing = []
+    if seeds:
+        differing.append(f"--data_seed {split['data_seed']} (the adapter's: {', '.join(map(str, sorted(seeds)))})")
+    if sizes:
+        trimmed = f" and --max_eval_samples {evaluated}" if evaluated < split["eval_size"] else ""
+        differing.append(f"--eval_size {split['eval_size']}{trimmed} (the adapter's eval_size: "
+                         f"{', '.join(map(str, sorted(sizes)))})")
+    if differing:
+        own_split = (" (unless --dataset has its own validation or test split, which no seed divides)"
+                     if data_args.dataset is not None else "")
+        data = f"--dataset {data_args.dataset}" if data_args.dataset is not None else f"--task_name {data_args.task_name}"
+        logger.warning("%s differ from the training of --adapter_name_or_path %s on %s: the evaluation questions may "
+                       "include questions it trained on%s; give its --data_seed and no more questions to evaluate on "
+                       "those it held out", ", ".join(differing), adapter, data, own_split)
+
+
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -318,6 +363,8 @@ def main(argv: list[str] | None = None) -> dict:
     resolve_adapter(model_args, training_args)
     # before the data (a Hub task is downloaded): an adapter that does not fit the base model is refused first
     model, tokenizer = load_model(model_args, trainable=training_args.do_train)
+    adapter = model_args.adapter_name_or_path
+    recorded = read_data_splits(adapter, model_args.adapter_revision) if adapter else []
 
     data_seed = training_args.data_seed or 0
     if data_args.dataset is not None:
@@ -326,12 +373,15 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         train, evaluation = load_task(data_args.task_name, seed=data_seed, train_size=data_args.train_size,
                                       eval_size=data_args.eval_size)
+    split = data_split(data_args, data_seed, len(evaluation))  # a training run held out every question of evaluation
     if data_args.max_eval_samples is not None:
         evaluation = evaluation.select(range(min(len(evaluation), data_args.max_eval_samples)))
+    if recorded:
+        warn_unless_held_out(adapter, recorded, split, data_args, len(evaluation))
     dataset_name = data_args.dataset or data_args.task_name
     evaluated = dict(base_model=model_args.model_name_or_path, adapter_name_or_path=model_args.adapter_name_or_path,
                      adapter_revision=model_args.adapter_revision, dataset_name=dataset_name,
-                     eval_questions=len(evaluation))
+                     eval_questions=len(evaluation), data_split=split)
 
     if not training_args.do_train:
         logger.info("Evaluating %s on %s: %d questions", model_args.adapter_name_or_path or model_args.model_name_or_path,
@@ -343,8 +393,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     logger.info("%s on %s: %d train / %d eval questions", model_args.method, dataset_name, len(train), len(evaluation))
     peft_config = None if model_args.adapter_name_or_path else new_adapter_config(model_args)
+    # the adapter's record: the earlier runs it records, and this one
+    data_splits = recorded + ([split] if split not in recorded else [])
     trainer, results = train_and_evaluate(model_args.method, model, tokenizer, train, evaluation, training_args,
-                                          peft_config=peft_config, max_length=data_args.max_length)
+                                          peft_config=peft_config, max_length=data_args.max_length,
+                                          data_splits=data_splits)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
     results.update(train_questions=len(train), **evaluated)

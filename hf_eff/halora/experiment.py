@@ -159,9 +159,11 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
 
 def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
                        train: Dataset, evaluation: Dataset, args: HaLoRATrainingArguments,
-                       peft_config: LoraConfig | None = None, max_length: int = 128) -> tuple[HaLoRATrainer, dict]:
+                       peft_config: LoraConfig | None = None, max_length: int = 128,
+                       data_splits: list[dict] | None = None) -> tuple[HaLoRATrainer, dict]:
     """Adapts ``model`` with ``method`` (a PeftModel, e.g. an adapter loaded trainable, is trained as it is:
-    ``peft_config`` must then be None), trains, evaluates under noise; returns the trainer and the
+    ``peft_config`` must then be None), trains, evaluates under noise; ``data_splits``: saved with the adapter
+    (``HaLoRATrainer.data_splits``). Returns the trainer and the
     flat results (train_*, eval_*_sigma_*, step time, peak memory, noise memory overhead, adapter size
     ``adapter_relative_norm_*``). Peak memory: ``train_peak_memory_mb`` (allocated) on a GPU; on a Linux
     CPU ``train_peak_rss_mb`` and ``train_start_rss_mb``, the process's resident memory at its peak
@@ -175,6 +177,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
     set_seed(args.seed)
     peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, peft_config or adapter_config(method))
     trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
+    trainer.data_splits = data_splits
     timer = StepTimer()
     trainer.add_callback(timer)
     results = {"method": method}
@@ -192,6 +195,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
     if trainer.is_world_process_zero():
         # Saved before the (long) evaluation under noise, so that a failure there loses no training.
         peft_model.save_pretrained(args.output_dir)
+        trainer.save_data_splits(args.output_dir)
     results.update(train_output.metrics, train_step_seconds=timer.mean_step_seconds(),
                    train_step_cpu_seconds=timer.mean_step_seconds(cpu=True))
     results.update(adapter_relative_norms(peft_model, peft_model.active_adapter))

@@ -8,6 +8,7 @@ same way, which is how LoRA and HaLoRA are compared.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import numbers
 import re
@@ -15,10 +16,13 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate.optimizer import AcceleratedOptimizer
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
 from peft import PeftModel
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
@@ -43,6 +47,9 @@ _NOT_AVERAGED = ("runtime", "samples_per_second", "steps_per_second", "model_pre
 # TRL's running count of training tokens, which it also files under the evaluation metrics: one value,
 # logged once by TRL itself, not a metric of the noise.
 _COTRAINER_TOTALS = ("num_tokens",)
+# Beside adapter_config.json, which cannot hold them: PEFT drops a key its config class lacks, warning that
+# the file needs a newer PEFT.
+DATA_SPLITS_NAME = "training_data_splits.json"
 
 
 @dataclass
@@ -143,6 +150,35 @@ def check_eval_sigmas(sigmas: list[float], mode: str | None, source: str) -> Non
                          f"and must be <= 1, got {sigmas}")
 
 
+def save_data_splits(folder, data_splits: list[dict]) -> None:
+    """``data_splits`` (the data settings of each training run an adapter went through) as DATA_SPLITS_NAME."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    Path(folder, DATA_SPLITS_NAME).write_text(json.dumps(data_splits, indent=2) + "\n")
+
+
+def read_data_splits(adapter: str, revision: str | None = None) -> list[dict]:
+    """The data splits an adapter's folder or Hub repo (at ``revision``) records; none for an adapter saved
+    without them (by PEFT itself, or by hf-eff before it kept them)."""
+    if Path(adapter).is_dir():
+        path = Path(adapter, DATA_SPLITS_NAME)
+        if not path.is_file():
+            return []
+    else:
+        try:
+            path = hf_hub_download(adapter, DATA_SPLITS_NAME, revision=revision)
+        except EntryNotFoundError:
+            return []
+    try:
+        data_splits = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{adapter}: {DATA_SPLITS_NAME} is not JSON ({error}); remove it to use the adapter "
+                         "without its record of the questions it trained on") from error
+    if not isinstance(data_splits, list) or not all(isinstance(split, dict) for split in data_splits):
+        raise ValueError(f"{adapter}: {DATA_SPLITS_NAME} holds {data_splits!r}, not a list of data splits (one object "
+                         "per training run)")
+    return data_splits
+
+
 def training_noise_sigma(config: HaLoRAConfig, draw: int, seed: int) -> float:
     """The noise level of training draw ``draw`` (it starts at step ``draw * noise_resample_steps``):
     ``noise_sigma``, ramped over ``noise_warmup_steps``, times a U(0, 1) factor seeded by (seed, draw)
@@ -175,9 +211,14 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     step after each optimizer step, or in the loss). Logs ``task_loss``, ``reg_loss`` and
     ``noise_sigma`` (the current draw's level) beside ``loss``. The noise is taken out before
     evaluation, saving and at the end of training.
+
+    ``data_splits``, when set, is saved beside the adapter (checkpoints too) as DATA_SPLITS_NAME: the data
+    settings of each training run the adapter went through, which tell an evaluation of it whether its
+    questions were held out from them (examples/halora_finetune.py sets and reads them).
     """
 
     card_kind = "halora_adapter"
+    data_splits: list[dict] | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -326,7 +367,13 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         self.remove_training_noise()
+        self.save_data_splits(output_dir)  # first: with push_to_hub, Trainer.save_model ends by uploading the folder
         super().save_model(output_dir, _internal_call)
+
+    def save_data_splits(self, output_dir: str | None = None) -> None:
+        """``data_splits``, if set, into ``output_dir`` (default: the arguments'), from the process that saves."""
+        if self.data_splits is not None and self.args.should_save:
+            save_data_splits(output_dir or self.args.output_dir, self.data_splits)
 
     # --- evaluation under noise --------------------------------------------------------------
 

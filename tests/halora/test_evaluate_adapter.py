@@ -17,6 +17,7 @@ from hf_eff.halora import base_model
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
 from hf_eff.halora.experiment import build_trainer, train_and_evaluate
 from hf_eff.halora.tasks import load_task
+from hf_eff.halora.trainer import DATA_SPLITS_NAME, HaLoRATrainer
 from tests.halora.conftest import make_tiny_llama
 from tests.halora.test_example import EXAMPLE, _load_example, parse_and_resolve
 from tests.hub.conftest import REPO_ROOT, local_hub  # noqa: F401  (the local Hub server fixture)
@@ -26,6 +27,8 @@ RUN = ["--eval_sigmas", "0", "0.05", "--eval_noise_seeds", "2", "--per_device_tr
        "--per_device_eval_batch_size", "8", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
        "--disable_tqdm", "true"]
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+SPLIT = {"task_name": "comparison", "data_seed": 0, "eval_size": 8}  # what TASK holds out
+HELD_OUT_WARNING = "differ from the training of --adapter_name_or_path"
 
 
 @pytest.fixture
@@ -104,6 +107,8 @@ def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, bas
     save_adapter(base_dir, tmp_path / "v1", halora_config())
     first = api.upload_folder(folder_path=tmp_path / "v1", repo_id=repo_id).oid
     save_adapter(base_dir, tmp_path / "v2", halora_config(), shift=0.5)
+    # the second version records a training run on other questions: the first, evaluated, records none
+    (tmp_path / "v2" / DATA_SPLITS_NAME).write_text(json.dumps([{**SPLIT, "data_seed": 5}]))
     api.upload_folder(folder_path=tmp_path / "v2", repo_id=repo_id, commit_message="second version")
     out = tmp_path / "eval"
     # A fresh process: huggingface_hub reads its endpoint when first imported (tests/hub/conftest.py).
@@ -121,6 +126,7 @@ def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, bas
     assert (results["method"], results["base_model"], results["adapter_name_or_path"], results["adapter_revision"]) == (
         "halora", str(base_dir), repo_id, first)
     assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]
+    assert HELD_OUT_WARNING not in process.stderr  # the record is read at the revision evaluated
     missing = subprocess.run(
         [sys.executable, str(EXAMPLE), "--adapter_name_or_path", repo_id, "--adapter_revision", "v9", "--no_do_train",
          "--output_dir", str(tmp_path / "eval-v9")] + TASK + RUN,
@@ -289,3 +295,118 @@ def test_train_and_evaluate_refuses_a_second_adapter_config_for_a_peft_model(bas
     model = get_peft_model(make_tiny_llama(vocab_size=len(char_tokenizer)), lora_config())
     with pytest.raises(ValueError, match="already carries its adapter"):
         train_and_evaluate("lora", model, char_tokenizer, None, None, None, peft_config=lora_config())
+
+
+@pytest.fixture
+def trained_run(tmp_path, base_dir):
+    """A LoRA adapter trained one step on TASK, with a checkpoint."""
+    out = tmp_path / "run"
+    _load_example().main(["--model_name_or_path", str(base_dir), "--method", "lora", "--max_steps", "1",
+                          "--output_dir", str(out)] + TASK + RUN + ["--eval_sigmas", "0", "--save_strategy", "steps",
+                                                                    "--save_steps", "1"])
+    return out
+
+
+def test_a_training_run_records_the_questions_it_held_out_beside_the_adapter(trained_run):
+    assert json.loads((trained_run / "all_results.json").read_text())["data_split"] == SPLIT
+    for folder in (trained_run, trained_run / "checkpoint-1"):  # it travels with the adapter
+        assert json.loads((folder / DATA_SPLITS_NAME).read_text()) == [SPLIT], folder
+
+
+def held_out_warnings(caplog, adapter, output_dir, *flags: str) -> list[str]:
+    caplog.clear()
+    results = _load_example().main(["--adapter_name_or_path", str(adapter), "--no_do_train", "--output_dir",
+                                    str(output_dir)] + TASK + RUN + ["--eval_sigmas", "0", *flags])
+    assert results["data_split"]["task_name"] == results["dataset_name"]
+    return [record.getMessage() for record in caplog.records if HELD_OUT_WARNING in record.getMessage()]
+
+
+def test_an_evaluation_that_may_score_training_questions_is_warned_of(trained_run, tmp_path, caplog):
+    outputs = iter(tmp_path / f"eval{i}" for i in range(10))
+    # the questions its training held out, or the first of them
+    for flags in ([], ["--eval_size", "4"], ["--eval_size", "12", "--max_eval_samples", "8"],
+                  ["--task_name", "arithmetic", "--data_seed", "1"]):  # other data: nothing recorded of it
+        assert held_out_warnings(caplog, trained_run, next(outputs), *flags) == [], flags
+    assert held_out_warnings(caplog, trained_run, next(outputs), "--data_seed", "1", "--eval_size", "12") == [
+        f"--data_seed 1 (the adapter's: 0), --eval_size 12 (the adapter's eval_size: 8) {HELD_OUT_WARNING} "
+        f"{trained_run} on --task_name comparison: the evaluation questions may include questions it trained on; "
+        "give its --data_seed and no more questions to evaluate on those it held out"]
+    assert held_out_warnings(caplog, trained_run / "checkpoint-1", next(outputs), "--eval_size", "12",
+                             "--max_eval_samples", "10") == [
+        f"--eval_size 12 and --max_eval_samples 10 (the adapter's eval_size: 8) {HELD_OUT_WARNING} "
+        f"{trained_run / 'checkpoint-1'} on --task_name comparison: the evaluation questions may include questions it "
+        "trained on; give its --data_seed and no more questions to evaluate on those it held out"]
+
+
+def test_an_adapter_that_records_no_data_split_is_evaluated_without_a_warning(tmp_path, base_dir, caplog):
+    save_adapter(base_dir, tmp_path / "adapter", lora_config())  # saved by PEFT itself
+    assert held_out_warnings(caplog, tmp_path / "adapter", tmp_path / "eval", "--data_seed", "1") == []
+
+
+def test_an_adapter_trained_further_records_each_runs_split(trained_run, tmp_path, caplog):
+    further = ["--adapter_name_or_path", str(trained_run), "--max_steps", "1"] + TASK + RUN + ["--eval_sigmas", "0"]
+    _load_example().main(further + ["--output_dir", str(tmp_path / "same")])
+    assert HELD_OUT_WARNING not in caplog.text
+    assert json.loads((tmp_path / "same" / DATA_SPLITS_NAME).read_text()) == [SPLIT]
+    _load_example().main(further + ["--data_seed", "1", "--output_dir", str(tmp_path / "other")])
+    assert f"--data_seed 1 (the adapter's: 0) {HELD_OUT_WARNING} {trained_run}" in caplog.text  # evaluated as it trains
+    assert json.loads((tmp_path / "other" / DATA_SPLITS_NAME).read_text()) == [SPLIT, {**SPLIT, "data_seed": 1}]
+    # its own seed's questions were held out of its second run only: the first may have trained on them
+    assert len(held_out_warnings(caplog, tmp_path / "other", tmp_path / "eval", "--data_seed", "1")) == 1
+
+
+def test_a_pushed_adapter_carries_its_data_split_to_the_hub(tmp_path, base_dir, local_hub):  # noqa: F811
+    repo_id = local_hub.repo_id("halora-split")
+
+    def example(*flags: str) -> subprocess.CompletedProcess:
+        process = subprocess.run([sys.executable, str(EXAMPLE), *flags] + TASK + RUN + ["--eval_sigmas", "0"],
+                                 env=local_hub.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert process.returncode == 0, process.stderr[-4000:]
+        return process
+
+    example("--model_name_or_path", str(base_dir), "--method", "lora", "--max_steps", "1", "--output_dir",
+            str(tmp_path / "run"), "--push_to_hub", "--hub_model_id", repo_id)
+    assert DATA_SPLITS_NAME in local_hub.api().list_repo_files(repo_id)
+    evaluation = example("--adapter_name_or_path", repo_id, "--no_do_train", "--data_seed", "1", "--output_dir",
+                         str(tmp_path / "eval"))
+    assert f"--data_seed 1 (the adapter's: 0) {HELD_OUT_WARNING} {repo_id}" in evaluation.stderr
+
+
+def test_the_trainer_saves_the_data_splits_before_its_push_uploads_the_folder(tmp_path, base_dir):
+    out = tmp_path / "out"
+    _, _, args = parse_and_resolve(["--model_name_or_path", str(base_dir), "--output_dir", str(out)] + RUN)
+    model, tokenizer = load_base_model(str(base_dir))
+    _, evaluation = load_task("comparison", seed=0, train_size=8, eval_size=8)
+    trainer = build_trainer(get_peft_model(model, lora_config()), tokenizer, None, evaluation, args, max_length=64)
+    trainer.data_splits = [SPLIT]
+    trainer.args.push_to_hub = True  # set after construction: no Hub repo is created
+    uploaded = []
+    trainer.push_to_hub = lambda **kwargs: uploaded.append(sorted(path.name for path in out.iterdir()))
+    trainer.save_model()
+    assert DATA_SPLITS_NAME in uploaded[0] and json.loads((out / DATA_SPLITS_NAME).read_text()) == [SPLIT]
+
+
+def test_train_and_evaluate_saves_the_data_splits_with_the_adapter_before_evaluating(tmp_path, base_dir, monkeypatch):
+    def failing_evaluation(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(HaLoRATrainer, "evaluate", failing_evaluation)
+    out = tmp_path / "out"
+    _, _, args = parse_and_resolve(["--model_name_or_path", str(base_dir), "--max_steps", "1", "--output_dir", str(out)]
+                                   + RUN)
+    model, tokenizer = load_base_model(str(base_dir))
+    train, evaluation = load_task("comparison", seed=0, train_size=8, eval_size=8)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        train_and_evaluate("lora", model, tokenizer, train, evaluation, args, peft_config=lora_config(), max_length=64,
+                           data_splits=[SPLIT])
+    assert (out / "adapter_model.safetensors").is_file()  # the training is kept, and what held its questions out
+    assert json.loads((out / DATA_SPLITS_NAME).read_text()) == [SPLIT]
+
+
+@pytest.mark.parametrize("record, message", [("{", "is not JSON"), ('{"data_seed": 0}', "not a list of data splits")])
+def test_a_malformed_data_split_record_is_named(trained_run, tmp_path, record, message):
+    (trained_run / DATA_SPLITS_NAME).write_text(record)
+    with pytest.raises(ValueError, match=f"{trained_run}: {DATA_SPLITS_NAME} .*{message}"):
+        _load_example().main(["--adapter_name_or_path", str(trained_run), "--no_do_train", "--output_dir",
+                              str(tmp_path / "eval")] + TASK + RUN)
+    assert not (tmp_path / "eval").exists()
