@@ -35,6 +35,8 @@ __all__ = [
     "load_scene",
     "images_to_float",
     "scene_views_to_tensors",
+    "scene_views_cameras",
+    "scene_views_images",
     "scene_views_masks",
     "validate_views",
     "views_dataset",
@@ -548,7 +550,7 @@ def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
     its columns, cameras, image sizes and the optional ``mask`` column (per view a single-channel
     lossless image of its view's size, `check_mask_image`, or None: no mask). `validate_views` checks a scene's splits with it, and
     `SplatTrainer` the splits it is given. Transparency and masks that keep no pixel need the
-    decoded pixels: they are checked where those are decoded (`scene_views_to_tensors`,
+    decoded pixels: they are checked where those are decoded (`scene_views_images`,
     `scene_views_masks`)."""
     import PIL.Image
 
@@ -666,22 +668,31 @@ def _check_stored_mask(mask, size: tuple[int, int], where: str) -> None:
 
 
 def scene_views_to_tensors(views: Dataset, device=None):
-    """Stacks one split for training: images [N, H, W, 3] uint8 (0..255, as stored; 4x smaller
-    than float), viewmats (world-to-camera) [N, 4, 4] and Ks [N, 3, 3] float32. All views must
-    share one size, and no image may have transparent pixels (`views_dataset` composites them).
-    `images_to_float` gives an image's values in [0, 1]; the trainer converts each view when it is
-    read (`SceneViews`), not the whole stack."""
-    if len(views) == 0:
-        raise ValueError("scene split is empty")
-    sizes = list(zip(views["width"], views["height"]))
-    for index, size in enumerate(sizes):
-        if size != sizes[0]:
-            raise ValueError(
-                f"scene view {index} is {size[0]}x{size[1]} but view 0 is {sizes[0][0]}x{sizes[0][1]}; "
-                "stacking needs one image size (SplatTrainer trains each split at one size: resize those views "
-                "and scale their K alike, or leave them out)"
-            )
-    width, height = sizes[0]
+    """Stacks one split for training: images [N, H, W, 3] uint8 (`scene_views_images`), viewmats
+    (world-to-camera) [N, 4, 4] and Ks [N, 3, 3] float32 (`scene_views_cameras`)."""
+    viewmats, Ks, _ = scene_views_cameras(views, device)
+    return scene_views_images(views, device), viewmats, Ks
+
+
+def scene_views_cameras(views: Dataset, device=None):
+    """One split's cameras, read without decoding an image: viewmats (world-to-camera) [N, 4, 4] and
+    Ks [N, 3, 3] float32, and the (width, height) all its views share (`scene_views_images` stacks
+    them)."""
+    size = _one_size(views)
+    table = views.select_columns(["K", "world_to_camera"]).with_format("numpy")
+    Ks = torch.as_tensor(np.asarray(table["K"], dtype=np.float32), device=device)
+    viewmats = torch.as_tensor(
+        np.asarray(table["world_to_camera"], dtype=np.float32), device=device
+    )
+    return viewmats, Ks, size
+
+
+def scene_views_images(views: Dataset, device=None) -> torch.Tensor:
+    """One split's images decoded into a stack [N, H, W, 3] uint8 (0..255, as stored; 4x smaller
+    than float). All views must share one size, and no image may have transparent pixels
+    (`views_dataset` composites them). `images_to_float` gives an image's values in [0, 1]; the
+    trainer converts each view when it is read (`SceneViews`), not the whole stack."""
+    width, height = _one_size(views)
     # Decoded one view at a time into the stack: no list of all decoded images beside it.
     images = np.empty((len(views), height, width, 3), dtype=np.uint8)
     for index, row in enumerate(views.select_columns(["image"])):
@@ -695,12 +706,22 @@ def scene_views_to_tensors(views: Dataset, device=None):
                 "poses, background=...), which composites them onto the background"
             )
         images[index] = np.asarray(image.convert("RGB"))
-    table = views.select_columns(["K", "world_to_camera"]).with_format("numpy")
-    Ks = torch.as_tensor(np.asarray(table["K"], dtype=np.float32), device=device)
-    viewmats = torch.as_tensor(
-        np.asarray(table["world_to_camera"], dtype=np.float32), device=device
-    )
-    return torch.as_tensor(images, device=device), viewmats, Ks
+    return torch.as_tensor(images, device=device)
+
+
+def _one_size(views: Dataset) -> tuple[int, int]:
+    """The (width, height) of every view of a non-empty split, read from its columns."""
+    if len(views) == 0:
+        raise ValueError("scene split is empty")
+    sizes = list(zip(views["width"], views["height"]))
+    for index, size in enumerate(sizes):
+        if size != sizes[0]:
+            raise ValueError(
+                f"scene view {index} is {size[0]}x{size[1]} but view 0 is {sizes[0][0]}x{sizes[0][1]}; "
+                "stacking needs one image size (SplatTrainer trains each split at one size: resize those views "
+                "and scale their K alike, or leave them out)"
+            )
+    return sizes[0]
 
 
 def masked_view_count(views: Dataset) -> int:
@@ -747,7 +768,7 @@ def scene_views_masks(views: Dataset, device=None) -> torch.Tensor | None:
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (0..255, as `scene_views_to_tensors` stacks them) as float32 in [0, 1]."""
+    """uint8 images (0..255, as `scene_views_images` stacks them) as float32 in [0, 1]."""
     if images.dtype != torch.uint8:
         raise TypeError(f"images_to_float expects uint8 images (0..255), got {images.dtype}")
     return images.float() / 255.0

@@ -48,8 +48,9 @@ from hf_eff.splat.rendering import LOW_PRECISION
 from hf_eff.splat.scene import (
     Scene,
     images_to_float,
+    scene_views_cameras,
+    scene_views_images,
     scene_views_masks,
-    scene_views_to_tensors,
     validate_views_split,
 )
 
@@ -98,29 +99,44 @@ class SceneViews(Dataset):
     on the way to the device; `SplatTrainer.compute_loss` makes it float). The ignored pixels of
     `images` are set to 0 here, once: their content then reaches nothing downstream (the loss, the
     coarse-to-fine downscaling and energy schedule, the evaluation's target).
+
+    ``lazy=True`` reads the cameras now and decodes the images and masks when `images` or `masks` is
+    first read (or `decode` is called): an evaluation-only trainer's training views serve their
+    cameras alone (the scene scale, the check that they see the Gaussians).
     """
 
-    def __init__(self, views):
+    def __init__(self, views, lazy: bool = False):
         if isinstance(views, SceneViews):
-            self.images, self.viewmats, self.Ks = views.images, views.viewmats, views.Ks
-            self.masks = views.masks
+            vars(self).update(vars(views))  # the same tensors, and the pixels if they are decoded
+        else:
+            check_views_split(views)
+            self.viewmats, self.Ks, (self.width, self.height) = scene_views_cameras(views)
+            self._views, self._images, self._masks = views, None, None
+        if not lazy:
+            self.decode()
+
+    def decode(self) -> None:
+        """Decodes the split's images and masks, once."""
+        if self._views is None:
             return
-        check_views_split(views)
-        self.images, self.viewmats, self.Ks = scene_views_to_tensors(views)
-        self.masks = scene_views_masks(views)
-        if self.masks is not None:
-            self.images[~self.masks] = 0
+        images, masks = scene_views_images(self._views), scene_views_masks(self._views)
+        if masks is not None:
+            images[~masks] = 0
+        # The split is not needed past this point (nor pickled into dataloader workers).
+        self._images, self._masks, self._views = images, masks, None
 
     @property
-    def width(self) -> int:
-        return self.images.shape[2]
+    def images(self) -> torch.Tensor:
+        self.decode()
+        return self._images
 
     @property
-    def height(self) -> int:
-        return self.images.shape[1]
+    def masks(self) -> torch.Tensor | None:
+        self.decode()
+        return self._masks
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.viewmats)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = {"image": images_to_float(self.images[index]), "viewmat": self.viewmats[index], "K": self.Ks[index]}
@@ -328,7 +344,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             if missing:
                 raise TypeError(f"SplatTrainer: model.render must accept the keywords {', '.join(missing)} "
                                 "(GaussianModel.render passes them to rasterize)")
-        train_views = SceneViews(train_dataset)
+        # An evaluation-only run reads the training cameras alone: its training images stay undecoded.
+        train_views = SceneViews(train_dataset, lazy=not args.do_train)
         eval_views = self._eval_views(eval_dataset, args) if eval_dataset is not None else None
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
@@ -649,6 +666,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                              f"{self.args.max_steps}: SplatTrainingArguments(do_train=False) leaves it unset for "
                              "evaluation only")
         if not self._schedule_built:  # do_train=False left it out; a resumed checkpoint's replaces it
+            self.train_dataset.decode()  # here, not in each dataloader worker
             self._build_schedule()
         return super().train(*args, **kwargs)
 

@@ -16,6 +16,7 @@ from hf_eff.splat.scene import (
     images_to_float,
     load_scene,
     points_dataset,
+    scene_views_cameras,
     scene_views_to_tensors,
     validate_views,
     views_dataset,
@@ -266,6 +267,27 @@ def test_scene_views_to_tensors_stacks_and_checks_sizes():
     mixed = views_dataset([images[0], np.zeros((4, 4, 3), np.uint8)], Ks[:2], poses[:2])
     with pytest.raises(ValueError, match="scene view 1 is 4x4 but view 0 is 8x6"):
         scene_views_to_tensors(mixed)
+
+
+def test_scene_views_cameras_reads_no_image(monkeypatch):
+    # An evaluation-only trainer's training views: their cameras without their pixels.
+    from datasets import Image
+
+    images, Ks, poses = view_columns()
+    split = views_dataset(images, Ks, poses)
+    decoded = []
+    decode = Image.decode_example
+    monkeypatch.setattr(Image, "decode_example", lambda self, *args, **kwargs: decoded.append(1)
+                        or decode(self, *args, **kwargs))
+    viewmats, intrinsics, size = scene_views_cameras(split)
+    assert not decoded
+    assert size == (WIDTH, HEIGHT)
+    _, stacked_viewmats, stacked_intrinsics = scene_views_to_tensors(split)
+    assert torch.equal(viewmats, stacked_viewmats) and torch.equal(intrinsics, stacked_intrinsics)
+    assert len(decoded) == 3
+    mixed = views_dataset([images[0], np.zeros((4, 4, 3), np.uint8)], Ks[:2], poses[:2])
+    with pytest.raises(ValueError, match="scene view 1 is 4x4 but view 0 is 8x6"):
+        scene_views_cameras(mixed)
 
 
 def test_the_scene_packaging_functions_are_public():
