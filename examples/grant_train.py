@@ -65,7 +65,7 @@ from hf_eff.grant import (
 )
 from hf_eff.grant.data import largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
-from hf_eff.hub.sources import check_model_source, naming_missing_revision
+from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
@@ -315,13 +315,8 @@ def load_trained_model(model_args: ModelArguments) -> GrantGCN:
     """The GrantGCN of --model_name_or_path, loaded before the data is read, so that a wrong folder or repo fails at
     once."""
     source = model_args.model_name_or_path
-    try:
-        with naming_missing_revision("--model_revision", model_args.model_revision, source):
-            return GrantGCN.from_pretrained(source, revision=model_args.model_revision)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"--model_name_or_path {source}: {error}") from error
-    except ValueError as error:
-        raise ValueError(f"--model_name_or_path {source}: {error}") from error
+    with naming_model_flags("--model_name_or_path", source, "--model_revision", model_args.model_revision):
+        return GrantGCN.from_pretrained(source, revision=model_args.model_revision)
 
 
 def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str, in_channels: int, out_channels: int,

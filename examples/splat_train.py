@@ -56,7 +56,7 @@ import torch
 import transformers
 from transformers import HfArgumentParser, set_seed
 
-from hf_eff.hub.sources import check_model_source, naming_missing_revision
+from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.splat import (
     GaussianModel,
     SplatTrainer,
@@ -225,13 +225,8 @@ def build_camera_path(scene, trajectory_args: TrajectoryArguments, procedural: b
 
 def load_model(model_args: ModelArguments) -> GaussianModel:
     source = model_args.model_name_or_path
-    try:
-        with naming_missing_revision("--model_revision", model_args.model_revision, source):
-            model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
-    except FileNotFoundError as error:  # no such folder or repo, or no weights in it
-        raise FileNotFoundError(f"--model_name_or_path {source}: {error}") from error
-    except ValueError as error:  # weights or config.json of something else than Gaussian splats
-        raise ValueError(f"--model_name_or_path {source}: {error}") from error
+    with naming_model_flags("--model_name_or_path", source, "--model_revision", model_args.model_revision):
+        model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
     logger.info("Loaded %s: %d Gaussians, SH degree %d, rasterize_mode %s, white_background %s", source, len(model),
                 model.sh_degree, model.rasterize_mode, model.white_background)
     if model_args.sh_degree is not None and model_args.sh_degree != model.sh_degree:

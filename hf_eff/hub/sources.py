@@ -60,6 +60,20 @@ def naming_missing_revision(revision_flag: str, revision: str | None, source):
                                 "commit") from error
 
 
+@contextmanager
+def naming_model_flags(source_flag: str, source, revision_flag: str, revision: str | None):
+    """Errors of loading a model from ``source`` at ``revision`` start with the flag that gave them: a revision
+    the Hub repo lacks its revision flag (`naming_missing_revision`); a missing folder, repo or weights file
+    (FileNotFoundError) and a source holding no such model (ValueError) the source flag."""
+    with naming_missing_revision(revision_flag, revision, source):
+        try:
+            yield
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{source_flag} {source}: {error}") from error
+        except ValueError as error:
+            raise ValueError(f"{source_flag} {source}: {error}") from error
+
+
 def check_weights_file(model_file: str, model_class: str) -> None:
     """For ``PyTorchModelHubMixin._load_as_safetensor``: huggingface_hub assumes a local folder holds the
     weights (a Hub download raises its own error first), and safetensors' error names no folder."""
