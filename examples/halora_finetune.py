@@ -238,7 +238,7 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
     weights = (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)
     if Path(path).is_dir() and not any(Path(path, name).is_file() for name in weights):
         raise ValueError(f"--adapter_name_or_path {path!r} holds adapter_config.json but no adapter weights "
-                         f"({' or '.join(weights)})" + last_checkpoint_hint(path))
+                         f"({' or '.join(weights)})" + last_checkpoint_hint(path, weights))
     peft_type = PeftType(config.peft_type).value  # the enum member or, from some configs, its string
     method = ADAPTER_METHODS.get(peft_type)
     if method is None:

@@ -4,6 +4,7 @@ holding the weights."""
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,11 +15,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 # What huggingface_hub raises for a source it reads as a repo id: no repo id at all, no such repo (or
 # none this token can read), or no connection and no cached copy.
 _NOT_FOUND = (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundError)
+_CHECKPOINT_FOLDER = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-([0-9]+)")  # as Trainer names its checkpoints
 
 
 @contextmanager
@@ -84,10 +86,18 @@ def check_weights_file(model_file: str, model_class: str) -> None:
                                 + last_checkpoint_hint(folder))
 
 
-def last_checkpoint_hint(folder) -> str:
-    """For the output folder of a run that ended before saving its model: the checkpoint that holds one."""
-    checkpoint = get_last_checkpoint(str(folder))
-    return f"; its last checkpoint holds one: {checkpoint}" if checkpoint else ""
+def last_checkpoint_hint(folder, weights_files: tuple[str, ...] = (constants.SAFETENSORS_SINGLE_FILE,)) -> str:
+    """For the output folder of a run that ended before saving its model: its newest checkpoint-N holding one
+    of ``weights_files`` (a run stopped while saving leaves a newer checkpoint without them)."""
+    numbered = {}
+    for path in Path(folder).iterdir():
+        match = _CHECKPOINT_FOLDER.fullmatch(path.name)
+        if match and path.is_dir():
+            numbered[int(match.group(1))] = path
+    for _, checkpoint in sorted(numbered.items(), reverse=True):
+        if any((checkpoint / name).is_file() for name in weights_files):
+            return f"; its last checkpoint that holds one: {checkpoint}"
+    return ""
 
 
 def check_model_source(source_flag: str, source: str | None, revision_flag: str, revision: str | None,

@@ -99,7 +99,7 @@ def test_another_models_weights_are_refused_not_left_at_random(tmp_path):
 
 def test_a_run_folder_without_its_weights_names_the_checkpoint_that_has_them(tmp_path):
     GrantGCN(4, 2).save_pretrained(tmp_path / "checkpoint-12")
-    with pytest.raises(ValueError, match=f"holds no GrantGCN: it has no config.json .*; its last checkpoint holds "
+    with pytest.raises(ValueError, match=f"holds no GrantGCN: it has no config.json .*; its last checkpoint that holds "
                                          f"one: {re.escape(str(tmp_path / 'checkpoint-12'))}$"):
         GrantGCN.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text((tmp_path / "checkpoint-12" / "config.json").read_text())

@@ -203,7 +203,7 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
                                            "it as --model_name_or_path\)"),
     (["--adapter_name_or_path", "{config_only}"],
      r"'.*config_only' holds adapter_config.json but no adapter weights \(adapter_model.safetensors or adapter_model.bin\); "
-     r"its last checkpoint holds one: .*config_only/checkpoint-3"),
+     r"its last checkpoint that holds one: .*config_only/checkpoint-3"),
     (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
      r"--adapter_revision v1 is a Hub revision, and --adapter_name_or_path .*adapter is a local folder"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),

@@ -11,7 +11,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from hf_eff.hub.sources import naming_missing_folder
+from hf_eff.hub.sources import last_checkpoint_hint, naming_missing_folder
 
 # What HfHubHTTPError reads of its response (its HTTP client differs across huggingface_hub versions).
 NOT_FOUND_RESPONSE = SimpleNamespace(headers={}, request=None, status_code=404)
@@ -76,3 +76,16 @@ def test_a_revision_needs_a_hub_source_and_a_folder_is_not_the_runs_output(tmp_p
     check_model_source("--model", str(folder), "--model_revision", None, out)
     check_model_source("--model", "me/model", "--model_revision", "v1", str(tmp_path / "me" / "model"))  # a repo id
     check_model_source("--model", None, "--model_revision", None, out)
+
+
+def test_the_checkpoint_hint_skips_newer_checkpoints_without_weights(tmp_path):
+    for step, files in ((5, ["model.safetensors"]), (10, ["model.safetensors", "trainer_state.json"]),
+                        (20, ["trainer_state.json"]), (30, [])):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        for name in files:
+            (tmp_path / f"checkpoint-{step}" / name).write_text("")
+    (tmp_path / "checkpoint-99-old").mkdir()  # not a Trainer checkpoint name
+    (tmp_path / "checkpoint-50").write_text("")  # a file, not a checkpoint folder
+    assert last_checkpoint_hint(tmp_path) == f"; its last checkpoint that holds one: {tmp_path / 'checkpoint-10'}"
+    assert last_checkpoint_hint(tmp_path, ("trainer_state.json",)).endswith("checkpoint-20")
+    assert last_checkpoint_hint(tmp_path, ("adapter_model.safetensors",)) == ""

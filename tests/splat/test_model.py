@@ -208,6 +208,6 @@ def test_loading_what_is_no_model_folder_names_it(tmp_path):
     GaussianModel.random(torch.zeros(3), 1.0, 5, sh_degree=0).save_pretrained(crashed / "checkpoint-4")
     (crashed / "config.json").write_text((crashed / "checkpoint-4" / "config.json").read_text())
     with pytest.raises(FileNotFoundError, match=f"the folder {crashed} holds no GaussianModel weights: it has no "
-                                                f"model.safetensors beside its config.json; its last checkpoint holds "
+                                                f"model.safetensors beside its config.json; its last checkpoint that holds "
                                                 f"one: {crashed}/checkpoint-4"):
         GaussianModel.from_pretrained(crashed)
