@@ -29,7 +29,6 @@ from hf_eff.halora.config import HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise
 from hf_eff.halora.regularizer import lora_factors
 from hf_eff.halora.tasks import (
-    choice_logprob_sums,
     harness_adds_bos,
     tokenize_for_scoring,
     tokenize_for_training,
@@ -152,8 +151,7 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
         train_dataset=None if train is None else tokenize_for_training(train, tokenizer, max_length, add_bos_token),
         eval_dataset=scoring,
         data_collator=DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100),
-        compute_metrics=scorer.compute_metrics,
-        preprocess_logits_for_metrics=choice_logprob_sums,
+        scorer=scorer,
     )
 
 

@@ -441,15 +441,17 @@ def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, 
 @dataclass
 class MultipleChoiceScorer:
     """Maps the per-row scores of ``tokenize_for_scoring``'s flattened rows back to questions.
-    ``choice_lengths``: characters of each row's choice, for ``accuracy_norm`` (None: accuracy only)."""
+    ``choice_lengths``: characters of each row's choice, for ``accuracy_norm`` (None: accuracy only);
+    ``questions``: the multiple-choice dataset the rows were built from, for ``samples``."""
 
     example_index: np.ndarray
     choice_index: np.ndarray
     answers: np.ndarray
     choice_lengths: np.ndarray | None = None
+    questions: Dataset | None = None
 
-    def _predictions(self, row_scores: np.ndarray) -> np.ndarray:
-        """Best choice per question; ties go to the lowest choice index (np.argmax, as the harness)."""
+    def _score_table(self, row_scores: np.ndarray) -> np.ndarray:
+        """The rows' scores as a questions x choices table, -inf past a question's last choice."""
         row_scores = np.asarray(row_scores, dtype=np.float64).reshape(-1)
         if row_scores.shape[0] != self.example_index.shape[0]:
             # e.g. trainer.evaluate(other_dataset) with the compute_metrics of the trainer's own eval dataset
@@ -459,7 +461,17 @@ class MultipleChoiceScorer:
             raise ValueError("choice log-likelihoods contain NaN (the model diverged?)")
         table = np.full((len(self.answers), int(self.choice_index.max(initial=0)) + 1), -np.inf)
         table[self.example_index, self.choice_index] = row_scores
-        return table.argmax(axis=1)
+        return table
+
+    def _predictions(self, row_scores: np.ndarray) -> np.ndarray:
+        """Best choice per question; ties go to the lowest choice index (np.argmax, as the harness)."""
+        return self._score_table(row_scores).argmax(axis=1)
+
+    def _normalised(self, row_scores: np.ndarray) -> np.ndarray:
+        """Each row's score per character of its choice (``accuracy_norm``)."""
+        if self.choice_lengths is None:
+            raise ValueError("accuracy_norm needs choice_lengths (tokenize_for_scoring's scorer has them)")
+        return np.asarray(row_scores, dtype=np.float64).reshape(-1) / self.choice_lengths
 
     def accuracy(self, row_scores: np.ndarray) -> float:
         """The harness's ``acc``: the choice of highest summed log-likelihood."""
@@ -471,10 +483,29 @@ class MultipleChoiceScorer:
         ``pred_norm = np.argmax(lls / completion_len)``: the summed log-likelihood divided by the
         choice's length in characters (``len`` of the str, without the leading space; the harness's
         separate ``acc_bytes`` divides by UTF-8 bytes instead)."""
-        if self.choice_lengths is None:
-            raise ValueError("accuracy_norm needs choice_lengths (tokenize_for_scoring's scorer has them)")
-        return float((self._predictions(np.asarray(row_scores, dtype=np.float64).reshape(-1) / self.choice_lengths)
-                      == self.answers).mean())
+        return float((self._predictions(self._normalised(row_scores)) == self.answers).mean())
+
+    def samples(self, row_scores: np.ndarray) -> Iterator[dict]:
+        """Per question, in the dataset's order, what lm-evaluation-harness's ``--log_samples`` records:
+        ``doc_id`` (the question's index in ``questions``), ``question``, ``choices``, ``answer``,
+        ``contexts`` where the row has them, ``loglikelihoods`` (each choice's summed log-likelihood),
+        ``pred`` and ``acc`` (0/1), and with ``choice_lengths`` ``pred_norm`` and ``acc_norm``: the
+        predictions ``accuracy`` and ``accuracy_norm`` count."""
+        if self.questions is None:
+            raise ValueError("samples need the questions the rows were built from (tokenize_for_scoring's scorer has them)")
+        table = self._score_table(row_scores)
+        predictions = table.argmax(axis=1)
+        norm_predictions = None if self.choice_lengths is None else self._predictions(self._normalised(row_scores))
+        for doc_id, row in enumerate(self.questions):
+            answer = int(self.answers[doc_id])
+            sample = {"doc_id": doc_id, "question": row["question"], "choices": row["choices"], "answer": answer}
+            if row.get(CONTEXTS_COLUMN) is not None:
+                sample[CONTEXTS_COLUMN] = row[CONTEXTS_COLUMN]
+            sample["loglikelihoods"] = table[doc_id, : len(row["choices"])].tolist()
+            sample.update(pred=int(predictions[doc_id]), acc=int(predictions[doc_id] == answer))
+            if norm_predictions is not None:
+                sample.update(pred_norm=int(norm_predictions[doc_id]), acc_norm=int(norm_predictions[doc_id] == answer))
+            yield sample
 
     def compute_metrics(self, eval_pred: EvalPrediction) -> dict[str, float]:
         """``compute_metrics`` for the Trainer (with ``choice_logprob_sums`` as preprocess_logits_for_metrics)."""
@@ -487,8 +518,8 @@ class MultipleChoiceScorer:
 def tokenize_for_scoring(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128, add_bos_token: bool = False
 ) -> tuple[Dataset, MultipleChoiceScorer]:
-    """One row per (question, choice), plus the scorer that turns row scores into accuracy
-    (``add_bos_token`` as in ``encode_choices``).
+    """One row per (question, choice), plus the scorer that turns row scores into accuracy and per-question
+    samples (``add_bos_token`` as in ``encode_choices``).
 
     Rows are sorted by length (stably), so the Trainer's sequential evaluation batches pad little (on
     the built-in tasks unsorted batches of 64 carried about 20% padding). The scorer maps rows back to questions."""
@@ -508,7 +539,7 @@ def tokenize_for_scoring(
     order = sorted(range(len(rows)), key=lambda k: len(rows[k]["input_ids"]))
     scorer = MultipleChoiceScorer(
         np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"]),
-        np.array([float(len(texts[k])) for k in order]),
+        np.array([float(len(texts[k])) for k in order]), questions=dataset,
     )
     return Dataset.from_list([rows[k] for k in order]), scorer
 

@@ -15,6 +15,7 @@ import re
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from hf_eff.halora.noise import (
     rram_linear_modules,
     rram_noise,
 )
+from hf_eff.halora.tasks import MultipleChoiceScorer, choice_logprob_sums
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
@@ -89,6 +91,15 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
                           "own, and the flags still fill them for LoRA and the bare base model)."},
     )
     noise_seed: int | None = field(default=None, metadata={"help": "Seed of every noise draw; default: `seed`."})
+    log_samples: bool = field(
+        default=False,
+        metadata={"help": "As lm-evaluation-harness's --log_samples: each evaluation writes samples_<prefix>.jsonl "
+                          "(samples_eval.jsonl) into output_dir, one line per sigma, noise seed and question: sigma, "
+                          "noise_seed (null at sigma 0, which draws no noise), doc_id (the question's index in the "
+                          "eval dataset), question, choices, answer, loglikelihoods (one per choice), pred, acc and "
+                          "pred_norm, acc_norm (the predictions the reported accuracies count); each evaluation "
+                          "rewrites it. Needs the trainer's scorer (HaLoRATrainer(scorer=...))."},
+    )
     # transformers leaves do_train to the scripts, False by default; hf-eff's examples train unless told not to
     do_train: bool = field(
         default=True,
@@ -118,6 +129,9 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
             check_tile_size(self.eval_noise_tile_size, "eval_noise_tile_size")
         if self.noise_seed is None:
             self.noise_seed = self.seed
+        if self.log_samples and (self.prediction_loss_only or self.batch_eval_metrics):
+            raise ValueError("log_samples writes each evaluation's choice scores, which prediction_loss_only and "
+                             "batch_eval_metrics do not keep: set them False, or log_samples False")
         self._check_metric_for_best_model(names)
 
     def _check_metric_for_best_model(self, reported: list[str]) -> None:
@@ -201,6 +215,14 @@ def sigma_key(prefix: str, metric: str, sigma: float, stat: str) -> str:
     return f"{prefix}_{metric}_sigma_{sigma_name(sigma)}_{stat}"
 
 
+def write_samples(path: Path, samples: Iterable[dict], sigma: float, noise_seed: int | None) -> None:
+    """Appends one evaluation run's per-question ``samples`` (``MultipleChoiceScorer.samples``) to ``path`` as JSON
+    lines, each led by the run's ``sigma`` and ``noise_seed`` (None at sigma 0, which draws no noise)."""
+    with path.open("a") as file:
+        for sample in samples:
+            file.write(json.dumps({"sigma": sigma, "noise_seed": noise_seed, **sample}) + "\n")
+
+
 class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     """``Trainer`` for HaLoRA adapters (and for LoRA baselines evaluated the same way).
 
@@ -212,6 +234,10 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     ``noise_sigma`` (the current draw's level) beside ``loss``. The noise is taken out before
     evaluation, saving and at the end of training.
 
+    ``scorer`` (``tokenize_for_scoring``'s, with its eval dataset) scores the evaluation: it sets
+    ``compute_metrics`` and ``preprocess_logits_for_metrics``, and with ``log_samples`` maps each run's
+    choice scores to the per-question samples written beside the metrics.
+
     ``data_splits``, when set, is saved beside the adapter (checkpoints too) as DATA_SPLITS_NAME: the data
     settings of each training run the adapter went through, which tell an evaluation of it whether its
     questions were held out from them (examples/halora_finetune.py sets and reads them).
@@ -220,10 +246,21 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     card_kind = "halora_adapter"
     data_splits: list[dict] | None = None
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, scorer: MultipleChoiceScorer | None = None, **kwargs):
+        if scorer is not None:
+            given = [name for name in ("compute_metrics", "preprocess_logits_for_metrics") if kwargs.get(name) is not None]
+            if given:  # the samples must be what the reported metrics counted
+                raise ValueError(f"HaLoRATrainer: scorer sets compute_metrics and preprocess_logits_for_metrics; "
+                                 f"give scorer or {' and '.join(given)}, not both")
+            kwargs.update(compute_metrics=scorer.compute_metrics, preprocess_logits_for_metrics=choice_logprob_sums)
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, HaLoRATrainingArguments):
             raise TypeError("HaLoRATrainer needs HaLoRATrainingArguments (eval_sigmas, eval_noise_seeds, noise_seed)")
+        if self.args.log_samples and scorer is None:
+            raise ValueError("log_samples needs the eval dataset's scorer: HaLoRATrainer(..., scorer=scorer) with the "
+                             "MultipleChoiceScorer tokenize_for_scoring returned (hf_eff.halora.experiment.build_trainer "
+                             "passes it)")
+        self.scorer = scorer
         self._train_noise: RRAMNoise | None = None
         self._train_draw: int | None = None
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
@@ -405,6 +442,20 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
             return self.model
         return self.model.get_base_model()
 
+    def samples_path(self, metric_key_prefix: str = "eval") -> Path:
+        """Where ``evaluate`` writes its samples with ``log_samples``."""
+        return Path(self.args.output_dir, f"samples_{metric_key_prefix}.jsonl")
+
+    def _new_samples_file(self, metric_key_prefix: str) -> Path | None:
+        """With ``log_samples``, on the main process only (every process holds the gathered predictions):
+        ``samples_path``, emptied for this evaluation's runs; else None."""
+        if not (self.args.log_samples and self.is_world_process_zero()):
+            return None
+        path = self.samples_path(metric_key_prefix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        return path
+
     def card_run_settings(self) -> dict:
         settings = self.eval_noise_settings()
         return {"noise_mode": settings["mode"], "noise_tile_size": settings["tile_size"],
@@ -415,7 +466,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         at sigma 0): ``<prefix>_<metric>_sigma_<s>_mean`` / ``_std`` (std over seeds, ddof 0). The
         noise-free run's metrics are also reported under their usual names. Accuracy is exact on
         any number of processes; the loss is transformers' own, which over several processes
-        weighs an uneven last batch as a full one (transformers issue #16716). Evaluate the unmerged
+        weighs an uneven last batch as a full one (transformers issue #16716). With ``log_samples``, each
+        run's per-question samples go to ``samples_path(metric_key_prefix)``. Evaluate the unmerged
         adapter: merged weights would put BA on RRAM with W0 (see ``rram_noise``)."""
         if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
@@ -431,11 +483,13 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         start_time = time.time()
         metrics: dict[str, float] = {}
         num_samples = 0
+        samples_path = self._new_samples_file(metric_key_prefix)
         for sigma in self.args.eval_sigmas:
             runs = []
             for k in range(1 if sigma == 0 else self.args.eval_noise_seeds):
+                noise_seed = self.args.noise_seed + k if sigma > 0 else None
                 noise = (
-                    rram_noise(self._eval_noise_model(), sigma, seed=self.args.noise_seed + k, draw_index=EVAL_DRAW_INDEX, **settings)
+                    rram_noise(self._eval_noise_model(), sigma, seed=noise_seed, draw_index=EVAL_DRAW_INDEX, **settings)
                     if sigma > 0
                     else contextlib.nullcontext()
                 )
@@ -448,6 +502,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
                         metric_key_prefix=metric_key_prefix,
                     )
                 num_samples += output.num_samples
+                if samples_path is not None:
+                    write_samples(samples_path, self.scorer.samples(output.predictions), sigma, noise_seed)
                 output.metrics.update(self._take_cotrainer_eval_metrics(metric_key_prefix))
                 runs.append(output.metrics)
                 if sigma == 0 and not any(k.startswith(f"{metric_key_prefix}_") and "_sigma_" not in k for k in metrics):

@@ -1,0 +1,149 @@
+"""HaLoRATrainingArguments.log_samples: per-question samples of every evaluation run under noise, as
+lm-evaluation-harness's --log_samples writes them."""
+
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model
+
+from hf_eff.halora.experiment import build_trainer
+from hf_eff.halora.tasks import MultipleChoiceScorer, builtin_task, tokenize_for_scoring
+from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_key
+from tests.halora.conftest import make_tiny_llama
+from tests.halora.test_example import _load_example
+
+SIGMAS = [0.0, 0.1]
+SEEDS = 2
+
+
+def _args(output_dir, **kwargs):
+    defaults = dict(output_dir=str(output_dir), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+                    dataloader_num_workers=0, seed=0, per_device_eval_batch_size=32, eval_sigmas=SIGMAS,
+                    eval_noise_seeds=SEEDS, noise_seed=7)
+    return HaLoRATrainingArguments(**{**defaults, **kwargs})
+
+
+def _lora_model(tokenizer):
+    return get_peft_model(make_tiny_llama(vocab_size=len(tokenizer)),
+                          LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+
+
+def _questions():
+    return builtin_task("mixed", train_size=0, eval_size=9)[1]  # 4, 2 and 4 choices
+
+
+def _read_samples(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_samples_are_the_predictions_the_reported_accuracies_count(tmp_path, char_tokenizer):
+    questions = _questions()
+    trainer = build_trainer(_lora_model(char_tokenizer), char_tokenizer, None, questions,
+                            _args(tmp_path, log_samples=True), max_length=96)
+    metrics = trainer.evaluate()
+    path = tmp_path / "samples_eval.jsonl"
+    assert trainer.samples_path() == path
+    samples = _read_samples(path)
+
+    runs = defaultdict(list)
+    for sample in samples:
+        runs[sample["sigma"], sample["noise_seed"]].append(sample)
+    # sigma 0 draws no noise: one run, with no seed; every other level one run per noise seed
+    assert list(runs) == [(0.0, None), (0.1, 7), (0.1, 8)]
+    for run in runs.values():
+        assert [sample["doc_id"] for sample in run] == list(range(len(questions)))
+        for sample, row in zip(run, questions):
+            assert (sample["question"], sample["choices"], sample["answer"]) == (row["question"], row["choices"], row["answer"])
+            assert "contexts" not in sample
+            scores = np.array(sample["loglikelihoods"])
+            assert len(scores) == len(row["choices"])
+            assert sample["pred"] == scores.argmax()
+            assert sample["pred_norm"] == (scores / [len(choice) for choice in row["choices"]]).argmax()
+            assert sample["acc"] == int(sample["pred"] == row["answer"])
+            assert sample["acc_norm"] == int(sample["pred_norm"] == row["answer"])
+    assert runs[0.1, 7][0]["loglikelihoods"] != runs[0.1, 8][0]["loglikelihoods"] != runs[0.0, None][0]["loglikelihoods"]
+    # the two seeds score differently, so a run's rows under another run's seed would not add up
+    assert metrics["eval_accuracy_sigma_0.1_std"] > 0
+
+    for metric, field in (("accuracy", "acc"), ("accuracy_norm", "acc_norm")):
+        assert np.mean([s[field] for s in runs[0.0, None]]) == metrics[f"eval_{metric}"]
+        for sigma in SIGMAS:
+            per_seed = [np.mean([s[field] for s in run]) for (level, _), run in runs.items() if level == sigma]
+            assert np.mean(per_seed) == pytest.approx(metrics[sigma_key("eval", metric, sigma, "mean")], abs=1e-12)
+            assert np.std(per_seed) == pytest.approx(metrics[sigma_key("eval", metric, sigma, "std")], abs=1e-12)
+
+    trainer.evaluate()  # rewrites the file: one evaluation's samples, not two
+    assert _read_samples(path) == samples
+
+
+def test_no_samples_by_default_nor_from_other_processes(tmp_path, char_tokenizer):
+    questions = _questions()
+    model = _lora_model(char_tokenizer)
+    build_trainer(model, char_tokenizer, None, questions, _args(tmp_path / "default", eval_sigmas=[0.0])).evaluate()
+    assert not list((tmp_path / "default").glob("samples_*"))
+
+    trainer = build_trainer(model, char_tokenizer, None, questions,
+                            _args(tmp_path / "rank1", eval_sigmas=[0.0], log_samples=True))
+    trainer.is_world_process_zero = lambda: False  # another process of a distributed evaluation
+    trainer.evaluate()
+    assert not list((tmp_path / "rank1").glob("samples_*"))
+
+
+def test_log_samples_needs_the_scorer_and_predictions(tmp_path, char_tokenizer):
+    scoring, scorer = tokenize_for_scoring(_questions(), char_tokenizer, max_length=96)
+    model = _lora_model(char_tokenizer)
+    with pytest.raises(ValueError, match=r"log_samples needs the eval dataset's scorer: HaLoRATrainer\(\.\.\., scorer=scorer\)"):
+        HaLoRATrainer(model=model, args=_args(tmp_path, log_samples=True), eval_dataset=scoring,
+                      compute_metrics=scorer.compute_metrics)
+    with pytest.raises(ValueError, match="give scorer or compute_metrics, not both"):
+        HaLoRATrainer(model=model, args=_args(tmp_path), eval_dataset=scoring, scorer=scorer,
+                      compute_metrics=scorer.compute_metrics)
+    for flag in ("prediction_loss_only", "batch_eval_metrics"):
+        with pytest.raises(ValueError, match="log_samples writes each evaluation's choice scores, which "
+                                             "prediction_loss_only and batch_eval_metrics do not keep"):
+            _args(tmp_path, log_samples=True, **{flag: True})
+
+
+def test_scorer_samples_follow_the_harness():
+    questions = Dataset.from_dict({"question": ["q0", "q1"], "choices": [["a", "bbbb"], ["x", "y", "zz"]],
+                                   "answer": [1, 0], "contexts": [None, ["c0", "c1", "c2"]]})
+    # rows in a scoring order that is not the questions' (tokenize_for_scoring sorts them by length)
+    scorer = MultipleChoiceScorer(example_index=np.array([1, 0, 1, 0, 1]), choice_index=np.array([2, 1, 0, 0, 1]),
+                                  answers=np.array([1, 0]), choice_lengths=np.array([2.0, 4.0, 1.0, 1.0, 1.0]),
+                                  questions=questions)
+    row_scores = np.array([-4.0, -6.0, -3.0, -2.0, -3.0])
+    first, second = scorer.samples(row_scores)
+    # q0: -2 beats -6 (acc wrong), but -6 / 4 beats -2 / 1 (acc_norm right)
+    assert first == {"doc_id": 0, "question": "q0", "choices": ["a", "bbbb"], "answer": 1, "loglikelihoods": [-2.0, -6.0],
+                     "pred": 0, "acc": 0, "pred_norm": 1, "acc_norm": 1}
+    # q1: a tie goes to the lowest choice, as np.argmax in the harness, and per character -4 / 2 beats -3 / 1;
+    # its contexts come with it
+    assert second == {"doc_id": 1, "question": "q1", "choices": ["x", "y", "zz"], "answer": 0,
+                      "contexts": ["c0", "c1", "c2"], "loglikelihoods": [-3.0, -3.0, -4.0],
+                      "pred": 0, "acc": 1, "pred_norm": 2, "acc_norm": 0}
+    assert scorer.accuracy(row_scores) == 0.5 and scorer.accuracy_norm(row_scores) == 0.5
+
+    without_lengths = MultipleChoiceScorer(scorer.example_index, scorer.choice_index, scorer.answers, questions=questions)
+    assert all("pred_norm" not in sample and "acc_norm" not in sample for sample in without_lengths.samples(row_scores))
+    without_questions = MultipleChoiceScorer(scorer.example_index, scorer.choice_index, scorer.answers)
+    with pytest.raises(ValueError, match="samples need the questions"):
+        next(without_questions.samples(row_scores))
+
+
+@pytest.mark.parametrize("do_train", [True, False])
+def test_example_writes_samples_when_asked(tmp_path, char_tokenizer, do_train):
+    base = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(base)
+    char_tokenizer.save_pretrained(base)
+    out = tmp_path / "run"
+    flags = ["--model_name_or_path", str(base), "--task_name", "comparison", "--train_size", "4", "--eval_size", "3",
+             "--max_length", "64", "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4",
+             "--eval_sigmas", "0", "0.02", "--eval_noise_seeds", "2", "--report_to", "none", "--use_cpu",
+             "--save_strategy", "no", "--disable_tqdm", "true", "--do_train", str(do_train)]
+    results = _load_example().main(flags + ["--log_samples"])
+    samples = _read_samples(out / "samples_eval.jsonl")
+    assert len(samples) == 3 * (1 + 2)
+    assert np.mean([s["acc"] for s in samples if s["sigma"] == 0]) == results["eval_accuracy_sigma_0_mean"]
