@@ -17,14 +17,17 @@ Writes the adapter, the tokenizer, ``all_results.json`` (train metrics and
 ``eval_accuracy_sigma_<s>_mean`` / ``_std`` for each evaluated sigma, with ``eval_accuracy_norm_*``
 beside them: lm-evaluation-harness's acc and acc_norm) and the adapter's card (``README.md``: the
 accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
-Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py).
+Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py). ``--log_samples`` adds
+``samples_eval.jsonl`` there, training run or evaluation: one line per sigma, noise seed and question, with the
+question, its choices and answer, each choice's log-likelihood and the prediction (the harness's --log_samples).
 
 ``--adapter_name_or_path`` (a LoRA or HaLoRA adapter: a folder, a checkpoint-N folder or a Hub id) continues
 training that adapter (its rank, targets and HaLoRA settings kept), or with ``--do_train False`` only evaluates it;
 without it, ``--do_train False`` evaluates the bare base model, the baseline. Every evaluation is under the noise
 flags' noise, whatever noise a loaded HaLoRA adapter was trained under (``--eval_noise_from_adapter True``: a HaLoRA
 adapter's own), and an evaluation writes only ``all_results.json`` (the eval metrics, and the base model, adapter,
-revision and data evaluated). The card of an adapter trained further names the adapter it started from.
+revision and data evaluated) and, with ``--log_samples``, ``samples_eval.jsonl``. The card of an adapter trained
+further names the adapter it started from.
 
 A training run records what held its evaluation questions out (``data_split`` in ``all_results.json``, and for each
 training run the adapter went through, ``training_data_splits.json`` beside it): a built-in task draws the evaluation
