@@ -32,7 +32,8 @@ class GrantGCN(
 
     forward(x, edge_index, batch) returns [num_graphs, out_channels] (level="graph") or
     [num_nodes, out_channels] (level="node"). A classifier may carry `class_names` (output i
-    is class_names[i]); they are saved in config.json, as is `task`, the task kind the model is
+    is class_names[i]), a regression or multilabel model `target_names` (output i predicts
+    target_names[i], e.g. a CSV's target columns); they are saved in config.json, as is `task`, the task kind the model is
     built for (examples/grant_train.py records it), by which a loaded model is checked against
     new data: its level tells graph from node outputs, not regression from classification.
     `data_split` is the example's record of how its training run split the data (seed, fractions,
@@ -53,6 +54,7 @@ class GrantGCN(
         batch_norm: bool = True,
         class_names: list[str] | None = None,
         task: str | None = None,
+        target_names: list[str] | None = None,
         data_split: dict | None = None,
     ):
         super().__init__()
@@ -60,11 +62,18 @@ class GrantGCN(
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
         if class_names is not None and len(class_names) != out_channels:
             raise ValueError(f"class_names has {len(class_names)} names for out_channels={out_channels} classes")
+        if target_names is not None:
+            if class_names is not None or (task is not None and GraphTask(task).is_classification):
+                raise ValueError("target_names name regression or multilabel outputs; a classifier's outputs are its "
+                                 "class_names")
+            if len(target_names) != out_channels:
+                raise ValueError(f"target_names has {len(target_names)} names for out_channels={out_channels} outputs")
         if task is not None and GraphTask(task).level != level:
             raise ValueError(f"task {task!r} is {GraphTask(task).level}-level, but level={level!r}")
         self.task, self.data_split = task, data_split
         # saved in config.json with the other arguments: output i of a classifier is class_names[i]
         self.class_names = None if class_names is None else [str(name) for name in class_names]
+        self.target_names = None if target_names is None else [str(name) for name in target_names]
         if kappa < 1 or num_layers < 1:
             raise ValueError(f"kappa and num_layers must be >= 1, got kappa={kappa}, num_layers={num_layers}")
         self.level = level

@@ -68,6 +68,20 @@ def test_class_names_are_saved_with_the_model(tmp_path):
         GrantGCN(4, 2, class_names=["a", "b", "c"])
 
 
+def test_target_names_are_saved_with_the_model_and_must_name_every_output(tmp_path):
+    GrantGCN(4, 2, hidden_channels=8, target_names=["logp", "tpsa"]).save_pretrained(tmp_path / "named")
+    assert GrantGCN.from_pretrained(tmp_path / "named").target_names == ["logp", "tpsa"]
+    GrantGCN(4, 2, hidden_channels=8).save_pretrained(tmp_path / "older")
+    config = json.loads((tmp_path / "older" / "config.json").read_text())
+    config.pop("target_names")  # as a model saved before target_names wrote it
+    (tmp_path / "older" / "config.json").write_text(json.dumps(config))
+    assert GrantGCN.from_pretrained(tmp_path / "older").target_names is None
+    with pytest.raises(ValueError, match="target_names has 1 names for out_channels=2 outputs"):
+        GrantGCN(4, 2, target_names=["logp"])
+    with pytest.raises(ValueError, match="a classifier's outputs are its class_names"):
+        GrantGCN(4, 2, target_names=["a", "b"], task="graph_classification")
+
+
 def test_loading_a_folder_without_a_grantgcn_names_it(tmp_path):
     with pytest.raises(ValueError, match=f"the folder {re.escape(str(tmp_path))} holds no GrantGCN: it has no config.json"):
         GrantGCN.from_pretrained(tmp_path)
