@@ -25,8 +25,20 @@ warned of, naming the flags):
 
     python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
+--do_predict writes the model's predictions on the test split, or on --predict_file (a CSV of SMILES, or a
+save_to_disk folder of graphs; targets in it are ignored), to predict_results.csv: one row per graph (index, smiles
+for a CSV, then one column per target named as the model's target_names, else prediction or prediction_<i>; a
+classifier's predicted class, by name where it has class_names, and probability_<class> per class; graph_multilabel
+probability_<label> per label), or per node for a node-level task (graph_index, node_index, then the same columns).
+all_results.json records predict_file (null: the test split) and predict_graphs. With --do_train False and
+--model_name_or_path, a --predict_file needs no --dataset or built-in data: the model predicts and nothing is
+evaluated (--task names its task kind, which it is checked against):
+
+    python examples/grant_train.py --task graph_regression --model_name_or_path out/mols --do_train False \
+        --do_predict --predict_file new_mols.csv --output_dir out/predictions
+
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
-classifier's config.json has its class_names) and `all_results.json` (train_runtime, teacher and start_ratio, the
+classifier's config.json has its class_names, a regression or multilabel model's its target_names) and `all_results.json` (train_runtime, teacher and start_ratio, the
 teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
 target_columns where the data names its targets, class_names for classification, data_split; model_name_or_path,
 model_revision and, as the card's base_model, base_model for a fine-tuned model) into --output_dir.
@@ -45,8 +57,11 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pandas as pd
+import torch
 import transformers
-from transformers import HfArgumentParser, set_seed
+from datasets.fingerprint import get_temporary_cache_files_directory
+from transformers import HfArgumentParser, IntervalStrategy, set_seed
 
 from hf_eff.grant import (
     GrantGCN,
@@ -56,6 +71,7 @@ from hf_eff.grant import (
     class_names,
     encode_class_labels,
     generate_graphon_dataset,
+    graphs_from_smiles,
     load_freesolv,
     load_qm9,
     load_smiles_csv,
@@ -63,6 +79,7 @@ from hf_eff.grant import (
     split_dataset,
     time_to_target,
 )
+from hf_eff.grant.collator import GRAPH_COLUMNS
 from hf_eff.grant.data import largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.hub.sources import check_model_source, naming_model_flags
@@ -120,10 +137,17 @@ class DataArguments:
                   "case), or a folder written by save_to_disk (a Dataset, split here, or "
                   "a DatasetDict with train, validation and test splits, used as saved)."},
     )
-    smiles_column: str = field(default="smiles", metadata={"help": "CSV: the SMILES column."})
+    smiles_column: str = field(default="smiles", metadata={"help": "CSV (--dataset or --predict_file): the SMILES column."})
     target_column: str = field(default="", metadata={"help": "CSV: target column(s), comma-separated (graph_multilabel: "
                                                                "0/1 label columns, empty cells unlabelled)."})
     max_graphs: int | None = field(default=None, metadata={"help": "Use the first N graphs only (QM9: rows read)."})
+    predict_file: str | None = field(
+        default=None,
+        metadata={"help": "--do_predict: the graphs to predict instead of the test split, a CSV of SMILES (read from "
+                  "--smiles_column; other columns ignored) or a folder written by save_to_disk (y ignored). With "
+                  "--do_train False and --model_name_or_path it needs no --dataset or built-in data: the model only "
+                  "predicts (--task names its task kind)."},
+    )
     qm9_target: str = field(default="Dipole_debye", metadata={"help": "QM9 column to predict (PyG's target 0)."})
     num_generated_graphs: int = field(default=2000, metadata={"help": "gen-reg / gen-cls: number of graphs."})
     min_nodes: int = field(default=50, metadata={"help": "gen-reg / gen-cls: smallest graph."})
@@ -145,7 +169,8 @@ def parse_args(argv: list[str] | None = None):
         # else GraNTTrainingArguments would refuse task=None, saying nothing of the data
         parser.error(f"no data: give --task with a built-in data set, one of {tuple(BUILTIN_TASKS)}; or --dataset "
                      "(a CSV of SMILES or a saved graph dataset) with --task and the task kind; or a recipe from "
-                     "trainers/grant/ first")
+                     "trainers/grant/ first; or, to predict --predict_file with --model_name_or_path, --task and the "
+                     "model's task kind")
     return parse_recipe_and_flags(parser, flags)
 
 
@@ -180,7 +205,7 @@ def saved_splits(graphs: datasets.DatasetDict, path: Path, max_graphs: int | Non
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas infers the compression
 # the DataArguments that only some data read, and which data that is
 ONLY_FOR = {
-    "smiles_column": "a CSV --dataset", "target_column": "a CSV --dataset", "qm9_target": "--task qm9",
+    "smiles_column": "a CSV --dataset or --predict_file", "target_column": "a CSV --dataset", "qm9_target": "--task qm9",
     "num_generated_graphs": "--task gen-reg or gen-cls", "min_nodes": "--task gen-reg or gen-cls",
     "max_nodes": "--task gen-reg or gen-cls",
 }
@@ -193,7 +218,10 @@ def is_csv(path: Path) -> bool:
 
 def applies(data_args: DataArguments, name: str) -> bool:
     """Whether the chosen data reads the DataArguments field `name`."""
-    uses = {"a CSV --dataset": data_args.dataset is not None and is_csv(Path(data_args.dataset)),
+    csv_dataset = data_args.dataset is not None and is_csv(Path(data_args.dataset))
+    uses = {"a CSV --dataset": csv_dataset,
+            "a CSV --dataset or --predict_file": csv_dataset or (data_args.predict_file is not None
+                                                                 and is_csv(Path(data_args.predict_file))),
             "--task qm9": data_args.builtin == "qm9",
             "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls")}
     return name not in ONLY_FOR or uses[ONLY_FOR[name]]
@@ -206,11 +234,20 @@ def check_options_apply(data_args: DataArguments) -> None:
     ignored = [name for name in ONLY_FOR
                if not applies(data_args, name) and getattr(data_args, name) != getattr(defaults, name)]
     if ignored:
-        data = f"--task {data_args.builtin}" if data_args.builtin else f"--dataset {data_args.dataset}"
         raise ValueError(
-            f"{' and '.join('--' + n for n in ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to {data}: "
+            f"{' and '.join('--' + n for n in ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to "
+            f"{data_name(data_args)}: "
             + "; ".join(f"--{n} is for {ONLY_FOR[n]}" for n in ignored)
         )
+
+
+def data_name(data_args: DataArguments) -> str:
+    """The data flag as given: the built-in --task, --dataset, or (prediction only) --predict_file."""
+    if data_args.builtin:
+        return f"--task {data_args.builtin}"
+    if data_args.dataset is not None:
+        return f"--dataset {data_args.dataset}"
+    return f"--predict_file {data_args.predict_file}"
 
 
 def target_columns(data_args: DataArguments) -> list[str] | None:
@@ -224,7 +261,8 @@ def target_columns(data_args: DataArguments) -> list[str] | None:
 
 def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset | datasets.DatasetDict:
     if (data_args.builtin is None) == (data_args.dataset is None):
-        raise ValueError("give exactly one of --task <built-in name> and --dataset <csv or folder>")
+        raise ValueError("give exactly one of --task <built-in name> and --dataset <csv or folder> (or, to predict "
+                         "--predict_file only, neither, with --do_train False and --model_name_or_path)")
     check_options_apply(data_args)
     if data_args.dataset is not None:
         path = Path(data_args.dataset)
@@ -275,9 +313,12 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
     return int(np.size(first["y"])) // max(int(first["num_nodes"]), 1)
 
 
-def check_run_mode(model_args: ModelArguments, training_args: GraNTTrainingArguments) -> None:
-    """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do, and what
-    --model_name_or_path with --model_revision and --output_dir cannot."""
+def check_run_mode(model_args: ModelArguments, data_args: DataArguments, training_args: GraNTTrainingArguments) -> None:
+    """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do, what
+    --model_name_or_path with --model_revision and --output_dir cannot, and --predict_file without --do_predict."""
+    if data_args.predict_file is not None and not training_args.do_predict:
+        raise ValueError(f"--predict_file {data_args.predict_file} is what --do_predict predicts: add --do_predict, or "
+                         "leave --predict_file out")
     check_evaluation_only(training_args, "--model_name_or_path", model_args.model_name_or_path)
     check_model_source("--model_name_or_path", model_args.model_name_or_path, "--model_revision",
                        model_args.model_revision, training_args.output_dir)
@@ -320,13 +361,15 @@ def load_trained_model(model_args: ModelArguments) -> GrantGCN:
 
 
 def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str, in_channels: int, out_channels: int,
-                names: list[str] | None, data: str) -> GrantGCN:
-    """A fresh GrantGCN, or the trained one of --model_name_or_path once it is checked against the data."""
+                names: list[str] | None, targets: list[str] | None, data: str) -> GrantGCN:
+    """A fresh GrantGCN (its outputs named by the classes or, for regression and multilabel, the data's targets), or
+    the trained one of --model_name_or_path once it is checked against the data."""
     if trained is None:
         return GrantGCN(
             in_channels=in_channels, out_channels=out_channels, hidden_channels=model_args.hidden_channels,
             num_layers=model_args.num_layers, kappa=model_args.kappa, level=task.split("_")[0],
             dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names, task=task,
+            target_names=None if task.endswith("classification") else targets,
         )
     misfits = model_misfits(trained, task, in_channels, out_channels, names)
     if misfits:
@@ -413,16 +456,170 @@ def validation_and_test(trainer: GraNTTrainer, test: datasets.Dataset) -> dict:
     return {**trainer.evaluate(), **trainer.evaluate(test, metric_key_prefix="test")}
 
 
+def train_and_test(trainer: GraNTTrainer, curve: ValidationCurveCallback, test: datasets.Dataset) -> dict:
+    """Trains, then evaluates on the validation and test graphs; the run's own best validation value and when it was
+    first reached (training seconds), and the teacher's settings."""
+    results = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint).metrics
+    results.update(validation_and_test(trainer, test))
+    metric, higher = primary_metric(trainer.args.task)
+    if curve.curve:
+        best = best_value(curve.curve, f"eval_{metric}", higher)
+        results["best_eval_" + metric] = best
+        results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
+    results.update(teacher=trainer.args.teacher, start_ratio=trainer.args.start_ratio)
+    return results
+
+
+# --- prediction (--do_predict) ------------------------------------------------------------------------------------
+
+PREDICTIONS_FILE = "predict_results.csv"
+
+
+def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, list[str] | None]:
+    """The graphs of --predict_file and, for a CSV, its SMILES: a CSV's --smiles_column (other columns, targets
+    included, are ignored) or a folder written by save_to_disk holding one Dataset (its y is ignored)."""
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"--predict_file {path}: no such file or folder")
+    if is_csv(file):
+        frame = pd.read_csv(file)
+        if smiles_column not in frame.columns:
+            raise KeyError(f"--predict_file {path}: no SMILES column {smiles_column!r} (--smiles_column); columns are "
+                           f"{list(frame.columns)}")
+        smiles = frame[smiles_column]
+
+        def row_name(index: int) -> str:
+            return f"--predict_file {path}, column {smiles_column!r}, data row {index + 1} (1-based, header not counted)"
+
+        if smiles.isna().any():
+            raise ValueError(f"{row_name(int(np.flatnonzero(smiles.isna())[0]))}: the SMILES cell is empty")
+        # in the session's temporary folder: predicted once, the new molecules leave no copy in a cache
+        graphs = graphs_from_smiles(smiles.tolist(), row_name=row_name, cache_dir=get_temporary_cache_files_directory())
+        return graphs, smiles.tolist()
+    if file.is_dir():
+        graphs = datasets.load_from_disk(path)
+        if isinstance(graphs, datasets.DatasetDict):
+            raise ValueError(f"--predict_file {path} holds a DatasetDict with splits {sorted(graphs)}: save the graphs "
+                             "to predict as one Dataset")
+        return graphs, None
+    raise ValueError(f"--predict_file {path} is neither a CSV ({', '.join(CSV_SUFFIXES)}, any case) nor a folder "
+                     "written by datasets' save_to_disk")
+
+
+def check_fits_model(model: GrantGCN, graphs: datasets.Dataset, task: str, path: str, source: str) -> None:
+    """Refuses graphs to predict that the model cannot take: the checks of model_misfits against the model's own
+    outputs, so that only the node features, the level and the task kind can differ."""
+    width = next((len(row["x"][0]) for row in graphs.select_columns(["x"]) if len(row["x"])), 0)
+    misfits = model_misfits(model, task, width, model.head.out_features, model.class_names)
+    if misfits:
+        raise ValueError(f"--predict_file {path} does not fit {source} ({task}): " + "; ".join(misfits))
+
+
+def prediction_columns(model: GrantGCN, task: str, outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns of outputs [rows, outputs]: a classifier's predicted class (its name where the model has
+    class_names) and each class's softmax probability; a multilabel model's sigmoid probability per label; else
+    each target's value, named by the model's target_names (`prediction`, or `prediction_<i>` for several, without)."""
+    count = outputs.shape[1]
+    if task.endswith("classification"):
+        classes = model.class_names or list(range(count))
+        probabilities = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
+        return {"prediction": np.asarray(classes)[outputs.argmax(axis=1)],
+                **{f"probability_{name}": probabilities[:, i] for i, name in enumerate(classes)}}
+    if task == "graph_multilabel":
+        probabilities = torch.sigmoid(torch.from_numpy(outputs)).numpy()
+        return {f"probability_{name}": probabilities[:, i] for i, name in enumerate(model.target_names or range(count))}
+    names = model.target_names or (["prediction"] if count == 1 else [f"prediction_{i}" for i in range(count)])
+    return {name: outputs[:, i] for i, name in enumerate(names)}
+
+
+def prediction_table(model: GrantGCN, task: str, predictions: np.ndarray, num_nodes: list[int],
+                     smiles: list[str] | None) -> pd.DataFrame:
+    """One row per graph (index, the SMILES where the input had them) or, for a node-level task, per node
+    (graph_index, node_index), then the prediction columns. A node task's predictions come from the Trainer as
+    [graphs, most nodes, outputs], padded past each graph's nodes."""
+    if task.startswith("node"):
+        outputs = np.concatenate([predictions[graph, :nodes] for graph, nodes in enumerate(num_nodes)])
+        rows = {"graph_index": np.repeat(np.arange(len(num_nodes)), num_nodes),
+                "node_index": np.concatenate([np.arange(nodes) for nodes in num_nodes])}
+    else:
+        outputs, rows = predictions, {"index": np.arange(len(num_nodes))}
+        if smiles is not None:
+            rows["smiles"] = smiles
+    return pd.DataFrame({**rows, **prediction_columns(model, task, outputs)})
+
+
+def model_source(model_args: ModelArguments) -> str:
+    """The model as errors name it."""
+    if model_args.model_name_or_path is None:
+        return "the model trained here"
+    return f"--model_name_or_path {model_args.model_name_or_path}"
+
+
+def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test: datasets.Dataset | None,
+                      source: str) -> tuple[datasets.Dataset, list[str] | None]:
+    """The graphs of --predict_file (and a CSV's SMILES), checked against the model (`source` names it), else the
+    test split. Read before training, so that a bad file fails before the run, not after it."""
+    if data_args.predict_file is None:
+        return test, None
+    graphs, smiles = read_predict_file(data_args.predict_file, data_args.smiles_column)
+    check_fits_model(model, graphs, task, data_args.predict_file, source)
+    return graphs, smiles
+
+
+def predict(trainer: GraNTTrainer, model: GrantGCN, graphs: datasets.Dataset, smiles: list[str] | None) -> pd.DataFrame:
+    # only what the model reads: a y (targets to ignore) or an edge_attr the model does not take stay out of the batches
+    predictions = trainer.predict(graphs.select_columns(list(GRAPH_COLUMNS))).predictions
+    return prediction_table(model, trainer.args.task, predictions, list(graphs["num_nodes"]), smiles)
+
+
+def prediction_summary(data_args: DataArguments, graphs: datasets.Dataset) -> dict:
+    """What all_results.json records of the predictions (predict_file None: the test split's)."""
+    return {"predict_file": data_args.predict_file, "predict_graphs": len(graphs)}
+
+
+def save_predictions(trainer: GraNTTrainer, table: pd.DataFrame) -> None:
+    if trainer.is_world_process_zero():
+        path = Path(trainer.args.output_dir) / PREDICTIONS_FILE
+        table.to_csv(path, index=False)
+        logger.info("predictions written to %s", path)
+
+
+def predicts_only(data_args: DataArguments, training_args: GraNTTrainingArguments) -> bool:
+    """--predict_file with --do_train False and no --dataset or built-in data (check_run_mode has made sure of
+    --do_predict and --model_name_or_path)."""
+    return (data_args.predict_file is not None and not training_args.do_train and data_args.builtin is None
+            and data_args.dataset is None)
+
+
+def predict_only(model: GrantGCN, model_args: ModelArguments, data_args: DataArguments,
+                 training_args: GraNTTrainingArguments) -> dict:
+    """--do_train False with --predict_file and no --dataset or built-in data: the model's predictions, no
+    evaluation (there are no labelled graphs to evaluate on)."""
+    check_options_apply(data_args)
+    # nothing is evaluated: a recipe's eval_strategy would have the Trainer ask for an eval_dataset
+    training_args.eval_strategy = IntervalStrategy.NO
+    graphs, smiles = graphs_to_predict(data_args, model, training_args.task, None, model_source(model_args))
+    trainer = GraNTTrainer(model=model, args=training_args)
+    table = predict(trainer, model, graphs, smiles)
+    results = {"task": training_args.task, "model_name_or_path": model_args.model_name_or_path,
+               "model_revision": model_args.model_revision, **prediction_summary(data_args, graphs)}
+    save_all_results(trainer, results)
+    save_predictions(trainer, table)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()
     model_args, data_args, training_args = parse_args(argv)
     check_world_size(training_args.world_size)
-    check_run_mode(model_args, training_args)
+    check_run_mode(model_args, data_args, training_args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
     task = training_args.task
     trained = load_trained_model(model_args) if model_args.model_name_or_path is not None else None
+    if predicts_only(data_args, training_args):
+        return predict_only(trained, model_args, data_args, training_args)
     # The first process builds (and caches) the data while the others wait, then they read the cache:
     # on an empty cache every process would build the whole set (QM9: 2 min and 3.7 GB each).
     with training_args.main_process_first(desc="building the graph dataset"):
@@ -435,42 +632,40 @@ def main(argv: list[str] | None = None) -> dict:
         warn_unless_held_out(trained, split, model_args.model_name_or_path)
     if isinstance(graphs, datasets.DatasetDict):  # the classes and targets are read from every split
         graphs = datasets.concatenate_datasets(list(graphs.values()))
-    data = f"--task {data_args.builtin}" if data_args.builtin else f"--dataset {data_args.dataset}"
+    data = data_name(data_args)
     logger.info("%s (%s): %s", data, task, {k: len(v) for k, v in splits.items()})
 
     names = class_names(graphs) if task.endswith("classification") else None
-    model = build_model(model_args, trained, task, len(splits["train"][0]["x"][0]), output_channels(graphs, task), names,
-                        data)
-    curve = ValidationCurveCallback()
     targets = target_columns(data_args)
+    model = build_model(model_args, trained, task, len(splits["train"][0]["x"][0]), output_channels(graphs, task), names,
+                        targets, data)
+    to_predict = (graphs_to_predict(data_args, model, task, splits["test"], model_source(model_args))
+                  if training_args.do_predict else None)
+    curve = ValidationCurveCallback()
     trainer = GraNTTrainer(
         model=model, args=training_args, train_dataset=splits["train"] if training_args.do_train else None,
         eval_dataset=splits["validation"], callbacks=[curve], compute_metrics=metrics_for(task, None if names else targets),
     )
-    described = described_run(model_args, data_args, task, targets, names, split)
-    if not training_args.do_train:  # evaluation only: the metrics and what was evaluated; no model is written
+    if training_args.do_train:
+        # config.json records them: a model saved before GrantGCN kept its task gets it, and the split is this run's
+        model.task, model.data_split = task, split
+        results = train_and_test(trainer, curve, splits["test"])
+    else:  # evaluation only: the metrics and what was evaluated; no model is written
         results = validation_and_test(trainer, splits["test"])
         results.pop("epoch", None)  # the unused trainer's 0, not how long the evaluated model trained
-        results.update(described)
-        save_all_results(trainer, results)
-        return results
-
-    # config.json records them: a model saved before GrantGCN kept its task gets it, and the split is this run's
-    model.task, model.data_split = task, split
-    results = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
-    results.update(validation_and_test(trainer, splits["test"]))
-    metric, higher = primary_metric(task)
-    if curve.curve:
-        # the run's own best validation value and when it was first reached (training seconds)
-        best = best_value(curve.curve, f"eval_{metric}", higher)
-        results["best_eval_" + metric] = best
-        results["time_to_target"] = time_to_target(curve.curve, f"eval_{metric}", best, higher)
-    results.update(teacher=training_args.teacher, start_ratio=training_args.start_ratio, **described)
-    if model_args.model_name_or_path is not None:  # the card's base model
+    results.update(described_run(model_args, data_args, task, targets, names, split))
+    if training_args.do_train and model_args.model_name_or_path is not None:  # the card's base model
         results["base_model"] = model_args.model_name_or_path
+    predictions = None
+    if to_predict is not None:
+        predictions = predict(trainer, model, *to_predict)
+        results.update(prediction_summary(data_args, to_predict[0]))
     save_all_results(trainer, results)
-    trainer.save_model()  # last: with --push_to_hub it pushes the card of the results above
-    save_local_model_card(trainer)  # the card a push writes, for a run kept local
+    if training_args.do_train:
+        trainer.save_model()  # after the results: with --push_to_hub it pushes the card of the results above
+        save_local_model_card(trainer)  # the card a push writes, for a run kept local
+    if predictions is not None:
+        save_predictions(trainer, predictions)  # after the push: the predicted graphs are not uploaded with the model
     return results
 
 

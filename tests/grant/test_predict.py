@@ -1,0 +1,169 @@
+"""examples/grant_train.py --do_predict: predict_results.csv of a --predict_file or the test split."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hf_eff.grant import GrantGCN, GraphCollator, atom_features, graphs_from_smiles
+from tests.grant.conftest import random_graphs
+from tests.grant.test_example import COMMON, EVAL_COMMON, _example
+
+ATOM_FEATURES = atom_features(torch.zeros(1, 9, dtype=torch.long)).size(1)  # a SMILES graph's node features
+TRAIN_SMILES = ["CCO", "CCC", "CCN", "c1ccccc1", "CC(=O)O", "CCCl", "CO", "CN", "CCCC", "OCCO"] * 2
+NEW_SMILES = ["C", "CCOC", "c1ccncc1", "[Na+].[Cl-]"]
+
+
+def _forward(model, graphs):
+    """The model's own outputs on the graphs, one batch, in evaluation mode."""
+    batch = GraphCollator("graph_regression")([{k: row[k] for k in ("x", "edge_index", "num_nodes")} for row in graphs])
+    with torch.no_grad():
+        return model.eval()(batch["x"], batch["edge_index"], batch["batch"]).numpy()
+
+
+def _new_molecules_csv(path, **columns):
+    """NEW_SMILES under the column `smiles`, with other columns (targets to ignore, say)."""
+    pd.DataFrame({"smiles": NEW_SMILES, **columns}).to_csv(path, index=False)
+    return str(path)
+
+
+def _predict_only(model_dir, predict_file, task, out, *flags):
+    return _example().main(["--task", task, "--model_name_or_path", str(model_dir), "--do_train", "False",
+                            "--do_predict", "--predict_file", str(predict_file), "--output_dir", str(out),
+                            *EVAL_COMMON, *flags])
+
+
+def test_graph_regression_predictions_of_a_csv_are_named_by_the_targets_and_are_the_models_outputs(tmp_path):
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles,logp,tpsa\n" + "\n".join(f"{s},{i * 0.1},{i % 3}" for i, s in enumerate(TRAIN_SMILES)))
+    new = _new_molecules_csv(tmp_path / "new.csv", logp=[9.0] * 4, note=["x"] * 4)  # targets and other columns ignored
+    out = tmp_path / "run"
+    results = _example().main(["--dataset", str(data), "--target_column", "logp,tpsa", "--task", "graph_regression",
+                               "--output_dir", str(out), "--validation_fraction", "0.2", "--test_fraction", "0.2",
+                               "--do_predict", "--predict_file", new, *COMMON])
+    assert (results["predict_file"], results["predict_graphs"]) == (new, len(NEW_SMILES))
+    saved = json.loads((out / "all_results.json").read_text())
+    assert (saved["predict_file"], saved["predict_graphs"]) == (new, len(NEW_SMILES))
+    assert json.loads((out / "config.json").read_text())["target_names"] == ["logp", "tpsa"]
+    table = pd.read_csv(out / "predict_results.csv")
+    assert list(table.columns) == ["index", "smiles", "logp", "tpsa"]
+    assert table["index"].tolist() == list(range(len(NEW_SMILES))) and table["smiles"].tolist() == NEW_SMILES
+    expected = _forward(GrantGCN.from_pretrained(out), graphs_from_smiles(NEW_SMILES))
+    np.testing.assert_allclose(table[["logp", "tpsa"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    card = (out / "README.md").read_text()
+    assert "predict_graphs" not in card  # the card reports the training run
+    # its loading lines predict molecules with the model, as the example does
+    snippet = card.split("```python\n")[1].split("```")[0].replace(f'"{out.name}"', repr(str(out)))
+    namespace = {}
+    exec(snippet, namespace)
+    expected = _forward(GrantGCN.from_pretrained(out), graphs_from_smiles(["CCO", "c1ccccc1"]))
+    np.testing.assert_allclose(namespace["predictions"].detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_without_predict_file_the_test_split_is_predicted_after_training_and_by_an_evaluation(tmp_path):
+    generated = ["--task", "gen-reg", "--num_generated_graphs", "20", "--min_nodes", "4", "--max_nodes", "6"]
+    trained = _example().main([*generated, "--output_dir", str(tmp_path / "run"), "--do_predict", *EVAL_COMMON])
+    assert (trained["predict_file"], trained["predict_graphs"]) == (None, 2)
+    table = pd.read_csv(tmp_path / "run" / "predict_results.csv")
+    # one row per node of the two test graphs; generated graphs name no target
+    assert list(table.columns) == ["graph_index", "node_index", "prediction"]
+    assert table["graph_index"].nunique() == 2 and 8 <= len(table) <= 12
+    assert "graphs_from_smiles" not in (tmp_path / "run" / "README.md").read_text()  # generated graphs: no atom features
+    assert table.groupby("graph_index")["node_index"].apply(lambda nodes: nodes.tolist() == list(range(len(nodes)))).all()
+    evaluated = _example().main([*generated, "--model_name_or_path", str(tmp_path / "run"), "--do_train", "False",
+                                 "--do_predict", "--output_dir", str(tmp_path / "eval"), *EVAL_COMMON])
+    assert "test_mae" in evaluated and evaluated["predict_graphs"] == 2
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "eval" / "predict_results.csv"), table)
+
+
+@pytest.mark.parametrize(("task", "outputs"), [("graph_classification", {"class_names": ["high", "low", "mid"]}),
+                                                ("graph_classification", {}),
+                                                ("graph_multilabel", {"target_names": ["a", "b", "c"]})])
+def test_a_classifier_predicts_its_classes_with_probabilities(tmp_path, task, outputs):
+    model = GrantGCN(ATOM_FEATURES, 3, hidden_channels=8, task=task, **outputs)
+    model.save_pretrained(tmp_path / "model")
+    results = _predict_only(tmp_path / "model", _new_molecules_csv(tmp_path / "new.csv"), task, tmp_path / "out")
+    assert results["predict_graphs"] == len(NEW_SMILES) and "test_loss" not in results  # nothing to evaluate on
+    table = pd.read_csv(tmp_path / "out" / "predict_results.csv")
+    logits = torch.from_numpy(_forward(model, graphs_from_smiles(NEW_SMILES)))
+    if task == "graph_multilabel":  # a sigmoid per label, no single class
+        assert list(table.columns) == ["index", "smiles", "probability_a", "probability_b", "probability_c"]
+        np.testing.assert_allclose(table.iloc[:, 2:].to_numpy(), logits.sigmoid().numpy(), rtol=1e-5)
+        return
+    classes = outputs.get("class_names", [0, 1, 2])
+    probabilities = [f"probability_{name}" for name in classes]
+    assert list(table.columns) == ["index", "smiles", "prediction", *probabilities]
+    assert table["prediction"].tolist() == [classes[i] for i in logits.argmax(dim=1).tolist()]
+    np.testing.assert_allclose(table[probabilities].to_numpy(), logits.softmax(dim=1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(table[probabilities].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_node_classifier_predicts_every_node_of_a_saved_folder(tmp_path):
+    model = GrantGCN(6, 3, hidden_channels=8, level="node", task="node_classification")
+    model.save_pretrained(tmp_path / "model")
+    graphs = random_graphs(5, "node_classification")  # its y is ignored
+    graphs.save_to_disk(str(tmp_path / "graphs"))
+    results = _predict_only(tmp_path / "model", tmp_path / "graphs", "node_classification", tmp_path / "out")
+    assert results["predict_graphs"] == 5
+    table = pd.read_csv(tmp_path / "out" / "predict_results.csv")
+    assert list(table.columns) == ["graph_index", "node_index", "prediction", "probability_0", "probability_1",
+                                   "probability_2"]
+    sizes = graphs["num_nodes"]
+    assert table["graph_index"].tolist() == [g for g, n in enumerate(sizes) for _ in range(n)]
+    assert table["node_index"].tolist() == [i for n in sizes for i in range(n)]
+    logits = torch.from_numpy(_forward(model, graphs))
+    assert table["prediction"].tolist() == logits.argmax(dim=1).tolist()
+    np.testing.assert_allclose(table.iloc[:, 3:].to_numpy(), logits.softmax(dim=1).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("outputs", "columns"), [(1, ["prediction"]), (2, ["prediction_0", "prediction_1"])])
+def test_a_model_saved_without_target_names_predicts_unnamed_columns(tmp_path, outputs, columns):
+    GrantGCN(ATOM_FEATURES, outputs, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    config_file = tmp_path / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("target_names")  # as saved before GrantGCN had them
+    config_file.write_text(json.dumps(config))
+    _predict_only(tmp_path / "model", _new_molecules_csv(tmp_path / "new.csv"), "graph_regression", tmp_path / "out")
+    assert list(pd.read_csv(tmp_path / "out" / "predict_results.csv").columns) == ["index", "smiles", *columns]
+
+
+def test_target_names_that_do_not_name_every_output_are_refused(tmp_path):
+    GrantGCN(ATOM_FEATURES, 2, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    config_file = tmp_path / "model" / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "target_names": ["logp"]}))
+    with pytest.raises(ValueError, match=rf"^--model_name_or_path {tmp_path / 'model'}: .*target_names has 1 names "
+                                         "for out_channels=2 outputs"):
+        _predict_only(tmp_path / "model", _new_molecules_csv(tmp_path / "new.csv"), "graph_regression", tmp_path / "out")
+
+
+def test_graphs_of_another_feature_width_are_refused_naming_both_widths(tmp_path):
+    GrantGCN(6, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    new = _new_molecules_csv(tmp_path / "new.csv")
+    with pytest.raises(ValueError, match=rf"--predict_file {new} does not fit --model_name_or_path {tmp_path / 'model'} "
+                                         rf"\(graph_regression\): the model takes 6 node features, the data has "
+                                         rf"{ATOM_FEATURES}"):
+        _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out")
+    assert not (tmp_path / "out" / "predict_results.csv").exists()
+
+
+def test_a_bad_predict_file_fails_before_training(tmp_path, monkeypatch):
+    from hf_eff.grant import GraNTTrainer
+
+    def train(*args, **kwargs):
+        raise AssertionError("trained before --predict_file was read")
+
+    monkeypatch.setattr(GraNTTrainer, "train", train)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"smiles": ["CCO", "C1CC("]}).to_csv(bad, index=False)
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=rf"^--predict_file {bad}, column 'smiles', data row 2 \(1-based, header not "
+                                         r"counted\): SMILES 'C1CC\(' could not be parsed"):
+        _example().main(["--task", "gen-reg", "--num_generated_graphs", "20", "--min_nodes", "4", "--max_nodes", "6",
+                         "--output_dir", str(out), "--do_predict", "--predict_file", str(bad), *EVAL_COMMON])
+
+
+def test_predict_file_needs_do_predict(tmp_path):
+    with pytest.raises(ValueError, match="--predict_file new.csv is what --do_predict predicts: add --do_predict"):
+        _example().main(["--task", "gen-reg", "--output_dir", str(tmp_path), "--predict_file", "new.csv", *EVAL_COMMON])
