@@ -167,3 +167,26 @@ def test_a_bad_predict_file_fails_before_training(tmp_path, monkeypatch):
 def test_predict_file_needs_do_predict(tmp_path):
     with pytest.raises(ValueError, match="--predict_file new.csv is what --do_predict predicts: add --do_predict"):
         _example().main(["--task", "gen-reg", "--output_dir", str(tmp_path), "--predict_file", "new.csv", *EVAL_COMMON])
+
+
+@pytest.mark.parametrize(("data", "names"), [(["--task", "qm9", "--qm9_target", "HOMO_LUMO_gap_au"], ["HOMO_LUMO_gap_au"]),
+                                             (["--task", "freesolv"], ["expt"]), (["--task", "gen-reg"], None)])
+def test_a_fresh_model_is_named_by_the_datas_targets(data, names):
+    example = _example()
+    model_args, data_args, training_args = example.parse_args([*data, "--output_dir", "unused"])
+    model = example.build_model(model_args, None, training_args.task, 4, 1, None, example.target_columns(data_args),
+                                "data")
+    assert model.target_names == names
+
+
+def test_smiles_column_applies_to_a_csv_predict_file_and_training_flags_not_to_prediction_only(tmp_path):
+    example = _example()
+    flags = ["--task", "freesolv", "--smiles_column", "SMILES", "--output_dir", "unused"]
+    example.check_options_apply(example.parse_args([*flags, "--do_predict", "--predict_file", "new.csv"])[1])
+    with pytest.raises(ValueError, match="--smiles_column does not apply to --task freesolv"):
+        example.check_options_apply(example.parse_args(flags)[1])
+    GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    new = _new_molecules_csv(tmp_path / "new.csv")
+    with pytest.raises(ValueError, match=f"--target_column does not apply to --predict_file {new}: --target_column is "
+                                         "for a CSV --dataset"):
+        _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out", "--target_column", "logp")
