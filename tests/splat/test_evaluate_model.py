@@ -147,7 +147,7 @@ def test_a_model_folder_without_weights_is_named(runs, tmp_path, monkeypatch):
     for do_train in ("True", "False"):
         with pytest.raises(FileNotFoundError, match=rf"--model_name_or_path {folder}: the folder {folder} holds no "
                                                     rf"GaussianModel weights: it has no model.safetensors .*its last "
-                                                    rf"checkpoint holds one: {folder}/checkpoint-10"):
+                                                    rf"checkpoint that holds one: {folder}/checkpoint-10"):
             run_example(monkeypatch, "--do_train", do_train, "--max_steps", "2", "--model_name_or_path", str(folder),
                         "--output_dir", str(tmp_path / "out"))
     not_splats = tmp_path / "not_splats"
