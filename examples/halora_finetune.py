@@ -19,7 +19,8 @@ beside them: lm-evaluation-harness's acc and acc_norm) and the adapter's card (`
 accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
 Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py). ``--log_samples`` adds
 ``samples_eval.jsonl`` there, training run or evaluation: one line per sigma, noise seed and question, with the
-question, its choices and answer, each choice's log-likelihood and the prediction (the harness's --log_samples).
+question, its choices and answer, each choice's log-likelihood and the prediction (the harness's --log_samples);
+a push leaves it out, as the questions may be private.
 
 ``--adapter_name_or_path`` (a LoRA or HaLoRA adapter: a folder, a checkpoint-N folder or a Hub id) continues
 training that adapter (its rank, targets and HaLoRA settings kept), or with ``--do_train False`` only evaluates it;

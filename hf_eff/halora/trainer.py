@@ -98,7 +98,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
                           "noise_seed (null at sigma 0, which draws no noise), doc_id (the question's index in the "
                           "eval dataset), question, choices, answer, loglikelihoods (one per choice), pred, acc and "
                           "pred_norm, acc_norm (the predictions the reported accuracies count); each evaluation "
-                          "rewrites it. Needs the trainer's scorer (HaLoRATrainer(scorer=...))."},
+                          "rewrites it. It stays local: no push uploads it (the questions may be private data; "
+                          "upload it yourself to share it). Needs the trainer's scorer (HaLoRATrainer(scorer=...))."},
     )
     # transformers leaves do_train to the scripts, False by default; hf-eff's examples train unless told not to
     do_train: bool = field(

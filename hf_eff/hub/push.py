@@ -20,9 +20,12 @@ RESULTS_FILE = "all_results.json"
 # Pickles that only a full (unsafe) torch.load / pickle.load reads, such as the Trainer's
 # training_args.bin: no hf-eff upload sends them, neither `hf-eff push` nor the Trainers' own pushes.
 PICKLE_PATTERNS = ["*.bin", "*.pkl", "*.ckpt"]
+# Per-question evaluation samples (HaLoRA's log_samples) quote the evaluation questions, which may be private:
+# as lm-evaluation-harness, which pushes its samples only when asked, no hf-eff upload sends them.
+SAMPLES_PATTERNS = ["samples_*.jsonl"]
 # Training leftovers that do not belong in a model repo: checkpoints (the Trainer pushes those
 # itself with hub_strategy="checkpoint"), TensorBoard logs and the Trainer's states (*.pt, *.pth).
-IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.pt", "*.pth", *PICKLE_PATTERNS]
+IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.pt", "*.pth", *PICKLE_PATTERNS, *SAMPLES_PATTERNS]
 
 
 def detect_artifact(output_dir: Path) -> str:

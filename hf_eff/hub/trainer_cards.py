@@ -12,7 +12,7 @@ from huggingface_hub import ModelHubMixin
 from transformers.trainer_utils import HubStrategy
 
 from hf_eff.hub.cards import card_datasets
-from hf_eff.hub.push import PICKLE_PATTERNS, build_card
+from hf_eff.hub.push import PICKLE_PATTERNS, SAMPLES_PATTERNS, build_card
 
 
 class _UploadsIgnoring:
@@ -58,7 +58,8 @@ class HubCardTrainerMixin:
     The checkpoint pushes (``hub_strategy`` ``checkpoint``, ``all_checkpoints``, ``every_save``) carry
     the same card, built from the results so far, in place of the one the model's ``save_pretrained``
     wrote into the checkpoint. Like ``hf-eff push``, no push uploads ``hf_eff.hub.push.PICKLE_PATTERNS``:
-    ``training_args.bin`` stays in the local folders (for tools that read it) but not on the Hub. A pushed
+    ``training_args.bin`` stays in the local folders (for tools that read it) but not on the Hub; nor
+    ``SAMPLES_PATTERNS``, the per-question samples of an evaluation. A pushed
     checkpoint keeps the optimizer, scheduler and RNG states (``*.pt``, ``*.pth``): resuming from it needs
     them, and transformers reads them with ``torch.load(weights_only=True)``.
 
@@ -152,7 +153,7 @@ class HubCardTrainerMixin:
         self._push_revision = inspect.signature(transformers_trainer.Trainer.push_to_hub).bind(
             self, *args, **kwargs).arguments.get("revision")
         try:
-            with _trainer_uploads_ignoring(PICKLE_PATTERNS):
+            with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS):
                 return super().push_to_hub(*args, **kwargs)
         finally:
             self._push_revision = None
@@ -164,5 +165,5 @@ class HubCardTrainerMixin:
             card_path = Path(checkpoint_folder) / "README.md"
             self._hf_eff_card(Path(checkpoint_folder)).save(card_path)
             shutil.copy(card_path, Path(self.args.output_dir) / "README.md")
-        with _trainer_uploads_ignoring(PICKLE_PATTERNS):
+        with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS):
             super()._push_from_checkpoint(checkpoint_folder)

@@ -2,6 +2,8 @@
 lm-evaluation-harness's --log_samples writes them."""
 
 import json
+import subprocess
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -13,7 +15,8 @@ from hf_eff.halora.experiment import build_trainer
 from hf_eff.halora.tasks import MultipleChoiceScorer, builtin_task, tokenize_for_scoring
 from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_key
 from tests.halora.conftest import make_tiny_llama
-from tests.halora.test_example import _load_example
+from tests.halora.test_example import EXAMPLE, _load_example
+from tests.hub.conftest import REPO_ROOT, local_hub  # noqa: F401  (the local Hub server fixture)
 
 SIGMAS = [0.0, 0.1]
 SEEDS = 2
@@ -147,3 +150,34 @@ def test_example_writes_samples_when_asked(tmp_path, char_tokenizer, do_train):
     samples = _read_samples(out / "samples_eval.jsonl")
     assert len(samples) == 3 * (1 + 2)
     assert np.mean([s["acc"] for s in samples if s["sigma"] == 0]) == results["eval_accuracy_sigma_0_mean"]
+
+
+def test_no_push_uploads_the_samples(tmp_path, char_tokenizer, local_hub):  # noqa: F811
+    """The questions may be private evaluation data: the Trainer's pushes (the checkpoints' during training and
+    the final one) and `hf-eff push` leave samples_eval.jsonl local, as the harness pushes samples only when asked."""
+    base = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(base)
+    char_tokenizer.save_pretrained(base)
+    out, trained_repo, pushed_repo = tmp_path / "run", local_hub.repo_id("samples-run"), local_hub.repo_id("samples-cli")
+    commands = {
+        # an evaluation at step 1 leaves the file in output_dir when the checkpoint of step 1 is pushed
+        "example": [str(EXAMPLE), "--model_name_or_path", str(base), "--task_name", "comparison", "--train_size", "4",
+                    "--eval_size", "3", "--max_length", "64", "--output_dir", str(out), "--max_steps", "2",
+                    "--per_device_train_batch_size", "4", "--eval_sigmas", "0", "--report_to", "none", "--use_cpu",
+                    "--disable_tqdm", "true", "--log_samples", "--eval_strategy", "steps", "--eval_steps", "1",
+                    "--save_strategy", "steps", "--save_steps", "1", "--push_to_hub", "--hub_model_id", trained_repo],
+        "hf-eff push": ["-c", "import sys; from hf_eff.cli import main; sys.exit(main(sys.argv[1:]))", "push", str(out),
+                        pushed_repo],
+    }
+    for name, command in commands.items():
+        process = subprocess.run([sys.executable, *command], env=local_hub.env(), cwd=REPO_ROOT, capture_output=True,
+                                 text=True, timeout=300)
+        assert process.returncode == 0, f"{name}: {process.stderr[-4000:]}"
+    assert (out / "samples_eval.jsonl").is_file()
+    api = local_hub.api()
+    commits = api.list_repo_commits(trained_repo)
+    assert any(commit.title.startswith("Training in progress") for commit in commits)  # the checkpoint pushes ran
+    for repo_id in (trained_repo, pushed_repo):
+        files = api.list_repo_files(repo_id)
+        assert "adapter_model.safetensors" in files and "all_results.json" in files
+        assert not [name for name in files if name.startswith("samples_")], repo_id
