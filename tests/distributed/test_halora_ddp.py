@@ -28,7 +28,8 @@ def _fingerprint(model) -> float:
 
 
 def run_worker(model_dir: Path, out_dir: Path, per_device_batch: int, accumulation: int) -> None:
-    """Trains a HaLoRA adapter (one per regulariser application) and writes rank<r>.json / .pt."""
+    """Trains a HaLoRA adapter (one per regulariser application) and writes rank<r>.json / .pt (and, from the
+    evaluation before training, samples_eval.jsonl into the application's folder)."""
     from peft import get_peft_model
     from transformers import AutoTokenizer, LlamaForCausalLM, TrainerCallback, set_seed
 
@@ -55,7 +56,7 @@ def run_worker(model_dir: Path, out_dir: Path, per_device_batch: int, accumulati
             output_dir=str(out_dir / application), max_steps=STEPS, per_device_train_batch_size=per_device_batch,
             gradient_accumulation_steps=accumulation, per_device_eval_batch_size=4, optim="sgd", learning_rate=0.2,
             lr_scheduler_type="constant", max_grad_norm=0.0, save_strategy="no", report_to=[], disable_tqdm=True,
-            dataloader_num_workers=0, seed=0, eval_sigmas=[0.0, 0.05], eval_noise_seeds=2,
+            dataloader_num_workers=0, seed=0, eval_sigmas=[0.0, 0.05], eval_noise_seeds=2, log_samples=True,
         )
         check_world_size(args.world_size)
         config = HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False,
@@ -111,6 +112,10 @@ def test_halora_ddp_matches_one_process(tmp_path, char_tokenizer):  # noqa: F811
         torch.testing.assert_close(prints[0], single[application]["noise_fingerprints"], rtol=1e-9, atol=0)
         assert len(single[application]["eval_table"]) == 4  # mean and std at sigma 0 and 0.05
         assert ranks[0][application]["eval_table"] == ranks[1][application]["eval_table"] == single[application]["eval_table"]
+        # log_samples: one file, written by rank 0 alone, every question once per run as in one process
+        samples = [(folder / application / "samples_eval.jsonl").read_text().splitlines() for folder in (ddp_dir, single_dir)]
+        assert len(samples[0]) == 13 * (1 + 2)
+        assert samples[0] == samples[1]
         for name, param in adapters[0][application].items():
             assert torch.equal(param, adapters[1][application][name]), name
             # Same global batch per step as one process accumulating two micro-batches: the regulariser
