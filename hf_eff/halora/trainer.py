@@ -262,6 +262,11 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
                              "MultipleChoiceScorer tokenize_for_scoring returned (hf_eff.halora.experiment.build_trainer "
                              "passes it)")
         self.scorer = scorer
+        earlier_samples = [] if self.args.log_samples else sorted(Path(self.args.output_dir).glob("samples_*.jsonl"))
+        if earlier_samples and self.is_world_process_zero():  # beside this run's results, they would pass for its own
+            warnings.warn(f"output_dir {self.args.output_dir} holds {', '.join(p.name for p in earlier_samples)} of an "
+                          "earlier run, which this trainer's evaluations leave as they are (log_samples False): they are "
+                          "not this run's; set log_samples True to rewrite them, or use another output_dir", stacklevel=2)
         self._train_noise: RRAMNoise | None = None
         self._train_draw: int | None = None
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step

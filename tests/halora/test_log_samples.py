@@ -4,6 +4,7 @@ lm-evaluation-harness's --log_samples writes them."""
 import json
 import subprocess
 import sys
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -181,3 +182,17 @@ def test_no_push_uploads_the_samples(tmp_path, char_tokenizer, local_hub):  # no
         files = api.list_repo_files(repo_id)
         assert "adapter_model.safetensors" in files and "all_results.json" in files
         assert not [name for name in files if name.startswith("samples_")], repo_id
+
+
+def test_samples_an_earlier_run_left_are_warned_of(tmp_path, char_tokenizer):
+    (tmp_path / "samples_eval.jsonl").write_text('{"sigma": 0.0}\n')
+    model = _lora_model(char_tokenizer)
+    with pytest.warns(UserWarning, match=r"holds samples_eval.jsonl of an earlier run, which this trainer's evaluations "
+                                         r"leave as they are \(log_samples False\)"):
+        trainer = build_trainer(model, char_tokenizer, None, _questions(), _args(tmp_path, eval_sigmas=[0.0]))
+    trainer.evaluate()
+    assert (tmp_path / "samples_eval.jsonl").read_text() == '{"sigma": 0.0}\n'  # kept: not this run's to delete
+    with warnings.catch_warnings(record=True) as caught:  # with log_samples the evaluation rewrites the file
+        warnings.simplefilter("always")
+        build_trainer(model, char_tokenizer, None, _questions(), _args(tmp_path, eval_sigmas=[0.0], log_samples=True))
+    assert not [w for w in caught if "earlier run" in str(w.message)]
