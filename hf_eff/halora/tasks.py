@@ -488,9 +488,10 @@ class MultipleChoiceScorer:
     def samples(self, row_scores: np.ndarray) -> Iterator[dict]:
         """Per question, in the dataset's order, what lm-evaluation-harness's ``--log_samples`` records:
         ``doc_id`` (the question's index in ``questions``), ``question``, ``choices``, ``answer``,
-        ``contexts`` where the row has them, ``loglikelihoods`` (each choice's summed log-likelihood),
-        ``pred`` and ``acc`` (0/1), and with ``choice_lengths`` ``pred_norm`` and ``acc_norm``: the
-        predictions ``accuracy`` and ``accuracy_norm`` count."""
+        ``contexts`` where the row has them, ``other_columns`` (the row's other columns, e.g. an id: ``doc_id``
+        is no row number of data divided at random) where ``questions`` has any, ``loglikelihoods`` (each
+        choice's summed log-likelihood), ``pred`` and ``acc`` (0/1), and with ``choice_lengths`` ``pred_norm``
+        and ``acc_norm``: the predictions ``accuracy`` and ``accuracy_norm`` count."""
         if self.questions is None:
             raise ValueError("samples need the questions the rows were built from (tokenize_for_scoring's scorer has them)")
         table = self._score_table(row_scores)
@@ -501,6 +502,9 @@ class MultipleChoiceScorer:
             sample = {"doc_id": doc_id, "question": row["question"], "choices": row["choices"], "answer": answer}
             if row.get(CONTEXTS_COLUMN) is not None:
                 sample[CONTEXTS_COLUMN] = row[CONTEXTS_COLUMN]
+            other_columns = {name: value for name, value in row.items() if name not in (*MC_COLUMNS, CONTEXTS_COLUMN)}
+            if other_columns:
+                sample["other_columns"] = other_columns
             sample["loglikelihoods"] = table[doc_id, : len(row["choices"])].tolist()
             sample.update(pred=int(predictions[doc_id]), acc=int(predictions[doc_id] == answer))
             if norm_predictions is not None:

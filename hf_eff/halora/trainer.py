@@ -96,7 +96,8 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         metadata={"help": "As lm-evaluation-harness's --log_samples: each evaluation writes samples_<prefix>.jsonl "
                           "(samples_eval.jsonl) into output_dir, one line per sigma, noise seed and question: sigma, "
                           "noise_seed (null at sigma 0, which draws no noise), doc_id (the question's index in the "
-                          "eval dataset), question, choices, answer, loglikelihoods (one per choice), pred, acc and "
+                          "eval dataset), question, choices, answer, the row's contexts and other_columns (e.g. an "
+                          "id) where it has them, loglikelihoods (one per choice), pred, acc and "
                           "pred_norm, acc_norm (the predictions the reported accuracies count); each evaluation "
                           "rewrites it. It stays local: no push uploads it (the questions may be private data; "
                           "upload it yourself to share it). Needs the trainer's scorer (HaLoRATrainer(scorer=...))."},
@@ -218,10 +219,11 @@ def sigma_key(prefix: str, metric: str, sigma: float, stat: str) -> str:
 
 def write_samples(path: Path, samples: Iterable[dict], sigma: float, noise_seed: int | None) -> None:
     """Appends one evaluation run's per-question ``samples`` (``MultipleChoiceScorer.samples``) to ``path`` as JSON
-    lines, each led by the run's ``sigma`` and ``noise_seed`` (None at sigma 0, which draws no noise)."""
+    lines, each led by the run's ``sigma`` and ``noise_seed`` (None at sigma 0, which draws no noise). A value JSON
+    has no type for (a date in a dataset's other columns) is written as its str, as the harness does."""
     with path.open("a") as file:
         for sample in samples:
-            file.write(json.dumps({"sigma": sigma, "noise_seed": noise_seed, **sample}) + "\n")
+            file.write(json.dumps({"sigma": sigma, "noise_seed": noise_seed, **sample}, default=str) + "\n")
 
 
 class HaLoRATrainer(HubCardTrainerMixin, Trainer):

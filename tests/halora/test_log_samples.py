@@ -1,6 +1,7 @@
 """HaLoRATrainingArguments.log_samples: per-question samples of every evaluation run under noise, as
 lm-evaluation-harness's --log_samples writes them."""
 
+import datetime
 import json
 import subprocess
 import sys
@@ -196,3 +197,33 @@ def test_samples_an_earlier_run_left_are_warned_of(tmp_path, char_tokenizer):
         warnings.simplefilter("always")
         build_trainer(model, char_tokenizer, None, _questions(), _args(tmp_path, eval_sigmas=[0.0], log_samples=True))
     assert not [w for w in caught if "earlier run" in str(w.message)]
+
+
+def test_samples_carry_the_other_columns_of_a_users_data(tmp_path, char_tokenizer):
+    """An id column identifies the question: a single split is divided at random, so doc_id is no row of the file."""
+    rows = [{"id": f"q{k:02d}", "topic": "sums", "question": f"What is {k} + 1?", "choices": [str(k + 1), str(k + 2)],
+             "answer": 0} for k in range(30)]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    base = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(base)
+    char_tokenizer.save_pretrained(base)
+    out = tmp_path / "eval"
+    _load_example().main(["--model_name_or_path", str(base), "--dataset", str(data), "--max_length", "64", "--output_dir",
+                          str(out), "--eval_sigmas", "0", "--report_to", "none", "--use_cpu", "--disable_tqdm", "true",
+                          "--do_train", "False", "--log_samples"])
+    samples = _read_samples(out / "samples_eval.jsonl")
+    assert len(samples) == 3 and [s["doc_id"] for s in samples] == [0, 1, 2]
+    by_id = {row["id"]: row for row in rows}
+    assert [s["other_columns"]["id"] for s in samples] != ["q00", "q01", "q02"]  # a random tenth of the file
+    for sample in samples:
+        assert sample["other_columns"]["topic"] == "sums"
+        assert sample["question"] == by_id[sample["other_columns"]["id"]]["question"]
+
+    # a value JSON has no type for is written as its str
+    questions = _questions().add_column("added", [datetime.datetime(2024, 5, k + 1) for k in range(9)])
+    trainer = build_trainer(_lora_model(char_tokenizer), char_tokenizer, None, questions,
+                            _args(tmp_path / "dated", eval_sigmas=[0.0], log_samples=True), max_length=96)
+    trainer.evaluate()
+    assert [s["other_columns"] for s in _read_samples(trainer.samples_path())][:2] == [
+        {"added": "2024-05-01 00:00:00"}, {"added": "2024-05-02 00:00:00"}]
