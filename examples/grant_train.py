@@ -29,7 +29,8 @@ warned of, naming the flags):
 save_to_disk folder of graphs; targets in it are ignored), to predict_results.csv: one row per graph (index, smiles
 for a CSV, then one column per target named as the model's target_names, else prediction or prediction_<i>; a
 classifier's predicted class, by name where it has class_names, and probability_<class> per class; graph_multilabel
-probability_<label> per label), or per node for a node-level task (graph_index, node_index, then the same columns).
+probability_<label> per label), or per node for a node-level task (graph_index, node_index, then the same columns);
+a target named as one of these own columns is written as prediction_<name>.
 all_results.json records predict_file (null: the test split) and predict_graphs. With --do_train False and
 --model_name_or_path, a --predict_file needs no --dataset or built-in data: the model predicts and nothing is
 evaluated (--task names its task kind, which it is checked against):
@@ -253,7 +254,14 @@ def data_name(data_args: DataArguments) -> str:
 def target_columns(data_args: DataArguments) -> list[str] | None:
     """The names of the predicted targets, where the data names them (a saved folder's y does not)."""
     if data_args.dataset is not None:
-        return [c for c in data_args.target_column.split(",") if c] if is_csv(Path(data_args.dataset)) else None
+        if not is_csv(Path(data_args.dataset)):
+            return None
+        columns = [c for c in data_args.target_column.split(",") if c]
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValueError(f"--target_column {data_args.target_column} names {', '.join(repeated)} more than once: "
+                             "each target is one model output, named by its column")
+        return columns
     if data_args.builtin == "qm9":
         return [data_args.qm9_target]
     return BUILTIN_TARGETS.get(data_args.builtin)
@@ -272,7 +280,7 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
                 "SMILES, or a folder written by datasets' save_to_disk"
             )
         if is_csv(path):
-            targets = [c for c in data_args.target_column.split(",") if c]
+            targets = target_columns(data_args)
             if not targets:
                 raise ValueError("--dataset <csv> needs --target_column (one or more, comma-separated)")
             graphs = load_smiles_csv(path, data_args.smiles_column, targets, classification=task.endswith("classification"),
@@ -482,11 +490,17 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
     if not file.exists():
         raise FileNotFoundError(f"--predict_file {path}: no such file or folder")
     if is_csv(file):
-        frame = pd.read_csv(file)
+        try:
+            frame = pd.read_csv(file)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"--predict_file {path} is empty: give a CSV with a header row, the SMILES column "
+                             f"{smiles_column!r} (--smiles_column) among its columns, and a molecule per row") from None
         if smiles_column not in frame.columns:
             raise KeyError(f"--predict_file {path}: no SMILES column {smiles_column!r} (--smiles_column); columns are "
                            f"{list(frame.columns)}")
         smiles = frame[smiles_column]
+        if smiles.empty:
+            raise ValueError(f"--predict_file {path} has a header but no molecules to predict")
 
         def row_name(index: int) -> str:
             return f"--predict_file {path}, column {smiles_column!r}, data row {index + 1} (1-based, header not counted)"
@@ -497,10 +511,19 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
         graphs = graphs_from_smiles(smiles.tolist(), row_name=row_name, cache_dir=get_temporary_cache_files_directory())
         return graphs, smiles.tolist()
     if file.is_dir():
-        graphs = datasets.load_from_disk(path)
+        try:
+            graphs = datasets.load_from_disk(path)
+        except IndexError:  # datasets saves no data file for an empty selection (select([])) and cannot load that
+            raise ValueError(f"--predict_file {path} holds no graphs to predict") from None
         if isinstance(graphs, datasets.DatasetDict):
             raise ValueError(f"--predict_file {path} holds a DatasetDict with splits {sorted(graphs)}: save the graphs "
                              "to predict as one Dataset")
+        missing = [column for column in GRAPH_COLUMNS if column not in graphs.column_names]
+        if missing:
+            raise KeyError(f"--predict_file {path} lacks column(s) {missing}: graphs to predict need "
+                           f"{list(GRAPH_COLUMNS)} (it has {graphs.column_names})")
+        if len(graphs) == 0:
+            raise ValueError(f"--predict_file {path} holds no graphs to predict")
         return graphs, None
     raise ValueError(f"--predict_file {path} is neither a CSV ({', '.join(CSV_SUFFIXES)}, any case) nor a folder "
                      "written by datasets' save_to_disk")
@@ -515,10 +538,40 @@ def check_fits_model(model: GrantGCN, graphs: datasets.Dataset, task: str, path:
         raise ValueError(f"--predict_file {path} does not fit {source} ({task}): " + "; ".join(misfits))
 
 
+# predict_results.csv's own columns, before the predictions, per level
+ROW_COLUMNS = {"graph": ("index", "smiles"), "node": ("graph_index", "node_index")}
+
+
+def target_prediction_names(model: GrantGCN, task: str) -> list[str]:
+    """The columns of a regression model's predictions: its target_names (`prediction`, or `prediction_<i>` for
+    several, without), a target named as one of the table's own columns (ROW_COLUMNS) as `prediction_<name>`."""
+    count = model.head.out_features
+    names = model.target_names or (["prediction"] if count == 1 else [f"prediction_{i}" for i in range(count)])
+    own = ROW_COLUMNS[task.split("_")[0]]
+    columns = [f"prediction_{name}" if name in own else name for name in names]
+    if len(set(columns)) < len(columns):
+        raise ValueError(f"the model's target_names {names} would write predict_results.csv columns {columns}, some "
+                         f"twice ({', '.join(own)} are the table's own columns, a target of that name is written as "
+                         "prediction_<name>): rename its targets (target_names in its config.json)")
+    return columns
+
+
+def check_prediction_names(model: GrantGCN, task: str) -> None:
+    """Says, before any training, which of a regression model's targets predict_results.csv renames, and refuses
+    target names that would write a column twice."""
+    if task.endswith("regression"):
+        renamed = [(name, column) for name, column in zip(model.target_names or [], target_prediction_names(model, task))
+                   if name != column]
+        if renamed:
+            logger.warning("predict_results.csv has its own column(s) %s: the model's target(s) %s are written as %s",
+                           ", ".join(ROW_COLUMNS[task.split("_")[0]]), ", ".join(name for name, _ in renamed),
+                           ", ".join(column for _, column in renamed))
+
+
 def prediction_columns(model: GrantGCN, task: str, outputs: np.ndarray) -> dict[str, np.ndarray]:
     """The columns of outputs [rows, outputs]: a classifier's predicted class (its name where the model has
     class_names) and each class's softmax probability; a multilabel model's sigmoid probability per label; else
-    each target's value, named by the model's target_names (`prediction`, or `prediction_<i>` for several, without)."""
+    each target's value, named as target_prediction_names says."""
     count = outputs.shape[1]
     if task.endswith("classification"):
         classes = model.class_names or list(range(count))
@@ -528,8 +581,7 @@ def prediction_columns(model: GrantGCN, task: str, outputs: np.ndarray) -> dict[
     if task == "graph_multilabel":
         probabilities = torch.sigmoid(torch.from_numpy(outputs)).numpy()
         return {f"probability_{name}": probabilities[:, i] for i, name in enumerate(model.target_names or range(count))}
-    names = model.target_names or (["prediction"] if count == 1 else [f"prediction_{i}" for i in range(count)])
-    return {name: outputs[:, i] for i, name in enumerate(names)}
+    return {name: outputs[:, i] for i, name in enumerate(target_prediction_names(model, task))}
 
 
 def prediction_table(model: GrantGCN, task: str, predictions: np.ndarray, num_nodes: list[int],
@@ -558,7 +610,9 @@ def model_source(model_args: ModelArguments) -> str:
 def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test: datasets.Dataset | None,
                       source: str) -> tuple[datasets.Dataset, list[str] | None]:
     """The graphs of --predict_file (and a CSV's SMILES), checked against the model (`source` names it), else the
-    test split. Read before training, so that a bad file fails before the run, not after it."""
+    test split. Read, and the model's prediction columns named, before training: a bad file or target name fails
+    before the run, not after it."""
+    check_prediction_names(model, task)
     if data_args.predict_file is None:
         return test, None
     graphs, smiles = read_predict_file(data_args.predict_file, data_args.smiles_column)

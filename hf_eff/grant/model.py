@@ -74,6 +74,10 @@ class GrantGCN(
         # saved in config.json with the other arguments: output i of a classifier is class_names[i]
         self.class_names = None if class_names is None else [str(name) for name in class_names]
         self.target_names = None if target_names is None else [str(name) for name in target_names]
+        for kind, names in (("class_names", self.class_names), ("target_names", self.target_names)):
+            repeated = sorted({name for name in names or [] if names.count(name) > 1})
+            if repeated:  # each names one output: a prediction table would have one column for both
+                raise ValueError(f"{kind} name {repeated} more than once: each output needs its own name")
         if kappa < 1 or num_layers < 1:
             raise ValueError(f"kappa and num_layers must be >= 1, got kappa={kappa}, num_layers={num_layers}")
         self.level = level

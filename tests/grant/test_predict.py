@@ -190,3 +190,76 @@ def test_smiles_column_applies_to_a_csv_predict_file_and_training_flags_not_to_p
     with pytest.raises(ValueError, match=f"--target_column does not apply to --predict_file {new}: --target_column is "
                                          "for a CSV --dataset"):
         _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out", "--target_column", "logp")
+
+
+def test_targets_named_as_the_tables_own_columns_are_written_as_prediction_columns(tmp_path, caplog):
+    model = GrantGCN(ATOM_FEATURES, 3, hidden_channels=8, task="graph_regression", target_names=["index", "smiles", "logp"])
+    model.save_pretrained(tmp_path / "model")
+    with caplog.at_level("WARNING"):
+        _predict_only(tmp_path / "model", _new_molecules_csv(tmp_path / "new.csv"), "graph_regression", tmp_path / "out")
+    assert "the model's target(s) index, smiles are written as prediction_index, prediction_smiles" in caplog.text
+    table = pd.read_csv(tmp_path / "out" / "predict_results.csv")
+    assert list(table.columns) == ["index", "smiles", "prediction_index", "prediction_smiles", "logp"]
+    assert table["index"].tolist() == list(range(len(NEW_SMILES))) and table["smiles"].tolist() == NEW_SMILES
+    np.testing.assert_allclose(table.iloc[:, 2:].to_numpy(), _forward(model, graphs_from_smiles(NEW_SMILES)), rtol=1e-5)
+
+
+def test_a_node_target_named_node_index_is_written_as_prediction_node_index(tmp_path):
+    GrantGCN(6, 1, hidden_channels=8, level="node", task="node_regression",
+             target_names=["node_index"]).save_pretrained(tmp_path / "model")
+    random_graphs(3, "node_regression").save_to_disk(str(tmp_path / "graphs"))
+    _predict_only(tmp_path / "model", tmp_path / "graphs", "node_regression", tmp_path / "out")
+    columns = pd.read_csv(tmp_path / "out" / "predict_results.csv").columns
+    assert list(columns) == ["graph_index", "node_index", "prediction_node_index"]
+
+
+def test_target_names_that_would_write_a_column_twice_are_refused_before_training(tmp_path):
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles,index,prediction_index\n" + "\n".join(f"{s},{i},{i % 3}" for i, s in enumerate(TRAIN_SMILES)))
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"target_names \['index', 'prediction_index'\] would write predict_results.csv "
+                                         r"columns \['prediction_index', 'prediction_index'\], some twice"):
+        _example().main(["--dataset", str(data), "--target_column", "index,prediction_index", "--task",
+                         "graph_regression", "--output_dir", str(out), "--do_predict", *COMMON])
+    assert not out.exists()
+
+
+def test_a_target_column_named_twice_is_refused(tmp_path):
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles,logp\n" + "\n".join(f"{s},{i}" for i, s in enumerate(TRAIN_SMILES)))
+    with pytest.raises(ValueError, match="--target_column logp,logp names logp more than once"):
+        _example().main(["--dataset", str(data), "--target_column", "logp,logp", "--task", "graph_regression",
+                         "--output_dir", str(tmp_path / "run"), *COMMON])
+
+
+@pytest.mark.parametrize("names", ["class_names", "target_names"])
+def test_a_model_refuses_a_name_for_two_outputs(names):
+    task = "graph_classification" if names == "class_names" else "graph_regression"
+    with pytest.raises(ValueError, match=rf"{names} name \['a'\] more than once"):
+        GrantGCN(6, 3, task=task, **{names: ["a", "b", "a"]})
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("", "is empty: give a CSV with a header row, the SMILES column 'smiles'"),
+    ("smiles\n", "has a header but no molecules to predict"),
+])
+def test_a_csv_without_molecules_is_refused_naming_it(tmp_path, content, problem):
+    GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    new = tmp_path / "new.csv"
+    new.write_text(content)
+    with pytest.raises(ValueError, match=f"^--predict_file {new} {problem}"):
+        _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out")
+
+
+def test_a_folder_without_graphs_or_their_columns_is_refused_naming_it(tmp_path):
+    GrantGCN(6, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    graphs = random_graphs(3, "graph_regression")
+    graphs.filter(lambda graph: False).save_to_disk(str(tmp_path / "filtered"))
+    graphs.select([]).save_to_disk(str(tmp_path / "selected"))  # saved without a data file
+    for empty in ("filtered", "selected"):
+        with pytest.raises(ValueError, match=f"^--predict_file {tmp_path / empty} holds no graphs to predict"):
+            _predict_only(tmp_path / "model", tmp_path / empty, "graph_regression", tmp_path / "out")
+    graphs.remove_columns("num_nodes").save_to_disk(str(tmp_path / "no_sizes"))
+    with pytest.raises(KeyError, match=rf"--predict_file {tmp_path / 'no_sizes'} lacks column\(s\) \['num_nodes'\]: "
+                                       r"graphs to predict need \['x', 'edge_index', 'num_nodes'\]"):
+        _predict_only(tmp_path / "model", tmp_path / "no_sizes", "graph_regression", tmp_path / "out")
