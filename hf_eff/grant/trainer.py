@@ -211,6 +211,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # nodes (the sum of every graph's node losses over the number of nodes), graph_multilabel's the mean
         # over the labelled entries, which batches hold in different numbers.
         self._loss_sums = [] if self.task.level == "node" or self.task.is_multilabel else None
+        if self.accelerator.num_processes > 1:
+            # DDP hands every process the first one's buffers before a training forward, which then updates its own
+            # copy: after training each holds its own BatchNorm statistics. Evaluate with those of the saved model.
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
         try:
             output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
             if self._loss_sums:

@@ -4,6 +4,7 @@ Run by pytest, this file launches itself with ``accelerate launch`` (trainers/ac
 each rank writes what it saw (world size, the subset chosen at every reselection, the dataset
 indices of the graphs it trained on at every step, the final parameters) and the test compares
 the ranks with each other and with a one-process run that accumulates the same two batches per step.
+The example's --do_predict is launched on 2 ranks too.
 """
 
 import json
@@ -118,6 +119,35 @@ def test_grant_ddp_selects_the_same_graphs_shards_batches_and_matches_one_proces
         torch.testing.assert_close(value, single_params[name], rtol=1e-4, atol=1e-5)
     print(f"train seconds: 1 process {single['train_seconds']:.2f}, "
           f"2 processes {max(rank['train_seconds'] for rank in ranks):.2f}")
+
+
+def test_example_predictions_on_two_processes_are_every_node_once_in_order_and_the_saved_models(tmp_path):
+    """--do_predict after a 2-process training run: the node predictions (padded per graph, gathered across the
+    processes) are every node of every graph once, in order, written once, and the saved model's own: each process
+    evaluates with the first one's BatchNorm statistics, not those its own last training batch left it."""
+    import numpy as np
+    import pandas as pd
+
+    from hf_eff.grant import GrantGCN
+    from tests.grant.test_predict import _forward
+
+    random_graphs(24, "node_regression", min_nodes=2, max_nodes=9).save_to_disk(str(tmp_path / "train"))
+    new = random_graphs(7, "node_regression", seed=1, min_nodes=2, max_nodes=9)  # odd: one process gets a duplicate
+    new.save_to_disk(str(tmp_path / "new"))
+    out = tmp_path / "run"
+    launch = launch_two_ranks(
+        str(Path(__file__).parents[2] / "examples" / "grant_train.py"), "--dataset", str(tmp_path / "train"),
+        "--task", "node_regression", "--output_dir", str(out), "--do_predict", "--predict_file", str(tmp_path / "new"),
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "2",
+        "--hidden_channels", "8", "--teacher", "none", "--save_strategy", "no", "--report_to", "none",
+    )
+    assert launch.stderr.count("predictions written to") == 1
+    table = pd.read_csv(out / "predict_results.csv")
+    sizes = new["num_nodes"]
+    assert table["graph_index"].tolist() == [g for g, n in enumerate(sizes) for _ in range(n)]
+    assert table["node_index"].tolist() == [i for n in sizes for i in range(n)]
+    expected = _forward(GrantGCN.from_pretrained(out), new)[:, 0]
+    np.testing.assert_allclose(table["prediction"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 if __name__ == "__main__":
