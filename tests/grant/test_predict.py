@@ -263,3 +263,23 @@ def test_a_folder_without_graphs_or_their_columns_is_refused_naming_it(tmp_path)
     with pytest.raises(KeyError, match=rf"--predict_file {tmp_path / 'no_sizes'} lacks column\(s\) \['num_nodes'\]: "
                                        r"graphs to predict need \['x', 'edge_index', 'num_nodes'\]"):
         _predict_only(tmp_path / "model", tmp_path / "no_sizes", "graph_regression", tmp_path / "out")
+
+
+@pytest.mark.parametrize(("task", "targets", "labels"), [
+    ("graph_classification", "soluble", lambda i: "yes" if i % 2 else "no"),
+    ("graph_multilabel", "toxic,bitter", lambda i: f"{i % 2},{i // 2 % 2}"),
+])
+def test_a_classifiers_card_gives_the_probabilities_predict_results_has(tmp_path, task, targets, labels):
+    data = tmp_path / "mols.csv"
+    data.write_text(f"smiles,{targets}\n" + "\n".join(f"{s},{labels(i)}" for i, s in enumerate(TRAIN_SMILES)))
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"smiles": ["CCO", "c1ccccc1"]}).to_csv(new, index=False)  # the card's molecules
+    out = tmp_path / "run"
+    _example().main(["--dataset", str(data), "--target_column", targets, "--task", task, "--output_dir", str(out),
+                     "--validation_fraction", "0.2", "--test_fraction", "0.2", "--do_predict", "--predict_file", str(new),
+                     *COMMON])
+    snippet = (out / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    namespace = {}
+    exec(snippet.replace(f'"{out.name}"', repr(str(out))), namespace)
+    table = pd.read_csv(out / "predict_results.csv")
+    np.testing.assert_allclose(namespace["probabilities"].numpy(), table.filter(like="probability_"), rtol=1e-5)
