@@ -209,6 +209,8 @@ ONLY_FOR = {
     "smiles_column": "a CSV --dataset or --predict_file", "target_column": "a CSV --dataset", "qm9_target": "--task qm9",
     "num_generated_graphs": "--task gen-reg or gen-cls", "min_nodes": "--task gen-reg or gen-cls",
     "max_nodes": "--task gen-reg or gen-cls",
+    # a --predict_file alone is predicted whole, unsplit
+    **dict.fromkeys(("max_graphs", "validation_fraction", "test_fraction", "stratify"), "--task or --dataset"),
 }
 BUILTIN_TARGETS = {"freesolv": ["expt"], "solubility": ["SOL"], "solubility-cls": ["SOL_classification"]}
 
@@ -224,7 +226,8 @@ def applies(data_args: DataArguments, name: str) -> bool:
             "a CSV --dataset or --predict_file": csv_dataset or (data_args.predict_file is not None
                                                                  and is_csv(Path(data_args.predict_file))),
             "--task qm9": data_args.builtin == "qm9",
-            "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls")}
+            "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls"),
+            "--task or --dataset": data_args.builtin is not None or data_args.dataset is not None}
     return name not in ONLY_FOR or uses[ONLY_FOR[name]]
 
 

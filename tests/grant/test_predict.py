@@ -283,3 +283,12 @@ def test_a_classifiers_card_gives_the_probabilities_predict_results_has(tmp_path
     exec(snippet.replace(f'"{out.name}"', repr(str(out))), namespace)
     table = pd.read_csv(out / "predict_results.csv")
     np.testing.assert_allclose(namespace["probabilities"].numpy(), table.filter(like="probability_"), rtol=1e-5)
+
+
+@pytest.mark.parametrize("flag", [["--max_graphs", "2"], ["--test_fraction", "0.5"], ["--stratify", "False"]])
+def test_flags_that_cut_or_split_data_are_refused_when_only_a_predict_file_is_read(tmp_path, flag):
+    GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    new = _new_molecules_csv(tmp_path / "new.csv")
+    with pytest.raises(ValueError, match=f"^{flag[0]} does not apply to --predict_file {new}: {flag[0]} is for --task "
+                                         "or --dataset"):
+        _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out", *flag)
