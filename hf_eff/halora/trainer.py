@@ -25,7 +25,7 @@ from accelerate.optimizer import AcceleratedOptimizer
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from peft import PeftModel
-from transformers import Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 from transformers.trainer_utils import speed_metrics
 
 from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig, check_tile_size
@@ -239,7 +239,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     ``scorer`` (``tokenize_for_scoring``'s, with its eval dataset) scores the evaluation: it sets
     ``compute_metrics`` and ``preprocess_logits_for_metrics``, and with ``log_samples`` maps each run's
-    choice scores to the per-question samples written beside the metrics.
+    choice scores to the per-question samples written beside the metrics. Its rows need a collator that pads
+    labels (``DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)``, as ``build_trainer``).
 
     ``data_splits``, when set, is saved beside the adapter (checkpoints too) as DATA_SPLITS_NAME: the data
     settings of each training run the adapter went through, which tell an evaluation of it whether its
@@ -260,9 +261,16 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         if not isinstance(self.args, HaLoRATrainingArguments):
             raise TypeError("HaLoRATrainer needs HaLoRATrainingArguments (eval_sigmas, eval_noise_seeds, noise_seed)")
         if self.args.log_samples and scorer is None:
-            raise ValueError("log_samples needs the eval dataset's scorer: HaLoRATrainer(..., scorer=scorer) with the "
-                             "MultipleChoiceScorer tokenize_for_scoring returned (hf_eff.halora.experiment.build_trainer "
-                             "passes it)")
+            raise ValueError("log_samples needs the eval dataset's scorer: HaLoRATrainer(..., scorer=scorer, "
+                             "eval_dataset=rows) with rows, scorer = tokenize_for_scoring(questions, tokenizer) "
+                             "(hf_eff.halora.experiment.build_trainer passes them)")
+        # transformers' defaults when none is given: they pad no labels, and the scored rows' lengths differ
+        if scorer is not None and (self.data_collator is default_data_collator
+                                   or type(self.data_collator) is DataCollatorWithPadding):
+            raise ValueError("scorer: tokenize_for_scoring's rows differ in length and carry labels, which the "
+                             "Trainer's default data collator does not pad; give data_collator=DataCollatorForSeq2Seq("
+                             "tokenizer, padding=True, label_pad_token_id=-100), the tokenizer padding on the right "
+                             "(hf_eff.halora.experiment.build_trainer's)")
         self.scorer = scorer
         earlier_samples = [] if self.args.log_samples else sorted(Path(self.args.output_dir).glob("samples_*.jsonl"))
         if earlier_samples and self.is_world_process_zero():  # beside this run's results, they would pass for its own
