@@ -51,6 +51,7 @@ metric (best value and time-to-target), roc_auc reported beside it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -623,9 +624,28 @@ def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test
     return graphs, smiles
 
 
+# transformers' length-grouped sampling (train_sampling_strategy in transformers 5, group_by_length before) also orders
+# the graphs to predict by size, and its predictions would not follow the rows; the values that keep the rows' order
+UNGROUPED = {"train_sampling_strategy": "random", "group_by_length": False}
+
+
+@contextlib.contextmanager
+def in_row_order(args: GraNTTrainingArguments):
+    """Predictions in the order of the graphs, whatever training's sampling strategy."""
+    kept = {name: getattr(args, name) for name in UNGROUPED if hasattr(args, name)}
+    for name in kept:
+        setattr(args, name, UNGROUPED[name])
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            setattr(args, name, value)
+
+
 def predict(trainer: GraNTTrainer, model: GrantGCN, graphs: datasets.Dataset, smiles: list[str] | None) -> pd.DataFrame:
     # only what the model reads: a y (targets to ignore) or an edge_attr the model does not take stay out of the batches
-    predictions = trainer.predict(graphs.select_columns(list(GRAPH_COLUMNS))).predictions
+    with in_row_order(trainer.args):
+        predictions = trainer.predict(graphs.select_columns(list(GRAPH_COLUMNS))).predictions
     return prediction_table(model, trainer.args.task, predictions, list(graphs["num_nodes"]), smiles)
 
 
