@@ -51,7 +51,6 @@ metric (best value and time-to-target), roc_auc reported beside it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -60,7 +59,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pandas as pd
-import torch
 import transformers
 from datasets.fingerprint import get_temporary_cache_files_directory
 from transformers import HfArgumentParser, IntervalStrategy, set_seed
@@ -84,6 +82,7 @@ from hf_eff.grant import (
 from hf_eff.grant.collator import GRAPH_COLUMNS
 from hf_eff.grant.data import largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
+from hf_eff.grant.predictions import check_prediction_names, predictions_table
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
@@ -542,68 +541,6 @@ def check_fits_model(model: GrantGCN, graphs: datasets.Dataset, task: str, path:
         raise ValueError(f"--predict_file {path} does not fit {source} ({task}): " + "; ".join(misfits))
 
 
-# predict_results.csv's own columns, before the predictions, per level
-ROW_COLUMNS = {"graph": ("index", "smiles"), "node": ("graph_index", "node_index")}
-
-
-def target_prediction_names(model: GrantGCN, task: str) -> list[str]:
-    """The columns of a regression model's predictions: its target_names (`prediction`, or `prediction_<i>` for
-    several, without), a target named as one of the table's own columns (ROW_COLUMNS) as `prediction_<name>`."""
-    count = model.head.out_features
-    names = model.target_names or (["prediction"] if count == 1 else [f"prediction_{i}" for i in range(count)])
-    own = ROW_COLUMNS[task.split("_")[0]]
-    columns = [f"prediction_{name}" if name in own else name for name in names]
-    if len(set(columns)) < len(columns):
-        raise ValueError(f"the model's target_names {names} would write predict_results.csv columns {columns}, some "
-                         f"twice ({', '.join(own)} are the table's own columns, a target of that name is written as "
-                         "prediction_<name>): rename its targets (target_names in its config.json)")
-    return columns
-
-
-def check_prediction_names(model: GrantGCN, task: str) -> None:
-    """Says, before any training, which of a regression model's targets predict_results.csv renames, and refuses
-    target names that would write a column twice."""
-    if task.endswith("regression"):
-        renamed = [(name, column) for name, column in zip(model.target_names or [], target_prediction_names(model, task))
-                   if name != column]
-        if renamed:
-            logger.warning("predict_results.csv has its own column(s) %s: the model's target(s) %s are written as %s",
-                           ", ".join(ROW_COLUMNS[task.split("_")[0]]), ", ".join(name for name, _ in renamed),
-                           ", ".join(column for _, column in renamed))
-
-
-def prediction_columns(model: GrantGCN, task: str, outputs: np.ndarray) -> dict[str, np.ndarray]:
-    """The columns of outputs [rows, outputs]: a classifier's predicted class (its name where the model has
-    class_names) and each class's softmax probability; a multilabel model's sigmoid probability per label; else
-    each target's value, named as target_prediction_names says."""
-    count = outputs.shape[1]
-    if task.endswith("classification"):
-        classes = model.class_names or list(range(count))
-        probabilities = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
-        return {"prediction": np.asarray(classes)[outputs.argmax(axis=1)],
-                **{f"probability_{name}": probabilities[:, i] for i, name in enumerate(classes)}}
-    if task == "graph_multilabel":
-        probabilities = torch.sigmoid(torch.from_numpy(outputs)).numpy()
-        return {f"probability_{name}": probabilities[:, i] for i, name in enumerate(model.target_names or range(count))}
-    return {name: outputs[:, i] for i, name in enumerate(target_prediction_names(model, task))}
-
-
-def prediction_table(model: GrantGCN, task: str, predictions: np.ndarray, num_nodes: list[int],
-                     smiles: list[str] | None) -> pd.DataFrame:
-    """One row per graph (index, the SMILES where the input had them) or, for a node-level task, per node
-    (graph_index, node_index), then the prediction columns. A node task's predictions come from the Trainer as
-    [graphs, most nodes, outputs], padded past each graph's nodes."""
-    if task.startswith("node"):
-        outputs = np.concatenate([predictions[graph, :nodes] for graph, nodes in enumerate(num_nodes)])
-        rows = {"graph_index": np.repeat(np.arange(len(num_nodes)), num_nodes),
-                "node_index": np.concatenate([np.arange(nodes) for nodes in num_nodes])}
-    else:
-        outputs, rows = predictions, {"index": np.arange(len(num_nodes))}
-        if smiles is not None:
-            rows["smiles"] = smiles
-    return pd.DataFrame({**rows, **prediction_columns(model, task, outputs)})
-
-
 def model_source(model_args: ModelArguments) -> str:
     """The model as errors name it."""
     if model_args.model_name_or_path is None:
@@ -616,37 +553,12 @@ def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test
     """The graphs of --predict_file (and a CSV's SMILES), checked against the model (`source` names it), else the
     test split. Read, and the model's prediction columns named, before training: a bad file or target name fails
     before the run, not after it."""
-    check_prediction_names(model, task)
+    check_prediction_names(model, task, model.head.out_features)
     if data_args.predict_file is None:
         return test, None
     graphs, smiles = read_predict_file(data_args.predict_file, data_args.smiles_column)
     check_fits_model(model, graphs, task, data_args.predict_file, source)
     return graphs, smiles
-
-
-# transformers' length-grouped sampling (train_sampling_strategy in transformers 5, group_by_length before) also orders
-# the graphs to predict by size, and its predictions would not follow the rows; the values that keep the rows' order
-UNGROUPED = {"train_sampling_strategy": "random", "group_by_length": False}
-
-
-@contextlib.contextmanager
-def in_row_order(args: GraNTTrainingArguments):
-    """Predictions in the order of the graphs, whatever training's sampling strategy."""
-    kept = {name: getattr(args, name) for name in UNGROUPED if hasattr(args, name)}
-    for name in kept:
-        setattr(args, name, UNGROUPED[name])
-    try:
-        yield
-    finally:
-        for name, value in kept.items():
-            setattr(args, name, value)
-
-
-def predict(trainer: GraNTTrainer, model: GrantGCN, graphs: datasets.Dataset, smiles: list[str] | None) -> pd.DataFrame:
-    # only what the model reads: a y (targets to ignore) or an edge_attr the model does not take stay out of the batches
-    with in_row_order(trainer.args):
-        predictions = trainer.predict(graphs.select_columns(list(GRAPH_COLUMNS))).predictions
-    return prediction_table(model, trainer.args.task, predictions, list(graphs["num_nodes"]), smiles)
 
 
 def prediction_summary(data_args: DataArguments, graphs: datasets.Dataset) -> dict:
@@ -677,7 +589,7 @@ def predict_only(model: GrantGCN, model_args: ModelArguments, data_args: DataArg
     training_args.eval_strategy = IntervalStrategy.NO
     graphs, smiles = graphs_to_predict(data_args, model, training_args.task, None, model_source(model_args))
     trainer = GraNTTrainer(model=model, args=training_args)
-    table = predict(trainer, model, graphs, smiles)
+    table = predictions_table(trainer, graphs, smiles)
     results = {"task": training_args.task, "model_name_or_path": model_args.model_name_or_path,
                "model_revision": model_args.model_revision, **prediction_summary(data_args, graphs)}
     save_all_results(trainer, results)
@@ -735,7 +647,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["base_model"] = model_args.model_name_or_path
     predictions = None
     if to_predict is not None:
-        predictions = predict(trainer, model, *to_predict)
+        predictions = predictions_table(trainer, *to_predict)
         results.update(prediction_summary(data_args, to_predict[0]))
     save_all_results(trainer, results)
     if training_args.do_train:

@@ -30,11 +30,11 @@ import time
 import datasets
 import torch
 from huggingface_hub import ModelHubMixin
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 from torch_geometric.utils import scatter, to_dense_batch
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import get_last_checkpoint, has_length
 
 from hf_eff.grant.collator import (
     GraphCollator,
@@ -211,11 +211,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # nodes (the sum of every graph's node losses over the number of nodes), graph_multilabel's the mean
         # over the labelled entries, which batches hold in different numbers.
         self._loss_sums = [] if self.task.level == "node" or self.task.is_multilabel else None
-        if self.accelerator.num_processes > 1:
-            # DDP hands every process the first one's buffers before a training forward, which then updates its own
-            # copy: after training each holds its own BatchNorm statistics. Evaluate with those of the saved model.
-            for buffer in self.model.buffers():
-                torch.distributed.broadcast(buffer, src=0)
+        self._share_first_process_buffers()
         try:
             output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
             if self._loss_sums:
@@ -226,6 +222,21 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         finally:
             self._loss_sums = None
         return output
+
+    def _share_first_process_buffers(self) -> None:
+        """DDP hands every process the first one's buffers before a training forward, which then updates its own
+        copy: after training each holds its own BatchNorm statistics. Evaluation and the teacher's scoring use
+        those of the first process, which saves the model."""
+        if self.accelerator.num_processes > 1:
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # transformers orders evaluation by length too under train_sampling_strategy="group_by_length", so predict's
+        # rows would not follow the graphs; PyG batches pad nothing, so the grouping would save nothing here
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -447,6 +458,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             batches = scoring_batches(self.train_dataset, self.data_collator, shard, self.args.score_batch_size)
             if self.args.cache_scoring_batches:
                 self._scoring_batches = batches
+        self._share_first_process_buffers()
         local = score_batches(self.model, batches, self.task, self.args.device, self.args.node_score_normalization,
                               num_classes=self._num_classes)
         padded = torch.zeros(shard_size, device=self.args.device)

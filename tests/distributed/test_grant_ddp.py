@@ -26,11 +26,14 @@ from tests.grant.conftest import random_graphs
 NUM_GRAPHS, BATCH_SIZE = 96, 6
 
 
-def run_worker(out_dir: Path, accumulation: int) -> None:
+def run_worker(out_dir: Path, accumulation: int, batch_norm: bool = False) -> None:
+    """batch_norm: each rank also records, at every reselection, the gathered scores beside those its own model
+    gives every graph (each process scores its shard: with BatchNorm, the statistics it scores with matter)."""
     from torch_geometric.utils import scatter
     from transformers import set_seed
 
     from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+    from hf_eff.grant.selection import score_dataset
     from hf_eff.utils.distributed import check_world_size, prepare_cpu_distributed
 
     prepare_cpu_distributed()
@@ -42,7 +45,13 @@ def run_worker(out_dir: Path, accumulation: int) -> None:
     class RecordingTrainer(GraNTTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.selections, self.step_graphs = [], []
+            self.selections, self.step_graphs, self.score_pairs = [], [], []
+
+        def _score_training_set(self):
+            scores = super()._score_training_set()
+            own = score_dataset(self.model, self.train_dataset, self.data_collator, self.task, device=self.args.device)
+            self.score_pairs.append([scores.tolist(), own.tolist()])
+            return scores
 
         def _teach(self, epoch):
             super()._teach(epoch)
@@ -63,7 +72,7 @@ def run_worker(out_dir: Path, accumulation: int) -> None:
     )
     check_world_size(args.world_size)
     set_seed(0)
-    model = GrantGCN(6, 1, hidden_channels=16, num_layers=2, kappa=2, batch_norm=False)
+    model = GrantGCN(6, 1, hidden_channels=16, num_layers=2, kappa=2, batch_norm=batch_norm)
     trainer = RecordingTrainer(model=model, args=args, train_dataset=graphs)
     start = time.perf_counter()
     trainer.train()
@@ -71,7 +80,7 @@ def run_worker(out_dir: Path, accumulation: int) -> None:
     rank = int(os.environ.get("RANK", "0"))
     report = {"world_size": args.world_size, "ddp": type(trainer.model_wrapped).__name__,
               "selections": trainer.selections, "step_graphs": trainer.step_graphs,
-              "global_step": trainer.state.global_step, "train_seconds": seconds}
+              "global_step": trainer.state.global_step, "train_seconds": seconds, "score_pairs": trainer.score_pairs}
     (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
     torch.save({n: p.detach().clone() for n, p in model.named_parameters()}, out_dir / f"rank{rank}.pt")
 
@@ -121,6 +130,18 @@ def test_grant_ddp_selects_the_same_graphs_shards_batches_and_matches_one_proces
           f"2 processes {max(rank['train_seconds'] for rank in ranks):.2f}")
 
 
+def test_with_batch_norm_every_shard_is_scored_with_the_first_processs_statistics(tmp_path):
+    """Each process scores its shard of the training set; with BatchNorm each holds the statistics its own batches
+    left, so the shards were scored by different models. The gathered scores are those of the first process's model
+    (which is saved), on every process."""
+    launch_two_ranks(__file__, str(tmp_path), "batch_norm")
+    for rank in (0, 1):
+        pairs = json.loads((tmp_path / f"rank{rank}.json").read_text())["score_pairs"]
+        assert len(pairs) == 4
+        for gathered, own in pairs[1:]:  # the first scores the untrained model, whose statistics agree anyway
+            torch.testing.assert_close(torch.tensor(gathered), torch.tensor(own), rtol=1e-5, atol=1e-6)
+
+
 def test_example_predictions_on_two_processes_are_every_node_once_in_order_and_the_saved_models(tmp_path):
     """--do_predict after a 2-process training run: the node predictions (padded per graph, gathered across the
     processes) are every node of every graph once, in order, written once, and the saved model's own: each process
@@ -151,5 +172,5 @@ def test_example_predictions_on_two_processes_are_every_node_once_in_order_and_t
 
 
 if __name__ == "__main__":
-    run_worker(Path(sys.argv[1]), accumulation=1)
+    run_worker(Path(sys.argv[1]), accumulation=1, batch_norm=sys.argv[2:] == ["batch_norm"])
     finish_distributed()

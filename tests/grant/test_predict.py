@@ -217,7 +217,7 @@ def test_target_names_that_would_write_a_column_twice_are_refused_before_trainin
     data = tmp_path / "mols.csv"
     data.write_text("smiles,index,prediction_index\n" + "\n".join(f"{s},{i},{i % 3}" for i, s in enumerate(TRAIN_SMILES)))
     out = tmp_path / "run"
-    with pytest.raises(ValueError, match=r"target_names \['index', 'prediction_index'\] would write predict_results.csv "
+    with pytest.raises(ValueError, match=r"target_names \['index', 'prediction_index'\] would write the prediction "
                                          r"columns \['prediction_index', 'prediction_index'\], some twice"):
         _example().main(["--dataset", str(data), "--target_column", "index,prediction_index", "--task",
                          "graph_regression", "--output_dir", str(out), "--do_predict", *COMMON])

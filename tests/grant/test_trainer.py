@@ -9,6 +9,7 @@ from torch_geometric.nn.models import GCN
 
 from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments, ValidationCurveCallback
 from hf_eff.grant.collator import GraphCollator
+from hf_eff.grant.predictions import predictions_table
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.selection import partition_batches, score_dataset
 from hf_eff.grant.tasks import GraphTask, task_loss
@@ -776,3 +777,24 @@ def test_loaders_do_not_pin_memory_off_cuda(tmp_path, make_graphs, teacher):
         warnings.simplefilter("always")
         trainer.train()
     assert not [str(w.message) for w in caught if "pin_memory" in str(w.message)]
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "node_classification"])
+def test_predictions_follow_the_graphs_under_length_grouped_training(tmp_path, make_graphs, task):
+    graphs = make_graphs(30, task, seed=3)
+    model = GrantGCN(6, OUTPUTS[task], hidden_channels=8, level=task.split("_")[0],
+                     class_names=["a", "b", "c"] if task.endswith("classification") else None)
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, task, teacher="none", per_device_eval_batch_size=4,
+                                                   train_sampling_strategy="group_by_length"))
+    expected, _ = _outputs_and_labels(model, task, graphs)
+    table = predictions_table(trainer, graphs)
+    if task == "graph_regression":
+        assert list(table.columns) == ["index", "prediction"]
+        torch.testing.assert_close(torch.tensor(table["prediction"].to_numpy()), expected[:, 0], rtol=1e-5, atol=1e-6)
+    else:
+        assert list(table.columns) == ["graph_index", "node_index", "prediction", "probability_a", "probability_b",
+                                       "probability_c"]
+        assert table["graph_index"].tolist() == [g for g, n in enumerate(graphs["num_nodes"]) for _ in range(n)]
+        probabilities = torch.tensor(table[["probability_a", "probability_b", "probability_c"]].to_numpy())
+        torch.testing.assert_close(probabilities, expected.softmax(dim=-1), rtol=1e-5, atol=1e-6)
+        assert table["prediction"].tolist() == [["a", "b", "c"][i] for i in expected.argmax(dim=-1).tolist()]
