@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass, field
 
 from peft import LoraConfig
@@ -106,7 +107,8 @@ class HaLoRAConfig(LoraConfig):
             if isinstance(value, kind) and not isinstance(value, bool):
                 setattr(self, name, cast(value))
         validate_noise(self.noise_sigma, self.noise_mode, self.noise_tile_size, prefix="HaLoRAConfig.")
-        if isinstance(self.noise_target_modules, list):
+        check_noise_target_modules(self.noise_target_modules, "HaLoRAConfig.noise_target_modules")
+        if isinstance(self.noise_target_modules, (list, tuple)):
             self.noise_target_modules = list(self.noise_target_modules)
         if not _is_int(self.noise_resample_steps) or self.noise_resample_steps < 1:
             raise ValueError(f"HaLoRAConfig.noise_resample_steps must be a positive integer, got {self.noise_resample_steps!r}")
@@ -134,6 +136,20 @@ def validate_noise(sigma: float, mode: str, tile_size: int, prefix: str = "") ->
     if mode == "stuck_at" and sigma > 1:
         raise ValueError(f"{prefix}noise_sigma is the stuck-cell fraction for stuck_at and must be <= 1, got {sigma!r}")
     check_tile_size(tile_size, f"{prefix}noise_tile_size")
+
+
+def check_noise_target_modules(target_modules, field: str) -> None:
+    """Raises ValueError naming ``field`` unless ``target_modules`` is None, a valid regex or a list of names."""
+    if target_modules is None:
+        return
+    if isinstance(target_modules, str):
+        try:
+            re.compile(target_modules)
+        except re.error as error:
+            raise ValueError(f"{field}={target_modules!r} is not a valid regex ({error}); a list holds name suffixes") from None
+        return
+    if not (isinstance(target_modules, (list, tuple)) and all(isinstance(name, str) for name in target_modules)):
+        raise ValueError(f"{field} must be None, a regex string or a list of module-name suffixes, got {target_modules!r}")
 
 
 def check_tile_size(tile_size, field: str) -> None:

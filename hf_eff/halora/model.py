@@ -37,7 +37,9 @@ class HaLoRAModel(LoraModel):
     @contextmanager
     def _enable_peft_forward_hooks(self, *args, **kwargs):
         # PeftModel enters this around every forward with an active adapter, whatever the task type.
-        if self.training and torch.is_grad_enabled() and not self.halora_trainer_step and not self._warned_plain_training:
+        # The wrapped model's mode, not this wrapper's: get_peft_model leaves the wrapper in train mode
+        # around a base in eval mode, and inference on it (grad enabled) is no training.
+        if self.model.training and torch.is_grad_enabled() and not self.halora_trainer_step and not self._warned_plain_training:
             if isinstance(self.peft_config.get(self.active_adapters[0]), HaLoRAConfig):
                 self._warned_plain_training = True
                 warnings.warn(

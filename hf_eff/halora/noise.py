@@ -41,7 +41,7 @@ from peft.utils import ModulesToSaveWrapper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from hf_eff.halora.config import HaLoRAConfig, validate_noise
+from hf_eff.halora.config import HaLoRAConfig, check_noise_target_modules, validate_noise
 
 # transformers' Conv1D (the GPT-2 family) is a Linear whose weight is stored transposed; a tile of
 # the transpose is the transpose of a tile, so tile-relative noise means the same on both.
@@ -170,6 +170,7 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
     ``target_modules=None`` other frozen weight matrices in the blocks (the fused 3-D experts of MoE models;
     not embeddings) stay exact, with a warning (once per model).
     """
+    check_noise_target_modules(target_modules, "noise_target_modules")
     model = _layer_root(model)
     adapter_modules, peft_adapted = _adapter_side_modules(model)
     if target_modules is None:

@@ -28,7 +28,12 @@ from peft import PeftModel
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 from transformers.trainer_utils import speed_metrics
 
-from hf_eff.halora.config import NOISE_MODES, HaLoRAConfig, check_tile_size
+from hf_eff.halora.config import (
+    NOISE_MODES,
+    HaLoRAConfig,
+    check_noise_target_modules,
+    check_tile_size,
+)
 from hf_eff.halora.noise import (
     RRAMNoise,
     active_halora_config,
@@ -113,7 +118,10 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         super().__post_init__()
         if isinstance(self.eval_sigmas, (str, numbers.Real)):  # one level, where a list is meant
             raise ValueError(f"eval_sigmas must be a list of noise levels (e.g. [0.0, 0.02]), got {self.eval_sigmas!r}")
-        self.eval_sigmas = [float(s) + 0.0 for s in self.eval_sigmas]  # + 0.0: -0.0 would be named sigma_-0
+        try:
+            self.eval_sigmas = [float(s) + 0.0 for s in self.eval_sigmas]  # + 0.0: -0.0 would be named sigma_-0
+        except (TypeError, ValueError):
+            raise ValueError(f"eval_sigmas must be a list of noise levels (numbers), got {self.eval_sigmas!r}") from None
         if not self.eval_sigmas or any(not (s >= 0 and math.isfinite(s)) for s in self.eval_sigmas):
             raise ValueError(f"eval_sigmas must be a non-empty list of finite values >= 0, got {self.eval_sigmas}")
         names = [sigma_name(sigma) for sigma in self.eval_sigmas]
@@ -129,6 +137,7 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         check_eval_sigmas(self.eval_sigmas, self.eval_noise_mode, "eval_noise_mode")
         if self.eval_noise_tile_size is not None:
             check_tile_size(self.eval_noise_tile_size, "eval_noise_tile_size")
+        check_noise_target_modules(self.eval_noise_target_modules, "eval_noise_target_modules")
         if self.noise_seed is None:
             self.noise_seed = self.seed
         if self.log_samples and (self.prediction_loss_only or self.batch_eval_metrics):
