@@ -239,10 +239,12 @@ def _uint8_pixels(image, index: int) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     if image.dtype.kind == "f":
-        if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
+        if not np.isfinite(image).all():
+            bad = np.argwhere(~np.isfinite(image))[0]
+            raise ValueError(f"{where}: pixels contain NaN or infinite values (first at {tuple(bad.tolist())})")
+        if image.min() < 0 or image.max() > 1:
             raise ValueError(
-                f"{where}: float pixels must be finite and in [0, 1], got values from "
-                f"{np.nanmin(image):.4g} to {np.nanmax(image):.4g}"
+                f"{where}: float pixels must be in [0, 1], got values from {image.min():.4g} to {image.max():.4g}"
             )
         return np.round(image.astype(np.float64) * 255).astype(np.uint8)
     if image.dtype.kind in "iu" and image.size and image.min() >= 0 and image.max() <= 255:
@@ -329,6 +331,14 @@ def _stored_rows(dataset: Dataset, column: str) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False)
 
 
+def _same_rows(first: Dataset, second: Dataset) -> bool:
+    """Whether two datasets hold the same features and rows (an index mapping, as `select` leaves,
+    is followed; arrow's schema metadata is not compared)."""
+    return first.features == second.features and first.with_format("arrow")[:].equals(
+        second.with_format("arrow")[:]
+    )
+
+
 def points_dataset(xyz, rgb) -> Dataset:
     """A point set from xyz [N, 3] and rgb [N, 3] (integers in 0..255, stored as uint8), checked
     by `check_points`."""
@@ -337,10 +347,12 @@ def points_dataset(xyz, rgb) -> Dataset:
     return Dataset.from_dict({"xyz": xyz, "rgb": rgb.astype(np.uint8)}, features=POINT_FEATURES)
 
 
-@dataclass
+@dataclass(eq=False)
 class Scene:
     """Posed views (a `DatasetDict` with at least a ``train`` split), an optional point set
-    for initialisation, the scene centre and the radius of the cameras around it.
+    for initialisation, the scene centre and the radius of the cameras around it. Two scenes are
+    equal (``==``) when they hold the same splits, rows (images compared as stored), centre and
+    radius: ``load_scene(folder) == scene`` after ``scene.save(folder)``.
 
     From your own images and cameras: ``Scene.from_views(DatasetDict({"train": views_dataset(
     images, Ks, world_to_cameras), "test": views_dataset(...)}), points_dataset(xyz, rgb))``
@@ -392,6 +404,22 @@ class Scene:
                     )
                 radius = float(np.linalg.norm(positions - np.asarray(center), axis=1).max()) or 1.0
         return cls(views=views, points=points, center=center, radius=radius)
+
+    def __eq__(self, other) -> bool:
+        # A dataclass's own __eq__ would compare the datasets by identity (datasets defines no
+        # equality), so a saved and reloaded scene would never equal the scene it came from.
+        if not isinstance(other, Scene):
+            return NotImplemented
+        if (self.center, self.radius, list(self.views)) != (other.center, other.radius, list(other.views)):
+            return False
+        if (self.points is None) != (other.points is None):
+            return False
+        pairs = [(self.views[split], other.views[split]) for split in self.views]
+        if self.points is not None:
+            pairs.append((self.points, other.points))
+        return all(_same_rows(mine, theirs) for mine, theirs in pairs)
+
+    __hash__ = None  # mutable, compared by content
 
     def __repr__(self) -> str:
         splits = ", ".join(f"{name}={len(split)}" for name, split in self.views.items())

@@ -61,11 +61,11 @@ DENSIFICATION_STATE_NAME = "densification_state.pt"
 RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "check_finite", "rasterize_mode")
 
 
-def check_views_split(views) -> None:
+def check_views_split(views, name: str = "train_dataset") -> None:
     """Raises naming the fix unless ``views`` is one split of a scene's views (a `datasets.Dataset`
     that passes a scene's checks of a split, `validate_views_split`: a split built by hand is passed
     here directly): a whole `Scene` or its `DatasetDict` failed deep inside with a bare KeyError or
-    TypeError."""
+    TypeError. ``name``: the trainer argument the errors about an empty split name."""
     from datasets import Dataset as HFDataset
     from datasets import DatasetDict
 
@@ -77,6 +77,12 @@ def check_views_split(views) -> None:
     if not isinstance(views, HFDataset):
         raise TypeError(
             f"SplatTrainer takes a split of a scene's views (a datasets.Dataset), got {type(views).__name__}"
+        )
+    if len(views) == 0:
+        # A converted folder's test split with test_every=0, or views_dataset([], [], []).
+        raise ValueError(
+            f"SplatTrainer: {name} has no views"
+            + ("; pass eval_dataset=None to train without evaluation" if name == "eval_dataset" else "")
         )
     validate_views_split(views)
 
@@ -103,13 +109,14 @@ class SceneViews(Dataset):
     ``lazy=True`` reads the cameras now and decodes the images and masks when `images` or `masks` is
     first read (or `decode` is called): an evaluation-only trainer's training views serve their
     cameras alone (the scene scale, the check that they see the Gaussians).
+    ``name``: the `SplatTrainer` argument the split came in as, which errors about it name.
     """
 
-    def __init__(self, views, lazy: bool = False):
+    def __init__(self, views, lazy: bool = False, name: str = "train_dataset"):
         if isinstance(views, SceneViews):
             vars(self).update(vars(views))  # the same tensors, and the pixels if they are decoded
         else:
-            check_views_split(views)
+            check_views_split(views, name)
             self.viewmats, self.Ks, (self.width, self.height) = scene_views_cameras(views)
             self._views, self._images, self._masks = views, None, None
         if not lazy:
@@ -438,7 +445,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _eval_views(dataset, args: SplatTrainingArguments) -> SceneViews:
         """An evaluation split's views, whose masks must each keep a pixel where `eval_ssim_padding` centres
         SSIM's windows: checked when the split is given, not when training has ended."""
-        views = SceneViews(dataset)
+        views = SceneViews(dataset, name="eval_dataset")
         if views.masks is not None:
             blind, margin = ssim_blind_images(views.masks[..., None], args.eval_ssim_padding)
             if blind:

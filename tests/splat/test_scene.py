@@ -311,7 +311,9 @@ def test_views_dataset_takes_float_and_tensor_images_as_renders_are():
 @pytest.mark.parametrize(
     "image, message",
     [
-        (np.full((HEIGHT, WIDTH, 3), 1.5, np.float32), r"float pixels must be finite and in \[0, 1\]"),
+        (np.full((HEIGHT, WIDTH, 3), 1.5, np.float32), r"float pixels must be in \[0, 1\], got values from 1.5"),
+        (np.where(np.arange(WIDTH) == 2, np.nan, 0.5)[None, :, None].repeat(HEIGHT, 0).repeat(3, 2),
+         r"pixels contain NaN or infinite values \(first at \(0, 2, 0\)\)"),
         (np.full((HEIGHT, WIDTH, 3), 300, np.uint16), "got uint16 with values from 300 to 300"),
         (np.zeros((3, HEIGHT, WIDTH), np.uint8), r"channels last\), got shape \(3, 6, 8\)"),
         (7, "expected a PIL image, an array or tensor"),

@@ -1,0 +1,59 @@
+"""A user's own script against the scene and trainer API: what it gets back, and the errors it meets."""
+
+import numpy as np
+import pytest
+from datasets import DatasetDict
+
+from hf_eff.splat import (
+    GaussianModel,
+    Scene,
+    SplatTrainer,
+    SplatTrainingArguments,
+    load_scene,
+    make_procedural_scene,
+    points_dataset,
+    views_dataset,
+)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(seed=0, num_train=4, num_test=1, width=16, height=12, num_points=60)
+
+
+def own_capture(scene):
+    """The scene's training views as a user holds a capture of their own: arrays."""
+    rows = scene.views["train"].with_format("numpy")
+    return [np.asarray(image) for image in scene.views["train"]["image"]], list(rows["K"]), list(rows["world_to_camera"])
+
+
+def test_a_saved_scene_loads_back_equal_and_a_changed_one_is_not(scene, tmp_path):
+    images, Ks, poses = own_capture(scene)
+    xyz, rgb = scene.point_arrays()
+    mine = Scene.from_views(DatasetDict({"train": views_dataset(images, Ks, poses)}), points_dataset(xyz, rgb))
+    mine.save(tmp_path / "scene")
+    loaded = load_scene(tmp_path / "scene")
+    assert loaded == mine and not loaded != mine
+    reordered = DatasetDict({"train": mine.views["train"].select([1, 0, 2, 3])})
+    assert Scene(reordered, mine.points, mine.center, mine.radius) != mine
+    assert Scene(mine.views, None, mine.center, mine.radius) != mine
+    assert Scene(mine.views, mine.points, mine.center, mine.radius * 2) != mine
+    assert Scene(mine.views, points_dataset(xyz[:-1], rgb[:-1]), mine.center, mine.radius) != mine
+
+
+@pytest.mark.parametrize("argument", ["train_dataset", "eval_dataset"])
+def test_a_split_with_no_views_is_refused_naming_the_argument(scene, tmp_path, argument):
+    empty = views_dataset([], [], [])
+    splits = {"train_dataset": scene.views["train"], "eval_dataset": scene.views["test"], argument: empty}
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True)
+    hint = "; pass eval_dataset=None to train without evaluation" if argument == "eval_dataset" else ""
+    with pytest.raises(ValueError, match=f"^SplatTrainer: {argument} has no views{hint}$"):
+        SplatTrainer(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args, **splits)
+
+
+def test_evaluate_on_a_split_with_no_views_names_eval_dataset(scene, tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True)
+    trainer = SplatTrainer(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args,
+                           train_dataset=scene.views["train"])
+    with pytest.raises(ValueError, match="^SplatTrainer: eval_dataset has no views"):
+        trainer.evaluate(views_dataset([], [], []))
