@@ -422,6 +422,9 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         super().log(logs, start_time)
 
     def train(self, *args, **kwargs):
+        if not any(param.requires_grad for param in self.model.parameters()):  # torch would fail at the first backward
+            raise ValueError("HaLoRATrainer.train: the model has no trainable parameters; an adapter loaded with "
+                             "PeftModel.from_pretrained is frozen unless loaded with is_trainable=True")
         try:
             return super().train(*args, **kwargs)
         finally:

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 from datasets import Dataset
-from peft import get_peft_model
+from peft import PeftModel, get_peft_model
 from transformers import (
     DataCollatorForLanguageModeling,
     GPT2Config,
@@ -85,3 +85,13 @@ def test_malformed_noise_target_modules_are_refused_naming_the_field(target_modu
 def test_eval_sigmas_that_are_not_numbers_are_refused_naming_the_field():
     with pytest.raises(ValueError, match=r"eval_sigmas must be a list of noise levels \(numbers\), got \['low'\]"):
         HaLoRATrainingArguments(output_dir="unused", report_to=[], eval_sigmas=["low"])
+
+
+def test_training_an_adapter_loaded_frozen_is_refused_naming_is_trainable(tmp_path):
+    get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2)).save_pretrained(tmp_path / "adapter")
+    model = PeftModel.from_pretrained(make_tiny_llama(), tmp_path / "adapter")  # PEFT's default: inference only
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path / "run"), max_steps=1, report_to=[], use_cpu=True,
+                                   save_strategy="no", eval_sigmas=[0.0])
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=[{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}])
+    with pytest.raises(ValueError, match="no trainable parameters.*is_trainable=True"):
+        trainer.train()
