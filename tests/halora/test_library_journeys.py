@@ -95,3 +95,16 @@ def test_training_an_adapter_loaded_frozen_is_refused_naming_is_trainable(tmp_pa
     trainer = HaLoRATrainer(model=model, args=args, train_dataset=[{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}])
     with pytest.raises(ValueError, match="no trainable parameters.*is_trainable=True"):
         trainer.train()
+
+
+def test_each_adapter_brings_its_noise_and_the_base_is_restored_after_disable_adapter():
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2, noise_mode="multiplicative"))
+    model.add_adapter("second", HaLoRAConfig(r=2, noise_mode="absolute", noise_target_modules=["down_proj"]))
+    clean = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    inputs = torch.tensor([[1, 2, 3]])
+    for adapter, mode, layers in (("default", "multiplicative", 14), ("second", "absolute", 2)):
+        model.set_adapter(adapter)
+        with rram_noise(model, sigma=0.01, seed=1) as noise, model.disable_adapter():
+            model(inputs)
+        assert (noise.mode, len(noise.layers)) == (mode, layers)
+    assert all(torch.equal(clean[name], tensor) for name, tensor in model.state_dict().items())
