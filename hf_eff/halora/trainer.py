@@ -244,7 +244,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     ``reg_weight * L_reg`` reaches the adapter as the config's ``reg_application`` says (a decoupled
     step after each optimizer step, or in the loss). Logs ``task_loss``, ``reg_loss`` and
     ``noise_sigma`` (the current draw's level) beside ``loss``. The noise is taken out before
-    evaluation, saving and at the end of training.
+    evaluation, saving and at the end of training. ``evaluate`` runs at each of ``eval_sigmas``; ``predict``
+    runs on the clean weights (inside ``with rram_noise(trainer.model, ...)`` on noisy ones).
 
     ``scorer`` (``tokenize_for_scoring``'s, with its eval dataset) scores the evaluation: it sets
     ``compute_metrics`` and ``preprocess_logits_for_metrics``, and with ``log_samples`` maps each run's

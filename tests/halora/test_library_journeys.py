@@ -108,3 +108,15 @@ def test_each_adapter_brings_its_noise_and_the_base_is_restored_after_disable_ad
             model(inputs)
         assert (noise.mode, len(noise.layers)) == (mode, layers)
     assert all(torch.equal(clean[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_predict_is_noise_free_unless_wrapped_in_rram_noise(tmp_path):
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2))
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, eval_sigmas=[0.0, 0.05])
+    trainer = HaLoRATrainer(model=model, args=args)
+    rows = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 2
+    clean = trainer.predict(rows).predictions
+    with rram_noise(trainer.model, sigma=0.05, seed=3):
+        noisy = trainer.predict(rows).predictions
+    assert not (noisy == clean).all()
+    assert (trainer.predict(rows).predictions == clean).all()
