@@ -210,13 +210,14 @@ def graphs_from_pyg(
       list (PyG's y of shape [1, T] or [T]); graph_multilabel likewise, T floats 0/1 with NaN where
       unlabelled (PyG's MoleculeNet PCBA, ogbg-molpcba); node_classification one class id per node;
       node_regression [num_nodes] or [num_nodes, T] as given (the first graph decides which).
-      Class ids must be whole numbers (float y is accepted if it holds only those).
+      Class ids must be whole numbers (float y is accepted if it holds only those). Graphs that all
+      have no y (new graphs to predict on) give rows without y, for `GraNTTrainer.predict`.
     - edge_attr, when the graphs have it, as [num_edges, d] (PyG's 1-D edge weights become
       d = 1), int64 if the first graph's is integer, else float32.
     Other attributes (pos, smiles, ...) are not kept; node split masks (`SPLIT_MASKS`) are refused.
 
-    A graph without node features (x None) or labels (y None), with edge_attr where the first
-    graph has none (or the reverse), with edge_attr rows that do not match its edges, a width
+    A graph without node features (x None), with labels (y) or edge_attr where the first graph has
+    none (or the reverse), with edge_attr rows that do not match its edges, a width
     other than the earlier graphs' or float values after integer ones, raises an error naming its
     position in `data_list`. The result is then checked with `check_graph_dataset`, whose errors (NaN targets or features, y
     of the wrong length, edges outside the graph) name the same position as "data_list row i".
@@ -235,8 +236,6 @@ def graphs_from_pyg(
                 f"{where}: the graph has no node features (x is None); give it some first, e.g. with the "
                 "transform torch_geometric.transforms.Constant() (a 1 per node) or OneHotDegree(max_degree)"
             )
-        if graph.y is None:
-            raise ValueError(f"{where}: the graph has no labels (y is None); {task} needs y")
         masks = [name for name in SPLIT_MASKS if getattr(graph, name, None) is not None]
         if masks:
             raise ValueError(f"{where}: the graph has {masks}; {_SPLIT_MASK_ADVICE}")
@@ -244,6 +243,16 @@ def graphs_from_pyg(
         x = torch.as_tensor(node_features(x)) if node_features is not None else x
         if x.dim() != 2:
             raise ValueError(f"{where}: x has shape {tuple(x.shape)}, expected [num_nodes, features]")
+        edge_index = torch.zeros(2, 0, dtype=torch.long) if graph.edge_index is None else graph.edge_index
+        row = {"x": x.float().numpy(), "edge_index": edge_index.detach().cpu().long().numpy(),
+               "num_nodes": int(graph.num_nodes)}
+        if graph.edge_attr is not None:
+            edge_attr = graph.edge_attr.detach().cpu()
+            if edge_attr.size(0) != edge_index.size(1):
+                raise ValueError(f"{where}: edge_attr has {edge_attr.size(0)} rows for {edge_index.size(1)} edges")
+            row["edge_attr"] = (edge_attr[:, None] if edge_attr.dim() == 1 else edge_attr.flatten(1)).numpy()
+        if graph.y is None:
+            return row
         y = torch.as_tensor(graph.y).detach().cpu()
         if task.is_classification:
             if y.is_floating_point() and not torch.equal(y, y.round()):
@@ -256,19 +265,11 @@ def graphs_from_pyg(
             if task.level == "node" and y.dim() not in (1, 2):
                 raise ValueError(f"{where}: {task} needs y of shape [num_nodes] or [num_nodes, targets], got {tuple(y.shape)}")
         if task == "graph_classification":
-            y = y.item()
+            row["y"] = y.item()
         elif task != "node_regression":
-            y = y.reshape(-1).numpy()
+            row["y"] = y.reshape(-1).numpy()
         else:
-            y = y.numpy()
-        edge_index = torch.zeros(2, 0, dtype=torch.long) if graph.edge_index is None else graph.edge_index
-        row = {"x": x.float().numpy(), "edge_index": edge_index.detach().cpu().long().numpy(), "y": y,
-               "num_nodes": int(graph.num_nodes)}
-        if graph.edge_attr is not None:
-            edge_attr = graph.edge_attr.detach().cpu()
-            if edge_attr.size(0) != edge_index.size(1):
-                raise ValueError(f"{where}: edge_attr has {edge_attr.size(0)} rows for {edge_index.size(1)} edges")
-            row["edge_attr"] = (edge_attr[:, None] if edge_attr.dim() == 1 else edge_attr.flatten(1)).numpy()
+            row["y"] = y.numpy()
         return row
 
     graphs = iter(data_list)
@@ -276,12 +277,14 @@ def graphs_from_pyg(
     if first is None:
         raise ValueError("data_list holds no graphs")
     first = row_of(first, 0)
-    label = datasets.Value("int64" if task.is_classification else "float32")
-    if task == "graph_classification":
-        y_feature = label
-    else:
-        y_feature = datasets.List(label) if np.ndim(first["y"]) == 1 else datasets.List(datasets.List(label))
-    features = {**_GRAPH_FEATURES, "y": y_feature, "num_nodes": datasets.Value("int64")}
+    features = {**_GRAPH_FEATURES, "num_nodes": datasets.Value("int64")}
+    labelled = "y" in first
+    if labelled:
+        label = datasets.Value("int64" if task.is_classification else "float32")
+        if task == "graph_classification":
+            features["y"] = label
+        else:
+            features["y"] = datasets.List(label) if np.ndim(first["y"]) == 1 else datasets.List(datasets.List(label))
     kind = None
     if "edge_attr" in first:
         kind = "int64" if first["edge_attr"].dtype.kind in "iub" else "float32"
@@ -294,6 +297,11 @@ def graphs_from_pyg(
         yield first
         for index, graph in enumerate(graphs, start=1):
             row = row_of(graph, index)
+            if ("y" in row) != labelled:
+                which = "has no labels (y is None) but the first graph has" if labelled else (
+                    "has labels (y) but the first graph has none")
+                raise ValueError(f"data_list row {index}: the graph {which}; give all graphs y (to train or evaluate) "
+                                 "or none (to predict)")
             if ("edge_attr" in row) != ("edge_attr" in first):
                 which = "has edge_attr but the first graph has none" if "edge_attr" in row else (
                     "has no edge_attr but the first graph has")
@@ -306,7 +314,7 @@ def graphs_from_pyg(
                 if row["edge_attr"].shape[1] != width:
                     raise ValueError(f"data_list row {index}: edge_attr has {row['edge_attr'].shape[1]} features per "
                                      f"edge, earlier graphs {width}")
-            if np.ndim(row["y"]) != np.ndim(first["y"]):
+            if labelled and np.ndim(row["y"]) != np.ndim(first["y"]):
                 raise ValueError(
                     f"data_list row {index}: y has shape {np.shape(row['y'])}, but the first graph's has "
                     f"{np.ndim(first['y'])} dimension(s)"
@@ -316,7 +324,8 @@ def graphs_from_pyg(
     # a random fingerprint: hashing the graphs to find an earlier build would read them all
     # (and cannot read a generator twice)
     dataset = _stream(rows, features, cache_dir or get_temporary_cache_files_directory(), fingerprint=uuid.uuid4().hex)
-    check_graph_dataset(dataset, task, "data_list")
+    if labelled:  # its checks read y; rows to predict on meet the collator's (edges inside their graph)
+        check_graph_dataset(dataset, task, "data_list")
     return dataset
 
 
@@ -614,6 +623,18 @@ def encode_class_labels(graphs: datasets.Dataset | datasets.DatasetDict):
 # values): memory stays bounded on large sets, e.g. ~10 MB of Arrow buffers per chunk of QM9
 # molecules and ~100 MB of 150-node graphon graphs with 40 features.
 CHECK_CHUNK_ROWS = 4096
+
+
+def feature_widths(dataset: datasets.Dataset) -> tuple[int | None, int | None]:
+    """(node features per node, edge_attr features per edge) of the dataset's first graph with nodes, and with
+    edges; None where no graph has any, or, for edge_attr, where the dataset has no edge_attr column."""
+
+    def width(column: str) -> int | None:
+        if column not in dataset.column_names:
+            return None
+        return next((len(row[column][0]) for row in dataset.select_columns([column]) if len(row[column])), None)
+
+    return width("x"), width("edge_attr")
 
 
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:

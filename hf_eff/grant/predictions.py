@@ -77,7 +77,9 @@ def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | Non
     if smiles is not None and len(smiles) != len(graphs):
         raise ValueError(f"{len(smiles)} SMILES for {len(graphs)} graphs")
     # only what the model reads: a y (targets to ignore) or an edge_attr the model does not take stay out of the batches
-    predictions = trainer.predict(graphs.select_columns(list(GRAPH_COLUMNS))).predictions
+    takes_edge_attr = "edge_attr" in trainer._forward_inputs and "edge_attr" in graphs.column_names
+    columns = [*GRAPH_COLUMNS, *(["edge_attr"] if takes_edge_attr else [])]
+    predictions = trainer.predict(graphs.select_columns(columns)).predictions
     num_nodes = list(graphs["num_nodes"])
     if task.level == "node":  # the Trainer pads each graph's node outputs to the most nodes
         outputs = np.concatenate([predictions[graph, :nodes] for graph, nodes in enumerate(num_nodes)])

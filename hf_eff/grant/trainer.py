@@ -44,7 +44,7 @@ from hf_eff.grant.collator import (
     model_prediction,
 )
 from hf_eff.grant.config import GraNTTrainingArguments
-from hf_eff.grant.data import check_graph_dataset, largest_class_id
+from hf_eff.grant.data import check_graph_dataset, feature_widths, largest_class_id
 from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import plan_epochs
 from hf_eff.grant.selection import (
@@ -104,6 +104,16 @@ def _check_length_column(args, dataset, name: str, strategies: tuple[str, ...]) 
 
 
 class GraNTTrainer(HubCardTrainerMixin, Trainer):
+    """`Trainer` for a torch_geometric model on graph datasets (`graphs_from_pyg`, `graphs_from_smiles`: columns x,
+    edge_index, num_nodes, y, optionally edge_attr), whose teacher picks the graphs it trains on
+    (`GraNTTrainingArguments`: task, teacher, variant, ratio and reselection schedules).
+
+    `model` is any `nn.Module` whose forward takes (x, edge_index, batch), and edge_attr if it names it, and returns
+    the prediction, a tuple led by it or a dict with it under "logits"; the loss comes from `args.task`. The default
+    collator and metrics (`GraphCollator.for_dataset`, `metrics_for`) follow the task. Evaluation, prediction (graphs
+    without y too) and the node-level output layout are described in this module's docstring; a model of another
+    class than `GrantGCN` saves as model.safetensors (with config.json where it is a `PyTorchModelHubMixin`)."""
+
     args: GraNTTrainingArguments
     card_kind = "grant_model"
 
@@ -149,6 +159,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # accumulation steps, which it skips for a model taking loss kwargs (any forward with **kwargs)
         self.model_accepts_loss_kwargs = False
         self._forward_inputs = forward_inputs(self.model, self.task)
+        # the model is built for the node (and edge) feature widths of the first dataset given
+        named = [(name, d) for name, d in (("train_dataset", train_dataset), *evals.items()) if d is not None]
+        self._widths = (named[0][0], feature_widths(named[0][1])) if named else None
+        for name, dataset in named[1:]:
+            self._check_widths(dataset, name)
         # classes in the data, against which a classifier's width is checked (shapes only: no read from the device)
         self._num_classes = (max(largest_class_id(d) for d in (train_dataset, *evals.values()) if d is not None) + 1
                              if self.task.is_classification and reference is not None else 0)
@@ -191,6 +206,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         num_classes = self._num_classes
         _check_length_column(self.args, dataset, f"{prefix} dataset", ("group_by_length",))
         if isinstance(dataset, datasets.Dataset):
+            self._check_widths(dataset, f"{prefix} dataset")
             if "y" in dataset.column_names:
                 check_graph_dataset(dataset, self.task, f"{prefix} dataset")
                 if self.task.is_classification:
@@ -204,6 +220,25 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             yield
         finally:
             self._num_classes = num_classes
+
+    def _check_widths(self, dataset: datasets.Dataset, name: str) -> None:
+        """Refuses graphs whose node features, or edge_attr where the model takes it, differ in width from those of
+        the trainer's first dataset (or lack its edge_attr): the model would fail on them with a shape error."""
+        if self._widths is None:
+            return
+        reference, (x_width, edge_width) = self._widths
+        x_other, edge_other = feature_widths(dataset)
+        if None not in (x_width, x_other) and x_other != x_width:
+            raise ValueError(f"{name}: node features x have {x_other} columns, {reference}'s {x_width}, which the "
+                             "model takes; build its graphs' x as the training graphs' are")
+        if edge_width is None or "edge_attr" not in self._forward_inputs:
+            return
+        if "edge_attr" not in dataset.column_names:
+            raise ValueError(f"{name} has no edge_attr column, which {type(self.model).__name__}.forward takes "
+                             f"({reference} has edge_attr of {edge_width} features per edge)")
+        if edge_other is not None and edge_other != edge_width:
+            raise ValueError(f"{name}: edge_attr has {edge_other} features per edge, {reference}'s {edge_width}, "
+                             "which the model takes")
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
