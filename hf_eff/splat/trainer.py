@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging
 
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
@@ -335,6 +336,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             )
         if train_dataset is None:
             raise ValueError("SplatTrainer needs a train_dataset: a scene's train split")
+        if kwargs.get("compute_metrics") is not None:
+            # evaluate renders views, not logits: Trainer's metric hook would never be called.
+            raise ValueError(
+                "SplatTrainer: compute_metrics is not used (evaluate reports PSNR and SSIM); trainer.predict(split) "
+                "returns the renders and the views' images for metrics of one's own"
+            )
         if not hasattr(model, "splats") or not hasattr(model, "render"):
             raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")
         half = sorted({str(param.dtype) for param in model.splats.values() if param.dtype in LOW_PRECISION})
@@ -442,10 +449,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             model.white_background = args.white_background
 
     @staticmethod
-    def _eval_views(dataset, args: SplatTrainingArguments) -> SceneViews:
+    def _eval_views(dataset, args: SplatTrainingArguments, name: str = "eval_dataset") -> SceneViews:
         """An evaluation split's views, whose masks must each keep a pixel where `eval_ssim_padding` centres
         SSIM's windows: checked when the split is given, not when training has ended."""
-        views = SceneViews(dataset, name="eval_dataset")
+        views = SceneViews(dataset, name=name)
         if views.masks is not None:
             blind, margin = ssim_blind_images(views.masks[..., None], args.eval_ssim_padding)
             if blind:
@@ -672,6 +679,14 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             raise ValueError(f"SplatTrainer.train needs max_steps > 0 (the paper's schedule is scaled by it), got "
                              f"{self.args.max_steps}: SplatTrainingArguments(do_train=False) leaves it unset for "
                              "evaluation only")
+        resuming = kwargs.get("resume_from_checkpoint", args[0] if args else None)
+        if not resuming and not len(self.splats["means"]):
+            # It would stop at the first refine step, blaming pruning for a model that never had a Gaussian.
+            raise ValueError(
+                "SplatTrainer.train: the model has no Gaussians to fit (GaussianModel() is a placeholder): start from "
+                "GaussianModel.from_points(*scene.point_arrays()) or GaussianModel.random(scene.center, scene.radius, "
+                "num_gaussians)"
+            )
         if not self._schedule_built:  # do_train=False left it out; a resumed checkpoint's replaces it
             self.train_dataset.decode()  # here, not in each dataloader worker
             self._build_schedule()
@@ -829,11 +844,44 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
         self._check_finite(current=True)
+        metrics, renders, targets = self._render_views(views, metric_key_prefix, self.args.eval_render_images)
+        if train_clocks is not None:
+            wall, cpu = train_clocks
+            metrics.update({f"{metric_key_prefix}_train_seconds": wall, f"{metric_key_prefix}_train_cpu_seconds": cpu})
+        pairs = [torch.cat([render, target], dim=1) for render, target in zip(renders, targets)]
+        # Logged first: the loggers' writers are opened by their first on_log (after training
+        # ends too), and the images go to the writers that exist.
+        self.log(metrics)
+        if pairs and self.args.should_save:
+            pixels = (torch.cat(pairs, dim=0).numpy() * 255).round().astype("uint8")
+            self._save_eval_renders(pixels, metric_key_prefix)
+            self._log_eval_renders(pixels, metric_key_prefix)
+        self._eval_seconds += time.perf_counter() - started
+        self._eval_cpu_seconds += time.process_time() - started_cpu
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    @torch.no_grad()
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test") -> PredictionOutput:
+        """Renders every view of ``test_dataset`` (a scene split) at full resolution, as Trainer's
+        predict runs the model on a test set: ``predictions`` are the renders and ``label_ids`` the
+        views' images (float32 [N, H, W, 3] in [0, 1]; masked views' ignored pixels black), for metrics
+        of one's own such as LPIPS; ``metrics`` are `evaluate`'s PSNR, SSIM and Gaussian count."""
+        views = self._eval_views(test_dataset, self.args, name="test_dataset")
+        self._check_finite(current=True)
+        metrics, renders, targets = self._render_views(views, metric_key_prefix, len(views))
+        self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
+        return PredictionOutput(predictions=torch.stack(renders).numpy(), label_ids=torch.stack(targets).numpy(),
+                                metrics=metrics)
+
+    def _render_views(self, views: SceneViews, prefix: str, keep: int):
+        """Renders every view; returns the metrics (mean PSNR and SSIM, Gaussian count) and the render
+        and target [H, W, 3] (CPU) of the first ``keep`` views."""
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
         device = self.args.device
-        psnrs, ssims, pairs = [], [], []
+        psnrs, ssims, renders, targets = [], [], [], []
         for index in range(len(views)):
             item = views[index]
             target = item["image"][None].to(device)
@@ -846,28 +894,16 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             render = render.clamp(0, 1)
             psnrs.append(psnr(render, target, **masked).item())
             ssims.append(ssim(render, target, self.args.eval_ssim_padding, **masked).item())
-            if index < self.args.eval_render_images:
-                pairs.append(torch.cat([render[0], target[0]], dim=1).cpu())
+            if index < keep:
+                renders.append(render[0].cpu())
+                targets.append(target[0].cpu())
         model.train(was_training)
         metrics = {
-            f"{metric_key_prefix}_psnr": sum(psnrs) / len(psnrs),
-            f"{metric_key_prefix}_ssim": sum(ssims) / len(ssims),
-            f"{metric_key_prefix}_num_gaussians": len(self.splats["means"]),
+            f"{prefix}_psnr": sum(psnrs) / len(psnrs),
+            f"{prefix}_ssim": sum(ssims) / len(ssims),
+            f"{prefix}_num_gaussians": len(self.splats["means"]),
         }
-        if train_clocks is not None:
-            wall, cpu = train_clocks
-            metrics.update({f"{metric_key_prefix}_train_seconds": wall, f"{metric_key_prefix}_train_cpu_seconds": cpu})
-        # Logged first: the loggers' writers are opened by their first on_log (after training
-        # ends too), and the images go to the writers that exist.
-        self.log(metrics)
-        if pairs and self.args.should_save:
-            pixels = (torch.cat(pairs, dim=0).numpy() * 255).round().astype("uint8")
-            self._save_eval_renders(pixels, metric_key_prefix)
-            self._log_eval_renders(pixels, metric_key_prefix)
-        self._eval_seconds += time.perf_counter() - started
-        self._eval_cpu_seconds += time.process_time() - started_cpu
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+        return metrics, renders, targets
 
     def _save_eval_renders(self, pixels, prefix: str) -> None:
         """`pixels` [views * H, 2 W, 3] uint8: views stacked vertically, render | target side by side."""

@@ -57,3 +57,51 @@ def test_evaluate_on_a_split_with_no_views_names_eval_dataset(scene, tmp_path):
                            train_dataset=scene.views["train"])
     with pytest.raises(ValueError, match="^SplatTrainer: eval_dataset has no views"):
         trainer.evaluate(views_dataset([], [], []))
+
+
+def test_predict_returns_the_renders_and_targets_with_evaluate_metrics(scene, tmp_path):
+    import torch
+
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True)
+    trainer = SplatTrainer(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args,
+                           train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
+    trainer.train()
+    output = trainer.predict(scene.views["test"])
+    test = scene.views["test"].with_format("numpy")
+    assert output.predictions.shape == output.label_ids.shape == (1, 12, 16, 3)
+    np.testing.assert_allclose(output.label_ids[0], test[0]["image"] / 255.0, atol=1e-6)
+    with torch.no_grad():
+        render, _, _ = trainer.model.render(torch.as_tensor(np.stack(test["world_to_camera"])),
+                                            torch.as_tensor(np.stack(test["K"])), 16, 12)
+    np.testing.assert_allclose(output.predictions, render.clamp(0, 1).numpy(), atol=1e-6)
+    evaluated = trainer.evaluate()
+    assert output.metrics == {key.replace("eval_", "test_"): value for key, value in evaluated.items()
+                              if "seconds" not in key}
+    with pytest.raises(ValueError, match="^SplatTrainer: test_dataset has no views$"):
+        trainer.predict(views_dataset([], [], []))
+
+
+def test_compute_metrics_is_refused_rather_than_ignored(scene, tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True)
+    with pytest.raises(ValueError, match=r"compute_metrics is not used .*trainer.predict\(split\)"):
+        SplatTrainer(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args,
+                     train_dataset=scene.views["train"], compute_metrics=lambda prediction: {})
+
+
+def test_training_a_model_without_gaussians_is_refused_before_any_step(scene, tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True, save_strategy="no")
+    trainer = SplatTrainer(GaussianModel(sh_degree=0), args, train_dataset=scene.views["train"])
+    with pytest.raises(ValueError, match=r"the model has no Gaussians to fit .*GaussianModel.from_points"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_a_placeholder_model_resumes_from_a_checkpoint(scene, tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True, save_strategy="steps",
+                                  save_steps=2)
+    SplatTrainer(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args,
+                 train_dataset=scene.views["train"]).train()
+    resumed_args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3, disable_tqdm=True)
+    resumed = SplatTrainer(GaussianModel(sh_degree=0), resumed_args, train_dataset=scene.views["train"])
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert resumed.state.global_step == 3 and len(resumed.model) == len(scene.points)
