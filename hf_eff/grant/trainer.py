@@ -187,7 +187,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def card_run_settings(self) -> dict:
-        return {"teacher": self.args.teacher, "start_ratio": self.args.start_ratio}
+        return {"teacher": self.args.teacher, "start_ratio": self.args.start_ratio, "task": self.args.task}
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         with self._given_dataset(eval_dataset, metric_key_prefix, needs_labels=True):

@@ -111,3 +111,4 @@ def test_own_model_saves_as_its_card_loads_it(tmp_path):
     trainer.create_model_card()
     card = (tmp_path / "run" / "README.md").read_text()
     assert "model = PooledGIN(...)  # built as for training" in card and 'load_model(model, hf_hub_download(' in card
+    assert "Seconds of training on `graph_regression`" in card  # the task, from the arguments: no example saved it
