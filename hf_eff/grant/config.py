@@ -22,7 +22,7 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
     """Defaults follow the paper and its public code (r0 = 0.05, 50-stage step ratio, reselection
     interval growing from 5 to 50 epochs, AdamW with weight decay 5e-4). The training budget is
     `num_train_epochs`; GraNT derives `max_steps` from the ratio schedule, so `max_steps` must stay
-    unset.
+    unset while the teacher selects (`teacher="none"` and `start_ratio=1` take it as transformers does).
 
     The learning rate is transformers' default (5e-5), which the paper does not fix; the recipes in
     trainers/grant use 1e-3 to 5e-3. Batches are mini-batches of `per_device_train_batch_size`
@@ -177,7 +177,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
             )
         if self.selects and self.max_steps > 0:
             raise ValueError(
-                "GraNT's budget is num_train_epochs: max_steps is derived from the ratio schedule, leave it unset"
+                f"max_steps={self.max_steps} with teacher={self.teacher!r}: GraNT's budget is num_train_epochs (it derives "
+                "the steps from the ratio schedule); leave max_steps unset, or use teacher='none' for a budget in steps"
             )
         if self.selects and self.num_train_epochs != int(self.num_train_epochs):
             raise ValueError(f"GraNT needs a whole number of epochs, got num_train_epochs={self.num_train_epochs}")

@@ -112,3 +112,14 @@ def test_own_model_saves_as_its_card_loads_it(tmp_path):
     card = (tmp_path / "run" / "README.md").read_text()
     assert "model = PooledGIN(...)  # built as for training" in card and 'load_model(model, hf_hub_download(' in card
     assert "Seconds of training on `graph_regression`" in card  # the task, from the arguments: no example saved it
+
+
+def test_max_steps_is_a_budget_only_without_selection(tmp_path):
+    common = dict(output_dir=str(tmp_path), task="graph_regression", max_steps=3, report_to=[])
+    with pytest.raises(ValueError, match="max_steps=3 with teacher='random'.*or use teacher='none' for a budget in steps"):
+        GraNTTrainingArguments(teacher="random", **common)
+    graphs = graphs_from_pyg(pyg_graphs(8), "graph_regression")
+    for settings in ({"teacher": "none"}, {"start_ratio": 1.0}):
+        args = GraNTTrainingArguments(per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True, use_cpu=True,
+                                      **settings, **common)
+        assert GraNTTrainer(model=PooledGIN(), args=args, train_dataset=graphs).train().global_step == 3
