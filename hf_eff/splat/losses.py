@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pytorch_msssim import ssim as _ms_ssim
 from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
 SSIM_PADDINGS = ("same", "valid")
@@ -88,7 +87,9 @@ def ssim(render: torch.Tensor, target: torch.Tensor, padding: str = "same",
     if mask is not None:
         return _masked_ssim(render, target, padding, mask)
     render, target, size = _windowed(render.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), padding)
-    return _ms_ssim(render, target, data_range=1.0, size_average=True, win_size=size)
+    # pytorch-msssim's ssim() squeezes away a 1-pixel side (coarse-to-fine's coarsest level of a thin
+    # image) and then refuses the tensor; its map, built here from the same filter, does not.
+    return _ssim_map(render, target, size).mean()
 
 
 def _windowed(render, target, padding: str):
@@ -119,15 +120,21 @@ def _masked_ssim(render, target, padding: str, mask: torch.Tensor) -> torch.Tens
     # where() rather than a product: an ignored pixel's NaN or inf must not count either
     render, target = (torch.where(mask > 0, image.permute(0, 3, 1, 2), 0) for image in (render, target))
     render, target, size = _windowed(render, target, padding)
+    ssim_map = _ssim_map(render, target, size)
+    centres = centres.to(ssim_map.dtype)
+    return (ssim_map * centres).sum() / (centres.sum() * ssim_map.shape[1])
+
+
+def _ssim_map(render, target, size: int) -> torch.Tensor:
+    """pytorch-msssim's SSIM map of [N, 3, H, W] images (its Gaussian filter: window ``size``, sigma 1.5,
+    K = (0.01, 0.03), data range 1), over the windows inside the images."""
     window = _fspecial_gauss_1d(size, 1.5).to(render).repeat(render.shape[1], 1, 1, 1)
     c1, c2 = 0.01**2, 0.03**2
     mu1, mu2 = gaussian_filter(render, window), gaussian_filter(target, window)
     sigma1 = gaussian_filter(render * render, window) - mu1**2
     sigma2 = gaussian_filter(target * target, window) - mu2**2
     sigma12 = gaussian_filter(render * target, window) - mu1 * mu2
-    ssim_map = ((2 * mu1 * mu2 + c1) / (mu1**2 + mu2**2 + c1)) * ((2 * sigma12 + c2) / (sigma1 + sigma2 + c2))
-    centres = centres.to(ssim_map.dtype)
-    return (ssim_map * centres).sum() / (centres.sum() * ssim_map.shape[1])
+    return ((2 * mu1 * mu2 + c1) / (mu1**2 + mu2**2 + c1)) * ((2 * sigma12 + c2) / (sigma1 + sigma2 + c2))
 
 
 def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2,

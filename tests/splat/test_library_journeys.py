@@ -105,3 +105,14 @@ def test_a_placeholder_model_resumes_from_a_checkpoint(scene, tmp_path):
     resumed = SplatTrainer(GaussianModel(sh_degree=0), resumed_args, train_dataset=scene.views["train"])
     resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     assert resumed.state.global_step == 3 and len(resumed.model) == len(scene.points)
+
+
+def test_coarse_to_fine_trains_views_thinner_than_its_coarsest_factor(tmp_path):
+    # 7 px tall: the first, coarsest level renders 1 px tall, whose SSIM failed inside pytorch-msssim.
+    thin = make_procedural_scene(seed=0, num_train=3, num_test=1, width=40, height=7, num_points=60)
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3, disable_tqdm=True, save_strategy="no")
+    trainer = SplatTrainer(GaussianModel.from_points(*thin.point_arrays(), sh_degree=0), args,
+                           train_dataset=thin.views["train"])
+    assert 7 // trainer.resolution_factor(0) == 1
+    trainer.train()
+    assert trainer.state.global_step == 3 and np.isfinite(trainer.state.log_history[-1]["train_loss"])

@@ -73,6 +73,22 @@ def test_tiny_images_work_without_smoothing_warnings(recwarn, padding):
     assert not [w for w in recwarn if "Skipping Gaussian Smoothing" in str(w.message)]
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 9, 3), (2, 7, 1, 3), (1, 1, 1, 3)])
+def test_images_one_pixel_thin_have_an_ssim(shape):
+    # Coarse-to-fine's coarsest level of a thin view: pytorch-msssim's ssim() squeezed the 1-pixel side away.
+    torch.manual_seed(0)
+    target = torch.rand(shape, dtype=torch.float64)
+    render = (target + 0.05 * torch.randn_like(target)).clamp(0, 1).requires_grad_()
+    assert ssim(render, target, "same").item() == pytest.approx(ssim_map_3dgs(render, target).mean().item(), abs=1e-9)
+    # "valid" windows shrink to one pixel: no variance, so SSIM is its luminance term alone
+    c1 = 0.01 ** 2
+    luminance = (2 * render * target + c1) / (render ** 2 + target ** 2 + c1)
+    valid = ssim(render, target, "valid")
+    assert valid.item() == pytest.approx(luminance.mean().item(), abs=1e-9)
+    valid.backward()
+    assert torch.isfinite(render.grad).all() and render.grad.abs().sum() > 0
+
+
 def test_psnr_of_a_known_error():
     target = torch.zeros(1, 4, 4, 3)
     assert psnr(target + 0.1, target).item() == pytest.approx(20.0, abs=1e-4)
