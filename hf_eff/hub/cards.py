@@ -284,6 +284,21 @@ def regulariser_description(reg_weight: float | None, reg_norm: str | None) -> s
     return f"a {reg_norm or 'spectral'}-norm regulariser (mu = {reg_weight:g}) on the adapter"
 
 
+def training_noise_description(adapter_config: dict) -> str | None:
+    """The RRAM noise a HaLoRA run trained under, from its adapter config; None when it does not say."""
+    sigma = adapter_config.get("noise_sigma")
+    if sigma is None:
+        return None
+    level = (f"a level drawn from U(0, {sigma:g}) at each draw" if adapter_config.get("noise_sigma_sampling") == "uniform"
+             else f"sigma = {sigma:g}")
+    parts = [f"{adapter_config.get('noise_mode', 'tile_additive')}, {level}"]
+    if adapter_config.get("noise_resample_steps"):
+        parts.append(f"a new draw every {adapter_config['noise_resample_steps']} optimizer steps")
+    if adapter_config.get("noise_warmup_steps"):
+        parts.append(f"ramped in over the first {adapter_config['noise_warmup_steps']} steps")
+    return "; ".join(parts)
+
+
 # The Hub pipeline tag of each PEFT task type. SEQ_2_SEQ_LM has none: transformers 5 removed the
 # text2text-generation pipeline, and which tag the Hub now gives an encoder-decoder depends on the model.
 PIPELINE_TAGS = {
@@ -316,11 +331,12 @@ def revision_argument(revision: str | None) -> str:
     return f', revision="{revision}"' if revision not in (None, "main") else ""
 
 
-def _render(kind: str, card_data: ModelCardData, revision: str | None = None, **kwargs) -> ModelCard:
-    # The templates head a card with its kind ("HaLoRA adapter"). ModelCardData hands its model_name to the
-    # template only when the card has no model-index; model_name=None keeps the heading the same whether or
-    # not a dataset was named.
-    return ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=None,
+def _render(kind: str, card_data: ModelCardData, revision: str | None = None, title: str | None = None,
+            **kwargs) -> ModelCard:
+    # The templates head a card with ``title`` (a Trainer's model_name), else its kind ("HaLoRA adapter").
+    # ModelCardData hands its model_name to the template only when the card has no model-index; passing the
+    # title keeps the heading the same whether or not a dataset was named.
+    return ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=title,
                                    revision_argument=revision_argument(revision), **kwargs)
 
 
@@ -336,7 +352,8 @@ def _eval_results(task_type: str, datasets: list[dict], metrics: list[dict]) -> 
 def halora_card(results: dict, repo_id: str, base_model: str | None = None,
                 peft_type: str = "HALORA", license: str | None = None, tile_size: int | None = None,
                 regulariser: str | None = None, task_type: str | None = "CAUSAL_LM", auto_mapping: dict | None = None,
-                dataset: str | list[str | CardDataset] | None = None, revision: str | None = None) -> ModelCard:
+                dataset: str | list[str | CardDataset] | None = None, revision: str | None = None,
+                training_noise: str | None = None, model_name: str | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
     metrics-vs-sigma table. ``results["base_model"]`` (what the example was given, or a Trainer's
     ``finetuned_from``) wins over ``base_model`` (the adapter config's); the metadata, tags, text and
@@ -346,7 +363,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     ``auto_mapping``: the adapter config's, where PEFT records the base class of an adapter without a task
     type. ``tile_size``: the RRAM tile side the noise was scaled over, when the results do not say
     (``results["noise_tile_size"]``, the evaluation's, wins over the adapter's training tile). ``regulariser``: what HaLoRA
-    training added (``regulariser_description``; the paper's spectral norm when not given). ``license``:
+    training added (``regulariser_description``; the paper's spectral norm when not given); ``training_noise``: the noise
+    it trained under (``training_noise_description``). ``model_name``: the card's title. ``license``:
     the user's; without one, only an adapter of the built-in base states SmolLM2's. ``results["adapter_name_or_path"]``
     (at ``adapter_revision``): the adapter this one was trained further from, which the card names, as a GraNT
     card names the model it was fine-tuned from: its training figures are the continuation's alone."""
@@ -380,7 +398,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license or (BUILTIN_BASE_MODEL_LICENSE if builtin_base else None),
         tags=list(kind_tags) + (["base_model:adapter:" + base_model] if base_model else []),
-        pipeline_tag=pipeline_tag, model_name=repo_id.split("/")[-1],
+        pipeline_tag=pipeline_tag, model_name=model_name or repo_id.split("/")[-1],
         eval_results=_eval_results(eval_task, eval_datasets, metrics),
     )
     # A causal LM loads with load_base_model (the built-in base, a tokenizer's pad token); any other task
@@ -396,8 +414,9 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         source = "ensure_converted_smollm2()" if builtin_base else f'"{load_name or "<base_model>"}"'
         base_expr = f"{auto_class}.from_pretrained({source})"
     return _render(
-        "halora_adapter", card_data, revision, repo_id=repo_id, is_halora=is_halora,
+        "halora_adapter", card_data, revision, model_name, repo_id=repo_id, is_halora=is_halora,
         base_model=base_model, builtin_base=builtin_base, local_base=local_base, regulariser=regulariser,
+        training_noise=training_noise,
         start_adapter=start_adapter, local_start_adapter=local_start_adapter,
         start_revision=results.get("adapter_revision") if start_adapter else None,
         load_name=load_name, imports=imports, base_expr=base_expr, uses_load_base_model="load_base_model" in imports,
@@ -446,7 +465,8 @@ def _teacher_without_selection(results: dict) -> str | None:
 
 
 def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
-               model_class: str = "GrantGCN", hub_mixin: bool = True, revision: str | None = None) -> ModelCard:
+               model_class: str = "GrantGCN", hub_mixin: bool = True, revision: str | None = None,
+               model_name: str | None = None) -> ModelCard:
     """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
     validation and test metrics. ``model_class``: the class trained, hf-eff's ``GrantGCN`` or a user's;
     ``hub_mixin``: whether it saves and loads with ``PyTorchModelHubMixin`` (config.json +
@@ -464,13 +484,13 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     card_data = ModelCardData(
         library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license, tags=list(TAGS["grant_model"]),
-        pipeline_tag="graph-ml", model_name=repo_id.split("/")[-1],
+        pipeline_tag="graph-ml", model_name=model_name or repo_id.split("/")[-1],
         eval_results=_eval_results("graph-ml", eval_datasets, [
             dict(task_name=results.get("task"), dataset_split=split, metric_type=name, metric_value=value)
             for split, metrics in splits.items() for name, value in metrics.items()]),
     )
     return _render(
-        "grant_model", card_data, revision, repo_id=repo_id,
+        "grant_model", card_data, revision, model_name, repo_id=repo_id,
         model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
         full_data_with=_teacher_without_selection(results),
@@ -490,7 +510,7 @@ SSIM_LABELS = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's int
 
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
                license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
-               revision: str | None = None, trajectory: str | None = None) -> ModelCard:
+               revision: str | None = None, trajectory: str | None = None, model_name: str | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply``,
     ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
     (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``model_revision``):
@@ -507,13 +527,13 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     card_data = ModelCardData(
         library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license, tags=list(TAGS["splat_model"]),
-        pipeline_tag="image-to-3d", model_name=repo_id.split("/")[-1],
+        pipeline_tag="image-to-3d", model_name=model_name or repo_id.split("/")[-1],
         eval_results=_eval_results("image-to-3d", eval_datasets, [
             dict(metric_type=key.removeprefix("eval_"), metric_value=results[key], dataset_split="test")
             for key in ("eval_psnr", "eval_ssim", "eval_lpips") if _number(results, key) is not None]),
     )
     return _render(
-        "splat_model", card_data, revision, repo_id=repo_id,
+        "splat_model", card_data, revision, model_name, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
         antialiased=results.get("rasterize_mode") == "antialiased", base_model=base_model, local_base=local_base,
         base_revision=results.get("model_revision") if base_model else None,

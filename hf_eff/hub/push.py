@@ -14,6 +14,7 @@ from hf_eff.hub.cards import (
     halora_card,
     regulariser_description,
     splat_card,
+    training_noise_description,
 )
 
 RESULTS_FILE = "all_results.json"
@@ -70,9 +71,10 @@ def read_results(output_dir: Path) -> dict:
 def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
                license: str | None = None, dataset: str | list | None = None, base_model: str | None = None,
                adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True,
-               revision: str | None = None):
+               revision: str | None = None, model_name: str | None = None):
     """The filled card of a model run folder, from ``results`` or else its ``all_results.json``.
-    ``revision``: the branch it is pushed to, which its loading lines then name.
+    ``revision``: the branch it is pushed to, which its loading lines then name; ``model_name``: the card's
+    title and model-index name (a Trainer's ``push_to_hub(model_name=...)``; default: the card's kind, the repo's name).
 
     ``license``, ``dataset`` and ``base_model`` (a Trainer's ``finetuned_from``) are what the user said
     of the run, and win over what the results say. An adapter's card reads ``adapter_config`` (a Trainer
@@ -96,10 +98,11 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                            regulariser=regulariser_description(adapter_config.get("reg_weight"),
                                                                adapter_config.get("reg_norm")),
                            task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
-                           license=license, dataset=dataset, revision=revision)
+                           training_noise=training_noise_description(adapter_config),
+                           license=license, dataset=dataset, revision=revision, model_name=model_name)
     if kind == "grant_model":
         return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
-                          hub_mixin=hub_mixin, revision=revision)
+                          hub_mixin=hub_mixin, revision=revision, model_name=model_name)
     if kind == "splat_model":
         def newest(pattern: str, preferred: str) -> str | None:
             # Without the preferred file, the last one written: the eval renders of the trained model,
@@ -114,7 +117,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
 
         trajectory = "trajectory.gif" if (output_dir / "trajectory.gif").is_file() else None
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
-                          trajectory=trajectory, license=license, dataset=dataset, revision=revision)
+                          trajectory=trajectory, license=license, dataset=dataset, revision=revision,
+                          model_name=model_name)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 

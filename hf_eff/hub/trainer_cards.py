@@ -115,10 +115,11 @@ class HubCardTrainerMixin:
         for name, value in self.card_run_settings().items():
             if results.get(name) is None:
                 results[name] = value
-        repo_id = self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name
+        # as transformers names the repo a push creates; model_name is only the card's title, as in transformers
+        repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).name
         revision = getattr(self, "_push_revision", None) or self.args.hub_revision
-        return build_card(self.card_kind, folder, repo_id, results, revision=revision, **user_args,
-                          **self._card_model_args())
+        return build_card(self.card_kind, folder, repo_id, results, revision=revision, model_name=model_name,
+                          **user_args, **self._card_model_args())
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
                           tags: str | list[str] | None = None, model_name: str | None = None,

@@ -471,3 +471,14 @@ def test_grant_card_of_a_fine_tuned_model_names_the_model_it_started_from():
     local = cards.grant_card({"eval_mae": 0.3, "base_model": "/runs/gcn-qm9"}, "me/gcn")
     assert local.data.base_model is None and "fine-tuned version of a local model (`gcn-qm9`)" in local.text
     assert "/runs" not in local.text and "fine-tuned" not in cards.grant_card({"eval_mae": 0.3}, "me/gcn").text
+
+
+def test_training_noise_is_described_from_the_adapter_config():
+    assert cards.training_noise_description({"noise_sigma": 0.02, "noise_mode": "multiplicative",
+                                             "noise_sigma_sampling": "uniform", "noise_resample_steps": 4,
+                                             "noise_warmup_steps": 50}) == (
+        "multiplicative, a level drawn from U(0, 0.02) at each draw; a new draw every 4 optimizer steps; ramped in over "
+        "the first 50 steps")
+    assert cards.training_noise_description({"r": 8}) is None  # a LoRA config
+    assert "(multiplicative, sigma = 0.01" in cards.halora_card(HALORA_RESULTS, "me/h", training_noise=(
+        cards.training_noise_description({"noise_sigma": 0.01, "noise_mode": "multiplicative"}))).text

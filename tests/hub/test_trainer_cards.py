@@ -267,3 +267,16 @@ def test_grant_card_of_a_users_start_ratio_1_run_says_it_trained_on_every_graph(
     trainer.create_model_card()  # no save_metrics: the start_ratio comes from the arguments
     text = ModelCard.load(tmp_path / "README.md").text
     assert "(teacher: `grant`)" in text and "leaves the teacher `grant` nothing to\nselect" in text
+
+
+def test_model_name_titles_the_card_and_the_training_noise_is_stated(seq_cls_run):
+    trainer, _, out = seq_cls_run
+    trainer.create_model_card(model_name="Robust sentiment adapter", dataset="user/sentiment")
+    card = ModelCard.load(out / "README.md")
+    assert card.text.lstrip().startswith("# Robust sentiment adapter\n")
+    assert card.data.model_name == "Robust sentiment adapter"  # the model-index name, as transformers gives it
+    assert '"out"' in _loading_code(out / "README.md")  # the repo a push creates: output_dir's name, not model_name
+    # the HaLoRAConfig defaults it trained under
+    assert "Training injects the RRAM noise (tile_additive, sigma = 0.01; a new draw every 400 optimizer steps)" in card.text
+    trainer.create_model_card()
+    assert ModelCard.load(out / "README.md").text.lstrip().startswith("# HaLoRA adapter\n")
