@@ -31,6 +31,8 @@ import datasets
 import torch
 from huggingface_hub import ModelHubMixin
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
+from torch_geometric.data import Dataset as PygDataset
+from torch_geometric.data.data import BaseData
 from torch_geometric.utils import scatter, to_dense_batch
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
@@ -92,6 +94,13 @@ class TeachingBatchSampler(Sampler[list[int]]):
             yield self.batches[position]
 
 
+def _refuse_pyg_graphs(dataset, name: str, task: str) -> None:
+    """A PyG user's graphs (a Data list, a PyG dataset) have no columns to read; say how to convert them."""
+    if isinstance(dataset, PygDataset) or (isinstance(dataset, (list, tuple)) and dataset and isinstance(dataset[0], BaseData)):
+        raise TypeError(f"{name} holds torch_geometric graphs; GraNTTrainer takes a graph datasets.Dataset: convert them "
+                        f"with hf_eff.grant.graphs_from_pyg({name}, {task!r})")
+
+
 def _check_length_column(args, dataset, name: str, strategies: tuple[str, ...]) -> None:
     """The length-grouped samplers (train and, for group_by_length, evaluation) read each row's length from
     `length_column_name`; without that column transformers looks for input_ids, which graph rows lack."""
@@ -123,10 +132,12 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             raise TypeError("GraNTTrainer needs GraNTTrainingArguments (they name the task and the teacher)")
         self.task = GraphTask(args.task)
         if train_dataset is not None:
+            _refuse_pyg_graphs(train_dataset, "train_dataset", self.task)
             check_graph_dataset(train_dataset, self.task, "train_dataset")
         evals = eval_dataset if isinstance(eval_dataset, dict) else {"eval_dataset": eval_dataset}
         for name, dataset in evals.items():
             if dataset is not None:
+                _refuse_pyg_graphs(dataset, name, self.task)
                 check_graph_dataset(dataset, self.task, name)
         _check_length_column(args, train_dataset, "train_dataset", ("group_by_length", "batch_rebalance"))
         for name, dataset in evals.items():
@@ -204,6 +215,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         model's width is checked against at each forward (`_forward`) while it is evaluated. Graphs without y
         are to predict on; evaluate refuses them, which it would evaluate without a loss or a metric."""
         num_classes = self._num_classes
+        _refuse_pyg_graphs(dataset, f"{prefix}_dataset", self.task)
         _check_length_column(self.args, dataset, f"{prefix} dataset", ("group_by_length",))
         if isinstance(dataset, datasets.Dataset):
             self._check_widths(dataset, f"{prefix} dataset")

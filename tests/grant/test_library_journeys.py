@@ -123,3 +123,15 @@ def test_max_steps_is_a_budget_only_without_selection(tmp_path):
         args = GraNTTrainingArguments(per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True, use_cpu=True,
                                       **settings, **common)
         assert GraNTTrainer(model=PooledGIN(), args=args, train_dataset=graphs).train().global_step == 3
+
+
+def test_pyg_graphs_given_as_they_are_name_graphs_from_pyg(tmp_path):
+    graphs = pyg_graphs(8)
+    convert = r"convert them with hf_eff.grant.graphs_from_pyg\({}, 'graph_regression'\)"
+    with pytest.raises(TypeError, match="train_dataset holds torch_geometric graphs; .*" + convert.format("train_dataset")):
+        trainer_for(PooledGIN(), tmp_path, graphs)
+    trainer = trainer_for(PooledGIN(), tmp_path, graphs_from_pyg(graphs, "graph_regression"))
+    with pytest.raises(TypeError, match=convert.format("test_dataset")):
+        trainer.predict(graphs)
+    with pytest.raises(TypeError, match=convert.format("eval_dataset")):
+        trainer.evaluate(graphs)
