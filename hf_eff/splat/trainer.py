@@ -59,6 +59,8 @@ logger = logging.get_logger(__name__)
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
 # The keywords `SplatTrainer.render` passes to the model's render.
+# What SplatTrainer.evaluate reports, after its prefix ("eval_").
+EVAL_METRICS = ("psnr", "ssim", "num_gaussians", "train_seconds", "train_cpu_seconds")
 RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "check_finite", "rasterize_mode")
 
 
@@ -341,6 +343,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             raise ValueError(
                 "SplatTrainer: compute_metrics is not used (evaluate reports PSNR and SSIM); trainer.predict(split) "
                 "returns the renders and the views' images for metrics of one's own"
+            )
+        metric = args.metric_for_best_model
+        if metric and type(self).evaluate is SplatTrainer.evaluate and metric.removeprefix("eval_") not in EVAL_METRICS:
+            # Trainer finds out at the first evaluation, after the training steps before it.
+            raise ValueError(
+                f"SplatTrainingArguments.metric_for_best_model={metric!r} is not among SplatTrainer's evaluation "
+                f"metrics: {', '.join(EVAL_METRICS)}"
             )
         if not hasattr(model, "splats") or not hasattr(model, "render"):
             raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")

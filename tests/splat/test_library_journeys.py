@@ -116,3 +116,22 @@ def test_coarse_to_fine_trains_views_thinner_than_its_coarsest_factor(tmp_path):
     assert 7 // trainer.resolution_factor(0) == 1
     trainer.train()
     assert trainer.state.global_step == 3 and np.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+def test_a_metric_for_best_model_evaluate_does_not_report_is_refused_before_training(scene, tmp_path):
+    def trainer(metric, trainer_class=SplatTrainer):
+        args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True, eval_strategy="steps",
+                                      eval_steps=1, save_strategy="steps", save_steps=1, load_best_model_at_end=True,
+                                      metric_for_best_model=metric)
+        return trainer_class(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args,
+                             train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
+
+    with pytest.raises(ValueError, match=r"metric_for_best_model='lpips' is not among .*: psnr, ssim, num_gaussians"):
+        trainer("lpips")
+    assert trainer("eval_ssim").args.metric_for_best_model == "eval_ssim"
+
+    class WithLPIPS(SplatTrainer):  # a subclass that reports more metrics chooses among them
+        def evaluate(self, *args, **kwargs):
+            return {**super().evaluate(*args, **kwargs), "eval_lpips": 0.5}
+
+    trainer("lpips", WithLPIPS)
