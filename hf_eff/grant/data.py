@@ -627,12 +627,14 @@ CHECK_CHUNK_ROWS = 4096
 
 def feature_widths(dataset: datasets.Dataset) -> tuple[int | None, int | None]:
     """(node features per node, edge_attr features per edge) of the dataset's first graph with nodes, and with
-    edges; None where no graph has any, or, for edge_attr, where the dataset has no edge_attr column."""
+    edges; None where no graph has any, or, for edge_attr, where the dataset has no edge_attr column. 1-D edge_attr
+    (a weight per edge) is 1 wide, as the collator reads it."""
 
     def width(column: str) -> int | None:
         if column not in dataset.column_names:
             return None
-        return next((len(row[column][0]) for row in dataset.select_columns([column]) if len(row[column])), None)
+        first = next((np.asarray(row[column]) for row in dataset.select_columns([column]) if len(row[column])), None)
+        return None if first is None else first.reshape(len(first), -1).shape[1]
 
     return width("x"), width("edge_attr")
 

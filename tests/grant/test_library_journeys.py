@@ -1,12 +1,13 @@
 """A user's own torch_geometric models and data through GraNTTrainer, as README.md and the docstrings describe them."""
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_model
 from torch import nn
 from torch_geometric.data import Data
-from torch_geometric.nn import GINEConv, global_mean_pool
+from torch_geometric.nn import GCNConv, GINEConv, global_mean_pool
 from torch_geometric.nn.models import GIN
 
 from hf_eff.grant import GraNTTrainer, GraNTTrainingArguments, graphs_from_pyg
@@ -135,3 +136,27 @@ def test_pyg_graphs_given_as_they_are_name_graphs_from_pyg(tmp_path):
         trainer.predict(graphs)
     with pytest.raises(TypeError, match=convert.format("eval_dataset")):
         trainer.evaluate(graphs)
+
+
+class EdgeWeighted(nn.Module):
+    """GCNConv with a weight per edge: edge_attr stored 1-D, one number per edge."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = GCNConv(3, 8)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x, edge_index, batch, edge_attr=None):
+        return self.head(global_mean_pool(self.conv(x, edge_index, edge_attr.view(-1)), batch))
+
+
+def test_edge_weights_by_hand_train_evaluate_and_predict(tmp_path):
+    rows = {"x": [[[1.0, 2.0, 0.0]] * 3] * 4, "edge_index": [[[0, 1], [1, 2]]] * 4, "edge_attr": [[0.5, 0.7]] * 4,
+            "y": [[1.0]] * 4, "num_nodes": [3] * 4}
+    graphs = datasets.Dataset.from_dict(rows)
+    trainer = trainer_for(EdgeWeighted(), tmp_path, graphs, eval_dataset=graphs)
+    trainer.train()
+    assert np.isfinite(trainer.evaluate()["eval_loss"])
+    assert trainer.predict(graphs.remove_columns("y")).predictions.shape == (4, 1)
+    with pytest.raises(ValueError, match="edge_attr has 2 features per edge, train_dataset's 1"):
+        trainer.predict(datasets.Dataset.from_dict({**rows, "edge_attr": [[[0.5, 1.0], [0.7, 1.0]]] * 4}))
