@@ -69,7 +69,8 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
                   mask_names=None) -> Dataset:
     """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4] or [3, 4]
     (OpenCV: x right, y down, z forward; an OpenGL / Blender camera-to-world ``c2w`` becomes
-    ``inv(c2w @ OPENGL_TO_OPENCV)``, see `hf_eff.splat.cameras`).
+    ``inv(c2w @ OPENGL_TO_OPENCV)``, see `hf_eff.splat.cameras`). ``Ks``: one per view, or a single
+    [3, 3] array or tensor that every view shares (one camera).
 
     Images may be PIL images, arrays or CPU tensors [H, W], [H, W, 3] or [H, W, 4] (uint8 in
     0..255, or float in [0, 1] as renders are, rounded to 8 bits), encoded bytes or file paths.
@@ -113,6 +114,8 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
             )
         sizes.append(image.size)
         stored.append(_rgb_image(image, background))
+    if isinstance(Ks, np.ndarray | torch.Tensor) and tuple(Ks.shape) == (3, 3):
+        Ks = [Ks] * len(stored)  # one camera for every view; iterating would read its rows as three Ks
     Ks = [np.asarray(K, dtype=np.float32) for K in Ks]
     poses = [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras]
     if not len(stored) == len(Ks) == len(poses):

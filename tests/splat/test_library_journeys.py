@@ -135,3 +135,15 @@ def test_a_metric_for_best_model_evaluate_does_not_report_is_refused_before_trai
             return {**super().evaluate(*args, **kwargs), "eval_lpips": 0.5}
 
     trainer("lpips", WithLPIPS)
+
+
+def test_one_intrinsics_matrix_is_shared_by_every_view(scene):
+    import torch
+
+    images, Ks, poses = own_capture(scene)
+    for shared in (Ks[0], torch.as_tensor(Ks[0])):
+        views = views_dataset(images[:3], shared, poses[:3]).with_format("numpy")
+        np.testing.assert_array_equal(np.stack(views["K"]), np.stack([Ks[0]] * 3))
+    # a stack of Ks stays one per view
+    with pytest.raises(ValueError, match=r"2 images, 3 intrinsics and 2 poses"):
+        views_dataset(images[:2], np.stack(Ks[:3]), poses[:2])
