@@ -228,8 +228,9 @@ def check_mask_image(image, size: tuple[int, int], where: str) -> None:
 
 def _uint8_pixels(image, index: int) -> np.ndarray:
     """An array or tensor image as uint8 [H, W] or [H, W, 3 or 4]; float values in [0, 1] are
-    rounded to 0..255. Anything PIL would misread (other layouts, 16-bit or out-of-range values)
-    is refused, naming the view."""
+    rounded to 0..255 (and those less than half a level outside it, a render's rounding error).
+    Anything PIL would misread (other layouts, 16-bit or out-of-range values) is refused, naming
+    the view."""
     where = f"views_dataset image {index}"
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
@@ -245,11 +246,13 @@ def _uint8_pixels(image, index: int) -> np.ndarray:
         if not np.isfinite(image).all():
             bad = np.argwhere(~np.isfinite(image))[0]
             raise ValueError(f"{where}: pixels contain NaN or infinite values (first at {tuple(bad.tolist())})")
-        if image.min() < 0 or image.max() > 1:
+        # Stored as 8 bits: a render's rounding error past 0 or 1 (under half a level) stores as 0 or 255.
+        tolerance = 0.5 / 255
+        if image.min() < -tolerance or image.max() > 1 + tolerance:
             raise ValueError(
-                f"{where}: float pixels must be in [0, 1], got values from {image.min():.4g} to {image.max():.4g}"
+                f"{where}: float pixels must be in [0, 1], got values from {image.min():.6g} to {image.max():.6g}"
             )
-        return np.round(image.astype(np.float64) * 255).astype(np.uint8)
+        return np.round(np.clip(image.astype(np.float64), 0, 1) * 255).astype(np.uint8)
     if image.dtype.kind in "iu" and image.size and image.min() >= 0 and image.max() <= 255:
         return image.astype(np.uint8)
     raise ValueError(

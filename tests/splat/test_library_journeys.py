@@ -147,3 +147,12 @@ def test_one_intrinsics_matrix_is_shared_by_every_view(scene):
     # a stack of Ks stays one per view
     with pytest.raises(ValueError, match=r"2 images, 3 intrinsics and 2 poses"):
         views_dataset(images[:2], np.stack(Ks[:3]), poses[:2])
+
+
+def test_float_images_a_rounding_error_past_0_or_1_are_stored_as_0_and_255(scene):
+    # A render composited onto white can exceed 1 by float rounding; 8-bit storage cannot tell.
+    images, Ks, poses = own_capture(scene)
+    image = np.full(images[0].shape, 0.5, np.float32)
+    image[0, 0] = [1 + 1e-6, -1e-7, 0.5 / 255 - 1e-4]
+    stored = np.asarray(views_dataset([image], Ks[:1], poses[:1])[0]["image"])
+    assert stored[0, 0].tolist() == [255, 0, 0] and (stored[1:] == 128).all()

@@ -312,6 +312,7 @@ def test_views_dataset_takes_float_and_tensor_images_as_renders_are():
     "image, message",
     [
         (np.full((HEIGHT, WIDTH, 3), 1.5, np.float32), r"float pixels must be in \[0, 1\], got values from 1.5"),
+        (np.full((HEIGHT, WIDTH, 3), 1.002, np.float32), r"float pixels must be in \[0, 1\], got values from 1.002 to"),
         (np.where(np.arange(WIDTH) == 2, np.nan, 0.5)[None, :, None].repeat(HEIGHT, 0).repeat(3, 2),
          r"pixels contain NaN or infinite values \(first at \(0, 2, 0\)\)"),
         (np.full((HEIGHT, WIDTH, 3), 300, np.uint16), "got uint16 with values from 300 to 300"),
