@@ -466,7 +466,13 @@ class GaussianModel(
         missing = [name for name in model.ply_property_names() if name not in names]
         missing = [name for name in missing if name not in ("nx", "ny", "nz")]
         if missing:
-            raise ValueError(f"{path}: missing 3DGS vertex properties {missing}")
+            hint = ""
+            if "chunk" in ply:
+                hint = ("; it is a compressed PLY (SuperSplat's, `export(..., 'ply_compressed')`), which from_ply does "
+                        "not read: load the standard .ply it was made from")
+            elif {"x", "y", "z"} <= names and "f_dc_0" not in names:
+                hint = "; it looks like a point cloud: GaussianModel.from_points(xyz, rgb) makes Gaussians of one"
+            raise ValueError(f"{path}: missing 3DGS vertex properties {missing}{hint}")
 
         n = len(vertex)
 

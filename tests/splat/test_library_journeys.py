@@ -156,3 +156,21 @@ def test_float_images_a_rounding_error_past_0_or_1_are_stored_as_0_and_255(scene
     image[0, 0] = [1 + 1e-6, -1e-7, 0.5 / 255 - 1e-4]
     stored = np.asarray(views_dataset([image], Ks[:1], poses[:1])[0]["image"])
     assert stored[0, 0].tolist() == [255, 0, 0] and (stored[1:] == 128).all()
+
+
+def test_from_ply_names_what_a_ply_of_another_kind_is(scene, tmp_path):
+    from plyfile import PlyData, PlyElement
+
+    model = GaussianModel.from_points(*scene.point_arrays(), sh_degree=1)
+    model.export(tmp_path / "scene.compressed.ply")
+    with pytest.raises(ValueError, match=r"missing 3DGS vertex properties .* it is a compressed PLY"):
+        GaussianModel.from_ply(tmp_path / "scene.compressed.ply")
+    xyz, rgb = scene.point_arrays()
+    cloud = np.empty(len(xyz), dtype=[(name, "f4") for name in "xyz"] + [(name, "u1") for name in ("red", "green", "blue")])
+    for index, name in enumerate("xyz"):
+        cloud[name] = xyz[:, index]
+    for index, name in enumerate(("red", "green", "blue")):
+        cloud[name] = rgb[:, index]
+    PlyData([PlyElement.describe(cloud, "vertex")]).write(str(tmp_path / "points.ply"))
+    with pytest.raises(ValueError, match=r"it looks like a point cloud: GaussianModel.from_points\(xyz, rgb\)"):
+        GaussianModel.from_ply(tmp_path / "points.ply")
