@@ -174,3 +174,17 @@ def test_from_ply_names_what_a_ply_of_another_kind_is(scene, tmp_path):
     PlyData([PlyElement.describe(cloud, "vertex")]).write(str(tmp_path / "points.ply"))
     with pytest.raises(ValueError, match=r"it looks like a point cloud: GaussianModel.from_points\(xyz, rgb\)"):
         GaussianModel.from_ply(tmp_path / "points.ply")
+
+
+def test_the_scene_card_s_datasets_snippet_loads_a_saved_scene(scene, tmp_path):
+    from datasets import load_dataset
+
+    from hf_eff.hub.cards import scene_card
+
+    card = str(scene_card("me/scene", {}, revision="v2"))
+    assert 'load_dataset("me/scene", "views", revision="v2")' in card
+    assert 'load_dataset("me/scene", "points", split="train", revision="v2")' in card
+    folder = scene.save(tmp_path / "scene")  # the layout a push uploads
+    views = load_dataset(str(folder), "views")
+    points = load_dataset(str(folder), "points", split="train")
+    assert load_scene(folder) == Scene(views, points, scene.center, scene.radius)
