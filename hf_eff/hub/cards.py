@@ -479,7 +479,8 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     timing = [[key, results[key], _timing_meaning(key, results)] for key in sorted(results)
               if (key in _GRANT_TIMING or "time_to_target" in key) and _number(results, key) is not None]
     names = sorted(set(splits["validation"]) | set(splits["test"]))
-    metric_rows = [[name] + [splits[split].get(name, "") for split in splits] for name in names]
+    measured = [split for split, metrics in splits.items() if metrics]  # a user's run may have no test metrics
+    metric_rows = [[name] + [splits[split].get(name, "") for split in measured] for name in names]
     base_model, _, local_base = _base_model(results.get("base_model"))
     card_data = ModelCardData(
         library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
@@ -497,7 +498,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         base_model=base_model, base_revision=results.get("model_revision") if base_model else None,
         local_base=local_base, targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
         results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
-        metrics_table=markdown_table(["metric", "validation", "test"], metric_rows) if metric_rows else "",
+        metrics_table=markdown_table(["metric", *measured], metric_rows) if metric_rows else "",
     )
 
 

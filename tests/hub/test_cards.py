@@ -482,3 +482,8 @@ def test_training_noise_is_described_from_the_adapter_config():
     assert cards.training_noise_description({"r": 8}) is None  # a LoRA config
     assert "(multiplicative, sigma = 0.01" in cards.halora_card(HALORA_RESULTS, "me/h", training_noise=(
         cards.training_noise_description({"noise_sigma": 0.01, "noise_mode": "multiplicative"}))).text
+
+
+def test_grant_card_of_a_run_without_test_metrics_has_no_empty_test_column():
+    text = cards.grant_card({"eval_mae": 0.3, "eval_loss": 0.1, "task": "graph_regression"}, "me/gcn").text
+    assert "| metric | validation |\n" in text and "| mae | 0.3 |" in text and "test" not in text.split("## How")[0]
