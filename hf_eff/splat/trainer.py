@@ -329,6 +329,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
         if not isinstance(args, SplatTrainingArguments):
             raise TypeError(f"SplatTrainer needs SplatTrainingArguments, got {type(args).__name__}")
+        if isinstance(strategy, str):
+            raise TypeError(
+                f"SplatTrainer(strategy={strategy!r}): strategy is a gsplat Strategy object; the built-in ones are "
+                "named by SplatTrainingArguments(strategy='default' or 'g2l')"
+            )
         if strategy is not None and args.strategy == "g2l" and not isinstance(strategy, GlobalToLocalStrategy):
             # Coarse-to-fine and the held means LR belong to G2L; a custom strategy would get them silently.
             raise ValueError(

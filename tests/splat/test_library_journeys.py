@@ -188,3 +188,10 @@ def test_the_scene_card_s_datasets_snippet_loads_a_saved_scene(scene, tmp_path):
     views = load_dataset(str(folder), "views")
     points = load_dataset(str(folder), "points", split="train")
     assert load_scene(folder) == Scene(views, points, scene.center, scene.radius)
+
+
+def test_a_strategy_named_to_the_trainer_points_to_the_arguments(scene, tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, disable_tqdm=True)
+    with pytest.raises(TypeError, match=r"SplatTrainer\(strategy='default'\): .*SplatTrainingArguments\(strategy="):
+        SplatTrainer(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args,
+                     train_dataset=scene.views["train"], strategy="default")
