@@ -117,7 +117,8 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     if isinstance(Ks, np.ndarray | torch.Tensor) and tuple(Ks.shape) == (3, 3):
         Ks = [Ks] * len(stored)  # one camera for every view; iterating would read its rows as three Ks
     Ks = [np.asarray(K, dtype=np.float32) for K in Ks]
-    poses = [np.asarray(pose, dtype=np.float32) for pose in world_to_cameras]
+    given_poses = [np.asarray(pose, dtype=np.float64) for pose in world_to_cameras]
+    poses = [pose.astype(np.float32) for pose in given_poses]
     if not len(stored) == len(Ks) == len(poses):
         raise ValueError(
             f"views_dataset: {len(stored)} images, {len(Ks)} intrinsics and {len(poses)} poses; "
@@ -135,6 +136,7 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
             raise ValueError(
                 f"views_dataset view {index}: world_to_camera must be 4x4 or 3x4, got shape {pose.shape}"
             )
+    _check_float32_keeps_cameras(given_poses, poses)
     columns = {
         "image": stored,
         "K": Ks,
@@ -147,6 +149,31 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
         columns[MASK_COLUMN] = _mask_images(masks, sizes, mask_names)
         features = Features({**VIEW_FEATURES, MASK_COLUMN: MASK_FEATURE})
     return Dataset.from_dict(columns, features=features)
+
+
+def _check_float32_keeps_cameras(given: list[np.ndarray], stored: list[np.ndarray]) -> None:
+    """Refuses poses that float32 storage moves by more than 1e-4 of the cameras' span: a georegistered
+    capture (UTM coordinates, millions of metres from the origin) rounds to about half a metre."""
+    if len(given) < 2 or any(pose.shape not in ((4, 4), (3, 4)) for pose in given):
+        return
+
+    def centres(poses):
+        rotations, translations = np.stack([p[:3, :3] for p in poses]), np.stack([p[:3, 3] for p in poses])
+        return -np.einsum("nji,nj->ni", rotations, translations)  # -R^T t
+
+    exact = centres(given)
+    if not np.isfinite(exact).all():
+        return  # named by the scene's checks
+    moved = np.abs(centres([pose.astype(np.float64) for pose in stored]) - exact).max()
+    span = np.linalg.norm(exact - exact.mean(0), axis=1).max()
+    # Beyond a tenth of the span the cameras are at one point already, which Scene.from_views names.
+    if 1e-4 * span < moved < 0.1 * span:
+        raise ValueError(
+            f"views_dataset: the cameras lie about {np.linalg.norm(exact, axis=1).max():.3g} from the world origin "
+            f"but within {span:.3g} of their mean; stored as float32, their centres move by up to {moved:.3g}. "
+            "Subtract a common offset (the mean camera position, say) from the world coordinates, the points' "
+            "included, first"
+        )
 
 
 def _mask_images(masks, sizes: list[tuple[int, int]], names=None) -> list:
@@ -406,7 +433,8 @@ class Scene:
                         f"scene: the {len(positions)} training cameras all sit at one point "
                         f"({', '.join(f'{c:.4g}' for c in mean)}): world_to_camera must map world points into "
                         "the camera, the inverse of a camera-to-world pose (invert the matrices); a capture "
-                        "without camera motion cannot be reconstructed"
+                        "without camera motion cannot be reconstructed; cameras far from the world origin lose "
+                        "their spread to float32 rounding: subtract a common offset from the world coordinates"
                     )
                 radius = float(np.linalg.norm(positions - np.asarray(center), axis=1).max()) or 1.0
         return cls(views=views, points=points, center=center, radius=radius)

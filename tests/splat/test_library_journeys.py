@@ -195,3 +195,20 @@ def test_a_strategy_named_to_the_trainer_points_to_the_arguments(scene, tmp_path
     with pytest.raises(TypeError, match=r"SplatTrainer\(strategy='default'\): .*SplatTrainingArguments\(strategy="):
         SplatTrainer(GaussianModel.from_points(*scene.point_arrays(), sh_degree=0), args,
                      train_dataset=scene.views["train"], strategy="default")
+
+
+@pytest.mark.parametrize("offset, error", [
+    # 4 m apart, 6e6 m out: float32 moves them by ~0.2 m
+    (np.array([5e6, 4e6, 100.0]), "views_dataset: the cameras lie about 6.4e[+]06 from the world origin"),
+    # further out they round onto one point, which the scene names
+    (np.array([5e8, 4e8, 100.0]), "scene: the 4 training cameras all sit at one point .* subtract a common offset"),
+])
+def test_cameras_far_from_the_origin_are_refused_before_float32_rounds_them(scene, offset, error):
+    images, Ks, poses = own_capture(scene)
+    camera_to_world = np.linalg.inv(np.stack(poses).astype(np.float64))
+    camera_to_world[:, :3, 3] += offset
+    far = list(np.linalg.inv(camera_to_world))
+    with pytest.raises(ValueError, match=error):
+        Scene.from_views(DatasetDict({"train": views_dataset(images, Ks, far)}))
+    camera_to_world[:, :3, 3] -= camera_to_world[:, :3, 3].mean(0)  # the fix the error names
+    Scene.from_views(DatasetDict({"train": views_dataset(images, Ks, list(np.linalg.inv(camera_to_world)))}))
