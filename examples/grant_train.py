@@ -80,7 +80,7 @@ from hf_eff.grant import (
     time_to_target,
 )
 from hf_eff.grant.collator import GRAPH_COLUMNS
-from hf_eff.grant.data import largest_class_id
+from hf_eff.grant.data import feature_widths, largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
 from hf_eff.hub.sources import check_model_source, naming_model_flags
@@ -535,8 +535,7 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
 def check_fits_model(model: GrantGCN, graphs: datasets.Dataset, task: str, path: str, source: str) -> None:
     """Refuses graphs to predict that the model cannot take: the checks of model_misfits against the model's own
     outputs, so that only the node features, the level and the task kind can differ."""
-    width = next((len(row["x"][0]) for row in graphs.select_columns(["x"]) if len(row["x"])), 0)
-    misfits = model_misfits(model, task, width, model.head.out_features, model.class_names)
+    misfits = model_misfits(model, task, feature_widths(graphs)[0] or 0, model.head.out_features, model.class_names)
     if misfits:
         raise ValueError(f"--predict_file {path} does not fit {source} ({task}): " + "; ".join(misfits))
 
@@ -573,7 +572,7 @@ def save_predictions(trainer: GraNTTrainer, table: pd.DataFrame) -> None:
         logger.info("predictions written to %s", path)
 
 
-def predicts_only(data_args: DataArguments, training_args: GraNTTrainingArguments) -> bool:
+def is_prediction_only_run(data_args: DataArguments, training_args: GraNTTrainingArguments) -> bool:
     """--predict_file with --do_train False and no --dataset or built-in data (check_run_mode has made sure of
     --do_predict and --model_name_or_path)."""
     return (data_args.predict_file is not None and not training_args.do_train and data_args.builtin is None
@@ -607,7 +606,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(training_args.seed)
     task = training_args.task
     trained = load_trained_model(model_args) if model_args.model_name_or_path is not None else None
-    if predicts_only(data_args, training_args):
+    if is_prediction_only_run(data_args, training_args):
         return predict_only(trained, model_args, data_args, training_args)
     # The first process builds (and caches) the data while the others wait, then they read the cache:
     # on an empty cache every process would build the whole set (QM9: 2 min and 3.7 GB each).

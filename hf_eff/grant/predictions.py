@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hf_eff.grant.collator import GRAPH_COLUMNS
 from hf_eff.grant.tasks import GraphTask
 
 logger = logging.getLogger(__name__)
@@ -76,10 +75,9 @@ def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | Non
     task = GraphTask(trainer.args.task)
     if smiles is not None and len(smiles) != len(graphs):
         raise ValueError(f"{len(smiles)} SMILES for {len(graphs)} graphs")
-    # only what the model reads: a y (targets to ignore) or an edge_attr the model does not take stay out of the batches
-    takes_edge_attr = "edge_attr" in trainer._forward_inputs and "edge_attr" in graphs.column_names
-    columns = [*GRAPH_COLUMNS, *(["edge_attr"] if takes_edge_attr else [])]
-    predictions = trainer.predict(graphs.select_columns(columns)).predictions
+    # targets in the graphs are ignored: predict would check and score them
+    unlabelled = graphs.remove_columns([name for name in ("y",) if name in graphs.column_names])
+    predictions = trainer.predict(unlabelled).predictions
     num_nodes = list(graphs["num_nodes"])
     if task.level == "node":  # the Trainer pads each graph's node outputs to the most nodes
         outputs = np.concatenate([predictions[graph, :nodes] for graph, nodes in enumerate(num_nodes)])

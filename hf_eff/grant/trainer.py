@@ -101,11 +101,12 @@ def _refuse_pyg_graphs(dataset, name: str, task: str) -> None:
                         f"with hf_eff.grant.graphs_from_pyg({name}, {task!r})")
 
 
-def _check_length_column(args, dataset, name: str, strategies: tuple[str, ...]) -> None:
-    """The length-grouped samplers (train and, for group_by_length, evaluation) read each row's length from
-    `length_column_name`; without that column transformers looks for input_ids, which graph rows lack."""
-    sampling = args.sampling_strategy
-    if sampling in strategies and isinstance(dataset, datasets.Dataset) and args.length_column_name not in dataset.column_names:
+def _check_length_column(args, dataset) -> None:
+    """The length-grouped training samplers read each row's length from `length_column_name`; without that
+    column transformers looks for input_ids, which graph rows lack. (Evaluation is never grouped: `_get_eval_sampler`.)"""
+    sampling, name = args.sampling_strategy, "train_dataset"
+    if (sampling in ("group_by_length", "batch_rebalance") and isinstance(dataset, datasets.Dataset)
+            and args.length_column_name not in dataset.column_names):
         raise ValueError(
             f"train_sampling_strategy={sampling!r} reads each graph's length from the column "
             f"length_column_name={args.length_column_name!r}, which {name} lacks; set length_column_name='num_nodes'"
@@ -139,9 +140,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             if dataset is not None:
                 _refuse_pyg_graphs(dataset, name, self.task)
                 check_graph_dataset(dataset, self.task, name)
-        _check_length_column(args, train_dataset, "train_dataset", ("group_by_length", "batch_rebalance"))
-        for name, dataset in evals.items():
-            _check_length_column(args, dataset, name, ("group_by_length",))
+        _check_length_column(args, train_dataset)
         if args.batch_eval_metrics and compute_metrics is None:  # transformers blamed "your compute_metrics"
             raise ValueError(
                 "batch_eval_metrics=True: the default metrics (metrics_for: ROC-AUC, AP, MAE) rank or average the whole "
@@ -216,7 +215,6 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         are to predict on; evaluate refuses them, which it would evaluate without a loss or a metric."""
         num_classes = self._num_classes
         _refuse_pyg_graphs(dataset, f"{prefix}_dataset", self.task)
-        _check_length_column(self.args, dataset, f"{prefix} dataset", ("group_by_length",))
         if isinstance(dataset, datasets.Dataset):
             self._check_widths(dataset, f"{prefix} dataset")
             if "y" in dataset.column_names:

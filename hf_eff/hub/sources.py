@@ -88,7 +88,10 @@ def check_weights_file(model_file: str, model_class: str) -> None:
 
 def last_checkpoint_hint(folder, weights_files: tuple[str, ...] = (constants.SAFETENSORS_SINGLE_FILE,)) -> str:
     """For the output folder of a run that ended before saving its model: its newest checkpoint-N holding one
-    of ``weights_files`` (a run stopped while saving leaves a newer checkpoint without them)."""
+    of ``weights_files`` (a run stopped while saving leaves a newer checkpoint without them, which transformers'
+    ``get_last_checkpoint`` would name)."""
+    if not Path(folder).is_dir():
+        return ""
     numbered = {}
     for path in Path(folder).iterdir():
         match = _CHECKPOINT_FOLDER.fullmatch(path.name)

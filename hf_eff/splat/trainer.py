@@ -58,9 +58,9 @@ from hf_eff.splat.scene import (
 logger = logging.get_logger(__name__)
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
-# The keywords `SplatTrainer.render` passes to the model's render.
 # What SplatTrainer.evaluate reports, after its prefix ("eval_").
 EVAL_METRICS = ("psnr", "ssim", "num_gaussians", "train_seconds", "train_cpu_seconds")
+# The keywords `SplatTrainer.render` passes to the model's render.
 RENDER_KEYWORDS = ("sh_degree", "packed", "backend", "backgrounds", "absgrad", "check_finite", "rasterize_mode")
 
 

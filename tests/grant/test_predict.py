@@ -292,19 +292,3 @@ def test_flags_that_cut_or_split_data_are_refused_when_only_a_predict_file_is_re
     with pytest.raises(ValueError, match=f"^{flag[0]} does not apply to --predict_file {new}: {flag[0]} is for --task "
                                          "or --dataset"):
         _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out", *flag)
-
-
-def test_predictions_follow_the_rows_when_training_groups_graphs_by_size(tmp_path):
-    new = tmp_path / "new.csv"
-    smiles = ["CCCCCC", "C", "c1ccccc1", "CC", "CCCCCCCCCC", "CO", "CCO"]  # sizes out of order
-    pd.DataFrame({"smiles": smiles}).to_csv(new, index=False)
-    out = tmp_path / "run"
-    _example().main(["--task", "freesolv", "--max_graphs", "30", "--output_dir", str(out), "--do_predict",
-                     "--predict_file", str(new), "--train_sampling_strategy", "group_by_length",
-                     "--per_device_eval_batch_size", "2", *EVAL_COMMON])
-    table = pd.read_csv(out / "predict_results.csv")
-    assert table["smiles"].tolist() == smiles
-    np.testing.assert_allclose(table["expt"], _forward(GrantGCN.from_pretrained(out), graphs_from_smiles(smiles))[:, 0],
-                               rtol=1e-5, atol=1e-6)
-    # the saved run keeps its strategy (training_args.bin is written after the predictions)
-    assert torch.load(out / "training_args.bin", weights_only=False).train_sampling_strategy == "group_by_length"
