@@ -71,11 +71,11 @@ from hf_eff.grant import (
     class_names,
     encode_class_labels,
     generate_graphon_dataset,
-    graphs_from_smiles,
     load_freesolv,
     load_qm9,
     load_smiles_csv,
     load_solubility,
+    molecules_from_csv,
     split_dataset,
     time_to_target,
 )
@@ -493,26 +493,9 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
     if not file.exists():
         raise FileNotFoundError(f"--predict_file {path}: no such file or folder")
     if is_csv(file):
-        try:
-            frame = pd.read_csv(file)
-        except pd.errors.EmptyDataError:
-            raise ValueError(f"--predict_file {path} is empty: give a CSV with a header row, the SMILES column "
-                             f"{smiles_column!r} (--smiles_column) among its columns, and a molecule per row") from None
-        if smiles_column not in frame.columns:
-            raise KeyError(f"--predict_file {path}: no SMILES column {smiles_column!r} (--smiles_column); columns are "
-                           f"{list(frame.columns)}")
-        smiles = frame[smiles_column]
-        if smiles.empty:
-            raise ValueError(f"--predict_file {path} has a header but no molecules to predict")
-
-        def row_name(index: int) -> str:
-            return f"--predict_file {path}, column {smiles_column!r}, data row {index + 1} (1-based, header not counted)"
-
-        if smiles.isna().any():
-            raise ValueError(f"{row_name(int(np.flatnonzero(smiles.isna())[0]))}: the SMILES cell is empty")
         # in the session's temporary folder: predicted once, the new molecules leave no copy in a cache
-        graphs = graphs_from_smiles(smiles.tolist(), row_name=row_name, cache_dir=get_temporary_cache_files_directory())
-        return graphs, smiles.tolist()
+        return molecules_from_csv(file, smiles_column, name=f"--predict_file {path}",
+                                  cache_dir=get_temporary_cache_files_directory())
     if file.is_dir():
         try:
             graphs = datasets.load_from_disk(path)

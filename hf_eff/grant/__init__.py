@@ -14,6 +14,7 @@ from hf_eff.grant.data import (
     load_qm9,
     load_smiles_csv,
     load_solubility,
+    molecules_from_csv,
     split_dataset,
 )
 from hf_eff.grant.metrics import (
@@ -55,6 +56,7 @@ __all__ = [
     "load_qm9",
     "load_smiles_csv",
     "load_solubility",
+    "molecules_from_csv",
     "metrics_for",
     "plan_epochs",
     "ratio_at",

@@ -383,6 +383,36 @@ def _targets_from_frame(
     return np.stack(columns, axis=1).astype(np.float32).tolist(), None
 
 
+def _read_smiles_csv(path, smiles_column: str, name: str):
+    """(frame, its SMILES column) of a CSV; an empty file, a missing column, no rows or an empty cell raise,
+    naming the file as ``name`` (and the data row)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{name} is empty: give a CSV with a header row, the SMILES column {smiles_column!r} among "
+                         "its columns, and a molecule per row") from None
+    if smiles_column not in frame.columns:
+        raise KeyError(f"{name}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
+    smiles = frame[smiles_column]
+    if smiles.empty:
+        raise ValueError(f"{name} has a header but no molecules")
+    if smiles.isna().any():
+        raise ValueError(f"{_csv_row(name, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
+    return frame, smiles
+
+
+def molecules_from_csv(path: str | Path, smiles_column: str = "smiles", name: str | None = None,
+                       cache_dir: str | None = None) -> tuple[datasets.Dataset, list[str]]:
+    """The molecules of a CSV's ``smiles_column`` as graphs without y (new molecules to predict; other columns are
+    ignored), and their SMILES. Errors name the file as ``name`` (default: the path) and the data row."""
+    name = str(path) if name is None else name
+    _, smiles = _read_smiles_csv(path, smiles_column, name)
+    row_name = functools.partial(_csv_row, name, smiles_column)
+    return graphs_from_smiles(smiles.tolist(), row_name=row_name, cache_dir=cache_dir), smiles.tolist()
+
+
 def load_smiles_csv(
     path: str | Path, smiles_column: str, target_columns: Sequence[str], classification: bool = False,
     multilabel: bool = False,
@@ -395,14 +425,7 @@ def load_smiles_csv(
     error naming the file, the column and the data row (1-based, header not counted)."""
     if classification and multilabel:
         raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
-    import pandas as pd
-
-    frame = pd.read_csv(path)
-    if smiles_column not in frame.columns:
-        raise KeyError(f"{path}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
-    smiles = frame[smiles_column]
-    if smiles.isna().any():
-        raise ValueError(f"{_csv_row(path, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
+    frame, smiles = _read_smiles_csv(path, smiles_column, str(path))
     targets, names = _targets_from_frame(frame, target_columns, classification, path, multilabel)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,

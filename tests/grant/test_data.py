@@ -22,6 +22,7 @@ from hf_eff.grant.data import (
     load_qm9,
     load_smiles_csv,
     load_solubility,
+    molecules_from_csv,
     split_dataset,
 )
 
@@ -131,6 +132,23 @@ def test_smiles_csv_with_classes(tmp_path):
     assert np.asarray(regression["y"]).shape == (3, 2)
     with pytest.raises(KeyError, match="no SMILES column"):
         load_smiles_csv(path, "smiles", ["logp"])
+
+
+def test_a_smiles_csv_without_molecules_is_refused_naming_it(tmp_path):
+    for content, problem in (("", "is empty: give a CSV with a header row"), ("smi,logp\n", "has a header but no molecules")):
+        path = tmp_path / "mols.csv"
+        path.write_text(content)
+        with pytest.raises(ValueError, match=f"^{path} {problem}"):
+            load_smiles_csv(path, "smi", ["logp"])
+        with pytest.raises(ValueError, match=f"^new molecules {problem}"):
+            molecules_from_csv(path, "smi", name="new molecules")
+
+
+def test_molecules_from_csv_are_graphs_without_targets_in_the_files_order(tmp_path):
+    path = tmp_path / "new.csv"
+    path.write_text("id,smi,logp\n1,CCO,0.1\n2,c1ccccc1,\n")
+    graphs, smiles = molecules_from_csv(path, "smi")
+    assert smiles == ["CCO", "c1ccccc1"] and graphs["num_nodes"] == [3, 6] and "y" not in graphs.column_names
 
 
 @pytest.mark.parametrize(

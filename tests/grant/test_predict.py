@@ -241,7 +241,7 @@ def test_a_model_refuses_a_name_for_two_outputs(names):
 
 @pytest.mark.parametrize(("content", "problem"), [
     ("", "is empty: give a CSV with a header row, the SMILES column 'smiles'"),
-    ("smiles\n", "has a header but no molecules to predict"),
+    ("smiles\n", "has a header but no molecules"),
 ])
 def test_a_csv_without_molecules_is_refused_naming_it(tmp_path, content, problem):
     GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
