@@ -29,6 +29,8 @@ The ninth session's split, the same command (one thread, beside other jobs at lo
 
 Drop ratio 0.22 (met), but mostly because HaLoRA's clean accuracy is 5.0 points lower (target >= -1:
 not met); step CPU time 1.08x (wall 1.15x under load), peak memory 1.06x.
+Rerun in the thirteenth session (the same command; `make test` ran beside the LoRA run, so only CPU times
+compare): the same accuracies to the question; step CPU time 1.05x, peak memory 1.08x.
 Step time 0.98x (target <= 1.15x). Peak memory on the CPU (fifth session: peak resident memory
 during training over the bare runtime's, each method in a fresh process), the command above rerun
 with the same accuracies (load 2-3): LoRA 1814 MB, HaLoRA 1902 MB, 1.05x (target <= 1.10x), step
