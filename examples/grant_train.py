@@ -25,12 +25,12 @@ warned of, naming the flags):
 
     python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
---do_predict writes the model's predictions on the test split, or on --predict_file (a CSV of SMILES, or a
-save_to_disk folder of graphs; targets in it are ignored), to predict_results.csv: one row per graph (index, smiles
-for a CSV, then one column per target named as the model's target_names, else prediction or prediction_<i>; a
-classifier's predicted class, by name where it has class_names, and probability_<class> per class; graph_multilabel
-probability_<label> per label), or per node for a node-level task (graph_index, node_index, then the same columns);
-a target named as one of these own columns is written as prediction_<name>.
+--do_predict writes the model's predictions on the test split, or on --predict_file (a CSV of SMILES in
+--predict_smiles_column, default --smiles_column, or a save_to_disk folder of graphs; targets in it are ignored),
+to predict_results.csv: one row per graph (index, smiles for a CSV, then one column per target named as the model's
+target_names, else prediction or prediction_<i>; a classifier's predicted class, by name where it has class_names,
+and probability_<class> per class; graph_multilabel probability_<label> per label), or per node for a node-level
+task (graph_index, node_index, then the same columns); a target named as one of these own columns is written as prediction_<name>.
 all_results.json records predict_file (null: the test split) and predict_graphs. With --do_train False and
 --model_name_or_path, a --predict_file needs no --dataset or built-in data: the model predicts and nothing is
 evaluated (--task names its task kind, which it is checked against):
@@ -139,13 +139,17 @@ class DataArguments:
                   "a DatasetDict with train, validation and test splits, used as saved)."},
     )
     smiles_column: str = field(default="smiles", metadata={"help": "CSV (--dataset or --predict_file): the SMILES column."})
+    predict_smiles_column: str | None = field(
+        default=None, metadata={"help": "A CSV --predict_file's SMILES column, where it is named otherwise than the "
+                                "training CSV's (default: --smiles_column)."},
+    )
     target_column: str = field(default="", metadata={"help": "CSV: target column(s), comma-separated (graph_multilabel: "
                                                                "0/1 label columns, empty cells unlabelled)."})
     max_graphs: int | None = field(default=None, metadata={"help": "Use the first N graphs only (QM9: rows read)."})
     predict_file: str | None = field(
         default=None,
         metadata={"help": "--do_predict: the graphs to predict instead of the test split, a CSV of SMILES (read from "
-                  "--smiles_column; other columns ignored) or a folder written by save_to_disk (y ignored). With "
+                  "--predict_smiles_column, default --smiles_column; other columns ignored) or a folder written by save_to_disk (y ignored). With "
                   "--do_train False and --model_name_or_path it needs no --dataset or built-in data: the model only "
                   "predicts (--task names its task kind)."},
     )
@@ -206,7 +210,8 @@ def saved_splits(graphs: datasets.DatasetDict, path: Path, max_graphs: int | Non
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas infers the compression
 # the DataArguments that only some data read, and which data that is
 ONLY_FOR = {
-    "smiles_column": "a CSV --dataset or --predict_file", "target_column": "a CSV --dataset", "qm9_target": "--task qm9",
+    "smiles_column": "a CSV --dataset or --predict_file", "predict_smiles_column": "a CSV --predict_file",
+    "target_column": "a CSV --dataset", "qm9_target": "--task qm9",
     "num_generated_graphs": "--task gen-reg or gen-cls", "min_nodes": "--task gen-reg or gen-cls",
     "max_nodes": "--task gen-reg or gen-cls",
     # a --predict_file alone is predicted whole, unsplit
@@ -222,9 +227,11 @@ def is_csv(path: Path) -> bool:
 def applies(data_args: DataArguments, name: str) -> bool:
     """Whether the chosen data reads the DataArguments field `name`."""
     csv_dataset = data_args.dataset is not None and is_csv(Path(data_args.dataset))
-    uses = {"a CSV --dataset": csv_dataset,
-            "a CSV --dataset or --predict_file": csv_dataset or (data_args.predict_file is not None
-                                                                 and is_csv(Path(data_args.predict_file))),
+    csv_predict_file = data_args.predict_file is not None and is_csv(Path(data_args.predict_file))
+    uses = {"a CSV --dataset": csv_dataset, "a CSV --predict_file": csv_predict_file,
+            # --predict_smiles_column, where given, names the --predict_file's column instead
+            "a CSV --dataset or --predict_file": csv_dataset or (csv_predict_file
+                                                                 and data_args.predict_smiles_column is None),
             "--task qm9": data_args.builtin == "qm9",
             "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls"),
             "--task or --dataset": data_args.builtin is not None or data_args.dataset is not None}
@@ -487,15 +494,19 @@ PREDICTIONS_FILE = "predict_results.csv"
 
 
 def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, list[str] | None]:
-    """The graphs of --predict_file and, for a CSV, its SMILES: a CSV's --smiles_column (other columns, targets
+    """The graphs of --predict_file and, for a CSV, its SMILES: a CSV's `smiles_column` (other columns, targets
     included, are ignored) or a folder written by save_to_disk holding one Dataset (its y is ignored)."""
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(f"--predict_file {path}: no such file or folder")
     if is_csv(file):
-        # in the session's temporary folder: predicted once, the new molecules leave no copy in a cache
-        return molecules_from_csv(file, smiles_column, name=f"--predict_file {path}",
-                                  cache_dir=get_temporary_cache_files_directory())
+        try:
+            # in the session's temporary folder: predicted once, the new molecules leave no copy in a cache
+            return molecules_from_csv(file, smiles_column, name=f"--predict_file {path}",
+                                      cache_dir=get_temporary_cache_files_directory())
+        except KeyError as error:  # the SMILES column is missing: say which flag names it
+            raise KeyError(f"{error.args[0]}; name the SMILES column of --predict_file with --predict_smiles_column "
+                           "(default: --smiles_column)") from None
     if file.is_dir():
         try:
             graphs = datasets.load_from_disk(path)
@@ -538,7 +549,7 @@ def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test
     check_prediction_names(model, task, model.head.out_features)
     if data_args.predict_file is None:
         return test, None
-    graphs, smiles = read_predict_file(data_args.predict_file, data_args.smiles_column)
+    graphs, smiles = read_predict_file(data_args.predict_file, data_args.predict_smiles_column or data_args.smiles_column)
     check_fits_model(model, graphs, task, data_args.predict_file, source)
     return graphs, smiles
 

@@ -292,3 +292,35 @@ def test_flags_that_cut_or_split_data_are_refused_when_only_a_predict_file_is_re
     with pytest.raises(ValueError, match=f"^{flag[0]} does not apply to --predict_file {new}: {flag[0]} is for --task "
                                          "or --dataset"):
         _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out", *flag)
+
+
+def test_a_predict_file_csv_reads_its_own_smiles_column(tmp_path):
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles,logp\n" + "\n".join(f"{s},{i * 0.1}" for i, s in enumerate(TRAIN_SMILES)))
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"SMILES": NEW_SMILES}).to_csv(new, index=False)
+    training = ["--dataset", str(data), "--target_column", "logp", "--task", "graph_regression",
+                "--validation_fraction", "0.2", "--test_fraction", "0.2", "--do_predict", "--predict_file", str(new), *COMMON]
+    with pytest.raises(KeyError, match=rf"--predict_file {new}: no SMILES column 'smiles'; columns are \['SMILES'\]; name "
+                                       r"the SMILES column of --predict_file with --predict_smiles_column"):
+        _example().main([*training, "--output_dir", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()  # refused before training
+    results = _example().main([*training, "--predict_smiles_column", "SMILES", "--output_dir", str(tmp_path / "run")])
+    assert results["predict_graphs"] == len(NEW_SMILES)
+    assert pd.read_csv(tmp_path / "run" / "predict_results.csv")["smiles"].tolist() == NEW_SMILES
+    with pytest.raises(KeyError, match=rf"--predict_file {new}: no SMILES column 'Smiles'"):
+        _predict_only(tmp_path / "run", new, "graph_regression", tmp_path / "out", "--predict_smiles_column", "Smiles")
+
+
+def test_predict_smiles_column_applies_only_to_a_csv_predict_file(tmp_path):
+    example = _example()
+    flags = ["--task", "gen-reg", "--predict_smiles_column", "SMILES", "--output_dir", "unused"]
+    with pytest.raises(ValueError, match="--predict_smiles_column does not apply to --task gen-reg: "
+                                         "--predict_smiles_column is for a CSV --predict_file"):
+        example.check_options_apply(example.parse_args(flags)[1])
+    # given it, --smiles_column no longer names the --predict_file's column: for a built-in --task it is ignored
+    predicting = ["--task", "freesolv", "--do_predict", "--predict_file", "new.csv", "--output_dir", "unused"]
+    example.check_options_apply(example.parse_args([*predicting, "--predict_smiles_column", "SMILES"])[1])
+    with pytest.raises(ValueError, match="--smiles_column does not apply to --task freesolv"):
+        example.check_options_apply(example.parse_args([*predicting, "--predict_smiles_column", "SMILES",
+                                                        "--smiles_column", "Smiles"])[1])
