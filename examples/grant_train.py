@@ -31,7 +31,9 @@ to predict_results.csv: one row per graph (index, smiles for a CSV, then one col
 target_names, else prediction or prediction_<i>; a classifier's predicted class, by name where it has class_names,
 and probability_<class> per class; graph_multilabel probability_<label> per label), or per node for a node-level
 task (graph_index, node_index, then the same columns); a target named as one of these own columns is written as prediction_<name>.
-all_results.json records predict_file (null: the test split) and predict_graphs. With --do_train False and
+all_results.json records predict_file (null: the test split) and predict_graphs. A predict_results.csv that an
+earlier run left in --output_dir is removed once a run that trains or evaluates there succeeds (with --do_predict,
+replaced by its own), so that it never passes for the new model's. With --do_train False and
 --model_name_or_path, a --predict_file needs no --dataset or built-in data: the model predicts and nothing is
 evaluated (--task names its task kind, which it is checked against):
 
@@ -566,6 +568,18 @@ def save_predictions(trainer: GraNTTrainer, table: pd.DataFrame) -> None:
         logger.info("predictions written to %s", path)
 
 
+def remove_earlier_predictions(trainer: GraNTTrainer) -> None:
+    """Removes an earlier run's predict_results.csv from --output_dir. Once this run has trained or evaluated, its
+    model and all_results.json replace the earlier run's there, and predictions left beside them would pass for this
+    model's (a push would upload them too); like run_glue, which overwrites the files it writes, a rerun into the same
+    folder is allowed rather than refused. Called only after the run succeeded; --do_predict writes this run's own
+    predictions after the model is saved (and pushed)."""
+    path = Path(trainer.args.output_dir) / PREDICTIONS_FILE
+    if trainer.is_world_process_zero() and path.exists():
+        path.unlink()
+        logger.info("removed %s: an earlier run's predictions, not this model's", path)
+
+
 def is_prediction_only_run(data_args: DataArguments, training_args: GraNTTrainingArguments) -> bool:
     """--predict_file with --do_train False and no --dataset or built-in data (check_run_mode has made sure of
     --do_predict and --model_name_or_path)."""
@@ -642,6 +656,7 @@ def main(argv: list[str] | None = None) -> dict:
     if to_predict is not None:
         predictions = predictions_table(trainer, *to_predict)
         results.update(prediction_summary(data_args, to_predict[0]))
+    remove_earlier_predictions(trainer)
     save_all_results(trainer, results)
     if training_args.do_train:
         trainer.save_model()  # after the results: with --push_to_hub it pushes the card of the results above

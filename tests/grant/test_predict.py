@@ -324,3 +324,48 @@ def test_predict_smiles_column_applies_only_to_a_csv_predict_file(tmp_path):
     with pytest.raises(ValueError, match="--smiles_column does not apply to --task freesolv"):
         example.check_options_apply(example.parse_args([*predicting, "--predict_smiles_column", "SMILES",
                                                         "--smiles_column", "Smiles"])[1])
+
+
+GENERATED = ["--task", "gen-reg", "--num_generated_graphs", "20", "--min_nodes", "4", "--max_nodes", "6", *EVAL_COMMON]
+
+
+def test_an_earlier_runs_predictions_are_removed_once_a_run_into_the_folder_succeeds(tmp_path, monkeypatch, caplog):
+    from hf_eff.grant import GraNTTrainer
+
+    out = tmp_path / "run"
+    stale = out / "predict_results.csv"
+    _example().main([*GENERATED, "--output_dir", str(out), "--do_predict"])
+    earlier = stale.read_text()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("training failed")
+
+    with monkeypatch.context() as patched:  # a run that fails keeps the earlier run's files
+        patched.setattr(GraNTTrainer, "train", fail)
+        with pytest.raises(RuntimeError, match="training failed"):
+            _example().main([*GENERATED, "--output_dir", str(out)])
+    assert stale.read_text() == earlier
+    saved = GraNTTrainer.save_model
+    present_when_saved = []
+
+    def save_model(trainer, *args, **kwargs):  # what --push_to_hub would upload
+        present_when_saved.append(stale.exists())
+        return saved(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(GraNTTrainer, "save_model", save_model)
+    _example().main([*GENERATED, "--output_dir", str(out), "--do_predict", "--seed", "1"])  # replaced after the push
+    assert present_when_saved == [False] and stale.read_text() != earlier
+    with caplog.at_level("INFO"):
+        _example().main([*GENERATED, "--output_dir", str(out)])
+    assert present_when_saved == [False, False] and not stale.exists()
+    assert f"removed {stale}: an earlier run's predictions, not this model's" in caplog.text
+
+
+def test_an_evaluation_removes_the_predictions_of_an_earlier_run_in_its_folder(tmp_path):
+    _example().main([*GENERATED, "--output_dir", str(tmp_path / "run")])
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "predict_results.csv").write_text("index,prediction\n0,1.5\n")
+    results = _example().main([*GENERATED, "--model_name_or_path", str(tmp_path / "run"), "--do_train", "False",
+                               "--output_dir", str(out)])
+    assert "test_mae" in results and not (out / "predict_results.csv").exists()
