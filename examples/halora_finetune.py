@@ -18,7 +18,7 @@ Writes the adapter, the tokenizer, ``all_results.json`` (train metrics and
 beside them: lm-evaluation-harness's acc and acc_norm) and the adapter's card (``README.md``: the
 accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
 Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py). ``--log_samples`` adds
-``samples_eval.jsonl`` there, training run or evaluation: one line per sigma, noise seed and question, with the
+``samples_eval.jsonl`` there, training run or evaluation: one line per sigma, noise seed (-1 at sigma 0) and question, with the
 question, its choices and answer, each choice's log-likelihood and the prediction (the harness's --log_samples);
 a push leaves it out, as the questions may be private.
 

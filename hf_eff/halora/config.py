@@ -126,16 +126,20 @@ class HaLoRAConfig(LoraConfig):
             raise ValueError(f"HaLoRAConfig.reg_application must be one of {REG_APPLICATIONS}, got {self.reg_application!r}")
 
 
-def validate_noise(sigma: float, mode: str, tile_size: int, prefix: str = "") -> None:
-    """Raises ValueError naming the field for an invalid noise setting (shared by the config and rram_noise)."""
+def validate_noise(sigma: float, mode: str, tile_size: int, prefix: str = "",
+                   names: tuple[str, str, str] = ("noise_sigma", "noise_mode", "noise_tile_size")) -> None:
+    """Raises ValueError for an invalid noise setting, naming it as the caller's user wrote it: ``prefix`` and
+    ``names`` (of sigma, mode and tile size; the config's fields and the example's flags by default,
+    ``rram_noise``'s arguments there)."""
+    sigma_name, mode_name, tile_size_name = (prefix + name for name in names)
     if mode not in NOISE_MODES:
-        raise ValueError(f"{prefix}noise_mode must be one of {NOISE_MODES}, got {mode!r}")
+        raise ValueError(f"{mode_name} must be one of {NOISE_MODES}, got {mode!r}")
     # any real number (a NumPy float32 from a sweep too), not a bool
     if not (isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and sigma >= 0 and sigma != float("inf")):
-        raise ValueError(f"{prefix}noise_sigma must be a finite number >= 0, got {sigma!r}")
+        raise ValueError(f"{sigma_name} must be a finite number >= 0, got {sigma!r}")
     if mode == "stuck_at" and sigma > 1:
-        raise ValueError(f"{prefix}noise_sigma is the stuck-cell fraction for stuck_at and must be <= 1, got {sigma!r}")
-    check_tile_size(tile_size, f"{prefix}noise_tile_size")
+        raise ValueError(f"{sigma_name} is the stuck-cell fraction for stuck_at and must be <= 1, got {sigma!r}")
+    check_tile_size(tile_size, tile_size_name)
 
 
 def check_noise_target_modules(target_modules, field: str) -> None:
@@ -161,3 +165,10 @@ def check_tile_size(tile_size, field: str) -> None:
 def _is_int(value) -> bool:
     """An integer (a NumPy one too), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_draw_key(value, field: str, minimum: int | None = None) -> None:
+    """Raises ValueError naming ``field`` unless ``value`` is an integer (a NumPy one too) of at least ``minimum``:
+    a draw hashes its seed and draw index as written, so a seed of 3.0 would silently draw other noise than 3."""
+    if not _is_int(value) or (minimum is not None and value < minimum):
+        raise ValueError(f"{field} must be an integer{'' if minimum is None else f' >= {minimum}'}, got {value!r}")

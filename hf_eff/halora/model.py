@@ -57,7 +57,7 @@ class HaLoRAModel(LoraModel):
         config = self.peft_config[adapter_name]
         if isinstance(config, HaLoRAConfig) and config.noise_target_modules is not None:
             # A name that matches nothing fails here, not at the first noisy step of training.
-            rram_linear_modules(model, config.noise_target_modules)
+            rram_linear_modules(model, config.noise_target_modules, field="HaLoRAConfig.noise_target_modules")
 
     def get_regularization_loss(self, adapter_name: str | None = None) -> torch.Tensor:
         """L_reg of ``adapter_name`` (default: the active adapter) with its config's norm and reduction."""

@@ -41,7 +41,12 @@ from peft.utils import ModulesToSaveWrapper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from hf_eff.halora.config import HaLoRAConfig, check_noise_target_modules, validate_noise
+from hf_eff.halora.config import (
+    HaLoRAConfig,
+    check_draw_key,
+    check_noise_target_modules,
+    validate_noise,
+)
 
 # transformers' Conv1D (the GPT-2 family) is a Linear whose weight is stored transposed; a tile of
 # the transpose is the transpose of a tile, so tile-relative noise means the same on both.
@@ -155,11 +160,13 @@ def _warn_of_unsimulated_block_weights(model: nn.Module, inside_blocks: set[int]
         )
 
 
-def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None = None) -> dict[str, nn.Module]:
+def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None = None,
+                        field: str = "target_modules") -> dict[str, nn.Module]:
     """The frozen ``nn.Linear`` (or transformers ``Conv1D``) modules that sit on RRAM, by module name;
     never adapter-side weights.
 
-    ``target_modules=None`` takes every such layer inside the transformer blocks (the classes the
+    ``field``: what errors call ``target_modules`` (where the caller's user set it, e.g.
+    ``HaLoRAConfig.noise_target_modules``). ``target_modules=None`` takes every such layer inside the transformer blocks (the classes the
     model lists in ``_no_split_modules``); a list matches name suffixes, a string is a regex matched
     against the canonical name. Adapter-side layers that the selection also matches are left out
     silently (RoBERTa's ``dense`` names attention, MLP and classifier-head layers alike): the LoRA
@@ -170,7 +177,7 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
     ``target_modules=None`` other frozen weight matrices in the blocks (the fused 3-D experts of MoE models;
     not embeddings) stay exact, with a warning (once per model).
     """
-    check_noise_target_modules(target_modules, "noise_target_modules")
+    check_noise_target_modules(target_modules, field)
     model = _layer_root(model)
     adapter_modules, peft_adapted = _adapter_side_modules(model)
     if target_modules is None:
@@ -179,7 +186,7 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
         }
         if not block_classes:
             raise ValueError(
-                "noise_target_modules: the model declares no transformer block classes (_no_split_modules); "
+                f"{field}: the model declares no transformer block classes (_no_split_modules); "
                 "pass the names of the layers on RRAM explicitly"
             )
         inside_blocks = {
@@ -217,7 +224,7 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
                  "name suffixes; None takes every Linear in the transformer blocks)"
                  ) if isinstance(target_modules, str) or target_modules == ["all-linear"] else ""
         raise ValueError(
-            f"noise_target_modules={target_modules!r} matches no frozen nn.Linear (or Conv1D) layer of the model{trained}{regex}"
+            f"{field}={target_modules!r} matches no frozen nn.Linear (or Conv1D) layer of the model{trained}{regex}"
         )
     return layers
 
@@ -287,6 +294,10 @@ class _LayerNoise:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
+# What RRAMNoise and rram_noise call sigma, mode and tile size (HaLoRAConfig's fields are noise_sigma, ...).
+_ARGUMENT_NAMES = ("sigma", "mode", "tile_size")
+
+
 class RRAMNoise:
     """Writes RRAM noise into a model's frozen Linear (or Conv1D) weights and takes it out again bit-exactly.
 
@@ -310,11 +321,15 @@ class RRAMNoise:
         tile_size: int | None = None,
         target_modules: list[str] | str | None = None,
     ):
+        # errors name these arguments; the settings left as None and taken from the adapter its config has checked
+        adapter_targets = getattr(active_halora_config(model), "noise_target_modules", None) if target_modules is None else None
         settings = noise_settings(model, mode, tile_size, target_modules)
         mode, tile_size, target_modules = settings["mode"], settings["tile_size"], settings["target_modules"]
-        validate_noise(sigma, mode, tile_size)
+        validate_noise(sigma, mode, tile_size, names=_ARGUMENT_NAMES)
         self.sigma, self.mode, self.tile_size = float(sigma), mode, int(tile_size)
-        self.layers = rram_linear_modules(model, target_modules)
+        self.layers = rram_linear_modules(
+            model, target_modules,
+            field="the adapter's noise_target_modules" if adapter_targets is not None else "target_modules")
         for name, module in self.layers.items():
             # bitsandbytes' Linear4bit / Linear8bitLt are nn.Linear subclasses holding packed integer codes
             if not module.weight.is_floating_point():
@@ -405,8 +420,10 @@ class RRAMNoise:
         part-way (out of memory, an interrupt), what was written is undone before the error propagates."""
         if self._applied is not None:
             raise RuntimeError("RRAM noise is already applied; restore() it before drawing new noise")
+        check_draw_key(seed, "seed", minimum=0)
+        check_draw_key(draw_index, "draw_index")  # any integer: HaLoRATrainer's evaluation draws are -1
         if sigma is not None:
-            validate_noise(sigma, self.mode, self.tile_size)
+            validate_noise(sigma, self.mode, self.tile_size, names=_ARGUMENT_NAMES)
             self.sigma = float(sigma)
         merged = [name for name, layer in self._tuner_layers.items() if layer.merged]
         if merged and self.sigma != 0 and self.mode != "absolute":  # absolute noise does not depend on the weight

@@ -31,6 +31,7 @@ from transformers.trainer_utils import speed_metrics
 from hf_eff.halora.config import (
     NOISE_MODES,
     HaLoRAConfig,
+    check_draw_key,
     check_noise_target_modules,
     check_tile_size,
 )
@@ -50,6 +51,9 @@ from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
 EVAL_DRAW_INDEX = -1
+# The samples' noise_seed at sigma 0, which draws no noise. Not null: pandas (read_json) would read the column as
+# floats (7.0) and groupby would drop the sigma 0 rows. Noise seeds are >= 0, so -1 is no seed.
+NO_NOISE_SEED = -1
 _NOT_AVERAGED = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 # TRL's running count of training tokens, which it also files under the evaluation metrics: one value,
 # logged once by TRL itself, not a metric of the noise.
@@ -100,7 +104,7 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         default=False,
         metadata={"help": "As lm-evaluation-harness's --log_samples: each evaluation writes samples_<prefix>.jsonl "
                           "(samples_eval.jsonl) into output_dir, one line per sigma, noise seed and question: sigma, "
-                          "noise_seed (null at sigma 0, which draws no noise), doc_id (the question's index in the "
+                          "noise_seed (-1 at sigma 0, which draws no noise: seeds are >= 0), doc_id (the question's index in the "
                           "eval dataset), question, choices, answer, the row's contexts and other_columns (e.g. an "
                           "id) where it has them, loglikelihoods (one per choice), pred, acc and "
                           "pred_norm, acc_norm (the predictions the reported accuracies count); each evaluation "
@@ -140,6 +144,7 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         check_noise_target_modules(self.eval_noise_target_modules, "eval_noise_target_modules")
         if self.noise_seed is None:
             self.noise_seed = self.seed
+        check_draw_key(self.noise_seed, "noise_seed (default: seed)", minimum=0)
         if self.log_samples and (self.prediction_loss_only or self.batch_eval_metrics):
             raise ValueError("log_samples writes each evaluation's choice scores, which prediction_loss_only and "
                              "batch_eval_metrics do not keep: set them False, or log_samples False")
@@ -228,11 +233,13 @@ def sigma_key(prefix: str, metric: str, sigma: float, stat: str) -> str:
 
 def write_samples(path: Path, samples: Iterable[dict], sigma: float, noise_seed: int | None) -> None:
     """Appends one evaluation run's per-question ``samples`` (``MultipleChoiceScorer.samples``) to ``path`` as JSON
-    lines, each led by the run's ``sigma`` and ``noise_seed`` (None at sigma 0, which draws no noise). A value JSON
-    has no type for (a date in a dataset's other columns) is written as its str, as the harness does."""
+    lines, each led by the run's ``sigma`` and ``noise_seed`` (None at sigma 0, which draws no noise, is written as
+    ``NO_NOISE_SEED``). A value JSON has no type for (a date in a dataset's other columns) is written as its str, as
+    the harness does."""
+    seed = NO_NOISE_SEED if noise_seed is None else noise_seed
     with path.open("a") as file:
         for sample in samples:
-            file.write(json.dumps({"sigma": sigma, "noise_seed": noise_seed, **sample}, default=str) + "\n")
+            file.write(json.dumps({"sigma": sigma, "noise_seed": seed, **sample}, default=str) + "\n")
 
 
 class HaLoRATrainer(HubCardTrainerMixin, Trainer):
@@ -306,7 +313,9 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
             # Checked now, not after training: a model without noisable layers, or stuck_at levels above
             # 1 from the adapter's mode, would fail only at evaluation.
             settings = self.eval_noise_settings()
-            rram_linear_modules(self._eval_noise_model(), settings["target_modules"])
+            from_adapter = self.args.eval_noise_target_modules is None and settings["target_modules"] is not None
+            rram_linear_modules(self._eval_noise_model(), settings["target_modules"],
+                                field="the adapter's noise_target_modules" if from_adapter else "eval_noise_target_modules")
             check_eval_sigmas(self.args.eval_sigmas, settings["mode"],
                               "eval_noise_mode" if self.args.eval_noise_mode is not None else "the adapter's noise_mode")
 

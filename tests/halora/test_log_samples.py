@@ -16,7 +16,13 @@ from transformers import DataCollatorForSeq2Seq
 
 from hf_eff.halora.experiment import build_trainer
 from hf_eff.halora.tasks import MultipleChoiceScorer, builtin_task, tokenize_for_scoring
-from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_key
+from hf_eff.halora.trainer import (
+    NO_NOISE_SEED,
+    HaLoRATrainer,
+    HaLoRATrainingArguments,
+    sigma_key,
+    write_samples,
+)
 from tests.halora.conftest import make_tiny_llama
 from tests.halora.test_example import EXAMPLE, _load_example
 from tests.hub.conftest import REPO_ROOT, local_hub  # noqa: F401  (the local Hub server fixture)
@@ -57,8 +63,8 @@ def test_samples_are_the_predictions_the_reported_accuracies_count(tmp_path, cha
     runs = defaultdict(list)
     for sample in samples:
         runs[sample["sigma"], sample["noise_seed"]].append(sample)
-    # sigma 0 draws no noise: one run, with no seed; every other level one run per noise seed
-    assert list(runs) == [(0.0, None), (0.1, 7), (0.1, 8)]
+    # sigma 0 draws no noise: one run, with no seed (-1); every other level one run per noise seed
+    assert list(runs) == [(0.0, -1), (0.1, 7), (0.1, 8)]
     for run in runs.values():
         assert [sample["doc_id"] for sample in run] == list(range(len(questions)))
         for sample, row in zip(run, questions):
@@ -70,12 +76,12 @@ def test_samples_are_the_predictions_the_reported_accuracies_count(tmp_path, cha
             assert sample["pred_norm"] == (scores / [len(choice) for choice in row["choices"]]).argmax()
             assert sample["acc"] == int(sample["pred"] == row["answer"])
             assert sample["acc_norm"] == int(sample["pred_norm"] == row["answer"])
-    assert runs[0.1, 7][0]["loglikelihoods"] != runs[0.1, 8][0]["loglikelihoods"] != runs[0.0, None][0]["loglikelihoods"]
+    assert runs[0.1, 7][0]["loglikelihoods"] != runs[0.1, 8][0]["loglikelihoods"] != runs[0.0, -1][0]["loglikelihoods"]
     # the two seeds score differently, so a run's rows under another run's seed would not add up
     assert metrics["eval_accuracy_sigma_0.1_std"] > 0
 
     for metric, field in (("accuracy", "acc"), ("accuracy_norm", "acc_norm")):
-        assert np.mean([s[field] for s in runs[0.0, None]]) == metrics[f"eval_{metric}"]
+        assert np.mean([s[field] for s in runs[0.0, -1]]) == metrics[f"eval_{metric}"]
         for sigma in SIGMAS:
             per_seed = [np.mean([s[field] for s in run]) for (level, _), run in runs.items() if level == sigma]
             assert np.mean(per_seed) == pytest.approx(metrics[sigma_key("eval", metric, sigma, "mean")], abs=1e-12)
@@ -241,3 +247,15 @@ def test_samples_carry_the_other_columns_of_a_users_data(tmp_path, char_tokenize
     trainer.evaluate()
     assert [s["other_columns"] for s in _read_samples(trainer.samples_path())][:2] == [
         {"added": "2024-05-01 00:00:00"}, {"added": "2024-05-02 00:00:00"}]
+
+
+def test_noise_seeds_read_as_integers_in_pandas_and_the_noise_free_run_keeps_its_rows(tmp_path):
+    pd = pytest.importorskip("pandas")  # how lm-evaluation-harness users load samples files
+    path = tmp_path / "samples_eval.jsonl"
+    samples = [{"doc_id": 0, "acc": 1}, {"doc_id": 1, "acc": 0}]
+    write_samples(path, samples, 0.0, None)
+    for seed in (7, 8):
+        write_samples(path, samples, 0.1, seed)
+    table = pd.read_json(path, lines=True)
+    assert table["noise_seed"].dtype == "int64"
+    assert table.groupby(["sigma", "noise_seed"]).size().to_dict() == {(0.0, NO_NOISE_SEED): 2, (0.1, 7): 2, (0.1, 8): 2}

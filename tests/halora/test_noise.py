@@ -123,7 +123,7 @@ def test_a_draw_at_another_level_is_restored_bit_exactly():
         assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
     assert noise.sigma == 0.03
     assert deltas[0.03] / deltas[None] == pytest.approx(3.0, rel=1e-3)  # same draw, three times the level
-    with pytest.raises(ValueError, match="noise_sigma"):
+    with pytest.raises(ValueError, match="^sigma must be a finite number"):
         noise.apply(seed=0, sigma=-1.0)
 
 
@@ -236,7 +236,7 @@ def test_overhead_is_a_small_fraction_of_the_noised_weights():
 
 def test_bad_input_raises():
     model = make_tiny_llama()
-    with pytest.raises(ValueError, match="noise_mode"):
+    with pytest.raises(ValueError, match="^mode must be one of"):
         RRAMNoise(model, 0.01, mode="pink")
     model.model.layers[0].mlp.up_proj.weight.data[0, 0] = float("nan")
     before = _snapshot(model)
@@ -541,3 +541,42 @@ def test_apply_reads_the_device_at_most_once_per_band_plus_once_per_layer(monkey
     noise.restore()
     monkeypatch.undo()
     assert sorted(reads) == sorted(["__bool__"] * 2 + ["nonzero"] * (1 + 4))  # (bands + 1) per layer, none in restore
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"sigma": -0.1}, "sigma must be a finite number >= 0, got -0.1"),
+    ({"sigma": 1.5, "mode": "stuck_at"}, "sigma is the stuck-cell fraction for stuck_at"),
+    ({"mode": "pink"}, "mode must be one of"),
+    ({"tile_size": 0}, "tile_size must be a positive integer, got 0"),
+    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ({"seed": 3.0}, "seed must be an integer >= 0, got 3.0"),  # hashed as "3.0": other noise than seed 3
+    ({"draw_index": True}, "draw_index must be an integer, got True"),
+    ({"target_modules": ["nonexistent"]}, r"target_modules=\['nonexistent'\] matches no frozen"),
+])
+def test_rram_noise_errors_name_the_argument_given(arguments, message):
+    model = make_tiny_llama()
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="^" + message):
+        with rram_noise(model, **{"sigma": 0.01, **arguments}):
+            pass
+    assert all(_bit_equal(before[n], t) for n, t in model.state_dict().items())
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"noise_sigma": -0.1}, r"HaLoRAConfig\.noise_sigma must be a finite number"),
+    ({"noise_sigma": 1.5, "noise_mode": "stuck_at"}, r"HaLoRAConfig\.noise_sigma is the stuck-cell fraction"),
+    ({"noise_mode": "pink"}, r"HaLoRAConfig\.noise_mode must be one of"),
+    ({"noise_tile_size": 0}, r"HaLoRAConfig\.noise_tile_size must be a positive integer"),
+])
+def test_config_errors_name_its_fields(fields, message):
+    with pytest.raises(ValueError, match="^" + message):
+        HaLoRAConfig(**fields)
+
+
+def test_targets_left_to_the_adapter_are_named_as_the_adapters():
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2, target_modules=["q_proj"], noise_target_modules=["v_proj"]))
+    model.base_model.model.model.layers[0].self_attn.v_proj = nn.Identity()  # gone since the adapter was made
+    model.base_model.model.model.layers[1].self_attn.v_proj = nn.Identity()
+    with pytest.raises(ValueError, match=r"^the adapter's noise_target_modules=\['v_proj'\] matches no frozen"):
+        with rram_noise(model, sigma=0.01):
+            pass

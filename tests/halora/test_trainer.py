@@ -240,6 +240,9 @@ def test_arguments_validate(tmp_path):
         _args(tmp_path, eval_noise_mode="pink")
     with pytest.raises(ValueError, match="eval_noise_tile_size"):
         _args(tmp_path, eval_noise_tile_size=0)
+    for seed in (-1, 1.5):  # the samples' -1 means no seed; a float would be hashed as written
+        with pytest.raises(ValueError, match=rf"noise_seed \(default: seed\) must be an integer >= 0, got {seed}"):
+            _args(tmp_path, noise_seed=seed)
 
 
 def test_eval_sigmas_get_one_metric_name_each(tmp_path):
