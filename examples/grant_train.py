@@ -70,6 +70,7 @@ from hf_eff.grant import (
     GraNTTrainer,
     GraNTTrainingArguments,
     ValidationCurveCallback,
+    check_graph_dataset,
     class_names,
     encode_class_labels,
     generate_graphon_dataset,
@@ -552,6 +553,7 @@ def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test
     if data_args.predict_file is None:
         return test, None
     graphs, smiles = read_predict_file(data_args.predict_file, data_args.predict_smiles_column or data_args.smiles_column)
+    check_graph_dataset(graphs, task, f"--predict_file {data_args.predict_file}", labelled=False)  # its y is ignored
     check_fits_model(model, graphs, task, data_args.predict_file, source)
     return graphs, smiles
 

@@ -219,8 +219,9 @@ def graphs_from_pyg(
     A graph without node features (x None), with labels (y) or edge_attr where the first graph has
     none (or the reverse), with edge_attr rows that do not match its edges, a width
     other than the earlier graphs' or float values after integer ones, raises an error naming its
-    position in `data_list`. The result is then checked with `check_graph_dataset`, whose errors (NaN targets or features, y
-    of the wrong length, edges outside the graph) name the same position as "data_list row i".
+    position in `data_list`. The result is then checked with `check_graph_dataset` (graphs without y too), whose errors
+    (NaN targets, NaN or infinite values in x or edge_attr, y of the wrong length, edges outside the graph) name the
+    same position as "data_list row i".
     The conversion always reruns: a PyG dataset's contents are not hashed to find an earlier copy.
     """
     from torch_geometric.data import Data
@@ -324,8 +325,7 @@ def graphs_from_pyg(
     # a random fingerprint: hashing the graphs to find an earlier build would read them all
     # (and cannot read a generator twice)
     dataset = _stream(rows, features, cache_dir or get_temporary_cache_files_directory(), fingerprint=uuid.uuid4().hex)
-    if labelled:  # its checks read y; rows to predict on meet the collator's (edges inside their graph)
-        check_graph_dataset(dataset, task, "data_list")
+    check_graph_dataset(dataset, task, "data_list", labelled=labelled)
     return dataset
 
 
@@ -662,27 +662,31 @@ def feature_widths(dataset: datasets.Dataset) -> tuple[int | None, int | None]:
     return width("x"), width("edge_attr")
 
 
-def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset") -> None:
+def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset", labelled: bool = True) -> None:
     """Raises a clear error for a missing column, an edge_index that does not fit its graph,
     node features of the wrong length, y of the wrong length for the task (graph-level: one
     class id or a fixed number of targets per graph; node-level: one label per node), NaN
-    targets or features, negative class ids, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
+    targets, NaN or infinite values in x or edge_attr (naming the node or edge and the feature),
+    negative class ids, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
     graph_multilabel takes NaN in y (unlabelled), and needs 0 or 1 elsewhere.
+    labelled=False checks graphs to predict on: they need no y, and a y they have is not read.
 
     Checks `CHECK_CHUNK_ROWS` rows at a time over the Arrow columns; a chunk that fails there (or
     has a layout those column-wise checks do not cover, such as string labels) is checked again
     row by row, which raises the error naming the first bad row."""
     task = GraphTask(task)
-    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
+    required = [c for c in REQUIRED_COLUMNS if labelled or c != "y"]
+    missing = [c for c in required if c not in dataset.column_names]
     if missing:
         raise KeyError(
-            f"{name}: missing column(s) {missing}; a graph dataset needs {list(REQUIRED_COLUMNS)} "
+            f"{name}: missing column(s) {missing}; a graph dataset needs {required} "
             f"(has {dataset.column_names})"
         )
     masks = [c for c in SPLIT_MASKS if c in dataset.column_names]
     if masks:
         raise ValueError(f"{name}: column(s) {masks}; {_SPLIT_MASK_ADVICE}")
-    columns = dataset.with_format("arrow", columns=list(REQUIRED_COLUMNS))  # follows a select's indices
+    read = required + (["edge_attr"] if "edge_attr" in dataset.column_names else [])
+    columns = dataset.with_format("arrow", columns=read)  # follows a select's indices
     graph_targets = None
     for start in range(0, len(dataset), CHECK_CHUNK_ROWS):
         stop = min(start + CHECK_CHUNK_ROWS, len(dataset))
@@ -690,7 +694,8 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
         if passed:
             graph_targets = chunk_targets
         else:
-            graph_targets = _check_rows(dataset.select(range(start, stop)), start, task, name, graph_targets)
+            rows = dataset.select(range(start, stop)).select_columns(read)
+            graph_targets = _check_rows(rows, start, task, name, graph_targets)
 
 
 def _nested_numbers(column, depth: int) -> tuple[list[np.ndarray], np.ndarray] | None:
@@ -706,6 +711,18 @@ def _nested_numbers(column, depth: int) -> tuple[list[np.ndarray], np.ndarray] |
     if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)) or array.null_count:
         return None
     return lengths, array.to_numpy()
+
+
+def _all_finite(column) -> bool:
+    """Whether a column of (nested lists of) numbers holds no NaN, inf or null; False also for another type."""
+    array = column.combine_chunks()
+    while pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        if array.null_count:
+            return False
+        array = pc.list_flatten(array)
+    if pa.types.is_integer(array.type):
+        return not array.null_count
+    return pa.types.is_floating(array.type) and not array.null_count and bool(np.isfinite(array.to_numpy()).all())
 
 
 def _regular(outer: np.ndarray, inner: np.ndarray) -> np.ndarray | None:
@@ -735,7 +752,9 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
     # one width on all rows (so no row is ragged); x_rows == num_nodes also covers empty graphs
     if not np.array_equal(x_rows, num_nodes) or (len(x_widths) and (x_widths != x_widths[0]).any()):
         return fail
-    if x_values.dtype.kind == "f" and np.isnan(x_values).any():
+    if x_values.dtype.kind == "f" and not np.isfinite(x_values).all():
+        return fail
+    if "edge_attr" in table.column_names and not _all_finite(table.column("edge_attr")):
         return fail
 
     edges = _nested_numbers(table.column("edge_index"), 2)
@@ -750,6 +769,8 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
     size = np.repeat(num_nodes, 2 * pairs[:, 0])
     if ((endpoints < 0) | (endpoints >= size)).any():
         return fail
+    if "y" not in table.column_names:  # graphs to predict on
+        return True, graph_targets
 
     y_type = table.column("y").type
     if pa.types.is_integer(y_type) or pa.types.is_floating(y_type):  # one value per graph
@@ -792,23 +813,26 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
 
 def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: str, graph_targets: int | None) -> int | None:
     """The checks, one row at a time (row numbers start at `offset`); returns graph_targets: the
-    targets per graph (or per node) of the first labelled row, or the one passed in."""
+    targets per graph (or per node) of the first labelled row, or the one passed in. Rows without
+    y (graphs to predict on) have their graphs and features checked only."""
+    labelled = "y" in dataset.column_names
     nulls = None
-    if task.is_multilabel:  # the numpy format reads a null label as NaN, which the collator's Arrow path refuses
+    if labelled and task.is_multilabel:  # the numpy format reads a null label as NaN, which the collator's Arrow path refuses
         nulls = [value is None or (isinstance(value, list) and None in value) for value in dataset.with_format(None)["y"]]
     for row, graph in enumerate(dataset.with_format("numpy"), start=offset):
         num_nodes = int(graph["num_nodes"])
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
         where = f"{name} row {row}"
-        try:
-            y = np.asarray(graph["y"], dtype=np.float64)
-        except (TypeError, ValueError):
-            need = ("integer class ids: map class names to ids first (hf_eff.grant.encode_class_labels does, in "
-                    "sorted order, as the CSV loader)" if task.is_classification else "numeric targets")
-            raise ValueError(f"{where}: column 'y' holds {np.asarray(graph['y']).tolist()!r}, not numbers; {task} needs {need}") from None
-        if graph_targets is None and (task.level == "graph" or num_nodes):  # targets per graph, or per node
-            graph_targets = y.size // num_nodes if task.level == "node" else y.size
-        _check_target_size(y, num_nodes, task, where, graph_targets)
+        if labelled:
+            try:
+                y = np.asarray(graph["y"], dtype=np.float64)
+            except (TypeError, ValueError):
+                need = ("integer class ids: map class names to ids first (hf_eff.grant.encode_class_labels does, in "
+                        "sorted order, as the CSV loader)" if task.is_classification else "numeric targets")
+                raise ValueError(f"{where}: column 'y' holds {np.asarray(graph['y']).tolist()!r}, not numbers; {task} needs {need}") from None
+            if graph_targets is None and (task.level == "graph" or num_nodes):  # targets per graph, or per node
+                graph_targets = y.size // num_nodes if task.level == "node" else y.size
+            _check_target_size(y, num_nodes, task, where, graph_targets)
         if x.ndim != 2 or x.shape[0] != num_nodes:
             if not (num_nodes == 0 and x.size == 0):
                 raise ValueError(f"{where}: x has shape {x.shape}, expected [num_nodes={num_nodes}, features]")
@@ -819,31 +843,57 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
                 f"{where}: edge_index refers to node {int(edge_index.max())} (or a negative one) but "
                 f"the graph has num_nodes={num_nodes}"
             )
-        if task.is_multilabel:  # NaN = not labelled for that target (ogbg-molpcba's layout)
-            if nulls[row - offset]:
-                raise ValueError(f"{where}: y holds a missing (null) label; {task} marks an unlabelled target with NaN, "
-                                 "store float('nan') there")
-            labelled = y[~np.isnan(y)]
-            if ((labelled != 0) & (labelled != 1)).any():
-                raise ValueError(
-                    f"{where}: {task} needs 0/1 labels (NaN where unlabelled) in y, got "
-                    f"{labelled[(labelled != 0) & (labelled != 1)].tolist()[:5]}"
-                )
-        elif np.isnan(y).any():
-            raise ValueError(
-                f"{where}: y contains NaN; drop or impute unlabelled graphs first (binary targets with missing "
-                "labels: task 'graph_multilabel' takes NaN as unlabelled)"
-            )
-        if x.dtype.kind == "f" and np.isnan(x).any():
-            raise ValueError(f"{where}: x contains NaN")
-        if task.is_classification and (y != np.round(y)).any():
-            raise ValueError(f"{where}: {task} needs integer class ids in y, got {np.atleast_1d(y).tolist()[:5]}")
-        if task.is_classification and (y < 0).any():
-            raise ValueError(
-                f"{where}: {task} needs class ids 0, 1, ... in y, got {y[y < 0].astype(np.int64).tolist()[:5]}; a negative "
-                "id is no class (cross-entropy would skip -100, its ignore_index, silently)"
-            )
+        if labelled:
+            _check_label_values(y, task, where, nulls is not None and nulls[row - offset])
+        _check_finite(x, "x", "node", where)
+        if "edge_attr" in graph:
+            _check_finite(np.asarray(graph["edge_attr"]), "edge_attr", "edge", where)
+        if labelled and task.is_classification:
+            _check_class_ids(y, task, where)
     return graph_targets
+
+
+def _check_label_values(y: np.ndarray, task: GraphTask, where: str, null: bool) -> None:
+    """NaN in y only as graph_multilabel's "unlabelled", whose other labels are 0 or 1 (`null`: the row's y held a
+    null, which the numpy format reads as NaN)."""
+    if task.is_multilabel:  # NaN = not labelled for that target (ogbg-molpcba's layout)
+        if null:
+            raise ValueError(f"{where}: y holds a missing (null) label; {task} marks an unlabelled target with NaN, "
+                             "store float('nan') there")
+        labelled = y[~np.isnan(y)]
+        if ((labelled != 0) & (labelled != 1)).any():
+            raise ValueError(
+                f"{where}: {task} needs 0/1 labels (NaN where unlabelled) in y, got "
+                f"{labelled[(labelled != 0) & (labelled != 1)].tolist()[:5]}"
+            )
+    elif np.isnan(y).any():
+        raise ValueError(
+            f"{where}: y contains NaN; drop or impute unlabelled graphs first (binary targets with missing "
+            "labels: task 'graph_multilabel' takes NaN as unlabelled)"
+        )
+
+
+def _check_finite(values: np.ndarray, column: str, item: str, where: str) -> None:
+    """Refuses NaN or inf in a row's x (`item` "node") or edge_attr ("edge", one weight per edge or a row of
+    features), naming the first such value's node or edge and feature: the model's outputs, loss and gradients would
+    all turn NaN. Integer columns hold neither, and the collator refuses rows of uneven width (an object array)."""
+    if values.dtype.kind != "f" or np.isfinite(values).all():
+        return
+    rows = values.reshape(len(values), -1)
+    item_index, feature = np.argwhere(~np.isfinite(rows))[0]
+    value = "NaN" if np.isnan(rows[item_index, feature]) else str(float(rows[item_index, feature]))
+    raise ValueError(f"{where}: {column} contains {value} ({item} {item_index}, feature {feature}); drop that graph or "
+                     "fix its features first")
+
+
+def _check_class_ids(y: np.ndarray, task: GraphTask, where: str) -> None:
+    if (y != np.round(y)).any():
+        raise ValueError(f"{where}: {task} needs integer class ids in y, got {np.atleast_1d(y).tolist()[:5]}")
+    if (y < 0).any():
+        raise ValueError(
+            f"{where}: {task} needs class ids 0, 1, ... in y, got {y[y < 0].astype(np.int64).tolist()[:5]}; a negative "
+            "id is no class (cross-entropy would skip -100, its ignore_index, silently)"
+        )
 
 
 def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int,

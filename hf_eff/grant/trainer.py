@@ -212,7 +212,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         """A labelled dataset given to evaluate or predict is checked as the constructor checks its own: a NaN
         target would make every metric NaN, a node split mask be ignored. Its class ids join the count the
         model's width is checked against at each forward (`_forward`) while it is evaluated. Graphs without y
-        are to predict on; evaluate refuses them, which it would evaluate without a loss or a metric."""
+        are to predict on, checked but for y (NaN or inf in x or edge_attr would give NaN predictions); evaluate
+        refuses them, which it would evaluate without a loss or a metric."""
         num_classes = self._num_classes
         _refuse_pyg_graphs(dataset, f"{prefix}_dataset", self.task)
         if isinstance(dataset, datasets.Dataset):
@@ -226,6 +227,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                     f"{prefix} dataset has no column y (it has {dataset.column_names}): evaluate needs y; predict takes "
                     "graphs without y"
                 )
+            else:
+                check_graph_dataset(dataset, self.task, f"{prefix} dataset", labelled=False)
         try:
             yield
         finally:

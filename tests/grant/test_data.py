@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -617,3 +618,56 @@ def test_stratified_split_refuses_what_it_cannot_split_by_class():
         split_dataset(datasets.Dataset.from_dict({"y": [[0, 1]] * 20}), 0.1, 0.1, seed=0, stratify_by_class=True)
     with pytest.raises(ValueError, match=r"needs class ids 0, 1, ... in y, got \[0.5\]"):
         split_dataset(datasets.Dataset.from_dict({"y": [0.0] * 19 + [0.5]}), 0.1, 0.1, seed=0, stratify_by_class=True)
+
+
+@pytest.mark.parametrize("labelled", [True, False], ids=["training graphs", "graphs to predict"])
+def test_nan_or_inf_node_or_edge_features_are_named_by_graph_node_or_edge_and_feature(make_graphs, monkeypatch, labelled):
+    good = _with_edge_attr(make_graphs(1999, "graph_regression", min_nodes=2, max_nodes=5))
+    good = good if labelled else good.remove_columns("y")
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 384)  # 5 full chunks, the bad row in a 6th
+    assert check_graph_dataset(good, "graph_regression", "train", labelled=labelled) is None
+    for column, value, named in [("x", float("nan"), "x contains NaN (node 1, feature 2)"),
+                                 ("x", float("-inf"), "x contains -inf (node 1, feature 2)"),
+                                 ("edge_attr", float("inf"), "edge_attr contains inf (edge 1, feature 2)"),
+                                 ("edge_attr", float("nan"), "edge_attr contains NaN (edge 1, feature 2)")]:
+        row = good[-1]
+        row[column][1][2] = value
+        dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([row], features=good.features)])
+        with pytest.raises(ValueError, match=rf"^train row 1999: {re.escape(named)}; drop that graph"):
+            check_graph_dataset(dataset, "graph_regression", "train", labelled=labelled)
+        with monkeypatch.context() as patch:  # the row loop names it alike
+            patch.setattr(data, "_chunk_passes", lambda *args: (False, None))
+            with pytest.raises(ValueError, match=rf"^train row 1999: {re.escape(named)}"):
+                check_graph_dataset(dataset, "graph_regression", "train", labelled=labelled)
+
+
+def test_graphs_to_predict_need_no_y_and_a_y_they_have_is_not_read():
+    unlabelled = _graph().remove_columns("y")
+    with pytest.raises(KeyError, match=r"missing column\(s\) \['y'\]"):
+        check_graph_dataset(unlabelled, "graph_regression")
+    assert check_graph_dataset(unlabelled, "graph_regression", labelled=False) is None
+    assert check_graph_dataset(_graph(y=[float("nan")]), "graph_regression", labelled=False) is None
+    with pytest.raises(KeyError, match=r"predict: missing column\(s\) \['num_nodes'\]; a graph dataset needs "
+                                       r"\['x', 'edge_index', 'num_nodes'\]"):
+        check_graph_dataset(unlabelled.remove_columns("num_nodes"), "graph_regression", "predict", labelled=False)
+    with pytest.raises(ValueError, match="row 0: edge_index refers to node 2"):
+        check_graph_dataset(_graph(edge_index=[[0, 2], [1, 0]]).remove_columns("y"), "graph_regression", labelled=False)
+    weights = _graph(edge_attr=[1.0, float("inf")]).remove_columns("y")  # one weight per edge
+    with pytest.raises(ValueError, match=r"^dataset row 0: edge_attr contains inf \(edge 1, feature 0\)"):
+        check_graph_dataset(weights, "graph_regression", labelled=False)
+
+
+def test_pyg_graphs_to_predict_with_nan_or_inf_features_are_named():
+    from torch_geometric.data import Data
+
+    edges = torch.tensor([[0, 1], [1, 0]])
+    good = Data(x=torch.rand(2, 3), edge_index=edges, edge_attr=torch.ones(2, 2))
+    bad_x = good.clone()
+    bad_x.x[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"^data_list row 1: x contains NaN \(node 1, feature 2\)"):
+        graphs_from_pyg([good, bad_x], "graph_regression")
+    bad_edges = good.clone()
+    bad_edges.edge_attr[0, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"^data_list row 2: edge_attr contains inf \(edge 0, feature 1\)"):
+        graphs_from_pyg([good, good, bad_edges], "node_classification")
+    assert len(graphs_from_pyg([good, good], "graph_regression")) == 2

@@ -369,3 +369,25 @@ def test_an_evaluation_removes_the_predictions_of_an_earlier_run_in_its_folder(t
     results = _example().main([*GENERATED, "--model_name_or_path", str(tmp_path / "run"), "--do_train", "False",
                                "--output_dir", str(out)])
     assert "test_mae" in results and not (out / "predict_results.csv").exists()
+
+
+def test_a_predict_folder_with_nan_or_inf_features_is_refused_by_name_before_training(tmp_path, monkeypatch):
+    from hf_eff.grant import GraNTTrainer
+
+    graphs = random_graphs(5, "node_regression", min_nodes=2)  # its y is ignored, NaN there too
+    graphs = graphs.map(lambda row, i: {"x": [[float("nan")] + row["x"][0][1:], *row["x"][1:]] if i == 3 else row["x"],
+                                        "y": [float("nan")] * len(row["y"])}, with_indices=True)
+    graphs.save_to_disk(str(tmp_path / "graphs"))
+    GrantGCN(6, 1, hidden_channels=8, level="node", task="node_regression").save_pretrained(tmp_path / "model")
+    named = rf"^--predict_file {tmp_path / 'graphs'} row 3: x contains NaN \(node 0, feature 0\)"
+    with pytest.raises(ValueError, match=named):
+        _predict_only(tmp_path / "model", tmp_path / "graphs", "node_regression", tmp_path / "out")
+    assert not (tmp_path / "out" / "predict_results.csv").exists()
+
+    def train(*args, **kwargs):
+        raise AssertionError("trained before --predict_file was checked")
+
+    monkeypatch.setattr(GraNTTrainer, "train", train)
+    with pytest.raises(ValueError, match=named):
+        _example().main([*GENERATED, "--output_dir", str(tmp_path / "run"), "--do_predict", "--predict_file",
+                         str(tmp_path / "graphs")])

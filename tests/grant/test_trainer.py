@@ -797,3 +797,20 @@ def test_predictions_follow_the_graphs_under_length_grouped_training(tmp_path, m
         probabilities = torch.tensor(table[["probability_a", "probability_b", "probability_c"]].to_numpy())
         torch.testing.assert_close(probabilities, expected.softmax(dim=-1), rtol=1e-5, atol=1e-6)
         assert table["prediction"].tolist() == [["a", "b", "c"][i] for i in expected.argmax(dim=-1).tolist()]
+
+
+def test_graphs_to_predict_with_nan_or_inf_features_are_refused_by_predict(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_regression")
+    train = train.add_column("edge_attr", [[[1.0, 0.0]] * len(e[0]) for e in train["edge_index"]])
+    model = GrantGCN(6, 1, hidden_channels=8)
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, "graph_regression"), train_dataset=train)
+    new = make_graphs(6, "graph_regression", seed=1, min_nodes=2).remove_columns("y")
+    new = new.add_column("edge_attr", [[[1.0, 0.0]] * len(e[0]) for e in new["edge_index"]])
+    assert trainer.predict(new).predictions.shape == (6, 1)
+    with pytest.raises(ValueError, match=r"^test dataset row 3: x contains inf \(node 1, feature 4\)"):
+        trainer.predict(new.map(lambda row, i: {"x": [row["x"][0], row["x"][1][:4] + [float("inf")] + row["x"][1][5:],
+                                                      *row["x"][2:]] if i == 3 else row["x"]}, with_indices=True))
+    edges = next(i for i, e in enumerate(new["edge_index"]) if len(e[0]))
+    with pytest.raises(ValueError, match=rf"^test dataset row {edges}: edge_attr contains NaN \(edge 0, feature 1\)"):
+        trainer.predict(new.map(lambda row, i: {"edge_attr": [[1.0, float("nan")]] + row["edge_attr"][1:]
+                                                if i == edges else row["edge_attr"]}, with_indices=True))
