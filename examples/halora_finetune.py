@@ -69,6 +69,7 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
+from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import (
     check_model_source,
     last_checkpoint_hint,
@@ -333,9 +334,14 @@ def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_a
                          evaluated: int) -> None:
     """One warning when a training run the adapter records on the same data held out other questions than these
     ``evaluated`` ones: by another seed, or fewer of them. An adapter that records none has nothing to compare."""
+    def data(run: dict) -> tuple:
+        # a pushed adapter records local data by its last part (hf_eff.hub.push), so data is matched by that
+        dataset = run.get("dataset")
+        return run.get("task_name"), shown_name(dataset) if isinstance(dataset, str) else dataset
+
     seeds, sizes = set(), set()
     for run in recorded:
-        if (run.get("task_name"), run.get("dataset")) != (split.get("task_name"), split.get("dataset")):
+        if data(run) != data(split):
             continue
         if "data_seed" in run and run["data_seed"] != split["data_seed"]:
             seeds.add(run["data_seed"])

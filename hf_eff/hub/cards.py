@@ -170,6 +170,16 @@ def _local_name(path: str) -> str:
     return Path(path.rstrip("/\\")).name or path
 
 
+def shown_name(value: str) -> str:
+    """What a card shows of a name a run recorded: a local path's last part (``/home/alice/data/q.csv`` -> ``q.csv``);
+    a Hub id, a built-in name, a URL or free text (with spaces, and not shaped like a path) as it is."""
+    if "://" in value or _is_hub_id(value):
+        return value
+    if _looks_like_path(value) or ("/" in value and not re.search(r"\s", value)):
+        return _local_name(value)
+    return value
+
+
 @dataclass(frozen=True)
 class CardDataset:
     """A Hub dataset as transformers' ``create_model_card`` names it: ``hub_id`` (its ``dataset_tags``),

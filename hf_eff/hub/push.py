@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import Future
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
+from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from hf_eff.hub.cards import (
     grant_card,
     halora_card,
     regulariser_description,
+    shown_name,
     splat_card,
     training_noise_description,
 )
@@ -27,6 +34,90 @@ SAMPLES_PATTERNS = ["samples_*.jsonl"]
 # Training leftovers that do not belong in a model repo: checkpoints (the Trainer pushes those
 # itself with hub_strategy="checkpoint"), TensorBoard logs and the Trainer's states (*.pt, *.pth).
 IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.pt", "*.pth", *PICKLE_PATTERNS, *SAMPLES_PATTERNS]
+# hf-eff's records of paths as given: the examples' data, scene and base model (*_results.json), GraNT's config.json
+# data_split, HaLoRA's training_data_splits.json. Every hf-eff upload sends them with each local path reduced to its
+# last part, as the card names it (``upload_folder``); the local files keep the paths, so that a local rerun still
+# finds its data. The paths that libraries load from stay as they wrote them: PEFT's adapter_config.json
+# base_model_name_or_path (PeftModel and the HaLoRA example load a pushed adapter's base from it) and
+# transformers' trainer_state.json best_model_checkpoint.
+PATH_RECORDING_PATTERNS = ["*_results.json", "training_data_splits.json", "config.json"]
+
+
+def without_local_paths(value):
+    """A parsed JSON ``value`` with every string that is a local path reduced to what a card shows of it
+    (``hf_eff.hub.cards.shown_name``: its last part); Hub ids and other strings stay as they are."""
+    if isinstance(value, dict):
+        return {key: without_local_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(item) for item in value]
+    return shown_name(value) if isinstance(value, str) else value
+
+
+def _without_local_paths_text(path: Path) -> str | None:
+    """The text ``path`` is uploaded as when it records local paths; None when it records none (or is no JSON:
+    not ours to rewrite)."""
+    try:
+        recorded = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    shown = without_local_paths(recorded)
+    return json.dumps(shown, indent=2) + "\n" if shown != recorded else None
+
+
+def _staged_without_local_paths(folder: Path, allow_patterns, ignore_patterns) -> Path | None:
+    """A temporary folder that mirrors the files of ``folder`` that an upload with these patterns sends (links to
+    them), but for path-recording JSON files, written there without their local paths; None when no file records
+    any, so the folder itself is uploaded."""
+    files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
+    ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+    # as upload_folder filters them (its defaults leave .git out)
+    uploaded = list(filter_repo_objects(files, allow_patterns=allow_patterns,
+                                        ignore_patterns=ignore + DEFAULT_IGNORE_PATTERNS))
+    rewritten = {}
+    for name in uploaded:
+        if any(fnmatch.fnmatch(Path(name).name, pattern) for pattern in PATH_RECORDING_PATTERNS):
+            text = _without_local_paths_text(files[name])
+            if text is not None:
+                rewritten[name] = text
+    if not rewritten:
+        return None
+    staged = Path(tempfile.mkdtemp(prefix="hf-eff-upload-"))
+    try:
+        for name in uploaded:
+            target = staged / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if name in rewritten:
+                target.write_text(rewritten[name])
+                continue
+            try:
+                os.symlink(files[name].resolve(), target)
+            except OSError:  # no symlinks here (Windows without the privilege): a copy
+                shutil.copy2(files[name], target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
+def upload_folder(api: HfApi, *, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
+    """``api.upload_folder`` (same arguments, ``run_as_future`` too), with the ``PATH_RECORDING_PATTERNS`` files
+    uploaded without local paths (``without_local_paths``) and left unchanged in ``folder_path``. The one upload of
+    ``hf-eff push`` and of the hf-eff Trainers' pushes (``HubCardTrainerMixin``)."""
+    staged = _staged_without_local_paths(Path(folder_path), allow_patterns, ignore_patterns)
+    if staged is None:
+        return api.upload_folder(folder_path=folder_path, allow_patterns=allow_patterns,
+                                 ignore_patterns=ignore_patterns, **kwargs)
+    try:
+        result = api.upload_folder(folder_path=staged, allow_patterns=allow_patterns,
+                                   ignore_patterns=ignore_patterns, **kwargs)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if isinstance(result, Future):  # run_as_future: the upload reads the files later, in its own thread
+        result.add_done_callback(lambda _: shutil.rmtree(staged, ignore_errors=True))
+    else:
+        shutil.rmtree(staged, ignore_errors=True)
+    return result
 
 
 def detect_artifact(output_dir: Path) -> str:
@@ -128,7 +219,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     folder (``Scene.save``'s) goes to a dataset repo through ``Scene.push_to_hub``, with the scene card.
 
     ``token`` defaults to ``HF_TOKEN`` or the stored login. The card is written into the run
-    folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload. ``license``:
+    folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload, which sends the
+    ``PATH_RECORDING_PATTERNS`` files without local paths (``upload_folder``). ``license``:
     the card's license (a Hub license id); without it only an adapter of the built-in base states one.
     """
     output_dir = Path(output_dir)
@@ -156,7 +248,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     card.save(output_dir / "README.md")
-    api.upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message=message,
-                      ignore_patterns=list(IGNORE_PATTERNS))
+    upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
+                  ignore_patterns=list(IGNORE_PATTERNS))
     return str(url)
 

@@ -12,18 +12,19 @@ from huggingface_hub import ModelHubMixin
 from transformers.trainer_utils import HubStrategy
 
 from hf_eff.hub.cards import card_datasets
-from hf_eff.hub.push import PICKLE_PATTERNS, SAMPLES_PATTERNS, build_card
+from hf_eff.hub.push import PICKLE_PATTERNS, SAMPLES_PATTERNS, build_card, upload_folder
 
 
 class _UploadsIgnoring:
-    """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns."""
+    """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns, and its
+    uploads hf-eff's (``hf_eff.hub.push.upload_folder``: recorded local paths reduced to their last part)."""
 
     def __init__(self, api, patterns: list[str]):
         self._api, self._patterns = api, patterns
 
-    def upload_folder(self, *args, ignore_patterns=None, **kwargs):
+    def upload_folder(self, *, ignore_patterns=None, **kwargs):
         ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
-        return self._api.upload_folder(*args, ignore_patterns=ignore + self._patterns, **kwargs)
+        return upload_folder(self._api, ignore_patterns=ignore + self._patterns, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._api, name)
@@ -59,7 +60,9 @@ class HubCardTrainerMixin:
     the same card, built from the results so far, in place of the one the model's ``save_pretrained``
     wrote into the checkpoint. Like ``hf-eff push``, no push uploads ``hf_eff.hub.push.PICKLE_PATTERNS``:
     ``training_args.bin`` stays in the local folders (for tools that read it) but not on the Hub; nor
-    ``SAMPLES_PATTERNS``, the per-question samples of an evaluation. A pushed
+    ``SAMPLES_PATTERNS``, the per-question samples of an evaluation; and hf-eff's records of local paths (the data in
+    ``all_results.json``, ``training_data_splits.json``, ``config.json``: ``PATH_RECORDING_PATTERNS``) go up with each
+    path reduced to its last part, as the card names it (the local files keep them). A pushed
     checkpoint keeps the optimizer, scheduler and RNG states (``*.pt``, ``*.pth``): resuming from it needs
     them, and transformers reads them with ``torch.load(weights_only=True)``.
 

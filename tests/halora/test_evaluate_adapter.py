@@ -410,3 +410,14 @@ def test_a_malformed_data_split_record_is_named(trained_run, tmp_path, record, m
         _load_example().main(["--adapter_name_or_path", str(trained_run), "--no_do_train", "--output_dir",
                               str(tmp_path / "eval")] + TASK + RUN)
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_pushed_adapters_data_record_is_matched_to_local_data_by_its_last_part(caplog):
+    from types import SimpleNamespace
+
+    recorded = [{"dataset": "questions.jsonl", "data_seed": 0}]  # as a push uploads a local path
+    split = {"dataset": "/home/alice/private/questions.jsonl", "data_seed": 1}
+    with caplog.at_level(logging.WARNING):
+        _load_example().warn_unless_held_out("alice/adapter", recorded, split,
+                                             SimpleNamespace(dataset=split["dataset"], task_name=None), evaluated=8)
+    assert f"--data_seed 1 (the adapter's: 0) {HELD_OUT_WARNING} alice/adapter" in caplog.text

@@ -1,0 +1,164 @@
+"""Pushes upload hf-eff's JSON records of paths (all_results.json, training_data_splits.json, config.json) with
+each local path reduced to its last part, as the card names it, and leave the local files as they are."""
+
+import json
+import time
+
+import pytest
+import torch
+from huggingface_hub import constants
+
+from hf_eff.hub import push
+from hf_eff.hub.push import upload_folder, without_local_paths
+
+PRIVATE = "/home/alice/private"
+
+
+def _pushed_json(local_hub, repo_id: str, name: str):
+    repo = local_hub.server.repos[("model", repo_id)]
+    entry = repo.commits[repo.branches["main"]].tree[name]
+    return json.loads(local_hub.server.blobs[entry.sha256])
+
+
+def test_local_paths_become_their_last_part_and_hub_ids_stay():
+    recorded = {"dataset_name": f"{PRIVATE}/mols.csv", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "data_split": {"dataset": "data/train/questions.jsonl", "data_seed": 0},
+                "scene": "~/captures/garden/", "task_name": "mixed", "method": "halora", "eval_accuracy": 0.5,
+                "runs": [{"dataset": "./mine.parquet"}, None, True],
+                "note": "a draw every 4 steps / layer", "url": "https://example.org/a/b.csv"}
+    assert without_local_paths(recorded) == {
+        "dataset_name": "mols.csv", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "data_split": {"dataset": "questions.jsonl", "data_seed": 0}, "scene": "garden", "task_name": "mixed",
+        "method": "halora", "eval_accuracy": 0.5, "runs": [{"dataset": "mine.parquet"}, None, True],
+        "note": "a draw every 4 steps / layer", "url": "https://example.org/a/b.csv"}
+
+
+def _grant_run(folder):
+    folder.mkdir()
+    split = {"dataset_name": f"{PRIVATE}/mols.csv", "seed": 0}
+    (folder / "config.json").write_text(json.dumps({"hidden_channels": 8, "data_split": split}))
+    (folder / "model.safetensors").write_text("{}")
+    results = {"eval_mae": 0.5, "dataset_name": f"{PRIVATE}/mols.csv", "data_split": split}
+    (folder / "all_results.json").write_text(json.dumps(results))
+    (folder / "notes.json").write_text(json.dumps({"dataset": f"{PRIVATE}/mols.csv"}))  # no file hf-eff writes
+    return folder
+
+
+def test_cli_push_uploads_results_and_config_without_local_paths(local_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    run = _grant_run(tmp_path / "run")
+    local = {name: (run / name).read_text() for name in ("config.json", "all_results.json")}
+    repo_id = local_hub.repo_id("gcn")
+    push.push_output_dir(run, repo_id, token=local_hub.token)
+
+    results = _pushed_json(local_hub, repo_id, "all_results.json")
+    assert results["dataset_name"] == "mols.csv" and results["data_split"]["dataset_name"] == "mols.csv"
+    assert results["eval_mae"] == 0.5
+    assert _pushed_json(local_hub, repo_id, "config.json")["data_split"] == {"dataset_name": "mols.csv", "seed": 0}
+    assert _pushed_json(local_hub, repo_id, "notes.json")["dataset"] == f"{PRIVATE}/mols.csv"  # only the named files
+    assert {name: (run / name).read_text() for name in local} == local  # a local rerun still finds its data
+
+
+def test_an_upload_in_the_background_stages_until_it_is_done(local_hub, tmp_path, monkeypatch):
+    run = _grant_run(tmp_path / "run")
+    (run / "checkpoint-2").mkdir()
+    (run / "checkpoint-2" / "all_results.json").write_text(json.dumps({"dataset_name": f"{PRIVATE}/mols.csv"}))
+    staged = []
+
+    def recording_staging(*args):
+        staged.append(stage(*args))
+        return staged[-1]
+
+    stage = push._staged_without_local_paths
+    monkeypatch.setattr(push, "_staged_without_local_paths", recording_staging)
+    api, repo_id = local_hub.api(), local_hub.repo_id("gcn")
+    api.create_repo(repo_id)
+    future = upload_folder(api, repo_id=repo_id, folder_path=run, ignore_patterns=["checkpoint-*"], run_as_future=True)
+    assert staged[0].is_dir()  # still there for the upload's thread
+    future.result()
+    assert _pushed_json(local_hub, repo_id, "all_results.json")["dataset_name"] == "mols.csv"
+    assert "checkpoint-2/all_results.json" not in api.list_repo_files(repo_id)  # the patterns still apply
+    for _ in range(100):  # the clean-up is the future's callback, which may run just after result() returns
+        if not staged[0].exists():
+            break
+        time.sleep(0.05)
+    assert not staged[0].exists()
+
+
+def test_a_folder_that_records_no_local_path_is_uploaded_as_it_is(local_hub, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "all_results.json").write_text('{"dataset_name": "user/data",   "eval_mae": 0.5}')  # its own spacing
+    (run / "config.json").write_text("not JSON")  # not ours to rewrite
+    api, repo_id = local_hub.api(), local_hub.repo_id("gcn")
+    api.create_repo(repo_id)
+    upload_folder(api, repo_id=repo_id, folder_path=run)
+    repo = local_hub.server.repos[("model", repo_id)]
+    tree = repo.commits[repo.branches["main"]].tree
+    assert {name: local_hub.server.blobs[tree[name].sha256].decode() for name in ("all_results.json", "config.json")} \
+        == {name: (run / name).read_text() for name in ("all_results.json", "config.json")}
+
+
+def test_trainer_push_uploads_the_adapter_and_its_data_record_without_local_paths(local_hub, tmp_path, monkeypatch):
+    import transformers.utils.hub
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from hf_eff.halora import HaLoRAConfig, HaLoRATrainer, HaLoRATrainingArguments
+
+    # transformers' shared HfApi, pointed at the local Hub
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", local_hub.api())
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, num_labels=3, max_position_embeddings=32)
+    base_dir = tmp_path / "private" / "tiny-roberta"  # absolute: PEFT records it as base_model_name_or_path
+    RobertaForSequenceClassification(config).save_pretrained(base_dir)
+    model = get_peft_model(RobertaForSequenceClassification.from_pretrained(base_dir),
+                           HaLoRAConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"]))
+    data = Dataset.from_dict({"input_ids": [[0, 5 + i % 7, 9, 2] for i in range(8)], "labels": [i % 3 for i in range(8)]})
+    repo_id = local_hub.repo_id("adapter")
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=1,
+                                   report_to=[], eval_sigmas=[0.0], use_cpu=True, save_strategy="no",
+                                   push_to_hub=True, hub_model_id=repo_id)
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=data)
+    trainer.data_splits = [{"dataset": str(tmp_path / "private" / "questions.jsonl"), "data_seed": 0}]
+    trainer.train()
+    trainer.save_metrics("all", {"dataset_name": str(tmp_path / "private" / "questions.jsonl")}, combined=False)
+    trainer.push_to_hub()
+
+    out = tmp_path / "out"
+    # PEFT's own record, which loads the base of the pushed adapter on the machine that has it, stays
+    assert _pushed_json(local_hub, repo_id, "adapter_config.json")["base_model_name_or_path"] == str(base_dir)
+    assert _pushed_json(local_hub, repo_id, "training_data_splits.json") == [
+        {"dataset": "questions.jsonl", "data_seed": 0}]
+    assert _pushed_json(local_hub, repo_id, "all_results.json") == {"dataset_name": "questions.jsonl"}
+    # the local files keep the paths
+    assert json.loads((out / "training_data_splits.json").read_text()) == trainer.data_splits
+
+
+@pytest.mark.parametrize("name", ["all_results.json", "train_results.json", "training_data_splits.json",
+                                  "config.json"])
+def test_each_path_recording_file_is_uploaded_without_local_paths(local_hub, tmp_path, name):
+    run = tmp_path / "run"
+    (run / "last-checkpoint").mkdir(parents=True)
+    (run / "last-checkpoint" / name).write_text(json.dumps({"recorded": f"{PRIVATE}/data.csv"}))
+    api, repo_id = local_hub.api(), local_hub.repo_id("run")
+    api.create_repo(repo_id)
+    upload_folder(api, repo_id=repo_id, folder_path=run)
+    assert _pushed_json(local_hub, repo_id, f"last-checkpoint/{name}") == {"recorded": "data.csv"}
+
+
+def test_the_paths_libraries_load_from_are_uploaded_as_they_wrote_them(local_hub, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    written = {"adapter_config.json": {"base_model_name_or_path": f"{PRIVATE}/base"},
+               "trainer_state.json": {"best_model_checkpoint": f"{PRIVATE}/run/checkpoint-2"},
+               "all_results.json": {"base_model": f"{PRIVATE}/base"}}
+    for name, record in written.items():
+        (run / name).write_text(json.dumps(record))
+    api, repo_id = local_hub.api(), local_hub.repo_id("run")
+    api.create_repo(repo_id)
+    upload_folder(api, repo_id=repo_id, folder_path=run)
+    assert {name: _pushed_json(local_hub, repo_id, name) for name in written} == {
+        **written, "all_results.json": {"base_model": "base"}}
