@@ -15,6 +15,9 @@ off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
     python examples/splat_train.py --scene user/my-scene --strategy g2l --max_steps 30000 --output_dir out/scene
     python examples/splat_train.py trainers/splat/procedural_g2l.yaml --resume_from_checkpoint True
 
+--normalize_world_space converts a COLMAP or NeRF --scene into normalised coordinates in float64 (a georegistered
+capture, far from the world origin, cannot be stored as float32 otherwise); the saved model's config.json records the
+transform (world_to_normalized), and GaussianModel.save_ply(path, original_frame=True) maps the splats back.
 --resume_from_checkpoint takes a checkpoint folder, or True for the last checkpoint in --output_dir.
 --model_name_or_path takes a trained model (a folder this script wrote, or a Hub model repo id): training
 starts from its Gaussians, or with --do_train False the run only evaluates it on the scene's test views:
@@ -104,6 +107,16 @@ class SceneArguments:
                           "ignores (nerfstudio's COLMAP --masks-path). A NeRF folder's frames name their masks "
                           "themselves (mask_path in transforms.json), and a stored scene keeps its own."},
     )
+    normalize_world_space: bool = field(
+        default=False,
+        metadata={"help": "For a COLMAP or NeRF --scene: convert it into normalised coordinates (gsplat's "
+                          "--normalize_world_space, without its rotation): the mean training camera at the origin, the "
+                          "farthest at distance 1, computed in float64 before anything is stored as float32. Needed "
+                          "for a capture far from the world origin (georegistered), whose cameras float32 cannot "
+                          "place. The saved model records the transform (config.json world_to_normalized), and "
+                          "GaussianModel.save_ply(path, original_frame=True) maps it back; splats.ply stays in the "
+                          "normalised frame it was trained in. A --model_name_or_path trained so needs the flag again."},
+    )
     procedural_seed: int = field(default=0, metadata={"help": "Seed of the procedural scene."})
     procedural_resolution: int = field(default=64, metadata={"help": "Width and height of the procedural views."})
     procedural_num_train: int = field(default=16, metadata={"help": "Procedural training views."})
@@ -192,6 +205,9 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
             raise ValueError("--images applies to a COLMAP --scene; the procedural scene has --procedural_resolution")
         if scene_args.masks is not None:
             raise ValueError("--masks applies to a COLMAP --scene; the procedural scene has no masks")
+        if scene_args.normalize_world_space:
+            raise ValueError("--normalize_world_space applies to a COLMAP or NeRF --scene; the procedural scene is "
+                             "built around the origin")
         scene = make_procedural_scene(
             seed=scene_args.procedural_seed, num_train=scene_args.procedural_num_train,
             num_test=scene_args.procedural_num_test, width=scene_args.procedural_resolution,
@@ -201,7 +217,8 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
     else:
         background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
         scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
-                           background=background, images=scene_args.images, masks=scene_args.masks)
+                           background=background, images=scene_args.images, masks=scene_args.masks,
+                           normalize_world_space=scene_args.normalize_world_space)
         scene_name = scene_args.scene
     if "test" not in scene.views or len(scene.views["test"]) == 0:
         raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "
@@ -233,6 +250,27 @@ def load_model(model_args: ModelArguments) -> GaussianModel:
         logger.warning("--sh_degree %d ignored: %s keeps its SH degree, %d", model_args.sh_degree, source,
                        model.sh_degree)
     return model
+
+
+def check_same_frame(model: GaussianModel, scene, source: str) -> None:
+    """A --model_name_or_path must live in the scene's coordinates: both in the capture's own, or both
+    normalised by the same transform (config.json's and scene.json's world_to_normalized)."""
+    model_frame, scene_frame = model.world_to_normalized, scene.world_to_normalized
+    if model_frame is None and scene_frame is None:
+        return
+    if model_frame is not None and scene_frame is not None and np.array_equal(model_frame, scene_frame):
+        return
+    if scene_frame is None:
+        fix = "pass --normalize_world_space (a COLMAP or NeRF --scene), as the model's training run did"
+    elif model_frame is None:
+        fix = "leave out --normalize_world_space: the model records none (it was trained in the capture's coordinates)"
+    else:
+        fix = "it was trained on another normalisation (other training cameras?): use the scene it was trained on"
+    def named(frame):
+        return "none" if frame is None else frame.tolist()
+
+    raise ValueError(f"--model_name_or_path {source}: its world_to_normalized (config.json) is {named(model_frame)}, "
+                     f"the scene's is {named(scene_frame)}, so its Gaussians are in another frame than the views; {fix}")
 
 
 def initial_model(scene, model_args: ModelArguments) -> GaussianModel:
@@ -329,6 +367,9 @@ def main():
     path_poses = build_camera_path(scene, trajectory_args, procedural=scene_args.scene is None)
     if model is None:
         model = initial_model(scene, model_args)
+        model.world_to_normalized = scene.world_to_normalized  # config.json records the frame it is trained in
+    else:
+        check_same_frame(model, scene, model_args.model_name_or_path)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
                            eval_dataset=scene.views["test"])
     output_dir = Path(training_args.output_dir)

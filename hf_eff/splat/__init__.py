@@ -16,6 +16,8 @@ _LAZY_EXPORTS = {
     # Packaging your own scene: views (images, K, world_to_camera) and an optional point set.
     "views_dataset": "hf_eff.splat.scene",
     "points_dataset": "hf_eff.splat.scene",
+    # A capture far from the world origin: views and points normalised in float64 before they are stored.
+    "world_normalization": "hf_eff.splat.cameras",
     "scene_views_to_tensors": "hf_eff.splat.scene",
     "scene_views_masks": "hf_eff.splat.scene",
     "images_to_float": "hf_eff.splat.scene",

@@ -5,10 +5,71 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["look_at", "look_at_camera_to_world", "pinhole_intrinsics", "OPENGL_TO_OPENCV"]
+__all__ = ["camera_centres", "world_normalization", "look_at", "look_at_camera_to_world", "pinhole_intrinsics", "OPENGL_TO_OPENCV"]
 
 # Flips y and z: OpenGL/Blender cameras look down -z with y up, OpenCV ones down +z, y down.
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def camera_centres(world_to_cameras) -> np.ndarray:
+    """The camera centres [N, 3] float64 of world-to-camera poses [N, 4, 4] or [N, 3, 4] (arrays,
+    tensors or lists): the point x with R x + t = 0, -R^-1 t, solved in float64 whatever the poses'
+    dtype (the translation of the inverse pose, without inverting it)."""
+    poses = np.asarray(world_to_cameras, dtype=np.float64)
+    return -np.linalg.solve(poses[:, :3, :3], poses[:, :3, 3:])[..., 0]
+
+
+def world_normalization(world_to_cameras) -> np.ndarray:
+    """The similarity [4, 4] float64, world to normalised coordinates, that puts the mean camera centre
+    at the origin and the camera farthest from it at distance 1 (a single camera: no scaling): gsplat's
+    ``normalize_world_space`` (``similarity_from_cameras`` with ``center_method="poses"``) and nerfstudio's
+    ``auto_orient_and_center_poses(method="none")`` + ``auto_scale_poses``, without their rotation, so
+    that a model's Gaussians and their view-dependent colour map back unrotated.
+
+    Compute it from the training poses as given (float64: a georegistered capture's float32 poses have
+    already lost their spread) and pass it as ``world_to_normalized`` to `views_dataset` (every split),
+    `points_dataset` and `Scene.from_views`."""
+    poses = np.asarray(world_to_cameras, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)) or not len(poses):
+        raise ValueError(f"world_normalization: expected world-to-camera poses [N, 4, 4] or [N, 3, 4], got shape "
+                         f"{poses.shape}")
+    if not np.isfinite(poses).all():
+        raise ValueError("world_normalization: the poses contain NaN or infinite values")
+    centres = camera_centres(poses)
+    mean = centres.mean(0)
+    spread = float(np.linalg.norm(centres - mean, axis=1).max())
+    scale = 1.0 / spread if spread > 0 else 1.0
+    transform = np.diag([scale, scale, scale, 1.0])
+    transform[:3, 3] = -scale * mean
+    return transform
+
+
+def check_world_to_normalized(transform, where: str) -> np.ndarray:
+    """``transform`` as float64 [4, 4] if it is what `world_normalization` makes: a positive uniform
+    scale and a translation (no rotation: the Gaussians' quaternions and spherical harmonics would
+    have to turn with it to map back); else a ValueError naming ``where``."""
+    matrix = np.asarray(transform, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+        raise ValueError(f"{where}: world_to_normalized must be a finite 4x4 matrix, got shape {matrix.shape}")
+    scale = matrix[0, 0]
+    if not (scale > 0 and np.array_equal(matrix[:3, :3], scale * np.eye(3))
+            and np.array_equal(matrix[3], [0.0, 0.0, 0.0, 1.0])):
+        raise ValueError(
+            f"{where}: world_to_normalized must be a uniform scale s > 0 and a translation t, [[s I, t], [0, 1]] "
+            "(what world_normalization makes), got\n"
+            f"{matrix}"
+        )
+    return matrix.copy()
+
+
+def normalize_world_to_camera(transform: np.ndarray, world_to_camera: np.ndarray) -> np.ndarray:
+    """A world-to-camera pose [4, 4] or [3, 4] (float64) of the world mapped by ``transform``
+    (x_n = s x + b): [R | s t - R b], the camera frame scaled with the world so that the pose stays
+    rigid (a projection is the same at any scale of camera space)."""
+    scale, offset = transform[0, 0], transform[:3, 3]
+    pose = np.array(world_to_camera, dtype=np.float64)
+    pose[:3, 3] = scale * pose[:3, 3] - pose[:3, :3] @ offset
+    return pose
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:

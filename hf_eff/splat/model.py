@@ -74,13 +74,18 @@ class GaussianModel(
             transparent pixels composited onto white), so that `render` draws onto white by default.
             `SplatTrainer` sets it from its arguments, and config.json keeps it. None: not known (a
             config.json saved before this field, a `.ply`); `render` draws onto black.
+        world_to_normalized: None, or the similarity [4, 4] (float64; a uniform scale and a
+            translation) that mapped the capture's world into the normalised coordinates the model
+            was trained in (`Scene.world_to_normalized`, ``load_scene(..., normalize_world_space=True)``).
+            config.json keeps it; ``save_ply(path, original_frame=True)`` maps the Gaussians back.
 
     Storage follows gsplat: ``scales`` are log-scales, ``opacities`` are logits and
     ``quats`` are unnormalised (w, x, y, z); `render` applies exp / sigmoid.
     """
 
     def __init__(self, sh_degree: int = 3, num_gaussians: int = 0, rasterize_mode: str = "classic",
-                 white_background: bool | None = None):
+                 white_background: bool | None = None, world_to_normalized=None):
+        from hf_eff.splat.cameras import check_world_to_normalized
         from hf_eff.splat.rendering import RASTERIZE_MODES
 
         super().__init__()
@@ -93,6 +98,8 @@ class GaussianModel(
         self.sh_degree = sh_degree
         self.rasterize_mode = rasterize_mode
         self.white_background = white_background
+        self.world_to_normalized = (None if world_to_normalized is None
+                                    else check_world_to_normalized(world_to_normalized, "GaussianModel"))
         n = num_gaussians
         quats = torch.zeros(n, 4)
         quats[:, 0] = 1.0
@@ -284,6 +291,11 @@ class GaussianModel(
         # The mixin would store the constructor's arguments; the count changes in training.
         config = {"sh_degree": self.sh_degree, "num_gaussians": self.num_gaussians,
                   "rasterize_mode": self.rasterize_mode, "white_background": self.white_background}
+        if self.world_to_normalized is not None:
+            from hf_eff.splat.cameras import check_world_to_normalized
+
+            # Checked again: the attribute may have been set (from a scene) after construction.
+            config["world_to_normalized"] = check_world_to_normalized(self.world_to_normalized, "GaussianModel").tolist()
         (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
     @classmethod
@@ -327,8 +339,14 @@ class GaussianModel(
             + [f"rot_{i}" for i in range(4)]
         )
 
-    def save_ply(self, path) -> Path:
+    def save_ply(self, path, original_frame: bool = False) -> Path:
         """Writes the standard 3DGS binary `.ply` (read by common splat viewers).
+
+        ``original_frame``: for a model trained in normalised coordinates (`world_to_normalized`), the
+        Gaussians mapped back into the capture's world (positions in float64, log-scales minus log s;
+        rotations and colours are unchanged by a scale and a translation), then stored as the format's
+        float32: far from the world origin (a georegistered capture) the positions round as coarsely as
+        float32 does there. A model without `world_to_normalized` is refused: its frame is not known.
 
         Values are stored raw as in the reference implementation: log-scales, opacity
         logits, unnormalised (w, x, y, z) quaternions, and f_rest channel-major. A model with
@@ -340,6 +358,8 @@ class GaussianModel(
 
         path = Path(path)
         s = self._finite_splats("save_ply")
+        if original_frame:
+            s = self._in_original_frame(s)
         self._warn_mode_not_exported(path)
         with torch.no_grad():
             n = self.num_gaussians
@@ -362,6 +382,20 @@ class GaussianModel(
             vertex[name] = columns[:, i]
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(path))
         return path
+
+    def _in_original_frame(self, splats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``splats`` (float32 CPU) with means and log-scales mapped by the inverse of `world_to_normalized`."""
+        if self.world_to_normalized is None:
+            raise ValueError(
+                "GaussianModel.save_ply(original_frame=True): this model records no world_to_normalized (it was not "
+                "trained in normalised coordinates, or was saved without them): its Gaussians are in the frame of "
+                "the scene it was trained on; set model.world_to_normalized = scene.world_to_normalized first if "
+                "that scene was normalised"
+            )
+        scale, offset = self.world_to_normalized[0, 0], self.world_to_normalized[:3, 3]
+        means = (splats["means"].numpy().astype(np.float64) - offset) / scale
+        return {**splats, "means": torch.from_numpy(means.astype(np.float32)),
+                "scales": splats["scales"] - float(np.log(scale))}
 
     def _warn_mode_not_exported(self, path: Path) -> None:
         if self.rasterize_mode != "classic":

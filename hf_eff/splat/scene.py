@@ -3,7 +3,7 @@
 Layout (a Hub dataset repo, or a local folder written by `Scene.save`)::
 
     README.md                         # YAML `configs`: views (train/test), points (train)
-    scene.json                        # {"center": [x, y, z], "radius": r}
+    scene.json                        # {"center": [x, y, z], "radius": r, optional "world_to_normalized"}
     views/train-00000-of-00001.parquet
     views/test-00000-of-00001.parquet
     points/train-00000-of-00001.parquet
@@ -29,6 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Array2D, Dataset, DatasetDict, Features, Image, Sequence, Value
+
+from hf_eff.splat.cameras import (
+    camera_centres,
+    check_world_to_normalized,
+    normalize_world_to_camera,
+)
 
 __all__ = [
     "Scene",
@@ -66,7 +72,7 @@ VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 
 
 def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), masks=None,
-                  mask_names=None) -> Dataset:
+                  mask_names=None, world_to_normalized=None) -> Dataset:
     """A views split from images, intrinsics [3, 3] and world-to-camera poses [4, 4] or [3, 4]
     (OpenCV: x right, y down, z forward; an OpenGL / Blender camera-to-world ``c2w`` becomes
     ``inv(c2w @ OPENGL_TO_OPENCV)``, see `hf_eff.splat.cameras`). ``Ks``: one per view, or a single
@@ -89,6 +95,12 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     column as grayscale PNGs of 0 and 255. Masks are not transparency: an RGBA image's alpha is still
     composited onto ``background``. ``mask_names``: what an error about each mask calls it (default
     ``views_dataset mask <i>``; the converters give the frame or COLMAP image).
+
+    ``world_to_normalized`` (optional, [4, 4]; `world_normalization` (hf_eff.splat.cameras) of the training
+    poses): the poses are mapped into normalised coordinates in float64 before they are stored as
+    float32. A capture far from the world origin (georegistered) needs it: stored as they are, its
+    camera centres would round by more than 1e-4 of their span, which is refused. Give every split, the
+    point set (`points_dataset`) and `Scene.from_views` the same one.
     """
     import PIL.Image
 
@@ -118,6 +130,10 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
         Ks = [Ks] * len(stored)  # one camera for every view; iterating would read its rows as three Ks
     Ks = [np.asarray(K, dtype=np.float32) for K in Ks]
     given_poses = [np.asarray(pose, dtype=np.float64) for pose in world_to_cameras]
+    if world_to_normalized is not None:
+        transform = check_world_to_normalized(world_to_normalized, "views_dataset")
+        given_poses = [normalize_world_to_camera(transform, pose) if pose.shape in ((4, 4), (3, 4)) else pose
+                       for pose in given_poses]
     poses = [pose.astype(np.float32) for pose in given_poses]
     if not len(stored) == len(Ks) == len(poses):
         raise ValueError(
@@ -156,24 +172,27 @@ def _check_float32_keeps_cameras(given: list[np.ndarray], stored: list[np.ndarra
     capture (UTM coordinates, millions of metres from the origin) rounds to about half a metre."""
     if len(given) < 2 or any(pose.shape not in ((4, 4), (3, 4)) for pose in given):
         return
-
-    def centres(poses):
-        rotations, translations = np.stack([p[:3, :3] for p in poses]), np.stack([p[:3, 3] for p in poses])
-        return -np.einsum("nji,nj->ni", rotations, translations)  # -R^T t
-
-    exact = centres(given)
-    if not np.isfinite(exact).all():
+    if not all(np.isfinite(pose).all() and abs(np.linalg.det(pose[:3, :3])) > 1e-8 for pose in given):
         return  # named by the scene's checks
-    moved = np.abs(centres([pose.astype(np.float64) for pose in stored]) - exact).max()
+    exact = camera_centres([pose[:3] for pose in given])
+    moved = np.abs(camera_centres([pose[:3] for pose in stored]) - exact).max()
     span = np.linalg.norm(exact - exact.mean(0), axis=1).max()
     # Beyond a tenth of the span the cameras are at one point already, which Scene.from_views names.
     if 1e-4 * span < moved < 0.1 * span:
         raise ValueError(
             f"views_dataset: the cameras lie about {np.linalg.norm(exact, axis=1).max():.3g} from the world origin "
             f"but within {span:.3g} of their mean; stored as float32, their centres move by up to {moved:.3g}. "
-            "Subtract a common offset (the mean camera position, say) from the world coordinates, the points' "
-            "included, first"
+            f"{NORMALIZE_HINT}"
         )
+
+
+# What the errors about cameras that float32 cannot place name as the fix.
+NORMALIZE_HINT = (
+    "Normalise the world in float64 before it is stored: load_scene(folder, normalize_world_space=True) for a COLMAP "
+    "or NeRF folder (examples/splat_train.py --normalize_world_space); for your own arrays pass "
+    "world_to_normalized=world_normalization(train_poses) (from hf_eff) to views_dataset for every split, "
+    "to points_dataset and to Scene.from_views. The scene and the trained model record the transform"
+)
 
 
 def _mask_images(masks, sizes: list[tuple[int, int]], names=None) -> list:
@@ -372,10 +391,15 @@ def _same_rows(first: Dataset, second: Dataset) -> bool:
     )
 
 
-def points_dataset(xyz, rgb) -> Dataset:
+def points_dataset(xyz, rgb, world_to_normalized=None) -> Dataset:
     """A point set from xyz [N, 3] and rgb [N, 3] (integers in 0..255, stored as uint8), checked
-    by `check_points`."""
-    xyz, rgb = np.asarray(xyz, dtype=np.float32), np.asarray(rgb)
+    by `check_points`; ``world_to_normalized`` (the views' one, see `views_dataset`) maps xyz in
+    float64 before it is stored as float32."""
+    xyz, rgb = np.asarray(xyz, dtype=np.float64), np.asarray(rgb)
+    if world_to_normalized is not None and xyz.ndim == 2 and xyz.shape[1] == 3:
+        transform = check_world_to_normalized(world_to_normalized, "points_dataset")
+        xyz = xyz * transform[0, 0] + transform[:3, 3]
+    xyz = xyz.astype(np.float32)
     check_points(xyz, rgb)
     return Dataset.from_dict({"xyz": xyz, "rgb": rgb.astype(np.uint8)}, features=POINT_FEATURES)
 
@@ -389,12 +413,19 @@ class Scene:
 
     From your own images and cameras: ``Scene.from_views(DatasetDict({"train": views_dataset(
     images, Ks, world_to_cameras), "test": views_dataset(...)}), points_dataset(xyz, rgb))``
-    (the point set is optional), then `save` or `push_to_hub`."""
+    (the point set is optional), then `save` or `push_to_hub`.
+
+    ``world_to_normalized``: None when the views and points are in the capture's own world
+    coordinates; else the similarity [4, 4] float64 (x_n = s x + b) that mapped them into the
+    normalised coordinates they are stored in (`views_dataset`, ``load_scene(...,
+    normalize_world_space=True)``). scene.json keeps it, and a model trained on the scene records
+    it (`GaussianModel.world_to_normalized`), so results can be placed back in the original frame."""
 
     views: DatasetDict
     points: Dataset | None
     center: tuple[float, float, float]
     radius: float
+    world_to_normalized: np.ndarray | None = None
 
     def __post_init__(self):
         validate_views(self.views)
@@ -410,20 +441,24 @@ class Scene:
             raise ValueError(f"scene radius must be positive and finite, got {self.radius}")
         self.center = tuple(float(c) for c in center)
         self.radius = float(self.radius)
+        if self.world_to_normalized is not None:
+            self.world_to_normalized = check_world_to_normalized(self.world_to_normalized, "scene")
 
     @classmethod
     def from_views(
-        cls, views: DatasetDict, points: Dataset | None = None, center=None, radius=None
+        cls, views: DatasetDict, points: Dataset | None = None, center=None, radius=None, world_to_normalized=None
     ) -> Scene:
         """A scene whose missing centre / radius come from the training cameras, as
         3DGS and gsplat normalise: the mean camera position and the largest camera
         distance from it (1 for a single camera). Several cameras at one point are refused:
         that is what camera-to-world matrices given as world_to_camera look like for cameras
-        aimed at one target, and a capture without camera motion has no parallax to fit."""
+        aimed at one target, and a capture without camera motion has no parallax to fit.
+        ``world_to_normalized``: the transform the views and points were stored with, if any
+        (`views_dataset`), recorded on the scene."""
         if center is None or radius is None:
             validate_views(views)
             poses = np.asarray(views["train"].with_format("numpy")["world_to_camera"], dtype=np.float64)
-            positions = np.linalg.inv(poses)[:, :3, 3]
+            positions = camera_centres(poses)
             mean = positions.mean(0)
             center = mean if center is None else center
             if radius is None:
@@ -434,10 +469,10 @@ class Scene:
                         f"({', '.join(f'{c:.4g}' for c in mean)}): world_to_camera must map world points into "
                         "the camera, the inverse of a camera-to-world pose (invert the matrices); a capture "
                         "without camera motion cannot be reconstructed; cameras far from the world origin lose "
-                        "their spread to float32 rounding: subtract a common offset from the world coordinates"
+                        f"their spread to float32 rounding. {NORMALIZE_HINT}"
                     )
                 radius = float(np.linalg.norm(positions - np.asarray(center), axis=1).max()) or 1.0
-        return cls(views=views, points=points, center=center, radius=radius)
+        return cls(views=views, points=points, center=center, radius=radius, world_to_normalized=world_to_normalized)
 
     def __eq__(self, other) -> bool:
         # A dataclass's own __eq__ would compare the datasets by identity (datasets defines no
@@ -445,6 +480,11 @@ class Scene:
         if not isinstance(other, Scene):
             return NotImplemented
         if (self.center, self.radius, list(self.views)) != (other.center, other.radius, list(other.views)):
+            return False
+        if (self.world_to_normalized is None) != (other.world_to_normalized is None) or (
+            self.world_to_normalized is not None
+            and not np.array_equal(self.world_to_normalized, other.world_to_normalized)
+        ):
             return False
         if (self.points is None) != (other.points is None):
             return False
@@ -458,7 +498,8 @@ class Scene:
     def __repr__(self) -> str:
         splits = ", ".join(f"{name}={len(split)}" for name, split in self.views.items())
         points = "none" if self.points is None else len(self.points)
-        return f"Scene(views: {splits}; points: {points}; center={self.center}, radius={self.radius:.3g})"
+        normalized = "" if self.world_to_normalized is None else "; world normalised"
+        return f"Scene(views: {splits}; points: {points}; center={self.center}, radius={self.radius:.3g}{normalized})"
 
     def point_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """xyz float32 [N, 3] and rgb uint8 [N, 3] of the point set, writable copies (arrow's
@@ -506,10 +547,13 @@ class Scene:
             "Posed views (`views`: image, K in pixels, OpenCV world_to_camera, width, height, and an "
             "optional mask whose 0 pixels training ignores) "
             "and an initial point set (`points`: xyz, rgb); `scene.json` holds the centre and "
-            "camera radius. Load it with `hf_eff.load_scene(repo_id)`.\n"
+            "camera radius (and `world_to_normalized` for a scene stored in normalised coordinates). Load it with "
+            "`hf_eff.load_scene(repo_id)`.\n"
         )
         (folder / "README.md").write_text("\n".join(yaml) + card)
         metadata = {"center": list(self.center), "radius": self.radius}
+        if self.world_to_normalized is not None:
+            metadata["world_to_normalized"] = self.world_to_normalized.tolist()
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         return folder
 
@@ -837,7 +881,7 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def _centre_rounding(poses: np.ndarray) -> float:
-    """How far the rounding of world-to-camera poses [N, 4, 4] moves a camera centre (-R^T t): the
+    """How far the rounding of world-to-camera poses [N, 4, 4] moves a camera centre (`camera_centres`): the
     largest translation times the rotations' rounding, float32's or the coarser rounding of values
     printed with fewer digits, which their deviation from orthonormal shows. Inverted poses of an object
     capture (cameras aimed at the origin from one distance) put every centre at one point up to this; a
@@ -853,7 +897,8 @@ def _scene_from_parts(views, points, metadata) -> Scene:
     missing = [key for key in ("center", "radius") if key not in metadata]
     if missing:
         raise ValueError(f"{METADATA_FILE}: missing key(s) {missing}")
-    return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"])
+    return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"],
+                 world_to_normalized=metadata.get("world_to_normalized"))
 
 
 def _load_local_config(folder: Path, config_name: str) -> DatasetDict:
@@ -933,6 +978,7 @@ def load_scene(
     background=(0.0, 0.0, 0.0),
     images: str | None = None,
     masks: str | None = None,
+    normalize_world_space: bool = False,
 ) -> Scene:
     """Loads a scene from a Hub dataset repo id, a local folder in the same parquet layout,
     or a local folder holding ``views/`` (``save_to_disk``), optional ``points/`` and
@@ -955,6 +1001,13 @@ def load_scene(
         masks: for a COLMAP project, the folder inside it holding per-image masks (nerfstudio's
             COLMAP ``--masks-path``): ``<masks>/<image name>.png``, 0 = a pixel the loss ignores.
             A NeRF folder's frames name their masks themselves (nerfstudio's ``mask_path``).
+        normalize_world_space: for a COLMAP or NeRF folder, convert into normalised coordinates
+            (gsplat's ``--normalize_world_space``): the mean training-camera centre at the origin and
+            the farthest training camera at distance 1, computed and applied in float64 before
+            anything is stored as float32 (`hf_eff.splat.cameras.world_normalization`). The scene
+            records the transform (``Scene.world_to_normalized``). Needed for a capture far from the
+            world origin (georegistered), whose cameras float32 cannot place. A stored scene is
+            already float32: refused.
     """
     from datasets import (
         get_dataset_config_names,
@@ -973,6 +1026,14 @@ def load_scene(
     )
     is_colmap = unstored and not is_nerf and _has_colmap_model(path)
     is_converted = is_nerf or is_colmap
+    if normalize_world_space and not is_converted:
+        raise ValueError(
+            f"load_scene: normalize_world_space=True normalises a COLMAP or NeRF folder while it is converted; "
+            f"{source} is a stored scene, whose poses are float32 already (normalising them now would not restore "
+            "what storing them rounded): convert the original folder with normalize_world_space=True"
+        )
+    if normalize_world_space:
+        converter_options["normalize_world_space"] = True
     for name, value in (("images", images), ("masks", masks)):
         if value is not None and not is_colmap:
             raise ValueError(

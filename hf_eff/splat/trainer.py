@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -42,6 +43,7 @@ from transformers.trainer_utils import PredictionOutput
 from transformers.utils import logging
 
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
+from hf_eff.splat.cameras import camera_centres
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_blind_images
@@ -158,8 +160,8 @@ class SceneViews(Dataset):
 def camera_scene_scale(viewmats: torch.Tensor) -> float:
     """gsplat simple_trainer's scene scale: 1.1 x the largest distance of a camera centre from
     the mean centre. It scales the means LR and the strategies' 3D size thresholds."""
-    centers = torch.linalg.inv(viewmats.double())[:, :3, 3]
-    radius = (centers - centers.mean(dim=0)).norm(dim=-1).max().item()
+    centers = camera_centres(viewmats.detach().cpu())
+    radius = float(np.linalg.norm(centers - centers.mean(0), axis=1).max())
     return 1.1 * (radius if radius > 0 else 1.0)
 
 

@@ -63,3 +63,42 @@ def test_masks_reach_load_scene_for_a_colmap_scene(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "model.safetensors").is_file()
     with pytest.raises(ValueError, match="--masks applies to a COLMAP --scene"):
         run_example(monkeypatch, "--masks", "masks", "--max_steps", "2", "--output_dir", str(tmp_path / "procedural"))
+
+
+def test_normalize_world_space_trains_a_far_capture_and_its_model_keeps_the_frame(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+    import pytest
+
+    from hf_eff.splat import make_procedural_scene
+    from tests.splat.test_normalization import OFFSET, write_moved_nerf
+
+    procedural = make_procedural_scene(seed=0, num_train=3, num_test=1, width=16, height=16, num_points=60,
+                                       supersample=1)
+    folder = write_moved_nerf(procedural, tmp_path / "far", OFFSET)
+    common = ("--scene", str(folder), "--render_trajectory", "none", "--init_random_points", "200")
+    with pytest.raises(ValueError, match="the cameras lie about .* normalize_world_space"):
+        run_example(monkeypatch, *common, "--max_steps", "2", "--output_dir", str(tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()
+    run_example(monkeypatch, *common, "--normalize_world_space", "True", "--max_steps", "2",
+                "--output_dir", str(tmp_path / "run"))
+    recorded = np.asarray(json.loads((tmp_path / "run" / "config.json").read_text())["world_to_normalized"])
+    # x_n = s x + b centres the cameras, which sit about OFFSET away
+    assert np.linalg.norm(recorded[:3, 3] + recorded[0, 0] * OFFSET) < 1.0
+    # the model lives in the normalised frame: evaluating it on a scene in world coordinates is refused by name
+    write_moved_nerf(procedural, tmp_path / "near", np.zeros(3))
+    with pytest.raises(ValueError, match="--model_name_or_path .* pass --normalize_world_space"):
+        run_example(monkeypatch, "--scene", str(tmp_path / "near"), "--model_name_or_path", str(tmp_path / "run"),
+                    "--do_train", "False", "--render_trajectory", "none", "--output_dir", str(tmp_path / "eval"))
+    run_example(monkeypatch, *common, "--normalize_world_space", "True", "--model_name_or_path",
+                str(tmp_path / "run"), "--do_train", "False", "--output_dir", str(tmp_path / "eval"))
+    assert (tmp_path / "eval" / "eval_results.json").is_file()
+
+
+def test_normalize_world_space_is_refused_for_the_procedural_scene(tmp_path, monkeypatch):
+    import pytest
+
+    with pytest.raises(ValueError, match="--normalize_world_space applies to a COLMAP or NeRF --scene"):
+        run_example(monkeypatch, "--normalize_world_space", "True", "--max_steps", "2",
+                    "--output_dir", str(tmp_path / "run"))

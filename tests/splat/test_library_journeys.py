@@ -14,6 +14,7 @@ from hf_eff.splat import (
     points_dataset,
     views_dataset,
 )
+from hf_eff.splat.cameras import world_normalization
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +202,7 @@ def test_a_strategy_named_to_the_trainer_points_to_the_arguments(scene, tmp_path
     # 4 m apart, 6e6 m out: float32 moves them by ~0.2 m
     (np.array([5e6, 4e6, 100.0]), "views_dataset: the cameras lie about 6.4e[+]06 from the world origin"),
     # further out they round onto one point, which the scene names
-    (np.array([5e8, 4e8, 100.0]), "scene: the 4 training cameras all sit at one point .* subtract a common offset"),
+    (np.array([5e8, 4e8, 100.0]), "scene: the 4 training cameras all sit at one point .* normalize_world_space=True"),
 ])
 def test_cameras_far_from_the_origin_are_refused_before_float32_rounds_them(scene, offset, error):
     images, Ks, poses = own_capture(scene)
@@ -210,5 +211,7 @@ def test_cameras_far_from_the_origin_are_refused_before_float32_rounds_them(scen
     far = list(np.linalg.inv(camera_to_world))
     with pytest.raises(ValueError, match=error):
         Scene.from_views(DatasetDict({"train": views_dataset(images, Ks, far)}))
-    camera_to_world[:, :3, 3] -= camera_to_world[:, :3, 3].mean(0)  # the fix the error names
-    Scene.from_views(DatasetDict({"train": views_dataset(images, Ks, list(np.linalg.inv(camera_to_world)))}))
+    transform = world_normalization(far)  # the fix the error names
+    normalized = Scene.from_views(DatasetDict({"train": views_dataset(images, Ks, far, world_to_normalized=transform)}),
+                                  world_to_normalized=transform)
+    assert normalized.radius == pytest.approx(1.0) and np.array_equal(normalized.world_to_normalized, transform)

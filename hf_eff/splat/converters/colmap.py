@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from datasets import DatasetDict
 
+from hf_eff.splat.cameras import world_normalization
 from hf_eff.splat.scene import (
     MASK_COLUMN,
     Scene,
@@ -63,7 +64,7 @@ def _find_sparse_dir(folder: Path) -> Path:
 
 def scene_from_colmap(
     folder, images_dir=None, sparse_dir=None, test_every: int | None = 8, background=(0.0, 0.0, 0.0),
-    masks_dir=None,
+    masks_dir=None, normalize_world_space: bool = False,
 ) -> Scene:
     """Reads a COLMAP reconstruction and its images into a `Scene`.
 
@@ -80,6 +81,9 @@ def scene_from_colmap(
             (``--masks-path``): ``<masks_dir>/<image name>`` with a ``.png`` suffix, single-channel,
             the size of its image, 0 = a pixel the loss ignores (the views' ``mask`` column). Every
             registered image needs one. None (the default): no masks.
+        normalize_world_space: store the scene in normalised coordinates (`load_scene`'s option of
+            that name), computed from the training images' poses in float64; the scene records the
+            transform (``Scene.world_to_normalized``).
 
     Cameras must be undistorted (PINHOLE / SIMPLE_PINHOLE, or a perspective model with zero
     distortion; never a fisheye): run ``colmap image_undistorter`` first, as 3DGS does.
@@ -143,20 +147,26 @@ def scene_from_colmap(
     if all(is_test):
         raise ValueError(f"test_every={test_every} leaves no training image among {len(files)}")
 
+    transform = None
+    if normalize_world_space:
+        transform = world_normalization([pose for pose, test in zip(poses, is_test) if not test])
+
     def split(test: bool):
         ids = [i for i, flag in enumerate(is_test) if flag == test]
         # RGB files are stored as they are; transparency is composited onto background, not dropped.
         return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids], background,
                              masks=[masks[i] for i in ids] if masks_dir is not None else None,
-                             mask_names=[f"COLMAP image {registered[i].name!r}" for i in ids])
+                             mask_names=[f"COLMAP image {registered[i].name!r}" for i in ids],
+                             world_to_normalized=transform)
 
     points = None
     if reconstruction.num_points3D():
         point_list = list(reconstruction.points3D.values())
         xyz = np.stack([point.xyz for point in point_list])
         rgb = np.stack([point.color for point in point_list]).astype(np.uint8)
-        points = points_dataset(xyz, rgb)
-    return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points)
+        points = points_dataset(xyz, rgb, world_to_normalized=transform)
+    return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points,
+                            world_to_normalized=transform)
 
 
 def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:

@@ -14,9 +14,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 
-from hf_eff.splat.cameras import OPENGL_TO_OPENCV
+from hf_eff.splat.cameras import OPENGL_TO_OPENCV, world_normalization
 from hf_eff.splat.scene import (
     MASK_COLUMN,
     Scene,
@@ -29,10 +29,9 @@ from hf_eff.splat.scene import (
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
 
-def _read_split(
-    folder: Path, transforms_file: Path, background: np.ndarray, allow_empty: bool = False
-) -> tuple[Dataset, dict]:
-    """The views of a transforms file, and the file's parsed contents."""
+def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False) -> tuple[dict, dict]:
+    """The frames of a transforms file as `views_dataset`'s arguments (images, Ks, world_to_cameras
+    in float64, masks, mask_names), and the file's parsed contents."""
     import PIL.Image
 
     meta = json.loads(transforms_file.read_text())
@@ -72,9 +71,10 @@ def _read_split(
             poses.append(np.linalg.inv(camera_to_world @ OPENGL_TO_OPENCV))
         except np.linalg.LinAlgError:
             raise ValueError(f"{where} ({frame['file_path']}): transform_matrix is singular") from None
-    # Transparent background composited onto a solid colour (3DGS: black by default).
     names = [f"{transforms_file.name} frame {index}" for index in range(len(frames))]
-    return views_dataset(images, Ks, poses, background, masks=masks if masked else None, mask_names=names), meta
+    views = {"images": images, "Ks": Ks, "world_to_cameras": poses, "masks": masks if masked else None,
+             "mask_names": names}
+    return views, meta
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
@@ -138,7 +138,7 @@ def _intrinsics(
 POINTS_KEY, POINTS_FILE = "ply_file_path", "sparse_pc.ply"
 
 
-def _read_points(folder: Path, transforms_file: Path, meta: dict):
+def _read_points(folder: Path, transforms_file: Path, meta: dict, world_to_normalized=None):
     """The point set a transforms file (parsed: ``meta``) names with nerfstudio's ``ply_file_path``
     (in the frame of its ``transform_matrix`` poses, as nerfstudio writes both), or None when it
     names none."""
@@ -159,13 +159,13 @@ def _read_points(folder: Path, transforms_file: Path, meta: dict):
             f"{where}: {path} has no vertex properties {missing} (a coloured point cloud is needed)"
         )
     vertex = ply["vertex"].data
-    xyz = np.stack([vertex[key] for key in "xyz"], axis=1).astype(np.float32)
+    xyz = np.stack([vertex[key] for key in "xyz"], axis=1).astype(np.float64)
     rgb = np.stack([vertex[key] for key in ("red", "green", "blue")], axis=1)
-    return points_dataset(xyz, rgb)
+    return points_dataset(xyz, rgb, world_to_normalized=world_to_normalized)
 
 
 def scene_from_nerf_synthetic(
-    folder, background=(0.0, 0.0, 0.0), test_every: int | None = None
+    folder, background=(0.0, 0.0, 0.0), test_every: int | None = None, normalize_world_space: bool = False
 ) -> Scene:
     """Reads ``transforms_train.json`` and ``transforms_test.json`` (Blender's own split), or
     one ``transforms.json`` (instant-ngp / nerfstudio) split by ``test_every``, with their
@@ -194,13 +194,24 @@ def scene_from_nerf_synthetic(
     resolves it) is read into the views' ``mask`` column: 0 = a pixel the loss ignores, anything
     else = trained (nerfstudio reads its masks the same way). Every frame of a file names one or
     none does; a missing mask file, or one whose size is not its image's, is refused by frame.
+
+    ``normalize_world_space``: store the scene in normalised coordinates (`load_scene`'s option of that
+    name), computed from the training frames' poses in float64; the scene records the transform
+    (``Scene.world_to_normalized``).
     """
     folder = Path(folder)
     background = np.asarray(background, dtype=np.float64).reshape(3)
     check_test_every(test_every)
+
+    def normalization(poses):
+        return world_normalization(poses) if normalize_world_space else None
+
+    def dataset(frames, transform):
+        # Transparent background composited onto a solid colour (3DGS: black by default).
+        return views_dataset(**frames, background=background, world_to_normalized=transform)
+
     if (folder / "transforms_train.json").exists():
-        train, meta = _read_split(folder, folder / "transforms_train.json", background)
-        points = _read_points(folder, folder / "transforms_train.json", meta)
+        frames, meta = _read_frames(folder, folder / "transforms_train.json")
         test_file = folder / "transforms_test.json"
         if test_file.exists():
             if test_every is not None:
@@ -208,23 +219,29 @@ def scene_from_nerf_synthetic(
                     f"test_every={test_every}: {folder} has its own test split ({test_file.name}); "
                     "leave test_every unset"
                 )
+            transform = normalization(frames["world_to_cameras"])
+            points = _read_points(folder, folder / "transforms_train.json", meta, transform)
             # "frames": [] is an empty test split, as `write_nerf_synthetic` writes one.
-            test, _ = _read_split(folder, test_file, background, allow_empty=True)
-            return Scene.from_views(DatasetDict({"train": train, "test": test}), points)
-        views, default_every = train, 0  # no test file: every view trains unless test_every says
+            test_frames, _ = _read_frames(folder, test_file, allow_empty=True)
+            views = DatasetDict({"train": dataset(frames, transform), "test": dataset(test_frames, transform)})
+            return Scene.from_views(views, points, world_to_normalized=transform)
+        transforms_file, default_every = folder / "transforms_train.json", 0  # every view trains unless test_every says
     elif (folder / "transforms.json").exists():
-        views, meta = _read_split(folder, folder / "transforms.json", background)
-        points = _read_points(folder, folder / "transforms.json", meta)
-        default_every = 8
+        transforms_file, default_every = folder / "transforms.json", 8
+        frames, meta = _read_frames(folder, transforms_file)
     else:
         raise FileNotFoundError(f"no transforms_train.json or transforms.json in {folder}")
     test_every = default_every if test_every is None else test_every
-    is_test = [test_every > 0 and index % test_every == 0 for index in range(len(views))]
+    poses = frames["world_to_cameras"]
+    is_test = [test_every > 0 and index % test_every == 0 for index in range(len(poses))]
     if all(is_test):
         raise ValueError(
-            f"test_every={test_every} leaves no training view among the {len(views)} of {folder} "
+            f"test_every={test_every} leaves no training view among the {len(poses)} of {folder} "
             "(test_every=0 trains on all of them)"
         )
+    transform = normalization([pose for pose, test in zip(poses, is_test) if not test])
+    points = _read_points(folder, transforms_file, meta, transform)
+    views = dataset(frames, transform)
     return Scene.from_views(
         DatasetDict(
             {
@@ -233,6 +250,7 @@ def scene_from_nerf_synthetic(
             }
         ),
         points,
+        world_to_normalized=transform,
     )
 
 

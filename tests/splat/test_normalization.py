@@ -1,0 +1,213 @@
+"""Georegistered captures, far from the world origin: normalised in float64 before float32 storage."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import DatasetDict
+
+from hf_eff.splat import (
+    GaussianModel,
+    Scene,
+    SplatTrainer,
+    SplatTrainingArguments,
+    load_scene,
+    make_procedural_scene,
+    points_dataset,
+    views_dataset,
+)
+from hf_eff.splat.cameras import camera_centres, check_world_to_normalized, world_normalization
+
+# 4e6 m out: float32 rounds a coordinate there to 0.25 m, the procedural cameras are ~8 apart.
+OFFSET = np.array([3e6, -2e6, 1e6])
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(seed=0, num_train=4, num_test=1, width=24, height=24, num_points=80)
+
+
+def capture(scene, offset):
+    """The scene's views and points as a user's arrays (float64), its world moved by ``offset``."""
+    splits = {}
+    for name, views in scene.views.items():
+        rows = views.with_format("numpy")
+        camera_to_world = np.linalg.inv(np.asarray(rows["world_to_camera"], dtype=np.float64))
+        camera_to_world[:, :3, 3] += offset
+        splits[name] = ([np.asarray(image) for image in views["image"]], list(rows["K"]),
+                        list(np.linalg.inv(camera_to_world)))
+    xyz, rgb = scene.point_arrays()
+    return splits, xyz.astype(np.float64) + offset, rgb
+
+
+def normalized_scene(scene, offset):
+    splits, xyz, rgb = capture(scene, offset)
+    transform = world_normalization(splits["train"][2])
+    views = DatasetDict({name: views_dataset(*arrays, world_to_normalized=transform) for name, arrays in splits.items()})
+    return Scene.from_views(views, points_dataset(xyz, rgb, world_to_normalized=transform),
+                            world_to_normalized=transform)
+
+
+def assert_offset_apart(far, near):
+    """x_n = s x + b maps x + OFFSET by ``far`` where ``near`` maps x: b_far + s OFFSET = b_near."""
+    np.testing.assert_allclose(far[:3, 3] + far[0, 0] * OFFSET, near[:3, 3], rtol=0, atol=1e-6)
+
+
+def stored_poses(scene, split="train"):
+    return np.asarray(scene.views[split].with_format("numpy")["world_to_camera"], dtype=np.float64)
+
+
+def test_world_normalization_centres_the_cameras_at_unit_spread(scene):
+    poses = capture(scene, OFFSET)[0]["train"][2]
+    transform = world_normalization(poses)
+    centres = camera_centres(poses) @ transform[:3, :3].T + transform[:3, 3]
+    np.testing.assert_allclose(centres.mean(0), 0, atol=1e-9)
+    assert np.linalg.norm(centres, axis=1).max() == pytest.approx(1.0)
+    assert transform.dtype == np.float64 and np.array_equal(transform[3], [0, 0, 0, 1])
+
+
+def test_a_far_capture_refused_as_it_is_trains_normalised_like_the_same_capture_at_the_origin(scene, tmp_path):
+    splits, _, _ = capture(scene, OFFSET)
+    with pytest.raises(ValueError, match="normalize_world_space=True.*world_to_normalized=world_normalization"):
+        views_dataset(*splits["train"])
+    far, near = normalized_scene(scene, OFFSET), normalized_scene(scene, np.zeros(3))
+    # The same stored scene, up to the float64 rounding of the offset (far below float32's)...
+    for split in ("train", "test"):
+        np.testing.assert_allclose(stored_poses(far, split), stored_poses(near, split), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(far.point_arrays()[0], near.point_arrays()[0], rtol=0, atol=1e-6)
+    assert far.radius == pytest.approx(1.0) and np.allclose(far.center, 0, atol=1e-6)
+    # ... and the recorded transforms differ by the offset.
+    scale = near.world_to_normalized[0, 0]
+    assert far.world_to_normalized[0, 0] == pytest.approx(scale, rel=1e-9)
+    assert_offset_apart(far.world_to_normalized, near.world_to_normalized)
+    far.save(tmp_path / "far")
+    loaded = load_scene(tmp_path / "far")
+    assert loaded == far and np.array_equal(loaded.world_to_normalized, far.world_to_normalized)
+    assert json.loads((tmp_path / "far" / "scene.json").read_text())["world_to_normalized"] == \
+        far.world_to_normalized.tolist()
+
+    models = {}
+    for name, normalized in (("far", loaded), ("near", near)):
+        model = GaussianModel.from_points(*normalized.point_arrays(), sh_degree=0,
+                                          generator=torch.Generator().manual_seed(0))
+        model.world_to_normalized = normalized.world_to_normalized
+        args = SplatTrainingArguments(output_dir=str(tmp_path / name), max_steps=6, strategy="default",
+                                      disable_tqdm=True, seed=0, report_to="none")
+        trainer = SplatTrainer(model, args, train_dataset=normalized.views["train"])
+        trainer.train()
+        trainer.save_model()
+        models[name] = GaussianModel.from_pretrained(tmp_path / name)
+    np.testing.assert_array_equal(models["far"].world_to_normalized, far.world_to_normalized)
+    means = {name: model.splats["means"].detach().numpy() for name, model in models.items()}
+    np.testing.assert_allclose(means["far"], means["near"], rtol=0, atol=1e-4)
+    # Back in the capture's frame the two models lie the offset apart (the .ply's float32 rounds at 4e6 m).
+    for name in models:
+        models[name].save_ply(tmp_path / f"{name}.ply", original_frame=True)
+    original = {name: GaussianModel.from_ply(tmp_path / f"{name}.ply") for name in models}
+    np.testing.assert_allclose(original["far"].splats["means"].detach().numpy().astype(np.float64) - OFFSET,
+                               original["near"].splats["means"].detach().numpy(), rtol=0, atol=0.25)
+    # Six small steps from the scene's points: back where they started, in the capture's frame.
+    np.testing.assert_allclose(original["near"].splats["means"].detach().numpy(), scene.point_arrays()[0],
+                               rtol=0, atol=0.01 * scene.radius)
+    np.testing.assert_allclose(original["near"].splats["scales"].detach().numpy(),
+                               models["near"].splats["scales"].detach().numpy() + np.log(1 / scale), atol=1e-5)
+
+
+def test_save_ply_in_the_original_frame_needs_the_transform(tmp_path):
+    model = GaussianModel.random((0, 0, 0), 1.0, 8, sh_degree=0)
+    with pytest.raises(ValueError, match="records no world_to_normalized"):
+        model.save_ply(tmp_path / "x.ply", original_frame=True)
+    assert not (tmp_path / "x.ply").exists()
+
+
+def test_a_transform_that_rotates_or_shears_is_refused_by_name():
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]
+    for transform in (rotation, np.diag([1.0, 2.0, 1.0, 1.0]), np.diag([-1.0, -1.0, -1.0, 1.0])):
+        with pytest.raises(ValueError, match=r"views_dataset: world_to_normalized must be a uniform scale"):
+            check_world_to_normalized(transform, "views_dataset")
+    with pytest.raises(ValueError, match="scene: world_to_normalized must be a finite 4x4"):
+        check_world_to_normalized(np.eye(3), "scene")
+
+
+def test_a_stored_scene_is_not_normalised_again(scene, tmp_path):
+    scene.save(tmp_path / "stored")
+    with pytest.raises(ValueError, match="is a stored scene, whose poses are float32 already"):
+        load_scene(tmp_path / "stored", normalize_world_space=True)
+
+
+def write_moved_nerf(scene, folder, offset):
+    """``scene`` as a NeRF folder (without its point set: a float32 .ply cannot hold a far one) whose
+    world is moved by ``offset``, in the JSON's float64 as a georegistered export writes it."""
+    from hf_eff.splat.converters import write_nerf_synthetic
+
+    folder = write_nerf_synthetic(scene, folder)
+    for split in ("train", "test"):
+        path = folder / f"transforms_{split}.json"
+        meta = json.loads(path.read_text())
+        meta.pop("ply_file_path", None)
+        for frame in meta["frames"]:
+            camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
+            camera_to_world[:3, 3] += offset
+            frame["transform_matrix"] = camera_to_world.tolist()
+        path.write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_far_nerf_folder_loads_normalised(scene, tmp_path):
+    for name, offset in (("far", OFFSET), ("near", np.zeros(3))):
+        write_moved_nerf(scene, tmp_path / name, offset)
+    with pytest.raises(ValueError, match="the cameras lie about .* from the world origin"):
+        load_scene(tmp_path / "far")
+    far = load_scene(tmp_path / "far", normalize_world_space=True)
+    near = load_scene(tmp_path / "near", normalize_world_space=True)
+    for split in ("train", "test"):
+        np.testing.assert_allclose(stored_poses(far, split), stored_poses(near, split), rtol=0, atol=1e-6)
+    assert_offset_apart(far.world_to_normalized, near.world_to_normalized)
+
+
+def move_colmap_world(sparse, offset):
+    """Moves a COLMAP text model's world by ``offset`` in float64 (pycolmap's Reconstruction.transform
+    loses centimetres at 4e6 m): each pose [R | t] becomes [R | t - R offset], each point x + offset.
+    Poses are rig_from_world in frames.txt (COLMAP 3.12+) and cam_from_world in images.txt (older)."""
+
+    def edit(file, is_pose_line, quaternion_at, translation_at):
+        if not (sparse / file).exists():
+            return
+        lines = (sparse / file).read_text().splitlines()
+        for index, line in enumerate(lines):
+            fields = line.split()
+            if line.startswith("#") or not is_pose_line(fields):
+                continue
+            if quaternion_at is None:
+                moved = np.asarray(fields[translation_at], dtype=np.float64) + offset
+            else:
+                w, x, y, z = map(float, fields[quaternion_at])
+                rotation = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+                moved = np.asarray(fields[translation_at], dtype=np.float64) - rotation @ offset
+            fields[translation_at] = [repr(float(value)) for value in moved]
+            lines[index] = " ".join(fields)
+        (sparse / file).write_text("\n".join(lines) + "\n")
+
+    edit("frames.txt", lambda fields: len(fields) >= 9, slice(2, 6), slice(6, 9))
+    edit("images.txt", lambda fields: len(fields) == 10, slice(1, 5), slice(5, 8))
+    edit("points3D.txt", lambda fields: len(fields) >= 4, None, slice(1, 4))
+
+
+def test_a_far_colmap_project_loads_normalised(scene, tmp_path):
+    pytest.importorskip("pycolmap")
+    from hf_eff.splat.converters import write_colmap
+
+    for name, offset in (("far", OFFSET), ("near", np.zeros(3))):
+        move_colmap_world(write_colmap(scene, tmp_path / name, binary=False) / "sparse" / "0", offset)
+    with pytest.raises(ValueError, match="the cameras lie about .* from the world origin"):
+        load_scene(tmp_path / "far", test_every=4)
+    far = load_scene(tmp_path / "far", test_every=4, normalize_world_space=True)
+    near = load_scene(tmp_path / "near", test_every=4, normalize_world_space=True)
+    for split in ("train", "test"):
+        np.testing.assert_allclose(stored_poses(far, split), stored_poses(near, split), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(far.point_arrays()[0], near.point_arrays()[0], rtol=0, atol=1e-6)
+    assert_offset_apart(far.world_to_normalized, near.world_to_normalized)
