@@ -981,11 +981,52 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "global_stop_iter": getattr(self.strategy, "global_stop_iter", None),
                 # A resumed run goes on from these, not from the last evaluation (steps after it count).
                 "train_clocks": self._train_clocks(),
+                "run": self._densification_record(),
             }
             torch.save(state, os.path.join(output_dir, DENSIFICATION_STATE_NAME))
 
+    def _densification_record(self) -> dict[str, Any]:
+        """What a checkpoint's densification state belongs to, which a resumed run must match: the strategy
+        (`strategy_name`: the built-in one with the parts switched off, or a strategy object's class), the
+        screen-space gradient its statistics sum, and the coarse-to-fine levels (None: no coarse-to-fine),
+        whose schedule the checkpoint carries. Schedules scaled by max_steps may change: a run is extended so."""
+        return {
+            "strategy": self.strategy_name(),
+            "gradient": "absgrad" if getattr(self.strategy, "absgrad", False) else "grad",
+            "c2f_levels": self.args.c2f_levels if self.args.uses_coarse_to_fine else None,
+        }
+
+    def _check_resumable(self, checkpoint: str) -> None:
+        """Refuses, naming each difference, a checkpoint whose densification state another strategy saved:
+        the state would be resumed silently under this run's strategy (the coarse-to-fine schedule and T_2
+        of a g2l checkpoint replace this run's, a default one's leave them as they are). Checkpoints saved
+        before the record (`_densification_record`) are not checked."""
+        path = os.path.join(checkpoint, DENSIFICATION_STATE_NAME)
+        if not os.path.isfile(path):
+            return  # `_load_optimizer_and_scheduler` names the missing state
+        recorded = torch.load(path, map_location="cpu", weights_only=True).get("run")
+        if recorded is None:
+            return
+        current = self._densification_record()
+        labels = {
+            "strategy": "strategy (SplatTrainingArguments strategy, g2l, c2f and adaptive_pruning, or the strategy "
+                        "object passed)",
+            "gradient": "densification gradient (the strategy's absgrad)",
+            "c2f_levels": "coarse-to-fine levels (c2f_levels; None: no coarse-to-fine)",
+        }
+        differences = [f"{label}: {recorded.get(key)!r} in the checkpoint, {current[key]!r} now"
+                       for key, label in labels.items() if recorded.get(key) != current[key]]
+        if differences:
+            raise ValueError(
+                f"resume_from_checkpoint {checkpoint!r}: its densification state was saved by another run than these "
+                f"arguments describe: {'; '.join(differences)}. Resume with the settings it was trained with (its "
+                "training_args.bin), or start a new run from its Gaussians with "
+                f"GaussianModel.from_pretrained({checkpoint!r}) (examples/splat_train.py: --model_name_or_path)"
+            )
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """Resumes with the checkpoint's Gaussians (`_load_gaussians`)."""
+        """Resumes with the checkpoint's Gaussians (`_load_gaussians`), from a checkpoint of the same strategy
+        (`_check_resumable`)."""
         # Checked here, the first use: `from_pretrained` would take a missing folder for a Hub repo id
         # and fail on its form, yet Trainer reads the rest of the state (trainer_state.json, optimizer,
         # RNG) from a local folder only, so a Hub id cannot resume either.
@@ -995,6 +1036,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "written by save_strategy (output_dir/checkpoint-N), or True for the last one in output_dir; "
                 "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
             )
+        self._check_resumable(resume_from_checkpoint)
         self._load_gaussians(resume_from_checkpoint, model)
 
     def _load_best_model(self) -> None:

@@ -102,3 +102,16 @@ def test_normalize_world_space_is_refused_for_the_procedural_scene(tmp_path, mon
     with pytest.raises(ValueError, match="--normalize_world_space applies to a COLMAP or NeRF --scene"):
         run_example(monkeypatch, "--normalize_world_space", "True", "--max_steps", "2",
                     "--output_dir", str(tmp_path / "run"))
+
+
+def test_resuming_with_another_strategy_is_refused_naming_both(tmp_path, monkeypatch):
+    import pytest
+
+    out = tmp_path / "run"
+    run_example(monkeypatch, "--strategy", "default", "--max_steps", "3", "--save_strategy", "steps", "--save_steps", "3",
+                "--render_trajectory", "none", "--output_dir", str(out))
+    written = {path: path.stat().st_mtime_ns for path in out.rglob("*")}
+    with pytest.raises(ValueError, match=r"checkpoint-3'.*'default' in the checkpoint, 'g2l' now.*--model_name_or_path"):
+        run_example(monkeypatch, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3",
+                    "--render_trajectory", "none", "--output_dir", str(out), "--resume_from_checkpoint", "True")
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("*")} == written

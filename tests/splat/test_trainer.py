@@ -381,6 +381,31 @@ def test_an_evaluations_training_clocks_leave_out_its_own_rendering(scene, tmp_p
         assert in_training[clock] <= after[clock] + 0.1, clock
 
 
+@pytest.mark.parametrize("saved, resumed, named", [
+    ({"strategy": "default"}, {}, r"strategy \(.*\): 'default' in the checkpoint, 'g2l' now; coarse-to-fine levels "
+                                  r"\(.*\): None in the checkpoint, 8 now\. Resume with the settings it was trained with"),
+    ({}, {"strategy": "default"}, r"'g2l' in the checkpoint, 'default' now; coarse-to-fine levels .*: 8 in the checkpoint"),
+    ({}, {"c2f": False}, r"'g2l' in the checkpoint, 'g2l \(no c2f\)' now"),
+    ({}, {"c2f_levels": 4}, r"coarse-to-fine levels .*: 8 in the checkpoint, 4 now"),
+    ({"strategy": "default", "custom_strategy": FixedDefaultStrategy(absgrad=True, grow_grad2d=8e-4)},
+     {"strategy": "default", "custom_strategy": FixedDefaultStrategy()},
+     r"densification gradient .*: 'absgrad' in the checkpoint, 'grad' now"),
+])
+def test_resuming_another_strategys_checkpoint_is_refused_before_anything_is_written(scene, tmp_path, saved, resumed,
+                                                                                   named):
+    run = tmp_path / "run"
+    make_trainer(scene, run, max_steps=4, save_strategy="steps", save_steps=4, **saved).train()
+    checkpoint = str(run / "checkpoint-4")
+    written = {path: path.stat().st_mtime_ns for path in run.rglob("*")}
+    trainer = make_trainer(scene, run, max_steps=8, save_strategy="steps", save_steps=4, **resumed)
+    with pytest.raises(ValueError, match=re.escape(f"resume_from_checkpoint {checkpoint!r}: ") + ".*" + named):
+        trainer.train(resume_from_checkpoint=checkpoint)
+    assert {path: path.stat().st_mtime_ns for path in run.rglob("*")} == written
+    assert trainer.state.global_step == 0
+    # the same arguments resume, with max_steps extended (the schedules scaled by it may change)
+    make_trainer(scene, run, max_steps=8, save_strategy="no", **saved).train(resume_from_checkpoint=checkpoint)
+
+
 def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_path):
     make_trainer(scene, tmp_path / "run", max_steps=4, save_strategy="steps", save_steps=4, save_only_model=True).train()
     checkpoint = str(tmp_path / "run" / "checkpoint-4")
