@@ -46,7 +46,12 @@ teacher's totals grant_selection_seconds and grant_reselections, time_to_target,
 target_columns where the data names its targets, class_names for classification, data_split; model_name_or_path,
 model_revision and, as the card's base_model, base_model for a fine-tuned model) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
-targets, whatever their units; mae_<target> is each target's own. With --task graph_multilabel the CSV's
+targets, whatever their units; mae_<target> is each target's own. The MSE loss and the GraNT teacher's score
+(||f - f*||_2 / T per graph) also add the targets up in their own units, so that one of a much larger scale decides
+both alone (a warning says so when the standard deviations differ 10-fold or more): --standardize_targets has the
+model predict each target standardised by its training mean and standard deviation (saved in config.json;
+predictions and metrics stay in the targets' units) and divides each target's errors by its standard deviation in
+the loss and the score. With --task graph_multilabel the CSV's
 target columns hold 0/1 labels, an empty cell meaning "not labelled"; ap is then the primary
 metric (best value and time-to-target), roc_auc reported beside it.
 """
@@ -128,6 +133,15 @@ class ModelArguments:
     kappa: int = field(default=3, metadata={"help": "Hops per layer: [X, AX, ..., A^(kappa-1) X]." + FROM_SAVED})
     dropout: float = field(default=0.0, metadata={"help": "Dropout after every layer." + FROM_SAVED})
     batch_norm: bool = field(default=True, metadata={"help": "BatchNorm after every layer." + FROM_SAVED})
+    standardize_targets: bool = field(
+        default=False,
+        metadata={"help": "Regression: the model predicts each target standardised by its mean and standard deviation "
+                  "over the training graphs (config.json saves them as target_mean and target_std; predictions and "
+                  "metrics stay in the targets' units), and the loss and the GraNT teacher's scores divide each "
+                  "target's errors by its standard deviation. For targets of very different scales, of which the "
+                  "largest would otherwise decide the loss and the teacher's selection alone. A --model_name_or_path "
+                  "keeps the standardisation it was trained with."},
+    )
 
 
 @dataclass
@@ -336,7 +350,14 @@ def output_channels(graphs: datasets.Dataset, task: str) -> int:
 
 def check_run_mode(model_args: ModelArguments, data_args: DataArguments, training_args: GraNTTrainingArguments) -> None:
     """Refuses, before any work, what an evaluation-only run (--do_train False) cannot do, what
-    --model_name_or_path with --model_revision and --output_dir cannot, and --predict_file without --do_predict."""
+    --model_name_or_path with --model_revision and --output_dir cannot, --predict_file without --do_predict, and
+    --standardize_targets but for a fresh regression model."""
+    if model_args.standardize_targets and not training_args.task.endswith("regression"):
+        raise ValueError(f"--standardize_targets standardises regression targets; --task is {training_args.task}")
+    if model_args.standardize_targets and model_args.model_name_or_path is not None:
+        raise ValueError(f"--standardize_targets: --model_name_or_path {model_args.model_name_or_path} keeps the "
+                         "standardisation it was trained with (target_mean and target_std in its config.json, if any); "
+                         "leave the flag out")
     if data_args.predict_file is not None and not training_args.do_predict:
         raise ValueError(f"--predict_file {data_args.predict_file} is what --do_predict predicts: add --do_predict, or "
                          "leave --predict_file out")
@@ -381,16 +402,61 @@ def load_trained_model(model_args: ModelArguments) -> GrantGCN:
         return GrantGCN.from_pretrained(source, revision=model_args.model_revision)
 
 
+# targets whose standard deviations differ by this factor or more: the smaller one's squared errors weigh
+# (1/factor)^2 or less against the larger's in the loss and the teacher's scores
+TARGET_SCALE_WARNING = 10.0
+
+
+def target_spreads(train: datasets.Dataset, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each regression target's mean and standard deviation over the training graphs (node targets: their nodes)."""
+    values = np.concatenate([np.ravel(y) for y in train.with_format("numpy")["y"]]).astype(np.float64)
+    values = values.reshape(-1, outputs)
+    return values.mean(axis=0), values.std(axis=0)
+
+
+def target_statistics(train: datasets.Dataset, outputs: int, targets: list[str] | None) -> tuple[list[float], list[float]]:
+    """--standardize_targets: the targets' means and standard deviations; a target of one value throughout (standard
+    deviation 0) cannot be standardised and is refused by name."""
+    mean, std = target_spreads(train, outputs)
+    names = targets or [f"target {i}" for i in range(outputs)]
+    constant = [name for name, spread in zip(names, std) if spread == 0]
+    if constant:
+        raise ValueError(f"--standardize_targets: {', '.join(constant)} has one value on every training graph "
+                         "(standard deviation 0) and cannot be standardised: drop that target or leave the flag out")
+    return mean.tolist(), std.tolist()
+
+
+def warn_of_target_scales(train: datasets.Dataset, outputs: int, targets: list[str] | None) -> None:
+    """Regression targets of very different scales, trained without --standardize_targets: the largest decides the
+    loss and the GraNT teacher's scores (||f - f*||_2 / T) alone."""
+    if outputs < 2:
+        return
+    std = target_spreads(train, outputs)[1]
+    names = targets or [f"target {i}" for i in range(outputs)]
+    largest, smallest = int(np.argmax(std)), int(np.argmin(std))
+    if std[smallest] > 0 and std[largest] >= TARGET_SCALE_WARNING * std[smallest]:
+        logger.warning("the targets' standard deviations differ %.3g-fold (%s: %.3g, %s: %.3g): the loss and the GraNT "
+                       "teacher's scores follow the larger targets almost alone; --standardize_targets weighs them alike",
+                       std[largest] / std[smallest], names[largest], std[largest], names[smallest], std[smallest])
+
+
 def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str, in_channels: int, out_channels: int,
-                names: list[str] | None, targets: list[str] | None, data: str) -> GrantGCN:
-    """A fresh GrantGCN (its outputs named by the classes or, for regression and multilabel, the data's targets), or
-    the trained one of --model_name_or_path once it is checked against the data."""
+                names: list[str] | None, targets: list[str] | None, data: str,
+                train: datasets.Dataset | None = None) -> GrantGCN:
+    """A fresh GrantGCN (its outputs named by the classes or, for regression and multilabel, the data's targets;
+    standardised by the `train` graphs' targets with --standardize_targets), or the trained one of
+    --model_name_or_path once it is checked against the data."""
     if trained is None:
+        statistics = {}
+        if model_args.standardize_targets:
+            statistics = dict(zip(("target_mean", "target_std"), target_statistics(train, out_channels, targets)))
+        elif task.endswith("regression") and train is not None:
+            warn_of_target_scales(train, out_channels, targets)
         return GrantGCN(
             in_channels=in_channels, out_channels=out_channels, hidden_channels=model_args.hidden_channels,
             num_layers=model_args.num_layers, kappa=model_args.kappa, level=task.split("_")[0],
             dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names, task=task,
-            target_names=None if task.endswith("classification") else targets,
+            target_names=None if task.endswith("classification") else targets, **statistics,
         )
     misfits = model_misfits(trained, task, in_channels, out_channels, names)
     if misfits:
@@ -636,7 +702,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = class_names(graphs) if task.endswith("classification") else None
     targets = target_columns(data_args)
     model = build_model(model_args, trained, task, len(splits["train"][0]["x"][0]), output_channels(graphs, task), names,
-                        targets, data)
+                        targets, data, splits["train"])
     to_predict = (graphs_to_predict(data_args, model, task, splits["test"], model_source(model_args))
                   if training_args.do_predict else None)
     curve = ValidationCurveCallback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -40,6 +41,12 @@ class GrantGCN(
     data flags), by which an evaluation tells whether its test graphs were held out. config.json
     saves the `task` and `data_split` the model has when saved, so that fine-tuning a loaded model
     records its own.
+
+    A regression model may carry `target_mean` and `target_std` (one per output, e.g. each target's
+    mean and standard deviation over the training graphs): its head then predicts standardised
+    targets, which forward maps back to the targets' units (output * target_std + target_mean), and
+    `GraNTTrainer` computes the loss and the teacher's scores on errors divided by `target_std`, so
+    that targets of very different scales weigh alike (else the largest decides both alone).
     """
 
     def __init__(
@@ -56,6 +63,8 @@ class GrantGCN(
         task: str | None = None,
         target_names: list[str] | None = None,
         data_split: dict | None = None,
+        target_mean: list[float] | None = None,
+        target_std: list[float] | None = None,
     ):
         super().__init__()
         if level not in ("graph", "node"):
@@ -78,6 +87,7 @@ class GrantGCN(
             repeated = sorted({name for name in names or [] if names.count(name) > 1})
             if repeated:  # each names one output: a prediction table would have one column for both
                 raise ValueError(f"{kind} name {repeated} more than once: each output needs its own name")
+        self.target_mean, self.target_std = _standardisation(target_mean, target_std, out_channels, task, class_names)
         if kappa < 1 or num_layers < 1:
             raise ValueError(f"kappa and num_layers must be >= 1, got kappa={kappa}, num_layers={num_layers}")
         self.level = level
@@ -90,6 +100,9 @@ class GrantGCN(
             nn.BatchNorm1d(hidden_channels) if batch_norm else nn.Identity() for _ in range(num_layers)
         )
         self.head = nn.Linear(hidden_channels, out_channels)
+        if self.target_std is not None:  # not saved with the weights: config.json holds them
+            self.register_buffer("_target_mean", torch.tensor(self.target_mean), persistent=False)
+            self.register_buffer("_target_std", torch.tensor(self.target_std), persistent=False)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> GrantGCN:
@@ -140,7 +153,9 @@ class GrantGCN(
             if batch is None:
                 batch = x.new_zeros(x.size(0), dtype=torch.long)
             x = global_mean_pool(x, batch)
-        return self.head(x)
+        if self.target_std is None:
+            return self.head(x)
+        return self.head(x) * self._target_std + self._target_mean
 
     def _normalize(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         # BatchNorm has no batch statistics of a single node (a training batch of one single-atom molecule):
@@ -149,6 +164,26 @@ class GrantGCN(
             return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
                                              training=False, eps=norm.eps)
         return norm(x)
+
+
+def _standardisation(mean: list[float] | None, std: list[float] | None, outputs: int, task: str | None,
+                     class_names: list[str] | None) -> tuple[list[float] | None, list[float] | None]:
+    """`target_mean` and `target_std` as floats, after checking that they fit a regression model's outputs."""
+    if mean is None and std is None:
+        return None, None
+    if mean is None or std is None:
+        raise ValueError("target_mean and target_std standardise the targets together: give both or neither")
+    if class_names is not None or (task is not None and not task.endswith("regression")):
+        raise ValueError(f"target_mean and target_std standardise regression targets; the model is for "
+                         f"{task or 'classification'}")
+    mean, std = [float(v) for v in mean], [float(v) for v in std]
+    if len(mean) != outputs or len(std) != outputs:
+        raise ValueError(f"target_mean has {len(mean)} and target_std {len(std)} values for out_channels={outputs} "
+                         "outputs: one per target")
+    if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise ValueError(f"target_std needs finite standard deviations above 0 (and target_mean finite means), got "
+                         f"target_std={std}, target_mean={mean}")
+    return mean, std
 
 
 def _not_a_grantgcn(model_id: str, config: dict | None, missing: list[str], hub_kwargs: dict) -> Exception:

@@ -14,7 +14,7 @@ from torch_geometric.utils import scatter
 
 from hf_eff.grant.collator import arrow_batches, forward_inputs, model_inputs, model_prediction
 from hf_eff.grant.schedules import num_selected
-from hf_eff.grant.tasks import GraphTask, check_class_count, output_error
+from hf_eff.grant.tasks import GraphTask, check_class_count, output_error, per_target_std
 
 NODE_NORMALIZATIONS = ("nodes", "sqrt_nodes")
 
@@ -65,13 +65,15 @@ def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> l
 @torch.no_grad()
 def score_batches(
     model: torch.nn.Module, batches: list[tuple[dict, int]], task: str, device=None, node_normalization: str = "nodes",
-    num_classes: int | None = None,
+    num_classes: int | None = None, target_std: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-graph scores of `scoring_batches` output, with the model in eval mode (no dropout,
     BatchNorm running statistics), called with the inputs training gives it (`model_inputs`).
     `device`: where the batches go, by default the model's (its first parameter's).
     `num_classes`: the classes a classifier's width is checked against, the trainer's count for its
-    data (as training's check, so both name the same width); by default each batch's largest id + 1."""
+    data (as training's check, so both name the same width); by default each batch's largest id + 1.
+    `target_std`: each regression target's standard deviation, by which its errors are divided (the trainer passes
+    a GrantGCN's `target_std`): else the target of the largest scale decides the scores alone."""
     task = GraphTask(task)
     inputs = forward_inputs(model, task)
     if device is None:
@@ -88,8 +90,9 @@ def score_batches(
                 check_class_count(task, outputs.size(-1), num_classes)
             elif task.is_classification and labels.numel():  # the batch's labels, read before they left the CPU
                 check_class_count(task, outputs.size(-1), int(labels.max()) + 1)
+            outputs, labels = per_target_std(outputs.float(), features["labels"], target_std)
             scores.append(graph_scores(  # in float32: a half-precision model's node counts round past 256 (bf16)
-                task, outputs.float(), features["labels"], features["batch"], num_graphs, node_normalization
+                task, outputs, labels, features["batch"], num_graphs, node_normalization
             ).cpu())
     finally:
         model.train(was_training)

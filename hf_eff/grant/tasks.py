@@ -115,6 +115,16 @@ def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) ->
     return F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype), reduction="none").mean(dim=-1)
 
 
+def per_target_std(outputs: torch.Tensor, labels: torch.Tensor, target_std: torch.Tensor | None):
+    """Regression outputs and labels divided by their target's standard deviation (`target_std`, one per output;
+    None: as they are), so that the loss and the teacher's scores weigh targets of any scale alike. Labels of another
+    size than the outputs are left as they are, for the loss's shape checks to name."""
+    if target_std is None or labels.numel() != outputs.numel():
+        return outputs, labels
+    std = target_std.to(outputs.device, outputs.dtype)
+    return outputs / std, labels.reshape(outputs.shape).to(outputs.dtype) / std
+
+
 def output_error(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """dL/df per row, up to the loss's constant: f - f* for regression, softmax(f) - onehot(y)
     for classification, sigmoid(f) - y for graph_multilabel with 0 on unlabelled (NaN) entries

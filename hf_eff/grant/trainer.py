@@ -62,6 +62,7 @@ from hf_eff.grant.tasks import (
     check_class_count,
     multilabel_losses,
     node_losses,
+    per_target_std,
     task_loss,
 )
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
@@ -111,6 +112,17 @@ def _check_length_column(args, dataset) -> None:
             f"train_sampling_strategy={sampling!r} reads each graph's length from the column "
             f"length_column_name={args.length_column_name!r}, which {name} lacks; set length_column_name='num_nodes'"
         )
+
+
+def _target_std(model, task: GraphTask) -> torch.Tensor | None:
+    """The model's `target_std` (GrantGCN's, where it standardises its targets), by which the loss and the teacher's
+    scores divide each target's errors."""
+    std = getattr(model, "target_std", None)
+    if std is None:
+        return None
+    if not task.endswith("regression"):
+        raise ValueError(f"the model standardises regression targets (target_std={std}); the task is {task}")
+    return torch.tensor(std)
 
 
 class GraNTTrainer(HubCardTrainerMixin, Trainer):
@@ -169,6 +181,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # accumulation steps, which it skips for a model taking loss kwargs (any forward with **kwargs)
         self.model_accepts_loss_kwargs = False
         self._forward_inputs = forward_inputs(self.model, self.task)
+        self._target_std = _target_std(self.model, self.task)
         # the model is built for the node (and edge) feature widths of the first dataset given
         named = [(name, d) for name, d in (("train_dataset", train_dataset), *evals.items()) if d is not None]
         self._widths = (named[0][0], feature_widths(named[0][1])) if named else None
@@ -193,7 +206,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = self._forward(model, inputs)
-        loss = task_loss(self.task, outputs, inputs["labels"])
+        loss = task_loss(self.task, *per_target_std(outputs, inputs["labels"], self._target_std))
         return (loss, outputs) if return_outputs else loss
 
     def card_run_settings(self) -> dict:
@@ -305,8 +318,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                 else:
                     # the batch loss as compute_loss gives it, in the model's dtype (compute_metrics sees it with
                     # include_for_metrics=["loss"]); eval_loss is the sums' ratio (evaluation_loop)
-                    loss = task_loss(self.task, outputs, labels)
-                    sums = scatter(node_losses(self.task, outputs.float(), labels), inputs["batch"], dim=0,
+                    scaled = per_target_std(outputs, labels, self._target_std)
+                    loss = task_loss(self.task, *scaled)
+                    sums = scatter(node_losses(self.task, scaled[0].float(), scaled[1]), inputs["batch"], dim=0,
                                    dim_size=inputs["num_nodes"].numel(), reduce="sum")
                     counts = inputs["num_nodes"]
                 self._loss_sums.append(self.accelerator.gather_for_metrics(torch.stack([sums, counts.float()], dim=-1)))
@@ -508,7 +522,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                 self._scoring_batches = batches
         self._share_first_process_buffers()
         local = score_batches(self.model, batches, self.task, self.args.device, self.args.node_score_normalization,
-                              num_classes=self._num_classes)
+                              num_classes=self._num_classes, target_std=self._target_std)
         padded = torch.zeros(shard_size, device=self.args.device)
         padded[: len(local)] = local.to(self.args.device)
         return self.accelerator.gather(padded).cpu()[:num_graphs]

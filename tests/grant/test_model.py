@@ -165,3 +165,31 @@ def test_task_is_saved_and_must_match_the_level(tmp_path):
     assert GrantGCN.from_pretrained(tmp_path).task == "node_classification"
     with pytest.raises(ValueError, match="task 'node_regression' is node-level, but level='graph'"):
         GrantGCN(4, 1, task="node_regression")
+
+
+def test_a_standardised_model_predicts_in_the_targets_units_and_saves_its_statistics(tmp_path):
+    x, edge_index, batch = _graph()
+    model = GrantGCN(4, 2, task="graph_regression", target_mean=[0.002, 1500.0], target_std=[0.001, 800.0]).eval()
+    plain = GrantGCN(4, 2, task="graph_regression").eval()
+    plain.load_state_dict(model.state_dict())  # the statistics are no weights: same keys
+    expected = plain(x, edge_index, batch) * torch.tensor([0.001, 800.0]) + torch.tensor([0.002, 1500.0])
+    torch.testing.assert_close(model(x, edge_index, batch), expected)
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["target_mean"], config["target_std"]) == ([0.002, 1500.0], [0.001, 800.0])
+    torch.testing.assert_close(GrantGCN.from_pretrained(tmp_path).eval()(x, edge_index, batch), expected)
+
+
+@pytest.mark.parametrize(("arguments", "problem"), [
+    ({"target_mean": [0.0, 0.0]}, "give both or neither"),
+    ({"target_mean": [0.0], "target_std": [1.0]}, r"target_mean has 1 and target_std 1 values for out_channels=2"),
+    ({"target_mean": [0.0, 0.0], "target_std": [1.0, 0.0]}, r"target_std needs finite standard deviations above 0"),
+    ({"target_mean": [0.0, float("nan")], "target_std": [1.0, 1.0]}, r"target_std needs finite"),
+    ({"target_mean": [0.0, 0.0], "target_std": [1.0, 1.0], "task": "graph_multilabel"},
+     "standardise regression targets; the model is for graph_multilabel"),
+    ({"target_mean": [0.0, 0.0], "target_std": [1.0, 1.0], "class_names": ["a", "b"]},
+     "standardise regression targets; the model is for classification"),
+])
+def test_target_statistics_that_do_not_fit_a_regression_models_outputs_are_refused(arguments, problem):
+    with pytest.raises(ValueError, match=problem):
+        GrantGCN(4, 2, **arguments)

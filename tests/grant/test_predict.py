@@ -1,6 +1,7 @@
 """examples/grant_train.py --do_predict: predict_results.csv of a --predict_file or the test split."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -391,3 +392,56 @@ def test_a_predict_folder_with_nan_or_inf_features_is_refused_by_name_before_tra
     with pytest.raises(ValueError, match=named):
         _example().main([*GENERATED, "--output_dir", str(tmp_path / "run"), "--do_predict", "--predict_file",
                          str(tmp_path / "graphs")])
+
+
+def _two_scale_csv(path, constant=False):
+    """TRAIN_SMILES with a target in thousandths and one in thousands (or, with `constant`, one of a single value)."""
+    large = [5.0] * len(TRAIN_SMILES) if constant else [(i % 7) * 1e3 for i in range(len(TRAIN_SMILES))]
+    pd.DataFrame({"smiles": TRAIN_SMILES, "small": [(i % 5) * 1e-3 for i in range(len(TRAIN_SMILES))],
+                  "large": large}).to_csv(path, index=False)
+    return ["--dataset", str(path), "--target_column", "small,large", "--task", "graph_regression",
+            "--validation_fraction", "0.2", "--test_fraction", "0.2"]
+
+
+def test_standardize_targets_saves_the_training_statistics_and_predicts_in_the_targets_units(tmp_path, caplog):
+    data = _two_scale_csv(tmp_path / "mols.csv")
+    new = _new_molecules_csv(tmp_path / "new.csv")
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        _example().main([*data, "--output_dir", str(out), "--standardize_targets", "--do_predict", "--predict_file", new,
+                         *COMMON])
+    assert "standard deviations differ" not in caplog.text
+    config = json.loads((out / "config.json").read_text())
+    example = _example()
+    data_args = example.parse_args([*data, "--output_dir", "unused"])[1]
+    seed = 42  # transformers' default, which the run used
+    train = example.split_graphs(example.load_graphs(data_args, "graph_regression", seed), data_args, "graph_regression",
+                                 seed)["train"]
+    labels = np.asarray(train["y"])
+    np.testing.assert_allclose(config["target_mean"], labels.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(config["target_std"], labels.std(axis=0), rtol=1e-6)
+    table = pd.read_csv(out / "predict_results.csv")
+    expected = _forward(GrantGCN.from_pretrained(out), graphs_from_smiles(NEW_SMILES))  # output * std + mean
+    np.testing.assert_allclose(table[["small", "large"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert table["large"].abs().mean() > 100  # in thousands, as the target
+
+
+def test_targets_of_very_different_scales_are_warned_of_without_standardize_targets(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        _example().main([*_two_scale_csv(tmp_path / "mols.csv"), "--output_dir", str(tmp_path / "run"), *COMMON])
+    assert re.search(r"the targets' standard deviations differ \S+-fold \(large: \S+, small: \S+\): the loss and the "
+                     r"GraNT teacher's scores follow the larger targets almost alone; --standardize_targets", caplog.text)
+
+
+def test_standardize_targets_is_refused_where_it_cannot_apply(tmp_path):
+    with pytest.raises(ValueError, match="--standardize_targets: large has one value on every training graph"):
+        _example().main([*_two_scale_csv(tmp_path / "mols.csv", constant=True), "--output_dir", str(tmp_path / "run"),
+                         "--standardize_targets", *COMMON])
+    with pytest.raises(ValueError, match="--standardize_targets standardises regression targets; --task is "
+                                         "node_classification"):
+        _example().main(["--task", "gen-cls", "--output_dir", str(tmp_path / "cls"), "--standardize_targets", *COMMON])
+    GrantGCN(ATOM_FEATURES, 2, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match=rf"--standardize_targets: --model_name_or_path {tmp_path / 'model'} keeps the "
+                                         "standardisation it was trained with"):
+        _example().main([*_two_scale_csv(tmp_path / "mols.csv"), "--model_name_or_path", str(tmp_path / "model"),
+                         "--output_dir", str(tmp_path / "tuned"), "--standardize_targets", *COMMON])

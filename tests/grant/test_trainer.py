@@ -814,3 +814,44 @@ def test_graphs_to_predict_with_nan_or_inf_features_are_refused_by_predict(tmp_p
     with pytest.raises(ValueError, match=rf"^test dataset row {edges}: edge_attr contains NaN \(edge 0, feature 1\)"):
         trainer.predict(new.map(lambda row, i: {"edge_attr": [[1.0, float("nan")]] + row["edge_attr"][1:]
                                                 if i == edges else row["edge_attr"]}, with_indices=True))
+
+
+def _two_scale_graphs(make_graphs, num_graphs=24):
+    """Two regression targets, one a thousandth and one a thousand times x's first feature's mean."""
+    graphs = make_graphs(num_graphs, "graph_regression")
+    return graphs.map(lambda row: {"y": [row["y"][0] * 1e-3, row["y"][0] * 1e3 + 5.0]})
+
+
+def test_a_standardised_models_loss_and_teacher_divide_each_targets_errors_by_its_std(tmp_path, make_graphs):
+    from hf_eff.grant.selection import graph_scores, score_batches, scoring_batches
+
+    graphs = _two_scale_graphs(make_graphs)
+    std = [1e-3, 1e3]
+    model = GrantGCN(6, 2, hidden_channels=8, task="graph_regression", target_mean=[0.0, 5.0], target_std=std)
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, "graph_regression"), train_dataset=graphs)
+    batch = trainer.data_collator([graphs[i] for i in range(8)])
+    outputs = model.eval()(batch["x"], batch["edge_index"], batch["batch"])
+    errors = (outputs - batch["labels"]) / torch.tensor(std)
+    torch.testing.assert_close(trainer.compute_loss(model, batch), errors.pow(2).mean())
+    plain = GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8, task="graph_regression"),
+                         args=_args(tmp_path, "graph_regression"), train_dataset=graphs)
+    plain.model.load_state_dict(model.state_dict())
+    unscaled = plain.model.eval()(batch["x"], batch["edge_index"], batch["batch"])
+    torch.testing.assert_close(plain.compute_loss(plain.model, batch), (unscaled - batch["labels"]).pow(2).mean())
+    # the teacher's scores: ||errors / std||_2 / T per graph, so the small target counts as much as the large one
+    scores = trainer._score_training_set()
+    everything = scoring_batches(graphs, trainer.data_collator)
+    features = everything[0][0]
+    outputs = model.eval()(features["x"], features["edge_index"], features["batch"])
+    expected = graph_scores("graph_regression", outputs / torch.tensor(std), features["labels"] / torch.tensor(std),
+                            features["batch"], len(graphs))
+    torch.testing.assert_close(scores, expected)
+    assert not torch.allclose(score_batches(model, everything, "graph_regression"), expected)  # unscaled differ
+
+
+def test_a_model_standardising_targets_is_refused_for_a_classification_task(tmp_path, make_graphs):
+    model = GrantGCN(6, 2, hidden_channels=8, target_mean=[0.0, 0.0], target_std=[1.0, 1.0])
+    with pytest.raises(ValueError, match=r"the model standardises regression targets \(target_std=\[1.0, 1.0\]\); the "
+                                         "task is graph_classification"):
+        GraNTTrainer(model=model, args=_args(tmp_path, "graph_classification"),
+                     train_dataset=make_graphs(8, "graph_classification"))
