@@ -13,7 +13,9 @@ Node-level evaluation (`evaluate`, `predict`) pads per graph: predictions are [g
 outputs] and `label_ids` is a pair (labels [graphs, max nodes(, targets)], node mask [graphs, max
 nodes], 1 on real nodes), which a user's own `compute_metrics` must unpack as `metrics_for` does.
 `eval_loss` is the mean over nodes for node tasks, over labelled entries for graph_multilabel,
-over graphs otherwise. `predict` also takes graphs without y (e.g.
+over graphs otherwise. A model with `target_std` (GrantGCN's standardised regression targets) is
+trained, scored by the teacher and given its losses on each target's errors divided by its
+`target_std`; its predictions and metrics stay in the targets' units. `predict` also takes graphs without y (e.g.
 `graphs_from_smiles(new_smiles)`): predictions only, `label_ids` None and no loss (node-level:
 graph g's nodes are predictions[g, :num_nodes[g]], the rest padding); `evaluate` refuses them.
 """

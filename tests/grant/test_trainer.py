@@ -855,3 +855,13 @@ def test_a_model_standardising_targets_is_refused_for_a_classification_task(tmp_
                                          "task is graph_classification"):
         GraNTTrainer(model=model, args=_args(tmp_path, "graph_classification"),
                      train_dataset=make_graphs(8, "graph_classification"))
+
+
+@pytest.mark.parametrize("task", ["node_regression", "graph_regression"])
+def test_a_standardised_models_eval_loss_is_that_of_its_errors_per_std(tmp_path, make_graphs, task):
+    data = make_graphs(13, task, seed=6, min_nodes=1, max_nodes=12)
+    model = GrantGCN(6, 1, hidden_channels=8, level=task.split("_")[0], target_mean=[3.0], target_std=[0.01])
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, task, per_device_eval_batch_size=4), eval_dataset=data)
+    outputs, labels = _outputs_and_labels(model, task, data)
+    expected = torch.nn.functional.mse_loss(outputs / 0.01, labels.view_as(outputs) / 0.01)
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected.item(), rel=1e-5)
