@@ -21,6 +21,7 @@ from torch import nn
 
 from hf_eff.hub.cards import model_card_template
 from hf_eff.hub.sources import check_weights_file, naming_missing_folder
+from hf_eff.splat.cameras import check_world_to_normalized
 
 __all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
 
@@ -85,7 +86,6 @@ class GaussianModel(
 
     def __init__(self, sh_degree: int = 3, num_gaussians: int = 0, rasterize_mode: str = "classic",
                  white_background: bool | None = None, world_to_normalized=None):
-        from hf_eff.splat.cameras import check_world_to_normalized
         from hf_eff.splat.rendering import RASTERIZE_MODES
 
         super().__init__()
@@ -287,15 +287,13 @@ class GaussianModel(
 
     # ------------------------------------------------------------------ Hub serialisation
     def _save_pretrained(self, save_directory: Path) -> None:
-        super()._save_pretrained(save_directory)
         # The mixin would store the constructor's arguments; the count changes in training.
         config = {"sh_degree": self.sh_degree, "num_gaussians": self.num_gaussians,
                   "rasterize_mode": self.rasterize_mode, "white_background": self.white_background}
         if self.world_to_normalized is not None:
-            from hf_eff.splat.cameras import check_world_to_normalized
-
-            # Checked again: the attribute may have been set (from a scene) after construction.
+            # Checked before anything is written: the attribute may have been set (from a scene) since construction.
             config["world_to_normalized"] = check_world_to_normalized(self.world_to_normalized, "GaussianModel").tolist()
+        super()._save_pretrained(save_directory)
         (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
     @classmethod
@@ -392,7 +390,8 @@ class GaussianModel(
                 "the scene it was trained on; set model.world_to_normalized = scene.world_to_normalized first if "
                 "that scene was normalised"
             )
-        scale, offset = self.world_to_normalized[0, 0], self.world_to_normalized[:3, 3]
+        transform = check_world_to_normalized(self.world_to_normalized, "GaussianModel")  # it may have been set since
+        scale, offset = transform[0, 0], transform[:3, 3]
         means = (splats["means"].numpy().astype(np.float64) - offset) / scale
         return {**splats, "means": torch.from_numpy(means.astype(np.float32)),
                 "scales": splats["scales"] - float(np.log(scale))}

@@ -211,3 +211,17 @@ def test_a_far_colmap_project_loads_normalised(scene, tmp_path):
         np.testing.assert_allclose(stored_poses(far, split), stored_poses(near, split), rtol=0, atol=1e-6)
     np.testing.assert_allclose(far.point_arrays()[0], near.point_arrays()[0], rtol=0, atol=1e-6)
     assert_offset_apart(far.world_to_normalized, near.world_to_normalized)
+
+
+def test_a_model_keeps_its_frame_in_config_json_and_refuses_a_rotating_one_before_writing(tmp_path):
+    far = np.eye(4)
+    far[0, 3] = 5e6
+    transform = world_normalization([np.eye(4), far])
+    model = GaussianModel.random((0, 0, 0), 1.0, 8, sh_degree=0)
+    model.world_to_normalized = transform.tolist()  # as read from a scene.json
+    model.save_pretrained(tmp_path / "model")
+    np.testing.assert_array_equal(GaussianModel.from_pretrained(tmp_path / "model").world_to_normalized, transform)
+    model.world_to_normalized = np.eye(4)[[1, 0, 2, 3]]
+    with pytest.raises(ValueError, match="GaussianModel: world_to_normalized must be a uniform scale"):
+        model.save_pretrained(tmp_path / "other")
+    assert not (tmp_path / "other" / "model.safetensors").exists()
