@@ -213,7 +213,8 @@ def ellipse_path(camera_to_world, num_frames: int) -> np.ndarray:
     After gsplat's ``generate_ellipse_path_z`` (multinerf): the centre is `focus_point`, the
     ellipse's half-axes are the 90th percentile of the cameras' offsets from it, and the path
     sits at the cameras' mean height. gsplat assumes its normalised world's z is up; hf-eff
-    does not normalise scenes (a COLMAP world's up is arbitrary), so here up is the direction
+    does not rotate scenes (a COLMAP world's up is arbitrary; ``normalize_world_space`` only
+    centres and scales them), so here up is the direction
     orthogonal to the cameras' right (x) axes, which a camera held level keeps horizontal at any
     pitch, signed like their mean up vector (-y in OpenCV). That mean alone (nerfstudio's
     ``orientation_method="up"``) leans toward the side a one-sided capture stands on and tilts the
