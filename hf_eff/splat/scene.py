@@ -590,6 +590,8 @@ class Scene:
             if self.points is not None:
                 contents["points"] = len(self.points)
             contents["camera radius"] = self.radius
+            if self.world_to_normalized is not None:  # scene.json: world_to_normalized
+                contents["one unit, in the capture's world units (normalised)"] = 1 / self.world_to_normalized[0, 0]
             # The card keeps save's YAML (its configs are how load_dataset finds views and points).
             metadata = DatasetCard.load(readme).data.to_dict()
             scene_card(repo_id, contents, metadata, license=license, revision=revision).save(readme)

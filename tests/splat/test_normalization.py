@@ -225,3 +225,45 @@ def test_a_model_keeps_its_frame_in_config_json_and_refuses_a_rotating_one_befor
     with pytest.raises(ValueError, match="GaussianModel: world_to_normalized must be a uniform scale"):
         model.save_pretrained(tmp_path / "other")
     assert not (tmp_path / "other" / "model.safetensors").exists()
+
+
+HUB_ROUND_TRIP = """
+import json, sys
+from huggingface_hub import DatasetCard
+from hf_eff.splat.scene import load_scene
+folder, repo_id = sys.argv[1], sys.argv[2]
+load_scene(folder).push_to_hub(repo_id)
+print("FRAME " + json.dumps(load_scene(repo_id).world_to_normalized.tolist()))
+print("CARD " + json.dumps(DatasetCard.load(repo_id).text))
+"""
+
+
+def test_a_normalised_scene_keeps_its_transform_through_the_hub(scene, tmp_path):
+    import os
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.hub.hub_server import HubServer
+
+    far = normalized_scene(scene, OFFSET)
+    far.save(tmp_path / "scene")
+    token = f"hf_{secrets.token_hex(16)}"
+    server = HubServer({token: "frame-tester"}).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+        env.update(HF_ENDPOINT=server.url, HF_TOKEN=token, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "home"),
+                   HF_HUB_DISABLE_PROGRESS_BARS="1", OMP_NUM_THREADS="1")
+        process = subprocess.run(
+            [sys.executable, "-c", HUB_ROUND_TRIP, str(tmp_path / "scene"), "frame-tester/far-scene"],
+            env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
+        )
+    finally:
+        server.stop()
+    printed = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in process.stdout.splitlines()
+               if line.startswith(("FRAME ", "CARD "))}
+    assert process.returncode == 0 and len(printed) == 2, process.stderr[-4000:]
+    np.testing.assert_array_equal(printed["FRAME"], far.world_to_normalized)
+    unit = 1 / far.world_to_normalized[0, 0]
+    assert f"| one unit, in the capture's world units (normalised) | {unit:.4g} |" in printed["CARD"], printed["CARD"]
