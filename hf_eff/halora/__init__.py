@@ -47,6 +47,7 @@ _LAZY = {
     "MultipleChoiceScorer": "tasks",
     "builtin_task": "tasks",
     "choice_logprob_sums": "tasks",
+    "choice_rows_collator": "tasks",
     "load_task": "tasks",
     "tokenize_for_scoring": "tasks",
     "tokenize_for_training": "tasks",

@@ -6,7 +6,6 @@ or evaluate an existing adapter (or a bare base model) under the same noise, wit
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import statistics
 import sys
@@ -18,7 +17,6 @@ from datasets import Dataset
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 from transformers import (
-    DataCollatorForSeq2Seq,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
@@ -141,16 +139,11 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
     trainer that only evaluates."""
     add_bos_token = harness_adds_bos(model)
     scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length, add_bos_token)
-    # Padded on the right whatever the tokenizer's habit: with left padding an absolute-position
-    # model (GPT-2) would score a choice differently in a batch than alone.
-    right_padding = copy.copy(tokenizer)
-    right_padding.padding_side = "right"
-    return HaLoRATrainer(
+    return HaLoRATrainer(  # the trainer pads both datasets' rows on the right (choice_rows_collator)
         model=model,
         args=args,
         train_dataset=None if train is None else tokenize_for_training(train, tokenizer, max_length, add_bos_token),
         eval_dataset=scoring,
-        data_collator=DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100),
         scorer=scorer,
     )
 

@@ -14,19 +14,25 @@ commonsense suite; loaders for the real tasks (ARC-e, ARC-c, OBQA, SIQA, WinoGra
 
 from __future__ import annotations
 
+import copy
 import gc
 import random
 import string
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset, Features, List, Value
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from transformers import EvalPrediction, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import (
+    DataCollatorForSeq2Seq,
+    EvalPrediction,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 MC_COLUMNS = ("question", "choices", "answer")
 # Optional: per row, None (DEFAULT_PROMPT applies) or one context string per choice.
@@ -410,6 +416,21 @@ def _encode_pairs(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str], pa
     return rows
 
 
+def choice_rows_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
+    """The collator of ``encode_choices``' rows (``tokenize_for_training``'s and ``tokenize_for_scoring``'s): pads
+    the ids, attention mask and labels (with -100) on the right, whatever ``tokenizer.padding_side`` says, through a
+    copy (the caller's tokenizer is left as it is). On the left an absolute-position model (GPT-2) would see a row
+    at other positions in a batch than alone: a choice would score differently, and training would fit positions
+    that inference does not use."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no pad token, which padding the rows of a batch needs: "
+                         "set tokenizer.pad_token = tokenizer.eos_token (the attention mask and labels of -100 hide "
+                         "the padding)")
+    right_padding = copy.copy(tokenizer)
+    right_padding.padding_side = "right"
+    return DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100)
+
+
 def harness_adds_bos(model) -> bool:
     """Whether lm-evaluation-harness would encode for ``model`` with a BOS token: it turns ``add_bos_token``
     on for the Gemma family (its model_type holds "gemma"), which underperforms without one."""
@@ -442,13 +463,15 @@ def tokenize_for_training(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, 
 class MultipleChoiceScorer:
     """Maps the per-row scores of ``tokenize_for_scoring``'s flattened rows back to questions.
     ``choice_lengths``: characters of each row's choice, for ``accuracy_norm`` (None: accuracy only);
-    ``questions``: the multiple-choice dataset the rows were built from, for ``samples``."""
+    ``questions``: the multiple-choice dataset the rows were built from, for ``samples``; ``tokenizer``: the one
+    that encoded the rows, which ``HaLoRATrainer`` pads them with (``choice_rows_collator``) when given no collator."""
 
     example_index: np.ndarray
     choice_index: np.ndarray
     answers: np.ndarray
     choice_lengths: np.ndarray | None = None
     questions: Dataset | None = None
+    tokenizer: PreTrainedTokenizerBase | None = field(default=None, repr=False, compare=False)
 
     def _score_table(self, row_scores: np.ndarray) -> np.ndarray:
         """The rows' scores as a questions x choices table, -inf past a question's last choice."""
@@ -543,7 +566,7 @@ def tokenize_for_scoring(
     order = sorted(range(len(rows)), key=lambda k: len(rows[k]["input_ids"]))
     scorer = MultipleChoiceScorer(
         np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"]),
-        np.array([float(len(texts[k])) for k in order]), questions=dataset,
+        np.array([float(len(texts[k])) for k in order]), questions=dataset, tokenizer=tokenizer,
     )
     return Dataset.from_list([rows[k] for k in order]), scorer
 

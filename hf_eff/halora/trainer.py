@@ -25,7 +25,13 @@ from accelerate.optimizer import AcceleratedOptimizer
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from peft import PeftModel
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+)
 from transformers.trainer_utils import speed_metrics
 
 from hf_eff.halora.config import (
@@ -43,7 +49,7 @@ from hf_eff.halora.noise import (
     rram_linear_modules,
     rram_noise,
 )
-from hf_eff.halora.tasks import MultipleChoiceScorer, choice_logprob_sums
+from hf_eff.halora.tasks import MultipleChoiceScorer, choice_logprob_sums, choice_rows_collator
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
@@ -257,7 +263,9 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     ``scorer`` (``tokenize_for_scoring``'s, with its eval dataset) scores the evaluation: it sets
     ``compute_metrics`` and ``preprocess_logits_for_metrics``, and with ``log_samples`` maps each run's
     choice scores to the per-question samples written beside the metrics. Its rows need a collator that pads
-    labels (``DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)``, as ``build_trainer``).
+    labels: given none, the trainer pads them, and ``tokenize_for_training``'s rows, with
+    ``choice_rows_collator`` (on the right, with -100) from the scorer's tokenizer (else ``processing_class``), as
+    TRL's trainers choose the collator their data needs; a collator that pads no labels is refused.
 
     ``data_splits``, when set, is saved beside the adapter (checkpoints too) as DATA_SPLITS_NAME: the data
     settings of each training run the adapter went through, which tell an evaluation of it whether its
@@ -274,6 +282,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
                 raise ValueError(f"HaLoRATrainer: scorer sets compute_metrics and preprocess_logits_for_metrics; "
                                  f"give scorer or {' and '.join(given)}, not both")
             kwargs.update(compute_metrics=scorer.compute_metrics, preprocess_logits_for_metrics=choice_logprob_sums)
+        # Trainer and TRL's trainers take data_collator third
+        collator_given = (args[2] if len(args) > 2 else kwargs.get("data_collator")) is not None
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, HaLoRATrainingArguments):
             raise TypeError("HaLoRATrainer needs HaLoRATrainingArguments (eval_sigmas, eval_noise_seeds, noise_seed)")
@@ -281,13 +291,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
             raise ValueError("log_samples needs the eval dataset's scorer: HaLoRATrainer(..., scorer=scorer, "
                              "eval_dataset=rows) with rows, scorer = tokenize_for_scoring(questions, tokenizer) "
                              "(hf_eff.halora.experiment.build_trainer passes them)")
-        # transformers' defaults when none is given: they pad no labels, and the scored rows' lengths differ
-        if scorer is not None and (self.data_collator is default_data_collator
-                                   or type(self.data_collator) is DataCollatorWithPadding):
-            raise ValueError("scorer: tokenize_for_scoring's rows differ in length and carry labels, which the "
-                             "Trainer's default data collator does not pad; give data_collator=DataCollatorForSeq2Seq("
-                             "tokenizer, padding=True, label_pad_token_id=-100), the tokenizer padding on the right "
-                             "(hf_eff.halora.experiment.build_trainer's)")
+        if scorer is not None:
+            self.data_collator = self._scoring_collator(scorer, collator_given)
         self.scorer = scorer
         earlier_samples = [] if self.args.log_samples else sorted(Path(self.args.output_dir).glob("samples_*.jsonl"))
         if earlier_samples and self.is_world_process_zero():  # beside this run's results, they would pass for its own
@@ -318,6 +323,28 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
                                 field="the adapter's noise_target_modules" if from_adapter else "eval_noise_target_modules")
             check_eval_sigmas(self.args.eval_sigmas, settings["mode"],
                               "eval_noise_mode" if self.args.eval_noise_mode is not None else "the adapter's noise_mode")
+
+    def _scoring_collator(self, scorer: MultipleChoiceScorer, collator_given: bool):
+        """The collator of a trainer with a scorer: the one given, or (as the superclass chose) a co-trainer's own
+        (TRL's pads labels), unless it is one of transformers' defaults, which pad no labels while the scored rows'
+        lengths differ: given, it is refused; chosen by default, ``choice_rows_collator`` replaces it."""
+        pads_no_labels = self.data_collator is default_data_collator or type(self.data_collator) is DataCollatorWithPadding
+        if not pads_no_labels:
+            return self.data_collator
+        tokenizer = scorer.tokenizer
+        if tokenizer is None and isinstance(self.processing_class, PreTrainedTokenizerBase):
+            tokenizer = self.processing_class
+        if collator_given:
+            raise ValueError("scorer: tokenize_for_scoring's rows differ in length and carry labels, which the given "
+                             "data_collator does not pad; give none (the trainer then pads them with the scorer's "
+                             "tokenizer) or one that pads labels on the right, e.g. "
+                             "hf_eff.choice_rows_collator(tokenizer)")
+        if tokenizer is None:
+            raise ValueError("scorer: its rows differ in length and carry labels, and neither the scorer (one "
+                             "tokenize_for_scoring did not build) nor processing_class holds the tokenizer to pad "
+                             "them with; give processing_class=tokenizer, or data_collator="
+                             "hf_eff.choice_rows_collator(tokenizer)")
+        return choice_rows_collator(tokenizer)
 
     # --- configuration ---------------------------------------------------------------------
 

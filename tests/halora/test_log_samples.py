@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
-from transformers import DataCollatorForSeq2Seq
 
 from hf_eff.halora.experiment import build_trainer
 from hf_eff.halora.tasks import MultipleChoiceScorer, builtin_task, tokenize_for_scoring
@@ -111,16 +110,8 @@ def test_log_samples_needs_the_scorer_and_predictions(tmp_path, char_tokenizer):
                                          r"eval_dataset=rows\) with rows, scorer = tokenize_for_scoring\(questions, tokenizer\)"):
         HaLoRATrainer(model=model, args=_args(tmp_path, log_samples=True), eval_dataset=scoring,
                       compute_metrics=scorer.compute_metrics)
-    # the fix the message names, with the Trainer's default collator (which pads no labels): refused before any
-    # training, not at the first evaluation; with a collator that pads them, it scores
-    collator_needed = r"scorer: tokenize_for_scoring's rows differ in length and carry labels, which the Trainer's " \
-                      r"default data collator does not pad; give data_collator=DataCollatorForSeq2Seq"
-    for processing_class in (None, char_tokenizer):
-        with pytest.raises(ValueError, match=collator_needed):
-            HaLoRATrainer(model=model, args=_args(tmp_path, log_samples=True), eval_dataset=scoring, scorer=scorer,
-                          processing_class=processing_class)
-    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, log_samples=True), eval_dataset=scoring, scorer=scorer,
-                            data_collator=DataCollatorForSeq2Seq(char_tokenizer, padding=True, label_pad_token_id=-100))
+    # the fix the message names: the trainer pads the rows itself (HaLoRATrainer's default collator), and it scores
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, log_samples=True), eval_dataset=scoring, scorer=scorer)
     assert trainer.evaluate()["eval_accuracy"] == np.mean([s["acc"] for s in _read_samples(trainer.samples_path())
                                                            if s["sigma"] == 0])
     with pytest.raises(ValueError, match="give scorer or compute_metrics, not both"):

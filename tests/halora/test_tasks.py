@@ -18,6 +18,7 @@ from hf_eff.halora.tasks import (
     builtin_task,
     check_multiple_choice,
     choice_logprob_sums,
+    choice_rows_collator,
     encode_choices,
     harness_adds_bos,
     load_hub_task,
@@ -440,3 +441,13 @@ def test_smollm2_encoding_equals_the_harness_one_request_at_a_time():
     for max_length in (128, 24):  # 24 cuts most prompts; the longest choice has 15 tokens
         expected = [_harness_request(tokenizer, c, " " + k, max_length) for c, k in pairs]
         assert encode_choices(tokenizer, contexts, choices, max_length) == expected
+
+
+def test_the_rows_collator_names_a_missing_pad_token(char_tokenizer):
+    import copy
+
+    without_pad = copy.deepcopy(char_tokenizer)
+    without_pad.pad_token = None
+    with pytest.raises(ValueError, match="has no pad token, which padding the rows of a batch needs: set "
+                                         "tokenizer.pad_token = tokenizer.eos_token"):
+        choice_rows_collator(without_pad)

@@ -1,14 +1,16 @@
+import copy
 import warnings
 
 import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
-from transformers import DataCollatorForSeq2Seq, default_data_collator
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, default_data_collator
 
 from hf_eff import HaLoRAConfig
 from hf_eff.halora import noise as noise_module
 from hf_eff.halora.tasks import (
+    MultipleChoiceScorer,
     builtin_task,
     choice_logprob_sums,
     tokenize_for_scoring,
@@ -226,6 +228,61 @@ def test_evaluation_noise_of_the_arguments_applies_to_lora_and_halora_alike(tmp_
             assert adapter_noise == {"mode": "absolute", "tile_size": 32, "target_modules": ["q_proj"]}
     assert metrics["lora"]["eval_loss_sigma_0.05_mean"] != metrics["lora"]["eval_loss"]
     assert metrics["lora"] == metrics["halora"]
+
+
+def _tiny_gpt2(vocab_size):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=128, n_embd=16, n_layer=1, n_head=2)).eval()
+
+
+def test_a_scorer_without_a_collator_pads_every_row_on_the_right(tmp_path, char_tokenizer):
+    """No data_collator: the trainer pads the scored and the training rows on the right, from a copy of the
+    scorer's tokenizer, so that an absolute-position model (GPT-2) scores each row in a batch as alone."""
+    left = copy.deepcopy(char_tokenizer)
+    left.padding_side = "left"
+    train, evaluation = builtin_task("mixed", train_size=8, eval_size=9)
+    scoring, scorer = tokenize_for_scoring(evaluation, left, max_length=96)
+    training = tokenize_for_training(train, left, 96)
+    model = _tiny_gpt2(len(left))
+    args = _args(tmp_path, eval_sigmas=[0.0], per_device_eval_batch_size=32, per_device_train_batch_size=8, max_steps=1)
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=training, eval_dataset=scoring, scorer=scorer)
+    assert left.padding_side == "left"  # the caller's tokenizer is left as it was
+    assert len(set(map(len, training["input_ids"]))) > 1
+    batch = trainer.data_collator([training[i] for i in range(len(training))])
+    lengths = torch.tensor(list(map(len, training["input_ids"])))
+    right_padded = torch.arange(batch["input_ids"].shape[1]) < lengths[:, None]
+    assert torch.equal(batch["attention_mask"].bool(), right_padded)
+    assert (batch["labels"][~right_padded] == -100).all()
+
+    batched = trainer.predict(scoring).predictions
+    trainer.args.per_device_eval_batch_size = 1
+    alone = trainer.predict(scoring).predictions
+    assert len(set(map(len, scoring["input_ids"]))) > 1
+    torch.testing.assert_close(torch.as_tensor(batched), torch.as_tensor(alone))
+    trainer.train()  # the training rows' batches pad too
+
+
+def test_a_scorer_collator_comes_from_processing_class_and_a_collator_padding_no_labels_is_refused(tmp_path,
+                                                                                                  char_tokenizer):
+    left = copy.deepcopy(char_tokenizer)
+    left.padding_side = "left"
+    scoring, scorer = tokenize_for_scoring(builtin_task(train_size=0, eval_size=4)[1], left, max_length=96)
+    built_by_hand = MultipleChoiceScorer(scorer.example_index, scorer.choice_index, scorer.answers)
+    model = make_tiny_llama(vocab_size=len(left))
+    args = _args(tmp_path, eval_sigmas=[0.0])
+    trainer = HaLoRATrainer(model=model, args=args, eval_dataset=scoring, scorer=built_by_hand, processing_class=left)
+    assert trainer.data_collator.tokenizer.padding_side == "right" and left.padding_side == "left"
+    assert isinstance(trainer.data_collator, DataCollatorForSeq2Seq) and trainer.data_collator.label_pad_token_id == -100
+    with pytest.raises(ValueError, match="neither the scorer .* nor processing_class holds the tokenizer to pad them "
+                                         "with; give processing_class=tokenizer"):
+        HaLoRATrainer(model=model, args=args, eval_dataset=scoring, scorer=built_by_hand)
+    for collator in (default_data_collator, DataCollatorWithPadding(left)):
+        with pytest.raises(ValueError, match="which the given data_collator does not pad; give none"):
+            HaLoRATrainer(model=model, args=args, eval_dataset=scoring, scorer=scorer, data_collator=collator)
+        with pytest.raises(ValueError, match="which the given data_collator does not pad"):  # given positionally
+            HaLoRATrainer(model, args, collator, eval_dataset=scoring, scorer=scorer)
 
 
 def test_arguments_validate(tmp_path):
