@@ -7,6 +7,7 @@ from hf_eff.grant.data import (
     check_graph_dataset,
     class_names,
     encode_class_labels,
+    feature_widths,
     generate_graphon_dataset,
     graphs_from_pyg,
     graphs_from_smiles,
@@ -24,6 +25,7 @@ from hf_eff.grant.metrics import (
     time_to_target,
 )
 from hf_eff.grant.model import GrantGCN
+from hf_eff.grant.predictions import predictions_table
 from hf_eff.grant.schedules import plan_epochs, ratio_at, reselection_epochs
 from hf_eff.grant.selection import (
     graph_scores,
@@ -47,6 +49,7 @@ __all__ = [
     "check_graph_dataset",
     "class_names",
     "encode_class_labels",
+    "feature_widths",
     "generate_graphon_dataset",
     "graph_scores",
     "graph_task_metrics",
@@ -59,6 +62,7 @@ __all__ = [
     "molecules_from_csv",
     "metrics_for",
     "plan_epochs",
+    "predictions_table",
     "ratio_at",
     "reselection_epochs",
     "score_dataset",
