@@ -91,6 +91,7 @@ from hf_eff.grant.collator import GRAPH_COLUMNS
 from hf_eff.grant.data import feature_widths, largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
+from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
@@ -514,8 +515,12 @@ def split_settings(graphs: datasets.Dataset | datasets.DatasetDict, data_args: D
 def warn_unless_held_out(model: GrantGCN, settings: dict, source: str) -> None:
     """Warns when the split settings differ from those the trained model records for the same data (a model saved
     before they were recorded, or trained on other data, has nothing to compare)."""
-    recorded = model.data_split
-    if recorded is None or recorded.get("dataset_name") != settings["dataset_name"]:
+    if model.data_split is None:
+        return
+    # a pushed model records local data by its last part (hf_eff.hub.push), so data is matched by that
+    recorded, settings = ({**split, "dataset_name": shown_name(split.get("dataset_name") or "")}
+                          for split in (model.data_split, settings))
+    if recorded["dataset_name"] != settings["dataset_name"]:
         return
     differing = [f"--{name} {settings.get(name)} (the model's: {recorded.get(name)})"
                  for name in sorted(set(recorded) | set(settings)) if recorded.get(name) != settings.get(name)]

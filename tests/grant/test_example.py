@@ -222,6 +222,18 @@ def test_the_training_run_records_its_split_and_an_evaluation_on_another_is_warn
             f"--model_name_or_path {run}: its validation or test graphs may include the model's training graphs") in caplog.text
 
 
+def test_a_pushed_models_split_is_matched_to_local_data_by_its_last_part(trained, tmp_path, caplog):
+    data, run, _ = trained
+    pushed = tmp_path / "pushed"
+    shutil.copytree(run, pushed)
+    config = json.loads((pushed / "config.json").read_text())
+    config["data_split"]["dataset_name"] = Path(data).name  # as a push uploads it (hf_eff.hub.push.upload_folder)
+    (pushed / "config.json").write_text(json.dumps(config))
+    _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(pushed),
+                     "--do_train", "False", "--output_dir", str(tmp_path / "eval"), *EVAL_COMMON, "--seed", "1"])
+    assert "--seed 1 (the model's: 42) differ from the training run" in caplog.text
+
+
 def test_generated_data_records_the_flags_that_make_its_graphs(tmp_path):
     results = _example().main(["--task", "gen-cls", "--num_generated_graphs", "30", "--min_nodes", "4", "--max_nodes",
                                "6", "--output_dir", str(tmp_path / "run"), *COMMON])
