@@ -14,11 +14,13 @@ from torch_geometric.nn import TAGConv, global_mean_pool
 
 from hf_eff.grant.tasks import GraphTask
 from hf_eff.hub.cards import model_card_template
+from hf_eff.hub.push import PushesWithoutLocalPaths
 from hf_eff.hub.sources import check_weights_file, last_checkpoint_hint, naming_missing_folder
 
 
 class GrantGCN(
     nn.Module,
+    PushesWithoutLocalPaths,
     PyTorchModelHubMixin,
     library_name="hf-eff",
     tags=["graph-neural-teaching", "graph-neural-network", "torch_geometric", "grant"],

@@ -20,6 +20,7 @@ from huggingface_hub import PyTorchModelHubMixin, constants
 from torch import nn
 
 from hf_eff.hub.cards import model_card_template
+from hf_eff.hub.push import PushesWithoutLocalPaths
 from hf_eff.hub.sources import check_weights_file, naming_missing_folder
 from hf_eff.splat.cameras import check_world_to_normalized
 
@@ -51,6 +52,7 @@ def _num_sh_rest(sh_degree: int) -> int:
 
 class GaussianModel(
     nn.Module,
+    PushesWithoutLocalPaths,
     PyTorchModelHubMixin,
     library_name="hf-eff",
     tags=["gaussian-splatting", "3d-reconstruction", "gsplat"],

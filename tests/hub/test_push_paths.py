@@ -162,3 +162,16 @@ def test_the_paths_libraries_load_from_are_uploaded_as_they_wrote_them(local_hub
     upload_folder(api, repo_id=repo_id, folder_path=run)
     assert {name: _pushed_json(local_hub, repo_id, name) for name in written} == {
         **written, "all_results.json": {"base_model": "base"}}
+
+
+def test_a_models_own_push_to_hub_uploads_its_config_without_local_paths(local_hub, monkeypatch):
+    from hf_eff import GrantGCN
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    split = {"dataset_name": f"{PRIVATE}/mols.csv", "seed": 0}
+    model = GrantGCN(in_channels=3, out_channels=1, hidden_channels=4, task="graph_regression", data_split=split)
+    repo_id = local_hub.repo_id("own-push")
+    model.push_to_hub(repo_id, token=local_hub.token)
+
+    assert _pushed_json(local_hub, repo_id, "config.json")["data_split"] == {"dataset_name": "mols.csv", "seed": 0}
+    assert model.data_split == split
