@@ -521,11 +521,13 @@ SSIM_LABELS = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's int
 
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
                license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
-               revision: str | None = None, trajectory: str | None = None, model_name: str | None = None) -> ModelCard:
+               revision: str | None = None, trajectory: str | None = None, model_name: str | None = None,
+               normalized: bool = False) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply``,
     ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
     (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``model_revision``):
-    the model whose Gaussians training started from, which the card names, as a GraNT card does."""
+    the model whose Gaussians training started from, which the card names, as a GraNT card does.
+    ``normalized``: the splats were trained in normalised coordinates (config.json's ``world_to_normalized``)."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
     base_model, _, local_base = _base_model(results.get("base_model"))
     ssim = SSIM_LABELS.get(results.get("eval_ssim_padding"), "SSIM")
@@ -546,8 +548,8 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     return _render(
         "splat_model", card_data, revision, model_name, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
-        antialiased=results.get("rasterize_mode") == "antialiased", base_model=base_model, local_base=local_base,
-        base_revision=results.get("model_revision") if base_model else None,
+        antialiased=results.get("rasterize_mode") == "antialiased", normalized=normalized, base_model=base_model,
+        local_base=local_base, base_revision=results.get("model_revision") if base_model else None,
         results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
     )
 

@@ -227,9 +227,11 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
             return max(found, key=lambda p: ((output_dir / p).stat().st_mtime_ns, p.as_posix())).as_posix()
 
         trajectory = "trajectory.gif" if (output_dir / "trajectory.gif").is_file() else None
+        config_file = output_dir / "config.json"
+        normalized = config_file.is_file() and json.loads(config_file.read_text()).get("world_to_normalized") is not None
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           trajectory=trajectory, license=license, dataset=dataset, revision=revision,
-                          model_name=model_name)
+                          model_name=model_name, normalized=normalized)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 

@@ -4,6 +4,7 @@ The uploads themselves run against the local Hub in test_roundtrips.py (through 
 import json
 import os
 
+import numpy as np
 import pytest
 from huggingface_hub import DatasetCard
 
@@ -143,3 +144,12 @@ def test_splat_card_shows_the_novel_view_video_when_the_run_wrote_one(tmp_path):
     (folder / "trajectory.gif").write_bytes(b"GIF89a")
     text = push.build_card("splat_model", folder, "me/splats").text
     assert "![novel views](trajectory.gif)" in text and "![preview](preview.png)" in text
+
+
+def test_splat_card_says_when_the_splats_are_in_normalised_coordinates(tmp_path):
+    folder = _touch(tmp_path, "config.json", "model.safetensors", "all_results.json", "splats.ply")
+    assert "normalised" not in push.build_card("splat_model", folder, "me/splats").text
+    (folder / "config.json").write_text(json.dumps({"world_to_normalized": np.eye(4).tolist()}))
+    text = push.build_card("splat_model", folder, "me/splats").text
+    assert "`config.json`'s `world_to_normalized` maps the capture's frame to the splats', and `splats.ply` is in " \
+           "the normalised frame; `splats.save_ply(path, original_frame=True)`" in " ".join(text.split())
