@@ -1,0 +1,141 @@
+"""The public API's conventions: what `hf_eff` exports, and what the three methods' trainers and models share with
+transformers' Trainer and huggingface_hub's PyTorchModelHubMixin."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from transformers import Trainer, TrainingArguments
+
+import hf_eff
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SUBPACKAGES = ("halora", "grant", "splat", "hub")
+DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+PYTHON_FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def subpackage_exports() -> dict[str, list[str]]:
+    return {sub: list(importlib.import_module(f"hf_eff.{sub}").__all__) for sub in SUBPACKAGES}
+
+
+def documented_imports() -> list[tuple[str, str, str]]:
+    """(where, module, name) of each `from hf_eff... import name` in the Python blocks of README.md and docs/."""
+    found = []
+    for path in DOCS:
+        text = path.read_text()
+        for block in PYTHON_FENCE.finditer(text):
+            line = text.count("\n", 0, block.start()) + 1
+            for node in ast.walk(ast.parse(block.group(1))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "hf_eff":
+                    where = f"{path.relative_to(REPO_ROOT)}:{line + node.lineno}"
+                    found += [(where, node.module, alias.name) for alias in node.names]
+    return found
+
+
+def test_every_subpackage_export_is_the_same_object_from_hf_eff():
+    for sub, names in subpackage_exports().items():
+        module = importlib.import_module(f"hf_eff.{sub}")
+        for name in names:
+            assert getattr(hf_eff, name) is getattr(module, name), f"hf_eff.{name} is not hf_eff.{sub}.{name}"
+
+
+def test_no_name_is_exported_by_two_subpackages():
+    owners: dict[str, list[str]] = {}
+    for sub, names in subpackage_exports().items():
+        for name in names:
+            owners.setdefault(name, []).append(sub)
+    assert {name: subs for name, subs in owners.items() if len(subs) > 1} == {}
+
+
+def test_exports_are_public_names():
+    for sub, names in subpackage_exports().items():
+        assert [name for name in names if name.startswith("_")] == [], sub
+
+
+def test_star_import_binds_every_export():
+    namespace: dict = {}
+    exec("from hf_eff import *", namespace)
+    expected = {name for names in subpackage_exports().values() for name in names}
+    assert expected - set(namespace) == set()
+    assert set(hf_eff.__all__) == expected
+
+
+def test_subpackage_is_an_attribute_on_first_access(monkeypatch):
+    # as after a bare `import hf_eff`: the subpackage is imported but not yet bound on hf_eff
+    monkeypatch.delattr(hf_eff, "grant")
+    assert hf_eff.grant is sys.modules["hf_eff.grant"]
+
+
+def test_unknown_name_raises_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchTrainer'"):
+        hf_eff.NoSuchTrainer  # noqa: B018
+
+
+def test_import_hf_eff_does_not_load_the_trainers_or_graph_and_splat_stacks():
+    heavy = ["hf_eff.grant", "hf_eff.splat", "hf_eff.hub", "hf_eff.halora.trainer", "transformers.trainer",
+             "torch_geometric", "gsplat"]
+    code = f"import sys, hf_eff; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_documented_imports_name_exported_objects():
+    imports = documented_imports()
+    assert any(module == "hf_eff" for _, module, _ in imports), "README.md and docs/ show no `from hf_eff import`"
+    for where, module, name in imports:
+        assert hasattr(importlib.import_module(module), name), f"{where}: `from {module} import {name}` fails"
+        if module == "hf_eff":
+            assert name in hf_eff.__all__, f"{where}: {name} is not in hf_eff.__all__"
+
+
+TRAINERS = [("HaLoRATrainer", "HaLoRATrainingArguments"), ("GraNTTrainer", "GraNTTrainingArguments"),
+            ("SplatTrainer", "SplatTrainingArguments")]
+
+
+@pytest.mark.parametrize(("trainer_name", "arguments_name"), TRAINERS)
+def test_trainer_extends_transformers(trainer_name, arguments_name):
+    trainer, arguments = getattr(hf_eff, trainer_name), getattr(hf_eff, arguments_name)
+    assert issubclass(trainer, Trainer)
+    assert issubclass(arguments, TrainingArguments)
+    assert inspect.signature(trainer.evaluate).parameters["metric_key_prefix"].default == "eval"
+    assert inspect.signature(trainer.predict).parameters["metric_key_prefix"].default == "test"
+
+
+@pytest.mark.parametrize(("trainer_name", "arguments_name"), TRAINERS)
+def test_trainer_refuses_plain_training_arguments_with_type_error(trainer_name, arguments_name, tmp_path):
+    model = hf_eff.GaussianModel() if trainer_name == "SplatTrainer" else torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=arguments_name):
+        getattr(hf_eff, trainer_name)(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]))
+
+
+@pytest.mark.parametrize("model_name", ["GrantGCN", "GaussianModel"])
+def test_hub_model_push_to_hub_takes_the_mixins_arguments(model_name):
+    model_class = getattr(hf_eff, model_name)
+    assert issubclass(model_class, PyTorchModelHubMixin)
+    # hf_eff.hub.push.PushesWithoutLocalPaths writes push_to_hub out again: it must not drift from the mixin's
+    ours = inspect.signature(model_class.push_to_hub).parameters
+    theirs = inspect.signature(PyTorchModelHubMixin.push_to_hub).parameters
+    assert list(ours) == list(theirs)
+    assert [p.kind for p in ours.values()] == [p.kind for p in theirs.values()]
+
+
+def test_hub_models_from_pretrained_take_the_mixins_keywords(tmp_path):
+    hub_keywords = {"revision": None, "token": None, "cache_dir": str(tmp_path / "cache"), "local_files_only": True,
+                    "force_download": False}
+    grant = hf_eff.GrantGCN(in_channels=3, out_channels=2, task="graph_classification")
+    grant.save_pretrained(tmp_path / "grant")
+    loaded = hf_eff.GrantGCN.from_pretrained(tmp_path / "grant", **hub_keywords)
+    assert all(torch.equal(a, b) for a, b in zip(grant.state_dict().values(), loaded.state_dict().values()))
+    splats = hf_eff.GaussianModel(sh_degree=1, num_gaussians=4)
+    splats.save_pretrained(tmp_path / "splat")
+    assert hf_eff.GaussianModel.from_pretrained(tmp_path / "splat", **hub_keywords).num_gaussians == 4
