@@ -88,7 +88,7 @@ from hf_eff.grant import (
     time_to_target,
 )
 from hf_eff.grant.collator import GRAPH_COLUMNS
-from hf_eff.grant.data import feature_widths, largest_class_id
+from hf_eff.grant.data import MissingColumnError, feature_widths, largest_class_id
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
 from hf_eff.hub.cards import shown_name
@@ -578,9 +578,9 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
             # in the session's temporary folder: predicted once, the new molecules leave no copy in a cache
             return molecules_from_csv(file, smiles_column, name=f"--predict_file {path}",
                                       cache_dir=get_temporary_cache_files_directory())
-        except KeyError as error:  # the SMILES column is missing: say which flag names it
-            raise KeyError(f"{error.args[0]}; name the SMILES column of --predict_file with --predict_smiles_column "
-                           "(default: --smiles_column)") from None
+        except MissingColumnError as error:  # the SMILES column is missing: say which flag names it
+            raise MissingColumnError(f"{error}; name the SMILES column of --predict_file with "
+                                     "--predict_smiles_column (default: --smiles_column)") from None
     if file.is_dir():
         try:
             graphs = datasets.load_from_disk(path)
@@ -591,8 +591,8 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
                              "to predict as one Dataset")
         missing = [column for column in GRAPH_COLUMNS if column not in graphs.column_names]
         if missing:
-            raise KeyError(f"--predict_file {path} lacks column(s) {missing}: graphs to predict need "
-                           f"{list(GRAPH_COLUMNS)} (it has {graphs.column_names})")
+            raise MissingColumnError(f"--predict_file {path} lacks column(s) {missing}: graphs to predict need "
+                                     f"{list(GRAPH_COLUMNS)} (it has {graphs.column_names})")
         if len(graphs) == 0:
             raise ValueError(f"--predict_file {path} holds no graphs to predict")
         return graphs, None

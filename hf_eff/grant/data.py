@@ -329,6 +329,11 @@ def graphs_from_pyg(
     return dataset
 
 
+class MissingColumnError(ValueError):
+    """A column a loader or check needs is absent: a ValueError, as `datasets` raises for a missing column (and
+    HaLoRA's and splat's checks do), of its own class so that a caller can add which flag names the column."""
+
+
 def _csv_row(path, column: str, index: int) -> str:
     # a data row, not a file line: pandas skips blank lines and a quoted cell may span lines
     return f"{path}, column {column!r}, data row {index + 1} (1-based, header not counted)"
@@ -349,7 +354,7 @@ def _targets_from_frame(
 
     missing = [c for c in target_columns if c not in frame.columns]
     if missing:
-        raise KeyError(f"{path}: no column {missing}; columns are {list(frame.columns)}")
+        raise MissingColumnError(f"{path}: no column {missing}; columns are {list(frame.columns)}")
     if classification:
         if len(target_columns) != 1:
             raise ValueError("classification takes exactly one target column (class labels)")
@@ -394,7 +399,7 @@ def _read_smiles_csv(path, smiles_column: str, name: str):
         raise ValueError(f"{name} is empty: give a CSV with a header row, the SMILES column {smiles_column!r} among "
                          "its columns, and a molecule per row") from None
     if smiles_column not in frame.columns:
-        raise KeyError(f"{name}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
+        raise MissingColumnError(f"{name}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
     smiles = frame[smiles_column]
     if smiles.empty:
         raise ValueError(f"{name} has a header but no molecules")
@@ -451,7 +456,7 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
         for part in ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv"):
             header = pd.read_csv(data_dir / part, nrows=0).columns
             if target not in header:
-                raise KeyError(f"QM9 has no target {target!r}; choose one of {list(header[10:])}")
+                raise ValueError(f"QM9 has no target {target!r}; choose one of {list(header[10:])}")
             frame = pd.read_csv(data_dir / part, usecols=["SMILES", target], nrows=remaining)
             frames.append(frame)
             if remaining is not None:
@@ -678,7 +683,7 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
     required = [c for c in REQUIRED_COLUMNS if labelled or c != "y"]
     missing = [c for c in required if c not in dataset.column_names]
     if missing:
-        raise KeyError(
+        raise MissingColumnError(
             f"{name}: missing column(s) {missing}; a graph dataset needs {required} "
             f"(has {dataset.column_names})"
         )

@@ -261,8 +261,8 @@ def test_a_folder_without_graphs_or_their_columns_is_refused_naming_it(tmp_path)
         with pytest.raises(ValueError, match=f"^--predict_file {tmp_path / empty} holds no graphs to predict"):
             _predict_only(tmp_path / "model", tmp_path / empty, "graph_regression", tmp_path / "out")
     graphs.remove_columns("num_nodes").save_to_disk(str(tmp_path / "no_sizes"))
-    with pytest.raises(KeyError, match=rf"--predict_file {tmp_path / 'no_sizes'} lacks column\(s\) \['num_nodes'\]: "
-                                       r"graphs to predict need \['x', 'edge_index', 'num_nodes'\]"):
+    with pytest.raises(ValueError, match=rf"^--predict_file {tmp_path / 'no_sizes'} lacks column\(s\) \['num_nodes'\]: "
+                                         r"graphs to predict need \['x', 'edge_index', 'num_nodes'\]"):
         _predict_only(tmp_path / "model", tmp_path / "no_sizes", "graph_regression", tmp_path / "out")
 
 
@@ -302,14 +302,14 @@ def test_a_predict_file_csv_reads_its_own_smiles_column(tmp_path):
     pd.DataFrame({"SMILES": NEW_SMILES}).to_csv(new, index=False)
     training = ["--dataset", str(data), "--target_column", "logp", "--task", "graph_regression",
                 "--validation_fraction", "0.2", "--test_fraction", "0.2", "--do_predict", "--predict_file", str(new), *COMMON]
-    with pytest.raises(KeyError, match=rf"--predict_file {new}: no SMILES column 'smiles'; columns are \['SMILES'\]; name "
-                                       r"the SMILES column of --predict_file with --predict_smiles_column"):
+    with pytest.raises(ValueError, match=rf"^--predict_file {new}: no SMILES column 'smiles'; columns are \['SMILES'\]; name "
+                                         r"the SMILES column of --predict_file with --predict_smiles_column"):
         _example().main([*training, "--output_dir", str(tmp_path / "refused")])
     assert not (tmp_path / "refused").exists()  # refused before training
     results = _example().main([*training, "--predict_smiles_column", "SMILES", "--output_dir", str(tmp_path / "run")])
     assert results["predict_graphs"] == len(NEW_SMILES)
     assert pd.read_csv(tmp_path / "run" / "predict_results.csv")["smiles"].tolist() == NEW_SMILES
-    with pytest.raises(KeyError, match=rf"--predict_file {new}: no SMILES column 'Smiles'"):
+    with pytest.raises(ValueError, match=rf"^--predict_file {new}: no SMILES column 'Smiles'"):
         _predict_only(tmp_path / "run", new, "graph_regression", tmp_path / "out", "--predict_smiles_column", "Smiles")
 
 

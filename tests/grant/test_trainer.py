@@ -183,7 +183,7 @@ def test_saved_model_reloads(tmp_path, make_graphs):
 
 def test_bad_input_errors(tmp_path, make_graphs):
     train = make_graphs(8, "graph_regression")
-    with pytest.raises(KeyError, match="missing column"):
+    with pytest.raises(ValueError, match="missing column"):
         GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression"), train_dataset=train.remove_columns("y"))
     with pytest.raises(ValueError, match="task must be one of"):
         _args(tmp_path, "edge_regression")
