@@ -305,7 +305,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     Args:
         model: the `GaussianModel` to train (e.g. `GaussianModel.from_points` on the scene's cloud).
         args: `SplatTrainingArguments` (max_steps must be set to train; the schedules scale with it).
-        train_dataset: the scene's train split (`scene.views["train"]`) or a `SceneViews`.
+        train_dataset: the scene's train split (`scene.views["train"]`) or a `SceneViews`. This and every
+            argument after `args` are keyword-only: `Trainer`'s third positional argument is `data_collator`.
         eval_dataset: the test split; evaluation reports PSNR and SSIM on it and saves renders.
         strategy: any gsplat `Strategy` (`MCMCStrategy` on CUDA only: it calls gsplat's kernels itself);
             None builds the one `args` describes. A strategy that is not
@@ -325,8 +326,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     card_kind = "splat_model"
 
-    def __init__(self, model: nn.Module, args: SplatTrainingArguments, train_dataset=None, eval_dataset=None,
-                 strategy=None, **kwargs):
+    def __init__(self, model: nn.Module | None = None, args: SplatTrainingArguments | None = None, *,
+                 train_dataset=None, eval_dataset=None, strategy=None, **kwargs):
         from hf_eff.splat.strategy import GlobalToLocalStrategy
 
         if not isinstance(args, SplatTrainingArguments):

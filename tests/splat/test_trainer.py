@@ -102,6 +102,14 @@ def test_a_whole_scene_or_a_split_without_the_view_columns_is_refused_with_the_f
         SplatTrainer(model=model, args=args, train_dataset=scene.views["train"].remove_columns("K"))
 
 
+def test_arguments_after_args_are_keyword_only_as_trainers_third_is_data_collator(scene, tmp_path):
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5)
+    model = GaussianModel.from_points(*scene.point_arrays())
+    with pytest.raises(TypeError, match="takes from 1 to 3 positional arguments but 4 were given"):
+        SplatTrainer(model, args, scene.views["train"])
+    assert SplatTrainer(model, args, train_dataset=scene.views["train"]).args.max_steps == 5
+
+
 def test_a_split_passed_to_the_trainer_gets_the_checks_of_a_scenes_split(scene, tmp_path):
     import io
 
