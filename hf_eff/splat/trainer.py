@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
-from transformers.trainer_utils import PredictionOutput
+from transformers.trainer_utils import PredictionOutput, speed_metrics
 from transformers.utils import logging
 
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
@@ -850,7 +850,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         masked views over the kept pixels only, see `hf_eff.splat.losses`; the saved targets show
         ignored pixels black),
         the number of Gaussians, `train_seconds` and `train_cpu_seconds` (training wall and
-        process CPU time so far, evaluations excluded; left out before training has begun). No LPIPS: it needs pretrained AlexNet /
+        process CPU time so far, evaluations excluded; left out before training has begun), and Trainer's
+        `eval_runtime`, `eval_samples_per_second` and `eval_steps_per_second` (a sample and a step: one view rendered,
+        the PNG's saving excluded). No LPIPS: it needs pretrained AlexNet /
         VGG weights, which the library does not download. The render|target pairs of the first
         `eval_render_images` views are saved as a PNG in output_dir/<prefix>_renders and sent to
         the image-capable `report_to` loggers (TensorBoard, wandb)."""
@@ -883,7 +885,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         """Renders every view of ``test_dataset`` (a scene split) at full resolution, as Trainer's
         predict runs the model on a test set: ``predictions`` are the renders and ``label_ids`` the
         views' images (float32 [N, H, W, 3] in [0, 1]; masked views' ignored pixels black), for metrics
-        of one's own such as LPIPS; ``metrics`` are `evaluate`'s PSNR, SSIM and Gaussian count."""
+        of one's own such as LPIPS; ``metrics`` are `evaluate`'s PSNR, SSIM, Gaussian count and speed metrics."""
         views = self._eval_views(test_dataset, self.args, name="test_dataset")
         self._check_finite(current=True)
         metrics, renders, targets = self._render_views(views, metric_key_prefix, len(views))
@@ -892,8 +894,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                 metrics=metrics)
 
     def _render_views(self, views: SceneViews, prefix: str, keep: int):
-        """Renders every view; returns the metrics (mean PSNR and SSIM, Gaussian count) and the render
-        and target [H, W, 3] (CPU) of the first ``keep`` views."""
+        """Renders every view; returns the metrics (mean PSNR and SSIM, Gaussian count, then Trainer's speed
+        metrics, one view a sample and a step) and the render and target [H, W, 3] (CPU) of the first ``keep`` views."""
+        start_time = time.time()  # speed_metrics' clock
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -919,6 +922,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             f"{prefix}_psnr": sum(psnrs) / len(psnrs),
             f"{prefix}_ssim": sum(ssims) / len(ssims),
             f"{prefix}_num_gaussians": len(self.splats["means"]),
+            **speed_metrics(prefix, start_time, num_samples=len(views), num_steps=len(views)),
         }
         return metrics, renders, targets
 

@@ -467,6 +467,14 @@ def test_zero_eval_render_images_evaluates_without_renders(scene, tmp_path):
     assert "eval_psnr" in metrics and not (tmp_path / "eval_renders").exists()
 
 
+def test_evaluate_and_predict_report_trainers_speed_metrics(scene, tmp_path):
+    trainer = make_trainer(scene, tmp_path)
+    speed = ("runtime", "samples_per_second", "steps_per_second")
+    metrics = trainer.evaluate()
+    assert {f"eval_{name}" for name in speed} <= metrics.keys() <= trainer.state.log_history[-1].keys()
+    assert {f"test_{name}" for name in speed} <= trainer.predict(scene.views["test"]).metrics.keys()
+
+
 def test_paper_schedule_scales_with_max_steps(tmp_path):
     args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000)
     strategy = args.build_strategy()
