@@ -130,10 +130,11 @@ class PushesWithoutLocalPaths:
                     create_pr: bool | None = None, allow_patterns=None, ignore_patterns=None, delete_patterns=None,
                     model_card_kwargs: dict | None = None) -> str:
         api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as tmp:
             saved = Path(tmp) / "model"
+            # saved before the repo is created: a model that refuses to save leaves no empty repo behind
             self.save_pretrained(saved, config=config, model_card_kwargs=model_card_kwargs)
+            repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
             return upload_folder(api, repo_id=repo_id, repo_type="model", folder_path=saved,
                                  commit_message=commit_message, revision=branch, create_pr=create_pr,
                                  allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,

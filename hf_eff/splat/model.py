@@ -288,6 +288,18 @@ class GaussianModel(
         )
 
     # ------------------------------------------------------------------ Hub serialisation
+    def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
+        """`PyTorchModelHubMixin.save_pretrained`; config.json is the model's own settings, which `from_pretrained`
+        rebuilds it from, so a ``config`` (which the mixin would drop unseen) is refused before anything is written."""
+        # save_pretrained(push_to_hub=True) hands the mixin's own record of the constructor's arguments to push_to_hub
+        if config is not None and config is not self._hub_mixin_config:
+            raise ValueError(
+                "GaussianModel takes no config=...: config.json holds the model's own settings (sh_degree, "
+                "num_gaussians, rasterize_mode, white_background, world_to_normalized), which from_pretrained "
+                "rebuilds it from; set rasterize_mode, white_background or world_to_normalized on the model instead"
+            )
+        return super().save_pretrained(save_directory, **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         # The mixin would store the constructor's arguments; the count changes in training.
         config = {"sh_degree": self.sh_degree, "num_gaussians": self.num_gaussians,

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,40 @@ def test_render_returns_images_alpha_and_strategy_info():
     assert model.splats["shN"].grad.abs().sum() == 0, "degree 0 ignores shN"
     with pytest.raises(ValueError, match="sh_degree"):
         model.render(viewmats, Ks, 16, 12, sh_degree=2)
+
+
+def test_a_config_is_refused_by_name_before_anything_is_saved_or_a_repo_is_created(tmp_path, monkeypatch):
+    from hf_eff.hub import push
+
+    model = random_model(num=4, sh_degree=0)
+    model.save_pretrained(tmp_path / "splat")
+    saved = (tmp_path / "splat" / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"^GaussianModel takes no config=\.\.\.: config.json holds the model's own "
+                                         r"settings \(sh_degree, num_gaussians"):
+        model.save_pretrained(tmp_path / "splat", config={"sh_degree": 3})
+    assert (tmp_path / "splat" / "config.json").read_text() == saved
+
+    uploaded = {}
+
+    class OfflineApi:  # the Hub calls of PushesWithoutLocalPaths.push_to_hub, recorded
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            uploaded["created"] = repo_id
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(api, *, repo_id, folder_path, **kwargs):
+        uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+
+    monkeypatch.setattr(push, "HfApi", OfflineApi)
+    monkeypatch.setattr(push, "upload_folder", upload_folder)
+    with pytest.raises(ValueError, match="^GaussianModel takes no config=..."):
+        model.push_to_hub("me/splats", config={"sh_degree": 3})
+    assert uploaded == {}
+    # the mixin's save_pretrained(push_to_hub=True) passes its own config on to push_to_hub: still taken
+    model.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id="me/splats")
+    assert uploaded == {"created": "me/splats", "config": json.loads(saved)}
 
 
 def test_a_model_fitted_on_white_renders_onto_white_and_keeps_it_in_its_config(tmp_path):
