@@ -141,8 +141,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
     args: GraNTTrainingArguments
     card_kind = "grant_model"
 
+    # keyword-only from compute_metrics on: Trainer's sixth positional argument is processing_class
     def __init__(self, model=None, args: GraNTTrainingArguments | None = None, data_collator=None,
-                 train_dataset=None, eval_dataset=None, compute_metrics=None, **kwargs):
+                 train_dataset=None, eval_dataset=None, *, compute_metrics=None, **kwargs):
         if not isinstance(args, GraNTTrainingArguments):
             raise TypeError("GraNTTrainer needs GraNTTrainingArguments (they name the task and the teacher)")
         self.task = GraphTask(args.task)

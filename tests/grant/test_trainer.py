@@ -181,6 +181,14 @@ def test_saved_model_reloads(tmp_path, make_graphs):
     assert GrantGCN.from_pretrained(tmp_path / "saved").head.out_features == 2
 
 
+def test_arguments_after_eval_dataset_are_keyword_only_as_trainers_sixth_is_processing_class(tmp_path, make_graphs):
+    train = make_graphs(8, "graph_regression")
+    args = _args(tmp_path, "graph_regression")
+    with pytest.raises(TypeError, match="takes from 1 to 6 positional arguments but 7 were given"):
+        GraNTTrainer(GrantGCN(6, 1), args, None, train, None, lambda prediction: {})
+    assert GraNTTrainer(GrantGCN(6, 1), args, None, train, compute_metrics=None).args is args
+
+
 def test_bad_input_errors(tmp_path, make_graphs):
     train = make_graphs(8, "graph_regression")
     with pytest.raises(ValueError, match="missing column"):
