@@ -50,7 +50,7 @@ from hf_eff.grant.collator import (
 from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import check_graph_dataset, feature_widths, largest_class_id
 from hf_eff.grant.metrics import metrics_for
-from hf_eff.grant.schedules import plan_epochs
+from hf_eff.grant.schedules import kept_units, plan_epochs
 from hf_eff.grant.selection import (
     class_strata,
     partition_batches,
@@ -359,6 +359,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         if self.train_dataset is None:
             raise ValueError("GraNTTrainer: training requires a train_dataset (the graphs the teacher selects from)")
         self._strata = class_strata(self.train_dataset["y"]) if self.args.stratify_selection else None
+        strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
         self._plan = plan_epochs(
             num_graphs=len(self.train_dataset),
             batch_size=self._train_batch_size,
@@ -371,15 +372,18 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             interval_start=self.args.reselect_interval_start,
             interval_end=self.args.reselect_interval_end,
             num_processes=self.args.world_size,
-            strata_sizes=None if self._strata is None else [len(c) for c in self._strata],
+            strata_sizes=strata_sizes,
         )
         if not any(entry.reselect for entry in self._plan[1:]):
+            # The share actually kept, not the ratio: GraNT(B) keeps at least one batch, GraNT(S) one graph per batch
+            kept, of = kept_units(len(self.train_dataset), self._train_batch_size, self._plan[0].ratio,
+                                  self.args.variant, strata_sizes)
             logger.warning(
                 "GraNT selects once in this run: with num_train_epochs=%d the first reselection would come after it, so "
-                "every epoch trains on the same %.0f%% of the training graphs, picked at epoch 0 (the paper's schedule "
-                "spans hundreds of epochs). For a short run lower reselect_interval_start (e.g. 1), raise start_ratio, "
-                "or use teacher='none'.",
-                len(self._plan), 100 * self._plan[0].ratio,
+                "every epoch trains on the same %d of the %d training %s (%.0f%%), picked at epoch 0 (the paper's "
+                "schedule spans hundreds of epochs). For a short run lower reselect_interval_start (e.g. 1), raise "
+                "start_ratio, or use teacher='none'.",
+                len(self._plan), kept, of, "batches" if self.args.variant == "batch" else "graphs", 100 * kept / of,
             )
         self.teaching_log = []
         self._scoring_batches = None

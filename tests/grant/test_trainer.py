@@ -654,7 +654,15 @@ def test_a_run_too_short_to_reselect_is_warned_of(tmp_path, make_graphs, caplog)
         args = _args(tmp_path, "graph_regression", num_train_epochs=epochs)
         with caplog.at_level(logging.WARNING, logger="hf_eff.grant.trainer"):
             GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train()
-        assert ("every epoch trains on the same 25% of the training graphs" in caplog.text) == warned
+        assert ("every epoch trains on the same 1 of the 4 training batches (25%)" in caplog.text) == warned
+
+
+def test_a_run_too_short_to_reselect_names_the_share_actually_kept(tmp_path, make_graphs, caplog):
+    # GraNT(B) keeps at least one batch: start_ratio=0.05 of 4 batches of 8 keeps 1 of them, a quarter of the graphs
+    args = _args(tmp_path, "graph_regression", num_train_epochs=2, variant="batch", start_ratio=0.05)
+    with caplog.at_level(logging.WARNING, logger="hf_eff.grant.trainer"):
+        GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=make_graphs(32, "graph_regression")).train()
+    assert "every epoch trains on the same 1 of the 4 training batches (25%)" in caplog.text
 
 
 
