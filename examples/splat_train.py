@@ -366,8 +366,7 @@ def main():
     scene, scene_name = build_scene(scene_args, training_args)
     path_poses = build_camera_path(scene, trajectory_args, procedural=scene_args.scene is None)
     if model is None:
-        model = initial_model(scene, model_args)
-        model.world_to_normalized = scene.world_to_normalized  # config.json records the frame it is trained in
+        model = initial_model(scene, model_args)  # SplatTrainer gives it the frame of the views (config.json)
     else:
         check_same_frame(model, scene, model_args.model_name_or_path)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],

@@ -81,13 +81,18 @@ class GaussianModel(
             translation) that mapped the capture's world into the normalised coordinates the model
             was trained in (`Scene.world_to_normalized`, ``load_scene(..., normalize_world_space=True)``).
             config.json keeps it; ``save_ply(path, original_frame=True)`` maps the Gaussians back.
+            `SplatTrainer` sets it from the split it trains on, when that split names one
+            (`hf_eff.splat.scene.data_world_to_normalized`), and refuses a model that records another.
+        data_split: None, or what a training run trained on, as examples/splat_train.py records it (the scene
+            as a card shows it, its revision and the flags that split its views into train and test), so that an
+            evaluation on other views is warned of. config.json keeps it.
 
     Storage follows gsplat: ``scales`` are log-scales, ``opacities`` are logits and
     ``quats`` are unnormalised (w, x, y, z); `render` applies exp / sigmoid.
     """
 
     def __init__(self, sh_degree: int = 3, num_gaussians: int = 0, rasterize_mode: str = "classic",
-                 white_background: bool | None = None, world_to_normalized=None):
+                 white_background: bool | None = None, world_to_normalized=None, data_split: dict | None = None):
         from hf_eff.splat.rendering import RASTERIZE_MODES
 
         super().__init__()
@@ -102,6 +107,7 @@ class GaussianModel(
         self.white_background = white_background
         self.world_to_normalized = (None if world_to_normalized is None
                                     else check_world_to_normalized(world_to_normalized, "GaussianModel"))
+        self.data_split = data_split
         n = num_gaussians
         quats = torch.zeros(n, 4)
         quats[:, 0] = 1.0
@@ -137,6 +143,7 @@ class GaussianModel(
         init_opacity: float = 0.1,
         init_scale: float = 1.0,
         generator: torch.Generator | None = None,
+        world_to_normalized=None,
     ) -> GaussianModel:
         """One Gaussian per point, as gsplat's simple_trainer initialises from an SfM cloud.
 
@@ -147,6 +154,9 @@ class GaussianModel(
             init_scale: multiplier on the isotropic scale, which is the mean distance to
                 the 3 nearest neighbours.
             generator: seeds the random initial rotations.
+            world_to_normalized: the frame of ``xyz`` (``scene.world_to_normalized`` for
+                ``scene.point_arrays()``), recorded on the model; `SplatTrainer` also sets it from the
+                split it trains on.
         """
         xyz = torch.as_tensor(np.asarray(xyz), dtype=torch.float32)
         rgb_array = np.asarray(rgb)
@@ -165,7 +175,10 @@ class GaussianModel(
         if not torch.isfinite(xyz).all():
             raise ValueError("from_points: xyz contains NaN or infinite values")
         scales = torch.log(_mean_neighbour_distance(xyz) * init_scale).unsqueeze(-1).repeat(1, 3)
-        return cls._initial(xyz, colors, scales, sh_degree, init_opacity, generator)
+        model = cls._initial(xyz, colors, scales, sh_degree, init_opacity, generator)
+        if world_to_normalized is not None:
+            model.world_to_normalized = check_world_to_normalized(world_to_normalized, "from_points")
+        return model
 
     @classmethod
     def random(
@@ -295,7 +308,7 @@ class GaussianModel(
         if config is not None and config is not self._hub_mixin_config:
             raise ValueError(
                 "GaussianModel takes no config=...: config.json holds the model's own settings (sh_degree, "
-                "num_gaussians, rasterize_mode, white_background, world_to_normalized), which from_pretrained "
+                "num_gaussians, rasterize_mode, white_background, world_to_normalized, data_split), which from_pretrained "
                 "rebuilds it from; set rasterize_mode, white_background or world_to_normalized on the model instead"
             )
         return super().save_pretrained(save_directory, **kwargs)
@@ -307,6 +320,8 @@ class GaussianModel(
         if self.world_to_normalized is not None:
             # Checked before anything is written: the attribute may have been set (from a scene) since construction.
             config["world_to_normalized"] = check_world_to_normalized(self.world_to_normalized, "GaussianModel").tolist()
+        if self.data_split is not None:
+            config["data_split"] = self.data_split
         super()._save_pretrained(save_directory)
         (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
 

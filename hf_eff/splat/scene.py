@@ -47,6 +47,7 @@ __all__ = [
     "validate_views",
     "views_dataset",
     "points_dataset",
+    "data_world_to_normalized",
     "VIEW_FEATURES",
     "MASK_FEATURE",
     "POINT_FEATURES",
@@ -69,6 +70,32 @@ POINT_FEATURES = Features(
     {"xyz": Sequence(Value("float32"), length=3), "rgb": Sequence(Value("uint8"), length=3)}
 )
 VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
+# A split or point set stored in normalised coordinates names its transform in a line of its DatasetInfo
+# description, which datasets keeps through select, map, shuffle and save_to_disk. The frame so travels with the
+# data: `Scene` and `SplatTrainer` read it instead of trusting the caller to pass the same transform once more,
+# which a forgotten argument would have turned, silently, into a scene or model of unknown frame.
+FRAME_LINE_PREFIX = "hf-eff world_to_normalized: "
+
+
+def data_world_to_normalized(dataset: Dataset) -> np.ndarray | None:
+    """The ``world_to_normalized`` a views split or point set was stored with (`views_dataset`, `points_dataset`,
+    or a `Scene` holding it), or None: in the capture's own coordinates, or built without hf-eff."""
+    lines = {line for line in (dataset.info.description or "").splitlines() if line.startswith(FRAME_LINE_PREFIX)}
+    if len(lines) > 1:
+        raise ValueError(
+            f"{dataset}: its rows were stored with {len(lines)} different world_to_normalized (concatenated from "
+            "differently normalised data?); build every part with one transform"
+        )
+    if not lines:
+        return None
+    return check_world_to_normalized(json.loads(lines.pop().removeprefix(FRAME_LINE_PREFIX)), "dataset description")
+
+
+def _carry_world_to_normalized(dataset: Dataset, transform: np.ndarray) -> None:
+    """Names ``transform`` in ``dataset``'s description (in place: the same rows, now with their frame)."""
+    kept = [line for line in (dataset.info.description or "").splitlines() if not line.startswith(FRAME_LINE_PREFIX)]
+    # json keeps float64 exactly (repr round-trips)
+    dataset.info.description = "\n".join([*kept, FRAME_LINE_PREFIX + json.dumps(transform.tolist())])
 
 
 def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), masks=None,
@@ -99,8 +126,9 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     ``world_to_normalized`` (optional, [4, 4]; `world_normalization` (hf_eff.splat.cameras) of the training
     poses): the poses are mapped into normalised coordinates in float64 before they are stored as
     float32. A capture far from the world origin (georegistered) needs it: stored as they are, its
-    camera centres would round by more than 1e-4 of their span, which is refused. Give every split, the
-    point set (`points_dataset`) and `Scene.from_views` the same one.
+    camera centres would round by more than 1e-4 of their span, which is refused. Give every split and the
+    point set (`points_dataset`) the same one: the split records it (`data_world_to_normalized`), and
+    `Scene.from_views` takes it from there and refuses parts that disagree.
     """
     import PIL.Image
 
@@ -164,7 +192,10 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     if masks is not None:
         columns[MASK_COLUMN] = _mask_images(masks, sizes, mask_names)
         features = Features({**VIEW_FEATURES, MASK_COLUMN: MASK_FEATURE})
-    return Dataset.from_dict(columns, features=features)
+    views = Dataset.from_dict(columns, features=features)
+    if world_to_normalized is not None:
+        _carry_world_to_normalized(views, transform)
+    return views
 
 
 def _check_float32_keeps_cameras(given: list[np.ndarray], stored: list[np.ndarray]) -> None:
@@ -394,14 +425,19 @@ def _same_rows(first: Dataset, second: Dataset) -> bool:
 def points_dataset(xyz, rgb, world_to_normalized=None) -> Dataset:
     """A point set from xyz [N, 3] and rgb [N, 3] (integers in 0..255, stored as uint8), checked
     by `check_points`; ``world_to_normalized`` (the views' one, see `views_dataset`) maps xyz in
-    float64 before it is stored as float32."""
+    float64 before it is stored as float32, and the point set records it (`data_world_to_normalized`)."""
     xyz, rgb = np.asarray(xyz, dtype=np.float64), np.asarray(rgb)
-    if world_to_normalized is not None and xyz.ndim == 2 and xyz.shape[1] == 3:
+    transform = None
+    if world_to_normalized is not None:
         transform = check_world_to_normalized(world_to_normalized, "points_dataset")
-        xyz = xyz * transform[0, 0] + transform[:3, 3]
+        if xyz.ndim == 2 and xyz.shape[1] == 3:  # other shapes: check_points names them
+            xyz = xyz * transform[0, 0] + transform[:3, 3]
     xyz = xyz.astype(np.float32)
     check_points(xyz, rgb)
-    return Dataset.from_dict({"xyz": xyz, "rgb": rgb.astype(np.uint8)}, features=POINT_FEATURES)
+    points = Dataset.from_dict({"xyz": xyz, "rgb": rgb.astype(np.uint8)}, features=POINT_FEATURES)
+    if transform is not None:
+        _carry_world_to_normalized(points, transform)
+    return points
 
 
 @dataclass(eq=False)
@@ -418,8 +454,11 @@ class Scene:
     ``world_to_normalized``: None when the views and points are in the capture's own world
     coordinates; else the similarity [4, 4] float64 (x_n = s x + b) that mapped them into the
     normalised coordinates they are stored in (`views_dataset`, ``load_scene(...,
-    normalize_world_space=True)``). scene.json keeps it, and a model trained on the scene records
-    it (`GaussianModel.world_to_normalized`), so results can be placed back in the original frame."""
+    normalize_world_space=True)``). Left None, it is the one the splits and points were stored with
+    (`data_world_to_normalized`); parts stored with different ones, or given another one, are refused. The
+    scene then names it in each split and the point set, scene.json keeps it, and `SplatTrainer` gives it to
+    the model trained on a split (`GaussianModel.world_to_normalized`), so results can be placed back in the
+    original frame."""
 
     views: DatasetDict
     points: Dataset | None
@@ -441,8 +480,44 @@ class Scene:
             raise ValueError(f"scene radius must be positive and finite, got {self.radius}")
         self.center = tuple(float(c) for c in center)
         self.radius = float(self.radius)
-        if self.world_to_normalized is not None:
-            self.world_to_normalized = check_world_to_normalized(self.world_to_normalized, "scene")
+        self.world_to_normalized = self._agreed_world_to_normalized()
+
+    def _agreed_world_to_normalized(self) -> np.ndarray | None:
+        """The frame the views and points were stored in: the one they name, which must be the same for each
+        and agree with the one given; or, where none names one, the one given (a scene.json's, or the caller's
+        for arrays normalised without `views_dataset`), then named in each."""
+        given = self.world_to_normalized
+        if given is not None:
+            given = check_world_to_normalized(given, "scene")
+        parts = {f"views split {split!r}": dataset for split, dataset in self.views.items()}
+        if self.points is not None:
+            parts["the point set"] = self.points
+        named = {part: data_world_to_normalized(dataset) for part, dataset in parts.items()}
+
+        def described(frame):
+            return "in the capture's own coordinates" if frame is None else f"normalised by {frame.tolist()}"
+
+        stored = next((frame for frame in named.values() if frame is not None), None)
+        if stored is None:
+            frame = given
+        else:
+            first = next(part for part, frame in named.items() if frame is not None)
+            for part, frame in named.items():
+                if frame is None or not np.array_equal(frame, stored):
+                    raise ValueError(
+                        f"scene: {first} is stored {described(stored)} but {part} {described(frame)}; build every "
+                        "split (views_dataset) and the point set (points_dataset) with the same world_to_normalized"
+                    )
+            if given is not None and not np.array_equal(given, stored):
+                raise ValueError(
+                    f"scene: world_to_normalized={given.tolist()} was given, but the views were stored "
+                    f"{described(stored)} (views_dataset's world_to_normalized); leave it out to use theirs"
+                )
+            frame = stored
+        if frame is not None:
+            for dataset in parts.values():
+                _carry_world_to_normalized(dataset, frame)
+        return frame
 
     @classmethod
     def from_views(
@@ -453,8 +528,9 @@ class Scene:
         distance from it (1 for a single camera). Several cameras at one point are refused:
         that is what camera-to-world matrices given as world_to_camera look like for cameras
         aimed at one target, and a capture without camera motion has no parallax to fit.
-        ``world_to_normalized``: the transform the views and points were stored with, if any
-        (`views_dataset`), recorded on the scene."""
+        ``world_to_normalized``: None takes the transform the views and points were stored with, if any
+        (`views_dataset`, `points_dataset`); given, it must be theirs (or name the frame of views that record
+        none). See `Scene`."""
         if center is None or radius is None:
             validate_views(views)
             poses = np.asarray(views["train"].with_format("numpy")["world_to_camera"], dtype=np.float64)

@@ -50,6 +50,7 @@ from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_blind_images
 from hf_eff.splat.rendering import LOW_PRECISION
 from hf_eff.splat.scene import (
     Scene,
+    data_world_to_normalized,
     images_to_float,
     scene_views_cameras,
     scene_views_images,
@@ -115,6 +116,7 @@ class SceneViews(Dataset):
     first read (or `decode` is called): an evaluation-only trainer's training views serve their
     cameras alone (the scene scale, the check that they see the Gaussians).
     ``name``: the `SplatTrainer` argument the split came in as, which errors about it name.
+    ``world_to_normalized``: the frame the split names (`hf_eff.splat.scene.data_world_to_normalized`), or None.
     """
 
     def __init__(self, views, lazy: bool = False, name: str = "train_dataset"):
@@ -124,6 +126,7 @@ class SceneViews(Dataset):
             check_views_split(views, name)
             self.viewmats, self.Ks, (self.width, self.height) = scene_views_cameras(views)
             self._views, self._images, self._masks = views, None, None
+            self.world_to_normalized = data_world_to_normalized(views)
         if not lazy:
             self.decode()
 
@@ -378,6 +381,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # An evaluation-only run reads the training cameras alone: its training images stay undecoded.
         train_views = SceneViews(train_dataset, lazy=not args.do_train)
         eval_views = self._eval_views(eval_dataset, args) if eval_dataset is not None else None
+        self._adopt_frame(model, train_views)
+        if eval_views is not None:
+            self._check_same_frame(eval_views, train_views, "eval_dataset")
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
         self._adopt_render_settings(model, args)
@@ -464,6 +470,36 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                     "trains it onto black, which it will keep; pass white_background=True to train it as before"
                 )
             model.white_background = args.white_background
+
+    @staticmethod
+    def _adopt_frame(model, train_views: SceneViews) -> None:
+        """A model trained on a split stored in normalised coordinates records that frame (config.json), which the
+        split names: a model without one gets it here, so no script of one's own can forget it; a model that
+        records another frame is refused, its Gaussians do not lie in the views' coordinates."""
+        frame = train_views.world_to_normalized
+        if frame is None or not hasattr(model, "world_to_normalized"):
+            return
+        if model.world_to_normalized is None:
+            model.world_to_normalized = frame
+        elif not np.array_equal(model.world_to_normalized, frame):
+            raise ValueError(
+                f"SplatTrainer: the model records world_to_normalized {np.asarray(model.world_to_normalized).tolist()} "
+                f"and train_dataset was stored normalised by {frame.tolist()}: the Gaussians lie in another frame "
+                "than the views; train it on the scene it was trained on, or start from that scene's points"
+            )
+
+    @staticmethod
+    def _check_same_frame(views: SceneViews, train_views: SceneViews, name: str) -> None:
+        """Evaluation views must lie in the training views' coordinates (each names its frame, or none)."""
+        theirs, trained = views.world_to_normalized, train_views.world_to_normalized
+        if (theirs is None) != (trained is None) or (theirs is not None and not np.array_equal(theirs, trained)):
+            def described(frame):
+                return "in the capture's own coordinates" if frame is None else f"normalised by {frame.tolist()}"
+
+            raise ValueError(
+                f"SplatTrainer: {name} is stored {described(theirs)} but train_dataset {described(trained)}; "
+                "pass splits of one scene (views_dataset with the same world_to_normalized)"
+            )
 
     @staticmethod
     def _eval_views(dataset, args: SplatTrainingArguments, name: str = "eval_dataset") -> SceneViews:
@@ -860,6 +896,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # Read before rendering: this evaluation's own time is not training time.
         train_clocks = self._train_clocks()
         views = self._eval_views(eval_dataset, self.args) if eval_dataset is not None else self.eval_dataset
+        if eval_dataset is not None:
+            self._check_same_frame(views, self.train_dataset, "eval_dataset")
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
         self._check_finite(current=True)
@@ -887,6 +925,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         views' images (float32 [N, H, W, 3] in [0, 1]; masked views' ignored pixels black), for metrics
         of one's own such as LPIPS; ``metrics`` are `evaluate`'s PSNR, SSIM, Gaussian count and speed metrics."""
         views = self._eval_views(test_dataset, self.args, name="test_dataset")
+        self._check_same_frame(views, self.train_dataset, "test_dataset")
         self._check_finite(current=True)
         metrics, renders, targets = self._render_views(views, metric_key_prefix, len(views))
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)

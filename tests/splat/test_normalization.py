@@ -18,6 +18,7 @@ from hf_eff.splat import (
     views_dataset,
 )
 from hf_eff.splat.cameras import camera_centres, check_world_to_normalized, world_normalization
+from hf_eff.splat.scene import data_world_to_normalized
 
 # 4e6 m out: float32 rounds a coordinate there to 0.25 m, the procedural cameras are ~8 apart.
 OFFSET = np.array([3e6, -2e6, 1e6])
@@ -45,8 +46,7 @@ def normalized_scene(scene, offset):
     splits, xyz, rgb = capture(scene, offset)
     transform = world_normalization(splits["train"][2])
     views = DatasetDict({name: views_dataset(*arrays, world_to_normalized=transform) for name, arrays in splits.items()})
-    return Scene.from_views(views, points_dataset(xyz, rgb, world_to_normalized=transform),
-                            world_to_normalized=transform)
+    return Scene.from_views(views, points_dataset(xyz, rgb, world_to_normalized=transform))
 
 
 def assert_offset_apart(far, near):
@@ -91,7 +91,6 @@ def test_a_far_capture_refused_as_it_is_trains_normalised_like_the_same_capture_
     for name, normalized in (("far", loaded), ("near", near)):
         model = GaussianModel.from_points(*normalized.point_arrays(), sh_degree=0,
                                           generator=torch.Generator().manual_seed(0))
-        model.world_to_normalized = normalized.world_to_normalized
         args = SplatTrainingArguments(output_dir=str(tmp_path / name), max_steps=6, strategy="default",
                                       disable_tqdm=True, seed=0, report_to="none")
         trainer = SplatTrainer(model, args, train_dataset=normalized.views["train"])
@@ -112,6 +111,91 @@ def test_a_far_capture_refused_as_it_is_trains_normalised_like_the_same_capture_
                                rtol=0, atol=0.01 * scene.radius)
     np.testing.assert_allclose(original["near"].splats["scales"].detach().numpy(),
                                models["near"].splats["scales"].detach().numpy() + np.log(1 / scale), atol=1e-5)
+
+
+def tiny_args(tmp_path, **kwargs):
+    return SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, strategy="default", disable_tqdm=True,
+                                  report_to="none", **kwargs)
+
+
+def test_the_frame_travels_with_the_views_and_points_into_the_scene_and_the_model(scene, tmp_path):
+    splits, xyz, rgb = capture(scene, OFFSET)
+    transform = world_normalization(splits["train"][2])
+    views = DatasetDict({name: views_dataset(*arrays, world_to_normalized=transform) for name, arrays in splits.items()})
+    points = points_dataset(xyz, rgb, world_to_normalized=transform)
+    assert all(np.array_equal(data_world_to_normalized(part), transform) for part in (*views.values(), points))
+    # kept by what one does to a split
+    assert np.array_equal(data_world_to_normalized(views["train"].select([0, 1]).shuffle(seed=0)), transform)
+    far = Scene.from_views(views, points)  # no world_to_normalized given: the data's
+    np.testing.assert_array_equal(far.world_to_normalized, transform)
+    # a script of one's own: from_points knows nothing of the frame, the trainer gives it the views'
+    model = GaussianModel.from_points(*far.point_arrays(), sh_degree=0)
+    assert model.world_to_normalized is None
+    SplatTrainer(model, tiny_args(tmp_path / "run"), train_dataset=far.views["train"], eval_dataset=far.views["test"])
+    np.testing.assert_array_equal(model.world_to_normalized, transform)
+    # or from_points is told it
+    told = GaussianModel.from_points(*far.point_arrays(), sh_degree=0, world_to_normalized=far.world_to_normalized)
+    np.testing.assert_array_equal(told.world_to_normalized, transform)
+    # saved as parquet (which keeps no description) and loaded: scene.json's frame is named in the splits again
+    far.save(tmp_path / "far")
+    loaded = load_scene(tmp_path / "far")
+    assert np.array_equal(data_world_to_normalized(loaded.views["train"]), transform)
+    reloaded_model = GaussianModel.from_points(*loaded.point_arrays(), sh_degree=0)
+    SplatTrainer(reloaded_model, tiny_args(tmp_path / "again"), train_dataset=loaded.views["train"])
+    np.testing.assert_array_equal(reloaded_model.world_to_normalized, transform)
+
+
+def test_a_converted_folder_names_its_frame_in_its_splits(scene, tmp_path):
+    write_moved_nerf(scene, tmp_path / "far", OFFSET)
+    far = load_scene(tmp_path / "far", normalize_world_space=True)
+    for split in far.views.values():
+        np.testing.assert_array_equal(data_world_to_normalized(split), far.world_to_normalized)
+
+
+def test_parts_stored_in_other_frames_or_given_another_are_refused(scene):
+    splits, xyz, rgb = capture(scene, OFFSET)
+    transform = world_normalization(splits["train"][2])
+    other = transform.copy()
+    other[:3, 3] += 1.0
+    train = views_dataset(*splits["train"], world_to_normalized=transform)
+    views = DatasetDict({"train": train})
+    with pytest.raises(ValueError, match="views split 'train' is stored normalised by .* but the point set in the "
+                                         "capture's own coordinates"):
+        Scene.from_views(views, points_dataset(xyz - OFFSET, rgb))
+    with pytest.raises(ValueError, match="views split 'test' normalised by"):
+        Scene.from_views(DatasetDict({"train": train,
+                                      "test": views_dataset(*splits["test"], world_to_normalized=other)}))
+    with pytest.raises(ValueError, match=r"world_to_normalized=\[\[.* was given, but the views were stored normalised"):
+        Scene.from_views(views, world_to_normalized=other)
+    np.testing.assert_array_equal(Scene.from_views(views, world_to_normalized=transform).world_to_normalized,
+                                  transform)
+
+
+def test_the_trainer_refuses_a_model_or_an_evaluation_split_of_another_frame(scene, tmp_path):
+    far = normalized_scene(scene, OFFSET)
+    model = GaussianModel.from_points(*far.point_arrays(), sh_degree=0)
+    other = far.world_to_normalized.copy()
+    other[:3, 3] += 1.0
+    model.world_to_normalized = other
+    with pytest.raises(ValueError, match="the model records world_to_normalized .* and train_dataset was stored "
+                                         "normalised by"):
+        SplatTrainer(model, tiny_args(tmp_path / "model"), train_dataset=far.views["train"])
+    model.world_to_normalized = None
+    with pytest.raises(ValueError, match="eval_dataset is stored in the capture's own coordinates but train_dataset "
+                                         "normalised by"):
+        SplatTrainer(model, tiny_args(tmp_path / "eval"), train_dataset=far.views["train"],
+                     eval_dataset=scene.views["test"])
+    trainer = SplatTrainer(model, tiny_args(tmp_path / "ok"), train_dataset=far.views["train"])
+    with pytest.raises(ValueError, match="test_dataset is stored in the capture's own coordinates"):
+        trainer.predict(scene.views["test"])
+
+
+def test_a_scene_without_normalisation_names_no_frame_and_its_model_gets_none(scene, tmp_path):
+    assert all(data_world_to_normalized(split) is None for split in scene.views.values())
+    assert not scene.views["train"].info.description
+    model = GaussianModel.from_points(*scene.point_arrays(), sh_degree=0)
+    SplatTrainer(model, tiny_args(tmp_path), train_dataset=scene.views["train"], eval_dataset=scene.views["test"])
+    assert model.world_to_normalized is None
 
 
 def test_save_ply_in_the_original_frame_needs_the_transform(tmp_path):

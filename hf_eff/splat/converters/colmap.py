@@ -165,8 +165,8 @@ def scene_from_colmap(
         xyz = np.stack([point.xyz for point in point_list])
         rgb = np.stack([point.color for point in point_list]).astype(np.uint8)
         points = points_dataset(xyz, rgb, world_to_normalized=transform)
-    return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points,
-                            world_to_normalized=transform)
+    # the views and points carry the transform (data_world_to_normalized); the scene takes it from them
+    return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points)
 
 
 def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:

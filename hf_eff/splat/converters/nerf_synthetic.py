@@ -224,7 +224,7 @@ def scene_from_nerf_synthetic(
             # "frames": [] is an empty test split, as `write_nerf_synthetic` writes one.
             test_frames, _ = _read_frames(folder, test_file, allow_empty=True)
             views = DatasetDict({"train": dataset(frames, transform), "test": dataset(test_frames, transform)})
-            return Scene.from_views(views, points, world_to_normalized=transform)
+            return Scene.from_views(views, points)  # which take their transform from the views
         transforms_file, default_every = folder / "transforms_train.json", 0  # every view trains unless test_every says
     elif (folder / "transforms.json").exists():
         transforms_file, default_every = folder / "transforms.json", 8
@@ -250,7 +250,6 @@ def scene_from_nerf_synthetic(
             }
         ),
         points,
-        world_to_normalized=transform,
     )
 
 
