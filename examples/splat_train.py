@@ -24,6 +24,10 @@ starts from its Gaussians, or with --do_train False the run only evaluates it on
 
     python examples/splat_train.py --scene user/my-scene --model_name_or_path user/my-splats --do_train False --output_dir out/eval
 
+A training run's config.json records what it trained on (data_split: the scene as a card shows it, --scene_revision and
+--test_every; for the procedural scene its seed and view counts), and such an evaluation warns, naming both, when its
+scene or split differs.
+
 --rasterize_mode antialiased trains, evaluates and renders the previews and the video as gsplat's --antialiased
 (Mip-Splatting's 2D filter), for a model that will be viewed at other resolutions than its views'; the saved model
 keeps the mode (config.json), splats.ply cannot, and most viewers render it classic.
@@ -59,6 +63,7 @@ import torch
 import transformers
 from transformers import HfArgumentParser, set_seed
 
+from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.splat import (
     GaussianModel,
@@ -227,6 +232,30 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
     return scene, scene_name
 
 
+def data_split(scene_args: SceneArguments, scene_name: str) -> dict:
+    """What a training run trained on, which the saved model records (config.json data_split): the scene as a card
+    shows it (a local folder by its name, as a push records it), its revision and the flags that split its views."""
+    if scene_args.scene is None:
+        return {"scene": scene_name, "procedural_num_train": scene_args.procedural_num_train,
+                "procedural_num_test": scene_args.procedural_num_test}
+    return {"scene": shown_name(scene_name), "scene_revision": scene_args.scene_revision,
+            "test_every": scene_args.test_every}
+
+
+def warn_unless_trained_split(model: GaussianModel, split: dict, source: str) -> None:
+    """Warns when an evaluation's scene or split differs from what the model's training run recorded (a model saved
+    before data_split was recorded has nothing to compare)."""
+    if model.data_split is None:
+        return
+    recorded = model.data_split
+    differing = [f"--{name} {split.get(name)} (the model's: {recorded.get(name)})"
+                 for name in sorted(set(recorded) | set(split)) if recorded.get(name) != split.get(name)]
+    if differing:
+        logger.warning("%s differ from the training run of --model_name_or_path %s: these test views are not the ones "
+                       "it held out (another scene, or views it may have trained on); give that run's values to "
+                       "evaluate on them", ", ".join(differing), source)
+
+
 def build_camera_path(scene, trajectory_args: TrajectoryArguments, procedural: bool) -> np.ndarray | None:
     """The poses of trajectory.gif, built before training so that a scene the path does not suit fails at once."""
     if trajectory_args.render_trajectory == "none":
@@ -364,11 +393,16 @@ def main():
     elif model is not None:
         training_args.take_model_render_settings(model)
     scene, scene_name = build_scene(scene_args, training_args)
+    split = data_split(scene_args, scene_name)
     path_poses = build_camera_path(scene, trajectory_args, procedural=scene_args.scene is None)
     if model is None:
         model = initial_model(scene, model_args)  # SplatTrainer gives it the frame of the views (config.json)
     else:
         check_same_frame(model, scene, model_args.model_name_or_path)
+    if training_args.do_train:
+        model.data_split = split  # config.json records what this run trains on
+    else:
+        warn_unless_trained_split(model, split, model_args.model_name_or_path)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
                            eval_dataset=scene.views["test"])
     output_dir = Path(training_args.output_dir)

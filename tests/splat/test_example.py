@@ -115,3 +115,56 @@ def test_resuming_with_another_strategy_is_refused_naming_both(tmp_path, monkeyp
         run_example(monkeypatch, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3",
                     "--render_trajectory", "none", "--output_dir", str(out), "--resume_from_checkpoint", "True")
     assert {path: path.stat().st_mtime_ns for path in out.rglob("*")} == written
+
+
+def test_an_evaluation_on_another_scene_or_split_than_the_model_trained_on_warns_naming_both(tmp_path, monkeypatch,
+                                                                                            caplog):
+    import json
+
+    from hf_eff.splat import make_procedural_scene
+
+    eval_only = ("--do_train", "False", "--render_trajectory", "none", "--model_name_or_path", str(tmp_path / "run"))
+    run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--output_dir", str(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_split"] == {
+        "scene": "procedural (seed 0)", "procedural_num_train": 3, "procedural_num_test": 1}
+    with caplog.at_level("WARNING"):
+        run_example(monkeypatch, *eval_only, "--output_dir", str(tmp_path / "same"))
+    assert "differ from the training run" not in caplog.text
+    with caplog.at_level("WARNING"):
+        run_example(monkeypatch, *eval_only, "--procedural_seed", "1", "--output_dir", str(tmp_path / "other"))
+    assert ("--scene procedural (seed 1) (the model's: procedural (seed 0)) differ from the training run of "
+            f"--model_name_or_path {tmp_path / 'run'}") in caplog.text
+
+    # a scene folder is recorded by its name, as a card shows it; another folder or split rule warns
+    scene = make_procedural_scene(seed=0, num_train=3, num_test=1, width=16, height=16, num_points=60, supersample=1)
+    scene.save(tmp_path / "scenes" / "garden")
+    scene.save(tmp_path / "scenes" / "bicycle")
+    run_example(monkeypatch, "--scene", str(tmp_path / "scenes" / "garden"), "--max_steps", "2",
+                "--render_trajectory", "none", "--output_dir", str(tmp_path / "garden_run"))
+    assert json.loads((tmp_path / "garden_run" / "config.json").read_text())["data_split"] == {
+        "scene": "garden", "scene_revision": None, "test_every": None}
+    caplog.clear()
+    eval_only = (*eval_only[:-1], str(tmp_path / "garden_run"))
+    with caplog.at_level("WARNING"):
+        run_example(monkeypatch, *eval_only, "--scene", str(tmp_path / "scenes" / "garden"),
+                    "--output_dir", str(tmp_path / "garden_eval"))
+    assert "differ from the training run" not in caplog.text
+    with caplog.at_level("WARNING"):
+        run_example(monkeypatch, *eval_only, "--scene", str(tmp_path / "scenes" / "bicycle"),
+                    "--output_dir", str(tmp_path / "bicycle_eval"))
+    assert "--scene bicycle (the model's: garden) differ" in caplog.text
+
+
+def test_a_model_saved_before_its_data_split_was_recorded_is_evaluated_without_a_warning(tmp_path, monkeypatch,
+                                                                                          caplog):
+    import json
+
+    run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--output_dir", str(tmp_path / "run"))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    del config["data_split"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with caplog.at_level("WARNING"):
+        run_example(monkeypatch, "--do_train", "False", "--render_trajectory", "none", "--procedural_seed", "1",
+                    "--model_name_or_path", str(tmp_path / "run"), "--output_dir", str(tmp_path / "eval"))
+    assert "differ from the training run" not in caplog.text
+    assert (tmp_path / "eval" / "eval_results.json").is_file()
