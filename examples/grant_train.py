@@ -27,8 +27,10 @@ warned of, naming the flags):
 
 --do_predict writes the model's predictions on the test split, or on --predict_file (a CSV of SMILES in
 --predict_smiles_column, default --smiles_column, or a save_to_disk folder of graphs; targets in it are ignored),
-to predict_results.csv: one row per graph (index, smiles for a CSV, then one column per target named as the model's
-target_names, else prediction or prediction_<i>; a classifier's predicted class, by name where it has class_names,
+to predict_results.csv: one row per graph (index, its row in the test split or --predict_file; smiles where the
+graphs came from SMILES: a CSV's, --predict_file or the test split of --dataset, the test split of --task qm9,
+freesolv, solubility or solubility-cls, or a saved folder's smiles column; then one column per target named as the
+model's target_names, else prediction or prediction_<i>; a classifier's predicted class, by name where it has class_names,
 and probability_<class> per class; graph_multilabel probability_<label> per label), or per node for a node-level
 task (graph_index, node_index, then the same columns); a target named as one of these own columns is written as prediction_<name>.
 all_results.json records predict_file (null: the test split) and predict_graphs. A predict_results.csv that an

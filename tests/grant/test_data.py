@@ -37,6 +37,20 @@ def test_smiles_become_one_hot_atom_graphs():
     assert dataset[1]["edge_index"] == [[], []]
 
 
+def test_smiles_graphs_keep_their_smiles_through_a_split(tmp_path):
+    # chains of k carbons: a graph of k nodes, so that every row's smiles can be checked against its graph
+    chains = ["C" * k for k in range(1, 21)]
+    path = tmp_path / "chains.csv"
+    path.write_text("smi,label\n" + "\n".join(f"{chain},{'ab'[k % 2]}" for k, chain in enumerate(chains)))
+    graphs = load_smiles_csv(path, "smi", ["label"], classification=True)
+    assert graphs["smiles"] == chains
+    for stratify in (False, True):
+        parts = split_dataset(graphs, 0.2, 0.2, seed=0, stratify_by_class=stratify)
+        assert sorted(sum((list(part["smiles"]) for part in parts.values()), []), key=len) == chains
+        for part in parts.values():
+            assert [len(smiles) for smiles in part["smiles"]] == list(part["num_nodes"])
+
+
 def test_atom_features_are_one_one_hot_block_per_column():
     from torch_geometric.utils.smiles import x_map
 
@@ -101,6 +115,7 @@ def test_streamed_sets_keep_their_types_across_writer_batches(monkeypatch):
         edge_attr=datasets.List(datasets.List(datasets.Value("int64"))),
         y=datasets.List(datasets.Value("float64")),
         num_nodes=datasets.Value("int64"),
+        smiles=datasets.Value("string"),
     )
     assert molecules["y"] == [[1.0], [2.5]] and molecules[0]["edge_attr"] == []
     assert np.asarray(molecules[1]["edge_attr"]).shape == (4, 3)

@@ -79,6 +79,21 @@ def test_without_predict_file_the_test_split_is_predicted_after_training_and_by_
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "eval" / "predict_results.csv"), table)
 
 
+def test_the_test_split_of_a_smiles_csv_is_predicted_with_each_molecules_smiles(tmp_path):
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles,logp\n" + "\n".join(f"{s},{i * 0.1}" for i, s in enumerate(TRAIN_SMILES)))
+    out = tmp_path / "run"
+    results = _example().main(["--dataset", str(data), "--target_column", "logp", "--task", "graph_regression",
+                               "--output_dir", str(out), "--validation_fraction", "0.2", "--test_fraction", "0.2",
+                               "--do_predict", *COMMON])
+    table = pd.read_csv(out / "predict_results.csv")
+    assert list(table.columns) == ["index", "smiles", "logp"] and len(table) == results["predict_graphs"] == 4
+    assert set(table["smiles"]) <= set(TRAIN_SMILES)
+    # each row's prediction is the model's on the molecule its smiles names
+    expected = _forward(GrantGCN.from_pretrained(out), graphs_from_smiles(table["smiles"].tolist()))
+    np.testing.assert_allclose(table[["logp"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(("task", "outputs"), [("graph_classification", {"class_names": ["high", "low", "mid"]}),
                                                 ("graph_classification", {}),
                                                 ("graph_multilabel", {"target_names": ["a", "b", "c"]})])
