@@ -84,7 +84,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     try:
         url = push_output_dir(Path(args.output_dir), args.repo_id, private=args.private, token=args.token,
-                              license=args.license)
+                              license=args.license, revision=args.revision)
     except HfHubHTTPError as error:  # the Hub refused (a bad token, no access): exit 1, on one line
         print(f"{args.parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--license", default=None,
                       help="the card's license (a Hub license id, e.g. apache-2.0); without it only an adapter of the "
                       "built-in SmolLM2 base states one")
+    push.add_argument("--revision", default=None,
+                      help="the branch to push to, created from main if missing; the card's loading lines name it "
+                      "(default: main)")
     push.add_argument("--token", default=None, help="defaults to HF_TOKEN or the stored login")
     push.set_defaults(func=cmd_push, parser=push)
     return parser

@@ -112,6 +112,7 @@ def test_push_help_says_what_each_argument_takes(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "output_dir --output_dir of a finished example run" in out and "scene folder written by Scene.save" in out
     assert "repo_id USER/NAME or ORG/NAME" in out and "--private create the repo private" in out
+    assert "--revision REVISION the branch to push to, created from main if missing" in out
 
 
 def test_demo_report_folder_that_cannot_be_made_is_a_usage_error(capsys, tmp_path):

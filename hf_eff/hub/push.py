@@ -237,7 +237,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
 
 
 def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
-                    kind: str | None = None, commit_message: str | None = None, license: str | None = None) -> str:
+                    kind: str | None = None, commit_message: str | None = None, license: str | None = None,
+                    revision: str | None = None) -> str:
     """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL; a scene
     folder (``Scene.save``'s) goes to a dataset repo through ``Scene.push_to_hub``, with the scene card.
 
@@ -245,6 +246,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload, which sends the
     ``PATH_RECORDING_PATTERNS`` files without local paths (``upload_folder``). ``license``:
     the card's license (a Hub license id); without it only an adapter of the built-in base states one.
+    ``revision``: the branch pushed to, created from main if missing (as ``Scene.push_to_hub`` does); the card's
+    loading lines name it.
     """
     output_dir = Path(output_dir)
     kind = kind or detect_artifact(output_dir)
@@ -265,13 +268,16 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
 
         scene = load_scene(output_dir)
         # The scene's own push: one place stages, carries the card and replaces an earlier scene's shards.
-        commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license)
+        commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
+                                   revision=revision)
         return str(commit.repo_url)
-    card = build_card(kind, output_dir, repo_id, license=license)
+    card = build_card(kind, output_dir, repo_id, license=license, revision=revision)
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None and not revision.startswith("refs/pr/"):  # a PR ref is the Hub's to create
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
     card.save(output_dir / "README.md")
     upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
-                  ignore_patterns=list(IGNORE_PATTERNS))
+                  ignore_patterns=list(IGNORE_PATTERNS), revision=revision)
     return str(url)
 

@@ -152,11 +152,28 @@ class HubCardTrainerMixin:
         output_dir.mkdir(parents=True, exist_ok=True)
         card.save(output_dir / "README.md")
 
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """transformers' repo set-up (when the trainer is built with ``push_to_hub=True``, else at the first push),
+        then the branch the pushes go to (this push's revision, else ``hub_revision``), created from main if
+        missing, as ``Scene.push_to_hub`` does: a push to a new branch works, and a repo the token cannot write
+        to is refused before training rather than at the first upload."""
+        super().init_hf_repo(token=token, private=private)
+        if self.is_world_process_zero():
+            self._create_push_branch(getattr(self, "_push_revision", None) or self.args.hub_revision, token)
+
+    def _create_push_branch(self, revision: str | None, token: str | None) -> None:
+        if revision is None or revision.startswith("refs/pr/"):  # a PR ref is the Hub's to create
+            return
+        transformers_trainer.hf_api().create_branch(
+            self.hub_model_id, branch=revision, token=token if token is not None else self.args.hub_token, exist_ok=True)
+
     def push_to_hub(self, *args, **kwargs):
         # transformers uploads to this call's revision (else hub_revision) but builds the card without it
-        self._push_revision = inspect.signature(transformers_trainer.Trainer.push_to_hub).bind(
-            self, *args, **kwargs).arguments.get("revision")
+        arguments = inspect.signature(transformers_trainer.Trainer.push_to_hub).bind(self, *args, **kwargs).arguments
+        self._push_revision = arguments.get("revision")
         try:
+            if self.hub_model_id is not None and self.is_world_process_zero():  # else init_hf_repo creates the branch
+                self._create_push_branch(self._push_revision, arguments.get("token"))
             with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS):
                 return super().push_to_hub(*args, **kwargs)
         finally:

@@ -256,6 +256,57 @@ def _trainer_factory(kind: str, repo_id: str, hub_token: str):
     raise ValueError(f"unknown trainer kind {kind!r}")
 
 
+def scenario_trainer_branch(repo_id: str, foreign_repo_id: str, output_dir: str) -> dict:
+    """A trainer built with push_to_hub=True and hub_revision="dev" on a new repo: the branch exists before
+    training, and the pushes go to it. The same on a repo of another user (readable, not writable): the trainer
+    is refused when it is built."""
+    from huggingface_hub import HfApi, ModelCard, hf_hub_download
+    from transformers import TrainerCallback
+
+    class BranchesAtTrainingStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.branches = sorted(b.name for b in HfApi().list_repo_refs(repo_id).branches)
+
+    hub_token = os.environ.pop("HF_TOKEN")  # as --hub_token gives it
+    hub = {"push_to_hub": True, "hub_revision": "dev", "hub_token": hub_token, "report_to": [], "use_cpu": True,
+           "disable_tqdm": True, "save_strategy": "no", "seed": 0}
+    make = _grant_trainer(hub)
+    at_start = BranchesAtTrainingStart()
+    trainer = make(f"{output_dir}/new", repo_id, [at_start])
+    trainer.train()
+    trainer.push_to_hub()
+    api = HfApi(token=hub_token)
+    result = {
+        "branches_at_training_start": at_start.branches,
+        "dev_files": sorted(api.list_repo_files(repo_id, revision="dev")),
+        "main_files": sorted(api.list_repo_files(repo_id)),
+        "dev_card_text": ModelCard.load(hf_hub_download(repo_id, "README.md", revision="dev", token=hub_token)).text,
+    }
+    try:
+        make(f"{output_dir}/foreign", foreign_repo_id, [])
+        result["foreign_error"] = None
+    except Exception as error:  # reported to the test, which says what it expects
+        result["foreign_error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    result["foreign_branches"] = sorted(b.name for b in api.list_repo_refs(foreign_repo_id).branches)
+    return result
+
+
+def _grant_trainer(hub: dict):
+    """make(output_dir, repo_id, callbacks): a small GraNTTrainer pushing to repo_id with the arguments ``hub``."""
+    from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+
+    data = _random_graphs(32)
+
+    def make(out, repo_id, callbacks):
+        args = GraNTTrainingArguments(output_dir=out, task="graph_regression", num_train_epochs=2,
+                                      per_device_train_batch_size=8, learning_rate=1e-2, start_ratio=0.5,
+                                      reselect_schedule="constant", reselect_interval_start=1, hub_model_id=repo_id,
+                                      **hub)
+        return GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=data, callbacks=callbacks)
+
+    return make
+
+
 def _files_holding(folder: Path, token: str) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
                   if p.is_file() and token.encode() in p.read_bytes())
@@ -265,7 +316,7 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
     """For each hf-eff Trainer: a run with push_to_hub=True, hub_strategy="checkpoint" stops
     after its first checkpoint; a new run resumed from the Hub's last-checkpoint continues and
     trains only the remaining steps."""
-    from huggingface_hub import HfApi, ModelCard, hf_hub_download, snapshot_download
+    from huggingface_hub import ModelCard, hf_hub_download, snapshot_download
     from transformers import TrainerCallback
 
     class StopAfterFirstCheckpoint(TrainerCallback):
@@ -307,8 +358,7 @@ def scenario_trainer_checkpoints(repo_ids: dict[str, str], output_dir: str) -> d
             resume_error = f"{type(error).__name__}: {error}"
         resumed.push_to_hub(tags=["user-tag"])
         card = ModelCard.load(hf_hub_download(repo_id, "README.md"))
-        HfApi(token=hub_token).create_branch(repo_id, branch="v1")
-        resumed.push_to_hub(revision="v1")
+        resumed.push_to_hub(revision="v1")  # a branch the repo lacks: the push creates it
         branch_card = ModelCard.load(hf_hub_download(repo_id, "README.md", revision="v1"))
         results[kind] = {
             "trainer": type(resumed).__name__,

@@ -98,6 +98,27 @@ def test_cli_push_refused_by_the_hub_is_one_line_with_exit_1(local_hub, tmp_path
     assert err.startswith("hf-eff push: error: ") and "401" in err
 
 
+def test_cli_push_to_a_revision_creates_the_branch_and_leaves_main_as_it_was(local_hub, tmp_path, monkeypatch):
+    from huggingface_hub import ModelCard, constants
+
+    from hf_eff.cli import main
+    from hf_eff.splat.procedural import make_procedural_scene
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    run = _touch(tmp_path / "run", "config.json", "model.safetensors")
+    (run / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    make_procedural_scene(seed=1, num_train=2, num_test=1, num_points=20, width=8, height=8, num_objects=1,
+                          supersample=1).save(tmp_path / "scene")
+    for folder, repo_type in (("run", "model"), ("scene", "dataset")):
+        repo_id = local_hub.repo_id(f"branch-{folder}")
+        assert main(["push", str(tmp_path / folder), repo_id, "--revision", "dev", "--token", local_hub.token]) == 0
+        repo = local_hub.server.repos[(repo_type, repo_id)]
+        assert set(repo.branches) == {"main", "dev"}
+        assert set(repo.commits[repo.branches["main"]].tree) == {".gitattributes"}
+        readme = repo.commits[repo.branches["dev"]].tree["README.md"]
+        assert 'revision="dev"' in ModelCard(local_hub.server.blobs[readme.sha256].decode()).text, folder
+
+
 def test_scene_folder_that_does_not_load_is_refused_before_any_repo_is_created(local_hub, tmp_path, monkeypatch):
     from huggingface_hub import constants
 

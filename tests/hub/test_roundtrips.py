@@ -134,6 +134,21 @@ def test_trainer_push_to_hub_writes_the_hf_eff_card(trainer_runs, kind):
     assert ', revision="v1")' in observed["branch_card_text"] and "revision=" not in observed["card_text"]
 
 
+def test_trainer_with_hub_revision_creates_the_branch_before_training_and_pushes_to_it(local_hub, tmp_path):
+    other = local_hub.api(token=local_hub.other_token)
+    repo_id, foreign_repo_id = local_hub.repo_id("branch"), f"{other.whoami()['name']}/foreign-{tmp_path.name}"
+    other.create_repo(foreign_repo_id)  # public: readable by the trainer's token, not writable
+    observed = local_hub.run("trainer_branch", repo_id=repo_id, foreign_repo_id=foreign_repo_id,
+                             output_dir=str(tmp_path / "runs"))
+    assert observed["branches_at_training_start"] == ["dev", "main"]
+    assert {"README.md", "config.json", "model.safetensors"} <= set(observed["dev_files"])
+    assert observed["main_files"] == [".gitattributes"]
+    assert ', revision="dev")' in observed["dev_card_text"]
+    # no write access: refused when the trainer is built, before any training, and no branch is made
+    assert observed["foreign_error"].startswith("HfHubHTTPError: 403"), observed["foreign_error"]
+    assert observed["foreign_branches"] == ["main"]
+
+
 def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_hub, tmp_path):
     kinds = ("halora", "grant", "splat", "scene")
     repo_ids = {kind: local_hub.repo_id(f"push-{kind}") for kind in kinds}
