@@ -41,16 +41,21 @@ IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.pt", "*.pth
 # base_model_name_or_path (PeftModel and the HaLoRA example load a pushed adapter's base from it) and
 # transformers' trainer_state.json best_model_checkpoint.
 PATH_RECORDING_PATTERNS = ["*_results.json", "training_data_splits.json", "config.json"]
+# The keys those files record a path under (at any depth: data_split is nested); the examples write these. Only their
+# values are rewritten: other strings, such as target_names "logS(mol/L)", are names, not paths.
+PATH_KEYS = frozenset({"dataset_name", "dataset", "scene", "base_model", "model_name_or_path",
+                       "adapter_name_or_path", "predict_file"})
 
 
 def without_local_paths(value):
-    """A parsed JSON ``value`` with every string that is a local path reduced to what a card shows of it
-    (``hf_eff.hub.cards.shown_name``: its last part); Hub ids and other strings stay as they are."""
+    """A parsed JSON ``value`` with every string under a ``PATH_KEYS`` key that is a local path reduced to what a card
+    shows of it (``hf_eff.hub.cards.shown_name``: its last part); Hub ids and all other values stay as they are."""
     if isinstance(value, dict):
-        return {key: without_local_paths(item) for key, item in value.items()}
+        return {key: shown_name(item) if key in PATH_KEYS and isinstance(item, str) else without_local_paths(item)
+                for key, item in value.items()}
     if isinstance(value, list):
         return [without_local_paths(item) for item in value]
-    return shown_name(value) if isinstance(value, str) else value
+    return value
 
 
 def _without_local_paths_text(path: Path) -> str | None:

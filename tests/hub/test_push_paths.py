@@ -14,10 +14,14 @@ from hf_eff.hub.push import upload_folder, without_local_paths
 PRIVATE = "/home/alice/private"
 
 
-def _pushed_json(local_hub, repo_id: str, name: str):
+def _pushed_bytes(local_hub, repo_id: str, name: str) -> bytes:
     repo = local_hub.server.repos[("model", repo_id)]
     entry = repo.commits[repo.branches["main"]].tree[name]
-    return json.loads(local_hub.server.blobs[entry.sha256])
+    return local_hub.server.blobs[entry.sha256]
+
+
+def _pushed_json(local_hub, repo_id: str, name: str):
+    return json.loads(_pushed_bytes(local_hub, repo_id, name))
 
 
 def test_local_paths_become_their_last_part_and_hub_ids_stay():
@@ -25,12 +29,54 @@ def test_local_paths_become_their_last_part_and_hub_ids_stay():
                 "data_split": {"dataset": "data/train/questions.jsonl", "data_seed": 0},
                 "scene": "~/captures/garden/", "task_name": "mixed", "method": "halora", "eval_accuracy": 0.5,
                 "runs": [{"dataset": "./mine.parquet"}, None, True],
+                "model_name_or_path": f"{PRIVATE}/run", "adapter_name_or_path": "out/adapter/checkpoint-4",
+                "predict_file": f"{PRIVATE}/new_mols.csv",
                 "note": "a draw every 4 steps / layer", "url": "https://example.org/a/b.csv"}
     assert without_local_paths(recorded) == {
         "dataset_name": "mols.csv", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "data_split": {"dataset": "questions.jsonl", "data_seed": 0}, "scene": "garden", "task_name": "mixed",
         "method": "halora", "eval_accuracy": 0.5, "runs": [{"dataset": "mine.parquet"}, None, True],
+        "model_name_or_path": "run", "adapter_name_or_path": "checkpoint-4", "predict_file": "new_mols.csv",
         "note": "a draw every 4 steps / layer", "url": "https://example.org/a/b.csv"}
+
+
+# Units in target and class names are not paths: cut to "L)" and "K", two of them would end alike
+NAMES_WITH_SLASHES = ["logS(mol/L)", "Cv(cal/mol/K)", "S(kcal/mol/K)"]
+
+
+def test_names_that_are_not_paths_stay_whole():
+    recorded = {"target_names": NAMES_WITH_SLASHES, "class_names": ["a/b", "c/b"], "target_columns": ["x/y"],
+                "data_split": {"dataset_name": f"{PRIVATE}/mols.csv", "target_names": ["u/v"]}}
+    assert without_local_paths(recorded) == {**recorded, "data_split": {"dataset_name": "mols.csv",
+                                                                        "target_names": ["u/v"]}}
+
+
+def _pushed_model(local_hub, repo_id: str, folder):
+    from hf_eff import GrantGCN
+
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes(_pushed_bytes(local_hub, repo_id, name))
+    return GrantGCN.from_pretrained(folder)
+
+
+def test_cli_push_keeps_target_names_whole_and_the_model_loadable(local_hub, tmp_path, monkeypatch):
+    from hf_eff import GrantGCN
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    run = tmp_path / "run"
+    GrantGCN(in_channels=3, out_channels=3, hidden_channels=4, task="graph_regression",
+             target_names=NAMES_WITH_SLASHES,
+             data_split={"dataset_name": f"{PRIVATE}/mols.csv", "seed": 0}).save_pretrained(run)
+    (run / "all_results.json").write_text(json.dumps({"eval_mae": 0.5, "dataset_name": f"{PRIVATE}/mols.csv",
+                                                      "target_columns": NAMES_WITH_SLASHES}))
+    repo_id = local_hub.repo_id("gcn")
+    push.push_output_dir(run, repo_id, token=local_hub.token)
+
+    assert _pushed_json(local_hub, repo_id, "all_results.json")["target_columns"] == NAMES_WITH_SLASHES
+    loaded = _pushed_model(local_hub, repo_id, tmp_path / "pushed")
+    assert loaded.target_names == NAMES_WITH_SLASHES
+    assert loaded.data_split == {"dataset_name": "mols.csv", "seed": 0}
 
 
 def _grant_run(folder):
@@ -142,11 +188,11 @@ def test_trainer_push_uploads_the_adapter_and_its_data_record_without_local_path
 def test_each_path_recording_file_is_uploaded_without_local_paths(local_hub, tmp_path, name):
     run = tmp_path / "run"
     (run / "last-checkpoint").mkdir(parents=True)
-    (run / "last-checkpoint" / name).write_text(json.dumps({"recorded": f"{PRIVATE}/data.csv"}))
+    (run / "last-checkpoint" / name).write_text(json.dumps({"dataset": f"{PRIVATE}/data.csv"}))
     api, repo_id = local_hub.api(), local_hub.repo_id("run")
     api.create_repo(repo_id)
     upload_folder(api, repo_id=repo_id, folder_path=run)
-    assert _pushed_json(local_hub, repo_id, f"last-checkpoint/{name}") == {"recorded": "data.csv"}
+    assert _pushed_json(local_hub, repo_id, f"last-checkpoint/{name}") == {"dataset": "data.csv"}
 
 
 def test_the_paths_libraries_load_from_are_uploaded_as_they_wrote_them(local_hub, tmp_path):
@@ -175,3 +221,15 @@ def test_a_models_own_push_to_hub_uploads_its_config_without_local_paths(local_h
 
     assert _pushed_json(local_hub, repo_id, "config.json")["data_split"] == {"dataset_name": "mols.csv", "seed": 0}
     assert model.data_split == split
+
+
+def test_a_models_own_push_to_hub_keeps_its_target_names_whole(local_hub, tmp_path, monkeypatch):
+    from hf_eff import GrantGCN
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    model = GrantGCN(in_channels=3, out_channels=3, hidden_channels=4, task="graph_regression",
+                     target_names=NAMES_WITH_SLASHES)
+    repo_id = local_hub.repo_id("own-push")
+    model.push_to_hub(repo_id, token=local_hub.token)
+
+    assert _pushed_model(local_hub, repo_id, tmp_path / "pushed").target_names == NAMES_WITH_SLASHES
