@@ -146,19 +146,36 @@ class PushesWithoutLocalPaths:
                                  delete_patterns=delete_patterns)
 
 
+def read_config(output_dir: Path) -> dict:
+    """The model's config.json in ``output_dir``, parsed, with an error naming the file when it is no JSON object."""
+    path = Path(output_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error}): a GrantGCN or GaussianModel folder needs the config.json "
+                         "its save_pretrained wrote") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object of model settings, got {type(config).__name__}")
+    return config
+
+
 def detect_artifact(output_dir: Path) -> str:
     """Which artifact an example run folder holds, from the files the examples save."""
-    output_dir = Path(output_dir)
+    return _detect_artifact(Path(output_dir))[0]
+
+
+def _detect_artifact(output_dir: Path) -> tuple[str, dict | None]:
+    """The artifact kind and, for a model, its parsed config.json (which the card reads too)."""
     if not output_dir.is_dir():
         raise FileNotFoundError(f"{output_dir} is not a folder; pass the output_dir of a finished example run")
     if (output_dir / "adapter_config.json").is_file():
-        return "halora_adapter"
+        return "halora_adapter", None
     if (output_dir / "model.safetensors").is_file() and (output_dir / "config.json").is_file():
         # Both are PyTorchModelHubMixin models; GaussianModel's config is its SH degree and size.
-        config = json.loads((output_dir / "config.json").read_text())
-        return "splat_model" if "sh_degree" in config else "grant_model"
+        config = read_config(output_dir)
+        return ("splat_model" if "sh_degree" in config else "grant_model"), config
     if (output_dir / "views").is_dir():
-        return "scene_dataset"
+        return "scene_dataset", None
     from hf_eff.splat.converters.colmap import find_colmap_model
 
     if any((output_dir / name).is_file() for name in ("transforms.json", "transforms_train.json")) or (
@@ -188,8 +205,9 @@ def read_results(output_dir: Path) -> dict:
 def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
                license: str | None = None, dataset: str | list | None = None, base_model: str | None = None,
                adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True,
-               revision: str | None = None, model_name: str | None = None):
-    """The filled card of a model run folder, from ``results`` or else its ``all_results.json``.
+               revision: str | None = None, model_name: str | None = None, config: dict | None = None):
+    """The filled card of a model run folder, from ``results`` or else its ``all_results.json``; a splat model's
+    reads ``config`` (the folder's config.json, parsed; read here when not given).
     ``revision``: the branch it is pushed to, which its loading lines then name; ``model_name``: the card's
     title and model-index name (a Trainer's ``push_to_hub(model_name=...)``; default: the card's kind, the repo's name).
 
@@ -233,8 +251,9 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
             return max(found, key=lambda p: ((output_dir / p).stat().st_mtime_ns, p.as_posix())).as_posix()
 
         trajectory = "trajectory.gif" if (output_dir / "trajectory.gif").is_file() else None
-        config_file = output_dir / "config.json"
-        normalized = config_file.is_file() and json.loads(config_file.read_text()).get("world_to_normalized") is not None
+        if config is None and (output_dir / "config.json").is_file():
+            config = read_config(output_dir)
+        normalized = config is not None and config.get("world_to_normalized") is not None
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           trajectory=trajectory, license=license, dataset=dataset, revision=revision,
                           model_name=model_name, normalized=normalized)
@@ -255,7 +274,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     loading lines name it.
     """
     output_dir = Path(output_dir)
-    kind = kind or detect_artifact(output_dir)
+    kind, config = (kind, None) if kind else _detect_artifact(output_dir)
     try:
         validate_repo_id(repo_id)  # before the Hub is asked: its answer to a malformed id is a bare 400
     except HFValidationError as error:
@@ -276,7 +295,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
                                    revision=revision)
         return str(commit.repo_url)
-    card = build_card(kind, output_dir, repo_id, license=license, revision=revision)
+    card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None and not revision.startswith("refs/pr/"):  # a PR ref is the Hub's to create

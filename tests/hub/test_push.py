@@ -58,6 +58,35 @@ def test_unfinished_run_without_results_is_refused(tmp_path):
         push.build_card("grant_model", folder, "me/gcn")
 
 
+def test_a_config_json_that_is_no_json_object_is_refused_naming_it(tmp_path):
+    folder = _touch(tmp_path, "model.safetensors", "all_results.json")
+    (folder / "config.json").write_text("{not JSON")
+    with pytest.raises(ValueError, match=r"config.json is not JSON \(Expecting"):
+        push.push_output_dir(folder, "me/gcn", token="hf_unused")
+    with pytest.raises(ValueError, match=r"config.json is not JSON"):
+        push.build_card("splat_model", folder, "me/splats")
+    (folder / "config.json").write_text("[3]")
+    with pytest.raises(ValueError, match=r"config.json must hold a JSON object of model settings, got list"):
+        push.detect_artifact(folder)
+
+
+def test_push_reads_the_models_config_once(local_hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    folder = _touch(tmp_path, "model.safetensors", "all_results.json", "splats.ply")
+    (folder / "config.json").write_text(json.dumps({"sh_degree": 3, "world_to_normalized": np.eye(4).tolist()}))
+    reads = []
+    read_config = push.read_config
+    monkeypatch.setattr(push, "read_config", lambda output_dir: reads.append(output_dir) or read_config(output_dir))
+    repo_id = local_hub.repo_id("splats")
+    push.push_output_dir(folder, repo_id, token=local_hub.token)
+    assert reads == [folder]
+    repo = local_hub.server.repos[("model", repo_id)]
+    readme = repo.commits[repo.branches["main"]].tree["README.md"]
+    assert "world_to_normalized" in local_hub.server.blobs[readme.sha256].decode()  # the card read it
+
+
 def test_splat_card_without_a_preview_shows_the_last_render_written(tmp_path):
     # a run folder under a folder named "runs..." is still searched: only its own runs/ logs are skipped
     folder = _touch(tmp_path / "runs_2026" / "splat", "config.json", "model.safetensors", "all_results.json",
