@@ -281,27 +281,6 @@ def load_model(model_args: ModelArguments) -> GaussianModel:
     return model
 
 
-def check_same_frame(model: GaussianModel, scene, source: str) -> None:
-    """A --model_name_or_path must live in the scene's coordinates: both in the capture's own, or both
-    normalised by the same transform (config.json's and scene.json's world_to_normalized)."""
-    model_frame, scene_frame = model.world_to_normalized, scene.world_to_normalized
-    if model_frame is None and scene_frame is None:
-        return
-    if model_frame is not None and scene_frame is not None and np.array_equal(model_frame, scene_frame):
-        return
-    if scene_frame is None:
-        fix = "pass --normalize_world_space (a COLMAP or NeRF --scene), as the model's training run did"
-    elif model_frame is None:
-        fix = "leave out --normalize_world_space: the model records none (it was trained in the capture's coordinates)"
-    else:
-        fix = "it was trained on another normalisation (other training cameras?): use the scene it was trained on"
-    def named(frame):
-        return "none" if frame is None else frame.tolist()
-
-    raise ValueError(f"--model_name_or_path {source}: its world_to_normalized (config.json) is {named(model_frame)}, "
-                     f"the scene's is {named(scene_frame)}, so its Gaussians are in another frame than the views; {fix}")
-
-
 def initial_model(scene, model_args: ModelArguments) -> GaussianModel:
     sh_degree = model_args.sh_degree if model_args.sh_degree is not None else DEFAULT_SH_DEGREE
     if scene.points is not None:
@@ -397,8 +376,6 @@ def main():
     path_poses = build_camera_path(scene, trajectory_args, procedural=scene_args.scene is None)
     if model is None:
         model = initial_model(scene, model_args)  # SplatTrainer gives it the frame of the views (config.json)
-    else:
-        check_same_frame(model, scene, model_args.model_name_or_path)
     if training_args.do_train:
         model.data_split = split  # config.json records what this run trains on
     else:

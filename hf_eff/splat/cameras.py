@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["camera_centres", "world_normalization", "look_at", "look_at_camera_to_world", "pinhole_intrinsics", "OPENGL_TO_OPENCV"]
+__all__ = ["camera_centres", "camera_spread", "world_normalization", "same_frame", "describe_frame", "look_at", "look_at_camera_to_world", "pinhole_intrinsics", "OPENGL_TO_OPENCV"]
 
 # Flips y and z: OpenGL/Blender cameras look down -z with y up, OpenCV ones down +z, y down.
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -19,6 +19,14 @@ def camera_centres(world_to_cameras) -> np.ndarray:
     return -np.linalg.solve(poses[:, :3, :3], poses[:, :3, 3:])[..., 0]
 
 
+def camera_spread(centres, about=None) -> float:
+    """The largest distance of camera centres [N, 3] (`camera_centres`) from ``about`` (default: their mean);
+    0 for a single camera at its mean. The scene radius, gsplat's scene scale and `world_normalization` use it."""
+    centres = np.asarray(centres, dtype=np.float64)
+    about = centres.mean(0) if about is None else np.asarray(about, dtype=np.float64)
+    return float(np.linalg.norm(centres - about, axis=1).max())
+
+
 def world_normalization(world_to_cameras) -> np.ndarray:
     """The similarity [4, 4] float64, world to normalised coordinates, that puts the mean camera centre
     at the origin and the camera farthest from it at distance 1 (a single camera: no scaling): gsplat's
@@ -28,7 +36,7 @@ def world_normalization(world_to_cameras) -> np.ndarray:
 
     Compute it from the training poses as given (float64: a georegistered capture's float32 poses have
     already lost their spread) and pass it as ``world_to_normalized`` to `views_dataset` (every split),
-    `points_dataset` and `Scene.from_views`."""
+    `points_dataset`, which apply it and name it (`Scene.from_views` takes it from them)."""
     poses = np.asarray(world_to_cameras, dtype=np.float64)
     if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)) or not len(poses):
         raise ValueError(f"world_normalization: expected world-to-camera poses [N, 4, 4] or [N, 3, 4], got shape "
@@ -37,7 +45,7 @@ def world_normalization(world_to_cameras) -> np.ndarray:
         raise ValueError("world_normalization: the poses contain NaN or infinite values")
     centres = camera_centres(poses)
     mean = centres.mean(0)
-    spread = float(np.linalg.norm(centres - mean, axis=1).max())
+    spread = camera_spread(centres, mean)
     scale = 1.0 / spread if spread > 0 else 1.0
     transform = np.diag([scale, scale, scale, 1.0])
     transform[:3, 3] = -scale * mean
@@ -60,6 +68,19 @@ def check_world_to_normalized(transform, where: str) -> np.ndarray:
             f"{matrix}"
         )
     return matrix.copy()
+
+
+def same_frame(first, second) -> bool:
+    """Whether two ``world_to_normalized`` (each None: the capture's own coordinates) name one frame."""
+    if first is None or second is None:
+        return first is None and second is None
+    return np.array_equal(first, second)
+
+
+def describe_frame(frame) -> str:
+    """A ``world_to_normalized`` (or None) as errors name it: "in the capture's own coordinates" or
+    "normalised by [[...]]"."""
+    return "in the capture's own coordinates" if frame is None else f"normalised by {np.asarray(frame).tolist()}"
 
 
 def normalize_world_to_camera(transform: np.ndarray, world_to_camera: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ ignores (nerfstudio's ``mask_path`` convention). A split without the column cost
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import tempfile
@@ -32,8 +33,11 @@ from datasets import Array2D, Dataset, DatasetDict, Features, Image, Sequence, V
 
 from hf_eff.splat.cameras import (
     camera_centres,
+    camera_spread,
     check_world_to_normalized,
+    describe_frame,
     normalize_world_to_camera,
+    same_frame,
 )
 
 __all__ = [
@@ -91,11 +95,14 @@ def data_world_to_normalized(dataset: Dataset) -> np.ndarray | None:
     return check_world_to_normalized(json.loads(lines.pop().removeprefix(FRAME_LINE_PREFIX)), "dataset description")
 
 
-def _carry_world_to_normalized(dataset: Dataset, transform: np.ndarray) -> None:
-    """Names ``transform`` in ``dataset``'s description (in place: the same rows, now with their frame)."""
-    kept = [line for line in (dataset.info.description or "").splitlines() if not line.startswith(FRAME_LINE_PREFIX)]
+def _with_world_to_normalized(dataset: Dataset, transform: np.ndarray) -> Dataset:
+    """A copy of ``dataset`` (the same arrow table, its own DatasetInfo) whose description names ``transform``:
+    marking the caller's object would give its frame to every later scene built from it."""
+    marked = copy.deepcopy(dataset)  # datasets shares the arrow table, copies the info
+    kept = [line for line in (marked.info.description or "").splitlines() if not line.startswith(FRAME_LINE_PREFIX)]
     # json keeps float64 exactly (repr round-trips)
-    dataset.info.description = "\n".join([*kept, FRAME_LINE_PREFIX + json.dumps(transform.tolist())])
+    marked.info.description = "\n".join([*kept, FRAME_LINE_PREFIX + json.dumps(transform.tolist())])
+    return marked
 
 
 def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), masks=None,
@@ -194,7 +201,7 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
         features = Features({**VIEW_FEATURES, MASK_COLUMN: MASK_FEATURE})
     views = Dataset.from_dict(columns, features=features)
     if world_to_normalized is not None:
-        _carry_world_to_normalized(views, transform)
+        views = _with_world_to_normalized(views, transform)
     return views
 
 
@@ -207,7 +214,7 @@ def _check_float32_keeps_cameras(given: list[np.ndarray], stored: list[np.ndarra
         return  # named by the scene's checks
     exact = camera_centres([pose[:3] for pose in given])
     moved = np.abs(camera_centres([pose[:3] for pose in stored]) - exact).max()
-    span = np.linalg.norm(exact - exact.mean(0), axis=1).max()
+    span = camera_spread(exact)
     # Beyond a tenth of the span the cameras are at one point already, which Scene.from_views names.
     if 1e-4 * span < moved < 0.1 * span:
         raise ValueError(
@@ -221,8 +228,8 @@ def _check_float32_keeps_cameras(given: list[np.ndarray], stored: list[np.ndarra
 NORMALIZE_HINT = (
     "Normalise the world in float64 before it is stored: load_scene(folder, normalize_world_space=True) for a COLMAP "
     "or NeRF folder (examples/splat_train.py --normalize_world_space); for your own arrays pass "
-    "world_to_normalized=world_normalization(train_poses) (from hf_eff) to views_dataset for every split, "
-    "to points_dataset and to Scene.from_views. The scene and the trained model record the transform"
+    "world_to_normalized=world_normalization(train_poses) (from hf_eff) to views_dataset for every split "
+    "and to points_dataset. The scene and the trained model record the transform"
 )
 
 
@@ -436,7 +443,7 @@ def points_dataset(xyz, rgb, world_to_normalized=None) -> Dataset:
     check_points(xyz, rgb)
     points = Dataset.from_dict({"xyz": xyz, "rgb": rgb.astype(np.uint8)}, features=POINT_FEATURES)
     if transform is not None:
-        _carry_world_to_normalized(points, transform)
+        points = _with_world_to_normalized(points, transform)
     return points
 
 
@@ -455,10 +462,10 @@ class Scene:
     coordinates; else the similarity [4, 4] float64 (x_n = s x + b) that mapped them into the
     normalised coordinates they are stored in (`views_dataset`, ``load_scene(...,
     normalize_world_space=True)``). Left None, it is the one the splits and points were stored with
-    (`data_world_to_normalized`); parts stored with different ones, or given another one, are refused. The
-    scene then names it in each split and the point set, scene.json keeps it, and `SplatTrainer` gives it to
-    the model trained on a split (`GaussianModel.world_to_normalized`), so results can be placed back in the
-    original frame."""
+    (`data_world_to_normalized`); parts stored with different ones, or given another one, are refused, and so
+    is one given for parts that name none (`views_dataset` and `points_dataset` apply it and name it). The
+    splits and the point set name it, scene.json keeps it, and `SplatTrainer` gives it to the model trained on a
+    split (`GaussianModel.world_to_normalized`), so results can be placed back in the original frame."""
 
     views: DatasetDict
     points: Dataset | None
@@ -484,8 +491,8 @@ class Scene:
 
     def _agreed_world_to_normalized(self) -> np.ndarray | None:
         """The frame the views and points were stored in: the one they name, which must be the same for each
-        and agree with the one given; or, where none names one, the one given (a scene.json's, or the caller's
-        for arrays normalised without `views_dataset`), then named in each."""
+        and agree with the one given. A frame given for parts that name none is refused: it would be recorded
+        for data it was never applied to."""
         given = self.world_to_normalized
         if given is not None:
             given = check_world_to_normalized(given, "scene")
@@ -493,31 +500,26 @@ class Scene:
         if self.points is not None:
             parts["the point set"] = self.points
         named = {part: data_world_to_normalized(dataset) for part, dataset in parts.items()}
-
-        def described(frame):
-            return "in the capture's own coordinates" if frame is None else f"normalised by {frame.tolist()}"
-
-        stored = next((frame for frame in named.values() if frame is not None), None)
-        if stored is None:
-            frame = given
-        else:
-            first = next(part for part, frame in named.items() if frame is not None)
-            for part, frame in named.items():
-                if frame is None or not np.array_equal(frame, stored):
-                    raise ValueError(
-                        f"scene: {first} is stored {described(stored)} but {part} {described(frame)}; build every "
-                        "split (views_dataset) and the point set (points_dataset) with the same world_to_normalized"
-                    )
-            if given is not None and not np.array_equal(given, stored):
+        first, stored = next(iter(named.items()))
+        for part, frame in named.items():
+            if not same_frame(frame, stored):
                 raise ValueError(
-                    f"scene: world_to_normalized={given.tolist()} was given, but the views were stored "
-                    f"{described(stored)} (views_dataset's world_to_normalized); leave it out to use theirs"
+                    f"scene: {first} is stored {describe_frame(stored)} but {part} {describe_frame(frame)}; build "
+                    "every split (views_dataset) and the point set (points_dataset) with the same world_to_normalized"
                 )
-            frame = stored
-        if frame is not None:
-            for dataset in parts.values():
-                _carry_world_to_normalized(dataset, frame)
-        return frame
+        if given is not None and stored is None:
+            raise ValueError(
+                f"scene: world_to_normalized={given.tolist()} was given for views stored in the capture's own "
+                "coordinates (they name no frame), so it would be recorded for data it was never applied to: pass "
+                "it to views_dataset (every split) and points_dataset, which map the poses and points and name it, "
+                "and leave it out here"
+            )
+        if given is not None and not same_frame(given, stored):
+            raise ValueError(
+                f"scene: world_to_normalized={given.tolist()} was given, but the views were stored "
+                f"{describe_frame(stored)} (views_dataset's world_to_normalized); leave it out to use theirs"
+            )
+        return stored
 
     @classmethod
     def from_views(
@@ -529,8 +531,7 @@ class Scene:
         that is what camera-to-world matrices given as world_to_camera look like for cameras
         aimed at one target, and a capture without camera motion has no parallax to fit.
         ``world_to_normalized``: None takes the transform the views and points were stored with, if any
-        (`views_dataset`, `points_dataset`); given, it must be theirs (or name the frame of views that record
-        none). See `Scene`."""
+        (`views_dataset`, `points_dataset`); given, it must be theirs. See `Scene`."""
         if center is None or radius is None:
             validate_views(views)
             poses = np.asarray(views["train"].with_format("numpy")["world_to_camera"], dtype=np.float64)
@@ -538,7 +539,7 @@ class Scene:
             mean = positions.mean(0)
             center = mean if center is None else center
             if radius is None:
-                spread = float(np.linalg.norm(positions - mean, axis=1).max())
+                spread = camera_spread(positions, mean)
                 if len(positions) > 1 and spread <= 10 * _centre_rounding(poses):
                     raise ValueError(
                         f"scene: the {len(positions)} training cameras all sit at one point "
@@ -547,7 +548,7 @@ class Scene:
                         "without camera motion cannot be reconstructed; cameras far from the world origin lose "
                         f"their spread to float32 rounding. {NORMALIZE_HINT}"
                     )
-                radius = float(np.linalg.norm(positions - np.asarray(center), axis=1).max()) or 1.0
+                radius = camera_spread(positions, center) or 1.0
         return cls(views=views, points=points, center=center, radius=radius, world_to_normalized=world_to_normalized)
 
     def __eq__(self, other) -> bool:
@@ -557,10 +558,7 @@ class Scene:
             return NotImplemented
         if (self.center, self.radius, list(self.views)) != (other.center, other.radius, list(other.views)):
             return False
-        if (self.world_to_normalized is None) != (other.world_to_normalized is None) or (
-            self.world_to_normalized is not None
-            and not np.array_equal(self.world_to_normalized, other.world_to_normalized)
-        ):
+        if not same_frame(self.world_to_normalized, other.world_to_normalized):
             return False
         if (self.points is None) != (other.points is None):
             return False
@@ -975,8 +973,14 @@ def _scene_from_parts(views, points, metadata) -> Scene:
     missing = [key for key in ("center", "radius") if key not in metadata]
     if missing:
         raise ValueError(f"{METADATA_FILE}: missing key(s) {missing}")
+    frame = metadata.get("world_to_normalized")
+    if frame is not None:
+        # Parquet keeps no dataset description: scene.json names the frame the saved rows were stored in.
+        frame = check_world_to_normalized(frame, METADATA_FILE)
+        views = DatasetDict({split: _with_world_to_normalized(dataset, frame) for split, dataset in views.items()})
+        points = None if points is None else _with_world_to_normalized(points, frame)
     return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"],
-                 world_to_normalized=metadata.get("world_to_normalized"))
+                 world_to_normalized=frame)
 
 
 def _load_local_config(folder: Path, config_name: str) -> DatasetDict:

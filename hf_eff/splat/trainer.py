@@ -43,7 +43,7 @@ from transformers.trainer_utils import PredictionOutput, speed_metrics
 from transformers.utils import logging
 
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
-from hf_eff.splat.cameras import camera_centres
+from hf_eff.splat.cameras import camera_centres, camera_spread, describe_frame, same_frame
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_blind_images
@@ -163,8 +163,7 @@ class SceneViews(Dataset):
 def camera_scene_scale(viewmats: torch.Tensor) -> float:
     """gsplat simple_trainer's scene scale: 1.1 x the largest distance of a camera centre from
     the mean centre. It scales the means LR and the strategies' 3D size thresholds."""
-    centers = camera_centres(viewmats.detach().cpu())
-    radius = float(np.linalg.norm(centers - centers.mean(0), axis=1).max())
+    radius = camera_spread(camera_centres(viewmats.detach().cpu()))
     return 1.1 * (radius if radius > 0 else 1.0)
 
 
@@ -475,29 +474,35 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _adopt_frame(model, train_views: SceneViews) -> None:
         """A model trained on a split stored in normalised coordinates records that frame (config.json), which the
         split names: a model without one gets it here, so no script of one's own can forget it; a model that
-        records another frame is refused, its Gaussians do not lie in the views' coordinates."""
+        records a frame the views are not in (another, or the views name none) is refused, its Gaussians do not
+        lie in the views' coordinates."""
         frame = train_views.world_to_normalized
-        if frame is None or not hasattr(model, "world_to_normalized"):
+        if not hasattr(model, "world_to_normalized"):
             return
         if model.world_to_normalized is None:
             model.world_to_normalized = frame
-        elif not np.array_equal(model.world_to_normalized, frame):
-            raise ValueError(
-                f"SplatTrainer: the model records world_to_normalized {np.asarray(model.world_to_normalized).tolist()} "
-                f"and train_dataset was stored normalised by {frame.tolist()}: the Gaussians lie in another frame "
-                "than the views; train it on the scene it was trained on, or start from that scene's points"
-            )
+            return
+        if same_frame(model.world_to_normalized, frame):
+            return
+        if frame is None:
+            fix = ("store the views normalised as its training run did (views_dataset's world_to_normalized, "
+                   "load_scene(..., normalize_world_space=True); examples/splat_train.py: --normalize_world_space)")
+        else:
+            fix = ("it was trained on another normalisation (other training cameras?): use the scene it was trained "
+                   "on, or start from this scene's points")
+        raise ValueError(
+            f"SplatTrainer: the model records world_to_normalized {np.asarray(model.world_to_normalized).tolist()} "
+            f"(config.json) and train_dataset was stored {describe_frame(frame)}: its Gaussians lie in another frame "
+            f"than the views; {fix}"
+        )
 
     @staticmethod
     def _check_same_frame(views: SceneViews, train_views: SceneViews, name: str) -> None:
         """Evaluation views must lie in the training views' coordinates (each names its frame, or none)."""
         theirs, trained = views.world_to_normalized, train_views.world_to_normalized
-        if (theirs is None) != (trained is None) or (theirs is not None and not np.array_equal(theirs, trained)):
-            def described(frame):
-                return "in the capture's own coordinates" if frame is None else f"normalised by {frame.tolist()}"
-
+        if not same_frame(theirs, trained):
             raise ValueError(
-                f"SplatTrainer: {name} is stored {described(theirs)} but train_dataset {described(trained)}; "
+                f"SplatTrainer: {name} is stored {describe_frame(theirs)} but train_dataset {describe_frame(trained)}; "
                 "pass splits of one scene (views_dataset with the same world_to_normalized)"
             )
 

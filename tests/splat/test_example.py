@@ -88,7 +88,8 @@ def test_normalize_world_space_trains_a_far_capture_and_its_model_keeps_the_fram
     assert np.linalg.norm(recorded[:3, 3] + recorded[0, 0] * OFFSET) < 1.0
     # the model lives in the normalised frame: evaluating it on a scene in world coordinates is refused by name
     write_moved_nerf(procedural, tmp_path / "near", np.zeros(3))
-    with pytest.raises(ValueError, match="--model_name_or_path .* pass --normalize_world_space"):
+    with pytest.raises(ValueError, match="the model records world_to_normalized .* train_dataset was stored in the "
+                                         "capture's own coordinates: .*--normalize_world_space"):
         run_example(monkeypatch, "--scene", str(tmp_path / "near"), "--model_name_or_path", str(tmp_path / "run"),
                     "--do_train", "False", "--render_trajectory", "none", "--output_dir", str(tmp_path / "eval"))
     run_example(monkeypatch, *common, "--normalize_world_space", "True", "--model_name_or_path",

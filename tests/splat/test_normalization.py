@@ -171,6 +171,29 @@ def test_parts_stored_in_other_frames_or_given_another_are_refused(scene):
                                   transform)
 
 
+def test_a_frame_given_for_views_that_name_none_is_refused_and_marks_nothing(scene):
+    """The frame is applied by views_dataset / points_dataset; given only to the scene it would be recorded for data
+    in another frame (save_ply(original_frame=True) would map it wrongly). Nothing the caller holds is marked."""
+    transform = world_normalization(stored_poses(scene))
+    with pytest.raises(ValueError, match="was given for views stored in the capture's own coordinates .* pass it to "
+                                         "views_dataset .* and points_dataset"):
+        Scene.from_views(scene.views, scene.points, world_to_normalized=transform)
+    with pytest.raises(ValueError, match="was given for views stored in the capture's own coordinates"):
+        Scene(views=scene.views, points=None, center=scene.center, radius=scene.radius, world_to_normalized=transform)
+    assert all(data_world_to_normalized(part) is None for part in [*scene.views.values(), scene.points])
+    assert Scene.from_views(scene.views, scene.points).world_to_normalized is None
+
+
+def test_a_saved_scene_loads_with_its_frame_named_in_each_split(scene, tmp_path):
+    """Parquet keeps no dataset description: scene.json's frame names the loaded rows."""
+    far = normalized_scene(scene, OFFSET)
+    far.save(tmp_path / "far")
+    loaded = load_scene(tmp_path / "far")
+    assert loaded == far
+    for part in [*loaded.views.values(), loaded.points]:
+        np.testing.assert_array_equal(data_world_to_normalized(part), far.world_to_normalized)
+
+
 def test_the_trainer_refuses_a_model_or_an_evaluation_split_of_another_frame(scene, tmp_path):
     far = normalized_scene(scene, OFFSET)
     model = GaussianModel.from_points(*far.point_arrays(), sh_degree=0)
@@ -180,6 +203,10 @@ def test_the_trainer_refuses_a_model_or_an_evaluation_split_of_another_frame(sce
     with pytest.raises(ValueError, match="the model records world_to_normalized .* and train_dataset was stored "
                                          "normalised by"):
         SplatTrainer(model, tiny_args(tmp_path / "model"), train_dataset=far.views["train"])
+    # a model trained normalised is refused on views in the capture's own coordinates, not taken as theirs
+    with pytest.raises(ValueError, match="the model records world_to_normalized .* and train_dataset was stored in "
+                                         "the capture's own coordinates: .*views_dataset's world_to_normalized"):
+        SplatTrainer(model, tiny_args(tmp_path / "own"), train_dataset=scene.views["train"])
     model.world_to_normalized = None
     with pytest.raises(ValueError, match="eval_dataset is stored in the capture's own coordinates but train_dataset "
                                          "normalised by"):
