@@ -118,7 +118,8 @@ def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) ->
 def per_target_std(outputs: torch.Tensor, labels: torch.Tensor, target_std: torch.Tensor | None):
     """Regression outputs and labels divided by their target's standard deviation (`target_std`, one per output;
     None: as they are), so that the loss and the teacher's scores weigh targets of any scale alike. Labels of another
-    size than the outputs are left as they are, for the loss's shape checks to name."""
+    size than the outputs are left as they are, for the loss's shape checks to name. `target_std` is best on the
+    outputs' device and in their dtype, as the model's buffer is: no copy is made then."""
     if target_std is None or labels.numel() != outputs.numel():
         return outputs, labels
     std = target_std.to(outputs.device, outputs.dtype)

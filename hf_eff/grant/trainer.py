@@ -116,15 +116,15 @@ def _check_length_column(args, dataset) -> None:
         )
 
 
-def _target_std(model, task: GraphTask) -> torch.Tensor | None:
-    """The model's `target_std` (GrantGCN's, where it standardises its targets), by which the loss and the teacher's
-    scores divide each target's errors."""
+def _own_target_std(model, task: GraphTask, device) -> torch.Tensor | None:
+    """The `target_std` of a model that standardises its targets but holds no `_target_std` buffer of it (GrantGCN
+    does), as a tensor made once on `device`; None for a GrantGCN or a model that does not standardise."""
     std = getattr(model, "target_std", None)
     if std is None:
         return None
     if not task.endswith("regression"):
         raise ValueError(f"the model standardises regression targets (target_std={std}); the task is {task}")
-    return torch.tensor(std)
+    return None if isinstance(getattr(model, "_target_std", None), torch.Tensor) else torch.as_tensor(std, device=device)
 
 
 class GraNTTrainer(HubCardTrainerMixin, Trainer):
@@ -184,7 +184,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # accumulation steps, which it skips for a model taking loss kwargs (any forward with **kwargs)
         self.model_accepts_loss_kwargs = False
         self._forward_inputs = forward_inputs(self.model, self.task)
-        self._target_std = _target_std(self.model, self.task)
+        self._own_target_std = _own_target_std(self.model, self.task, args.device)
         # the model is built for the node (and edge) feature widths of the first dataset given
         named = [(name, d) for name, d in (("train_dataset", train_dataset), *evals.items()) if d is not None]
         self._widths = (named[0][0], feature_widths(named[0][1])) if named else None
@@ -202,6 +202,14 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         self.teaching_log: list[dict] = []
 
     # --- loss and evaluation -------------------------------------------------------------
+    @property
+    def _target_std(self) -> torch.Tensor | None:
+        """Each target's standard deviation, by which the loss and the teacher's scores divide its errors: a GrantGCN's
+        buffer, read at each use (it follows the model's moves and casts, such as fp16_full_eval's), else the
+        tensor made of a model's own `target_std`."""
+        buffer = getattr(self.model, "_target_std", None)
+        return buffer if isinstance(buffer, torch.Tensor) else self._own_target_std
+
     def _forward(self, model, inputs):
         outputs = model_prediction(model(**model_inputs(inputs, self._forward_inputs, model)), model)
         check_class_count(self.task, outputs.size(-1), self._num_classes)

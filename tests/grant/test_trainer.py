@@ -184,7 +184,7 @@ def test_saved_model_reloads(tmp_path, make_graphs):
 def test_arguments_after_eval_dataset_are_keyword_only_as_trainers_sixth_is_processing_class(tmp_path, make_graphs):
     train = make_graphs(8, "graph_regression")
     args = _args(tmp_path, "graph_regression")
-    with pytest.raises(TypeError, match="takes from 1 to 6 positional arguments but 7 were given"):
+    with pytest.raises(TypeError, match="positional argument"):
         GraNTTrainer(GrantGCN(6, 1), args, None, train, None, lambda prediction: {})
     assert GraNTTrainer(GrantGCN(6, 1), args, None, train, compute_metrics=None).args is args
 
@@ -863,6 +863,64 @@ def test_a_standardised_models_loss_and_teacher_divide_each_targets_errors_by_it
                             features["batch"], len(graphs))
     torch.testing.assert_close(scores, expected)
     assert not torch.allclose(score_batches(model, everything, "graph_regression"), expected)  # unscaled differ
+
+
+def test_the_loss_and_teacher_divide_by_the_models_own_std_buffer(tmp_path, make_graphs, monkeypatch):
+    # no copy of target_std per step or scoring batch: the buffer, on the model's device, in its dtype
+    import hf_eff.grant.selection as selection
+    import hf_eff.grant.trainer as trainer_module
+
+    graphs = _two_scale_graphs(make_graphs, num_graphs=8)
+    model = GrantGCN(6, 2, hidden_channels=8, task="graph_regression", target_mean=[0.0, 5.0], target_std=[1e-3, 1e3])
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, "graph_regression"), train_dataset=graphs)
+    used = []
+
+    def recording(per_target_std):
+        return lambda outputs, labels, target_std: used.append(target_std) or per_target_std(outputs, labels, target_std)
+
+    monkeypatch.setattr(trainer_module, "per_target_std", recording(trainer_module.per_target_std))
+    monkeypatch.setattr(selection, "per_target_std", recording(selection.per_target_std))
+    batch = trainer.data_collator([graphs[i] for i in range(4)])
+    trainer.compute_loss(model, batch)
+    trainer._score_training_set()
+    assert len(used) == 2 and all(std is model._target_std for std in used)
+    model.double()  # a cast replaces the buffer: the trainer reads the model's current one
+    trainer.compute_loss(model, {**batch, "x": batch["x"].double()})
+    assert used[2] is model._target_std and used[2].dtype == torch.float64
+
+
+class _OwnStandardisedGCN(torch.nn.Module):
+    """A user's model that standardises its targets without GrantGCN's buffer of target_std."""
+
+    target_std = [1e-3, 1e3]
+
+    def __init__(self):
+        super().__init__()
+        self.gcn = GCN(6, 8, num_layers=1, out_channels=2)
+
+    def forward(self, x, edge_index, batch):
+        from torch_geometric.nn import global_mean_pool
+
+        return global_mean_pool(self.gcn(x, edge_index), batch)
+
+
+def test_a_users_model_with_target_std_and_no_buffer_gets_one_tensor_of_it(tmp_path, make_graphs, monkeypatch):
+    import hf_eff.grant.trainer as trainer_module
+
+    graphs = _two_scale_graphs(make_graphs, num_graphs=8)
+    model = _OwnStandardisedGCN()
+    trainer = GraNTTrainer(model=model, args=_args(tmp_path, "graph_regression"), train_dataset=graphs)
+    used = []
+    per_target_std = trainer_module.per_target_std
+    monkeypatch.setattr(trainer_module, "per_target_std",
+                        lambda outputs, labels, std: used.append(std) or per_target_std(outputs, labels, std))
+    batch = trainer.data_collator([graphs[i] for i in range(4)])
+    loss = trainer.compute_loss(model, batch)
+    trainer.compute_loss(model, batch)
+    assert used[0] is used[1] and used[0].device == trainer.args.device  # made once, on the run's device
+    outputs = model(batch["x"], batch["edge_index"], batch["batch"])
+    errors = (outputs - batch["labels"]) / torch.tensor(model.target_std)
+    torch.testing.assert_close(loss, errors.pow(2).mean())
 
 
 def test_a_model_standardising_targets_is_refused_for_a_classification_task(tmp_path, make_graphs):
