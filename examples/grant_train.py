@@ -626,7 +626,8 @@ def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test
     if data_args.predict_file is None:
         return test, None
     graphs, smiles = read_predict_file(data_args.predict_file, data_args.predict_smiles_column or data_args.smiles_column)
-    check_graph_dataset(graphs, task, f"--predict_file {data_args.predict_file}", labelled=False)  # its y is ignored
+    # its y is ignored. Checked here although trainer.predict checks again: this names the file, before training
+    check_graph_dataset(graphs, task, f"--predict_file {data_args.predict_file}", labelled=False)
     check_fits_model(model, graphs, task, data_args.predict_file, source)
     return graphs, smiles
 
