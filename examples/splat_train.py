@@ -61,6 +61,7 @@ from typing import Literal
 import numpy as np
 import torch
 import transformers
+from huggingface_hub.constants import DEFAULT_REVISION
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.hub.cards import shown_name
@@ -76,6 +77,7 @@ from hf_eff.splat import (
     render_trajectory,
     write_gif,
 )
+from hf_eff.splat.scene import resolved_test_every
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -234,20 +236,33 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
 
 def data_split(scene_args: SceneArguments, scene_name: str) -> dict:
     """What a training run trained on, which the saved model records (config.json data_split): the scene as a card
-    shows it (a local folder by its name, as a push records it), its revision and the flags that split its views."""
+    shows it (a local folder by its name, as a push records it), and the revision and test_every that split its
+    views, as they resolve (`resolved_split_flags`)."""
     if scene_args.scene is None:
         return {"scene": scene_name, "procedural_num_train": scene_args.procedural_num_train,
                 "procedural_num_test": scene_args.procedural_num_test}
-    return {"scene": shown_name(scene_name), "scene_revision": scene_args.scene_revision,
-            "test_every": scene_args.test_every}
+    return {"scene": shown_name(scene_name),
+            **resolved_split_flags(scene_args.scene, scene_args.scene_revision, scene_args.test_every)}
 
 
-def warn_unless_trained_split(model: GaussianModel, split: dict, source: str) -> None:
+def resolved_split_flags(scene: str, scene_revision: str | None, test_every: int | None) -> dict:
+    """--scene_revision and --test_every as they split ``scene``: no revision is a Hub scene's main branch (a folder
+    has none), no test_every its converter's default (`resolved_test_every`), so that a run giving the defaults
+    and one leaving them out record, and compare as, one split."""
+    on_hub = not Path(scene).exists()
+    return {"scene_revision": (scene_revision or DEFAULT_REVISION) if on_hub else None,
+            "test_every": resolved_test_every(scene, test_every)}
+
+
+def warn_unless_trained_split(model: GaussianModel, split: dict, source: str, scene: str | None) -> None:
     """Warns when an evaluation's scene or split differs from what the model's training run recorded (a model saved
-    before data_split was recorded has nothing to compare)."""
+    before data_split was recorded has nothing to compare). A recorded scene's flags are compared as they resolve
+    for ``scene`` (--scene)."""
     if model.data_split is None:
         return
     recorded = model.data_split
+    if scene is not None and {"scene_revision", "test_every"} <= set(recorded):
+        recorded = {**recorded, **resolved_split_flags(scene, recorded["scene_revision"], recorded["test_every"])}
     differing = [f"--{name} {split.get(name)} (the model's: {recorded.get(name)})"
                  for name in sorted(set(recorded) | set(split)) if recorded.get(name) != split.get(name)]
     if differing:
@@ -379,7 +394,7 @@ def main():
     if training_args.do_train:
         model.data_split = split  # config.json records what this run trains on
     else:
-        warn_unless_trained_split(model, split, model_args.model_name_or_path)
+        warn_unless_trained_split(model, split, model_args.model_name_or_path, scene_args.scene)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
                            eval_dataset=scene.views["test"])
     output_dir = Path(training_args.output_dir)

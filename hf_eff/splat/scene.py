@@ -354,6 +354,10 @@ def _rgb_image(image, background):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+# Every 8th view to test by default, as 3DGS's llffhold, where a converted capture has no test split of its own.
+LLFF_TEST_EVERY = 8
+
+
 def check_test_every(test_every) -> None:
     """A converter's ``test_every``: None (the converter's default) or an int >= 0 (0: no test split)."""
     if test_every is not None and (isinstance(test_every, bool) or not isinstance(test_every, int) or test_every < 0):
@@ -1013,6 +1017,32 @@ def _has_colmap_model(path: Path) -> bool:
     return find_colmap_model(path) is not None
 
 
+def _conversion(path: Path) -> str | None:
+    """"nerf" or "colmap" for a folder `load_scene` converts; None for a stored scene or a Hub repo id."""
+    if not path.is_dir() or (path / VIEW_CONFIG).is_dir():
+        return None
+    if (path / "transforms_train.json").exists() or (path / "transforms.json").exists():
+        return "nerf"
+    return "colmap" if _has_colmap_model(path) else None
+
+
+def resolved_test_every(source, test_every: int | None = None) -> int | None:
+    """The ``test_every`` that ``load_scene(source, test_every=test_every)`` holds views out by: the one given, or
+    for a converted folder its converter's default (a COLMAP project's and a single transforms.json's
+    `LLFF_TEST_EVERY`, a transforms_train.json's 0); None where the split is the source's own (a stored scene or
+    Hub repo, a NeRF folder with transforms_test.json). A run records it, so that leaving test_every out and
+    giving its default describe one split."""
+    path = Path(source)
+    conversion = _conversion(path)
+    if test_every is not None or conversion is None:
+        return test_every
+    if conversion == "colmap":
+        return LLFF_TEST_EVERY
+    from hf_eff.splat.converters.nerf_synthetic import default_test_every
+
+    return default_test_every(path)
+
+
 def _check_hub_scene(repo_id: str, revision: str | None, token) -> None:
     """Refuses a Hub repo that holds no scene at ``revision`` or that ``token`` cannot read.
 
@@ -1102,12 +1132,9 @@ def load_scene(
     if test_every is not None:
         converter_options["test_every"] = test_every
     path = Path(source)
-    unstored = path.is_dir() and not (path / VIEW_CONFIG).is_dir()
-    is_nerf = unstored and (
-        (path / "transforms_train.json").exists() or (path / "transforms.json").exists()
-    )
-    is_colmap = unstored and not is_nerf and _has_colmap_model(path)
-    is_converted = is_nerf or is_colmap
+    conversion = _conversion(path)
+    is_nerf, is_colmap = conversion == "nerf", conversion == "colmap"
+    is_converted = conversion is not None
     if normalize_world_space and not is_converted:
         raise ValueError(
             f"load_scene: normalize_world_space=True normalises a COLMAP or NeRF folder while it is converted; "

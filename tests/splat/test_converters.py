@@ -16,7 +16,7 @@ from hf_eff.splat.converters import (
 )
 from hf_eff.splat.converters.colmap import find_colmap_model
 from hf_eff.splat.procedural import make_procedural_scene
-from hf_eff.splat.scene import Scene, load_scene, scene_views_to_tensors
+from hf_eff.splat.scene import Scene, load_scene, resolved_test_every, scene_views_to_tensors
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -309,6 +309,18 @@ def test_test_every_is_refused_where_the_split_is_fixed(tmp_path, scene):
     # A COLMAP project takes it through load_scene.
     write_colmap(scene, tmp_path / "colmap")
     assert len(load_scene(tmp_path / "colmap", test_every=2).views["test"]) == 3
+
+
+def test_resolved_test_every_is_the_split_load_scene_makes_without_one(tmp_path, scene):
+    write_colmap(scene, tmp_path / "colmap")
+    write_nerf_synthetic(scene, tmp_path / "blender")
+    scene.save(tmp_path / "stored")
+    assert resolved_test_every(tmp_path / "colmap") == 8 and resolved_test_every(tmp_path / "colmap", 2) == 2
+    assert resolved_test_every(tmp_path / "blender") is None  # its own transforms_test.json
+    (tmp_path / "blender" / "transforms_test.json").unlink()
+    assert resolved_test_every(tmp_path / "blender") == 0  # transforms_train.json alone: every view trains
+    assert len(load_scene(tmp_path / "blender").views.get("test", [])) == 0
+    assert resolved_test_every(tmp_path / "stored") is None and resolved_test_every("user/scene") is None
 
 
 def test_load_scene_composites_transparent_images_onto_the_background(tmp_path):

@@ -169,3 +169,29 @@ def test_a_model_saved_before_its_data_split_was_recorded_is_evaluated_without_a
                     "--model_name_or_path", str(tmp_path / "run"), "--output_dir", str(tmp_path / "eval"))
     assert "differ from the training run" not in caplog.text
     assert (tmp_path / "eval" / "eval_results.json").is_file()
+
+
+def test_a_split_is_recorded_and_compared_as_its_flags_resolve(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    example = runpy.run_path(str(SCRIPT))
+    scene_arguments, data_split = example["SceneArguments"], example["data_split"]
+    folder = tmp_path / "capture"
+    folder.mkdir()
+    (folder / "transforms.json").write_text("{}")  # a single transforms.json: every 8th view is held out
+    left_out = data_split(scene_arguments(scene=str(folder)), str(folder))
+    assert left_out == {"scene": "capture", "scene_revision": None, "test_every": 8}
+    assert data_split(scene_arguments(scene=str(folder), test_every=8), str(folder)) == left_out
+    on_hub = data_split(scene_arguments(scene="user/garden"), "user/garden")
+    assert on_hub == {"scene": "user/garden", "scene_revision": "main", "test_every": None}
+    assert data_split(scene_arguments(scene="user/garden", scene_revision="main"), "user/garden") == on_hub
+
+    # a split recorded as the flags were given compares as they resolve
+    model = SimpleNamespace(data_split={"scene": "capture", "scene_revision": None, "test_every": None})
+    with caplog.at_level("WARNING"):
+        example["warn_unless_trained_split"](model, left_out, "run", str(folder))
+    assert "differ from the training run" not in caplog.text
+    with caplog.at_level("WARNING"):
+        example["warn_unless_trained_split"](
+            model, data_split(scene_arguments(scene=str(folder), test_every=4), str(folder)), "run", str(folder))
+    assert "--test_every 4 (the model's: 8) differ from the training run of --model_name_or_path run" in caplog.text

@@ -13,6 +13,7 @@ from datasets import DatasetDict
 
 from hf_eff.splat.cameras import world_normalization
 from hf_eff.splat.scene import (
+    LLFF_TEST_EVERY,
     MASK_COLUMN,
     Scene,
     check_test_every,
@@ -63,7 +64,7 @@ def _find_sparse_dir(folder: Path) -> Path:
 
 
 def scene_from_colmap(
-    folder, images_dir=None, sparse_dir=None, test_every: int | None = 8, background=(0.0, 0.0, 0.0),
+    folder, images_dir=None, sparse_dir=None, test_every: int | None = LLFF_TEST_EVERY, background=(0.0, 0.0, 0.0),
     masks_dir=None, normalize_world_space: bool = False,
 ) -> Scene:
     """Reads a COLMAP reconstruction and its images into a `Scene`.
@@ -91,7 +92,7 @@ def scene_from_colmap(
     import PIL.Image
 
     check_test_every(test_every)
-    test_every = 8 if test_every is None else test_every
+    test_every = LLFF_TEST_EVERY if test_every is None else test_every
     pycolmap = _pycolmap()
     folder = Path(folder)
     sparse_dir = Path(sparse_dir) if sparse_dir is not None else _find_sparse_dir(folder)

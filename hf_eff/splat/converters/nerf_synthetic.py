@@ -18,6 +18,7 @@ from datasets import DatasetDict
 
 from hf_eff.splat.cameras import OPENGL_TO_OPENCV, world_normalization
 from hf_eff.splat.scene import (
+    LLFF_TEST_EVERY,
     MASK_COLUMN,
     Scene,
     check_test_every,
@@ -164,6 +165,15 @@ def _read_points(folder: Path, transforms_file: Path, meta: dict, world_to_norma
     return points_dataset(xyz, rgb, world_to_normalized=world_to_normalized)
 
 
+def default_test_every(folder: Path) -> int | None:
+    """The ``test_every`` a NeRF folder is split by when none is given: None where transforms_test.json is its own
+    test split, 0 for a transforms_train.json alone (every view trains), `LLFF_TEST_EVERY` for one
+    transforms.json."""
+    if (folder / "transforms_train.json").exists():
+        return None if (folder / "transforms_test.json").exists() else 0
+    return LLFF_TEST_EVERY
+
+
 def scene_from_nerf_synthetic(
     folder, background=(0.0, 0.0, 0.0), test_every: int | None = None, normalize_world_space: bool = False
 ) -> Scene:
@@ -225,13 +235,13 @@ def scene_from_nerf_synthetic(
             test_frames, _ = _read_frames(folder, test_file, allow_empty=True)
             views = DatasetDict({"train": dataset(frames, transform), "test": dataset(test_frames, transform)})
             return Scene.from_views(views, points)  # which take their transform from the views
-        transforms_file, default_every = folder / "transforms_train.json", 0  # every view trains unless test_every says
+        transforms_file = folder / "transforms_train.json"
     elif (folder / "transforms.json").exists():
-        transforms_file, default_every = folder / "transforms.json", 8
+        transforms_file = folder / "transforms.json"
         frames, meta = _read_frames(folder, transforms_file)
     else:
         raise FileNotFoundError(f"no transforms_train.json or transforms.json in {folder}")
-    test_every = default_every if test_every is None else test_every
+    test_every = default_test_every(folder) if test_every is None else test_every
     poses = frames["world_to_cameras"]
     is_test = [test_every > 0 and index % test_every == 0 for index in range(len(poses))]
     if all(is_test):
