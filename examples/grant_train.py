@@ -87,6 +87,7 @@ from hf_eff.grant import (
     load_solubility,
     molecules_from_csv,
     split_dataset,
+    target_statistics,
     time_to_target,
 )
 from hf_eff.grant.collator import GRAPH_COLUMNS
@@ -410,31 +411,24 @@ def load_trained_model(model_args: ModelArguments) -> GrantGCN:
 TARGET_SCALE_WARNING = 10.0
 
 
-def target_spreads(train: datasets.Dataset, outputs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each regression target's mean and standard deviation over the training graphs (node targets: their nodes)."""
-    values = np.concatenate([np.ravel(y) for y in train.with_format("numpy")["y"]]).astype(np.float64)
-    values = values.reshape(-1, outputs)
-    return values.mean(axis=0), values.std(axis=0)
-
-
-def target_statistics(train: datasets.Dataset, outputs: int, targets: list[str] | None) -> tuple[list[float], list[float]]:
-    """--standardize_targets: the targets' means and standard deviations; a target of one value throughout (standard
-    deviation 0) cannot be standardised and is refused by name."""
-    mean, std = target_spreads(train, outputs)
-    names = targets or [f"target {i}" for i in range(outputs)]
-    constant = [name for name, spread in zip(names, std) if spread == 0]
+def checked_target_statistics(train: datasets.Dataset, task: str, targets: list[str] | None) -> dict[str, list[float]]:
+    """--standardize_targets: the targets' means and standard deviations (`target_statistics`); a target of one value
+    throughout (standard deviation 0) cannot be standardised and is refused by name."""
+    statistics = target_statistics(train, task)
+    names = targets or [f"target {i}" for i in range(len(statistics["target_std"]))]
+    constant = [name for name, spread in zip(names, statistics["target_std"]) if spread == 0]
     if constant:
         raise ValueError(f"--standardize_targets: {', '.join(constant)} has one value on every training graph "
                          "(standard deviation 0) and cannot be standardised: drop that target or leave the flag out")
-    return mean.tolist(), std.tolist()
+    return statistics
 
 
-def warn_of_target_scales(train: datasets.Dataset, outputs: int, targets: list[str] | None) -> None:
+def warn_of_target_scales(train: datasets.Dataset, task: str, outputs: int, targets: list[str] | None) -> None:
     """Regression targets of very different scales, trained without --standardize_targets: the largest decides the
     loss and the GraNT teacher's scores (||f - f*||_2 / T) alone."""
     if outputs < 2:
         return
-    std = target_spreads(train, outputs)[1]
+    std = np.array(target_statistics(train, task)["target_std"])
     names = targets or [f"target {i}" for i in range(outputs)]
     largest, smallest = int(np.argmax(std)), int(np.argmin(std))
     if std[smallest] > 0 and std[largest] >= TARGET_SCALE_WARNING * std[smallest]:
@@ -452,9 +446,9 @@ def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str,
     if trained is None:
         statistics = {}
         if model_args.standardize_targets:
-            statistics = dict(zip(("target_mean", "target_std"), target_statistics(train, out_channels, targets)))
+            statistics = checked_target_statistics(train, task, targets)
         elif task.endswith("regression") and train is not None:
-            warn_of_target_scales(train, out_channels, targets)
+            warn_of_target_scales(train, task, out_channels, targets)
         return GrantGCN(
             in_channels=in_channels, out_channels=out_channels, hidden_channels=model_args.hidden_channels,
             num_layers=model_args.num_layers, kappa=model_args.kappa, level=task.split("_")[0],

@@ -17,6 +17,7 @@ from hf_eff.grant.data import (
     load_solubility,
     molecules_from_csv,
     split_dataset,
+    target_statistics,
 )
 from hf_eff.grant.metrics import (
     ValidationCurveCallback,
@@ -70,5 +71,6 @@ __all__ = [
     "select_batches",
     "select_within_batches",
     "split_dataset",
+    "target_statistics",
     "time_to_target",
 ]

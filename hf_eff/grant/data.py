@@ -628,6 +628,27 @@ def largest_class_id(dataset: datasets.Dataset) -> int:
     return -1 if largest is None else int(largest)
 
 
+def target_statistics(dataset: datasets.Dataset, task: str) -> dict[str, list[float]]:
+    """Each regression target's mean and standard deviation over the graphs of ``dataset`` (a node task's: over their
+    nodes), as ``GrantGCN(target_mean=..., target_std=...)`` takes them: ``GrantGCN(..., **target_statistics(train,
+    task))`` standardises its targets by the training graphs'. A target of one value throughout has standard
+    deviation 0, which GrantGCN refuses. Read from the Arrow column (y as `check_graph_dataset` checks it)."""
+    task = GraphTask(task)
+    if not task.endswith("regression"):
+        raise ValueError(f"target_statistics standardises regression targets; the task is {task}")
+    table = dataset.with_format("arrow", columns=["y", "num_nodes"])[:]  # follows a select's indices
+    column = table["y"]
+    while pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        column = pc.list_flatten(column)
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    rows = len(dataset) if task.level == "graph" else int(pc.sum(table["num_nodes"]).as_py() or 0)
+    if rows == 0 or values.size % rows:
+        raise ValueError(f"target_statistics: {values.size} y values for {rows} {task.level}s, not a fixed number of "
+                         f"targets per {task.level} (check_graph_dataset names the row)")
+    values = values.reshape(rows, -1)
+    return {"target_mean": values.mean(axis=0).tolist(), "target_std": values.std(axis=0).tolist()}
+
+
 def encode_class_labels(graphs: datasets.Dataset | datasets.DatasetDict):
     """Class names in y (strings, one per graph, a one-element list per graph, or one per node) to
     ids 0..C-1 in the names' sorted order, as `load_smiles_csv` maps them; y becomes a ClassLabel

@@ -688,3 +688,35 @@ def test_pyg_graphs_to_predict_with_nan_or_inf_features_are_named():
     with pytest.raises(ValueError, match=r"^data_list row 2: edge_attr contains inf \(edge 0, feature 1\)"):
         graphs_from_pyg([good, good, bad_edges], "node_classification")
     assert len(graphs_from_pyg([good, good], "graph_regression")) == 2
+
+
+def test_target_statistics_are_each_targets_mean_and_std_over_the_graphs_or_nodes(make_graphs):
+    from hf_eff.grant import GrantGCN, target_statistics
+
+    graphs = make_graphs(12, "graph_regression").map(lambda row: {"y": [row["y"][0] * 1e-3, row["y"][0] * 1e3 + 5.0]})
+    picked = graphs.select([1, 4, 5, 9])  # the selected rows only
+    y = np.array(picked["y"], dtype=np.float64)
+    statistics = target_statistics(picked, "graph_regression")
+    np.testing.assert_allclose(statistics["target_mean"], y.mean(axis=0))
+    np.testing.assert_allclose(statistics["target_std"], y.std(axis=0))
+    model = GrantGCN(6, 2, task="graph_regression", **statistics)  # as GrantGCN takes them
+    assert model.target_std == statistics["target_std"]
+
+    nodes = make_graphs(6, "node_regression", min_nodes=2)
+    per_node = np.concatenate([np.array(y, dtype=np.float64) for y in nodes["y"]])
+    statistics = target_statistics(nodes, "node_regression")
+    np.testing.assert_allclose([statistics["target_mean"], statistics["target_std"]], [[per_node.mean()],
+                                                                                       [per_node.std()]])
+    two = nodes.map(lambda row: {"y": [[value, 2 * value] for value in row["y"]]})
+    np.testing.assert_allclose(target_statistics(two, "node_regression")["target_std"],
+                               [per_node.std(), 2 * per_node.std()])
+
+
+def test_target_statistics_refuses_a_classification_task_and_ragged_targets(make_graphs):
+    from hf_eff.grant import target_statistics
+
+    with pytest.raises(ValueError, match="standardises regression targets; the task is graph_classification"):
+        target_statistics(make_graphs(4, "graph_classification"), "graph_classification")
+    ragged = make_graphs(2, "graph_regression").map(lambda row, i: {"y": [1.0] * (i + 1)}, with_indices=True)
+    with pytest.raises(ValueError, match="3 y values for 2 graphs, not a fixed number of targets per graph"):
+        target_statistics(ragged, "graph_regression")
