@@ -411,6 +411,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # Whether the ranks' densification statistics hold their own views' parts, not yet summed.
         self._statistics_partial = False
         self._checkpoint_clocks: tuple[float, float] | None = None  # what a resumed checkpoint saved
+        # (checkpoint, its densification state): read once by `_check_resumable`, taken by `_load_densification_state`
+        self._resume_state_read: tuple[str, dict] | None = None
         # Started by training (_DensifyCallback): an evaluation before it has no training time to report.
         self._train_clock_start: float | None = None
         self._stopped_clocks = None
@@ -1050,10 +1052,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         the state would be resumed silently under this run's strategy (the coarse-to-fine schedule and T_2
         of a g2l checkpoint replace this run's, a default one's leave them as they are). Checkpoints saved
         before the record (`_densification_record`) are not checked."""
-        path = os.path.join(checkpoint, DENSIFICATION_STATE_NAME)
-        if not os.path.isfile(path):
+        if not os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
             return  # `_load_optimizer_and_scheduler` names the missing state
-        recorded = torch.load(path, map_location="cpu", weights_only=True).get("run")
+        state = self._densification_state(checkpoint)
+        recorded = state.get("run")
         if recorded is None:
             return
         current = self._densification_record()
@@ -1066,6 +1068,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         differences = [f"{label}: {recorded.get(key)!r} in the checkpoint, {current[key]!r} now"
                        for key, label in labels.items() if recorded.get(key) != current[key]]
         if differences:
+            self._resume_state_read = None  # not resumed: its tensors are not kept
             raise ValueError(
                 f"resume_from_checkpoint {checkpoint!r}: its densification state was saved by another run than these "
                 f"arguments describe: {'; '.join(differences)}. Resume with the settings it was trained with (its "
@@ -1123,11 +1126,20 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if checkpoint is not None:
             self._load_densification_state(checkpoint)
 
+    def _densification_state(self, checkpoint: str) -> dict:
+        """``checkpoint``'s densification state on the Gaussians' device, read from disk once for a resume (its
+        record is checked first, the rest loaded after the optimizer)."""
+        if self._resume_state_read is None or self._resume_state_read[0] != checkpoint:
+            # The Gaussians' device, not args.device: accelerate's CPU ranks report cpu:<rank>, which
+            # torch.load cannot map to.
+            device = next(iter(self.splats.values())).device
+            path = os.path.join(checkpoint, DENSIFICATION_STATE_NAME)
+            self._resume_state_read = (checkpoint, torch.load(path, map_location=device, weights_only=True))
+        return self._resume_state_read[1]
+
     def _load_densification_state(self, checkpoint: str) -> None:
-        # The Gaussians' device, not args.device: accelerate's CPU ranks report cpu:<rank>, which
-        # torch.load cannot map to.
-        device = next(iter(self.splats.values())).device
-        state = torch.load(os.path.join(checkpoint, DENSIFICATION_STATE_NAME), map_location=device, weights_only=True)
+        state = self._densification_state(checkpoint)
+        self._resume_state_read = None  # taken: the strategy state now holds its tensors
         self.strategy_state = state["strategy_state"]
         self._statistics_partial = False  # every rank holds the saved total
         if state["coarse_to_fine"] is not None:
