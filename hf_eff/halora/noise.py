@@ -92,6 +92,15 @@ def noise_settings(model: nn.Module, mode: str | None = None, tile_size: int | N
             "target_modules": target_modules}
 
 
+def setting_field(model: nn.Module, setting: str, given, field: str) -> str:
+    """How errors name the field that set noise ``setting`` (mode, tile_size or target_modules) for ``noise_settings``:
+    the active HaLoRA adapter's ``noise_<setting>`` where ``given`` is None and the adapter sets it, else ``field``
+    (the caller's own argument, which also holds the defaults)."""
+    if given is None and getattr(active_halora_config(model), f"noise_{setting}", None) is not None:
+        return f"the adapter's noise_{setting}"
+    return field
+
+
 def _adapter_side_modules(model: nn.Module) -> tuple[set[int], bool]:
     """ids of the modules that live on SRAM (LoRA factors and peft's trainable ``modules_to_save``
     copies, of every adapter, active or not), and whether the model carries PEFT adapters at all.
@@ -322,14 +331,12 @@ class RRAMNoise:
         target_modules: list[str] | str | None = None,
     ):
         # errors name these arguments; the settings left as None and taken from the adapter its config has checked
-        adapter_targets = getattr(active_halora_config(model), "noise_target_modules", None) if target_modules is None else None
+        targets_field = setting_field(model, "target_modules", target_modules, "target_modules")
         settings = noise_settings(model, mode, tile_size, target_modules)
         mode, tile_size, target_modules = settings["mode"], settings["tile_size"], settings["target_modules"]
         validate_noise(sigma, mode, tile_size, names=_ARGUMENT_NAMES)
         self.sigma, self.mode, self.tile_size = float(sigma), mode, int(tile_size)
-        self.layers = rram_linear_modules(
-            model, target_modules,
-            field="the adapter's noise_target_modules" if adapter_targets is not None else "target_modules")
+        self.layers = rram_linear_modules(model, target_modules, field=targets_field)
         for name, module in self.layers.items():
             # bitsandbytes' Linear4bit / Linear8bitLt are nn.Linear subclasses holding packed integer codes
             if not module.weight.is_floating_point():

@@ -48,6 +48,7 @@ from hf_eff.halora.noise import (
     noise_settings,
     rram_linear_modules,
     rram_noise,
+    setting_field,
 )
 from hf_eff.halora.tasks import MultipleChoiceScorer, choice_logprob_sums, choice_rows_collator
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
@@ -317,12 +318,11 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         if any(sigma > 0 for sigma in self.args.eval_sigmas):
             # Checked now, not after training: a model without noisable layers, or stuck_at levels above
             # 1 from the adapter's mode, would fail only at evaluation.
-            settings = self.eval_noise_settings()
-            from_adapter = self.args.eval_noise_target_modules is None and settings["target_modules"] is not None
-            rram_linear_modules(self._eval_noise_model(), settings["target_modules"],
-                                field="the adapter's noise_target_modules" if from_adapter else "eval_noise_target_modules")
+            settings, model = self.eval_noise_settings(), self._eval_noise_model()
+            rram_linear_modules(model, settings["target_modules"], field=setting_field(
+                model, "target_modules", self.args.eval_noise_target_modules, "eval_noise_target_modules"))
             check_eval_sigmas(self.args.eval_sigmas, settings["mode"],
-                              "eval_noise_mode" if self.args.eval_noise_mode is not None else "the adapter's noise_mode")
+                              setting_field(model, "mode", self.args.eval_noise_mode, "eval_noise_mode"))
 
     def _scoring_collator(self, scorer: MultipleChoiceScorer, collator_given: bool):
         """The collator of a trainer with a scorer: the one given, or (as the superclass chose) a co-trainer's own

@@ -580,3 +580,16 @@ def test_targets_left_to_the_adapter_are_named_as_the_adapters():
     with pytest.raises(ValueError, match=r"^the adapter's noise_target_modules=\['v_proj'\] matches no frozen"):
         with rram_noise(model, sigma=0.01):
             pass
+
+
+def test_a_setting_is_named_as_the_adapters_only_where_the_adapter_set_it():
+    from hf_eff.halora.noise import setting_field
+
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2, target_modules=["q_proj"], noise_target_modules=["v_proj"]))
+    assert setting_field(model, "target_modules", None, "target_modules") == "the adapter's noise_target_modules"
+    assert setting_field(model, "target_modules", ["o_proj"], "target_modules") == "target_modules"  # given wins
+    assert setting_field(model, "mode", None, "eval_noise_mode") == "the adapter's noise_mode"
+    # the adapter's default selection (None) and a model without a HaLoRA adapter: the caller's own field
+    plain = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2, target_modules=["q_proj"]))
+    assert setting_field(plain, "target_modules", None, "target_modules") == "target_modules"
+    assert setting_field(make_tiny_llama(), "mode", None, "eval_noise_mode") == "eval_noise_mode"
