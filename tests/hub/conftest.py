@@ -67,6 +67,11 @@ class LocalHub:
         env.update(extra)
         return env
 
+    def run_code(self, code: str, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Runs the Python ``code`` with ``argv`` in a fresh process that talks to this server (`env`)."""
+        return subprocess.run([sys.executable, "-c", code, *argv], env=self.env(), capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO_ROOT)
+
     def run(self, scenario: str, timeout: float = 300, env: dict | None = None, **kwargs) -> dict:
         """Runs ``tests/hub/roundtrips.py SCENARIO`` in a fresh process and returns its result dict."""
         process = subprocess.run(

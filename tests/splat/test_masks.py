@@ -1,7 +1,6 @@
 """Per-pixel masks of a scene's views: stored, converted from nerfstudio, trained and measured."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -262,30 +261,12 @@ print("CARD " + json.dumps(DatasetCard.load(repo_id).text))
 """
 
 
-def test_masks_survive_a_push_to_the_hub_and_back(scene, tmp_path):
-    import os
-    import secrets
-    import subprocess
-    import sys
-
-    from tests.hub.hub_server import HubServer
-
-    token = f"hf_{secrets.token_hex(16)}"
-    server = HubServer({token: "mask-tester"}).start()
-    try:
-        saved = masked_scene(scene)
-        saved.save(tmp_path / "scene")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-        env.update(HF_ENDPOINT=server.url, HF_TOKEN=token, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "home"),
-                   HF_HUB_DISABLE_PROGRESS_BARS="1", OMP_NUM_THREADS="1")
-        process = subprocess.run(
-            [sys.executable, "-c", HUB_ROUND_TRIP, str(tmp_path / "scene"), "mask-tester/masked-scene"],
-            env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
-        )
-        lines = [line for line in process.stdout.splitlines() if line.startswith("MASKS ")]
-        assert process.returncode == 0 and lines, process.stderr[-4000:]
-    finally:
-        server.stop()
+def test_masks_survive_a_push_to_the_hub_and_back(scene, tmp_path, local_hub):
+    saved = masked_scene(scene)
+    saved.save(tmp_path / "scene")
+    process = local_hub.run_code(HUB_ROUND_TRIP, str(tmp_path / "scene"), local_hub.repo_id("masked-scene"))
+    lines = [line for line in process.stdout.splitlines() if line.startswith("MASKS ")]
+    assert process.returncode == 0 and lines, process.stderr[-4000:]
     pulled = json.loads(lines[-1][len("MASKS "):])
     card = json.loads(next(line for line in process.stdout.splitlines() if line.startswith("CARD "))[len("CARD "):])
     masked = sum(mask is not None for mask in stored_masks(saved.views["train"]))

@@ -349,29 +349,10 @@ print("CARD " + json.dumps(DatasetCard.load(repo_id).text))
 """
 
 
-def test_a_normalised_scene_keeps_its_transform_through_the_hub(scene, tmp_path):
-    import os
-    import secrets
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.hub.hub_server import HubServer
-
+def test_a_normalised_scene_keeps_its_transform_through_the_hub(scene, tmp_path, local_hub):
     far = normalized_scene(scene, OFFSET)
     far.save(tmp_path / "scene")
-    token = f"hf_{secrets.token_hex(16)}"
-    server = HubServer({token: "frame-tester"}).start()
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-        env.update(HF_ENDPOINT=server.url, HF_TOKEN=token, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "home"),
-                   HF_HUB_DISABLE_PROGRESS_BARS="1", OMP_NUM_THREADS="1")
-        process = subprocess.run(
-            [sys.executable, "-c", HUB_ROUND_TRIP, str(tmp_path / "scene"), "frame-tester/far-scene"],
-            env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
-        )
-    finally:
-        server.stop()
+    process = local_hub.run_code(HUB_ROUND_TRIP, str(tmp_path / "scene"), local_hub.repo_id("far-scene"))
     printed = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in process.stdout.splitlines()
                if line.startswith(("FRAME ", "CARD "))}
     assert process.returncode == 0 and len(printed) == 2, process.stderr[-4000:]
