@@ -391,6 +391,11 @@ def main():
     path_poses = build_camera_path(scene, trajectory_args, procedural=scene_args.scene is None)
     if model is None:
         model = initial_model(scene, model_args)  # SplatTrainer gives it the frame of the views (config.json)
+    elif model.world_to_normalized is None and scene.world_to_normalized is not None:
+        # SplatTrainer would take it for a fresh model and give it the scene's frame: only here is it known trained
+        raise ValueError(f"--model_name_or_path {model_args.model_name_or_path} records no world_to_normalized (it was "
+                         "trained in the capture's own coordinates), but --normalize_world_space put the scene in "
+                         "normalised ones: leave out --normalize_world_space")
     if training_args.do_train:
         model.data_split = split  # config.json records what this run trains on
     else:

@@ -95,6 +95,13 @@ def test_normalize_world_space_trains_a_far_capture_and_its_model_keeps_the_fram
     run_example(monkeypatch, *common, "--normalize_world_space", "True", "--model_name_or_path",
                 str(tmp_path / "run"), "--do_train", "False", "--output_dir", str(tmp_path / "eval"))
     assert (tmp_path / "eval" / "eval_results.json").is_file()
+    # and a model trained in the capture's own coordinates is refused on the normalised scene
+    run_example(monkeypatch, "--scene", str(tmp_path / "near"), "--render_trajectory", "none", "--init_random_points",
+                "200", "--max_steps", "2", "--output_dir", str(tmp_path / "near_run"))
+    with pytest.raises(ValueError, match="records no world_to_normalized .* leave out --normalize_world_space"):
+        run_example(monkeypatch, "--scene", str(tmp_path / "near"), "--normalize_world_space", "True",
+                    "--model_name_or_path", str(tmp_path / "near_run"), "--do_train", "False",
+                    "--render_trajectory", "none", "--output_dir", str(tmp_path / "near_eval"))
 
 
 def test_normalize_world_space_is_refused_for_the_procedural_scene(tmp_path, monkeypatch):
