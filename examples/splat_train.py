@@ -116,8 +116,8 @@ class SceneArguments:
     )
     normalize_world_space: bool = field(
         default=False,
-        metadata={"help": "For a COLMAP or NeRF --scene: convert it into normalised coordinates (gsplat's "
-                          "--normalize_world_space, without its rotation): the mean training camera at the origin, the "
+        metadata={"help": "For a COLMAP or NeRF --scene: convert it into normalised coordinates (as gsplat's "
+                          "--normalize_world_space does, but unrotated and by the mean and farthest camera): the mean training camera at the origin, the "
                           "farthest at distance 1, computed in float64 before anything is stored as float32. Needed "
                           "for a capture far from the world origin (georegistered), whose cameras float32 cannot "
                           "place. The saved model records the transform (config.json world_to_normalized), and "

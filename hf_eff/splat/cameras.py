@@ -29,10 +29,10 @@ def camera_spread(centres, about=None) -> float:
 
 def world_normalization(world_to_cameras) -> np.ndarray:
     """The similarity [4, 4] float64, world to normalised coordinates, that puts the mean camera centre
-    at the origin and the camera farthest from it at distance 1 (a single camera: no scaling): gsplat's
-    ``normalize_world_space`` (``similarity_from_cameras`` with ``center_method="poses"``) and nerfstudio's
-    ``auto_orient_and_center_poses(method="none")`` + ``auto_scale_poses``, without their rotation, so
-    that a model's Gaussians and their view-dependent colour map back unrotated.
+    at the origin and the camera farthest from it at distance 1 (a single camera: no scaling). The idea of gsplat's
+    ``normalize_world_space`` and nerfstudio's ``auto_orient_and_center_poses`` + ``auto_scale_poses``, without their
+    rotation, so that a model's Gaussians and their view-dependent colour map back unrotated (gsplat also centres on
+    median points and scales the median camera distance to 1; nerfstudio's scales the largest coordinate to 1).
 
     Compute it from the training poses as given (float64: a georegistered capture's float32 poses have
     already lost their spread) and pass it as ``world_to_normalized`` to `views_dataset` (every split),
