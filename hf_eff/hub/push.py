@@ -104,6 +104,13 @@ def _staged_without_local_paths(folder: Path, allow_patterns, ignore_patterns) -
     return staged
 
 
+def ensure_branch(api: HfApi, repo_id: str, revision: str | None, repo_type: str = "model", token=None) -> None:
+    """Creates ``revision`` from main if missing, as datasets' push_to_hub does, so that a push to a new branch
+    works; None (main) and a PR ref (the Hub's to create) are left alone."""
+    if revision is not None and not revision.startswith("refs/pr/"):
+        api.create_branch(repo_id, branch=revision, repo_type=repo_type, token=token, exist_ok=True)
+
+
 def upload_folder(api: HfApi, *, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
     """``api.upload_folder`` (same arguments, ``run_as_future`` too), with the ``PATH_RECORDING_PATTERNS`` files
     uploaded without local paths (``without_local_paths``) and left unchanged in ``folder_path``. The one upload of
@@ -298,8 +305,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None and not revision.startswith("refs/pr/"):  # a PR ref is the Hub's to create
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    ensure_branch(api, repo_id, revision)
     card.save(output_dir / "README.md")
     upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
                   ignore_patterns=list(IGNORE_PATTERNS), revision=revision)

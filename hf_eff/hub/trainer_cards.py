@@ -12,7 +12,13 @@ from huggingface_hub import ModelHubMixin
 from transformers.trainer_utils import HubStrategy
 
 from hf_eff.hub.cards import card_datasets
-from hf_eff.hub.push import PICKLE_PATTERNS, SAMPLES_PATTERNS, build_card, upload_folder
+from hf_eff.hub.push import (
+    PICKLE_PATTERNS,
+    SAMPLES_PATTERNS,
+    build_card,
+    ensure_branch,
+    upload_folder,
+)
 
 
 class _UploadsIgnoring:
@@ -120,8 +126,8 @@ class HubCardTrainerMixin:
                 results[name] = value
         # as transformers names the repo a push creates; model_name is only the card's title, as in transformers
         repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).name
-        revision = getattr(self, "_push_revision", None) or self.args.hub_revision
-        return build_card(self.card_kind, folder, repo_id, results, revision=revision, model_name=model_name,
+        return build_card(self.card_kind, folder, repo_id, results, revision=self._push_branch,
+                          model_name=model_name,
                           **user_args, **self._card_model_args())
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
@@ -159,13 +165,16 @@ class HubCardTrainerMixin:
         to is refused before training rather than at the first upload."""
         super().init_hf_repo(token=token, private=private)
         if self.is_world_process_zero():
-            self._create_push_branch(getattr(self, "_push_revision", None) or self.args.hub_revision, token)
+            self._create_push_branch(self._push_branch, token)
+
+    @property
+    def _push_branch(self) -> str | None:
+        """The branch this push goes to: its own revision, else hub_revision (None: main)."""
+        return getattr(self, "_push_revision", None) or self.args.hub_revision
 
     def _create_push_branch(self, revision: str | None, token: str | None) -> None:
-        if revision is None or revision.startswith("refs/pr/"):  # a PR ref is the Hub's to create
-            return
-        transformers_trainer.hf_api().create_branch(
-            self.hub_model_id, branch=revision, token=token if token is not None else self.args.hub_token, exist_ok=True)
+        ensure_branch(transformers_trainer.hf_api(), self.hub_model_id, revision,
+                      token=token if token is not None else self.args.hub_token)
 
     def push_to_hub(self, *args, **kwargs):
         # transformers uploads to this call's revision (else hub_revision) but builds the card without it

@@ -651,12 +651,11 @@ class Scene:
         from huggingface_hub import DatasetCard, HfApi
 
         from hf_eff.hub.cards import scene_card
+        from hf_eff.hub.push import ensure_branch
 
         api = HfApi(token=token)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        if revision is not None and not revision.startswith("refs/pr/"):
-            # As datasets' push_to_hub: the branch is created if missing (a PR ref cannot be).
-            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+        ensure_branch(api, repo_id, revision, repo_type="dataset")
         with tempfile.TemporaryDirectory() as tmp:
             self.save(tmp)
             readme = Path(tmp) / "README.md"
