@@ -379,10 +379,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                 "(GaussianModel.render passes them to rasterize)")
         # An evaluation-only run reads the training cameras alone: its training images stay undecoded.
         train_views = SceneViews(train_dataset, lazy=not args.do_train)
-        eval_views = self._eval_views(eval_dataset, args) if eval_dataset is not None else None
+        eval_views = self._eval_views(eval_dataset, args, train_views) if eval_dataset is not None else None
         self._adopt_frame(model, train_views)
-        if eval_views is not None:
-            self._check_same_frame(eval_views, train_views, "eval_dataset")
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
         self._adopt_render_settings(model, args)
@@ -499,20 +497,18 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         )
 
     @staticmethod
-    def _check_same_frame(views: SceneViews, train_views: SceneViews, name: str) -> None:
-        """Evaluation views must lie in the training views' coordinates (each names its frame, or none)."""
+    def _eval_views(dataset, args: SplatTrainingArguments, train_views: SceneViews,
+                    name: str = "eval_dataset") -> SceneViews:
+        """An evaluation split's views, which must lie in the training views' coordinates (each names its frame,
+        or none), and whose masks must each keep a pixel where `eval_ssim_padding` centres SSIM's windows: checked
+        when the split is given, not when training has ended."""
+        views = SceneViews(dataset, name=name)
         theirs, trained = views.world_to_normalized, train_views.world_to_normalized
         if not same_frame(theirs, trained):
             raise ValueError(
                 f"SplatTrainer: {name} is stored {describe_frame(theirs)} but train_dataset {describe_frame(trained)}; "
                 "pass splits of one scene (views_dataset with the same world_to_normalized)"
             )
-
-    @staticmethod
-    def _eval_views(dataset, args: SplatTrainingArguments, name: str = "eval_dataset") -> SceneViews:
-        """An evaluation split's views, whose masks must each keep a pixel where `eval_ssim_padding` centres
-        SSIM's windows: checked when the split is given, not when training has ended."""
-        views = SceneViews(dataset, name=name)
         if views.masks is not None:
             blind, margin = ssim_blind_images(views.masks[..., None], args.eval_ssim_padding)
             if blind:
@@ -902,9 +898,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         started, started_cpu = time.perf_counter(), time.process_time()
         # Read before rendering: this evaluation's own time is not training time.
         train_clocks = self._train_clocks()
-        views = self._eval_views(eval_dataset, self.args) if eval_dataset is not None else self.eval_dataset
-        if eval_dataset is not None:
-            self._check_same_frame(views, self.train_dataset, "eval_dataset")
+        views = (self._eval_views(eval_dataset, self.args, self.train_dataset) if eval_dataset is not None
+                 else self.eval_dataset)
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
         self._check_finite(current=True)
@@ -931,8 +926,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         predict runs the model on a test set: ``predictions`` are the renders and ``label_ids`` the
         views' images (float32 [N, H, W, 3] in [0, 1]; masked views' ignored pixels black), for metrics
         of one's own such as LPIPS; ``metrics`` are `evaluate`'s PSNR, SSIM, Gaussian count and speed metrics."""
-        views = self._eval_views(test_dataset, self.args, name="test_dataset")
-        self._check_same_frame(views, self.train_dataset, "test_dataset")
+        views = self._eval_views(test_dataset, self.args, self.train_dataset, name="test_dataset")
         self._check_finite(current=True)
         metrics, renders, targets = self._render_views(views, metric_key_prefix, len(views))
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
