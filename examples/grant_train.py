@@ -32,7 +32,8 @@ graphs came from SMILES: a CSV's, --predict_file or the test split of --dataset,
 freesolv, solubility or solubility-cls, or a saved folder's smiles column; then one column per target named as the
 model's target_names, else prediction or prediction_<i>; a classifier's predicted class, by name where it has class_names,
 and probability_<class> per class; graph_multilabel probability_<label> per label), or per node for a node-level
-task (graph_index, node_index, then the same columns); a target named as one of these own columns is written as prediction_<name>.
+task (graph_index, its graph's smiles where the graphs have any, node_index, then the same columns); a target
+named as one of these own columns is written as prediction_<name>.
 all_results.json records predict_file (null: the test split) and predict_graphs. A predict_results.csv that an
 earlier run left in --output_dir is removed once a run that trains or evaluates there succeeds (with --do_predict,
 replaced by its own), so that it never passes for the new model's. With --do_train False and

@@ -18,7 +18,7 @@ from hf_eff.grant.tasks import GraphTask
 logger = logging.getLogger(__name__)
 
 # the table's own columns, before the predictions, per level
-ROW_COLUMNS = {"graph": ("index", "smiles"), "node": ("graph_index", "node_index")}
+ROW_COLUMNS = {"graph": ("index", "smiles"), "node": ("graph_index", "smiles", "node_index")}
 
 
 def target_prediction_names(target_names: list[str] | None, count: int, level: str) -> list[str]:
@@ -71,8 +71,8 @@ def prediction_columns(model: torch.nn.Module, task: str, outputs: np.ndarray) -
 def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | None = None) -> pd.DataFrame:
     """`trainer.predict(graphs)` (a `GraNTTrainer`; `graphs` need no y) as one row per graph (index, and `smiles`:
     those given, one per graph, else the graphs' own smiles column where they have one, as `graphs_from_smiles`
-    keeps it) or, for a node-level task, per node (graph_index, node_index), then the prediction columns
-    (`prediction_columns`)."""
+    keeps it) or, for a node-level task, per node (graph_index, its graph's `smiles` where there are any,
+    node_index), then the prediction columns (`prediction_columns`)."""
     task = GraphTask(trainer.args.task)
     if smiles is None and "smiles" in graphs.column_names:
         smiles = list(graphs["smiles"])
@@ -84,8 +84,11 @@ def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | Non
     num_nodes = list(graphs["num_nodes"])
     if task.level == "node":  # the Trainer pads each graph's node outputs to the most nodes
         outputs = np.concatenate([predictions[graph, :nodes] for graph, nodes in enumerate(num_nodes)])
-        rows = {"graph_index": np.repeat(np.arange(len(num_nodes)), num_nodes),
-                "node_index": np.concatenate([np.arange(nodes) for nodes in num_nodes])}
+        graph_of_row = np.repeat(np.arange(len(num_nodes)), num_nodes)
+        rows = {"graph_index": graph_of_row}
+        if smiles is not None:  # a node's row names its molecule, as a graph's row does
+            rows["smiles"] = np.asarray(smiles, dtype=object)[graph_of_row]
+        rows["node_index"] = np.concatenate([np.arange(nodes) for nodes in num_nodes])
     else:
         outputs, rows = predictions, {"index": np.arange(len(num_nodes))}
         if smiles is not None:

@@ -134,6 +134,22 @@ def test_a_node_classifier_predicts_every_node_of_a_saved_folder(tmp_path):
     np.testing.assert_allclose(table.iloc[:, 3:].to_numpy(), logits.softmax(dim=1).numpy(), rtol=1e-5)
 
 
+def test_node_predictions_of_molecules_name_each_nodes_molecule(tmp_path):
+    """A node-level model on SMILES (a CSV's, or a saved folder's smiles column): each node's row gives its graph's."""
+    model = GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, level="node", task="node_regression", target_names=["charge"])
+    model.save_pretrained(tmp_path / "model")
+    graphs = graphs_from_smiles(NEW_SMILES)
+    graphs.save_to_disk(str(tmp_path / "graphs"))
+    sizes = graphs["num_nodes"]
+    for name, predict_file in (("csv", _new_molecules_csv(tmp_path / "new.csv")), ("folder", tmp_path / "graphs")):
+        _predict_only(tmp_path / "model", predict_file, "node_regression", tmp_path / name)
+        table = pd.read_csv(tmp_path / name / "predict_results.csv")
+        assert list(table.columns) == ["graph_index", "smiles", "node_index", "charge"], name
+        assert table["graph_index"].tolist() == [g for g, n in enumerate(sizes) for _ in range(n)]
+        assert table["smiles"].tolist() == [NEW_SMILES[g] for g in table["graph_index"]]
+        np.testing.assert_allclose(table[["charge"]].to_numpy(), _forward(model, graphs), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(("outputs", "columns"), [(1, ["prediction"]), (2, ["prediction_0", "prediction_1"])])
 def test_a_model_saved_without_target_names_predicts_unnamed_columns(tmp_path, outputs, columns):
     GrantGCN(ATOM_FEATURES, outputs, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
@@ -220,13 +236,14 @@ def test_targets_named_as_the_tables_own_columns_are_written_as_prediction_colum
     np.testing.assert_allclose(table.iloc[:, 2:].to_numpy(), _forward(model, graphs_from_smiles(NEW_SMILES)), rtol=1e-5)
 
 
-def test_a_node_target_named_node_index_is_written_as_prediction_node_index(tmp_path):
-    GrantGCN(6, 1, hidden_channels=8, level="node", task="node_regression",
-             target_names=["node_index"]).save_pretrained(tmp_path / "model")
-    random_graphs(3, "node_regression").save_to_disk(str(tmp_path / "graphs"))
-    _predict_only(tmp_path / "model", tmp_path / "graphs", "node_regression", tmp_path / "out")
-    columns = pd.read_csv(tmp_path / "out" / "predict_results.csv").columns
-    assert list(columns) == ["graph_index", "node_index", "prediction_node_index"]
+def test_node_targets_named_node_index_or_smiles_are_written_as_prediction_columns(tmp_path):
+    """smiles too: a node's row of molecules has its graph's smiles column."""
+    GrantGCN(ATOM_FEATURES, 2, hidden_channels=8, level="node", task="node_regression",
+             target_names=["node_index", "smiles"]).save_pretrained(tmp_path / "model")
+    _predict_only(tmp_path / "model", _new_molecules_csv(tmp_path / "new.csv"), "node_regression", tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "predict_results.csv")
+    assert list(table.columns) == ["graph_index", "smiles", "node_index", "prediction_node_index", "prediction_smiles"]
+    assert set(table["smiles"]) == set(NEW_SMILES)
 
 
 def test_target_names_that_would_write_a_column_twice_are_refused_before_training(tmp_path):
