@@ -34,17 +34,18 @@ SAMPLES_PATTERNS = ["samples_*.jsonl"]
 # Training leftovers that do not belong in a model repo: checkpoints (the Trainer pushes those
 # itself with hub_strategy="checkpoint"), TensorBoard logs and the Trainer's states (*.pt, *.pth).
 IGNORE_PATTERNS = ["checkpoint-*", "last-checkpoint/*", "runs/*", "*.pt", "*.pth", *PICKLE_PATTERNS, *SAMPLES_PATTERNS]
-# hf-eff's records of paths as given: the examples' data, scene and base model (*_results.json), GraNT's config.json
-# data_split, HaLoRA's training_data_splits.json. Every hf-eff upload sends them with each local path reduced to its
-# last part, as the card names it (``upload_folder``); the local files keep the paths, so that a local rerun still
-# finds its data. The paths that libraries load from stay as they wrote them: PEFT's adapter_config.json
-# base_model_name_or_path (PeftModel and the HaLoRA example load a pushed adapter's base from it) and
-# transformers' trainer_state.json best_model_checkpoint.
-PATH_RECORDING_PATTERNS = ["*_results.json", "training_data_splits.json", "config.json"]
-# The keys those files record a path under (at any depth: data_split is nested); the examples write these. Only their
-# values are rewritten: other strings, such as target_names "logS(mol/L)", are names, not paths.
+# The JSON files that record paths as given: hf-eff's (the examples' data, scene and base model in *_results.json,
+# GraNT's config.json data_split, HaLoRA's training_data_splits.json), PEFT's adapter_config.json (its base model: a
+# local folder, if the run's base was one) and transformers' trainer_state.json (its best checkpoint's folder). Every
+# hf-eff upload sends them with each local path reduced to its last part, as the card names it (``upload_folder``);
+# the local files keep the paths, so that a local rerun still finds its data and a resumed run its best checkpoint.
+PATH_RECORDING_PATTERNS = ["*_results.json", "training_data_splits.json", "config.json", "adapter_config.json",
+                           "trainer_state.json"]
+# The keys those files record a path under (at any depth: data_split is nested). Only their values are rewritten, and
+# only local paths among them (``shown_name``): other strings, such as target_names "logS(mol/L)", are names, not
+# paths, and a Hub id (or the built-in base's name, which load_base_model records) loads anywhere.
 PATH_KEYS = frozenset({"dataset_name", "dataset", "scene", "base_model", "model_name_or_path",
-                       "adapter_name_or_path", "predict_file"})
+                       "adapter_name_or_path", "predict_file", "base_model_name_or_path", "best_model_checkpoint"})
 
 
 def without_local_paths(value):

@@ -66,9 +66,10 @@ class HubCardTrainerMixin:
     the same card, built from the results so far, in place of the one the model's ``save_pretrained``
     wrote into the checkpoint. Like ``hf-eff push``, no push uploads ``hf_eff.hub.push.PICKLE_PATTERNS``:
     ``training_args.bin`` stays in the local folders (for tools that read it) but not on the Hub; nor
-    ``SAMPLES_PATTERNS``, the per-question samples of an evaluation; and hf-eff's records of local paths (the data in
-    ``all_results.json``, ``training_data_splits.json``, ``config.json``: ``PATH_RECORDING_PATTERNS``) go up with each
-    path reduced to its last part, as the card names it (the local files keep them). A pushed
+    ``SAMPLES_PATTERNS``, the per-question samples of an evaluation; and the records of local paths (the data in
+    ``all_results.json``, ``training_data_splits.json``, ``config.json``, the base model in ``adapter_config.json``, the
+    best checkpoint in ``trainer_state.json``: ``PATH_RECORDING_PATTERNS``) go up with each path reduced to its last
+    part, as the card names it (the local files keep them). A pushed
     checkpoint keeps the optimizer, scheduler and RNG states (``*.pt``, ``*.pth``): resuming from it needs
     them, and transformers reads them with ``torch.load(weights_only=True)``.
 

@@ -1,8 +1,10 @@
-"""Pushes upload hf-eff's JSON records of paths (all_results.json, training_data_splits.json, config.json) with
-each local path reduced to its last part, as the card names it, and leave the local files as they are."""
+"""Pushes upload the JSON records of paths (hf-eff's all_results.json, training_data_splits.json, config.json; PEFT's
+adapter_config.json; transformers' trainer_state.json) with each local path reduced to its last part, as the card names
+it, and leave the local files as they are."""
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,7 +147,8 @@ def test_a_folder_that_records_no_local_path_is_uploaded_as_it_is(local_hub, tmp
         == {name: (run / name).read_text() for name in ("all_results.json", "config.json")}
 
 
-def test_trainer_push_uploads_the_adapter_and_its_data_record_without_local_paths(local_hub, tmp_path, monkeypatch):
+def test_trainer_pushes_upload_the_adapter_its_state_and_data_record_without_local_paths(
+        local_hub, tmp_path, monkeypatch):
     import transformers.utils.hub
     from datasets import Dataset
     from peft import get_peft_model
@@ -164,23 +167,32 @@ def test_trainer_push_uploads_the_adapter_and_its_data_record_without_local_path
                            HaLoRAConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"]))
     data = Dataset.from_dict({"input_ids": [[0, 5 + i % 7, 9, 2] for i in range(8)], "labels": [i % 3 for i in range(8)]})
     repo_id = local_hub.repo_id("adapter")
-    args = HaLoRATrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=1,
-                                   report_to=[], eval_sigmas=[0.0], use_cpu=True, save_strategy="no",
-                                   push_to_hub=True, hub_model_id=repo_id)
-    trainer = HaLoRATrainer(model=model, args=args, train_dataset=data)
+    out = tmp_path / "out"
+    # the checkpoint pushes send trainer_state.json, whose best_model_checkpoint is a folder of this machine
+    args = HaLoRATrainingArguments(output_dir=str(out), per_device_train_batch_size=4, max_steps=2,
+                                   report_to=[], eval_sigmas=[0.0], use_cpu=True, eval_strategy="steps", eval_steps=1,
+                                   save_strategy="steps", save_steps=1, load_best_model_at_end=True,
+                                   push_to_hub=True, hub_model_id=repo_id, hub_strategy="checkpoint")
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=data, eval_dataset=data)
     trainer.data_splits = [{"dataset": str(tmp_path / "private" / "questions.jsonl"), "data_seed": 0}]
     trainer.train()
     trainer.save_metrics("all", {"dataset_name": str(tmp_path / "private" / "questions.jsonl")}, combined=False)
     trainer.push_to_hub()
 
-    out = tmp_path / "out"
-    # PEFT's own record, which loads the base of the pushed adapter on the machine that has it, stays
-    assert _pushed_json(local_hub, repo_id, "adapter_config.json")["base_model_name_or_path"] == str(base_dir)
+    pushed_state = _pushed_json(local_hub, repo_id, "last-checkpoint/trainer_state.json")
+    # the checkpoint pushed last (a push still running skips the next), as transformers wrote it but for its best one
+    state = json.loads((out / f"checkpoint-{pushed_state['global_step']}" / "trainer_state.json").read_text())
+    best = state["best_model_checkpoint"]
+    assert Path(best).parent == out  # what transformers records: the checkpoint's local folder
+    assert pushed_state == {**state, "best_model_checkpoint": Path(best).name}
+    for name in ("adapter_config.json", "last-checkpoint/adapter_config.json"):
+        assert _pushed_json(local_hub, repo_id, name)["base_model_name_or_path"] == "tiny-roberta", name
     assert _pushed_json(local_hub, repo_id, "training_data_splits.json") == [
         {"dataset": "questions.jsonl", "data_seed": 0}]
     assert _pushed_json(local_hub, repo_id, "all_results.json") == {"dataset_name": "questions.jsonl"}
-    # the local files keep the paths
+    # the local files keep the paths: a rerun finds its data, a resumed run its best checkpoint and base model
     assert json.loads((out / "training_data_splits.json").read_text()) == trainer.data_splits
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base_dir)
 
 
 @pytest.mark.parametrize("name", ["all_results.json", "train_results.json", "training_data_splits.json",
@@ -195,19 +207,36 @@ def test_each_path_recording_file_is_uploaded_without_local_paths(local_hub, tmp
     assert _pushed_json(local_hub, repo_id, f"last-checkpoint/{name}") == {"dataset": "data.csv"}
 
 
-def test_the_paths_libraries_load_from_are_uploaded_as_they_wrote_them(local_hub, tmp_path):
+@pytest.mark.parametrize("base", ["HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct"])
+def test_a_hub_or_built_in_base_model_is_uploaded_as_peft_recorded_it(local_hub, tmp_path, base):
     run = tmp_path / "run"
     run.mkdir()
-    written = {"adapter_config.json": {"base_model_name_or_path": f"{PRIVATE}/base"},
-               "trainer_state.json": {"best_model_checkpoint": f"{PRIVATE}/run/checkpoint-2"},
-               "all_results.json": {"base_model": f"{PRIVATE}/base"}}
-    for name, record in written.items():
-        (run / name).write_text(json.dumps(record))
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "peft_type": "HALORA"}))
     api, repo_id = local_hub.api(), local_hub.repo_id("run")
     api.create_repo(repo_id)
     upload_folder(api, repo_id=repo_id, folder_path=run)
-    assert {name: _pushed_json(local_hub, repo_id, name) for name in written} == {
-        **written, "all_results.json": {"base_model": "base"}}
+    assert _pushed_bytes(local_hub, repo_id, "adapter_config.json") == (run / "adapter_config.json").read_bytes()
+
+
+def test_cli_push_uploads_the_adapters_base_and_best_checkpoint_without_local_paths(local_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    run = tmp_path / "run"
+    run.mkdir()
+    written = {"adapter_config.json": {"base_model_name_or_path": f"{PRIVATE}/SmolLM2-135M-Instruct.Q4_1.gguf",
+                                       "peft_type": "HALORA", "r": 8},
+               "trainer_state.json": {"best_model_checkpoint": f"{PRIVATE}/run/checkpoint-2", "global_step": 4},
+               "all_results.json": {"eval_accuracy": 0.5}}
+    for name, record in written.items():
+        (run / name).write_text(json.dumps(record))
+    (run / "adapter_model.safetensors").write_text("{}")
+    repo_id = local_hub.repo_id("adapter")
+    push.push_output_dir(run, repo_id, token=local_hub.token)
+
+    assert _pushed_json(local_hub, repo_id, "adapter_config.json") == {
+        "base_model_name_or_path": "SmolLM2-135M-Instruct.Q4_1.gguf", "peft_type": "HALORA", "r": 8}
+    assert _pushed_json(local_hub, repo_id, "trainer_state.json") == {"best_model_checkpoint": "checkpoint-2",
+                                                                      "global_step": 4}
+    assert {name: json.loads((run / name).read_text()) for name in written} == written
 
 
 def test_a_models_own_push_to_hub_uploads_its_config_without_local_paths(local_hub, monkeypatch):
