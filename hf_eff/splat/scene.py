@@ -207,16 +207,20 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
 
 def _check_float32_keeps_cameras(given: list[np.ndarray], stored: list[np.ndarray]) -> None:
     """Refuses poses that float32 storage moves by more than 1e-4 of the cameras' span: a georegistered
-    capture (UTM coordinates, millions of metres from the origin) rounds to about half a metre."""
+    capture (UTM coordinates, millions of metres from the origin) rounds to about half a metre, and further
+    out onto one point. Cameras at one point as given (camera-to-world matrices given as world_to_camera)
+    are left to `Scene.from_views`, whose error names the inverted poses."""
     if len(given) < 2 or any(pose.shape not in ((4, 4), (3, 4)) for pose in given):
         return
     if not all(np.isfinite(pose).all() and abs(np.linalg.det(pose[:3, :3])) > 1e-8 for pose in given):
         return  # named by the scene's checks
     exact = camera_centres([pose[:3] for pose in given])
-    moved = np.abs(camera_centres([pose[:3] for pose in stored]) - exact).max()
     span = camera_spread(exact)
-    # Beyond a tenth of the span the cameras are at one point already, which Scene.from_views names.
-    if 1e-4 * span < moved < 0.1 * span:
+    given_rounding = _centre_rounding(np.stack([pose[:3] for pose in given]), np.finfo(np.float64).eps)
+    if span <= 10 * given_rounding:
+        return
+    moved = np.abs(camera_centres([pose[:3] for pose in stored]) - exact).max()
+    if moved > 1e-4 * span:
         raise ValueError(
             f"views_dataset: the cameras lie about {np.linalg.norm(exact, axis=1).max():.3g} from the world origin "
             f"but within {span:.3g} of their mean; stored as float32, their centres move by up to {moved:.3g}. "
@@ -959,15 +963,16 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255.0
 
 
-def _centre_rounding(poses: np.ndarray) -> float:
-    """How far the rounding of world-to-camera poses [N, 4, 4] moves a camera centre (`camera_centres`): the
-    largest translation times the rotations' rounding, float32's or the coarser rounding of values
-    printed with fewer digits, which their deviation from orthonormal shows. Inverted poses of an object
+def _centre_rounding(poses: np.ndarray, eps: float = np.finfo(np.float32).eps) -> float:
+    """How far the rounding of world-to-camera poses [N, 4, 4] or [N, 3, 4] moves a camera centre
+    (`camera_centres`): the largest translation times the rotations' rounding, ``eps`` (float32's: stored
+    poses) or the coarser rounding of values printed with fewer digits, which their deviation from
+    orthonormal shows. Inverted poses of an object
     capture (cameras aimed at the origin from one distance) put every centre at one point up to this; a
     capture far from the origin (georegistered) spreads its cameras far above it."""
     rotations = poses[:, :3, :3]
     deviation = np.abs(rotations @ rotations.transpose(0, 2, 1) - np.eye(3)).max()
-    return float((deviation + np.finfo(np.float32).eps) * np.linalg.norm(poses[:, :3, 3], axis=1).max())
+    return float((deviation + eps) * np.linalg.norm(poses[:, :3, 3], axis=1).max())
 
 
 def _scene_from_parts(views, points, metadata) -> Scene:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from hf_eff.splat.cameras import look_at, pinhole_intrinsics
+from hf_eff.splat.cameras import camera_centres, camera_spread, look_at, pinhole_intrinsics
 from hf_eff.splat.scene import (
     VIEW_FEATURES,
     Scene,
@@ -347,6 +347,22 @@ def test_cameras_at_one_point_are_refused_naming_the_inverted_poses():
         Scene.from_views(DatasetDict({"train": inverted}))
     single = Scene.from_views(DatasetDict({"train": views_dataset(images[:1], Ks[:1], poses[:1])}))
     assert single.radius == 1.0  # one camera is no mistake
+
+
+def test_a_split_that_float32_rounds_onto_one_point_is_refused_where_it_is_stored():
+    # 2 m apart, 5e8 m out: float32 steps there are 32 m, so the centres move by far more than their span
+    # (which the refusal used to let through, for Scene.from_views to name). A test split is not checked by
+    # Scene.from_views' radius, so views_dataset refuses it.
+    images, Ks, _ = view_columns(3)
+    site = np.array([4e8, 3e8, 1e3])
+    poses = [look_at(tuple(site + offset), tuple(site + (0.0, 0.0, -50.0)))
+             for offset in [(2.0, 0.0, 0.0), (0.0, 2.0, 0.0), (-2.0, 0.0, 0.5)]]
+    exact = camera_centres(poses)
+    moved = np.abs(camera_centres([pose.astype(np.float32) for pose in poses]) - exact).max()
+    assert moved > 5 * camera_spread(exact)
+    with pytest.raises(ValueError, match=r"views_dataset: the cameras lie about 5e\+08 from the world origin but "
+                                         r"within 2.* normalize_world_space=True"):
+        views_dataset(images, Ks, poses)
 
 
 def test_a_views_split_built_without_views_dataset_may_not_hold_transparent_pixels(tmp_path):
