@@ -42,11 +42,55 @@ def documented_imports() -> list[tuple[str, str, str]]:
     return found
 
 
-def test_every_subpackage_export_is_the_same_object_from_hf_eff():
+# What README.md and docs/ teach a user to call; the rest of each subpackage's exports stay in it.
+TOP_LEVEL = {
+    "halora": ["HaLoRAConfig", "HaLoRAModel", "HaLoRATrainer", "HaLoRATrainingArguments", "choice_rows_collator",
+               "load_base_model", "builtin_task", "load_task", "rram_noise", "RRAMNoise"],
+    "grant": ["GraNTTrainer", "GraNTTrainingArguments", "GrantGCN", "GraphCollator", "generate_graphon_dataset",
+              "graphs_from_pyg", "graphs_from_smiles", "load_freesolv", "load_qm9", "load_smiles_csv", "load_solubility",
+              "split_dataset"],
+    "splat": ["GaussianModel", "SplatTrainer", "SplatTrainingArguments", "FixedDefaultStrategy", "GlobalToLocalStrategy",
+              "Scene", "load_scene", "views_dataset", "points_dataset", "make_procedural_scene", "world_normalization",
+              "scene_from_colmap", "write_colmap", "scene_from_nerf_synthetic", "write_nerf_synthetic"],
+    "hub": ["push_output_dir", "build_card"],
+}
+SUBPACKAGE_ONLY = {"grant": ["select", "TASKS", "graph_scores", "feature_widths", "predictions_table"],
+                   "splat": ["rasterize", "images_to_float", "camera_path", "EnergyCoarseToFine"],
+                   "halora": ["tokenize_for_scoring", "MultipleChoiceScorer", "halora_regularizer"],
+                   "hub": ["HubCardTrainerMixin", "grant_card"]}
+
+
+def test_top_level_is_the_curated_list():
+    assert hf_eff.__all__ == [name for names in TOP_LEVEL.values() for name in names]
+
+
+@pytest.mark.parametrize("sub", SUBPACKAGES)
+def test_each_top_level_name_is_its_subpackages_object(sub):
+    module = importlib.import_module(f"hf_eff.{sub}")
+    for name in TOP_LEVEL[sub]:
+        assert name in module.__all__, f"hf_eff.{name} is not exported by hf_eff.{sub}"
+        assert getattr(hf_eff, name) is getattr(module, name), f"hf_eff.{name} is not hf_eff.{sub}.{name}"
+
+
+def test_star_import_binds_exactly_the_top_level_names():
+    namespace: dict = {}
+    exec("from hf_eff import *", namespace)
+    assert set(namespace) - {"__builtins__"} == {name for names in TOP_LEVEL.values() for name in names}
+
+
+@pytest.mark.parametrize(("sub", "name"), [(sub, name) for sub, names in SUBPACKAGE_ONLY.items() for name in names])
+def test_subpackage_only_names_are_not_top_level_and_the_error_says_where_they_are(sub, name):
+    assert name in importlib.import_module(f"hf_eff.{sub}").__all__
+    assert name not in hf_eff.__all__ and name not in dir(hf_eff)
+    with pytest.raises(AttributeError, match=rf"no attribute '{name}'; it is hf_eff\.{sub}\.{name} "):
+        getattr(hf_eff, name)
+
+
+def test_every_subpackage_export_is_top_level_or_pointed_to():
     for sub, names in subpackage_exports().items():
-        module = importlib.import_module(f"hf_eff.{sub}")
-        for name in names:
-            assert getattr(hf_eff, name) is getattr(module, name), f"hf_eff.{name} is not hf_eff.{sub}.{name}"
+        for name in set(names) - set(hf_eff.__all__):
+            with pytest.raises(AttributeError, match=rf"hf_eff\.{sub}\.{name} "):
+                getattr(hf_eff, name)
 
 
 def test_no_name_is_exported_by_two_subpackages():
@@ -62,14 +106,6 @@ def test_exports_are_public_names():
         assert [name for name in names if name.startswith("_")] == [], sub
 
 
-def test_star_import_binds_every_export():
-    namespace: dict = {}
-    exec("from hf_eff import *", namespace)
-    expected = {name for names in subpackage_exports().values() for name in names}
-    assert expected - set(namespace) == set()
-    assert set(hf_eff.__all__) == expected
-
-
 def test_subpackage_is_an_attribute_on_first_access(monkeypatch):
     # as after a bare `import hf_eff`: the subpackage is imported but not yet bound on hf_eff
     monkeypatch.delattr(hf_eff, "grant")
@@ -77,16 +113,26 @@ def test_subpackage_is_an_attribute_on_first_access(monkeypatch):
 
 
 def test_unknown_name_raises_attribute_error():
-    with pytest.raises(AttributeError, match="no attribute 'NoSuchTrainer'"):
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchTrainer'$"):
         hf_eff.NoSuchTrainer  # noqa: B018
 
 
-def test_import_hf_eff_does_not_load_the_trainers_or_graph_and_splat_stacks():
+def loaded_after(code: str, modules: list[str]) -> str:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``, as the list it prints."""
+    code += f"; import sys; print([m for m in {modules!r} if m in sys.modules])"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_import_hf_eff_and_a_missing_private_name_do_not_load_the_trainers_or_graph_and_splat_stacks():
     heavy = ["hf_eff.grant", "hf_eff.splat", "hf_eff.hub", "hf_eff.halora.trainer", "transformers.trainer",
              "torch_geometric", "gsplat"]
-    code = f"import sys, hf_eff; print([m for m in {heavy!r} if m in sys.modules])"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert loaded.strip() == "[]"
+    # a private name (pytest, copy and pickle probe modules for some) names no export: no subpackage is searched
+    assert loaded_after("import hf_eff; assert not hasattr(hf_eff, '_pytestfixturefunction')", heavy) == "[]"
+
+
+def test_a_top_level_name_loads_its_own_subpackage_only():
+    assert loaded_after("import hf_eff; hf_eff.GaussianModel", ["hf_eff.grant", "torch_geometric"]) == "[]"
+    assert loaded_after("import hf_eff; hf_eff.GrantGCN", ["hf_eff.splat", "gsplat"]) == "[]"
 
 
 def test_documented_imports_name_exported_objects():

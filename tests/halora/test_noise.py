@@ -6,8 +6,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from hf_eff import HaLoRAConfig, RRAMNoise, rram_linear_modules, rram_noise
+from hf_eff import HaLoRAConfig, RRAMNoise, rram_noise
 from hf_eff.halora import noise as noise_module
+from hf_eff.halora import rram_linear_modules
 from hf_eff.halora.noise import _expand_tiles, _scale_by_tiles_, canonical_layer_name, draw_seed
 from tests.halora.conftest import make_tiny_llama
 

@@ -3,7 +3,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
 
-from hf_eff import HaLoRAConfig, halora_regularizer
+from hf_eff import HaLoRAConfig
+from hf_eff.halora import halora_regularizer
 from tests.halora.conftest import make_tiny_llama
 
 
