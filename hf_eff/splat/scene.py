@@ -991,7 +991,7 @@ def _scene_from_parts(views, points, metadata) -> Scene:
                  world_to_normalized=frame)
 
 
-def _load_local_config(folder: Path, config_name: str) -> DatasetDict:
+def _load_local_config(folder: Path, config_name: str, cache_dir=None) -> DatasetDict:
     """One README config of a local folder, as its files are now.
 
     ``load_dataset(folder, name=...)`` keys its cache on the README's configs alone, so a scene
@@ -1001,8 +1001,8 @@ def _load_local_config(folder: Path, config_name: str) -> DatasetDict:
     """
     from datasets import load_dataset_builder
 
-    data_files = load_dataset_builder(str(folder), name=config_name).config.data_files
-    return _splits_with_rows(load_dataset_builder("parquet", data_files=data_files))
+    data_files = load_dataset_builder(str(folder), name=config_name, cache_dir=cache_dir).config.data_files
+    return _splits_with_rows(load_dataset_builder("parquet", data_files=data_files, cache_dir=cache_dir))
 
 
 def _splits_with_rows(builder) -> DatasetDict:
@@ -1095,6 +1095,7 @@ def load_scene(
     images: str | None = None,
     masks: str | None = None,
     normalize_world_space: bool = False,
+    cache_dir=None,
 ) -> Scene:
     """Loads a scene from a Hub dataset repo id, a local folder in the same parquet layout,
     or a local folder holding ``views/`` (``save_to_disk``), optional ``points/`` and
@@ -1124,6 +1125,10 @@ def load_scene(
             records the transform (``Scene.world_to_normalized``). Needed for a capture far from the
             world origin (georegistered), whose cameras float32 cannot place. A stored scene is
             already float32: refused.
+        cache_dir: where `datasets` keeps the arrow tables of a Hub or parquet scene, as ``load_dataset``'s
+            ``cache_dir`` (default ``HF_DATASETS_CACHE``). The files downloaded from the Hub go to the
+            huggingface_hub cache, as `datasets` puts them (``HF_HUB_CACHE`` moves them). A converted folder or
+            a ``save_to_disk`` one is read without a cache.
     """
     from datasets import (
         get_dataset_config_names,
@@ -1175,9 +1180,9 @@ def load_scene(
             if isinstance(points, DatasetDict):
                 points = points["train"]
         elif (path / VIEW_CONFIG).is_dir():
-            views = _load_local_config(path, VIEW_CONFIG)
-            has_points = POINT_CONFIG in get_dataset_config_names(str(path))
-            points = _load_local_config(path, POINT_CONFIG)["train"] if has_points else None
+            views = _load_local_config(path, VIEW_CONFIG, cache_dir)
+            has_points = POINT_CONFIG in get_dataset_config_names(str(path), cache_dir=cache_dir)
+            points = _load_local_config(path, POINT_CONFIG, cache_dir)["train"] if has_points else None
         elif is_nerf:
             from hf_eff.splat.converters import scene_from_nerf_synthetic
 
@@ -1200,12 +1205,13 @@ def load_scene(
     from huggingface_hub.errors import EntryNotFoundError
 
     _check_hub_scene(str(source), revision, token)
-    views = _splits_with_rows(load_dataset_builder(str(source), name=VIEW_CONFIG, revision=revision, token=token))
-    configs = get_dataset_config_names(str(source), revision=revision, token=token)
+    views = _splits_with_rows(load_dataset_builder(str(source), name=VIEW_CONFIG, revision=revision, token=token,
+                                                   cache_dir=cache_dir))
+    configs = get_dataset_config_names(str(source), revision=revision, token=token, cache_dir=cache_dir)
     points = None
     if POINT_CONFIG in configs:
         points = load_dataset(
-            str(source), name=POINT_CONFIG, split="train", revision=revision, token=token
+            str(source), name=POINT_CONFIG, split="train", revision=revision, token=token, cache_dir=cache_dir
         )
     try:
         metadata_path = hf_hub_download(

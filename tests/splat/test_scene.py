@@ -608,3 +608,38 @@ def test_a_mistyped_relative_folder_is_named_as_neither_folder_nor_readable_repo
     with pytest.raises(FileNotFoundError, match=f"no folder {tmp_path / 'data' / 'garden'} and no dataset repo "
                                                 "data/garden that this token can read"):
         load_scene("data/garden")
+
+
+CACHE_DIR_SCRIPT = """
+import json, sys
+from pathlib import Path
+from hf_eff.splat.scene import load_scene
+folder, repo_id, cache_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+load_scene(folder).push_to_hub(repo_id)
+loaded = load_scene(repo_id, cache_dir=cache_dir)
+print("LOADED " + json.dumps({split: len(views) for split, views in loaded.views.items()}))
+"""
+
+
+def arrow_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.arrow")) if folder.is_dir() else []
+
+
+def test_load_scene_keeps_its_arrow_tables_in_the_cache_dir_given(tmp_path, local_hub):
+    scene = small_scene()
+    scene.save(tmp_path / "scene")
+    # a parquet folder, in this process
+    loaded = load_scene(tmp_path / "scene", cache_dir=tmp_path / "local-cache")
+    assert loaded == scene
+    assert {path.relative_to(tmp_path / "local-cache").parts[0] for path in arrow_files(tmp_path / "local-cache")} \
+        == {"parquet"}
+    # a Hub repo, in a process talking to the local Hub
+    repo_id = local_hub.repo_id("cached-scene")
+    process = local_hub.run_code(CACHE_DIR_SCRIPT, str(tmp_path / "scene"), repo_id, str(tmp_path / "hub-cache"))
+    printed = [line for line in process.stdout.splitlines() if line.startswith("LOADED ")]
+    assert process.returncode == 0 and printed, process.stderr[-4000:]
+    assert json.loads(printed[0].removeprefix("LOADED ")) == {"train": 3, "test": 2}
+    # views (train, test) and points, in the repo's folder of the cache given, none in the default one
+    repo_name = repo_id.split("/")[1]
+    assert len([path for path in arrow_files(tmp_path / "hub-cache") if repo_name in str(path)]) == 3
+    assert not [path for path in arrow_files(local_hub.home / "datasets") if repo_name in str(path)]
