@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 OWNER = "hf-eff-tester"
 OTHER_USER = "someone-else"
+ORG = "hf-eff-org"  # OWNER is a member
 RESULT_PREFIX = "ROUNDTRIP-RESULT "
 
 
@@ -35,6 +36,8 @@ class LocalHub:
     token: str
     other_token: str
     home: Path
+    read_token: str  # OWNER's, with the "read" role
+    fine_grained_token: str  # OWNER's, whose whoami lists scopes instead of a plain role
 
     @property
     def url(self) -> str:
@@ -91,14 +94,15 @@ class LocalHub:
 
 @pytest.fixture(scope="session")
 def local_hub(tmp_path_factory):
-    token, other_token = f"hf_{secrets.token_hex(16)}", f"hf_{secrets.token_hex(16)}"
-    server = HubServer({token: OWNER, other_token: OTHER_USER}).start()
+    token, other_token, read_token, fine_grained_token = (f"hf_{secrets.token_hex(16)}" for _ in range(4))
+    server = HubServer({token: OWNER, other_token: OTHER_USER, read_token: OWNER, fine_grained_token: OWNER},
+                       roles={read_token: "read", fine_grained_token: "fineGrained"}, orgs={ORG: [OWNER]}).start()
     home = tmp_path_factory.mktemp("hf_home")
     # For the in-process tests: huggingface_hub was imported before this fixture could set the
     # environment, so the Xet switch is patched where it is read.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        yield LocalHub(server, token, other_token, home)
+        yield LocalHub(server, token, other_token, home, read_token, fine_grained_token)
     server.stop()
 
 

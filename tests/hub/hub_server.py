@@ -6,13 +6,14 @@ info (with siblings), preupload, NDJSON commits, the git-LFS batch API (basic tr
 uploads and downloads, pre-signed URLs), ``resolve`` downloads with ETag / X-Repo-Commit
 headers (LFS files redirect like the real Hub's CDN), tree and paths-info listings, refs,
 commit history, branches and tags, and YAML validation. It is not a Hub: no git, no PRs,
-no organisations, no Xet, no Spaces.
+no Xet, no Spaces; organisations are only names with members.
 
-Access: every repo belongs to its namespace's user. Reads of a private repo, and all writes,
-need that user's Bearer token; anything else gets the Hub's 401 ``RepoNotFound`` answer.
+Access: every repo belongs to its namespace, a user or an organisation. Reads of a private repo, and all
+writes, need a Bearer token of that user or of a member; anything else gets the Hub's 401 ``RepoNotFound``
+answer. A token's role ("write" unless given) is what whoami reports; a "read" token writes nothing.
 
 Faults for the tests: ``HubServer.inject_fault(kind, status=None, after=0)`` makes a request of
-a kind ("commit" or "lfs-upload") fail with ``status`` or, with
+a kind ("commit", "lfs-upload" or "whoami") fail with ``status`` or, with
 ``status=None``, drop the connection after reading the request, as a crashed upload would.
 """
 
@@ -123,8 +124,10 @@ class _DropConnection(Exception):
 class HubServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, tokens: dict[str, str], host: str = "127.0.0.1", port: int = 0):
-        """tokens maps a Bearer token to its user name."""
+    def __init__(self, tokens: dict[str, str], host: str = "127.0.0.1", port: int = 0,
+                 roles: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None):
+        """tokens maps a Bearer token to its user name, roles a token to its role ("read", "write" or
+        "fineGrained"; default "write") and orgs an organisation's name to its members."""
         super().__init__((host, port), _Handler)
         self.hub = self
         # LFS content moves through a second origin, like the Hub's pre-signed storage URLs:
@@ -133,6 +136,8 @@ class HubServer(ThreadingHTTPServer):
         self.cdn.daemon_threads = True
         self.cdn.hub = self
         self.tokens = dict(tokens)
+        self.roles = dict(roles or {})
+        self.orgs = {org: list(members) for org, members in (orgs or {}).items()}
         self.url = f"http://{host}:{self.server_address[1]}"
         self.cdn_url = f"http://{host}:{self.cdn.server_address[1]}"
         self.repos: dict[tuple[str, str], Repo] = {}
@@ -175,6 +180,10 @@ class HubServer(ThreadingHTTPServer):
                 del self._faults[i]
                 return True, fault[1]
         return False, None
+
+    def namespaces(self, user: str) -> list[str]:
+        """Where ``user`` may write: their own namespace and their organisations'."""
+        return [user] + [org for org, members in self.orgs.items() if user in members]
 
     def sign(self, *parts: str) -> str:
         return hmac.new(self._secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
@@ -322,19 +331,28 @@ class _Handler(BaseHTTPRequestHandler):
             if required:
                 raise HubError(401, "Invalid username or password.")
             return None
-        token = header.removeprefix("Bearer ").strip()
-        user = self.hub.tokens.get(token)
+        user = self.hub.tokens.get(self._token())
         if user is None:
             raise HubError(401, "Invalid credentials in Authorization header")
+        return user
+
+    def _token(self) -> str:
+        return self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+
+    def _writer(self, namespace: str) -> str | None:
+        """The user, when the request's token may write in ``namespace``; else None."""
+        user = self._user()
+        if user is None or namespace not in self.hub.namespaces(user) or self.hub.roles.get(self._token()) == "read":
+            return None
         return user
 
     def _repo(self, repo_type: str, repo_id: str, write: bool = False) -> Repo:
         user = self._user()
         repo = self.hub.repos.get((repo_type, repo_id))
-        if repo is None or (repo.private and user != repo.owner):
+        if repo is None or (repo.private and (user is None or repo.owner not in self.hub.namespaces(user))):
             # Like the Hub: a private repo looks absent to others, and without a token it is a 401.
             raise HubError(401 if user is None else 404, "Repository not found", "RepoNotFound")
-        if write and user != repo.owner:
+        if write and self._writer(repo.owner) is None:
             raise HubError(401 if user is None else 403, f"You don't have write access to {repo_id}")
         return repo
 
@@ -402,11 +420,15 @@ class _Handler(BaseHTTPRequestHandler):
     # --- endpoints ----------------------------------------------------------------------
 
     def _whoami(self) -> int:
+        self._maybe_fault("whoami")
         user = self._user(required=True)
-        return self._send_json(200, {
-            "type": "user", "name": user, "fullname": user, "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "tests", "role": "write"}},
-        })
+        role = self.hub.roles.get(self._token(), "write")
+        token = {"displayName": "tests", "role": role}
+        if role == "fineGrained":  # its permissions, by repo, user or organisation
+            token["fineGrained"] = {"canReadGatedRepos": False, "global": [], "scoped": []}
+        orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "write"} for org in self.hub.namespaces(user)[1:]]
+        return self._send_json(200, {"type": "user", "name": user, "fullname": user, "orgs": orgs,
+                                     "auth": {"type": "access_token", "accessToken": token}})
 
     def _validate_yaml(self) -> int:
         content = self._json_body().get("content", "")
@@ -425,7 +447,7 @@ class _Handler(BaseHTTPRequestHandler):
         namespace = body.get("organization") or user
         repo_type = body.get("type") or "model"
         repo_id = f"{namespace}/{body['name']}"
-        if namespace != user:
+        if self._writer(namespace) is None:
             raise HubError(403, f"You don't have the rights to create a repo under the namespace {namespace}")
         if repo_type not in URL_PREFIX:
             raise HubError(400, f"unknown repo type {repo_type}")

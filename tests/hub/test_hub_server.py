@@ -15,6 +15,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import get_session
 
+from tests.hub.conftest import ORG
+
 
 def _folder(tmp_path, weights: bytes, note: str = "hello"):
     folder = tmp_path / "folder"
@@ -130,6 +132,40 @@ def test_public_repo_refuses_writes_from_others_and_can_turn_private(local_hub):
     api.update_repo_settings(repo_id, private=True)
     with pytest.raises(RepositoryNotFoundError):
         local_hub.api(token=False).model_info(repo_id)
+
+
+def test_a_read_token_reads_and_writes_nothing_and_whoami_says_its_role(local_hub):
+    api, repo_id = local_hub.api(), local_hub.repo_id("read-token")
+    api.create_repo(repo_id, private=True)
+    reader = local_hub.api(token=local_hub.read_token)
+    assert reader.model_info(repo_id).id == repo_id
+    with pytest.raises(HfHubHTTPError, match="403"):
+        reader.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo_id)
+    with pytest.raises(HfHubHTTPError, match="403"):
+        reader.create_repo(f"{repo_id}-2")
+    assert reader.whoami()["auth"]["accessToken"]["role"] == "read"
+    assert api.whoami()["auth"]["accessToken"]["role"] == "write"
+    assert "fineGrained" in local_hub.api(token=local_hub.fine_grained_token).whoami()["auth"]["accessToken"]
+
+
+def test_members_write_to_their_organisations_repos(local_hub):
+    api, other = local_hub.api(), local_hub.api(token=local_hub.other_token)
+    assert [org["name"] for org in api.whoami()["orgs"]] == [ORG] and other.whoami()["orgs"] == []
+    repo_id = f"{ORG}/{local_hub.repo_id('org').split('/')[1]}"
+    api.create_repo(repo_id, private=True)
+    api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo_id)
+    assert "x.txt" in api.list_repo_files(repo_id)
+    with pytest.raises(RepositoryNotFoundError):
+        other.model_info(repo_id)
+    with pytest.raises(HfHubHTTPError, match="403"):
+        other.create_repo(f"{repo_id}-2")
+
+
+def test_whoami_fails_as_injected(local_hub, inject_fault):
+    inject_fault("whoami", 404)
+    with pytest.raises(HfHubHTTPError, match="404"):
+        local_hub.api().whoami()
+    assert local_hub.api().whoami()["name"] == "hf-eff-tester"
 
 
 def _shards(tmp_path):
