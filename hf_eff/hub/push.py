@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
-from huggingface_hub.errors import HFValidationError
+from huggingface_hub.errors import HFValidationError, HTTPError
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
@@ -110,6 +110,36 @@ def ensure_branch(api: HfApi, repo_id: str, revision: str | None, repo_type: str
     works; None (main) and a PR ref (the Hub's to create) are left alone."""
     if revision is not None and not revision.startswith("refs/pr/"):
         api.create_branch(repo_id, branch=revision, repo_type=repo_type, token=token, exist_ok=True)
+
+
+def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None) -> None:
+    """Raises ``PermissionError`` when the Hub's whoami makes it certain that ``token`` (default: ``api``'s, else the
+    stored one) cannot push to the model repo ``repo_id``: a read token, or a write token and a repo that exists in a
+    namespace that is neither its user's nor one of their organisations'. ``create_repo(exist_ok=True)`` accepts both,
+    so without this a push would fail only at its first upload. Says nothing when whoami cannot answer (offline, no
+    token, a server without the route) or cannot tell (a fine-grained token, whose scopes it does not read)."""
+    try:
+        identity = api.whoami(token=token)
+        role = identity["auth"]["accessToken"]["role"]
+        user = identity["name"]
+        orgs = [org["name"] for org in identity.get("orgs") or []]
+    except (OSError, HTTPError, ValueError, KeyError, TypeError):  # no answer, or not the Hub's shape of one
+        return
+    if role == "read":
+        raise PermissionError(f"cannot push to {repo_id}: the Hugging Face token of {user} is a read token (role "
+                              "'read'); give a write token (hub_token, HF_TOKEN or `hf auth login`)")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else user  # the Hub creates a bare name under the user
+    if role == "write" and namespace not in (user, *orgs) and _repo_exists(api, repo_id, token):
+        owned = ", ".join([user, *orgs])
+        raise PermissionError(f"cannot push to {repo_id}: it belongs to {namespace}, and the token of {user} writes "
+                              f"only to {owned}; push to a repo there (hub_model_id)")
+
+
+def _repo_exists(api: HfApi, repo_id: str, token) -> bool:
+    try:
+        return api.repo_exists(repo_id, token=token)
+    except (OSError, HTTPError):
+        return False
 
 
 def upload_folder(api: HfApi, *, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):

@@ -17,6 +17,7 @@ from hf_eff.hub.push import (
     SAMPLES_PATTERNS,
     build_card,
     ensure_branch,
+    refuse_unwritable_repo,
     upload_folder,
 )
 
@@ -162,8 +163,14 @@ class HubCardTrainerMixin:
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
         """transformers' repo set-up (when the trainer is built with ``push_to_hub=True``, else at the first push),
         then the branch the pushes go to (this push's revision, else ``hub_revision``), created from main if
-        missing, as ``Scene.push_to_hub`` does: a push to a new branch works, and a repo the token cannot write
-        to is refused before training rather than at the first upload."""
+        missing, as ``Scene.push_to_hub`` does: a push to a new branch works. A repo the token cannot write to is
+        refused before training rather than at the first upload: when whoami says so (a read token, another's
+        namespace: ``refuse_unwritable_repo``), else by the branch's creation, with a ``hub_revision``."""
+        if self.is_world_process_zero():
+            # the repo transformers' init_hf_repo pushes to, with its token
+            repo_name = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+            refuse_unwritable_repo(transformers_trainer.hf_api(), repo_name,
+                                   token if token is not None else self.args.hub_token)
         super().init_hf_repo(token=token, private=private)
         if self.is_world_process_zero():
             self._create_push_branch(self._push_branch, token)

@@ -145,7 +145,8 @@ def test_trainer_with_hub_revision_creates_the_branch_before_training_and_pushes
     assert observed["main_files"] == [".gitattributes"]
     assert ', revision="dev")' in observed["dev_card_text"]
     # no write access: refused when the trainer is built, before any training, and no branch is made
-    assert observed["foreign_error"].startswith("HfHubHTTPError: 403"), observed["foreign_error"]
+    assert observed["foreign_error"].startswith(f"PermissionError: cannot push to {foreign_repo_id}: it belongs to "
+                                                f"{foreign_repo_id.split('/')[0]}"), observed["foreign_error"]
     assert observed["foreign_branches"] == ["main"]
 
 

@@ -1,0 +1,97 @@
+"""`hf_eff.hub.push.refuse_unwritable_repo` and the hf-eff trainers built with push_to_hub=True: a push that whoami
+says the token cannot make is refused before training; when whoami cannot tell, nothing is said."""
+
+import pytest
+import torch
+from datasets import Dataset
+from huggingface_hub import constants
+
+from hf_eff.hub.push import refuse_unwritable_repo
+from tests.hub.conftest import ORG, OTHER_USER, OWNER
+
+
+def _other_users_repo(local_hub) -> str:
+    """A public repo of another user: the tester's tokens read it but cannot write to it."""
+    repo_id = f"{OTHER_USER}/{local_hub.repo_id('foreign').split('/')[1]}"
+    local_hub.api(token=local_hub.other_token).create_repo(repo_id)
+    return repo_id
+
+
+def _own_repo(local_hub, namespace: str = OWNER) -> str:
+    repo_id = f"{namespace}/{local_hub.repo_id('own').split('/')[1]}"
+    local_hub.api().create_repo(repo_id)
+    return repo_id
+
+
+def test_a_read_token_is_refused_naming_the_repo_and_its_role(local_hub):
+    repo_id = _own_repo(local_hub)
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: .* read token \(role 'read'\)"):
+        refuse_unwritable_repo(local_hub.api(token=local_hub.read_token), repo_id)
+
+
+def test_another_users_repo_is_refused_naming_its_namespace_and_the_tokens(local_hub):
+    repo_id = _other_users_repo(local_hub)
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: it belongs to {OTHER_USER}, and the token "
+                                              rf"of {OWNER} writes only to {OWNER}, {ORG}"):
+        refuse_unwritable_repo(local_hub.api(), repo_id)
+
+
+def test_repos_the_token_can_write_to_or_create_go_on(local_hub):
+    api = local_hub.api()
+    for repo_id in (_own_repo(local_hub), _own_repo(local_hub, ORG), "a-new-model", f"{OWNER}/a-new-model",
+                    f"{OTHER_USER}/not-there"):  # the last one: create_repo refuses it itself
+        refuse_unwritable_repo(api, repo_id)
+
+
+def test_when_whoami_cannot_tell_nothing_is_said(local_hub, inject_fault):
+    repo_id = _other_users_repo(local_hub)
+    # a fine-grained token: whoami lists its scopes, which are not read here
+    refuse_unwritable_repo(local_hub.api(token=local_hub.fine_grained_token), repo_id)
+    reader = local_hub.api(token=local_hub.read_token)
+    inject_fault("whoami", 404)  # a server without the route
+    refuse_unwritable_repo(reader, repo_id)
+    inject_fault("whoami")  # the connection drops
+    refuse_unwritable_repo(reader, repo_id)
+    # offline: nothing listens there
+    refuse_unwritable_repo(type(reader)(endpoint="http://127.0.0.1:9", token=local_hub.read_token), repo_id)
+    assert not local_hub.server.take_fault("whoami")[0]  # each fault was met
+
+
+def _build_grant_trainer(tmp_path, repo_id: str):
+    from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+
+    graphs = Dataset.from_list([{"x": torch.randn(3, 4).tolist(), "edge_index": [[0, 1], [1, 2]], "y": [1.0],
+                                 "num_nodes": 3} for _ in range(4)])
+    args = GraNTTrainingArguments(output_dir=str(tmp_path / "out"), task="graph_regression", report_to=[],
+                                  use_cpu=True, save_strategy="no", push_to_hub=True, hub_model_id=repo_id)
+    return GraNTTrainer(model=GrantGCN(4, 1, hidden_channels=4), args=args, train_dataset=graphs)
+
+
+@pytest.fixture
+def trainer_token(local_hub, monkeypatch):
+    """``set(token)``: transformers' shared HfApi, which the trainers push with, on the local Hub with ``token``."""
+    import transformers.utils.hub
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)  # the repo URLs create_repo builds are the local Hub's
+    return lambda token: monkeypatch.setattr(transformers.utils.hub, "_hf_api", local_hub.api(token=token))
+
+
+def test_a_trainer_pushing_with_a_read_token_is_refused_when_it_is_built(local_hub, tmp_path, trainer_token):
+    repo_id = _own_repo(local_hub)  # create_repo(exist_ok=True) accepts it: the repo is there to read
+    trainer_token(local_hub.read_token)
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: .*role 'read'"):
+        _build_grant_trainer(tmp_path, repo_id)
+
+
+def test_a_trainer_pushing_to_another_users_repo_is_refused_when_it_is_built(local_hub, tmp_path, trainer_token):
+    repo_id = _other_users_repo(local_hub)
+    trainer_token(local_hub.token)
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: it belongs to {OTHER_USER}"):
+        _build_grant_trainer(tmp_path, repo_id)
+
+
+def test_a_trainer_is_built_when_whoami_cannot_tell(local_hub, tmp_path, trainer_token, inject_fault):
+    repo_id = _own_repo(local_hub)
+    trainer_token(local_hub.read_token)
+    inject_fault("whoami", 404)
+    assert _build_grant_trainer(tmp_path, repo_id).hub_model_id == repo_id
