@@ -185,3 +185,38 @@ def test_hub_models_from_pretrained_take_the_mixins_keywords(tmp_path):
     splats = hf_eff.GaussianModel(sh_degree=1, num_gaussians=4)
     splats.save_pretrained(tmp_path / "splat")
     assert hf_eff.GaussianModel.from_pretrained(tmp_path / "splat", **hub_keywords).num_gaussians == 4
+
+
+@pytest.mark.parametrize("model_name", ["GrantGCN", "GaussianModel"])
+def test_hub_models_from_pretrained_show_the_mixins_keywords(model_name):
+    ours = dict(inspect.signature(getattr(hf_eff, model_name).from_pretrained).parameters)
+    theirs = inspect.signature(PyTorchModelHubMixin.from_pretrained).parameters
+    # help() and IDEs list each of the mixin's keywords with its default, not a bare **kwargs
+    for name, parameter in theirs.items():
+        assert (ours[name].kind, ours[name].default) == (parameter.kind, parameter.default), name
+    if model_name == "GrantGCN":
+        strict = ours.pop("strict")
+        assert (strict.kind, strict.default) == (inspect.Parameter.KEYWORD_ONLY, True)
+    assert list(ours) == list(theirs)
+
+
+@pytest.mark.parametrize("model_name", ["GrantGCN", "GaussianModel"])
+def test_hub_models_from_pretrained_pass_the_keywords_to_every_download(model_name, tmp_path, monkeypatch):
+    import huggingface_hub.hub_mixin
+
+    model = (hf_eff.GrantGCN(in_channels=3, out_channels=2, task="graph_classification") if model_name == "GrantGCN"
+             else hf_eff.GaussianModel(sh_degree=1, num_gaussians=4))
+    model.save_pretrained(tmp_path / "saved")
+    downloads = []
+
+    def download(repo_id, filename, **kwargs):
+        downloads.append((repo_id, filename, kwargs))
+        return str(tmp_path / "saved" / filename)
+
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", download)
+    keywords = {"revision": "v1", "cache_dir": str(tmp_path / "cache"), "token": "hf_unused", "force_download": True,
+                "local_files_only": False}
+    loaded = getattr(hf_eff, model_name).from_pretrained("me/model", **keywords)
+    assert [filename for _, filename, _ in downloads] == ["config.json", "model.safetensors"]
+    assert all(repo_id == "me/model" and kwargs == keywords for repo_id, _, kwargs in downloads)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

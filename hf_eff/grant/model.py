@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
@@ -107,14 +108,19 @@ class GrantGCN(
             self.register_buffer("_target_std", torch.tensor(self.target_std), persistent=False)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> GrantGCN:
-        """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id, same keyword
-        arguments), with errors that name the folder or repo when it holds no GrantGCN. Weights load
-        strictly unless `strict=False` is given: huggingface_hub's default would leave the layers of a
-        GrantGCN at random when the file holds another model's weights."""
-        kwargs.setdefault("strict", True)
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, revision: str | None = None, strict: bool = True,
+                        **model_kwargs) -> GrantGCN:
+        """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id, its keyword arguments, which
+        go to the download unchanged; `model_kwargs` go to the mixin: `map_location`, or `__init__` arguments
+        that replace config.json's), with errors that name the folder or repo when it holds no GrantGCN.
+        Weights load strictly unless `strict=False` is given: huggingface_hub's default would leave the layers
+        of a GrantGCN at random when the file holds another model's weights."""
         with naming_missing_folder("cannot load a GrantGCN", pretrained_model_name_or_path):
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            return super().from_pretrained(pretrained_model_name_or_path, force_download=force_download, token=token,
+                                           cache_dir=cache_dir, local_files_only=local_files_only, revision=revision,
+                                           strict=strict, **model_kwargs)
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         """`PyTorchModelHubMixin.save_pretrained`; config.json has the model's current `task` and `data_split`

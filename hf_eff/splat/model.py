@@ -326,11 +326,17 @@ class GaussianModel(
         (save_directory / constants.CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> GaussianModel:
-        """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id, same keyword
-        arguments), with errors that name a path that is neither, or a folder without the weights."""
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, revision: str | None = None,
+                        **model_kwargs) -> GaussianModel:
+        """`PyTorchModelHubMixin.from_pretrained` (a local folder or a Hub repo id, its keyword arguments, which
+        go to the download unchanged; `model_kwargs` go to the mixin, e.g. `map_location`), with errors that name
+        a path that is neither, or a folder without the weights."""
         with naming_missing_folder("cannot load a GaussianModel", pretrained_model_name_or_path):
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            return super().from_pretrained(pretrained_model_name_or_path, force_download=force_download, token=token,
+                                           cache_dir=cache_dir, local_files_only=local_files_only, revision=revision,
+                                           **model_kwargs)
 
     @classmethod
     def _load_as_safetensor(cls, model, model_file, map_location, strict):
