@@ -76,6 +76,13 @@ than their ratio (its score picks small graphs, whose edges grow as n^2), but th
 CPU s). The malloc settings keep glibc's heap: without them each full-batch step maps fresh pages for its
 per-edge tensors (over glibc's 32 MB mmap ceiling) and costs 2.2x as much, a saving that would not be
 GraNT's; the metrics do not depend on them.
+Schedules and scores on gen-reg (fifteenth session, seed 0 unless named, one flag changed each; full's best .0513):
+    --node_score_normalization sqrt_nodes       never (best .0567), MAE +3.8%; seed 1: 0.53x CPU, +4.9%;
+                                                seed 2: never (.0598 vs .0531), +11.6%
+    --start_ratio 0.2                           never (best .0537), MAE +1.1%
+    --ratio_schedule cosine / linear            never (.0563 / .0557), MAE +10.0% / +7.3%
+    --reselect_interval 1,5                     never (.0566), MAE +8.9%
+so no setting of the teacher alone brings gen-reg to the target.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
 every test metric within 0.5%. Run one benchmark at a time: on
