@@ -367,8 +367,9 @@ def test_a_pushed_adapter_carries_its_data_split_to_the_hub(tmp_path, base_dir, 
     example("--model_name_or_path", str(base_dir), "--method", "lora", "--max_steps", "1", "--output_dir",
             str(tmp_path / "run"), "--push_to_hub", "--hub_model_id", repo_id)
     assert DATA_SPLITS_NAME in local_hub.api().list_repo_files(repo_id)
-    evaluation = example("--adapter_name_or_path", repo_id, "--no_do_train", "--data_seed", "1", "--output_dir",
-                         str(tmp_path / "eval"))
+    # the pushed adapter_config.json names only the local base's folder: the base is given
+    evaluation = example("--adapter_name_or_path", repo_id, "--model_name_or_path", str(base_dir), "--no_do_train",
+                         "--data_seed", "1", "--output_dir", str(tmp_path / "eval"))
     assert f"--data_seed 1 (the adapter's: 0) {HELD_OUT_WARNING} {repo_id}" in evaluation.stderr
 
 
