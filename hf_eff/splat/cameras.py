@@ -93,6 +93,21 @@ def normalize_world_to_camera(transform: np.ndarray, world_to_camera: np.ndarray
     return pose
 
 
+def original_world_to_camera(transform: np.ndarray, world_to_camera) -> np.ndarray:
+    """The inverse of `normalize_world_to_camera`: a pose [4, 4] or [3, 4] stored in the frame ``transform``
+    (x_n = s x + b) maps to, as a float64 pose of the original world, [R | (t_n + R b) / s]."""
+    scale, offset = transform[0, 0], transform[:3, 3]
+    pose = np.array(world_to_camera, dtype=np.float64)
+    pose[:3, 3] = (pose[:3, 3] + pose[:3, :3] @ offset) / scale
+    return pose
+
+
+def original_points(transform: np.ndarray, xyz) -> np.ndarray:
+    """Points [N, 3] stored in the frame ``transform`` (x_n = s x + b) maps to, as float64 points of the original
+    world: (x_n - b) / s."""
+    return (np.asarray(xyz, dtype=np.float64) - transform[:3, 3]) / transform[0, 0]
+
+
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """World-to-camera [4, 4] (OpenCV) of a camera at ``eye`` looking at ``target``."""
     return np.linalg.inv(look_at_camera_to_world(eye, target, up))

@@ -355,3 +355,47 @@ def test_colmap_composites_rgba_images_and_finds_numbered_models(tmp_path, scene
         shutil.rmtree(tmp_path / "sparse" / model)
     with pytest.raises(FileNotFoundError, match="no COLMAP model .* in .*/sparse/<n>"):
         scene_from_colmap(tmp_path)
+
+
+def far_normalized_scene(scene, folder, source):
+    """``scene`` moved 4e6 m from the origin (test_normalization's OFFSET) into a "nerf" (without its points) or
+    "colmap" folder (every view in train), loaded normalised."""
+    from tests.splat.test_normalization import OFFSET, move_colmap_world, write_moved_nerf
+
+    if source == "nerf":
+        return load_scene(write_moved_nerf(scene, folder, OFFSET), normalize_world_space=True)
+    move_colmap_world(write_colmap(scene, folder, binary=False) / "sparse" / "0", OFFSET)
+    return load_scene(folder, normalize_world_space=True, test_every=0)
+
+
+def stored_poses(split):
+    return np.asarray(split.with_format("numpy")["world_to_camera"], dtype=np.float64)
+
+
+@pytest.mark.parametrize("source, writer", [("nerf", write_nerf_synthetic), ("colmap", write_colmap),
+                                            ("colmap", write_nerf_synthetic)])
+def test_a_normalised_scene_is_written_in_its_original_frame(tmp_path, scene, source, writer):
+    far = far_normalized_scene(scene, tmp_path / "far", source)
+    # a COLMAP project is split by test_every, a NeRF folder by its files
+    options = {"test_every": 0} if writer is write_colmap else {}
+    writer(far, tmp_path / "written")
+    again = load_scene(tmp_path / "written", normalize_world_space=True, **options)
+    # the same cameras, normalised by the same transform, up to float32's rounding of the stored scene
+    assert list(again.views) == list(far.views)
+    for split in far.views:
+        np.testing.assert_allclose(stored_poses(again.views[split]), stored_poses(far.views[split]), rtol=0,
+                                   atol=1e-6)
+    np.testing.assert_allclose(again.world_to_normalized, far.world_to_normalized, rtol=1e-6)
+    assert (again.points is None) == (far.points is None) == (source == "nerf")
+    if far.points is not None:
+        def by_x(xyz):  # COLMAP's point ids need not keep the order
+            return xyz[np.argsort(xyz[:, 0])]
+
+        np.testing.assert_allclose(by_x(again.point_arrays()[0]), by_x(far.point_arrays()[0]), rtol=0, atol=1e-6)
+    # written as stored on request: the normalised coordinates, which name no frame once read back
+    writer(far, tmp_path / "normalized", original_frame=False)
+    as_stored = load_scene(tmp_path / "normalized", **options)
+    assert as_stored.world_to_normalized is None
+    for split in far.views:
+        np.testing.assert_allclose(stored_poses(as_stored.views[split]), stored_poses(far.views[split]), rtol=0,
+                                   atol=1e-6)

@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 from datasets import DatasetDict
 
-from hf_eff.splat.cameras import world_normalization
+from hf_eff.splat.cameras import (
+    camera_centres,
+    original_points,
+    original_world_to_camera,
+    world_normalization,
+)
 from hf_eff.splat.scene import (
     LLFF_TEST_EVERY,
     MASK_COLUMN,
@@ -170,7 +175,7 @@ def scene_from_colmap(
     return Scene.from_views(DatasetDict({"train": split(False), "test": split(True)}), points)
 
 
-def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
+def write_colmap(scene: Scene, folder, binary: bool = True, original_frame: bool = True) -> Path:
     """Writes a scene as a COLMAP project: ``folder/images/*.png`` and ``folder/sparse/0``.
 
     Views from every split are written in split order (train first), named
@@ -178,6 +183,12 @@ def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
     points without tracks. A scene with masks gets them as ``folder/masks/00001.png``, ... (all
     white for a view without one), what ``scene_from_colmap(folder, masks_dir=folder / "masks")``
     and nerfstudio's ``--masks-path masks`` read.
+
+    A scene stored in normalised coordinates (``scene.world_to_normalized``, ``load_scene(...,
+    normalize_world_space=True)``) is written in the capture's own coordinates, mapped back in float64
+    (COLMAP stores doubles), since nothing in a COLMAP model could record the transform: reading it back with
+    ``normalize_world_space=True`` gives the same cameras. ``original_frame=False`` writes the normalised
+    coordinates as stored instead (the project then holds no trace of the original frame).
     """
     import PIL.Image
 
@@ -192,12 +203,15 @@ def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
     reconstruction = pycolmap.Reconstruction()
     camera_ids: dict[tuple, int] = {}
     image_id = 0
+    to_original = scene.world_to_normalized if original_frame else None
     for split in scene.views.values():
         for row in split:
             K, pose = (
                 np.asarray(row["K"], dtype=np.float64),
                 np.asarray(row["world_to_camera"], dtype=np.float64),
             )
+            if to_original is not None:
+                pose = original_world_to_camera(to_original, pose)
             key = (row["width"], row["height"], K[0, 0], K[1, 1], K[0, 2], K[1, 2])
             if key not in camera_ids:
                 camera_ids[key] = len(camera_ids) + 1
@@ -217,12 +231,19 @@ def write_colmap(scene: Scene, folder, binary: bool = True) -> Path:
                 mask = row.get(MASK_COLUMN)
                 mask = mask if mask is not None else PIL.Image.new("L", (row["width"], row["height"]), 255)
                 mask.save(folder / "masks" / name)
-            cam_from_world = pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:3, :3]), pose[:3, 3])
+            # COLMAP keeps the rotation as a unit quaternion, which makes the float32 one orthonormal: t is taken
+            # for that rotation so that the camera centre stays put (far out, t kept would move it by |t| times
+            # the float32 rotation's rounding)
+            rotation = pycolmap.Rotation3d(pose[:3, :3])
+            centre = camera_centres(pose[None, :3])[0]
+            cam_from_world = pycolmap.Rigid3d(rotation, -rotation.matrix() @ centre)
             image = pycolmap.Image(name=name, camera_id=camera_ids[key], image_id=image_id)
             reconstruction.add_image_with_trivial_frame(image, cam_from_world)
     if scene.points is not None:
-        for xyz, rgb in zip(*scene.point_arrays()):
-            reconstruction.add_point3D(xyz.astype(np.float64), pycolmap.Track(), rgb)
+        xyz, rgb = scene.point_arrays()
+        xyz = xyz.astype(np.float64) if to_original is None else original_points(to_original, xyz)
+        for position, colour in zip(xyz, rgb):
+            reconstruction.add_point3D(position, pycolmap.Track(), colour)
     if binary:
         reconstruction.write_binary(str(sparse_dir))
     else:
