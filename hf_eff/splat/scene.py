@@ -21,6 +21,7 @@ ignores (nerfstudio's ``mask_path`` convention). A split without the column cost
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import tempfile
@@ -78,30 +79,68 @@ VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 # description, which datasets keeps through select, map, shuffle and save_to_disk. The frame so travels with the
 # data: `Scene` and `SplatTrainer` read it instead of trusting the caller to pass the same transform once more,
 # which a forgotten argument would have turned, silently, into a scene or model of unknown frame.
+# A views split's line also lists a digest of each pose it marked: the description is per dataset, and
+# concatenate_datasets keeps a normalised part's line for rows of an unmarked part too, which the digests tell apart.
 FRAME_LINE_PREFIX = "hf-eff world_to_normalized: "
 
 
-def data_world_to_normalized(dataset: Dataset) -> np.ndarray | None:
+def _pose_digests(views: Dataset) -> list[str]:
+    """A short digest of each row's stored world_to_camera (float32 bytes), read without decoding an image."""
+    poses = np.asarray(views.select_columns(["world_to_camera"]).with_format("numpy")["world_to_camera"],
+                       dtype=np.float32).reshape(len(views), 16)
+    return [hashlib.blake2b(pose.tobytes(), digest_size=8).hexdigest() for pose in poses]
+
+
+def data_world_to_normalized(dataset: Dataset, name: str | None = None) -> np.ndarray | None:
     """The ``world_to_normalized`` a views split or point set was stored with (`views_dataset`, `points_dataset`,
-    or a `Scene` holding it), or None: in the capture's own coordinates, or built without hf-eff."""
+    or a `Scene` holding it), or None: in the capture's own coordinates, or built without hf-eff.
+
+    Refuses, naming ``name`` (default: "a dataset of N rows") and the frames, a dataset whose rows were stored in
+    different frames, as far as its description tells: parts normalised by different transforms, or a views split
+    holding rows that its frame line does not list (`concatenate_datasets` of a normalised split and one in the
+    capture's own coordinates, whose merged description names the normalised frame alone). Splits marked before
+    the lines listed their poses are taken as they are."""
+    where = name or f"a dataset of {len(dataset)} rows"
     lines = {line for line in (dataset.info.description or "").splitlines() if line.startswith(FRAME_LINE_PREFIX)}
-    if len(lines) > 1:
-        raise ValueError(
-            f"{dataset}: its rows were stored with {len(lines)} different world_to_normalized (concatenated from "
-            "differently normalised data?); build every part with one transform"
-        )
     if not lines:
         return None
-    return check_world_to_normalized(json.loads(lines.pop().removeprefix(FRAME_LINE_PREFIX)), "dataset description")
+    # a list: a point set's line (and a views split's before they listed poses); a dict: a views split's
+    entries = [json.loads(line.removeprefix(FRAME_LINE_PREFIX)) for line in sorted(lines)]
+    frames = [check_world_to_normalized(entry["world_to_normalized"] if isinstance(entry, dict) else entry,
+                                        f"{where}: description") for entry in entries]
+    frame = frames[0]
+    other = next((other for other in frames[1:] if not same_frame(other, frame)), None)
+    if other is not None:
+        raise ValueError(
+            f"{where}: its rows were stored in different frames, normalised by {frame.tolist()} and by "
+            f"{other.tolist()} (concatenated from differently normalised data?); build every part with one "
+            "world_to_normalized"
+        )
+    if all(isinstance(entry, dict) for entry in entries) and "world_to_camera" in dataset.column_names:
+        listed = {digest for entry in entries for digest in entry["poses"]}
+        unlisted = [index for index, digest in enumerate(_pose_digests(dataset)) if digest not in listed]
+        if unlisted:
+            raise ValueError(
+                f"{where}: its description says its rows are stored {describe_frame(frame)}, but {len(unlisted)} "
+                f"of its {len(dataset)} rows (row(s) {unlisted[:10]}) are not among those views_dataset stored so: "
+                "rows of another frame were added, such as the capture's own coordinates by concatenate_datasets "
+                "with an unnormalised split, or their poses were edited; build every part with views_dataset("
+                "..., world_to_normalized=...) and the same transform"
+            )
+    return frame
 
 
 def _with_world_to_normalized(dataset: Dataset, transform: np.ndarray) -> Dataset:
-    """A copy of ``dataset`` (the same arrow table, its own DatasetInfo) whose description names ``transform``:
-    marking the caller's object would give its frame to every later scene built from it."""
+    """A copy of ``dataset`` (the same arrow table, its own DatasetInfo) whose description names ``transform``
+    (and for a views split, its rows' poses): marking the caller's object would give its frame to every later
+    scene built from it."""
     marked = copy.deepcopy(dataset)  # datasets shares the arrow table, copies the info
     kept = [line for line in (marked.info.description or "").splitlines() if not line.startswith(FRAME_LINE_PREFIX)]
     # json keeps float64 exactly (repr round-trips)
-    marked.info.description = "\n".join([*kept, FRAME_LINE_PREFIX + json.dumps(transform.tolist())])
+    entry = transform.tolist()
+    if "world_to_camera" in dataset.column_names:
+        entry = {"world_to_normalized": entry, "poses": _pose_digests(dataset)}
+    marked.info.description = "\n".join([*kept, FRAME_LINE_PREFIX + json.dumps(entry)])
     return marked
 
 
@@ -507,7 +546,7 @@ class Scene:
         parts = {f"views split {split!r}": dataset for split, dataset in self.views.items()}
         if self.points is not None:
             parts["the point set"] = self.points
-        named = {part: data_world_to_normalized(dataset) for part, dataset in parts.items()}
+        named = {part: data_world_to_normalized(dataset, part) for part, dataset in parts.items()}
         first, stored = next(iter(named.items()))
         for part, frame in named.items():
             if not same_frame(frame, stored):
@@ -985,10 +1024,28 @@ def _scene_from_parts(views, points, metadata) -> Scene:
     if frame is not None:
         # Parquet keeps no dataset description: scene.json names the frame the saved rows were stored in.
         frame = check_world_to_normalized(frame, METADATA_FILE)
+        _check_parts_name_the_frame(views, points, frame)
         views = DatasetDict({split: _with_world_to_normalized(dataset, frame) for split, dataset in views.items()})
         points = None if points is None else _with_world_to_normalized(points, frame)
     return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"],
                  world_to_normalized=frame)
+
+
+def _check_parts_name_the_frame(views: DatasetDict, points: Dataset | None, frame: np.ndarray) -> None:
+    """Refuses loaded parts that name a frame (``save_to_disk`` keeps the descriptions parquet drops) other than
+    scene.json's, or that are mixed: some naming it, others none. Parts that all name none are scene.json's."""
+    parts = {f"views split {split!r}": dataset for split, dataset in views.items()}
+    if points is not None:
+        parts["the point set"] = points
+    named = {part: data_world_to_normalized(dataset, part) for part, dataset in parts.items()}
+    if all(part_frame is None for part_frame in named.values()):
+        return
+    for part, part_frame in named.items():
+        if not same_frame(part_frame, frame):
+            raise ValueError(
+                f"{METADATA_FILE} says the scene is stored {describe_frame(frame)}, but {part} is stored "
+                f"{describe_frame(part_frame)}; save the parts of one scene, built with one world_to_normalized"
+            )
 
 
 def _load_local_config(folder: Path, config_name: str, cache_dir=None) -> DatasetDict:

@@ -1,5 +1,6 @@
 """Georegistered captures, far from the world origin: normalised in float64 before float32 storage."""
 
+import copy
 import json
 
 import numpy as np
@@ -18,7 +19,7 @@ from hf_eff.splat import (
     views_dataset,
 )
 from hf_eff.splat.cameras import camera_centres, check_world_to_normalized, world_normalization
-from hf_eff.splat.scene import data_world_to_normalized
+from hf_eff.splat.scene import FRAME_LINE_PREFIX, data_world_to_normalized
 
 # 4e6 m out: float32 rounds a coordinate there to 0.25 m, the procedural cameras are ~8 apart.
 OFFSET = np.array([3e6, -2e6, 1e6])
@@ -359,3 +360,68 @@ def test_a_normalised_scene_keeps_its_transform_through_the_hub(scene, tmp_path,
     np.testing.assert_array_equal(printed["FRAME"], far.world_to_normalized)
     unit = 1 / far.world_to_normalized[0, 0]
     assert f"| one unit, in the capture's world units (normalised) | {unit:.4g} |" in printed["CARD"], printed["CARD"]
+
+
+def test_rows_of_another_frame_concatenated_into_a_split_are_refused(scene, tmp_path):
+    """concatenate_datasets keeps a normalised part's description for the rows of an unmarked part too."""
+    from datasets import concatenate_datasets
+
+    splits, _, _ = capture(scene, OFFSET)
+    transform = world_normalization(splits["train"][2])
+    train = views_dataset(*splits["train"], world_to_normalized=transform)
+    test = views_dataset(*splits["test"], world_to_normalized=transform)
+    own = scene.views["test"]  # the capture's own coordinates, near the origin: no frame line
+    # parts of one frame, whatever one selects and concatenates of them, keep it
+    same = concatenate_datasets([train.select([2, 0]), test, train.select([1])])
+    np.testing.assert_array_equal(data_world_to_normalized(same), transform)
+    mixed = concatenate_datasets([train.select([0, 1, 2]), own])
+    assert mixed.info.description == train.info.description  # what datasets does: the frame seems the whole's
+    with pytest.raises(ValueError, match=r"a dataset of 4 rows: its description says its rows are stored "
+                                         r"normalised by \[\[.*but 1 of its 4 rows \(row\(s\) \[3\]\) are not among"):
+        data_world_to_normalized(mixed)
+    with pytest.raises(ValueError, match=r"views split 'train': .*\(row\(s\) \[0\]\) are not among .* "
+                                         "concatenate_datasets"):
+        Scene.from_views(DatasetDict({"train": concatenate_datasets([own, train]), "test": test}))
+    with pytest.raises(ValueError, match=r"\(row\(s\) \[0\]\) are not among"):
+        SplatTrainer(GaussianModel.random((0, 0, 0), 1.0, 8, sh_degree=0), tiny_args(tmp_path),
+                     train_dataset=train, eval_dataset=concatenate_datasets([own, test]))
+    # a split marked before the frame line listed its poses (save_to_disk keeps it) still names its frame
+    earlier = copy.deepcopy(train)
+    earlier.info.description = FRAME_LINE_PREFIX + json.dumps(transform.tolist())
+    np.testing.assert_array_equal(data_world_to_normalized(earlier), transform)
+    other = transform.copy()
+    other[:3, 3] += 1.0
+    with pytest.raises(ValueError, match=r"views split 'test': its rows were stored in different frames, "
+                                         r"normalised by \[\[.* and by \[\["):
+        Scene.from_views(DatasetDict({"train": train, "test": concatenate_datasets(
+            [test, views_dataset(*splits["test"], world_to_normalized=other)])}))
+
+
+def test_splits_of_which_one_names_a_frame_are_refused_by_name(scene):
+    splits, _, _ = capture(scene, OFFSET)
+    transform = world_normalization(splits["train"][2])
+    train = views_dataset(*splits["train"], world_to_normalized=transform)
+    with pytest.raises(ValueError, match="views split 'train' is stored normalised by .* but views split 'test' in "
+                                         "the capture's own coordinates"):
+        Scene.from_views(DatasetDict({"train": train, "test": scene.views["test"]}))
+
+
+@pytest.mark.parametrize("test_frame", ["none", "other"])
+def test_a_save_to_disk_folder_whose_splits_name_another_frame_than_scene_json_is_refused(scene, tmp_path,
+                                                                                           test_frame):
+    """scene.json names the frame of parquet splits, which keep no description; save_to_disk ones keep theirs."""
+    far = normalized_scene(scene, OFFSET)
+    other = far.world_to_normalized.copy()
+    other[:3, 3] += 1.0
+    splits, _, _ = capture(scene, OFFSET)
+    test = scene.views["test"] if test_frame == "none" else views_dataset(*splits["test"], world_to_normalized=other)
+    folder = tmp_path / "scene"
+    DatasetDict({"train": far.views["train"], "test": test}).save_to_disk(str(folder / "views"))
+    (folder / "scene.json").write_text(json.dumps({"center": list(far.center), "radius": far.radius,
+                                                   "world_to_normalized": far.world_to_normalized.tolist()}))
+    described = "in the capture's own coordinates" if test_frame == "none" else r"normalised by \[\[.*"
+    with pytest.raises(ValueError, match=rf"scene.json says the scene is stored normalised by .* but views split "
+                                         rf"'test' is stored {described}"):
+        load_scene(folder)
+    DatasetDict(far.views).save_to_disk(str(folder / "views"))  # the scene's own splits load
+    assert np.array_equal(load_scene(folder).world_to_normalized, far.world_to_normalized)
