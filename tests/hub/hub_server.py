@@ -387,6 +387,8 @@ class _Handler(BaseHTTPRequestHandler):
             repo_type, segments = REPO_TYPES[segments[0]], segments[1:]
         if len(segments) >= 4 and segments[2] == "resolve" and method in ("GET", "HEAD"):
             return self._resolve(repo_type, f"{segments[0]}/{segments[1]}", segments[3], "/".join(segments[4:]))
+        if len(segments) >= 3 and segments[1] == "resolve" and method in ("GET", "HEAD"):  # a repo id without owner
+            return self._resolve(repo_type, segments[0], segments[2], "/".join(segments[3:]))
         if len(segments) == 6 and segments[1].endswith(".git") and segments[2:] == ["info", "lfs", "objects", "batch"]:
             return self._lfs_batch(repo_type, f"{segments[0]}/{segments[1][:-4]}")
         raise HubError(404, f"the test hub server does not implement {method} {path}")
