@@ -54,7 +54,7 @@ from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 from transformers import HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 import hf_eff  # noqa: F401  (registers PEFT's HALORA type, so HaLoRA adapters load)
-from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
+from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, BaseModelNotFoundError, load_base_model
 from hf_eff.halora.config import (
     NOISE_MODES,
     REG_APPLICATIONS,
@@ -207,15 +207,16 @@ def parse_args(argv: list[str] | None = None):
     return model_args, data_args, training_args
 
 
-def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> None:
+def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> PeftConfig | None:
     """The method, base model and evaluation noise the flags and --adapter_name_or_path imply, set on the arguments,
-    with a warning for each flag the adapter does not use."""
+    with a warning for each flag the adapter does not use. Returns the adapter's config, if any."""
     loaded = resolve_method_and_base_model(model_args, training_args.do_train)
     fill_evaluation_noise(model_args, training_args)
     if loaded is not None:
         warn_of_unused_adapter_flags(model_args, loaded, training_args.eval_noise_from_adapter)
         if isinstance(loaded, HaLoRAConfig) and not training_args.eval_noise_from_adapter:
             warn_of_other_evaluation_noise(model_args.adapter_name_or_path, loaded, training_args)
+    return loaded
 
 
 def fill_evaluation_noise(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> None:
@@ -323,13 +324,23 @@ def comparable(value):
     return sorted(value) if isinstance(value, (list, set, tuple)) else value
 
 
-def load_model(model_args: ModelArguments, trainable: bool) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase]:
-    """The base model (at --model_revision), with the adapter of --adapter_name_or_path on it if given (``trainable``:
-    to train on)."""
+def load_model(model_args: ModelArguments, adapter: PeftConfig | None,
+               trainable: bool) -> tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase]:
+    """The base model (at --model_revision), with the adapter of --adapter_name_or_path (whose config is ``adapter``)
+    on it if given (``trainable``: to train on)."""
     base = model_args.model_name_or_path
-    with naming_missing_revision("--model_revision", model_args.model_revision, base):
-        model, tokenizer = load_base_model(base, revision=model_args.model_revision)
     path = model_args.adapter_name_or_path
+    try:
+        with naming_missing_revision("--model_revision", model_args.model_revision, base):
+            model, tokenizer = load_base_model(base, revision=model_args.model_revision)
+    except BaseModelNotFoundError as error:
+        if adapter is None or adapter.base_model_name_or_path != base:
+            raise
+        # a push records a local base by its folder's name (hf_eff.hub.push), which loads nowhere else
+        raise FileNotFoundError(
+            f"--adapter_name_or_path {path!r} records its base model as {base!r}, which is no local folder, nor "
+            f"hf-eff's built-in {DEFAULT_BASE_MODEL}, and {error.reason}. A pushed adapter of a local base records "
+            "only that folder's name: give --model_name_or_path <the base folder or Hub id>") from error
     if path is None:
         return model, tokenizer
     try:
@@ -411,9 +422,10 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv)
     check_world_size(training_args.world_size)
     set_seed(training_args.seed)
-    resolve_adapter(model_args, training_args)
-    # before the data (a Hub task is downloaded): an adapter that does not fit the base model is refused first
-    model, tokenizer = load_model(model_args, trainable=training_args.do_train)
+    adapter_config = resolve_adapter(model_args, training_args)
+    # before the data (a Hub task is downloaded): a base model not found, or an adapter that does not fit it, is
+    # refused first
+    model, tokenizer = load_model(model_args, adapter_config, trainable=training_args.do_train)
     adapter = model_args.adapter_name_or_path
     recorded = read_data_splits(adapter, model_args.adapter_revision) if adapter else []
 

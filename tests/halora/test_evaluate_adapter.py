@@ -7,17 +7,20 @@ import shutil
 import subprocess
 import sys
 
+import httpx2
 import pytest
 import torch
+from huggingface_hub.errors import GatedRepoError, RevisionNotFoundError
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 
 from hf_eff import HaLoRAConfig
 from hf_eff.halora import base_model
-from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
+from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, BaseModelNotFoundError, load_base_model
 from hf_eff.halora.experiment import build_trainer, train_and_evaluate
 from hf_eff.halora.tasks import load_task
 from hf_eff.halora.trainer import DATA_SPLITS_NAME, HaLoRATrainer
+from hf_eff.hub.push import upload_folder
 from tests.halora.conftest import make_tiny_llama
 from tests.halora.test_example import EXAMPLE, _load_example, parse_and_resolve
 from tests.hub.conftest import REPO_ROOT, local_hub  # noqa: F401  (the local Hub server fixture)
@@ -454,6 +457,70 @@ def test_a_pushed_adapter_carries_its_data_split_to_the_hub(tmp_path, base_dir, 
     evaluation = example("--adapter_name_or_path", repo_id, "--model_name_or_path", str(base_dir), "--no_do_train",
                          "--data_seed", "1", "--output_dir", str(tmp_path / "eval"))
     assert f"--data_seed 1 (the adapter's: 0) {HELD_OUT_WARNING} {repo_id}" in evaluation.stderr
+
+
+def test_a_pushed_adapter_of_a_local_base_needs_its_base_named(tmp_path, base_dir, local_hub):  # noqa: F811
+    """A push records a local base by its folder's name (hf_eff.hub.push): no folder here and no Hub repo. The
+    example names the adapter, that base and the flag that gives it, before any work, online and offline (keeping
+    transformers' words there); the card's load_base_model line says what the adapter records."""
+    api = local_hub.api()
+    repo_id = local_hub.repo_id("halora-local-base")
+    api.create_repo(repo_id)
+    save_adapter(base_dir, tmp_path / "adapter", lora_config())
+    upload_folder(api, repo_id=repo_id, folder_path=tmp_path / "adapter")
+    named = (f"FileNotFoundError: --adapter_name_or_path '{repo_id}' records its base model as 'base', which is no "
+             f"local folder, nor hf-eff's built-in {DEFAULT_BASE_MODEL}, and ")
+    fix = ". A pushed adapter of a local base records only that folder's name: give --model_name_or_path <the base " \
+          "folder or Hub id>"
+
+    def refusal(env: dict, *flags: str) -> str:
+        out = tmp_path / "out"
+        process = subprocess.run([sys.executable, str(EXAMPLE), "--adapter_name_or_path", repo_id, *flags,
+                                  "--output_dir", str(out)] + TASK + RUN, env=env, cwd=REPO_ROOT,
+                                 capture_output=True, text=True, timeout=300)
+        assert process.returncode != 0 and not out.exists(), process.stderr[-4000:]
+        lines = process.stderr.splitlines()
+        return "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith(named)):])
+
+    evaluation = refusal(local_hub.env(), "--no_do_train")
+    assert evaluation == named + "there is no Hub repo of that name that this token can read" + fix
+    # offline, with the adapter cached: the base may exist, so huggingface_hub's words are kept
+    training = refusal(local_hub.env(HF_HUB_OFFLINE="1"), "--max_steps", "1")
+    assert training.startswith(named + "the Hub could not be asked for it and no copy is cached (Cannot find the "
+                               "requested files in the disk cache and outgoing traffic has been disabled") \
+        and training.endswith(fix), training
+
+    library = local_hub.run_code("import sys; from peft import PeftConfig, PeftModel; from hf_eff import load_base_model; "
+                                 "config = PeftConfig.from_pretrained(sys.argv[1]); "
+                                 "PeftModel.from_pretrained(load_base_model(config.base_model_name_or_path)[0], sys.argv[1])",
+                                 repo_id)
+    assert ("BaseModelNotFoundError: load_base_model: 'base' is no local folder, nor hf-eff's built-in "
+            f"{DEFAULT_BASE_MODEL}, and there is no Hub repo of that name that this token can read. A pushed adapter of "
+            "a local base model records only that folder's name (adapter_config.json's base_model_name_or_path): load "
+            "its base from the folder's path, or from a Hub id") in library.stderr, library.stderr[-4000:]
+
+
+def test_a_base_model_path_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(BaseModelNotFoundError, match=f"load_base_model: '{tmp_path / 'gone'}' is no local folder, nor "
+                                                     f"hf-eff's built-in {DEFAULT_BASE_MODEL}, and it is no Hub repo id "
+                                                     "either"):
+        load_base_model(str(tmp_path / "gone"))
+
+
+@pytest.mark.parametrize("hub_error", [GatedRepoError, RevisionNotFoundError])
+def test_a_hub_base_model_that_exists_passes_its_error_unchanged(monkeypatch, hub_error):
+    """A gated repo, or one without the revision asked for, is there: its error says more than a missing name."""
+    response = httpx2.Response(403, request=httpx2.Request("GET", "https://huggingface.co/me/base"))
+
+    class Refusing:
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            raise OSError("transformers' words") from hub_error("the Hub's words", response=response)
+
+    monkeypatch.setattr(base_model, "AutoTokenizer", Refusing)
+    with pytest.raises(OSError, match="transformers' words") as raised:
+        load_base_model("me/base")
+    assert type(raised.value) is OSError
 
 
 def test_the_trainer_saves_the_data_splits_before_its_push_uploads_the_folder(tmp_path, base_dir):
