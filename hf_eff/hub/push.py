@@ -129,7 +129,8 @@ def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None) -> None:
         raise PermissionError(f"cannot push to {repo_id}: the Hugging Face token of {user} is a read token (role "
                               "'read'); give a write token (hub_token, HF_TOKEN or `hf auth login`)")
     namespace = repo_id.split("/")[0] if "/" in repo_id else user  # the Hub creates a bare name under the user
-    if role == "write" and namespace not in (user, *orgs) and _repo_exists(api, repo_id, token):
+    owns = namespace.casefold() in {name.casefold() for name in (user, *orgs)}  # the Hub's names ignore case
+    if role == "write" and not owns and _repo_exists(api, repo_id, token):
         owned = ", ".join([user, *orgs])
         raise PermissionError(f"cannot push to {repo_id}: it belongs to {namespace}, and the token of {user} writes "
                               f"only to {owned}; push to a repo there (hub_model_id)")

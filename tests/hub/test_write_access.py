@@ -43,6 +43,16 @@ def test_repos_the_token_can_write_to_or_create_go_on(local_hub):
         refuse_unwritable_repo(api, repo_id)
 
 
+def test_namespaces_are_compared_ignoring_case(local_hub, monkeypatch):
+    api = local_hub.api()
+    # the Hub finds a repo whatever the case of its id (the local server does not): each of these exists there
+    monkeypatch.setattr(api, "repo_exists", lambda repo_id, token=None: True)
+    for repo_id in (f"{OWNER.upper()}/model", f"{ORG.title()}/model"):
+        refuse_unwritable_repo(api, repo_id)
+    with pytest.raises(PermissionError, match=rf"it belongs to {OTHER_USER.upper()}"):
+        refuse_unwritable_repo(api, f"{OTHER_USER.upper()}/model")
+
+
 def test_when_whoami_cannot_tell_nothing_is_said(local_hub, inject_fault):
     repo_id = _other_users_repo(local_hub)
     # a fine-grained token: whoami lists its scopes, which are not read here
