@@ -22,7 +22,7 @@ from torch import nn
 from hf_eff.hub.cards import model_card_template
 from hf_eff.hub.push import PushesWithoutLocalPaths
 from hf_eff.hub.sources import check_weights_file, naming_missing_folder
-from hf_eff.splat.cameras import check_world_to_normalized
+from hf_eff.splat.cameras import check_world_to_normalized, original_points
 
 __all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
 
@@ -426,10 +426,9 @@ class GaussianModel(
                 "that scene was normalised"
             )
         transform = check_world_to_normalized(self.world_to_normalized, "GaussianModel")  # it may have been set since
-        scale, offset = transform[0, 0], transform[:3, 3]
-        means = (splats["means"].numpy().astype(np.float64) - offset) / scale
+        means = original_points(transform, splats["means"].numpy())
         return {**splats, "means": torch.from_numpy(means.astype(np.float32)),
-                "scales": splats["scales"] - float(np.log(scale))}
+                "scales": splats["scales"] - float(np.log(transform[0, 0]))}
 
     def _warn_mode_not_exported(self, path: Path) -> None:
         if self.rasterize_mode != "classic":
