@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import Future
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, HTTPError
@@ -46,13 +46,28 @@ PATH_RECORDING_PATTERNS = ["*_results.json", "training_data_splits.json", "confi
 # paths, and a Hub id (or the built-in base's name, which load_base_model records) loads anywhere.
 PATH_KEYS = frozenset({"dataset_name", "dataset", "scene", "base_model", "model_name_or_path",
                        "adapter_name_or_path", "predict_file", "base_model_name_or_path", "best_model_checkpoint"})
+# Keys whose relative paths stay whole: transformers resolves a resumed run's best checkpoint ("out/checkpoint-2", the
+# output_dir as given) against the working directory, and a relative path names no folder of this machine.
+ABSOLUTE_ONLY_KEYS = frozenset({"best_model_checkpoint"})
+
+
+def _is_absolute(path: str) -> bool:
+    """Whether ``path`` starts at a drive or a root, in POSIX or Windows spelling (Windows reads both separators)."""
+    return bool(PureWindowsPath(path).anchor)
+
+
+def _shown_path(key: str, path: str) -> str:
+    if key in ABSOLUTE_ONLY_KEYS and not _is_absolute(path):
+        return path
+    return shown_name(path)
 
 
 def without_local_paths(value):
     """A parsed JSON ``value`` with every string under a ``PATH_KEYS`` key that is a local path reduced to what a card
-    shows of it (``hf_eff.hub.cards.shown_name``: its last part); Hub ids and all other values stay as they are."""
+    shows of it (``hf_eff.hub.cards.shown_name``: its last part), but a relative one under an ``ABSOLUTE_ONLY_KEYS``
+    key; Hub ids and all other values stay as they are."""
     if isinstance(value, dict):
-        return {key: shown_name(item) if key in PATH_KEYS and isinstance(item, str) else without_local_paths(item)
+        return {key: _shown_path(key, item) if key in PATH_KEYS and isinstance(item, str) else without_local_paths(item)
                 for key, item in value.items()}
     if isinstance(value, list):
         return [without_local_paths(item) for item in value]

@@ -69,8 +69,8 @@ class HubCardTrainerMixin:
     ``training_args.bin`` stays in the local folders (for tools that read it) but not on the Hub; nor
     ``SAMPLES_PATTERNS``, the per-question samples of an evaluation; and the records of local paths (the data in
     ``all_results.json``, ``training_data_splits.json``, ``config.json``, the base model in ``adapter_config.json``, the
-    best checkpoint in ``trainer_state.json``: ``PATH_RECORDING_PATTERNS``) go up with each path reduced to its last
-    part, as the card names it (the local files keep them). A pushed
+    best checkpoint in ``trainer_state.json``, if absolute: ``PATH_RECORDING_PATTERNS``) go up with each path reduced
+    to its last part, as the card names it (the local files keep them). A pushed
     checkpoint keeps the optimizer, scheduler and RNG states (``*.pt``, ``*.pth``): resuming from it needs
     them, and transformers reads them with ``torch.load(weights_only=True)``.
 

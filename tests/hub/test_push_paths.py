@@ -42,6 +42,18 @@ def test_local_paths_become_their_last_part_and_hub_ids_stay():
         "note": "a draw every 4 steps / layer", "url": "https://example.org/a/b.csv"}
 
 
+def test_a_relative_best_checkpoint_stays_whole_and_an_absolute_one_is_reduced(tmp_path, monkeypatch):
+    # transformers records the output_dir as given; resuming from a downloaded checkpoint, it resolves a relative one
+    # against the working directory, where this one exists
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "checkpoint-2").mkdir(parents=True)
+    relative = {"best_model_checkpoint": "out/checkpoint-2", "model_name_or_path": "out/checkpoint-2"}
+    assert without_local_paths(relative) == {"best_model_checkpoint": "out/checkpoint-2",
+                                             "model_name_or_path": "checkpoint-2"}  # the other keys' rule
+    absolute = {"best_model_checkpoint": str(tmp_path / "out" / "checkpoint-2")}
+    assert without_local_paths(absolute) == {"best_model_checkpoint": "checkpoint-2"}
+
+
 # Units in target and class names are not paths: cut to "L)" and "K", two of them would end alike
 NAMES_WITH_SLASHES = ["logS(mol/L)", "Cv(cal/mol/K)", "S(kcal/mol/K)"]
 
