@@ -543,10 +543,7 @@ class Scene:
         given = self.world_to_normalized
         if given is not None:
             given = check_world_to_normalized(given, "scene")
-        parts = {f"views split {split!r}": dataset for split, dataset in self.views.items()}
-        if self.points is not None:
-            parts["the point set"] = self.points
-        named = {part: data_world_to_normalized(dataset, part) for part, dataset in parts.items()}
+        named = _named_frames(self.views, self.points)
         first, stored = next(iter(named.items()))
         for part, frame in named.items():
             if not same_frame(frame, stored):
@@ -1022,30 +1019,38 @@ def _scene_from_parts(views, points, metadata) -> Scene:
         raise ValueError(f"{METADATA_FILE}: missing key(s) {missing}")
     frame = metadata.get("world_to_normalized")
     if frame is not None:
-        # Parquet keeps no dataset description: scene.json names the frame the saved rows were stored in.
         frame = check_world_to_normalized(frame, METADATA_FILE)
-        _check_parts_name_the_frame(views, points, frame)
-        views = DatasetDict({split: _with_world_to_normalized(dataset, frame) for split, dataset in views.items()})
-        points = None if points is None else _with_world_to_normalized(points, frame)
+        if not _parts_name_the_frame(views, points, frame):
+            # Parquet keeps no dataset description: scene.json names the frame the saved rows were stored in.
+            views = DatasetDict({split: _with_world_to_normalized(dataset, frame) for split, dataset in views.items()})
+            points = None if points is None else _with_world_to_normalized(points, frame)
     return Scene(views=views, points=points, center=metadata["center"], radius=metadata["radius"],
                  world_to_normalized=frame)
 
 
-def _check_parts_name_the_frame(views: DatasetDict, points: Dataset | None, frame: np.ndarray) -> None:
-    """Refuses loaded parts that name a frame (``save_to_disk`` keeps the descriptions parquet drops) other than
-    scene.json's, or that are mixed: some naming it, others none. Parts that all name none are scene.json's."""
+def _named_frames(views: DatasetDict, points: Dataset | None) -> dict[str, np.ndarray | None]:
+    """The frame each part of a scene names (`data_world_to_normalized`), keyed by the part as errors name it:
+    "views split 'train'", ..., then "the point set" if there is one."""
     parts = {f"views split {split!r}": dataset for split, dataset in views.items()}
     if points is not None:
         parts["the point set"] = points
-    named = {part: data_world_to_normalized(dataset, part) for part, dataset in parts.items()}
+    return {part: data_world_to_normalized(dataset, part) for part, dataset in parts.items()}
+
+
+def _parts_name_the_frame(views: DatasetDict, points: Dataset | None, frame: np.ndarray) -> bool:
+    """Whether loaded parts name scene.json's ``frame`` already (``save_to_disk`` keeps the descriptions parquet
+    drops): True when all do, False when none names any (they are in scene.json's frame). Refuses parts that name
+    another frame, or that are mixed: some naming it, others none."""
+    named = _named_frames(views, points)
     if all(part_frame is None for part_frame in named.values()):
-        return
+        return False
     for part, part_frame in named.items():
         if not same_frame(part_frame, frame):
             raise ValueError(
                 f"{METADATA_FILE} says the scene is stored {describe_frame(frame)}, but {part} is stored "
                 f"{describe_frame(part_frame)}; save the parts of one scene, built with one world_to_normalized"
             )
+    return True
 
 
 def _load_local_config(folder: Path, config_name: str, cache_dir=None) -> DatasetDict:

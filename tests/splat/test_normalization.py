@@ -425,3 +425,28 @@ def test_a_save_to_disk_folder_whose_splits_name_another_frame_than_scene_json_i
         load_scene(folder)
     DatasetDict(far.views).save_to_disk(str(folder / "views"))  # the scene's own splits load
     assert np.array_equal(load_scene(folder).world_to_normalized, far.world_to_normalized)
+
+
+@pytest.mark.parametrize("layout", ["parquet", "save_to_disk"])
+def test_a_normalised_scene_loads_digesting_each_pose_twice(scene, tmp_path, monkeypatch, layout):
+    """Parquet splits are marked with scene.json's frame, save_to_disk ones that name it already are taken as they
+    are: each pose is digested once there (marking, or checking the frame named) and once by Scene."""
+    import hf_eff.splat.scene as scene_module
+
+    far = normalized_scene(scene, OFFSET)
+    folder = tmp_path / "scene"
+    if layout == "parquet":
+        far.save(folder)
+    else:
+        DatasetDict(far.views).save_to_disk(str(folder / "views"))
+        far.points.save_to_disk(str(folder / "points"))
+        far.save(tmp_path / "parquet")
+        (folder / "scene.json").write_text((tmp_path / "parquet" / "scene.json").read_text())
+    digested = []
+    pose_digests = scene_module._pose_digests
+    monkeypatch.setattr(scene_module, "_pose_digests", lambda views: digested.append(len(views)) or
+                        pose_digests(views))
+    loaded = load_scene(folder)
+    assert sum(digested) == 2 * sum(len(split) for split in far.views.values())
+    assert loaded == far and np.array_equal(loaded.world_to_normalized, far.world_to_normalized)
+    assert all(data_world_to_normalized(part) is not None for part in [*loaded.views.values(), loaded.points])
