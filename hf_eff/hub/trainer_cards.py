@@ -126,9 +126,8 @@ class HubCardTrainerMixin:
         for name, value in self.card_run_settings().items():
             if results.get(name) is None:
                 results[name] = value
-        # as transformers names the repo a push creates; model_name is only the card's title, as in transformers
-        repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).name
-        return build_card(self.card_kind, folder, repo_id, results, revision=self._push_branch,
+        # model_name is only the card's title, as in transformers
+        return build_card(self.card_kind, folder, self._hub_repo_and_token()[0], results, revision=self._push_branch,
                           model_name=model_name,
                           **user_args, **self._card_model_args())
 
@@ -167,13 +166,17 @@ class HubCardTrainerMixin:
         refused before training rather than at the first upload: when whoami says so (a read token, another's
         namespace: ``refuse_unwritable_repo``), else by the branch's creation, with a ``hub_revision``."""
         if self.is_world_process_zero():
-            # the repo transformers' init_hf_repo pushes to, with its token
-            repo_name = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
-            refuse_unwritable_repo(transformers_trainer.hf_api(), repo_name,
-                                   token if token is not None else self.args.hub_token)
+            refuse_unwritable_repo(transformers_trainer.hf_api(), *self._hub_repo_and_token(token))
         super().init_hf_repo(token=token, private=private)
         if self.is_world_process_zero():
             self._create_push_branch(self._push_branch, token)
+
+    def _hub_repo_and_token(self, token: str | None = None) -> tuple[str, str | None]:
+        """The repo the pushes go to, as transformers' ``init_hf_repo`` names it (the one it created, else
+        ``hub_model_id``, else ``output_dir``'s folder name), and the token they push with (``token``, else
+        ``hub_token``)."""
+        repo_id = self.hub_model_id or self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+        return repo_id, token if token is not None else self.args.hub_token
 
     @property
     def _push_branch(self) -> str | None:
@@ -181,8 +184,8 @@ class HubCardTrainerMixin:
         return getattr(self, "_push_revision", None) or self.args.hub_revision
 
     def _create_push_branch(self, revision: str | None, token: str | None) -> None:
-        ensure_branch(transformers_trainer.hf_api(), self.hub_model_id, revision,
-                      token=token if token is not None else self.args.hub_token)
+        repo_id, token = self._hub_repo_and_token(token)
+        ensure_branch(transformers_trainer.hf_api(), repo_id, revision, token=token)
 
     def push_to_hub(self, *args, **kwargs):
         # transformers uploads to this call's revision (else hub_revision) but builds the card without it

@@ -280,3 +280,17 @@ def test_model_name_titles_the_card_and_the_training_noise_is_stated(seq_cls_run
     assert "Training injects the RRAM noise (tile_additive, sigma = 0.01; a new draw every 400 optimizer steps)" in card.text
     trainer.create_model_card()
     assert ModelCard.load(out / "README.md").text.lstrip().startswith("# HaLoRA adapter\n")
+
+
+def test_the_card_of_a_run_in_the_working_directory_names_the_repo_a_push_creates(tmp_path, monkeypatch):
+    from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
+
+    run = tmp_path / "my-run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    graphs = Dataset.from_list([{"x": [[1.0], [2.0]], "edge_index": [[0], [1]], "y": [1.0], "num_nodes": 2}] * 4)
+    args = GraNTTrainingArguments(output_dir=".", task="graph_regression", report_to=[], use_cpu=True,
+                                  save_strategy="no")
+    GraNTTrainer(model=GrantGCN(1, 1, hidden_channels=4), args=args, train_dataset=graphs).create_model_card()
+    # transformers names it after output_dir's folder, "." resolved
+    assert 'GrantGCN.from_pretrained("my-run")' in _loading_code(run / "README.md")
