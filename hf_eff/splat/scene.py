@@ -38,6 +38,8 @@ from hf_eff.splat.cameras import (
     check_world_to_normalized,
     describe_frame,
     normalize_world_to_camera,
+    original_points,
+    original_world_to_camera,
     same_frame,
 )
 
@@ -626,6 +628,30 @@ class Scene:
             raise ValueError("this scene has no point set; initialise Gaussians at random instead")
         xyz, rgb = _stored_rows(self.points, "xyz"), _stored_rows(self.points, "rgb")
         return xyz.astype(np.float32), rgb.astype(np.uint8)
+
+    def poses_and_points(self, original_frame: bool = True) -> tuple[dict[str, np.ndarray],
+                                                                      tuple[np.ndarray, np.ndarray] | None]:
+        """The world_to_camera poses [N, 4, 4] float64 of each split (in split order) and the point set (xyz, rgb
+        as `point_arrays`; None without one), as `write_colmap` and `write_nerf_synthetic` write them.
+
+        A scene stored in normalised coordinates (``world_to_normalized``, ``load_scene(...,
+        normalize_world_space=True)``) gives them in the capture's own coordinates, mapped back in float64 (xyz
+        too: far from the origin, float32 would round away what normalising kept), since the files written from
+        them could not record the transform: reading those back with ``normalize_world_space=True`` gives the same
+        cameras. ``original_frame=False``, or a scene in its capture's own coordinates, gives them as stored
+        (xyz float32; files written from them hold no trace of the original frame)."""
+        to_original = self.world_to_normalized if original_frame else None
+        poses = {}
+        for split, views in self.views.items():
+            stored = np.asarray(views.select_columns(["world_to_camera"]).with_format("numpy")["world_to_camera"],
+                                dtype=np.float64).reshape(len(views), 4, 4)
+            if to_original is not None:
+                stored = np.array([original_world_to_camera(to_original, pose) for pose in stored]).reshape(stored.shape)
+            poses[split] = stored
+        if self.points is None:
+            return poses, None
+        xyz, rgb = self.point_arrays()
+        return poses, (xyz if to_original is None else original_points(to_original, xyz), rgb)
 
     def save(self, folder) -> Path:
         """Writes the Hub layout (parquet files, README.md with configs, scene.json).

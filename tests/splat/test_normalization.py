@@ -427,6 +427,26 @@ def test_a_save_to_disk_folder_whose_splits_name_another_frame_than_scene_json_i
     assert np.array_equal(load_scene(folder).world_to_normalized, far.world_to_normalized)
 
 
+def test_poses_and_points_map_a_normalised_scene_back_to_its_capture_in_float64(scene):
+    splits, xyz, rgb = capture(scene, OFFSET)
+    far = normalized_scene(scene, OFFSET)
+    poses, (original_xyz, original_rgb) = far.poses_and_points()
+    assert list(poses) == list(far.views) and original_xyz.dtype == np.float64
+    for name, (_, _, world_to_cameras) in splits.items():
+        # float32 could not even place these cameras (0.25 m at 4e6 m): the centres come back to a micrometre
+        np.testing.assert_allclose(camera_centres(poses[name]), camera_centres(world_to_cameras), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(poses[name][:, :3, :3], np.asarray(world_to_cameras)[:, :3, :3], atol=1e-6)
+    np.testing.assert_allclose(original_xyz, xyz, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(original_rgb, rgb)
+    # as stored on request, and for a scene in its capture's own coordinates
+    for stored, original_frame in ((far, False), (scene, True)):
+        poses, (stored_xyz, _) = stored.poses_and_points(original_frame)
+        for name in stored.views:
+            np.testing.assert_array_equal(poses[name], stored_poses(stored, name))
+        assert stored_xyz.dtype == np.float32
+        np.testing.assert_array_equal(stored_xyz, stored.point_arrays()[0])
+
+
 @pytest.mark.parametrize("layout", ["parquet", "save_to_disk"])
 def test_a_normalised_scene_loads_digesting_each_pose_twice(scene, tmp_path, monkeypatch, layout):
     """Parquet splits are marked with scene.json's frame, save_to_disk ones that name it already are taken as they

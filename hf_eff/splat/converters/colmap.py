@@ -13,8 +13,6 @@ from datasets import DatasetDict
 
 from hf_eff.splat.cameras import (
     camera_centres,
-    original_points,
-    original_world_to_camera,
     world_normalization,
 )
 from hf_eff.splat.scene import (
@@ -184,11 +182,8 @@ def write_colmap(scene: Scene, folder, binary: bool = True, original_frame: bool
     white for a view without one), what ``scene_from_colmap(folder, masks_dir=folder / "masks")``
     and nerfstudio's ``--masks-path masks`` read.
 
-    A scene stored in normalised coordinates (``scene.world_to_normalized``, ``load_scene(...,
-    normalize_world_space=True)``) is written in the capture's own coordinates, mapped back in float64
-    (COLMAP stores doubles), since nothing in a COLMAP model could record the transform: reading it back with
-    ``normalize_world_space=True`` gives the same cameras. ``original_frame=False`` writes the normalised
-    coordinates as stored instead (the project then holds no trace of the original frame).
+    A scene stored in normalised coordinates is written in the capture's own coordinates in float64 (COLMAP
+    stores doubles), ``original_frame=False`` as stored: see `Scene.poses_and_points`.
     """
     import PIL.Image
 
@@ -203,15 +198,10 @@ def write_colmap(scene: Scene, folder, binary: bool = True, original_frame: bool
     reconstruction = pycolmap.Reconstruction()
     camera_ids: dict[tuple, int] = {}
     image_id = 0
-    to_original = scene.world_to_normalized if original_frame else None
-    for split in scene.views.values():
-        for row in split:
-            K, pose = (
-                np.asarray(row["K"], dtype=np.float64),
-                np.asarray(row["world_to_camera"], dtype=np.float64),
-            )
-            if to_original is not None:
-                pose = original_world_to_camera(to_original, pose)
+    poses, points = scene.poses_and_points(original_frame)
+    for split_name, split in scene.views.items():
+        for index, row in enumerate(split):
+            K, pose = np.asarray(row["K"], dtype=np.float64), poses[split_name][index]
             key = (row["width"], row["height"], K[0, 0], K[1, 1], K[0, 2], K[1, 2])
             if key not in camera_ids:
                 camera_ids[key] = len(camera_ids) + 1
@@ -239,10 +229,9 @@ def write_colmap(scene: Scene, folder, binary: bool = True, original_frame: bool
             cam_from_world = pycolmap.Rigid3d(rotation, -rotation.matrix() @ centre)
             image = pycolmap.Image(name=name, camera_id=camera_ids[key], image_id=image_id)
             reconstruction.add_image_with_trivial_frame(image, cam_from_world)
-    if scene.points is not None:
-        xyz, rgb = scene.point_arrays()
-        xyz = xyz.astype(np.float64) if to_original is None else original_points(to_original, xyz)
-        for position, colour in zip(xyz, rgb):
+    if points is not None:
+        xyz, rgb = points
+        for position, colour in zip(xyz.astype(np.float64), rgb):
             reconstruction.add_point3D(position, pycolmap.Track(), colour)
     if binary:
         reconstruction.write_binary(str(sparse_dir))

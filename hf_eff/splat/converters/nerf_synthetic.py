@@ -18,8 +18,6 @@ from datasets import DatasetDict
 
 from hf_eff.splat.cameras import (
     OPENGL_TO_OPENCV,
-    original_points,
-    original_world_to_camera,
     world_normalization,
 )
 from hf_eff.splat.scene import (
@@ -277,27 +275,20 @@ def write_nerf_synthetic(scene: Scene, folder, original_frame: bool = True) -> P
     ``camera_angle_x`` is written for Blender-style readers, and ``fl_x``, ``fl_y``,
     ``cx``, ``cy``, ``w``, ``h`` per frame so non-square or off-centre intrinsics survive.
 
-    A scene stored in normalised coordinates (``scene.world_to_normalized``, ``load_scene(...,
-    normalize_world_space=True)``) is written in the capture's own coordinates, mapped back in float64 (the
-    JSON's numbers and the ``.ply``'s doubles keep them), since nothing in these files could record the
-    transform: reading the folder back with ``normalize_world_space=True`` gives the same cameras.
-    ``original_frame=False`` writes the normalised coordinates as stored instead (the folder then holds no
-    trace of the original frame).
+    A scene stored in normalised coordinates is written in the capture's own coordinates in float64 (the JSON's
+    numbers and the ``.ply``'s doubles keep them), ``original_frame=False`` as stored: see
+    `Scene.poses_and_points`.
     """
     from PIL import Image
     from plyfile import PlyData, PlyElement
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    to_original = scene.world_to_normalized if original_frame else None
-    if scene.points is not None:
-        xyz, rgb = scene.point_arrays()
-        # mapped back far from the origin, float32 would round away what normalising kept
-        position_type = "f4" if to_original is None else "f8"
-        if to_original is not None:
-            xyz = original_points(to_original, xyz)
+    poses, points = scene.poses_and_points(original_frame)
+    if points is not None:
+        xyz, rgb = points  # xyz float64 when mapped back to the original frame, else float32 as stored
         keys = ("x", "y", "z", "red", "green", "blue")
-        vertex = np.empty(len(xyz), dtype=[(key, position_type if len(key) == 1 else "u1") for key in keys])
+        vertex = np.empty(len(xyz), dtype=[(key, xyz.dtype if len(key) == 1 else "u1") for key in keys])
         for index, key in enumerate(keys):
             vertex[key] = (xyz if index < 3 else rgb)[:, index % 3]
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(folder / POINTS_FILE))
@@ -309,9 +300,7 @@ def write_nerf_synthetic(scene: Scene, folder, original_frame: bool = True) -> P
         frames = []
         for index, row in enumerate(split):
             K = np.asarray(row["K"], dtype=np.float64)
-            world_to_camera = np.asarray(row["world_to_camera"], dtype=np.float64)
-            if to_original is not None:
-                world_to_camera = original_world_to_camera(to_original, world_to_camera)
+            world_to_camera = poses[split_name][index]
             file_path = f"./{split_name}/r_{index}"
             row["image"].convert("RGB").save(folder / f"{file_path}.png")
             mask_entry = {}
