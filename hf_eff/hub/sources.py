@@ -10,6 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import constants
 from huggingface_hub.errors import (
+    GatedRepoError,
     HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
@@ -23,10 +24,26 @@ _NOT_FOUND = (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundErro
 _CHECKPOINT_FOLDER = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-([0-9]+)")  # as Trainer names its checkpoints
 
 
+def missing_source_reason(error: Exception, source) -> str | None:
+    """What huggingface_hub's ``error`` (raised, or re-raised by transformers or PEFT from it) says of ``source``
+    read as a repo id, when no such local path exists: no repo id at all, no such repo (or none this token can read),
+    or no connection and no cached copy. None for any other error, for an existing path (whose loading may ask the Hub
+    about another repo), and for a gated repo (which exists: its error says how to get access)."""
+    cause = error if isinstance(error, _NOT_FOUND) else error.__cause__
+    if not isinstance(cause, _NOT_FOUND) or isinstance(cause, GatedRepoError) or Path(source).exists():
+        return None
+    if isinstance(cause, HFValidationError):
+        return "it is not a Hub repo id either"
+    if isinstance(cause, RepositoryNotFoundError):
+        return f"no Hub repo {source} that this token can read"
+    # offline, or the Hub unreachable: huggingface_hub's words say which
+    return f"the Hub could not be reached to look for a repo {source}, which is not in the local cache ({cause})"
+
+
 @contextmanager
 def naming_missing_folder(what: str, source):
     """Re-raises a failed load of ``source``, when no such local path exists, as a FileNotFoundError that
-    names both readings of it.
+    names both readings of it (`missing_source_reason`).
 
     A mistyped relative folder (``runs/out``) is a valid repo id, so huggingface_hub answers with a
     connection or repo error that says nothing of the folder the user meant. ``what`` (a flag, or what
@@ -35,18 +52,11 @@ def naming_missing_folder(what: str, source):
     try:
         yield
     except Exception as error:
-        # PEFT re-raises huggingface_hub's error as a ValueError of its own
-        cause = error if isinstance(error, _NOT_FOUND) else error.__cause__
-        if not isinstance(cause, _NOT_FOUND) or Path(source).exists():
+        reason = missing_source_reason(error, source)
+        if reason is None:
             raise
-        if isinstance(cause, HFValidationError):
-            hub = "it is not a Hub repo id either"
-        elif isinstance(cause, RepositoryNotFoundError):
-            hub = f"no Hub repo {source} that this token can read"
-        else:
-            hub = f"the Hub could not be reached to look for a repo {source}, which is not in the local cache"
         folder = str(source) if Path(source).is_absolute() else f"{source} ({Path(source).absolute()})"
-        raise FileNotFoundError(f"{what}: there is no such folder {folder}, and {hub}") from error
+        raise FileNotFoundError(f"{what}: there is no such folder {folder}, and {reason}") from error
 
 
 @contextmanager

