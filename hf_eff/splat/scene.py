@@ -250,7 +250,7 @@ def _check_float32_keeps_cameras(given: list[np.ndarray], stored: list[np.ndarra
     """Refuses poses that float32 storage moves by more than 1e-4 of the cameras' span: a georegistered
     capture (UTM coordinates, millions of metres from the origin) rounds to about half a metre, and further
     out onto one point. Cameras at one point as given (camera-to-world matrices given as world_to_camera)
-    are left to `Scene.from_views`, whose error names the inverted poses."""
+    are left to `Scene.from_views`, whose error names the split and the inverted poses."""
     if len(given) < 2 or any(pose.shape not in ((4, 4), (3, 4)) for pose in given):
         return
     if not all(np.isfinite(pose).all() and abs(np.linalg.det(pose[:3, :3])) > 1e-8 for pose in given):
@@ -573,28 +573,30 @@ class Scene:
     ) -> Scene:
         """A scene whose missing centre / radius come from the training cameras, as
         3DGS and gsplat normalise: the mean camera position and the largest camera
-        distance from it (1 for a single camera). Several cameras at one point are refused:
-        that is what camera-to-world matrices given as world_to_camera look like for cameras
-        aimed at one target, and a capture without camera motion has no parallax to fit.
+        distance from it (1 for a single camera). Several cameras of one split (any split) at one point are
+        refused, naming the split: that is what camera-to-world matrices given as world_to_camera look like for
+        cameras aimed at one target, and a capture without camera motion has no parallax to fit.
         ``world_to_normalized``: None takes the transform the views and points were stored with, if any
         (`views_dataset`, `points_dataset`); given, it must be theirs. See `Scene`."""
-        if center is None or radius is None:
-            validate_views(views)
-            poses = np.asarray(views["train"].with_format("numpy")["world_to_camera"], dtype=np.float64)
-            positions = camera_centres(poses)
-            mean = positions.mean(0)
-            center = mean if center is None else center
-            if radius is None:
-                spread = camera_spread(positions, mean)
-                if len(positions) > 1 and spread <= 10 * _centre_rounding(poses):
-                    raise ValueError(
-                        f"scene: the {len(positions)} training cameras all sit at one point "
-                        f"({', '.join(f'{c:.4g}' for c in mean)}): world_to_camera must map world points into "
-                        "the camera, the inverse of a camera-to-world pose (invert the matrices); a capture "
-                        "without camera motion cannot be reconstructed; cameras far from the world origin lose "
-                        f"their spread to float32 rounding. {NORMALIZE_HINT}"
-                    )
-                radius = camera_spread(positions, center) or 1.0
+        validate_views(views)
+        positions = {}
+        for split, dataset in views.items():
+            poses = np.asarray(dataset.select_columns(["world_to_camera"]).with_format("numpy")["world_to_camera"],
+                               dtype=np.float64).reshape(len(dataset), 4, 4)
+            positions[split] = camera_centres(poses)
+            if len(poses) > 1 and camera_spread(positions[split]) <= 10 * _centre_rounding(poses):
+                cameras = "training cameras" if split == "train" else f"cameras of split {split!r}"
+                raise ValueError(
+                    f"scene: the {len(poses)} {cameras} all sit at one point "
+                    f"({', '.join(f'{c:.4g}' for c in positions[split].mean(0))}): world_to_camera must map world "
+                    "points into the camera, the inverse of a camera-to-world pose (invert the matrices); a capture "
+                    "without camera motion cannot be reconstructed; cameras far from the world origin lose "
+                    f"their spread to float32 rounding. {NORMALIZE_HINT}"
+                )
+        if center is None:
+            center = positions["train"].mean(0)
+        if radius is None:
+            radius = camera_spread(positions["train"], center) or 1.0
         return cls(views=views, points=points, center=center, radius=radius, world_to_normalized=world_to_normalized)
 
     def __eq__(self, other) -> bool:

@@ -349,10 +349,23 @@ def test_cameras_at_one_point_are_refused_naming_the_inverted_poses():
     assert single.radius == 1.0  # one camera is no mistake
 
 
+def test_an_inverted_test_split_is_refused_naming_the_split():
+    images, Ks, poses = view_columns(3)
+    train = views_dataset(images, Ks, poses)
+    inverted = views_dataset(images[:2], Ks[:2], [np.linalg.inv(pose) for pose in poses[:2]])
+    with pytest.raises(ValueError, match=r"the 2 cameras of split 'test' all sit at one point .*invert the matrices"):
+        Scene.from_views(DatasetDict({"train": train, "test": inverted}))
+    # given a centre and radius, the splits are still checked
+    with pytest.raises(ValueError, match=r"split 'test' all sit at one point"):
+        Scene.from_views(DatasetDict({"train": train, "test": inverted}), center=(0.0, 0.0, 0.0), radius=1.0)
+    upright = views_dataset(images[:2], Ks[:2], poses[:2])
+    assert len(Scene.from_views(DatasetDict({"train": train, "test": upright})).views["test"]) == 2
+
+
 def test_a_split_that_float32_rounds_onto_one_point_is_refused_where_it_is_stored():
     # 2 m apart, 5e8 m out: float32 steps there are 32 m, so the centres move by far more than their span
-    # (which the refusal used to let through, for Scene.from_views to name). A test split is not checked by
-    # Scene.from_views' radius, so views_dataset refuses it.
+    # (which the refusal used to let through, for Scene.from_views to name): views_dataset refuses it where it is
+    # stored, naming the fix.
     images, Ks, _ = view_columns(3)
     site = np.array([4e8, 3e8, 1e3])
     poses = [look_at(tuple(site + offset), tuple(site + (0.0, 0.0, -50.0)))
