@@ -639,8 +639,9 @@ class Scene:
         A scene stored in normalised coordinates (``world_to_normalized``, ``load_scene(...,
         normalize_world_space=True)``) gives them in the capture's own coordinates, mapped back in float64 (xyz
         too: far from the origin, float32 would round away what normalising kept), since the files written from
-        them could not record the transform: reading those back with ``normalize_world_space=True`` gives the same
-        cameras. ``original_frame=False``, or a scene in its capture's own coordinates, gives them as stored
+        them could not record the transform. Read back with ``normalize_world_space=True``, a NeRF folder gives the
+        same cameras in the same splits; a COLMAP project does for a scene without a test split (see
+        `write_colmap`). ``original_frame=False``, or a scene in its capture's own coordinates, gives them as stored
         (xyz float32; files written from them hold no trace of the original frame)."""
         to_original = self.world_to_normalized if original_frame else None
         poses = {}

@@ -399,3 +399,20 @@ def test_a_normalised_scene_is_written_in_its_original_frame(tmp_path, scene, so
     for split in far.views:
         np.testing.assert_allclose(stored_poses(as_stored.views[split]), stored_poses(far.views[split]), rtol=0,
                                    atol=1e-6)
+
+
+def test_a_colmap_project_has_no_split_so_a_test_split_comes_back_in_train_normalised_anew(tmp_path, scene):
+    from hf_eff.splat.cameras import camera_centres
+
+    far = far_normalized_scene(scene, tmp_path / "far", "nerf")  # 4 train + 2 test views
+    write_colmap(far, tmp_path / "written")
+    again = load_scene(tmp_path / "written", normalize_world_space=True, test_every=0)
+    # every view, train first, at the same place in the capture's own coordinates
+    poses, _ = far.poses_and_points()
+    written = np.concatenate([poses["train"], poses["test"]])
+    reloaded = again.poses_and_points()[0]["train"]
+    np.testing.assert_allclose(camera_centres(reloaded), camera_centres(written), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(reloaded[:, :3, :3], written[:, :3, :3], rtol=0, atol=1e-6)
+    # but normalised by its own training views, the test views among them: not the cameras as stored
+    assert len(again.views["test"]) == 0
+    assert not np.allclose(again.world_to_normalized, far.world_to_normalized, rtol=1e-3)

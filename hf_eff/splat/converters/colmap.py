@@ -184,6 +184,14 @@ def write_colmap(scene: Scene, folder, binary: bool = True, original_frame: bool
 
     A scene stored in normalised coordinates is written in the capture's own coordinates in float64 (COLMAP
     stores doubles), ``original_frame=False`` as stored: see `Scene.poses_and_points`.
+
+    COLMAP has no train/test split, and ``scene_from_colmap(test_every=k)`` holds out the first view (here a
+    training view) and every k-th after it, which no order matches for every split size. So
+    ``load_scene(folder, normalize_world_space=True, test_every=0)`` gives back the same cameras, normalised
+    by the same transform, only for a scene without a test split. A scene with one comes back with all its
+    views in train (train first, then test), or split anew by ``test_every``, either way normalised by other
+    training views: its cameras are the same in the capture's own coordinates (`Scene.poses_and_points`), but not
+    as stored. `write_nerf_synthetic` keeps the splits and so the normalisation.
     """
     import PIL.Image
 
