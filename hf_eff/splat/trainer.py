@@ -126,7 +126,7 @@ class SceneViews(Dataset):
             check_views_split(views, name)
             self.viewmats, self.Ks, (self.width, self.height) = scene_views_cameras(views)
             self._views, self._images, self._masks = views, None, None
-            self.world_to_normalized = data_world_to_normalized(views)
+            self.world_to_normalized = data_world_to_normalized(views, name)
         if not lazy:
             self.decode()
 

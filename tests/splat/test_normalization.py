@@ -382,9 +382,13 @@ def test_rows_of_another_frame_concatenated_into_a_split_are_refused(scene, tmp_
     with pytest.raises(ValueError, match=r"views split 'train': .*\(row\(s\) \[0\]\) are not among .* "
                                          "concatenate_datasets"):
         Scene.from_views(DatasetDict({"train": concatenate_datasets([own, train]), "test": test}))
-    with pytest.raises(ValueError, match=r"\(row\(s\) \[0\]\) are not among"):
+    # the trainer's errors name the argument that holds the mixed split, not "a dataset of N rows"
+    with pytest.raises(ValueError, match=r"^eval_dataset: .*\(row\(s\) \[0\]\) are not among"):
         SplatTrainer(GaussianModel.random((0, 0, 0), 1.0, 8, sh_degree=0), tiny_args(tmp_path),
                      train_dataset=train, eval_dataset=concatenate_datasets([own, test]))
+    with pytest.raises(ValueError, match=r"^train_dataset: .*\(row\(s\) \[3\]\) are not among"):
+        SplatTrainer(GaussianModel.random((0, 0, 0), 1.0, 8, sh_degree=0), tiny_args(tmp_path),
+                     train_dataset=mixed, eval_dataset=test)
     # a split marked before the frame line listed its poses (save_to_disk keeps it) still names its frame
     earlier = copy.deepcopy(train)
     earlier.info.description = FRAME_LINE_PREFIX + json.dumps(transform.tolist())
