@@ -3,7 +3,8 @@
 
 --scene takes a folder written by `Scene.save`, a COLMAP project, a NeRF folder (transforms_train.json
 / transforms_test.json, or one transforms.json split by --test_every) or a Hub dataset repo id; without
-it, a built-in procedural scene is generated. --white_background True composites transparent pixels
+it, a built-in procedural scene is generated. --cache_dir is where `datasets` keeps a Hub or parquet
+--scene's arrow tables (load_dataset's cache_dir). --white_background True composites transparent pixels
 onto white and renders onto white (3DGS's --white_background; the saved model keeps it, and a run starting from
 it keeps it unless --white_background False says otherwise). --strategy g2l is the full method of Huang, Liu & Wong (2025):
 global-to-local densification, energy-guided coarse-to-fine and adaptive pruning, each switched
@@ -96,6 +97,13 @@ class SceneArguments:
                           "Hub dataset repo id; none: a procedural scene."},
     )
     scene_revision: str | None = field(default=None, metadata={"help": "Hub revision of --scene."})
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where `datasets` keeps the arrow tables of a Hub or parquet --scene (load_dataset's "
+                          "cache_dir; default HF_DATASETS_CACHE). The files downloaded from the Hub, the scene's and "
+                          "--model_name_or_path's, go to the huggingface_hub cache (HF_HUB_CACHE moves it); a COLMAP "
+                          "or NeRF folder is read without a cache."},
+    )
     test_every: int | None = field(
         default=None,
         metadata={"help": "For a COLMAP or NeRF --scene without its own test split: every n-th view is held out "
@@ -212,6 +220,9 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
             raise ValueError("--images applies to a COLMAP --scene; the procedural scene has --procedural_resolution")
         if scene_args.masks is not None:
             raise ValueError("--masks applies to a COLMAP --scene; the procedural scene has no masks")
+        if scene_args.cache_dir is not None:
+            raise ValueError("--cache_dir applies to a Hub or parquet --scene; the procedural scene is generated, "
+                             "not loaded")
         if scene_args.normalize_world_space:
             raise ValueError("--normalize_world_space applies to a COLMAP or NeRF --scene; the procedural scene is "
                              "built around the origin")
@@ -225,7 +236,7 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
         background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
         scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
                            background=background, images=scene_args.images, masks=scene_args.masks,
-                           normalize_world_space=scene_args.normalize_world_space)
+                           normalize_world_space=scene_args.normalize_world_space, cache_dir=scene_args.cache_dir)
         scene_name = scene_args.scene
     if "test" not in scene.views or len(scene.views["test"]) == 0:
         raise ValueError(f"scene {scene_name} has no test views: evaluation needs a 'test' split "

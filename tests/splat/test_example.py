@@ -202,3 +202,28 @@ def test_a_split_is_recorded_and_compared_as_its_flags_resolve(tmp_path, caplog)
         example["warn_unless_trained_split"](
             model, data_split(scene_arguments(scene=str(folder), test_every=4), str(folder)), "run", str(folder))
     assert "--test_every 4 (the model's: 8) differ from the training run of --model_name_or_path run" in caplog.text
+
+
+def test_cache_dir_reaches_load_scene_and_holds_a_parquet_scene_s_tables(tmp_path, monkeypatch):
+    import pytest
+
+    import hf_eff.splat.scene as scene_module
+    from hf_eff.splat import make_procedural_scene
+
+    make_procedural_scene(seed=0, num_train=3, num_test=1, width=16, height=16, num_points=60,
+                          supersample=1).save(tmp_path / "scene")
+    given = []
+    load_scene = scene_module.load_scene
+
+    def recording_load_scene(*args, **kwargs):
+        given.append(kwargs.get("cache_dir"))
+        return load_scene(*args, **kwargs)
+
+    monkeypatch.setattr(scene_module, "load_scene", recording_load_scene)
+    cache = tmp_path / "cache"
+    run_example(monkeypatch, "--scene", str(tmp_path / "scene"), "--cache_dir", str(cache), "--max_steps", "2",
+                "--render_trajectory", "none", "--report_to", "none", "--output_dir", str(tmp_path / "run"))
+    assert given == [str(cache)]
+    assert any(cache.rglob("*.arrow"))  # datasets prepared the parquet splits there, not in HF_DATASETS_CACHE
+    with pytest.raises(ValueError, match="--cache_dir applies to a Hub or parquet --scene"):
+        run_example(monkeypatch, "--cache_dir", str(cache), "--max_steps", "2", "--output_dir", str(tmp_path / "proc"))
