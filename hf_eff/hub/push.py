@@ -129,21 +129,28 @@ def ensure_branch(api: HfApi, repo_id: str, revision: str | None, repo_type: str
 
 def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None) -> None:
     """Raises ``PermissionError`` when the Hub's whoami makes it certain that ``token`` (default: ``api``'s, else the
-    stored one) cannot push to the model repo ``repo_id``: a read token, or a write token and a repo that exists in a
-    namespace that is neither its user's nor one of their organisations'. ``create_repo(exist_ok=True)`` accepts both,
-    so without this a push would fail only at its first upload. Says nothing when whoami cannot answer (offline, no
-    token, a server without the route) or cannot tell (a fine-grained token, whose scopes it does not read)."""
+    stored one) cannot push to the model repo ``repo_id``: a read token; a repo in an organisation where its user's
+    role (whoami's ``roleInOrg``) is "read", whatever the token; or a write token and a repo that exists in a
+    namespace that is neither its user's nor one of their organisations'. ``create_repo(exist_ok=True)`` accepts an
+    existing repo in each case, so without this a push would fail only at its first upload. Says nothing when whoami
+    cannot answer (offline, no token, a server without the route) or cannot tell (a fine-grained token, whose scopes
+    it does not read; an organisation listed without the user's role)."""
     try:
         identity = api.whoami(token=token)
         role = identity["auth"]["accessToken"]["role"]
         user = identity["name"]
+        org_roles = {org["name"].casefold(): org.get("roleInOrg") for org in identity.get("orgs") or []}
         orgs = [org["name"] for org in identity.get("orgs") or []]
-    except (OSError, HTTPError, ValueError, KeyError, TypeError):  # no answer, or not the Hub's shape of one
+    except (OSError, HTTPError, ValueError, KeyError, TypeError, AttributeError):  # no answer, or not the Hub's shape
         return
     if role == "read":
         raise PermissionError(f"cannot push to {repo_id}: the Hugging Face token of {user} is a read token (role "
                               "'read'); give a write token (hub_token, HF_TOKEN or `hf auth login`)")
     namespace = repo_id.split("/")[0] if "/" in repo_id else user  # the Hub creates a bare name under the user
+    if org_roles.get(namespace.casefold()) == "read":
+        raise PermissionError(f"cannot push to {repo_id}: {user}'s role in the organisation {namespace} is 'read', "
+                              "which writes nothing there; ask an admin of it for the 'write' role, or push to a "
+                              "repo of your own (hub_model_id)")
     owns = namespace.casefold() in {name.casefold() for name in (user, *orgs)}  # the Hub's names ignore case
     if role == "write" and not owns and _repo_exists(api, repo_id, token):
         owned = ", ".join([user, *orgs])

@@ -125,9 +125,11 @@ class HubServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, tokens: dict[str, str], host: str = "127.0.0.1", port: int = 0,
-                 roles: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None):
+                 roles: dict[str, str] | None = None, orgs: dict[str, list[str] | dict[str, str | None]] | None = None):
         """tokens maps a Bearer token to its user name, roles a token to its role ("read", "write" or
-        "fineGrained"; default "write") and orgs an organisation's name to its members."""
+        "fineGrained"; default "write") and orgs an organisation's name to its members: a list (each a "write"
+        member) or a dict of each member's role in it ("admin", "write", "contributor" or "read": a "read" member
+        writes nothing there; None: whoami leaves the role out, as an older Hub would)."""
         super().__init__((host, port), _Handler)
         self.hub = self
         # LFS content moves through a second origin, like the Hub's pre-signed storage URLs:
@@ -137,7 +139,8 @@ class HubServer(ThreadingHTTPServer):
         self.cdn.hub = self
         self.tokens = dict(tokens)
         self.roles = dict(roles or {})
-        self.orgs = {org: list(members) for org, members in (orgs or {}).items()}
+        self.orgs = {org: members if isinstance(members, dict) else dict.fromkeys(members, "write")
+                     for org, members in (orgs or {}).items()}
         self.url = f"http://{host}:{self.server_address[1]}"
         self.cdn_url = f"http://{host}:{self.cdn.server_address[1]}"
         self.repos: dict[tuple[str, str], Repo] = {}
@@ -182,8 +185,12 @@ class HubServer(ThreadingHTTPServer):
         return False, None
 
     def namespaces(self, user: str) -> list[str]:
-        """Where ``user`` may write: their own namespace and their organisations'."""
+        """Where ``user`` may read private repos: their own namespace and their organisations'."""
         return [user] + [org for org, members in self.orgs.items() if user in members]
+
+    def writable_namespaces(self, user: str) -> list[str]:
+        """Where ``user`` may write: their namespaces but the organisations they only read."""
+        return [namespace for namespace in self.namespaces(user) if self.orgs.get(namespace, {}).get(user) != "read"]
 
     def sign(self, *parts: str) -> str:
         return hmac.new(self._secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
@@ -342,7 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _writer(self, namespace: str) -> str | None:
         """The user, when the request's token may write in ``namespace``; else None."""
         user = self._user()
-        if user is None or namespace not in self.hub.namespaces(user) or self.hub.roles.get(self._token()) == "read":
+        if (user is None or namespace not in self.hub.writable_namespaces(user)
+                or self.hub.roles.get(self._token()) == "read"):
             return None
         return user
 
@@ -428,7 +436,12 @@ class _Handler(BaseHTTPRequestHandler):
         token = {"displayName": "tests", "role": role}
         if role == "fineGrained":  # its permissions, by repo, user or organisation
             token["fineGrained"] = {"canReadGatedRepos": False, "global": [], "scoped": []}
-        orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "write"} for org in self.hub.namespaces(user)[1:]]
+        orgs = []
+        for org in self.hub.namespaces(user)[1:]:
+            entry = {"type": "org", "name": org, "fullname": org}
+            if self.hub.orgs[org][user] is not None:
+                entry["roleInOrg"] = self.hub.orgs[org][user]
+            orgs.append(entry)
         return self._send_json(200, {"type": "user", "name": user, "fullname": user, "orgs": orgs,
                                      "auth": {"type": "access_token", "accessToken": token}})
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from datasets import Dataset
 from huggingface_hub import constants
+from huggingface_hub.errors import HfHubHTTPError
 
 from hf_eff.hub.push import refuse_unwritable_repo
 from tests.hub.conftest import ORG, OTHER_USER, OWNER
@@ -53,6 +54,43 @@ def test_namespaces_are_compared_ignoring_case(local_hub, monkeypatch):
         refuse_unwritable_repo(api, f"{OTHER_USER.upper()}/model")
 
 
+@pytest.fixture
+def org_roles(local_hub, monkeypatch):
+    """``set(org, role)``: the tester (OWNER) joins ``org`` with ``role`` (None: whoami lists no role) for one test."""
+    return lambda org, role: monkeypatch.setitem(local_hub.server.orgs, org, {OWNER: role})
+
+
+def _org_repo(local_hub, org: str) -> str:
+    """A repo in ``org``, made by a user who writes there: the tester's membership decides alone."""
+    repo_id = f"{org}/{local_hub.repo_id('org').split('/')[1]}"
+    local_hub.server.orgs[org][OTHER_USER] = "admin"
+    local_hub.api(token=local_hub.other_token).create_repo(repo_id)
+    return repo_id
+
+
+def test_an_organisation_the_user_only_reads_is_refused_naming_it_and_the_role(local_hub, org_roles, monkeypatch):
+    org_roles("readers-org", "read")
+    repo_id = _org_repo(local_hub, "readers-org")
+    message = rf"cannot push to {repo_id}: {OWNER}'s role in the organisation readers-org is 'read'"
+    for api in (local_hub.api(), local_hub.api(token=local_hub.fine_grained_token)):  # whatever the token's scopes
+        with pytest.raises(PermissionError, match=message):
+            refuse_unwritable_repo(api, repo_id)
+    # a new repo there too (the Hub refuses to create it), whatever the case of the name
+    with pytest.raises(PermissionError, match=r"cannot push to Readers-Org/a-new-model: .* Readers-Org is 'read'"):
+        refuse_unwritable_repo(local_hub.api(), "Readers-Org/a-new-model")
+    # what the refusal saves the user from: create_repo(exist_ok=True) accepts the repo, its first upload fails
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)  # the repo URL create_repo returns is the local Hub's
+    local_hub.api().create_repo(repo_id, exist_ok=True)
+    with pytest.raises(HfHubHTTPError, match="403"):
+        local_hub.api().upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=repo_id)
+
+
+def test_other_organisation_roles_and_a_missing_role_go_on(local_hub, org_roles):
+    for role in ("admin", "write", "contributor", None):
+        org_roles("members-org", role)
+        refuse_unwritable_repo(local_hub.api(), _org_repo(local_hub, "members-org"))
+
+
 def test_when_whoami_cannot_tell_nothing_is_said(local_hub, inject_fault):
     repo_id = _other_users_repo(local_hub)
     # a fine-grained token: whoami lists its scopes, which are not read here
@@ -97,6 +135,15 @@ def test_a_trainer_pushing_to_another_users_repo_is_refused_when_it_is_built(loc
     repo_id = _other_users_repo(local_hub)
     trainer_token(local_hub.token)
     with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: it belongs to {OTHER_USER}"):
+        _build_grant_trainer(tmp_path, repo_id)
+
+
+def test_a_trainer_pushing_to_an_organisation_the_user_only_reads_is_refused_when_it_is_built(
+        local_hub, tmp_path, trainer_token, org_roles):
+    org_roles("readers-org", "read")
+    repo_id = _org_repo(local_hub, "readers-org")
+    trainer_token(local_hub.token)
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: .*readers-org is 'read'"):
         _build_grant_trainer(tmp_path, repo_id)
 
 
