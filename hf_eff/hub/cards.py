@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 from peft import (
@@ -166,8 +166,11 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _local_name(path: str) -> str:
-    """The folder or file name of a local path: what a card may say of it, never the path itself."""
-    return Path(path.rstrip("/\\")).name or path
+    """The folder or file name of a local path: what a card may say of it, never the path itself. A path with a
+    backslash (which no Hub id has) is split as Windows does on every OS: a run recorded there may be pushed from
+    Linux, where ``Path`` keeps it whole."""
+    path_class = PureWindowsPath if "\\" in path else Path
+    return path_class(path.rstrip("/\\")).name or path
 
 
 def shown_name(value: str) -> str:
@@ -175,7 +178,7 @@ def shown_name(value: str) -> str:
     a Hub id, a built-in name, a URL or free text (with spaces, and not shaped like a path) as it is."""
     if "://" in value or _is_hub_id(value):
         return value
-    if _looks_like_path(value) or ("/" in value and not re.search(r"\s", value)):
+    if _looks_like_path(value) or (re.search(r"[/\\]", value) and not re.search(r"\s", value)):
         return _local_name(value)
     return value
 

@@ -306,6 +306,17 @@ def test_relative_local_paths_are_not_published_as_hub_ids(name):
         assert name not in str(card) and name not in str(adapter)
 
 
+@pytest.mark.parametrize("path", [r"C:\Users\alice\data\mols.csv", r"\\fileserver\alice\mols.csv",
+                                  r"data\alice\mols.csv", "C:/Users/alice/mols.csv"])
+def test_windows_paths_are_named_by_their_last_part_on_every_os(path):
+    # a run recorded on Windows and pushed from Linux, where Path(path).name is the whole string
+    assert cards.shown_name(path) == "mols.csv"
+    card = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": path}, "me/gcn")))
+    assert "alice" not in str(card) and card.data.eval_results[0].dataset_name == "local data (mols.csv)"
+    adapter = cards.halora_card({**HALORA_RESULTS, "base_model": path.replace("mols.csv", "llama-3\\")}, "me/adapter")
+    assert "alice" not in adapter.text and 'load_base_model("/path/to/llama-3")' in adapter.text
+
+
 def _loading_lines(card) -> list[str]:
     return card.text.split("```python\n")[1].split("```")[0].strip().splitlines()
 

@@ -54,6 +54,16 @@ def test_a_relative_best_checkpoint_stays_whole_and_an_absolute_one_is_reduced(t
     assert without_local_paths(absolute) == {"best_model_checkpoint": "checkpoint-2"}
 
 
+def test_paths_recorded_on_windows_become_their_last_part_on_every_os():
+    recorded = {"dataset_name": r"C:\Users\alice\data\mols.csv", "scene": r"\\fileserver\alice\garden\\",
+                "data_split": {"dataset": r"data\alice\questions.jsonl"}, "base_model_name_or_path": "org/base",
+                "best_model_checkpoint": r"C:\Users\alice\out\checkpoint-2"}
+    assert without_local_paths(recorded) == {"dataset_name": "mols.csv", "scene": "garden",
+                                             "data_split": {"dataset": "questions.jsonl"},
+                                             "base_model_name_or_path": "org/base",
+                                             "best_model_checkpoint": "checkpoint-2"}
+
+
 # Units in target and class names are not paths: cut to "L)" and "K", two of them would end alike
 NAMES_WITH_SLASHES = ["logS(mol/L)", "Cv(cal/mol/K)", "S(kcal/mol/K)"]
 
