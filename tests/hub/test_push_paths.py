@@ -284,3 +284,16 @@ def test_a_models_own_push_to_hub_keeps_its_target_names_whole(local_hub, tmp_pa
     model.push_to_hub(repo_id, token=local_hub.token)
 
     assert _pushed_model(local_hub, repo_id, tmp_path / "pushed").target_names == NAMES_WITH_SLASHES
+
+
+def test_a_transformers_model_loaded_from_a_folder_saves_no_path_in_its_config(tmp_path):
+    # transformers keeps the folder a model was loaded from as config._name_or_path but leaves it out of the
+    # config.json it saves, so PATH_KEYS need not reduce it; this fails if a transformers release starts writing it
+    from transformers import AutoModel, BertConfig, BertModel
+
+    config = BertConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1, num_attention_heads=1, intermediate_size=4)
+    BertModel(config).save_pretrained(tmp_path / "base")
+    model = AutoModel.from_pretrained(tmp_path / "base")
+    assert model.config._name_or_path == str(tmp_path / "base")
+    model.save_pretrained(tmp_path / "trained")
+    assert str(tmp_path) not in (tmp_path / "trained" / "config.json").read_text()
