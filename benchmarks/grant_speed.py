@@ -82,6 +82,8 @@ Schedules and scores on gen-reg (fifteenth session, seed 0 unless named, one fla
     --start_ratio 0.2                           never (best .0537), MAE +1.1%
     --ratio_schedule cosine / linear            never (.0563 / .0557), MAE +10.0% / +7.3%
     --reselect_interval 1,5                     never (.0566), MAE +8.9%
+    --regime mini_batch --variant single        never (best .0446 vs .0430), MAE +5.0%; with
+                                                --lr_scheduler constant never (.0435 vs .0421), +6.6%
 so no setting of the teacher alone brings gen-reg to the target.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
