@@ -266,7 +266,8 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         default=None,
         metadata={"help": "The metric load_best_model_at_end and early stopping compare, as in TrainingArguments. "
                           "None: 'psnr' (greater is better) under load_best_model_at_end or save_strategy='best'; Trainer's default there, "
-                          "'loss', is not among SplatTrainer's evaluation metrics."},
+                          "'loss', is not among SplatTrainer's evaluation metrics. With a dict eval_dataset, name the split: "
+                          "'test_psnr' for the key 'test'."},
     )
     logging_nan_inf_filter: bool = field(
         default=False,

@@ -86,10 +86,10 @@ def check_views_split(views, name: str = "train_dataset") -> None:
         )
     if len(views) == 0:
         # A converted folder's test split with test_every=0, or views_dataset([], [], []).
-        raise ValueError(
-            f"SplatTrainer: {name} has no views"
-            + ("; pass eval_dataset=None to train without evaluation" if name == "eval_dataset" else "")
-        )
+        hint = {"eval_dataset": "; pass eval_dataset=None to train without evaluation"}.get(name, "")
+        if name.startswith("eval_dataset["):
+            hint = "; leave it out of eval_dataset"
+        raise ValueError(f"SplatTrainer: {name} has no views{hint}")
     validate_views_split(views)
 
 
@@ -309,7 +309,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         args: `SplatTrainingArguments` (max_steps must be set to train; the schedules scale with it).
         train_dataset: the scene's train split (`scene.views["train"]`) or a `SceneViews`. This and every
             argument after `args` are keyword-only: `Trainer`'s third positional argument is `data_collator`.
-        eval_dataset: the test split; evaluation reports PSNR and SSIM on it and saves renders.
+        eval_dataset: the test split; evaluation reports PSNR and SSIM on it and saves renders. A dict of splits
+            (``{"test": ..., "train_views": ...}``, as Trainer takes) evaluates each under ``eval_<key>_``, and
+            ``metric_for_best_model`` then names one of them (``test_psnr``).
         strategy: any gsplat `Strategy` (`MCMCStrategy` on CUDA only: it calls gsplat's kernels itself);
             None builds the one `args` describes. A strategy that is not
             a `GlobalToLocalStrategy` needs `SplatTrainingArguments(strategy="default")`. The trainer
@@ -354,13 +356,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "SplatTrainer: compute_metrics is not used (evaluate reports PSNR and SSIM); trainer.predict(split) "
                 "returns the renders and the views' images for metrics of one's own"
             )
-        metric = args.metric_for_best_model
-        if metric and type(self).evaluate is SplatTrainer.evaluate and metric.removeprefix("eval_") not in EVAL_METRICS:
-            # Trainer finds out at the first evaluation, after the training steps before it.
-            raise ValueError(
-                f"SplatTrainingArguments.metric_for_best_model={metric!r} is not among SplatTrainer's evaluation "
-                f"metrics: {', '.join(EVAL_METRICS)}"
-            )
+        if type(self).evaluate is SplatTrainer.evaluate:
+            _check_metric_for_best_model(args.metric_for_best_model, eval_dataset)
         if not hasattr(model, "splats") or not hasattr(model, "render"):
             raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")
         half = sorted({str(param.dtype) for param in model.splats.values() if param.dtype in LOW_PRECISION})
@@ -379,7 +376,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                 "(GaussianModel.render passes them to rasterize)")
         # An evaluation-only run reads the training cameras alone: its training images stay undecoded.
         train_views = SceneViews(train_dataset, lazy=not args.do_train)
-        eval_views = self._eval_views(eval_dataset, args, train_views) if eval_dataset is not None else None
+        eval_views = self._eval_splits(eval_dataset, args, train_views)
         self._adopt_frame(model, train_views)
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
@@ -495,6 +492,19 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             f"(config.json) and train_dataset was stored {describe_frame(frame)}: its Gaussians lie in another frame "
             f"than the views; {fix}"
         )
+
+    @classmethod
+    def _eval_splits(cls, dataset, args: SplatTrainingArguments,
+                     train_views: SceneViews) -> SceneViews | dict[str, SceneViews] | None:
+        """``eval_dataset`` as the trainer keeps it: None, one split's views (`_eval_views`), or for a dict of
+        splits each one's views under its key, each checked as ``eval_dataset['key']``."""
+        if dataset is None:
+            return None
+        if not isinstance(dataset, dict):  # a DatasetDict is a dict of splits too, as for Trainer
+            return cls._eval_views(dataset, args, train_views)
+        _check_split_names(dataset)
+        return {key: cls._eval_views(split, args, train_views, name=f"eval_dataset[{key!r}]")
+                for key, split in dataset.items()}
 
     @staticmethod
     def _eval_views(dataset, args: SplatTrainingArguments, train_views: SceneViews,
@@ -894,12 +904,23 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         the PNG's saving excluded). No LPIPS: it needs pretrained AlexNet /
         VGG weights, which the library does not download. The render|target pairs of the first
         `eval_render_images` views are saved as a PNG in output_dir/<prefix>_renders and sent to
-        the image-capable `report_to` loggers (TensorBoard, wandb)."""
+        the image-capable `report_to` loggers (TensorBoard, wandb).
+
+        A dict of splits (given here or to the trainer) is evaluated split by split, as Trainer does, each
+        under ``<prefix>_<key>``; a key of the trainer's dict names its split (``evaluate("test")``)."""
+        if isinstance(eval_dataset, dict):  # every split checked before any is rendered
+            eval_dataset = self._eval_splits(eval_dataset, self.args, self.train_dataset)
+        if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per split
         started, started_cpu = time.perf_counter(), time.process_time()
         # Read before rendering: this evaluation's own time is not training time.
         train_clocks = self._train_clocks()
-        views = (self._eval_views(eval_dataset, self.args, self.train_dataset) if eval_dataset is not None
-                 else self.eval_dataset)
+        if isinstance(eval_dataset, str):  # Trainer's recursion over the trainer's own dict passes its keys
+            views = self._eval_split_named(eval_dataset)
+        elif eval_dataset is not None:
+            views = self._eval_views(eval_dataset, self.args, self.train_dataset)
+        else:
+            views = self.eval_dataset
         if views is None:
             raise ValueError("SplatTrainer.evaluate needs an eval_dataset (the scene's test split)")
         self._check_finite(current=True)
@@ -919,6 +940,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._eval_cpu_seconds += time.process_time() - started_cpu
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _eval_split_named(self, key: str) -> SceneViews:
+        splits = self.eval_dataset if isinstance(self.eval_dataset, dict) else {}
+        if key not in splits:
+            given = f"the splits {', '.join(map(repr, splits))}" if splits else "one split, not a dict"
+            raise KeyError(f"SplatTrainer.evaluate({key!r}): the trainer's eval_dataset has {given}")
+        return splits[key]
 
     @torch.no_grad()
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test") -> PredictionOutput:
@@ -1141,6 +1169,34 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if state["global_stop_iter"] is not None:
             self.strategy.global_stop_iter = state["global_stop_iter"]
         self._checkpoint_clocks = state.get("train_clocks")
+
+
+def _check_split_names(splits: dict) -> None:
+    """A dict eval_dataset's keys become metric names (``eval_<key>_psnr``): non-empty strings, at least one."""
+    if not splits:
+        raise ValueError("SplatTrainer: eval_dataset is an empty dict; pass eval_dataset=None to train without evaluation")
+    bad = [key for key in splits if not isinstance(key, str) or not key]
+    if bad:
+        raise TypeError(f"SplatTrainer: eval_dataset's keys name its splits in the metrics (eval_<key>_psnr) and must "
+                        f"be non-empty strings, got {bad}")
+
+
+def _check_metric_for_best_model(metric: str | None, eval_dataset) -> None:
+    """Refuses a ``metric_for_best_model`` that evaluate does not report, naming those it does: Trainer finds out at
+    the first evaluation, after the training steps before it. With a dict eval_dataset they are ``<key>_<metric>``."""
+    if not metric:
+        return
+    if isinstance(eval_dataset, dict):
+        _check_split_names(eval_dataset)
+        valid = [f"{key}_{name}" for key in eval_dataset for name in EVAL_METRICS]
+        where = f"evaluation metrics for the eval_dataset splits {', '.join(map(repr, eval_dataset))}"
+    else:
+        valid, where = list(EVAL_METRICS), "evaluation metrics"
+    if metric.removeprefix("eval_") not in valid:
+        raise ValueError(
+            f"SplatTrainingArguments.metric_for_best_model={metric!r} is not among SplatTrainer's {where}: "
+            f"{', '.join(valid)}"
+        )
 
 
 def train_seconds_to_reach(log_history: list[dict], target_psnr: float, clock: str = "eval_train_seconds") -> float:

@@ -1,0 +1,99 @@
+"""SplatTrainer with a dict of evaluation splits, as transformers' Trainer takes one: each split is evaluated under
+eval_<key>_ and metric_for_best_model names one of them."""
+
+import re
+
+import pytest
+import torch
+
+from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.model import GaussianModel
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.trainer import EVAL_METRICS, SplatTrainer
+
+SPEED = ("runtime", "samples_per_second", "steps_per_second")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(seed=1, num_train=6, num_test=2, width=32, height=32, num_points=300)
+
+
+def make_trainer(scene, output_dir, eval_dataset=None, **overrides):
+    torch.manual_seed(0)
+    model = GaussianModel.from_points(*scene.point_arrays(), sh_degree=1)
+    settings = dict(output_dir=str(output_dir), max_steps=8, refine_every=4, refine_start_steps=2, reset_every=16,
+                    sh_degree_interval=10, seed=0, disable_tqdm=True, logging_steps=4, eval_render_images=1)
+    settings.update(overrides)
+    if eval_dataset is None:
+        eval_dataset = {"test": scene.views["test"], "train_views": scene.views["train"]}
+    return SplatTrainer(model=model, args=SplatTrainingArguments(**settings), train_dataset=scene.views["train"],
+                        eval_dataset=eval_dataset)
+
+
+def test_each_split_of_a_dict_is_evaluated_under_its_key_in_training_and_after(scene, tmp_path):
+    trainer = make_trainer(scene, tmp_path, eval_strategy="steps", eval_steps=4)
+    trainer.train()
+    for key in ("test", "train_views"):
+        logged = [entry for entry in trainer.state.log_history if f"eval_{key}_psnr" in entry]
+        assert [entry["step"] for entry in logged] == [4, 8]
+        assert {f"eval_{key}_{name}" for name in (*EVAL_METRICS, *SPEED)} <= logged[-1].keys()
+        assert list((tmp_path / f"eval_{key}_renders").glob("step-*.png"))
+    assert not any("eval_psnr" in entry for entry in trainer.state.log_history)
+    metrics = trainer.evaluate()
+    assert {f"eval_{key}_{name}" for key in ("test", "train_views") for name in ("psnr", "ssim", *SPEED)} <= metrics.keys()
+    # each key is its own split's evaluation
+    for key, split in (("test", "test"), ("train_views", "train")):
+        alone = trainer.evaluate(scene.views[split])
+        assert metrics[f"eval_{key}_psnr"] == pytest.approx(alone["eval_psnr"], abs=1e-6)
+        assert trainer.evaluate(key)["eval_psnr"] == pytest.approx(alone["eval_psnr"], abs=1e-6)
+    assert metrics["eval_test_psnr"] != pytest.approx(metrics["eval_train_views_psnr"], abs=1e-3)
+    given = trainer.evaluate({"held_out": scene.views["test"]}, metric_key_prefix="final")
+    assert given["final_held_out_psnr"] == pytest.approx(metrics["eval_test_psnr"], abs=1e-6)
+    with pytest.raises(KeyError, match=r"evaluate\('valid'\): the trainer's eval_dataset has the splits 'test', "
+                                       "'train_views'"):
+        trainer.evaluate("valid")
+
+
+def test_load_best_model_at_end_follows_the_named_splits_metric(scene, tmp_path):
+    # The opacity reset at step 16 costs PSNR that 24 steps do not win back: the best checkpoint is an early one.
+    trainer = make_trainer(scene, tmp_path, max_steps=24, eval_strategy="steps", eval_steps=8, save_strategy="steps",
+                           save_steps=8, load_best_model_at_end=True, metric_for_best_model="test_psnr",
+                           eval_render_images=0)
+    trainer.train()
+    evals = {entry["step"]: entry for entry in trainer.state.log_history if "eval_test_psnr" in entry}
+    best = max(evals, key=lambda step: evals[step]["eval_test_psnr"])
+    assert trainer.state.best_model_checkpoint == str(tmp_path / f"checkpoint-{best}")
+    assert trainer.state.best_metric == evals[best]["eval_test_psnr"]
+    assert evals[best]["eval_test_num_gaussians"] != evals[24]["eval_test_num_gaussians"]  # reloaded, not the last
+    assert len(trainer.model) == evals[best]["eval_test_num_gaussians"]
+    assert trainer.evaluate()["eval_test_psnr"] == pytest.approx(evals[best]["eval_test_psnr"], abs=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["valid_psnr", "psnr", None])  # None: the default under load_best_model_at_end
+def test_a_metric_for_best_model_naming_no_split_is_refused_naming_the_valid_ones(scene, tmp_path, metric):
+    valid = ", ".join(f"{key}_{name}" for key in ("test", "train_views") for name in EVAL_METRICS)
+    shown = metric or "psnr"
+    with pytest.raises(ValueError, match=re.escape(
+            f"metric_for_best_model={shown!r} is not among SplatTrainer's evaluation metrics for the eval_dataset "
+            f"splits 'test', 'train_views': {valid}")):
+        make_trainer(scene, tmp_path, eval_strategy="steps", eval_steps=4, save_strategy="steps", save_steps=4,
+                     load_best_model_at_end=True, metric_for_best_model=metric)
+    assert make_trainer(scene, tmp_path, metric_for_best_model="eval_train_views_ssim").args.metric_for_best_model \
+        == "eval_train_views_ssim"
+
+
+def test_a_bad_split_in_the_dict_is_named_by_its_key(scene, tmp_path):
+    empty = {"test": scene.views["test"], "valid": scene.views["test"].select([])}
+    with pytest.raises(ValueError, match=re.escape("SplatTrainer: eval_dataset['valid'] has no views; leave it out of "
+                                                   "eval_dataset")):
+        make_trainer(scene, tmp_path, eval_dataset=empty)
+    trainer = make_trainer(scene, tmp_path, eval_render_images=0)
+    with pytest.raises(ValueError, match=re.escape("eval_dataset['valid'] has no views")):
+        trainer.evaluate(empty)
+    with pytest.raises(TypeError, match=r"got Scene|got a Scene"):
+        make_trainer(scene, tmp_path, eval_dataset={"test": scene})
+    with pytest.raises(ValueError, match="eval_dataset is an empty dict; pass eval_dataset=None"):
+        make_trainer(scene, tmp_path, eval_dataset={})
+    with pytest.raises(TypeError, match=r"must be non-empty strings, got \[0\]"):
+        make_trainer(scene, tmp_path, eval_dataset={0: scene.views["test"]})
