@@ -13,6 +13,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
   teacher's cost), and ``eval_*`` / ``test_*`` metrics.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
+After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``), each card reports the split
+``metric_for_best_model`` names, else the first (``reported_split``), as it reports a single split, and names it.
 Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher`` (GraNT: with ``start_ratio``, whose
 1 is full-data training whatever the teacher); for adapters ``noise_mode``,
 ``noise_tile_size``, ``num_noise_seeds``, ``eval_questions`` (examples/halora_finetune.py's multiple-choice runs) and
@@ -140,6 +142,43 @@ def _split_metrics(results: dict, prefix: str = "eval_") -> dict[str, float]:
         if value is not None:
             metrics[key.removeprefix(prefix)] = value
     return metrics
+
+
+def eval_splits(results: dict) -> list[str]:
+    """The keys of a dict ``eval_dataset``, which Trainer evaluates each under ``eval_<key>_`` (a single split's
+    ``eval_runtime`` names none), in the order the results hold them: the evaluation's in a trainer's log history,
+    by name in all_results.json (transformers' ``save_metrics`` sorts it)."""
+    return [match[1] for key in results if (match := re.fullmatch(r"eval_(.+)_runtime", key))]
+
+
+def _split_of(key: str, splits: list[str]) -> str | None:
+    """The split whose ``eval_<split>_`` key this is; the longest one, as ``test`` and ``test_hard`` may both be."""
+    owners = [split for split in splits if key.startswith(f"eval_{split}_")]
+    return max(owners, key=len) if owners else None
+
+
+def reported_split(results: dict) -> tuple[str | None, list[str]]:
+    """The split a card reports after a run evaluated on a dict ``eval_dataset``, and the others: the one that
+    ``results["metric_for_best_model"]`` (``test_psnr`` or ``eval_test_psnr``) names, else the first. (None, [])
+    for a single evaluation split."""
+    splits = eval_splits(results)
+    if not splits:
+        return None, []
+    named = _split_of("eval_" + str(results.get("metric_for_best_model") or "").removeprefix("eval_"), splits)
+    chosen = named or splits[0]
+    return chosen, [split for split in splits if split != chosen]
+
+
+def split_results(results: dict, split: str | None) -> dict:
+    """``results`` as a run evaluated on ``split`` alone would hold them: its ``eval_<split>_<metric>`` as
+    ``eval_<metric>``, the other splits' left out; ``results`` itself for a single evaluation split."""
+    if split is None:
+        return results
+    splits = eval_splits(results)
+    view = {key: value for key, value in results.items() if _split_of(key, splits) is None}
+    view.update({"eval_" + key.removeprefix(f"eval_{split}_"): value for key, value in results.items()
+                 if _split_of(key, splits) == split})
+    return view
 
 
 # What a Hub repo id never ends with but a local data file does.
@@ -380,7 +419,9 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     it trained under (``training_noise_description``). ``model_name``: the card's title. ``license``:
     the user's; without one, only an adapter of the built-in base states SmolLM2's. ``results["adapter_name_or_path"]``
     (at ``adapter_revision``): the adapter this one was trained further from, which the card names, as a GraNT
-    card names the model it was fine-tuned from: its training figures are the continuation's alone."""
+    card names the model it was fine-tuned from: its training figures are the continuation's alone. After a run
+    evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>_sigma_<s>``), the table and model-index are one
+    split's (``reported_split``), named in the heading; the run table lists every split's noise-free metrics."""
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
@@ -390,10 +431,13 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     builtin_base = load_name == DEFAULT_BASE_MODEL
     auto_class = base_model_class(task_type, auto_mapping)
     pipeline_tag = PIPELINE_TAGS.get(task_type)
-    eval_task = "multiple-choice" if "eval_questions" in results else (pipeline_tag or "other")
+    split, _ = reported_split(results)
+    split_view = split_results(results, split)
+    eval_task = "multiple-choice" if "eval_questions" in split_view else (pipeline_tag or "other")
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
                                         hub_tasks={name: (task[0], task[1]) for name, task in HUB_TASKS.items()})
-    table, metrics, rows = noise_table(results), [], []
+    table, metrics, rows = noise_table(split_view), [], []
+    on_split = {"dataset_split": split} if split else {}
     sigmas = sorted({s for cells in table.values() for s in cells})
     for sigma in sigmas:
         row = [sigma]
@@ -405,7 +449,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
             row.append("" if mean is None else _fmt(mean) + spread)
             if mean is not None:
                 metrics.append(dict(metric_type=metric, metric_value=mean, metric_name=f"{metric} (sigma={sigma:g})",
-                                    metric_config=f"sigma={sigma:g}"))
+                                    metric_config=f"sigma={sigma:g}", **on_split))
         rows.append(row)
     run_rows = [[k, v] for k, v in sorted(results.items())
                 if (k.startswith(("eval_", "train_")) and not _SIGMA_KEY.match(k) and _number(results, k) is not None)]
@@ -439,7 +483,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"),
         noise=noise_description(results.get("noise_mode"), results.get("noise_tile_size") or tile_size),
         num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
-        metric_names=_join(sorted(table)) if table else "",
+        metric_names=_join(sorted(table)) + (f" on `{split}`" if split else "") if table else "",
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",
         other_metrics_table=markdown_table(["metric", "value"], run_rows) if run_rows else "",
     )
@@ -489,9 +533,14 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     model.safetensors). A user's plain ``nn.Module`` saves model.safetensors only: its loading lines build
     the user's class and load the weights into it. The teacher's cost is the run's totals
     (``grant_selection_seconds``, ``grant_reselections``); what GraNTTrainer logs at each reselection
-    (``grant_ratio``, ``grant_subset_size``, ...) describes that reselection, not the run, and stays out."""
+    (``grant_ratio``, ``grant_subset_size``, ...) describes that reselection, not the run, and stays out. After a
+    run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``), each split is a column named by its key,
+    the one ``reported_split`` picks first; ``test_*`` (a ``predict`` on test data) is ``test`` unless a key is."""
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
-    splits = {"validation": _split_metrics(results, "eval_"), "test": _split_metrics(results, "test_")}
+    reported, others = reported_split(results)
+    splits = {split or "validation": _split_metrics(split_results(results, split), "eval_")
+              for split in [reported, *others]}
+    splits["test (predict)" if "test" in splits else "test"] = _split_metrics(results, "test_")
     timing = [[key, results[key], _timing_meaning(key, results)] for key in sorted(results)
               if (key in _GRANT_TIMING or "time_to_target" in key) and _number(results, key) is not None]
     names = sorted(set(splits["validation"]) | set(splits["test"]))
@@ -533,30 +582,43 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
     (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``model_revision``):
     the model whose Gaussians training started from, which the card names, as a GraNT card does.
-    ``normalized``: the splats were trained in normalised coordinates (config.json's ``world_to_normalized``)."""
+    ``normalized``: the splats were trained in normalised coordinates (config.json's ``world_to_normalized``).
+    After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_psnr``), the metrics and model-index are one
+    split's (``reported_split``), named in their columns ("PSNR on `test`"); a second table lists the others'."""
     datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
     base_model, _, local_base = _base_model(results.get("base_model"))
+    split, others = reported_split(results)
+    on_split = f" on `{split}`" if split else ""
     ssim = SSIM_LABELS.get(results.get("eval_ssim_padding"), "SSIM")
-    columns = {"eval_psnr": "PSNR (dB)", "eval_ssim": ssim, "eval_lpips": "LPIPS",
+    quality = {"eval_psnr": "PSNR (dB)", "eval_ssim": ssim, "eval_lpips": "LPIPS"}
+    columns = {"eval_psnr": f"PSNR{on_split} (dB)", "eval_ssim": ssim + on_split, "eval_lpips": "LPIPS" + on_split,
                "num_gaussians": "Gaussians", "train_runtime": "training time, evaluations included (s)"}
-    present = [key for key in columns if _number(results, key) is not None]
-    row = [results[key] for key in present]
+    split_view = split_results(results, split)
+    present = [key for key in columns if _number(split_view, key) is not None]
+    row = [split_view[key] for key in present]
     if results.get("strategy"):
         present, row = ["strategy"] + present, [results["strategy"]] + row
+    results_table = markdown_table([columns.get(k, k) for k in present], [row]) if row else ""
+    other_views = {other: split_results(results, other) for other in others}
+    other_columns = [key for key in quality if any(_number(view, key) is not None for view in other_views.values())]
+    if other_columns:
+        results_table += "\n\nThe other evaluation splits:\n\n" + markdown_table(
+            ["split", *(quality[key] for key in other_columns)],
+            [[f"`{other}`", *(view.get(key, "") for key in other_columns)] for other, view in other_views.items()])
     card_data = ModelCardData(
         library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license, tags=list(TAGS["splat_model"]),
         pipeline_tag="image-to-3d", model_name=model_name or repo_id.split("/")[-1],
         eval_results=_eval_results("image-to-3d", eval_datasets, [
-            dict(metric_type=key.removeprefix("eval_"), metric_value=results[key], dataset_split="test")
-            for key in ("eval_psnr", "eval_ssim", "eval_lpips") if _number(results, key) is not None]),
+            dict(metric_type=key.removeprefix("eval_"), metric_value=split_view[key], dataset_split=split or "test")
+            for key in quality if _number(split_view, key) is not None]),
     )
     return _render(
         "splat_model", card_data, revision, model_name, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
         antialiased=results.get("rasterize_mode") == "antialiased", normalized=normalized, base_model=base_model,
         local_base=local_base, base_revision=results.get("model_revision") if base_model else None,
-        results_table=markdown_table([columns.get(k, k) for k in present], [row]) if row else "",
+        results_table=results_table,
     )
 
 

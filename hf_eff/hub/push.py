@@ -19,6 +19,7 @@ from hf_eff.hub.cards import (
     grant_card,
     halora_card,
     regulariser_description,
+    reported_split,
     shown_name,
     splat_card,
     training_noise_description,
@@ -300,11 +301,15 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
         return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
                           hub_mixin=hub_mixin, revision=revision, model_name=model_name)
     if kind == "splat_model":
+        # After a dict eval_dataset, the renders of the split the card reports: another split may be training views.
+        other_renders = {f"eval_{split}_renders" for split in reported_split(results)[1]}
+
         def newest(pattern: str, preferred: str) -> str | None:
             # Without the preferred file, the last one written: the eval renders of the trained model,
             # not the first evaluation's (step-000010.png sorts first by name).
             found = [p.relative_to(output_dir) for p in output_dir.rglob(pattern)]
-            found = [p for p in found if not any(part.startswith(("checkpoint-", "runs")) for part in p.parts)]
+            found = [p for p in found if not any(part.startswith(("checkpoint-", "runs")) or part in other_renders
+                                                 for part in p.parts)]
             if not found:
                 return None
             if Path(preferred) in found:

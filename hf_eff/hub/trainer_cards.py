@@ -126,6 +126,8 @@ class HubCardTrainerMixin:
         for name, value in self.card_run_settings().items():
             if results.get(name) is None:
                 results[name] = value
+        # After a dict eval_dataset the card reports the split this names (hf_eff.hub.cards.reported_split)
+        results.setdefault("metric_for_best_model", self.args.metric_for_best_model)
         # model_name is only the card's title, as in transformers
         return build_card(self.card_kind, folder, self._hub_repo_and_token()[0], results, revision=self._push_branch,
                           model_name=model_name,
