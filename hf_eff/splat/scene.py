@@ -86,10 +86,15 @@ VIEW_CONFIG, POINT_CONFIG, METADATA_FILE = "views", "points", "scene.json"
 FRAME_LINE_PREFIX = "hf-eff world_to_normalized: "
 
 
+def _stored_poses(views: Dataset, dtype) -> np.ndarray:
+    """Each row's stored world_to_camera [N, 4, 4] as ``dtype``, read without decoding an image."""
+    poses = views.select_columns(["world_to_camera"]).with_format("numpy")["world_to_camera"]
+    return np.asarray(poses, dtype=dtype).reshape(len(views), 4, 4)
+
+
 def _pose_digests(views: Dataset) -> list[str]:
-    """A short digest of each row's stored world_to_camera (float32 bytes), read without decoding an image."""
-    poses = np.asarray(views.select_columns(["world_to_camera"]).with_format("numpy")["world_to_camera"],
-                       dtype=np.float32).reshape(len(views), 16)
+    """A short digest of each row's stored world_to_camera (float32 bytes)."""
+    poses = _stored_poses(views, np.float32).reshape(len(views), 16)
     return [hashlib.blake2b(pose.tobytes(), digest_size=8).hexdigest() for pose in poses]
 
 
@@ -581,8 +586,7 @@ class Scene:
         validate_views(views)
         positions = {}
         for split, dataset in views.items():
-            poses = np.asarray(dataset.select_columns(["world_to_camera"]).with_format("numpy")["world_to_camera"],
-                               dtype=np.float64).reshape(len(dataset), 4, 4)
+            poses = _stored_poses(dataset, np.float64)
             positions[split] = camera_centres(poses)
             if len(poses) > 1 and camera_spread(positions[split]) <= 10 * _centre_rounding(poses):
                 cameras = "training cameras" if split == "train" else f"cameras of split {split!r}"
@@ -646,8 +650,7 @@ class Scene:
         to_original = self.world_to_normalized if original_frame else None
         poses = {}
         for split, views in self.views.items():
-            stored = np.asarray(views.select_columns(["world_to_camera"]).with_format("numpy")["world_to_camera"],
-                                dtype=np.float64).reshape(len(views), 4, 4)
+            stored = _stored_poses(views, np.float64)
             if to_original is not None:
                 stored = np.array([original_world_to_camera(to_original, pose) for pose in stored]).reshape(stored.shape)
             poses[split] = stored
