@@ -287,8 +287,9 @@ def test_a_models_own_push_to_hub_keeps_its_target_names_whole(local_hub, tmp_pa
 
 
 def test_a_transformers_model_loaded_from_a_folder_saves_no_path_in_its_config(tmp_path):
-    # transformers keeps the folder a model was loaded from as config._name_or_path but leaves it out of the
-    # config.json it saves, so PATH_KEYS need not reduce it; this fails if a transformers release starts writing it
+    """A canary for an assumption of hf-eff's, not a test of its code: transformers keeps the folder a model was
+    loaded from as ``config._name_or_path`` but leaves that key out of the config.json it saves, so ``PATH_KEYS`` need
+    not reduce it. This fails if a transformers release starts writing it; ``PATH_KEYS`` then needs the key."""
     from transformers import AutoModel, BertConfig, BertModel
 
     config = BertConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1, num_attention_heads=1, intermediate_size=4)
