@@ -1172,13 +1172,24 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
 
 def _check_split_names(splits: dict) -> None:
-    """A dict eval_dataset's keys become metric names (``eval_<key>_psnr``): non-empty strings, at least one."""
+    """A dict eval_dataset's keys become metric names (``eval_<key>_psnr``) and folder names
+    (``output_dir/eval_<key>_renders``): non-empty strings, at least one, that name no other folder."""
     if not splits:
         raise ValueError("SplatTrainer: eval_dataset is an empty dict; pass eval_dataset=None to train without evaluation")
     bad = [key for key in splits if not isinstance(key, str) or not key]
     if bad:
         raise TypeError(f"SplatTrainer: eval_dataset's keys name its splits in the metrics (eval_<key>_psnr) and must "
                         f"be non-empty strings, got {bad}")
+    for key in splits:
+        # A separator makes the renders folder a path (with '..', one outside output_dir).
+        found = [repr(part) for part in ("/", "\\", "..") if part in key]
+        found += ["whitespace"] if any(char.isspace() for char in key) else []
+        if found:
+            raise ValueError(
+                f"SplatTrainer: eval_dataset's key {key!r} holds {' and '.join(found)}: a key names its "
+                f"split's metrics (eval_{key}_psnr) and its renders folder (output_dir/eval_{key}_renders), so it "
+                "must not hold '/', '\\', whitespace or '..'; rename the split (e.g. 'test_a')"
+            )
 
 
 def _check_metric_for_best_model(metric: str | None, eval_dataset) -> None:

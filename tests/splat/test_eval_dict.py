@@ -97,3 +97,17 @@ def test_a_bad_split_in_the_dict_is_named_by_its_key(scene, tmp_path):
         make_trainer(scene, tmp_path, eval_dataset={})
     with pytest.raises(TypeError, match=r"must be non-empty strings, got \[0\]"):
         make_trainer(scene, tmp_path, eval_dataset={0: scene.views["test"]})
+
+
+@pytest.mark.parametrize(("key", "held"), [("a/b", "'/'"), ("x/../../up", "'/' and '..'"), ("a\\b", "'\\\\'"),
+                                           ("..", "'..'"), ("held out", "whitespace"), ("test\n", "whitespace")])
+def test_a_key_that_is_no_folder_name_is_refused_before_anything_is_written(scene, tmp_path, key, held):
+    message = re.escape(f"eval_dataset's key {key!r} holds {held}: a key names its split's metrics (eval_{key}_psnr) "
+                        f"and its renders folder (output_dir/eval_{key}_renders)")
+    splits = {"test": scene.views["test"], key: scene.views["test"]}
+    with pytest.raises(ValueError, match=message):
+        make_trainer(scene, tmp_path / "run", eval_dataset=splits)
+    trainer = make_trainer(scene, tmp_path / "run", eval_dataset=scene.views["test"])
+    with pytest.raises(ValueError, match=message):
+        trainer.evaluate(splits)
+    assert not list(tmp_path.rglob("*_renders"))
