@@ -47,6 +47,10 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     needs pretrained AlexNet / VGG weights, which the library does not download.
     """
 
+    # Not a field (no annotation): True when __post_init__ filled metric_for_best_model with "psnr", which
+    # SplatTrainer then names as the default to a dict eval_dataset's run; the class value serves old pickles.
+    _metric_for_best_model_defaulted = False
+
     strategy: str = field(
         default="g2l",
         metadata={"help": "'default': 3DGS densification (gsplat's DefaultStrategy with a working opacity "
@@ -281,6 +285,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         # Before Trainer's __post_init__, which would default it to "loss"; "psnr" then gets greater_is_better.
         if (self.load_best_model_at_end or self.save_strategy == "best") and self.metric_for_best_model is None:
             self.metric_for_best_model = "psnr"
+            self._metric_for_best_model_defaulted = True
         super().__post_init__()
         unused = {}
         for name, default in TRAINER_OPTIMIZER_DEFAULTS.items():

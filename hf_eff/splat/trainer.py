@@ -357,7 +357,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "returns the renders and the views' images for metrics of one's own"
             )
         if type(self).evaluate is SplatTrainer.evaluate:
-            _check_metric_for_best_model(args.metric_for_best_model, eval_dataset)
+            _check_metric_for_best_model(args.metric_for_best_model, eval_dataset, args._metric_for_best_model_defaulted)
         if not hasattr(model, "splats") or not hasattr(model, "render"):
             raise TypeError("SplatTrainer trains a GaussianModel (an nn.Module with .splats and .render)")
         half = sorted({str(param.dtype) for param in model.splats.values() if param.dtype in LOW_PRECISION})
@@ -1192,13 +1192,21 @@ def _check_split_names(splits: dict) -> None:
             )
 
 
-def _check_metric_for_best_model(metric: str | None, eval_dataset) -> None:
+def _check_metric_for_best_model(metric: str | None, eval_dataset, defaulted: bool) -> None:
     """Refuses a ``metric_for_best_model`` that evaluate does not report, naming those it does: Trainer finds out at
-    the first evaluation, after the training steps before it. With a dict eval_dataset they are ``<key>_<metric>``."""
+    the first evaluation, after the training steps before it. With a dict eval_dataset they are ``<key>_<metric>``;
+    ``defaulted``: SplatTrainingArguments filled in "psnr", which names no split of a dict."""
     if not metric:
         return
     if isinstance(eval_dataset, dict):
         _check_split_names(eval_dataset)
+        if defaulted:
+            raise ValueError(
+                f"SplatTrainingArguments.metric_for_best_model was left unset, and its default under "
+                f"load_best_model_at_end or save_strategy='best', {metric!r}, names no split of the dict eval_dataset "
+                f"(splits {', '.join(map(repr, eval_dataset))}): set it to the split's, "
+                f"{' or '.join(repr(f'{key}_{metric}') for key in eval_dataset)}"
+            )
         valid = [f"{key}_{name}" for key in eval_dataset for name in EVAL_METRICS]
         where = f"evaluation metrics for the eval_dataset splits {', '.join(map(repr, eval_dataset))}"
     else:

@@ -70,17 +70,30 @@ def test_load_best_model_at_end_follows_the_named_splits_metric(scene, tmp_path)
     assert trainer.evaluate()["eval_test_psnr"] == pytest.approx(evals[best]["eval_test_psnr"], abs=1e-6)
 
 
-@pytest.mark.parametrize("metric", ["valid_psnr", "psnr", None])  # None: the default under load_best_model_at_end
+@pytest.mark.parametrize("metric", ["valid_psnr", "psnr"])
 def test_a_metric_for_best_model_naming_no_split_is_refused_naming_the_valid_ones(scene, tmp_path, metric):
     valid = ", ".join(f"{key}_{name}" for key in ("test", "train_views") for name in EVAL_METRICS)
-    shown = metric or "psnr"
     with pytest.raises(ValueError, match=re.escape(
-            f"metric_for_best_model={shown!r} is not among SplatTrainer's evaluation metrics for the eval_dataset "
+            f"metric_for_best_model={metric!r} is not among SplatTrainer's evaluation metrics for the eval_dataset "
             f"splits 'test', 'train_views': {valid}")):
         make_trainer(scene, tmp_path, eval_strategy="steps", eval_steps=4, save_strategy="steps", save_steps=4,
                      load_best_model_at_end=True, metric_for_best_model=metric)
     assert make_trainer(scene, tmp_path, metric_for_best_model="eval_train_views_ssim").args.metric_for_best_model \
         == "eval_train_views_ssim"
+
+
+@pytest.mark.parametrize("best", [dict(load_best_model_at_end=True), dict(save_strategy="best")])
+def test_the_default_metric_for_best_model_is_named_as_the_default_with_the_splits_to_choose(scene, tmp_path, best):
+    with pytest.raises(ValueError, match=re.escape(
+            "metric_for_best_model was left unset, and its default under load_best_model_at_end or "
+            "save_strategy='best', 'psnr', names no split of the dict eval_dataset (splits 'test', 'train_views'): "
+            "set it to the split's, 'test_psnr' or 'train_views_psnr'")):
+        make_trainer(scene, tmp_path, eval_strategy="steps", eval_steps=4, save_steps=4,
+                     **{"save_strategy": "steps", **best})
+    # one split: the default is evaluate's own eval_psnr
+    alone = make_trainer(scene, tmp_path, eval_dataset=scene.views["test"], eval_strategy="steps", eval_steps=4,
+                         save_steps=4, **{"save_strategy": "steps", **best})
+    assert alone.args.metric_for_best_model == "psnr"
 
 
 def test_a_bad_split_in_the_dict_is_named_by_its_key(scene, tmp_path):
