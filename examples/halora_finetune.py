@@ -282,9 +282,14 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
     revision_named_by = "--model_revision"
     if (model_args.model_revision is None and config.revision is not None
             and model_args.model_name_or_path == config.base_model_name_or_path):
-        # the adapter's base at the revision it records, unless the flag gives another (as PEFT's AutoPeftModel loads it)
-        model_args.model_revision = config.revision
-        revision_named_by = f"as --adapter_name_or_path {path!r} records it"
+        if Path(model_args.model_name_or_path).is_dir():
+            # e.g. a clone of the Hub base in a folder of its name: it has no revisions to choose
+            logger.warning("--adapter_name_or_path %r records revision %s of its base, a Hub repo; %r is a local "
+                           "folder here, read as it is", path, config.revision, model_args.model_name_or_path)
+        else:
+            # the adapter's base at the revision it records, unless the flag gives another (as PEFT's AutoPeftModel does)
+            model_args.model_revision = config.revision
+            revision_named_by = f"as --adapter_name_or_path {path!r} records it"
     check_model_revision(model_args, base_named_by, revision_named_by)
     return config
 
@@ -346,8 +351,10 @@ def load_model(model_args: ModelArguments, adapter: PeftConfig | None,
         if adapter is None or adapter.base_model_name_or_path != base:
             raise
         # a push records a local base by its folder's name (hf_eff.hub.push), which loads nowhere else
-        raise FileNotFoundError(f"--adapter_name_or_path {path!r} records its base as {base!r}: {error}; give "
-                                "--model_name_or_path <the base folder or Hub id>") from error
+        raise FileNotFoundError(f"--adapter_name_or_path {path!r} records its base as {base!r}: {error}. A pushed "
+                                "adapter of a local base model records only that folder's name (adapter_config.json's "
+                                "base_model_name_or_path): give --model_name_or_path <the base folder or Hub id>"
+                                ) from error
     if path is None:
         return model, tokenizer
     try:

@@ -33,9 +33,7 @@ class BaseModelNotFoundError(FileNotFoundError):
     def __init__(self, name: str, reason: str):
         self.name, self.reason = name, reason
         super().__init__(
-            f"load_base_model: {name!r} is no local folder, nor hf-eff's built-in {DEFAULT_BASE_MODEL}, and {reason}. "
-            "A pushed adapter of a local base model records only that folder's name (adapter_config.json's "
-            "base_model_name_or_path): load its base from the folder's path, or from a Hub id"
+            f"load_base_model: {name!r} is no local folder, nor hf-eff's built-in {DEFAULT_BASE_MODEL}, and {reason}"
         )
 
 
@@ -122,9 +120,9 @@ def load_base_model(
 
     The built-in model is named ``"smollm2-135m-instruct"`` (not its cache folder), so that an
     adapter's ``base_model_name_or_path`` is portable: ``load_base_model`` reads it on any machine. A name
-    that is no local folder and no Hub repo found (offline: none cached) raises ``BaseModelNotFoundError``,
-    which says what a pushed adapter of a local base records; Hub keywords for a base without them (a revision of a
-    local folder, any for the built-in model) raise ``NotAHubRepoError``."""
+    that is no local folder and no Hub repo found (offline: none cached) raises ``BaseModelNotFoundError``; Hub
+    keywords for a base without them (a revision of a local folder, any for the built-in model) raise
+    ``NotAHubRepoError``."""
     hub = {name: value for name, value in (("revision", revision), ("token", token), ("cache_dir", cache_dir))
            if value is not None}
     check_hub_keywords(model_name_or_path, **hub)
