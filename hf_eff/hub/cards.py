@@ -13,8 +13,9 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
   teacher's cost), and ``eval_*`` / ``test_*`` metrics.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
-After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``), each card reports the split
-``metric_for_best_model`` names, else the first (``reported_split``), as it reports a single split, and names it.
+After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``, a plain ``eval_<metric>`` evaluation beside
+them a split too), each card reports the split ``metric_for_best_model`` names, else ``test``, ``validation``, ``eval``,
+``val``, the plain one, the first by name (``reported_split``), as it reports a single split, and names it.
 Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher`` (GraNT: with ``start_ratio``, whose
 1 is full-data training whatever the teacher); for adapters ``noise_mode``,
 ``noise_tile_size``, ``num_noise_seeds``, ``eval_questions`` (examples/halora_finetune.py's multiple-choice runs) and
@@ -144,40 +145,71 @@ def _split_metrics(results: dict, prefix: str = "eval_") -> dict[str, float]:
     return metrics
 
 
-def eval_splits(results: dict) -> list[str]:
-    """The keys of a dict ``eval_dataset``, which Trainer evaluates each under ``eval_<key>_`` (a single split's
-    ``eval_runtime`` names none), in the order the results hold them: the evaluation's in a trainer's log history,
-    by name in all_results.json (transformers' ``save_metrics`` sorts it)."""
-    return [match[1] for key in results if (match := re.fullmatch(r"eval_(.+)_runtime", key))]
+def eval_prefix(split: str | None) -> str:
+    """The prefix of a split's keys: ``eval_<split>_``, or Trainer's plain ``eval_`` for ``None``."""
+    return "eval_" if split is None else f"eval_{split}_"
 
 
-def _split_of(key: str, splits: list[str]) -> str | None:
-    """The split whose ``eval_<split>_`` key this is; the longest one, as ``test`` and ``test_hard`` may both be."""
-    owners = [split for split in splits if key.startswith(f"eval_{split}_")]
-    return max(owners, key=len) if owners else None
+def eval_splits(results: dict) -> list[str | None]:
+    """The keys of a dict ``eval_dataset``, which Trainer evaluates each under ``eval_<key>_``, in the order the
+    results hold them. A plain evaluation's ``eval_runtime`` beside them (an ``evaluate(ds,
+    metric_key_prefix="eval_hard")`` after a plain run) is a split of its own, ``None``. [] when only the plain one is."""
+    splits = [match[1] for key in results if (match := re.fullmatch(r"eval_(?:(.+)_)?runtime", key))]
+    return splits if any(split is not None for split in splits) else []
 
 
-def reported_split(results: dict) -> tuple[str | None, list[str]]:
+def _owner(key: str, keys: set[str], splits: list[str | None]) -> list[str | None]:
+    """[the split ``key`` is a metric of], [] for none. A key under two prefixes (split ``x``'s ``train_seconds`` is
+    ``eval_x_train_seconds``, as is split ``x_train``'s ``seconds``) is the split's whose metric another split has
+    among ``keys`` too, as evaluations of one Trainer measure the same metrics; the longer prefix's when that does not
+    tell."""
+    candidates = [split for split in splits if key.startswith(eval_prefix(split)) and key != eval_prefix(split)]
+    shared = [split for split in candidates
+              if any(eval_prefix(other) + key.removeprefix(eval_prefix(split)) in keys for other in splits if other != split)]
+    return [max(shared or candidates, key=lambda split: len(eval_prefix(split)))] if candidates else []
+
+
+def _owners(results: dict, splits: list[str | None]) -> dict[str, str | None]:
+    """{key: the split it is a metric of} for the keys of ``results`` under some split's prefix."""
+    keys = set(results)
+    return {key: owner[0] for key in results if (owner := _owner(key, keys, splits))}
+
+
+# Without metric_for_best_model a card reports held-out data first: a dict eval_dataset may hold training views.
+_PREFERRED_SPLITS = ("test", "validation", "eval", "val")
+
+
+def _preference(split: str | None) -> tuple[int, str]:
+    if split in _PREFERRED_SPLITS:
+        return _PREFERRED_SPLITS.index(split), ""
+    return (len(_PREFERRED_SPLITS), "") if split is None else (len(_PREFERRED_SPLITS) + 1, split)
+
+
+def reported_split(results: dict) -> tuple[str | None, list[str | None]]:
     """The split a card reports after a run evaluated on a dict ``eval_dataset``, and the others: the one that
-    ``results["metric_for_best_model"]`` (``test_psnr`` or ``eval_test_psnr``) names, else the first. (None, [])
-    for a single evaluation split."""
-    splits = eval_splits(results)
+    ``results["metric_for_best_model"]`` (``test_psnr`` or ``eval_test_psnr``) names, else ``test``, ``validation``,
+    ``eval``, ``val``, the plain evaluation (``None``), the first by name, in that order, which is also the order of
+    the others. (None, []) for a single evaluation split."""
+    splits = sorted(eval_splits(results), key=_preference)
     if not splits:
         return None, []
-    named = _split_of("eval_" + str(results.get("metric_for_best_model") or "").removeprefix("eval_"), splits)
-    chosen = named or splits[0]
+    named_key = "eval_" + str(results.get("metric_for_best_model") or "").removeprefix("eval_")
+    named = _owner(named_key, set(results), splits)
+    chosen = named[0] if named else splits[0]
     return chosen, [split for split in splits if split != chosen]
 
 
 def split_results(results: dict, split: str | None) -> dict:
     """``results`` as a run evaluated on ``split`` alone would hold them: its ``eval_<split>_<metric>`` as
-    ``eval_<metric>``, the other splits' left out; ``results`` itself for a single evaluation split."""
-    if split is None:
-        return results
+    ``eval_<metric>``, the other splits' left out (``None``: the plain evaluation's); ``results`` itself for a single
+    evaluation split."""
     splits = eval_splits(results)
-    view = {key: value for key, value in results.items() if _split_of(key, splits) is None}
-    view.update({"eval_" + key.removeprefix(f"eval_{split}_"): value for key, value in results.items()
-                 if _split_of(key, splits) == split})
+    if not splits:
+        return results
+    owners = _owners(results, splits)
+    view = {key: value for key, value in results.items() if key not in owners}
+    view.update({"eval_" + key.removeprefix(eval_prefix(split)): value for key, value in results.items()
+                 if key in owners and owners[key] == split})
     return view
 
 
@@ -433,7 +465,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     pipeline_tag = PIPELINE_TAGS.get(task_type)
     split, _ = reported_split(results)
     split_view = split_results(results, split)
-    eval_task = "multiple-choice" if "eval_questions" in split_view else (pipeline_tag or "other")
+    eval_task = "multiple-choice" if "eval_questions" in results else (pipeline_tag or "other")
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
                                         hub_tasks={name: (task[0], task[1]) for name, task in HUB_TASKS.items()})
     table, metrics, rows = noise_table(split_view), [], []
@@ -535,15 +567,19 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     (``grant_selection_seconds``, ``grant_reselections``); what GraNTTrainer logs at each reselection
     (``grant_ratio``, ``grant_subset_size``, ...) describes that reselection, not the run, and stays out. After a
     run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``), each split is a column named by its key,
-    the one ``reported_split`` picks first; ``test_*`` (a ``predict`` on test data) is ``test`` unless a key is."""
+    the one ``reported_split`` picks first, and a plain ``eval_*`` evaluation beside them is ``validation`` unless a key
+    is; ``test_*`` (a ``predict`` on test data) is ``test`` unless a key is."""
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
     reported, others = reported_split(results)
-    splits = {split or "validation": _split_metrics(split_results(results, split), "eval_")
-              for split in [reported, *others]}
+    evaluated = [reported, *others]
+    # The plain evaluation (GraNT's eval_dataset is the validation graphs) is "validation", unless a dict key is.
+    plain = "plain evaluation" if "validation" in evaluated else "validation"
+    splits = {plain if split is None else split: _split_metrics(split_results(results, split), "eval_")
+              for split in evaluated}
     splits["test (predict)" if "test" in splits else "test"] = _split_metrics(results, "test_")
     timing = [[key, results[key], _timing_meaning(key, results)] for key in sorted(results)
               if (key in _GRANT_TIMING or "time_to_target" in key) and _number(results, key) is not None]
-    names = sorted(set(splits["validation"]) | set(splits["test"]))
+    names = sorted(set().union(*splits.values()))
     measured = [split for split, metrics in splits.items() if metrics]  # a user's run may have no test metrics
     metric_rows = [[name] + [splits[split].get(name, "") for split in measured] for name in names]
     base_model, _, local_base = _base_model(results.get("base_model"))
@@ -604,7 +640,8 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     if other_columns:
         results_table += "\n\nThe other evaluation splits:\n\n" + markdown_table(
             ["split", *(quality[key] for key in other_columns)],
-            [[f"`{other}`", *(view.get(key, "") for key in other_columns)] for other, view in other_views.items()])
+            [["plain evaluation (`eval_*`)" if other is None else f"`{other}`", *(view.get(key, "") for key in other_columns)]
+             for other, view in other_views.items()])
     card_data = ModelCardData(
         library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license, tags=list(TAGS["splat_model"]),

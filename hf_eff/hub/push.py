@@ -16,6 +16,7 @@ from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from hf_eff.hub.cards import (
+    eval_prefix,
     grant_card,
     halora_card,
     regulariser_description,
@@ -302,7 +303,7 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                           hub_mixin=hub_mixin, revision=revision, model_name=model_name)
     if kind == "splat_model":
         # After a dict eval_dataset, the renders of the split the card reports: another split may be training views.
-        other_renders = {f"eval_{split}_renders" for split in reported_split(results)[1]}
+        other_renders = {f"{eval_prefix(split)}renders" for split in reported_split(results)[1]}
 
         def newest(pattern: str, preferred: str) -> str | None:
             # Without the preferred file, the last one written: the eval renders of the trained model,
