@@ -177,7 +177,7 @@ def train_variant(bench: BenchmarkArguments, scene, variant: str, output_dir: Pa
 
 def _time_to(run: dict, target: float, clock: str) -> float:
     log = [{"eval_psnr": h["psnr"], "eval_" + clock: h[clock]} for h in run["history"]]
-    return train_seconds_to_reach(log, target, clock="eval_" + clock)
+    return train_seconds_to_reach(log, target, clock=clock)
 
 
 def summarise(runs: dict[str, list[dict]], variants: list[str], tolerance: float) -> list[dict]:

@@ -1218,10 +1218,34 @@ def _check_metric_for_best_model(metric: str | None, eval_dataset, defaulted: bo
         )
 
 
-def train_seconds_to_reach(log_history: list[dict], target_psnr: float, clock: str = "eval_train_seconds") -> float:
-    """Training time (`clock`: eval_train_seconds or eval_train_cpu_seconds, evaluations excluded)
-    of the first evaluation with eval_psnr >= target; inf when none reached it."""
-    for entry in log_history:
-        if "eval_psnr" in entry and entry["eval_psnr"] >= target_psnr:
-            return entry[clock]
+TRAIN_CLOCKS = ("train_seconds", "train_cpu_seconds")
+
+
+def train_seconds_to_reach(log_history: list[dict], target_psnr: float, clock: str = "train_seconds",
+                           split: str | None = None) -> float:
+    """Training time (`clock`: train_seconds, wall, or train_cpu_seconds, process CPU; evaluations excluded) of
+    the first evaluation with eval_psnr >= target; inf when none reached it. ``split``: the key of a dict
+    eval_dataset whose ``eval_<split>_psnr`` and ``eval_<split>_<clock>`` are read; needed when the history holds
+    dict splits' PSNRs only, and refused when it holds none of ``split``'s."""
+    if clock not in TRAIN_CLOCKS:
+        raise ValueError(f"train_seconds_to_reach: clock must be one of {', '.join(TRAIN_CLOCKS)}, got {clock!r}")
+    prefix = "eval" if split is None else f"eval_{split}"
+    evaluations = [entry for entry in log_history if f"{prefix}_psnr" in entry]
+    if not evaluations:  # a split left out or misnamed: inf would read as "never reached"
+        splits = list(dict.fromkeys(key.removeprefix("eval_").removesuffix("_psnr") for entry in log_history
+                                    for key in entry if key.startswith("eval_") and key.endswith("_psnr")
+                                    and key != "eval_psnr"))
+        if splits:
+            raise ValueError(
+                f"train_seconds_to_reach(split={split!r}): the history holds no {prefix}_psnr but the PSNRs of the "
+                f"dict eval_dataset splits {', '.join(map(repr, splits))} (eval_<key>_psnr): pass split= one of them"
+            )
+        if split is not None and any("eval_psnr" in entry for entry in log_history):
+            raise ValueError(
+                f"train_seconds_to_reach(split={split!r}): the history holds no {prefix}_psnr but eval_psnr, of an "
+                "eval_dataset that was not a dict: leave split=None"
+            )
+    for entry in evaluations:
+        if entry[f"{prefix}_psnr"] >= target_psnr:
+            return entry[f"{prefix}_{clock}"]
     return math.inf

@@ -14,7 +14,12 @@ from hf_eff.splat.losses import photometric_loss, psnr, ssim
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.strategy import FixedDefaultStrategy, GlobalToLocalStrategy
-from hf_eff.splat.trainer import RENDER_KEYWORDS, GaussianOptimizers, SplatTrainer
+from hf_eff.splat.trainer import (
+    RENDER_KEYWORDS,
+    GaussianOptimizers,
+    SplatTrainer,
+    train_seconds_to_reach,
+)
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +364,24 @@ def test_a_resumed_run_continues_the_training_clocks_saved_with_its_checkpoint(s
     torch.save({key: value for key, value in state.items() if key != "train_clocks"}, state_file)
     for clock, times in resumed_times().items():
         assert len(times) == 5 and times == sorted(times), clock
+
+
+def test_train_seconds_to_reach_reads_the_first_evaluation_at_the_target_on_the_clock_named():
+    history = [{"loss": 0.5, "step": 2},
+               {"eval_psnr": 18.0, "eval_train_seconds": 3.0, "eval_train_cpu_seconds": 2.0},
+               {"eval_psnr": 21.0, "eval_train_seconds": 7.0, "eval_train_cpu_seconds": 5.0},
+               {"eval_psnr": 20.0, "eval_train_seconds": 9.0, "eval_train_cpu_seconds": 6.0}]
+    assert train_seconds_to_reach(history, 20.0) == 7.0
+    assert train_seconds_to_reach(history, 20.0, clock="train_cpu_seconds") == 5.0
+    assert train_seconds_to_reach(history, 17.0) == 3.0
+    assert train_seconds_to_reach(history, 25.0) == float("inf")
+    assert train_seconds_to_reach([{"loss": 0.5}], 20.0) == float("inf")  # not evaluated yet
+    with pytest.raises(ValueError, match="clock must be one of train_seconds, train_cpu_seconds, got 'eval_train_seconds'"):
+        train_seconds_to_reach(history, 20.0, clock="eval_train_seconds")
+    with pytest.raises(ValueError, match=re.escape("train_seconds_to_reach(split='test'): the history holds no "
+                                                   "eval_test_psnr but eval_psnr, of an eval_dataset that was not a "
+                                                   "dict: leave split=None")):
+        train_seconds_to_reach(history, 20.0, split="test")
 
 
 def test_the_training_clocks_stop_when_training_ends(scene, tmp_path):
