@@ -1247,5 +1247,6 @@ def train_seconds_to_reach(log_history: list[dict], target_psnr: float, clock: s
             )
     for entry in evaluations:
         if entry[f"{prefix}_psnr"] >= target_psnr:
-            return entry[f"{prefix}_{clock}"]
+            # an evaluation before training began records no clock: no training time was spent
+            return entry.get(f"{prefix}_{clock}", 0.0)
     return math.inf

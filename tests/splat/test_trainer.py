@@ -376,6 +376,7 @@ def test_train_seconds_to_reach_reads_the_first_evaluation_at_the_target_on_the_
     assert train_seconds_to_reach(history, 17.0) == 3.0
     assert train_seconds_to_reach(history, 25.0) == float("inf")
     assert train_seconds_to_reach([{"loss": 0.5}], 20.0) == float("inf")  # not evaluated yet
+    assert train_seconds_to_reach([{"eval_psnr": 22.0}, *history], 20.0) == 0.0  # evaluated before training
     with pytest.raises(ValueError, match="clock must be one of train_seconds, train_cpu_seconds, got 'eval_train_seconds'"):
         train_seconds_to_reach(history, 20.0, clock="eval_train_seconds")
     with pytest.raises(ValueError, match=re.escape("train_seconds_to_reach(split='test'): the history holds no "
