@@ -169,39 +169,33 @@ def test_a_single_split_card_names_no_split():
     assert _metrics(card) == {("test", "psnr"): 20.0, ("test", "ssim"): 0.7}
 
 
-def test_trainer_card_of_a_dict_run_reports_the_split_metric_for_best_model_names(tmp_path):
+def _trained_card(tmp_path, eval_dataset, **arguments):
+    """A 2-step SplatTrainer run evaluated on ``eval_dataset`` (given the scene's views), its final evaluation's
+    metrics and the card it writes."""
     from hf_eff import GaussianModel, make_procedural_scene
     from hf_eff.splat import SplatTrainer, SplatTrainingArguments
 
     scene = make_procedural_scene(seed=1, num_train=3, num_test=1, width=16, height=16, num_objects=1,
                                   num_points=30, supersample=1)
     args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, report_to=[], use_cpu=True,
-                                  save_strategy="no", eval_render_images=1, metric_for_best_model="test_psnr")
+                                  save_strategy="no", **arguments)
     trainer = SplatTrainer(model=GaussianModel.from_points(*scene.point_arrays(), sh_degree=1), args=args,
-                           train_dataset=scene.views["train"],
-                           eval_dataset={"train_views": scene.views["train"], "test": scene.views["test"]})
+                           train_dataset=scene.views["train"], eval_dataset=eval_dataset(scene.views))
     trainer.train()
     metrics = trainer.evaluate()
     trainer.create_model_card(dataset="me/scene")
-    card = ModelCard.load(tmp_path / "README.md")
+    return metrics, ModelCard.load(tmp_path / "README.md")
+
+
+def test_trainer_card_of_a_dict_run_reports_the_split_metric_for_best_model_names(tmp_path):
+    metrics, card = _trained_card(tmp_path, lambda views: {"train_views": views["train"], "test": views["test"]},
+                                  eval_render_images=1, metric_for_best_model="test_psnr")
     assert "PSNR on `test` (dB)" in card.text and f"| `train_views` | {metrics['eval_train_views_psnr']:.4g} |" in card.text
     assert _metrics(card)[("test", "psnr")] == pytest.approx(metrics["eval_test_psnr"])
 
 
 def test_trainer_card_of_a_scenes_views_reports_the_test_views(tmp_path):
-    from hf_eff import GaussianModel, make_procedural_scene
-    from hf_eff.splat import SplatTrainer, SplatTrainingArguments
-
-    scene = make_procedural_scene(seed=1, num_train=3, num_test=1, width=16, height=16, num_objects=1,
-                                  num_points=30, supersample=1)
-    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=2, report_to=[], use_cpu=True,
-                                  save_strategy="no", eval_render_images=0)
     # the DatasetDict of train and test views, the training views evaluated first
-    trainer = SplatTrainer(model=GaussianModel.from_points(*scene.point_arrays(), sh_degree=1), args=args,
-                           train_dataset=scene.views["train"], eval_dataset=scene.views)
-    trainer.train()
-    metrics = trainer.evaluate()
-    trainer.create_model_card(dataset="me/scene")
-    card = ModelCard.load(tmp_path / "README.md")
+    metrics, card = _trained_card(tmp_path, lambda views: views, eval_render_images=0)
     assert "PSNR on `test` (dB)" in card.text and f"| `train` | {metrics['eval_train_psnr']:.4g} |" in card.text
     assert _metrics(card)[("test", "psnr")] == pytest.approx(metrics["eval_test_psnr"])
