@@ -129,10 +129,10 @@ def ensure_branch(api: HfApi, repo_id: str, revision: str | None, repo_type: str
         api.create_branch(repo_id, branch=revision, repo_type=repo_type, token=token, exist_ok=True)
 
 
-def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None) -> None:
+def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str = "model") -> None:
     """Raises ``PermissionError`` when the Hub's whoami makes it certain that ``token`` (default: ``api``'s, else the
-    stored one) cannot push to the model repo ``repo_id``: a read token; a repo in an organisation where its user's
-    role (whoami's ``roleInOrg``) is "read", whatever the token; or a write token and a repo that exists in a
+    stored one) cannot push to the ``repo_type`` repo ``repo_id``: a read token; a repo in an organisation where its
+    user's role (whoami's ``roleInOrg``) is "read", whatever the token; or a write token and a repo that exists in a
     namespace that is neither its user's nor one of their organisations'. ``create_repo(exist_ok=True)`` accepts an
     existing repo in each case, so without this a push would fail only at its first upload. Says nothing when whoami
     cannot answer (offline, no token, a server without the route) or cannot tell (a fine-grained token, whose scopes
@@ -147,22 +147,24 @@ def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None) -> None:
         return
     if role == "read":
         raise PermissionError(f"cannot push to {repo_id}: the Hugging Face token of {user} is a read token (role "
-                              "'read'); give a write token (hub_token, HF_TOKEN or `hf auth login`)")
+                              "'read'); give a write token (a trainer's hub_token, hf-eff push's --token, HF_TOKEN or "
+                              "`hf auth login`)")
     namespace = repo_id.split("/")[0] if "/" in repo_id else user  # the Hub creates a bare name under the user
     if org_roles.get(namespace.casefold()) == "read":
         raise PermissionError(f"cannot push to {repo_id}: {user}'s role in the organisation {namespace} is 'read', "
                               "which writes nothing there; ask an admin of it for the 'write' role, or push to a "
-                              "repo of your own (hub_model_id)")
+                              "repo of your own (a trainer's hub_model_id, hf-eff push's REPO_ID)")
     owns = namespace.casefold() in {name.casefold() for name in (user, *orgs)}  # the Hub's names ignore case
-    if role == "write" and not owns and _repo_exists(api, repo_id, token):
+    if role == "write" and not owns and _repo_exists(api, repo_id, repo_type, token):
         owned = ", ".join([user, *orgs])
         raise PermissionError(f"cannot push to {repo_id}: it belongs to {namespace}, and the token of {user} writes "
-                              f"only to {owned}; push to a repo there (hub_model_id)")
+                              f"only to {owned}; push to a repo there (a trainer's hub_model_id, hf-eff push's "
+                              "REPO_ID)")
 
 
-def _repo_exists(api: HfApi, repo_id: str, token) -> bool:
+def _repo_exists(api: HfApi, repo_id: str, repo_type: str, token) -> bool:
     try:
-        return api.repo_exists(repo_id, token=token)
+        return api.repo_exists(repo_id, repo_type=repo_type, token=token)
     except (OSError, HTTPError):
         return False
 
@@ -333,7 +335,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL; a scene
     folder (``Scene.save``'s) goes to a dataset repo through ``Scene.push_to_hub``, with the scene card.
 
-    ``token`` defaults to ``HF_TOKEN`` or the stored login. The card is written into the run
+    ``token`` defaults to ``HF_TOKEN`` or the stored login; a repo that whoami says it cannot write to is refused
+    first (``refuse_unwritable_repo``: ``PermissionError``). The card is written into the run
     folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload, which sends the
     ``PATH_RECORDING_PATTERNS`` files without local paths (``upload_folder``). ``license``:
     the card's license (a Hub license id); without it only an adapter of the built-in base states one.
@@ -352,18 +355,21 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
+    api = HfApi(token=token)
     # What is uploaded is read first (the scene, or the run's card and results): a folder that does
-    # not load is refused before any repo is created.
+    # not load is refused before any repo is created. Then whoami: a repo the token cannot write to is refused
+    # before the repo is created and the card replaces the run's README.md, not at the first upload.
     if kind == "scene_dataset":
         from hf_eff.splat import load_scene
 
         scene = load_scene(output_dir)
+        refuse_unwritable_repo(api, repo_id, repo_type="dataset")
         # The scene's own push: one place stages, carries the card and replaces an earlier scene's shards.
         commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
                                    revision=revision)
         return str(commit.repo_url)
     card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
-    api = HfApi(token=token)
+    refuse_unwritable_repo(api, repo_id)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     ensure_branch(api, repo_id, revision)
     card.save(output_dir / "README.md")

@@ -1,12 +1,15 @@
-"""`hf_eff.hub.push.refuse_unwritable_repo` and the hf-eff trainers built with push_to_hub=True: a push that whoami
-says the token cannot make is refused before training; when whoami cannot tell, nothing is said."""
+"""`hf_eff.hub.push.refuse_unwritable_repo`, the hf-eff trainers built with push_to_hub=True and `hf-eff push`
+(`push_output_dir`): a push that whoami says the token cannot make is refused before training, or before the repo is
+created and the run's README.md replaced; when whoami cannot tell, nothing is said."""
+
+import json
 
 import pytest
 import torch
 from datasets import Dataset
 from huggingface_hub import constants
 
-from hf_eff.hub.push import refuse_unwritable_repo
+from hf_eff.hub.push import push_output_dir, refuse_unwritable_repo
 from tests.hub.conftest import ORG, OTHER_USER, OWNER
 
 
@@ -46,7 +49,7 @@ def test_repos_the_token_can_write_to_or_create_go_on(local_hub):
 def test_namespaces_are_compared_ignoring_case(local_hub, monkeypatch):
     api = local_hub.api()
     # the Hub finds a repo whatever the case of its id (the local server does not): each of these exists there
-    monkeypatch.setattr(api, "repo_exists", lambda repo_id, token=None: True)
+    monkeypatch.setattr(api, "repo_exists", lambda repo_id, repo_type=None, token=None: True)
     for repo_id in (f"{OWNER.upper()}/model", f"{ORG.title()}/model"):
         refuse_unwritable_repo(api, repo_id)
     with pytest.raises(PermissionError, match=rf"it belongs to {OTHER_USER.upper()}"):
@@ -146,3 +149,60 @@ def test_a_trainer_is_built_when_whoami_cannot_tell(local_hub, tmp_path, trainer
     trainer_token(local_hub.read_token)
     inject_fault("whoami", 404)
     assert _build_grant_trainer(tmp_path, repo_id).hub_model_id == repo_id
+
+
+@pytest.fixture
+def run_and_scene(local_hub, tmp_path, monkeypatch):
+    """A finished GraNT run folder with the README.md its save wrote, and a saved scene folder, which
+    ``push_output_dir`` pushes to the local Hub."""
+    from hf_eff.splat.procedural import make_procedural_scene
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)  # push_output_dir's HfApi talks to the local Hub
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, text in (("config.json", "{}"), ("model.safetensors", "{}"), ("README.md", "the run's own card\n"),
+                       ("all_results.json", json.dumps({"eval_mae": 0.5}))):
+        (run / name).write_text(text)
+    make_procedural_scene(seed=1, num_train=2, num_test=1, num_points=20, width=8, height=8, num_objects=1,
+                          supersample=1).save(tmp_path / "scene")
+    return run, tmp_path / "scene"
+
+
+def test_push_with_a_read_token_is_refused_before_the_runs_readme_is_replaced(local_hub, run_and_scene):
+    run, scene = run_and_scene
+    repo_id = _own_repo(local_hub)  # create_repo(exist_ok=True) accepts it: the repo is there to read
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: .* read token \(role 'read'\)"):
+        push_output_dir(run, repo_id, token=local_hub.read_token)
+    assert (run / "README.md").read_text() == "the run's own card\n"
+    with pytest.raises(PermissionError, match=r"read token \(role 'read'\)"):
+        push_output_dir(scene, local_hub.repo_id("scene"), token=local_hub.read_token)
+
+
+def test_push_of_a_scene_to_another_users_dataset_repo_is_refused(local_hub, run_and_scene):
+    _, scene = run_and_scene
+    # a dataset repo only: a model repo of that name would not be the scene's
+    repo_id = f"{OTHER_USER}/{local_hub.repo_id('foreign-scene').split('/')[1]}"
+    local_hub.api(token=local_hub.other_token).create_repo(repo_id, repo_type="dataset")
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: it belongs to {OTHER_USER}"):
+        push_output_dir(scene, repo_id, token=local_hub.token)
+    assert local_hub.api().list_repo_files(repo_id, repo_type="dataset") == [".gitattributes"]
+
+
+def test_push_goes_on_when_whoami_cannot_answer(local_hub, run_and_scene, inject_fault):
+    for folder, repo_type in zip(run_and_scene, ("model", "dataset")):
+        repo_id = local_hub.repo_id(folder.name)
+        inject_fault("whoami", 404)  # a server without the route
+        push_output_dir(folder, repo_id, token=local_hub.token)
+        assert not local_hub.server.take_fault("whoami")[0], folder.name  # the push asked whoami
+        assert "README.md" in local_hub.api().list_repo_files(repo_id, repo_type=repo_type), folder.name
+
+
+def test_cli_push_with_a_read_token_is_a_usage_error_naming_the_role(local_hub, run_and_scene, capsys):
+    from hf_eff.cli import main
+
+    run, _ = run_and_scene
+    with pytest.raises(SystemExit) as exit_:  # a token that writes nothing is the user's to change, as a missing one
+        main(["push", str(run), _own_repo(local_hub), "--token", local_hub.read_token])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "is a read token (role 'read')" in err.strip().splitlines()[-1]
