@@ -241,7 +241,12 @@ def _local_name(path: str) -> str:
     backslash (which no Hub id has) is split as Windows does on every OS: a run recorded there may be pushed from
     Linux, where ``Path`` keeps it whole."""
     path_class = PureWindowsPath if "\\" in path else Path
-    return path_class(path.rstrip("/\\")).name or path
+    local_path = path_class(path.rstrip("/\\"))
+    if not local_path.name and local_path.drive.startswith("\\\\"):
+        # A bare network share (\\server\share): its share name, as //server/share and a mount of it (/mnt/share)
+        # show it; the server's name is the user's network's, not the run's.
+        return local_path.drive.rsplit("\\", 1)[-1]
+    return local_path.name or path
 
 
 def shown_name(value: str) -> str:

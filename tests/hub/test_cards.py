@@ -317,6 +317,13 @@ def test_windows_paths_are_named_by_their_last_part_on_every_os(path):
     assert "alice" not in adapter.text and 'load_base_model("/path/to/llama-3")' in adapter.text
 
 
+@pytest.mark.parametrize("path", [r"\\fileserver\alice", "\\\\fileserver\\alice\\", r"\\?\UNC\fileserver\alice"])
+def test_a_bare_windows_network_share_is_named_by_its_share_not_its_server(path):
+    assert cards.shown_name(path) == "alice"  # as //fileserver/alice is
+    card = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": path}, "me/gcn")))
+    assert "fileserver" not in str(card) and card.data.eval_results[0].dataset_name == "local data (alice)"
+
+
 def _loading_lines(card) -> list[str]:
     return card.text.split("```python\n")[1].split("```")[0].strip().splitlines()
 

@@ -64,6 +64,13 @@ def test_paths_recorded_on_windows_become_their_last_part_on_every_os():
                                              "best_model_checkpoint": "checkpoint-2"}
 
 
+def test_a_bare_windows_network_share_recorded_becomes_its_share_name():
+    recorded = {"scene": r"\\fileserver\garden", "dataset_name": "\\\\fileserver\\mols\\",
+                "best_model_checkpoint": r"\\fileserver\checkpoint-2"}
+    assert without_local_paths(recorded) == {"scene": "garden", "dataset_name": "mols",
+                                             "best_model_checkpoint": "checkpoint-2"}
+
+
 # Units in target and class names are not paths: cut to "L)" and "K", two of them would end alike
 NAMES_WITH_SLASHES = ["logS(mol/L)", "Cv(cal/mol/K)", "S(kcal/mol/K)"]
 
