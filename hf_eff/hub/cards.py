@@ -647,12 +647,16 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
             ["split", *(quality[key] for key in other_columns)],
             [["plain evaluation (`eval_*`)" if other is None else f"`{other}`", *(view.get(key, "") for key in other_columns)]
              for other, view in other_views.items()])
+    # The plain evaluation is of SplatTrainer's eval_dataset, the scene's test views: "test", as a single split's card
+    # says, unless a named split is `test` too (the plain one reported through metric_for_best_model), whose metrics
+    # the model-index would then mislabel; "plain evaluation" then, as on a GraNT card.
+    index_split = split or ("plain evaluation" if "test" in others else "test")
     card_data = ModelCardData(
         library_name=LIBRARY_NAME, base_model=base_model, datasets=datasets,
         license=license, tags=list(TAGS["splat_model"]),
         pipeline_tag="image-to-3d", model_name=model_name or repo_id.split("/")[-1],
         eval_results=_eval_results("image-to-3d", eval_datasets, [
-            dict(metric_type=key.removeprefix("eval_"), metric_value=split_view[key], dataset_split=split or "test")
+            dict(metric_type=key.removeprefix("eval_"), metric_value=split_view[key], dataset_split=index_split)
             for key in quality if _number(split_view, key) is not None]),
     )
     return _render(

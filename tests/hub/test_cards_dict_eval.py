@@ -114,6 +114,16 @@ def test_a_plain_evaluation_beside_a_prefixed_one_is_a_split_of_its_own():
     assert "| PSNR on `hard` (dB) |\n|---|\n| 15 |" in card.text and "| plain evaluation (`eval_*`) | 20 |" in card.text
 
 
+def test_a_reported_plain_splat_evaluation_is_test_in_the_model_index_unless_a_named_split_is():
+    # the plain evaluation is of SplatTrainer's eval_dataset, the scene's test views, as on a single split's card
+    plain = {"eval_psnr": 20.0, "eval_runtime": 0.1, "metric_for_best_model": "psnr"}
+    card = cards.splat_card({**plain, **_evaluation("hard", psnr=15.0)}, "me/splats", dataset="me/scene")
+    assert _metrics(card) == {("test", "psnr"): 20.0}
+    # a prefixed evaluation named test (evaluate(ds, metric_key_prefix="eval_test")): "test" is its metrics' name
+    card = cards.splat_card({**plain, **_evaluation("test", psnr=15.0)}, "me/splats", dataset="me/scene")
+    assert _metrics(card) == {("plain evaluation", "psnr"): 20.0} and "| `test` | 15 |" in card.text
+
+
 def test_a_metric_whose_name_starts_like_another_split_stays_with_its_own():
     # splits x and x_train, each measuring train_seconds: eval_x_train_seconds is x's, not x_train's seconds
     results = {**_evaluation("x", psnr=20.0, train_seconds=3.0), **_evaluation("x_train", psnr=25.0, train_seconds=4.0)}
