@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from hf_eff.utils.recipes import parse_recipe_and_flags
@@ -77,6 +78,11 @@ def test_every_shipped_recipe_parses_with_an_override(recipe, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["example", *argv])
     parsed = _example(recipe.parent.name).parse_args()
     assert parsed[-1].seed == 5
+
+
+def test_every_grant_builtin_data_set_has_a_recipe():
+    recipes = (ROOT / "trainers" / "grant").glob("*.yaml")
+    assert {yaml.safe_load(recipe.read_text())["builtin"] for recipe in recipes} == set(_example("grant").BUILTIN_TASKS)
 
 
 @pytest.mark.parametrize(("given", "passed"), [

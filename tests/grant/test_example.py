@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+import yaml
 
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
@@ -118,6 +119,22 @@ def test_recipe_with_overriding_flags_and_the_builtin_name_forms():
     for argv in (["--task=gen-reg"], ["--builtin", "gen-reg"], ["--builtin=gen-reg", "--task", "node_regression"]):
         _, data_args, training_args = example.parse_args([*argv, "--output_dir", "unused"])
         assert (data_args.builtin, training_args.task) == ("gen-reg", "node_regression"), argv
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "trainers" / "grant").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_recipe_runs_with_less_data_and_two_epochs(recipe, tmp_path):
+    """The recipe's own model, teacher and batch size train together; only the data and the budget shrink."""
+    from hf_eff.grant.metrics import primary_metric
+
+    settings = yaml.safe_load(recipe.read_text())
+    # GraNT(B) keeps whole batches, so its data must make several; the full-batch recipes' GraNT(S) takes any size
+    num_graphs = 3 * settings["per_device_train_batch_size"] if settings["variant"] == "batch" else 40
+    size = "--num_generated_graphs" if settings["builtin"].startswith("gen-") else "--max_graphs"
+    example = _example()
+    results = example.main([str(recipe), size, str(num_graphs), "--num_train_epochs", "2",
+                            "--output_dir", str(tmp_path / "run")])
+    assert (results["teacher"], results["task"]) == ("grant", example.BUILTIN_TASKS[settings["builtin"]])
+    assert math.isfinite(results[f"test_{primary_metric(results['task'])[0]}"])
 
 
 def test_saved_dataset_dict_is_used_as_split(tmp_path):
