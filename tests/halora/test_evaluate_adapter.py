@@ -6,6 +6,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -225,6 +226,21 @@ def test_adapter_of_the_builtin_base_reloads_it_by_name(monkeypatch, tmp_path, b
     results = _load_example().main(["--adapter_name_or_path", str(tmp_path / "trained"), "--no_do_train",
                                     "--output_dir", str(tmp_path / "eval")] + TASK + RUN)
     assert (results["base_model"], results["method"]) == (DEFAULT_BASE_MODEL, "lora")
+
+
+def test_training_on_the_builtin_base_looks_it_up_on_no_hub(monkeypatch, tmp_path, base_dir):
+    """PEFT's save asks the Hub for the base's config.json (has the vocabulary been resized?): the built-in base's
+    name is no Hub repo, so offline PEFT warned at each save that it could not find it."""
+    monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: base_dir)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _load_example().main(["--max_steps", "1", "--eval_sigmas", "0", "--output_dir", str(tmp_path / "trained"),
+                              "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu",
+                              "--disable_tqdm", "true"] + TASK)  # saved at the last step: a checkpoint too
+    assert [str(w.message) for w in caught if DEFAULT_BASE_MODEL in str(w.message)] == []
+    for folder in (tmp_path / "trained", tmp_path / "trained" / "checkpoint-1"):  # saved by the example, the Trainer
+        assert not [key for key in load_file(folder / "adapter_model.safetensors") if "embed_tokens" in key]
 
 
 def test_model_revision_loads_the_base_at_it_and_the_adapter_records_it(monkeypatch, tmp_path, base_dir):
