@@ -451,11 +451,23 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             len(self._plan),  # num_train_epochs
             self._steps(self._plan[0].num_batches),  # num_update_steps_per_epoch (the first)
             len(self.train_dataset),  # num_examples
-            max_steps * total_train_batch_size,  # num_train_samples
+            self._planned_graphs(),  # num_train_samples
             total_train_batch_size,
             self._plan[0].num_batches,  # steps_in_epoch (the first; _run_epoch sets each)
             max_steps,
         )
+
+    def _planned_graphs(self) -> int:
+        """The graphs the plan trains on, over every process: transformers' max_steps x batch size counts a whole
+        batch per step, which a subset smaller than one batch (full-batch teaching) inflates many times over."""
+        strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
+        num_graphs, batch_size = len(self.train_dataset), self._train_batch_size
+        graphs = 0
+        for entry in self._plan:
+            kept, _ = kept_units(num_graphs, batch_size, entry.ratio, self.args.variant, strata_sizes)
+            # GraNT(B) keeps whole batches; only the last may be short
+            graphs += kept if self.args.variant == "single" else min(kept * batch_size, num_graphs)
+        return graphs
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
         epochs_trained, steps_trained_in_current_epoch = super()._init_training_state(

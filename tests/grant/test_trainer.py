@@ -449,6 +449,19 @@ def test_batch_eval_metrics_without_a_compute_metrics_of_ones_own_is_refused(tmp
         GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8), args=args, train_dataset=make_graphs(16, "graph_classification"))
 
 
+@pytest.mark.parametrize("batch_size", [8, 64])  # mini-batches, and one batch holding the whole training set
+def test_train_samples_per_second_counts_the_graphs_taught(tmp_path, make_graphs, batch_size):
+    task = "graph_regression"
+    args = _args(tmp_path, task, per_device_train_batch_size=batch_size, variant="single")
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=make_graphs(40, task))
+    metrics = trainer.train().metrics
+    # GraNT(S) keeps ceil(ratio * |b|) graphs of every batch b of the 40
+    sizes = [batch_size] * (40 // batch_size) + ([40 % batch_size] if 40 % batch_size else [])
+    taught = sum(num_selected(entry.ratio, size) for entry in trainer._plan for size in sizes)
+    assert taught < trainer.state.max_steps * batch_size  # what transformers would count
+    assert metrics["train_samples_per_second"] * metrics["train_runtime"] == pytest.approx(taught, rel=0.01)
+
+
 def test_a_compute_loss_func_is_refused(tmp_path, make_graphs):
     with pytest.raises(ValueError, match="compute_loss_func would not be used"):
         GraNTTrainer(model=GrantGCN(6, 1), args=_args(tmp_path, "graph_regression"),
