@@ -301,8 +301,14 @@ def check_model_revision(model_args: ModelArguments, base_named_by: str,
     try:
         check_hub_keywords(model_args.model_name_or_path, revision=model_args.model_revision)
     except NotAHubRepoError as error:
-        flag = revision_named_by == "--model_revision"
-        fix = "; leave --model_revision out, or give a Hub --model_name_or_path" if flag else ""
+        if revision_named_by == "--model_revision":
+            fix = "; leave --model_revision out, or give a Hub --model_name_or_path"
+        else:  # only the built-in base is refused a recorded revision (a local folder's is warned of and ignored)
+            path = model_args.adapter_name_or_path
+            record = str(Path(path, "adapter_config.json")) if Path(path).is_dir() else f"{path}'s adapter_config.json"
+            fix = (f"; the adapter's record is wrong: remove \"revision\" from {record}, or, if it was trained on a "
+                   f"Hub base at that revision, give that base: "
+                   f"--model_name_or_path <its Hub id> --model_revision {model_args.model_revision}")
         raise ValueError(f"the base model {model_args.model_name_or_path} ({base_named_by}) at revision "
                          f"{model_args.model_revision} ({revision_named_by}): {error}{fix}") from error
 

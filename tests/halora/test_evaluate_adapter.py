@@ -3,6 +3,7 @@
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -226,6 +227,33 @@ def test_adapter_of_the_builtin_base_reloads_it_by_name(monkeypatch, tmp_path, b
     results = _load_example().main(["--adapter_name_or_path", str(tmp_path / "trained"), "--no_do_train",
                                     "--output_dir", str(tmp_path / "eval")] + TASK + RUN)
     assert (results["base_model"], results["method"]) == (DEFAULT_BASE_MODEL, "lora")
+
+
+def test_a_revision_recorded_for_the_builtin_base_is_refused_naming_the_fix(monkeypatch, tmp_path, base_dir,
+                                                                            local_hub):  # noqa: F811
+    """The built-in base has no revisions: one in adapter_config.json (edited by hand) is wrong, and removing it is
+    the fix (--model_name_or_path smollm2-135m-instruct would still take it from the adapter)."""
+    monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: base_dir)
+    adapter = tmp_path / "adapter"
+    save_adapter(base_dir, adapter, lora_config())
+    recorded = json.loads((adapter / "adapter_config.json").read_text())
+    edited = {**recorded, "base_model_name_or_path": DEFAULT_BASE_MODEL, "revision": "v1.0"}
+    (adapter / "adapter_config.json").write_text(json.dumps(edited))
+    fix = ("; the adapter's record is wrong: remove \"revision\" from {}, or, if it was trained on a Hub base at "
+           "that revision, give that base: --model_name_or_path <its Hub id> --model_revision v1.0")
+    evaluation = ["--adapter_name_or_path", str(adapter), "--no_do_train", "--output_dir", str(tmp_path / "eval")]
+    for named in ([], ["--model_name_or_path", DEFAULT_BASE_MODEL]):
+        with pytest.raises(ValueError, match=re.escape(fix.format(adapter / "adapter_config.json")) + "$"):
+            _load_example().main(evaluation + named + TASK + RUN)
+    api = local_hub.api()
+    repo_id = local_hub.repo_id("builtin-base-adapter")
+    api.create_repo(repo_id)
+    api.upload_folder(folder_path=adapter, repo_id=repo_id)
+    process = subprocess.run([sys.executable, str(EXAMPLE), "--adapter_name_or_path", repo_id] + evaluation[2:] + TASK
+                             + RUN, env=local_hub.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert fix.format(f"{repo_id}'s adapter_config.json") in process.stderr, process.stderr[-4000:]
+    (adapter / "adapter_config.json").write_text(json.dumps({**edited, "revision": None}))  # the fix
+    assert _load_example().main(evaluation + TASK + RUN)["base_model"] == DEFAULT_BASE_MODEL
 
 
 def test_training_on_the_builtin_base_looks_it_up_on_no_hub(monkeypatch, tmp_path, base_dir):
