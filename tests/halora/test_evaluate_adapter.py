@@ -21,6 +21,7 @@ from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, BaseModelNotFoundError,
 from hf_eff.halora.experiment import build_trainer, train_and_evaluate
 from hf_eff.halora.tasks import load_task
 from hf_eff.halora.trainer import DATA_SPLITS_NAME, HaLoRATrainer
+from hf_eff.hub.cards import halora_card
 from hf_eff.hub.push import upload_folder
 from tests.halora.conftest import make_tiny_llama
 from tests.halora.test_example import EXAMPLE, _load_example, parse_and_resolve
@@ -547,6 +548,26 @@ def test_a_pushed_adapter_of_a_local_base_needs_its_base_named(tmp_path, base_di
     assert ("hf_eff.halora.base_model.BaseModelNotFoundError: load_base_model: 'base' is no local folder, nor hf-eff's "
             f"built-in {DEFAULT_BASE_MODEL}, and no Hub repo base that this token can read"
             ) == library.stderr.splitlines()[-1], library.stderr[-4000:]
+
+
+def test_the_card_of_an_adapter_of_a_local_base_loads_it_as_auto_peft_cannot(tmp_path, base_dir, local_hub):  # noqa: F811
+    """PEFT's AutoPeftModel loads the base adapter_config.json names: of a pushed local base, a folder name that
+    transformers refuses in its own words. The card says so, and its loading lines, given the base's path, load it."""
+    api = local_hub.api()
+    repo_id = local_hub.repo_id("halora-local-base-card")
+    api.create_repo(repo_id)
+    save_adapter(base_dir, tmp_path / "adapter", halora_config())
+    upload_folder(api, repo_id=repo_id, folder_path=tmp_path / "adapter")
+    card = halora_card({"base_model": str(base_dir), "eval_accuracy_sigma_0_mean": 0.5}, repo_id).text
+    assert ("Its `adapter_config.json` names the base by that folder's name only, which is no Hub repo: PEFT's "
+            "`AutoPeftModel`\nclasses, which load the base it names, fail (\"not a valid model identifier\"); load the "
+            "base yourself, as above.") in card
+    loading = card.split("```python\n")[1].split("```")[0].replace("/path/to/base", str(base_dir))
+    auto_peft = local_hub.run_code(f"import hf_eff; from peft import AutoPeftModelForCausalLM; "
+                                   f"AutoPeftModelForCausalLM.from_pretrained({repo_id!r})")
+    assert "base is not a local folder and is not a valid model identifier" in auto_peft.stderr, auto_peft.stderr[-4000:]
+    as_the_card_says = local_hub.run_code(loading + "print(type(model.peft_config['default']).__name__)")
+    assert as_the_card_says.stdout.split() == ["HaLoRAConfig"], as_the_card_says.stderr[-4000:]
 
 
 def test_a_base_model_path_that_does_not_exist_is_named(tmp_path):
