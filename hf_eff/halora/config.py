@@ -35,7 +35,7 @@ class HaLoRAConfig(LoraConfig):
     training forward). To keep another trainer's data handling, put ``HaLoRATrainer`` first in a
     subclass (``class T(HaLoRATrainer, SFTTrainer)``, arguments a dataclass of both: ``@dataclass class
     A(HaLoRATrainingArguments, SFTConfig)``, which takes transformers' defaults over SFTConfig's, so set the
-    learning rate, logging_steps, bf16 and gradient_checkpointing yourself). ``rram_noise`` and ``HaLoRATrainer.evaluate`` read the noise model (mode, tile,
+    learning rate, logging_steps, bf16 and activation_checkpointing yourself). ``rram_noise`` and ``HaLoRATrainer.evaluate`` read the noise model (mode, tile,
     layers) from this config where not given explicitly (``HaLoRATrainingArguments.eval_noise_*``).
 
     Args:
