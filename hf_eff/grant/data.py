@@ -220,10 +220,12 @@ def graphs_from_pyg(
       have no y (new graphs to predict on) give rows without y, for `GraNTTrainer.predict`.
     - edge_attr, when the graphs have it, as [num_edges, d] (PyG's 1-D edge weights become
       d = 1), int64 if the first graph's is integer, else float32.
-    Other attributes (pos, smiles, ...) are not kept; node split masks (`SPLIT_MASKS`) are refused.
+    - smiles, when the graphs have it (PyG's `from_smiles` and MoleculeNet set it), as a string
+      column, as `graphs_from_smiles` keeps it: `predictions_table` writes it beside each prediction.
+    Other attributes (pos, ...) are not kept; node split masks (`SPLIT_MASKS`) are refused.
 
-    A graph without node features (x None), with labels (y) or edge_attr where the first graph has
-    none (or the reverse), with edge_attr rows that do not match its edges, a width
+    A graph without node features (x None), with labels (y), edge_attr or smiles where the first
+    graph has none (or the reverse), a smiles that is not a string, with edge_attr rows that do not match its edges, a width
     other than the earlier graphs' or float values after integer ones, raises an error naming its
     position in `data_list`. The result is then checked with `check_graph_dataset` (graphs without y too), whose errors
     (NaN targets, NaN or infinite values in x or edge_attr, y of the wrong length, edges outside the graph) name the
@@ -253,6 +255,11 @@ def graphs_from_pyg(
         edge_index = torch.zeros(2, 0, dtype=torch.long) if graph.edge_index is None else graph.edge_index
         row = {"x": x.float().numpy(), "edge_index": edge_index.detach().cpu().long().numpy(),
                "num_nodes": int(graph.num_nodes)}
+        smiles = getattr(graph, "smiles", None)
+        if smiles is not None:
+            if not isinstance(smiles, str):
+                raise TypeError(f"{where}: smiles is a {type(smiles).__name__}, expected the molecule's SMILES string")
+            row["smiles"] = smiles
         if graph.edge_attr is not None:
             edge_attr = graph.edge_attr.detach().cpu()
             if edge_attr.size(0) != edge_index.size(1):
@@ -296,6 +303,8 @@ def graphs_from_pyg(
     if "edge_attr" in first:
         kind = "int64" if first["edge_attr"].dtype.kind in "iub" else "float32"
         features["edge_attr"] = datasets.List(datasets.List(datasets.Value(kind)))
+    if "smiles" in first:
+        features["smiles"] = datasets.Value("string")
 
     # the width of edge_attr, from the first graph with edges
     edge_widths = {"first": first["edge_attr"].shape[1]} if len(first.get("edge_attr", ())) else {}
@@ -313,6 +322,10 @@ def graphs_from_pyg(
                 which = "has edge_attr but the first graph has none" if "edge_attr" in row else (
                     "has no edge_attr but the first graph has")
                 raise ValueError(f"data_list row {index}: the graph {which}; give all graphs edge_attr or none")
+            if ("smiles" in row) != ("smiles" in first):
+                which = "has smiles but the first graph has none" if "smiles" in row else (
+                    "has no smiles but the first graph has")
+                raise ValueError(f"data_list row {index}: the graph {which}; give all graphs smiles or none")
             if "edge_attr" in row and len(row["edge_attr"]):
                 if kind == "int64" and row["edge_attr"].dtype.kind == "f":
                     raise ValueError(f"data_list row {index}: float edge_attr, but the first graph's is integer (stored "

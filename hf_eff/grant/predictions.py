@@ -71,7 +71,7 @@ def prediction_columns(model: torch.nn.Module, task: str, outputs: np.ndarray) -
 def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | None = None) -> pd.DataFrame:
     """`trainer.predict(graphs)` (a `GraNTTrainer`; `graphs` need no y) as one row per graph (index, and `smiles`:
     those given, one per graph, else the graphs' own smiles column where they have one, as `graphs_from_smiles`
-    keeps it) or, for a node-level task, per node (graph_index, its graph's `smiles` where there are any,
+    and `graphs_from_pyg` keep it) or, for a node-level task, per node (graph_index, its graph's `smiles` where there are any,
     node_index), then the prediction columns (`prediction_columns`)."""
     task = GraphTask(trainer.args.task)
     if smiles is None and "smiles" in graphs.column_names:

@@ -524,6 +524,22 @@ def test_pyg_molecules_get_the_smiles_builders_features():
     assert raw[0]["x"] == molecules[0].x.float().tolist()
 
 
+def test_pyg_molecules_keep_their_smiles_as_the_smiles_builders_rows_do():
+    from torch_geometric.utils import from_smiles
+
+    molecules = [from_smiles(smiles) for smiles in ["CCO", "C", "c1ccccc1"]]  # from_smiles sets graph.smiles
+    converted = graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
+    reference = graphs_from_smiles(["CCO", "C", "c1ccccc1"])
+    assert converted["smiles"] == reference["smiles"] == ["CCO", "C", "c1ccccc1"]
+    assert converted.features["smiles"] == reference.features["smiles"]
+    del molecules[1].smiles
+    with pytest.raises(ValueError, match="data_list row 1: the graph has no smiles but the first graph has"):
+        graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
+    molecules[1].smiles = ["C"]
+    with pytest.raises(TypeError, match="data_list row 1: smiles is a list, expected the molecule's SMILES string"):
+        graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
+
+
 def test_pyg_graphs_that_cannot_be_converted_are_named():
     from torch_geometric.data import Data
     from torch_geometric.datasets import FakeDataset

@@ -150,6 +150,21 @@ def test_node_predictions_of_molecules_name_each_nodes_molecule(tmp_path):
         np.testing.assert_allclose(table[["charge"]].to_numpy(), _forward(model, graphs), rtol=1e-5, atol=1e-6)
 
 
+def test_pyg_molecules_saved_to_a_folder_are_predicted_with_their_smiles(tmp_path):
+    from torch_geometric.utils import from_smiles
+
+    from hf_eff.grant import graphs_from_pyg
+
+    model = GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression", target_names=["logp"])
+    model.save_pretrained(tmp_path / "model")
+    graphs = graphs_from_pyg([from_smiles(smiles) for smiles in NEW_SMILES], "graph_regression",
+                             node_features=atom_features)
+    graphs.save_to_disk(str(tmp_path / "graphs"))
+    _predict_only(tmp_path / "model", tmp_path / "graphs", "graph_regression", tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "predict_results.csv")
+    assert list(table.columns) == ["index", "smiles", "logp"] and table["smiles"].tolist() == NEW_SMILES
+
+
 @pytest.mark.parametrize(("outputs", "columns"), [(1, ["prediction"]), (2, ["prediction_0", "prediction_1"])])
 def test_a_model_saved_without_target_names_predicts_unnamed_columns(tmp_path, outputs, columns):
     GrantGCN(ATOM_FEATURES, outputs, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
