@@ -23,6 +23,7 @@ graph g's nodes are predictions[g, :num_nodes[g]], the rest padding); `evaluate`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -37,7 +38,8 @@ from torch_geometric.data import Dataset as PygDataset
 from torch_geometric.data.data import BaseData
 from torch_geometric.utils import scatter, to_dense_batch
 from transformers import Trainer
-from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
+from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint, has_length
 
 from hf_eff.grant.collator import (
@@ -50,7 +52,13 @@ from hf_eff.grant.collator import (
 from hf_eff.grant.config import GraNTTrainingArguments
 from hf_eff.grant.data import check_graph_dataset, feature_widths, largest_class_id
 from hf_eff.grant.metrics import metrics_for
-from hf_eff.grant.schedules import kept_units, plan_epochs
+from hf_eff.grant.schedules import (
+    EpochPlan,
+    kept_units,
+    plan_epochs,
+    ratio_at,
+    selected_num_batches,
+)
 from hf_eff.grant.selection import (
     class_strata,
     partition_batches,
@@ -400,7 +408,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                 resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
                 if resume_from_checkpoint is None:
                     raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
-            self._load_teacher_state(resume_from_checkpoint)
+            trained_plan = self._load_teacher_state(resume_from_checkpoint)
+            self._plan = self._resumed_plan(resume_from_checkpoint, trained_plan)
         output = super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
         # The run's totals, logged as well so that every card (read from the log history) reports them
         totals = {"grant_selection_seconds": sum(entry["selection_seconds"] for entry in self.teaching_log),
@@ -491,11 +500,15 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # cannot be recomputed later (it was scored by the model as it was at the reselection).
         super()._save_optimizer_and_scheduler(output_dir)
         if self.args.selects and self.args.should_save:
-            state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log}
+            # the plan the steps so far were taken under: a resume under other settings keeps its past epochs
+            state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log,
+                     "plan": [dataclasses.asdict(entry) for entry in self._plan]}
             with open(os.path.join(output_dir, TEACHER_STATE_NAME), "w") as file:
                 json.dump(state, file)
 
-    def _load_teacher_state(self, checkpoint: str) -> None:
+    def _load_teacher_state(self, checkpoint: str) -> list[EpochPlan] | None:
+        """Restores the checkpoint's subset and teaching log; returns the plan it was trained under (None when
+        the checkpoint predates that record)."""
         if not os.path.isdir(checkpoint):
             raise FileNotFoundError(
                 f"cannot resume GraNT from {checkpoint}: the folder does not exist; pass a checkpoint-<step> "
@@ -511,6 +524,52 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             state = json.load(file)
         self._sampler.batches = state["batches"]
         self.teaching_log = state["teaching_log"]
+        return None if "plan" not in state else [EpochPlan(**entry) for entry in state["plan"]]
+
+    def _resumed_plan(self, checkpoint: str, trained: list[EpochPlan] | None) -> list[EpochPlan]:
+        """The plan a resumed run follows. Under the settings it was trained with, this run's. Under a plan that
+        differs in the epochs already trained (num_train_epochs or a schedule setting changed: the plan of every
+        epoch depends on them), the trained epochs stay as they were taken, the epoch the checkpoint stopped in
+        ends on its subset, and the teacher reselects at the next epoch at this plan's ratio, which it follows
+        from there. The learning-rate schedule spans the steps taken and planned, as transformers' does when a
+        run is extended."""
+        if trained is None:  # saved before checkpoints recorded their plan: taken to be this run's
+            return self._plan
+        global_step = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME)).global_step
+        # the first epoch after the one the checkpoint stopped in (or at whose end it was saved)
+        resume_epoch, steps = len(trained), 0
+        for entry in trained:
+            steps += self._steps(entry.num_batches)
+            if global_step <= steps:
+                resume_epoch = entry.epoch + 1
+                break
+        if trained[:resume_epoch] == self._plan[:resume_epoch]:
+            return self._plan  # the same past: this run is the one the checkpoint began
+        if resume_epoch >= len(self._plan):
+            raise ValueError(
+                f"resume_from_checkpoint {checkpoint!r}: it has trained {resume_epoch} epoch(s), and "
+                f"num_train_epochs={len(self._plan)} leaves none to train; raise num_train_epochs above {resume_epoch}, "
+                f"or start a new run from its weights ({type(self.model).__name__}.from_pretrained({checkpoint!r}); "
+                "examples/grant_train.py: --model_name_or_path)"
+            )
+        ratio = ratio_at(resume_epoch, len(self._plan), self.args.start_ratio, self.args.ratio_schedule,
+                         self.args.ratio_stages)
+        strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
+        num_batches = math.ceil(selected_num_batches(len(self.train_dataset), self._train_batch_size, ratio,
+                                                     self.args.variant, strata_sizes) / self.args.world_size)
+        resumed = list(trained[:resume_epoch])
+        for entry in self._plan[resume_epoch:]:
+            if entry.reselect and entry.epoch > resume_epoch:  # from this plan's next reselection on, its own epochs
+                resumed.extend(self._plan[entry.epoch:])
+                break
+            resumed.append(EpochPlan(entry.epoch, ratio, entry.epoch == resume_epoch, num_batches))
+        logger.warning(
+            "Resuming from %s, which was trained under another teaching plan (num_train_epochs or a schedule setting "
+            "differs): epochs 0-%d stay as trained, the teacher reselects at epoch %d (ratio %g) and follows this "
+            "run's plan from there; the learning-rate schedule spans the %d steps taken and planned.",
+            checkpoint, resume_epoch - 1, resume_epoch, ratio, sum(self._steps(e.num_batches) for e in resumed),
+        )
+        return resumed
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, **kwargs):
         if self.args.selects:

@@ -293,6 +293,42 @@ def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, make_graphs
             torch.testing.assert_close(value, expected[name], msg=f"resumed at step {step}: {name}")
 
 
+def test_a_run_resumed_with_more_epochs_keeps_its_past_and_follows_the_new_plan(tmp_path, make_graphs):
+    # 32 graphs in 4 batches, reselected every 2 epochs. The 3-epoch plan: ratio .25 (1 batch), .25, .745 (3 batches).
+    # The 6-epoch plan: .25, .25, .49 (2), .49, .745 (3), .745; its epochs 0-1 are the 3-epoch plan's, its epoch 2 not.
+    train = make_graphs(32, "graph_regression", seed=7)
+    settings = dict(start_ratio=0.25, variant="batch", save_strategy="steps", save_steps=1)
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression", num_train_epochs=3,
+                                                                       **settings), train_dataset=train).train()
+    extended = _args(tmp_path, "graph_regression", num_train_epochs=6, **{**settings, "save_strategy": "no"})
+    # checkpoint-2 ends epoch 1: the same past, so the 6-epoch run's own plan (2 + 2 + 2 + 3 + 3 steps after it)
+    # checkpoint-4 is inside epoch 2 and checkpoint-5 ends it: epoch 2 ends on its .745 subset, the teacher reselects
+    # at epoch 3 (ratio .625: 3 batches), then the 6-epoch plan goes on from its reselection at epoch 4
+    cases = {2: (12, [0, 2, 4], [0.25, 0.49, 0.745]), 4: (14, [0, 2, 3, 4], [0.25, 0.745, 0.625, 0.745]),
+             5: (14, [0, 2, 3, 4], [0.25, 0.745, 0.625, 0.745])}
+    for step, (steps, epochs, ratios) in cases.items():
+        resumed = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=extended, train_dataset=train)
+        resumed.train(resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{step}"))
+        assert resumed.state.global_step == resumed.state.max_steps == steps, step
+        assert [log["epoch"] for log in resumed.teaching_log] == epochs, step
+        assert [log["ratio"] for log in resumed.teaching_log] == pytest.approx(ratios), step
+        assert set(resumed.lr_scheduler.get_last_lr()) == {0.0}, step  # the linear schedule spans the steps taken
+    assert (tmp_path / "out" / "checkpoint-5" / "grant_teacher.json").is_file()
+
+
+def test_a_resume_with_no_epoch_left_to_train_is_refused_before_training(tmp_path, make_graphs):
+    train = make_graphs(32, "graph_regression", seed=7)
+    settings = dict(variant="batch", save_strategy="epoch")
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression", **settings),
+                 train_dataset=train).train()
+    shortened = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), train_dataset=train,
+                             args=_args(tmp_path, "graph_regression", num_train_epochs=2, **settings))
+    checkpoint = str(tmp_path / "out" / "checkpoint-5")  # epochs of 1, 1, 2, 2 steps: the end of epoch 2
+    with pytest.raises(ValueError, match=r"it has trained 3 epoch\(s\), and num_train_epochs=2 leaves none to train"):
+        shortened.train(resume_from_checkpoint=checkpoint)
+    assert shortened.state.global_step == 0
+
+
 def test_resume_without_the_teachers_state_is_refused(tmp_path, make_graphs):
     train = make_graphs(16, "graph_regression")
     args = _args(tmp_path, "graph_regression", num_train_epochs=2, save_strategy="steps", save_steps=1)
