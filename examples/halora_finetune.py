@@ -373,12 +373,12 @@ def load_model(model_args: ModelArguments, adapter: PeftConfig | None,
     return model, tokenizer
 
 
-def new_adapter_config(model_args: ModelArguments):
-    """The adapter the flags describe (a LoraConfig, or a HaLoRAConfig with the noise and regulariser flags), recording
-    the base model's revision as PEFT's ``revision``."""
+def new_adapter_config(model_args: ModelArguments, model: PreTrainedModel):
+    """The adapter the flags describe for ``model`` (a LoraConfig, or a HaLoRAConfig with the noise and regulariser
+    flags), recording the base model's revision as PEFT's ``revision``."""
     config = adapter_config(
         model_args.method, r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
-        target_modules=model_args.target_modules, lora_dropout=model_args.lora_dropout,
+        target_modules=model_args.target_modules, lora_dropout=model_args.lora_dropout, model=model,
         **({} if model_args.method == "lora" else dict(
             noise_sigma=model_args.noise_sigma, noise_mode=model_args.noise_mode,
             noise_tile_size=model_args.noise_tile_size, noise_target_modules=model_args.noise_target_modules,
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> dict:
         return results
 
     logger.info("%s on %s: %d train / %d eval questions", model_args.method, dataset_name, len(train), len(evaluation))
-    peft_config = None if model_args.adapter_name_or_path else new_adapter_config(model_args)
+    peft_config = None if model_args.adapter_name_or_path else new_adapter_config(model_args, model)
     # the adapter's record: the earlier runs it records, and this one
     data_splits = recorded + ([split] if split not in recorded else [])
     trainer, results = train_and_evaluate(model_args.method, model, tokenizer, train, evaluation, training_args,

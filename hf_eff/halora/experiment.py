@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.tuners_utils import check_target_module_exists
 from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 from transformers import (
     PreTrainedModel,
@@ -22,6 +23,7 @@ from transformers import (
     TrainerCallback,
     set_seed,
 )
+from transformers.pytorch_utils import Conv1D
 
 from hf_eff.halora.base_model import save_embedding_layers
 from hf_eff.halora.config import HaLoRAConfig
@@ -39,18 +41,31 @@ PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 
 
 def adapter_config(method: str, r: int = 4, lora_alpha: int = 8, target_modules: list[str] | str | None = None,
-                   lora_dropout: float = 0.0, **halora_fields) -> LoraConfig:
+                   lora_dropout: float = 0.0, model: torch.nn.Module | None = None, **halora_fields) -> LoraConfig:
     """LoraConfig for ``lora``, HaLoRAConfig (with ``halora_fields``) for ``halora``; same rank and targets.
     ``target_modules``: as PEFT reads them (a list of module-name suffixes, a string a regex over the module names
     or ``"all-linear"``); ``["all-linear"]``, as a command line gives it, is PEFT's shorthand too (PEFT knows it
-    only as a string)."""
+    only as a string). ``model``, the model the adapter is for, sets ``fan_in_fan_out`` for GPT-2-style ``Conv1D``
+    targets, whose weights are stored transposed (else PEFT sets it itself, warning at each such layer)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     targets = target_modules if isinstance(target_modules, str) else list(target_modules or PAPER_TARGET_MODULES)
     if targets == [INCLUDE_LINEAR_LAYERS_SHORTHAND]:
         targets = INCLUDE_LINEAR_LAYERS_SHORTHAND
     common = dict(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type="CAUSAL_LM", target_modules=targets)
-    return HaLoRAConfig(**common, **halora_fields) if method == "halora" else LoraConfig(**common)
+    config = HaLoRAConfig(**common, **halora_fields) if method == "halora" else LoraConfig(**common)
+    if model is not None:
+        config.fan_in_fan_out = targets_conv1d(model, config)
+    return config
+
+
+def targets_conv1d(model: torch.nn.Module, config: LoraConfig) -> bool:
+    """Whether the layers ``config`` adapts in ``model`` are transformers' ``Conv1D`` (GPT-2's); ``"all-linear"`` adapts
+    every linear layer, ``Conv1D`` included, but the output head."""
+    if config.target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        return any(isinstance(module, Conv1D) for module in model.modules())
+    return any(isinstance(module, Conv1D) and check_target_module_exists(config, name)
+               for name, module in model.named_modules())
 
 
 class StepTimer(TrainerCallback):
@@ -167,7 +182,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
     # runs of one seed start from the same adapter whatever ran before (the Trainer seeds only once the
     # model exists).
     set_seed(args.seed)
-    peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, peft_config or adapter_config(method))
+    peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, peft_config or adapter_config(method, model=model))
     trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
     trainer.data_splits = data_splits
     timer = StepTimer()

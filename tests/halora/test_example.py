@@ -156,3 +156,30 @@ def test_target_modules_all_linear_from_the_command_line_adapts_every_linear_lay
     model = get_peft_model(make_tiny_llama(), adapter_config(method, target_modules=model_args.target_modules))
     adapted = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_gpt2_conv1d_targets_get_fan_in_fan_out_from_the_example_without_peft_warning(tmp_path, char_tokenizer):
+    """GPT-2's Conv1D layers store their weights transposed: PEFT needs fan_in_fan_out=True and, given False, sets it
+    with a warning at every such layer. The example's adapter is built for its base model."""
+    import warnings
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hf_eff.halora.experiment import adapter_config
+
+    model_dir = tmp_path / "gpt2"
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(char_tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=128))
+    gpt2.save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _load_example().main(["--model_name_or_path", str(model_dir), "--target_modules", "c_attn", "c_fc",
+                              "--task_name", "comparison", "--train_size", "8", "--eval_size", "4", "--max_length", "64",
+                              "--max_steps", "1", "--per_device_train_batch_size", "4", "--eval_sigmas", "0",
+                              "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true",
+                              "--output_dir", str(tmp_path / "run")])
+    assert [str(w.message) for w in caught if "fan_in_fan_out" in str(w.message)] == []
+    assert json.loads((tmp_path / "run" / "adapter_config.json").read_text())["fan_in_fan_out"] is True
+    for model, targets, fan_in_fan_out in ((gpt2, "all-linear", True), (gpt2, ["lm_head"], False),
+                                           (make_tiny_llama(), "all-linear", False)):
+        assert adapter_config("lora", target_modules=targets, model=model).fan_in_fan_out is fan_in_fan_out, targets
