@@ -343,6 +343,7 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) ->
         metrics.update(base_model=model_args.model_name_or_path, model_name_or_path=model_args.model_name_or_path,
                        model_revision=model_args.model_revision)
     metrics["dataset"] = scene_name
+    log_numeric_metrics(trainer, "train", metrics)
     trainer.save_metrics("train", metrics)
 
 
@@ -353,7 +354,15 @@ def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str)
                        dataset=scene_name, rasterize_mode=trainer.args.rasterize_mode,
                        white_background=trainer.args.white_background,
                        eval_ssim_padding=trainer.args.eval_ssim_padding)
+    log_numeric_metrics(trainer, "eval", metrics)
     trainer.save_metrics("eval", metrics)
+
+
+def log_numeric_metrics(trainer: SplatTrainer, split: str, metrics: dict) -> None:
+    """Prints the metrics table of transformers' examples (Trainer.log_metrics), of the numbers (a name or None,
+    such as model_revision, is written to the results files only): after training, the progress bar no longer
+    shows the evaluation's log."""
+    trainer.log_metrics(split, {key: value for key, value in metrics.items() if isinstance(value, int | float)})
 
 
 def save_trajectory(trainer: SplatTrainer, views, path_poses: np.ndarray, max_size: int, path: Path) -> None:
@@ -387,8 +396,11 @@ def main():
     check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    # Trainer's passive default is warnings only, which hid this script's own lines (the scene, where it wrote):
+    # they are info on the main process unless --log_level says otherwise, as the GraNT example's are.
+    passive = training_args.should_log and training_args.log_level == "passive"
+    logger.setLevel(logging.INFO if passive else log_level)
     set_seed(training_args.seed)
 
     model = load_model(model_args) if model_args.model_name_or_path is not None else None

@@ -227,3 +227,14 @@ def test_cache_dir_reaches_load_scene_and_holds_a_parquet_scene_s_tables(tmp_pat
     assert any(cache.rglob("*.arrow"))  # datasets prepared the parquet splits there, not in HF_DATASETS_CACHE
     with pytest.raises(ValueError, match="--cache_dir applies to a Hub or parquet --scene"):
         run_example(monkeypatch, "--cache_dir", str(cache), "--max_steps", "2", "--output_dir", str(tmp_path / "proc"))
+
+
+def test_the_run_prints_its_metrics_and_says_where_it_wrote(tmp_path, monkeypatch, capsys, caplog):
+    # Trainer's passive log level hid the script's info lines, and after training the progress bar no longer
+    # shows the evaluation's log: a run printed its training loss only, no PSNR and no "Wrote ..." line.
+    out = tmp_path / "run"
+    run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--output_dir", str(out))
+    printed = capsys.readouterr().out
+    assert "***** train metrics *****" in printed and "***** eval metrics *****" in printed
+    assert "eval_psnr" in printed and "eval_ssim" in printed
+    assert f"Wrote the model, splats.ply, preview.png, all_results.json to {out}" in caplog.text
