@@ -207,8 +207,14 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
             )
         sizes.append(image.size)
         stored.append(_rgb_image(image, background))
-    if isinstance(Ks, np.ndarray | torch.Tensor) and tuple(Ks.shape) == (3, 3):
-        Ks = [Ks] * len(stored)  # one camera for every view; iterating would read its rows as three Ks
+    if isinstance(Ks, np.ndarray | torch.Tensor):
+        if tuple(Ks.shape) == (3, 3):
+            Ks = [Ks] * len(stored)  # one camera for every view; iterating would read its rows as three Ks
+        elif Ks.ndim != 3:  # iterating would read its rows as Ks, and count them
+            raise ValueError(
+                f"views_dataset: Ks has shape {tuple(Ks.shape)}; expected one K [3, 3] that every view shares, or "
+                "one per view [N, 3, 3] (from fx, fy, cx, cy: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])"
+            )
     Ks = [np.asarray(K, dtype=np.float32) for K in Ks]
     given_poses = [np.asarray(pose, dtype=np.float64) for pose in world_to_cameras]
     if world_to_normalized is not None:

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -336,6 +337,11 @@ def test_views_dataset_takes_3x4_poses_and_names_wrong_camera_shapes():
         views_dataset(images, Ks, [poses[0][:3, :3], poses[1]])
     with pytest.raises(ValueError, match="2 images, 2 intrinsics and 1 poses; one of each per view"):
         views_dataset(images, Ks, poses[:1])
+    # a single K of another shape: its rows used to be counted as Ks ("2 images, 4 intrinsics and 2 poses")
+    for single, shape in ((np.eye(4), "(4, 4)"), (torch.eye(4), "(4, 4)"), (np.array([50.0, 50.0, 4.0, 3.0]), "(4,)")):
+        with pytest.raises(ValueError, match=re.escape(f"views_dataset: Ks has shape {shape}; expected one K [3, 3] "
+                                                       "that every view shares, or one per view [N, 3, 3]")):
+            views_dataset(images, single, poses)
 
 
 def test_cameras_at_one_point_are_refused_naming_the_inverted_poses():
