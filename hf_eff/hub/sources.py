@@ -27,10 +27,16 @@ _CHECKPOINT_FOLDER = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-([0-9]+)")  # as Trai
 def missing_source_reason(error: Exception, source) -> str | None:
     """What huggingface_hub's ``error`` (raised, or re-raised by transformers or PEFT from it) says of ``source``
     read as a repo id, when no such local path exists: no repo id at all, no such repo (or none this token can read),
-    or no connection and no cached copy. None for any other error, for an existing path (whose loading may ask the Hub
-    about another repo), and for a gated repo (which exists: its error says how to get access)."""
-    cause = error if isinstance(error, _NOT_FOUND) else error.__cause__
-    if not isinstance(cause, _NOT_FOUND) or isinstance(cause, GatedRepoError) or Path(source).exists():
+    or no connection and no cached copy (also datasets' plain ConnectionError, which re-raises that without it). None
+    for any other error, for an existing path (whose loading may ask the Hub about another repo), and for a gated repo
+    (which exists: its error says how to get access)."""
+    if type(error) is ConnectionError:  # datasets' "Couldn't reach ... on the Hub", raised after its cache missed too
+        cause = error
+    else:
+        cause = error if isinstance(error, _NOT_FOUND) else error.__cause__
+        if not isinstance(cause, _NOT_FOUND) or isinstance(cause, GatedRepoError):
+            return None
+    if Path(source).exists():
         return None
     if isinstance(cause, HFValidationError):
         return "it is not a Hub repo id either"

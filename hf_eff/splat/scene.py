@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from datasets import Array2D, Dataset, DatasetDict, Features, Image, Sequence, Value
 
+from hf_eff.hub.sources import naming_missing_folder
 from hf_eff.splat.cameras import (
     camera_centres,
     camera_spread,
@@ -1305,8 +1306,10 @@ def load_scene(
     from huggingface_hub.errors import EntryNotFoundError
 
     _check_hub_scene(str(source), revision, token)
-    views = _splits_with_rows(load_dataset_builder(str(source), name=VIEW_CONFIG, revision=revision, token=token,
-                                                   cache_dir=cache_dir))
+    # Offline or the Hub unreachable, with no cached copy: datasets' error would name the Hub alone.
+    with naming_missing_folder("load_scene", source):
+        views = _splits_with_rows(load_dataset_builder(str(source), name=VIEW_CONFIG, revision=revision, token=token,
+                                                       cache_dir=cache_dir))
     configs = get_dataset_config_names(str(source), revision=revision, token=token, cache_dir=cache_dir)
     points = None
     if POINT_CONFIG in configs:

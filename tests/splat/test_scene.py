@@ -629,6 +629,35 @@ def test_a_mistyped_relative_folder_is_named_as_neither_folder_nor_readable_repo
         load_scene("data/garden")
 
 
+MISSING_SCENE_SCRIPT = """
+import sys
+from hf_eff.splat.scene import load_scene
+try:
+    load_scene(sys.argv[1])
+except FileNotFoundError as error:
+    print("REFUSED " + str(error))
+"""
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_mistyped_folder_is_named_with_what_the_hub_answered(tmp_path, local_hub, offline):
+    repo_id = local_hub.repo_id("cap_colmpa")  # no such folder here, and no such repo on the local Hub
+    env = local_hub.env(HF_HUB_OFFLINE="1") if offline else local_hub.env()
+    process = subprocess.run([sys.executable, "-c", MISSING_SCENE_SCRIPT, repo_id], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    refusals = [line.removeprefix("REFUSED ") for line in process.stdout.splitlines() if line.startswith("REFUSED ")]
+    assert process.returncode == 0 and len(refusals) == 1, process.stderr[-4000:]
+    if offline:  # was datasets' ConnectionError: Couldn't reach '...' on the Hub (OfflineModeIsEnabled)
+        assert refusals[0].startswith(
+            f"load_scene: there is no such folder {repo_id} ({tmp_path / repo_id}), and the Hub could not be reached "
+            f"to look for a repo {repo_id}, which is not in the local cache"
+        )
+    else:
+        assert refusals[0].startswith(
+            f"load_scene: no folder {tmp_path / repo_id} and no dataset repo {repo_id} that this token can read"
+        )
+
+
 CACHE_DIR_SCRIPT = """
 import json, sys
 from pathlib import Path
