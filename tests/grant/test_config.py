@@ -23,3 +23,13 @@ def test_do_train_defaults_to_true_and_turns_off_by_either_flag(tmp_path):
     assert parser.parse_args_into_dataclasses(common)[0].do_train is True
     for flags in (["--do_train", "False"], ["--no_do_train"]):
         assert parser.parse_args_into_dataclasses([*common, *flags])[0].do_train is False
+
+
+def test_learning_rate_defaults_to_one_suited_to_a_gcn_and_a_given_one_wins(tmp_path):
+    # transformers' 5e-5 hardly moves a GCN trained from scratch
+    parser = HfArgumentParser(GraNTTrainingArguments)
+    common = ["--output_dir", str(tmp_path), "--task", "graph_regression"]
+    assert GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression").learning_rate == 1e-3
+    assert parser.parse_args_into_dataclasses(common)[0].learning_rate == 1e-3
+    assert parser.parse_args_into_dataclasses([*common, "--learning_rate", "5e-3"])[0].learning_rate == 5e-3
+    assert GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", learning_rate=5e-5).learning_rate == 5e-5
