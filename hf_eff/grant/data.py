@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import logging
 import math
 import os
 import tempfile
@@ -34,6 +35,8 @@ from datasets.fingerprint import get_temporary_cache_files_directory
 from huggingface_hub import constants as hub_constants
 
 from hf_eff.grant.tasks import GraphTask
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("x", "edge_index", "y", "num_nodes")
 # Transductive node splits (PyG's Planetoid layout): the trainer and metrics use every node of every
@@ -151,11 +154,46 @@ def atom_features(categorical: torch.Tensor) -> torch.Tensor:
     return torch.zeros(len(categories), int(sizes.sum())).scatter_(1, categories + offsets, 1.0)
 
 
+# how many of the skipped SMILES a warning names
+SHOWN_SKIPPED_SMILES = 5
+
+
+def parsable_smiles(smiles: Sequence[str]) -> np.ndarray:
+    """Whether RDKit parses each SMILES into a molecule of one atom or more: those that `from_smiles` turns into a
+    graph (it turns the others into an empty one). RDKit's own error per SMILES is not printed."""
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        molecules = (Chem.MolFromSmiles(str(text)) for text in smiles)
+        return np.array([molecule is not None and molecule.GetNumAtoms() > 0 for molecule in molecules], dtype=bool)
+
+
+def skip_unparsable_smiles(smiles: Sequence[str], row_name: Callable[[int], str] = "row {}".format,
+                           source: str | None = None) -> list[int]:
+    """The positions of the SMILES that parse into a molecule (`parsable_smiles`). The others are skipped with one
+    warning that says how many and names the first few (`row_name(i)` names SMILES i, `source` where they come
+    from); none parsing raises."""
+    parsed = parsable_smiles(smiles)
+    skipped = np.flatnonzero(~parsed)
+    named = "; ".join(f"{row_name(i)}: {str(smiles[i])!r}" for i in skipped[:SHOWN_SKIPPED_SMILES])
+    if len(skipped) > SHOWN_SKIPPED_SMILES:
+        named += "; ..."
+    prefix = f"{source}: " if source else ""
+    if len(smiles) and len(skipped) == len(smiles):
+        raise ValueError(f"{prefix}none of the {len(smiles)} SMILES could be parsed into a molecule ({named}): is it the SMILES "
+                         "column?")
+    if len(skipped):
+        logger.warning("%sskipped %d of %d SMILES that could not be parsed into a molecule: %s", prefix, len(skipped),
+                       len(smiles), named)
+    return np.flatnonzero(parsed).tolist()
+
+
 def graphs_from_smiles(
     smiles: Sequence[str],
     targets: Sequence | None = None,
     row_name: Callable[[int], str] = "row {}".format,
     cache_dir: str | None = None,
+    skip_invalid_smiles: bool = False,
 ) -> datasets.Dataset:
     """One row per molecule; `targets[i]` becomes `y` as given (list of floats or class id), and
     its SMILES string `smiles` (as PyG's `from_smiles` keeps it), which prediction tables write.
@@ -165,13 +203,21 @@ def graphs_from_smiles(
     features, such as `GINEConv(..., edge_dim=D)` with D the embedding width. Without targets the
     rows have no y: new molecules for `GraNTTrainer.predict` (or a `GraphCollator` and a loaded
     model) to predict on.
-    `row_name(i)` names molecule i in errors (a CSV loader names the file and its row).
+    `row_name(i)` names molecule i in errors (a CSV loader names the file and its row). A SMILES
+    that RDKit cannot parse raises, naming it; with `skip_invalid_smiles` such molecules (and
+    their targets) are left out with one warning naming how many and the first few
+    (`skip_unparsable_smiles`), and none parsing still raises.
     The graphs are streamed to Arrow files under `cache_dir` (default: the datasets library's
     cache), never all held in memory."""
     from torch_geometric.utils import from_smiles
 
     if targets is not None and len(smiles) != len(targets):
         raise ValueError(f"{len(smiles)} SMILES but {len(targets)} targets")
+    if skip_invalid_smiles:
+        kept = skip_unparsable_smiles(smiles, row_name)
+        smiles = [smiles[i] for i in kept]
+        targets = None if targets is None else [targets[i] for i in kept]
+        row_name = functools.partial(_kept_row_name, row_name, kept)
     edge_attr = datasets.List(datasets.List(datasets.Value("int64")))
     features = {**_GRAPH_FEATURES, "edge_attr": edge_attr, "num_nodes": datasets.Value("int64"),
                 "smiles": datasets.Value("string")}
@@ -190,6 +236,11 @@ def graphs_from_smiles(
                    **({} if targets is None else {"y": target})}
 
     return _stream(rows, features, cache_dir)
+
+
+def _kept_row_name(row_name: Callable[[int], str], kept: list[int], position: int) -> str:
+    """Names a molecule by its row before the skipped ones were left out."""
+    return row_name(kept[position])
 
 
 def graphs_from_pyg(
@@ -358,6 +409,10 @@ def _csv_row(path, column: str, index: int) -> str:
     return f"{path}, column {column!r}, data row {index + 1} (1-based, header not counted)"
 
 
+def _data_row(index: int) -> str:
+    return f"data row {index + 1}"
+
+
 def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
@@ -367,8 +422,8 @@ def _targets_from_frame(
 ) -> tuple[list, list[str] | None]:
     """(targets, class names): class ids (0..C-1 in the labels' sorted order) and the sorted
     labels, or float target lists and None (multilabel: 0/1, NaN for an empty cell). Checked at load
-    time so that an empty or non-numeric cell is named by its CSV row, not by a row of a
-    shuffled split later."""
+    time so that an empty or non-numeric cell is named by its CSV row (the frame's index: rows left
+    out keep the others' numbers), not by a row of a shuffled split later."""
     import pandas as pd
 
     missing = [c for c in target_columns if c not in frame.columns]
@@ -380,7 +435,7 @@ def _targets_from_frame(
         labels = frame[target_columns[0]]
         if labels.isna().any():
             raise ValueError(
-                f"{_csv_row(path, target_columns[0], _first(labels.isna()))}: the class label is empty (or a "
+                f"{_csv_row(path, target_columns[0], frame.index[_first(labels.isna())])}: the class label is empty (or a "
                 "missing-value marker such as NA); drop or label that molecule"
             )
         classes = sorted(labels.unique().tolist())
@@ -392,7 +447,7 @@ def _targets_from_frame(
             bad = frame[column].notna().to_numpy() & ~np.isin(values, (0.0, 1.0))
             if bad.any():
                 index = _first(bad)
-                raise ValueError(f"{_csv_row(path, column, index)}: the label {str(frame[column].iloc[index])!r} is not 0 or 1 "
+                raise ValueError(f"{_csv_row(path, column, frame.index[index])}: the label {str(frame[column].iloc[index])!r} is not 0 or 1 "
                                  "(leave the cell empty where the molecule is not labelled)")
             columns.append(values)
             continue
@@ -402,14 +457,16 @@ def _targets_from_frame(
             raw = frame[column].iloc[index]
             problem = ("is empty (or a missing-value marker such as NA)" if pd.isna(raw)
                        else f"{raw!r} is not a finite number")
-            raise ValueError(f"{_csv_row(path, column, index)}: the target {problem}; drop or fix that molecule")
+            raise ValueError(f"{_csv_row(path, column, frame.index[index])}: the target {problem}; drop or fix that molecule")
         columns.append(values)
     return np.stack(columns, axis=1).astype(np.float32).tolist(), None
 
 
-def _read_smiles_csv(path, smiles_column: str, name: str):
+def _read_smiles_csv(path, smiles_column: str, name: str, skip_invalid_smiles: bool = False):
     """(frame, its SMILES column) of a CSV; an empty file, a missing column, no rows or an empty cell raise,
-    naming the file as ``name`` (and the data row)."""
+    naming the file as ``name`` (and the data row). `skip_invalid_smiles` leaves out the rows whose SMILES cell is
+    empty or cannot be parsed (`skip_unparsable_smiles` warns of them); the frame's index keeps each row's position
+    in the file."""
     import pandas as pd
 
     try:
@@ -422,6 +479,12 @@ def _read_smiles_csv(path, smiles_column: str, name: str):
     smiles = frame[smiles_column]
     if smiles.empty:
         raise ValueError(f"{name} has a header but no molecules")
+    if skip_invalid_smiles:
+        # an empty cell, read as NaN, is no molecule either: "" parses into none
+        kept = skip_unparsable_smiles(smiles.fillna("").tolist(), _data_row,
+                                      f"{name}, column {smiles_column!r} (data rows 1-based, header not counted)")
+        frame = frame.iloc[kept]
+        return frame, frame[smiles_column]
     if smiles.isna().any():
         raise ValueError(f"{_csv_row(name, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
     return frame, smiles
@@ -439,17 +502,20 @@ def molecules_from_csv(path: str | Path, smiles_column: str = "smiles", name: st
 
 def load_smiles_csv(
     path: str | Path, smiles_column: str, target_columns: Sequence[str], classification: bool = False,
-    multilabel: bool = False,
+    multilabel: bool = False, skip_invalid_smiles: bool = False,
 ) -> datasets.Dataset:
     """A CSV of SMILES with one or more regression targets, or one column of class labels
     (mapped to 0..C-1 in sorted order; y is then a `datasets.ClassLabel` whose names are the
     labels, see `class_names`), or with multilabel=True (task graph_multilabel) several columns
     of 0/1 labels whose empty cells (or NA) are unlabelled, stored as NaN. An empty (but for
     multilabel), non-numeric or unparsable cell raises an
-    error naming the file, the column and the data row (1-based, header not counted)."""
+    error naming the file, the column and the data row (1-based, header not counted).
+    `skip_invalid_smiles` leaves out the molecules whose SMILES cell is empty or unparsable, with one
+    warning naming how many and the first few rows (each run, also when the graphs come from the
+    cache); their targets are not read. None parsing still raises."""
     if classification and multilabel:
         raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
-    frame, smiles = _read_smiles_csv(path, smiles_column, str(path))
+    frame, smiles = _read_smiles_csv(path, smiles_column, str(path), skip_invalid_smiles)
     targets, names = _targets_from_frame(frame, target_columns, classification, path, multilabel)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
@@ -458,7 +524,9 @@ def load_smiles_csv(
         params["class_names"] = names
     if multilabel:  # only then, so that the other builds keep their cache keys
         params["multilabel"] = True
-    row_name = functools.partial(_csv_row, path, smiles_column)
+    if skip_invalid_smiles:  # a copy without the skipped rows must not serve a run that refuses them
+        params["skip_invalid_smiles"] = True
+    row_name = functools.partial(_kept_row_name, functools.partial(_csv_row, path, smiles_column), frame.index.tolist())
     return _cached("csv", params, lambda workdir: _named_classes(
         graphs_from_smiles(smiles.tolist(), targets, row_name, cache_dir=workdir), names))
 

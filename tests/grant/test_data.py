@@ -77,6 +77,46 @@ def test_unparsable_smiles_names_the_row():
         graphs_from_smiles(["CCO", "not a molecule"], [[1.0], [2.0]])
 
 
+def test_unparsable_smiles_can_be_skipped_with_one_warning(caplog):
+    with caplog.at_level("WARNING", logger="hf_eff.grant.data"):
+        graphs = graphs_from_smiles(["CCO", "not a molecule", "C", "C1CC"], [[1.0], [2.0], [3.0], [4.0]],
+                                    skip_invalid_smiles=True)
+    assert graphs["smiles"] == ["CCO", "C"] and graphs["y"] == [[1.0], [3.0]]  # each kept with its own target
+    (warning,) = caplog.records
+    assert warning.getMessage() == ("skipped 2 of 4 SMILES that could not be parsed into a molecule: "
+                                    "row 1: 'not a molecule'; row 3: 'C1CC'")
+    with pytest.raises(ValueError, match=r"none of the 2 SMILES could be parsed into a molecule \(row 0: 'x'; row 1: ''\)"):
+        graphs_from_smiles(["x", ""], skip_invalid_smiles=True)
+
+
+def test_a_smiles_csv_skips_unparsable_or_empty_smiles_naming_the_first_rows(tmp_path, caplog):
+    path = tmp_path / "mols.csv"
+    # the skipped rows' targets (an empty one too) are not read; the rows after them keep their numbers
+    rows = ["CCO,a,0.1", "bad1,b,", ",b,0.2", "bad3,c,x", "bad4,a,0.3", "bad5,a,0.3", "bad6,a,0.3", "CCC,b,0.4"]
+    path.write_text("smi,label,logp\n" + "\n".join(rows) + "\n")
+    for attempt in ("built", "read from the cache"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hf_eff.grant.data"):
+            graphs = load_smiles_csv(path, "smi", ["label"], classification=True, skip_invalid_smiles=True)
+        assert graphs["smiles"] == ["CCO", "CCC"] and class_names(graphs) == ["a", "b"], attempt
+        (warning,) = caplog.records
+        assert warning.getMessage() == (
+            f"{path}, column 'smi' (data rows 1-based, header not counted): skipped 6 of 8 SMILES that could not be "
+            "parsed into a molecule: data row 2: 'bad1'; data row 3: ''; data row 4: 'bad3'; data row 5: 'bad4'; "
+            "data row 6: 'bad5'; ..."), attempt
+    path.write_text("smi,logp\nCCO,0.1\nbad,0.2\nCCC,0.3\n")
+    assert len(load_smiles_csv(path, "smi", ["logp"], skip_invalid_smiles=True)) == 2
+    with pytest.raises(ValueError, match="could not be parsed"):  # the copy cached without it does not serve this run
+        load_smiles_csv(path, "smi", ["logp"])
+    path.write_text("smi,logp\nbad,0.1\nCCO,\n")  # a kept row's bad target is named by its row in the file
+    with pytest.raises(ValueError, match="column 'logp', data row 2 .*: the target is empty"):
+        load_smiles_csv(path, "smi", ["logp"], skip_invalid_smiles=True)
+    path.write_text("smi,logp\nbad,0.1\n,0.2\n")
+    with pytest.raises(ValueError, match=r"mols.csv, column 'smi' .*: none of the 2 SMILES could be parsed into a "
+                                         r"molecule \(data row 1: 'bad'; data row 2: ''\)"):
+        load_smiles_csv(path, "smi", ["logp"], skip_invalid_smiles=True)
+
+
 def test_graphon_generator_is_cached_and_reproducible():
     first = generate_graphon_dataset("classification", 6, min_nodes=5, max_nodes=9, num_classes=4, seed=1)
     assert any(cache_dir().iterdir())
