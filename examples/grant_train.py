@@ -61,9 +61,10 @@ metric (best value and time-to-target), roc_auc reported beside it.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import datasets
@@ -99,7 +100,7 @@ from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
-from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
+from hf_eff.utils.recipes import is_recipe, load_recipe, parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
@@ -167,6 +168,12 @@ class DataArguments:
     )
     target_column: str = field(default="", metadata={"help": "CSV: target column(s), comma-separated (graph_multilabel: "
                                                                "0/1 label columns, empty cells unlabelled)."})
+    skip_invalid_smiles: bool = field(
+        default=False,
+        metadata={"help": "A CSV --dataset: leave out the molecules whose SMILES cell is empty or cannot be parsed by "
+                  "RDKit, with one warning naming how many and the first few data rows (by default the CSV is refused, "
+                  "naming the first such row). A CSV of which no SMILES parses is still refused."},
+    )
     max_graphs: int | None = field(default=None, metadata={"help": "Use the first N graphs only (QM9: rows read)."})
     predict_file: str | None = field(
         default=None,
@@ -198,7 +205,43 @@ def parse_args(argv: list[str] | None = None):
                      "(a CSV of SMILES or a saved graph dataset) with --task and the task kind; or a recipe from "
                      "trainers/grant/ first; or, to predict --predict_file with --model_name_or_path, --task and the "
                      "model's task kind")
-    return parse_recipe_and_flags(parser, flags)
+    model_args, data_args, training_args = parse_recipe_and_flags(parser, flags)
+    if flags and is_recipe(flags[0]):
+        use_command_line_data(data_args, flags[0], load_recipe(flags[0]), given_data_flags(flags[1:]))
+    return model_args, data_args, training_args
+
+
+def given_data_flags(flags: list[str]) -> set[str]:
+    """The DataArguments that the command line gives (as HfArgumentParser reads them: --name value, --name=value, a
+    bool flag without a value)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for data_field in fields(DataArguments):
+        parser.add_argument(f"--{data_field.name}", nargs="?", default=argparse.SUPPRESS)
+    return set(vars(parser.parse_known_args(flags)[0]))
+
+
+def use_command_line_data(data_args: DataArguments, recipe_path: str, recipe: dict, given: set[str]) -> None:
+    """The data named on the command line replaces a recipe's, as flags override a recipe: --dataset its built-in
+    data set (builtin), a built-in --task its dataset, with the recipe's options for that data (e.g. gen-reg's
+    num_generated_graphs), which the new data would not read; other recipe settings stay. A recipe that names both is
+    refused, naming both."""
+    replaced = None
+    if "dataset" in given and "builtin" not in given and recipe.get("builtin"):
+        data_args.builtin, replaced = None, f"builtin: {recipe['builtin']}"
+    elif "builtin" in given and "dataset" not in given and recipe.get("dataset"):
+        data_args.dataset, replaced = None, f"dataset: {recipe['dataset']}"
+    elif data_args.builtin and data_args.dataset and not {"builtin", "dataset"} & given:
+        raise ValueError(f"recipe {recipe_path} names two data sources, builtin: {data_args.builtin} and dataset: "
+                         f"{data_args.dataset}: remove one, or name the data on the command line (--task <built-in "
+                         "name> or --dataset <csv or folder>), which replaces the recipe's")
+    if replaced is None:
+        return
+    defaults = DataArguments()
+    dropped = [name for name in ONLY_FOR if name in recipe and name not in given and not applies(data_args, name)]
+    for name in dropped:
+        setattr(data_args, name, getattr(defaults, name))
+    logger.info("%s replaces recipe %s's %s%s", data_name(data_args), recipe_path, replaced,
+                f" and its {', '.join(dropped)}" if dropped else "")
 
 
 def builtin_task_flags(argv: list[str]) -> list[str]:
@@ -233,7 +276,7 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas 
 # the DataArguments that only some data read, and which data that is
 ONLY_FOR = {
     "smiles_column": "a CSV --dataset or --predict_file", "predict_smiles_column": "a CSV --predict_file",
-    "target_column": "a CSV --dataset", "qm9_target": "--task qm9",
+    "target_column": "a CSV --dataset", "skip_invalid_smiles": "a CSV --dataset", "qm9_target": "--task qm9",
     "num_generated_graphs": "--task gen-reg or gen-cls", "min_nodes": "--task gen-reg or gen-cls",
     "max_nodes": "--task gen-reg or gen-cls",
     # a --predict_file alone is predicted whole, unsplit
@@ -312,11 +355,16 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
                 "SMILES, or a folder written by datasets' save_to_disk"
             )
         if is_csv(path):
+            if not task.startswith("graph"):
+                raise ValueError(f"--dataset {path} is a CSV of molecules, one row of targets per molecule: give a graph "
+                                 f"task kind, --task graph_regression, graph_classification or graph_multilabel, not "
+                                 f"{task} (a recipe's task, too, is replaced by --task)")
             targets = target_columns(data_args)
             if not targets:
                 raise ValueError("--dataset <csv> needs --target_column (one or more, comma-separated)")
             graphs = load_smiles_csv(path, data_args.smiles_column, targets, classification=task.endswith("classification"),
-                                     multilabel=task == "graph_multilabel")
+                                     multilabel=task == "graph_multilabel",
+                                     skip_invalid_smiles=data_args.skip_invalid_smiles)
         else:
             graphs = datasets.load_from_disk(str(path))
             if task.endswith("classification"):  # class names to ids, as the CSV path maps them
@@ -677,10 +725,11 @@ def predict_only(model: GrantGCN, model_args: ModelArguments, data_args: DataArg
 
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()
+    # before parsing, which logs the data that replaces a recipe's
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_args(argv)
     check_world_size(training_args.world_size)
     check_run_mode(model_args, data_args, training_args)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
     task = training_args.task

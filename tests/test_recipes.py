@@ -80,9 +80,14 @@ def test_every_shipped_recipe_parses_with_an_override(recipe, monkeypatch):
     assert parsed[-1].seed == 5
 
 
-def test_every_grant_builtin_data_set_has_a_recipe():
-    recipes = (ROOT / "trainers" / "grant").glob("*.yaml")
-    assert {yaml.safe_load(recipe.read_text())["builtin"] for recipe in recipes} == set(_example("grant").BUILTIN_TASKS)
+def test_every_grant_builtin_data_set_has_a_recipe_and_so_has_a_csv_of_your_own():
+    recipes = {recipe.name: yaml.safe_load(recipe.read_text()) for recipe in (ROOT / "trainers" / "grant").glob("*.yaml")}
+    assert {settings.get("builtin") for settings in recipes.values()} == {*_example("grant").BUILTIN_TASKS, None}
+    # it names no data: its header says to give --dataset, with the settings of the molecule recipes
+    own_csv = recipes.pop("smiles_csv.yaml")
+    assert not {"builtin", "dataset"} & set(own_csv)
+    molecules = {key: value for key, value in recipes["solubility.yaml"].items() if key not in ("builtin", "output_dir")}
+    assert {key: value for key, value in own_csv.items() if key != "output_dir"} == molecules
 
 
 @pytest.mark.parametrize(("given", "passed"), [

@@ -121,20 +121,81 @@ def test_recipe_with_overriding_flags_and_the_builtin_name_forms():
         assert (data_args.builtin, training_args.task) == ("gen-reg", "node_regression"), argv
 
 
+SMILES = ["CCO", "CCC", "CCN", "c1ccccc1", "CC(=O)O", "CCCl", "CO", "CN", "CCCC", "OCCO"]
+
+
+def _molecules_csv(path, rows: int = 40, invalid: dict[int, str] | None = None):
+    """`rows` molecules with a logp target; `invalid` puts other SMILES cells at some rows."""
+    cells = [(invalid or {}).get(i, SMILES[i % len(SMILES)]) for i in range(rows)]
+    path.write_text("smiles,logp\n" + "\n".join(f"{cell},{i * 0.1}" for i, cell in enumerate(cells)) + "\n")
+    return str(path)
+
+
 @pytest.mark.parametrize("recipe", sorted((ROOT / "trainers" / "grant").glob("*.yaml")), ids=lambda path: path.name)
 def test_every_recipe_runs_with_less_data_and_two_epochs(recipe, tmp_path):
     """The recipe's own model, teacher and batch size train together; only the data and the budget shrink."""
     from hf_eff.grant.metrics import primary_metric
 
     settings = yaml.safe_load(recipe.read_text())
-    # GraNT(B) keeps whole batches, so its data must make several; the full-batch recipes' GraNT(S) takes any size
-    num_graphs = 3 * settings["per_device_train_batch_size"] if settings["variant"] == "batch" else 40
-    size = "--num_generated_graphs" if settings["builtin"].startswith("gen-") else "--max_graphs"
     example = _example()
-    results = example.main([str(recipe), size, str(num_graphs), "--num_train_epochs", "2",
-                            "--output_dir", str(tmp_path / "run")])
-    assert (results["teacher"], results["task"]) == ("grant", example.BUILTIN_TASKS[settings["builtin"]])
+    if "builtin" in settings:
+        # GraNT(B) keeps whole batches, so its data must make several; the full-batch recipes' GraNT(S) takes any size
+        num_graphs = 3 * settings["per_device_train_batch_size"] if settings["variant"] == "batch" else 40
+        data = ["--num_generated_graphs" if settings["builtin"].startswith("gen-") else "--max_graphs", str(num_graphs)]
+        task = example.BUILTIN_TASKS[settings["builtin"]]
+    else:  # your own CSV, named as the recipe's header says
+        data, task = ["--dataset", _molecules_csv(tmp_path / "mols.csv"), "--target_column", "logp"], settings["task"]
+    results = example.main([str(recipe), *data, "--num_train_epochs", "2", "--output_dir", str(tmp_path / "run")])
+    assert (results["teacher"], results["task"]) == ("grant", task)
     assert math.isfinite(results[f"test_{primary_metric(results['task'])[0]}"])
+
+
+def test_data_on_the_command_line_replaces_the_recipes(tmp_path, caplog):
+    """Flags override a recipe: --dataset its built-in data (and that data's options), a built-in --task its dataset."""
+    example = _example()
+    gen_reg = str(ROOT / "trainers" / "grant" / "gen_reg.yaml")
+    csv = _molecules_csv(tmp_path / "mols.csv")
+    for given in (["--dataset", csv], [f"--dataset={csv}"]):
+        model_args, data_args, training_args = example.parse_args([gen_reg, *given, "--task", "graph_regression"])
+        assert (data_args.builtin, data_args.dataset, training_args.task) == (None, csv, "graph_regression"), given
+        assert data_args.num_generated_graphs == example.DataArguments().num_generated_graphs  # gen-reg's, dropped
+        assert (model_args.hidden_channels, training_args.variant) == (32, "batch")  # the recipe's other settings stay
+    with caplog.at_level("INFO"):
+        results = example.main([gen_reg, "--dataset", csv, "--task", "graph_regression", "--target_column", "logp",
+                                "--num_train_epochs", "1", "--output_dir", str(tmp_path / "run")])
+    assert results["dataset_name"] == csv and math.isfinite(results["test_mae"])
+    assert (f"--dataset {csv} replaces recipe {gen_reg}'s builtin: gen-reg and its num_generated_graphs, min_nodes, "
+            "max_nodes") in caplog.text
+    # a recipe's node task with a CSV is named, rather than failing on the model's outputs
+    with pytest.raises(ValueError, match="is a CSV of molecules.*not node_regression"):
+        example.main([gen_reg, "--dataset", csv, "--target_column", "logp", "--output_dir", str(tmp_path / "run")])
+    own_data = tmp_path / "own.yaml"
+    own_data.write_text(f"dataset: {csv}\ntarget_column: logp\ntask: graph_regression\noutput_dir: unused\n")
+    _, data_args, training_args = example.parse_args([str(own_data), "--task", "gen-cls"])
+    assert (data_args.builtin, data_args.dataset, data_args.target_column, training_args.task) == (
+        "gen-cls", None, "", "node_classification")
+    both = tmp_path / "both.yaml"
+    both.write_text(f"builtin: qm9\ndataset: {csv}\ntask: graph_regression\noutput_dir: unused\n")
+    with pytest.raises(ValueError, match=f"recipe {both} names two data sources, builtin: qm9 and dataset: {csv}"):
+        example.parse_args([str(both)])
+    with pytest.raises(ValueError, match="give exactly one of"):  # both on the command line: no recipe to replace
+        example.main(["--task", "qm9", "--dataset", csv, "--output_dir", str(tmp_path / "run")])
+
+
+def test_unparsable_smiles_of_a_csv_are_skipped_on_request(tmp_path, caplog):
+    example = _example()
+    csv = _molecules_csv(tmp_path / "mols.csv", invalid={3: "C1CC", 7: "not_a_molecule"})
+    flags = ["--dataset", csv, "--target_column", "logp", "--task", "graph_regression", "--output_dir",
+             str(tmp_path / "run"), *COMMON]
+    with pytest.raises(ValueError, match="data row 4 .*: SMILES 'C1CC' could not be parsed"):
+        example.main(flags)
+    with caplog.at_level("WARNING"):
+        results = example.main([*flags, "--skip_invalid_smiles"])
+    assert "skipped 2 of 40 SMILES that could not be parsed into a molecule: data row 4: 'C1CC'; data row 8: " \
+           "'not_a_molecule'" in caplog.text
+    assert math.isfinite(results["test_mae"])
+    with pytest.raises(ValueError, match="--skip_invalid_smiles does not apply to --task gen-reg"):
+        example.main(["--task", "gen-reg", "--skip_invalid_smiles", "--output_dir", str(tmp_path / "run"), *COMMON])
 
 
 def test_saved_dataset_dict_is_used_as_split(tmp_path):
