@@ -306,8 +306,14 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         if self.dataloader_pin_memory and not accelerator_config_given:
             self.accelerator_config.non_blocking = True
         if self.do_train and (self.max_steps is None or self.max_steps <= 0):
-            raise ValueError("SplatTrainingArguments.max_steps must be > 0: the paper's schedule is scaled by it "
-                             "(do_train=False, evaluation only, needs none)")
+            raise ValueError(
+                f"SplatTrainingArguments.max_steps must be > 0 to train, got {self.max_steps}: splatting counts "
+                "optimizer iterations (one batch of per_device_train_batch_size views each; 3DGS and the paper: "
+                "30000), and the paper's schedule is scaled by them. num_train_epochs is not used: an epoch, one pass "
+                "over the training views, is a few hundred steps for a usual capture, so the run's length would "
+                "follow the number of views, and Trainer's default of 3 epochs would pass for a choice. "
+                "do_train=False (evaluation only) needs no max_steps"
+            )
         if self.strategy not in ("default", "g2l"):
             raise ValueError(f"SplatTrainingArguments.strategy must be 'default' or 'g2l', got {self.strategy!r}")
         if self.gradient_accumulation_steps != 1:

@@ -159,6 +159,12 @@ class SceneViews(Dataset):
             item["mask"] = self.masks[index, :, :, None]
         return item
 
+POSE_HINT = (
+    "check the poses: world_to_camera maps world to camera points in OpenCV's convention (x right, "
+    "y down, z forward); an OpenGL / Blender camera-to-world c2w becomes inv(c2w @ OPENGL_TO_OPENCV) "
+    "(hf_eff.splat.cameras), and a camera-to-world matrix must be inverted"
+)
+
 
 def camera_scene_scale(viewmats: torch.Tensor) -> float:
     """gsplat simple_trainer's scene scale: 1.1 x the largest distance of a camera centre from
@@ -184,6 +190,45 @@ def views_seeing_no_gaussian(views: SceneViews, means: torch.Tensor, max_gaussia
         if not ((u >= 0) & (u < views.width) & (v >= 0) & (v < views.height)).any():
             blind.append(index)
     return blind
+
+
+@torch.no_grad()
+def empty_model_causes(before: dict[str, torch.Tensor], step: int, strategy, scene_scale: float, views: SceneViews,
+                       blind_at_start: list[int]) -> list[str]:
+    """What a trainer can tell of why densification step ``step`` left no Gaussian, most telling first. ``before``:
+    the Gaussians' means, scales (log) and opacities (logits) the step started from; ``strategy``: the one that
+    pruned them (its prune_opa, and its prune_scale3d, which gsplat's strategies apply after step reset_every, where
+    it has them); ``scene_scale``: `camera_scene_scale`;
+    ``views``: the training views; ``blind_at_start``: the views that saw no Gaussian at the start. Reads the
+    device (only when a run has already failed)."""
+    causes = []
+    if blind_at_start:
+        causes.append(f"training views {blind_at_start[:10]}{' ...' if len(blind_at_start) > 10 else ''} "
+                      f"({len(blind_at_start)} of {len(views)}) saw none of the Gaussians at the start (the warning "
+                      f"then), as with camera-to-world poses given as world_to_camera; {POSE_HINT}")
+    count = len(before["means"])
+    if not count:
+        return causes
+    largest = torch.exp(before["scales"]).amax(dim=-1)
+    prune_scale3d = getattr(strategy, "prune_scale3d", None)
+    if prune_scale3d is not None and step > getattr(strategy, "reset_every", -1):
+        too_big = int((largest > prune_scale3d * scene_scale).sum())
+        if too_big:
+            causes.append(
+                f"{too_big} of the {count} Gaussians before this step were larger than prune_scale3d x the scene "
+                f"scale ({prune_scale3d} x {scene_scale:.3g}; median largest scale {largest.median().item():.3g}), "
+                "which gsplat's strategies prune after step reset_every; the scene scale is 1.1 x the largest "
+                "distance of a training camera from the cameras' mean centre, so wrong poses shrink it"
+            )
+    prune_opa = getattr(strategy, "prune_opa", None)
+    if prune_opa is not None:
+        faint = int((torch.sigmoid(before["opacities"]) < prune_opa).sum())
+        if faint:
+            causes.append(f"{faint} of the {count} Gaussians before this step had an opacity under prune_opa={prune_opa}")
+    if len(views_seeing_no_gaussian(views, before["means"])) == len(views):
+        causes.append(f"no training view saw any of the {count} Gaussians before this step (every centre behind the "
+                      "camera or outside the image), so none got a gradient")
+    return causes
 
 
 class GaussianOptimizers(torch.optim.Optimizer):
@@ -313,8 +358,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             (``{"test": ..., "train_views": ...}``, as Trainer takes) evaluates each under ``eval_<key>_``, and
             ``metric_for_best_model`` then names one of them (``test_psnr``).
         strategy: any gsplat `Strategy` (`MCMCStrategy` on CUDA only: it calls gsplat's kernels itself);
-            None builds the one `args` describes. A strategy that is not
-            a `GlobalToLocalStrategy` needs `SplatTrainingArguments(strategy="default")`. The trainer
+            None builds the one `args` describes. A strategy that is not a `GlobalToLocalStrategy` trains as
+            under `SplatTrainingArguments(strategy="default")` (no coarse-to-fine, no means LR hold), which
+            `trainer.args` then says, whatever `args.strategy` held. The trainer
             works on a copy (`trainer.strategy`); a `GlobalToLocalStrategy` without `global_stop_iter`
             gets T_2 of the energy schedule there.
         kwargs: passed to `transformers.Trainer` (callbacks, ...).
@@ -342,12 +388,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "named by SplatTrainingArguments(strategy='default' or 'g2l')"
             )
         if strategy is not None and args.strategy == "g2l" and not isinstance(strategy, GlobalToLocalStrategy):
-            # Coarse-to-fine and the held means LR belong to G2L; a custom strategy would get them silently.
-            raise ValueError(
-                f"SplatTrainer: a {type(strategy).__name__} was passed with SplatTrainingArguments(strategy='g2l') "
-                "(the default), whose coarse-to-fine schedule and means LR hold are global-to-local's; for a "
-                "custom strategy pass SplatTrainingArguments(strategy=\"default\", ...)"
-            )
+            # Coarse-to-fine and the held means LR belong to G2L: another strategy runs as under 'default'. The
+            # caller's arguments are left as given (they may serve other runs).
+            logger.info(f"SplatTrainer: the {type(strategy).__name__} passed trains as strategy='default' (no "
+                        "coarse-to-fine, no means LR hold: those are global-to-local's)")
+            args = copy.copy(args)
+            args.strategy = "default"
         if train_dataset is None:
             raise ValueError("SplatTrainer needs a train_dataset: a scene's train split")
         if kwargs.get("compute_metrics") is not None:
@@ -381,7 +427,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
         self._adopt_render_settings(model, args)
-        self._check_cameras_see_gaussians(train_views, model)
+        # kept for the error of a run whose pruning leaves no Gaussian, which wrong poses cause
+        self._views_blind_at_start = self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
         if self.is_distributed:
             # accelerate returns a model marked as prepared unchanged: no DistributedDataParallel,
@@ -530,30 +577,27 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return views
 
     @staticmethod
-    def _check_cameras_see_gaussians(views: SceneViews, model) -> None:
+    def _check_cameras_see_gaussians(views: SceneViews, model) -> list[int]:
         """A view that sees no Gaussian gives no gradient: when no training view sees one, the
-        poses are wrong (training would only prune, and end with an error that blames pruning)."""
+        poses are wrong (training would only prune, and end with an error that blames pruning).
+        Returns the views that see none, after warning about them."""
         means = model.splats["means"]
         if not len(means):
-            return
+            return []
         blind = views_seeing_no_gaussian(views, means)
         if not blind:
-            return
-        hint = (
-            "check the poses: world_to_camera maps world to camera points in OpenCV's convention (x right, "
-            "y down, z forward); an OpenGL / Blender camera-to-world c2w becomes inv(c2w @ OPENGL_TO_OPENCV) "
-            "(hf_eff.splat.cameras), and a camera-to-world matrix must be inverted"
-        )
+            return []
         if len(blind) == len(views):
             raise ValueError(
                 f"SplatTrainer: none of the {len(views)} training views sees any of the model's {len(means)} "
-                f"Gaussians (every centre is behind the camera or outside the image); {hint}"
+                f"Gaussians (every centre is behind the camera or outside the image); {POSE_HINT}"
             )
         logger.warning(
             f"SplatTrainer: training views {blind[:10]}{' ...' if len(blind) > 10 else ''} ({len(blind)} of "
             f"{len(views)}) see none of the model's {len(means)} Gaussians at the start; if that is not "
-            f"expected, {hint}"
+            f"expected, {POSE_HINT}"
         )
+        return blind
 
     def _initial_strategy_state(self) -> dict[str, Any]:
         if "scene_scale" in inspect.signature(self.strategy.initialize_state).parameters:
@@ -742,7 +786,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # The arguments check max_steps only with do_train (an evaluation needs none); Trainer would
         # run num_train_epochs on a schedule scaled by max_steps=-1.
         if self.args.max_steps <= 0:
-            raise ValueError(f"SplatTrainer.train needs max_steps > 0 (the paper's schedule is scaled by it), got "
+            raise ValueError(f"SplatTrainer.train needs max_steps > 0 (splatting counts optimizer iterations and "
+                             "scales the paper's schedule by them; num_train_epochs is not used), got "
                              f"{self.args.max_steps}: SplatTrainingArguments(do_train=False) leaves it unset for "
                              "evaluation only")
         resuming = kwargs.get("resume_from_checkpoint", args[0] if args else None)
@@ -828,9 +873,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # past its window the read is an extra one every refine_every steps.
         if step % self.args.finite_check_steps == 0 or self._is_refine_step(step):
             self._check_finite()
+        # References, not copies: the strategy replaces the parameters it changes; read only if none is left.
+        before = {key: self.splats[key] for key in ("means", "scales", "opacities")}
         if not self.is_distributed:
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
-            self._check_not_empty(step)
+            self._check_not_empty(step, before)
             return
         # Splitting draws new positions with torch.randn (MCMC relocates at random too): every rank
         # seeds its draws with (seed, step), so the ranks draw the same numbers without sending the
@@ -841,7 +888,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             self.strategy.step_post_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info, **extra)
         if self._is_refine_step(step):  # the steps that can add or remove Gaussians
             self._check_ranks_agree(step)
-        self._check_not_empty(step)
+        self._check_not_empty(step, before)
 
     def _is_refine_step(self, step: int) -> bool:
         """Whether the strategy may grow or prune at ``step``: every ``refine_every`` steps, whatever the
@@ -871,17 +918,21 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             "kept). Lower the learning rates (means_lr, scales_lr, opacities_lr) or check the cameras"
         )
 
-    def _check_not_empty(self, step: int) -> None:
-        # Rendering nothing would train on without a gradient and save an empty model: stop here,
-        # naming the pruning settings that did it (checkpoints already written are kept).
+    def _check_not_empty(self, step: int, before: dict[str, torch.Tensor]) -> None:
+        """Rendering nothing would train on without a gradient and save an empty model: stops here, naming
+        the pruning settings and what the trainer saw of the causes (`empty_model_causes`; ``before``: the
+        Gaussians the step started from). Checkpoints already written are kept."""
         if len(self.splats["means"]):
             return
         names = ("prune_opa", "prune_scale3d", "prune_scale2d", "adaptive_pruning", "prune_ratio", "prune_opa_max",
                  "refine_start_iter", "refine_every")
         settings = ", ".join(f"{name}={getattr(self.strategy, name)}" for name in names if hasattr(self.strategy, name))
+        causes = empty_model_causes(before, step, self.strategy, self.scene_scale, self.train_dataset,
+                                    self._views_blind_at_start)
+        seen = f" What the trainer saw: {'; '.join(causes)}." if causes else ""
         raise RuntimeError(
-            f"step {step}: densification and pruning left no Gaussian ({type(self.strategy).__name__}: {settings}); "
-            "lower prune_opa or start refining later (refine_start_steps)"
+            f"step {step}: densification and pruning left no Gaussian ({type(self.strategy).__name__}: {settings})."
+            f"{seen} If the poses are right, lower prune_opa or start refining later (refine_start_steps)"
         )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

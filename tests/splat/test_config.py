@@ -132,3 +132,11 @@ def test_a_bare_white_background_flag_means_true_as_in_3dgs():
     for flags, expected in ((["--white_background"], True), (["--white_background", "False"], False), ([], None)):
         (args,) = parser.parse_args_into_dataclasses(["--output_dir", "out", "--max_steps", "3", *flags])
         assert args.white_background is expected, flags
+
+
+def test_training_without_max_steps_says_splatting_counts_iterations_and_ignores_epochs(tmp_path):
+    # num_train_epochs=1 used to get only "max_steps must be > 0", as if an epoch count were one way to set the length.
+    with pytest.raises(ValueError, match=r"max_steps must be > 0 to train, got -1: splatting counts optimizer "
+                                         r"iterations .*num_train_epochs is not used"):
+        SplatTrainingArguments(output_dir=str(tmp_path), num_train_epochs=1)
+

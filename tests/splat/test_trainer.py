@@ -231,13 +231,18 @@ def test_a_strategy_object_shared_by_the_trainers_of_two_scenes_is_not_changed(t
     assert t2[0] != t2[1]  # the two scenes' schedules differ
 
 
-@pytest.mark.parametrize("strategy", [DefaultStrategy(), FixedDefaultStrategy()])
-def test_a_custom_strategy_under_the_g2l_arguments_is_refused_with_the_fix(scene, tmp_path, strategy):
-    # It used to get coarse-to-fine and the held means LR of the default strategy="g2l" silently.
-    with pytest.raises(ValueError, match=re.escape(
-            f"a {type(strategy).__name__} was passed with SplatTrainingArguments(strategy='g2l') (the default)")
-            + ".*" + re.escape('for a custom strategy pass SplatTrainingArguments(strategy="default", ...)')):
-        make_trainer(scene, tmp_path, custom_strategy=strategy)
+@pytest.mark.parametrize("strategy", [DefaultStrategy(absgrad=True), FixedDefaultStrategy()])
+def test_a_custom_strategy_under_the_g2l_arguments_trains_as_default(scene, tmp_path, strategy):
+    # It needed strategy="default" in the arguments too (refused otherwise); before the refusal it got
+    # coarse-to-fine and the held means LR of the default strategy="g2l" silently.
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, refine_every=4, refine_start_steps=2,
+                                  disable_tqdm=True, eval_render_images=0)
+    model = GaussianModel.from_points(*scene.point_arrays(), sh_degree=0)
+    trainer = SplatTrainer(model=model, args=args, train_dataset=scene.views["train"], strategy=strategy)
+    assert trainer.args.strategy == "default" and args.strategy == "g2l"  # the caller's arguments are left as given
+    assert trainer.coarse_to_fine is None and trainer.means_lr_factor(1) < 1.0  # no c2f, no means LR hold
+    assert trainer.strategy_name() == type(strategy).__name__
+    trainer.train()
 
 
 def test_an_absgrad_strategy_gets_absolute_gradients(scene, tmp_path):
@@ -325,8 +330,59 @@ def test_training_stops_with_a_named_error_when_pruning_leaves_no_gaussian(scene
     # Every Gaussian starts at opacity 0.1, under prune_opa: the first refinement prunes them all.
     trainer = make_trainer(scene, tmp_path, strategy="default", prune_opa=0.45, max_steps=20)
     with pytest.raises(RuntimeError, match=r"step 4: densification and pruning left no Gaussian "
-                                           r"\(FixedDefaultStrategy: prune_opa=0.45, .*lower prune_opa"):
+                                           r"\(FixedDefaultStrategy: prune_opa=0.45, .*What the trainer saw: "
+                                           r"(\d+) of the \1 Gaussians before this step had an opacity under "
+                                           r"prune_opa=0.45.*lower prune_opa"):
         trainer.train()
+
+
+def inverted_poses(views):
+    """The views with camera-to-world matrices where world_to_camera belongs, a user's usual mistake."""
+    def pose(row):
+        return {"world_to_camera": np.linalg.inv(np.asarray(row["world_to_camera"], dtype=np.float64))}
+
+    return views.map(pose, features=views.features)
+
+
+def test_pruning_everything_after_wrong_poses_names_the_poses_and_the_scene_scale(scene, tmp_path):
+    from hf_eff.splat.trainer import camera_scene_scale
+
+    wrong = dataclasses.replace(scene, views=DatasetDict({"train": inverted_poses(scene.views["train"]),
+                                                          "test": scene.views["test"]}))
+    # Two views see no Gaussian: a warning, then (at the first prune after the reset at 16) an error that used to
+    # point at prune_opa only. The inverted poses' scene scale is ~40x too small, so every Gaussian is "too big".
+    trainer = make_trainer(wrong, tmp_path)
+    assert trainer.scene_scale < camera_scene_scale(trainer.eval_dataset.viewmats) / 10
+    with pytest.raises(RuntimeError, match=r"step 20: densification and pruning left no Gaussian .*What the trainer "
+                                           r"saw: training views \[0, 5\] \(2 of 6\) saw none of the Gaussians at "
+                                           r"the start .*camera-to-world poses given as world_to_camera; check the "
+                                           r"poses.*; (\d+) of the \1 Gaussians before this step were larger than "
+                                           r"prune_scale3d x the scene scale \(0.1 x 0.113;.*wrong poses shrink it"):
+        trainer.train()
+
+
+def test_empty_model_causes_names_what_it_sees(scene):
+    from hf_eff.splat.trainer import SceneViews, empty_model_causes
+
+    views = SceneViews(scene.views["train"])
+    xyz, rgb = scene.point_arrays()
+    splats = GaussianModel.from_points(xyz, rgb, sh_degree=0).splats
+    before = {key: splats[key].detach() for key in ("means", "scales", "opacities")}
+    strategy = FixedDefaultStrategy()  # prune_opa 0.005, prune_scale3d 0.1
+    assert empty_model_causes(before, 20, strategy, 1e6, views, []) == []  # nothing the trainer can point at
+    behind = {**before, "means": before["means"] + 1e4}  # far outside every view
+    assert empty_model_causes(behind, 20, strategy, 1e6, views, []) == [
+        "no training view saw any of the 300 Gaussians before this step (every centre behind the camera or outside "
+        "the image), so none got a gradient"]
+    faint = {**before, "opacities": torch.full_like(before["opacities"], -10.0)}
+    assert empty_model_causes(faint, 20, strategy, 1e6, views, []) == [
+        "300 of the 300 Gaussians before this step had an opacity under prune_opa=0.005"]
+    (blind,) = empty_model_causes(before, 20, strategy, 1e6, views, [3])
+    assert blind.startswith("training views [3] (1 of 6) saw none of the Gaussians at the start")
+    assert empty_model_causes(before, 20, strategy, 1e-3, views, []) == []  # not pruned by size before reset_every
+    (big,) = empty_model_causes(before, 20, FixedDefaultStrategy(reset_every=10), 1e-3, views, [])
+    assert big.startswith("300 of the 300 Gaussians before this step were larger than prune_scale3d x the scene "
+                          "scale (0.1 x 0.001;")
 
 
 def test_white_background_renders_onto_white(scene, tmp_path):
