@@ -25,6 +25,13 @@ TRAINER_OPTIMIZER_DEFAULTS = {
                   "weight_decay", "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon")
 }
 
+# Refused by the arguments, and by SplatTrainer when white_background is the model's.
+RANDOM_BKGD_ON_WHITE = (
+    "SplatTrainingArguments: random_bkgd with white_background: white_background says the views' transparent pixels "
+    "were composited onto white, and the random background would fit other colours to them; random_bkgd is for "
+    "opaque captures, so leave out one of the two"
+)
+
 
 @dataclass
 class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin, TrainingArguments):
@@ -202,6 +209,28 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                           "and 3.06x / 2.25x / 4.08x CPU-time speedups instead of +1.06 / +1.02 / +0.85 dB and "
                           "3.46x / 3.12x / 2.26x."},
     )
+    opacity_reg: float = field(
+        default=0.0,
+        metadata={"help": "gsplat simple_trainer's --opacity_reg: adds this weight times the mean opacity (sigmoid of "
+                          "the logits) of every Gaussian to the loss, which pushes unneeded Gaussians under the prune "
+                          "threshold (gsplat's MCMC configuration: 0.01). 0: off (3DGS)."},
+    )
+    scale_reg: float = field(
+        default=0.0,
+        metadata={"help": "gsplat simple_trainer's --scale_reg: adds this weight times the mean scale (exp of the "
+                          "log-scales, every axis of every Gaussian) to the loss, which keeps Gaussians small (gsplat's "
+                          "MCMC configuration: 0.01). 0: off (3DGS)."},
+    )
+    random_bkgd: bool = field(
+        default=False,
+        metadata={"help": "gsplat simple_trainer's --random_bkgd: each training step composites the render onto one "
+                          "random colour (render + colour x (1 - alpha)) instead of black, against the unchanged "
+                          "target, so that a transparent render cannot pass for a dark pixel: for opaque captures "
+                          "(COLMAP). Not for scenes whose images had transparency: their transparent pixels were "
+                          "composited onto one background colour when the scene was built (the views keep no alpha), "
+                          "which a random render background contradicts, so white_background is refused with it. "
+                          "Masked pixels stay ignored. Evaluation renders onto the fixed background."},
+    )
     eval_ssim_padding: str = field(
         default="same",
         metadata={"help": "SSIM convention of evaluate's eval_ssim: 'same' (3DGS's metrics.py: zero-padded "
@@ -361,6 +390,11 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
             raise ValueError(f"SplatTrainingArguments.means_lr_decay must be 'remaining' or 'paused', got {self.means_lr_decay!r}")
         if self.finite_check_steps < 1:
             raise ValueError(f"SplatTrainingArguments.finite_check_steps must be >= 1, got {self.finite_check_steps}")
+        for name in ("opacity_reg", "scale_reg"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SplatTrainingArguments.{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.random_bkgd and self.white_background:
+            raise ValueError(RANDOM_BKGD_ON_WHITE)
         if self.eval_render_images < 0:
             raise ValueError(f"SplatTrainingArguments.eval_render_images must be >= 0 (0 renders none), got {self.eval_render_images}")
         for name in ("ssim_padding", "eval_ssim_padding"):

@@ -150,6 +150,18 @@ def photometric_loss(render: torch.Tensor, target: torch.Tensor, ssim_weight: fl
     return (1.0 - ssim_weight) * l1 + ssim_weight * (1.0 - ssim(render, target, ssim_padding))
 
 
+def gaussian_regularization(splats, opacity_reg: float = 0.0, scale_reg: float = 0.0) -> torch.Tensor | float:
+    """gsplat simple_trainer's regularisers of the Gaussians, added to its photometric loss: ``opacity_reg`` times
+    the mean opacity (the sigmoid of ``splats["opacities"]``, logits) plus ``scale_reg`` times the mean scale (the exp
+    of ``splats["scales"]``, log-scales, every axis of every Gaussian). A weight of 0 adds no term (0.0 for both)."""
+    terms = []
+    if opacity_reg:
+        terms.append(opacity_reg * torch.sigmoid(splats["opacities"]).mean())
+    if scale_reg:
+        terms.append(scale_reg * torch.exp(splats["scales"]).mean())
+    return sum(terms, 0.0)
+
+
 def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image PSNR in dB of [N, H, W, 3] images in [0, 1]: shape [N]. ``mask`` [N, H, W, 1]
     (1 = kept, 0 = ignored): the MSE is taken over each image's kept pixels only."""

@@ -45,8 +45,14 @@ from transformers.utils import logging
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.cameras import camera_centres, camera_spread, describe_frame, same_frame
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
-from hf_eff.splat.config import SplatTrainingArguments
-from hf_eff.splat.losses import photometric_loss, psnr, ssim, ssim_blind_images
+from hf_eff.splat.config import RANDOM_BKGD_ON_WHITE, SplatTrainingArguments
+from hf_eff.splat.losses import (
+    gaussian_regularization,
+    photometric_loss,
+    psnr,
+    ssim,
+    ssim_blind_images,
+)
 from hf_eff.splat.rendering import LOW_PRECISION
 from hf_eff.splat.scene import (
     Scene,
@@ -368,7 +374,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     Per step: the views are rendered at the coarse-to-fine resolution of the step, the loss is
     (1 - lambda) L1 + lambda D-SSIM (on a split with masks, render and target multiplied by the
     mask, as gsplat's simple_trainer and nerfstudio's splatfacto do: ignored pixels give no
-    gradient, so they do not drive densification either), one Adam per parameter steps (3DGS learning rates; the means
+    gradient, so they do not drive densification either), plus gsplat simple_trainer's `opacity_reg` and
+    `scale_reg` terms when set (`random_bkgd`: the render composited onto a random colour first), one Adam per
+    parameter steps (3DGS learning rates; the means
     LR decays exponentially towards `means_lr_final_ratio`, held constant while coarse-to-fine
     downsamples, see `means_lr_decay`), then the strategy densifies and prunes. The SH degree grows by one every
     `sh_degree_interval` steps up to the model's.
@@ -427,6 +435,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
         self._adopt_render_settings(model, args)
+        if args.random_bkgd and args.white_background:
+            raise ValueError(f"{RANDOM_BKGD_ON_WHITE} (white_background is the model's: it renders onto white; pass "
+                             "white_background=False to train it onto black)")
         # kept for the error of a run whose pruning leaves no Gaussian, which wrong poses cause
         self._views_blind_at_start = self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
@@ -847,8 +858,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             Ks, width, height = scale_intrinsics(Ks, width, height, factor)
         # No NaN check that reads the device here (it would wait for the GPU at every step): the
         # watch records the first non-finite step on the device, and `_check_finite` reads it.
-        renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step),
-                                       check_finite=False)
+        renders, alphas, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step),
+                                            check_finite=False)
+        if self.args.random_bkgd:
+            # gsplat's simple_trainer: one colour a step behind the render (drawn onto black: white_background is
+            # refused with it), the target unchanged
+            renders = renders + torch.rand(1, 3, device=renders.device) * (1.0 - alphas)
         self._non_finite.update(step, {**self.splats, "render": renders})
         self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
         self._last_info = info
@@ -859,6 +874,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # inflate them by the view's ignored fraction).
         fitted = renders if masks is None else renders * masks
         loss = photometric_loss(fitted, images, self.args.ssim_weight, self.args.ssim_padding, check_finite=False)
+        if self.args.opacity_reg or self.args.scale_reg:
+            loss = loss + gaussian_regularization(self.splats, self.args.opacity_reg, self.args.scale_reg)
         return (loss, {"renders": renders}) if return_outputs else loss
 
     def _densify(self) -> None:

@@ -140,3 +140,18 @@ def test_training_without_max_steps_says_splatting_counts_iterations_and_ignores
                                          r"iterations .*num_train_epochs is not used"):
         SplatTrainingArguments(output_dir=str(tmp_path), num_train_epochs=1)
 
+
+@pytest.mark.parametrize("name", ["opacity_reg", "scale_reg"])
+def test_gaussian_regularisers_are_off_by_default_and_not_negative(tmp_path, name):
+    assert getattr(SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5), name) == 0.0
+    with pytest.raises(ValueError, match=rf"SplatTrainingArguments.{name} must be >= 0 \(0: off\), got -0.1"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, **{name: -0.1})
+
+
+def test_random_bkgd_is_refused_on_a_white_background(tmp_path):
+    # white_background: the views' transparent pixels are white, which a random render background would contradict.
+    assert SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5).random_bkgd is False
+    SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, random_bkgd=True, white_background=False)
+    with pytest.raises(ValueError, match="random_bkgd with white_background: white_background says the views' "
+                                         "transparent pixels were composited onto white"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, random_bkgd=True, white_background=True)

@@ -768,3 +768,59 @@ def test_one_model_render_settings_stay_out_of_arguments_shared_with_another(sce
     assert (second.args.rasterize_mode, second.args.white_background) == ("classic", False)
     assert (fresh.rasterize_mode, fresh.white_background) == ("classic", False)
     assert (args.rasterize_mode, args.white_background) == (None, None)  # still the models' to fill
+
+
+def first_view_loss(trainer, seed=0):
+    """compute_loss on the first training view (step 0), its gradients, and its renders."""
+    inputs = {key: value[None] for key, value in trainer.train_dataset[0].items()}
+    trainer.model.zero_grad()
+    torch.manual_seed(seed)
+    loss, outputs = trainer.compute_loss(trainer.model, inputs, return_outputs=True)
+    loss.backward()
+    return loss.detach(), {key: param.grad.clone() for key, param in trainer.model.splats.items()}, outputs["renders"]
+
+
+@pytest.mark.parametrize("name, term, key", [
+    ("opacity_reg", lambda splats: torch.sigmoid(splats["opacities"]).mean(), "opacities"),
+    ("scale_reg", lambda splats: torch.exp(splats["scales"]).mean(), "scales"),
+])
+def test_gaussian_regularisers_add_gsplats_terms_to_the_loss_and_their_gradients(scene, tmp_path, name, term, key):
+    plain = make_trainer(scene, tmp_path / "plain", strategy="default")
+    regularised = make_trainer(scene, tmp_path / name, strategy="default", **{name: 0.5})
+    loss, grads, _ = first_view_loss(plain)
+    reg_loss, reg_grads, _ = first_view_loss(regularised)
+    splats = regularised.model.splats
+    assert reg_loss.item() == pytest.approx(loss.item() + 0.5 * term(splats).item(), rel=1e-6)
+    with torch.enable_grad():
+        (expected,) = torch.autograd.grad(0.5 * term(splats), splats[key])
+    torch.testing.assert_close(reg_grads[key] - grads[key], expected, rtol=1e-4, atol=1e-9)
+    for other in grads.keys() - {key}:  # the term reaches its own parameter only
+        torch.testing.assert_close(reg_grads[other], grads[other])
+
+
+def test_random_bkgd_composites_the_training_render_onto_a_random_colour(scene, tmp_path):
+    plain = make_trainer(scene, tmp_path / "plain", strategy="default")
+    random = make_trainer(scene, tmp_path / "random", strategy="default", random_bkgd=True)
+    views = random.train_dataset
+    with torch.no_grad():
+        _, alphas, _ = random.render(random.model, views.viewmats[:1], views.Ks[:1], views.width, views.height, 0)
+    assert alphas.min() < 0.9  # some of the view is see-through, where the background shows
+    loss, grads, renders = first_view_loss(plain, seed=7)
+    random_loss, random_grads, random_renders = first_view_loss(random, seed=7)
+    torch.manual_seed(7)
+    colour = torch.rand(1, 3)  # gsplat's draw: one colour a step, behind every view of the batch
+    torch.testing.assert_close(random_renders, renders + colour * (1 - alphas))
+    assert random_loss.item() != loss.item() and not torch.equal(random_grads["opacities"], grads["opacities"])
+    _, _, other_renders = first_view_loss(random, seed=8)
+    assert not torch.equal(other_renders, random_renders)  # another step, another colour
+    # evaluation renders onto the fixed background
+    assert random.evaluate()["eval_psnr"] == plain.evaluate()["eval_psnr"]
+
+
+def test_random_bkgd_is_refused_for_a_model_that_renders_onto_white(scene, tmp_path):
+    model = GaussianModel.from_points(*scene.point_arrays(), sh_degree=0)
+    model.white_background = True  # trained on a white-background scene: white_background left None follows it
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, random_bkgd=True)
+    with pytest.raises(ValueError, match=r"random_bkgd with white_background.*\(white_background is the model's: it "
+                                         r"renders onto white; pass white_background=False to train it onto black\)"):
+        SplatTrainer(model=model, args=args, train_dataset=scene.views["train"])
