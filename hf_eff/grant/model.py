@@ -95,7 +95,8 @@ class GrantGCN(
             raise ValueError(f"kappa and num_layers must be >= 1, got kappa={kappa}, num_layers={num_layers}")
         self.level = level
         self.dropout = dropout
-        # as config.json has them: a loaded model tells its architecture
+        # as config.json has them: a loaded model tells its architecture (GraNTTrainer checks in_channels against the data)
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.hidden_channels, self.num_layers, self.kappa, self.batch_norm = hidden_channels, num_layers, kappa, batch_norm
         dims = [in_channels] + [hidden_channels] * num_layers
         self.convs = nn.ModuleList(TAGConv(a, b, K=kappa - 1) for a, b in zip(dims[:-1], dims[1:]))

@@ -196,6 +196,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         # the model is built for the node (and edge) feature widths of the first dataset given
         named = [(name, d) for name, d in (("train_dataset", train_dataset), *evals.items()) if d is not None]
         self._widths = (named[0][0], feature_widths(named[0][1])) if named else None
+        if named:
+            self._check_model_width(self._widths[1][0], named[0][0])
         for name, dataset in named[1:]:
             self._check_widths(dataset, name)
         # classes in the data, against which a classifier's width is checked (shapes only: no read from the device)
@@ -269,7 +271,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
     def _check_widths(self, dataset: datasets.Dataset, name: str) -> None:
         """Refuses graphs whose node features, or edge_attr where the model takes it, differ in width from those of
         the trainer's first dataset (or lack its edge_attr): the model would fail on them with a shape error."""
-        if self._widths is None:
+        if self._widths is None:  # a trainer built without data: the model's own width is all there is to check
+            self._check_model_width(feature_widths(dataset)[0], name)
             return
         reference, (x_width, edge_width) = self._widths
         x_other, edge_other = feature_widths(dataset)
@@ -284,6 +287,19 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         if edge_other is not None and edge_other != edge_width:
             raise ValueError(f"{name}: edge_attr has {edge_other} features per edge, {reference}'s {edge_width}, "
                              "which the model takes")
+
+    def _check_model_width(self, x_width: int | None, name: str) -> None:
+        """Refuses node features of another width than a model declares (GrantGCN's and PyG's BasicGNN models'
+        `in_channels`; -1 is PyG's lazy width), on which it would fail inside torch with a shape error. Models
+        that declare none are left alone."""
+        model = self.accelerator.unwrap_model(self.model)
+        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
+        declared = getattr(model, "in_channels", None)
+        if type(declared) is int and declared > 0 and x_width is not None and declared != x_width:
+            raise ValueError(
+                f"{type(model).__name__} was built with in_channels={declared}, but the node features x of {name} "
+                f"have {x_width} columns (hf_eff.grant.feature_widths): build the model with in_channels={x_width}"
+            )
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):

@@ -193,3 +193,10 @@ def test_a_standardised_model_predicts_in_the_targets_units_and_saves_its_statis
 def test_target_statistics_that_do_not_fit_a_regression_models_outputs_are_refused(arguments, problem):
     with pytest.raises(ValueError, match=problem):
         GrantGCN(4, 2, **arguments)
+
+
+def test_a_reloaded_model_tells_its_input_and_output_widths(tmp_path):
+    # GraNTTrainer checks in_channels against the data's node features
+    GrantGCN(4, 3, hidden_channels=8).save_pretrained(tmp_path)
+    loaded = GrantGCN.from_pretrained(tmp_path)
+    assert (loaded.in_channels, loaded.out_channels) == (4, 3)

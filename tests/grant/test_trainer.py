@@ -239,6 +239,24 @@ def test_a_forward_that_cannot_take_the_batch_is_refused_at_construction(tmp_pat
         GraNTTrainer(model=_NodeModelWithoutBatch(), args=_args(tmp_path, "graph_regression"), train_dataset=train)
 
 
+def test_a_model_built_for_another_feature_width_is_named_at_construction(tmp_path, make_graphs):
+    train = make_graphs(8, "graph_regression")  # 6 node features
+    args = _args(tmp_path, "graph_regression")
+    for model in (GrantGCN(9, 1), GCN(9, 8, 2, out_channels=1), torch.compile(GrantGCN(9, 1), backend="eager")):
+        name = "GCN" if isinstance(model, GCN) else "GrantGCN"
+        with pytest.raises(ValueError, match=rf"{name} was built with in_channels=9, but the node features x of "
+                                             r"train_dataset have 6 columns .*in_channels=6"):
+            GraNTTrainer(model=model, args=args, train_dataset=train)
+    # a trainer built without data checks the graphs given to predict
+    trainer = GraNTTrainer(model=GrantGCN(9, 1), args=args)
+    with pytest.raises(ValueError, match=r"in_channels=9, but the node features x of test dataset have 6 columns"):
+        trainer.predict(train)
+    # PyG's lazy width (-1) and a model that declares none are left alone
+    GraNTTrainer(model=GCN(-1, 8, 2, out_channels=1), args=args, train_dataset=train)
+    GraNTTrainer(model=_NodeModelWithoutBatch(), args=_args(tmp_path, "node_regression"),
+                 train_dataset=make_graphs(8, "node_regression"))
+
+
 def test_compiled_models_are_called_with_their_own_forwards_inputs(tmp_path):
     from hf_eff.grant import graphs_from_smiles
 
