@@ -8,7 +8,12 @@ Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, or a fol
     accelerate launch examples/grant_train.py --task qm9 --teacher grant --output_dir out/qm9 --num_train_epochs 100
     python examples/grant_train.py --dataset mols.csv --smiles_column smiles --target_column logp,tpsa \\
         --output_dir out/mols --num_train_epochs 50
+    python examples/grant_train.py trainers/grant/smiles_csv.yaml --dataset mols.csv --target_column logp
 
+Data named on the command line replaces a recipe's: --dataset its builtin (and the options of that data, such as
+num_generated_graphs), a built-in --task its dataset or built-in set; its other settings stay (--task names another
+task kind).
+A CSV's unparsable SMILES refuse it, naming the row; --skip_invalid_smiles leaves them out with one warning.
 --dataset is read as a CSV when its name ends in .csv, .csv.gz, .csv.bz2, .csv.xz or .csv.zip
 (any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
@@ -172,7 +177,8 @@ class DataArguments:
         default=False,
         metadata={"help": "A CSV --dataset: leave out the molecules whose SMILES cell is empty or cannot be parsed by "
                   "RDKit, with one warning naming how many and the first few data rows (by default the CSV is refused, "
-                  "naming the first such row). A CSV of which no SMILES parses is still refused."},
+                  "naming the first such row). A CSV of which no SMILES parses is still refused, and so is a "
+                  "--predict_file with an unparsable SMILES (its predictions' index stays the file's rows)."},
     )
     max_graphs: int | None = field(default=None, metadata={"help": "Use the first N graphs only (QM9: rows read)."})
     predict_file: str | None = field(
@@ -222,25 +228,27 @@ def given_data_flags(flags: list[str]) -> set[str]:
 
 def use_command_line_data(data_args: DataArguments, recipe_path: str, recipe: dict, given: set[str]) -> None:
     """The data named on the command line replaces a recipe's, as flags override a recipe: --dataset its built-in
-    data set (builtin), a built-in --task its dataset, with the recipe's options for that data (e.g. gen-reg's
-    num_generated_graphs), which the new data would not read; other recipe settings stay. A recipe that names both is
-    refused, naming both."""
-    replaced = None
-    if "dataset" in given and "builtin" not in given and recipe.get("builtin"):
-        data_args.builtin, replaced = None, f"builtin: {recipe['builtin']}"
-    elif "builtin" in given and "dataset" not in given and recipe.get("dataset"):
-        data_args.dataset, replaced = None, f"dataset: {recipe['dataset']}"
-    elif data_args.builtin and data_args.dataset and not {"builtin", "dataset"} & given:
-        raise ValueError(f"recipe {recipe_path} names two data sources, builtin: {data_args.builtin} and dataset: "
-                         f"{data_args.dataset}: remove one, or name the data on the command line (--task <built-in "
-                         "name> or --dataset <csv or folder>), which replaces the recipe's")
-    if replaced is None:
+    data set (builtin), a built-in --task its dataset or another built-in set, with the recipe's options for its data
+    (e.g. gen-reg's num_generated_graphs) that the new data would not read; other recipe settings stay. A recipe that
+    names both a builtin and a dataset is refused, naming both, unless the command line names the data."""
+    from_recipe = {name: recipe[name] for name in ("builtin", "dataset") if recipe.get(name)}
+    named = {"builtin", "dataset"} & given
+    if not named:
+        if len(from_recipe) == 2:
+            raise ValueError(f"recipe {recipe_path} names two data sources, builtin: {recipe['builtin']} and dataset: "
+                             f"{recipe['dataset']}: remove one, or name the data on the command line (--task <built-in "
+                             "name> or --dataset <csv or folder>), which replaces the recipe's")
+        return
+    for name in from_recipe.keys() - named:  # the recipe's other data source
+        setattr(data_args, name, None)
+    replaced = [f"{name}: {value}" for name, value in from_recipe.items() if getattr(data_args, name) != value]
+    if not replaced:
         return
     defaults = DataArguments()
     dropped = [name for name in ONLY_FOR if name in recipe and name not in given and not applies(data_args, name)]
     for name in dropped:
         setattr(data_args, name, getattr(defaults, name))
-    logger.info("%s replaces recipe %s's %s%s", data_name(data_args), recipe_path, replaced,
+    logger.info("%s replaces recipe %s's %s%s", data_name(data_args), recipe_path, " and ".join(replaced),
                 f" and its {', '.join(dropped)}" if dropped else "")
 
 

@@ -169,6 +169,10 @@ def test_data_on_the_command_line_replaces_the_recipes(tmp_path, caplog):
     # a recipe's node task with a CSV is named, rather than failing on the model's outputs
     with pytest.raises(ValueError, match="is a CSV of molecules.*not node_regression"):
         example.main([gen_reg, "--dataset", csv, "--target_column", "logp", "--output_dir", str(tmp_path / "run")])
+    _, data_args, _ = example.parse_args([gen_reg, "--task", "freesolv"])  # another built-in set
+    assert (data_args.builtin, data_args.num_generated_graphs) == ("freesolv", example.DataArguments().num_generated_graphs)
+    _, data_args, _ = example.parse_args([gen_reg, "--task", "gen-cls", "--min_nodes", "5"])  # gen-reg's options apply
+    assert (data_args.builtin, data_args.num_generated_graphs, data_args.min_nodes) == ("gen-cls", 400, 5)
     own_data = tmp_path / "own.yaml"
     own_data.write_text(f"dataset: {csv}\ntarget_column: logp\ntask: graph_regression\noutput_dir: unused\n")
     _, data_args, training_args = example.parse_args([str(own_data), "--task", "gen-cls"])
