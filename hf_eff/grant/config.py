@@ -62,7 +62,9 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
     )
     task: str | None = field(
         default=None,
-        metadata={"help": f"the task kind, one of {TASKS}. examples/grant_train.py also takes the name of a built-in "
+        metadata={"help": f"the task kind, one of {TASKS}; None (the default): GraNTTrainer takes the task its model "
+                  "records (a GrantGCN's task, which from_pretrained reads from config.json). examples/grant_train.py "
+                  "also takes the name of a built-in "
                   "data set here (qm9, freesolv, solubility, solubility-cls, gen-reg or gen-cls, e.g. `--task qm9`), "
                   "which loads that set and sets its task kind"},
     )
@@ -136,10 +138,21 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
         graph at every epoch: that run is teacher='none''s full-data training, batch for batch."""
         return self.teacher != "none" and self.start_ratio < 1
 
-    def __post_init__(self):
-        super().__post_init__()
+    def check_task_settings(self) -> None:
+        """The checks that need the task kind: at construction where `task` is given, else by GraNTTrainer once it
+        has taken the task its model records."""
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.stratify_selection and (self.task != "graph_classification" or self.variant != "single"):
+            raise ValueError(
+                "stratify_selection needs task='graph_classification' (one class per graph) and variant='single', "
+                f"got task={self.task!r}, variant={self.variant!r}"
+            )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.task is not None:
+            self.check_task_settings()
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.variant not in ("batch", "single"):
@@ -155,11 +168,6 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
         if self.node_score_normalization not in NODE_NORMALIZATIONS:
             raise ValueError(
                 f"node_score_normalization must be one of {NODE_NORMALIZATIONS}, got {self.node_score_normalization!r}"
-            )
-        if self.stratify_selection and (self.task != "graph_classification" or self.variant != "single"):
-            raise ValueError(
-                "stratify_selection needs task='graph_classification' (one class per graph) and variant='single', "
-                f"got task={self.task!r}, variant={self.variant!r}"
             )
         if self.ratio_stages < 1 or self.score_batch_size < 1:
             raise ValueError("ratio_stages and score_batch_size must be >= 1")

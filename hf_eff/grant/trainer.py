@@ -68,6 +68,7 @@ from hf_eff.grant.selection import (
     select_stratified,
 )
 from hf_eff.grant.tasks import (
+    TASKS,
     GraphTask,
     check_class_count,
     multilabel_losses,
@@ -124,6 +125,27 @@ def _check_length_column(args, dataset) -> None:
         )
 
 
+def _take_the_models_task(args: GraNTTrainingArguments, model) -> None:
+    """Fills `args.task` from the task the model records (a GrantGCN's `task`, kept in its config.json), and checks
+    the settings that depend on it; refuses a run where neither names a task, or where they name different ones."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
+    recorded = getattr(model, "task", None)
+    recorded = recorded if isinstance(recorded, str) else None
+    if args.task is None:
+        if recorded is None:
+            what = "no model is given (model_init's is built later)" if model is None else (
+                f"the model ({type(model).__name__}) records none")
+            raise ValueError(f"GraNTTrainingArguments(task=None) and {what}: pass task=, one of {TASKS}")
+        args.task = recorded
+        args.check_task_settings()
+    elif recorded is not None and recorded != args.task:
+        raise ValueError(
+            f"task={args.task!r}, but the model records task={recorded!r} (it was built or trained for that task): "
+            f"leave task=None to take the model's, or, to retrain it for {args.task!r}, give it that task "
+            f"(GrantGCN.from_pretrained(path, task={args.task!r}))"
+        )
+
+
 def _own_target_std(model, task: GraphTask, device) -> torch.Tensor | None:
     """The `target_std` of a model that standardises its targets but holds no `_target_std` buffer of it (GrantGCN
     does), as a tensor made once on `device`; None for a GrantGCN or a model that does not standardise."""
@@ -141,7 +163,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
     (`GraNTTrainingArguments`: task, teacher, variant, ratio and reselection schedules).
 
     `model` is any `nn.Module` whose forward takes (x, edge_index, batch), and edge_attr if it names it, and returns
-    the prediction, a tuple led by it or a dict with it under "logits"; the loss comes from `args.task`. The default
+    the prediction, a tuple led by it or a dict with it under "logits"; the loss comes from `args.task` (None: the task
+    the model records, e.g. a `GrantGCN.from_pretrained` model's; a model declaring `in_channels` is checked against
+    the data's node features). A run resumed under other schedule settings is described at `_resumed_plan`. The default
     collator and metrics (`GraphCollator.for_dataset`, `metrics_for`) follow the task. Evaluation, prediction (graphs
     without y too) and the node-level output layout are described in this module's docstring; a model of another
     class than `GrantGCN` saves as model.safetensors (with config.json where it is a `PyTorchModelHubMixin`)."""
@@ -154,6 +178,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                  train_dataset=None, eval_dataset=None, *, compute_metrics=None, **kwargs):
         if not isinstance(args, GraNTTrainingArguments):
             raise TypeError("GraNTTrainer needs GraNTTrainingArguments (they name the task and the teacher)")
+        _take_the_models_task(args, model)
         self.task = GraphTask(args.task)
         if train_dataset is not None:
             _refuse_pyg_graphs(train_dataset, "train_dataset", self.task)

@@ -33,3 +33,13 @@ def test_learning_rate_defaults_to_one_suited_to_a_gcn_and_a_given_one_wins(tmp_
     assert parser.parse_args_into_dataclasses(common)[0].learning_rate == 1e-3
     assert parser.parse_args_into_dataclasses([*common, "--learning_rate", "5e-3"])[0].learning_rate == 5e-3
     assert GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", learning_rate=5e-5).learning_rate == 5e-5
+
+
+def test_task_may_be_left_for_the_model_and_is_checked_where_given(tmp_path):
+    # None: GraNTTrainer takes the task the model records (a reloaded GrantGCN's)
+    args = GraNTTrainingArguments(output_dir=str(tmp_path), variant="single", stratify_selection=True)
+    assert args.task is None
+    with pytest.raises(ValueError, match=r"stratify_selection needs task='graph_classification'"):
+        GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", variant="single", stratify_selection=True)
+    with pytest.raises(ValueError, match=r"task must be one of .* got 'graph'"):
+        GraNTTrainingArguments(output_dir=str(tmp_path), task="graph")

@@ -181,6 +181,32 @@ def test_saved_model_reloads(tmp_path, make_graphs):
     assert GrantGCN.from_pretrained(tmp_path / "saved").head.out_features == 2
 
 
+def test_a_reloaded_model_predicts_with_the_task_it_records(tmp_path, make_graphs):
+    graphs = make_graphs(16, "graph_classification", seed=6)
+    GrantGCN(6, 2, hidden_channels=8, task="graph_classification").save_pretrained(tmp_path / "saved")
+    args = GraNTTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    assert args.task is None
+    trainer = GraNTTrainer(model=GrantGCN.from_pretrained(tmp_path / "saved"), args=args)
+    assert trainer.args.task == "graph_classification" and trainer.task.is_classification
+    assert trainer.predict(graphs).predictions.shape == (16, 2)
+
+
+def test_a_task_neither_given_nor_recorded_or_given_against_the_models_is_refused(tmp_path, make_graphs):
+    train = make_graphs(16, "graph_regression")
+    unnamed = dict(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match=r"task=None\) and the model \(GCN\) records none: pass task=, one of"):
+        GraNTTrainer(model=GCN(6, 8, 2, out_channels=1), args=GraNTTrainingArguments(**unnamed), train_dataset=train)
+    with pytest.raises(ValueError, match=r"task=None\) and the model \(GrantGCN\) records none"):
+        GraNTTrainer(model=GrantGCN(6, 1), args=GraNTTrainingArguments(**unnamed), train_dataset=train)
+    with pytest.raises(ValueError, match=r"task='graph_regression', but the model records task='node_regression'"):
+        GraNTTrainer(model=GrantGCN(6, 1, level="node", task="node_regression"),
+                     args=_args(tmp_path, "graph_regression"), train_dataset=train)
+    # the settings checked against the task are checked against the model's
+    stratified = GraNTTrainingArguments(**unnamed, variant="single", stratify_selection=True)
+    with pytest.raises(ValueError, match=r"stratify_selection needs task='graph_classification'.*got task='graph_regression'"):
+        GraNTTrainer(model=GrantGCN(6, 1, task="graph_regression"), args=stratified, train_dataset=train)
+
+
 def test_arguments_after_eval_dataset_are_keyword_only_as_trainers_sixth_is_processing_class(tmp_path, make_graphs):
     train = make_graphs(8, "graph_regression")
     args = _args(tmp_path, "graph_regression")
