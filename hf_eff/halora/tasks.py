@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from datasets import Dataset, Features, List, Value
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
@@ -430,6 +432,18 @@ def choice_rows_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForS
     right_padding.padding_side = "right"
     return DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100)
 
+
+
+def labelled_rows_differ_in_length(dataset) -> bool:
+    """Whether ``dataset`` is a ``Dataset`` whose rows carry token labels of unequal lengths (``encode_choices``'
+    rows do): transformers' default collators cannot batch them (``DataCollatorWithPadding`` pads no labels,
+    ``default_data_collator`` nothing), ``choice_rows_collator`` can."""
+    if not isinstance(dataset, Dataset) or "labels" not in dataset.column_names:
+        return False
+    labels = dataset.with_format("arrow")["labels"]  # the selected rows only, without reading them into Python
+    if not (pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type)):
+        return False  # a label per row (classification) or none
+    return pc.count_distinct(pc.list_value_length(labels)).as_py() > 1
 
 def harness_adds_bos(model) -> bool:
     """Whether lm-evaluation-harness would encode for ``model`` with a BOS token: it turns ``add_bos_token``

@@ -16,7 +16,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +52,12 @@ from hf_eff.halora.noise import (
     rram_noise,
     setting_field,
 )
-from hf_eff.halora.tasks import MultipleChoiceScorer, choice_logprob_sums, choice_rows_collator
+from hf_eff.halora.tasks import (
+    MultipleChoiceScorer,
+    choice_logprob_sums,
+    choice_rows_collator,
+    labelled_rows_differ_in_length,
+)
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
@@ -265,10 +270,11 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     ``scorer`` (``tokenize_for_scoring``'s, with its eval dataset) scores the evaluation: it sets
     ``compute_metrics`` and ``preprocess_logits_for_metrics``, and with ``log_samples`` maps each run's
-    choice scores to the per-question samples written beside the metrics. Its rows need a collator that pads
-    labels: given none, the trainer pads them, and ``tokenize_for_training``'s rows, with
-    ``choice_rows_collator`` (on the right, with -100) from the scorer's tokenizer (else ``processing_class``), as
-    TRL's trainers choose the collator their data needs; a collator that pads no labels is refused.
+    choice scores to the per-question samples written beside the metrics. Its rows, and any dataset's rows whose
+    labels differ in length (``tokenize_for_training``'s), need a collator that pads labels: given none, the trainer
+    pads them, with a scorer or without, with ``choice_rows_collator`` (on the right, with -100) from the scorer's
+    tokenizer (else ``processing_class``), as TRL's trainers choose the collator their data needs; a collator that
+    pads no labels is refused, and so is a trainer with no tokenizer to pad them with.
 
     ``data_splits``, when set, is saved beside the adapter (checkpoints too) as DATA_SPLITS_NAME: the data
     settings of each training run the adapter went through, which tell an evaluation of it whether its
@@ -294,8 +300,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
             raise ValueError("log_samples needs the eval dataset's scorer: HaLoRATrainer(..., scorer=scorer, "
                              "eval_dataset=rows) with rows, scorer = tokenize_for_scoring(questions, tokenizer) "
                              "(hf_eff.halora.experiment.build_trainer passes them)")
-        if scorer is not None:
-            self.data_collator = self._scoring_collator(scorer, collator_given)
+        self.data_collator = self._padding_collator(scorer, collator_given)
         self.scorer = scorer
         earlier_samples = [] if self.args.log_samples else sorted(Path(self.args.output_dir).glob("samples_*.jsonl"))
         if earlier_samples and self.is_world_process_zero():  # beside this run's results, they would pass for its own
@@ -326,27 +331,43 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
             check_eval_sigmas(self.args.eval_sigmas, settings["mode"],
                               setting_field(model, "mode", self.args.eval_noise_mode, "eval_noise_mode"))
 
-    def _scoring_collator(self, scorer: MultipleChoiceScorer, collator_given: bool):
-        """The collator of a trainer with a scorer: the one given, or (as the superclass chose) a co-trainer's own
-        (TRL's pads labels), unless it is one of transformers' defaults, which pad no labels while the scored rows'
-        lengths differ: given, it is refused; chosen by default, ``choice_rows_collator`` replaces it."""
+    def _padding_collator(self, scorer: MultipleChoiceScorer | None, collator_given: bool):
+        """The collator the rows need. transformers' defaults pad no labels, so they fail on rows that carry labels and
+        differ in length: the scorer's rows always, and ``tokenize_for_training``'s (any dataset whose rows do), with a
+        scorer or without. Given, such a collator is refused; chosen by default, ``choice_rows_collator`` replaces it,
+        from the scorer's tokenizer, else ``processing_class``. Any other collator (a co-trainer's own: TRL's pads
+        labels) is kept."""
         pads_no_labels = self.data_collator is default_data_collator or type(self.data_collator) is DataCollatorWithPadding
         if not pads_no_labels:
             return self.data_collator
-        tokenizer = scorer.tokenizer
+        if scorer is not None:
+            rows = "scorer: tokenize_for_scoring's rows"
+        else:
+            rows = next((f"{name}: its rows" for name, dataset in self._named_datasets()
+                         if labelled_rows_differ_in_length(dataset)), None)
+            if rows is None:
+                return self.data_collator
+        tokenizer = scorer.tokenizer if scorer is not None else None
         if tokenizer is None and isinstance(self.processing_class, PreTrainedTokenizerBase):
             tokenizer = self.processing_class
         if collator_given:
-            raise ValueError("scorer: tokenize_for_scoring's rows differ in length and carry labels, which the given "
-                             "data_collator does not pad; give none (the trainer then pads them with the scorer's "
-                             "tokenizer) or one that pads labels on the right, e.g. "
-                             "hf_eff.choice_rows_collator(tokenizer)")
+            raise ValueError(f"{rows} differ in length and carry labels, which the given data_collator does not pad; "
+                             "give none (the trainer then pads them with the scorer's tokenizer, else processing_class) "
+                             "or one that pads labels on the right, e.g. hf_eff.choice_rows_collator(tokenizer)")
         if tokenizer is None:
-            raise ValueError("scorer: its rows differ in length and carry labels, and neither the scorer (one "
-                             "tokenize_for_scoring did not build) nor processing_class holds the tokenizer to pad "
-                             "them with; give processing_class=tokenizer, or data_collator="
+            holders = "neither the scorer (one tokenize_for_scoring did not build) nor processing_class holds" if (
+                scorer is not None) else "no processing_class gives"
+            raise ValueError(f"{rows} differ in length and carry labels, and {holders} the tokenizer to pad them "
+                             "with; give processing_class=tokenizer, or data_collator="
                              "hf_eff.choice_rows_collator(tokenizer)")
         return choice_rows_collator(tokenizer)
+
+    def _named_datasets(self) -> Iterator[tuple[str, object]]:
+        """The trainer's datasets, each named as its argument (an eval dataset of a dict by its key)."""
+        yield "train_dataset", self.train_dataset
+        evaluation = self.eval_dataset
+        yield from (((f"eval_dataset[{key!r}]", dataset) for key, dataset in evaluation.items())
+                    if isinstance(evaluation, dict) else [("eval_dataset", evaluation)])
 
     # --- configuration ---------------------------------------------------------------------
 

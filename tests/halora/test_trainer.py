@@ -285,6 +285,33 @@ def test_a_scorer_collator_comes_from_processing_class_and_a_collator_padding_no
             HaLoRATrainer(model, args, collator, eval_dataset=scoring, scorer=scorer)
 
 
+
+@pytest.mark.parametrize("dataset_argument", ["train_dataset", "eval_dataset"])
+def test_training_rows_without_a_scorer_are_padded_from_processing_class_or_refused(tmp_path, char_tokenizer,
+                                                                                     dataset_argument):
+    """tokenize_for_training's rows differ in length: transformers' default collators (DataCollatorWithPadding
+    with processing_class, default_data_collator without) cannot batch them, scorer or not."""
+    rows = tokenize_for_training(builtin_task("mixed", train_size=8, eval_size=0)[0], char_tokenizer, 96)
+    assert len(set(map(len, rows["labels"]))) > 1
+    args = _args(tmp_path, eval_sigmas=[0.0], per_device_train_batch_size=8, max_steps=1)
+    model = get_peft_model(make_tiny_llama(), HaLoRAConfig(r=2, target_modules=["q_proj"], noise_sigma=0.0))
+    trainer = HaLoRATrainer(model=model, args=args, processing_class=char_tokenizer, **{dataset_argument: rows})
+    assert isinstance(trainer.data_collator, DataCollatorForSeq2Seq) and trainer.data_collator.label_pad_token_id == -100
+    if dataset_argument == "train_dataset":
+        trainer.train()
+    else:
+        assert trainer.evaluate()["eval_loss"] > 0
+    with pytest.raises(ValueError, match=f"{dataset_argument}: its rows differ in length and carry labels, and no "
+                                         "processing_class gives the tokenizer to pad them with; give "
+                                         "processing_class=tokenizer, or data_collator=hf_eff.choice_rows_collator"):
+        HaLoRATrainer(model=model, args=args, **{dataset_argument: rows})
+    with pytest.raises(ValueError, match=f"{dataset_argument}: its rows .* which the given data_collator does not pad"):
+        HaLoRATrainer(model=model, args=args, data_collator=default_data_collator, **{dataset_argument: rows})
+    equal = _token_dataset()  # rows of one length: the default collators batch them, and stay
+    assert HaLoRATrainer(model=model, args=args, train_dataset=equal).data_collator is default_data_collator
+    assert type(HaLoRATrainer(model=model, args=args, train_dataset=equal,
+                              processing_class=char_tokenizer).data_collator) is DataCollatorWithPadding
+
 def test_arguments_validate(tmp_path):
     with pytest.raises(ValueError, match="eval_sigmas"):
         _args(tmp_path, eval_sigmas=[-0.1])
