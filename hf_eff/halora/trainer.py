@@ -30,6 +30,7 @@ from transformers import (
     DataCollatorWithPadding,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     default_data_collator,
 )
@@ -256,6 +257,16 @@ def write_samples(path: Path, samples: Iterable[dict], sigma: float, noise_seed:
             file.write(json.dumps({"sigma": sigma, "noise_seed": seed, **sample}, default=str) + "\n")
 
 
+
+class _OneNoiseDrawWarning(TrainerCallback):
+    """Warns at train start, once the run's steps are known, of a run that ends within its first noise draw."""
+
+    def __init__(self, trainer: HaLoRATrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.warn_of_one_noise_draw(state.max_steps)
+
 class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     """``Trainer`` for HaLoRA adapters (and for LoRA baselines evaluated the same way).
 
@@ -312,6 +323,7 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
         self._reg_count = 0
         self._hooked_optimizer: torch.optim.Optimizer | None = None
+        self.add_callback(_OneNoiseDrawWarning(self))
         config = self.halora_config()
         if config is not None and config.noise_sigma > 0 and 0 < config.noise_warmup_steps <= config.noise_resample_steps:
             # the level is taken at each draw's first step: draw 0 is at 0, draw 1 (past the warm-up) at the full level
@@ -379,6 +391,16 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         return self.model.base_model.get_regularization_loss(self.model.active_adapter)
 
     # --- training --------------------------------------------------------------------------
+
+    def warn_of_one_noise_draw(self, max_steps: int) -> None:
+        """Warns when a run of ``max_steps`` optimizer steps trains a noisy HaLoRA adapter under a single noise draw
+        (the draws change every ``noise_resample_steps``), as a short run with the paper's 400 does."""
+        config = self.halora_config()
+        if config is None or config.noise_sigma == 0 or max_steps > config.noise_resample_steps:
+            return
+        warnings.warn(f"the run's {max_steps} optimizer steps are no more than HaLoRAConfig.noise_resample_steps="
+                      f"{config.noise_resample_steps}: the whole run trains under one noise draw; for several, set "
+                      f"noise_resample_steps to a fraction of {max_steps}", stacklevel=2)
 
     def _sync_training_noise(self) -> None:
         config = self.halora_config()

@@ -169,6 +169,28 @@ def test_a_warm_up_within_the_first_draw_is_named(tmp_path):
         trainer(0, 400)
 
 
+
+def test_a_run_within_one_noise_draw_is_named_at_train_start(tmp_path):
+    def train(resample, noise_sigma=0.05, **steps):
+        config = HaLoRAConfig(r=2, target_modules=["q_proj"], noise_sigma=noise_sigma, noise_resample_steps=resample)
+        args = _args(tmp_path, eval_sigmas=[0.0], per_device_train_batch_size=4, **steps)
+        HaLoRATrainer(model=get_peft_model(make_tiny_llama(), config), args=args, train_dataset=_token_dataset(),
+                      data_collator=default_data_collator).train()
+
+    one_draw = r"the run's 2 optimizer steps are no more than HaLoRAConfig.noise_resample_steps=400: the whole run " \
+               r"trains under one noise draw; for several, set noise_resample_steps to a fraction of 2"
+    with pytest.warns(UserWarning, match=one_draw) as caught:
+        train(400, max_steps=2)
+    assert len([w for w in caught if "one noise draw" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match=one_draw):
+        train(400, num_train_epochs=1)  # 8 rows, 4 a step: the epochs' 2 steps
+    with pytest.warns(UserWarning, match="the run's 2 optimizer steps are no more than HaLoRAConfig.noise_resample_steps=2"):
+        train(2, max_steps=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*one noise draw")
+        train(1, max_steps=2)  # a draw per step
+        train(400, noise_sigma=0.0, max_steps=2)  # noise-free: no draws at all
+
 def _eval_trainer(tmp_path, tokenizer, model, **kwargs):
     train, evaluation = builtin_task(train_size=16, eval_size=12)
     scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length=96)
