@@ -18,6 +18,7 @@ import copy
 import gc
 import random
 import string
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -253,8 +254,15 @@ HUB_TASKS: dict[str, tuple[str, str | None, str | None, str, Callable[[dict], di
 }
 
 
-def _first(dataset: Dataset, size: int | None) -> Dataset:
-    return dataset if size is None else dataset.select(range(min(size, len(dataset))))
+def _first(dataset: Dataset, size: int | None, size_name: str, source: str, why: str = "") -> Dataset:
+    """The first ``size`` questions of ``dataset`` (all for None). Asking for more than it holds keeps all it holds, with
+    a warning naming ``size_name`` (train_size, eval_size), both numbers, ``source`` (whose questions they are: "dataset
+    x.jsonl's training") and ``why`` there are so few, if not plain."""
+    if size is None:
+        return dataset
+    if size > len(dataset):  # else the run's INFO line would be the only sign
+        warnings.warn(f"{size_name} {size}: {source} has only {len(dataset)} questions, all used{why}", stacklevel=3)
+    return dataset.select(range(min(size, len(dataset))))
 
 
 def load_hub_task(name: str, train_size: int | None = None, eval_size: int | None = None,
@@ -270,8 +278,8 @@ def load_hub_task(name: str, train_size: int | None = None, eval_size: int | Non
     splits = load_dataset(path, config, revision=revision)
     train, evaluation = splits["train"], splits[eval_split]
     if train_size is not None:
-        train = _first(train.shuffle(seed=seed), train_size)
-    evaluation = _first(evaluation, eval_size)
+        train = _first(train.shuffle(seed=seed), train_size, "train_size", f"task {name}'s train split")
+    evaluation = _first(evaluation, eval_size, "eval_size", f"task {name}'s {eval_split} split")
     return (
         train.map(mapping, remove_columns=train.column_names),
         evaluation.map(mapping, remove_columns=evaluation.column_names),
@@ -305,6 +313,7 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
         eval_split = next((s for s in ("validation", "test") if s in data), None)
         if "train" in data and eval_split is not None:
             train, evaluation = data["train"], data[eval_split]
+            held_out, why = f"dataset {source}'s {eval_split} split", ""
             check_multiple_choice(train, f"dataset {source} (train split)")
             check_multiple_choice(evaluation, f"dataset {source} ({eval_split} split)")
         elif len(data) == 1:
@@ -316,9 +325,12 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
         check_multiple_choice(data, f"dataset {source}")
         halves = data.train_test_split(test_size=eval_fraction, seed=seed)
         train, evaluation = halves["train"], halves["test"]
+        held_out = f"dataset {source}'s held-out evaluation split"
+        why = (f" (its one split of {len(data)} rows is divided {1 - eval_fraction:.0%}/{eval_fraction:.0%}: give the "
+               "data a validation or test split of its own for more)")
     if train_size is not None:
-        train = _first(train.shuffle(seed=seed), train_size)
-    return train, _first(evaluation, eval_size)
+        train = _first(train.shuffle(seed=seed), train_size, "train_size", f"dataset {source}'s training split")
+    return train, _first(evaluation, eval_size, "eval_size", held_out, why)
 
 
 def load_task(name: str, seed: int = 0, train_size: int | None = None, eval_size: int | None = None) -> tuple[Dataset, Dataset]:

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import string
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -296,6 +297,35 @@ def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
     with pytest.raises(ValueError, match="choices must be a list of at least two"):
         load_multiple_choice_dataset(str(tmp_path / "one_choice"))
 
+
+
+def test_sizes_beyond_the_questions_there_are_warn_naming_both_numbers_and_why(tmp_path, monkeypatch):
+    rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": i % 2} for i in range(40)]
+    (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    mine = str(tmp_path / "mine.jsonl")
+    with pytest.warns(UserWarning, match=rf"eval_size 8: dataset {mine}'s held-out evaluation split has only 4 "
+                                         r"questions, all used \(its one split of 40 rows is divided 90%/10%: give the "
+                                         r"data a validation or test split of its own for more\)"):
+        train, evaluation = load_multiple_choice_dataset(mine, eval_size=8)
+    assert (len(train), len(evaluation)) == (36, 4)
+    with pytest.warns(UserWarning, match=rf"train_size 50: dataset {mine}'s training split has only 36 questions"):
+        load_multiple_choice_dataset(mine, train_size=50)
+    DatasetDict({"train": Dataset.from_list(rows[:30]), "test": Dataset.from_list(rows[30:])}).save_to_disk(tmp_path / "dd")
+    with pytest.warns(UserWarning, match=r"eval_size 12: dataset .*dd's test split has only 10 questions, all used$"):
+        load_multiple_choice_dataset(str(tmp_path / "dd"), eval_size=12)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*questions, all used")
+        load_multiple_choice_dataset(mine, train_size=36, eval_size=4)  # as many as there are
+
+    import datasets
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, config=None, revision=None: datasets.DatasetDict(
+        {"train": Dataset.from_list([{"goal": "g", "sol1": "a", "sol2": "b", "label": 0}] * 5),
+         "validation": Dataset.from_list([{"goal": "g", "sol1": "a", "sol2": "b", "label": 1}] * 3)}))
+    with pytest.warns(UserWarning, match="eval_size 4: task piqa's validation split has only 3 questions, all used"):
+        load_hub_task("piqa", eval_size=4)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*questions, all used")
+        load_hub_task("piqa", train_size=5, eval_size=3)
 
 def test_a_missing_data_file_is_named_not_looked_up_on_the_hub(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"dataset data/mine.JSONL: no such file \({tmp_path}"):
