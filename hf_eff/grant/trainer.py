@@ -23,6 +23,7 @@ graph g's nodes are predictions[g, :num_nodes[g]], the rest padding); `evaluate`
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -125,9 +126,10 @@ def _check_length_column(args, dataset) -> None:
         )
 
 
-def _take_the_models_task(args: GraNTTrainingArguments, model) -> None:
-    """Fills `args.task` from the task the model records (a GrantGCN's `task`, kept in its config.json), and checks
-    the settings that depend on it; refuses a run where neither names a task, or where they name different ones."""
+def _take_the_models_task(args: GraNTTrainingArguments, model) -> GraNTTrainingArguments:
+    """The run's arguments: `args`, or where its task is None a copy given the task the model records (a GrantGCN's
+    `task`, kept in its config.json), with the settings that depend on it checked; refuses a run where neither names
+    a task, or where they name different ones."""
     model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
     recorded = getattr(model, "task", None)
     recorded = recorded if isinstance(recorded, str) else None
@@ -136,6 +138,7 @@ def _take_the_models_task(args: GraNTTrainingArguments, model) -> None:
             what = "no model is given (model_init's is built later)" if model is None else (
                 f"the model ({type(model).__name__}) records none")
             raise ValueError(f"GraNTTrainingArguments(task=None) and {what}: pass task=, one of {TASKS}")
+        args = copy.copy(args)  # the caller's arguments may serve models of other tasks
         args.task = recorded
         args.check_task_settings()
     elif recorded is not None and recorded != args.task:
@@ -144,6 +147,7 @@ def _take_the_models_task(args: GraNTTrainingArguments, model) -> None:
             f"leave task=None to take the model's, or, to retrain it for {args.task!r}, give it that task "
             f"(GrantGCN.from_pretrained(path, task={args.task!r}))"
         )
+    return args
 
 
 def _own_target_std(model, task: GraphTask, device) -> torch.Tensor | None:
@@ -178,7 +182,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                  train_dataset=None, eval_dataset=None, *, compute_metrics=None, **kwargs):
         if not isinstance(args, GraNTTrainingArguments):
             raise TypeError("GraNTTrainer needs GraNTTrainingArguments (they name the task and the teacher)")
-        _take_the_models_task(args, model)
+        args = _take_the_models_task(args, model)
         self.task = GraphTask(args.task)
         if train_dataset is not None:
             _refuse_pyg_graphs(train_dataset, "train_dataset", self.task)

@@ -189,6 +189,10 @@ def test_a_reloaded_model_predicts_with_the_task_it_records(tmp_path, make_graph
     trainer = GraNTTrainer(model=GrantGCN.from_pretrained(tmp_path / "saved"), args=args)
     assert trainer.args.task == "graph_classification" and trainer.task.is_classification
     assert trainer.predict(graphs).predictions.shape == (16, 2)
+    # the caller's arguments keep task=None: they take the next model's task, here another one
+    assert args.task is None
+    GrantGCN(6, 1, hidden_channels=8, level="node", task="node_regression").save_pretrained(tmp_path / "node")
+    assert GraNTTrainer(model=GrantGCN.from_pretrained(tmp_path / "node"), args=args).args.task == "node_regression"
 
 
 def test_a_task_neither_given_nor_recorded_or_given_against_the_models_is_refused(tmp_path, make_graphs):
