@@ -828,12 +828,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         off = [part.replace("_", " ") for part in ("g2l", "c2f", "adaptive_pruning") if not getattr(self.args, part)]
         return f"g2l (no {', no '.join(off)})" if off else "g2l"
 
-    def render(self, model, viewmats, Ks, width, height, sh_degree=None, check_finite=True):
+    def render(self, model, viewmats, Ks, width, height, sh_degree=None, check_finite=True, backgrounds=None):
         """``model.render`` with this run's backend, packing, ``rasterize_mode`` and background (white with
-        ``white_background``), and absolute gradients when the strategy densifies on them
-        (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree. ``check_finite``:
+        ``white_background``; ``backgrounds`` [C, 3] replaces it), and absolute gradients when the strategy
+        densifies on them (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree. ``check_finite``:
         `rasterize`'s NaN check (a host read of the device)."""
-        backgrounds = viewmats.new_ones(len(viewmats), 3) if self.args.white_background else None
+        if backgrounds is None and self.args.white_background:
+            backgrounds = viewmats.new_ones(len(viewmats), 3)
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
             backend=self.args.render_backend, backgrounds=backgrounds, absgrad=getattr(self.strategy, "absgrad", False),
@@ -858,12 +859,14 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             Ks, width, height = scale_intrinsics(Ks, width, height, factor)
         # No NaN check that reads the device here (it would wait for the GPU at every step): the
         # watch records the first non-finite step on the device, and `_check_finite` reads it.
-        renders, alphas, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step),
-                                            check_finite=False)
+        backgrounds = None
         if self.args.random_bkgd:
-            # gsplat's simple_trainer: one colour a step behind the render (drawn onto black: white_background is
-            # refused with it), the target unchanged
-            renders = renders + torch.rand(1, 3, device=renders.device) * (1.0 - alphas)
+            # gsplat's simple_trainer: one colour a step behind every view of the batch, the target unchanged
+            # (white_background is refused with it). The rasterizer composites it, as it does a fixed background
+            # (gsplat in its kernel), rather than a second full-image pass here.
+            backgrounds = torch.rand(1, 3, device=viewmats.device).expand(len(viewmats), 3)
+        renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step),
+                                       check_finite=False, backgrounds=backgrounds)
         self._non_finite.update(step, {**self.splats, "render": renders})
         self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
         self._last_info = info

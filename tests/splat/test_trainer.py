@@ -817,6 +817,21 @@ def test_random_bkgd_composites_the_training_render_onto_a_random_colour(scene, 
     assert random.evaluate()["eval_psnr"] == plain.evaluate()["eval_psnr"]
 
 
+def test_random_bkgd_puts_one_colour_behind_every_view_of_a_batch(scene, tmp_path):
+    plain = make_trainer(scene, tmp_path / "plain", strategy="default")
+    random = make_trainer(scene, tmp_path / "random", strategy="default", random_bkgd=True)
+    views = random.train_dataset
+    inputs = {key: torch.stack([views[0][key], views[1][key]]) for key in ("image", "viewmat", "K")}
+    with torch.no_grad():
+        _, alphas, _ = plain.render(plain.model, inputs["viewmat"], inputs["K"], views.width, views.height, 0)
+    _, plain_outputs = plain.compute_loss(plain.model, inputs, return_outputs=True)
+    torch.manual_seed(3)
+    _, random_outputs = random.compute_loss(random.model, inputs, return_outputs=True)
+    torch.manual_seed(3)
+    colour = torch.rand(1, 3)
+    torch.testing.assert_close(random_outputs["renders"], plain_outputs["renders"] + colour * (1 - alphas))
+
+
 def test_random_bkgd_is_refused_for_a_model_that_renders_onto_white(scene, tmp_path):
     model = GaussianModel.from_points(*scene.point_arrays(), sh_degree=0)
     model.white_background = True  # trained on a white-background scene: white_background left None follows it
