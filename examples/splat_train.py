@@ -82,7 +82,7 @@ from hf_eff.splat.scene import resolved_test_every
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.recipes import parse_recipe_and_flags
-from hf_eff.utils.results import save_local_model_card
+from hf_eff.utils.results import log_numeric_metrics, save_local_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) ->
         metrics.update(base_model=model_args.model_name_or_path, model_name_or_path=model_args.model_name_or_path,
                        model_revision=model_args.model_revision)
     metrics["dataset"] = scene_name
-    log_numeric_metrics(trainer, "train", metrics)
+    log_numeric_metrics(trainer, "train", metrics)  # printed: after training the progress bar shows no evaluation
     trainer.save_metrics("train", metrics)
 
 
@@ -356,13 +356,6 @@ def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str)
                        eval_ssim_padding=trainer.args.eval_ssim_padding)
     log_numeric_metrics(trainer, "eval", metrics)
     trainer.save_metrics("eval", metrics)
-
-
-def log_numeric_metrics(trainer: SplatTrainer, split: str, metrics: dict) -> None:
-    """Prints the metrics table of transformers' examples (Trainer.log_metrics), of the numbers (a name or None,
-    such as model_revision, is written to the results files only): after training, the progress bar no longer
-    shows the evaluation's log."""
-    trainer.log_metrics(split, {key: value for key, value in metrics.items() if isinstance(value, int | float)})
 
 
 def save_trajectory(trainer: SplatTrainer, views, path_poses: np.ndarray, max_size: int, path: Path) -> None:

@@ -11,10 +11,15 @@ from hf_eff.hub.cards import NonFiniteMetricError
 logger = logging.getLogger(__name__)
 
 
+def log_numeric_metrics(trainer: Trainer, split: str, metrics: dict) -> None:
+    """Prints `Trainer.log_metrics`' table (transformers' examples') of the numbers: a name or None (such as
+    model_revision), which the table cannot format, goes to the results files only."""
+    trainer.log_metrics(split, {key: value for key, value in metrics.items() if isinstance(value, int | float)})
+
+
 def save_all_results(trainer: Trainer, results: dict) -> None:
     """Logs the numeric results and writes every result (strings too) to all_results.json."""
-    numeric = {k: v for k, v in results.items() if isinstance(v, (int, float))}
-    trainer.log_metrics("all", numeric)
+    log_numeric_metrics(trainer, "all", results)
     trainer.save_metrics("all", results, combined=False)
 
 
