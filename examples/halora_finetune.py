@@ -33,6 +33,8 @@ trained further names the adapter it started from.
 ``--model_revision`` loads a Hub base model at a branch, tag or commit (``--model_name_or_path``'s, else the one the
 adapter records); a trained adapter records it in ``adapter_config.json`` (PEFT's ``revision``), ``all_results.json``
 and its card, and an adapter that records one is loaded on that revision of its base unless the flag gives another.
+``--dataset_config_name`` and ``--dataset_revision`` choose a Hub ``--dataset``'s configuration and commit (``load_dataset``'s
+``name`` and ``revision``), recorded in ``all_results.json`` and the card's model-index.
 
 A training run records what held its evaluation questions out (``data_split`` in ``all_results.json``, and for each
 training run the adapter went through, ``training_data_splits.json`` beside it): a built-in task draws the evaluation
@@ -77,7 +79,13 @@ from hf_eff.halora.experiment import (
     evaluate_under_noise,
     train_and_evaluate,
 )
-from hf_eff.halora.tasks import BUILTIN_TASKS, HUB_TASKS, load_multiple_choice_dataset, load_task
+from hf_eff.halora.tasks import (
+    BUILTIN_TASKS,
+    HUB_TASKS,
+    is_local_dataset,
+    load_multiple_choice_dataset,
+    load_task,
+)
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
 from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import (
@@ -193,6 +201,16 @@ class DataArguments:
                           "or one string per choice) replaces that prompt, as for WinoGrande's partial scoring. "
                           "Its train and validation (else test) splits are used; a single split is divided 90/10."},
     )
+    dataset_config_name: str | None = field(
+        default=None,
+        metadata={"help": "The configuration of a Hub --dataset (load_dataset's name); recorded in all_results.json and "
+                          "the card's model-index."},
+    )
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={"help": "Branch, tag or commit of a Hub --dataset; recorded in all_results.json and the card's "
+                          "model-index."},
+    )
     train_size: int | None = field(
         default=None, metadata={"help": "Training questions (built-in tasks: 3000 if not given; other data: all)."}
     )
@@ -201,6 +219,16 @@ class DataArguments:
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N questions only."})
     max_length: int = field(default=128, metadata={"help": "Tokens per prompt + choice row (the model input), cut from the prompt's left (the harness keeps one token more, its last a target only)."})
+
+    def __post_init__(self):
+        hub_flags = [f"--{name}" for name in ("dataset_config_name", "dataset_revision") if getattr(self, name)]
+        flags, are = " and ".join(hub_flags), "are" if len(hub_flags) > 1 else "is"
+        if hub_flags and self.dataset is None:
+            raise ValueError(f"{flags} {are} for a Hub --dataset: --task_name {self.task_name} has no configurations or "
+                             f"revisions to choose; give --dataset <Hub id>, or leave {flags} out")
+        if hub_flags and is_local_dataset(self.dataset):
+            raise ValueError(f"{flags} {are} for a Hub --dataset: --dataset {self.dataset} is local data, which has no "
+                             f"configurations or revisions; leave {flags} out")
 
 
 def parse_args(argv: list[str] | None = None):
@@ -396,7 +424,9 @@ def data_split(data_args: DataArguments, data_seed: int, held_out: int) -> dict:
     ``held_out`` it draws with the seed; data of one split is divided by the seed (data with its own evaluation
     split is not, but the example cannot tell them apart); a Hub task's are its evaluation split whatever the flags."""
     if data_args.dataset is not None:
-        return {"dataset": data_args.dataset, "data_seed": data_seed}
+        # another configuration of a Hub dataset is other data (another revision, the same questions edited)
+        config = {"dataset_config_name": data_args.dataset_config_name} if data_args.dataset_config_name else {}
+        return {"dataset": data_args.dataset, **config, "data_seed": data_seed}
     if data_args.task_name in BUILTIN_TASKS:
         return {"task_name": data_args.task_name, "data_seed": data_seed, "eval_size": held_out}
     return {"task_name": data_args.task_name}
@@ -409,7 +439,8 @@ def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_a
     def data(run: dict) -> tuple:
         # a pushed adapter records local data by its last part (hf_eff.hub.push), so data is matched by that
         dataset = run.get("dataset")
-        return run.get("task_name"), shown_name(dataset) if isinstance(dataset, str) else dataset
+        return (run.get("task_name"), shown_name(dataset) if isinstance(dataset, str) else dataset,
+                run.get("dataset_config_name"))
 
     seeds, sizes = set(), set()
     for run in recorded:
@@ -452,7 +483,9 @@ def main(argv: list[str] | None = None) -> dict:
     data_seed = training_args.data_seed or 0
     if data_args.dataset is not None:
         train, evaluation = load_multiple_choice_dataset(data_args.dataset, train_size=data_args.train_size,
-                                                         eval_size=data_args.eval_size, seed=data_seed)
+                                                         eval_size=data_args.eval_size, seed=data_seed,
+                                                         config_name=data_args.dataset_config_name,
+                                                         revision=data_args.dataset_revision)
     else:
         train, evaluation = load_task(data_args.task_name, seed=data_seed, train_size=data_args.train_size,
                                       eval_size=data_args.eval_size)
@@ -465,6 +498,7 @@ def main(argv: list[str] | None = None) -> dict:
     evaluated = dict(base_model=model_args.model_name_or_path, model_revision=model_args.model_revision,
                      adapter_name_or_path=model_args.adapter_name_or_path,
                      adapter_revision=model_args.adapter_revision, dataset_name=dataset_name,
+                     dataset_config_name=data_args.dataset_config_name, dataset_revision=data_args.dataset_revision,
                      eval_questions=len(evaluation), data_split=split)
 
     if not training_args.do_train:

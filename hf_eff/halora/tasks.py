@@ -286,29 +286,46 @@ def load_hub_task(name: str, train_size: int | None = None, eval_size: int | Non
     )
 
 
+# How load_multiple_choice_dataset reads a data file, by its suffix
+DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def is_local_dataset(source: str) -> bool:
+    """Whether ``load_multiple_choice_dataset`` reads ``source`` from this machine (a folder or a file, or a name with a
+    data file's suffix, refused as missing) rather than from the Hub."""
+    path = Path(source).expanduser()
+    return path.exists() or path.suffix.lower() in DATA_FILE_BUILDERS
+
+
 def load_multiple_choice_dataset(source: str, train_size: int | None = None, eval_size: int | None = None,
-                                 seed: int = 0, eval_fraction: float = 0.1) -> tuple[Dataset, Dataset]:
+                                 seed: int = 0, eval_fraction: float = 0.1, config_name: str | None = None,
+                                 revision: str | None = None) -> tuple[Dataset, Dataset]:
     """(train, eval) of a user's own data with the columns question, choices, answer: a folder written
     by ``save_to_disk``, a ``.json``/``.jsonl``/``.parquet``/``.csv`` file (``choices`` must be a list, so
     CSV only suits data that stores it as one), or a Hub dataset repo id. A DatasetDict gives its
     ``train`` split and its ``validation`` (else ``test``) split; a single split is divided, a seeded
-    ``eval_fraction`` held out. Sizes as in ``load_hub_task``."""
+    ``eval_fraction`` held out. Sizes as in ``load_hub_task``. ``config_name`` and ``revision`` choose a Hub
+    dataset's configuration and branch, tag or commit (``load_dataset``'s ``name`` and ``revision``); local data,
+    which has neither, refuses them."""
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     path = Path(source).expanduser()
-    builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+    hub_options = {name: value for name, value in (("config_name", config_name), ("revision", revision)) if value}
+    if hub_options and is_local_dataset(source):
+        raise ValueError(f"dataset {source} is local data, which has no Hub configuration or revision: leave out "
+                         f"{' and '.join(hub_options)}")
     if path.is_dir():
         data = load_from_disk(str(path))
     elif path.is_file():
-        builder = builders.get(path.suffix.lower())
+        builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise ValueError(f"dataset {source}: cannot read {path.suffix!r} files; use one of {sorted(builders)} "
-                             "or a folder written by save_to_disk")
+            raise ValueError(f"dataset {source}: cannot read {path.suffix!r} files; use one of "
+                             f"{sorted(DATA_FILE_BUILDERS)} or a folder written by save_to_disk")
         data = load_dataset(builder, data_files=str(path))
-    elif path.suffix.lower() in builders:  # else datasets reads it as a Hub repo id and names only the Hub
+    elif path.suffix.lower() in DATA_FILE_BUILDERS:  # else datasets reads it as a Hub repo id and names only the Hub
         raise FileNotFoundError(f"dataset {source}: no such file ({path.absolute()})")
     else:
-        data = load_dataset(source)  # a Hub repo id
+        data = load_dataset(source, config_name, revision=revision)  # a Hub repo id
     if isinstance(data, DatasetDict):
         eval_split = next((s for s in ("validation", "test") if s in data), None)
         if "train" in data and eval_split is not None:

@@ -16,8 +16,9 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
 After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``, a plain ``eval_<metric>`` evaluation beside
 them a split too), each card reports the split ``metric_for_best_model`` names, else ``test``, ``validation``, ``eval``,
 ``val``, the plain one, the first by name (``reported_split``), as it reports a single split, and names it.
-Optional keys for all: ``dataset_name``, ``base_model``, ``strategy``, ``teacher`` (GraNT: with ``start_ratio``, whose
-1 is full-data training whatever the teacher); for adapters ``noise_mode``,
+Optional keys for all: ``dataset_name`` (a Hub dataset's with ``dataset_config_name`` and ``dataset_revision``),
+``base_model``, ``strategy``, ``teacher`` (GraNT: with ``start_ratio``, whose 1 is full-data training whatever the
+teacher); for adapters ``noise_mode``,
 ``noise_tile_size``, ``num_noise_seeds``, ``eval_questions`` (examples/halora_finetune.py's multiple-choice runs) and
 ``adapter_name_or_path`` / ``adapter_revision`` (the adapter a run trained further).
 A local path (base model or data) is named by its last part only. The ``dataset`` argument of the card functions
@@ -322,7 +323,10 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
             entries.append(dict(dataset_name=f"local data ({_local_name(name)})", dataset_type="local"))
         elif "/" in name or given:
             hub_ids.append(name)
-            entries.append(dict(dataset_name=name, dataset_type=name))
+            # the example's --dataset_config_name / --dataset_revision of its Hub --dataset
+            recorded = {} if given else dict(dataset_config=results.get("dataset_config_name"),
+                                             dataset_revision=results.get("dataset_revision"))
+            entries.append(dict(dataset_name=name, dataset_type=name, **recorded))
         else:
             entries.append(dict(dataset_name=name, dataset_type=builtin_type))
     return list(dict.fromkeys(hub_ids)) or None, entries

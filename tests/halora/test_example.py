@@ -146,6 +146,53 @@ def test_example_trains_on_the_users_own_dataset(tmp_path, char_tokenizer):
     assert (out / "adapter_config.json").is_file()
 
 
+
+def test_a_hub_dataset_is_loaded_at_the_config_and_revision_given_and_records_them(tmp_path, char_tokenizer,
+                                                                                    monkeypatch):
+    import datasets
+    from datasets import Dataset, DatasetDict
+
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    rows = [{"question": f"Is {i} even?", "choices": ["yes", "no"], "answer": i % 2} for i in range(12)]
+    loaded = []
+
+    def hub_dataset(path, name=None, revision=None):
+        loaded.append((path, name, revision))
+        return DatasetDict({"train": Dataset.from_list(rows[:8]), "validation": Dataset.from_list(rows[8:])})
+
+    monkeypatch.setattr(datasets, "load_dataset", hub_dataset)
+    out = tmp_path / "run"
+    results = _load_example().main([
+        "--model_name_or_path", str(model_dir), "--dataset", "me/questions", "--dataset_config_name", "easy",
+        "--dataset_revision", "v2", "--method", "lora", "--output_dir", str(out), "--max_steps", "1",
+        "--per_device_train_batch_size", "4", "--max_length", "48", "--eval_sigmas", "0", "--report_to", "none",
+        "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true",
+    ])
+    assert loaded == [("me/questions", "easy", "v2")]
+    recorded = json.loads((out / "all_results.json").read_text())
+    assert (recorded["dataset_name"], recorded["dataset_config_name"], recorded["dataset_revision"]) == (
+        "me/questions", "easy", "v2") == (results["dataset_name"], results["dataset_config_name"],
+                                          results["dataset_revision"])
+    assert recorded["data_split"] == {"dataset": "me/questions", "dataset_config_name": "easy", "data_seed": 0}
+    card = (out / "README.md").read_text()
+    assert "name: me/questions\n      type: me/questions\n      config: easy\n      revision: v2\n" in card
+
+
+@pytest.mark.parametrize("data", [["--dataset", "{tmp_path}/mine.jsonl"], ["--dataset", "{tmp_path}/folder"],
+                                  ["--task_name", "comparison"]])
+@pytest.mark.parametrize("flag", ["--dataset_config_name", "--dataset_revision"])
+def test_dataset_config_and_revision_are_refused_without_a_hub_dataset(tmp_path, data, flag):
+    (tmp_path / "mine.jsonl").write_text("")
+    (tmp_path / "folder").mkdir()
+    data = [part.format(tmp_path=tmp_path) for part in data]
+    fix = (f"is local data, which has no configurations or revisions; leave {flag} out" if data[0] == "--dataset"
+           else f"--task_name comparison has no configurations or revisions to choose; give --dataset <Hub id>, or "
+                f"leave {flag} out")
+    with pytest.raises(ValueError, match=f"^{flag} is for a Hub --dataset: .*{fix}$"):
+        _load_example().parse_args(data + [flag, "x", "--output_dir", str(tmp_path / "out")])
+
 @pytest.mark.parametrize("method", ["lora", "halora"])
 def test_target_modules_all_linear_from_the_command_line_adapts_every_linear_layer(method):
     from peft import get_peft_model

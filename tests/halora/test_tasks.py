@@ -327,6 +327,25 @@ def test_sizes_beyond_the_questions_there_are_warn_naming_both_numbers_and_why(t
         warnings.filterwarnings("error", message=".*questions, all used")
         load_hub_task("piqa", train_size=5, eval_size=3)
 
+
+def test_a_hub_datasets_config_and_revision_reach_load_dataset_and_local_data_refuses_them(tmp_path, monkeypatch):
+    import datasets
+
+    rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": i % 2} for i in range(10)]
+    (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    Dataset.from_list(rows).save_to_disk(tmp_path / "folder")
+    for local in ("mine.jsonl", "folder", "missing.parquet"):
+        with pytest.raises(ValueError, match=rf"dataset .*{local} is local data, which has no Hub configuration or "
+                                             "revision: leave out config_name and revision$"):
+            load_multiple_choice_dataset(str(tmp_path / local), config_name="easy", revision="v2")
+    with pytest.raises(ValueError, match=r"mine.jsonl is local data, .*: leave out revision$"):
+        load_multiple_choice_dataset(str(tmp_path / "mine.jsonl"), revision="v2")
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, revision=None: (
+        calls.append((path, name, revision)), Dataset.from_list(rows))[1])
+    train, evaluation = load_multiple_choice_dataset("me/questions", config_name="easy", revision="v2")
+    assert calls == [("me/questions", "easy", "v2")] and (len(train), len(evaluation)) == (9, 1)
+
 def test_a_missing_data_file_is_named_not_looked_up_on_the_hub(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"dataset data/mine.JSONL: no such file \({tmp_path}"):
         with pytest.MonkeyPatch.context() as patch:
