@@ -98,6 +98,15 @@ def selected_num_batches(
     return kept if variant == "batch" else math.ceil(kept / batch_size)
 
 
+def batches_per_process(
+    num_graphs: int, batch_size: int, ratio: float, variant: str, strata_sizes: list[int] | None = None,
+    num_processes: int = 1,
+) -> int:
+    """Each process's batches per epoch at `ratio`: accelerate's BatchSamplerShard gives each process every n-th
+    batch (even_batches)."""
+    return math.ceil(selected_num_batches(num_graphs, batch_size, ratio, variant, strata_sizes) / num_processes)
+
+
 def _check_selection_can_drop_graphs(
     num_graphs: int, batch_size: int, start_ratio: float, variant: str, strata_sizes: list[int] | None
 ) -> None:
@@ -177,7 +186,6 @@ def plan_epochs(
     for epoch in range(num_epochs):
         if epoch in reselect:
             ratio = ratio_at(epoch, num_epochs, start_ratio, ratio_schedule, ratio_stages)
-        batches = selected_num_batches(num_graphs, batch_size, ratio, variant, strata_sizes)
-        # accelerate's BatchSamplerShard gives each process every n-th batch (even_batches)
-        plan.append(EpochPlan(epoch, ratio, epoch in reselect, math.ceil(batches / num_processes)))
+        batches = batches_per_process(num_graphs, batch_size, ratio, variant, strata_sizes, num_processes)
+        plan.append(EpochPlan(epoch, ratio, epoch in reselect, batches))
     return plan

@@ -55,10 +55,10 @@ from hf_eff.grant.data import check_graph_dataset, feature_widths, largest_class
 from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import (
     EpochPlan,
+    batches_per_process,
     kept_units,
     plan_epochs,
     ratio_at,
-    selected_num_batches,
 )
 from hf_eff.grant.selection import (
     class_strata,
@@ -235,8 +235,10 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         self._data_seed = args.seed if args.data_seed is None else args.data_seed  # as transformers' samplers
         self._sampler = TeachingBatchSampler(self._data_seed)
         self._plan = None
+        self._settings_plan = None  # plan_epochs' plan for this run's settings; _plan is it but on a changed resume
         self._scoring_batches = None
         self._strata = None
+        self._strata_sizes = None
         self._loss_sums: list[torch.Tensor] | None = None  # during a node or multilabel task's evaluation_loop
         self.teaching_log: list[dict] = []
 
@@ -420,8 +422,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         if self.train_dataset is None:
             raise ValueError("GraNTTrainer: training requires a train_dataset (the graphs the teacher selects from)")
         self._strata = class_strata(self.train_dataset["y"]) if self.args.stratify_selection else None
-        strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
-        self._plan = plan_epochs(
+        self._strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
+        self._settings_plan = self._plan = plan_epochs(
             num_graphs=len(self.train_dataset),
             batch_size=self._train_batch_size,
             num_epochs=int(self.args.num_train_epochs),
@@ -433,12 +435,12 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             interval_start=self.args.reselect_interval_start,
             interval_end=self.args.reselect_interval_end,
             num_processes=self.args.world_size,
-            strata_sizes=strata_sizes,
+            strata_sizes=self._strata_sizes,
         )
         if not any(entry.reselect for entry in self._plan[1:]):
             # The share actually kept, not the ratio: GraNT(B) keeps at least one batch, GraNT(S) one graph per batch
             kept, of = kept_units(len(self.train_dataset), self._train_batch_size, self._plan[0].ratio,
-                                  self.args.variant, strata_sizes)
+                                  self.args.variant, self._strata_sizes)
             logger.warning(
                 "GraNT selects once in this run: with num_train_epochs=%d the first reselection would come after it, so "
                 "every epoch trains on the same %d of the %d training %s (%.0f%%), picked at epoch 0 (the paper's "
@@ -453,8 +455,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
                 resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
                 if resume_from_checkpoint is None:
                     raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
-            trained_plan = self._load_teacher_state(resume_from_checkpoint)
-            self._plan = self._resumed_plan(resume_from_checkpoint, trained_plan)
+            self._plan = self._resumed_plan(resume_from_checkpoint, *self._load_teacher_state(resume_from_checkpoint))
         output = super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
         # The run's totals, logged as well so that every card (read from the log history) reports them
         totals = {"grant_selection_seconds": sum(entry["selection_seconds"] for entry in self.teaching_log),
@@ -505,23 +506,47 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             len(self._plan),  # num_train_epochs
             self._steps(self._plan[0].num_batches),  # num_update_steps_per_epoch (the first)
             len(self.train_dataset),  # num_examples
-            self._planned_graphs(),  # num_train_samples
+            0,  # num_train_samples: the graphs the teacher's subsets hold, counted at the end (_finalize_training)
             total_train_batch_size,
             self._plan[0].num_batches,  # steps_in_epoch (the first; _run_epoch sets each)
             max_steps,
         )
 
-    def _planned_graphs(self) -> int:
-        """The graphs the plan trains on, over every process: transformers' max_steps x batch size counts a whole
-        batch per step, which a subset smaller than one batch (full-batch teaching) inflates many times over."""
-        strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
-        num_graphs, batch_size = len(self.train_dataset), self._train_batch_size
-        graphs = 0
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        if self.args.selects:
+            # transformers reports num_train_samples x (steps of this call) / max_steps, a whole batch per step by
+            # default, which a subset smaller than one batch (full-batch teaching) inflates many times over, and a
+            # resumed run would report at the whole plan's mean: given the graphs of this call's steps, it reports them
+            steps = self.state.global_step - self._initial_global_step
+            taught = self._graphs_taught(self._initial_global_step, self.state.global_step)
+            num_train_samples = taught * max(self.state.max_steps, 1) / max(steps, 1)
+        return super()._finalize_training(trial, num_train_samples, start_time)
+
+    def _graphs_taught(self, first_step: int, last_step: int) -> float:
+        """The graphs the optimizer steps [first_step, last_step) trained on, over every process: each epoch's
+        subset as the teacher logged it (in force until its next reselection), a partly run epoch's in proportion
+        to the steps of it taken."""
+        subset_sizes = {entry["epoch"]: entry["subset_size"] for entry in self.teaching_log}
+        graphs, epoch_start, subset_size = 0.0, 0, 0
         for entry in self._plan:
-            kept, _ = kept_units(num_graphs, batch_size, entry.ratio, self.args.variant, strata_sizes)
-            # GraNT(B) keeps whole batches; only the last may be short
-            graphs += kept if self.args.variant == "single" else min(kept * batch_size, num_graphs)
+            subset_size = subset_sizes.get(entry.epoch, subset_size)
+            steps = self._steps(entry.num_batches)
+            taken = min(last_step, epoch_start + steps) - max(first_step, epoch_start)
+            if taken > 0:
+                graphs += subset_size * taken / steps
+            epoch_start += steps
         return graphs
+
+    def _epoch_at_step(self, plan: list[EpochPlan], step: int) -> tuple[int, int]:
+        """(epoch, steps of it before `step`) of the optimizer step `step` (0-based) under `plan`; (len(plan), 0)
+        past its end."""
+        epoch_start = 0
+        for entry in plan:
+            steps = self._steps(entry.num_batches)
+            if step < epoch_start + steps:
+                return entry.epoch, step - epoch_start
+            epoch_start += steps
+        return len(plan), 0
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
         epochs_trained, steps_trained_in_current_epoch = super()._init_training_state(
@@ -530,30 +555,26 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         if not self.args.selects or resume_from_checkpoint is None:
             return epochs_trained, steps_trained_in_current_epoch
         # The Trainer divides global_step by the first epoch's length; GraNT's epochs vary, so
-        # walk the plan to the epoch (and the batch inside it) the checkpoint stopped in.
-        steps_before = 0
-        for entry in self._plan:
-            steps = self._steps(entry.num_batches)
-            if self.state.global_step < steps_before + steps:
-                skipped = 0 if self.args.ignore_data_skip else self.state.global_step - steps_before
-                return entry.epoch, skipped * self.args.gradient_accumulation_steps
-            steps_before += steps
-        return len(self._plan), 0
+        # walk the plan to the epoch (and the batch inside it) of the next step.
+        epoch, skipped = self._epoch_at_step(self._plan, self.state.global_step)
+        return epoch, 0 if self.args.ignore_data_skip else skipped * self.args.gradient_accumulation_steps
 
     def _save_optimizer_and_scheduler(self, output_dir):
         # The teacher's subset belongs with the optimizer's state: resuming needs both, and it
         # cannot be recomputed later (it was scored by the model as it was at the reselection).
         super()._save_optimizer_and_scheduler(output_dir)
         if self.args.selects and self.args.should_save:
-            # the plan the steps so far were taken under: a resume under other settings keeps its past epochs
+            # the plan the steps so far were taken under (a resume under other settings keeps its past epochs), and
+            # the one this run's settings give (a resume under the same settings goes on with the first)
             state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log,
-                     "plan": [dataclasses.asdict(entry) for entry in self._plan]}
+                     "plan": [dataclasses.asdict(entry) for entry in self._plan],
+                     "settings_plan": [dataclasses.asdict(entry) for entry in self._settings_plan]}
             with open(os.path.join(output_dir, TEACHER_STATE_NAME), "w") as file:
                 json.dump(state, file)
 
-    def _load_teacher_state(self, checkpoint: str) -> list[EpochPlan] | None:
-        """Restores the checkpoint's subset and teaching log; returns the plan it was trained under (None when
-        the checkpoint predates that record)."""
+    def _load_teacher_state(self, checkpoint: str) -> tuple[list[EpochPlan] | None, list[EpochPlan] | None]:
+        """Restores the checkpoint's subset and teaching log; returns the plan it was trained under and the one its
+        run's settings gave (each None when the checkpoint predates that record)."""
         if not os.path.isdir(checkpoint):
             raise FileNotFoundError(
                 f"cannot resume GraNT from {checkpoint}: the folder does not exist; pass a checkpoint-<step> "
@@ -569,10 +590,13 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             state = json.load(file)
         self._sampler.batches = state["batches"]
         self.teaching_log = state["teaching_log"]
-        return None if "plan" not in state else [EpochPlan(**entry) for entry in state["plan"]]
+        return tuple(None if key not in state else [EpochPlan(**entry) for entry in state[key]]
+                     for key in ("plan", "settings_plan"))
 
-    def _resumed_plan(self, checkpoint: str, trained: list[EpochPlan] | None) -> list[EpochPlan]:
-        """The plan a resumed run follows. Under the settings it was trained with, this run's. Under a plan that
+    def _resumed_plan(self, checkpoint: str, trained: list[EpochPlan] | None,
+                      trained_settings: list[EpochPlan] | None) -> list[EpochPlan]:
+        """The plan a resumed run follows. Under the settings it was trained with, the checkpoint's (this run's plan,
+        or the one it followed since an earlier resume under other settings). Under a plan that
         differs in the epochs already trained (num_train_epochs or a schedule setting changed: the plan of every
         epoch depends on them), the trained epochs stay as they were taken, the epoch the checkpoint stopped in
         ends on its subset, and the teacher reselects at the next epoch at this plan's ratio, which it follows
@@ -580,14 +604,11 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         run is extended."""
         if trained is None:  # saved before checkpoints recorded their plan: taken to be this run's
             return self._plan
+        if trained_settings == self._plan:
+            return trained  # the same settings: the plan the checkpoint's run follows
         global_step = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME)).global_step
-        # the first epoch after the one the checkpoint stopped in (or at whose end it was saved)
-        resume_epoch, steps = len(trained), 0
-        for entry in trained:
-            steps += self._steps(entry.num_batches)
-            if global_step <= steps:
-                resume_epoch = entry.epoch + 1
-                break
+        # the first epoch after the one the checkpoint's last step was in
+        resume_epoch = self._epoch_at_step(trained, global_step - 1)[0] + 1
         if trained[:resume_epoch] == self._plan[:resume_epoch]:
             return self._plan  # the same past: this run is the one the checkpoint began
         if resume_epoch >= len(self._plan):
@@ -599,9 +620,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             )
         ratio = ratio_at(resume_epoch, len(self._plan), self.args.start_ratio, self.args.ratio_schedule,
                          self.args.ratio_stages)
-        strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
-        num_batches = math.ceil(selected_num_batches(len(self.train_dataset), self._train_batch_size, ratio,
-                                                     self.args.variant, strata_sizes) / self.args.world_size)
+        num_batches = batches_per_process(len(self.train_dataset), self._train_batch_size, ratio, self.args.variant,
+                                          self._strata_sizes, self.args.world_size)
         resumed = list(trained[:resume_epoch])
         for entry in self._plan[resume_epoch:]:
             if entry.reselect and entry.epoch > resume_epoch:  # from this plan's next reselection on, its own epochs

@@ -10,7 +10,7 @@ from torch_geometric.nn.models import GCN
 from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments, ValidationCurveCallback
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.predictions import predictions_table
-from hf_eff.grant.schedules import num_selected
+from hf_eff.grant.schedules import EpochPlan, num_selected
 from hf_eff.grant.selection import partition_batches, score_dataset
 from hf_eff.grant.tasks import GraphTask, task_loss
 
@@ -361,7 +361,38 @@ def test_a_run_resumed_with_more_epochs_keeps_its_past_and_follows_the_new_plan(
         assert [log["epoch"] for log in resumed.teaching_log] == epochs, step
         assert [log["ratio"] for log in resumed.teaching_log] == pytest.approx(ratios), step
         assert set(resumed.lr_scheduler.get_last_lr()) == {0.0}, step  # the linear schedule spans the steps taken
-    assert (tmp_path / "out" / "checkpoint-5" / "grant_teacher.json").is_file()
+    # each checkpoint holds the plan its steps were taken under and the one its run's settings give
+    saved = json.loads((tmp_path / "out" / "checkpoint-5" / "grant_teacher.json").read_text())
+    for key in ("plan", "settings_plan"):
+        assert [(e["epoch"], e["reselect"], e["num_batches"]) for e in saved[key]] == [(0, True, 1), (1, False, 1),
+                                                                                      (2, True, 3)], key
+        assert [e["ratio"] for e in saved[key]] == pytest.approx([0.25, 0.25, 0.745]), key
+
+
+def test_an_extended_run_resumed_under_its_settings_follows_the_plan_it_was_extended_to(tmp_path, make_graphs):
+    # the 3-epoch run of the test above, extended to 6 epochs from inside epoch 2 (steps of 1, 1, 3, 3, 3, 3), saving
+    # each step; resumed inside epoch 4 under the same settings, it goes on as the extended run did (a comparison
+    # with the 6-epoch settings' own plan would take it for a changed plan, reselecting at epoch 5)
+    train = make_graphs(32, "graph_regression", seed=7)
+    settings = dict(start_ratio=0.25, variant="batch", save_strategy="steps", save_steps=1)
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression", num_train_epochs=3,
+                                                                       **settings), train_dataset=train).train()
+    extending = _args(tmp_path, "graph_regression", num_train_epochs=6, **{**settings, "output_dir": str(tmp_path / "ext")})
+    extended = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=extending, train_dataset=train)
+    extended.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    saved = json.loads((tmp_path / "ext" / "checkpoint-10" / "grant_teacher.json").read_text())
+    assert [EpochPlan(**entry) for entry in saved["plan"]] == extended._plan
+    assert [entry["ratio"] for entry in saved["settings_plan"]] == pytest.approx([0.25, 0.25, 0.49, 0.49, 0.745, 0.745])
+    again = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), train_dataset=train,
+                         args=_args(tmp_path, "graph_regression", num_train_epochs=6,
+                                    **{**settings, "output_dir": str(tmp_path / "ext"), "save_strategy": "no"}))
+    again.train(resume_from_checkpoint=str(tmp_path / "ext" / "checkpoint-10"))
+    assert again._plan == extended._plan
+    assert again.teaching_log == [{**log, "selection_seconds": again.teaching_log[i]["selection_seconds"]}
+                                  for i, log in enumerate(extended.teaching_log)]
+    assert again.state.global_step == again.state.max_steps == 14
+    for (name, value), expected in zip(again.model.named_parameters(), extended.model.parameters(), strict=True):
+        torch.testing.assert_close(value, expected, msg=name)
 
 
 def test_a_resume_with_no_epoch_left_to_train_is_refused_before_training(tmp_path, make_graphs):
@@ -533,17 +564,43 @@ def test_batch_eval_metrics_without_a_compute_metrics_of_ones_own_is_refused(tmp
         GraNTTrainer(model=GrantGCN(6, 2, hidden_channels=8), args=args, train_dataset=make_graphs(16, "graph_classification"))
 
 
-@pytest.mark.parametrize("batch_size", [8, 64])  # mini-batches, and one batch holding the whole training set
-def test_train_samples_per_second_counts_the_graphs_taught(tmp_path, make_graphs, batch_size):
+class _GraphCountingTrainer(GraNTTrainer):
+    """Counts the graphs its training steps take, as the loss sees them."""
+
+    graphs_trained = 0
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if model.training:
+            self.graphs_trained += inputs["num_nodes"].numel()
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+
+def _graphs_reported(metrics) -> float:
+    return metrics["train_samples_per_second"] * metrics["train_runtime"]  # both rounded: compared to within 1%
+
+
+# mini-batches, one batch holding the whole training set, and GraNT(B) on batches of 16, 16 and 8
+@pytest.mark.parametrize(("variant", "batch_size"), [("single", 8), ("single", 64), ("batch", 16)])
+def test_train_samples_per_second_counts_the_graphs_taught(tmp_path, make_graphs, variant, batch_size):
     task = "graph_regression"
-    args = _args(tmp_path, task, per_device_train_batch_size=batch_size, variant="single")
-    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=make_graphs(40, task))
+    args = _args(tmp_path, task, per_device_train_batch_size=batch_size, variant=variant)
+    trainer = _GraphCountingTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=make_graphs(40, task))
     metrics = trainer.train().metrics
-    # GraNT(S) keeps ceil(ratio * |b|) graphs of every batch b of the 40
-    sizes = [batch_size] * (40 // batch_size) + ([40 % batch_size] if 40 % batch_size else [])
-    taught = sum(num_selected(entry.ratio, size) for entry in trainer._plan for size in sizes)
-    assert taught < trainer.state.max_steps * batch_size  # what transformers would count
-    assert metrics["train_samples_per_second"] * metrics["train_runtime"] == pytest.approx(taught, rel=0.01)
+    assert trainer.graphs_trained < trainer.state.max_steps * batch_size  # what transformers would count
+    assert _graphs_reported(metrics) == pytest.approx(trainer.graphs_trained, rel=0.01)
+
+
+def test_a_resumed_runs_train_samples_per_second_counts_the_graphs_of_the_epochs_it_trains(tmp_path, make_graphs):
+    # 40 graphs in batches of 8, GraNT(S): epochs 0-1 keep 10 graphs (2 steps each), epochs 2-3 keep 25 (4 steps
+    # each). Resumed after epoch 1, the run trains 50 graphs in 8 of the 12 steps, not 8/12 of the plan's 70.
+    task = "graph_regression"
+    train = make_graphs(40, task)
+    args = _args(tmp_path, task, variant="single", save_strategy="epoch")
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train()
+    resumed = _GraphCountingTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train)
+    metrics = resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4")).metrics
+    assert resumed.graphs_trained == 50
+    assert _graphs_reported(metrics) == pytest.approx(50, rel=0.01)
 
 
 def test_a_compute_loss_func_is_refused(tmp_path, make_graphs):
