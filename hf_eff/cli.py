@@ -84,12 +84,12 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     try:
         url = push_output_dir(Path(args.output_dir), args.repo_id, private=args.private, token=args.token,
-                              license=args.license, revision=args.revision)
+                              license=args.license, revision=args.revision, given_as="--token")
     except HfHubHTTPError as error:  # the Hub refused (a bad token, no access): exit 1, on one line
         print(f"{args.parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as error:
-        # What the user passed is wrong (no run folder, no results, no token, a bad repo id): argparse's
+        # What the user passed is wrong (no folder, no token, an invalid one, a bad repo id): argparse's
         # usage error, exit 2. (HfHubHTTPError is an OSError too, hence the order.)
         args.parser.error(str(error))
     print(f"Pushed {args.output_dir} to {url}")
@@ -113,10 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--compile", action="store_true", help="also build gsplat's CUDA kernels")
     env.set_defaults(func=cmd_env, parser=env)
 
-    push = sub.add_parser("push", help="push a finished example run (model + card) to the Hub")
-    push.add_argument("output_dir", help="--output_dir of a finished example run (with its all_results.json), or a "
-                      "scene folder written by Scene.save")
-    push.add_argument("repo_id", help="USER/NAME or ORG/NAME; created if missing (a scene goes to a dataset repo)")
+    push = sub.add_parser("push", help="push a finished example run, a saved model or a scene (with its card) to the "
+                          "Hub")
+    push.add_argument("output_dir", help="--output_dir of a finished example run (with its all_results.json), a "
+                      "folder a model's save_pretrained wrote (a HaLoRA adapter, GrantGCN or GaussianModel: its card "
+                      "says that no evaluation results were recorded), or a scene folder written by Scene.save")
+    push.add_argument("repo_id", help="USER/NAME or ORG/NAME (a bare NAME is the token's user's); created if missing "
+                      "(a scene goes to a dataset repo)")
     push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its "
                       "visibility)")
     push.add_argument("--license", default=None,

@@ -88,7 +88,9 @@ def test_push_errors_are_one_line_usage_errors(capsys, tmp_path, monkeypatch):
     assert "holds no hf-eff artifact" in _usage_error(capsys, ["push", str(tmp_path), "me/x"])
     for name in ("config.json", "model.safetensors"):
         (tmp_path / name).write_text("{}")
-    assert "all_results.json is missing" in _usage_error(capsys, ["push", str(tmp_path), "me/x", "--token", "hf_x"])
+    (tmp_path / "all_results.json").write_text(json.dumps([0.5]))
+    assert "all_results.json must hold a JSON object" in _usage_error(capsys, ["push", str(tmp_path), "me/x",
+                                                                               "--token", "hf_x"])
     (tmp_path / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
     assert "Repo id must" in _usage_error(capsys, ["push", str(tmp_path), "not a/repo id", "--token", "hf_x"])
     # the CLI has no repo_type argument: push picks the type, and says so
@@ -111,7 +113,9 @@ def test_push_help_says_what_each_argument_takes(capsys):
         main(["push", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "output_dir --output_dir of a finished example run" in out and "scene folder written by Scene.save" in out
-    assert "repo_id USER/NAME or ORG/NAME" in out and "--private create the repo private" in out
+    assert "a folder a model's save_pretrained wrote (a HaLoRA adapter, GrantGCN or GaussianModel" in out
+    assert "repo_id USER/NAME or ORG/NAME (a bare NAME is the token's user's)" in out
+    assert "--private create the repo private" in out
     assert "--revision REVISION the branch to push to, created from main if missing" in out
 
 

@@ -1,4 +1,5 @@
-"""`hf-eff push OUTPUT_DIR REPO_ID`: upload a finished example run or a saved scene, with its card, to the Hub."""
+"""`hf-eff push OUTPUT_DIR REPO_ID`: upload a finished example run, a saved model or a saved scene, with its card, to
+the Hub."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from concurrent.futures import Future
 from pathlib import Path, PureWindowsPath
 
 from huggingface_hub import HfApi, get_token
-from huggingface_hub.errors import HFValidationError, HTTPError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, HTTPError
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
@@ -129,21 +130,53 @@ def ensure_branch(api: HfApi, repo_id: str, revision: str | None, repo_type: str
         api.create_branch(repo_id, branch=revision, repo_type=repo_type, token=token, exist_ok=True)
 
 
-def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str = "model") -> None:
-    """Raises ``PermissionError`` when the Hub's whoami makes it certain that ``token`` (default: ``api``'s, else the
-    stored one) cannot push to the ``repo_type`` repo ``repo_id``: a read token; a repo in an organisation where its
-    user's role (whoami's ``roleInOrg``) is "read", whatever the token; or a write token and a repo that exists in a
-    namespace that is neither its user's nor one of their organisations'. ``create_repo(exist_ok=True)`` accepts an
-    existing repo in each case, so without this a push would fail only at its first upload. Says nothing when whoami
-    cannot answer (offline, no token, a server without the route) or cannot tell (a fine-grained token, whose scopes
-    it does not read; an organisation listed without the user's role)."""
+def _token_origin(given_as: str, token) -> tuple[str, str]:
+    """(where the token a request sends came from, how to replace it), as ``get_token`` looks for it: ``given_as``
+    (what the caller calls the token it was given) when ``token`` is one, else the environment variable that holds
+    one, else the stored login."""
+    if token is not None:
+        return given_as, "pass a valid one there"
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if os.environ.get(variable):  # it wins over the stored login
+            return variable, f"set {variable} to a valid one, or unset it to use the stored login"
+    return "the stored login", "log in again with `hf auth login`"
+
+
+def whoami_or_refuse_invalid_token(api: HfApi, repo_id: str, token=None, given_as: str = "token") -> dict | None:
+    """The Hub's whoami for ``token`` (default: ``api``'s, else HF_TOKEN or the stored login); None when whoami
+    cannot answer (offline, no token, a server without the route, a server error). Its 401 says that the Hub knows no
+    such token: ``PermissionError`` naming the push to ``repo_id`` and where the token came from (``given_as``: what
+    the caller calls a token it was given, such as "--token"), never the token itself."""
     try:
-        identity = api.whoami(token=token)
+        return api.whoami(token=token)
+    except HfHubHTTPError as error:
+        if getattr(error.response, "status_code", None) != 401:
+            return None
+        origin, fix = _token_origin(given_as, token if token is not None else api.token)
+        raise PermissionError(f"cannot push to {repo_id}: the Hugging Face token from {origin} is not valid (the "
+                              f"Hub's whoami answered 401 Unauthorized); {fix}") from None
+    except (OSError, HTTPError, ValueError):  # no answer
+        return None
+
+
+def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str = "model",
+                           given_as: str = "token") -> None:
+    """Raises ``PermissionError`` when the Hub's whoami makes it certain that ``token`` (default: ``api``'s, else the
+    stored one) cannot push to the ``repo_type`` repo ``repo_id``: a token the Hub does not know (whoami's 401, named
+    by its source: ``given_as`` for a ``token`` given, HF_TOKEN or the stored login otherwise); a read token; a repo
+    in an organisation where its user's role (whoami's ``roleInOrg``) is "read", whatever the token; or a write token
+    and a repo that exists in a namespace that is neither its user's nor one of their organisations'.
+    ``create_repo(exist_ok=True)`` accepts an existing repo in each case but the first, so without this a push would
+    fail only at its first upload. Says nothing when whoami cannot answer (offline, no token, a server without the
+    route, a server error) or cannot tell (a fine-grained token, whose scopes it does not read; an organisation listed
+    without the user's role)."""
+    identity = whoami_or_refuse_invalid_token(api, repo_id, token, given_as)
+    try:
         role = identity["auth"]["accessToken"]["role"]
         user = identity["name"]
         org_roles = {org["name"].casefold(): org.get("roleInOrg") for org in identity.get("orgs") or []}
         orgs = [org["name"] for org in identity.get("orgs") or []]
-    except (OSError, HTTPError, ValueError, KeyError, TypeError, AttributeError):  # no answer, or not the Hub's shape
+    except (KeyError, TypeError, AttributeError):  # no answer (None), or not the Hub's shape
         return
     if role == "read":
         raise PermissionError(f"cannot push to {repo_id}: the Hugging Face token of {user} is a read token (role "
@@ -257,14 +290,31 @@ def _detect_artifact(output_dir: Path) -> tuple[str, dict | None]:
     )
 
 
-def read_results(output_dir: Path) -> dict:
+def read_results(output_dir: Path) -> dict | None:
+    """The run's ``all_results.json``, parsed; None for a folder without one (a model's own ``save_pretrained``)."""
     path = output_dir / RESULTS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: push the output_dir of a finished example run")
+        return None
     results = json.loads(path.read_text())
     if not isinstance(results, dict):
         raise ValueError(f"{path} must hold a JSON object of metrics, got {type(results).__name__}")
     return results
+
+
+# What a card shows of a saved model's config.json when no run recorded results: {config key: result name}.
+SAVED_SETTINGS = {
+    "grant_model": {"task": "task", "target_names": "target_columns", "class_names": "class_names"},
+    "splat_model": {"rasterize_mode": "rasterize_mode"},
+}
+NO_RESULTS_NOTE = ("No evaluation results were recorded: this card was built from the saved model's configuration "
+                   "alone, without a training run's `all_results.json`, so it reports no metrics.")
+
+
+def _with_no_results_note(card):
+    """``card`` saying, before its loading lines, that it reports no results."""
+    head, heading, tail = card.text.partition("## How to load")
+    card.text = f"{head.rstrip()}\n\n{NO_RESULTS_NOTE}\n\n{heading}{tail}"
+    return card
 
 
 def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
@@ -272,7 +322,9 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True,
                revision: str | None = None, model_name: str | None = None, config: dict | None = None):
     """The filled card of a model run folder, from ``results`` or else its ``all_results.json``; a splat model's
-    reads ``config`` (the folder's config.json, parsed; read here when not given).
+    reads ``config`` (the folder's config.json, parsed; read here when not given). A folder without results (what a
+    model's ``save_pretrained`` wrote) gets a card from its configs (an adapter's, GraNT's task and target or class
+    names, the splats' rasterize mode) that says no evaluation results were recorded: no metrics, no model-index.
     ``revision``: the branch it is pushed to, which its loading lines then name; ``model_name``: the card's
     title and model-index name (a Trainer's ``push_to_hub(model_name=...)``; default: the card's kind, the repo's name).
 
@@ -282,7 +334,14 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     card before its files), else the folder's adapter_config.json. ``model_class`` and ``hub_mixin``: a
     GraNT model's class (``grant_card``)."""
     output_dir = Path(output_dir)
-    results = read_results(output_dir) if results is None else results
+    if results is None:
+        results = read_results(output_dir)
+    recorded = results is not None
+    if not recorded:
+        if config is None and kind in SAVED_SETTINGS:
+            config = read_config(output_dir)
+        results = {result: config[key] for key, result in SAVED_SETTINGS.get(kind, {}).items()
+                   if config.get(key) is not None}
     if base_model is not None:
         results = {**results, "base_model": base_model}
     if kind == "halora_adapter":
@@ -292,7 +351,7 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                 raise FileNotFoundError(f"{config_file} is missing and no adapter config was given: save the "
                                         "adapter first, or pass its config as adapter_config")
             adapter_config = json.loads(config_file.read_text())
-        return halora_card(results, repo_id, base_model=adapter_config.get("base_model_name_or_path"),
+        card = halora_card(results, repo_id, base_model=adapter_config.get("base_model_name_or_path"),
                            peft_type=str(adapter_config.get("peft_type", "HALORA")),
                            tile_size=adapter_config.get("noise_tile_size"),
                            regulariser=regulariser_description(adapter_config.get("reg_weight"),
@@ -300,10 +359,10 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                            task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
                            training_noise=training_noise_description(adapter_config),
                            license=license, dataset=dataset, revision=revision, model_name=model_name)
-    if kind == "grant_model":
-        return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
+    elif kind == "grant_model":
+        card = grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
                           hub_mixin=hub_mixin, revision=revision, model_name=model_name)
-    if kind == "splat_model":
+    elif kind == "splat_model":
         # After a dict eval_dataset, the renders of the split the card reports: another split may be training views.
         other_renders = {f"{eval_prefix(split)}renders" for split in reported_split(results)[1]}
 
@@ -323,20 +382,40 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
         if config is None and (output_dir / "config.json").is_file():
             config = read_config(output_dir)
         normalized = config is not None and config.get("world_to_normalized") is not None
-        return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
+        card = splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           trajectory=trajectory, license=license, dataset=dataset, revision=revision,
                           model_name=model_name, normalized=normalized)
-    raise ValueError(f"no model card for artifact kind {kind!r}")
+    else:
+        raise ValueError(f"no model card for artifact kind {kind!r}")
+    return card if recorded else _with_no_results_note(card)
+
+
+def namespaced_repo_id(api: HfApi, repo_id: str, given_as: str = "token") -> str:
+    """``repo_id`` as USER/NAME when it is a bare NAME, USER being the token's user (whoami's name), as transformers
+    names a trainer's bare ``hub_model_id`` from the repo it creates. ``create_repo`` puts a bare name under the user,
+    but uploads and the card's loading lines need the whole id. A bare name is refused (``ValueError``) when whoami
+    cannot answer; a token whoami does not know, as ``whoami_or_refuse_invalid_token`` says (``given_as``)."""
+    if "/" in repo_id:
+        return repo_id
+    identity = whoami_or_refuse_invalid_token(api, repo_id, given_as=given_as)
+    user = identity.get("name") if isinstance(identity, dict) else None
+    if not isinstance(user, str) or not user:
+        raise ValueError(f"the repo id {repo_id!r} names no user or organisation, and the Hub's whoami, which "
+                         "names the token's user, did not answer: give the repo as USER/NAME")
+    return f"{user}/{repo_id}"
 
 
 def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
                     kind: str | None = None, commit_message: str | None = None, license: str | None = None,
-                    revision: str | None = None) -> str:
-    """Builds the card from ``all_results.json``, uploads the run folder and returns the repo URL; a scene
-    folder (``Scene.save``'s) goes to a dataset repo through ``Scene.push_to_hub``, with the scene card.
+                    revision: str | None = None, given_as: str = "push_output_dir's token") -> str:
+    """Builds the card from ``all_results.json`` (a folder without one, a model's own ``save_pretrained``, from its
+    configs, saying that no evaluation results were recorded: ``build_card``), uploads the folder and returns the
+    repo URL; a scene folder (``Scene.save``'s) goes to a dataset repo through ``Scene.push_to_hub``, with the scene
+    card. A bare ``repo_id`` (NAME) is the token's user's (``namespaced_repo_id``).
 
-    ``token`` defaults to ``HF_TOKEN`` or the stored login; a repo that whoami says it cannot write to is refused
-    first (``refuse_unwritable_repo``: ``PermissionError``). The card is written into the run
+    ``token`` defaults to ``HF_TOKEN`` or the stored login; a repo that whoami says it cannot write to, or a token it
+    does not know, is refused first (``refuse_unwritable_repo``: ``PermissionError``, naming a given token by
+    ``given_as``, as hf-eff push's "--token"). The card is written into the run
     folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload, which sends the
     ``PATH_RECORDING_PATTERNS`` files without local paths (``upload_folder``). ``license``:
     the card's license (a Hub license id); without it only an adapter of the built-in base states one.
@@ -356,6 +435,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
     api = HfApi(token=token)
+    repo_id = namespaced_repo_id(api, repo_id, given_as)  # before the card, whose loading lines name it
     # What is uploaded is read first (the scene, or the run's card and results): a folder that does
     # not load is refused before any repo is created. Then whoami: a repo the token cannot write to is refused
     # before the repo is created and the card replaces the run's README.md, not at the first upload.
@@ -363,13 +443,13 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         from hf_eff.splat import load_scene
 
         scene = load_scene(output_dir)
-        refuse_unwritable_repo(api, repo_id, repo_type="dataset")
+        refuse_unwritable_repo(api, repo_id, repo_type="dataset", given_as=given_as)
         # The scene's own push: one place stages, carries the card and replaces an earlier scene's shards.
         commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
                                    revision=revision)
         return str(commit.repo_url)
     card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
-    refuse_unwritable_repo(api, repo_id)
+    refuse_unwritable_repo(api, repo_id, given_as=given_as)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     ensure_branch(api, repo_id, revision)
     card.save(output_dir / "README.md")

@@ -165,10 +165,12 @@ class HubCardTrainerMixin:
         """transformers' repo set-up (when the trainer is built with ``push_to_hub=True``, else at the first push),
         then the branch the pushes go to (this push's revision, else ``hub_revision``), created from main if
         missing, as ``Scene.push_to_hub`` does: a push to a new branch works. A repo the token cannot write to is
-        refused before training rather than at the first upload: when whoami says so (a read token, another's
-        namespace: ``refuse_unwritable_repo``), else by the branch's creation, with a ``hub_revision``."""
+        refused before training rather than at the first upload: when whoami says so (a token it does not know, a
+        read token, another's namespace: ``refuse_unwritable_repo``), else by the branch's creation, with a
+        ``hub_revision``."""
         if self.is_world_process_zero():
-            refuse_unwritable_repo(transformers_trainer.hf_api(), *self._hub_repo_and_token(token))
+            refuse_unwritable_repo(transformers_trainer.hf_api(), *self._hub_repo_and_token(token),
+                                   given_as="hub_token" if token is None else "push_to_hub's token")
         super().init_hf_repo(token=token, private=private)
         if self.is_world_process_zero():
             self._create_push_branch(self._push_branch, token)

@@ -505,6 +505,38 @@ def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool =
     return {"kinds": results, "torch_loads_weights_only": TORCH_LOADS}
 
 
+def scenario_push_saved_models(repo_ids: dict[str, str], output_dir: str) -> dict:
+    """``hf_eff.push_output_dir`` of the folder each model's own save_pretrained wrote (no all_results.json), then
+    loading it back with the ecosystem's call for that artifact."""
+    from huggingface_hub import ModelCard
+    from peft import PeftModel, get_peft_model
+
+    import hf_eff
+
+    results = {}
+    for kind, repo_id in repo_ids.items():
+        out = Path(output_dir) / kind
+        if kind == "halora":
+            model = get_peft_model(_tiny_llama(), _adapter_config())
+        elif kind == "grant":
+            model = hf_eff.GrantGCN(in_channels=5, hidden_channels=8, out_channels=1, task="graph_regression",
+                                    target_names=["logS"])
+        else:
+            model = _mixin_model(kind, seed=4)
+        model.save_pretrained(out)
+        url = hf_eff.push_output_dir(out, repo_id)
+        if kind == "halora":
+            inputs = torch.arange(12).reshape(2, 6)
+            loaded = PeftModel.from_pretrained(_tiny_llama(), repo_id).eval()
+            equal = torch.allclose(loaded(inputs).logits, model.eval()(inputs).logits, atol=1e-6)
+        else:
+            equal = _equal_state(model, type(model).from_pretrained(repo_id))
+        card = ModelCard.load(repo_id)
+        results[kind] = {"url": url, "roundtrip": equal, "card_text": card.text, "card_data": card.data.to_dict(),
+                         "opened": opened_repo_files(repo_id)}
+    return {"kinds": results, "torch_loads_weights_only": TORCH_LOADS}
+
+
 def _png_bytes() -> bytes:
     import io
 

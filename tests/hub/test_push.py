@@ -49,13 +49,57 @@ def test_colmap_or_nerf_folder_is_refused_with_how_to_push_it(tmp_path, files):
         push.detect_artifact(_touch(tmp_path, *files))
 
 
-def test_unfinished_run_without_results_is_refused(tmp_path):
+def test_results_that_are_no_json_object_are_refused(tmp_path):
     folder = _touch(tmp_path, "config.json", "model.safetensors")
-    with pytest.raises(FileNotFoundError, match="all_results.json is missing"):
-        push.build_card("grant_model", folder, "me/gcn")
     (folder / "all_results.json").write_text(json.dumps([1, 2]))
-    with pytest.raises(ValueError, match="must hold a JSON object"):
+    with pytest.raises(ValueError, match="all_results.json must hold a JSON object"):
         push.build_card("grant_model", folder, "me/gcn")
+
+
+def _saved_folders(root):
+    """What each model's save_pretrained writes (its configs; the weights' content is not read), no all_results.json."""
+    folders = {"halora_adapter": _touch(root / "adapter", "adapter_model.safetensors"),
+               "grant_model": _touch(root / "gcn", "model.safetensors"),
+               "splat_model": _touch(root / "splats", "model.safetensors")}
+    (folders["halora_adapter"] / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "HALORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M",
+         "noise_sigma": 0.02, "reg_weight": 0.1, "reg_norm": "spectral"}))
+    (folders["grant_model"] / "config.json").write_text(json.dumps(
+        {"in_channels": 4, "out_channels": 1, "task": "graph_regression", "target_names": ["logS"],
+         "class_names": None, "data_split": None}))
+    (folders["splat_model"] / "config.json").write_text(json.dumps(
+        {"sh_degree": 1, "num_gaussians": 10, "rasterize_mode": "antialiased"}))
+    return folders
+
+
+# What each card says that only its configuration tells.
+SAVED_FOLDER_CARD_TEXT = {
+    "halora_adapter": ["A **HaLoRA** adapter for [`HuggingFaceTB/SmolLM2-135M`]", "(tile_additive, sigma = 0.02)",
+                       "Importing `hf_eff` registers the `HALORA` adapter type with PEFT"],
+    "grant_model": ["Targets: `logS`.", 'GraphCollator("graph_regression")'],
+    "splat_model": ["Trained antialiased"],
+}
+
+
+@pytest.mark.parametrize("kind", list(SAVED_FOLDER_CARD_TEXT))
+def test_a_saved_model_folder_without_results_gets_a_card_from_its_configuration(tmp_path, kind):
+    folder = _saved_folders(tmp_path)[kind]
+    assert push.detect_artifact(folder) == kind
+    card = push.build_card(kind, folder, "me/model")
+    text = " ".join(card.text.split())
+    for expected in SAVED_FOLDER_CARD_TEXT[kind]:
+        assert expected in text
+    # it says that nothing was measured, before its loading lines, and reports nothing
+    assert push.NO_RESULTS_NOTE in card.text and text.index(push.NO_RESULTS_NOTE) < text.index("## How to load")
+    assert card.data.eval_results is None and "model-index" not in str(card)
+    assert "|---" not in card.text  # no results table
+    assert '"me/model"' in card.text
+
+
+def test_a_folder_with_results_gets_no_note_of_missing_results(tmp_path):
+    for kind, folder in _saved_folders(tmp_path).items():
+        (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5, "eval_psnr": 20.0}))
+        assert push.NO_RESULTS_NOTE not in push.build_card(kind, folder, "me/model").text, kind
 
 
 def test_a_config_json_that_is_no_json_object_is_refused_naming_it(tmp_path):
@@ -113,7 +157,7 @@ def test_push_without_any_token_says_how_to_give_one(tmp_path, monkeypatch):
         push.push_output_dir(folder, "me/gcn")
 
 
-def test_cli_push_refused_by_the_hub_is_one_line_with_exit_1(local_hub, tmp_path, monkeypatch, capsys):
+def test_cli_push_refused_by_the_hub_is_one_line_with_exit_1(local_hub, tmp_path, monkeypatch, capsys, inject_fault):
     from huggingface_hub import constants
 
     from hf_eff.cli import main
@@ -121,6 +165,7 @@ def test_cli_push_refused_by_the_hub_is_one_line_with_exit_1(local_hub, tmp_path
     folder = _touch(tmp_path, "config.json", "model.safetensors")
     (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
     monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    inject_fault("whoami", 404)  # whoami cannot tell that the token is invalid: the Hub refuses the repo's creation
     assert main(["push", str(folder), local_hub.repo_id("gcn"), "--token", "hf_not_a_valid_token"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -203,3 +248,39 @@ def test_splat_card_says_when_the_splats_are_in_normalised_coordinates(tmp_path)
     text = push.build_card("splat_model", folder, "me/splats").text
     assert "`config.json`'s `world_to_normalized` maps the capture's frame to the splats', and `splats.ply` is in " \
            "the normalised frame; `splats.save_ply(path, original_frame=True)`" in " ".join(text.split())
+
+
+def test_a_bare_repo_name_goes_to_the_tokens_user_and_the_card_names_it_whole(local_hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from hf_eff.splat.procedural import make_procedural_scene
+    from tests.hub.conftest import OWNER
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    run = _saved_folders(tmp_path)["grant_model"]
+    make_procedural_scene(seed=1, num_train=2, num_test=1, num_points=20, width=8, height=8, num_objects=1,
+                          supersample=1).save(tmp_path / "scene")
+    for folder, repo_type in ((run, "model"), (tmp_path / "scene", "dataset")):
+        name = local_hub.repo_id(folder.name).split("/")[1]
+        url = push.push_output_dir(folder, name, token=local_hub.token)
+        assert url.endswith(f"/{OWNER}/{name}"), url
+        repo = local_hub.server.repos[(repo_type, f"{OWNER}/{name}")]
+        readme = local_hub.server.blobs[repo.commits[repo.branches["main"]].tree["README.md"].sha256].decode()
+        assert f'"{OWNER}/{name}"' in readme and f'"{name}"' not in readme, folder.name  # the loading lines
+    assert f'"{OWNER}/' in (run / "README.md").read_text()
+
+
+def test_a_bare_repo_name_is_refused_when_whoami_cannot_name_the_user(local_hub, tmp_path, monkeypatch, inject_fault):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    run = _saved_folders(tmp_path)["grant_model"]
+    (run / "README.md").write_text("the run's own card\n")
+    name = local_hub.repo_id("bare").split("/")[1]
+    inject_fault("whoami", 404)  # a server without the route
+    with pytest.raises(ValueError, match=rf"the repo id '{name}' names no user or organisation, and the Hub's "
+                                         r"whoami, .* did not answer: give the repo as USER/NAME"):
+        push.push_output_dir(run, name, token=local_hub.token)
+    assert not local_hub.server.take_fault("whoami")[0]  # it asked
+    assert not [repo_id for _, repo_id in local_hub.server.repos if repo_id.endswith(f"/{name}")]
+    assert (run / "README.md").read_text() == "the run's own card\n"

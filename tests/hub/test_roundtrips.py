@@ -198,3 +198,21 @@ def test_cli_push_of_every_run_kind_private_with_cards_and_no_token_leak(local_h
         for commit in repo.commits.values():
             for path, entry in commit.tree.items():
                 assert token.encode() not in local_hub.server.blobs[entry.sha256], (repo_id, path)
+
+
+def test_saved_models_without_results_push_with_a_card_that_says_so_and_load_back(local_hub, tmp_path):
+    from hf_eff.hub.push import NO_RESULTS_NOTE
+
+    kinds = {"halora": "halora", "grant": "graph-neural-teaching", "splat": "gaussian-splatting"}  # and their tags
+    repo_ids = {kind: local_hub.repo_id(f"saved-{kind}") for kind in kinds}
+    result = local_hub.run("push_saved_models", repo_ids=repo_ids, output_dir=str(tmp_path / "saved"))
+    for kind, observed in result["kinds"].items():
+        assert observed["roundtrip"] and observed["url"].endswith(repo_ids[kind]), kind
+        assert NO_RESULTS_NOTE in observed["card_text"], kind
+        assert observed["card_data"]["library_name"] == "hf-eff" and kinds[kind] in observed["card_data"]["tags"]
+        assert "model-index" not in observed["card_data"], kind
+        assert f'"{repo_ids[kind]}"' in observed["card_text"], kind  # the how-to-load lines
+        _assert_safe_reads(result, observed["opened"])
+    halora, grant = result["kinds"]["halora"]["card_text"], result["kinds"]["grant"]["card_text"]
+    assert "A **HaLoRA** adapter" in halora and "Importing `hf_eff` registers the `HALORA` adapter type" in halora
+    assert "Targets: `logS`." in grant

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from datasets import Dataset
-from huggingface_hub import constants
+from huggingface_hub import HfApi, constants
 
 from hf_eff.hub.push import push_output_dir, refuse_unwritable_repo
 from tests.hub.conftest import ORG, OTHER_USER, OWNER
@@ -37,6 +37,32 @@ def test_another_users_repo_is_refused_naming_its_namespace_and_the_tokens(local
     with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: it belongs to {OTHER_USER}, and the token "
                                               rf"of {OWNER} writes only to {OWNER}, {ORG}"):
         refuse_unwritable_repo(local_hub.api(), repo_id)
+
+
+UNKNOWN_TOKEN = "hf_" + "0" * 32  # a token the Hub does not know
+
+
+def test_a_token_the_hub_does_not_know_is_refused_naming_where_it_came_from(local_hub, monkeypatch, tmp_path):
+    repo_id = _own_repo(local_hub)
+    api = HfApi(endpoint=local_hub.url)  # no token of its own: the one given, else HF_TOKEN, else the stored login
+    invalid = r"cannot push to {}: the Hugging Face token from {} is not valid \(the Hub's whoami answered 401 " \
+              r"Unauthorized\); {}"
+    with pytest.raises(PermissionError, match=invalid.format(repo_id, "--token", "pass a valid one there")) as given:
+        refuse_unwritable_repo(api, repo_id, token=UNKNOWN_TOKEN, given_as="--token")
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", UNKNOWN_TOKEN)
+    with pytest.raises(PermissionError, match=invalid.format(repo_id, "HF_TOKEN", "set HF_TOKEN to a valid one, or "
+                                                             "unset it to use the stored login")) as from_environment:
+        refuse_unwritable_repo(api, repo_id)
+    monkeypatch.delenv("HF_TOKEN")
+    (tmp_path / "token").write_text(UNKNOWN_TOKEN)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    with pytest.raises(PermissionError, match=invalid.format(repo_id, "the stored login",
+                                                             "log in again with `hf auth login`")) as stored:
+        refuse_unwritable_repo(api, repo_id)
+    for refusal in (given, from_environment, stored):
+        assert UNKNOWN_TOKEN not in str(refusal.value)
 
 
 def test_repos_the_token_can_write_to_or_create_go_on(local_hub):
@@ -97,18 +123,21 @@ def test_when_whoami_cannot_tell_nothing_is_said(local_hub, inject_fault):
     refuse_unwritable_repo(reader, repo_id)
     inject_fault("whoami")  # the connection drops
     refuse_unwritable_repo(reader, repo_id)
+    inject_fault("whoami", 503)  # a server error
+    refuse_unwritable_repo(reader, repo_id)
     # offline: nothing listens there
     refuse_unwritable_repo(type(reader)(endpoint="http://127.0.0.1:9", token=local_hub.read_token), repo_id)
     assert not local_hub.server.take_fault("whoami")[0]  # each fault was met
 
 
-def _build_grant_trainer(tmp_path, repo_id: str):
+def _build_grant_trainer(tmp_path, repo_id: str, hub_token: str | None = None):
     from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
 
     graphs = Dataset.from_list([{"x": torch.randn(3, 4).tolist(), "edge_index": [[0, 1], [1, 2]], "y": [1.0],
                                  "num_nodes": 3} for _ in range(4)])
     args = GraNTTrainingArguments(output_dir=str(tmp_path / "out"), task="graph_regression", report_to=[],
-                                  use_cpu=True, save_strategy="no", push_to_hub=True, hub_model_id=repo_id)
+                                  use_cpu=True, save_strategy="no", push_to_hub=True, hub_model_id=repo_id,
+                                  hub_token=hub_token)
     return GraNTTrainer(model=GrantGCN(4, 1, hidden_channels=4), args=args, train_dataset=graphs)
 
 
@@ -144,6 +173,16 @@ def test_a_trainer_pushing_to_an_organisation_the_user_only_reads_is_refused_whe
         _build_grant_trainer(tmp_path, repo_id)
 
 
+def test_a_trainer_with_a_hub_token_the_hub_does_not_know_is_refused_when_it_is_built(local_hub, tmp_path,
+                                                                                       trainer_token):
+    repo_id = local_hub.repo_id("gcn")
+    trainer_token(local_hub.token)  # the trainer's hub_token wins
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: the Hugging Face token from hub_token is "
+                                              r"not valid \(the Hub's whoami answered 401 Unauthorized\)"):
+        _build_grant_trainer(tmp_path, repo_id, hub_token=UNKNOWN_TOKEN)
+    assert ("model", repo_id) not in local_hub.server.repos
+
+
 def test_a_trainer_is_built_when_whoami_cannot_tell(local_hub, tmp_path, trainer_token, inject_fault):
     repo_id = _own_repo(local_hub)
     trainer_token(local_hub.read_token)
@@ -176,6 +215,29 @@ def test_push_with_a_read_token_is_refused_before_the_runs_readme_is_replaced(lo
     assert (run / "README.md").read_text() == "the run's own card\n"
     with pytest.raises(PermissionError, match=r"read token \(role 'read'\)"):
         push_output_dir(scene, local_hub.repo_id("scene"), token=local_hub.read_token)
+
+
+def test_push_with_a_token_the_hub_does_not_know_is_refused_before_anything_is_written(local_hub, run_and_scene,
+                                                                                         capsys):
+    from hf_eff.cli import main
+
+    for folder, repo_type in zip(run_and_scene, ("model", "dataset")):
+        repo_id = local_hub.repo_id(folder.name)
+        with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: the Hugging Face token from "
+                                                  r"push_output_dir's token is not valid"):
+            push_output_dir(folder, repo_id, token=UNKNOWN_TOKEN)
+        # a bare name too: its user cannot be asked for
+        with pytest.raises(PermissionError, match=r"cannot push to bare-name: the Hugging Face token from "):
+            push_output_dir(folder, "bare-name", token=UNKNOWN_TOKEN)
+        assert (repo_type, repo_id) not in local_hub.server.repos
+    run, _ = run_and_scene
+    assert (run / "README.md").read_text() == "the run's own card\n"
+    with pytest.raises(SystemExit) as exit_:  # the user's to change, as a missing token: a usage error
+        main(["push", str(run), local_hub.repo_id("cli"), "--token", UNKNOWN_TOKEN])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and UNKNOWN_TOKEN not in err
+    assert "the Hugging Face token from --token is not valid" in err.strip().splitlines()[-1]
 
 
 def test_push_of_a_scene_to_another_users_dataset_repo_is_refused(local_hub, run_and_scene):
