@@ -89,11 +89,20 @@ def _stream(
 _KEEPS_SMILES = {"keeps_smiles": True}
 
 
-def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset]) -> datasets.Dataset:
-    """Builds once (`build(workdir)` streams into `workdir`) and reads the saved copy after."""
+# beside a cached copy: what its build recorded (`_cached`'s notes)
+NOTES_NAME = "hf_eff_notes.json"
+
+
+def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset],
+            notes: dict | None = None) -> datasets.Dataset:
+    """Builds once (`build(workdir)` streams into `workdir`) and reads the saved copy after. `notes`, a dict `build`
+    fills (e.g. the rows it left out), is saved beside the copy and filled from there when the copy is read."""
     key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = cache_dir() / f"{name}-{key}"
-    if not (path / "dataset_info.json").exists():
+    if (path / "dataset_info.json").exists():
+        if notes is not None:
+            notes.update(json.loads((path / NOTES_NAME).read_text()))
+    else:
         path.parent.mkdir(parents=True, exist_ok=True)
         # written aside and renamed into place, so that processes building the same set at
         # once (accelerate launch) never read a half-written copy; the staging folder goes
@@ -102,6 +111,8 @@ def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset]) -
             prefix=f".{path.name}-", dir=path.parent, ignore_cleanup_errors=True
         ) as staging:
             build(os.path.join(staging, "work")).save_to_disk(os.path.join(staging, "data"))
+            if notes is not None:
+                Path(staging, "data", NOTES_NAME).write_text(json.dumps(notes))
             try:
                 os.rename(os.path.join(staging, "data"), path)
             except OSError:  # another process got there first; its copy is identical
@@ -174,7 +185,13 @@ def skip_unparsable_smiles(smiles: Sequence[str], row_name: Callable[[int], str]
     warning that says how many and names the first few (`row_name(i)` names SMILES i, `source` where they come
     from); none parsing raises."""
     parsed = parsable_smiles(smiles)
-    skipped = np.flatnonzero(~parsed)
+    _warn_of_skipped_smiles(smiles, np.flatnonzero(~parsed).tolist(), row_name, source)
+    return np.flatnonzero(parsed).tolist()
+
+
+def _warn_of_skipped_smiles(smiles: Sequence[str], skipped: list[int], row_name: Callable[[int], str],
+                            source: str | None) -> None:
+    """`skip_unparsable_smiles`' warning of the SMILES at positions `skipped`; all of them skipped raises."""
     named = "; ".join(f"{row_name(i)}: {str(smiles[i])!r}" for i in skipped[:SHOWN_SKIPPED_SMILES])
     if len(skipped) > SHOWN_SKIPPED_SMILES:
         named += "; ..."
@@ -185,7 +202,6 @@ def skip_unparsable_smiles(smiles: Sequence[str], row_name: Callable[[int], str]
     if len(skipped):
         logger.warning("%sskipped %d of %d SMILES that could not be parsed into a molecule: %s", prefix, len(skipped),
                        len(smiles), named)
-    return np.flatnonzero(parsed).tolist()
 
 
 def graphs_from_smiles(
@@ -217,7 +233,6 @@ def graphs_from_smiles(
         kept = skip_unparsable_smiles(smiles, row_name)
         smiles = [smiles[i] for i in kept]
         targets = None if targets is None else [targets[i] for i in kept]
-        row_name = functools.partial(_kept_row_name, row_name, kept)
     edge_attr = datasets.List(datasets.List(datasets.Value("int64")))
     features = {**_GRAPH_FEATURES, "edge_attr": edge_attr, "num_nodes": datasets.Value("int64"),
                 "smiles": datasets.Value("string")}
@@ -236,11 +251,6 @@ def graphs_from_smiles(
                    **({} if targets is None else {"y": target})}
 
     return _stream(rows, features, cache_dir)
-
-
-def _kept_row_name(row_name: Callable[[int], str], kept: list[int], position: int) -> str:
-    """Names a molecule by its row before the skipped ones were left out."""
-    return row_name(kept[position])
 
 
 def graphs_from_pyg(
@@ -462,11 +472,9 @@ def _targets_from_frame(
     return np.stack(columns, axis=1).astype(np.float32).tolist(), None
 
 
-def _read_smiles_csv(path, smiles_column: str, name: str, skip_invalid_smiles: bool = False):
-    """(frame, its SMILES column) of a CSV; an empty file, a missing column, no rows or an empty cell raise,
-    naming the file as ``name`` (and the data row). `skip_invalid_smiles` leaves out the rows whose SMILES cell is
-    empty or cannot be parsed (`skip_unparsable_smiles` warns of them); the frame's index keeps each row's position
-    in the file."""
+def _read_smiles_csv(path, smiles_column: str, name: str, allow_empty_smiles: bool = False):
+    """(frame, its SMILES column) of a CSV; an empty file, a missing column, no rows or (unless `allow_empty_smiles`)
+    an empty cell raise, naming the file as ``name`` (and the data row)."""
     import pandas as pd
 
     try:
@@ -479,13 +487,7 @@ def _read_smiles_csv(path, smiles_column: str, name: str, skip_invalid_smiles: b
     smiles = frame[smiles_column]
     if smiles.empty:
         raise ValueError(f"{name} has a header but no molecules")
-    if skip_invalid_smiles:
-        # an empty cell, read as NaN, is no molecule either: "" parses into none
-        kept = skip_unparsable_smiles(smiles.fillna("").tolist(), _data_row,
-                                      f"{name}, column {smiles_column!r} (data rows 1-based, header not counted)")
-        frame = frame.iloc[kept]
-        return frame, frame[smiles_column]
-    if smiles.isna().any():
+    if not allow_empty_smiles and smiles.isna().any():
         raise ValueError(f"{_csv_row(name, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
     return frame, smiles
 
@@ -515,20 +517,40 @@ def load_smiles_csv(
     cache); their targets are not read. None parsing still raises."""
     if classification and multilabel:
         raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
-    frame, smiles = _read_smiles_csv(path, smiles_column, str(path), skip_invalid_smiles)
-    targets, names = _targets_from_frame(frame, target_columns, classification, path, multilabel)
+    frame, smiles = _read_smiles_csv(path, smiles_column, str(path), allow_empty_smiles=skip_invalid_smiles)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
               "smiles": smiles_column, "targets": list(target_columns), "cls": classification, **_KEEPS_SMILES}
-    if names is not None:
-        params["class_names"] = names
     if multilabel:  # only then, so that the other builds keep their cache keys
         params["multilabel"] = True
-    if skip_invalid_smiles:  # a copy without the skipped rows must not serve a run that refuses them
-        params["skip_invalid_smiles"] = True
-    row_name = functools.partial(_kept_row_name, functools.partial(_csv_row, path, smiles_column), frame.index.tolist())
-    return _cached("csv", params, lambda workdir: _named_classes(
-        graphs_from_smiles(smiles.tolist(), targets, row_name, cache_dir=workdir), names))
+    if not skip_invalid_smiles:
+        row_name = functools.partial(_csv_row, path, smiles_column)
+        targets, names = _targets_from_frame(frame, target_columns, classification, path, multilabel)
+        if names is not None:
+            params["class_names"] = names
+        return _cached("csv", params, lambda workdir: _named_classes(
+            graphs_from_smiles(smiles.tolist(), targets, row_name, cache_dir=workdir), names))
+    # RDKit parses every SMILES once, when the copy is built; the copy keeps the rows it left out, of which each
+    # later load warns again. A copy without the skipped rows must not serve a run that refuses them.
+    params["skip_invalid_smiles"] = True
+    texts = smiles.fillna("").tolist()  # an empty cell, read as NaN, is no molecule either: "" parses into none
+    source = f"{path}, column {smiles_column!r} (data rows 1-based, header not counted)"
+    notes: dict = {}
+    built = []
+
+    def build(workdir: str) -> datasets.Dataset:
+        kept = skip_unparsable_smiles(texts, _data_row, source)  # warns of the others
+        built.append(True)
+        notes["skipped_rows"] = np.flatnonzero(~np.isin(np.arange(len(texts)), kept)).tolist()
+        kept_frame = frame.iloc[kept]  # its index keeps each row's position in the file, by which errors name it
+        targets, names = _targets_from_frame(kept_frame, target_columns, classification, path, multilabel)
+        return _named_classes(graphs_from_smiles(kept_frame[smiles_column].tolist(), targets, cache_dir=workdir),
+                              names)
+
+    graphs = _cached("csv", params, build, notes)
+    if not built:
+        _warn_of_skipped_smiles(texts, notes["skipped_rows"], _data_row, source)
+    return graphs
 
 
 def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> datasets.Dataset:

@@ -89,11 +89,14 @@ def test_unparsable_smiles_can_be_skipped_with_one_warning(caplog):
         graphs_from_smiles(["x", ""], skip_invalid_smiles=True)
 
 
-def test_a_smiles_csv_skips_unparsable_or_empty_smiles_naming_the_first_rows(tmp_path, caplog):
+def test_a_smiles_csv_skips_unparsable_or_empty_smiles_naming_the_first_rows(tmp_path, caplog, monkeypatch):
     path = tmp_path / "mols.csv"
     # the skipped rows' targets (an empty one too) are not read; the rows after them keep their numbers
     rows = ["CCO,a,0.1", "bad1,b,", ",b,0.2", "bad3,c,x", "bad4,a,0.3", "bad5,a,0.3", "bad6,a,0.3", "CCC,b,0.4"]
     path.write_text("smi,label,logp\n" + "\n".join(rows) + "\n")
+    parses = []
+    parse = data.parsable_smiles
+    monkeypatch.setattr(data, "parsable_smiles", lambda smiles: parses.append(len(smiles)) or parse(smiles))
     for attempt in ("built", "read from the cache"):
         caplog.clear()
         with caplog.at_level("WARNING", logger="hf_eff.grant.data"):
@@ -104,6 +107,7 @@ def test_a_smiles_csv_skips_unparsable_or_empty_smiles_naming_the_first_rows(tmp
             f"{path}, column 'smi' (data rows 1-based, header not counted): skipped 6 of 8 SMILES that could not be "
             "parsed into a molecule: data row 2: 'bad1'; data row 3: ''; data row 4: 'bad3'; data row 5: 'bad4'; "
             "data row 6: 'bad5'; ..."), attempt
+    assert parses == [8]  # RDKit parsed the column when the copy was built, not when it was read
     path.write_text("smi,logp\nCCO,0.1\nbad,0.2\nCCC,0.3\n")
     assert len(load_smiles_csv(path, "smi", ["logp"], skip_invalid_smiles=True)) == 2
     with pytest.raises(ValueError, match="could not be parsed"):  # the copy cached without it does not serve this run
