@@ -733,7 +733,8 @@ class Scene:
         from hf_eff.hub.push import ensure_branch
 
         api = HfApi(token=token)
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        # the created repo's whole id: a bare name is the token's user's, and the uploads and the card need USER/NAME
+        repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         ensure_branch(api, repo_id, revision, repo_type="dataset")
         with tempfile.TemporaryDirectory() as tmp:
             self.save(tmp)

@@ -253,6 +253,7 @@ def test_splat_card_says_when_the_splats_are_in_normalised_coordinates(tmp_path)
 def test_a_bare_repo_name_goes_to_the_tokens_user_and_the_card_names_it_whole(local_hub, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
+    from hf_eff.splat import load_scene
     from hf_eff.splat.procedural import make_procedural_scene
     from tests.hub.conftest import OWNER
 
@@ -268,6 +269,10 @@ def test_a_bare_repo_name_goes_to_the_tokens_user_and_the_card_names_it_whole(lo
         readme = local_hub.server.blobs[repo.commits[repo.branches["main"]].tree["README.md"].sha256].decode()
         assert f'"{OWNER}/{name}"' in readme and f'"{name}"' not in readme, folder.name  # the loading lines
     assert f'"{OWNER}/' in (run / "README.md").read_text()
+    name = local_hub.repo_id("scene").split("/")[1]  # the scene's own push too
+    commit = load_scene(tmp_path / "scene").push_to_hub(name, token=local_hub.token)
+    assert commit.repo_url.repo_id == f"{OWNER}/{name}"
+    assert "README.md" in local_hub.api().list_repo_files(f"{OWNER}/{name}", repo_type="dataset")
 
 
 def test_a_bare_repo_name_is_refused_when_whoami_cannot_name_the_user(local_hub, tmp_path, monkeypatch, inject_fault):
