@@ -570,6 +570,34 @@ def test_the_card_of_an_adapter_of_a_local_base_loads_it_as_auto_peft_cannot(tmp
     assert as_the_card_says.stdout.split() == ["HaLoRAConfig"], as_the_card_says.stderr[-4000:]
 
 
+
+def test_the_card_of_an_adapter_of_the_builtin_base_loads_it_as_auto_peft_cannot(tmp_path, base_dir,
+                                                                                 local_hub):  # noqa: F811
+    """adapter_config.json records the built-in base by hf-eff's name for it, which is no Hub repo: PEFT's
+    AutoPeftModel fails on it; the card says so, and its loading lines (hf-eff's) load it."""
+    api = local_hub.api()
+    repo_id = local_hub.repo_id("halora-builtin-base-card")
+    api.create_repo(repo_id)
+    save_adapter(base_dir, tmp_path / "adapter", halora_config())
+    recorded = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    (tmp_path / "adapter" / "adapter_config.json").write_text(
+        json.dumps({**recorded, "base_model_name_or_path": DEFAULT_BASE_MODEL}))  # as training on it records
+    upload_folder(api, repo_id=repo_id, folder_path=tmp_path / "adapter")
+    card = halora_card({"base_model": DEFAULT_BASE_MODEL, "eval_accuracy_sigma_0_mean": 0.5}, repo_id).text
+    assert ("Its `adapter_config.json` names the base `smollm2-135m-instruct`, hf-eff's built-in copy, which is no "
+            "Hub repo: PEFT's\n`AutoPeftModel` classes, which load the base it names, fail (\"not a valid model "
+            "identifier\"; offline, they cannot\nconnect); load the base through hf-eff, "
+            "`load_base_model(\"smollm2-135m-instruct\")[0]`, as above.") in card
+    auto_peft = local_hub.run_code(f"import hf_eff; from peft import AutoPeftModelForCausalLM; "
+                                   f"AutoPeftModelForCausalLM.from_pretrained({repo_id!r})")
+    assert f"{DEFAULT_BASE_MODEL} is not a local folder and is not a valid model identifier" in auto_peft.stderr, (
+        auto_peft.stderr[-4000:])
+    loading = card.split("```python\n")[1].split("```")[0]
+    tiny_builtin = ("from pathlib import Path; from hf_eff.halora import base_model; "
+                    f"base_model.ensure_converted_smollm2 = lambda: Path({str(base_dir)!r})\n")  # no GGUF conversion
+    as_the_card_says = local_hub.run_code(tiny_builtin + loading + "print(type(model.peft_config['default']).__name__)")
+    assert as_the_card_says.stdout.split() == ["HaLoRAConfig"], as_the_card_says.stderr[-4000:]
+
 def test_a_base_model_path_that_does_not_exist_is_named(tmp_path):
     """A mistyped name is only named: no adapter is involved, so nothing is said of what a pushed adapter records."""
     with pytest.raises(BaseModelNotFoundError) as raised:
