@@ -66,10 +66,9 @@ metric (best value and time-to-target), roc_auc reported beside it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -105,7 +104,7 @@ from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
-from hf_eff.utils.recipes import is_recipe, load_recipe, parse_recipe_and_flags
+from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
@@ -211,19 +210,10 @@ def parse_args(argv: list[str] | None = None):
                      "(a CSV of SMILES or a saved graph dataset) with --task and the task kind; or a recipe from "
                      "trainers/grant/ first; or, to predict --predict_file with --model_name_or_path, --task and the "
                      "model's task kind")
-    model_args, data_args, training_args = parse_recipe_and_flags(parser, flags)
-    if flags and is_recipe(flags[0]):
-        use_command_line_data(data_args, flags[0], load_recipe(flags[0]), given_data_flags(flags[1:]))
+    model_args, data_args, training_args, command_line = parse_recipe_and_flags(parser, flags, return_command_line=True)
+    if command_line.recipe:
+        use_command_line_data(data_args, flags[0], command_line.recipe, command_line.given)
     return model_args, data_args, training_args
-
-
-def given_data_flags(flags: list[str]) -> set[str]:
-    """The DataArguments that the command line gives (as HfArgumentParser reads them: --name value, --name=value, a
-    bool flag without a value)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    for data_field in fields(DataArguments):
-        parser.add_argument(f"--{data_field.name}", nargs="?", default=argparse.SUPPRESS)
-    return set(vars(parser.parse_known_args(flags)[0]))
 
 
 def use_command_line_data(data_args: DataArguments, recipe_path: str, recipe: dict, given: set[str]) -> None:
@@ -433,15 +423,15 @@ def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: in
     lacks)."""
     level, classification = task.split("_")[0], task.endswith("classification")
     misfits = []
-    if model.convs[0].in_channels != in_channels:
-        misfits.append(f"the model takes {model.convs[0].in_channels} node features, the data has {in_channels}")
+    if model.in_channels != in_channels:
+        misfits.append(f"the model takes {model.in_channels} node features, the data has {in_channels}")
     if model.level != level:
         misfits.append(f"the model predicts per {model.level}, {task} per {level}")
     if model.task is not None and model.task != task:
         misfits.append(f"the model was trained for {model.task}, the data is {task}")
     elif model.class_names is not None and not classification:
         misfits.append(f"the model is a classifier (classes {model.class_names}), the data is {task}")
-    outputs = model.head.out_features
+    outputs = model.out_channels
     if classification and names is not None and model.class_names is not None:
         if not set(names) <= set(model.class_names):
             misfits.append(f"the data has classes the model lacks, {sorted(set(names) - set(model.class_names))} (the "
@@ -656,7 +646,7 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
 def check_fits_model(model: GrantGCN, graphs: datasets.Dataset, task: str, path: str, source: str) -> None:
     """Refuses graphs to predict that the model cannot take: the checks of model_misfits against the model's own
     outputs, so that only the node features, the level and the task kind can differ."""
-    misfits = model_misfits(model, task, feature_widths(graphs)[0] or 0, model.head.out_features, model.class_names)
+    misfits = model_misfits(model, task, feature_widths(graphs)[0] or 0, model.out_channels, model.class_names)
     if misfits:
         raise ValueError(f"--predict_file {path} does not fit {source} ({task}): " + "; ".join(misfits))
 
@@ -673,7 +663,7 @@ def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test
     """The graphs of --predict_file (and a CSV's SMILES), checked against the model (`source` names it), else the
     test split. Read, and the model's prediction columns named, before training: a bad file or target name fails
     before the run, not after it."""
-    check_prediction_names(model, task, model.head.out_features)
+    check_prediction_names(model, task, model.out_channels)
     if data_args.predict_file is None:
         return test, None
     graphs, smiles = read_predict_file(data_args.predict_file, data_args.predict_smiles_column or data_args.smiles_column)

@@ -34,6 +34,20 @@ def test_flags_after_a_recipe_override_it(tmp_path):
     assert _parse([str(as_json), "--name", "k"]) == Settings("k", 2)
 
 
+def test_the_command_line_names_the_recipe_and_the_arguments_its_flags_set(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: run\nsteps: 50\n")
+    parser = HfArgumentParser(Settings)
+    # as the parser reads flags: an abbreviation, --name=value, a bool's --no_ form; the recipe's steps are not given
+    settings, command_line = parse_recipe_and_flags(parser, [str(recipe), "--sig", "0.1", "--name=cli", "--no_noisy"],
+                                                    return_command_line=True)
+    assert settings == Settings("cli", 50, [0.1], False)
+    assert (command_line.recipe, command_line.given) == ({"name": "run", "steps": 50}, {"sigmas", "name", "noisy"})
+    _, command_line = parse_recipe_and_flags(parser, ["--name", "cli"], return_command_line=True)
+    assert (command_line.recipe, command_line.given) == ({}, {"name"})
+    assert parser.parse_args([]).steps == 50  # the recipe's defaults are back after the pass without them
+
+
 def test_bad_recipes_name_the_problem(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: run\nstpes: 5\n")

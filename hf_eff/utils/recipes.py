@@ -4,7 +4,9 @@ HfArgumentParser reads a recipe or flags, not both; TRL's TrlParser layers them 
 
 from __future__ import annotations
 
+import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -24,8 +26,19 @@ def load_recipe(path: str | Path) -> dict:
     return recipe
 
 
-def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
-    """The dataclasses of `parser` from an optional leading recipe file and then flags, which win."""
+@dataclass
+class CommandLine:
+    """What a command line gave besides the dataclasses: its recipe's settings ({} without one) and the names of
+    the arguments its flags set (as the parser reads them: abbreviations, --name=value, --no_name)."""
+
+    recipe: dict
+    given: set[str]
+
+
+def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str], return_command_line: bool = False) -> tuple:
+    """The dataclasses of `parser` from an optional leading recipe file and then flags, which win; with
+    `return_command_line`, followed by a `CommandLine`."""
+    recipe = {}
     if argv and is_recipe(argv[0]):
         recipe = load_recipe(argv[0])
         actions = {action.dest: action for action in parser._actions}
@@ -38,17 +51,25 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str]) -> tuple:
         argv = argv[1:]
     # A recipe after the flags would be left over, but the dataclasses are checked first, so the user would
     # see a required setting missing (argparse's, or e.g. GraNT's task) instead: the left-overs are looked at first.
+    # Without defaults, this pass's namespace holds only the arguments the flags set.
     required = [action for action in parser._actions if action.required]
-    for action in required:
-        action.required = False
+    defaults = {action: action.default for action in parser._actions}
+    parser_defaults, parser._defaults = parser._defaults, {}
+    for action in parser._actions:
+        action.required, action.default = False, argparse.SUPPRESS
     try:
-        misplaced = [arg for arg in parser.parse_known_args(argv)[1] if is_recipe(arg)]
+        given, left_over = parser.parse_known_args(argv)
     finally:
+        parser._defaults = parser_defaults
+        for action, default in defaults.items():
+            action.default = default
         for action in required:
             action.required = True
+    misplaced = [arg for arg in left_over if is_recipe(arg)]
     if misplaced:
         raise ValueError(f"recipe {misplaced[0]} must come right after the script, before the flags that override it")
-    return tuple(_resume_as_train_takes_it(args) for args in parser.parse_args_into_dataclasses(argv))
+    parsed = tuple(_resume_as_train_takes_it(args) for args in parser.parse_args_into_dataclasses(argv))
+    return (*parsed, CommandLine(recipe, set(vars(given)))) if return_command_line else parsed
 
 
 def is_recipe(arg: str) -> bool:
