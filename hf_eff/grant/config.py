@@ -97,7 +97,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
     node_score_normalization: str = field(
         default="nodes",
         metadata={"help": "node-level score ||f - f*||_2 divided by 'nodes' (n, the paper) or 'sqrt_nodes' (sqrt(n), "
-                  "the root-mean-square node error); the paper's score favours small graphs"},
+                  "the root-mean-square node error), or 'total' (undivided: the graph's share of the gradient of a "
+                  "loss averaged over every node, as the trainer's is); the paper's score favours small graphs"},
     )
     stratify_selection: bool = field(
         default=False,

@@ -16,7 +16,7 @@ from hf_eff.grant.collator import arrow_batches, forward_inputs, model_inputs, m
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.tasks import GraphTask, check_class_count, output_error, per_target_std
 
-NODE_NORMALIZATIONS = ("nodes", "sqrt_nodes")
+NODE_NORMALIZATIONS = ("nodes", "sqrt_nodes", "total")
 
 
 def graph_scores(
@@ -32,8 +32,10 @@ def graph_scores(
     (sigmoid(f) - y is dL/df of BCE-with-logits); a graph without any labelled target scores 0,
     since nothing it holds can be taught;
     node level: ||f - f*||_2 over all nodes (and outputs) of the graph / n_i (the paper), or
-    / sqrt(n_i) with node_normalization="sqrt_nodes" (the root-mean-square node error). With
-    equal per-node errors the paper's score falls as 1/sqrt(n_i), so it favours small graphs.
+    / sqrt(n_i) with node_normalization="sqrt_nodes" (the root-mean-square node error), or undivided with
+    "total" (the norm of the graph's share of dL/df when the loss averages over every node of a batch, as
+    the trainer's does). With equal per-node errors the paper's score falls as 1/sqrt(n_i), so it favours
+    small graphs; "total" grows as sqrt(n_i).
     """
     task = GraphTask(task)
     if node_normalization not in NODE_NORMALIZATIONS:
@@ -48,7 +50,7 @@ def graph_scores(
     squared = scatter(error.pow(2).sum(dim=-1), batch, dim=0, dim_size=num_graphs, reduce="sum")
     num_nodes = scatter(torch.ones_like(batch, dtype=error.dtype), batch, dim=0, dim_size=num_graphs, reduce="sum")
     num_nodes = num_nodes.clamp(min=1)
-    return squared.sqrt() / (num_nodes if node_normalization == "nodes" else num_nodes.sqrt())
+    return squared.sqrt() / {"nodes": num_nodes, "sqrt_nodes": num_nodes.sqrt(), "total": 1.0}[node_normalization]
 
 
 def scoring_batches(dataset, collator, indices=None, batch_size: int = 256) -> list[tuple[dict, int]]:

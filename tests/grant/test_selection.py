@@ -76,6 +76,9 @@ def test_node_scores_normalise_by_node_count():
     # the root-mean-square node error does not depend on the graph's size
     rms = graph_scores("node_regression", outputs, labels, batch, num_graphs=2, node_normalization="sqrt_nodes")
     assert rms.tolist() == pytest.approx([2.0, 2.0])
+    # the undivided norm, each graph's share of the gradient of a loss averaged over all 15 nodes, favours the larger
+    total = graph_scores("node_regression", outputs, labels, batch, num_graphs=2, node_normalization="total")
+    assert total.tolist() == pytest.approx([2 * math.sqrt(3), 2 * math.sqrt(12)])
     with pytest.raises(ValueError, match="node_normalization"):
         graph_scores("node_regression", outputs, labels, batch, num_graphs=2, node_normalization="n")
 
