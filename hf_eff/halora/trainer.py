@@ -257,7 +257,6 @@ def write_samples(path: Path, samples: Iterable[dict], sigma: float, noise_seed:
             file.write(json.dumps({"sigma": sigma, "noise_seed": seed, **sample}, default=str) + "\n")
 
 
-
 class _OneNoiseDrawWarning(TrainerCallback):
     """Warns at train start, once the run's steps are known, of a run that ends within its first noise draw."""
 
@@ -266,6 +265,7 @@ class _OneNoiseDrawWarning(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.trainer.warn_of_one_noise_draw(state.max_steps)
+
 
 class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     """``Trainer`` for HaLoRA adapters (and for LoRA baselines evaluated the same way).
@@ -394,13 +394,20 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
 
     def warn_of_one_noise_draw(self, max_steps: int) -> None:
         """Warns when a run of ``max_steps`` optimizer steps trains a noisy HaLoRA adapter under a single noise draw
-        (the draws change every ``noise_resample_steps``), as a short run with the paper's 400 does."""
+        (the draws change every ``noise_resample_steps``), as a short run with the paper's 400 does; with a warm-up,
+        that draw's level is 0, and the run trains noise-free."""
         config = self.halora_config()
         if config is None or config.noise_sigma == 0 or max_steps > config.noise_resample_steps:
             return
-        warnings.warn(f"the run's {max_steps} optimizer steps are no more than HaLoRAConfig.noise_resample_steps="
-                      f"{config.noise_resample_steps}: the whole run trains under one noise draw; for several, set "
-                      f"noise_resample_steps to a fraction of {max_steps}", stacklevel=2)
+        steps = (f"the run's {max_steps} optimizer steps are no more than HaLoRAConfig.noise_resample_steps="
+                 f"{config.noise_resample_steps}")
+        if config.noise_warmup_steps:  # its one draw is at step 0, where the warm-up's level is 0
+            warnings.warn(f"{steps}: the whole run trains under its first noise draw, at level 0 within "
+                          f"noise_warmup_steps={config.noise_warmup_steps}, so without any noise; for noise, set "
+                          f"noise_resample_steps and noise_warmup_steps to fractions of {max_steps}", stacklevel=2)
+            return
+        warnings.warn(f"{steps}: the whole run trains under one noise draw; for several, set noise_resample_steps to "
+                      f"a fraction of {max_steps}", stacklevel=2)
 
     def _sync_training_noise(self) -> None:
         config = self.halora_config()
@@ -518,16 +525,20 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         super().save_model(output_dir, _internal_call)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        embedding_layers = save_embedding_layers(self.model) if isinstance(self.model, PeftModel) else "auto"
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)  # the one Trainer._save saves
+        embedding_layers = save_embedding_layers(model) if isinstance(model, PeftModel) else "auto"
         if embedding_layers == "auto":
             return super()._save(output_dir, state_dict)
         # Trainer._save passes no save_embedding_layers, and PEFT's "auto" would look the built-in base up on the Hub
-        self.model.save_pretrained = functools.partial(type(self.model).save_pretrained, self.model,
-                                                       save_embedding_layers=embedding_layers)
+        own = vars(model).get("save_pretrained")  # an instance's own save_pretrained, kept and restored
+        model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=embedding_layers)
         try:
             return super()._save(output_dir, state_dict)
         finally:
-            del self.model.save_pretrained
+            if own is None:
+                del model.save_pretrained
+            else:
+                model.save_pretrained = own
 
     def save_data_splits(self, output_dir: str | None = None) -> None:
         """``data_splits``, if set, into ``output_dir`` (default: the arguments'), from the process that saves."""

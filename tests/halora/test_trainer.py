@@ -9,6 +9,7 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, defaul
 
 from hf_eff import HaLoRAConfig
 from hf_eff.halora import noise as noise_module
+from hf_eff.halora import trainer as trainer_module
 from hf_eff.halora.tasks import (
     MultipleChoiceScorer,
     builtin_task,
@@ -190,6 +191,48 @@ def test_a_run_within_one_noise_draw_is_named_at_train_start(tmp_path):
         warnings.filterwarnings("error", message=".*one noise draw")
         train(1, max_steps=2)  # a draw per step
         train(400, noise_sigma=0.0, max_steps=2)  # noise-free: no draws at all
+
+
+def test_a_run_within_its_warm_up_draw_is_named_noise_free(tmp_path):
+    config = HaLoRAConfig(r=2, target_modules=["q_proj"], noise_sigma=0.05, noise_resample_steps=400,
+                          noise_warmup_steps=800)  # warm-up over 2 draws: no warm-up warning at construction
+    args = _args(tmp_path, eval_sigmas=[0.0], per_device_train_batch_size=4, max_steps=2, logging_steps=1)
+    trainer = HaLoRATrainer(model=get_peft_model(make_tiny_llama(), config), args=args, train_dataset=_token_dataset(),
+                            data_collator=default_data_collator)
+    with pytest.warns(UserWarning, match=r"noise_resample_steps=400: the whole run trains under its first noise draw, "
+                                         r"at level 0 within noise_warmup_steps=800, so without any noise") as caught:
+        trainer.train()
+    assert not [w for w in caught if "one noise draw" in str(w.message)]
+    assert [entry["noise_sigma"] for entry in trainer.state.log_history if "loss" in entry] == [0.0, 0.0]
+
+
+def test_saving_a_builtin_base_adapter_restores_save_pretrained(tmp_path, monkeypatch):
+    """The trainer passes PEFT's save_embedding_layers through the model's save_pretrained for one save: the model's
+    own one (the class's, or an instance's) is back after the save, whether it succeeded or failed."""
+    monkeypatch.setattr(trainer_module, "save_embedding_layers", lambda model: False)
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0]))
+    trainer.save_model(str(tmp_path / "plain"))
+    assert "save_pretrained" not in vars(model) and (tmp_path / "plain" / "adapter_model.safetensors").is_file()
+
+    calls = []
+
+    def own_save(*args, **kwargs):
+        calls.append(kwargs["save_embedding_layers"])
+        return type(model).save_pretrained(model, *args, **kwargs)
+
+    model.save_pretrained = own_save
+    trainer.save_model(str(tmp_path / "own"))
+    assert calls == [False] and vars(model)["save_pretrained"] is own_save
+
+    def failing_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    model.save_pretrained = failing_save
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_model(str(tmp_path / "failed"))
+    assert vars(model)["save_pretrained"] is failing_save
+
 
 def _eval_trainer(tmp_path, tokenizer, model, **kwargs):
     train, evaluation = builtin_task(train_size=16, eval_size=12)
