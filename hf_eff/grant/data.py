@@ -99,7 +99,10 @@ def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset],
     fills (e.g. the rows it left out), is saved beside the copy and filled from there when the copy is read."""
     key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = cache_dir() / f"{name}-{key}"
-    if (path / "dataset_info.json").exists():
+    copy_exists = (path / "dataset_info.json").exists()
+    # a copy cached before its build kept notes (hf-eff before 2c1cfde, same key) is built again, with them
+    stale = copy_exists and notes is not None and not (path / NOTES_NAME).exists()
+    if copy_exists and not stale:
         if notes is not None:
             notes.update(json.loads((path / NOTES_NAME).read_text()))
     else:
@@ -113,6 +116,11 @@ def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset],
             build(os.path.join(staging, "work")).save_to_disk(os.path.join(staging, "data"))
             if notes is not None:
                 Path(staging, "data", NOTES_NAME).write_text(json.dumps(notes))
+            if stale and not (path / NOTES_NAME).exists():  # unless another process has replaced it already
+                try:  # moved into the staging folder, which goes away with it
+                    os.rename(path, os.path.join(staging, "stale"))
+                except OSError:  # another process moved it first
+                    pass
             try:
                 os.rename(os.path.join(staging, "data"), path)
             except OSError:  # another process got there first; its copy is identical
