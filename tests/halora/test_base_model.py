@@ -106,6 +106,7 @@ def test_builtin_base_embeddings_are_saved_by_peft_rule_without_a_hub_lookup(mon
     char_tokenizer.save_pretrained(cache_folder)
     monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: cache_folder)
     cases = (("unchanged", ["q_proj"], None, False), ("targeted", ["q_proj", "embed_tokens"], None, True),
+             ("head", ["q_proj", "lm_head"], None, True), ("pattern", r".*\.(q_proj|embed_tokens)", None, True),
              ("resized", ["q_proj"], 130, True))
     for name, targets, vocab_size, saved in cases:
         model, _ = load_base_model()
@@ -115,6 +116,9 @@ def test_builtin_base_embeddings_are_saved_by_peft_rule_without_a_hub_lookup(mon
         assert save_embedding_layers(peft_model) is saved, name
         peft_model.save_pretrained(tmp_path / name, save_embedding_layers=save_embedding_layers(peft_model))
         weights = load_file(tmp_path / name / "adapter_model.safetensors")
-        assert any("embed_tokens" in key and "lora_" not in key for key in weights) is saved, name
+        assert any(layer in key and "lora_" not in key for key in weights for layer in ("embed_tokens", "lm_head")) is saved, name
+    mixed = get_peft_model(load_base_model()[0], LoraConfig(r=2, target_modules=["q_proj"]))
+    mixed.add_adapter("head", LoraConfig(r=2, target_modules=["lm_head"]))
+    assert save_embedding_layers(mixed) == "auto"  # PEFT's rule answers each adapter otherwise: PEFT decides
     other = get_peft_model(load_base_model(str(cache_folder))[0], LoraConfig(r=2, target_modules=["q_proj"]))
     assert save_embedding_layers(other) == "auto"  # a local folder or Hub repo: PEFT finds its config itself
