@@ -82,9 +82,9 @@ from hf_eff.halora.experiment import (
 from hf_eff.halora.tasks import (
     BUILTIN_TASKS,
     HUB_TASKS,
-    is_local_dataset,
     load_multiple_choice_dataset,
     load_task,
+    refuse_hub_options_for_local_data,
 )
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
 from hf_eff.hub.cards import shown_name
@@ -226,9 +226,8 @@ class DataArguments:
         if hub_flags and self.dataset is None:
             raise ValueError(f"{flags} {are} for a Hub --dataset: --task_name {self.task_name} has no configurations or "
                              f"revisions to choose; give --dataset <Hub id>, or leave {flags} out")
-        if hub_flags and is_local_dataset(self.dataset):
-            raise ValueError(f"{flags} {are} for a Hub --dataset: --dataset {self.dataset} is local data, which has no "
-                             f"configurations or revisions; leave {flags} out")
+        refuse_hub_options_for_local_data(self.dataset, {"--dataset_config_name": self.dataset_config_name,
+                                                         "--dataset_revision": self.dataset_revision}, "--dataset")
 
 
 def parse_args(argv: list[str] | None = None):

@@ -297,6 +297,16 @@ def is_local_dataset(source: str) -> bool:
     return path.exists() or path.suffix.lower() in DATA_FILE_BUILDERS
 
 
+def refuse_hub_options_for_local_data(source: str, options: dict, source_named: str = "dataset") -> None:
+    """Raises ``ValueError`` when ``source`` is local data (``is_local_dataset``) and any of ``options`` (a Hub
+    dataset's configuration or revision, each keyed by what the caller calls it) is set: local data has neither.
+    ``source_named``: what the caller calls ``source``."""
+    given = [name for name, value in options.items() if value]
+    if given and is_local_dataset(source):
+        raise ValueError(f"{source_named} {source} is local data, which has no Hub configuration or revision: leave "
+                         f"out {' and '.join(given)}")
+
+
 def load_multiple_choice_dataset(source: str, train_size: int | None = None, eval_size: int | None = None,
                                  seed: int = 0, eval_fraction: float = 0.1, config_name: str | None = None,
                                  revision: str | None = None) -> tuple[Dataset, Dataset]:
@@ -310,10 +320,7 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     path = Path(source).expanduser()
-    hub_options = {name: value for name, value in (("config_name", config_name), ("revision", revision)) if value}
-    if hub_options and is_local_dataset(source):
-        raise ValueError(f"dataset {source} is local data, which has no Hub configuration or revision: leave out "
-                         f"{' and '.join(hub_options)}")
+    refuse_hub_options_for_local_data(source, {"config_name": config_name, "revision": revision})
     if path.is_dir():
         data = load_from_disk(str(path))
     elif path.is_file():
@@ -462,7 +469,6 @@ def choice_rows_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForS
     return DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100)
 
 
-
 def labelled_rows_differ_in_length(dataset) -> bool:
     """Whether ``dataset`` is a ``Dataset`` whose rows carry token labels of unequal lengths (``encode_choices``'
     rows do): transformers' default collators cannot batch them (``DataCollatorWithPadding`` pads no labels,
@@ -473,6 +479,7 @@ def labelled_rows_differ_in_length(dataset) -> bool:
     if not (pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type)):
         return False  # a label per row (classification) or none
     return pc.count_distinct(pc.list_value_length(labels)).as_py() > 1
+
 
 def harness_adds_bos(model) -> bool:
     """Whether lm-evaluation-harness would encode for ``model`` with a BOS token: it turns ``add_bos_token``

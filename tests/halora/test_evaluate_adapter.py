@@ -570,7 +570,6 @@ def test_the_card_of_an_adapter_of_a_local_base_loads_it_as_auto_peft_cannot(tmp
     assert as_the_card_says.stdout.split() == ["HaLoRAConfig"], as_the_card_says.stderr[-4000:]
 
 
-
 def test_the_card_of_an_adapter_of_the_builtin_base_loads_it_as_auto_peft_cannot(tmp_path, base_dir,
                                                                                  local_hub):  # noqa: F811
     """adapter_config.json records the built-in base by hf-eff's name for it, which is no Hub repo: PEFT's
@@ -597,6 +596,7 @@ def test_the_card_of_an_adapter_of_the_builtin_base_loads_it_as_auto_peft_cannot
                     f"base_model.ensure_converted_smollm2 = lambda: Path({str(base_dir)!r})\n")  # no GGUF conversion
     as_the_card_says = local_hub.run_code(tiny_builtin + loading + "print(type(model.peft_config['default']).__name__)")
     assert as_the_card_says.stdout.split() == ["HaLoRAConfig"], as_the_card_says.stderr[-4000:]
+
 
 def test_a_base_model_path_that_does_not_exist_is_named(tmp_path):
     """A mistyped name is only named: no adapter is involved, so nothing is said of what a pushed adapter records."""

@@ -298,7 +298,6 @@ def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
         load_multiple_choice_dataset(str(tmp_path / "one_choice"))
 
 
-
 def test_sizes_beyond_the_questions_there_are_warn_naming_both_numbers_and_why(tmp_path, monkeypatch):
     rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": i % 2} for i in range(40)]
     (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
@@ -345,6 +344,7 @@ def test_a_hub_datasets_config_and_revision_reach_load_dataset_and_local_data_re
         calls.append((path, name, revision)), Dataset.from_list(rows))[1])
     train, evaluation = load_multiple_choice_dataset("me/questions", config_name="easy", revision="v2")
     assert calls == [("me/questions", "easy", "v2")] and (len(train), len(evaluation)) == (9, 1)
+
 
 def test_a_missing_data_file_is_named_not_looked_up_on_the_hub(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"dataset data/mine.JSONL: no such file \({tmp_path}"):

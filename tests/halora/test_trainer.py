@@ -170,7 +170,6 @@ def test_a_warm_up_within_the_first_draw_is_named(tmp_path):
         trainer(0, 400)
 
 
-
 def test_a_run_within_one_noise_draw_is_named_at_train_start(tmp_path):
     def train(resample, noise_sigma=0.05, **steps):
         config = HaLoRAConfig(r=2, target_modules=["q_proj"], noise_sigma=noise_sigma, noise_resample_steps=resample)
@@ -350,7 +349,6 @@ def test_a_scorer_collator_comes_from_processing_class_and_a_collator_padding_no
             HaLoRATrainer(model, args, collator, eval_dataset=scoring, scorer=scorer)
 
 
-
 @pytest.mark.parametrize("dataset_argument", ["train_dataset", "eval_dataset"])
 def test_training_rows_without_a_scorer_are_padded_from_processing_class_or_refused(tmp_path, char_tokenizer,
                                                                                      dataset_argument):
@@ -376,6 +374,7 @@ def test_training_rows_without_a_scorer_are_padded_from_processing_class_or_refu
     assert HaLoRATrainer(model=model, args=args, train_dataset=equal).data_collator is default_data_collator
     assert type(HaLoRATrainer(model=model, args=args, train_dataset=equal,
                               processing_class=char_tokenizer).data_collator) is DataCollatorWithPadding
+
 
 def test_arguments_validate(tmp_path):
     with pytest.raises(ValueError, match="eval_sigmas"):

@@ -239,7 +239,6 @@ def test_card_after_the_best_checkpoint_was_reloaded_reports_its_evaluation(tmp_
     assert card_psnr() == "20.5"
 
 
-
 def test_splat_card_of_an_antialiased_run_says_how_to_render_it(tmp_path):
     from hf_eff import GaussianModel, make_procedural_scene
     from hf_eff.splat import SplatTrainer, SplatTrainingArguments
