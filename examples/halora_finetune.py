@@ -34,7 +34,8 @@ trained further names the adapter it started from.
 adapter records); a trained adapter records it in ``adapter_config.json`` (PEFT's ``revision``), ``all_results.json``
 and its card, and an adapter that records one is loaded on that revision of its base unless the flag gives another.
 ``--dataset_config_name`` and ``--dataset_revision`` choose a Hub ``--dataset``'s configuration and commit (``load_dataset``'s
-``name`` and ``revision``), recorded in ``all_results.json`` and the card's model-index.
+``name`` and ``revision``), recorded in ``all_results.json`` and the card's model-index; an adapter is evaluated or
+trained further on the revision its training on that dataset recorded unless the flag gives another.
 
 A training run records what held its evaluation questions out (``data_split`` in ``all_results.json``, and for each
 training run the adapter went through, ``training_data_splits.json`` beside it): a built-in task draws the evaluation
@@ -209,7 +210,8 @@ class DataArguments:
     dataset_revision: str | None = field(
         default=None,
         metadata={"help": "Branch, tag or commit of a Hub --dataset; recorded in all_results.json and the card's "
-                          "model-index."},
+                          "model-index. With --adapter_name_or_path, defaults to the one its training on that "
+                          "dataset recorded."},
     )
     train_size: int | None = field(
         default=None, metadata={"help": "Training questions (built-in tasks: 3000 if not given; other data: all)."}
@@ -423,35 +425,61 @@ def data_split(data_args: DataArguments, data_seed: int, held_out: int) -> dict:
     ``held_out`` it draws with the seed; data of one split is divided by the seed (data with its own evaluation
     split is not, but the example cannot tell them apart); a Hub task's are its evaluation split whatever the flags."""
     if data_args.dataset is not None:
-        # another configuration of a Hub dataset is other data (another revision, the same questions edited)
-        config = {"dataset_config_name": data_args.dataset_config_name} if data_args.dataset_config_name else {}
-        return {"dataset": data_args.dataset, **config, "data_seed": data_seed}
+        # another configuration of a Hub dataset is other data; another revision, the same questions edited, which a
+        # single split's division may spread otherwise
+        hub = {name: getattr(data_args, name) for name in ("dataset_config_name", "dataset_revision")
+               if getattr(data_args, name)}
+        return {"dataset": data_args.dataset, **hub, "data_seed": data_seed}
     if data_args.task_name in BUILTIN_TASKS:
         return {"task_name": data_args.task_name, "data_seed": data_seed, "eval_size": held_out}
     return {"task_name": data_args.task_name}
 
 
+def _same_data(run: dict, split: dict) -> bool:
+    """Whether a recorded training run's data split is of the data ``split`` names, at any revision."""
+    def data(record: dict) -> tuple:
+        # a pushed adapter records local data by its last part (hf_eff.hub.push), so data is matched by that
+        dataset = record.get("dataset")
+        return (record.get("task_name"), shown_name(dataset) if isinstance(dataset, str) else dataset,
+                record.get("dataset_config_name"))
+
+    return data(run) == data(split)
+
+
+def default_dataset_revision(data_args: DataArguments, recorded: list[dict], adapter: str) -> None:
+    """A Hub ``--dataset`` given no ``--dataset_revision`` is loaded at the revision the adapter's last training run
+    on it records, as the base model is at the adapter's revision: a single split is divided by revision too."""
+    if data_args.dataset is None or data_args.dataset_revision is not None:
+        return
+    split = {"dataset": data_args.dataset, "dataset_config_name": data_args.dataset_config_name}
+    runs = [run for run in recorded if _same_data(run, split)]
+    if runs and runs[-1].get("dataset_revision"):
+        data_args.dataset_revision = runs[-1]["dataset_revision"]
+        logger.info("--dataset %s at revision %s, as --adapter_name_or_path %s records its training on it",
+                    data_args.dataset, data_args.dataset_revision, adapter)
+
+
 def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_args: DataArguments,
                          evaluated: int) -> None:
     """One warning when a training run the adapter records on the same data held out other questions than these
-    ``evaluated`` ones: by another seed, or fewer of them. An adapter that records none has nothing to compare."""
-    def data(run: dict) -> tuple:
-        # a pushed adapter records local data by its last part (hf_eff.hub.push), so data is matched by that
-        dataset = run.get("dataset")
-        return (run.get("task_name"), shown_name(dataset) if isinstance(dataset, str) else dataset,
-                run.get("dataset_config_name"))
-
-    seeds, sizes = set(), set()
+    ``evaluated`` ones: by another seed, another revision of a Hub dataset, or fewer of them. An adapter that records
+    none has nothing to compare."""
+    seeds, sizes, revisions = set(), set(), set()
     for run in recorded:
-        if data(run) != data(split):
+        if not _same_data(run, split):
             continue
         if "data_seed" in run and run["data_seed"] != split["data_seed"]:
             seeds.add(run["data_seed"])
         if "eval_size" in run and evaluated > run["eval_size"]:
             sizes.add(run["eval_size"])
+        if "dataset" in run and run.get("dataset_revision") != split.get("dataset_revision"):
+            revisions.add(run.get("dataset_revision") or "the default")
     differing = []
     if seeds:
         differing.append(f"--data_seed {split['data_seed']} (the adapter's: {', '.join(map(str, sorted(seeds)))})")
+    if revisions:
+        differing.append(f"--dataset_revision {split.get('dataset_revision') or 'the default'} (the adapter's: "
+                         f"{', '.join(sorted(revisions))})")
     if sizes:
         trimmed = f" and --max_eval_samples {evaluated}" if evaluated < split["eval_size"] else ""
         differing.append(f"--eval_size {split['eval_size']}{trimmed} (the adapter's eval_size: "
@@ -460,9 +488,10 @@ def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_a
         own_split = (" (unless --dataset has its own validation or test split, which no seed divides)"
                      if data_args.dataset is not None else "")
         data = f"--dataset {data_args.dataset}" if data_args.dataset is not None else f"--task_name {data_args.task_name}"
+        revision = ", its --dataset_revision" if revisions else ""
         logger.warning("%s differ from the training of --adapter_name_or_path %s on %s: the evaluation questions may "
-                       "include questions it trained on%s; give its --data_seed and no more questions to evaluate on "
-                       "those it held out", ", ".join(differing), adapter, data, own_split)
+                       "include questions it trained on%s; give its --data_seed%s and no more questions to evaluate on "
+                       "those it held out", ", ".join(differing), adapter, data, own_split, revision)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -479,6 +508,7 @@ def main(argv: list[str] | None = None) -> dict:
     adapter = model_args.adapter_name_or_path
     recorded = read_data_splits(adapter, model_args.adapter_revision) if adapter else []
 
+    default_dataset_revision(data_args, recorded, adapter)
     data_seed = training_args.data_seed or 0
     if data_args.dataset is not None:
         train, evaluation = load_multiple_choice_dataset(data_args.dataset, train_size=data_args.train_size,

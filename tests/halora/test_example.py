@@ -148,7 +148,7 @@ def test_example_trains_on_the_users_own_dataset(tmp_path, char_tokenizer):
 
 
 def test_a_hub_dataset_is_loaded_at_the_config_and_revision_given_and_records_them(tmp_path, char_tokenizer,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, caplog):
     import datasets
     from datasets import Dataset, DatasetDict
 
@@ -175,9 +175,25 @@ def test_a_hub_dataset_is_loaded_at_the_config_and_revision_given_and_records_th
     assert (recorded["dataset_name"], recorded["dataset_config_name"], recorded["dataset_revision"]) == (
         "me/questions", "easy", "v2") == (results["dataset_name"], results["dataset_config_name"],
                                           results["dataset_revision"])
-    assert recorded["data_split"] == {"dataset": "me/questions", "dataset_config_name": "easy", "data_seed": 0}
+    assert recorded["data_split"] == {"dataset": "me/questions", "dataset_config_name": "easy",
+                                      "dataset_revision": "v2", "data_seed": 0}
     card = (out / "README.md").read_text()
     assert "name: me/questions\n      type: me/questions\n      config: easy\n      revision: v2\n" in card
+
+    def evaluate(name: str, *flags: str) -> dict:
+        caplog.clear()
+        return _load_example().main([
+            "--adapter_name_or_path", str(out), "--no_do_train", "--dataset", "me/questions", "--dataset_config_name",
+            "easy", *flags, "--output_dir", str(tmp_path / name), "--max_length", "48", "--eval_sigmas", "0",
+            "--report_to", "none", "--use_cpu", "--disable_tqdm", "true"])
+
+    # evaluated on the revision it trained on, as its base is: a single split is divided by revision too
+    assert evaluate("same")["dataset_revision"] == "v2" and loaded[-1] == ("me/questions", "easy", "v2")
+    assert "differ from the training" not in caplog.text
+    assert evaluate("other", "--dataset_revision", "v3")["dataset_revision"] == "v3"
+    assert ("--dataset_revision v3 (the adapter's: v2) differ from the training of --adapter_name_or_path "
+            f"{out} on --dataset me/questions") in caplog.text
+    assert "give its --data_seed, its --dataset_revision and no more questions" in caplog.text
 
 
 @pytest.mark.parametrize("data", [["--dataset", "{tmp_path}/mine.jsonl"], ["--dataset", "{tmp_path}/folder"],
