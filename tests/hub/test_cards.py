@@ -446,6 +446,17 @@ def test_paper_task_of_the_example_names_the_hub_dataset_it_is_read_from():
     assert builtin.datasets is None and builtin.eval_results[0].dataset_type == "hf-eff/builtin"
 
 
+def test_a_bare_hub_dataset_of_the_example_is_carded_as_a_hub_id_with_its_config_and_revision():
+    results = {**HALORA_RESULTS, "dataset_name": "commonsense_qa", "dataset_config_name": "main",
+               "dataset_revision": "v2", "data_split": {"dataset": "commonsense_qa", "data_seed": 0}}
+    data = ModelCard(str(cards.halora_card(results, "me/a"))).data
+    assert data.datasets == ["commonsense_qa"]
+    assert [(r.dataset_name, r.dataset_type, r.dataset_config, r.dataset_revision) for r in data.eval_results][0] == (
+        "commonsense_qa", "commonsense_qa", "main", "v2")
+    local = {**results, "dataset_name": "/data/mine.jsonl", "data_split": {"dataset": "/data/mine.jsonl"}}
+    assert ModelCard(str(cards.halora_card(local, "me/a"))).data.eval_results[0].dataset_type == "local"
+
+
 def test_transformers_dataset_arguments_give_hub_ids_shown_names_and_configs(tmp_path):
     datasets = cards.card_datasets(["me/mols", "/data/extra"], dataset=["Molecules", "extra"],
                                    dataset_args=["v2", None])
