@@ -89,12 +89,14 @@ With --node_score_normalization total (sixteenth session; ||f - f*||_2 undivided
 of the node-averaged loss the trainer minimises, which favours large graphs where the paper's score favours small):
     seed 0                                      never (best .0536), MAE +1.6%
     seed 0, --start_ratio 0.1 / 0.15            never (.0530 / .0521), MAE -0.2% / -1.3%
-    seed 0, --start_ratio 0.2                   0.535x wall and CPU, MAE -5.6% (.0528)
+    seed 0, --start_ratio 0.2                   0.535x wall and CPU (best .0512, test .0528), MAE -5.6%;
+                                                rerun on a loaded machine: 0.522x CPU, the same metrics
     seed 0, --start_ratio 0.25 / 0.3            never (.0517 / .0523; within 1% at 1.33x), MAE -2.2% / -1.1%
     seed 1, --start_ratio 0.2                   0.444x, MAE +3.4%
     seed 2, --start_ratio 0.2                   never (.0572 vs .0531), MAE +5.1%
 so the total-error score comes closer to full's best than the paper's, and reaches it at r0 .2 on two seeds of
-three, once under 0.5x; gen-reg's target stays unmet.
+three, once under 0.5x; gen-reg's target (full's best in 0.5x its time, test MAE at most 1% worse, on every seed)
+stays unmet: seed 0 takes 0.535x, seed 1 tests 3.4% worse, seed 2 never reaches it.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
 every test metric within 0.5%. Run one benchmark at a time: on
