@@ -4,6 +4,7 @@ the Hub."""
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import tempfile
 from concurrent.futures import Future
 from pathlib import Path, PureWindowsPath
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, HTTPError
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
@@ -130,16 +131,29 @@ def ensure_branch(api: HfApi, repo_id: str, revision: str | None, repo_type: str
         api.create_branch(repo_id, branch=revision, repo_type=repo_type, token=token, exist_ok=True)
 
 
+# recent huggingface_hub versions cache whoami per token (cache=True); the oldest hf-eff allows have no such keyword
+_WHOAMI_CACHE = {"cache": True} if "cache" in inspect.signature(HfApi.whoami).parameters else {}
+
+
 def _token_origin(given_as: str, token) -> tuple[str, str]:
-    """(where the token a request sends came from, how to replace it), as ``get_token`` looks for it: ``given_as``
-    (what the caller calls the token it was given) when ``token`` is one, else the environment variable that holds
-    one, else the stored login."""
+    """(where the token a request sends came from, how to replace it): ``given_as`` (what the caller calls the token it
+    was given) when ``token`` is one, else the source holding the token ``get_token`` answers, found by its value, as
+    huggingface_hub's versions try their sources in other orders: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, the stored login,
+    or another source of get_token's (an OIDC exchange, a Colab secret), named as such."""
     if token is not None:
         return given_as, "pass a valid one there"
+    sent = get_token()
     for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        if os.environ.get(variable):  # it wins over the stored login
+        if sent and os.environ.get(variable, "").strip() == sent:
             return variable, f"set {variable} to a valid one, or unset it to use the stored login"
-    return "the stored login", "log in again with `hf auth login`"
+    try:
+        stored = Path(constants.HF_TOKEN_PATH).read_text().strip()
+    except OSError:
+        stored = None
+    if sent and stored == sent:
+        return "the stored login", "log in again with `hf auth login`"
+    return ("huggingface_hub's get_token (neither HF_TOKEN nor the stored login: an OIDC exchange or a Colab secret)",
+            "replace the token that source gives, or pass one")
 
 
 def whoami_or_refuse_invalid_token(api: HfApi, repo_id: str, token=None, given_as: str = "token") -> dict | None:
@@ -148,7 +162,9 @@ def whoami_or_refuse_invalid_token(api: HfApi, repo_id: str, token=None, given_a
     such token: ``PermissionError`` naming the push to ``repo_id`` and where the token came from (``given_as``: what
     the caller calls a token it was given, such as "--token"), never the token itself."""
     try:
-        return api.whoami(token=token)
+        # cached per token by api: a push asks it for the bare name's user and for the token's rights (the Hub
+        # rate-limits whoami, and a 429 would read as no answer)
+        return api.whoami(token=token, **_WHOAMI_CACHE)
     except HfHubHTTPError as error:
         if getattr(error.response, "status_code", None) != 401:
             return None
@@ -436,9 +452,9 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
     api = HfApi(token=token)
     repo_id = namespaced_repo_id(api, repo_id, given_as)  # before the card, whose loading lines name it
-    # What is uploaded is read first (the scene, or the run's card and results): a folder that does
-    # not load is refused before any repo is created. Then whoami: a repo the token cannot write to is refused
-    # before the repo is created and the card replaces the run's README.md, not at the first upload.
+    # Before any repo is created: what is uploaded is read (the scene, or the run's card and results), so a folder
+    # that does not load is refused; then whoami's answer (the one that named a bare name's user) refuses a repo the
+    # token cannot write to, before the card replaces the run's README.md, not at the first upload.
     if kind == "scene_dataset":
         from hf_eff.splat import load_scene
 

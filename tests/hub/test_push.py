@@ -263,8 +263,12 @@ def test_a_bare_repo_name_goes_to_the_tokens_user_and_the_card_names_it_whole(lo
                           supersample=1).save(tmp_path / "scene")
     for folder, repo_type in ((run, "model"), (tmp_path / "scene", "dataset")):
         name = local_hub.repo_id(folder.name).split("/")[1]
+        asked = len(local_hub.server.request_log)
         url = push.push_output_dir(folder, name, token=local_hub.token)
         assert url.endswith(f"/{OWNER}/{name}"), url
+        # one whoami names the user and checks the token's rights: the Hub rate-limits it
+        whoami = [path for _, path, _ in local_hub.server.request_log[asked:] if path == "/api/whoami-v2"]
+        assert len(whoami) == 1, folder.name
         repo = local_hub.server.repos[(repo_type, f"{OWNER}/{name}")]
         readme = local_hub.server.blobs[repo.commits[repo.branches["main"]].tree["README.md"].sha256].decode()
         assert f'"{OWNER}/{name}"' in readme and f'"{name}"' not in readme, folder.name  # the loading lines

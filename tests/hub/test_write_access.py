@@ -8,6 +8,7 @@ import pytest
 import torch
 from datasets import Dataset
 from huggingface_hub import HfApi, constants
+from huggingface_hub.utils import _auth
 
 from hf_eff.hub.push import push_output_dir, refuse_unwritable_repo
 from tests.hub.conftest import ORG, OTHER_USER, OWNER
@@ -61,7 +62,15 @@ def test_a_token_the_hub_does_not_know_is_refused_naming_where_it_came_from(loca
     with pytest.raises(PermissionError, match=invalid.format(repo_id, "the stored login",
                                                              "log in again with `hf auth login`")) as stored:
         refuse_unwritable_repo(api, repo_id)
-    for refusal in (given, from_environment, stored):
+    # a source other than HF_TOKEN and the stored login (huggingface_hub's versions order them otherwise) is not
+    # guessed to be one of those
+    (tmp_path / "token").unlink()
+    monkeypatch.setattr(_auth, "_get_token_from_google_colab", lambda: UNKNOWN_TOKEN)
+    with pytest.raises(PermissionError, match=invalid.format(
+            repo_id, r"huggingface_hub's get_token \(neither HF_TOKEN nor the stored login: an OIDC exchange or a "
+                     r"Colab secret\)", "replace the token that source gives, or pass one")) as elsewhere:
+        refuse_unwritable_repo(api, repo_id)
+    for refusal in (given, from_environment, stored, elsewhere):
         assert UNKNOWN_TOKEN not in str(refusal.value)
 
 
