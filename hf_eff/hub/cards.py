@@ -426,7 +426,8 @@ def revision_argument(revision: str | None) -> str:
 
 def _render(kind: str, card_data: ModelCardData, revision: str | None = None, title: str | None = None,
             **kwargs) -> ModelCard:
-    # The templates head a card with ``title`` (a Trainer's model_name), else its kind ("HaLoRA adapter").
+    # The templates head a card with ``title`` (a Trainer's model_name), else its kind ("HaLoRA adapter"); a model
+    # card's ``no_results_note`` (build_card's, for a folder without results) stands before its loading lines.
     # ModelCardData hands its model_name to the template only when the card has no model-index; passing the
     # title keeps the heading the same whether or not a dataset was named.
     return ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=title,
@@ -446,7 +447,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
                 peft_type: str = "HALORA", license: str | None = None, tile_size: int | None = None,
                 regulariser: str | None = None, task_type: str | None = "CAUSAL_LM", auto_mapping: dict | None = None,
                 dataset: str | list[str | CardDataset] | None = None, revision: str | None = None,
-                training_noise: str | None = None, model_name: str | None = None) -> ModelCard:
+                training_noise: str | None = None, model_name: str | None = None,
+                no_results_note: str | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
     metrics-vs-sigma table. ``results["base_model"]`` (what the example was given, or a Trainer's
     ``finetuned_from``) wins over ``base_model`` (the adapter config's); the metadata, tags, text and
@@ -524,7 +526,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         start_adapter=start_adapter, local_start_adapter=local_start_adapter,
         start_revision=results.get("adapter_revision") if start_adapter else None,
         load_name=load_name, imports=imports, base_expr=base_expr, uses_load_base_model="load_base_model" in imports,
-        needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"),
+        needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"), no_results_note=no_results_note,
         noise=noise_description(results.get("noise_mode"), results.get("noise_tile_size") or tile_size),
         num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
         metric_names=_join(sorted(table)) + (f" on `{split}`" if split else "") if table else "",
@@ -570,7 +572,7 @@ def _teacher_without_selection(results: dict) -> str | None:
 
 def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
                model_class: str = "GrantGCN", hub_mixin: bool = True, revision: str | None = None,
-               model_name: str | None = None) -> ModelCard:
+               model_name: str | None = None, no_results_note: str | None = None) -> ModelCard:
     """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
     validation and test metrics. ``model_class``: the class trained, hf-eff's ``GrantGCN`` or a user's;
     ``hub_mixin``: whether it saves and loads with ``PyTorchModelHubMixin`` (config.json +
@@ -612,6 +614,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         local_base=local_base, targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
         results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
         metrics_table=markdown_table(["metric", *measured], metric_rows) if metric_rows else "",
+        no_results_note=no_results_note,
     )
 
 
@@ -625,7 +628,7 @@ SSIM_LABELS = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's int
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
                license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
                revision: str | None = None, trajectory: str | None = None, model_name: str | None = None,
-               normalized: bool = False) -> ModelCard:
+               normalized: bool = False, no_results_note: str | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply``,
     ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
     (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``model_revision``):
@@ -671,7 +674,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
         antialiased=results.get("rasterize_mode") == "antialiased", normalized=normalized, base_model=base_model,
         local_base=local_base, base_revision=results.get("model_revision") if base_model else None,
-        results_table=results_table,
+        results_table=results_table, no_results_note=no_results_note,
     )
 
 

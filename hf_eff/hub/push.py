@@ -326,13 +326,6 @@ NO_RESULTS_NOTE = ("No evaluation results were recorded: this card was built fro
                    "alone, without a training run's `all_results.json`, so it reports no metrics.")
 
 
-def _with_no_results_note(card):
-    """``card`` saying, before its loading lines, that it reports no results."""
-    head, heading, tail = card.text.partition("## How to load")
-    card.text = f"{head.rstrip()}\n\n{NO_RESULTS_NOTE}\n\n{heading}{tail}"
-    return card
-
-
 def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
                license: str | None = None, dataset: str | list | None = None, base_model: str | None = None,
                adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True,
@@ -352,8 +345,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     output_dir = Path(output_dir)
     if results is None:
         results = read_results(output_dir)
-    recorded = results is not None
-    if not recorded:
+    note = {} if results is not None else {"no_results_note": NO_RESULTS_NOTE}
+    if results is None:
         if config is None and kind in SAVED_SETTINGS:
             config = read_config(output_dir)
         results = {result: config[key] for key, result in SAVED_SETTINGS.get(kind, {}).items()
@@ -367,18 +360,18 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                 raise FileNotFoundError(f"{config_file} is missing and no adapter config was given: save the "
                                         "adapter first, or pass its config as adapter_config")
             adapter_config = json.loads(config_file.read_text())
-        card = halora_card(results, repo_id, base_model=adapter_config.get("base_model_name_or_path"),
+        return halora_card(results, repo_id, base_model=adapter_config.get("base_model_name_or_path"),
                            peft_type=str(adapter_config.get("peft_type", "HALORA")),
                            tile_size=adapter_config.get("noise_tile_size"),
                            regulariser=regulariser_description(adapter_config.get("reg_weight"),
                                                                adapter_config.get("reg_norm")),
                            task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
                            training_noise=training_noise_description(adapter_config),
-                           license=license, dataset=dataset, revision=revision, model_name=model_name)
-    elif kind == "grant_model":
-        card = grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
-                          hub_mixin=hub_mixin, revision=revision, model_name=model_name)
-    elif kind == "splat_model":
+                           license=license, dataset=dataset, revision=revision, model_name=model_name, **note)
+    if kind == "grant_model":
+        return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
+                          hub_mixin=hub_mixin, revision=revision, model_name=model_name, **note)
+    if kind == "splat_model":
         # After a dict eval_dataset, the renders of the split the card reports: another split may be training views.
         other_renders = {f"{eval_prefix(split)}renders" for split in reported_split(results)[1]}
 
@@ -398,12 +391,10 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
         if config is None and (output_dir / "config.json").is_file():
             config = read_config(output_dir)
         normalized = config is not None and config.get("world_to_normalized") is not None
-        card = splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
+        return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           trajectory=trajectory, license=license, dataset=dataset, revision=revision,
-                          model_name=model_name, normalized=normalized)
-    else:
-        raise ValueError(f"no model card for artifact kind {kind!r}")
-    return card if recorded else _with_no_results_note(card)
+                          model_name=model_name, normalized=normalized, **note)
+    raise ValueError(f"no model card for artifact kind {kind!r}")
 
 
 def namespaced_repo_id(api: HfApi, repo_id: str, given_as: str = "token") -> str:

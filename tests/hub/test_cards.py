@@ -457,6 +457,14 @@ def test_a_bare_hub_dataset_of_the_example_is_carded_as_a_hub_id_with_its_config
     assert ModelCard(str(cards.halora_card(local, "me/a"))).data.eval_results[0].dataset_type == "local"
 
 
+def test_a_note_of_no_results_stands_in_each_model_card_before_its_loading_lines():
+    note = "No evaluation results were recorded."
+    for card in (cards.halora_card({}, "me/a", no_results_note=note), cards.grant_card({}, "me/g", no_results_note=note),
+                 cards.splat_card({}, "me/s", no_results_note=note)):
+        assert f"\n\n{note}\n\n## How to load\n" in card.text
+        assert note not in cards.grant_card({}, "me/g").text
+
+
 def test_transformers_dataset_arguments_give_hub_ids_shown_names_and_configs(tmp_path):
     datasets = cards.card_datasets(["me/mols", "/data/extra"], dataset=["Molecules", "extra"],
                                    dataset_args=["v2", None])
