@@ -466,7 +466,6 @@ def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool =
     """`hf-eff push OUTPUT_DIR REPO_ID` of each kind of run folder, then loading it back with
     the ecosystem's call for that artifact."""
     from huggingface_hub import DatasetCard, ModelCard
-    from peft import PeftModel
 
     from hf_eff import load_scene
     from hf_eff.cli import main as cli_main
@@ -492,12 +491,7 @@ def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool =
             }
             continue
         card = ModelCard.load(repo_id)
-        if kind == "halora":
-            inputs = torch.arange(12).reshape(2, 6)
-            loaded = PeftModel.from_pretrained(_tiny_llama(), repo_id).eval()
-            equal = torch.allclose(loaded(inputs).logits, model.eval()(inputs).logits, atol=1e-6)
-        else:
-            equal = _equal_state(model, type(model).from_pretrained(repo_id))
+        equal = _loads_back_equal(kind, model, repo_id)
         results[kind] = {
             "exit_code": exit_code, "state": _repo_state(repo_id), "roundtrip": equal,
             "card_text": str(card), "card_data": card.data.to_dict(), "opened": opened_repo_files(repo_id),
@@ -505,11 +499,23 @@ def scenario_push_cli(repo_ids: dict[str, str], output_dir: str, private: bool =
     return {"kinds": results, "torch_loads_weights_only": TORCH_LOADS}
 
 
+def _loads_back_equal(kind: str, model, repo_id: str) -> bool:
+    """Whether the pushed ``model`` loads back from ``repo_id`` with the ecosystem's call for it (PEFT's for an adapter,
+    the class's from_pretrained otherwise) and computes the same."""
+    from peft import PeftModel
+
+    if kind == "halora":
+        inputs = torch.arange(12).reshape(2, 6)
+        loaded = PeftModel.from_pretrained(_tiny_llama(), repo_id).eval()
+        return torch.allclose(loaded(inputs).logits, model.eval()(inputs).logits, atol=1e-6)
+    return _equal_state(model, type(model).from_pretrained(repo_id))
+
+
 def scenario_push_saved_models(repo_ids: dict[str, str], output_dir: str) -> dict:
     """``hf_eff.push_output_dir`` of the folder each model's own save_pretrained wrote (no all_results.json), then
     loading it back with the ecosystem's call for that artifact."""
     from huggingface_hub import ModelCard
-    from peft import PeftModel, get_peft_model
+    from peft import get_peft_model
 
     import hf_eff
 
@@ -525,12 +531,7 @@ def scenario_push_saved_models(repo_ids: dict[str, str], output_dir: str) -> dic
             model = _mixin_model(kind, seed=4)
         model.save_pretrained(out)
         url = hf_eff.push_output_dir(out, repo_id)
-        if kind == "halora":
-            inputs = torch.arange(12).reshape(2, 6)
-            loaded = PeftModel.from_pretrained(_tiny_llama(), repo_id).eval()
-            equal = torch.allclose(loaded(inputs).logits, model.eval()(inputs).logits, atol=1e-6)
-        else:
-            equal = _equal_state(model, type(model).from_pretrained(repo_id))
+        equal = _loads_back_equal(kind, model, repo_id)
         card = ModelCard.load(repo_id)
         results[kind] = {"url": url, "roundtrip": equal, "card_text": card.text, "card_data": card.data.to_dict(),
                          "opened": opened_repo_files(repo_id)}
