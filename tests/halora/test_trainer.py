@@ -233,6 +233,18 @@ def test_saving_a_builtin_base_adapter_restores_save_pretrained(tmp_path, monkey
     assert vars(model)["save_pretrained"] is failing_save
 
 
+def test_a_compiled_builtin_base_adapter_is_saved_with_the_embedding_rule_of_the_model_inside(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(trainer_module, "save_embedding_layers", lambda model: asked.append(model) or False)
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0]))
+    saves = []
+    model.save_pretrained = lambda *args, **kwargs: saves.append(kwargs.get("save_embedding_layers"))
+    trainer.model = torch.compile(model)  # Trainer._save saves the model inside
+    trainer.save_model(str(tmp_path / "compiled"))
+    assert asked == [model] and saves == [False]
+
+
 def _eval_trainer(tmp_path, tokenizer, model, **kwargs):
     train, evaluation = builtin_task(train_size=16, eval_size=12)
     scoring, scorer = tokenize_for_scoring(evaluation, tokenizer, max_length=96)
