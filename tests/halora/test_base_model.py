@@ -1,7 +1,10 @@
+import warnings
+
 import pytest
 import torch
-from peft import LoraConfig, PeftConfig, get_peft_model
+from peft import LoraConfig, PeftConfig, get_peft_model, get_peft_model_state_dict
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from hf_eff import HaLoRAConfig, rram_noise
 from hf_eff.halora import base_model
@@ -122,3 +125,33 @@ def test_builtin_base_embeddings_are_saved_by_peft_rule_without_a_hub_lookup(mon
     assert save_embedding_layers(mixed) == "auto"  # PEFT's rule answers each adapter otherwise: PEFT decides
     other = get_peft_model(load_base_model(str(cache_folder))[0], LoraConfig(r=2, target_modules=["q_proj"]))
     assert save_embedding_layers(other) == "auto"  # a local folder or Hub repo: PEFT finds its config itself
+
+
+def test_embedding_rule_agrees_with_peft_auto_on_a_local_base(tmp_path):
+    """_peft_saves_embeddings copies PEFT's private "auto" rule; on a local-folder base PEFT's rule needs no Hub
+    lookup, so both answer here and a PEFT upgrade that changes the rule fails this test."""
+    base_folder = tmp_path / "base"
+    make_tiny_llama().save_pretrained(base_folder)
+    # (name, target_modules, resized vocabulary, trainable_token_indices)
+    cases = (("neither", ["q_proj"], None, None), ("embed_tokens", ["q_proj", "embed_tokens"], None, None),
+             ("lm_head", ["lm_head"], None, None), ("pattern", r".*\.(q_proj|embed_tokens)", None, None),
+             ("pattern_neither", r".*\.q_proj", None, None), ("all_linear", "all-linear", None, None),
+             ("resized", ["q_proj"], 130, None), ("resized_embed_tokens", ["embed_tokens"], 130, None),
+             ("trainable_tokens", ["lm_head"], None, {"embed_tokens": [0, 1]}),
+             ("resized_trainable_tokens", ["lm_head"], 130, {"embed_tokens": [0, 1]}))
+    answers = {}
+    for name, targets, vocab_size, token_indices in cases:
+        model = AutoModelForCausalLM.from_pretrained(base_folder)
+        if vocab_size is not None:
+            model.resize_token_embeddings(vocab_size)
+        peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=targets, trainable_token_indices=token_indices))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PEFT warns whenever its rule says True
+            weights = get_peft_model_state_dict(peft_model, save_embedding_layers="auto")
+        # a base embedding's weight (trainable tokens' deltas are not)
+        peft_saves = any(key.endswith(".weight") and "lora_" not in key for key in weights)
+        answers[name] = peft_saves
+        adapter_config = peft_model.peft_config["default"]
+        assert base_model._peft_saves_embeddings(peft_model, adapter_config, base_vocab_size=128) is peft_saves, name
+    # both answers occur, else agreement would prove nothing
+    assert set(answers.values()) == {True, False}, answers
