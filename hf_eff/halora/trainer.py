@@ -529,7 +529,8 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         embedding_layers = save_embedding_layers(model) if isinstance(model, PeftModel) else "auto"
         if embedding_layers == "auto":
             return super()._save(output_dir, state_dict)
-        # Trainer._save passes no save_embedding_layers, and PEFT's "auto" would look the built-in base up on the Hub
+        # Trainer._save calls model.save_pretrained(output_dir, state_dict=..., is_main_process=...) with no route for
+        # save_embedding_layers, whose "auto" would look the built-in base up on the Hub; patched to avoid copying it.
         own = vars(model).get("save_pretrained")  # an instance's own save_pretrained, kept and restored
         model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=embedding_layers)
         try:
