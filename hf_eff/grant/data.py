@@ -99,10 +99,7 @@ def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset],
     fills (e.g. the rows it left out), is saved beside the copy and filled from there when the copy is read."""
     key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = cache_dir() / f"{name}-{key}"
-    copy_exists = (path / "dataset_info.json").exists()
-    # a copy cached before its build kept notes (hf-eff before 2c1cfde, same key) is built again, with them
-    stale = copy_exists and notes is not None and not (path / NOTES_NAME).exists()
-    if copy_exists and not stale:
+    if (path / "dataset_info.json").exists():
         if notes is not None:
             notes.update(json.loads((path / NOTES_NAME).read_text()))
     else:
@@ -116,11 +113,6 @@ def _cached(name: str, params: dict, build: Callable[[str], datasets.Dataset],
             build(os.path.join(staging, "work")).save_to_disk(os.path.join(staging, "data"))
             if notes is not None:
                 Path(staging, "data", NOTES_NAME).write_text(json.dumps(notes))
-            if stale and not (path / NOTES_NAME).exists():  # unless another process has replaced it already
-                try:  # moved into the staging folder, which goes away with it
-                    os.rename(path, os.path.join(staging, "stale"))
-                except OSError:  # another process moved it first
-                    pass
             try:
                 os.rename(os.path.join(staging, "data"), path)
             except OSError:  # another process got there first; its copy is identical
@@ -197,19 +189,27 @@ def skip_unparsable_smiles(smiles: Sequence[str], row_name: Callable[[int], str]
     return np.flatnonzero(parsed).tolist()
 
 
+def _named_skipped_smiles(smiles: Sequence[str], skipped: list[int], row_name: Callable[[int], str]) -> str:
+    named = "; ".join(f"{row_name(i)}: {str(smiles[i])!r}" for i in skipped[:SHOWN_SKIPPED_SMILES])
+    return named + "; ..." if len(skipped) > SHOWN_SKIPPED_SMILES else named
+
+
+def _refuse_if_none_parse(smiles: Sequence[str], skipped: list[int], row_name: Callable[[int], str],
+                          source: str | None) -> None:
+    if len(smiles) and len(skipped) == len(smiles):
+        prefix = f"{source}: " if source else ""
+        raise ValueError(f"{prefix}none of the {len(smiles)} SMILES could be parsed into a molecule "
+                         f"({_named_skipped_smiles(smiles, skipped, row_name)}): is it the SMILES column?")
+
+
 def _warn_of_skipped_smiles(smiles: Sequence[str], skipped: list[int], row_name: Callable[[int], str],
                             source: str | None) -> None:
     """`skip_unparsable_smiles`' warning of the SMILES at positions `skipped`; all of them skipped raises."""
-    named = "; ".join(f"{row_name(i)}: {str(smiles[i])!r}" for i in skipped[:SHOWN_SKIPPED_SMILES])
-    if len(skipped) > SHOWN_SKIPPED_SMILES:
-        named += "; ..."
-    prefix = f"{source}: " if source else ""
-    if len(smiles) and len(skipped) == len(smiles):
-        raise ValueError(f"{prefix}none of the {len(smiles)} SMILES could be parsed into a molecule ({named}): is it the SMILES "
-                         "column?")
+    _refuse_if_none_parse(smiles, skipped, row_name, source)
     if len(skipped):
+        prefix = f"{source}: " if source else ""
         logger.warning("%sskipped %d of %d SMILES that could not be parsed into a molecule: %s", prefix, len(skipped),
-                       len(smiles), named)
+                       len(smiles), _named_skipped_smiles(smiles, skipped, row_name))
 
 
 def graphs_from_smiles(
@@ -541,23 +541,23 @@ def load_smiles_csv(
     # RDKit parses every SMILES once, when the copy is built; the copy keeps the rows it left out, of which each
     # later load warns again. A copy without the skipped rows must not serve a run that refuses them.
     params["skip_invalid_smiles"] = True
+    # 2: the copy's notes keep the rows it left out (version 1's copies have no notes, and are not read)
+    params["skipping_version"] = 2
     texts = smiles.fillna("").tolist()  # an empty cell, read as NaN, is no molecule either: "" parses into none
     source = f"{path}, column {smiles_column!r} (data rows 1-based, header not counted)"
     notes: dict = {}
-    built = []
 
     def build(workdir: str) -> datasets.Dataset:
-        kept = skip_unparsable_smiles(texts, _data_row, source)  # warns of the others
-        built.append(True)
-        notes["skipped_rows"] = np.flatnonzero(~np.isin(np.arange(len(texts)), kept)).tolist()
-        kept_frame = frame.iloc[kept]  # its index keeps each row's position in the file, by which errors name it
+        parsed = parsable_smiles(texts)
+        notes["skipped_rows"] = np.flatnonzero(~parsed).tolist()
+        _refuse_if_none_parse(texts, notes["skipped_rows"], _data_row, source)
+        kept_frame = frame.iloc[parsed]  # its index keeps each row's position in the file, by which errors name it
         targets, names = _targets_from_frame(kept_frame, target_columns, classification, path, multilabel)
         return _named_classes(graphs_from_smiles(kept_frame[smiles_column].tolist(), targets, cache_dir=workdir),
                               names)
 
     graphs = _cached("csv", params, build, notes)
-    if not built:
-        _warn_of_skipped_smiles(texts, notes["skipped_rows"], _data_row, source)
+    _warn_of_skipped_smiles(texts, notes["skipped_rows"], _data_row, source)
     return graphs
 
 

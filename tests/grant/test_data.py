@@ -1,4 +1,3 @@
-import json
 import math
 import os
 import re
@@ -120,20 +119,6 @@ def test_a_smiles_csv_skips_unparsable_or_empty_smiles_naming_the_first_rows(tmp
     with pytest.raises(ValueError, match=r"mols.csv, column 'smi' .*: none of the 2 SMILES could be parsed into a "
                                          r"molecule \(data row 1: 'bad'; data row 2: ''\)"):
         load_smiles_csv(path, "smi", ["logp"], skip_invalid_smiles=True)
-
-
-def test_a_skipping_csv_copy_cached_without_notes_is_built_again(tmp_path, caplog):
-    path = tmp_path / "mols.csv"
-    path.write_text("smi,logp\nCCO,0.1\nbad,0.2\nCCC,0.3\n")
-    load_smiles_csv(path, "smi", ["logp"], skip_invalid_smiles=True)
-    (copy,) = cache_dir().glob("csv-*")
-    (copy / data.NOTES_NAME).unlink()  # as hf-eff before 2c1cfde cached it, under the same key
-    with caplog.at_level("WARNING", logger="hf_eff.grant.data"):
-        graphs = load_smiles_csv(path, "smi", ["logp"], skip_invalid_smiles=True)
-    assert graphs["smiles"] == ["CCO", "CCC"] and np.allclose(graphs["y"], [[0.1], [0.3]])
-    assert "data row 2: 'bad'" in caplog.text
-    assert json.loads((copy / data.NOTES_NAME).read_text()) == {"skipped_rows": [1]}
-    assert [entry.name for entry in cache_dir().iterdir()] == [copy.name]  # the old copy went with the staging folder
 
 
 def test_graphon_generator_is_cached_and_reproducible():
