@@ -4,7 +4,6 @@ the Hub."""
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import json
 import os
 import shutil
@@ -131,10 +130,6 @@ def ensure_branch(api: HfApi, repo_id: str, revision: str | None, repo_type: str
         api.create_branch(repo_id, branch=revision, repo_type=repo_type, token=token, exist_ok=True)
 
 
-# recent huggingface_hub versions cache whoami per token (cache=True); the oldest hf-eff allows have no such keyword
-_WHOAMI_CACHE = {"cache": True} if "cache" in inspect.signature(HfApi.whoami).parameters else {}
-
-
 def _token_origin(given_as: str, token) -> tuple[str, str]:
     """(where the token a request sends came from, how to replace it): ``given_as`` (what the caller calls the token it
     was given) when ``token`` is one, else the source holding the token ``get_token`` answers, found by its value, as
@@ -162,9 +157,7 @@ def whoami_or_refuse_invalid_token(api: HfApi, repo_id: str, token=None, given_a
     such token: ``PermissionError`` naming the push to ``repo_id`` and where the token came from (``given_as``: what
     the caller calls a token it was given, such as "--token"), never the token itself."""
     try:
-        # cached per token by api: a push asks it for the bare name's user and for the token's rights (the Hub
-        # rate-limits whoami, and a 429 would read as no answer)
-        return api.whoami(token=token, **_WHOAMI_CACHE)
+        return api.whoami(token=token)
     except HfHubHTTPError as error:
         if getattr(error.response, "status_code", None) != 401:
             return None
@@ -176,7 +169,7 @@ def whoami_or_refuse_invalid_token(api: HfApi, repo_id: str, token=None, given_a
 
 
 def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str = "model",
-                           given_as: str = "token") -> None:
+                           given_as: str = "token", identity: dict | None = None) -> None:
     """Raises ``PermissionError`` when the Hub's whoami makes it certain that ``token`` (default: ``api``'s, else the
     stored one) cannot push to the ``repo_type`` repo ``repo_id``: a token the Hub does not know (whoami's 401, named
     by its source: ``given_as`` for a ``token`` given, HF_TOKEN or the stored login otherwise); a read token; a repo
@@ -185,8 +178,10 @@ def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str 
     ``create_repo(exist_ok=True)`` accepts an existing repo in each case but the first, so without this a push would
     fail only at its first upload. Says nothing when whoami cannot answer (offline, no token, a server without the
     route, a server error) or cannot tell (a fine-grained token, whose scopes it does not read; an organisation listed
-    without the user's role)."""
-    identity = whoami_or_refuse_invalid_token(api, repo_id, token, given_as)
+    without the user's role). ``identity``: whoami's answer for ``token`` when the caller has it (one push asks
+    once: the Hub rate-limits whoami, and a 429 would read as no answer); else whoami is asked here."""
+    if identity is None:
+        identity = whoami_or_refuse_invalid_token(api, repo_id, token, given_as)
     try:
         role = identity["auth"]["accessToken"]["role"]
         user = identity["name"]
@@ -397,19 +392,20 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 
-def namespaced_repo_id(api: HfApi, repo_id: str, given_as: str = "token") -> str:
-    """``repo_id`` as USER/NAME when it is a bare NAME, USER being the token's user (whoami's name), as transformers
-    names a trainer's bare ``hub_model_id`` from the repo it creates. ``create_repo`` puts a bare name under the user,
-    but uploads and the card's loading lines need the whole id. A bare name is refused (``ValueError``) when whoami
-    cannot answer; a token whoami does not know, as ``whoami_or_refuse_invalid_token`` says (``given_as``)."""
+def namespaced_repo_id(api: HfApi, repo_id: str, given_as: str = "token") -> tuple[str, dict | None]:
+    """(``repo_id`` as USER/NAME, whoami's answer or None when it was not asked): a bare NAME gets USER, the token's
+    user (whoami's name), as transformers names a trainer's bare ``hub_model_id`` from the repo it creates.
+    ``create_repo`` puts a bare name under the user, but uploads and the card's loading lines need the whole id. A
+    bare name is refused (``ValueError``) when whoami cannot answer; a token whoami does not know, as
+    ``whoami_or_refuse_invalid_token`` says (``given_as``). The answer goes on to ``refuse_unwritable_repo``."""
     if "/" in repo_id:
-        return repo_id
+        return repo_id, None
     identity = whoami_or_refuse_invalid_token(api, repo_id, given_as=given_as)
     user = identity.get("name") if isinstance(identity, dict) else None
     if not isinstance(user, str) or not user:
         raise ValueError(f"the repo id {repo_id!r} names no user or organisation, and the Hub's whoami, which "
                          "names the token's user, did not answer: give the repo as USER/NAME")
-    return f"{user}/{repo_id}"
+    return f"{user}/{repo_id}", identity
 
 
 def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
@@ -442,7 +438,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
     api = HfApi(token=token)
-    repo_id = namespaced_repo_id(api, repo_id, given_as)  # before the card, whose loading lines name it
+    repo_id, identity = namespaced_repo_id(api, repo_id, given_as)  # before the card, whose loading lines name it
     # Before any repo is created: what is uploaded is read (the scene, or the run's card and results), so a folder
     # that does not load is refused; then whoami's answer (the one that named a bare name's user) refuses a repo the
     # token cannot write to, before the card replaces the run's README.md, not at the first upload.
@@ -450,13 +446,13 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         from hf_eff.splat import load_scene
 
         scene = load_scene(output_dir)
-        refuse_unwritable_repo(api, repo_id, repo_type="dataset", given_as=given_as)
+        refuse_unwritable_repo(api, repo_id, repo_type="dataset", given_as=given_as, identity=identity)
         # The scene's own push: one place stages, carries the card and replaces an earlier scene's shards.
         commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
                                    revision=revision)
         return str(commit.repo_url)
     card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
-    refuse_unwritable_repo(api, repo_id, given_as=given_as)
+    refuse_unwritable_repo(api, repo_id, given_as=given_as, identity=identity)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     ensure_branch(api, repo_id, revision)
     card.save(output_dir / "README.md")

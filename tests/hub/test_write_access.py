@@ -40,6 +40,16 @@ def test_another_users_repo_is_refused_naming_its_namespace_and_the_tokens(local
         refuse_unwritable_repo(local_hub.api(), repo_id)
 
 
+def test_an_identity_given_is_read_instead_of_asking_whoami(local_hub):
+    """A push asks whoami once (namespaced_repo_id) and hands the answer on: the Hub rate-limits whoami."""
+    repo_id = _own_repo(local_hub)
+    read_identity = local_hub.api(token=local_hub.read_token).whoami()
+    asked = len(local_hub.server.request_log)
+    with pytest.raises(PermissionError, match=rf"cannot push to {repo_id}: .* read token \(role 'read'\)"):
+        refuse_unwritable_repo(local_hub.api(), repo_id, identity=read_identity)  # the api's own token writes
+    assert "/api/whoami-v2" not in [path for _, path, _ in local_hub.server.request_log[asked:]]
+
+
 UNKNOWN_TOKEN = "hf_" + "0" * 32  # a token the Hub does not know
 
 
