@@ -51,25 +51,24 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str], return_com
         argv = argv[1:]
     # A recipe after the flags would be left over, but the dataclasses are checked first, so the user would
     # see a required setting missing (argparse's, or e.g. GraNT's task) instead: the left-overs are looked at first.
-    # Without defaults, this pass's namespace holds only the arguments the flags set.
+    # argparse fills in defaults only where the namespace holds nothing: one holding a placeholder for every
+    # argument keeps it where no flag set the argument.
+    unset = object()
+    placeholders = argparse.Namespace(**{action.dest: unset for action in parser._actions if action.dest != argparse.SUPPRESS})
     required = [action for action in parser._actions if action.required]
-    defaults = {action: action.default for action in parser._actions}
-    parser_defaults, parser._defaults = parser._defaults, {}
-    for action in parser._actions:
-        action.required, action.default = False, argparse.SUPPRESS
+    for action in required:
+        action.required = False
     try:
-        given, left_over = parser.parse_known_args(argv)
+        flags, left_over = parser.parse_known_args(argv, namespace=placeholders)
     finally:
-        parser._defaults = parser_defaults
-        for action, default in defaults.items():
-            action.default = default
         for action in required:
             action.required = True
     misplaced = [arg for arg in left_over if is_recipe(arg)]
     if misplaced:
         raise ValueError(f"recipe {misplaced[0]} must come right after the script, before the flags that override it")
+    given = {name for name, value in vars(flags).items() if value is not unset}
     parsed = tuple(_resume_as_train_takes_it(args) for args in parser.parse_args_into_dataclasses(argv))
-    return (*parsed, CommandLine(recipe, set(vars(given)))) if return_command_line else parsed
+    return (*parsed, CommandLine(recipe, given)) if return_command_line else parsed
 
 
 def is_recipe(arg: str) -> bool:
