@@ -147,8 +147,7 @@ def _token_origin(given_as: str, token) -> tuple[str, str]:
         stored = None
     if sent and stored == sent:
         return "the stored login", "log in again with `hf auth login`"
-    return ("huggingface_hub's get_token (neither HF_TOKEN nor the stored login: an OIDC exchange or a Colab secret)",
-            "replace the token that source gives, or pass one")
+    return "huggingface_hub's get_token", "replace the token that source gives, or pass one"
 
 
 def whoami_or_refuse_invalid_token(api: HfApi, repo_id: str, token=None, given_as: str = "token") -> dict | None:
