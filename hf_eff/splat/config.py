@@ -28,8 +28,7 @@ TRAINER_OPTIMIZER_DEFAULTS = {
 # Refused by the arguments, and by SplatTrainer when white_background is the model's.
 RANDOM_BKGD_ON_WHITE = (
     "SplatTrainingArguments: random_bkgd with white_background: white_background says the views' transparent pixels "
-    "were composited onto white, and the random background would fit other colours to them; random_bkgd is for "
-    "opaque captures, so leave out one of the two"
+    "were composited onto white, which a random background contradicts; leave out one of the two"
 )
 
 
@@ -223,13 +222,10 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     )
     random_bkgd: bool = field(
         default=False,
-        metadata={"help": "gsplat simple_trainer's --random_bkgd: each training step composites the render onto one "
-                          "random colour (render + colour x (1 - alpha)) instead of black, against the unchanged "
-                          "target, so that a transparent render cannot pass for a dark pixel: for opaque captures "
-                          "(COLMAP). Not for scenes whose images had transparency: their transparent pixels were "
-                          "composited onto one background colour when the scene was built (the views keep no alpha), "
-                          "which a random render background contradicts, so white_background is refused with it. "
-                          "Masked pixels stay ignored. Evaluation renders onto the fixed background."},
+        metadata={"help": "gsplat simple_trainer's --random_bkgd: each training step renders onto one random colour "
+                          "instead of black, so a transparent render cannot pass for a dark pixel. For opaque "
+                          "captures (COLMAP), so refused with white_background; evaluation renders onto the fixed "
+                          "background."},
     )
     eval_ssim_padding: str = field(
         default="same",
@@ -337,10 +333,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         if self.do_train and (self.max_steps is None or self.max_steps <= 0):
             raise ValueError(
                 f"SplatTrainingArguments.max_steps must be > 0 to train, got {self.max_steps}: splatting counts "
-                "optimizer iterations (one batch of per_device_train_batch_size views each; 3DGS and the paper: "
-                "30000), and the paper's schedule is scaled by them. num_train_epochs is not used: an epoch, one pass "
-                "over the training views, is a few hundred steps for a usual capture, so the run's length would "
-                "follow the number of views, and Trainer's default of 3 epochs would pass for a choice. "
+                "optimizer iterations (3DGS: 30000) and scales its schedule by them; num_train_epochs is not used. "
                 "do_train=False (evaluation only) needs no max_steps"
             )
         if self.strategy not in ("default", "g2l"):
