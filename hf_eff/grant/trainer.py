@@ -323,8 +323,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         """Refuses node features of another width than a model declares (GrantGCN's and PyG's BasicGNN models'
         `in_channels`; -1 is PyG's lazy width), on which it would fail inside torch with a shape error. Models
         that declare none are left alone."""
-        model = self.accelerator.unwrap_model(self.model)
-        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         declared = getattr(model, "in_channels", None)
         if type(declared) is int and declared > 0 and x_width is not None and declared != x_width:
             raise ValueError(
@@ -406,8 +405,7 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
         return loss, outputs.detach(), labels
 
     def _save(self, output_dir=None, state_dict=None):
-        model = self.accelerator.unwrap_model(self.model)
-        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: save the user's module and keys
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)  # the user's module and keys
         if isinstance(model, ModelHubMixin):  # config.json + safetensors, loadable by from_pretrained
             output_dir = output_dir or self.args.output_dir
             model.save_pretrained(output_dir)
