@@ -205,6 +205,22 @@ def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str 
                               "REPO_ID)")
 
 
+def writable_repo_id(api: HfApi, repo_id: str, token=None, repo_type: str = "model", given_as: str = "token",
+                     identity: dict | None = None) -> str:
+    """``repo_id`` checked before a direct push (a model's or a scene's ``push_to_hub``) creates anything, as
+    ``hf-eff push`` checks its own, with one whoami (``identity``: its answer, when the caller has it): a token whoami
+    does not know, a read token or a repo it cannot write to is refused (``refuse_unwritable_repo``, naming a given
+    token by ``given_as``), and a bare NAME comes back as USER/NAME (``namespaced_repo_id``). When whoami cannot
+    answer, ``repo_id`` comes back as given: ``create_repo`` puts a bare name under the token's user."""
+    if identity is None:
+        identity = whoami_or_refuse_invalid_token(api, repo_id, token, given_as)
+    if identity is None:
+        return repo_id
+    repo_id, _ = namespaced_repo_id(api, repo_id, given_as, identity)
+    refuse_unwritable_repo(api, repo_id, token, repo_type, given_as, identity)
+    return repo_id
+
+
 def _repo_exists(api: HfApi, repo_id: str, repo_type: str, token) -> bool:
     try:
         return api.repo_exists(repo_id, repo_type=repo_type, token=token)
@@ -235,8 +251,10 @@ def upload_folder(api: HfApi, *, folder_path, allow_patterns=None, ignore_patter
 
 class PushesWithoutLocalPaths:
     """For ``PyTorchModelHubMixin`` models (GrantGCN, GaussianModel): ``push_to_hub`` as the mixin's, but through
-    ``upload_folder`` above, so that the ``data_split`` config.json records goes up without local paths. Written
-    out because the mixin's ``push_to_hub`` has no hook between its ``save_pretrained`` and its upload."""
+    ``upload_folder`` above, so that the ``data_split`` config.json records goes up without local paths, and with
+    the repo checked by the Hub's whoami before it is created, as ``hf-eff push`` checks its own
+    (``writable_repo_id``). Written out because the mixin's ``push_to_hub`` has no hook between its
+    ``save_pretrained`` and its upload."""
 
     def push_to_hub(self, repo_id: str, *, config=None, commit_message: str = "Push model using huggingface_hub.",
                     private: bool | None = None, token: str | None = None, branch: str | None = None,
@@ -247,6 +265,7 @@ class PushesWithoutLocalPaths:
             saved = Path(tmp) / "model"
             # saved before the repo is created: a model that refuses to save leaves no empty repo behind
             self.save_pretrained(saved, config=config, model_card_kwargs=model_card_kwargs)
+            repo_id = writable_repo_id(api, repo_id, token, given_as=f"{type(self).__name__}.push_to_hub's token")
             repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
             return upload_folder(api, repo_id=repo_id, repo_type="model", folder_path=saved,
                                  commit_message=commit_message, revision=branch, create_pr=create_pr,
@@ -391,15 +410,18 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 
-def namespaced_repo_id(api: HfApi, repo_id: str, given_as: str = "token") -> tuple[str, dict | None]:
+def namespaced_repo_id(api: HfApi, repo_id: str, given_as: str = "token",
+                       identity: dict | None = None) -> tuple[str, dict | None]:
     """(``repo_id`` as USER/NAME, whoami's answer or None when it was not asked): a bare NAME gets USER, the token's
     user (whoami's name), as transformers names a trainer's bare ``hub_model_id`` from the repo it creates.
     ``create_repo`` puts a bare name under the user, but uploads and the card's loading lines need the whole id. A
     bare name is refused (``ValueError``) when whoami cannot answer; a token whoami does not know, as
-    ``whoami_or_refuse_invalid_token`` says (``given_as``). The answer goes on to ``refuse_unwritable_repo``."""
+    ``whoami_or_refuse_invalid_token`` says (``given_as``). The answer goes on to ``refuse_unwritable_repo``.
+    ``identity``: whoami's answer when the caller has it; else whoami is asked here (for a bare name only)."""
     if "/" in repo_id:
-        return repo_id, None
-    identity = whoami_or_refuse_invalid_token(api, repo_id, given_as=given_as)
+        return repo_id, identity
+    if identity is None:
+        identity = whoami_or_refuse_invalid_token(api, repo_id, given_as=given_as)
     user = identity.get("name") if isinstance(identity, dict) else None
     if not isinstance(user, str) or not user:
         raise ValueError(f"the repo id {repo_id!r} names no user or organisation, and the Hub's whoami, which "
@@ -445,10 +467,10 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         from hf_eff.splat import load_scene
 
         scene = load_scene(output_dir)
-        refuse_unwritable_repo(api, repo_id, repo_type="dataset", given_as=given_as, identity=identity)
-        # The scene's own push: one place stages, carries the card and replaces an earlier scene's shards.
+        # The scene's own push: one place checks the repo (with whoami's answer, if a bare name asked it), stages,
+        # carries the card and replaces an earlier scene's shards.
         commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
-                                   revision=revision)
+                                   revision=revision, given_as=given_as, identity=identity)
         return str(commit.repo_url)
     card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
     refuse_unwritable_repo(api, repo_id, given_as=given_as, identity=identity)

@@ -722,18 +722,27 @@ class Scene:
         commit_message=None,
         revision=None,
         license: str | None = None,
+        *,
+        given_as: str = "Scene.push_to_hub's token",
+        identity: dict | None = None,
     ):
         """Uploads the `save` layout, with the hf-eff scene card, to a Hub dataset repo in one
         commit (what `hf-eff push` of a scene folder does too); ``revision``: a branch, created from
         main if it does not exist; ``license``: the card's license (a Hub license id: the images
-        are the user's, so none is stated without it)."""
+        are the user's, so none is stated without it). Before the repo is created, the Hub's whoami
+        refuses a token it does not know (naming a given ``token`` by ``given_as``), a read token or
+        a repo the token cannot write to, and names a bare ``repo_id``'s user
+        (``hf_eff.hub.push.writable_repo_id``); ``identity``: whoami's answer, when the caller
+        asked already (`hf-eff push`, for a bare name)."""
         from huggingface_hub import DatasetCard, HfApi
 
         from hf_eff.hub.cards import scene_card
-        from hf_eff.hub.push import ensure_branch
+        from hf_eff.hub.push import ensure_branch, writable_repo_id
 
         api = HfApi(token=token)
-        # the created repo's whole id: a bare name is the token's user's, and the uploads and the card need USER/NAME
+        repo_id = writable_repo_id(api, repo_id, repo_type="dataset", given_as=given_as, identity=identity)
+        # the created repo's whole id: a bare name is the token's user's (when whoami did not answer, create_repo
+        # names it), and the uploads and the card need USER/NAME
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         ensure_branch(api, repo_id, revision, repo_type="dataset")
         with tempfile.TemporaryDirectory() as tmp:
