@@ -6,39 +6,12 @@ import warnings
 import pytest
 import torch
 from peft import get_peft_model
-from peft.utils import save_and_load
 from safetensors.torch import load_file
 
 from hf_eff import HaLoRAConfig
-from hf_eff.halora import base_model
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, load_base_model
 
 from .conftest import make_tiny_llama
-
-
-@pytest.fixture
-def hub_lookups(monkeypatch):
-    """PEFT's Hub lookups of a base config while saving, offline (HF_HUB_OFFLINE, read at call time)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    lookups = []
-    peft_lookup = save_and_load.check_file_exists_on_hf_hub
-
-    def recording(repo_id, filename, **kwargs):
-        lookups.append(repo_id)
-        return peft_lookup(repo_id, filename, **kwargs)
-
-    monkeypatch.setattr(save_and_load, "check_file_exists_on_hf_hub", recording)
-    return lookups
-
-
-@pytest.fixture
-def builtin_folder(monkeypatch, tmp_path, char_tokenizer):
-    """A tiny model standing in for the converted SmolLM2 (its conversion takes about 15 s)."""
-    folder = tmp_path / "cache" / DEFAULT_BASE_MODEL
-    make_tiny_llama().save_pretrained(folder)
-    char_tokenizer.save_pretrained(folder)
-    monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: folder)
-    return folder
 
 
 def _adapter(base_name, targets, vocab_size):
