@@ -157,7 +157,8 @@ def save_embedding_layers(model: PeftModel) -> bool | str:
     the built-in base, whose name PEFT would look up on the Hub (a request for a repo that is not there; offline, a
     warning) to learn whether the vocabulary was resized. For it, PEFT's "auto" rule (``get_peft_model_state_dict``)
     is applied here, per adapter, on the built-in model's config: ``_peft_saves_embeddings``. Adapters the rule treats
-    differently (one value goes to all) leave the choice to PEFT: ``"auto"``."""
+    differently (one value goes to all) leave the choice to PEFT: ``"auto"``. ``PeftModel.save_pretrained``
+    (wrapped by ``hf_eff.halora``) asks it when given "auto"."""
     if {config.base_model_name_or_path for config in model.peft_config.values()} != {DEFAULT_BASE_MODEL}:
         return "auto"
     try:
