@@ -320,11 +320,16 @@ def _detect_artifact(output_dir: Path) -> tuple[str, dict | None]:
 
 
 def read_results(output_dir: Path) -> dict | None:
-    """The run's ``all_results.json``, parsed; None for a folder without one (a model's own ``save_pretrained``)."""
+    """The run's ``all_results.json``, parsed; None for a folder without one (a model's own ``save_pretrained``); an
+    error naming the file when it is no JSON object."""
     path = output_dir / RESULTS_FILE
     if not path.is_file():
         return None
-    results = json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error}): the card reads the run's metrics from it; repair it, or "
+                         "move it out of the folder to push a card without metrics") from None
     if not isinstance(results, dict):
         raise ValueError(f"{path} must hold a JSON object of metrics, got {type(results).__name__}")
     return results
