@@ -13,7 +13,8 @@ Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, or a fol
 Data named on the command line replaces a recipe's: --dataset its builtin (and the options of that data, such as
 num_generated_graphs), a built-in --task its dataset or built-in set; its other settings stay (--task names another
 task kind).
-A CSV's unparsable SMILES refuse it, naming the row; --skip_invalid_smiles leaves them out with one warning.
+A CSV's unparsable SMILES refuse it, naming the row; --skip_invalid_smiles leaves them out with one warning (a
+--predict_file's too, its predictions' index keeping the file's rows).
 --dataset is read as a CSV when its name ends in .csv, .csv.gz, .csv.bz2, .csv.xz or .csv.zip
 (any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
@@ -174,10 +175,11 @@ class DataArguments:
                                                                "0/1 label columns, empty cells unlabelled)."})
     skip_invalid_smiles: bool = field(
         default=False,
-        metadata={"help": "A CSV --dataset: leave out the molecules whose SMILES cell is empty or cannot be parsed by "
-                  "RDKit, with one warning naming how many and the first few data rows (by default the CSV is refused, "
-                  "naming the first such row). A CSV of which no SMILES parses is still refused, and so is a "
-                  "--predict_file with an unparsable SMILES (its predictions' index stays the file's rows)."},
+        metadata={"help": "A CSV --dataset or --predict_file: leave out the molecules whose SMILES cell is empty or "
+                  "cannot be parsed by RDKit, with one warning naming how many and the first few data rows (by default "
+                  "the CSV is refused, naming the first such row). A CSV of which no SMILES parses is still refused. "
+                  "A --predict_file's skipped rows get no prediction; the index of the others stays their row in the "
+                  "file."},
     )
     max_graphs: int | None = field(default=None, metadata={"help": "Use the first N graphs only (QM9: rows read)."})
     predict_file: str | None = field(
@@ -274,7 +276,8 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas 
 # the DataArguments that only some data read, and which data that is
 ONLY_FOR = {
     "smiles_column": "a CSV --dataset or --predict_file", "predict_smiles_column": "a CSV --predict_file",
-    "target_column": "a CSV --dataset", "skip_invalid_smiles": "a CSV --dataset", "qm9_target": "--task qm9",
+    "target_column": "a CSV --dataset", "skip_invalid_smiles": "a CSV --dataset or --predict_file",
+    "qm9_target": "--task qm9",
     "num_generated_graphs": "--task gen-reg or gen-cls", "min_nodes": "--task gen-reg or gen-cls",
     "max_nodes": "--task gen-reg or gen-cls",
     # a --predict_file alone is predicted whole, unsplit
@@ -291,10 +294,10 @@ def applies(data_args: DataArguments, name: str) -> bool:
     """Whether the chosen data reads the DataArguments field `name`."""
     csv_dataset = data_args.dataset is not None and is_csv(Path(data_args.dataset))
     csv_predict_file = data_args.predict_file is not None and is_csv(Path(data_args.predict_file))
+    if name == "smiles_column" and data_args.predict_smiles_column is not None:
+        return csv_dataset  # --predict_smiles_column names the --predict_file's column instead
     uses = {"a CSV --dataset": csv_dataset, "a CSV --predict_file": csv_predict_file,
-            # --predict_smiles_column, where given, names the --predict_file's column instead
-            "a CSV --dataset or --predict_file": csv_dataset or (csv_predict_file
-                                                                 and data_args.predict_smiles_column is None),
+            "a CSV --dataset or --predict_file": csv_dataset or csv_predict_file,
             "--task qm9": data_args.builtin == "qm9",
             "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls"),
             "--task or --dataset": data_args.builtin is not None or data_args.dataset is not None}
@@ -610,9 +613,11 @@ def train_and_test(trainer: GraNTTrainer, curve: ValidationCurveCallback, test: 
 PREDICTIONS_FILE = "predict_results.csv"
 
 
-def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, list[str] | None]:
-    """The graphs of --predict_file and, for a CSV, its SMILES: a CSV's `smiles_column` (other columns, targets
-    included, are ignored) or a folder written by save_to_disk holding one Dataset (its y is ignored)."""
+def read_predict_file(path: str, smiles_column: str,
+                      skip_invalid_smiles: bool) -> tuple[datasets.Dataset, list[str] | None, list[int] | None]:
+    """The graphs of --predict_file and, for a CSV, its SMILES and each graph's data row in it: a CSV's
+    `smiles_column` (other columns, targets included, are ignored; `skip_invalid_smiles` leaves out the unparsable
+    ones) or a folder written by save_to_disk holding one Dataset (its y is ignored)."""
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(f"--predict_file {path}: no such file or folder")
@@ -620,7 +625,8 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
         try:
             # in the session's temporary folder: predicted once, the new molecules leave no copy in a cache
             return molecules_from_csv(file, smiles_column, name=f"--predict_file {path}",
-                                      cache_dir=get_temporary_cache_files_directory())
+                                      cache_dir=get_temporary_cache_files_directory(),
+                                      skip_invalid_smiles=skip_invalid_smiles, return_rows=True)
         except MissingColumnError as error:  # the SMILES column is missing: say which flag names it
             raise MissingColumnError(f"{error}; name the SMILES column of --predict_file with "
                                      "--predict_smiles_column (default: --smiles_column)") from None
@@ -638,7 +644,7 @@ def read_predict_file(path: str, smiles_column: str) -> tuple[datasets.Dataset, 
                                      f"{list(GRAPH_COLUMNS)} (it has {graphs.column_names})")
         if len(graphs) == 0:
             raise ValueError(f"--predict_file {path} holds no graphs to predict")
-        return graphs, None
+        return graphs, None, None
     raise ValueError(f"--predict_file {path} is neither a CSV ({', '.join(CSV_SUFFIXES)}, any case) nor a folder "
                      "written by datasets' save_to_disk")
 
@@ -659,18 +665,20 @@ def model_source(model_args: ModelArguments) -> str:
 
 
 def graphs_to_predict(data_args: DataArguments, model: GrantGCN, task: str, test: datasets.Dataset | None,
-                      source: str) -> tuple[datasets.Dataset, list[str] | None]:
-    """The graphs of --predict_file (and a CSV's SMILES), checked against the model (`source` names it), else the
-    test split. Read, and the model's prediction columns named, before training: a bad file or target name fails
+                      source: str) -> tuple[datasets.Dataset, list[str] | None, list[int] | None]:
+    """The graphs of --predict_file (and a CSV's SMILES and rows), checked against the model (`source` names it), else
+    the test split. Read, and the model's prediction columns named, before training: a bad file or target name fails
     before the run, not after it."""
     check_prediction_names(model, task, model.out_channels)
     if data_args.predict_file is None:
-        return test, None
-    graphs, smiles = read_predict_file(data_args.predict_file, data_args.predict_smiles_column or data_args.smiles_column)
+        return test, None, None
+    graphs, smiles, rows = read_predict_file(data_args.predict_file,
+                                             data_args.predict_smiles_column or data_args.smiles_column,
+                                             data_args.skip_invalid_smiles)
     # its y is ignored. Checked here although trainer.predict checks again: this names the file, before training
     check_graph_dataset(graphs, task, f"--predict_file {data_args.predict_file}", labelled=False)
     check_fits_model(model, graphs, task, data_args.predict_file, source)
-    return graphs, smiles
+    return graphs, smiles, rows
 
 
 def prediction_summary(data_args: DataArguments, graphs: datasets.Dataset) -> dict:
@@ -711,9 +719,9 @@ def predict_only(model: GrantGCN, model_args: ModelArguments, data_args: DataArg
     check_options_apply(data_args)
     # nothing is evaluated: a recipe's eval_strategy would have the Trainer ask for an eval_dataset
     training_args.eval_strategy = IntervalStrategy.NO
-    graphs, smiles = graphs_to_predict(data_args, model, training_args.task, None, model_source(model_args))
+    graphs, smiles, rows = graphs_to_predict(data_args, model, training_args.task, None, model_source(model_args))
     trainer = GraNTTrainer(model=model, args=training_args)
-    table = predictions_table(trainer, graphs, smiles)
+    table = predictions_table(trainer, graphs, smiles, rows)
     results = {"task": training_args.task, "model_name_or_path": model_args.model_name_or_path,
                "model_revision": model_args.model_revision, **prediction_summary(data_args, graphs)}
     save_all_results(trainer, results)

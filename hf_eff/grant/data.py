@@ -500,14 +500,27 @@ def _read_smiles_csv(path, smiles_column: str, name: str, allow_empty_smiles: bo
     return frame, smiles
 
 
+def _skipped_smiles_source(name, smiles_column: str) -> str:
+    """Where a CSV's skipped SMILES come from, as the warning of them names it."""
+    return f"{name}, column {smiles_column!r} (data rows 1-based, header not counted)"
+
+
 def molecules_from_csv(path: str | Path, smiles_column: str = "smiles", name: str | None = None,
-                       cache_dir: str | None = None) -> tuple[datasets.Dataset, list[str]]:
+                       cache_dir: str | None = None, skip_invalid_smiles: bool = False, return_rows: bool = False,
+                       ) -> tuple[datasets.Dataset, list[str]] | tuple[datasets.Dataset, list[str], list[int]]:
     """The molecules of a CSV's ``smiles_column`` as graphs without y (new molecules to predict; other columns are
-    ignored), and their SMILES. Errors name the file as ``name`` (default: the path) and the data row."""
+    ignored), and their SMILES. Errors name the file as ``name`` (default: the path) and the data row.
+    `skip_invalid_smiles` leaves out the molecules whose SMILES cell is empty or unparsable, with the warning
+    `load_smiles_csv` gives (none parsing still raises); `return_rows` also returns each molecule's data row in the
+    file (0-based), by which predictions of the kept molecules join back to the file."""
     name = str(path) if name is None else name
-    _, smiles = _read_smiles_csv(path, smiles_column, name)
-    row_name = functools.partial(_csv_row, name, smiles_column)
-    return graphs_from_smiles(smiles.tolist(), row_name=row_name, cache_dir=cache_dir), smiles.tolist()
+    _, smiles = _read_smiles_csv(path, smiles_column, name, allow_empty_smiles=skip_invalid_smiles)
+    texts = smiles.fillna("").tolist()  # an empty cell, read as NaN, is no molecule either: "" parses into none
+    rows = (skip_unparsable_smiles(texts, _data_row, _skipped_smiles_source(name, smiles_column))
+            if skip_invalid_smiles else list(range(len(texts))))
+    texts = [texts[row] for row in rows]
+    graphs = graphs_from_smiles(texts, row_name=lambda i: _csv_row(name, smiles_column, rows[i]), cache_dir=cache_dir)
+    return (graphs, texts, rows) if return_rows else (graphs, texts)
 
 
 def load_smiles_csv(
@@ -544,7 +557,7 @@ def load_smiles_csv(
     # 2: the copy's notes keep the rows it left out (version 1's copies have no notes, and are not read)
     params["skipping_version"] = 2
     texts = smiles.fillna("").tolist()  # an empty cell, read as NaN, is no molecule either: "" parses into none
-    source = f"{path}, column {smiles_column!r} (data rows 1-based, header not counted)"
+    source = _skipped_smiles_source(path, smiles_column)
     notes: dict = {}
 
     def build(workdir: str) -> datasets.Dataset:

@@ -7,6 +7,7 @@ or `class_names` (GrantGCN saves both; another model without them gets numbered 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import datasets
 import numpy as np
@@ -68,16 +69,22 @@ def prediction_columns(model: torch.nn.Module, task: str, outputs: np.ndarray) -
     return {name: outputs[:, i] for i, name in enumerate(target_prediction_names(target_names, count, task.level))}
 
 
-def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | None = None) -> pd.DataFrame:
+def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | None = None,
+                      index: Sequence[int] | None = None) -> pd.DataFrame:
     """`trainer.predict(graphs)` (a `GraNTTrainer`; `graphs` need no y) as one row per graph (index, and `smiles`:
     those given, one per graph, else the graphs' own smiles column where they have one, as `graphs_from_smiles`
     and `graphs_from_pyg` keep it) or, for a node-level task, per node (graph_index, its graph's `smiles` where there are any,
-    node_index), then the prediction columns (`prediction_columns`)."""
+    node_index), then the prediction columns (`prediction_columns`). A graph's index is its position in `graphs`, or
+    `index`'s entry for it where given (e.g. its row in a file of which some rows were left out:
+    `molecules_from_csv(..., return_rows=True)`)."""
     task = GraphTask(trainer.args.task)
     if smiles is None and "smiles" in graphs.column_names:
         smiles = list(graphs["smiles"])
     if smiles is not None and len(smiles) != len(graphs):
         raise ValueError(f"{len(smiles)} SMILES for {len(graphs)} graphs")
+    if index is not None and len(index) != len(graphs):
+        raise ValueError(f"{len(index)} indices for {len(graphs)} graphs")
+    index = np.arange(len(graphs)) if index is None else np.asarray(index)
     # targets in the graphs are ignored: predict would check and score them
     unlabelled = graphs.remove_columns([name for name in ("y",) if name in graphs.column_names])
     predictions = trainer.predict(unlabelled).predictions
@@ -85,12 +92,12 @@ def predictions_table(trainer, graphs: datasets.Dataset, smiles: list[str] | Non
     if task.level == "node":  # the Trainer pads each graph's node outputs to the most nodes
         outputs = np.concatenate([predictions[graph, :nodes] for graph, nodes in enumerate(num_nodes)])
         graph_of_row = np.repeat(np.arange(len(num_nodes)), num_nodes)
-        rows = {"graph_index": graph_of_row}
+        rows = {"graph_index": index[graph_of_row]}
         if smiles is not None:  # a node's row names its molecule, as a graph's row does
             rows["smiles"] = np.asarray(smiles, dtype=object)[graph_of_row]
         rows["node_index"] = np.concatenate([np.arange(nodes) for nodes in num_nodes])
     else:
-        outputs, rows = predictions, {"index": np.arange(len(num_nodes))}
+        outputs, rows = predictions, {"index": index}
         if smiles is not None:
             rows["smiles"] = smiles
     return pd.DataFrame({**rows, **prediction_columns(trainer.model, task, outputs)})

@@ -213,6 +213,22 @@ def test_molecules_from_csv_are_graphs_without_targets_in_the_files_order(tmp_pa
     assert smiles == ["CCO", "c1ccccc1"] and graphs["num_nodes"] == [3, 6] and "y" not in graphs.column_names
 
 
+def test_molecules_from_csv_skips_unparsable_smiles_and_returns_the_kept_molecules_rows(tmp_path, caplog):
+    path = tmp_path / "new.csv"
+    path.write_text("smi\nCCO\nnot-a-smiles\n\"\"\nc1ccccc1\n")
+    with pytest.raises(ValueError, match=r"new molecules, column 'smi', data row 3 .*: the SMILES cell is empty"):
+        molecules_from_csv(path, "smi", name="new molecules")
+    with caplog.at_level("WARNING", logger="hf_eff.grant.data"):
+        graphs, smiles, rows = molecules_from_csv(path, "smi", name="new molecules", skip_invalid_smiles=True,
+                                                  return_rows=True)
+    assert smiles == graphs["smiles"] == ["CCO", "c1ccccc1"] and rows == [0, 3]
+    (warning,) = caplog.records
+    assert warning.getMessage() == ("new molecules, column 'smi' (data rows 1-based, header not counted): skipped 2 of "
+                                    "4 SMILES that could not be parsed into a molecule: data row 2: 'not-a-smiles'; "
+                                    "data row 3: ''")
+    assert molecules_from_csv(path, "smi", skip_invalid_smiles=True)[1] == smiles  # without return_rows: two results
+
+
 @pytest.mark.parametrize(
     ("cells", "classification", "message"),
     [

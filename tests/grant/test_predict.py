@@ -492,3 +492,52 @@ def test_standardize_targets_is_refused_where_it_cannot_apply(tmp_path):
                                          "standardisation it was trained with"):
         _example().main([*_two_scale_csv(tmp_path / "mols.csv"), "--model_name_or_path", str(tmp_path / "model"),
                          "--output_dir", str(tmp_path / "tuned"), "--standardize_targets", *COMMON])
+
+
+def test_skip_invalid_smiles_leaves_out_a_predict_files_unparsable_rows_and_indexes_the_others_by_their_row(
+        tmp_path, caplog):
+    model = GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression", target_names=["logp"])
+    model.save_pretrained(tmp_path / "model")
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"smiles": ["CCO", "not-a-smiles", "c1ccccc1", "CN"]}).to_csv(new, index=False)
+    with pytest.raises(ValueError, match=rf"^--predict_file {new}, column 'smiles', data row 2 \(1-based, header not "
+                                         r"counted\): SMILES 'not-a-smiles' could not be parsed"):
+        _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "refused")
+    with caplog.at_level("WARNING"):
+        results = _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out", "--skip_invalid_smiles")
+    assert (f"--predict_file {new}, column 'smiles' (data rows 1-based, header not counted): skipped 1 of 4 SMILES "
+            "that could not be parsed into a molecule: data row 2: 'not-a-smiles'") in caplog.text
+    assert results["predict_graphs"] == 3
+    table = pd.read_csv(tmp_path / "out" / "predict_results.csv")
+    assert table["index"].tolist() == [0, 2, 3] and table["smiles"].tolist() == ["CCO", "c1ccccc1", "CN"]
+    expected = _forward(model, graphs_from_smiles(["CCO", "c1ccccc1", "CN"]))
+    np.testing.assert_allclose(table[["logp"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_skip_invalid_smiles_indexes_a_node_level_models_predictions_by_the_files_rows(tmp_path):
+    model = GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, level="node", task="node_regression", target_names=["charge"])
+    model.save_pretrained(tmp_path / "model")
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"smiles": ["", "CCO", "C1CC(", "CN"]}).to_csv(new, index=False)  # an empty cell is skipped too
+    _predict_only(tmp_path / "model", new, "node_regression", tmp_path / "out", "--skip_invalid_smiles")
+    table = pd.read_csv(tmp_path / "out" / "predict_results.csv")
+    assert table["graph_index"].tolist() == [1, 1, 1, 3, 3] and table["smiles"].tolist() == ["CCO"] * 3 + ["CN"] * 2
+
+
+def test_skip_invalid_smiles_still_refuses_a_predict_file_of_which_no_smiles_parses(tmp_path):
+    GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"smiles": ["not-a-smiles", "C1CC("]}).to_csv(new, index=False)
+    with pytest.raises(ValueError, match=rf"^--predict_file {new}, column 'smiles' \(data rows 1-based, header not "
+                                         r"counted\): none of the 2 SMILES could be parsed"):
+        _predict_only(tmp_path / "model", new, "graph_regression", tmp_path / "out", "--skip_invalid_smiles")
+    assert not (tmp_path / "out" / "predict_results.csv").exists()
+
+
+def test_skip_invalid_smiles_is_refused_for_a_predict_file_folder_alone(tmp_path):
+    GrantGCN(ATOM_FEATURES, 1, hidden_channels=8, task="graph_regression").save_pretrained(tmp_path / "model")
+    graphs_from_smiles(NEW_SMILES).save_to_disk(str(tmp_path / "graphs"))
+    with pytest.raises(ValueError, match=f"^--skip_invalid_smiles does not apply to --predict_file {tmp_path / 'graphs'}: "
+                                         "--skip_invalid_smiles is for a CSV --dataset or --predict_file"):
+        _predict_only(tmp_path / "model", tmp_path / "graphs", "graph_regression", tmp_path / "out",
+                      "--skip_invalid_smiles")
