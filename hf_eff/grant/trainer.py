@@ -169,7 +169,8 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
     `model` is any `nn.Module` whose forward takes (x, edge_index, batch), and edge_attr if it names it, and returns
     the prediction, a tuple led by it or a dict with it under "logits"; the loss comes from `args.task` (None: the task
     the model records, e.g. a `GrantGCN.from_pretrained` model's; a model declaring `in_channels` is checked against
-    the data's node features). A run resumed under other schedule settings is described at `_resumed_plan`. The default
+    the data's node features). A run resumed under other schedule settings is described at `_resumed_plan`; one under
+another gradient_accumulation_steps than its checkpoint was saved with is refused. The default
     collator and metrics (`GraphCollator.for_dataset`, `metrics_for`) follow the task. Evaluation, prediction (graphs
     without y too) and the node-level output layout are described in this module's docstring; a model of another
     class than `GrantGCN` saves as model.safetensors (with config.json where it is a `PyTorchModelHubMixin`)."""
@@ -566,7 +567,9 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             # the one this run's settings give (a resume under the same settings goes on with the first)
             state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log,
                      "plan": [dataclasses.asdict(entry) for entry in self._plan],
-                     "settings_plan": [dataclasses.asdict(entry) for entry in self._settings_plan]}
+                     "settings_plan": [dataclasses.asdict(entry) for entry in self._settings_plan],
+                     # the plan's epochs are counted in optimizer steps of this many batches (_epoch_at_step)
+                     "gradient_accumulation_steps": self.args.gradient_accumulation_steps}
             with open(os.path.join(output_dir, TEACHER_STATE_NAME), "w") as file:
                 json.dump(state, file)
 
@@ -586,6 +589,18 @@ class GraNTTrainer(HubCardTrainerMixin, Trainer):
             )
         with open(path) as file:
             state = json.load(file)
+        saved_accumulation = state.get("gradient_accumulation_steps")  # None: saved before checkpoints recorded it
+        if saved_accumulation not in (None, self.args.gradient_accumulation_steps):
+            # global_step counts optimizer steps of the saved number of batches: under another, the epoch and batch
+            # to resume from would be misplaced (transformers' Trainer has the same limit)
+            raise ValueError(
+                f"cannot resume GraNT from {checkpoint}: it was saved with gradient_accumulation_steps="
+                f"{saved_accumulation}, this run has gradient_accumulation_steps={self.args.gradient_accumulation_steps}, "
+                "and its steps would be counted in the wrong number of batches; resume with "
+                f"gradient_accumulation_steps={saved_accumulation}, or start a new run from its weights "
+                f"({type(self.model).__name__}.from_pretrained({checkpoint!r}); examples/grant_train.py: "
+                "--model_name_or_path)"
+            )
         self._sampler.batches = state["batches"]
         self.teaching_log = state["teaching_log"]
         return tuple(None if key not in state else [EpochPlan(**entry) for entry in state[key]]

@@ -1093,3 +1093,44 @@ def test_a_standardised_models_eval_loss_is_that_of_its_errors_per_std(tmp_path,
     outputs, labels = _outputs_and_labels(model, task, data)
     expected = torch.nn.functional.mse_loss(outputs / 0.01, labels.view_as(outputs) / 0.01)
     assert trainer.evaluate()["eval_loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_resume_under_another_gradient_accumulation_is_refused_before_anything_changes(tmp_path, make_graphs):
+    train = make_graphs(32, "graph_regression", seed=7)
+    settings = dict(variant="batch", save_strategy="steps", save_steps=2)
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), train_dataset=train,
+                 args=_args(tmp_path, "graph_regression", gradient_accumulation_steps=1, **settings)).train()
+    checkpoint = str(tmp_path / "out" / "checkpoint-4")
+    assert json.loads((tmp_path / "out" / "checkpoint-4" / "grant_teacher.json").read_text())[
+        "gradient_accumulation_steps"] == 1
+    accumulating = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), train_dataset=train,
+                                args=_args(tmp_path, "graph_regression", gradient_accumulation_steps=2, **settings))
+    before = {path: path.read_bytes() for path in (tmp_path / "out").rglob("*") if path.is_file()}
+    with pytest.raises(ValueError, match=re.escape(f"cannot resume GraNT from {checkpoint}: it was saved with "
+                                                   "gradient_accumulation_steps=1, this run has "
+                                                   "gradient_accumulation_steps=2") + ".*resume with "
+                                         "gradient_accumulation_steps=1, or start a new run"):
+        accumulating.train(resume_from_checkpoint=checkpoint)
+    assert accumulating.state.global_step == 0
+    assert {path: path.read_bytes() for path in (tmp_path / "out").rglob("*") if path.is_file()} == before
+    resumed = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), train_dataset=train,
+                           args=_args(tmp_path, "graph_regression", gradient_accumulation_steps=1,
+                                      **{**settings, "save_strategy": "no"}))
+    resumed.train(resume_from_checkpoint=checkpoint)
+    assert resumed.state.global_step == resumed.state.max_steps > 4
+
+
+def test_a_checkpoint_saved_before_gradient_accumulation_was_recorded_resumes_as_before(tmp_path, make_graphs):
+    train = make_graphs(32, "graph_regression", seed=7)
+    settings = dict(variant="batch", save_strategy="steps", save_steps=2)
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), train_dataset=train,
+                 args=_args(tmp_path, "graph_regression", **settings)).train()
+    teacher_state = tmp_path / "out" / "checkpoint-4" / "grant_teacher.json"
+    state = json.loads(teacher_state.read_text())
+    del state["gradient_accumulation_steps"]
+    teacher_state.write_text(json.dumps(state))
+    resumed = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), train_dataset=train,
+                           args=_args(tmp_path, "graph_regression", gradient_accumulation_steps=2,
+                                      **{**settings, "save_strategy": "no"}))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    assert resumed.state.global_step == resumed.state.max_steps
