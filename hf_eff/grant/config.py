@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from hf_eff.grant.schedules import RATIO_SCHEDULES, RESELECT_SCHEDULES
-from hf_eff.grant.selection import NODE_NORMALIZATIONS
+from hf_eff.grant.selection import NODE_NORMALIZATIONS, SELECTIONS
 from hf_eff.grant.tasks import TASKS
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
@@ -98,6 +98,13 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
                   "the root-mean-square node error), or 'total' (undivided: the graph's share of the gradient of a "
                   "loss averaged over every node, as the trainer's is); the paper's score favours small graphs"},
     )
+    selection: str = field(
+        default="top_k",
+        metadata={"help": "'top_k' (the paper's: the best-scored graphs) or 'importance': GraNT(S)'s graphs drawn without "
+                  "replacement with probability proportional to their score, each weighted by 1 / (k U p_i) so that "
+                  "the loss estimates the training set's mean (Katharopoulos & Fleuret 2018); its gain was measured "
+                  "on gen-reg only, see docs/grant.md. Needs teacher='grant' and variant='single'"},
+    )
     stratify_selection: bool = field(
         default=False,
         metadata={"help": "graph classification with GraNT(S): keep the ceil(ratio * |c|) best-scored graphs of every "
@@ -147,6 +154,11 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
                 "stratify_selection needs task='graph_classification' (one class per graph) and variant='single', "
                 f"got task={self.task!r}, variant={self.variant!r}"
             )
+        if self.selects and self.selection == "importance" and self.task == "graph_multilabel":
+            raise ValueError(
+                "selection='importance' with task='graph_multilabel': its loss averages labelled entries, which the "
+                "importance weights do not count; use selection='top_k'"
+            )
 
     def __post_init__(self):
         super().__post_init__()
@@ -156,6 +168,18 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.variant not in ("batch", "single"):
             raise ValueError(f"variant must be 'batch' or 'single', got {self.variant!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.selects and self.selection == "importance":
+            conflict = {"teacher": self.teacher != "grant", "variant": self.variant != "single",
+                        "stratify_selection": self.stratify_selection}
+            for name, conflicting in conflict.items():
+                if conflicting:
+                    raise ValueError(
+                        f"selection='importance' with {name}={getattr(self, name)!r}: importance sampling draws single "
+                        "graphs by the grant teacher's scores; it needs teacher='grant', variant='single' and "
+                        "stratify_selection=False (or use selection='top_k')"
+                    )
         if not 0 < self.start_ratio <= 1:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if self.ratio_schedule not in RATIO_SCHEDULES:

@@ -1,22 +1,32 @@
 """The teacher: per-graph scores from one deterministic no-grad pass, and exact top-k
-selection by stable dataset index for GraNT(B) and GraNT(S).
+selection by stable dataset index for GraNT(B) and GraNT(S), or GraNT(S)'s graphs drawn by
+importance sampling with loss weights (`select_importance`).
 
 Scores are computed for an explicit list of dataset indices in that order, so the pass can be
 sharded across processes and gathered; selection is a pure function of (scores, batches,
-ratio), hence identical on every process.
+ratio) and, for importance sampling, a seed, hence identical on every process.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torch_geometric.utils import scatter
 
 from hf_eff.grant.collator import arrow_batches, forward_inputs, model_inputs, model_prediction
 from hf_eff.grant.schedules import num_selected
-from hf_eff.grant.tasks import GraphTask, check_class_count, output_error, per_target_std
+from hf_eff.grant.tasks import (
+    GraphTask,
+    _check_outputs,
+    check_class_count,
+    node_losses,
+    output_error,
+    per_target_std,
+)
 
 NODE_NORMALIZATIONS = ("nodes", "sqrt_nodes", "total")
+SELECTIONS = ("top_k", "importance")
 
 
 def graph_scores(
@@ -165,3 +175,67 @@ def select(scores: torch.Tensor, batches: list[torch.Tensor], ratio: float, vari
     if variant == "single":
         return select_within_batches(scores, batches, ratio, batch_size)
     raise ValueError(f"variant must be 'batch' or 'single', got {variant!r}")
+
+
+def importance_sample(
+    scores: torch.Tensor, k: int, units: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k positions drawn without replacement with p_i = s_i / sum(s) (torch.multinomial, on the CPU with
+    `generator`), in random order, and each one's weight per loss unit, 1 / (k U p_i) with U = units.sum(), the
+    pool's loss units (nodes of a node task, graphs of a graph task): sum_i weight_i * (graph i's summed unit
+    losses) estimates the pool's mean unit loss (Katharopoulos & Fleuret 2018, in its with-replacement form).
+    A graph scored 0 is never drawn while k scores are positive."""
+    if not torch.isfinite(scores).all():
+        graph = int(torch.nonzero(~torch.isfinite(scores))[0, 0])
+        raise ValueError(f"importance sampling needs finite scores; graph {graph} scored {scores[graph].item()} "
+                         "(the model's output for it is not finite)")
+    scores, total_units = scores.double(), units.double().sum()
+    positive = torch.nonzero(scores > 0).flatten()
+    if len(positive) >= k:
+        p = scores / scores.sum()
+        drawn = torch.multinomial(p, k, replacement=False, generator=generator)
+        weights = 1.0 / (k * total_units * p[drawn])
+    else:
+        # Fewer positive scores than k: every positive graph is taken, with certainty, so its units weigh 1 / U (the
+        # exact mean over the pool), and the rest of the k are zero-score graphs drawn uniformly, weighted 0: a zero
+        # score is a zero output error, with nothing to teach; they keep the subset at the size the plan counts on.
+        zero = torch.nonzero(scores <= 0).flatten()
+        filler = zero[torch.randperm(len(zero), generator=generator)[: k - len(positive)]]
+        drawn = torch.cat([positive, filler])
+        weights = torch.cat([torch.full((len(positive),), 1.0 / total_units, dtype=torch.float64),
+                             torch.zeros(len(filler), dtype=torch.float64)])
+    order = torch.randperm(k, generator=generator)  # multinomial draws large p_i first: batches must mix them
+    return drawn[order], weights[order]
+
+
+def select_importance(
+    scores: torch.Tensor, units: torch.Tensor, k: int, batch_size: int, seed: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """GraNT(S) by importance sampling: k graphs of the whole training set drawn by `importance_sample` (seeded
+    with `seed`), cut into batches of `batch_size`, and each graph's weight per loss unit in its batch,
+    1 / (k_b U p_i) for a batch of k_b graphs: k / k_b times its importance weight, so that every batch's weighted
+    loss estimates the training set's mean whatever the batching (B / (k U p_i) over B equal batches; 1 / (k U p_i)
+    in the full-batch regime). Returns (batches of dataset indices, their weights)."""
+    drawn, weights = importance_sample(scores, k, units, torch.Generator().manual_seed(seed))
+    batches = list(drawn.split(batch_size))
+    return batches, [w * k / len(w) for w in weights.split(batch_size)]
+
+
+def weighted_loss(
+    task: str, outputs: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor, graph_weights: torch.Tensor
+) -> torch.Tensor:
+    """sum over the batch's loss units of each unit's loss times its graph's weight (`graph_weights`, one per graph of
+    the batch): every node's loss of a node task (read through `batch`, each node's graph), every graph's of a graph
+    task (its squared error averaged over the targets, or its cross-entropy), as `task_loss` averages them."""
+    task = GraphTask(task)
+    if task.is_multilabel:
+        raise ValueError("weighted_loss: graph_multilabel's units are labelled entries, which importance sampling "
+                         "does not weigh; use selection='top_k'")
+    if task.level == "node":
+        return (node_losses(task, outputs, labels) * graph_weights[batch].to(outputs.dtype)).sum()
+    _check_outputs(task, outputs, labels)
+    if task.is_classification:
+        losses = F.cross_entropy(outputs, labels.long(), reduction="none")
+    else:
+        losses = F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype), reduction="none").mean(dim=-1)
+    return (losses * graph_weights.to(outputs.dtype)).sum()

@@ -66,7 +66,9 @@ from hf_eff.grant.selection import (
     score_batches,
     scoring_batches,
     select,
+    select_importance,
     select_stratified,
+    weighted_loss,
 )
 from hf_eff.grant.tasks import (
     TASKS,
@@ -105,6 +107,37 @@ class TeachingBatchSampler(Sampler[list[int]]):
         order = torch.randperm(len(self.batches), generator=torch.Generator().manual_seed(self.seed + self.epoch))
         for position in order.tolist():
             yield self.batches[position]
+
+
+class _IndexedGraphs(torch.utils.data.Dataset):
+    """The training graphs for `selection="importance"`'s loader: a batch's rows come with their dataset indices,
+    which `_IndexedCollator` puts in the collated batch, so that the loss finds each graph's weight whatever the
+    loader prefetches."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]):
+        rows = (self.dataset.__getitems__(indices) if hasattr(self.dataset, "__getitems__")
+                else [self.dataset[i] for i in indices])
+        return indices, rows
+
+
+@dataclasses.dataclass
+class _IndexedCollator:
+    """Collates `_IndexedGraphs`' rows with `collate` and adds their dataset indices as "graph_index"."""
+
+    collate: object
+
+    def __call__(self, indexed) -> dict:
+        indices, rows = indexed
+        return {**self.collate(rows), "graph_index": torch.tensor(indices)}
 
 
 def _refuse_pyg_graphs(dataset, name: str, task: str) -> None:
@@ -240,6 +273,9 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         self._scoring_batches = None
         self._strata = None
         self._strata_sizes = None
+        self._loss_units = None  # selection="importance": each training graph's loss units (nodes, or 1 per graph)
+        self._batch_weights: list[list[float]] | None = None  # per batch of the sampler: its graphs' loss weights
+        self._graph_weights: torch.Tensor | None = None  # the same by dataset index, on the device (0 elsewhere)
         self._loss_sums: list[torch.Tensor] | None = None  # during a node or multilabel task's evaluation_loop
         self.teaching_log: list[dict] = []
 
@@ -258,9 +294,25 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         return outputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # graph_index: only in the batches of selection="importance"'s training loader
+        graph_index = inputs.pop("graph_index", None)
         outputs = self._forward(model, inputs)
-        loss = task_loss(self.task, *per_target_std(outputs, inputs["labels"], self._target_std))
+        scaled = per_target_std(outputs, inputs["labels"], self._target_std)
+        if graph_index is None or self._graph_weights is None:  # unweighted: evaluation, top_k, epochs at ratio 1
+            loss = task_loss(self.task, *scaled)
+        else:
+            loss = weighted_loss(self.task, *scaled, inputs["batch"], self._graph_weights[graph_index])
         return (loss, outputs) if return_outputs else loss
+
+    def _set_batch_weights(self, batch_weights: list[list[float]] | None) -> None:
+        """The loss weights of the sampler's batches (None: unweighted), also by dataset index for `compute_loss`."""
+        self._batch_weights = batch_weights
+        self._graph_weights = None
+        if batch_weights is not None:
+            weights = torch.zeros(len(self.train_dataset))
+            for batch, batch_weight in zip(self._sampler.batches, batch_weights):
+                weights[batch] = torch.tensor(batch_weight)
+            self._graph_weights = weights.to(self.args.device)
 
     def card_run_settings(self) -> dict:
         return {"teacher": self.args.teacher, "start_ratio": self.args.start_ratio, "task": self.args.task}
@@ -422,6 +474,11 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             raise ValueError("GraNTTrainer: training requires a train_dataset (the graphs the teacher selects from)")
         self._strata = class_strata(self.train_dataset["y"]) if self.args.stratify_selection else None
         self._strata_sizes = None if self._strata is None else [len(c) for c in self._strata]
+        self._loss_units = None
+        if self.args.selection == "importance":
+            self._loss_units = (torch.as_tensor(self.train_dataset["num_nodes"]) if self.task.level == "node"
+                                else torch.ones(len(self.train_dataset)))
+        self._set_batch_weights(None)
         self._settings_plan = self._plan = plan_epochs(
             num_graphs=len(self.train_dataset),
             batch_size=self._train_batch_size,
@@ -476,10 +533,13 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
     def get_train_dataloader(self) -> DataLoader:
         if not self.args.selects:
             return super().get_train_dataloader()
+        dataset, collate = arrow_batches(self.train_dataset, self.data_collator), self.data_collator
+        if self.args.selection == "importance":  # each batch carries its graphs' indices, by which the loss weighs them
+            dataset, collate = _IndexedGraphs(dataset), _IndexedCollator(collate)
         loader = DataLoader(
-            arrow_batches(self.train_dataset, self.data_collator),
+            dataset,
             batch_sampler=self._sampler,
-            collate_fn=self.data_collator,
+            collate_fn=collate,
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
             # the sampler's batches are read in this process at each epoch: persistent workers see the new ones
@@ -566,6 +626,7 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             # the plan the steps so far were taken under (a resume under other settings keeps its past epochs), and
             # the one this run's settings give (a resume under the same settings goes on with the first)
             state = {"batches": self._sampler.batches, "teaching_log": self.teaching_log,
+                     "batch_weights": self._batch_weights,
                      "plan": [dataclasses.asdict(entry) for entry in self._plan],
                      "settings_plan": [dataclasses.asdict(entry) for entry in self._settings_plan],
                      # the plan's epochs are counted in optimizer steps of this many batches (_epoch_at_step)
@@ -602,6 +663,7 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
                 "--model_name_or_path)"
             )
         self._sampler.batches = state["batches"]
+        self._set_batch_weights(state.get("batch_weights"))  # None: top_k's subset, or saved before weights were
         self.teaching_log = state["teaching_log"]
         return tuple(None if key not in state else [EpochPlan(**entry) for entry in state[key]]
                      for key in ("plan", "settings_plan"))
@@ -702,17 +764,24 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         start = time.perf_counter()
         batch_size = self._train_batch_size
         seed = self._data_seed + epoch
-        scores = None
+        scores, batch_weights = None, None
         if entry.ratio < 1:
             scores = (self._score_training_set() if self.args.teacher == "grant"
                       else torch.rand(len(self.train_dataset), generator=torch.Generator().manual_seed(seed)))
-        if scores is not None and self._strata is not None:
+        if scores is not None and self.args.selection == "importance":
+            # as many graphs as GraNT(S) keeps (the plan's batches), drawn with data_seed (else seed) + epoch:
+            # every process draws the same, and a resumed run redraws a reselection as it was drawn
+            k = kept_units(len(self.train_dataset), batch_size, entry.ratio, "single")[0]
+            batches, batch_weights = select_importance(scores, self._loss_units, k, batch_size, seed)
+            batch_weights = [w.tolist() for w in batch_weights]
+        elif scores is not None and self._strata is not None:
             batches = select_stratified(scores, self._strata, entry.ratio, batch_size, seed)
         else:
             batches = partition_batches(len(self.train_dataset), batch_size, seed)
             if scores is not None:
                 batches = select(scores, batches, entry.ratio, self.args.variant, batch_size)
         self._sampler.set_batches(batches)
+        self._set_batch_weights(batch_weights)
         seconds = time.perf_counter() - start
         subset_size = sum(len(b) for b in batches)
         # The subset's share of the summed scores (|dL/df| per graph): far above the ratio, the subset
@@ -720,6 +789,7 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         # step is worth little more than a random subset's.
         logged = {"ratio": entry.ratio, "subset_size": subset_size, "selection_seconds": seconds}
         if self.args.teacher == "grant":
+            logged["selection"] = self.args.selection
             logged["score_share"] = 1.0 if scores is None else float(scores[torch.cat(batches)].sum() / scores.sum().clamp_min(1e-12))
         self.teaching_log.append({"epoch": epoch, **logged})
         # grant_reselection_seconds: this reselection's; grant_selection_seconds is the run's total (train's end)

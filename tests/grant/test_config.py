@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from transformers import HfArgumentParser
 
@@ -43,3 +45,20 @@ def test_task_may_be_left_for_the_model_and_is_checked_where_given(tmp_path):
         GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", variant="single", stratify_selection=True)
     with pytest.raises(ValueError, match=r"task must be one of .* got 'graph'"):
         GraNTTrainingArguments(output_dir=str(tmp_path), task="graph")
+
+
+def test_importance_selection_refuses_the_settings_it_does_not_support_by_name(tmp_path):
+    common = dict(output_dir=str(tmp_path), task="graph_classification", selection="importance", variant="single")
+    assert GraNTTrainingArguments(**common).selection == "importance"
+    conflicts = [dict(teacher="random"), dict(variant="batch"), dict(stratify_selection=True),
+                 dict(task="graph_multilabel")]
+    for conflict, name in zip(conflicts, ["teacher='random'", "variant='batch'", "stratify_selection=True",
+                                          "task='graph_multilabel'"]):
+        with pytest.raises(ValueError, match=re.escape(f"selection='importance' with {name}")):
+            GraNTTrainingArguments(**{**common, **conflict})
+    # teacher='none' and start_ratio=1 select nothing, so they ignore it as they ignore the teacher's other settings
+    for ignored in (dict(teacher="none"), dict(start_ratio=1.0)):
+        assert GraNTTrainingArguments(**{**common, "variant": "batch", **ignored}).selection == "importance"
+    with pytest.raises(ValueError, match=r"selection must be one of \('top_k', 'importance'\), got 'top'"):
+        GraNTTrainingArguments(**{**common, "selection": "top"})
+    assert GraNTTrainingArguments(output_dir=str(tmp_path)).selection == "top_k"

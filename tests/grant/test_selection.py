@@ -9,14 +9,18 @@ from hf_eff.grant.model import GrantGCN
 from hf_eff.grant.selection import (
     class_strata,
     graph_scores,
+    importance_sample,
     partition_batches,
     score_dataset,
     scoring_batches,
     select_batches,
+    select_importance,
     select_stratified,
     select_within_batches,
     top_k,
+    weighted_loss,
 )
+from hf_eff.grant.tasks import GraphTask, node_losses
 
 
 def test_batch_variant_keeps_exactly_the_batches_with_the_largest_mean_score():
@@ -186,3 +190,71 @@ def test_a_half_precision_model_is_scored_on_its_float32_outputs(make_graphs):
         outputs = model(features["x"].bfloat16(), features["edge_index"], features["batch"]).float()
     expected = graph_scores(task, outputs, features["labels"], features["batch"], 4)
     torch.testing.assert_close(score_dataset(model, dataset, GraphCollator(task), task), expected)
+
+
+def test_importance_draw_repeats_for_a_seed_and_differs_across_seeds():
+    scores = torch.rand(60, generator=torch.Generator().manual_seed(5))
+    units = torch.randint(1, 9, (60,))
+    first, first_weights = select_importance(scores, units, 12, 5, seed=7)
+    again, again_weights = select_importance(scores, units, 12, 5, seed=7)
+    assert [b.tolist() for b in first] == [b.tolist() for b in again]
+    assert all(torch.equal(a, b) for a, b in zip(first_weights, again_weights))
+    assert [len(b) for b in first] == [5, 5, 2] and len(set(torch.cat(first).tolist())) == 12  # without replacement
+    other, _ = select_importance(scores, units, 12, 5, seed=8)  # the next epoch's seed
+    assert set(torch.cat(other).tolist()) != set(torch.cat(first).tolist())
+
+
+def test_importance_never_draws_a_graph_scored_zero():
+    scores = torch.rand(40, generator=torch.Generator().manual_seed(6))
+    scores[::2] = 0.0  # 20 positive scores
+    for seed in range(20):
+        drawn = torch.cat(select_importance(scores, torch.ones(40), 15, 40, seed)[0])
+        assert (scores[drawn] > 0).all()
+
+
+def test_importance_with_fewer_positive_scores_than_k_takes_them_all_and_fills_with_unweighted_zeros():
+    scores = torch.zeros(10)
+    scores[[2, 5, 7]] = torch.tensor([0.5, 2.0, 1.0])
+    units = torch.arange(1, 11)  # U = 55
+    drawn, weights = importance_sample(scores, 5, units, torch.Generator().manual_seed(0))
+    assert {2, 5, 7} <= set(drawn.tolist()) and len(set(drawn.tolist())) == 5
+    for graph, weight in zip(drawn.tolist(), weights.tolist()):
+        # a graph taken with certainty weighs 1 / U (the exact mean); a zero-score filler nothing
+        assert weight == pytest.approx(1 / 55 if scores[graph] > 0 else 0.0)
+
+
+def test_importance_weights_are_one_over_k_units_p_and_k_over_each_batchs_size_times_that():
+    scores, units = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2, 3, 1, 4])  # sum(s) = 10, U = 10
+    (batch,), (weights,) = select_importance(scores, units, 2, 4, seed=0)  # one batch: 1 / (k U p_i)
+    for graph, weight in zip(batch.tolist(), weights.tolist()):
+        assert weight == pytest.approx(1 / (2 * 10 * scores[graph].item() / 10))
+    batches, weights = select_importance(scores, units, 3, 2, seed=0)  # batches of 2 and 1: 1 / (k_b U p_i)
+    assert [len(b) for b in batches] == [2, 1]
+    for batch, batch_weights in zip(batches, weights):
+        for graph, weight in zip(batch.tolist(), batch_weights.tolist()):
+            assert weight == pytest.approx(1 / (len(batch) * 10 * scores[graph].item() / 10))
+
+
+def test_importance_refuses_scores_that_are_not_finite():
+    with pytest.raises(ValueError, match=r"graph 1 scored nan"):
+        select_importance(torch.tensor([1.0, float("nan"), 2.0]), torch.ones(3), 2, 3, seed=0)
+
+
+@pytest.mark.parametrize("task", ["node_regression", "node_classification", "graph_regression", "graph_classification"])
+def test_weighted_loss_weighs_each_unit_by_its_graphs_weight(task):
+    generator = torch.Generator().manual_seed(4)
+    batch = torch.tensor([0, 0, 1, 2, 2, 2])
+    weights = torch.tensor([0.5, 2.0, 0.25])
+    rows = len(batch) if task.startswith("node") else 3
+    outputs = torch.randn(rows, 3 if task.endswith("classification") else 2, generator=generator)
+    labels = (torch.randint(0, 3, (rows,), generator=generator) if task.endswith("classification")
+              else torch.randn(rows, 2, generator=generator))
+    if task.startswith("node"):
+        expected = sum(weights[batch[v]] * node_losses(GraphTask(task), outputs, labels)[v] for v in range(rows))
+    elif task == "graph_regression":
+        expected = sum(weights[g] * ((outputs[g] - labels[g]) ** 2).mean() for g in range(3))
+    else:
+        expected = sum(weights[g] * -outputs[g].log_softmax(-1)[labels[g]] for g in range(3))
+    assert weighted_loss(task, outputs, labels, batch, weights).item() == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="graph_multilabel"):
+        weighted_loss("graph_multilabel", outputs, labels, batch, weights)

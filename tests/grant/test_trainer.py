@@ -11,8 +11,8 @@ from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments, Validat
 from hf_eff.grant.collator import GraphCollator
 from hf_eff.grant.predictions import predictions_table
 from hf_eff.grant.schedules import EpochPlan, num_selected
-from hf_eff.grant.selection import partition_batches, score_dataset
-from hf_eff.grant.tasks import GraphTask, task_loss
+from hf_eff.grant.selection import partition_batches, score_dataset, select_importance
+from hf_eff.grant.tasks import GraphTask, node_losses, task_loss
 
 OUTPUTS = {"graph_regression": 1, "graph_classification": 2, "graph_multilabel": 3, "node_regression": 1,
            "node_classification": 3}
@@ -1134,3 +1134,77 @@ def test_a_checkpoint_saved_before_gradient_accumulation_was_recorded_resumes_as
                                       **{**settings, "save_strategy": "no"}))
     resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
     assert resumed.state.global_step == resumed.state.max_steps
+
+
+@pytest.mark.parametrize("task", ["node_regression", "graph_regression"])
+def test_an_importance_runs_training_loss_on_a_selected_full_batch_is_the_weighted_sum_by_hand(
+        tmp_path, make_graphs, task):
+    # learning rate 0, no BatchNorm or dropout: the scores at the reselection are those of a fresh pass, and the one
+    # step's loss is that of the same model on the drawn graphs
+    train = make_graphs(30, task, seed=3)
+    level = task.split("_")[0]
+    model = GrantGCN(6, 1, hidden_channels=8, level=level, batch_norm=False)
+    args = _args(tmp_path, task, learning_rate=0.0, variant="single", per_device_train_batch_size=30,
+                 num_train_epochs=1, start_ratio=0.2, selection="importance")
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train)
+    output = trainer.train()
+    scores = score_dataset(model, train, GraphCollator(task), task)
+    units = torch.tensor(train["num_nodes"]) if level == "node" else torch.ones(30)
+    k = num_selected(0.2, 30)
+    (expected_batch,), _ = select_importance(scores, units, k, 30, seed=args.seed)  # data_seed (else seed) + epoch 0
+    (drawn,) = trainer._sampler.batches
+    assert drawn == expected_batch.tolist()
+    weights = (1.0 / (k * units.sum() * scores[drawn] / scores.sum())).float()
+    outputs, labels = _outputs_and_labels(model, task, train.select(drawn))
+    if level == "node":
+        batch = torch.repeat_interleave(torch.arange(k), torch.tensor(train.select(drawn)["num_nodes"]))
+        expected = (weights[batch] * node_losses(GraphTask(task), outputs, labels)).sum()
+    else:
+        expected = (weights * ((outputs - labels) ** 2).mean(dim=-1)).sum()
+    assert output.training_loss == pytest.approx(expected.item(), rel=1e-5)
+    assert output.training_loss != pytest.approx(task_loss(GraphTask(task), outputs, labels).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("task", ["node_classification", "graph_classification"])
+def test_importance_selection_trains_end_to_end_and_leaves_evaluation_unweighted(tmp_path, make_graphs, task):
+    train, validation = make_graphs(40, task, seed=1), make_graphs(12, task, seed=2)
+    model = GrantGCN(6, OUTPUTS[task], hidden_channels=16, level=task.split("_")[0])
+    args = _args(tmp_path, task, variant="single", selection="importance", eval_strategy="epoch")
+    trainer = GraNTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation)
+    output = trainer.train()
+    assert output.global_step == sum(p.num_batches for p in trainer._plan) and math.isfinite(output.training_loss)
+    # GraNT(S)'s subset sizes: ceil(ratio * 8) of each of the 5 batches of 8, drawn over the whole set
+    assert [e["subset_size"] for e in trainer.teaching_log] == [5 * num_selected(e["ratio"], 8) for e in trainer.teaching_log]
+    assert {e["selection"] for e in trainer.teaching_log} == {"importance"}
+    logged = [entry for entry in trainer.state.log_history if "grant_ratio" in entry]
+    assert len(logged) == 2 and {entry["grant_selection"] for entry in logged} == {"importance"}
+    assert sorted(trainer._graph_weights.nonzero().flatten().tolist()) == sorted(
+        i for batch in trainer._sampler.batches for i in batch)
+    outputs, labels = _outputs_and_labels(trainer.model, task, validation)
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(task_loss(GraphTask(task), outputs, labels).item(), rel=1e-5)
+
+
+def test_an_importance_run_resumed_inside_an_epoch_ends_where_the_uninterrupted_run_ends(tmp_path, make_graphs):
+    # the checkpoint keeps its subset's loss weights, and the later reselections redraw as the uninterrupted run drew
+    train = make_graphs(32, "node_regression", seed=7)
+    settings = dict(num_train_epochs=6, start_ratio=0.5, variant="single", selection="importance",
+                    save_strategy="steps", save_steps=3)
+
+    def trainer_of(seed):
+        torch.manual_seed(seed)
+        model = GrantGCN(6, 1, hidden_channels=8, level="node")
+        return GraNTTrainer(model=model, args=_args(tmp_path, "node_regression", **settings), train_dataset=train)
+
+    full = trainer_of(0)
+    full.train()
+    expected = {name: p.detach().clone() for name, p in full.model.named_parameters()}
+    # steps per epoch 2, 2, 3, 3, 4, 4: checkpoint-3 is inside epoch 1, checkpoint-6 inside epoch 2 (a reselection's)
+    assert [full._epoch_at_step(full._plan, step) for step in (3, 6)] == [(1, 1), (2, 2)]
+    for step in (3, 6):
+        with open(tmp_path / "out" / f"checkpoint-{step}" / "grant_teacher.json") as file:
+            saved = json.load(file)
+        assert [len(w) for w in saved["batch_weights"]] == [len(b) for b in saved["batches"]]
+        resumed = trainer_of(step)
+        resumed.train(resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{step}"))
+        for name, value in resumed.model.named_parameters():
+            torch.testing.assert_close(value, expected[name], msg=f"resumed at step {step}: {name}")
