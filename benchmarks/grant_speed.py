@@ -229,6 +229,10 @@ def main(argv=None):
     parser.add_argument("--reselect_interval",
                         help="first,last reselection interval of the paper's schedule, in epochs, for every task")
     parser.add_argument("--node_score_normalization", default="nodes", choices=["nodes", "sqrt_nodes", "total"])
+    parser.add_argument("--selection", default="top_k", choices=["top_k", "importance"],
+                        help="GraNT's subset rule: the paper's top-k, or importance sampling with loss weights "
+                             "(variant single only, graph classification unstratified; not with --random_baseline, whose teacher "
+                             "draws uniformly)")
     parser.add_argument("--no_stratify", action="store_true",
                         help="graph classification with GraNT(S) selects per class (stratify_selection) unless given: "
                              "the paper's rule taught one class of the solubility set at a time")
@@ -244,6 +248,8 @@ def main(argv=None):
     for name, value in regime.items():
         if name not in ("epochs", "reselect_interval") and getattr(args, name) is None:
             setattr(args, name, value)
+    if args.selection == "importance" and args.random_baseline:
+        parser.error("--selection importance: the random teacher has no scores to sample by; drop --random_baseline")
     epochs = parse_epochs(args.epochs, regime["epochs"]) if args.epochs else regime["epochs"]
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
@@ -277,8 +283,9 @@ def main(argv=None):
                         reselect_schedule="paper", reselect_interval_start=interval_start,
                         reselect_interval_end=interval_end, score_batch_size=1024,
                         node_score_normalization=args.node_score_normalization,
+                        selection=args.selection,
                         stratify_selection=(task == "graph_classification" and args.variant == "single"
-                                            and not args.no_stratify))
+                                            and not args.no_stratify and args.selection == "top_k"))
         result = compare(task, model_fn, splits, training, teaching, tolerance=args.tolerance,
                          random_baseline=args.random_baseline)
         result["epochs"] = epochs[task]
