@@ -25,6 +25,9 @@ TRAINER_OPTIMIZER_DEFAULTS = {
                   "weight_decay", "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon")
 }
 
+# The per-parameter Adams' learning rates (3DGS's).
+LEARNING_RATE_FIELDS = ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr")
+
 # Refused by the arguments, and by SplatTrainer when white_background is the model's.
 RANDOM_BKGD_ON_WHITE = (
     "SplatTrainingArguments: random_bkgd with white_background: white_background says the views' transparent pixels "
@@ -371,8 +374,24 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"SplatTrainingArguments.{name} must be in [0, 1], got {value}")
+        if self.grow_grad2d <= 0:
+            # checked here, or g2l's local-phase clone threshold (clone_grad2d_factor * grow_grad2d) names it
+            raise ValueError(f"SplatTrainingArguments.grow_grad2d must be > 0, got {self.grow_grad2d} (g2l's clone "
+                             "threshold, clone_grad2d_factor * grow_grad2d, is derived from it)")
         if self.clone_grad2d_factor <= 0:
             raise ValueError(f"SplatTrainingArguments.clone_grad2d_factor must be > 0, got {self.clone_grad2d_factor}")
+        # 0 freezes that parameter; a negative rate climbs the loss.
+        for name in LEARNING_RATE_FIELDS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"SplatTrainingArguments.{name} must be >= 0 (0 freezes those parameters), "
+                                 f"got {getattr(self, name)}")
+        if not 0 <= self.ssim_weight <= 1:
+            raise ValueError(f"SplatTrainingArguments.ssim_weight must be in [0, 1] (lambda of (1 - lambda) L1 + "
+                             f"lambda D-SSIM), got {self.ssim_weight}")
+        if not 0 <= self.prune_ratio < 1:
+            raise ValueError(f"SplatTrainingArguments.prune_ratio must be in [0, 1), got {self.prune_ratio}")
+        if not 0 <= self.prune_opa_max <= 1:
+            raise ValueError(f"SplatTrainingArguments.prune_opa_max must be in [0, 1] (an opacity), got {self.prune_opa_max}")
         if self.prune_pause_after_reset < 0:
             raise ValueError(f"SplatTrainingArguments.prune_pause_after_reset must be >= 0, got {self.prune_pause_after_reset}")
         if not 0 < self.means_lr_final_ratio <= 1:

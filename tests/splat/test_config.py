@@ -155,3 +155,33 @@ def test_random_bkgd_is_refused_on_a_white_background(tmp_path):
     with pytest.raises(ValueError, match="random_bkgd with white_background: white_background says the views' "
                                          "transparent pixels were composited onto white"):
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, random_bkgd=True, white_background=True)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("means_lr", -1.0, r"means_lr must be >= 0 \(0 freezes those parameters\), got -1.0"),
+    ("scales_lr", -1.0, r"scales_lr must be >= 0 \(0 freezes those parameters\), got -1.0"),
+    ("quats_lr", -1e-3, r"quats_lr must be >= 0"),
+    ("opacities_lr", -5.0, r"opacities_lr must be >= 0 \(0 freezes those parameters\), got -5.0"),
+    ("sh0_lr", -1.0, r"sh0_lr must be >= 0"),
+    ("shN_lr", -1.0, r"shN_lr must be >= 0"),
+    ("ssim_weight", 2.0, r"ssim_weight must be in \[0, 1\] .*got 2.0"),
+    ("ssim_weight", -1.0, r"ssim_weight must be in \[0, 1\] .*got -1.0"),
+    ("prune_opa_max", 2.0, r"prune_opa_max must be in \[0, 1\] \(an opacity\), got 2.0"),
+    ("prune_ratio", 1.0, r"prune_ratio must be in \[0, 1\), got 1.0"),
+])
+def test_out_of_range_rates_weights_and_opacity_bars_are_refused_by_name(tmp_path, name, value, message):
+    # each was accepted and trained on (a negative rate climbs the loss; an opacity bar above 1 prunes by rank alone)
+    with pytest.raises(ValueError, match=rf"SplatTrainingArguments\.{message}"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **{name: value})
+
+
+def test_learning_rates_of_zero_and_the_range_ends_are_accepted(tmp_path):
+    SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, means_lr=0.0, ssim_weight=1.0, prune_opa_max=1.0)
+    SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, ssim_weight=0.0, prune_opa_max=0.0, prune_ratio=0.0)
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.0])
+def test_a_non_positive_grow_grad2d_is_named_not_the_clone_threshold_derived_from_it(tmp_path, value):
+    with pytest.raises(ValueError, match=rf"SplatTrainingArguments\.grow_grad2d must be > 0, got {value} \(g2l's "
+                                         r"clone threshold, clone_grad2d_factor \* grow_grad2d, is derived from it\)"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, grow_grad2d=value)
