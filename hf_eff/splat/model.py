@@ -47,6 +47,9 @@ def sh_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
 
 
 def _num_sh_rest(sh_degree: int) -> int:
+    # Checked where shN is sized: torch.zeros would refuse a negative size without naming sh_degree.
+    if not 0 <= sh_degree <= 4:
+        raise ValueError(f"sh_degree must be in 0..4 (gsplat's range), got {sh_degree}")
     return (sh_degree + 1) ** 2 - 1
 
 
@@ -96,8 +99,6 @@ class GaussianModel(
         from hf_eff.splat.rendering import RASTERIZE_MODES
 
         super().__init__()
-        if not 0 <= sh_degree <= 4:
-            raise ValueError(f"sh_degree must be in 0..4 (gsplat's range), got {sh_degree}")
         if num_gaussians < 0:
             raise ValueError(f"num_gaussians must be >= 0, got {num_gaussians}")
         if rasterize_mode not in RASTERIZE_MODES:

@@ -246,3 +246,15 @@ def test_loading_what_is_no_model_folder_names_it(tmp_path):
                                                 f"model.safetensors beside its config.json; its last checkpoint that holds "
                                                 f"one: {crashed}/checkpoint-4"):
         GaussianModel.from_pretrained(crashed)
+
+
+@pytest.mark.parametrize("sh_degree", [-1, 5])
+def test_an_sh_degree_outside_gsplats_range_is_named_by_every_constructor(sh_degree):
+    # -1 used to reach torch.zeros from random / from_points: "Dimension size must be non-negative"
+    message = rf"sh_degree must be in 0\.\.4 \(gsplat's range\), got {sh_degree}"
+    xyz = torch.rand(4, 3)
+    for build in (lambda: GaussianModel(sh_degree=sh_degree, num_gaussians=2),
+                  lambda: GaussianModel.random(torch.zeros(3), 1.0, 4, sh_degree=sh_degree),
+                  lambda: GaussianModel.from_points(xyz, torch.rand(4, 3), sh_degree=sh_degree)):
+        with pytest.raises(ValueError, match=message):
+            build()
