@@ -105,7 +105,7 @@ from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
-from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags
+from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags, refuse_misplaced_recipe
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,9 @@ def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, GraNTTrainingArguments))
     flags = builtin_task_flags(sys.argv[1:] if argv is None else argv)
     if "--task" not in flags and not (flags and is_recipe(flags[0])) and not {"-h", "--help"} & set(flags):
-        # else GraNTTrainingArguments would refuse task=None, saying nothing of the data
+        # else GraNTTrainingArguments would refuse task=None, saying nothing of the data; a recipe after the
+        # flags is named first, as the other examples name it
+        refuse_misplaced_recipe(parser, flags)
         parser.error(f"no data: give --task with a built-in data set, one of {tuple(BUILTIN_TASKS)}; or --dataset "
                      "(a CSV of SMILES or a saved graph dataset) with --task and the task kind; or a recipe from "
                      "trainers/grant/ first; or, to predict --predict_file with --model_name_or_path, --task and the "

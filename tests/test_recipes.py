@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -7,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import SaveStrategy
 
-from hf_eff.utils.recipes import parse_recipe_and_flags
+from hf_eff.utils.recipes import RECIPE_DESCRIPTION, parse_recipe_and_flags
 
 
 @dataclass
@@ -72,6 +74,53 @@ def test_recipe_suffix_in_any_case(tmp_path):
         assert _parse([str(tmp_path / name)]) == Settings("run", 4)
 
 
+
+@dataclass
+class Typed:
+    width: int = 64
+    rate: float = 0.1
+    strategy: SaveStrategy = "steps"
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    noisy: bool = True
+    limit: int | None = None
+    note: str = ""
+
+
+def _parse_typed(tmp_path, text):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    return parse_recipe_and_flags(HfArgumentParser(Typed), [str(recipe)])[0]
+
+
+def test_recipe_values_pass_as_their_flags_would(tmp_path):
+    # an int for a float, a string argparse converts, a single value for a list, null for an Optional, 1 for a bool
+    parsed = _parse_typed(tmp_path, 'width: "32"\nrate: 1\nstrategy: "no"\nscales: 2\nnoisy: 0\nlimit: null\n')
+    assert parsed == Typed(32, 1.0, SaveStrategy.NO, [2.0], False, None)
+    assert type(parsed.rate) is float
+    parsed = _parse_typed(tmp_path, "scales: [1, '2.5']\nnoisy: yes\nlimit: 3\nnote: yes\n")
+    assert (parsed.scales, parsed.noisy, parsed.limit, parsed.note) == ([1.0, 2.5], True, 3, True)
+
+
+@pytest.mark.parametrize(("text", "refusal"), [
+    ("width: 32.5", "width: 32.5 is not a valid int"),
+    ("width: true", "width: True is not a valid int"),
+    ("width: [32]", r"width: \[32\] is not a valid int"),
+    ("width: null", "width: null is not a valid int"),
+    ("rate: fast", "rate: 'fast' is not a valid float"),
+    ("scales: [1, x]", "scales: 'x' is not a valid float"),
+    ("noisy: maybe", r"noisy: 'maybe' is not a valid bool \(true or false\)"),
+    ("strategy: sometimes", r"strategy: 'sometimes' is not a valid choice, one of \['no', 'steps', 'epoch', 'best'\]$"),
+    ("strategy: no", "strategy: False is not a valid choice, .*; YAML reads unquoted yes/no/on/off as booleans: "
+                     'quote the value, e.g. strategy: "no"'),
+    ("strategy: on", "strategy: True is not a valid choice, .*; YAML reads unquoted yes/no/on/off as booleans: "
+                     "quote the value$"),
+])
+def test_recipe_values_their_flags_would_refuse_are_refused(tmp_path, text, refusal):
+    named = re.escape(f"recipe {tmp_path / 'recipe.yaml'}:")
+    with pytest.raises(ValueError, match=f"^{named} {refusal}"):
+        _parse_typed(tmp_path, text + "\n")
+
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = {"halora": "halora_finetune.py", "grant": "grant_train.py", "splat": "splat_train.py"}
 
@@ -116,3 +165,38 @@ def test_resume_from_checkpoint_arrives_as_train_takes_it(tmp_path, given, passe
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"output_dir: {tmp_path}\nresume_from_checkpoint: true\n")
     assert parse_recipe_and_flags(parser, [str(recipe)])[0].resume_from_checkpoint is True
+
+
+@pytest.mark.parametrize(("example", "recipe", "line", "refusal"), [
+    # each failed deep inside: torch's empty() in torch_geometric, Trainer's loop, SaveStrategy(False)
+    ("grant", "gen_reg.yaml", "hidden_channels: 32.5", "hidden_channels: 32.5 is not a valid int"),
+    ("splat", "procedural_default.yaml", "max_steps: 40.0", "max_steps: 40.0 is not a valid int"),
+    ("halora", "smollm2_mixed.yaml", "save_strategy: no", "save_strategy: False is not a valid choice.*quote the value, "
+                                                          'e.g. save_strategy: "no"'),
+])
+def test_a_shipped_recipe_with_a_value_its_flag_would_refuse(tmp_path, monkeypatch, example, recipe, line, refusal):
+    settings = yaml.safe_load((ROOT / "trainers" / example / recipe).read_text())
+    settings.pop(line.split(":")[0], None)
+    bad = tmp_path / recipe
+    bad.write_text(yaml.safe_dump(settings) + line + "\n")
+    monkeypatch.setattr(sys, "argv", ["example", str(bad)])
+    with pytest.raises(ValueError, match=f"^{re.escape(f'recipe {bad}:')} {refusal}"):
+        _example(example).parse_args()
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_help_shows_the_recipe_first(example, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [f"examples/{EXAMPLES[example]}", "--help"])
+    with pytest.raises(SystemExit):
+        _example(example).parse_args()
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: {EXAMPLES[example]} [RECIPE.yaml] [--flags]\n")
+    assert RECIPE_DESCRIPTION in " ".join(shown.split())
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_a_recipe_after_a_flag_is_named_by_every_example(example, monkeypatch):
+    recipe = next((ROOT / "trainers" / example).glob("*.yaml"))
+    monkeypatch.setattr(sys, "argv", ["example", "--seed", "1", str(recipe)])
+    with pytest.raises(ValueError, match=f"^{re.escape(f'recipe {recipe} must come right after the script')}, before the"):
+        _example(example).parse_args()
