@@ -828,7 +828,7 @@ def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
     `scene_views_masks`)."""
     import PIL.Image
 
-    label = f" ({split})" if split is not None else ""
+    label = _label(split)
     missing = [c for c in REQUIRED_VIEW_COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValueError(
@@ -941,18 +941,19 @@ def _check_stored_mask(mask, size: tuple[int, int], where: str) -> None:
         check_mask_image(opened, size, where)
 
 
-def scene_views_to_tensors(views: Dataset, device=None):
+def scene_views_to_tensors(views: Dataset, device=None, split: str | None = None):
     """Stacks one split for training: images [N, H, W, 3] uint8 (`scene_views_images`), viewmats
-    (world-to-camera) [N, 4, 4] and Ks [N, 3, 3] float32 (`scene_views_cameras`)."""
-    viewmats, Ks, _ = scene_views_cameras(views, device)
-    return scene_views_images(views, device), viewmats, Ks
+    (world-to-camera) [N, 4, 4] and Ks [N, 3, 3] float32 (`scene_views_cameras`). ``split``: the name
+    its errors give it (as `validate_views_split`'s)."""
+    viewmats, Ks, _ = scene_views_cameras(views, device, split)
+    return scene_views_images(views, device, split), viewmats, Ks
 
 
-def scene_views_cameras(views: Dataset, device=None):
+def scene_views_cameras(views: Dataset, device=None, split: str | None = None):
     """One split's cameras, read without decoding an image: viewmats (world-to-camera) [N, 4, 4] and
     Ks [N, 3, 3] float32, and the (width, height) all its views share (`scene_views_images` stacks
-    them)."""
-    size = _one_size(views)
+    them). ``split``: the name its errors give it."""
+    size = _one_size(views, split)
     table = views.select_columns(["K", "world_to_camera"]).with_format("numpy")
     Ks = torch.as_tensor(np.asarray(table["K"], dtype=np.float32), device=device)
     viewmats = torch.as_tensor(
@@ -961,12 +962,13 @@ def scene_views_cameras(views: Dataset, device=None):
     return viewmats, Ks, size
 
 
-def scene_views_images(views: Dataset, device=None) -> torch.Tensor:
+def scene_views_images(views: Dataset, device=None, split: str | None = None) -> torch.Tensor:
     """One split's images decoded into a stack [N, H, W, 3] uint8 (0..255, as stored; 4x smaller
     than float). All views must share one size, and no image may have transparent pixels
     (`views_dataset` composites them). `images_to_float` gives an image's values in [0, 1]; the
-    trainer converts each view when it is read (`SceneViews`), not the whole stack."""
-    width, height = _one_size(views)
+    trainer converts each view when it is read (`SceneViews`), not the whole stack. ``split``: the name its
+    errors give it."""
+    width, height = _one_size(views, split)
     # Decoded one view at a time into the stack: no list of all decoded images beside it.
     images = np.empty((len(views), height, width, 3), dtype=np.uint8)
     for index, row in enumerate(views.select_columns(["image"])):
@@ -975,7 +977,7 @@ def scene_views_images(views: Dataset, device=None) -> torch.Tensor:
         # everywhere (many writers' default) is opaque, and dropping it loses nothing.
         if has_alpha(image) and image.convert("RGBA").getchannel("A").getextrema()[0] < 255:
             raise ValueError(
-                f"scene view {index}: image has transparent pixels (alpha below 255), which training "
+                f"scene view {index}{_label(split)}: image has transparent pixels (alpha below 255), which training "
                 "would read as their hidden colours: build the split with views_dataset(images, Ks, "
                 "poses, background=...), which composites them onto the background"
             )
@@ -983,15 +985,20 @@ def scene_views_images(views: Dataset, device=None) -> torch.Tensor:
     return torch.as_tensor(images, device=device)
 
 
-def _one_size(views: Dataset) -> tuple[int, int]:
+def _label(split: str | None) -> str:
+    """How an error names the split after a view's index: " (train)", or nothing when it has no name."""
+    return f" ({split})" if split is not None else ""
+
+
+def _one_size(views: Dataset, split: str | None = None) -> tuple[int, int]:
     """The (width, height) of every view of a non-empty split, read from its columns."""
     if len(views) == 0:
-        raise ValueError("scene split is empty")
+        raise ValueError(f"scene split{_label(split)} is empty")
     sizes = list(zip(views["width"], views["height"]))
     for index, size in enumerate(sizes):
         if size != sizes[0]:
             raise ValueError(
-                f"scene view {index} is {size[0]}x{size[1]} but view 0 is {sizes[0][0]}x{sizes[0][1]}; "
+                f"scene view {index}{_label(split)} is {size[0]}x{size[1]} but view 0 is {sizes[0][0]}x{sizes[0][1]}; "
                 "stacking needs one image size (SplatTrainer trains each split at one size: resize those views "
                 "and scale their K alike, or leave them out)"
             )
@@ -1011,13 +1018,14 @@ def has_masks(views: Dataset) -> bool:
     return masked_view_count(views) > 0
 
 
-def scene_views_masks(views: Dataset, device=None) -> torch.Tensor | None:
+def scene_views_masks(views: Dataset, device=None, split: str | None = None) -> torch.Tensor | None:
     """The masks of one split as bool [N, H, W] (True where the view is trained: a non-zero stored
     value; every pixel of a view whose mask is None), or None when no view has a mask. A mask that
     keeps no pixel is refused, naming the view: the view would train on nothing and have no metric.
 
     A split saved in one configuration with a masked one (a scene's test split beside a masked
-    train split) is loaded back with a ``mask`` column of None: such views are unmasked."""
+    train split) is loaded back with a ``mask`` column of None: such views are unmasked. ``split``: the name its
+    errors give it."""
     if not has_masks(views):
         return None
     column = views.select_columns([MASK_COLUMN])
@@ -1030,12 +1038,12 @@ def scene_views_masks(views: Dataset, device=None) -> torch.Tensor | None:
             continue
         if (mask.width, mask.height) != (width, height):
             raise ValueError(
-                f"scene view {index}: mask is {mask.width}x{mask.height} but view 0 is {width}x{height}"
+                f"scene view {index}{_label(split)}: mask is {mask.width}x{mask.height} but view 0 is {width}x{height}"
             )
         masks[index] = np.asarray(mask) != 0
         if not masks[index].any():
             raise ValueError(
-                f"scene view {index}: its mask keeps no pixel (0 everywhere: nothing to train on or measure); "
+                f"scene view {index}{_label(split)}: its mask keeps no pixel (0 everywhere: nothing to train on or measure); "
                 "leave the view out, or mark the pixels to train on with non-zero values"
             )
     return torch.as_tensor(masks, device=device)

@@ -77,7 +77,7 @@ def check_views_split(views, name: str = "train_dataset") -> None:
     """Raises naming the fix unless ``views`` is one split of a scene's views (a `datasets.Dataset`
     that passes a scene's checks of a split, `validate_views_split`: a split built by hand is passed
     here directly): a whole `Scene` or its `DatasetDict` failed deep inside with a bare KeyError or
-    TypeError. ``name``: the trainer argument the errors about an empty split name."""
+    TypeError. ``name``: the trainer argument its errors name ("scene view 3 (train_dataset): ...")."""
     from datasets import Dataset as HFDataset
     from datasets import DatasetDict
 
@@ -96,7 +96,7 @@ def check_views_split(views, name: str = "train_dataset") -> None:
         if name.startswith("eval_dataset["):
             hint = "; leave it out of eval_dataset"
         raise ValueError(f"SplatTrainer: {name} has no views{hint}")
-    validate_views_split(views)
+    validate_views_split(views, name)
 
 
 class SceneViews(Dataset):
@@ -130,8 +130,8 @@ class SceneViews(Dataset):
             vars(self).update(vars(views))  # the same tensors, and the pixels if they are decoded
         else:
             check_views_split(views, name)
-            self.viewmats, self.Ks, (self.width, self.height) = scene_views_cameras(views)
-            self._views, self._images, self._masks = views, None, None
+            self.viewmats, self.Ks, (self.width, self.height) = scene_views_cameras(views, split=name)
+            self._views, self._images, self._masks, self._name = views, None, None, name
             self.world_to_normalized = data_world_to_normalized(views, name)
         if not lazy:
             self.decode()
@@ -140,7 +140,8 @@ class SceneViews(Dataset):
         """Decodes the split's images and masks, once."""
         if self._views is None:
             return
-        images, masks = scene_views_images(self._views), scene_views_masks(self._views)
+        images = scene_views_images(self._views, split=self._name)
+        masks = scene_views_masks(self._views, split=self._name)
         if masks is not None:
             images[~masks] = 0
         # The split is not needed past this point (nor pickled into dataloader workers).

@@ -374,7 +374,7 @@ def test_bad_masks_are_named(scene, tmp_path):
         load_scene(tmp_path / "black")
     empty = good.map(replace_view_3, with_indices=True, fn_kwargs={"bad": Image.new("L", (SIZE, SIZE))},
                      features=good.features)
-    with pytest.raises(ValueError, match="scene view 3: its mask keeps no pixel"):
+    with pytest.raises(ValueError, match=r"scene view 3 \(train_dataset\): its mask keeps no pixel"):
         SceneViews(empty)
 
 

@@ -268,6 +268,9 @@ def test_scene_views_to_tensors_stacks_and_checks_sizes():
     mixed = views_dataset([images[0], np.zeros((4, 4, 3), np.uint8)], Ks[:2], poses[:2])
     with pytest.raises(ValueError, match="scene view 1 is 4x4 but view 0 is 8x6"):
         scene_views_to_tensors(mixed)
+    # a caller that knows the split's name has it in the error, as validate_views_split's
+    with pytest.raises(ValueError, match=r"scene view 1 \(test\) is 4x4 but view 0 is 8x6"):
+        scene_views_to_tensors(mixed, split="test")
 
 
 def test_scene_views_cameras_reads_no_image(monkeypatch):

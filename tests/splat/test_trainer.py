@@ -103,8 +103,37 @@ def test_a_whole_scene_or_a_split_without_the_view_columns_is_refused_with_the_f
         with pytest.raises(TypeError, match=re.escape(f"got a {type(whole).__name__}: pass "
                                                       "train_dataset=scene.views['train']")):
             SplatTrainer(model=model, args=args, train_dataset=whole)
-    with pytest.raises(ValueError, match=r"scene views: missing column\(s\) \['K'\]"):
+    with pytest.raises(ValueError, match=r"scene views \(train_dataset\): missing column\(s\) \['K'\]"):
         SplatTrainer(model=model, args=args, train_dataset=scene.views["train"].remove_columns("K"))
+
+
+def test_errors_about_a_split_given_to_the_trainer_name_the_argument_it_came_in_as(scene, tmp_path):
+    import PIL.Image
+    from datasets import Dataset
+
+    from hf_eff.splat.scene import VIEW_FEATURES
+
+    # Built by hand (not through load_scene, whose errors name the scene's split): "scene view 1" said no more.
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5)
+    model = GaussianModel.from_points(*scene.point_arrays())
+    train = scene.views["train"]
+    columns = {name: list(train[name]) for name in ("image", "K", "world_to_camera", "width", "height")}
+    columns["world_to_camera"][1] = np.full((4, 4), np.nan).tolist()
+    nan_pose = Dataset.from_dict(columns, features=VIEW_FEATURES)
+    columns["world_to_camera"] = list(train["world_to_camera"])
+    columns["image"][1] = columns["image"][1].resize((16, 16), PIL.Image.BILINEAR)  # K halved alike: a valid view
+    columns["K"][1] = (np.asarray(columns["K"][1]) * [[0.5], [0.5], [1]]).tolist()
+    columns["width"][1] = columns["height"][1] = 16
+    mixed_sizes = Dataset.from_dict(columns, features=VIEW_FEATURES)
+    for given, name in ((dict(train_dataset=nan_pose), "train_dataset"),
+                        (dict(train_dataset=train, eval_dataset=nan_pose), "eval_dataset"),
+                        (dict(train_dataset=train, eval_dataset={"test": nan_pose}), "eval_dataset['test']")):
+        with pytest.raises(ValueError, match=re.escape(f"scene view 1 ({name}): world_to_camera contains NaN")):
+            SplatTrainer(model=model, args=args, **given)
+    for given, name in ((dict(train_dataset=mixed_sizes), "train_dataset"),
+                        (dict(train_dataset=train, eval_dataset=mixed_sizes), "eval_dataset")):
+        with pytest.raises(ValueError, match=re.escape(f"scene view 1 ({name}) is 16x16 but view 0 is 32x32")):
+            SplatTrainer(model=model, args=args, **given)
 
 
 def test_arguments_after_args_are_keyword_only_as_trainers_third_is_data_collator(scene, tmp_path):
@@ -129,7 +158,7 @@ def test_a_split_passed_to_the_trainer_gets_the_checks_of_a_scenes_split(scene, 
     train = scene.views["train"]
     columns = {name: list(train[name]) for name in ("K", "world_to_camera", "width", "height")}
     columns["K"][1] = [[200.0, 0, 64], [0, 200, 64], [0, 0, 1]]  # K of 4x larger images
-    with pytest.raises(ValueError, match=r"scene view 1: K's principal point \(cx, cy\) = \(64, 64\) lies outside"):
+    with pytest.raises(ValueError, match=r"scene view 1 \(train_dataset\): K's principal point \(cx, cy\) = \(64, 64\) lies outside"):
         SplatTrainer(model=model, args=args, train_dataset=Dataset.from_dict(
             {"image": train["image"], **columns}, features=VIEW_FEATURES))
     columns["K"] = list(train["K"])
@@ -138,7 +167,7 @@ def test_a_split_passed_to_the_trainer_gets_the_checks_of_a_scenes_split(scene, 
     encoded = io.BytesIO()
     PIL.Image.fromarray(rgba).save(encoded, format="PNG")
     images = [*train["image"][:2], {"bytes": encoded.getvalue(), "path": None}, *train["image"][3:]]
-    with pytest.raises(ValueError, match="scene view 2: image has transparent pixels"):
+    with pytest.raises(ValueError, match=r"scene view 2 \(train_dataset\): image has transparent pixels"):
         SplatTrainer(model=model, args=args, train_dataset=Dataset.from_dict(
             {"image": images, **columns}, features=VIEW_FEATURES))
 
