@@ -78,7 +78,8 @@ def demo_sections(text: str) -> list[str]:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
     from hf_eff.hub.push import push_output_dir
 
@@ -87,6 +88,13 @@ def cmd_push(args: argparse.Namespace) -> int:
                               license=args.license, revision=args.revision, given_as="--token")
     except HfHubHTTPError as error:  # the Hub refused (a bad token, no access): exit 1, on one line
         print(f"{args.parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    except HTTPError as error:
+        # No answer at all (no connection, a timeout: huggingface_hub's HTTP client's errors, of which the Hub's
+        # answers above are a subclass). push_output_dir puts the folder's README.md back when its upload fails.
+        print(f"{args.parser.prog}: error: the Hub at {constants.ENDPOINT} (HF_ENDPOINT) could not be reached "
+              f"({type(error).__name__}: {' '.join(str(error).split())}); nothing local changed: push again once "
+              "it answers", file=sys.stderr)
         return 1
     except (OSError, ValueError) as error:
         # What the user passed is wrong (no folder, no token, an invalid one, a bad repo id): argparse's

@@ -286,6 +286,18 @@ def read_config(output_dir: Path) -> dict:
     return config
 
 
+def read_adapter_config(path: Path) -> dict:
+    """A HaLoRA adapter's adapter_config.json, parsed, with an error naming the file when it is no JSON object."""
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error}): the card reads the adapter's base model and noise settings "
+                         "from it; save the adapter again (save_pretrained writes it)") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object of adapter settings, got {type(config).__name__}")
+    return config
+
+
 def detect_artifact(output_dir: Path) -> str:
     """Which artifact an example run folder holds, from the files the examples save."""
     return _detect_artifact(Path(output_dir))[0]
@@ -377,7 +389,7 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
             if not config_file.is_file():
                 raise FileNotFoundError(f"{config_file} is missing and no adapter config was given: save the "
                                         "adapter first, or pass its config as adapter_config")
-            adapter_config = json.loads(config_file.read_text())
+            adapter_config = read_adapter_config(config_file)
         return halora_card(results, repo_id, base_model=adapter_config.get("base_model_name_or_path"),
                            peft_type=str(adapter_config.get("peft_type", "HALORA")),
                            tile_size=adapter_config.get("noise_tile_size"),
@@ -445,8 +457,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     ``token`` defaults to ``HF_TOKEN`` or the stored login; a repo that whoami says it cannot write to, or a token it
     does not know, is refused first (``refuse_unwritable_repo``: ``PermissionError``, naming a given token by
     ``given_as``, as hf-eff push's "--token"). The card is written into the run
-    folder as README.md (replacing the one ``save_pretrained`` wrote) before the upload, which sends the
-    ``PATH_RECORDING_PATTERNS`` files without local paths (``upload_folder``). ``license``:
+    folder as README.md (replacing the one ``save_pretrained`` wrote; put back when the upload fails) before the upload,
+    which sends the ``PATH_RECORDING_PATTERNS`` files without local paths (``upload_folder``). ``license``:
     the card's license (a Hub license id); without it only an adapter of the built-in base states one.
     ``revision``: the branch pushed to, created from main if missing (as ``Scene.push_to_hub`` does); the card's
     loading lines name it.
@@ -481,8 +493,18 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     refuse_unwritable_repo(api, repo_id, given_as=given_as, identity=identity)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     ensure_branch(api, repo_id, revision)
-    card.save(output_dir / "README.md")
-    upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
-                  ignore_patterns=list(IGNORE_PATTERNS), revision=revision)
+    readme = output_dir / "README.md"
+    earlier_readme = readme.read_bytes() if readme.is_file() else None
+    card.save(readme)
+    try:
+        upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
+                      ignore_patterns=list(IGNORE_PATTERNS), revision=revision)
+    except BaseException:
+        # A failed upload (the Hub unreachable or refusing, an interrupt) leaves the folder as it was.
+        if earlier_readme is None:
+            readme.unlink()
+        else:
+            readme.write_bytes(earlier_readme)
+        raise
     return str(url)
 

@@ -114,6 +114,24 @@ def test_a_config_json_that_is_no_json_object_is_refused_naming_it(tmp_path):
         push.detect_artifact(folder)
 
 
+def test_an_adapter_config_that_is_no_json_object_is_refused_naming_it(tmp_path, capsys):
+    from hf_eff.cli import main
+
+    folder = _touch(tmp_path, "adapter_model.safetensors", "all_results.json")
+    config = folder / "adapter_config.json"
+    config.write_text("{not JSON")  # a bare JSONDecodeError, naming no file, before
+    with pytest.raises(ValueError, match=rf"^{config} is not JSON \(Expecting .*save the adapter again"):
+        push.build_card("halora_adapter", folder, "me/adapter")
+    with pytest.raises(SystemExit) as exit_:
+        main(["push", str(folder), "me/adapter", "--token", "hf_unused"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"hf-eff push: error: {config} is not JSON")
+    config.write_text("[3]")
+    with pytest.raises(ValueError, match=rf"^{config} must hold a JSON object of adapter settings, got list"):
+        push.build_card("halora_adapter", folder, "me/adapter")
+    assert not (folder / "README.md").exists()
+
+
 def test_push_reads_the_models_config_once(local_hub, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
@@ -170,6 +188,53 @@ def test_cli_push_refused_by_the_hub_is_one_line_with_exit_1(local_hub, tmp_path
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.startswith("hf-eff push: error: ") and "401" in err
+
+
+def _files(folder) -> dict:
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_cli_push_to_an_unreachable_hub_is_one_line_naming_it_and_nothing_local_changes(tmp_path, monkeypatch,
+                                                                                           capsys):
+    import socket
+
+    from huggingface_hub import constants
+
+    from hf_eff.cli import main
+
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    (folder / "README.md").write_text("the card save_pretrained wrote")
+    before = _files(folder)
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    # a 73-line traceback of httpx's ConnectError before
+    assert main(["push", str(folder), "me/gcn", "--token", "hf_unused"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"hf-eff push: error: the Hub at {endpoint} (HF_ENDPOINT) could not be reached (")
+    assert err.rstrip().endswith("nothing local changed: push again once it answers")
+    assert _files(folder) == before
+
+
+@pytest.mark.parametrize("earlier_readme", [b"the card save_pretrained wrote", None])
+def test_a_failed_upload_leaves_the_folders_readme_as_it_was(local_hub, tmp_path, monkeypatch, inject_fault,
+                                                             earlier_readme):
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    if earlier_readme is not None:
+        (folder / "README.md").write_bytes(earlier_readme)
+    before = _files(folder)
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    inject_fault("commit", 403)  # the card was written into the folder for the upload, which then fails
+    with pytest.raises(HfHubHTTPError):
+        push.push_output_dir(folder, local_hub.repo_id("readme-kept"), token=local_hub.token)
+    assert _files(folder) == before
 
 
 def test_cli_push_to_a_revision_creates_the_branch_and_leaves_main_as_it_was(local_hub, tmp_path, monkeypatch):
