@@ -106,6 +106,10 @@ def test_demo_help_says_what_quick_shows(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--quick smallest sizes, under a minute on 2 cores: shows that every pipeline runs" in out
     assert "not the methods' gains" in out and "a report already in --out are kept" in out
+    # what the command does, and where the report goes unless told
+    assert "Trains each method beside its baseline on small built-in data" in out
+    assert "writes the comparison to a report folder: report.md, results.json and PNG plots" in out
+    assert "--out OUT report folder (report.md, results.json, PNGs; default: hf_eff_report)" in out
 
 
 def test_push_help_says_what_each_argument_takes(capsys):
