@@ -297,8 +297,8 @@ def graphs_from_pyg(
     graph has none (or the reverse), a smiles that is not a string, with edge_attr rows that do not match its edges, a width
     other than the earlier graphs' or float values after integer ones, raises an error naming its
     position in `data_list`. The result is then checked with `check_graph_dataset` (graphs without y too), whose errors
-    (NaN targets, NaN or infinite values in x or edge_attr, y of the wrong length, edges outside the graph) name the
-    same position as "data_list row i".
+    (a graph of no nodes, NaN targets, NaN or infinite values in x or edge_attr, y of the wrong length, edges outside
+    the graph) name the same position as "data_list row i".
     The conversion always reruns: a PyG dataset's contents are not hashed to find an earlier copy.
     """
     from torch_geometric.data import Data
@@ -435,6 +435,11 @@ def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
+def _cell(value) -> str:
+    """A CSV cell as an error shows it: text quoted, a number plain (inf, not np.float64(inf))."""
+    return repr(value) if isinstance(value, str) else str(getattr(value, "item", lambda: value)())
+
+
 def _targets_from_frame(
     frame, target_columns: Sequence[str], classification: bool, path, multilabel: bool = False
 ) -> tuple[list, list[str] | None]:
@@ -465,7 +470,7 @@ def _targets_from_frame(
             bad = frame[column].notna().to_numpy() & ~np.isin(values, (0.0, 1.0))
             if bad.any():
                 index = _first(bad)
-                raise ValueError(f"{_csv_row(path, column, frame.index[index])}: the label {str(frame[column].iloc[index])!r} is not 0 or 1 "
+                raise ValueError(f"{_csv_row(path, column, frame.index[index])}: the label {_cell(frame[column].iloc[index])} is not 0 or 1 "
                                  "(leave the cell empty where the molecule is not labelled)")
             columns.append(values)
             continue
@@ -474,7 +479,7 @@ def _targets_from_frame(
             index = _first(bad)
             raw = frame[column].iloc[index]
             problem = ("is empty (or a missing-value marker such as NA)" if pd.isna(raw)
-                       else f"{raw!r} is not a finite number")
+                       else f"{_cell(raw)} is not a finite number")
             raise ValueError(f"{_csv_row(path, column, frame.index[index])}: the target {problem}; drop or fix that molecule")
         columns.append(values)
     return np.stack(columns, axis=1).astype(np.float32).tolist(), None
@@ -579,6 +584,8 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
     Dipole_debye (PyG's target 0), HOMO_LUMO_gap_au, Polarizability_bohr3."""
     import pandas as pd
 
+    if max_graphs is not None and max_graphs < 1:
+        raise ValueError(f"max_graphs (examples/grant_train.py: --max_graphs) must be >= 1, got {max_graphs}")
     data_dir = _package_data_dir("qm9pack")
 
     def build(workdir: str) -> datasets.Dataset:
@@ -662,6 +669,8 @@ def generate_graphon_dataset(
 
     if kind not in ("regression", "classification"):
         raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
+    if num_graphs < 1:  # else datasets' "Instruction train corresponds to no data"
+        raise ValueError(f"num_graphs (examples/grant_train.py: --num_generated_graphs) must be >= 1, got {num_graphs}")
     if not 1 <= min_nodes <= max_nodes:
         raise ValueError(f"need 1 <= min_nodes <= max_nodes, got {min_nodes}, {max_nodes}")
     params = dict(kind=kind, num_graphs=num_graphs, min_nodes=min_nodes, max_nodes=max_nodes,
@@ -707,7 +716,7 @@ def _check_target_size(y: np.ndarray, num_nodes: int, task: GraphTask, where: st
                 f"{where}: {task} needs one label per node, got {count} y values for num_nodes={num_nodes}; "
                 f"if y has {count} value(s) per graph, as graph-level targets do: use task 'graph_{kind}'"
             )
-        per_node = y.size // num_nodes if num_nodes else graph_targets
+        per_node = y.size // num_nodes
         if task.is_classification and y.size != num_nodes:
             raise ValueError(f"{where}: {task} needs one class id per node, got y of shape {y.shape}")
         if per_node != graph_targets:
@@ -819,9 +828,9 @@ def feature_widths(dataset: datasets.Dataset) -> tuple[int | None, int | None]:
 
 
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset", labelled: bool = True) -> None:
-    """Raises a clear error for a missing column, an edge_index that does not fit its graph,
-    node features of the wrong length, y of the wrong length for the task (graph-level: one
-    class id or a fixed number of targets per graph; node-level: one label per node), NaN
+    """Raises a clear error for a missing column, a graph of no nodes, an edge_index that does not fit its graph
+    (naming the node it refers to), node features of the wrong length, y of the wrong length for the task (graph-level: one
+    class id or a fixed number of targets per graph; node-level: one label per node), NaN or infinite
     targets, NaN or infinite values in x or edge_attr (naming the node or edge and the feature),
     negative class ids, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
     graph_multilabel takes NaN in y (unlabelled), and needs 0 or 1 elsewhere.
@@ -899,13 +908,15 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
     if not pa.types.is_integer(nodes.type) or nodes.null_count:
         return fail
     num_nodes = nodes.to_numpy().astype(np.int64)
+    if (num_nodes < 1).any():
+        return fail
     rows = len(num_nodes)
 
     x = _nested_numbers(table.column("x"), 2)
     if x is None:
         return fail
     (x_rows, x_widths), x_values = x
-    # one width on all rows (so no row is ragged); x_rows == num_nodes also covers empty graphs
+    # one width on all rows (so no row is ragged)
     if not np.array_equal(x_rows, num_nodes) or (len(x_widths) and (x_widths != x_widths[0]).any()):
         return fail
     if x_values.dtype.kind == "f" and not np.isfinite(x_values).all():
@@ -947,10 +958,9 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
     if task.level == "node":
         if not np.array_equal(count, num_nodes) or (task.is_classification and not np.array_equal(y_size, num_nodes)):
             return fail
-        labelled = np.flatnonzero(num_nodes)
-        if graph_targets is None and len(labelled):
-            graph_targets = int(y_size[labelled[0]] // num_nodes[labelled[0]])
-        if (y_size[labelled] // num_nodes[labelled] != graph_targets).any():
+        if graph_targets is None and rows:
+            graph_targets = int(y_size[0] // num_nodes[0])
+        if (y_size // num_nodes != graph_targets).any():
             return fail
     else:
         if graph_targets is None and rows:
@@ -962,7 +972,7 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
         labelled = y_values[~np.isnan(y_values)]
         if ((labelled != 0) & (labelled != 1)).any():
             return fail
-    elif np.isnan(y_values).any() or (task.is_classification and ((y_values != np.round(y_values)) | (y_values < 0)).any()):
+    elif not np.isfinite(y_values).all() or (task.is_classification and ((y_values != np.round(y_values)) | (y_values < 0)).any()):
         return fail
     return True, graph_targets
 
@@ -979,6 +989,8 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
         num_nodes = int(graph["num_nodes"])
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
         where = f"{name} row {row}"
+        if num_nodes < 1:  # the model would return no output for it: a batch's outputs would not match its graphs
+            raise ValueError(f"{where}: num_nodes={num_nodes}; a graph needs at least one node, drop that graph")
         if labelled:
             try:
                 y = np.asarray(graph["y"], dtype=np.float64)
@@ -986,18 +998,19 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
                 need = ("integer class ids: map class names to ids first (hf_eff.grant.encode_class_labels does, in "
                         "sorted order, as the CSV loader)" if task.is_classification else "numeric targets")
                 raise ValueError(f"{where}: column 'y' holds {np.asarray(graph['y']).tolist()!r}, not numbers; {task} needs {need}") from None
-            if graph_targets is None and (task.level == "graph" or num_nodes):  # targets per graph, or per node
+            if graph_targets is None:  # targets per graph, or per node
                 graph_targets = y.size // num_nodes if task.level == "node" else y.size
             _check_target_size(y, num_nodes, task, where, graph_targets)
         if x.ndim != 2 or x.shape[0] != num_nodes:
-            if not (num_nodes == 0 and x.size == 0):
-                raise ValueError(f"{where}: x has shape {x.shape}, expected [num_nodes={num_nodes}, features]")
+            raise ValueError(f"{where}: x has shape {x.shape}, expected [num_nodes={num_nodes}, features]")
         if edge_index.size and (edge_index.ndim != 2 or edge_index.shape[0] != 2):
             raise ValueError(f"{where}: edge_index has shape {edge_index.shape}, expected [2, num_edges]")
-        if edge_index.size and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
+        outside = (edge_index < 0) | (edge_index >= num_nodes)
+        if outside.any():
+            end, edge = np.argwhere(outside)[0]
             raise ValueError(
-                f"{where}: edge_index refers to node {int(edge_index.max())} (or a negative one) but "
-                f"the graph has num_nodes={num_nodes}"
+                f"{where}: edge_index refers to node {int(edge_index[end, edge])} (edge {edge}'s "
+                f"{('source', 'target')[end]}) but the graph has num_nodes={num_nodes} (nodes 0..{num_nodes - 1})"
             )
         if labelled:
             _check_label_values(y, task, where, nulls is not None and nulls[row - offset])
@@ -1011,7 +1024,7 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
 
 def _check_label_values(y: np.ndarray, task: GraphTask, where: str, null: bool) -> None:
     """NaN in y only as graph_multilabel's "unlabelled", whose other labels are 0 or 1 (`null`: the row's y held a
-    null, which the numpy format reads as NaN)."""
+    null, which the numpy format reads as NaN); no inf."""
     if task.is_multilabel:  # NaN = not labelled for that target (ogbg-molpcba's layout)
         if null:
             raise ValueError(f"{where}: y holds a missing (null) label; {task} marks an unlabelled target with NaN, "
@@ -1027,6 +1040,8 @@ def _check_label_values(y: np.ndarray, task: GraphTask, where: str, null: bool) 
             f"{where}: y contains NaN; drop or impute unlabelled graphs first (binary targets with missing "
             "labels: task 'graph_multilabel' takes NaN as unlabelled)"
         )
+    elif np.isinf(y).any():  # the loss, and the teacher's scores, would be infinite
+        raise ValueError(f"{where}: y contains {float(y[np.isinf(y)][0])}; drop that graph or fix its target")
 
 
 def _check_finite(values: np.ndarray, column: str, item: str, where: str) -> None:

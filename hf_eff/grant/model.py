@@ -93,6 +93,9 @@ class GrantGCN(
         self.target_mean, self.target_std = _standardisation(target_mean, target_std, out_channels, task, class_names)
         if kappa < 1 or num_layers < 1:
             raise ValueError(f"kappa and num_layers must be >= 1, got kappa={kappa}, num_layers={num_layers}")
+        if hidden_channels < 1:  # PyG reads a width <= 0 as "infer it lazily" (0) or fails on a negative size
+            raise ValueError(f"hidden_channels (examples/grant_train.py: --hidden_channels) must be >= 1, got "
+                             f"{hidden_channels}")
         self.level = level
         self.dropout = dropout
         # as config.json has them: a loaded model tells its architecture (GraNTTrainer checks in_channels against the data)

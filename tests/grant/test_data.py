@@ -234,12 +234,14 @@ def test_molecules_from_csv_skips_unparsable_smiles_and_returns_the_kept_molecul
     [
         ("CCO,a,0.1\nCCC,,0.2\n", True, r"column 'label', data row 2 .*: the class label is empty"),
         ("CCO,a,0.1\nCCC,b,n/a?\n", False, r"column 'logp', data row 2 .*: the target 'n/a\?' is not a finite number"),
+        # a number as a number, not numpy's repr np.float64(inf)
+        ("CCO,a,0.1\nCCC,b,-inf\n", False, r"column 'logp', data row 2 .*: the target -inf is not a finite number"),
         ("CCO,a,0.1\nCCC,b,0.2\nCCN,b,\n", False, r"column 'logp', data row 3 .*: the target is empty"),
         ("CCO,a,0.1\n,b,0.2\n", False, r"column 'smi', data row 2 .*: the SMILES cell is empty"),
         ("CCO,a,0.1\nCCC,b,0.2\nnot a molecule,b,0.3\n", False,
          r"column 'smi', data row 3 .*: SMILES 'not a molecule' could not be parsed"),
     ],
-    ids=["empty class", "text target", "empty target", "empty smiles", "bad smiles"],
+    ids=["empty class", "text target", "infinite target", "empty target", "empty smiles", "bad smiles"],
 )
 def test_bad_csv_cells_name_the_file_column_and_row(tmp_path, cells, classification, message):
     path = tmp_path / "mols.csv"
@@ -259,7 +261,10 @@ def test_smiles_csv_with_binary_labels_and_empty_cells(tmp_path):
     with pytest.raises(ValueError, match=r"column 'b', data row 1 .*: the target is empty"):
         load_smiles_csv(path, "smi", ["b"])  # regression still refuses an empty cell
     path.write_text("smi,a,b\nCCO,1,\nCCC,0,0.5\n")
-    with pytest.raises(ValueError, match=r"assays.csv, column 'b', data row 2 .*: the label '0.5' is not 0 or 1"):
+    with pytest.raises(ValueError, match=r"assays.csv, column 'b', data row 2 .*: the label 0.5 is not 0 or 1"):
+        load_smiles_csv(path, "smi", ["a", "b"], multilabel=True)
+    path.write_text("smi,a,b\nCCO,1,\nCCC,0,yes\n")  # text stays quoted
+    with pytest.raises(ValueError, match=r"assays.csv, column 'b', data row 2 .*: the label 'yes' is not 0 or 1"):
         load_smiles_csv(path, "smi", ["a", "b"], multilabel=True)
     with pytest.raises(ValueError, match="exclude each other"):
         load_smiles_csv(path, "smi", ["a"], classification=True, multilabel=True)
@@ -291,6 +296,10 @@ def test_missing_column_is_named():
 def test_edge_index_outside_the_graph_is_reported():
     with pytest.raises(ValueError, match="row 0: edge_index refers to node 2"):
         check_graph_dataset(_graph(edge_index=[[0, 2], [1, 0]]), "graph_regression")
+    # the node it refers to, not the largest valid one
+    with pytest.raises(ValueError, match=r"^dataset row 0: edge_index refers to node -1 \(edge 1's target\) but the graph "
+                                         r"has num_nodes=2 \(nodes 0..1\)$"):
+        check_graph_dataset(_graph(edge_index=[[0, 1], [1, -1]]), "graph_regression")
     with pytest.raises(ValueError, match=r"expected \[2, num_edges\]"):
         check_graph_dataset(_graph(edge_index=[[0, 1, 1]]), "graph_regression")
 
@@ -298,6 +307,18 @@ def test_edge_index_outside_the_graph_is_reported():
 def test_nan_target_is_reported():
     with pytest.raises(ValueError, match="y contains NaN"):
         check_graph_dataset(_graph(y=[float("nan")]), "graph_regression", "train_dataset")
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "graph_classification", "node_regression"])
+def test_an_infinite_target_is_reported_as_a_plain_number(make_graphs, monkeypatch, task):
+    good = make_graphs(40, task)
+    if task == "graph_classification":  # class ids stored as floats, which hold inf
+        good = good.cast_column("y", datasets.Value("float64"))
+    bad = dict(good[0], y=float("-inf") if task == "graph_classification" else [float("-inf")] * len(good[0]["y"]))
+    dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([bad], features=good.features)])
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 16)
+    with pytest.raises(ValueError, match=r"^train row 40: y contains -inf; drop that graph or fix its target$"):
+        check_graph_dataset(dataset, task, "train")
 
 
 def test_multilabel_takes_nan_as_unlabelled_and_refuses_other_labels(make_graphs, monkeypatch):
@@ -482,14 +503,50 @@ def test_selected_rows_are_checked_by_their_position_in_the_subset(make_graphs, 
 
 def test_layouts_the_column_checks_skip_go_through_the_row_loop(monkeypatch):
     monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 2)
-    # x widths that differ between graphs, an empty graph without x rows, y stored as one float
+    # x widths that differ between graphs, y stored as one float
     rows = [{"x": [[0.0, 1.0]] * 2, "edge_index": [[0], [1]], "y": 1.0, "num_nodes": 2},
             {"x": [[0.0]] * 3, "edge_index": [[], []], "y": 2.0, "num_nodes": 3},
-            {"x": [], "edge_index": [[], []], "y": 3.0, "num_nodes": 0}]
+            {"x": [[0.0, 1.0, 2.0]], "edge_index": [[], []], "y": 3.0, "num_nodes": 1}]
     assert check_graph_dataset(datasets.Dataset.from_list(rows), "graph_regression") is None
     named = datasets.Dataset.from_list([dict(rows[0], y="a"), dict(rows[1], y="b"), dict(rows[2], y="c")])
     with pytest.raises(ValueError, match=r"^dataset row 0: column 'y' holds 'c', not numbers"):
         check_graph_dataset(named.select([2, 0]), "graph_classification")
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "node_regression"])
+@pytest.mark.parametrize("labelled", [True, False], ids=["labelled", "to predict"])
+def test_a_graph_of_no_nodes_is_refused_naming_its_row(make_graphs, monkeypatch, task, labelled):
+    """The model returns no output for it, which training would only report as a batch's outputs not matching its
+    graphs (the model's fault, seemingly)."""
+    good = make_graphs(40, task)
+    empty = {"x": [], "edge_index": [[], []], "y": [], "num_nodes": 0}
+    dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([empty], features=good.features)])
+    if not labelled:
+        dataset = dataset.remove_columns("y")
+    message = r"^train row 40: num_nodes=0; a graph needs at least one node, drop that graph$"
+    monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 16)  # the empty graph in the last of 3 chunks
+    with pytest.raises(ValueError, match=message):
+        check_graph_dataset(dataset, task, "train", labelled=labelled)
+    monkeypatch.setattr(data, "_chunk_passes", lambda *args: (False, None))  # the row loop alone
+    with pytest.raises(ValueError, match=message):
+        check_graph_dataset(dataset, task, "train", labelled=labelled)
+
+
+def test_pyg_graphs_of_no_nodes_are_refused_naming_their_position():
+    from torch_geometric.data import Data
+
+    graphs = [Data(x=torch.rand(2, 3), edge_index=torch.tensor([[0], [1]]), y=torch.tensor([1.0])),
+              Data(x=torch.zeros(0, 3), edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.tensor([2.0]))]
+    with pytest.raises(ValueError, match="^data_list row 1: num_nodes=0; a graph needs at least one node"):
+        graphs_from_pyg(graphs, "graph_regression")
+
+
+def test_sizes_below_one_are_refused_naming_the_argument_and_the_examples_flag():
+    with pytest.raises(ValueError, match=r"^num_graphs \(examples/grant_train.py: --num_generated_graphs\) must be >= 1, "
+                                         "got 0$"):
+        generate_graphon_dataset("regression", 0, min_nodes=4, max_nodes=6)
+    with pytest.raises(ValueError, match=r"^max_graphs \(examples/grant_train.py: --max_graphs\) must be >= 1, got 0$"):
+        load_qm9(max_graphs=0)
 
 
 def _fake(task, edge_dim, num_graphs=12, seed=0):

@@ -102,6 +102,20 @@ def test_options_the_data_would_ignore_are_refused(tmp_path):
         example.main(["--dataset", str(parquet), "--task", "graph_regression", "--output_dir", str(tmp_path), *COMMON])
 
 
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--max_graphs", "--max_graphs must be >= 1, got 0"),
+    ("--num_generated_graphs", r"num_graphs \(examples/grant_train.py: --num_generated_graphs\) must be >= 1, got 0"),
+    ("--hidden_channels", r"hidden_channels \(examples/grant_train.py: --hidden_channels\) must be >= 1, got 0"),
+    ("--per_device_train_batch_size", r"per_device_train_batch_size must be >= 1 \(graphs per batch\), got 0"),
+])
+def test_a_size_of_zero_is_refused_naming_its_flag(tmp_path, flag, message):
+    # were an IndexError, datasets' "corresponds to no data", a LazyModule error and a ZeroDivisionError
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        _example().main(["--task", "gen-reg", "--num_generated_graphs", "20", "--min_nodes", "4", "--max_nodes", "6",
+                         "--output_dir", str(tmp_path / "run"), *COMMON, flag, "0"])
+    assert not (tmp_path / "run" / "all_results.json").exists()
+
+
 def test_data_source_is_required(tmp_path, capsys):
     with pytest.raises(ValueError, match="exactly one of"):
         _example().main(["--task", "graph_regression", "--output_dir", str(tmp_path), *COMMON])

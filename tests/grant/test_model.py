@@ -37,6 +37,14 @@ def test_layer_is_linear_on_concatenated_hops():
         assert torch.allclose(conv(x, edge_index), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("width", [0, -4])
+def test_a_hidden_width_below_one_is_refused_naming_the_argument(width):
+    # PyG would read 0 as a width to infer lazily (failing at the first parameter count) and fail on -4's tensor
+    with pytest.raises(ValueError, match=rf"^hidden_channels \(examples/grant_train.py: --hidden_channels\) must be >= 1, "
+                                         rf"got {width}$"):
+        GrantGCN(4, 1, hidden_channels=width)
+
+
 def test_kappa_one_ignores_edges():
     x, edge_index, batch = _graph()
     model = GrantGCN(4, 2, kappa=1, level="node").eval()
