@@ -175,6 +175,9 @@ def test_a_config_is_refused_by_name_before_anything_is_saved_or_a_repo_is_creat
         def __init__(self, token=None):
             pass
 
+        def whoami(self, token=None):
+            raise OSError("offline")  # no answer: the push goes on to create_repo
+
         def create_repo(self, repo_id, **kwargs):
             uploaded["created"] = repo_id
             return type("RepoUrl", (), {"repo_id": repo_id})()
