@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from peft import LoraConfig
@@ -98,6 +99,10 @@ class HaLoRAConfig(LoraConfig):
         self.peft_type = PeftType.HALORA
         if self.use_dora:
             raise ValueError("HaLoRAConfig.use_dora: HaLoRA regularises plain LoRA factors; DoRA is not supported")
+        if self.lora_alpha == 0:  # PEFT accepts it
+            warnings.warn("HaLoRAConfig.lora_alpha=0 scales the adapter's update (lora_alpha / r) to 0: the adapter "
+                          "changes no output and its factors get no gradient from the task, only from the regulariser; "
+                          "give lora_alpha > 0 (PEFT's default is 8)", stacklevel=3)
         # NumPy numbers (a sweep's values) become Python ones: they would not serialise to adapter_config.json
         for name, kind, cast in (("noise_sigma", numbers.Real, float), ("reg_weight", numbers.Real, float),
                                  ("noise_tile_size", numbers.Integral, int),

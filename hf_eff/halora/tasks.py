@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 import random
 import string
 import warnings
@@ -52,35 +53,37 @@ def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
     at least two non-empty strings, ``answer`` an int index into them, and, if the optional
     ``contexts`` column exists, per row None or a list of one string per choice (the text each choice
     is scored after, in place of ``DEFAULT_PROMPT``; empty means after the BOS token, whitespace only is
-    refused). Every row is checked before any use."""
+    refused). Every row is checked before any use; an error names the first bad row counting from 1, as a JSON
+    Lines file's lines count (``dataset[i]`` is row i + 1), and says so."""
     missing = [c for c in MC_COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValueError(f"{name}: missing column(s) {missing}; a multiple-choice dataset needs {list(MC_COLUMNS)}"
                          f" (and optionally {CONTEXTS_COLUMN!r})")
     contexts_column = _contexts_column(dataset)
     for row, (question, choices, answer, contexts) in enumerate(
-        zip(dataset["question"], dataset["choices"], dataset["answer"], contexts_column)
+        zip(dataset["question"], dataset["choices"], dataset["answer"], contexts_column), start=1
     ):
+        where = f"{name} row {row} (1-based)"
         if not isinstance(question, str):
-            raise ValueError(f"{name} row {row}: question must be a string, got {question!r}")
+            raise ValueError(f"{where}: question must be a string, got {question!r}")
         # A single string would be scored as one choice per character.
         if not isinstance(choices, (list, tuple)) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
-            raise ValueError(f"{name} row {row}: choices must be a list of at least two strings, got {choices!r}")
+            raise ValueError(f"{where}: choices must be a list of at least two strings, got {choices!r}")
         # accuracy_norm divides by the choice's length.
         if not all(choices):
-            raise ValueError(f"{name} row {row}: choice {choices.index('')} is an empty string")
+            raise ValueError(f"{where}: choice {choices.index('')} is an empty string")
         # A negative answer (-1 often marks "unlabelled") would index from the end.
         if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
-            raise ValueError(f"{name} row {row}: answer {answer!r} is not an int index into its {len(choices)} choices")
+            raise ValueError(f"{where}: answer {answer!r} is not an int index into its {len(choices)} choices")
         if contexts is not None and (not isinstance(contexts, (list, tuple)) or len(contexts) != len(choices)
                                      or not all(isinstance(c, str) for c in contexts)):
-            raise ValueError(f"{name} row {row}: {CONTEXTS_COLUMN} must be None or a list of one string per choice "
+            raise ValueError(f"{where}: {CONTEXTS_COLUMN} must be None or a list of one string per choice "
                              f"({len(choices)}), got {contexts!r}")
         # an empty context is scored after the BOS token, as the harness does; a context of spaces only
         # would leave no token at all once its spaces move onto the choice
         blank = next((k for k, c in enumerate(contexts or ()) if c and not c.strip()), None)
         if blank is not None:
-            raise ValueError(f"{name} row {row}: {CONTEXTS_COLUMN} {blank} is only whitespace; "
+            raise ValueError(f"{where}: {CONTEXTS_COLUMN} {blank} is only whitespace; "
                              "give every choice a context with text, or an empty one")
 
 
@@ -307,6 +310,41 @@ def refuse_hub_options_for_local_data(source: str, options: dict, source_named: 
                          f"out {' and '.join(given)}")
 
 
+def _read_data_file(path: Path, builder: str, source: str):
+    """``load_dataset(builder, data_files=path)``; a JSON file that does not parse is named with the line of the
+    problem (1-based), which datasets leaves to a log line."""
+    from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        return load_dataset(builder, data_files=str(path))
+    except DatasetGenerationError:
+        if builder == "json":
+            _refuse_json_that_does_not_parse(path, source)
+        raise
+
+
+def _refuse_json_that_does_not_parse(path: Path, source: str) -> None:
+    """Raises ValueError naming the first line (1-based) of JSON Lines ``path`` that is not JSON, or where one JSON
+    document (a .json file's other layout) stops parsing; returns when the file parses either way."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        json.loads(text)
+        return
+    except json.JSONDecodeError as error:
+        document_error = error
+    lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    for number, line in lines:
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == lines[0][0]:  # not JSON Lines: one JSON document, broken where its parser stopped
+                raise ValueError(f"dataset {source}: line {document_error.lineno} (1-based), column "
+                                 f"{document_error.colno} is not valid JSON: {document_error.msg}") from None
+            raise ValueError(f"dataset {source}: line {number} (1-based) is not JSON ({error.msg}): {line[:80]!r}; a "
+                             "JSON Lines file holds one JSON object per line") from None
+
+
 def load_multiple_choice_dataset(source: str, train_size: int | None = None, eval_size: int | None = None,
                                  seed: int = 0, eval_fraction: float = 0.1, config_name: str | None = None,
                                  revision: str | None = None) -> tuple[Dataset, Dataset]:
@@ -316,7 +354,8 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
     ``train`` split and its ``validation`` (else ``test``) split; a single split is divided, a seeded
     ``eval_fraction`` held out. Sizes as in ``load_hub_task``. ``config_name`` and ``revision`` choose a Hub
     dataset's configuration and branch, tag or commit (``load_dataset``'s ``name`` and ``revision``); local data,
-    which has neither, refuses them."""
+    which has neither, refuses them. A JSON file that does not parse is refused naming its line (1-based), a bad row
+    naming the row (1-based: in a JSON Lines file without blank lines, its line)."""
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     path = Path(source).expanduser()
@@ -328,7 +367,7 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
         if builder is None:
             raise ValueError(f"dataset {source}: cannot read {path.suffix!r} files; use one of "
                              f"{sorted(DATA_FILE_BUILDERS)} or a folder written by save_to_disk")
-        data = load_dataset(builder, data_files=str(path))
+        data = _read_data_file(path, builder, source)
     elif path.suffix.lower() in DATA_FILE_BUILDERS:  # else datasets reads it as a Hub repo id and names only the Hub
         raise FileNotFoundError(f"dataset {source}: no such file ({path.absolute()})")
     else:

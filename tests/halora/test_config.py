@@ -1,5 +1,6 @@
 import importlib
 import json
+import warnings
 
 import pytest
 from peft import LoraConfig, PeftConfig, get_peft_model
@@ -37,6 +38,17 @@ from hf_eff import HaLoRAConfig, HaLoRAModel
 def test_invalid_values_raise_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         HaLoRAConfig(**kwargs)
+
+
+def test_a_lora_alpha_of_zero_is_warned_of_not_refused(tiny_llama):
+    with pytest.warns(UserWarning, match=r"^HaLoRAConfig.lora_alpha=0 scales the adapter's update .* to 0: the adapter "
+                                         "changes no output"):
+        config = HaLoRAConfig(r=4, lora_alpha=0, target_modules=["q_proj"])
+    model = get_peft_model(tiny_llama, config)  # PEFT accepts it, as the config does
+    assert {layer.scaling["default"] for layer in model.modules() if isinstance(getattr(layer, "scaling", None), dict)} == {0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HaLoRAConfig(r=4, lora_alpha=8, target_modules=["q_proj"])
 
 
 def test_numpy_numbers_are_accepted_and_saved_as_python_numbers(tiny_llama, tmp_path):

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 import string
 import warnings
 from types import SimpleNamespace
@@ -189,7 +190,8 @@ def test_tokenisation_labels_only_the_choice(char_tokenizer):
         bad = Dataset.from_list([{"question": "q", "choices": ["a", "b"], "answer": 0},
                                  {"question": "r", "choices": ["a", "b"], "answer": answer}])
         for tokenize, name in ((tokenize_for_training, "train dataset"), (tokenize_for_scoring, "eval dataset")):
-            with pytest.raises(ValueError, match=f"{name} row 1: answer {answer} is not an int index into its 2 choices"):
+            with pytest.raises(ValueError, match=rf"{name} row 2 \(1-based\): answer {answer} is not an int index into "
+                                                 "its 2 choices"):
                 tokenize(bad, char_tokenizer, max_length=64)
 
 
@@ -258,7 +260,7 @@ def test_accuracy_norm_divides_by_the_choice_length_in_characters(char_tokenizer
 ])
 def test_badly_typed_rows_are_named(column, values, problem):
     columns = {"question": ["q", "r"], "choices": [["a", "b"], ["c", "d"]], "answer": [1, 0], column: values}
-    with pytest.raises(ValueError, match=f"mine row 0: {problem}"):
+    with pytest.raises(ValueError, match=rf"^mine row 1 \(1-based\): {problem}"):
         check_multiple_choice(Dataset.from_dict(columns), "mine")
 
 
@@ -355,13 +357,32 @@ def test_a_missing_data_file_is_named_not_looked_up_on_the_hub(tmp_path):
 
 def test_a_bad_row_of_ones_own_data_is_named_by_its_row_in_the_file(tmp_path):
     rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": 0} for i in range(20)]
-    rows[13]["answer"] = 5
+    rows[13]["answer"] = 5  # on line 14 of the file
     (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    with pytest.raises(ValueError, match=r"mine.jsonl row 13: answer 5 is not an int index"):
+    with pytest.raises(ValueError, match=r"mine.jsonl row 14 \(1-based\): answer 5 is not an int index"):
         load_multiple_choice_dataset(str(tmp_path / "mine.jsonl"))
     DatasetDict({"train": Dataset.from_list(rows[:10]), "validation": Dataset.from_list(rows[10:])}).save_to_disk(tmp_path / "dd")
-    with pytest.raises(ValueError, match=r"\(validation split\) row 3: answer 5"):
+    with pytest.raises(ValueError, match=r"\(validation split\) row 4 \(1-based\): answer 5"):
         load_multiple_choice_dataset(str(tmp_path / "dd"))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_line_that_is_not_json_is_named_by_its_line_in_the_file(tmp_path, suffix):
+    lines = [json.dumps({"question": f"q{i}", "choices": ["yes", "no"], "answer": 0}) for i in range(12)]
+    lines[6] = "{'question': 'single quotes'}"  # line 7
+    path = tmp_path / f"mine{suffix}"
+    path.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]))  # a blank line still counts: line 8
+    with pytest.raises(ValueError, match=rf"^dataset {re.escape(str(path))}: line 8 \(1-based\) is not JSON \(Expecting "
+                                         r"property name enclosed in double quotes\): \"\{'question'"):
+        load_multiple_choice_dataset(str(path))
+
+
+def test_a_json_document_that_does_not_parse_is_named_by_the_line_where_it_stops(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text('[\n  {"question": "q", "choices": ["yes", "no"], "answer": 0},\n  {"question": "r" "answer": 1}\n]\n')
+    with pytest.raises(ValueError, match=rf"^dataset {re.escape(str(path))}: line 3 \(1-based\), column 20 is not valid "
+                                         "JSON: Expecting ',' delimiter$"):
+        load_multiple_choice_dataset(str(path))
 
 
 def test_logprob_sums_in_chunks_equal_the_full_log_softmax():
