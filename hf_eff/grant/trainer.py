@@ -80,6 +80,7 @@ from hf_eff.grant.tasks import (
     task_loss,
 )
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
+from hf_eff.utils.training_failures import TrainingFailuresMixin
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def _own_target_std(model, task: GraphTask, device) -> torch.Tensor | None:
     return None if isinstance(getattr(model, "_target_std", None), torch.Tensor) else torch.as_tensor(std, device=device)
 
 
-class GraNTTrainer(HubCardTrainerMixin, Trainer):
+class GraNTTrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
     """`Trainer` for a torch_geometric model on graph datasets (`graphs_from_pyg`, `graphs_from_smiles`: columns x,
     edge_index, num_nodes, y, optionally edge_attr), whose teacher picks the graphs it trains on
     (`GraNTTrainingArguments`: task, teacher, variant, ratio and reselection schedules).

@@ -39,6 +39,7 @@ def halora_regularizer(
     Factors of equal shape are stacked, so the Gram matrices and their norms take a handful of
     batched kernels instead of several per layer: the cost is launch-bound, not arithmetic-bound
     (r x r matrices), and a per-layer loop made a GPU training step about 1.3x slower than LoRA's.
+    Non-finite factors, which the spectral norm's SVD refuses, raise a ``FloatingPointError`` naming their layers.
     """
     if norm not in REG_NORMS:
         raise ValueError(f"reg_norm must be one of {REG_NORMS}, got {norm!r}")
@@ -68,6 +69,26 @@ def halora_regularizer(
         for (device, *_), group in factors_b.items():
             stacked = torch.stack(group).float()  # (k, out, r)
             grams[(device, stacked.shape[2])].append(stacked.transpose(1, 2) @ stacked)  # B^T B
-        total = sum(torch.linalg.matrix_norm(torch.cat(group), ord=ord_).sum().to(first_device)
-                    for group in grams.values())
+        try:
+            total = sum(torch.linalg.matrix_norm(torch.cat(group), ord=ord_).sum().to(first_device)
+                        for group in grams.values())
+        except torch.linalg.LinAlgError as error:  # the spectral norm's SVD refuses non-finite Gram matrices
+            raise FloatingPointError(non_finite_factors(model, adapter_name)) from error
     return total / n_layers if reduction == "mean" else total
+
+
+def non_finite_factors(model: nn.Module, adapter_name: str = "default") -> str:
+    """Which of ``adapter_name``'s LoRA factors hold non-finite values or overflow their float32 Gram matrix: read
+    only once the regulariser has failed, as it costs a device read per layer."""
+    names = {module: name for name, module in model.named_modules()}
+    bad = []
+    for layer, lora_a, lora_b in lora_factors(model, adapter_name):
+        for factor, value, gram in (("A", lora_a, lora_a.float() @ lora_a.float().T),
+                                    ("B", lora_b, lora_b.float().T @ lora_b.float())):
+            if not value.isfinite().all():
+                bad.append(f"{names[layer]}'s lora_{factor} holds non-finite values")
+            elif not gram.isfinite().all():
+                bad.append(f"{names[layer]}'s lora_{factor} overflows its Gram matrix (largest |value| "
+                           f"{value.abs().max().item():.3g})")
+    shown = "; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return f"adapter {adapter_name!r}: {shown or 'a Gram matrix has no SVD'}"

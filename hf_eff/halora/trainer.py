@@ -61,6 +61,7 @@ from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
 from hf_eff.utils.pinning import CudaPinningArgumentsMixin
+from hf_eff.utils.training_failures import TrainingFailuresMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
 EVAL_DRAW_INDEX = -1
@@ -265,7 +266,7 @@ class _OneNoiseDrawWarning(TrainerCallback):
         self.trainer.warn_of_one_noise_draw(state.max_steps)
 
 
-class HaLoRATrainer(HubCardTrainerMixin, Trainer):
+class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
     """``Trainer`` for HaLoRA adapters (and for LoRA baselines evaluated the same way).
 
     Training (HaLoRA adapter active): the adapter's RRAM noise is written into the frozen weights
@@ -273,8 +274,9 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
     at the level ``training_noise_sigma`` gives (warm-up, sampled level), identical on every process;
     ``reg_weight * L_reg`` reaches the adapter as the config's ``reg_application`` says (a decoupled
     step after each optimizer step, or in the loss). Logs ``task_loss``, ``reg_loss`` and
-    ``noise_sigma`` (the current draw's level) beside ``loss``. The noise is taken out before
-    evaluation, saving and at the end of training. ``evaluate`` runs at each of ``eval_sigmas``; ``predict``
+    ``noise_sigma`` (the current draw's level) beside ``loss``. A non-finite training loss, or LoRA factors the
+    regulariser finds non-finite, stop training with a ``FloatingPointError`` (``TrainingFailuresMixin``). The
+    noise is taken out before evaluation, saving and at the end of training. ``evaluate`` runs at each of ``eval_sigmas``; ``predict``
     runs on the clean weights (inside ``with rram_noise(trainer.model, ...)`` on noisy ones).
 
     ``scorer`` (``tokenize_for_scoring``'s, with its eval dataset) scores the evaluation: it sets
@@ -386,7 +388,10 @@ class HaLoRATrainer(HubCardTrainerMixin, Trainer):
         return active_halora_config(self.model)
 
     def regularization_loss(self) -> torch.Tensor:
-        return self.model.base_model.get_regularization_loss(self.model.active_adapter)
+        try:
+            return self.model.base_model.get_regularization_loss(self.model.active_adapter)
+        except FloatingPointError as error:  # non-finite LoRA factors: the optimizer step just taken diverged
+            raise self.divergence_error(f"the HaLoRA regulariser's {error}") from error
 
     # --- training --------------------------------------------------------------------------
 
