@@ -105,6 +105,7 @@ from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
+from hf_eff.utils.output_dir import check_output_dir
 from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags, refuse_misplaced_recipe
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
@@ -152,6 +153,11 @@ class ModelArguments:
                   "target's errors by its standard deviation. For targets of very different scales, of which the "
                   "largest would otherwise decide the loss and the teacher's selection alone. A --model_name_or_path "
                   "keeps the standardisation it was trained with."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an --output_dir that holds an earlier run (its all_results.json, model or "
+                  "checkpoints), which is refused otherwise: this run's files replace the earlier run's."},
     )
 
 
@@ -422,6 +428,7 @@ def check_run_mode(model_args: ModelArguments, data_args: DataArguments, trainin
     check_evaluation_only(training_args, "--model_name_or_path", model_args.model_name_or_path)
     check_model_source("--model_name_or_path", model_args.model_name_or_path, "--model_revision",
                        model_args.model_revision, training_args.output_dir)
+    check_output_dir(training_args, model_args.overwrite_output_dir)
 
 
 def model_misfits(model: GrantGCN, task: str, in_channels: int, out_channels: int, names: list[str] | None) -> list[str]:

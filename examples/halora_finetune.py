@@ -97,6 +97,7 @@ from hf_eff.hub.sources import (
 )
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
+from hf_eff.utils.output_dir import check_output_dir
 from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
@@ -181,6 +182,11 @@ class ModelArguments:
         default="decoupled",
         metadata={"help": f"One of {REG_APPLICATIONS}: a plain lr * mu * grad step after each optimizer step, or in the loss."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an --output_dir that holds an earlier run (its all_results.json, adapter or "
+                          "checkpoints), which is refused otherwise: this run's files replace the earlier run's."},
+    )
 
     def __post_init__(self):
         if self.method not in (None, *METHODS):
@@ -240,6 +246,7 @@ def parse_args(argv: list[str] | None = None):
     check_evaluation_only(training_args, "--adapter_name_or_path", model_args.adapter_name_or_path, needs_model=False)
     check_model_source("--adapter_name_or_path", model_args.adapter_name_or_path, "--adapter_revision",
                        model_args.adapter_revision, training_args.output_dir)
+    check_output_dir(training_args, model_args.overwrite_output_dir)
     return model_args, data_args, training_args
 
 
@@ -247,6 +254,7 @@ def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArg
     """The method, base model and evaluation noise the flags and --adapter_name_or_path imply, set on the arguments,
     with a warning for each flag the adapter does not use. Returns the adapter's config, if any."""
     loaded = resolve_method_and_base_model(model_args, training_args.do_train)
+    warn_of_halora_flags_for_lora(model_args)
     fill_evaluation_noise(model_args, training_args)
     if loaded is not None:
         warn_of_unused_adapter_flags(model_args, loaded, training_args.eval_noise_from_adapter)
@@ -355,6 +363,18 @@ def warn_of_unused_adapter_flags(model_args: ModelArguments, config: PeftConfig,
             continue
         logger.warning("--%s %s is not used: --adapter_name_or_path %r keeps its own %s=%s", flag, given,
                        model_args.adapter_name_or_path, config_field, kept)
+
+
+def warn_of_halora_flags_for_lora(model_args: ModelArguments) -> None:
+    """One warning naming the HaLoRA-only flags set away from their defaults (as flags or by a recipe) for LoRA,
+    which trains without HaLoRA's noise and regulariser."""
+    if model_args.method != "lora":
+        return
+    defaults = ModelArguments()
+    unused = [f"--{flag} {getattr(model_args, flag)}" for flag in HALORA_FLAGS
+              if comparable(getattr(model_args, flag)) != comparable(getattr(defaults, flag))]
+    if unused:
+        logger.warning("%s not used: --method lora trains without HaLoRA's noise and regulariser", ", ".join(unused))
 
 
 def warn_of_other_evaluation_noise(path: str, config: HaLoRAConfig, training_args: HaLoRATrainingArguments) -> None:

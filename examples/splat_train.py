@@ -81,6 +81,7 @@ from hf_eff.splat import (
 from hf_eff.splat.scene import resolved_test_every
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
+from hf_eff.utils.output_dir import check_output_dir
 from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import log_numeric_metrics, save_local_model_card
 
@@ -169,6 +170,11 @@ class ModelArguments:
     init_random_points: int = field(
         default=10_000,
         metadata={"help": "Gaussians drawn uniformly in the scene's bounds when it has no point cloud (3DGS random init)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an --output_dir that holds an earlier run (its results, model or checkpoints), "
+                          "which is refused otherwise: this run's files replace the earlier run's."},
     )
 
 
@@ -386,6 +392,7 @@ def main():
     check_evaluation_only(training_args, "--model_name_or_path", model_args.model_name_or_path)
     check_model_source("--model_name_or_path", model_args.model_name_or_path, "--model_revision",
                        model_args.model_revision, training_args.output_dir)
+    check_output_dir(training_args, model_args.overwrite_output_dir)
     check_world_size(training_args.world_size)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     log_level = training_args.get_process_log_level()

@@ -182,7 +182,7 @@ def test_data_on_the_command_line_replaces_the_recipes(tmp_path, caplog):
             "max_nodes") in caplog.text
     # a recipe's node task with a CSV is named, rather than failing on the model's outputs
     with pytest.raises(ValueError, match="is a CSV of molecules.*not node_regression"):
-        example.main([gen_reg, "--dataset", csv, "--target_column", "logp", "--output_dir", str(tmp_path / "run")])
+        example.main([gen_reg, "--dataset", csv, "--target_column", "logp", "--output_dir", str(tmp_path / "refused")])
     _, data_args, _ = example.parse_args([gen_reg, "--task", "freesolv"])  # another built-in set
     assert (data_args.builtin, data_args.num_generated_graphs) == ("freesolv", example.DataArguments().num_generated_graphs)
     _, data_args, _ = example.parse_args([gen_reg, "--task", "gen-cls", "--min_nodes", "5"])  # gen-reg's options apply
@@ -197,7 +197,7 @@ def test_data_on_the_command_line_replaces_the_recipes(tmp_path, caplog):
     with pytest.raises(ValueError, match=f"recipe {both} names two data sources, builtin: qm9 and dataset: {csv}"):
         example.parse_args([str(both)])
     with pytest.raises(ValueError, match="give exactly one of"):  # both on the command line: no recipe to replace
-        example.main(["--task", "qm9", "--dataset", csv, "--output_dir", str(tmp_path / "run")])
+        example.main(["--task", "qm9", "--dataset", csv, "--output_dir", str(tmp_path / "refused")])
 
 
 def test_unparsable_smiles_of_a_csv_are_skipped_on_request(tmp_path, caplog):
@@ -213,7 +213,7 @@ def test_unparsable_smiles_of_a_csv_are_skipped_on_request(tmp_path, caplog):
            "'not_a_molecule'" in caplog.text
     assert math.isfinite(results["test_mae"])
     with pytest.raises(ValueError, match="--skip_invalid_smiles does not apply to --task gen-reg"):
-        example.main(["--task", "gen-reg", "--skip_invalid_smiles", "--output_dir", str(tmp_path / "run"), *COMMON])
+        example.main(["--task", "gen-reg", "--skip_invalid_smiles", "--output_dir", str(tmp_path / "refused"), *COMMON])
 
 
 def test_saved_dataset_dict_is_used_as_split(tmp_path):
@@ -229,8 +229,8 @@ def test_saved_dataset_dict_is_used_as_split(tmp_path):
     assert math.isfinite(results["test_mae"])
     DatasetDict(train=graphs).save_to_disk(str(tmp_path / "train_only"))
     with pytest.raises(ValueError, match=r"DatasetDict with splits \['train'\], missing \['validation', 'test'\]"):
-        _example().main(["--dataset", str(tmp_path / "train_only"), "--task", "node_regression", "--output_dir", str(out),
-                         *COMMON])
+        _example().main(["--dataset", str(tmp_path / "train_only"), "--task", "node_regression", "--output_dir",
+                         str(tmp_path / "refused"), *COMMON])
 
 
 def test_task_help_names_the_task_kinds_and_the_builtin_sets():
@@ -519,3 +519,27 @@ def test_a_saved_dataset_dict_is_not_split_again(tmp_path):
                                  validation=_rare_class_graphs("graph_classification").select([1]),
                                  test=_rare_class_graphs("graph_classification").select([3]))
     assert example.split_graphs(saved, data_args, "graph_classification", seed=1) is saved
+
+
+def test_a_training_run_into_a_finished_run_is_refused_before_loading_data(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"an earlier run's model")
+    (out / "checkpoint-10").mkdir()
+    # the --dataset does not exist: the refusal comes before any data is read
+    flags = ["--dataset", str(tmp_path / "absent.csv"), "--target_column", "logp", "--task", "graph_regression",
+             "--output_dir", str(out), *COMMON]
+    with pytest.raises(FileExistsError, match=re.escape(
+            f"--output_dir {out} already holds a run (model.safetensors, 1 checkpoint(s) (checkpoint-10))")):
+        _example().main(flags)
+    with pytest.raises(FileNotFoundError):  # past the refusal
+        _example().main([*flags, "--overwrite_output_dir"])
+
+
+def test_a_diverged_run_stops_by_name_and_saves_nothing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match=r"training diverged at step \d+: the training loss is (nan|inf).*"
+                                                 r"--learning_rate, now 1e\+30.*no checkpoint had been written"):
+        _example().main(["--task", "gen-reg", "--num_generated_graphs", "30", "--min_nodes", "4", "--max_nodes", "6",
+                         "--output_dir", str(out), *COMMON, "--learning_rate", "1e30", "--max_grad_norm", "0"])
+    assert not (out / "model.safetensors").exists() and not (out / "all_results.json").exists()

@@ -391,7 +391,7 @@ def test_an_earlier_runs_predictions_are_removed_once_a_run_into_the_folder_succ
     with monkeypatch.context() as patched:  # a run that fails keeps the earlier run's files
         patched.setattr(GraNTTrainer, "train", fail)
         with pytest.raises(RuntimeError, match="training failed"):
-            _example().main([*GENERATED, "--output_dir", str(out)])
+            _example().main([*GENERATED, "--output_dir", str(out), "--overwrite_output_dir"])
     assert stale.read_text() == earlier
     saved = GraNTTrainer.save_model
     present_when_saved = []
@@ -401,10 +401,10 @@ def test_an_earlier_runs_predictions_are_removed_once_a_run_into_the_folder_succ
         return saved(trainer, *args, **kwargs)
 
     monkeypatch.setattr(GraNTTrainer, "save_model", save_model)
-    _example().main([*GENERATED, "--output_dir", str(out), "--do_predict", "--seed", "1"])  # replaced after the push
+    _example().main([*GENERATED, "--output_dir", str(out), "--overwrite_output_dir", "--do_predict", "--seed", "1"])  # replaced after the push
     assert present_when_saved == [False] and stale.read_text() != earlier
     with caplog.at_level("INFO"):
-        _example().main([*GENERATED, "--output_dir", str(out)])
+        _example().main([*GENERATED, "--output_dir", str(out), "--overwrite_output_dir"])
     assert present_when_saved == [False, False] and not stale.exists()
     assert f"removed {stale}: an earlier run's predictions, not this model's" in caplog.text
 

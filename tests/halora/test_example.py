@@ -66,9 +66,10 @@ def test_both_methods_are_evaluated_under_the_noise_flags(tmp_path, char_tokeniz
               "--eval_noise_seeds", "1", "--noise_mode", "multiplicative", "--noise_tile_size", "16", "--report_to", "none",
               "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true"]
     from_adapter = ["--eval_noise_from_adapter", "True"]
-    for method, extra, tile in (("lora", [], 16), ("halora", [], 16), ("lora", ["--eval_noise_tile_size", "8"], 8),
-                                ("lora", from_adapter, 16), ("halora", from_adapter, 16)):
-        results = _load_example().main(common + ["--method", method, "--output_dir", str(tmp_path / method)] + extra)
+    for run, (method, extra, tile) in enumerate((("lora", [], 16), ("halora", [], 16),
+                                                 ("lora", ["--eval_noise_tile_size", "8"], 8), ("lora", from_adapter, 16),
+                                                 ("halora", from_adapter, 16))):
+        results = _load_example().main(common + ["--method", method, "--output_dir", str(tmp_path / f"run{run}")] + extra)
         assert (results["noise_mode"], results["noise_tile_size"]) == ("multiplicative", tile), (method, extra)
 
 
@@ -248,3 +249,45 @@ def test_gpt2_conv1d_targets_get_fan_in_fan_out_from_the_example_without_peft_wa
     for model, targets, fan_in_fan_out in ((gpt2, "all-linear", True), (gpt2, ["lm_head"], False),
                                            (make_tiny_llama(), "all-linear", False)):
         assert adapter_config("lora", target_modules=targets, model=model).fan_in_fan_out is fan_in_fan_out, targets
+
+
+def test_a_training_run_into_a_finished_run_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "adapter_model.safetensors").write_bytes(b"an earlier run's adapter")
+    # the base model named does not exist: the refusal comes before any model is looked for
+    flags = ["--model_name_or_path", str(tmp_path / "absent"), "--output_dir", str(out)]
+    with pytest.raises(FileExistsError, match=f"--output_dir {out} already holds a run \\(adapter_model.safetensors\\)"):
+        _load_example().main(flags)
+    _load_example().parse_args([*flags, "--overwrite_output_dir"])
+    (out / "all_results.json").write_text(json.dumps({"eval_accuracy_sigma_0_mean": 0.5}))  # an evaluation's
+    _load_example().parse_args([*flags, "--no_do_train"])  # evaluations are check_evaluation_only's to judge
+
+
+def test_a_diverged_run_stops_by_name_and_leaves_the_earlier_run_it_overwrites_as_it_was(tmp_path, char_tokenizer):
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    flags = ["--model_name_or_path", str(model_dir), "--task_name", "comparison", "--train_size", "16", "--eval_size", "4",
+             "--max_length", "64", "--max_steps", "3", "--per_device_train_batch_size", "4", "--eval_sigmas", "0",
+             "--eval_noise_seeds", "1", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
+             "--disable_tqdm", "true", "--output_dir", str(out)]
+    _load_example().main(flags)
+    saved = {name: (out / name).read_bytes() for name in ("adapter_model.safetensors", "all_results.json", "README.md")}
+    with pytest.raises(FloatingPointError, match=r"training diverged at step \d: .*--learning_rate, now 1e\+30"):
+        _load_example().main([*flags, "--overwrite_output_dir", "--learning_rate", "1e30", "--max_grad_norm", "0"])
+    assert {name: (out / name).read_bytes() for name in saved} == saved
+
+
+def test_halora_only_flags_given_to_lora_are_named_in_one_warning(caplog):
+    with caplog.at_level("WARNING"):
+        parse_and_resolve(["--method", "lora", "--noise_sigma", "0.05", "--reg_weight", "5", "--output_dir", "unused"])
+    warnings = [record.getMessage() for record in caplog.records if "not used: --method lora" in record.getMessage()]
+    assert warnings == ["--noise_sigma 0.05, --reg_weight 5.0 not used: --method lora trains without HaLoRA's noise "
+                        "and regulariser"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        parse_and_resolve(["--method", "halora", "--noise_sigma", "0.05", "--output_dir", "unused"])
+        parse_and_resolve(["--method", "lora", "--noise_mode", "multiplicative", "--output_dir", "unused"])  # LoRA's too
+    assert "not used: --method lora" not in caplog.text

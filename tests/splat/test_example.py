@@ -238,3 +238,17 @@ def test_the_run_prints_its_metrics_and_says_where_it_wrote(tmp_path, monkeypatc
     assert "***** train metrics *****" in printed and "***** eval metrics *****" in printed
     assert "eval_psnr" in printed and "eval_ssim" in printed
     assert f"Wrote the model, splats.ply, preview.png, all_results.json to {out}" in caplog.text
+
+
+def test_a_training_run_into_a_finished_run_is_refused_before_the_scene_is_read(tmp_path, monkeypatch):
+    import pytest
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_results.json").write_text("{}")
+    # the --scene does not exist: the refusal comes before it is read
+    flags = ["--scene", str(tmp_path / "absent"), "--max_steps", "3", "--output_dir", str(out)]
+    with pytest.raises(FileExistsError, match="already holds a run \\(train_results.json\\).*--overwrite_output_dir"):
+        run_example(monkeypatch, *flags)
+    with pytest.raises((FileNotFoundError, ValueError), match="absent"):  # past the refusal
+        run_example(monkeypatch, *flags, "--overwrite_output_dir")
