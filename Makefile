@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# TORCH_SPEC picks the torch build. The default is the CPU wheel (pinned in the same pip
-# command as everything else, so pip never pulls a CUDA build). GPU users: TORCH_SPEC=torch
+# TORCH_SPEC picks the torch build. The default pins torch==2.13.0 in the same pip command as
+# everything else, so pip never upgrades it; it is the CPU wheel where pip is offered one (here
+# /opt/wheels; on plain PyPI set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu, see README). GPU users: TORCH_SPEC=torch
 # (or any spec, e.g. "torch==2.9.1") or TORCH_SPEC= to keep the torch already in the venv.
 PYTHON ?= python3
 VENV ?= .venv
