@@ -28,6 +28,7 @@ __all__ = ["GaussianModel", "rgb_to_sh", "sh_to_rgb"]
 
 # Zeroth-order real spherical harmonic, Y_0^0 = 1 / (2 sqrt(pi)).
 SH_C0 = 0.28209479177387814
+MAX_SH_DEGREE = 4  # gsplat's spherical-harmonic evaluation goes no higher
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 # GaussianModel.export's formats, and the file names it recognises them by (the longest first).
 EXPORT_FORMATS = ("ply", "splat", "ply_compressed")
@@ -47,10 +48,13 @@ def sh_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
 
 
 def _num_sh_rest(sh_degree: int) -> int:
-    # Checked where shN is sized: torch.zeros would refuse a negative size without naming sh_degree.
-    if not 0 <= sh_degree <= 4:
-        raise ValueError(f"sh_degree must be in 0..4 (gsplat's range), got {sh_degree}")
     return (sh_degree + 1) ** 2 - 1
+
+
+def _check_sh_degree(sh_degree: int) -> None:
+    # Before shN is sized: torch.zeros would refuse a negative size without naming sh_degree.
+    if not 0 <= sh_degree <= MAX_SH_DEGREE:
+        raise ValueError(f"sh_degree must be in 0..{MAX_SH_DEGREE} (gsplat's range), got {sh_degree}")
 
 
 class GaussianModel(
@@ -103,6 +107,7 @@ class GaussianModel(
             raise ValueError(f"num_gaussians must be >= 0, got {num_gaussians}")
         if rasterize_mode not in RASTERIZE_MODES:
             raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
+        _check_sh_degree(sh_degree)
         self.sh_degree = sh_degree
         self.rasterize_mode = rasterize_mode
         self.white_background = white_background
@@ -208,6 +213,7 @@ class GaussianModel(
     def _initial(cls, xyz, colors, log_scales, sh_degree, init_opacity, generator=None):
         if not 0 < init_opacity < 1:
             raise ValueError(f"init_opacity must be in (0, 1), got {init_opacity}")
+        _check_sh_degree(sh_degree)
         n = len(xyz)
         return cls.from_tensors(
             sh_degree=sh_degree,
@@ -528,8 +534,9 @@ class GaussianModel(
         names = set(vertex.dtype.names)
         n_rest = sum(1 for name in names if name.startswith("f_rest_"))
         sh_degree = round(math.sqrt(n_rest // 3 + 1)) - 1
-        if n_rest % 3 or _num_sh_rest(sh_degree) * 3 != n_rest:
-            raise ValueError(f"{path}: {n_rest} f_rest_* properties match no SH degree")
+        if n_rest % 3 or not 0 <= sh_degree <= MAX_SH_DEGREE or _num_sh_rest(sh_degree) * 3 != n_rest:
+            raise ValueError(f"{path}: {n_rest} f_rest_* properties match no SH degree in 0..{MAX_SH_DEGREE} "
+                             "(gsplat's range)")
         model = cls(sh_degree=sh_degree)
         missing = [name for name in model.ply_property_names() if name not in names]
         missing = [name for name in missing if name not in ("nx", "ny", "nz")]

@@ -120,6 +120,19 @@ def test_from_ply_names_missing_properties(tmp_path):
         GaussianModel.from_ply(path)
 
 
+@pytest.mark.parametrize("n_rest", [120, 105])  # 105: the count of degree 5, beyond gsplat's 0..4
+def test_from_ply_names_the_file_whose_f_rest_count_matches_no_sh_degree(tmp_path, n_rest):
+    from plyfile import PlyData, PlyElement
+
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    names += [f"f_rest_{i}" for i in range(n_rest)]
+    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    path = tmp_path / "degree5.ply"
+    PlyData([PlyElement.describe(np.zeros(2, dtype=[(name, "f4") for name in names]), "vertex")]).write(str(path))
+    with pytest.raises(ValueError, match=rf"{path}: {n_rest} f_rest_\* properties match no SH degree in 0\.\.4"):
+        GaussianModel.from_ply(path)
+
+
 def test_pretrained_round_trip_after_densification_changes_the_count(tmp_path):
     model = random_model(num=40, sh_degree=1)
     optimizers = {key: torch.optim.Adam([param], lr=1e-3) for key, param in model.splats.items()}
