@@ -10,7 +10,6 @@ ratio) and, for importance sampling, a seed, hence identical on every process.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torch_geometric.utils import scatter
 
@@ -18,11 +17,10 @@ from hf_eff.grant.collator import arrow_batches, forward_inputs, model_inputs, m
 from hf_eff.grant.schedules import num_selected
 from hf_eff.grant.tasks import (
     GraphTask,
-    _check_outputs,
     check_class_count,
-    node_losses,
     output_error,
     per_target_std,
+    unit_losses,
 )
 
 NODE_NORMALIZATIONS = ("nodes", "sqrt_nodes", "total")
@@ -231,11 +229,8 @@ def weighted_loss(
     if task.is_multilabel:
         raise ValueError("weighted_loss: graph_multilabel's units are labelled entries, which importance sampling "
                          "does not weigh; use selection='top_k'")
-    if task.level == "node":
-        return (node_losses(task, outputs, labels) * graph_weights[batch].to(outputs.dtype)).sum()
-    _check_outputs(task, outputs, labels)
-    if task.is_classification:
-        losses = F.cross_entropy(outputs, labels.long(), reduction="none")
-    else:
-        losses = F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype), reduction="none").mean(dim=-1)
-    return (losses * graph_weights.to(outputs.dtype)).sum()
+    losses = unit_losses(task, outputs, labels)
+    unit_weights = graph_weights[batch] if task.level == "node" else graph_weights
+    # in the losses' dtype: under fp16 autocast they are float32 while the outputs are fp16, in which weights
+    # 1 / (k_b U p_i) of a large pool would round or underflow to 0
+    return (losses * unit_weights.to(losses.dtype)).sum()

@@ -104,15 +104,23 @@ def multilabel_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tens
     return torch.where(labelled, losses, 0.0).sum(dim=-1), labelled.sum(dim=-1)
 
 
-def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The loss of every node of a node-level task, whose mean is `task_loss`: the squared error
-    averaged over the node's targets, or the cross-entropy. Shape [nodes]."""
-    if task.level != "node":
-        raise ValueError(f"node_losses needs a node-level task, got {task!r}")
+def unit_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of every loss unit, whose mean is `task_loss`: every node of a node-level task, every graph of a
+    graph-level one; the squared error averaged over the unit's targets, or the cross-entropy. Shape [units].
+    Not graph_multilabel's, whose units are labelled entries (`multilabel_losses`)."""
+    if task.is_multilabel:
+        raise ValueError(f"unit_losses: {task}'s loss units are labelled entries; use multilabel_losses")
     _check_outputs(task, outputs, labels)
     if task.is_classification:
         return F.cross_entropy(outputs, labels.long(), reduction="none")
     return F.mse_loss(outputs, labels.view_as(outputs).to(outputs.dtype), reduction="none").mean(dim=-1)
+
+
+def node_losses(task: GraphTask, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of every node of a node-level task (`unit_losses`). Shape [nodes]."""
+    if task.level != "node":
+        raise ValueError(f"node_losses needs a node-level task, got {task!r}")
+    return unit_losses(task, outputs, labels)
 
 
 def per_target_std(outputs: torch.Tensor, labels: torch.Tensor, target_std: torch.Tensor | None):

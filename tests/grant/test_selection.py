@@ -20,7 +20,7 @@ from hf_eff.grant.selection import (
     top_k,
     weighted_loss,
 )
-from hf_eff.grant.tasks import GraphTask, node_losses
+from hf_eff.grant.tasks import GraphTask, node_losses, unit_losses
 
 
 def test_batch_variant_keeps_exactly_the_batches_with_the_largest_mean_score():
@@ -258,3 +258,23 @@ def test_weighted_loss_weighs_each_unit_by_its_graphs_weight(task):
     assert weighted_loss(task, outputs, labels, batch, weights).item() == pytest.approx(float(expected), rel=1e-5)
     with pytest.raises(ValueError, match="graph_multilabel"):
         weighted_loss("graph_multilabel", outputs, labels, batch, weights)
+
+
+@pytest.mark.parametrize("task", ["node_regression", "graph_classification"])
+def test_weighted_loss_under_fp16_autocast_keeps_small_weights_in_the_losses_float32(task):
+    # weights 1 / (k_b U p_i) of a large pool: 1e-8 underflows to 0 in fp16, 3e-5 rounds (its nearest fp16 is
+    # 2.998e-5), while autocast computes the losses in float32
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.tensor([0, 0, 1, 1, 1])
+    rows = len(batch) if task.startswith("node") else 2
+    layer, x = torch.nn.Linear(4, 3), torch.randn(rows, 4, generator=generator)
+    # regression labels that fp16 holds exactly (the loss casts them to the outputs' dtype)
+    labels = torch.randn(rows, 3, generator=generator).half().float() if task.endswith("regression") else torch.tensor([2, 0])
+    weights = torch.tensor([1e-8, 3e-5], dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.float16):
+        outputs = layer(x)
+        loss = weighted_loss(task, outputs, labels, batch, weights)
+    assert outputs.dtype == torch.float16 and loss.dtype == torch.float32
+    losses = unit_losses(GraphTask(task), outputs.float(), labels).double()
+    unit_weights = weights[batch] if task.startswith("node") else weights
+    assert loss.item() == pytest.approx((losses * unit_weights).sum().item(), rel=1e-4)

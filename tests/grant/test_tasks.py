@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from hf_eff.grant.tasks import TASKS, GraphTask, node_losses, output_error, task_loss
+from hf_eff.grant.tasks import TASKS, GraphTask, node_losses, output_error, task_loss, unit_losses
 
 NAN = float("nan")
 
@@ -60,6 +60,19 @@ def test_node_losses_average_to_the_task_loss(task):
     torch.testing.assert_close(losses.mean(), task_loss(GraphTask(task), outputs, labels))
     with pytest.raises(ValueError, match="node-level task"):
         node_losses(GraphTask("graph_regression"), outputs, labels)
+
+
+@pytest.mark.parametrize("task", ["node_regression", "node_classification", "graph_regression", "graph_classification"])
+def test_unit_losses_are_one_per_node_or_graph_and_average_to_the_task_loss(task):
+    outputs = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 2, 1, 1, 0]) if task.endswith("classification") else torch.randn(5, 3)
+    losses = unit_losses(GraphTask(task), outputs, labels)
+    assert losses.shape == (5,)
+    torch.testing.assert_close(losses.mean(), task_loss(GraphTask(task), outputs, labels))
+    with pytest.raises(ValueError, match="returned 4 rows for 5"):
+        unit_losses(GraphTask(task), outputs[:4], labels)
+    with pytest.raises(ValueError, match="labelled entries; use multilabel_losses"):
+        unit_losses(GraphTask("graph_multilabel"), outputs, torch.zeros(5, 3))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
