@@ -10,6 +10,7 @@ from transformers.trainer_utils import SaveStrategy
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.splat.losses import SSIM_PADDINGS
 from hf_eff.splat.rendering import RASTERIZE_MODES
+from hf_eff.splat.strategy.global_to_local import check_prune_ratio
 from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 
 # The reference run both 3DGS and the paper use; step counts below are given at this length and
@@ -374,22 +375,22 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"SplatTrainingArguments.{name} must be in [0, 1], got {value}")
-        if self.grow_grad2d <= 0:
+        # `not x > 0` (and `not x >= 0` below), not `x <= 0`: NaN compares False, so it is refused too.
+        if not self.grow_grad2d > 0:
             # checked here, or g2l's local-phase clone threshold (clone_grad2d_factor * grow_grad2d) names it
             raise ValueError(f"SplatTrainingArguments.grow_grad2d must be > 0, got {self.grow_grad2d} (g2l's clone "
                              "threshold, clone_grad2d_factor * grow_grad2d, is derived from it)")
-        if self.clone_grad2d_factor <= 0:
+        if not self.clone_grad2d_factor > 0:
             raise ValueError(f"SplatTrainingArguments.clone_grad2d_factor must be > 0, got {self.clone_grad2d_factor}")
         # 0 freezes that parameter; a negative rate climbs the loss.
         for name in LEARNING_RATE_FIELDS:
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"SplatTrainingArguments.{name} must be >= 0 (0 freezes those parameters), "
                                  f"got {getattr(self, name)}")
         if not 0 <= self.ssim_weight <= 1:
             raise ValueError(f"SplatTrainingArguments.ssim_weight must be in [0, 1] (lambda of (1 - lambda) L1 + "
                              f"lambda D-SSIM), got {self.ssim_weight}")
-        if not 0 <= self.prune_ratio < 1:
-            raise ValueError(f"SplatTrainingArguments.prune_ratio must be in [0, 1), got {self.prune_ratio}")
+        check_prune_ratio(self.prune_ratio, "SplatTrainingArguments")
         if not 0 <= self.prune_opa_max <= 1:
             raise ValueError(f"SplatTrainingArguments.prune_opa_max must be in [0, 1] (an opacity), got {self.prune_opa_max}")
         if self.prune_pause_after_reset < 0:
@@ -403,7 +404,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         if self.finite_check_steps < 1:
             raise ValueError(f"SplatTrainingArguments.finite_check_steps must be >= 1, got {self.finite_check_steps}")
         for name in ("opacity_reg", "scale_reg"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"SplatTrainingArguments.{name} must be >= 0 (0: off), got {getattr(self, name)}")
         if self.random_bkgd and self.white_background:
             raise ValueError(RANDOM_BKGD_ON_WHITE)

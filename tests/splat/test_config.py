@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -167,12 +168,21 @@ def test_random_bkgd_is_refused_on_a_white_background(tmp_path):
     ("ssim_weight", 2.0, r"ssim_weight must be in \[0, 1\] .*got 2.0"),
     ("ssim_weight", -1.0, r"ssim_weight must be in \[0, 1\] .*got -1.0"),
     ("prune_opa_max", 2.0, r"prune_opa_max must be in \[0, 1\] \(an opacity\), got 2.0"),
-    ("prune_ratio", 1.0, r"prune_ratio must be in \[0, 1\), got 1.0"),
+    ("prune_ratio", 1.0, r"prune_ratio must be in \[0, 1\) \(the fraction of opacities under the adaptive "
+                         r"threshold\), got 1.0"),
 ])
 def test_out_of_range_rates_weights_and_opacity_bars_are_refused_by_name(tmp_path, name, value, message):
     # each was accepted and trained on (a negative rate climbs the loss; an opacity bar above 1 prunes by rank alone)
     with pytest.raises(ValueError, match=rf"SplatTrainingArguments\.{message}"):
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **{name: value})
+
+
+@pytest.mark.parametrize("name", ["means_lr", "opacities_lr", "shN_lr", "grow_grad2d", "clone_grad2d_factor",
+                                  "opacity_reg", "prune_ratio"])
+def test_a_nan_rate_threshold_or_weight_is_refused_by_name(tmp_path, name):
+    # `nan < 0` is False: a NaN learning rate or grow_grad2d used to pass the range checks
+    with pytest.raises(ValueError, match=rf"SplatTrainingArguments\.{name} must be .*got nan"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **{name: math.nan})
 
 
 def test_learning_rates_of_zero_and_the_range_ends_are_accepted(tmp_path):

@@ -134,6 +134,19 @@ def test_local_clone_threshold_holds_back_cloning_only():
         GlobalToLocalStrategy(clone_grad2d=0.0)
 
 
+@pytest.mark.parametrize("prune_ratio", [1.0, -0.1, math.nan])
+def test_a_prune_ratio_outside_0_1_is_refused_naming_the_strategy(prune_ratio):
+    # the check SplatTrainingArguments shares (check_prune_ratio), naming where the value was given
+    with pytest.raises(ValueError, match=rf"GlobalToLocalStrategy\.prune_ratio must be in \[0, 1\) \(the fraction "
+                                         rf"of opacities under the adaptive threshold\), got {prune_ratio}"):
+        GlobalToLocalStrategy(prune_ratio=prune_ratio)
+
+
+def test_a_nan_clone_grad2d_is_refused():
+    with pytest.raises(ValueError, match="clone_grad2d must be > 0 or None, got nan"):
+        GlobalToLocalStrategy(clone_grad2d=math.nan)
+
+
 def test_unset_global_stop_iter_is_an_error():
     with pytest.raises(ValueError, match="global_stop_iter"):
         grow_once(GlobalToLocalStrategy(refine_start_iter=0), 100)

@@ -12,14 +12,21 @@ from gsplat.strategy.ops import duplicate, remove, split
 from hf_eff.splat.strategy.default import FixedDefaultStrategy
 
 
+def check_prune_ratio(prune_ratio: float, owner: str) -> None:
+    """The range of p, checked where it is given (`SplatTrainingArguments`, `GlobalToLocalStrategy`):
+    floor(N * p) must index one of the N opacities. NaN is refused too."""
+    if not 0 <= prune_ratio < 1:
+        raise ValueError(f"{owner}.prune_ratio must be in [0, 1) (the fraction of opacities under the adaptive "
+                         f"threshold), got {prune_ratio}")
+
+
 def adaptive_opacity_threshold(opacities: torch.Tensor, prune_ratio: float, max_threshold: float) -> float:
     """tau = min(alpha_sorted[floor(N * p)], tau_u) for post-sigmoid opacities `alpha`.
 
     The lowest `p` fraction of opacities sets the bar, so pruning follows the opacity
     distribution, while `tau_u` caps it so that a mostly transparent model is not gutted.
+    `p` must be in [0, 1): `GlobalToLocalStrategy` checks it (`check_prune_ratio`).
     """
-    if not 0.0 <= prune_ratio < 1.0:
-        raise ValueError(f"prune_ratio must be in [0, 1), got {prune_ratio}")
     if opacities.numel() == 0:
         return max_threshold
     flat = opacities.detach().flatten()
@@ -81,11 +88,10 @@ class GlobalToLocalStrategy(FixedDefaultStrategy):
     clone_grad2d: float | None = None
 
     def __post_init__(self):
-        if not 0.0 <= self.prune_ratio < 1.0:
-            raise ValueError(f"prune_ratio must be in [0, 1), got {self.prune_ratio}")
+        check_prune_ratio(self.prune_ratio, "GlobalToLocalStrategy")
         if self.prune_pause_after_reset < 0:
             raise ValueError(f"prune_pause_after_reset must be >= 0, got {self.prune_pause_after_reset}")
-        if self.clone_grad2d is not None and self.clone_grad2d <= 0:
+        if self.clone_grad2d is not None and not self.clone_grad2d > 0:  # NaN too
             raise ValueError(f"clone_grad2d must be > 0 or None, got {self.clone_grad2d}")
         if self.global_stop_iter is not None and self.global_stop_iter < 0:
             raise ValueError(f"global_stop_iter must be >= 0, got {self.global_stop_iter}")
