@@ -1,5 +1,6 @@
-"""A training run's failures, stopped by name: a diverged run at its first non-finite training loss, and a resume
-at a checkpoint's model file that does not load.
+"""A training run's failures, stopped by name: a diverged run at its first non-finite training loss (under fp16 loss
+scaling, at the last of several in a row), and a resume at a checkpoint whose model file does not load or does not fit
+the model.
 
 transformers' Trainer trains on through NaN: with ``logging_nan_inf_filter`` (the default) it logs each non-finite
 loss as the average of the finite ones before it (a log of 'loss': 0 beside 'grad_norm': nan) and saves the NaN
@@ -18,18 +19,34 @@ from safetensors import SafetensorError
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 
-# The weights Trainer._load_from_checkpoint reads, in its order: a full model's, else a PEFT adapter's
+# The weights a save writes and Trainer._load_from_checkpoint reads, in its order: a full model's, else a PEFT adapter's
 CHECKPOINT_WEIGHTS = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, ADAPTER_SAFETENSORS, ADAPTER_BIN)
+# The RuntimeErrors told apart by their messages' starts: torch.load's for a truncated or corrupt file, and
+# Module.load_state_dict's for weights of other names or shapes (PEFT's load_adapter raises it too)
+TORCH_LOAD_UNREADABLE = "PytorchStreamReader failed"
+STATE_DICT_MISMATCH = "Error(s) in loading state_dict"
 
 
 class TrainingFailuresMixin:
     """For a ``Trainer`` subclass (listed before ``Trainer``).
 
     ``training_step`` raises a ``FloatingPointError`` at the first non-finite training loss, naming the step, the loss
-    and the usual fix, so that nothing is trained or saved after it (the checkpoints already written stay);
-    ``divergence_error`` builds that error for other signs of the same divergence (HaLoRA's regulariser on
-    non-finite LoRA factors). A resume whose checkpoint's weights do not load is refused naming the file, which is
-    left as it is."""
+    and the usual fix, so that nothing is trained or saved after it (the checkpoints already written stay); under fp16
+    loss scaling (a GradScaler), which skips the optimizer step of a non-finite loss, at the
+    ``non_finite_losses_under_loss_scaling``-th in a row. ``divergence_error`` builds that error for other signs of
+    the same divergence (HaLoRA's regulariser on non-finite LoRA factors). A resume whose checkpoint's weights do not
+    read is refused naming the file, which is left as it is; one whose weights do not fit the model, naming the
+    checkpoint and the mismatch.
+
+    Under DDP each rank checks its own loss: the rank that raises exits, and torchrun (or accelerate launch) then
+    tears the other ranks down, which wait for it in the next gradient all-reduce; no collective is added here."""
+
+    # A GradScaler skips the optimizer step of a non-finite loss (its gradients are inf or NaN) and lowers its scale,
+    # as Trainer relies on: an fp16 overflow in one batch costs that step and nothing else. A skipped step leaves the
+    # weights as they were, so the next batches' losses are finite again unless the forward pass overflows on most
+    # batches: 10 in a row, far past a one-off, means the run learns nothing any more.
+    non_finite_losses_under_loss_scaling = 10
+    _non_finite_losses_in_a_row = 0
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -37,8 +54,16 @@ class TrainingFailuresMixin:
         # loop reads it right after this returns (torch.isnan / torch.isinf on it), so this read only takes that
         # wait for the step's kernels earlier, and the filter's reads then find the device idle (microseconds);
         # with the filter off, it is the one wait per micro-batch that stopping at the first non-finite loss needs.
-        if not loss.isfinite():
+        if loss.isfinite():
+            self._non_finite_losses_in_a_row = 0
+            return loss
+        self._non_finite_losses_in_a_row += 1
+        if self.accelerator.scaler is None:
             raise self.divergence_error(f"the training loss is {loss.item()}")
+        if self._non_finite_losses_in_a_row >= self.non_finite_losses_under_loss_scaling:
+            raise self.divergence_error(f"the training loss is {loss.item()}, non-finite in the last "
+                                        f"{self._non_finite_losses_in_a_row} batches in a row (fp16 loss scaling "
+                                        "skipped each one's step; --bf16 instead of --fp16 has float32's range)")
         return loss
 
     def divergence_error(self, what: str) -> FloatingPointError:
@@ -56,8 +81,21 @@ class TrainingFailuresMixin:
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         try:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
-        except (SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError) as error:  # truncated, corrupt
-            weights = next((Path(resume_from_checkpoint, name) for name in CHECKPOINT_WEIGHTS
-                            if Path(resume_from_checkpoint, name).is_file()), Path(resume_from_checkpoint))
-            raise ValueError(f"--resume_from_checkpoint: {weights} does not load ({type(error).__name__}: {error}); it "
-                             "is left as it is. Resume from an earlier checkpoint-N of the run, or start over") from error
+        except (SafetensorError, pickle.UnpicklingError, EOFError) as error:  # truncated, corrupt
+            raise _unreadable_weights_error(resume_from_checkpoint, error) from error
+        except RuntimeError as error:
+            if str(error).startswith(TORCH_LOAD_UNREADABLE):
+                raise _unreadable_weights_error(resume_from_checkpoint, error) from error
+            if not str(error).startswith(STATE_DICT_MISMATCH):
+                raise
+            mismatch = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
+            raise ValueError(f"--resume_from_checkpoint: the weights of {resume_from_checkpoint} do not match this "
+                             f"run's model ({mismatch}): resume with the model settings (flags or recipe) that wrote "
+                             "the checkpoint, or start over; the checkpoint is left as it is") from error
+
+
+def _unreadable_weights_error(resume_from_checkpoint, error: Exception) -> ValueError:
+    weights = next((Path(resume_from_checkpoint, name) for name in CHECKPOINT_WEIGHTS
+                    if Path(resume_from_checkpoint, name).is_file()), Path(resume_from_checkpoint))
+    return ValueError(f"--resume_from_checkpoint: {weights} does not load ({type(error).__name__}: {error}); it is "
+                      "left as it is. Resume from an earlier checkpoint-N of the run, or start over")
