@@ -79,7 +79,7 @@ def demo_sections(text: str) -> list[str]:
 
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError, HTTPError
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
 
     from hf_eff.hub.push import push_output_dir
 
@@ -96,9 +96,14 @@ def cmd_push(args: argparse.Namespace) -> int:
               f"({type(error).__name__}: {' '.join(str(error).split())}); nothing local changed: push again once "
               "it answers", file=sys.stderr)
         return 1
+    except OfflineModeIsEnabled:  # an OSError, but no fault of what the user passed
+        print(f"{args.parser.prog}: error: the Hub at {constants.ENDPOINT} (HF_ENDPOINT) could not be reached: "
+              "offline mode is on (HF_HUB_OFFLINE); nothing local changed: unset HF_HUB_OFFLINE and push again",
+              file=sys.stderr)
+        return 1
     except (OSError, ValueError) as error:
         # What the user passed is wrong (no folder, no token, an invalid one, a bad repo id): argparse's
-        # usage error, exit 2. (HfHubHTTPError is an OSError too, hence the order.)
+        # usage error, exit 2. (HfHubHTTPError and OfflineModeIsEnabled are OSErrors too, hence the order.)
         args.parser.error(str(error))
     print(f"Pushed {args.output_dir} to {url}")
     return 0

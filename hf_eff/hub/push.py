@@ -12,7 +12,12 @@ from concurrent.futures import Future
 from pathlib import Path, PureWindowsPath
 
 from huggingface_hub import HfApi, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, HTTPError
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    HFValidationError,
+    HTTPError,
+    OfflineModeIsEnabled,
+)
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
@@ -454,7 +459,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     repo URL; a scene folder (``Scene.save``'s) goes to a dataset repo through ``Scene.push_to_hub``, with the scene
     card. A bare ``repo_id`` (NAME) is the token's user's (``namespaced_repo_id``).
 
-    ``token`` defaults to ``HF_TOKEN`` or the stored login; a repo that whoami says it cannot write to, or a token it
+    ``token`` defaults to ``HF_TOKEN`` or the stored login; offline (``HF_HUB_OFFLINE``) the push is refused before
+    the Hub is asked (``OfflineModeIsEnabled``); a repo that whoami says it cannot write to, or a token it
     does not know, is refused first (``refuse_unwritable_repo``: ``PermissionError``, naming a given token by
     ``given_as``, as hf-eff push's "--token"). The card is written into the run
     folder as README.md (replacing the one ``save_pretrained`` wrote; put back when the upload fails) before the upload,
@@ -474,6 +480,9 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
                          "so give no 'datasets/' prefix or URL)") from None
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
+    if constants.is_offline_mode():
+        # Said before whoami, whose failure offline would read as no answer about a bare name's user.
+        raise OfflineModeIsEnabled(f"cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE)")
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
     api = HfApi(token=token)
     repo_id, identity = namespaced_repo_id(api, repo_id, given_as)  # before the card, whose loading lines name it
@@ -495,14 +504,14 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     ensure_branch(api, repo_id, revision)
     readme = output_dir / "README.md"
     earlier_readme = readme.read_bytes() if readme.is_file() else None
-    card.save(readme)
     try:
+        card.save(readme)
         upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
                       ignore_patterns=list(IGNORE_PATTERNS), revision=revision)
     except BaseException:
-        # A failed upload (the Hub unreachable or refusing, an interrupt) leaves the folder as it was.
+        # A failed card write or upload (the Hub unreachable or refusing, an interrupt) leaves the folder as it was.
         if earlier_readme is None:
-            readme.unlink()
+            readme.unlink(missing_ok=True)
         else:
             readme.write_bytes(earlier_readme)
         raise

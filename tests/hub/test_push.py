@@ -3,6 +3,7 @@ The uploads themselves run against the local Hub in test_roundtrips.py (through 
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,6 +217,68 @@ def test_cli_push_to_an_unreachable_hub_is_one_line_naming_it_and_nothing_local_
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.startswith(f"hf-eff push: error: the Hub at {endpoint} (HF_ENDPOINT) could not be reached (")
     assert err.rstrip().endswith("nothing local changed: push again once it answers")
+    assert _files(folder) == before
+
+
+def test_cli_push_whose_connection_drops_at_the_commit_puts_the_readme_back(local_hub, tmp_path, monkeypatch, capsys,
+                                                                               inject_fault):
+    """The Hub answers until the commit, after the card replaced the folder's README.md for the upload."""
+    from huggingface_hub import constants
+
+    from hf_eff.cli import main
+
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    (folder / "README.md").write_text("the card save_pretrained wrote")
+    before = _files(folder)
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    inject_fault("commit", None)
+    assert main(["push", str(folder), local_hub.repo_id("dropped"), "--token", local_hub.token]) == 1
+    assert not local_hub.server.take_fault("commit")[0]  # the commit was sent
+    error = capsys.readouterr().err.splitlines()[-1]  # after the upload's progress bars
+    assert error.startswith(f"hf-eff push: error: the Hub at {local_hub.url} (HF_ENDPOINT) could not be reached (")
+    assert _files(folder) == before
+
+
+@pytest.mark.parametrize("repo_id", ["me/gcn", "gcn"])  # a bare name's user is whoami's, which is not asked offline
+def test_cli_push_offline_is_one_line_naming_hf_hub_offline_and_nothing_local_changes(tmp_path, monkeypatch, capsys,
+                                                                                      repo_id):
+    from huggingface_hub import constants
+
+    from hf_eff.cli import main
+
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    (folder / "README.md").write_text("the card save_pretrained wrote")
+    before = _files(folder)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read from the environment at import
+    assert main(["push", str(folder), repo_id, "--token", "hf_unused"]) == 1
+    err = capsys.readouterr().err
+    assert "usage:" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"hf-eff push: error: the Hub at {constants.ENDPOINT} (HF_ENDPOINT) could not be reached: "
+                          "offline mode is on (HF_HUB_OFFLINE)")
+    assert _files(folder) == before
+
+
+@pytest.mark.parametrize("earlier_readme", [b"the card save_pretrained wrote", None])
+def test_a_card_that_fails_to_be_written_leaves_the_folders_readme_as_it_was(local_hub, tmp_path, monkeypatch,
+                                                                              earlier_readme):
+    from huggingface_hub import ModelCard, constants
+
+    def half_written(card, path):  # as a full disk leaves it
+        Path(path).write_text(str(card)[:10])
+        raise OSError(28, "No space left on device")
+
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    if earlier_readme is not None:
+        (folder / "README.md").write_bytes(earlier_readme)
+    before = _files(folder)
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    monkeypatch.setattr(ModelCard, "save", half_written)
+    with pytest.raises(OSError, match="No space left on device"):
+        push.push_output_dir(folder, local_hub.repo_id("readme-unwritten"), token=local_hub.token)
     assert _files(folder) == before
 
 
