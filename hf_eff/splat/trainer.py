@@ -582,7 +582,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             blind, margin = ssim_blind_images(views.masks[..., None], args.eval_ssim_padding)
             if blind:
                 raise ValueError(
-                    f"SplatTrainer: the masks of evaluation views {blind[:10]} keep no pixel at least {margin} pixels "
+                    f"SplatTrainer: the masks of {name} views {blind[:10]} keep no pixel at least {margin} pixels "
                     f"from the border, where eval_ssim_padding={args.eval_ssim_padding!r} centres SSIM's windows, so "
                     "those views have no SSIM: use eval_ssim_padding='same' (3DGS's) or leave them out"
                 )

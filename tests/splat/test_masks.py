@@ -186,10 +186,12 @@ def test_masks_without_an_ssim_window_are_refused_before_training(scene, tmp_pat
         psnr(torch.rand(1, SIZE, SIZE, 3), torch.rand(1, SIZE, SIZE, 3), torch.zeros(1, SIZE, SIZE, 1))
     # The trainer refuses such test views when given them: the evaluation failed after training.
     test = rebuilt(scene.views["test"], border_masks)
-    message = r"the masks of evaluation views \[1\] keep no pixel at least 5 pixels from the border, where " \
+    message = r"the masks of eval_dataset views \[1\] keep no pixel at least 5 pixels from the border, where " \
               "eval_ssim_padding='valid'"
     with pytest.raises(ValueError, match=message):
         make_trainer(scene.views["train"], test, tmp_path, eval_ssim_padding="valid")
+    with pytest.raises(ValueError, match=r"the masks of eval_dataset\['test'\] views \[1\] keep no pixel"):
+        make_trainer(scene.views["train"], {"test": test}, tmp_path, eval_ssim_padding="valid")
     trainer = make_trainer(scene.views["train"], None, tmp_path, eval_ssim_padding="valid")
     with pytest.raises(ValueError, match=message):
         trainer.evaluate(test)
