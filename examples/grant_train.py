@@ -356,8 +356,11 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
         raise ValueError("give exactly one of --task <built-in name> and --dataset <csv or folder> (or, to predict "
                          "--predict_file only, neither, with --do_train False and --model_name_or_path)")
     check_options_apply(data_args)
+    # checked here for every source, with the flags' names (the loaders name their own parameters)
     if data_args.max_graphs is not None and data_args.max_graphs < 1:  # else an empty training split fails later
         raise ValueError(f"--max_graphs must be >= 1, got {data_args.max_graphs}")
+    if data_args.builtin in ("gen-reg", "gen-cls") and data_args.num_generated_graphs < 1:
+        raise ValueError(f"--num_generated_graphs must be >= 1, got {data_args.num_generated_graphs}")
     if data_args.dataset is not None:
         path = Path(data_args.dataset)
         if path.is_file() and not is_csv(path):

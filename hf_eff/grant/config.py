@@ -103,7 +103,8 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
         metadata={"help": "'top_k' (the paper's: the best-scored graphs) or 'importance': GraNT(S)'s graphs drawn without "
                   "replacement with probability proportional to their score, each weighted by 1 / (k U p_i) so that "
                   "the loss estimates the training set's mean (Katharopoulos & Fleuret 2018); its gain was measured "
-                  "on gen-reg only, see docs/grant.md. Needs teacher='grant' and variant='single'"},
+                  "on gen-reg only, see docs/grant.md. Needs teacher='grant', variant='single' and stratify_selection=False; "
+                  "refused with task='graph_multilabel' (its loss averages labelled entries, which the weights do not count)"},
     )
     stratify_selection: bool = field(
         default=False,
@@ -192,6 +193,9 @@ class GraNTTrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, C
             raise ValueError(
                 f"node_score_normalization must be one of {NODE_NORMALIZATIONS}, got {self.node_score_normalization!r}"
             )
+        if self.per_device_train_batch_size < 1:  # else torch's sampler fails without naming it (teacher='none')
+            raise ValueError(f"per_device_train_batch_size must be >= 1 (graphs per batch), got "
+                             f"{self.per_device_train_batch_size}")
         if self.ratio_stages < 1 or self.score_batch_size < 1:
             raise ValueError("ratio_stages and score_batch_size must be >= 1")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:  # transformers would train no step, GraNT plan no epoch

@@ -585,7 +585,7 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
     import pandas as pd
 
     if max_graphs is not None and max_graphs < 1:
-        raise ValueError(f"max_graphs (examples/grant_train.py: --max_graphs) must be >= 1, got {max_graphs}")
+        raise ValueError(f"max_graphs must be >= 1 (QM9 rows read), got {max_graphs}")
     data_dir = _package_data_dir("qm9pack")
 
     def build(workdir: str) -> datasets.Dataset:
@@ -670,7 +670,7 @@ def generate_graphon_dataset(
     if kind not in ("regression", "classification"):
         raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
     if num_graphs < 1:  # else datasets' "Instruction train corresponds to no data"
-        raise ValueError(f"num_graphs (examples/grant_train.py: --num_generated_graphs) must be >= 1, got {num_graphs}")
+        raise ValueError(f"num_graphs must be >= 1 (graphs generated), got {num_graphs}")
     if not 1 <= min_nodes <= max_nodes:
         raise ValueError(f"need 1 <= min_nodes <= max_nodes, got {min_nodes}, {max_nodes}")
     params = dict(kind=kind, num_graphs=num_graphs, min_nodes=min_nodes, max_nodes=max_nodes,

@@ -94,8 +94,7 @@ class GrantGCN(
         if kappa < 1 or num_layers < 1:
             raise ValueError(f"kappa and num_layers must be >= 1, got kappa={kappa}, num_layers={num_layers}")
         if hidden_channels < 1:  # PyG reads a width <= 0 as "infer it lazily" (0) or fails on a negative size
-            raise ValueError(f"hidden_channels (examples/grant_train.py: --hidden_channels) must be >= 1, got "
-                             f"{hidden_channels}")
+            raise ValueError(f"hidden_channels (the width of every GCN layer) must be >= 1, got {hidden_channels}")
         self.level = level
         self.dropout = dropout
         # as config.json has them: a loaded model tells its architecture (GraNTTrainer checks in_channels against the data)

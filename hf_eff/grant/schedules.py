@@ -75,8 +75,6 @@ def kept_units(
 ) -> tuple[int, int]:
     """(kept, of): the batches GraNT(B) keeps of the training set's batches, or the graphs GraNT(S)
     keeps of its graphs, ceil(ratio * |b|) of every batch b (of every class, given `strata_sizes`)."""
-    if batch_size < 1:
-        raise ValueError(f"per_device_train_batch_size must be >= 1 (graphs per batch), got {batch_size}")
     if strata_sizes is not None:
         if variant != "single":
             raise ValueError(f"stratified selection is a GraNT(S) rule, got variant {variant!r}")

@@ -37,6 +37,13 @@ def test_learning_rate_defaults_to_one_suited_to_a_gcn_and_a_given_one_wins(tmp_
     assert GraNTTrainingArguments(output_dir=str(tmp_path), task="graph_regression", learning_rate=5e-5).learning_rate == 5e-5
 
 
+@pytest.mark.parametrize("teacher", ["grant", "none"])
+def test_batches_of_no_graphs_are_refused_naming_the_flag_with_any_teacher(tmp_path, teacher):
+    # with teacher='none' no plan is made, and torch's sampler would fail without naming the flag
+    with pytest.raises(ValueError, match=r"^per_device_train_batch_size must be >= 1 \(graphs per batch\), got 0$"):
+        GraNTTrainingArguments(output_dir=str(tmp_path), teacher=teacher, per_device_train_batch_size=0)
+
+
 def test_task_may_be_left_for_the_model_and_is_checked_where_given(tmp_path):
     # None: GraNTTrainer takes the task the model records (a reloaded GrantGCN's)
     args = GraNTTrainingArguments(output_dir=str(tmp_path), variant="single", stratify_selection=True)
@@ -52,10 +59,12 @@ def test_importance_selection_refuses_the_settings_it_does_not_support_by_name(t
     assert GraNTTrainingArguments(**common).selection == "importance"
     conflicts = [dict(teacher="random"), dict(variant="batch"), dict(stratify_selection=True),
                  dict(task="graph_multilabel")]
+    help_text = GraNTTrainingArguments.__dataclass_fields__["selection"].metadata["help"]
     for conflict, name in zip(conflicts, ["teacher='random'", "variant='batch'", "stratify_selection=True",
                                           "task='graph_multilabel'"]):
         with pytest.raises(ValueError, match=re.escape(f"selection='importance' with {name}")):
             GraNTTrainingArguments(**{**common, **conflict})
+        assert f"{next(iter(conflict))}=" in help_text, f"selection's help does not name {name}'s refusal"
     # teacher='none' and start_ratio=1 select nothing, so they ignore it as they ignore the teacher's other settings
     for ignored in (dict(teacher="none"), dict(start_ratio=1.0)):
         assert GraNTTrainingArguments(**{**common, "variant": "batch", **ignored}).selection == "importance"

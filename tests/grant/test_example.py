@@ -104,8 +104,8 @@ def test_options_the_data_would_ignore_are_refused(tmp_path):
 
 @pytest.mark.parametrize(("flag", "message"), [
     ("--max_graphs", "--max_graphs must be >= 1, got 0"),
-    ("--num_generated_graphs", r"num_graphs \(examples/grant_train.py: --num_generated_graphs\) must be >= 1, got 0"),
-    ("--hidden_channels", r"hidden_channels \(examples/grant_train.py: --hidden_channels\) must be >= 1, got 0"),
+    ("--num_generated_graphs", "--num_generated_graphs must be >= 1, got 0"),
+    ("--hidden_channels", r"hidden_channels \(the width of every GCN layer\) must be >= 1, got 0"),
     ("--per_device_train_batch_size", r"per_device_train_batch_size must be >= 1 \(graphs per batch\), got 0"),
 ])
 def test_a_size_of_zero_is_refused_naming_its_flag(tmp_path, flag, message):

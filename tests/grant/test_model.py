@@ -40,8 +40,7 @@ def test_layer_is_linear_on_concatenated_hops():
 @pytest.mark.parametrize("width", [0, -4])
 def test_a_hidden_width_below_one_is_refused_naming_the_argument(width):
     # PyG would read 0 as a width to infer lazily (failing at the first parameter count) and fail on -4's tensor
-    with pytest.raises(ValueError, match=rf"^hidden_channels \(examples/grant_train.py: --hidden_channels\) must be >= 1, "
-                                         rf"got {width}$"):
+    with pytest.raises(ValueError, match=rf"^hidden_channels \(the width of every GCN layer\) must be >= 1, got {width}$"):
         GrantGCN(4, 1, hidden_channels=width)
 
 

@@ -103,13 +103,6 @@ def test_batch_variant_on_a_single_batch_is_refused():
     assert plan_epochs(41, 40, 2, "batch", 0.05)[0].num_batches == 1  # two batches: one kept
 
 
-@pytest.mark.parametrize("start_ratio", [0.25, 1.0])
-@pytest.mark.parametrize("variant", ["batch", "single"])
-def test_batches_of_no_graphs_are_refused_naming_the_flag(variant, start_ratio):
-    with pytest.raises(ValueError, match=r"^per_device_train_batch_size must be >= 1 \(graphs per batch\), got 0$"):
-        plan_epochs(40, 0, 4, variant, start_ratio)
-
-
 @pytest.mark.parametrize("variant", ["batch", "single"])
 def test_a_single_training_graph_is_refused(variant):
     # a Planetoid-style graph: GraNT selects whole graphs, so it would train on the one graph at every ratio
