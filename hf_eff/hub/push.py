@@ -495,8 +495,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         scene = load_scene(output_dir)
         # The scene's own push: one place checks the repo (with whoami's answer, if a bare name asked it), stages,
         # carries the card and replaces an earlier scene's shards.
-        commit = scene.push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
-                                   revision=revision, given_as=given_as, identity=identity)
+        commit = scene._push_to_hub(repo_id, private=private, token=token, commit_message=message, license=license,
+                                    revision=revision, given_as=given_as, identity=identity)
         return str(commit.repo_url)
     card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
     refuse_unwritable_repo(api, repo_id, given_as=given_as, identity=identity)

@@ -722,18 +722,21 @@ class Scene:
         commit_message=None,
         revision=None,
         license: str | None = None,
-        *,
-        given_as: str = "Scene.push_to_hub's token",
-        identity: dict | None = None,
     ):
         """Uploads the `save` layout, with the hf-eff scene card, to a Hub dataset repo in one
         commit (what `hf-eff push` of a scene folder does too); ``revision``: a branch, created from
         main if it does not exist; ``license``: the card's license (a Hub license id: the images
         are the user's, so none is stated without it). Before the repo is created, the Hub's whoami
-        refuses a token it does not know (naming a given ``token`` by ``given_as``), a read token or
-        a repo the token cannot write to, and names a bare ``repo_id``'s user
-        (``hf_eff.hub.push.writable_repo_id``); ``identity``: whoami's answer, when the caller
-        asked already (`hf-eff push`, for a bare name)."""
+        refuses a token it does not know, a read token or a repo the token cannot write to, and
+        names a bare ``repo_id``'s user (``hf_eff.hub.push.writable_repo_id``)."""
+        return self._push_to_hub(repo_id, private, token, commit_message, revision, license,
+                                 given_as="Scene.push_to_hub's token", identity=None)
+
+    def _push_to_hub(self, repo_id: str, private: bool | None, token, commit_message, revision,
+                     license: str | None, given_as: str, identity: dict | None):
+        """`push_to_hub`, with what `hf-eff push` (``push_output_dir``) knows: ``given_as``, what
+        the refusals call a given ``token``, and ``identity``, whoami's answer when it asked already
+        (for a bare name). Private: an ``identity`` not from whoami would skip its checks."""
         from huggingface_hub import DatasetCard, HfApi
 
         from hf_eff.hub.cards import scene_card

@@ -118,3 +118,20 @@ def test_hf_eff_push_of_a_scene_asks_whoami_once(local_hub, tmp_path, monkeypatc
         assert _whoami_calls(local_hub, asked) == 1, repo_id
     with pytest.raises(PermissionError, match=r"the Hugging Face token from --token is not valid"):
         push_output_dir(tmp_path / "scene", local_hub.repo_id("scene"), token=UNKNOWN_TOKEN, given_as="--token")
+
+
+def test_a_scenes_push_takes_no_whoami_answer_from_its_caller(local_hub, monkeypatch):
+    """Only hf-eff push, which asked whoami itself, hands its answer on (Scene._push_to_hub): a hand-made one given to
+    the public push would skip whoami's refusal of a read token."""
+    import inspect
+
+    from hf_eff.splat import Scene
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    assert list(inspect.signature(Scene.push_to_hub).parameters) == [
+        "self", "repo_id", "private", "token", "commit_message", "revision", "license"]
+    name = _name(local_hub, "hand-made-identity")
+    hand_made = {"name": OWNER, "auth": {"accessToken": {"role": "write"}}}
+    with pytest.raises(TypeError, match="identity"):
+        _scene().push_to_hub(f"{OWNER}/{name}", token=local_hub.read_token, identity=hand_made)
+    assert not _repos_named(local_hub, name)
