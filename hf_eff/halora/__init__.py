@@ -61,7 +61,7 @@ def _answer_builtin_base_embeddings_locally() -> None:
     def save_pretrained(self, *args, **kwargs):
         call = signature.bind(self, *args, **kwargs)
         if call.arguments.get("save_embedding_layers", "auto") == "auto":
-            call.arguments["save_embedding_layers"] = save_embedding_layers(self)
+            call.arguments["save_embedding_layers"] = save_embedding_layers(self, call.arguments.get("selected_adapters"))
         return peft_save_pretrained(*call.args, **call.kwargs)
 
     save_pretrained._answers_builtin_base_embeddings = True

