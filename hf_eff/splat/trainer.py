@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
@@ -63,6 +64,7 @@ from hf_eff.splat.scene import (
     scene_views_masks,
     validate_views_split,
 )
+from hf_eff.utils.training_failures import _unreadable_weights_error
 
 logger = logging.get_logger(__name__)
 
@@ -1172,7 +1174,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """Resumes with the checkpoint's Gaussians (`_load_gaussians`), from a checkpoint of the same strategy
-        (`_check_resumable`)."""
+        (`_check_resumable`); weights that do not read are refused naming the file, left as it is."""
         # Checked here, the first use: `from_pretrained` would take a missing folder for a Hub repo id
         # and fail on its form, yet Trainer reads the rest of the state (trainer_state.json, optimizer,
         # RNG) from a local folder only, so a Hub id cannot resume either.
@@ -1183,7 +1185,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
             )
         self._check_resumable(resume_from_checkpoint)
-        self._load_gaussians(resume_from_checkpoint, model)
+        try:
+            self._load_gaussians(resume_from_checkpoint, model)
+        except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
+            raise _unreadable_weights_error(resume_from_checkpoint, error) from error
 
     def _load_best_model(self) -> None:
         """`load_best_model_at_end`: the best checkpoint's Gaussians (`_load_gaussians`; Trainer's

@@ -542,6 +542,20 @@ def test_resuming_from_a_save_only_model_checkpoint_names_the_cause(scene, tmp_p
         make_trainer(scene, tmp_path / "resumed", max_steps=4).train(resume_from_checkpoint=checkpoint)
 
 
+def test_resuming_from_a_checkpoint_with_truncated_weights_names_the_file_and_leaves_it(scene, tmp_path):
+    # was a bare SafetensorError naming no file
+    run = tmp_path / "run"
+    make_trainer(scene, run, max_steps=4, save_strategy="steps", save_steps=4).train()
+    weights = run / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    written = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    trainer = make_trainer(scene, run, max_steps=8, save_strategy="steps", save_steps=4)
+    message = f"--resume_from_checkpoint: {weights} does not load (SafetensorError: "
+    with pytest.raises(ValueError, match=re.escape(message) + r".*\); it is left as it is\. Resume from an earlier"):
+        trainer.train(resume_from_checkpoint=str(run / "checkpoint-4"))
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == written
+
+
 @pytest.mark.parametrize("checkpoint", ["{tmp}/run/checkpoint-15", "someone/splat-checkpoint"])
 def test_resuming_from_a_missing_checkpoint_names_it(scene, tmp_path, checkpoint):
     # A wrong local path used to reach the Hub client ("Repo id must be in the form ...").
