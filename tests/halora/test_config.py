@@ -41,14 +41,27 @@ def test_invalid_values_raise_naming_the_field(kwargs, field):
 
 
 def test_a_lora_alpha_of_zero_is_warned_of_not_refused(tiny_llama):
-    with pytest.warns(UserWarning, match=r"^HaLoRAConfig.lora_alpha=0 scales the adapter's update .* to 0: the adapter "
-                                         "changes no output"):
+    with pytest.warns(UserWarning, match=r"^HaLoRAConfig.lora_alpha=0 scales the adapter's update \(its scaling, "
+                                         r"proportional to lora_alpha\) to 0: the adapter changes no output"):
         config = HaLoRAConfig(r=4, lora_alpha=0, target_modules=["q_proj"])
     model = get_peft_model(tiny_llama, config)  # PEFT accepts it, as the config does
     assert {layer.scaling["default"] for layer in model.modules() if isinstance(getattr(layer, "scaling", None), dict)} == {0.0}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         HaLoRAConfig(r=4, lora_alpha=8, target_modules=["q_proj"])
+
+
+def test_a_lora_alpha_of_zero_is_not_warned_of_when_alpha_pattern_scales_layers(tiny_llama):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = HaLoRAConfig(r=4, lora_alpha=0, alpha_pattern={"q_proj": 8}, target_modules=["q_proj", "v_proj"])
+    model = get_peft_model(tiny_llama, config)
+    scalings = {name.rsplit(".", 1)[-1]: layer.scaling["default"] for name, layer in model.named_modules()
+                if isinstance(getattr(layer, "scaling", None), dict)}
+    assert scalings == {"q_proj": 2.0, "v_proj": 0.0}  # the pattern's layers change the output
+    for alpha_pattern in ({"q_proj": 0}, None):  # a pattern alpha of 0, or none, changes nothing
+        with pytest.warns(UserWarning, match="changes no output"):
+            HaLoRAConfig(r=4, lora_alpha=0, alpha_pattern=alpha_pattern, target_modules=["q_proj"])
 
 
 def test_numpy_numbers_are_accepted_and_saved_as_python_numbers(tiny_llama, tmp_path):
