@@ -81,7 +81,7 @@ from hf_eff.splat import (
 from hf_eff.splat.scene import resolved_test_every
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
-from hf_eff.utils.output_dir import check_output_dir
+from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
 from hf_eff.utils.recipes import parse_recipe_and_flags
 from hf_eff.utils.results import log_numeric_metrics, save_local_model_card
 
@@ -143,7 +143,7 @@ DEFAULT_SH_DEGREE = 3
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(OverwriteOutputDirArguments):
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "A trained model: a folder this script wrote (its --output_dir or a checkpoint-N in it), "
@@ -170,11 +170,6 @@ class ModelArguments:
     init_random_points: int = field(
         default=10_000,
         metadata={"help": "Gaussians drawn uniformly in the scene's bounds when it has no point cloud (3DGS random init)."},
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Train into an --output_dir that holds an earlier run (its results, model or checkpoints), "
-                          "which is refused otherwise: this run's files replace the earlier run's."},
     )
 
 

@@ -37,14 +37,35 @@ def test_checkpoints_are_a_run_too_and_the_resume_is_offered(tmp_path):
 
 @pytest.mark.parametrize("kwargs, overwrite", [
     ({}, True),  # --overwrite_output_dir
-    ({"resume_from_checkpoint": "True"}, False),
+    ({"resume_from_checkpoint": True}, False),  # its last checkpoint
+    ({"resume_from_checkpoint": "{out}/checkpoint-2"}, False),
+    ({"resume_from_checkpoint": "{out}/../out/checkpoint-2"}, False),
     ({"do_train": False}, False),  # an evaluation or a prediction: check_evaluation_only's to judge
 ])
-def test_overwrite_a_resume_or_no_training_write_into_a_finished_run(tmp_path, kwargs, overwrite):
+def test_overwrite_a_resume_of_its_run_or_no_training_write_into_a_finished_run(tmp_path, kwargs, overwrite):
     out = tmp_path / "out"
     (out / "checkpoint-2").mkdir(parents=True)
     (out / "all_results.json").write_text("{}")
+    kwargs = {name: value.format(out=out) if isinstance(value, str) else value for name, value in kwargs.items()}
     check_output_dir(_args(out, **kwargs), overwrite_output_dir=overwrite)
+
+
+@pytest.mark.parametrize("resume", ["{tmp}/other_run/checkpoint-3", "{tmp}/out_v2/checkpoint-3", False])
+def test_a_resume_from_another_runs_checkpoint_into_a_finished_run_is_refused(tmp_path, resume):
+    out = tmp_path / "out"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "all_results.json").write_text("{}")
+    resume = resume.format(tmp=tmp_path) if isinstance(resume, str) else resume
+    (tmp_path / "other_run" / "checkpoint-3").mkdir(parents=True)
+    with pytest.raises(FileExistsError) as error:
+        check_output_dir(_args(out, resume_from_checkpoint=resume), overwrite_output_dir=False)
+    message = str(error.value)
+    assert message.startswith(f"--output_dir {out} already holds a run (all_results.json, 1 checkpoint(s) "
+                              "(checkpoint-2)), which this training run would overwrite")
+    if resume:
+        assert (f"(--resume_from_checkpoint {resume} is not one of its checkpoints: this run reads that checkpoint "
+                "and writes into --output_dir)") in message
+    check_output_dir(_args(tmp_path / "new", resume_from_checkpoint=resume), overwrite_output_dir=False)
 
 
 def test_a_new_empty_or_unrelated_folder_is_trained_into(tmp_path):
