@@ -26,8 +26,9 @@ from tests.grant.conftest import random_graphs
 NUM_GRAPHS, BATCH_SIZE = 96, 6
 
 
-def run_worker(out_dir: Path, accumulation: int, batch_norm: bool = False) -> None:
-    """batch_norm: each rank also records, at every reselection, the gathered scores beside those its own model
+def run_worker(out_dir: Path, accumulation: int, batch_norm: bool = False, selection: str = "top_k") -> None:
+    """selection: GraNT(S)'s rule, the top-k graphs or an importance-sampled draw with loss weights.
+    batch_norm: each rank also records, at every reselection, the gathered scores beside those its own model
     gives every graph (each process scores its shard: with BatchNorm, the statistics it scores with matter)."""
     from torch_geometric.utils import scatter
     from transformers import set_seed
@@ -64,7 +65,7 @@ def run_worker(out_dir: Path, accumulation: int, batch_norm: bool = False) -> No
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     args = GraNTTrainingArguments(
-        output_dir=str(out_dir / "run"), task="graph_regression", teacher="grant", variant="single",
+        output_dir=str(out_dir / "run"), task="graph_regression", teacher="grant", variant="single", selection=selection,
         start_ratio=0.5, ratio_schedule="step", ratio_stages=2, reselect_schedule="constant",
         reselect_interval_start=1, num_train_epochs=4, per_device_train_batch_size=BATCH_SIZE,
         gradient_accumulation_steps=accumulation, learning_rate=1e-2, score_batch_size=16,
@@ -80,24 +81,27 @@ def run_worker(out_dir: Path, accumulation: int, batch_norm: bool = False) -> No
     rank = int(os.environ.get("RANK", "0"))
     report = {"world_size": args.world_size, "ddp": type(trainer.model_wrapped).__name__,
               "selections": trainer.selections, "step_graphs": trainer.step_graphs,
-              "global_step": trainer.state.global_step, "train_seconds": seconds, "score_pairs": trainer.score_pairs}
+              "global_step": trainer.state.global_step, "weighted": trainer._graph_weights is not None, "train_seconds": seconds, "score_pairs": trainer.score_pairs}
     (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
     torch.save({n: p.detach().clone() for n, p in model.named_parameters()}, out_dir / f"rank{rank}.pt")
 
 
 
 @pytest.mark.slow
-def test_grant_ddp_selects_the_same_graphs_shards_batches_and_matches_one_process(tmp_path):
+@pytest.mark.parametrize("selection", ["top_k", "importance"])
+def test_grant_ddp_selects_the_same_graphs_shards_batches_and_matches_one_process(tmp_path, selection):
+    # importance: every rank draws the same graphs (and weights) from the gathered scores, seeded alike
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     ddp_dir.mkdir()
     single_dir.mkdir()
-    launch_two_ranks(__file__, str(ddp_dir))
-    run_worker(single_dir, accumulation=2)
+    launch_two_ranks(__file__, str(ddp_dir), selection)
+    run_worker(single_dir, accumulation=2, selection=selection)
 
     ranks = [json.loads((ddp_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     single = json.loads((single_dir / "rank0.json").read_text())
     assert [rank["world_size"] for rank in ranks] == [2, 2] and single["world_size"] == 1
     assert [rank["ddp"] for rank in ranks] == ["DistributedDataParallel"] * 2
+    assert [rank["weighted"] for rank in (*ranks, single)] == [selection == "importance"] * 3  # trained by its rule
 
     # every rank chose the same graphs at every reselection, and the same ones as one process
     assert len(ranks[0]["selections"]) == 4
@@ -134,7 +138,7 @@ def test_with_batch_norm_every_shard_is_scored_with_the_first_processs_statistic
     """Each process scores its shard of the training set; with BatchNorm each holds the statistics its own batches
     left, so the shards were scored by different models. The gathered scores are those of the first process's model
     (which is saved), on every process."""
-    launch_two_ranks(__file__, str(tmp_path), "batch_norm")
+    launch_two_ranks(__file__, str(tmp_path), "top_k", "batch_norm")
     for rank in (0, 1):
         pairs = json.loads((tmp_path / f"rank{rank}.json").read_text())["score_pairs"]
         assert len(pairs) == 4
@@ -172,5 +176,5 @@ def test_example_predictions_on_two_processes_are_every_node_once_in_order_and_t
 
 
 if __name__ == "__main__":
-    run_worker(Path(sys.argv[1]), accumulation=1, batch_norm=sys.argv[2:] == ["batch_norm"])
+    run_worker(Path(sys.argv[1]), accumulation=1, selection=sys.argv[2], batch_norm=sys.argv[3:] == ["batch_norm"])
     finish_distributed()
