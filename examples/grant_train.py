@@ -105,8 +105,13 @@ from hf_eff.hub.cards import shown_name
 from hf_eff.hub.sources import check_model_source, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
-from hf_eff.utils.output_dir import check_output_dir
-from hf_eff.utils.recipes import is_recipe, parse_recipe_and_flags, refuse_misplaced_recipe
+from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
+from hf_eff.utils.recipes import (
+    describe_recipe_usage,
+    is_recipe,
+    parse_recipe_and_flags,
+    refuse_misplaced_recipe,
+)
 from hf_eff.utils.results import save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
@@ -127,7 +132,7 @@ ARCHITECTURE_FLAGS = ("hidden_channels", "num_layers", "kappa", "dropout", "batc
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(OverwriteOutputDirArguments):
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Start from this trained GrantGCN instead of a fresh one: a folder written by a GraNT run "
@@ -153,11 +158,6 @@ class ModelArguments:
                   "target's errors by its standard deviation. For targets of very different scales, of which the "
                   "largest would otherwise decide the loss and the teacher's selection alone. A --model_name_or_path "
                   "keeps the standardisation it was trained with."},
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Train into an --output_dir that holds an earlier run (its all_results.json, model or "
-                  "checkpoints), which is refused otherwise: this run's files replace the earlier run's."},
     )
 
 
@@ -211,6 +211,7 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, GraNTTrainingArguments))
+    describe_recipe_usage(parser)  # before parser.error below, which prints the usage
     flags = builtin_task_flags(sys.argv[1:] if argv is None else argv)
     if "--task" not in flags and not (flags and is_recipe(flags[0])) and not {"-h", "--help"} & set(flags):
         # else GraNTTrainingArguments would refuse task=None, saying nothing of the data; a recipe after the

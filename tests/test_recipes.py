@@ -84,6 +84,8 @@ class Typed:
     noisy: bool = True
     limit: int | None = None
     note: str = ""
+    options: dict | str | None = None  # as TrainingArguments' deepspeed
+    tags: list[str] | str | None = None  # as TrainingArguments' report_to
 
 
 def _parse_typed(tmp_path, text):
@@ -97,8 +99,23 @@ def test_recipe_values_pass_as_their_flags_would(tmp_path):
     parsed = _parse_typed(tmp_path, 'width: "32"\nrate: 1\nstrategy: "no"\nscales: 2\nnoisy: 0\nlimit: null\n')
     assert parsed == Typed(32, 1.0, SaveStrategy.NO, [2.0], False, None)
     assert type(parsed.rate) is float
-    parsed = _parse_typed(tmp_path, "scales: [1, '2.5']\nnoisy: yes\nlimit: 3\nnote: yes\n")
-    assert (parsed.scales, parsed.noisy, parsed.limit, parsed.note) == ([1.0, 2.5], True, 3, True)
+    parsed = _parse_typed(tmp_path, "scales: [1, '2.5']\nnoisy: yes\nlimit: 3\n")
+    assert (parsed.scales, parsed.noisy, parsed.limit) == ([1.0, 2.5], True, 3)
+
+
+@pytest.mark.parametrize(("text", "note"), [
+    ("note: 2024", "2024"), ("note: 1.5", "1.5"), ("note: 2024-01-31", "2024-01-31"),
+    ("note: yes", "True"),  # YAML reads an unquoted yes as true, which arrives as --note True would
+    ("note: on the run", "on the run"),
+])
+def test_a_str_field_gets_a_str_as_its_flag_would_give(tmp_path, text, note):
+    assert _parse_typed(tmp_path, text + "\n").note == note
+
+
+def test_a_field_taking_a_dict_or_a_list_besides_str_keeps_them(tmp_path):
+    parsed = _parse_typed(tmp_path, "options: {stage: 2, offload: true}\ntags: [wandb, trackio]\n")
+    assert (parsed.options, parsed.tags) == ({"stage": 2, "offload": True}, ["wandb", "trackio"])
+    assert _parse_typed(tmp_path, "options: ds.json\ntags: 7\n").tags == "7"
 
 
 @pytest.mark.parametrize(("text", "refusal"), [
@@ -109,6 +126,8 @@ def test_recipe_values_pass_as_their_flags_would(tmp_path):
     ("rate: fast", "rate: 'fast' is not a valid float"),
     ("scales: [1, x]", "scales: 'x' is not a valid float"),
     ("noisy: maybe", r"noisy: 'maybe' is not a valid bool \(true or false\)"),
+    ("note: {a: 1}", r"note: \{'a': 1\} is not a valid str"),
+    ("note: [a, b]", r"note: \['a', 'b'\] is not a valid str"),
     ("strategy: sometimes", r"strategy: 'sometimes' is not a valid choice, one of \['no', 'steps', 'epoch', 'best'\]$"),
     ("strategy: no", "strategy: False is not a valid choice, .*; YAML reads unquoted yes/no/on/off as booleans: "
                      'quote the value, e.g. strategy: "no"'),

@@ -49,7 +49,7 @@ _INVALID = object()
 def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str], return_command_line: bool = False) -> tuple:
     """The dataclasses of `parser` from an optional leading recipe file and then flags, which win; with
     `return_command_line`, followed by a `CommandLine`."""
-    _describe_recipe_usage(parser)
+    describe_recipe_usage(parser)
     recipe = {}
     if argv and is_recipe(argv[0]):
         recipe = load_recipe(argv[0])
@@ -57,9 +57,10 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str], return_com
         unknown = sorted(set(recipe) - set(actions))
         if unknown:
             raise ValueError(f"recipe {argv[0]}: unknown argument(s) {unknown}; see --help for the names")
-        allows_none = _names_allowing_none(parser)
+        allows_none, takes_containers = _names_allowing_none_and_containers(parser)
         # argparse type-checks what the command line gives, not defaults: a recipe's values are checked here
-        checked = {name: _as_the_command_line_gives(actions[name], name, value, name in allows_none, argv[0])
+        checked = {name: _as_the_command_line_gives(actions[name], name, value, name in allows_none,
+                                                    name in takes_containers, argv[0])
                    for name, value in recipe.items()}
         for name in recipe:
             actions[name].required = False  # the recipe gives it
@@ -71,18 +72,19 @@ def parse_recipe_and_flags(parser: HfArgumentParser, argv: list[str], return_com
     return (*parsed, CommandLine(recipe, given)) if return_command_line else parsed
 
 
-def _describe_recipe_usage(parser: argparse.ArgumentParser) -> None:
-    """--help shows that a recipe may come first."""
+def describe_recipe_usage(parser: argparse.ArgumentParser) -> None:
+    """--help and the parser's errors show that a recipe may come first, in one short usage line (argparse's own
+    lists every flag). parse_recipe_and_flags sets it; a caller that refuses flags before it sets it first."""
     if parser.usage is None:
         parser.usage = RECIPE_USAGE
     if RECIPE_DESCRIPTION not in (parser.description or ""):
         parser.description = "\n".join(filter(None, (RECIPE_DESCRIPTION, parser.description)))
 
 
-def refuse_misplaced_recipe(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Refuse a recipe anywhere but first, for a caller that checks the flags before parse_recipe_and_flags would
-    (as GraNT's example looks for its data)."""
-    _refuse_recipes_in(_parse_flags(parser, argv[1:] if argv and is_recipe(argv[0]) else argv)[1])
+def refuse_misplaced_recipe(parser: argparse.ArgumentParser, flags: list[str]) -> None:
+    """Refuse a recipe among `flags` (a command line with no recipe first), for a caller that checks the flags
+    before parse_recipe_and_flags would (as GraNT's example looks for its data)."""
+    _refuse_recipes_in(_parse_flags(parser, flags)[1])
 
 
 def _parse_flags(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[set[str], list[str]]:
@@ -118,17 +120,23 @@ def _actions_by_name(parser: argparse.ArgumentParser) -> dict[str, argparse.Acti
     return actions
 
 
-def _names_allowing_none(parser: HfArgumentParser) -> set[str]:
-    """Fields typed Optional or defaulting to None (HfArgumentParser keeps neither on the action)."""
-    names = set()
+def _names_allowing_none_and_containers(parser: HfArgumentParser) -> tuple[set[str], set[str]]:
+    """Fields typed Optional or defaulting to None, and fields typed with a dict or a list besides str (deepspeed,
+    report_to): HfArgumentParser keeps none of these on the action, whose type is str for the latter."""
+    allows_none, takes_containers = set(), set()
     for dataclass_type in parser.dataclass_types:
         hints = typing.get_type_hints(dataclass_type)
-        names |= {field.name for field in dataclasses.fields(dataclass_type)
-                  if field.default is None or type(None) in typing.get_args(hints[field.name])}
-    return names
+        for field in dataclasses.fields(dataclass_type):
+            kinds = {typing.get_origin(kind) or kind for kind in typing.get_args(hints[field.name])}
+            if field.default is None or type(None) in kinds:
+                allows_none.add(field.name)
+            if kinds & {dict, list}:
+                takes_containers.add(field.name)
+    return allows_none, takes_containers
 
 
-def _as_the_command_line_gives(action: argparse.Action, name: str, value, allows_none: bool, path: str):
+def _as_the_command_line_gives(action: argparse.Action, name: str, value, allows_none: bool, takes_containers: bool,
+                               path: str):
     """A recipe's value as its flag would give it (e.g. an int for a float field becomes a float, a single value for a
     list field a list of one), or a ValueError naming the recipe, the argument and what it expects."""
     if value is None:
@@ -137,15 +145,22 @@ def _as_the_command_line_gives(action: argparse.Action, name: str, value, allows
         raise ValueError(f"recipe {path}: {name}: null is not a valid {_expected(action)}; leave it out for the default")
     takes_a_list = action.nargs in ("+", "*") or isinstance(action.nargs, int)
     if takes_a_list:
-        return [_one_value(action, name, item, path) for item in (value if isinstance(value, list) else [value])]
-    return _one_value(action, name, value, path)
+        return [_one_value(action, name, item, False, path) for item in (value if isinstance(value, list) else [value])]
+    return _one_value(action, name, value, takes_containers, path)
 
 
-def _one_value(action: argparse.Action, name: str, value, path: str):
+def _one_value(action: argparse.Action, name: str, value, takes_containers: bool, path: str):
     convert = action.type
     kind = typing.get_origin(convert) or convert
-    if convert is None or convert is str:
-        converted = value  # str fields also take what no flag spells: dicts, lists, true (deepspeed, resume_from_checkpoint)
+    if convert is None:
+        converted = value
+    elif convert is str:
+        if isinstance(value, (dict, list)):
+            converted = value if takes_containers else _INVALID  # what no flag spells: deepspeed's dict
+        else:
+            # as its flag gives it: run_name: 2024 is "2024", and resume_from_checkpoint: true is "True", which
+            # _resume_as_train_takes_it makes True as it does the flag's
+            converted = str(value)
     elif isinstance(kind, type) and isinstance(value, kind) and not isinstance(value, bool):
         converted = value  # already of the type: an int for an int field, a dict for a dict field
     else:

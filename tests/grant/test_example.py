@@ -121,7 +121,9 @@ def test_data_source_is_required(tmp_path, capsys):
         _example().main(["--task", "graph_regression", "--output_dir", str(tmp_path), *COMMON])
     with pytest.raises(SystemExit):  # was GraNTTrainingArguments' "task must be one of ..., got None"
         _example().main(["--output_dir", str(tmp_path), *COMMON])
-    assert "no data: give --task with a built-in data set, one of ('qm9'" in capsys.readouterr().err
+    usage, error = capsys.readouterr().err.splitlines()  # the usage was argparse's, every flag (10,000 characters)
+    assert usage == f"usage: {Path(sys.argv[0]).name} [RECIPE.yaml] [--flags]"
+    assert error.startswith(f"{Path(sys.argv[0]).name}: error: no data: give --task with a built-in data set, one of ('qm9'")
 
 
 def test_recipe_with_overriding_flags_and_the_builtin_name_forms():
@@ -543,3 +545,17 @@ def test_a_diverged_run_stops_by_name_and_saves_nothing(tmp_path):
         _example().main(["--task", "gen-reg", "--num_generated_graphs", "30", "--min_nodes", "4", "--max_nodes", "6",
                          "--output_dir", str(out), *COMMON, "--learning_rate", "1e30", "--max_grad_norm", "0"])
     assert not (out / "model.safetensors").exists() and not (out / "all_results.json").exists()
+
+
+def test_a_resume_with_another_hidden_channels_names_the_mismatch_not_a_damaged_file(tmp_path):
+    out = tmp_path / "run"
+    flags = ["--task", "gen-reg", "--num_generated_graphs", "30", "--min_nodes", "4", "--max_nodes", "6",
+             "--output_dir", str(out), *COMMON, "--num_train_epochs", "1", "--save_strategy", "epoch"]
+    _example().main(flags)
+    checkpoint = next(out.glob("checkpoint-*"))
+    with pytest.raises(ValueError) as error:
+        _example().main([*flags, "--hidden_channels", "16", "--resume_from_checkpoint", "True"])
+    message = str(error.value)
+    assert message.startswith(f"--resume_from_checkpoint: the weights of {checkpoint} do not match this run's model "
+                              "(size mismatch for ")
+    assert "torch.Size([8" in message and "does not load" not in message
