@@ -64,7 +64,7 @@ from hf_eff.splat.scene import (
     scene_views_masks,
     validate_views_split,
 )
-from hf_eff.utils.training_failures import _unreadable_weights_error
+from hf_eff.utils.training_failures import unreadable_weights_error
 
 logger = logging.get_logger(__name__)
 
@@ -1188,7 +1188,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         try:
             self._load_gaussians(resume_from_checkpoint, model)
         except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
-            raise _unreadable_weights_error(resume_from_checkpoint, error) from error
+            raise unreadable_weights_error(resume_from_checkpoint, error) from error
 
     def _load_best_model(self) -> None:
         """`load_best_model_at_end`: the best checkpoint's Gaussians (`_load_gaussians`; Trainer's

@@ -82,10 +82,10 @@ class TrainingFailuresMixin:
         try:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
         except (SafetensorError, pickle.UnpicklingError, EOFError) as error:  # truncated, corrupt
-            raise _unreadable_weights_error(resume_from_checkpoint, error) from error
+            raise unreadable_weights_error(resume_from_checkpoint, error) from error
         except RuntimeError as error:
             if str(error).startswith(TORCH_LOAD_UNREADABLE):
-                raise _unreadable_weights_error(resume_from_checkpoint, error) from error
+                raise unreadable_weights_error(resume_from_checkpoint, error) from error
             if not str(error).startswith(STATE_DICT_MISMATCH):
                 raise
             mismatch = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
@@ -94,7 +94,9 @@ class TrainingFailuresMixin:
                              "the checkpoint, or start over; the checkpoint is left as it is") from error
 
 
-def _unreadable_weights_error(resume_from_checkpoint, error: Exception) -> ValueError:
+def unreadable_weights_error(resume_from_checkpoint, error: Exception) -> ValueError:
+    """The error naming a checkpoint's weights file that does not load (truncated, corrupt); the splat trainer
+    raises it too."""
     weights = next((Path(resume_from_checkpoint, name) for name in CHECKPOINT_WEIGHTS
                     if Path(resume_from_checkpoint, name).is_file()), Path(resume_from_checkpoint))
     return ValueError(f"--resume_from_checkpoint: {weights} does not load ({type(error).__name__}: {error}); it is "
