@@ -233,23 +233,29 @@ class DataArguments:
                                                          "--dataset_revision": self.dataset_revision}, "--dataset")
 
 
-def parse_args(argv: list[str] | None = None):
-    """The flags (after a recipe), and what they refuse on their own; resolve_adapter reads the adapter."""
+def parse_args(argv: list[str] | None = None, return_command_line: bool = False):
+    """The flags (after a recipe), and what they refuse on their own; resolve_adapter reads the adapter. With
+    ``return_command_line``, followed by the ``CommandLine`` (the recipe's settings, the flags given)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, HaLoRATrainingArguments))
     parser.set_defaults(eval_noise_from_adapter=False)  # the example's one evaluation noise: fill_evaluation_noise
-    model_args, data_args, training_args = parse_recipe_and_flags(parser, sys.argv[1:] if argv is None else argv)
+    model_args, data_args, training_args, command_line = parse_recipe_and_flags(
+        parser, sys.argv[1:] if argv is None else argv, return_command_line=True)
     check_evaluation_only(training_args, "--adapter_name_or_path", model_args.adapter_name_or_path, needs_model=False)
     check_model_source("--adapter_name_or_path", model_args.adapter_name_or_path, "--adapter_revision",
                        model_args.adapter_revision, training_args.output_dir)
     check_output_dir(training_args, model_args.overwrite_output_dir)
+    if return_command_line:
+        return model_args, data_args, training_args, command_line
     return model_args, data_args, training_args
 
 
-def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArguments) -> PeftConfig | None:
+def resolve_adapter(model_args: ModelArguments, training_args: HaLoRATrainingArguments,
+                    given: set[str]) -> PeftConfig | None:
     """The method, base model and evaluation noise the flags and --adapter_name_or_path imply, set on the arguments,
-    with a warning for each flag the adapter does not use. Returns the adapter's config, if any."""
+    with a warning for each flag the adapter does not use (``given``: the flags given, ``CommandLine.given``). Returns
+    the adapter's config, if any."""
     loaded = resolve_method_and_base_model(model_args, training_args.do_train)
-    warn_of_halora_flags_for_lora(model_args)
+    warn_of_halora_flags_for_lora(model_args, given)
     fill_evaluation_noise(model_args, training_args)
     if loaded is not None:
         warn_of_unused_adapter_flags(model_args, loaded, training_args.eval_noise_from_adapter)
@@ -360,14 +366,12 @@ def warn_of_unused_adapter_flags(model_args: ModelArguments, config: PeftConfig,
                        model_args.adapter_name_or_path, config_field, kept)
 
 
-def warn_of_halora_flags_for_lora(model_args: ModelArguments) -> None:
-    """One warning naming the HaLoRA-only flags set away from their defaults (as flags or by a recipe) for LoRA,
-    which trains without HaLoRA's noise and regulariser."""
+def warn_of_halora_flags_for_lora(model_args: ModelArguments, given: set[str]) -> None:
+    """One warning naming the HaLoRA-only flags given on the command line (``given``) for LoRA, which trains without
+    HaLoRA's noise and regulariser. A recipe's are not named: `--method lora` on a HaLoRA recipe is its LoRA baseline."""
     if model_args.method != "lora":
         return
-    defaults = ModelArguments()
-    unused = [f"--{flag} {getattr(model_args, flag)}" for flag in HALORA_FLAGS
-              if comparable(getattr(model_args, flag)) != comparable(getattr(defaults, flag))]
+    unused = [f"--{flag} {getattr(model_args, flag)}" for flag in HALORA_FLAGS if flag in given]
     if unused:
         logger.warning("%s not used: --method lora trains without HaLoRA's noise and regulariser", ", ".join(unused))
 
@@ -513,10 +517,10 @@ def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, command_line = parse_args(argv, return_command_line=True)
     check_world_size(training_args.world_size)
     set_seed(training_args.seed)
-    adapter_config = resolve_adapter(model_args, training_args)
+    adapter_config = resolve_adapter(model_args, training_args, command_line.given)
     # before the data (a Hub task is downloaded): a base model not found, or an adapter that does not fit it, is
     # refused first
     model, tokenizer = load_model(model_args, adapter_config, trainable=training_args.do_train)

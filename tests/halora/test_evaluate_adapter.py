@@ -423,7 +423,7 @@ def test_parsing_reads_no_adapter(tmp_path):
                                                        str(tmp_path / "out")] + TASK + RUN)
     assert (model_args.method, model_args.model_name_or_path, training_args.eval_noise_mode) == (None, None, None)
     with pytest.raises(FileNotFoundError, match=f"there is no such folder {missing}"):
-        example.resolve_adapter(model_args, training_args)
+        example.resolve_adapter(model_args, training_args, given=set())
 
 
 def test_train_and_evaluate_refuses_a_second_adapter_config_for_a_peft_model(base_dir, tmp_path, char_tokenizer):

@@ -23,8 +23,8 @@ def _load_example():
 def parse_and_resolve(argv: list[str]):
     """The example's arguments as main uses them: parsed, then the adapter, method and evaluation noise resolved."""
     example = _load_example()
-    model_args, data_args, training_args = example.parse_args(argv)
-    example.resolve_adapter(model_args, training_args)
+    model_args, data_args, training_args, command_line = example.parse_args(argv, return_command_line=True)
+    example.resolve_adapter(model_args, training_args, command_line.given)
     return model_args, data_args, training_args
 
 
@@ -291,3 +291,16 @@ def test_halora_only_flags_given_to_lora_are_named_in_one_warning(caplog):
         parse_and_resolve(["--method", "halora", "--noise_sigma", "0.05", "--output_dir", "unused"])
         parse_and_resolve(["--method", "lora", "--noise_mode", "multiplicative", "--output_dir", "unused"])  # LoRA's too
     assert "not used: --method lora" not in caplog.text
+
+
+def test_a_halora_recipe_run_as_lora_names_only_the_halora_flags_given(caplog):
+    """`--method lora` on the HaLoRA recipe is its LoRA baseline: the recipe's HaLoRA settings (noise_resample_steps
+    10, away from the default) are not the user's to remove, a flag given after it is."""
+    recipe = str(EXAMPLE.parents[1] / "trainers" / "halora" / "smollm2_mixed.yaml")
+    with caplog.at_level("WARNING"):
+        parse_and_resolve([recipe, "--method", "lora", "--output_dir", "unused"])
+    assert "not used: --method lora" not in caplog.text
+    with caplog.at_level("WARNING"):
+        parse_and_resolve([recipe, "--method", "lora", "--reg_weight", "0.1", "--output_dir", "unused"])
+    warnings = [record.getMessage() for record in caplog.records if "not used: --method lora" in record.getMessage()]
+    assert warnings == ["--reg_weight 0.1 not used: --method lora trains without HaLoRA's noise and regulariser"]
