@@ -193,11 +193,13 @@ def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str 
         orgs = [org["name"] for org in identity.get("orgs") or []]
     except (KeyError, TypeError, AttributeError):  # no answer (None), or not the Hub's shape
         return
+    if "/" not in repo_id:  # the Hub creates a bare name under the user: the refusals name that repo
+        repo_id = f"{user}/{repo_id}"
     if role == "read":
         raise PermissionError(f"cannot push to {repo_id}: the Hugging Face token of {user} is a read token (role "
                               "'read'); give a write token (a trainer's hub_token, hf-eff push's --token, HF_TOKEN or "
                               "`hf auth login`)")
-    namespace = repo_id.split("/")[0] if "/" in repo_id else user  # the Hub creates a bare name under the user
+    namespace = repo_id.split("/")[0]
     if org_roles.get(namespace.casefold()) == "read":
         raise PermissionError(f"cannot push to {repo_id}: {user}'s role in the organisation {namespace} is 'read', "
                               "which writes nothing there; ask an admin of it for the 'write' role, or push to a "
@@ -208,22 +210,6 @@ def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str 
         raise PermissionError(f"cannot push to {repo_id}: it belongs to {namespace}, and the token of {user} writes "
                               f"only to {owned}; push to a repo there (a trainer's hub_model_id, hf-eff push's "
                               "REPO_ID)")
-
-
-def writable_repo_id(api: HfApi, repo_id: str, token=None, repo_type: str = "model", given_as: str = "token",
-                     identity: dict | None = None) -> str:
-    """``repo_id`` checked before a direct push (a model's or a scene's ``push_to_hub``) creates anything, as
-    ``hf-eff push`` checks its own, with one whoami (``identity``: its answer, when the caller has it): a token whoami
-    does not know, a read token or a repo it cannot write to is refused (``refuse_unwritable_repo``, naming a given
-    token by ``given_as``), and a bare NAME comes back as USER/NAME (``namespaced_repo_id``). When whoami cannot
-    answer, ``repo_id`` comes back as given: ``create_repo`` puts a bare name under the token's user."""
-    if identity is None:
-        identity = whoami_or_refuse_invalid_token(api, repo_id, token, given_as)
-    if identity is None:
-        return repo_id
-    repo_id, _ = namespaced_repo_id(api, repo_id, given_as, identity)
-    refuse_unwritable_repo(api, repo_id, token, repo_type, given_as, identity)
-    return repo_id
 
 
 def _repo_exists(api: HfApi, repo_id: str, repo_type: str, token) -> bool:
@@ -258,7 +244,7 @@ class PushesWithoutLocalPaths:
     """For ``PyTorchModelHubMixin`` models (GrantGCN, GaussianModel): ``push_to_hub`` as the mixin's, but through
     ``upload_folder`` above, so that the ``data_split`` config.json records goes up without local paths, and with
     the repo checked by the Hub's whoami before it is created, as ``hf-eff push`` checks its own
-    (``writable_repo_id``). Written out because the mixin's ``push_to_hub`` has no hook between its
+    (``refuse_unwritable_repo``). Written out because the mixin's ``push_to_hub`` has no hook between its
     ``save_pretrained`` and its upload."""
 
     def push_to_hub(self, repo_id: str, *, config=None, commit_message: str = "Push model using huggingface_hub.",
@@ -270,7 +256,7 @@ class PushesWithoutLocalPaths:
             saved = Path(tmp) / "model"
             # saved before the repo is created: a model that refuses to save leaves no empty repo behind
             self.save_pretrained(saved, config=config, model_card_kwargs=model_card_kwargs)
-            repo_id = writable_repo_id(api, repo_id, token, given_as=f"{type(self).__name__}.push_to_hub's token")
+            refuse_unwritable_repo(api, repo_id, token, given_as=f"{type(self).__name__}.push_to_hub's token")
             repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
             return upload_folder(api, repo_id=repo_id, repo_type="model", folder_path=saved,
                                  commit_message=commit_message, revision=branch, create_pr=create_pr,

@@ -728,7 +728,7 @@ class Scene:
         main if it does not exist; ``license``: the card's license (a Hub license id: the images
         are the user's, so none is stated without it). Before the repo is created, the Hub's whoami
         refuses a token it does not know, a read token or a repo the token cannot write to, and
-        names a bare ``repo_id``'s user (``hf_eff.hub.push.writable_repo_id``)."""
+        the Hub names a bare ``repo_id``'s user (``hf_eff.hub.push.refuse_unwritable_repo``)."""
         return self._push_to_hub(repo_id, private, token, commit_message, revision, license,
                                  given_as="Scene.push_to_hub's token", identity=None)
 
@@ -740,12 +740,12 @@ class Scene:
         from huggingface_hub import DatasetCard, HfApi
 
         from hf_eff.hub.cards import scene_card
-        from hf_eff.hub.push import ensure_branch, writable_repo_id
+        from hf_eff.hub.push import ensure_branch, refuse_unwritable_repo
 
         api = HfApi(token=token)
-        repo_id = writable_repo_id(api, repo_id, repo_type="dataset", given_as=given_as, identity=identity)
-        # the created repo's whole id: a bare name is the token's user's (when whoami did not answer, create_repo
-        # names it), and the uploads and the card need USER/NAME
+        refuse_unwritable_repo(api, repo_id, repo_type="dataset", given_as=given_as, identity=identity)
+        # the created repo's whole id: the Hub puts a bare name under the token's user, and the uploads and the card
+        # need USER/NAME
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         ensure_branch(api, repo_id, revision, repo_type="dataset")
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,5 @@
 """The direct pushes, `GrantGCN.push_to_hub`, `GaussianModel.push_to_hub` and `Scene.push_to_hub`, check the repo with
-one whoami as `hf-eff push` does (`hf_eff.hub.push.writable_repo_id`): a token the Hub does not know or a read token is
+one whoami as `hf-eff push` does (`hf_eff.hub.push.refuse_unwritable_repo`): a token the Hub does not know or a read token is
 refused before any repo is created, and a bare name lands under the token's user; when whoami cannot answer, the push
 goes on and the Hub names a bare name's user."""
 
