@@ -264,29 +264,28 @@ class PushesWithoutLocalPaths:
                                  delete_patterns=delete_patterns)
 
 
+def _read_json_object(path: Path, what: str, fix: str) -> dict:
+    """``path`` parsed, with an error naming the file when it is no JSON object: ``what`` it should hold ("model
+    settings") and ``fix``, how to mend it when it is no JSON at all."""
+    try:
+        parsed = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error}): {fix}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{path} must hold a JSON object of {what}, got {type(parsed).__name__}")
+    return parsed
+
+
 def read_config(output_dir: Path) -> dict:
     """The model's config.json in ``output_dir``, parsed, with an error naming the file when it is no JSON object."""
-    path = Path(output_dir) / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not JSON ({error}): a GrantGCN or GaussianModel folder needs the config.json "
-                         "its save_pretrained wrote") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} must hold a JSON object of model settings, got {type(config).__name__}")
-    return config
+    return _read_json_object(Path(output_dir) / "config.json", "model settings",
+                             "a GrantGCN or GaussianModel folder needs the config.json its save_pretrained wrote")
 
 
 def read_adapter_config(path: Path) -> dict:
     """A HaLoRA adapter's adapter_config.json, parsed, with an error naming the file when it is no JSON object."""
-    try:
-        config = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not JSON ({error}): the card reads the adapter's base model and noise settings "
-                         "from it; save the adapter again (save_pretrained writes it)") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} must hold a JSON object of adapter settings, got {type(config).__name__}")
-    return config
+    return _read_json_object(path, "adapter settings", "the card reads the adapter's base model and noise settings "
+                             "from it; save the adapter again (save_pretrained writes it)")
 
 
 def detect_artifact(output_dir: Path) -> str:
@@ -328,14 +327,8 @@ def read_results(output_dir: Path) -> dict | None:
     path = output_dir / RESULTS_FILE
     if not path.is_file():
         return None
-    try:
-        results = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not JSON ({error}): the card reads the run's metrics from it; repair it, or "
-                         "move it out of the folder to push a card without metrics") from None
-    if not isinstance(results, dict):
-        raise ValueError(f"{path} must hold a JSON object of metrics, got {type(results).__name__}")
-    return results
+    return _read_json_object(path, "metrics", "the card reads the run's metrics from it; repair it, or move it out "
+                             "of the folder to push a card without metrics")
 
 
 # What a card shows of a saved model's config.json when no run recorded results: {config key: result name}.
