@@ -224,11 +224,9 @@ def weighted_loss(
 ) -> torch.Tensor:
     """sum over the batch's loss units of each unit's loss times its graph's weight (`graph_weights`, one per graph of
     the batch): every node's loss of a node task (read through `batch`, each node's graph), every graph's of a graph
-    task (its squared error averaged over the targets, or its cross-entropy), as `task_loss` averages them."""
+    task (its squared error averaged over the targets, or its cross-entropy), as `task_loss` averages them. Not
+    graph_multilabel's: `unit_losses` refuses it, and GraNTTrainingArguments refuses it with selection='importance'."""
     task = GraphTask(task)
-    if task.is_multilabel:
-        raise ValueError("weighted_loss: graph_multilabel's units are labelled entries, which importance sampling "
-                         "does not weigh; use selection='top_k'")
     losses = unit_losses(task, outputs, labels)
     unit_weights = graph_weights[batch] if task.level == "node" else graph_weights
     # in the losses' dtype: under fp16 autocast they are float32 while the outputs are fp16, in which weights
