@@ -357,7 +357,8 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
         raise ValueError("give exactly one of --task <built-in name> and --dataset <csv or folder> (or, to predict "
                          "--predict_file only, neither, with --do_train False and --model_name_or_path)")
     check_options_apply(data_args)
-    # checked here for every source, with the flags' names (the loaders name their own parameters)
+    # checked here, with the flags' names: --max_graphs cuts every source (load_qm9 checks only QM9's), and
+    # generate_graphon_dataset calls --num_generated_graphs num_graphs
     if data_args.max_graphs is not None and data_args.max_graphs < 1:  # else an empty training split fails later
         raise ValueError(f"--max_graphs must be >= 1, got {data_args.max_graphs}")
     if data_args.builtin in ("gen-reg", "gen-cls") and data_args.num_generated_graphs < 1:
