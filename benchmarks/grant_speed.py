@@ -154,6 +154,8 @@ from hf_eff.grant import (
     split_dataset,
 )
 from hf_eff.grant.compare import compare, plot_curves
+from hf_eff.grant.schedules import RATIO_SCHEDULES
+from hf_eff.grant.selection import NODE_NORMALIZATIONS, SELECTIONS
 
 TASKS = ("graph_regression", "graph_classification", "node_regression", "node_classification")
 # Two regimes; flags given on the command line override the regime's settings.
@@ -243,14 +245,12 @@ def main(argv=None):
     parser.add_argument("--lr_scheduler", help="lr_scheduler_type of both runs")
     parser.add_argument("--variant", choices=["single", "batch"])
     parser.add_argument("--start_ratio", type=float, default=0.05)
-    parser.add_argument("--ratio_schedule", default="step", choices=["step", "linear", "cosine"])
+    parser.add_argument("--ratio_schedule", default="step", choices=RATIO_SCHEDULES)
     parser.add_argument("--reselect_interval",
                         help="first,last reselection interval of the paper's schedule, in epochs, for every task")
-    parser.add_argument("--node_score_normalization", default="nodes", choices=["nodes", "sqrt_nodes", "total"])
-    parser.add_argument("--selection", default="top_k", choices=["top_k", "importance"],
-                        help="GraNT's subset rule: the paper's top-k, or importance sampling with loss weights "
-                             "(variant single only, graph classification unstratified; not with --random_baseline, whose teacher "
-                             "draws uniformly)")
+    parser.add_argument("--node_score_normalization", default="nodes", choices=NODE_NORMALIZATIONS)
+    parser.add_argument("--selection", default="top_k", choices=SELECTIONS,
+                        help="GraNT's subset rule (GraNTTrainingArguments.selection)")
     parser.add_argument("--no_stratify", action="store_true",
                         help="graph classification with GraNT(S) selects per class (stratify_selection) unless given: "
                              "the paper's rule taught one class of the solubility set at a time")
