@@ -8,6 +8,7 @@ same way, which is how LoRA and HaLoRA are compared.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import numbers
@@ -35,6 +36,7 @@ from transformers import (
 )
 from transformers.trainer_utils import speed_metrics
 
+from hf_eff.halora.base_model import save_embedding_layers
 from hf_eff.halora.config import (
     NOISE_MODES,
     HaLoRAConfig,
@@ -526,6 +528,23 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         self.remove_training_noise()
         self.save_data_splits(output_dir)  # first: with push_to_hub, Trainer.save_model ends by uploading the folder
         super().save_model(output_dir, _internal_call)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)  # the one Trainer._save saves
+        embedding_layers = save_embedding_layers(model) if isinstance(model, PeftModel) else "auto"
+        if embedding_layers == "auto":
+            return super()._save(output_dir, state_dict)
+        # Trainer._save calls model.save_pretrained(output_dir, state_dict=..., is_main_process=...) with no route for
+        # save_embedding_layers, whose "auto" would look the built-in base up on the Hub; patched to avoid copying it.
+        own = vars(model).get("save_pretrained")  # an instance's own save_pretrained, kept and restored
+        model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=embedding_layers)
+        try:
+            return super()._save(output_dir, state_dict)
+        finally:
+            if own is None:
+                del model.save_pretrained
+            else:
+                model.save_pretrained = own
 
     def save_data_splits(self, output_dir: str | None = None) -> None:
         """``data_splits``, if set, into ``output_dir`` (default: the arguments'), from the process that saves."""

@@ -10,6 +10,8 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, defaul
 
 from hf_eff import HaLoRAConfig
 from hf_eff.halora import noise as noise_module
+from hf_eff.halora import trainer as trainer_module
+from hf_eff.halora.base_model import load_base_model
 from hf_eff.halora.tasks import (
     MultipleChoiceScorer,
     builtin_task,
@@ -205,11 +207,49 @@ def test_a_run_within_its_warm_up_draw_is_named_noise_free(tmp_path):
     assert [entry["noise_sigma"] for entry in trainer.state.log_history if "loss" in entry] == [0.0, 0.0]
 
 
+def test_saving_a_builtin_base_adapter_restores_save_pretrained(tmp_path, monkeypatch):
+    """The trainer passes PEFT's save_embedding_layers through the model's save_pretrained for one save: the model's
+    own one (the class's, or an instance's) is back after the save, whether it succeeded or failed."""
+    monkeypatch.setattr(trainer_module, "save_embedding_layers", lambda model: False)
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0]))
+    trainer.save_model(str(tmp_path / "plain"))
+    assert "save_pretrained" not in vars(model) and (tmp_path / "plain" / "adapter_model.safetensors").is_file()
+
+    calls = []
+
+    def own_save(*args, **kwargs):
+        calls.append(kwargs["save_embedding_layers"])
+        return type(model).save_pretrained(model, *args, **kwargs)
+
+    model.save_pretrained = own_save
+    trainer.save_model(str(tmp_path / "own"))
+    assert calls == [False] and vars(model)["save_pretrained"] is own_save
+
+    def failing_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    model.save_pretrained = failing_save
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_model(str(tmp_path / "failed"))
+    assert vars(model)["save_pretrained"] is failing_save
+
+
+def test_a_compiled_builtin_base_adapter_is_saved_with_the_embedding_rule_of_the_model_inside(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(trainer_module, "save_embedding_layers", lambda model: asked.append(model) or False)
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0]))
+    saves = []
+    model.save_pretrained = lambda *args, **kwargs: saves.append(kwargs.get("save_embedding_layers"))
+    trainer.model = torch.compile(model)  # Trainer._save saves the model inside
+    trainer.save_model(str(tmp_path / "compiled"))
+    assert asked == [model] and saves == [False]
+
+
 def test_a_builtin_base_adapter_is_saved_by_the_trainer_with_peft_rule_and_no_hub_lookup(tmp_path, builtin_folder,
                                                                                           hub_lookups):
     """PEFT's rule answered locally saves the resized embeddings, which PEFT, offline, would assume unchanged."""
-    from hf_eff.halora.base_model import load_base_model
-
     model, _ = load_base_model()
     model.resize_token_embeddings(130)
     model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
