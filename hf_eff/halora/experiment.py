@@ -25,6 +25,7 @@ from transformers import (
 )
 from transformers.pytorch_utils import Conv1D
 
+from hf_eff.halora.base_model import save_embedding_layers
 from hf_eff.halora.config import HaLoRAConfig
 from hf_eff.halora.noise import RRAMNoise
 from hf_eff.halora.regularizer import lora_factors
@@ -200,7 +201,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
         results.update(train_peak_rss_mb=resident.peak_mb, train_start_rss_mb=resident.start_mb)
     if trainer.is_world_process_zero():
         # Saved before the (long) evaluation under noise, so that a failure there loses no training.
-        peft_model.save_pretrained(args.output_dir)
+        peft_model.save_pretrained(args.output_dir, save_embedding_layers=save_embedding_layers(peft_model))
         trainer.save_data_splits(args.output_dir)
     results.update(train_output.metrics, train_step_seconds=timer.mean_step_seconds(),
                    train_step_cpu_seconds=timer.mean_step_seconds(cpu=True))

@@ -40,7 +40,8 @@ def test_adapter_on_the_builtin_base_records_its_name_not_the_cache_folder(monke
     monkeypatch.setattr(base_model, "ensure_converted_smollm2", lambda: cache_folder)
     model, _ = load_base_model()
     base_weights = {name: weight.clone() for name, weight in model.state_dict().items()}
-    get_peft_model(model, HaLoRAConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    peft_model = get_peft_model(model, HaLoRAConfig(r=2, target_modules=["q_proj"]))
+    peft_model.save_pretrained(tmp_path / "adapter", save_embedding_layers=save_embedding_layers(peft_model))
     recorded = PeftConfig.from_pretrained(tmp_path / "adapter").base_model_name_or_path
     assert recorded == DEFAULT_BASE_MODEL
     reloaded, _ = load_base_model(recorded)
