@@ -4,10 +4,6 @@ Importing this package registers the ``HALORA`` PEFT type, so ``get_peft_model``
 ``PeftConfig.from_pretrained`` and ``PeftModel.from_pretrained`` handle HaLoRA adapters.
 """
 
-import functools
-import inspect
-
-from peft import PeftModel
 from peft.utils import PeftType, register_peft_method
 
 
@@ -27,7 +23,6 @@ def _add_peft_type(name: str) -> None:
 
 _add_peft_type("HALORA")
 
-from hf_eff.halora.base_model import save_embedding_layers  # noqa: E402
 from hf_eff.halora.config import HaLoRAConfig  # noqa: E402
 from hf_eff.halora.model import HaLoRAModel  # noqa: E402
 from hf_eff.halora.noise import RRAMNoise, rram_linear_modules, rram_noise  # noqa: E402
@@ -43,38 +38,12 @@ def _register() -> None:
 
 _register()
 
-
-def _answer_builtin_base_embeddings_locally() -> None:
-    """Wraps ``PeftModel.save_pretrained`` so that its ``save_embedding_layers="auto"`` is answered here for adapters
-    on the built-in base (``base_model.save_embedding_layers``). Idempotent.
-
-    PEFT answers "auto" by looking the adapter's ``base_model_name_or_path`` up on the Hub unless it is a local
-    folder, and that name is written as it is into adapter_config.json: for the built-in base it must stay the
-    portable ``smollm2-135m-instruct``, no Hub repo. PEFT builds the PeftModel itself (no per-method class), so its
-    save_pretrained is the one place to pass the answer; any other base gets "auto", PEFT's own lookup."""
-    peft_save_pretrained = PeftModel.save_pretrained
-    if getattr(peft_save_pretrained, "_answers_builtin_base_embeddings", False):
-        return
-    signature = inspect.signature(peft_save_pretrained)
-
-    @functools.wraps(peft_save_pretrained)
-    def save_pretrained(self, *args, **kwargs):
-        call = signature.bind(self, *args, **kwargs)
-        if call.arguments.get("save_embedding_layers", "auto") == "auto":
-            call.arguments["save_embedding_layers"] = save_embedding_layers(self, call.arguments.get("selected_adapters"))
-        return peft_save_pretrained(*call.args, **call.kwargs)
-
-    save_pretrained._answers_builtin_base_embeddings = True
-    PeftModel.save_pretrained = save_pretrained
-
-
-_answer_builtin_base_embeddings_locally()
-
 # Imported on first use: the trainer pulls in transformers.Trainer, too heavy for `import hf_eff`.
 _LAZY = {
     "HaLoRATrainer": "trainer",
     "HaLoRATrainingArguments": "trainer",
     "load_base_model": "base_model",
+    "save_embedding_layers": "base_model",
     "MultipleChoiceScorer": "tasks",
     "builtin_task": "tasks",
     "choice_logprob_sums": "tasks",

@@ -158,8 +158,8 @@ def save_embedding_layers(model: PeftModel, selected_adapters: list[str] | None 
     base, whose name PEFT would look up on the Hub (a request for a repo that is not there; offline, a warning) to
     learn whether the vocabulary was resized. For it, PEFT's "auto" rule (``get_peft_model_state_dict``) is applied
     here, per saved adapter, on the built-in model's config: ``_peft_saves_embeddings``. Saved adapters the rule
-    treats differently (one value goes to all) leave the choice to PEFT: ``"auto"``. ``PeftModel.save_pretrained``
-    (wrapped by ``hf_eff.halora``) asks it when given "auto"."""
+    treats differently (one value goes to all) leave the choice to PEFT: ``"auto"``. Pass it to PEFT's save:
+    ``model.save_pretrained(folder, save_embedding_layers=save_embedding_layers(model))``."""
     configs = [config for name, config in model.peft_config.items()
                if selected_adapters is None or name in selected_adapters]
     if {config.base_model_name_or_path for config in configs} != {DEFAULT_BASE_MODEL}:
