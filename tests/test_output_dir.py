@@ -23,7 +23,7 @@ def test_a_training_run_into_a_finished_run_is_refused_naming_the_folder_and_the
     message = str(error.value)
     assert f"--output_dir {out} already holds a run ({saved})" in message
     assert "give another --output_dir" in message and "--overwrite_output_dir" in message
-    assert "--resume_from_checkpoint <a checkpoint-N folder>" in message  # it holds no checkpoint to resume
+    assert "--resume_from_checkpoint" not in message  # it holds no checkpoint to resume
 
 
 def test_checkpoints_are_a_run_too_and_the_resume_is_offered(tmp_path):
@@ -31,7 +31,7 @@ def test_checkpoints_are_a_run_too_and_the_resume_is_offered(tmp_path):
     for step in (2, 4):
         (out / f"checkpoint-{step}").mkdir(parents=True)
     with pytest.raises(FileExistsError, match=r"2 checkpoint\(s\) \(checkpoint-2, checkpoint-4\).*"
-                                              r"--resume_from_checkpoint True to continue from its last checkpoint"):
+                                              r"or continue it with --resume_from_checkpoint True$"):
         check_output_dir(_args(out), overwrite_output_dir=False)
 
 
@@ -63,8 +63,7 @@ def test_a_resume_from_another_runs_checkpoint_into_a_finished_run_is_refused(tm
     assert message.startswith(f"--output_dir {out} already holds a run (all_results.json, 1 checkpoint(s) "
                               "(checkpoint-2)), which this training run would overwrite")
     if resume:
-        assert (f"(--resume_from_checkpoint {resume} is not one of its checkpoints: this run reads that checkpoint "
-                "and writes into --output_dir)") in message
+        assert f"(--resume_from_checkpoint {resume} is not one of its checkpoints)" in message
     check_output_dir(_args(tmp_path / "new", resume_from_checkpoint=resume), overwrite_output_dir=False)
 
 

@@ -657,11 +657,9 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             # to resume from would be misplaced (transformers' Trainer has the same limit)
             raise ValueError(
                 f"cannot resume GraNT from {checkpoint}: it was saved with gradient_accumulation_steps="
-                f"{saved_accumulation}, this run has gradient_accumulation_steps={self.args.gradient_accumulation_steps}, "
-                "and its steps would be counted in the wrong number of batches; resume with "
-                f"gradient_accumulation_steps={saved_accumulation}, or start a new run from its weights "
-                f"({type(self.model).__name__}.from_pretrained({checkpoint!r}); examples/grant_train.py: "
-                "--model_name_or_path)"
+                f"{saved_accumulation}, this run has gradient_accumulation_steps={self.args.gradient_accumulation_steps}; "
+                f"resume with gradient_accumulation_steps={saved_accumulation}, or start a new run from its weights "
+                f"({type(self.model).__name__}.from_pretrained)"
             )
         self._sampler.batches = state["batches"]
         self._set_batch_weights(state.get("batch_weights"))  # None: top_k's subset, or saved before weights were

@@ -101,9 +101,8 @@ class HaLoRAConfig(LoraConfig):
             raise ValueError("HaLoRAConfig.use_dora: HaLoRA regularises plain LoRA factors; DoRA is not supported")
         # PEFT accepts it; a layer alpha_pattern gives another alpha is scaled by that one
         if self.lora_alpha == 0 and not any((self.alpha_pattern or {}).values()):
-            warnings.warn("HaLoRAConfig.lora_alpha=0 scales the adapter's update (its scaling, proportional to "
-                          "lora_alpha) to 0: the adapter changes no output and its factors get no gradient from the "
-                          "task, only from the regulariser; give lora_alpha > 0 (PEFT's default is 8)", stacklevel=3)
+            warnings.warn("HaLoRAConfig.lora_alpha=0 scales the adapter's update to 0, so it changes no output; give "
+                          "lora_alpha > 0 (PEFT's default is 8)", stacklevel=3)
         # NumPy numbers (a sweep's values) become Python ones: they would not serialise to adapter_config.json
         for name, kind, cast in (("noise_sigma", numbers.Real, float), ("reg_weight", numbers.Real, float),
                                  ("noise_tile_size", numbers.Integral, int),

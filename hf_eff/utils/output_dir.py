@@ -50,13 +50,11 @@ def check_output_dir(args: TrainingArguments, overwrite_output_dir: bool) -> Non
         held.append(f"{len(checkpoints)} checkpoint(s) ({', '.join(checkpoints[:3])}{', ...' if len(checkpoints) > 3 else ''})")
     if not held:
         return
-    elsewhere = (f" (--resume_from_checkpoint {args.resume_from_checkpoint} is not one of its checkpoints: this run "
-                 "reads that checkpoint and writes into --output_dir)" if args.resume_from_checkpoint else "")
-    resume = ("--resume_from_checkpoint True to continue from its last checkpoint" if checkpoints else
-              "--resume_from_checkpoint <a checkpoint-N folder> to continue a run (this folder holds no checkpoint)")
+    elsewhere = (f" (--resume_from_checkpoint {args.resume_from_checkpoint} is not one of its checkpoints)"
+                 if args.resume_from_checkpoint else "")
+    resume = ", or continue it with --resume_from_checkpoint True" if checkpoints else ""
     raise FileExistsError(f"--output_dir {output_dir} already holds a run ({', '.join(held)}), which this training run "
-                          f"would overwrite{elsewhere}: give another --output_dir, add --overwrite_output_dir to write "
-                          f"over it (this run's files replace the earlier run's; the others stay), or {resume}")
+                          f"would overwrite{elsewhere}: give another --output_dir or add --overwrite_output_dir{resume}")
 
 
 def _resumes_a_run_of(output_dir: Path, resume_from_checkpoint: bool | str | None) -> bool:

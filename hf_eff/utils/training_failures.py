@@ -73,9 +73,9 @@ class TrainingFailuresMixin:
         kept = (f"the checkpoints already written (the last: {checkpoint}) are kept" if checkpoint else
                 "no checkpoint had been written")
         return FloatingPointError(
-            f"training diverged at step {self.state.global_step + 1}: {what}. The usual fix is a lower learning rate "
-            f"(--learning_rate, now {args.learning_rate:g}) or gradient clipping (--max_grad_norm, now "
-            f"{args.max_grad_norm:g}). Training stopped here and nothing more is saved; {kept}"
+            f"training diverged at step {self.state.global_step + 1}: {what}; lower the learning rate (--learning_rate, "
+            f"now {args.learning_rate:g}) or clip the gradients (--max_grad_norm, now {args.max_grad_norm:g}). Nothing "
+            f"more is saved; {kept}"
         )
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
