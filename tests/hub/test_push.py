@@ -261,6 +261,15 @@ def test_cli_push_offline_is_one_line_naming_hf_hub_offline_and_nothing_local_ch
     assert _files(folder) == before
 
 
+def _model_run_folder(tmp_path, earlier_readme: bytes | None) -> Path:
+    """A model run's folder with results and, unless None, the README.md a push would replace."""
+    folder = _touch(tmp_path, "config.json", "model.safetensors")
+    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
+    if earlier_readme is not None:
+        (folder / "README.md").write_bytes(earlier_readme)
+    return folder
+
+
 @pytest.mark.parametrize("earlier_readme", [b"the card save_pretrained wrote", None])
 def test_a_card_that_fails_to_be_written_leaves_the_folders_readme_as_it_was(local_hub, tmp_path, monkeypatch,
                                                                               earlier_readme):
@@ -270,10 +279,7 @@ def test_a_card_that_fails_to_be_written_leaves_the_folders_readme_as_it_was(loc
         Path(path).write_text(str(card)[:10])
         raise OSError(28, "No space left on device")
 
-    folder = _touch(tmp_path, "config.json", "model.safetensors")
-    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
-    if earlier_readme is not None:
-        (folder / "README.md").write_bytes(earlier_readme)
+    folder = _model_run_folder(tmp_path, earlier_readme)
     before = _files(folder)
     monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
     monkeypatch.setattr(ModelCard, "save", half_written)
@@ -288,10 +294,7 @@ def test_a_failed_upload_leaves_the_folders_readme_as_it_was(local_hub, tmp_path
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    folder = _touch(tmp_path, "config.json", "model.safetensors")
-    (folder / "all_results.json").write_text(json.dumps({"eval_mae": 0.5}))
-    if earlier_readme is not None:
-        (folder / "README.md").write_bytes(earlier_readme)
+    folder = _model_run_folder(tmp_path, earlier_readme)
     before = _files(folder)
     monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
     inject_fault("commit", 403)  # the card was written into the folder for the upload, which then fails
