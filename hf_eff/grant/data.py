@@ -298,7 +298,7 @@ def graphs_from_pyg(
     other than the earlier graphs' or float values after integer ones, raises an error naming its
     position in `data_list`. The result is then checked with `check_graph_dataset` (graphs without y too), whose errors
     (a graph of no nodes, NaN targets, NaN or infinite values in x or edge_attr, y of the wrong length, edges outside
-    the graph) name the same position as "data_list row i".
+    the graph) name the same position as "data_list row i (0-based, as data_list[i])".
     The conversion always reruns: a PyG dataset's contents are not hashed to find an earlier copy.
     """
     from torch_geometric.data import Data
@@ -306,7 +306,7 @@ def graphs_from_pyg(
     task = GraphTask(task)
 
     def row_of(graph, index: int) -> dict:
-        where = f"data_list row {index}"
+        where = _row_name("data_list", index)
         if not isinstance(graph, Data):
             raise TypeError(f"{where}: expected a torch_geometric.data.Data, got {type(graph).__name__}")
         if graph.x is None:
@@ -382,30 +382,31 @@ def graphs_from_pyg(
         yield first
         for index, graph in enumerate(graphs, start=1):
             row = row_of(graph, index)
+            where = _row_name("data_list", index)
             if ("y" in row) != labelled:
                 which = "has no labels (y is None) but the first graph has" if labelled else (
                     "has labels (y) but the first graph has none")
-                raise ValueError(f"data_list row {index}: the graph {which}; give all graphs y (to train or evaluate) "
+                raise ValueError(f"{where}: the graph {which}; give all graphs y (to train or evaluate) "
                                  "or none (to predict)")
             if ("edge_attr" in row) != ("edge_attr" in first):
                 which = "has edge_attr but the first graph has none" if "edge_attr" in row else (
                     "has no edge_attr but the first graph has")
-                raise ValueError(f"data_list row {index}: the graph {which}; give all graphs edge_attr or none")
+                raise ValueError(f"{where}: the graph {which}; give all graphs edge_attr or none")
             if ("smiles" in row) != ("smiles" in first):
                 which = "has smiles but the first graph has none" if "smiles" in row else (
                     "has no smiles but the first graph has")
-                raise ValueError(f"data_list row {index}: the graph {which}; give all graphs smiles or none")
+                raise ValueError(f"{where}: the graph {which}; give all graphs smiles or none")
             if "edge_attr" in row and len(row["edge_attr"]):
                 if kind == "int64" and row["edge_attr"].dtype.kind == "f":
-                    raise ValueError(f"data_list row {index}: float edge_attr, but the first graph's is integer (stored "
+                    raise ValueError(f"{where}: float edge_attr, but the first graph's is integer (stored "
                                      "as int64); cast them all to one dtype")
                 width = edge_widths.setdefault("first", row["edge_attr"].shape[1])
                 if row["edge_attr"].shape[1] != width:
-                    raise ValueError(f"data_list row {index}: edge_attr has {row['edge_attr'].shape[1]} features per "
+                    raise ValueError(f"{where}: edge_attr has {row['edge_attr'].shape[1]} features per "
                                      f"edge, earlier graphs {width}")
             if labelled and np.ndim(row["y"]) != np.ndim(first["y"]):
                 raise ValueError(
-                    f"data_list row {index}: y has shape {np.shape(row['y'])}, but the first graph's has "
+                    f"{where}: y has shape {np.shape(row['y'])}, but the first graph's has "
                     f"{np.ndim(first['y'])} dimension(s)"
                 )
             yield row
@@ -420,6 +421,12 @@ def graphs_from_pyg(
 class MissingColumnError(ValueError):
     """A column a loader or check needs is absent: a ValueError, as `datasets` raises for a missing column (and
     HaLoRA's and splat's checks do), of its own class so that a caller can add which flag names the column."""
+
+
+def _row_name(name: str, index: int) -> str:
+    # says how it counts: a `datasets.Dataset` and a list are indexed from 0, a CSV's data rows (and HaLoRA's) from 1
+    indexed = "data_list" if name == "data_list" else "dataset"
+    return f"{name} row {index} (0-based, as {indexed}[{index}])"
 
 
 def _csv_row(path, column: str, index: int) -> str:
@@ -728,7 +735,7 @@ def _check_target_size(y: np.ndarray, num_nodes: int, task: GraphTask, where: st
     expected = 1 if task.is_classification else graph_targets
     if y.size != expected:
         need = "one class id per graph" if task.is_classification else (
-            f"the same number of targets on every graph (row 0 has {expected})")
+            f"the same number of targets on every graph (the first graph has {expected})")
         # graph_multilabel has no node-level counterpart
         hint = "" if task.is_multilabel else f"; if y holds one label per node (node labels): use task 'node_{kind}'"
         raise ValueError(f"{where}: {task} needs {need}, got {y.size} y values (num_nodes={num_nodes}){hint}")
@@ -988,7 +995,7 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
     for row, graph in enumerate(dataset.with_format("numpy"), start=offset):
         num_nodes = int(graph["num_nodes"])
         x, edge_index = np.asarray(graph["x"]), np.asarray(graph["edge_index"])
-        where = f"{name} row {row}"
+        where = _row_name(name, row)
         if num_nodes < 1:  # the model would return no output for it: a batch's outputs would not match its graphs
             raise ValueError(f"{where}: num_nodes={num_nodes}; a graph needs at least one node, drop that graph")
         if labelled:

@@ -294,10 +294,10 @@ def test_missing_column_is_named():
 
 
 def test_edge_index_outside_the_graph_is_reported():
-    with pytest.raises(ValueError, match="row 0: edge_index refers to node 2"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): edge_index refers to node 2"):
         check_graph_dataset(_graph(edge_index=[[0, 2], [1, 0]]), "graph_regression")
     # the node it refers to, not the largest valid one
-    with pytest.raises(ValueError, match=r"^dataset row 0: edge_index refers to node -1 \(edge 1's target\) but the graph "
+    with pytest.raises(ValueError, match=r"^dataset row 0 \(0-based, as dataset\[0\]\): edge_index refers to node -1 \(edge 1's target\) but the graph "
                                          r"has num_nodes=2 \(nodes 0..1\)$"):
         check_graph_dataset(_graph(edge_index=[[0, 1], [1, -1]]), "graph_regression")
     with pytest.raises(ValueError, match=r"expected \[2, num_edges\]"):
@@ -317,7 +317,7 @@ def test_an_infinite_target_is_reported_as_a_plain_number(make_graphs, monkeypat
     bad = dict(good[0], y=float("-inf") if task == "graph_classification" else [float("-inf")] * len(good[0]["y"]))
     dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([bad], features=good.features)])
     monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 16)
-    with pytest.raises(ValueError, match=r"^train row 40: y contains -inf; drop that graph or fix its target$"):
+    with pytest.raises(ValueError, match=r"^train row 40 \(0-based, as dataset\[40\]\): y contains -inf; drop that graph or fix its target$"):
         check_graph_dataset(dataset, task, "train")
 
 
@@ -331,11 +331,11 @@ def test_multilabel_takes_nan_as_unlabelled_and_refuses_other_labels(make_graphs
     for kind in ("regression", "classification"):
         with pytest.raises(ValueError, match=r"y contains NaN.*task 'graph_multilabel' takes NaN as unlabelled"):
             check_graph_dataset(_graph(y=[nan] if kind == "regression" else nan), f"graph_{kind}")
-    with pytest.raises(ValueError, match=r"row 0: graph_multilabel needs 0/1 labels \(NaN where unlabelled\) in y, got \[2.0\]"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): graph_multilabel needs 0/1 labels \(NaN where unlabelled\) in y, got \[2.0\]"):
         check_graph_dataset(_graph(y=[1.0, nan, 2.0]), "graph_multilabel")
     with pytest.raises(ValueError, match="x contains NaN"):
         check_graph_dataset(_graph(x=[[nan], [0.0]], y=[1.0, nan]), "graph_multilabel")
-    with pytest.raises(ValueError, match=r"row 0: y holds a missing \(null\) label; .* store float\('nan'\)"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): y holds a missing \(null\) label; .* store float\('nan'\)"):
         check_graph_dataset(_graph(y=[1.0, None]), "graph_multilabel")  # the collator could not read it
     with pytest.raises(ValueError, match=r"graph_multilabel needs the same number of targets .* got 3 y values \(num_nodes=2\)$"):
         check_graph_dataset(datasets.Dataset.from_list([dict(_graph(y=[1.0, 0.0])[0]), dict(_graph(y=[1.0, 0.0, 1.0])[0])]),
@@ -355,15 +355,15 @@ def test_node_labels_must_cover_every_node():
 def test_node_labels_given_to_a_graph_task_are_named(make_graphs):
     node_data = make_graphs(12, "node_regression", min_nodes=2)
     for kind in ("regression", "classification"):
-        with pytest.raises(ValueError, match=rf"row \d+: graph_{kind} needs .* \(node labels\): use task 'node_{kind}'"):
+        with pytest.raises(ValueError, match=rf"row \d+ \(0-based, as dataset\[\d+\]\): graph_{kind} needs .* \(node labels\): use task 'node_{kind}'"):
             check_graph_dataset(node_data.shuffle(seed=0), f"graph_{kind}")
 
 
 def test_graph_targets_must_have_one_size():
     rows = [{"x": [[0.0]] * 2, "edge_index": [[], []], "y": y, "num_nodes": 2} for y in ([1.0], [1.0], [1.0, 2.0])]
-    with pytest.raises(ValueError, match=r"row 2: graph_regression needs the same number of targets .* got 2"):
+    with pytest.raises(ValueError, match=r"row 2 \(0-based, as dataset\[2\]\): graph_regression needs the same number of targets .* got 2"):
         check_graph_dataset(datasets.Dataset.from_list(rows), "graph_regression")
-    with pytest.raises(ValueError, match=r"row 0: graph_classification needs one class id per graph, got 2"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): graph_classification needs one class id per graph, got 2"):
         check_graph_dataset(_graph(y=[0, 1]), "graph_classification")
     check_graph_dataset(_graph(y=[1.0, 2.0, 3.0]), "graph_regression")  # a fixed number of targets is fine
     check_graph_dataset(_graph(y=1), "graph_classification")
@@ -380,23 +380,23 @@ def test_node_targets_must_have_one_count_per_node():
     rows = [{"x": [[0.0]] * 2, "edge_index": [[], []], "y": y, "num_nodes": 2}
             for y in ([[1.0, 2.0]] * 2, [[1.0, 2.0]] * 2, [[1.0, 2.0, 3.0]] * 2)]
     check_graph_dataset(datasets.Dataset.from_list(rows[:2]), "node_regression")
-    with pytest.raises(ValueError, match=r"row 2: node_regression needs the same number of targets per node .* got 3"):
+    with pytest.raises(ValueError, match=r"row 2 \(0-based, as dataset\[2\]\): node_regression needs the same number of targets per node .* got 3"):
         check_graph_dataset(datasets.Dataset.from_list(rows), "node_regression")
-    with pytest.raises(ValueError, match=r"row 0: node_classification needs one class id per node"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): node_classification needs one class id per node"):
         check_graph_dataset(_graph(y=[[0, 1], [1, 0]]), "node_classification")
 
 
 def test_negative_class_ids_are_refused():
-    with pytest.raises(ValueError, match=r"row 0: graph_classification needs class ids 0, 1, ... in y, got \[-1\]"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): graph_classification needs class ids 0, 1, ... in y, got \[-1\]"):
         check_graph_dataset(_graph(y=-1), "graph_classification")
-    with pytest.raises(ValueError, match=r"row 0: node_classification needs class ids .* got \[-100\].*ignore_index"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): node_classification needs class ids .* got \[-100\].*ignore_index"):
         check_graph_dataset(_graph(y=[0, -100]), "node_classification")
 
 
 def test_class_names_are_refused_by_the_check_and_encoded_in_sorted_order():
     rows = [{"x": [[0.0]], "edge_index": [[], []], "y": y, "num_nodes": 1} for y in ("b", "a", "c", "a")]
     named = datasets.Dataset.from_list(rows)
-    with pytest.raises(ValueError, match=r"row 0: column 'y' holds 'b', not numbers; .*encode_class_labels"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): column 'y' holds 'b', not numbers; .*encode_class_labels"):
         check_graph_dataset(named, "graph_classification")
     encoded = encode_class_labels(named)
     assert encoded["y"][:] == [1, 0, 2, 0] and class_names(encoded) == ["a", "b", "c"]
@@ -476,7 +476,7 @@ def test_a_bad_last_row_of_a_large_set_is_named_as_by_the_row_loop(make_graphs, 
     if kind == "edge":  # also with an edge_attr column, which the check ignores
         dataset = _with_edge_attr(dataset)
     monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 384)  # 5 full chunks, the bad row in a 6th
-    with pytest.raises(ValueError, match=r"^train row 1999: ") as error:
+    with pytest.raises(ValueError, match=r"^train row 1999 \(0-based, as dataset\[1999\]\): ") as error:
         check_graph_dataset(dataset, task, "train")
     assert str(error.value) == _row_loop_error(dataset, task, "train", monkeypatch)
 
@@ -490,13 +490,13 @@ def test_selected_rows_are_checked_by_their_position_in_the_subset(make_graphs, 
     outside = dataset.select(order)
     assert check_graph_dataset(outside, "graph_regression") is None
     inside = dataset.select(order[:1000] + [1999] + order[1000:1500])
-    with pytest.raises(ValueError, match=r"^dataset row 1000: y contains NaN"):
+    with pytest.raises(ValueError, match=r"^dataset row 1000 \(0-based, as dataset\[1000\]\): y contains NaN"):
         check_graph_dataset(inside, "graph_regression")
     split = dataset.train_test_split(test_size=0.5, seed=0)
     position = [i for i, name in enumerate(("train", "test")) if 1999 in split[name]._indices.column(0).to_pylist()][0]
     part = split[("train", "test")[position]]
     row = part._indices.column(0).to_pylist().index(1999)
-    with pytest.raises(ValueError, match=rf"^part row {row}: y contains NaN"):
+    with pytest.raises(ValueError, match=rf"^part row {row} \(0-based, as dataset\[{row}\]\): y contains NaN"):
         check_graph_dataset(part, "graph_regression", "part")
     assert check_graph_dataset(split[("train", "test")[1 - position]], "graph_regression", "part") is None
 
@@ -509,7 +509,7 @@ def test_layouts_the_column_checks_skip_go_through_the_row_loop(monkeypatch):
             {"x": [[0.0, 1.0, 2.0]], "edge_index": [[], []], "y": 3.0, "num_nodes": 1}]
     assert check_graph_dataset(datasets.Dataset.from_list(rows), "graph_regression") is None
     named = datasets.Dataset.from_list([dict(rows[0], y="a"), dict(rows[1], y="b"), dict(rows[2], y="c")])
-    with pytest.raises(ValueError, match=r"^dataset row 0: column 'y' holds 'c', not numbers"):
+    with pytest.raises(ValueError, match=r"^dataset row 0 \(0-based, as dataset\[0\]\): column 'y' holds 'c', not numbers"):
         check_graph_dataset(named.select([2, 0]), "graph_classification")
 
 
@@ -523,7 +523,7 @@ def test_a_graph_of_no_nodes_is_refused_naming_its_row(make_graphs, monkeypatch,
     dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([empty], features=good.features)])
     if not labelled:
         dataset = dataset.remove_columns("y")
-    message = r"^train row 40: num_nodes=0; a graph needs at least one node, drop that graph$"
+    message = r"^train row 40 \(0-based, as dataset\[40\]\): num_nodes=0; a graph needs at least one node, drop that graph$"
     monkeypatch.setattr(data, "CHECK_CHUNK_ROWS", 16)  # the empty graph in the last of 3 chunks
     with pytest.raises(ValueError, match=message):
         check_graph_dataset(dataset, task, "train", labelled=labelled)
@@ -537,7 +537,7 @@ def test_pyg_graphs_of_no_nodes_are_refused_naming_their_position():
 
     graphs = [Data(x=torch.rand(2, 3), edge_index=torch.tensor([[0], [1]]), y=torch.tensor([1.0])),
               Data(x=torch.zeros(0, 3), edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.tensor([2.0]))]
-    with pytest.raises(ValueError, match="^data_list row 1: num_nodes=0; a graph needs at least one node"):
+    with pytest.raises(ValueError, match=r"^data_list row 1 \(0-based, as data_list\[1\]\): num_nodes=0; a graph needs at least one node"):
         graphs_from_pyg(graphs, "graph_regression")
 
 
@@ -617,10 +617,10 @@ def test_pyg_molecules_with_missing_labels_convert_for_multilabel():
     converted = graphs_from_pyg(molecules, "graph_multilabel", node_features=atom_features)
     assert converted.features["y"] == datasets.List(datasets.Value("float32"))
     np.testing.assert_array_equal(np.array(converted["y"], dtype=float), np.array(labels))
-    with pytest.raises(ValueError, match="data_list row 0: y contains NaN"):
+    with pytest.raises(ValueError, match=r"data_list row 0 \(0-based, as data_list\[0\]\): y contains NaN"):
         graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
     molecules[2].y = torch.tensor([[0.0, 0.5, nan]])
-    with pytest.raises(ValueError, match=r"data_list row 2: graph_multilabel needs 0/1 labels"):
+    with pytest.raises(ValueError, match=r"data_list row 2 \(0-based, as data_list\[2\]\): graph_multilabel needs 0/1 labels"):
         graphs_from_pyg(molecules, "graph_multilabel", node_features=atom_features)
 
 
@@ -650,10 +650,10 @@ def test_pyg_molecules_keep_their_smiles_as_the_smiles_builders_rows_do():
     assert converted["smiles"] == reference["smiles"] == ["CCO", "C", "c1ccccc1"]
     assert converted.features["smiles"] == reference.features["smiles"]
     del molecules[1].smiles
-    with pytest.raises(ValueError, match="data_list row 1: the graph has no smiles but the first graph has"):
+    with pytest.raises(ValueError, match=r"data_list row 1 \(0-based, as data_list\[1\]\): the graph has no smiles but the first graph has"):
         graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
     molecules[1].smiles = ["C"]
-    with pytest.raises(TypeError, match="data_list row 1: smiles is a list, expected the molecule's SMILES string"):
+    with pytest.raises(TypeError, match=r"data_list row 1 \(0-based, as data_list\[1\]\): smiles is a list, expected the molecule's SMILES string"):
         graphs_from_pyg(molecules, "graph_regression", node_features=atom_features)
 
 
@@ -664,34 +664,34 @@ def test_pyg_graphs_that_cannot_be_converted_are_named():
     edges = torch.tensor([[0, 1], [1, 0]])
     good = Data(x=torch.rand(2, 3), edge_index=edges, y=torch.tensor([1]))
     featureless = FakeDataset(num_graphs=2, avg_num_nodes=5, num_channels=0)
-    with pytest.raises(ValueError, match=r"data_list row 0: the graph has no node features .*transforms.Constant\(\)"):
+    with pytest.raises(ValueError, match=r"data_list row 0 \(0-based, as data_list\[0\]\): the graph has no node features .*transforms.Constant\(\)"):
         graphs_from_pyg(featureless, "graph_classification")
-    with pytest.raises(ValueError, match="data_list row 1: the graph has no labels"):
+    with pytest.raises(ValueError, match=r"data_list row 1 \(0-based, as data_list\[1\]\): the graph has no labels"):
         graphs_from_pyg([good, Data(x=torch.rand(2, 3), edge_index=edges)], "graph_classification")
-    with pytest.raises(ValueError, match=r"row 1: graph_classification needs one class id per graph, got y of shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"row 1 \(0-based, as data_list\[1\]\): graph_classification needs one class id per graph, got y of shape \(2,\)"):
         graphs_from_pyg([good, good.clone().update({"y": torch.tensor([0, 1])})], "graph_classification")
-    with pytest.raises(ValueError, match=r"row 0: node_classification needs integer class ids in y, got \[0.5, 1.0\]"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as data_list\[0\]\): node_classification needs integer class ids in y, got \[0.5, 1.0\]"):
         graphs_from_pyg([good.clone().update({"y": torch.tensor([0.5, 1.0])})], "node_classification")
-    with pytest.raises(ValueError, match="row 1: the graph has edge_attr but the first graph has none"):
+    with pytest.raises(ValueError, match=r"row 1 \(0-based, as data_list\[1\]\): the graph has edge_attr but the first graph has none"):
         graphs_from_pyg([good, good.clone().update({"edge_attr": torch.ones(2, 1)})], "graph_classification")
-    with pytest.raises(ValueError, match="row 1: edge_attr has 1 rows for 2 edges"):
+    with pytest.raises(ValueError, match=r"row 1 \(0-based, as data_list\[1\]\): edge_attr has 1 rows for 2 edges"):
         graphs_from_pyg([good.clone().update({"edge_attr": torch.ones(2, 1)}),
                          good.clone().update({"edge_attr": torch.ones(1, 1)})], "graph_classification")
-    with pytest.raises(ValueError, match="row 1: float edge_attr, but the first graph's is integer"):
+    with pytest.raises(ValueError, match=r"row 1 \(0-based, as data_list\[1\]\): float edge_attr, but the first graph's is integer"):
         graphs_from_pyg([good.clone().update({"edge_attr": torch.tensor([[1], [2]])}),
                          good.clone().update({"edge_attr": torch.tensor([[0.5], [2.7]])})], "graph_classification")
-    with pytest.raises(ValueError, match="row 1: edge_attr has 3 features per edge, earlier graphs 1"):
+    with pytest.raises(ValueError, match=r"row 1 \(0-based, as data_list\[1\]\): edge_attr has 3 features per edge, earlier graphs 1"):
         graphs_from_pyg([good.clone().update({"edge_attr": torch.ones(2, 1)}),
                          good.clone().update({"edge_attr": torch.ones(2, 3)})], "graph_classification")
-    with pytest.raises(TypeError, match="row 0: expected a torch_geometric.data.Data, got dict"):
+    with pytest.raises(TypeError, match=r"row 0 \(0-based, as data_list\[0\]\): expected a torch_geometric.data.Data, got dict"):
         graphs_from_pyg([{"x": [[1.0]]}], "graph_regression")
     with pytest.raises(ValueError, match="no graphs"):
         graphs_from_pyg([], "graph_regression")
     # checked as a graph dataset once written: NaN targets and edges outside the graph name the graph
     nan = good.clone().update({"y": torch.tensor([float("nan")])})
-    with pytest.raises(ValueError, match="^data_list row 2: y contains NaN"):
+    with pytest.raises(ValueError, match=r"^data_list row 2 \(0-based, as data_list\[2\]\): y contains NaN"):
         graphs_from_pyg([good, good, nan], "graph_regression")
-    with pytest.raises(ValueError, match="^data_list row 1: edge_index refers to node 2"):
+    with pytest.raises(ValueError, match=r"^data_list row 1 \(0-based, as data_list\[1\]\): edge_index refers to node 2"):
         graphs_from_pyg([good, good.clone().update({"edge_index": torch.tensor([[0], [2]])})], "graph_classification")
 
 
@@ -701,7 +701,7 @@ def test_node_split_masks_are_refused_not_ignored(make_graphs):
     # Planetoid's layout: one graph whose nodes are split by masks, which training would ignore
     planetoid = Data(x=torch.rand(4, 3), edge_index=torch.tensor([[0, 1], [1, 0]]), y=torch.tensor([0, 1, 0, 1]),
                      train_mask=torch.tensor([True, True, False, False]), test_mask=torch.tensor([False, False, True, True]))
-    with pytest.raises(ValueError, match=r"data_list row 0: the graph has \['train_mask', 'test_mask'\]; .*split the graphs.*RandomNodeLoader"):
+    with pytest.raises(ValueError, match=r"data_list row 0 \(0-based, as data_list\[0\]\): the graph has \['train_mask', 'test_mask'\]; .*split the graphs.*RandomNodeLoader"):
         graphs_from_pyg([planetoid], "node_classification")
     graphs = make_graphs(4, "node_classification")
     graphs = graphs.add_column("train_mask", [[True] * n for n in graphs["num_nodes"]])
@@ -783,11 +783,11 @@ def test_nan_or_inf_node_or_edge_features_are_named_by_graph_node_or_edge_and_fe
         row = good[-1]
         row[column][1][2] = value
         dataset = datasets.concatenate_datasets([good, datasets.Dataset.from_list([row], features=good.features)])
-        with pytest.raises(ValueError, match=rf"^train row 1999: {re.escape(named)}; drop that graph"):
+        with pytest.raises(ValueError, match=rf"^train row 1999 \(0-based, as dataset\[1999\]\): {re.escape(named)}; drop that graph"):
             check_graph_dataset(dataset, "graph_regression", "train", labelled=labelled)
         with monkeypatch.context() as patch:  # the row loop names it alike
             patch.setattr(data, "_chunk_passes", lambda *args: (False, None))
-            with pytest.raises(ValueError, match=rf"^train row 1999: {re.escape(named)}"):
+            with pytest.raises(ValueError, match=rf"^train row 1999 \(0-based, as dataset\[1999\]\): {re.escape(named)}"):
                 check_graph_dataset(dataset, "graph_regression", "train", labelled=labelled)
 
 
@@ -800,10 +800,10 @@ def test_graphs_to_predict_need_no_y_and_a_y_they_have_is_not_read():
     with pytest.raises(ValueError, match=r"^predict: missing column\(s\) \['num_nodes'\]; a graph dataset needs "
                                          r"\['x', 'edge_index', 'num_nodes'\]"):
         check_graph_dataset(unlabelled.remove_columns("num_nodes"), "graph_regression", "predict", labelled=False)
-    with pytest.raises(ValueError, match="row 0: edge_index refers to node 2"):
+    with pytest.raises(ValueError, match=r"row 0 \(0-based, as dataset\[0\]\): edge_index refers to node 2"):
         check_graph_dataset(_graph(edge_index=[[0, 2], [1, 0]]).remove_columns("y"), "graph_regression", labelled=False)
     weights = _graph(edge_attr=[1.0, float("inf")]).remove_columns("y")  # one weight per edge
-    with pytest.raises(ValueError, match=r"^dataset row 0: edge_attr contains inf \(edge 1, feature 0\)"):
+    with pytest.raises(ValueError, match=r"^dataset row 0 \(0-based, as dataset\[0\]\): edge_attr contains inf \(edge 1, feature 0\)"):
         check_graph_dataset(weights, "graph_regression", labelled=False)
 
 
@@ -814,11 +814,11 @@ def test_pyg_graphs_to_predict_with_nan_or_inf_features_are_named():
     good = Data(x=torch.rand(2, 3), edge_index=edges, edge_attr=torch.ones(2, 2))
     bad_x = good.clone()
     bad_x.x[1, 2] = float("nan")
-    with pytest.raises(ValueError, match=r"^data_list row 1: x contains NaN \(node 1, feature 2\)"):
+    with pytest.raises(ValueError, match=r"^data_list row 1 \(0-based, as data_list\[1\]\): x contains NaN \(node 1, feature 2\)"):
         graphs_from_pyg([good, bad_x], "graph_regression")
     bad_edges = good.clone()
     bad_edges.edge_attr[0, 1] = float("inf")
-    with pytest.raises(ValueError, match=r"^data_list row 2: edge_attr contains inf \(edge 0, feature 1\)"):
+    with pytest.raises(ValueError, match=r"^data_list row 2 \(0-based, as data_list\[2\]\): edge_attr contains inf \(edge 0, feature 1\)"):
         graphs_from_pyg([good, good, bad_edges], "node_classification")
     assert len(graphs_from_pyg([good, good], "graph_regression")) == 2
 

@@ -82,9 +82,9 @@ def test_pyg_graphs_without_y_are_new_graphs_to_predict(tmp_path):
     assert predictions_table(trainer, new, index=[4, 7, 9])["index"].tolist() == [4, 7, 9]  # e.g. their rows in a file
     with pytest.raises(ValueError, match="2 indices for 3 graphs"):
         predictions_table(trainer, new, index=[4, 7])
-    with pytest.raises(ValueError, match="data_list row 1: the graph has labels .y. but the first graph has none"):
+    with pytest.raises(ValueError, match=r"data_list row 1 \(0-based, as data_list\[1\]\): the graph has labels .y. but the first graph has none"):
         graphs_from_pyg([*pyg_graphs(1, labelled=False), *pyg_graphs(1)], "graph_regression")
-    with pytest.raises(ValueError, match="data_list row 1: the graph has no labels .y is None. but the first graph has"):
+    with pytest.raises(ValueError, match=r"data_list row 1 \(0-based, as data_list\[1\]\): the graph has no labels .y is None. but the first graph has"):
         graphs_from_pyg([*pyg_graphs(1), *pyg_graphs(1, labelled=False)], "graph_regression")
 
 

@@ -427,7 +427,7 @@ def test_a_predict_folder_with_nan_or_inf_features_is_refused_by_name_before_tra
                                         "y": [float("nan")] * len(row["y"])}, with_indices=True)
     graphs.save_to_disk(str(tmp_path / "graphs"))
     GrantGCN(6, 1, hidden_channels=8, level="node", task="node_regression").save_pretrained(tmp_path / "model")
-    named = rf"^--predict_file {tmp_path / 'graphs'} row 3: x contains NaN \(node 0, feature 0\)"
+    named = rf"^--predict_file {tmp_path / 'graphs'} row 3 \(0-based, as dataset\[3\]\): x contains NaN \(node 0, feature 0\)"
     with pytest.raises(ValueError, match=named):
         _predict_only(tmp_path / "model", tmp_path / "graphs", "node_regression", tmp_path / "out")
     assert not (tmp_path / "out" / "predict_results.csv").exists()

@@ -862,9 +862,9 @@ def test_a_labelled_set_given_to_evaluate_or_predict_is_checked(tmp_path, make_g
     trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=_args(tmp_path, "graph_regression"), train_dataset=train)
     test_set = make_graphs(6, "graph_regression", seed=1).map(lambda row, i: {"y": [float("nan")] if i == 2 else row["y"]},
                                                               with_indices=True)
-    with pytest.raises(ValueError, match="test dataset row 2: y contains NaN"):  # the metrics would be NaN
+    with pytest.raises(ValueError, match=r"test dataset row 2 \(0-based, as dataset\[2\]\): y contains NaN"):  # the metrics would be NaN
         trainer.evaluate(test_set, metric_key_prefix="test")
-    with pytest.raises(ValueError, match="test dataset row 2: y contains NaN"):
+    with pytest.raises(ValueError, match=r"test dataset row 2 \(0-based, as dataset\[2\]\): y contains NaN"):
         trainer.predict(test_set)
     assert trainer.predict(test_set.remove_columns("y")).predictions.shape == (6, 1)  # graphs to predict on
 
@@ -977,11 +977,11 @@ def test_graphs_to_predict_with_nan_or_inf_features_are_refused_by_predict(tmp_p
     new = make_graphs(6, "graph_regression", seed=1, min_nodes=2).remove_columns("y")
     new = new.add_column("edge_attr", [[[1.0, 0.0]] * len(e[0]) for e in new["edge_index"]])
     assert trainer.predict(new).predictions.shape == (6, 1)
-    with pytest.raises(ValueError, match=r"^test dataset row 3: x contains inf \(node 1, feature 4\)"):
+    with pytest.raises(ValueError, match=r"^test dataset row 3 \(0-based, as dataset\[3\]\): x contains inf \(node 1, feature 4\)"):
         trainer.predict(new.map(lambda row, i: {"x": [row["x"][0], row["x"][1][:4] + [float("inf")] + row["x"][1][5:],
                                                       *row["x"][2:]] if i == 3 else row["x"]}, with_indices=True))
     edges = next(i for i, e in enumerate(new["edge_index"]) if len(e[0]))
-    with pytest.raises(ValueError, match=rf"^test dataset row {edges}: edge_attr contains NaN \(edge 0, feature 1\)"):
+    with pytest.raises(ValueError, match=rf"^test dataset row {edges} \(0-based, as dataset\[{edges}\]\): edge_attr contains NaN \(edge 0, feature 1\)"):
         trainer.predict(new.map(lambda row, i: {"edge_attr": [[1.0, float("nan")]] + row["edge_attr"][1:]
                                                 if i == edges else row["edge_attr"]}, with_indices=True))
 
