@@ -212,6 +212,13 @@ def refuse_unwritable_repo(api: HfApi, repo_id: str, token=None, repo_type: str 
                               "REPO_ID)")
 
 
+def refuse_offline(repo_id: str) -> None:
+    """Offline (``HF_HUB_OFFLINE``) every hf-eff push is refused before it saves, creates or asks anything: its first
+    Hub call would fail anyway, with huggingface_hub's bare OfflineModeIsEnabled."""
+    if constants.is_offline_mode():
+        raise OfflineModeIsEnabled(f"cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE)")
+
+
 def _repo_exists(api: HfApi, repo_id: str, repo_type: str, token) -> bool:
     try:
         return api.repo_exists(repo_id, repo_type=repo_type, token=token)
@@ -244,13 +251,14 @@ class PushesWithoutLocalPaths:
     """For ``PyTorchModelHubMixin`` models (GrantGCN, GaussianModel): ``push_to_hub`` as the mixin's, but through
     ``upload_folder`` above, so that the ``data_split`` config.json records goes up without local paths, and with
     the repo checked by the Hub's whoami before it is created, as ``hf-eff push`` checks its own
-    (``refuse_unwritable_repo``). Written out because the mixin's ``push_to_hub`` has no hook between its
+    (``refuse_unwritable_repo``); offline, refused before the model is saved (``refuse_offline``). Written out because the mixin's ``push_to_hub`` has no hook between its
     ``save_pretrained`` and its upload."""
 
     def push_to_hub(self, repo_id: str, *, config=None, commit_message: str = "Push model using huggingface_hub.",
                     private: bool | None = None, token: str | None = None, branch: str | None = None,
                     create_pr: bool | None = None, allow_patterns=None, ignore_patterns=None, delete_patterns=None,
                     model_card_kwargs: dict | None = None) -> str:
+        refuse_offline(repo_id)
         api = HfApi(token=token)
         with tempfile.TemporaryDirectory() as tmp:
             saved = Path(tmp) / "model"
@@ -459,9 +467,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
                          "so give no 'datasets/' prefix or URL)") from None
     if (token or get_token()) is None:
         raise PermissionError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`")
-    if constants.is_offline_mode():
-        # Said before whoami, whose failure offline would read as no answer about a bare name's user.
-        raise OfflineModeIsEnabled(f"cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE)")
+    # Said before whoami, whose failure offline would read as no answer about a bare name's user.
+    refuse_offline(repo_id)
     message = commit_message or f"Upload {kind.replace('_', ' ')} with hf-eff"
     api = HfApi(token=token)
     repo_id, identity = namespaced_repo_id(api, repo_id, given_as)  # before the card, whose loading lines name it

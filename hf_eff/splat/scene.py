@@ -728,7 +728,12 @@ class Scene:
         main if it does not exist; ``license``: the card's license (a Hub license id: the images
         are the user's, so none is stated without it). Before the repo is created, the Hub's whoami
         refuses a token it does not know, a read token or a repo the token cannot write to, and
-        the Hub names a bare ``repo_id``'s user (``hf_eff.hub.push.refuse_unwritable_repo``)."""
+        the Hub names a bare ``repo_id``'s user (``hf_eff.hub.push.refuse_unwritable_repo``); offline
+        (``HF_HUB_OFFLINE``), the push is refused before anything (``refuse_offline``:
+        ``OfflineModeIsEnabled``), as `hf-eff push` refuses before it calls ``_push_to_hub``."""
+        from hf_eff.hub.push import refuse_offline
+
+        refuse_offline(repo_id)
         return self._push_to_hub(repo_id, private, token, commit_message, revision, license,
                                  given_as="Scene.push_to_hub's token", identity=None)
 

@@ -135,3 +135,26 @@ def test_a_scenes_push_takes_no_whoami_answer_from_its_caller(local_hub, monkeyp
     with pytest.raises(TypeError, match="identity"):
         _scene().push_to_hub(f"{OWNER}/{name}", token=local_hub.read_token, identity=hand_made)
     assert not _repos_named(local_hub, name)
+
+
+def test_offline_each_push_is_refused_naming_hf_hub_offline_before_it_saves_or_creates_anything(local_hub, pushed,
+                                                                                                 monkeypatch):
+    """As `hf-eff push` (``refuse_offline``), not at the first Hub call with huggingface_hub's bare refusal."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    artifact, _, _ = pushed
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read from the environment at import
+    saves = []
+    save_name = "save_pretrained" if hasattr(artifact, "save_pretrained") else "save"  # the models' or the scene's
+    save = getattr(artifact, save_name)
+    monkeypatch.setattr(artifact, save_name, lambda *args, **kwargs: saves.append(args) or save(*args, **kwargs))
+    name = _name(local_hub, "offline")
+    asked = len(local_hub.server.request_log)
+    for repo_id in (name, f"{OWNER}/{name}"):
+        with pytest.raises(OfflineModeIsEnabled, match=rf"^cannot push to {repo_id}: offline mode is on "
+                                                       r"\(HF_HUB_OFFLINE\)$"):
+            artifact.push_to_hub(repo_id, token=local_hub.token)
+    assert saves == []
+    assert not _repos_named(local_hub, name)
+    assert len(local_hub.server.request_log) == asked
