@@ -251,8 +251,8 @@ class PushesWithoutLocalPaths:
     """For ``PyTorchModelHubMixin`` models (GrantGCN, GaussianModel): ``push_to_hub`` as the mixin's, but through
     ``upload_folder`` above, so that the ``data_split`` config.json records goes up without local paths, and with
     the repo checked by the Hub's whoami before it is created, as ``hf-eff push`` checks its own
-    (``refuse_unwritable_repo``); offline, refused before the model is saved (``refuse_offline``). Written out because the mixin's ``push_to_hub`` has no hook between its
-    ``save_pretrained`` and its upload."""
+    (``refuse_unwritable_repo``); offline, refused before the model is saved (``refuse_offline``). Written out
+    because the mixin's ``push_to_hub`` has no hook between its ``save_pretrained`` and its upload."""
 
     def push_to_hub(self, repo_id: str, *, config=None, commit_message: str = "Push model using huggingface_hub.",
                     private: bool | None = None, token: str | None = None, branch: str | None = None,
