@@ -108,6 +108,21 @@ def test_a_damaged_torch_checkpoint_is_named_too(tmp_path):
         _resume(tmp_path, _Scale())
 
 
+def test_load_best_model_at_end_from_a_damaged_best_checkpoint_names_the_file_and_keeps_the_last_model(tmp_path):
+    # was a bare SafetensorError naming no file, after the whole run (HaLoRA's and GraNT's trainers through the mixin)
+    trainer = _train(tmp_path, _StoppingTrainer, [1.0, 1.0])
+    weights = tmp_path / "out" / "checkpoint-1" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:20])  # truncated
+    damaged, last = weights.read_bytes(), trainer.model.weight.detach().clone()
+    trainer.state.best_model_checkpoint = str(weights.parent)
+    with pytest.raises(ValueError, match=f"^load_best_model_at_end: the best checkpoint's {weights} does not load "
+                                         r"\(SafetensorError: .*it is left as it is\. Training finished and its "
+                                         "checkpoints are kept; the model in memory is the last step's"):
+        trainer._load_best_model()
+    assert weights.read_bytes() == damaged and torch.equal(trainer.model.weight, last)
+    assert (tmp_path / "out" / "checkpoint-2" / "model.safetensors").is_file()
+
+
 def test_a_checkpoint_of_another_model_shape_is_not_called_damaged(tmp_path):
     """A resume after changing an architecture flag: the weights load, but do not fit the model."""
     _train(tmp_path, _StoppingTrainer, [1.0, 1.0])

@@ -64,7 +64,7 @@ from hf_eff.splat.scene import (
     scene_views_masks,
     validate_views_split,
 )
-from hf_eff.utils.training_failures import unreadable_weights_error
+from hf_eff.utils.training_failures import unreadable_best_weights_error, unreadable_weights_error
 
 logger = logging.get_logger(__name__)
 
@@ -1196,7 +1196,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         state saved beside them, so that the trainer's state describes them (a fresh state for a
         `save_only_model` checkpoint, which holds none)."""
         checkpoint = self.state.best_model_checkpoint
-        self._load_gaussians(checkpoint)
+        try:
+            self._load_gaussians(checkpoint)
+        except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
+            raise unreadable_best_weights_error(checkpoint, error) from error
         if os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
             self._load_densification_state(checkpoint)
         else:

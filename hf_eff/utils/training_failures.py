@@ -1,6 +1,6 @@
 """A training run's failures, stopped by name: a diverged run at its first non-finite training loss (under fp16 loss
-scaling, at the last of several in a row), and a resume at a checkpoint whose model file does not load or does not fit
-the model.
+scaling, at the last of several in a row), a resume at a checkpoint whose model file does not load or does not fit
+the model, and a best checkpoint (``load_best_model_at_end``) whose model file does not load.
 
 transformers' Trainer trains on through NaN: with ``logging_nan_inf_filter`` (the default) it logs each non-finite
 loss as the average of the finite ones before it (a log of 'loss': 0 beside 'grad_norm': nan) and saves the NaN
@@ -36,7 +36,8 @@ class TrainingFailuresMixin:
     ``non_finite_losses_under_loss_scaling``-th in a row. ``divergence_error`` builds that error for other signs of
     the same divergence (HaLoRA's regulariser on non-finite LoRA factors). A resume whose checkpoint's weights do not
     read is refused naming the file, which is left as it is; one whose weights do not fit the model, naming the
-    checkpoint and the mismatch.
+    checkpoint and the mismatch. ``load_best_model_at_end`` at a best checkpoint whose weights do not read is refused
+    naming the file.
 
     Under DDP each rank checks its own loss: the rank that raises exits, and torchrun (or accelerate launch) then
     tears the other ranks down, which wait for it in the next gradient all-reduce; no collective is added here."""
@@ -93,11 +94,35 @@ class TrainingFailuresMixin:
                              f"run's model ({mismatch}): resume with the model settings (flags or recipe) that wrote "
                              "the checkpoint, or start over; the checkpoint is left as it is") from error
 
+    def _load_best_model(self):
+        try:
+            super()._load_best_model()
+        except (SafetensorError, pickle.UnpicklingError, EOFError) as error:  # truncated, corrupt
+            raise unreadable_best_weights_error(self.state.best_model_checkpoint, error) from error
+        except RuntimeError as error:
+            if not str(error).startswith(TORCH_LOAD_UNREADABLE):
+                raise
+            raise unreadable_best_weights_error(self.state.best_model_checkpoint, error) from error
+
 
 def unreadable_weights_error(resume_from_checkpoint, error: Exception) -> ValueError:
     """The error naming a checkpoint's weights file that does not load (truncated, corrupt); the splat trainer
     raises it too."""
-    weights = next((Path(resume_from_checkpoint, name) for name in CHECKPOINT_WEIGHTS
-                    if Path(resume_from_checkpoint, name).is_file()), Path(resume_from_checkpoint))
-    return ValueError(f"--resume_from_checkpoint: {weights} does not load ({type(error).__name__}: {error}); it is "
-                      "left as it is. Resume from an earlier checkpoint-N of the run, or start over")
+    return ValueError(f"--resume_from_checkpoint: {_weights_file(resume_from_checkpoint)} does not load "
+                      f"({type(error).__name__}: {error}); it is left as it is. Resume from an earlier checkpoint-N of "
+                      "the run, or start over")
+
+
+def unreadable_best_weights_error(best_model_checkpoint, error: Exception) -> ValueError:
+    """``unreadable_weights_error`` for ``load_best_model_at_end``, raised after the last step; the splat trainer
+    raises it too."""
+    return ValueError(f"load_best_model_at_end: the best checkpoint's {_weights_file(best_model_checkpoint)} does not "
+                      f"load ({type(error).__name__}: {error}); it is left as it is. Training finished and its "
+                      "checkpoints are kept; the model in memory is the last step's, not the best. Load another "
+                      "checkpoint-N of the run instead")
+
+
+def _weights_file(checkpoint) -> Path:
+    # the file Trainer reads first, else the folder (sharded weights, or none of these)
+    return next((Path(checkpoint, name) for name in CHECKPOINT_WEIGHTS if Path(checkpoint, name).is_file()),
+                Path(checkpoint))

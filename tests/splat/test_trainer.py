@@ -556,6 +556,24 @@ def test_resuming_from_a_checkpoint_with_truncated_weights_names_the_file_and_le
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == written
 
 
+def test_load_best_model_at_end_from_truncated_best_weights_names_the_file_and_keeps_the_last_gaussians(scene, tmp_path):
+    # was a bare SafetensorError naming no file, after the whole run
+    run = tmp_path / "run"
+    trainer = make_trainer(scene, run, max_steps=4, save_strategy="steps", save_steps=4)
+    trainer.train()
+    weights = run / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    written = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    last = {key: value.detach().clone() for key, value in trainer.model.splats.items()}
+    trainer.state.best_model_checkpoint = str(weights.parent)
+    message = f"load_best_model_at_end: the best checkpoint's {weights} does not load (SafetensorError: "
+    with pytest.raises(ValueError, match=re.escape(message) + r".*\); it is left as it is\. Training finished and its "
+                                         r"checkpoints are kept; the model in memory is the last step's"):
+        trainer._load_best_model()
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == written
+    assert all(torch.equal(trainer.model.splats[key], value) for key, value in last.items())
+
+
 @pytest.mark.parametrize("checkpoint", ["{tmp}/run/checkpoint-15", "someone/splat-checkpoint"])
 def test_resuming_from_a_missing_checkpoint_names_it(scene, tmp_path, checkpoint):
     # A wrong local path used to reach the Hub client ("Repo id must be in the form ...").
