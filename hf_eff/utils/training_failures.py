@@ -25,6 +25,13 @@ CHECKPOINT_WEIGHTS = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, ADAPTER_SAFETENSORS, ADAP
 # Module.load_state_dict's for weights of other names or shapes (PEFT's load_adapter raises it too)
 TORCH_LOAD_UNREADABLE = "PytorchStreamReader failed"
 STATE_DICT_MISMATCH = "Error(s) in loading state_dict"
+# What safetensors and torch.load raise for a truncated or corrupt weights file, besides TORCH_LOAD_UNREADABLE's
+UNREADABLE_WEIGHTS = (SafetensorError, pickle.UnpicklingError, EOFError)
+
+
+def is_unreadable(error: Exception) -> bool:
+    """Whether loading a checkpoint's weights failed on the file itself (truncated, corrupt), not on the model."""
+    return isinstance(error, UNREADABLE_WEIGHTS) or str(error).startswith(TORCH_LOAD_UNREADABLE)
 
 
 class TrainingFailuresMixin:
@@ -82,10 +89,8 @@ class TrainingFailuresMixin:
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         try:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
-        except (SafetensorError, pickle.UnpicklingError, EOFError) as error:  # truncated, corrupt
-            raise unreadable_weights_error(resume_from_checkpoint, error) from error
-        except RuntimeError as error:
-            if str(error).startswith(TORCH_LOAD_UNREADABLE):
+        except (*UNREADABLE_WEIGHTS, RuntimeError) as error:
+            if is_unreadable(error):
                 raise unreadable_weights_error(resume_from_checkpoint, error) from error
             if not str(error).startswith(STATE_DICT_MISMATCH):
                 raise
@@ -97,10 +102,8 @@ class TrainingFailuresMixin:
     def _load_best_model(self):
         try:
             super()._load_best_model()
-        except (SafetensorError, pickle.UnpicklingError, EOFError) as error:  # truncated, corrupt
-            raise unreadable_best_weights_error(self.state.best_model_checkpoint, error) from error
-        except RuntimeError as error:
-            if not str(error).startswith(TORCH_LOAD_UNREADABLE):
+        except (*UNREADABLE_WEIGHTS, RuntimeError) as error:
+            if not is_unreadable(error):
                 raise
             raise unreadable_best_weights_error(self.state.best_model_checkpoint, error) from error
 
