@@ -179,7 +179,11 @@ def parsable_smiles(smiles: Sequence[str]) -> np.ndarray:
         return np.array([molecule is not None and molecule.GetNumAtoms() > 0 for molecule in molecules], dtype=bool)
 
 
-def skip_unparsable_smiles(smiles: Sequence[str], row_name: Callable[[int], str] = "row {}".format,
+def _smiles_row(index: int) -> str:
+    return _row_name("smiles", index)
+
+
+def skip_unparsable_smiles(smiles: Sequence[str], row_name: Callable[[int], str] = _smiles_row,
                            source: str | None = None) -> list[int]:
     """The positions of the SMILES that parse into a molecule (`parsable_smiles`). The others are skipped with one
     warning that says how many and names the first few (`row_name(i)` names SMILES i, `source` where they come
@@ -215,7 +219,7 @@ def _warn_of_skipped_smiles(smiles: Sequence[str], skipped: list[int], row_name:
 def graphs_from_smiles(
     smiles: Sequence[str],
     targets: Sequence | None = None,
-    row_name: Callable[[int], str] = "row {}".format,
+    row_name: Callable[[int], str] = _smiles_row,
     cache_dir: str | None = None,
     skip_invalid_smiles: bool = False,
 ) -> datasets.Dataset:
@@ -227,10 +231,10 @@ def graphs_from_smiles(
     features, such as `GINEConv(..., edge_dim=D)` with D the embedding width. Without targets the
     rows have no y: new molecules for `GraNTTrainer.predict` (or a `GraphCollator` and a loaded
     model) to predict on.
-    `row_name(i)` names molecule i in errors (a CSV loader names the file and its row). A SMILES
-    that RDKit cannot parse raises, naming it; with `skip_invalid_smiles` such molecules (and
-    their targets) are left out with one warning naming how many and the first few
-    (`skip_unparsable_smiles`), and none parsing still raises.
+    `row_name(i)` names molecule i in errors (by default "smiles row i (0-based, as smiles[i])"; a CSV
+    loader names the file and its row). A SMILES that RDKit cannot parse raises, naming it; with
+    `skip_invalid_smiles` such molecules (and their targets) are left out with one warning naming how
+    many and the first few (`skip_unparsable_smiles`), and none parsing still raises.
     The graphs are streamed to Arrow files under `cache_dir` (default: the datasets library's
     cache), never all held in memory."""
     from torch_geometric.utils import from_smiles
@@ -425,7 +429,7 @@ class MissingColumnError(ValueError):
 
 def _row_name(name: str, index: int) -> str:
     # says how it counts: a `datasets.Dataset` and a list are indexed from 0, a CSV's data rows (and HaLoRA's) from 1
-    indexed = "data_list" if name == "data_list" else "dataset"
+    indexed = name if name in ("data_list", "smiles") else "dataset"
     return f"{name} row {index} (0-based, as {indexed}[{index}])"
 
 

@@ -72,9 +72,11 @@ def test_atom_features_are_one_one_hot_block_per_column():
         atom_features(torch.zeros(2, 10, dtype=torch.long))
 
 
-def test_unparsable_smiles_names_the_row():
-    with pytest.raises(ValueError, match="row 1"):
+def test_unparsable_smiles_names_the_row_and_how_rows_are_counted():
+    with pytest.raises(ValueError) as error:
         graphs_from_smiles(["CCO", "not a molecule"], [[1.0], [2.0]])
+    assert str(error.value) == ("smiles row 1 (0-based, as smiles[1]): SMILES 'not a molecule' could not be parsed "
+                                "into a molecule")
 
 
 def test_unparsable_smiles_can_be_skipped_with_one_warning(caplog):
@@ -84,8 +86,10 @@ def test_unparsable_smiles_can_be_skipped_with_one_warning(caplog):
     assert graphs["smiles"] == ["CCO", "C"] and graphs["y"] == [[1.0], [3.0]]  # each kept with its own target
     (warning,) = caplog.records
     assert warning.getMessage() == ("skipped 2 of 4 SMILES that could not be parsed into a molecule: "
-                                    "row 1: 'not a molecule'; row 3: 'C1CC'")
-    with pytest.raises(ValueError, match=r"none of the 2 SMILES could be parsed into a molecule \(row 0: 'x'; row 1: ''\)"):
+                                    "smiles row 1 (0-based, as smiles[1]): 'not a molecule'; "
+                                    "smiles row 3 (0-based, as smiles[3]): 'C1CC'")
+    with pytest.raises(ValueError, match=r"none of the 2 SMILES could be parsed into a molecule \(smiles row 0 "
+                                         r"\(0-based, as smiles\[0\]\): 'x'; smiles row 1 \(0-based, as smiles\[1\]\): ''\)"):
         graphs_from_smiles(["x", ""], skip_invalid_smiles=True)
 
 
