@@ -128,6 +128,22 @@ target vary from 7.3 to 10.4 between runs of identical metrics on this shared ma
 as much as the draw does. So importance sampling reaches full's best on 3 seeds of 5 (under 0.5x on 2, seeds 1 and
 4, both with the final test MAE within 1%), never on seeds 2 and 3 (within 1% at 0.8x); gen-reg's target (every
 seed) stays unmet, and the top-k rule stays the default.
+Counted in evaluation steps (one every 5), importance sampling reaches full's best at step 145 (seed 1) and 165
+(seed 4), where full does at 185 and 205, and at 200 on seed 0, where full does too (0.529x). That is the whole
+story of the time ratio: the step schedule's mean ratio over the first 200 of 300 epochs is .46 (.44 over 185),
+so GraNT's cost at full's step is near 0.5x of full's before scoring and each step's fixed cost, and it meets
+0.5x only where its steps are worth more than full's. Three more rules (eighteenth session, prototyped by patching
+the library in a script; importance, total score, r0 .2 unless named; first step at the target, GraNT vs full):
+    fixed-size PPS draw (systematic sampling with inclusion probabilities pi_i = min(1, c s_i) summing to k,
+    Horvitz-Thompson weights 1 / (U pi_i), unbiased without replacement where 1 / (k U p_i) counts a graph
+    with k p_i > 1 once, under its share; no graph reaches pi_i = 1 before the ratio reaches .44)
+                                                seed 0 0.488x (step 180 vs 200, best .0497), MAE -2.3%;
+                                                seed 1 never (.0583 vs .0577), +1.4%; seed 2 never (.0532 vs .0531), +0.7%
+    a constant ratio, r0 at every epoch         r0 .3: seed 0 never (.0524), seed 1 0.53x (step 200 vs 185),
+                                                seed 2 never (.0545); r0 .4: seed 0 0.60x (step 180)
+    rescoring every epoch (--reselect_interval 1,1)  seed 0 0.589x (step 160), seed 1 0.913x (195),
+                                                seed 2 never (.0532); scoring takes 38-41% of its CPU time
+None makes GraNT's steps worth more than full's on every seed, so none was built.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
 every test metric within 0.5%. Run one benchmark at a time: on
