@@ -2,10 +2,13 @@ import json
 import logging
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch_geometric.nn.models import GCN
+from transformers import TrainerCallback
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments, ValidationCurveCallback
 from hf_eff.grant.collator import GraphCollator
@@ -1208,3 +1211,44 @@ def test_an_importance_run_resumed_inside_an_epoch_ends_where_the_uninterrupted_
         resumed.train(resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{step}"))
         for name, value in resumed.model.named_parameters():
             torch.testing.assert_close(value, expected[name], msg=f"resumed at step {step}: {name}")
+
+
+class _DamageTheBestCheckpointAtTheLastSave(TrainerCallback):
+    """Truncates the best checkpoint's weights at the last step's on_save: Trainer calls it after the last
+    checkpoint is written (and best_model_checkpoint set), before _finalize_training loads the best model."""
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if state.global_step == state.max_steps:
+            self.weights = Path(state.best_model_checkpoint, SAFE_WEIGHTS_NAME)
+            self.weights.write_bytes(self.weights.read_bytes()[:20])
+            self.damaged = self.weights.read_bytes()
+            self.last = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def test_load_best_model_at_end_onto_a_damaged_best_checkpoint_names_the_file_and_keeps_the_run(tmp_path, make_graphs):
+    torch.manual_seed(0)
+    damage = _DamageTheBestCheckpointAtTheLastSave()
+    # mae falls step by step here: greater_is_better makes an earlier checkpoint than the last the "best", so that
+    # the model kept in memory (the last step's) is not the best one's
+    args = _args(tmp_path, "graph_regression", num_train_epochs=2, start_ratio=1.0, eval_strategy="steps", eval_steps=1,
+                 save_strategy="steps", save_steps=1, load_best_model_at_end=True, metric_for_best_model="mae",
+                 greater_is_better=True)
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=make_graphs(16, "graph_regression"),
+                           eval_dataset=make_graphs(8, "graph_regression", seed=1), callbacks=[damage])
+    with pytest.raises(ValueError) as error:
+        trainer.train()
+    message = str(error.value)
+    assert message.startswith(f"load_best_model_at_end: the best checkpoint's {damage.weights} does not load "
+                              "(SafetensorError: ")
+    assert ("it is left as it is. Training finished and its checkpoints are kept; the model in memory is the last "
+            "step's, not the best") in message
+    assert trainer.state.global_step == trainer.state.max_steps == 4
+    assert damage.weights.read_bytes() == damage.damaged
+    checkpoints = sorted(tmp_path.joinpath("out").glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    assert [path.name for path in checkpoints] == [f"checkpoint-{step}" for step in range(1, 5)]
+    assert damage.weights.parent != checkpoints[-1]
+    for checkpoint in checkpoints:
+        if checkpoint != damage.weights.parent:
+            assert GrantGCN.from_pretrained(checkpoint)  # each other checkpoint still loads
+    for name, value in trainer.model.named_parameters():
+        torch.testing.assert_close(value, damage.last[name], msg=name)
