@@ -1,8 +1,8 @@
 """Fast Gaussian splatting: scenes as `datasets` (scene.py, converters/, procedural.py), the
 Gaussians (model.py), renderers (rendering/: gsplat on CUDA, PyTorch on CPU), densification
 strategies (strategy/: 3DGS default, global-to-local), energy-guided coarse-to-fine
-(coarse_to_fine.py), `SplatTrainer` with `SplatTrainingArguments`, and novel-view camera paths
-rendered into a GIF (trajectory.py)."""
+(coarse_to_fine.py), per-view camera pose corrections (pose_adjustment.py), `SplatTrainer` with
+`SplatTrainingArguments`, and novel-view camera paths rendered into a GIF (trajectory.py)."""
 
 import importlib
 
@@ -30,6 +30,8 @@ _LAZY_EXPORTS = {
     "FixedDefaultStrategy": "hf_eff.splat.strategy",
     "GlobalToLocalStrategy": "hf_eff.splat.strategy",
     "EnergyCoarseToFine": "hf_eff.splat.coarse_to_fine",
+    # pose_opt's per-view camera corrections (gsplat's CameraOptModule), to read a run's pose_adjustment.safetensors.
+    "PoseAdjustment": "hf_eff.splat.pose_adjustment",
     # Novel-view videos: camera paths from the training cameras, rendered into a GIF.
     "camera_path": "hf_eff.splat.trajectory",
     "ellipse_path": "hf_eff.splat.trajectory",

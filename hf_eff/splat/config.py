@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, dataclass, field, fields
 
 from transformers import TrainingArguments
@@ -231,6 +232,33 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                           "captures (COLMAP), so refused with white_background; evaluation renders onto the fixed "
                           "background."},
     )
+    pose_opt: bool = field(
+        default=False,
+        metadata={"help": "gsplat simple_trainer's --pose_opt: learn one SE(3) correction per training view (3 "
+                          "translation values and a 6D rotation delta, zero at the start, applied in the camera's "
+                          "own frame as gsplat does), for captures whose poses (COLMAP) are imperfect. The "
+                          "corrections get their own Adam (learning rate pose_opt_lr, weight decay pose_opt_reg) and "
+                          "are saved beside the model as pose_adjustment.safetensors, with the corrected training "
+                          "poses. Evaluation renders the training split with its corrected poses and every other "
+                          "split with its given poses (gsplat)."},
+    )
+    pose_opt_lr: float = field(
+        default=1e-5,
+        metadata={"help": "Under pose_opt: the corrections' Adam learning rate, times sqrt(per_device_train_batch_"
+                          "size), decayed exponentially to 1% at max_steps (gsplat's)."},
+    )
+    pose_opt_reg: float = field(
+        default=1e-6,
+        metadata={"help": "Under pose_opt: the corrections' Adam weight decay (gsplat's), which pulls them towards "
+                          "no correction. 0: none."},
+    )
+    pose_noise: float = field(
+        default=0.0,
+        metadata={"help": "gsplat simple_trainer's --pose_noise, to test pose_opt: perturbs every training pose once "
+                          "by a fixed random SE(3) whose 9 values (translation and 6D rotation delta) are drawn from "
+                          "N(0, pose_noise), seeded by seed (the same on every process). The scene scale is taken "
+                          "from the given poses. 0: off."},
+    )
     eval_ssim_padding: str = field(
         default="same",
         metadata={"help": "SSIM convention of evaluate's eval_ssim: 'same' (3DGS's metrics.py: zero-padded "
@@ -406,6 +434,10 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         for name in ("opacity_reg", "scale_reg"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SplatTrainingArguments.{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        for name in ("pose_opt_lr", "pose_opt_reg", "pose_noise"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"SplatTrainingArguments.{name} must be a finite number >= 0, got "
+                                 f"{getattr(self, name)}")
         if self.random_bkgd and self.white_background:
             raise ValueError(RANDOM_BKGD_ON_WHITE)
         if self.eval_render_images < 0:

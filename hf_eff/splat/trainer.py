@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
@@ -54,6 +55,7 @@ from hf_eff.splat.losses import (
     ssim,
     ssim_blind_images,
 )
+from hf_eff.splat.pose_adjustment import PoseAdjustment
 from hf_eff.splat.rendering import LOW_PRECISION
 from hf_eff.splat.scene import (
     Scene,
@@ -69,6 +71,8 @@ from hf_eff.utils.training_failures import unreadable_best_weights_error, unread
 logger = logging.get_logger(__name__)
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
+# pose_opt's per-view corrections (and the corrected training poses), beside the model in checkpoints and output_dir.
+POSE_ADJUSTMENT_NAME = "pose_adjustment.safetensors"
 # What SplatTrainer.evaluate reports, after its prefix ("eval_").
 EVAL_METRICS = ("psnr", "ssim", "num_gaussians", "train_seconds", "train_cpu_seconds")
 # The keywords `SplatTrainer.render` passes to the model's render.
@@ -103,7 +107,8 @@ def check_views_split(views, name: str = "train_dataset") -> None:
 
 class SceneViews(Dataset):
     """The views of one scene split as tensors: image [H, W, 3] float in [0, 1], viewmat [4, 4]
-    (world-to-camera, OpenCV) and K [3, 3] per item. Built once from the `datasets` split, so
+    (world-to-camera, OpenCV), K [3, 3] and view_index (int64 scalar: the view's index in the split, which
+    pose_opt's per-view correction reads) per item. Built once from the `datasets` split, so
     training does not decode PNGs at every step.
 
     `images` holds the whole split in host memory as uint8 [N, H, W, 3], the stored pixels, as
@@ -163,7 +168,8 @@ class SceneViews(Dataset):
         return len(self.viewmats)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {"image": images_to_float(self.images[index]), "viewmat": self.viewmats[index], "K": self.Ks[index]}
+        item = {"image": images_to_float(self.images[index]), "viewmat": self.viewmats[index], "K": self.Ks[index],
+                "view_index": torch.tensor(index)}
         if self.masks is not None:
             item["mask"] = self.masks[index, :, :, None]
         return item
@@ -241,7 +247,8 @@ def empty_model_causes(before: dict[str, torch.Tensor], step: int, strategy, sce
 
 
 class GaussianOptimizers(torch.optim.Optimizer):
-    """One optimizer per Gaussian parameter, seen by Trainer and accelerate as one.
+    """One optimizer per Gaussian parameter (and one for pose_opt's corrections), seen by Trainer and accelerate
+    as one, so that checkpoints' optimizer.pt holds every state.
 
     gsplat's densification ops replace each parameter and resize its own optimizer's state, so
     the per-key optimizers stay the source of truth: `param_groups` and `state` are read
@@ -382,7 +389,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     parameter steps (3DGS learning rates; the means
     LR decays exponentially towards `means_lr_final_ratio`, held constant while coarse-to-fine
     downsamples, see `means_lr_decay`), then the strategy densifies and prunes. The SH degree grows by one every
-    `sh_degree_interval` steps up to the model's.
+    `sh_degree_interval` steps up to the model's. Under `pose_opt` each training view is rendered with its pose
+    corrected by a learned per-view SE(3) correction (`hf_eff.splat.pose_adjustment`), saved beside the model as
+    pose_adjustment.safetensors; `training_poses` returns the corrected poses.
     """
 
     card_kind = "splat_model"
@@ -449,6 +458,18 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # whose buckets would break at the first densification.
             model._is_accelerate_prepared = True
         self.scene_scale = camera_scene_scale(train_views.viewmats)
+        # Kept to tell the training split among evaluated ones (`_training_split_poses`).
+        self._given_train_viewmats = train_views.viewmats
+        if args.pose_noise:
+            # gsplat's --pose_noise, after the scene scale is taken from the given poses. A new tensor: a
+            # SceneViews the caller passed keeps its own.
+            noise = PoseAdjustment.random(len(train_views), args.pose_noise, args.seed)
+            with torch.no_grad():
+                train_views.viewmats = noise(train_views.viewmats, torch.arange(len(train_views)))
+        self.pose_adjustment = None
+        if args.pose_opt:
+            self.pose_adjustment = PoseAdjustment(len(train_views)).to(next(iter(self.splats.values())).device)
+        self.pose_optimizer: torch.optim.Optimizer | None = None  # built with the Gaussians' (create_optimizer)
         # A copy: T_2 is written on it below and on resume, which a strategy object the caller shares
         # between scenes must not keep.
         self.strategy = copy.copy(strategy) if strategy is not None else args.build_strategy()
@@ -663,6 +684,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 dist.broadcast(param.data, src=0)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.pose_optimizer is not None:
+            self.pose_optimizer.param_groups[0]["lr"] = self.pose_lr(self.state.global_step)
+            # Trainer zeroes the model's gradients only; a step is one training_step (no accumulation).
+            self.pose_adjustment.zero_grad(set_to_none=True)
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.is_distributed and self.accelerator.sync_gradients:
             self._average_gradients()
@@ -672,8 +697,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _average_gradients(self) -> None:
         """What DDP would do, for parameters whose number changes: after the last backward of the
         step (before clipping and the optimizer step), each gradient becomes the mean over ranks,
-        so every rank applies the same update to the same Gaussians."""
-        for param in self.splats.values():
+        so every rank applies the same update to the same Gaussians (and to pose_opt's corrections)."""
+        corrections = list(self.pose_adjustment.parameters()) if self.pose_adjustment is not None else []
+        for param in [*self.splats.values(), *corrections]:
             if param.grad is not None:
                 dist.all_reduce(param.grad, op=dist.ReduceOp.AVG)
 
@@ -769,6 +795,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         progress = min(1.0, (step - hold) / max(1, span))
         return self.args.means_lr_final_ratio ** progress
 
+    def pose_lr(self, step: int) -> float:
+        """pose_opt's learning rate at ``step``, gsplat's: pose_opt_lr x sqrt(batch size), decayed exponentially to
+        1% at max_steps."""
+        initial = self.args.pose_opt_lr * math.sqrt(self.args.per_device_train_batch_size)
+        return initial * 0.01 ** (min(step, self.args.max_steps) / self.args.max_steps)
+
     # ------------------------------------------------------------------ optimizer hooks
     def create_optimizer(self, model=None):
         args = self.args
@@ -785,7 +817,15 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             for key, param in self.splats.items()
         }
         self.strategy.check_sanity(self.splats, self.optimizers_by_key)
-        self.optimizer = GaussianOptimizers(self.optimizers_by_key)
+        optimizers = dict(self.optimizers_by_key)  # the strategy's stay the Gaussians' only
+        if self.pose_adjustment is not None:
+            # gsplat's: Adam (default eps) with weight decay as the regulariser
+            self.pose_optimizer = torch.optim.Adam(
+                [{"params": list(self.pose_adjustment.parameters()), "lr": self.pose_lr(0), "name": "pose_adjustment"}],
+                weight_decay=args.pose_opt_reg,
+            )
+            optimizers["pose_adjustment"] = self.pose_optimizer
+        self.optimizer = GaussianOptimizers(optimizers)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -819,7 +859,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def card_run_settings(self) -> dict:
         return {"strategy": self.strategy_name(), "eval_ssim_padding": self.args.eval_ssim_padding,
-                "rasterize_mode": self.args.rasterize_mode}
+                "rasterize_mode": self.args.rasterize_mode, "pose_opt": self.args.pose_opt}
 
     def strategy_name(self) -> str:
         """How cards and results name this run's densification: ``default``; ``g2l``, with the parts an
@@ -847,6 +887,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step
         images, viewmats, Ks = inputs["image"], inputs["viewmat"], inputs["K"]
+        if self.pose_adjustment is not None:
+            viewmats = self.pose_adjustment(viewmats, inputs["view_index"])
         # [N, H, W, 1] bool, True = trained; the images are already 0 where it is False (SceneViews)
         masks = inputs.get("mask")
         if masks is not None:
@@ -1035,10 +1077,33 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         return PredictionOutput(predictions=torch.stack(renders).numpy(), label_ids=torch.stack(targets).numpy(),
                                 metrics=metrics)
 
+    @torch.no_grad()
+    def training_poses(self) -> torch.Tensor:
+        """The world-to-camera poses [N, 4, 4] (CPU) the training views are rendered with: as given, perturbed by
+        ``pose_noise``, then corrected by ``pose_opt``'s learned corrections."""
+        viewmats = self.train_dataset.viewmats
+        if self.pose_adjustment is None:
+            return viewmats
+        device = self.pose_adjustment.embeds.weight.device
+        return self.pose_adjustment(viewmats.to(device), torch.arange(len(viewmats), device=device)).cpu()
+
+    def _training_split_poses(self, views: SceneViews) -> torch.Tensor | None:
+        """`training_poses` when ``views`` is the training split (its given poses and intrinsics), which evaluation
+        renders as training does; None for any other split, rendered with its given poses (as gsplat evaluates)."""
+        if self.pose_adjustment is None and not self.args.pose_noise:
+            return None
+        given = self._given_train_viewmats
+        if views.viewmats.shape == given.shape and torch.equal(views.viewmats, given) and torch.equal(
+                views.Ks, self.train_dataset.Ks):
+            return self.training_poses()
+        return None
+
     def _render_views(self, views: SceneViews, prefix: str, keep: int):
         """Renders every view; returns the metrics (mean PSNR and SSIM, Gaussian count, then Trainer's speed
-        metrics, one view a sample and a step) and the render and target [H, W, 3] (CPU) of the first ``keep`` views."""
+        metrics, one view a sample and a step) and the render and target [H, W, 3] (CPU) of the first ``keep`` views.
+        The training split is rendered with its training poses (`_training_split_poses`)."""
         start_time = time.time()  # speed_metrics' clock
+        training_poses = self._training_split_poses(views)
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -1051,7 +1116,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             masked = {"mask": item["mask"][None].to(device)} if "mask" in item else {}
             # every SH degree of the model (render's default), not the step's active one: a model trained or
             # loaded elsewhere is measured with its view-dependent colour (degrees not yet active stay zero)
-            render, _, _ = self.render(model, item["viewmat"][None].to(device), item["K"][None].to(device),
+            viewmat = item["viewmat"] if training_poses is None else training_poses[index]
+            render, _, _ = self.render(model, viewmat[None].to(device), item["K"][None].to(device),
                                        views.width, views.height)
             render = render.clamp(0, 1)
             psnrs.append(psnr(render, target, **masked).item())
@@ -1113,7 +1179,50 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             raise RuntimeError(f"not saved to {output_dir}: the Gaussians' {', '.join(bad)} contain NaN or inf")
         os.makedirs(output_dir, exist_ok=True)
         self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        if self.pose_adjustment is not None:
+            self._save_pose_adjustment(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _save_pose_adjustment(self, output_dir: str) -> None:
+        """pose_opt's corrections, which a resume reads (``pose_deltas`` [N, 9]: translation and 6D rotation delta
+        per training view, gsplat's CameraOptModule embedding), and the corrected training poses for users
+        (``world_to_camera`` [N, 4, 4], OpenCV, `training_poses`)."""
+        tensors = {"pose_deltas": self.pose_adjustment.embeds.weight.detach().cpu().contiguous(),
+                   "world_to_camera": self.training_poses().contiguous()}
+        metadata = {"pose_deltas": "per training view: translation [3] + 6D rotation delta [6], applied as "
+                                   "camera_to_world @ T (gsplat's CameraOptModule)",
+                    "world_to_camera": "the training views' corrected world-to-camera poses (OpenCV)"}
+        save_file(tensors, os.path.join(output_dir, POSE_ADJUSTMENT_NAME), metadata=metadata)
+
+    def _load_pose_adjustment(self, checkpoint: str, source: str) -> None:
+        """Restores pose_opt's corrections from ``checkpoint`` (in place: the optimizer's state stays theirs);
+        ``source``: how errors name the checkpoint. Refuses one that does not match pose_opt."""
+        path = os.path.join(checkpoint, POSE_ADJUSTMENT_NAME)
+        if self.pose_adjustment is None:
+            if os.path.isfile(path):
+                raise ValueError(
+                    f"{source}: it was trained with pose_opt=True (it holds {POSE_ADJUSTMENT_NAME}) and this run has "
+                    f"pose_opt=False: resume with pose_opt=True, or start a new run from its Gaussians with "
+                    f"GaussianModel.from_pretrained({checkpoint!r})"
+                )
+            return
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{source}: pose_opt=True and the checkpoint holds no pose corrections ({path} is missing: saved "
+                "without pose_opt?); resume with pose_opt=False, or start a new pose_opt run from its Gaussians with "
+                f"GaussianModel.from_pretrained({checkpoint!r})"
+            )
+        try:
+            deltas = load_file(path)["pose_deltas"]
+        except (SafetensorError, KeyError) as error:
+            raise ValueError(f"{source}: {path} does not load ({type(error).__name__}: {error}); it is left as it "
+                             "is") from error
+        weight = self.pose_adjustment.embeds.weight
+        if deltas.shape != weight.shape:
+            raise ValueError(f"{source}: {path} holds corrections of {len(deltas)} training views, and train_dataset "
+                             f"has {len(weight)}: resume on the training views the checkpoint was trained on")
+        with torch.no_grad():
+            weight.copy_(deltas)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
@@ -1185,6 +1294,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
             )
         self._check_resumable(resume_from_checkpoint)
+        self._load_pose_adjustment(resume_from_checkpoint, f"resume_from_checkpoint {resume_from_checkpoint!r}")
         try:
             self._load_gaussians(resume_from_checkpoint, model)
         except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
@@ -1200,6 +1310,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             self._load_gaussians(checkpoint)
         except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
             raise unreadable_best_weights_error(checkpoint, error) from error
+        self._load_pose_adjustment(checkpoint, f"load_best_model_at_end: the best checkpoint {checkpoint!r}")
         if os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
             self._load_densification_state(checkpoint)
         else:

@@ -1,0 +1,69 @@
+"""Per-view camera pose corrections: gsplat simple_trainer's ``--pose_opt`` and ``--pose_noise``.
+
+gsplat keeps its `CameraOptModule` and `rotation_6d_to_matrix` in its examples (examples/utils.py), not in the
+installed package, so they are written here, with its conventions: each view's correction is 3 translation
+values and a 6D rotation delta (Zhou et al. 2019) added to the identity's, an ``nn.Embedding(num_views, 9)``
+that is zero (the identity) at the start. gsplat right-multiplies the camera-to-world pose by the correction,
+``camtoworld @ T`` (a move in the camera's own frame); the views here hold world-to-camera poses, which become
+``inv(T) @ world_to_camera``, the inverse of gsplat's corrected pose, computed without inverting the pose.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# The 6D representation of the identity rotation: its first two rows.
+IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def rotation_6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [..., 3, 3] of 6D rotations [..., 6] (two rows, made orthonormal by Gram-Schmidt; the
+    third row is their cross product), as gsplat's examples and pytorch3d convert them."""
+    first, second = d6[..., :3], d6[..., 3:]
+    row_1 = F.normalize(first, dim=-1)
+    row_2 = F.normalize(second - (row_1 * second).sum(-1, keepdim=True) * row_1, dim=-1)
+    return torch.stack((row_1, row_2, torch.linalg.cross(row_1, row_2, dim=-1)), dim=-2)
+
+
+class PoseAdjustment(nn.Module):
+    """One learned SE(3) correction per training view (gsplat's `CameraOptModule`), zero-initialised.
+
+    Args:
+        num_views: the training views, indexed as their split is (`SceneViews`' ``view_index``).
+    """
+
+    def __init__(self, num_views: int):
+        super().__init__()
+        self.embeds = nn.Embedding(num_views, 9)  # translation [3] + 6D rotation delta [6]
+        nn.init.zeros_(self.embeds.weight)
+        self.register_buffer("identity", torch.tensor(IDENTITY_6D), persistent=False)
+
+    @classmethod
+    def random(cls, num_views: int, std: float, seed: int) -> PoseAdjustment:
+        """gsplat's ``--pose_noise``: every value of every view's correction drawn from N(0, std) (its
+        ``random_init``), by a generator seeded with ``seed`` on the CPU, so every process draws the same."""
+        noise = cls(num_views)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            noise.embeds.weight.normal_(0.0, std, generator=generator)
+        return noise
+
+    def camera_transforms(self, view_indices: torch.Tensor) -> torch.Tensor:
+        """The corrections [..., 4, 4] of ``view_indices`` [...], as gsplat right-multiplies them to camera-to-world."""
+        deltas = self.embeds(view_indices)
+        transform = torch.eye(4, dtype=deltas.dtype, device=deltas.device).repeat(*view_indices.shape, 1, 1)
+        transform[..., :3, :3] = rotation_6d_to_matrix(deltas[..., 3:] + self.identity)
+        transform[..., :3, 3] = deltas[..., :3]
+        return transform
+
+    def forward(self, viewmats: torch.Tensor, view_indices: torch.Tensor) -> torch.Tensor:
+        """The corrected world-to-camera poses [..., 4, 4] of ``viewmats`` [..., 4, 4]: ``inv(T) @ viewmat``,
+        the inverse of gsplat's ``camtoworld @ T`` (a rigid T's inverse is ``[R^T | -R^T t]``)."""
+        transform = self.camera_transforms(view_indices).to(viewmats.dtype)
+        rotation_t = transform[..., :3, :3].transpose(-1, -2)
+        inverse = torch.eye(4, dtype=viewmats.dtype, device=viewmats.device).repeat(*view_indices.shape, 1, 1)
+        inverse[..., :3, :3] = rotation_t
+        inverse[..., :3, 3] = -(rotation_t @ transform[..., :3, 3:])[..., 0]
+        return inverse @ viewmats

@@ -1,0 +1,244 @@
+"""pose_opt and pose_noise (gsplat simple_trainer's): per-view pose corrections learned with the Gaussians."""
+
+import math
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.losses import psnr
+from hf_eff.splat.model import GaussianModel
+from hf_eff.splat.pose_adjustment import PoseAdjustment, rotation_6d_to_matrix
+from hf_eff.splat.procedural import make_procedural_scene
+from hf_eff.splat.scene import views_dataset
+from hf_eff.splat.trainer import POSE_ADJUSTMENT_NAME, SceneViews, SplatTrainer
+
+SIZE = 32
+# Gaussians frozen (a learning rate of 0 for every parameter, no densification): only the poses can lower the loss.
+FROZEN = dict(means_lr=0.0, scales_lr=0.0, quats_lr=0.0, opacities_lr=0.0, sh0_lr=0.0, shN_lr=0.0,
+              refine_start_steps=10**6)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_procedural_scene(seed=1, num_train=6, num_test=2, width=SIZE, height=SIZE, num_points=300)
+
+
+def points_model(scene) -> GaussianModel:
+    torch.manual_seed(0)
+    return GaussianModel.from_points(*scene.point_arrays(), sh_degree=0)
+
+
+@pytest.fixture(scope="module")
+def rendered_splits(scene):
+    """The scene's cameras with images rendered from `points_model`'s Gaussians: those Gaussians at the
+    given poses reproduce the views (to 8-bit rounding), so the given poses are the true ones."""
+    model = points_model(scene)
+    splits = {}
+    for name in ("train", "test"):
+        views = SceneViews(scene.views[name])
+        with torch.no_grad():
+            renders = model.render(views.viewmats, views.Ks, SIZE, SIZE)[0].clamp(0, 1)
+        splits[name] = views_dataset(list(renders), views.Ks, views.viewmats)
+    return splits
+
+
+def make_trainer(scene, splits, output_dir, **overrides):
+    settings = dict(output_dir=str(output_dir), max_steps=8, strategy="default", refine_start_steps=2,
+                    refine_every=4, reset_stop_fraction=0, seed=0, disable_tqdm=True, logging_steps=4,
+                    eval_render_images=0, report_to=[])
+    settings.update(overrides)
+    return SplatTrainer(model=points_model(scene), args=SplatTrainingArguments(**settings),
+                        train_dataset=splits["train"], eval_dataset=splits["test"])
+
+
+def pose_error(poses: torch.Tensor, truth: torch.Tensor) -> float:
+    """Mean absolute difference of the [R | t] parts of world-to-camera poses."""
+    return (poses[:, :3] - truth[:, :3]).abs().mean().item()
+
+
+# ------------------------------------------------------------------ the correction module
+def test_a_zero_correction_is_the_identity_exactly():
+    viewmats = torch.linalg.inv(torch.randn(5, 4, 4))
+    adjustment = PoseAdjustment(5)
+    assert torch.equal(adjustment.embeds.weight, torch.zeros(5, 9))
+    assert torch.equal(adjustment(viewmats, torch.arange(5)), viewmats)
+
+
+def test_a_known_translation_and_rotation_move_the_camera_in_its_own_frame():
+    viewmat = torch.eye(4, dtype=torch.float64)
+    viewmat[:3, :3] = rotation_6d_to_matrix(torch.tensor([0.3, 0.5, -0.2, -0.4, 0.1, 0.9], dtype=torch.float64))
+    viewmat[:3, 3] = torch.tensor([0.5, -1.0, 4.0], dtype=torch.float64)
+    angle, shift = 0.3, torch.tensor([0.1, -0.2, 0.3])
+    # A rotation by `angle` about the camera's z axis: its 6D form is its first two rows.
+    rows = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0]])
+    adjustment = PoseAdjustment(2)
+    with torch.no_grad():
+        adjustment.embeds.weight[1] = torch.cat([shift, rows.flatten() - torch.tensor([1.0, 0, 0, 0, 1, 0])])
+    corrected = adjustment(viewmat[None], torch.tensor([1]))[0]
+    # gsplat: camtoworld @ T, with T = [Rz | shift]
+    transform = torch.eye(4, dtype=torch.float64)
+    transform[:3, :3] = torch.tensor([[*rows[0], ], [*rows[1]], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    transform[:3, 3] = shift.double()
+    torch.testing.assert_close(corrected, torch.linalg.inv(torch.linalg.inv(viewmat) @ transform), atol=1e-6, rtol=0)
+    # The camera centre moved by `shift` along the camera's own axes; it turned about its viewing axis.
+    centre = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    torch.testing.assert_close(-corrected[:3, :3].T @ corrected[:3, 3], centre + viewmat[:3, :3].T @ shift.double(),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(corrected[2, :3], viewmat[2, :3], atol=1e-6, rtol=0)
+    # View 0 has no correction.
+    assert torch.equal(adjustment(viewmat[None], torch.tensor([0]))[0], viewmat)
+
+
+def test_pose_noise_is_seeded_and_scaled_by_its_std():
+    first, again = PoseAdjustment.random(400, 0.05, seed=3), PoseAdjustment.random(400, 0.05, seed=3)
+    assert torch.equal(first.embeds.weight, again.embeds.weight)
+    assert not torch.equal(first.embeds.weight, PoseAdjustment.random(400, 0.05, seed=4).embeds.weight)
+    assert first.embeds.weight.std().item() == pytest.approx(0.05, rel=0.05)
+
+
+# ------------------------------------------------------------------ the trainer
+def test_without_pose_opt_there_are_no_corrections_and_training_is_unchanged(scene, rendered_splits, tmp_path):
+    plain = make_trainer(scene, rendered_splits, tmp_path / "plain")
+    assert plain.pose_adjustment is None
+    item = plain.train_dataset[3]
+    assert item["view_index"].dtype == torch.int64 and item["view_index"].item() == 3
+    batch = next(iter(plain.get_train_dataloader()))
+    assert batch["view_index"].shape == (1,)
+    plain.train()
+    assert set(plain.optimizer.optimizer.optimizers) == set(plain.model.splats)
+    assert torch.equal(plain.training_poses(), plain.train_dataset.viewmats)
+    plain.save_model()
+    assert not (tmp_path / "plain" / POSE_ADJUSTMENT_NAME).exists()
+    assert plain.card_run_settings()["pose_opt"] is False
+    # Corrections that cannot move (no learning rate, no decay) render exactly what no corrections render.
+    still = make_trainer(scene, rendered_splits, tmp_path / "still", pose_opt=True, pose_opt_lr=0.0, pose_opt_reg=0.0)
+    still.train()
+    assert still.card_run_settings()["pose_opt"] is True
+    for key, value in plain.model.splats.items():
+        assert torch.equal(still.model.splats[key], value), key
+
+
+def test_pose_opt_undoes_pose_noise(scene, rendered_splits, tmp_path):
+    # Every view in each step; the Gaussians frozen at the ones that rendered the views.
+    settings = dict(max_steps=30, per_device_train_batch_size=6, pose_noise=0.05, pose_opt_lr=4e-3, **FROZEN)
+    noisy = make_trainer(scene, rendered_splits, tmp_path / "noisy", **settings)
+    truth = SceneViews(rendered_splits["train"]).viewmats
+    start = pose_error(noisy.training_poses(), truth)
+    assert start > 0.02  # the training poses are perturbed, by the same draw in both runs
+    noisy.train()
+    assert pose_error(noisy.training_poses(), truth) == start
+    corrected = make_trainer(scene, rendered_splits, tmp_path / "corrected", pose_opt=True, **settings)
+    assert torch.equal(corrected.train_dataset.viewmats, noisy.train_dataset.viewmats)
+    corrected.train()
+    assert pose_error(corrected.training_poses(), truth) < 0.5 * start
+    final_loss = {run: [entry["loss"] for entry in trainer.state.log_history if "loss" in entry][-1]
+                  for run, trainer in (("noisy", noisy), ("corrected", corrected))}
+    assert final_loss["corrected"] < 0.3 * final_loss["noisy"]
+    # The corrections got their own Adam, decayed as gsplat's.
+    assert corrected.pose_optimizer.param_groups[0]["weight_decay"] == 1e-6
+    assert corrected.pose_lr(0) == pytest.approx(4e-3 * math.sqrt(6))
+    assert corrected.pose_lr(30) == pytest.approx(4e-3 * math.sqrt(6) * 0.01)
+
+
+def test_evaluation_renders_the_training_split_with_its_training_poses_and_others_with_theirs(
+        scene, rendered_splits, tmp_path):
+    trainer = make_trainer(scene, rendered_splits, tmp_path, max_steps=6, per_device_train_batch_size=6,
+                           pose_noise=0.05, pose_opt=True, pose_opt_lr=4e-3, **FROZEN)
+    trainer.train()
+    model = trainer.model
+    for name, poses in (("train", trainer.training_poses()), ("test", SceneViews(rendered_splits["test"]).viewmats)):
+        views = SceneViews(rendered_splits[name])
+        with torch.no_grad():
+            expected = model.render(poses, views.Ks, SIZE, SIZE)[0].clamp(0, 1)
+        predicted = trainer.predict(rendered_splits[name])
+        torch.testing.assert_close(torch.as_tensor(predicted.predictions), expected)
+        metrics = trainer.evaluate(rendered_splits[name])
+        assert metrics["eval_psnr"] == pytest.approx(
+            sum(psnr(render[None], image[None]).item() for render, image in zip(expected, views.images.float() / 255))
+            / len(views), rel=1e-5)
+    # The test views are rendered at their given (true) poses: the frozen Gaussians reproduce them.
+    assert trainer.evaluate()["eval_psnr"] > 40
+
+
+def test_checkpoints_keep_the_corrections_and_a_resume_restores_them_with_their_optimizer(
+        scene, rendered_splits, tmp_path):
+    settings = dict(pose_noise=0.05, pose_opt=True, pose_opt_lr=4e-3)
+    full = make_trainer(scene, rendered_splits, tmp_path / "full", save_strategy="steps", save_steps=4, **settings)
+    full.train()
+    checkpoint = tmp_path / "full" / "checkpoint-4"
+    saved = load_file(checkpoint / POSE_ADJUSTMENT_NAME)
+    assert saved["pose_deltas"].shape == (6, 9) and saved["pose_deltas"].abs().sum() > 0
+    assert saved["world_to_camera"].shape == (6, 4, 4)
+    assert "pose_adjustment" in torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    # the final output_dir keeps them too, with the corrected training poses
+    full.save_model()
+    final = load_file(tmp_path / "full" / POSE_ADJUSTMENT_NAME)
+    assert torch.equal(final["pose_deltas"], full.pose_adjustment.embeds.weight.detach())
+    assert torch.equal(final["world_to_camera"], full.training_poses())
+
+    resumed = make_trainer(scene, rendered_splits, tmp_path / "resumed", **settings)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    torch.testing.assert_close(resumed.pose_adjustment.embeds.weight, full.pose_adjustment.embeds.weight,
+                               rtol=1e-5, atol=1e-7)
+    for key in full.model.splats:
+        torch.testing.assert_close(resumed.model.splats[key], full.model.splats[key], rtol=1e-5, atol=1e-6)
+    # Their Adam went on from the checkpoint's state (4 steps), not from a fresh one.
+    assert int(resumed.pose_optimizer.state[resumed.pose_adjustment.embeds.weight]["step"]) == 8
+
+
+def test_resuming_without_the_corrections_or_without_pose_opt_is_refused_by_name(scene, rendered_splits, tmp_path):
+    plain_run, pose_run = tmp_path / "plain", tmp_path / "pose"
+    make_trainer(scene, rendered_splits, plain_run, max_steps=4, save_strategy="steps", save_steps=4).train()
+    make_trainer(scene, rendered_splits, pose_run, max_steps=4, save_strategy="steps", save_steps=4,
+                 pose_opt=True).train()
+    plain_checkpoint, pose_checkpoint = str(plain_run / "checkpoint-4"), str(pose_run / "checkpoint-4")
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"resume_from_checkpoint {plain_checkpoint!r}: pose_opt=True and the checkpoint holds no pose corrections "
+            f"({plain_checkpoint}/{POSE_ADJUSTMENT_NAME} is missing")):
+        make_trainer(scene, rendered_splits, tmp_path / "a", pose_opt=True).train(resume_from_checkpoint=plain_checkpoint)
+    with pytest.raises(ValueError, match=re.escape(
+            f"resume_from_checkpoint {pose_checkpoint!r}: it was trained with pose_opt=True")):
+        make_trainer(scene, rendered_splits, tmp_path / "b").train(resume_from_checkpoint=pose_checkpoint)
+    corrections = pose_run / "checkpoint-4" / POSE_ADJUSTMENT_NAME
+    corrections.write_bytes(corrections.read_bytes()[:40])
+    with pytest.raises(ValueError, match=re.escape(f"{corrections} does not load")):
+        make_trainer(scene, rendered_splits, tmp_path / "c", pose_opt=True).train(resume_from_checkpoint=pose_checkpoint)
+
+
+def test_load_best_model_at_end_restores_the_best_checkpoints_corrections(scene, rendered_splits, tmp_path):
+    trainer = make_trainer(scene, rendered_splits, tmp_path, max_steps=8, eval_strategy="steps", eval_steps=4,
+                           save_strategy="steps", save_steps=4, load_best_model_at_end=True, pose_opt=True,
+                           pose_noise=0.05, pose_opt_lr=4e-3)
+    trainer.train()
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-4")  # not the last step's
+    best = load_file(f"{trainer.state.best_model_checkpoint}/{POSE_ADJUSTMENT_NAME}")["pose_deltas"]
+    assert torch.equal(trainer.pose_adjustment.embeds.weight.detach(), best)
+
+
+def test_the_corrections_gradients_are_averaged_over_ranks_with_the_gaussians(scene, rendered_splits, tmp_path,
+                                                                             monkeypatch):
+    from hf_eff.splat import trainer as trainer_module
+
+    trainer = make_trainer(scene, rendered_splits, tmp_path, pose_opt=True)
+    inputs = {key: value[None] for key, value in trainer.train_dataset[2].items()}
+    trainer.compute_loss(trainer.model, inputs).backward()
+    gradient = trainer.pose_adjustment.embeds.weight.grad
+    assert gradient[2].abs().sum() > 0 and gradient[[0, 1, 3, 4, 5]].abs().sum() == 0
+    reduced = []
+    monkeypatch.setattr(trainer_module.dist, "all_reduce", lambda tensor, op: reduced.append(tensor))
+    trainer._average_gradients()
+    assert any(tensor is gradient for tensor in reduced)
+    assert len(reduced) == len(trainer.model.splats) + 1
+
+
+@pytest.mark.parametrize("name, value", [
+    ("pose_opt_lr", -1e-5), ("pose_opt_lr", float("nan")), ("pose_opt_reg", -1.0), ("pose_noise", -0.1),
+    ("pose_noise", float("inf")),
+])
+def test_bad_pose_settings_are_named(tmp_path, name, value):
+    with pytest.raises(ValueError, match=re.escape(f"SplatTrainingArguments.{name} must be a finite number >= 0, "
+                                                   f"got {value}")):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **{name: value})
