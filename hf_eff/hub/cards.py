@@ -672,7 +672,8 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     return _render(
         "splat_model", card_data, revision, model_name, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
-        antialiased=results.get("rasterize_mode") == "antialiased", normalized=normalized, base_model=base_model,
+        antialiased=results.get("rasterize_mode") == "antialiased", pose_opt=bool(results.get("pose_opt")),
+        normalized=normalized, base_model=base_model,
         local_base=local_base, base_revision=results.get("model_revision") if base_model else None,
         results_table=results_table, no_results_note=no_results_note,
     )

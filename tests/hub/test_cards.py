@@ -184,6 +184,9 @@ def test_splat_card_table_and_preview():
         {**results, "rasterize_mode": "classic"}, "me/splats").text
     antialiased = cards.splat_card({**results, "rasterize_mode": "antialiased"}, "me/splats", ply="splats.ply")
     assert 'Trained antialiased (gsplat\'s `rasterize_mode="antialiased"`' in antialiased.text
+    assert "pose_opt" not in card.text and "pose_opt" not in cards.splat_card({**results, "pose_opt": False}, "me/splats").text
+    refined = cards.splat_card({**results, "pose_opt": True}, "me/splats")
+    assert "The training cameras' poses were refined with the splats (gsplat's `pose_opt`)" in refined.text
     measured = cards.splat_card({**results, "eval_ssim_padding": "same"}, "me/splats")
     assert "| strategy | PSNR (dB) | SSIM (3DGS's zero-padded) | Gaussians |" in measured.text
     assert "global-to-local phases" in card.text and "DefaultStrategy" not in card.text
