@@ -506,6 +506,12 @@ def _read_smiles_csv(path, smiles_column: str, name: str, allow_empty_smiles: bo
     except pd.errors.EmptyDataError:
         raise ValueError(f"{name} is empty: give a CSV with a header row, the SMILES column {smiles_column!r} among "
                          "its columns, and a molecule per row") from None
+    return frame, _smiles_of_frame(frame, smiles_column, name, allow_empty_smiles)
+
+
+def _smiles_of_frame(frame, smiles_column: str, name: str, allow_empty_smiles: bool = False):
+    """The SMILES column of a table of molecules; a missing column, no rows or (unless `allow_empty_smiles`) an empty
+    cell raise, naming the table as ``name`` (and the data row)."""
     if smiles_column not in frame.columns:
         raise MissingColumnError(f"{name}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
     smiles = frame[smiles_column]
@@ -513,7 +519,7 @@ def _read_smiles_csv(path, smiles_column: str, name: str, allow_empty_smiles: bo
         raise ValueError(f"{name} has a header but no molecules")
     if not allow_empty_smiles and smiles.isna().any():
         raise ValueError(f"{_csv_row(name, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
-    return frame, smiles
+    return smiles
 
 
 def _skipped_smiles_source(name, smiles_column: str) -> str:
@@ -557,15 +563,43 @@ def load_smiles_csv(
     frame, smiles = _read_smiles_csv(path, smiles_column, str(path), allow_empty_smiles=skip_invalid_smiles)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
-              "smiles": smiles_column, "targets": list(target_columns), "cls": classification, **_KEEPS_SMILES}
+              "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
+    return _graphs_of_smiles_frame("csv", params, frame, smiles, str(path), smiles_column, target_columns,
+                                   classification, multilabel, skip_invalid_smiles)
+
+
+def load_smiles_table(
+    table: datasets.Dataset, smiles_column: str, target_columns: Sequence[str], name: str,
+    classification: bool = False, multilabel: bool = False, skip_invalid_smiles: bool = False,
+) -> datasets.Dataset:
+    """A `datasets.Dataset` of SMILES rows (e.g. a split of a Hub dataset from `load_dataset`) as `load_smiles_csv`
+    reads a CSV, with the same checks and errors (``name`` names the table, and a row as a CSV's data row, from 1).
+    The graphs are cached by the table's fingerprint, which `load_dataset` derives from the data's files (on the Hub,
+    their revision)."""
+    if classification and multilabel:
+        raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
+    frame = table.to_pandas()
+    smiles = _smiles_of_frame(frame, smiles_column, name, allow_empty_smiles=skip_invalid_smiles)
+    params = {"table": table._fingerprint, "smiles": smiles_column, "targets": list(target_columns),
+              "cls": classification}
+    return _graphs_of_smiles_frame("table", params, frame, smiles, name, smiles_column, target_columns,
+                                   classification, multilabel, skip_invalid_smiles)
+
+
+def _graphs_of_smiles_frame(cache_name: str, params: dict, frame, smiles, name: str, smiles_column: str,
+                            target_columns: Sequence[str], classification: bool, multilabel: bool,
+                            skip_invalid_smiles: bool) -> datasets.Dataset:
+    """The graphs of a table of molecules (`frame`, its column `smiles`, named `name` in errors) with their targets,
+    built once into the cache under `cache_name` and the build's `params`."""
+    params = {**params, **_KEEPS_SMILES}
     if multilabel:  # only then, so that the other builds keep their cache keys
         params["multilabel"] = True
     if not skip_invalid_smiles:
-        row_name = functools.partial(_csv_row, path, smiles_column)
-        targets, names = _targets_from_frame(frame, target_columns, classification, path, multilabel)
+        row_name = functools.partial(_csv_row, name, smiles_column)
+        targets, names = _targets_from_frame(frame, target_columns, classification, name, multilabel)
         if names is not None:
             params["class_names"] = names
-        return _cached("csv", params, lambda workdir: _named_classes(
+        return _cached(cache_name, params, lambda workdir: _named_classes(
             graphs_from_smiles(smiles.tolist(), targets, row_name, cache_dir=workdir), names))
     # RDKit parses every SMILES once, when the copy is built; the copy keeps the rows it left out, of which each
     # later load warns again. A copy without the skipped rows must not serve a run that refuses them.
@@ -573,19 +607,19 @@ def load_smiles_csv(
     # 2: the copy's notes keep the rows it left out (version 1's copies have no notes, and are not read)
     params["skipping_version"] = 2
     texts = smiles.fillna("").tolist()  # an empty cell, read as NaN, is no molecule either: "" parses into none
-    source = _skipped_smiles_source(path, smiles_column)
+    source = _skipped_smiles_source(name, smiles_column)
     notes: dict = {}
 
     def build(workdir: str) -> datasets.Dataset:
         parsed = parsable_smiles(texts)
         notes["skipped_rows"] = np.flatnonzero(~parsed).tolist()
         _refuse_if_none_parse(texts, notes["skipped_rows"], _data_row, source)
-        kept_frame = frame.iloc[parsed]  # its index keeps each row's position in the file, by which errors name it
-        targets, names = _targets_from_frame(kept_frame, target_columns, classification, path, multilabel)
+        kept_frame = frame.iloc[parsed]  # its index keeps each row's position in the table, by which errors name it
+        targets, names = _targets_from_frame(kept_frame, target_columns, classification, name, multilabel)
         return _named_classes(graphs_from_smiles(kept_frame[smiles_column].tolist(), targets, cache_dir=workdir),
                               names)
 
-    graphs = _cached("csv", params, build, notes)
+    graphs = _cached(cache_name, params, build, notes)
     _warn_of_skipped_smiles(texts, notes["skipped_rows"], _data_row, source)
     return graphs
 
