@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """Train a graph property predictor with GraNT (graph neural teaching) or on the full data.
 
-Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, or a folder written by
-`datasets.Dataset.save_to_disk` with columns x, edge_index, y, num_nodes). Examples:
+Built-in offline data (--task) or your own (--dataset: a CSV of SMILES, a folder written by
+`datasets.Dataset.save_to_disk` with columns x, edge_index, y, num_nodes, or a Hub dataset id). Examples:
 
     python examples/grant_train.py trainers/grant/gen_reg.yaml
     accelerate launch examples/grant_train.py --task qm9 --teacher grant --output_dir out/qm9 --num_train_epochs 100
     python examples/grant_train.py --dataset mols.csv --smiles_column smiles --target_column logp,tpsa \\
         --output_dir out/mols --num_train_epochs 50
     python examples/grant_train.py trainers/grant/smiles_csv.yaml --dataset mols.csv --target_column logp
+    python examples/grant_train.py --dataset me/graphs --dataset_revision v1 --task graph_classification \\
+        --output_dir out/graphs
 
 Data named on the command line replaces a recipe's: --dataset its builtin (and the options of that data, such as
 num_generated_graphs), a built-in --task its dataset or built-in set; its other settings stay (--task names another
@@ -17,6 +19,13 @@ A CSV's unparsable SMILES refuse it, naming the row; --skip_invalid_smiles leave
 --predict_file's too, its predictions' index keeping the file's rows).
 --dataset is read as a CSV when its name ends in .csv, .csv.gz, .csv.bz2, .csv.xz or .csv.zip
 (any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
+A --dataset that is neither an existing path nor a CSV's name is a Hub dataset id, read with
+`datasets.load_dataset(id, --dataset_config_name, revision=--dataset_revision)` (both recorded in all_results.json,
+the data split and the card's model-index; refused for local data and built-in tasks). Its rows are graphs (columns
+x, edge_index, num_nodes and y, as `Dataset.push_to_hub` uploads a saved graph dataset: used as a saved folder is) or
+molecules (the --smiles_column and the --target_column(s), no graph columns: read as a CSV is); its one split is split
+here, several are used as saved (train, validation and test). A model evaluated or trained further on another
+revision of the Hub data it was trained on is warned of, as for other split settings.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
 classification sets are split by class (--stratify False: at random, as the other tasks): each class in proportion
 as far as rounding allows (a class of fewer than about 1/fraction graphs can still miss a split); a saved
@@ -76,7 +85,10 @@ import datasets
 import numpy as np
 import pandas as pd
 import transformers
+from datasets.exceptions import DatasetNotFoundError
 from datasets.fingerprint import get_temporary_cache_files_directory
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from transformers import HfArgumentParser, IntervalStrategy, set_seed
 
 from hf_eff.grant import (
@@ -98,11 +110,17 @@ from hf_eff.grant import (
     time_to_target,
 )
 from hf_eff.grant.collator import GRAPH_COLUMNS
-from hf_eff.grant.data import MissingColumnError, feature_widths, largest_class_id
+from hf_eff.grant.data import (
+    REQUIRED_COLUMNS,
+    MissingColumnError,
+    feature_widths,
+    largest_class_id,
+    load_smiles_table,
+)
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
 from hf_eff.hub.cards import shown_name
-from hf_eff.hub.sources import check_model_source, naming_model_flags
+from hf_eff.hub.sources import check_model_source, naming_missing_revision, naming_model_flags
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
@@ -169,8 +187,21 @@ class DataArguments:
     dataset: str | None = field(
         default=None,
         metadata={"help": "Your data: a CSV of SMILES (.csv, or compressed .csv.gz, .csv.bz2, .csv.xz, .csv.zip; any "
-                  "case), or a folder written by save_to_disk (a Dataset, split here, or "
-                  "a DatasetDict with train, validation and test splits, used as saved)."},
+                  "case), a folder written by save_to_disk (a Dataset, split here, or "
+                  "a DatasetDict with train, validation and test splits, used as saved), or a Hub dataset id (neither "
+                  "an existing path nor a CSV's name; read by datasets.load_dataset) whose rows are graphs (x, "
+                  "edge_index, num_nodes, y: as a saved folder) or molecules (--smiles_column and --target_column: "
+                  "as a CSV); one split is split here, several used as saved."},
+    )
+    dataset_config_name: str | None = field(
+        default=None,
+        metadata={"help": "The configuration of a Hub --dataset (load_dataset's name); recorded in all_results.json, "
+                  "the data split and the card's model-index."},
+    )
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={"help": "Branch, tag or commit of a Hub --dataset; recorded in all_results.json, the data split and "
+                  "the card's model-index."},
     )
     smiles_column: str = field(default="smiles", metadata={"help": "CSV (--dataset or --predict_file): the SMILES column."})
     predict_smiles_column: str | None = field(
@@ -218,7 +249,7 @@ def parse_args(argv: list[str] | None = None):
         # flags is named first, as the other examples name it
         refuse_misplaced_recipe(parser, flags)
         parser.error(f"no data: give --task with a built-in data set, one of {tuple(BUILTIN_TASKS)}; or --dataset "
-                     "(a CSV of SMILES or a saved graph dataset) with --task and the task kind; or a recipe from "
+                     "(a CSV of SMILES, a saved graph dataset or a Hub dataset id) with --task and the task kind; or a recipe from "
                      "trainers/grant/ first; or, to predict --predict_file with --model_name_or_path, --task and the "
                      "model's task kind")
     model_args, data_args, training_args, command_line = parse_recipe_and_flags(parser, flags, return_command_line=True)
@@ -238,7 +269,7 @@ def use_command_line_data(data_args: DataArguments, recipe_path: str, recipe: di
         if len(from_recipe) == 2:
             raise ValueError(f"recipe {recipe_path} names two data sources, builtin: {recipe['builtin']} and dataset: "
                              f"{recipe['dataset']}: remove one, or name the data on the command line (--task <built-in "
-                             "name> or --dataset <csv or folder>), which replaces the recipe's")
+                             "name> or --dataset <csv, folder or Hub id>), which replaces the recipe's")
         return
     for name in from_recipe.keys() - named:  # the recipe's other data source
         setattr(data_args, name, None)
@@ -268,8 +299,9 @@ def builtin_task_flags(argv: list[str]) -> list[str]:
     return flags + ["--builtin", name] + ([] if "--task" in flags else ["--task", BUILTIN_TASKS[name]])
 
 
-def saved_splits(graphs: datasets.DatasetDict, path: Path, max_graphs: int | None) -> datasets.DatasetDict:
-    """A saved DatasetDict is used as split (every split cut to max_graphs); it needs all three."""
+def saved_splits(graphs: datasets.DatasetDict, path: Path | str, max_graphs: int | None) -> datasets.DatasetDict:
+    """A saved DatasetDict (or a Hub dataset's splits) is used as split (every split cut to max_graphs); it needs all
+    three."""
     missing = [name for name in SPLITS if name not in graphs]
     if missing:
         raise ValueError(
@@ -286,6 +318,7 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas 
 ONLY_FOR = {
     "smiles_column": "a CSV --dataset or --predict_file", "predict_smiles_column": "a CSV --predict_file",
     "target_column": "a CSV --dataset", "skip_invalid_smiles": "a CSV --dataset or --predict_file",
+    "dataset_config_name": "a Hub --dataset", "dataset_revision": "a Hub --dataset",
     "qm9_target": "--task qm9",
     "num_generated_graphs": "--task gen-reg or gen-cls", "min_nodes": "--task gen-reg or gen-cls",
     "max_nodes": "--task gen-reg or gen-cls",
@@ -299,9 +332,18 @@ def is_csv(path: Path) -> bool:
     return not path.is_dir() and path.name.lower().endswith(CSV_SUFFIXES)
 
 
-def applies(data_args: DataArguments, name: str) -> bool:
-    """Whether the chosen data reads the DataArguments field `name`."""
-    csv_dataset = data_args.dataset is not None and is_csv(Path(data_args.dataset))
+def is_hub_dataset(data_args: DataArguments) -> bool:
+    """Whether --dataset names a Hub dataset: neither an existing path nor a CSV's name (a missing CSV is named as a
+    missing file, not looked for on the Hub)."""
+    path = Path(data_args.dataset) if data_args.dataset is not None else None
+    return path is not None and not path.exists() and not is_csv(path)
+
+
+def applies(data_args: DataArguments, name: str, hub_smiles: bool = True) -> bool:
+    """Whether the chosen data reads the DataArguments field `name`. A Hub --dataset is read as a CSV is where its rows
+    are SMILES (`hub_smiles`: until loading shows them, they may be)."""
+    csv_dataset = data_args.dataset is not None and (is_csv(Path(data_args.dataset))
+                                                     or (hub_smiles and is_hub_dataset(data_args)))
     csv_predict_file = data_args.predict_file is not None and is_csv(Path(data_args.predict_file))
     if name == "smiles_column" and data_args.predict_smiles_column is not None:
         return csv_dataset  # --predict_smiles_column names the --predict_file's column instead
@@ -309,22 +351,41 @@ def applies(data_args: DataArguments, name: str) -> bool:
             "a CSV --dataset or --predict_file": csv_dataset or csv_predict_file,
             "--task qm9": data_args.builtin == "qm9",
             "--task gen-reg or gen-cls": data_args.builtin in ("gen-reg", "gen-cls"),
-            "--task or --dataset": data_args.builtin is not None or data_args.dataset is not None}
+            "--task or --dataset": data_args.builtin is not None or data_args.dataset is not None,
+            "a Hub --dataset": is_hub_dataset(data_args)}
     return name not in ONLY_FOR or uses[ONLY_FOR[name]]
 
 
-def check_options_apply(data_args: DataArguments) -> None:
+def check_options_apply(data_args: DataArguments, hub_smiles: bool = True, data: str | None = None) -> None:
     """Refuses data options that the chosen data would silently ignore (e.g. --qm9_target with
-    --task freesolv)."""
+    --task freesolv); `hub_smiles` as `applies` takes it, `data` names the data (default: `data_name`)."""
+    refuse_hub_options_without_hub_dataset(data_args)
     defaults = DataArguments()
     ignored = [name for name in ONLY_FOR
-               if not applies(data_args, name) and getattr(data_args, name) != getattr(defaults, name)]
+               if not applies(data_args, name, hub_smiles) and getattr(data_args, name) != getattr(defaults, name)]
     if ignored:
         raise ValueError(
             f"{' and '.join('--' + n for n in ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to "
-            f"{data_name(data_args)}: "
+            f"{data or data_name(data_args)}: "
             + "; ".join(f"--{n} is for {ONLY_FOR[n]}" for n in ignored)
         )
+
+
+HUB_DATASET_FLAGS = ("dataset_config_name", "dataset_revision")
+
+
+def refuse_hub_options_without_hub_dataset(data_args: DataArguments) -> None:
+    """--dataset_config_name and --dataset_revision choose among a Hub --dataset's configurations and revisions, which
+    local data and built-in sets do not have (refused in HaLoRA's example's words)."""
+    given = [f"--{name}" for name in HUB_DATASET_FLAGS if getattr(data_args, name) is not None]
+    if not given or is_hub_dataset(data_args):
+        return
+    flags = " and ".join(given)
+    if data_args.dataset is not None:
+        raise ValueError(f"--dataset {data_args.dataset} is local data, which has no Hub configuration or revision: "
+                         f"leave out {flags}")
+    raise ValueError(f"{flags} {'are' if len(given) > 1 else 'is'} for a Hub --dataset: {data_name(data_args)} has no "
+                     f"configurations or revisions to choose; give --dataset <Hub id>, or leave {flags} out")
 
 
 def data_name(data_args: DataArguments) -> str:
@@ -337,9 +398,10 @@ def data_name(data_args: DataArguments) -> str:
 
 
 def target_columns(data_args: DataArguments) -> list[str] | None:
-    """The names of the predicted targets, where the data names them (a saved folder's y does not)."""
+    """The names of the predicted targets, where the data names them (a saved folder's y does not, nor does a Hub
+    dataset of graphs, which refuses --target_column)."""
     if data_args.dataset is not None:
-        if not is_csv(Path(data_args.dataset)):
+        if not is_csv(Path(data_args.dataset)) and not (is_hub_dataset(data_args) and data_args.target_column):
             return None
         columns = [c for c in data_args.target_column.split(",") if c]
         repeated = sorted({c for c in columns if columns.count(c) > 1})
@@ -352,9 +414,80 @@ def target_columns(data_args: DataArguments) -> list[str] | None:
     return BUILTIN_TARGETS.get(data_args.builtin)
 
 
+def smiles_targets(data_args: DataArguments, task: str, molecules: str, source: str) -> list[str]:
+    """The --target_column(s) of a table of molecules, checked against the task kind (`molecules` says what the data
+    is, `source` names it when the targets are missing)."""
+    if not task.startswith("graph"):
+        raise ValueError(f"{molecules}, one row of targets per molecule: give a graph task kind, --task graph_regression, "
+                         f"graph_classification or graph_multilabel, not {task} (a recipe's task, too, is replaced by "
+                         "--task)")
+    targets = target_columns(data_args)
+    if not targets:
+        raise ValueError(f"{source} needs --target_column (one or more, comma-separated)")
+    return targets
+
+
+def download_hub_dataset(source: str, config_name: str | None, revision: str | None) -> datasets.DatasetDict:
+    """`datasets.load_dataset(source, config_name, revision=revision)`, its every split; a source that is no Hub id, a
+    repo that does not exist (or this token cannot read), a revision it lacks or a Hub out of reach is named in one
+    line."""
+    not_local = f"--dataset {source} is neither a local path nor a CSV"
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        raise FileNotFoundError(f"{not_local} (there is no {Path(source).absolute()}), nor a Hub dataset id") from None
+    try:
+        with naming_missing_revision("--dataset_revision", revision, source):
+            return datasets.load_dataset(source, config_name, revision=revision)
+    except DatasetNotFoundError as error:
+        raise FileNotFoundError(f"{not_local}, and not a Hub dataset this token can read: {error}") from None
+    except ConnectionError as error:  # offline, or the Hub out of reach, and no copy in the datasets cache
+        raise ConnectionError(f"{not_local}, and the Hub could not be reached to look for a dataset {source} ({error})"
+                              ) from None
+
+
+def with_shared_class_names(graphs: datasets.DatasetDict) -> datasets.DatasetDict:
+    """Splits of molecules whose class ids each follow its own labels (a CSV's sorted order), renumbered as the
+    sorted names of all of them, as a saved DatasetDict's splits share one mapping (`encode_class_labels`)."""
+    names = sorted({name for split in graphs.values() for name in class_names(split)})
+    return datasets.DatasetDict({key: split.align_labels_with_mapping({name: i for i, name in enumerate(names)}, "y")
+                                 for key, split in graphs.items()})
+
+
+def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | datasets.DatasetDict:
+    """A Hub --dataset at --dataset_config_name and --dataset_revision: rows of graphs (REQUIRED_COLUMNS) as a saved
+    folder's, rows of molecules (the --smiles_column, no graph columns) as a CSV's; one split as a saved Dataset (split
+    here), several as a saved DatasetDict (train, validation and test, cut to --max_graphs)."""
+    source = data_args.dataset
+    splits = download_hub_dataset(source, data_args.dataset_config_name, data_args.dataset_revision)
+    if len(splits) > 1:
+        splits = saved_splits(splits, source, None)  # refuses other split names before any molecule is read
+    columns = next(iter(splits.values())).column_names
+    if set(REQUIRED_COLUMNS) <= set(columns):
+        check_options_apply(data_args, hub_smiles=False, data=f"--dataset {source} (rows of graphs, not SMILES)")
+        graphs = encode_class_labels(splits) if task.endswith("classification") else splits
+    elif data_args.smiles_column in columns and not set(GRAPH_COLUMNS) & set(columns):
+        targets = smiles_targets(data_args, task, f"--dataset {source} holds molecules",
+                                 f"--dataset {source} (SMILES in column {data_args.smiles_column!r})")
+        graphs = datasets.DatasetDict({
+            name: load_smiles_table(split, data_args.smiles_column, targets, f"--dataset {source} ({name} split)",
+                                    classification=task.endswith("classification"), multilabel=task == "graph_multilabel",
+                                    skip_invalid_smiles=data_args.skip_invalid_smiles)
+            for name, split in splits.items()})
+        if task.endswith("classification") and len(graphs) > 1:
+            graphs = with_shared_class_names(graphs)
+    else:
+        raise MissingColumnError(
+            f"--dataset {source} has columns {columns}: give graphs (columns {list(REQUIRED_COLUMNS)}) or molecules "
+            f"(SMILES in the column --smiles_column names, {data_args.smiles_column!r}, and the --target_column(s))")
+    if len(graphs) == 1:
+        return next(iter(graphs.values()))
+    return saved_splits(graphs, source, data_args.max_graphs)
+
+
 def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset | datasets.DatasetDict:
     if (data_args.builtin is None) == (data_args.dataset is None):
-        raise ValueError("give exactly one of --task <built-in name> and --dataset <csv or folder> (or, to predict "
+        raise ValueError("give exactly one of --task <built-in name> and --dataset <csv, folder or Hub id> (or, to predict "
                          "--predict_file only, neither, with --do_train False and --model_name_or_path)")
     check_options_apply(data_args)
     # checked here, with the flags' names: --max_graphs cuts every source (load_qm9 checks only QM9's), and
@@ -371,16 +504,14 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
                 "SMILES, or a folder written by datasets' save_to_disk"
             )
         if is_csv(path):
-            if not task.startswith("graph"):
-                raise ValueError(f"--dataset {path} is a CSV of molecules, one row of targets per molecule: give a graph "
-                                 f"task kind, --task graph_regression, graph_classification or graph_multilabel, not "
-                                 f"{task} (a recipe's task, too, is replaced by --task)")
-            targets = target_columns(data_args)
-            if not targets:
-                raise ValueError("--dataset <csv> needs --target_column (one or more, comma-separated)")
+            targets = smiles_targets(data_args, task, f"--dataset {path} is a CSV of molecules", "--dataset <csv>")
             graphs = load_smiles_csv(path, data_args.smiles_column, targets, classification=task.endswith("classification"),
                                      multilabel=task == "graph_multilabel",
                                      skip_invalid_smiles=data_args.skip_invalid_smiles)
+        elif is_hub_dataset(data_args):
+            graphs = load_hub_dataset(data_args, task)
+            if isinstance(graphs, datasets.DatasetDict):
+                return graphs
         else:
             graphs = datasets.load_from_disk(str(path))
             if task.endswith("classification"):  # class names to ids, as the CSV path maps them
@@ -564,7 +695,7 @@ def split_settings(graphs: datasets.Dataset | datasets.DatasetDict, data_args: D
                    seed: int) -> dict:
     """What decides which graphs are held out for validation and test: the data, its flags and, unless the data is
     a saved DatasetDict (split as saved), the split's seed, fractions and --stratify."""
-    settings = {"dataset_name": data_args.builtin or data_args.dataset}
+    settings = {"dataset_name": data_args.builtin or data_args.dataset, **hub_dataset_choice(data_args)}
     if not isinstance(graphs, datasets.DatasetDict):
         settings.update(seed=seed, validation_fraction=data_args.validation_fraction,
                         test_fraction=data_args.test_fraction)
@@ -574,15 +705,21 @@ def split_settings(graphs: datasets.Dataset | datasets.DatasetDict, data_args: D
     return settings
 
 
+def hub_dataset_choice(data_args: DataArguments) -> dict:
+    """The --dataset_config_name and --dataset_revision given (only a Hub --dataset takes them)."""
+    return {name: getattr(data_args, name) for name in HUB_DATASET_FLAGS if getattr(data_args, name) is not None}
+
+
 def warn_unless_held_out(model: GrantGCN, settings: dict, source: str) -> None:
     """Warns when the split settings differ from those the trained model records for the same data (a model saved
-    before they were recorded, or trained on other data, has nothing to compare)."""
+    before they were recorded, or trained on other data, has nothing to compare). Another revision of a Hub dataset is
+    the same data, edited, which a split here may divide otherwise; another configuration is other data."""
     if model.data_split is None:
         return
     # a pushed model records local data by its last part (hf_eff.hub.push), so data is matched by that
     recorded, settings = ({**split, "dataset_name": shown_name(split.get("dataset_name") or "")}
                           for split in (model.data_split, settings))
-    if recorded["dataset_name"] != settings["dataset_name"]:
+    if any(recorded.get(name) != settings.get(name) for name in ("dataset_name", "dataset_config_name")):
         return
     differing = [f"--{name} {settings.get(name)} (the model's: {recorded.get(name)})"
                  for name in sorted(set(recorded) | set(settings)) if recorded.get(name) != settings.get(name)]
@@ -596,7 +733,8 @@ def described_run(model_args: ModelArguments, data_args: DataArguments, task: st
                   names: list[str] | None, split: dict) -> dict:
     """What all_results.json says of the run besides its metrics: the task, the data and its split, and the trained
     model it started from or evaluated."""
-    described = {"task": task, "dataset_name": data_args.builtin or data_args.dataset, "data_split": split}
+    described = {"task": task, "dataset_name": data_args.builtin or data_args.dataset, **hub_dataset_choice(data_args),
+                 "data_split": split}
     if model_args.model_name_or_path is not None:
         described.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision)
     if targets:

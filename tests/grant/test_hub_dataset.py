@@ -1,0 +1,227 @@
+"""examples/grant_train.py with a Hub dataset id as --dataset: graphs and SMILES tables pushed to the local Hub
+(tests/hub) with `push_to_hub`, read at a pinned revision and recorded; and what it refuses."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+from tests.grant.conftest import random_graphs
+from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "grant_train.py"
+COMMON = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--hidden_channels", "8",
+          "--report_to", "none", "--save_strategy", "no", "--eval_strategy", "epoch", "--use_cpu", "true",
+          "--validation_fraction", "0.2", "--test_fraction", "0.2"]
+SMILES = ["CCO", "CCC", "CCN", "c1ccccc1", "CC(=O)O", "CCCl", "CO", "CN", "CCCC", "OCCO"] * 2
+# huggingface_hub and datasets read the endpoint when imported: pushes and runs go to fresh processes
+PUSH = """
+import sys, datasets
+print("COMMIT", datasets.load_from_disk(sys.argv[1]).push_to_hub(sys.argv[2]).oid)
+"""
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("grant_train", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grant_train"] = module  # dataclasses look their module up while decorating
+    spec.loader.exec_module(module)
+    return module
+
+
+def _push(hub, data: datasets.Dataset | datasets.DatasetDict, repo_id: str, folder: Path) -> str:
+    """Pushes `data` to the dataset repo `repo_id` as `push_to_hub` does; its commit."""
+    data.save_to_disk(str(folder))
+    process = hub.run_code(PUSH, str(folder), repo_id)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return next(line.split()[1] for line in process.stdout.splitlines() if line.startswith("COMMIT "))
+
+
+def _run(hub, tmp_path: Path, *flags: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(EXAMPLE), *flags], env={**hub.env(**env), "HF_EFF_CACHE": str(tmp_path / "cache")},
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _succeeded(process: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert process.returncode == 0, process.stderr[-4000:]
+    return process
+
+
+def _labelled(graphs: datasets.Dataset) -> datasets.Dataset:
+    """Class names in y, as a user's saved graphs may hold them."""
+    return graphs.map(lambda row: {"y": ["active", "inactive"][row["y"]]})
+
+
+def test_pushed_graphs_train_at_the_pinned_revision_which_the_results_card_and_model_record(tmp_path, local_hub):  # noqa: F811
+    api, repo_id = local_hub.api(), local_hub.repo_id("graphs")
+    first = _push(local_hub, _labelled(random_graphs(20, "graph_classification")), repo_id, tmp_path / "v1")
+    api.create_tag(repo_id, tag="v1", revision=first, repo_type="dataset")
+    _push(local_hub, _labelled(random_graphs(30, "graph_classification", seed=1)), repo_id, tmp_path / "v2")
+    out = tmp_path / "run"
+    _succeeded(_run(local_hub, tmp_path, "--dataset", repo_id, "--dataset_revision", "v1", "--task",
+                    "graph_classification", "--output_dir", str(out), *COMMON))
+    results = json.loads((out / "all_results.json").read_text())
+    assert (results["dataset_name"], results["dataset_revision"]) == (repo_id, "v1")
+    assert "dataset_config_name" not in results  # not given: the default configuration
+    assert results["class_names"] == ["active", "inactive"]  # names to ids, as a saved folder's
+    split = {"dataset_name": repo_id, "dataset_revision": "v1", "max_graphs": None, "seed": 42, "stratify": True,
+             "test_fraction": 0.2, "validation_fraction": 0.2}
+    assert results["data_split"] == split == json.loads((out / "config.json").read_text())["data_split"]
+    card = (out / "README.md").read_text()
+    assert f"datasets:\n- {repo_id}\n" in card
+    assert f"name: {repo_id}\n      type: {repo_id}\n      split: test\n      revision: v1\n" in card
+
+    def evaluate(name: str, *flags: str) -> subprocess.CompletedProcess:
+        return _succeeded(_run(local_hub, tmp_path, "--dataset", repo_id, *flags, "--task", "graph_classification",
+                               "--model_name_or_path", str(out), "--do_train", "False", "--do_predict",
+                               "--output_dir", str(tmp_path / name), *COMMON))
+
+    # 20 graphs at v1, 30 on main: the test split (predicted) is a fifth of the revision read
+    at_v1 = evaluate("same", "--dataset_revision", "v1")
+    assert json.loads((tmp_path / "same" / "all_results.json").read_text())["predict_graphs"] == 4
+    assert "differ from the training run" not in at_v1.stderr
+    on_main = evaluate("main")
+    assert json.loads((tmp_path / "main" / "all_results.json").read_text())["predict_graphs"] == 6
+    assert (f"--dataset_revision None (the model's: v1) differ from the training run of --model_name_or_path {out}"
+            in on_main.stderr)
+
+
+def test_a_pushed_smiles_table_with_splits_is_read_as_a_csv_and_used_as_split(tmp_path, local_hub):  # noqa: F811
+    table = datasets.Dataset.from_dict({"smiles": SMILES, "label": ["x", "y", "z", "x", "y"] * 4})
+    # the validation split lacks class y: its ids still follow all the splits' names
+    splits = datasets.DatasetDict({"train": table.select(range(12)), "validation": table.select([12, 15, 17]),
+                                   "test": table.select([13, 14, 16, 18, 19])})
+    repo_id = local_hub.repo_id("molecules")
+    _push(local_hub, splits, repo_id, tmp_path / "table")
+    out = tmp_path / "run"
+    run = _succeeded(_run(local_hub, tmp_path, "--dataset", repo_id, "--target_column", "label", "--task",
+                          "graph_classification", "--do_predict", "--output_dir", str(out), *COMMON))
+    assert f"--dataset {repo_id} (graph_classification): {{'train': 12, 'validation': 3, 'test': 5}}" in run.stderr
+    results = json.loads((out / "all_results.json").read_text())
+    assert (results["class_names"], results["target_columns"]) == (["x", "y", "z"], ["label"])
+    assert results["data_split"] == {"dataset_name": repo_id, "max_graphs": None}  # as saved: no seed or fractions
+    predicted = (out / "predict_results.csv").read_text().splitlines()
+    assert [line.split(",")[1] for line in predicted[1:]] == splits["test"]["smiles"]
+
+
+def test_hub_data_the_example_cannot_read_is_named_in_one_line(tmp_path, local_hub):  # noqa: F811
+    repo_id = local_hub.repo_id("texts")
+    _push(local_hub, datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}), repo_id, tmp_path / "texts")
+    flags = ["--task", "graph_regression", "--output_dir", str(tmp_path / "out"), *COMMON]
+
+    def error(*data: str, **env: str) -> str:
+        process = _run(local_hub, tmp_path, *data, *flags, **env)
+        assert process.returncode != 0
+        return process.stderr.strip().splitlines()[-1]
+
+    assert error("--dataset", repo_id) == (
+        f"hf_eff.grant.data.MissingColumnError: --dataset {repo_id} has columns ['text', 'label']: give graphs (columns "
+        "['x', 'edge_index', 'y', 'num_nodes']) or molecules (SMILES in the column --smiles_column names, 'smiles', "
+        "and the --target_column(s))")
+    missing = local_hub.repo_id("absent")
+    assert error("--dataset", missing) == (
+        f"FileNotFoundError: --dataset {missing} is neither a local path nor a CSV, and not a Hub dataset this token "
+        f"can read: Dataset '{missing}' doesn't exist on the Hub or cannot be accessed.")
+    assert error("--dataset", missing, HF_HUB_OFFLINE="1") == (
+        f"ConnectionError: --dataset {missing} is neither a local path nor a CSV, and the Hub could not be reached to "
+        f"look for a dataset {missing} (Couldn't reach '{missing}' on the Hub (OfflineModeIsEnabled))")
+    assert error("--dataset", repo_id, "--dataset_revision", "v9") == (
+        f"FileNotFoundError: --dataset_revision v9: the Hub repo {repo_id} has no such branch, tag or commit")
+
+
+# In-process from here: datasets.load_dataset stands in for the Hub, as the HaLoRA example's tests have it
+
+@pytest.fixture
+def hub_datasets(monkeypatch):
+    """`serve(data)`: datasets.load_dataset returns `data` (a DatasetDict); the calls it got are listed."""
+    calls = []
+
+    def serve(data: datasets.DatasetDict) -> list:
+        def load_dataset(path, name=None, revision=None):
+            calls.append((path, name, revision))
+            return data
+
+        monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+        return calls
+
+    return serve
+
+
+def _load(tmp_path: Path, *flags: str):
+    example = _example()
+    _, data_args, training_args = example.parse_args([*flags, "--output_dir", str(tmp_path / "out")])
+    return example.load_graphs(data_args, training_args.task, seed=0)
+
+
+def test_a_single_split_of_smiles_is_read_with_the_csv_checks(tmp_path, hub_datasets):
+    table = datasets.Dataset.from_dict({"mol": SMILES[:6], "logp": [0.5, 1.0, None, 2.0, 2.5, 3.0]})
+    calls = hub_datasets(datasets.DatasetDict({"train": table}))
+    flags = ["--dataset", "me/mols", "--smiles_column", "mol", "--target_column", "logp", "--task", "graph_regression"]
+    with pytest.raises(ValueError, match=r"^--dataset me/mols \(train split\), column 'logp', data row 3 \(1-based, "
+                                         r"header not counted\): the target is empty"):
+        _load(tmp_path, *flags, "--dataset_config_name", "small", "--dataset_revision", "v2")
+    assert calls == [("me/mols", "small", "v2")]
+    hub_datasets(datasets.DatasetDict({"train": table.select([0, 1, 3, 4, 5])}))
+    graphs = _load(tmp_path, *flags)
+    assert graphs["smiles"] == [SMILES[i] for i in (0, 1, 3, 4, 5)] and graphs["y"] == [[0.5], [1.0], [2.0], [2.5], [3.0]]
+    with pytest.raises(ValueError, match=r"^--dataset me/mols \(SMILES in column 'mol'\) needs --target_column"):
+        _load(tmp_path, *flags[:4], "--task", "graph_regression")
+    with pytest.raises(ValueError, match="^--dataset me/mols holds molecules, one row of targets per molecule: give a "
+                                         "graph task kind"):
+        _load(tmp_path, *flags[:6], "--task", "node_regression")
+
+
+def test_pushed_graphs_are_used_as_a_saved_folder_is(tmp_path, hub_datasets):
+    graphs = random_graphs(12, "graph_regression")
+    hub_datasets(datasets.DatasetDict({"train": graphs}))
+    assert _load(tmp_path, "--dataset", "me/graphs", "--task", "graph_regression", "--max_graphs", "5")["y"] == graphs["y"][:5]
+    with pytest.raises(ValueError, match=r"^--target_column does not apply to --dataset me/graphs \(rows of graphs, not "
+                                         "SMILES\\): --target_column is for a CSV --dataset"):
+        _load(tmp_path, "--dataset", "me/graphs", "--target_column", "y", "--task", "graph_regression")
+    hub_datasets(datasets.DatasetDict({"train": graphs, "test": graphs}))
+    with pytest.raises(ValueError, match=r"^--dataset me/graphs holds a DatasetDict with splits \['test', 'train'\], "
+                                         r"missing \['validation'\]"):
+        _load(tmp_path, "--dataset", "me/graphs", "--task", "graph_regression")
+    hub_datasets(datasets.DatasetDict({"train": graphs, "validation": graphs.select(range(3)), "test": graphs}))
+    splits = _load(tmp_path, "--dataset", "me/graphs", "--task", "graph_regression", "--max_graphs", "4")
+    assert {name: len(split) for name, split in splits.items()} == {"train": 4, "validation": 3, "test": 4}
+
+
+def test_a_missing_folder_that_is_no_hub_id_either_is_named(tmp_path, hub_datasets):
+    calls = hub_datasets(datasets.DatasetDict())
+    with pytest.raises(FileNotFoundError, match=f"^--dataset {tmp_path}/graphs is neither a local path nor a CSV "
+                                                f"\\(there is no {tmp_path}/graphs\\), nor a Hub dataset id$"):
+        _load(tmp_path, "--dataset", str(tmp_path / "graphs"), "--task", "graph_regression")
+    assert calls == []  # not looked for on the Hub
+
+
+@pytest.mark.parametrize("data", [["--dataset", "{tmp_path}/mols.csv"], ["--dataset", "{tmp_path}/folder"],
+                                  ["--dataset", "{tmp_path}/missing.csv"], ["--task", "freesolv"]])
+@pytest.mark.parametrize("flag", ["--dataset_config_name", "--dataset_revision"])
+def test_dataset_config_and_revision_are_refused_without_a_hub_dataset(tmp_path, data, flag):
+    (tmp_path / "mols.csv").write_text("smiles,logp\nCCO,1.0\n")
+    random_graphs(5, "graph_regression").save_to_disk(str(tmp_path / "folder"))
+    data = [part.format(tmp_path=tmp_path) for part in data]
+    kind = [] if data[0] == "--task" else ["--task", "graph_regression", "--target_column", "logp"][:2 + 2 * data[1].endswith(".csv")]
+    refusal = (f"^--dataset {data[1]} is local data, which has no Hub configuration or revision: leave out {flag}$"
+               if data[0] == "--dataset" else f"^{flag} is for a Hub --dataset: --task freesolv has no configurations "
+                                              f"or revisions to choose; give --dataset <Hub id>, or leave {flag} out$")
+    with pytest.raises(ValueError, match=refusal):
+        _load(tmp_path, *data, *kind, flag, "x")
+
+
+def test_a_model_is_warned_of_only_on_its_own_configuration_of_the_hub_data(caplog):
+    from hf_eff.grant import GrantGCN
+
+    trained = {"dataset_name": "me/graphs", "dataset_config_name": "small", "dataset_revision": "v1", "seed": 42}
+    model = GrantGCN(6, 1, hidden_channels=4, task="graph_regression", data_split=trained)
+    example = _example()
+    example.warn_unless_held_out(model, {**trained, "dataset_config_name": "large", "dataset_revision": "v2"}, "m")
+    assert "differ from the training run" not in caplog.text  # another configuration is other data
+    example.warn_unless_held_out(model, {**trained, "dataset_revision": "v2"}, "m")
+    assert "--dataset_revision v2 (the model's: v1) differ from the training run of --model_name_or_path m" in caplog.text
