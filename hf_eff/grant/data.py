@@ -25,6 +25,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -442,6 +443,28 @@ def _data_row(index: int) -> str:
     return f"data row {index + 1}"
 
 
+def _table_row(name, column: str, index: int) -> str:
+    # a datasets.Dataset's row, counted from 0 as GraNT's other non-CSV rows are
+    return f"{name}, column {column!r}, row {index} (0-based, as dataset[{index}])"
+
+
+def _bare_table_row(index: int) -> str:
+    return f"row {index}"
+
+
+class _RowNaming(NamedTuple):
+    """How a table's errors and warnings name its rows: ``cell(name, column, i)`` one cell of row i (its position),
+    ``row(i)`` row i in a list of them, ``counted`` how that list counts."""
+
+    cell: Callable[[str, str, int], str]
+    row: Callable[[int], str]
+    counted: str
+
+
+CSV_ROWS = _RowNaming(_csv_row, _data_row, "data rows 1-based, header not counted")
+TABLE_ROWS = _RowNaming(_table_row, _bare_table_row, "rows 0-based, as dataset[i]")
+
+
 def _first(mask) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
@@ -452,12 +475,13 @@ def _cell(value) -> str:
 
 
 def _targets_from_frame(
-    frame, target_columns: Sequence[str], classification: bool, path, multilabel: bool = False
+    frame, target_columns: Sequence[str], classification: bool, path, multilabel: bool = False,
+    cell: Callable[[str, str, int], str] = _csv_row,
 ) -> tuple[list, list[str] | None]:
     """(targets, class names): class ids (0..C-1 in the labels' sorted order) and the sorted
     labels, or float target lists and None (multilabel: 0/1, NaN for an empty cell). Checked at load
-    time so that an empty or non-numeric cell is named by its CSV row (the frame's index: rows left
-    out keep the others' numbers), not by a row of a shuffled split later."""
+    time so that an empty or non-numeric cell is named by its row (``cell(path, column, the frame's index)``: rows
+    left out keep the others' numbers), not by a row of a shuffled split later."""
     import pandas as pd
 
     missing = [c for c in target_columns if c not in frame.columns]
@@ -469,7 +493,7 @@ def _targets_from_frame(
         labels = frame[target_columns[0]]
         if labels.isna().any():
             raise ValueError(
-                f"{_csv_row(path, target_columns[0], frame.index[_first(labels.isna())])}: the class label is empty (or a "
+                f"{cell(path, target_columns[0], frame.index[_first(labels.isna())])}: the class label is empty (or a "
                 "missing-value marker such as NA); drop or label that molecule"
             )
         classes = sorted(labels.unique().tolist())
@@ -481,7 +505,7 @@ def _targets_from_frame(
             bad = frame[column].notna().to_numpy() & ~np.isin(values, (0.0, 1.0))
             if bad.any():
                 index = _first(bad)
-                raise ValueError(f"{_csv_row(path, column, frame.index[index])}: the label {_cell(frame[column].iloc[index])} is not 0 or 1 "
+                raise ValueError(f"{cell(path, column, frame.index[index])}: the label {_cell(frame[column].iloc[index])} is not 0 or 1 "
                                  "(leave the cell empty where the molecule is not labelled)")
             columns.append(values)
             continue
@@ -491,7 +515,7 @@ def _targets_from_frame(
             raw = frame[column].iloc[index]
             problem = ("is empty (or a missing-value marker such as NA)" if pd.isna(raw)
                        else f"{_cell(raw)} is not a finite number")
-            raise ValueError(f"{_csv_row(path, column, frame.index[index])}: the target {problem}; drop or fix that molecule")
+            raise ValueError(f"{cell(path, column, frame.index[index])}: the target {problem}; drop or fix that molecule")
         columns.append(values)
     return np.stack(columns, axis=1).astype(np.float32).tolist(), None
 
@@ -509,22 +533,23 @@ def _read_smiles_csv(path, smiles_column: str, name: str, allow_empty_smiles: bo
     return frame, _smiles_of_frame(frame, smiles_column, name, allow_empty_smiles)
 
 
-def _smiles_of_frame(frame, smiles_column: str, name: str, allow_empty_smiles: bool = False):
+def _smiles_of_frame(frame, smiles_column: str, name: str, allow_empty_smiles: bool = False,
+                     rows: _RowNaming = CSV_ROWS):
     """The SMILES column of a table of molecules; a missing column, no rows or (unless `allow_empty_smiles`) an empty
-    cell raise, naming the table as ``name`` (and the data row)."""
+    cell raise, naming the table as ``name`` (and the row, as ``rows`` names it)."""
     if smiles_column not in frame.columns:
         raise MissingColumnError(f"{name}: no SMILES column {smiles_column!r}; columns are {list(frame.columns)}")
     smiles = frame[smiles_column]
     if smiles.empty:
         raise ValueError(f"{name} has a header but no molecules")
     if not allow_empty_smiles and smiles.isna().any():
-        raise ValueError(f"{_csv_row(name, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
+        raise ValueError(f"{rows.cell(name, smiles_column, _first(smiles.isna()))}: the SMILES cell is empty")
     return smiles
 
 
-def _skipped_smiles_source(name, smiles_column: str) -> str:
-    """Where a CSV's skipped SMILES come from, as the warning of them names it."""
-    return f"{name}, column {smiles_column!r} (data rows 1-based, header not counted)"
+def _skipped_smiles_source(name, smiles_column: str, rows: _RowNaming = CSV_ROWS) -> str:
+    """Where a table's skipped SMILES come from, as the warning of them names it."""
+    return f"{name}, column {smiles_column!r} ({rows.counted})"
 
 
 def molecules_from_csv(path: str | Path, smiles_column: str = "smiles", name: str | None = None,
@@ -565,7 +590,7 @@ def load_smiles_csv(
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
               "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
     return _graphs_of_smiles_frame("csv", params, frame, smiles, str(path), smiles_column, target_columns,
-                                   classification, multilabel, skip_invalid_smiles)
+                                   classification, multilabel, skip_invalid_smiles, CSV_ROWS)
 
 
 def load_smiles_table(
@@ -573,30 +598,31 @@ def load_smiles_table(
     classification: bool = False, multilabel: bool = False, skip_invalid_smiles: bool = False,
 ) -> datasets.Dataset:
     """A `datasets.Dataset` of SMILES rows (e.g. a split of a Hub dataset from `load_dataset`) as `load_smiles_csv`
-    reads a CSV, with the same checks and errors (``name`` names the table, and a row as a CSV's data row, from 1).
+    reads a CSV, with the same checks and errors (``name`` names the table; a row is named by its position, from 0,
+    as ``table[i]``).
     The graphs are cached by the table's fingerprint, which `load_dataset` derives from the data's files (on the Hub,
     their revision)."""
     if classification and multilabel:
         raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
     frame = table.to_pandas()
-    smiles = _smiles_of_frame(frame, smiles_column, name, allow_empty_smiles=skip_invalid_smiles)
+    smiles = _smiles_of_frame(frame, smiles_column, name, allow_empty_smiles=skip_invalid_smiles, rows=TABLE_ROWS)
     params = {"table": table._fingerprint, "smiles": smiles_column, "targets": list(target_columns),
               "cls": classification}
     return _graphs_of_smiles_frame("table", params, frame, smiles, name, smiles_column, target_columns,
-                                   classification, multilabel, skip_invalid_smiles)
+                                   classification, multilabel, skip_invalid_smiles, TABLE_ROWS)
 
 
 def _graphs_of_smiles_frame(cache_name: str, params: dict, frame, smiles, name: str, smiles_column: str,
                             target_columns: Sequence[str], classification: bool, multilabel: bool,
-                            skip_invalid_smiles: bool) -> datasets.Dataset:
-    """The graphs of a table of molecules (`frame`, its column `smiles`, named `name` in errors) with their targets,
-    built once into the cache under `cache_name` and the build's `params`."""
+                            skip_invalid_smiles: bool, rows: _RowNaming) -> datasets.Dataset:
+    """The graphs of a table of molecules (`frame`, its column `smiles`, named `name` in errors, its rows as `rows`
+    names them) with their targets, built once into the cache under `cache_name` and the build's `params`."""
     params = {**params, **_KEEPS_SMILES}
     if multilabel:  # only then, so that the other builds keep their cache keys
         params["multilabel"] = True
     if not skip_invalid_smiles:
-        row_name = functools.partial(_csv_row, name, smiles_column)
-        targets, names = _targets_from_frame(frame, target_columns, classification, name, multilabel)
+        row_name = functools.partial(rows.cell, name, smiles_column)
+        targets, names = _targets_from_frame(frame, target_columns, classification, name, multilabel, rows.cell)
         if names is not None:
             params["class_names"] = names
         return _cached(cache_name, params, lambda workdir: _named_classes(
@@ -607,20 +633,20 @@ def _graphs_of_smiles_frame(cache_name: str, params: dict, frame, smiles, name: 
     # 2: the copy's notes keep the rows it left out (version 1's copies have no notes, and are not read)
     params["skipping_version"] = 2
     texts = smiles.fillna("").tolist()  # an empty cell, read as NaN, is no molecule either: "" parses into none
-    source = _skipped_smiles_source(name, smiles_column)
+    source = _skipped_smiles_source(name, smiles_column, rows)
     notes: dict = {}
 
     def build(workdir: str) -> datasets.Dataset:
         parsed = parsable_smiles(texts)
         notes["skipped_rows"] = np.flatnonzero(~parsed).tolist()
-        _refuse_if_none_parse(texts, notes["skipped_rows"], _data_row, source)
+        _refuse_if_none_parse(texts, notes["skipped_rows"], rows.row, source)
         kept_frame = frame.iloc[parsed]  # its index keeps each row's position in the table, by which errors name it
-        targets, names = _targets_from_frame(kept_frame, target_columns, classification, name, multilabel)
+        targets, names = _targets_from_frame(kept_frame, target_columns, classification, name, multilabel, rows.cell)
         return _named_classes(graphs_from_smiles(kept_frame[smiles_column].tolist(), targets, cache_dir=workdir),
                               names)
 
     graphs = _cached(cache_name, params, build, notes)
-    _warn_of_skipped_smiles(texts, notes["skipped_rows"], _data_row, source)
+    _warn_of_skipped_smiles(texts, notes["skipped_rows"], rows.row, source)
     return graphs
 
 

@@ -22,6 +22,7 @@ from hf_eff.grant.data import (
     load_freesolv,
     load_qm9,
     load_smiles_csv,
+    load_smiles_table,
     load_solubility,
     molecules_from_csv,
     split_dataset,
@@ -253,6 +254,42 @@ def test_bad_csv_cells_name_the_file_column_and_row(tmp_path, cells, classificat
     target = ["label"] if classification else ["logp"]
     with pytest.raises(ValueError, match=f"mols.csv, {message}"):
         load_smiles_csv(path, "smi", target, classification=classification)
+
+
+@pytest.mark.parametrize(
+    ("columns", "classification", "message"),
+    [
+        ({"smi": ["CCO", "CCC"], "label": ["a", None]}, True, r"column 'label', row 1 \(0-based, as dataset\[1\]\): "
+                                                              "the class label is empty"),
+        ({"smi": ["CCO", "CCC", "CCN"], "logp": [0.1, 0.2, None]}, False,
+         r"column 'logp', row 2 \(0-based, as dataset\[2\]\): the target is empty"),
+        ({"smi": ["CCO", None], "logp": [0.1, 0.2]}, False, r"column 'smi', row 1 \(0-based, as dataset\[1\]\): the SMILES "
+                                                            "cell is empty"),
+        ({"smi": ["CCO", "CCC", "not a molecule"], "logp": [0.1, 0.2, 0.3]}, False,
+         r"column 'smi', row 2 \(0-based, as dataset\[2\]\): SMILES 'not a molecule' could not be parsed"),
+    ],
+    ids=["empty class", "empty target", "empty smiles", "bad smiles"],
+)
+def test_bad_table_cells_name_the_row_as_dataset_indexes_it(columns, classification, message):
+    table = datasets.Dataset.from_dict(columns)
+    target = ["label"] if classification else ["logp"]
+    with pytest.raises(ValueError, match=f"^hub mols, {message}"):
+        load_smiles_table(table, "smi", target, "hub mols", classification=classification)
+
+
+def test_a_table_skips_unparsable_smiles_naming_its_rows_from_0(caplog):
+    table = datasets.Dataset.from_dict({"smi": ["CCO", "bad", None, "CCC"], "logp": [0.1, None, 0.3, 0.4]})
+    with caplog.at_level("WARNING", logger="hf_eff.grant.data"):
+        graphs = load_smiles_table(table, "smi", ["logp"], "hub mols", skip_invalid_smiles=True)
+    assert graphs["smiles"] == ["CCO", "CCC"]
+    (warning,) = caplog.records
+    assert warning.getMessage() == ("hub mols, column 'smi' (rows 0-based, as dataset[i]): skipped 2 of 4 SMILES that "
+                                    "could not be parsed into a molecule: row 1: 'bad'; row 2: ''")
+    with pytest.raises(ValueError, match=r"^hub mols, column 'logp', row 3 \(0-based, as dataset\[3\]\): the target "
+                                         "is empty"):  # a kept row's bad target is named by its row in the table
+        load_smiles_table(table.select([1, 2, 0, 3]).map(lambda row, i: {"logp": None if i == 3 else 1.0},
+                                                         with_indices=True), "smi", ["logp"], "hub mols",
+                          skip_invalid_smiles=True)
 
 
 def test_smiles_csv_with_binary_labels_and_empty_cells(tmp_path):

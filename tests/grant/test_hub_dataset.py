@@ -162,8 +162,8 @@ def test_a_single_split_of_smiles_is_read_with_the_csv_checks(tmp_path, hub_data
     table = datasets.Dataset.from_dict({"mol": SMILES[:6], "logp": [0.5, 1.0, None, 2.0, 2.5, 3.0]})
     calls = hub_datasets(datasets.DatasetDict({"train": table}))
     flags = ["--dataset", "me/mols", "--smiles_column", "mol", "--target_column", "logp", "--task", "graph_regression"]
-    with pytest.raises(ValueError, match=r"^--dataset me/mols \(train split\), column 'logp', data row 3 \(1-based, "
-                                         r"header not counted\): the target is empty"):
+    with pytest.raises(ValueError, match=r"^--dataset me/mols \(train split\), column 'logp', row 2 \(0-based, as "
+                                         r"dataset\[2\]\): the target is empty"):
         _load(tmp_path, *flags, "--dataset_config_name", "small", "--dataset_revision", "v2")
     assert calls == [("me/mols", "small", "v2")]
     hub_datasets(datasets.DatasetDict({"train": table.select([0, 1, 3, 4, 5])}))
