@@ -446,10 +446,12 @@ def download_hub_dataset(source: str, config_name: str | None, revision: str | N
                               ) from None
 
 
-def with_shared_class_names(graphs: datasets.DatasetDict) -> datasets.DatasetDict:
+def with_shared_class_names(graphs: datasets.DatasetDict, numeric_labels: bool) -> datasets.DatasetDict:
     """Splits of molecules whose class ids each follow its own labels (a CSV's sorted order), renumbered as the
-    sorted names of all of them, as a saved DatasetDict's splits share one mapping (`encode_class_labels`)."""
-    names = sorted({name for split in graphs.values() for name in class_names(split)})
+    sorted names of all of them, as a saved DatasetDict's splits share one mapping (`encode_class_labels`). Names of
+    `numeric_labels` are sorted by value, as a CSV's numbers are (2 before 10), others as text."""
+    names = sorted({name for split in graphs.values() for name in class_names(split)},
+                   key=float if numeric_labels else None)
     return datasets.DatasetDict({key: split.align_labels_with_mapping({name: i for i, name in enumerate(names)}, "y")
                                  for key, split in graphs.items()})
 
@@ -475,7 +477,8 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
                                     skip_invalid_smiles=data_args.skip_invalid_smiles)
             for name, split in splits.items()})
         if task.endswith("classification") and len(graphs) > 1:
-            graphs = with_shared_class_names(graphs)
+            label = next(iter(splits.values())).features[targets[0]]
+            graphs = with_shared_class_names(graphs, getattr(label, "dtype", "").startswith(("int", "uint", "float")))
     else:
         raise MissingColumnError(
             f"--dataset {source} has columns {columns}: give graphs (columns {list(REQUIRED_COLUMNS)}) or molecules "

@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from hf_eff.grant import class_names
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
 
@@ -174,6 +175,22 @@ def test_a_single_split_of_smiles_is_read_with_the_csv_checks(tmp_path, hub_data
     with pytest.raises(ValueError, match="^--dataset me/mols holds molecules, one row of targets per molecule: give a "
                                          "graph task kind"):
         _load(tmp_path, *flags[:6], "--task", "node_regression")
+
+
+@pytest.mark.parametrize(("labels", "names"), [(list(range(11)), [str(i) for i in range(11)]),
+                                               ([str(i) for i in range(11)], sorted(str(i) for i in range(11)))],
+                         ids=["numbers by value", "text as text"])
+def test_class_labels_of_several_splits_share_the_order_a_csv_gives_them(tmp_path, hub_datasets, labels, names):
+    # the validation and test splits hold a few classes each, numbered by their own labels until all splits share one
+    rows = {"train": list(range(11)), "validation": [2, 10], "test": [10, 9, 1]}
+    smiles = SMILES + ["CCCCC"]
+    hub_datasets(datasets.DatasetDict({split: datasets.Dataset.from_dict({"smiles": [smiles[i] for i in chosen],
+                                                                          "label": [labels[i] for i in chosen]})
+                                       for split, chosen in rows.items()}))
+    splits = _load(tmp_path, "--dataset", "me/mols", "--target_column", "label", "--task", "graph_classification")
+    for split, chosen in rows.items():
+        assert class_names(splits[split]) == names, split
+        assert [names[y] for y in splits[split]["y"]] == [str(labels[i]) for i in chosen], split
 
 
 def test_pushed_graphs_are_used_as_a_saved_folder_is(tmp_path, hub_datasets):
