@@ -24,8 +24,9 @@ A --dataset that is neither an existing path nor a CSV's name is a Hub dataset i
 the data split and the card's model-index; refused for local data and built-in tasks). Its rows are graphs (columns
 x, edge_index, num_nodes and y, as `Dataset.push_to_hub` uploads a saved graph dataset: used as a saved folder is) or
 molecules (the --smiles_column and the --target_column(s), no graph columns: read as a CSV is); its one split is split
-here, several are used as saved (train, validation and test). A model evaluated or trained further on another
-revision of the Hub data it was trained on is warned of, as for other split settings.
+here, several are used as saved (train, validation and test). Given no --dataset_revision, the Hub data of the run that
+trained --model_name_or_path is read at the revision that run records; a model evaluated or trained further on another
+revision of it is warned of, as for other split settings.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
 classification sets are split by class (--stratify False: at random, as the other tasks): each class in proportion
 as far as rounding allows (a class of fewer than about 1/fraction graphs can still miss a split); a saved
@@ -713,18 +714,43 @@ def hub_dataset_choice(data_args: DataArguments) -> dict:
     return {name: getattr(data_args, name) for name in HUB_DATASET_FLAGS if getattr(data_args, name) is not None}
 
 
-def warn_unless_held_out(model: GrantGCN, settings: dict, source: str) -> None:
-    """Warns when the split settings differ from those the trained model records for the same data (a model saved
-    before they were recorded, or trained on other data, has nothing to compare). Another revision of a Hub dataset is
-    the same data, edited, which a split here may divide otherwise; another configuration is other data."""
-    if model.data_split is None:
+def same_data(recorded: dict, settings: dict) -> bool:
+    """Whether two data splits' settings name the same data, at any revision: another revision of a Hub dataset is
+    the same data, edited; another configuration is other data."""
+    def data(split: dict) -> tuple:
+        # a pushed model records local data by its last part (hf_eff.hub.push), so data is matched by that
+        return shown_name(split.get("dataset_name") or ""), split.get("dataset_config_name")
+
+    return data(recorded) == data(settings)
+
+
+def default_dataset_revision(data_args: DataArguments, model: GrantGCN, source: str) -> None:
+    """A Hub --dataset given no --dataset_revision is read at the revision the model's training run on it records (as
+    HaLoRA's example reads an adapter's): a split here divides the graphs of that revision as that run did."""
+    if not is_hub_dataset(data_args) or data_args.dataset_revision is not None or model.data_split is None:
         return
-    # a pushed model records local data by its last part (hf_eff.hub.push), so data is matched by that
+    settings = {"dataset_name": data_args.dataset, **hub_dataset_choice(data_args)}
+    if same_data(model.data_split, settings) and model.data_split.get("dataset_revision"):
+        data_args.dataset_revision = model.data_split["dataset_revision"]
+        logger.info("--dataset %s at revision %s, as --model_name_or_path %s records its training on it",
+                    data_args.dataset, data_args.dataset_revision, source)
+
+
+def shown_setting(name: str, value) -> str:
+    """A split setting as a warning shows it: a Hub --dataset's configuration or revision left out is the default."""
+    return "the default" if value is None and name in HUB_DATASET_FLAGS else str(value)
+
+
+def warn_unless_held_out(model: GrantGCN, settings: dict, source: str) -> None:
+    """Warns when the split settings differ from those the trained model records for the same data (`same_data`; a
+    model saved before they were recorded, or trained on other data, has nothing to compare): a split here may divide
+    another revision of a Hub dataset otherwise."""
+    if model.data_split is None or not same_data(model.data_split, settings):
+        return
     recorded, settings = ({**split, "dataset_name": shown_name(split.get("dataset_name") or "")}
                           for split in (model.data_split, settings))
-    if any(recorded.get(name) != settings.get(name) for name in ("dataset_name", "dataset_config_name")):
-        return
-    differing = [f"--{name} {settings.get(name)} (the model's: {recorded.get(name)})"
+    differing = [f"--{name} {shown_setting(name, settings.get(name))} (the model's: "
+                 f"{shown_setting(name, recorded.get(name))})"
                  for name in sorted(set(recorded) | set(settings)) if recorded.get(name) != settings.get(name)]
     if differing:
         logger.warning("%s differ from the training run of --model_name_or_path %s: its validation or test graphs may "
@@ -899,6 +925,8 @@ def main(argv: list[str] | None = None) -> dict:
     trained = load_trained_model(model_args) if model_args.model_name_or_path is not None else None
     if is_prediction_only_run(data_args, training_args):
         return predict_only(trained, model_args, data_args, training_args)
+    if trained is not None:
+        default_dataset_revision(data_args, trained, model_args.model_name_or_path)
     # The first process builds (and caches) the data while the others wait, then they read the cache:
     # on an empty cache every process would build the whole set (QM9: 2 min and 3.7 GB each).
     with training_args.main_process_first(desc="building the graph dataset"):

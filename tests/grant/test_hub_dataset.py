@@ -86,9 +86,15 @@ def test_pushed_graphs_train_at_the_pinned_revision_which_the_results_card_and_m
     at_v1 = evaluate("same", "--dataset_revision", "v1")
     assert json.loads((tmp_path / "same" / "all_results.json").read_text())["predict_graphs"] == 4
     assert "differ from the training run" not in at_v1.stderr
-    on_main = evaluate("main")
+    # no --dataset_revision: the model's, which all_results.json records
+    by_default = evaluate("default")
+    results = json.loads((tmp_path / "default" / "all_results.json").read_text())
+    assert (results["predict_graphs"], results["dataset_revision"]) == (4, "v1")
+    assert f"--dataset {repo_id} at revision v1, as --model_name_or_path {out} records its training" in by_default.stderr
+    assert "differ from the training run" not in by_default.stderr
+    on_main = evaluate("main", "--dataset_revision", "main")
     assert json.loads((tmp_path / "main" / "all_results.json").read_text())["predict_graphs"] == 6
-    assert (f"--dataset_revision None (the model's: v1) differ from the training run of --model_name_or_path {out}"
+    assert (f"--dataset_revision main (the model's: v1) differ from the training run of --model_name_or_path {out}"
             in on_main.stderr)
 
 
@@ -242,3 +248,32 @@ def test_a_model_is_warned_of_only_on_its_own_configuration_of_the_hub_data(capl
     assert "differ from the training run" not in caplog.text  # another configuration is other data
     example.warn_unless_held_out(model, {**trained, "dataset_revision": "v2"}, "m")
     assert "--dataset_revision v2 (the model's: v1) differ from the training run of --model_name_or_path m" in caplog.text
+    caplog.clear()
+    example.warn_unless_held_out(model, {**trained, "dataset_revision": None}, "m")
+    assert "--dataset_revision the default (the model's: v1) differ" in caplog.text
+    caplog.clear()
+    at_default = GrantGCN(6, 1, hidden_channels=4, task="graph_regression", data_split={**trained, "dataset_revision": None})
+    example.warn_unless_held_out(at_default, {**trained, "dataset_revision": "v2"}, "m")
+    assert "--dataset_revision v2 (the model's: the default) differ" in caplog.text
+
+
+@pytest.mark.parametrize(("flags", "revision"), [
+    ([], "v1"),  # the model's
+    (["--dataset_revision", "v2"], "v2"),  # given
+    (["--dataset_config_name", "large"], None),  # other data: the default
+])
+def test_a_hub_dataset_without_a_revision_is_read_at_the_one_the_model_records(tmp_path, flags, revision):
+    from hf_eff.grant import GrantGCN
+
+    trained = {"dataset_name": "me/graphs", "dataset_config_name": "small", "dataset_revision": "v1", "seed": 42}
+    model = GrantGCN(6, 1, hidden_channels=4, task="graph_regression", data_split=trained)
+    example = _example()
+    config = [] if "--dataset_config_name" in flags else ["--dataset_config_name", "small"]
+    _, data_args, _ = example.parse_args(["--dataset", "me/graphs", *config, *flags, "--task", "graph_regression",
+                                          "--output_dir", str(tmp_path / "out")])
+    example.default_dataset_revision(data_args, model, "m")
+    assert data_args.dataset_revision == revision
+    _, other_data, _ = example.parse_args(["--dataset", "me/other", "--dataset_config_name", "small", "--task",
+                                           "graph_regression", "--output_dir", str(tmp_path / "out")])
+    example.default_dataset_revision(other_data, model, "m")
+    assert other_data.dataset_revision is None
