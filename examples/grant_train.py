@@ -430,8 +430,8 @@ def smiles_targets(data_args: DataArguments, task: str, molecules: str, source: 
 
 def download_hub_dataset(source: str, config_name: str | None, revision: str | None) -> datasets.DatasetDict:
     """`datasets.load_dataset(source, config_name, revision=revision)`, its every split; a source that is no Hub id, a
-    repo that does not exist (or this token cannot read), a revision it lacks or a Hub out of reach is named in one
-    line."""
+    repo that does not exist (or this token cannot read), a revision it lacks, a configuration it lacks or a Hub out of
+    reach is named in one line."""
     not_local = f"--dataset {source} is neither a local path nor a CSV"
     try:
         validate_repo_id(source)
@@ -445,6 +445,12 @@ def download_hub_dataset(source: str, config_name: str | None, revision: str | N
     except ConnectionError as error:  # offline, or the Hub out of reach, and no copy in the datasets cache
         raise ConnectionError(f"{not_local}, and the Hub could not be reached to look for a dataset {source} ({error})"
                               ) from None
+    except ValueError:  # datasets' own, for an unknown configuration, names no flag and spans lines
+        configs = datasets.get_dataset_config_names(source, revision=revision)
+        if config_name is None or config_name in configs:
+            raise
+        raise ValueError(f"--dataset_config_name {config_name}: the Hub dataset {source} has no such configuration; "
+                         f"its configurations are {configs}") from None
 
 
 def with_shared_class_names(graphs: datasets.DatasetDict, numeric_labels: bool) -> datasets.DatasetDict:

@@ -23,7 +23,7 @@ SMILES = ["CCO", "CCC", "CCN", "c1ccccc1", "CC(=O)O", "CCCl", "CO", "CN", "CCCC"
 # huggingface_hub and datasets read the endpoint when imported: pushes and runs go to fresh processes
 PUSH = """
 import sys, datasets
-print("COMMIT", datasets.load_from_disk(sys.argv[1]).push_to_hub(sys.argv[2]).oid)
+print("COMMIT", datasets.load_from_disk(sys.argv[1]).push_to_hub(*sys.argv[2:]).oid)
 """
 
 
@@ -35,10 +35,11 @@ def _example():
     return module
 
 
-def _push(hub, data: datasets.Dataset | datasets.DatasetDict, repo_id: str, folder: Path) -> str:
-    """Pushes `data` to the dataset repo `repo_id` as `push_to_hub` does; its commit."""
+def _push(hub, data: datasets.Dataset | datasets.DatasetDict, repo_id: str, folder: Path, *config_name: str) -> str:
+    """Pushes `data` to the dataset repo `repo_id` (as its `config_name`, else the default) as `push_to_hub` does; its
+    commit."""
     data.save_to_disk(str(folder))
-    process = hub.run_code(PUSH, str(folder), repo_id)
+    process = hub.run_code(PUSH, str(folder), repo_id, *config_name)
     assert process.returncode == 0, process.stderr[-3000:]
     return next(line.split()[1] for line in process.stdout.splitlines() if line.startswith("COMMIT "))
 
@@ -139,6 +140,10 @@ def test_hub_data_the_example_cannot_read_is_named_in_one_line(tmp_path, local_h
         f"look for a dataset {missing} (Couldn't reach '{missing}' on the Hub (OfflineModeIsEnabled))")
     assert error("--dataset", repo_id, "--dataset_revision", "v9") == (
         f"FileNotFoundError: --dataset_revision v9: the Hub repo {repo_id} has no such branch, tag or commit")
+    _push(local_hub, datasets.Dataset.from_dict({"text": ["c"], "label": [2]}), repo_id, tmp_path / "small", "small")
+    assert error("--dataset", repo_id, "--dataset_config_name", "smal") == (
+        f"ValueError: --dataset_config_name smal: the Hub dataset {repo_id} has no such configuration; its "
+        "configurations are ['default', 'small']")
 
 
 # In-process from here: datasets.load_dataset stands in for the Hub, as the HaLoRA example's tests have it
