@@ -16,6 +16,14 @@ y down, z forward); ``K`` is in pixels.
 A views split may hold an optional ``mask`` column (`MASK_FEATURE`, see `views_dataset`): one
 single-channel 8-bit image per view, the size of its image, where 0 marks pixels that training
 ignores (nerfstudio's ``mask_path`` convention). A split without the column costs nothing.
+
+A views split may keep its images' alpha (`views_dataset(..., background=None)`, ``load_scene(folder,
+background=None)``): its ``image`` feature is then `ALPHA_IMAGE_FEATURE` (``datasets.Image(mode="RGBA")``), which
+`save_to_disk`, the parquet files and the Hub keep, and which decodes every row as RGBA (an RGB row is opaque).
+`SplatTrainer` composites such views onto the background it renders onto, each step (`keeps_alpha`). Every split
+of a scene keeps its alpha or none does. A split whose feature is a plain ``Image()`` holds RGB images: transparent
+pixels in it are refused where they are decoded (`scene_views_images`), since training would fit their hidden
+colours.
 """
 
 from __future__ import annotations
@@ -52,12 +60,14 @@ __all__ = [
     "scene_views_cameras",
     "scene_views_images",
     "scene_views_masks",
+    "keeps_alpha",
     "validate_views",
     "views_dataset",
     "points_dataset",
     "data_world_to_normalized",
     "VIEW_FEATURES",
     "MASK_FEATURE",
+    "ALPHA_IMAGE_FEATURE",
     "POINT_FEATURES",
 ]
 
@@ -74,6 +84,9 @@ VIEW_FEATURES = Features(
 # 0 where it is ignored, stored like the images (any non-zero value reads as trained, as
 # nerfstudio reads its mask files).
 MASK_COLUMN, MASK_FEATURE = "mask", Image()
+# The image feature of a split that keeps its alpha: the feature is what tells it from an RGB split, in memory, in
+# save_to_disk's files and in parquet's schema (which, unlike the dataset's description, the Hub keeps).
+ALPHA_IMAGE_FEATURE = Image(mode="RGBA")
 POINT_FEATURES = Features(
     {"xyz": Sequence(Value("float32"), length=3), "rgb": Sequence(Value("uint8"), length=3)}
 )
@@ -163,8 +176,13 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     0..255, or float in [0, 1] as renders are, rounded to 8 bits), encoded bytes or file paths.
     Transparent pixels (an alpha channel, RGBA arrays) are composited onto ``background`` (RGB in
     [0, 1]; black, 3DGS's default, or white for ``white_background``), as the converters do:
-    dropping the alpha would train on whatever colour the masked-out pixels hold. Encoded RGB
-    files are stored as they are (a JPEG is not re-encoded); anything else is stored as PNG.
+    dropping the alpha would train on whatever colour the masked-out pixels hold. ``background=None``
+    keeps the alpha instead: images with transparency are stored as RGBA PNGs, and the split's ``image``
+    feature is `ALPHA_IMAGE_FEATURE`, which decodes every view as RGBA (a view without transparency as opaque);
+    `SplatTrainer` then composites each view onto the colour it renders onto, a random one each step under
+    ``random_bkgd`` (as nerfstudio's splatfacto does with ``background_color="random"``), else its fixed
+    background. Encoded RGB files are stored as they are (a JPEG is not re-encoded); anything else is stored as
+    PNG.
 
     ``masks`` (optional, one per view, each the size of its image, or None for a view trained on
     every pixel): the pixels training ignores, as nerfstudio's and gsplat's masks: 0 = ignored,
@@ -174,7 +192,8 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
     weights are refused rather than thresholded silently; so are JPEG files, whose noise makes
     ignored pixels non-zero, hence trained; and a mask that keeps no pixel). Stored in a ``mask``
     column as grayscale PNGs of 0 and 255. Masks are not transparency: an RGBA image's alpha is still
-    composited onto ``background``. ``mask_names``: what an error about each mask calls it (default
+    composited onto ``background`` (or kept, with ``background=None``), and a masked pixel is ignored
+    whatever its alpha. ``mask_names``: what an error about each mask calls it (default
     ``views_dataset mask <i>``; the converters give the frame or COLMAP image).
 
     ``world_to_normalized`` (optional, [4, 4]; `world_normalization` (hf_eff.splat.cameras) of the training
@@ -196,7 +215,7 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
                 stored.append(
                     {"bytes": bytes(image), "path": None}
                     if opened.mode == "RGB" and not has_alpha(opened)
-                    else _rgb_image(opened, background)
+                    else _stored_image(opened, background)
                 )
             continue
         if isinstance(image, torch.Tensor | np.ndarray):
@@ -207,7 +226,7 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
                 f"bytes or a file path, got {type(image).__name__}"
             )
         sizes.append(image.size)
-        stored.append(_rgb_image(image, background))
+        stored.append(_stored_image(image, background))
     if isinstance(Ks, np.ndarray | torch.Tensor):
         if tuple(Ks.shape) == (3, 3):
             Ks = [Ks] * len(stored)  # one camera for every view; iterating would read its rows as three Ks
@@ -248,10 +267,10 @@ def views_dataset(images, Ks, world_to_cameras, background=(0.0, 0.0, 0.0), mask
         "width": [size[0] for size in sizes],
         "height": [size[1] for size in sizes],
     }
-    features = VIEW_FEATURES
+    features = VIEW_FEATURES if background is not None else Features({**VIEW_FEATURES, "image": ALPHA_IMAGE_FEATURE})
     if masks is not None:
         columns[MASK_COLUMN] = _mask_images(masks, sizes, mask_names)
-        features = Features({**VIEW_FEATURES, MASK_COLUMN: MASK_FEATURE})
+        features = Features({**features, MASK_COLUMN: MASK_FEATURE})
     views = Dataset.from_dict(columns, features=features)
     if world_to_normalized is not None:
         views = _with_world_to_normalized(views, transform)
@@ -402,11 +421,14 @@ def _uint8_pixels(image, index: int) -> np.ndarray:
     )
 
 
-def _rgb_image(image, background):
-    """A PIL image as RGB: transparency composited onto ``background``, other modes converted."""
+def _stored_image(image, background):
+    """A PIL image as `views_dataset` stores it: with transparency, RGBA for ``background`` None, else RGB
+    composited onto ``background``; without, RGB (other modes converted)."""
     import PIL.Image
 
     if has_alpha(image):
+        if background is None:
+            return image.convert("RGBA")  # a loaded copy: an opened file's image is read before it closes
         return PIL.Image.fromarray(composite_alpha(image, background))
     return image if image.mode == "RGB" else image.convert("RGB")
 
@@ -701,7 +723,8 @@ class Scene:
         yaml += ["tags:", "- gaussian-splatting", "- hf-eff", "---", ""]
         card = (
             "# Scene for 3D reconstruction\n\n"
-            "Posed views (`views`: image, K in pixels, OpenCV world_to_camera, width, height, and an "
+            "Posed views (`views`: image (RGBA where the scene keeps its alpha), K in pixels, OpenCV "
+            "world_to_camera, width, height, and an "
             "optional mask whose 0 pixels training ignores) "
             "and an initial point set (`points`: xyz, rgb); `scene.json` holds the centre and "
             "camera radius (and `world_to_normalized` for a scene stored in normalised coordinates). Load it with "
@@ -825,6 +848,22 @@ def validate_views(views: DatasetDict) -> None:
         raise ValueError("scene views: the 'train' split is empty; a scene needs a training view")
     for split, dataset in views.items():
         validate_views_split(dataset, split)
+    with_alpha = [split for split, dataset in views.items() if keeps_alpha(dataset)]
+    if with_alpha and len(with_alpha) < len(views):
+        without = [split for split in views if split not in with_alpha]
+        # A scene's splits are one configuration of one set of features: loaded back, one image feature would
+        # decode them all, dropping one split's alpha or giving another an alpha it never had.
+        raise ValueError(
+            f"scene views: split(s) {with_alpha} keep their alpha (image feature {ALPHA_IMAGE_FEATURE}, "
+            f"views_dataset(..., background=None)) but {without} do not: build every split alike, with "
+            "background=None to keep the alpha or with one background colour to composite it"
+        )
+
+
+def keeps_alpha(views: Dataset) -> bool:
+    """Whether a views split keeps its images' alpha: its ``image`` feature is `ALPHA_IMAGE_FEATURE`
+    (`views_dataset(..., background=None)`), read from the features without decoding an image."""
+    return views.features.get("image") == ALPHA_IMAGE_FEATURE
 
 
 def validate_views_split(dataset: Dataset, split: str | None = None) -> None:
@@ -950,7 +989,8 @@ def _check_stored_mask(mask, size: tuple[int, int], where: str) -> None:
 
 
 def scene_views_to_tensors(views: Dataset, device=None, split: str | None = None):
-    """Stacks one split for training: images [N, H, W, 3] uint8 (`scene_views_images`), viewmats
+    """Stacks one split for training: images [N, H, W, 3] uint8 ([N, H, W, 4] where the split keeps its alpha,
+    `scene_views_images`), viewmats
     (world-to-camera) [N, 4, 4] and Ks [N, 3, 3] float32 (`scene_views_cameras`). ``split``: the name
     its errors give it (as `validate_views_split`'s)."""
     viewmats, Ks, _ = scene_views_cameras(views, device, split)
@@ -972,24 +1012,28 @@ def scene_views_cameras(views: Dataset, device=None, split: str | None = None):
 
 def scene_views_images(views: Dataset, device=None, split: str | None = None) -> torch.Tensor:
     """One split's images decoded into a stack [N, H, W, 3] uint8 (0..255, as stored; 4x smaller
-    than float). All views must share one size, and no image may have transparent pixels
-    (`views_dataset` composites them). `images_to_float` gives an image's values in [0, 1]; the
-    trainer converts each view when it is read (`SceneViews`), not the whole stack. ``split``: the name its
-    errors give it."""
+    than float), or [N, H, W, 4] RGBA (straight, not premultiplied, alpha) for a split that keeps its alpha
+    (`keeps_alpha`). All views must share one size, and the images of an RGB split may not have transparent
+    pixels (`views_dataset` composites them, or keeps the alpha with ``background=None``). `images_to_float`
+    gives an image's values in [0, 1]; the trainer converts each view when it is read (`SceneViews`), not the
+    whole stack. ``split``: the name its errors give it."""
     width, height = _one_size(views, split)
+    mode = "RGBA" if keeps_alpha(views) else "RGB"
     # Decoded one view at a time into the stack: no list of all decoded images beside it.
-    images = np.empty((len(views), height, width, 3), dtype=np.uint8)
+    images = np.empty((len(views), height, width, len(mode)), dtype=np.uint8)
     for index, row in enumerate(views.select_columns(["image"])):
         image = row["image"]
-        # RGB is what trains: a transparent pixel's hidden colour would be fitted. An alpha at 255
-        # everywhere (many writers' default) is opaque, and dropping it loses nothing.
-        if has_alpha(image) and image.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+        # An RGB split's colours are what trains: a transparent pixel's hidden colour would be fitted. An alpha
+        # at 255 everywhere (many writers' default) is opaque, and dropping it loses nothing.
+        if mode == "RGB" and has_alpha(image) and image.convert("RGBA").getchannel("A").getextrema()[0] < 255:
             raise ValueError(
-                f"scene view {index}{_label(split)}: image has transparent pixels (alpha below 255), which training "
-                "would read as their hidden colours: build the split with views_dataset(images, Ks, "
-                "poses, background=...), which composites them onto the background"
+                f"scene view {index}{_label(split)}: image has transparent pixels (alpha below 255) in a split of "
+                "RGB images (its image feature is not Image(mode='RGBA')), which training would read as their "
+                "hidden colours: build the split with views_dataset(images, Ks, poses, background=...), which "
+                "composites them onto the background, or with background=None, which keeps the alpha for training "
+                "to composite"
             )
-        images[index] = np.asarray(image.convert("RGB"))
+        images[index] = np.asarray(image.convert(mode))
     return torch.as_tensor(images, device=device)
 
 
@@ -1237,8 +1281,9 @@ def load_scene(
             COLMAP and a single ``transforms.json``). Refused for a stored scene, whose split
             is fixed.
         background: RGB in [0, 1] composited under transparent pixels of a converted folder's
-            images (black, 3DGS's default; (1, 1, 1) for ``--white_background``). A stored
-            scene's images are already RGB.
+            images (black, 3DGS's default; (1, 1, 1) for ``--white_background``); None keeps their alpha
+            (`views_dataset`), for `SplatTrainer` to composite onto the colour it renders onto each step
+            (``random_bkgd``). A stored scene's images are stored as they are (RGB, or RGBA kept).
         images: for a COLMAP project, the images folder inside it (default ``images``):
             ``images_4`` trains on the 4x downscaled copy that Mip-NeRF 360 ships, with K
             rescaled to it (3DGS's ``--images``, gsplat's ``--data_factor``).

@@ -21,6 +21,7 @@ from hf_eff.splat.scene import (
     Scene,
     check_test_every,
     has_masks,
+    keeps_alpha,
     points_dataset,
     views_dataset,
 )
@@ -224,7 +225,7 @@ def write_colmap(scene: Scene, folder, binary: bool = True, original_frame: bool
                 reconstruction.add_camera_with_trivial_rig(camera)
             image_id += 1
             name = f"{image_id:05d}.png"
-            row["image"].convert("RGB").save(images_dir / name)
+            row["image"].convert("RGBA" if keeps_alpha(split) else "RGB").save(images_dir / name)
             if masked:
                 mask = row.get(MASK_COLUMN)
                 mask = mask if mask is not None else PIL.Image.new("L", (row["width"], row["height"]), 255)

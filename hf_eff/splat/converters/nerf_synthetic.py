@@ -26,6 +26,7 @@ from hf_eff.splat.scene import (
     Scene,
     check_test_every,
     has_masks,
+    keeps_alpha,
     points_dataset,
     views_dataset,
 )
@@ -186,7 +187,9 @@ def scene_from_nerf_synthetic(
 
     Args:
         background: RGB in [0, 1] under transparent pixels (black as 3DGS's default;
-            (1, 1, 1) for its ``--white_background``).
+            (1, 1, 1) for its ``--white_background``); None keeps the images' alpha (RGBA views,
+            `views_dataset`), which `SplatTrainer` composites onto the colour it renders onto: a random one
+            each step under ``random_bkgd``, as nerfstudio's splatfacto trains these scenes.
         test_every: for a single ``transforms.json``, every n-th frame (in file order, starting
             with the first) goes to the test split, as the COLMAP converter's (3DGS's
             ``llffhold``); 0 puts every frame in train. None: 8 for ``transforms.json``, and
@@ -213,14 +216,15 @@ def scene_from_nerf_synthetic(
     (``Scene.world_to_normalized``).
     """
     folder = Path(folder)
-    background = np.asarray(background, dtype=np.float64).reshape(3)
+    if background is not None:
+        background = np.asarray(background, dtype=np.float64).reshape(3)
     check_test_every(test_every)
 
     def normalization(poses):
         return world_normalization(poses) if normalize_world_space else None
 
     def dataset(frames, transform):
-        # Transparent background composited onto a solid colour (3DGS: black by default).
+        # Transparent background composited onto a solid colour (3DGS: black by default), or kept (None).
         return views_dataset(**frames, background=background, world_to_normalized=transform)
 
     if (folder / "transforms_train.json").exists():
@@ -267,7 +271,8 @@ def scene_from_nerf_synthetic(
 
 
 def write_nerf_synthetic(scene: Scene, folder, original_frame: bool = True) -> Path:
-    """Writes ``transforms_<split>.json`` and ``<split>/r_<i>.png`` for every split, and the
+    """Writes ``transforms_<split>.json`` and ``<split>/r_<i>.png`` (RGBA for a split kept with its alpha,
+    `views_dataset(..., background=None)`) for every split, and the
     point set, if any, as ``sparse_pc.ply`` named by the train file's ``ply_file_path``
     (nerfstudio's layout). Views with a mask get it as ``masks/<split>/r_<i>.png``, named by the
     frame's ``mask_path`` (a view of a masked split without one: all white).
@@ -297,12 +302,14 @@ def write_nerf_synthetic(scene: Scene, folder, original_frame: bool = True) -> P
         masked = has_masks(split)
         if masked:
             (folder / "masks" / split_name).mkdir(parents=True, exist_ok=True)
+        mode = "RGBA" if keeps_alpha(split) else "RGB"
         frames = []
         for index, row in enumerate(split):
             K = np.asarray(row["K"], dtype=np.float64)
             world_to_camera = poses[split_name][index]
             file_path = f"./{split_name}/r_{index}"
-            row["image"].convert("RGB").save(folder / f"{file_path}.png")
+            # a split kept with its alpha is written with it: as RGB, its hidden colours would show
+            row["image"].convert(mode).save(folder / f"{file_path}.png")
             mask_entry = {}
             if masked:  # nerfstudio reads masks for every frame or none
                 mask_entry["mask_path"] = f"./masks/{split_name}/r_{index}.png"
