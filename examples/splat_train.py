@@ -6,7 +6,10 @@
 it, a built-in procedural scene is generated. --cache_dir is where `datasets` keeps a Hub or parquet
 --scene's arrow tables (load_dataset's cache_dir). --white_background True composites transparent pixels
 onto white and renders onto white (3DGS's --white_background; the saved model keeps it, and a run starting from
-it keeps it unless --white_background False says otherwise). --strategy g2l is the full method of Huang, Liu & Wong (2025):
+it keeps it unless --white_background False says otherwise). --random_bkgd keeps a COLMAP or NeRF folder's alpha
+instead, and each training step composites its views onto the random colour the render is composited onto (as
+nerfstudio's splatfacto trains NeRF-synthetic scenes); evaluation composites them onto the fixed background (white
+with --white_background). --strategy g2l is the full method of Huang, Liu & Wong (2025):
 global-to-local densification, energy-guided coarse-to-fine and adaptive pruning, each switched
 off by --g2l False / --c2f False / --adaptive_pruning False. Examples:
 
@@ -234,7 +237,11 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
         )
         scene_name = f"procedural (seed {scene_args.procedural_seed})"
     else:
+        # --random_bkgd composites the views onto each step's colour, which needs their alpha; onto a fixed colour, a
+        # view composited now trains as one kept with its alpha would (up to rounding), so no flag of its own.
         background = (1.0, 1.0, 1.0) if training_args.white_background else (0.0, 0.0, 0.0)
+        if training_args.random_bkgd:
+            background = None
         scene = load_scene(scene_args.scene, revision=scene_args.scene_revision, test_every=scene_args.test_every,
                            background=background, images=scene_args.images, masks=scene_args.masks,
                            normalize_world_space=scene_args.normalize_world_space, cache_dir=scene_args.cache_dir)
@@ -377,7 +384,10 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
     device = trainer.args.device
     render, _, _ = trainer.render(trainer.model, item["viewmat"][None].to(device), item["K"][None].to(device),
                                   views.width, views.height)
-    pair = torch.cat([render[0].clamp(0, 1).cpu(), item["image"]], dim=1)
+    target = item["image"]
+    if "alpha" in item:  # a view kept with its alpha, shown over the background the render is
+        target = trainer.composite_onto_background(target[None], item["alpha"][None])[0]
+    pair = torch.cat([render[0].clamp(0, 1).cpu(), target], dim=1)
     Image.fromarray((pair.numpy() * 255).round().astype("uint8")).save(path)
 
 

@@ -30,10 +30,13 @@ TRAINER_OPTIMIZER_DEFAULTS = {
 # The per-parameter Adams' learning rates (3DGS's).
 LEARNING_RATE_FIELDS = ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr")
 
-# Refused by the arguments, and by SplatTrainer when white_background is the model's.
+# Refused by SplatTrainer for a training split without alpha (with its alpha kept, white_background only fixes the
+# background of evaluation and of the saved model's renders).
 RANDOM_BKGD_ON_WHITE = (
-    "SplatTrainingArguments: random_bkgd with white_background: white_background says the views' transparent pixels "
-    "were composited onto white, which a random background contradicts; leave out one of the two"
+    "SplatTrainer: random_bkgd with white_background, and train_dataset keeps no alpha: white_background says its "
+    "transparent pixels were composited onto white, which a random background contradicts; keep the alpha "
+    "(views_dataset(..., background=None), load_scene(folder, background=None); examples/splat_train.py keeps a "
+    "converted folder's under --random_bkgd) or leave out one of the two"
 )
 
 
@@ -79,7 +82,9 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         default=None,
         metadata={"help": "Render onto white instead of black (3DGS's --white_background), for scenes whose "
                           "transparent pixels were composited onto white; the example then composites a converted "
-                          "folder's RGBA images onto white too. The saved model keeps it (config.json), and renders "
+                          "folder's RGBA images onto white too. For views kept with their alpha (views_dataset(..., "
+                          "background=None)) it is the background they are composited onto when not random_bkgd, and "
+                          "in evaluation. The saved model keeps it (config.json), and renders "
                           "onto white by default. None: the trained model's (a GaussianModel loaded with "
                           "from_pretrained keeps its background), else False (black, 3DGS's default).",
                   # a bare --white_background means True, as in 3DGS (HfArgumentParser asks a value of a bool
@@ -228,9 +233,14 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     random_bkgd: bool = field(
         default=False,
         metadata={"help": "gsplat simple_trainer's --random_bkgd: each training step renders onto one random colour "
-                          "instead of black, so a transparent render cannot pass for a dark pixel. For opaque "
-                          "captures (COLMAP), so refused with white_background; evaluation renders onto the fixed "
-                          "background."},
+                          "instead of the fixed background, so a transparent render cannot pass for a dark pixel. "
+                          "Views kept with their alpha (views_dataset(..., background=None), load_scene(folder, "
+                          "background=None); the example keeps a converted folder's under this flag) are composited "
+                          "onto the same colour each step, as nerfstudio's splatfacto trains NeRF-synthetic scenes; "
+                          "for them white_background only sets the fixed background of evaluation and of the saved "
+                          "model. RGB views keep the colour they were composited onto (for opaque captures, COLMAP), "
+                          "so with white_background they are refused. Evaluation renders, and composites kept alpha, "
+                          "onto the fixed background."},
     )
     pose_opt: bool = field(
         default=False,
@@ -438,8 +448,6 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"SplatTrainingArguments.{name} must be a finite number >= 0, got "
                                  f"{getattr(self, name)}")
-        if self.random_bkgd and self.white_background:
-            raise ValueError(RANDOM_BKGD_ON_WHITE)
         if self.eval_render_images < 0:
             raise ValueError(f"SplatTrainingArguments.eval_render_images must be >= 0 (0 renders none), got {self.eval_render_images}")
         for name in ("ssim_padding", "eval_ssim_padding"):

@@ -61,6 +61,7 @@ from hf_eff.splat.scene import (
     Scene,
     data_world_to_normalized,
     images_to_float,
+    keeps_alpha,
     scene_views_cameras,
     scene_views_images,
     scene_views_masks,
@@ -125,6 +126,14 @@ class SceneViews(Dataset):
     `images` are set to 0 here, once: their content then reaches nothing downstream (the loss, the
     coarse-to-fine downscaling and energy schedule, the evaluation's target).
 
+    A split that keeps its alpha (`keeps_alpha`: built with ``views_dataset(..., background=None)``) has
+    `keeps_alpha` True, keeps its alphas as uint8 `alphas` [N, H, W] (None otherwise), and each item gets
+    ``alpha`` [H, W, 1] float in [0, 1]. Its `images` are then the colour over black (premultiplied by the alpha,
+    rounded as `views_dataset` composites onto black), so a transparent pixel's hidden colour reaches nothing
+    downstream either (the energy schedule reads the views as over black); `SplatTrainer` adds the background's
+    share, ``background * (1 - alpha)``, for the colour it renders onto. A masked view's ignored pixels are
+    made opaque, so their target stays 0 whatever the background.
+
     ``lazy=True`` reads the cameras now and decodes the images and masks when `images` or `masks` is
     first read (or `decode` is called): an evaluation-only trainer's training views serve their
     cameras alone (the scene scale, the check that they see the Gaussians).
@@ -138,7 +147,8 @@ class SceneViews(Dataset):
         else:
             check_views_split(views, name)
             self.viewmats, self.Ks, (self.width, self.height) = scene_views_cameras(views, split=name)
-            self._views, self._images, self._masks, self._name = views, None, None, name
+            self.keeps_alpha = keeps_alpha(views)
+            self._views, self._images, self._masks, self._alphas, self._name = views, None, None, None, name
             self.world_to_normalized = data_world_to_normalized(views, name)
         if not lazy:
             self.decode()
@@ -148,11 +158,16 @@ class SceneViews(Dataset):
         if self._views is None:
             return
         images = scene_views_images(self._views, split=self._name)
+        alphas = None
+        if self.keeps_alpha:
+            images, alphas = _over_black(images)
         masks = scene_views_masks(self._views, split=self._name)
         if masks is not None:
             images[~masks] = 0
+            if alphas is not None:
+                alphas[~masks] = 255
         # The split is not needed past this point (nor pickled into dataloader workers).
-        self._images, self._masks, self._views = images, masks, None
+        self._images, self._masks, self._alphas, self._views = images, masks, alphas, None
 
     @property
     def images(self) -> torch.Tensor:
@@ -164,6 +179,11 @@ class SceneViews(Dataset):
         self.decode()
         return self._masks
 
+    @property
+    def alphas(self) -> torch.Tensor | None:
+        self.decode()
+        return self._alphas
+
     def __len__(self) -> int:
         return len(self.viewmats)
 
@@ -172,7 +192,20 @@ class SceneViews(Dataset):
                 "view_index": torch.tensor(index)}
         if self.masks is not None:
             item["mask"] = self.masks[index, :, :, None]
+        if self.alphas is not None:
+            item["alpha"] = images_to_float(self.alphas[index, :, :, None])
         return item
+
+
+def _over_black(rgba: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGBA views uint8 [N, H, W, 4] (straight alpha) as their colour over black, uint8 [N, H, W, 3] rounded as
+    `hf_eff.splat.scene.composite_alpha` rounds it (c * a / 255 never lies half-way), and their alphas [N, H, W]."""
+    images = torch.empty(rgba.shape[:-1] + (3,), dtype=torch.uint8)
+    for index, view in enumerate(rgba):  # one view at a time: no int32 copy of the whole split
+        colour, alpha = view[..., :3].int(), view[..., 3:].int()
+        images[index] = ((colour * alpha + 127) // 255).to(torch.uint8)
+    return images, rgba[..., 3].clone()
+
 
 POSE_HINT = (
     "check the poses: world_to_camera maps world to camera points in OpenCV's convention (x right, "
@@ -385,7 +418,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     (1 - lambda) L1 + lambda D-SSIM (on a split with masks, render and target multiplied by the
     mask, as gsplat's simple_trainer and nerfstudio's splatfacto do: ignored pixels give no
     gradient, so they do not drive densification either), plus gsplat simple_trainer's `opacity_reg` and
-    `scale_reg` terms when set (`random_bkgd`: the render composited onto a random colour first), one Adam per
+    `scale_reg` terms when set (`random_bkgd`: the render composited onto a random colour first). The views of a
+    split that keeps its alpha (`views_dataset(..., background=None)`) are composited onto the colour the render
+    is composited onto, each step: the random one under `random_bkgd`, else the fixed background (white under
+    `white_background`, else black), onto which evaluation and `predict` composite them too. One Adam per
     parameter steps (3DGS learning rates; the means
     LR decays exponentially towards `means_lr_final_ratio`, held constant while coarse-to-fine
     downsamples, see `means_lr_decay`), then the strategy densifies and prunes. The SH degree grows by one every
@@ -444,12 +480,14 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         train_views = SceneViews(train_dataset, lazy=not args.do_train)
         eval_views = self._eval_splits(eval_dataset, args, train_views)
         self._adopt_frame(model, train_views)
+        white_from_model = args.white_background is None
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
         self._adopt_render_settings(model, args)
-        if args.random_bkgd and args.white_background:
-            raise ValueError(f"{RANDOM_BKGD_ON_WHITE} (white_background is the model's: it renders onto white; pass "
-                             "white_background=False to train it onto black)")
+        if args.random_bkgd and args.white_background and not train_views.keeps_alpha:
+            from_model = (" (white_background is the model's: it renders onto white; pass white_background=False to "
+                          "train it onto black)") if white_from_model else ""
+            raise ValueError(RANDOM_BKGD_ON_WHITE + from_model)
         # kept for the error of a run whose pruning leaves no Gaussian, which wrong poses cause
         self._views_blind_at_start = self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
@@ -884,6 +922,17 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             check_finite=check_finite, rasterize_mode=self.args.rasterize_mode,
         )
 
+    def composite_onto_background(self, images: torch.Tensor, alphas: torch.Tensor,
+                                  backgrounds: torch.Tensor | None = None) -> torch.Tensor:
+        """Views kept with their alpha (`SceneViews`: their colour over black [N, H, W, 3] and alphas [N, H, W, 1])
+        composited onto ``backgrounds`` [N, 3], or for None onto this run's fixed background, the one `render`
+        renders onto (white under ``white_background``, else black)."""
+        if backgrounds is None:
+            if not self.args.white_background:
+                return images
+            backgrounds = images.new_ones(len(images), 3)
+        return images + backgrounds[:, None, None, :] * (1 - alphas)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step
         images, viewmats, Ks = inputs["image"], inputs["viewmat"], inputs["K"]
@@ -893,6 +942,16 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         masks = inputs.get("mask")
         if masks is not None:
             masks = masks.to(images.dtype)
+        backgrounds = None
+        if self.args.random_bkgd:
+            # gsplat's simple_trainer: one colour a step behind every view of the batch. The rasterizer composites
+            # it, as it does a fixed background (gsplat in its kernel), rather than a second full-image pass here.
+            backgrounds = torch.rand(1, 3, device=viewmats.device).expand(len(viewmats), 3)
+        if "alpha" in inputs:
+            # Views kept with their alpha: the target over the colour the render is composited onto, this step's
+            # random one included (splatfacto's random background); at full resolution, before any downscaling
+            # (which is linear: the order does not matter).
+            images = self.composite_onto_background(images, inputs["alpha"], backgrounds)
         height, width = images.shape[1:3]
         factor = self.resolution_factor(step)
         if factor > 1:
@@ -904,12 +963,6 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             Ks, width, height = scale_intrinsics(Ks, width, height, factor)
         # No NaN check that reads the device here (it would wait for the GPU at every step): the
         # watch records the first non-finite step on the device, and `_check_finite` reads it.
-        backgrounds = None
-        if self.args.random_bkgd:
-            # gsplat's simple_trainer: one colour a step behind every view of the batch, the target unchanged
-            # (white_background is refused with it). The rasterizer composites it, as it does a fixed background
-            # (gsplat in its kernel), rather than a second full-image pass here.
-            backgrounds = torch.rand(1, 3, device=viewmats.device).expand(len(viewmats), 3)
         renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step),
                                        check_finite=False, backgrounds=backgrounds)
         self._non_finite.update(step, {**self.splats, "render": renders})
@@ -1068,7 +1121,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test") -> PredictionOutput:
         """Renders every view of ``test_dataset`` (a scene split) at full resolution, as Trainer's
         predict runs the model on a test set: ``predictions`` are the renders and ``label_ids`` the
-        views' images (float32 [N, H, W, 3] in [0, 1]; masked views' ignored pixels black), for metrics
+        views' images (float32 [N, H, W, 3] in [0, 1]; masked views' ignored pixels black; a split kept with its
+        alpha composited onto the fixed background the renders are), for metrics
         of one's own such as LPIPS; ``metrics`` are `evaluate`'s PSNR, SSIM, Gaussian count and speed metrics."""
         views = self._eval_views(test_dataset, self.args, self.train_dataset, name="test_dataset")
         self._check_finite(current=True)
@@ -1112,6 +1166,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         for index in range(len(views)):
             item = views[index]
             target = item["image"][None].to(device)
+            if "alpha" in item:  # onto the fixed background the render is composited onto: like compared with like
+                target = self.composite_onto_background(target, item["alpha"][None].to(device))
             # masked views: the metrics count the kept pixels only (hf_eff.splat.losses)
             masked = {"mask": item["mask"][None].to(device)} if "mask" in item else {}
             # every SH degree of the model (render's default), not the step's active one: a model trained or

@@ -149,13 +149,13 @@ def test_gaussian_regularisers_are_off_by_default_and_not_negative(tmp_path, nam
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, **{name: -0.1})
 
 
-def test_random_bkgd_is_refused_on_a_white_background(tmp_path):
-    # white_background: the views' transparent pixels are white, which a random render background would contradict.
+def test_random_bkgd_with_a_white_background_is_left_to_the_trainer(tmp_path):
+    # Views kept with their alpha train on a random background under white_background (which then fixes evaluation's
+    # background); only SplatTrainer knows the views, and refuses the pair for views without alpha
+    # (tests/splat/test_transparent_scenes.py).
     assert SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5).random_bkgd is False
-    SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, random_bkgd=True, white_background=False)
-    with pytest.raises(ValueError, match="random_bkgd with white_background: white_background says the views' "
-                                         "transparent pixels were composited onto white"):
-        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, random_bkgd=True, white_background=True)
+    args = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=5, random_bkgd=True, white_background=True)
+    assert args.random_bkgd and args.white_background
 
 
 @pytest.mark.parametrize("name, value, message", [
