@@ -770,6 +770,8 @@ def described_run(model_args: ModelArguments, data_args: DataArguments, task: st
     model it started from or evaluated."""
     described = {"task": task, "dataset_name": data_args.builtin or data_args.dataset, **hub_dataset_choice(data_args),
                  "data_split": split}
+    if is_hub_dataset(data_args):  # so that the card names a bare Hub id (no owner) as a Hub dataset, not built-in data
+        described["dataset_from_hub"] = True
     if model_args.model_name_or_path is not None:
         described.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision)
     if targets:

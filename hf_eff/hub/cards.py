@@ -10,7 +10,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
 - HaLoRA adapter: ``[eval_]<metric>_sigma_<s>[_mean|_std]`` (HaLoRATrainer's keys) -> the accuracy-vs-sigma
   table and one model-index entry per (metric, sigma); ``eval_*`` and ``train_*`` -> a run table.
 - GraNT model: ``train_runtime``, ``*time_to_target*`` (its target: ``best_eval_<metric>``), ``grant_*`` (the
-  teacher's cost), and ``eval_*`` / ``test_*`` metrics.
+  teacher's cost), and ``eval_*`` / ``test_*`` metrics; ``dataset_from_hub`` (true) says a ``dataset_name`` without an
+  owner is a Hub id, not built-in data.
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
 After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``, a plain ``eval_<metric>`` evaluation beside
@@ -298,7 +299,7 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
     path of the machine it was trained on. A bare name (no owner) in the results is an example's built-in
     data (type ``builtin_type``), as is a name ``builtin`` matches, unless ``hub_tasks`` ({name: (Hub id,
     config)}) says which Hub dataset it is read from, or ``bare_hub_id`` says the results' name is one (the
-    HaLoRA example's --dataset); a bare name a caller gave is a Hub id, as transformers' cards read it."""
+    HaLoRA and GraNT examples' --dataset); a bare name a caller gave is a Hub id, as transformers' cards read it."""
     given = dataset is not None
     names = dataset if given else (results.get("dataset_name") or results.get("dataset"))
     names = [names] if isinstance(names, str) else list(names or [])
@@ -583,7 +584,9 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``), each split is a column named by its key,
     the one ``reported_split`` picks first, and a plain ``eval_*`` evaluation beside them is ``validation`` unless a key
     is; ``test_*`` (a ``predict`` on test data) is ``test`` unless a key is."""
-    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset)
+    # examples/grant_train.py records which --dataset is a Hub id: a bare one (no owner) is no built-in set then
+    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
+                                        bare_hub_id=results.get("dataset_from_hub") is True)
     reported, others = reported_split(results)
     evaluated = [reported, *others]
     # The plain evaluation (GraNT's eval_dataset is the validation graphs) is "validation", unless a dict key is.

@@ -204,6 +204,17 @@ def test_class_labels_of_several_splits_share_the_order_a_csv_gives_them(tmp_pat
         assert [names[y] for y in splits[split]["y"]] == [str(labels[i]) for i in chosen], split
 
 
+def test_a_bare_hub_id_is_carded_as_a_hub_dataset_not_built_in_data(tmp_path, hub_datasets, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no local "mols" here
+    hub_datasets(datasets.DatasetDict({"train": datasets.Dataset.from_dict({"smiles": SMILES, "logp": list(range(20))})}))
+    out = tmp_path / "run"
+    results = _example().main(["--dataset", "mols", "--target_column", "logp", "--task", "graph_regression",
+                               "--output_dir", str(out), *COMMON])
+    assert results["dataset_from_hub"] is True
+    card = (out / "README.md").read_text()
+    assert "datasets:\n- mols\n" in card and "name: mols\n      type: mols\n" in card and "hf-eff/builtin" not in card
+
+
 def test_pushed_graphs_are_used_as_a_saved_folder_is(tmp_path, hub_datasets):
     graphs = random_graphs(12, "graph_regression")
     hub_datasets(datasets.DatasetDict({"train": graphs}))

@@ -460,6 +460,15 @@ def test_a_bare_hub_dataset_of_the_example_is_carded_as_a_hub_id_with_its_config
     assert ModelCard(str(cards.halora_card(local, "me/a"))).data.eval_results[0].dataset_type == "local"
 
 
+def test_a_bare_hub_dataset_of_the_grant_example_is_carded_as_a_hub_id_with_its_revision():
+    results = {"eval_mae": 0.3, "dataset_name": "mols", "dataset_revision": "v2", "dataset_from_hub": True}
+    data = ModelCard(str(cards.grant_card(results, "me/gcn"))).data
+    assert data.datasets == ["mols"]
+    assert [(r.dataset_name, r.dataset_type, r.dataset_revision) for r in data.eval_results][0] == ("mols", "mols", "v2")
+    builtin = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": "mols"}, "me/gcn"))).data
+    assert builtin.datasets is None and builtin.eval_results[0].dataset_type == "hf-eff/builtin"
+
+
 def test_a_note_of_no_results_stands_in_each_model_card_before_its_loading_lines():
     note = "No evaluation results were recorded."
     for card in (cards.halora_card({}, "me/a", no_results_note=note), cards.grant_card({}, "me/g", no_results_note=note),
