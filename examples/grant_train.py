@@ -62,7 +62,8 @@ evaluated (--task names its task kind, which it is checked against):
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
 classifier's config.json has its class_names, a regression or multilabel model's its target_names) and `all_results.json` (train_runtime, teacher and start_ratio, the
 teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
-target_columns where the data names its targets, class_names for classification, data_split; model_name_or_path,
+target_columns where the data names its targets, class_names for classification, data_split, dataset_from_hub for a Hub
+--dataset (the card names it as one); model_name_or_path,
 model_revision and, as the card's base_model, base_model for a fine-tuned model) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
 targets, whatever their units; mae_<target> is each target's own. The MSE loss and the GraNT teacher's score
