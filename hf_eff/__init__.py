@@ -22,8 +22,8 @@ _EXPORTS = {
     ),
     **dict.fromkeys(
         ("GraNTTrainer", "GraNTTrainingArguments", "GrantGCN", "GraphCollator", "generate_graphon_dataset",
-         "graphs_from_pyg", "graphs_from_smiles", "load_freesolv", "load_qm9", "load_smiles_csv", "load_solubility",
-         "split_dataset"),
+         "graphs_from_pyg", "graphs_from_smiles", "load_freesolv", "load_qm9", "load_smiles_csv", "load_smiles_table",
+         "load_solubility", "split_dataset"),
         "grant",
     ),
     **dict.fromkeys(

@@ -94,8 +94,7 @@ def test_star_import_binds_exactly_the_top_level_names():
     assert set(namespace) - {"__builtins__"} == set(hf_eff.__all__)
 
 
-SUBPACKAGE_ONLY = {"grant": ["select", "TASKS", "graph_scores", "feature_widths", "predictions_table",
-                             "load_smiles_table"],
+SUBPACKAGE_ONLY = {"grant": ["select", "TASKS", "graph_scores", "feature_widths", "predictions_table"],
                    "splat": ["rasterize", "images_to_float", "camera_path", "EnergyCoarseToFine"],
                    "halora": ["tokenize_for_scoring", "MultipleChoiceScorer", "halora_regularizer", "save_embedding_layers"],
                    "hub": ["HubCardTrainerMixin", "grant_card"]}
