@@ -187,6 +187,9 @@ def test_splat_card_table_and_preview():
     assert "pose_opt" not in card.text and "pose_opt" not in cards.splat_card({**results, "pose_opt": False}, "me/splats").text
     refined = cards.splat_card({**results, "pose_opt": True}, "me/splats")
     assert "The training cameras' poses were refined with the splats (gsplat's `pose_opt`)" in refined.text
+    assert "corrected `world_to_camera` pose (in the splats' frame), which" in refined.text
+    normalised = cards.splat_card({**results, "pose_opt": True}, "me/splats", normalized=True)
+    assert "corrected `world_to_camera` pose (in the splats' frame, the\nnormalised one), which" in normalised.text
     measured = cards.splat_card({**results, "eval_ssim_padding": "same"}, "me/splats")
     assert "| strategy | PSNR (dB) | SSIM (3DGS's zero-padded) | Gaussians |" in measured.text
     assert "global-to-local phases" in card.text and "DefaultStrategy" not in card.text
@@ -467,6 +470,15 @@ def test_a_bare_hub_dataset_of_the_grant_example_is_carded_as_a_hub_id_with_its_
     assert [(r.dataset_name, r.dataset_type, r.dataset_revision) for r in data.eval_results][0] == ("mols", "mols", "v2")
     builtin = ModelCard(str(cards.grant_card({"eval_mae": 0.3, "dataset_name": "mols"}, "me/gcn"))).data
     assert builtin.datasets is None and builtin.eval_results[0].dataset_type == "hf-eff/builtin"
+
+
+def test_a_relative_local_folder_of_the_grant_example_is_carded_as_local_data_not_a_hub_id():
+    results = {"eval_mae": 0.3, "dataset_name": "data/graphs", "dataset_from_hub": False}
+    card = cards.grant_card(results, "me/gcn")
+    assert card.data.datasets is None and "data/graphs" not in card.text
+    assert [(r.dataset_name, r.dataset_type) for r in card.data.eval_results] == [("local data (graphs)", "local")]
+    named = ModelCard(str(cards.grant_card(results, "me/gcn", dataset="me/graphs"))).data  # a caller's name wins
+    assert named.datasets == ["me/graphs"]
 
 
 def test_a_note_of_no_results_stands_in_each_model_card_before_its_loading_lines():
