@@ -41,7 +41,8 @@ nearest-first) and comes back (the GIF loops), none skips the video (as gsplat's
 training).
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
-`GaussianModel.from_pretrained`), splats.ply (the standard 3DGS format), preview.png (a test
+`GaussianModel.from_pretrained`; under --pose_opt with pose_adjustment.safetensors, the training views' corrections and
+corrected poses), splats.ply (the standard 3DGS format), preview.png (a test
 view: render | ground truth), trajectory.gif (a novel-view video along --render_trajectory) and
 all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy, rasterize_mode; base_model,
 model_name_or_path and model_revision for a run from a model, which keeps its rasterize_mode and background
@@ -344,6 +345,7 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) ->
     train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if args.should_save:  # the model first: nothing that fails below can lose it
         trainer.model.save_pretrained(args.output_dir)
+        trainer.save_pose_adjustment(args.output_dir)  # --pose_opt's corrections, which the model was fitted with
     metrics = dict(train_result.metrics)
     metrics["num_gaussians"] = len(trainer.model)
     metrics.update(trainer.card_run_settings(), ssim_padding=args.ssim_padding)

@@ -30,7 +30,8 @@ _LAZY_EXPORTS = {
     "FixedDefaultStrategy": "hf_eff.splat.strategy",
     "GlobalToLocalStrategy": "hf_eff.splat.strategy",
     "EnergyCoarseToFine": "hf_eff.splat.coarse_to_fine",
-    # pose_opt's per-view camera corrections (gsplat's CameraOptModule), to read a run's pose_adjustment.safetensors.
+    # pose_opt's per-view camera corrections (gsplat's CameraOptModule); PoseAdjustment.from_file reads a run's
+    # pose_adjustment.safetensors.
     "PoseAdjustment": "hf_eff.splat.pose_adjustment",
     # Novel-view videos: camera paths from the training cameras, rendered into a GIF.
     "camera_path": "hf_eff.splat.trajectory",

@@ -249,8 +249,12 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                           "own frame as gsplat does), for captures whose poses (COLMAP) are imperfect. The "
                           "corrections get their own Adam (learning rate pose_opt_lr, weight decay pose_opt_reg) and "
                           "are saved beside the model as pose_adjustment.safetensors, with the corrected training "
-                          "poses. Evaluation renders the training split with its corrected poses and every other "
-                          "split with its given poses (gsplat)."},
+                          "poses (world_to_camera, in the training split's stored frame: the normalised one for a "
+                          "scene stored normalised); PoseAdjustment.from_file reads the corrections. Evaluation renders "
+                          "each view whose camera (world_to_camera and K) is a training view's with its corrected "
+                          "pose, in any split or order, and every other view with its given pose (gsplat). An "
+                          "evaluation-only run (do_train=False) does not read a saved model's file: it renders every "
+                          "split at its given poses."},
     )
     pose_opt_lr: float = field(
         default=1e-5,

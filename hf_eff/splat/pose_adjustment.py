@@ -10,7 +10,11 @@ that is zero (the identity) at the start. gsplat right-multiplies the camera-to-
 
 from __future__ import annotations
 
+import os
+
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
@@ -39,6 +43,24 @@ class PoseAdjustment(nn.Module):
         self.embeds = nn.Embedding(num_views, 9)  # translation [3] + 6D rotation delta [6]
         nn.init.zeros_(self.embeds.weight)
         self.register_buffer("identity", torch.tensor(IDENTITY_6D), persistent=False)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> PoseAdjustment:
+        """The corrections a run saved (SplatTrainer's pose_adjustment.safetensors, its ``pose_deltas`` [N, 9]), as
+        a module that corrects the run's training poses (those it trained on: after pose_noise, in the training
+        split's stored frame). The file's ``world_to_camera`` [N, 4, 4] holds the corrected poses themselves
+        (`safetensors.torch.load_file`). A file that does not read, or holds no [N, 9] ``pose_deltas``, is named."""
+        try:
+            deltas = load_file(path)["pose_deltas"]
+        except (SafetensorError, KeyError) as error:
+            raise ValueError(f"{path} does not load ({type(error).__name__}: {error})") from error
+        if deltas.ndim != 2 or deltas.shape[1] != 9 or not deltas.is_floating_point():
+            raise ValueError(f"{path}: pose_deltas must be float [num_views, 9] (translation and 6D rotation delta "
+                             f"per view), got {deltas.dtype} {list(deltas.shape)}")
+        adjustment = cls(len(deltas))
+        with torch.no_grad():
+            adjustment.embeds.weight.copy_(deltas)
+        return adjustment
 
     @classmethod
     def random(cls, num_views: int, std: float, seed: int) -> PoseAdjustment:

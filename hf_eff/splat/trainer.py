@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import inspect
 import math
 import os
@@ -36,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
@@ -74,6 +75,8 @@ logger = logging.get_logger(__name__)
 DENSIFICATION_STATE_NAME = "densification_state.pt"
 # pose_opt's per-view corrections (and the corrected training poses), beside the model in checkpoints and output_dir.
 POSE_ADJUSTMENT_NAME = "pose_adjustment.safetensors"
+# How the non-finite watch and its errors name pose_opt's corrections.
+POSE_CORRECTIONS = "pose_adjustment"
 # What SplatTrainer.evaluate reports, after its prefix ("eval_").
 EVAL_METRICS = ("psnr", "ssim", "num_gaussians", "train_seconds", "train_cpu_seconds")
 # The keywords `SplatTrainer.render` passes to the model's render.
@@ -195,6 +198,12 @@ class SceneViews(Dataset):
         if self.alphas is not None:
             item["alpha"] = images_to_float(self.alphas[index, :, :, None])
         return item
+
+
+def camera_key(viewmat: torch.Tensor, K: torch.Tensor) -> bytes:
+    """A view's camera as bytes (its stored world_to_camera and K, CPU): two views share a camera when these are
+    equal bit for bit."""
+    return viewmat.numpy().tobytes() + K.numpy().tobytes()
 
 
 def _over_black(rgba: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -496,8 +505,15 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # whose buckets would break at the first densification.
             model._is_accelerate_prepared = True
         self.scene_scale = camera_scene_scale(train_views.viewmats)
-        # Kept to tell the training split among evaluated ones (`_training_split_poses`).
-        self._given_train_viewmats = train_views.viewmats
+        # The training views' given cameras: evaluation finds them in any split by these (`_evaluation_poses`), and
+        # a resume checks that it trains on the checkpoint's views in its order (`_pose_record`).
+        self._training_view_of_camera: dict[bytes, int] | None = None
+        if args.pose_opt or args.pose_noise:
+            keys = [camera_key(viewmat, K) for viewmat, K in zip(train_views.viewmats, train_views.Ks)]
+            self._training_cameras_sha256 = hashlib.sha256(b"".join(keys)).hexdigest()
+            self._training_view_of_camera = {}
+            for index, key in enumerate(keys):
+                self._training_view_of_camera.setdefault(key, index)  # a camera held twice: its first view's
         if args.pose_noise:
             # gsplat's --pose_noise, after the scene scale is taken from the given poses. A new tensor: a
             # SceneViews the caller passed keeps its own.
@@ -522,7 +538,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self.strategy_state = self._initial_strategy_state()
         self.optimizers_by_key: dict[str, torch.optim.Optimizer] = {}
         self._last_info: dict[str, Any] | None = None
-        self._non_finite = NonFiniteWatch([*self.splats.keys(), "render"])
+        self._non_finite = NonFiniteWatch([*self._watched_tensors(), "render"])
         # Whether the ranks' densification statistics hold their own views' parts, not yet summed.
         self._statistics_partial = False
         self._checkpoint_clocks: tuple[float, float] | None = None  # what a resumed checkpoint saved
@@ -965,7 +981,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         # watch records the first non-finite step on the device, and `_check_finite` reads it.
         renders, _, info = self.render(model, viewmats, Ks, width, height, self.active_sh_degree(step),
                                        check_finite=False, backgrounds=backgrounds)
-        self._non_finite.update(step, {**self.splats, "render": renders})
+        self._non_finite.update(step, {**self._watched_tensors(), "render": renders})
         self.strategy.step_pre_backward(self.splats, self.optimizers_by_key, self.strategy_state, step, info)
         self._last_info = info
         # Masks as gsplat's simple_trainer and splatfacto apply them: render and target both multiplied by
@@ -1021,7 +1037,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         now (before a save or an evaluation). Reads the device once; with several processes every
         rank raises the same error (one gather)."""
         if current:
-            self._non_finite.update(self.state.global_step, dict(self.splats))
+            self._non_finite.update(self.state.global_step, self._watched_tensors())
         record = self._non_finite.record()
         if record is None:  # nothing rendered yet
             return
@@ -1029,12 +1045,25 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if found is None:
             return
         step, names = found
+        gaussians = [name for name in names if name in self.splats]
+        what, fix = "the Gaussians", "Lower the learning rates (means_lr, scales_lr, opacities_lr) or check the cameras"
+        if POSE_CORRECTIONS in names:
+            # NaN corrections reach the render at the same step, the Gaussians only at the next
+            what, fix = ("the Gaussians and pose_opt's camera corrections",
+                         "Lower the learning rates (means_lr, scales_lr, opacities_lr, pose_opt_lr) or check the "
+                         "cameras") if gaussians else (
+                "pose_opt's camera corrections", "Lower pose_opt_lr, or train with pose_opt=False")
         raise RuntimeError(
-            f"step {step}: the Gaussians diverged: {', '.join(names)} went NaN or inf at this step (recorded on the "
+            f"step {step}: {what} diverged: {', '.join(names)} went NaN or inf at this step (recorded on the "
             f"device every step, read every finite_check_steps={self.args.finite_check_steps} steps and at logging, "
             "densification, evaluation and checkpoints; no checkpoint was written from then on, earlier ones are "
-            "kept). Lower the learning rates (means_lr, scales_lr, opacities_lr) or check the cameras"
+            f"kept). {fix}"
         )
+
+    def _watched_tensors(self) -> dict[str, torch.Tensor]:
+        """The trained tensors the non-finite watch checks: the Gaussians', and pose_opt's corrections."""
+        corrections = {} if self.pose_adjustment is None else {POSE_CORRECTIONS: self.pose_adjustment.embeds.weight}
+        return {**self.splats, **corrections}
 
     def _check_not_empty(self, step: int, before: dict[str, torch.Tensor]) -> None:
         """Rendering nothing would train on without a gradient and save an empty model: stops here, naming
@@ -1141,23 +1170,28 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         device = self.pose_adjustment.embeds.weight.device
         return self.pose_adjustment(viewmats.to(device), torch.arange(len(viewmats), device=device)).cpu()
 
-    def _training_split_poses(self, views: SceneViews) -> torch.Tensor | None:
-        """`training_poses` when ``views`` is the training split (its given poses and intrinsics), which evaluation
-        renders as training does; None for any other split, rendered with its given poses (as gsplat evaluates)."""
-        if self.pose_adjustment is None and not self.args.pose_noise:
-            return None
-        given = self._given_train_viewmats
-        if views.viewmats.shape == given.shape and torch.equal(views.viewmats, given) and torch.equal(
-                views.Ks, self.train_dataset.Ks):
-            return self.training_poses()
-        return None
+    def _evaluation_poses(self, views: SceneViews) -> torch.Tensor:
+        """The world-to-camera poses [N, 4, 4] ``views`` are rendered with in evaluation: a view whose camera
+        (world_to_camera and K, `camera_key`) is a training view's, in any split and order, gets that view's training
+        pose (`training_poses`), as training renders it; any other keeps its given pose (as gsplat evaluates)."""
+        if self._training_view_of_camera is None:
+            return views.viewmats
+        matches = [(index, self._training_view_of_camera.get(camera_key(viewmat, K)))
+                   for index, (viewmat, K) in enumerate(zip(views.viewmats, views.Ks))]
+        matches = [(index, training_index) for index, training_index in matches if training_index is not None]
+        if not matches:
+            return views.viewmats
+        poses, training_poses = views.viewmats.clone(), self.training_poses()
+        for index, training_index in matches:
+            poses[index] = training_poses[training_index]
+        return poses
 
     def _render_views(self, views: SceneViews, prefix: str, keep: int):
         """Renders every view; returns the metrics (mean PSNR and SSIM, Gaussian count, then Trainer's speed
         metrics, one view a sample and a step) and the render and target [H, W, 3] (CPU) of the first ``keep`` views.
-        The training split is rendered with its training poses (`_training_split_poses`)."""
+        Training views are rendered with their training poses (`_evaluation_poses`)."""
         start_time = time.time()  # speed_metrics' clock
-        training_poses = self._training_split_poses(views)
+        poses = self._evaluation_poses(views)
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -1172,8 +1206,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             masked = {"mask": item["mask"][None].to(device)} if "mask" in item else {}
             # every SH degree of the model (render's default), not the step's active one: a model trained or
             # loaded elsewhere is measured with its view-dependent colour (degrees not yet active stay zero)
-            viewmat = item["viewmat"] if training_poses is None else training_poses[index]
-            render, _, _ = self.render(model, viewmat[None].to(device), item["K"][None].to(device),
+            render, _, _ = self.render(model, poses[index][None].to(device), item["K"][None].to(device),
                                        views.width, views.height)
             render = render.clamp(0, 1)
             psnrs.append(psnr(render, target, **masked).item())
@@ -1233,52 +1266,109 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         bad = [key for key, value in self.splats.items() if not torch.isfinite(value).all()]
         if bad:
             raise RuntimeError(f"not saved to {output_dir}: the Gaussians' {', '.join(bad)} contain NaN or inf")
+        self._refuse_non_finite_corrections(output_dir)
         os.makedirs(output_dir, exist_ok=True)
         self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
-        if self.pose_adjustment is not None:
-            self._save_pose_adjustment(output_dir)
+        self.save_pose_adjustment(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
-    def _save_pose_adjustment(self, output_dir: str) -> None:
-        """pose_opt's corrections, which a resume reads (``pose_deltas`` [N, 9]: translation and 6D rotation delta
-        per training view, gsplat's CameraOptModule embedding), and the corrected training poses for users
-        (``world_to_camera`` [N, 4, 4], OpenCV, `training_poses`)."""
+    def _refuse_non_finite_corrections(self, folder) -> None:
+        if self.pose_adjustment is not None and not torch.isfinite(self.pose_adjustment.embeds.weight).all():
+            raise RuntimeError(f"not saved to {folder}: pose_opt's camera corrections contain NaN or inf; lower "
+                               "pose_opt_lr, or train with pose_opt=False")
+
+    def save_pose_adjustment(self, folder: str | os.PathLike) -> str | None:
+        """Writes pose_opt's corrections into ``folder`` as pose_adjustment.safetensors, as checkpoints and
+        `save_model` do: ``pose_deltas`` [N, 9] (translation and 6D rotation delta per training view, gsplat's
+        CameraOptModule embedding), which a resume and `PoseAdjustment.from_file` read, and ``world_to_camera``
+        [N, 4, 4], the corrected training poses (`training_poses`: OpenCV, in the training split's stored frame, the
+        normalised one for a split stored normalised); its metadata records what a resume must match
+        (`_pose_record`). Returns the file's path; None without pose_opt or off the main process, where nothing is
+        written. Refuses corrections holding NaN or inf."""
+        if self.pose_adjustment is None or not self.args.should_save:
+            return None
+        self._refuse_non_finite_corrections(folder)
         tensors = {"pose_deltas": self.pose_adjustment.embeds.weight.detach().cpu().contiguous(),
                    "world_to_camera": self.training_poses().contiguous()}
         metadata = {"pose_deltas": "per training view: translation [3] + 6D rotation delta [6], applied as "
                                    "camera_to_world @ T (gsplat's CameraOptModule)",
-                    "world_to_camera": "the training views' corrected world-to-camera poses (OpenCV)"}
-        save_file(tensors, os.path.join(output_dir, POSE_ADJUSTMENT_NAME), metadata=metadata)
+                    "world_to_camera": "the training views' corrected world-to-camera poses (OpenCV), in the "
+                                       "training split's stored frame (normalised when it was stored so)",
+                    **self._pose_record()}
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, POSE_ADJUSTMENT_NAME)
+        save_file(tensors, path, metadata=metadata)
+        return path
 
-    def _load_pose_adjustment(self, checkpoint: str, source: str) -> None:
+    def _pose_record(self) -> dict[str, str]:
+        """What the corrections belong to, which a resume must match (safetensors metadata, strings): the training
+        views' given cameras in their order (a hash of their world_to_camera and K) and the noise that pose_noise
+        drew for them (its std and seed)."""
+        return {"training_cameras_sha256": self._training_cameras_sha256, "pose_noise": str(self.args.pose_noise),
+                "seed": str(self.args.seed)}
+
+    def _load_pose_adjustment(self, checkpoint: str, source: str, resuming: bool) -> None:
         """Restores pose_opt's corrections from ``checkpoint`` (in place: the optimizer's state stays theirs);
-        ``source``: how errors name the checkpoint. Refuses one that does not match pose_opt."""
+        ``source``: how errors name the checkpoint; ``resuming``: a resume (else load_best_model_at_end's load of
+        this run's best checkpoint), whose training views and pose_noise must be the checkpoint's. Refuses one that
+        does not match pose_opt."""
         path = os.path.join(checkpoint, POSE_ADJUSTMENT_NAME)
         if self.pose_adjustment is None:
-            if os.path.isfile(path):
+            if not os.path.isfile(path):
+                return
+            if resuming:
                 raise ValueError(
                     f"{source}: it was trained with pose_opt=True (it holds {POSE_ADJUSTMENT_NAME}) and this run has "
                     f"pose_opt=False: resume with pose_opt=True, or start a new run from its Gaussians with "
                     f"GaussianModel.from_pretrained({checkpoint!r})"
                 )
-            return
+            raise ValueError(f"{source} holds {POSE_ADJUSTMENT_NAME}, and this run has pose_opt=False: an earlier "
+                             "pose_opt run's file in the same folder? Train into an output_dir of its own")
         if not os.path.isfile(path):
+            if resuming:
+                raise FileNotFoundError(
+                    f"{source}: pose_opt=True and the checkpoint holds no pose corrections ({path} is missing: saved "
+                    "without pose_opt?); resume with pose_opt=False, or start a new pose_opt run from its Gaussians "
+                    f"with GaussianModel.from_pretrained({checkpoint!r})"
+                )
             raise FileNotFoundError(
-                f"{source}: pose_opt=True and the checkpoint holds no pose corrections ({path} is missing: saved "
-                "without pose_opt?); resume with pose_opt=False, or start a new pose_opt run from its Gaussians with "
-                f"GaussianModel.from_pretrained({checkpoint!r})"
+                f"{source}: {path} is missing (removed?), and its Gaussians were fitted with the corrections it held: "
+                "restore it, or train with load_best_model_at_end=False to keep the last step's model and corrections"
             )
         try:
-            deltas = load_file(path)["pose_deltas"]
-        except (SafetensorError, KeyError) as error:
-            raise ValueError(f"{source}: {path} does not load ({type(error).__name__}: {error}); it is left as it "
-                             "is") from error
+            deltas = PoseAdjustment.from_file(path).embeds.weight
+            with safe_open(path, "pt") as saved:
+                recorded = saved.metadata() or {}
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}; it is left as it is") from error
         weight = self.pose_adjustment.embeds.weight
         if deltas.shape != weight.shape:
             raise ValueError(f"{source}: {path} holds corrections of {len(deltas)} training views, and train_dataset "
                              f"has {len(weight)}: resume on the training views the checkpoint was trained on")
+        if resuming:
+            self._check_pose_record(recorded, f"{source}: {path}")
         with torch.no_grad():
             weight.copy_(deltas)
+
+    def _check_pose_record(self, recorded: dict[str, str], source: str) -> None:
+        """Refuses, naming each difference, corrections of other training poses than this run's (`_pose_record`):
+        other training views or another order of them, another pose_noise, or another seed under pose_noise."""
+        current = self._pose_record()
+        differences = []
+        if recorded.get("training_cameras_sha256") != current["training_cameras_sha256"]:
+            differences.append("train_dataset: its views' cameras (world_to_camera and K, in order) are not the "
+                               "checkpoint's (another split, a part of it, or its views in another order)")
+        if recorded.get("pose_noise") != current["pose_noise"]:
+            differences.append(f"pose_noise: {recorded.get('pose_noise')} in the checkpoint, {current['pose_noise']} "
+                               "now")
+        elif self.args.pose_noise and recorded.get("seed") != current["seed"]:
+            differences.append(f"seed (which draws pose_noise): {recorded.get('seed')} in the checkpoint, "
+                               f"{current['seed']} now")
+        if differences:
+            raise ValueError(
+                f"{source} corrects other training poses than this run's: {'; '.join(differences)}. Resume on the "
+                "checkpoint's training split with the pose_noise and seed it was trained with (its training_args.bin)"
+            )
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
@@ -1350,7 +1440,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
             )
         self._check_resumable(resume_from_checkpoint)
-        self._load_pose_adjustment(resume_from_checkpoint, f"resume_from_checkpoint {resume_from_checkpoint!r}")
+        self._load_pose_adjustment(resume_from_checkpoint, f"resume_from_checkpoint {resume_from_checkpoint!r}",
+                                   resuming=True)
         try:
             self._load_gaussians(resume_from_checkpoint, model)
         except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
@@ -1366,7 +1457,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             self._load_gaussians(checkpoint)
         except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
             raise unreadable_best_weights_error(checkpoint, error) from error
-        self._load_pose_adjustment(checkpoint, f"load_best_model_at_end: the best checkpoint {checkpoint!r}")
+        self._load_pose_adjustment(checkpoint, f"load_best_model_at_end: the best checkpoint {checkpoint!r}",
+                                   resuming=False)
         if os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
             self._load_densification_state(checkpoint)
         else:

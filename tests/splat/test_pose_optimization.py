@@ -2,10 +2,13 @@
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from datasets import concatenate_datasets
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
 
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import psnr
@@ -129,7 +132,6 @@ def test_pose_opt_undoes_pose_noise(scene, rendered_splits, tmp_path):
     start = pose_error(noisy.training_poses(), truth)
     assert start > 0.02  # the training poses are perturbed, by the same draw in both runs
     noisy.train()
-    assert pose_error(noisy.training_poses(), truth) == start
     corrected = make_trainer(scene, rendered_splits, tmp_path / "corrected", pose_opt=True, **settings)
     assert torch.equal(corrected.train_dataset.viewmats, noisy.train_dataset.viewmats)
     corrected.train()
@@ -141,6 +143,8 @@ def test_pose_opt_undoes_pose_noise(scene, rendered_splits, tmp_path):
     assert corrected.pose_optimizer.param_groups[0]["weight_decay"] == 1e-6
     assert corrected.pose_lr(0) == pytest.approx(4e-3 * math.sqrt(6))
     assert corrected.pose_lr(30) == pytest.approx(4e-3 * math.sqrt(6) * 0.01)
+    # each step set it: the last one (step 29) trained at the schedule's value there
+    assert corrected.pose_optimizer.param_groups[0]["lr"] == pytest.approx(corrected.pose_lr(29), rel=1e-12)
 
 
 def test_evaluation_renders_the_training_split_with_its_training_poses_and_others_with_theirs(
@@ -163,6 +167,28 @@ def test_evaluation_renders_the_training_split_with_its_training_poses_and_other
     assert trainer.evaluate()["eval_psnr"] > 40
 
 
+def test_evaluation_finds_training_views_by_camera_in_a_part_of_the_split_or_another_order(
+        scene, rendered_splits, tmp_path):
+    trainer = make_trainer(scene, rendered_splits, tmp_path, max_steps=4, per_device_train_batch_size=6,
+                           pose_noise=0.05, pose_opt=True, pose_opt_lr=4e-3, **FROZEN)
+    trainer.train()
+    train, test = rendered_splits["train"], rendered_splits["test"]
+    training_poses, test_poses = trainer.training_poses(), SceneViews(test).viewmats
+    # (split, the poses its views must be rendered with): training views by their training index, test views as given
+    cases = {
+        "first three": (train.select(range(3)), training_poses[:3]),
+        "reordered": (train.select([4, 0, 5, 2, 1, 3]), training_poses[[4, 0, 5, 2, 1, 3]]),
+        "mixed": (concatenate_datasets([test.select([1]), train.select([3])]), torch.stack([test_poses[1],
+                                                                                            training_poses[3]])),
+    }
+    for name, (split, poses) in cases.items():
+        views = SceneViews(split)
+        with torch.no_grad():
+            expected = trainer.model.render(poses, views.Ks, SIZE, SIZE)[0].clamp(0, 1)
+        predicted = torch.as_tensor(trainer.predict(split).predictions)
+        torch.testing.assert_close(predicted, expected, msg=name)
+
+
 def test_checkpoints_keep_the_corrections_and_a_resume_restores_them_with_their_optimizer(
         scene, rendered_splits, tmp_path):
     settings = dict(pose_noise=0.05, pose_opt=True, pose_opt_lr=4e-3)
@@ -178,6 +204,11 @@ def test_checkpoints_keep_the_corrections_and_a_resume_restores_them_with_their_
     final = load_file(tmp_path / "full" / POSE_ADJUSTMENT_NAME)
     assert torch.equal(final["pose_deltas"], full.pose_adjustment.embeds.weight.detach())
     assert torch.equal(final["world_to_camera"], full.training_poses())
+    # PoseAdjustment.from_file reads them back: they correct the run's (noisy) training poses into the saved ones
+    loaded = PoseAdjustment.from_file(tmp_path / "full" / POSE_ADJUSTMENT_NAME)
+    assert torch.equal(loaded.embeds.weight, final["pose_deltas"])
+    with torch.no_grad():
+        assert torch.equal(loaded(full.train_dataset.viewmats, torch.arange(6)), final["world_to_camera"])
 
     resumed = make_trainer(scene, rendered_splits, tmp_path / "resumed", **settings)
     resumed.train(resume_from_checkpoint=str(checkpoint))
@@ -206,6 +237,109 @@ def test_resuming_without_the_corrections_or_without_pose_opt_is_refused_by_name
     corrections.write_bytes(corrections.read_bytes()[:40])
     with pytest.raises(ValueError, match=re.escape(f"{corrections} does not load")):
         make_trainer(scene, rendered_splits, tmp_path / "c", pose_opt=True).train(resume_from_checkpoint=pose_checkpoint)
+
+
+def test_a_saved_file_that_is_not_pose_corrections_is_named(tmp_path):
+    truncated, other, misshapen = tmp_path / "truncated.safetensors", tmp_path / "other.safetensors", tmp_path / "9.st"
+    save_file({"pose_deltas": torch.zeros(3, 9)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    save_file({"world_to_camera": torch.zeros(3, 4, 4)}, other)
+    save_file({"pose_deltas": torch.zeros(3, 6)}, misshapen)
+    with pytest.raises(ValueError, match=re.escape(f"{truncated} does not load")):
+        PoseAdjustment.from_file(truncated)
+    with pytest.raises(ValueError, match=re.escape(f"{other} does not load (KeyError")):
+        PoseAdjustment.from_file(other)
+    with pytest.raises(ValueError, match=re.escape(f"{misshapen}: pose_deltas must be float [num_views, 9] (translation "
+                                                   "and 6D rotation delta per view), got torch.float32 [3, 6]")):
+        PoseAdjustment.from_file(misshapen)
+
+
+def test_a_resume_on_other_training_views_or_other_noise_is_refused_by_name(scene, rendered_splits, tmp_path):
+    settings = dict(max_steps=8, pose_noise=0.05, pose_opt=True, pose_opt_lr=4e-3)
+    make_trainer(scene, rendered_splits, tmp_path / "run", save_strategy="steps", save_steps=4, **settings).train()
+    checkpoint = str(tmp_path / "run" / "checkpoint-4")
+    saved = (tmp_path / "run" / "checkpoint-4" / POSE_ADJUSTMENT_NAME).read_bytes()
+    source = f"resume_from_checkpoint {checkpoint!r}: {checkpoint}/{POSE_ADJUSTMENT_NAME} corrects other training " \
+             "poses than this run's: "
+    reordered = {**rendered_splits, "train": rendered_splits["train"].select([1, 0, 2, 3, 4, 5])}
+    cases = [
+        (reordered, {}, "train_dataset: its views' cameras (world_to_camera and K, in order) are not the checkpoint's"),
+        (rendered_splits, {"pose_noise": 0.1}, "pose_noise: 0.05 in the checkpoint, 0.1 now"),
+        (rendered_splits, {"seed": 1}, "seed (which draws pose_noise): 0 in the checkpoint, 1 now"),
+    ]
+    for splits, changed, difference in cases:
+        resumed = make_trainer(scene, splits, tmp_path / "resumed", **{**settings, **changed})
+        with pytest.raises(ValueError, match=re.escape(source + difference)):
+            resumed.train(resume_from_checkpoint=checkpoint)
+    assert (tmp_path / "run" / "checkpoint-4" / POSE_ADJUSTMENT_NAME).read_bytes() == saved
+
+
+class _RemovePoseFiles(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        for path in Path(args.output_dir).glob(f"checkpoint-*/{POSE_ADJUSTMENT_NAME}"):
+            path.unlink()
+
+
+def test_a_best_checkpoint_that_lost_its_corrections_is_named_with_advice_for_the_best_model_load(
+        scene, rendered_splits, tmp_path):
+    trainer = make_trainer(scene, rendered_splits, tmp_path, max_steps=8, eval_strategy="steps", eval_steps=4,
+                           save_strategy="steps", save_steps=4, load_best_model_at_end=True, pose_opt=True)
+    trainer.add_callback(_RemovePoseFiles())
+    with pytest.raises(FileNotFoundError) as error:
+        trainer.train()
+    message = str(error.value)
+    assert message.startswith(f"load_best_model_at_end: the best checkpoint {trainer.state.best_model_checkpoint!r}: "
+                              f"{trainer.state.best_model_checkpoint}/{POSE_ADJUSTMENT_NAME} is missing (removed?)")
+    assert message.endswith("restore it, or train with load_best_model_at_end=False to keep the last step's model and "
+                            "corrections")
+    assert "pose_opt=False" not in message
+
+
+class _PoisonCorrections(TrainerCallback):
+    """Makes view 0's correction NaN after the second step."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            with torch.no_grad():
+                self.trainer.pose_adjustment.embeds.weight[0, 0] = float("nan")
+
+
+def test_non_finite_corrections_stop_training_and_are_not_saved_naming_pose_opt(scene, rendered_splits, tmp_path):
+    diverging = make_trainer(scene, rendered_splits, tmp_path / "diverging", per_device_train_batch_size=6,
+                             pose_opt=True)
+    diverging.add_callback(_PoisonCorrections(diverging))
+    with pytest.raises(RuntimeError, match=r"step 2: pose_opt's camera corrections diverged: pose_adjustment\b.* went "
+                                           r"NaN or inf at this step .*Lower pose_opt_lr, or train with "
+                                           r"pose_opt=False$"):
+        diverging.train()
+    trained = make_trainer(scene, rendered_splits, tmp_path / "trained", max_steps=2, pose_opt=True)
+    trained.train()
+    with torch.no_grad():
+        trained.pose_adjustment.embeds.weight[1, 4] = float("inf")
+    folder = tmp_path / "saved"
+    with pytest.raises(RuntimeError, match=re.escape(f"not saved to {folder}: pose_opt's camera corrections contain "
+                                                     "NaN or inf; lower pose_opt_lr, or train with pose_opt=False")):
+        trained.save_model(str(folder))
+    assert not folder.exists()
+    with pytest.raises(RuntimeError, match="step 2: pose_opt's camera corrections diverged: pose_adjustment went NaN"):
+        trained.evaluate()
+
+
+def test_the_example_writes_the_corrections_with_the_model_before_evaluating(tmp_path, monkeypatch):
+    from tests.splat.test_example import run_example
+
+    def failing_evaluate(self, *args, **kwargs):
+        raise RuntimeError("the evaluation failed")
+
+    monkeypatch.setattr(SplatTrainer, "evaluate", failing_evaluate)
+    with pytest.raises(RuntimeError, match="the evaluation failed"):
+        run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--pose_opt", "True",
+                    "--report_to", "none", "--output_dir", str(tmp_path))
+    assert (tmp_path / "model.safetensors").is_file()
+    assert len(PoseAdjustment.from_file(tmp_path / POSE_ADJUSTMENT_NAME).embeds.weight) == 3
 
 
 def test_load_best_model_at_end_restores_the_best_checkpoints_corrections(scene, rendered_splits, tmp_path):
