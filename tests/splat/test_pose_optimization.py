@@ -295,6 +295,25 @@ def test_a_best_checkpoint_that_lost_its_corrections_is_named_with_advice_for_th
     assert "pose_opt=False" not in message
 
 
+class _LeaveStalePoseFiles(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        for folder in Path(args.output_dir).glob("checkpoint-*"):
+            save_file({"pose_deltas": torch.zeros(6, 9)}, folder / POSE_ADJUSTMENT_NAME)
+
+
+def test_a_best_checkpoint_holding_another_runs_corrections_is_named_without_pose_opt(scene, rendered_splits,
+                                                                                      tmp_path):
+    trainer = make_trainer(scene, rendered_splits, tmp_path, max_steps=8, eval_strategy="steps", eval_steps=4,
+                           save_strategy="steps", save_steps=4, load_best_model_at_end=True)
+    trainer.add_callback(_LeaveStalePoseFiles())
+    with pytest.raises(ValueError) as error:
+        trainer.train()
+    assert str(error.value) == (
+        f"load_best_model_at_end: the best checkpoint {trainer.state.best_model_checkpoint!r} holds "
+        f"{POSE_ADJUSTMENT_NAME}, and this run has pose_opt=False: an earlier pose_opt run's file in the same folder? "
+        "Train into an output_dir of its own")
+
+
 class _PoisonCorrections(TrainerCallback):
     """Makes view 0's correction NaN after the second step."""
 
