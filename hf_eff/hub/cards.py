@@ -10,8 +10,8 @@ Results are the flat dict an example writes to ``all_results.json``. What each k
 - HaLoRA adapter: ``[eval_]<metric>_sigma_<s>[_mean|_std]`` (HaLoRATrainer's keys) -> the accuracy-vs-sigma
   table and one model-index entry per (metric, sigma); ``eval_*`` and ``train_*`` -> a run table.
 - GraNT model: ``train_runtime``, ``*time_to_target*`` (its target: ``best_eval_<metric>``), ``grant_*`` (the
-  teacher's cost), and ``eval_*`` / ``test_*`` metrics; ``dataset_from_hub`` (true) says a ``dataset_name`` without an
-  owner is a Hub id, not built-in data.
+  teacher's cost), and ``eval_*`` / ``test_*`` metrics; ``dataset_from_hub`` says a ``dataset_name`` is a Hub id (true: one
+  without an owner is no built-in data) or local data (false: a relative folder such as data/graphs is no Hub id).
 - Gaussian splats: ``eval_psnr``, ``eval_ssim``, ``num_gaussians``, ``train_runtime``
   (and ``eval_lpips`` when present).
 After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>``, a plain ``eval_<metric>`` evaluation beside
@@ -291,7 +291,8 @@ def card_datasets(dataset_tags, dataset=None, dataset_args=None, tags_label: str
 
 
 def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Pattern | None = None,
-              hub_tasks: dict | None = None, bare_hub_id: bool = False) -> tuple[list[str] | None, list[dict]]:
+              hub_tasks: dict | None = None, bare_hub_id: bool = False,
+              local_data: bool = False) -> tuple[list[str] | None, list[dict]]:
     """(card `datasets` list, [model-index dataset fields]) of the data a run was evaluated on:
     ``dataset`` (one name or several, as a caller gave them, or ``CardDataset``s) or else the results' ``dataset_name`` /
     ``dataset`` (the examples'). Only a Hub id goes into the `datasets` metadata and is its own type; a
@@ -299,7 +300,8 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
     path of the machine it was trained on. A bare name (no owner) in the results is an example's built-in
     data (type ``builtin_type``), as is a name ``builtin`` matches, unless ``hub_tasks`` ({name: (Hub id,
     config)}) says which Hub dataset it is read from, or ``bare_hub_id`` says the results' name is one (the
-    HaLoRA and GraNT examples' --dataset); a bare name a caller gave is a Hub id, as transformers' cards read it."""
+    HaLoRA and GraNT examples' --dataset), or ``local_data`` says it is local (a relative folder such as data/graphs
+    looks like a Hub id); a bare name a caller gave is a Hub id, as transformers' cards read it."""
     given = dataset is not None
     names = dataset if given else (results.get("dataset_name") or results.get("dataset"))
     names = [names] if isinstance(names, str) else list(names or [])
@@ -320,7 +322,7 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
             entries.append(dict(dataset_name=name, dataset_type=hub_id, dataset_config=config))
         elif builtin is not None and builtin.fullmatch(name):
             entries.append(dict(dataset_name=name, dataset_type=builtin_type))
-        elif not _is_hub_id(name):
+        elif not _is_hub_id(name) or (local_data and not given):
             entries.append(dict(dataset_name=f"local data ({_local_name(name)})", dataset_type="local"))
         elif "/" in name or given or bare_hub_id:
             hub_ids.append(name)
@@ -586,7 +588,8 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     is; ``test_*`` (a ``predict`` on test data) is ``test`` unless a key is."""
     # examples/grant_train.py records which --dataset is a Hub id: a bare one (no owner) is no built-in set then
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
-                                        bare_hub_id=results.get("dataset_from_hub") is True)
+                                        bare_hub_id=results.get("dataset_from_hub") is True,
+                                        local_data=results.get("dataset_from_hub") is False)
     reported, others = reported_split(results)
     evaluated = [reported, *others]
     # The plain evaluation (GraNT's eval_dataset is the validation graphs) is "validation", unless a dict key is.
