@@ -386,9 +386,7 @@ def save_preview(trainer: SplatTrainer, path: Path) -> None:
     device = trainer.args.device
     render, _, _ = trainer.render(trainer.model, item["viewmat"][None].to(device), item["K"][None].to(device),
                                   views.width, views.height)
-    target = item["image"]
-    if "alpha" in item:  # a view kept with its alpha, shown over the background the render is
-        target = trainer.composite_onto_background(target[None], item["alpha"][None])[0]
+    target = trainer.evaluation_target(item)[0]  # as evaluation compares it (a kept alpha over the render's background)
     pair = torch.cat([render[0].clamp(0, 1).cpu(), target], dim=1)
     Image.fromarray((pair.numpy() * 255).round().astype("uint8")).save(path)
 

@@ -47,19 +47,30 @@ def scale_intrinsics(Ks: torch.Tensor, width: int, height: int, factor: int) -> 
 ENERGY_CHUNK_SIZE = 16
 
 
-def _per_image_energies(images: torch.Tensor, factors: list[int], chunk_size: int) -> list[torch.Tensor]:
+def _as_float(values: torch.Tensor) -> torch.Tensor:
+    """uint8 values read as value / 255 (`images_to_float`), others as float32."""
+    from hf_eff.splat.scene import images_to_float
+
+    return images_to_float(values) if values.dtype == torch.uint8 else values.float()
+
+
+def _per_image_energies(images: torch.Tensor, factors: list[int], chunk_size: int, alphas: torch.Tensor | None = None,
+                        background: torch.Tensor | None = None) -> list[torch.Tensor]:
     """For each factor, the [N] float32 per-image sums of |FFT2| over pixels and channels of the
     downscaled images, computed `chunk_size` images at a time. Each image's sum does not depend
     on the chunking, so the averages are those of a single all-images batch. uint8 images (the
-    trainer's `SceneViews.images`) are read as value / 255, one chunk at a time."""
-    from hf_eff.splat.scene import images_to_float
+    trainer's `SceneViews.images`) are read as value / 255, one chunk at a time; so are ``alphas``, with which
+    the images (their colour over black) are composited onto ``background`` first (`energy_schedule`)."""
+    from hf_eff.splat.scene import composite_premultiplied
 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     sums: list[list[torch.Tensor]] = [[] for _ in factors]
     for start in range(0, len(images), chunk_size):
-        chunk = images[start : start + chunk_size]
-        chunk = images_to_float(chunk) if chunk.dtype == torch.uint8 else chunk.float()
+        chunk = _as_float(images[start : start + chunk_size])
+        if alphas is not None and background is not None:
+            chunk = composite_premultiplied(chunk, _as_float(alphas[start : start + chunk_size])[..., None],
+                                            background.to(chunk.device))
         bad = (~torch.isfinite(chunk.flatten(1))).any(dim=1).nonzero()
         if len(bad):
             raise ValueError(f"coarse-to-fine: training image {start + bad[0].item()} contains NaN or inf")
@@ -73,13 +84,20 @@ def _area_ratio(height: int, width: int, factor: int) -> float:
     return height * width / (max(1, height // factor) * max(1, width // factor))
 
 
-def _energies(images: torch.Tensor, factors: list[int], chunk_size: int) -> list[float]:
+def _energies(images: torch.Tensor, factors: list[int], chunk_size: int, alphas: torch.Tensor | None = None,
+              background=None) -> list[float]:
     if images.dim() != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty [N, H, W, C] tensor, got shape {tuple(images.shape)}")
+    if alphas is not None:
+        if tuple(alphas.shape) != tuple(images.shape[:3]) or images.shape[3] != 3:
+            raise ValueError(f"alphas must be [N, H, W] for RGB images [N, H, W, 3], got alphas {tuple(alphas.shape)} "
+                             f"for images {tuple(images.shape)}")
+        if background is not None:
+            background = torch.as_tensor(background, dtype=torch.float32).reshape(3)
     height, width = images.shape[1:3]
     return [
         per_image.mean().item() * _area_ratio(height, width, factor)
-        for per_image, factor in zip(_per_image_energies(images, factors, chunk_size), factors)
+        for per_image, factor in zip(_per_image_energies(images, factors, chunk_size, alphas, background), factors)
     ]
 
 
@@ -96,7 +114,8 @@ def spectral_energy(images: torch.Tensor, factor: int, chunk_size: int = ENERGY_
 
 
 def energy_schedule(
-    images: torch.Tensor, densify_steps: int, num_levels: int = 8, chunk_size: int = ENERGY_CHUNK_SIZE
+    images: torch.Tensor, densify_steps: int, num_levels: int = 8, chunk_size: int = ENERGY_CHUNK_SIZE,
+    alphas: torch.Tensor | None = None, background=None,
 ) -> list[int]:
     """[T_1, ..., T_K]: T_r = round(E_r / E_1 * densify_steps) for r = 1..K.
 
@@ -105,12 +124,17 @@ def energy_schedule(
     make neighbouring levels cross on nearly flat images. The images ([N, H, W, C], float in
     [0, 1] or uint8 read as value / 255) are read `chunk_size` at a time (all K levels per
     chunk), so peak memory does not grow with the number of views.
+
+    Views kept with their alpha (the trainer's `SceneViews`) are measured as they are seen: ``images`` are then
+    their colour over black [N, H, W, 3] and ``alphas`` [N, H, W] (uint8 or float, read as the images are), and
+    each chunk is composited onto ``background`` (RGB in [0, 1]; None: black, the images as they are) before its
+    FFT: no float copy of the whole split.
     """
     if num_levels < 1:
         raise ValueError(f"num_levels (K) must be >= 1, got {num_levels}")
     if densify_steps < 0:
         raise ValueError(f"densify_steps must be >= 0, got {densify_steps}")
-    energies = _energies(images, list(range(1, num_levels + 1)), chunk_size)
+    energies = _energies(images, list(range(1, num_levels + 1)), chunk_size, alphas, background)
     if energies[0] <= 0:
         raise ValueError("coarse-to-fine: the training images have zero spectral energy (all black)")
     schedule, bound = [], densify_steps
@@ -131,8 +155,10 @@ class EnergyCoarseToFine:
     thresholds: list[int]
 
     @classmethod
-    def from_images(cls, images: torch.Tensor, densify_steps: int, num_levels: int = 8) -> EnergyCoarseToFine:
-        return cls(energy_schedule(images, densify_steps, num_levels))
+    def from_images(cls, images: torch.Tensor, densify_steps: int, num_levels: int = 8,
+                    alphas: torch.Tensor | None = None, background=None) -> EnergyCoarseToFine:
+        """The schedule of ``images`` (`energy_schedule`; with ``alphas``, composited onto ``background``)."""
+        return cls(energy_schedule(images, densify_steps, num_levels, alphas=alphas, background=background))
 
     @property
     def full_resolution_step(self) -> int:

@@ -446,10 +446,24 @@ def check_test_every(test_every) -> None:
 def composite_alpha(image, background) -> np.ndarray:
     """An image's transparent pixels composited onto ``background`` (RGB in [0, 1]): uint8
     [H, W, 3], as 3DGS loads RGBA views."""
-    rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
+    return composite_rgba(np.asarray(image.convert("RGBA")), background)
+
+
+def composite_rgba(rgba: np.ndarray, background) -> np.ndarray:
+    """uint8 RGBA pixels [..., 4] (straight alpha) composited onto ``background`` (RGB in [0, 1]), rounded to uint8
+    [..., 3]: how `views_dataset` composites a view, and (onto black) how the trainer premultiplies a kept alpha
+    (`hf_eff.splat.trainer.SceneViews`), so the two agree to the bit."""
+    rgba = rgba.astype(np.float64) / 255.0
     alpha = rgba[..., 3:]
     rgb = rgba[..., :3] * alpha + np.asarray(background, dtype=np.float64).reshape(3) * (1 - alpha)
     return np.round(rgb * 255).astype(np.uint8)
+
+
+def composite_premultiplied(colours: torch.Tensor, alphas: torch.Tensor, backgrounds: torch.Tensor) -> torch.Tensor:
+    """Views kept with their alpha, as float in [0, 1]: their colour over black (premultiplied) [N, H, W, 3] and
+    alphas [N, H, W, 1], composited onto ``backgrounds`` [N, 3] (or one [3] for all): ``colour + background *
+    (1 - alpha)``. What training's target, evaluation's and the energy schedule's are (`SplatTrainer`)."""
+    return colours + backgrounds.reshape(-1, 1, 1, 3) * (1 - alphas)
 
 
 def has_alpha(image) -> bool:

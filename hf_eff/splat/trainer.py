@@ -60,6 +60,8 @@ from hf_eff.splat.pose_adjustment import PoseAdjustment
 from hf_eff.splat.rendering import LOW_PRECISION
 from hf_eff.splat.scene import (
     Scene,
+    composite_premultiplied,
+    composite_rgba,
     data_world_to_normalized,
     images_to_float,
     keeps_alpha,
@@ -130,12 +132,15 @@ class SceneViews(Dataset):
     coarse-to-fine downscaling and energy schedule, the evaluation's target).
 
     A split that keeps its alpha (`keeps_alpha`: built with ``views_dataset(..., background=None)``) has
-    `keeps_alpha` True, keeps its alphas as uint8 `alphas` [N, H, W] (None otherwise), and each item gets
-    ``alpha`` [H, W, 1] float in [0, 1]. Its `images` are then the colour over black (premultiplied by the alpha,
-    rounded as `views_dataset` composites onto black), so a transparent pixel's hidden colour reaches nothing
-    downstream either (the energy schedule reads the views as over black); `SplatTrainer` adds the background's
-    share, ``background * (1 - alpha)``, for the colour it renders onto. A masked view's ignored pixels are
-    made opaque, so their target stays 0 whatever the background.
+    `keeps_alpha` True, keeps its alphas as uint8 `alphas` [N, H, W], and each item gets ``alpha`` [H, W, 1] float
+    in [0, 1]. Its `images` are then the colour over black (premultiplied by the alpha, rounded as `views_dataset`
+    composites onto black), so a transparent pixel's hidden colour reaches nothing downstream either;
+    `SplatTrainer` adds the background's share, ``background * (1 - alpha)``, for the colour it renders onto (the
+    energy schedule measures the views so too, on the fixed background). Both are views of the one decoded RGBA
+    stack, split in place: 4 bytes a pixel. A masked view's ignored pixels are made opaque, so their target stays 0
+    whatever the background. A split whose every alpha is 255 (an opaque capture kept with its alpha) drops it:
+    `alphas` None and no ``alpha`` item, it trains as opaque views do; `keeps_alpha`, read from the features, stays
+    True.
 
     ``lazy=True`` reads the cameras now and decodes the images and masks when `images` or `masks` is
     first read (or `decode` is called): an evaluation-only trainer's training views serve their
@@ -163,12 +168,14 @@ class SceneViews(Dataset):
         images = scene_views_images(self._views, split=self._name)
         alphas = None
         if self.keeps_alpha:
-            images, alphas = _over_black(images)
+            images, alphas = _premultiply_in_place(images)
         masks = scene_views_masks(self._views, split=self._name)
         if masks is not None:
             images[~masks] = 0
             if alphas is not None:
                 alphas[~masks] = 255
+        if alphas is not None and alphas.min() == 255:
+            alphas = None  # nothing transparent (an opaque capture kept with its alpha): it would composite nothing
         # The split is not needed past this point (nor pickled into dataloader workers).
         self._images, self._masks, self._alphas, self._views = images, masks, alphas, None
 
@@ -206,14 +213,14 @@ def camera_key(viewmat: torch.Tensor, K: torch.Tensor) -> bytes:
     return viewmat.numpy().tobytes() + K.numpy().tobytes()
 
 
-def _over_black(rgba: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """RGBA views uint8 [N, H, W, 4] (straight alpha) as their colour over black, uint8 [N, H, W, 3] rounded as
-    `hf_eff.splat.scene.composite_alpha` rounds it (c * a / 255 never lies half-way), and their alphas [N, H, W]."""
-    images = torch.empty(rgba.shape[:-1] + (3,), dtype=torch.uint8)
-    for index, view in enumerate(rgba):  # one view at a time: no int32 copy of the whole split
-        colour, alpha = view[..., :3].int(), view[..., 3:].int()
-        images[index] = ((colour * alpha + 127) // 255).to(torch.uint8)
-    return images, rgba[..., 3].clone()
+def _premultiply_in_place(rgba: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGBA views uint8 [N, H, W, 4] (straight alpha, CPU) split in place into their colour over black [N, H, W, 3]
+    (`composite_rgba` onto black, as `views_dataset` composites) and their alphas [N, H, W]: two views of the one
+    stack, no copy of it."""
+    for view in rgba:  # one view at a time: no float copy of the whole split
+        if view[..., 3].min() < 255:  # an opaque view is its own colour over black
+            view[..., :3] = torch.from_numpy(composite_rgba(view.numpy(), (0.0, 0.0, 0.0)))
+    return rgba[..., :3], rgba[..., 3]
 
 
 POSE_HINT = (
@@ -430,7 +437,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     `scale_reg` terms when set (`random_bkgd`: the render composited onto a random colour first). The views of a
     split that keeps its alpha (`views_dataset(..., background=None)`) are composited onto the colour the render
     is composited onto, each step: the random one under `random_bkgd`, else the fixed background (white under
-    `white_background`, else black), onto which evaluation and `predict` composite them too. One Adam per
+    `white_background`, else black), onto which evaluation, `predict` and the energy schedule (coarse-to-fine,
+    G2L's T_2, whatever `random_bkgd`) composite them too. One Adam per
     parameter steps (3DGS learning rates; the means
     LR decays exponentially towards `means_lr_final_ratio`, held constant while coarse-to-fine
     downsamples, see `means_lr_decay`), then the strategy densifies and prunes. The SH degree grows by one every
@@ -485,18 +493,22 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             if missing:
                 raise TypeError(f"SplatTrainer: model.render must accept the keywords {', '.join(missing)} "
                                 "(GaussianModel.render passes them to rasterize)")
-        # An evaluation-only run reads the training cameras alone: its training images stay undecoded.
-        train_views = SceneViews(train_dataset, lazy=not args.do_train)
-        eval_views = self._eval_splits(eval_dataset, args, train_views)
-        self._adopt_frame(model, train_views)
-        white_from_model = args.white_background is None
         if args.rasterize_mode is None or args.white_background is None:
             args = copy.copy(args)  # the model's settings fill this run's, not those of the caller's other runs
-        self._adopt_render_settings(model, args)
+        args.take_model_render_settings(model)  # the background, known before any image is decoded
+        # Cameras and features only, so what they refuse costs no decoding; an evaluation-only run reads the training
+        # cameras alone: its training images stay undecoded.
+        train_views = SceneViews(train_dataset, lazy=True)
         if args.random_bkgd and args.white_background and not train_views.keeps_alpha:
+            # the hint also where the white came from the model before the trainer (the example fills it so)
             from_model = (" (white_background is the model's: it renders onto white; pass white_background=False to "
-                          "train it onto black)") if white_from_model else ""
+                          "train it onto black)") if getattr(model, "white_background", None) else ""
             raise ValueError(RANDOM_BKGD_ON_WHITE + from_model)
+        if args.do_train:
+            train_views.decode()
+        eval_views = self._eval_splits(eval_dataset, args, train_views)
+        self._adopt_frame(model, train_views)
+        self._adopt_render_settings(model, args)
         # kept for the error of a run whose pruning leaves no Gaussian, which wrong poses cause
         self._views_blind_at_start = self._check_cameras_see_gaussians(train_views, model)
         super().__init__(model=model, args=args, train_dataset=train_views, eval_dataset=eval_views, **kwargs)
@@ -558,8 +570,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # G2L alone still hands over at T_2 of the energy schedule; only C2F changes resolution.
             # T_densify is the strategy's own end of densification when it has one.
             densify_steps = getattr(self.strategy, "refine_stop_iter", args.densify_stop_steps)
+            # Views kept with their alpha are measured composited onto the fixed background, as evaluation sees them,
+            # under random_bkgd too: the schedule is set once, before any step draws its colour.
+            views = self.train_dataset
             schedule = EnergyCoarseToFine.from_images(
-                self.train_dataset.images, densify_steps=densify_steps, num_levels=args.c2f_levels
+                views.images, densify_steps=densify_steps, num_levels=args.c2f_levels, alphas=views.alphas,
+                background=self.fixed_backgrounds(1),
             )
             if needs_t2:
                 self.strategy.global_stop_iter = schedule.full_resolution_step
@@ -930,24 +946,38 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         ``white_background``; ``backgrounds`` [C, 3] replaces it), and absolute gradients when the strategy
         densifies on them (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree. ``check_finite``:
         `rasterize`'s NaN check (a host read of the device)."""
-        if backgrounds is None and self.args.white_background:
-            backgrounds = viewmats.new_ones(len(viewmats), 3)
+        if backgrounds is None:
+            backgrounds = self.fixed_backgrounds(len(viewmats), viewmats.device)
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
             backend=self.args.render_backend, backgrounds=backgrounds, absgrad=getattr(self.strategy, "absgrad", False),
             check_finite=check_finite, rasterize_mode=self.args.rasterize_mode,
         )
 
+    def fixed_backgrounds(self, count: int, device=None) -> torch.Tensor | None:
+        """This run's fixed background, [count, 3]: white under ``white_background``; None for black, the
+        rasterizer's own, which nothing needs to add. What `render` renders onto unless given ``backgrounds``, and
+        what evaluation composites views kept with their alpha onto."""
+        return torch.ones(count, 3, device=device) if self.args.white_background else None
+
     def composite_onto_background(self, images: torch.Tensor, alphas: torch.Tensor,
                                   backgrounds: torch.Tensor | None = None) -> torch.Tensor:
         """Views kept with their alpha (`SceneViews`: their colour over black [N, H, W, 3] and alphas [N, H, W, 1])
-        composited onto ``backgrounds`` [N, 3], or for None onto this run's fixed background, the one `render`
-        renders onto (white under ``white_background``, else black)."""
+        composited onto ``backgrounds`` [N, 3], or for None onto this run's fixed background (`fixed_backgrounds`)."""
         if backgrounds is None:
-            if not self.args.white_background:
+            backgrounds = self.fixed_backgrounds(len(images), images.device)
+            if backgrounds is None:  # black: the colour over black is the view over it
                 return images
-            backgrounds = images.new_ones(len(images), 3)
-        return images + backgrounds[:, None, None, :] * (1 - alphas)
+        return composite_premultiplied(images, alphas, backgrounds)
+
+    def evaluation_target(self, item: dict[str, torch.Tensor], device=None) -> torch.Tensor:
+        """A view's target as evaluation compares a render with it, [1, H, W, 3] on ``device``: the `SceneViews`
+        item's image, composited onto the fixed background the render is (`composite_onto_background`) for a view
+        kept with its alpha."""
+        target = item["image"][None].to(device)
+        if "alpha" in item:  # like compared with like
+            target = self.composite_onto_background(target, item["alpha"][None].to(device))
+        return target
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step
@@ -1199,9 +1229,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         psnrs, ssims, renders, targets = [], [], [], []
         for index in range(len(views)):
             item = views[index]
-            target = item["image"][None].to(device)
-            if "alpha" in item:  # onto the fixed background the render is composited onto: like compared with like
-                target = self.composite_onto_background(target, item["alpha"][None].to(device))
+            target = self.evaluation_target(item, device)
             # masked views: the metrics count the kept pixels only (hf_eff.splat.losses)
             masked = {"mask": item["mask"][None].to(device)} if "mask" in item else {}
             # every SH degree of the model (render's default), not the step's active one: a model trained or

@@ -3,6 +3,7 @@ SplatTrainer onto the colour it renders onto (random under random_bkgd, else the
 
 import io
 import json
+import runpy
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from PIL import Image
 
+from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, energy_schedule
 from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.converters import scene_from_nerf_synthetic, write_colmap, write_nerf_synthetic
 from hf_eff.splat.model import GaussianModel
@@ -18,6 +20,7 @@ from hf_eff.splat.scene import (
     ALPHA_IMAGE_FEATURE,
     VIEW_FEATURES,
     Scene,
+    images_to_float,
     keeps_alpha,
     load_scene,
     scene_views_images,
@@ -197,7 +200,86 @@ def test_the_refusals_name_what_keeps_the_alpha(procedural, tmp_path):
     assert trainer.args.random_bkgd and trainer.args.white_background
 
 
+def test_random_bkgd_on_white_is_refused_before_any_image_is_decoded_and_names_the_model_s_white(
+        procedural, tmp_path, monkeypatch):
+    import hf_eff.splat.trainer as trainer_module
+
+    _, composited = kept_and_composited(procedural.views["train"])
+
+    def decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(trainer_module, "scene_views_images", decoding)
+    with pytest.raises(ValueError, match=r"random_bkgd with white_background") as refused:
+        make_trainer(composited, composited, tmp_path / "given", random_bkgd=True, white_background=True)
+    assert "the model's" not in str(refused.value)  # the white was the arguments'
+    # the model's white, filled into the arguments before the trainer (as the example does): the hint names it
+    xyz, rgb = procedural.point_arrays()
+    model = GaussianModel.from_points(xyz, rgb, sh_degree=0)
+    model.white_background = True
+    args = SplatTrainingArguments(output_dir=str(tmp_path / "model"), max_steps=4, strategy="default",
+                                  random_bkgd=True, report_to=[])
+    args.take_model_render_settings(model)
+    with pytest.raises(ValueError, match=r"keeps no alpha: .*\(white_background is the model's: it renders onto "
+                                         r"white; pass white_background=False to train it onto black\)"):
+        SplatTrainer(model=model, args=args, train_dataset=composited)
+
+
 # ---------------------------------------------------------------- training and evaluation
+
+
+def test_opaque_views_kept_with_their_alpha_train_exactly_as_plain_views_and_hold_no_alpha(procedural, tmp_path):
+    # an opaque capture kept with its alpha (a COLMAP folder the example loads under --random_bkgd)
+    opaque = np.full((SIZE, SIZE), 255, dtype=np.uint8)
+    kept, plain = kept_and_composited(procedural.views["train"], alpha=opaque)
+    assert keeps_alpha(kept) and not keeps_alpha(plain)
+    trainer = make_trainer(kept, kept, tmp_path / "kept", random_bkgd=True)
+    plain_trainer = make_trainer(plain, plain, tmp_path / "plain", random_bkgd=True)
+    for views in (trainer.train_dataset, trainer.eval_dataset):
+        assert views.keeps_alpha and views.alphas is None and "alpha" not in views[0]
+        # the colour is a view of the decoded RGBA stack, not a copy of it: 4 bytes a pixel
+        assert views.images.untyped_storage().nbytes() == len(views) * SIZE * SIZE * 4
+        torch.testing.assert_close(views.images, plain_trainer.train_dataset.images, rtol=0, atol=0)
+    for seed in (0, 1):
+        loss, grads = first_view_loss(trainer, seed)
+        plain_loss, plain_grads = first_view_loss(plain_trainer, seed)
+        assert loss.item() == plain_loss.item()
+        for key in grads:
+            torch.testing.assert_close(grads[key], plain_grads[key], rtol=0, atol=0)
+    # stored with alpha, they are not refused with white_background: nothing in them was composited onto white
+    assert make_trainer(kept, None, tmp_path / "white", random_bkgd=True, white_background=True).args.random_bkgd
+
+
+def test_a_kept_alpha_is_split_in_place_from_the_decoded_stack(procedural):
+    kept, on_black = kept_and_composited(procedural.views["train"])
+    views = SceneViews(kept)
+    # colour and alpha: views of one RGBA stack of 4 bytes a pixel
+    assert views.images.untyped_storage().data_ptr() == views.alphas.untyped_storage().data_ptr()
+    assert views.images.untyped_storage().nbytes() == len(views) * SIZE * SIZE * 4
+    np.testing.assert_array_equal(views.alphas.numpy(), np.stack([RAMP] * len(views)))
+    # the colour over black, as views_dataset composites onto black
+    torch.testing.assert_close(views.images, SceneViews(on_black).images, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("settings", [dict(white_background=True), dict(white_background=True, random_bkgd=True),
+                                      dict()])
+def test_the_energy_schedule_measures_a_kept_alpha_on_the_fixed_background(procedural, tmp_path, settings):
+    kept, on_black = kept_and_composited(procedural.views["train"])
+    trainer = make_trainer(kept, None, tmp_path / "g2l", strategy="g2l", max_steps=30_000, **settings)
+    views = trainer.train_dataset
+    background = 1.0 if settings.get("white_background") else 0.0
+    # the views as evaluation sees them (and as training does without random_bkgd): onto the fixed background
+    seen = images_to_float(views.images) + background * (1 - images_to_float(views.alphas)[..., None])
+    thresholds = trainer.coarse_to_fine.thresholds
+    expected = energy_schedule(seen, densify_steps=thresholds[0], num_levels=trainer.args.c2f_levels)
+    assert thresholds == expected
+    assert trainer.strategy.global_stop_iter == expected[1]  # G2L's T_2
+    # composited one chunk at a time: the same schedule
+    assert energy_schedule(views.images, thresholds[0], trainer.args.c2f_levels, chunk_size=1, alphas=views.alphas,
+                           background=(background,) * 3) == expected
+    over_black = EnergyCoarseToFine.from_images(SceneViews(on_black).images, thresholds[0],
+                                                trainer.args.c2f_levels).thresholds
+    assert (thresholds == over_black) == (background == 0.0)
 
 
 @pytest.mark.parametrize("settings", [dict(random_bkgd=True), dict(random_bkgd=True, white_background=True),
@@ -241,6 +323,22 @@ def test_evaluation_and_predict_composite_onto_the_fixed_background(procedural, 
     np.testing.assert_allclose(predicted.label_ids, over(test_images, (1.0, 1.0, 1.0)), atol=0.5 / 255 + 1e-6)
     on_white = views(procedural.views["test"], test_images, background=(1.0, 1.0, 1.0))
     assert predicted.metrics["test_psnr"] == pytest.approx(fixed.predict(on_white).metrics["test_psnr"], abs=0.05)
+
+
+def test_the_example_s_preview_shows_the_target_as_evaluation_composites_it(procedural, tmp_path):
+    from tests.splat.test_example import SCRIPT
+
+    save_preview = runpy.run_path(str(SCRIPT))["save_preview"]
+    train, _ = kept_and_composited(procedural.views["train"])
+    test_images = rgba_images(procedural.views["test"], RAMP, seed=1)
+    test = views(procedural.views["test"], test_images, background=None)
+    trainer = make_trainer(train, test, tmp_path / "run", random_bkgd=True, white_background=True)
+    save_preview(trainer, tmp_path / "preview.png")
+    with Image.open(tmp_path / "preview.png") as preview:
+        shown = np.asarray(preview)
+    assert shown.shape == (SIZE, 2 * SIZE, 3)
+    # render | target: the first test view over white, the fixed background evaluation composites it onto
+    np.testing.assert_allclose(shown[:, SIZE:] / 255, over(test_images[:1], (1.0, 1.0, 1.0))[0], atol=1 / 255 + 1e-6)
 
 
 def test_a_masked_pixel_is_ignored_whatever_its_alpha(procedural, tmp_path):
