@@ -237,10 +237,13 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                           "Views kept with their alpha (views_dataset(..., background=None), load_scene(folder, "
                           "background=None); the example keeps a converted folder's under this flag) are composited "
                           "onto the same colour each step, as nerfstudio's splatfacto trains NeRF-synthetic scenes; "
-                          "for them white_background only sets the fixed background of evaluation and of the saved "
-                          "model. RGB views keep the colour they were composited onto (for opaque captures, COLMAP), "
-                          "so with white_background they are refused. Evaluation renders, and composites kept alpha, "
-                          "onto the fixed background."},
+                          "for them white_background only sets the fixed background of evaluation, of the energy "
+                          "schedule (strategy g2l) and of the saved model. Views stored with an alpha that is 255 "
+                          "everywhere (an opaque COLMAP capture the example converts under this flag) train as opaque "
+                          "views, and are accepted with white_background as any views stored with alpha. Views "
+                          "stored without alpha (image feature Image()) keep the colour they were composited onto, "
+                          "so with white_background they are refused, before any image is decoded. Evaluation "
+                          "renders, and composites kept alpha, onto the fixed background."},
     )
     pose_opt: bool = field(
         default=False,

@@ -81,7 +81,10 @@ def scene_from_colmap(
         test_every: every n-th image (sorted by name, starting with the first) goes to the
             test split, as 3DGS's ``llffhold=8`` (None: 8); 0 puts every image in train.
         background: RGB in [0, 1] under the transparent pixels of RGBA images (black, as
-            3DGS; (1, 1, 1) for its ``--white_background``).
+            3DGS; (1, 1, 1) for its ``--white_background``); None keeps the images' alpha (RGBA views,
+            `views_dataset`), which `SplatTrainer` composites onto the colour it renders onto: a random one each
+            step under ``random_bkgd``. Opaque images (JPEGs) then read as alpha 255, which the trainer drops: they
+            train as they would without it.
         masks_dir: a folder of per-image masks, as nerfstudio's COLMAP dataparser reads them
             (``--masks-path``): ``<masks_dir>/<image name>`` with a ``.png`` suffix, single-channel,
             the size of its image, 0 = a pixel the loss ignores (the views' ``mask`` column). Every
@@ -158,7 +161,7 @@ def scene_from_colmap(
 
     def split(test: bool):
         ids = [i for i, flag in enumerate(is_test) if flag == test]
-        # RGB files are stored as they are; transparency is composited onto background, not dropped.
+        # RGB files are stored as they are; transparency is composited onto background, or kept (None), not dropped.
         return views_dataset([files[i] for i in ids], [Ks[i] for i in ids], [poses[i] for i in ids], background,
                              masks=[masks[i] for i in ids] if masks_dir is not None else None,
                              mask_names=[f"COLMAP image {registered[i].name!r}" for i in ids],
