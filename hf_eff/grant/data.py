@@ -13,6 +13,7 @@ or one value / class id per node (node-level tasks).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -476,12 +477,13 @@ def _cell(value) -> str:
 
 def _targets_from_frame(
     frame, target_columns: Sequence[str], classification: bool, path, multilabel: bool = False,
-    cell: Callable[[str, str, int], str] = _csv_row,
+    cell: Callable[[str, str, int], str] = _csv_row, label_names: Sequence[str] | None = None,
 ) -> tuple[list, list[str] | None]:
     """(targets, class names): class ids (0..C-1 in the labels' sorted order) and the sorted
     labels, or float target lists and None (multilabel: 0/1, NaN for an empty cell). Checked at load
     time so that an empty or non-numeric cell is named by its row (``cell(path, column, the frame's index)``: rows
-    left out keep the others' numbers), not by a row of a shuffled split later."""
+    left out keep the others' numbers), not by a row of a shuffled split later. ``label_names``: the class names of a
+    label column that holds class ids already (a `datasets.ClassLabel`), whose ids are kept."""
     import pandas as pd
 
     missing = [c for c in target_columns if c not in frame.columns]
@@ -496,6 +498,14 @@ def _targets_from_frame(
                 f"{cell(path, target_columns[0], frame.index[_first(labels.isna())])}: the class label is empty (or a "
                 "missing-value marker such as NA); drop or label that molecule"
             )
+        if label_names is not None:
+            unnamed = ~labels.isin(range(len(label_names)))  # ClassLabel's -1 is "no label"
+            if unnamed.any():
+                index = _first(unnamed)
+                raise ValueError(f"{cell(path, target_columns[0], frame.index[index])}: the class id "
+                                 f"{_cell(labels.iloc[index])} names none of the column's {len(label_names)} classes "
+                                 f"{list(label_names)}; drop or label that molecule")
+            return labels.astype(np.int64).tolist(), list(label_names)
         classes = sorted(labels.unique().tolist())
         return [classes.index(v) for v in labels], [str(c) for c in classes]
     columns = []
@@ -583,8 +593,6 @@ def load_smiles_csv(
     `skip_invalid_smiles` leaves out the molecules whose SMILES cell is empty or unparsable, with one
     warning naming how many and the first few rows (each run, also when the graphs come from the
     cache); their targets are not read. None parsing still raises."""
-    if classification and multilabel:
-        raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
     frame, smiles = _read_smiles_csv(path, smiles_column, str(path), allow_empty_smiles=skip_invalid_smiles)
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
@@ -602,27 +610,38 @@ def load_smiles_table(
     as ``table[i]``).
     The graphs are cached by the table's fingerprint, which `load_dataset` derives from the data's files (on the Hub,
     their revision)."""
-    if classification and multilabel:
-        raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
+    listed = [column for column in target_columns if column in table.column_names
+              and isinstance(table.features[column], (datasets.List, datasets.Sequence, datasets.LargeList))]
+    if listed:
+        raise ValueError(f"{name}: target column(s) {listed} hold a list per row; each target column holds one "
+                         "value per molecule (name one column per target)")
+    label = table.features.get(target_columns[0]) if classification and len(target_columns) == 1 else None
+    label_names = label.names if isinstance(label, datasets.ClassLabel) else None  # to_pandas gives their ids
     frame = table.to_pandas()
     smiles = _smiles_of_frame(frame, smiles_column, name, allow_empty_smiles=skip_invalid_smiles, rows=TABLE_ROWS)
+    # datasets has no public fingerprint; this one follows the table's files (and, from the Hub, their revision)
     params = {"table": table._fingerprint, "smiles": smiles_column, "targets": list(target_columns),
-              "cls": classification}
+              "cls": classification, **({"label_names": label_names} if label_names is not None else {})}
     return _graphs_of_smiles_frame("table", params, frame, smiles, name, smiles_column, target_columns,
-                                   classification, multilabel, skip_invalid_smiles, TABLE_ROWS)
+                                   classification, multilabel, skip_invalid_smiles, TABLE_ROWS, label_names)
 
 
 def _graphs_of_smiles_frame(cache_name: str, params: dict, frame, smiles, name: str, smiles_column: str,
                             target_columns: Sequence[str], classification: bool, multilabel: bool,
-                            skip_invalid_smiles: bool, rows: _RowNaming) -> datasets.Dataset:
+                            skip_invalid_smiles: bool, rows: _RowNaming,
+                            label_names: Sequence[str] | None = None) -> datasets.Dataset:
     """The graphs of a table of molecules (`frame`, its column `smiles`, named `name` in errors, its rows as `rows`
-    names them) with their targets, built once into the cache under `cache_name` and the build's `params`."""
+    names them) with their targets, built once into the cache under `cache_name` and the build's `params`
+    (`label_names`: as `_targets_from_frame` takes them)."""
+    if classification and multilabel:
+        raise ValueError("classification (one class-label column) and multilabel (0/1 columns) exclude each other")
     params = {**params, **_KEEPS_SMILES}
     if multilabel:  # only then, so that the other builds keep their cache keys
         params["multilabel"] = True
     if not skip_invalid_smiles:
         row_name = functools.partial(rows.cell, name, smiles_column)
-        targets, names = _targets_from_frame(frame, target_columns, classification, name, multilabel, rows.cell)
+        targets, names = _targets_from_frame(frame, target_columns, classification, name, multilabel, rows.cell,
+                                             label_names)
         if names is not None:
             params["class_names"] = names
         return _cached(cache_name, params, lambda workdir: _named_classes(
@@ -641,7 +660,8 @@ def _graphs_of_smiles_frame(cache_name: str, params: dict, frame, smiles, name: 
         notes["skipped_rows"] = np.flatnonzero(~parsed).tolist()
         _refuse_if_none_parse(texts, notes["skipped_rows"], rows.row, source)
         kept_frame = frame.iloc[parsed]  # its index keeps each row's position in the table, by which errors name it
-        targets, names = _targets_from_frame(kept_frame, target_columns, classification, name, multilabel, rows.cell)
+        targets, names = _targets_from_frame(kept_frame, target_columns, classification, name, multilabel, rows.cell,
+                                             label_names)
         return _named_classes(graphs_from_smiles(kept_frame[smiles_column].tolist(), targets, cache_dir=workdir),
                               names)
 
@@ -876,6 +896,27 @@ def encode_class_labels(graphs: datasets.Dataset | datasets.DatasetDict):
     if isinstance(graphs, datasets.DatasetDict):
         return datasets.DatasetDict({name: encode(split) for name, split in graphs.items()})
     return encode(graphs)
+
+
+def renumber_classes(graphs: datasets.Dataset | datasets.DatasetDict, names: Sequence[str]):
+    """Graphs whose y is a ClassLabel (or a list of them) with their class ids renumbered as ``names`` orders the
+    classes (class id i becomes names[i]), each graph keeping its class; every class of the graphs must be among
+    ``names``. Unlike datasets' ``align_labels_with_mapping``, which lowercases names, "A" and "a" stay two classes."""
+    names = list(names)
+    label = datasets.ClassLabel(names=names)
+
+    def renumber(dataset: datasets.Dataset) -> datasets.Dataset:
+        ids = [names.index(name) for name in class_names(dataset)]  # an old id to its new one
+        feature = dataset.features["y"]
+        nested = feature is not getattr(feature, "feature", feature)
+        features = dataset.features.copy()
+        features["y"] = datasets.List(label) if nested else label
+        return dataset.map(lambda row: {"y": [ids[v] for v in row["y"]] if nested else ids[row["y"]]},
+                           features=features)
+
+    if isinstance(graphs, datasets.DatasetDict):
+        return datasets.DatasetDict({split: renumber(dataset) for split, dataset in graphs.items()})
+    return renumber(graphs)
 
 
 # Rows that check_graph_dataset reads into memory at once (Arrow columns and their flat numpy
@@ -1151,16 +1192,48 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
         first = dataset.train_test_split(test_size=test_fraction, seed=seed)
         second = first["train"].train_test_split(test_size=held, seed=seed)
         return datasets.DatasetDict(train=second["train"], validation=second["test"], test=first["test"])
-    # datasets stratifies by a ClassLabel column: split a table of (row, class) and select the graphs' rows,
-    # which leaves the graph dataset itself as it is (y may be a plain integer or a one-element list)
+    ids, rows = _class_rows(dataset)
+    with _naming_classes_that_cannot_split(ids):
+        first = rows.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column="class")
+        second = first["train"].train_test_split(test_size=held, seed=seed, stratify_by_column="class")
+    return datasets.DatasetDict({name: dataset.select(part["row"]) for name, part in
+                                 (("train", second["train"]), ("validation", second["test"]), ("test", first["test"]))})
+
+
+def split_off_validation(train: datasets.Dataset, validation_fraction: float, seed: int,
+                         stratify_by_class: bool = False) -> datasets.DatasetDict:
+    """Train / validation of training graphs that come with their own test split (a Hub dataset's train and test):
+    ``validation_fraction`` of them held out, as `split_dataset` holds validation graphs out of one split (the same
+    rounding, seeded shuffle and, with ``stratify_by_class``, classes)."""
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"need 0 < validation_fraction < 1, got {validation_fraction}")
+    held = math.ceil(validation_fraction * len(train))
+    if not stratify_by_class:
+        halves = train.train_test_split(test_size=held, seed=seed)
+        return datasets.DatasetDict(train=halves["train"], validation=halves["test"])
+    ids, rows = _class_rows(train)
+    with _naming_classes_that_cannot_split(ids):
+        halves = rows.train_test_split(test_size=held, seed=seed, stratify_by_column="class")
+    return datasets.DatasetDict(train=train.select(halves["train"]["row"]), validation=train.select(halves["test"]["row"]))
+
+
+def _class_rows(dataset: datasets.Dataset) -> tuple[np.ndarray, datasets.Dataset]:
+    """(class id per graph, a table of (row, class)): datasets stratifies by a ClassLabel column, so a split of this
+    table selects the graphs' rows and leaves the graph dataset itself as it is (y may be a plain integer or a
+    one-element list)."""
     ids = _graph_class_ids(dataset)
     rows = datasets.Dataset.from_dict(
         {"row": np.arange(len(dataset)), "class": ids},
         features=datasets.Features(row=datasets.Value("int64"), **{"class": datasets.ClassLabel(num_classes=int(ids.max()) + 1)}),
     )
+    return ids, rows
+
+
+@contextlib.contextmanager
+def _naming_classes_that_cannot_split(ids: np.ndarray) -> Iterator[None]:
+    """datasets' refusal of a stratified split, with the graphs per class and what to do."""
     try:
-        first = rows.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column="class")
-        second = first["train"].train_test_split(test_size=held, seed=seed, stratify_by_column="class")
+        yield
     except ValueError as error:
         counts = dict(enumerate(np.bincount(ids).tolist()))
         raise ValueError(
@@ -1168,8 +1241,6 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
             "graphs in every split: hold out larger fractions, or split at random (stratify_by_class=False; "
             "examples/grant_train.py: --stratify False)"
         ) from None
-    return datasets.DatasetDict({name: dataset.select(part["row"]) for name, part in
-                                 (("train", second["train"]), ("validation", second["test"]), ("test", first["test"]))})
 
 
 def _graph_class_ids(dataset: datasets.Dataset) -> np.ndarray:

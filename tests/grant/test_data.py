@@ -25,7 +25,9 @@ from hf_eff.grant.data import (
     load_smiles_table,
     load_solubility,
     molecules_from_csv,
+    renumber_classes,
     split_dataset,
+    split_off_validation,
 )
 
 
@@ -290,6 +292,50 @@ def test_a_table_skips_unparsable_smiles_naming_its_rows_from_0(caplog):
         load_smiles_table(table.select([1, 2, 0, 3]).map(lambda row, i: {"logp": None if i == 3 else 1.0},
                                                          with_indices=True), "smi", ["logp"], "hub mols",
                           skip_invalid_smiles=True)
+
+
+def test_a_table_keeps_the_class_names_and_ids_of_a_class_label_column():
+    labels = datasets.ClassLabel(names=["toxic", "inert"])  # not in sorted order: the ids stay as the column has them
+    table = datasets.Dataset.from_dict({"smi": ["CCO", "CCC", "CCN"], "label": [1, 0, 1]},
+                                       features=datasets.Features(smi=datasets.Value("string"), label=labels))
+    graphs = load_smiles_table(table, "smi", ["label"], "hub mols", classification=True)
+    assert (class_names(graphs), graphs["y"]) == (["toxic", "inert"], [1, 0, 1])
+    skipping = load_smiles_table(table, "smi", ["label"], "hub mols", classification=True, skip_invalid_smiles=True)
+    assert (class_names(skipping), skipping["y"]) == (["toxic", "inert"], [1, 0, 1])
+    unlabelled = table.cast_column("label", datasets.Value("int64")).map(lambda row, i: {"label": -1 if i == 2 else 0},
+                                                                         with_indices=True).cast_column("label", labels)
+    with pytest.raises(ValueError, match=r"^hub mols, column 'label', row 2 \(0-based, as dataset\[2\]\): the class id "
+                                         r"-1 names none of the column's 2 classes \['toxic', 'inert'\]"):
+        load_smiles_table(unlabelled, "smi", ["label"], "hub mols", classification=True)
+
+
+def test_a_table_refuses_a_target_column_of_lists_naming_it():
+    table = datasets.Dataset.from_dict({"smi": ["CCO", "CCC"], "logp": [0.1, 0.2], "props": [[0.1, 1.0], [0.2, 2.0]]})
+    with pytest.raises(ValueError, match=r"^hub mols: target column\(s\) \['props'\] hold a list per row; each "
+                                         "target column holds one value per molecule"):
+        load_smiles_table(table, "smi", ["logp", "props"], "hub mols")
+    with pytest.raises(ValueError, match="exclude each other"):
+        load_smiles_table(table, "smi", ["logp"], "hub mols", classification=True, multilabel=True)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_renumbered_classes_keep_names_that_differ_only_in_case_apart(nested):
+    graphs = encode_class_labels(datasets.Dataset.from_dict({"y": [["a"], ["A"], ["b"]] if nested else ["a", "A", "b"]}))
+    assert class_names(graphs) == ["A", "a", "b"]
+    renumbered = renumber_classes(graphs, ["b", "a", "A", "c"])
+    assert class_names(renumbered) == ["b", "a", "A", "c"]
+    assert renumbered["y"] == ([[1], [2], [0]] if nested else [1, 2, 0])  # each graph keeps its class
+
+
+def test_validation_is_split_off_training_graphs_as_split_dataset_holds_it_out():
+    graphs = _rare_class_graphs()
+    halves = split_off_validation(graphs, 0.1, seed=1)
+    assert halves["validation"]["graph"] == graphs.train_test_split(test_size=10, seed=1)["test"]["graph"]
+    by_class = split_off_validation(graphs, 0.1, seed=1, stratify_by_class=True)
+    assert {name: np.bincount(part["y"]).tolist() for name, part in by_class.items()} == {
+        "train": [36, 45, 9], "validation": [4, 5, 1]}
+    with pytest.raises(ValueError, match=r"cannot split by class \(graphs per class id: \{0: 20, 1: 1\}\)"):
+        split_off_validation(datasets.Dataset.from_dict({"y": [0] * 20 + [1]}), 0.1, seed=0, stratify_by_class=True)
 
 
 def test_smiles_csv_with_binary_labels_and_empty_cells(tmp_path):
