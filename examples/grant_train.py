@@ -23,10 +23,14 @@ A --dataset that is neither an existing path nor a CSV's name is a Hub dataset i
 `datasets.load_dataset(id, --dataset_config_name, revision=--dataset_revision)` (both recorded in all_results.json,
 the data split and the card's model-index; refused for local data and built-in tasks). Its rows are graphs (columns
 x, edge_index, num_nodes and y, as `Dataset.push_to_hub` uploads a saved graph dataset: used as a saved folder is) or
-molecules (the --smiles_column and the --target_column(s), no graph columns: read as a CSV is); its one split is split
-here, several are used as saved (train, validation and test). Given no --dataset_revision, the Hub data of the run that
+molecules (the --smiles_column and the --target_column(s), no graph columns: read as a CSV is; a ClassLabel label
+column keeps its class names and ids); its one split is split here, several are used as saved: train, test and
+validation (named validation, valid or dev; without one, --validation_fraction of train is held out for validation with
+--seed and --stratify, which data_split then records). Given no --dataset_revision, the Hub data of the run that
 trained --model_name_or_path is read at the revision that run records; a model evaluated or trained further on another
-revision of it is warned of, as for other split settings.
+revision of it is warned of, as for other split settings. Offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), datasets
+reads the latest cached copy whatever the revision: a --dataset_revision is then only read as a full commit hash whose
+cached copy is the one read, and a branch or tag is refused. A --dataset path may start with ~.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
 classification sets are split by class (--stratify False: at random, as the other tasks): each class in proportion
 as far as rounding allows (a class of fewer than about 1/fraction graphs can still miss a split); a saved
@@ -41,7 +45,7 @@ warned of, naming the flags):
 
     python examples/grant_train.py --task solubility-cls --model_name_or_path out/sol --do_train False --output_dir out/eval
 
---do_predict writes the model's predictions on the test split, or on --predict_file (a CSV of SMILES in
+--do_predict writes the model's predictions on the test split, or on --predict_file (local: a CSV of SMILES in
 --predict_smiles_column, default --smiles_column, or a save_to_disk folder of graphs; targets in it are ignored),
 to predict_results.csv: one row per graph (index, its row in the test split or --predict_file; smiles where the
 graphs came from SMILES: a CSV's, --predict_file or the test split of --dataset, the test split of --task qm9,
@@ -62,8 +66,8 @@ evaluated (--task names its task kind, which it is checked against):
 Writes the model (config.json + model.safetensors, `GrantGCN.from_pretrained` loads it; a
 classifier's config.json has its class_names, a regression or multilabel model's its target_names) and `all_results.json` (train_runtime, teacher and start_ratio, the
 teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
-target_columns where the data names its targets, class_names for classification, data_split, dataset_from_hub for a Hub
---dataset (the card names it as one); model_name_or_path,
+target_columns where the data names its targets, class_names for classification, data_split, dataset_from_hub for a --dataset
+(true for a Hub id, false for local data: the card names it as one or the other); model_name_or_path,
 model_revision and, as the card's base_model, base_model for a fine-tuned model) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
 targets, whatever their units; mae_<target> is each target's own. The MSE loss and the GraNT teacher's score
@@ -79,6 +83,7 @@ metric (best value and time-to-target), roc_auc reported beside it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +123,8 @@ from hf_eff.grant.data import (
     feature_widths,
     largest_class_id,
     load_smiles_table,
+    renumber_classes,
+    split_off_validation,
 )
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
@@ -193,7 +200,8 @@ class DataArguments:
                   "a DatasetDict with train, validation and test splits, used as saved), or a Hub dataset id (neither "
                   "an existing path nor a CSV's name; read by datasets.load_dataset) whose rows are graphs (x, "
                   "edge_index, num_nodes, y: as a saved folder) or molecules (--smiles_column and --target_column: "
-                  "as a CSV); one split is split here, several used as saved."},
+                  "as a CSV); one split is split here, several used as saved (train, test, and validation, valid or "
+                  "dev, else --validation_fraction of train held out)."},
     )
     dataset_config_name: str | None = field(
         default=None,
@@ -203,7 +211,7 @@ class DataArguments:
     dataset_revision: str | None = field(
         default=None,
         metadata={"help": "Branch, tag or commit of a Hub --dataset; recorded in all_results.json, the data split and "
-                  "the card's model-index."},
+                  "the card's model-index. Offline, only a commit hash whose cached copy is read."},
     )
     smiles_column: str = field(default="smiles", metadata={"help": "CSV (--dataset or --predict_file): the SMILES column."})
     predict_smiles_column: str | None = field(
@@ -279,7 +287,9 @@ def use_command_line_data(data_args: DataArguments, recipe_path: str, recipe: di
     if not replaced:
         return
     defaults = DataArguments()
-    dropped = [name for name in ONLY_FOR if name in recipe and name not in given and not applies(data_args, name)]
+    # a Hub configuration or revision is of the recipe's dataset, whatever data replaces it
+    dropped = [name for name in ONLY_FOR if name in recipe and name not in given
+               and (name in HUB_DATASET_FLAGS or not applies(data_args, name))]
     for name in dropped:
         setattr(data_args, name, getattr(defaults, name))
     logger.info("%s replaces recipe %s's %s%s", data_name(data_args), recipe_path, " and ".join(replaced),
@@ -301,18 +311,43 @@ def builtin_task_flags(argv: list[str]) -> list[str]:
     return flags + ["--builtin", name] + ([] if "--task" in flags else ["--task", BUILTIN_TASKS[name]])
 
 
-def saved_splits(graphs: datasets.DatasetDict, path: Path | str, max_graphs: int | None) -> datasets.DatasetDict:
-    """A saved DatasetDict (or a Hub dataset's splits) is used as split (every split cut to max_graphs); it needs all
-    three."""
-    missing = [name for name in SPLITS if name not in graphs]
+VALIDATION_SPLITS = ("validation", "valid", "dev")  # what Hub datasets call their validation split
+
+
+def split_roles(graphs: datasets.DatasetDict, path: Path | str, hub: bool = False) -> dict[str, str]:
+    """Which split of a saved DatasetDict (`hub`: a Hub dataset's splits) is train, validation and test ({role: its
+    name}): train and test by name, validation as VALIDATION_SPLITS names it. A Hub dataset may lack a validation split
+    (`split_graphs` holds one out of train then); a saved folder needs all three."""
+    roles = {role: role for role in ("train", "test") if role in graphs}
+    validation = next((name for name in VALIDATION_SPLITS if name in graphs), None)
+    if validation is not None:
+        roles["validation"] = validation
+    missing = [role for role in ("train", "test") if role not in roles]
+    if missing and hub:
+        raise ValueError(f"--dataset {path} has splits {sorted(graphs)}, missing {missing}: a Hub dataset of several "
+                         "splits needs train and test (and validation, valid or dev, else --validation_fraction of "
+                         "train is held out for validation); one of a single split is divided by --validation_fraction "
+                         "and --test_fraction")
+    if validation is None and not hub:
+        missing.insert(1 if "train" in missing else 0, "validation")
     if missing:
         raise ValueError(
             f"--dataset {path} holds a DatasetDict with splits {sorted(graphs)}, missing {missing}: save one with "
-            f"{list(SPLITS)}, or a single Dataset (split by --validation_fraction and --test_fraction)"
+            f"{list(SPLITS)} (validation may be named {' or '.join(VALIDATION_SPLITS[1:])}), or a single Dataset (split "
+            "by --validation_fraction and --test_fraction)"
         )
-    if max_graphs is not None:
-        graphs = datasets.DatasetDict({n: d.select(range(min(len(d), max_graphs))) for n, d in graphs.items()})
-    return datasets.DatasetDict({name: graphs[name] for name in SPLITS})
+    return roles
+
+
+def saved_splits(graphs: datasets.DatasetDict, path: Path | str, max_graphs: int | None,
+                 hub: bool = False) -> datasets.DatasetDict:
+    """A saved DatasetDict (`hub`: a Hub dataset's splits) is used as split, each split cut to max_graphs and named
+    by its role (`split_roles`): train, validation (a Hub dataset's may be missing) and test."""
+    roles = split_roles(graphs, path, hub)
+    return datasets.DatasetDict({
+        role: graphs[roles[role]] if max_graphs is None else graphs[roles[role]].select(
+            range(min(len(graphs[roles[role]]), max_graphs)))
+        for role in SPLITS if role in roles})
 
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas infers the compression
@@ -334,17 +369,22 @@ def is_csv(path: Path) -> bool:
     return not path.is_dir() and path.name.lower().endswith(CSV_SUFFIXES)
 
 
+def dataset_path(data_args: DataArguments) -> Path:
+    """--dataset as a local path, ~ expanded (as HaLoRA's example reads it)."""
+    return Path(data_args.dataset).expanduser()
+
+
 def is_hub_dataset(data_args: DataArguments) -> bool:
     """Whether --dataset names a Hub dataset: neither an existing path nor a CSV's name (a missing CSV is named as a
     missing file, not looked for on the Hub)."""
-    path = Path(data_args.dataset) if data_args.dataset is not None else None
+    path = dataset_path(data_args) if data_args.dataset is not None else None
     return path is not None and not path.exists() and not is_csv(path)
 
 
 def applies(data_args: DataArguments, name: str, hub_smiles: bool = True) -> bool:
     """Whether the chosen data reads the DataArguments field `name`. A Hub --dataset is read as a CSV is where its rows
     are SMILES (`hub_smiles`: until loading shows them, they may be)."""
-    csv_dataset = data_args.dataset is not None and (is_csv(Path(data_args.dataset))
+    csv_dataset = data_args.dataset is not None and (is_csv(dataset_path(data_args))
                                                      or (hub_smiles and is_hub_dataset(data_args)))
     csv_predict_file = data_args.predict_file is not None and is_csv(Path(data_args.predict_file))
     if name == "smiles_column" and data_args.predict_smiles_column is not None:
@@ -403,7 +443,7 @@ def target_columns(data_args: DataArguments) -> list[str] | None:
     """The names of the predicted targets, where the data names them (a saved folder's y does not, nor does a Hub
     dataset of graphs, which refuses --target_column)."""
     if data_args.dataset is not None:
-        if not is_csv(Path(data_args.dataset)) and not (is_hub_dataset(data_args) and data_args.target_column):
+        if not is_csv(dataset_path(data_args)) and not (is_hub_dataset(data_args) and data_args.target_column):
             return None
         columns = [c for c in data_args.target_column.split(",") if c]
         repeated = sorted({c for c in columns if columns.count(c) > 1})
@@ -429,29 +469,61 @@ def smiles_targets(data_args: DataArguments, task: str, molecules: str, source: 
     return targets
 
 
+COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
+
+
 def download_hub_dataset(source: str, config_name: str | None, revision: str | None) -> datasets.DatasetDict:
     """`datasets.load_dataset(source, config_name, revision=revision)`, its every split; a source that is no Hub id, a
     repo that does not exist (or this token cannot read), a revision it lacks, a configuration it lacks or a Hub out of
-    reach is named in one line."""
-    not_local = f"--dataset {source} is neither a local path nor a CSV"
+    reach is named in one line. Offline, a revision is read only where the cached copy shows it is that one
+    (`check_offline_revision`)."""
+    not_local = f"--dataset {source} is neither a local path nor a CSV (there is no {Path(source).expanduser().absolute()})"
     try:
         validate_repo_id(source)
     except HFValidationError:
-        raise FileNotFoundError(f"{not_local} (there is no {Path(source).absolute()}), nor a Hub dataset id") from None
+        raise FileNotFoundError(f"{not_local}, nor a Hub dataset id") from None
+    offline = datasets.config.HF_HUB_OFFLINE
+    if offline:
+        check_offline_revision(revision)
     try:
         with naming_missing_revision("--dataset_revision", revision, source):
-            return datasets.load_dataset(source, config_name, revision=revision)
+            splits = datasets.load_dataset(source, config_name, revision=revision)
     except DatasetNotFoundError as error:
         raise FileNotFoundError(f"{not_local}, and not a Hub dataset this token can read: {error}") from None
     except ConnectionError as error:  # offline, or the Hub out of reach, and no copy in the datasets cache
         raise ConnectionError(f"{not_local}, and the Hub could not be reached to look for a dataset {source} ({error})"
                               ) from None
-    except ValueError:  # datasets' own, for an unknown configuration, names no flag and spans lines
-        configs = datasets.get_dataset_config_names(source, revision=revision)
-        if config_name is None or config_name in configs:
+    except ValueError as error:
+        # datasets' own error for an unknown configuration names no flag and spans lines; others surface as they are
+        if config_name is None or not re.match(r"BuilderConfig '.*' not found", str(error)):
             raise
+        configs = datasets.get_dataset_config_names(source, revision=revision)
         raise ValueError(f"--dataset_config_name {config_name}: the Hub dataset {source} has no such configuration; "
                          f"its configurations are {configs}") from None
+    if offline and revision is not None:
+        check_cached_commit(splits, revision, source)
+    return splits
+
+
+OFFLINE = "offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE)"
+
+
+def check_offline_revision(revision: str | None) -> None:
+    """Offline, datasets reads the latest cached copy of a Hub dataset whatever the revision asked for, and the cache
+    cannot tell which commit a branch or tag names now: only a full commit hash can be checked (`check_cached_commit`)."""
+    if revision is not None and not COMMIT_HASH.fullmatch(revision):
+        raise ValueError(f"--dataset_revision {revision}: {OFFLINE} the datasets cache cannot show which commit this "
+                         "branch or tag names; go online, or pin the dataset's 40-character commit hash")
+
+
+def check_cached_commit(splits: datasets.DatasetDict, commit: str, source: str) -> None:
+    """Refuses the cached copy that datasets read offline unless its files lie in the cache folder of `commit` (datasets
+    keeps a Hub dataset's prepared files under the commit they were read at)."""
+    folders = {Path(file["filename"]).parent for split in splits.values() for file in split.cache_files}
+    if not folders or any(commit not in folder.parts for folder in folders):
+        raise ValueError(f"--dataset_revision {commit}: {OFFLINE} the cached copy of {source} read is not of this "
+                         f"commit ({', '.join(sorted(map(str, folders))) or 'no cached files'}); go online, or pin the "
+                         "commit cached")
 
 
 def with_shared_class_names(graphs: datasets.DatasetDict, numeric_labels: bool) -> datasets.DatasetDict:
@@ -460,8 +532,7 @@ def with_shared_class_names(graphs: datasets.DatasetDict, numeric_labels: bool) 
     `numeric_labels` are sorted by value, as a CSV's numbers are (2 before 10), others as text."""
     names = sorted({name for split in graphs.values() for name in class_names(split)},
                    key=float if numeric_labels else None)
-    return datasets.DatasetDict({key: split.align_labels_with_mapping({name: i for i, name in enumerate(names)}, "y")
-                                 for key, split in graphs.items()})
+    return renumber_classes(graphs, names)
 
 
 def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | datasets.DatasetDict:
@@ -470,8 +541,10 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
     here), several as a saved DatasetDict (train, validation and test, cut to --max_graphs)."""
     source = data_args.dataset
     splits = download_hub_dataset(source, data_args.dataset_config_name, data_args.dataset_revision)
-    if len(splits) > 1:
-        splits = saved_splits(splits, source, None)  # refuses other split names before any molecule is read
+    hub_names = {name: name for name in splits}  # a split's name on the Hub, for errors
+    if len(splits) > 1:  # refuses other split names before any molecule is read
+        hub_names = split_roles(splits, source, hub=True)
+        splits = saved_splits(splits, source, None, hub=True)
     columns = next(iter(splits.values())).column_names
     if set(REQUIRED_COLUMNS) <= set(columns):
         check_options_apply(data_args, hub_smiles=False, data=f"--dataset {source} (rows of graphs, not SMILES)")
@@ -480,20 +553,21 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
         targets = smiles_targets(data_args, task, f"--dataset {source} holds molecules",
                                  f"--dataset {source} (SMILES in column {data_args.smiles_column!r})")
         graphs = datasets.DatasetDict({
-            name: load_smiles_table(split, data_args.smiles_column, targets, f"--dataset {source} ({name} split)",
+            name: load_smiles_table(split, data_args.smiles_column, targets, f"--dataset {source} ({hub_names[name]} split)",
                                     classification=task.endswith("classification"), multilabel=task == "graph_multilabel",
                                     skip_invalid_smiles=data_args.skip_invalid_smiles)
             for name, split in splits.items()})
-        if task.endswith("classification") and len(graphs) > 1:
+        if task.endswith("classification") and len({tuple(class_names(split)) for split in graphs.values()}) > 1:
             label = next(iter(splits.values())).features[targets[0]]
-            graphs = with_shared_class_names(graphs, getattr(label, "dtype", "").startswith(("int", "uint", "float")))
+            graphs = with_shared_class_names(graphs, not isinstance(label, datasets.ClassLabel)
+                                             and getattr(label, "dtype", "").startswith(("int", "uint", "float")))
     else:
         raise MissingColumnError(
             f"--dataset {source} has columns {columns}: give graphs (columns {list(REQUIRED_COLUMNS)}) or molecules "
             f"(SMILES in the column --smiles_column names, {data_args.smiles_column!r}, and the --target_column(s))")
     if len(graphs) == 1:
         return next(iter(graphs.values()))
-    return saved_splits(graphs, source, data_args.max_graphs)
+    return saved_splits(graphs, source, data_args.max_graphs, hub=True)
 
 
 def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset | datasets.DatasetDict:
@@ -508,7 +582,7 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
     if data_args.builtin in ("gen-reg", "gen-cls") and data_args.num_generated_graphs < 1:
         raise ValueError(f"--num_generated_graphs must be >= 1, got {data_args.num_generated_graphs}")
     if data_args.dataset is not None:
-        path = Path(data_args.dataset)
+        path = dataset_path(data_args)
         if path.is_file() and not is_csv(path):
             raise ValueError(
                 f"--dataset {path} is a file but not a CSV ({', '.join(CSV_SUFFIXES)}, any case): give a CSV of "
@@ -685,17 +759,22 @@ def as_model_classes(graphs: datasets.Dataset | datasets.DatasetDict,
     names = class_names(next(iter(graphs.values())) if isinstance(graphs, datasets.DatasetDict) else graphs)
     if names is None or names == model_names or not set(names) <= set(model_names):
         return graphs
-    return graphs.align_labels_with_mapping({name: i for i, name in enumerate(model_names)}, "y")
+    return renumber_classes(graphs, model_names)
 
 
 def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments, task: str,
                  seed: int) -> datasets.DatasetDict:
-    """A saved DatasetDict as saved; else a split by --validation_fraction and --test_fraction, by class for
-    graph classification unless --stratify False."""
+    """A saved DatasetDict as saved (a Hub dataset's train and test only: --validation_fraction of train held out for
+    validation); else a split by --validation_fraction and --test_fraction; by class for graph classification unless
+    --stratify False."""
+    stratify = data_args.stratify and task == "graph_classification"
     if isinstance(graphs, datasets.DatasetDict):
-        return graphs
+        if "validation" in graphs:
+            return graphs
+        held_out = split_off_validation(graphs["train"], data_args.validation_fraction, seed, stratify_by_class=stratify)
+        return datasets.DatasetDict({**held_out, "test": graphs["test"]})
     return split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=seed,
-                         stratify_by_class=data_args.stratify and task == "graph_classification")
+                         stratify_by_class=stratify)
 
 
 # the data flags that change which graphs there are, and so which land in the test split
@@ -705,11 +784,14 @@ DATA_SET_FLAGS = ("max_graphs", "qm9_target", "num_generated_graphs", "min_nodes
 def split_settings(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments, task: str,
                    seed: int) -> dict:
     """What decides which graphs are held out for validation and test: the data, its flags and, unless the data is
-    a saved DatasetDict (split as saved), the split's seed, fractions and --stratify."""
+    a saved DatasetDict (split as saved), the split's seed, fractions and --stratify (a Hub dataset's train and test
+    only: those that hold validation out of train)."""
     settings = {"dataset_name": data_args.builtin or data_args.dataset, **hub_dataset_choice(data_args)}
-    if not isinstance(graphs, datasets.DatasetDict):
-        settings.update(seed=seed, validation_fraction=data_args.validation_fraction,
-                        test_fraction=data_args.test_fraction)
+    as_saved = isinstance(graphs, datasets.DatasetDict)
+    if not as_saved or "validation" not in graphs:
+        settings.update(seed=seed, validation_fraction=data_args.validation_fraction)
+        if not as_saved:
+            settings["test_fraction"] = data_args.test_fraction
         if task == "graph_classification":
             settings["stratify"] = data_args.stratify
     settings.update({name: getattr(data_args, name) for name in DATA_SET_FLAGS if applies(data_args, name)})
@@ -771,8 +853,8 @@ def described_run(model_args: ModelArguments, data_args: DataArguments, task: st
     model it started from or evaluated."""
     described = {"task": task, "dataset_name": data_args.builtin or data_args.dataset, **hub_dataset_choice(data_args),
                  "data_split": split}
-    if is_hub_dataset(data_args):  # so that the card names a bare Hub id (no owner) as a Hub dataset, not built-in data
-        described["dataset_from_hub"] = True
+    if data_args.dataset is not None:  # so that the card names a bare Hub id (no owner) as a Hub dataset, not built-in
+        described["dataset_from_hub"] = is_hub_dataset(data_args)  # data, and a relative folder as local data
     if model_args.model_name_or_path is not None:
         described.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision)
     if targets:
@@ -810,9 +892,10 @@ def read_predict_file(path: str, smiles_column: str,
     """The graphs of --predict_file and, for a CSV, its SMILES and each graph's data row in it: a CSV's
     `smiles_column` (other columns, targets included, are ignored; `skip_invalid_smiles` leaves out the unparsable
     ones) or a folder written by save_to_disk holding one Dataset (its y is ignored)."""
-    file = Path(path)
+    file = Path(path).expanduser()
     if not file.exists():
-        raise FileNotFoundError(f"--predict_file {path}: no such file or folder")
+        raise FileNotFoundError(f"--predict_file {path}: no such file or folder ({file.absolute()}); a --predict_file is "
+                                "local, a CSV of SMILES or a folder written by save_to_disk, not a Hub dataset")
     if is_csv(file):
         try:
             # in the session's temporary folder: predicted once, the new molecules leave no copy in a cache
@@ -824,7 +907,7 @@ def read_predict_file(path: str, smiles_column: str,
                                      "--predict_smiles_column (default: --smiles_column)") from None
     if file.is_dir():
         try:
-            graphs = datasets.load_from_disk(path)
+            graphs = datasets.load_from_disk(str(file))
         except IndexError:  # datasets saves no data file for an empty selection (select([])) and cannot load that
             raise ValueError(f"--predict_file {path} holds no graphs to predict") from None
         if isinstance(graphs, datasets.DatasetDict):

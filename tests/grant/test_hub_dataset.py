@@ -10,7 +10,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from hf_eff.grant import class_names
+from hf_eff.grant import class_names, encode_class_labels
+from hf_eff.grant.data import split_off_validation
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
 
@@ -132,18 +133,60 @@ def test_hub_data_the_example_cannot_read_is_named_in_one_line(tmp_path, local_h
         "['x', 'edge_index', 'y', 'num_nodes']) or molecules (SMILES in the column --smiles_column names, 'smiles', "
         "and the --target_column(s))")
     missing = local_hub.repo_id("absent")
+    # a typo'd local folder falls through to the Hub: the error names the path looked for too
     assert error("--dataset", missing) == (
-        f"FileNotFoundError: --dataset {missing} is neither a local path nor a CSV, and not a Hub dataset this token "
-        f"can read: Dataset '{missing}' doesn't exist on the Hub or cannot be accessed.")
+        f"FileNotFoundError: --dataset {missing} is neither a local path nor a CSV (there is no {ROOT / missing}), and "
+        f"not a Hub dataset this token can read: Dataset '{missing}' doesn't exist on the Hub or cannot be accessed.")
     assert error("--dataset", missing, HF_HUB_OFFLINE="1") == (
-        f"ConnectionError: --dataset {missing} is neither a local path nor a CSV, and the Hub could not be reached to "
-        f"look for a dataset {missing} (Couldn't reach '{missing}' on the Hub (OfflineModeIsEnabled))")
+        f"ConnectionError: --dataset {missing} is neither a local path nor a CSV (there is no {ROOT / missing}), and "
+        f"the Hub could not be reached to look for a dataset {missing} (Couldn't reach '{missing}' on the Hub "
+        "(OfflineModeIsEnabled))")
     assert error("--dataset", repo_id, "--dataset_revision", "v9") == (
         f"FileNotFoundError: --dataset_revision v9: the Hub repo {repo_id} has no such branch, tag or commit")
     _push(local_hub, datasets.Dataset.from_dict({"text": ["c"], "label": [2]}), repo_id, tmp_path / "small", "small")
     assert error("--dataset", repo_id, "--dataset_config_name", "smal") == (
         f"ValueError: --dataset_config_name smal: the Hub dataset {repo_id} has no such configuration; its "
         "configurations are ['default', 'small']")
+
+
+# reads --dataset as the example does, in a process of its own (offline or not, as its environment says)
+READ = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("grant_train", sys.argv[1])
+example = importlib.util.module_from_spec(spec)
+sys.modules["grant_train"] = example
+spec.loader.exec_module(example)
+try:
+    print("ROWS", len(example.download_hub_dataset(sys.argv[2], None, sys.argv[3] or None)["train"]))
+except Exception as error:
+    print("ERROR", type(error).__name__, error)
+"""
+
+
+def test_offline_a_revision_is_read_only_where_the_cache_shows_its_commit(tmp_path, local_hub):  # noqa: F811
+    api, repo_id = local_hub.api(), local_hub.repo_id("graphs")
+    first = _push(local_hub, random_graphs(4, "graph_regression"), repo_id, tmp_path / "v1")
+    api.create_tag(repo_id, tag="v1", revision=first, repo_type="dataset")
+    second = _push(local_hub, random_graphs(6, "graph_regression"), repo_id, tmp_path / "v2")
+
+    def read(revision: str, **env: str) -> str:
+        process = subprocess.run([sys.executable, "-c", READ, str(EXAMPLE), repo_id, revision], env=local_hub.env(**env),
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert process.returncode == 0, process.stderr[-3000:]
+        return process.stdout.strip().splitlines()[-1]
+
+    assert (read(""), read(first)) == ("ROWS 6", "ROWS 4")  # both cached; the first commit's last
+    assert read(first, HF_HUB_OFFLINE="1") == "ROWS 4"
+    # datasets would read the latest cached copy, the first commit's, for any revision
+    refused = read(second, HF_HUB_OFFLINE="1")
+    assert refused.startswith(f"ERROR ValueError --dataset_revision {second}: offline (HF_HUB_OFFLINE or "
+                              f"HF_DATASETS_OFFLINE) the cached copy of {repo_id} read is not of this commit ("), refused
+    assert refused.endswith("); go online, or pin the commit cached")
+    for tag, offline in (("v1", "HF_HUB_OFFLINE"), ("v9", "HF_DATASETS_OFFLINE")):  # v9: no such tag
+        assert read(tag, **{offline: "1"}) == (
+            f"ERROR ValueError --dataset_revision {tag}: offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE) the datasets "
+            "cache cannot show which commit this branch or tag names; go online, or pin the dataset's 40-character "
+            "commit hash")
 
 
 # In-process from here: datasets.load_dataset stands in for the Hub, as the HaLoRA example's tests have it
@@ -188,9 +231,13 @@ def test_a_single_split_of_smiles_is_read_with_the_csv_checks(tmp_path, hub_data
         _load(tmp_path, *flags[:6], "--task", "node_regression")
 
 
+CASED = ["a", "A", "b", "B", "c", "C", "d", "D", "e", "E", "f"]
+
+
 @pytest.mark.parametrize(("labels", "names"), [(list(range(11)), [str(i) for i in range(11)]),
-                                               ([str(i) for i in range(11)], sorted(str(i) for i in range(11)))],
-                         ids=["numbers by value", "text as text"])
+                                               ([str(i) for i in range(11)], sorted(str(i) for i in range(11))),
+                                               (CASED, sorted(CASED))],
+                         ids=["numbers by value", "text as text", "cases apart"])
 def test_class_labels_of_several_splits_share_the_order_a_csv_gives_them(tmp_path, hub_datasets, labels, names):
     # the validation and test splits hold a few classes each, numbered by their own labels until all splits share one
     rows = {"train": list(range(11)), "validation": [2, 10], "test": [10, 9, 1]}
@@ -222,9 +269,10 @@ def test_pushed_graphs_are_used_as_a_saved_folder_is(tmp_path, hub_datasets):
     with pytest.raises(ValueError, match=r"^--target_column does not apply to --dataset me/graphs \(rows of graphs, not "
                                          "SMILES\\): --target_column is for a CSV --dataset"):
         _load(tmp_path, "--dataset", "me/graphs", "--target_column", "y", "--task", "graph_regression")
-    hub_datasets(datasets.DatasetDict({"train": graphs, "test": graphs}))
-    with pytest.raises(ValueError, match=r"^--dataset me/graphs holds a DatasetDict with splits \['test', 'train'\], "
-                                         r"missing \['validation'\]"):
+    hub_datasets(datasets.DatasetDict({"train": graphs, "validation": graphs}))
+    with pytest.raises(ValueError, match=r"^--dataset me/graphs has splits \['train', 'validation'\], missing \['test'\]: "
+                                         r"a Hub dataset of several splits needs train and test \(and validation, valid "
+                                         r"or dev, else --validation_fraction of train is held out for validation\)"):
         _load(tmp_path, "--dataset", "me/graphs", "--task", "graph_regression")
     hub_datasets(datasets.DatasetDict({"train": graphs, "validation": graphs.select(range(3)), "test": graphs}))
     splits = _load(tmp_path, "--dataset", "me/graphs", "--task", "graph_regression", "--max_graphs", "4")
@@ -293,3 +341,101 @@ def test_a_hub_dataset_without_a_revision_is_read_at_the_one_the_model_records(t
                                            "graph_regression", "--output_dir", str(tmp_path / "out")])
     example.default_dataset_revision(other_data, model, "m")
     assert other_data.dataset_revision is None
+
+
+@pytest.mark.parametrize("validation", ["validation", "valid", "dev"])
+def test_a_hub_validation_split_may_be_named_valid_or_dev(tmp_path, hub_datasets, validation):
+    graphs = random_graphs(12, "graph_regression")
+    hub_datasets(datasets.DatasetDict({"train": graphs.select(range(8)), validation: graphs.select(range(8, 10)),
+                                       "test": graphs.select(range(10, 12))}))
+    splits = _load(tmp_path, "--dataset", "me/graphs", "--task", "graph_regression")
+    assert {name: split["y"] for name, split in splits.items()} == {
+        "train": graphs["y"][:8], "validation": graphs["y"][8:10], "test": graphs["y"][10:]}
+
+
+def test_a_hub_dataset_of_train_and_test_holds_validation_out_of_train_and_records_how(tmp_path, hub_datasets):
+    graphs = random_graphs(30, "graph_classification").add_column("graph", list(range(30)))
+    hub_datasets(datasets.DatasetDict({"train": graphs.select(range(20)), "test": graphs.select(range(20, 30))}))
+    example = _example()
+    _, data_args, training_args = example.parse_args(["--dataset", "me/graphs", "--task", "graph_classification",
+                                                      "--validation_fraction", "0.25", "--output_dir", str(tmp_path)])
+    loaded = example.load_graphs(data_args, "graph_classification", seed=3)
+    splits = example.split_graphs(loaded, data_args, "graph_classification", seed=3)
+    assert {name: len(split) for name, split in splits.items()} == {"train": 15, "validation": 5, "test": 10}
+    assert sorted([*splits["train"]["graph"], *splits["validation"]["graph"]]) == list(range(20))
+    assert splits["test"]["graph"] == list(range(20, 30))
+    assert splits["validation"]["graph"] == split_off_validation(graphs.select(range(20)), 0.25, 3, True)["validation"]["graph"]
+    assert example.split_settings(loaded, data_args, "graph_classification", seed=3) == {
+        "dataset_name": "me/graphs", "max_graphs": None, "seed": 3, "validation_fraction": 0.25, "stratify": True}
+
+
+def test_a_recipes_hub_revision_and_configuration_go_with_its_dataset(tmp_path, caplog):
+    recipe = tmp_path / "hub.yaml"
+    recipe.write_text("dataset: me/graphs\ndataset_config_name: small\ndataset_revision: v1\ntask: graph_regression\n"
+                      "output_dir: unused\n")
+    example = _example()
+    with caplog.at_level("INFO"):
+        _, data_args, _ = example.parse_args([str(recipe), "--dataset", "me/other"])
+    assert (data_args.dataset, data_args.dataset_config_name, data_args.dataset_revision) == ("me/other", None, None)
+    assert (f"--dataset me/other replaces recipe {recipe}'s dataset: me/graphs and its dataset_config_name, "
+            "dataset_revision") in caplog.text
+    _, data_args, _ = example.parse_args([str(recipe), "--dataset", "me/other", "--dataset_revision", "v2"])
+    assert (data_args.dataset_config_name, data_args.dataset_revision) == (None, "v2")  # given on the command line
+    _, data_args, _ = example.parse_args([str(recipe)])
+    assert (data_args.dataset_config_name, data_args.dataset_revision) == ("small", "v1")  # its own data: kept
+
+
+def test_only_an_unknown_configuration_is_looked_up_other_errors_surface_as_they_are(monkeypatch):
+    lookups = []
+
+    def load_dataset(path, name=None, revision=None):
+        raise ValueError(f"BuilderConfig '{name}' not found. Available: ['default']" if name == "smal" else "bad data")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(datasets, "get_dataset_config_names", lambda path, revision=None: lookups.append(path) or ["default"])
+    example = _example()
+    with pytest.raises(ValueError, match="^bad data$"):
+        example.download_hub_dataset("me/mols", "small", None)
+    assert lookups == []
+    with pytest.raises(ValueError, match=r"^--dataset_config_name smal: the Hub dataset me/mols has no such "
+                                         r"configuration; its configurations are \['default'\]$"):
+        example.download_hub_dataset("me/mols", "smal", None)
+
+
+def test_a_class_label_column_keeps_its_names_and_ids_across_splits(tmp_path, hub_datasets):
+    labels = datasets.ClassLabel(names=["toxic", "inert"])  # the Hub's names, not sorted: kept, as are the ids
+    features = datasets.Features(smiles=datasets.Value("string"), label=labels)
+    hub_datasets(datasets.DatasetDict({split: datasets.Dataset.from_dict({"smiles": SMILES[:4], "label": ids},
+                                                                         features=features)
+                                       for split, ids in (("train", [0, 1, 1, 0]), ("validation", [1] * 4),
+                                                          ("test", [0] * 4))}))
+    splits = _load(tmp_path, "--dataset", "me/mols", "--target_column", "label", "--task", "graph_classification")
+    assert {name: (class_names(split), split["y"]) for name, split in splits.items()} == {
+        "train": (["toxic", "inert"], [0, 1, 1, 0]), "validation": (["toxic", "inert"], [1] * 4),
+        "test": (["toxic", "inert"], [0] * 4)}
+
+
+def test_a_trained_classifiers_classes_keep_names_that_differ_only_in_case_apart():
+    graphs = encode_class_labels(datasets.Dataset.from_dict({"y": ["a", "A", "a"]}))
+    renumbered = _example().as_model_classes(graphs, ["A", "B", "a"])
+    assert (class_names(renumbered), renumbered["y"]) == (["A", "B", "a"], [2, 0, 2])
+
+
+def test_local_data_is_recorded_as_not_from_the_hub_and_a_home_folder_is_local(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    random_graphs(5, "graph_regression").save_to_disk(str(tmp_path / "data" / "graphs"))
+    example = _example()
+    for dataset in ("data/graphs", "~/data/graphs"):
+        model_args, data_args, _ = example.parse_args(["--dataset", dataset, "--task", "graph_regression",
+                                                       "--output_dir", str(tmp_path / "out")])
+        assert len(example.load_graphs(data_args, "graph_regression", seed=0)) == 5, dataset
+        assert example.described_run(model_args, data_args, "graph_regression", None, None, {})["dataset_from_hub"] is False
+
+
+def test_a_predict_file_named_as_a_hub_id_is_said_to_be_local(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"^--predict_file me/mols: no such file or folder \\({tmp_path}/me/mols\\); "
+                                                "a --predict_file is local, a CSV of SMILES or a folder written by "
+                                                "save_to_disk, not a Hub dataset$"):
+        _example().read_predict_file("me/mols", "smiles", False)
