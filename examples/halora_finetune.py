@@ -82,10 +82,10 @@ from hf_eff.halora.experiment import (
 )
 from hf_eff.halora.tasks import (
     BUILTIN_TASKS,
+    DATA_FILE_BUILDERS,
     HUB_TASKS,
     load_multiple_choice_dataset,
     load_task,
-    refuse_hub_options_for_local_data,
 )
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
 from hf_eff.hub.cards import shown_name
@@ -94,6 +94,7 @@ from hf_eff.hub.sources import (
     last_checkpoint_hint,
     naming_missing_folder,
     naming_missing_revision,
+    refuse_hub_options_without_hub_data,
 )
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
@@ -224,13 +225,9 @@ class DataArguments:
     max_length: int = field(default=128, metadata={"help": "Tokens per prompt + choice row (the model input), cut from the prompt's left (the harness keeps one token more, its last a target only)."})
 
     def __post_init__(self):
-        hub_flags = [f"--{name}" for name in ("dataset_config_name", "dataset_revision") if getattr(self, name)]
-        flags, are = " and ".join(hub_flags), "are" if len(hub_flags) > 1 else "is"
-        if hub_flags and self.dataset is None:
-            raise ValueError(f"{flags} {are} for a Hub --dataset: --task_name {self.task_name} has no configurations or "
-                             f"revisions to choose; give --dataset <Hub id>, or leave {flags} out")
-        refuse_hub_options_for_local_data(self.dataset, {"--dataset_config_name": self.dataset_config_name,
-                                                         "--dataset_revision": self.dataset_revision}, "--dataset")
+        refuse_hub_options_without_hub_data({"--dataset_config_name": self.dataset_config_name,
+                                             "--dataset_revision": self.dataset_revision}, self.dataset, "--dataset",
+                                            tuple(DATA_FILE_BUILDERS), f"--task_name {self.task_name}")
 
 
 def parse_args(argv: list[str] | None = None, return_command_line: bool = False):

@@ -293,23 +293,6 @@ def load_hub_task(name: str, train_size: int | None = None, eval_size: int | Non
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-def is_local_dataset(source: str) -> bool:
-    """Whether ``load_multiple_choice_dataset`` reads ``source`` from this machine (a folder or a file, or a name with a
-    data file's suffix, refused as missing) rather than from the Hub."""
-    path = Path(source).expanduser()
-    return path.exists() or path.suffix.lower() in DATA_FILE_BUILDERS
-
-
-def refuse_hub_options_for_local_data(source: str, options: dict, source_named: str = "dataset") -> None:
-    """Raises ``ValueError`` when ``source`` is local data (``is_local_dataset``) and any of ``options`` (a Hub
-    dataset's configuration or revision, each keyed by what the caller calls it) is set: local data has neither.
-    ``source_named``: what the caller calls ``source``."""
-    given = [name for name, value in options.items() if value]
-    if given and is_local_dataset(source):
-        raise ValueError(f"{source_named} {source} is local data, which has no Hub configuration or revision: leave "
-                         f"out {' and '.join(given)}")
-
-
 def _read_data_file(path: Path, builder: str, source: str):
     """``load_dataset(builder, data_files=path)``; a JSON file that does not parse is named with the line of the
     problem (1-based), which datasets leaves to a log line."""
@@ -358,8 +341,12 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
     naming the row (1-based: in a JSON Lines file without blank lines, its line)."""
     from datasets import DatasetDict, load_dataset, load_from_disk
 
+    # imported here: hf_eff.hub imports this module
+    from hf_eff.hub.sources import refuse_hub_options_without_hub_data
+
     path = Path(source).expanduser()
-    refuse_hub_options_for_local_data(source, {"config_name": config_name, "revision": revision})
+    refuse_hub_options_without_hub_data({"config_name": config_name, "revision": revision}, source, "dataset",
+                                        tuple(DATA_FILE_BUILDERS))
     if path.is_dir():
         data = load_from_disk(str(path))
     elif path.is_file():

@@ -1,5 +1,5 @@
-"""Errors that name what a model source is not: a local folder, a Hub repo that could be loaded, or a folder
-holding the weights."""
+"""Errors that name what a model or data source is not: a local folder, a Hub repo that could be loaded, or a folder
+holding the weights; and the refusal of Hub-only options for local data."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub import constants
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -19,27 +20,32 @@ from huggingface_hub.errors import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 # What huggingface_hub raises for a source it reads as a repo id: no repo id at all, no such repo (or
-# none this token can read), or no connection and no cached copy.
-_NOT_FOUND = (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundError)
+# none this token can read), or no connection and no cached copy; and datasets' error for a dataset repo it cannot read.
+_NOT_FOUND = (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundError, DatasetNotFoundError)
 _CHECKPOINT_FOLDER = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-([0-9]+)")  # as Trainer names its checkpoints
 
 
 def missing_source_reason(error: Exception, source) -> str | None:
     """What huggingface_hub's ``error`` (raised, or re-raised by transformers or PEFT from it) says of ``source``
-    read as a repo id, when no such local path exists: no repo id at all, no such repo (or none this token can read),
-    or no connection and no cached copy (also datasets' plain ConnectionError, which re-raises that without it). None
-    for any other error, for an existing path (whose loading may ask the Hub about another repo), and for a gated repo
-    (which exists: its error says how to get access)."""
+    read as a repo id, when no such local path exists: no repo id at all, no such repo (or none this token can read;
+    also datasets' DatasetNotFoundError, whose words, kept, say which), or no connection and no cached copy (also
+    datasets' plain ConnectionError, which re-raises that without it). None for any other error, for an existing path
+    (whose loading may ask the Hub about another repo), and for huggingface_hub's gated repo (which exists: its error
+    says how to get access)."""
     if type(error) is ConnectionError:  # datasets' "Couldn't reach ... on the Hub", raised after its cache missed too
         cause = error
     else:
         cause = error if isinstance(error, _NOT_FOUND) else error.__cause__
-        if not isinstance(cause, _NOT_FOUND) or isinstance(cause, GatedRepoError):
+        # datasets' DatasetNotFoundError also says a revision is missing (the repo exists): its cause tells
+        if (not isinstance(cause, _NOT_FOUND) or isinstance(cause, GatedRepoError)
+                or isinstance(cause.__cause__, RevisionNotFoundError)):
             return None
     if Path(source).exists():
         return None
     if isinstance(cause, HFValidationError):
         return "it is not a Hub repo id either"
+    if isinstance(cause, DatasetNotFoundError):  # datasets' words: no such dataset, or a gated one
+        return f"no Hub dataset {source} that this token can read ({cause})"
     if isinstance(cause, RepositoryNotFoundError):
         return f"no Hub repo {source} that this token can read"
     # offline, or the Hub unreachable: huggingface_hub's words say which
@@ -63,6 +69,32 @@ def naming_missing_folder(what: str, source):
             raise
         folder = str(source) if Path(source).is_absolute() else f"{source} ({Path(source).absolute()})"
         raise FileNotFoundError(f"{what}: there is no such folder {folder}, and {reason}") from error
+
+
+def is_local_data(source: str, file_suffixes: tuple[str, ...]) -> bool:
+    """Whether a data loader reads ``source`` from this machine rather than from the Hub: an existing path (~ expanded),
+    or a name ending in one of ``file_suffixes`` (a missing data file, named as missing rather than looked for on the
+    Hub)."""
+    path = Path(source).expanduser()
+    return path.exists() or path.name.lower().endswith(file_suffixes)
+
+
+def refuse_hub_options_without_hub_data(options: dict, source: str | None, source_named: str,
+                                        file_suffixes: tuple[str, ...], builtin_named: str | None = None) -> None:
+    """Raises ``ValueError`` when any of ``options`` (a Hub dataset's configuration or revision, each keyed by what the
+    caller calls it) is set and ``source`` is no Hub dataset: local data (`is_local_data`), or, where ``source`` is
+    None, the built-in data ``builtin_named`` names. Neither has configurations or revisions. ``source_named``: what the
+    caller calls ``source``."""
+    given = [name for name, value in options.items() if value]
+    if not given:
+        return
+    flags = " and ".join(given)
+    if source is None:
+        raise ValueError(f"{flags} {'are' if len(given) > 1 else 'is'} for a Hub {source_named}: {builtin_named} has no "
+                         f"configurations or revisions to choose; give {source_named} <Hub id>, or leave {flags} out")
+    if is_local_data(source, file_suffixes):
+        raise ValueError(f"{source_named} {source} is local data, which has no Hub configuration or revision: leave "
+                         f"out {flags}")
 
 
 @contextmanager
