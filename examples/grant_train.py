@@ -92,9 +92,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import transformers
-from datasets.exceptions import DatasetNotFoundError
 from datasets.fingerprint import get_temporary_cache_files_directory
-from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers import HfArgumentParser, IntervalStrategy, set_seed
 
@@ -129,7 +127,14 @@ from hf_eff.grant.data import (
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
 from hf_eff.hub.cards import shown_name
-from hf_eff.hub.sources import check_model_source, naming_missing_revision, naming_model_flags
+from hf_eff.hub.sources import (
+    check_model_source,
+    is_local_data,
+    naming_missing_folder,
+    naming_missing_revision,
+    naming_model_flags,
+    refuse_hub_options_without_hub_data,
+)
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
@@ -377,8 +382,7 @@ def dataset_path(data_args: DataArguments) -> Path:
 def is_hub_dataset(data_args: DataArguments) -> bool:
     """Whether --dataset names a Hub dataset: neither an existing path nor a CSV's name (a missing CSV is named as a
     missing file, not looked for on the Hub)."""
-    path = dataset_path(data_args) if data_args.dataset is not None else None
-    return path is not None and not path.exists() and not is_csv(path)
+    return data_args.dataset is not None and not is_local_data(data_args.dataset, CSV_SUFFIXES)
 
 
 def applies(data_args: DataArguments, name: str, hub_smiles: bool = True) -> bool:
@@ -418,16 +422,9 @@ HUB_DATASET_FLAGS = ("dataset_config_name", "dataset_revision")
 
 def refuse_hub_options_without_hub_dataset(data_args: DataArguments) -> None:
     """--dataset_config_name and --dataset_revision choose among a Hub --dataset's configurations and revisions, which
-    local data and built-in sets do not have (refused in HaLoRA's example's words)."""
-    given = [f"--{name}" for name in HUB_DATASET_FLAGS if getattr(data_args, name) is not None]
-    if not given or is_hub_dataset(data_args):
-        return
-    flags = " and ".join(given)
-    if data_args.dataset is not None:
-        raise ValueError(f"--dataset {data_args.dataset} is local data, which has no Hub configuration or revision: "
-                         f"leave out {flags}")
-    raise ValueError(f"{flags} {'are' if len(given) > 1 else 'is'} for a Hub --dataset: {data_name(data_args)} has no "
-                     f"configurations or revisions to choose; give --dataset <Hub id>, or leave {flags} out")
+    local data and built-in sets do not have (refused as HaLoRA's example refuses them)."""
+    refuse_hub_options_without_hub_data({f"--{name}": getattr(data_args, name) for name in HUB_DATASET_FLAGS},
+                                        data_args.dataset, "--dataset", CSV_SUFFIXES, data_name(data_args))
 
 
 def data_name(data_args: DataArguments) -> str:
@@ -477,22 +474,15 @@ def download_hub_dataset(source: str, config_name: str | None, revision: str | N
     repo that does not exist (or this token cannot read), a revision it lacks, a configuration it lacks or a Hub out of
     reach is named in one line. Offline, a revision is read only where the cached copy shows it is that one
     (`check_offline_revision`)."""
-    not_local = f"--dataset {source} is neither a local path nor a CSV (there is no {Path(source).expanduser().absolute()})"
-    try:
-        validate_repo_id(source)
-    except HFValidationError:
-        raise FileNotFoundError(f"{not_local}, nor a Hub dataset id") from None
     offline = datasets.config.HF_HUB_OFFLINE
-    if offline:
-        check_offline_revision(revision)
     try:
-        with naming_missing_revision("--dataset_revision", revision, source):
+        # the local path looked for is named as read, ~ expanded (a Hub id is the same string)
+        with naming_missing_folder(f"--dataset {source}", str(Path(source).expanduser())), \
+                naming_missing_revision("--dataset_revision", revision, source):
+            validate_repo_id(source)  # before datasets, which would look for a path like /data/x on the Hub
+            if offline:
+                check_offline_revision(revision)
             splits = datasets.load_dataset(source, config_name, revision=revision)
-    except DatasetNotFoundError as error:
-        raise FileNotFoundError(f"{not_local}, and not a Hub dataset this token can read: {error}") from None
-    except ConnectionError as error:  # offline, or the Hub out of reach, and no copy in the datasets cache
-        raise ConnectionError(f"{not_local}, and the Hub could not be reached to look for a dataset {source} ({error})"
-                              ) from None
     except ValueError as error:
         # datasets' own error for an unknown configuration names no flag and spans lines; others surface as they are
         if config_name is None or not re.match(r"BuilderConfig '.*' not found", str(error)):

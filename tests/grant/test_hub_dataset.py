@@ -135,12 +135,13 @@ def test_hub_data_the_example_cannot_read_is_named_in_one_line(tmp_path, local_h
     missing = local_hub.repo_id("absent")
     # a typo'd local folder falls through to the Hub: the error names the path looked for too
     assert error("--dataset", missing) == (
-        f"FileNotFoundError: --dataset {missing} is neither a local path nor a CSV (there is no {ROOT / missing}), and "
-        f"not a Hub dataset this token can read: Dataset '{missing}' doesn't exist on the Hub or cannot be accessed.")
+        f"FileNotFoundError: --dataset {missing}: there is no such folder {missing} ({ROOT / missing}), and no Hub "
+        f"dataset {missing} that this token can read (Dataset '{missing}' doesn't exist on the Hub or cannot be "
+        "accessed.)")
     assert error("--dataset", missing, HF_HUB_OFFLINE="1") == (
-        f"ConnectionError: --dataset {missing} is neither a local path nor a CSV (there is no {ROOT / missing}), and "
-        f"the Hub could not be reached to look for a dataset {missing} (Couldn't reach '{missing}' on the Hub "
-        "(OfflineModeIsEnabled))")
+        f"FileNotFoundError: --dataset {missing}: there is no such folder {missing} ({ROOT / missing}), and the Hub "
+        f"could not be reached to look for a repo {missing}, which is not in the local cache (Couldn't reach "
+        f"'{missing}' on the Hub (OfflineModeIsEnabled))")
     assert error("--dataset", repo_id, "--dataset_revision", "v9") == (
         f"FileNotFoundError: --dataset_revision v9: the Hub repo {repo_id} has no such branch, tag or commit")
     _push(local_hub, datasets.Dataset.from_dict({"text": ["c"], "label": [2]}), repo_id, tmp_path / "small", "small")
@@ -279,11 +280,13 @@ def test_pushed_graphs_are_used_as_a_saved_folder_is(tmp_path, hub_datasets):
     assert {name: len(split) for name, split in splits.items()} == {"train": 4, "validation": 3, "test": 4}
 
 
-def test_a_missing_folder_that_is_no_hub_id_either_is_named(tmp_path, hub_datasets):
+def test_a_missing_folder_that_is_no_hub_id_either_is_named(tmp_path, hub_datasets, monkeypatch):
     calls = hub_datasets(datasets.DatasetDict())
-    with pytest.raises(FileNotFoundError, match=f"^--dataset {tmp_path}/graphs is neither a local path nor a CSV "
-                                                f"\\(there is no {tmp_path}/graphs\\), nor a Hub dataset id$"):
-        _load(tmp_path, "--dataset", str(tmp_path / "graphs"), "--task", "graph_regression")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for dataset in (str(tmp_path / "graphs"), "~/graphs"):  # the folder named as looked for, ~ expanded
+        with pytest.raises(FileNotFoundError, match=f"^--dataset {dataset}: there is no such folder "
+                                                    f"{tmp_path}/graphs, and it is not a Hub repo id either$"):
+            _load(tmp_path, "--dataset", dataset, "--task", "graph_regression")
     assert calls == []  # not looked for on the Hub
 
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub.errors import (
     HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
+    RevisionNotFoundError,
 )
 
-from hf_eff.hub.sources import last_checkpoint_hint, naming_missing_folder
+from hf_eff.hub.sources import (
+    is_local_data,
+    last_checkpoint_hint,
+    naming_missing_folder,
+    refuse_hub_options_without_hub_data,
+)
 
 # What HfHubHTTPError reads of its response (its HTTP client differs across huggingface_hub versions).
 NOT_FOUND_RESPONSE = SimpleNamespace(headers={}, request=None, status_code=404)
@@ -23,6 +30,9 @@ NOT_FOUND_RESPONSE = SimpleNamespace(headers={}, request=None, status_code=404)
         (HFValidationError("Repo id must be in the form 'repo_name'"), "it is not a Hub repo id either"),
         (RepositoryNotFoundError("404", response=NOT_FOUND_RESPONSE), "no Hub repo runs/out that this token can read"),
         (LocalEntryNotFoundError("no connection"), "the Hub could not be reached to look for a repo runs/out"),
+        # datasets drops huggingface_hub's error where it re-raises its own after its cache missed; its words are kept
+        (DatasetNotFoundError("Dataset 'runs/out' is a gated dataset on the Hub."),
+         "no Hub dataset runs/out that this token can read (Dataset 'runs/out' is a gated dataset on the Hub.)"),
     ],
 )
 def test_a_missing_folder_read_as_a_repo_id_names_the_folder(tmp_path, monkeypatch, hub_error, says):
@@ -55,6 +65,34 @@ def test_errors_of_an_existing_folder_and_other_errors_pass_unchanged(tmp_path, 
     with pytest.raises(KeyError):
         with naming_missing_folder("--model_name_or_path", "elsewhere/out"):
             raise KeyError("not a Hub error")
+
+
+def test_a_dataset_revision_the_repo_lacks_is_not_named_as_a_missing_repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing_revision = DatasetNotFoundError("Revision 'v9' doesn't exist for dataset 'me/data' on the Hub.")
+    missing_revision.__cause__ = RevisionNotFoundError("404", response=NOT_FOUND_RESPONSE)
+    with pytest.raises(DatasetNotFoundError):
+        with naming_missing_folder("--dataset me/data", "me/data"):
+            raise missing_revision
+
+
+def test_hub_dataset_options_are_refused_for_local_and_built_in_data(tmp_path):
+    (tmp_path / "folder").mkdir()
+    suffixes = (".csv", ".csv.gz")
+    options = {"--dataset_config_name": "small", "--dataset_revision": None}
+    for local in (tmp_path / "folder", tmp_path / "missing.CSV.gz"):  # a missing data file is local data too
+        assert is_local_data(str(local), suffixes)
+        with pytest.raises(ValueError, match=f"^--dataset {local} is local data, which has no Hub configuration or "
+                                             "revision: leave out --dataset_config_name$"):
+            refuse_hub_options_without_hub_data(options, str(local), "--dataset", suffixes, "--task qm9")
+    assert not is_local_data("me/data", suffixes)
+    refuse_hub_options_without_hub_data(options, "me/data", "--dataset", suffixes, "--task qm9")
+    refuse_hub_options_without_hub_data({"--dataset_revision": None}, str(tmp_path / "folder"), "--dataset", suffixes)
+    with pytest.raises(ValueError, match=r"^--dataset_config_name and --dataset_revision are for a Hub --dataset: "
+                                         r"--task qm9 has no configurations or revisions to choose; give --dataset <Hub "
+                                         r"id>, or leave --dataset_config_name and --dataset_revision out$"):
+        refuse_hub_options_without_hub_data({**options, "--dataset_revision": "v1"}, None, "--dataset", suffixes,
+                                            "--task qm9")
 
 
 def test_a_revision_needs_a_hub_source_and_a_folder_is_not_the_runs_output(tmp_path):
