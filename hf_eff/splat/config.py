@@ -30,16 +30,6 @@ TRAINER_OPTIMIZER_DEFAULTS = {
 # The per-parameter Adams' learning rates (3DGS's).
 LEARNING_RATE_FIELDS = ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr")
 
-# Refused by SplatTrainer for a training split without alpha (with its alpha kept, white_background only fixes the
-# background of evaluation and of the saved model's renders).
-RANDOM_BKGD_ON_WHITE = (
-    "SplatTrainer: random_bkgd with white_background, and train_dataset keeps no alpha: white_background says its "
-    "transparent pixels were composited onto white, which a random background contradicts; keep the alpha "
-    "(views_dataset(..., background=None), load_scene(folder, background=None); examples/splat_train.py keeps a "
-    "converted folder's under --random_bkgd) or leave out one of the two"
-)
-
-
 @dataclass
 class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin, TrainingArguments):
     """Training arguments for `SplatTrainer`.
@@ -234,30 +224,16 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         default=False,
         metadata={"help": "gsplat simple_trainer's --random_bkgd: each training step renders onto one random colour "
                           "instead of the fixed background, so a transparent render cannot pass for a dark pixel. "
-                          "Views kept with their alpha (views_dataset(..., background=None), load_scene(folder, "
-                          "background=None); the example keeps a converted folder's under this flag) are composited "
-                          "onto the same colour each step, as nerfstudio's splatfacto trains NeRF-synthetic scenes; "
-                          "for them white_background only sets the fixed background of evaluation, of the energy "
-                          "schedule (strategy g2l) and of the saved model. Views stored with an alpha that is 255 "
-                          "everywhere (an opaque COLMAP capture the example converts under this flag) train as opaque "
-                          "views, and are accepted with white_background as any views stored with alpha. Views "
-                          "stored without alpha (image feature Image()) keep the colour they were composited onto, "
-                          "so with white_background they are refused, before any image is decoded. Evaluation "
-                          "renders, and composites kept alpha, onto the fixed background."},
+                          "Views kept with their alpha (views_dataset(..., background=None)) are composited onto the "
+                          "same colour; views stored without alpha are refused with white_background. Evaluation "
+                          "and the energy schedule use the fixed background."},
     )
     pose_opt: bool = field(
         default=False,
-        metadata={"help": "gsplat simple_trainer's --pose_opt: learn one SE(3) correction per training view (3 "
-                          "translation values and a 6D rotation delta, zero at the start, applied in the camera's "
-                          "own frame as gsplat does), for captures whose poses (COLMAP) are imperfect. The "
-                          "corrections get their own Adam (learning rate pose_opt_lr, weight decay pose_opt_reg) and "
-                          "are saved beside the model as pose_adjustment.safetensors, with the corrected training "
-                          "poses (world_to_camera, in the training split's stored frame: the normalised one for a "
-                          "scene stored normalised); PoseAdjustment.from_file reads the corrections. Evaluation renders "
-                          "each view whose camera (world_to_camera and K) is a training view's with its corrected "
-                          "pose, in any split or order, and every other view with its given pose (gsplat). An "
-                          "evaluation-only run (do_train=False) does not read a saved model's file: it renders every "
-                          "split at its given poses."},
+        metadata={"help": "gsplat simple_trainer's --pose_opt: learn one SE(3) correction per training view, for "
+                          "captures whose poses are imperfect, saved beside the model as pose_adjustment.safetensors "
+                          "(PoseAdjustment.from_file reads it). Evaluation renders the training views' cameras with "
+                          "their corrected poses, every other view with its given pose."},
     )
     pose_opt_lr: float = field(
         default=1e-5,

@@ -6,20 +6,51 @@ values and a 6D rotation delta (Zhou et al. 2019) added to the identity's, an ``
 that is zero (the identity) at the start. gsplat right-multiplies the camera-to-world pose by the correction,
 ``camtoworld @ T`` (a move in the camera's own frame); the views here hold world-to-camera poses, which become
 ``inv(T) @ world_to_camera``, the inverse of gsplat's corrected pose, computed without inverting the pose.
+
+The corrections' file (`POSE_ADJUSTMENT_NAME`, `PoseAdjustment.save` and `load`) and their learning-rate schedule
+(`pose_lr`) are here too; `SplatTrainer` decides when they are written, read and matched to a run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
 # The 6D representation of the identity rotation: its first two rows.
 IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+# A run's corrections (and its corrected training poses), beside the model in checkpoints and output_dir.
+POSE_ADJUSTMENT_NAME = "pose_adjustment.safetensors"
+# What the file's tensors hold, in its metadata beside the record of the run that wrote it.
+TENSOR_DESCRIPTIONS = {
+    "pose_deltas": "per training view: translation [3] + 6D rotation delta [6], applied as camera_to_world @ T "
+                   "(gsplat's CameraOptModule)",
+    "world_to_camera": "the training views' corrected world-to-camera poses (OpenCV), in the training split's stored "
+                       "frame (normalised when it was stored so)",
+}
+
+
+def camera_key(viewmat: torch.Tensor, K: torch.Tensor) -> bytes:
+    """A view's camera as bytes (its stored world_to_camera and K, CPU): two views share a camera when these are
+    equal bit for bit."""
+    return viewmat.numpy().tobytes() + K.numpy().tobytes()
+
+
+def cameras_sha256(viewmats: torch.Tensor, Ks: torch.Tensor) -> str:
+    """The hash of views' cameras in their order (`camera_key`), which a pose file records of its training views."""
+    return hashlib.sha256(b"".join(camera_key(viewmat, K) for viewmat, K in zip(viewmats, Ks))).hexdigest()
+
+
+def pose_lr(step: int, pose_opt_lr: float, batch_size: int, max_steps: int) -> float:
+    """The corrections' learning rate at ``step``, gsplat's: pose_opt_lr x sqrt(batch size), decayed exponentially
+    to 1% at max_steps."""
+    return pose_opt_lr * math.sqrt(batch_size) * 0.01 ** (min(step, max_steps) / max_steps)
 
 
 def rotation_6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
@@ -50,8 +81,16 @@ class PoseAdjustment(nn.Module):
         a module that corrects the run's training poses (those it trained on: after pose_noise, in the training
         split's stored frame). The file's ``world_to_camera`` [N, 4, 4] holds the corrected poses themselves
         (`safetensors.torch.load_file`). A file that does not read, or holds no [N, 9] ``pose_deltas``, is named."""
+        return cls.load(path)[0]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> tuple[PoseAdjustment, dict[str, str]]:
+        """`from_file`'s module and the file's metadata (what `save` recorded of the run), read in one opening."""
         try:
-            deltas = load_file(path)["pose_deltas"]
+            with safe_open(path, "pt") as saved:
+                if "pose_deltas" not in saved.keys():
+                    raise KeyError("pose_deltas")
+                deltas, metadata = saved.get_tensor("pose_deltas"), saved.metadata() or {}
         except (SafetensorError, KeyError) as error:
             raise ValueError(f"{path} does not load ({type(error).__name__}: {error})") from error
         if deltas.ndim != 2 or deltas.shape[1] != 9 or not deltas.is_floating_point():
@@ -60,7 +99,15 @@ class PoseAdjustment(nn.Module):
         adjustment = cls(len(deltas))
         with torch.no_grad():
             adjustment.embeds.weight.copy_(deltas)
-        return adjustment
+        return adjustment, metadata
+
+    def save(self, path: str | os.PathLike, world_to_camera: torch.Tensor, metadata: dict[str, str]) -> None:
+        """Writes the corrections to ``path`` as ``pose_deltas`` [N, 9] (which `load` reads), with ``world_to_camera``
+        [N, 4, 4], the poses they correct the training poses into, and ``metadata`` (strings: what the run that
+        wrote them was, for a resume to match) beside descriptions of the two."""
+        tensors = {"pose_deltas": self.embeds.weight.detach().cpu().contiguous(),
+                   "world_to_camera": world_to_camera.detach().cpu().contiguous()}
+        save_file(tensors, path, metadata={**TENSOR_DESCRIPTIONS, **metadata})
 
     @classmethod
     def random(cls, num_views: int, std: float, seed: int) -> PoseAdjustment:
@@ -72,7 +119,7 @@ class PoseAdjustment(nn.Module):
             noise.embeds.weight.normal_(0.0, std, generator=generator)
         return noise
 
-    def camera_transforms(self, view_indices: torch.Tensor) -> torch.Tensor:
+    def _camera_transforms(self, view_indices: torch.Tensor) -> torch.Tensor:
         """The corrections [..., 4, 4] of ``view_indices`` [...], as gsplat right-multiplies them to camera-to-world."""
         deltas = self.embeds(view_indices)
         transform = torch.eye(4, dtype=deltas.dtype, device=deltas.device).repeat(*view_indices.shape, 1, 1)
@@ -83,7 +130,7 @@ class PoseAdjustment(nn.Module):
     def forward(self, viewmats: torch.Tensor, view_indices: torch.Tensor) -> torch.Tensor:
         """The corrected world-to-camera poses [..., 4, 4] of ``viewmats`` [..., 4, 4]: ``inv(T) @ viewmat``,
         the inverse of gsplat's ``camtoworld @ T`` (a rigid T's inverse is ``[R^T | -R^T t]``)."""
-        transform = self.camera_transforms(view_indices).to(viewmats.dtype)
+        transform = self._camera_transforms(view_indices).to(viewmats.dtype)
         rotation_t = transform[..., :3, :3].transpose(-1, -2)
         inverse = torch.eye(4, dtype=viewmats.dtype, device=viewmats.device).repeat(*view_indices.shape, 1, 1)
         inverse[..., :3, :3] = rotation_t

@@ -451,12 +451,27 @@ def composite_alpha(image, background) -> np.ndarray:
 
 def composite_rgba(rgba: np.ndarray, background) -> np.ndarray:
     """uint8 RGBA pixels [..., 4] (straight alpha) composited onto ``background`` (RGB in [0, 1]), rounded to uint8
-    [..., 3]: how `views_dataset` composites a view, and (onto black) how the trainer premultiplies a kept alpha
-    (`hf_eff.splat.trainer.SceneViews`), so the two agree to the bit."""
+    [..., 3]: how `views_dataset` composites a view, and (onto black) how `premultiply_rgba` premultiplies a kept
+    alpha, so the two agree to the bit."""
     rgba = rgba.astype(np.float64) / 255.0
     alpha = rgba[..., 3:]
     rgb = rgba[..., :3] * alpha + np.asarray(background, dtype=np.float64).reshape(3) * (1 - alpha)
     return np.round(rgb * 255).astype(np.uint8)
+
+
+def premultiply_rgba(rgba: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """RGBA views uint8 [N, H, W, 4] (straight alpha, CPU: `scene_views_images` of a split that keeps its alpha) split
+    in place into their colour over black [N, H, W, 3] (`composite_rgba` onto black, as `views_dataset` composites)
+    and their alphas [N, H, W]: two views of the one stack, no copy of it. ``masks`` [N, H, W] bool (True = trained):
+    ignored pixels are made opaque, so that their colour alone (which the caller sets) is their target. Alphas that
+    are 255 everywhere (an opaque capture kept with its alpha) come back None: they would composite nothing."""
+    for view in rgba:  # one view at a time: no float copy of the whole split
+        if view[..., 3].min() < 255:  # an opaque view is its own colour over black
+            view[..., :3] = torch.from_numpy(composite_rgba(view.numpy(), (0.0, 0.0, 0.0)))
+    colours, alphas = rgba[..., :3], rgba[..., 3]
+    if masks is not None:
+        alphas[~masks] = 255
+    return colours, None if alphas.min() == 255 else alphas
 
 
 def composite_premultiplied(colours: torch.Tensor, alphas: torch.Tensor, backgrounds: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import inspect
 import math
 import os
@@ -37,8 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
@@ -48,7 +46,7 @@ from transformers.utils import logging
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.cameras import camera_centres, camera_spread, describe_frame, same_frame
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
-from hf_eff.splat.config import RANDOM_BKGD_ON_WHITE, SplatTrainingArguments
+from hf_eff.splat.config import SplatTrainingArguments
 from hf_eff.splat.losses import (
     gaussian_regularization,
     photometric_loss,
@@ -56,15 +54,21 @@ from hf_eff.splat.losses import (
     ssim,
     ssim_blind_images,
 )
-from hf_eff.splat.pose_adjustment import PoseAdjustment
+from hf_eff.splat.pose_adjustment import (
+    POSE_ADJUSTMENT_NAME,
+    PoseAdjustment,
+    camera_key,
+    cameras_sha256,
+    pose_lr,
+)
 from hf_eff.splat.rendering import LOW_PRECISION
 from hf_eff.splat.scene import (
     Scene,
     composite_premultiplied,
-    composite_rgba,
     data_world_to_normalized,
     images_to_float,
     keeps_alpha,
+    premultiply_rgba,
     scene_views_cameras,
     scene_views_images,
     scene_views_masks,
@@ -75,10 +79,15 @@ from hf_eff.utils.training_failures import unreadable_best_weights_error, unread
 logger = logging.get_logger(__name__)
 
 DENSIFICATION_STATE_NAME = "densification_state.pt"
-# pose_opt's per-view corrections (and the corrected training poses), beside the model in checkpoints and output_dir.
-POSE_ADJUSTMENT_NAME = "pose_adjustment.safetensors"
-# How the non-finite watch and its errors name pose_opt's corrections.
-POSE_CORRECTIONS = "pose_adjustment"
+# pose_opt's corrections beside the Gaussians' parameters: their optimizer's key (optimizer.pt) and param group name,
+# and their name in the non-finite watch and its errors.
+POSE_ADJUSTMENT_KEY = "pose_adjustment"
+# Refused for a training split without alpha: its transparency was composited onto a colour already.
+RANDOM_BKGD_ON_WHITE = (
+    "SplatTrainer: random_bkgd with white_background, and train_dataset keeps no alpha: its transparent pixels were "
+    "composited onto white, which a random background contradicts; keep the alpha (views_dataset(..., "
+    "background=None), load_scene(folder, background=None)) or leave out one of the two"
+)
 # What SplatTrainer.evaluate reports, after its prefix ("eval_").
 EVAL_METRICS = ("psnr", "ssim", "num_gaussians", "train_seconds", "train_cpu_seconds")
 # The keywords `SplatTrainer.render` passes to the model's render.
@@ -166,16 +175,12 @@ class SceneViews(Dataset):
         if self._views is None:
             return
         images = scene_views_images(self._views, split=self._name)
+        masks = scene_views_masks(self._views, split=self._name)
         alphas = None
         if self.keeps_alpha:
-            images, alphas = _premultiply_in_place(images)
-        masks = scene_views_masks(self._views, split=self._name)
+            images, alphas = premultiply_rgba(images, masks)
         if masks is not None:
             images[~masks] = 0
-            if alphas is not None:
-                alphas[~masks] = 255
-        if alphas is not None and alphas.min() == 255:
-            alphas = None  # nothing transparent (an opaque capture kept with its alpha): it would composite nothing
         # The split is not needed past this point (nor pickled into dataloader workers).
         self._images, self._masks, self._alphas, self._views = images, masks, alphas, None
 
@@ -205,22 +210,6 @@ class SceneViews(Dataset):
         if self.alphas is not None:
             item["alpha"] = images_to_float(self.alphas[index, :, :, None])
         return item
-
-
-def camera_key(viewmat: torch.Tensor, K: torch.Tensor) -> bytes:
-    """A view's camera as bytes (its stored world_to_camera and K, CPU): two views share a camera when these are
-    equal bit for bit."""
-    return viewmat.numpy().tobytes() + K.numpy().tobytes()
-
-
-def _premultiply_in_place(rgba: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """RGBA views uint8 [N, H, W, 4] (straight alpha, CPU) split in place into their colour over black [N, H, W, 3]
-    (`composite_rgba` onto black, as `views_dataset` composites) and their alphas [N, H, W]: two views of the one
-    stack, no copy of it."""
-    for view in rgba:  # one view at a time: no float copy of the whole split
-        if view[..., 3].min() < 255:  # an opaque view is its own colour over black
-            view[..., :3] = torch.from_numpy(composite_rgba(view.numpy(), (0.0, 0.0, 0.0)))
-    return rgba[..., :3], rgba[..., 3]
 
 
 POSE_HINT = (
@@ -517,25 +506,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # whose buckets would break at the first densification.
             model._is_accelerate_prepared = True
         self.scene_scale = camera_scene_scale(train_views.viewmats)
-        # The training views' given cameras: evaluation finds them in any split by these (`_evaluation_poses`), and
-        # a resume checks that it trains on the checkpoint's views in its order (`_pose_record`).
-        self._training_view_of_camera: dict[bytes, int] | None = None
-        if args.pose_opt or args.pose_noise:
-            keys = [camera_key(viewmat, K) for viewmat, K in zip(train_views.viewmats, train_views.Ks)]
-            self._training_cameras_sha256 = hashlib.sha256(b"".join(keys)).hexdigest()
-            self._training_view_of_camera = {}
-            for index, key in enumerate(keys):
-                self._training_view_of_camera.setdefault(key, index)  # a camera held twice: its first view's
-        if args.pose_noise:
-            # gsplat's --pose_noise, after the scene scale is taken from the given poses. A new tensor: a
-            # SceneViews the caller passed keeps its own.
-            noise = PoseAdjustment.random(len(train_views), args.pose_noise, args.seed)
-            with torch.no_grad():
-                train_views.viewmats = noise(train_views.viewmats, torch.arange(len(train_views)))
-        self.pose_adjustment = None
-        if args.pose_opt:
-            self.pose_adjustment = PoseAdjustment(len(train_views)).to(next(iter(self.splats.values())).device)
-        self.pose_optimizer: torch.optim.Optimizer | None = None  # built with the Gaussians' (create_optimizer)
+        self._setup_pose_opt(train_views)  # after the scene scale is taken from the given poses
         # A copy: T_2 is written on it below and on resume, which a strategy object the caller shares
         # between scenes must not keep.
         self.strategy = copy.copy(strategy) if strategy is not None else args.build_strategy()
@@ -562,6 +533,28 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         self._eval_seconds = self._eval_cpu_seconds = 0.0
         self.add_callback(_DensifyCallback(self))
 
+    def _setup_pose_opt(self, train_views: SceneViews) -> None:
+        """pose_opt's corrections and pose_noise's perturbation of ``train_views``' poses; under either, the training
+        views' given cameras, by which evaluation finds them in any split (`_evaluation_poses`) and a resume checks
+        that it trains on the checkpoint's views in its order (`_pose_record`)."""
+        args = self.args
+        self._training_view_of_camera: dict[bytes, int] | None = None
+        if args.pose_opt or args.pose_noise:
+            self._training_cameras_sha256 = cameras_sha256(train_views.viewmats, train_views.Ks)
+            self._training_view_of_camera = {}
+            for index, (viewmat, K) in enumerate(zip(train_views.viewmats, train_views.Ks)):
+                # a camera held twice: its first view's
+                self._training_view_of_camera.setdefault(camera_key(viewmat, K), index)
+        if args.pose_noise:
+            # gsplat's --pose_noise. A new tensor: a SceneViews the caller passed keeps its own.
+            noise = PoseAdjustment.random(len(train_views), args.pose_noise, args.seed)
+            with torch.no_grad():
+                train_views.viewmats = noise(train_views.viewmats, torch.arange(len(train_views)))
+        self.pose_adjustment = None
+        if args.pose_opt:
+            self.pose_adjustment = PoseAdjustment(len(train_views)).to(next(iter(self.splats.values())).device)
+        self.pose_optimizer: torch.optim.Optimizer | None = None  # built with the Gaussians' (create_optimizer)
+
     def _build_schedule(self) -> None:
         """The energy schedule of the training images: the coarse-to-fine resolutions and, for G2L, T_2."""
         args = self.args
@@ -575,7 +568,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             views = self.train_dataset
             schedule = EnergyCoarseToFine.from_images(
                 views.images, densify_steps=densify_steps, num_levels=args.c2f_levels, alphas=views.alphas,
-                background=self.fixed_backgrounds(1),
+                background=self._fixed_backgrounds(1),
             )
             if needs_t2:
                 self.strategy.global_stop_iter = schedule.full_resolution_step
@@ -599,10 +592,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _adopt_render_settings(model, args: SplatTrainingArguments) -> None:
         """The model renders in the mode and onto the background it is trained with once saved
         (`GaussianModel.rasterize_mode` and `white_background`, kept in config.json): the arguments' when given,
-        else the model's own (`SplatTrainingArguments.take_model_render_settings`); a model that rendered
-        antialiased or onto white before is named when the arguments change it. A custom model without them
-        still gets both from the trainer's renders."""
-        args.take_model_render_settings(model)
+        else the model's own (``args`` has taken them: `SplatTrainingArguments.take_model_render_settings`); a model
+        that rendered antialiased or onto white before is named when the arguments change it. A custom model without
+        them still gets both from the trainer's renders."""
         if hasattr(model, "rasterize_mode"):
             if model.rasterize_mode != args.rasterize_mode and model.rasterize_mode != "classic":
                 logger.warning(
@@ -755,7 +747,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self.pose_optimizer is not None:
-            self.pose_optimizer.param_groups[0]["lr"] = self.pose_lr(self.state.global_step)
+            self.pose_optimizer.param_groups[0]["lr"] = self._pose_lr(self.state.global_step)
             # Trainer zeroes the model's gradients only; a step is one training_step (no accumulation).
             self.pose_adjustment.zero_grad(set_to_none=True)
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -865,11 +857,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         progress = min(1.0, (step - hold) / max(1, span))
         return self.args.means_lr_final_ratio ** progress
 
-    def pose_lr(self, step: int) -> float:
-        """pose_opt's learning rate at ``step``, gsplat's: pose_opt_lr x sqrt(batch size), decayed exponentially to
-        1% at max_steps."""
-        initial = self.args.pose_opt_lr * math.sqrt(self.args.per_device_train_batch_size)
-        return initial * 0.01 ** (min(step, self.args.max_steps) / self.args.max_steps)
+    def _pose_lr(self, step: int) -> float:
+        """pose_opt's learning rate at ``step`` (`hf_eff.splat.pose_adjustment.pose_lr`)."""
+        return pose_lr(step, self.args.pose_opt_lr, self.args.per_device_train_batch_size, self.args.max_steps)
 
     # ------------------------------------------------------------------ optimizer hooks
     def create_optimizer(self, model=None):
@@ -891,10 +881,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if self.pose_adjustment is not None:
             # gsplat's: Adam (default eps) with weight decay as the regulariser
             self.pose_optimizer = torch.optim.Adam(
-                [{"params": list(self.pose_adjustment.parameters()), "lr": self.pose_lr(0), "name": "pose_adjustment"}],
+                [{"params": list(self.pose_adjustment.parameters()), "lr": self._pose_lr(0), "name": POSE_ADJUSTMENT_KEY}],
                 weight_decay=args.pose_opt_reg,
             )
-            optimizers["pose_adjustment"] = self.pose_optimizer
+            optimizers[POSE_ADJUSTMENT_KEY] = self.pose_optimizer
         self.optimizer = GaussianOptimizers(optimizers)
         return self.optimizer
 
@@ -947,36 +937,36 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         densifies on them (``absgrad=True``, AbsGS); ``sh_degree`` None renders every SH degree. ``check_finite``:
         `rasterize`'s NaN check (a host read of the device)."""
         if backgrounds is None:
-            backgrounds = self.fixed_backgrounds(len(viewmats), viewmats.device)
+            backgrounds = self._fixed_backgrounds(len(viewmats), viewmats.device)
         return self.accelerator.unwrap_model(model).render(
             viewmats, Ks, width, height, sh_degree=sh_degree, packed=self.args.packed,
             backend=self.args.render_backend, backgrounds=backgrounds, absgrad=getattr(self.strategy, "absgrad", False),
             check_finite=check_finite, rasterize_mode=self.args.rasterize_mode,
         )
 
-    def fixed_backgrounds(self, count: int, device=None) -> torch.Tensor | None:
+    def _fixed_backgrounds(self, count: int, device=None) -> torch.Tensor | None:
         """This run's fixed background, [count, 3]: white under ``white_background``; None for black, the
         rasterizer's own, which nothing needs to add. What `render` renders onto unless given ``backgrounds``, and
         what evaluation composites views kept with their alpha onto."""
         return torch.ones(count, 3, device=device) if self.args.white_background else None
 
-    def composite_onto_background(self, images: torch.Tensor, alphas: torch.Tensor,
-                                  backgrounds: torch.Tensor | None = None) -> torch.Tensor:
+    def _composite_onto_background(self, images: torch.Tensor, alphas: torch.Tensor,
+                                   backgrounds: torch.Tensor | None = None) -> torch.Tensor:
         """Views kept with their alpha (`SceneViews`: their colour over black [N, H, W, 3] and alphas [N, H, W, 1])
-        composited onto ``backgrounds`` [N, 3], or for None onto this run's fixed background (`fixed_backgrounds`)."""
+        composited onto ``backgrounds`` [N, 3], or for None onto this run's fixed background (`_fixed_backgrounds`)."""
         if backgrounds is None:
-            backgrounds = self.fixed_backgrounds(len(images), images.device)
+            backgrounds = self._fixed_backgrounds(len(images), images.device)
             if backgrounds is None:  # black: the colour over black is the view over it
                 return images
         return composite_premultiplied(images, alphas, backgrounds)
 
     def evaluation_target(self, item: dict[str, torch.Tensor], device=None) -> torch.Tensor:
         """A view's target as evaluation compares a render with it, [1, H, W, 3] on ``device``: the `SceneViews`
-        item's image, composited onto the fixed background the render is (`composite_onto_background`) for a view
+        item's image, composited onto the fixed background the render is (`_composite_onto_background`) for a view
         kept with its alpha."""
         target = item["image"][None].to(device)
         if "alpha" in item:  # like compared with like
-            target = self.composite_onto_background(target, item["alpha"][None].to(device))
+            target = self._composite_onto_background(target, item["alpha"][None].to(device))
         return target
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -997,7 +987,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # Views kept with their alpha: the target over the colour the render is composited onto, this step's
             # random one included (splatfacto's random background); at full resolution, before any downscaling
             # (which is linear: the order does not matter).
-            images = self.composite_onto_background(images, inputs["alpha"], backgrounds)
+            images = self._composite_onto_background(images, inputs["alpha"], backgrounds)
         height, width = images.shape[1:3]
         factor = self.resolution_factor(step)
         if factor > 1:
@@ -1077,7 +1067,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         step, names = found
         gaussians = [name for name in names if name in self.splats]
         what, fix = "the Gaussians", "Lower the learning rates (means_lr, scales_lr, opacities_lr) or check the cameras"
-        if POSE_CORRECTIONS in names:
+        if POSE_ADJUSTMENT_KEY in names:
             # NaN corrections reach the render at the same step, the Gaussians only at the next
             what, fix = ("the Gaussians and pose_opt's camera corrections",
                          "Lower the learning rates (means_lr, scales_lr, opacities_lr, pose_opt_lr) or check the "
@@ -1092,7 +1082,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _watched_tensors(self) -> dict[str, torch.Tensor]:
         """The trained tensors the non-finite watch checks: the Gaussians', and pose_opt's corrections."""
-        corrections = {} if self.pose_adjustment is None else {POSE_CORRECTIONS: self.pose_adjustment.embeds.weight}
+        corrections = {} if self.pose_adjustment is None else {POSE_ADJUSTMENT_KEY: self.pose_adjustment.embeds.weight}
         return {**self.splats, **corrections}
 
     def _check_not_empty(self, step: int, before: dict[str, torch.Tensor]) -> None:
@@ -1294,44 +1284,31 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         bad = [key for key, value in self.splats.items() if not torch.isfinite(value).all()]
         if bad:
             raise RuntimeError(f"not saved to {output_dir}: the Gaussians' {', '.join(bad)} contain NaN or inf")
-        self._refuse_non_finite_corrections(output_dir)
+        # First, as it refuses non-finite corrections before anything is written.
+        self.save_pose_adjustment(output_dir)
         os.makedirs(output_dir, exist_ok=True)
         self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
-        self.save_pose_adjustment(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
-    def _refuse_non_finite_corrections(self, folder) -> None:
-        if self.pose_adjustment is not None and not torch.isfinite(self.pose_adjustment.embeds.weight).all():
-            raise RuntimeError(f"not saved to {folder}: pose_opt's camera corrections contain NaN or inf; lower "
-                               "pose_opt_lr, or train with pose_opt=False")
-
     def save_pose_adjustment(self, folder: str | os.PathLike) -> str | None:
-        """Writes pose_opt's corrections into ``folder`` as pose_adjustment.safetensors, as checkpoints and
-        `save_model` do: ``pose_deltas`` [N, 9] (translation and 6D rotation delta per training view, gsplat's
-        CameraOptModule embedding), which a resume and `PoseAdjustment.from_file` read, and ``world_to_camera``
-        [N, 4, 4], the corrected training poses (`training_poses`: OpenCV, in the training split's stored frame, the
-        normalised one for a split stored normalised); its metadata records what a resume must match
-        (`_pose_record`). Returns the file's path; None without pose_opt or off the main process, where nothing is
-        written. Refuses corrections holding NaN or inf."""
+        """Writes pose_opt's corrections into ``folder`` as pose_adjustment.safetensors (`PoseAdjustment.save`), as
+        checkpoints and `save_model` do, with the corrected training poses (`training_poses`) and what a resume must
+        match (`_pose_record`). Returns the file's path; None without pose_opt or off the main process, where
+        nothing is written. Refuses corrections holding NaN or inf, writing nothing."""
         if self.pose_adjustment is None or not self.args.should_save:
             return None
-        self._refuse_non_finite_corrections(folder)
-        tensors = {"pose_deltas": self.pose_adjustment.embeds.weight.detach().cpu().contiguous(),
-                   "world_to_camera": self.training_poses().contiguous()}
-        metadata = {"pose_deltas": "per training view: translation [3] + 6D rotation delta [6], applied as "
-                                   "camera_to_world @ T (gsplat's CameraOptModule)",
-                    "world_to_camera": "the training views' corrected world-to-camera poses (OpenCV), in the "
-                                       "training split's stored frame (normalised when it was stored so)",
-                    **self._pose_record()}
+        if not torch.isfinite(self.pose_adjustment.embeds.weight).all():
+            raise RuntimeError(f"not saved to {folder}: pose_opt's camera corrections contain NaN or inf; lower "
+                               "pose_opt_lr, or train with pose_opt=False")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, POSE_ADJUSTMENT_NAME)
-        save_file(tensors, path, metadata=metadata)
+        self.pose_adjustment.save(path, self.training_poses(), self._pose_record())
         return path
 
     def _pose_record(self) -> dict[str, str]:
         """What the corrections belong to, which a resume must match (safetensors metadata, strings): the training
-        views' given cameras in their order (a hash of their world_to_camera and K) and the noise that pose_noise
-        drew for them (its std and seed)."""
+        views' given cameras in their order (`cameras_sha256`) and the noise that pose_noise drew for them (its std
+        and seed)."""
         return {"training_cameras_sha256": self._training_cameras_sha256, "pose_noise": str(self.args.pose_noise),
                 "seed": str(self.args.seed)}
 
@@ -1364,12 +1341,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "restore it, or train with load_best_model_at_end=False to keep the last step's model and corrections"
             )
         try:
-            deltas = PoseAdjustment.from_file(path).embeds.weight
-            with safe_open(path, "pt") as saved:
-                recorded = saved.metadata() or {}
+            saved, recorded = PoseAdjustment.load(path)
         except ValueError as error:
             raise ValueError(f"{source}: {error}; it is left as it is") from error
-        weight = self.pose_adjustment.embeds.weight
+        deltas, weight = saved.embeds.weight, self.pose_adjustment.embeds.weight
         if deltas.shape != weight.shape:
             raise ValueError(f"{source}: {path} holds corrections of {len(deltas)} training views, and train_dataset "
                              f"has {len(weight)}: resume on the training views the checkpoint was trained on")
