@@ -291,17 +291,16 @@ def card_datasets(dataset_tags, dataset=None, dataset_args=None, tags_label: str
 
 
 def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Pattern | None = None,
-              hub_tasks: dict | None = None, bare_hub_id: bool = False,
-              local_data: bool = False) -> tuple[list[str] | None, list[dict]]:
+              hub_tasks: dict | None = None, from_hub: bool | None = None) -> tuple[list[str] | None, list[dict]]:
     """(card `datasets` list, [model-index dataset fields]) of the data a run was evaluated on:
     ``dataset`` (one name or several, as a caller gave them, or ``CardDataset``s) or else the results' ``dataset_name`` /
     ``dataset`` (the examples'). Only a Hub id goes into the `datasets` metadata and is its own type; a
     local file or folder is shown by its name only (type ``local``), so that a card never publishes a
     path of the machine it was trained on. A bare name (no owner) in the results is an example's built-in
     data (type ``builtin_type``), as is a name ``builtin`` matches, unless ``hub_tasks`` ({name: (Hub id,
-    config)}) says which Hub dataset it is read from, or ``bare_hub_id`` says the results' name is one (the
-    HaLoRA and GraNT examples' --dataset), or ``local_data`` says it is local (a relative folder such as data/graphs
-    looks like a Hub id); a bare name a caller gave is a Hub id, as transformers' cards read it."""
+    config)}) says which Hub dataset it is read from, or ``from_hub`` says whether the results' name is a Hub id (True:
+    the HaLoRA and GraNT examples' --dataset) or local data (False: a relative folder such as data/graphs looks like a
+    Hub id); None guesses from the name. A bare name a caller gave is a Hub id, as transformers' cards read it."""
     given = dataset is not None
     names = dataset if given else (results.get("dataset_name") or results.get("dataset"))
     names = [names] if isinstance(names, str) else list(names or [])
@@ -322,9 +321,9 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
             entries.append(dict(dataset_name=name, dataset_type=hub_id, dataset_config=config))
         elif builtin is not None and builtin.fullmatch(name):
             entries.append(dict(dataset_name=name, dataset_type=builtin_type))
-        elif not _is_hub_id(name) or (local_data and not given):
+        elif not _is_hub_id(name) or (from_hub is False and not given):
             entries.append(dict(dataset_name=f"local data ({_local_name(name)})", dataset_type="local"))
-        elif "/" in name or given or bare_hub_id:
+        elif "/" in name or given or from_hub is True:
             hub_ids.append(name)
             # the example's --dataset_config_name / --dataset_revision of its Hub --dataset
             recorded = {} if given else dict(dataset_config=results.get("dataset_config_name"),
@@ -482,9 +481,10 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     eval_task = "multiple-choice" if "eval_questions" in results else (pipeline_tag or "other")
     # the example records a --dataset (not a --task_name) in its data split: a bare one is a Hub id (commonsense_qa)
     data_split = results.get("data_split")
+    records_a_dataset = isinstance(data_split, dict) and "dataset" in data_split
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
                                         hub_tasks={name: (task[0], task[1]) for name, task in HUB_TASKS.items()},
-                                        bare_hub_id=isinstance(data_split, dict) and "dataset" in data_split)
+                                        from_hub=True if records_a_dataset else None)
     table, metrics, rows = noise_table(split_view), [], []
     on_split = {"dataset_split": split} if split else {}
     sigmas = sorted({s for cells in table.values() for s in cells})
@@ -588,8 +588,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     is; ``test_*`` (a ``predict`` on test data) is ``test`` unless a key is."""
     # examples/grant_train.py records which --dataset is a Hub id: a bare one (no owner) is no built-in set then
     datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
-                                        bare_hub_id=results.get("dataset_from_hub") is True,
-                                        local_data=results.get("dataset_from_hub") is False)
+                                        from_hub=results.get("dataset_from_hub"))
     reported, others = reported_split(results)
     evaluated = [reported, *others]
     # The plain evaluation (GraNT's eval_dataset is the validation graphs) is "validation", unless a dict key is.
