@@ -597,8 +597,10 @@ def load_smiles_csv(
     stat = Path(path).stat()
     params = {"path": str(Path(path).resolve()), "mtime": stat.st_mtime, "size": stat.st_size,
               "smiles": smiles_column, "targets": list(target_columns), "cls": classification}
-    return _graphs_of_smiles_frame("csv", params, frame, smiles, str(path), smiles_column, target_columns,
-                                   classification, multilabel, skip_invalid_smiles, CSV_ROWS)
+    return _graphs_of_smiles_frame(cache_name="csv", params=params, frame=frame, smiles=smiles, name=str(path),
+                                   smiles_column=smiles_column, target_columns=target_columns,
+                                   classification=classification, multilabel=multilabel,
+                                   skip_invalid_smiles=skip_invalid_smiles, rows=CSV_ROWS)
 
 
 def load_smiles_table(
@@ -622,11 +624,13 @@ def load_smiles_table(
     # datasets has no public fingerprint; this one follows the table's files (and, from the Hub, their revision)
     params = {"table": table._fingerprint, "smiles": smiles_column, "targets": list(target_columns),
               "cls": classification, **({"label_names": label_names} if label_names is not None else {})}
-    return _graphs_of_smiles_frame("table", params, frame, smiles, name, smiles_column, target_columns,
-                                   classification, multilabel, skip_invalid_smiles, TABLE_ROWS, label_names)
+    return _graphs_of_smiles_frame(cache_name="table", params=params, frame=frame, smiles=smiles, name=name,
+                                   smiles_column=smiles_column, target_columns=target_columns,
+                                   classification=classification, multilabel=multilabel,
+                                   skip_invalid_smiles=skip_invalid_smiles, rows=TABLE_ROWS, label_names=label_names)
 
 
-def _graphs_of_smiles_frame(cache_name: str, params: dict, frame, smiles, name: str, smiles_column: str,
+def _graphs_of_smiles_frame(*, cache_name: str, params: dict, frame, smiles, name: str, smiles_column: str,
                             target_columns: Sequence[str], classification: bool, multilabel: bool,
                             skip_invalid_smiles: bool, rows: _RowNaming,
                             label_names: Sequence[str] | None = None) -> datasets.Dataset:
@@ -1188,16 +1192,9 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
     if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 1:
         raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
     held = math.ceil(validation_fraction * len(dataset))
-    if not stratify_by_class:
-        first = dataset.train_test_split(test_size=test_fraction, seed=seed)
-        second = first["train"].train_test_split(test_size=held, seed=seed)
-        return datasets.DatasetDict(train=second["train"], validation=second["test"], test=first["test"])
-    ids, rows = _class_rows(dataset)
-    with _naming_classes_that_cannot_split(ids):
-        first = rows.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column="class")
-        second = first["train"].train_test_split(test_size=held, seed=seed, stratify_by_column="class")
-    return datasets.DatasetDict({name: dataset.select(part["row"]) for name, part in
-                                 (("train", second["train"]), ("validation", second["test"]), ("test", first["test"]))})
+    rest, test = _hold_out(dataset, test_fraction, seed, stratify_by_class)
+    train, validation = _hold_out(rest, held, seed, stratify_by_class)
+    return datasets.DatasetDict(train=train, validation=validation, test=test)
 
 
 def split_off_validation(train: datasets.Dataset, validation_fraction: float, seed: int,
@@ -1207,14 +1204,21 @@ def split_off_validation(train: datasets.Dataset, validation_fraction: float, se
     rounding, seeded shuffle and, with ``stratify_by_class``, classes)."""
     if not 0 < validation_fraction < 1:
         raise ValueError(f"need 0 < validation_fraction < 1, got {validation_fraction}")
-    held = math.ceil(validation_fraction * len(train))
+    kept, validation = _hold_out(train, math.ceil(validation_fraction * len(train)), seed, stratify_by_class)
+    return datasets.DatasetDict(train=kept, validation=validation)
+
+
+def _hold_out(dataset: datasets.Dataset, held: float | int, seed: int,
+              stratify_by_class: bool) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(kept, held out) graphs of ``dataset``: ``held`` of them (a fraction, or a number of graphs) in datasets' seeded
+    `train_test_split`; ``stratify_by_class`` keeps each class's share on both sides."""
     if not stratify_by_class:
-        halves = train.train_test_split(test_size=held, seed=seed)
-        return datasets.DatasetDict(train=halves["train"], validation=halves["test"])
-    ids, rows = _class_rows(train)
+        halves = dataset.train_test_split(test_size=held, seed=seed)
+        return halves["train"], halves["test"]
+    ids, rows = _class_rows(dataset)
     with _naming_classes_that_cannot_split(ids):
         halves = rows.train_test_split(test_size=held, seed=seed, stratify_by_column="class")
-    return datasets.DatasetDict(train=train.select(halves["train"]["row"]), validation=train.select(halves["test"]["row"]))
+    return dataset.select(halves["train"]["row"]), dataset.select(halves["test"]["row"])
 
 
 def _class_rows(dataset: datasets.Dataset) -> tuple[np.ndarray, datasets.Dataset]:
