@@ -31,7 +31,8 @@ trained --model_name_or_path is read at the revision that run records; a model e
 revision of it is warned of, as for other split settings. Offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), datasets
 reads the latest cached copy whatever the revision: a --dataset_revision is then only read as a full commit hash whose
 cached copy is the one read, and a branch or tag is refused. A --dataset path may start with ~.
-Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused. Graph
+Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused; a --test_fraction (and
+--validation_fraction) given for data that comes with its own test (and validation) split is warned of. Graph
 classification sets are split by class (--stratify False: at random, as the other tasks): each class in proportion
 as far as rounding allows (a class of fewer than about 1/fraction graphs can still miss a split); a saved
 DatasetDict is used as saved.
@@ -255,7 +256,9 @@ class DataArguments:
     )
 
 
-def parse_args(argv: list[str] | None = None):
+def parse_args(argv: list[str] | None = None, return_command_line: bool = False):
+    """The flags (after a recipe); with ``return_command_line``, followed by the ``CommandLine`` (the recipe's
+    settings, the flags given)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, GraNTTrainingArguments))
     describe_recipe_usage(parser)  # before parser.error below, which prints the usage
     flags = builtin_task_flags(sys.argv[1:] if argv is None else argv)
@@ -270,6 +273,8 @@ def parse_args(argv: list[str] | None = None):
     model_args, data_args, training_args, command_line = parse_recipe_and_flags(parser, flags, return_command_line=True)
     if command_line.recipe:
         use_command_line_data(data_args, flags[0], command_line.recipe, command_line.given)
+    if return_command_line:
+        return model_args, data_args, training_args, command_line
     return model_args, data_args, training_args
 
 
@@ -767,6 +772,22 @@ def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: Dat
                          stratify_by_class=stratify)
 
 
+def warn_of_unused_fractions(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments,
+                             given: set[str]) -> None:
+    """Warns once of the --validation_fraction and --test_fraction ``given`` (on the command line or in a recipe) that
+    data arriving split does not use (`split_graphs`): a saved DatasetDict's, or a Hub dataset's, splits are used as
+    they are (a Hub dataset without a validation split has --validation_fraction of train held out)."""
+    if not isinstance(graphs, datasets.DatasetDict):
+        return
+    arrived = ["validation", "test"] if "validation" in graphs else ["test"]
+    unused = [role for role in arrived if f"{role}_fraction" in given]
+    if unused:
+        flags = " and ".join(f"--{role}_fraction {getattr(data_args, f'{role}_fraction')}" for role in unused)
+        logger.warning("%s %s not used: %s comes with its own %s split%s, used as %s", flags,
+                       "is" if len(unused) == 1 else "are", data_name(data_args), " and ".join(arrived),
+                       "s" if len(arrived) > 1 else "", "they are" if len(arrived) > 1 else "it is")
+
+
 # the data flags that change which graphs there are, and so which land in the test split
 DATA_SET_FLAGS = ("max_graphs", "qm9_target", "num_generated_graphs", "min_nodes", "max_nodes")
 
@@ -998,7 +1019,7 @@ def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()
     # before parsing, which logs the data that replaces a recipe's
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, command_line = parse_args(argv, return_command_line=True)
     check_world_size(training_args.world_size)
     check_run_mode(model_args, data_args, training_args)
     transformers.utils.logging.set_verbosity_warning()
@@ -1013,6 +1034,7 @@ def main(argv: list[str] | None = None) -> dict:
     # on an empty cache every process would build the whole set (QM9: 2 min and 3.7 GB each).
     with training_args.main_process_first(desc="building the graph dataset"):
         graphs = load_graphs(data_args, task, training_args.seed)
+    warn_of_unused_fractions(graphs, data_args, command_line.given | command_line.recipe.keys())
     if trained is not None and trained.class_names is not None:
         graphs = as_model_classes(graphs, trained.class_names)
     splits = split_graphs(graphs, data_args, task, training_args.seed)

@@ -442,3 +442,33 @@ def test_a_predict_file_named_as_a_hub_id_is_said_to_be_local(tmp_path, monkeypa
                                                 "a --predict_file is local, a CSV of SMILES or a folder written by "
                                                 "save_to_disk, not a Hub dataset$"):
         _example().read_predict_file("me/mols", "smiles", False)
+
+
+def test_split_fractions_that_data_arriving_split_does_not_use_are_warned_of_once(tmp_path, hub_datasets, caplog):
+    graphs = random_graphs(12, "graph_regression")
+    folder, recipe = tmp_path / "splits", tmp_path / "recipe.json"
+    datasets.DatasetDict(train=graphs, validation=graphs, test=graphs).save_to_disk(str(folder))
+    recipe.write_text(json.dumps({"task": "graph_regression", "test_fraction": 0.3}))
+    hub_datasets(datasets.DatasetDict(train=graphs, test=graphs))
+    training = ["--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--hidden_channels", "8", "--report_to",
+                "none", "--save_strategy", "no",
+                "--use_cpu", "true"]
+
+    def warnings(*flags: str, run: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            _example().main([*flags, *training, "--output_dir", str(tmp_path / run)])
+        return [record.getMessage() for record in caplog.records if " not used: " in record.getMessage()]
+
+    # one flag given on the command line, the other in the recipe
+    assert warnings(str(recipe), "--dataset", str(folder), "--validation_fraction", "0.2", run="saved") == [
+        f"--validation_fraction 0.2 and --test_fraction 0.3 are not used: --dataset {folder} comes with its own "
+        "validation and test splits, used as they are"]
+    assert warnings("--dataset", str(folder), "--task", "graph_regression", run="defaults") == []  # none given
+    # a Hub dataset's train and test: --validation_fraction holds validation out of train
+    assert warnings("--dataset", "me/graphs", "--task", "graph_regression", "--validation_fraction", "0.25",
+                    "--test_fraction", "0.2", run="hub") == [
+        "--test_fraction 0.2 is not used: --dataset me/graphs comes with its own test split, used as it is"]
+    hub_datasets(datasets.DatasetDict(train=graphs))  # one split: divided by both
+    assert warnings("--dataset", "me/graphs", "--task", "graph_regression", "--validation_fraction", "0.25",
+                    "--test_fraction", "0.25", run="single") == []
