@@ -1284,10 +1284,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         bad = [key for key, value in self.splats.items() if not torch.isfinite(value).all()]
         if bad:
             raise RuntimeError(f"not saved to {output_dir}: the Gaussians' {', '.join(bad)} contain NaN or inf")
-        # First, as it refuses non-finite corrections before anything is written.
-        self.save_pose_adjustment(output_dir)
+        self._refuse_non_finite_corrections(output_dir)  # before anything is written
         os.makedirs(output_dir, exist_ok=True)
+        # The model first (its save_pretrained may still refuse): new corrections never sit beside an older model.
         self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        self.save_pose_adjustment(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def save_pose_adjustment(self, folder: str | os.PathLike) -> str | None:
@@ -1297,13 +1298,16 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         nothing is written. Refuses corrections holding NaN or inf, writing nothing."""
         if self.pose_adjustment is None or not self.args.should_save:
             return None
-        if not torch.isfinite(self.pose_adjustment.embeds.weight).all():
-            raise RuntimeError(f"not saved to {folder}: pose_opt's camera corrections contain NaN or inf; lower "
-                               "pose_opt_lr, or train with pose_opt=False")
+        self._refuse_non_finite_corrections(folder)
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, POSE_ADJUSTMENT_NAME)
         self.pose_adjustment.save(path, self.training_poses(), self._pose_record())
         return path
+
+    def _refuse_non_finite_corrections(self, folder) -> None:
+        if self.pose_adjustment is not None and not torch.isfinite(self.pose_adjustment.embeds.weight).all():
+            raise RuntimeError(f"not saved to {folder}: pose_opt's camera corrections contain NaN or inf; lower "
+                               "pose_opt_lr, or train with pose_opt=False")
 
     def _pose_record(self) -> dict[str, str]:
         """What the corrections belong to, which a resume must match (safetensors metadata, strings): the training

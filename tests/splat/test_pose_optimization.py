@@ -358,6 +358,21 @@ def test_non_finite_corrections_stop_training_and_are_not_saved_naming_pose_opt(
         trained.evaluate()
 
 
+def test_a_model_save_that_fails_leaves_no_new_corrections_beside_the_older_model(scene, rendered_splits, tmp_path,
+                                                                                    monkeypatch):
+    trainer = make_trainer(scene, rendered_splits, tmp_path / "run", max_steps=2, pose_opt=True)
+    trainer.train()
+    folder = tmp_path / "saved"
+
+    def refusing_save(self, *args, **kwargs):
+        raise ValueError("the model refuses to save")
+
+    monkeypatch.setattr(type(trainer.model), "save_pretrained", refusing_save)
+    with pytest.raises(ValueError, match="the model refuses to save"):
+        trainer.save_model(str(folder))
+    assert not (folder / "pose_adjustment.safetensors").exists()
+
+
 def test_the_example_writes_the_corrections_with_the_model_before_evaluating(tmp_path, monkeypatch):
     from tests.splat.test_example import run_example
 
