@@ -889,17 +889,7 @@ def encode_class_labels(graphs: datasets.Dataset | datasets.DatasetDict):
     nested = feature is not getattr(feature, "feature", feature)
     names = sorted({v for split in splits for y in split["y"] for v in (y if nested else [y])})
     ids = {name: i for i, name in enumerate(names)}
-
-    label = datasets.ClassLabel(names=names)
-
-    def encode(dataset: datasets.Dataset) -> datasets.Dataset:
-        features = dataset.features.copy()
-        features["y"] = datasets.List(label) if nested else label
-        return dataset.map(lambda row: {"y": [ids[v] for v in row["y"]] if nested else ids[row["y"]]}, features=features)
-
-    if isinstance(graphs, datasets.DatasetDict):
-        return datasets.DatasetDict({name: encode(split) for name, split in graphs.items()})
-    return encode(graphs)
+    return _with_class_ids(graphs, names, lambda dataset: ids)
 
 
 def renumber_classes(graphs: datasets.Dataset | datasets.DatasetDict, names: Sequence[str]):
@@ -907,10 +897,17 @@ def renumber_classes(graphs: datasets.Dataset | datasets.DatasetDict, names: Seq
     classes (class id i becomes names[i]), each graph keeping its class; every class of the graphs must be among
     ``names``. Unlike datasets' ``align_labels_with_mapping``, which lowercases names, "A" and "a" stay two classes."""
     names = list(names)
+    # a split's old id to its new one
+    return _with_class_ids(graphs, names, lambda dataset: [names.index(name) for name in class_names(dataset)])
+
+
+def _with_class_ids(graphs: datasets.Dataset | datasets.DatasetDict, names: list[str], new_ids):
+    """``graphs`` with y a ClassLabel of ``names`` (a list of them where y is a list): each value v of a split's y
+    becomes ``new_ids(split)[v]``."""
     label = datasets.ClassLabel(names=names)
 
-    def renumber(dataset: datasets.Dataset) -> datasets.Dataset:
-        ids = [names.index(name) for name in class_names(dataset)]  # an old id to its new one
+    def relabel(dataset: datasets.Dataset) -> datasets.Dataset:
+        ids = new_ids(dataset)
         feature = dataset.features["y"]
         nested = feature is not getattr(feature, "feature", feature)
         features = dataset.features.copy()
@@ -919,8 +916,8 @@ def renumber_classes(graphs: datasets.Dataset | datasets.DatasetDict, names: Seq
                            features=features)
 
     if isinstance(graphs, datasets.DatasetDict):
-        return datasets.DatasetDict({split: renumber(dataset) for split, dataset in graphs.items()})
-    return renumber(graphs)
+        return datasets.DatasetDict({split: relabel(dataset) for split, dataset in graphs.items()})
+    return relabel(graphs)
 
 
 # Rows that check_graph_dataset reads into memory at once (Arrow columns and their flat numpy

@@ -42,9 +42,10 @@ def camera_key(viewmat: torch.Tensor, K: torch.Tensor) -> bytes:
     return viewmat.numpy().tobytes() + K.numpy().tobytes()
 
 
-def cameras_sha256(viewmats: torch.Tensor, Ks: torch.Tensor) -> str:
-    """The hash of views' cameras in their order (`camera_key`), which a pose file records of its training views."""
-    return hashlib.sha256(b"".join(camera_key(viewmat, K) for viewmat, K in zip(viewmats, Ks))).hexdigest()
+def cameras_sha256(camera_keys: list[bytes]) -> str:
+    """The hash of views' cameras (their `camera_key`s) in their order, which a pose file records of its training
+    views."""
+    return hashlib.sha256(b"".join(camera_keys)).hexdigest()
 
 
 def pose_lr(step: int, pose_opt_lr: float, batch_size: int, max_steps: int) -> float:

@@ -540,11 +540,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         args = self.args
         self._training_view_of_camera: dict[bytes, int] | None = None
         if args.pose_opt or args.pose_noise:
-            self._training_cameras_sha256 = cameras_sha256(train_views.viewmats, train_views.Ks)
+            keys = [camera_key(viewmat, K) for viewmat, K in zip(train_views.viewmats, train_views.Ks)]
+            self._training_cameras_sha256 = cameras_sha256(keys)
             self._training_view_of_camera = {}
-            for index, (viewmat, K) in enumerate(zip(train_views.viewmats, train_views.Ks)):
-                # a camera held twice: its first view's
-                self._training_view_of_camera.setdefault(camera_key(viewmat, K), index)
+            for index, key in enumerate(keys):
+                self._training_view_of_camera.setdefault(key, index)  # a camera held twice: its first view's
         if args.pose_noise:
             # gsplat's --pose_noise. A new tensor: a SceneViews the caller passed keeps its own.
             noise = PoseAdjustment.random(len(train_views), args.pose_noise, args.seed)
