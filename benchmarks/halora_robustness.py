@@ -62,7 +62,7 @@ does not grow with steps or learning rate here: +5.8, -1.8, +0.3 points over LoR
 come mostly from a lower clean accuracy. mu 1 left the adapter 13% smaller and 0.8 points lower at 0.02
 than mu 0.1, within the ~3-point sampling error of 200 questions. Next, on a GPU, the same comparison far longer,
 with the adapter size in the table (on the lent machine, which has no internet and carries 64 MiB a call:
-benchmarks/gpu/pack_halora.sh, then benchmarks/gpu/run_halora_gpu.sh, which runs):
+benchmarks/gpu/pack.sh, then benchmarks/gpu/run_halora_gpu.sh, which runs it with --parallel):
 
     python benchmarks/halora_robustness.py --output_dir halora_gpu --max_steps 2000 --batch_size 16 --warmup_steps 50 \
         --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform \
@@ -120,11 +120,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--noise_resample_steps", "--resample_steps", dest="noise_resample_steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", action="store_true",
+                        help="Run LoRA and HaLoRA at once, each in its own process (a GPU with room for both): "
+                             "accuracy and peak memory are unchanged, but the step times share the device and "
+                             "do not compare; time them in a run without this flag.")
     return parser.parse_args(argv)
 
 
 def run_method(method: str, args: argparse.Namespace, train, evaluation) -> dict:
-    """One method's run. The benchmark runs each in its own fresh process (see run_isolated)."""
+    """One method's run. The benchmark runs each in its own fresh process: the second method neither
+    inherits the first's freed but still resident memory (which would hide part of its peak) nor its
+    allocator caches."""
     runtime_mb = ResidentMemory.current_mb() if ResidentMemory.available() else None
     transformers.set_seed(args.seed)
     model, tokenizer = load_base_model(args.model_name_or_path)
@@ -146,13 +152,6 @@ def run_method(method: str, args: argparse.Namespace, train, evaluation) -> dict
         # the bare runtime (interpreter and libraries): weights, adapter, optimizer state, activations, noise.
         results["train_peak_memory_mb"] = results["train_peak_rss_mb"] - runtime_mb
     return results
-
-
-def run_isolated(method: str, args: argparse.Namespace, train, evaluation) -> dict:
-    """run_method in a fresh process: the second method neither inherits the first's freed but still
-    resident memory (which would hide part of its peak) nor its allocator caches."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(run_method, method, args, train, evaluation).result()
 
 
 def accuracy(results: dict, sigma: float, stat: str = "mean") -> float:
@@ -207,12 +206,21 @@ def main(argv=None) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, evaluation = load_task(args.task_name, seed=args.seed, train_size=args.train_size, eval_size=args.eval_size)
-    runs = {method: run_isolated(method, args, train, evaluation) for method in ("lora", "halora")}
+    methods = ("lora", "halora")
+    # Each method's results are written as soon as it ends, so a run cut short keeps the finished one.
+    with ProcessPoolExecutor(max_workers=2 if args.parallel else 1, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        futures = {method: pool.submit(run_method, method, args, train, evaluation) for method in methods}
+        runs = {}
+        for method in methods:
+            runs[method] = futures[method].result()
+            (out / f"{method}_results.json").write_text(json.dumps(runs[method], indent=2, default=str))
     table, verdict = summarise(runs, args.sigmas)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     header = (f"LoRA vs HaLoRA, {args.model_name_or_path}, task {args.task_name} ({len(train)} train / "
               f"{len(evaluation)} eval questions), {args.max_steps} steps x {args.batch_size}, rank 4 on q,k,v,up,down, "
-              f"{args.noise_seeds} noise seeds, device {device}. Peak MB: "
+              f"{args.noise_seeds} noise seeds, device {device}"
+              + (" (both methods at once: step times not comparable)" if args.parallel else "") + ". Peak MB: "
               + ("allocated GPU memory." if torch.cuda.is_available() else
                  "peak resident memory during training over the bare runtime's (each method in a fresh process)."))
     (out / "halora_robustness.md").write_text(header + "\n\n" + table + "\n")

