@@ -290,7 +290,13 @@ class GaussianModel(
             sh_degree = self.sh_degree
         if not 0 <= sh_degree <= self.sh_degree:
             raise ValueError(f"render: sh_degree must be in 0..{self.sh_degree}, got {sh_degree}")
-        if backgrounds is None and self.white_background:
+        # Cameras read from a dataset sit on the CPU, trained Gaussians often on CUDA, where gsplat refuses
+        # them ("viewmats must be a CUDA tensor"): render where the Gaussians are (.to keeps gradients).
+        device = self.splats["means"].device
+        viewmats, Ks = viewmats.to(device), Ks.to(device)
+        if backgrounds is not None:
+            backgrounds = backgrounds.to(device)
+        elif self.white_background:
             backgrounds = viewmats.new_ones(len(viewmats), 3)
         return rasterize(
             means=self.splats["means"],

@@ -248,6 +248,10 @@ def test_model_on_cuda_renders_with_gsplat_like_the_cpu_backend(tmp_path):
         colors, alphas, _ = cuda_model.render(viewmats.cuda(), Ks.cuda(), 32, 24)
     torch.testing.assert_close(colors.cpu(), cpu_colors, atol=1e-3, rtol=0)
     torch.testing.assert_close(alphas.cpu(), cpu_alphas, atol=1e-3, rtol=0)
+    # cameras left on the CPU (as a dataset gives them) render where the Gaussians are
+    with torch.no_grad():
+        from_cpu_cameras = cuda_model.render(viewmats, Ks, 32, 24)[0]
+    assert from_cpu_cameras.is_cuda and torch.equal(from_cpu_cameras, colors)
 
 
 def test_loading_what_is_no_model_folder_names_it(tmp_path):
