@@ -2,13 +2,27 @@
 
 Renders N random Gaussians (a cube of side 2 seen from distance 3, world scales 0.01-0.04,
 opacities 0.1-0.9) into one square image and back-propagates an L1 loss, for each size in
---num_gaussians x --resolutions, on the CPU backend and, when CUDA is available, on gsplat. Each configuration runs in a fresh
-process: peak memory is its peak resident set (CPU) or max_memory_allocated (CUDA) above
-the inputs. "cpu s" is process CPU time (all threads), steadier than wall time on a shared
-machine. Prints a table and writes JSON.
+--num_gaussians x --resolutions, on the CPU backend and, when CUDA is available, on gsplat. On the CPU
+each configuration runs in a fresh process, whose peak resident set above the inputs is its peak
+memory; on CUDA one process runs them all, and the peak is max_memory_allocated, reset per
+configuration. "cpu s" is process CPU time (all threads), steadier than wall time on a shared
+machine. Prints a table and writes JSON (row by row).
 
     OMP_NUM_THREADS=2 python benchmarks/render_speed.py --quick
     python benchmarks/render_speed.py --num_gaussians 10000 --resolutions 256 --repeats 5
+
+gsplat 1.5.3 on an NVIDIA H200 (2026-11-27; torch 2.11.0+cu130, JIT-built for sm_90 in 59 s with
+MAX_JOBS=16; `--backends gsplat --repeats 5`), forward + backward, median (min) ms and peak MiB:
+
+| N, res | 128 | 256 | 512 |
+|---|---|---|---|
+| 10k  | 1.80 (1.64), 5.1 MiB  | 1.91 (1.68), 7.7 MiB  | 2.11 (1.80), 19.0 MiB |
+| 50k  | 2.11 (2.08), 24.4 MiB | 2.04 (1.89), 26.6 MiB | 2.08 (1.90), 38.9 MiB |
+| 100k | 1.87 (1.82), 51.1 MiB | 1.83 (1.72), 53.3 MiB | 1.88 (1.85), 65.5 MiB |
+
+About 2 ms whatever the size: at these sizes the GPU waits on kernel launches and Python, not on
+arithmetic. The CPU backend on that machine's CPU (2 threads, beside a GPU training run): 10k at 128
+0.072 s, at 256 0.159 s (the 2-core target: at most 0.3 s at 256).
 """
 
 import argparse
