@@ -68,7 +68,8 @@ def naming_missing_folder(what: str, source):
         if reason is None:
             raise
         folder = str(source) if Path(source).is_absolute() else f"{source} ({Path(source).absolute()})"
-        raise FileNotFoundError(f"{what}: there is no such folder {folder}, and {reason}") from error
+        kind = "file or folder" if Path(source).suffix else "folder"  # data/mols.cvs: a typo'd file, most likely
+        raise FileNotFoundError(f"{what}: there is no such {kind} {folder}, and {reason}") from error
 
 
 def is_local_data(source: str, file_suffixes: tuple[str, ...]) -> bool:

@@ -44,6 +44,13 @@ def test_a_missing_folder_read_as_a_repo_id_names_the_folder(tmp_path, monkeypat
     assert caught.value.__cause__ is hub_error
 
 
+def test_a_missing_name_with_a_file_suffix_is_named_as_a_file_or_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^--dataset: there is no such file or folder data/mols\.cvs \("):
+        with naming_missing_folder("--dataset", "data/mols.cvs"):
+            raise RepositoryNotFoundError("404", response=NOT_FOUND_RESPONSE)
+
+
 def test_a_library_that_rewraps_the_hub_error_is_named_too(tmp_path, monkeypatch):
     """PEFT raises ValueError("Can't find 'adapter_config.json' ...") from huggingface_hub's error."""
     from peft import PeftConfig
