@@ -40,6 +40,7 @@ from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 from transformers.utils import logging
 
@@ -1275,7 +1276,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """Saves the model with `save_pretrained` (safetensors + config, loadable with
-        `GaussianModel.from_pretrained`) and the training arguments; refuses Gaussians holding
+        `GaussianModel.from_pretrained`), pose_opt's corrections (`save_pose_adjustment`; without pose_opt, a
+        corrections file already in the folder is removed) and the training arguments; refuses Gaussians holding
         NaN or inf."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
@@ -1288,8 +1290,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         os.makedirs(output_dir, exist_ok=True)
         # The model first (its save_pretrained may still refuse): new corrections never sit beside an older model.
         self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        if self.pose_adjustment is None:
+            # An earlier pose_opt run's corrections in a reused folder would pass for this model's (save_pretrained
+            # deletes the stale weight shards it did not write likewise).
+            Path(output_dir, POSE_ADJUSTMENT_NAME).unlink(missing_ok=True)
         self.save_pose_adjustment(output_dir)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
 
     def save_pose_adjustment(self, folder: str | os.PathLike) -> str | None:
         """Writes pose_opt's corrections into ``folder`` as pose_adjustment.safetensors (`PoseAdjustment.save`), as
@@ -1360,21 +1366,47 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _check_pose_record(self, recorded: dict[str, str], source: str) -> None:
         """Refuses, naming each difference, corrections of other training poses than this run's (`_pose_record`):
         other training views or another order of them, another pose_noise, or another seed under pose_noise."""
-        current = self._pose_record()
         differences = []
-        if recorded.get("training_cameras_sha256") != current["training_cameras_sha256"]:
+        if recorded.get("training_cameras_sha256") != self._training_cameras_sha256:
             differences.append("train_dataset: its views' cameras (world_to_camera and K, in order) are not the "
                                "checkpoint's (another split, a part of it, or its views in another order)")
-        if recorded.get("pose_noise") != current["pose_noise"]:
-            differences.append(f"pose_noise: {recorded.get('pose_noise')} in the checkpoint, {current['pose_noise']} "
-                               "now")
-        elif self.args.pose_noise and recorded.get("seed") != current["seed"]:
-            differences.append(f"seed (which draws pose_noise): {recorded.get('seed')} in the checkpoint, "
-                               f"{current['seed']} now")
+        differences += self._pose_noise_differences(recorded.get("pose_noise"), recorded.get("seed"))
         if differences:
             raise ValueError(
                 f"{source} corrects other training poses than this run's: {'; '.join(differences)}. Resume on the "
                 "checkpoint's training split with the pose_noise and seed it was trained with (its training_args.bin)"
+            )
+
+    def _pose_noise_differences(self, noise, seed) -> list[str]:
+        """How the noise a checkpoint's training poses were perturbed with differs from the noise this run draws:
+        another pose_noise, or another seed under pose_noise. ``noise`` and ``seed``: the checkpoint's (numbers, or
+        the strings `_pose_record` wrote; None: not recorded), compared as numbers (pose_noise=0 is 0.0)."""
+        if noise is None or float(noise) != self.args.pose_noise:
+            return [f"pose_noise: {noise} in the checkpoint, {self.args.pose_noise} now"]
+        if self.args.pose_noise and (seed is None or int(seed) != self.args.seed):
+            return [f"seed (which draws pose_noise): {seed} in the checkpoint, {self.args.seed} now"]
+        return []
+
+    def _check_pose_noise_of_checkpoint(self, checkpoint: str, source: str) -> None:
+        """Without pose_opt (whose file records its training poses, `_check_pose_record`): refuses a checkpoint whose
+        training_args.bin records another pose_noise, or another seed under pose_noise, whose perturbed training
+        poses this run would not train on. A checkpoint without training_args.bin is not checked."""
+        path = os.path.join(checkpoint, TRAINING_ARGS_NAME)
+        if not os.path.isfile(path):
+            return
+        try:
+            # A pickle, as transformers reads it: the checkpoint is the user's own, which a resume trusts anyway.
+            saved_args = torch.load(path, weights_only=False)
+        except Exception as error:
+            raise ValueError(f"{source}: {path} does not load ({type(error).__name__}: {error}); it records the "
+                             "pose_noise and seed a resume must match, and is left as it is") from error
+        # TrainingArguments without pose_noise: a run that perturbed nothing
+        differences = self._pose_noise_differences(getattr(saved_args, "pose_noise", 0.0),
+                                                   getattr(saved_args, "seed", None))
+        if differences:
+            raise ValueError(
+                f"{source}: {path} records other training poses than this run's: {'; '.join(differences)}. Resume "
+                "with the pose_noise and seed it was trained with"
             )
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
@@ -1436,7 +1468,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """Resumes with the checkpoint's Gaussians (`_load_gaussians`), from a checkpoint of the same strategy
-        (`_check_resumable`); weights that do not read are refused naming the file, left as it is."""
+        (`_check_resumable`) and training poses (`_load_pose_adjustment`; without pose_opt,
+        `_check_pose_noise_of_checkpoint`); weights that do not read are refused naming the file, left as it is."""
         # Checked here, the first use: `from_pretrained` would take a missing folder for a Hub repo id
         # and fail on its form, yet Trainer reads the rest of the state (trainer_state.json, optimizer,
         # RNG) from a local folder only, so a Hub id cannot resume either.
@@ -1447,8 +1480,10 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
             )
         self._check_resumable(resume_from_checkpoint)
-        self._load_pose_adjustment(resume_from_checkpoint, f"resume_from_checkpoint {resume_from_checkpoint!r}",
-                                   resuming=True)
+        source = f"resume_from_checkpoint {resume_from_checkpoint!r}"
+        self._load_pose_adjustment(resume_from_checkpoint, source, resuming=True)
+        if self.pose_adjustment is None:
+            self._check_pose_noise_of_checkpoint(resume_from_checkpoint, source)
         try:
             self._load_gaussians(resume_from_checkpoint, model)
         except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do

@@ -432,3 +432,64 @@ def test_bad_pose_settings_are_named(tmp_path, name, value):
     with pytest.raises(ValueError, match=re.escape(f"SplatTrainingArguments.{name} must be a finite number >= 0, "
                                                    f"got {value}")):
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **{name: value})
+
+
+# ------------------------------------------------------------------ a reused folder, resumes without pose_opt
+def test_a_save_without_pose_opt_removes_an_earlier_runs_corrections_from_its_folder_only(
+        scene, rendered_splits, tmp_path, monkeypatch):
+    reused, elsewhere = tmp_path / "reused", tmp_path / "elsewhere"
+    pose_run = make_trainer(scene, rendered_splits, reused, max_steps=2, pose_opt=True)
+    pose_run.train()
+    pose_run.save_model()
+    pose_run.save_model(str(elsewhere))
+    plain = make_trainer(scene, rendered_splits, reused, max_steps=2)
+    plain.train()
+    # a model save that fails leaves the folder as it was
+    monkeypatch.setattr(type(plain.model), "save_pretrained", lambda self, *args, **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        plain.save_model()
+    assert (reused / POSE_ADJUSTMENT_NAME).is_file()
+    monkeypatch.undo()
+    plain.save_model()
+    assert not (reused / POSE_ADJUSTMENT_NAME).exists()
+    assert GaussianModel.from_pretrained(reused).num_gaussians == plain.model.num_gaussians
+    assert (elsewhere / POSE_ADJUSTMENT_NAME).is_file()  # another folder keeps its own
+    # a checkpoint saved into a checkpoint folder an earlier run left too
+    stale_checkpoint = reused / "checkpoint-2"
+    stale_checkpoint.mkdir()
+    (stale_checkpoint / POSE_ADJUSTMENT_NAME).write_bytes((elsewhere / POSE_ADJUSTMENT_NAME).read_bytes())
+    make_trainer(scene, rendered_splits, reused, max_steps=2, save_strategy="steps", save_steps=2).train()
+    assert (stale_checkpoint / "model.safetensors").is_file()
+    assert not (stale_checkpoint / POSE_ADJUSTMENT_NAME).exists()
+
+
+def test_a_resume_without_pose_opt_on_other_pose_noise_is_refused_by_name(scene, rendered_splits, tmp_path):
+    checkpoints = {}
+    for name, noise in (("noisy", 0.05), ("clean", 0.0)):
+        make_trainer(scene, rendered_splits, tmp_path / name, max_steps=4, save_strategy="steps", save_steps=4,
+                     pose_noise=noise).train()
+        checkpoints[name] = str(tmp_path / name / "checkpoint-4")
+    cases = [
+        ("noisy", {"pose_noise": 0.1}, "pose_noise: 0.05 in the checkpoint, 0.1 now"),
+        ("noisy", {"seed": 1, "pose_noise": 0.05}, "seed (which draws pose_noise): 0 in the checkpoint, 1 now"),
+        ("noisy", {}, "pose_noise: 0.05 in the checkpoint, 0.0 now"),
+        ("clean", {"pose_noise": 0.05}, "pose_noise: 0.0 in the checkpoint, 0.05 now"),
+    ]
+    for name, changed, difference in cases:
+        checkpoint = checkpoints[name]
+        resumed = make_trainer(scene, rendered_splits, tmp_path / "resumed", max_steps=8, **changed)
+        with pytest.raises(ValueError, match=re.escape(
+                f"resume_from_checkpoint {checkpoint!r}: {checkpoint}/training_args.bin records other training poses "
+                f"than this run's: {difference}. Resume with the pose_noise and seed it was trained with")):
+            resumed.train(resume_from_checkpoint=checkpoint)
+        assert resumed.state.global_step == 0
+    # The same noise resumes; without noise another seed perturbs nothing and resumes too.
+    for name, settings in (("noisy", {"pose_noise": 0.05}), ("clean", {"seed": 1, "pose_noise": 0})):
+        resumed = make_trainer(scene, rendered_splits, tmp_path / f"resumed-{name}", max_steps=8, **settings)
+        resumed.train(resume_from_checkpoint=checkpoints[name])
+        assert resumed.state.global_step == 8
+    (Path(checkpoints["noisy"]) / "training_args.bin").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match=re.escape(f"{checkpoints['noisy']}/training_args.bin does not load")):
+        make_trainer(scene, rendered_splits, tmp_path / "unreadable", max_steps=8, pose_noise=0.05).train(
+            resume_from_checkpoint=checkpoints["noisy"])
+
