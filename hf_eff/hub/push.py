@@ -31,6 +31,7 @@ from hf_eff.hub.cards import (
     splat_card,
     training_noise_description,
 )
+from hf_eff.splat.pose_adjustment import POSE_ADJUSTMENT_NAME
 
 RESULTS_FILE = "all_results.json"
 # Pickles that only a full (unsafe) torch.load / pickle.load reads, such as the Trainer's
@@ -355,7 +356,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     """The filled card of a model run folder, from ``results`` or else its ``all_results.json``; a splat model's
     reads ``config`` (the folder's config.json, parsed; read here when not given). A folder without results (what a
     model's ``save_pretrained`` wrote) gets a card from its configs (an adapter's, GraNT's task and target or class
-    names, the splats' rasterize mode) that says no evaluation results were recorded: no metrics, no model-index.
+    names, the splats' rasterize mode) that says no evaluation results were recorded: no metrics, no model-index. A
+    splat folder holding pose_adjustment.safetensors gets the card's pose_opt line, with results or without.
     ``revision``: the branch it is pushed to, which its loading lines then name; ``model_name``: the card's
     title and model-index name (a Trainer's ``push_to_hub(model_name=...)``; default: the card's kind, the repo's name).
 
@@ -413,6 +415,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
         if config is None and (output_dir / "config.json").is_file():
             config = read_config(output_dir)
         normalized = config is not None and config.get("world_to_normalized") is not None
+        if (output_dir / POSE_ADJUSTMENT_NAME).is_file():  # pose_opt's only record where no results are
+            results = {**results, "pose_opt": True}
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           trajectory=trajectory, license=license, dataset=dataset, revision=revision,
                           model_name=model_name, normalized=normalized, **note)

@@ -434,7 +434,7 @@ def test_bad_pose_settings_are_named(tmp_path, name, value):
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **{name: value})
 
 
-# ------------------------------------------------------------------ a reused folder, resumes without pose_opt
+# ------------------------------------------------------------------ a reused folder, resumes without pose_opt, cards
 def test_a_save_without_pose_opt_removes_an_earlier_runs_corrections_from_its_folder_only(
         scene, rendered_splits, tmp_path, monkeypatch):
     reused, elsewhere = tmp_path / "reused", tmp_path / "elsewhere"
@@ -493,3 +493,18 @@ def test_a_resume_without_pose_opt_on_other_pose_noise_is_refused_by_name(scene,
         make_trainer(scene, rendered_splits, tmp_path / "unreadable", max_steps=8, pose_noise=0.05).train(
             resume_from_checkpoint=checkpoints["noisy"])
 
+
+def test_a_card_built_from_a_saved_folder_without_results_says_the_poses_were_refined(
+        scene, rendered_splits, tmp_path):
+    from hf_eff.hub import push
+
+    refined = "The training cameras' poses were refined with the splats (gsplat's `pose_opt`)"
+    for pose_opt in (True, False):
+        folder = tmp_path / f"pose_opt-{pose_opt}"
+        trainer = make_trainer(scene, rendered_splits, folder, max_steps=2, pose_opt=pose_opt)
+        trainer.train()
+        trainer.save_model()
+        assert not (folder / push.RESULTS_FILE).exists()
+        card = push.build_card("splat_model", folder, "me/splats")
+        assert push.NO_RESULTS_NOTE in card.text
+        assert (refined in card.text) is pose_opt
