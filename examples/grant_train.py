@@ -21,14 +21,16 @@ A CSV's unparsable SMILES refuse it, naming the row; --skip_invalid_smiles leave
 (any case). A saved folder's class names in y are mapped to ids in sorted order, as a CSV's are.
 A --dataset that is neither an existing path nor a CSV's name is a Hub dataset id, read with
 `datasets.load_dataset(id, --dataset_config_name, revision=--dataset_revision)` (both recorded in all_results.json,
-the data split and the card's model-index; refused for local data and built-in tasks). Its rows are graphs (columns
+the data split and the card's model-index, with dataset_commit, the commit the revision was at when read; refused for
+local data and built-in tasks). Its rows are graphs (columns
 x, edge_index, num_nodes and y, as `Dataset.push_to_hub` uploads a saved graph dataset: used as a saved folder is) or
 molecules (the --smiles_column and the --target_column(s), no graph columns: read as a CSV is; a ClassLabel label
 column keeps its class names and ids); its one split is split here, several are used as saved: train, test and
 validation (named validation, valid or dev; without one, --validation_fraction of train is held out for validation with
 --seed and --stratify, which data_split then records). Given no --dataset_revision, the Hub data of the run that
-trained --model_name_or_path is read at the revision that run records; a model evaluated or trained further on another
-revision of it is warned of, as for other split settings. Offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), datasets
+trained --model_name_or_path is read at the commit that run records (a run recorded before commits were: at its
+revision), the data that run saw however its branch has moved since; a model evaluated or trained further on another
+commit of it is warned of, as for other split settings (a revision given by another name at the same commit is not). Offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), datasets
 reads the latest cached copy whatever the revision: a --dataset_revision is then only read as a full commit hash whose
 cached copy is the one read, and a branch or tag is refused. A --dataset path may start with ~.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused; a --test_fraction (and
@@ -128,6 +130,13 @@ from hf_eff.grant.data import (
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
 from hf_eff.hub.cards import shown_name
+from hf_eff.hub.dataset_commits import (
+    COMMIT_HASH,
+    read_commit,
+    recorded_revision,
+    same_revision,
+    shown_revision,
+)
 from hf_eff.hub.sources import (
     check_model_source,
     is_local_data,
@@ -217,8 +226,12 @@ class DataArguments:
     dataset_revision: str | None = field(
         default=None,
         metadata={"help": "Branch, tag or commit of a Hub --dataset; recorded in all_results.json, the data split and "
-                  "the card's model-index. Offline, only a commit hash whose cached copy is read."},
+                  "the card's model-index, with the commit it was at (dataset_commit). Offline, only a commit hash "
+                  "whose cached copy is read. With --model_name_or_path, defaults to the commit its training on that "
+                  "dataset recorded."},
     )
+    # found when a Hub --dataset is read, not a flag (HfArgumentParser leaves init=False fields out)
+    dataset_commit: str | None = field(default=None, init=False)
     smiles_column: str = field(default="smiles", metadata={"help": "CSV (--dataset or --predict_file): the SMILES column."})
     predict_smiles_column: str | None = field(
         default=None, metadata={"help": "A CSV --predict_file's SMILES column, where it is named otherwise than the "
@@ -471,9 +484,6 @@ def smiles_targets(data_args: DataArguments, task: str, molecules: str, source: 
     return targets
 
 
-COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
-
-
 def download_hub_dataset(source: str, config_name: str | None, revision: str | None) -> datasets.DatasetDict:
     """`datasets.load_dataset(source, config_name, revision=revision)`, its every split; a source that is no Hub id, a
     repo that does not exist (or this token cannot read), a revision it lacks, a configuration it lacks or a Hub out of
@@ -536,6 +546,8 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
     here), several as a saved DatasetDict (train, validation and test, cut to --max_graphs)."""
     source = data_args.dataset
     splits = download_hub_dataset(source, data_args.dataset_config_name, data_args.dataset_revision)
+    # before the rows are converted, which may leave the cache folder that names the commit
+    data_args.dataset_commit = read_commit(splits.values(), source, data_args.dataset_revision)
     hub_names = {name: name for name in splits}  # a split's name on the Hub, for errors
     if len(splits) > 1:  # refuses other split names before any molecule is read
         hub_names = split_roles(splits, source, hub=True)
@@ -810,8 +822,12 @@ def split_settings(graphs: datasets.Dataset | datasets.DatasetDict, data_args: D
 
 
 def hub_dataset_choice(data_args: DataArguments) -> dict:
-    """The --dataset_config_name and --dataset_revision given (only a Hub --dataset takes them)."""
-    return {name: getattr(data_args, name) for name in HUB_DATASET_FLAGS if getattr(data_args, name) is not None}
+    """The --dataset_config_name and --dataset_revision given (only a Hub --dataset takes them), and the commit the
+    dataset was read at, once it is read."""
+    chosen = {name: getattr(data_args, name) for name in HUB_DATASET_FLAGS if getattr(data_args, name) is not None}
+    if data_args.dataset_commit is not None:
+        chosen["dataset_commit"] = data_args.dataset_commit
+    return chosen
 
 
 def same_data(recorded: dict, settings: dict) -> bool:
@@ -825,15 +841,16 @@ def same_data(recorded: dict, settings: dict) -> bool:
 
 
 def default_dataset_revision(data_args: DataArguments, model: GrantGCN, source: str) -> None:
-    """A Hub --dataset given no --dataset_revision is read at the revision the model's training run on it records (as
-    HaLoRA's example reads an adapter's): a split here divides the graphs of that revision as that run did."""
+    """A Hub --dataset given no --dataset_revision is read at the commit the model's training run on it records (as
+    HaLoRA's example reads an adapter's; a record without one: at its revision): a split here divides the graphs that
+    run saw as it did, also once the branch it read has moved, and offline from the cache."""
     if not is_hub_dataset(data_args) or data_args.dataset_revision is not None or model.data_split is None:
         return
     settings = {"dataset_name": data_args.dataset, **hub_dataset_choice(data_args)}
-    if same_data(model.data_split, settings) and model.data_split.get("dataset_revision"):
-        data_args.dataset_revision = model.data_split["dataset_revision"]
+    if same_data(model.data_split, settings) and recorded_revision(model.data_split):
+        data_args.dataset_revision = recorded_revision(model.data_split)
         logger.info("--dataset %s at revision %s, as --model_name_or_path %s records its training on it",
-                    data_args.dataset, data_args.dataset_revision, source)
+                    data_args.dataset, shown_revision(model.data_split), source)
 
 
 def shown_setting(name: str, value) -> str:
@@ -849,9 +866,16 @@ def warn_unless_held_out(model: GrantGCN, settings: dict, source: str) -> None:
         return
     recorded, settings = ({**split, "dataset_name": shown_name(split.get("dataset_name") or "")}
                           for split in (model.data_split, settings))
-    differing = [f"--{name} {shown_setting(name, settings.get(name))} (the model's: "
-                 f"{shown_setting(name, recorded.get(name))})"
-                 for name in sorted(set(recorded) | set(settings)) if recorded.get(name) != settings.get(name)]
+    differing = []
+    # the revision is compared by commit where both record one (`same_revision`), and named with it
+    for name in sorted((set(recorded) | set(settings) | {"dataset_revision"}) - {"dataset_commit"}):
+        if name == "dataset_revision":
+            if not same_revision(recorded, settings):
+                differing.append(f"--dataset_revision {shown_revision(settings)} (the model's: "
+                                 f"{shown_revision(recorded)})")
+        elif recorded.get(name) != settings.get(name):
+            differing.append(f"--{name} {shown_setting(name, settings.get(name))} (the model's: "
+                             f"{shown_setting(name, recorded.get(name))})")
     if differing:
         logger.warning("%s differ from the training run of --model_name_or_path %s: its validation or test graphs may "
                        "include the model's training graphs; give that run's values to evaluate on the graphs it held out",

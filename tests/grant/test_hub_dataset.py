@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
 import pytest
 
 from hf_eff.grant import class_names, encode_class_labels
 from hf_eff.grant.data import split_off_validation
+from hf_eff.hub import dataset_commits
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
 
@@ -72,8 +74,8 @@ def test_pushed_graphs_train_at_the_pinned_revision_which_the_results_card_and_m
     assert (results["dataset_name"], results["dataset_revision"]) == (repo_id, "v1")
     assert "dataset_config_name" not in results  # not given: the default configuration
     assert results["class_names"] == ["active", "inactive"]  # names to ids, as a saved folder's
-    split = {"dataset_name": repo_id, "dataset_revision": "v1", "max_graphs": None, "seed": 42, "stratify": True,
-             "test_fraction": 0.2, "validation_fraction": 0.2}
+    split = {"dataset_name": repo_id, "dataset_revision": "v1", "dataset_commit": first, "max_graphs": None, "seed": 42,
+             "stratify": True, "test_fraction": 0.2, "validation_fraction": 0.2}
     assert results["data_split"] == split == json.loads((out / "config.json").read_text())["data_split"]
     card = (out / "README.md").read_text()
     assert f"datasets:\n- {repo_id}\n" in card
@@ -88,16 +90,18 @@ def test_pushed_graphs_train_at_the_pinned_revision_which_the_results_card_and_m
     at_v1 = evaluate("same", "--dataset_revision", "v1")
     assert json.loads((tmp_path / "same" / "all_results.json").read_text())["predict_graphs"] == 4
     assert "differ from the training run" not in at_v1.stderr
-    # no --dataset_revision: the model's, which all_results.json records
+    # no --dataset_revision: the commit the model's data split records
     by_default = evaluate("default")
     results = json.loads((tmp_path / "default" / "all_results.json").read_text())
-    assert (results["predict_graphs"], results["dataset_revision"]) == (4, "v1")
-    assert f"--dataset {repo_id} at revision v1, as --model_name_or_path {out} records its training" in by_default.stderr
+    assert (results["predict_graphs"], results["dataset_revision"]) == (4, first)
+    assert (f"--dataset {repo_id} at revision v1 at commit {first}, as --model_name_or_path {out} records its training"
+            in by_default.stderr)
     assert "differ from the training run" not in by_default.stderr
     on_main = evaluate("main", "--dataset_revision", "main")
     assert json.loads((tmp_path / "main" / "all_results.json").read_text())["predict_graphs"] == 6
-    assert (f"--dataset_revision main (the model's: v1) differ from the training run of --model_name_or_path {out}"
-            in on_main.stderr)
+    main = json.loads((tmp_path / "main" / "all_results.json").read_text())["dataset_commit"]
+    assert (f"--dataset_revision main at commit {main} (the model's: v1 at commit {first}) differ from the training run "
+            f"of --model_name_or_path {out}" in on_main.stderr)
 
 
 def test_a_pushed_smiles_table_with_splits_is_read_as_a_csv_and_used_as_split(tmp_path, local_hub):  # noqa: F811
@@ -106,14 +110,15 @@ def test_a_pushed_smiles_table_with_splits_is_read_as_a_csv_and_used_as_split(tm
     splits = datasets.DatasetDict({"train": table.select(range(12)), "validation": table.select([12, 15, 17]),
                                    "test": table.select([13, 14, 16, 18, 19])})
     repo_id = local_hub.repo_id("molecules")
-    _push(local_hub, splits, repo_id, tmp_path / "table")
+    commit = _push(local_hub, splits, repo_id, tmp_path / "table")
     out = tmp_path / "run"
     run = _succeeded(_run(local_hub, tmp_path, "--dataset", repo_id, "--target_column", "label", "--task",
                           "graph_classification", "--do_predict", "--output_dir", str(out), *COMMON))
     assert f"--dataset {repo_id} (graph_classification): {{'train': 12, 'validation': 3, 'test': 5}}" in run.stderr
     results = json.loads((out / "all_results.json").read_text())
     assert (results["class_names"], results["target_columns"]) == (["x", "y", "z"], ["label"])
-    assert results["data_split"] == {"dataset_name": repo_id, "max_graphs": None}  # as saved: no seed or fractions
+    # as saved: no seed or fractions
+    assert results["data_split"] == {"dataset_name": repo_id, "dataset_commit": commit, "max_graphs": None}
     predicted = (out / "predict_results.csv").read_text().splitlines()
     assert [line.split(",")[1] for line in predicted[1:]] == splits["test"]["smiles"]
 
@@ -192,9 +197,13 @@ def test_offline_a_revision_is_read_only_where_the_cache_shows_its_commit(tmp_pa
 
 # In-process from here: datasets.load_dataset stands in for the Hub, as the HaLoRA example's tests have it
 
+SERVED_COMMIT = "c" * 40
+
+
 @pytest.fixture
 def hub_datasets(monkeypatch):
-    """`serve(data)`: datasets.load_dataset returns `data` (a DatasetDict); the calls it got are listed."""
+    """`serve(data)`: datasets.load_dataset returns `data` (a DatasetDict); the calls it got are listed. Data held in
+    memory names no commit: the Hub's dataset_info answers SERVED_COMMIT."""
     calls = []
 
     def serve(data: datasets.DatasetDict) -> list:
@@ -203,6 +212,8 @@ def hub_datasets(monkeypatch):
             return data
 
         monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+        monkeypatch.setattr(dataset_commits, "HfApi", lambda: SimpleNamespace(
+            dataset_info=lambda repo_id, revision=None: SimpleNamespace(sha=SERVED_COMMIT)))
         return calls
 
     return serve
@@ -369,7 +380,8 @@ def test_a_hub_dataset_of_train_and_test_holds_validation_out_of_train_and_recor
     assert splits["test"]["graph"] == list(range(20, 30))
     assert splits["validation"]["graph"] == split_off_validation(graphs.select(range(20)), 0.25, 3, True)["validation"]["graph"]
     assert example.split_settings(loaded, data_args, "graph_classification", seed=3) == {
-        "dataset_name": "me/graphs", "max_graphs": None, "seed": 3, "validation_fraction": 0.25, "stratify": True}
+        "dataset_name": "me/graphs", "dataset_commit": SERVED_COMMIT, "max_graphs": None, "seed": 3,
+        "validation_fraction": 0.25, "stratify": True}
 
 
 def test_a_recipes_hub_revision_and_configuration_go_with_its_dataset(tmp_path, caplog):
