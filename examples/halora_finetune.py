@@ -34,14 +34,16 @@ trained further names the adapter it started from.
 adapter records); a trained adapter records it in ``adapter_config.json`` (PEFT's ``revision``), ``all_results.json``
 and its card, and an adapter that records one is loaded on that revision of its base unless the flag gives another.
 ``--dataset_config_name`` and ``--dataset_revision`` choose a Hub ``--dataset``'s configuration and commit (``load_dataset``'s
-``name`` and ``revision``), recorded in ``all_results.json`` and the card's model-index; an adapter is evaluated or
-trained further on the revision its training on that dataset recorded unless the flag gives another.
+``name`` and ``revision``), recorded in ``all_results.json`` and the card's model-index, with ``dataset_commit``, the
+commit the revision was at when read (a branch or tag moves); an adapter is evaluated or trained further on the commit
+its training on that dataset recorded (one recorded before commits were: on its revision) unless the flag gives another.
 
 A training run records what held its evaluation questions out (``data_split`` in ``all_results.json``, and for each
 training run the adapter went through, ``training_data_splits.json`` beside it): a built-in task draws the evaluation
 questions first (``--data_seed``, ``--eval_size``) and the training questions after them, and a ``--dataset`` of one
 split is divided by ``--data_seed``. Evaluating (or training further) such an adapter on the same data with another
-``--data_seed`` or more questions would score questions it trained on: a warning names the flags.
+``--data_seed``, another commit of a Hub ``--dataset`` or more questions would score questions it trained on: a warning
+names the flags.
 """
 
 from __future__ import annotations
@@ -89,8 +91,10 @@ from hf_eff.halora.tasks import (
 )
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
 from hf_eff.hub.cards import shown_name
+from hf_eff.hub.dataset_commits import read_commit, recorded_revision, same_revision, shown_revision
 from hf_eff.hub.sources import (
     check_model_source,
+    is_local_data,
     last_checkpoint_hint,
     naming_missing_folder,
     naming_missing_revision,
@@ -212,9 +216,11 @@ class DataArguments:
     dataset_revision: str | None = field(
         default=None,
         metadata={"help": "Branch, tag or commit of a Hub --dataset; recorded in all_results.json and the card's "
-                          "model-index. With --adapter_name_or_path, defaults to the one its training on that "
-                          "dataset recorded."},
+                          "model-index, with the commit it was at (dataset_commit). With --adapter_name_or_path, "
+                          "defaults to the commit its training on that dataset recorded."},
     )
+    # found when a Hub --dataset is read, not a flag (HfArgumentParser leaves init=False fields out)
+    dataset_commit: str | None = field(default=None, init=False)
     train_size: int | None = field(
         default=None, metadata={"help": "Training questions (built-in tasks: 3000 if not given; other data: all)."}
     )
@@ -443,7 +449,7 @@ def data_split(data_args: DataArguments, data_seed: int, held_out: int) -> dict:
     if data_args.dataset is not None:
         # another configuration of a Hub dataset is other data; another revision, the same questions edited, which a
         # single split's division may spread otherwise
-        hub = {name: getattr(data_args, name) for name in ("dataset_config_name", "dataset_revision")
+        hub = {name: getattr(data_args, name) for name in ("dataset_config_name", "dataset_revision", "dataset_commit")
                if getattr(data_args, name)}
         return {"dataset": data_args.dataset, **hub, "data_seed": data_seed}
     if data_args.task_name in BUILTIN_TASKS:
@@ -463,23 +469,24 @@ def _same_data(run: dict, split: dict) -> bool:
 
 
 def default_dataset_revision(data_args: DataArguments, recorded: list[dict], adapter: str) -> None:
-    """A Hub ``--dataset`` given no ``--dataset_revision`` is loaded at the revision the adapter's last training run
-    on it records, as the base model is at the adapter's revision: a single split is divided by revision too."""
+    """A Hub ``--dataset`` given no ``--dataset_revision`` is loaded at the commit the adapter's last training run on
+    it records (a run recorded without one: at its revision), as the base model is at the adapter's revision: a single
+    split is divided by revision too, and the questions are those that run saw, however the branch moved since."""
     if data_args.dataset is None or data_args.dataset_revision is not None:
         return
     split = {"dataset": data_args.dataset, "dataset_config_name": data_args.dataset_config_name}
     runs = [run for run in recorded if _same_data(run, split)]
-    if runs and runs[-1].get("dataset_revision"):
-        data_args.dataset_revision = runs[-1]["dataset_revision"]
+    if runs and recorded_revision(runs[-1]):
+        data_args.dataset_revision = recorded_revision(runs[-1])
         logger.info("--dataset %s at revision %s, as --adapter_name_or_path %s records its training on it",
-                    data_args.dataset, data_args.dataset_revision, adapter)
+                    data_args.dataset, shown_revision(runs[-1]), adapter)
 
 
 def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_args: DataArguments,
                          evaluated: int) -> None:
     """One warning when a training run the adapter records on the same data held out other questions than these
-    ``evaluated`` ones: by another seed, another revision of a Hub dataset, or fewer of them. An adapter that records
-    none has nothing to compare."""
+    ``evaluated`` ones: by another seed, another revision of a Hub dataset (compared by commit where both record one),
+    or fewer of them. An adapter that records none has nothing to compare."""
     seeds, sizes, revisions = set(), set(), set()
     for run in recorded:
         if not _same_data(run, split):
@@ -488,14 +495,13 @@ def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_a
             seeds.add(run["data_seed"])
         if "eval_size" in run and evaluated > run["eval_size"]:
             sizes.add(run["eval_size"])
-        if "dataset" in run and run.get("dataset_revision") != split.get("dataset_revision"):
-            revisions.add(run.get("dataset_revision") or "the default")
+        if "dataset" in run and not same_revision(run, split):
+            revisions.add(shown_revision(run))
     differing = []
     if seeds:
         differing.append(f"--data_seed {split['data_seed']} (the adapter's: {', '.join(map(str, sorted(seeds)))})")
     if revisions:
-        differing.append(f"--dataset_revision {split.get('dataset_revision') or 'the default'} (the adapter's: "
-                         f"{', '.join(sorted(revisions))})")
+        differing.append(f"--dataset_revision {shown_revision(split)} (the adapter's: {', '.join(sorted(revisions))})")
     if sizes:
         trimmed = f" and --max_eval_samples {evaluated}" if evaluated < split["eval_size"] else ""
         differing.append(f"--eval_size {split['eval_size']}{trimmed} (the adapter's eval_size: "
@@ -531,6 +537,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                          eval_size=data_args.eval_size, seed=data_seed,
                                                          config_name=data_args.dataset_config_name,
                                                          revision=data_args.dataset_revision)
+        if not is_local_data(data_args.dataset, tuple(DATA_FILE_BUILDERS)):  # a Hub dataset, as the loader reads it
+            data_args.dataset_commit = read_commit([train, evaluation], data_args.dataset, data_args.dataset_revision)
     else:
         train, evaluation = load_task(data_args.task_name, seed=data_seed, train_size=data_args.train_size,
                                       eval_size=data_args.eval_size)
@@ -544,7 +552,7 @@ def main(argv: list[str] | None = None) -> dict:
                      adapter_name_or_path=model_args.adapter_name_or_path,
                      adapter_revision=model_args.adapter_revision, dataset_name=dataset_name,
                      dataset_config_name=data_args.dataset_config_name, dataset_revision=data_args.dataset_revision,
-                     eval_questions=len(evaluation), data_split=split)
+                     dataset_commit=data_args.dataset_commit, eval_questions=len(evaluation), data_split=split)
 
     if not training_args.do_train:
         logger.info("Evaluating %s on %s: %d questions", model_args.adapter_name_or_path or model_args.model_name_or_path,

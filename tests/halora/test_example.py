@@ -3,6 +3,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from transformers import Trainer
@@ -153,6 +154,8 @@ def test_a_hub_dataset_is_loaded_at_the_config_and_revision_given_and_records_th
     import datasets
     from datasets import Dataset, DatasetDict
 
+    from hf_eff.hub import dataset_commits
+
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
     char_tokenizer.save_pretrained(model_dir)
@@ -164,6 +167,10 @@ def test_a_hub_dataset_is_loaded_at_the_config_and_revision_given_and_records_th
         return DatasetDict({"train": Dataset.from_list(rows[:8]), "validation": Dataset.from_list(rows[8:])})
 
     monkeypatch.setattr(datasets, "load_dataset", hub_dataset)
+    # the questions are held in memory, which names no commit: the Hub's dataset_info does
+    commits = {"v2": "2" * 40, "v3": "3" * 40}
+    monkeypatch.setattr(dataset_commits, "HfApi", lambda: SimpleNamespace(
+        dataset_info=lambda repo_id, revision=None: SimpleNamespace(sha=commits[revision])))
     out = tmp_path / "run"
     results = _load_example().main([
         "--model_name_or_path", str(model_dir), "--dataset", "me/questions", "--dataset_config_name", "easy",
@@ -176,8 +183,9 @@ def test_a_hub_dataset_is_loaded_at_the_config_and_revision_given_and_records_th
     assert (recorded["dataset_name"], recorded["dataset_config_name"], recorded["dataset_revision"]) == (
         "me/questions", "easy", "v2") == (results["dataset_name"], results["dataset_config_name"],
                                           results["dataset_revision"])
+    assert recorded["dataset_commit"] == commits["v2"]
     assert recorded["data_split"] == {"dataset": "me/questions", "dataset_config_name": "easy",
-                                      "dataset_revision": "v2", "data_seed": 0}
+                                      "dataset_revision": "v2", "dataset_commit": commits["v2"], "data_seed": 0}
     card = (out / "README.md").read_text()
     assert "name: me/questions\n      type: me/questions\n      config: easy\n      revision: v2\n" in card
 
@@ -188,11 +196,12 @@ def test_a_hub_dataset_is_loaded_at_the_config_and_revision_given_and_records_th
             "easy", *flags, "--output_dir", str(tmp_path / name), "--max_length", "48", "--eval_sigmas", "0",
             "--report_to", "none", "--use_cpu", "--disable_tqdm", "true"])
 
-    # evaluated on the revision it trained on, as its base is: a single split is divided by revision too
-    assert evaluate("same")["dataset_revision"] == "v2" and loaded[-1] == ("me/questions", "easy", "v2")
+    # evaluated on the commit it trained on, as its base is on its revision: a single split is divided by revision too
+    assert evaluate("same")["dataset_revision"] == commits["v2"] and loaded[-1] == ("me/questions", "easy", commits["v2"])
     assert "differ from the training" not in caplog.text
     assert evaluate("other", "--dataset_revision", "v3")["dataset_revision"] == "v3"
-    assert ("--dataset_revision v3 (the adapter's: v2) differ from the training of --adapter_name_or_path "
+    assert (f"--dataset_revision v3 at commit {commits['v3']} (the adapter's: v2 at commit {commits['v2']}) differ "
+            "from the training of --adapter_name_or_path "
             f"{out} on --dataset me/questions") in caplog.text
     assert "give its --data_seed, its --dataset_revision and no more questions" in caplog.text
 
