@@ -48,6 +48,7 @@ from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
 
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL
 from hf_eff.halora.tasks import HUB_TASKS
+from hf_eff.hub.dataset_commits import commit_sentence
 
 # Every card, adapters included, says `library_name: hf-eff`. A HALORA adapter does not load with PEFT
 # alone (importing hf_eff registers the HALORA peft_type), so `peft` would make the Hub show a PEFT
@@ -530,6 +531,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         start_revision=results.get("adapter_revision") if start_adapter else None,
         load_name=load_name, imports=imports, base_expr=base_expr, uses_load_base_model="load_base_model" in imports,
         needs_labels=task_type in ("SEQ_CLS", "TOKEN_CLS"), no_results_note=no_results_note,
+        data_commit=commit_sentence(results),
         noise=noise_description(results.get("noise_mode"), results.get("noise_tile_size") or tile_size),
         num_seeds=results.get("num_noise_seeds"), has_zero=0.0 in sigmas,
         metric_names=_join(sorted(table)) + (f" on `{split}`" if split else "") if table else "",
@@ -617,6 +619,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         full_data_with=_teacher_without_selection(results),
         base_model=base_model, base_revision=results.get("model_revision") if base_model else None,
         local_base=local_base, targets=_names(results.get("target_columns")), classes=_names(results.get("class_names")),
+        data_commit=commit_sentence(results),
         results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
         metrics_table=markdown_table(["metric", *measured], metric_rows) if metric_rows else "",
         no_results_note=no_results_note,

@@ -60,3 +60,16 @@ def shown_revision(record: dict) -> str:
     revision, commit = record.get("dataset_revision"), record.get("dataset_commit")
     given = "the default" if revision is None else revision
     return given if commit is None or commit == revision else f"{given} at commit {commit}"
+
+
+def commit_sentence(results: dict) -> str | None:
+    """A card's sentence naming the commit a run read its Hub dataset at (``dataset_commit`` in its results, beside the
+    ``dataset_revision`` given) and the call that reads the same rows; None for a run that records no commit."""
+    commit, name = results.get("dataset_commit"), results.get("dataset_name")
+    if not commit or not isinstance(name, str):
+        return None
+    config, revision = results.get("dataset_config_name"), results.get("dataset_revision")
+    at = f"revision `{revision}`, commit `{commit}`" if revision and revision != commit else f"commit `{commit}`"
+    arguments = ", ".join([f'"{name}"', *([f'"{config}"'] if config else []), f'revision="{commit}"'])
+    return (f"Data: the Hub dataset `{name}`{f' (configuration `{config}`)' if config else ''} at {at}; "
+            f"`load_dataset({arguments})` reads the same rows.")

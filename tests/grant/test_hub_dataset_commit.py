@@ -26,6 +26,7 @@ def test_a_model_trained_on_main_is_evaluated_on_the_commit_it_saw_after_main_mo
     split = results["data_split"]
     assert (split["dataset_revision"], split["dataset_commit"]) == ("main", first)
     assert json.loads((out / "config.json").read_text())["data_split"] == split
+    assert f'load_dataset("{repo_id}", revision="{first}")' in (out / "README.md").read_text()
     second = _push(local_hub, random_graphs(30, "graph_regression", seed=1), repo_id, tmp_path / "v2")
 
     def evaluate(name: str, *flags: str, **env: str) -> subprocess.CompletedProcess:

@@ -53,6 +53,7 @@ def test_an_adapter_trained_on_main_is_evaluated_on_the_commit_it_saw_after_main
     split = {"dataset": repo_id, "dataset_revision": "main", "dataset_commit": first, "data_seed": 0}
     assert (results["dataset_revision"], results["dataset_commit"], results["data_split"]) == ("main", first, split)
     assert json.loads((out / "training_data_splits.json").read_text()) == [split]
+    assert f'load_dataset("{repo_id}", revision="{first}")' in (out / "README.md").read_text()
     second = _push(local_hub, 40, repo_id, tmp_path / "v2")
 
     def evaluate(name: str, *flags: str, **env: str) -> tuple[dict, str]:
