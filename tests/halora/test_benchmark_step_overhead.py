@@ -1,0 +1,27 @@
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "halora_step_overhead.py"
+
+
+def test_step_overhead_benchmark_charges_halora_extra_calls_to_its_own_parts(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("halora_step_overhead", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    module.main(["--output_dir", str(tmp_path), "--steps", "4", "--count_steps", "4", "--resample_steps", "2",
+                 "--batch_size", "2"])
+    runs = json.loads((tmp_path / "halora_step_overhead.json").read_text())["runs"]
+    lora, halora = runs["lora"]["part_ops_per_step"], runs["halora"]["part_ops_per_step"]
+    # the same model and adapter: HaLoRA's forward and backward are LoRA's; its extra calls are its own parts'
+    assert (halora["forward"], halora["backward"]) == (lora["forward"], lora["backward"]) and lora["forward"] > 0
+    assert lora["regulariser step"] == lora["noise redraw"] == 0
+    assert halora["regulariser step"] > 0 and halora["noise redraw"] > 0
+    assert runs["halora"]["noise_draws"] == 2  # the warm-up's draw, which restores nothing, is not counted
+    assert runs["halora"]["ops_per_draw"] == 2 * halora["noise redraw"]
+    assert runs["halora"]["ops_per_step"] == sum(halora.values())
+    assert all(runs[method]["step_cpu_seconds"] > 0 for method in runs)
+    assert "| HaLoRA / LoRA |" in capsys.readouterr().out
+    assert (tmp_path / "halora_step_overhead.md").read_text().count("| regulariser step |") == 1
