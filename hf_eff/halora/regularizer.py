@@ -7,6 +7,7 @@ one SGD step moves BA by about -eta (B B^T G + G A^T A) (Wu et al., arXiv 2502.1
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -17,18 +18,70 @@ from torch import nn
 from hf_eff.halora.config import REG_NORMS, REG_REDUCTIONS
 
 
+def lora_factor_parameters(model: nn.Module, adapter_name: str = "default") -> Iterator[tuple[LoraLayer, nn.Parameter, nn.Parameter]]:
+    """(layer, A, B) of every LoRA layer of ``adapter_name`` in ``model``, as the parameters themselves: the factor
+    modules' weights (a convolution's keep their kernel dimensions), or an adapted embedding's factor parameters."""
+    for module in model.modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        if adapter_name in module.lora_A:
+            yield module, module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
+        elif adapter_name in module.lora_embedding_A:
+            yield module, module.lora_embedding_A[adapter_name], module.lora_embedding_B[adapter_name]
+
+
 def lora_factors(model: nn.Module, adapter_name: str = "default") -> Iterator[tuple[LoraLayer, torch.Tensor, torch.Tensor]]:
     """(layer, A, B) of every LoRA layer of ``adapter_name`` in ``model``, A of shape [r, in] and B [out, r]:
     the factor modules' weights, or for an adapted embedding peft's factor parameters
     (``lora_embedding_A`` [r, num_embeddings], ``lora_embedding_B`` [embedding_dim, r]). A convolution's
     factors are flattened to those shapes (A [r, in * kernel], B [out, r]: peft's B is a 1x1 convolution)."""
-    for module in model.modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        if adapter_name in module.lora_A:
-            yield module, module.lora_A[adapter_name].weight.flatten(1), module.lora_B[adapter_name].weight.flatten(1)
-        elif adapter_name in module.lora_embedding_A:
-            yield module, module.lora_embedding_A[adapter_name], module.lora_embedding_B[adapter_name]
+    for module, lora_a, lora_b in lora_factor_parameters(model, adapter_name):
+        yield module, lora_a.flatten(1), lora_b.flatten(1)
+
+
+def _check_options(norm: str, reduction: str) -> None:
+    if norm not in REG_NORMS:
+        raise ValueError(f"reg_norm must be one of {REG_NORMS}, got {norm!r}")
+    if reduction not in REG_REDUCTIONS:
+        raise ValueError(f"reg_reduction must be one of {REG_REDUCTIONS}, got {reduction!r}")
+
+
+def _factor_groups(model: nn.Module, adapter_name: str) -> tuple[dict[tuple, list[nn.Parameter]], dict[tuple, list[nn.Parameter]]]:
+    """The A and the B factor parameters of ``adapter_name``, grouped by device and (flattened) shape, in model order."""
+    factors_a: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, r, in)
+    factors_b: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, out, r)
+    for _, lora_a, lora_b in lora_factor_parameters(model, adapter_name):
+        # grouped by device too: a model split over GPUs (device_map) has factors on each
+        factors_a[(lora_a.device, lora_a.shape[0], math.prod(lora_a.shape[1:]))].append(lora_a)
+        factors_b[(lora_b.device, lora_b.shape[0], math.prod(lora_b.shape[1:]))].append(lora_b)
+    if not factors_a:
+        raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
+    return factors_a, factors_b
+
+
+def _regularizer_of_stacks(stacks_a: list[torch.Tensor], stacks_b: list[torch.Tensor], n_layers: int, norm: str,
+                           reduction: str, model: nn.Module, adapter_name: str) -> torch.Tensor:
+    """L_reg from the stacked factors, (k, r, in) for A and (k, out, r) for B, on any devices."""
+    ord_ = 2 if norm == "spectral" else "fro"
+    first_device = stacks_a[0].device
+    # float32 whatever the surrounding autocast (on every device type holding factors): matrix_norm(ord=2)
+    # refuses bf16/fp16
+    with contextlib.ExitStack() as no_autocast:
+        for device_type in {stacked.device.type for stacked in (*stacks_a, *stacks_b)}:
+            no_autocast.enter_context(torch.autocast(device_type, enabled=False))
+        grams: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, r)
+        for stacked in stacks_a:
+            stacked = stacked.float()
+            grams[(stacked.device, stacked.shape[1])].append(stacked @ stacked.transpose(1, 2))  # A A^T
+        for stacked in stacks_b:
+            stacked = stacked.float()
+            grams[(stacked.device, stacked.shape[2])].append(stacked.transpose(1, 2) @ stacked)  # B^T B
+        try:
+            total = sum(torch.linalg.matrix_norm(torch.cat(group), ord=ord_).sum().to(first_device)
+                        for group in grams.values())
+        except torch.linalg.LinAlgError as error:  # the spectral norm's SVD refuses non-finite Gram matrices
+            raise FloatingPointError(non_finite_factors(model, adapter_name)) from error
+    return total / n_layers if reduction == "mean" else total
 
 
 def halora_regularizer(
@@ -41,40 +94,34 @@ def halora_regularizer(
     (r x r matrices), and a per-layer loop made a GPU training step about 1.3x slower than LoRA's.
     Non-finite factors, which the spectral norm's SVD refuses, raise a ``FloatingPointError`` naming their layers.
     """
-    if norm not in REG_NORMS:
-        raise ValueError(f"reg_norm must be one of {REG_NORMS}, got {norm!r}")
-    if reduction not in REG_REDUCTIONS:
-        raise ValueError(f"reg_reduction must be one of {REG_REDUCTIONS}, got {reduction!r}")
-    factors_a: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, r, in)
-    factors_b: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, out, r)
-    n_layers = 0
-    for _, lora_a, lora_b in lora_factors(model, adapter_name):
-        # grouped by device too: a model split over GPUs (device_map) has factors on each
-        factors_a[(lora_a.device, *lora_a.shape)].append(lora_a)
-        factors_b[(lora_b.device, *lora_b.shape)].append(lora_b)
-        n_layers += 1
-    if n_layers == 0:
-        raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
-    ord_ = 2 if norm == "spectral" else "fro"
-    first_device = next(iter(factors_a))[0]
-    # float32 whatever the surrounding autocast (on every device type holding factors): matrix_norm(ord=2)
-    # refuses bf16/fp16
-    with contextlib.ExitStack() as no_autocast:
-        for device_type in {device.type for device, *_ in (*factors_a, *factors_b)}:
-            no_autocast.enter_context(torch.autocast(device_type, enabled=False))
-        grams: dict[tuple, list[torch.Tensor]] = defaultdict(list)  # (device, r)
-        for (device, *_), group in factors_a.items():
-            stacked = torch.stack(group).float()  # (k, r, in)
-            grams[(device, stacked.shape[1])].append(stacked @ stacked.transpose(1, 2))  # A A^T
-        for (device, *_), group in factors_b.items():
-            stacked = torch.stack(group).float()  # (k, out, r)
-            grams[(device, stacked.shape[2])].append(stacked.transpose(1, 2) @ stacked)  # B^T B
-        try:
-            total = sum(torch.linalg.matrix_norm(torch.cat(group), ord=ord_).sum().to(first_device)
-                        for group in grams.values())
-        except torch.linalg.LinAlgError as error:  # the spectral norm's SVD refuses non-finite Gram matrices
-            raise FloatingPointError(non_finite_factors(model, adapter_name)) from error
-    return total / n_layers if reduction == "mean" else total
+    _check_options(norm, reduction)
+    factors_a, factors_b = _factor_groups(model, adapter_name)
+    stacks_a = [torch.stack([factor.flatten(1) for factor in group]) for group in factors_a.values()]
+    stacks_b = [torch.stack([factor.flatten(1) for factor in group]) for group in factors_b.values()]
+    n_layers = sum(len(group) for group in factors_a.values())
+    return _regularizer_of_stacks(stacks_a, stacks_b, n_layers, norm, reduction, model, adapter_name)
+
+
+def halora_regularizer_gradients(
+    model: nn.Module, adapter_name: str = "default", norm: str = "spectral", reduction: str = "sum"
+) -> tuple[torch.Tensor, list[tuple[nn.Parameter, torch.Tensor]]]:
+    """L_reg (detached) and its gradient with respect to each factor parameter, as ``torch.autograd.grad`` of
+    ``halora_regularizer`` gives them, to the bit. The backward runs from each stack of factors, not from each
+    factor: a per-factor backward of the stack would cost an operator call per factor, the launch-bound cost of
+    the decoupled step (the gradients are views of the stacks' gradients). Needs grad mode on."""
+    _check_options(norm, reduction)
+    factors_a, factors_b = _factor_groups(model, adapter_name)
+    groups = [*factors_a.values(), *factors_b.values()]
+    with torch.no_grad():
+        stacks = [torch.stack([factor.flatten(1) for factor in group]).requires_grad_() for group in groups]
+    n_layers = sum(len(group) for group in factors_a.values())
+    total = _regularizer_of_stacks(stacks[:len(factors_a)], stacks[len(factors_a):], n_layers, norm, reduction,
+                                   model, adapter_name)
+    gradients = []
+    for group, gradient in zip(groups, torch.autograd.grad(total, stacks)):
+        gradients += [(factor, grad if grad.shape == factor.shape else grad.view(factor.shape))
+                      for factor, grad in zip(group, gradient.unbind(0))]
+    return total.detach(), gradients
 
 
 def non_finite_factors(model: nn.Module, adapter_name: str = "default") -> str:

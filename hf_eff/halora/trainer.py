@@ -15,7 +15,7 @@ import numbers
 import re
 import time
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,7 @@ from hf_eff.halora.noise import (
     rram_noise,
     setting_field,
 )
+from hf_eff.halora.regularizer import halora_regularizer_gradients
 from hf_eff.halora.tasks import (
     MultipleChoiceScorer,
     choice_logprob_sums,
@@ -390,8 +391,21 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         return active_halora_config(self.model)
 
     def regularization_loss(self) -> torch.Tensor:
-        try:
+        with self._regulariser_divergence():
             return self.model.base_model.get_regularization_loss(self.model.active_adapter)
+
+    def regularization_gradients(self) -> tuple[torch.Tensor, list[tuple[torch.nn.Parameter, torch.Tensor]]]:
+        """``regularization_loss`` (detached) and its gradient with respect to each of the active adapter's factors
+        (``halora_regularizer_gradients``)."""
+        config = self.halora_config()
+        with self._regulariser_divergence():
+            return halora_regularizer_gradients(self.model.base_model.model, self.model.active_adapter,
+                                                norm=config.reg_norm, reduction=config.reg_reduction)
+
+    @contextlib.contextmanager
+    def _regulariser_divergence(self) -> Iterator[None]:
+        try:
+            yield
         except FloatingPointError as error:  # non-finite LoRA factors: the optimizer step just taken diverged
             raise self.divergence_error(f"the HaLoRA regulariser's {error}") from error
 
@@ -452,18 +466,22 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
     def _decoupled_regulariser_step(self, optimizer: torch.optim.Optimizer) -> None:
         """``p -= lr * mu * dL_reg/dp`` on the adapter's factors. L_reg depends only on the parameters,
         which DDP keeps identical on every process, so every process takes the same step: it counts
-        once, with no communication."""
+        once, with no communication. The factors of one learning rate, device and dtype take one foreach
+        update (as torch.optim's), not one operator call each: the step is launch-bound."""
         config = self.halora_config()
         learning_rates = {p: group["lr"] for group in optimizer.param_groups for p in group["params"]}
         with torch.enable_grad():
-            reg = self.regularization_loss()
-            params = [p for p in learning_rates if p.requires_grad]
-            grads = torch.autograd.grad(reg, params, allow_unused=True)
+            reg, gradients = self.regularization_gradients()
+        updates: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
+        for param, grad in gradients:
+            if param.requires_grad and param in learning_rates:  # only what this optimizer trains
+                params, grads = updates[(learning_rates[param], param.device, param.dtype)]
+                params.append(param)
+                grads.append(grad)
         with torch.no_grad():
-            for param, grad in zip(params, grads):
-                if grad is not None:
-                    param.add_(grad, alpha=-learning_rates[param] * config.reg_weight)
-        self._reg_sum = self._reg_sum + reg.detach()
+            for (learning_rate, _, _), (params, grads) in updates.items():
+                torch._foreach_add_(params, grads, alpha=-learning_rate * config.reg_weight)
+        self._reg_sum = self._reg_sum + reg
         self._reg_count += 1
 
     def training_step(self, model, inputs, num_items_in_batch=None):

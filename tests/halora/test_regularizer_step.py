@@ -1,0 +1,111 @@
+"""The decoupled regulariser step's batched gradients and foreach update give the per-factor autograd loop's
+result to the bit (hf_eff/halora/regularizer.py, HaLoRATrainer._decoupled_regulariser_step)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from hf_eff import HaLoRAConfig
+from hf_eff.halora.regularizer import (
+    halora_regularizer,
+    halora_regularizer_gradients,
+    lora_factor_parameters,
+)
+from hf_eff.halora.trainer import HaLoRATrainer
+from tests.halora.conftest import make_tiny_llama
+from tests.halora.test_trainer import _args, _token_dataset
+
+
+def _adapted(targets=("q_proj", "k_proj", "v_proj", "up_proj", "down_proj", "embed_tokens"), **kwargs):
+    torch.manual_seed(0)
+    config = HaLoRAConfig(r=4, target_modules=list(targets), init_lora_weights=False, noise_sigma=0.0, **kwargs)
+    return get_peft_model(make_tiny_llama(), config)
+
+
+def _factors(model):
+    return [factor for _, lora_a, lora_b in lora_factor_parameters(model) for factor in (lora_a, lora_b)]
+
+
+def _bit_equal(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+
+
+@pytest.mark.parametrize(("norm", "reduction"), [("spectral", "sum"), ("frobenius", "mean")])
+def test_gradients_are_autograds_through_the_regulariser_to_the_bit(norm, reduction):
+    model = _adapted()
+    factors = _factors(model)
+    expected_reg = halora_regularizer(model, norm=norm, reduction=reduction)
+    expected = torch.autograd.grad(expected_reg, factors)
+    reg, gradients = halora_regularizer_gradients(model, norm=norm, reduction=reduction)
+    assert _bit_equal(reg, expected_reg.detach()) and not reg.requires_grad
+    by_factor = {param: grad for param, grad in gradients}
+    assert len(gradients) == len(by_factor) == len(factors)  # every factor once, the embedding's included
+    assert all(_bit_equal(by_factor[factor], want) for factor, want in zip(factors, expected))
+
+
+def test_gradients_of_convolution_factors_have_their_kernel_shape():
+    """peft's Conv2d LoRA: A is an r x in x k x k kernel, B a 1x1 convolution; L_reg reads them flattened."""
+    class Convolutions(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = nn.Conv2d(3, 8, 3), nn.Conv2d(3, 8, 3)
+
+    torch.manual_seed(0)
+    model = get_peft_model(Convolutions(), LoraConfig(r=2, target_modules=["first", "second"], init_lora_weights=False))
+    factors = _factors(model)
+    expected = torch.autograd.grad(halora_regularizer(model), factors)
+    by_factor = dict(halora_regularizer_gradients(model)[1])
+    assert len(by_factor) == len(factors) == 4
+    assert all(_bit_equal(by_factor[factor], want) for factor, want in zip(factors, expected))
+
+
+def test_gradients_need_a_regularisable_adapter():
+    with pytest.raises(ValueError, match="'other': no LoRA layer carries it"):
+        halora_regularizer_gradients(_adapted(), adapter_name="other")
+    with pytest.raises(ValueError, match="reg_norm must be one of"):
+        halora_regularizer_gradients(_adapted(), norm="nuclear")
+
+
+def _loop_step(model, optimizer, reg_weight):
+    """The decoupled step as it was: autograd to every trained parameter, then one add_ per parameter."""
+    learning_rates = {p: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    params = [p for p in learning_rates if p.requires_grad]
+    grads = torch.autograd.grad(model.base_model.get_regularization_loss(), params, allow_unused=True)
+    with torch.no_grad():
+        for param, grad in zip(params, grads):
+            if grad is not None:
+                param.add_(grad, alpha=-learning_rates[param] * reg_weight)
+
+
+def test_foreach_decoupled_step_equals_the_per_parameter_loop_to_the_bit(tmp_path):
+    model = _adapted(reg_weight=0.3)
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path), train_dataset=_token_dataset())
+    looped = copy.deepcopy(model)
+    # two learning rates (as a Trainer's decay / no-decay groups may have), one factor left out of the optimizer,
+    # one frozen: neither of those two moves
+    frozen, untrained = (dict(model.named_parameters())[name] for name in (
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight",
+        "base_model.model.model.layers.1.mlp.up_proj.lora_B.default.weight"))
+    frozen.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad and p is not untrained]
+    optimizer = torch.optim.SGD([{"params": trained[::2], "lr": 0.1}, {"params": trained[1::2] + [frozen], "lr": 0.02}])
+    names = {p: n for n, p in model.named_parameters()}
+    looped_params = dict(looped.named_parameters())
+    looped_params[names[frozen]].requires_grad_(False)
+    looped_optimizer = torch.optim.SGD([{"params": [looped_params[names[p]] for p in group["params"]], "lr": group["lr"]}
+                                        for group in optimizer.param_groups])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    trainer._decoupled_regulariser_step(optimizer)
+    _loop_step(looped, looped_optimizer, reg_weight=0.3)
+
+    for name, param in model.named_parameters():
+        assert _bit_equal(param.detach(), looped_params[name].detach()), name
+    moved = {name for name, param in model.named_parameters() if not torch.equal(param, before[name])}
+    assert moved == {names[p] for p in trained}
+    assert trainer._reg_count == 1 and not trainer._reg_sum.requires_grad
