@@ -242,8 +242,10 @@ def _tile_abs_max(weight: torch.Tensor, tile: int) -> torch.Tensor:
     """max|W| over each tile x tile block, shape (ceil(out/tile), ceil(in/tile))."""
     rows, cols = weight.shape
     pad_rows, pad_cols = -rows % tile, -cols % tile
-    padded = nn.functional.pad(weight.abs(), (0, pad_cols, 0, pad_rows))
-    return padded.view((rows + pad_rows) // tile, tile, (cols + pad_cols) // tile, tile).amax(dim=(1, 3))
+    magnitudes = weight.abs()
+    if pad_rows or pad_cols:  # padding copies the layer: only where the tiles overhang it
+        magnitudes = nn.functional.pad(magnitudes, (0, pad_cols, 0, pad_rows))
+    return magnitudes.view((rows + pad_rows) // tile, tile, (cols + pad_cols) // tile, tile).amax(dim=(1, 3))
 
 
 def _expand_tiles(tile_values: torch.Tensor, tile: int, shape: torch.Size) -> torch.Tensor:
@@ -256,7 +258,7 @@ def _scale_by_tiles_(values: torch.Tensor, tile_values: torch.Tensor, tile: int)
     rows, cols = values.shape
     if rows % tile or cols % tile:
         return values.mul_(_expand_tiles(tile_values, tile, values.shape))
-    values.view(rows // tile, tile, cols // tile, tile).mul_(tile_values[:, None, :, None])
+    values.view(rows // tile, tile, cols // tile, tile).mul_(tile_values.reshape(rows // tile, 1, cols // tile, 1))
     return values
 
 
@@ -280,6 +282,12 @@ def _row_bands(shape: torch.Size, tile: int) -> list[slice]:
     per_band = max(-(-rows // _MAX_BANDS), -(-_MIN_BAND_ELEMENTS // cols))
     per_band = -(-per_band // tile) * tile
     return [slice(start, min(start + per_band, rows)) for start in range(0, rows, per_band)]
+
+
+def _rows(tensor: torch.Tensor, band: slice) -> torch.Tensor:
+    """``tensor[band]``; ``tensor`` itself where the band holds all its rows (most layers are one band, and a slice is
+    one more operator call: the redraw of a small model is launch-bound)."""
+    return tensor if band.start == 0 and band.stop >= tensor.shape[0] else tensor[band]
 
 
 @dataclass
@@ -389,13 +397,13 @@ class RRAMNoise:
         """Turns one band of the draw, in place, into the operand of ``_noisy``: the additive noise
         itself (sigma x tile scale x normal), ``1 + sigma x normal`` for multiplicative, the uniform
         numbers for stuck_at."""
-        band_draw = draw[band]
+        band_draw = _rows(draw, band)
         if self.mode == "multiplicative":
             return band_draw.mul_(self.sigma).add_(1)
         if self.mode == "absolute":
             return band_draw.mul_(self.sigma)
         if self.mode == "tile_additive":
-            return _scale_by_tiles_(band_draw, self.sigma * tile_scale[self._band_tiles(band)], self.tile_size)
+            return _scale_by_tiles_(band_draw, self.sigma * _rows(tile_scale, self._band_tiles(band)), self.tile_size)
         return band_draw
 
     def _noisy(self, clean: torch.Tensor, operand: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
@@ -462,12 +470,19 @@ class RRAMNoise:
         layer allocates its own."""
         weight = parameter.data
         bands = _row_bands(weight.shape, self.tile_size)
-        # band by band (isfinite of a whole float32 layer holds 1.75x its bytes), read once per layer
-        if not torch.stack([torch.isfinite(weight[band]).all() for band in bands]).all():
-            raise ValueError(f"layer {name}: weight contains NaN or inf; cannot simulate RRAM noise on it")
         tile_scale = None
-        if self.mode in ("tile_additive", "stuck_at"):  # by bands too: a whole-layer abs() is a full-size temporary
-            tile_scale = torch.cat([_tile_abs_max(weight[band], self.tile_size) for band in bands]).float()
+        # by bands: a whole-layer abs() is a full-size temporary
+        if self.mode in ("tile_additive", "stuck_at"):
+            tile_scales = [_tile_abs_max(_rows(weight, band), self.tile_size) for band in bands]
+            tile_scale = (tile_scales[0] if len(tile_scales) == 1 else torch.cat(tile_scales)).float()
+            largest = tile_scale.amax()
+        else:
+            maxima = [_rows(weight, band).abs().amax() for band in bands]
+            largest = maxima[0] if len(maxima) == 1 else torch.stack(maxima).amax()
+        # max |W| is NaN or inf where any weight is (amax propagates NaN, which fails every comparison): one read per
+        # layer, and fewer operator calls than isfinite(W).all()
+        if not largest < math.inf:
+            raise ValueError(f"layer {name}: weight contains NaN or inf; cannot simulate RRAM noise on it")
         # registered before anything is written; restore skips it while no band is recorded
         version = None if parameter.is_inference() else parameter._version
         state = applied[name] = _LayerNoise(seed, tile_scale, [], (weight.data_ptr(), version))
@@ -478,9 +493,9 @@ class RRAMNoise:
     def _apply_band(self, weight: torch.Tensor, band: slice, draw: torch.Tensor, state: _LayerNoise) -> None:
         """Writes one band's noise and records its fix-ups. Everything the record holds is computed
         before the write, so a failure leaves the band either clean or noisy and recorded."""
-        clean = weight[band]
+        clean = _rows(weight, band)
         operand = self._band_operand(draw, band, state.tile_scale)
-        tiles = state.tile_scale[self._band_tiles(band)] if self.mode == "stuck_at" else None
+        tiles = _rows(state.tile_scale, self._band_tiles(band)) if self.mode == "stuck_at" else None
         noisy = self._noisy(clean.float(), operand, tiles).to(weight.dtype)
         back = self._approx_clean(noisy.float(), operand).to(weight.dtype)
         int_dtype = _INT_VIEW[weight.element_size()]
@@ -532,13 +547,13 @@ class RRAMNoise:
         draw = None if self.mode == "stuck_at" else self._draw(weight, state.seed)
         while state.bands:
             band, index, values = state.bands[-1]
-            noisy = weight[band].float()
+            noisy = _rows(weight, band).float()
             if draw is not None:
                 noisy = self._approx_clean(noisy, self._band_operand(draw, band, state.tile_scale))
             # contiguous: the fix-up indices are flat in row-major order, whatever the weight's strides
             back = noisy.to(weight.dtype).contiguous()
-            back.view(-1)[index.long()] = values
-            weight[band] = back
+            back.view(-1)[index] = values  # int32 indices index as int64 ones do
+            _rows(weight, band).copy_(back)
             state.bands.pop()
 
 

@@ -1,0 +1,52 @@
+"""The redraw's fewer operator calls (hf_eff/halora/noise.py): a layer in one band is noised in place without
+slicing, tiles that fit the layer take no padding, and the finiteness check reads max |W| (the tile scales' largest
+in the tiled modes) instead of isfinite(W): the same noise bits, the same refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hf_eff.halora import noise as noise_module
+from hf_eff.halora.noise import RRAMNoise, draw_seed
+from tests.halora.test_noise import MODES, _bit_equal, _noisy_by_the_whole_layer_formula
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(256, 192), (200, 130)])  # whole tiles, and ragged ones
+def test_a_layer_in_one_band_gets_the_whole_layer_formulas_bits(mode, dtype, shape):
+    torch.manual_seed(0)
+    layer = nn.Linear(shape[1], shape[0], bias=False).to(dtype)
+    with torch.no_grad():  # tiles of different magnitudes, and exact zeros
+        layer.weight.mul_(torch.logspace(-2, 1, shape[0]).unsqueeze(1).to(dtype))
+        layer.weight[:5, :7] = 0
+    clean = layer.weight.detach().clone()
+    noise = RRAMNoise(nn.Sequential(layer), sigma=0.3 if mode == "stuck_at" else 0.05, mode=mode, target_modules=["0"])
+    assert len(noise_module._row_bands(layer.weight.shape, 64)) == 1
+    for draw_index in (0, 1):  # a redraw, as training makes them
+        noise.apply(seed=4, draw_index=draw_index)
+        expected = _noisy_by_the_whole_layer_formula(clean, mode, noise.sigma, 64, draw_seed(4, draw_index, "0"))
+        assert _bit_equal(layer.weight.detach(), expected) and not torch.equal(expected, clean)
+        noise.restore()
+        assert _bit_equal(layer.weight.detach(), clean)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("bands", [1, 4])
+def test_a_non_finite_weight_is_refused_by_name_in_every_mode(monkeypatch, mode, bad, bands):
+    if bands > 1:
+        monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(128, 256, bias=False), nn.Linear(128, 256, bias=False))
+    with torch.no_grad():
+        model[1].weight[200, 3] = bad  # in the last band
+    clean = {name: weight.detach().clone() for name, weight in model.state_dict().items()}
+    noise = RRAMNoise(model, 0.3 if mode == "stuck_at" else 0.05, mode=mode, target_modules=["0", "1"])
+    assert len(noise_module._row_bands(model[1].weight.shape, 64)) == bands
+    with pytest.raises(ValueError, match=r"^layer 1: weight contains NaN or inf"):
+        noise.apply(seed=0)
+    assert not noise.active
+    assert all(_bit_equal(weight.detach(), clean[name]) for name, weight in model.state_dict().items())
