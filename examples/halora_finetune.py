@@ -91,7 +91,13 @@ from hf_eff.halora.tasks import (
 )
 from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
 from hf_eff.hub.cards import shown_name
-from hf_eff.hub.dataset_commits import read_commit, recorded_revision, same_revision, shown_revision
+from hf_eff.hub.dataset_commits import (
+    check_commit_read,
+    read_commit,
+    recorded_revision,
+    same_revision,
+    shown_revision,
+)
 from hf_eff.hub.sources import (
     check_model_source,
     is_local_data,
@@ -539,6 +545,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                          revision=data_args.dataset_revision)
         if not is_local_data(data_args.dataset, tuple(DATA_FILE_BUILDERS)):  # a Hub dataset, as the loader reads it
             data_args.dataset_commit = read_commit([train, evaluation], data_args.dataset, data_args.dataset_revision)
+            check_commit_read(data_args.dataset_commit, data_args.dataset_revision, data_args.dataset)
     else:
         train, evaluation = load_task(data_args.task_name, seed=data_seed, train_size=data_args.train_size,
                                       eval_size=data_args.eval_size)

@@ -40,6 +40,14 @@ def read_commit(splits: Iterable[datasets.Dataset], repo_id: str, revision: str 
     return HfApi().dataset_info(repo_id, revision=revision).sha
 
 
+def check_commit_read(commit: str | None, revision: str | None, source: str) -> None:
+    """Refuses data of ``source`` read at another ``commit`` than the commit hash ``revision`` asked for: offline,
+    datasets reads the latest cached copy whatever the revision (online it reads the commit asked for)."""
+    if commit is not None and revision is not None and COMMIT_HASH.fullmatch(revision) and commit != revision:
+        raise ValueError(f"--dataset {source} at commit {revision}: the copy read is of commit {commit}, the latest "
+                         "cached (offline, datasets reads that whatever the revision); go online to read this commit")
+
+
 def recorded_revision(record: dict) -> str | None:
     """The revision to read a Hub dataset at again as a run's ``record`` (its data split) saw it: the commit it records,
     else (a record written before commits were kept) the revision it was given."""

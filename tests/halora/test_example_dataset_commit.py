@@ -31,10 +31,10 @@ def _push(hub, questions: int, repo_id: str, folder: Path) -> str:
     return next(line.split()[1] for line in process.stdout.splitlines() if line.startswith("COMMIT "))
 
 
-def _run(hub, *flags: str, **env: str) -> subprocess.CompletedProcess:
+def _run(hub, *flags: str, succeeds: bool = True, **env: str) -> subprocess.CompletedProcess:
     process = subprocess.run([sys.executable, str(EXAMPLE), *flags, *COMMON], env=hub.env(**env), cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
-    assert process.returncode == 0, process.stderr[-4000:]
+    assert (process.returncode == 0) == succeeds, process.stderr[-4000:]
     return process
 
 
@@ -71,3 +71,9 @@ def test_an_adapter_trained_on_main_is_evaluated_on_the_commit_it_saw_after_main
     assert (results["eval_questions"], results["dataset_commit"]) == (4, second)
     assert (f"--dataset_revision main at commit {second} (the adapter's: main at commit {first}) differ from the "
             f"training of --adapter_name_or_path {out}") in logs
+    # main's commit is now the latest cached, which datasets reads offline whatever the revision: refused
+    refused = _run(local_hub, "--adapter_name_or_path", str(out), "--model_name_or_path", str(base), "--dataset", repo_id,
+                   "--no_do_train", "--output_dir", str(tmp_path / "refused"), succeeds=False, HF_HUB_OFFLINE="1")
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"ValueError: --dataset {repo_id} at commit {first}: the copy read is of commit {second}, the latest cached "
+        "(offline, datasets reads that whatever the revision); go online to read this commit")
