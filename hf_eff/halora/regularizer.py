@@ -46,8 +46,12 @@ def _check_options(norm: str, reduction: str) -> None:
         raise ValueError(f"reg_reduction must be one of {REG_REDUCTIONS}, got {reduction!r}")
 
 
-def _factor_groups(model: nn.Module, adapter_name: str) -> tuple[dict[tuple, list[nn.Parameter]], dict[tuple, list[nn.Parameter]]]:
-    """The A and the B factor parameters of ``adapter_name``, grouped by device and (flattened) shape, in model order."""
+FactorGroups = tuple[dict[tuple, list[nn.Parameter]], dict[tuple, list[nn.Parameter]]]
+
+
+def lora_factor_groups(model: nn.Module, adapter_name: str = "default") -> FactorGroups:
+    """The A and the B factor parameters of ``adapter_name``, grouped by device and (flattened) shape, in model order:
+    the stacks L_reg is computed on. Finding them walks every module of the model."""
     factors_a: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, r, in)
     factors_b: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, out, r)
     for _, lora_a, lora_b in lora_factor_parameters(model, adapter_name):
@@ -95,7 +99,7 @@ def halora_regularizer(
     Non-finite factors, which the spectral norm's SVD refuses, raise a ``FloatingPointError`` naming their layers.
     """
     _check_options(norm, reduction)
-    factors_a, factors_b = _factor_groups(model, adapter_name)
+    factors_a, factors_b = lora_factor_groups(model, adapter_name)
     stacks_a = [torch.stack([factor.flatten(1) for factor in group]) for group in factors_a.values()]
     stacks_b = [torch.stack([factor.flatten(1) for factor in group]) for group in factors_b.values()]
     n_layers = sum(len(group) for group in factors_a.values())
@@ -103,14 +107,17 @@ def halora_regularizer(
 
 
 def halora_regularizer_gradients(
-    model: nn.Module, adapter_name: str = "default", norm: str = "spectral", reduction: str = "sum"
+    model: nn.Module, adapter_name: str = "default", norm: str = "spectral", reduction: str = "sum",
+    groups: FactorGroups | None = None,
 ) -> tuple[torch.Tensor, list[tuple[nn.Parameter, torch.Tensor]]]:
     """L_reg (detached) and its gradient with respect to each factor parameter, as ``torch.autograd.grad`` of
     ``halora_regularizer`` gives them, to the bit. The backward runs from each stack of factors, not from each
     factor: a per-factor backward of the stack would cost an operator call per factor, the launch-bound cost of
-    the decoupled step (the gradients are views of the stacks' gradients). Needs grad mode on."""
+    the decoupled step (the gradients are views of the stacks' gradients). ``groups``: ``lora_factor_groups(model,
+    adapter_name)`` where the caller keeps them (the walk over the modules costs more host time than the rest).
+    Needs grad mode on."""
     _check_options(norm, reduction)
-    factors_a, factors_b = _factor_groups(model, adapter_name)
+    factors_a, factors_b = lora_factor_groups(model, adapter_name) if groups is None else groups
     groups = [*factors_a.values(), *factors_b.values()]
     with torch.no_grad():
         stacks = [torch.stack([factor.flatten(1) for factor in group]).requires_grad_() for group in groups]

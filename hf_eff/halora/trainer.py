@@ -53,7 +53,7 @@ from hf_eff.halora.noise import (
     rram_noise,
     setting_field,
 )
-from hf_eff.halora.regularizer import halora_regularizer_gradients
+from hf_eff.halora.regularizer import FactorGroups, halora_regularizer_gradients, lora_factor_groups
 from hf_eff.halora.tasks import (
     MultipleChoiceScorer,
     choice_logprob_sums,
@@ -326,6 +326,7 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
         self._reg_count = 0
         self._hooked_optimizer: torch.optim.Optimizer | None = None
+        self._factor_groups: tuple[str, FactorGroups] | None = None  # the decoupled step's, for one train()
         self.add_callback(_OneNoiseDrawWarning(self))
         config = self.halora_config()
         if config is not None and config.noise_sigma > 0 and 0 < config.noise_warmup_steps <= config.noise_resample_steps:
@@ -397,10 +398,14 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
     def regularization_gradients(self) -> tuple[torch.Tensor, list[tuple[torch.nn.Parameter, torch.Tensor]]]:
         """``regularization_loss`` (detached) and its gradient with respect to each of the active adapter's factors
         (``halora_regularizer_gradients``)."""
-        config = self.halora_config()
+        config, model, adapter = self.halora_config(), self.model.base_model.model, self.model.active_adapter
+        # Found once per train() call (the walk over the modules costs a step more host time than the rest of it):
+        # the optimizer, built once, holds the adapter's parameters of that call just as fixedly.
+        if self._factor_groups is None or self._factor_groups[0] != adapter:
+            self._factor_groups = (adapter, lora_factor_groups(model, adapter))
         with self._regulariser_divergence():
-            return halora_regularizer_gradients(self.model.base_model.model, self.model.active_adapter,
-                                                norm=config.reg_norm, reduction=config.reg_reduction)
+            return halora_regularizer_gradients(model, adapter, norm=config.reg_norm, reduction=config.reg_reduction,
+                                                groups=self._factor_groups[1])
 
     @contextlib.contextmanager
     def _regulariser_divergence(self) -> Iterator[None]:
@@ -537,10 +542,12 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         if not any(param.requires_grad for param in self.model.parameters()):  # torch would fail at the first backward
             raise ValueError("HaLoRATrainer.train: the model has no trainable parameters; an adapter loaded with "
                              "PeftModel.from_pretrained is frozen unless loaded with is_trainable=True")
+        self._factor_groups = None  # adapters may have changed since the last train()
         try:
             return super().train(*args, **kwargs)
         finally:
             self.remove_training_noise()
+            self._factor_groups = None
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         self.remove_training_noise()

@@ -11,6 +11,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from hf_eff import HaLoRAConfig
+from hf_eff.halora import trainer as trainer_module
 from hf_eff.halora.regularizer import (
     halora_regularizer,
     halora_regularizer_gradients,
@@ -109,3 +110,29 @@ def test_foreach_decoupled_step_equals_the_per_parameter_loop_to_the_bit(tmp_pat
     moved = {name for name, param in model.named_parameters() if not torch.equal(param, before[name])}
     assert moved == {names[p] for p in trained}
     assert trainer._reg_count == 1 and not trainer._reg_sum.requires_grad
+
+
+def test_the_decoupled_steps_of_a_train_call_find_the_factors_once(tmp_path, monkeypatch):
+    """Finding the factors walks every module: once per train() call, not once per step."""
+    walks = []
+    original = trainer_module.lora_factor_groups
+    monkeypatch.setattr(trainer_module, "lora_factor_groups", lambda *args: walks.append(args[1]) or original(*args))
+    model = _adapted(targets=("q_proj", "v_proj"), reg_weight=0.1)
+    args = _args(tmp_path, per_device_train_batch_size=4, max_steps=3)
+    trainer = HaLoRATrainer(model=model, args=args, train_dataset=_token_dataset())
+    trainer.train()
+    assert walks == ["default"]
+    trainer.train()  # adapters may change between train() calls: found again
+    assert walks == ["default", "default"]
+
+
+def test_the_factors_kept_for_the_decoupled_step_follow_the_active_adapter(tmp_path):
+    model = _adapted(targets=("q_proj", "v_proj"), reg_weight=0.1)
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path), train_dataset=_token_dataset())
+    with torch.enable_grad():
+        first = {param for param, _ in trainer.regularization_gradients()[1]}
+        model.add_adapter("second", HaLoRAConfig(r=2, target_modules=["k_proj"], noise_sigma=0.0))
+        model.set_adapter("second")
+        second = {param for param, _ in trainer.regularization_gradients()[1]}
+    assert first == {p for _, a, b in lora_factor_parameters(model, "default") for p in (a, b)}
+    assert second == {p for _, a, b in lora_factor_parameters(model, "second") for p in (a, b)}
