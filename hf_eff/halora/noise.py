@@ -372,6 +372,9 @@ class RRAMNoise:
         self._tuner_layers = {canonical_layer_name(name): module for name, module in _layer_root(model).named_modules()
                               if isinstance(module, BaseTunerLayer) and id(module.get_base_layer()) in noised}
         self._applied: dict[str, _LayerNoise] | None = None
+        # Set by redraw for its apply: the layers its restore put back, each with the tile scales (None in the untiled
+        # modes) the apply before computed from those very weights, which were found finite
+        self._restored_scales: dict[str, torch.Tensor | None] = {}
 
     @property
     def active(self) -> bool:
@@ -470,6 +473,19 @@ class RRAMNoise:
         layer allocates its own."""
         weight = parameter.data
         bands = _row_bands(weight.shape, self.tile_size)
+        if name in self._restored_scales:
+            tile_scale = self._restored_scales[name]
+        else:
+            tile_scale = self._checked_tile_scale(name, weight, bands)
+        # registered before anything is written; restore skips it while no band is recorded
+        version = None if parameter.is_inference() else parameter._version
+        state = applied[name] = _LayerNoise(seed, tile_scale, [], (weight.data_ptr(), version))
+        draw = self._draw(weight, seed)
+        for band in bands:
+            self._apply_band(weight, band, draw, state)
+
+    def _checked_tile_scale(self, name: str, weight: torch.Tensor, bands: list[slice]) -> torch.Tensor | None:
+        """The layer's tile scales (None in the untiled modes), once its weights are found finite."""
         tile_scale = None
         # by bands: a whole-layer abs() is a full-size temporary
         if self.mode in ("tile_additive", "stuck_at"):
@@ -483,12 +499,7 @@ class RRAMNoise:
         # layer, and fewer operator calls than isfinite(W).all()
         if not largest < math.inf:
             raise ValueError(f"layer {name}: weight contains NaN or inf; cannot simulate RRAM noise on it")
-        # registered before anything is written; restore skips it while no band is recorded
-        version = None if parameter.is_inference() else parameter._version
-        state = applied[name] = _LayerNoise(seed, tile_scale, [], (weight.data_ptr(), version))
-        draw = self._draw(weight, seed)
-        for band in bands:
-            self._apply_band(weight, band, draw, state)
+        return tile_scale
 
     def _apply_band(self, weight: torch.Tensor, band: slice, draw: torch.Tensor, state: _LayerNoise) -> None:
         """Writes one band's noise and records its fix-ups. Everything the record holds is computed
@@ -506,6 +517,19 @@ class RRAMNoise:
         values = clean.flatten()[mismatch]
         clean.copy_(noisy)
         state.bands.append((band, index, values))
+
+    def redraw(self, seed: int, draw_index: int = 0, sigma: float | None = None) -> None:
+        """``restore()``, then ``apply(seed, draw_index, sigma)``: how training changes its noise. The weights restore
+        puts back are, to the bit, those the last apply read, so this apply reuses that one's finiteness check and
+        tile scales instead of reading every layer again (a launch-bound redraw's calls, and on CUDA a host
+        synchronisation per layer). A restore that raises (a layer changed meanwhile) applies nothing."""
+        restored = {name: state.tile_scale for name, state in (self._applied or {}).items() if state.bands}
+        self.restore()
+        self._restored_scales = restored
+        try:
+            self.apply(seed, draw_index, sigma)
+        finally:
+            self._restored_scales = {}
 
     @torch.no_grad()
     def restore(self) -> None:

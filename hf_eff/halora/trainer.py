@@ -444,9 +444,8 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
             self._train_noise = RRAMNoise(
                 self.model, config.noise_sigma, config.noise_mode, config.noise_tile_size, config.noise_target_modules
             )
-        self._train_noise.restore()
-        self._train_noise.apply(seed=self.args.noise_seed, draw_index=draw,
-                                sigma=training_noise_sigma(config, draw, self.args.noise_seed))
+        self._train_noise.redraw(seed=self.args.noise_seed, draw_index=draw,
+                                 sigma=training_noise_sigma(config, draw, self.args.noise_seed))
         self._train_draw = draw
 
     def remove_training_noise(self) -> None:

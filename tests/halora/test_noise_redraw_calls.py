@@ -50,3 +50,51 @@ def test_a_non_finite_weight_is_refused_by_name_in_every_mode(monkeypatch, mode,
         noise.apply(seed=0)
     assert not noise.active
     assert all(_bit_equal(weight.detach(), clean[name]) for name, weight in model.state_dict().items())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bands", [1, 4])
+def test_redraw_is_restore_then_apply_to_the_bit_without_reading_the_weights_again(monkeypatch, mode, bands):
+    if bands > 1:
+        monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(128, 256, bias=False), nn.Linear(130, 200, bias=False).to(torch.bfloat16))
+    clean = {name: weight.detach().clone() for name, weight in model.state_dict().items()}
+    sigma = 0.3 if mode == "stuck_at" else 0.05
+    separate = RRAMNoise(model, sigma, mode=mode, target_modules=["0", "1"])
+    separate.apply(seed=3, draw_index=0)
+    separate.restore()
+    separate.apply(seed=3, draw_index=1, sigma=sigma / 2)
+    expected = {name: weight.detach().clone() for name, weight in model.state_dict().items()}
+    separate.restore()
+
+    noise = RRAMNoise(model, sigma, mode=mode, target_modules=["0", "1"])
+    noise.redraw(seed=3, draw_index=0)  # nothing to restore: the weights are read
+    reads = []
+    monkeypatch.setattr(RRAMNoise, "_checked_tile_scale", lambda self, name, weight, bands: reads.append(name))
+    noise.redraw(seed=3, draw_index=1, sigma=sigma / 2)
+    assert reads == []
+    assert all(_bit_equal(weight.detach(), expected[name]) for name, weight in model.state_dict().items())
+    monkeypatch.undo()
+    noise.restore()
+    assert all(_bit_equal(weight.detach(), clean[name]) for name, weight in model.state_dict().items())
+
+
+def test_a_redraw_whose_restore_finds_a_changed_weight_applies_nothing(monkeypatch):
+    reads = []
+    checked = RRAMNoise._checked_tile_scale
+    monkeypatch.setattr(RRAMNoise, "_checked_tile_scale", lambda self, name, *args: reads.append(name) or checked(
+        self, name, *args))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64, bias=False), nn.Linear(64, 64, bias=False))
+    noise = RRAMNoise(model, 0.05, target_modules=["0", "1"])
+    noise.redraw(seed=0)
+    with torch.no_grad():
+        model[1].weight.add_(1.0)  # a visible write, as an optimizer step makes
+    with pytest.raises(RuntimeError, match=r"\['1'\] changed or replaced"):
+        noise.redraw(seed=0, draw_index=1)
+    assert not noise.active
+    assert reads == ["0", "1"]
+    noise.redraw(seed=0, draw_index=2)  # the changed weight is read again, not taken from the earlier draw
+    assert noise.active and reads == ["0", "1", "0", "1"]
+    noise.restore()
