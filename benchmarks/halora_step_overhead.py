@@ -12,8 +12,8 @@ layers, 9 heads of which 3 KV heads, tied embeddings, so the same 150 adapted an
 factor shapes' grouping) but tiny widths (hidden 72 = 9 heads x 8, intermediate 192, vocab 512), trained with
 one thread, so that a step costs its operator calls rather than its arithmetic. The noise tile shrinks with the
 widths (8 instead of 64): each layer keeps SmolLM2's count of tiles, and its tiles divide it evenly, as at 64 on
-SmolLM2. Trainer settings are the timing run's (``run_method``), on the built-in ``mixed`` task with a
-one-token-per-character tokenizer. Each method trains ``--resample_steps`` warm-up steps (the optimizer's
+SmolLM2. Trainer settings are the timing run's (``run_method``) but for the batch (below), on the built-in
+``mixed`` task with a one-token-per-character tokenizer. Each method trains ``--resample_steps`` warm-up steps (the optimizer's
 state, the first draw, which has nothing to restore) and then ``--steps`` measured ones; a second run of
 ``--count_steps`` measured steps counts the aten operator calls (a ``TorchDispatchMode``), each charged to the
 innermost part of the step it ran in: forward, backward, optimizer (its step, without the regulariser),
@@ -26,32 +26,42 @@ scheduler, zero_grad). Times per part come from the timed run.
 writes ``halora_step_overhead.md`` and ``halora_step_overhead.json`` into ``--output_dir``.
 
 The timing run's own batch (16 x 64) makes the CPU's attention kernels dominate (0.43 s a step, HaLoRA 1.06x):
-the proxy's default batch is 4 x 16, where a step costs its calls (a bare forward and backward takes about as
-long at 1 x 8). The operator counts do not depend on the batch.
+the proxy's default batch is 4 x 16, where a step costs mostly its calls (a bare forward and backward of the
+LoRA model took 0.57 s at 16 x 64, 0.09 s at 4 x 16 and 0.06 s at 1 x 8). The operator counts do not depend on
+the batch.
 
 Proxy figures with that command (2-core CPU shared with other jobs, one thread, median of ``--repeats 3``; CPU
-seconds per step; ops are aten calls per step, the redraw amortised over its 4 steps), before this benchmark's
-changes to HaLoRA (the decoupled step's per-factor backward and ``add_``; the redraw's per-layer finiteness check,
-padding, concatenation and slices):
+seconds per step; ops are aten calls per step, the redraw's amortised over its 4 steps), before this benchmark's
+changes to HaLoRA (e482783) and after them, run back to back:
 
-    | method        | step s | step CPU s | aten ops / step | ops / noise draw |
-    | LoRA          | 0.0803 | 0.0798     | 9586            |                  |
-    | HaLoRA        | 0.1098 | 0.1094     | 13140           | 11340            |
-    | HaLoRA / LoRA | 1.368  | 1.371      | 1.371           |                  |
+    | method        | step CPU s, before -> after | aten ops / step  | ops / noise draw |
+    | LoRA          | 0.0939 -> 0.0950            | 9586             |                  |
+    | HaLoRA        | 0.1231 -> 0.1162            | 13140 -> 11290   | 11340 -> 6300    |
+    | HaLoRA / LoRA | 1.311 -> 1.223              | 1.371 -> 1.178   |                  |
 
-    | part             | LoRA CPU ms | HaLoRA CPU ms | LoRA ops | HaLoRA ops |
-    | forward          | 28.07       | 28.84         | 3727     | 3727       |
-    | backward         | 30.02       | 31.28         | 5836     | 5836       |
-    | optimizer        | 1.87        | 2.087         | 4        | 4          |
-    | regulariser step | 0           | 8.63          | 0        | 723        |
-    | noise redraw     | 0.01        | 17.88         | 0        | 2835       |
-    | step, other      | 19.79       | 20.66         | 19       | 19         |
+    | part             | LoRA CPU ms | HaLoRA CPU ms, before -> after | HaLoRA ops, before -> after |
+    | forward          | 32.3        | 32.8 -> 33.8                   | 3727                        |
+    | backward         | 35.1        | 35.5 -> 36.5                   | 5836                        |
+    | optimizer        | 2.27        | 2.35 -> 2.46                   | 4                           |
+    | regulariser step | 0           | 9.69 -> 4.47                   | 723 -> 129                  |
+    | noise redraw     | 0.01        | 19.8 -> 13.0                   | 2835 -> 1575                |
+    | step, other      | 24.3        | 23.0 -> 26.0                   | 19                          |
 
-Like the H200's (1.225x), the proxy's ratio comes from HaLoRA's extra calls, 37% more than LoRA's; a call costs
-the proxy about 8 us against the H200 step's 18 (0.1725 s over the 9.6k calls the proxy counts for LoRA),
-hence its larger ratio.
-"step, other" is transformers' own host work (clipping, scheduler, the loop's callbacks and FLOP count), the same
-for both.
+HaLoRA's extra CPU time per step went from 29.2 to 21.2 ms (-27%), its extra calls from 3554 to 1704 (-52%);
+the parts outside the regulariser and the redraw move by a few ms from run to run. The changes: the decoupled
+step takes one backward per stack of equal-shaped factors and one foreach add per learning rate, instead of a
+backward call and an ``add_`` per factor, and finds the factors once per ``train()`` (a walk over the model's
+1,900 modules cost about 2.5 ms a step); the redraw checks finiteness on max |W| (the tile scales' largest),
+takes no padding, concatenation or slices where a layer is one band of whole tiles, and ``RRAMNoise.redraw``
+reuses the tile scales (and the check) of the weights its restore puts back. What remains is the redraw's 30
+calls per layer and draw (two generator draws, the noise, the exact fix-ups and their ``nonzero``), inherent to
+noising each layer in place, and the regulariser's batched SVD.
+
+Like the H200's 1.225x, the proxy's ratio comes from HaLoRA's extra calls. On the H200 LoRA's step spent about
+18 us per call (0.1725 s over the 9.6k calls the proxy counts for LoRA) and HaLoRA's extra ones about 11 us
+(39 ms over 3.55k); the proxy spends about 8 us on both, hence its higher ratio. If the H200's extra time
+follows the calls, it would fall to about 19 ms, about 1.11x: not measured. "step, other" is transformers' own
+host work (clipping, scheduler, the loop's callbacks and FLOP count), the same for both.
 """
 
 from __future__ import annotations
