@@ -114,18 +114,18 @@ def halora_regularizer_gradients(
     ``halora_regularizer`` gives them, to the bit. The backward runs from each stack of factors, not from each
     factor: a per-factor backward of the stack would cost an operator call per factor, the launch-bound cost of
     the decoupled step (the gradients are views of the stacks' gradients). ``groups``: ``lora_factor_groups(model,
-    adapter_name)`` where the caller keeps them (the walk over the modules costs more host time than the rest).
+    adapter_name)`` where the caller keeps them (the walk over the modules costs about as much host time as the rest).
     Needs grad mode on."""
     _check_options(norm, reduction)
     factors_a, factors_b = lora_factor_groups(model, adapter_name) if groups is None else groups
-    groups = [*factors_a.values(), *factors_b.values()]
+    both = [*factors_a.values(), *factors_b.values()]
     with torch.no_grad():
-        stacks = [torch.stack([factor.flatten(1) for factor in group]).requires_grad_() for group in groups]
+        stacks = [torch.stack([factor.flatten(1) for factor in group]).requires_grad_() for group in both]
     n_layers = sum(len(group) for group in factors_a.values())
     total = _regularizer_of_stacks(stacks[:len(factors_a)], stacks[len(factors_a):], n_layers, norm, reduction,
                                    model, adapter_name)
     gradients = []
-    for group, gradient in zip(groups, torch.autograd.grad(total, stacks)):
+    for group, gradient in zip(both, torch.autograd.grad(total, stacks)):
         gradients += [(factor, grad if grad.shape == factor.shape else grad.view(factor.shape))
                       for factor, grad in zip(group, gradient.unbind(0))]
     return total.detach(), gradients

@@ -399,8 +399,8 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         """``regularization_loss`` (detached) and its gradient with respect to each of the active adapter's factors
         (``halora_regularizer_gradients``)."""
         config, model, adapter = self.halora_config(), self.model.base_model.model, self.model.active_adapter
-        # Found once per train() call (the walk over the modules costs a step more host time than the rest of it):
-        # the optimizer, built once, holds the adapter's parameters of that call just as fixedly.
+        # Found once per train() call (the walk over the modules costs about as much host time as the rest of the
+        # step): the optimizer, built once, holds the adapter's parameters of that call just as fixedly.
         if self._factor_groups is None or self._factor_groups[0] != adapter:
             self._factor_groups = (adapter, lora_factor_groups(model, adapter))
         with self._regulariser_divergence():
