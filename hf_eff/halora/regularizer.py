@@ -50,14 +50,15 @@ FactorGroups = tuple[dict[tuple, list[nn.Parameter]], dict[tuple, list[nn.Parame
 
 
 def lora_factor_groups(model: nn.Module, adapter_name: str = "default") -> FactorGroups:
-    """The A and the B factor parameters of ``adapter_name``, grouped by device and (flattened) shape, in model order:
-    the stacks L_reg is computed on. Finding them walks every module of the model."""
-    factors_a: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, r, in)
-    factors_b: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, out, r)
+    """The A and the B factor parameters of ``adapter_name``, grouped by device, dtype and (flattened) shape, in model
+    order: the stacks L_reg is computed on. Finding them walks every module of the model."""
+    factors_a: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, dtype, r, in)
+    factors_b: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, dtype, out, r)
     for _, lora_a, lora_b in lora_factor_parameters(model, adapter_name):
-        # grouped by device too: a model split over GPUs (device_map) has factors on each
-        factors_a[(lora_a.device, lora_a.shape[0], math.prod(lora_a.shape[1:]))].append(lora_a)
-        factors_b[(lora_b.device, lora_b.shape[0], math.prod(lora_b.shape[1:]))].append(lora_b)
+        # by device: a model split over GPUs (device_map) has factors on each; by dtype: a stack of two dtypes would be
+        # promoted, so a bf16 factor beside float32 ones (keep_in_fp32_modules) would get a float32 gradient
+        factors_a[(lora_a.device, lora_a.dtype, lora_a.shape[0], math.prod(lora_a.shape[1:]))].append(lora_a)
+        factors_b[(lora_b.device, lora_b.dtype, lora_b.shape[0], math.prod(lora_b.shape[1:]))].append(lora_b)
     if not factors_a:
         raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
     return factors_a, factors_b

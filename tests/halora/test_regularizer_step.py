@@ -136,3 +136,51 @@ def test_the_factors_kept_for_the_decoupled_step_follow_the_active_adapter(tmp_p
         second = {param for param, _ in trainer.regularization_gradients()[1]}
     assert first == {p for _, a, b in lora_factor_parameters(model, "default") for p in (a, b)}
     assert second == {p for _, a, b in lora_factor_parameters(model, "second") for p in (a, b)}
+
+
+class _TwoLinears(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = nn.Linear(16, 16), nn.Linear(16, 16)
+
+    def forward(self, x):
+        return self.second(self.first(x))
+
+
+def _mixed_dtype_model(bf16_layer="second"):
+    """Equal-shaped factors of two dtypes, as T5's keep_in_fp32_modules=["wo"] leaves them in a bf16 model."""
+    torch.manual_seed(0)
+    config = HaLoRAConfig(r=4, target_modules=["first", "second"], init_lora_weights=False, noise_sigma=0.0,
+                          reg_weight=0.3)
+    model = get_peft_model(_TwoLinears(), config)
+    layer = getattr(model.base_model.model, bf16_layer)
+    layer.lora_A.default.to(torch.bfloat16)
+    layer.lora_B.default.to(torch.bfloat16)
+    return model
+
+
+@pytest.mark.parametrize("bf16_layer", ["first", "second"])
+def test_factors_of_one_shape_and_two_dtypes_get_gradients_and_steps_of_their_dtype_to_the_bit(tmp_path, bf16_layer):
+    model = _mixed_dtype_model(bf16_layer)
+    factors = _factors(model)
+    assert {factor.dtype for factor in factors} == {torch.float32, torch.bfloat16}
+    # the same numbers in float32 (bf16 converts exactly): L_reg as one stack of each shape computes it, and its
+    # gradients, which autograd through a stack promoted to float32 rounds to each factor's dtype
+    as_float32 = copy.deepcopy(model).float()
+    float32_reg = halora_regularizer(as_float32)
+    float32_gradients = torch.autograd.grad(float32_reg, _factors(as_float32))
+    expected_reg = halora_regularizer(model)
+    expected = torch.autograd.grad(expected_reg, factors)
+    reg, gradients = halora_regularizer_gradients(model)
+    by_factor = dict(gradients)
+    assert all(_bit_equal(by_factor[factor], want) for factor, want in zip(factors, expected))
+    assert all(_bit_equal(by_factor[factor], want.to(factor.dtype)) for factor, want in zip(factors, float32_gradients))
+    assert _bit_equal(reg, expected_reg.detach()) and _bit_equal(reg, float32_reg.detach())
+
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0]))
+    looped = copy.deepcopy(model)
+    trainer._decoupled_regulariser_step(torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1))
+    _loop_step(looped, torch.optim.SGD([p for p in looped.parameters() if p.requires_grad], lr=0.1), reg_weight=0.3)
+    looped_params = dict(looped.named_parameters())
+    for name, param in model.named_parameters():
+        assert _bit_equal(param.detach(), looped_params[name].detach()), name
