@@ -7,9 +7,11 @@ one SGD step moves BA by about -eta (B B^T G + G A^T A) (Wu et al., arXiv 2502.1
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from peft.tuners.lora import LoraLayer
@@ -22,12 +24,17 @@ def lora_factor_parameters(model: nn.Module, adapter_name: str = "default") -> I
     """(layer, A, B) of every LoRA layer of ``adapter_name`` in ``model``, as the parameters themselves: the factor
     modules' weights (a convolution's keep their kernel dimensions), or an adapted embedding's factor parameters."""
     for module in model.modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        if adapter_name in module.lora_A:
-            yield module, module.lora_A[adapter_name].weight, module.lora_B[adapter_name].weight
-        elif adapter_name in module.lora_embedding_A:
-            yield module, module.lora_embedding_A[adapter_name], module.lora_embedding_B[adapter_name]
+        if isinstance(module, LoraLayer) and (factors := _layer_factors(module, adapter_name)) is not None:
+            yield module, *factors
+
+
+def _layer_factors(layer: LoraLayer, adapter_name: str) -> tuple[nn.Parameter, nn.Parameter] | None:
+    """(A, B) of ``adapter_name`` in ``layer``, as the parameters themselves, or None where it has none."""
+    if adapter_name in layer.lora_A:
+        return layer.lora_A[adapter_name].weight, layer.lora_B[adapter_name].weight
+    if adapter_name in layer.lora_embedding_A:
+        return layer.lora_embedding_A[adapter_name], layer.lora_embedding_B[adapter_name]
+    return None
 
 
 def lora_factors(model: nn.Module, adapter_name: str = "default") -> Iterator[tuple[LoraLayer, torch.Tensor, torch.Tensor]]:
@@ -46,7 +53,23 @@ def _check_options(norm: str, reduction: str) -> None:
         raise ValueError(f"reg_reduction must be one of {REG_REDUCTIONS}, got {reduction!r}")
 
 
-FactorGroups = tuple[dict[tuple, list[nn.Parameter]], dict[tuple, list[nn.Parameter]]]
+@dataclass(frozen=True)
+class FactorGroups:
+    """``lora_factor_groups``'s: ``adapter_name``'s A (``a``) and B (``b``) factor parameters grouped by device, dtype
+    and (flattened) shape; ``first_layer``: the first layer found with its two factors."""
+
+    adapter_name: str
+    a: dict[tuple, list[nn.Parameter]]
+    b: dict[tuple, list[nn.Parameter]]
+    first_layer: tuple[LoraLayer, nn.Parameter, nn.Parameter]
+
+    def are_current(self) -> bool:
+        """Whether the adapter still has these factors, as its first layer tells: peft deletes an adapter from every
+        layer, so one deleted and re-added under the same name has new factors there too. One look-up, where finding
+        the factors again walks every module."""
+        layer, lora_a, lora_b = self.first_layer
+        factors = _layer_factors(layer, self.adapter_name)
+        return factors is not None and factors[0] is lora_a and factors[1] is lora_b
 
 
 def lora_factor_groups(model: nn.Module, adapter_name: str = "default") -> FactorGroups:
@@ -54,14 +77,16 @@ def lora_factor_groups(model: nn.Module, adapter_name: str = "default") -> Facto
     order: the stacks L_reg is computed on. Finding them walks every module of the model."""
     factors_a: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, dtype, r, in)
     factors_b: dict[tuple, list[nn.Parameter]] = defaultdict(list)  # (device, dtype, out, r)
-    for _, lora_a, lora_b in lora_factor_parameters(model, adapter_name):
+    layers = lora_factor_parameters(model, adapter_name)
+    first_layer = next(layers, None)
+    if first_layer is None:
+        raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
+    for _, lora_a, lora_b in itertools.chain([first_layer], layers):
         # by device: a model split over GPUs (device_map) has factors on each; by dtype: a stack of two dtypes would be
         # promoted, so a bf16 factor beside float32 ones (keep_in_fp32_modules) would get a float32 gradient
         factors_a[(lora_a.device, lora_a.dtype, lora_a.shape[0], math.prod(lora_a.shape[1:]))].append(lora_a)
         factors_b[(lora_b.device, lora_b.dtype, lora_b.shape[0], math.prod(lora_b.shape[1:]))].append(lora_b)
-    if not factors_a:
-        raise ValueError(f"adapter {adapter_name!r}: no LoRA layer carries it, so there is nothing to regularise")
-    return factors_a, factors_b
+    return FactorGroups(adapter_name, factors_a, factors_b, first_layer)
 
 
 def _regularizer_of_stacks(stacks_a: list[torch.Tensor], stacks_b: list[torch.Tensor], n_layers: int, norm: str,
@@ -100,7 +125,8 @@ def halora_regularizer(
     Non-finite factors, which the spectral norm's SVD refuses, raise a ``FloatingPointError`` naming their layers.
     """
     _check_options(norm, reduction)
-    factors_a, factors_b = lora_factor_groups(model, adapter_name)
+    groups = lora_factor_groups(model, adapter_name)
+    factors_a, factors_b = groups.a, groups.b
     stacks_a = [torch.stack([factor.flatten(1) for factor in group]) for group in factors_a.values()]
     stacks_b = [torch.stack([factor.flatten(1) for factor in group]) for group in factors_b.values()]
     n_layers = sum(len(group) for group in factors_a.values())
@@ -118,7 +144,11 @@ def halora_regularizer_gradients(
     adapter_name)`` where the caller keeps them (the walk over the modules costs about as much host time as the rest).
     Needs grad mode on."""
     _check_options(norm, reduction)
-    factors_a, factors_b = lora_factor_groups(model, adapter_name) if groups is None else groups
+    if groups is None:
+        groups = lora_factor_groups(model, adapter_name)
+    elif groups.adapter_name != adapter_name:
+        raise ValueError(f"groups hold the factors of adapter {groups.adapter_name!r}, not of {adapter_name!r}")
+    factors_a, factors_b = groups.a, groups.b
     both = [*factors_a.values(), *factors_b.values()]
     with torch.no_grad():
         stacks = [torch.stack([factor.flatten(1) for factor in group]).requires_grad_() for group in both]

@@ -326,7 +326,8 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         self._reg_sum: torch.Tensor | float = 0.0  # a tensor while training: no device sync per step
         self._reg_count = 0
         self._hooked_optimizer: torch.optim.Optimizer | None = None
-        self._factor_groups: tuple[str, FactorGroups] | None = None  # the decoupled step's, for one train()
+        self._factor_groups: FactorGroups | None = None  # the decoupled step's, kept within a train() call
+        self._in_train = False  # Trainer's is_in_train stays True after a train() that raised
         self.add_callback(_OneNoiseDrawWarning(self))
         config = self.halora_config()
         if config is not None and config.noise_sigma > 0 and 0 < config.noise_warmup_steps <= config.noise_resample_steps:
@@ -399,13 +400,19 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         """``regularization_loss`` (detached) and its gradient with respect to each of the active adapter's factors
         (``halora_regularizer_gradients``)."""
         config, model, adapter = self.halora_config(), self.model.base_model.model, self.model.active_adapter
-        # Found once per train() call (the walk over the modules costs about as much host time as the rest of the
-        # step): the optimizer, built once, holds the adapter's parameters of that call just as fixedly.
-        if self._factor_groups is None or self._factor_groups[0] != adapter:
-            self._factor_groups = (adapter, lora_factor_groups(model, adapter))
+        if config is None:  # a plain LoRA adapter set active after the optimizer took the decoupled step's hook
+            raise ValueError(f"adapter {adapter!r} is not a HaLoRA adapter ({type(self.model.peft_config[adapter]).__name__}): "
+                             "the HaLoRA regulariser needs the active adapter to be one")
+        # Kept between the steps of a train() call (the walk over the modules costs about as much host time as the rest
+        # of the step), and found again for another adapter, or one deleted and re-added; not kept outside train(),
+        # where the model may be cast or moved before the next call
+        groups = self._factor_groups
+        if groups is None or groups.adapter_name != adapter or not groups.are_current():
+            groups = lora_factor_groups(model, adapter)
+            self._factor_groups = groups if self._in_train else None
         with self._regulariser_divergence():
             return halora_regularizer_gradients(model, adapter, norm=config.reg_norm, reduction=config.reg_reduction,
-                                                groups=self._factor_groups[1])
+                                                groups=groups)
 
     @contextlib.contextmanager
     def _regulariser_divergence(self) -> Iterator[None]:
@@ -541,12 +548,12 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         if not any(param.requires_grad for param in self.model.parameters()):  # torch would fail at the first backward
             raise ValueError("HaLoRATrainer.train: the model has no trainable parameters; an adapter loaded with "
                              "PeftModel.from_pretrained is frozen unless loaded with is_trainable=True")
-        self._factor_groups = None  # adapters may have changed since the last train()
+        self._in_train = True
         try:
             return super().train(*args, **kwargs)
         finally:
             self.remove_training_noise()
-            self._factor_groups = None
+            self._in_train, self._factor_groups = False, None
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         self.remove_training_noise()

@@ -9,12 +9,14 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
+from transformers import TrainerCallback
 
 from hf_eff import HaLoRAConfig
 from hf_eff.halora import trainer as trainer_module
 from hf_eff.halora.regularizer import (
     halora_regularizer,
     halora_regularizer_gradients,
+    lora_factor_groups,
     lora_factor_parameters,
 )
 from hf_eff.halora.trainer import HaLoRATrainer
@@ -184,3 +186,88 @@ def test_factors_of_one_shape_and_two_dtypes_get_gradients_and_steps_of_their_dt
     looped_params = dict(looped.named_parameters())
     for name, param in model.named_parameters():
         assert _bit_equal(param.detach(), looped_params[name].detach()), name
+
+
+def test_gradients_refuse_groups_of_another_adapter():
+    model = _adapted(targets=("q_proj",))
+    with pytest.raises(ValueError, match="groups hold the factors of adapter 'default', not of 'other'"):
+        halora_regularizer_gradients(model, adapter_name="other", groups=lora_factor_groups(model))
+
+
+def test_factor_groups_are_not_current_once_their_adapter_is_deleted_and_added_again():
+    model = _adapted(targets=("q_proj", "v_proj"))
+    groups = lora_factor_groups(model)
+    assert groups.are_current()
+    model.delete_adapter("default")
+    assert not groups.are_current()
+    model.add_adapter("default", HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], noise_sigma=0.0))
+    assert not groups.are_current() and lora_factor_groups(model).are_current()
+
+
+class _AtStep(TrainerCallback):
+    def __init__(self, step, action):
+        self.step, self.action = step, action
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            self.action()
+
+
+def _recording_factors(trainer):
+    """The factors each of ``trainer``'s decoupled steps regularised."""
+    seen = []
+    regularization_gradients = trainer.regularization_gradients
+
+    def recorded():
+        reg, gradients = regularization_gradients()
+        seen.append({id(param) for param, _ in gradients})
+        return reg, gradients
+
+    trainer.regularization_gradients = recorded
+    return seen
+
+
+def _adapter_factor_ids(model):
+    return {id(p) for _, a, b in lora_factor_parameters(model) for p in (a, b)}
+
+
+def test_the_decoupled_step_regularises_an_adapter_deleted_and_added_again_during_training(tmp_path):
+    model = _adapted(targets=("q_proj", "v_proj"), reg_weight=0.1)
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, per_device_train_batch_size=4, max_steps=2),
+                            train_dataset=_token_dataset())
+    seen = _recording_factors(trainer)
+    first = _adapter_factor_ids(model)
+
+    def add_again():
+        model.delete_adapter("default")
+        model.add_adapter("default", HaLoRAConfig(r=4, target_modules=["q_proj", "v_proj"], noise_sigma=0.0, reg_weight=0.1))
+        model.set_adapter("default")
+
+    trainer.add_callback(_AtStep(1, add_again))
+    trainer.train()
+    assert seen == [first, _adapter_factor_ids(model)] and not first & seen[1]
+
+
+def test_factors_found_outside_train_are_not_kept_for_a_model_changed_meanwhile(tmp_path):
+    model = _mixed_dtype_model()
+    second = model.base_model.model.second
+    second.lora_A.default.float(), second.lora_B.default.float()
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, eval_sigmas=[0.0]))
+    with torch.enable_grad():
+        trainer.regularization_gradients()
+        second.lora_A.default.to(torch.bfloat16), second.lora_B.default.to(torch.bfloat16)  # the same parameters, cast
+        gradients = dict(trainer.regularization_gradients()[1])
+    assert {gradients[factor].dtype for factor in (second.lora_A.default.weight, second.lora_B.default.weight)} == {
+        torch.bfloat16}
+
+
+def test_a_plain_lora_adapter_set_active_during_a_decoupled_run_is_refused_by_name(tmp_path):
+    model = _adapted(targets=("q_proj", "v_proj"), reg_weight=0.1)
+    # through the tuner: PeftModel.add_adapter refuses an adapter of another peft type
+    model.peft_config["plain"] = LoraConfig(r=2, target_modules=["q_proj"])
+    model.base_model.inject_adapter(model.base_model.model, "plain")
+    trainer = HaLoRATrainer(model=model, args=_args(tmp_path, per_device_train_batch_size=4, max_steps=3),
+                            train_dataset=_token_dataset())
+    trainer.add_callback(_AtStep(1, lambda: model.set_adapter("plain")))
+    with pytest.raises(ValueError, match=r"adapter 'plain' is not a HaLoRA adapter \(LoraConfig\)"):
+        trainer.train()
