@@ -415,8 +415,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
         if config is None and (output_dir / "config.json").is_file():
             config = read_config(output_dir)
         normalized = config is not None and config.get("world_to_normalized") is not None
-        if (output_dir / POSE_ADJUSTMENT_NAME).is_file():  # pose_opt's only record where no results are
-            results = {**results, "pose_opt": True}
+        if (output_dir / POSE_ADJUSTMENT_NAME).is_file():  # pose_opt's only record where no results say it
+            results = {"pose_opt": True, **results}
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           trajectory=trajectory, license=license, dataset=dataset, revision=revision,
                           model_name=model_name, normalized=normalized, **note)

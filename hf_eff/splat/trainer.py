@@ -1389,23 +1389,19 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _check_pose_noise_of_checkpoint(self, checkpoint: str, source: str) -> None:
         """Without pose_opt (whose file records its training poses, `_check_pose_record`): refuses a checkpoint whose
-        training_args.bin records another pose_noise, or another seed under pose_noise, whose perturbed training
-        poses this run would not train on. A checkpoint without training_args.bin is not checked."""
-        path = os.path.join(checkpoint, TRAINING_ARGS_NAME)
-        if not os.path.isfile(path):
+        densification state records another pose_noise, or another seed under pose_noise, whose perturbed training
+        poses this run would not train on. Checkpoints saved before the record held them are not checked."""
+        if not os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
+            return  # `_load_optimizer_and_scheduler` names the missing state
+        # Not training_args.bin: a pickle, which a resume would otherwise never need to unpickle.
+        recorded = self._densification_state(checkpoint).get("run") or {}
+        if "pose_noise" not in recorded:
             return
-        try:
-            # A pickle, as transformers reads it: the checkpoint is the user's own, which a resume trusts anyway.
-            saved_args = torch.load(path, weights_only=False)
-        except Exception as error:
-            raise ValueError(f"{source}: {path} does not load ({type(error).__name__}: {error}); it records the "
-                             "pose_noise and seed a resume must match, and is left as it is") from error
-        # TrainingArguments without pose_noise: a run that perturbed nothing
-        differences = self._pose_noise_differences(getattr(saved_args, "pose_noise", 0.0),
-                                                   getattr(saved_args, "seed", None))
+        differences = self._pose_noise_differences(recorded["pose_noise"], recorded.get("seed"))
         if differences:
+            self._resume_state_read = None  # not resumed: its tensors are not kept
             raise ValueError(
-                f"{source}: {path} records other training poses than this run's: {'; '.join(differences)}. Resume "
+                f"{source}: it was trained on other training poses than this run's: {'; '.join(differences)}. Resume "
                 "with the pose_noise and seed it was trained with"
             )
 
@@ -1435,6 +1431,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             "strategy": self.strategy_name(),
             "gradient": "absgrad" if getattr(self.strategy, "absgrad", False) else "grad",
             "c2f_levels": self.args.c2f_levels if self.args.uses_coarse_to_fine else None,
+            # the training poses' perturbation, checked by `_check_pose_noise_of_checkpoint`
+            "pose_noise": self.args.pose_noise,
+            "seed": self.args.seed,
         }
 
     def _check_resumable(self, checkpoint: str) -> None:

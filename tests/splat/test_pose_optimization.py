@@ -479,8 +479,8 @@ def test_a_resume_without_pose_opt_on_other_pose_noise_is_refused_by_name(scene,
         checkpoint = checkpoints[name]
         resumed = make_trainer(scene, rendered_splits, tmp_path / "resumed", max_steps=8, **changed)
         with pytest.raises(ValueError, match=re.escape(
-                f"resume_from_checkpoint {checkpoint!r}: {checkpoint}/training_args.bin records other training poses "
-                f"than this run's: {difference}. Resume with the pose_noise and seed it was trained with")):
+                f"resume_from_checkpoint {checkpoint!r}: it was trained on other training poses than this run's: "
+                f"{difference}. Resume with the pose_noise and seed it was trained with")):
             resumed.train(resume_from_checkpoint=checkpoint)
         assert resumed.state.global_step == 0
     # The same noise resumes; without noise another seed perturbs nothing and resumes too.
@@ -488,10 +488,12 @@ def test_a_resume_without_pose_opt_on_other_pose_noise_is_refused_by_name(scene,
         resumed = make_trainer(scene, rendered_splits, tmp_path / f"resumed-{name}", max_steps=8, **settings)
         resumed.train(resume_from_checkpoint=checkpoints[name])
         assert resumed.state.global_step == 8
+    # The record is read from the densification state (loaded with weights_only=True): training_args.bin, a
+    # pickle, is never unpickled by a resume.
     (Path(checkpoints["noisy"]) / "training_args.bin").write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match=re.escape(f"{checkpoints['noisy']}/training_args.bin does not load")):
-        make_trainer(scene, rendered_splits, tmp_path / "unreadable", max_steps=8, pose_noise=0.05).train(
-            resume_from_checkpoint=checkpoints["noisy"])
+    resumed = make_trainer(scene, rendered_splits, tmp_path / "without-args", max_steps=8, pose_noise=0.05)
+    resumed.train(resume_from_checkpoint=checkpoints["noisy"])
+    assert resumed.state.global_step == 8
 
 
 def test_a_card_built_from_a_saved_folder_without_results_says_the_poses_were_refined(
