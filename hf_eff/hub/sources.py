@@ -68,7 +68,8 @@ def naming_missing_folder(what: str, source):
         if reason is None:
             raise
         folder = str(source) if Path(source).is_absolute() else f"{source} ({Path(source).absolute()})"
-        kind = "file or folder" if Path(source).suffix else "folder"  # data/mols.cvs: a typo'd file, most likely
+        # data/mols.cvs: a typo'd file, most likely; Qwen/Qwen2.5-0.5B: a repo id's version, no file suffix
+        kind = "file or folder" if re.fullmatch(r"\.[A-Za-z]+", Path(source).suffix) else "folder"
         raise FileNotFoundError(f"{what}: there is no such {kind} {folder}, and {reason}") from error
 
 

@@ -49,6 +49,10 @@ def test_a_missing_name_with_a_file_suffix_is_named_as_a_file_or_folder(tmp_path
     with pytest.raises(FileNotFoundError, match=r"^--dataset: there is no such file or folder data/mols\.cvs \("):
         with naming_missing_folder("--dataset", "data/mols.cvs"):
             raise RepositoryNotFoundError("404", response=NOT_FOUND_RESPONSE)
+    # a repo id's version is no file suffix
+    with pytest.raises(FileNotFoundError, match=r"^--model_name_or_path: there is no such folder Qwen/Qwen2\.5-0\.5B "):
+        with naming_missing_folder("--model_name_or_path", "Qwen/Qwen2.5-0.5B"):
+            raise RepositoryNotFoundError("404", response=NOT_FOUND_RESPONSE)
 
 
 def test_a_library_that_rewraps_the_hub_error_is_named_too(tmp_path, monkeypatch):
