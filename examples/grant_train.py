@@ -131,7 +131,8 @@ from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
 from hf_eff.hub.cards import shown_name
 from hf_eff.hub.dataset_commits import (
-    COMMIT_HASH,
+    check_commit_read,
+    check_offline_revision,
     read_commit,
     recorded_revision,
     same_revision,
@@ -484,19 +485,18 @@ def smiles_targets(data_args: DataArguments, task: str, molecules: str, source: 
     return targets
 
 
-def download_hub_dataset(source: str, config_name: str | None, revision: str | None) -> datasets.DatasetDict:
-    """`datasets.load_dataset(source, config_name, revision=revision)`, its every split; a source that is no Hub id, a
-    repo that does not exist (or this token cannot read), a revision it lacks, a configuration it lacks or a Hub out of
-    reach is named in one line. Offline, a revision is read only where the cached copy shows it is that one
-    (`check_offline_revision`)."""
-    offline = datasets.config.HF_HUB_OFFLINE
+def download_hub_dataset(source: str, config_name: str | None, revision: str | None) -> tuple[datasets.DatasetDict,
+                                                                                              str | None]:
+    """`datasets.load_dataset(source, config_name, revision=revision)`, its every split, and the commit it was read at
+    (`read_commit`); a source that is no Hub id, a repo that does not exist (or this token cannot read), a revision it
+    lacks, a configuration it lacks or a Hub out of reach is named in one line. Offline, a revision is read only where
+    the cached copy shows it is that one (`check_offline_revision`, `check_commit_read`)."""
     try:
         # the local path looked for is named as read, ~ expanded (a Hub id is the same string)
         with naming_missing_folder(f"--dataset {source}", str(Path(source).expanduser())), \
                 naming_missing_revision("--dataset_revision", revision, source):
             validate_repo_id(source)  # before datasets, which would look for a path like /data/x on the Hub
-            if offline:
-                check_offline_revision(revision)
+            check_offline_revision(revision)
             splits = datasets.load_dataset(source, config_name, revision=revision)
     except ValueError as error:
         # datasets' own error for an unknown configuration names no flag and spans lines; others surface as they are
@@ -505,30 +505,10 @@ def download_hub_dataset(source: str, config_name: str | None, revision: str | N
         configs = datasets.get_dataset_config_names(source, revision=revision)
         raise ValueError(f"--dataset_config_name {config_name}: the Hub dataset {source} has no such configuration; "
                          f"its configurations are {configs}") from None
-    if offline and revision is not None:
-        check_cached_commit(splits, revision, source)
-    return splits
-
-
-OFFLINE = "offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE)"
-
-
-def check_offline_revision(revision: str | None) -> None:
-    """Offline, datasets reads the latest cached copy of a Hub dataset whatever the revision asked for, and the cache
-    cannot tell which commit a branch or tag names now: only a full commit hash can be checked (`check_cached_commit`)."""
-    if revision is not None and not COMMIT_HASH.fullmatch(revision):
-        raise ValueError(f"--dataset_revision {revision}: {OFFLINE} the datasets cache cannot show which commit this "
-                         "branch or tag names; go online, or pin the dataset's 40-character commit hash")
-
-
-def check_cached_commit(splits: datasets.DatasetDict, commit: str, source: str) -> None:
-    """Refuses the cached copy that datasets read offline unless its files lie in the cache folder of `commit` (datasets
-    keeps a Hub dataset's prepared files under the commit they were read at)."""
-    folders = {Path(file["filename"]).parent for split in splits.values() for file in split.cache_files}
-    if not folders or any(commit not in folder.parts for folder in folders):
-        raise ValueError(f"--dataset_revision {commit}: {OFFLINE} the cached copy of {source} read is not of this "
-                         f"commit ({', '.join(sorted(map(str, folders))) or 'no cached files'}); go online, or pin the "
-                         "commit cached")
+    # before the rows are converted, which may leave the cache folder that names the commit
+    commit = read_commit(splits.values(), source, revision)
+    check_commit_read(commit, revision, source)
+    return splits, commit
 
 
 def with_shared_class_names(graphs: datasets.DatasetDict, numeric_labels: bool) -> datasets.DatasetDict:
@@ -545,9 +525,8 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
     folder's, rows of molecules (the --smiles_column, no graph columns) as a CSV's; one split as a saved Dataset (split
     here), several as a saved DatasetDict (train, validation and test, cut to --max_graphs)."""
     source = data_args.dataset
-    splits = download_hub_dataset(source, data_args.dataset_config_name, data_args.dataset_revision)
-    # before the rows are converted, which may leave the cache folder that names the commit
-    data_args.dataset_commit = read_commit(splits.values(), source, data_args.dataset_revision)
+    splits, data_args.dataset_commit = download_hub_dataset(source, data_args.dataset_config_name,
+                                                            data_args.dataset_revision)
     hub_names = {name: name for name in splits}  # a split's name on the Hub, for errors
     if len(splits) > 1:  # refuses other split names before any molecule is read
         hub_names = split_roles(splits, source, hub=True)

@@ -93,6 +93,7 @@ from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, re
 from hf_eff.hub.cards import shown_name
 from hf_eff.hub.dataset_commits import (
     check_commit_read,
+    check_offline_revision,
     read_commit,
     recorded_revision,
     same_revision,
@@ -539,11 +540,14 @@ def main(argv: list[str] | None = None) -> dict:
     default_dataset_revision(data_args, recorded, adapter)
     data_seed = training_args.data_seed or 0
     if data_args.dataset is not None:
+        hub_dataset = not is_local_data(data_args.dataset, tuple(DATA_FILE_BUILDERS))  # as the loader reads it
+        if hub_dataset:
+            check_offline_revision(data_args.dataset_revision)
         train, evaluation = load_multiple_choice_dataset(data_args.dataset, train_size=data_args.train_size,
                                                          eval_size=data_args.eval_size, seed=data_seed,
                                                          config_name=data_args.dataset_config_name,
                                                          revision=data_args.dataset_revision)
-        if not is_local_data(data_args.dataset, tuple(DATA_FILE_BUILDERS)):  # a Hub dataset, as the loader reads it
+        if hub_dataset:
             data_args.dataset_commit = read_commit([train, evaluation], data_args.dataset, data_args.dataset_revision)
             check_commit_read(data_args.dataset_commit, data_args.dataset_revision, data_args.dataset)
     else:

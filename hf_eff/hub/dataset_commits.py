@@ -21,31 +21,45 @@ def cached_commits(splits: Iterable[datasets.Dataset]) -> set[str]:
     return {folder for folder in folders if COMMIT_HASH.fullmatch(folder)}
 
 
+OFFLINE = "offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE)"
+
+
+def check_offline_revision(revision: str | None) -> None:
+    """Offline, datasets reads the latest cached copy of a Hub dataset whatever the revision asked for, and the cache
+    cannot tell which commit a branch or tag names now: only a full commit hash can be checked (`check_commit_read`).
+    Called before the load."""
+    if datasets.config.HF_HUB_OFFLINE and revision is not None and not COMMIT_HASH.fullmatch(revision):
+        raise ValueError(f"--dataset_revision {revision}: {OFFLINE} the datasets cache cannot show which commit this "
+                         "branch or tag names; go online, or pin the dataset's 40-character commit hash")
+
+
 def read_commit(splits: Iterable[datasets.Dataset], repo_id: str, revision: str | None) -> str | None:
     """The commit of the Hub dataset ``repo_id`` that ``splits`` (what ``datasets.load_dataset(repo_id,
     revision=revision)`` returned, or datasets drawn from it) were read at.
 
     Their cache folder names it (`cached_commits`): no Hub call, and no push to the branch since the load can change the
-    answer. Data datasets held in memory (HF_DATASETS_IN_MEMORY_MAX_SIZE, keep_in_memory) has no files: a ``revision``
-    that is a commit hash is its own commit; else online, the Hub's ``dataset_info`` names the commit the revision is
-    at now (the documented way; a push between the load and this call would be missed), and offline there is no
-    telling (None)."""
+    answer. Data held in memory (HF_DATASETS_IN_MEMORY_MAX_SIZE, keep_in_memory) has no files: offline nothing tells
+    its commit (None: datasets read the latest cached copy, whatever the revision); online, a ``revision`` that is a
+    commit hash is its own commit, and else the Hub's ``dataset_info`` names the commit the revision is at now (the
+    documented way; a push between the load and this call would be missed)."""
     commits = cached_commits(splits)
     if len(commits) == 1:
         return commits.pop()
-    if revision is not None and COMMIT_HASH.fullmatch(revision):
-        return revision
     if datasets.config.HF_HUB_OFFLINE:  # set by HF_HUB_OFFLINE or HF_DATASETS_OFFLINE
         return None
+    if revision is not None and COMMIT_HASH.fullmatch(revision):
+        return revision
     return HfApi().dataset_info(repo_id, revision=revision).sha
 
 
 def check_commit_read(commit: str | None, revision: str | None, source: str) -> None:
-    """Refuses data of ``source`` read at another ``commit`` than the commit hash ``revision`` asked for: offline,
-    datasets reads the latest cached copy whatever the revision (online it reads the commit asked for)."""
-    if commit is not None and revision is not None and COMMIT_HASH.fullmatch(revision) and commit != revision:
-        raise ValueError(f"--dataset {source} at commit {revision}: the copy read is of commit {commit}, the latest "
-                         "cached (offline, datasets reads that whatever the revision); go online to read this commit")
+    """Offline, refuses data of ``source`` read at another ``commit`` (`read_commit`; None: unknown) than the commit
+    hash ``revision`` asked for (`check_offline_revision` refused any other revision): datasets then reads the latest
+    cached copy whatever the revision. Online it reads the revision asked for."""
+    if datasets.config.HF_HUB_OFFLINE and revision is not None and commit != revision:
+        read = f"of commit {commit}" if commit else "held in memory, with no cache folder to show its commit"
+        raise ValueError(f"--dataset_revision {revision}: {OFFLINE} the cached copy of {source} read is {read}; go "
+                         "online, or pin the commit cached")
 
 
 def recorded_revision(record: dict) -> str | None:

@@ -75,5 +75,5 @@ def test_an_adapter_trained_on_main_is_evaluated_on_the_commit_it_saw_after_main
     refused = _run(local_hub, "--adapter_name_or_path", str(out), "--model_name_or_path", str(base), "--dataset", repo_id,
                    "--no_do_train", "--output_dir", str(tmp_path / "refused"), succeeds=False, HF_HUB_OFFLINE="1")
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"ValueError: --dataset {repo_id} at commit {first}: the copy read is of commit {second}, the latest cached "
-        "(offline, datasets reads that whatever the revision); go online to read this commit")
+        f"ValueError: --dataset_revision {first}: offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE) the cached copy of "
+        f"{repo_id} read is of commit {second}; go online, or pin the commit cached")

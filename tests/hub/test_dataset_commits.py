@@ -5,7 +5,14 @@ import datasets
 import pytest
 
 from hf_eff.hub import dataset_commits
-from hf_eff.hub.dataset_commits import read_commit, recorded_revision, same_revision, shown_revision
+from hf_eff.hub.dataset_commits import (
+    check_commit_read,
+    check_offline_revision,
+    read_commit,
+    recorded_revision,
+    same_revision,
+    shown_revision,
+)
 
 FIRST, SECOND = "1" * 40, "2" * 40
 
@@ -30,7 +37,16 @@ def test_data_in_memory_is_at_the_commit_hash_given_and_offline_at_none_known(mo
     in_memory = datasets.Dataset.from_dict({"x": [1, 2]})
     assert read_commit([in_memory], "me/data", SECOND) == SECOND
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    # offline datasets read the latest cached copy whatever the revision: a commit hash asked for says nothing
     assert read_commit([in_memory], "me/data", "main") is None
+    assert read_commit([in_memory], "me/data", SECOND) is None
+    with pytest.raises(ValueError, match=f"^--dataset_revision {SECOND}: offline .* the cached copy of me/data read is "
+                                         "held in memory, with no cache folder to show its commit; go online"):
+        check_commit_read(None, SECOND, "me/data")
+    check_commit_read(SECOND, SECOND, "me/data")
+    with pytest.raises(ValueError, match="^--dataset_revision main: offline .* cannot show which commit this branch"):
+        check_offline_revision("main")
+    check_offline_revision(SECOND)
 
 
 def test_data_in_memory_is_at_the_commit_the_hub_names_for_its_revision(tmp_path, local_hub, monkeypatch):
