@@ -522,7 +522,12 @@ class RRAMNoise:
         """``restore()``, then ``apply(seed, draw_index, sigma)``: how training changes its noise. The weights restore
         puts back are, to the bit, those the last apply read, so this apply reuses that one's finiteness check and
         tile scales instead of reading every layer again (a launch-bound redraw's calls, and on CUDA a host
-        synchronisation per layer). A restore that raises (a layer changed meanwhile) applies nothing."""
+        synchronisation per layer). A restore that raises (a layer changed meanwhile) applies nothing.
+
+        Only for callers where nothing else writes the noised weights between draws, as ``HaLoRATrainer`` between its
+        steps: a write through ``.data`` (PEFT's unsafe merge) goes unseen by restore, and this apply would reuse the
+        check and tile scales of the weights before it (a NaN written so would not be refused). Where other code may
+        write them meanwhile, call ``restore()`` then ``apply()``, which reads them again."""
         restored = {name: state.tile_scale for name, state in (self._applied or {}).items() if state.bands}
         self.restore()
         self._restored_scales = restored
