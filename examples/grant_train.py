@@ -30,9 +30,10 @@ validation (named validation, valid or dev; without one, --validation_fraction o
 --seed and --stratify, which data_split then records). Given no --dataset_revision, the Hub data of the run that
 trained --model_name_or_path is read at the commit that run records (a run recorded before commits were: at its
 revision), the data that run saw however its branch has moved since; a model evaluated or trained further on another
-commit of it is warned of, as for other split settings (a revision given by another name at the same commit is not). Offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), datasets
-reads the latest cached copy whatever the revision: a --dataset_revision is then only read as a full commit hash whose
-cached copy is the one read, and a branch or tag is refused. A --dataset path may start with ~.
+commit of it is warned of, as for other split settings (a revision given by another name at the same commit is not).
+Offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE), datasets reads the latest cached copy whatever the revision: a
+--dataset_revision is then only read as a full commit hash whose cached copy is the one read, and a branch or tag is
+refused. A --dataset path may start with ~.
 Options that the chosen data would ignore (e.g. --qm9_target without --task qm9) are refused; a --test_fraction (and
 --validation_fraction) given for data that comes with its own test (and validation) split is warned of. Graph
 classification sets are split by class (--stratify False: at random, as the other tasks): each class in proportion

@@ -37,6 +37,8 @@ and its card, and an adapter that records one is loaded on that revision of its 
 ``name`` and ``revision``), recorded in ``all_results.json`` and the card's model-index, with ``dataset_commit``, the
 commit the revision was at when read (a branch or tag moves); an adapter is evaluated or trained further on the commit
 its training on that dataset recorded (one recorded before commits were: on its revision) unless the flag gives another.
+Offline, datasets reads the latest cached copy whatever the revision: ``--dataset_revision`` is then only read as a full
+commit hash whose cached copy is the one read, as in examples/grant_train.py.
 
 A training run records what held its evaluation questions out (``data_split`` in ``all_results.json``, and for each
 training run the adapter went through, ``training_data_splits.json`` beside it): a built-in task draws the evaluation
