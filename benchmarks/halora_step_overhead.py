@@ -18,8 +18,8 @@ state, the first draw, which has nothing to restore) and then ``--steps`` measur
 ``--count_steps`` measured steps counts the aten operator calls (a ``TorchDispatchMode``), each charged to the
 innermost part of the step it ran in: forward, backward, optimizer (its step, without the regulariser),
 regulariser step (``HaLoRATrainer._decoupled_regulariser_step``), noise redraw (``_sync_training_noise``: a
-restore and an apply per draw, reported per draw and amortised per step) and the rest of the step (clipping,
-scheduler, zero_grad). Times per part come from the timed run.
+restore and an apply per draw, reported per draw, as its ``RRAMNoise.redraw`` calls count them, and amortised per
+step) and the rest of the step (clipping, scheduler, zero_grad). Times per part come from the timed run.
 
     OMP_NUM_THREADS=1 python benchmarks/halora_step_overhead.py --output_dir halora_overhead
 
@@ -70,7 +70,6 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -135,6 +134,7 @@ class StepParts(TrainerCallback):
         self.seconds: Counter = Counter()
         self.ops: Counter = Counter()
         self.op_names: dict[str, Counter] = {}
+        self.calls: Counter = Counter()  # calls of the methods ``count`` watches, by name
         self._since = time.process_time()
 
     def _switch(self) -> None:
@@ -164,12 +164,24 @@ class StepParts(TrainerCallback):
 
         setattr(owner, attribute, charged)
 
+    def count(self, owner, attribute: str) -> None:
+        """Counts ``owner.attribute``'s calls into ``calls[attribute]``."""
+        inner = getattr(owner, attribute)
+
+        @functools.wraps(inner)
+        def counted(*args, **kwargs):
+            self.calls[attribute] += 1
+            return inner(*args, **kwargs)
+
+        setattr(owner, attribute, counted)
+
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step == self.measure_from:
             self._switch()
             self.seconds.clear()
             self.ops.clear()
             self.op_names.clear()
+            self.calls.clear()
         self.enter("step, other")
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -214,6 +226,15 @@ def train_once(method: str, args: argparse.Namespace, train_rows, steps: int, co
     trainer.add_callback(parts)
     parts.wrap(trainer, "compute_loss", "forward")
     parts.wrap(trainer.accelerator, "backward", "backward")
+    sync_training_noise = trainer._sync_training_noise
+
+    def sync_counting_draws():
+        sync_training_noise()
+        noise = trainer._train_noise  # made by the first draw, which the warm-up takes
+        if noise is not None and "redraw" not in vars(noise):
+            parts.count(noise, "redraw")
+
+    trainer._sync_training_noise = sync_counting_draws
     parts.wrap(trainer, "_sync_training_noise", "noise redraw")
     parts.wrap(trainer, "_decoupled_regulariser_step", "regulariser step")  # the hook looks it up at each call
     create_optimizer = trainer.create_optimizer
@@ -236,8 +257,7 @@ def train_once(method: str, args: argparse.Namespace, train_rows, steps: int, co
     if count_ops:
         result["part_ops_per_step"] = {part: parts.ops[part] / steps for part in PARTS}
         result["ops_per_step"] = sum(result["part_ops_per_step"].values())
-        draws = math.ceil(steps / args.resample_steps) if method == "halora" and args.noise_sigma > 0 else 0
-        result["noise_draws"] = draws
+        draws = result["noise_draws"] = parts.calls["redraw"]
         # where a part's calls go: its most called operators, per step
         result["part_top_ops_per_step"] = {part: {name: calls / steps for name, calls in names.most_common(12)}
                                            for part, names in parts.op_names.items() if part in PARTS}

@@ -16,12 +16,13 @@ def test_step_overhead_benchmark_charges_halora_extra_calls_to_its_own_parts(tmp
     runs = json.loads((tmp_path / "halora_step_overhead.json").read_text())["runs"]
     lora, halora = runs["lora"]["part_ops_per_step"], runs["halora"]["part_ops_per_step"]
     # the same model and adapter: HaLoRA's forward and backward are LoRA's; its extra calls are its own parts'
-    assert (halora["forward"], halora["backward"]) == (lora["forward"], lora["backward"]) and lora["forward"] > 0
+    assert (halora["forward"], halora["backward"]) == (lora["forward"], lora["backward"])
+    assert lora["forward"] > 0 and lora["backward"] > 0 and lora["optimizer"] > 0
     assert lora["regulariser step"] == lora["noise redraw"] == 0
     assert halora["regulariser step"] > 0 and halora["noise redraw"] > 0
-    assert runs["halora"]["noise_draws"] == 2  # the warm-up's draw, which restores nothing, is not counted
-    assert runs["halora"]["ops_per_draw"] == 2 * halora["noise redraw"]
-    assert runs["halora"]["ops_per_step"] == sum(halora.values())
+    # the trainer's redraws in the 4 counted steps, a draw every 2 (the warm-up's draw, which restores nothing, is not
+    # counted); none for LoRA
+    assert (runs["halora"]["noise_draws"], runs["lora"]["noise_draws"]) == (2, 0)
     assert all(runs[method]["step_cpu_seconds"] > 0 for method in runs)
     assert "| HaLoRA / LoRA |" in capsys.readouterr().out
     assert (tmp_path / "halora_step_overhead.md").read_text().count("| regulariser step |") == 1
