@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hf_eff.halora import noise as noise_module
 from hf_eff.halora.noise import RRAMNoise, draw_seed
@@ -98,3 +99,36 @@ def test_a_redraw_whose_restore_finds_a_changed_weight_applies_nothing(monkeypat
     noise.redraw(seed=0, draw_index=2)  # the changed weight is read again, not taken from the earlier draw
     assert noise.active and reads == ["0", "1", "0", "1"]
     noise.restore()
+
+
+class _OperatorCalls(TorchDispatchMode):
+    """Counts the aten operator calls run inside it, as benchmarks/halora_step_overhead.py does."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+# A redraw's calls for two layers of one band each, as counted when the redraw took 30 per layer in tile_additive
+# (benchmarks/halora_step_overhead.py): a change that adds calls to the launch-bound redraw fails here.
+_REDRAW_CALLS = {"tile_additive": 60, "multiplicative": 52, "absolute": 48, "stuck_at": 56}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_redraw_takes_no_more_operator_calls_than_counted(mode):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(72, 192, bias=False), nn.Linear(192, 72, bias=False)).requires_grad_(False)
+    noise = RRAMNoise(model, 0.3 if mode == "stuck_at" else 0.02, mode=mode, tile_size=8, target_modules=["0", "1"])
+    noise.redraw(seed=0)  # the first draw, which has nothing to restore, reads the weights
+    with _OperatorCalls() as redraw:
+        noise.redraw(seed=0, draw_index=1)
+    with _OperatorCalls() as restore_then_apply:
+        noise.restore()
+        noise.apply(seed=0, draw_index=2)
+    noise.restore()
+    assert 0 < redraw.calls <= _REDRAW_CALLS[mode]
+    assert redraw.calls < restore_then_apply.calls  # the tile scales and the check are reused, not read again
