@@ -31,7 +31,6 @@ from hf_eff.hub.cards import (
     splat_card,
     training_noise_description,
 )
-from hf_eff.splat.pose_adjustment import POSE_ADJUSTMENT_NAME
 
 RESULTS_FILE = "all_results.json"
 # Pickles that only a full (unsafe) torch.load / pickle.load reads, such as the Trainer's
@@ -415,6 +414,9 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
         if config is None and (output_dir / "config.json").is_file():
             config = read_config(output_dir)
         normalized = config is not None and config.get("world_to_normalized") is not None
+        # here, not at the top: a HaLoRA or GraNT push must not import the splat package
+        from hf_eff.splat.pose_adjustment import POSE_ADJUSTMENT_NAME
+
         if (output_dir / POSE_ADJUSTMENT_NAME).is_file():  # pose_opt's only record where no results say it
             results = {"pose_opt": True, **results}
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
