@@ -21,7 +21,7 @@ regulariser step (``HaLoRATrainer._decoupled_regulariser_step``), noise redraw (
 restore and an apply per draw, reported per draw, as its ``RRAMNoise.redraw`` calls count them, and amortised per
 step) and the rest of the step (clipping, scheduler, zero_grad). Times per part come from the timed run.
 
-    OMP_NUM_THREADS=1 python benchmarks/halora_step_overhead.py --output_dir halora_overhead
+    OMP_NUM_THREADS=1 python benchmarks/halora_step_overhead.py --output_dir halora_overhead --repeats 3
 
 writes ``halora_step_overhead.md`` and ``halora_step_overhead.json`` into ``--output_dir``.
 
@@ -59,7 +59,7 @@ noising each layer in place, and the regulariser's batched SVD.
 
 Like the H200's 1.225x, the proxy's ratio comes from HaLoRA's extra calls. On the H200 LoRA's step spent about
 18 us per call (0.1725 s over the 9.6k calls the proxy counts for LoRA) and HaLoRA's extra ones about 11 us
-(39 ms over 3.55k); the proxy spends about 8 us on both, hence its higher ratio. If the H200's extra time
+(39 ms over 3.55k); the proxy spends about 10 us on LoRA's and 8 us on HaLoRA's extra ones, hence its higher ratio. If the H200's extra time
 follows the calls, it would fall to about 19 ms, about 1.11x: not measured. "step, other" is transformers' own
 host work (clipping, scheduler, the loop's callbacks and FLOP count), the same for both.
 """

@@ -141,7 +141,8 @@ def halora_regularizer_gradients(
     ``halora_regularizer`` gives them, to the bit. The backward runs from each stack of factors, not from each
     factor: a per-factor backward of the stack would cost an operator call per factor, the launch-bound cost of
     the decoupled step (the gradients are views of the stacks' gradients). ``groups``: ``lora_factor_groups(model,
-    adapter_name)`` where the caller keeps them (the walk over the modules costs about as much host time as the rest).
+    adapter_name)`` where the caller keeps them (the walk over every module costs as much host time as the rest of the
+    decoupled step).
     Needs grad mode on."""
     _check_options(norm, reduction)
     if groups is None:

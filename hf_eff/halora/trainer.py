@@ -403,8 +403,8 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         if config is None:  # a plain LoRA adapter set active after the optimizer took the decoupled step's hook
             raise ValueError(f"adapter {adapter!r} is not a HaLoRA adapter ({type(self.model.peft_config[adapter]).__name__}): "
                              "the HaLoRA regulariser needs the active adapter to be one")
-        # Kept between the steps of a train() call (the walk over the modules costs about as much host time as the rest
-        # of the step), and found again for another adapter, or one deleted and re-added; not kept outside train(),
+        # Kept between the steps of a train() call (the walk over every module costs a few ms of host time a step, as
+        # much as the rest of the regulariser step), and found again for another adapter, or one deleted and re-added; not kept outside train(),
         # where the model may be cast or moved before the next call
         groups = self._factor_groups
         if groups is None or groups.adapter_name != adapter or not groups.are_current():
