@@ -88,7 +88,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -165,6 +165,14 @@ def run_method(method: str, args: argparse.Namespace, train, evaluation) -> dict
     return results
 
 
+def start_isolated(method: str, args: argparse.Namespace, train, evaluation) -> Future:
+    """`run_method` started in a fresh process of its own (see there), which exits once the run ends."""
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(run_method, method, args, train, evaluation)
+    pool.shutdown(wait=False)
+    return future
+
+
 def accuracy(results: dict, sigma: float, stat: str = "mean") -> float:
     return results[sigma_key("eval", "accuracy", sigma, stat)]
 
@@ -218,14 +226,12 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     train, evaluation = load_task(args.task_name, seed=args.seed, train_size=args.train_size, eval_size=args.eval_size)
     methods = ("lora", "halora")
-    # Each method's results are written as soon as it ends, so a run cut short keeps the finished one.
-    with ProcessPoolExecutor(max_workers=2 if args.parallel else 1, mp_context=multiprocessing.get_context("spawn"),
-                             max_tasks_per_child=1) as pool:
-        futures = {method: pool.submit(run_method, method, args, train, evaluation) for method in methods}
-        runs = {}
-        for method in methods:
-            runs[method] = futures[method].result()
-            (out / f"{method}_results.json").write_text(json.dumps(runs[method], indent=2, default=str))
+    runs = {}
+    started = {method: start_isolated(method, args, train, evaluation) for method in methods} if args.parallel else {}
+    for method in methods:
+        runs[method] = (started.get(method) or start_isolated(method, args, train, evaluation)).result()
+        # written in turn as the methods end, so a run cut short keeps those done
+        (out / f"{method}_results.json").write_text(json.dumps(runs[method], indent=2, default=str))
     table, verdict = summarise(runs, args.sigmas)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     header = (f"LoRA vs HaLoRA, {args.model_name_or_path}, task {args.task_name} ({len(train)} train / "

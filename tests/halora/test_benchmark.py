@@ -1,4 +1,7 @@
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,3 +45,22 @@ def test_old_flag_names_still_parse():
                                          "--resample_steps", "4"])
     assert (args.output_dir, args.noise_sigma, args.noise_sigma_sampling, args.noise_resample_steps) == (
         "bench", 0.02, "uniform", 4)
+
+
+@pytest.mark.slow
+def test_both_methods_at_once_write_each_ones_results_and_the_table(tmp_path, builtin_folder):
+    """--parallel runs LoRA and HaLoRA in two processes at once, on a tiny model standing in for SmolLM2."""
+    out = tmp_path / "bench"
+    process = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--output_dir", str(out), "--model_name_or_path", str(builtin_folder),
+         "--max_steps", "2", "--train_size", "40", "--eval_size", "8", "--sigmas", "0", "0.02", "--noise_seeds", "1",
+         "--max_length", "32", "--parallel"],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(BENCHMARK.parents[1])},
+        capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    for method in ("lora", "halora"):
+        results = json.loads((out / f"{method}_results.json").read_text())
+        assert results["method"] == method and "eval_accuracy_sigma_0.02_mean" in results
+    summary = json.loads((out / "halora_robustness.json").read_text())
+    assert set(summary["runs"]) == {"lora", "halora"} and summary["settings"]["parallel"] is True
+    assert "(both methods at once: step times not comparable)" in (out / "halora_robustness.md").read_text()
