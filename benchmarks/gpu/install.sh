@@ -4,6 +4,7 @@
 # Callers then use PYTHONPATH=/tmp/site:<repo>.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+[[ -d .gpu ]] || { echo "no .gpu folder came: run pack.sh here and carry .gpu/part1 or .gpu/part2"; exit 1; }
 mkdir -p /tmp/site /tmp/gpu-wheels
 pieces=$(find .gpu -path '.gpu/part*' -name '*.piece-*' -printf '%f\t%p\n' | sort | cut -f2)
 if [[ $(echo "$pieces" | grep -c piece) == 2 ]]; then

