@@ -390,8 +390,10 @@ def test_a_transposed_weight_is_restored_bit_exactly(mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(256, 192), (200, 130)])  # whole tiles, and ragged ones
-def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dtype, shape):
-    monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)  # four bands per layer
+@pytest.mark.parametrize("bands", [1, 4])  # one band takes no slices; four are noised band by band
+def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dtype, shape, bands):
+    if bands == 4:
+        monkeypatch.setattr(noise_module, "_MIN_BAND_ELEMENTS", 1)
     torch.manual_seed(0)
     layer = nn.Linear(shape[1], shape[0], bias=False).to(dtype)
     with torch.no_grad():  # tiles of different magnitudes, and exact zeros
@@ -399,10 +401,11 @@ def test_banded_redraw_gives_the_whole_layer_formulas_bits(monkeypatch, mode, dt
         layer.weight[:5, :7] = 0
     clean = layer.weight.detach().clone()
     noise = RRAMNoise(nn.Sequential(layer), sigma=0.3 if mode == "stuck_at" else 0.05, mode=mode, target_modules=["0"])
-    assert len(noise_module._row_bands(layer.weight.shape, 64)) == 4
-    noise.apply(seed=4)
-    expected = _noisy_by_the_whole_layer_formula(clean, mode, noise.sigma, 64, draw_seed(4, 0, "0"))
-    assert _bit_equal(layer.weight.detach(), expected) and not torch.equal(expected, clean)
+    assert len(noise_module._row_bands(layer.weight.shape, 64)) == bands
+    for draw_index in (0, 1):  # a redraw, as training makes them
+        noise.redraw(seed=4, draw_index=draw_index)
+        expected = _noisy_by_the_whole_layer_formula(clean, mode, noise.sigma, 64, draw_seed(4, draw_index, "0"))
+        assert _bit_equal(layer.weight.detach(), expected) and not torch.equal(expected, clean)
     noise.restore()
     assert _bit_equal(layer.weight.detach(), clean)
 
