@@ -444,6 +444,17 @@ def namespaced_repo_id(api: HfApi, repo_id: str, given_as: str = "token",
     return f"{user}/{repo_id}", identity
 
 
+def model_side_files(kind: str) -> list[str]:
+    """The files beside a model of ``kind`` that only some runs write (``HubCardTrainerMixin.hub_model_side_files``):
+    a push deletes the repo's copy where the folder has none, so that an earlier run's do not sit beside this model."""
+    if kind != "splat_model":
+        return []
+    # here, not at the top: a HaLoRA or GraNT push must not import the splat package
+    from hf_eff.splat.pose_adjustment import POSE_ADJUSTMENT_NAME
+
+    return [POSE_ADJUSTMENT_NAME]
+
+
 def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str | None = None,
                     kind: str | None = None, commit_message: str | None = None, license: str | None = None,
                     revision: str | None = None, given_as: str = "push_output_dir's token") -> str:
@@ -499,7 +510,8 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     try:
         card.save(readme)
         upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
-                      ignore_patterns=list(IGNORE_PATTERNS), revision=revision)
+                      ignore_patterns=list(IGNORE_PATTERNS), revision=revision,
+                      delete_patterns=model_side_files(kind) or None)
     except BaseException:
         # A failed card write or upload (the Hub unreachable or refusing, an interrupt) leaves the folder as it was.
         if earlier_readme is None:

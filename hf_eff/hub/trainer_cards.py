@@ -23,28 +23,31 @@ from hf_eff.hub.push import (
 
 
 class _UploadsIgnoring:
-    """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns, and its
-    uploads hf-eff's (``hf_eff.hub.push.upload_folder``: recorded local paths reduced to their last part)."""
+    """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns and
+    ``delete_patterns`` as its delete_patterns (repo files the folder uploaded lacks are deleted), and its uploads
+    hf-eff's (``hf_eff.hub.push.upload_folder``: recorded local paths reduced to their last part)."""
 
-    def __init__(self, api, patterns: list[str]):
-        self._api, self._patterns = api, patterns
+    def __init__(self, api, patterns: list[str], delete_patterns: list[str]):
+        self._api, self._patterns, self._delete_patterns = api, patterns, delete_patterns
 
     def upload_folder(self, *, ignore_patterns=None, **kwargs):
         ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
-        return upload_folder(self._api, ignore_patterns=ignore + self._patterns, **kwargs)
+        return upload_folder(self._api, ignore_patterns=ignore + self._patterns,
+                             delete_patterns=self._delete_patterns or None, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._api, name)
 
 
 @contextlib.contextmanager
-def _trainer_uploads_ignoring(patterns: list[str]):
-    """While the Trainer pushes: its ``hf_api()`` uploads leave ``patterns`` out. transformers hard-codes
-    the ignore_patterns of its three uploads (none at all for the checkpoint folder), so this is the one
-    place to add to them without copying ``push_to_hub`` and ``_push_from_checkpoint``. The patterns are
-    bound when each upload is called, so its background thread needs nothing from here."""
+def _trainer_uploads_ignoring(patterns: list[str], delete_patterns: list[str]):
+    """While the Trainer pushes: its ``hf_api()`` uploads leave ``patterns`` out, and delete the repo's files matching
+    ``delete_patterns`` that the folder uploaded lacks. transformers hard-codes the ignore_patterns of its three
+    uploads (none at all for the checkpoint folder), so this is the one place to add to them without copying
+    ``push_to_hub`` and ``_push_from_checkpoint``. The patterns are bound when each upload is called, so its
+    background thread needs nothing from here."""
     original = transformers_trainer.hf_api
-    transformers_trainer.hf_api = lambda: _UploadsIgnoring(original(), patterns)
+    transformers_trainer.hf_api = lambda: _UploadsIgnoring(original(), patterns, delete_patterns)
     try:
         yield
     finally:
@@ -79,6 +82,10 @@ class HubCardTrainerMixin:
     """
 
     card_kind: str
+    # Files beside the model that belong to it and that only some runs write (the splat trainer's pose corrections):
+    # a checkpoint push carries the checkpoint's into the output folder with its model, as transformers carries the
+    # model's own files, and a push deletes the repo's copy where the folder uploaded has none (an earlier run's).
+    hub_model_side_files: tuple[str, ...] = ()
 
     def save_metrics(self, split, metrics, combined=True):
         super().save_metrics(split, metrics, combined)
@@ -198,7 +205,7 @@ class HubCardTrainerMixin:
         try:
             if self.hub_model_id is not None and self.is_world_process_zero():  # else init_hf_repo creates the branch
                 self._create_push_branch(self._push_revision, arguments.get("token"))
-            with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS):
+            with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS, list(self.hub_model_side_files)):
                 return super().push_to_hub(*args, **kwargs)
         finally:
             self._push_revision = None
@@ -210,5 +217,11 @@ class HubCardTrainerMixin:
             card_path = Path(checkpoint_folder) / "README.md"
             self._hf_eff_card(Path(checkpoint_folder)).save(card_path)
             shutil.copy(card_path, Path(self.args.output_dir) / "README.md")
-        with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS):
+            for name in self.hub_model_side_files:  # the checkpoint's model goes up from the output folder
+                source, target = Path(checkpoint_folder) / name, Path(self.args.output_dir) / name
+                if source.is_file():
+                    shutil.copy(source, target)
+                else:
+                    target.unlink(missing_ok=True)
+        with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS, list(self.hub_model_side_files)):
             super()._push_from_checkpoint(checkpoint_folder)

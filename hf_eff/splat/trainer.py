@@ -44,6 +44,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 from transformers.utils import logging
 
+from hf_eff.hub.push import model_side_files
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.splat.cameras import camera_centres, camera_spread, describe_frame, same_frame
 from hf_eff.splat.coarse_to_fine import EnergyCoarseToFine, downscale_images, scale_intrinsics
@@ -60,6 +61,7 @@ from hf_eff.splat.pose_adjustment import (
     PoseAdjustment,
     camera_key,
     cameras_sha256,
+    load_corrected_poses,
     pose_lr,
 )
 from hf_eff.splat.rendering import LOW_PRECISION
@@ -434,10 +436,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     downsamples, see `means_lr_decay`), then the strategy densifies and prunes. The SH degree grows by one every
     `sh_degree_interval` steps up to the model's. Under `pose_opt` each training view is rendered with its pose
     corrected by a learned per-view SE(3) correction (`hf_eff.splat.pose_adjustment`), saved beside the model as
-    pose_adjustment.safetensors; `training_poses` returns the corrected poses.
+    pose_adjustment.safetensors; `training_poses` returns the corrected poses (`load_pose_adjustment` gives a trainer
+    that evaluates a trained model its run's).
     """
 
     card_kind = "splat_model"
+    hub_model_side_files = tuple(model_side_files(card_kind))
 
     def __init__(self, model: nn.Module | None = None, args: SplatTrainingArguments | None = None, *,
                  train_dataset=None, eval_dataset=None, strategy=None, **kwargs):
@@ -536,16 +540,14 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     def _setup_pose_opt(self, train_views: SceneViews) -> None:
         """pose_opt's corrections and pose_noise's perturbation of ``train_views``' poses; under either, the training
-        views' given cameras, by which evaluation finds them in any split (`_evaluation_poses`) and a resume checks
+        views' given cameras, by which evaluation finds them in any split (`evaluation_poses`) and a resume checks
         that it trains on the checkpoint's views in its order (`_pose_record`)."""
         args = self.args
         self._training_view_of_camera: dict[bytes, int] | None = None
+        # a trained model's corrected training poses, which `load_pose_adjustment` gives an evaluation
+        self._loaded_training_poses: torch.Tensor | None = None
         if args.pose_opt or args.pose_noise:
-            keys = [camera_key(viewmat, K) for viewmat, K in zip(train_views.viewmats, train_views.Ks)]
-            self._training_cameras_sha256 = cameras_sha256(keys)
-            self._training_view_of_camera = {}
-            for index, key in enumerate(keys):
-                self._training_view_of_camera.setdefault(key, index)  # a camera held twice: its first view's
+            self._index_training_cameras(train_views)
         if args.pose_noise:
             # gsplat's --pose_noise. A new tensor: a SceneViews the caller passed keeps its own.
             noise = PoseAdjustment.random(len(train_views), args.pose_noise, args.seed)
@@ -555,6 +557,15 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         if args.pose_opt:
             self.pose_adjustment = PoseAdjustment(len(train_views)).to(next(iter(self.splats.values())).device)
         self.pose_optimizer: torch.optim.Optimizer | None = None  # built with the Gaussians' (create_optimizer)
+
+    def _index_training_cameras(self, train_views: SceneViews) -> None:
+        """Finds training views by their given cameras (before pose_noise): the views' `camera_key`s, each mapped to
+        its first view's index, and their `cameras_sha256`."""
+        keys = [camera_key(viewmat, K) for viewmat, K in zip(train_views.viewmats, train_views.Ks)]
+        self._training_cameras_sha256 = cameras_sha256(keys)
+        self._training_view_of_camera = {}
+        for index, key in enumerate(keys):
+            self._training_view_of_camera.setdefault(key, index)  # a camera held twice: its first view's
 
     def _build_schedule(self) -> None:
         """The energy schedule of the training images: the coarse-to-fine resolutions and, for G2L, T_2."""
@@ -913,6 +924,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "GaussianModel.from_points(*scene.point_arrays()) or GaussianModel.random(scene.center, scene.radius, "
                 "num_gaussians)"
             )
+        if self._loaded_training_poses is not None:
+            raise ValueError(
+                "SplatTrainer.train: load_pose_adjustment gave this trainer a trained model's corrected training poses, "
+                "which its Gaussians would move away from; train with a new SplatTrainer (pose_opt learns its own)"
+            )
         if not self._schedule_built:  # do_train=False left it out; a resumed checkpoint's replaces it
             self.train_dataset.decode()  # here, not in each dataloader worker
             self._build_schedule()
@@ -1184,14 +1200,17 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     @torch.no_grad()
     def training_poses(self) -> torch.Tensor:
         """The world-to-camera poses [N, 4, 4] (CPU) the training views are rendered with: as given, perturbed by
-        ``pose_noise``, then corrected by ``pose_opt``'s learned corrections."""
+        ``pose_noise``, then corrected by ``pose_opt``'s learned corrections; after `load_pose_adjustment`, the
+        trained model's."""
+        if self._loaded_training_poses is not None:
+            return self._loaded_training_poses
         viewmats = self.train_dataset.viewmats
         if self.pose_adjustment is None:
             return viewmats
         device = self.pose_adjustment.embeds.weight.device
         return self.pose_adjustment(viewmats.to(device), torch.arange(len(viewmats), device=device)).cpu()
 
-    def _evaluation_poses(self, views: SceneViews) -> torch.Tensor:
+    def evaluation_poses(self, views: SceneViews) -> torch.Tensor:
         """The world-to-camera poses [N, 4, 4] ``views`` are rendered with in evaluation: a view whose camera
         (world_to_camera and K, `camera_key`) is a training view's, in any split and order, gets that view's training
         pose (`training_poses`), as training renders it; any other keeps its given pose (as gsplat evaluates)."""
@@ -1210,9 +1229,9 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _render_views(self, views: SceneViews, prefix: str, keep: int):
         """Renders every view; returns the metrics (mean PSNR and SSIM, Gaussian count, then Trainer's speed
         metrics, one view a sample and a step) and the render and target [H, W, 3] (CPU) of the first ``keep`` views.
-        Training views are rendered with their training poses (`_evaluation_poses`)."""
+        Training views are rendered with their training poses (`evaluation_poses`)."""
         start_time = time.time()  # speed_metrics' clock
-        poses = self._evaluation_poses(views)
+        poses = self.evaluation_poses(views)
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -1309,6 +1328,35 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         path = os.path.join(folder, POSE_ADJUSTMENT_NAME)
         self.pose_adjustment.save(path, self.training_poses(), self._pose_record())
         return path
+
+    def load_pose_adjustment(self, folder: str | os.PathLike) -> bool:
+        """For an evaluation of a trained model: takes the corrected training poses its pose_opt run saved beside it
+        (``folder``'s pose_adjustment.safetensors), so that `evaluate` and `predict` render each view whose camera is
+        a training view's at the pose the model was fitted with, as that run's evaluation did. The poses are used as
+        saved: this trainer needs neither pose_opt nor that run's pose_noise and seed. A file whose training cameras
+        are not train_dataset's (another split, a part of it, another order) is warned of and not used, since a model
+        may be evaluated on other views: every view is then rendered at its given pose. Returns whether the poses
+        were taken. A missing file, or one that does not read, is named; a trainer that took poses does not train."""
+        path = Path(folder, POSE_ADJUSTMENT_NAME)
+        if not path.is_file():
+            raise FileNotFoundError(f"load_pose_adjustment: {path} is missing (a model trained without pose_opt has "
+                                    "no corrections)")
+        poses, recorded = load_corrected_poses(path)
+        if self._training_view_of_camera is None:  # no pose_noise: the training views hold their given cameras
+            self._index_training_cameras(self.train_dataset)
+        if recorded.get("training_cameras_sha256") != self._training_cameras_sha256:
+            logger.warning(
+                f"load_pose_adjustment: {path} corrects other training views than train_dataset's (their cameras, "
+                "world_to_camera and K in order, differ: another split, a part of it, or another order): not used, "
+                "every view is evaluated at its given pose; give the model's training split to evaluate its training "
+                "views as it was fitted"
+            )
+            return False
+        if len(poses) != len(self.train_dataset):
+            raise ValueError(f"load_pose_adjustment: {path} holds {len(poses)} corrected poses for the "
+                             f"{len(self.train_dataset)} training views its record names")
+        self._loaded_training_poses = poses
+        return True
 
     def _refuse_non_finite_corrections(self, folder) -> None:
         if self.pose_adjustment is not None and not torch.isfinite(self.pose_adjustment.embeds.weight).all():

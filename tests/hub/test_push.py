@@ -424,3 +424,21 @@ def test_a_bare_repo_name_is_refused_when_whoami_cannot_name_the_user(local_hub,
     assert not local_hub.server.take_fault("whoami")[0]  # it asked
     assert not [repo_id for _, repo_id in local_hub.server.repos if repo_id.endswith(f"/{name}")]
     assert (run / "README.md").read_text() == "the run's own card\n"
+
+
+def test_a_splat_push_removes_an_earlier_runs_pose_corrections_from_the_repo(local_hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    repo_id = local_hub.repo_id("splats")
+
+    def pushed_files(*names: str) -> set[str]:
+        folder = _touch(tmp_path / "-".join(names), "model.safetensors", "all_results.json", *names)
+        (folder / "config.json").write_text(json.dumps({"sh_degree": 1}))
+        push.push_output_dir(folder, repo_id, token=local_hub.token)
+        repo = local_hub.server.repos[("model", repo_id)]
+        return set(repo.commits[repo.branches["main"]].tree)
+
+    assert "pose_adjustment.safetensors" in pushed_files("pose_adjustment.safetensors")
+    # a model trained without pose_opt, pushed to the same repo: the corrections there were the other model's
+    assert "pose_adjustment.safetensors" not in pushed_files("splats.ply")
