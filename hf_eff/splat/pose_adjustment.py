@@ -7,8 +7,9 @@ that is zero (the identity) at the start. gsplat right-multiplies the camera-to-
 ``camtoworld @ T`` (a move in the camera's own frame); the views here hold world-to-camera poses, which become
 ``inv(T) @ world_to_camera``, the inverse of gsplat's corrected pose, computed without inverting the pose.
 
-The corrections' file (`POSE_ADJUSTMENT_NAME`, `PoseAdjustment.save` and `load`) and their learning-rate schedule
-(`pose_lr`) are here too; `SplatTrainer` decides when they are written, read and matched to a run.
+The corrections' file (`POSE_ADJUSTMENT_NAME`, `PoseAdjustment.save` and `load`, `load_corrected_poses`) and their
+learning-rate schedule (`pose_lr`) are here too; `SplatTrainer` decides when they are written, read and matched to a
+run.
 """
 
 from __future__ import annotations
@@ -46,6 +47,27 @@ def cameras_sha256(camera_keys: list[bytes]) -> str:
     """The hash of views' cameras (their `camera_key`s) in their order, which a pose file records of its training
     views."""
     return hashlib.sha256(b"".join(camera_keys)).hexdigest()
+
+
+def _read_tensor(path: str | os.PathLike, name: str) -> tuple[torch.Tensor, dict[str, str]]:
+    """The file's tensor ``name`` and its metadata, in one opening; a file that does not read or lacks it is named."""
+    try:
+        with safe_open(path, "pt") as saved:
+            if name not in saved.keys():
+                raise KeyError(name)
+            return saved.get_tensor(name), saved.metadata() or {}
+    except (SafetensorError, KeyError) as error:
+        raise ValueError(f"{path} does not load ({type(error).__name__}: {error})") from error
+
+
+def load_corrected_poses(path: str | os.PathLike) -> tuple[torch.Tensor, dict[str, str]]:
+    """The corrected training poses a run saved (`PoseAdjustment.save`'s ``world_to_camera`` [N, 4, 4]) and the file's
+    metadata (the run's record), read in one opening. A file that does not read, or holds no such poses, is named."""
+    poses, metadata = _read_tensor(path, "world_to_camera")
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4) or not poses.is_floating_point():
+        raise ValueError(f"{path}: world_to_camera must be float [num_views, 4, 4] (the corrected training poses), "
+                         f"got {poses.dtype} {list(poses.shape)}")
+    return poses, metadata
 
 
 def pose_lr(step: int, pose_opt_lr: float, batch_size: int, max_steps: int) -> float:
@@ -87,13 +109,7 @@ class PoseAdjustment(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike) -> tuple[PoseAdjustment, dict[str, str]]:
         """`from_file`'s module and the file's metadata (what `save` recorded of the run), read in one opening."""
-        try:
-            with safe_open(path, "pt") as saved:
-                if "pose_deltas" not in saved.keys():
-                    raise KeyError("pose_deltas")
-                deltas, metadata = saved.get_tensor("pose_deltas"), saved.metadata() or {}
-        except (SafetensorError, KeyError) as error:
-            raise ValueError(f"{path} does not load ({type(error).__name__}: {error})") from error
+        deltas, metadata = _read_tensor(path, "pose_deltas")
         if deltas.ndim != 2 or deltas.shape[1] != 9 or not deltas.is_floating_point():
             raise ValueError(f"{path}: pose_deltas must be float [num_views, 9] (translation and 6D rotation delta "
                              f"per view), got {deltas.dtype} {list(deltas.shape)}")

@@ -909,6 +909,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
 
     # ------------------------------------------------------------------ training step
     def train(self, *args, **kwargs):
+        if self._loaded_training_poses is not None:
+            raise ValueError(
+                "SplatTrainer.train: load_pose_adjustment gave this trainer a trained model's corrected training poses, "
+                "which its Gaussians would move away from; train with a new SplatTrainer (pose_opt learns its own)"
+            )
         # The arguments check max_steps only with do_train (an evaluation needs none); Trainer would
         # run num_train_epochs on a schedule scaled by max_steps=-1.
         if self.args.max_steps <= 0:
@@ -923,11 +928,6 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "SplatTrainer.train: the model has no Gaussians to fit (GaussianModel() is a placeholder): start from "
                 "GaussianModel.from_points(*scene.point_arrays()) or GaussianModel.random(scene.center, scene.radius, "
                 "num_gaussians)"
-            )
-        if self._loaded_training_poses is not None:
-            raise ValueError(
-                "SplatTrainer.train: load_pose_adjustment gave this trainer a trained model's corrected training poses, "
-                "which its Gaussians would move away from; train with a new SplatTrainer (pose_opt learns its own)"
             )
         if not self._schedule_built:  # do_train=False left it out; a resumed checkpoint's replaces it
             self.train_dataset.decode()  # here, not in each dataloader worker
