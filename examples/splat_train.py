@@ -28,6 +28,12 @@ starts from its Gaussians, or with --do_train False the run only evaluates it on
 
     python examples/splat_train.py --scene user/my-scene --model_name_or_path user/my-splats --do_train False --output_dir out/eval
 
+A pose_opt model's pose_adjustment.safetensors (in its folder, or downloaded from its Hub repo at --model_revision)
+gives such an evaluation the training poses the model was fitted with: a test view that shares a training camera is
+rendered at its corrected pose, as the training run's evaluation rendered it, and so is preview.png (a file of other
+training views is warned of and not used). trajectory.gif follows the given training cameras in every run, as gsplat's
+simple_trainer renders its path from the capture's poses.
+
 A training run's config.json records what it trained on (data_split: the scene as a card shows it, --scene_revision and
 --test_every; for the procedural scene its seed and view counts), and such an evaluation warns, naming both, when its
 scene or split differs.
@@ -66,7 +72,9 @@ from typing import Literal
 import numpy as np
 import torch
 import transformers
+from huggingface_hub import hf_hub_download
 from huggingface_hub.constants import DEFAULT_REVISION
+from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.hub.cards import shown_name
@@ -82,6 +90,7 @@ from hf_eff.splat import (
     render_trajectory,
     write_gif,
 )
+from hf_eff.splat.pose_adjustment import POSE_ADJUSTMENT_NAME
 from hf_eff.splat.scene import resolved_test_every
 from hf_eff.utils.distributed import check_world_size, finish_distributed, prepare_cpu_distributed
 from hf_eff.utils.evaluation_only import check_evaluation_only
@@ -316,6 +325,24 @@ def load_model(model_args: ModelArguments) -> GaussianModel:
     return model
 
 
+def pose_adjustment_folder(model_args: ModelArguments) -> str | None:
+    """Where --model_name_or_path keeps its pose_opt run's corrected training poses (pose_adjustment.safetensors): the
+    model's folder, or for a Hub repo the snapshot folder the file is downloaded into (at --model_revision); None for
+    a model trained without pose_opt."""
+    source, revision = model_args.model_name_or_path, model_args.model_revision
+    if Path(source).is_dir():  # as GaussianModel.from_pretrained tells a folder from a repo id
+        return source if Path(source, POSE_ADJUSTMENT_NAME).is_file() else None
+    try:
+        return str(Path(hf_hub_download(source, POSE_ADJUSTMENT_NAME, revision=revision)).parent)
+    except RemoteEntryNotFoundError:
+        return None
+    except LocalEntryNotFoundError:
+        logger.warning("%s: %s is not in the cache and the Hub cannot be reached: views sharing a training camera are "
+                       "evaluated at their given poses, not at those a pose_opt run corrected them to", source,
+                       POSE_ADJUSTMENT_NAME)
+        return None
+
+
 def initial_model(scene, model_args: ModelArguments) -> GaussianModel:
     sh_degree = model_args.sh_degree if model_args.sh_degree is not None else DEFAULT_SH_DEGREE
     if scene.points is not None:
@@ -379,14 +406,16 @@ def save_trajectory(trainer: SplatTrainer, views, path_poses: np.ndarray, max_si
 
 @torch.no_grad()
 def save_preview(trainer: SplatTrainer, path: Path) -> None:
+    """The first test view, render | ground truth, as evaluation renders and compares it: a view sharing a training
+    camera at its training pose (`evaluation_poses`), a kept alpha over the render's background."""
     from PIL import Image
 
     views = trainer.eval_dataset
     item = views[0]
     device = trainer.args.device
-    render, _, _ = trainer.render(trainer.model, item["viewmat"][None].to(device), item["K"][None].to(device),
-                                  views.width, views.height)
-    target = trainer.evaluation_target(item)[0]  # as evaluation compares it (a kept alpha over the render's background)
+    render, _, _ = trainer.render(trainer.model, trainer.evaluation_poses(views)[:1].to(device),
+                                  item["K"][None].to(device), views.width, views.height)
+    target = trainer.evaluation_target(item)[0]
     pair = torch.cat([render[0].clamp(0, 1).cpu(), target], dim=1)
     Image.fromarray((pair.numpy() * 255).round().astype("uint8")).save(path)
 
@@ -430,6 +459,11 @@ def main():
         warn_unless_trained_split(model, split, model_args.model_name_or_path, scene_args.scene)
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
                            eval_dataset=scene.views["test"])
+    if not training_args.do_train:
+        folder = pose_adjustment_folder(model_args)
+        # its training views (where a test split shares their cameras) at the poses the model was fitted with
+        if folder is not None and trainer.load_pose_adjustment(folder):
+            logger.info("Training cameras are evaluated at the corrected poses of %s/%s", folder, POSE_ADJUSTMENT_NAME)
     output_dir = Path(training_args.output_dir)
     if training_args.do_train:
         logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)

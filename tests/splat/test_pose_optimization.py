@@ -510,3 +510,146 @@ def test_a_card_built_from_a_saved_folder_without_results_says_the_poses_were_re
         card = push.build_card("splat_model", folder, "me/splats")
         assert push.NO_RESULTS_NOTE in card.text
         assert (refined in card.text) is pose_opt
+
+
+# ------------------------------------------------------------------ evaluating a trained model (do_train=False)
+def evaluating_trainer(folder, splits, output_dir, train=None, **overrides):
+    """A trainer that only evaluates the model saved in ``folder``, on ``splits`` (``train`` replaces their train
+    split)."""
+    args = SplatTrainingArguments(output_dir=str(output_dir), do_train=False, eval_render_images=0, disable_tqdm=True,
+                                  report_to=[], **overrides)
+    return SplatTrainer(model=GaussianModel.from_pretrained(folder), args=args,
+                        train_dataset=splits["train"] if train is None else train, eval_dataset=splits["test"])
+
+
+@pytest.fixture(scope="module")
+def pose_opt_model(scene, rendered_splits, tmp_path_factory):
+    """A pose_noise + pose_opt run's saved folder, with its trainer's metrics on the training split."""
+    folder = tmp_path_factory.mktemp("pose_opt_model")
+    trained = make_trainer(scene, rendered_splits, folder, max_steps=6, per_device_train_batch_size=6, pose_noise=0.05,
+                           pose_opt=True, pose_opt_lr=4e-3)
+    trained.train()
+    trained.save_model()
+    return folder, trained.evaluate(rendered_splits["train"]), trained.predict(rendered_splits["train"]).predictions
+
+
+@pytest.mark.parametrize("flags", [{}, {"pose_noise": 0.05, "pose_opt": True, "seed": 3}])
+def test_an_evaluation_only_trainer_renders_the_training_views_at_the_models_corrected_poses(
+        rendered_splits, pose_opt_model, tmp_path, flags):
+    # without the training run's flags, or with a recipe's (another seed draws other noise: the file's poses win)
+    folder, trained_metrics, trained_renders = pose_opt_model
+    evaluating = evaluating_trainer(folder, rendered_splits, tmp_path, **flags)
+    assert evaluating.evaluate(rendered_splits["train"])["eval_psnr"] != pytest.approx(trained_metrics["eval_psnr"])
+    assert evaluating.load_pose_adjustment(folder) is True
+    metrics = evaluating.evaluate(rendered_splits["train"])
+    assert metrics["eval_psnr"] == pytest.approx(trained_metrics["eval_psnr"], rel=1e-6)
+    assert metrics["eval_ssim"] == pytest.approx(trained_metrics["eval_ssim"], rel=1e-6)
+    torch.testing.assert_close(evaluating.predict(rendered_splits["train"]).predictions, trained_renders)
+    assert torch.equal(evaluating.training_poses(), load_file(folder / POSE_ADJUSTMENT_NAME)["world_to_camera"])
+    # its test views keep their given poses
+    test_poses = SceneViews(rendered_splits["test"]).viewmats
+    assert torch.equal(evaluating.evaluation_poses(SceneViews(rendered_splits["test"])), test_poses)
+    with pytest.raises(ValueError, match="SplatTrainer.train: load_pose_adjustment gave this trainer a trained model's "
+                                         "corrected training poses"):
+        evaluating.train()
+
+
+def test_corrections_of_other_training_views_are_warned_of_and_not_used(rendered_splits, pose_opt_model, tmp_path):
+    from transformers.testing_utils import CaptureLogger
+
+    import hf_eff.splat.trainer as trainer_module
+
+    folder, _, _ = pose_opt_model
+    reordered = rendered_splits["train"].select([1, 0, 2, 3, 4, 5])
+    evaluating = evaluating_trainer(folder, rendered_splits, tmp_path, train=reordered)
+    given = evaluating.evaluate(rendered_splits["train"])["eval_psnr"]
+    with CaptureLogger(trainer_module.logger) as captured:
+        assert evaluating.load_pose_adjustment(folder) is False
+    assert (f"load_pose_adjustment: {folder / POSE_ADJUSTMENT_NAME} corrects other training views than "
+            "train_dataset's") in captured.out
+    assert evaluating.evaluate(rendered_splits["train"])["eval_psnr"] == given
+    # a file without the corrections, or with a count its record does not match, is named
+    with pytest.raises(FileNotFoundError, match=re.escape(f"load_pose_adjustment: {tmp_path / POSE_ADJUSTMENT_NAME} "
+                                                          "is missing")):
+        evaluating.load_pose_adjustment(tmp_path)
+    saved = load_file(folder / POSE_ADJUSTMENT_NAME)
+    record = PoseAdjustment.load(folder / POSE_ADJUSTMENT_NAME)[1]
+    save_file({**saved, "world_to_camera": saved["world_to_camera"][:5]}, tmp_path / POSE_ADJUSTMENT_NAME, record)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / POSE_ADJUSTMENT_NAME} holds 5 corrected poses for the "
+                                                   "6 training views its record names")):
+        evaluating_trainer(folder, rendered_splits, tmp_path).load_pose_adjustment(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def example_pose_opt_run(tmp_path_factory):
+    """The example's tiny procedural scene saved with a test split that holds a training camera (first) and a test
+    view, and the example's pose_noise + pose_opt run on it."""
+    from datasets import DatasetDict
+
+    from hf_eff.splat import Scene
+    from tests.splat.test_example import run_example
+
+    root = tmp_path_factory.mktemp("example_pose_opt")
+    procedural = make_procedural_scene(seed=0, num_train=3, num_test=1, width=16, height=16)
+    train = procedural.views["train"]
+    views = DatasetDict({"train": train, "test": concatenate_datasets([train.select([0]), procedural.views["test"]])})
+    scene_folder = Scene.from_views(views, procedural.points).save(root / "scene")
+    flags = ["--scene", str(scene_folder), "--render_trajectory", "none", "--report_to", "none",
+             "--eval_render_images", "1"]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_example(monkeypatch, *flags, "--max_steps", "6", "--pose_noise", "0.05", "--pose_opt", "True",
+                    "--pose_opt_lr", "4e-3", "--output_dir", str(root / "run"))
+    return root / "run", flags
+
+
+def example_results(folder):
+    import json
+
+    return json.loads((folder / "all_results.json").read_text())
+
+
+def preview_is_the_first_evaluation_pair(folder) -> bool:
+    import numpy as np
+    from PIL import Image
+
+    last_renders = sorted((folder / "eval_renders").glob("*.png"))[-1]
+    with Image.open(folder / "preview.png") as preview, Image.open(last_renders) as renders:
+        return np.array_equal(np.asarray(preview), np.asarray(renders))
+
+
+def test_the_example_evaluates_a_pose_opt_models_training_cameras_at_their_corrected_poses(
+        example_pose_opt_run, tmp_path, monkeypatch):
+    from tests.splat.test_example import run_example
+
+    run, flags = example_pose_opt_run
+    run_example(monkeypatch, *flags, "--do_train", "False", "--model_name_or_path", str(run),
+                "--output_dir", str(tmp_path))
+    evaluated, trained = example_results(tmp_path), example_results(run)
+    assert evaluated["eval_psnr"] == pytest.approx(trained["eval_psnr"], rel=1e-6)
+    assert evaluated["eval_ssim"] == pytest.approx(trained["eval_ssim"], rel=1e-6)
+    # preview.png is the first test view (a training camera) as evaluation rendered it, in both runs
+    assert preview_is_the_first_evaluation_pair(run) and preview_is_the_first_evaluation_pair(tmp_path)
+
+
+def test_the_example_downloads_a_hub_models_corrected_poses(example_pose_opt_run, tmp_path, local_hub):
+    import subprocess
+    import sys
+
+    from tests.splat.test_example import SCRIPT
+
+    run, flags = example_pose_opt_run
+    repo_id = local_hub.repo_id("pose-opt-splats")
+    api = local_hub.api()
+    api.create_repo(repo_id)
+    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "*.safetensors"])
+    # A fresh process: huggingface_hub reads the endpoint when first imported. run_example's flags, then the run's.
+    process = subprocess.run(
+        [sys.executable, str(SCRIPT), "--procedural_resolution", "16", "--procedural_num_train", "3",
+         "--procedural_num_test", "1", "--sh_degree", "0", "--disable_tqdm", "True", *flags, "--do_train", "False",
+         "--model_name_or_path", repo_id, "--output_dir", str(tmp_path / "eval")],
+        env=local_hub.env(), capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    assert example_results(tmp_path / "eval")["eval_psnr"] == pytest.approx(example_results(run)["eval_psnr"],
+                                                                            rel=1e-6)
+    assert "Training cameras are evaluated at the corrected poses of " in process.stderr
