@@ -1414,38 +1414,43 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def _check_pose_record(self, recorded: dict[str, str], source: str) -> None:
         """Refuses, naming each difference, corrections of other training poses than this run's (`_pose_record`):
         other training views or another order of them, another pose_noise, or another seed under pose_noise."""
-        differences = []
-        if recorded.get("training_cameras_sha256") != self._training_cameras_sha256:
-            differences.append("train_dataset: its views' cameras (world_to_camera and K, in order) are not the "
-                               "checkpoint's (another split, a part of it, or its views in another order)")
-        differences += self._pose_noise_differences(recorded.get("pose_noise"), recorded.get("seed"))
+        differences = self._pose_noise_differences(recorded.get("pose_noise"), recorded.get("seed"),
+                                                   recorded.get("training_cameras_sha256"), always_cameras=True)
         if differences:
             raise ValueError(
                 f"{source} corrects other training poses than this run's: {'; '.join(differences)}. Resume on the "
                 "checkpoint's training split with the pose_noise and seed it was trained with (its training_args.bin)"
             )
 
-    def _pose_noise_differences(self, noise, seed) -> list[str]:
-        """How the noise a checkpoint's training poses were perturbed with differs from the noise this run draws:
-        another pose_noise, or another seed under pose_noise. ``noise`` and ``seed``: the checkpoint's (numbers, or
+    def _pose_noise_differences(self, noise, seed, cameras_sha256: str | None, always_cameras: bool = False) -> list[str]:
+        """How a checkpoint's training poses differ from those this run trains on: other training views or another
+        order of them (where both runs drew pose_noise, whose draw is per view, or ``always_cameras``), another pose_noise,
+        or another seed under pose_noise. ``noise``, ``seed`` and ``cameras_sha256``: the checkpoint's (numbers, or
         the strings `_pose_record` wrote; None: not recorded), compared as numbers (pose_noise=0 is 0.0)."""
+        differences = []
+        noised_both = self.args.pose_noise and cameras_sha256 is not None
+        if (always_cameras or noised_both) and cameras_sha256 != self._training_cameras_sha256:
+            differences.append("train_dataset: its views' cameras (world_to_camera and K, in order) are not the "
+                               "checkpoint's (another split, a part of it, or its views in another order)")
         if noise is None or float(noise) != self.args.pose_noise:
-            return [f"pose_noise: {noise} in the checkpoint, {self.args.pose_noise} now"]
-        if self.args.pose_noise and (seed is None or int(seed) != self.args.seed):
-            return [f"seed (which draws pose_noise): {seed} in the checkpoint, {self.args.seed} now"]
-        return []
+            differences.append(f"pose_noise: {noise} in the checkpoint, {self.args.pose_noise} now")
+        elif self.args.pose_noise and (seed is None or int(seed) != self.args.seed):
+            differences.append(f"seed (which draws pose_noise): {seed} in the checkpoint, {self.args.seed} now")
+        return differences
 
     def _check_pose_noise_of_checkpoint(self, checkpoint: str, source: str) -> None:
         """Without pose_opt (whose file records its training poses, `_check_pose_record`): refuses a checkpoint whose
-        densification state records another pose_noise, or another seed under pose_noise, whose perturbed training
-        poses this run would not train on. Checkpoints saved before the record held them are not checked."""
+        densification state records another pose_noise, or another seed or other training views under pose_noise, whose
+        perturbed training poses this run would not train on. Checkpoints saved before the record held them are not
+        checked."""
         if not os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
             return  # `_load_optimizer_and_scheduler` names the missing state
         # Not training_args.bin: a pickle, which a resume would otherwise never need to unpickle.
         recorded = self._densification_state(checkpoint).get("run") or {}
         if "pose_noise" not in recorded:
             return
-        differences = self._pose_noise_differences(recorded["pose_noise"], recorded.get("seed"))
+        differences = self._pose_noise_differences(recorded["pose_noise"], recorded.get("seed"),
+                                                   recorded.get("training_cameras_sha256"))
         if differences:
             self._resume_state_read = None  # not resumed: its tensors are not kept
             raise ValueError(
@@ -1482,6 +1487,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # the training poses' perturbation, checked by `_check_pose_noise_of_checkpoint`
             "pose_noise": self.args.pose_noise,
             "seed": self.args.seed,
+            "training_cameras_sha256": self._training_cameras_sha256 if self.args.pose_noise else None,
         }
 
     def _check_resumable(self, checkpoint: str) -> None:

@@ -653,3 +653,22 @@ def test_the_example_downloads_a_hub_models_corrected_poses(example_pose_opt_run
     assert example_results(tmp_path / "eval")["eval_psnr"] == pytest.approx(example_results(run)["eval_psnr"],
                                                                             rel=1e-6)
     assert "Training cameras are evaluated at the corrected poses of " in process.stderr
+
+
+def test_a_resume_without_pose_opt_on_reordered_views_under_pose_noise_is_refused_by_name(
+        scene, rendered_splits, tmp_path):
+    # pose_noise draws one perturbation per view index: the same views in another order train on other poses
+    make_trainer(scene, rendered_splits, tmp_path / "noisy", max_steps=4, save_strategy="steps", save_steps=4,
+                 pose_noise=0.05).train()
+    checkpoint = str(tmp_path / "noisy" / "checkpoint-4")
+    reordered = {**rendered_splits, "train": rendered_splits["train"].select([1, 0, 2, 3, 4, 5])}
+    resumed = make_trainer(scene, reordered, tmp_path / "resumed", max_steps=8, pose_noise=0.05)
+    with pytest.raises(ValueError, match=re.escape(
+            f"resume_from_checkpoint {checkpoint!r}: it was trained on other training poses than this run's: "
+            "train_dataset: its views' cameras (world_to_camera and K, in order) are not the checkpoint's")):
+        resumed.train(resume_from_checkpoint=checkpoint)
+    # without pose_noise the order changes no pose: it resumes
+    make_trainer(scene, rendered_splits, tmp_path / "clean", max_steps=4, save_strategy="steps", save_steps=4).train()
+    resumed = make_trainer(scene, reordered, tmp_path / "resumed-clean", max_steps=8)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "clean" / "checkpoint-4"))
+    assert resumed.state.global_step == 8
