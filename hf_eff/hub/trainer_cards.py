@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from hf_eff.hub.push import (
 )
 
 
-class _UploadsIgnoring:
+class _TrainerUploads:
     """transformers' shared ``HfApi``, with ``patterns`` added to every ``upload_folder``'s ignore_patterns and
     ``delete_patterns`` as its delete_patterns (repo files the folder uploaded lacks are deleted), and its uploads
     hf-eff's (``hf_eff.hub.push.upload_folder``: recorded local paths reduced to their last part)."""
@@ -40,18 +41,29 @@ class _UploadsIgnoring:
 
 
 @contextlib.contextmanager
-def _trainer_uploads_ignoring(patterns: list[str], delete_patterns: list[str]):
+def _trainer_uploads(patterns: list[str], delete_patterns: list[str]):
     """While the Trainer pushes: its ``hf_api()`` uploads leave ``patterns`` out, and delete the repo's files matching
     ``delete_patterns`` that the folder uploaded lacks. transformers hard-codes the ignore_patterns of its three
     uploads (none at all for the checkpoint folder), so this is the one place to add to them without copying
     ``push_to_hub`` and ``_push_from_checkpoint``. The patterns are bound when each upload is called, so its
     background thread needs nothing from here."""
     original = transformers_trainer.hf_api
-    transformers_trainer.hf_api = lambda: _UploadsIgnoring(original(), patterns, delete_patterns)
+    transformers_trainer.hf_api = lambda: _TrainerUploads(original(), patterns, delete_patterns)
     try:
         yield
     finally:
         transformers_trainer.hf_api = original
+
+
+def _mirror_file(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source`` (written beside it, then renamed: never half-written), or is removed
+    where there is no ``source``."""
+    if not source.is_file():
+        target.unlink(missing_ok=True)
+        return
+    partial = target.with_name(f"_{target.name}.partial")  # "_*": left out of the Trainer's uploads
+    shutil.copy(source, partial)
+    os.replace(partial, target)
 
 
 class HubCardTrainerMixin:
@@ -205,7 +217,7 @@ class HubCardTrainerMixin:
         try:
             if self.hub_model_id is not None and self.is_world_process_zero():  # else init_hf_repo creates the branch
                 self._create_push_branch(self._push_revision, arguments.get("token"))
-            with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS, list(self.hub_model_side_files)):
+            with _trainer_uploads(PICKLE_PATTERNS + SAMPLES_PATTERNS, list(self.hub_model_side_files)):
                 return super().push_to_hub(*args, **kwargs)
         finally:
             self._push_revision = None
@@ -217,11 +229,10 @@ class HubCardTrainerMixin:
             card_path = Path(checkpoint_folder) / "README.md"
             self._hf_eff_card(Path(checkpoint_folder)).save(card_path)
             shutil.copy(card_path, Path(self.args.output_dir) / "README.md")
-            for name in self.hub_model_side_files:  # the checkpoint's model goes up from the output folder
-                source, target = Path(checkpoint_folder) / name, Path(self.args.output_dir) / name
-                if source.is_file():
-                    shutil.copy(source, target)
-                else:
-                    target.unlink(missing_ok=True)
-        with _trainer_uploads_ignoring(PICKLE_PATTERNS + SAMPLES_PATTERNS, list(self.hub_model_side_files)):
+            # Where transformers copies the checkpoint's model files into the output folder to push them, and only
+            # then: a push still running skips this one, and must not see the output folder's files change.
+            if self.args.hub_always_push or self.push_in_progress is None or self.push_in_progress.is_done():
+                for name in self.hub_model_side_files:
+                    _mirror_file(Path(checkpoint_folder) / name, Path(self.args.output_dir) / name)
+        with _trainer_uploads(PICKLE_PATTERNS + SAMPLES_PATTERNS, list(self.hub_model_side_files)):
             super()._push_from_checkpoint(checkpoint_folder)
