@@ -1301,6 +1301,12 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
+        if self._loaded_training_poses is not None:  # before anything is written: the model's own file stays as it is
+            raise ValueError(
+                f"not saved to {output_dir}: load_pose_adjustment gave this trainer a trained model's corrected poses, "
+                "which a save would not keep (its own corrections are not those); save the model with "
+                "GaussianModel.save_pretrained and copy pose_adjustment.safetensors beside it"
+            )
         # Local (save_model runs on the main process only); _save_checkpoint has named the step.
         bad = [key for key, value in self.splats.items() if not torch.isfinite(value).all()]
         if bad:

@@ -552,6 +552,12 @@ def test_an_evaluation_only_trainer_renders_the_training_views_at_the_models_cor
     with pytest.raises(ValueError, match="SplatTrainer.train: load_pose_adjustment gave this trainer a trained model's "
                                          "corrected training poses"):
         evaluating.train()
+    # nor saves (a push saves first): the model's own corrections stay as they are, in its folder or any other
+    saved = (folder / POSE_ADJUSTMENT_NAME).read_bytes()
+    for target in (folder, tmp_path / "copy"):
+        with pytest.raises(ValueError, match=f"not saved to {target}: load_pose_adjustment gave this trainer"):
+            evaluating.save_model(str(target))
+    assert (folder / POSE_ADJUSTMENT_NAME).read_bytes() == saved and not (tmp_path / "copy").exists()
 
 
 def test_corrections_of_other_training_views_are_warned_of_and_not_used(rendered_splits, pose_opt_model, tmp_path):
