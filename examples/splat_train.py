@@ -72,7 +72,7 @@ from typing import Literal
 import numpy as np
 import torch
 import transformers
-from huggingface_hub import hf_hub_download
+from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.constants import DEFAULT_REVISION
 from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 from transformers import HfArgumentParser, set_seed
@@ -332,6 +332,8 @@ def pose_adjustment_folder(model_args: ModelArguments) -> str | None:
     source, revision = model_args.model_name_or_path, model_args.model_revision
     if Path(source).is_dir():  # as GaussianModel.from_pretrained tells a folder from a repo id
         return source if Path(source, POSE_ADJUSTMENT_NAME).is_file() else None
+    if try_to_load_from_cache(source, POSE_ADJUSTMENT_NAME, revision=revision) is _CACHED_NO_EXIST:
+        return None  # the Hub said so at an earlier download (offline, hf_hub_download would not read that answer)
     try:
         return str(Path(hf_hub_download(source, POSE_ADJUSTMENT_NAME, revision=revision)).parent)
     except RemoteEntryNotFoundError:

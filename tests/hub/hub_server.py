@@ -112,9 +112,9 @@ class Repo:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
 class _DropConnection(Exception):
@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         except HubError as error:
             status = error.status
             self._send_json(error.status, {"error": error.message}, error_code=error.code,
-                            error_message=error.message)
+                            error_message=error.message, headers=error.headers)
         except Exception as error:  # a server bug must show up as a 500, not a hang
             self._send_json(500, {"error": f"test hub server error: {error!r}"})
             raise
@@ -316,8 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         return status
 
     def _send_json(self, status: int, payload, error_code: str | None = None,
-                   error_message: str | None = None, content_type: str = "application/json") -> int:
-        headers = {}
+                   error_message: str | None = None, content_type: str = "application/json",
+                   headers: dict | None = None) -> int:
+        headers = dict(headers or {})
         if error_code:
             headers["X-Error-Code"] = error_code
         if error_message:
@@ -674,7 +675,8 @@ class _Handler(BaseHTTPRequestHandler):
             commit = self._revision(repo, revision)
             entry = commit.tree.get(path)
             if entry is None:
-                raise HubError(404, "Entry not found", "EntryNotFound")
+                # the Hub names the commit it looked in, which huggingface_hub caches the file's absence under
+                raise HubError(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": commit.sha})
             data = self.hub.blobs[entry.sha256]
         headers = {"X-Repo-Commit": commit.sha, "Accept-Ranges": "bytes"}
         if entry.lfs:

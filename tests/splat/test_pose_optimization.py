@@ -678,3 +678,32 @@ def test_a_resume_without_pose_opt_on_reordered_views_under_pose_noise_is_refuse
     resumed = make_trainer(scene, reordered, tmp_path / "resumed-clean", max_steps=8)
     resumed.train(resume_from_checkpoint=str(tmp_path / "clean" / "checkpoint-4"))
     assert resumed.state.global_step == 8
+
+
+def test_a_hub_model_without_corrections_is_evaluated_offline_without_a_warning(example_pose_opt_run, tmp_path,
+                                                                                   local_hub):
+    import subprocess
+    import sys
+
+    from tests.splat.test_example import SCRIPT
+
+    run, flags = example_pose_opt_run
+    repo_id = local_hub.repo_id("plain-splats")
+    api = local_hub.api()
+    api.create_repo(repo_id)
+    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "model.safetensors"])
+
+    def evaluate(name: str, **env: str) -> str:
+        process = subprocess.run(
+            [sys.executable, str(SCRIPT), "--procedural_resolution", "16", "--procedural_num_train", "3",
+             "--procedural_num_test", "1", "--sh_degree", "0", "--disable_tqdm", "True", *flags, "--do_train", "False",
+             "--model_name_or_path", repo_id, "--output_dir", str(tmp_path / name)],
+            env=local_hub.env(**env), capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )
+        assert process.returncode == 0, process.stderr[-4000:]
+        return process.stderr
+
+    # online the Hub answers that the repo has no corrections; offline the cache keeps that answer
+    for name, env in (("online", {}), ("offline", {"HF_HUB_OFFLINE": "1"})):
+        logs = evaluate(name, **env)
+        assert "the Hub cannot be reached" not in logs and "corrected poses of" not in logs, name
