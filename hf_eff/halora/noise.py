@@ -372,6 +372,9 @@ class RRAMNoise:
         self._tuner_layers = {canonical_layer_name(name): module for name, module in _layer_root(model).named_modules()
                               if isinstance(module, BaseTunerLayer) and id(module.get_base_layer()) in noised}
         self._applied: dict[str, _LayerNoise] | None = None
+        # Set by redraw for its apply: the layers its restore put back, each with the tile scales (None in the untiled
+        # modes) the apply before computed from those very weights, which were found finite
+        self._restored_scales: dict[str, torch.Tensor | None] = {}
 
     @property
     def active(self) -> bool:
@@ -433,12 +436,6 @@ class RRAMNoise:
         Each layer is drawn in one generator call, then noised band by band of rows (whole tiles):
         besides the float32 draw, the transient memory is a few band-sized temporaries. If it fails
         part-way (out of memory, an interrupt), what was written is undone before the error propagates."""
-        self._apply(seed, draw_index, sigma, known_scales={})
-
-    def _apply(self, seed: int, draw_index: int, sigma: float | None,
-               known_scales: dict[str, torch.Tensor | None]) -> None:
-        """`apply`; ``known_scales``: layers whose weights are those a finished apply read and found finite, with the
-        tile scales (None in the untiled modes) it computed from them (`redraw`)."""
         if self._applied is not None:
             raise RuntimeError("RRAM noise is already applied; restore() it before drawing new noise")
         check_draw_key(seed, "seed", minimum=0)
@@ -460,7 +457,7 @@ class RRAMNoise:
         try:
             if self.sigma != 0:
                 for name, module in self.layers.items():
-                    self._apply_layer(name, module.weight, draw_seed(seed, draw_index, name), applied, known_scales)
+                    self._apply_layer(name, module.weight, draw_seed(seed, draw_index, name), applied)
         except BaseException as error:
             # The traceback holds the failed layer's frames and with them its draw and band temporaries:
             # freed before restore draws again, or recovering from an out-of-memory error would need more.
@@ -471,14 +468,13 @@ class RRAMNoise:
         self._applied = applied
 
     @torch.no_grad()  # here, not on apply: its warning names the user's line, which a decorator's frame would hide
-    def _apply_layer(self, name: str, parameter: torch.Tensor, seed: int, applied: dict[str, _LayerNoise],
-                     known_scales: dict[str, torch.Tensor | None]) -> None:
+    def _apply_layer(self, name: str, parameter: torch.Tensor, seed: int, applied: dict[str, _LayerNoise]) -> None:
         """Noises one layer; its draw and band temporaries are freed when this returns, before the next
         layer allocates its own."""
         weight = parameter.data
         bands = _row_bands(weight.shape, self.tile_size)
-        if name in known_scales:
-            tile_scale = known_scales[name]
+        if name in self._restored_scales:
+            tile_scale = self._restored_scales[name]
         else:
             tile_scale = self._checked_tile_scale(name, weight, bands)
         # registered before anything is written; restore skips it while no band is recorded
@@ -534,7 +530,11 @@ class RRAMNoise:
         write them meanwhile, call ``restore()`` then ``apply()``, which reads them again."""
         restored = {name: state.tile_scale for name, state in (self._applied or {}).items() if state.bands}
         self.restore()
-        self._apply(seed, draw_index, sigma, known_scales=restored)
+        self._restored_scales = restored
+        try:
+            self.apply(seed, draw_index, sigma)
+        finally:
+            self._restored_scales = {}
 
     @torch.no_grad()
     def restore(self) -> None:
