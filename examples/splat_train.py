@@ -28,8 +28,9 @@ starts from its Gaussians, or with --do_train False the run only evaluates it on
 
     python examples/splat_train.py --scene user/my-scene --model_name_or_path user/my-splats --do_train False --output_dir out/eval
 
-A pose_opt model's pose_adjustment.safetensors (in its folder, or downloaded from its Hub repo at --model_revision)
-gives such an evaluation the training poses the model was fitted with: a test view that shares a training camera is
+A pose_opt model's pose_adjustment.safetensors (in its folder, or downloaded from its Hub repo at the commit the model
+was read at: --model_revision, resolved once, so a push meanwhile cannot pair them) gives such an evaluation the
+training poses the model was fitted with: a test view that shares a training camera is
 rendered at its corrected pose, as the training run's evaluation rendered it, and so is preview.png (a file of other
 training views is warned of and not used). trajectory.gif follows the given training cameras in every run, as gsplat's
 simple_trainer renders its path from the capture's poses.
@@ -72,13 +73,24 @@ from typing import Literal
 import numpy as np
 import torch
 import transformers
-from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import (
+    _CACHED_NO_EXIST,
+    ResolvedRevision,
+    hf_hub_download,
+    is_offline_mode,
+    resolve_revision,
+    try_to_load_from_cache,
+)
 from huggingface_hub.constants import DEFAULT_REVISION
-from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+from huggingface_hub.errors import (
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RevisionResolutionError,
+)
 from transformers import HfArgumentParser, set_seed
 
 from hf_eff.hub.cards import shown_name
-from hf_eff.hub.sources import check_model_source, naming_model_flags
+from hf_eff.hub.sources import check_model_source, naming_missing_folder, naming_model_flags
 from hf_eff.splat import (
     GaussianModel,
     SplatTrainer,
@@ -313,26 +325,42 @@ def build_camera_path(scene, trajectory_args: TrajectoryArguments, procedural: b
                          "none trains without the video)") from error
 
 
-def load_model(model_args: ModelArguments) -> GaussianModel:
-    source = model_args.model_name_or_path
-    with naming_model_flags("--model_name_or_path", source, "--model_revision", model_args.model_revision):
-        model = GaussianModel.from_pretrained(source, revision=model_args.model_revision)
+def pinned_revision(repo_id: str, revision: str | None) -> ResolvedRevision:
+    """``revision`` of the Hub repo ``repo_id`` resolved once to the commit it names now: huggingface_hub's
+    ResolvedRevision, which every download given it reads at that commit, whichever push lands meanwhile."""
+    offline = is_offline_mode()  # then the cache's record, read without warning of the Hub, as downloads read it
+    try:
+        return resolve_revision(repo_id, revision=revision, local_files_only=offline)
+    except RevisionResolutionError as error:  # what a download raises when the Hub is unreachable and nothing cached
+        raise LocalEntryNotFoundError(f"{'offline (HF_HUB_OFFLINE): ' if offline else ''}{error}") from error
+
+
+def load_model(model_args: ModelArguments) -> tuple[GaussianModel, ResolvedRevision | None]:
+    """--model_name_or_path's model, and the revision it was read at: for a Hub repo --model_revision pinned to one
+    commit (`pinned_revision`), so that the model's pose corrections come from the same push; None for a folder."""
+    source, revision = model_args.model_name_or_path, model_args.model_revision
+    with naming_model_flags("--model_name_or_path", source, "--model_revision", revision):
+        if not Path(source).is_dir():  # as GaussianModel.from_pretrained tells a folder from a repo id
+            with naming_missing_folder("cannot load a GaussianModel", source):  # its words for a mistyped folder
+                revision = pinned_revision(source, revision)
+        model = GaussianModel.from_pretrained(source, revision=revision)
     logger.info("Loaded %s: %d Gaussians, SH degree %d, rasterize_mode %s, white_background %s", source, len(model),
                 model.sh_degree, model.rasterize_mode, model.white_background)
     if model_args.sh_degree is not None and model_args.sh_degree != model.sh_degree:
         logger.warning("--sh_degree %d ignored: %s keeps its SH degree, %d", model_args.sh_degree, source,
                        model.sh_degree)
-    return model
+    return model, revision
 
 
-def pose_adjustment_folder(model_args: ModelArguments) -> str | None:
+def pose_adjustment_folder(model_args: ModelArguments, revision: ResolvedRevision | None) -> str | None:
     """Where --model_name_or_path keeps its pose_opt run's corrected training poses (pose_adjustment.safetensors): the
-    model's folder, or for a Hub repo the snapshot folder the file is downloaded into (at --model_revision); None for
-    a model trained without pose_opt."""
-    source, revision = model_args.model_name_or_path, model_args.model_revision
+    model's folder, or for a Hub repo the snapshot folder the file is downloaded into, at the commit ``revision``
+    (`load_model`'s) the model was read at; None for a model trained without pose_opt."""
+    source = model_args.model_name_or_path
     if Path(source).is_dir():  # as GaussianModel.from_pretrained tells a folder from a repo id
         return source if Path(source, POSE_ADJUSTMENT_NAME).is_file() else None
-    if try_to_load_from_cache(source, POSE_ADJUSTMENT_NAME, revision=revision) is _CACHED_NO_EXIST:
+    # the commit itself: try_to_load_from_cache would read a branch's ref, which a later download may have moved
+    if try_to_load_from_cache(source, POSE_ADJUSTMENT_NAME, revision=revision.resolved) is _CACHED_NO_EXIST:
         return None  # the Hub said so at an earlier download (offline, hf_hub_download would not read that answer)
     try:
         return str(Path(hf_hub_download(source, POSE_ADJUSTMENT_NAME, revision=revision)).parent)
@@ -439,7 +467,7 @@ def main():
     logger.setLevel(logging.INFO if passive else log_level)
     set_seed(training_args.seed)
 
-    model = load_model(model_args) if model_args.model_name_or_path is not None else None
+    model, model_commit = load_model(model_args) if model_args.model_name_or_path is not None else (None, None)
     # Before the scene, whose transparent pixels are composited onto the model's background.
     if model is not None and not training_args.do_train:
         evaluate_as_trained(model, training_args)
@@ -462,7 +490,7 @@ def main():
     trainer = SplatTrainer(model=model, args=training_args, train_dataset=scene.views["train"],
                            eval_dataset=scene.views["test"])
     if not training_args.do_train:
-        folder = pose_adjustment_folder(model_args)
+        folder = pose_adjustment_folder(model_args, model_commit)
         # its training views (where a test split shares their cameras) at the poses the model was fitted with
         if folder is not None and trainer.load_pose_adjustment(folder):
             logger.info("Training cameras are evaluated at the corrected poses of %s/%s", folder, POSE_ADJUSTMENT_NAME)

@@ -703,7 +703,77 @@ def test_a_hub_model_without_corrections_is_evaluated_offline_without_a_warning(
         assert process.returncode == 0, process.stderr[-4000:]
         return process.stderr
 
-    # online the Hub answers that the repo has no corrections; offline the cache keeps that answer
+    # online the Hub answers that the repo has no corrections; offline the cache keeps that answer, and the commit
     for name, env in (("online", {}), ("offline", {"HF_HUB_OFFLINE": "1"})):
         logs = evaluate(name, **env)
-        assert "the Hub cannot be reached" not in logs and "corrected poses of" not in logs, name
+        assert " - WARNING - " not in logs and "corrected poses of" not in logs, name
+
+
+@pytest.fixture
+def in_process_hub(local_hub, tmp_path, monkeypatch):
+    """This process's huggingface_hub pointed at the local Hub (it read its endpoint when first imported, also into its
+    module-level HfApi, whose methods it exports as functions), with a cache of its own."""
+    from huggingface_hub import constants, hf_api
+
+    monkeypatch.setattr(constants, "ENDPOINT", local_hub.url)
+    monkeypatch.setattr(hf_api.api, "endpoint", local_hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        local_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("HF_TOKEN", local_hub.token)
+    return local_hub
+
+
+def test_the_example_reads_a_hub_models_corrected_poses_at_the_commit_it_read_the_model_at(
+        example_pose_opt_run, tmp_path, monkeypatch, in_process_hub):
+    from safetensors import safe_open
+
+    from tests.splat.test_example import run_example
+
+    run, flags = example_pose_opt_run
+    repo_id = in_process_hub.repo_id("moving-splats")
+    api = in_process_hub.api()
+    api.create_repo(repo_id)
+    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "*.safetensors"])
+    # The branch's next push: other corrected poses of the same training views, which an evaluation would take.
+    with safe_open(run / POSE_ADJUSTMENT_NAME, "pt") as saved:
+        tensors, record = {name: saved.get_tensor(name) for name in saved.keys()}, saved.metadata()
+    tensors["world_to_camera"][:, :3, 3] += 0.5
+    save_file(tensors, tmp_path / "moved.safetensors", metadata=record)
+    read_model = GaussianModel.from_pretrained
+
+    def read_model_then_push(*args, **kwargs):
+        model = read_model(*args, **kwargs)
+        api.upload_file(path_or_fileobj=tmp_path / "moved.safetensors", path_in_repo=POSE_ADJUSTMENT_NAME,
+                        repo_id=repo_id, commit_message="Other corrections")
+        return model
+
+    evaluate = [*flags, "--do_train", "False", "--model_name_or_path", repo_id, "--output_dir"]
+    with monkeypatch.context() as pushing:
+        pushing.setattr(GaussianModel, "from_pretrained", read_model_then_push)
+        run_example(monkeypatch, *evaluate, str(tmp_path / "pushed-meanwhile"))
+    assert example_results(tmp_path / "pushed-meanwhile")["eval_psnr"] == pytest.approx(
+        example_results(run)["eval_psnr"], rel=1e-6)
+    # the later push's poses, read with the model they were not fitted with, evaluate otherwise
+    run_example(monkeypatch, *evaluate, str(tmp_path / "later"))
+    assert example_results(tmp_path / "later")["eval_psnr"] != pytest.approx(example_results(run)["eval_psnr"],
+                                                                               rel=1e-3)
+
+
+def test_a_hub_model_that_cannot_be_read_is_named_by_its_flag(example_pose_opt_run, tmp_path, monkeypatch,
+                                                              in_process_hub):
+    from huggingface_hub import constants
+
+    from tests.splat.test_example import run_example
+
+    _, flags = example_pose_opt_run
+    missing = in_process_hub.repo_id("never-pushed")
+    named = f"--model_name_or_path {missing}: cannot load a GaussianModel: there is no such folder {missing} "
+    for reason, offline in ((f"no Hub repo {missing} that this token can read", False),
+                            (f"the Hub could not be reached to look for a repo {missing}, which is not in the local "
+                             "cache (offline (HF_HUB_OFFLINE): ", True)):
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+        with pytest.raises(FileNotFoundError, match=re.escape(named) + r"\(.*\), and " + re.escape(reason)):
+            run_example(monkeypatch, *flags, "--do_train", "False", "--model_name_or_path", missing, "--output_dir",
+                        str(tmp_path / "eval"))
+        assert not (tmp_path / "eval").exists()
