@@ -144,6 +144,17 @@ the library in a script; importance, total score, r0 .2 unless named; first step
     rescoring every epoch (--reselect_interval 1,1)  seed 0 0.589x (step 160), seed 1 0.913x (195),
                                                 seed 2 never (.0532); scoring takes 38-41% of its CPU time
 None makes GraNT's steps worth more than full's on every seed, so none was built.
+Two more (twentieth session; importance, total score, r0 .2; first step at the target, GraNT vs full; CPU ratios
+measured beside other work, so the steps are the firmer figure):
+    epoch budget 600 (the schedule's stages twice as long;      seed 0 0.528x CPU (step 220 vs 200), MAE -0.4%
+    full's best is at step 200 whatever the budget)
+    a fresh importance draw every epoch from the last scores    seed 0 0.578x (step 170 vs 200); seed 1 0.572x (185 vs 185),
+    (rescoring only at the plan's reselections)                 +2.9%; seed 2 never (.0532 vs .0531); seed 3 never (.0546)
+    the same without the first int(T r0) epochs' rescoring      seed 0 0.497x (175 vs 200), -2.0%; seed 1 0.327x (140 vs
+    (reselections every 5 -> 50 epochs from the start)          185), +2.6%; seed 2 never (.0534), +3.7%; seed 3 never
+                                                                (.0556), +4.4%
+The fresh draws make GraNT's steps worth more on seeds 0 and 1 but not on 2 and 3, and the final test MAE drifts up;
+not built.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
 every test metric within 0.5%. Run one benchmark at a time: on
