@@ -7,9 +7,9 @@ that is zero (the identity) at the start. gsplat right-multiplies the camera-to-
 ``camtoworld @ T`` (a move in the camera's own frame); the views here hold world-to-camera poses, which become
 ``inv(T) @ world_to_camera``, the inverse of gsplat's corrected pose, computed without inverting the pose.
 
-The corrections' file (`POSE_ADJUSTMENT_NAME`, `PoseAdjustment.save` and `load`, `load_corrected_poses`) and their
-learning-rate schedule (`pose_lr`) are here too; `SplatTrainer` decides when they are written, read and matched to a
-run.
+The corrections' file (`POSE_ADJUSTMENT_NAME`, `PoseAdjustment.save` and `load`, `load_corrected_poses`), the
+fingerprint of the Gaussians it was fitted with (`gaussians_sha256`) and the corrections' learning-rate schedule
+(`pose_lr`) are here too; `SplatTrainer` decides when they are written, read and matched to a run and a model.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -47,6 +48,20 @@ def cameras_sha256(camera_keys: list[bytes]) -> str:
     """The hash of views' cameras (their `camera_key`s) in their order, which a pose file records of its training
     views."""
     return hashlib.sha256(b"".join(camera_keys)).hexdigest()
+
+
+def gaussians_sha256(splats: Mapping[str, torch.Tensor]) -> str:
+    """The fingerprint of Gaussians (a `GaussianModel`'s ``splats``) that a pose file records of the model it corrects
+    the poses of: sha256 of each tensor's name, shape and float32 bytes (as `GaussianModel.save_pretrained` writes
+    them, on the CPU), in the names' sorted order."""
+    # Of the tensors, not of model.safetensors: the file's bytes also hold a header and metadata that another
+    # safetensors or huggingface_hub version may write otherwise, and a model in memory has no file at all.
+    digest = hashlib.sha256()
+    for name in sorted(splats):
+        tensor = splats[name].detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}{list(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _read_tensor(path: str | os.PathLike, name: str) -> tuple[torch.Tensor, dict[str, str]]:

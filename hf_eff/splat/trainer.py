@@ -61,6 +61,7 @@ from hf_eff.splat.pose_adjustment import (
     PoseAdjustment,
     camera_key,
     cameras_sha256,
+    gaussians_sha256,
     load_corrected_poses,
     pose_lr,
 )
@@ -1325,7 +1326,8 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
     def save_pose_adjustment(self, folder: str | os.PathLike) -> str | None:
         """Writes pose_opt's corrections into ``folder`` as pose_adjustment.safetensors (`PoseAdjustment.save`), as
         checkpoints and `save_model` do, with the corrected training poses (`training_poses`) and what a resume must
-        match (`_pose_record`). Returns the file's path; None without pose_opt or off the main process, where
+        match (`_pose_record`), which names the trainer's Gaussians as the model the corrections are of: save the model
+        into ``folder`` with them. Returns the file's path; None without pose_opt or off the main process, where
         nothing is written. Refuses corrections holding NaN or inf, writing nothing."""
         if self.pose_adjustment is None or not self.args.should_save:
             return None
@@ -1341,8 +1343,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         a training view's at the pose the model was fitted with, as that run's evaluation did. The poses are used as
         saved: this trainer needs neither pose_opt nor that run's pose_noise and seed. A file whose training cameras
         are not train_dataset's (another split, a part of it, another order) is warned of and not used, since a model
-        may be evaluated on other views: every view is then rendered at its given pose. Returns whether the poses
-        were taken. A missing file, or one that does not read, is named; a trainer that took poses does not train."""
+        may be evaluated on other views: every view is then rendered at its given pose. So is a file that records
+        other Gaussians than the trainer's model (`gaussians_sha256`): an older save's or push's, left in the folder
+        or repo that another model was saved or pushed to alone; a file written before the record is taken. Returns
+        whether the poses were taken. A missing file, or one that does not read, is named; a trainer that took poses
+        does not train."""
         path = Path(folder, POSE_ADJUSTMENT_NAME)
         if not path.is_file():
             raise FileNotFoundError(f"load_pose_adjustment: {path} is missing (a model trained without pose_opt has "
@@ -1350,6 +1355,16 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         poses, recorded = load_corrected_poses(path)
         if self._training_view_of_camera is None:  # no pose_noise: the training views hold their given cameras
             self._index_training_cameras(self.train_dataset)
+        fitted_model = recorded.get("model_sha256")  # None in a file written before it was recorded
+        if fitted_model is not None and fitted_model != gaussians_sha256(self.splats):
+            logger.warning(
+                f"load_pose_adjustment: {path} corrects the poses of another model than this trainer's (the Gaussians "
+                "it records are not these: an older save's or push's file, left where another model was saved or "
+                "pushed alone): not used, every view is evaluated at its given pose; save or push a pose_opt model "
+                "with its pose_adjustment.safetensors (SplatTrainer.save_model, or save_pose_adjustment beside "
+                "save_pretrained)"
+            )
+            return False
         if recorded.get("training_cameras_sha256") != self._training_cameras_sha256:
             logger.warning(
                 f"load_pose_adjustment: {path} corrects other training views than train_dataset's (their cameras, "
@@ -1370,11 +1385,13 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                                "pose_opt_lr, or train with pose_opt=False")
 
     def _pose_record(self) -> dict[str, str]:
-        """What the corrections belong to, which a resume must match (safetensors metadata, strings): the training
-        views' given cameras in their order (`cameras_sha256`) and the noise that pose_noise drew for them (its std
-        and seed)."""
+        """What the corrections belong to (safetensors metadata, strings): the training views' given cameras in their
+        order (`cameras_sha256`) and the noise that pose_noise drew for them (its std and seed), which a resume must
+        match, and the Gaussians fitted with them (`gaussians_sha256`), which an evaluation's model must be. A resume
+        and load_best_model_at_end do not check the Gaussians: they read a checkpoint's model and corrections, which
+        `_save` wrote together."""
         return {"training_cameras_sha256": self._training_cameras_sha256, "pose_noise": str(self.args.pose_noise),
-                "seed": str(self.args.seed)}
+                "seed": str(self.args.seed), "model_sha256": gaussians_sha256(self.splats)}
 
     def _load_pose_adjustment(self, checkpoint: str, source: str, resuming: bool) -> None:
         """Restores pose_opt's corrections from ``checkpoint`` (in place: the optimizer's state stays theirs);

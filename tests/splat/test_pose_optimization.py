@@ -3,6 +3,7 @@
 import copy
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.pose_adjustment import (
     POSE_ADJUSTMENT_NAME,
     PoseAdjustment,
+    gaussians_sha256,
     pose_lr,
     rotation_6d_to_matrix,
 )
@@ -117,6 +119,16 @@ def test_a_saved_correction_loads_back_with_its_poses_and_the_runs_record(tmp_pa
     assert torch.equal(loaded.embeds.weight, adjustment.embeds.weight)
     assert torch.equal(load_file(tmp_path / POSE_ADJUSTMENT_NAME)["world_to_camera"], poses)
     assert metadata["seed"] == "7" and "6D rotation delta" in metadata["pose_deltas"]
+
+
+def test_the_gaussians_fingerprint_survives_save_pretrained_and_from_pretrained(scene, tmp_path):
+    model = points_model(scene)
+    model.save_pretrained(tmp_path)
+    loaded = GaussianModel.from_pretrained(tmp_path)
+    assert gaussians_sha256(loaded.splats) == gaussians_sha256(model.splats)
+    with torch.no_grad():
+        loaded.splats["opacities"][0] += 1e-3
+    assert gaussians_sha256(loaded.splats) != gaussians_sha256(model.splats)
 
 
 @pytest.mark.gpu
@@ -237,6 +249,9 @@ def test_checkpoints_keep_the_corrections_and_a_resume_restores_them_with_their_
     assert saved["pose_deltas"].shape == (6, 9) and saved["pose_deltas"].abs().sum() > 0
     assert saved["world_to_camera"].shape == (6, 4, 4)
     assert "pose_adjustment" in torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    # the file names the Gaussians saved beside it at that step
+    assert (PoseAdjustment.load(checkpoint / POSE_ADJUSTMENT_NAME)[1]["model_sha256"]
+            == gaussians_sha256(GaussianModel.from_pretrained(checkpoint).splats))
     # the final output_dir keeps them too, with the corrected training poses
     full.save_model()
     final = load_file(tmp_path / "full" / POSE_ADJUSTMENT_NAME)
@@ -586,6 +601,31 @@ def test_corrections_of_other_training_views_are_warned_of_and_not_used(rendered
         evaluating_trainer(folder, rendered_splits, tmp_path).load_pose_adjustment(tmp_path)
 
 
+def test_corrections_of_a_model_that_another_saved_over_was_fitted_with_are_warned_of_and_not_used(
+        scene, rendered_splits, pose_opt_model, tmp_path):
+    from transformers.testing_utils import CaptureLogger
+
+    import hf_eff.splat.trainer as trainer_module
+
+    folder = tmp_path / "replaced"
+    shutil.copytree(pose_opt_model[0], folder)
+    record = PoseAdjustment.load(folder / POSE_ADJUSTMENT_NAME)[1]
+    assert record["model_sha256"] == gaussians_sha256(GaussianModel.from_pretrained(folder).splats)
+    points_model(scene).save_pretrained(folder)  # another model over it, alone: the run's corrections stay
+    evaluating = evaluating_trainer(folder, rendered_splits, tmp_path / "eval")
+    given = evaluating.evaluate(rendered_splits["train"])["eval_psnr"]
+    with CaptureLogger(trainer_module.logger) as captured:
+        assert evaluating.load_pose_adjustment(folder) is False
+    assert (f"load_pose_adjustment: {folder / POSE_ADJUSTMENT_NAME} corrects the poses of another model than this "
+            "trainer's") in captured.out
+    assert torch.equal(evaluating.training_poses(), SceneViews(rendered_splits["train"]).viewmats)
+    assert evaluating.evaluate(rendered_splits["train"])["eval_psnr"] == given
+    # a file written before the record, which names no model, is taken as it was
+    del record["model_sha256"]
+    save_file(load_file(folder / POSE_ADJUSTMENT_NAME), folder / POSE_ADJUSTMENT_NAME, metadata=record)
+    assert evaluating.load_pose_adjustment(folder) is True
+
+
 @pytest.fixture(scope="module")
 def example_pose_opt_run(tmp_path_factory):
     """The example's tiny procedural scene saved with a test split that holds a training camera (first) and a test
@@ -777,3 +817,30 @@ def test_a_hub_model_that_cannot_be_read_is_named_by_its_flag(example_pose_opt_r
             run_example(monkeypatch, *flags, "--do_train", "False", "--model_name_or_path", missing, "--output_dir",
                         str(tmp_path / "eval"))
         assert not (tmp_path / "eval").exists()
+
+
+def test_the_example_does_not_take_an_older_pushs_corrections_for_a_model_pushed_alone_to_the_repo(
+        example_pose_opt_run, tmp_path, monkeypatch, in_process_hub):
+    from transformers.testing_utils import CaptureLogger
+
+    import hf_eff.splat.trainer as trainer_module
+    from tests.splat.test_example import run_example
+
+    run, flags = example_pose_opt_run
+    repo_id = in_process_hub.repo_id("replaced-splats")
+    api = in_process_hub.api()
+    api.create_repo(repo_id)
+    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "*.safetensors"])
+    replacement = GaussianModel.from_pretrained(run)
+    with torch.no_grad():
+        replacement.splats["means"] += 0.01
+    replacement.push_to_hub(repo_id)  # the model alone: the earlier push's corrections stay in the repo
+    assert POSE_ADJUSTMENT_NAME in api.list_repo_files(repo_id)
+    replacement.save_pretrained(tmp_path / "alone")
+    evaluate = [*flags, "--do_train", "False", "--output_dir"]
+    with CaptureLogger(trainer_module.logger) as captured:
+        run_example(monkeypatch, *evaluate, str(tmp_path / "hub"), "--model_name_or_path", repo_id)
+    assert "corrects the poses of another model than this trainer's" in captured.out
+    # evaluated as the same model without corrections is: every view at its given pose
+    run_example(monkeypatch, *evaluate, str(tmp_path / "local"), "--model_name_or_path", str(tmp_path / "alone"))
+    assert example_results(tmp_path / "hub")["eval_psnr"] == example_results(tmp_path / "local")["eval_psnr"]
