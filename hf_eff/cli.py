@@ -97,9 +97,9 @@ def cmd_push(args: argparse.Namespace) -> int:
               "it answers", file=sys.stderr)
         return 1
     except OfflineModeIsEnabled:  # an OSError, but no fault of what the user passed
-        print(f"{args.parser.prog}: error: the Hub at {constants.ENDPOINT} (HF_ENDPOINT) could not be reached: "
-              "offline mode is on (HF_HUB_OFFLINE); nothing local changed: unset HF_HUB_OFFLINE and push again",
-              file=sys.stderr)
+        print(f"{args.parser.prog}: error: cannot push to {args.repo_id}: the Hub at {constants.ENDPOINT} (HF_ENDPOINT) "
+              "could not be reached: offline mode is on (HF_HUB_OFFLINE); nothing local changed: unset HF_HUB_OFFLINE "
+              "and push again", file=sys.stderr)
         return 1
     except (OSError, ValueError) as error:
         # What the user passed is wrong (no folder, no token, an invalid one, a bad repo id): argparse's

@@ -256,8 +256,8 @@ def test_cli_push_offline_is_one_line_naming_hf_hub_offline_and_nothing_local_ch
     assert main(["push", str(folder), repo_id, "--token", "hf_unused"]) == 1
     err = capsys.readouterr().err
     assert "usage:" not in err and len(err.strip().splitlines()) == 1
-    assert err.startswith(f"hf-eff push: error: the Hub at {constants.ENDPOINT} (HF_ENDPOINT) could not be reached: "
-                          "offline mode is on (HF_HUB_OFFLINE)")
+    assert err.startswith(f"hf-eff push: error: cannot push to {repo_id}: the Hub at {constants.ENDPOINT} (HF_ENDPOINT) "
+                          "could not be reached: offline mode is on (HF_HUB_OFFLINE)")
     assert _files(folder) == before
 
 
