@@ -36,8 +36,8 @@ training views is warned of and not used). trajectory.gif follows the given trai
 simple_trainer renders its path from the capture's poses.
 
 A training run's config.json records what it trained on (data_split: the scene as a card shows it, --scene_revision and
---test_every; for the procedural scene its seed and view counts), and such an evaluation warns, naming both, when its
-scene or split differs.
+--test_every; for the procedural scene its seed, view counts and resolution), and such an evaluation warns, naming
+both, when its scene or split differs.
 
 --rasterize_mode antialiased trains, evaluates and renders the previews and the video as gsplat's --antialiased
 (Mip-Splatting's 2D filter), for a model that will be viewed at other resolutions than its views'; the saved model
@@ -280,8 +280,10 @@ def data_split(scene_args: SceneArguments, scene_name: str) -> dict:
     shows it (a local folder by its name, as a push records it), and the revision and test_every that split its
     views, as they resolve (`resolved_split_flags`)."""
     if scene_args.scene is None:
+        # the resolution too: the same cameras rendered at another size are other test images
         return {"scene": scene_name, "procedural_num_train": scene_args.procedural_num_train,
-                "procedural_num_test": scene_args.procedural_num_test}
+                "procedural_num_test": scene_args.procedural_num_test,
+                "procedural_resolution": scene_args.procedural_resolution}
     return {"scene": shown_name(scene_name),
             **resolved_split_flags(scene_args.scene, scene_args.scene_revision, scene_args.test_every)}
 

@@ -134,13 +134,19 @@ def test_an_evaluation_on_another_scene_or_split_than_the_model_trained_on_warns
     eval_only = ("--do_train", "False", "--render_trajectory", "none", "--model_name_or_path", str(tmp_path / "run"))
     run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--output_dir", str(tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data_split"] == {
-        "scene": "procedural (seed 0)", "procedural_num_train": 3, "procedural_num_test": 1}
+        "scene": "procedural (seed 0)", "procedural_num_train": 3, "procedural_num_test": 1,
+        "procedural_resolution": 16}
     with caplog.at_level("WARNING"):
         run_example(monkeypatch, *eval_only, "--output_dir", str(tmp_path / "same"))
     assert "differ from the training run" not in caplog.text
     with caplog.at_level("WARNING"):
         run_example(monkeypatch, *eval_only, "--procedural_seed", "1", "--output_dir", str(tmp_path / "other"))
     assert ("--scene procedural (seed 1) (the model's: procedural (seed 0)) differ from the training run of "
+            f"--model_name_or_path {tmp_path / 'run'}") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # the same cameras at another size: other test images
+        run_example(monkeypatch, *eval_only, "--procedural_resolution", "12", "--output_dir", str(tmp_path / "smaller"))
+    assert ("--procedural_resolution 12 (the model's: 16) differ from the training run of "
             f"--model_name_or_path {tmp_path / 'run'}") in caplog.text
 
     # a scene folder is recorded by its name, as a card shows it; another folder or split rule warns
