@@ -155,6 +155,9 @@ measured beside other work, so the steps are the firmer figure):
                                                                 (.0556), +4.4%
 The fresh draws make GraNT's steps worth more on seeds 0 and 1 but not on 2 and 3, and the final test MAE drifts up;
 not built.
+--selection importance on the solubility classes (twentieth session, seeds 0-2; per-class selection does not apply):
+r0 .05 reaches full's best on seed 2 only (0.93x CPU), r0 .2 on seed 2 only (0.86x); the final test ROC-AUC falls
+7-15% on every seed, so the per-class top-k rule stays that kind's setting.
 In mini_batch (8 min wall) GraNT(B) never reaches the full run's best on any kind; within 1% of
 it at 0.74x CPU (solubility classes), 1.5x (gen-reg), 2.0x (gen-cls) or never (log solubility);
 every test metric within 0.5%. Run one benchmark at a time: on
