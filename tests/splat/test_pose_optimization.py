@@ -677,6 +677,15 @@ def test_the_example_evaluates_a_pose_opt_models_training_cameras_at_their_corre
     assert preview_is_the_first_evaluation_pair(run) and preview_is_the_first_evaluation_pair(tmp_path)
 
 
+def pushed_run(hub, name: str, run, files=("*.json", "*.safetensors")):
+    """A new repo ``name`` on the test Hub holding the run folder's ``files`` (its model and corrections by default)."""
+    repo_id = hub.repo_id(name)
+    api = hub.api()
+    api.create_repo(repo_id)
+    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=list(files))
+    return api, repo_id
+
+
 def test_the_example_downloads_a_hub_models_corrected_poses(example_pose_opt_run, tmp_path, local_hub):
     import subprocess
     import sys
@@ -684,10 +693,7 @@ def test_the_example_downloads_a_hub_models_corrected_poses(example_pose_opt_run
     from tests.splat.test_example import SCRIPT
 
     run, flags = example_pose_opt_run
-    repo_id = local_hub.repo_id("pose-opt-splats")
-    api = local_hub.api()
-    api.create_repo(repo_id)
-    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "*.safetensors"])
+    _, repo_id = pushed_run(local_hub, "pose-opt-splats", run)
     # A fresh process: huggingface_hub reads the endpoint when first imported. run_example's flags, then the run's.
     process = subprocess.run(
         [sys.executable, str(SCRIPT), "--procedural_resolution", "16", "--procedural_num_train", "3",
@@ -728,10 +734,7 @@ def test_a_hub_model_without_corrections_is_evaluated_offline_without_a_warning(
     from tests.splat.test_example import SCRIPT
 
     run, flags = example_pose_opt_run
-    repo_id = local_hub.repo_id("plain-splats")
-    api = local_hub.api()
-    api.create_repo(repo_id)
-    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "model.safetensors"])
+    _, repo_id = pushed_run(local_hub, "plain-splats", run, files=["*.json", "model.safetensors"])
 
     def evaluate(name: str, **env: str) -> str:
         process = subprocess.run(
@@ -771,10 +774,7 @@ def test_the_example_reads_a_hub_models_corrected_poses_at_the_commit_it_read_th
     from tests.splat.test_example import run_example
 
     run, flags = example_pose_opt_run
-    repo_id = in_process_hub.repo_id("moving-splats")
-    api = in_process_hub.api()
-    api.create_repo(repo_id)
-    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "*.safetensors"])
+    api, repo_id = pushed_run(in_process_hub, "moving-splats", run)
     # The branch's next push: other corrected poses of the same training views, which an evaluation would take.
     with safe_open(run / POSE_ADJUSTMENT_NAME, "pt") as saved:
         tensors, record = {name: saved.get_tensor(name) for name in saved.keys()}, saved.metadata()
@@ -827,10 +827,7 @@ def test_the_example_does_not_take_an_older_pushs_corrections_for_a_model_pushed
     from tests.splat.test_example import run_example
 
     run, flags = example_pose_opt_run
-    repo_id = in_process_hub.repo_id("replaced-splats")
-    api = in_process_hub.api()
-    api.create_repo(repo_id)
-    api.upload_folder(repo_id=repo_id, folder_path=str(run), allow_patterns=["*.json", "*.safetensors"])
+    api, repo_id = pushed_run(in_process_hub, "replaced-splats", run)
     replacement = GaussianModel.from_pretrained(run)
     with torch.no_grad():
         replacement.splats["means"] += 0.01
