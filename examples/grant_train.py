@@ -720,7 +720,7 @@ def build_model(model_args: ModelArguments, trained: GrantGCN | None, task: str,
             warn_of_target_scales(train, task, out_channels, targets)
         return GrantGCN(
             in_channels=in_channels, out_channels=out_channels, hidden_channels=model_args.hidden_channels,
-            num_layers=model_args.num_layers, kappa=model_args.kappa, level=task.split("_")[0],
+            num_layers=model_args.num_layers, kappa=model_args.kappa,
             dropout=model_args.dropout, batch_norm=model_args.batch_norm, class_names=names, task=task,
             target_names=None if task.endswith("classification") else targets, **statistics,
         )

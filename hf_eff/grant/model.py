@@ -35,7 +35,8 @@ class GrantGCN(
     `BatchNorm(allow_single_element=True)` does, instead of failing.
 
     forward(x, edge_index, batch) returns [num_graphs, out_channels] (level="graph") or
-    [num_nodes, out_channels] (level="node"). A classifier may carry `class_names` (output i
+    [num_nodes, out_channels] (level="node"). `level` defaults to the level of `task` (so
+    `task="node_classification"` alone builds a node-level model), else to "graph". A classifier may carry `class_names` (output i
     is class_names[i]), a regression or multilabel model `target_names` (output i predicts
     target_names[i], e.g. a CSV's target columns); they are saved in config.json, as is `task`, the task kind the model is
     built for (examples/grant_train.py records it), by which a loaded model is checked against
@@ -59,7 +60,7 @@ class GrantGCN(
         hidden_channels: int = 64,
         num_layers: int = 3,
         kappa: int = 3,
-        level: str = "graph",
+        level: str | None = None,
         dropout: float = 0.0,
         batch_norm: bool = True,
         class_names: list[str] | None = None,
@@ -70,6 +71,8 @@ class GrantGCN(
         target_std: list[float] | None = None,
     ):
         super().__init__()
+        if level is None:
+            level = "graph" if task is None else GraphTask(task).level
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
         if class_names is not None and len(class_names) != out_channels:
@@ -127,9 +130,10 @@ class GrantGCN(
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         """`PyTorchModelHubMixin.save_pretrained`; config.json has the model's current `task` and `data_split`
-        (the mixin's config holds the values it was built with: a model saved before `task` was recorded has none)."""
+        (the mixin's config holds the values it was built with: a model saved before `task` was recorded has none)
+        and its level even when the level came from the task (the mixin's config would hold None)."""
         if config is None:
-            config = {**self._hub_mixin_config, "task": self.task, "data_split": self.data_split}
+            config = {**self._hub_mixin_config, "level": self.level, "task": self.task, "data_split": self.data_split}
         return super().save_pretrained(save_directory, config=config, **kwargs)
 
     @classmethod

@@ -171,7 +171,32 @@ def test_task_is_saved_and_must_match_the_level(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["task"] == "node_classification"
     assert GrantGCN.from_pretrained(tmp_path).task == "node_classification"
     with pytest.raises(ValueError, match="task 'node_regression' is node-level, but level='graph'"):
-        GrantGCN(4, 1, task="node_regression")
+        GrantGCN(4, 1, level="graph", task="node_regression")
+
+
+def test_the_task_gives_the_level_when_none_is_given():
+    x, edge_index, batch = _graph()
+    node_model = GrantGCN(4, 2, task="node_classification")
+    assert node_model.level == "node"
+    assert node_model(x, edge_index, batch).shape == (5, 2)
+    assert GrantGCN(4, 1, task="graph_regression").level == "graph"
+    assert GrantGCN(4, 1).level == "graph"  # no task: graph-level, as before the task could tell
+    with pytest.raises(ValueError, match="task 'graph_regression' is graph-level, but level='node'"):
+        GrantGCN(4, 1, level="node", task="graph_regression")
+
+
+def test_a_level_taken_from_the_task_is_written_to_config_json(tmp_path):
+    # spelled out, not None: config.json then means the same to a reader that defaults level to "graph"
+    GrantGCN(4, 2, task="node_classification").save_pretrained(tmp_path / "new")
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["level"] == "node"
+    assert GrantGCN.from_pretrained(tmp_path / "new").level == "node"
+    # as saved before level followed the task: every argument spelled out, or level alone without a task
+    GrantGCN(4, 2, level="node", task="node_classification").save_pretrained(tmp_path / "old")
+    assert GrantGCN.from_pretrained(tmp_path / "old").level == "node"
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({name: value for name, value in config.items() if name != "task"}))
+    assert GrantGCN.from_pretrained(tmp_path / "old").level == "node"
 
 
 def test_a_standardised_model_predicts_in_the_targets_units_and_saves_its_statistics(tmp_path):
