@@ -358,3 +358,36 @@ def test_float64_cameras_render_like_float32_ones():
                                              backgrounds=backgrounds.float())
     assert colors.dtype == torch.float32
     assert torch.equal(colors, expected) and torch.equal(alphas, expected_alphas)
+
+
+def test_gsplat_options_at_gsplats_defaults_render_the_same_image_on_the_cpu():
+    # as a loop written for gsplat (its simple_trainer) passes them
+    params = [p.float() for p in random_gaussians(10)]
+    viewmats, Ks = two_cameras(torch.float32)
+    expected = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT)
+    colors, alphas, _ = rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, camera_model="pinhole", sparse_grad=False,
+                                  distributed=False, tile_size=16, covars=None)
+    assert torch.equal(colors, expected[0]) and torch.equal(alphas, expected[1])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"camera_model": "fisheye"}, r"camera_model='fisheye' \(gsplat's default: 'pinhole'\)"),
+        # tile_size at its default is not named among the refused
+        ({"tile_size": 16, "sparse_grad": True}, r"sparse_grad=True \(gsplat's default: False\); they are"),
+        ({"radial_coeffs": torch.zeros(2, 6)}, r"radial_coeffs=a tensor of shape \(2, 6\) \(gsplat's default: None\)"),
+    ],
+)
+def test_a_gsplat_option_off_its_default_is_refused_on_the_cpu_by_name(options, message):
+    params = [p.float() for p in random_gaussians(5)]
+    viewmats, Ks = two_cameras(torch.float32)
+    with pytest.raises(ValueError, match=r"^the CPU backend does not support " + message):
+        rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, **options)
+
+
+def test_an_option_gsplat_does_not_take_is_refused_by_name_on_the_cpu():
+    params = [p.float() for p in random_gaussians(5)]
+    viewmats, Ks = two_cameras(torch.float32)
+    with pytest.raises(TypeError, match=r"rasterize got \['tile_sise'\], which gsplat.rendering.rasterization does"):
+        rasterize(*params, viewmats, Ks, WIDTH, HEIGHT, tile_sise=16)

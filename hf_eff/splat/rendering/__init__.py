@@ -6,9 +6,11 @@ the CPU go to the pure-PyTorch backend in :mod:`hf_eff.splat.rendering.cpu`, who
 carries the keys gsplat's densification strategies read.
 """
 
+import inspect
 from typing import Literal
 
 import torch
+from gsplat.rendering import rasterization as gsplat_rasterization
 from torch import Tensor
 
 from hf_eff.splat.rendering.cpu import rasterize_cpu
@@ -21,6 +23,37 @@ RASTERIZE_MODES = ("classic", "antialiased")
 # Half precision is rendered from float32 copies: gsplat's kernels take float32 and float64 only, and
 # the CPU backend's projection inverts matrices, which PyTorch does not do in half precision.
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+# The CPU backend renders what gsplat renders with these at their defaults (a loop written for gsplat passes them so).
+GSPLAT_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(gsplat_rasterization).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+
+
+def _check_cpu_options(gsplat_kwargs: dict) -> None:
+    """Refuses an option gsplat does not have, or a gsplat-only option the CPU backend would ignore: one whose
+    value is not gsplat's default."""
+    unknown = sorted(set(gsplat_kwargs) - set(GSPLAT_DEFAULTS))
+    if unknown:
+        raise TypeError(f"rasterize got {unknown}, which gsplat.rendering.rasterization does not take either")
+    changed = {name: value for name, value in gsplat_kwargs.items() if not _is_default(value, GSPLAT_DEFAULTS[name])}
+    if changed:
+        given = ", ".join(f"{name}={_shown(value)} (gsplat's default: {GSPLAT_DEFAULTS[name]!r})"
+                          for name, value in sorted(changed.items()))
+        raise ValueError(f"the CPU backend does not support {given}; they are gsplat-only options, which it "
+                         "takes only at gsplat's defaults")
+
+
+def _is_default(value, default) -> bool:
+    if value is default:
+        return True
+    # a tensor given where gsplat's default is None (covars, distortion coefficients) is never the default
+    return not isinstance(value, Tensor) and default is not None and value == default
+
+
+def _shown(value) -> str:
+    return f"a tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)
 
 
 def _check_inputs(
@@ -126,7 +159,9 @@ def rasterize(
     mode should be rendered in it.
     Gaussians in float16 / bfloat16 are rendered in float32 (neither backend computes in half
     precision) and the images and alphas come back in their dtype.
-    ``gsplat_kwargs`` (e.g. ``tile_size``, ``camera_model``) pass through to gsplat only.
+    ``gsplat_kwargs`` (e.g. ``tile_size``, ``camera_model``) pass through to gsplat; the CPU backend
+    takes them at ``gsplat.rendering.rasterization``'s defaults only (as a loop written for gsplat
+    passes them) and refuses any other value, naming it.
     ``check_finite`` False skips the NaN / inf check of the Gaussians: on CUDA it reads the GPU
     from the host (a synchronisation), which a training loop that watches for NaN itself, without
     waiting on the GPU at every step (`SplatTrainer`), does not pay.
@@ -171,10 +206,7 @@ def rasterize(
             **options, **gsplat_kwargs,
         )
     else:
-        if gsplat_kwargs:
-            raise ValueError(
-                f"the CPU backend does not support {sorted(gsplat_kwargs)}; they are gsplat-only options"
-            )
+        _check_cpu_options(gsplat_kwargs)
         if means.is_cuda:
             raise ValueError(
                 "backend='cpu' needs CPU tensors; move them with .cpu() or use backend='gsplat'"
