@@ -540,7 +540,8 @@ class MultipleChoiceScorer:
     """Maps the per-row scores of ``tokenize_for_scoring``'s flattened rows back to questions.
     ``choice_lengths``: characters of each row's choice, for ``accuracy_norm`` (None: accuracy only);
     ``questions``: the multiple-choice dataset the rows were built from, for ``samples``; ``tokenizer``: the one
-    that encoded the rows, which ``HaLoRATrainer`` pads them with (``choice_rows_collator``) when given no collator."""
+    that encoded the rows, which ``HaLoRATrainer`` pads them with (``choice_rows_collator``) when given no collator;
+    ``rows``: the rows themselves, which ``rows_mismatch`` tells other rows from (None: only their number is known)."""
 
     example_index: np.ndarray
     choice_index: np.ndarray
@@ -548,6 +549,28 @@ class MultipleChoiceScorer:
     choice_lengths: np.ndarray | None = None
     questions: Dataset | None = None
     tokenizer: PreTrainedTokenizerBase | None = field(default=None, repr=False, compare=False)
+    rows: Dataset | None = field(default=None, repr=False, compare=False)
+
+    def rows_mismatch(self, dataset) -> str | None:
+        """Why this scorer cannot score ``dataset`` (None when it can): its answers and choice layout are those of
+        ``rows``, so another dataset of as many rows would be scored silently wrong. ``rows`` are recognised by their
+        fingerprint, or as the same input_ids and labels in the same order (a copy: ``with_format``,
+        ``select(range(len(rows)))``); a scorer built without ``rows`` checks only the number of rows."""
+        expected = self.example_index.shape[0]
+        if self.rows is None:
+            size = len(dataset) if hasattr(dataset, "__len__") else expected  # an iterable one cannot tell
+            return None if size == expected else f"it has {size} rows, the scorer scores {expected}"
+        if not isinstance(dataset, Dataset):
+            return f"it is a {type(dataset).__name__}, not the datasets.Dataset tokenize_for_scoring made the scorer for"
+        if dataset._fingerprint == self.rows._fingerprint:
+            return None
+        if len(dataset) != expected:
+            return f"it has {len(dataset)} rows, the scorer scores {expected}"
+        ours, theirs = self.rows.with_format("arrow"), dataset.with_format("arrow")
+        if all(name in dataset.column_names and theirs[name].equals(ours[name]) for name in ("input_ids", "labels")):
+            return None
+        return (f"its {expected} rows are not those tokenize_for_scoring made the scorer for (other questions, "
+                "or the same in another order)")
 
     def _score_table(self, row_scores: np.ndarray) -> np.ndarray:
         """The rows' scores as a questions x choices table, -inf past a question's last choice."""
@@ -622,7 +645,7 @@ def tokenize_for_scoring(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int = 128, add_bos_token: bool = False
 ) -> tuple[Dataset, MultipleChoiceScorer]:
     """One row per (question, choice), plus the scorer that turns row scores into accuracy and per-question
-    samples (``add_bos_token`` as in ``encode_choices``).
+    samples (``add_bos_token`` as in ``encode_choices``); the scorer keeps the rows, the only ones it scores.
 
     Rows are sorted by length (stably), so the Trainer's sequential evaluation batches pad little (on
     the built-in tasks unsorted batches of 64 carried about 20% padding). The scorer maps rows back to questions."""
@@ -640,11 +663,12 @@ def tokenize_for_scoring(
             choice_index.append(j)
     rows = encode_choices(tokenizer, contexts, texts, max_length, add_bos_token)
     order = sorted(range(len(rows)), key=lambda k: len(rows[k]["input_ids"]))
+    scored_rows = Dataset.from_list([rows[k] for k in order])
     scorer = MultipleChoiceScorer(
         np.array(example_index)[order], np.array(choice_index)[order], np.array(dataset["answer"]),
-        np.array([float(len(texts[k])) for k in order]), questions=dataset, tokenizer=tokenizer,
+        np.array([float(len(texts[k])) for k in order]), questions=dataset, tokenizer=tokenizer, rows=scored_rows,
     )
-    return Dataset.from_list([rows[k] for k in order]), scorer
+    return scored_rows, scorer
 
 
 def choice_logprob_sums(logits: torch.Tensor, labels: torch.Tensor, rows_per_chunk: int = 8) -> torch.Tensor:

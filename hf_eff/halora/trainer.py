@@ -284,7 +284,11 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
 
     ``scorer`` (``tokenize_for_scoring``'s, with its eval dataset) scores the evaluation: it sets
     ``compute_metrics`` and ``preprocess_logits_for_metrics``, and with ``log_samples`` maps each run's
-    choice scores to the per-question samples written beside the metrics. Its rows, and any dataset's rows whose
+    choice scores to the per-question samples written beside the metrics. It scores only its own rows (``scorer.rows``,
+    or as many rows for a scorer built by hand), in the trainer's eval_dataset (each split of a dict) or given to
+    ``evaluate`` / ``predict``, which refuse others before any evaluation step unless given with their own scorer
+    (``trainer.evaluate(rows, scorer=scorer)``); a scorer's ``compute_metrics`` given as the trainer's is checked
+    the same way. Its rows, and any dataset's rows whose
     labels differ in length (``tokenize_for_training``'s), need a collator that pads labels: given none, the trainer
     pads them, with a scorer or without, with ``choice_rows_collator`` (on the right, with -100) from the scorer's
     tokenizer (else ``processing_class``), as TRL's trainers choose the collator their data needs; a collator that
@@ -316,6 +320,7 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
                              "(hf_eff.halora.experiment.build_trainer passes them)")
         self.data_collator = self._padding_collator(scorer, collator_given)
         self.scorer = scorer
+        self._check_scored_rows(None, "HaLoRATrainer")  # before training, not at its first evaluation
         earlier_samples = [] if self.args.log_samples else sorted(Path(self.args.output_dir).glob("samples_*.jsonl"))
         if earlier_samples and self.is_world_process_zero():  # beside this run's results, they would pass for its own
             warnings.warn(f"output_dir {self.args.output_dir} holds {', '.join(p.name for p in earlier_samples)} of an "
@@ -378,6 +383,52 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
                              "with; give processing_class=tokenizer, or data_collator="
                              "hf_eff.choice_rows_collator(tokenizer)")
         return choice_rows_collator(tokenizer)
+
+    def _metrics_scorer(self) -> MultipleChoiceScorer | None:
+        """The scorer whose answers the metrics count: the trainer's, or the one whose ``compute_metrics`` was given."""
+        if self.scorer is not None:
+            return self.scorer
+        owner = getattr(self.compute_metrics, "__self__", None)
+        return owner if isinstance(owner, MultipleChoiceScorer) else None
+
+    def _check_scored_rows(self, dataset, call: str) -> None:
+        """Refuses, before any evaluation step, a dataset the scorer was not made for (``rows_mismatch``): its metrics
+        would count another set's answers, in that set's choice layout. ``dataset`` as ``evaluate`` takes it: None
+        (the trainer's own), a key of the trainer's dict, a dataset or a dict of them."""
+        scorer = self._metrics_scorer()
+        if scorer is None:
+            return
+        name = "the trainer's eval_dataset"
+        if dataset is None:
+            dataset = self.eval_dataset
+        elif isinstance(dataset, str):
+            name, dataset = f"the trainer's eval_dataset[{dataset!r}]", self.eval_dataset[dataset]
+        else:
+            name = "the dataset given"
+        named = ([(f"{name}[{key!r}]", split) for key, split in dataset.items()] if isinstance(dataset, dict)
+                 else [(name, dataset)] if dataset is not None else [])
+        for split_name, split in named:
+            why = scorer.rows_mismatch(split)
+            if why is not None:
+                raise ValueError(
+                    f"{call}: the scorer cannot score {split_name}: {why}; its accuracy would count another set's "
+                    "answers. Score each set of rows with the scorer tokenize_for_scoring returned with them (rows, "
+                    "scorer = tokenize_for_scoring(questions, tokenizer)): HaLoRATrainer(..., eval_dataset=rows, "
+                    "scorer=scorer), or trainer.evaluate(rows, scorer=scorer) (predict too) for other rows; a dict "
+                    "eval_dataset's splits, each with its own scorer, one evaluate call each")
+
+    @contextlib.contextmanager
+    def _scoring_with(self, scorer: MultipleChoiceScorer) -> Iterator[None]:
+        """Within, the trainer scores with ``scorer`` as if built with it: its metrics, its samples, and, where the
+        trainer's collator pads no labels, ``choice_rows_collator``."""
+        saved = self.scorer, self.compute_metrics, self.preprocess_logits_for_metrics, self.data_collator
+        try:
+            self.scorer, self.compute_metrics = scorer, scorer.compute_metrics
+            self.preprocess_logits_for_metrics = choice_logprob_sums
+            self.data_collator = self._padding_collator(scorer, collator_given=False)
+            yield
+        finally:
+            self.scorer, self.compute_metrics, self.preprocess_logits_for_metrics, self.data_collator = saved
 
     def _named_datasets(self) -> Iterator[tuple[str, object]]:
         """The trainer's datasets, each named as its argument (an eval dataset of a dict by its key)."""
@@ -631,14 +682,22 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         return {"noise_mode": settings["mode"], "noise_tile_size": settings["tile_size"],
                 "num_noise_seeds": self.args.eval_noise_seeds}
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", *,
+                 scorer: MultipleChoiceScorer | None = None) -> dict[str, float]:
         """Every metric at each of ``eval_sigmas``, over ``eval_noise_seeds`` noise seeds (one run
         at sigma 0): ``<prefix>_<metric>_sigma_<s>_mean`` / ``_std`` (std over seeds, ddof 0). The
         noise-free run's metrics are also reported under their usual names. Accuracy is exact on
         any number of processes; the loss is transformers' own, which over several processes
         weighs an uneven last batch as a full one (transformers issue #16716). With ``log_samples``, each
         run's per-question samples go to ``samples_path(metric_key_prefix)``. Evaluate the unmerged
-        adapter: merged weights would put BA on RRAM with W0 (see ``rram_noise``)."""
+        adapter: merged weights would put BA on RRAM with W0 (see ``rram_noise``).
+
+        The scorer scores only its own rows: other rows are refused before any run, unless given with their own
+        ``scorer`` (``tokenize_for_scoring``'s), which then scores this call in place of the trainer's."""
+        if scorer is not None:
+            with self._scoring_with(scorer):
+                return self.evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        self._check_scored_rows(eval_dataset, "evaluate")
         if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # recurses per dataset
         self.remove_training_noise()
@@ -693,3 +752,13 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self._memory_tracker.stop_and_update_metrics(metrics)
         return metrics
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test", *,
+                scorer: MultipleChoiceScorer | None = None):
+        """``Trainer.predict``, refusing rows the scorer was not made for, unless given with their own ``scorer``
+        (as ``evaluate``)."""
+        if scorer is not None:
+            with self._scoring_with(scorer):
+                return self.predict(test_dataset, ignore_keys, metric_key_prefix)
+        self._check_scored_rows(test_dataset, "predict")
+        return super().predict(test_dataset, ignore_keys, metric_key_prefix)
