@@ -111,6 +111,20 @@ def test_colmap_rejects_distorted_cameras_and_missing_images(tmp_path, scene):
         scene_from_colmap(tmp_path, images_dir=tmp_path / "images_8")
 
 
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("removed", [("cameras",), ("points3D",), ("images", "points3D")])
+def test_colmap_names_the_missing_model_files(tmp_path, scene, binary, removed):
+    write_colmap(scene, tmp_path, binary=binary)
+    ext = "bin" if binary else "txt"
+    sparse = tmp_path / "sparse" / "0"
+    for name in removed:
+        (sparse / f"{name}.{ext}").unlink()
+    missing = ", ".join(f"{name}.{ext}" for name in removed)
+    # load_scene reads a sparse/0 without cameras as a COLMAP project too, not as a folder holding no scene
+    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP model {sparse} lacks {missing}:")):
+        load_scene(tmp_path)
+
+
 @pytest.mark.parametrize(
     "model, extra",
     [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],

@@ -43,17 +43,25 @@ def _pycolmap():
     return pycolmap
 
 
+# The files of a COLMAP model, all .bin or all .txt (rigs and frames, newer, are optional).
+MODEL_FILES = ("cameras", "images", "points3D")
+
+
+def _holds_model_file(folder: Path) -> bool:
+    return any((folder / f"{name}.{ext}").exists() for name in MODEL_FILES for ext in ("bin", "txt"))
+
+
 def find_colmap_model(folder) -> Path | None:
     """The model folder COLMAP's mapper leaves in a project: ``sparse/0`` (3DGS's choice), else
     the lowest-numbered other ``sparse/<n>``, else ``sparse`` or the folder itself; None if
-    none holds cameras.bin or cameras.txt."""
+    none holds a model file (cameras, images or points3D, .bin or .txt)."""
     folder = Path(folder)
     numbered = sorted(
         (p for p in (folder / "sparse").glob("*") if p.is_dir() and p.name.isdigit()),
         key=lambda p: int(p.name),
     )
     for candidate in (*numbered, folder / "sparse", folder):
-        if (candidate / "cameras.bin").exists() or (candidate / "cameras.txt").exists():
+        if _holds_model_file(candidate):
             return candidate
     return None
 
@@ -65,6 +73,17 @@ def _find_sparse_dir(folder: Path) -> Path:
             f"no COLMAP model (cameras.bin or cameras.txt) in {folder}/sparse/<n>, {folder}/sparse or {folder}"
         )
     return found
+
+
+def _check_model_files(sparse_dir: Path) -> None:
+    """Names the model files missing from ``sparse_dir`` (pycolmap's error lists all five as missing)."""
+    ext = "bin" if any((sparse_dir / f"{name}.bin").exists() for name in MODEL_FILES) else "txt"
+    missing = [f"{name}.{ext}" for name in MODEL_FILES if not (sparse_dir / f"{name}.{ext}").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"COLMAP model {sparse_dir} lacks {', '.join(missing)}: a model needs cameras, images and points3D, "
+            "all .bin or all .txt"
+        )
 
 
 def scene_from_colmap(
@@ -108,6 +127,7 @@ def scene_from_colmap(
         raise FileNotFoundError(f"COLMAP images folder {images_dir} not found")
     if masks_dir is not None and not Path(masks_dir).is_dir():
         raise FileNotFoundError(f"COLMAP masks folder {masks_dir} not found")
+    _check_model_files(sparse_dir)
     reconstruction = pycolmap.Reconstruction(str(sparse_dir))
     registered = [reconstruction.images[i] for i in reconstruction.reg_image_ids()]
     if not registered:
