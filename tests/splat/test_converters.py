@@ -125,6 +125,14 @@ def test_colmap_names_the_missing_model_files(tmp_path, scene, binary, removed):
         load_scene(tmp_path)
 
 
+def test_colmap_names_a_truncated_cameras_bin(tmp_path, scene):
+    write_colmap(scene, tmp_path)
+    cameras = tmp_path / "sparse" / "0" / "cameras.bin"
+    cameras.write_bytes(cameras.read_bytes()[:32])  # the count and one camera's header; pycolmap reads its params as 0
+    with pytest.raises(ValueError, match=re.escape(f"COLMAP {cameras} is truncated or corrupt: 32 bytes")):
+        load_scene(tmp_path)
+
+
 @pytest.mark.parametrize(
     "model, extra",
     [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],

@@ -86,6 +86,21 @@ def _check_model_files(sparse_dir: Path) -> None:
         )
 
 
+def _check_cameras_bin_size(sparse_dir: Path, cameras) -> None:
+    """pycolmap reads a cut cameras.bin without error, its missing bytes as zeros: compare the file's size with
+    what the cameras it read take (a uint64 count, then per camera an int32 id and model, uint64 width and height
+    and float64 params)."""
+    path = sparse_dir / "cameras.bin"
+    if not path.exists():
+        return
+    expected = 8 + sum(24 + 8 * len(camera.params) for camera in cameras.values())
+    size = path.stat().st_size
+    if size < expected:
+        raise ValueError(
+            f"COLMAP {path} is truncated or corrupt: {size} bytes, but its {len(cameras)} camera(s) take {expected}"
+        )
+
+
 def scene_from_colmap(
     folder, images_dir=None, sparse_dir=None, test_every: int | None = LLFF_TEST_EVERY, background=(0.0, 0.0, 0.0),
     masks_dir=None, normalize_world_space: bool = False,
@@ -129,6 +144,7 @@ def scene_from_colmap(
         raise FileNotFoundError(f"COLMAP masks folder {masks_dir} not found")
     _check_model_files(sparse_dir)
     reconstruction = pycolmap.Reconstruction(str(sparse_dir))
+    _check_cameras_bin_size(sparse_dir, reconstruction.cameras)
     registered = [reconstruction.images[i] for i in reconstruction.reg_image_ids()]
     if not registered:
         raise ValueError(f"COLMAP model {sparse_dir} has no registered images")
