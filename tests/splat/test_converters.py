@@ -221,6 +221,13 @@ def test_nerf_synthetic_names_the_frame_of_a_singular_transform_matrix(tmp_path)
         scene_from_nerf_synthetic(tmp_path)
 
 
+def test_nerf_synthetic_names_the_file_of_invalid_json(tmp_path):
+    (tmp_path / "transforms.json").write_text('{"camera_angle_x": 0.8,\n "frames": [} ')
+    with pytest.raises(ValueError, match=re.escape(
+            f"{tmp_path / 'transforms.json'}: invalid JSON: Expecting value: line 2 column 13")):
+        load_scene(tmp_path)
+
+
 def write_transforms(folder, meta, size=(64, 48), count=2, mode="RGB"):
     (folder / "images").mkdir(exist_ok=True)
     frames = []

@@ -39,7 +39,10 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
     in float64, masks, mask_names), and the file's parsed contents."""
     import PIL.Image
 
-    meta = json.loads(transforms_file.read_text())
+    try:
+        meta = json.loads(transforms_file.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{transforms_file}: invalid JSON: {error}") from error
     frames = meta.get("frames")
     if frames is None or not (frames or allow_empty):
         raise ValueError(f"{transforms_file}: no 'frames'")
