@@ -443,6 +443,19 @@ def check_test_every(test_every) -> None:
         raise ValueError(f"test_every must be an integer >= 0 (0: no test split), got {test_every!r}")
 
 
+def check_one_image_size(sizes: list[tuple[str, tuple[int, int]]]) -> None:
+    """A converter's split, as (name, (width, height)) per image: refuses images of another size than the first,
+    naming the file, before anything is stored (`SplatTrainer` and evaluation stack a split at one size)."""
+    for name, size in sizes:
+        if size != sizes[0][1]:
+            first_name, first_size = sizes[0]
+            raise ValueError(
+                f"{name} is {size[0]}x{size[1]} but {first_name} is {first_size[0]}x{first_size[1]}, in one split: "
+                "SplatTrainer trains a split at one image size; resize that image (its K follows the file's size) "
+                "or leave it out"
+            )
+
+
 def composite_alpha(image, background) -> np.ndarray:
     """An image's transparent pixels composited onto ``background`` (RGB in [0, 1]): uint8
     [H, W, 3], as 3DGS loads RGBA views."""

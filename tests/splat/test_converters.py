@@ -308,6 +308,22 @@ def test_single_transforms_json_holds_out_every_nth_frame(tmp_path):
         scene_from_nerf_synthetic(tmp_path, test_every=-2)
 
 
+def test_converters_name_the_image_of_another_size_in_a_split(tmp_path, scene):
+    write_transforms(tmp_path, {"camera_angle_x": 0.8}, size=(16, 16), count=5)
+    Image.new("RGB", (20, 12)).save(tmp_path / "images" / "f0.png")
+    assert len(load_scene(tmp_path).views["test"]) == 1  # frame 0 alone is test (test_every=8): a split of one size
+    Image.new("RGB", (20, 12)).save(tmp_path / "images" / "f4.png")
+    with pytest.raises(ValueError, match=re.escape(
+            "transforms.json frame 4 (images/f4.png) is 20x12 but transforms.json frame 1 (images/f1.png) is 16x16, "
+            "in one split")):
+        load_scene(tmp_path)
+    write_colmap(scene, tmp_path / "colmap")
+    Image.new("RGB", (10, 8)).save(tmp_path / "colmap" / "images" / "00003.png")  # a uniform downscale of 20x16
+    with pytest.raises(ValueError, match=re.escape(
+            "COLMAP image '00003.png' is 10x8 but COLMAP image '00002.png' is 20x16, in one split")):
+        load_scene(tmp_path / "colmap")
+
+
 def test_transforms_json_reads_nerfstudios_point_cloud(tmp_path):
     from plyfile import PlyData, PlyElement
 

@@ -19,6 +19,7 @@ from hf_eff.splat.scene import (
     LLFF_TEST_EVERY,
     MASK_COLUMN,
     Scene,
+    check_one_image_size,
     check_test_every,
     has_masks,
     keeps_alpha,
@@ -110,7 +111,8 @@ def scene_from_colmap(
     Args:
         folder: the COLMAP project folder (``sparse/0`` or ``sparse`` and ``images/`` in it).
         images_dir: the images folder, by default ``folder/images``. A downscaled copy
-            (e.g. ``images_4``) works: K is rescaled to the size of the files.
+            (e.g. ``images_4``) works: K is rescaled to the size of the files. A split's images share one
+            size (`SplatTrainer` trains it at one): an image of another is refused.
         sparse_dir: the model folder, by default `find_colmap_model` of ``folder``.
         test_every: every n-th image (sorted by name, starting with the first) goes to the
             test split, as 3DGS's ``llffhold=8`` (None: 8); 0 puts every image in train.
@@ -150,7 +152,7 @@ def scene_from_colmap(
         raise ValueError(f"COLMAP model {sparse_dir} has no registered images")
     registered.sort(key=lambda image: image.name)
 
-    files, Ks, poses, masks = [], [], [], []
+    files, Ks, poses, masks, sizes = [], [], [], [], []
     for image in registered:
         camera = reconstruction.cameras[image.camera_id]
         if camera.model.name not in PINHOLE_MODELS:
@@ -182,6 +184,7 @@ def scene_from_colmap(
         pose = np.eye(4)
         pose[:3] = image.cam_from_world().matrix()
         files.append(path)
+        sizes.append((f"COLMAP image {image.name!r}", (width, height)))
         Ks.append(K)
         poses.append(pose)
         if masks_dir is not None:
@@ -191,6 +194,8 @@ def scene_from_colmap(
     if all(is_test):
         raise ValueError(f"test_every={test_every} leaves no training image among {len(files)}")
 
+    for test in (False, True):
+        check_one_image_size([size for size, flag in zip(sizes, is_test) if flag == test])
     transform = None
     if normalize_world_space:
         transform = world_normalization([pose for pose, test in zip(poses, is_test) if not test])

@@ -24,6 +24,7 @@ from hf_eff.splat.scene import (
     LLFF_TEST_EVERY,
     MASK_COLUMN,
     Scene,
+    check_one_image_size,
     check_test_every,
     has_masks,
     keeps_alpha,
@@ -34,9 +35,10 @@ from hf_eff.splat.scene import (
 __all__ = ["scene_from_nerf_synthetic", "write_nerf_synthetic"]
 
 
-def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False) -> tuple[dict, dict]:
+def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False) -> tuple[dict, dict, list]:
     """The frames of a transforms file as `views_dataset`'s arguments (images, Ks, world_to_cameras
-    in float64, masks, mask_names), and the file's parsed contents."""
+    in float64, masks, mask_names), the file's parsed contents, and each frame's name and image size
+    (`check_one_image_size`)."""
     import PIL.Image
 
     try:
@@ -55,7 +57,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
             f"{transforms_file.name}: {len(masked)} of {len(frames)} frames name a mask_path, frame(s) "
             f"{unmasked[:10]} do not; give every frame a mask (all white to train on every pixel) or none"
         )
-    images, Ks, poses, masks = [], [], [], []
+    images, Ks, poses, masks, sizes = [], [], [], [], []
     for index, frame in enumerate(frames):
         where = f"{transforms_file.name} frame {index}"
         for key in ("file_path", "transform_matrix"):
@@ -69,6 +71,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         with PIL.Image.open(path) as opened:  # reads the header only
             width, height = opened.size
         images.append(path)
+        sizes.append((f"{where} ({path.relative_to(folder)})", (width, height)))
         if masked:
             masks.append(folder / frame["mask_path"])  # relative to the transforms file, as nerfstudio reads it
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
@@ -82,7 +85,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
     names = [f"{transforms_file.name} frame {index}" for index in range(len(frames))]
     views = {"images": images, "Ks": Ks, "world_to_cameras": poses, "masks": masks if masked else None,
              "mask_names": names}
-    return views, meta
+    return views, meta, sizes
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
@@ -207,7 +210,7 @@ def scene_from_nerf_synthetic(
     pinholes: a ``camera_model`` other than a perspective one (fisheye, equirectangular),
     instant-ngp's ``is_fisheye`` or a non-zero distortion coefficient (``k1``..``k4``,
     ``p1``, ``p2``) is refused; undistort first. Images whose size differs from the declared ``w`` x ``h`` by a uniform scale get K
-    rescaled to them.
+    rescaled to them. A split's images share one size (`SplatTrainer` trains it at one): a frame of another is refused.
 
     nerfstudio's per-frame ``mask_path`` (relative to the transforms file's folder, as nerfstudio
     resolves it) is read into the views' ``mask`` column: 0 = a pixel the loss ignores, anything
@@ -231,7 +234,7 @@ def scene_from_nerf_synthetic(
         return views_dataset(**frames, background=background, world_to_normalized=transform)
 
     if (folder / "transforms_train.json").exists():
-        frames, meta = _read_frames(folder, folder / "transforms_train.json")
+        frames, meta, sizes = _read_frames(folder, folder / "transforms_train.json")
         test_file = folder / "transforms_test.json"
         if test_file.exists():
             if test_every is not None:
@@ -242,13 +245,15 @@ def scene_from_nerf_synthetic(
             transform = normalization(frames["world_to_cameras"])
             points = _read_points(folder, folder / "transforms_train.json", meta, transform)
             # "frames": [] is an empty test split, as `write_nerf_synthetic` writes one.
-            test_frames, _ = _read_frames(folder, test_file, allow_empty=True)
+            test_frames, _, test_sizes = _read_frames(folder, test_file, allow_empty=True)
+            for split_sizes in (sizes, test_sizes):
+                check_one_image_size(split_sizes)
             views = DatasetDict({"train": dataset(frames, transform), "test": dataset(test_frames, transform)})
             return Scene.from_views(views, points)  # which take their transform from the views
         transforms_file = folder / "transforms_train.json"
     elif (folder / "transforms.json").exists():
         transforms_file = folder / "transforms.json"
-        frames, meta = _read_frames(folder, transforms_file)
+        frames, meta, sizes = _read_frames(folder, transforms_file)
     else:
         raise FileNotFoundError(f"no transforms_train.json or transforms.json in {folder}")
     test_every = default_test_every(folder) if test_every is None else test_every
@@ -259,6 +264,8 @@ def scene_from_nerf_synthetic(
             f"test_every={test_every} leaves no training view among the {len(poses)} of {folder} "
             "(test_every=0 trains on all of them)"
         )
+    for test in (False, True):
+        check_one_image_size([size for size, flag in zip(sizes, is_test) if flag == test])
     transform = normalization([pose for pose, test in zip(poses, is_test) if not test])
     points = _read_points(folder, transforms_file, meta, transform)
     views = dataset(frames, transform)
