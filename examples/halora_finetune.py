@@ -58,6 +58,7 @@ from pathlib import Path
 import transformers
 from peft import PeftConfig, PeftModel, PeftType
 from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+from safetensors import SafetensorError, safe_open
 from transformers import HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 import hf_eff  # noqa: F401  (registers PEFT's HALORA type, so HaLoRA adapters load)
@@ -314,6 +315,7 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
     if Path(path).is_dir() and not any(Path(path, name).is_file() for name in weights):
         raise ValueError(f"--adapter_name_or_path {path!r} holds adapter_config.json but no adapter weights "
                          f"({' or '.join(weights)})" + last_checkpoint_hint(path, weights))
+    check_adapter_weights_load(path)
     peft_type = PeftType(config.peft_type).value  # the enum member or, from some configs, its string
     method = ADAPTER_METHODS.get(peft_type)
     if method is None:
@@ -343,6 +345,20 @@ def resolve_method_and_base_model(model_args: ModelArguments, do_train: bool) ->
     check_model_revision(model_args, base_named_by, revision_named_by)
     return config
 
+
+def check_adapter_weights_load(path: str) -> None:
+    """Opens a local adapter's adapter_model.safetensors (its header, which places every tensor within the file) before
+    the base model loads: safetensors' error for a file cut off or corrupt names no file."""
+    weights_file = Path(path, SAFETENSORS_WEIGHTS_NAME)
+    if not weights_file.is_file():
+        return
+    try:
+        with safe_open(weights_file, framework="pt"):
+            pass
+    except SafetensorError as error:
+        raise ValueError(f"--adapter_name_or_path {path!r}: {weights_file} does not load ({error}): the file is corrupt "
+                         "or incomplete (cut off while saving or copying?); save or copy it again"
+                         ) from error
 
 def check_model_revision(model_args: ModelArguments, base_named_by: str,
                          revision_named_by: str = "--model_revision") -> None:

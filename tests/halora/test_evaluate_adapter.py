@@ -329,6 +329,9 @@ def test_the_adapters_own_folder_as_output_dir_is_refused(tmp_path, base_dir):
     (["--adapter_name_or_path", "{config_only}"],
      r"'.*config_only' holds adapter_config.json but no adapter weights \(adapter_model.safetensors or adapter_model.bin\); "
      r"its last checkpoint that holds one: .*config_only/checkpoint-3"),
+    (["--adapter_name_or_path", "{cut}"],
+     r"^--adapter_name_or_path '.*cut': .*cut/adapter_model.safetensors does not load \(Error while deserializing "
+     r"header: .*\): the file is corrupt or incomplete"),
     (["--adapter_name_or_path", "{adapter}", "--adapter_revision", "v1"],
      r"--adapter_revision v1 is a Hub revision, and --adapter_name_or_path .*adapter is a local folder"),
     (["--adapter_name_or_path", "{adapter}", "--model_revision", "v1"],
@@ -352,8 +355,11 @@ def test_bad_input_is_refused_before_any_work(tmp_path, base_dir, flags, message
     (tmp_path / "config_only").mkdir()
     shutil.copy(tmp_path / "adapter" / "adapter_config.json", tmp_path / "config_only")
     shutil.copytree(tmp_path / "adapter", tmp_path / "config_only" / "checkpoint-3")  # a run stopped before its save
+    shutil.copytree(tmp_path / "adapter", tmp_path / "cut")
+    cut_weights = tmp_path / "cut" / "adapter_model.safetensors"
+    cut_weights.write_bytes(cut_weights.read_bytes()[:-100])  # a copy cut off
     paths = {"empty": tmp_path / "empty", "adapter": tmp_path / "adapter", "base": base_dir,
-             "config_only": tmp_path / "config_only"}
+             "config_only": tmp_path / "config_only", "cut": tmp_path / "cut"}
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=message):
         _load_example().main([flag.format(**paths) for flag in flags] + ["--output_dir", str(out)] + TASK + RUN)
