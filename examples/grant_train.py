@@ -122,6 +122,7 @@ from hf_eff.grant.collator import GRAPH_COLUMNS
 from hf_eff.grant.data import (
     REQUIRED_COLUMNS,
     MissingColumnError,
+    check_graph_columns,
     feature_widths,
     largest_class_id,
     load_smiles_table,
@@ -557,6 +558,26 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
     return saved_splits(graphs, source, data_args.max_graphs, hub=True)
 
 
+def load_saved_folder(path: Path, task: str, max_graphs: int | None) -> datasets.Dataset | datasets.DatasetDict:
+    """A folder written by save_to_disk (a DatasetDict's splits named by role, `saved_splits`), cut to max_graphs and
+    checked here, so that a bad row is named by its place in the folder, not in a shuffled split."""
+    graphs = datasets.load_from_disk(str(path))
+    saved = graphs if isinstance(graphs, datasets.DatasetDict) else {None: graphs}
+    for split, rows in saved.items():  # before encode_class_labels reads y
+        check_graph_columns(rows, f"--dataset {path}" + (f" ({split} split)" if split else ""))
+    if task.endswith("classification"):  # class names to ids, as the CSV path maps them
+        graphs = encode_class_labels(graphs)
+    if isinstance(graphs, datasets.DatasetDict):
+        graphs = saved_splits(graphs, path, max_graphs)
+        for role, rows in graphs.items():
+            check_graph_dataset(rows, task, f"--dataset {path} ({role} split)")
+        return graphs
+    if max_graphs is not None:
+        graphs = graphs.select(range(min(len(graphs), max_graphs)))
+    check_graph_dataset(graphs, task, f"--dataset {path}")
+    return graphs
+
+
 def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Dataset | datasets.DatasetDict:
     if (data_args.builtin is None) == (data_args.dataset is None):
         raise ValueError("give exactly one of --task <built-in name> and --dataset <csv, folder or Hub id> (or, to predict "
@@ -585,11 +606,7 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
             if isinstance(graphs, datasets.DatasetDict):
                 return graphs
         else:
-            graphs = datasets.load_from_disk(str(path))
-            if task.endswith("classification"):  # class names to ids, as the CSV path maps them
-                graphs = encode_class_labels(graphs)
-            if isinstance(graphs, datasets.DatasetDict):
-                return saved_splits(graphs, path, data_args.max_graphs)
+            return load_saved_folder(path, task, data_args.max_graphs)
     elif data_args.builtin == "qm9":
         return load_qm9(data_args.qm9_target, max_graphs=data_args.max_graphs)
     elif data_args.builtin == "freesolv":

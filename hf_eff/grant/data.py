@@ -940,6 +940,19 @@ def feature_widths(dataset: datasets.Dataset) -> tuple[int | None, int | None]:
     return width("x"), width("edge_attr")
 
 
+def check_graph_columns(dataset: datasets.Dataset, name: str = "dataset", labelled: bool = True) -> list[str]:
+    """The graph columns `check_graph_dataset` reads (`REQUIRED_COLUMNS`, without y unless `labelled`); a
+    `MissingColumnError` naming ``name`` and the missing ones when the dataset lacks any."""
+    required = [c for c in REQUIRED_COLUMNS if labelled or c != "y"]
+    missing = [c for c in required if c not in dataset.column_names]
+    if missing:
+        raise MissingColumnError(
+            f"{name}: missing column(s) {missing}; a graph dataset needs {required} "
+            f"(has {dataset.column_names})"
+        )
+    return required
+
+
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset", labelled: bool = True) -> None:
     """Raises a clear error for a missing column, a graph of no nodes, an edge_index that does not fit its graph
     (naming the node it refers to), node features of the wrong length, y of the wrong length for the task (graph-level: one
@@ -953,13 +966,7 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
     has a layout those column-wise checks do not cover, such as string labels) is checked again
     row by row, which raises the error naming the first bad row."""
     task = GraphTask(task)
-    required = [c for c in REQUIRED_COLUMNS if labelled or c != "y"]
-    missing = [c for c in required if c not in dataset.column_names]
-    if missing:
-        raise MissingColumnError(
-            f"{name}: missing column(s) {missing}; a graph dataset needs {required} "
-            f"(has {dataset.column_names})"
-        )
+    required = check_graph_columns(dataset, name, labelled)
     masks = [c for c in SPLIT_MASKS if c in dataset.column_names]
     if masks:
         raise ValueError(f"{name}: column(s) {masks}; {_SPLIT_MASK_ADVICE}")

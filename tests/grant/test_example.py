@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from hf_eff.grant.data import MissingColumnError
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
 
@@ -268,6 +269,26 @@ def test_saved_folder_with_class_ids_in_lists_or_class_names(tmp_path, labels, c
     assert bool(undefined) == ("No model card written" in caplog.text)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["out_channels"] == (3 if isinstance(labels[0], list) else 2)
+
+
+def test_a_saved_folder_without_graph_columns_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "questions"  # HaLoRA's multiple-choice rows, not graphs
+    datasets.Dataset.from_dict({"question": ["q"], "choices": [["a", "b"]], "answer": [0]}).save_to_disk(str(folder))
+    with pytest.raises(MissingColumnError, match=rf"--dataset {folder}: missing column\(s\) \['x', 'edge_index', 'y', "
+                                                 r"'num_nodes'\].*has \['question', 'choices', 'answer'\]"):
+        _example().main(["--dataset", str(folder), "--task", "graph_classification", "--output_dir",
+                         str(tmp_path / "out"), *COMMON])
+
+
+def test_a_bad_row_of_a_saved_folder_is_named_by_its_place_in_the_folder(tmp_path):
+    graphs = random_graphs(20, "graph_regression")
+    graphs = graphs.map(lambda row, i: {"edge_index": [[0], [row["num_nodes"]]] if i == 7 else row["edge_index"]},
+                        with_indices=True)
+    graphs.save_to_disk(str(tmp_path / "graphs"))
+    with pytest.raises(ValueError, match=rf"--dataset {tmp_path / 'graphs'} row 7 \(0-based, as dataset\[7\]\): "
+                                         "edge_index refers to node"):
+        _example().main(["--dataset", str(tmp_path / "graphs"), "--task", "graph_regression", "--output_dir",
+                         str(tmp_path / "out"), *COMMON])
 
 
 # --- a trained model: evaluate only, or fine-tune ------------------------------------------------------------------
