@@ -1187,6 +1187,13 @@ def _check_class_ids(y: np.ndarray, task: GraphTask, where: str) -> None:
         )
 
 
+def split_sizes(num_graphs: int, validation_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(train, validation, test) graphs of `split_dataset`'s split of ``num_graphs``: each held-out fraction of them
+    rounded up, as datasets' train_test_split rounds; train may come out 0 or less, which split_dataset refuses."""
+    validation, test = math.ceil(validation_fraction * num_graphs), math.ceil(test_fraction * num_graphs)
+    return num_graphs - validation - test, validation, test
+
+
 def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int,
                   stratify_by_class: bool = False):
     """Random train / validation / test split as a `datasets.DatasetDict`. `stratify_by_class` (single-label
@@ -1195,7 +1202,11 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
     still miss a split."""
     if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 1:
         raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
-    held = math.ceil(validation_fraction * len(dataset))
+    held, tested = split_sizes(len(dataset), validation_fraction, test_fraction)[1:]
+    if held + tested >= len(dataset):  # else sklearn's "test_size=1 should be ... smaller than the number of samples"
+        raise ValueError(f"{len(dataset)} graphs are too few to split: validation_fraction={validation_fraction} and "
+                         f"test_fraction={test_fraction} hold out {held} and {tested} of them (rounded up), leaving none "
+                         "to train; give more graphs or smaller fractions")
     rest, test = _hold_out(dataset, test_fraction, seed, stratify_by_class)
     train, validation = _hold_out(rest, held, seed, stratify_by_class)
     return datasets.DatasetDict(train=train, validation=validation, test=test)

@@ -463,6 +463,14 @@ def test_split_sizes():
     assert [len(parts[k]) for k in ("train", "validation", "test")] == [70, 10, 20]
 
 
+def test_too_few_graphs_to_split_are_refused_naming_the_fractions():
+    parts = split_dataset(datasets.Dataset.from_dict({"a": list(range(3))}), 0.1, 0.1, seed=0)
+    assert [len(parts[k]) for k in ("train", "validation", "test")] == [1, 1, 1]
+    with pytest.raises(ValueError, match=r"2 graphs are too few to split: validation_fraction=0.1 and test_fraction=0.1 "
+                                         r"hold out 1 and 1 of them \(rounded up\), leaving none to train"):
+        split_dataset(datasets.Dataset.from_dict({"a": [0, 1]}), 0.1, 0.1, seed=0)
+
+
 def test_node_targets_must_have_one_count_per_node():
     rows = [{"x": [[0.0]] * 2, "edge_index": [[], []], "y": y, "num_nodes": 2}
             for y in ([[1.0, 2.0]] * 2, [[1.0, 2.0]] * 2, [[1.0, 2.0, 3.0]] * 2)]

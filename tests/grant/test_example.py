@@ -291,6 +291,16 @@ def test_a_bad_row_of_a_saved_folder_is_named_by_its_place_in_the_folder(tmp_pat
                          str(tmp_path / "out"), *COMMON])
 
 
+def test_too_few_graphs_to_split_are_refused_naming_the_data_and_the_fraction_flags(tmp_path):
+    csv = tmp_path / "two.csv"
+    csv.write_text("smiles,logp\nCCO,0.1\nCCC,0.5\n")
+    with pytest.raises(ValueError, match=rf"--dataset {csv}: 2 graphs are too few to split: --validation_fraction 0.1 "
+                                         r"and --test_fraction 0.1 hold out 1 and 1 of them"):
+        _example().main(["--dataset", str(csv), "--target_column", "logp", "--task", "graph_regression",
+                         "--output_dir", str(tmp_path / "out"), *COMMON])
+    assert not (tmp_path / "out").exists()
+
+
 # --- a trained model: evaluate only, or fine-tune ------------------------------------------------------------------
 
 # BatchNorm off: a run at learning rate 0 then leaves the weights exactly as loaded
