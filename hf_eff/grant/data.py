@@ -955,7 +955,8 @@ def check_graph_columns(dataset: datasets.Dataset, name: str = "dataset", labell
 
 def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "dataset", labelled: bool = True) -> None:
     """Raises a clear error for a missing column, a graph of no nodes, an edge_index that does not fit its graph
-    (naming the node it refers to), node features of the wrong length, y of the wrong length for the task (graph-level: one
+    (naming the node it refers to) or holds a node id that is not a whole number, node features of the wrong length
+    or of another width than the first graph's, y of the wrong length for the task (graph-level: one
     class id or a fixed number of targets per graph; node-level: one label per node), NaN or infinite
     targets, NaN or infinite values in x or edge_attr (naming the node or edge and the feature),
     negative class ids, and node split masks (`SPLIT_MASKS`, Planetoid's train_mask ...).
@@ -973,14 +974,25 @@ def check_graph_dataset(dataset: datasets.Dataset, task: str, name: str = "datas
     read = required + (["edge_attr"] if "edge_attr" in dataset.column_names else [])
     columns = dataset.with_format("arrow", columns=read)  # follows a select's indices
     graph_targets = None
+    x_width = _first_node_width(dataset)  # the model takes one width: every graph's, as the first graph's
     for start in range(0, len(dataset), CHECK_CHUNK_ROWS):
         stop = min(start + CHECK_CHUNK_ROWS, len(dataset))
-        passed, chunk_targets = _chunk_passes(columns[start:stop], task, graph_targets)
+        passed, chunk_targets = _chunk_passes(columns[start:stop], task, graph_targets, x_width)
         if passed:
             graph_targets = chunk_targets
         else:
             rows = dataset.select(range(start, stop)).select_columns(read)
-            graph_targets = _check_rows(rows, start, task, name, graph_targets)
+            graph_targets = _check_rows(rows, start, task, name, graph_targets, x_width)
+
+
+def _first_node_width(dataset: datasets.Dataset) -> int | None:
+    """The features of the first node of the first graph with nodes; None without one, or where x is not lists of
+    lists (the row checks name that)."""
+    for row in dataset.with_format(None).select_columns(["x"]):
+        x = row["x"]
+        if isinstance(x, list) and x:
+            return len(x[0]) if isinstance(x[0], list) else None
+    return None
 
 
 def _nested_numbers(column, depth: int) -> tuple[list[np.ndarray], np.ndarray] | None:
@@ -1019,10 +1031,12 @@ def _regular(outer: np.ndarray, inner: np.ndarray) -> np.ndarray | None:
     return first if np.array_equal(inner, np.repeat(first, outer)) else None
 
 
-def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bool, int | None]:
+def _chunk_passes(table, task: GraphTask, graph_targets: int | None,
+                  x_width: int | None = None) -> tuple[bool, int | None]:
     """(True, graph_targets after these rows) when every row of this Arrow table passes the checks
-    of `_check_rows`; (False, None) when a row fails or the layout is not one handled here: the
-    row loop then decides. Never passes a row that the row loop refuses."""
+    of `_check_rows` (`x_width`: the node features every row must have, None for any); (False, None) when a row
+    fails or the layout is not one handled here: the row loop then decides. Never passes a row that the row loop
+    refuses."""
     fail = False, None
     nodes = table.column("num_nodes")
     if not pa.types.is_integer(nodes.type) or nodes.null_count:
@@ -1036,8 +1050,8 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
     if x is None:
         return fail
     (x_rows, x_widths), x_values = x
-    # one width on all rows (so no row is ragged)
-    if not np.array_equal(x_rows, num_nodes) or (len(x_widths) and (x_widths != x_widths[0]).any()):
+    # one width on all rows (so no row is ragged), x_width where given
+    if not np.array_equal(x_rows, num_nodes) or (len(x_widths) and (x_widths != (x_widths[0] if x_width is None else x_width)).any()):
         return fail
     if x_values.dtype.kind == "f" and not np.isfinite(x_values).all():
         return fail
@@ -1097,10 +1111,11 @@ def _chunk_passes(table, task: GraphTask, graph_targets: int | None) -> tuple[bo
     return True, graph_targets
 
 
-def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: str, graph_targets: int | None) -> int | None:
-    """The checks, one row at a time (row numbers start at `offset`); returns graph_targets: the
-    targets per graph (or per node) of the first labelled row, or the one passed in. Rows without
-    y (graphs to predict on) have their graphs and features checked only."""
+def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: str, graph_targets: int | None,
+                x_width: int | None = None) -> int | None:
+    """The checks, one row at a time (row numbers start at `offset`; `x_width`: the node features every row must
+    have, None for any); returns graph_targets: the targets per graph (or per node) of the first labelled row, or the
+    one passed in. Rows without y (graphs to predict on) have their graphs and features checked only."""
     labelled = "y" in dataset.column_names
     nulls = None
     if labelled and task.is_multilabel:  # the numpy format reads a null label as NaN, which the collator's Arrow path refuses
@@ -1123,8 +1138,15 @@ def _check_rows(dataset: datasets.Dataset, offset: int, task: GraphTask, name: s
             _check_target_size(y, num_nodes, task, where, graph_targets)
         if x.ndim != 2 or x.shape[0] != num_nodes:
             raise ValueError(f"{where}: x has shape {x.shape}, expected [num_nodes={num_nodes}, features]")
+        if x_width is not None and x.shape[1] != x_width:  # else only the collator fails, on a batch holding both
+            raise ValueError(f"{where}: x has {x.shape[1]} features per node, the first graph's {x_width}; give every "
+                             "graph the same node features")
         if edge_index.size and (edge_index.ndim != 2 or edge_index.shape[0] != 2):
             raise ValueError(f"{where}: edge_index has shape {edge_index.shape}, expected [2, num_edges]")
+        if edge_index.dtype.kind == "f" and (edge_index != np.round(edge_index)).any():  # the collator would truncate
+            end, edge = np.argwhere(edge_index != np.round(edge_index))[0]
+            raise ValueError(f"{where}: edge_index holds {float(edge_index[end, edge])} (edge {edge}'s "
+                             f"{('source', 'target')[end]}), not a node id; node ids are whole numbers 0..num_nodes-1")
         outside = (edge_index < 0) | (edge_index >= num_nodes)
         if outside.any():
             end, edge = np.argwhere(outside)[0]

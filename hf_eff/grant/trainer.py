@@ -32,6 +32,7 @@ import os
 import time
 
 import datasets
+import numpy as np
 import torch
 from huggingface_hub import ModelHubMixin
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
@@ -219,14 +220,18 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             raise TypeError("GraNTTrainer needs GraNTTrainingArguments (they name the task and the teacher)")
         args = _take_the_models_task(args, model)
         self.task = GraphTask(args.task)
+        # (name, targets per graph or node) of the first labelled dataset given, which the others must match
+        self._targets = None
         if train_dataset is not None:
             _refuse_pyg_graphs(train_dataset, "train_dataset", self.task)
             check_graph_dataset(train_dataset, self.task, "train_dataset")
+            self._check_targets(train_dataset, "train_dataset")
         evals = eval_dataset if isinstance(eval_dataset, dict) else {"eval_dataset": eval_dataset}
         for name, dataset in evals.items():
             if dataset is not None:
                 _refuse_pyg_graphs(dataset, name, self.task)
                 check_graph_dataset(dataset, self.task, name)
+                self._check_targets(dataset, name)
         _check_length_column(args, train_dataset)
         if args.batch_eval_metrics and compute_metrics is None:  # transformers blamed "your compute_metrics"
             raise ValueError(
@@ -339,6 +344,7 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             self._check_widths(dataset, f"{prefix} dataset")
             if "y" in dataset.column_names:
                 check_graph_dataset(dataset, self.task, f"{prefix} dataset")
+                self._check_targets(dataset, f"{prefix} dataset", keep=False)
                 if self.task.is_classification:
                     self._num_classes = max(num_classes, largest_class_id(dataset) + 1)
             elif needs_labels:
@@ -352,6 +358,25 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             yield
         finally:
             self._num_classes = num_classes
+
+    def _check_targets(self, dataset: datasets.Dataset, name: str, keep: bool = True) -> None:
+        """Refuses a dataset (checked by `check_graph_dataset`: every graph has its first graph's count) whose targets
+        per graph (a node task's: per node) differ from those of the trainer's first labelled dataset, before the model
+        fails on them (or an evaluation after training does); with `keep`, the first such count becomes the
+        reference."""
+        if "y" not in dataset.column_names or len(dataset) == 0:
+            return
+        first = dataset.with_format(None).select_columns(["y", "num_nodes"])[0]
+        targets = int(np.size(first["y"])) // (first["num_nodes"] if self.task.level == "node" else 1)
+        if self._targets is None:
+            if keep:
+                self._targets = (name, targets)
+            return
+        reference, expected = self._targets
+        if targets != expected:
+            level = self.task.level
+            raise ValueError(f"{name}: y holds {targets} target(s) per {level}, {reference}'s {expected}; "
+                             f"give every dataset the same targets per {level}")
 
     def _check_widths(self, dataset: datasets.Dataset, name: str) -> None:
         """Refuses graphs whose node features, or edge_attr where the model takes it, differ in width from those of

@@ -391,6 +391,14 @@ def test_edge_index_outside_the_graph_is_reported():
         check_graph_dataset(_graph(edge_index=[[0, 1, 1]]), "graph_regression")
 
 
+def test_edge_index_of_fractional_node_ids_is_refused():
+    # the collator would cut 0.5 to node 0
+    with pytest.raises(ValueError, match=r"^dataset row 0 \(0-based, as dataset\[0\]\): edge_index holds 0.5 \(edge 0's "
+                                         r"source\), not a node id; node ids are whole numbers"):
+        check_graph_dataset(_graph(edge_index=[[0.5, 1.0], [1.0, 0.0]]), "graph_regression")
+    check_graph_dataset(_graph(edge_index=[[0.0, 1.0], [1.0, 0.0]]), "graph_regression")  # whole ids stored as floats
+
+
 def test_nan_target_is_reported():
     with pytest.raises(ValueError, match="y contains NaN"):
         check_graph_dataset(_graph(y=[float("nan")]), "graph_regression", "train_dataset")
@@ -602,7 +610,14 @@ def test_layouts_the_column_checks_skip_go_through_the_row_loop(monkeypatch):
     rows = [{"x": [[0.0, 1.0]] * 2, "edge_index": [[0], [1]], "y": 1.0, "num_nodes": 2},
             {"x": [[0.0]] * 3, "edge_index": [[], []], "y": 2.0, "num_nodes": 3},
             {"x": [[0.0, 1.0, 2.0]], "edge_index": [[], []], "y": 3.0, "num_nodes": 1}]
-    assert check_graph_dataset(datasets.Dataset.from_list(rows), "graph_regression") is None
+    with pytest.raises(ValueError, match=r"^dataset row 1 \(0-based, as dataset\[1\]\): x has 1 features per node, the "
+                                         r"first graph's 2; give every graph the same node features$"):
+        check_graph_dataset(datasets.Dataset.from_list(rows), "graph_regression")
+    # a chunk of one width, another than the first chunk's
+    wide = [rows[0], rows[0], rows[2], rows[2]]
+    with pytest.raises(ValueError, match=r"^dataset row 2 \(0-based, as dataset\[2\]\): x has 3 features per node"):
+        check_graph_dataset(datasets.Dataset.from_list(wide), "graph_regression")
+    assert check_graph_dataset(datasets.Dataset.from_list(wide[:2]), "graph_regression") is None
     named = datasets.Dataset.from_list([dict(rows[0], y="a"), dict(rows[1], y="b"), dict(rows[2], y="c")])
     with pytest.raises(ValueError, match=r"^dataset row 0 \(0-based, as dataset\[0\]\): column 'y' holds 'c', not numbers"):
         check_graph_dataset(named.select([2, 0]), "graph_classification")

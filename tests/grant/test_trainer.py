@@ -872,6 +872,22 @@ def test_a_labelled_set_given_to_evaluate_or_predict_is_checked(tmp_path, make_g
     assert trainer.predict(test_set.remove_columns("y")).predictions.shape == (6, 1)  # graphs to predict on
 
 
+@pytest.mark.parametrize("task", ["graph_regression", "node_regression"])
+def test_evaluation_sets_of_other_targets_than_the_training_sets_are_refused(tmp_path, make_graphs, task):
+    train = make_graphs(16, task)
+    two_targets = make_graphs(6, task, seed=1).map(
+        lambda row: {"y": [[v, v] for v in row["y"]] if task == "node_regression" else row["y"] * 2})
+    level = task.split("_")[0]
+    message = rf"y holds 2 target\(s\) per {level}, train_dataset's 1; give every dataset the same targets per {level}"
+    with pytest.raises(ValueError, match=rf"^eval_dataset: {message}$"):  # not only after training, at evaluation
+        GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8, level=level), args=_args(tmp_path, task),
+                     train_dataset=train, eval_dataset=two_targets)
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8, level=level), args=_args(tmp_path, task),
+                           train_dataset=train, eval_dataset={"same": make_graphs(6, task, seed=2)})
+    with pytest.raises(ValueError, match=rf"^test dataset: {message}$"):
+        trainer.evaluate(two_targets, metric_key_prefix="test")
+
+
 @pytest.mark.parametrize("task", ["graph_regression", "graph_multilabel", "node_classification", "node_regression"])
 def test_metrics_of_unconcatenated_evaluation_batches_are_the_sets(tmp_path, make_graphs, task):
     data = make_graphs(13, task, seed=6, min_nodes=1, max_nodes=12)  # batches of 4 graphs, each padded to its own size
