@@ -82,6 +82,7 @@ from hf_eff.halora.experiment import (
     METHODS,
     PAPER_TARGET_MODULES,
     adapter_config,
+    check_resumable_checkpoint,
     evaluate_under_noise,
     train_and_evaluate,
 )
@@ -257,6 +258,7 @@ def parse_args(argv: list[str] | None = None, return_command_line: bool = False)
     check_model_source("--adapter_name_or_path", model_args.adapter_name_or_path, "--adapter_revision",
                        model_args.adapter_revision, training_args.output_dir)
     check_output_dir(training_args, model_args.overwrite_output_dir)
+    check_resumable_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if return_command_line:
         return model_args, data_args, training_args, command_line
     return model_args, data_args, training_args

@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import check_target_module_exists
+from peft.utils import CONFIG_NAME as ADAPTER_CONFIG_NAME
 from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 from transformers import (
     PreTrainedModel,
@@ -24,6 +25,7 @@ from transformers import (
     set_seed,
 )
 from transformers.pytorch_utils import Conv1D
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.halora.base_model import save_embedding_layers
 from hf_eff.halora.config import HaLoRAConfig
@@ -164,6 +166,23 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
     )
 
 
+def check_resumable_checkpoint(resume_from_checkpoint: bool | str | None, output_dir: str) -> None:
+    """Refuses, before anything loads, a checkpoint to resume from that holds no adapter (adapter_config.json), as
+    every HaLoRA and LoRA checkpoint does: another method's checkpoint-N (a splat or GraNT run's), whose weights
+    Trainer would load by the names that match and whose optimizer state it then fails on (KeyError:
+    'param_groups'). ``True``: the last checkpoint in ``output_dir``, as ``Trainer.train`` finds it; a checkpoint
+    that is not there is left to Trainer, which names it."""
+    checkpoint = resume_from_checkpoint
+    if checkpoint is True:
+        checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if not checkpoint or not os.path.isdir(checkpoint):
+        return
+    if not os.path.isfile(os.path.join(checkpoint, ADAPTER_CONFIG_NAME)):
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: it holds no {ADAPTER_CONFIG_NAME}, so no HaLoRA or "
+                         "LoRA adapter: it was saved by another trainer (a splat or GraNT run's checkpoint?). Resume "
+                         "from a checkpoint-N of a HaLoRA or LoRA run's --output_dir, or True for the last one there; "
+                         "the checkpoint is left as it is")
+
 def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
                        train: Dataset, evaluation: Dataset, args: HaLoRATrainingArguments,
                        peft_config: LoraConfig | None = None, max_length: int = 128,
@@ -178,6 +197,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
     them into the CPU counterpart of the GPU figure: see benchmarks/halora_robustness.py)."""
     if isinstance(model, PeftModel) and peft_config is not None:
         raise ValueError("train_and_evaluate: model already carries its adapter; pass peft_config=None")
+    check_resumable_checkpoint(args.resume_from_checkpoint, args.output_dir)
     # Seeded here, where the example, the demo and the benchmark all build their adapters: LoRA and HaLoRA
     # runs of one seed start from the same adapter whatever ran before (the Trainer seeds only once the
     # model exists).

@@ -20,7 +20,7 @@ from hf_eff.halora import base_model
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, BaseModelNotFoundError, load_base_model
 from hf_eff.halora.experiment import build_trainer, train_and_evaluate
 from hf_eff.halora.tasks import load_task
-from hf_eff.halora.trainer import DATA_SPLITS_NAME, HaLoRATrainer
+from hf_eff.halora.trainer import DATA_SPLITS_NAME, HaLoRATrainer, HaLoRATrainingArguments
 from hf_eff.hub.cards import halora_card
 from hf_eff.hub.push import upload_folder
 from tests.halora.conftest import make_tiny_llama
@@ -437,6 +437,16 @@ def test_train_and_evaluate_refuses_a_second_adapter_config_for_a_peft_model(bas
     with pytest.raises(ValueError, match="already carries its adapter"):
         train_and_evaluate("lora", model, char_tokenizer, None, None, None, peft_config=lora_config())
 
+
+
+def test_train_and_evaluate_refuses_a_checkpoint_without_an_adapter_before_adapting(tmp_path, char_tokenizer):
+    (tmp_path / "checkpoint-20").mkdir()  # another trainer's
+    model = make_tiny_llama(vocab_size=len(char_tokenizer))
+    args = HaLoRATrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "checkpoint-20"),
+                                   report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match="checkpoint-20: it holds no adapter_config.json"):
+        train_and_evaluate("lora", model, char_tokenizer, None, None, args)
+    assert not hasattr(model, "peft_config")
 
 @pytest.fixture
 def trained_run(tmp_path, base_dir):

@@ -106,6 +106,25 @@ def test_resume_from_checkpoint_true_resumes_from_the_last_checkpoint(tmp_path, 
     assert (out / "checkpoint-3").is_dir()
 
 
+
+def test_a_checkpoint_of_another_method_is_refused_before_any_work(tmp_path):
+    """A splat run's checkpoint-N: else its weights load into the model by the names that match, and torch's optimizer
+    then fails on KeyError: 'param_groups'."""
+    splat_run = tmp_path / "splat_run"
+    checkpoint = splat_run / "checkpoint-20"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "config.json").write_text(json.dumps({"sh_degree": 1, "num_gaussians": 100}))
+    example = _load_example()
+    example.load_model = lambda *args, **kwargs: pytest.fail("nothing is loaded")
+    out = tmp_path / "out"
+    refusal = f"^--resume_from_checkpoint {checkpoint}: it holds no adapter_config.json, so no HaLoRA or LoRA adapter"
+    with pytest.raises(ValueError, match=refusal):
+        example.main(["--output_dir", str(out), "--resume_from_checkpoint", str(checkpoint)])
+    assert not out.exists()
+    with pytest.raises(ValueError, match=refusal):  # True: the last checkpoint of --output_dir
+        example.main(["--output_dir", str(splat_run), "--resume_from_checkpoint", "True"])
+    assert sorted(path.name for path in checkpoint.iterdir()) == ["config.json"]
+
 def test_stuck_at_fractions_above_one_are_refused_before_any_work():
     with pytest.raises(ValueError, match="eval_sigmas: with stuck_at noise"):
         parse_and_resolve(["--output_dir", "unused", "--method", "lora", "--noise_mode", "stuck_at",
