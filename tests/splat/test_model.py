@@ -169,6 +169,12 @@ def test_render_returns_images_alpha_and_strategy_info():
     assert model.splats["shN"].grad.abs().sum() == 0, "degree 0 ignores shN"
     with pytest.raises(ValueError, match="sh_degree"):
         model.render(viewmats, Ks, 16, 12, sh_degree=2)
+    # A NaN camera rendered a black image without a word; check_finite=False (the trainer's step) skips the check.
+    nan_viewmats = viewmats.clone()
+    nan_viewmats[1, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"viewmats contains NaN or infinite values \(camera 1\)"):
+        model.render(nan_viewmats, Ks, 16, 12)
+    assert model.render(nan_viewmats, Ks, 16, 12, check_finite=False)[0].shape == (2, 12, 16, 3)
 
 
 def test_a_config_is_refused_by_name_before_anything_is_saved_or_a_repo_is_created(tmp_path, monkeypatch):

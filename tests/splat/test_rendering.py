@@ -290,6 +290,14 @@ def test_invisible_scene_renders_background():
             },
             "NaN",
         ),
+        (
+            lambda p: {**p, "viewmats": p["viewmats"].clone().index_fill_(0, torch.tensor([1]), float("nan"))},
+            r"viewmats contains NaN or infinite values \(camera 1\)",
+        ),
+        (
+            lambda p: {**p, "Ks": p["Ks"].clone().index_fill_(0, torch.tensor([0]), float("inf"))},
+            r"Ks contains NaN or infinite values \(camera 0\)",
+        ),
         (lambda p: {**p, "sh_degree": 2}, "SH colors must be"),
         (
             lambda p: {**p, "colors": p["colors"].expand(3, -1, -1)},

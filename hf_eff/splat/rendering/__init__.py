@@ -110,13 +110,16 @@ def _check_inputs(
         )
     if not check_finite:
         return
-    for name, tensor in (
-        ("means", means),
-        ("quats", quats),
-        ("scales", scales),
-        ("opacities", opacities),
-    ):
-        if not torch.isfinite(tensor).all():
+    # A NaN camera renders a black image without a word. One read of the device for all six: a read per
+    # tensor would wait on the GPU once each.
+    named = (("means", means), ("quats", quats), ("scales", scales), ("opacities", opacities),
+             ("viewmats", viewmats), ("Ks", Ks))
+    finite = torch.stack([torch.isfinite(tensor).all().to(means.device) for _, tensor in named]).tolist()
+    for (name, tensor), is_finite in zip(named, finite):
+        if not is_finite:
+            if name in ("viewmats", "Ks"):
+                cameras = (~torch.isfinite(tensor)).flatten(1).any(1).nonzero().flatten().tolist()
+                raise ValueError(f"{name} contains NaN or infinite values (camera {cameras[0]})")
             raise ValueError(f"{name} contains NaN or infinite values")
 
 
@@ -162,7 +165,7 @@ def rasterize(
     ``gsplat_kwargs`` (e.g. ``tile_size``, ``camera_model``) pass through to gsplat; the CPU backend
     takes them at ``gsplat.rendering.rasterization``'s defaults only (as a loop written for gsplat
     passes them) and refuses any other value, naming it.
-    ``check_finite`` False skips the NaN / inf check of the Gaussians: on CUDA it reads the GPU
+    ``check_finite`` False skips the NaN / inf check of the Gaussians and cameras: on CUDA it reads the GPU
     from the host (a synchronisation), which a training loop that watches for NaN itself, without
     waiting on the GPU at every step (`SplatTrainer`), does not pay.
 
