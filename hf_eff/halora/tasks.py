@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import math
 import random
 import string
 import warnings
@@ -373,6 +374,13 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
     if not isinstance(data, DatasetDict):
         # checked before the seeded split shuffles it, so that a bad row's number is its row in the user's data
         check_multiple_choice(data, f"dataset {source}")
+        held_out_rows = math.ceil(eval_fraction * len(data))  # rounded up, as train_test_split does
+        if held_out_rows < 1 or len(data) - held_out_rows < 1:  # else its error names neither the data nor the fraction
+            raise ValueError(f"dataset {source}: its one split of {len(data)} rows is too few to divide "
+                             f"{1 - eval_fraction:.0%}/{eval_fraction:.0%}: eval_fraction {eval_fraction} holds out "
+                             f"{held_out_rows} (rounded up) to evaluate on and leaves {len(data) - held_out_rows} to "
+                             "train on, and each needs at least one; give more rows, or a train split and a "
+                             "validation or test split of their own")
         halves = data.train_test_split(test_size=eval_fraction, seed=seed)
         train, evaluation = halves["train"], halves["test"]
         held_out = f"dataset {source}'s held-out evaluation split"

@@ -300,6 +300,17 @@ def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
         load_multiple_choice_dataset(str(tmp_path / "one_choice"))
 
 
+
+@pytest.mark.parametrize("rows, eval_fraction, held_out, left", [(1, 0.1, 1, 0), (4, 0.0, 0, 4)])
+def test_one_split_too_small_to_divide_is_named_with_the_fraction(tmp_path, rows, eval_fraction, held_out, left):
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("\n".join(json.dumps({"question": f"q{i}", "choices": ["yes", "no"], "answer": 0})
+                              for i in range(rows)))
+    with pytest.raises(ValueError, match=rf"^dataset {mine}: its one split of {rows} rows is too few to divide "
+                                         rf".*: eval_fraction {eval_fraction} holds out {held_out} \(rounded up\) to "
+                                         rf"evaluate on and leaves {left} to train on"):
+        load_multiple_choice_dataset(str(mine), eval_fraction=eval_fraction)
+
 def test_sizes_beyond_the_questions_there_are_warn_naming_both_numbers_and_why(tmp_path, monkeypatch):
     rows = [{"question": f"q{i}", "choices": ["yes", "no"], "answer": i % 2} for i in range(40)]
     (tmp_path / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
