@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from gsplat.strategy import DefaultStrategy
+from torch.overrides import TorchFunctionMode
 from transformers import TrainerCallback
 
 from hf_eff.splat.losses import photometric_loss
@@ -46,46 +47,76 @@ class NonFiniteAt(TrainerCallback):
                 model.splats[self.key].view(-1)[-1] = self.value
 
 
+# Where a read is counted: the splat code, gsplat and Trainer's training loop.
+COUNTED_CALLERS = (str(SPLAT), "gsplat", str(Path("transformers") / "trainer.py"))
+
+
 def record_host_reads(monkeypatch, trainer) -> list[tuple[int, str, str]]:
     """(global step, caller file, method) of each host read made by the splat code (outside the CPU
     backend), gsplat or Trainer's training loop. Adam's step counters and the like live on the CPU
     on any device and are not counted."""
     reads = []
-    counted = [str(SPLAT), "gsplat", str(Path("transformers") / "trainer.py")]
 
     def wrap(name, method, reads_host=lambda *args: True):
         def read(*args, **kwargs):
             caller = sys._getframe(1).f_code.co_filename
-            if (reads_host(*args) and any(part in caller for part in counted)
+            if (reads_host(*args) and any(part in caller for part in COUNTED_CALLERS)
                     and Path(caller) not in CPU_BACKEND):
                 reads.append((trainer.state.global_step, caller, name))
             return method(*args, **kwargs)
         return read
-
-    def is_mask(index):
-        indices = index if isinstance(index, tuple) else (index,)
-        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
 
     for name in HOST_READS + SIZED_BY_VALUES:
         monkeypatch.setattr(torch.Tensor, name, wrap(name, getattr(torch.Tensor, name)))
     for name in SIZED_BY_VALUES:
         monkeypatch.setattr(torch, name, wrap(name, getattr(torch, name)))
     monkeypatch.setattr(torch, "where", wrap("where", torch.where, lambda *args: len(args) == 1))
-    monkeypatch.setattr(torch.Tensor, "__getitem__",
-                        wrap("mask index", torch.Tensor.__getitem__, lambda self, index: is_mask(index)))
     return reads
+
+
+class MaskIndexReads(TorchFunctionMode):
+    """Counts boolean-mask indexing (its result's size is read from the device) as `record_host_reads` counts its
+    methods. A mode, not a patched Tensor.__getitem__: setting that on the class gives it a sequence slot that its
+    removal leaves behind, and torch.tensor([[*t]]) then calls len() on 0-d tensors in every later test."""
+
+    def __init__(self, reads: list, trainer):
+        super().__init__()
+        self.reads, self.trainer = reads, trainer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", None) == "__getitem__" and is_mask(args[1]):
+            caller = sys._getframe(1).f_code.co_filename  # the indexing line: torch adds no Python frame
+            if any(part in caller for part in COUNTED_CALLERS) and Path(caller) not in CPU_BACKEND:
+                self.reads.append((self.trainer.state.global_step, caller, "mask index"))
+        return func(*args, **(kwargs or {}))
+
+
+def is_mask(index) -> bool:
+    indices = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
 
 
 def test_training_steps_read_the_device_only_at_check_and_refine_steps(scene, tmp_path, monkeypatch):
     trainer = make_trainer(scene, tmp_path, max_steps=24, refine_every=8, finite_check_steps=5, logging_steps=1000,
                            eval_strategy="no", reset_every=1000)
     reads = record_host_reads(monkeypatch, trainer)
-    trainer.train()
+    with MaskIndexReads(reads, trainer):
+        trainer.train()
     monkeypatch.undo()
     assert any(step % 8 == 0 for step, _, _ in reads)  # the counter works: densification reads counts
     allowed = {step for step in range(25) if step % 5 == 0 or step % 8 == 0}
     stray = sorted({(step, Path(caller).name, name) for step, caller, name in reads if step not in allowed})
     assert stray == []
+
+
+def test_the_mask_index_counter_sees_a_boolean_index_made_in_the_splat_code():
+    from types import SimpleNamespace
+
+    reads, trainer = [], SimpleNamespace(state=SimpleNamespace(global_step=3))
+    where = str(SPLAT / "strategy" / "a_strategy.py")  # a line of the splat package, as its frames name it
+    with MaskIndexReads(reads, trainer):
+        exec(compile("x[x > 1]\nx[1]\nx[torch.tensor([0, 2])]", where, "exec"), {"x": torch.arange(3.0), "torch": torch})
+    assert reads == [(3, where, "mask index")]  # the boolean index only
 
 
 def test_a_nan_mid_training_names_the_step_and_keeps_the_earlier_checkpoints(scene, tmp_path):
