@@ -306,8 +306,9 @@ def warn_unless_trained_split(model: GaussianModel, split: dict, source: str, sc
     recorded = model.data_split
     if scene is not None and {"scene_revision", "test_every"} <= set(recorded):
         recorded = {**recorded, **resolved_split_flags(scene, recorded["scene_revision"], recorded["test_every"])}
-    differing = [f"--{name} {split.get(name)} (the model's: {recorded.get(name)})"
-                 for name in sorted(set(recorded) | set(split)) if recorded.get(name) != split.get(name)]
+    # The recorded names only: one the record lacks (procedural_resolution) was not recorded when the model was saved.
+    differing = [f"--{name} {split.get(name)} (the model's: {recorded[name]})"
+                 for name in sorted(recorded) if recorded[name] != split.get(name)]
     if differing:
         logger.warning("%s differ from the training run of --model_name_or_path %s: these test views are not the ones "
                        "it held out (another scene, or views it may have trained on); give that run's values to "

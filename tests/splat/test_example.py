@@ -148,6 +148,14 @@ def test_an_evaluation_on_another_scene_or_split_than_the_model_trained_on_warns
         run_example(monkeypatch, *eval_only, "--procedural_resolution", "12", "--output_dir", str(tmp_path / "smaller"))
     assert ("--procedural_resolution 12 (the model's: 16) differ from the training run of "
             f"--model_name_or_path {tmp_path / 'run'}") in caplog.text
+    # a model saved before the resolution was recorded is compared on what it records
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    del config["data_split"]["procedural_resolution"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run_example(monkeypatch, *eval_only, "--output_dir", str(tmp_path / "recorded_before"))
+    assert "differ from the training run" not in caplog.text
 
     # a scene folder is recorded by its name, as a card shows it; another folder or split rule warns
     scene = make_procedural_scene(seed=0, num_train=3, num_test=1, width=16, height=16, num_points=60, supersample=1)
