@@ -324,6 +324,22 @@ def test_converters_name_the_image_of_another_size_in_a_split(tmp_path, scene):
         load_scene(tmp_path / "colmap")
 
 
+@pytest.mark.parametrize("absolute", [False, True])
+def test_transforms_json_reads_images_outside_its_folder(tmp_path, absolute):
+    write_transforms(tmp_path, {"camera_angle_x": 0.8}, size=(16, 16), count=5)
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    for frame in meta["frames"]:  # "images/f0.png" -> "../images/f0.png" or its absolute path
+        frame["file_path"] = str(tmp_path / frame["file_path"]) if absolute else f"../{frame['file_path']}"
+    (folder / "transforms.json").write_text(json.dumps(meta))
+    assert len(load_scene(folder, test_every=0).views["train"]) == 5
+    Image.new("RGB", (20, 12)).save(tmp_path / "images" / "f4.png")
+    named = tmp_path / "images" / "f4.png" if absolute else "../images/f4.png"
+    with pytest.raises(ValueError, match=re.escape(f"transforms.json frame 4 ({named}) is 20x12 but")):
+        load_scene(folder, test_every=0)
+
+
 def test_transforms_json_reads_nerfstudios_point_cloud(tmp_path):
     from plyfile import PlyData, PlyElement
 

@@ -71,7 +71,9 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         with PIL.Image.open(path) as opened:  # reads the header only
             width, height = opened.size
         images.append(path)
-        sizes.append((f"{where} ({path.relative_to(folder)})", (width, height)))
+        # An absolute file_path outside the folder is named as given (folder / an absolute path is that path).
+        name = path.relative_to(folder) if path.is_relative_to(folder) else path
+        sizes.append((f"{where} ({name})", (width, height)))
         if masked:
             masks.append(folder / frame["mask_path"])  # relative to the transforms file, as nerfstudio reads it
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
