@@ -125,6 +125,18 @@ def test_colmap_names_the_missing_model_files(tmp_path, scene, binary, removed):
         load_scene(tmp_path)
 
 
+def test_colmap_reads_a_text_model_beside_a_stray_bin_file(tmp_path, scene):
+    write_colmap(scene, tmp_path, binary=False)
+    sparse = tmp_path / "sparse" / "0"
+    # Left over from another model (none of its cameras), neither read nor checked against the text model's.
+    (sparse / "cameras.bin").write_bytes(bytes(8))
+    assert_views_match(load_scene(tmp_path, test_every=0).views["train"], all_views(scene))
+    # Incomplete both ways: the set with more files is named.
+    (sparse / "points3D.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP model {sparse} lacks points3D.txt:")):
+        load_scene(tmp_path)
+
+
 def test_colmap_names_a_truncated_cameras_bin(tmp_path, scene):
     write_colmap(scene, tmp_path)
     cameras = tmp_path / "sparse" / "0" / "cameras.bin"

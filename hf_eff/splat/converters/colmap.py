@@ -76,15 +76,22 @@ def _find_sparse_dir(folder: Path) -> Path:
     return found
 
 
-def _check_model_files(sparse_dir: Path) -> None:
-    """Names the model files missing from ``sparse_dir`` (pycolmap's error lists all five as missing)."""
-    ext = "bin" if any((sparse_dir / f"{name}.bin").exists() for name in MODEL_FILES) else "txt"
-    missing = [f"{name}.{ext}" for name in MODEL_FILES if not (sparse_dir / f"{name}.{ext}").exists()]
+def _check_model_files(sparse_dir: Path) -> str:
+    """The extension of the model set pycolmap reads from ``sparse_dir``: "bin" or "txt", whichever is complete (.bin
+    where both are), whatever stray files of the other lie beside it. Otherwise names the files missing from the more
+    complete set (pycolmap's error lists all five as missing)."""
+    missing_by_ext = {
+        ext: [f"{name}.{ext}" for name in MODEL_FILES if not (sparse_dir / f"{name}.{ext}").exists()]
+        for ext in ("bin", "txt")
+    }
+    ext = min(missing_by_ext, key=lambda ext: len(missing_by_ext[ext]))  # .bin on a tie, as pycolmap
+    missing = missing_by_ext[ext]
     if missing:
         raise FileNotFoundError(
             f"COLMAP model {sparse_dir} lacks {', '.join(missing)}: a model needs cameras, images and points3D, "
             "all .bin or all .txt"
         )
+    return ext
 
 
 def _check_cameras_bin_size(sparse_dir: Path, cameras) -> None:
@@ -92,8 +99,6 @@ def _check_cameras_bin_size(sparse_dir: Path, cameras) -> None:
     what the cameras it read take (a uint64 count, then per camera an int32 id and model, uint64 width and height
     and float64 params)."""
     path = sparse_dir / "cameras.bin"
-    if not path.exists():
-        return
     expected = 8 + sum(24 + 8 * len(camera.params) for camera in cameras.values())
     size = path.stat().st_size
     if size < expected:
@@ -144,9 +149,10 @@ def scene_from_colmap(
         raise FileNotFoundError(f"COLMAP images folder {images_dir} not found")
     if masks_dir is not None and not Path(masks_dir).is_dir():
         raise FileNotFoundError(f"COLMAP masks folder {masks_dir} not found")
-    _check_model_files(sparse_dir)
+    model_ext = _check_model_files(sparse_dir)
     reconstruction = pycolmap.Reconstruction(str(sparse_dir))
-    _check_cameras_bin_size(sparse_dir, reconstruction.cameras)
+    if model_ext == "bin":  # a stray cameras.bin beside a text model is not what pycolmap read
+        _check_cameras_bin_size(sparse_dir, reconstruction.cameras)
     registered = [reconstruction.images[i] for i in reconstruction.reg_image_ids()]
     if not registered:
         raise ValueError(f"COLMAP model {sparse_dir} has no registered images")
