@@ -167,21 +167,23 @@ def build_trainer(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedToken
 
 
 def check_resumable_checkpoint(resume_from_checkpoint: bool | str | None, output_dir: str) -> None:
-    """Refuses, before anything loads, a checkpoint to resume from that holds no adapter (adapter_config.json), as
-    every HaLoRA and LoRA checkpoint does: another method's checkpoint-N (a splat or GraNT run's), whose weights
-    Trainer would load by the names that match and whose optimizer state it then fails on (KeyError:
-    'param_groups'). ``True``: the last checkpoint in ``output_dir``, as ``Trainer.train`` finds it; a checkpoint
-    that is not there is left to Trainer, which names it."""
+    """Refuses, before anything loads, a checkpoint to resume from that holds no adapter (adapter_config.json, at
+    its top level or in a direct sub-folder), as every HaLoRA and LoRA checkpoint does: another method's
+    checkpoint-N (a splat or GraNT run's), whose weights Trainer would load by the names that match and whose
+    optimizer state it then fails on (KeyError: 'param_groups'). ``True``: the last checkpoint in ``output_dir``,
+    as ``Trainer.train`` finds it; a checkpoint that is not there is left to Trainer, which names it."""
     checkpoint = resume_from_checkpoint
     if checkpoint is True:
         checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
     if not checkpoint or not os.path.isdir(checkpoint):
         return
-    if not os.path.isfile(os.path.join(checkpoint, ADAPTER_CONFIG_NAME)):
+    # PEFT saves an adapter not named "default" in a sub-folder of its name, from which Trainer also resumes
+    folders = [checkpoint] + [entry.path for entry in os.scandir(checkpoint) if entry.is_dir()]
+    if not any(os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)) for folder in folders):
         raise ValueError(f"--resume_from_checkpoint {checkpoint}: it holds no {ADAPTER_CONFIG_NAME}, so no HaLoRA or "
-                         "LoRA adapter: it was saved by another trainer (a splat or GraNT run's checkpoint?). Resume "
-                         "from a checkpoint-N of a HaLoRA or LoRA run's --output_dir, or True for the last one there; "
-                         "the checkpoint is left as it is")
+                         "LoRA adapter, at its top level or in a sub-folder: it was saved by another trainer (a splat "
+                         "or GraNT run's checkpoint?). Resume from a checkpoint-N of a HaLoRA or LoRA run's "
+                         "--output_dir, or True for the last one there; the checkpoint is left as it is")
 
 def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
                        train: Dataset, evaluation: Dataset, args: HaLoRATrainingArguments,

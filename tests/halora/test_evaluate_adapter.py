@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from hf_eff import HaLoRAConfig
 from hf_eff.halora import base_model
 from hf_eff.halora.base_model import DEFAULT_BASE_MODEL, BaseModelNotFoundError, load_base_model
-from hf_eff.halora.experiment import build_trainer, train_and_evaluate
+from hf_eff.halora.experiment import build_trainer, check_resumable_checkpoint, train_and_evaluate
 from hf_eff.halora.tasks import load_task
 from hf_eff.halora.trainer import DATA_SPLITS_NAME, HaLoRATrainer, HaLoRATrainingArguments
 from hf_eff.hub.cards import halora_card
@@ -447,6 +447,22 @@ def test_train_and_evaluate_refuses_a_checkpoint_without_an_adapter_before_adapt
     with pytest.raises(ValueError, match="checkpoint-20: it holds no adapter_config.json"):
         train_and_evaluate("lora", model, char_tokenizer, None, None, args)
     assert not hasattr(model, "peft_config")
+
+
+def test_a_checkpoint_of_an_adapter_not_named_default_is_resumable(tmp_path, char_tokenizer):
+    checkpoint = tmp_path / "checkpoint-3"
+    get_peft_model(make_tiny_llama(vocab_size=len(char_tokenizer)), lora_config(),
+                   adapter_name="halora").save_pretrained(checkpoint)
+    assert not (checkpoint / "adapter_config.json").exists()  # PEFT saved it in checkpoint-3/halora/
+    check_resumable_checkpoint(str(checkpoint), str(tmp_path))
+    check_resumable_checkpoint(True, str(tmp_path))
+    only_config = tmp_path / "checkpoint-5" / "halora"
+    only_config.mkdir(parents=True)
+    shutil.copy(checkpoint / "halora" / "adapter_config.json", only_config)
+    check_resumable_checkpoint(str(only_config.parent), str(tmp_path))
+    (tmp_path / "checkpoint-7" / "runs").mkdir(parents=True)  # a sub-folder holding no adapter
+    with pytest.raises(ValueError, match="checkpoint-7: it holds no adapter_config.json"):
+        check_resumable_checkpoint(str(tmp_path / "checkpoint-7"), str(tmp_path))
 
 @pytest.fixture
 def trained_run(tmp_path, base_dir):
