@@ -563,13 +563,12 @@ class MultipleChoiceScorer:
         """Why this scorer cannot score ``dataset`` (None when it can): its answers and choice layout are those of
         ``rows``, so another dataset of as many rows would be scored silently wrong. ``rows`` are recognised by their
         fingerprint, or as the same input_ids and labels in the same order (a copy: ``with_format``,
-        ``select(range(len(rows)))``); a scorer built without ``rows`` checks only the number of rows."""
+        ``select(range(len(rows)))``); a scorer built without ``rows``, or a dataset that is not a datasets.Dataset
+        (``to_iterable_dataset()``, a torch Dataset), is checked only by its number of rows."""
         expected = self.example_index.shape[0]
-        if self.rows is None:
+        if self.rows is None or not isinstance(dataset, Dataset):
             size = len(dataset) if hasattr(dataset, "__len__") else expected  # an iterable one cannot tell
             return None if size == expected else f"it has {size} rows, the scorer scores {expected}"
-        if not isinstance(dataset, Dataset):
-            return f"it is a {type(dataset).__name__}, not the datasets.Dataset tokenize_for_scoring made the scorer for"
         if dataset._fingerprint == self.rows._fingerprint:
             return None
         if len(dataset) != expected:

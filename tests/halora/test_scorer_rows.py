@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from hf_eff.halora.tasks import (
     MultipleChoiceScorer,
@@ -73,11 +74,33 @@ def test_rows_are_told_by_their_content_after_select_shuffle_or_with_format(char
     assert "another order" in scorer.rows_mismatch(rows.shuffle(seed=0))
     assert "other questions" in scorer.rows_mismatch(other)
     assert scorer.rows_mismatch(rows.select(range(10))) == "it has 10 rows, the scorer scores 12"
-    assert "not the datasets.Dataset" in scorer.rows_mismatch(list(rows))
     # built by hand, a scorer knows only how many rows it scores
     by_hand = MultipleChoiceScorer(scorer.example_index, scorer.choice_index, scorer.answers)
     assert by_hand.rows_mismatch(other) is None
     assert by_hand.rows_mismatch(rows.select(range(10))) == "it has 10 rows, the scorer scores 12"
+
+
+class _TorchRows(torch.utils.data.Dataset):
+    def __init__(self, rows):
+        self.rows = list(rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+
+def test_rows_that_are_not_a_datasets_dataset_are_told_by_their_number_as_by_a_scorer_built_by_hand(
+        tmp_path, char_tokenizer, scored):
+    rows, scorer, _, _ = scored
+    for same in (_TorchRows(rows), list(rows), rows.to_iterable_dataset()):  # the last has no length to tell
+        assert scorer.rows_mismatch(same) is None
+    assert scorer.rows_mismatch(_TorchRows(rows.select(range(10)))) == "it has 10 rows, the scorer scores 12"
+    trainer = _trainer(tmp_path, char_tokenizer, eval_dataset=rows, scorer=scorer)
+    own = _model_metrics(trainer.evaluate())
+    assert "eval_accuracy" in own
+    assert _model_metrics(trainer.evaluate(_TorchRows(rows))) == own
 
 
 def test_a_dict_eval_dataset_with_a_split_of_other_rows_is_refused(tmp_path, char_tokenizer, scored):
