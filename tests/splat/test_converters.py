@@ -336,6 +336,20 @@ def test_converters_name_the_image_of_another_size_in_a_split(tmp_path, scene):
         load_scene(tmp_path / "colmap")
 
 
+@pytest.mark.parametrize("file_path", ["", "  "])
+def test_transforms_json_names_the_frame_of_an_empty_file_path(tmp_path, file_path):
+    meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
+    meta["frames"][1]["file_path"] = file_path
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    # It used to read as the image "<folder>.png" beside the folder.
+    with pytest.raises(ValueError, match=re.escape(f"transforms.json frame 1: file_path is empty ({file_path!r})")):
+        load_scene(tmp_path)
+    meta["frames"][1]["file_path"] = None
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=re.escape("transforms.json frame 1: file_path must be a path (a string), got None")):
+        load_scene(tmp_path)
+
+
 @pytest.mark.parametrize("absolute", [False, True])
 def test_transforms_json_reads_images_outside_its_folder(tmp_path, absolute):
     write_transforms(tmp_path, {"camera_angle_x": 0.8}, size=(16, 16), count=5)

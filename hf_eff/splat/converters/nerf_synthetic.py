@@ -63,7 +63,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         for key in ("file_path", "transform_matrix"):
             if key not in frame:
                 raise ValueError(f"{where}: missing '{key}'")
-        path = folder / frame["file_path"]
+        path = folder / _frame_path(frame, "file_path", where)
         if not path.suffix:  # Blender's files name the image without its extension
             path = path.with_suffix(".png")
         if not path.exists():
@@ -88,6 +88,17 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
     views = {"images": images, "Ks": Ks, "world_to_cameras": poses, "masks": masks if masked else None,
              "mask_names": names}
     return views, meta, sizes
+
+
+def _frame_path(frame: dict, key: str, where: str) -> str:
+    """A frame's path ``key``, refused where it is empty or not a string (``folder / ""`` is the folder itself, which
+    then reads as an image beside it)."""
+    value = frame[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {key} must be a path (a string), got {value!r}")
+    if not value.strip():
+        raise ValueError(f"{where}: {key} is empty ({value!r}); name the frame's file relative to the transforms file")
+    return value
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
