@@ -15,7 +15,9 @@ commonsense suite; loaders for the real tasks (ARC-e, ARC-c, OBQA, SIQA, WinoGra
 from __future__ import annotations
 
 import copy
+import csv
 import gc
+import io
 import json
 import math
 import random
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 from datasets import Dataset, Features, List, Value
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
@@ -295,17 +298,39 @@ DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", 
 
 
 def _read_data_file(path: Path, builder: str, source: str):
-    """``load_dataset(builder, data_files=path)``; a JSON file that does not parse is named with the line of the
-    problem (1-based), which datasets leaves to a log line."""
+    """``load_dataset(builder, data_files=path)``; a file of no rows is refused naming it, and a JSON file that does
+    not parse is named with the line of the problem (1-based), which datasets leaves to a log line."""
     from datasets import load_dataset
     from datasets.exceptions import DatasetGenerationError
 
     try:
         return load_dataset(builder, data_files=str(path))
-    except DatasetGenerationError:
-        if builder == "json":
+    except Exception as error:  # datasets' errors for a file of no rows vary by format (StopIteration among them)
+        if _holds_no_rows(path, builder):
+            raise ValueError(f"dataset {source}: the file holds no rows; a multiple-choice dataset needs at least one, "
+                             f"with columns {list(MC_COLUMNS)}") from None
+        if builder == "json" and isinstance(error, DatasetGenerationError):
             _refuse_json_that_does_not_parse(path, source)
         raise
+
+
+def _holds_no_rows(path: Path, builder: str) -> bool:
+    """Whether data file ``path`` holds no row: no byte, a Parquet file of 0 rows, a CSV file of its header line at
+    most, or JSON of whitespace only, ``[]`` or ``{}``. Read only once datasets has failed on it."""
+    if path.stat().st_size == 0:
+        return True
+    if builder == "parquet":
+        try:
+            return pq.read_metadata(path).num_rows == 0
+        except pa.ArrowException:  # not Parquet at all: datasets' own error says so
+            return False
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if builder == "csv":  # csv.reader gives a blank line no record, as pandas skips it
+        return sum(1 for record in csv.reader(io.StringIO(text)) if record) <= 1
+    try:
+        return not text.strip() or json.loads(text) in ([], {})
+    except json.JSONDecodeError:  # several lines of JSON Lines, or JSON that does not parse
+        return False
 
 
 def _refuse_json_that_does_not_parse(path: Path, source: str) -> None:
