@@ -125,6 +125,22 @@ def test_colmap_names_the_missing_model_files(tmp_path, scene, binary, removed):
         load_scene(tmp_path)
 
 
+def test_colmap_names_a_sparse_dir_without_a_model(tmp_path, scene):
+    write_colmap(scene, tmp_path)
+    empty = tmp_path / "sparse" / "1"
+    empty.mkdir()
+    # Both sets are named: it used to name only the .bin files as missing.
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"COLMAP model folder {empty} holds no model: it needs cameras.bin, images.bin, points3D.bin "
+            "or cameras.txt, images.txt, points3D.txt")):
+        scene_from_colmap(tmp_path, sparse_dir=empty)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP model folder {tmp_path / 'sparse' / '2'} not found")):
+        scene_from_colmap(tmp_path, sparse_dir=tmp_path / "sparse" / "2")
+    image = tmp_path / "images" / "00001.png"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP model folder {image} is not a folder")):
+        scene_from_colmap(tmp_path, sparse_dir=image)
+
+
 def test_colmap_reads_a_text_model_beside_a_stray_bin_file(tmp_path, scene):
     write_colmap(scene, tmp_path, binary=False)
     sparse = tmp_path / "sparse" / "0"

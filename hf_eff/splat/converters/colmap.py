@@ -80,6 +80,15 @@ def _check_model_files(sparse_dir: Path) -> str:
     """The extension of the model set pycolmap reads from ``sparse_dir``: "bin" or "txt", whichever is complete (.bin
     where both are), whatever stray files of the other lie beside it. Otherwise names the files missing from the more
     complete set (pycolmap's error lists all five as missing)."""
+    if not sparse_dir.is_dir():
+        raise FileNotFoundError(
+            f"COLMAP model folder {sparse_dir} {'is not a folder' if sparse_dir.exists() else 'not found'}"
+        )
+    if not _holds_model_file(sparse_dir):
+        raise FileNotFoundError(
+            f"COLMAP model folder {sparse_dir} holds no model: it needs {', '.join(f'{name}.bin' for name in MODEL_FILES)}"
+            f" or {', '.join(f'{name}.txt' for name in MODEL_FILES)}"
+        )
     missing_by_ext = {
         ext: [f"{name}.{ext}" for name in MODEL_FILES if not (sparse_dir / f"{name}.{ext}").exists()]
         for ext in ("bin", "txt")
