@@ -256,6 +256,21 @@ def test_nerf_synthetic_names_the_file_of_invalid_json(tmp_path):
         load_scene(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "contents, message",
+    [
+        ([{"file_path": "r_0"}], "transforms.json: not a JSON object (one with 'frames'), but a list"),
+        ({"frames": {"file_path": "r_0"}}, "transforms.json: 'frames' must be a list of frames, got a dict"),
+        # a string frame used to be read as one missing file_path ("file_path" in "r_0" is a substring test)
+        ({"frames": ["r_0"]}, "transforms.json frame 0: not a JSON object with file_path and transform_matrix, but 'r_0'"),
+    ],
+)
+def test_nerf_synthetic_names_a_transforms_file_of_another_shape(tmp_path, contents, message):
+    (tmp_path / "transforms.json").write_text(json.dumps(contents))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_scene(tmp_path)
+
+
 def write_transforms(folder, meta, size=(64, 48), count=2, mode="RGB"):
     (folder / "images").mkdir(exist_ok=True)
     frames = []

@@ -45,9 +45,19 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         meta = json.loads(transforms_file.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{transforms_file}: invalid JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise ValueError(f"{transforms_file}: not a JSON object (one with 'frames'), but a {type(meta).__name__}")
     frames = meta.get("frames")
     if frames is None or not (frames or allow_empty):
         raise ValueError(f"{transforms_file}: no 'frames'")
+    if not isinstance(frames, list):
+        raise ValueError(f"{transforms_file}: 'frames' must be a list of frames, got a {type(frames).__name__}")
+    for index, frame in enumerate(frames):  # a string frame would answer `"file_path" in frame` by substring
+        if not isinstance(frame, dict):
+            raise ValueError(
+                f"{transforms_file.name} frame {index}: not a JSON object with file_path and transform_matrix, "
+                f"but {frame!r:.80}"
+            )
     # nerfstudio's masks (0 = pixel ignored by the loss): every frame names one, or none does (its
     # dataparser asserts the same).
     masked = [index for index, frame in enumerate(frames) if "mask_path" in frame]
