@@ -306,6 +306,25 @@ def test_transforms_json_refuses_lens_distortion_and_non_pinhole_models(tmp_path
         load_scene(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "transform_matrix, message",
+    [
+        (np.eye(4)[:3].tolist(), "must be a 4x4 matrix of numbers, got 3x4"),
+        ([[1.0, 0.0], [0.0]], "must be a 4x4 matrix of numbers, got [[1.0, 0.0], [0.0]]"),  # numpy's ValueError
+        ([["1"] * 4, ["a"] * 4] * 2, "must be a 4x4 matrix of numbers, got [['1', '1', '1', '1'], ['a'"),
+        (None, "must be a 4x4 matrix of numbers, got None"),
+        ("", "must be a 4x4 matrix of numbers, got ''"),
+        ([[float("nan")] * 4] * 4, "holds NaN or infinite values"),
+    ],
+)
+def test_nerf_synthetic_names_the_frame_of_a_transform_matrix_that_is_not_4x4(tmp_path, transform_matrix, message):
+    meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
+    meta["frames"][1]["transform_matrix"] = transform_matrix
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=re.escape(f"transforms.json frame 1 (images/f1.png): transform_matrix {message}")):
+        load_scene(tmp_path)
+
+
 def test_transforms_json_names_the_frame_of_per_frame_distortion(tmp_path):
     meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
     meta["frames"][1]["k1"] = 0.1

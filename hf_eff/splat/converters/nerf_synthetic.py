@@ -87,9 +87,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         if masked:
             masks.append(folder / frame["mask_path"])  # relative to the transforms file, as nerfstudio reads it
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
-        camera_to_world = np.asarray(frame["transform_matrix"], dtype=np.float64)
-        if camera_to_world.shape != (4, 4) or not np.isfinite(camera_to_world).all():
-            raise ValueError(f"{where}: transform_matrix must be a finite 4x4 matrix")
+        camera_to_world = _transform_matrix(frame, f"{where} ({frame['file_path']})")
         try:
             poses.append(np.linalg.inv(camera_to_world @ OPENGL_TO_OPENCV))
         except np.linalg.LinAlgError:
@@ -109,6 +107,21 @@ def _frame_path(frame: dict, key: str, where: str) -> str:
     if not value.strip():
         raise ValueError(f"{where}: {key} is empty ({value!r}); name the frame's file relative to the transforms file")
     return value
+
+
+def _transform_matrix(frame: dict, where: str) -> np.ndarray:
+    """A frame's camera-to-world ``transform_matrix`` in float64, refused (naming ``where``) unless a finite 4x4."""
+    value = frame["transform_matrix"]
+    try:
+        matrix = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):  # rows of different lengths, strings
+        matrix = None
+    if matrix is None or matrix.shape != (4, 4):
+        got = "x".join(map(str, matrix.shape)) if matrix is not None and matrix.ndim else f"{value!r:.80}"
+        raise ValueError(f"{where}: transform_matrix must be a 4x4 matrix of numbers, got {got}")
+    if not np.isfinite(matrix).all():
+        raise ValueError(f"{where}: transform_matrix holds NaN or infinite values")
+    return matrix
 
 
 # nerfstudio's perspective camera models: with every distortion coefficient zero they are a
