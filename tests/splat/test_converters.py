@@ -325,6 +325,27 @@ def test_nerf_synthetic_names_the_frame_of_a_transform_matrix_that_is_not_4x4(tm
         load_scene(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "file_keys, frame_keys, message",
+    [
+        ({"w": ""}, {}, "transforms.json: w='' is not a finite number"),
+        ({"fl_x": "", "camera_angle_x": 0.8}, {}, "transforms.json: fl_x='' is not a finite number"),
+        ({"fl_x": None, "fl_y": None, "camera_angle_x": [0.8]}, {},
+         "transforms.json: camera_angle_x=[0.8] is not a finite number"),
+        ({"cx": float("nan")}, {}, "transforms.json: cx=nan is not a finite number"),
+        ({}, {"cy": "abc"}, "transforms.json frame 1: cy='abc' is not a finite number"),
+        ({}, {"k1": ""}, "transforms.json frame 1: k1='' is not a finite number"),
+    ],
+)
+def test_transforms_json_names_intrinsics_that_are_not_numbers(tmp_path, file_keys, frame_keys, message):
+    meta = write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, **file_keys})
+    meta["frames"][1].update(frame_keys)
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    # float() used to raise its own "could not convert string to float: ''", naming neither file nor key
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_scene(tmp_path)
+
+
 def test_transforms_json_names_the_frame_of_per_frame_distortion(tmp_path):
     meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
     meta["frames"][1]["k1"] = 0.1

@@ -140,6 +140,18 @@ def _intrinsics(
     def named(key):  # where a key's value comes from, for errors
         return f"{where}: {key}" if key in frame else f"{file_name}: {key}"
 
+    def number(key):  # a key's value as a float (numbers written as strings too), None where it has none
+        value = get(key)
+        if value is None:
+            return None
+        try:
+            result = float(value)
+        except (TypeError, ValueError):  # "", "abc", a list
+            result = math.nan
+        if not math.isfinite(result):
+            raise ValueError(f"{named(key)}={value!r} is not a finite number")
+        return result
+
     undistort = "undistort the images first (ns-process-data, or colmap image_undistorter)"
     model = get("camera_model")
     if model is not None and str(model).upper() not in PINHOLE_MODELS:
@@ -150,24 +162,24 @@ def _intrinsics(
     if get("is_fisheye"):  # instant-ngp's flag
         raise ValueError(f"{named('is_fisheye')}={get('is_fisheye')} is not a pinhole camera; {undistort}")
     for key in DISTORTION_KEYS:
-        value = get(key)
-        if value is not None and float(value) != 0:
-            raise ValueError(f"{named(key)}={value} is lens distortion; {undistort}")
+        value = number(key)
+        if value is not None and value != 0:
+            raise ValueError(f"{named(key)}={get(key)} is lens distortion; {undistort}")
 
     # fl_x, cx, cy are in pixels of the declared w x h (the image's own size by default).
-    declared_w = float(get("w")) if get("w") is not None else float(width)
-    declared_h = float(get("h")) if get("h") is not None else float(height)
+    declared_w = number("w") if get("w") is not None else float(width)
+    declared_h = number("h") if get("h") is not None else float(height)
     if not (declared_w > 0 and declared_h > 0):
         raise ValueError(f"{where}: w and h must be positive, got {get('w')}x{get('h')}")
     if get("fl_x") is not None:
-        fx = float(get("fl_x"))
-        fy = float(get("fl_y") if get("fl_y") is not None else fx)
+        fx = number("fl_x")
+        fy = number("fl_y") if get("fl_y") is not None else fx
     elif get("camera_angle_x") is not None:
-        fx = fy = 0.5 * declared_w / math.tan(0.5 * float(get("camera_angle_x")))
+        fx = fy = 0.5 * declared_w / math.tan(0.5 * number("camera_angle_x"))
     else:
         raise ValueError(f"{where}: needs 'camera_angle_x' or 'fl_x' for the focal length")
-    cx = float(get("cx") if get("cx") is not None else declared_w / 2)
-    cy = float(get("cy") if get("cy") is not None else declared_h / 2)
+    cx = number("cx") if get("cx") is not None else declared_w / 2
+    cy = number("cy") if get("cy") is not None else declared_h / 2
     # A downscaled copy of the images (e.g. images_2) keeps the declared intrinsics: rescale K to
     # the file, as the COLMAP converter does; a different aspect ratio is not a downscale.
     scale_x, scale_y = width / declared_w, height / declared_h
