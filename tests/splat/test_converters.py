@@ -346,6 +346,26 @@ def test_transforms_json_names_intrinsics_that_are_not_numbers(tmp_path, file_ke
         load_scene(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "file_keys, frame_keys, message",
+    [
+        ({"fl_x": 0}, {}, "transforms.json: fl_x=0 must be positive (a focal length in pixels)"),
+        ({}, {"fl_y": -58.0}, "transforms.json frame 1: fl_y=-58.0 must be positive"),
+        # a fl_y left out is fl_x's: named as fl_x, not as a fl_y the file does not hold
+        ({"fl_x": -66.0, "fl_y": None}, {}, "transforms.json: fl_x=-66.0 must be positive"),
+        ({"fl_x": None, "camera_angle_x": 0}, {}, "transforms.json: camera_angle_x=0 must be between 0 and pi"),
+        ({"fl_x": None}, {"camera_angle_x": 3.5}, "transforms.json frame 1: camera_angle_x=3.5 must be between 0 and pi"),
+    ],
+)
+def test_transforms_json_names_a_focal_length_that_is_not_positive(tmp_path, file_keys, frame_keys, message):
+    meta = write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "camera_angle_x": 0.8, **file_keys})
+    meta["frames"][1].update(frame_keys)
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    # camera_angle_x=0 raised ZeroDivisionError; the rest were refused by views_dataset, by view number
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_scene(tmp_path)
+
+
 def test_transforms_json_names_the_frame_of_per_frame_distortion(tmp_path):
     meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
     meta["frames"][1]["k1"] = 0.1

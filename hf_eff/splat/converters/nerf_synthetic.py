@@ -171,11 +171,21 @@ def _intrinsics(
     declared_h = number("h") if get("h") is not None else float(height)
     if not (declared_w > 0 and declared_h > 0):
         raise ValueError(f"{where}: w and h must be positive, got {get('w')}x{get('h')}")
+    # views_dataset refuses a non-positive focal too, but by view number: these name the key and the file
     if get("fl_x") is not None:
         fx = number("fl_x")
         fy = number("fl_y") if get("fl_y") is not None else fx
+        for key, focal in (("fl_x", fx), ("fl_y", fy)):
+            if focal <= 0:
+                raise ValueError(f"{named(key)}={get(key)} must be positive (a focal length in pixels)")
     elif get("camera_angle_x") is not None:
-        fx = fy = 0.5 * declared_w / math.tan(0.5 * number("camera_angle_x"))
+        angle = number("camera_angle_x")
+        if not 0 < angle < math.pi:  # 0 divides by zero; pi and above give a negative focal
+            raise ValueError(
+                f"{named('camera_angle_x')}={get('camera_angle_x')} must be between 0 and pi "
+                "(the horizontal field of view in radians)"
+            )
+        fx = fy = 0.5 * declared_w / math.tan(0.5 * angle)
     else:
         raise ValueError(f"{where}: needs 'camera_angle_x' or 'fl_x' for the focal length")
     cx = number("cx") if get("cx") is not None else declared_w / 2
