@@ -366,6 +366,19 @@ def test_transforms_json_names_a_focal_length_that_is_not_positive(tmp_path, fil
         load_scene(tmp_path)
 
 
+def test_transforms_json_names_an_empty_camera_model(tmp_path):
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "camera_model": ""})
+    # It used to be refused as a camera that is not a pinhole, to undistort.
+    with pytest.raises(ValueError, match=re.escape(
+            "transforms.json: camera_model is empty (''); write camera_model PINHOLE or leave the key out")):
+        load_scene(tmp_path)
+    meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
+    meta["frames"][1]["camera_model"] = " "
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=re.escape("transforms.json frame 1: camera_model is empty (' ')")):
+        load_scene(tmp_path)
+
+
 def test_transforms_json_names_the_frame_of_per_frame_distortion(tmp_path):
     meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
     meta["frames"][1]["k1"] = 0.1

@@ -154,6 +154,10 @@ def _intrinsics(
 
     undistort = "undistort the images first (ns-process-data, or colmap image_undistorter)"
     model = get("camera_model")
+    if isinstance(model, str) and not model.strip():  # would read as "not a pinhole camera"
+        raise ValueError(
+            f"{named('camera_model')} is empty ({model!r}); write camera_model PINHOLE or leave the key out"
+        )
     if model is not None and str(model).upper() not in PINHOLE_MODELS:
         raise ValueError(
             f"{named('camera_model')}={model!r} is not a pinhole camera; {undistort} "
