@@ -526,7 +526,8 @@ def with_shared_class_names(graphs: datasets.DatasetDict, numeric_labels: bool) 
 def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | datasets.DatasetDict:
     """A Hub --dataset at --dataset_config_name and --dataset_revision: rows of graphs (REQUIRED_COLUMNS) as a saved
     folder's, rows of molecules (the --smiles_column, no graph columns) as a CSV's; one split as a saved Dataset (split
-    here), several as a saved DatasetDict (train, validation and test, cut to --max_graphs)."""
+    here), several as a saved DatasetDict (train, validation and test); each split cut to --max_graphs, and rows of graphs
+    checked as read (a bad row named by its Hub split and its index there)."""
     source = data_args.dataset
     splits, data_args.dataset_commit = download_hub_dataset(source, data_args.dataset_config_name,
                                                             data_args.dataset_revision)
@@ -535,8 +536,11 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
         hub_names = split_roles(splits, source, hub=True)
         splits = saved_splits(splits, source, None, hub=True)
     columns = next(iter(splits.values())).column_names
-    if set(REQUIRED_COLUMNS) <= set(columns):
+    rows_of_graphs = set(REQUIRED_COLUMNS) <= set(columns)
+    if rows_of_graphs:
         check_options_apply(data_args, hub_smiles=False, data=f"--dataset {source} (rows of graphs, not SMILES)")
+        for name, split in splits.items():  # before encode_class_labels reads y
+            check_graph_columns(split, f"--dataset {source} ({hub_names[name]} split)")
         graphs = encode_class_labels(splits) if task.endswith("classification") else splits
     elif data_args.smiles_column in columns and not set(GRAPH_COLUMNS) & set(columns):
         targets = smiles_targets(data_args, task, f"--dataset {source} holds molecules",
@@ -554,9 +558,13 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
         raise MissingColumnError(
             f"--dataset {source} has columns {columns}: give graphs (columns {list(REQUIRED_COLUMNS)}) or molecules "
             f"(SMILES in the column --smiles_column names, {data_args.smiles_column!r}, and the --target_column(s))")
-    if len(graphs) == 1:
-        return next(iter(graphs.values()))
-    return saved_splits(graphs, source, data_args.max_graphs, hub=True)
+    if data_args.max_graphs is not None:
+        graphs = datasets.DatasetDict({name: split.select(range(min(len(split), data_args.max_graphs)))
+                                       for name, split in graphs.items()})
+    if rows_of_graphs:  # checked as read: a bad row is named by its Hub split and index there, not its place in a shuffle
+        for name, split in graphs.items():
+            check_graph_dataset(split, task, f"--dataset {source} ({hub_names[name]} split)")
+    return next(iter(graphs.values())) if len(graphs) == 1 else graphs
 
 
 def load_saved_folder(path: Path, task: str, max_graphs: int | None) -> datasets.Dataset | datasets.DatasetDict:
@@ -603,9 +611,7 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
                                      multilabel=task == "graph_multilabel",
                                      skip_invalid_smiles=data_args.skip_invalid_smiles)
         elif is_hub_dataset(data_args):
-            graphs = load_hub_dataset(data_args, task)
-            if isinstance(graphs, datasets.DatasetDict):
-                return graphs
+            return load_hub_dataset(data_args, task)
         else:
             return load_saved_folder(path, task, data_args.max_graphs)
     elif data_args.builtin == "qm9":

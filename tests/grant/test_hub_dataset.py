@@ -12,7 +12,7 @@ import datasets
 import pytest
 
 from hf_eff.grant import class_names, encode_class_labels
-from hf_eff.grant.data import split_off_validation
+from hf_eff.grant.data import MissingColumnError, split_off_validation
 from hf_eff.hub import dataset_commits
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
@@ -153,6 +153,25 @@ def test_hub_data_the_example_cannot_read_is_named_in_one_line(tmp_path, local_h
     assert error("--dataset", repo_id, "--dataset_config_name", "smal") == (
         f"ValueError: --dataset_config_name smal: the Hub dataset {repo_id} has no such configuration; its "
         "configurations are ['default', 'small']")
+
+
+def _with_bad_edge(graphs: datasets.Dataset, row: int) -> datasets.Dataset:
+    """`graphs` with an edge of graph `row` pointing past its nodes."""
+    return graphs.map(lambda graph, i: {"edge_index": [[0], [graph["num_nodes"]]] if i == row else graph["edge_index"]},
+                      with_indices=True)
+
+
+def test_a_bad_row_of_pushed_graphs_is_named_by_its_hub_split_and_index_before_the_run(tmp_path, local_hub):  # noqa: F811
+    repo_id = local_hub.repo_id("graphs")
+    _push(local_hub, _with_bad_edge(random_graphs(20, "graph_regression"), 17), repo_id, tmp_path / "graphs")
+    out = tmp_path / "run"
+    process = _run(local_hub, tmp_path, "--dataset", repo_id, "--task", "graph_regression", "--output_dir", str(out),
+                   *COMMON)
+    assert process.returncode != 0
+    # not its place in the training part of the example's own shuffled split
+    assert (f"ValueError: --dataset {repo_id} (train split) row 17 (0-based, as dataset[17]): edge_index refers to node"
+            in process.stderr.strip().splitlines()[-1])
+    assert not out.exists()
 
 
 # reads --dataset as the example does, in a process of its own (offline or not, as its environment says)
@@ -354,6 +373,22 @@ def test_a_hub_dataset_without_a_revision_is_read_at_the_one_the_model_records(t
                                            "graph_regression", "--output_dir", str(tmp_path / "out")])
     example.default_dataset_revision(other_data, model, "m")
     assert other_data.dataset_revision is None
+
+
+@pytest.mark.parametrize("task", ["graph_regression", "graph_classification"])
+def test_a_bad_row_of_hub_splits_is_named_by_the_hubs_split_name_and_its_index_in_it(tmp_path, hub_datasets, task):
+    graphs = random_graphs(12, task)
+    hub_datasets(datasets.DatasetDict({"train": graphs.select(range(8)), "dev": _with_bad_edge(graphs.select(range(8, 11)), 2),
+                                       "test": graphs.select(range(11, 12))}))
+    with pytest.raises(ValueError, match=r"^--dataset me/graphs \(dev split\) row 2 \(0-based, as dataset\[2\]\): "
+                                         "edge_index refers to node"):
+        _load(tmp_path, "--dataset", "me/graphs", "--task", task)
+    # --max_graphs leaves the bad row out, as it leaves it out of a saved folder's split
+    assert len(_load(tmp_path, "--dataset", "me/graphs", "--task", task, "--max_graphs", "2")["validation"]) == 2
+    hub_datasets(datasets.DatasetDict({"train": graphs, "test": graphs.remove_columns("num_nodes")}))
+    with pytest.raises(MissingColumnError, match=r"^--dataset me/graphs \(test split\): missing column\(s\) "
+                                                 r"\['num_nodes'\]"):
+        _load(tmp_path, "--dataset", "me/graphs", "--task", task)
 
 
 @pytest.mark.parametrize("validation", ["validation", "valid", "dev"])
