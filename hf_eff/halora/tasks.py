@@ -52,6 +52,11 @@ BUILTIN_TASKS = ("arithmetic", "comparison", "ordering", "mixed")
 MC_FEATURES = Features({"question": Value("string"), "choices": List(Value("string")), "answer": Value("int64")})
 
 
+def _counted(number: int, noun: str) -> str:
+    """``number`` and ``noun``, plural unless one: "1 row", "0 rows", "3 rows"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def check_multiple_choice(dataset: Dataset, name: str = "dataset") -> None:
     """Columns and types of a multiple-choice dataset: ``question`` a string, ``choices`` a list of
     at least two non-empty strings, ``answer`` an int index into them, and, if the optional
@@ -268,7 +273,8 @@ def _first(dataset: Dataset, size: int | None, size_name: str, source: str, why:
     if size is None:
         return dataset
     if size > len(dataset):  # else the run's INFO line would be the only sign
-        warnings.warn(f"{size_name} {size}: {source} has only {len(dataset)} questions, all used{why}", stacklevel=3)
+        warnings.warn(f"{size_name} {size}: {source} has only {_counted(len(dataset), 'question')}, all used{why}",
+                      stacklevel=3)
     return dataset.select(range(min(size, len(dataset))))
 
 
@@ -401,7 +407,7 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
         check_multiple_choice(data, f"dataset {source}")
         held_out_rows = math.ceil(eval_fraction * len(data))  # rounded up, as train_test_split does
         if held_out_rows < 1 or len(data) - held_out_rows < 1:  # else its error names neither the data nor the fraction
-            raise ValueError(f"dataset {source}: its one split of {len(data)} rows is too few to divide "
+            raise ValueError(f"dataset {source}: its one split of {_counted(len(data), 'row')} is too few to divide "
                              f"{1 - eval_fraction:.0%}/{eval_fraction:.0%}: eval_fraction {eval_fraction} holds out "
                              f"{held_out_rows} (rounded up) to evaluate on and leaves {len(data) - held_out_rows} to "
                              "train on, and each needs at least one; give more rows, or a train split and a "
@@ -409,8 +415,8 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
         halves = data.train_test_split(test_size=eval_fraction, seed=seed)
         train, evaluation = halves["train"], halves["test"]
         held_out = f"dataset {source}'s held-out evaluation split"
-        why = (f" (its one split of {len(data)} rows is divided {1 - eval_fraction:.0%}/{eval_fraction:.0%}: give the "
-               "data a validation or test split of its own for more)")
+        why = (f" (its one split of {_counted(len(data), 'row')} is divided {1 - eval_fraction:.0%}/"
+               f"{eval_fraction:.0%}: give the data a validation or test split of its own for more)")
     if train_size is not None:
         train = _first(train.shuffle(seed=seed), train_size, "train_size", f"dataset {source}'s training split")
     return train, _first(evaluation, eval_size, "eval_size", held_out, why)
@@ -503,7 +509,8 @@ def _encode_pairs(tokenizer: PreTrainedTokenizerBase, choices: Sequence[str], pa
         if not continuation_ids:
             raise ValueError(f"choice {choice[:40]!r} adds no token to its context {stripped[-40:]!r}")
         if len(continuation_ids) >= max_length:  # the first choice token is predicted from a context token
-            raise ValueError(f"choice {choice[:40]!r} alone has {len(continuation_ids)} tokens; raise max_length ({max_length})")
+            raise ValueError(f"choice {choice[:40]!r} alone has {_counted(len(continuation_ids), 'token')}; "
+                             f"raise max_length ({max_length})")
         input_ids = context_ids[max(0, len(context_ids) + len(continuation_ids) - max_length) :] + continuation_ids
         rows.append({
             "input_ids": input_ids,
@@ -593,14 +600,15 @@ class MultipleChoiceScorer:
         expected = self.example_index.shape[0]
         if self.rows is None or not isinstance(dataset, Dataset):
             size = len(dataset) if hasattr(dataset, "__len__") else expected  # an iterable one cannot tell
-            return None if size == expected else f"it has {size} rows, the scorer scores {expected}"
+            return None if size == expected else f"it has {_counted(size, 'row')}, the scorer scores {expected}"
         if dataset._fingerprint == self.rows._fingerprint:
             return None
         if len(dataset) != expected:
-            return f"it has {len(dataset)} rows, the scorer scores {expected}"
+            return f"it has {_counted(len(dataset), 'row')}, the scorer scores {expected}"
         ours, theirs = self.rows.with_format("arrow"), dataset.with_format("arrow")
         if all(name in dataset.column_names and theirs[name].equals(ours[name]) for name in ("input_ids", "labels")):
             return None
+        # rows tokenize_for_scoring made are two at least (two choices a question)
         return (f"its {expected} rows are not those tokenize_for_scoring made the scorer for (other questions, "
                 "or the same in another order)")
 
@@ -609,7 +617,8 @@ class MultipleChoiceScorer:
         row_scores = np.asarray(row_scores, dtype=np.float64).reshape(-1)
         if row_scores.shape[0] != self.example_index.shape[0]:
             # e.g. trainer.evaluate(other_dataset) with the compute_metrics of the trainer's own eval dataset
-            raise ValueError(f"got {row_scores.shape[0]} choice scores for {self.example_index.shape[0]} scored rows: "
+            raise ValueError(f"got {_counted(row_scores.shape[0], 'choice score')} for "
+                             f"{_counted(self.example_index.shape[0], 'scored row')}: "
                              "a scorer scores only the dataset tokenize_for_scoring returned with it")
         if np.isnan(row_scores).any():
             raise ValueError("choice log-likelihoods contain NaN (the model diverged?)")

@@ -215,6 +215,9 @@ def test_scorer_and_logprob_sums():
         scorer.accuracy(np.array([np.nan, -1.0, -3.0, -9.0, -2.0]))
     with pytest.raises(ValueError, match="got 4 choice scores for 5 scored rows: a scorer scores only the dataset"):
         scorer.accuracy(np.zeros(4))  # another eval dataset's rows
+    with pytest.raises(ValueError, match="got 1 choice score for 5 scored rows"):
+        scorer.accuracy(np.zeros(1))
+    assert scorer.rows_mismatch([{"input_ids": [1]}]) == "it has 1 row, the scorer scores 5"
     # built without choice lengths (the three-field form): accuracy only
     plain = MultipleChoiceScorer(scorer.example_index, scorer.choice_index, scorer.answers)
     from transformers import EvalPrediction
@@ -301,12 +304,13 @@ def test_own_data_from_a_folder_a_file_or_one_split(tmp_path):
 
 
 
-@pytest.mark.parametrize("rows, eval_fraction, held_out, left", [(1, 0.1, 1, 0), (4, 0.0, 0, 4)])
-def test_one_split_too_small_to_divide_is_named_with_the_fraction(tmp_path, rows, eval_fraction, held_out, left):
+@pytest.mark.parametrize("rows, split, eval_fraction, held_out, left", [(1, "1 row", 0.1, 1, 0),
+                                                                       (4, "4 rows", 0.0, 0, 4)])
+def test_one_split_too_small_to_divide_is_named_with_the_fraction(tmp_path, rows, split, eval_fraction, held_out, left):
     mine = tmp_path / "mine.jsonl"
     mine.write_text("\n".join(json.dumps({"question": f"q{i}", "choices": ["yes", "no"], "answer": 0})
                               for i in range(rows)))
-    with pytest.raises(ValueError, match=rf"^dataset {mine}: its one split of {rows} rows is too few to divide "
+    with pytest.raises(ValueError, match=rf"^dataset {mine}: its one split of {split} is too few to divide "
                                          rf".*: eval_fraction {eval_fraction} holds out {held_out} \(rounded up\) to "
                                          rf"evaluate on and leaves {left} to train on"):
         load_multiple_choice_dataset(str(mine), eval_fraction=eval_fraction)
@@ -325,6 +329,9 @@ def test_sizes_beyond_the_questions_there_are_warn_naming_both_numbers_and_why(t
     DatasetDict({"train": Dataset.from_list(rows[:30]), "test": Dataset.from_list(rows[30:])}).save_to_disk(tmp_path / "dd")
     with pytest.warns(UserWarning, match=r"eval_size 12: dataset .*dd's test split has only 10 questions, all used$"):
         load_multiple_choice_dataset(str(tmp_path / "dd"), eval_size=12)
+    DatasetDict({"train": Dataset.from_list(rows[:30]), "test": Dataset.from_list(rows[30:31])}).save_to_disk(tmp_path / "one")
+    with pytest.warns(UserWarning, match=r"eval_size 2: dataset .*one's test split has only 1 question, all used$"):
+        load_multiple_choice_dataset(str(tmp_path / "one"), eval_size=2)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*questions, all used")
         load_multiple_choice_dataset(mine, train_size=36, eval_size=4)  # as many as there are
