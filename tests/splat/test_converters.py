@@ -454,6 +454,20 @@ def test_transforms_json_names_the_frame_of_an_empty_file_path(tmp_path, file_pa
         load_scene(tmp_path)
 
 
+@pytest.mark.parametrize("mask_path, message", [("", "mask_path is empty ('')"),
+                                                 (None, "mask_path must be a path (a string), got None")])
+def test_transforms_json_names_the_frame_of_an_empty_mask_path(tmp_path, mask_path, message):
+    meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
+    for index, frame in enumerate(meta["frames"]):
+        Image.new("L", (64, 48), 255).save(tmp_path / "images" / f"m{index}.png")
+        frame["mask_path"] = f"images/m{index}.png"
+    meta["frames"][1]["mask_path"] = mask_path
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    # "" was named as the mask file <folder>, not found; None raised Path's TypeError
+    with pytest.raises(ValueError, match=re.escape(f"transforms.json frame 1: {message}")):
+        load_scene(tmp_path)
+
+
 @pytest.mark.parametrize("absolute", [False, True])
 def test_transforms_json_reads_images_outside_its_folder(tmp_path, absolute):
     write_transforms(tmp_path, {"camera_angle_x": 0.8}, size=(16, 16), count=5)

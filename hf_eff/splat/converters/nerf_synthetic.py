@@ -85,7 +85,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         name = path.relative_to(folder) if path.is_relative_to(folder) else path
         sizes.append((f"{where} ({name})", (width, height)))
         if masked:
-            masks.append(folder / frame["mask_path"])  # relative to the transforms file, as nerfstudio reads it
+            masks.append(folder / _frame_path(frame, "mask_path", where))  # relative to the transforms file, as nerfstudio reads it
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = _transform_matrix(frame, f"{where} ({frame['file_path']})")
         try:
