@@ -1,6 +1,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -235,9 +236,10 @@ def test_nerf_synthetic_composites_alpha_and_names_missing_fields(tmp_path):
 
 def test_nerf_synthetic_names_the_frame_of_a_singular_transform_matrix(tmp_path):
     (tmp_path / "train").mkdir()
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "train" / "r_1.png")
+    for index in range(2):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "train" / f"r_{index}.png")
     singular = np.diag([0.0, 0.0, 0.0, 1.0]).tolist()  # a zeroed rotation block
-    frames = [{"file_path": "./train/r_1", "transform_matrix": np.eye(4).tolist()},
+    frames = [{"file_path": "./train/r_0", "transform_matrix": np.eye(4).tolist()},
               {"file_path": "./train/r_1", "transform_matrix": singular}]
     (tmp_path / "transforms_train.json").write_text(
         json.dumps({"camera_angle_x": 0.8, "frames": frames})
@@ -466,6 +468,18 @@ def test_transforms_json_names_the_frame_of_an_empty_mask_path(tmp_path, mask_pa
     # "" was named as the mask file <folder>, not found; None raised Path's TypeError
     with pytest.raises(ValueError, match=re.escape(f"transforms.json frame 1: {message}")):
         load_scene(tmp_path)
+
+
+@pytest.mark.parametrize("file_path", ["images/f0.png", "./images/../images/f0"])
+def test_transforms_json_names_an_image_listed_twice(tmp_path, file_path):
+    meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA, count=3)
+    meta["frames"][2]["file_path"] = file_path
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    # It was read as two views: trained on twice, or (frame 0 here is held out) measured on a training image.
+    name = file_path if file_path.endswith(".png") else f"{file_path}.png"
+    with pytest.raises(ValueError, match=re.escape(
+            f"transforms.json frame 2: image {Path(name)} is frame 0's too; list each image once")):
+        load_scene(tmp_path, test_every=2)
 
 
 @pytest.mark.parametrize("absolute", [False, True])

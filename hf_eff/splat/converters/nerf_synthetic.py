@@ -68,6 +68,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
             f"{unmasked[:10]} do not; give every frame a mask (all white to train on every pixel) or none"
         )
     images, Ks, poses, masks, sizes = [], [], [], [], []
+    frame_of_image = {}  # resolved image path -> the first frame listing it
     for index, frame in enumerate(frames):
         where = f"{transforms_file.name} frame {index}"
         for key in ("file_path", "transform_matrix"):
@@ -78,11 +79,15 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
             path = path.with_suffix(".png")
         if not path.exists():
             raise FileNotFoundError(f"{where}: image {path} not found")
+        # An absolute file_path outside the folder is named as given (folder / an absolute path is that path).
+        name = path.relative_to(folder) if path.is_relative_to(folder) else path
+        # A view listed twice is trained on twice, or (split by test_every) measured on a training image.
+        first = frame_of_image.setdefault(path.resolve(), index)
+        if first != index:
+            raise ValueError(f"{where}: image {name} is frame {first}'s too; list each image once")
         with PIL.Image.open(path) as opened:  # reads the header only
             width, height = opened.size
         images.append(path)
-        # An absolute file_path outside the folder is named as given (folder / an absolute path is that path).
-        name = path.relative_to(folder) if path.is_relative_to(folder) else path
         sizes.append((f"{where} ({name})", (width, height)))
         if masked:
             masks.append(folder / _frame_path(frame, "mask_path", where))  # relative to the transforms file, as nerfstudio reads it
