@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import re
 import sys
@@ -11,6 +10,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import SaveStrategy
 
 from hf_eff.utils.recipes import RECIPE_DESCRIPTION, parse_recipe_and_flags
+from tests.scripts import load_script
 
 
 @dataclass
@@ -146,11 +146,7 @@ EXAMPLES = {"halora": "halora_finetune.py", "grant": "grant_train.py", "splat": 
 
 def _example(name):
     script = ROOT / "examples" / EXAMPLES[name]
-    spec = importlib.util.spec_from_file_location(script.stem, script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
+    return load_script(script)
 
 
 @pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT / "trainers") for p in (ROOT / "trainers").glob("*/*.yaml")

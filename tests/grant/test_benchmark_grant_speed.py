@@ -1,21 +1,17 @@
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "grant_speed.py"
 
 
 @pytest.fixture(scope="module")
 def grant_speed():
-    spec = importlib.util.spec_from_file_location("grant_speed", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARK)
 
 
 def test_several_seeds_are_run_recorded_and_summarised_per_task(grant_speed, tmp_path, capsys):

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import subprocess
@@ -7,15 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
+
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "halora_robustness.py"
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("halora_robustness", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARK)
 
 
 def _run(clean, noisy, step_s, step_cpu_s):

@@ -1,17 +1,14 @@
-import importlib.util
 import json
-import sys
 from pathlib import Path
+
+from tests.scripts import load_script
 
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "halora_noise_memory.py"
 NOISE = Path(__file__).parents[2] / "hf_eff" / "halora" / "noise.py"
 
 
 def test_noise_memory_benchmark_measures_at_least_the_draw_it_holds(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("halora_noise_memory", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_script(BENCHMARK)
     module.main(["--output_dir", str(tmp_path), "--rows", "128", "--cols", "256", "--modes", "tile_additive",
                  "--dtypes", "bfloat16", "--repeats", "1", "--compare_with", str(NOISE)])
     results = json.loads((tmp_path / "halora_noise_memory.json").read_text())["results"]

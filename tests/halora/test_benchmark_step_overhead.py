@@ -1,16 +1,13 @@
-import importlib.util
 import json
-import sys
 from pathlib import Path
+
+from tests.scripts import load_script
 
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "halora_step_overhead.py"
 
 
 def test_step_overhead_benchmark_charges_halora_extra_calls_to_its_own_parts(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("halora_step_overhead", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_script(BENCHMARK)
     module.main(["--output_dir", str(tmp_path), "--steps", "4", "--count_steps", "4", "--resample_steps", "2",
                  "--batch_size", "2"])
     runs = json.loads((tmp_path / "halora_step_overhead.json").read_text())["runs"]

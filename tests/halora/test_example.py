@@ -1,7 +1,5 @@
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,16 +7,13 @@ import pytest
 from transformers import Trainer
 
 from tests.halora.conftest import make_tiny_llama
+from tests.scripts import load_script
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "halora_finetune.py"
 
 
 def _load_example():
-    spec = importlib.util.spec_from_file_location("halora_finetune", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module's annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def parse_and_resolve(argv: list[str]):
