@@ -1241,7 +1241,11 @@ def split_off_validation(train: datasets.Dataset, validation_fraction: float, se
     rounding, seeded shuffle and, with ``stratify_by_class``, classes)."""
     if not 0 < validation_fraction < 1:
         raise ValueError(f"need 0 < validation_fraction < 1, got {validation_fraction}")
-    kept, validation = _hold_out(train, math.ceil(validation_fraction * len(train)), seed, stratify_by_class)
+    left, held = split_sizes(len(train), validation_fraction, 0)[:2]
+    if left < 1:  # else sklearn's "test_size=1 should be ... smaller than the number of samples", or an empty split
+        raise ValueError(f"{len(train)} graphs are too few to split: validation_fraction={validation_fraction} holds out "
+                         f"{held} of them (rounded up), leaving none to train; give more graphs or a smaller fraction")
+    kept, validation = _hold_out(train, held, seed, stratify_by_class)
     return datasets.DatasetDict(train=kept, validation=validation)
 
 

@@ -418,6 +418,38 @@ def test_a_hub_dataset_of_train_and_test_holds_validation_out_of_train_and_recor
         "validation_fraction": 0.25, "stratify": True}
 
 
+def test_too_few_pushed_training_graphs_to_hold_validation_out_of_are_refused_naming_the_flag(tmp_path, local_hub):  # noqa: F811
+    repo_id = local_hub.repo_id("graphs")
+    graphs = random_graphs(4, "graph_regression")
+    _push(local_hub, datasets.DatasetDict(train=graphs.select([0]), test=graphs.select(range(1, 4))), repo_id,
+          tmp_path / "graphs")
+    out = tmp_path / "run"
+    process = _run(local_hub, tmp_path, "--dataset", repo_id, "--task", "graph_regression", "--output_dir", str(out),
+                   *COMMON)
+    assert process.returncode != 0
+    assert process.stderr.strip().splitlines()[-1] == (
+        f"ValueError: --dataset {repo_id} (train split): 1 graphs are too few to split: --validation_fraction 0.2 holds "
+        "out 1 of them (rounded up), leaving none to train; give more graphs or a smaller fraction (the test split is "
+        "the data's own)")
+    assert not out.exists()
+
+
+def test_an_empty_hub_train_split_is_refused_not_split_into_empty_sets(tmp_path, hub_datasets):
+    graphs = random_graphs(3, "graph_regression")
+    hub_datasets(datasets.DatasetDict(train=graphs.select([]), test=graphs))
+    example = _example()
+    _, data_args, _ = example.parse_args(["--dataset", "me/graphs", "--task", "graph_regression", "--output_dir",
+                                          str(tmp_path / "out")])
+    loaded = example.load_graphs(data_args, "graph_regression", seed=0)
+    with pytest.raises(ValueError, match=r"^--dataset me/graphs \(train split\): 0 graphs are too few to split: "
+                                         r"--validation_fraction 0.1 holds out 0 of them"):
+        example.split_graphs(loaded, data_args, "graph_regression", seed=0)
+    for train in (graphs.select([]), graphs.select([0])):  # the library's own refusal, without the flag
+        with pytest.raises(ValueError, match=rf"^{len(train)} graphs are too few to split: validation_fraction=0.5 "
+                                             rf"holds out {len(train)} of them"):
+            split_off_validation(train, 0.5, seed=0)
+
+
 def test_a_recipes_hub_revision_and_configuration_go_with_its_dataset(tmp_path, caplog):
     recipe = tmp_path / "hub.yaml"
     recipe.write_text("dataset: me/graphs\ndataset_config_name: small\ndataset_revision: v1\ntask: graph_regression\n"
