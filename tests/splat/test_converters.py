@@ -162,6 +162,30 @@ def test_colmap_names_a_truncated_cameras_bin(tmp_path, scene):
         load_scene(tmp_path)
 
 
+def replace_camera(sparse, binary=True, **fields):
+    """Rewrites camera 1 of the model in ``sparse`` with ``fields`` (model, width, height, params) changed."""
+    reconstruction = pycolmap.Reconstruction(str(sparse))
+    camera = reconstruction.cameras[1]
+    kept = {"model": camera.model.name, "width": camera.width, "height": camera.height, "params": list(camera.params)}
+    reconstruction.cameras[1] = pycolmap.Camera(**{**kept, **fields}, camera_id=1)
+    for path in sparse.iterdir():
+        path.unlink()
+    (reconstruction.write_binary if binary else reconstruction.write_text)(str(sparse))
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("size", [{"width": 0}, {"height": 0}])
+def test_colmap_names_a_camera_of_zero_size(tmp_path, scene, binary, size):
+    write_colmap(scene, tmp_path)
+    replace_camera(tmp_path / "sparse" / "0", binary, **size)
+    expected = {"width": 20, "height": 16, **size}
+    # It raised ZeroDivisionError, scaling K to the image.
+    with pytest.raises(ValueError, match=re.escape(
+            f"COLMAP camera 1 (PINHOLE) of image '00001.png' is {expected['width']}x{expected['height']}: "
+            "its width and height must be positive")):
+        scene_from_colmap(tmp_path)
+
+
 @pytest.mark.parametrize(
     "model, extra",
     [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],

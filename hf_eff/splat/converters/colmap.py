@@ -176,6 +176,11 @@ def scene_from_colmap(
                 f"not a pinhole camera model ({', '.join(PINHOLE_MODELS)}); undistort the images "
                 "first (colmap image_undistorter)"
             )
+        if camera.width <= 0 or camera.height <= 0:  # the image's scale to its camera divides by them
+            raise ValueError(
+                f"COLMAP camera {image.camera_id} ({camera.model.name}) of image {image.name!r} is "
+                f"{camera.width}x{camera.height}: its width and height must be positive"
+            )
         distortion = np.asarray(camera.params)[camera.extra_params_idxs()]
         if np.any(distortion != 0):
             raise ValueError(
