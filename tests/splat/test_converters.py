@@ -186,6 +186,18 @@ def test_colmap_names_a_camera_of_zero_size(tmp_path, scene, binary, size):
         scene_from_colmap(tmp_path)
 
 
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("model, params, focal", [("PINHOLE", [0.0, 21.0, 10.0, 8.0], "fx=0.0, fy=21.0"),
+                                                  ("SIMPLE_PINHOLE", [-21.0, 10.0, 8.0], "fx=-21.0, fy=-21.0")])
+def test_colmap_names_a_camera_whose_focal_length_is_not_positive(tmp_path, scene, binary, model, params, focal):
+    write_colmap(scene, tmp_path)
+    replace_camera(tmp_path / "sparse" / "0", binary, model=model, params=params)
+    # views_dataset refused it as "scene view 0 (train)", naming neither camera nor image
+    with pytest.raises(ValueError, match=re.escape(
+            f"COLMAP camera 1 ({model}) of image '00001.png' has focal length {focal}: both must be positive")):
+        scene_from_colmap(tmp_path)
+
+
 @pytest.mark.parametrize(
     "model, extra",
     [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],

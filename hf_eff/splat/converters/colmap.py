@@ -187,6 +187,12 @@ def scene_from_colmap(
                 f"COLMAP camera {image.camera_id} ({camera.model.name}) of image {image.name!r} has lens "
                 "distortion; undistort the images first (colmap image_undistorter)"
             )
+        K = np.asarray(camera.calibration_matrix(), dtype=np.float64)
+        if not (K[0, 0] > 0 and K[1, 1] > 0):  # views_dataset refuses it too, by view number
+            raise ValueError(
+                f"COLMAP camera {image.camera_id} ({camera.model.name}) of image {image.name!r} has focal length "
+                f"fx={K[0, 0]}, fy={K[1, 1]}: both must be positive"
+            )
         path = images_dir / image.name
         if not path.exists():
             raise FileNotFoundError(f"COLMAP image {image.name!r} not found in {images_dir}")
@@ -198,7 +204,6 @@ def scene_from_colmap(
                 f"COLMAP image {image.name!r} is {width}x{height} but its camera is "
                 f"{camera.width}x{camera.height}, not a uniform downscale"
             )
-        K = np.asarray(camera.calibration_matrix(), dtype=np.float64)
         K[0] *= scale_x
         K[1] *= scale_y
         pose = np.eye(4)
