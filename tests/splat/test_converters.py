@@ -198,6 +198,15 @@ def test_colmap_names_a_camera_whose_focal_length_is_not_positive(tmp_path, scen
         scene_from_colmap(tmp_path)
 
 
+def test_colmap_names_a_binary_camera_whose_params_are_not_finite(tmp_path, scene):
+    write_colmap(scene, tmp_path)
+    # pycolmap refuses these in a text model, but reads them from a binary one
+    replace_camera(tmp_path / "sparse" / "0", model="OPENCV", params=[21.0, 21.0, 10.0, 8.0, float("nan"), 0, 0, 0])
+    with pytest.raises(ValueError, match=re.escape(
+            "COLMAP camera 1 (OPENCV) of image '00001.png' has params that are not finite: [21.0, 21.0, 10.0, 8.0, nan")):
+        scene_from_colmap(tmp_path)
+
+
 @pytest.mark.parametrize(
     "model, extra",
     [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],

@@ -181,6 +181,12 @@ def scene_from_colmap(
                 f"COLMAP camera {image.camera_id} ({camera.model.name}) of image {image.name!r} is "
                 f"{camera.width}x{camera.height}: its width and height must be positive"
             )
+        # pycolmap checks a text model's params, not a binary one's; NaN distortion would read as "distortion"
+        if not np.isfinite(camera.params).all():
+            raise ValueError(
+                f"COLMAP camera {image.camera_id} ({camera.model.name}) of image {image.name!r} has params that are "
+                f"not finite: {np.asarray(camera.params).tolist()}"
+            )
         distortion = np.asarray(camera.params)[camera.extra_params_idxs()]
         if np.any(distortion != 0):
             raise ValueError(
