@@ -162,15 +162,39 @@ def test_colmap_names_a_truncated_cameras_bin(tmp_path, scene):
         load_scene(tmp_path)
 
 
-def replace_camera(sparse, binary=True, **fields):
-    """Rewrites camera 1 of the model in ``sparse`` with ``fields`` (model, width, height, params) changed."""
+def rewrite_model(sparse, binary, edit):
+    """Rewrites the model in ``sparse`` (as .bin or .txt files) after ``edit(reconstruction)``."""
     reconstruction = pycolmap.Reconstruction(str(sparse))
-    camera = reconstruction.cameras[1]
-    kept = {"model": camera.model.name, "width": camera.width, "height": camera.height, "params": list(camera.params)}
-    reconstruction.cameras[1] = pycolmap.Camera(**{**kept, **fields}, camera_id=1)
+    edit(reconstruction)
     for path in sparse.iterdir():
         path.unlink()
     (reconstruction.write_binary if binary else reconstruction.write_text)(str(sparse))
+
+
+def replace_camera(sparse, binary=True, **fields):
+    """Rewrites camera 1 of the model in ``sparse`` with ``fields`` (model, width, height, params) changed."""
+    def edit(reconstruction):
+        camera = reconstruction.cameras[1]
+        kept = {"model": camera.model.name, "width": camera.width, "height": camera.height,
+                "params": list(camera.params)}
+        reconstruction.cameras[1] = pycolmap.Camera(**{**kept, **fields}, camera_id=1)
+
+    rewrite_model(sparse, binary, edit)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_colmap_names_an_image_listed_twice(tmp_path, scene, binary):
+    write_colmap(scene, tmp_path)
+    sparse = tmp_path / "sparse" / "0"
+
+    def rename(reconstruction):
+        reconstruction.images[3].name = "00001.png"
+
+    rewrite_model(sparse, binary, rename)
+    # Read as two views of one file (two poses for one picture), one of them in the test split.
+    with pytest.raises(ValueError, match=re.escape(
+            f"COLMAP model {sparse}: images 1 and 3 both name '00001.png'; a model lists each image once")):
+        scene_from_colmap(tmp_path)
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -166,6 +166,12 @@ def scene_from_colmap(
     if not registered:
         raise ValueError(f"COLMAP model {sparse_dir} has no registered images")
     registered.sort(key=lambda image: image.name)
+    for previous, image in zip(registered, registered[1:]):  # sorted: images of one name are neighbours
+        if image.name == previous.name:
+            raise ValueError(
+                f"COLMAP model {sparse_dir}: images {previous.image_id} and {image.image_id} both name "
+                f"{image.name!r}; a model lists each image once"
+            )
 
     files, Ks, poses, masks, sizes = [], [], [], [], []
     for image in registered:
