@@ -182,6 +182,20 @@ def replace_camera(sparse, binary=True, **fields):
     rewrite_model(sparse, binary, edit)
 
 
+@pytest.mark.parametrize("name", ["", " "])
+def test_colmap_names_a_binary_image_of_an_empty_name(tmp_path, scene, name):
+    write_colmap(scene, tmp_path)
+    sparse = tmp_path / "sparse" / "0"
+
+    def rename(reconstruction):
+        reconstruction.images[3].name = name
+
+    rewrite_model(sparse, True, rename)
+    # "" raised IsADirectoryError opening the images folder as image 3
+    with pytest.raises(ValueError, match=re.escape(f"COLMAP model {sparse}: image 3 has an empty name ({name!r})")):
+        scene_from_colmap(tmp_path)
+
+
 @pytest.mark.parametrize("binary", [True, False])
 def test_colmap_names_an_image_listed_twice(tmp_path, scene, binary):
     write_colmap(scene, tmp_path)

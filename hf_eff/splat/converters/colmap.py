@@ -175,6 +175,8 @@ def scene_from_colmap(
 
     files, Ks, poses, masks, sizes = [], [], [], [], []
     for image in registered:
+        if not image.name.strip():  # a binary model holds one (pycolmap refuses it in text): images_dir / "" is the folder
+            raise ValueError(f"COLMAP model {sparse_dir}: image {image.image_id} has an empty name ({image.name!r})")
         camera = reconstruction.cameras[image.camera_id]
         if camera.model.name not in PINHOLE_MODELS:
             raise ValueError(
