@@ -251,8 +251,11 @@ class PushesWithoutLocalPaths:
     """For ``PyTorchModelHubMixin`` models (GrantGCN, GaussianModel): ``push_to_hub`` as the mixin's, but through
     ``upload_folder`` above, so that the ``data_split`` config.json records goes up without local paths, and with
     the repo checked by the Hub's whoami before it is created, as ``hf-eff push`` checks its own
-    (``refuse_unwritable_repo``); offline, refused before the model is saved (``refuse_offline``). Written out
-    because the mixin's ``push_to_hub`` has no hook between its ``save_pretrained`` and its upload."""
+    (``refuse_unwritable_repo``); offline, refused before the model is saved (``refuse_offline``). The card is the one
+    ``hf-eff push`` writes for the saved folder (``build_card``: its tags, pipeline tag, target or class names and the
+    no-results note), with loading lines that name the repo and ``branch``, in place of the mixin's template card,
+    whose ``<repo_id>`` placeholder is for a local save. Written out because the mixin's ``push_to_hub`` has no hook
+    between its ``save_pretrained`` and its upload."""
 
     def push_to_hub(self, repo_id: str, *, config=None, commit_message: str = "Push model using huggingface_hub.",
                     private: bool | None = None, token: str | None = None, branch: str | None = None,
@@ -264,8 +267,11 @@ class PushesWithoutLocalPaths:
             saved = Path(tmp) / "model"
             # saved before the repo is created: a model that refuses to save leaves no empty repo behind
             self.save_pretrained(saved, config=config, model_card_kwargs=model_card_kwargs)
+            kind, saved_config = _detect_artifact(saved)
             refuse_unwritable_repo(api, repo_id, token, given_as=f"{type(self).__name__}.push_to_hub's token")
             repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
+            build_card(kind, saved, repo_id, model_class=type(self).__name__, revision=branch,
+                       config=saved_config).save(saved / "README.md")
             return upload_folder(api, repo_id=repo_id, repo_type="model", folder_path=saved,
                                  commit_message=commit_message, revision=branch, create_pr=create_pr,
                                  allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
