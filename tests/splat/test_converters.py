@@ -245,6 +245,25 @@ def test_colmap_names_a_binary_camera_whose_params_are_not_finite(tmp_path, scen
         scene_from_colmap(tmp_path)
 
 
+@pytest.mark.parametrize("model, named", [("FOO", "'FOO'"), ("", "'20'")])  # without a model, WIDTH reads as one
+def test_colmap_names_the_line_of_an_unknown_camera_model_in_a_text_model(tmp_path, scene, model, named):
+    write_colmap(scene, tmp_path, binary=False)
+    sparse = tmp_path / "sparse" / "0"
+    cameras = sparse / "cameras.txt"
+    line = f"1 {model} 20 16 21 21 10 8"
+    written = cameras.read_text()
+    camera_line = next(text for text in written.splitlines() if not text.startswith("#"))  # line 4, after 3 comments
+    cameras.write_text(written.replace(camera_line, line))
+    # pycolmap says only "Camera model does not exist"
+    with pytest.raises(ValueError, match=re.escape(
+            f"COLMAP model {sparse} (txt files) could not be read: cameras.txt line 4 ({line!r}): {named} is not a "
+            "COLMAP camera model (a line is CAMERA_ID MODEL WIDTH HEIGHT PARAMS[])")):
+        scene_from_colmap(tmp_path)
+    cameras.write_text(cameras.read_text().replace(line, "1 PINHOLE 20 16 nan 21 10 8"))
+    with pytest.raises(ValueError, match=re.escape(f"COLMAP model {sparse} (txt files) could not be read: [")):
+        scene_from_colmap(tmp_path)
+
+
 @pytest.mark.parametrize(
     "model, extra",
     [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],
