@@ -3,6 +3,7 @@ the Hub."""
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -247,6 +248,21 @@ def upload_folder(api: HfApi, *, folder_path, allow_patterns=None, ignore_patter
     return result
 
 
+@contextlib.contextmanager
+def created_repo_deleted_on_failure(api: HfApi, repo_id: str, private: bool | None = None, token=None):
+    """Creates the model repo ``repo_id`` if missing and yields its ``RepoUrl``; when the push inside fails, a repo
+    created here is deleted, so a failed first push leaves no empty repo behind. A repo that existed stays."""
+    existed = _repo_exists(api, repo_id, "model", token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    try:
+        yield url
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):  # the push's own error is the one to report
+                api.delete_repo(url.repo_id, token=token, missing_ok=True)
+        raise
+
+
 class PushesWithoutLocalPaths:
     """For ``PyTorchModelHubMixin`` models (GrantGCN, GaussianModel): ``push_to_hub`` as the mixin's, but through
     ``upload_folder`` above, so that the ``data_split`` config.json records goes up without local paths, and with
@@ -254,8 +270,10 @@ class PushesWithoutLocalPaths:
     (``refuse_unwritable_repo``); offline, refused before the model is saved (``refuse_offline``). The card is the one
     ``hf-eff push`` writes for the saved folder (``build_card``: its tags, pipeline tag, target or class names and the
     no-results note), with loading lines that name the repo and ``branch``, in place of the mixin's template card,
-    whose ``<repo_id>`` placeholder is for a local save. Written out because the mixin's ``push_to_hub`` has no hook
-    between its ``save_pretrained`` and its upload."""
+    whose ``<repo_id>`` placeholder is for a local save. ``branch`` is created from main if missing (``ensure_branch``),
+    as the trainers' and ``Scene``'s pushes do; a push that fails after creating the repo deletes it, so a failed first
+    push leaves no empty repo. Written out because the mixin's ``push_to_hub`` has no hook between its
+    ``save_pretrained`` and its upload."""
 
     def push_to_hub(self, repo_id: str, *, config=None, commit_message: str = "Push model using huggingface_hub.",
                     private: bool | None = None, token: str | None = None, branch: str | None = None,
@@ -269,13 +287,14 @@ class PushesWithoutLocalPaths:
             self.save_pretrained(saved, config=config, model_card_kwargs=model_card_kwargs)
             kind, saved_config = _detect_artifact(saved)
             refuse_unwritable_repo(api, repo_id, token, given_as=f"{type(self).__name__}.push_to_hub's token")
-            repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
-            build_card(kind, saved, repo_id, model_class=type(self).__name__, revision=branch,
-                       config=saved_config).save(saved / "README.md")
-            return upload_folder(api, repo_id=repo_id, repo_type="model", folder_path=saved,
-                                 commit_message=commit_message, revision=branch, create_pr=create_pr,
-                                 allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
-                                 delete_patterns=delete_patterns)
+            with created_repo_deleted_on_failure(api, repo_id, private, token) as url:
+                ensure_branch(api, url.repo_id, branch, token=token)
+                build_card(kind, saved, url.repo_id, model_class=type(self).__name__, revision=branch,
+                           config=saved_config).save(saved / "README.md")
+                return upload_folder(api, repo_id=url.repo_id, repo_type="model", folder_path=saved,
+                                     commit_message=commit_message, revision=branch, create_pr=create_pr,
+                                     allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+                                     delete_patterns=delete_patterns)
 
 
 def _read_json_object(path: Path, what: str, fix: str) -> dict:
@@ -477,7 +496,7 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
     which sends the ``PATH_RECORDING_PATTERNS`` files without local paths (``upload_folder``). ``license``:
     the card's license (a Hub license id); without it only an adapter of the built-in base states one.
     ``revision``: the branch pushed to, created from main if missing (as ``Scene.push_to_hub`` does); the card's
-    loading lines name it.
+    loading lines name it. A failed push deletes the repo it created (``created_repo_deleted_on_failure``).
     """
     output_dir = Path(output_dir)
     kind, config = (kind, None) if kind else _detect_artifact(output_dir)
@@ -509,21 +528,21 @@ def push_output_dir(output_dir, repo_id: str, private: bool = False, token: str 
         return str(commit.repo_url)
     card = build_card(kind, output_dir, repo_id, license=license, revision=revision, config=config)
     refuse_unwritable_repo(api, repo_id, given_as=given_as, identity=identity)
-    url = api.create_repo(repo_id, private=private, exist_ok=True)
-    ensure_branch(api, repo_id, revision)
     readme = output_dir / "README.md"
     earlier_readme = readme.read_bytes() if readme.is_file() else None
-    try:
-        card.save(readme)
-        upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
-                      ignore_patterns=list(IGNORE_PATTERNS), revision=revision,
-                      delete_patterns=model_side_files(kind) or None)
-    except BaseException:
-        # A failed card write or upload (the Hub unreachable or refusing, an interrupt) leaves the folder as it was.
-        if earlier_readme is None:
-            readme.unlink(missing_ok=True)
-        else:
-            readme.write_bytes(earlier_readme)
-        raise
+    with created_repo_deleted_on_failure(api, repo_id, private) as url:
+        ensure_branch(api, repo_id, revision)
+        try:
+            card.save(readme)
+            upload_folder(api, repo_id=repo_id, folder_path=output_dir, commit_message=message,
+                          ignore_patterns=list(IGNORE_PATTERNS), revision=revision,
+                          delete_patterns=model_side_files(kind) or None)
+        except BaseException:
+            # A failed card write or upload (the Hub unreachable or refusing, an interrupt) leaves the folder as it was.
+            if earlier_readme is None:
+                readme.unlink(missing_ok=True)
+            else:
+                readme.write_bytes(earlier_readme)
+            raise
     return str(url)
 

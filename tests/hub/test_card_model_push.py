@@ -1,5 +1,6 @@
 """The models' own pushes (`GrantGCN.push_to_hub`, `GaussianModel.push_to_hub`) upload the card `hf-eff push` writes for
-the same saved folder, naming the repo (and branch) in its loading lines."""
+the same saved folder, naming the repo (and branch) in its loading lines; they create a missing branch, and a failed
+first push leaves no empty repo."""
 
 import pytest
 from huggingface_hub import ModelCard, constants
@@ -49,3 +50,45 @@ def test_a_models_push_uploads_the_card_hf_eff_push_writes_naming_the_repo(hub_e
     assert pushed == str(build_card(kind, tmp_path / "saved", repo_id))  # hf-eff push's card of the same folder
     if kind == "grant_model":
         assert "Targets: `expt`." in pushed
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_models_push_to_a_missing_branch_creates_it_and_its_card_names_it(hub_endpoint, name):
+    model = MODELS[name][0]()
+    repo_id = hub_endpoint.repo_id("own-branch")
+    model.push_to_hub(repo_id, token=hub_endpoint.token, branch="dev")
+
+    repo = hub_endpoint.server.repos[("model", repo_id)]
+    assert set(repo.commits[repo.branches["main"]].tree) == {".gitattributes"}  # the model went to dev only
+    pushed = _pushed_text(hub_endpoint, repo_id, "README.md", branch="dev")
+    assert f'.from_pretrained("{repo_id}", revision="dev")' in pushed
+    assert "model.safetensors" in repo.commits[repo.branches["dev"]].tree
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_failed_first_push_leaves_no_empty_repo_and_a_failed_later_one_keeps_the_repo(hub_endpoint, inject_fault,
+                                                                                         name):
+    model = MODELS[name][0]()
+    repo_id = hub_endpoint.repo_id("own-failed")
+    inject_fault("commit", status=400)
+    with pytest.raises(Exception, match="injected commit fault"):
+        model.push_to_hub(repo_id, token=hub_endpoint.token)
+    assert ("model", repo_id) not in hub_endpoint.server.repos
+
+    model.push_to_hub(repo_id, token=hub_endpoint.token)
+    inject_fault("commit", status=400)
+    with pytest.raises(Exception, match="injected commit fault"):
+        model.push_to_hub(repo_id, token=hub_endpoint.token, branch="dev")
+    assert "README.md" in hub_endpoint.server.repos[("model", repo_id)].commits[
+        hub_endpoint.server.repos[("model", repo_id)].branches["main"]].tree  # an existing repo is never deleted
+
+
+def test_a_failed_first_hf_eff_push_leaves_no_empty_repo(hub_endpoint, inject_fault, tmp_path):
+    from hf_eff.hub.push import push_output_dir
+
+    _grant_model().save_pretrained(tmp_path / "saved")
+    repo_id = hub_endpoint.repo_id("cli-failed")
+    inject_fault("commit", status=400)
+    with pytest.raises(Exception, match="injected commit fault"):
+        push_output_dir(tmp_path / "saved", repo_id, token=hub_endpoint.token)
+    assert ("model", repo_id) not in hub_endpoint.server.repos
