@@ -264,6 +264,20 @@ def test_colmap_names_the_line_of_an_unknown_camera_model_in_a_text_model(tmp_pa
         scene_from_colmap(tmp_path)
 
 
+def test_colmap_names_a_binary_image_whose_pose_is_not_finite(tmp_path, scene):
+    write_colmap(scene, tmp_path)
+
+    def unplace(reconstruction):  # a text model's NaN is refused by pycolmap, a binary one's read
+        frame = reconstruction.frames[reconstruction.images[2].frame_id]
+        frame.rig_from_world = pycolmap.Rigid3d(frame.rig_from_world.rotation, np.array([np.nan, 0.0, 0.0]))
+
+    rewrite_model(tmp_path / "sparse" / "0", True, unplace)
+    # views_dataset refused it as "scene view 1 (train)"
+    with pytest.raises(ValueError, match=re.escape(
+            "COLMAP image '00002.png' (id 2): its pose (cam_from_world) holds NaN or infinite values")):
+        scene_from_colmap(tmp_path, test_every=0)
+
+
 @pytest.mark.parametrize(
     "model, extra",
     [("OPENCV_FISHEYE", 4), ("SIMPLE_RADIAL_FISHEYE", 1), ("THIN_PRISM_FISHEYE", 8), ("FOV", 1)],

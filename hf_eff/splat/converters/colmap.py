@@ -243,6 +243,10 @@ def scene_from_colmap(
         K[1] *= scale_y
         pose = np.eye(4)
         pose[:3] = image.cam_from_world().matrix()
+        if not np.isfinite(pose).all():  # views_dataset refuses it too, by view number
+            raise ValueError(
+                f"COLMAP image {image.name!r} (id {image.image_id}): its pose (cam_from_world) holds NaN or infinite values"
+            )
         files.append(path)
         sizes.append((f"COLMAP image {image.name!r}", (width, height)))
         Ks.append(K)
