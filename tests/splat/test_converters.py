@@ -620,6 +620,11 @@ def test_transforms_json_reads_nerfstudios_point_cloud(tmp_path):
     write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "ply_file_path": "sparse_pc.ply"}, count=3)
     with pytest.raises(FileNotFoundError, match="transforms.json: ply_file_path: point cloud .* not found"):
         load_scene(tmp_path)
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "ply_file_path": ""}, count=3)
+    # It was named as the point cloud <folder>, not found.
+    with pytest.raises(ValueError, match=re.escape("transforms.json: ply_file_path is empty ('')")):
+        load_scene(tmp_path)
+    write_transforms(tmp_path, {**NERFSTUDIO_CAMERA, "ply_file_path": "sparse_pc.ply"}, count=3)
     # As ns-process-data writes it (open3d): float xyz, uchar colours.
     keys = ("x", "y", "z", "red", "green", "blue")
     vertex = np.zeros(4, dtype=[(key, "f4" if len(key) == 1 else "u1") for key in keys])

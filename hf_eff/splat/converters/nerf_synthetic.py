@@ -74,7 +74,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         for key in ("file_path", "transform_matrix"):
             if key not in frame:
                 raise ValueError(f"{where}: missing '{key}'")
-        path = folder / _frame_path(frame, "file_path", where)
+        path = folder / _relative_path(frame, "file_path", where)
         if not path.suffix:  # Blender's files name the image without its extension
             path = path.with_suffix(".png")
         if not path.exists():
@@ -90,7 +90,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         images.append(path)
         sizes.append((f"{where} ({name})", (width, height)))
         if masked:
-            masks.append(folder / _frame_path(frame, "mask_path", where))  # relative to the transforms file, as nerfstudio reads it
+            masks.append(folder / _relative_path(frame, "mask_path", where))  # relative to the transforms file, as nerfstudio reads it
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = _transform_matrix(frame, f"{where} ({frame['file_path']})")
         try:
@@ -103,14 +103,14 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
     return views, meta, sizes
 
 
-def _frame_path(frame: dict, key: str, where: str) -> str:
-    """A frame's path ``key``, refused where it is empty or not a string (``folder / ""`` is the folder itself, which
-    then reads as an image beside it)."""
-    value = frame[key]
+def _relative_path(entry: dict, key: str, where: str) -> str:
+    """The path ``key`` of a frame (or of the whole file), refused where it is empty or not a string (``folder / ""``
+    is the folder itself, which then reads as an image beside it)."""
+    value = entry[key]
     if not isinstance(value, str):
         raise ValueError(f"{where}: {key} must be a path (a string), got {value!r}")
     if not value.strip():
-        raise ValueError(f"{where}: {key} is empty ({value!r}); name the frame's file relative to the transforms file")
+        raise ValueError(f"{where}: {key} is empty ({value!r}); name a file relative to the transforms file")
     return value
 
 
@@ -222,10 +222,9 @@ def _read_points(folder: Path, transforms_file: Path, meta: dict, world_to_norma
     names none."""
     from plyfile import PlyData
 
-    name = meta.get(POINTS_KEY)
-    if name is None:
+    if meta.get(POINTS_KEY) is None:
         return None
-    path = folder / name
+    path = folder / _relative_path(meta, POINTS_KEY, transforms_file.name)
     where = f"{transforms_file.name}: {POINTS_KEY}"
     if not path.is_file():
         raise FileNotFoundError(f"{where}: point cloud {path} not found")
