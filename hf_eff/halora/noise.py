@@ -239,13 +239,15 @@ def rram_linear_modules(model: nn.Module, target_modules: list[str] | str | None
 
 
 def _tile_abs_max(weight: torch.Tensor, tile: int) -> torch.Tensor:
-    """max|W| over each tile x tile block, shape (ceil(out/tile), ceil(in/tile))."""
+    """max|W| over each tile x tile block, shape (ceil(out/tile), 1, ceil(in/tile), 1): the shape that broadcasts
+    over the blocked view ``_scale_by_tiles_`` multiplies, so it needs no view of its own."""
     rows, cols = weight.shape
     pad_rows, pad_cols = -rows % tile, -cols % tile
     magnitudes = weight.abs()
     if pad_rows or pad_cols:  # padding copies the layer: only where the tiles overhang it
         magnitudes = nn.functional.pad(magnitudes, (0, pad_cols, 0, pad_rows))
-    return magnitudes.view((rows + pad_rows) // tile, tile, (cols + pad_cols) // tile, tile).amax(dim=(1, 3))
+    return magnitudes.view((rows + pad_rows) // tile, tile, (cols + pad_cols) // tile, tile).amax(dim=(1, 3),
+                                                                                                  keepdim=True)
 
 
 def _expand_tiles(tile_values: torch.Tensor, tile: int, shape: torch.Size) -> torch.Tensor:
@@ -253,12 +255,15 @@ def _expand_tiles(tile_values: torch.Tensor, tile: int, shape: torch.Size) -> to
 
 
 def _scale_by_tiles_(values: torch.Tensor, tile_values: torch.Tensor, tile: int) -> torch.Tensor:
-    """``values *= expand(tile_values)`` in place. When the shape tiles evenly (every layer of the
+    """``values *= expand(tile_values)`` in place; ``tile_values`` (tiles down, tiles across), or in the shape
+    ``_tile_abs_max`` gives, which takes one view call fewer. When the shape tiles evenly (every layer of the
     usual LLMs) the tile values broadcast over a blocked view: no weight-sized expanded copy."""
     rows, cols = values.shape
     if rows % tile or cols % tile:
-        return values.mul_(_expand_tiles(tile_values, tile, values.shape))
-    values.view(rows // tile, tile, cols // tile, tile).mul_(tile_values.reshape(rows // tile, 1, cols // tile, 1))
+        return values.mul_(_expand_tiles(tile_values.flatten(1), tile, values.shape))
+    if tile_values.dim() == 2:
+        tile_values = tile_values.view(rows // tile, 1, cols // tile, 1)
+    values.view(rows // tile, tile, cols // tile, tile).mul_(tile_values)
     return values
 
 
@@ -292,22 +297,24 @@ def _rows(tensor: torch.Tensor, band: slice) -> torch.Tensor:
 
 @dataclass
 class _LayerNoise:
-    """What undoing one layer's noise needs: its generator seed, tile scales, and per row band written
-    so far its exact fix-ups (flat indices within the band, and values), so an apply interrupted
-    part-way is undone exactly. Restore drops each band's record once the band is clean again.
+    """What undoing one layer's noise needs: its generator seed, tile scales (and tile_additive's noise per unit of
+    the draw, sigma x them: None in the other modes), and per row band written so far its exact fix-ups (flat indices
+    within the band, and values, each a column, as ``nonzero`` gives them), so an apply interrupted part-way is undone
+    exactly. Restore drops each band's record once the band is clean again.
     ``written``: the weight's storage and autograd version counter when the noise went in (the noise is
     written through ``.data``, which leaves the counter alone), to tell whether anything else wrote since;
     no version for an inference tensor (a model built under ``torch.inference_mode()``), which has no counter."""
 
     seed: int
     tile_scale: torch.Tensor | None
+    noise_scale: torch.Tensor | None
     bands: list[tuple[slice, torch.Tensor, torch.Tensor]]
     written: tuple[int, int | None]
 
     @property
     def nbytes(self) -> int:
         tensors = [t for _, index, values in self.bands for t in (index, values)]
-        tensors += [self.tile_scale] if self.tile_scale is not None else []
+        tensors += [scale for scale in (self.tile_scale, self.noise_scale) if scale is not None]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -396,9 +403,9 @@ class RRAMNoise:
         sample = torch.rand if self.mode == "stuck_at" else torch.randn
         return sample(weight.shape, generator=generator, device=weight.device)
 
-    def _band_operand(self, draw: torch.Tensor, band: slice, tile_scale: torch.Tensor | None) -> torch.Tensor:
+    def _band_operand(self, draw: torch.Tensor, band: slice, noise_scale: torch.Tensor | None) -> torch.Tensor:
         """Turns one band of the draw, in place, into the operand of ``_noisy``: the additive noise
-        itself (sigma x tile scale x normal), ``1 + sigma x normal`` for multiplicative, the uniform
+        itself (``noise_scale``, sigma x tile scale, x normal), ``1 + sigma x normal`` for multiplicative, the uniform
         numbers for stuck_at."""
         band_draw = _rows(draw, band)
         if self.mode == "multiplicative":
@@ -406,7 +413,7 @@ class RRAMNoise:
         if self.mode == "absolute":
             return band_draw.mul_(self.sigma)
         if self.mode == "tile_additive":
-            return _scale_by_tiles_(band_draw, self.sigma * _rows(tile_scale, self._band_tiles(band)), self.tile_size)
+            return _scale_by_tiles_(band_draw, _rows(noise_scale, self._band_tiles(band)), self.tile_size)
         return band_draw
 
     def _noisy(self, clean: torch.Tensor, operand: torch.Tensor, tile_scale: torch.Tensor | None) -> torch.Tensor:
@@ -479,7 +486,9 @@ class RRAMNoise:
             tile_scale = self._checked_tile_scale(name, weight, bands)
         # registered before anything is written; restore skips it while no band is recorded
         version = None if parameter.is_inference() else parameter._version
-        state = applied[name] = _LayerNoise(seed, tile_scale, [], (weight.data_ptr(), version))
+        # once per layer, not per band, and kept: restore then multiplies nothing
+        noise_scale = self.sigma * tile_scale if self.mode == "tile_additive" else None
+        state = applied[name] = _LayerNoise(seed, tile_scale, noise_scale, [], (weight.data_ptr(), version))
         draw = self._draw(weight, seed)
         for band in bands:
             self._apply_band(weight, band, draw, state)
@@ -505,13 +514,13 @@ class RRAMNoise:
         """Writes one band's noise and records its fix-ups. Everything the record holds is computed
         before the write, so a failure leaves the band either clean or noisy and recorded."""
         clean = _rows(weight, band)
-        operand = self._band_operand(draw, band, state.tile_scale)
+        operand = self._band_operand(draw, band, state.noise_scale)
         tiles = _rows(state.tile_scale, self._band_tiles(band)) if self.mode == "stuck_at" else None
         noisy = self._noisy(clean.float(), operand, tiles).to(weight.dtype)
         back = self._approx_clean(noisy.float(), operand).to(weight.dtype)
         int_dtype = _INT_VIEW[weight.element_size()]
         # Bitwise comparison: catches -0.0 vs 0.0 too.
-        mismatch = (back.view(int_dtype) != clean.view(int_dtype)).flatten().nonzero().squeeze(1)
+        mismatch = (back.view(int_dtype) != clean.view(int_dtype)).flatten().nonzero()  # a column of flat indices
         # flat within the band: int32 but for a band of 2**31 elements (a layer of over 2**33 weights)
         index = mismatch.to(torch.int32 if clean.numel() < 2**31 else torch.int64)
         values = clean.flatten()[mismatch]
@@ -578,7 +587,7 @@ class RRAMNoise:
             band, index, values = state.bands[-1]
             noisy = _rows(weight, band).float()
             if draw is not None:
-                noisy = self._approx_clean(noisy, self._band_operand(draw, band, state.tile_scale))
+                noisy = self._approx_clean(noisy, self._band_operand(draw, band, state.noise_scale))
             # contiguous: the fix-up indices are flat in row-major order, whatever the weight's strides
             back = noisy.to(weight.dtype).contiguous()
             back.view(-1)[index] = values  # int32 indices index as int64 ones do
