@@ -53,9 +53,11 @@ step takes one backward per stack of equal-shaped factors and one foreach add pe
 backward call and an ``add_`` per factor, and finds the factors once per ``train()`` (a walk over the model's
 1,900 modules cost about 2.5 ms a step); the redraw checks finiteness on max |W| (the tile scales' largest),
 takes no padding, concatenation or slices where a layer is one band of whole tiles, and ``RRAMNoise.redraw``
-reuses the tile scales (and the check) of the weights its restore puts back. What remains is the redraw's 30
-calls per layer and draw (two generator draws, the noise, the exact fix-ups and their ``nonzero``), inherent to
-noising each layer in place, and the regulariser's batched SVD.
+reuses the tile scales (and the check) of the weights its restore puts back. What remains is the redraw's 26
+calls per layer and draw (30 before c071a68, which keeps the tile scales shaped for the multiply and the
+tile_additive noise scale for the restore: 6300 -> 5460 calls per draw, 1575 -> 1365 per step; two generator
+draws, the noise, the exact fix-ups and their ``nonzero``), inherent to noising each layer in place, and the
+regulariser's batched SVD.
 
 Like the H200's 1.225x, the proxy's ratio comes from HaLoRA's extra calls. On the H200 LoRA's step spent about
 18 us per call (0.1725 s over the 9.6k calls the proxy counts for LoRA) and HaLoRA's extra ones about 11 us
