@@ -135,8 +135,9 @@ def test_colmap_names_a_sparse_dir_without_a_model(tmp_path, scene):
             f"COLMAP model folder {empty} holds no model: it needs cameras.bin, images.bin, points3D.bin "
             "or cameras.txt, images.txt, points3D.txt")):
         scene_from_colmap(tmp_path, sparse_dir=empty)
-    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP model folder {tmp_path / 'sparse' / '2'} not found")):
-        scene_from_colmap(tmp_path, sparse_dir=tmp_path / "sparse" / "2")
+    missing = tmp_path / "sparse" / "2"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP model folder {missing} not found")):
+        scene_from_colmap(tmp_path, sparse_dir=missing)
     image = tmp_path / "images" / "00001.png"
     with pytest.raises(FileNotFoundError, match=re.escape(f"COLMAP model folder {image} is not a folder")):
         scene_from_colmap(tmp_path, sparse_dir=image)
@@ -241,7 +242,8 @@ def test_colmap_names_a_binary_camera_whose_params_are_not_finite(tmp_path, scen
     # pycolmap refuses these in a text model, but reads them from a binary one
     replace_camera(tmp_path / "sparse" / "0", model="OPENCV", params=[21.0, 21.0, 10.0, 8.0, float("nan"), 0, 0, 0])
     with pytest.raises(ValueError, match=re.escape(
-            "COLMAP camera 1 (OPENCV) of image '00001.png' has params that are not finite: [21.0, 21.0, 10.0, 8.0, nan")):
+            "COLMAP camera 1 (OPENCV) of image '00001.png' has params that are not finite: "
+            "[21.0, 21.0, 10.0, 8.0, nan")):
         scene_from_colmap(tmp_path)
 
 
@@ -380,7 +382,8 @@ def test_nerf_synthetic_names_the_file_of_invalid_json(tmp_path):
         ([{"file_path": "r_0"}], "transforms.json: not a JSON object (one with 'frames'), but a list"),
         ({"frames": {"file_path": "r_0"}}, "transforms.json: 'frames' must be a list of frames, got a dict"),
         # a string frame used to be read as one missing file_path ("file_path" in "r_0" is a substring test)
-        ({"frames": ["r_0"]}, "transforms.json frame 0: not a JSON object with file_path and transform_matrix, but 'r_0'"),
+        ({"frames": ["r_0"]},
+         "transforms.json frame 0: not a JSON object with file_path and transform_matrix, but 'r_0'"),
     ],
 )
 def test_nerf_synthetic_names_a_transforms_file_of_another_shape(tmp_path, contents, message):
@@ -439,7 +442,8 @@ def test_nerf_synthetic_names_the_frame_of_a_transform_matrix_that_is_not_4x4(tm
     meta = write_transforms(tmp_path, NERFSTUDIO_CAMERA)
     meta["frames"][1]["transform_matrix"] = transform_matrix
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=re.escape(f"transforms.json frame 1 (images/f1.png): transform_matrix {message}")):
+    expected = f"transforms.json frame 1 (images/f1.png): transform_matrix {message}"
+    with pytest.raises(ValueError, match=re.escape(expected)):
         load_scene(tmp_path)
 
 
@@ -472,7 +476,8 @@ def test_transforms_json_names_intrinsics_that_are_not_numbers(tmp_path, file_ke
         # a fl_y left out is fl_x's: named as fl_x, not as a fl_y the file does not hold
         ({"fl_x": -66.0, "fl_y": None}, {}, "transforms.json: fl_x=-66.0 must be positive"),
         ({"fl_x": None, "camera_angle_x": 0}, {}, "transforms.json: camera_angle_x=0 must be between 0 and pi"),
-        ({"fl_x": None}, {"camera_angle_x": 3.5}, "transforms.json frame 1: camera_angle_x=3.5 must be between 0 and pi"),
+        ({"fl_x": None}, {"camera_angle_x": 3.5},
+         "transforms.json frame 1: camera_angle_x=3.5 must be between 0 and pi"),
     ],
 )
 def test_transforms_json_names_a_focal_length_that_is_not_positive(tmp_path, file_keys, frame_keys, message):
@@ -568,7 +573,8 @@ def test_transforms_json_names_the_frame_of_an_empty_file_path(tmp_path, file_pa
         load_scene(tmp_path)
     meta["frames"][1]["file_path"] = None
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=re.escape("transforms.json frame 1: file_path must be a path (a string), got None")):
+    with pytest.raises(ValueError, match=re.escape(
+            "transforms.json frame 1: file_path must be a path (a string), got None")):
         load_scene(tmp_path)
 
 

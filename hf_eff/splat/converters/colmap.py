@@ -85,10 +85,8 @@ def _check_model_files(sparse_dir: Path) -> str:
             f"COLMAP model folder {sparse_dir} {'is not a folder' if sparse_dir.exists() else 'not found'}"
         )
     if not _holds_model_file(sparse_dir):
-        raise FileNotFoundError(
-            f"COLMAP model folder {sparse_dir} holds no model: it needs {', '.join(f'{name}.bin' for name in MODEL_FILES)}"
-            f" or {', '.join(f'{name}.txt' for name in MODEL_FILES)}"
-        )
+        binary, text = (", ".join(f"{name}.{ext}" for name in MODEL_FILES) for ext in ("bin", "txt"))
+        raise FileNotFoundError(f"COLMAP model folder {sparse_dir} holds no model: it needs {binary} or {text}")
     missing_by_ext = {
         ext: [f"{name}.{ext}" for name in MODEL_FILES if not (sparse_dir / f"{name}.{ext}").exists()]
         for ext in ("bin", "txt")
@@ -196,7 +194,8 @@ def scene_from_colmap(
 
     files, Ks, poses, masks, sizes = [], [], [], [], []
     for image in registered:
-        if not image.name.strip():  # a binary model holds one (pycolmap refuses it in text): images_dir / "" is the folder
+        # A binary model can hold one (pycolmap refuses it in text); images_dir / "" is the folder itself.
+        if not image.name.strip():
             raise ValueError(f"COLMAP model {sparse_dir}: image {image.image_id} has an empty name ({image.name!r})")
         camera = reconstruction.cameras[image.camera_id]
         if camera.model.name not in PINHOLE_MODELS:
@@ -245,7 +244,8 @@ def scene_from_colmap(
         pose[:3] = image.cam_from_world().matrix()
         if not np.isfinite(pose).all():  # views_dataset refuses it too, by view number
             raise ValueError(
-                f"COLMAP image {image.name!r} (id {image.image_id}): its pose (cam_from_world) holds NaN or infinite values"
+                f"COLMAP image {image.name!r} (id {image.image_id}): its pose (cam_from_world) holds NaN or "
+                "infinite values"
             )
         files.append(path)
         sizes.append((f"COLMAP image {image.name!r}", (width, height)))

@@ -90,7 +90,8 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
         images.append(path)
         sizes.append((f"{where} ({name})", (width, height)))
         if masked:
-            masks.append(folder / _relative_path(frame, "mask_path", where))  # relative to the transforms file, as nerfstudio reads it
+            # relative to the transforms file, as nerfstudio reads it
+            masks.append(folder / _relative_path(frame, "mask_path", where))
         Ks.append(_intrinsics(meta, frame, width, height, where, transforms_file.name))
         camera_to_world = _transform_matrix(frame, f"{where} ({frame['file_path']})")
         try:
