@@ -37,6 +37,7 @@ from hf_eff.halora.tasks import (
     tokenize_for_training,
 )
 from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_key
+from hf_eff.utils.resume import check_resume
 
 METHODS = ("lora", "halora")
 PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
@@ -199,6 +200,7 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
     them into the CPU counterpart of the GPU figure: see benchmarks/halora_robustness.py)."""
     if isinstance(model, PeftModel) and peft_config is not None:
         raise ValueError("train_and_evaluate: model already carries its adapter; pass peft_config=None")
+    check_resume(args)
     check_resumable_checkpoint(args.resume_from_checkpoint, args.output_dir)
     # Seeded here, where the example, the demo and the benchmark all build their adapters: LoRA and HaLoRA
     # runs of one seed start from the same adapter whatever ran before (the Trainer seeds only once the

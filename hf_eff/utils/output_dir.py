@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from hf_eff.utils.resume import check_resume
 from hf_eff.utils.training_failures import CHECKPOINT_WEIGHTS
 
 # What marks an earlier run: the results file each example writes last, training run or evaluation (all_results.json;
@@ -38,7 +39,10 @@ def check_output_dir(args: TrainingArguments, overwrite_output_dir: bool) -> Non
     checkpoints (checkpoint-N folders: a new run's would replace them), unless ``overwrite_output_dir`` or a resume of
     that run (``args.resume_from_checkpoint`` True, its last checkpoint, or a checkpoint inside it). A resume from
     another folder's checkpoint writes into ``output_dir`` all the same, so it is checked. Evaluation-only and
-    prediction runs are not checked here."""
+    prediction runs are not checked here. A training run's resume is checked by ``check_resume`` first, overwrite or
+    not."""
+    if args.do_train:
+        check_resume(args)
     output_dir = Path(args.output_dir)
     if not args.do_train or overwrite_output_dir or _resumes_a_run_of(output_dir, args.resume_from_checkpoint):
         return

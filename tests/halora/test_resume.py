@@ -1,0 +1,40 @@
+"""Resumes the HaLoRA example and train_and_evaluate refuse before anything is written."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_eff.halora.experiment import train_and_evaluate
+from hf_eff.halora.trainer import HaLoRATrainingArguments
+from tests.halora.conftest import make_tiny_llama
+from tests.halora.test_example import _load_example
+
+
+def _files(folder) -> dict:
+    return {path: path.stat().st_mtime_ns for path in folder.rglob("*")}
+
+
+@pytest.fixture
+def run_flags(tmp_path, char_tokenizer):
+    """The flags of a tiny HaLoRA run into tmp_path/run, checkpointed every 2 steps (add --max_steps)."""
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    return ["--model_name_or_path", str(model_dir), "--method", "halora", "--task_name", "comparison",
+            "--train_size", "16", "--eval_size", "4", "--max_length", "64", "--per_device_train_batch_size", "4",
+            "--eval_sigmas", "0", "--eval_noise_seeds", "1", "--report_to", "none", "--use_cpu",
+            "--disable_tqdm", "true", "--output_dir", str(tmp_path / "run"), "--save_strategy", "steps",
+            "--save_steps", "2", "--noise_sigma", "0.05"]
+
+
+def test_a_finished_run_is_not_resumed_and_keeps_its_card_adapter_and_results(tmp_path, run_flags):
+    out = tmp_path / "run"
+    _load_example().main([*run_flags, "--max_steps", "2"])
+    written = _files(out)
+    with pytest.raises(ValueError, match=r"checkpoint-2: it has already trained 2 steps .*--max_steps 2 leaves none"):
+        _load_example().main([*run_flags, "--max_steps", "2", "--resume_from_checkpoint", "True"])
+    assert _files(out) == written
+    with pytest.raises(ValueError, match=r"checkpoint-2: it has already trained 2 steps"):  # the library's entry point
+        train_and_evaluate("halora", None, None, None, None, HaLoRATrainingArguments(
+            output_dir=str(out), max_steps=2, resume_from_checkpoint=True, use_cpu=True, report_to=[]))
+    assert _files(out) == written
