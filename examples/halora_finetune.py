@@ -257,8 +257,9 @@ def parse_args(argv: list[str] | None = None, return_command_line: bool = False)
     check_evaluation_only(training_args, "--adapter_name_or_path", model_args.adapter_name_or_path, needs_model=False)
     check_model_source("--adapter_name_or_path", model_args.adapter_name_or_path, "--adapter_revision",
                        model_args.adapter_revision, training_args.output_dir)
-    check_output_dir(training_args, model_args.overwrite_output_dir)
+    # another method's checkpoint is named as such before check_output_dir finds it lacks what a resume reads
     check_resumable_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    check_output_dir(training_args, model_args.overwrite_output_dir)
     if return_command_line:
         return model_args, data_args, training_args, command_line
     return model_args, data_args, training_args

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import pytest
 from transformers import TrainingArguments
+from transformers.trainer_callback import TrainerState
 
 from hf_eff.utils.output_dir import check_output_dir
 
 
 def _args(out, **kwargs) -> TrainingArguments:
     return TrainingArguments(output_dir=str(out), use_cpu=True, report_to=[], **{"do_train": True, **kwargs})
+
+
+def _resumable_checkpoint(checkpoint) -> None:
+    """A checkpoint-N folder holding what a resume reads (check_resume), one step in."""
+    checkpoint.mkdir(parents=True)
+    TrainerState(global_step=1, epoch=0.5).save_to_json(str(checkpoint / "trainer_state.json"))
+    for name in ("optimizer.pt", "scheduler.pt"):
+        (checkpoint / name).write_bytes(b"")
 
 
 @pytest.mark.parametrize("saved", ["all_results.json", "train_results.json", "adapter_model.safetensors",
@@ -44,7 +53,7 @@ def test_checkpoints_are_a_run_too_and_the_resume_is_offered(tmp_path):
 ])
 def test_overwrite_a_resume_of_its_run_or_no_training_write_into_a_finished_run(tmp_path, kwargs, overwrite):
     out = tmp_path / "out"
-    (out / "checkpoint-2").mkdir(parents=True)
+    _resumable_checkpoint(out / "checkpoint-2")
     (out / "all_results.json").write_text("{}")
     kwargs = {name: value.format(out=out) if isinstance(value, str) else value for name, value in kwargs.items()}
     check_output_dir(_args(out, **kwargs), overwrite_output_dir=overwrite)
@@ -56,7 +65,7 @@ def test_a_resume_from_another_runs_checkpoint_into_a_finished_run_is_refused(tm
     (out / "checkpoint-2").mkdir(parents=True)
     (out / "all_results.json").write_text("{}")
     resume = resume.format(tmp=tmp_path) if isinstance(resume, str) else resume
-    (tmp_path / "other_run" / "checkpoint-3").mkdir(parents=True)
+    _resumable_checkpoint(tmp_path / "other_run" / "checkpoint-3")
     with pytest.raises(FileExistsError) as error:
         check_output_dir(_args(out, resume_from_checkpoint=resume), overwrite_output_dir=False)
     message = str(error.value)

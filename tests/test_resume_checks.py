@@ -69,3 +69,33 @@ def test_the_splat_example_refuses_to_resume_its_finished_run_and_keeps_its_resu
     with pytest.raises(ValueError, match=r"checkpoint-3: it has already trained 3 steps .* --max_steps 3 leaves none"):
         run_splat_example(monkeypatch, *flags, "--resume_from_checkpoint", "True")
     assert _files(out) == written
+
+
+@pytest.mark.parametrize("lost", ["trainer_state.json", "optimizer.pt", "scheduler.pt"])
+def test_a_checkpoint_missing_what_a_resume_reads_is_refused_naming_the_file(tmp_path, lost):
+    out = tmp_path / "run"
+    checkpoint = _checkpoint(out, 2, 1.0)
+    (checkpoint / lost).unlink()
+    with pytest.raises(ValueError) as error:
+        check_output_dir(_args(out, max_steps=4, resume_from_checkpoint=True), overwrite_output_dir=False)
+    message = str(error.value)
+    assert message.startswith(f"--resume_from_checkpoint {checkpoint}: it holds no {lost} (")
+    assert "save_only_model=True" in message and "Resume from another checkpoint-N" in message
+
+
+def test_an_optimizer_in_another_of_trainers_forms_is_found(tmp_path):
+    out = tmp_path / "run"
+    checkpoint = _checkpoint(out, 2, 1.0)
+    (checkpoint / "optimizer.pt").rename(checkpoint / "optimizer.bin")
+    check_output_dir(_args(out, max_steps=4, resume_from_checkpoint=True), overwrite_output_dir=False)
+
+
+def test_the_splat_example_refuses_a_checkpoint_without_its_schedule(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    flags = ("--save_strategy", "steps", "--save_steps", "3", "--render_trajectory", "none", "--output_dir", str(out))
+    run_splat_example(monkeypatch, "--max_steps", "3", *flags)
+    (out / "checkpoint-3" / "scheduler.pt").unlink()
+    written = _files(out)
+    with pytest.raises(ValueError, match=r"checkpoint-3: it holds no scheduler.pt \(the learning-rate schedule"):
+        run_splat_example(monkeypatch, "--max_steps", "6", *flags, "--resume_from_checkpoint", "True")
+    assert _files(out) == written

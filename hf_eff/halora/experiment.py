@@ -200,8 +200,8 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
     them into the CPU counterpart of the GPU figure: see benchmarks/halora_robustness.py)."""
     if isinstance(model, PeftModel) and peft_config is not None:
         raise ValueError("train_and_evaluate: model already carries its adapter; pass peft_config=None")
-    check_resume(args)
     check_resumable_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    check_resume(args)
     # Seeded here, where the example, the demo and the benchmark all build their adapters: LoRA and HaLoRA
     # runs of one seed start from the same adapter whatever ran before (the Trainer seeds only once the
     # model exists).

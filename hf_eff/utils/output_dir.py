@@ -39,12 +39,16 @@ def check_output_dir(args: TrainingArguments, overwrite_output_dir: bool) -> Non
     checkpoints (checkpoint-N folders: a new run's would replace them), unless ``overwrite_output_dir`` or a resume of
     that run (``args.resume_from_checkpoint`` True, its last checkpoint, or a checkpoint inside it). A resume from
     another folder's checkpoint writes into ``output_dir`` all the same, so it is checked. Evaluation-only and
-    prediction runs are not checked here. A training run's resume is checked by ``check_resume`` first, overwrite or
+    prediction runs are not checked here. A training run's resume is then checked by ``check_resume``, overwrite or
     not."""
     if args.do_train:
+        _check_not_overwritten(args, overwrite_output_dir)
         check_resume(args)
+
+
+def _check_not_overwritten(args: TrainingArguments, overwrite_output_dir: bool) -> None:
     output_dir = Path(args.output_dir)
-    if not args.do_train or overwrite_output_dir or _resumes_a_run_of(output_dir, args.resume_from_checkpoint):
+    if overwrite_output_dir or _resumes_a_run_of(output_dir, args.resume_from_checkpoint):
         return
     if not output_dir.is_dir():
         return

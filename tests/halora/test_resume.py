@@ -38,3 +38,13 @@ def test_a_finished_run_is_not_resumed_and_keeps_its_card_adapter_and_results(tm
         train_and_evaluate("halora", None, None, None, None, HaLoRATrainingArguments(
             output_dir=str(out), max_steps=2, resume_from_checkpoint=True, use_cpu=True, report_to=[]))
     assert _files(out) == written
+
+
+def test_a_checkpoint_without_its_trainer_state_is_refused_naming_the_file(tmp_path, run_flags):
+    out = tmp_path / "run"
+    _load_example().main([*run_flags, "--max_steps", "2"])
+    (out / "checkpoint-2" / "trainer_state.json").unlink()
+    written = _files(out)
+    with pytest.raises(ValueError, match=r"checkpoint-2: it holds no trainer_state.json \(the step, epoch"):
+        _load_example().main([*run_flags, "--max_steps", "4", "--resume_from_checkpoint", "True"])
+    assert _files(out) == written
