@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import math
 import re
@@ -14,16 +13,13 @@ import yaml
 from hf_eff.grant.data import MissingColumnError
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("grant_train", ROOT / "examples" / "grant_train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["grant_train"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "examples" / "grant_train.py")
 
 
 COMMON = ["--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--hidden_channels", "8",

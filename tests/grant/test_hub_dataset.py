@@ -1,7 +1,6 @@
 """examples/grant_train.py with a Hub dataset id as --dataset: graphs and SMILES tables pushed to the local Hub
 (tests/hub) with `push_to_hub`, read at a pinned revision and recorded; and what it refuses."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from hf_eff.grant.data import MissingColumnError, split_off_validation
 from hf_eff.hub import dataset_commits
 from tests.grant.conftest import random_graphs
 from tests.hub.conftest import local_hub  # noqa: F401  (the local Hub server fixture)
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "grant_train.py"
@@ -31,11 +31,7 @@ print("COMMIT", datasets.load_from_disk(sys.argv[1]).push_to_hub(*sys.argv[2:]).
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("grant_train", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["grant_train"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def _push(hub, data: datasets.Dataset | datasets.DatasetDict, repo_id: str, folder: Path, *config_name: str) -> str:
