@@ -6,6 +6,7 @@ or evaluate an existing adapter (or a bare base model) under the same noise, wit
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -37,9 +38,11 @@ from hf_eff.halora.tasks import (
     tokenize_for_training,
 )
 from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_key
-from hf_eff.utils.resume import check_resume
+from hf_eff.utils.resume import check_resume, resumed_checkpoint
 
 METHODS = ("lora", "halora")
+# What PEFT records in adapter_config.json at each save besides the adapter's settings: a resume may differ in these
+ADAPTER_RECORD_FIELDS = ("base_model_name_or_path", "revision", "inference_mode", "peft_version", "auto_mapping")
 PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 
 
@@ -186,6 +189,35 @@ def check_resumable_checkpoint(resume_from_checkpoint: bool | str | None, output
                          "or GraNT run's checkpoint?). Resume from a checkpoint-N of a HaLoRA or LoRA run's "
                          "--output_dir, or True for the last one there; the checkpoint is left as it is")
 
+def check_resumed_adapter_settings(checkpoint: str, model: PeftModel) -> None:
+    """Refuses to resume ``checkpoint`` into ``model``'s active adapter under other settings than the adapter there
+    was trained with (its adapter_config.json against ``model``'s config: the method, the rank, the noise, the
+    regulariser...), naming each setting as it was and as it is now: the saved adapter_config.json and card would
+    record only the new ones, for an adapter trained under both."""
+    adapter = model.active_adapter
+    # PEFT saves an adapter not named "default" in a sub-folder of its name, from which Trainer resumes it
+    path = next((os.path.join(folder, ADAPTER_CONFIG_NAME) for folder in (checkpoint, os.path.join(checkpoint, adapter))
+                 if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME))), None)
+    if path is None:
+        return
+    with open(path) as file:
+        saved = json.load(file)
+    now = json.loads(json.dumps(model.peft_config[adapter].to_dict(), default=sorted))  # sets as JSON's lists
+
+    def setting(value):  # target_modules and the like are sets: their order is not a setting
+        return sorted(value, key=repr) if isinstance(value, list) else value
+
+    changed = [f"method {str(saved['peft_type']).lower()} in the checkpoint, {str(now['peft_type']).lower()} now"
+               ] if saved.get("peft_type") != now["peft_type"] else []
+    changed += [f"{name} {saved[name]!r} in the checkpoint, {now[name]!r} now" for name in now
+                if name in saved and name not in (*ADAPTER_RECORD_FIELDS, "peft_type")
+                and setting(saved[name]) != setting(now[name])]
+    if changed:
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: its adapter was trained under other settings than "
+                         f"this run's ({path}): {'; '.join(changed)}. Resume with the settings it was trained with, "
+                         "or start a new run (another --output_dir); nothing was written")
+
+
 def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
                        train: Dataset, evaluation: Dataset, args: HaLoRATrainingArguments,
                        peft_config: LoraConfig | None = None, max_length: int = 128,
@@ -207,6 +239,9 @@ def train_and_evaluate(method: str, model: PreTrainedModel | PeftModel, tokenize
     # model exists).
     set_seed(args.seed)
     peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, peft_config or adapter_config(method, model=model))
+    checkpoint = resumed_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
+        check_resumed_adapter_settings(checkpoint, peft_model)
     trainer = build_trainer(peft_model, tokenizer, train, evaluation, args, max_length)
     trainer.data_splits = data_splits
     timer = StepTimer()

@@ -48,3 +48,30 @@ def test_a_checkpoint_without_its_trainer_state_is_refused_naming_the_file(tmp_p
     with pytest.raises(ValueError, match=r"checkpoint-2: it holds no trainer_state.json \(the step, epoch"):
         _load_example().main([*run_flags, "--max_steps", "4", "--resume_from_checkpoint", "True"])
     assert _files(out) == written
+
+
+@pytest.mark.parametrize("flags, changed", [
+    (["--noise_sigma", "0.1"], "noise_sigma 0.05 in the checkpoint, 0.1 now"),
+    (["--noise_mode", "stuck_at"], "noise_mode 'tile_additive' in the checkpoint, 'stuck_at' now"),
+    (["--method", "lora"], "method halora in the checkpoint, lora now"),
+    (["--lora_r", "2"], "r 4 in the checkpoint, 2 now"),
+])
+def test_a_resume_under_other_adapter_settings_is_refused_naming_each(tmp_path, run_flags, flags, changed):
+    out = tmp_path / "run"
+    _load_example().main([*run_flags, "--max_steps", "2"])
+    written = _files(out)
+    with pytest.raises(ValueError) as error:
+        _load_example().main([*run_flags, "--max_steps", "4", *flags, "--resume_from_checkpoint", "True"])
+    message = str(error.value)
+    assert message.startswith(f"--resume_from_checkpoint {out / 'checkpoint-2'}: its adapter was trained under other "
+                              "settings than this run's")
+    assert changed in message and "Resume with the settings it was trained with" in message
+    assert _files(out) == written
+
+
+def test_a_resume_under_the_same_settings_goes_on(tmp_path, run_flags):
+    out = tmp_path / "run"
+    _load_example().main([*run_flags, "--max_steps", "2", "--target_modules", "v_proj", "q_proj"])
+    _load_example().main([*run_flags, "--max_steps", "4", "--target_modules", "q_proj", "v_proj",
+                          "--resume_from_checkpoint", "True"])
+    assert (out / "checkpoint-4").is_dir()
