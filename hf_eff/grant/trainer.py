@@ -35,6 +35,7 @@ import datasets
 import numpy as np
 import torch
 from huggingface_hub import ModelHubMixin
+from safetensors import SafetensorError, safe_open
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
 from torch_geometric.data import Dataset as PygDataset
 from torch_geometric.data.data import BaseData
@@ -43,6 +44,12 @@ from transformers import Trainer
 from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import get_last_checkpoint, has_length
+from transformers.utils import (
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
 
 from hf_eff.grant.collator import (
     GraphCollator,
@@ -86,6 +93,8 @@ from hf_eff.utils.training_failures import TrainingFailuresMixin
 logger = logging.getLogger(__name__)
 
 TEACHER_STATE_NAME = "grant_teacher.json"
+# A full model's weights as Trainer resumes them, whole or sharded
+MODEL_WEIGHTS_FILES = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME)
 
 
 class TeachingBatchSampler(Sampler[list[int]]):
@@ -494,8 +503,14 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
 
     # --- teaching ------------------------------------------------------------------------
     def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
+        if resume_from_checkpoint:
+            self._check_resumable(resume_from_checkpoint)
         if not self.args.selects:
-            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
         if self.train_dataset is None:
             raise ValueError("GraNTTrainer: training requires a train_dataset (the graphs the teacher selects from)")
         self._strata = class_strata(self.train_dataset["y"]) if self.args.stratify_selection else None
@@ -533,10 +548,6 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         self.teaching_log = []
         self._scoring_batches = None
         if resume_from_checkpoint:
-            if resume_from_checkpoint is True:
-                resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
-                if resume_from_checkpoint is None:
-                    raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
             self._plan = self._resumed_plan(resume_from_checkpoint, *self._load_teacher_state(resume_from_checkpoint))
         output = super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
         # The run's totals, logged as well so that every card (read from the log history) reports them
@@ -660,20 +671,57 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             with open(os.path.join(output_dir, TEACHER_STATE_NAME), "w") as file:
                 json.dump(state, file)
 
-    def _load_teacher_state(self, checkpoint: str) -> tuple[list[EpochPlan] | None, list[EpochPlan] | None]:
-        """Restores the checkpoint's subset and teaching log; returns the plan it was trained under and the one its
-        run's settings gave (each None when the checkpoint predates that record)."""
+    def _check_resumable(self, checkpoint: str) -> None:
+        """Refuses, before anything loads, a checkpoint this trainer cannot go on from: a missing folder, one of a run
+        with a teacher resumed without one (teacher='none') or the other way round (its grant_teacher.json holds the
+        subset being taught), and another trainer's (no weights of this model's names: a HaLoRA adapter, a splat
+        model)."""
         if not os.path.isdir(checkpoint):
             raise FileNotFoundError(
                 f"cannot resume GraNT from {checkpoint}: the folder does not exist; pass a checkpoint-<step> "
                 "folder of output_dir, or resume_from_checkpoint=True for the last one"
             )
-        path = os.path.join(checkpoint, TEACHER_STATE_NAME)
-        if not os.path.isfile(path):
+        taught = os.path.isfile(os.path.join(checkpoint, TEACHER_STATE_NAME))
+        if self.args.selects and not taught:
             raise ValueError(
                 f"cannot resume GraNT from {checkpoint}: it has no {TEACHER_STATE_NAME} (the subset being taught); "
-                "it was saved by another trainer or with save_only_model=True"
+                "it was saved by another trainer, by a run with teacher='none' (resume it with teacher='none') or "
+                "with save_only_model=True"
             )
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        model_class = type(model).__name__
+        if not self.args.selects and taught:
+            raise ValueError(
+                f"cannot resume from {checkpoint} with teacher='none': it was saved by a GraNT run with a teacher "
+                f"({TEACHER_STATE_NAME}: the subset being taught, which a run without one would drop, counting its "
+                "epochs over every graph); resume with the teacher settings it was trained with (its "
+                f"training_args.bin), or start a new run from its weights ({model_class}.from_pretrained"
+                f"({checkpoint!r}); examples/grant_train.py: --model_name_or_path)"
+            )
+        weights = os.path.join(checkpoint, SAFE_WEIGHTS_NAME)
+        if not any(os.path.isfile(os.path.join(checkpoint, name)) for name in MODEL_WEIGHTS_FILES):
+            raise ValueError(
+                f"cannot resume from {checkpoint}: it holds no {SAFE_WEIGHTS_NAME} ({model_class}'s weights): it was "
+                "saved by another trainer (a HaLoRA run's adapter?), or the file was lost; resume from a checkpoint-N "
+                "of a GraNT run's output_dir"
+            )
+        if os.path.isfile(weights):
+            try:
+                with safe_open(weights, framework="pt") as saved:
+                    names = set(saved.keys())
+            except SafetensorError:  # a damaged file: the load names it (TrainingFailuresMixin)
+                return
+            if names.isdisjoint(model.state_dict()):
+                raise ValueError(
+                    f"cannot resume from {checkpoint}: its {SAFE_WEIGHTS_NAME} holds none of {model_class}'s weights "
+                    f"(it holds {', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''}): it was saved by "
+                    "another trainer (a splat run's?); resume from a checkpoint-N of a GraNT run's output_dir"
+                )
+
+    def _load_teacher_state(self, checkpoint: str) -> tuple[list[EpochPlan] | None, list[EpochPlan] | None]:
+        """Restores the checkpoint's subset and teaching log (``_check_resumable`` found it); returns the plan it was
+        trained under and the one its run's settings gave (each None when the checkpoint predates that record)."""
+        path = os.path.join(checkpoint, TEACHER_STATE_NAME)
         with open(path) as file:
             state = json.load(file)
         saved_accumulation = state.get("gradient_accumulation_steps")  # None: saved before checkpoints recorded it

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from safetensors.torch import save_file
+from transformers.trainer_callback import TrainerState
 
+from hf_eff.grant import GrantGCN, GraNTTrainer, GraNTTrainingArguments
 from tests.grant.test_example import COMMON, _example
 
 GENERATED = ["--task", "gen-cls", "--num_generated_graphs", "30", "--min_nodes", "4", "--max_nodes", "6"]
@@ -35,3 +39,49 @@ def test_a_checkpoint_without_its_optimizer_is_refused_naming_the_file(tmp_path)
                                          "optimizer's moments"):
         _example().main([*flags, "--resume_from_checkpoint", "True"])
     assert _files(out) == written
+
+
+@pytest.mark.parametrize("trained, resumed, refusal", [
+    ("grant", "none", r"with teacher='none': it was saved by a GraNT run with a teacher \(grant_teacher.json"),
+    ("none", "grant", r"it has no grant_teacher.json .*by a run with teacher='none' \(resume it with teacher='none'\)"),
+])
+def test_a_resume_with_or_without_a_teacher_unlike_its_checkpoint_is_refused(tmp_path, trained, resumed, refusal):
+    out = tmp_path / "run"
+    flags = [*GENERATED, *COMMON, "--save_strategy", "epoch", "--output_dir", str(out)]
+    _example().main([*flags, "--num_train_epochs", "1", "--teacher", trained])
+    written = _files(out)
+    with pytest.raises(ValueError, match=refusal):
+        _example().main([*flags, "--teacher", resumed, "--resume_from_checkpoint", "True"])
+    assert _files(out) == written
+
+
+def _another_trainers_checkpoint(checkpoint, weights: dict[str, dict]) -> None:
+    """A checkpoint-N holding what any Trainer's does, and ``weights`` (file name: tensors by name)."""
+    checkpoint.mkdir(parents=True)
+    TrainerState(global_step=1, epoch=1.0).save_to_json(str(checkpoint / "trainer_state.json"))
+    for name in ("optimizer.pt", "scheduler.pt"):
+        (checkpoint / name).write_bytes(b"")
+    for name, tensors in weights.items():
+        save_file(tensors, str(checkpoint / name))
+
+
+@pytest.mark.parametrize("teacher", ["grant", "none"])
+@pytest.mark.parametrize("weights, refusal", [
+    ({"adapter_model.safetensors": {"base_model.model.q_proj.lora_A.weight": torch.zeros(2, 2)}},
+     r"it holds no model.safetensors \(GrantGCN's weights\): it was saved by another trainer"),
+    ({"model.safetensors": {"means": torch.zeros(4, 3), "opacities": torch.zeros(4)}},
+     r"its model.safetensors holds none of GrantGCN's weights \(it holds means, opacities\)"),
+])
+def test_another_trainers_checkpoint_is_refused_with_or_without_a_teacher(tmp_path, make_graphs, teacher, weights,
+                                                                           refusal):
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    _another_trainers_checkpoint(checkpoint, weights)
+    if teacher == "grant":  # past the teacher's check, to the weights'
+        (checkpoint / "grant_teacher.json").write_text("{}")
+    args = GraNTTrainingArguments(output_dir=str(tmp_path / "out"), task="graph_regression", teacher=teacher,
+                                  num_train_epochs=2, report_to="none", use_cpu=True)
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args,
+                           train_dataset=make_graphs(16, "graph_regression"))
+    with pytest.raises(ValueError, match=rf"^cannot resume from {checkpoint}: {refusal}"):
+        trainer.train(resume_from_checkpoint=True)
+    assert trainer.state.global_step == 0
