@@ -109,6 +109,18 @@ def markdown_table(columns: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def training_procedure_text(settings: dict | None) -> str:
+    """The body of a trainer push's "Training procedure" section: ``settings`` (the run's arguments that reproduce it,
+    by name, as ``HubCardTrainerMixin.card_training_procedure`` reads them) as a table, then the hf-eff version that
+    trained it and how to install that one; "" without settings (``hf-eff push`` of a folder knows no arguments)."""
+    if not settings:
+        return ""
+    from hf_eff import __version__  # here: hf_eff's package imports this module
+
+    return (markdown_table(["setting", "value"], [[f"`{name}`", value] for name, value in settings.items()])
+            + f"\n\nTrained with hf-eff {__version__}: `pip install hf-eff=={__version__}`.")
+
+
 class NonFiniteMetricError(ValueError):
     """A result a card cannot report (model-index holds numbers): a diverged run, or a metric undefined on
     its data (ROC-AUC of a split with one class)."""
@@ -451,7 +463,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
                 regulariser: str | None = None, task_type: str | None = "CAUSAL_LM", auto_mapping: dict | None = None,
                 dataset: str | list[str | CardDataset] | None = None, revision: str | None = None,
                 training_noise: str | None = None, model_name: str | None = None,
-                no_results_note: str | None = None) -> ModelCard:
+                no_results_note: str | None = None, training_procedure: dict | None = None) -> ModelCard:
     """Card of a HaLoRA adapter, or of a plain LoRA baseline (``peft_type="LORA"``), with its
     metrics-vs-sigma table. ``results["base_model"]`` (what the example was given, or a Trainer's
     ``finetuned_from``) wins over ``base_model`` (the adapter config's); the metadata, tags, text and
@@ -467,7 +479,8 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     (at ``adapter_revision``): the adapter this one was trained further from, which the card names, as a GraNT
     card names the model it was fine-tuned from: its training figures are the continuation's alone. After a run
     evaluated on a dict ``eval_dataset`` (``eval_<key>_<metric>_sigma_<s>``), the table and model-index are one
-    split's (``reported_split``), named in the heading; the run table lists every split's noise-free metrics."""
+    split's (``reported_split``), named in the heading; the run table lists every split's noise-free metrics.
+    ``training_procedure``: a trainer's settings of the run (``training_procedure_text``), as every card takes them."""
     is_halora = peft_type.upper() == "HALORA"
     kind_tags = TAGS["halora_adapter" if is_halora else "lora_adapter"]
     base_model, load_name, local_base = _base_model(results.get("base_model") or base_model)
@@ -537,6 +550,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         metric_names=_join(sorted(table)) + (f" on `{split}`" if split else "") if table else "",
         results_table=markdown_table(["sigma"] + sorted(table), rows) if rows else "",
         other_metrics_table=markdown_table(["metric", "value"], run_rows) if run_rows else "",
+        training_procedure=training_procedure_text(training_procedure),
     )
 
 
@@ -577,7 +591,8 @@ def _teacher_without_selection(results: dict) -> str | None:
 
 def grant_card(results: dict, repo_id: str, license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
                model_class: str = "GrantGCN", hub_mixin: bool = True, revision: str | None = None,
-               model_name: str | None = None, no_results_note: str | None = None) -> ModelCard:
+               model_name: str | None = None, no_results_note: str | None = None,
+               training_procedure: dict | None = None) -> ModelCard:
     """Card of a graph property learner trained with GraNT: time to target (and the teacher's own cost),
     validation and test metrics. ``model_class``: the class trained, hf-eff's ``GrantGCN`` or a user's;
     ``hub_mixin``: whether it saves and loads with ``PyTorchModelHubMixin`` (config.json +
@@ -622,7 +637,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
         data_commit=commit_sentence(results),
         results_table=markdown_table(["measure", "value", "meaning"], timing) if timing else "",
         metrics_table=markdown_table(["metric", *measured], metric_rows) if metric_rows else "",
-        no_results_note=no_results_note,
+        no_results_note=no_results_note, training_procedure=training_procedure_text(training_procedure),
     )
 
 
@@ -636,7 +651,8 @@ SSIM_LABELS = {"same": "SSIM (3DGS's zero-padded)", "valid": "SSIM (gsplat's int
 def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str | None = None,
                license: str | None = None, dataset: str | list[str | CardDataset] | None = None,
                revision: str | None = None, trajectory: str | None = None, model_name: str | None = None,
-               normalized: bool = False, no_results_note: str | None = None) -> ModelCard:
+               normalized: bool = False, no_results_note: str | None = None,
+               training_procedure: dict | None = None) -> ModelCard:
     """Card of trained Gaussian splats: PSNR, SSIM, Gaussian count and training time. ``ply``,
     ``preview`` and ``trajectory`` name the repo's .ply file, preview image and novel-view video
     (the example's ``trajectory.gif``), when it has them. ``results["base_model"]`` (at ``model_revision``):
@@ -684,6 +700,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
         normalized=normalized, base_model=base_model,
         local_base=local_base, base_revision=results.get("model_revision") if base_model else None,
         results_table=results_table, no_results_note=no_results_note,
+        training_procedure=training_procedure_text(training_procedure),
     )
 
 

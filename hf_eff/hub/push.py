@@ -376,7 +376,8 @@ NO_RESULTS_NOTE = ("No evaluation results were recorded: this card was built fro
 def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None = None, *,
                license: str | None = None, dataset: str | list | None = None, base_model: str | None = None,
                adapter_config: dict | None = None, model_class: str = "GrantGCN", hub_mixin: bool = True,
-               revision: str | None = None, model_name: str | None = None, config: dict | None = None):
+               revision: str | None = None, model_name: str | None = None, config: dict | None = None,
+               training_procedure: dict | None = None):
     """The filled card of a model run folder, from ``results`` or else its ``all_results.json``; a splat model's
     reads ``config`` (the folder's config.json, parsed; read here when not given). A folder without results (what a
     model's ``save_pretrained`` wrote) gets a card from its configs (an adapter's, GraNT's task and target or class
@@ -389,7 +390,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     of the run, and win over what the results say. An adapter's card reads ``adapter_config`` (a Trainer
     passes its model's config: the model may not be saved yet, as when TRL's trainers write a checkpoint's
     card before its files), else the folder's adapter_config.json. ``model_class`` and ``hub_mixin``: a
-    GraNT model's class (``grant_card``)."""
+    GraNT model's class (``grant_card``). ``training_procedure``: a trainer's settings of the run, for the card's
+    "Training procedure" section (``hf_eff.hub.cards.training_procedure_text``)."""
     output_dir = Path(output_dir)
     if results is None:
         results = read_results(output_dir)
@@ -415,10 +417,12 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                                                                adapter_config.get("reg_norm")),
                            task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
                            training_noise=training_noise_description(adapter_config),
-                           license=license, dataset=dataset, revision=revision, model_name=model_name, **note)
+                           license=license, dataset=dataset, revision=revision, model_name=model_name,
+                           training_procedure=training_procedure, **note)
     if kind == "grant_model":
         return grant_card(results, repo_id, license=license, dataset=dataset, model_class=model_class,
-                          hub_mixin=hub_mixin, revision=revision, model_name=model_name, **note)
+                          hub_mixin=hub_mixin, revision=revision, model_name=model_name,
+                          training_procedure=training_procedure, **note)
     if kind == "splat_model":
         # After a dict eval_dataset, the renders of the split the card reports: another split may be training views.
         other_renders = {f"{eval_prefix(split)}renders" for split in reported_split(results)[1]}
@@ -446,7 +450,7 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
             results = {"pose_opt": True, **results}
         return splat_card(results, repo_id, ply=newest("*.ply", "splats.ply"), preview=newest("*.png", "preview.png"),
                           trajectory=trajectory, license=license, dataset=dataset, revision=revision,
-                          model_name=model_name, normalized=normalized, **note)
+                          model_name=model_name, normalized=normalized, training_procedure=training_procedure, **note)
     raise ValueError(f"no model card for artifact kind {kind!r}")
 
 

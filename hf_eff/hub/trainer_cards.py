@@ -66,6 +66,18 @@ def _mirror_file(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+# What reproduces a run of each kind beside the common TrainingArguments (HubCardTrainerMixin.card_training_procedure):
+# the method's arguments, and for adapters their config's rank, noise and regulariser.
+_METHOD_ARGUMENTS = {
+    "halora_adapter": ("noise_seed",),
+    "grant_model": ("teacher", "variant", "start_ratio", "ratio_schedule", "ratio_stages", "reselect_schedule",
+                    "reselect_interval_start", "reselect_interval_end", "selection"),
+    "splat_model": ("means_lr", "means_lr_decay", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "ssim_weight"),
+}
+_ADAPTER_SETTINGS = ("r", "lora_alpha", "noise_mode", "noise_sigma", "noise_sigma_sampling", "noise_resample_steps",
+                     "noise_warmup_steps", "reg_weight", "reg_norm")
+
+
 class HubCardTrainerMixin:
     """Base for the hf-eff trainers: the Trainer's pushes carry the artifact's hf-eff card and no pickles.
 
@@ -129,6 +141,37 @@ class HubCardTrainerMixin:
         ``save_metrics`` does, so without this a user's own script would get a card without them."""
         return {}
 
+    def card_training_procedure(self) -> dict:
+        """The settings that reproduce this run, by name, for its card's "Training procedure" section: read from the
+        arguments (the learning rate, its schedule and optimizer; for splats, each parameter group's rate and the means'
+        decay), the batch size, seed, length and the optimizer steps trained so far, then the method's own: an
+        adapter's rank and its HaLoRA noise and regulariser (its config), GraNT's teacher, ratio and reselection
+        schedules, the splats' densification strategy (``card_run_settings``). Settings a run leaves unset are left
+        out."""
+        args = self.args
+        settings: dict = {}
+        if self.card_kind != "splat_model":  # a SplatTrainer sets each parameter group's rate (_METHOD_ARGUMENTS)
+            settings.update(learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type,
+                            optim=args.optim, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps or None)
+        settings["per_device_train_batch_size"] = args.per_device_train_batch_size
+        total_batch_size = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        if total_batch_size != args.per_device_train_batch_size:
+            settings.update(gradient_accumulation_steps=args.gradient_accumulation_steps,
+                            total_train_batch_size=total_batch_size)
+        settings["seed"] = args.seed
+        if args.max_steps > 0:
+            settings["max_steps"] = args.max_steps
+        else:
+            settings["num_train_epochs"] = args.num_train_epochs
+        settings["global_step"] = self.state.global_step  # the optimizer steps trained so far
+        settings.update({name: getattr(args, name, None) for name in _METHOD_ARGUMENTS.get(self.card_kind, ())})
+        if self.card_kind == "splat_model":
+            settings["strategy"] = self.card_run_settings().get("strategy")
+        adapter_config = self._card_model_args().get("adapter_config") or {}
+        settings.update({name: adapter_config.get(name) for name in _ADAPTER_SETTINGS})
+        # enums (the scheduler, the optimizer) by their names, as TrainingArguments takes them
+        return {name: getattr(value, "value", value) for name, value in settings.items() if value is not None}
+
     def _hf_eff_card(self, folder: Path, model_name: str | None = None, **user_args):
         results: dict = {}
         best_step = self.state.best_global_step if self.args.load_best_model_at_end else None
@@ -149,7 +192,7 @@ class HubCardTrainerMixin:
         results.setdefault("metric_for_best_model", self.args.metric_for_best_model)
         # model_name is only the card's title, as in transformers
         return build_card(self.card_kind, folder, self._hub_repo_and_token()[0], results, revision=self._push_branch,
-                          model_name=model_name,
+                          model_name=model_name, training_procedure=self.card_training_procedure(),
                           **user_args, **self._card_model_args())
 
     def create_model_card(self, language: str | None = None, license: str | None = None,
