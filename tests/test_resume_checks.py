@@ -99,3 +99,15 @@ def test_the_splat_example_refuses_a_checkpoint_without_its_schedule(tmp_path, m
     with pytest.raises(ValueError, match=r"checkpoint-3: it holds no scheduler.pt \(the learning-rate schedule"):
         run_splat_example(monkeypatch, "--max_steps", "6", *flags, "--resume_from_checkpoint", "True")
     assert _files(out) == written
+
+
+def test_a_splat_checkpoint_without_its_config_names_it_not_a_shape(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    flags = ("--save_strategy", "steps", "--save_steps", "3", "--render_trajectory", "none", "--output_dir", str(out))
+    run_splat_example(monkeypatch, "--max_steps", "3", *flags)  # sh_degree 0: not GaussianModel's default, 3
+    (out / "checkpoint-3" / "config.json").unlink()
+    written = _files(out)
+    with pytest.raises(ValueError, match=r"checkpoint-3/model.safetensors: its folder holds no config.json, which "
+                                         r"records the model's sh_degree .*sh_degree 0\); put back the config.json"):
+        run_splat_example(monkeypatch, "--max_steps", "6", *flags, "--resume_from_checkpoint", "True")
+    assert _files(out) == written

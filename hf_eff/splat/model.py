@@ -367,8 +367,20 @@ class GaussianModel(
                 f"{model_file}: expected tensors {[prefix + k for k in SPLAT_KEYS]}, "
                 f"found {sorted(state)}"
             )
-        # The file decides the number of Gaussians, whatever the config says.
-        model._set_splats(found)
+        config = Path(model_file).parent / constants.CONFIG_NAME
+        try:
+            # The file decides the number of Gaussians, whatever the config says.
+            model._set_splats(found)
+        except ValueError as error:
+            if config.is_file():
+                raise
+            # the mixin built the model from the constructor's defaults: the mismatch is theirs, not the file's
+            raise ValueError(
+                f"{model_file}: its folder holds no {constants.CONFIG_NAME}, which records the model's sh_degree and "
+                f"other settings (the weights hold {found['shN'].shape[1]} higher-order SH coefficients per Gaussian, "
+                f"sh_degree {math.isqrt(found['shN'].shape[1] + 1) - 1}); put back the {constants.CONFIG_NAME} saved "
+                "with them"
+            ) from error
         model.eval()
         return model
 
