@@ -392,18 +392,27 @@ def regulariser_description(reg_weight: float | None, reg_norm: str | None) -> s
     return f"a {reg_norm or 'spectral'}-norm regulariser (mu = {reg_weight:g}) on the adapter"
 
 
-def training_noise_description(adapter_config: dict) -> str | None:
-    """The RRAM noise a HaLoRA run trained under, from its adapter config; None when it does not say."""
+def training_noise_description(adapter_config: dict, optimizer_steps: int | None = None) -> str | None:
+    """The RRAM noise a HaLoRA run trained under, from its adapter config; None when it does not say.
+    ``optimizer_steps``: the steps the run trained, when known (a trainer's card). HaLoRATrainer draws at step 0 and
+    every ``noise_resample_steps`` after, so a run no longer than that trained under one draw, which the phrase then
+    says; under a warm-up that draw's level is 0 (``training_noise_sigma``), a noise-free run."""
     sigma = adapter_config.get("noise_sigma")
     if sigma is None:
         return None
     level = (f"a level drawn from U(0, {sigma:g}) at each draw" if adapter_config.get("noise_sigma_sampling") == "uniform"
              else f"sigma = {sigma:g}")
     parts = [f"{adapter_config.get('noise_mode', 'tile_additive')}, {level}"]
-    if adapter_config.get("noise_resample_steps"):
-        parts.append(f"a new draw every {adapter_config['noise_resample_steps']} optimizer steps")
-    if adapter_config.get("noise_warmup_steps"):
-        parts.append(f"ramped in over the first {adapter_config['noise_warmup_steps']} steps")
+    interval, warmup = adapter_config.get("noise_resample_steps"), adapter_config.get("noise_warmup_steps")
+    if interval and optimizer_steps and optimizer_steps <= interval:
+        at_level = ", at the warm-up's level 0, so without noise" if warmup else ""
+        parts.append(f"one draw for the whole run{at_level}: its {optimizer_steps} optimizer steps are no more than "
+                     f"noise_resample_steps = {interval}")
+        return "; ".join(parts)
+    if interval:
+        parts.append(f"a new draw every {interval} optimizer steps")
+    if warmup:
+        parts.append(f"ramped in over the first {warmup} steps")
     return "; ".join(parts)
 
 

@@ -416,7 +416,9 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                            regulariser=regulariser_description(adapter_config.get("reg_weight"),
                                                                adapter_config.get("reg_norm")),
                            task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
-                           training_noise=training_noise_description(adapter_config),
+                           # a trainer's global_step: how many noise draws the run trained under
+                           training_noise=training_noise_description(
+                               adapter_config, (training_procedure or {}).get("global_step")),
                            license=license, dataset=dataset, revision=revision, model_name=model_name,
                            training_procedure=training_procedure, **note)
     if kind == "grant_model":

@@ -275,8 +275,9 @@ def test_model_name_titles_the_card_and_the_training_noise_is_stated(seq_cls_run
     assert card.text.lstrip().startswith("# Robust sentiment adapter\n")
     assert card.data.model_name == "Robust sentiment adapter"  # the model-index name, as transformers gives it
     assert '"out"' in _loading_code(out / "README.md")  # the repo a push creates: output_dir's name, not model_name
-    # the HaLoRAConfig defaults it trained under
-    assert "Training injects the RRAM noise (tile_additive, sigma = 0.01; a new draw every 400 optimizer steps)" in card.text
+    # the HaLoRAConfig defaults it trained under, its 2 steps under one draw
+    assert ("Training injects the RRAM noise (tile_additive, sigma = 0.01; one draw for the whole run: its 2 optimizer "
+            "steps are no more than noise_resample_steps = 400)") in card.text
     trainer.create_model_card()
     assert ModelCard.load(out / "README.md").text.lstrip().startswith("# HaLoRA adapter\n")
 
