@@ -18,6 +18,8 @@ from datasets import Dataset
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import check_target_module_exists
 from peft.utils import CONFIG_NAME as ADAPTER_CONFIG_NAME
+from peft.utils import SAFETENSORS_WEIGHTS_NAME as ADAPTER_SAFETENSORS
+from peft.utils import WEIGHTS_NAME as ADAPTER_BIN
 from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 from transformers import (
     PreTrainedModel,
@@ -183,11 +185,20 @@ def check_resumable_checkpoint(resume_from_checkpoint: bool | str | None, output
         return
     # PEFT saves an adapter not named "default" in a sub-folder of its name, from which Trainer also resumes
     folders = [checkpoint] + [entry.path for entry in os.scandir(checkpoint) if entry.is_dir()]
-    if not any(os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)) for folder in folders):
-        raise ValueError(f"--resume_from_checkpoint {checkpoint}: it holds no {ADAPTER_CONFIG_NAME}, so no HaLoRA or "
-                         "LoRA adapter, at its top level or in a sub-folder: it was saved by another trainer (a splat "
-                         "or GraNT run's checkpoint?). Resume from a checkpoint-N of a HaLoRA or LoRA run's "
-                         "--output_dir, or True for the last one there; the checkpoint is left as it is")
+    if any(os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)) for folder in folders):
+        return
+    weights = next((os.path.join(folder, name) for folder in folders for name in (ADAPTER_SAFETENSORS, ADAPTER_BIN)
+                    if os.path.isfile(os.path.join(folder, name))), None)
+    if weights is not None:  # an adapter's checkpoint that lost its config
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: it holds {weights} but no {ADAPTER_CONFIG_NAME} "
+                         "beside it, PEFT's record of the adapter's settings, by which a resume loads it: the file "
+                         "was lost. Put it back, or resume from another checkpoint-N of the run; the checkpoint is "
+                         "left as it is")
+    raise ValueError(f"--resume_from_checkpoint {checkpoint}: it holds no {ADAPTER_CONFIG_NAME}, so no HaLoRA or "
+                     "LoRA adapter, at its top level or in a sub-folder: it was saved by another trainer (a splat "
+                     "or GraNT run's checkpoint?). Resume from a checkpoint-N of a HaLoRA or LoRA run's "
+                     "--output_dir, or True for the last one there; the checkpoint is left as it is")
+
 
 def check_resumed_adapter_settings(checkpoint: str, model: PeftModel) -> None:
     """Refuses to resume ``checkpoint`` into ``model``'s active adapter under other settings than the adapter there

@@ -75,3 +75,18 @@ def test_a_resume_under_the_same_settings_goes_on(tmp_path, run_flags):
     _load_example().main([*run_flags, "--max_steps", "4", "--target_modules", "q_proj", "v_proj",
                           "--resume_from_checkpoint", "True"])
     assert (out / "checkpoint-4").is_dir()
+
+
+def test_a_checkpoint_that_lost_its_adapter_config_is_named_so_not_another_trainers(tmp_path, run_flags):
+    out = tmp_path / "run"
+    _load_example().main([*run_flags, "--max_steps", "2"])
+    checkpoint = out / "checkpoint-2"
+    (checkpoint / "adapter_config.json").unlink()
+    written = _files(out)
+    with pytest.raises(ValueError) as error:
+        _load_example().main([*run_flags, "--max_steps", "4", "--resume_from_checkpoint", "True"])
+    message = str(error.value)
+    assert message.startswith(f"--resume_from_checkpoint {checkpoint}: it holds {checkpoint / 'adapter_model.safetensors'}"
+                              " but no adapter_config.json beside it")
+    assert "the file was lost" in message and "another trainer" not in message
+    assert _files(out) == written
