@@ -1543,7 +1543,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """Resumes with the checkpoint's Gaussians (`_load_gaussians`), from a checkpoint of the same strategy
+        """Resumes with the checkpoint's Gaussians (`_read_gaussians`), from a checkpoint of the same strategy
         (`_check_resumable`) and training poses (`_load_pose_adjustment`; without pose_opt,
         `_check_pose_noise_of_checkpoint`); weights that do not read are refused naming the file, left as it is."""
         # Checked here, the first use: `from_pretrained` would take a missing folder for a Hub repo id
@@ -1555,15 +1555,18 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                 "written by save_strategy (output_dir/checkpoint-N), or True for the last one in output_dir; "
                 "a checkpoint on the Hub must be downloaded first (huggingface_hub.snapshot_download)"
             )
+        # The Gaussians are read first: another trainer's checkpoint (a HaLoRA adapter, a GCN) is named by its
+        # weights, not by the pose corrections or densification state it lacks.
+        try:
+            loaded = self._read_gaussians(resume_from_checkpoint, model)
+        except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
+            raise unreadable_weights_error(resume_from_checkpoint, error) from error
         self._check_resumable(resume_from_checkpoint)
         source = f"resume_from_checkpoint {resume_from_checkpoint!r}"
         self._load_pose_adjustment(resume_from_checkpoint, source, resuming=True)
         if self.pose_adjustment is None:
             self._check_pose_noise_of_checkpoint(resume_from_checkpoint, source)
-        try:
-            self._load_gaussians(resume_from_checkpoint, model)
-        except SafetensorError as error:  # a truncated or corrupt model.safetensors, named as the other trainers do
-            raise unreadable_weights_error(resume_from_checkpoint, error) from error
+        self._set_gaussians(loaded, model)
 
     def _load_best_model(self) -> None:
         """`load_best_model_at_end`: the best checkpoint's Gaussians (`_load_gaussians`; Trainer's
@@ -1583,12 +1586,19 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             self.strategy_state = self._initial_strategy_state()
 
     def _load_gaussians(self, checkpoint: str, model=None) -> None:
-        """The checkpoint decides the number of Gaussians: the parameters are replaced, not
-        copied into (Trainer's default `load_state_dict` would fail on the shape change)."""
+        self._set_gaussians(self._read_gaussians(checkpoint, model), model)
+
+    def _read_gaussians(self, checkpoint: str, model=None):
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
         loaded = type(target).from_pretrained(checkpoint)
         if loaded.sh_degree != target.sh_degree:
             raise ValueError(f"checkpoint {checkpoint} has sh_degree {loaded.sh_degree}, the model {target.sh_degree}")
+        return loaded
+
+    def _set_gaussians(self, loaded, model=None) -> None:
+        """The checkpoint decides the number of Gaussians: the parameters are replaced, not
+        copied into (Trainer's default `load_state_dict` would fail on the shape change)."""
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
         device = next(iter(target.splats.values())).device
         for key, value in loaded.splats.items():
             target.splats[key] = nn.Parameter(value.detach().to(device))

@@ -292,6 +292,21 @@ def test_resuming_without_the_corrections_or_without_pose_opt_is_refused_by_name
         make_trainer(scene, rendered_splits, tmp_path / "c", pose_opt=True).train(resume_from_checkpoint=pose_checkpoint)
 
 
+def test_another_trainers_checkpoint_is_named_by_its_weights_not_by_the_pose_corrections_it_lacks(
+        scene, rendered_splits, tmp_path):
+    adapter, gcn = tmp_path / "adapter" / "checkpoint-2", tmp_path / "gcn" / "checkpoint-2"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    save_file({"base_model.model.lora_A.weight": torch.zeros(2, 2)}, adapter / "adapter_model.safetensors")
+    gcn.mkdir(parents=True)
+    (gcn / "config.json").write_text("{}")
+    save_file({"convs.0.bias": torch.zeros(2)}, gcn / "model.safetensors")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"the folder {adapter} holds no GaussianModel weights")):
+        make_trainer(scene, rendered_splits, tmp_path / "a", pose_opt=True).train(resume_from_checkpoint=str(adapter))
+    with pytest.raises(ValueError, match=re.escape(f"{gcn}/model.safetensors: expected tensors ['splats.means'")):
+        make_trainer(scene, rendered_splits, tmp_path / "b", pose_opt=True).train(resume_from_checkpoint=str(gcn))
+
+
 def test_a_saved_file_that_is_not_pose_corrections_is_named(tmp_path):
     truncated, other, misshapen = tmp_path / "truncated.safetensors", tmp_path / "other.safetensors", tmp_path / "9.st"
     save_file({"pose_deltas": torch.zeros(3, 9)}, truncated)
