@@ -159,6 +159,7 @@ from hf_eff.utils.recipes import (
     refuse_misplaced_recipe,
 )
 from hf_eff.utils.results import save_all_results, save_local_model_card
+from hf_eff.utils.saved_data import load_saved_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -570,7 +571,7 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
 def load_saved_folder(path: Path, task: str, max_graphs: int | None) -> datasets.Dataset | datasets.DatasetDict:
     """A folder written by save_to_disk (a DatasetDict's splits named by role, `saved_splits`), cut to max_graphs and
     checked here, so that a bad row is named by its place in the folder, not in a shuffled split."""
-    graphs = datasets.load_from_disk(str(path))
+    graphs = load_saved_dataset(path, f"--dataset {path}")
     saved = graphs if isinstance(graphs, datasets.DatasetDict) else {None: graphs}
     for split, rows in saved.items():  # before encode_class_labels reads y
         check_graph_columns(rows, f"--dataset {path}" + (f" ({split} split)" if split else ""))

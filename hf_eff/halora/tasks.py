@@ -42,6 +42,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from hf_eff.utils.saved_data import load_saved_dataset
+
 MC_COLUMNS = ("question", "choices", "answer")
 # Optional: per row, None (DEFAULT_PROMPT applies) or one context string per choice.
 CONTEXTS_COLUMN = "contexts"
@@ -371,7 +373,7 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
     dataset's configuration and branch, tag or commit (``load_dataset``'s ``name`` and ``revision``); local data,
     which has neither, refuses them. A JSON file that does not parse is refused naming its line (1-based), a bad row
     naming the row (1-based: in a JSON Lines file without blank lines, its line)."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
+    from datasets import DatasetDict, load_dataset
 
     # imported here: hf_eff.hub imports this module
     from hf_eff.hub.sources import refuse_hub_options_without_hub_data
@@ -380,7 +382,7 @@ def load_multiple_choice_dataset(source: str, train_size: int | None = None, eva
     refuse_hub_options_without_hub_data({"config_name": config_name, "revision": revision}, source, "dataset",
                                         tuple(DATA_FILE_BUILDERS))
     if path.is_dir():
-        data = load_from_disk(str(path))
+        data = load_saved_dataset(path, f"dataset {source}")
     elif path.is_file():
         builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:

@@ -287,6 +287,15 @@ def test_a_bad_row_of_a_saved_folder_is_named_by_its_place_in_the_folder(tmp_pat
                          str(tmp_path / "out"), *COMMON])
 
 
+def test_a_saved_folder_with_a_split_of_no_graphs_is_named_with_the_split(tmp_path):
+    graphs = random_graphs(20, "graph_regression")
+    datasets.DatasetDict(train=graphs, validation=graphs.select([]), test=graphs).save_to_disk(str(tmp_path / "graphs"))
+    with pytest.raises(ValueError, match=re.escape(f"--dataset {tmp_path / 'graphs'} (validation split) holds no rows")):
+        _example().main(["--dataset", str(tmp_path / "graphs"), "--task", "graph_regression", "--output_dir",
+                         str(tmp_path / "out"), *COMMON])
+    assert not (tmp_path / "out").exists()
+
+
 def test_too_few_graphs_to_split_are_refused_naming_the_data_and_the_fraction_flags(tmp_path):
     csv = tmp_path / "two.csv"
     csv.write_text("smiles,logp\nCCO,0.1\nCCC,0.5\n")

@@ -75,3 +75,18 @@ def test_the_example_refuses_an_empty_data_file_before_writing_over_an_earlier_r
                               "--report_to", "none", "--use_cpu", "--save_strategy", "no"])
     assert [path.name for path in out.iterdir()] == ["all_results.json"]
     assert earlier.read_text() == '{"eval_accuracy": 0.75}'
+
+
+@pytest.mark.parametrize("empty_split", ["train", "validation"])
+def test_a_saved_folder_with_an_empty_split_is_named(tmp_path, empty_split):
+    from datasets import Dataset, DatasetDict
+
+    row = {"question": ["2 + 2?"], "choices": [["4", "5"]], "answer": [0]}
+    splits = {"train": Dataset.from_dict(row), "validation": Dataset.from_dict(row)}
+    splits[empty_split] = splits[empty_split].select([])
+    DatasetDict(splits).save_to_disk(tmp_path / "saved")
+    with pytest.raises(ValueError, match=re.escape(f"dataset {tmp_path / 'saved'} ({empty_split} split) holds no rows")):
+        load_multiple_choice_dataset(str(tmp_path / "saved"))
+    Dataset.from_dict(row).select([]).save_to_disk(tmp_path / "one")
+    with pytest.raises(ValueError, match=re.escape(f"dataset {tmp_path / 'one'} holds no rows")):
+        load_multiple_choice_dataset(str(tmp_path / "one"))
