@@ -448,14 +448,17 @@ def revision_argument(revision: str | None) -> str:
     return f', revision="{revision}"' if revision not in (None, "main") else ""
 
 
-def _render(kind: str, card_data: ModelCardData, revision: str | None = None, title: str | None = None,
-            **kwargs) -> ModelCard:
-    # The templates head a card with ``title`` (a Trainer's model_name), else its kind ("HaLoRA adapter"); a model
-    # card's ``no_results_note`` (build_card's, for a folder without results) stands before its loading lines.
-    # ModelCardData hands its model_name to the template only when the card has no model-index; passing the
-    # title keeps the heading the same whether or not a dataset was named.
-    return ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=title,
+def _render(kind: str, card_data: ModelCardData, revision: str | None = None, **kwargs) -> ModelCard:
+    # Every card is headed by its model-index name (a Trainer's model_name, else the repo's name), whoever pushes it:
+    # a trainer (transformers names the card by the repo) or hf-eff push. ModelCardData hands its model_name to the
+    # template only when the card has no model-index; passing it keeps the heading the same whether or not a dataset
+    # was named. A model card's ``no_results_note`` (build_card's, for a folder without results) stands before its
+    # loading lines.
+    card = ModelCard.from_template(card_data, template_path=str(template_path(kind)), model_name=card_data.model_name,
                                    revision_argument=revision_argument(revision), **kwargs)
+    # A template's optional parts that are left out leave their blank lines: one between paragraphs is markdown's.
+    card.text = re.sub(r"\n{3,}", "\n\n", card.text)
+    return card
 
 
 def _join(names: list[str]) -> str:
@@ -545,7 +548,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
         source = "ensure_converted_smollm2()" if builtin_base else f'"{load_name or "<base_model>"}"'
         base_expr = f"{auto_class}.from_pretrained({source}{revision_argument(base_revision)})"
     return _render(
-        "halora_adapter", card_data, revision, model_name, repo_id=repo_id, is_halora=is_halora,
+        "halora_adapter", card_data, revision, repo_id=repo_id, is_halora=is_halora,
         base_model=base_model, base_revision=base_revision, builtin_base=builtin_base, local_base=local_base,
         regulariser=regulariser,
         training_noise=training_noise,
@@ -637,7 +640,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
             for split, metrics in splits.items() for name, value in metrics.items()]),
     )
     return _render(
-        "grant_model", card_data, revision, model_name, repo_id=repo_id,
+        "grant_model", card_data, revision, repo_id=repo_id,
         model_class=model_class, hub_mixin=hub_mixin,
         teacher=results.get("teacher"), task=results.get("task"),
         full_data_with=_teacher_without_selection(results),
@@ -703,7 +706,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
             for key in quality if _number(split_view, key) is not None]),
     )
     return _render(
-        "splat_model", card_data, revision, model_name, repo_id=repo_id,
+        "splat_model", card_data, revision, repo_id=repo_id,
         strategy=results.get("strategy"), ply=ply, preview=preview, trajectory=trajectory,
         antialiased=results.get("rasterize_mode") == "antialiased", pose_opt=bool(results.get("pose_opt")),
         normalized=normalized, base_model=base_model,

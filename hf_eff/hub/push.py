@@ -384,7 +384,8 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
     names, the splats' rasterize mode) that says no evaluation results were recorded: no metrics, no model-index. A
     splat folder holding pose_adjustment.safetensors gets the card's pose_opt line, with results or without.
     ``revision``: the branch it is pushed to, which its loading lines then name; ``model_name``: the card's
-    title and model-index name (a Trainer's ``push_to_hub(model_name=...)``; default: the card's kind, the repo's name).
+    title and model-index name (a Trainer's ``push_to_hub(model_name=...)``; default: the repo's name, as a Trainer's
+    push names it).
 
     ``license``, ``dataset`` and ``base_model`` (a Trainer's ``finetuned_from``) are what the user said
     of the run, and win over what the results say. An adapter's card reads ``adapter_config`` (a Trainer
