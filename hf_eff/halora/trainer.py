@@ -26,6 +26,7 @@ from accelerate.optimizer import AcceleratedOptimizer
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from peft import PeftModel
+from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
     PreTrainedTokenizerBase,
@@ -34,7 +35,8 @@ from transformers import (
     TrainingArguments,
     default_data_collator,
 )
-from transformers.trainer_utils import speed_metrics
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import has_length, speed_metrics
 
 from hf_eff.halora.base_model import save_embedding_layers
 from hf_eff.halora.config import (
@@ -677,6 +679,18 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         path.write_text("")
         return path
 
+    def _open_progress_bar_over_runs(self, dataloader) -> None:
+        """Gives transformers' terminal progress bar the batches of all of ``evaluate``'s runs: ProgressCallback
+        sizes its bar to one run's batches at the first prediction step and closes it only at on_evaluate, which comes
+        once after every run, so the bar counted on past its total with no ETA."""
+        if not (self.state.is_world_process_zero and has_length(dataloader)):
+            return
+        runs = sum(1 if sigma == 0 else self.args.eval_noise_seeds for sigma in self.args.eval_sigmas)
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, ProgressCallback) and callback.prediction_bar is None:
+                callback.prediction_bar = tqdm(total=runs * len(dataloader), desc=f"Evaluation ({runs} runs)",
+                                               leave=callback.training_bar is None, dynamic_ncols=True)
+
     def card_run_settings(self) -> dict:
         settings = self.eval_noise_settings()
         return {"noise_mode": settings["mode"], "noise_tile_size": settings["tile_size"],
@@ -713,6 +727,7 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         metrics: dict[str, float] = {}
         num_samples = 0
         samples_path = self._new_samples_file(metric_key_prefix)
+        self._open_progress_bar_over_runs(dataloader)
         for sigma in self.args.eval_sigmas:
             runs = []
             for k in range(1 if sigma == 0 else self.args.eval_noise_seeds):
