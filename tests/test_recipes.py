@@ -215,3 +215,11 @@ def test_a_recipe_after_a_flag_is_named_by_every_example(example, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["example", "--seed", "1", str(recipe)])
     with pytest.raises(ValueError, match=f"^{re.escape(f'recipe {recipe} must come right after the script')}, before the"):
         _example(example).parse_args()
+
+
+@pytest.mark.parametrize("recipe", ["grant/qm9.yaml", "halora/smollm2_mixed.yaml", "halora/smollm2_mixed_lora.yaml"])
+def test_a_recipe_of_an_hour_or_more_keeps_its_last_two_checkpoints(recipe, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["example", str(ROOT / "trainers" / recipe)])
+    args = _example(recipe.split("/")[0]).parse_args()[-1]
+    assert (args.save_strategy, args.save_total_limit) == (SaveStrategy.STEPS, 2)
+    assert args.save_steps > 0 and (args.max_steps < 0 or args.save_steps < args.max_steps)
