@@ -697,6 +697,9 @@ def load_qm9(target: str = "Dipole_debye", max_graphs: int | None = None) -> dat
                     break
         frame = pd.concat(frames, ignore_index=True)
         targets = frame[[target]].astype("float32").values.tolist()
+        # the datasets library's progress bar that follows counts them with no total
+        logger.info("converting %s QM9 molecules into graphs once; later runs read them from the cache in %s",
+                    f"{len(frame):,}", cache_dir())
         return graphs_from_smiles(frame["SMILES"].tolist(), targets, cache_dir=workdir)
 
     return _cached("qm9", {"target": target, "max_graphs": max_graphs, **_KEEPS_SMILES}, build)

@@ -963,3 +963,13 @@ def test_target_statistics_refuses_a_classification_task_and_ragged_targets(make
     ragged = make_graphs(2, "graph_regression").map(lambda row, i: {"y": [1.0] * (i + 1)}, with_indices=True)
     with pytest.raises(ValueError, match="3 y values for 2 graphs, not a fixed number of targets per graph"):
         target_statistics(ragged, "graph_regression")
+
+
+def test_qm9_names_how_many_molecules_it_converts_and_where_they_are_cached_once(caplog, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_EFF_CACHE", str(tmp_path / "qm9_cache"))
+    for _ in range(2):  # the second call reads the cached copy
+        with caplog.at_level("INFO", logger="hf_eff.grant.data"):
+            load_qm9(max_graphs=1200)
+    messages = [record.getMessage() for record in caplog.records if "QM9" in record.getMessage()]
+    assert messages == [f"converting 1,200 QM9 molecules into graphs once; later runs read them from the cache in "
+                        f"{tmp_path / 'qm9_cache' / 'grant'}"]
