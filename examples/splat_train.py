@@ -503,19 +503,25 @@ def main():
         train(trainer, model_args, scene_name)
     evaluate(trainer, model_args, scene_name)
 
+    written = []
     if training_args.should_save:
-        written = ["preview.png"] + (["trajectory.gif"] if path_poses is not None else []) + ["all_results.json"]
         if training_args.do_train:
             trainer.model.save_ply(output_dir / "splats.ply")
-            written = ["the model", "splats.ply", *written]
+            written += ["the model", "splats.ply"]
         save_preview(trainer, output_dir / "preview.png")
+        written.append("preview.png")
         if path_poses is not None:
             save_trajectory(trainer, scene.views["train"], path_poses, trajectory_args.trajectory_size,
                             output_dir / "trajectory.gif")
-        logger.info("Wrote %s to %s", ", ".join(written), output_dir)
+            written.append("trajectory.gif")
+        written.append("all_results.json")  # by evaluate
     if training_args.do_train:
         trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
         save_local_model_card(trainer)  # the card a push writes, for a run kept local
+        if written and (output_dir / "README.md").exists():  # none when the results cannot be carded (it warns)
+            written.append("README.md")
+    if written:
+        logger.info("Wrote %s to %s", ", ".join(written), output_dir)
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ def test_the_run_prints_its_metrics_and_says_where_it_wrote(tmp_path, monkeypatc
     printed = capsys.readouterr().out
     assert "***** train metrics *****" in printed and "***** eval metrics *****" in printed
     assert "eval_psnr" in printed and "eval_ssim" in printed
-    assert f"Wrote the model, splats.ply, preview.png, all_results.json to {out}" in caplog.text
+    assert f"Wrote the model, splats.ply, preview.png, all_results.json, README.md to {out}" in caplog.text
 
 
 def test_a_training_run_into_a_finished_run_is_refused_before_the_scene_is_read(tmp_path, monkeypatch):
