@@ -34,9 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from datasets.fingerprint import get_temporary_cache_files_directory
-from huggingface_hub import constants as hub_constants
 
 from hf_eff.grant.tasks import GraphTask
+from hf_eff.utils.cache import hf_eff_cache
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,8 @@ SOLUBILITY_CLASSES = ("(A) low", "(B) medium", "(C) high")
 
 
 def cache_dir() -> Path:
-    """$HF_EFF_CACHE, else <HF_HOME>/hf_eff (HF_HOME follows XDG_CACHE_HOME), then /grant."""
-    root = os.environ.get("HF_EFF_CACHE") or os.path.join(hub_constants.HF_HOME, "hf_eff")
-    return Path(root) / "grant"
+    """GraNT's folder of hf-eff's cache (`hf_eff_cache`)."""
+    return hf_eff_cache() / "grant"
 
 
 # Rows buffered before the Arrow writer flushes them (the library's default is 1000): a few

