@@ -252,12 +252,18 @@ def upload_folder(api: HfApi, *, folder_path, allow_patterns=None, ignore_patter
 def created_repo_deleted_on_failure(api: HfApi, repo_id: str, private: bool | None = None, token=None):
     """Creates the model repo ``repo_id`` if missing and yields its ``RepoUrl``; when the push inside fails, a repo
     created here is deleted, so a failed first push leaves no empty repo behind. A repo that existed stays."""
-    existed = _repo_exists(api, repo_id, "model", token)
-    url = api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    # Created here only if create_repo without exist_ok succeeds: a repo whose existence could not be read is
+    # never taken for a new one, and so never deleted.
+    try:
+        url, created = api.create_repo(repo_id, private=private, exist_ok=False, token=token), True
+    except HfHubHTTPError as error:
+        if error.response is None or error.response.status_code not in (403, 409):  # 403: exists, no create right
+            raise
+        url, created = api.create_repo(repo_id, private=private, exist_ok=True, token=token), False
     try:
         yield url
     except BaseException:
-        if not existed:
+        if created:
             with contextlib.suppress(OSError):  # the push's own error is the one to report
                 api.delete_repo(url.repo_id, token=token, missing_ok=True)
         raise

@@ -13,7 +13,7 @@ writes, need a Bearer token of that user or of a member; anything else gets the 
 answer. A token's role ("write" unless given) is what whoami reports; a "read" token writes nothing.
 
 Faults for the tests: ``HubServer.inject_fault(kind, status=None, after=0)`` makes a request of
-a kind ("commit", "lfs-upload" or "whoami") fail with ``status`` or, with
+a kind ("commit", "lfs-upload", "whoami" or "repo-info", a repo's GET /api/<type>s/<id>) fail with ``status`` or, with
 ``status=None``, drop the connection after reading the request, as a crashed upload would.
 """
 
@@ -404,6 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api_repo(self, method: str, repo_type: str, repo_id: str, rest: list[str]) -> int:
         if not rest and method == "GET":
+            self._maybe_fault("repo-info")
             return self._info(repo_type, repo_id, "main")
         action, args = rest[0] if rest else "", rest[1:]
         if action == "revision" and method == "GET" and args:

@@ -3,6 +3,7 @@ the same saved folder, naming the repo (and branch) in its loading lines; they c
 first push leaves no empty repo."""
 
 import pytest
+import torch
 from huggingface_hub import ModelCard, constants
 
 from hf_eff.hub.push import NO_RESULTS_NOTE, build_card
@@ -81,6 +82,21 @@ def test_a_failed_first_push_leaves_no_empty_repo_and_a_failed_later_one_keeps_t
         model.push_to_hub(repo_id, token=hub_endpoint.token, branch="dev")
     assert "README.md" in hub_endpoint.server.repos[("model", repo_id)].commits[
         hub_endpoint.server.repos[("model", repo_id)].branches["main"]].tree  # an existing repo is never deleted
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_failed_push_to_a_repo_whose_existence_could_not_be_read_keeps_the_repo(hub_endpoint, inject_fault, name):
+    model = MODELS[name][0]()
+    repo_id = hub_endpoint.repo_id("own-unknown")
+    model.push_to_hub(repo_id, token=hub_endpoint.token)
+    with torch.no_grad():  # changed weights: a push of unchanged files makes no commit
+        next(model.parameters()).add_(1.0)
+    inject_fault("repo-info", status=500)
+    inject_fault("commit", status=400)
+    with pytest.raises(Exception, match="injected commit fault"):
+        model.push_to_hub(repo_id, token=hub_endpoint.token)
+    assert "README.md" in hub_endpoint.server.repos[("model", repo_id)].commits[
+        hub_endpoint.server.repos[("model", repo_id)].branches["main"]].tree
 
 
 def test_a_failed_first_hf_eff_push_leaves_no_empty_repo(hub_endpoint, inject_fault, tmp_path):
