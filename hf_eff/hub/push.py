@@ -285,12 +285,17 @@ class PushesWithoutLocalPaths:
                     private: bool | None = None, token: str | None = None, branch: str | None = None,
                     create_pr: bool | None = None, allow_patterns=None, ignore_patterns=None, delete_patterns=None,
                     model_card_kwargs: dict | None = None) -> str:
+        if model_card_kwargs:  # the mixin's template variables: the card pushed here has no template to fill
+            raise ValueError(
+                f"{type(self).__name__}.push_to_hub: model_card_kwargs {sorted(model_card_kwargs)} would be dropped: "
+                "the pushed card is the one `hf-eff push` writes, built from the saved folder's config.json; to set "
+                "its license, save_pretrained the model and run `hf-eff push FOLDER REPO_ID --license ...`")
         refuse_offline(repo_id)
         api = HfApi(token=token)
         with tempfile.TemporaryDirectory() as tmp:
             saved = Path(tmp) / "model"
             # saved before the repo is created: a model that refuses to save leaves no empty repo behind
-            self.save_pretrained(saved, config=config, model_card_kwargs=model_card_kwargs)
+            self.save_pretrained(saved, config=config)
             kind, saved_config = _detect_artifact(saved)
             refuse_unwritable_repo(api, repo_id, token, given_as=f"{type(self).__name__}.push_to_hub's token")
             with created_repo_deleted_on_failure(api, repo_id, private, token) as url:

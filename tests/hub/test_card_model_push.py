@@ -108,3 +108,15 @@ def test_a_failed_first_hf_eff_push_leaves_no_empty_repo(hub_endpoint, inject_fa
     with pytest.raises(Exception, match="injected commit fault"):
         push_output_dir(tmp_path / "saved", repo_id, token=hub_endpoint.token)
     assert ("model", repo_id) not in hub_endpoint.server.repos
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_models_push_refuses_model_card_kwargs_its_card_would_drop_before_creating_the_repo(hub_endpoint, name):
+    model = MODELS[name][0]()
+    repo_id = hub_endpoint.repo_id("own-card-kwargs")
+    with pytest.raises(ValueError, match=r"model_card_kwargs \['license'\] would be dropped: .*config\.json"):
+        model.push_to_hub(repo_id, token=hub_endpoint.token, model_card_kwargs={"license": "mit"})
+    assert ("model", repo_id) not in hub_endpoint.server.repos
+    model.push_to_hub(repo_id, token=hub_endpoint.token, model_card_kwargs={})  # none given: pushed as before
+    assert "README.md" in hub_endpoint.server.repos[("model", repo_id)].commits[
+        hub_endpoint.server.repos[("model", repo_id)].branches["main"]].tree
