@@ -111,3 +111,20 @@ def test_a_splat_checkpoint_without_its_config_names_it_not_a_shape(tmp_path, mo
                                          r"records the model's sh_degree .*sh_degree 0\); put back the config.json"):
         run_splat_example(monkeypatch, "--max_steps", "6", *flags, "--resume_from_checkpoint", "True")
     assert _files(out) == written
+
+
+def test_a_tpu_fsdp_optimizer_per_rank_is_found(tmp_path):
+    out = tmp_path / "run"
+    checkpoint = _checkpoint(out, 2, 1.0)
+    (checkpoint / "optimizer.pt").rename(checkpoint / "rank0-of-2-optimizer.pt")
+    check_output_dir(_args(out, max_steps=4, resume_from_checkpoint=True), overwrite_output_dir=False)
+
+
+def test_a_deepspeed_checkpoint_launched_by_accelerate_needs_no_optimizer_or_scheduler_file(tmp_path):
+    out = tmp_path / "run"
+    checkpoint = _checkpoint(out, 2, 1.0)
+    for name in ("optimizer.pt", "scheduler.pt"):  # DeepSpeed's are in its global_step2 folder
+        (checkpoint / name).unlink()
+    args = _args(out, max_steps=4, resume_from_checkpoint=True)
+    args.deepspeed_plugin = object()  # what `accelerate launch --use_deepspeed` sets, with args.deepspeed None
+    check_output_dir(args, overwrite_output_dir=False)

@@ -54,9 +54,12 @@ def check_resume(args: TrainingArguments) -> None:
 
 def _check_complete(checkpoint: str, args: TrainingArguments) -> None:
     required = {TRAINER_STATE_NAME: "the step, epoch and log it stopped at"}
-    if not args.deepspeed:  # DeepSpeed keeps the optimizer and scheduler in its own global_step folder
-        # optimizer.pt, or Trainer's other forms: optimizer.bin, an FSDP optimizer folder, SageMaker's optimizer.pt_*
-        if not any(name.startswith("optimizer") for name in os.listdir(checkpoint)):
+    # DeepSpeed keeps the optimizer and scheduler in its own global_step folder; `accelerate launch --use_deepspeed`
+    # sets only the plugin
+    if not (args.deepspeed or getattr(args, "deepspeed_plugin", None)):
+        # optimizer.pt, or Trainer's other forms: optimizer.bin, an FSDP optimizer folder, SageMaker's optimizer.pt_*,
+        # TPU FSDP's rank*-of-*-optimizer.pt
+        if not any("optimizer" in name for name in os.listdir(checkpoint)):
             required[OPTIMIZER_NAME] = "the optimizer's moments and steps, which would restart"
         required[SCHEDULER_NAME] = "the learning-rate schedule, which would restart"
     missing = [f"{name} ({what})" for name, what in required.items() if not os.path.isfile(os.path.join(checkpoint, name))]
