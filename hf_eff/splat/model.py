@@ -372,13 +372,16 @@ class GaussianModel(
             # The file decides the number of Gaussians, whatever the config says.
             model._set_splats(found)
         except ValueError as error:
-            if config.is_file():
+            # Without config.json the mixin built the model from the constructor's defaults: an shN that holds the
+            # coefficients of another sh_degree is their mismatch, not the file's; other shape errors are the file's.
+            n_rest = found["shN"].shape[1] if found["shN"].dim() == 3 else None
+            if (config.is_file() or n_rest is None or n_rest == _num_sh_rest(model.sh_degree)
+                    or math.isqrt(n_rest + 1) ** 2 != n_rest + 1):
                 raise
-            # the mixin built the model from the constructor's defaults: the mismatch is theirs, not the file's
             raise ValueError(
                 f"{model_file}: its folder holds no {constants.CONFIG_NAME}, which records the model's sh_degree and "
-                f"other settings (the weights hold {found['shN'].shape[1]} higher-order SH coefficients per Gaussian, "
-                f"sh_degree {math.isqrt(found['shN'].shape[1] + 1) - 1}); put back the {constants.CONFIG_NAME} saved "
+                f"other settings (the weights hold {n_rest} higher-order SH coefficients per Gaussian, "
+                f"sh_degree {math.isqrt(n_rest + 1) - 1}); put back the {constants.CONFIG_NAME} saved "
                 "with them"
             ) from error
         model.eval()

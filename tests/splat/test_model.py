@@ -284,3 +284,26 @@ def test_an_sh_degree_outside_gsplats_range_is_named_by_every_constructor(sh_deg
                   lambda: GaussianModel.from_points(xyz, torch.rand(4, 3), sh_degree=sh_degree)):
         with pytest.raises(ValueError, match=message):
             build()
+
+
+def test_weights_without_config_blame_it_only_for_an_sh_degree_the_defaults_do_not_hold(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    def saved_without_config(name, sh_degree, **changed):
+        folder = tmp_path / name
+        GaussianModel.random(torch.zeros(3), 1.0, 5, sh_degree=sh_degree).save_pretrained(folder)
+        (folder / "config.json").unlink()  # the mixin builds the model from the constructor's defaults: sh_degree 3
+        state = load_file(folder / "model.safetensors")
+        save_file({**state, **changed}, folder / "model.safetensors")
+        return folder
+
+    with pytest.raises(ValueError, match=r"holds no config.json, which records the model's sh_degree .*3 higher-order "
+                                         r"SH coefficients per Gaussian, sh_degree 1\); put back the config.json"):
+        GaussianModel.from_pretrained(saved_without_config("degree-1", 1))
+    # sh_degree 3 is what the defaults hold: a wrong scales shape is the file's own error, not config.json's
+    with pytest.raises(ValueError, match=r"^GaussianModel.scales: expected shape \(5, 3\) for 5 Gaussians with "
+                                         r"sh_degree=3, got \(5, 2\)$"):
+        GaussianModel.from_pretrained(saved_without_config("bad-scales", 3, **{"splats.scales": torch.zeros(5, 2)}))
+    # an shN count that is no sh_degree's is the file's error too
+    with pytest.raises(ValueError, match=r"^GaussianModel.shN: expected shape \(5, 15, 3\) .*got \(5, 5, 3\)$"):
+        GaussianModel.from_pretrained(saved_without_config("bad-shN", 3, **{"splats.shN": torch.zeros(5, 5, 3)}))
