@@ -699,7 +699,8 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
                 f"({checkpoint!r}); examples/grant_train.py: --model_name_or_path)"
             )
         weights = os.path.join(checkpoint, SAFE_WEIGHTS_NAME)
-        if not any(os.path.isfile(os.path.join(checkpoint, name)) for name in MODEL_WEIGHTS_FILES):
+        sharded = self.is_deepspeed_enabled or self.is_fsdp_enabled  # ZeRO-3 and FSDP save the weights in shards
+        if not sharded and not any(os.path.isfile(os.path.join(checkpoint, name)) for name in MODEL_WEIGHTS_FILES):
             raise ValueError(
                 f"cannot resume from {checkpoint}: it holds no {SAFE_WEIGHTS_NAME} ({model_class}'s weights): it was "
                 "saved by another trainer (a HaLoRA run's adapter?), or the file was lost; resume from a checkpoint-N "

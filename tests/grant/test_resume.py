@@ -85,3 +85,20 @@ def test_another_trainers_checkpoint_is_refused_with_or_without_a_teacher(tmp_pa
     with pytest.raises(ValueError, match=rf"^cannot resume from {checkpoint}: {refusal}"):
         trainer.train(resume_from_checkpoint=True)
     assert trainer.state.global_step == 0
+
+
+@pytest.mark.parametrize("flag, shards", [("is_deepspeed_enabled", "global_step1"),
+                                          ("is_fsdp_enabled", "pytorch_model_fsdp_0")])
+def test_a_sharded_checkpoint_without_model_safetensors_is_not_taken_for_another_trainers(tmp_path, make_graphs,
+                                                                                          monkeypatch, flag, shards):
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    _another_trainers_checkpoint(checkpoint, {})
+    (checkpoint / shards).mkdir()  # ZeRO-3's or FSDP's sharded weights, no model.safetensors
+    args = GraNTTrainingArguments(output_dir=str(tmp_path / "out"), task="graph_regression", teacher="none",
+                                  num_train_epochs=2, report_to="none", use_cpu=True)
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args,
+                           train_dataset=make_graphs(16, "graph_regression"))
+    with pytest.raises(ValueError, match="it holds no model.safetensors"):  # the same checkpoint, unsharded
+        trainer._check_resumable(str(checkpoint))
+    monkeypatch.setattr(trainer, flag, True)
+    trainer._check_resumable(str(checkpoint))
