@@ -783,17 +783,13 @@ def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: Dat
     if isinstance(graphs, datasets.DatasetDict):
         if "validation" in graphs:
             return graphs
-        train, validation = split_sizes(len(graphs["train"]), data_args.validation_fraction, 0)[:2]
-        if 0 < data_args.validation_fraction < 1 and train < 1:  # split_off_validation refuses other fractions itself
-            raise ValueError(f"{data_name(data_args)} (train split): {len(graphs['train'])} graphs are too few to split: "
-                             f"--validation_fraction {data_args.validation_fraction} holds out {validation} of them "
-                             "(rounded up), leaving none to train; give more graphs or a smaller fraction (the test "
-                             "split is the data's own)")
-        held_out = split_off_validation(graphs["train"], data_args.validation_fraction, seed, stratify_by_class=stratify)
+        held_out = split_off_validation(graphs["train"], data_args.validation_fraction, seed, stratify_by_class=stratify,
+                                        name=data_name(data_args))
         return datasets.DatasetDict({**held_out, "test": graphs["test"]})
     train, validation, test = split_sizes(len(graphs), data_args.validation_fraction, data_args.test_fraction)
     if train < 1:  # split_dataset refuses it too, without the flags' names
-        raise ValueError(f"{data_name(data_args)}: {len(graphs)} graphs are too few to split: --validation_fraction "
+        count = f"{len(graphs)} {'graph is' if len(graphs) == 1 else 'graphs are'}"
+        raise ValueError(f"{data_name(data_args)}: {count} too few to split: --validation_fraction "
                          f"{data_args.validation_fraction} and --test_fraction {data_args.test_fraction} hold out "
                          f"{validation} and {test} of them (rounded up), leaving none to train; give more graphs or "
                          "smaller fractions")

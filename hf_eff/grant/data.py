@@ -1218,6 +1218,10 @@ def split_sizes(num_graphs: int, validation_fraction: float, test_fraction: floa
     return num_graphs - validation - test, validation, test
 
 
+def _graphs_are(count: int) -> str:
+    return f"{count} graph is" if count == 1 else f"{count} graphs are"
+
+
 def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int,
                   stratify_by_class: bool = False):
     """Random train / validation / test split as a `datasets.DatasetDict`. `stratify_by_class` (single-label
@@ -1228,7 +1232,7 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
         raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
     held, tested = split_sizes(len(dataset), validation_fraction, test_fraction)[1:]
     if held + tested >= len(dataset):  # else sklearn's "test_size=1 should be ... smaller than the number of samples"
-        raise ValueError(f"{len(dataset)} graphs are too few to split: validation_fraction={validation_fraction} and "
+        raise ValueError(f"{_graphs_are(len(dataset))} too few to split: validation_fraction={validation_fraction} and "
                          f"test_fraction={test_fraction} hold out {held} and {tested} of them (rounded up), leaving none "
                          "to train; give more graphs or smaller fractions")
     rest, test = _hold_out(dataset, test_fraction, seed, stratify_by_class)
@@ -1237,16 +1241,21 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
 
 
 def split_off_validation(train: datasets.Dataset, validation_fraction: float, seed: int,
-                         stratify_by_class: bool = False) -> datasets.DatasetDict:
+                         stratify_by_class: bool = False, name: str | None = None) -> datasets.DatasetDict:
     """Train / validation of training graphs that come with their own test split (a Hub dataset's train and test):
     ``validation_fraction`` of them held out, as `split_dataset` holds validation graphs out of one split (the same
-    rounding, seeded shuffle and, with ``stratify_by_class``, classes)."""
+    rounding, seeded shuffle and, with ``stratify_by_class``, classes). ``name``: the data as a command line named it
+    (the example's ``--dataset ...``); a refusal of too few graphs then names it, its train split and the
+    ``--validation_fraction`` flag, rather than this function's argument."""
     if not 0 < validation_fraction < 1:
         raise ValueError(f"need 0 < validation_fraction < 1, got {validation_fraction}")
     left, held = split_sizes(len(train), validation_fraction, 0)[:2]
     if left < 1:  # else sklearn's "test_size=1 should be ... smaller than the number of samples", or an empty split
-        raise ValueError(f"{len(train)} graphs are too few to split: validation_fraction={validation_fraction} holds out "
-                         f"{held} of them (rounded up), leaving none to train; give more graphs or a smaller fraction")
+        fraction = (f"validation_fraction={validation_fraction}" if name is None
+                    else f"--validation_fraction {validation_fraction}")
+        raise ValueError(f"{'' if name is None else f'{name} (train split): '}{_graphs_are(len(train))} too few to "
+                         f"split: {fraction} holds out {held} of them (rounded up), leaving none to train; give more "
+                         "graphs or a smaller fraction (the test split is the data's own)")
     kept, validation = _hold_out(train, held, seed, stratify_by_class)
     return datasets.DatasetDict(train=kept, validation=validation)
 

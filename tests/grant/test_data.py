@@ -479,6 +479,18 @@ def test_too_few_graphs_to_split_are_refused_naming_the_fractions():
         split_dataset(datasets.Dataset.from_dict({"a": [0, 1]}), 0.1, 0.1, seed=0)
 
 
+def test_one_graph_too_few_to_split_is_named_in_the_singular():
+    one = datasets.Dataset.from_dict({"a": [0]})
+    with pytest.raises(ValueError, match=r"^1 graph is too few to split: validation_fraction=0.1 and test_fraction"):
+        split_dataset(one, 0.1, 0.1, seed=0)
+    with pytest.raises(ValueError, match=r"^1 graph is too few to split: validation_fraction=0.5 holds out 1 of them"):
+        split_off_validation(one, 0.5, seed=0)
+    with pytest.raises(ValueError, match=r"^--dataset me/graphs \(train split\): 1 graph is too few to split: "
+                                         r"--validation_fraction 0.5 holds out 1 of them .*\(the test split is the "
+                                         r"data's own\)$"):
+        split_off_validation(one, 0.5, seed=0, name="--dataset me/graphs")
+
+
 def test_node_targets_must_have_one_count_per_node():
     rows = [{"x": [[0.0]] * 2, "edge_index": [[], []], "y": y, "num_nodes": 2}
             for y in ([[1.0, 2.0]] * 2, [[1.0, 2.0]] * 2, [[1.0, 2.0, 3.0]] * 2)]
