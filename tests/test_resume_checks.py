@@ -1,5 +1,5 @@
-"""What a training run refuses to resume from, before anything is written (hf_eff/utils/resume.py), in every example:
-a finished run."""
+"""What a training run refuses to resume from, before anything is written (hf_eff/utils/resume.py), in every example
+and in the trainers' train(): a finished run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pytest
 from transformers import TrainingArguments
 from transformers.trainer_callback import TrainerState
 
+from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.utils.output_dir import check_output_dir
 from tests.splat.test_example import run_example as run_splat_example
+from tests.splat.test_trainer import make_trainer as make_splat_trainer
 
 
 def _args(out, **kwargs) -> TrainingArguments:
@@ -128,3 +130,15 @@ def test_a_deepspeed_checkpoint_launched_by_accelerate_needs_no_optimizer_or_sch
     args = _args(out, max_steps=4, resume_from_checkpoint=True)
     args.deepspeed_plugin = object()  # what `accelerate launch --use_deepspeed` sets, with args.deepspeed None
     check_output_dir(args, overwrite_output_dir=False)
+
+
+def test_splat_train_from_python_refuses_a_finished_run(tmp_path):
+    scene = make_procedural_scene(seed=1, num_train=2, num_test=1, width=16, height=16, num_points=50)
+    out = tmp_path / "run"
+    make_splat_trainer(scene, out, max_steps=3, save_strategy="steps", save_steps=3).train()
+    written = _files(out)
+    trainer = make_splat_trainer(scene, out, max_steps=3)
+    with pytest.raises(ValueError, match=rf"^--resume_from_checkpoint {out / 'checkpoint-3'}: it has already trained 3 "
+                                         r"steps .*--max_steps 3 leaves none to train"):
+        trainer.train(resume_from_checkpoint=True)
+    assert trainer.state.global_step == 0 and _files(out) == written

@@ -88,6 +88,7 @@ from hf_eff.grant.tasks import (
     task_loss,
 )
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
+from hf_eff.utils.resume import check_resume
 from hf_eff.utils.training_failures import TrainingFailuresMixin
 
 logger = logging.getLogger(__name__)
@@ -510,6 +511,8 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         if resume_from_checkpoint:
             self._check_resumable(resume_from_checkpoint)
         if not self.args.selects:
+            if resume_from_checkpoint:  # train(None) resumes nothing, whatever args.resume_from_checkpoint says
+                check_resume(self.args, resume_from_checkpoint)
             return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
         if self.train_dataset is None:
             raise ValueError("GraNTTrainer: training requires a train_dataset (the graphs the teacher selects from)")
@@ -547,8 +550,9 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
             )
         self.teaching_log = []
         self._scoring_batches = None
-        if resume_from_checkpoint:
+        if resume_from_checkpoint:  # the plan's check first: it counts the teacher's epochs, which vary in length
             self._plan = self._resumed_plan(resume_from_checkpoint, *self._load_teacher_state(resume_from_checkpoint))
+            check_resume(self.args, resume_from_checkpoint)
         output = super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
         # The run's totals, logged as well so that every card (read from the log history) reports them
         totals = {"grant_selection_seconds": sum(entry["selection_seconds"] for entry in self.teaching_log),

@@ -66,6 +66,7 @@ from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
 from hf_eff.utils.pinning import CudaPinningArgumentsMixin
+from hf_eff.utils.resume import check_resume
 from hf_eff.utils.training_failures import TrainingFailuresMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
@@ -597,13 +598,15 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
                 self._reg_sum, self._reg_count = 0.0, 0
         super().log(logs, start_time)
 
-    def train(self, *args, **kwargs):
+    def train(self, resume_from_checkpoint=None, **kwargs):
         if not any(param.requires_grad for param in self.model.parameters()):  # torch would fail at the first backward
             raise ValueError("HaLoRATrainer.train: the model has no trainable parameters; an adapter loaded with "
                              "PeftModel.from_pretrained is frozen unless loaded with is_trainable=True")
+        if resume_from_checkpoint:  # train(None) resumes nothing, whatever args.resume_from_checkpoint says
+            check_resume(self.args, resume_from_checkpoint)
         self._in_train = True
         try:
-            return super().train(*args, **kwargs)
+            return super().train(resume_from_checkpoint, **kwargs)
         finally:
             self.remove_training_noise()
             self._in_train, self._factor_groups = False, None

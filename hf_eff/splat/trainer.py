@@ -78,6 +78,7 @@ from hf_eff.splat.scene import (
     scene_views_masks,
     validate_views_split,
 )
+from hf_eff.utils.resume import check_resume, resumed_checkpoint
 from hf_eff.utils.training_failures import unreadable_best_weights_error, unreadable_weights_error
 
 logger = logging.get_logger(__name__)
@@ -923,6 +924,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
                              f"{self.args.max_steps}: SplatTrainingArguments(do_train=False) leaves it unset for "
                              "evaluation only")
         resuming = kwargs.get("resume_from_checkpoint", args[0] if args else None)
+        checkpoint = resumed_checkpoint(self.args.output_dir, resuming)  # train(None) resumes nothing
+        # One without densification state (save_only_model) is named by `_load_optimizer_and_scheduler`, which says
+        # how to start from its Gaussians
+        if checkpoint is not None and os.path.isfile(os.path.join(checkpoint, DENSIFICATION_STATE_NAME)):
+            check_resume(self.args, checkpoint)
         if not resuming and not len(self.splats["means"]):
             # It would stop at the first refine step, blaming pruning for a model that never had a Gaussian.
             raise ValueError(

@@ -3,7 +3,9 @@ a resume reads (``Trainer.train`` would restart the optimizer or the learning-ra
 on a bare FileNotFoundError), and one of a run that has already trained what these arguments ask for (it would train
 nothing, then write its empty training's results over the finished run's).
 
-Every example calls ``check_resume`` through ``check_output_dir``; HaLoRA's ``train_and_evaluate`` calls it too.
+Every example calls ``check_resume`` through ``check_output_dir``, before anything is written; HaLoRA's
+``train_and_evaluate`` calls it too, and HaLoRATrainer's, GraNTTrainer's and SplatTrainer's ``train`` check the
+checkpoint they are given.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ def resumed_checkpoint(output_dir: str, resume_from_checkpoint: bool | str | Non
     return checkpoint
 
 
-def check_resume(args: TrainingArguments) -> None:
+def check_resume(args: TrainingArguments, resume_from_checkpoint: bool | str | None = None) -> None:
     """Refuses a training run that resumes from a checkpoint missing trainer_state.json, the optimizer's or the
     scheduler's state (naming the file), or one whose trainer_state.json has already reached ``args.max_steps`` (or,
-    without max_steps, ``args.num_train_epochs``), naming the checkpoint, the steps and the ways on."""
-    checkpoint = resumed_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    without max_steps, ``args.num_train_epochs``), naming the checkpoint, the steps and the ways on.
+    ``resume_from_checkpoint``: as ``Trainer.train`` takes it; None: ``args.resume_from_checkpoint``."""
+    if resume_from_checkpoint is None:
+        resume_from_checkpoint = args.resume_from_checkpoint
+    checkpoint = resumed_checkpoint(args.output_dir, resume_from_checkpoint)
     if checkpoint is None:
         return
     _check_complete(checkpoint, args)

@@ -102,3 +102,25 @@ def test_a_sharded_checkpoint_without_model_safetensors_is_not_taken_for_another
         trainer._check_resumable(str(checkpoint))
     monkeypatch.setattr(trainer, flag, True)
     trainer._check_resumable(str(checkpoint))
+
+
+@pytest.mark.parametrize("teacher, lost, refusal", [
+    ("none", None, r"it has already trained 4 steps \(2 epochs\), and --num_train_epochs 2 leaves none to train"),
+    ("grant", "optimizer.pt", r"it holds no optimizer.pt \(the optimizer's moments"),
+])
+def test_train_from_python_refuses_a_finished_run_or_one_missing_its_optimizer(tmp_path, make_graphs, teacher, lost,
+                                                                               refusal):
+    out = tmp_path / "out"
+    args = GraNTTrainingArguments(output_dir=str(out), task="graph_regression", teacher=teacher, num_train_epochs=2,
+                                  per_device_train_batch_size=8, save_strategy="epoch", report_to="none", use_cpu=True)
+    train = make_graphs(16, "graph_regression")
+    GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train).train()
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    checkpoint = checkpoints[0] if lost else checkpoints[-1]  # one epoch in, or the finished run's
+    if lost:
+        (checkpoint / lost).unlink()
+    written = _files(out)
+    trainer = GraNTTrainer(model=GrantGCN(6, 1, hidden_channels=8), args=args, train_dataset=train)
+    with pytest.raises(ValueError, match=rf"^--resume_from_checkpoint {checkpoint}: {refusal}"):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert trainer.state.global_step == 0 and _files(out) == written

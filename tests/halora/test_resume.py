@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from transformers import default_data_collator
 
 from hf_eff.halora.experiment import train_and_evaluate
-from hf_eff.halora.trainer import HaLoRATrainingArguments
+from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments
 from tests.halora.conftest import make_tiny_llama
 from tests.halora.test_example import _load_example
+from tests.halora.test_trainer import _args, _halora_model, _token_dataset
 
 
 def _files(folder) -> dict:
@@ -90,3 +92,17 @@ def test_a_checkpoint_that_lost_its_adapter_config_is_named_so_not_another_train
                               " but no adapter_config.json beside it")
     assert "the file was lost" in message and "another trainer" not in message
     assert _files(out) == written
+
+
+def test_train_from_python_refuses_a_finished_run(tmp_path):
+    out = tmp_path / "run"
+    args = _args(out, per_device_train_batch_size=4, max_steps=2, save_strategy="steps", save_steps=2)
+    HaLoRATrainer(model=_halora_model(0.0, "loss"), args=args, train_dataset=_token_dataset(),
+                  data_collator=default_data_collator).train()
+    written = _files(out)
+    trainer = HaLoRATrainer(model=_halora_model(0.0, "loss"), args=args, train_dataset=_token_dataset(),
+                            data_collator=default_data_collator)
+    with pytest.raises(ValueError, match=rf"^--resume_from_checkpoint {out / 'checkpoint-2'}: it has already trained 2 "
+                                         r"steps .*--max_steps 2 leaves none to train"):
+        trainer.train(resume_from_checkpoint=True)
+    assert trainer.state.global_step == 0 and _files(out) == written
