@@ -517,8 +517,9 @@ def main():
         written.append("all_results.json")  # by evaluate
     if training_args.do_train:
         trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
-        save_local_model_card(trainer)  # the card a push writes, for a run kept local
-        if written and (output_dir / "README.md").exists():  # none when the results cannot be carded (it warns)
+        # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
+        wrote_card = save_local_model_card(trainer) or training_args.push_to_hub
+        if written and wrote_card:  # a README.md of an earlier run is not this run's
             written.append("README.md")
     if written:
         logger.info("Wrote %s to %s", ", ".join(written), output_dir)

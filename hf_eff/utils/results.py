@@ -23,13 +23,16 @@ def save_all_results(trainer: Trainer, results: dict) -> None:
     trainer.save_metrics("all", results, combined=False)
 
 
-def save_local_model_card(trainer: Trainer) -> None:
+def save_local_model_card(trainer: Trainer) -> bool:
     """As transformers' examples do when not pushing: the card a push writes, as README.md of output_dir.
     Results a card cannot report (a non-finite metric) leave the finished run without one, and say why;
-    a push refuses them."""
-    if trainer.args.push_to_hub:
-        return
+    a push refuses them. Returns whether it wrote the card (only the main process does), so that a README.md
+    left by an earlier run is not taken for this run's."""
+    if trainer.args.push_to_hub or not trainer.is_world_process_zero():
+        return False
     try:
         trainer.create_model_card()
     except NonFiniteMetricError as error:
         logger.warning("No model card written: %s", error)
+        return False
+    return True

@@ -266,3 +266,20 @@ def test_a_training_run_into_a_finished_run_is_refused_before_the_scene_is_read(
         run_example(monkeypatch, *flags)
     with pytest.raises((FileNotFoundError, ValueError), match="absent"):  # past the refusal
         run_example(monkeypatch, *flags, "--overwrite_output_dir")
+
+
+def test_a_run_whose_results_cannot_be_carded_does_not_claim_an_earlier_runs_card(tmp_path, monkeypatch, caplog):
+    from hf_eff.hub.cards import NonFiniteMetricError
+
+    def refuse(self, *args, **kwargs):
+        raise NonFiniteMetricError("eval_psnr is nan")
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "README.md").write_text("an earlier run's card")
+    monkeypatch.setattr(SplatTrainer, "create_model_card", refuse)
+    run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--report_to", "none",
+                "--output_dir", str(out))
+    assert "No model card written: eval_psnr is nan" in caplog.text
+    assert f"Wrote the model, splats.ply, preview.png, all_results.json to {out}" in caplog.text
+    assert (out / "README.md").read_text() == "an earlier run's card"
