@@ -28,7 +28,6 @@ from transformers import (
     set_seed,
 )
 from transformers.pytorch_utils import Conv1D
-from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.halora.base_model import save_embedding_layers
 from hf_eff.halora.config import HaLoRAConfig
@@ -178,10 +177,8 @@ def check_resumable_checkpoint(resume_from_checkpoint: bool | str | None, output
     checkpoint-N (a splat or GraNT run's), whose weights Trainer would load by the names that match and whose
     optimizer state it then fails on (KeyError: 'param_groups'). ``True``: the last checkpoint in ``output_dir``,
     as ``Trainer.train`` finds it; a checkpoint that is not there is left to Trainer, which names it."""
-    checkpoint = resume_from_checkpoint
-    if checkpoint is True:
-        checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    if not checkpoint or not os.path.isdir(checkpoint):
+    checkpoint = resumed_checkpoint(output_dir, resume_from_checkpoint)
+    if checkpoint is None:
         return
     # PEFT saves an adapter not named "default" in a sub-folder of its name, from which Trainer also resumes
     folders = [checkpoint] + [entry.path for entry in os.scandir(checkpoint) if entry.is_dir()]
