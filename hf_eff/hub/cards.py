@@ -112,13 +112,14 @@ def markdown_table(columns: list[str], rows: list[list]) -> str:
 def training_procedure_text(settings: dict | None) -> str:
     """The body of a trainer push's "Training procedure" section: ``settings`` (the run's arguments that reproduce it,
     by name, as ``HubCardTrainerMixin.card_training_procedure`` reads them) as a table, then the hf-eff version that
-    trained it and how to install that one; "" without settings (``hf-eff push`` of a folder knows no arguments)."""
+    trained it (no install line: hf-eff has no PyPI release, it installs from a checkout); "" without settings
+    (``hf-eff push`` of a folder knows no arguments)."""
     if not settings:
         return ""
     from hf_eff import __version__  # here: hf_eff's package imports this module
 
     return (markdown_table(["setting", "value"], [[f"`{name}`", value] for name, value in settings.items()])
-            + f"\n\nTrained with hf-eff {__version__}: `pip install hf-eff=={__version__}`.")
+            + f"\n\nTrained with hf-eff {__version__}.")
 
 
 class NonFiniteMetricError(ValueError):
