@@ -42,8 +42,9 @@ from hf_eff.halora.trainer import HaLoRATrainer, HaLoRATrainingArguments, sigma_
 from hf_eff.utils.resume import check_resume, resumed_checkpoint
 
 METHODS = ("lora", "halora")
-# What PEFT records in adapter_config.json at each save besides the adapter's settings: a resume may differ in these
-ADAPTER_RECORD_FIELDS = ("base_model_name_or_path", "revision", "inference_mode", "peft_version", "auto_mapping")
+# What PEFT records in adapter_config.json at each save besides the adapter's settings, and the task PeftModel wraps the
+# model for: none defines the trained adapter, so a resume may differ in these
+ADAPTER_RECORD_FIELDS = ("base_model_name_or_path", "revision", "inference_mode", "task_type", "peft_version", "auto_mapping")
 PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from transformers import default_data_collator
 
@@ -106,3 +108,15 @@ def test_train_from_python_refuses_a_finished_run(tmp_path):
                                          r"steps .*--max_steps 2 leaves none to train"):
         trainer.train(resume_from_checkpoint=True)
     assert trainer.state.global_step == 0 and _files(out) == written
+
+
+def test_a_resume_whose_adapter_config_differs_only_in_what_does_not_define_the_adapter_goes_on(tmp_path, run_flags):
+    out = tmp_path / "run"
+    _load_example().main([*run_flags, "--max_steps", "2"])
+    config_path = out / "checkpoint-2" / "adapter_config.json"
+    saved = json.loads(config_path.read_text())
+    # a base model since moved, a revision named, a config saved for inference, an adapter built without a task
+    saved.update(base_model_name_or_path=str(tmp_path / "moved"), revision="main", inference_mode=True, task_type=None)
+    config_path.write_text(json.dumps(saved))
+    _load_example().main([*run_flags, "--max_steps", "4", "--resume_from_checkpoint", "True"])
+    assert (out / "checkpoint-4").is_dir()
