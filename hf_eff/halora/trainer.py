@@ -682,13 +682,17 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         path.write_text("")
         return path
 
+    def _noise_runs(self, sigma: float) -> int:
+        """Evaluation runs at ``sigma``: one noise seed per run, a single run without noise."""
+        return 1 if sigma == 0 else self.args.eval_noise_seeds
+
     def _open_progress_bar_over_runs(self, dataloader) -> None:
         """Gives transformers' terminal progress bar the batches of all of ``evaluate``'s runs: ProgressCallback
         sizes its bar to one run's batches at the first prediction step and closes it only at on_evaluate, which comes
         once after every run, so the bar counted on past its total with no ETA."""
         if not (self.state.is_world_process_zero and has_length(dataloader)):
             return
-        runs = sum(1 if sigma == 0 else self.args.eval_noise_seeds for sigma in self.args.eval_sigmas)
+        runs = sum(self._noise_runs(sigma) for sigma in self.args.eval_sigmas)
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, ProgressCallback) and callback.prediction_bar is None:
                 callback.prediction_bar = tqdm(total=runs * len(dataloader), desc=f"Evaluation ({runs} runs)",
@@ -733,7 +737,7 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         self._open_progress_bar_over_runs(dataloader)
         for sigma in self.args.eval_sigmas:
             runs = []
-            for k in range(1 if sigma == 0 else self.args.eval_noise_seeds):
+            for k in range(self._noise_runs(sigma)):
                 noise_seed = self.args.noise_seed + k if sigma > 0 else None
                 noise = (
                     rram_noise(self._eval_noise_model(), sigma, seed=noise_seed, draw_index=EVAL_DRAW_INDEX, **settings)
