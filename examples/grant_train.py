@@ -372,10 +372,12 @@ def saved_splits(graphs: datasets.DatasetDict, path: Path | str, max_graphs: int
     """A saved DatasetDict (`hub`: a Hub dataset's splits) is used as split, each split cut to max_graphs and named
     by its role (`split_roles`): train, validation (a Hub dataset's may be missing) and test."""
     roles = split_roles(graphs, path, hub)
-    return datasets.DatasetDict({
-        role: graphs[roles[role]] if max_graphs is None else graphs[roles[role]].select(
-            range(min(len(graphs[roles[role]]), max_graphs)))
-        for role in SPLITS if role in roles})
+    return datasets.DatasetDict({role: first_graphs(graphs[roles[role]], max_graphs) for role in SPLITS if role in roles})
+
+
+def first_graphs(graphs: datasets.Dataset, max_graphs: int | None) -> datasets.Dataset:
+    """The first max_graphs rows (all of them for None, or fewer rows)."""
+    return graphs if max_graphs is None else graphs.select(range(min(len(graphs), max_graphs)))
 
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")  # pandas infers the compression
@@ -559,9 +561,7 @@ def load_hub_dataset(data_args: DataArguments, task: str) -> datasets.Dataset | 
         raise MissingColumnError(
             f"--dataset {source} has columns {columns}: give graphs (columns {list(REQUIRED_COLUMNS)}) or molecules "
             f"(SMILES in the column --smiles_column names, {data_args.smiles_column!r}, and the --target_column(s))")
-    if data_args.max_graphs is not None:
-        graphs = datasets.DatasetDict({name: split.select(range(min(len(split), data_args.max_graphs)))
-                                       for name, split in graphs.items()})
+    graphs = datasets.DatasetDict({name: first_graphs(split, data_args.max_graphs) for name, split in graphs.items()})
     if rows_of_graphs:  # checked as read: a bad row is named by its Hub split and index there, not its place in a shuffle
         for name, split in graphs.items():
             check_graph_dataset(split, task, f"--dataset {source} ({hub_names[name]} split)")
@@ -582,8 +582,7 @@ def load_saved_folder(path: Path, task: str, max_graphs: int | None) -> datasets
         for role, rows in graphs.items():
             check_graph_dataset(rows, task, f"--dataset {path} ({role} split)")
         return graphs
-    if max_graphs is not None:
-        graphs = graphs.select(range(min(len(graphs), max_graphs)))
+    graphs = first_graphs(graphs, max_graphs)
     check_graph_dataset(graphs, task, f"--dataset {path}")
     return graphs
 
@@ -626,9 +625,7 @@ def load_graphs(data_args: DataArguments, task: str, seed: int) -> datasets.Data
             "classification" if data_args.builtin == "gen-cls" else "regression", data_args.num_generated_graphs,
             data_args.min_nodes, data_args.max_nodes, seed=seed,
         )
-    if data_args.max_graphs is not None:
-        graphs = graphs.select(range(min(len(graphs), data_args.max_graphs)))
-    return graphs
+    return first_graphs(graphs, data_args.max_graphs)
 
 
 def output_channels(graphs: datasets.Dataset, task: str) -> int:
