@@ -146,10 +146,10 @@ def _intrinsics(
     def named(key):  # where a key's value comes from, for errors
         return f"{where}: {key}" if key in frame else f"{file_name}: {key}"
 
-    def number(key):  # a key's value as a float (numbers written as strings too), None where it has none
+    def number(key, default=None):  # a key's value as a float (numbers written as strings too), else the default
         value = get(key)
         if value is None:
-            return None
+            return default
         try:
             result = float(value)
         except (TypeError, ValueError):  # "", "abc", a list
@@ -177,14 +177,14 @@ def _intrinsics(
             raise ValueError(f"{named(key)}={get(key)} is lens distortion; {undistort}")
 
     # fl_x, cx, cy are in pixels of the declared w x h (the image's own size by default).
-    declared_w = number("w") if get("w") is not None else float(width)
-    declared_h = number("h") if get("h") is not None else float(height)
+    declared_w = number("w", float(width))
+    declared_h = number("h", float(height))
     if not (declared_w > 0 and declared_h > 0):
         raise ValueError(f"{where}: w and h must be positive, got {get('w')}x{get('h')}")
     # views_dataset refuses a non-positive focal too, but by view number: these name the key and the file
     if get("fl_x") is not None:
         fx = number("fl_x")
-        fy = number("fl_y") if get("fl_y") is not None else fx
+        fy = number("fl_y", fx)
         for key, focal in (("fl_x", fx), ("fl_y", fy)):
             if focal <= 0:
                 raise ValueError(f"{named(key)}={get(key)} must be positive (a focal length in pixels)")
@@ -198,8 +198,8 @@ def _intrinsics(
         fx = fy = 0.5 * declared_w / math.tan(0.5 * angle)
     else:
         raise ValueError(f"{where}: needs 'camera_angle_x' or 'fl_x' for the focal length")
-    cx = number("cx") if get("cx") is not None else declared_w / 2
-    cy = number("cy") if get("cy") is not None else declared_h / 2
+    cx = number("cx", declared_w / 2)
+    cy = number("cy", declared_h / 2)
     # A downscaled copy of the images (e.g. images_2) keeps the declared intrinsics: rescale K to
     # the file, as the COLMAP converter does; a different aspect ratio is not a downscale.
     scale_x, scale_y = width / declared_w, height / declared_h
