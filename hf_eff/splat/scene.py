@@ -443,9 +443,14 @@ def check_test_every(test_every) -> None:
         raise ValueError(f"test_every must be an integer >= 0 (0: no test split), got {test_every!r}")
 
 
-def check_one_image_size(sizes: list[tuple[str, tuple[int, int]]]) -> None:
-    """A converter's split, as (name, (width, height)) per image: refuses images of another size than the first,
-    naming the file, before anything is stored (`SplatTrainer` and evaluation stack a split at one size)."""
+def check_one_image_size(sizes: list[tuple[str, tuple[int, int]]], is_test: list[bool] | None = None) -> None:
+    """A converter's images, as (name, (width, height)) each, one split, or two where ``is_test`` flags each image's:
+    refuses images of another size than their split's first, naming the file, before anything is stored
+    (`SplatTrainer` and evaluation stack a split at one size)."""
+    if is_test is not None:
+        for test in (False, True):
+            check_one_image_size([size for size, flag in zip(sizes, is_test) if flag == test])
+        return
     for name, size in sizes:
         if size != sizes[0][1]:
             first_name, first_size = sizes[0]

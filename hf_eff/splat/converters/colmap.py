@@ -258,8 +258,7 @@ def scene_from_colmap(
     if all(is_test):
         raise ValueError(f"test_every={test_every} leaves no training image among {len(files)}")
 
-    for test in (False, True):
-        check_one_image_size([size for size, flag in zip(sizes, is_test) if flag == test])
+    check_one_image_size(sizes, is_test)
     transform = None
     if normalize_world_space:
         transform = world_normalization([pose for pose, test in zip(poses, is_test) if not test])

@@ -331,8 +331,7 @@ def scene_from_nerf_synthetic(
             f"test_every={test_every} leaves no training view among the {len(poses)} of {folder} "
             "(test_every=0 trains on all of them)"
         )
-    for test in (False, True):
-        check_one_image_size([size for size, flag in zip(sizes, is_test) if flag == test])
+    check_one_image_size(sizes, is_test)
     transform = normalization([pose for pose, test in zip(poses, is_test) if not test])
     points = _read_points(folder, transforms_file, meta, transform)
     views = dataset(frames, transform)
