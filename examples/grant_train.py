@@ -128,7 +128,6 @@ from hf_eff.grant.data import (
     load_smiles_table,
     renumber_classes,
     split_off_validation,
-    split_sizes,
 )
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
@@ -783,15 +782,8 @@ def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: Dat
         held_out = split_off_validation(graphs["train"], data_args.validation_fraction, seed, stratify_by_class=stratify,
                                         name=data_name(data_args))
         return datasets.DatasetDict({**held_out, "test": graphs["test"]})
-    train, validation, test = split_sizes(len(graphs), data_args.validation_fraction, data_args.test_fraction)
-    if train < 1:  # split_dataset refuses it too, without the flags' names
-        count = f"{len(graphs)} {'graph is' if len(graphs) == 1 else 'graphs are'}"
-        raise ValueError(f"{data_name(data_args)}: {count} too few to split: --validation_fraction "
-                         f"{data_args.validation_fraction} and --test_fraction {data_args.test_fraction} hold out "
-                         f"{validation} and {test} of them (rounded up), leaving none to train; give more graphs or "
-                         "smaller fractions")
     return split_dataset(graphs, data_args.validation_fraction, data_args.test_fraction, seed=seed,
-                         stratify_by_class=stratify)
+                         stratify_by_class=stratify, name=data_name(data_args))
 
 
 def warn_of_unused_fractions(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments,

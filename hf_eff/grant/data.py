@@ -1223,18 +1223,20 @@ def _graphs_are(count: int) -> str:
 
 
 def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int,
-                  stratify_by_class: bool = False):
+                  stratify_by_class: bool = False, name: str | None = None):
     """Random train / validation / test split as a `datasets.DatasetDict`. `stratify_by_class` (single-label
     graph classification: one class id per graph in y) keeps each class's share in every split, with datasets'
     stratified `train_test_split`, as far as rounding allows: a class of fewer than about 1/fraction graphs can
-    still miss a split."""
+    still miss a split. ``name``: as `split_off_validation`'s, a refusal then names the data and the flags."""
     if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 1:
         raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
     held, tested = split_sizes(len(dataset), validation_fraction, test_fraction)[1:]
     if held + tested >= len(dataset):  # else sklearn's "test_size=1 should be ... smaller than the number of samples"
-        raise ValueError(f"{_graphs_are(len(dataset))} too few to split: validation_fraction={validation_fraction} and "
-                         f"test_fraction={test_fraction} hold out {held} and {tested} of them (rounded up), leaving none "
-                         "to train; give more graphs or smaller fractions")
+        fractions = (f"validation_fraction={validation_fraction} and test_fraction={test_fraction}" if name is None
+                     else f"--validation_fraction {validation_fraction} and --test_fraction {test_fraction}")
+        raise ValueError(f"{'' if name is None else f'{name}: '}{_graphs_are(len(dataset))} too few to split: "
+                         f"{fractions} hold out {held} and {tested} of them (rounded up), leaving none to train; give "
+                         "more graphs or smaller fractions")
     rest, test = _hold_out(dataset, test_fraction, seed, stratify_by_class)
     train, validation = _hold_out(rest, held, seed, stratify_by_class)
     return datasets.DatasetDict(train=train, validation=validation, test=test)
