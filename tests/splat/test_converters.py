@@ -604,6 +604,20 @@ def test_transforms_json_names_an_image_listed_twice(tmp_path, file_path):
         load_scene(tmp_path, test_every=2)
 
 
+@pytest.mark.parametrize("file_path", ["./train/r_2", "test/../train/r_2.png"])
+def test_nerf_synthetic_names_a_test_image_that_is_a_training_one(tmp_path, scene, file_path):
+    write_nerf_synthetic(scene, tmp_path)
+    test_file = tmp_path / "transforms_test.json"
+    meta = json.loads(test_file.read_text())
+    meta["frames"][1]["file_path"] = file_path
+    test_file.write_text(json.dumps(meta))
+    # The test split's PSNR measured the fit to a training image.
+    with pytest.raises(ValueError, match=re.escape(
+            f"transforms_test.json frame 1: image {Path(file_path).with_suffix('.png')} is transforms_train.json "
+            "frame 2's too; a test image must be one the training split does not hold")):
+        load_scene(tmp_path)
+
+
 @pytest.mark.parametrize("absolute", [False, True])
 def test_transforms_json_reads_images_outside_its_folder(tmp_path, absolute):
     write_transforms(tmp_path, {"camera_angle_x": 0.8}, size=(16, 16), count=5)

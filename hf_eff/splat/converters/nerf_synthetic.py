@@ -79,8 +79,7 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
             path = path.with_suffix(".png")
         if not path.exists():
             raise FileNotFoundError(f"{where}: image {path} not found")
-        # An absolute file_path outside the folder is named as given (folder / an absolute path is that path).
-        name = path.relative_to(folder) if path.is_relative_to(folder) else path
+        name = _shown(path, folder)
         # A view listed twice is trained on twice, or (split by test_every) measured on a training image.
         first = frame_of_image.setdefault(path.resolve(), index)
         if first != index:
@@ -102,6 +101,26 @@ def _read_frames(folder: Path, transforms_file: Path, allow_empty: bool = False)
     views = {"images": images, "Ks": Ks, "world_to_cameras": poses, "masks": masks if masked else None,
              "mask_names": names}
     return views, meta, sizes
+
+
+def _shown(path: Path, folder: Path) -> Path:
+    """An image's path as errors name it: relative to the transforms file's folder, or (an absolute file_path
+    outside it, which ``folder / path`` leaves as it is) as given."""
+    return path.relative_to(folder) if path.is_relative_to(folder) else path
+
+
+def _check_test_images_not_trained(folder: Path, train_file: Path, train_images: list, test_file: Path,
+                                   test_images: list) -> None:
+    """Refuses a test frame whose image is a training frame's too: its PSNR would measure the fit to the training
+    data, not to an unseen view."""
+    train_frame_of = {path.resolve(): index for index, path in enumerate(train_images)}
+    for index, path in enumerate(test_images):
+        train_index = train_frame_of.get(path.resolve())
+        if train_index is not None:
+            raise ValueError(
+                f"{test_file.name} frame {index}: image {_shown(path, folder)} is {train_file.name} frame "
+                f"{train_index}'s too; a test image must be one the training split does not hold"
+            )
 
 
 def _relative_path(entry: dict, key: str, where: str) -> str:
@@ -313,6 +332,8 @@ def scene_from_nerf_synthetic(
             points = _read_points(folder, folder / "transforms_train.json", meta, transform)
             # "frames": [] is an empty test split, as `write_nerf_synthetic` writes one.
             test_frames, _, test_sizes = _read_frames(folder, test_file, allow_empty=True)
+            _check_test_images_not_trained(folder, folder / "transforms_train.json", frames["images"], test_file,
+                                           test_frames["images"])
             for split_sizes in (sizes, test_sizes):
                 check_one_image_size(split_sizes)
             views = DatasetDict({"train": dataset(frames, transform), "test": dataset(test_frames, transform)})
