@@ -395,9 +395,10 @@ def regulariser_description(reg_weight: float | None, reg_norm: str | None) -> s
 
 def training_noise_description(adapter_config: dict, optimizer_steps: int | None = None) -> str | None:
     """The RRAM noise a HaLoRA run trained under, from its adapter config; None when it does not say.
-    ``optimizer_steps``: the steps the run trained, when known (a trainer's card). HaLoRATrainer draws at step 0 and
-    every ``noise_resample_steps`` after, so a run no longer than that trained under one draw, which the phrase then
-    says; under a warm-up that draw's level is 0 (``training_noise_sigma``), a noise-free run."""
+    ``optimizer_steps``: the steps the run trained, when known (a trainer's card, or the run folder's trainer state).
+    HaLoRATrainer draws at step 0 and every ``noise_resample_steps`` after, so a run no longer than that trained under
+    one draw, which the phrase then says; under a warm-up that draw's level is 0 (``training_noise_sigma``), a
+    noise-free run. Steps unknown, the phrase holds for a run of any length."""
     sigma = adapter_config.get("noise_sigma")
     if sigma is None:
         return None
@@ -410,8 +411,10 @@ def training_noise_description(adapter_config: dict, optimizer_steps: int | None
         parts.append(f"one draw for the whole run{at_level}: its {optimizer_steps} optimizer steps are no more than "
                      f"noise_resample_steps = {interval}")
         return "; ".join(parts)
-    if interval:
+    if interval and optimizer_steps:
         parts.append(f"a new draw every {interval} optimizer steps")
+    elif interval:
+        parts.append(f"a new draw every {interval} optimizer steps, one in all for a run of at most {interval} steps")
     if warmup:
         parts.append(f"ramped in over the first {warmup} steps")
     return "; ".join(parts)

@@ -21,6 +21,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_eff.hub.cards import (
     eval_prefix,
@@ -332,6 +334,20 @@ def read_adapter_config(path: Path) -> dict:
                              "from it; save the adapter again (save_pretrained writes it)")
 
 
+def recorded_global_step(output_dir: Path) -> int | None:
+    """The optimizer steps the run of ``output_dir`` trained, as transformers records them: its trainer_state.json
+    (``Trainer.save_state``), else its last checkpoint's (a Trainer with a save strategy saves one at the end of
+    training); None where neither records them (the Trainer's metrics in all_results.json count no steps)."""
+    last_checkpoint = get_last_checkpoint(str(output_dir))
+    for folder in (output_dir, *([Path(last_checkpoint)] if last_checkpoint else [])):
+        path = folder / TRAINER_STATE_NAME
+        if path.is_file():
+            step = _read_json_object(path, "training state", "the card reads the run's step count from it; move it "
+                                     "out of the folder to push a card without it").get("global_step")
+            return step if isinstance(step, int) and not isinstance(step, bool) else None
+    return None
+
+
 def detect_artifact(output_dir: Path) -> str:
     """Which artifact an example run folder holds, from the files the examples save."""
     return _detect_artifact(Path(output_dir))[0]
@@ -428,9 +444,10 @@ def build_card(kind: str, output_dir: Path, repo_id: str, results: dict | None =
                            regulariser=regulariser_description(adapter_config.get("reg_weight"),
                                                                adapter_config.get("reg_norm")),
                            task_type=adapter_config.get("task_type"), auto_mapping=adapter_config.get("auto_mapping"),
-                           # a trainer's global_step: how many noise draws the run trained under
+                           # how many noise draws the run trained under: a trainer's global_step, else the folder's
                            training_noise=training_noise_description(
-                               adapter_config, (training_procedure or {}).get("global_step")),
+                               adapter_config, training_procedure.get("global_step") if training_procedure
+                               else recorded_global_step(output_dir)),
                            license=license, dataset=dataset, revision=revision, model_name=model_name,
                            training_procedure=training_procedure, **note)
     if kind == "grant_model":

@@ -540,8 +540,8 @@ def test_training_noise_is_described_from_the_adapter_config():
     assert cards.training_noise_description({"noise_sigma": 0.02, "noise_mode": "multiplicative",
                                              "noise_sigma_sampling": "uniform", "noise_resample_steps": 4,
                                              "noise_warmup_steps": 50}) == (
-        "multiplicative, a level drawn from U(0, 0.02) at each draw; a new draw every 4 optimizer steps; ramped in over "
-        "the first 50 steps")
+        "multiplicative, a level drawn from U(0, 0.02) at each draw; a new draw every 4 optimizer steps, one in all for "
+        "a run of at most 4 steps; ramped in over the first 50 steps")
     assert cards.training_noise_description({"r": 8}) is None  # a LoRA config
     assert "(multiplicative, sigma = 0.01" in cards.halora_card(HALORA_RESULTS, "me/h", training_noise=(
         cards.training_noise_description({"noise_sigma": 0.01, "noise_mode": "multiplicative"}))).text
