@@ -87,6 +87,20 @@ def test_colmap_split_downscaled_images_and_auto_detection(tmp_path, scene):
     assert len(load_scene(tmp_path).views["train"]) == 5  # default test_every=8: view 0 is test
 
 
+@pytest.mark.parametrize("argument", ["images_dir", "sparse_dir", "masks_dir"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_colmap_names_an_empty_folder_argument(tmp_path, scene, monkeypatch, argument, value):
+    project, current = tmp_path / "project", tmp_path / "current"
+    write_colmap(scene, project)
+    # Path("") is the current folder: one holding the images and the model here, which "" read without an error.
+    shutil.copytree(project / "images", current)
+    shutil.copytree(project / "sparse" / "0", current, dirs_exist_ok=True)
+    monkeypatch.chdir(current)
+    with pytest.raises(ValueError, match=re.escape(
+            f"scene_from_colmap: {argument}={value!r} is empty; name a folder, or leave it None")):
+        scene_from_colmap(project, **{argument: value})
+
+
 def test_colmap_rejects_distorted_cameras_and_missing_images(tmp_path, scene):
     write_colmap(scene, tmp_path)
     sparse = tmp_path / "sparse" / "0"

@@ -162,6 +162,9 @@ def scene_from_colmap(
     import PIL.Image
 
     check_test_every(test_every)
+    for name, value in (("images_dir", images_dir), ("sparse_dir", sparse_dir), ("masks_dir", masks_dir)):
+        if isinstance(value, str) and not value.strip():  # Path("") is the current folder, read in its place
+            raise ValueError(f"scene_from_colmap: {name}={value!r} is empty; name a folder, or leave it None")
     test_every = LLFF_TEST_EVERY if test_every is None else test_every
     pycolmap = _pycolmap()
     folder = Path(folder)
