@@ -1218,8 +1218,19 @@ def split_sizes(num_graphs: int, validation_fraction: float, test_fraction: floa
     return num_graphs - validation - test, validation, test
 
 
-def _graphs_are(count: int) -> str:
-    return f"{count} graph is" if count == 1 else f"{count} graphs are"
+def _too_few_to_split(count: int, held_out: dict[str, tuple[float, int]], data: str | None,
+                      note: str = "") -> ValueError:
+    """The refusal of `count` graphs of which the held-out fractions ({argument: (fraction, graphs it holds out)})
+    leave none to train. `data` names the data as a command line did, and the fractions then as flags; None: as the
+    functions' arguments. `note` ends the advice."""
+    fractions = " and ".join(f"{arg}={value}" if data is None else f"--{arg} {value}"
+                             for arg, (value, _) in held_out.items())
+    several = len(held_out) > 1
+    return ValueError(
+        f"{'' if data is None else f'{data}: '}{count} {'graph is' if count == 1 else 'graphs are'} too few to split: "
+        f"{fractions} {'hold' if several else 'holds'} out {' and '.join(str(n) for _, n in held_out.values())} of "
+        f"them (rounded up), leaving none to train; give more graphs or "
+        f"{'smaller fractions' if several else 'a smaller fraction'}{note}")
 
 
 def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fraction: float, seed: int,
@@ -1232,11 +1243,8 @@ def split_dataset(dataset: datasets.Dataset, validation_fraction: float, test_fr
         raise ValueError("need 0 < validation_fraction, test_fraction and their sum < 1")
     held, tested = split_sizes(len(dataset), validation_fraction, test_fraction)[1:]
     if held + tested >= len(dataset):  # else sklearn's "test_size=1 should be ... smaller than the number of samples"
-        fractions = (f"validation_fraction={validation_fraction} and test_fraction={test_fraction}" if name is None
-                     else f"--validation_fraction {validation_fraction} and --test_fraction {test_fraction}")
-        raise ValueError(f"{'' if name is None else f'{name}: '}{_graphs_are(len(dataset))} too few to split: "
-                         f"{fractions} hold out {held} and {tested} of them (rounded up), leaving none to train; give "
-                         "more graphs or smaller fractions")
+        raise _too_few_to_split(len(dataset), {"validation_fraction": (validation_fraction, held),
+                                               "test_fraction": (test_fraction, tested)}, name)
     rest, test = _hold_out(dataset, test_fraction, seed, stratify_by_class)
     train, validation = _hold_out(rest, held, seed, stratify_by_class)
     return datasets.DatasetDict(train=train, validation=validation, test=test)
@@ -1253,11 +1261,8 @@ def split_off_validation(train: datasets.Dataset, validation_fraction: float, se
         raise ValueError(f"need 0 < validation_fraction < 1, got {validation_fraction}")
     left, held = split_sizes(len(train), validation_fraction, 0)[:2]
     if left < 1:  # else sklearn's "test_size=1 should be ... smaller than the number of samples", or an empty split
-        fraction = (f"validation_fraction={validation_fraction}" if name is None
-                    else f"--validation_fraction {validation_fraction}")
-        raise ValueError(f"{'' if name is None else f'{name} (train split): '}{_graphs_are(len(train))} too few to "
-                         f"split: {fraction} holds out {held} of them (rounded up), leaving none to train; give more "
-                         "graphs or a smaller fraction (the test split is the data's own)")
+        raise _too_few_to_split(len(train), {"validation_fraction": (validation_fraction, held)},
+                                None if name is None else f"{name} (train split)", " (the test split is the data's own)")
     kept, validation = _hold_out(train, held, seed, stratify_by_class)
     return datasets.DatasetDict(train=kept, validation=validation)
 
