@@ -15,6 +15,7 @@ from hf_eff.splat.cameras import (
     camera_centres,
     world_normalization,
 )
+from hf_eff.splat.converters.colmap_text import text_model_error
 from hf_eff.splat.scene import (
     LLFF_TEST_EVERY,
     MASK_COLUMN,
@@ -101,21 +102,6 @@ def _check_model_files(sparse_dir: Path) -> str:
     return ext
 
 
-def _unknown_camera_model(cameras_txt: Path, pycolmap) -> str | None:
-    """The first line of a text cameras file whose MODEL pycolmap does not know (it says only that one does not
-    exist), or None."""
-    known = set(pycolmap.CameraModelId.__members__) - {"INVALID"}
-    for number, line in enumerate(cameras_txt.read_text().splitlines(), 1):
-        fields = line.split()
-        if fields and not fields[0].startswith("#") and (len(fields) < 2 or fields[1] not in known):
-            model = fields[1] if len(fields) > 1 else ""
-            return (
-                f"cameras.txt line {number} ({line.strip()!r}): {model!r} is not a COLMAP camera model "
-                "(a line is CAMERA_ID MODEL WIDTH HEIGHT PARAMS[])"
-            )
-    return None
-
-
 def _check_cameras_bin_size(sparse_dir: Path, cameras) -> None:
     """pycolmap reads a cut cameras.bin without error, its missing bytes as zeros: compare the file's size with
     what the cameras it read take (a uint64 count, then per camera an int32 id and model, uint64 width and height
@@ -177,10 +163,10 @@ def scene_from_colmap(
     model_ext = _check_model_files(sparse_dir)
     try:
         reconstruction = pycolmap.Reconstruction(str(sparse_dir))
-    except ValueError as error:  # pycolmap's failed checks name its own source line, not the model's file
+    except (ValueError, IndexError) as error:  # naming a line of pycolmap's own source, or an id, not the model's
         detail = str(error).strip()
-        if model_ext == "txt" and detail == "Camera model does not exist":
-            detail = _unknown_camera_model(sparse_dir / "cameras.txt", pycolmap) or detail
+        if model_ext == "txt":
+            detail = text_model_error(sparse_dir, pycolmap) or detail
         raise ValueError(f"COLMAP model {sparse_dir} ({model_ext} files) could not be read: {detail}") from error
     if model_ext == "bin":  # a stray cameras.bin beside a text model is not what pycolmap read
         _check_cameras_bin_size(sparse_dir, reconstruction.cameras)
