@@ -304,17 +304,19 @@ def card_datasets(dataset_tags, dataset=None, dataset_args=None, tags_label: str
             zip(tags, one_per_tag("dataset", dataset), one_per_tag("dataset_args", dataset_args))]
 
 
-def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Pattern | None = None,
+def _datasets(results: dict, dataset=None, builtin: re.Pattern | None = None,
               hub_tasks: dict | None = None, from_hub: bool | None = None) -> tuple[list[str] | None, list[dict]]:
     """(card `datasets` list, [model-index dataset fields]) of the data a run was evaluated on:
     ``dataset`` (one name or several, as a caller gave them, or ``CardDataset``s) or else the results' ``dataset_name`` /
     ``dataset`` (the examples'). Only a Hub id goes into the `datasets` metadata and is its own type; a
     local file or folder is shown by its name only (type ``local``), so that a card never publishes a
     path of the machine it was trained on. A bare name (no owner) in the results is an example's built-in
-    data (type ``builtin_type``), as is a name ``builtin`` matches, unless ``hub_tasks`` ({name: (Hub id,
+    data, as is a name ``builtin`` matches, unless ``hub_tasks`` ({name: (Hub id,
     config)}) says which Hub dataset it is read from, or ``from_hub`` says whether the results' name is a Hub id (True:
     the HaLoRA and GraNT examples' --dataset) or local data (False: a relative folder such as data/graphs looks like a
-    Hub id); None guesses from the name. A bare name a caller gave is a Hub id, as transformers' cards read it."""
+    Hub id); None guesses from the name. Built-in data is no Hub dataset: its type is its own name, as transformers'
+    card types data that is not on the Hub by its builder's name (``generator``), never an id that looks like a Hub
+    one. A bare name a caller gave is a Hub id, as transformers' cards read it."""
     given = dataset is not None
     names = dataset if given else (results.get("dataset_name") or results.get("dataset"))
     names = [names] if isinstance(names, str) else list(names or [])
@@ -334,7 +336,7 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
             hub_ids.append(hub_id)
             entries.append(dict(dataset_name=name, dataset_type=hub_id, dataset_config=config))
         elif builtin is not None and builtin.fullmatch(name):
-            entries.append(dict(dataset_name=name, dataset_type=builtin_type))
+            entries.append(dict(dataset_name=name, dataset_type=name))
         elif not _is_hub_id(name) or (from_hub is False and not given):
             entries.append(dict(dataset_name=f"local data ({_local_name(name)})", dataset_type="local"))
         elif "/" in name or given or from_hub is True:
@@ -344,7 +346,7 @@ def _datasets(results: dict, builtin_type: str, dataset=None, builtin: re.Patter
                                              dataset_revision=results.get("dataset_revision"))
             entries.append(dict(dataset_name=name, dataset_type=name, **recorded))
         else:
-            entries.append(dict(dataset_name=name, dataset_type=builtin_type))
+            entries.append(dict(dataset_name=name, dataset_type=name))
     return list(dict.fromkeys(hub_ids)) or None, entries
 
 
@@ -512,7 +514,7 @@ def halora_card(results: dict, repo_id: str, base_model: str | None = None,
     # the example records a --dataset (not a --task_name) in its data split: a bare one is a Hub id (commonsense_qa)
     data_split = results.get("data_split")
     records_a_dataset = isinstance(data_split, dict) and "dataset" in data_split
-    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
+    datasets, eval_datasets = _datasets(results, dataset,
                                         hub_tasks={name: (task[0], task[1]) for name, task in HUB_TASKS.items()},
                                         from_hub=True if records_a_dataset else None)
     table, metrics, rows = noise_table(split_view), [], []
@@ -620,8 +622,7 @@ def grant_card(results: dict, repo_id: str, license: str | None = None, dataset:
     the one ``reported_split`` picks first, and a plain ``eval_*`` evaluation beside them is ``validation`` unless a key
     is; ``test_*`` (a ``predict`` on test data) is ``test`` unless a key is."""
     # examples/grant_train.py records which --dataset is a Hub id: a bare one (no owner) is no built-in set then
-    datasets, eval_datasets = _datasets(results, "hf-eff/builtin", dataset,
-                                        from_hub=results.get("dataset_from_hub"))
+    datasets, eval_datasets = _datasets(results, dataset, from_hub=results.get("dataset_from_hub"))
     reported, others = reported_split(results)
     evaluated = [reported, *others]
     # The plain evaluation (GraNT's eval_dataset is the validation graphs) is "validation", unless a dict key is.
@@ -676,7 +677,7 @@ def splat_card(results: dict, repo_id: str, ply: str | None = None, preview: str
     ``normalized``: the splats were trained in normalised coordinates (config.json's ``world_to_normalized``).
     After a run evaluated on a dict ``eval_dataset`` (``eval_<key>_psnr``), the metrics and model-index are one
     split's (``reported_split``), named in their columns ("PSNR on `test`"); a second table lists the others'."""
-    datasets, eval_datasets = _datasets(results, "hf-eff/procedural", dataset, _PROCEDURAL_SCENE)
+    datasets, eval_datasets = _datasets(results, dataset, _PROCEDURAL_SCENE)
     base_model, _, local_base = _base_model(results.get("base_model"))
     split, others = reported_split(results)
     on_split = f" on `{split}`" if split else ""
