@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import re
+import sys
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -687,16 +688,27 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         return 1 if sigma == 0 else self.args.eval_noise_seeds
 
     def _open_progress_bar_over_runs(self, dataloader) -> None:
-        """Gives transformers' terminal progress bar the batches of all of ``evaluate``'s runs: ProgressCallback
-        sizes its bar to one run's batches at the first prediction step and closes it only at on_evaluate, which comes
-        once after every run, so the bar counted on past its total with no ETA."""
+        """Gives transformers' progress bar, the terminal's or Jupyter's, the batches of all of ``evaluate``'s runs:
+        ProgressCallback and NotebookProgressCallback size their bar to one run's batches at the first prediction step
+        and close it only at on_evaluate, which comes once after every run, so the bar counted on past its total (the
+        terminal's with no ETA, the notebook's stuck at its end)."""
         if not (self.state.is_world_process_zero and has_length(dataloader)):
             return
         runs = sum(self._noise_runs(sigma) for sigma in self.args.eval_sigmas)
+        total, label = runs * len(dataloader), f"Evaluation ({runs} runs)"
+        # Imported only by whoever made a notebook callback (it needs IPython): absent, there is none to size.
+        notebook = sys.modules.get("transformers.utils.notebook")
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, ProgressCallback) and callback.prediction_bar is None:
-                callback.prediction_bar = tqdm(total=runs * len(dataloader), desc=f"Evaluation ({runs} runs)",
-                                               leave=callback.training_bar is None, dynamic_ncols=True)
+                callback.prediction_bar = tqdm(total=total, desc=label, leave=callback.training_bar is None,
+                                               dynamic_ncols=True)
+            elif (notebook is not None and isinstance(callback, notebook.NotebookProgressCallback)
+                  and callback.prediction_bar is None):
+                tracker = callback.training_tracker  # during training the bar goes under its table, as transformers'
+                bar = (tracker.add_child(total, prefix=label) if tracker is not None
+                       else notebook.NotebookProgressBar(total, prefix=label))
+                bar.update(0)  # the callback counts on from the bar's value at each prediction step
+                callback.prediction_bar = bar
 
     def card_run_settings(self) -> dict:
         settings = self.eval_noise_settings()
