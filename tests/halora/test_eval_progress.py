@@ -1,4 +1,3 @@
-import pytest
 from peft import LoraConfig, get_peft_model
 from transformers import DataCollatorForSeq2Seq, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
@@ -65,7 +64,7 @@ def test_one_progress_bar_counts_every_noise_run_up_to_its_total(tmp_path, char_
 
 
 def test_the_jupyter_bar_counts_every_noise_run_up_to_its_total(tmp_path, char_tokenizer):
-    pytest.importorskip("IPython")  # transformers' notebook callback displays through it (no notebook needed)
+    # needs IPython (the dev extra), not a notebook
     from transformers.utils.notebook import NotebookProgressCallback
 
     recorder = _EvaluationBarRecorder()
