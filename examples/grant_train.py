@@ -114,6 +114,7 @@ from hf_eff.grant import (
     load_smiles_csv,
     load_solubility,
     molecules_from_csv,
+    plan_epochs,
     split_dataset,
     target_statistics,
     time_to_target,
@@ -131,6 +132,7 @@ from hf_eff.grant.data import (
 )
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
+from hf_eff.grant.selection import class_strata
 from hf_eff.hub.cards import shown_name
 from hf_eff.hub.dataset_commits import (
     check_commit_read,
@@ -786,6 +788,24 @@ def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: Dat
                          stratify_by_class=stratify, name=data_name(data_args))
 
 
+def check_teaching_plan(training_args: GraNTTrainingArguments, train: datasets.Dataset) -> None:
+    """Refuses training graphs of which GraNT's first selection would keep all (a single graph, GraNT(B) on one batch,
+    GraNT(S) on batches of one graph, classes too small to thin out): `plan_epochs`' refusal, which
+    GraNTTrainer.train gives only after the Trainer has created --output_dir. The refusal reads only the first
+    selection, so one epoch is planned; its warnings are the trainer's to give, once."""
+    if not (training_args.do_train and training_args.selects):
+        return
+    strata = class_strata(train["y"]) if training_args.stratify_selection else None
+    schedules_logger = logging.getLogger(plan_epochs.__module__)
+    level = schedules_logger.level
+    schedules_logger.setLevel(logging.ERROR)
+    try:
+        plan_epochs(len(train), training_args.train_batch_size, 1, training_args.variant, training_args.start_ratio,
+                    strata_sizes=None if strata is None else [len(stratum) for stratum in strata])
+    finally:
+        schedules_logger.setLevel(level)
+
+
 def warn_of_unused_fractions(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments,
                              given: set[str]) -> None:
     """Warns once of the --validation_fraction and --test_fraction ``given`` (on the command line or in a recipe) that
@@ -1064,6 +1084,7 @@ def main(argv: list[str] | None = None) -> dict:
     if trained is not None and trained.class_names is not None:
         graphs = as_model_classes(graphs, trained.class_names)
     splits = split_graphs(graphs, data_args, task, training_args.seed)
+    check_teaching_plan(training_args, splits["train"])  # before the Trainer creates --output_dir
     split = split_settings(graphs, data_args, task, training_args.seed)
     if trained is not None:
         warn_unless_held_out(trained, split, model_args.model_name_or_path)

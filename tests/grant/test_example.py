@@ -306,6 +306,15 @@ def test_too_few_graphs_to_split_are_refused_naming_the_data_and_the_fraction_fl
     assert not (tmp_path / "out").exists()
 
 
+def test_grants_warning_of_a_first_selection_larger_than_start_ratio_is_given_once(tmp_path, caplog):
+    random_graphs(20, "graph_regression").save_to_disk(str(tmp_path / "graphs"))
+    # 16 training graphs in 4 batches of 4: start_ratio 0.1 keeps one batch (GraNT(B), the default), 25%
+    with caplog.at_level("WARNING"):
+        _example().main(["--dataset", str(tmp_path / "graphs"), "--task", "graph_regression", "--output_dir",
+                         str(tmp_path / "out"), *COMMON, "--per_device_train_batch_size", "4", "--start_ratio", "0.1"])
+    assert caplog.text.count("GraNT's first selection keeps 1 of the 4 batches") == 1
+
+
 # --- a trained model: evaluate only, or fine-tune ------------------------------------------------------------------
 
 # BatchNorm off: a run at learning rate 0 then leaves the weights exactly as loaded

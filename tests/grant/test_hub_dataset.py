@@ -430,6 +430,21 @@ def test_too_few_pushed_training_graphs_to_hold_validation_out_of_are_refused_na
     assert not out.exists()
 
 
+def test_pushed_training_graphs_that_leave_grant_one_graph_are_refused_before_output_dir_is_made(tmp_path, local_hub):  # noqa: F811
+    repo_id = local_hub.repo_id("graphs")
+    graphs = random_graphs(5, "graph_regression")
+    _push(local_hub, datasets.DatasetDict(train=graphs.select([0, 1]), test=graphs.select(range(2, 5))), repo_id,
+          tmp_path / "graphs")
+    out = tmp_path / "run"
+    # --validation_fraction 0.2 holds 1 of the 2 out: a split, but GraNT cannot thin out the one graph left
+    process = _run(local_hub, tmp_path, "--dataset", repo_id, "--task", "graph_regression", "--output_dir", str(out),
+                   *COMMON)
+    assert process.returncode != 0
+    assert process.stderr.strip().splitlines()[-1].startswith(
+        "ValueError: the training set is a single graph, and GraNT selects whole graphs")
+    assert not out.exists()
+
+
 def test_an_empty_hub_train_split_is_refused_not_split_into_empty_sets(tmp_path, hub_datasets):
     graphs = random_graphs(3, "graph_regression")
     hub_datasets(datasets.DatasetDict(train=graphs.select([]), test=graphs))
