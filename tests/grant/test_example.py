@@ -306,6 +306,18 @@ def test_too_few_graphs_to_split_are_refused_naming_the_data_and_the_fraction_fl
     assert not (tmp_path / "out").exists()
 
 
+def test_training_graphs_grant_cannot_thin_out_are_refused_before_output_dir_is_made(tmp_path):
+    random_graphs(20, "graph_regression").save_to_disk(str(tmp_path / "graphs"))
+    flags = ["--dataset", str(tmp_path / "graphs"), "--task", "graph_regression", "--output_dir", str(tmp_path / "out"),
+             *COMMON]
+    # 16 training graphs: one batch of 32 for GraNT(B), batches of one graph for GraNT(S)
+    for settings, message in ((["--variant", "batch", "--per_device_train_batch_size", "32"], "variant='batch'"),
+                              (["--variant", "single", "--per_device_train_batch_size", "1"], "variant='single'")):
+        with pytest.raises(ValueError, match=rf"^{message} .* keeps .*every graph at every ratio"):
+            _example().main([*flags, *settings])
+        assert not (tmp_path / "out").exists()
+
+
 def test_grants_warning_of_a_first_selection_larger_than_start_ratio_is_given_once(tmp_path, caplog):
     random_graphs(20, "graph_regression").save_to_disk(str(tmp_path / "graphs"))
     # 16 training graphs in 4 batches of 4: start_ratio 0.1 keeps one batch (GraNT(B), the default), 25%
