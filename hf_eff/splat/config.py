@@ -238,7 +238,7 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
     pose_opt_lr: float = field(
         default=1e-5,
         metadata={"help": "Under pose_opt: the corrections' Adam learning rate, times sqrt(per_device_train_batch_"
-                          "size), decayed exponentially to 1% at max_steps (gsplat's)."},
+                          "size), decayed exponentially to 1%% at max_steps (gsplat's)."},
     )
     pose_opt_reg: float = field(
         default=1e-6,

@@ -111,6 +111,13 @@ def test_the_bare_pin_memory_flag_parses_and_pinning_is_dropped_off_cuda(tmp_pat
 
 
 
+def test_every_flag_help_renders_as_text():
+    # An unescaped % in a help ("1% at") is read by argparse as a format code (%a): --help printed the action's dict.
+    help_text = HfArgumentParser(SplatTrainingArguments).format_help()
+    assert "option_strings" not in help_text
+    assert "decayed exponentially to 1% at max_steps" in " ".join(help_text.split())
+
+
 def test_unset_render_settings_are_the_models():
     from types import SimpleNamespace
 
