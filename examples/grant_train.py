@@ -788,6 +788,27 @@ def split_graphs(graphs: datasets.Dataset | datasets.DatasetDict, data_args: Dat
                          stratify_by_class=stratify, name=data_name(data_args))
 
 
+def check_splits_agree(splits: datasets.DatasetDict, task: str, data: str) -> None:
+    """Refuses a validation or test split (of a saved DatasetDict or a Hub dataset's splits) whose node features or
+    targets per graph (a node task's: per node) differ from the train split's, naming it: GraNTTrainer refuses the
+    test split only when it evaluates it, after training, in a --output_dir the Trainer has created."""
+    level = task.split("_")[0]
+
+    def shape(split: datasets.Dataset) -> tuple[int | None, int]:
+        first = split.with_format(None).select_columns(["y", "num_nodes"])[0]
+        return feature_widths(split)[0], int(np.size(first["y"])) // (int(first["num_nodes"]) if level == "node" else 1)
+
+    x_width, targets = shape(splits["train"])
+    for role in ("validation", "test"):
+        x_other, targets_other = shape(splits[role])
+        if None not in (x_width, x_other) and x_other != x_width:
+            raise ValueError(f"{data} ({role} split): node features x have {x_other} columns, the train split's "
+                             f"{x_width}; build its graphs' x as the training graphs' are")
+        if targets_other != targets:
+            raise ValueError(f"{data} ({role} split): y holds {targets_other} target(s) per {level}, the train split's "
+                             f"{targets}; give every split the same targets per {level}")
+
+
 def check_teaching_plan(training_args: GraNTTrainingArguments, train: datasets.Dataset) -> None:
     """Refuses training graphs of which GraNT's first selection would keep all (a single graph, GraNT(B) on one batch,
     GraNT(S) on batches of one graph, classes too small to thin out): `plan_epochs`' refusal, which
@@ -1084,7 +1105,8 @@ def main(argv: list[str] | None = None) -> dict:
     if trained is not None and trained.class_names is not None:
         graphs = as_model_classes(graphs, trained.class_names)
     splits = split_graphs(graphs, data_args, task, training_args.seed)
-    check_teaching_plan(training_args, splits["train"])  # before the Trainer creates --output_dir
+    check_splits_agree(splits, task, data_name(data_args))  # these two before the Trainer creates --output_dir
+    check_teaching_plan(training_args, splits["train"])
     split = split_settings(graphs, data_args, task, training_args.seed)
     if trained is not None:
         warn_unless_held_out(trained, split, model_args.model_name_or_path)

@@ -318,6 +318,24 @@ def test_training_graphs_grant_cannot_thin_out_are_refused_before_output_dir_is_
         assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("column, message", [
+    ("x", "node features x have 7 columns, the train split's 6"),
+    ("y", "y holds 2 target(s) per graph, the train split's 1"),
+])
+def test_a_saved_test_split_unlike_the_train_split_is_refused_before_training(tmp_path, column, message):
+    graphs = random_graphs(20, "graph_regression")
+    wider = graphs.select(range(5)).map(lambda graph: {"x": [row + [0.0] for row in graph["x"]]} if column == "x"
+                                        else {"y": [*graph["y"], 1.0]})
+    folder = tmp_path / "graphs"
+    datasets.DatasetDict(train=graphs.select(range(5, 20)), validation=graphs.select(range(5)),
+                         test=wider).save_to_disk(str(folder))
+    # the trainer would refuse it only when it evaluates the test split, after training
+    with pytest.raises(ValueError, match=rf"^--dataset {folder} \(test split\): {re.escape(message)}"):
+        _example().main(["--dataset", str(folder), "--task", "graph_regression", "--output_dir", str(tmp_path / "out"),
+                         *COMMON])
+    assert not (tmp_path / "out").exists()
+
+
 def test_grants_warning_of_a_first_selection_larger_than_start_ratio_is_given_once(tmp_path, caplog):
     random_graphs(20, "graph_regression").save_to_disk(str(tmp_path / "graphs"))
     # 16 training graphs in 4 batches of 4: start_ratio 0.1 keeps one batch (GraNT(B), the default), 25%
