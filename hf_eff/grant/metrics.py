@@ -132,6 +132,17 @@ def graph_task_metrics(
     return metrics
 
 
+def metric_names(task: str, num_targets: int, target_names=None) -> list[str]:
+    """The metrics `graph_task_metrics` reports for `num_targets` targets per graph (per node for node tasks)."""
+    task = GraphTask(task)
+    if task.is_multilabel:
+        return ["roc_auc", "ap"]
+    if task.is_classification:
+        return ["accuracy", "roc_auc"]
+    per_target = [] if num_targets < 2 else [f"mae_{name}" for name in (target_names or range(num_targets))]
+    return ["mae", "rmse", *per_target]
+
+
 def metrics_for(task: str, target_names=None):
     """A `compute_metrics` for `Trainer`; `target_names` name the per-target MAEs of several
     regression targets (mae_<name>; by default their indices). It takes the evaluation's batches
@@ -146,6 +157,8 @@ def metrics_for(task: str, target_names=None):
             labels, node_mask = labels
         return graph_task_metrics(task, predictions, labels, node_mask, target_names)
 
+    # what it reports, by which GraNTTrainer checks metric_for_best_model before training
+    compute_metrics.metric_names = lambda num_targets: metric_names(task, num_targets, target_names)
     return compute_metrics
 
 

@@ -94,6 +94,8 @@ from hf_eff.utils.training_failures import TrainingFailuresMixin
 logger = logging.getLogger(__name__)
 
 TEACHER_STATE_NAME = "grant_teacher.json"
+# transformers' timings, which every evaluation reports beside the metrics
+SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second")
 # A full model's weights as Trainer resumes them, whole or sharded
 MODEL_WEIGHTS_FILES = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME)
 
@@ -258,13 +260,15 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
                 "remove_unused_columns=True would drop the columns GraphCollator batches that the model's forward does "
                 "not name (num_nodes, y); leave it False, GraNTTrainingArguments' default"
             )
+        compute_metrics = compute_metrics or metrics_for(self.task)
+        self._check_metric_for_best_model(args, compute_metrics, eval_dataset)  # before Trainer makes output_dir
         super().__init__(
             model=model,
             args=args,
             data_collator=data_collator,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
-            compute_metrics=compute_metrics or metrics_for(self.task),
+            compute_metrics=compute_metrics,
             **kwargs,
         )
         # compute_loss returns the batch mean and ignores num_items_in_batch: the Trainer must divide it by the
@@ -296,6 +300,25 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         self.teaching_log: list[dict] = []
 
     # --- loss and evaluation -------------------------------------------------------------
+    def _check_metric_for_best_model(self, args: GraNTTrainingArguments, compute_metrics, eval_dataset) -> None:
+        """Refuses a `metric_for_best_model` that evaluate does not report, naming those it does: the Trainer would
+        raise KeyError at the first evaluation, after the training steps before it. Checked where the names are
+        known: this class's evaluate with `metrics_for`'s metrics (the default); a dict eval_dataset's are
+        `<key>_<metric>`."""
+        metric = args.metric_for_best_model
+        names_of = getattr(compute_metrics, "metric_names", None)
+        if metric is None or eval_dataset is None or names_of is None or type(self).evaluate is not GraNTTrainer.evaluate:
+            return
+        num_targets = self._targets[1] if self._targets is not None else 1
+        names = ["loss", *([] if args.prediction_loss_only else names_of(num_targets)), *SPEED_METRICS]
+        if isinstance(eval_dataset, dict):
+            names = [f"{key}_{name}" for key in eval_dataset for name in names]
+        if metric.removeprefix("eval_") not in names:
+            raise ValueError(
+                f"metric_for_best_model (--metric_for_best_model) is {metric!r}, which GraNTTrainer's evaluation does "
+                f"not report for task={str(self.task)!r}; it reports {', '.join(names)} (each also with an eval_ prefix)"
+            )
+
     @property
     def _target_std(self) -> torch.Tensor | None:
         """Each target's standard deviation, by which the loss and the teacher's scores divide its errors: a GrantGCN's
