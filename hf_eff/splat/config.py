@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
+from types import SimpleNamespace
+from typing import get_type_hints
 
 from transformers import TrainingArguments
 from transformers.trainer_utils import SaveStrategy
@@ -29,6 +31,22 @@ TRAINER_OPTIMIZER_DEFAULTS = {
 
 # The per-parameter Adams' learning rates (3DGS's).
 LEARNING_RATE_FIELDS = ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr")
+
+# The installed transformers' TrainingArguments fields and their types, for the ones redeclared below with a help
+# saying what SplatTrainer does with them (types and defaults vary between transformers versions).
+_TRAINER_FIELDS = {f.name: f for f in fields(TrainingArguments)}
+TrainerFieldTypes = SimpleNamespace(**get_type_hints(TrainingArguments))
+
+
+def _trainer_field(name: str, help: str):
+    """TrainingArguments' field ``name``, its default kept, under another help."""
+    base = _TRAINER_FIELDS[name]
+    default = {"default": base.default} if base.default is not MISSING else {"default_factory": base.default_factory}
+    return field(**default, metadata={**base.metadata, "help": help})
+
+
+_REFUSED = "Not used by SplatTrainer, and refused unless left at its default: "
+
 
 @dataclass
 class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin, TrainingArguments):
@@ -328,6 +346,54 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         metadata={"help": "Trainer's NaN filter of the logged loss reads the loss from the device at every step (a "
                           "GPU synchronisation); SplatTrainer stops a diverged run with a named error instead "
                           "(finite_check_steps)."},
+    )
+
+    # Trainer's fields that splatting does not use, or requires: defaults and types are transformers' own.
+    max_steps: TrainerFieldTypes.max_steps = _trainer_field(
+        "max_steps",
+        "Required to train (> 0): the number of optimizer steps (3DGS and the paper: 30000), by which every step "
+        "count left unset is scaled. Its default, -1, is accepted only with --do_train False (evaluation only).",
+    )
+    num_train_epochs: TrainerFieldTypes.num_train_epochs = _trainer_field(
+        "num_train_epochs", "Not used: --max_steps, which is required, sets the length of the run."
+    )
+    learning_rate: TrainerFieldTypes.learning_rate = _trainer_field(
+        "learning_rate",
+        _REFUSED + "each Gaussian parameter has its own Adam at its 3DGS learning rate (--means_lr, --scales_lr, "
+        "--quats_lr, --opacities_lr, --sh0_lr, --shN_lr). The logged learning_rate is the means' (means_lr times "
+        "the scene scale, as it decays).",
+    )
+    lr_scheduler_type: TrainerFieldTypes.lr_scheduler_type = _trainer_field(
+        "lr_scheduler_type",
+        _REFUSED + "the means LR decays exponentially (--means_lr_final_ratio, --means_lr_decay), the other "
+        "learning rates are constant (3DGS).",
+    )
+    lr_scheduler_kwargs: TrainerFieldTypes.lr_scheduler_kwargs = _trainer_field(
+        "lr_scheduler_kwargs", _REFUSED + "see --lr_scheduler_type."
+    )
+    warmup_steps: TrainerFieldTypes.warmup_steps = _trainer_field(
+        "warmup_steps", _REFUSED + "3DGS's learning rates have no warmup."
+    )
+    weight_decay: TrainerFieldTypes.weight_decay = _trainer_field(
+        "weight_decay",
+        _REFUSED + "the Gaussians' Adams have no weight decay (3DGS); --pose_opt_reg is the pose corrections'.",
+    )
+    optim: TrainerFieldTypes.optim = _trainer_field(
+        "optim",
+        _REFUSED + "SplatTrainer builds one torch Adam per Gaussian parameter (3DGS), and one for --pose_opt's "
+        "corrections; their learning rates are the *_lr flags.",
+    )
+    optim_args: TrainerFieldTypes.optim_args = _trainer_field("optim_args", _REFUSED + "see --optim.")
+    adam_beta1: TrainerFieldTypes.adam_beta1 = _trainer_field(
+        "adam_beta1", _REFUSED + "the Adams use torch's betas, (0.9, 0.999), as 3DGS."
+    )
+    adam_beta2: TrainerFieldTypes.adam_beta2 = _trainer_field(
+        "adam_beta2", _REFUSED + "the Adams use torch's betas, (0.9, 0.999), as 3DGS."
+    )
+    adam_epsilon: TrainerFieldTypes.adam_epsilon = _trainer_field(
+        "adam_epsilon",
+        _REFUSED + "the Gaussians' Adams use eps 1e-15, as 3DGS (single Gaussians' gradients are tiny); "
+        "--pose_opt's, torch's 1e-8.",
     )
 
     def __post_init__(self):

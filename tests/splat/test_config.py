@@ -1,11 +1,12 @@
 import dataclasses
 import math
+from typing import get_type_hints
 
 import pytest
 import torch
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
-from hf_eff.splat.config import SplatTrainingArguments
+from hf_eff.splat.config import TRAINER_OPTIMIZER_DEFAULTS, SplatTrainingArguments
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.trainer import SplatTrainer
@@ -48,6 +49,21 @@ def test_trainer_optimizer_options_that_splat_ignores_are_refused(tmp_path, opti
     with pytest.raises(ValueError, match=rf"{name}={value!r} would be ignored: SplatTrainer trains one Adam per "
                                          r"Gaussian parameter with the 3DGS learning rates, set by means_lr, .*shN_lr"):
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **option)
+
+
+def test_trainer_flags_splat_refuses_or_requires_say_so_and_keep_trainers_defaults_and_types():
+    # --help read "The initial learning rate for the optimizer" (5e-05) and showed max_steps -1 as optional.
+    splat = {f.name: f for f in dataclasses.fields(SplatTrainingArguments)}
+    trainer = {f.name: f for f in dataclasses.fields(TrainingArguments)}
+    splat_types, trainer_types = get_type_hints(SplatTrainingArguments), get_type_hints(TrainingArguments)
+    for name in [*TRAINER_OPTIMIZER_DEFAULTS, "max_steps", "num_train_epochs"]:
+        assert (splat[name].default, splat_types[name]) == (trainer[name].default, trainer_types[name]), name
+    for name in TRAINER_OPTIMIZER_DEFAULTS:
+        assert splat[name].metadata["help"].startswith("Not used by SplatTrainer, and refused unless left at its "
+                                                       "default"), name
+    assert "The logged learning_rate is the means'" in splat["learning_rate"].metadata["help"]
+    assert splat["max_steps"].metadata["help"].startswith("Required to train (> 0)")
+    assert splat["num_train_epochs"].metadata["help"].startswith("Not used: --max_steps")
 
 
 def test_trainer_optimizer_options_at_their_defaults_are_accepted(tmp_path):
