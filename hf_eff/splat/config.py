@@ -402,6 +402,16 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
         if (self.load_best_model_at_end or self.save_strategy == "best") and self.metric_for_best_model is None:
             self.metric_for_best_model = "psnr"
             self._metric_for_best_model_defaulted = True
+        # As given: Trainer's __post_init__ turns torch_compile on for a backend or mode, and picks a backend for it.
+        compile_flags = {name: getattr(self, name) for name in ("torch_compile", "torch_compile_backend",
+                                                                  "torch_compile_mode") if getattr(self, name)}
+        if compile_flags:
+            given = ", ".join(f"{name}={value!r}" for name, value in compile_flags.items())
+            raise ValueError(
+                f"SplatTrainingArguments: {given} would change nothing: torch.compile wraps the model's forward, and "
+                "SplatTrainer renders through GaussianModel.render (gsplat's CUDA rasteriser, or the CPU renderer's "
+                f"tile compositing), which it does not compile; leave {', '.join(compile_flags)} unset"
+            )
         super().__post_init__()
         unused = {}
         for name, default in TRAINER_OPTIMIZER_DEFAULTS.items():

@@ -71,6 +71,16 @@ def test_trainer_optimizer_options_at_their_defaults_are_accepted(tmp_path):
                            lr_scheduler_kwargs={}, warmup_steps=0, weight_decay=0.0)
 
 
+@pytest.mark.parametrize("option", [dict(torch_compile=True), dict(torch_compile_backend="inductor"),
+                                    dict(torch_compile_mode="max-autotune")])
+def test_torch_compile_is_refused_by_name_as_it_would_compile_nothing_splat_runs(tmp_path, option):
+    # It was accepted and ignored: rendering calls GaussianModel.render, never the forward torch.compile wraps.
+    ((name, value),) = option.items()
+    with pytest.raises(ValueError, match=rf"{name}={value!r} would change nothing: torch.compile wraps the model's "
+                                         rf"forward, .*; leave {name} unset"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, **option)
+
+
 def test_load_best_model_at_end_compares_psnr_unless_told_otherwise(tmp_path):
     best = dict(output_dir=str(tmp_path), max_steps=10, load_best_model_at_end=True, eval_strategy="steps",
                 save_strategy="steps", eval_render_images=0)
