@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import math
 import numbers
@@ -75,7 +76,9 @@ EVAL_DRAW_INDEX = -1
 # The samples' noise_seed at sigma 0, which draws no noise. Not null: pandas (read_json) would read the column as
 # floats (7.0) and groupby would drop the sigma 0 rows. Noise seeds are >= 0, so -1 is no seed.
 NO_NOISE_SEED = -1
-_NOT_AVERAGED = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+# transformers' timings, which evaluate reports once for all its runs
+SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second")
+_NOT_AVERAGED = (*SPEED_METRICS, "model_preparation_time")
 # TRL's running count of training tokens, which it also files under the evaluation metrics: one value,
 # logged once by TRL itself, not a metric of the noise.
 _COTRAINER_TOTALS = ("num_tokens",)
@@ -172,10 +175,11 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
         self._check_metric_for_best_model(names)
 
     def _check_metric_for_best_model(self, reported: list[str]) -> None:
-        """Refuses, before training, a metric that ``HaLoRATrainer.evaluate`` will not report (the
+        """Refuses, before training, a metric whose sigma level ``HaLoRATrainer.evaluate`` will not report (the
         Trainer would raise KeyError at the first evaluation). Plain names (``loss``, ``accuracy``)
         come only from the run at sigma 0; every sigma gives ``<metric>_sigma_<s>_mean`` / ``_std``
-        (``reported``: the levels as metric names spell them)."""
+        (``reported``: the levels as metric names spell them). The metric itself is checked by the trainer,
+        which knows its compute_metrics."""
         if self.metric_for_best_model is None:
             return
         name = self.metric_for_best_model.removeprefix("eval_")
@@ -191,6 +195,13 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
                 f"metric_for_best_model={self.metric_for_best_model!r} names sigma {noisy.group(1)}, which eval_sigmas "
                 f"does not evaluate (eval_sigmas={self.eval_sigmas}, spelled {reported} in metric names)"
             )
+
+
+def _cotrainers(trainer_class: type) -> list[type]:
+    """The Trainer classes combined with HaLoRATrainer in ``trainer_class`` (TRL's SFTTrainer in
+    ``class T(HaLoRATrainer, SFTTrainer)``)."""
+    return [cls for cls in trainer_class.__mro__ if issubclass(cls, Trainer) and not issubclass(cls, HaLoRATrainer)
+            and cls not in HaLoRATrainer.__mro__]
 
 
 def check_eval_sigmas(sigmas: list[float], mode: str | None, source: str) -> None:
@@ -315,6 +326,8 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
             kwargs.update(compute_metrics=scorer.compute_metrics, preprocess_logits_for_metrics=choice_logprob_sums)
         # Trainer and TRL's trainers take data_collator third
         collator_given = (args[2] if len(args) > 2 else kwargs.get("data_collator")) is not None
+        given = inspect.signature(super().__init__).bind_partial(*args, **kwargs).arguments
+        self._check_metric_for_best_model(given.get("args"), given.get("compute_metrics"), given.get("eval_dataset"))
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, HaLoRATrainingArguments):
             raise TypeError("HaLoRATrainer needs HaLoRATrainingArguments (eval_sigmas, eval_noise_seeds, noise_seed)")
@@ -356,6 +369,37 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
                 model, "target_modules", self.args.eval_noise_target_modules, "eval_noise_target_modules"))
             check_eval_sigmas(self.args.eval_sigmas, settings["mode"],
                               setting_field(model, "mode", self.args.eval_noise_mode, "eval_noise_mode"))
+
+    def _check_metric_for_best_model(self, args, compute_metrics, eval_dataset) -> None:
+        """Refuses, before Trainer makes output_dir, a ``metric_for_best_model`` that ``evaluate`` does not report,
+        naming those it does: the Trainer would raise KeyError at the first evaluation. Checked where the names are
+        known: this class's evaluate, alone (a co-trainer's, TRL's, adds its own), with no ``compute_metrics`` (the
+        loss only) or a scorer's (``HaLoRATrainingArguments`` checks the sigma levels when built)."""
+        metric = getattr(args, "metric_for_best_model", None)
+        scorer = getattr(compute_metrics, "__self__", None)
+        own_metrics = compute_metrics is None or isinstance(scorer, MultipleChoiceScorer)
+        if (metric is None or eval_dataset is None or not own_metrics or not isinstance(args, HaLoRATrainingArguments)
+                or type(self).evaluate is not HaLoRATrainer.evaluate or _cotrainers(type(self))):
+            return
+        run = ["loss"]
+        if scorer is not None and not args.prediction_loss_only:
+            run += ["accuracy"] + ([] if scorer.choice_lengths is None else ["accuracy_norm"])
+        plain = run if 0.0 in args.eval_sigmas else []
+        noisy = [sigma_key("", name, sigma, stat).removeprefix("_") for sigma in args.eval_sigmas for name in run
+                 for stat in ("mean", "std")]
+        names = [*plain, *noisy, *SPEED_METRICS]
+        split_keys = list(eval_dataset) if isinstance(eval_dataset, dict) else [None]
+        reported = [name if key is None else f"{key}_{name}" for key in split_keys for name in names]
+        if metric.removeprefix("eval_") in reported:
+            return
+        levels = ", ".join(sigma_name(sigma) for sigma in args.eval_sigmas)
+        splits = "" if split_keys == [None] else f", each led by its eval_dataset split's key ({', '.join(split_keys)})"
+        raise ValueError(
+            f"metric_for_best_model (--metric_for_best_model) is {metric!r}, which HaLoRATrainer's evaluation does not "
+            f"report; it reports {', '.join(plain) + ' (the run at sigma 0), ' if plain else ''}"
+            f"<metric>_sigma_<s>_mean and _std of {', '.join(run)} at each of eval_sigmas ({levels}), e.g. "
+            f"{noisy[0]!r}, and {', '.join(SPEED_METRICS)}{splits} (each also with an eval_ prefix)"
+        )
 
     def _padding_collator(self, scorer: MultipleChoiceScorer | None, collator_given: bool):
         """The collator the rows need. transformers' defaults pad no labels, so they fail on rows that carry labels and
