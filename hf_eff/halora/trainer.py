@@ -788,7 +788,8 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         settings = self.eval_noise_settings()
         start_time = time.time()
         metrics: dict[str, float] = {}
-        num_samples = 0
+        num_samples = num_steps = 0
+        total_batch_size = self.args.eval_batch_size * self.args.world_size
         samples_path = self._new_samples_file(metric_key_prefix)
         self._open_progress_bar_over_runs(dataloader)
         for sigma in self.args.eval_sigmas:
@@ -809,6 +810,7 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
                         metric_key_prefix=metric_key_prefix,
                     )
                 num_samples += output.num_samples
+                num_steps += math.ceil(output.num_samples / total_batch_size)  # each run's batches, its last one short
                 if samples_path is not None:
                     write_samples(samples_path, self.scorer.samples(output.predictions), sigma, noise_seed)
                 output.metrics.update(self._take_cotrainer_eval_metrics(metric_key_prefix))
@@ -822,10 +824,7 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
                 values = np.array([run[key] for run in runs], dtype=np.float64)
                 metrics[sigma_key(metric_key_prefix, name, sigma, "mean")] = float(values.mean())
                 metrics[sigma_key(metric_key_prefix, name, sigma, "std")] = float(values.std())
-        total_batch_size = self.args.eval_batch_size * self.args.world_size
-        metrics.update(
-            speed_metrics(metric_key_prefix, start_time, num_samples=num_samples, num_steps=math.ceil(num_samples / total_batch_size))
-        )
+        metrics.update(speed_metrics(metric_key_prefix, start_time, num_samples=num_samples, num_steps=num_steps))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self._memory_tracker.stop_and_update_metrics(metrics)

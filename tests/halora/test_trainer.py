@@ -1,4 +1,5 @@
 import copy
+import math
 import warnings
 
 import pytest
@@ -6,7 +7,12 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
-from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, default_data_collator
+from transformers import (
+    DataCollatorForSeq2Seq,
+    DataCollatorWithPadding,
+    TrainerCallback,
+    default_data_collator,
+)
 
 from hf_eff import HaLoRAConfig
 from hf_eff.halora import noise as noise_module
@@ -285,6 +291,24 @@ def test_evaluation_under_noise_is_reproducible(tmp_path, char_tokenizer):
     other_seed = _model_metrics(_eval_trainer(tmp_path, char_tokenizer, model, noise_seed=4).evaluate())
     assert other_seed["eval_loss_sigma_0.05_mean"] != first["eval_loss_sigma_0.05_mean"]
     assert other_seed["eval_loss"] == first["eval_loss"]
+
+
+def test_eval_steps_per_second_counts_every_runs_batches(tmp_path, char_tokenizer, monkeypatch):
+    model = get_peft_model(make_tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"]))
+    trainer = _eval_trainer(tmp_path, char_tokenizer, model)
+    batches = []
+
+    class CountBatches(TrainerCallback):
+        def on_prediction_step(self, args, state, control, **kwargs):
+            batches.append(state.global_step)
+
+    trainer.add_callback(CountBatches())
+    timed = []
+    monkeypatch.setattr(trainer_module, "speed_metrics", lambda *args, **kwargs: timed.append(kwargs) or {})
+    trainer.evaluate()
+    rows = len(trainer.eval_dataset)
+    assert rows % 16  # each run's last batch is short
+    assert timed[0]["num_steps"] == len(batches) == 3 * math.ceil(rows / 16)  # sigma 0 once, 0.05 over two seeds
 
 
 @pytest.mark.parametrize("full_eval", ["bf16_full_eval", "fp16_full_eval"])
