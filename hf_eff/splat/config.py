@@ -451,13 +451,21 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
             )
         # fp16's GradScaler scales the loss, so the screen-space gradients densification reads from the
         # rasterizer's info (not optimizer parameters, never unscaled) would pass every threshold.
-        # bf16 needs no scaler; gsplat renders in float32 either way.
         # mixed_precision (transformers 5) also holds accelerate launch's --mixed_precision
         if self.fp16 or getattr(self, "mixed_precision", None) == "fp16":
             raise ValueError(
                 "SplatTrainingArguments: fp16 mixed precision is not supported: its loss scaling also scales the "
                 "screen-space gradients that densification thresholds (every Gaussian would be split); train in "
-                "float32 (or bf16, which gsplat's float32 rendering ignores)"
+                "float32"
+            )
+        # The flag only: a launch configuration's bf16 (accelerate's, which every example shares: trainers/accelerate/
+        # gpu_1.yaml) stays accepted, and changes nothing either.
+        if self.bf16:
+            raise ValueError(
+                "SplatTrainingArguments: bf16 mixed precision is not supported: it would change nothing, as "
+                "accelerate's autocast wraps the model's forward, which SplatTrainer never calls (it renders through "
+                "GaussianModel.render, in float32), and the Gaussians must stay float32 for the 3DGS learning rates' "
+                "small steps; train in float32"
             )
         # None is the scaled default (not any falsy value: 0 is refused); a period under 1 divides by zero.
         for name, least in (("refine_start_steps", 0), ("refine_every", 1), ("reset_every", 1), ("sh_degree_interval", 1)):

@@ -480,8 +480,7 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
             # Renders work (from float32 copies), but Adam's steps would round away in the parameters themselves.
             raise ValueError(
                 f"SplatTrainer: the Gaussians are {', '.join(half)}, whose resolution (about 1% of a value) is coarser "
-                "than the 3DGS learning rates' steps, which would round away; train them in float32 (model.float(); "
-                "bf16=True mixed precision keeps float32 parameters)"
+                "than the 3DGS learning rates' steps, which would round away; train them in float32 (model.float())"
             )
         render_parameters = inspect.signature(model.render).parameters
         if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in render_parameters.values()):

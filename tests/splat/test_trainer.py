@@ -786,6 +786,16 @@ def test_fp16_is_refused_with_the_reason(tmp_path, monkeypatch):
         SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10)
 
 
+def test_bf16_is_refused_with_the_reason(tmp_path, monkeypatch):
+    # It was accepted and changed nothing (use_cpu runs logged the same losses with and without it).
+    with pytest.raises(ValueError, match="bf16 mixed precision is not supported: it would change nothing, as "
+                                         "accelerate's autocast wraps the model's forward, which SplatTrainer never"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, bf16=True, use_cpu=True)
+    # a shared launch configuration's (trainers/accelerate/gpu_1.yaml, which docs/scaling.md runs splat_train.py with)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10).mixed_precision == "bf16"
+
+
 @pytest.mark.parametrize("name", ["ssim_padding", "eval_ssim_padding"])
 def test_unknown_ssim_convention_is_named(tmp_path, name):
     with pytest.raises(ValueError, match=rf"{name} must be 'same' \(3DGS\) or 'valid' \(gsplat\), got 'reflect'"):
