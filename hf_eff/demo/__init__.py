@@ -27,11 +27,13 @@ SECTIONS = {
 
 
 def _print_section(console: Console, result: SectionResult) -> None:
-    table = Table(title=result.title)
-    for column in result.columns:
+    columns = result.console_columns or result.columns
+    left_out = len(result.columns) - len(columns)
+    table = Table(title=result.title, caption=f"{left_out} more columns in report.md" if left_out else None)
+    for column in columns:
         table.add_column(column)
     for row in result.rows:
-        table.add_row(*(format_cell(row.get(c, "")) for c in result.columns))
+        table.add_row(*(format_cell(row.get(c, "")) for c in columns))
     console.print(table)
     if result.summary:
         console.print(result.summary)

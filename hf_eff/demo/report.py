@@ -13,6 +13,8 @@ class SectionResult:
 
     rows: one dict per run (e.g. {"method": "LoRA", "acc@0.02": 0.41, ...}); ``columns`` fixes
     their order in the table. plots: images (PNG plots, GIF renders) relative to the report folder.
+    console_columns: the columns the terminal shows, where all of them would not fit 80 characters
+    (None: all); report.md has every one.
     """
 
     title: str
@@ -21,6 +23,7 @@ class SectionResult:
     summary: str = ""
     plots: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    console_columns: list[str] | None = None
 
 
 def format_cell(value) -> str:
