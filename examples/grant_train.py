@@ -72,7 +72,8 @@ classifier's config.json has its class_names, a regression or multilabel model's
 teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
 target_columns where the data names its targets, class_names for classification, data_split, dataset_from_hub for a --dataset
 (true for a Hub id, false for local data: the card names it as one or the other); model_name_or_path,
-model_revision and, as the card's base_model, base_model for a fine-tuned model) into --output_dir.
+model_revision and, as the card's base_model, base_model for a fine-tuned model) and trainer_state.json (the Trainer's
+log_history, the final validation and test entries included) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
 targets, whatever their units; mae_<target> is each target's own. The MSE loss and the GraNT teacher's score
 (||f - f*||_2 / T per graph) also add the targets up in their own units, so that one of a much larger scale decides
@@ -1143,6 +1144,7 @@ def main(argv: list[str] | None = None) -> dict:
     remove_earlier_predictions(trainer)
     save_all_results(trainer, results)
     if training_args.do_train:
+        trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
         trainer.save_model()  # after the results: with --push_to_hub it pushes the card of the results above
         save_local_model_card(trainer)  # the card a push writes, for a run kept local
     if predictions is not None:

@@ -15,7 +15,8 @@ task (arithmetic, comparison, ordering). Examples:
 
 Writes the adapter, the tokenizer, ``all_results.json`` (train metrics and
 ``eval_accuracy_sigma_<s>_mean`` / ``_std`` for each evaluated sigma, with ``eval_accuracy_norm_*``
-beside them: lm-evaluation-harness's acc and acc_norm) and the adapter's card (``README.md``: the
+beside them: lm-evaluation-harness's acc and acc_norm), ``trainer_state.json`` (the Trainer's log_history, the
+final evaluation's entry included) and the adapter's card (``README.md``: the
 accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
 Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py). ``--log_samples`` adds
 ``samples_eval.jsonl`` there, training run or evaluation: one line per sigma, noise seed (-1 at sigma 0) and question, with the
@@ -605,6 +606,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer.save_pretrained(training_args.output_dir)
     results.update(train_questions=len(train), **evaluated)
     save_all_results(trainer, results)
+    trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation under noise included
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
     save_local_model_card(trainer)  # the card a push writes, for a run kept local
     return results

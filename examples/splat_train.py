@@ -54,7 +54,8 @@ view: render | ground truth), trajectory.gif (a novel-view video along --render_
 all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy, rasterize_mode; base_model,
 model_name_or_path and model_revision for a run from a model, which keeps its rasterize_mode and background
 unless the flags say otherwise), with the evaluation's
-eval_results.json and eval_renders/. An evaluation (--do_train False) writes no model: preview.png,
+eval_results.json and eval_renders/, and trainer_state.json (the Trainer's log_history, the final evaluation's entry
+included). An evaluation (--do_train False) writes no model: preview.png,
 trajectory.gif, eval_results.json, eval_renders/ and all_results.json (eval_psnr, eval_ssim, model_name_or_path,
 model_revision, dataset, and the rasterize_mode and white_background it rendered with, the model's), into
 an --output_dir that holds no training run.
@@ -502,6 +503,8 @@ def main():
         logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
         train(trainer, model_args, scene_name)
     evaluate(trainer, model_args, scene_name)
+    if training_args.do_train:
+        trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
 
     written = []
     if training_args.should_save:

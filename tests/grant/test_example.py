@@ -35,6 +35,10 @@ def test_builtin_generator_run_writes_results_and_model(tmp_path):
     assert results["teacher"] == "grant" and results["task"] == "node_classification"
     assert {"train_runtime", "eval_roc_auc", "test_accuracy", "time_to_target", "grant_selection_seconds"} <= set(results)
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    # save_strategy "no" leaves no checkpoint: the run's log is the top-level trainer_state.json, final evaluation in
+    log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [entry for entry in log if "eval_roc_auc" in entry][-1]["eval_roc_auc"] == results["eval_roc_auc"]
+    assert [entry for entry in log if "test_accuracy" in entry][-1]["test_accuracy"] == results["test_accuracy"]
     card = (out / "README.md").read_text()  # the card a push writes, not the mixin's template
     assert "## Metrics" in card and f"| time_to_target | {results['time_to_target']:.4g} |" in card
 

@@ -43,6 +43,11 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
                 "eval_accuracy_norm_sigma_0.02_mean"):
         assert key in results, key
     assert (results["noise_mode"], results["noise_tile_size"], results["num_noise_seeds"]) == ("tile_additive", 64, 2)
+    # save_strategy "no" leaves no checkpoint: the run's log is the top-level trainer_state.json, final evaluation in
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    final = [entry for entry in state["log_history"] if "eval_accuracy_sigma_0.02_mean" in entry][-1]
+    assert final["eval_accuracy_sigma_0.02_mean"] == results["eval_accuracy_sigma_0.02_mean"]
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
     card = (out / "README.md").read_text()  # hf-eff's card, not PEFT's template

@@ -1,3 +1,4 @@
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -252,6 +253,18 @@ def test_the_run_prints_its_metrics_and_says_where_it_wrote(tmp_path, monkeypatc
     assert "***** train metrics *****" in printed and "***** eval metrics *****" in printed
     assert "eval_psnr" in printed and "eval_ssim" in printed
     assert f"Wrote the model, splats.ply, preview.png, all_results.json, README.md to {out}" in caplog.text
+
+
+def test_the_runs_log_is_saved_with_its_final_evaluation(tmp_path, monkeypatch):
+    # as transformers' examples do (trainer.save_state): without it the log was only in checkpoint-N, which was saved
+    # before the final evaluation, and nowhere under save_strategy "no"
+    out = tmp_path / "run"
+    run_example(monkeypatch, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+                "--render_trajectory", "none", "--report_to", "none", "--output_dir", str(out))
+    state = json.loads((out / "trainer_state.json").read_text())
+    results = json.loads((out / "all_results.json").read_text())
+    assert state["global_step"] == 2
+    assert [entry for entry in state["log_history"] if "eval_psnr" in entry][-1]["eval_psnr"] == results["eval_psnr"]
 
 
 def test_a_training_run_into_a_finished_run_is_refused_before_the_scene_is_read(tmp_path, monkeypatch):
