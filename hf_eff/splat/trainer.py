@@ -1126,7 +1126,11 @@ class SplatTrainer(HubCardTrainerMixin, Trainer):
         )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        logs = {**logs, "num_gaussians": len(self.splats["means"])}
+        logs = dict(logs)  # Trainer.log adds the epoch to the dict it is given, and evaluate returns what it logs
+        # Training's logs (each step's and train()'s summary) only: an evaluation's has its own <prefix>_num_gaussians,
+        # and another num_gaussians there added points to TensorBoard's train/num_gaussians.
+        if not any(key.endswith("_num_gaussians") for key in logs):
+            logs["num_gaussians"] = len(self.splats["means"])
         if "loss" in logs:  # a training log: Trainer has just read the loss from the device
             self._check_finite()
             logs["resolution_factor"] = self.resolution_factor(self.state.global_step)

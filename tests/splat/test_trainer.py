@@ -757,6 +757,27 @@ def test_evaluation_logs_the_renders_to_tensorboard(scene, tmp_path):
     assert {(image.height, image.width) for image in images} == {(2 * height, 2 * width)}
 
 
+def test_the_gaussian_count_is_logged_with_training_logs_and_evaluations_under_their_prefix(scene, tmp_path):
+    # Evaluation logs carried num_gaussians too, which TensorBoard plotted as extra train/num_gaussians points.
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = make_trainer(scene, tmp_path, max_steps=8, logging_steps=4, eval_strategy="steps", eval_steps=4,
+                           report_to="tensorboard", eval_render_images=0)
+    trainer.train()
+    trainer.evaluate()
+    steps = {"train/num_gaussians": [], "eval/num_gaussians": []}
+    for events in tmp_path.glob("runs/*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        for tag in steps.keys() & set(accumulator.Tags()["scalars"]):
+            steps[tag] += [event.step for event in accumulator.Scalars(tag)]
+    # the logs at steps 4 and 8, then train()'s summary; the evaluations at 4 and 8, then the one after training
+    assert steps == {"train/num_gaussians": [4, 8, 8], "eval/num_gaussians": [4, 8, 8]}
+    summary = next(entry for entry in trainer.state.log_history if "train_runtime" in entry)
+    assert summary["num_gaussians"] == len(trainer.model)  # what a card built from the log history reports
+
+
 def test_evaluation_logs_the_renders_to_wandb(scene, tmp_path):
     from types import SimpleNamespace
 
