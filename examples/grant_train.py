@@ -72,7 +72,8 @@ classifier's config.json has its class_names, a regression or multilabel model's
 teacher's totals grant_selection_seconds and grant_reselections, time_to_target, eval_* and test_* metrics,
 target_columns where the data names its targets, class_names for classification, data_split, dataset_from_hub for a --dataset
 (true for a Hub id, false for local data: the card names it as one or the other); model_name_or_path,
-model_revision and, as the card's base_model, base_model for a fine-tuned model) and trainer_state.json (the Trainer's
+model_revision and, as the card's base_model, base_model for a fine-tuned model), train_results.json and
+eval_results.json (its train_* and eval_* results, as transformers' examples write them) and trainer_state.json (the Trainer's
 log_history, the final validation and test entries included) into --output_dir.
 With several regression targets, mae (the best value and time-to-target use it) is the mean over all
 targets, whatever their units; mae_<target> is each target's own. The MSE loss and the GraNT teacher's score

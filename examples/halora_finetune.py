@@ -15,7 +15,8 @@ task (arithmetic, comparison, ordering). Examples:
 
 Writes the adapter, the tokenizer, ``all_results.json`` (train metrics and
 ``eval_accuracy_sigma_<s>_mean`` / ``_std`` for each evaluated sigma, with ``eval_accuracy_norm_*``
-beside them: lm-evaluation-harness's acc and acc_norm), ``trainer_state.json`` (the Trainer's log_history, the
+beside them: lm-evaluation-harness's acc and acc_norm; the train_* results also in ``train_results.json``, the eval_*
+in ``eval_results.json``), ``trainer_state.json`` (the Trainer's log_history, the
 final evaluation's entry included) and the adapter's card (``README.md``: the
 accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``--output_dir``.
 Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py). ``--log_samples`` adds
@@ -27,7 +28,7 @@ a push leaves it out, as the questions may be private.
 training that adapter (its rank, targets and HaLoRA settings kept), or with ``--do_train False`` only evaluates it;
 without it, ``--do_train False`` evaluates the bare base model, the baseline. Every evaluation is under the noise
 flags' noise, whatever noise a loaded HaLoRA adapter was trained under (``--eval_noise_from_adapter True``: a HaLoRA
-adapter's own), and an evaluation writes only ``all_results.json`` (the eval metrics, and the base model and adapter,
+adapter's own), and an evaluation writes only ``all_results.json`` and ``eval_results.json`` (the eval metrics, and the base model and adapter,
 their revisions, and the data evaluated) and, with ``--log_samples``, ``samples_eval.jsonl``. The card of an adapter
 trained further names the adapter it started from.
 

@@ -51,13 +51,14 @@ Writes into --output_dir: the model (config.json + model.safetensors, loadable w
 `GaussianModel.from_pretrained`; under --pose_opt with pose_adjustment.safetensors, the training views' corrections and
 corrected poses), splats.ply (the standard 3DGS format), preview.png (a test
 view: render | ground truth), trajectory.gif (a novel-view video along --render_trajectory) and
-all_results.json (train_runtime, eval_psnr, eval_ssim, num_gaussians, strategy, rasterize_mode; base_model,
+all_results.json (train_runtime, epoch, eval_psnr, eval_ssim, num_gaussians, strategy, rasterize_mode, dataset_name,
+data_split; base_model,
 model_name_or_path and model_revision for a run from a model, which keeps its rasterize_mode and background
 unless the flags say otherwise), with the evaluation's
 eval_results.json and eval_renders/, and trainer_state.json (the Trainer's log_history, the final evaluation's entry
 included). An evaluation (--do_train False) writes no model: preview.png,
 trajectory.gif, eval_results.json, eval_renders/ and all_results.json (eval_psnr, eval_ssim, model_name_or_path,
-model_revision, dataset, and the rasterize_mode and white_background it rendered with, the model's), into
+model_revision, dataset_name, data_split, and the rasterize_mode and white_background it rendered with, the model's), into
 an --output_dir that holds no training run.
 Under several processes each rank renders its share of the views and all ranks keep the same
 Gaussians; the main process writes the files.
@@ -276,6 +277,12 @@ def build_scene(scene_args: SceneArguments, training_args: SplatTrainingArgument
     return scene, scene_name
 
 
+def described_scene(scene_name: str, split: dict) -> dict:
+    """What the results record of the data, under the other examples' keys: its name (dataset_name; folders written
+    before it record ``dataset``) and what split its views (data_split)."""
+    return {"dataset_name": scene_name, "data_split": split}
+
+
 def data_split(scene_args: SceneArguments, scene_name: str) -> dict:
     """What a training run trained on, which the saved model records (config.json data_split): the scene as a card
     shows it (a local folder by its name, as a push records it), and the revision and test_every that split its
@@ -401,28 +408,29 @@ def evaluate_as_trained(model: GaussianModel, training_args: SplatTrainingArgume
         setattr(training_args, name, trained)
 
 
-def train(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) -> None:
+def train(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> None:
+    """Trains, saves the model and writes the train results; ``scene``: the data the results name (`described_scene`)."""
     args = trainer.args
     train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if args.should_save:  # the model first: nothing that fails below can lose it
         trainer.model.save_pretrained(args.output_dir)
         trainer.save_pose_adjustment(args.output_dir)  # --pose_opt's corrections, which the model was fitted with
     metrics = dict(train_result.metrics)
-    metrics["num_gaussians"] = len(trainer.model)
+    metrics.update(num_gaussians=len(trainer.model), epoch=trainer.state.epoch)
     metrics.update(trainer.card_run_settings(), ssim_padding=args.ssim_padding)
     if model_args.model_name_or_path is not None:  # the card's base_model
         metrics.update(base_model=model_args.model_name_or_path, model_name_or_path=model_args.model_name_or_path,
                        model_revision=model_args.model_revision)
-    metrics["dataset"] = scene_name
+    metrics.update(scene)
     log_numeric_metrics(trainer, "train", metrics)  # printed: after training the progress bar shows no evaluation
     trainer.save_metrics("train", metrics)
 
 
-def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene_name: str) -> None:
+def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> None:
     metrics = trainer.evaluate()
     if not trainer.args.do_train:
         metrics.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision,
-                       dataset=scene_name, rasterize_mode=trainer.args.rasterize_mode,
+                       **scene, rasterize_mode=trainer.args.rasterize_mode,
                        white_background=trainer.args.white_background,
                        eval_ssim_padding=trainer.args.eval_ssim_padding)
     log_numeric_metrics(trainer, "eval", metrics)
@@ -499,10 +507,11 @@ def main():
         if folder is not None and trainer.load_pose_adjustment(folder):
             logger.info("Training cameras are evaluated at the corrected poses of %s/%s", folder, POSE_ADJUSTMENT_NAME)
     output_dir = Path(training_args.output_dir)
+    described = described_scene(scene_name, split)
     if training_args.do_train:
         logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
-        train(trainer, model_args, scene_name)
-    evaluate(trainer, model_args, scene_name)
+        train(trainer, model_args, described)
+    evaluate(trainer, model_args, described)
     if training_args.do_train:
         trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
 

@@ -1,4 +1,5 @@
-"""The examples' closing steps: all metrics into the log and `all_results.json`, and a local run's card."""
+"""The examples' closing steps: all metrics into the log, `all_results.json` and each split's results file, and a
+local run's card."""
 
 from __future__ import annotations
 
@@ -17,9 +18,20 @@ def log_numeric_metrics(trainer: Trainer, split: str, metrics: dict) -> None:
     trainer.log_metrics(split, {key: value for key, value in metrics.items() if isinstance(value, int | float)})
 
 
+# Each split's results besides its prefixed keys, as Trainer.train's and Trainer.evaluate's metrics hold them
+SPLIT_KEYS = {"train": ("total_flos", "epoch"), "eval": ("epoch",)}
+
+
 def save_all_results(trainer: Trainer, results: dict) -> None:
-    """Logs the numeric results and writes every result (strings too) to all_results.json."""
+    """Logs the numeric results and writes them as transformers' examples do: train_results.json (the train_*
+    results, with total_flos and epoch) and eval_results.json (the eval_* results, with epoch), each where there
+    are any, and every result (strings too) to all_results.json."""
     log_numeric_metrics(trainer, "all", results)
+    for split, keys in SPLIT_KEYS.items():
+        own = {key: value for key, value in results.items() if key.startswith(f"{split}_")}
+        if own:
+            trainer.save_metrics(split, {**{key: results[key] for key in keys if key in results}, **own},
+                                 combined=False)
     trainer.save_metrics("all", results, combined=False)
 
 

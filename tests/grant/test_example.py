@@ -39,6 +39,11 @@ def test_builtin_generator_run_writes_results_and_model(tmp_path):
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert [entry for entry in log if "eval_roc_auc" in entry][-1]["eval_roc_auc"] == results["eval_roc_auc"]
     assert [entry for entry in log if "test_accuracy" in entry][-1]["test_accuracy"] == results["test_accuracy"]
+    # transformers' examples' split files beside all_results.json
+    train_results = json.loads((out / "train_results.json").read_text())
+    eval_results = json.loads((out / "eval_results.json").read_text())
+    assert train_results["train_runtime"] == results["train_runtime"] and "eval_roc_auc" not in train_results
+    assert eval_results["eval_roc_auc"] == results["eval_roc_auc"] and "train_runtime" not in eval_results
     card = (out / "README.md").read_text()  # the card a push writes, not the mixin's template
     assert "## Metrics" in card and f"| time_to_target | {results['time_to_target']:.4g} |" in card
 
@@ -385,6 +390,7 @@ def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_mode
     assert not [key for key in saved if key.startswith("train_") or key in ("teacher", "time_to_target", "epoch")]
     assert (saved["model_name_or_path"], saved["dataset_name"], saved["task"]) == (str(run), data, "graph_regression")
     assert not [name for name in MODEL_FILES if (out / name).exists()]
+    assert (out / "eval_results.json").is_file() and not (out / "train_results.json").exists()
 
 
 def test_the_training_run_records_its_split_and_an_evaluation_on_another_is_warned_of(trained, tmp_path, caplog):

@@ -48,6 +48,13 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     assert state["global_step"] == 2
     final = [entry for entry in state["log_history"] if "eval_accuracy_sigma_0.02_mean" in entry][-1]
     assert final["eval_accuracy_sigma_0.02_mean"] == results["eval_accuracy_sigma_0.02_mean"]
+    # transformers' examples' split files beside all_results.json
+    train_results = json.loads((out / "train_results.json").read_text())
+    eval_results = json.loads((out / "eval_results.json").read_text())
+    assert train_results["train_loss"] == results["train_loss"] and train_results["train_questions"] == 32
+    assert eval_results["eval_accuracy_sigma_0.02_mean"] == results["eval_accuracy_sigma_0.02_mean"]
+    assert not any(key.startswith("eval_") for key in train_results)
+    assert not any(key.startswith("train_") for key in eval_results)
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
     card = (out / "README.md").read_text()  # hf-eff's card, not PEFT's template

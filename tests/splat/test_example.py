@@ -296,3 +296,19 @@ def test_a_run_whose_results_cannot_be_carded_does_not_claim_an_earlier_runs_car
     assert "No model card written: eval_psnr is nan" in caplog.text
     assert f"Wrote the model, splats.ply, preview.png, all_results.json to {out}" in caplog.text
     assert (out / "README.md").read_text() == "an earlier run's card"
+
+
+def test_the_results_name_the_data_and_its_split_under_the_other_examples_keys(tmp_path, monkeypatch):
+    # dataset_name, data_split and epoch, as the HaLoRA and GraNT examples record them (it wrote `dataset`, no split
+    # and no epoch)
+    run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--report_to", "none",
+                "--output_dir", str(tmp_path / "run"))
+    trained = json.loads((tmp_path / "run" / "all_results.json").read_text())
+    assert trained["dataset_name"] == "procedural (seed 0)" and "dataset" not in trained
+    assert trained["data_split"] == json.loads((tmp_path / "run" / "config.json").read_text())["data_split"]
+    assert trained["epoch"] == json.loads((tmp_path / "run" / "trainer_state.json").read_text())["epoch"] > 0
+    run_example(monkeypatch, "--do_train", "False", "--render_trajectory", "none", "--procedural_seed", "1",
+                "--model_name_or_path", str(tmp_path / "run"), "--output_dir", str(tmp_path / "eval"))
+    evaluated = json.loads((tmp_path / "eval" / "all_results.json").read_text())
+    assert evaluated["dataset_name"] == evaluated["data_split"]["scene"] == "procedural (seed 1)"
+    assert "epoch" not in evaluated  # the evaluated model's training is not this run's

@@ -1,0 +1,31 @@
+import json
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from hf_eff.utils.results import save_all_results
+
+TRAINED = {"train_loss": 0.5, "train_runtime": 2.0, "total_flos": 0.0, "epoch": 1.0, "train_questions": 32,
+           "eval_accuracy": 0.75, "eval_questions": 8, "dataset_name": "comparison", "model_revision": None}
+
+
+def _trainer(tmp_path):
+    return Trainer(model=torch.nn.Linear(1, 1), args=TrainingArguments(output_dir=str(tmp_path), report_to="none",
+                                                                       use_cpu=True))
+
+
+def test_a_training_runs_results_are_split_into_train_and_eval_results_beside_all_results(tmp_path):
+    save_all_results(_trainer(tmp_path), TRAINED)
+    read = {name: json.loads((tmp_path / f"{name}_results.json").read_text()) for name in ("train", "eval", "all")}
+    assert read["train"] == {"train_loss": 0.5, "train_runtime": 2.0, "total_flos": 0.0, "epoch": 1.0,
+                             "train_questions": 32}
+    assert read["eval"] == {"eval_accuracy": 0.75, "eval_questions": 8, "epoch": 1.0}
+    assert read["all"] == TRAINED
+
+
+def test_an_evaluations_results_write_no_train_results(tmp_path):
+    evaluated = {"eval_accuracy": 0.75, "test_accuracy": 0.5, "dataset_name": "comparison"}
+    save_all_results(_trainer(tmp_path), evaluated)
+    assert not (tmp_path / "train_results.json").exists()
+    assert json.loads((tmp_path / "eval_results.json").read_text()) == {"eval_accuracy": 0.75}
+    assert json.loads((tmp_path / "all_results.json").read_text()) == evaluated
