@@ -1372,6 +1372,9 @@ def load_scene(
     if normalize_world_space:
         converter_options["normalize_world_space"] = True
     for name, value in (("images", images), ("masks", masks)):
+        if isinstance(value, str) and not value.strip():  # folder / "" is the project folder, read in their place
+            raise ValueError(f"load_scene: {name}={value!r} is empty; name a folder inside the COLMAP project, or "
+                             "leave it None")
         if value is not None and not is_colmap:
             raise ValueError(
                 f"load_scene: {name}={value!r} picks the {name} folder of a COLMAP project; {source} is not one"

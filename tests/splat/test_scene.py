@@ -528,6 +528,23 @@ def test_rejects_bad_metadata_and_unknown_folders(tmp_path):
         load_scene(tmp_path / "missing")  # a mistyped folder
 
 
+
+@pytest.mark.parametrize("name", ["images", "masks"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_images_or_masks_folder_is_refused_by_name(tmp_path, name, value):
+    # "" named the project folder itself: one holding the images as well was read as the images folder, silently.
+    pytest.importorskip("pycolmap")
+    import shutil
+
+    from hf_eff.splat.converters import write_colmap
+    from hf_eff.splat.procedural import make_procedural_scene
+
+    write_colmap(make_procedural_scene(seed=3, num_train=3, num_test=1, width=12, height=10, num_points=20), tmp_path)
+    shutil.copytree(tmp_path / "images", tmp_path, dirs_exist_ok=True)
+    with pytest.raises(ValueError, match=re.escape(f"load_scene: {name}={value!r} is empty; name a folder inside "
+                                                   "the COLMAP project, or leave it None")):
+        load_scene(tmp_path, **{name: value})
+
 HUB_SCRIPT = """
 import json, os, secrets, sys, tempfile
 from pathlib import Path
