@@ -161,7 +161,7 @@ from hf_eff.utils.recipes import (
     parse_recipe_and_flags,
     refuse_misplaced_recipe,
 )
-from hf_eff.utils.results import save_all_results, save_local_model_card
+from hf_eff.utils.results import log_written, save_all_results, save_local_model_card
 from hf_eff.utils.saved_data import load_saved_dataset
 
 logger = logging.getLogger(__name__)
@@ -1081,6 +1081,7 @@ def predict_only(model: GrantGCN, model_args: ModelArguments, data_args: DataArg
                "model_revision": model_args.model_revision, **prediction_summary(data_args, graphs)}
     save_all_results(trainer, results)
     save_predictions(trainer, table)
+    log_written(logger, trainer, ["all_results.json", PREDICTIONS_FILE])
     return results
 
 
@@ -1144,12 +1145,17 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(prediction_summary(data_args, to_predict[0]))
     remove_earlier_predictions(trainer)
     save_all_results(trainer, results)
+    written = ["all_results.json"]
     if training_args.do_train:
         trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
         trainer.save_model()  # after the results: with --push_to_hub it pushes the card of the results above
-        save_local_model_card(trainer)  # the card a push writes, for a run kept local
+        # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
+        card = ["README.md"] if save_local_model_card(trainer) or training_args.push_to_hub else []
+        written = ["the model", *written, *card]
     if predictions is not None:
         save_predictions(trainer, predictions)  # after the push: the predicted graphs are not uploaded with the model
+        written.append(PREDICTIONS_FILE)
+    log_written(logger, trainer, written)
     return results
 
 

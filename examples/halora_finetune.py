@@ -117,7 +117,7 @@ from hf_eff.utils.distributed import check_world_size, finish_distributed, prepa
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
 from hf_eff.utils.recipes import parse_recipe_and_flags
-from hf_eff.utils.results import save_all_results, save_local_model_card
+from hf_eff.utils.results import log_written, save_all_results, save_local_model_card
 
 logger = logging.getLogger(__name__)
 ADAPTER_METHODS = {"LORA": "lora", "HALORA": "halora"}  # an adapter's peft_type -> --method
@@ -588,12 +588,14 @@ def main(argv: list[str] | None = None) -> dict:
                      dataset_config_name=data_args.dataset_config_name, dataset_revision=data_args.dataset_revision,
                      dataset_commit=data_args.dataset_commit, eval_questions=len(evaluation), data_split=split)
 
+    samples = ["samples_eval.jsonl"] if training_args.log_samples else []  # written by the evaluation
     if not training_args.do_train:
         logger.info("Evaluating %s on %s: %d questions", model_args.adapter_name_or_path or model_args.model_name_or_path,
                     dataset_name, len(evaluation))
         trainer, results = evaluate_under_noise(model, tokenizer, evaluation, training_args, data_args.max_length)
         results.update(method=model_args.method, **evaluated)
         save_all_results(trainer, results)
+        log_written(logger, trainer, ["all_results.json", *samples])
         return results
 
     logger.info("%s on %s: %d train / %d eval questions", model_args.method, dataset_name, len(train), len(evaluation))
@@ -609,7 +611,9 @@ def main(argv: list[str] | None = None) -> dict:
     save_all_results(trainer, results)
     trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation under noise included
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
-    save_local_model_card(trainer)  # the card a push writes, for a run kept local
+    # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
+    card = ["README.md"] if save_local_model_card(trainer) or training_args.push_to_hub else []
+    log_written(logger, trainer, ["the adapter", "the tokenizer", "all_results.json", *samples, *card])
     return results
 
 

@@ -110,7 +110,7 @@ from hf_eff.utils.distributed import check_world_size, finish_distributed, prepa
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
 from hf_eff.utils.recipes import parse_recipe_and_flags
-from hf_eff.utils.results import log_numeric_metrics, save_local_model_card
+from hf_eff.utils.results import log_numeric_metrics, log_written, save_local_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -533,8 +533,7 @@ def main():
         wrote_card = save_local_model_card(trainer) or training_args.push_to_hub
         if written and wrote_card:  # a README.md of an earlier run is not this run's
             written.append("README.md")
-    if written:
-        logger.info("Wrote %s to %s", ", ".join(written), output_dir)
+    log_written(logger, trainer, written)
 
 
 if __name__ == "__main__":

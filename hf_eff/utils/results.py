@@ -1,5 +1,5 @@
-"""The examples' closing steps: all metrics into the log, `all_results.json` and each split's results file, and a
-local run's card."""
+"""The examples' closing steps: all metrics into the log, `all_results.json` and each split's results file, a local run's
+card, and the closing line naming what the run wrote."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def save_all_results(trainer: Trainer, results: dict) -> None:
             trainer.save_metrics(split, {**{key: results[key] for key in keys if key in results}, **own},
                                  combined=False)
     trainer.save_metrics("all", results, combined=False)
+
+
+def log_written(log: logging.Logger, trainer: Trainer, written: list[str]) -> None:
+    """A run's closing line, after its metrics: what it wrote (``written``) and where. Only the
+    main process writes the files, and only it says so, on the example's own ``log``, whose level the example set."""
+    if written and trainer.is_world_process_zero():
+        log.info("Wrote %s to %s", ", ".join(written), trainer.args.output_dir)
 
 
 def save_local_model_card(trainer: Trainer) -> bool:

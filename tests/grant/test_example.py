@@ -27,7 +27,8 @@ COMMON = ["--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--hi
           "--start_ratio", "0.3", "--reselect_schedule", "constant", "--reselect_interval_start", "1"]
 
 
-def test_builtin_generator_run_writes_results_and_model(tmp_path):
+def test_builtin_generator_run_writes_results_and_model(tmp_path, caplog):
+    caplog.set_level("INFO")
     out = tmp_path / "run"
     _example().main(["--task", "gen-cls", "--num_generated_graphs", "30", "--min_nodes", "4", "--max_nodes", "6",
                      "--output_dir", str(out), *COMMON])
@@ -46,6 +47,7 @@ def test_builtin_generator_run_writes_results_and_model(tmp_path):
     assert eval_results["eval_roc_auc"] == results["eval_roc_auc"] and "train_runtime" not in eval_results
     card = (out / "README.md").read_text()  # the card a push writes, not the mixin's template
     assert "## Metrics" in card and f"| time_to_target | {results['time_to_target']:.4g} |" in card
+    assert f"Wrote the model, all_results.json, README.md to {out}" in caplog.text  # the run's closing line
 
 
 def test_user_csv_with_two_targets(tmp_path):
@@ -381,6 +383,7 @@ MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_model(trained, tmp_path, caplog):
     data, run, trained_results = trained
     out = tmp_path / "eval"
+    caplog.set_level("INFO")
     results = _example().main(["--dataset", data, "--task", "graph_regression", "--model_name_or_path", str(run),
                                "--no_do_train", "--output_dir", str(out), *EVAL_COMMON])
     assert "differ from the training run" not in caplog.text  # the run's own split: its test graphs were held out
@@ -391,6 +394,19 @@ def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_mode
     assert (saved["model_name_or_path"], saved["dataset_name"], saved["task"]) == (str(run), data, "graph_regression")
     assert not [name for name in MODEL_FILES if (out / name).exists()]
     assert (out / "eval_results.json").is_file() and not (out / "train_results.json").exists()
+    assert f"Wrote all_results.json to {out}" in caplog.text
+
+
+def test_an_evaluation_or_prediction_names_its_predictions_in_its_closing_line(trained, tmp_path, caplog):
+    data, run, _ = trained
+    caplog.set_level("INFO")
+    evaluated = ["--task", "graph_regression", "--model_name_or_path", str(run), "--no_do_train", "--do_predict"]
+    _example().main([*evaluated, "--dataset", data, "--output_dir", str(tmp_path / "eval"), *EVAL_COMMON])
+    assert f"Wrote all_results.json, predict_results.csv to {tmp_path / 'eval'}" in caplog.text
+    new_graphs = _saved_folder(tmp_path / "new", "graph_regression", num_graphs=4)
+    _example().main([*evaluated, "--predict_file", new_graphs, "--output_dir", str(tmp_path / "predicted"),
+                     *EVAL_COMMON])
+    assert f"Wrote all_results.json, predict_results.csv to {tmp_path / 'predicted'}" in caplog.text
 
 
 def test_the_training_run_records_its_split_and_an_evaluation_on_another_is_warned_of(trained, tmp_path, caplog):

@@ -24,7 +24,8 @@ def parse_and_resolve(argv: list[str]):
     return model_args, data_args, training_args
 
 
-def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
+def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer, caplog):
+    caplog.set_level("INFO")
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
     char_tokenizer.save_pretrained(model_dir)
@@ -55,6 +56,7 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer):
     assert eval_results["eval_accuracy_sigma_0.02_mean"] == results["eval_accuracy_sigma_0.02_mean"]
     assert not any(key.startswith("eval_") for key in train_results)
     assert not any(key.startswith("train_") for key in eval_results)
+    assert f"Wrote the adapter, the tokenizer, all_results.json, README.md to {out}" in caplog.text  # its closing line
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
     card = (out / "README.md").read_text()  # hf-eff's card, not PEFT's template
@@ -339,3 +341,16 @@ def test_a_halora_recipe_run_as_lora_names_only_the_halora_flags_given(caplog):
         parse_and_resolve([recipe, "--method", "lora", "--reg_weight", "0.1", "--output_dir", "unused"])
     warnings = [record.getMessage() for record in caplog.records if "not used: --method lora" in record.getMessage()]
     assert warnings == ["--reg_weight 0.1 not used: --method lora trains without HaLoRA's noise and regulariser"]
+
+
+def test_an_evaluation_names_what_it_wrote_in_its_closing_line(tmp_path, char_tokenizer, caplog):
+    model_dir = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)
+    char_tokenizer.save_pretrained(model_dir)
+    caplog.set_level("INFO")
+    out = tmp_path / "eval"
+    _load_example().main(["--model_name_or_path", str(model_dir), "--no_do_train", "--task_name", "comparison",
+                          "--eval_size", "4", "--max_length", "48", "--eval_sigmas", "0", "--log_samples", "True",
+                          "--output_dir", str(out), "--report_to", "none", "--use_cpu", "--disable_tqdm", "true"])
+    assert f"Wrote all_results.json, samples_eval.jsonl to {out}" in caplog.text
+    assert (out / "samples_eval.jsonl").is_file() and (out / "eval_results.json").is_file()

@@ -1,9 +1,10 @@
 import json
+import logging
 
 import torch
 from transformers import Trainer, TrainingArguments
 
-from hf_eff.utils.results import save_all_results
+from hf_eff.utils.results import log_written, save_all_results
 
 TRAINED = {"train_loss": 0.5, "train_runtime": 2.0, "total_flos": 0.0, "epoch": 1.0, "train_questions": 32,
            "eval_accuracy": 0.75, "eval_questions": 8, "dataset_name": "comparison", "model_revision": None}
@@ -29,3 +30,14 @@ def test_an_evaluations_results_write_no_train_results(tmp_path):
     assert not (tmp_path / "train_results.json").exists()
     assert json.loads((tmp_path / "eval_results.json").read_text()) == {"eval_accuracy": 0.75}
     assert json.loads((tmp_path / "all_results.json").read_text()) == evaluated
+
+
+def test_only_the_main_process_says_what_it_wrote(tmp_path, caplog, monkeypatch):
+    caplog.set_level("INFO")
+    trainer, log = _trainer(tmp_path), logging.getLogger("example")
+    log_written(log, trainer, ["the model", "all_results.json"])
+    assert caplog.messages == [f"Wrote the model, all_results.json to {tmp_path}"]
+    caplog.clear()
+    monkeypatch.setattr(trainer, "is_world_process_zero", lambda: False)  # another rank wrote nothing
+    log_written(log, trainer, ["the model", "all_results.json"])
+    assert caplog.messages == []
