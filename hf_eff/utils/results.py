@@ -13,9 +13,11 @@ logger = logging.getLogger(__name__)
 
 
 def log_numeric_metrics(trainer: Trainer, split: str, metrics: dict) -> None:
-    """Prints `Trainer.log_metrics`' table (transformers' examples') of the numbers: a name or None (such as
+    """Prints `Trainer.log_metrics`' table (transformers' examples') of the numbers and switches: a switch (such as
+    pose_opt) as True or False, not the 1 or 0 the table's number format makes of a bool; a name or None (such as
     model_revision), which the table cannot format, goes to the results files only."""
-    trainer.log_metrics(split, {key: value for key, value in metrics.items() if isinstance(value, int | float)})
+    trainer.log_metrics(split, {key: str(value) if isinstance(value, bool) else value
+                                for key, value in metrics.items() if isinstance(value, int | float)})
 
 
 # Each split's results besides its prefixed keys, as Trainer.train's and Trainer.evaluate's metrics hold them

@@ -1,10 +1,11 @@
 import json
 import logging
+import re
 
 import torch
 from transformers import Trainer, TrainingArguments
 
-from hf_eff.utils.results import log_written, save_all_results
+from hf_eff.utils.results import log_numeric_metrics, log_written, save_all_results
 
 TRAINED = {"train_loss": 0.5, "train_runtime": 2.0, "total_flos": 0.0, "epoch": 1.0, "train_questions": 32,
            "eval_accuracy": 0.75, "eval_questions": 8, "dataset_name": "comparison", "model_revision": None}
@@ -41,3 +42,14 @@ def test_only_the_main_process_says_what_it_wrote(tmp_path, caplog, monkeypatch)
     monkeypatch.setattr(trainer, "is_world_process_zero", lambda: False)  # another rank wrote nothing
     log_written(log, trainer, ["the model", "all_results.json"])
     assert caplog.messages == []
+
+
+def test_a_switch_is_printed_as_true_or_false_and_written_as_a_bool(tmp_path, capsys):
+    # the table's number format printed the splat example's pose_opt as 1
+    trainer = _trainer(tmp_path)
+    log_numeric_metrics(trainer, "train", {"pose_opt": True, "absgrad": False, "num_gaussians": 2000})
+    printed = capsys.readouterr().out
+    assert re.search(r"pose_opt\s+=\s+True\n", printed) and re.search(r"absgrad\s+=\s+False\n", printed)
+    assert re.search(r"num_gaussians\s+=\s+2000\n", printed)
+    save_all_results(trainer, {"pose_opt": True})
+    assert json.loads((tmp_path / "all_results.json").read_text()) == {"pose_opt": True}
