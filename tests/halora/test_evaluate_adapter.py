@@ -96,7 +96,7 @@ def test_evaluate_only_a_peft_lora_adapter(tmp_path, base_dir):
             results["dataset_name"], results["eval_questions"]) == ("lora", str(base_dir), str(tmp_path / "adapter"),
                                                                     None, "comparison", 8)
     assert not any(key.startswith("train_") for key in results) and "epoch" not in results
-    assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]  # no adapter, tokenizer or card
+    assert sorted(path.name for path in out.iterdir()) == ["all_results.json", "eval_results.json"]  # no adapter, tokenizer or card
 
     bare = tmp_path / "bare"  # the base model alone: a baseline that the adapter changes
     _load_example().main(["--model_name_or_path", str(base_dir), "--no_do_train", "--output_dir", str(bare)] + TASK + RUN)
@@ -131,7 +131,7 @@ def test_evaluate_only_a_halora_adapter_from_the_hub_at_a_revision(tmp_path, bas
     assert {key: results[key] for key in direct} == pytest.approx(direct)  # the loss too: revision v1's weights
     assert (results["method"], results["base_model"], results["adapter_name_or_path"], results["adapter_revision"]) == (
         "halora", str(base_dir), repo_id, first)
-    assert sorted(path.name for path in out.iterdir()) == ["all_results.json"]
+    assert sorted(path.name for path in out.iterdir()) == ["all_results.json", "eval_results.json"]
     assert HELD_OUT_WARNING not in process.stderr  # the record is read at the revision evaluated
     missing = subprocess.run(
         [sys.executable, str(EXAMPLE), "--adapter_name_or_path", repo_id, "--adapter_revision", "v9", "--no_do_train",
