@@ -47,8 +47,8 @@ def test_evaluating_a_saved_run_reports_its_numbers_and_saves_no_model(runs, tmp
         assert evaluated["eval_psnr"] == pytest.approx(reported["eval_psnr"], rel=1e-6)
         assert evaluated["eval_ssim"] == pytest.approx(reported["eval_ssim"], rel=1e-6)
         assert evaluated["eval_num_gaussians"] == reported["num_gaussians"]
-        assert {key: evaluated[key] for key in ("model_name_or_path", "model_revision", "dataset", "rasterize_mode")} == {
-            "model_name_or_path": str(runs / name), "model_revision": None, "dataset": "procedural (seed 0)",
+        assert {key: evaluated[key] for key in ("model_name_or_path", "model_revision", "dataset_name", "rasterize_mode")} == {
+            "model_name_or_path": str(runs / name), "model_revision": None, "dataset_name": "procedural (seed 0)",
             "rasterize_mode": "classic"}
         # nothing trained: no train metrics, nor the training clocks evaluate reports during a run
         assert not [key for key in evaluated if "train" in key]
