@@ -408,8 +408,9 @@ def evaluate_as_trained(model: GaussianModel, training_args: SplatTrainingArgume
         setattr(training_args, name, trained)
 
 
-def train(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> None:
-    """Trains, saves the model and writes the train results; ``scene``: the data the results name (`described_scene`)."""
+def train(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> dict:
+    """Trains, saves the model and writes the train results, which it returns; ``scene``: the data the results name
+    (`described_scene`)."""
     args = trainer.args
     train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if args.should_save:  # the model first: nothing that fails below can lose it
@@ -423,10 +424,20 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> Non
                        model_revision=model_args.model_revision)
     metrics.update(scene)
     log_numeric_metrics(trainer, "train", metrics)  # printed: after training the progress bar shows no evaluation
-    trainer.save_metrics("train", metrics)
+    save_results(trainer, "train", metrics, {})
+    return metrics
 
 
-def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> None:
+def save_results(trainer: SplatTrainer, split: str, metrics: dict, earlier: dict) -> None:
+    """Writes ``split``'s results file and all_results.json: ``earlier``, this run's results already written, and
+    ``metrics``. Not `Trainer.save_metrics`' combined file, which keeps the keys of a run the folder held before."""
+    trainer.save_metrics(split, metrics, combined=False)
+    trainer.save_metrics("all", {**earlier, **metrics}, combined=False)
+
+
+def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene: dict, trained: dict) -> None:
+    """Evaluates and writes the eval results, and all_results.json with them and ``trained``, the train results of
+    this run (none for an evaluation)."""
     metrics = trainer.evaluate()
     if not trainer.args.do_train:
         metrics.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision,
@@ -434,7 +445,7 @@ def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> 
                        white_background=trainer.args.white_background,
                        eval_ssim_padding=trainer.args.eval_ssim_padding)
     log_numeric_metrics(trainer, "eval", metrics)
-    trainer.save_metrics("eval", metrics)
+    save_results(trainer, "eval", metrics, trained)
 
 
 def save_trajectory(trainer: SplatTrainer, views, path_poses: np.ndarray, max_size: int, path: Path) -> None:
@@ -508,10 +519,11 @@ def main():
             logger.info("Training cameras are evaluated at the corrected poses of %s/%s", folder, POSE_ADJUSTMENT_NAME)
     output_dir = Path(training_args.output_dir)
     described = described_scene(scene_name, split)
+    trained = {}  # an evaluation's train results
     if training_args.do_train:
         logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
-        train(trainer, model_args, described)
-    evaluate(trainer, model_args, described)
+        trained = train(trainer, model_args, described)
+    evaluate(trainer, model_args, described, trained)
     if training_args.do_train:
         trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
 

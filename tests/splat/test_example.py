@@ -281,6 +281,26 @@ def test_a_training_run_into_a_finished_run_is_refused_before_the_scene_is_read(
         run_example(monkeypatch, *flags, "--overwrite_output_dir")
 
 
+def test_all_results_hold_this_runs_results_only_not_an_earlier_runs_it_overwrites(tmp_path, monkeypatch):
+    # Trainer.save_metrics' combined all_results.json kept every key of the earlier run's file
+    flags = ["--render_trajectory", "none", "--report_to", "none"]
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "all_results.json").write_text(json.dumps({"earlier_key": 1, "eval_psnr": 0.0}))
+    run_example(monkeypatch, "--max_steps", "2", *flags, "--overwrite_output_dir", "--output_dir", str(out))
+    trained = json.loads((out / "all_results.json").read_text())
+    assert "earlier_key" not in trained
+    read = {split: json.loads((out / f"{split}_results.json").read_text()) for split in ("train", "eval")}
+    assert trained == {**read["train"], **read["eval"]} and "train_runtime" in trained and trained["eval_psnr"] > 0
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "all_results.json").write_text(json.dumps({"earlier_key": 1}))  # an earlier evaluation's
+    run_example(monkeypatch, "--do_train", "False", *flags, "--model_name_or_path", str(out),
+                "--output_dir", str(evaluation))
+    evaluated = json.loads((evaluation / "all_results.json").read_text())
+    assert evaluated == json.loads((evaluation / "eval_results.json").read_text()) and "earlier_key" not in evaluated
+
+
 def test_a_run_whose_results_cannot_be_carded_does_not_claim_an_earlier_runs_card(tmp_path, monkeypatch, caplog):
     from hf_eff.hub.cards import NonFiniteMetricError
 
