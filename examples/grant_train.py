@@ -62,7 +62,8 @@ all_results.json records predict_file (null: the test split) and predict_graphs.
 earlier run left in --output_dir is removed once a run that trains or evaluates there succeeds (with --do_predict,
 replaced by its own), so that it never passes for the new model's. With --do_train False and
 --model_name_or_path, a --predict_file needs no --dataset or built-in data: the model predicts and nothing is
-evaluated (--task names its task kind, which it is checked against):
+evaluated (--task names its task kind, which it is checked against; an earlier evaluation's eval_results.json in
+--output_dir is removed):
 
     python examples/grant_train.py --task graph_regression --model_name_or_path out/mols --do_train False \
         --do_predict --predict_file new_mols.csv --output_dir out/predictions

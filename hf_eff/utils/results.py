@@ -4,6 +4,7 @@ card, and the closing line naming what the run wrote."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from transformers import Trainer
 
@@ -27,14 +28,26 @@ SPLIT_KEYS = {"train": ("total_flos", "epoch"), "eval": ("epoch",)}
 def save_all_results(trainer: Trainer, results: dict) -> None:
     """Logs the numeric results and writes them as transformers' examples do: train_results.json (the train_*
     results, with total_flos and epoch) and eval_results.json (the eval_* results, with epoch), each where there
-    are any, and every result (strings too) to all_results.json."""
+    are any, and every result (strings too) to all_results.json.
+
+    A split's file that this run has no results for (eval_results.json, for a prediction) is removed: it is the part of
+    an earlier all_results.json, which this run replaces, and would pass for this run's. A training run's
+    train_results.json never meets an evaluation or a prediction here: check_evaluation_only refuses its folder."""
     log_numeric_metrics(trainer, "all", results)
     for split, keys in SPLIT_KEYS.items():
         own = {key: value for key, value in results.items() if key.startswith(f"{split}_")}
         if own:
             trainer.save_metrics(split, {**{key: results[key] for key in keys if key in results}, **own},
                                  combined=False)
+        else:
+            _remove_earlier_results(trainer, Path(trainer.args.output_dir) / f"{split}_results.json")
     trainer.save_metrics("all", results, combined=False)
+
+
+def _remove_earlier_results(trainer: Trainer, path: Path) -> None:
+    if trainer.is_world_process_zero() and path.is_file():
+        path.unlink()
+        logger.info("removed %s: an earlier run's results, not this run's", path)
 
 
 def log_written(log: logging.Logger, trainer: Trainer, written: list[str]) -> None:

@@ -409,6 +409,22 @@ def test_an_evaluation_or_prediction_names_its_predictions_in_its_closing_line(t
     assert f"Wrote all_results.json, predict_results.csv to {tmp_path / 'predicted'}" in caplog.text
 
 
+def test_a_prediction_into_an_earlier_evaluations_folder_leaves_no_eval_results_to_pass_for_its_own(trained, tmp_path,
+                                                                                                      caplog):
+    # it replaced the evaluation's all_results.json and predict_results.csv, and kept its eval_results.json
+    data, run, _ = trained
+    out = tmp_path / "out"
+    evaluated = ["--task", "graph_regression", "--model_name_or_path", str(run), "--no_do_train", "--do_predict",
+                 "--output_dir", str(out), *EVAL_COMMON]
+    _example().main([*evaluated, "--dataset", data])
+    assert (out / "eval_results.json").is_file()
+    caplog.set_level("INFO")
+    _example().main([*evaluated, "--predict_file", _saved_folder(tmp_path / "new", "graph_regression", num_graphs=4)])
+    assert not (out / "eval_results.json").exists()
+    assert f"removed {out / 'eval_results.json'}: an earlier run's results, not this run's" in caplog.text
+    assert not [key for key in json.loads((out / "all_results.json").read_text()) if key.startswith("eval_")]
+
+
 def test_the_training_run_records_its_split_and_an_evaluation_on_another_is_warned_of(trained, tmp_path, caplog):
     data, run, trained_results = trained
     split = {"dataset_name": data, "seed": 42, "validation_fraction": 0.1, "test_fraction": 0.1, "max_graphs": None}

@@ -301,6 +301,16 @@ def test_a_training_run_into_a_finished_run_is_refused_before_any_work(tmp_path)
     _load_example().parse_args([*flags, "--no_do_train"])  # evaluations are check_evaluation_only's to judge
 
 
+@pytest.mark.parametrize("name", ["train_results.json", "trainer_state.json"])
+def test_an_evaluation_into_a_folder_holding_a_trainings_results_or_log_is_refused(tmp_path, name):
+    # an evaluation writes neither: one left beside its all_results.json would pass for its own
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / name).write_text("{}")
+    with pytest.raises(ValueError, match=f"--output_dir {out} holds a training run"):
+        _load_example().parse_args(["--model_name_or_path", "unused", "--no_do_train", "--output_dir", str(out)])
+
+
 def test_a_diverged_run_stops_by_name_and_leaves_the_earlier_run_it_overwrites_as_it_was(tmp_path, char_tokenizer):
     model_dir = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(model_dir)

@@ -33,6 +33,20 @@ def test_an_evaluations_results_write_no_train_results(tmp_path):
     assert json.loads((tmp_path / "all_results.json").read_text()) == evaluated
 
 
+def test_a_split_this_run_has_no_results_for_leaves_no_earlier_results_file(tmp_path, monkeypatch):
+    # a prediction-only run replaced an earlier evaluation's all_results.json and kept its eval_results.json
+    trainer = _trainer(tmp_path)
+    save_all_results(trainer, TRAINED)
+    predicted = {"predict_graphs": 4, "task": "graph_regression"}
+    monkeypatch.setattr(trainer, "is_world_process_zero", lambda: False)  # only the main process writes and removes
+    save_all_results(trainer, predicted)
+    assert (tmp_path / "train_results.json").is_file() and (tmp_path / "eval_results.json").is_file()
+    monkeypatch.undo()
+    save_all_results(trainer, predicted)
+    assert not (tmp_path / "train_results.json").exists() and not (tmp_path / "eval_results.json").exists()
+    assert json.loads((tmp_path / "all_results.json").read_text()) == predicted
+
+
 def test_only_the_main_process_says_what_it_wrote(tmp_path, caplog, monkeypatch):
     caplog.set_level("INFO")
     trainer, log = _trainer(tmp_path), logging.getLogger("example")
