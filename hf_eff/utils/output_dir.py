@@ -16,10 +16,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from hf_eff.utils.resume import check_resume
 from hf_eff.utils.training_failures import CHECKPOINT_WEIGHTS
 
-# What marks an earlier run: the results file each example writes last, training run or evaluation (all_results.json;
-# the splat example's train_results.json too), and the weights a save writes (a model's, a PEFT adapter's), which are
-# what a run cost to make. Not README.md, config.json or other files a user may keep in any folder.
-RUN_FILES = ("all_results.json", "train_results.json", *CHECKPOINT_WEIGHTS)
+# What marks an earlier run: the results files every example writes as transformers' examples do (all_results.json and
+# eval_results.json, training run or evaluation; a training run's train_results.json and trainer_state.json, its log),
+# and the weights a save writes (a model's, a PEFT adapter's), which are what a run cost to make. Not README.md,
+# config.json or other files a user may keep in any folder.
+RUN_FILES = ("all_results.json", "eval_results.json", "train_results.json", "trainer_state.json", *CHECKPOINT_WEIGHTS)
 
 
 @dataclass
