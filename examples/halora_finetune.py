@@ -22,7 +22,8 @@ accuracy-vs-sigma table and how to load it; a push writes it to the Hub) into ``
 Each Hub task is prompted as the harness's task YAML prompts it (hf_eff/halora/tasks.py). ``--log_samples`` adds
 ``samples_eval.jsonl`` there, training run or evaluation: one line per sigma, noise seed (-1 at sigma 0) and question, with the
 question, its choices and answer, each choice's log-likelihood and the prediction (the harness's --log_samples);
-a push leaves it out, as the questions may be private.
+a push leaves it out, as the questions may be private. A run without ``--log_samples`` removes the one an earlier run
+left there, once it succeeded.
 
 ``--adapter_name_or_path`` (a LoRA or HaLoRA adapter: a folder, a checkpoint-N folder or a Hub id) continues
 training that adapter (its rank, targets and HaLoRA settings kept), or with ``--do_train False`` only evaluates it;
@@ -95,7 +96,12 @@ from hf_eff.halora.tasks import (
     load_multiple_choice_dataset,
     load_task,
 )
-from hf_eff.halora.trainer import HaLoRATrainingArguments, check_eval_sigmas, read_data_splits
+from hf_eff.halora.trainer import (
+    HaLoRATrainer,
+    HaLoRATrainingArguments,
+    check_eval_sigmas,
+    read_data_splits,
+)
 from hf_eff.hub.cards import shown_name
 from hf_eff.hub.dataset_commits import (
     check_commit_read,
@@ -117,7 +123,12 @@ from hf_eff.utils.distributed import check_world_size, finish_distributed, prepa
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
 from hf_eff.utils.recipes import parse_recipe_and_flags
-from hf_eff.utils.results import log_written, save_all_results, save_local_model_card
+from hf_eff.utils.results import (
+    log_written,
+    remove_earlier_output,
+    save_all_results,
+    save_local_model_card,
+)
 
 logger = logging.getLogger(__name__)
 ADAPTER_METHODS = {"LORA": "lora", "HALORA": "halora"}  # an adapter's peft_type -> --method
@@ -546,6 +557,14 @@ def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_a
                        "those it held out", ", ".join(differing), adapter, data, own_split, revision)
 
 
+def remove_earlier_samples(trainer: HaLoRATrainer) -> None:
+    """Without --log_samples, removes the samples_eval.jsonl an earlier run left in --output_dir once this run's
+    evaluation succeeded: beside this run's results it would pass for this run's questions (with --log_samples the
+    evaluation rewrote it)."""
+    if not trainer.args.log_samples:
+        remove_earlier_output(trainer, trainer.samples_path().name, "samples")
+
+
 def main(argv: list[str] | None = None) -> dict:
     prepare_cpu_distributed()  # before TrainingArguments exist: they set up the process group
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -594,6 +613,7 @@ def main(argv: list[str] | None = None) -> dict:
                     dataset_name, len(evaluation))
         trainer, results = evaluate_under_noise(model, tokenizer, evaluation, training_args, data_args.max_length)
         results.update(method=model_args.method, **evaluated)
+        remove_earlier_samples(trainer)
         save_all_results(trainer, results)
         log_written(logger, trainer, ["all_results.json", *samples])
         return results
@@ -608,6 +628,7 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
     results.update(train_questions=len(train), **evaluated)
+    remove_earlier_samples(trainer)
     save_all_results(trainer, results)
     trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation under noise included
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above

@@ -40,14 +40,18 @@ def save_all_results(trainer: Trainer, results: dict) -> None:
             trainer.save_metrics(split, {**{key: results[key] for key in keys if key in results}, **own},
                                  combined=False)
         else:
-            _remove_earlier_results(trainer, Path(trainer.args.output_dir) / f"{split}_results.json")
+            remove_earlier_output(trainer, f"{split}_results.json", "results")
     trainer.save_metrics("all", results, combined=False)
 
 
-def _remove_earlier_results(trainer: Trainer, path: Path) -> None:
+def remove_earlier_output(trainer: Trainer, name: str, what: str) -> None:
+    """Removes ``name``, an output this run does not write, that an earlier run left in output_dir (main process
+    only): beside this run's files it would pass for this run's. ``what`` says what it holds, for the log. Called once
+    the run succeeded, so that a run that fails leaves the earlier run whole."""
+    path = Path(trainer.args.output_dir) / name
     if trainer.is_world_process_zero() and path.is_file():
         path.unlink()
-        logger.info("removed %s: an earlier run's results, not this run's", path)
+        logger.info("removed %s: an earlier run's %s, not this run's", path, what)
 
 
 def log_written(log: logging.Logger, trainer: Trainer, written: list[str]) -> None:

@@ -250,3 +250,23 @@ def test_noise_seeds_read_as_integers_in_pandas_and_the_noise_free_run_keeps_its
     table = pd.read_json(path, lines=True)
     assert table["noise_seed"].dtype == "int64"
     assert table.groupby(["sigma", "noise_seed"]).size().to_dict() == {(0.0, NO_NOISE_SEED): 2, (0.1, 7): 2, (0.1, 8): 2}
+
+
+@pytest.mark.parametrize("do_train", [True, False])
+def test_example_run_without_log_samples_removes_an_earlier_runs_samples(tmp_path, char_tokenizer, caplog, do_train):
+    # they were left beside this run's results, and passed for its own
+    base = tmp_path / "base"
+    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(base)
+    char_tokenizer.save_pretrained(base)
+    out = tmp_path / "run"
+    flags = ["--model_name_or_path", str(base), "--task_name", "comparison", "--train_size", "4", "--eval_size", "3",
+             "--max_length", "64", "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4",
+             "--eval_sigmas", "0", "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--disable_tqdm",
+             "true", "--do_train", str(do_train), "--overwrite_output_dir"]
+    _load_example().main([*flags, "--log_samples"])
+    assert (out / "samples_eval.jsonl").is_file()
+    caplog.set_level("INFO")
+    with pytest.warns(UserWarning, match="holds samples_eval.jsonl of an earlier run"):  # HaLoRATrainer's, at once
+        _load_example().main(flags)
+    assert not (out / "samples_eval.jsonl").exists()
+    assert f"removed {out / 'samples_eval.jsonl'}: an earlier run's samples, not this run's" in caplog.text
