@@ -45,7 +45,7 @@ keeps the mode (config.json), splats.ply cannot, and most viewers render it clas
 --render_trajectory ellipse (the default) orbits the point the training cameras look at, interpolated follows the
 training cameras in --trajectory_order (capture order; the procedural scene's, placed at golden-angle azimuths,
 nearest-first) and comes back (the GIF loops), none skips the video (as gsplat's simple_trainer renders a path after
-training).
+training) and removes the trajectory.gif an earlier run left in --output_dir, which would pass for this run's.
 
 Writes into --output_dir: the model (config.json + model.safetensors, loadable with
 `GaussianModel.from_pretrained`; under --pose_opt with pose_adjustment.safetensors, the training views' corrections and
@@ -110,7 +110,12 @@ from hf_eff.utils.distributed import check_world_size, finish_distributed, prepa
 from hf_eff.utils.evaluation_only import check_evaluation_only
 from hf_eff.utils.output_dir import OverwriteOutputDirArguments, check_output_dir
 from hf_eff.utils.recipes import parse_recipe_and_flags
-from hf_eff.utils.results import log_numeric_metrics, log_written, save_local_model_card
+from hf_eff.utils.results import (
+    log_numeric_metrics,
+    log_written,
+    remove_earlier_output,
+    save_local_model_card,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -538,6 +543,8 @@ def main():
             save_trajectory(trainer, scene.views["train"], path_poses, trajectory_args.trajectory_size,
                             output_dir / "trajectory.gif")
             written.append("trajectory.gif")
+        else:
+            remove_earlier_output(trainer, "trajectory.gif", "video")
         written.append("all_results.json")  # by evaluate
     if training_args.do_train:
         trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results

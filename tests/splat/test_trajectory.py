@@ -351,6 +351,24 @@ def test_example_writes_the_trajectory_gif(tmp_path, monkeypatch):
     assert not (tmp_path / "none" / "trajectory.gif").exists()
 
 
+def test_a_run_without_a_video_removes_an_earlier_runs_video(tmp_path, monkeypatch, caplog):
+    # --render_trajectory none left it beside this run's model and results, and it passed for this run's
+    out = tmp_path / "run"
+    run_example(monkeypatch, out, "--trajectory_frames", "2")
+    assert (out / "trajectory.gif").is_file()
+    caplog.set_level("INFO")
+    run_example(monkeypatch, out, "--render_trajectory", "none", "--overwrite_output_dir")
+    assert not (out / "trajectory.gif").exists()
+    assert f"removed {out / 'trajectory.gif'}: an earlier run's video, not this run's" in caplog.text
+    evaluation = tmp_path / "eval"  # an evaluation's rerun into its own folder
+    run_example(monkeypatch, evaluation, "--do_train", "False", "--model_name_or_path", str(out),
+                "--trajectory_frames", "2")
+    assert (evaluation / "trajectory.gif").is_file()
+    run_example(monkeypatch, evaluation, "--do_train", "False", "--model_name_or_path", str(out),
+                "--render_trajectory", "none")
+    assert not (evaluation / "trajectory.gif").exists()
+
+
 def test_example_refuses_a_path_the_scene_cannot_give_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--render_trajectory ellipse: ellipse_path needs at least 2 .*none"):
         run_example(monkeypatch, tmp_path / "one", "--procedural_num_train", "1")
