@@ -614,8 +614,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer, results = evaluate_under_noise(model, tokenizer, evaluation, training_args, data_args.max_length)
         results.update(method=model_args.method, **evaluated)
         remove_earlier_samples(trainer)
-        save_all_results(trainer, results)
-        log_written(logger, trainer, ["all_results.json", *samples])
+        log_written(logger, trainer, [*save_all_results(trainer, results), *samples])
         return results
 
     logger.info("%s on %s: %d train / %d eval questions", model_args.method, dataset_name, len(train), len(evaluation))
@@ -629,12 +628,13 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer.save_pretrained(training_args.output_dir)
     results.update(train_questions=len(train), **evaluated)
     remove_earlier_samples(trainer)
-    save_all_results(trainer, results)
+    results_files = save_all_results(trainer, results)
     trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation under noise included
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
     # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
     card = ["README.md"] if save_local_model_card(trainer) or training_args.push_to_hub else []
-    log_written(logger, trainer, ["the adapter", "the tokenizer", "all_results.json", *samples, *card])
+    log_written(logger, trainer, ["the adapter", "the tokenizer", *results_files, "trainer_state.json", *samples,
+                                  *card])
     return results
 
 

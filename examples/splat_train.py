@@ -545,7 +545,11 @@ def main():
             written.append("trajectory.gif")
         else:
             remove_earlier_output(trainer, "trajectory.gif", "video")
-        written.append("all_results.json")  # by evaluate
+        # by train and evaluate; trainer_state.json, the training's log, by save_state
+        if training_args.do_train:
+            written += ["train_results.json", "eval_results.json", "all_results.json", "trainer_state.json"]
+        else:
+            written += ["eval_results.json", "all_results.json"]
     if training_args.do_train:
         trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
         # the card a push writes, for a run kept local; a push wrote it itself (save_model above)

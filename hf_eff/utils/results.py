@@ -25,23 +25,27 @@ def log_numeric_metrics(trainer: Trainer, split: str, metrics: dict) -> None:
 SPLIT_KEYS = {"train": ("total_flos", "epoch"), "eval": ("epoch",)}
 
 
-def save_all_results(trainer: Trainer, results: dict) -> None:
+def save_all_results(trainer: Trainer, results: dict) -> list[str]:
     """Logs the numeric results and writes them as transformers' examples do: train_results.json (the train_*
     results, with total_flos and epoch) and eval_results.json (the eval_* results, with epoch), each where there
-    are any, and every result (strings too) to all_results.json.
+    are any, and every result (strings too) to all_results.json. Returns the names of the files written, for the
+    run's closing line (`log_written`).
 
     A split's file that this run has no results for (eval_results.json, for a prediction) is removed: it is the part of
     an earlier all_results.json, which this run replaces, and would pass for this run's. A training run's
     train_results.json never meets an evaluation or a prediction here: check_evaluation_only refuses its folder."""
     log_numeric_metrics(trainer, "all", results)
+    written = []
     for split, keys in SPLIT_KEYS.items():
         own = {key: value for key, value in results.items() if key.startswith(f"{split}_")}
         if own:
             trainer.save_metrics(split, {**{key: results[key] for key in keys if key in results}, **own},
                                  combined=False)
+            written.append(f"{split}_results.json")
         else:
             remove_earlier_output(trainer, f"{split}_results.json", "results")
     trainer.save_metrics("all", results, combined=False)
+    return [*written, "all_results.json"]
 
 
 def remove_earlier_output(trainer: Trainer, name: str, what: str) -> None:

@@ -56,7 +56,8 @@ def test_example_writes_adapter_and_noise_table(tmp_path, char_tokenizer, caplog
     assert eval_results["eval_accuracy_sigma_0.02_mean"] == results["eval_accuracy_sigma_0.02_mean"]
     assert not any(key.startswith("eval_") for key in train_results)
     assert not any(key.startswith("train_") for key in eval_results)
-    assert f"Wrote the adapter, the tokenizer, all_results.json, README.md to {out}" in caplog.text  # its closing line
+    assert (f"Wrote the adapter, the tokenizer, train_results.json, eval_results.json, all_results.json, "
+            f"trainer_state.json, README.md to {out}") in caplog.text  # its closing line
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "HALORA"
     card = (out / "README.md").read_text()  # hf-eff's card, not PEFT's template
@@ -362,5 +363,6 @@ def test_an_evaluation_names_what_it_wrote_in_its_closing_line(tmp_path, char_to
     _load_example().main(["--model_name_or_path", str(model_dir), "--no_do_train", "--task_name", "comparison",
                           "--eval_size", "4", "--max_length", "48", "--eval_sigmas", "0", "--log_samples", "True",
                           "--output_dir", str(out), "--report_to", "none", "--use_cpu", "--disable_tqdm", "true"])
-    assert f"Wrote all_results.json, samples_eval.jsonl to {out}" in caplog.text
-    assert (out / "samples_eval.jsonl").is_file() and (out / "eval_results.json").is_file()
+    assert f"Wrote eval_results.json, all_results.json, samples_eval.jsonl to {out}" in caplog.text
+    assert sorted(path.name for path in out.iterdir()) == ["all_results.json", "eval_results.json",
+                                                           "samples_eval.jsonl"]

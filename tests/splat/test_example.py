@@ -252,7 +252,14 @@ def test_the_run_prints_its_metrics_and_says_where_it_wrote(tmp_path, monkeypatc
     printed = capsys.readouterr().out
     assert "***** train metrics *****" in printed and "***** eval metrics *****" in printed
     assert "eval_psnr" in printed and "eval_ssim" in printed
-    assert f"Wrote the model, splats.ply, preview.png, all_results.json, README.md to {out}" in caplog.text
+    results = "train_results.json, eval_results.json, all_results.json, trainer_state.json"
+    assert f"Wrote the model, splats.ply, preview.png, {results}, README.md to {out}" in caplog.text
+    evaluation = tmp_path / "eval"
+    run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(out), "--render_trajectory", "none",
+                "--output_dir", str(evaluation))
+    assert f"Wrote preview.png, eval_results.json, all_results.json to {evaluation}" in caplog.text
+    assert sorted(path.name for path in evaluation.iterdir() if path.is_file()) == [
+        "all_results.json", "eval_results.json", "preview.png"]
 
 
 def test_the_runs_log_is_saved_with_its_final_evaluation(tmp_path, monkeypatch):
@@ -314,7 +321,8 @@ def test_a_run_whose_results_cannot_be_carded_does_not_claim_an_earlier_runs_car
     run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--report_to", "none",
                 "--output_dir", str(out))
     assert "No model card written: eval_psnr is nan" in caplog.text
-    assert f"Wrote the model, splats.ply, preview.png, all_results.json to {out}" in caplog.text
+    assert (f"Wrote the model, splats.ply, preview.png, train_results.json, eval_results.json, all_results.json, "
+            f"trainer_state.json to {out}") in caplog.text
     assert (out / "README.md").read_text() == "an earlier run's card"
 
 

@@ -17,7 +17,8 @@ def _trainer(tmp_path):
 
 
 def test_a_training_runs_results_are_split_into_train_and_eval_results_beside_all_results(tmp_path):
-    save_all_results(_trainer(tmp_path), TRAINED)
+    written = save_all_results(_trainer(tmp_path), TRAINED)
+    assert written == ["train_results.json", "eval_results.json", "all_results.json"]  # for the closing line
     read = {name: json.loads((tmp_path / f"{name}_results.json").read_text()) for name in ("train", "eval", "all")}
     assert read["train"] == {"train_loss": 0.5, "train_runtime": 2.0, "total_flos": 0.0, "epoch": 1.0,
                              "train_questions": 32}
@@ -27,7 +28,7 @@ def test_a_training_runs_results_are_split_into_train_and_eval_results_beside_al
 
 def test_an_evaluations_results_write_no_train_results(tmp_path):
     evaluated = {"eval_accuracy": 0.75, "test_accuracy": 0.5, "dataset_name": "comparison"}
-    save_all_results(_trainer(tmp_path), evaluated)
+    assert save_all_results(_trainer(tmp_path), evaluated) == ["eval_results.json", "all_results.json"]
     assert not (tmp_path / "train_results.json").exists()
     assert json.loads((tmp_path / "eval_results.json").read_text()) == {"eval_accuracy": 0.75}
     assert json.loads((tmp_path / "all_results.json").read_text()) == evaluated
@@ -42,7 +43,7 @@ def test_a_split_this_run_has_no_results_for_leaves_no_earlier_results_file(tmp_
     save_all_results(trainer, predicted)
     assert (tmp_path / "train_results.json").is_file() and (tmp_path / "eval_results.json").is_file()
     monkeypatch.undo()
-    save_all_results(trainer, predicted)
+    assert save_all_results(trainer, predicted) == ["all_results.json"]
     assert not (tmp_path / "train_results.json").exists() and not (tmp_path / "eval_results.json").exists()
     assert json.loads((tmp_path / "all_results.json").read_text()) == predicted
 
