@@ -117,7 +117,6 @@ from hf_eff.grant import (
     load_smiles_csv,
     load_solubility,
     molecules_from_csv,
-    plan_epochs,
     split_dataset,
     target_statistics,
     time_to_target,
@@ -135,6 +134,7 @@ from hf_eff.grant.data import (
 )
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
+from hf_eff.grant.schedules import check_selection_can_drop_graphs
 from hf_eff.grant.selection import class_strata
 from hf_eff.hub.cards import shown_name
 from hf_eff.hub.dataset_commits import (
@@ -815,19 +815,13 @@ def check_splits_agree(splits: datasets.DatasetDict, task: str, data: str) -> No
 def check_teaching_plan(training_args: GraNTTrainingArguments, train: datasets.Dataset) -> None:
     """Refuses training graphs of which GraNT's first selection would keep all (a single graph, GraNT(B) on one batch,
     GraNT(S) on batches of one graph, classes too small to thin out): `plan_epochs`' refusal, which
-    GraNTTrainer.train gives only after the Trainer has created --output_dir. The refusal reads only the first
-    selection, so one epoch is planned; its warnings are the trainer's to give, once."""
+    GraNTTrainer.train gives only after the Trainer has created --output_dir. Its warnings are the trainer's to give."""
     if not (training_args.do_train and training_args.selects):
         return
     strata = class_strata(train["y"]) if training_args.stratify_selection else None
-    schedules_logger = logging.getLogger(plan_epochs.__module__)
-    level = schedules_logger.level
-    schedules_logger.setLevel(logging.ERROR)
-    try:
-        plan_epochs(len(train), training_args.train_batch_size, 1, training_args.variant, training_args.start_ratio,
-                    strata_sizes=None if strata is None else [len(stratum) for stratum in strata])
-    finally:
-        schedules_logger.setLevel(level)
+    check_selection_can_drop_graphs(len(train), training_args.train_batch_size, training_args.start_ratio,
+                                    training_args.variant,
+                                    strata_sizes=None if strata is None else [len(stratum) for stratum in strata])
 
 
 def warn_of_unused_fractions(graphs: datasets.Dataset | datasets.DatasetDict, data_args: DataArguments,

@@ -107,23 +107,15 @@ def batches_per_process(
     return math.ceil(selected_num_batches(num_graphs, batch_size, ratio, variant, strata_sizes) / num_processes)
 
 
-def _check_selection_can_drop_graphs(
-    num_graphs: int, batch_size: int, start_ratio: float, variant: str, strata_sizes: list[int] | None
+def check_selection_can_drop_graphs(
+    num_graphs: int, batch_size: int, start_ratio: float, variant: str, strata_sizes: list[int] | None = None
 ) -> None:
-    """Refuse a run whose first (hence smallest) selection keeps every graph: it would log GraNT's ratios
-    while training on the full set. Warn where it keeps at least twice start_ratio's share."""
+    """Refuses a run whose first (hence smallest) selection keeps every graph: it would log GraNT's ratios
+    while training on the full set. `plan_epochs` refuses it; a script can ask before it writes anything."""
     if start_ratio >= 1:
         return
     kept, of = kept_units(num_graphs, batch_size, start_ratio, variant, strata_sizes)
     if kept < of:
-        if kept / of >= 2 * start_ratio:
-            logger.warning(
-                "GraNT's first selection keeps %d of the %d %s (%.0f%%), not start_ratio=%g of them: it keeps at least "
-                "one %s. Use %s to teach start_ratio's share.",
-                kept, of, "batches" if variant == "batch" else "graphs", 100 * kept / of, start_ratio,
-                "batch" if variant == "batch" else ("graph of every class" if strata_sizes else "graph of every batch"),
-                "smaller batches (more of them)" if variant == "batch" else "larger batches",
-            )
         return
     if num_graphs == 1:
         raise ValueError(
@@ -154,6 +146,23 @@ def _check_selection_can_drop_graphs(
     )
 
 
+def _warn_of_a_first_selection_above_start_ratio(
+    num_graphs: int, batch_size: int, start_ratio: float, variant: str, strata_sizes: list[int] | None
+) -> None:
+    """Warns where the first selection keeps at least twice start_ratio's share (it keeps at least one unit)."""
+    if start_ratio >= 1:
+        return
+    kept, of = kept_units(num_graphs, batch_size, start_ratio, variant, strata_sizes)
+    if kept < of and kept / of >= 2 * start_ratio:
+        logger.warning(
+            "GraNT's first selection keeps %d of the %d %s (%.0f%%), not start_ratio=%g of them: it keeps at least "
+            "one %s. Use %s to teach start_ratio's share.",
+            kept, of, "batches" if variant == "batch" else "graphs", 100 * kept / of, start_ratio,
+            "batch" if variant == "batch" else ("graph of every class" if strata_sizes else "graph of every batch"),
+            "smaller batches (more of them)" if variant == "batch" else "larger batches",
+        )
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     epoch: int
@@ -180,7 +189,8 @@ def plan_epochs(
     `strata_sizes`: the class sizes of stratified selection. A run whose first selection would keep every
     graph is refused (one training graph, GraNT(B) on one batch, GraNT(S) on batches of one graph): it would
     teach every graph at every ratio; one keeping at least twice start_ratio's share is warned of."""
-    _check_selection_can_drop_graphs(num_graphs, batch_size, start_ratio, variant, strata_sizes)
+    check_selection_can_drop_graphs(num_graphs, batch_size, start_ratio, variant, strata_sizes)
+    _warn_of_a_first_selection_above_start_ratio(num_graphs, batch_size, start_ratio, variant, strata_sizes)
     reselect = set(reselection_epochs(num_epochs, start_ratio, reselect_schedule, interval_start, interval_end))
     plan, ratio = [], 1.0
     for epoch in range(num_epochs):
