@@ -82,3 +82,43 @@ def test_colmap_gives_pycolmaps_error_where_the_three_files_read(tmp_path, scene
     with pytest.raises(ValueError, match=re.escape(
             f"COLMAP model {sparse} (txt files) could not be read: [reconstruction_io_text.cc")):
         scene_from_colmap(tmp_path)
+
+
+def test_colmap_names_the_line_of_an_image_whose_name_is_not_utf8(tmp_path, scene):
+    write_colmap(scene, tmp_path, binary=False)
+    sparse = tmp_path / "sparse" / "0"
+    images = sparse / "images.txt"
+    lines = images.read_bytes().split(b"\n")
+    lines[8] = b" ".join(lines[8].split()[:8] + [b"7", b"caf\xe9.png"])  # image 3 of camera 7, named in Latin-1
+    images.write_bytes(b"\n".join(lines))
+    # Reading the model again as UTF-8 raised UnicodeDecodeError in place of the line's fault.
+    shown = lines[8].decode(errors="replace")
+    assert shown.endswith(" 7 caf\ufffd.png")
+    with pytest.raises(ValueError, match=re.escape(
+            f"images.txt line 9 ({shown!r}): CAMERA_ID 7 is no camera of cameras.txt")):
+        scene_from_colmap(tmp_path)
+
+
+def test_colmap_trims_the_carriage_returns_of_a_crlf_model_as_colmap_does(tmp_path, scene):
+    write_colmap(scene, tmp_path, binary=False)
+    sparse = tmp_path / "sparse" / "0"
+    for name in ("cameras.txt", "images.txt", "points3D.txt"):  # each line ends "\r\n", which COLMAP trims
+        (sparse / name).write_bytes((sparse / name).read_bytes().replace(b"\n", b"\r\n"))
+    points = sparse / "points3D.txt"
+    lines = points.read_bytes().split(b"\n")
+    lines[4] = lines[4].rstrip() + b" 9 0\r"
+    points.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=re.escape(
+            f"points3D.txt line 5 ({lines[4].strip().decode()!r}): TRACK[0] IMAGE_ID 9 is no image of images.txt")):
+        scene_from_colmap(tmp_path)
+
+
+def test_colmap_keeps_a_lone_carriage_return_within_its_line(tmp_path, scene):
+    write_colmap(scene, tmp_path, binary=False)
+    points = tmp_path / "sparse" / "0" / "points3D.txt"
+    lines = points.read_bytes().split(b"\n")
+    lines[4] = lines[4].rstrip() + b"\r9 0"  # getline ends a line at "\n" only; "\r" then parts fields, as a space
+    points.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=re.escape(
+            f"points3D.txt line 5 ({lines[4].decode()!r}): TRACK[0] IMAGE_ID 9 is no image of images.txt")):
+        scene_from_colmap(tmp_path)

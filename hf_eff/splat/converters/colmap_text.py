@@ -66,8 +66,11 @@ def _at(path: Path, number: int, line: str):
 
 
 def _numbered_lines(path: Path):
-    """Each line of ``path`` with its number (from 1), split on newlines only, as C++'s getline does."""
-    return enumerate((line.strip() for line in path.read_text().split("\n")), 1)
+    """Each line of ``path`` with its number (from 1), as COLMAP's reader sees it: split at newlines only, as getline
+    does (a lone carriage return stays within its line), then trimmed as its StringTrim does (of spaces, tabs and
+    carriage returns: a CRLF file's too). NAME is bytes to COLMAP, not always UTF-8: a byte that is not reads as U+FFFD
+    here, so the line can still be named."""
+    return enumerate((line.strip(b" \t\r").decode(errors="replace") for line in path.read_bytes().split(b"\n")), 1)
 
 
 def _skipped(line: str) -> bool:
