@@ -25,8 +25,11 @@ def check_evaluation_only(args: TrainingArguments, model_flag: str, model: str |
                          f"evaluate a checkpoint, give its folder as {model_flag}")
     output_dir = Path(args.output_dir)
     results = output_dir / "all_results.json"
-    # trainer_state.json too: the training's log, which an evaluation writes none of to replace it
-    trained = any((output_dir / name).is_file() for name in ("train_results.json", "trainer_state.json"))
-    if trained or (results.is_file() and "train_runtime" in json.loads(results.read_text())):
+    if (output_dir / "train_results.json").is_file() or (
+            results.is_file() and "train_runtime" in json.loads(results.read_text())):
         raise ValueError(f"--output_dir {args.output_dir} holds a training run (train metrics in its results), "
                          "which an evaluation would overwrite; give another --output_dir")
+    if (output_dir / "trainer_state.json").is_file():
+        raise ValueError(f"--output_dir {args.output_dir} holds a training run (its log, trainer_state.json): an "
+                         "evaluation writes no trainer_state.json to replace it, and the training's log would pass "
+                         "for the evaluation's; give another --output_dir")

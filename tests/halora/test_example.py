@@ -302,13 +302,17 @@ def test_a_training_run_into_a_finished_run_is_refused_before_any_work(tmp_path)
     _load_example().parse_args([*flags, "--no_do_train"])  # evaluations are check_evaluation_only's to judge
 
 
-@pytest.mark.parametrize("name", ["train_results.json", "trainer_state.json"])
-def test_an_evaluation_into_a_folder_holding_a_trainings_results_or_log_is_refused(tmp_path, name):
+@pytest.mark.parametrize("name, why", [
+    ("train_results.json", r"\(train metrics in its results\), which an evaluation would overwrite"),
+    ("trainer_state.json", r"\(its log, trainer_state.json\): an evaluation writes no trainer_state.json to replace "
+                           "it, and the training's log would pass for the evaluation's"),
+])
+def test_an_evaluation_into_a_folder_holding_a_trainings_results_or_log_is_refused(tmp_path, name, why):
     # an evaluation writes neither: one left beside its all_results.json would pass for its own
     out = tmp_path / "run"
     out.mkdir()
     (out / name).write_text("{}")
-    with pytest.raises(ValueError, match=f"--output_dir {out} holds a training run"):
+    with pytest.raises(ValueError, match=f"--output_dir {out} holds a training run {why}"):
         _load_example().parse_args(["--model_name_or_path", "unused", "--no_do_train", "--output_dir", str(out)])
 
 
