@@ -1074,9 +1074,9 @@ def predict_only(model: GrantGCN, model_args: ModelArguments, data_args: DataArg
     table = predictions_table(trainer, graphs, smiles, rows)
     results = {"task": training_args.task, "model_name_or_path": model_args.model_name_or_path,
                "model_revision": model_args.model_revision, **prediction_summary(data_args, graphs)}
-    save_all_results(trainer, results)
+    written = save_all_results(trainer, results)
     save_predictions(trainer, table)
-    log_written(logger, trainer, ["all_results.json", PREDICTIONS_FILE])
+    log_written(logger, trainer, [*written, PREDICTIONS_FILE])
     return results
 
 
@@ -1139,14 +1139,13 @@ def main(argv: list[str] | None = None) -> dict:
         predictions = predictions_table(trainer, *to_predict)
         results.update(prediction_summary(data_args, to_predict[0]))
     remove_earlier_predictions(trainer)
-    save_all_results(trainer, results)
-    written = ["all_results.json"]
+    written = save_all_results(trainer, results)
     if training_args.do_train:
         trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
         trainer.save_model()  # after the results: with --push_to_hub it pushes the card of the results above
         # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
         card = ["README.md"] if save_local_model_card(trainer) or training_args.push_to_hub else []
-        written = ["the model", *written, *card]
+        written = ["the model", *written, "trainer_state.json", *card]
     if predictions is not None:
         save_predictions(trainer, predictions)  # after the push: the predicted graphs are not uploaded with the model
         written.append(PREDICTIONS_FILE)

@@ -47,7 +47,8 @@ def test_builtin_generator_run_writes_results_and_model(tmp_path, caplog):
     assert eval_results["eval_roc_auc"] == results["eval_roc_auc"] and "train_runtime" not in eval_results
     card = (out / "README.md").read_text()  # the card a push writes, not the mixin's template
     assert "## Metrics" in card and f"| time_to_target | {results['time_to_target']:.4g} |" in card
-    assert f"Wrote the model, all_results.json, README.md to {out}" in caplog.text  # the run's closing line
+    assert (f"Wrote the model, train_results.json, eval_results.json, all_results.json, trainer_state.json, README.md "
+            f"to {out}") in caplog.text  # the run's closing line
 
 
 def test_user_csv_with_two_targets(tmp_path):
@@ -394,7 +395,7 @@ def test_evaluate_only_reports_the_metrics_of_the_saved_model_and_writes_no_mode
     assert (saved["model_name_or_path"], saved["dataset_name"], saved["task"]) == (str(run), data, "graph_regression")
     assert not [name for name in MODEL_FILES if (out / name).exists()]
     assert (out / "eval_results.json").is_file() and not (out / "train_results.json").exists()
-    assert f"Wrote all_results.json to {out}" in caplog.text
+    assert f"Wrote eval_results.json, all_results.json to {out}" in caplog.text
 
 
 def test_an_evaluation_or_prediction_names_its_predictions_in_its_closing_line(trained, tmp_path, caplog):
@@ -402,7 +403,7 @@ def test_an_evaluation_or_prediction_names_its_predictions_in_its_closing_line(t
     caplog.set_level("INFO")
     evaluated = ["--task", "graph_regression", "--model_name_or_path", str(run), "--no_do_train", "--do_predict"]
     _example().main([*evaluated, "--dataset", data, "--output_dir", str(tmp_path / "eval"), *EVAL_COMMON])
-    assert f"Wrote all_results.json, predict_results.csv to {tmp_path / 'eval'}" in caplog.text
+    assert f"Wrote eval_results.json, all_results.json, predict_results.csv to {tmp_path / 'eval'}" in caplog.text
     new_graphs = _saved_folder(tmp_path / "new", "graph_regression", num_graphs=4)
     _example().main([*evaluated, "--predict_file", new_graphs, "--output_dir", str(tmp_path / "predicted"),
                      *EVAL_COMMON])
