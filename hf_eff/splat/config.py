@@ -467,6 +467,13 @@ class SplatTrainingArguments(TokenFreeArgumentsMixin, CudaPinningArgumentsMixin,
                 "GaussianModel.render, in float32), and the Gaussians must stay float32 for the 3DGS learning rates' "
                 "small steps; train in float32"
             )
+        for name in ("bf16_full_eval", "fp16_full_eval"):
+            if getattr(self, name):
+                raise ValueError(
+                    f"SplatTrainingArguments: {name} is not supported: it would change nothing, as Trainer casts the "
+                    "model in its evaluation_loop, which SplatTrainer's evaluate and predict never run (they render "
+                    "through GaussianModel.render, in float32); evaluate in float32"
+                )
         # None is the scaled default (not any falsy value: 0 is refused); a period under 1 divides by zero.
         for name, least in (("refine_start_steps", 0), ("refine_every", 1), ("reset_every", 1), ("sh_degree_interval", 1)):
             value = getattr(self, name)

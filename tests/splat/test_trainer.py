@@ -817,6 +817,14 @@ def test_bf16_is_refused_with_the_reason(tmp_path, monkeypatch):
     assert SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10).mixed_precision == "bf16"
 
 
+@pytest.mark.parametrize("name", ["bf16_full_eval", "fp16_full_eval"])
+def test_a_half_precision_evaluation_is_refused_with_the_reason(tmp_path, name):
+    # It was accepted and changed nothing: Trainer casts the model in evaluation_loop, which SplatTrainer never runs.
+    with pytest.raises(ValueError, match=f"{name} is not supported: it would change nothing, as Trainer casts the "
+                                         "model in its evaluation_loop, which SplatTrainer's evaluate and predict"):
+        SplatTrainingArguments(output_dir=str(tmp_path), max_steps=10, use_cpu=True, **{name: True})
+
+
 @pytest.mark.parametrize("name", ["ssim_padding", "eval_ssim_padding"])
 def test_unknown_ssim_convention_is_named(tmp_path, name):
     with pytest.raises(ValueError, match=rf"{name} must be 'same' \(3DGS\) or 'valid' \(gsplat\), got 'reflect'"):
