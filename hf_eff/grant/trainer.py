@@ -89,13 +89,12 @@ from hf_eff.grant.tasks import (
 )
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.resume import check_resume
+from hf_eff.utils.speed_metrics import SPEED_METRICS
 from hf_eff.utils.training_failures import TrainingFailuresMixin
 
 logger = logging.getLogger(__name__)
 
 TEACHER_STATE_NAME = "grant_teacher.json"
-# transformers' timings, which every evaluation reports beside the metrics
-SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second")
 # A full model's weights as Trainer resumes them, whole or sharded
 MODEL_WEIGHTS_FILES = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME)
 

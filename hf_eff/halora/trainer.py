@@ -69,6 +69,7 @@ from hf_eff.hub.trainer_cards import HubCardTrainerMixin
 from hf_eff.utils.best_model import BestModelArgumentsMixin
 from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 from hf_eff.utils.resume import check_resume
+from hf_eff.utils.speed_metrics import SPEED_METRICS
 from hf_eff.utils.training_failures import TrainingFailuresMixin
 
 # Evaluation draws use their own draw index, so they never coincide with a training draw.
@@ -76,8 +77,7 @@ EVAL_DRAW_INDEX = -1
 # The samples' noise_seed at sigma 0, which draws no noise. Not null: pandas (read_json) would read the column as
 # floats (7.0) and groupby would drop the sigma 0 rows. Noise seeds are >= 0, so -1 is no seed.
 NO_NOISE_SEED = -1
-# transformers' timings, which evaluate reports once for all its runs
-SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second")
+# transformers' timings, which evaluate reports once for all its runs, not averaged over them
 _NOT_AVERAGED = (*SPEED_METRICS, "model_preparation_time")
 # TRL's running count of training tokens, which it also files under the evaluation metrics: one value,
 # logged once by TRL itself, not a metric of the noise.
