@@ -20,22 +20,23 @@ from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 # scaled by max_steps / PAPER_STEPS, so a short run keeps the same proportions.
 PAPER_STEPS = 30_000
 
+# The installed transformers' TrainingArguments fields and their types (which, as their defaults, vary between
+# transformers versions): for the optimizer defaults below, and the fields redeclared with a help saying what
+# SplatTrainer does with them.
+_TRAINER_FIELDS = {f.name: f for f in fields(TrainingArguments)}
+TrainerFieldTypes = SimpleNamespace(**get_type_hints(TrainingArguments))
+
 # Trainer's optimizer and LR-schedule options, at their defaults (warmup_ratio only before transformers 5).
 # SplatTrainer builds its own optimizers and schedule, so any other value would be silently ignored.
 TRAINER_OPTIMIZER_DEFAULTS = {
-    f.name: f.default if f.default is not MISSING else f.default_factory()
-    for f in fields(TrainingArguments)
-    if f.name in ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio",
-                  "weight_decay", "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon")
+    name: base.default if base.default is not MISSING else base.default_factory()
+    for name, base in _TRAINER_FIELDS.items()
+    if name in ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio",
+                "weight_decay", "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon")
 }
 
 # The per-parameter Adams' learning rates (3DGS's).
 LEARNING_RATE_FIELDS = ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr")
-
-# The installed transformers' TrainingArguments fields and their types, for the ones redeclared below with a help
-# saying what SplatTrainer does with them (types and defaults vary between transformers versions).
-_TRAINER_FIELDS = {f.name: f for f in fields(TrainingArguments)}
-TrainerFieldTypes = SimpleNamespace(**get_type_hints(TrainingArguments))
 
 
 def _trainer_field(name: str, help: str):
