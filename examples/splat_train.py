@@ -115,6 +115,7 @@ from hf_eff.utils.results import (
     log_written,
     remove_earlier_output,
     save_local_model_card,
+    write_results_files,
 )
 
 logger = logging.getLogger(__name__)
@@ -429,20 +430,13 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> dic
                        model_revision=model_args.model_revision)
     metrics.update(scene)
     log_numeric_metrics(trainer, "train", metrics)  # printed: after training the progress bar shows no evaluation
-    save_results(trainer, "train", metrics, {})
+    write_results_files(trainer, metrics)  # now, as the model: an evaluation that fails below keeps them
     return metrics
 
 
-def save_results(trainer: SplatTrainer, split: str, metrics: dict, earlier: dict) -> None:
-    """Writes ``split``'s results file and all_results.json: ``earlier``, this run's results already written, and
-    ``metrics``. Not `Trainer.save_metrics`' combined file, which keeps the keys of a run the folder held before."""
-    trainer.save_metrics(split, metrics, combined=False)
-    trainer.save_metrics("all", {**earlier, **metrics}, combined=False)
-
-
-def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene: dict, trained: dict) -> None:
-    """Evaluates and writes the eval results, and all_results.json with them and ``trained``, the train results of
-    this run (none for an evaluation)."""
+def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene: dict, trained: dict) -> list[str]:
+    """Evaluates, and writes the results files with the eval results and ``trained``, this run's train results (none
+    for an evaluation); returns their names."""
     metrics = trainer.evaluate()
     if not trainer.args.do_train:
         metrics.update(model_name_or_path=model_args.model_name_or_path, model_revision=model_args.model_revision,
@@ -450,7 +444,7 @@ def evaluate(trainer: SplatTrainer, model_args: ModelArguments, scene: dict, tra
                        white_background=trainer.args.white_background,
                        eval_ssim_padding=trainer.args.eval_ssim_padding)
     log_numeric_metrics(trainer, "eval", metrics)
-    save_results(trainer, "eval", metrics, trained)
+    return write_results_files(trainer, {**trained, **metrics})
 
 
 def save_trajectory(trainer: SplatTrainer, views, path_poses: np.ndarray, max_size: int, path: Path) -> None:
@@ -528,9 +522,10 @@ def main():
     if training_args.do_train:
         logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
         trained = train(trainer, model_args, described)
-    evaluate(trainer, model_args, described, trained)
+    results_files = evaluate(trainer, model_args, described, trained)
     if training_args.do_train:
         trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
+        results_files.append("trainer_state.json")
 
     written = []
     if training_args.should_save:
@@ -545,11 +540,7 @@ def main():
             written.append("trajectory.gif")
         else:
             remove_earlier_output(trainer, "trajectory.gif", "video")
-        # by train and evaluate; trainer_state.json, the training's log, by save_state
-        if training_args.do_train:
-            written += ["train_results.json", "eval_results.json", "all_results.json", "trainer_state.json"]
-        else:
-            written += ["eval_results.json", "all_results.json"]
+        written += results_files
     if training_args.do_train:
         trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
         # the card a push writes, for a run kept local; a push wrote it itself (save_model above)

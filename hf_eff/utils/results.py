@@ -26,15 +26,20 @@ SPLIT_KEYS = {"train": ("total_flos", "epoch"), "eval": ("epoch",)}
 
 
 def save_all_results(trainer: Trainer, results: dict) -> list[str]:
-    """Logs the numeric results and writes them as transformers' examples do: train_results.json (the train_*
-    results, with total_flos and epoch) and eval_results.json (the eval_* results, with epoch), each where there
-    are any, and every result (strings too) to all_results.json. Returns the names of the files written, for the
-    run's closing line (`log_written`).
+    """Logs the numeric results and writes them (`write_results_files`), whose names it returns."""
+    log_numeric_metrics(trainer, "all", results)
+    return write_results_files(trainer, results)
+
+
+def write_results_files(trainer: Trainer, results: dict) -> list[str]:
+    """Writes the results as transformers' examples do: train_results.json (the train_* results, with total_flos and
+    epoch) and eval_results.json (the eval_* results, with epoch), each where there are any, and every result
+    (settings and strings too) to all_results.json. Returns the names of the files written, for the run's closing
+    line (`log_written`).
 
     A split's file that this run has no results for (eval_results.json, for a prediction) is removed: it is the part of
     an earlier all_results.json, which this run replaces, and would pass for this run's. A training run's
     train_results.json never meets an evaluation or a prediction here: check_evaluation_only refuses its folder."""
-    log_numeric_metrics(trainer, "all", results)
     written = []
     for split, keys in SPLIT_KEYS.items():
         own = {key: value for key, value in results.items() if key.startswith(f"{split}_")}

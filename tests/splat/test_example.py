@@ -298,14 +298,38 @@ def test_all_results_hold_this_runs_results_only_not_an_earlier_runs_it_overwrit
     trained = json.loads((out / "all_results.json").read_text())
     assert "earlier_key" not in trained
     read = {split: json.loads((out / f"{split}_results.json").read_text()) for split in ("train", "eval")}
-    assert trained == {**read["train"], **read["eval"]} and "train_runtime" in trained and trained["eval_psnr"] > 0
+    assert {**read["train"], **read["eval"]}.items() <= trained.items() and trained["eval_psnr"] > 0
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
     (evaluation / "all_results.json").write_text(json.dumps({"earlier_key": 1}))  # an earlier evaluation's
     run_example(monkeypatch, "--do_train", "False", *flags, "--model_name_or_path", str(out),
                 "--output_dir", str(evaluation))
     evaluated = json.loads((evaluation / "all_results.json").read_text())
-    assert evaluated == json.loads((evaluation / "eval_results.json").read_text()) and "earlier_key" not in evaluated
+    assert json.loads((evaluation / "eval_results.json").read_text()).items() <= evaluated.items()
+    assert "earlier_key" not in evaluated
+
+
+def test_the_results_files_split_the_train_and_eval_metrics_as_the_other_examples(tmp_path, monkeypatch):
+    # train_results.json held every setting (strategy, dataset_name, ...), a training run's eval_results.json had no
+    # epoch, and an evaluation's eval_results.json was its all_results.json
+    flags = ["--render_trajectory", "none", "--report_to", "none"]
+    out = tmp_path / "run"
+    run_example(monkeypatch, "--max_steps", "2", *flags, "--output_dir", str(out))
+    read = {split: json.loads((out / f"{split}_results.json").read_text()) for split in ("train", "eval", "all")}
+    assert set(read["train"]) == {"train_loss", "train_runtime", "train_samples_per_second", "train_steps_per_second",
+                                  "total_flos", "epoch"}
+    assert {key for key in read["eval"] if not key.startswith("eval_")} == {"epoch"} and "eval_psnr" in read["eval"]
+    assert read["eval"]["epoch"] == read["train"]["epoch"] > 0
+    assert {**read["train"], **read["eval"]}.items() <= read["all"].items()
+    assert {"strategy", "dataset_name", "data_split", "num_gaussians"} <= set(read["all"])  # settings: here only
+    evaluation = tmp_path / "eval"
+    run_example(monkeypatch, "--do_train", "False", *flags, "--model_name_or_path", str(out),
+                "--output_dir", str(evaluation))
+    evaluated = {split: json.loads((evaluation / f"{split}_results.json").read_text()) for split in ("eval", "all")}
+    assert all(key.startswith("eval_") for key in evaluated["eval"]) and "eval_psnr" in evaluated["eval"]
+    assert evaluated["eval"].items() <= evaluated["all"].items()
+    assert {"model_name_or_path", "dataset_name", "rasterize_mode"} <= set(evaluated["all"]) - set(evaluated["eval"])
+    assert not (evaluation / "train_results.json").exists()
 
 
 def test_a_run_whose_results_cannot_be_carded_does_not_claim_an_earlier_runs_card(tmp_path, monkeypatch, caplog):
