@@ -418,6 +418,7 @@ def train(trainer: SplatTrainer, model_args: ModelArguments, scene: dict) -> dic
     """Trains, saves the model and writes the train results, which it returns; ``scene``: the data the results name
     (`described_scene`)."""
     args = trainer.args
+    logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
     train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if args.should_save:  # the model first: nothing that fails below can lose it
         trainer.model.save_pretrained(args.output_dir)
@@ -518,10 +519,7 @@ def main():
             logger.info("Training cameras are evaluated at the corrected poses of %s/%s", folder, POSE_ADJUSTMENT_NAME)
     output_dir = Path(training_args.output_dir)
     described = described_scene(scene_name, split)
-    trained = {}  # an evaluation's train results
-    if training_args.do_train:
-        logger.info("Strategy: %s; coarse-to-fine: %s", trainer.strategy, trainer.coarse_to_fine)
-        trained = train(trainer, model_args, described)
+    trained = train(trainer, model_args, described) if training_args.do_train else {}
     results_files = evaluate(trainer, model_args, described, trained)
     if training_args.do_train:
         trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
