@@ -538,6 +538,8 @@ def main():
             written.append("trajectory.gif")
         else:
             remove_earlier_output(trainer, "trajectory.gif", "video")
+        if training_args.eval_render_images:  # the final evaluation's render|target pairs, as the earlier ones
+            written.append("eval_renders/")
         written += results_files
     if training_args.do_train:
         trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results

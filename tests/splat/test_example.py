@@ -262,6 +262,18 @@ def test_the_run_prints_its_metrics_and_says_where_it_wrote(tmp_path, monkeypatc
         "all_results.json", "eval_results.json", "preview.png"]
 
 
+def test_the_closing_line_names_the_eval_renders_the_run_wrote(tmp_path, monkeypatch, caplog):
+    out = tmp_path / "run"
+    run_example(monkeypatch, "--max_steps", "2", "--render_trajectory", "none", "--report_to", "none",
+                "--eval_render_images", "1", "--output_dir", str(out))
+    assert "Wrote the model, splats.ply, preview.png, eval_renders/, train_results.json" in caplog.text
+    assert [path.name for path in (out / "eval_renders").iterdir()] == ["step-000002.png"]
+    evaluation = tmp_path / "eval"
+    run_example(monkeypatch, "--do_train", "False", "--model_name_or_path", str(out), "--render_trajectory", "none",
+                "--eval_render_images", "1", "--output_dir", str(evaluation))
+    assert f"Wrote preview.png, eval_renders/, eval_results.json, all_results.json to {evaluation}" in caplog.text
+    assert (evaluation / "eval_renders").is_dir()
+
 def test_the_runs_log_is_saved_with_its_final_evaluation(tmp_path, monkeypatch):
     # as transformers' examples do (trainer.save_state): without it the log was only in checkpoint-N, which was saved
     # before the final evaluation, and nowhere under save_strategy "no"
