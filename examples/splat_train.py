@@ -54,10 +54,10 @@ view: render | ground truth), trajectory.gif (a novel-view video along --render_
 all_results.json (train_runtime, epoch, eval_psnr, eval_ssim, num_gaussians, strategy, rasterize_mode, dataset_name,
 data_split; base_model,
 model_name_or_path and model_revision for a run from a model, which keeps its rasterize_mode and background
-unless the flags say otherwise), with the evaluation's
-eval_results.json and eval_renders/, and trainer_state.json (the Trainer's log_history, the final evaluation's entry
-included). An evaluation (--do_train False) writes no model: preview.png,
-trajectory.gif, eval_results.json, eval_renders/ and all_results.json (eval_psnr, eval_ssim, model_name_or_path,
+unless the flags say otherwise), train_results.json (the train_* metrics, total_flos and epoch), eval_results.json
+(the eval_* metrics and epoch), eval_renders/ (under --eval_render_images) and trainer_state.json (the Trainer's
+log_history, the final evaluation's entry included). An evaluation (--do_train False) writes no model: preview.png,
+trajectory.gif, eval_results.json (its eval_* metrics), eval_renders/ and all_results.json (eval_psnr, eval_ssim, model_name_or_path,
 model_revision, dataset_name, data_split, and the rasterize_mode and white_background it rendered with, the model's), into
 an --output_dir that holds no training run.
 Under several processes each rank renders its share of the views and all ranks keep the same
