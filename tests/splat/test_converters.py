@@ -212,6 +212,22 @@ def test_colmap_names_a_binary_image_of_an_empty_name(tmp_path, scene, name):
 
 
 @pytest.mark.parametrize("binary", [True, False])
+def test_colmap_names_the_image_and_file_of_a_name_that_is_not_utf8(tmp_path, scene, binary):
+    write_colmap(scene, tmp_path, binary=False)
+    sparse = tmp_path / "sparse" / "0"
+    images_txt = sparse / "images.txt"
+    images_txt.write_bytes(images_txt.read_bytes().replace(b"00002.png", b"caf\xe9.png"))
+    if binary:  # pycolmap writes the name's bytes as it read them
+        rewrite_model(sparse, True, lambda reconstruction: None)
+    # pycolmap reads the model, and image.name raised a bare UnicodeDecodeError naming no image
+    with pytest.raises(ValueError, match=re.escape(
+            f"COLMAP model {sparse}: image 2 in {sparse / ('images.bin' if binary else 'images.txt')} is named "
+            "b'caf\\xe9.png', which is not UTF-8 (invalid continuation byte at byte 3); COLMAP image names must be "
+            "UTF-8: rename the image file and its entry")):
+        scene_from_colmap(tmp_path)
+
+
+@pytest.mark.parametrize("binary", [True, False])
 def test_colmap_names_an_image_listed_twice(tmp_path, scene, binary):
     write_colmap(scene, tmp_path)
     sparse = tmp_path / "sparse" / "0"

@@ -115,6 +115,19 @@ def _check_cameras_bin_size(sparse_dir: Path, cameras) -> None:
         )
 
 
+def _image_name(image, images_file: Path) -> str:
+    """``image.name``, or an error naming the image and its file when its stored bytes are not UTF-8 (pycolmap
+    decodes them at each read, and offers no others)."""
+    try:
+        return image.name
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"COLMAP model {images_file.parent}: image {image.image_id} in {images_file} is named {error.object!r}, "
+            f"which is not UTF-8 ({error.reason} at byte {error.start}); COLMAP image names must be UTF-8: rename the "
+            "image file and its entry"
+        ) from error
+
+
 def scene_from_colmap(
     folder, images_dir=None, sparse_dir=None, test_every: int | None = LLFF_TEST_EVERY, background=(0.0, 0.0, 0.0),
     masks_dir=None, normalize_world_space: bool = False,
@@ -173,7 +186,8 @@ def scene_from_colmap(
     registered = [reconstruction.images[i] for i in reconstruction.reg_image_ids()]
     if not registered:
         raise ValueError(f"COLMAP model {sparse_dir} has no registered images")
-    registered.sort(key=lambda image: image.name)
+    images_file = sparse_dir / f"images.{model_ext}"
+    registered.sort(key=lambda image: _image_name(image, images_file))
     for previous, image in zip(registered, registered[1:]):  # sorted: images of one name are neighbours
         if image.name == previous.name:
             raise ValueError(
