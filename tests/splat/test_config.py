@@ -6,7 +6,11 @@ import pytest
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from hf_eff.splat.config import TRAINER_OPTIMIZER_DEFAULTS, SplatTrainingArguments
+from hf_eff.splat.config import (
+    RESET_RECOVERY_STEPS,
+    TRAINER_OPTIMIZER_DEFAULTS,
+    SplatTrainingArguments,
+)
 from hf_eff.splat.model import GaussianModel
 from hf_eff.splat.procedural import make_procedural_scene
 from hf_eff.splat.trainer import SplatTrainer
@@ -33,6 +37,50 @@ def test_reset_every_error_names_the_way_to_turn_resets_off_and_that_way_works(t
     built = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=3000, strategy=strategy,
                                    reset_stop_fraction=0).build_strategy()
     assert not any(built.is_reset_step(step) for step in range(3001))
+
+
+def reset_steps(tmp_path, max_steps, **kwargs) -> list[int]:
+    strategy = SplatTrainingArguments(output_dir=str(tmp_path), max_steps=max_steps, **kwargs).build_strategy()
+    return [step for step in range(max_steps + 1) if strategy.is_reset_step(step)]
+
+
+@pytest.mark.parametrize("max_steps, strategy, expected", [
+    # 3DGS's every 3k of 30k, until 15k ('default') or 21k ('g2l'), scaled: the demo's and the benchmark's runs.
+    (1000, "default", [100, 200, 300, 400]),
+    (1000, "g2l", [100, 200, 300, 400, 500, 600]),
+    (1500, "default", [150, 300, 450, 600]),
+    (1500, "g2l", [150, 300, 450, 600, 750, 900]),
+])
+def test_runs_of_1000_steps_and_more_keep_the_paper_reset_steps(tmp_path, max_steps, strategy, expected):
+    assert reset_steps(tmp_path, max_steps, strategy=strategy) == expected
+
+
+@pytest.mark.parametrize("strategy", ["default", "g2l"])
+@pytest.mark.parametrize("max_steps", [40, 60, 90, 120, 200, 400, 999])
+def test_default_resets_leave_each_reset_time_to_recover(tmp_path, strategy, max_steps):
+    # The scaled period alone reset a 40-step run every 4 steps, and a 60-step g2l run 20 steps before its end.
+    steps = reset_steps(tmp_path, max_steps, strategy=strategy)
+    assert all(later - earlier >= RESET_RECOVERY_STEPS for earlier, later in zip([0, *steps], steps))
+    assert all(max_steps - step > 2 * RESET_RECOVERY_STEPS for step in steps)
+
+
+@pytest.mark.parametrize("max_steps, strategy, expected", [
+    (40, "g2l", []),
+    (90, "g2l", []),  # the paper's stop alone (63) would reset at 40
+    (110, "default", []),  # and here (55) at 40
+    (150, "default", [40]),
+    (200, "g2l", [40, 80]),  # and here (140) at 120
+    (200, "default", [40, 80]),
+])
+def test_short_runs_reset_at_the_recovery_floor(tmp_path, max_steps, strategy, expected):
+    assert reset_steps(tmp_path, max_steps, strategy=strategy) == expected
+
+
+def test_explicit_reset_period_or_stop_wins_over_the_recovery_margin(tmp_path):
+    assert reset_steps(tmp_path, 40, strategy="g2l", reset_every=4) == [4, 8, 12, 16, 20, 24]
+    assert reset_steps(tmp_path, 40, strategy="default", reset_every=4) == [4, 8, 12, 16]
+    assert reset_steps(tmp_path, 90, strategy="g2l", reset_every=40) == [40]
+    assert reset_steps(tmp_path, 120, strategy="g2l", reset_stop_fraction=0.9) == [40, 80]
 
 
 @pytest.mark.parametrize("option", [
