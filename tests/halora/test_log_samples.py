@@ -149,16 +149,23 @@ def test_scorer_samples_follow_the_harness():
         next(without_questions.samples(row_scores))
 
 
-@pytest.mark.parametrize("do_train", [True, False])
-def test_example_writes_samples_when_asked(tmp_path, char_tokenizer, do_train):
+def _comparison_run_flags(tmp_path, char_tokenizer, out, do_train, *flags) -> list[str]:
+    """The example's flags for a tiny base model (saved under tmp_path) on 4 training and 3 evaluation questions of the
+    built-in comparison task, one step at most, into ``out``; ``flags`` add to them."""
     base = tmp_path / "base"
     make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(base)
     char_tokenizer.save_pretrained(base)
+    return ["--model_name_or_path", str(base), "--task_name", "comparison", "--train_size", "4", "--eval_size", "3",
+            "--max_length", "64", "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4",
+            "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true",
+            "--do_train", str(do_train), *flags]
+
+
+@pytest.mark.parametrize("do_train", [True, False])
+def test_example_writes_samples_when_asked(tmp_path, char_tokenizer, do_train):
     out = tmp_path / "run"
-    flags = ["--model_name_or_path", str(base), "--task_name", "comparison", "--train_size", "4", "--eval_size", "3",
-             "--max_length", "64", "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4",
-             "--eval_sigmas", "0", "0.02", "--eval_noise_seeds", "2", "--report_to", "none", "--use_cpu",
-             "--save_strategy", "no", "--disable_tqdm", "true", "--do_train", str(do_train)]
+    flags = _comparison_run_flags(tmp_path, char_tokenizer, out, do_train,
+                                  "--eval_sigmas", "0", "0.02", "--eval_noise_seeds", "2")
     results = _load_example().main(flags + ["--log_samples"])
     samples = _read_samples(out / "samples_eval.jsonl")
     assert len(samples) == 3 * (1 + 2)
@@ -255,14 +262,9 @@ def test_noise_seeds_read_as_integers_in_pandas_and_the_noise_free_run_keeps_its
 @pytest.mark.parametrize("do_train", [True, False])
 def test_example_run_without_log_samples_removes_an_earlier_runs_samples(tmp_path, char_tokenizer, caplog, do_train):
     # they were left beside this run's results, and passed for its own
-    base = tmp_path / "base"
-    make_tiny_llama(vocab_size=len(char_tokenizer)).save_pretrained(base)
-    char_tokenizer.save_pretrained(base)
     out = tmp_path / "run"
-    flags = ["--model_name_or_path", str(base), "--task_name", "comparison", "--train_size", "4", "--eval_size", "3",
-             "--max_length", "64", "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "4",
-             "--eval_sigmas", "0", "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--disable_tqdm",
-             "true", "--do_train", str(do_train), "--overwrite_output_dir"]
+    flags = _comparison_run_flags(tmp_path, char_tokenizer, out, do_train, "--eval_sigmas", "0",
+                                  "--overwrite_output_dir")
     _load_example().main([*flags, "--log_samples"])
     assert (out / "samples_eval.jsonl").is_file()
     caplog.set_level("INFO")
