@@ -88,6 +88,7 @@ from hf_eff.grant.tasks import (
     task_loss,
 )
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
+from hf_eff.utils.best_model import reported_metric_names
 from hf_eff.utils.resume import check_resume
 from hf_eff.utils.speed_metrics import SPEED_METRICS
 from hf_eff.utils.training_failures import TrainingFailuresMixin
@@ -309,9 +310,8 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         if metric is None or eval_dataset is None or names_of is None or type(self).evaluate is not GraNTTrainer.evaluate:
             return
         num_targets = self._targets[1] if self._targets is not None else 1
-        names = ["loss", *([] if args.prediction_loss_only else names_of(num_targets)), *SPEED_METRICS]
-        if isinstance(eval_dataset, dict):
-            names = [f"{key}_{name}" for key in eval_dataset for name in names]
+        names = reported_metric_names(
+            ["loss", *([] if args.prediction_loss_only else names_of(num_targets)), *SPEED_METRICS], eval_dataset)
         if metric.removeprefix("eval_") not in names:
             raise ValueError(
                 f"metric_for_best_model (--metric_for_best_model) is {metric!r}, which GraNTTrainer's evaluation does "

@@ -66,7 +66,7 @@ from hf_eff.halora.tasks import (
 )
 from hf_eff.hub.tokens import TokenFreeArgumentsMixin
 from hf_eff.hub.trainer_cards import HubCardTrainerMixin
-from hf_eff.utils.best_model import BestModelArgumentsMixin
+from hf_eff.utils.best_model import BestModelArgumentsMixin, reported_metric_names
 from hf_eff.utils.pinning import CudaPinningArgumentsMixin
 from hf_eff.utils.resume import check_resume
 from hf_eff.utils.speed_metrics import SPEED_METRICS
@@ -197,11 +197,11 @@ class HaLoRATrainingArguments(BestModelArgumentsMixin, TokenFreeArgumentsMixin, 
             )
 
 
-def _cotrainers(trainer_class: type) -> list[type]:
-    """The Trainer classes combined with HaLoRATrainer in ``trainer_class`` (TRL's SFTTrainer in
+def _has_cotrainer(trainer_class: type) -> bool:
+    """Whether ``trainer_class`` combines HaLoRATrainer with another Trainer class (TRL's SFTTrainer in
     ``class T(HaLoRATrainer, SFTTrainer)``)."""
-    return [cls for cls in trainer_class.__mro__ if issubclass(cls, Trainer) and not issubclass(cls, HaLoRATrainer)
-            and cls not in HaLoRATrainer.__mro__]
+    return any(issubclass(cls, Trainer) and not issubclass(cls, HaLoRATrainer) and cls not in HaLoRATrainer.__mro__
+               for cls in trainer_class.__mro__)
 
 
 def check_eval_sigmas(sigmas: list[float], mode: str | None, source: str) -> None:
@@ -379,7 +379,7 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         scorer = getattr(compute_metrics, "__self__", None)
         own_metrics = compute_metrics is None or isinstance(scorer, MultipleChoiceScorer)
         if (metric is None or eval_dataset is None or not own_metrics or not isinstance(args, HaLoRATrainingArguments)
-                or type(self).evaluate is not HaLoRATrainer.evaluate or _cotrainers(type(self))):
+                or type(self).evaluate is not HaLoRATrainer.evaluate or _has_cotrainer(type(self))):
             return
         run = ["loss"]
         if scorer is not None and not args.prediction_loss_only:
@@ -388,12 +388,11 @@ class HaLoRATrainer(TrainingFailuresMixin, HubCardTrainerMixin, Trainer):
         noisy = [sigma_key("", name, sigma, stat).removeprefix("_") for sigma in args.eval_sigmas for name in run
                  for stat in ("mean", "std")]
         names = [*plain, *noisy, *SPEED_METRICS]
-        split_keys = list(eval_dataset) if isinstance(eval_dataset, dict) else [None]
-        reported = [name if key is None else f"{key}_{name}" for key in split_keys for name in names]
-        if metric.removeprefix("eval_") in reported:
+        if metric.removeprefix("eval_") in reported_metric_names(names, eval_dataset):
             return
         levels = ", ".join(sigma_name(sigma) for sigma in args.eval_sigmas)
-        splits = "" if split_keys == [None] else f", each led by its eval_dataset split's key ({', '.join(split_keys)})"
+        splits = (f", each led by its eval_dataset split's key ({', '.join(eval_dataset)})"
+                  if isinstance(eval_dataset, dict) else "")
         raise ValueError(
             f"metric_for_best_model (--metric_for_best_model) is {metric!r}, which HaLoRATrainer's evaluation does not "
             f"report; it reports {', '.join(plain) + ' (the run at sigma 0), ' if plain else ''}"

@@ -78,6 +78,7 @@ from hf_eff.splat.scene import (
     scene_views_masks,
     validate_views_split,
 )
+from hf_eff.utils.best_model import reported_metric_names
 from hf_eff.utils.resume import check_resume, resumed_checkpoint
 from hf_eff.utils.training_failures import unreadable_best_weights_error, unreadable_weights_error
 
@@ -1683,10 +1684,10 @@ def _check_metric_for_best_model(metric: str | None, eval_dataset, defaulted: bo
                 f"(splits {', '.join(map(repr, eval_dataset))}): set it to the split's, "
                 f"{' or '.join(repr(f'{key}_{metric}') for key in eval_dataset)}"
             )
-        valid = [f"{key}_{name}" for key in eval_dataset for name in EVAL_METRICS]
         where = f"evaluation metrics for the eval_dataset splits {', '.join(map(repr, eval_dataset))}"
     else:
-        valid, where = list(EVAL_METRICS), "evaluation metrics"
+        where = "evaluation metrics"
+    valid = reported_metric_names(EVAL_METRICS, eval_dataset)
     if metric.removeprefix("eval_") not in valid:
         raise ValueError(
             f"SplatTrainingArguments.metric_for_best_model={metric!r} is not among SplatTrainer's {where}: "

@@ -10,6 +10,14 @@ from __future__ import annotations
 LOWER_IS_BETTER_WORDS = ("loss", "mae", "rmse", "mse")
 
 
+def reported_metric_names(names, eval_dataset) -> list[str]:
+    """The metric names (without eval_) an evaluation reporting ``names`` gives: with a dict eval_dataset, each split's
+    ``<key>_<name>``, as Trainer.evaluate prefixes them; by which the trainers check metric_for_best_model."""
+    if isinstance(eval_dataset, dict):
+        return [f"{key}_{name}" for key in eval_dataset for name in names]
+    return list(names)
+
+
 def lower_is_better(metric: str) -> bool:
     """Whether `metric` is an error: one of its words is in LOWER_IS_BETTER_WORDS (e.g.
     "mae_dipole", "eval_validation_mae" of a dict of eval sets, "loss_sigma_0.02_mean"), or it
