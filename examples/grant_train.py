@@ -1144,7 +1144,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation's metrics included
         trainer.save_model()  # after the results: with --push_to_hub it pushes the card of the results above
         # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
-        card = ["README.md"] if save_local_model_card(trainer) or training_args.push_to_hub else []
+        card = ["README.md"] if save_local_model_card(trainer) else []
         written = ["the model", *written, "trainer_state.json", *card]
     if predictions is not None:
         save_predictions(trainer, predictions)  # after the push: the predicted graphs are not uploaded with the model

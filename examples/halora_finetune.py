@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation under noise included
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
     # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
-    card = ["README.md"] if save_local_model_card(trainer) or training_args.push_to_hub else []
+    card = ["README.md"] if save_local_model_card(trainer) else []
     log_written(logger, trainer, ["the adapter", "the tokenizer", *results_files, "trainer_state.json", *samples,
                                   *card])
     return results

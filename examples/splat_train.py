@@ -544,8 +544,7 @@ def main():
     if training_args.do_train:
         trainer.save_model()  # again, last: with --push_to_hub it pushes the .ply, the preview and the card of the results
         # the card a push writes, for a run kept local; a push wrote it itself (save_model above)
-        wrote_card = save_local_model_card(trainer) or training_args.push_to_hub
-        if written and wrote_card:  # a README.md of an earlier run is not this run's
+        if written and save_local_model_card(trainer):  # a README.md of an earlier run is not this run's
             written.append("README.md")
     log_written(logger, trainer, written)
 

@@ -73,10 +73,12 @@ def log_written(log: logging.Logger, trainer: Trainer, written: list[str]) -> No
 def save_local_model_card(trainer: Trainer) -> bool:
     """As transformers' examples do when not pushing: the card a push writes, as README.md of output_dir.
     Results a card cannot report (a non-finite metric) leave the finished run without one, and say why;
-    a push refuses them. Returns whether it wrote the card (only the main process does), so that a README.md
-    left by an earlier run is not taken for this run's."""
-    if trainer.args.push_to_hub or not trainer.is_world_process_zero():
+    a push refuses them. Returns whether output_dir holds this run's card, written here or by the push (only the main
+    process writes either), so that a README.md left by an earlier run is not taken for this run's."""
+    if not trainer.is_world_process_zero():
         return False
+    if trainer.args.push_to_hub:
+        return True
     try:
         trainer.create_model_card()
     except NonFiniteMetricError as error:
