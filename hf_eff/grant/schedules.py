@@ -109,14 +109,16 @@ def batches_per_process(
 
 def check_selection_can_drop_graphs(
     num_graphs: int, batch_size: int, start_ratio: float, variant: str, strata_sizes: list[int] | None = None
-) -> None:
+) -> tuple[int, int] | None:
     """Refuses a run whose first (hence smallest) selection keeps every graph: it would log GraNT's ratios
-    while training on the full set. `plan_epochs` refuses it; a script can ask before it writes anything."""
+    while training on the full set. `plan_epochs` refuses it; a script can ask before it writes anything.
+    Returns the units (graphs, or batches for GraNT(B)) the first selection keeps and of how many; None where
+    start_ratio >= 1 (no selection)."""
     if start_ratio >= 1:
-        return
+        return None
     kept, of = kept_units(num_graphs, batch_size, start_ratio, variant, strata_sizes)
     if kept < of:
-        return
+        return kept, of
     if num_graphs == 1:
         raise ValueError(
             "the training set is a single graph, and GraNT selects whole graphs: it has none to leave out, so it "
@@ -147,13 +149,10 @@ def check_selection_can_drop_graphs(
 
 
 def _warn_of_a_first_selection_above_start_ratio(
-    num_graphs: int, batch_size: int, start_ratio: float, variant: str, strata_sizes: list[int] | None
+    kept: int, of: int, start_ratio: float, variant: str, strata_sizes: list[int] | None
 ) -> None:
     """Warns where the first selection keeps at least twice start_ratio's share (it keeps at least one unit)."""
-    if start_ratio >= 1:
-        return
-    kept, of = kept_units(num_graphs, batch_size, start_ratio, variant, strata_sizes)
-    if kept < of and kept / of >= 2 * start_ratio:
+    if kept / of >= 2 * start_ratio:
         logger.warning(
             "GraNT's first selection keeps %d of the %d %s (%.0f%%), not start_ratio=%g of them: it keeps at least "
             "one %s. Use %s to teach start_ratio's share.",
@@ -189,8 +188,9 @@ def plan_epochs(
     `strata_sizes`: the class sizes of stratified selection. A run whose first selection would keep every
     graph is refused (one training graph, GraNT(B) on one batch, GraNT(S) on batches of one graph): it would
     teach every graph at every ratio; one keeping at least twice start_ratio's share is warned of."""
-    check_selection_can_drop_graphs(num_graphs, batch_size, start_ratio, variant, strata_sizes)
-    _warn_of_a_first_selection_above_start_ratio(num_graphs, batch_size, start_ratio, variant, strata_sizes)
+    first = check_selection_can_drop_graphs(num_graphs, batch_size, start_ratio, variant, strata_sizes)
+    if first is not None:
+        _warn_of_a_first_selection_above_start_ratio(*first, start_ratio, variant, strata_sizes)
     reselect = set(reselection_epochs(num_epochs, start_ratio, reselect_schedule, interval_start, interval_end))
     plan, ratio = [], 1.0
     for epoch in range(num_epochs):
