@@ -557,12 +557,14 @@ def warn_unless_held_out(adapter: str, recorded: list[dict], split: dict, data_a
                        "those it held out", ", ".join(differing), adapter, data, own_split, revision)
 
 
-def remove_earlier_samples(trainer: HaLoRATrainer) -> None:
-    """Without --log_samples, removes the samples_eval.jsonl an earlier run left in --output_dir once this run's
-    evaluation succeeded: beside this run's results it would pass for this run's questions (with --log_samples the
-    evaluation rewrote it)."""
-    if not trainer.args.log_samples:
-        remove_earlier_output(trainer, trainer.samples_path().name, "samples")
+def samples_written(trainer: HaLoRATrainer) -> list[str]:
+    """The samples file this run's evaluation wrote (--log_samples), for the closing line. Without it, removes the
+    one an earlier run left in --output_dir once this run's evaluation succeeded: beside this run's results it would
+    pass for this run's questions."""
+    if trainer.args.log_samples:
+        return [trainer.samples_path().name]
+    remove_earlier_output(trainer, trainer.samples_path().name, "samples")
+    return []
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -607,13 +609,12 @@ def main(argv: list[str] | None = None) -> dict:
                      dataset_config_name=data_args.dataset_config_name, dataset_revision=data_args.dataset_revision,
                      dataset_commit=data_args.dataset_commit, eval_questions=len(evaluation), data_split=split)
 
-    samples = ["samples_eval.jsonl"] if training_args.log_samples else []  # written by the evaluation
     if not training_args.do_train:
         logger.info("Evaluating %s on %s: %d questions", model_args.adapter_name_or_path or model_args.model_name_or_path,
                     dataset_name, len(evaluation))
         trainer, results = evaluate_under_noise(model, tokenizer, evaluation, training_args, data_args.max_length)
         results.update(method=model_args.method, **evaluated)
-        remove_earlier_samples(trainer)
+        samples = samples_written(trainer)
         log_written(logger, trainer, [*save_all_results(trainer, results), *samples])
         return results
 
@@ -627,7 +628,7 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
     results.update(train_questions=len(train), **evaluated)
-    remove_earlier_samples(trainer)
+    samples = samples_written(trainer)
     results_files = save_all_results(trainer, results)
     trainer.save_state()  # trainer_state.json: the run's log_history, its final evaluation under noise included
     trainer.save_model()  # last: with --push_to_hub it pushes the tokenizer and the card of the results above
