@@ -107,6 +107,7 @@ from hf_eff.grant import (
     GrantGCN,
     GraNTTrainer,
     GraNTTrainingArguments,
+    GraphTask,
     ValidationCurveCallback,
     check_graph_dataset,
     class_names,
@@ -131,6 +132,7 @@ from hf_eff.grant.data import (
     load_smiles_table,
     renumber_classes,
     split_off_validation,
+    targets_per_unit,
 )
 from hf_eff.grant.metrics import best_value, metrics_for, primary_metric
 from hf_eff.grant.predictions import check_prediction_names, predictions_table
@@ -795,19 +797,14 @@ def check_splits_agree(splits: datasets.DatasetDict, task: str, data: str) -> No
     """Refuses a validation or test split (of a saved DatasetDict or a Hub dataset's splits) whose node features or
     targets per graph (a node task's: per node) differ from the train split's, naming it: GraNTTrainer refuses the
     test split only when it evaluates it, after training, in a --output_dir the Trainer has created."""
-    level = task.split("_")[0]
-
-    def shape(split: datasets.Dataset) -> tuple[int | None, int]:
-        first = split.with_format(None).select_columns(["y", "num_nodes"])[0]
-        return feature_widths(split)[0], int(np.size(first["y"])) // (int(first["num_nodes"]) if level == "node" else 1)
-
-    x_width, targets = shape(splits["train"])
+    level = GraphTask(task).level
+    x_width, targets = feature_widths(splits["train"])[0], targets_per_unit(splits["train"], level)
     for role in ("validation", "test"):
-        x_other, targets_other = shape(splits[role])
+        x_other, targets_other = feature_widths(splits[role])[0], targets_per_unit(splits[role], level)
         if None not in (x_width, x_other) and x_other != x_width:
             raise ValueError(f"{data} ({role} split): node features x have {x_other} columns, the train split's "
                              f"{x_width}; build its graphs' x as the training graphs' are")
-        if targets_other != targets:
+        if None not in (targets, targets_other) and targets_other != targets:
             raise ValueError(f"{data} ({role} split): y holds {targets_other} target(s) per {level}, the train split's "
                              f"{targets}; give every split the same targets per {level}")
 

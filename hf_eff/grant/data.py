@@ -942,6 +942,15 @@ def feature_widths(dataset: datasets.Dataset) -> tuple[int | None, int | None]:
     return width("x"), width("edge_attr")
 
 
+def targets_per_unit(dataset: datasets.Dataset, level: str) -> int | None:
+    """The targets y holds per graph (``level`` "node": per node), read from the first graph, as `check_graph_dataset`
+    checks every graph holds as many; None for a dataset without y or rows."""
+    if "y" not in dataset.column_names or len(dataset) == 0:
+        return None
+    first = dataset.with_format(None).select_columns(["y", "num_nodes"])[0]
+    return int(np.size(first["y"])) // (int(first["num_nodes"]) if level == "node" else 1)
+
+
 def check_graph_columns(dataset: datasets.Dataset, name: str = "dataset", labelled: bool = True) -> list[str]:
     """The graph columns `check_graph_dataset` reads (`REQUIRED_COLUMNS`, without y unless `labelled`); a
     `MissingColumnError` naming ``name`` and the missing ones when the dataset lacks any."""

@@ -32,7 +32,6 @@ import os
 import time
 
 import datasets
-import numpy as np
 import torch
 from huggingface_hub import ModelHubMixin
 from safetensors import SafetensorError, safe_open
@@ -59,7 +58,12 @@ from hf_eff.grant.collator import (
     model_prediction,
 )
 from hf_eff.grant.config import GraNTTrainingArguments
-from hf_eff.grant.data import check_graph_dataset, feature_widths, largest_class_id
+from hf_eff.grant.data import (
+    check_graph_dataset,
+    feature_widths,
+    largest_class_id,
+    targets_per_unit,
+)
 from hf_eff.grant.metrics import metrics_for
 from hf_eff.grant.schedules import (
     EpochPlan,
@@ -396,10 +400,9 @@ another gradient_accumulation_steps than its checkpoint was saved with is refuse
         per graph (a node task's: per node) differ from those of the trainer's first labelled dataset, before the model
         fails on them (or an evaluation after training does); with `keep`, the first such count becomes the
         reference."""
-        if "y" not in dataset.column_names or len(dataset) == 0:
+        targets = targets_per_unit(dataset, self.task.level)
+        if targets is None:
             return
-        first = dataset.with_format(None).select_columns(["y", "num_nodes"])[0]
-        targets = int(np.size(first["y"])) // (first["num_nodes"] if self.task.level == "node" else 1)
         if self._targets is None:
             if keep:
                 self._targets = (name, targets)
